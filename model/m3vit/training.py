@@ -1,0 +1,188 @@
+"""Multi-task training: seeded, resumable, single process on CPU or DDP under torchrun.
+
+Data order comes from ``DistributedSampler`` (also with one process), reseeded each epoch, so a
+run resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen;
+together with the saved RNG state, resuming reproduces the uninterrupted weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .configs import ModelConfig
+from .losses import MultiTaskLoss
+from .model import M3ViT
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    task_weights: dict[str, float] = field(default_factory=dict)
+    weighting: str = "fixed"
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0
+    save_every_steps: int = 0  # 0: only at each epoch end
+    max_steps: int = 0  # 0: run all epochs (used to stop early, e.g. to test resume)
+
+
+class MultiTaskObjective(nn.Module):
+    """One forward = every task's prediction and loss, so DDP sees a single forward per step."""
+
+    def __init__(self, model: M3ViT, criterion: MultiTaskLoss, balance_weight: float):
+        super().__init__()
+        self.model, self.criterion, self.balance_weight = model, criterion, balance_weight
+
+    def forward(self, images: torch.Tensor, targets: dict[str, torch.Tensor]):
+        total = images.new_zeros(())
+        logs: dict[str, torch.Tensor] = {}
+        balance_sum = images.new_zeros(())
+        for task in self.model.cfg.task_names:
+            pred, balance = self.model(images, task, return_aux=True)
+            weighted, raw = self.criterion(task, pred, targets[task])
+            total = total + weighted + self.balance_weight * balance
+            balance_sum = balance_sum + balance.detach()
+            logs[task] = raw
+        logs["balance"] = balance_sum
+        return total, logs
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def distributed_context() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group when run by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int):
+    warmup = max(1, min(warmup, total - 1)) if total > 1 else 1
+    return torch.optim.lr_scheduler.SequentialLR(
+        optimizer,
+        [torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.05, total_iters=warmup),
+         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1))],
+        milestones=[warmup],
+    )
+
+
+def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir: str | Path,
+          resume: str | Path | None = None, progress: bool = True) -> dict:
+    """Train ``cfg`` on ``train_set``; writes ``last.pt`` and ``history.jsonl`` under ``out_dir``."""
+    rank, world, local_rank = distributed_context()
+    device = settings.device
+    if device == "cuda" and world > 1:
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
+    out_dir = Path(out_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(settings.seed)
+    model = M3ViT(cfg).to(device)
+    criterion = MultiTaskLoss(cfg.tasks, settings.task_weights, settings.weighting).to(device)
+    objective = MultiTaskObjective(model, criterion, cfg.balance_loss_weight)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=settings.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // settings.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training samples over {world} process(es) do not fill one "
+                         f"batch of {settings.batch_size}; use more data or a smaller --batch-size")
+    total_steps = steps_per_epoch * settings.epochs
+    scheduler = make_scheduler(optimizer, settings.warmup_steps, total_steps)
+
+    step = 0
+    if resume is not None:
+        payload = read_checkpoint(resume)
+        if payload["config"] != cfg.to_dict():
+            raise CheckpointError(f"cannot resume from {resume}: it was trained with a different model config")
+        model.load_state_dict(payload["model"])
+        criterion.load_state_dict(payload["criterion"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        step = int(payload["step"])
+        torch.set_rng_state(payload["rng"]["torch"])
+
+    runner: nn.Module = objective
+    if world > 1:
+        # Unselected experts get no gradient in a step, hence find_unused_parameters.
+        runner = DistributedDataParallel(objective, device_ids=[local_rank] if device.startswith("cuda") else None,
+                                         find_unused_parameters=True)
+
+    history_path = out_dir / "history.jsonl"
+    if rank == 0 and resume is None and history_path.exists():
+        history_path.unlink()
+    stop_at = min(total_steps, settings.max_steps) if settings.max_steps else total_steps
+    bar = tqdm(total=stop_at, initial=step, desc=f"train {cfg.name}", disable=not progress or rank != 0)
+    start = time.time()
+    objective.train()
+
+    def checkpoint(epoch: int) -> None:
+        if rank == 0:
+            save_checkpoint(out_dir / "last.pt", model, criterion=criterion.state_dict(),
+                            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step,
+                            epoch=epoch, rng={"torch": torch.get_rng_state()}, settings=asdict(settings))
+
+    while step < stop_at:
+        epoch, skip = divmod(step, steps_per_epoch)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)[skip * settings.batch_size:]
+        loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=indices, drop_last=True,
+                            num_workers=settings.workers)
+        for batch in loader:
+            batch = _to(batch, device)
+            loss, logs = runner(batch.pop("image"), batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip > 0:
+                nn.utils.clip_grad_norm_(objective.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            record = {"step": step, "epoch": epoch, "loss": float(loss.detach()),
+                      "lr": scheduler.get_last_lr()[0], **{k: float(v) for k, v in logs.items()}}
+            if rank == 0:
+                with history_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "epoch", "lr")})
+                bar.update(1)
+            if settings.save_every_steps and step % settings.save_every_steps == 0:
+                checkpoint(epoch)
+            if step >= stop_at:
+                break
+        checkpoint(step // steps_per_epoch)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return {"steps": step, "total_steps": total_steps, "seconds": time.time() - start,
+            "checkpoint": str(out_dir / "last.pt"), "world_size": world}
