@@ -157,8 +157,11 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
         epoch, skip = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch)
         indices = list(sampler)[skip * settings.batch_size:]
+        # The loader draws its worker base seed from its own generator, not the global RNG, so
+        # a resumed run's router noise continues exactly where the interrupted run left off.
         loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=indices, drop_last=True,
-                            num_workers=settings.workers)
+                            num_workers=settings.workers,
+                            generator=torch.Generator().manual_seed(settings.seed * 100_003 + epoch))
         for batch in loader:
             batch = _to(batch, device)
             loss, logs = runner(batch.pop("image"), batch)

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ..configs import ModelConfig
-from .real import CityscapesMT, DatasetError, NYUDMT, PascalContextMT
+from .real import NYUDMT, CityscapesMT, DatasetError, PascalContextMT
 from .synthetic import SyntheticScenes
 
 DATASETS = ("synthetic", "cityscapes", "nyud", "pascal")

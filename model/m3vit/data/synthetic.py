@@ -142,7 +142,7 @@ def _draw_object(rng, xs, ys, focal, horizon, width, height, depth, label, norma
             tex = 0.8 + 0.2 * np.sign(np.sin(rel_y * 12.0))
         else:
             inside = (rel_y >= 0) & (rel_y <= 1) & (np.abs(rel_x) <= 1)
-            obj_normals = np.broadcast_to(np.array([0.0, 0.0, -1.0], np.float32), xs.shape + (3,))
+            obj_normals = np.broadcast_to(np.array([0.0, 0.0, -1.0], np.float32), (*xs.shape, 3))
             obj_depth = np.full_like(xs, z)
             world_y = (ys - top) / scale
             world_x = (xs - x_centre) / scale

@@ -1,0 +1,80 @@
+"""m3vit-quantize: calibrate a checkpoint to the fixed-point contract, measure fidelity, export the pack.
+
+    m3vit-quantize --checkpoint build/demo/train/last.pt --mode w8a8 --out build/demo/quant
+
+Writes under --out: ``model.m3vpack`` + ``model.json`` (the weight pack and manifest),
+``fidelity.json`` (integer reference vs float model on held-out data) and ``accumulators.json``
+(the worst-case accumulator width of every layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import CheckpointError, load_model
+from ..data import DatasetError, build_dataset
+from ..quant.fidelity import measure
+from ..quant.pack import PackError, write_pack
+from ..quant.params import accumulator_bounds
+from ..quant.quantize import QuantizedModel, calibrate
+from ..quant.spec import MODES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="m3vit-quantize", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--mode", choices=sorted(MODES), default="w8a8")
+    p.add_argument("--out", default="build/quant")
+    p.add_argument("--data", default="synthetic", choices=["synthetic", "cityscapes", "nyud", "pascal"])
+    p.add_argument("--data-root")
+    p.add_argument("--calib-samples", type=int, default=64, help="training images used for calibration")
+    p.add_argument("--val-samples", type=int, default=128, help="held-out images for the fidelity figure")
+    p.add_argument("--no-fidelity", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict:
+    model, _ = load_model(args.checkpoint)
+    model.eval()
+    cfg = model.cfg
+    calib = build_dataset(args.data, "train", cfg, args.data_root, args.calib_samples)
+    n = min(args.calib_samples, len(calib))
+    images = torch.stack([calib[i]["image"] for i in range(n)]).numpy()
+    spec = calibrate(model, images, args.mode)
+    qmodel = QuantizedModel.build(model, spec)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bin_path, manifest_path = write_pack(qmodel, out)
+    bounds = accumulator_bounds(qmodel.iparams, spec, cfg)
+    (out / "accumulators.json").write_text(json.dumps(bounds, indent=1) + "\n")
+    summary = {"pack": str(bin_path), "manifest": str(manifest_path), "mode": args.mode,
+               "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
+    if not args.no_fidelity:
+        val = build_dataset(args.data, "val", cfg, args.data_root, args.val_samples)
+        fid = measure(qmodel, val)
+        (out / "fidelity.json").write_text(json.dumps(fid, indent=1) + "\n")
+        summary["fidelity"] = {t: {k: v for k, v in r.items() if k not in ("float", "integer")}
+                               for t, r in fid["tasks"].items()}
+        summary["goals"] = fid["goals"]
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except (KeyError, ValueError, DatasetError, CheckpointError, PackError) as exc:
+        print(f"m3vit-quantize: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Backbone parameters as the accelerator sees them: folded floats, then integers.
+
+Folding (exact in real arithmetic, so the float twin equals the PyTorch model):
+- attention: q weights and bias are multiplied by head_dim^-0.5 · log2(e), so Q·Kᵀ is directly a
+  base-2 logit and softmax needs only 2^x;
+- routers: gate matrices (and the task-embedding bias) are multiplied by log2(e) for the same
+  reason; the task-embedding router becomes a per-task matrix plus bias;
+- the patch-embedding convolution becomes a matrix over flattened 16x16x3 patches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..model import M3ViT
+from .fixed import quantize, quantize_at
+from .intops import LN_NORM_FRAC
+from .spec import QuantSpec, weight_names
+
+LOG2E = 1.0 / math.log(2.0)
+
+
+def float_params(model: M3ViT) -> dict[str, np.ndarray]:
+    cfg = model.cfg
+    sd = {k: v.detach().double().numpy() for k, v in model.backbone.state_dict().items()}
+    d = cfg.dim
+    p = {
+        "patch.w": sd["patch_embed.proj.weight"].reshape(d, -1),
+        "patch.b": sd["patch_embed.proj.bias"],
+        "cls": sd["cls_token"].reshape(d),
+        "pos": sd["pos_embed"].reshape(cfg.num_tokens, d),
+    }
+    q_scale = cfg.head_dim**-0.5 * LOG2E
+    for i in range(cfg.depth):
+        b, o = f"blocks.{i}", f"l{i}"
+        p[f"{o}.ln1.g"], p[f"{o}.ln1.b"] = sd[f"{b}.norm1.weight"], sd[f"{b}.norm1.bias"]
+        p[f"{o}.ln2.g"], p[f"{o}.ln2.b"] = sd[f"{b}.norm2.weight"], sd[f"{b}.norm2.bias"]
+        wqkv, bqkv = sd[f"{b}.attn.qkv.weight"], sd[f"{b}.attn.qkv.bias"]
+        p[f"{o}.q.w"], p[f"{o}.q.b"] = wqkv[:d] * q_scale, bqkv[:d] * q_scale
+        p[f"{o}.k.w"], p[f"{o}.k.b"] = wqkv[d : 2 * d], bqkv[d : 2 * d]
+        p[f"{o}.v.w"], p[f"{o}.v.b"] = wqkv[2 * d :], bqkv[2 * d :]
+        p[f"{o}.proj.w"], p[f"{o}.proj.b"] = sd[f"{b}.attn.proj.weight"], sd[f"{b}.attn.proj.bias"]
+        if cfg.is_moe(i):
+            p[f"{o}.e1.w"], p[f"{o}.e1.b"] = sd[f"{b}.mlp.w1"], sd[f"{b}.mlp.b1"]
+            p[f"{o}.e2.w"], p[f"{o}.e2.b"] = sd[f"{b}.mlp.w2"], sd[f"{b}.mlp.b2"]
+            layer = model.backbone.blocks[i].mlp
+            gates, biases = [], []
+            with torch.no_grad():
+                for t in range(len(cfg.tasks)):
+                    w, bias = layer.gate_params(t)
+                    gates.append(w.double().numpy().T * LOG2E)  # [E, D]
+                    biases.append(np.zeros(cfg.num_experts) if bias is None else bias.double().numpy() * LOG2E)
+            p[f"{o}.gate.w"], p[f"{o}.gate.b"] = np.stack(gates), np.stack(biases)
+        else:
+            p[f"{o}.fc1.w"], p[f"{o}.fc1.b"] = sd[f"{b}.mlp.fc1.weight"], sd[f"{b}.mlp.fc1.bias"]
+            p[f"{o}.fc2.w"], p[f"{o}.fc2.b"] = sd[f"{b}.mlp.fc2.weight"], sd[f"{b}.mlp.fc2.bias"]
+    return p
+
+
+def weight_ranges(params: dict[str, np.ndarray], names: list[str]) -> dict[str, float]:
+    return {n: float(np.abs(params[n]).max()) for n in names}
+
+
+# Which activation feeds each weighted op: the accumulator's fractional bits are in + weight.
+def _linear_inputs(cfg) -> dict[str, str]:
+    inputs = {"patch": "image"}
+    for i in range(cfg.depth):
+        o = f"l{i}"
+        inputs.update({f"{o}.q": f"{o}.ln1", f"{o}.k": f"{o}.ln1", f"{o}.v": f"{o}.ln1", f"{o}.proj": f"{o}.attn"})
+        if cfg.is_moe(i):
+            inputs.update({f"{o}.gate": f"{o}.ln2", f"{o}.e1": f"{o}.ln2", f"{o}.e2": f"{o}.egelu"})
+        else:
+            inputs.update({f"{o}.fc1": f"{o}.ln2", f"{o}.fc2": f"{o}.gelu"})
+    return inputs
+
+
+def accumulator_frac(spec: QuantSpec, cfg, op: str) -> int:
+    return spec.activations[_linear_inputs(cfg)[op]].frac + spec.weights[f"{op}.w"].frac
+
+
+def int_params(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, np.ndarray]:
+    """Integer weights in their formats; biases at their accumulator's fractional bits."""
+    mode = spec.mode
+    out: dict[str, np.ndarray] = {}
+    for name in weight_names(cfg):
+        out[name] = quantize(params[name], spec.weights[name])
+    for op in _linear_inputs(cfg):
+        out[f"{op}.b"] = quantize_at(params[f"{op}.b"], accumulator_frac(spec, cfg, op), mode.bias_bits)
+    patch_frac = accumulator_frac(spec, cfg, "patch")
+    out["pos"] = quantize_at(params["pos"][1:], patch_frac, mode.bias_bits)  # added in the patch accumulator
+    out["cls"] = quantize(params["cls"] + params["pos"][0], spec.activations["embed"])
+    for i in range(cfg.depth):
+        for ln in ("ln1", "ln2"):
+            g = spec.weights[f"l{i}.{ln}.g"]
+            out[f"l{i}.{ln}.b"] = quantize_at(params[f"l{i}.{ln}.b"], LN_NORM_FRAC + g.frac, mode.bias_bits)
+    return out
+
+
+def accumulator_bounds(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, dict]:
+    """Worst-case accumulator magnitude of every weighted op, from the actual integer weights.
+
+    Bound = max over output rows of Σ|w| · max|x| + |b|, with max|x| the input format's full
+    range: no input in that format can overflow it. Reported in bits (sign included).
+    """
+    report = {}
+    for op, src in _linear_inputs(cfg).items():
+        w = np.abs(iparams[f"{op}.w"]).astype(np.float64)
+        xmax = 2.0 ** (spec.activations[src].bits - 1)
+        rows = w.sum(axis=-1)  # Σ|w| per output (and per expert / task)
+        b = np.abs(iparams[f"{op}.b"]).astype(np.float64)
+        bound = float((rows * xmax + (b if b.shape == rows.shape else 0)).max())
+        if op == "patch":
+            bound += float(np.abs(iparams["pos"]).max())
+        bits = math.ceil(math.log2(bound + 1)) + 1
+        report[op] = {"bound": bound, "bits": bits, "fits": bits <= spec.mode.acc_bits}
+    return report
+
+
+def int_param_names(cfg) -> list[str]:
+    """Names of every integer tensor :func:`int_params` produces, in its order."""
+    names = list(weight_names(cfg)) + [f"{op}.b" for op in _linear_inputs(cfg)] + ["pos", "cls"]
+    return names + [f"l{i}.{ln}.b" for i in range(cfg.depth) for ln in ("ln1", "ln2")]

@@ -1,0 +1,74 @@
+"""Post-training calibration and the quantized model the toolkit hands to the accelerator.
+
+Calibration runs the float twin (``FloatArith``) over calibration images for every task, keeps
+each point's largest magnitude, and turns ranges into power-of-two formats
+(:func:`m3vit.quant.fixed.format_for`). Nothing is hand-tuned: a model whose QKV biases reach ±51
+simply gets a coarser format at that point.
+
+The split with the host (NUMERICS.md §6): the accelerator computes patch embedding and all
+blocks in integers; the host dequantizes the final tokens and runs the task head in float
+(LayerNorm, small convolutions, bilinear resizing: cheap on the board's ARM cores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model import M3ViT
+from .params import accumulator_bounds, float_params, int_params, weight_ranges
+from .reference import FloatArith, IntArith, run_backbone
+from .spec import PrecisionMode, QuantSpec, get_mode, weight_names
+
+
+def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMode | str,
+              batch_size: int = 16) -> QuantSpec:
+    """Formats for every point from the ranges seen on ``images`` (all tasks)."""
+    mode = get_mode(mode) if isinstance(mode, str) else mode
+    cfg = model.cfg
+    params = float_params(model)
+    arith = FloatArith(params, cfg.ln_eps)
+    images = np.asarray(images, dtype=np.float64)
+    for t in range(len(cfg.tasks)):
+        for start in range(0, len(images), batch_size):
+            run_backbone(arith, cfg, images[start : start + batch_size], t)
+    return QuantSpec.from_ranges(cfg, mode, dict(arith.ranges), weight_ranges(params, weight_names(cfg)))
+
+
+@dataclass
+class QuantizedModel:
+    """Integer backbone (the accelerator's job) plus the float model's heads (the host's job)."""
+
+    model: M3ViT  # the float model: its heads run on the host
+    spec: QuantSpec
+    iparams: dict[str, np.ndarray]
+
+    @classmethod
+    def build(cls, model: M3ViT, spec: QuantSpec) -> QuantizedModel:
+        model.eval()
+        iparams = int_params(float_params(model), spec, model.cfg)
+        bounds = accumulator_bounds(iparams, spec, model.cfg)
+        over = {k: v["bits"] for k, v in bounds.items() if not v["fits"]}
+        if over:
+            raise ValueError(f"accumulators of {over} exceed the {spec.mode.acc_bits}-bit hardware accumulator")
+        return cls(model, spec, iparams)
+
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    def tokens(self, images, task: str, dump: bool = False) -> tuple[np.ndarray, IntArith]:
+        """Final tokens [B, N, D] as floats (dequantized) and the arithmetic holding any dumps."""
+        arith = IntArith(self.iparams, self.spec, self.cfg, dump=dump)
+        out = run_backbone(arith, self.cfg, np.asarray(images, dtype=np.float64), self.cfg.task_index(task))
+        return out, arith
+
+    @torch.no_grad()
+    def predict(self, images, task: str) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):
+            self.model.check_images(images)
+            images = images.numpy()
+        tokens, _ = self.tokens(images, task)
+        return self.model.heads[task](torch.from_numpy(tokens).float())

@@ -1,0 +1,218 @@
+"""The accelerator's forward pass, written once over two arithmetics.
+
+``run_backbone`` is the dataflow of the accelerator (patch embedding → blocks → final tokens,
+with patch-reordered MoE). It runs on
+- ``FloatArith``: float64 on the folded parameters; equals the PyTorch model (tested) and records
+  each point's range for calibration;
+- ``IntArith``: the bit-exact integer reference of the numerics contract — the golden for the
+  HLS C++ and the RTL — with optional per-point dumps.
+
+Tensors are [B, N, D] (a batch of token matrices); MoE flattens the batch to [B·N, D].
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+from scipy.special import erf
+
+from ..configs import ModelConfig
+from . import intops
+from .fixed import QFormat, dequantize, quantize, requantize
+from .params import accumulator_frac
+from .spec import QuantSpec
+
+
+def image_to_patches(images: np.ndarray, patch: int) -> np.ndarray:
+    """[B, C, H, W] → [B, num_patches, C·P·P] in the conv weight's (C, ky, kx) order, row-major grid."""
+    b, c, h, w = images.shape
+    x = images.reshape(b, c, h // patch, patch, w // patch, patch)
+    return x.transpose(0, 2, 4, 1, 3, 5).reshape(b, (h // patch) * (w // patch), c * patch * patch)
+
+
+class FloatArith:
+    """float64 arithmetic; ``ranges`` collects max |x| per point for calibration."""
+
+    def __init__(self, params: dict[str, np.ndarray], eps: float):
+        self.p, self.eps = params, eps
+        self.ranges: dict[str, float] = defaultdict(float)
+
+    def _rec(self, name: str, x: np.ndarray) -> np.ndarray:
+        if x.size:
+            self.ranges[name] = max(self.ranges[name], float(np.abs(x).max()))
+        return x
+
+    def input(self, name, images):
+        return self._rec(name, np.asarray(images, dtype=np.float64))
+
+    def embed(self, name, patches):
+        x = patches @ self.p["patch.w"].T + self.p["patch.b"] + self.p["pos"][1:]
+        cls = np.broadcast_to(self.p["cls"] + self.p["pos"][0], (x.shape[0], 1, x.shape[2]))
+        return self._rec(name, np.concatenate([cls, x], axis=1))
+
+    def layernorm(self, name, x, prefix):
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return self._rec(name, (x - mu) / np.sqrt(var + self.eps) * self.p[f"{prefix}.g"] + self.p[f"{prefix}.b"])
+
+    def linear(self, name, x, op, index=None):
+        w, b = self.p[f"{op}.w"], self.p[f"{op}.b"]
+        if index is not None:
+            w, b = w[index], b[index]
+        return self._rec(name, x @ w.T + b)
+
+    def scores(self, name, q, k):
+        return self._rec(name, q @ np.swapaxes(k, -1, -2))
+
+    def attend(self, name, scores, v, scores_name, v_name):
+        e = np.exp2(scores - scores.max(-1, keepdims=True))
+        return self._rec(name, (e / e.sum(-1, keepdims=True)) @ v)
+
+    def gelu(self, name, x, in_name):
+        return self._rec(name, 0.5 * x * (1.0 + erf(x / math.sqrt(2.0))))
+
+    def add(self, name, x, x_name, y, y_name):
+        return self._rec(name, x + y)
+
+    def route(self, logits, logits_name, k):
+        probs = np.exp2(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]  # ties: lower expert index first
+        return top, np.take_along_axis(probs, top, axis=-1)
+
+    def new_accumulator(self, shape):
+        return np.zeros(shape)
+
+    def accumulate(self, acc, rows, gate, y, y_name):
+        acc[rows] += gate[:, None] * y
+
+    def finish_accumulator(self, name, acc, y_name):
+        return self._rec(name, acc)
+
+    def output(self, x, name):
+        return x
+
+
+class IntArith:
+    """The integer reference: every value an integer in its contract format."""
+
+    def __init__(self, iparams: dict[str, np.ndarray], spec: QuantSpec, cfg: ModelConfig, dump: bool = False):
+        self.p, self.spec, self.cfg = iparams, spec, cfg
+        self.dumps: dict[str, list[np.ndarray]] | None = defaultdict(list) if dump else None
+
+    def f(self, name: str) -> QFormat:
+        return self.spec.activations[name]
+
+    def _rec(self, name: str, x: np.ndarray) -> np.ndarray:
+        if self.dumps is not None:
+            self.dumps[name].append(x.copy())
+        return x
+
+    def input(self, name, images):
+        return self._rec(name, quantize(images, self.f(name)))
+
+    def embed(self, name, patches):
+        acc = intops.linear(patches, self.p["patch.w"], self.p["patch.b"]) + self.p["pos"]
+        x = requantize(acc, accumulator_frac(self.spec, self.cfg, "patch"), self.f(name))
+        cls = np.broadcast_to(self.p["cls"], (x.shape[0], 1, x.shape[2]))
+        return self._rec(name, np.concatenate([cls, x], axis=1))
+
+    def layernorm(self, name, x, prefix):
+        src = self._src_of_ln(prefix)
+        g = self.spec.weights[f"{prefix}.g"]
+        return self._rec(name, intops.layernorm(x, self.f(src), self.p[f"{prefix}.g"], g.frac,
+                                                self.p[f"{prefix}.b"], self.cfg.ln_eps, self.f(name)))
+
+    def _src_of_ln(self, prefix):
+        layer, ln = prefix.split(".")
+        i = int(layer[1:])
+        if ln == "ln2":
+            return f"{layer}.mid"
+        return "embed" if i == 0 else f"l{i - 1}.out"
+
+    def linear(self, name, x, op, index=None):
+        w, b = self.p[f"{op}.w"], self.p[f"{op}.b"]
+        if index is not None:
+            w, b = w[index], b[index]
+        acc = intops.linear(x, w, b)
+        return self._rec(name, requantize(acc, accumulator_frac(self.spec, self.cfg, op), self.f(name)))
+
+    def scores(self, name, q, k):
+        layer = name.split(".")[0]
+        acc = np.asarray(q, dtype=np.int64) @ np.swapaxes(np.asarray(k, dtype=np.int64), -1, -2)
+        frac = self.f(f"{layer}.q").frac + self.f(f"{layer}.k").frac
+        return self._rec(name, requantize(acc, frac, self.f(name)))
+
+    def attend(self, name, scores, v, scores_name, v_name):
+        return self._rec(name, intops.attention_weighted_sum(scores, self.f(scores_name).frac, v,
+                                                             self.f(v_name).frac, self.f(name)))
+
+    def gelu(self, name, x, in_name):
+        return self._rec(name, intops.gelu(x, self.f(in_name).frac, self.f(name)))
+
+    def add(self, name, x, x_name, y, y_name):
+        return self._rec(name, intops.add(x, self.f(x_name).frac, y, self.f(y_name).frac, self.f(name)))
+
+    def route(self, logits, logits_name, k):
+        top = intops.topk_lowest_index_ties(logits, k)
+        return top, intops.gate_probabilities(logits, self.f(logits_name).frac, top)
+
+    def new_accumulator(self, shape):
+        return np.zeros(shape, dtype=np.int64)
+
+    def accumulate(self, acc, rows, gate, y, y_name):
+        acc[rows] += np.asarray(gate, dtype=np.int64)[:, None] * y
+
+    def finish_accumulator(self, name, acc, y_name):
+        return self._rec(name, requantize(acc, intops.GATE_FRAC + self.f(y_name).frac, self.f(name)))
+
+    def output(self, x, name):
+        return dequantize(x, self.f(name))
+
+
+def run_backbone(ar, cfg: ModelConfig, images: np.ndarray, task_idx: int) -> np.ndarray:
+    """images [B, C, H, W] (normalised floats) → final tokens [B, 1 + patches, D] (as floats)."""
+    x = ar.input("image", images)
+    x = ar.embed("embed", image_to_patches(x, cfg.patch_size))
+    prev = "embed"
+    b, n, d = x.shape
+    heads, hd = cfg.num_heads, cfg.head_dim
+    for i in range(cfg.depth):
+        o = f"l{i}"
+        h = ar.layernorm(f"{o}.ln1", x, f"{o}.ln1")
+        q = ar.linear(f"{o}.q", h, f"{o}.q").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
+        k = ar.linear(f"{o}.k", h, f"{o}.k").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
+        v = ar.linear(f"{o}.v", h, f"{o}.v").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
+        s = ar.scores(f"{o}.scores", q, k)
+        a = ar.attend(f"{o}.attn", s, v, f"{o}.scores", f"{o}.v").transpose(0, 2, 1, 3).reshape(b, n, d)
+        y = ar.linear(f"{o}.proj", a, f"{o}.proj")
+        x = ar.add(f"{o}.mid", x, prev, y, f"{o}.proj")
+        h = ar.layernorm(f"{o}.ln2", x, f"{o}.ln2")
+        if cfg.is_moe(i):
+            y = moe(ar, cfg, o, h.reshape(b * n, d), task_idx).reshape(b, n, d)
+            branch = f"{o}.moe"
+        else:
+            g = ar.gelu(f"{o}.gelu", ar.linear(f"{o}.fc1", h, f"{o}.fc1"), f"{o}.fc1")
+            y = ar.linear(f"{o}.fc2", g, f"{o}.fc2")
+            branch = f"{o}.fc2"
+        x = ar.add(f"{o}.out", x, f"{o}.mid", y, branch)
+        prev = f"{o}.out"
+    return ar.output(x, prev)
+
+
+def moe(ar, cfg: ModelConfig, o: str, h: np.ndarray, task_idx: int) -> np.ndarray:
+    """Gate, then patch reordering: per expert (ascending), its token queue (ascending)."""
+    logits = ar.linear(f"{o}.gate", h, f"{o}.gate", index=task_idx)
+    top, gates = ar.route(logits, f"{o}.gate", cfg.top_k)
+    acc = ar.new_accumulator(h.shape)
+    for e in range(cfg.num_experts):
+        rows, slot = np.nonzero(top == e)
+        if rows.size == 0:
+            continue  # inactive expert: its weights are never loaded
+        z = ar.linear(f"{o}.e1", h[rows], f"{o}.e1", index=e)
+        z = ar.gelu(f"{o}.egelu", z, f"{o}.e1")
+        y = ar.linear(f"{o}.e2", z, f"{o}.e2", index=e)
+        ar.accumulate(acc, rows, gates[rows, slot], y, f"{o}.e2")
+    return ar.finish_accumulator(f"{o}.moe", acc, f"{o}.e2")

@@ -1,0 +1,105 @@
+"""What gets quantized to which format: precision modes, tensor points, and the QuantSpec.
+
+Every activation point of the backbone has a name (``embed``, ``l3.q``, ``l3.e1``, ...) and a
+*width class*; a precision mode gives each class its width, and calibration gives each point its
+fractional bits. The same names key the calibration statistics, the integer reference's
+per-layer dumps, the weight-pack manifest and (later) the HLS config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..configs import ModelConfig
+from .fixed import QFormat, format_for
+
+
+@dataclass(frozen=True)
+class PrecisionMode:
+    name: str
+    weight_bits: int  # weights, LayerNorm gains
+    act_bits: int  # every matmul input (LayerNorm outputs, q/k/v, attention output, GELU output)
+    resid_bits: int  # residual stream and the branch outputs added to it
+    internal_bits: int  # attention scores, gate logits, GELU inputs
+    bias_bits: int  # biases, stored at their accumulator's fractional bits
+    acc_bits: int  # the widest accumulator the hardware provides (checked per layer)
+
+
+MODES = {
+    "w8a8": PrecisionMode("w8a8", weight_bits=8, act_bits=8, resid_bits=16, internal_bits=16, bias_bits=32,
+                          acc_bits=32),
+    "w16a16": PrecisionMode("w16a16", weight_bits=16, act_bits=16, resid_bits=24, internal_bits=24, bias_bits=48,
+                            acc_bits=48),
+}
+
+
+def get_mode(name: str) -> PrecisionMode:
+    try:
+        return MODES[name]
+    except KeyError:
+        raise KeyError(f"unknown precision mode {name!r}; choose one of {sorted(MODES)}") from None
+
+
+def activation_points(cfg: ModelConfig) -> dict[str, str]:
+    """Every activation point in forward order → its width class."""
+    pts = {"image": "act", "embed": "resid"}
+    for i in range(cfg.depth):
+        p = f"l{i}"
+        pts.update({f"{p}.ln1": "act", f"{p}.q": "act", f"{p}.k": "act", f"{p}.v": "act",
+                    f"{p}.scores": "internal", f"{p}.attn": "act", f"{p}.proj": "resid", f"{p}.mid": "resid",
+                    f"{p}.ln2": "act"})
+        if cfg.is_moe(i):
+            pts.update({f"{p}.gate": "internal", f"{p}.e1": "internal", f"{p}.egelu": "act", f"{p}.e2": "resid",
+                        f"{p}.moe": "resid"})
+        else:
+            pts.update({f"{p}.fc1": "internal", f"{p}.gelu": "act", f"{p}.fc2": "resid"})
+        pts[f"{p}.out"] = "resid"
+    return pts
+
+
+def weight_names(cfg: ModelConfig) -> list[str]:
+    """Every quantized weight tensor (one power-of-two format each)."""
+    names = ["patch.w"]
+    for i in range(cfg.depth):
+        p = f"l{i}"
+        names += [f"{p}.ln1.g", f"{p}.q.w", f"{p}.k.w", f"{p}.v.w", f"{p}.proj.w", f"{p}.ln2.g"]
+        names += [f"{p}.gate.w", f"{p}.e1.w", f"{p}.e2.w"] if cfg.is_moe(i) else [f"{p}.fc1.w", f"{p}.fc2.w"]
+    return names
+
+
+def width(mode: PrecisionMode, cls: str) -> int:
+    return {"act": mode.act_bits, "resid": mode.resid_bits, "internal": mode.internal_bits}[cls]
+
+
+@dataclass
+class QuantSpec:
+    """The formats of one quantized model: the contract's per-tensor table."""
+
+    mode: PrecisionMode
+    activations: dict[str, QFormat] = field(default_factory=dict)
+    weights: dict[str, QFormat] = field(default_factory=dict)
+
+    @classmethod
+    def from_ranges(cls, cfg: ModelConfig, mode: PrecisionMode, act_max: dict[str, float],
+                    weight_max: dict[str, float]) -> QuantSpec:
+        points = activation_points(cfg)
+        missing = [p for p in points if p not in act_max]
+        if missing:
+            raise ValueError(f"calibration saw no values at {missing[:5]}{'...' if len(missing) > 5 else ''}")
+        acts = {p: format_for(act_max[p], width(mode, c)) for p, c in points.items()}
+        weights = {n: format_for(weight_max[n], mode.weight_bits) for n in weight_names(cfg)}
+        return cls(mode, acts, weights)
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode.name,
+                "activations": {k: v.to_dict() for k, v in self.activations.items()},
+                "weights": {k: v.to_dict() for k, v in self.weights.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> QuantSpec:
+        return cls(get_mode(d["mode"]), {k: QFormat.from_dict(v) for k, v in d["activations"].items()},
+                   {k: QFormat.from_dict(v) for k, v in d["weights"].items()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)

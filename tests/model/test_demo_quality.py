@@ -1,0 +1,21 @@
+"""The demo's own run (micro model, synthetic data, demo budget) must clearly beat trivial predictors."""
+
+import json
+
+import pytest
+
+from m3vit.cli import demo
+
+
+@pytest.mark.slow
+def test_demo_beats_trivial_predictors(tmp_path):
+    assert demo.main(["--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())["tasks"]
+    seg, depth = report["semseg"], report["depth"]
+    print(json.dumps({k: report[k]["model"] for k in report}, indent=1))
+    assert seg["model"]["mIoU"] >= 2 * seg["baseline"]["mIoU"]
+    assert depth["model"]["rmse"] <= 0.6 * depth["baseline"]["rmse"]
+    assert report["normals"]["model"]["mean_angle_deg"] < report["normals"]["baseline"]["mean_angle_deg"]
+    for picture in ("training_curves.png", "predictions.png", "metrics.png"):
+        assert (tmp_path / picture).stat().st_size > 10_000
+    assert "![predictions](predictions.png)" in (tmp_path / "report.md").read_text()
