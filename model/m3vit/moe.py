@@ -35,6 +35,8 @@ from .configs import ModelConfig
 
 def topk_lowest_index_ties(probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k along the last dim; equal values rank the lower index first."""
+    if torch.onnx.is_in_onnx_export():
+        return probs.topk(k, dim=-1)  # ONNX TopK specifies the same tie-break (lower index first)
     values, indices = torch.sort(probs, dim=-1, descending=True, stable=True)
     return values[..., :k], indices[..., :k]
 
@@ -143,8 +145,8 @@ class MoELayer(nn.Module):
         out = torch.zeros_like(x)
         for e in range(self.num_experts):
             token_ids, slot = (routing.top_idx == e).nonzero(as_tuple=True)
-            if token_ids.numel() == 0:
-                continue
+            if token_ids.numel() == 0 and not torch.onnx.is_in_onnx_export():
+                continue  # inactive expert (an exported graph keeps every expert: routing is data-dependent)
             hidden = F.gelu(F.linear(x[token_ids], self.w1[e], self.b1[e]))
             y = F.linear(hidden, self.w2[e], self.b2[e])
             out = out.index_add(0, token_ids, routing.top_p[token_ids, slot].unsqueeze(1) * y)

@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.add_argument("--calib-samples", type=int, default=64, help="training images used for calibration")
     p.add_argument("--val-samples", type=int, default=128, help="held-out images for the fidelity figure")
+    p.add_argument("--qat-steps", type=int, default=0,
+                   help="quantization-aware fine-tuning steps (Brevitas, contract formats) before export")
+    p.add_argument("--qat-lr", type=float, default=1e-4)
+    p.add_argument("--qat-samples", type=int, default=512)
     p.add_argument("--no-fidelity", action="store_true")
     return p
 
@@ -47,6 +51,12 @@ def run(args: argparse.Namespace) -> dict:
     n = min(args.calib_samples, len(calib))
     images = torch.stack([calib[i]["image"] for i in range(n)]).numpy()
     spec = calibrate(model, images, args.mode)
+    if args.qat_steps:
+        from ..quant.brevitas_model import qat_finetune
+
+        qat_data = build_dataset(args.data, "train", cfg, args.data_root, args.qat_samples)
+        model, _ = qat_finetune(model, spec, qat_data, steps=args.qat_steps, lr=args.qat_lr, progress=True)
+        spec = calibrate(model, images, args.mode)  # formats re-derived from the fine-tuned weights
     qmodel = QuantizedModel.build(model, spec)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

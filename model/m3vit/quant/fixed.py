@@ -77,10 +77,14 @@ def requantize(acc: np.ndarray, acc_frac: int, fmt: QFormat) -> np.ndarray:
     return saturate(round_shift(acc, acc_frac - fmt.frac), fmt)
 
 
-def quantize(x: np.ndarray, fmt: QFormat) -> np.ndarray:
-    """Float → integer in ``fmt``: round half up (floor(x·2^f + 0.5)), saturate."""
+def quantize(x: np.ndarray, fmt: QFormat, narrow: bool = False) -> np.ndarray:
+    """Float → integer in ``fmt``: round half up (floor(x·2^f + 0.5)), saturate.
+
+    ``narrow`` drops the most negative code (symmetric range), as the contract does for weights.
+    """
     scaled = np.floor(np.asarray(x, dtype=np.float64) * (2.0 ** fmt.frac) + 0.5)
-    return saturate(scaled, fmt).astype(np.int64)
+    lo = fmt.qmin + 1 if narrow else fmt.qmin
+    return np.clip(scaled, lo, fmt.qmax).astype(np.int64)
 
 
 def quantize_at(x: np.ndarray, frac: int, bits: int = 32) -> np.ndarray:

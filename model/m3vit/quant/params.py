@@ -86,7 +86,7 @@ def int_params(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str,
     mode = spec.mode
     out: dict[str, np.ndarray] = {}
     for name in weight_names(cfg):
-        out[name] = quantize(params[name], spec.weights[name])
+        out[name] = quantize(params[name], spec.weights[name], narrow=True)  # symmetric, as Brevitas
     for op in _linear_inputs(cfg):
         out[f"{op}.b"] = quantize_at(params[f"{op}.b"], accumulator_frac(spec, cfg, op), mode.bias_bits)
     patch_frac = accumulator_frac(spec, cfg, "patch")

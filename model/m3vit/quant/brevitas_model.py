@@ -1,0 +1,235 @@
+"""The backbone in Brevitas: fixed-point fake quantization with exactly the contract's formats.
+
+Every quantizer is a Brevitas power-of-two fixed-point quantizer with a *constant* scale taken
+from the :class:`QuantSpec` (so calibration, not training, decides formats, and the formats
+after fine-tuning are the contract's): weights narrow-range at their tensor's format, biases at
+their accumulator's scale, and a ``QuantIdentity`` at every activation point of the contract.
+LayerNorm, softmax and GELU stay float here (the integer reference approximates them; NUMERICS.md
+§5 lists where the two paths cannot agree bit for bit).
+
+Use it for quantization-aware fine-tuning (:func:`qat_finetune`) and for ONNX export of the
+quantized linear layers (QCDQ; ``m3vit.quant.onnx_export``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from brevitas.inject.enum import ScalingImplType
+from brevitas.nn import QuantIdentity, QuantLinear
+from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int32Bias
+from torch import nn
+
+from ..model import M3ViT
+from .fixed import QFormat
+from .params import LOG2E, float_params
+from .spec import QuantSpec
+
+
+def _threshold(fmt: QFormat) -> float:
+    return 2.0 ** (fmt.bits - 1 - fmt.frac)  # scale = threshold / 2^(bits-1) = 2^-frac
+
+
+def act_quant(fmt: QFormat):
+    t = _threshold(fmt)
+    return Int8ActPerTensorFixedPoint.let(scaling_impl_type=ScalingImplType.CONST, bit_width=fmt.bits,
+                                          min_val=-t, max_val=t)
+
+
+def weight_quant(fmt: QFormat):
+    return Int8WeightPerTensorFixedPoint.let(scaling_impl_type=ScalingImplType.CONST, bit_width=fmt.bits,
+                                             scaling_const=_threshold(fmt))
+
+
+def bias_quant(bits: int):
+    return Int32Bias.let(bit_width=bits)
+
+
+def quant_linear(w: np.ndarray, b: np.ndarray, in_fmt: QFormat, w_fmt: QFormat, bias_bits: int) -> QuantLinear:
+    """A QuantLinear holding float weights w [out, in], b [out]; float (dequantized) output."""
+    layer = QuantLinear(w.shape[1], w.shape[0], bias=True, input_quant=act_quant(in_fmt),
+                        weight_quant=weight_quant(w_fmt), bias_quant=bias_quant(bias_bits),
+                        return_quant_tensor=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)).float())
+        layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)).float())
+    return layer
+
+
+def _key(point: str) -> str:
+    return point.replace(".", "_")
+
+
+class BrevitasBackbone(nn.Module):
+    """Drop-in replacement for :class:`m3vit.vit.Backbone` (same forward signature)."""
+
+    def __init__(self, model: M3ViT, spec: QuantSpec):
+        super().__init__()
+        cfg = self.cfg = model.cfg
+        self.spec = spec
+        p = float_params(model)
+        a, w, bits = spec.activations, spec.weights, spec.mode.bias_bits
+        self.acts = nn.ModuleDict({_key(n): QuantIdentity(act_quant(f), return_quant_tensor=False)
+                                   for n, f in a.items() if n not in ("image",)})
+        self.image_quant = QuantIdentity(act_quant(a["image"]), return_quant_tensor=False)
+        lin = {"patch": quant_linear(p["patch.w"], p["patch.b"], a["image"], w["patch.w"], bits)}
+        self.cls = nn.Parameter(torch.from_numpy(p["cls"]).float())
+        self.pos = nn.Parameter(torch.from_numpy(p["pos"]).float())
+        self.norms = nn.ModuleDict()
+        for i in range(cfg.depth):
+            o = f"l{i}"
+            for ln in ("ln1", "ln2"):
+                norm = nn.LayerNorm(cfg.dim, eps=cfg.ln_eps)
+                with torch.no_grad():
+                    norm.weight.copy_(torch.from_numpy(p[f"{o}.{ln}.g"]))
+                    norm.bias.copy_(torch.from_numpy(p[f"{o}.{ln}.b"]))
+                self.norms[f"{o}_{ln}"] = norm
+            for op in ("q", "k", "v"):
+                lin[f"{o}.{op}"] = quant_linear(p[f"{o}.{op}.w"], p[f"{o}.{op}.b"], a[f"{o}.ln1"], w[f"{o}.{op}.w"], bits)
+            lin[f"{o}.proj"] = quant_linear(p[f"{o}.proj.w"], p[f"{o}.proj.b"], a[f"{o}.attn"], w[f"{o}.proj.w"], bits)
+            if cfg.is_moe(i):
+                self.add_module(f"{o}_gate", nn.ModuleList(
+                    quant_linear(p[f"{o}.gate.w"][t], p[f"{o}.gate.b"][t], a[f"{o}.ln2"], w[f"{o}.gate.w"], bits)
+                    for t in range(len(cfg.tasks))))
+                self.add_module(f"{o}_e1", nn.ModuleList(
+                    quant_linear(p[f"{o}.e1.w"][e], p[f"{o}.e1.b"][e], a[f"{o}.ln2"], w[f"{o}.e1.w"], bits)
+                    for e in range(cfg.num_experts)))
+                self.add_module(f"{o}_e2", nn.ModuleList(
+                    quant_linear(p[f"{o}.e2.w"][e], p[f"{o}.e2.b"][e], a[f"{o}.egelu"], w[f"{o}.e2.w"], bits)
+                    for e in range(cfg.num_experts)))
+            else:
+                lin[f"{o}.fc1"] = quant_linear(p[f"{o}.fc1.w"], p[f"{o}.fc1.b"], a[f"{o}.ln2"], w[f"{o}.fc1.w"], bits)
+                lin[f"{o}.fc2"] = quant_linear(p[f"{o}.fc2.w"], p[f"{o}.fc2.b"], a[f"{o}.gelu"], w[f"{o}.fc2.w"], bits)
+        self.linears = nn.ModuleDict({_key(k): v for k, v in lin.items()})
+
+    def q(self, point: str, x: torch.Tensor) -> torch.Tensor:
+        return self.acts[_key(point)](x)
+
+    def linear(self, op: str) -> QuantLinear:
+        return self.linears[_key(op)]
+
+    def forward(self, images: torch.Tensor, task_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        b = images.shape[0]
+        n, d, heads, hd = cfg.num_tokens, cfg.dim, cfg.num_heads, cfg.head_dim
+        x = self.image_quant(images)
+        gh, gw, ps = *cfg.grid, cfg.patch_size
+        patches = x.reshape(b, cfg.in_chans, gh, ps, gw, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, -1)
+        x = self.linear("patch")(patches) + self.pos[1:]
+        x = torch.cat([(self.cls + self.pos[0]).expand(b, 1, d), x], dim=1)
+        x = self.q("embed", x)
+        for i in range(cfg.depth):
+            o = f"l{i}"
+            h = self.q(f"{o}.ln1", self.norms[f"{o}_ln1"](x))
+            q, k, v = (self.q(f"{o}.{t}", self.linear(f"{o}.{t}")(h)).reshape(b, n, heads, hd).transpose(1, 2)
+                       for t in ("q", "k", "v"))
+            scores = self.q(f"{o}.scores", q @ k.transpose(-2, -1))
+            attn = torch.softmax(scores * math.log(2.0), dim=-1)  # base-2 logits
+            att = self.q(f"{o}.attn", (attn @ v).transpose(1, 2).reshape(b, n, d))
+            x = self.q(f"{o}.mid", x + self.q(f"{o}.proj", self.linear(f"{o}.proj")(att)))
+            h = self.q(f"{o}.ln2", self.norms[f"{o}_ln2"](x))
+            if cfg.is_moe(i):
+                y = self._moe(o, h.reshape(b * n, d), task_idx).reshape(b, n, d)
+            else:
+                g = self.q(f"{o}.gelu", F.gelu(self.q(f"{o}.fc1", self.linear(f"{o}.fc1")(h))))
+                y = self.q(f"{o}.fc2", self.linear(f"{o}.fc2")(g))
+            x = self.q(f"{o}.out", x + y)
+        return x, x.new_zeros(())
+
+    def _moe(self, o: str, h: torch.Tensor, task_idx: int) -> torch.Tensor:
+        logits = self.q(f"{o}.gate", getattr(self, f"{o}_gate")[task_idx](h))
+        probs = torch.softmax(logits * math.log(2.0), dim=-1)
+        values, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        top_p, top_idx = values[:, : self.cfg.top_k], order[:, : self.cfg.top_k]
+        out = torch.zeros_like(h)
+        for e in range(self.cfg.num_experts):
+            rows, slot = (top_idx == e).nonzero(as_tuple=True)
+            if rows.numel() == 0:
+                continue
+            z = self.q(f"{o}.egelu", F.gelu(self.q(f"{o}.e1", getattr(self, f"{o}_e1")[e](h[rows]))))
+            y = self.q(f"{o}.e2", getattr(self, f"{o}_e2")[e](z))
+            out = out.index_add(0, rows, top_p[rows, slot].unsqueeze(1) * y)
+        return self.q(f"{o}.moe", out)
+
+    @torch.no_grad()
+    def write_back(self, model: M3ViT) -> M3ViT:
+        """A copy of the float ``model`` carrying this backbone's (fine-tuned) weights, unfolded."""
+        cfg = self.cfg
+        out = copy.deepcopy(model)
+        bb = out.backbone
+        q_scale = cfg.head_dim**-0.5 * LOG2E
+        patch = self.linear("patch")
+        bb.patch_embed.proj.weight.copy_(patch.weight.reshape_as(bb.patch_embed.proj.weight))
+        bb.patch_embed.proj.bias.copy_(patch.bias)
+        bb.cls_token.zero_()
+        bb.cls_token.view(-1).copy_(self.cls)
+        bb.pos_embed.view(cfg.num_tokens, -1).copy_(self.pos)
+        for i, blk in enumerate(bb.blocks):
+            o = f"l{i}"
+            blk.norm1.load_state_dict(self.norms[f"{o}_ln1"].state_dict())
+            blk.norm2.load_state_dict(self.norms[f"{o}_ln2"].state_dict())
+            ws = [self.linear(f"{o}.{t}").weight for t in ("q", "k", "v")]
+            bs = [self.linear(f"{o}.{t}").bias for t in ("q", "k", "v")]
+            blk.attn.qkv.weight.copy_(torch.cat([ws[0] / q_scale, ws[1], ws[2]]))
+            blk.attn.qkv.bias.copy_(torch.cat([bs[0] / q_scale, bs[1], bs[2]]))
+            blk.attn.proj.load_state_dict({"weight": self.linear(f"{o}.proj").weight,
+                                           "bias": self.linear(f"{o}.proj").bias})
+            if cfg.is_moe(i):
+                mlp = blk.mlp
+                for e in range(cfg.num_experts):
+                    mlp.w1[e].copy_(getattr(self, f"{o}_e1")[e].weight)
+                    mlp.b1[e].copy_(getattr(self, f"{o}_e1")[e].bias)
+                    mlp.w2[e].copy_(getattr(self, f"{o}_e2")[e].weight)
+                    mlp.b2[e].copy_(getattr(self, f"{o}_e2")[e].bias)
+                if mlp.task_embed is None:
+                    for t in range(len(cfg.tasks)):
+                        mlp.w_gate[t].copy_(getattr(self, f"{o}_gate")[t].weight.T / LOG2E)
+                # a task-embedding router's folded bias cannot be split back: keep its float router
+            else:
+                blk.mlp.fc1.load_state_dict(self.linears[_key(f"{o}.fc1")].state_dict(), strict=False)
+                blk.mlp.fc2.load_state_dict(self.linears[_key(f"{o}.fc2")].state_dict(), strict=False)
+        return out
+
+
+def qat_finetune(model: M3ViT, spec: QuantSpec, dataset, steps: int = 100, lr: float = 1e-4,
+                 batch_size: int = 8, seed: int = 0, progress: bool = False) -> tuple[M3ViT, list[float]]:
+    """Fine-tune with the backbone fake-quantized at the contract's formats (heads stay float).
+
+    Returns the float model carrying the fine-tuned weights (to be re-calibrated and exported)
+    and the loss per step.
+    """
+    from tqdm.auto import tqdm
+
+    from ..losses import MultiTaskLoss
+
+    torch.manual_seed(seed)
+    qat = copy.deepcopy(model)
+    qat.backbone = BrevitasBackbone(model, spec)
+    qat.train()
+    criterion = MultiTaskLoss(model.cfg.tasks)
+    optimizer = torch.optim.AdamW(qat.parameters(), lr=lr, weight_decay=0.0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    losses: list[float] = []
+    bar = tqdm(total=steps, desc="QAT", disable=not progress)
+    while len(losses) < steps:
+        for batch in loader:
+            total = torch.zeros(())
+            for task in model.cfg.task_names:
+                weighted, _ = criterion(task, qat(batch["image"], task), batch[task])
+                total = total + weighted
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            losses.append(float(total.detach()))
+            bar.update(1)
+            if len(losses) >= steps:
+                break
+    bar.close()
+    tuned = qat.backbone.write_back(model)
+    tuned.heads.load_state_dict(qat.heads.state_dict())
+    return tuned.eval(), losses

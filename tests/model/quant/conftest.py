@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+import torch
+
+from m3vit.data import build_dataset
+from m3vit.model import M3ViT
+from m3vit.quant.quantize import QuantizedModel, calibrate
+
+
+@pytest.fixture(scope="module")
+def micro_model():
+    from m3vit.configs import get_config
+
+    torch.manual_seed(5)
+    return M3ViT(get_config("micro")).eval()
+
+
+@pytest.fixture(scope="module")
+def images(micro_model):
+    data = build_dataset("synthetic", "val", micro_model.cfg, length=6)
+    return torch.stack([data[i]["image"] for i in range(6)]).numpy()
+
+
+@pytest.fixture(scope="module")
+def qmodel(micro_model, images):
+    return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

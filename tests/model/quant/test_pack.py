@@ -1,0 +1,114 @@
+"""Weight pack round trip and every kind of bad pack."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from m3vit.configs import get_config
+from m3vit.quant.pack import PackError, read_pack, tile16, untile16, write_pack
+
+
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2))
+def test_tiling_roundtrip(r, c, lead):
+    m = np.arange(r * c * (lead + 1)).reshape((lead + 1, r, c))
+    t = tile16(m)
+    assert t.shape[-2:] == (16, 16)
+    assert np.array_equal(untile16(t, m.shape), m)
+    assert t[0, 0, 0, 0, 1] == m[0, 0, 1] if c > 1 else True
+
+
+def test_roundtrip_gives_identical_model(qmodel, images, tmp_path):
+    bin_path, manifest = write_pack(qmodel, tmp_path)
+    pack = read_pack(manifest, expect_config=qmodel.cfg, expect_tasks=qmodel.cfg.task_names, expect_mode="w8a8")
+    assert pack.iparams.keys() == qmodel.iparams.keys()
+    for k, v in qmodel.iparams.items():
+        assert np.array_equal(pack.iparams[k], v), k
+    loaded = pack.quantized_model()
+    x = torch.from_numpy(images[:2]).float()
+    for task in qmodel.cfg.task_names:
+        assert torch.equal(loaded.predict(x, task), qmodel.predict(x, task))
+    meta = json.loads(manifest.read_text())
+    assert all(t["offset"] % 64 == 0 for t in meta["tensors"])
+    assert {t["layout"] for t in meta["tensors"] if t["name"].endswith(".q.w")} == {"tiled16"}
+    assert bin_path.stat().st_size == 64 + meta["payload_size"]
+
+
+@pytest.fixture
+def pack_files(qmodel, tmp_path):
+    return write_pack(qmodel, tmp_path)
+
+
+def test_corrupted_payload(pack_files):
+    bin_path, manifest = pack_files
+    raw = bytearray(bin_path.read_bytes())
+    raw[200] ^= 0xFF
+    bin_path.write_bytes(bytes(raw))
+    with pytest.raises(PackError, match="corrupted"):
+        read_pack(manifest)
+
+
+def test_truncated_pack(pack_files):
+    bin_path, manifest = pack_files
+    bin_path.write_bytes(bin_path.read_bytes()[:-10])
+    with pytest.raises(PackError, match="truncated"):
+        read_pack(manifest)
+    bin_path.write_bytes(b"M3V")
+    with pytest.raises(PackError, match="truncated"):
+        read_pack(manifest)
+
+
+def test_bad_magic_and_version(pack_files):
+    bin_path, manifest = pack_files
+    raw = bytearray(bin_path.read_bytes())
+    bin_path.write_bytes(b"NOTAPACK" + bytes(raw[8:]))
+    with pytest.raises(PackError, match="bad magic"):
+        read_pack(manifest)
+    meta = json.loads(manifest.read_text())
+    meta["pack_version"] = 99
+    manifest.write_text(json.dumps(meta))
+    with pytest.raises(PackError, match="pack version 99"):
+        read_pack(manifest)
+
+
+def test_mismatched_pair_and_expectations(qmodel, pack_files, tmp_path):
+    bin_path, manifest = pack_files
+    other = qmodel.iparams.copy()
+    other["l0.q.w"] = -other["l0.q.w"]
+    from m3vit.quant.quantize import QuantizedModel
+
+    other_bin, _ = write_pack(QuantizedModel(qmodel.model, qmodel.spec, other), tmp_path / "other")
+    bin_path.write_bytes(other_bin.read_bytes())
+    with pytest.raises(PackError, match="does not belong to manifest"):
+        read_pack(manifest)
+
+
+def test_wrong_config_tasks_mode(pack_files):
+    _, manifest = pack_files
+    with pytest.raises(PackError, match="asked for"):
+        read_pack(manifest, expect_config=get_config("m3vit-tiny"))
+    with pytest.raises(PackError, match="exported for tasks"):
+        read_pack(manifest, expect_tasks=["semseg", "depth"])
+    with pytest.raises(PackError, match="not w16a16"):
+        read_pack(manifest, expect_mode="w16a16")
+
+
+def test_missing_files(pack_files, tmp_path):
+    bin_path, manifest = pack_files
+    with pytest.raises(PackError, match="does not exist"):
+        read_pack(tmp_path / "none.json")
+    bin_path.unlink()
+    with pytest.raises(PackError, match="does not exist"):
+        read_pack(manifest)
+
+
+def test_manifest_tensor_out_of_bounds(pack_files):
+    _, manifest = pack_files
+    meta = json.loads(manifest.read_text())
+    meta["tensors"][3]["offset"] = meta["payload_size"]
+    manifest.write_text(json.dumps(meta))
+    with pytest.raises(PackError, match="does not fit the payload"):
+        read_pack(manifest)
