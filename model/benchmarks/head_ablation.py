@@ -15,14 +15,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from m3vit import flops  # noqa: E402
-from m3vit.checkpoint import load_model  # noqa: E402
-from m3vit.configs import get_config  # noqa: E402
-from m3vit.data import build_dataset  # noqa: E402
-from m3vit.evaluation import evaluate  # noqa: E402
-from m3vit.training import TrainSettings, train  # noqa: E402
+from m3vit import flops
+from m3vit.checkpoint import load_model
+from m3vit.configs import get_config
+from m3vit.data import build_dataset
+from m3vit.evaluation import evaluate
+from m3vit.training import TrainSettings, train
 
 
 def main() -> None:

@@ -107,3 +107,36 @@ def headline_table(report: dict, cfg: ModelConfig) -> list[str]:
         ratio = m / b if b else float("inf")
         lines.append(f"| {task.name} | {key} | {m:.4g} | {b:.4g} | {ratio:.2f}x |")
     return lines
+
+
+@torch.no_grad()
+def plot_float_vs_integer(model: torch.nn.Module, qmodel, cfg: ModelConfig, dataset, out: Path,
+                          count: int = 3) -> Path:
+    """Rows: samples; per task the float model's output, the integer backbone's, and (semseg)
+    where their labels disagree."""
+    cols = 1 + 2 * len(cfg.tasks) + 1
+    fig, axes = plt.subplots(count, cols, figsize=(2.0 * cols * cfg.img_size[1] / cfg.img_size[0] / 1.6,
+                                                  1.6 * count))
+    axes = np.atleast_2d(axes)
+    for r in range(count):
+        image = dataset[r]["image"]
+        axes[r, 0].imshow(denormalize_image(image).permute(1, 2, 0).numpy())
+        for j, task in enumerate(cfg.tasks):
+            pf = model(image[None], task.name)[0]
+            pi = qmodel.predict(image[None], task.name)[0]
+            _show_task(axes[r, 1 + 2 * j], task, pf)
+            _show_task(axes[r, 2 + 2 * j], task, pi)
+            if r == 0:
+                axes[r, 1 + 2 * j].set_title(f"{task.name} float", fontsize=8)
+                axes[r, 2 + 2 * j].set_title(f"{task.name} integer", fontsize=8)
+            if task.kind == "classification":
+                axes[r, -1].imshow((pf.argmax(0) != pi.argmax(0)).numpy(), cmap="Reds", vmin=0, vmax=1)
+                if r == 0:
+                    axes[r, -1].set_title("semseg disagreement", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -33,3 +33,25 @@ def test_flops_cli(tmp_path):
     assert flops_cli.main(["--config", "m3vit-tiny", "--out", str(tmp_path / "f.json")]) == 0
     rep = json.loads((tmp_path / "f.json").read_text())
     assert rep["config"] == "m3vit-tiny" and rep["saved_vs_all_experts_pct"] > 50
+
+
+def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
+    import numpy as np
+
+    from m3vit.cli import quantize as quantize_cli
+    from m3vit.quant.pack import read_pack
+
+    run = tmp_path / "run"
+    assert train_cli.main(["--num-samples", "8", "--batch-size", "8", "--epochs", "1", "--out", str(run),
+                           "--no-progress"]) == 0
+    out = tmp_path / "q"
+    assert quantize_cli.main(["--checkpoint", str(run / "last.pt"), "--calib-samples", "4", "--val-samples", "4",
+                              "--dump", "1", "--out", str(out)]) == 0
+    pack = read_pack(out / "model.json", expect_mode="w8a8")
+    fid = json.loads((out / "fidelity.json").read_text())
+    assert fid["mode"] == "w8a8" and "pixel_agreement" in fid["tasks"]["semseg"]
+    bounds = json.loads((out / "accumulators.json").read_text())
+    assert all(b["fits"] for b in bounds.values())
+    embed = np.load(out / "dumps" / "semseg" / "embed.npy")
+    assert embed.shape == (1, pack.cfg.num_tokens, pack.cfg.dim) and embed.dtype == np.int64
+    assert quantize_cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2

@@ -1,4 +1,6 @@
-"""The demo's own run (micro model, synthetic data, demo budget) must clearly beat trivial predictors."""
+"""The demo's own run (micro model, synthetic data, demo budget): it must clearly beat trivial
+predictors, and its W8/A8 integer backbone, reloaded from the weight pack, must meet the
+numerics contract's fidelity goals."""
 
 import json
 
@@ -16,6 +18,10 @@ def test_demo_beats_trivial_predictors(tmp_path):
     assert seg["model"]["mIoU"] >= 2 * seg["baseline"]["mIoU"]
     assert depth["model"]["rmse"] <= 0.6 * depth["baseline"]["rmse"]
     assert report["normals"]["model"]["mean_angle_deg"] < report["normals"]["baseline"]["mean_angle_deg"]
-    for picture in ("training_curves.png", "predictions.png", "metrics.png"):
+    fidelity = json.loads((tmp_path / "fidelity.json").read_text())
+    print(json.dumps(fidelity["goals"], indent=1))
+    assert all(goal["met"] for goal in fidelity["goals"].values()), fidelity["goals"]
+    assert (tmp_path / "pack" / "model.m3vpack").is_file()
+    for picture in ("training_curves.png", "predictions.png", "metrics.png", "float_vs_integer.png"):
         assert (tmp_path / picture).stat().st_size > 10_000
     assert "![predictions](predictions.png)" in (tmp_path / "report.md").read_text()

@@ -1,9 +1,10 @@
 """m3vit-demo (``make demo``): the main job end to end on the embedded default.
 
 Synthetic multi-task scenes → train the micro M³ViT → evaluate against trivial predictors →
-FLOPs accounting → a Markdown report with pictures under ``--out`` (default build/demo).
-Later stages of the toolkit (quantize, export, accelerator C-sim via the host runtime) join
-this pipeline as they land.
+FLOPs accounting → calibrate to the W8/A8 fixed-point contract → export the weight pack →
+reload the pack and run the bit-exact integer reference of the accelerator → compare with the
+float golden model → a Markdown report with pictures under ``--out`` (default build/demo).
+The HLS C-simulation and RTL backends of the host runtime join this pipeline as they land.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from .. import flops
 from ..checkpoint import load_model
 from ..configs import get_config
 from ..data import build_dataset
 from ..evaluation import dataset_statistics, evaluate
-from ..report import headline_table, plot_history, plot_metrics, plot_predictions
+from ..quant.fidelity import measure
+from ..quant.pack import read_pack, write_pack
+from ..quant.quantize import QuantizedModel, calibrate
+from ..report import HEADLINE, headline_table, plot_float_vs_integer, plot_history, plot_metrics, plot_predictions
 from ..training import TrainSettings, train
 
 
@@ -34,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="w8a8", choices=["w8a8", "w16a16"], help="fixed-point precision")
+    p.add_argument("--calib-samples", type=int, default=64)
     return p
 
 
@@ -44,37 +52,61 @@ def main(argv: list[str] | None = None) -> int:
     cfg = get_config(args.config)
     t0 = time.time()
 
-    print(f"[1/4] training {cfg.name} on {args.train_samples} synthetic scenes ({args.epochs} epochs)")
+    print(f"[1/6] training {cfg.name} on {args.train_samples} synthetic scenes ({args.epochs} epochs)")
     train_set = build_dataset("synthetic", "train", cfg, length=args.train_samples)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     summary = train(cfg, train_set, settings, out / "train")
     model, _ = load_model(out / "train" / "last.pt", expect=cfg)
 
-    print(f"[2/4] evaluating on {args.val_samples} held-out scenes")
+    print(f"[2/6] evaluating on {args.val_samples} held-out scenes")
     val_set = build_dataset("synthetic", "val", cfg, length=args.val_samples)
     stats = dataset_statistics(train_set, cfg.tasks, limit=512)
     report = evaluate(model, cfg, val_set, stats)
     report.update({"config": cfg.name, "data": "synthetic", "train": summary})
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-
-    print("[3/4] FLOPs accounting")
     flop_report = flops.report(cfg)
     (out / "flops.json").write_text(json.dumps(flop_report, indent=2) + "\n")
 
-    print("[4/4] report and pictures")
+    print(f"[3/6] calibrating to the {args.mode} fixed-point contract on {args.calib_samples} training scenes")
+    calib = torch.stack([train_set[i]["image"] for i in range(min(args.calib_samples, len(train_set)))])
+    spec = calibrate(model, calib.numpy(), args.mode)
+    (out / "quant_spec.json").write_text(spec.to_json() + "\n")
+
+    print("[4/6] exporting the weight pack")
+    _, manifest = write_pack(QuantizedModel.build(model, spec), out / "pack")
+
+    print("[5/6] reloading the pack and running the integer reference (the accelerator's golden)")
+    qmodel = read_pack(manifest, expect_config=cfg, expect_mode=args.mode).quantized_model()
+    fidelity = measure(model, qmodel, val_set)
+    (out / "fidelity.json").write_text(json.dumps(fidelity, indent=2) + "\n")
+
+    print("[6/6] report and pictures")
     figs = [plot_history(out / "train" / "history.jsonl", out / "training_curves.png"),
             plot_predictions(model, cfg, val_set, out / "predictions.png"),
-            plot_metrics(report, cfg, out / "metrics.png")]
+            plot_metrics(report, cfg, out / "metrics.png"),
+            plot_float_vs_integer(model, qmodel, cfg, val_set, out / "float_vs_integer.png")]
+    seg = fidelity["tasks"].get("semseg", {})
     lines = [f"# M³ViT demo report ({cfg.name})", "",
              f"Trained {summary['steps']} steps in {summary['seconds']:.0f} s on {args.train_samples} synthetic "
              f"scenes; evaluated on {args.val_samples} held-out scenes. Total {time.time() - t0:.0f} s.", "",
              *headline_table(report, cfg), "",
              f"Sparse single-task path: {flop_report['m3vit_task'] / 1e6:.1f} MMACs per image "
              f"({flop_report['saved_vs_dense_mtl_pct']:.1f}% fewer than a dense multi-task ViT, "
-             f"{flop_report['saved_vs_all_experts_pct']:.1f}% fewer than running every expert).", ""]
+             f"{flop_report['saved_vs_all_experts_pct']:.1f}% fewer than running every expert).", "",
+             f"## Fixed point ({args.mode}): integer backbone from the weight pack vs the float model", "",
+             "| task | float | integer | change |", "|---|---|---|---|"]
+    for task in cfg.tasks:
+        key = HEADLINE[task.kind]
+        fv, iv = fidelity["tasks"][task.name]["float"][key], fidelity["tasks"][task.name]["integer"][key]
+        lines.append(f"| {task.name} {key} | {fv:.4g} | {iv:.4g} | {iv - fv:+.3g} |")
+    if seg:
+        lines += ["", f"Semseg pixel agreement float vs integer: {100 * seg['pixel_agreement']:.2f}%."]
+    lines += ["", "Goals of the numerics contract: " + ", ".join(
+        f"{k} {'met' if v['met'] else 'NOT met'} ({v['value']:.4g} vs {v['limit']})"
+        for k, v in fidelity["goals"].items()), ""]
     lines += [f"![{f.stem}]({f.name})" for f in figs]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[4 : 5 + len(cfg.tasks) + 1]))
+    print("\n".join(lines[4 : -len(figs)]))
     print(f"\nreport: {out / 'report.md'} (pictures beside it)")
     return 0
 

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quantization-aware fine-tuning steps (Brevitas, contract formats) before export")
     p.add_argument("--qat-lr", type=float, default=1e-4)
     p.add_argument("--qat-samples", type=int, default=512)
+    p.add_argument("--dump", type=int, default=0, metavar="N",
+                   help="also write the integer reference's value at every point for N validation images "
+                        "(dumps/<task>/<point>.npy: test vectors for the HLS and RTL benches)")
     p.add_argument("--no-fidelity", action="store_true")
     return p
 
@@ -65,14 +68,33 @@ def run(args: argparse.Namespace) -> dict:
     (out / "accumulators.json").write_text(json.dumps(bounds, indent=1) + "\n")
     summary = {"pack": str(bin_path), "manifest": str(manifest_path), "mode": args.mode,
                "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
+    if args.dump:
+        summary["dumps"] = str(write_dumps(qmodel, build_dataset(args.data, "val", cfg, args.data_root, args.dump),
+                                           args.dump, out / "dumps"))
     if not args.no_fidelity:
         val = build_dataset(args.data, "val", cfg, args.data_root, args.val_samples)
-        fid = measure(qmodel, val)
+        fid = measure(model, qmodel, val)
         (out / "fidelity.json").write_text(json.dumps(fid, indent=1) + "\n")
         summary["fidelity"] = {t: {k: v for k, v in r.items() if k not in ("float", "integer")}
                                for t, r in fid["tasks"].items()}
         summary["goals"] = fid["goals"]
     return summary
+
+
+def write_dumps(qmodel: QuantizedModel, dataset, count: int, folder: Path) -> Path:
+    """Per task: the quantized input and every point's integers for ``count`` images."""
+    import numpy as np
+
+    images = torch.stack([dataset[i]["image"] for i in range(min(count, len(dataset)))]).numpy()
+    for task in qmodel.cfg.task_names:
+        _, arith = qmodel.tokens(images, task, dump=True)
+        (folder / task).mkdir(parents=True, exist_ok=True)
+        for point, values in arith.dumps.items():
+            # the MoE points are recorded once per active expert: concatenate the queues in order
+            joined = np.concatenate([v.reshape(-1, v.shape[-1]) for v in values]) if len(values) > 1 else values[0]
+            np.save(folder / task / f"{point}.npy", joined)
+    np.save(folder / "images.npy", images)
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,7 +89,8 @@ class BrevitasBackbone(nn.Module):
                     norm.bias.copy_(torch.from_numpy(p[f"{o}.{ln}.b"]))
                 self.norms[f"{o}_{ln}"] = norm
             for op in ("q", "k", "v"):
-                lin[f"{o}.{op}"] = quant_linear(p[f"{o}.{op}.w"], p[f"{o}.{op}.b"], a[f"{o}.ln1"], w[f"{o}.{op}.w"], bits)
+                lin[f"{o}.{op}"] = quant_linear(p[f"{o}.{op}.w"], p[f"{o}.{op}.b"], a[f"{o}.ln1"],
+                                                w[f"{o}.{op}.w"], bits)
             lin[f"{o}.proj"] = quant_linear(p[f"{o}.proj.w"], p[f"{o}.proj.b"], a[f"{o}.attn"], w[f"{o}.proj.w"], bits)
             if cfg.is_moe(i):
                 self.add_module(f"{o}_gate", nn.ModuleList(

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..metrics import make_meter
+from ..model import M3ViT
 from .quantize import QuantizedModel
 
 GOALS = {
@@ -22,8 +23,12 @@ GOALS = {
 
 
 @torch.no_grad()
-def measure(qmodel: QuantizedModel, dataset, batch_size: int = 16, progress: bool = True) -> dict:
-    cfg, model = qmodel.cfg, qmodel.model.eval()
+def measure(model: M3ViT, qmodel: QuantizedModel, dataset, batch_size: int = 16, progress: bool = True) -> dict:
+    """Metrics of the float ``model`` and of ``qmodel`` (its quantized form) on ``dataset``."""
+    cfg = qmodel.cfg
+    if model.cfg != cfg:
+        raise ValueError(f"float model {model.cfg.name!r} and quantized model {cfg.name!r} have different configs")
+    model.eval()
     float_m = {t.name: make_meter(t) for t in cfg.tasks}
     int_m = {t.name: make_meter(t) for t in cfg.tasks}
     agree = total = 0

@@ -106,9 +106,9 @@ class Pack:
     manifest: dict
 
     def quantized_model(self) -> QuantizedModel:
-        model = M3ViT(self.cfg)
-        model.heads.load_state_dict(self.heads, strict=True)  # the backbone runs from iparams
-        return QuantizedModel(model.eval(), self.spec, self.iparams)
+        heads = M3ViT(self.cfg).heads  # built for its shapes; every weight is then loaded from the pack
+        heads.load_state_dict(self.heads, strict=True)
+        return QuantizedModel(self.cfg, self.spec, self.iparams, heads.eval())
 
 
 def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model") -> tuple[Path, Path]:
@@ -126,7 +126,7 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
         tensors.append((key, stored.astype(dt), {"format": {"bits": bits, "frac": frac},
                                                  "layout": "tiled16" if _is_tiled(key) else "plain",
                                                  "shape": list(value.shape)}))
-    for key, value in qmodel.model.heads.state_dict().items():
+    for key, value in qmodel.heads.state_dict().items():
         arr = value.detach().float().numpy()
         tensors.append((f"host.heads.{key}", arr.astype("<f4"), {"format": None, "layout": "plain",
                                                                   "shape": list(arr.shape)}))

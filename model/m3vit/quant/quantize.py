@@ -12,11 +12,13 @@ blocks in integers; the host dequantizes the final tokens and runs the task head
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..configs import ModelConfig
 from ..model import M3ViT
 from .params import accumulator_bounds, float_params, int_params, weight_ranges
 from .reference import FloatArith, IntArith, run_backbone
@@ -39,11 +41,12 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
 
 @dataclass
 class QuantizedModel:
-    """Integer backbone (the accelerator's job) plus the float model's heads (the host's job)."""
+    """Integer backbone (the accelerator's job) plus the float task heads (the host's job)."""
 
-    model: M3ViT  # the float model: its heads run on the host
+    cfg: ModelConfig
     spec: QuantSpec
     iparams: dict[str, np.ndarray]
+    heads: torch.nn.ModuleDict
 
     @classmethod
     def build(cls, model: M3ViT, spec: QuantSpec) -> QuantizedModel:
@@ -53,11 +56,7 @@ class QuantizedModel:
         over = {k: v["bits"] for k, v in bounds.items() if not v["fits"]}
         if over:
             raise ValueError(f"accumulators of {over} exceed the {spec.mode.acc_bits}-bit hardware accumulator")
-        return cls(model, spec, iparams)
-
-    @property
-    def cfg(self):
-        return self.model.cfg
+        return cls(model.cfg, spec, iparams, copy.deepcopy(model.heads).eval())
 
     def tokens(self, images, task: str, dump: bool = False) -> tuple[np.ndarray, IntArith]:
         """Final tokens [B, N, D] as floats (dequantized) and the arithmetic holding any dumps."""
@@ -67,8 +66,10 @@ class QuantizedModel:
 
     @torch.no_grad()
     def predict(self, images, task: str) -> torch.Tensor:
-        if isinstance(images, torch.Tensor):
-            self.model.check_images(images)
-            images = images.numpy()
+        images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        want = (self.cfg.in_chans, *self.cfg.img_size)
+        if images.ndim != 4 or tuple(images.shape[1:]) != want:
+            raise ValueError(f"quantized model {self.cfg.name!r} expects images shaped [B, {want[0]}, {want[1]}, "
+                             f"{want[2]}], got {list(images.shape)}")
         tokens, _ = self.tokens(images, task)
-        return self.model.heads[task](torch.from_numpy(tokens).float())
+        return self.heads[task](torch.from_numpy(tokens).float())

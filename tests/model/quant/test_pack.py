@@ -80,7 +80,7 @@ def test_mismatched_pair_and_expectations(qmodel, pack_files, tmp_path):
     other["l0.q.w"] = -other["l0.q.w"]
     from m3vit.quant.quantize import QuantizedModel
 
-    other_bin, _ = write_pack(QuantizedModel(qmodel.model, qmodel.spec, other), tmp_path / "other")
+    other_bin, _ = write_pack(QuantizedModel(qmodel.cfg, qmodel.spec, other, qmodel.heads), tmp_path / "other")
     bin_path.write_bytes(other_bin.read_bytes())
     with pytest.raises(PackError, match="does not belong to manifest"):
         read_pack(manifest)

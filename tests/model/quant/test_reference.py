@@ -80,8 +80,8 @@ def test_formats_follow_calibration_not_constants(micro_model, images):
     assert np.mean(np.abs(k) == wide.activations["l0.k"].qmax) < 0.01  # calibrated: hardly any saturation
 
 
-def test_quantized_prediction_close_to_float(qmodel, images):
+def test_quantized_prediction_close_to_float(micro_model, qmodel, images):
     x = torch.from_numpy(images).float()
-    pf = qmodel.model(x, "semseg").argmax(1)
+    pf = micro_model(x, "semseg").argmax(1)
     pi = qmodel.predict(x, "semseg").argmax(1)
     assert (pf == pi).float().mean() > 0.9  # an untrained model; the trained figure is in fidelity.json

@@ -1,0 +1,22 @@
+import pytest
+
+from m3vit.data import build_dataset
+from m3vit.model import M3ViT
+from m3vit.quant.fidelity import measure
+from m3vit.quant.pack import read_pack, write_pack
+
+
+def test_measure_after_pack_roundtrip(micro_model, qmodel, tmp_path):
+    """Fidelity of a pack-loaded model: compared with the float model it came from."""
+    data = build_dataset("synthetic", "val", micro_model.cfg, length=4)
+    _, manifest = write_pack(qmodel, tmp_path)
+    loaded = read_pack(manifest).quantized_model()
+    result = measure(micro_model, loaded, data, progress=False)
+    seg = result["tasks"]["semseg"]
+    assert seg["pixel_agreement"] > 0.9
+    assert abs(seg["miou_drop_points"]) < 20
+    assert set(result["goals"]) == {"semseg_pixel_agreement_min", "semseg_miou_drop_max_points",
+                                    "depth_rmse_increase_max"}
+    other = M3ViT(micro_model.cfg.replace(head_channels=8))
+    with pytest.raises(ValueError, match="different configs"):
+        measure(other, loaded, data, progress=False)
