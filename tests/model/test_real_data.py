@@ -39,6 +39,26 @@ def write_nyud(root: Path, ids=("0001", "0002"), hw=(30, 40)) -> None:
         np.save(root / "edge" / f"{i}.npy", (RNG.random(hw) > 0.9).astype(np.float32))
 
 
+def write_parts_mat(path: Path, hw) -> None:
+    """A PASCAL-Part 'anno' struct: a person with a head and a left foot, and a dog with a part."""
+    def parts(*named):
+        arr = np.zeros((1, len(named)), dtype=[("part_name", "O"), ("mask", "O")])
+        for j, (name, mask) in enumerate(named):
+            arr[0, j] = (name, mask.astype(np.uint8))
+        return arr
+
+    head = np.zeros(hw, bool)
+    head[:4, :4] = True
+    foot = np.zeros(hw, bool)
+    foot[-3:, :5] = True
+    objects = np.zeros((1, 2), dtype=[("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")])
+    objects[0, 0] = ("person", np.array([[15]]), (head | foot).astype(np.uint8), parts(("head", head), ("lfoot", foot)))
+    objects[0, 1] = ("dog", np.array([[12]]), np.ones(hw, np.uint8), parts(("tail", np.ones(hw, bool))))
+    anno = np.zeros((1, 1), dtype=[("imname", "O"), ("objects", "O")])
+    anno[0, 0] = (path.stem, objects)
+    savemat(path, {"anno": anno})
+
+
 def write_pascal(root: Path, ids=("2008_000001",), hw=(24, 36)) -> None:
     for sub in ("ImageSets/Context", "JPEGImages", "semseg/pascal-context", "sal_distill", "normals_distill",
                 "pascal-context/trainval", "human_parts"):
@@ -47,7 +67,7 @@ def write_pascal(root: Path, ids=("2008_000001",), hw=(24, 36)) -> None:
     for i in ids:
         Image.fromarray(RNG.integers(0, 255, (*hw, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{i}.jpg")
         Image.fromarray(RNG.integers(0, 21, hw, dtype=np.uint8)).save(root / "semseg/pascal-context" / f"{i}.png")
-        Image.fromarray(RNG.integers(0, 7, hw, dtype=np.uint8)).save(root / "human_parts" / f"{i}.png")
+        write_parts_mat(root / "human_parts" / f"{i}.mat", hw)
         Image.fromarray(RNG.integers(0, 255, hw, dtype=np.uint8)).save(root / "sal_distill" / f"{i}.png")
         Image.fromarray(RNG.integers(1, 255, (*hw, 3), dtype=np.uint8)).save(root / "normals_distill" / f"{i}.png")
         label_map = np.zeros(hw, np.uint16)
@@ -112,11 +132,13 @@ def test_missing_and_malformed_files_are_named(tmp_path):
         ds[0]
 
 
-def test_pascal_parts_mat_only_is_explained(tmp_path):
-    write_pascal(tmp_path)
-    part = tmp_path / "human_parts" / "2008_000001.png"
-    part.unlink()
-    savemat(part.with_suffix(".mat"), {"anno": np.zeros(1)})
-    cfg = get_config("micro").replace(tasks=get_config("m3vit-small-pascal").tasks)
-    with pytest.raises(DatasetError, match=r"render the \.mat annotations"):
-        build_dataset("pascal", "val", cfg, tmp_path)[0]
+def test_pascal_human_parts_from_mat(tmp_path):
+    from m3vit.data.real import PascalContextMT
+
+    write_pascal(tmp_path, hw=(24, 36))
+    parts = PascalContextMT(tmp_path, "val", ("human_parts",), (24, 36))[0]["human_parts"]
+    assert parts[:4, :4].eq(1).all() and parts[-3:, :5].eq(6).all()  # head group 1, lower legs/feet 6
+    assert int((parts > 0).sum()) == 16 + 15  # the dog's part is not a human part
+    (tmp_path / "human_parts" / "2008_000001.mat").write_bytes(b"not a mat file")
+    with pytest.raises(DatasetError, match="not a PASCAL-Part 'anno' struct"):
+        PascalContextMT(tmp_path, "val", ("human_parts",), (24, 36))[0]

@@ -26,12 +26,14 @@ PASCAL-Context (ASTMT's PASCAL_MT release)::
 
     root/ImageSets/Context/{train,val}.txt
     root/JPEGImages/{id}.jpg
-    root/semseg/pascal-context/{id}.png class ids 0..20, 255 = ignore
+    root/semseg/VOC12/{id}.png or root/semseg/pascal-context/{id}.png
+                                        class ids 0..20, 255 = ignore
     root/sal_distill/{id}.png           saliency in 0..255 (> 127 is salient)
-    root/normals_distill/{id}.png       RGB normals, n = 2 * v / 255 - 1
+    root/normals_distill/{id}.png       RGB normals, n = 2 * v / 255 - 1 (all pixels kept)
     root/pascal-context/trainval/{id}.mat  'LabelMap'; edges are its label boundaries
-    root/human_parts/{id}.png           part ids 0..6, 255 = ignore (pre-rendered; the
-                                        original per-object .mat annotations are not read)
+    root/human_parts/{id}.mat           PASCAL-Part annotations: the parts of every person
+                                        (class 15) grouped into 6 parts (head, torso, upper
+                                        arms, lower arms, upper legs, lower legs); 0 elsewhere
 """
 
 from __future__ import annotations
@@ -200,6 +202,43 @@ class NYUDMT(_MultiTaskFolder):
         return self._finish(image, targets)
 
 
+PERSON_CLASS = 15
+# PASCAL-Part's person part names grouped into the 6 parts M³ViT evaluates (0 = background).
+HUMAN_PART_GROUPS = {
+    1: ("hair", "head", "lear", "rear", "lebrow", "rebrow", "leye", "reye", "mouth", "nose"),
+    2: ("neck", "torso"),
+    3: ("luarm", "ruarm"),
+    4: ("llarm", "rlarm", "lhand", "rhand"),
+    5: ("luleg", "ruleg"),
+    6: ("llleg", "rlleg", "lfoot", "rfoot"),
+}
+_PART_ID = {name: group for group, names in HUMAN_PART_GROUPS.items() for name in names}
+
+
+def human_parts_from_mat(path: Path, hw: tuple[int, int]) -> np.ndarray:
+    """Render PASCAL-Part's per-object annotation (.mat) into a 6-part label map."""
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    target = np.zeros(hw, np.int64)
+    try:
+        objects = loadmat(path)["anno"][0][0][1][0]
+        for obj in objects:
+            if int(np.asarray(obj[1]).ravel()[0]) != PERSON_CLASS or np.asarray(obj[3]).size == 0:
+                continue
+            for part in np.asarray(obj[3]).ravel():
+                name = str(np.asarray(part[0]).ravel()[0])
+                if name not in _PART_ID:
+                    raise DatasetError(f"PASCAL human parts: {path} has unknown part name {name!r}")
+                mask = np.asarray(part[1]).astype(bool)
+                if mask.shape != tuple(hw):
+                    raise DatasetError(f"PASCAL human parts: a mask in {path} is {mask.shape}, the image {hw}")
+                target[mask] = _PART_ID[name]
+    except (KeyError, IndexError, TypeError, ValueError, OSError, MatReadError) as exc:
+        raise DatasetError(f"PASCAL human parts: {path} is not a PASCAL-Part 'anno' struct ({exc})") from exc
+    return target
+
+
 class PascalContextMT(_MultiTaskFolder):
     name = "PASCAL-Context"
     supported = ("semseg", "human_parts", "saliency", "normals", "edges")
@@ -218,15 +257,14 @@ class PascalContextMT(_MultiTaskFolder):
         hw = image.shape[:2]
         targets: dict[str, np.ndarray] = {}
         if "semseg" in self.tasks:
-            path = self.root / "semseg" / "pascal-context" / f"{i}.png"
+            path = self.root / "semseg" / "VOC12" / f"{i}.png"
+            if not path.is_file():
+                path = self.root / "semseg" / "pascal-context" / f"{i}.png"
             targets["semseg"] = _load_png(path, "PASCAL semseg").astype(np.int64)
             _check_hw(targets["semseg"], hw, path, "PASCAL semseg")
         if "human_parts" in self.tasks:
-            path = self.root / "human_parts" / f"{i}.png"
-            if not path.is_file() and path.with_suffix(".mat").is_file():
-                raise DatasetError(f"PASCAL human parts: found {path.with_suffix('.mat')} but only pre-rendered "
-                                   f"part maps ({path.name}) are read; render the .mat annotations to PNG first")
-            targets["human_parts"] = _load_png(path, "PASCAL human parts").astype(np.int64)
+            path = _require_file(self.root / "human_parts" / f"{i}.mat", "PASCAL human parts")
+            targets["human_parts"] = human_parts_from_mat(path, hw)
         if "saliency" in self.tasks:
             sal = _load_png(self.root / "sal_distill" / f"{i}.png", "PASCAL saliency", mode="L")
             targets["saliency"] = (sal > 127).astype(np.float32)
@@ -235,11 +273,12 @@ class PascalContextMT(_MultiTaskFolder):
             targets["normals"] = 2.0 * rgb.astype(np.float32) / 255.0 - 1.0
         if "edges" in self.tasks:
             path = _require_file(self.root / "pascal-context" / "trainval" / f"{i}.mat", "PASCAL edges")
-            from scipy.io import loadmat  # scipy is only needed for this one file type
+            from scipy.io import loadmat
+            from scipy.io.matlab import MatReadError
 
             try:
                 label_map = loadmat(path)["LabelMap"]
-            except (KeyError, ValueError, OSError) as exc:
+            except (KeyError, ValueError, OSError, MatReadError) as exc:
                 raise DatasetError(f"PASCAL edges: cannot read 'LabelMap' from {path} ({exc})") from exc
             _check_hw(label_map, hw, path, "PASCAL edges")
             targets["edges"] = _edges_from_labels(label_map)
