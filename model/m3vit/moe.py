@@ -59,6 +59,9 @@ class Routing:
     top_idx: torch.Tensor  # [N, k] expert indices
     balance_loss: torch.Tensor  # scalar, 0 outside training
 
+    def detached(self) -> Routing:
+        return Routing(*(t.detach() for t in (self.logits, self.probs, self.top_p, self.top_idx, self.balance_loss)))
+
     def expert_counts(self, num_experts: int) -> torch.Tensor:
         return torch.bincount(self.top_idx.flatten(), minlength=num_experts)
 
@@ -156,5 +159,5 @@ class MoELayer(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         routing = self.route(flat, task_idx)
-        self.last_routing = routing
+        self.last_routing = routing.detached()  # for analysis; detached so the module stays copyable
         return self.run_experts(flat, routing).reshape(shape), routing.balance_loss

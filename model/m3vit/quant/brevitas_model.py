@@ -25,6 +25,7 @@ from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedP
 from torch import nn
 
 from ..model import M3ViT
+from ..moe import topk_lowest_index_ties
 from .fixed import QFormat
 from .params import LOG2E, float_params
 from .spec import QuantSpec
@@ -144,12 +145,11 @@ class BrevitasBackbone(nn.Module):
     def _moe(self, o: str, h: torch.Tensor, task_idx: int) -> torch.Tensor:
         logits = self.q(f"{o}.gate", getattr(self, f"{o}_gate")[task_idx](h))
         probs = torch.softmax(logits * math.log(2.0), dim=-1)
-        values, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-        top_p, top_idx = values[:, : self.cfg.top_k], order[:, : self.cfg.top_k]
+        top_p, top_idx = topk_lowest_index_ties(probs, self.cfg.top_k)
         out = torch.zeros_like(h)
         for e in range(self.cfg.num_experts):
             rows, slot = (top_idx == e).nonzero(as_tuple=True)
-            if rows.numel() == 0:
+            if rows.numel() == 0 and not torch.onnx.is_in_onnx_export():
                 continue
             z = self.q(f"{o}.egelu", F.gelu(self.q(f"{o}.e1", getattr(self, f"{o}_e1")[e](h[rows]))))
             y = self.q(f"{o}.e2", getattr(self, f"{o}_e2")[e](z))

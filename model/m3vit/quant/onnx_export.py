@@ -1,10 +1,15 @@
-"""ONNX export of the quantized linear layers (QCDQ) and the float model, run with onnxruntime.
+"""ONNX export of the quantized model, its linear layers (QCDQ) and the float model; onnxruntime runs all.
 
-QCDQ (QuantizeLinear / Clip / DequantizeLinear around float ops) is the form onnxruntime runs
-natively; it carries integers of at most 8 bits. So in W8/A8 every backbone linear layer exports
-as QCDQ exactly as Brevitas computes it. The full quantized backbone does not: its residual
-stream and internal points are 16-bit (NUMERICS.md §2), beyond QCDQ. The float model exports
-whole (opset 17), for CPU baselines.
+- Whole fake-quantized model (:func:`export_fakequant_model`): the Brevitas backbone of
+  ``brevitas_model.py`` plus the float head, traced to standard ONNX operators (each quantizer
+  becomes its scale / round / clip / rescale arithmetic). Any width works, so W16/A16 and the
+  16-bit residual stream too; onnxruntime reproduces the Brevitas model exactly (tested).
+- Linear layers as QCDQ (QuantizeLinear / Clip / DequantizeLinear, :func:`export_linear_qcdq`):
+  the form integer back ends consume, limited by Brevitas' QCDQ export to integers of at most
+  8 bits, so W8/A8 linear layers only (the whole backbone has 16-bit points, NUMERICS.md §2).
+- The float model (:func:`export_float_model`), for CPU baselines.
+Routing is data-dependent: exported graphs keep every expert and use ONNX TopK, whose tie-break
+(lower index first) is the contract's.
 """
 
 from __future__ import annotations
@@ -46,6 +51,17 @@ def export_float_model(model: M3ViT, task: str, path: str | Path, batch: int = 1
     torch.onnx.export(_TaskForward(model.eval(), task), (example,), str(path), dynamo=False, opset_version=17,
                       input_names=["images"], output_names=[task])
     return path
+
+
+def export_fakequant_model(model: M3ViT, spec, task: str, path: str | Path, batch: int = 1) -> Path:
+    """Backbone fake-quantized at ``spec``'s formats (Brevitas) + float head, for one task."""
+    import copy
+
+    from .brevitas_model import BrevitasBackbone
+
+    quantized = copy.deepcopy(model).eval()
+    quantized.backbone = BrevitasBackbone(model, spec).eval()
+    return export_float_model(quantized, task, path, batch)
 
 
 def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:

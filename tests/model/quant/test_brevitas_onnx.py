@@ -110,3 +110,20 @@ def test_write_back_without_training_is_identity(micro_model, qmodel, images):
     x = torch.from_numpy(images[:2]).float()
     for task in micro_model.cfg.task_names:
         torch.testing.assert_close(back(x, task), micro_model(x, task), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["w8a8", "w16a16"])
+def test_fakequant_model_onnx_matches_brevitas(micro_model, images, mode, tmp_path):
+    """The whole fake-quantized model in onnxruntime. Quantizers are float arithmetic in both
+    runtimes, so agreement is to float rounding (a value near a rounding boundary may move by one
+    LSB), not bit-exact; the integer contract is checked layer by layer above."""
+    from m3vit.quant.onnx_export import export_fakequant_model
+
+    spec = calibrate(micro_model, images, mode)
+    quantized = BrevitasBackbone(micro_model, spec).eval()
+    path = export_fakequant_model(micro_model, spec, "semseg", tmp_path / "fq.onnx", batch=1)
+    for i in range(3):  # different images route differently: every expert must be in the graph
+        x = torch.from_numpy(images[i : i + 1]).float()
+        with torch.no_grad():
+            want = micro_model.heads["semseg"](quantized(x, micro_model.cfg.task_index("semseg"))[0]).numpy()
+        np.testing.assert_allclose(run_onnx(path, images[i : i + 1]), want, rtol=1e-3, atol=1e-4)
