@@ -22,20 +22,39 @@ from m3vit.quant.quantize import QuantizedModel, calibrate
 warnings.filterwarnings("ignore", module="brevitas")
 
 
-def linear_inputs(qmodel, arith):
-    """(op, integer input rows) for every linear layer, taken from the integer reference's dumps."""
-    cfg = qmodel.cfg
-    out = []
+def linear_cases(qmodel, arith, task_idx):
+    """(name, input point, integer input rows, integer weight, integer bias, Brevitas layer getter)
+    for every linear layer of the backbone, inputs taken from the integer reference's dumps."""
+    from m3vit.quant.reference import image_to_patches
+
+    cfg, p = qmodel.cfg, qmodel.iparams
+    patches = image_to_patches(arith.dumps["image"][0], cfg.patch_size).reshape(-1, cfg.in_chans * cfg.patch_size**2)
+    cases = [("patch", "image", patches, p["patch.w"], p["patch.b"], lambda bb: bb.linear("patch"))]
     for i in range(cfg.depth):
         o = f"l{i}"
-        att = arith.dumps[f"{o}.attn"][0]  # [B, heads, N, hd] → [B·N, D]
-        att = att.transpose(0, 2, 1, 3).reshape(-1, cfg.dim)
+        att = arith.dumps[f"{o}.attn"][0].transpose(0, 2, 1, 3).reshape(-1, cfg.dim)  # [B, heads, N, hd] → rows
         ln1 = arith.dumps[f"{o}.ln1"][0].reshape(-1, cfg.dim)
         ln2 = arith.dumps[f"{o}.ln2"][0].reshape(-1, cfg.dim)
-        out += [(f"{o}.q", ln1), (f"{o}.k", ln1), (f"{o}.v", ln1), (f"{o}.proj", att)]
+        for op, src, x in (("q", "ln1", ln1), ("k", "ln1", ln1), ("v", "ln1", ln1), ("proj", "attn", att)):
+            cases.append((f"{o}.{op}", f"{o}.{src}", x, p[f"{o}.{op}.w"], p[f"{o}.{op}.b"],
+                          lambda bb, name=f"{o}.{op}": bb.linear(name)))
         if not cfg.is_moe(i):
-            out += [(f"{o}.fc1", ln2), (f"{o}.fc2", arith.dumps[f"{o}.gelu"][0].reshape(-1, cfg.mlp_hidden))]
-    return out
+            gelu = arith.dumps[f"{o}.gelu"][0].reshape(-1, cfg.mlp_hidden)
+            for op, src, x in (("fc1", "ln2", ln2), ("fc2", "gelu", gelu)):
+                cases.append((f"{o}.{op}", f"{o}.{src}", x, p[f"{o}.{op}.w"], p[f"{o}.{op}.b"],
+                              lambda bb, name=f"{o}.{op}": bb.linear(name)))
+            continue
+        cases.append((f"{o}.gate", f"{o}.ln2", ln2, p[f"{o}.gate.w"][task_idx], p[f"{o}.gate.b"][task_idx],
+                      lambda bb, o=o: getattr(bb, f"{o}_gate")[task_idx]))
+        top = intops.topk_lowest_index_ties(arith.dumps[f"{o}.gate"][0], cfg.top_k)
+        active = [e for e in range(cfg.num_experts) if (top == e).any()]
+        for j, e in enumerate(active):  # the expert points are dumped once per active expert, in order
+            rows = np.nonzero((top == e).any(axis=1))[0]
+            cases.append((f"{o}.e1[{e}]", f"{o}.ln2", ln2[rows], p[f"{o}.e1.w"][e], p[f"{o}.e1.b"][e],
+                          lambda bb, o=o, e=e: getattr(bb, f"{o}_e1")[e]))
+            cases.append((f"{o}.e2[{e}]", f"{o}.egelu", arith.dumps[f"{o}.egelu"][j], p[f"{o}.e2.w"][e],
+                          p[f"{o}.e2.b"][e], lambda bb, o=o, e=e: getattr(bb, f"{o}_e2")[e]))
+    return cases
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +65,24 @@ def brevitas(micro_model, qmodel):
 def test_linear_accumulators_bit_exact(qmodel, brevitas, images):
     bounds = accumulator_bounds(qmodel.iparams, qmodel.spec, qmodel.cfg)
     assert max(b["bits"] for b in bounds.values()) <= 24  # float32 represents every accumulator exactly
-    _, arith = qmodel.tokens(images[:2], "semseg", dump=True)
     f = qmodel.spec.activations
-    for op, x_int in linear_inputs(qmodel, arith):
-        layer = brevitas.linear(op)
-        assert np.array_equal(layer.quant_weight().int().numpy(), qmodel.iparams[f"{op}.w"]), op
-        src_frac = {".q": "ln1", ".k": "ln1", ".v": "ln1", "proj": "attn", "fc1": "ln2", "fc2": "gelu"}
-        src = op.split(".")[0] + "." + next(v for k, v in src_frac.items() if op.endswith(k))
-        with torch.no_grad():
-            out = layer(torch.from_numpy(x_int * 2.0 ** -f[src].frac).float()).double().numpy()
-        acc = intops.linear(x_int, qmodel.iparams[f"{op}.w"], qmodel.iparams[f"{op}.b"])
-        scaled = out * 2.0 ** accumulator_frac(qmodel.spec, qmodel.cfg, op)
-        assert np.array_equal(scaled, acc.astype(np.float64)), op
+    for task_idx, task in enumerate(qmodel.cfg.task_names):
+        _, arith = qmodel.tokens(images[:2], task, dump=True)
+        cases = linear_cases(qmodel, arith, task_idx)
+        assert sum(".e1[" in c[0] for c in cases) >= qmodel.cfg.top_k  # the experts are covered
+        for name, src, x_int, w_int, b_int, get_layer in cases:
+            layer = get_layer(brevitas)
+            assert np.array_equal(layer.quant_weight().int().numpy(), w_int), name
+            with torch.no_grad():
+                out = layer(torch.from_numpy(x_int * 2.0 ** -f[src].frac).float()).double().numpy()
+            acc = intops.linear(x_int, w_int, b_int)
+            acc_frac = f[src].frac + layer.quant_weight().scale.log2().neg().round().int().item()
+            assert np.array_equal(out * 2.0**acc_frac, acc.astype(np.float64)), name
 
 
 def test_onnx_qcdq_linear_matches_brevitas_and_integers(qmodel, brevitas, images, tmp_path):
     _, arith = qmodel.tokens(images[:1], "depth", dump=True)
-    op, x_int = linear_inputs(qmodel, arith)[0]
+    op, _, x_int, _, _, _ = linear_cases(qmodel, arith, 1)[1]  # l0.q
     layer = brevitas.linear(op)
     x = (x_int * 2.0 ** -qmodel.spec.activations["l0.ln1"].frac).astype(np.float32)
     path = export_linear_qcdq(layer, x.shape[0], tmp_path / "q.onnx")
