@@ -23,6 +23,7 @@ from ..configs import get_config
 from ..data import build_dataset
 from ..evaluation import dataset_statistics, evaluate
 from ..quant.fidelity import measure
+from ..quant.onnx_export import export_fakequant_model, export_float_model, run_onnx
 from ..quant.pack import read_pack, write_pack
 from ..quant.quantize import QuantizedModel, calibrate
 from ..report import HEADLINE, headline_table, plot_float_vs_integer, plot_history, plot_metrics, plot_predictions
@@ -72,12 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     spec = calibrate(model, calib.numpy(), args.mode)
     (out / "quant_spec.json").write_text(spec.to_json() + "\n")
 
-    print("[4/6] exporting the weight pack")
+    print("[4/6] exporting the weight pack and ONNX (float and fake-quantized models, first task)")
     _, manifest = write_pack(QuantizedModel.build(model, spec), out / "pack")
+    task0 = cfg.task_names[0]
+    onnx_float = export_float_model(model, task0, out / "onnx" / f"float_{task0}.onnx")
+    onnx_quant = export_fakequant_model(model, spec, task0, out / "onnx" / f"{args.mode}_{task0}.onnx")
+    probe = val_set[0]["image"][None]
+    with torch.no_grad():
+        diff = abs(run_onnx(onnx_float, probe.numpy()) - model(probe, task0).numpy()).max()
+    onnx_check = {"float_onnx_vs_pytorch_max_abs_diff": float(diff), "files": [str(onnx_float), str(onnx_quant)]}
 
     print("[5/6] reloading the pack and running the integer reference (the accelerator's golden)")
     qmodel = read_pack(manifest, expect_config=cfg, expect_mode=args.mode).quantized_model()
     fidelity = measure(model, qmodel, val_set)
+    fidelity["onnx"] = onnx_check
     (out / "fidelity.json").write_text(json.dumps(fidelity, indent=2) + "\n")
 
     print("[6/6] report and pictures")
