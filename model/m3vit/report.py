@@ -37,6 +37,16 @@ def plot_history(history_path: Path, out: Path) -> Path:
     return out
 
 
+def _save_image_grid(fig, axes, out: Path) -> Path:
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _show_task(ax, task: TaskSpec, value: torch.Tensor) -> None:
     if task.kind == "classification":
         labels = value.argmax(0) if value.ndim == 3 else value
@@ -71,13 +81,7 @@ def plot_predictions(model: torch.nn.Module, cfg: ModelConfig, dataset, out: Pat
                 axes[r, 2 + 2 * j].set_title(f"{task.name} model", fontsize=8)
         if r == 0:
             axes[r, 0].set_title("image", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save_image_grid(fig, axes, out)
 
 
 def plot_metrics(report: dict, cfg: ModelConfig, out: Path) -> Path:
@@ -133,10 +137,4 @@ def plot_float_vs_integer(model: torch.nn.Module, qmodel, cfg: ModelConfig, data
                 axes[r, -1].imshow((pf.argmax(0) != pi.argmax(0)).numpy(), cmap="Reds", vmin=0, vmax=1)
                 if r == 0:
                     axes[r, -1].set_title("semseg disagreement", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save_image_grid(fig, axes, out)

@@ -31,7 +31,6 @@ import torch
 
 from ..configs import ModelConfig
 from ..model import M3ViT
-from .fixed import QFormat
 from .quantize import QuantizedModel
 from .spec import QuantSpec
 
@@ -222,4 +221,4 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
     return Pack(cfg, spec, iparams, heads, manifest)
 
 
-__all__ = ["PackError", "QFormat", "read_pack", "tile16", "untile16", "write_pack"]
+__all__ = ["Pack", "PackError", "read_pack", "tile16", "untile16", "write_pack"]
