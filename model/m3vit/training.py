@@ -187,5 +187,6 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
     bar.close()
     if world > 1:
         dist.barrier()
+        dist.destroy_process_group()
     return {"steps": step, "total_steps": total_steps, "seconds": time.time() - start,
             "checkpoint": str(out_dir / "last.pt"), "world_size": world}

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+MAX_FRAC = 40  # no format has more fractional bits (keeps every shift inside int64)
+
+
 @dataclass(frozen=True, order=True)
 class QFormat:
     bits: int
@@ -54,10 +57,11 @@ def format_for(max_abs: float, bits: int) -> QFormat:
     as Brevitas' fixed-point quantizers (scale = 2^ceil(log2(max_abs / 2^(bits-1)))).
     """
     if not np.isfinite(max_abs):
-        raise ValueError(f"cannot choose a format for non-finite range {max_abs}")
+        raise ValueError(f"cannot choose a format for non-finite range {max_abs}; the model has inf/nan values")
     if max_abs <= 0:
         return QFormat(bits, bits - 1)
-    return QFormat(bits, (bits - 1) - math.ceil(math.log2(max_abs)))
+    # A (near-)zero tensor would ask for absurd precision: cap it, its values then quantize to 0.
+    return QFormat(bits, min((bits - 1) - math.ceil(math.log2(max_abs)), MAX_FRAC))
 
 
 def saturate(x: np.ndarray, fmt: QFormat) -> np.ndarray:
@@ -69,6 +73,8 @@ def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     if shift <= 0:
         return x << np.int64(-shift)
+    if shift >= 63:  # |x| < 2^62 in every use, so x · 2^-shift rounds to 0
+        return np.zeros_like(x)
     return (x + np.int64(1 << (shift - 1))) >> np.int64(shift)
 
 

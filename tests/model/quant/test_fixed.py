@@ -48,3 +48,13 @@ def test_isqrt_exact(v):
 @given(st.integers(min_value=0, max_value=2**40), st.integers(min_value=1, max_value=2**30))
 def test_div_round(num, den):
     assert int(div_round(num, np.array([den]))[0]) == math.floor(Fraction(num, den) + Fraction(1, 2))
+
+
+def test_degenerate_ranges():
+    import pytest
+
+    assert format_for(0.0, 8) == QFormat(8, 7)
+    assert format_for(1e-30, 8).frac == 40  # capped: the tensor quantizes to zeros
+    assert round_shift(np.array([2**40, -(2**40)]), 70).tolist() == [0, 0]
+    with pytest.raises(ValueError, match="non-finite"):
+        format_for(float("nan"), 8)
