@@ -1,8 +1,12 @@
-"""Analytic multiply-accumulate (MAC) accounting per image.
+"""Analytic multiply-accumulate (MAC) and parameter accounting per image.
 
 Counts the MACs of matrix products and convolutions only (LayerNorm, softmax, GELU, bilinear
 resizing and additions are not MACs); ``tests/model/test_flops.py`` checks these formulas
 against PyTorch's FlopCounterMode on the real model. FLOPs = 2 × MACs.
+
+Parameters: ``params_total`` (the whole model), ``params_dense_mtl`` (the dense multi-task ViT below),
+``params_per_token_task`` (what one token of one task touches: shared layers, that task's router,
+top-k experts per MoE layer, one head).
 
 Compared systems (all at the config's width, depth and input size):
 - ``dense_mtl``: a dense multi-task ViT — every block a dense MLP of ``mlp_hidden`` — whose one
@@ -70,6 +74,38 @@ def head_macs(cfg: ModelConfig, out_channels: int, kind: str | None = None) -> i
     return total + (gh << PUP_STAGES) * (gw << PUP_STAGES) * c * out_channels
 
 
+def head_params(cfg: ModelConfig, out_channels: int, kind: str | None = None) -> int:
+    kind = kind or cfg.head
+    c, d = cfg.head_channels, cfg.dim
+    total = 2 * d  # per-task LayerNorm
+    if kind == "light":
+        total += d * c + c + LIGHT_STAGES * (9 * c * c + c)
+    else:
+        total += 9 * d * c + c + (PUP_STAGES - 1) * (9 * c * c + c)
+    return total + c * out_channels + out_channels
+
+
+def backbone_params(cfg: ModelConfig, experts: int | None = None, all_dense: bool = False,
+                    routers: int | None = None) -> int:
+    """Parameters of the backbone; ``experts`` / ``routers`` count only that many (the active ones)."""
+    d = cfg.dim
+    e = cfg.num_experts if experts is None else experts
+    t = len(cfg.tasks) if routers is None else routers
+    total = d * cfg.in_chans * cfg.patch_size**2 + d + d + cfg.num_tokens * d  # patch embed, cls, positions
+    per_expert = d * cfg.expert_hidden + cfg.expert_hidden + cfg.expert_hidden * d + d
+    if cfg.router == "multi_gate":
+        router = t * d * cfg.num_experts
+    else:
+        router = (d + cfg.task_embed_dim) * cfg.num_experts + t * cfg.task_embed_dim
+    for layer in range(cfg.depth):
+        total += 4 * d + (3 * d * d + 3 * d) + (d * d + d)  # norms, qkv, proj
+        if cfg.is_moe(layer) and not all_dense:
+            total += e * per_expert + router
+        else:
+            total += 2 * d * cfg.mlp_hidden + cfg.mlp_hidden + d
+    return total
+
+
 def report(cfg: ModelConfig, task: str | None = None) -> dict:
     """MACs of each compared system and the savings of M³ViT's sparse single-task path."""
     task = task or cfg.task_names[0]
@@ -97,5 +133,9 @@ def report(cfg: ModelConfig, task: str | None = None) -> dict:
         "head_light": light,
         "head_pup": pup,
         "head_share_of_task_pct": 100.0 * head_task / m3vit_task,
+        "params_total": backbone_params(cfg) + sum(head_params(cfg, t.channels) for t in cfg.tasks),
+        "params_dense_mtl": backbone_params(cfg, all_dense=True) + sum(head_params(cfg, t.channels) for t in cfg.tasks),
+        "params_per_token_task": backbone_params(cfg, experts=cfg.top_k, routers=1)
+        + head_params(cfg, cfg.task(task).channels),
         "pup_head_share_of_task_pct": 100.0 * pup[task] / (sparse + pup[task]),
     }

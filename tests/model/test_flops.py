@@ -35,3 +35,19 @@ def test_report_savings_are_consistent():
     assert rep["m3vit_task"] < rep["moe_all_experts"]
     assert rep["m3vit_all_tasks"] == 2 * rep["backbone_sparse"] + sum(rep["head_light"].values())
     assert 0 < rep["saved_vs_all_experts_pct"] < 100
+
+
+@pytest.mark.parametrize("name", ["micro", "m3vit-tiny", "m3vit-small-pascal"])
+@pytest.mark.parametrize("router", ["multi_gate", "task_embedding"])
+@pytest.mark.parametrize("head", ["light", "pup"])
+def test_parameter_formulas_match_the_model(name, router, head):
+    from m3vit.model import count_parameters
+
+    cfg = get_config(name, router=router, head=head)
+    model = M3ViT(cfg)
+    assert flops.backbone_params(cfg) == count_parameters(model.backbone)
+    for task in cfg.tasks:
+        assert flops.head_params(cfg, task.channels) == count_parameters(model.heads[task.name])
+    rep = flops.report(cfg)
+    assert rep["params_total"] == count_parameters(model)
+    assert rep["params_per_token_task"] < rep["params_total"]

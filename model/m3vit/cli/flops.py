@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key:<18} {rep[key] / g:9.3f}")
     print(f"  saved vs dense multi-task ViT: {rep['saved_vs_dense_mtl_pct']:.1f}%")
     print(f"  saved vs running all experts:  {rep['saved_vs_all_experts_pct']:.1f}%")
+    print(f"  parameters: {rep['params_total'] / 1e6:.2f} M in all, {rep['params_per_token_task'] / 1e6:.2f} M "
+          f"touched per token of one task, dense multi-task ViT {rep['params_dense_mtl'] / 1e6:.2f} M")
     print(f"  head share of the task path: {rep['head_share_of_task_pct']:.1f}% "
           f"(PUP head would be {rep['pup_head_share_of_task_pct']:.1f}%)")
     if args.out:

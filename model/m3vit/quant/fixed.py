@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 MAX_FRAC = 40  # no format has more fractional bits (keeps every shift inside int64)
 
 
