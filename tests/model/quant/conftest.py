@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -24,8 +23,3 @@ def images(micro_model):
 @pytest.fixture(scope="module")
 def qmodel(micro_model, images):
     return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8"))
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
