@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_FRAC = 40  # no format has more fractional bits (keeps every shift inside int64)
+MIN_RANGE_LOG2 = -24  # ranges below 2^-24 are treated as 2^-24 (keeps every shift inside int64)
 
 
 @dataclass(frozen=True, order=True)
@@ -59,8 +59,8 @@ def format_for(max_abs: float, bits: int) -> QFormat:
         raise ValueError(f"cannot choose a format for non-finite range {max_abs}; the model has inf/nan values")
     if max_abs <= 0:
         return QFormat(bits, bits - 1)
-    # A (near-)zero tensor would ask for absurd precision: cap it, its values then quantize to 0.
-    return QFormat(bits, min((bits - 1) - math.ceil(math.log2(max_abs)), MAX_FRAC))
+    # A (near-)zero tensor would ask for absurd precision: floor its range, its values then quantize to ~0.
+    return QFormat(bits, (bits - 1) - max(math.ceil(math.log2(max_abs)), MIN_RANGE_LOG2))
 
 
 def saturate(x: np.ndarray, fmt: QFormat) -> np.ndarray:

@@ -52,7 +52,7 @@ class FloatArith:
         cls = np.broadcast_to(self.p["cls"] + self.p["pos"][0], (x.shape[0], 1, x.shape[2]))
         return self._rec(name, np.concatenate([cls, x], axis=1))
 
-    def layernorm(self, name, x, prefix):
+    def layernorm(self, name, x, x_name, prefix):
         mu = x.mean(-1, keepdims=True)
         var = ((x - mu) ** 2).mean(-1, keepdims=True)
         return self._rec(name, (x - mu) / np.sqrt(var + self.eps) * self.p[f"{prefix}.g"] + self.p[f"{prefix}.b"])
@@ -119,18 +119,10 @@ class IntArith:
         cls = np.broadcast_to(self.p["cls"], (x.shape[0], 1, x.shape[2]))
         return self._rec(name, np.concatenate([cls, x], axis=1))
 
-    def layernorm(self, name, x, prefix):
-        src = self._src_of_ln(prefix)
+    def layernorm(self, name, x, x_name, prefix):
         g = self.spec.weights[f"{prefix}.g"]
-        return self._rec(name, intops.layernorm(x, self.f(src), self.p[f"{prefix}.g"], g.frac,
+        return self._rec(name, intops.layernorm(x, self.f(x_name), self.p[f"{prefix}.g"], g.frac,
                                                 self.p[f"{prefix}.b"], self.cfg.ln_eps, self.f(name)))
-
-    def _src_of_ln(self, prefix):
-        layer, ln = prefix.split(".")
-        i = int(layer[1:])
-        if ln == "ln2":
-            return f"{layer}.mid"
-        return "embed" if i == 0 else f"l{i - 1}.out"
 
     def linear(self, name, x, op, index=None):
         w, b = self.p[f"{op}.w"], self.p[f"{op}.b"]
@@ -181,7 +173,7 @@ def run_backbone(ar, cfg: ModelConfig, images: np.ndarray, task_idx: int) -> np.
     heads, hd = cfg.num_heads, cfg.head_dim
     for i in range(cfg.depth):
         o = f"l{i}"
-        h = ar.layernorm(f"{o}.ln1", x, f"{o}.ln1")
+        h = ar.layernorm(f"{o}.ln1", x, prev, f"{o}.ln1")
         q = ar.linear(f"{o}.q", h, f"{o}.q").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
         k = ar.linear(f"{o}.k", h, f"{o}.k").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
         v = ar.linear(f"{o}.v", h, f"{o}.v").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
@@ -189,7 +181,7 @@ def run_backbone(ar, cfg: ModelConfig, images: np.ndarray, task_idx: int) -> np.
         a = ar.attend(f"{o}.attn", s, v, f"{o}.scores", f"{o}.v").transpose(0, 2, 1, 3).reshape(b, n, d)
         y = ar.linear(f"{o}.proj", a, f"{o}.proj")
         x = ar.add(f"{o}.mid", x, prev, y, f"{o}.proj")
-        h = ar.layernorm(f"{o}.ln2", x, f"{o}.ln2")
+        h = ar.layernorm(f"{o}.ln2", x, f"{o}.mid", f"{o}.ln2")
         if cfg.is_moe(i):
             y = moe(ar, cfg, o, h.reshape(b * n, d), task_idx).reshape(b, n, d)
             branch = f"{o}.moe"
