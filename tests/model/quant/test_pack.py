@@ -18,7 +18,10 @@ def test_tiling_roundtrip(r, c, lead):
     t = tile16(m)
     assert t.shape[-2:] == (16, 16)
     assert np.array_equal(untile16(t, m.shape), m)
-    assert t[0, 0, 0, 0, 1] == m[0, 0, 1] if c > 1 else True
+    # tile (i, j) row r holds matrix row 16i + r, columns 16j … 16j + 15 (zero padded)
+    i, j = (r - 1) // 16, (c - 1) // 16
+    row = m[0, r - 1, 16 * j : 16 * j + 16]
+    assert np.array_equal(t[0, i, j, (r - 1) % 16, : row.size], row)
 
 
 def test_roundtrip_gives_identical_model(qmodel, images, tmp_path):
