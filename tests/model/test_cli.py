@@ -22,7 +22,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert evaluate_cli.main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert train_cli.main(["--tasks", "semseg,flow", "--out", str(tmp_path)]) == 2
-    assert "unknown task 'flow'" in capsys.readouterr().err
+    assert "error: unknown task 'flow'" in capsys.readouterr().err  # no KeyError quoting
     assert train_cli.main(["--data", "nyud", "--out", str(tmp_path)]) == 2
     assert "--data-root" in capsys.readouterr().err
     assert train_cli.main(["--num-samples", "4", "--batch-size", "8", "--out", str(tmp_path)]) == 2

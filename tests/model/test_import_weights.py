@@ -158,3 +158,18 @@ def test_import_cli_writes_checkpoint(micro, tmp_path):
                                    "--out", str(tmp_path / "m.pt")]) == 0
     model, _ = load_model(tmp_path / "m.pt")
     assert backbone_equal(src, model)
+
+
+def test_export_cli_writes_edge_moe_files(micro, tmp_path, capsys):
+    from m3vit.checkpoint import save_checkpoint
+
+    model = M3ViT(micro)
+    save_checkpoint(tmp_path / "m.pt", model)
+    assert import_checkpoint.main(["--to", "edge-moe", "--checkpoint", str(tmp_path / "m.pt"),
+                                   "--out", str(tmp_path / "w")]) == 0
+    loaded, _ = load_edge_moe_dir(tmp_path / "w", micro)
+    assert all(torch.equal(a, b) for (k, a), b in zip(model.backbone.state_dict().items(),
+                                                      loaded.backbone.state_dict().values(), strict=True)
+               if k not in ("cls_token", "pos_embed"))
+    assert import_checkpoint.main(["--to", "edge-moe", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: --to needs --checkpoint")

@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from typing import TypeVar
 
+from ..checkpoint import CheckpointError
 from ..configs import CONFIGS, ModelConfig, get_config, restrict_tasks
-from ..data import DATASETS
+from ..data import DATASETS, DatasetError
+from ..import_weights import WeightImportError
+from ..quant.pack import PackError
+
+T = TypeVar("T")
+
+# What a user can cause (a bad argument, a missing or malformed file): one line, exit code 2.
+# Anything else is a bug and keeps its traceback.
+USER_ERRORS = (KeyError, ValueError, DatasetError, CheckpointError, PackError, WeightImportError)
+
+
+def run_cli(prog: str, work: Callable[[], T]) -> T | None:
+    """Run a tool's work; on a user error print ``prog: error: ...`` and return None."""
+    try:
+        return work()
+    except USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return None
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ import torch
 from .. import flops
 from ..checkpoint import load_model
 from ..configs import get_config
-from ..data import build_dataset
+from ..data import build_dataset, first_images
 from ..evaluation import dataset_statistics, evaluate
 from ..quant.fidelity import measure
 from ..quant.onnx_export import export_fakequant_model, export_float_model, run_onnx
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "flops.json").write_text(json.dumps(flop_report, indent=2) + "\n")
 
     print(f"[3/6] calibrating to the {args.mode} fixed-point contract on {args.calib_samples} training scenes")
-    calib = torch.stack([train_set[i]["image"] for i in range(min(args.calib_samples, len(train_set)))])
-    spec = calibrate(model, calib.numpy(), args.mode)
+    spec = calibrate(model, first_images(train_set, args.calib_samples), args.mode)
     (out / "quant_spec.json").write_text(spec.to_json() + "\n")
 
     print("[4/6] exporting the weight pack and ONNX (float and fake-quantized models, first task)")

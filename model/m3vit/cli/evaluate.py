@@ -10,9 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, load_model
-from ..data import DatasetError, build_dataset
+from ..checkpoint import load_model
+from ..data import build_dataset
 from ..evaluation import dataset_statistics, evaluate
+from .common import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +47,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except (KeyError, ValueError, DatasetError, CheckpointError) as exc:
-        print(f"m3vit-evaluate: error: {exc}", file=sys.stderr)
+    report = run_cli("m3vit-evaluate", lambda: run(args))
+    if report is None:
         return 2
     text = json.dumps(report, indent=2)
     if args.out:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .. import flops
-from .common import add_model_args, model_config_from_args
+from .common import add_model_args, model_config_from_args, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", help="task whose sparse path is counted (default: the first)")
     p.add_argument("--out", help="write the JSON report here")
     args = p.parse_args(argv)
-    try:
-        cfg = model_config_from_args(args)
-        rep = flops.report(cfg, args.task)
-    except (KeyError, ValueError) as exc:
-        print(f"m3vit-flops: error: {exc}", file=sys.stderr)
+    rep = run_cli("m3vit-flops", lambda: flops.report(model_config_from_args(args), args.task))
+    if rep is None:
         return 2
     g = 1e9
-    print(f"{cfg.name}: task {rep['task']!r}, GMACs per image")
+    print(f"{rep['config']}: task {rep['task']!r}, GMACs per image")
     for key in ("dense_mtl", "moe_all_experts", "m3vit_task", "m3vit_all_tasks"):
         print(f"  {key:<18} {rep[key] / g:9.3f}")
     print(f"  saved vs dense multi-task ViT: {rep['saved_vs_dense_mtl_pct']:.1f}%")

@@ -11,14 +11,14 @@ import argparse
 import json
 import sys
 
-from ..checkpoint import CheckpointError, load_model, save_checkpoint
+from ..checkpoint import load_model, save_checkpoint
 from ..import_weights import (
     WeightImportError,
     export_edge_moe_dir,
     load_edge_moe_dir,
     load_m3vit_official,
 )
-from .common import add_model_args, model_config_from_args
+from .common import add_model_args, model_config_from_args, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,26 +31,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="m3vit checkpoint to export (with --to)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    try:
-        if args.to:
-            if not args.checkpoint:
-                raise WeightImportError("--to needs --checkpoint")
-            model, _ = load_model(args.checkpoint)
-            files = export_edge_moe_dir(model, args.out)
-            print(f"wrote {len(files)} Edge-MoE tensor files to {args.out}")
-            return 0
-        if not (args.source and args.src):
-            raise WeightImportError("give --from and --src (or --to with --checkpoint)")
-        cfg = model_config_from_args(args)
-        loader = load_m3vit_official if args.source == "m3vit" else load_edge_moe_dir
-        model, report = loader(args.src, cfg)
-        save_checkpoint(args.out, model, imported_from={"layout": args.source, "path": str(args.src)})
-    except (KeyError, ValueError, WeightImportError, CheckpointError) as exc:
-        print(f"m3vit-import: error: {exc}", file=sys.stderr)
+    summary = run_cli("m3vit-import", lambda: run(args))
+    if summary is None:
         return 2
-    print(json.dumps({"loaded": len(report.loaded), "not_provided": report.not_provided,
-                      "skipped_source_keys": report.skipped, "out": args.out}, indent=2))
+    print(json.dumps(summary, indent=2))
     return 0
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.to:
+        if not args.checkpoint:
+            raise WeightImportError("--to needs --checkpoint")
+        model, _ = load_model(args.checkpoint)
+        files = export_edge_moe_dir(model, args.out)
+        return {"exported": len(files), "layout": args.to, "out": args.out}
+    if not (args.source and args.src):
+        raise WeightImportError("give --from and --src (or --to with --checkpoint)")
+    cfg = model_config_from_args(args)
+    loader = load_m3vit_official if args.source == "m3vit" else load_edge_moe_dir
+    model, report = loader(args.src, cfg)
+    save_checkpoint(args.out, model, imported_from={"layout": args.source, "path": str(args.src)})
+    return {"loaded": len(report.loaded), "not_provided": report.not_provided,
+            "skipped_source_keys": report.skipped, "out": args.out}
 
 
 if __name__ == "__main__":

@@ -14,15 +14,14 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from ..checkpoint import CheckpointError, load_model
-from ..data import DatasetError, build_dataset
+from ..checkpoint import load_model
+from ..data import build_dataset, first_images
 from ..quant.fidelity import measure
-from ..quant.pack import PackError, write_pack
+from ..quant.pack import write_pack
 from ..quant.params import accumulator_bounds
 from ..quant.quantize import QuantizedModel, calibrate
 from ..quant.spec import MODES
+from .common import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +50,7 @@ def run(args: argparse.Namespace) -> dict:
     model.eval()
     cfg = model.cfg
     calib = build_dataset(args.data, "train", cfg, args.data_root, args.calib_samples)
-    n = min(args.calib_samples, len(calib))
-    images = torch.stack([calib[i]["image"] for i in range(n)]).numpy()
+    images = first_images(calib, args.calib_samples)
     spec = calibrate(model, images, args.mode)
     if args.qat_steps:
         from ..quant.brevitas_model import qat_finetune
@@ -85,7 +83,7 @@ def write_dumps(qmodel: QuantizedModel, dataset, count: int, folder: Path) -> Pa
     """Per task: the quantized input and every point's integers for ``count`` images."""
     import numpy as np
 
-    images = torch.stack([dataset[i]["image"] for i in range(min(count, len(dataset)))]).numpy()
+    images = first_images(dataset, count)
     for task in qmodel.cfg.task_names:
         _, arith = qmodel.tokens(images, task, dump=True)
         (folder / task).mkdir(parents=True, exist_ok=True)
@@ -99,10 +97,8 @@ def write_dumps(qmodel: QuantizedModel, dataset, count: int, folder: Path) -> Pa
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        summary = run(args)
-    except (KeyError, ValueError, DatasetError, CheckpointError, PackError) as exc:
-        print(f"m3vit-quantize: error: {exc}", file=sys.stderr)
+    summary = run_cli("m3vit-quantize", lambda: run(args))
+    if summary is None:
         return 2
     print(json.dumps(summary, indent=2))
     return 0

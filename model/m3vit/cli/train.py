@@ -11,10 +11,9 @@ import argparse
 import json
 import sys
 
-from ..checkpoint import CheckpointError
-from ..data import DatasetError, build_dataset
+from ..data import build_dataset
 from ..training import TrainSettings, train
-from .common import add_data_args, add_model_args, model_config_from_args, parse_task_weights
+from .common import add_data_args, add_model_args, model_config_from_args, parse_task_weights, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,19 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run(args: argparse.Namespace) -> dict:
+    cfg = model_config_from_args(args)
+    train_set = build_dataset(args.data, "train", cfg, args.data_root, args.num_samples, args.data_seed)
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+                             task_weights=args.task_weights, weighting=args.weighting, seed=args.seed,
+                             device=args.device, workers=args.workers, save_every_steps=args.save_every,
+                             max_steps=args.max_steps)
+    return train(cfg, train_set, settings, args.out, resume=args.resume, progress=not args.no_progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = model_config_from_args(args)
-        train_set = build_dataset(args.data, "train", cfg, args.data_root, args.num_samples, args.data_seed)
-        settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                 weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
-                                 task_weights=args.task_weights, weighting=args.weighting, seed=args.seed,
-                                 device=args.device, workers=args.workers, save_every_steps=args.save_every,
-                                 max_steps=args.max_steps)
-        summary = train(cfg, train_set, settings, args.out, resume=args.resume, progress=not args.no_progress)
-    except (KeyError, ValueError, DatasetError, CheckpointError) as exc:
-        print(f"m3vit-train: error: {exc}", file=sys.stderr)
+    summary = run_cli("m3vit-train", lambda: run(args))
+    if summary is None:
         return 2
     print(json.dumps(summary, indent=2))
     return 0

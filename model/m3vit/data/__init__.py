@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from ..configs import ModelConfig
@@ -42,5 +44,10 @@ def build_dataset(
     return PascalContextMT(root, split, tasks, cfg.img_size)
 
 
+def first_images(dataset: Dataset, count: int) -> np.ndarray:
+    """The first ``count`` images of a dataset as one float array [N, C, H, W] (calibration, dumps)."""
+    return torch.stack([dataset[i]["image"] for i in range(min(count, len(dataset)))]).numpy()
+
+
 __all__ = ["DATASETS", "NYUDMT", "CityscapesMT", "DatasetError", "PascalContextMT", "SyntheticScenes",
-           "build_dataset"]
+           "build_dataset", "first_images"]

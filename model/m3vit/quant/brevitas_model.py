@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from torch import nn
 from ..model import M3ViT
 from ..moe import topk_lowest_index_ties
 from .fixed import QFormat
-from .params import LOG2E, float_params
+from .params import LOG2E, float_params, linear_inputs
 from .spec import QuantSpec
 
 
@@ -77,42 +78,34 @@ class BrevitasBackbone(nn.Module):
         self.acts = nn.ModuleDict({_key(n): QuantIdentity(act_quant(f), return_quant_tensor=False)
                                    for n, f in a.items() if n not in ("image",)})
         self.image_quant = QuantIdentity(act_quant(a["image"]), return_quant_tensor=False)
-        lin = {"patch": quant_linear(p["patch.w"], p["patch.b"], a["image"], w["patch.w"], bits)}
         self.cls = nn.Parameter(torch.from_numpy(p["cls"]).float())
         self.pos = nn.Parameter(torch.from_numpy(p["pos"]).float())
         self.norms = nn.ModuleDict()
         for i in range(cfg.depth):
-            o = f"l{i}"
             for ln in ("ln1", "ln2"):
                 norm = nn.LayerNorm(cfg.dim, eps=cfg.ln_eps)
                 with torch.no_grad():
-                    norm.weight.copy_(torch.from_numpy(p[f"{o}.{ln}.g"]))
-                    norm.bias.copy_(torch.from_numpy(p[f"{o}.{ln}.b"]))
-                self.norms[f"{o}_{ln}"] = norm
-            for op in ("q", "k", "v"):
-                lin[f"{o}.{op}"] = quant_linear(p[f"{o}.{op}.w"], p[f"{o}.{op}.b"], a[f"{o}.ln1"],
-                                                w[f"{o}.{op}.w"], bits)
-            lin[f"{o}.proj"] = quant_linear(p[f"{o}.proj.w"], p[f"{o}.proj.b"], a[f"{o}.attn"], w[f"{o}.proj.w"], bits)
-            if cfg.is_moe(i):
-                self.add_module(f"{o}_gate", nn.ModuleList(
-                    quant_linear(p[f"{o}.gate.w"][t], p[f"{o}.gate.b"][t], a[f"{o}.ln2"], w[f"{o}.gate.w"], bits)
-                    for t in range(len(cfg.tasks))))
-                self.add_module(f"{o}_e1", nn.ModuleList(
-                    quant_linear(p[f"{o}.e1.w"][e], p[f"{o}.e1.b"][e], a[f"{o}.ln2"], w[f"{o}.e1.w"], bits)
-                    for e in range(cfg.num_experts)))
-                self.add_module(f"{o}_e2", nn.ModuleList(
-                    quant_linear(p[f"{o}.e2.w"][e], p[f"{o}.e2.b"][e], a[f"{o}.egelu"], w[f"{o}.e2.w"], bits)
-                    for e in range(cfg.num_experts)))
+                    norm.weight.copy_(torch.from_numpy(p[f"l{i}.{ln}.g"]))
+                    norm.bias.copy_(torch.from_numpy(p[f"l{i}.{ln}.b"]))
+                self.norms[f"l{i}_{ln}"] = norm
+        # One QuantLinear per weighted op (routers: one per task, experts: one per expert), its input
+        # quantizer at the format of the point that feeds it (params.linear_inputs, as the reference).
+        self.linears = nn.ModuleDict()
+        for op, src in linear_inputs(cfg).items():
+            weight, bias = p[f"{op}.w"], p[f"{op}.b"]
+            make = partial(quant_linear, in_fmt=a[src], w_fmt=w[f"{op}.w"], bias_bits=bits)
+            if weight.ndim == 3:  # a stack: routers [T, E, D] or experts [E, out, in]
+                self.linears[_key(op)] = nn.ModuleList(make(weight[j], bias[j]) for j in range(weight.shape[0]))
             else:
-                lin[f"{o}.fc1"] = quant_linear(p[f"{o}.fc1.w"], p[f"{o}.fc1.b"], a[f"{o}.ln2"], w[f"{o}.fc1.w"], bits)
-                lin[f"{o}.fc2"] = quant_linear(p[f"{o}.fc2.w"], p[f"{o}.fc2.b"], a[f"{o}.gelu"], w[f"{o}.fc2.w"], bits)
-        self.linears = nn.ModuleDict({_key(k): v for k, v in lin.items()})
+                self.linears[_key(op)] = make(weight, bias)
 
     def q(self, point: str, x: torch.Tensor) -> torch.Tensor:
         return self.acts[_key(point)](x)
 
-    def linear(self, op: str) -> QuantLinear:
-        return self.linears[_key(op)]
+    def linear(self, op: str, index: int | None = None) -> QuantLinear:
+        """The QuantLinear of ``op``; ``index`` picks the task's router or the expert of a stack."""
+        layer = self.linears[_key(op)]
+        return layer if index is None else layer[index]
 
     def forward(self, images: torch.Tensor, task_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
@@ -143,7 +136,7 @@ class BrevitasBackbone(nn.Module):
         return x, x.new_zeros(())
 
     def _moe(self, o: str, h: torch.Tensor, task_idx: int) -> torch.Tensor:
-        logits = self.q(f"{o}.gate", getattr(self, f"{o}_gate")[task_idx](h))
+        logits = self.q(f"{o}.gate", self.linear(f"{o}.gate", task_idx)(h))
         probs = torch.softmax(logits * math.log(2.0), dim=-1)
         top_p, top_idx = topk_lowest_index_ties(probs, self.cfg.top_k)
         out = torch.zeros_like(h)
@@ -151,8 +144,8 @@ class BrevitasBackbone(nn.Module):
             rows, slot = (top_idx == e).nonzero(as_tuple=True)
             if rows.numel() == 0 and not torch.onnx.is_in_onnx_export():
                 continue
-            z = self.q(f"{o}.egelu", F.gelu(self.q(f"{o}.e1", getattr(self, f"{o}_e1")[e](h[rows]))))
-            y = self.q(f"{o}.e2", getattr(self, f"{o}_e2")[e](z))
+            z = self.q(f"{o}.egelu", F.gelu(self.q(f"{o}.e1", self.linear(f"{o}.e1", e)(h[rows]))))
+            y = self.q(f"{o}.e2", self.linear(f"{o}.e2", e)(z))
             out = out.index_add(0, rows, top_p[rows, slot].unsqueeze(1) * y)
         return self.q(f"{o}.moe", out)
 
@@ -182,13 +175,13 @@ class BrevitasBackbone(nn.Module):
             if cfg.is_moe(i):
                 mlp = blk.mlp
                 for e in range(cfg.num_experts):
-                    mlp.w1[e].copy_(getattr(self, f"{o}_e1")[e].weight)
-                    mlp.b1[e].copy_(getattr(self, f"{o}_e1")[e].bias)
-                    mlp.w2[e].copy_(getattr(self, f"{o}_e2")[e].weight)
-                    mlp.b2[e].copy_(getattr(self, f"{o}_e2")[e].bias)
+                    mlp.w1[e].copy_(self.linear(f"{o}.e1", e).weight)
+                    mlp.b1[e].copy_(self.linear(f"{o}.e1", e).bias)
+                    mlp.w2[e].copy_(self.linear(f"{o}.e2", e).weight)
+                    mlp.b2[e].copy_(self.linear(f"{o}.e2", e).bias)
                 if mlp.task_embed is None:
                     for t in range(len(cfg.tasks)):
-                        mlp.w_gate[t].copy_(getattr(self, f"{o}_gate")[t].weight.T / LOG2E)
+                        mlp.w_gate[t].copy_(self.linear(f"{o}.gate", t).weight.T / LOG2E)
                 # a task-embedding router's folded bias cannot be split back: keep its float router
             else:
                 blk.mlp.fc1.load_state_dict(self.linears[_key(f"{o}.fc1")].state_dict(), strict=False)

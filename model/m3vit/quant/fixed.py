@@ -92,11 +92,6 @@ def quantize(x: np.ndarray, fmt: QFormat, narrow: bool = False) -> np.ndarray:
     return np.clip(scaled, lo, fmt.qmax).astype(np.int64)
 
 
-def quantize_at(x: np.ndarray, frac: int, bits: int = 32) -> np.ndarray:
-    """Float → integer with ``frac`` fractional bits in a ``bits``-wide container (biases)."""
-    return quantize(x, QFormat(bits, frac))
-
-
 def dequantize(q: np.ndarray, fmt_or_frac: QFormat | int) -> np.ndarray:
     frac = fmt_or_frac.frac if isinstance(fmt_or_frac, QFormat) else fmt_or_frac
     return np.asarray(q, dtype=np.float64) * (2.0 ** -frac)

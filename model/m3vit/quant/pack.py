@@ -31,6 +31,7 @@ import torch
 
 from ..configs import ModelConfig
 from ..model import M3ViT
+from .params import int_param_formats
 from .quantize import QuantizedModel
 from .spec import QuantSpec
 
@@ -41,8 +42,6 @@ ALIGN = 64
 TILE = 16
 _HEADER = struct.Struct("<8sIIQ32s")  # magic, version, header size, payload size, payload sha256
 
-TILED_PREFIXES = ("patch.w",)
-TILED_SUFFIXES = (".q.w", ".k.w", ".v.w", ".proj.w", ".fc1.w", ".fc2.w", ".e1.w", ".e2.w", ".gate.w")
 
 
 class PackError(RuntimeError):
@@ -72,28 +71,9 @@ def untile16(tiles: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return padded[..., : shape[-2], : shape[-1]].copy()
 
 
-def _is_tiled(name: str) -> bool:
-    return name in TILED_PREFIXES or name.endswith(TILED_SUFFIXES)
-
-
-def _tensor_format(name: str, spec: QuantSpec, cfg: ModelConfig) -> tuple[int, int | None]:
-    """(container bits, fractional bits) of an integer tensor."""
-    from .intops import LN_NORM_FRAC
-    from .params import accumulator_frac
-
-    if name in spec.weights:
-        f = spec.weights[name]
-        return f.bits, f.frac
-    if name == "cls":
-        f = spec.activations["embed"]
-        return f.bits, f.frac
-    if name == "pos":
-        return spec.mode.bias_bits, accumulator_frac(spec, cfg, "patch")
-    if name.endswith((".ln1.b", ".ln2.b")):
-        return spec.mode.bias_bits, LN_NORM_FRAC + spec.weights[name[:-2] + ".g"].frac
-    if name.endswith(".b"):
-        return spec.mode.bias_bits, accumulator_frac(spec, cfg, name[:-2])
-    raise PackError(f"no format rule for tensor {name!r}")
+def _is_tiled(name: str, value: np.ndarray, spec: QuantSpec) -> bool:
+    """Weight matrices (and stacks of them) are tiled; vectors, biases and positions are plain."""
+    return name in spec.weights and value.ndim >= 2
 
 
 @dataclass
@@ -116,15 +96,15 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
     out_dir.mkdir(parents=True, exist_ok=True)
     entries, blobs, offset = [], [], 0
     tensors: list[tuple[str, np.ndarray, dict]] = []
+    formats = int_param_formats(spec, cfg)
     for key, value in qmodel.iparams.items():
-        bits, frac = _tensor_format(key, spec, cfg)
-        dt = _int_dtype(bits)
-        if np.any(value < -(1 << (bits - 1))) or np.any(value >= 1 << (bits - 1)):
-            raise PackError(f"tensor {key} does not fit its {bits}-bit format")
-        stored = tile16(value) if _is_tiled(key) else value
-        tensors.append((key, stored.astype(dt), {"format": {"bits": bits, "frac": frac},
-                                                 "layout": "tiled16" if _is_tiled(key) else "plain",
-                                                 "shape": list(value.shape)}))
+        fmt = formats[key]
+        if np.any(value < fmt.qmin) or np.any(value > fmt.qmax):
+            raise PackError(f"tensor {key} does not fit its format {fmt}")
+        tiled = _is_tiled(key, value, spec)
+        tensors.append((key, (tile16(value) if tiled else value).astype(_int_dtype(fmt.bits)),
+                        {"format": fmt.to_dict(), "layout": "tiled16" if tiled else "plain",
+                         "shape": list(value.shape)}))
     for key, value in qmodel.heads.state_dict().items():
         arr = value.detach().float().numpy()
         tensors.append((f"host.heads.{key}", arr.astype("<f4"), {"format": None, "layout": "plain",
@@ -212,12 +192,16 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
             continue
         value = untile16(arr, tuple(entry["shape"])) if entry["layout"] == "tiled16" else arr
         iparams[name] = value.astype(np.int64)
-    from .params import int_param_names
-
-    expected = set(int_param_names(cfg))
-    if set(iparams) != expected:
-        raise PackError(f"pack tensors do not match model {cfg.name!r}: missing {sorted(expected - set(iparams))[:5]}, "
-                        f"unexpected {sorted(set(iparams) - expected)[:5]}")
+    formats = int_param_formats(spec, cfg)
+    missing, unexpected = sorted(set(formats) - set(iparams)), sorted(set(iparams) - set(formats))
+    if missing or unexpected:
+        raise PackError(f"pack tensors do not match model {cfg.name!r}: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}")
+    for entry in manifest["tensors"]:
+        name = entry["name"]
+        if name in formats and entry["format"] != formats[name].to_dict():
+            raise PackError(f"tensor {name} is stored as {entry['format']} but the contract gives it "
+                            f"{formats[name].to_dict()}: the pack was written by an incompatible exporter")
     return Pack(cfg, spec, iparams, heads, manifest)
 
 

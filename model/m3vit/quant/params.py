@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ..model import M3ViT
-from .fixed import quantize, quantize_at
+from .fixed import QFormat, quantize
 from .intops import LN_NORM_FRAC
-from .spec import QuantSpec, weight_names
+from .spec import QuantSpec
 
 LOG2E = 1.0 / math.log(2.0)
 
@@ -64,8 +64,8 @@ def weight_ranges(params: dict[str, np.ndarray], names: list[str]) -> dict[str, 
     return {n: float(np.abs(params[n]).max()) for n in names}
 
 
-# Which activation feeds each weighted op: the accumulator's fractional bits are in + weight.
-def _linear_inputs(cfg) -> dict[str, str]:
+def linear_inputs(cfg) -> dict[str, str]:
+    """Each weighted op → the activation point that feeds it (its accumulator has in + weight fractional bits)."""
     inputs = {"patch": "image"}
     for i in range(cfg.depth):
         o = f"l{i}"
@@ -78,25 +78,33 @@ def _linear_inputs(cfg) -> dict[str, str]:
 
 
 def accumulator_frac(spec: QuantSpec, cfg, op: str) -> int:
-    return spec.activations[_linear_inputs(cfg)[op]].frac + spec.weights[f"{op}.w"].frac
+    return spec.activations[linear_inputs(cfg)[op]].frac + spec.weights[f"{op}.w"].frac
+
+
+def int_param_formats(spec: QuantSpec, cfg) -> dict[str, QFormat]:
+    """The format of every integer tensor the accelerator reads — the one place these rules live.
+
+    Weights and LayerNorm gains: their calibrated formats. Biases: the accumulator they are added
+    to (``frac_in + frac_w``, or ``LN_NORM_FRAC + frac_gain``). Patch positions: the patch
+    accumulator. The CLS row (``cls + pos[0]``): the ``embed`` format.
+    """
+    bias_bits = spec.mode.bias_bits
+    formats = dict(spec.weights)
+    for op in linear_inputs(cfg):
+        formats[f"{op}.b"] = QFormat(bias_bits, accumulator_frac(spec, cfg, op))
+    formats["pos"] = QFormat(bias_bits, accumulator_frac(spec, cfg, "patch"))
+    formats["cls"] = spec.activations["embed"]
+    for i in range(cfg.depth):
+        for ln in ("ln1", "ln2"):
+            formats[f"l{i}.{ln}.b"] = QFormat(bias_bits, LN_NORM_FRAC + spec.weights[f"l{i}.{ln}.g"].frac)
+    return formats
 
 
 def int_params(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, np.ndarray]:
-    """Integer weights in their formats; biases at their accumulator's fractional bits."""
-    mode = spec.mode
-    out: dict[str, np.ndarray] = {}
-    for name in weight_names(cfg):
-        out[name] = quantize(params[name], spec.weights[name], narrow=True)  # symmetric, as Brevitas
-    for op in _linear_inputs(cfg):
-        out[f"{op}.b"] = quantize_at(params[f"{op}.b"], accumulator_frac(spec, cfg, op), mode.bias_bits)
-    patch_frac = accumulator_frac(spec, cfg, "patch")
-    out["pos"] = quantize_at(params["pos"][1:], patch_frac, mode.bias_bits)  # added in the patch accumulator
-    out["cls"] = quantize(params["cls"] + params["pos"][0], spec.activations["embed"])
-    for i in range(cfg.depth):
-        for ln in ("ln1", "ln2"):
-            g = spec.weights[f"l{i}.{ln}.g"]
-            out[f"l{i}.{ln}.b"] = quantize_at(params[f"l{i}.{ln}.b"], LN_NORM_FRAC + g.frac, mode.bias_bits)
-    return out
+    """Every tensor of :func:`int_param_formats`, quantized; weights narrow-range (symmetric, as Brevitas)."""
+    sources = {**params, "pos": params["pos"][1:], "cls": params["cls"] + params["pos"][0]}
+    return {name: quantize(sources[name], fmt, narrow=name in spec.weights)
+            for name, fmt in int_param_formats(spec, cfg).items()}
 
 
 def accumulator_bounds(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, dict]:
@@ -106,7 +114,7 @@ def accumulator_bounds(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg) -> 
     range: no input in that format can overflow it. Reported in bits (sign included).
     """
     report = {}
-    for op, src in _linear_inputs(cfg).items():
+    for op, src in linear_inputs(cfg).items():
         w = np.abs(iparams[f"{op}.w"]).astype(np.float64)
         xmax = 2.0 ** (spec.activations[src].bits - 1)
         rows = w.sum(axis=-1)  # Σ|w| per output (and per expert / task)
@@ -117,9 +125,3 @@ def accumulator_bounds(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg) -> 
         bits = math.ceil(math.log2(bound + 1)) + 1
         report[op] = {"bound": bound, "bits": bits, "fits": bits <= spec.mode.acc_bits}
     return report
-
-
-def int_param_names(cfg) -> list[str]:
-    """Names of every integer tensor :func:`int_params` produces, in its order."""
-    names = list(weight_names(cfg)) + [f"{op}.b" for op in _linear_inputs(cfg)] + ["pos", "cls"]
-    return names + [f"l{i}.{ln}.b" for i in range(cfg.depth) for ln in ("ln1", "ln2")]

@@ -45,15 +45,15 @@ def linear_cases(qmodel, arith, task_idx):
                               lambda bb, name=f"{o}.{op}": bb.linear(name)))
             continue
         cases.append((f"{o}.gate", f"{o}.ln2", ln2, p[f"{o}.gate.w"][task_idx], p[f"{o}.gate.b"][task_idx],
-                      lambda bb, o=o: getattr(bb, f"{o}_gate")[task_idx]))
+                      lambda bb, o=o: bb.linear(f"{o}.gate", task_idx)))
         top = intops.topk_lowest_index_ties(arith.dumps[f"{o}.gate"][0], cfg.top_k)
         active = [e for e in range(cfg.num_experts) if (top == e).any()]
         for j, e in enumerate(active):  # the expert points are dumped once per active expert, in order
             rows = np.nonzero((top == e).any(axis=1))[0]
             cases.append((f"{o}.e1[{e}]", f"{o}.ln2", ln2[rows], p[f"{o}.e1.w"][e], p[f"{o}.e1.b"][e],
-                          lambda bb, o=o, e=e: getattr(bb, f"{o}_e1")[e]))
+                          lambda bb, o=o, e=e: bb.linear(f"{o}.e1", e)))
             cases.append((f"{o}.e2[{e}]", f"{o}.egelu", arith.dumps[f"{o}.egelu"][j], p[f"{o}.e2.w"][e],
-                          p[f"{o}.e2.b"][e], lambda bb, o=o, e=e: getattr(bb, f"{o}_e2")[e]))
+                          p[f"{o}.e2.b"][e], lambda bb, o=o, e=e: bb.linear(f"{o}.e2", e)))
     return cases
 
 

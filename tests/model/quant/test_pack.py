@@ -115,3 +115,13 @@ def test_manifest_tensor_out_of_bounds(pack_files):
     manifest.write_text(json.dumps(meta))
     with pytest.raises(PackError, match="does not fit the payload"):
         read_pack(manifest)
+
+
+def test_manifest_format_disagreeing_with_contract(pack_files):
+    _, manifest = pack_files
+    meta = json.loads(manifest.read_text())
+    entry = next(t for t in meta["tensors"] if t["name"] == "l0.q.b")
+    entry["format"]["frac"] += 1
+    manifest.write_text(json.dumps(meta))
+    with pytest.raises(PackError, match=r"l0\.q\.b is stored as .* but the contract gives it"):
+        read_pack(manifest)
