@@ -28,10 +28,11 @@ def test_requantize_rounds_then_saturates(x, acc_frac, bits, frac):
 
 
 @given(st.floats(min_value=1e-6, max_value=1e6), st.integers(4, 24))
-def test_format_for_covers_the_range_with_the_top_bit(max_abs, bits):
+def test_format_for_rounded_maximum_fits_with_the_most_fractional_bits(max_abs, bits):
     fmt = format_for(max_abs, bits)
-    assert max_abs * 2**fmt.frac <= 2 ** (bits - 1)  # fits (the very top value saturates by one code)
-    assert max_abs * 2 ** (fmt.frac + 1) > 2 ** (bits - 1)  # one more fractional bit would not
+    m = Fraction(max_abs)
+    assert math.floor(m * Fraction(2) ** fmt.frac + Fraction(1, 2)) <= fmt.qmax  # the rounded maximum fits
+    assert math.floor(m * Fraction(2) ** (fmt.frac + 1) + Fraction(1, 2)) > fmt.qmax  # one more bit would not
 
 
 def test_quantize_narrow_range_and_ties():
