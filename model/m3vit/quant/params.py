@@ -100,6 +100,27 @@ def int_param_formats(spec: QuantSpec, cfg) -> dict[str, QFormat]:
     return formats
 
 
+def int_param_shapes(cfg) -> dict[str, tuple[int, ...]]:
+    """Logical shape of every integer tensor of :func:`int_param_formats`, from the config alone."""
+    d, t, e = cfg.dim, len(cfg.tasks), cfg.num_experts
+    shapes = {"patch.w": (d, cfg.in_chans * cfg.patch_size**2), "patch.b": (d,), "pos": (cfg.num_patches, d),
+              "cls": (d,)}
+    for i in range(cfg.depth):
+        o = f"l{i}"
+        for name in ("ln1.g", "ln1.b", "ln2.g", "ln2.b", "q.b", "k.b", "v.b", "proj.b"):
+            shapes[f"{o}.{name}"] = (d,)
+        for name in ("q.w", "k.w", "v.w", "proj.w"):
+            shapes[f"{o}.{name}"] = (d, d)
+        if cfg.is_moe(i):
+            h = cfg.expert_hidden
+            shapes.update({f"{o}.gate.w": (t, e, d), f"{o}.gate.b": (t, e), f"{o}.e1.w": (e, h, d),
+                           f"{o}.e1.b": (e, h), f"{o}.e2.w": (e, d, h), f"{o}.e2.b": (e, d)})
+        else:
+            h = cfg.mlp_hidden
+            shapes.update({f"{o}.fc1.w": (h, d), f"{o}.fc1.b": (h,), f"{o}.fc2.w": (d, h), f"{o}.fc2.b": (d,)})
+    return shapes
+
+
 def int_params(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, np.ndarray]:
     """Every tensor of :func:`int_param_formats`, quantized; weights narrow-range (symmetric, as Brevitas).
 
