@@ -41,7 +41,8 @@ def verify(args: argparse.Namespace) -> str:
                      expect_tasks=tasks, expect_mode=args.mode)
     m = pack.manifest
     acc = max(a["bits"] for a in m["hardware"]["accumulators"].values())
-    return (f"{args.manifest}: OK: model {pack.cfg.name}, {pack.spec.mode.name}, tasks {','.join(pack.cfg.task_names)}, "
+    tasks = ",".join(pack.cfg.task_names)
+    return (f"{args.manifest}: OK: model {pack.cfg.name}, {pack.spec.mode.name}, tasks {tasks}, "
             f"{len(m['tensors'])} tensors, payload {m['payload_size']} bytes sha256 {m['payload_sha256'][:12]}, "
             f"widest accumulator {acc} of {pack.spec.mode.acc_bits} bits")
 

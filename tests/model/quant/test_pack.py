@@ -193,7 +193,7 @@ def test_bad_config_quant_and_tasks_fields(pack_files):
 def test_activation_format_of_the_wrong_width_is_refused(pack_files):
     _, manifest = pack_files
     _edit(manifest, lambda m: m["quant"]["activations"]["l0.q"].update({"bits": 16}))
-    with pytest.raises(PackError, match="activation l0.q is Q16"):
+    with pytest.raises(PackError, match=r"activation l0\.q is Q16"):
         read_pack(manifest)
 
 
