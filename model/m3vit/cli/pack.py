@@ -27,11 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     v.add_argument("manifest", metavar="PACK.json", help="the pack's manifest (its .m3vpack lies beside it)")
     v.add_argument("--config", choices=sorted(CONFIGS), default=None,
-                   help="also require this named model config (default: accept the one in the manifest)")
+                   help="require this named model config (None: accept the manifest's)")
     v.add_argument("--mode", choices=sorted(MODES), default=None,
-                   help="also require this precision mode (default: accept the one in the manifest)")
+                   help="require this precision mode (None: accept the manifest's)")
     v.add_argument("--tasks", default=None,
-                   help="also require exactly these comma-separated tasks, in order (default: accept the manifest's)")
+                   help="require exactly these comma-separated tasks, in order (None: accept the manifest's)")
     return p
 
 
