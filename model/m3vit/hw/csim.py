@@ -278,3 +278,16 @@ class CSim:
 
     def dsp_pack_exhaustive(self) -> int:
         return int(self.lib.m3v_dsp_pack_exhaustive())
+
+
+_LOADED: dict[tuple, CSim] = {}
+
+
+def cached(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None = None,
+           ap_types: bool = False) -> CSim:
+    """One CSim per (config, mode, params, types) in this process (a library is loaded once)."""
+    mode_name = mode if isinstance(mode, str) else mode.name
+    key = (cfg.to_json(), mode_name, params or HlsParams(), ap_types)
+    if key not in _LOADED:
+        _LOADED[key] = CSim(cfg, mode_name, params, ap_types)
+    return _LOADED[key]
