@@ -291,3 +291,32 @@ def cached(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None
     if key not in _LOADED:
         _LOADED[key] = CSim(cfg, mode_name, params, ap_types)
     return _LOADED[key]
+
+
+def reference_point(dumps: dict[str, list[np.ndarray]], name: str) -> np.ndarray:
+    """A point of the integer reference's dumps, flattened in the order the accelerator writes it.
+
+    Expert points (e1, egelu, e2) are dumped once per active expert call: concatenated, that is
+    expert-major with each queue in ascending token order — the accelerator's patch-reordered order.
+    """
+    parts = dumps[name]
+    if name.rsplit(".", 1)[-1] in ("e1", "egelu", "e2"):
+        return np.concatenate([p.reshape(-1) for p in parts])
+    if len(parts) != 1:
+        raise CSimError(f"reference has {len(parts)} dumps of {name}; run it on one batch")
+    return parts[0].reshape(-1)
+
+
+def first_difference(sim: CSim, dumps: dict[str, list[np.ndarray]]) -> str | None:
+    """None when every activation point is bit-identical; else the first point and index that differ."""
+    assert sim.layout is not None, "load the pack with dump_frames > 0"
+    for name, shape in sim.layout.shapes.items():
+        got, want = sim.dump(name), reference_point(dumps, name)
+        if got.size != want.size:
+            return f"{name}: C-sim has {got.size} values, the reference {want.size}"
+        bad = np.flatnonzero(got.reshape(-1) != want)
+        if bad.size:
+            idx = np.unravel_index(bad[0], shape)
+            return (f"{name}: {bad.size} of {want.size} values differ, first at index {tuple(int(i) for i in idx)}: "
+                    f"C-sim {got.reshape(-1)[bad[0]]}, reference {want[bad[0]]}")
+    return None
