@@ -35,6 +35,7 @@ BUILD_DIR = REPO / "build"
 CXXFLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas",
             "-Wno-unused-label", "-fPIC")  # loop labels name loops for Vitis pragmas and reports
 LIB_SOURCES = ("src/m3vit_accel.cpp", "csim/csim_api.cpp")
+TB_SOURCES = ("src/m3vit_accel.cpp", "csim/tb_main.cpp")
 
 
 class CSimError(RuntimeError):
@@ -67,6 +68,17 @@ def _compiler() -> str:
 def build_library(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None = None,
                   ap_types: bool = False) -> Path:
     """Compile (or reuse) the C-sim shared library for one config, mode and parameter set."""
+    return _build(cfg, mode, params, ap_types, testbench=False)
+
+
+def build_testbench(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None = None,
+                    ap_types: bool = False) -> Path:
+    """Compile (or reuse) the standalone testbench executable (hls/csim/tb_main.cpp)."""
+    return _build(cfg, mode, params, ap_types, testbench=True)
+
+
+def _build(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None, ap_types: bool,
+           testbench: bool) -> Path:
     mode = get_mode(mode) if isinstance(mode, str) else mode
     params = params or HlsParams()
     key = config_key(cfg, mode, params)
@@ -80,20 +92,22 @@ def build_library(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams
         digest.update(str(src.relative_to(HLS_DIR)).encode() + b"\0" + src.read_bytes())
     digest.update(config_header(cfg, mode, params).encode() + json.dumps(flags).encode())
     out_dir = BUILD_DIR / "csim" / digest.hexdigest()[:16]
-    lib = out_dir / "libm3v_csim.so"
+    lib = out_dir / ("m3v_tb" if testbench else "libm3v_csim.so")
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if lib.is_file():
             return lib
-        tmp = out_dir / "libm3v_csim.so.tmp"
-        cmd = [_compiler(), *flags, "-shared", "-isystem", str(ap_types_dir()), "-I", str(header_dir),
-               "-I", str(HLS_DIR / "include"), *(str(HLS_DIR / s) for s in LIB_SOURCES), "-o", str(tmp)]
+        tmp = lib.with_name(lib.name + ".tmp")
+        sources = TB_SOURCES if testbench else LIB_SOURCES
+        cmd = [_compiler(), *flags, *([] if testbench else ["-shared"]), "-isystem", str(ap_types_dir()),
+               "-I", str(header_dir), "-I", str(HLS_DIR / "include"), *(str(HLS_DIR / s) for s in sources),
+               "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise CSimError(f"C-sim build failed ({' '.join(cmd[:3])} ...):\n{res.stderr[-4000:]}")
         tmp.replace(lib)
-        (out_dir / "build.json").write_text(json.dumps({"config": key, "flags": flags, "command": cmd}, indent=1))
+        (out_dir / f"{lib.name}.json").write_text(json.dumps({"config": key, "flags": flags, "command": cmd}, indent=1))
     return lib
 
 

@@ -149,3 +149,25 @@ def write_config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams
         tmp.write_text(text)
         tmp.replace(out)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m m3vit.hw.hls_config --config C --mode M``: write the header, print its folder."""
+    import argparse
+
+    from ..configs import CONFIGS, get_config
+    from ..quant.spec import MODES, get_mode
+
+    p = argparse.ArgumentParser(prog="python -m m3vit.hw.hls_config", description=main.__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS), help="model config")
+    p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="precision mode")
+    p.add_argument("--out", type=Path, default=Path("build/hls"), help="parent folder of the header folders")
+    args = p.parse_args(argv)
+    cfg, mode, params = get_config(args.config), get_mode(args.mode), HlsParams()
+    print(write_config_header(cfg, mode, params, args.out / config_key(cfg, mode, params)).parent)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
