@@ -14,7 +14,6 @@ from m3vit.data import build_dataset
 from m3vit.model import M3ViT
 from m3vit.quant.pack import write_pack
 from m3vit.quant.quantize import QuantizedModel, calibrate
-
 from m3vit.quant.spec import MODES
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from m3vit.hw.csim import cached as csim_for
 from m3vit.quant import fixed, intops
 from m3vit.quant.fixed import QFormat
-
-from m3vit.hw.csim import cached as csim_for
 from m3vit.quant.spec import MODES
 
 
@@ -112,10 +111,7 @@ def test_isqrt(sim, rng):
 def test_requantize(sim, rng, bits):
     acc = np.concatenate([rng.integers(-(1 << 46), 1 << 46, 5000), [0, -1, 1, 1 << 46, -(1 << 46)]])
     for shift in (-6, -1, 0, 1, 7, 13, 20, 31, 45, 62, 70):
-        if shift < 0:
-            acc_s = acc >> 20  # widening: keep inside int64
-        else:
-            acc_s = acc
+        acc_s = acc >> 20 if shift < 0 else acc  # widening: keep inside int64
         acc_s = np.concatenate([acc_s, ((np.arange(-8, 8) * 2 + 1) << max(shift - 1, 0))])  # exact ties
         fmt = QFormat(bits, 10)
         want = fixed.requantize(acc_s, fmt.frac + shift, fmt)

@@ -189,9 +189,9 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
             eps = ln_eps_term(cfg.ln_eps, cfg.dim, x_fmt.frac - in_shift)
             if not 0 <= eps < 1 << 63:
                 raise ProgramError(f"{o}.{ln}: LayerNorm ε term {eps} does not fit 63 bits")
+            out_shift = intops.LN_NORM_FRAC + spec.weights[f"{o}.{ln}.g"].frac - act[f"{o}.{ln}"].frac
             fields.update({f"{ln}_g": off(f"{o}.{ln}.g"), f"{ln}_b": off(f"{o}.{ln}.b"), f"{ln}_in_shift": in_shift,
-                           f"{ln}_shift": intops.LN_NORM_FRAC + spec.weights[f"{o}.{ln}.g"].frac - act[f"{o}.{ln}"].frac,
-                           f"{ln}_eps_lo": eps & 0xFFFFFFFF, f"{ln}_eps_hi": eps >> 32})
+                           f"{ln}_shift": out_shift, f"{ln}_eps_lo": eps & 0xFFFFFFFF, f"{ln}_eps_hi": eps >> 32})
         for op in ("q", "k", "v", "proj"):
             fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
                            f"{op}_shift": shift(f"{o}.{op}", f"{o}.{op}")})

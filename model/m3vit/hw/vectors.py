@@ -47,7 +47,7 @@ def write_vectors(manifest: Path, out: Path, task: str | None = None, frames: in
     out.mkdir(parents=True, exist_ok=True)
     images = np.random.default_rng(seed).normal(0, 1, (frames, cfg.in_chans, *cfg.img_size))
     qimg = quantize(images, spec.activations["image"])
-    tokens, arith = pack.quantized_model().tokens(images, task, dump=True)
+    _, arith = pack.quantized_model().tokens(images, task, dump=True)
     ref = arith.dumps[f"l{cfg.depth - 1}.out"][0]
     words, _ = build_program(pack)
     raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
