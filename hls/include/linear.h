@@ -29,8 +29,9 @@ template <class X_T, class W_T>
 void dsp_dual_dot(const X_T* x, const W_T* w_hi, const W_T* w_lo, int k, int64_t& hi_sum, int64_t& lo_sum) {
     hi_sum = 0;
     lo_sum = 0;
-DUAL_CHUNKS:
+DUAL_CHUNKS:  // MAC_COLS / PACK_CHUNK DSP cascades of PACK_CHUNK each cover one k-slice per cycle
     for (int k0 = 0; k0 < k; k0 += PACK_CHUNK) {
+#pragma HLS UNROLL factor = MAC_COLS / PACK_CHUNK
         const int kn = k - k0 < PACK_CHUNK ? k - k0 : PACK_CHUNK;
         int64_t p = 0;  // the DSP's 48-bit accumulator
     DUAL_MAC:
@@ -65,8 +66,9 @@ LIN_ROWS:
     for (int r = 0; r < rows; ++r) {
         const X_T* xr = x + int64_t(gather ? gather[r] : r) * x_stride;
         const int pairs = PACK_CHUNK > 0 ? nb / 2 : 0;
-    LIN_PAIRS:
+    LIN_PAIRS:  // the MAC array's rows: MAC_ROWS outputs (MAC_ROWS / 2 packed DSP pairs) side by side
         for (int i = 0; i < pairs; ++i) {
+#pragma HLS UNROLL factor = MAC_ROWS / 2
             const int n = 2 * i;
             int64_t hi, lo;
             dsp_dual_dot(xr, wrows + int64_t(n + 1) * w_stride, wrows + int64_t(n) * w_stride, k, hi, lo);

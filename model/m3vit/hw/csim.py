@@ -80,7 +80,7 @@ def build_testbench(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsPara
 def _build(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None, ap_types: bool,
            testbench: bool) -> Path:
     mode = get_mode(mode) if isinstance(mode, str) else mode
-    params = params or HlsParams()
+    params = params or HlsParams.for_mode(mode)
     key = config_key(cfg, mode, params)
     header_dir = BUILD_DIR / "hls" / key
     write_config_header(cfg, mode, params, header_dir)
@@ -128,7 +128,7 @@ class CSim:
     def __init__(self, cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None = None,
                  ap_types: bool = False):
         self.cfg, self.mode = cfg, get_mode(mode) if isinstance(mode, str) else mode
-        self.params = params or HlsParams()
+        self.params = params or HlsParams.for_mode(self.mode)
         self.path = build_library(cfg, self.mode, self.params, ap_types)
         self.lib = ctypes.CDLL(str(self.path))
         self.lib.m3v_last_error.restype = ctypes.c_char_p
@@ -301,7 +301,7 @@ def cached(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None
            ap_types: bool = False) -> CSim:
     """One CSim per (config, mode, params, types) in this process (a library is loaded once)."""
     mode_name = mode if isinstance(mode, str) else mode.name
-    key = (cfg.to_json(), mode_name, params or HlsParams(), ap_types)
+    key = (cfg.to_json(), mode_name, params or HlsParams.for_mode(mode_name), ap_types)
     if key not in _LOADED:
         _LOADED[key] = CSim(cfg, mode_name, params, ap_types)
     return _LOADED[key]

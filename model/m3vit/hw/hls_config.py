@@ -30,13 +30,21 @@ class HlsParams:
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
     mac_cols: int = 64  # reduction terms per cycle
     attn_lanes: int = 8  # P: query rows in flight in the attention unit
+    av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
     batch: int = 2  # frames that share each weight load (frame batching)
+
+    @classmethod
+    def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
+        """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
+        DSP, so its array is half as wide to stay within the xczu7ev's DSP48E2 count."""
+        name = mode if isinstance(mode, str) else mode.name
+        return cls() if name == "w8a8" else cls(mac_cols=32)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
             raise ValueError(f"MAC array {self.mac_rows}x{self.mac_cols} must be made of 16x16 pack tiles")
-        if self.attn_lanes < 1 or self.batch < 1:
-            raise ValueError("attn_lanes and batch must be >= 1")
+        if self.attn_lanes < 1 or self.batch < 1 or self.av_cols < 1:
+            raise ValueError("attn_lanes, av_cols and batch must be >= 1")
 
 
 def pack_chunk(mode: PrecisionMode) -> int:
@@ -164,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="precision mode")
     p.add_argument("--out", type=Path, default=Path("build/hls"), help="parent folder of the header folders")
     args = p.parse_args(argv)
-    cfg, mode, params = get_config(args.config), get_mode(args.mode), HlsParams()
+    cfg, mode = get_config(args.config), get_mode(args.mode)
+    params = HlsParams.for_mode(mode)
     print(write_config_header(cfg, mode, params, args.out / config_key(cfg, mode, params)).parent)
     return 0
 
