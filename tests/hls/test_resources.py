@@ -30,3 +30,14 @@ def test_counts_follow_the_parameters():
     assert frame_latency(cfg, w8, wider)["cycles_per_frame"] < frame_latency(cfg, w8, p)["cycles_per_frame"]
     single = dataclasses.replace(p, batch=1)  # batching shares each weight load: DDR-bound MoE layers speed up
     assert frame_latency(cfg, w8, p)["cycles_per_frame"] < frame_latency(cfg, w8, single)["cycles_per_frame"]
+
+
+def test_readme_table_is_the_generated_one():
+    from pathlib import Path
+
+    from m3vit.hw.resources import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "hls" / "README.md").read_text()
+    cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
+    assert markdown_table(cfg, mode, HlsParams.for_mode(mode)) in readme, \
+        "hls/README.md's table is stale: paste `python -m m3vit.hw.resources --config m3vit-tiny --mode w8a8`"
