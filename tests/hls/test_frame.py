@@ -128,3 +128,25 @@ def test_m3vit_tiny_bit_exact(mode, tmp_path):
     sim.load_pack(manifest, dump_frames=2)
     for task in cfg.task_names:
         check_frames(sim, q, images, task)
+
+
+def test_odd_shapes_bit_exact(micro_cfg, micro_images, tmp_path):
+    """The same sources at sizes that are not multiples of the array: partial blocks, an odd router
+    (5 experts: one unpacked DSP row), top-3, 16-wide heads, 40-wide experts."""
+    cfg = micro_cfg.replace(name="odd", dim=48, num_heads=3, mlp_hidden=80, num_experts=5, expert_hidden=40,
+                            top_k=3)
+    torch.manual_seed(11)
+    model = M3ViT(cfg).eval()
+    q = QuantizedModel.build(model, calibrate(model, micro_images, "w8a8"))
+    _, manifest = write_pack(q, tmp_path)
+    sim = cached(cfg, "w8a8")
+    sim.load_pack(manifest, dump_frames=1)
+    check_frames(sim, q, micro_images[:1], "depth")
+
+
+@pytest.mark.slow
+def test_m3vit_small_builds_from_the_same_sources():
+    cfg = get_config("m3vit-small")
+    sim = cached(cfg, "w8a8")
+    assert (sim.constant("DIM"), sim.constant("HEADS"), sim.constant("TOP_K")) == (384, 12, 4)
+    assert sim.constant("N_TOK") == cfg.num_tokens
