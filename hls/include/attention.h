@@ -7,6 +7,8 @@
 // order, as the contract's running max / running sum require. K and V stay on chip for the whole
 // layer (the caller's buffers), so nothing is re-read from DDR per row group.
 #pragma once
+#include <hls_stream.h>
+
 #include "fx.h"
 #include "softmax.h"
 
@@ -36,19 +38,19 @@ struct AttentionParams {
     int attn_shift;    // EXP_OUT_FRAC + INV_FRAC + v_frac - attn_frac
 };
 
-// One head over n tokens: q, k, v, out are [n][stride] with this head's columns starting at col0.
-// Scores / output dumps (int32, [n][n] and [n][HEAD_DIM]) go to `dump` when the offsets are set.
+// Stage 1 of a head: Q·Kᵀ with the online softmax, P lanes per row group. Per query row it streams
+// the row's scores (key order) and then its (m, s).
 template <class A_T>
-void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, int col0, int n, const AttentionParams& p,
-                    A_T* out, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
-    static int64_t sc[ATTN_LANES][N_TOK];
+void qk_softmax_stage(const A_T* q, const A_T* k, int stride, int col0, int n, const AttentionParams& p,
+                      hls::stream<int64_t>& scores_out, hls::stream<SoftmaxStats>& stats_out) {
+    int64_t sc[ATTN_LANES][N_TOK];
 #pragma HLS ARRAY_PARTITION variable = sc complete dim = 1
     SoftmaxStats st[ATTN_LANES];
 #pragma HLS ARRAY_PARTITION variable = st complete
-ATT_GROUPS:
+QK_GROUPS:
     for (int r0 = 0; r0 < n; r0 += ATTN_LANES) {
         const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
-    ATT_KEYS:
+    QK_KEYS:
         for (int j = 0; j < n; ++j) {  // one K row per cycle, shared by every lane
 #pragma HLS PIPELINE II = 1
             const A_T* kj = k + int64_t(j) * stride + col0;
@@ -64,18 +66,47 @@ ATT_GROUPS:
                     softmax_update(st[l], a, p.scores_frac);
             }
         }
-    ATT_AV:
+    QK_EMIT:
         for (int l = 0; l < lanes; ++l) {
-            const int r = r0 + l;
-            attend_row(sc[l], n, p.scores_frac, st[l], v + col0, stride, HEAD_DIM, p.attn_shift, ACT_BITS,
-                       out + int64_t(r) * stride + col0);
-            if (d_scores != NO_DUMP)
-                for (int j = 0; j < n; ++j) mem_put(dump, d_scores + uint32_t(r * n + j) * 4, 4, sc[l][j]);
-            if (d_attn != NO_DUMP)
-                for (int c = 0; c < HEAD_DIM; ++c)
-                    mem_put(dump, d_attn + uint32_t(r * HEAD_DIM + c) * 4, 4, int64_t(out[int64_t(r) * stride + col0 + c]));
+            for (int j = 0; j < n; ++j) scores_out.write(sc[l][j]);
+            stats_out.write(st[l]);
         }
     }
+}
+
+// Stage 2 of a head: A·V with the normalisation folded in, one query row at a time.
+template <class A_T>
+void av_stage(hls::stream<int64_t>& scores_in, hls::stream<SoftmaxStats>& stats_in, const A_T* v, int stride,
+              int col0, int n, const AttentionParams& p, A_T* out, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
+    int64_t row[N_TOK];
+AV_ROWS:
+    for (int r = 0; r < n; ++r) {
+        for (int j = 0; j < n; ++j) {
+#pragma HLS PIPELINE II = 1
+            row[j] = scores_in.read();
+            if (d_scores != NO_DUMP) mem_put(dump, d_scores + uint32_t(r * n + j) * 4, 4, row[j]);
+        }
+        const SoftmaxStats st = stats_in.read();
+        A_T* o = out + int64_t(r) * stride + col0;
+        attend_row(row, n, p.scores_frac, st, v + col0, stride, HEAD_DIM, p.attn_shift, ACT_BITS, o);
+        if (d_attn != NO_DUMP)
+            for (int c = 0; c < HEAD_DIM; ++c) mem_put(dump, d_attn + uint32_t(r * HEAD_DIM + c) * 4, 4, int64_t(o[c]));
+    }
+}
+
+// One head over n tokens: q, k, v, out are [n][stride] with this head's columns starting at col0.
+// The two stages run as a DATAFLOW pipeline: row group g+1's Q·Kᵀ overlaps row group g's A·V.
+// Scores / output dumps (int32, [n][n] and [n][HEAD_DIM]) go to `dump` when the offsets are set.
+template <class A_T>
+void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, int col0, int n, const AttentionParams& p,
+                    A_T* out, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
+#pragma HLS DATAFLOW
+    hls::stream<int64_t> scores("attn_scores");
+    hls::stream<SoftmaxStats> stats("attn_stats");
+#pragma HLS STREAM variable = scores depth = 2 * ATTN_LANES * N_TOK
+#pragma HLS STREAM variable = stats depth = 2 * ATTN_LANES
+    qk_softmax_stage(q, k, stride, col0, n, p, scores, stats);
+    av_stage(scores, stats, v, stride, col0, n, p, out, dump, d_scores, d_attn);
 }
 
 }  // namespace m3v
