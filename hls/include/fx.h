@@ -68,7 +68,16 @@ inline int64_t saturate(int64_t x, int bits) {
     return x > hi ? hi : (x < lo ? lo : x);
 }
 
-inline int64_t requantize(int64_t acc, int shift, int bits) { return saturate(round_shift(acc, shift), bits); }
+// Into a `bits`-wide format `shift` fractional bits lower: round half up then saturate (shift > 0),
+// or saturate then shift left (shift <= 0: exact, and it never wraps however wide the shift).
+inline int64_t requantize(int64_t acc, int shift, int bits) {
+    if (shift >= 0) return saturate(round_shift(acc, shift), bits);
+    const int s = -shift;
+    const int64_t qmax = (int64_t(1) << (bits - 1)) - 1, qmin = -(int64_t(1) << (bits - 1));
+    if (s >= bits) return acc > 0 ? qmax : (acc < 0 ? qmin : 0);
+    const int64_t hi = qmax >> s, lo = -(int64_t(1) << (bits - 1 - s));
+    return acc > hi ? qmax : (acc < lo ? qmin : shl(acc, s));
+}
 
 // round-half-up(num / den) for den > 0 (one divider per row).
 inline int64_t div_round(int64_t num, int64_t den) {

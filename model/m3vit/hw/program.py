@@ -20,7 +20,6 @@ import numpy as np
 
 from ..configs import ModelConfig
 from ..quant import intops
-from ..quant.fixed import QFormat
 from ..quant.pack import Pack
 from ..quant.params import accumulator_frac
 from ..quant.spec import QuantSpec, activation_points
@@ -73,12 +72,73 @@ def _u32(v: int) -> int:
 
 
 def ln_eps_term(eps: float, d: int, x_frac: int) -> int:
-    """ε·D²·4^x_frac as the integer reference forms it (``intops.layernorm``).
+    """ε·D²·4^x_frac as the integer reference on this branch forms it (``intops.layernorm``).
 
-    Until the pack manifest carries the hardware constants, this is derived here from the same
-    expression; the C++ reads the value from the program and never recomputes it.
+    Used only for packs whose manifest has no ``hardware`` section; the C++ reads the value from
+    the program and never recomputes it.
     """
     return round(eps * d * d * 4.0**x_frac)
+
+
+def derived_constants(cfg: ModelConfig, spec: QuantSpec) -> dict[str, dict]:
+    """Per-op constants (``patch``, ``l{i}.{op}``) derived from the formats, in the keys of the
+    manifest's ``hardware`` section — for packs written before that section existed."""
+    act, ops = spec.activations, {}
+
+    def lin(op: str, point: str) -> dict:
+        return {"shift": accumulator_frac(spec, cfg, op) - act[point].frac}
+
+    def add(x: str, y: str, out: str) -> dict:
+        work = max(act[x].frac, act[y].frac)
+        return {"x_align": work - act[x].frac, "y_align": work - act[y].frac, "shift": work - act[out].frac}
+
+    def gelu(src: str, out: str) -> dict:
+        work = max(act[src].frac, intops.DELTA_FRAC)
+        return {"x_frac": act[src].frac, "shift": work - act[out].frac}
+
+    ops["patch"] = lin("patch", "embed")
+    prev = "embed"
+    for i in range(cfg.depth):
+        o = f"l{i}"
+        for ln, src in (("ln1", prev), ("ln2", f"{o}.mid")):
+            in_shift = max(0, act[src].bits - intops.LN_IN_BITS)
+            ops[f"{o}.{ln}"] = {"in_shift": in_shift,
+                                "eps_term": ln_eps_term(cfg.ln_eps, cfg.dim, act[src].frac - in_shift),
+                                "shift": intops.LN_NORM_FRAC + spec.weights[f"{o}.{ln}.g"].frac - act[f"{o}.{ln}"].frac}
+        for op in ("q", "k", "v", "proj"):
+            ops[f"{o}.{op}"] = lin(f"{o}.{op}", f"{o}.{op}")
+        ops[f"{o}.scores"] = {"shift": act[f"{o}.q"].frac + act[f"{o}.k"].frac - act[f"{o}.scores"].frac}
+        ops[f"{o}.attn"] = {"scores_frac": act[f"{o}.scores"].frac,
+                            "shift": intops.EXP_OUT_FRAC + intops.INV_FRAC + act[f"{o}.v"].frac
+                            - act[f"{o}.attn"].frac}
+        ops[f"{o}.mid"] = add(prev, f"{o}.proj", f"{o}.mid")
+        if cfg.is_moe(i):
+            for op in ("gate", "e1", "e2"):
+                ops[f"{o}.{op}"] = lin(f"{o}.{op}", f"{o}.{op}")
+            ops[f"{o}.route"] = {"logit_frac": act[f"{o}.gate"].frac}
+            ops[f"{o}.egelu"] = gelu(f"{o}.e1", f"{o}.egelu")
+            ops[f"{o}.moe"] = {"shift": intops.GATE_FRAC + act[f"{o}.e2"].frac - act[f"{o}.moe"].frac}
+            branch = f"{o}.moe"
+        else:
+            for op in ("fc1", "fc2"):
+                ops[f"{o}.{op}"] = lin(f"{o}.{op}", f"{o}.{op}")
+            ops[f"{o}.gelu"] = gelu(f"{o}.fc1", f"{o}.gelu")
+            branch = f"{o}.fc2"
+        ops[f"{o}.out"] = add(f"{o}.mid", branch, f"{o}.out")
+        prev = f"{o}.out"
+    return ops
+
+
+def op_constants(pack: Pack) -> dict[str, dict]:
+    """Per-op constants: the manifest's ``hardware`` section when the pack has one, else derived."""
+    hw = pack.manifest.get("hardware")
+    if not hw:
+        return derived_constants(pack.cfg, pack.spec)
+    flat = {"patch": hw["embed"]["patch"]}
+    for layer in hw["layers"]:
+        for name, entry in layer["ops"].items():
+            flat[f"l{layer['index']}.{name}"] = entry
+    return flat
 
 
 def point_shapes(cfg: ModelConfig, frames: int) -> dict[str, tuple[int, ...]]:
@@ -144,22 +204,11 @@ def _stride(entry: dict) -> int:
     return entry["nbytes"] // shape[0]
 
 
-def _add_shifts(fx: QFormat, fy: QFormat, out: QFormat) -> tuple[int, int, int]:
-    work = max(fx.frac, fy.frac)
-    return work - fx.frac, work - fy.frac, work - out.frac
-
-
-def _gelu_fields(f_in: QFormat, f_out: QFormat) -> tuple[int, int]:
-    work = max(f_in.frac, intops.DELTA_FRAC)
-    return f_in.frac, work - f_out.frac
-
-
 def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.ndarray, DumpLayout]:
     """Program words for ``pack`` and the scratch layout of its dumps (sized for ``frames`` frames)."""
     cfg, spec = pack.cfg, pack.spec
     check_widths(spec, cfg)
     tensors = _tensor_entries(pack)
-    act = spec.activations
     layout = DumpLayout.for_config(cfg, frames)
 
     def off(name: str) -> int:
@@ -168,58 +217,51 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
     def dump_at(point: str) -> int:
         return layout.offsets[point] if dump and point in layout.offsets else NO_DUMP
 
-    def shift(op: str, point: str) -> int:
-        return accumulator_frac(spec, cfg, op) - act[point].frac
-
+    c = op_constants(pack)
     header = {
         "magic": PROGRAM_MAGIC, "version": PROGRAM_VERSION, "depth": cfg.depth, "num_tasks": len(cfg.tasks),
         "dump": int(dump), "d_image": dump_at("image"), "d_embed": dump_at("embed"),
         "patch_w": off("patch.w"), "patch_b": off("patch.b"), "pos": off("pos"), "cls": off("cls"),
-        "patch_shift": shift("patch", "embed"),
+        "patch_shift": c["patch"]["shift"],
     }
     words = [_u32(header[f]) for f in HEADER_FIELDS]
-    prev = "embed"
     for i in range(cfg.depth):
         o = f"l{i}"
         fields: dict[str, int] = dict.fromkeys(LAYER_FIELDS, 0)
         fields["is_moe"] = int(cfg.is_moe(i))
-        for ln, src in (("ln1", prev), ("ln2", f"{o}.mid")):
-            x_fmt = act[src]
-            in_shift = max(0, x_fmt.bits - intops.LN_IN_BITS)
-            eps = ln_eps_term(cfg.ln_eps, cfg.dim, x_fmt.frac - in_shift)
+        for ln in ("ln1", "ln2"):
+            k = c[f"{o}.{ln}"]
+            eps = int(k["eps_term"])
             if not 0 <= eps < 1 << 63:
                 raise ProgramError(f"{o}.{ln}: LayerNorm ε term {eps} does not fit 63 bits")
-            out_shift = intops.LN_NORM_FRAC + spec.weights[f"{o}.{ln}.g"].frac - act[f"{o}.{ln}"].frac
-            fields.update({f"{ln}_g": off(f"{o}.{ln}.g"), f"{ln}_b": off(f"{o}.{ln}.b"), f"{ln}_in_shift": in_shift,
-                           f"{ln}_shift": out_shift, f"{ln}_eps_lo": eps & 0xFFFFFFFF, f"{ln}_eps_hi": eps >> 32})
+            fields.update({f"{ln}_g": off(f"{o}.{ln}.g"), f"{ln}_b": off(f"{o}.{ln}.b"),
+                           f"{ln}_in_shift": k["in_shift"], f"{ln}_shift": k["shift"],
+                           f"{ln}_eps_lo": eps & 0xFFFFFFFF, f"{ln}_eps_hi": eps >> 32})
         for op in ("q", "k", "v", "proj"):
             fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
-                           f"{op}_shift": shift(f"{o}.{op}", f"{o}.{op}")})
-        fields["scores_shift"] = act[f"{o}.q"].frac + act[f"{o}.k"].frac - act[f"{o}.scores"].frac
-        fields["scores_frac"] = act[f"{o}.scores"].frac
-        fields["attn_shift"] = intops.EXP_OUT_FRAC + intops.INV_FRAC + act[f"{o}.v"].frac - act[f"{o}.attn"].frac
-        fields["mid_x_lsh"], fields["mid_y_lsh"], fields["mid_shift"] = _add_shifts(act[prev], act[f"{o}.proj"],
-                                                                                    act[f"{o}.mid"])
-        branch = f"{o}.moe" if cfg.is_moe(i) else f"{o}.fc2"
-        fields["out_x_lsh"], fields["out_y_lsh"], fields["out_shift"] = _add_shifts(act[f"{o}.mid"], act[branch],
-                                                                                    act[f"{o}.out"])
+                           f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+        fields["scores_shift"] = c[f"{o}.scores"]["shift"]
+        fields["scores_frac"] = c[f"{o}.attn"]["scores_frac"]
+        fields["attn_shift"] = c[f"{o}.attn"]["shift"]
+        for add in ("mid", "out"):
+            k = c[f"{o}.{add}"]
+            fields.update({f"{add}_x_lsh": k["x_align"], f"{add}_y_lsh": k["y_align"], f"{add}_shift": k["shift"]})
         if cfg.is_moe(i):
             for op in ("gate", "e1", "e2"):
                 w, b = tensors[f"{o}.{op}.w"], tensors[f"{o}.{op}.b"]
                 fields.update({f"{op}_w": w["offset"], f"{op}_w_stride": _stride(w), f"{op}_b": b["offset"],
-                               f"{op}_b_stride": _stride(b), f"{op}_shift": shift(f"{o}.{op}", f"{o}.{op}")})
-            fields["gate_frac"] = act[f"{o}.gate"].frac
-            fields["egelu_in_frac"], fields["egelu_shift"] = _gelu_fields(act[f"{o}.e1"], act[f"{o}.egelu"])
-            fields["moe_shift"] = intops.GATE_FRAC + act[f"{o}.e2"].frac - act[f"{o}.moe"].frac
+                               f"{op}_b_stride": _stride(b), f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+            fields["gate_frac"] = c[f"{o}.route"]["logit_frac"]
+            fields["egelu_in_frac"], fields["egelu_shift"] = c[f"{o}.egelu"]["x_frac"], c[f"{o}.egelu"]["shift"]
+            fields["moe_shift"] = c[f"{o}.moe"]["shift"]
         else:
             for op in ("fc1", "fc2"):
                 fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
-                               f"{op}_shift": shift(f"{o}.{op}", f"{o}.{op}")})
-            fields["gelu_in_frac"], fields["gelu_shift"] = _gelu_fields(act[f"{o}.fc1"], act[f"{o}.gelu"])
+                               f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+            fields["gelu_in_frac"], fields["gelu_shift"] = c[f"{o}.gelu"]["x_frac"], c[f"{o}.gelu"]["shift"]
         for p in _LAYER_POINTS:
             fields[f"d_{p}"] = dump_at(f"{o}.{p}")
         words += [_u32(fields[f]) for f in LAYER_FIELDS]
-        prev = f"{o}.out"
     return np.array(words, dtype="<u4"), layout
 
 
