@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from m3vit.hw.csim import cached as csim_for
-from m3vit.quant import fixed, intops
+from m3vit.quant import fixed, hwconst, intops
 from m3vit.quant.fixed import QFormat
 from m3vit.quant.spec import MODES
 
@@ -79,21 +79,6 @@ def test_gelu(sim, rng, x_bits, x_frac, out):
     assert_same(sim.gelu(x, x_frac, work - out.frac, out.bits), intops.gelu(x, x_frac, out), "GELU")
 
 
-def reference_layernorm(x, x_fmt: QFormat, gain, g_frac: int, bias, eps: float, out: QFormat):
-    """(in_shift, eps_term, out_shift, reference output): with the pack's hardware constants
-    (``hwconst.layernorm_constants``) where this checkout has them, else as ``intops.layernorm`` forms them."""
-    d = x.shape[-1]
-    try:
-        from m3vit.quant import hwconst  # the contract's per-op constants, where this checkout has them
-    except ImportError:
-        in_shift = max(0, x_fmt.bits - intops.LN_IN_BITS)
-        eps_term = round(eps * d * d * 4.0 ** (x_fmt.frac - in_shift))
-        out_shift = intops.LN_NORM_FRAC + g_frac - out.frac
-        return in_shift, eps_term, out_shift, intops.layernorm(x, x_fmt, gain, g_frac, bias, eps, out)
-    c = hwconst.layernorm_constants(x_fmt, g_frac, out, d, eps)
-    return c["in_shift"], c["eps_term"], c["shift"], intops.layernorm(x, gain, bias, out, c)
-
-
 @pytest.mark.parametrize(("x_fmt", "d"), [(QFormat(16, 11), 64), (QFormat(16, 4), 192), (QFormat(24, 16), 192),
                                           (QFormat(24, 9), 64), (QFormat(16, 15), 384)])
 def test_layernorm(sim, rng, x_fmt, d):
@@ -107,8 +92,9 @@ def test_layernorm(sim, rng, x_fmt, d):
     g_fmt, out = QFormat(x_fmt.bits - 8, x_fmt.bits - 11), QFormat(x_fmt.bits - 8, x_fmt.bits - 13)
     gain = rng.integers(-g_fmt.qmax, g_fmt.qmax + 1, d)
     bias = rng.integers(-(1 << 20), 1 << 20, d)
-    in_shift, eps_term, out_shift, want = reference_layernorm(x, x_fmt, gain, g_fmt.frac, bias, 1e-6, out)
-    got = sim.layernorm(x, in_shift, eps_term, gain, bias, out_shift, out.bits)
+    c = hwconst.layernorm_constants(x_fmt, g_fmt.frac, out, d, 1e-6)  # in_shift, exact ε term, shift
+    got = sim.layernorm(x, c["in_shift"], c["eps_term"], gain, bias, c["shift"], out.bits)
+    want = intops.layernorm(x, gain, bias, out, c)
     assert_same(got, want, f"LayerNorm {x_fmt} D={d}")
 
 
@@ -122,10 +108,7 @@ def test_isqrt(sim, rng):
 @pytest.mark.parametrize("bits", [8, 16, 24])
 def test_requantize(sim, rng, bits):
     acc = np.concatenate([rng.integers(-(1 << 46), 1 << 46, 5000), [0, -1, 1, 1 << 46, -(1 << 46)]])
-    # A widening past int64 wraps in a reference without saturating widening (fixed.requantize_shift): the
-    # C++ saturates, as the hardened contract says; that case is compared only against such a reference.
-    shifts = (-30,) if hasattr(fixed, "requantize_shift") else ()
-    for shift in (*shifts, -6, -1, 0, 1, 7, 13, 20, 31, 45, 62, 70):
+    for shift in (-30, -6, -1, 0, 1, 7, 13, 20, 31, 45, 62, 70):  # -30 on 2^46: saturating widening
         acc_s = acc >> 20 if -30 < shift < 0 else acc  # widening: in int64; -30: saturating widening
         acc_s = np.concatenate([acc_s, ((np.arange(-8, 8) * 2 + 1) << min(max(shift - 1, 0), 40))])  # ties
         fmt = QFormat(bits, 10)

@@ -7,6 +7,10 @@ in a small array of little-endian u32 words that the top function reads over ``m
 One bitstream therefore runs any pack of the same config and mode; switching task is the ``task``
 register (the router matrices of every task are in the pack, the program gives their stride).
 
+The per-op constants (shifts, LayerNorm ε terms and input narrowing, ...) are copied from the pack
+manifest's ``hardware`` section, where ``m3vit.quant.hwconst`` computed them exactly: this module
+derives no number of its own beyond offsets and strides.
+
 Word layout: a header (``HEADER_FIELDS``), then ``depth`` layer descriptors of ``LAYER_FIELDS`` words
 each. Signed values are two's complement; 64-bit values take a ``_lo``/``_hi`` pair. The field lists
 below are the one definition: ``hls_config`` writes them into the C++ header as word indices.
@@ -19,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..configs import ModelConfig
-from ..quant import intops
+from ..quant.hwmanifest import ops_by_name
 from ..quant.pack import Pack
-from ..quant.params import accumulator_frac
 from ..quant.spec import QuantSpec, activation_points
 
 PROGRAM_MAGIC = 0x5056334D  # "M3VP" little-endian
@@ -71,74 +74,13 @@ def _u32(v: int) -> int:
     return v & 0xFFFFFFFF
 
 
-def ln_eps_term(eps: float, d: int, x_frac: int) -> int:
-    """ε·D²·4^x_frac as the integer reference on this branch forms it (``intops.layernorm``).
-
-    Used only for packs whose manifest has no ``hardware`` section; the C++ reads the value from
-    the program and never recomputes it.
-    """
-    return round(eps * d * d * 4.0**x_frac)
-
-
-def derived_constants(cfg: ModelConfig, spec: QuantSpec) -> dict[str, dict]:
-    """Per-op constants (``patch``, ``l{i}.{op}``) derived from the formats, in the keys of the
-    manifest's ``hardware`` section — for packs written before that section existed."""
-    act, ops = spec.activations, {}
-
-    def lin(op: str, point: str) -> dict:
-        return {"shift": accumulator_frac(spec, cfg, op) - act[point].frac}
-
-    def add(x: str, y: str, out: str) -> dict:
-        work = max(act[x].frac, act[y].frac)
-        return {"x_align": work - act[x].frac, "y_align": work - act[y].frac, "shift": work - act[out].frac}
-
-    def gelu(src: str, out: str) -> dict:
-        work = max(act[src].frac, intops.DELTA_FRAC)
-        return {"x_frac": act[src].frac, "shift": work - act[out].frac}
-
-    ops["patch"] = lin("patch", "embed")
-    prev = "embed"
-    for i in range(cfg.depth):
-        o = f"l{i}"
-        for ln, src in (("ln1", prev), ("ln2", f"{o}.mid")):
-            in_shift = max(0, act[src].bits - intops.LN_IN_BITS)
-            ops[f"{o}.{ln}"] = {"in_shift": in_shift,
-                                "eps_term": ln_eps_term(cfg.ln_eps, cfg.dim, act[src].frac - in_shift),
-                                "shift": intops.LN_NORM_FRAC + spec.weights[f"{o}.{ln}.g"].frac - act[f"{o}.{ln}"].frac}
-        for op in ("q", "k", "v", "proj"):
-            ops[f"{o}.{op}"] = lin(f"{o}.{op}", f"{o}.{op}")
-        ops[f"{o}.scores"] = {"shift": act[f"{o}.q"].frac + act[f"{o}.k"].frac - act[f"{o}.scores"].frac}
-        ops[f"{o}.attn"] = {"scores_frac": act[f"{o}.scores"].frac,
-                            "shift": intops.EXP_OUT_FRAC + intops.INV_FRAC + act[f"{o}.v"].frac
-                            - act[f"{o}.attn"].frac}
-        ops[f"{o}.mid"] = add(prev, f"{o}.proj", f"{o}.mid")
-        if cfg.is_moe(i):
-            for op in ("gate", "e1", "e2"):
-                ops[f"{o}.{op}"] = lin(f"{o}.{op}", f"{o}.{op}")
-            ops[f"{o}.route"] = {"logit_frac": act[f"{o}.gate"].frac}
-            ops[f"{o}.egelu"] = gelu(f"{o}.e1", f"{o}.egelu")
-            ops[f"{o}.moe"] = {"shift": intops.GATE_FRAC + act[f"{o}.e2"].frac - act[f"{o}.moe"].frac}
-            branch = f"{o}.moe"
-        else:
-            for op in ("fc1", "fc2"):
-                ops[f"{o}.{op}"] = lin(f"{o}.{op}", f"{o}.{op}")
-            ops[f"{o}.gelu"] = gelu(f"{o}.fc1", f"{o}.gelu")
-            branch = f"{o}.fc2"
-        ops[f"{o}.out"] = add(f"{o}.mid", branch, f"{o}.out")
-        prev = f"{o}.out"
-    return ops
-
-
 def op_constants(pack: Pack) -> dict[str, dict]:
-    """Per-op constants: the manifest's ``hardware`` section when the pack has one, else derived."""
+    """Per-op constants (``patch``, ``l{i}.{op}``) from the manifest's ``hardware`` section, computed
+    once, exactly, by ``m3vit.quant.hwconst`` when the pack was written (and checked when it was read)."""
     hw = pack.manifest.get("hardware")
     if not hw:
-        return derived_constants(pack.cfg, pack.spec)
-    flat = {"patch": hw["embed"]["patch"]}
-    for layer in hw["layers"]:
-        for name, entry in layer["ops"].items():
-            flat[f"l{layer['index']}.{name}"] = entry
-    return flat
+        raise ProgramError("the pack's manifest has no hardware section: re-export it with m3vit-quantize")
+    return ops_by_name(hw)
 
 
 def point_shapes(cfg: ModelConfig, frames: int) -> dict[str, tuple[int, ...]]:
