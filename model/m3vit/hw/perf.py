@@ -248,9 +248,14 @@ def attention(env: Env, layer: int) -> Op:
     cfg, p, s, u = env.cfg, env.p, env.sched, env.units
     n, hd, d = cfg.num_tokens, cfg.head_dim, cfg.dim
     macs = env.b * 2 * n * n * d
-    if s.attention_on_linear:  # Q·Kᵀ: keys as the block's rows, k = head_dim; A·V: k = keys
-        per_head = (math.ceil(n / p.mac_rows) * math.ceil(hd / p.mac_cols) * n
-                    + math.ceil(hd / p.mac_rows) * math.ceil(n / p.mac_cols) * n) * u["mac_tile"].ii
+    if s.attention_on_linear:
+        # Q·Kᵀ: a block of keys on chip as the array's rows, k = head_dim, query rows streamed. A·V: V's
+        # columns as the rows (head_dim of them) with the keys as k, or transposed — a block of a query
+        # group's probabilities on chip, V's columns streamed — whichever fills the array better.
+        qk = math.ceil(n / p.mac_rows) * math.ceil(hd / p.mac_cols) * n
+        av = min(math.ceil(hd / p.mac_rows) * math.ceil(n / p.mac_cols) * n,
+                 math.ceil(n / p.mac_rows) * math.ceil(n / p.mac_cols) * hd)
+        per_head = (qk + av) * u["mac_tile"].ii
         per_head += 2 * (u["mac_tile"].depth + u["softmax_stats"].depth)
         compute = env.b * cfg.num_heads * per_head
         return Op(layer, "attention", "attention", compute, compute, macs=macs, binds="MAC array (attention)")
