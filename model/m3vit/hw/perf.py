@@ -364,7 +364,8 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
     else:
         ops += [linear(env, layer, "fc1", cfg.mlp_hidden, d, rows, env.units["gelu"].depth),
                 linear(env, layer, "fc2", d, cfg.mlp_hidden, rows)]
-    if s.frame_overlap and env.b > 1 and not s.attention_on_linear:  # attention of one frame beside the MAC array's work on another
+    if s.frame_overlap and env.b > 1 and not s.attention_on_linear:
+        # the attention unit works on one frame while the MAC array works on another
         att = next(o for o in ops if o.name == "attention")
         others = sum(o.cycles for o in ops if o is not att)
         att.cycles = max(0.0, max(others, att.cycles) + att.cycles / env.b - others)

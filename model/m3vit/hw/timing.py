@@ -37,22 +37,50 @@ def log2c(x: int) -> int:
     return max(0, math.ceil(math.log2(max(1, x))))
 
 
-def analytic(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> dict[str, UnitTiming]:
-    """The designed depths: register stages counted from the architecture, II = 1 everywhere."""
+def unit_depth(unit: str, prm: dict) -> int:
+    """Designed pipeline depth of ``unit`` for its parameters (the RTL units' names and parameters).
+
+    Row-based units count the row they must see before their first output (LayerNorm's D features);
+    the others count register stages: ``mac_tile`` input register, multiply, P accumulate, split + fabric
+    accumulate, output register, plus the adder tree over ``COLS / K_GROUP`` DSP groups (two levels a stage).
+    """
+    if unit == "mac_tile":
+        groups = max(1, prm.get("COLS", 1) // max(1, prm.get("K_GROUP", 1)))
+        return 5 + math.ceil(log2c(groups) / 2)
+    if unit == "requant":
+        return 2  # round-shift, saturate
+    if unit == "gelu":
+        return 4  # |x| and table index, table read, interpolate, ReLU − δ and round
+    if unit == "qk_reorder":
+        return 2 + math.ceil(log2c(prm["HD"]) / 2)  # multiply, adder tree over HD, requantize
+    if unit == "softmax_stats":
+        return 4 + DIV_STAGES // 2  # running max/sum update, then the 1/s divider (two bits a stage)
+    if unit == "av_norm":
+        return 4 + DIV_STAGES // 4 + 4  # exp2, multiply-accumulate, · 1/s, requantize
+    if unit == "layernorm":
+        return prm["D"] + ISQRT_STAGES + DIV_STAGES + 6  # a row's statistics, isqrt, reciprocal, normalise
+    if unit == "moe_dispatch":
+        return prm["E"] + 4  # top-k scan and gate softmax over the experts
+    raise KeyError(f"no timing model for unit {unit!r}")
+
+
+def beats(unit: str, prm: dict, elements: int) -> float:
+    """Input beats that carry ``elements`` values (what II multiplies)."""
+    lanes = {"gelu": prm.get("LANES", 1), "requant": prm.get("LANES", 1), "qk_reorder": prm.get("P", 1)}
+    return elements / lanes.get(unit, 1)
+
+
+def design_parameters(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> dict[str, dict]:
+    """The units' parameters as the accelerator instantiates them for a config."""
     chunk = pack_chunk(mode)
-    # DSP input register, multiply, P accumulate, split + fabric accumulate, output register; then the adder
-    # tree over the MAC_COLS / PACK_CHUNK DSP groups of one k-slice (two levels per stage).
-    groups = p.mac_cols // chunk if chunk else p.mac_cols
-    return {
-        "mac_tile": UnitTiming(5 + math.ceil(log2c(groups) / 2)),
-        "requant": UnitTiming(2),  # round-shift, saturate
-        "gelu": UnitTiming(4),  # |x| and table index, table read, interpolate, ReLU − δ and round
-        "qk_reorder": UnitTiming(2 + math.ceil(log2c(cfg.head_dim) / 2)),  # multiply, adder tree, requantize
-        "softmax_stats": UnitTiming(4 + DIV_STAGES // 2),  # running max/sum update, then the 1/s divider
-        "av_norm": UnitTiming(4 + DIV_STAGES // 2 // 2 + 4),  # exp2, multiply-accumulate, · 1/s, requantize
-        "layernorm": UnitTiming(ISQRT_STAGES + DIV_STAGES + 6),  # statistics, isqrt, reciprocal, normalise
-        "moe_dispatch": UnitTiming(cfg.num_experts + 4),  # top-k scan and gate softmax over the experts
-    }
+    return {"mac_tile": {"COLS": p.mac_cols, "K_GROUP": chunk or 1}, "requant": {}, "gelu": {},
+            "qk_reorder": {"HD": cfg.head_dim, "P": p.attn_lanes}, "softmax_stats": {}, "av_norm": {},
+            "layernorm": {"D": cfg.dim}, "moe_dispatch": {"E": cfg.num_experts}}
+
+
+def analytic(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> dict[str, UnitTiming]:
+    """The designed depths for the accelerator's parameters, II = 1 everywhere."""
+    return {u: UnitTiming(unit_depth(u, prm)) for u, prm in design_parameters(cfg, mode, p).items()}
 
 
 # Simulators in order of preference when the measured file has several entries for a unit.
