@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast lint clean csim hls bitstream
+.PHONY: help setup demo test test-fast lint clean csim hls bitstream bench
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -15,6 +15,7 @@ help:
 	@echo "make test       every test that can run on this machine (slow ones included)"
 	@echo "make test-fast  the same without tests marked slow"
 	@echo "make lint       ruff"
+	@echo "make bench      modelled ZCU104 performance + measured CPU speed -> build/bench/*.json, *.png"
 	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
 	@echo "make hls        Vitis HLS csim/csynth/cosim/export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
 	@echo "make bitstream  Vivado ZCU104 block design -> build/bitstream/m3vit.bit + .hwh (needs vivado)"
@@ -41,6 +42,13 @@ test-fast: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# Modelled accelerator figures (cycle/traffic model, routing measured on synthetic scenes; calibrated by
+# build/sim/cycles.json when the RTL benches have written it) and measured software speed on this CPU.
+BENCH_FRAMES ?= 2
+bench: setup
+	$(PY) -m m3vit.hw.perf_report --out build/bench --frames 4
+	$(PY) model/benchmarks/software_speed.py --out build/bench --frames $(BENCH_FRAMES)
 
 clean:
 	rm -rf build runs reports .pytest_cache

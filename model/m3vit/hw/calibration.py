@@ -36,9 +36,13 @@ def compare_entry(unit: str, entry: dict) -> dict:
             "ok": abs(gap) <= TOLERANCE}
 
 
-def compare(cycles_file: str | Path) -> list[dict]:
-    measured = load_measured(cycles_file)
+def compare_measured(measured: dict[str, dict]) -> list[dict]:
+    """Rows for every modelled unit in ``{unit: entry}`` (as :func:`timing.load_measured` returns)."""
     return [compare_entry(u, measured[u]) for u in MODELLED_UNITS if u in measured]
+
+
+def compare(cycles_file: str | Path) -> list[dict]:
+    return compare_measured(load_measured(cycles_file))
 
 
 def main(argv: list[str] | None = None) -> int:
