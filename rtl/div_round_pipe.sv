@@ -33,7 +33,7 @@ module div_round_pipe #(
   wire logic [QUO_W-1:0]  quo_w  [QUO_W+2];
   wire logic [SIDE_W-1:0] side_w [QUO_W+2];
   wire logic              val_w  [QUO_W+2];
-  assign rem_w[0]  = RW'((NW'(num) << 1) + NW'(den));
+  assign rem_w[0]  = (RW'(num) << 1) + RW'(den);
   assign den_w[0]  = DW'(den) << 1;
   assign quo_w[0]  = '0;
   assign side_w[0] = in_side;

@@ -19,10 +19,12 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import logging
 import os
 import random
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -173,15 +175,21 @@ def _runtime_cache() -> Path:
 
 
 def _reuse_verilator_runtime(build_dir: Path) -> None:
-    """Seed a new build with the Verilator/cocotb runtime objects of an earlier one (make then skips them)."""
+    """Seed a new build with the Verilator/cocotb runtime objects of an earlier one, so make skips them.
+
+    They depend only on the Verilator version and flags, but verilated.mk also makes them depend on the freshly
+    generated Vtop.mk: their times are set a minute ahead so make sees them up to date (saves ~20 s a build).
+    """
     cache = _runtime_cache()
     if not all((cache / f"{n}.o").exists() for n in RUNTIME_OBJECTS):
         return
     build_dir.mkdir(parents=True, exist_ok=True)
+    ahead = time.time() + 60
     for name in RUNTIME_OBJECTS:
         for ext in (".o", ".d"):
             if (cache / f"{name}{ext}").exists():
                 shutil.copy2(cache / f"{name}{ext}", build_dir / f"{name}{ext}")
+                os.utime(build_dir / f"{name}{ext}", (ahead, ahead))
 
 
 def _keep_verilator_runtime(build_dir: Path) -> None:
@@ -326,6 +334,7 @@ class TB:
 
         src = AxiStreamSource(AxiStreamBus.from_prefix(self.dut, prefix), self.dut.ap_clk, self.dut.ap_rst_n,
                               reset_active_level=False, byte_size=lane_bits)
+        src.log.setLevel(logging.WARNING)  # frame-by-frame logs would drown the report
         self.sources.append(src)
         return src
 
@@ -334,6 +343,7 @@ class TB:
 
         snk = AxiStreamSink(AxiStreamBus.from_prefix(self.dut, prefix), self.dut.ap_clk, self.dut.ap_rst_n,
                             reset_active_level=False, byte_size=lane_bits)
+        snk.log.setLevel(logging.WARNING)
         self.sinks.append(snk)
         return snk
 
