@@ -126,7 +126,7 @@ def _tool_version(sim: str) -> str:
 
 def build_key(sim: str, top: str, sources: Sequence[Path], includes: Sequence[Path], parameters: dict) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([sim, top, _tool_version(sim), sorted((k, str(v)) for k, v in parameters.items())]).encode())
+    h.update(json.dumps([BUILD_RECIPE, sim, top, _tool_version(sim), sorted((k, str(v)) for k, v in parameters.items())]).encode())
     files = list(sources) + sorted(p for d in includes for p in Path(d).glob("*.svh"))
     for path in files:
         h.update(path.name.encode())
@@ -167,7 +167,9 @@ def build_unit(top: str, parameters: dict, sim: str) -> Path:
     return build_dir
 
 
-RUNTIME_OBJECTS = ("verilator", "verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+# Verilator's own runtime (model-independent). cocotb's verilator.o is NOT reused: it includes the model's Vtop.h.
+RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+BUILD_RECIPE = "2"  # bump to invalidate every cached build when the build recipe changes
 
 
 def _runtime_cache() -> Path:

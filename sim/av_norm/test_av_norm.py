@@ -52,7 +52,7 @@ class AvTB(TB):
 
 
 if cocotb is not None:
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     @cocotb.parametrize(pauses=PAUSE_CASES)
     async def random_and_worst(dut, pauses):
         tb = AvTB(dut)
@@ -70,7 +70,7 @@ if cocotb is not None:
             rows.append((rng.integers(slo // 8, shi // 8, n), rng.integers(vlo, vhi, (n, C), endpoint=True)))
         await tb.check(rows)
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def real_vectors(dut):
         """Layer 0 of the micro model: dumped scores and V must give the dumped attention output."""
         from vectors import Vectors

@@ -39,7 +39,7 @@ class GeluTB(TB):
 
 
 if cocotb is not None:
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     @cocotb.parametrize(pauses=PAUSE_CASES)
     async def random_and_extremes(dut, pauses):
         tb = GeluTB(dut)
@@ -53,7 +53,7 @@ if cocotb is not None:
                                                                          lo, hi), rng.integers(lo, hi, 300)])
         await tb.check(x)
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def every_input(dut):
         """The whole input range (16-bit inputs: 65,536 values) in one frame, no pauses."""
         tb = GeluTB(dut)
@@ -63,7 +63,7 @@ if cocotb is not None:
         await tb.check(x)
         record_cycles("gelu", stream_figures(ins, outs, len(x)))
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def real_vectors(dut):
         """Real fc1 outputs of the micro model must give the dumped l0.gelu."""
         from vectors import Vectors

@@ -55,7 +55,7 @@ class LayerNormTB(TB):
 
 
 if cocotb is not None:
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     @cocotb.parametrize(pauses=PAUSE_CASES)
     async def random_and_worst(dut, pauses):
         tb = LayerNormTB(dut)
@@ -76,7 +76,7 @@ if cocotb is not None:
         bias = rng.integers(-(1 << 20), 1 << 20, d)
         await tb.check(x, gain, bias)
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def real_vectors(dut):
         """embed → l0.ln1 of the micro model, every token of the first frame."""
         from vectors import Vectors

@@ -36,7 +36,7 @@ class MacTB(TB):
 
 
 if cocotb is not None:
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     @cocotb.parametrize(pauses=PAUSE_CASES)
     async def random_and_worst(dut, pauses):
         tb = MacTB(dut)
@@ -50,7 +50,7 @@ if cocotb is not None:
             x[0], x[1], x[2] = -128, 127, 0
             await tb.check(x, w)
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def real_vectors(dut):
         """l0.ln1 tokens of the micro model times the first 16 rows of Wq (the q accumulator without bias)."""
         from vectors import Vectors

@@ -47,7 +47,7 @@ class QkTB(TB):
 
 
 if cocotb is not None:
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     @cocotb.parametrize(pauses=PAUSE_CASES)
     async def random_and_worst(dut, pauses):
         tb = QkTB(dut)
@@ -62,7 +62,7 @@ if cocotb is not None:
         await tb.check(q, k)
         await tb.check(q[:1], k[:1])  # one query (padded group), one key
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def real_vectors(dut):
         """Layer 0 of the micro model, both heads of the first frame: the dumped l0.scores."""
         from vectors import Vectors

@@ -40,7 +40,7 @@ class RequantTB(TB):
 
 
 if cocotb is not None:
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     @cocotb.parametrize(pauses=PAUSE_CASES)
     async def random_and_extremes(dut, pauses):
         tb = RequantTB(dut)
@@ -58,7 +58,7 @@ if cocotb is not None:
         acc = acc[: len(acc) // LANES * LANES]
         await tb.check(acc)
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def real_vectors(dut):
         """l0.q of the micro model: its accumulator (ln1 · Wq + bq) must requantize to the dumped l0.q."""
         from vectors import Vectors
@@ -70,7 +70,7 @@ if cocotb is not None:
         await tb.check(acc)
         assert np.array_equal(tb.expected(acc), vec.dump("l0.q")[0, :4].reshape(-1)), "fixture mismatch"
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def cycles(dut):
         tb = RequantTB(dut)
         await tb.reset()

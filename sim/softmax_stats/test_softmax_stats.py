@@ -49,7 +49,7 @@ def worst_rows(s_w: int) -> list[np.ndarray]:
 
 
 if cocotb is not None:
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     @cocotb.parametrize(pauses=PAUSE_CASES)
     async def random_and_worst(dut, pauses):
         tb = SoftmaxTB(dut)
@@ -60,7 +60,7 @@ if cocotb is not None:
         rows = [rng.integers(-spread, spread, rng.integers(1, 40)) for _ in range(12)]
         await tb.check(worst_rows(tb.s_w) + rows)
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
     async def real_vectors(dut):
         """Every attention row of layer 0 of the micro model (its dumped scores)."""
         from vectors import Vectors
