@@ -126,7 +126,8 @@ def _tool_version(sim: str) -> str:
 
 def build_key(sim: str, top: str, sources: Sequence[Path], includes: Sequence[Path], parameters: dict) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([BUILD_RECIPE, sim, top, _tool_version(sim), sorted((k, str(v)) for k, v in parameters.items())]).encode())
+    params = sorted((k, str(v)) for k, v in parameters.items())
+    h.update(json.dumps([BUILD_RECIPE, sim, top, _tool_version(sim), params]).encode())
     files = list(sources) + sorted(p for d in includes for p in Path(d).glob("*.svh"))
     for path in files:
         h.update(path.name.encode())

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from common import BUILD, ROOT, build_lock
 
 IMAGES = 2  # frames per task: 2 x 33 tokens at the micro config
@@ -21,7 +20,7 @@ PARAMS = ("l0.ln1.g", "l0.ln1.b", "l0.ln2.g", "l0.ln2.b", "l0.q.w", "l0.q.b", "l
 
 def _source_hash() -> str:
     h = hashlib.sha256()
-    for path in sorted((ROOT / "model" / "m3vit").rglob("*.py")) + [Path(__file__)]:
+    for path in [*sorted((ROOT / "model" / "m3vit").rglob("*.py")), Path(__file__)]:
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 

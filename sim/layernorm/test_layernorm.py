@@ -10,8 +10,17 @@ try:
 except ImportError:
     cocotb = None
 
-from common import PAUSE_CASES, TB, pack_fields, record_cycles, reference, run_unit, stream_figures, to_signed, \
-    to_unsigned
+from common import (
+    PAUSE_CASES,
+    TB,
+    pack_fields,
+    record_cycles,
+    reference,
+    run_unit,
+    stream_figures,
+    to_signed,
+    to_unsigned,
+)
 
 
 def eps_term(eps: float, d: int, in_bits: int, in_frac: int) -> int:

@@ -45,10 +45,9 @@ class MoeTB(TB):
 
     async def run_batch(self, all_logits: np.ndarray, task: int) -> None:
         """all_logits [T, tokens, E]; the DUT must route by task ``task``."""
+        import cocotb
         from cocotb.triggers import RisingEdge
         from cocotbext.axi import AxiStreamFrame
-
-        import cocotb
 
         tokens = all_logits.shape[1]
         assert tokens <= MAX_TOKENS
