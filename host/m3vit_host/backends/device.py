@@ -17,8 +17,8 @@ from m3vit.quant.pack import Pack
 
 from ..driver import AcceleratorDriver
 from ..errors import BackendUnavailable, HostError
-from ..simboard import SimAccelerator, SimBoard
 from ..sim_accelerators import HangingAccelerator, ReferenceAccelerator
+from ..simboard import SimAccelerator, SimBoard
 from .base import Backend, read_payload
 
 DEFAULT_IP_NAME = f"{interface.TOP_FUNCTION}_0"
