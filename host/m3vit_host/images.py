@@ -57,7 +57,7 @@ def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray
         if not resize:
             raise HostError(f"image {path} is {array.shape[1]}x{array.shape[0]} (WxH); model {cfg.name!r} takes "
                             f"{want_w}x{want_h}: resize it or pass --resize")
-        scaled = resize_image(torch.from_numpy(array).permute(2, 0, 1).float(), cfg.img_size)
+        scaled = resize_image(torch.from_numpy(array.copy()).permute(2, 0, 1).float(), cfg.img_size)
         array = scaled.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
     return array
 

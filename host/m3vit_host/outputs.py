@@ -7,6 +7,7 @@ unit vectors, binary maps are logits turned into probabilities.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -57,12 +58,14 @@ def staged_output(out: str | Path) -> Iterator[Path]:
     So an interrupted or failed run leaves no partial files under ``out``.
     """
     out = Path(out)
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # removed again on failure
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as exc:
         raise HostError(f"output folder {out} is not writable ({exc.strerror or exc}): choose another --out") \
             from exc
+    done = False
     try:
         yield stage
         try:
@@ -76,8 +79,13 @@ def staged_output(out: str | Path) -> Iterator[Path]:
         except OSError as exc:
             raise HostError(f"output folder {out} is not writable ({exc.strerror or exc}): choose another --out") \
                 from exc
+        done = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if not done:
+            for folder in created:  # innermost first; only the empty folders this call made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def save_png(path: Path, rgb: np.ndarray) -> Path:
