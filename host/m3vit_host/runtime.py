@@ -2,7 +2,7 @@
 
     rt = open_runtime("simboard", "build/demo/pack/model.json", config="micro", mode="w8a8")
     rt.set_task("depth")                # a register write on device backends: nothing reloads
-    result = rt.run(images)             # normalised float [B,3,H,W], or uint8 pictures [B,H,W,3]
+    result = rt.run(images)             # normalised float [B,3,H,W] or uint8 pictures [B,H,W,3] (B optional)
     result.outputs, result.head, result.tokens, result.timings
 
 Stages, each timed: *preprocess* (normalise pictures, quantize into the accelerator's input
@@ -63,6 +63,8 @@ class Runtime:
         spec = self.cfg.task(self.task)
         t0 = time.perf_counter()
         images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if images.ndim == 3:  # one image: a batch of one
+            images = images[None]
         if images.dtype == np.uint8:
             if images.ndim != 4 or images.shape[-1] != self.cfg.in_chans:
                 raise ValueError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")

@@ -110,3 +110,34 @@ def test_w16_pack_runs_bit_exact(assets, pack_w16):
         result = rt.run(assets.images[:2], "depth")
     want, _ = qmodel.tokens(assets.images[:2], "depth")
     assert np.array_equal(result.tokens, want)
+
+
+def test_one_image_without_batch_axis(assets):
+    with open_runtime("reference", assets.manifest) as rt:
+        single = rt.run(assets.images[2], "depth")
+        batch = rt.run(assets.images[2:3], "depth")
+    assert single.outputs.shape == batch.outputs.shape == (1, *assets.cfg.img_size)
+    assert np.array_equal(single.tokens, batch.tokens)
+
+
+def test_wrong_shapes_through_the_api(assets):
+    from m3vit_host import HostError
+
+    with open_runtime("reference", assets.manifest) as rt:
+        with pytest.raises(HostError, match=r"takes images shaped \[B, 3, 64, 128\], got \[2, 3, 32, 32\]"):
+            rt.run(np.zeros((2, 3, 32, 32), np.float32))
+        with pytest.raises(ValueError, match=r"pictures must be uint8 \[B, H, W, 3\]"):
+            rt.run(np.zeros((2, 64, 128, 4), np.uint8))
+        with pytest.raises(KeyError, match="unknown task 'edges'"):
+            rt.set_task("edges")
+
+
+def test_pack_validated_against_config_and_mode(assets):
+    from m3vit.quant.pack import PackError
+
+    with pytest.raises(PackError, match="not the 'm3vit-tiny' asked for"):
+        open_runtime("reference", assets.manifest, config="m3vit-tiny")
+    with pytest.raises(PackError, match="not w16a16"):
+        open_runtime("reference", assets.manifest, mode="w16a16")
+    with open_runtime("reference", str(assets.manifest).replace(".json", ".m3vpack"), config="micro") as rt:
+        assert rt.cfg == assets.cfg
