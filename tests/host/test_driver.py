@@ -155,3 +155,46 @@ def test_csim_backend_without_library_says_how_to_build_it(assets, monkeypatch):
     monkeypatch.setitem(sys.modules, "m3vit.hw.csim", None)
     with pytest.raises(BackendUnavailable, match="C-simulation library not available: run `make csim`"):
         open_runtime("csim", assets.manifest)
+
+
+class StandInCSim:
+    """The HLS branch's ``m3vit.hw.csim.CSim`` API, computed by the integer reference (wiring test only)."""
+
+    def __init__(self, cfg, mode):
+        self.cfg, self.mode, self.task, self.pack = cfg, mode, None, None
+
+    def load_pack(self, manifest_path):
+        from m3vit.quant.pack import read_pack
+
+        self.pack = read_pack(manifest_path, expect_config=self.cfg, expect_mode=self.mode.name)
+
+    def set_task(self, index):
+        self.task = int(index)
+
+    def run_quantized(self, frames):
+        from m3vit_host.backends.reference import run_integer_backbone
+
+        return run_integer_backbone(self.pack.iparams, self.pack.spec, self.cfg, frames, self.task)
+
+
+def test_csim_backend_wires_the_csim_api_through_the_board_path(assets, monkeypatch):
+    fake = types.ModuleType("m3vit.hw.csim")
+    fake.CSim = StandInCSim
+    monkeypatch.setitem(sys.modules, "m3vit.hw.csim", fake)
+    with open_runtime("csim", assets.manifest) as rt:
+        result = rt.run(assets.images[:3], "depth")
+        assert rt.backend.board.overlay.m3vit_accel_0.starts == 1
+    want, _ = assets.qmodel.tokens(assets.images[:3], "depth")
+    assert np.array_equal(result.tokens, want)
+
+
+def test_csim_build_failure_is_reported_as_unavailable(assets, monkeypatch):
+    class Failing:
+        def __init__(self, cfg, mode):
+            raise OSError("g++: not found")
+
+    fake = types.ModuleType("m3vit.hw.csim")
+    fake.CSim = Failing
+    monkeypatch.setitem(sys.modules, "m3vit.hw.csim", fake)
+    with pytest.raises(BackendUnavailable, match=r"run `make csim`.*g\+\+: not found"):
+        open_runtime("csim", assets.manifest)

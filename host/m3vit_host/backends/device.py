@@ -24,13 +24,18 @@ from .base import Backend, read_payload
 DEFAULT_IP_NAME = f"{interface.TOP_FUNCTION}_0"
 
 
-def layer_program(pack: Pack) -> bytes:
-    """The layer program the accelerator's ``program`` port reads.
+def layer_program(pack: Pack, frames: int) -> bytes:
+    """The layer program the accelerator's ``program`` port reads (little-endian u32 words).
 
-    COORDINATOR: return the bytes of ``m3vit.hw.program``'s builder here once the HLS branch lands;
-    until then the program is empty (the reference accelerator needs none).
+    Built by the HLS side's ``m3vit.hw.program``; before that lands the program is empty (the
+    reference accelerator reads none).
     """
-    return b""
+    try:
+        from m3vit.hw.program import build_program
+    except ImportError:
+        return b""
+    words, _ = build_program(pack, frames=frames)
+    return np.asarray(words, dtype="<u4").tobytes()
 
 
 def find_ip(overlay: Any, ip_name: str) -> Any:
@@ -57,7 +62,7 @@ class DeviceBackend(Backend):
         super().load(pack, manifest_path)
         ip, allocate, source = self.open_board(pack, manifest_path)
         self.driver = AcceleratorDriver(ip, allocate, self.layout, self.timeout_s, source=source)
-        self.driver.load(read_payload(pack, manifest_path), layer_program(pack))
+        self.driver.load(read_payload(pack, manifest_path), layer_program(pack, self.device_frames))
 
     def set_task(self, index: int) -> None:
         super().set_task(index)
