@@ -18,7 +18,7 @@ import numpy as np
 
 from m3vit.configs import ModelConfig
 from m3vit.quant.fixed import QFormat
-from m3vit.quant.pack import _int_dtype as container_dtype
+from m3vit.quant.manifest import int_dtype as container_dtype
 from m3vit.quant.spec import QuantSpec
 
 IMAGE_POINT = "image"

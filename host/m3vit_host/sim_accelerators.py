@@ -2,8 +2,8 @@
 
 - :class:`ReferenceAccelerator`: the integer reference, reading the pack payload and the frames
   from simulated DDR at the addresses in its registers and writing the tokens back there.
-  Like a bitstream, it is built for one model: it knows the pack's tensor table (what the HLS
-  top gets from its generated config and the layer program).
+  Like a bitstream, it is built for one model: it knows the pack's tensor table and per-op
+  constants (what the HLS top gets from its generated config and the layer program).
 - :class:`HangingAccelerator`: never finishes (ap_done never rises), for timeout handling.
 - The HLS C-simulation joins here as a third accelerator (see ``backends/csim.py``).
 """
@@ -48,7 +48,7 @@ class ReferenceAccelerator:
         iparams = decode_payload(ddr.read(args["weights"], self.manifest["payload_size"]), self.manifest)
         images = np.frombuffer(ddr.read(args["images"], lay.image_bytes(frames)), dtype=lay.image_dtype)
         images = images.reshape(frames, *lay.image_shape)
-        tokens = run_integer_backbone(iparams, self.spec, self.cfg, images, args["task"])
+        tokens = run_integer_backbone(iparams, self.spec, self.cfg, images, args["task"], self.manifest["hardware"])
         ddr.write(args["tokens"], tokens.astype(lay.token_dtype).tobytes())
         self.runs += 1
         return True

@@ -174,7 +174,8 @@ class StandInCSim:
     def run_quantized(self, frames):
         from m3vit_host.backends.reference import run_integer_backbone
 
-        return run_integer_backbone(self.pack.iparams, self.pack.spec, self.cfg, frames, self.task)
+        return run_integer_backbone(self.pack.iparams, self.pack.spec, self.cfg, frames, self.task,
+                                    self.pack.manifest["hardware"])
 
 
 def test_csim_backend_wires_the_csim_api_through_the_board_path(assets, monkeypatch):

@@ -24,10 +24,10 @@ class DeviceArith(IntArith):
         return x
 
 
-def run_integer_backbone(iparams: dict[str, np.ndarray], pack_spec, cfg, frames: np.ndarray,
-                         task_index: int) -> np.ndarray:
-    """Integer frames [F, C, H, W] → integer tokens [F, N, D] (int64)."""
-    return run_backbone(DeviceArith(iparams, pack_spec, cfg), cfg, frames, task_index)
+def run_integer_backbone(iparams: dict[str, np.ndarray], pack_spec, cfg, frames: np.ndarray, task_index: int,
+                         hw: dict | None = None) -> np.ndarray:
+    """Integer frames [F, C, H, W] → integer tokens [F, N, D] (int64), with the pack's per-op constants ``hw``."""
+    return run_backbone(DeviceArith(iparams, pack_spec, cfg, hw=hw), cfg, frames, task_index)
 
 
 class ReferenceBackend(Backend):
@@ -37,6 +37,6 @@ class ReferenceBackend(Backend):
     def execute(self, prepared: np.ndarray) -> np.ndarray:
         pack = self.pack
         out = [run_integer_backbone(pack.iparams, pack.spec, pack.cfg, prepared[s : s + self.device_frames],
-                                    self.task_index)
+                                    self.task_index, pack.manifest["hardware"])
                for s in range(0, len(prepared), self.device_frames)]
         return np.concatenate(out)
