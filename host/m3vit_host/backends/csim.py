@@ -55,7 +55,7 @@ def csim_accelerator(pack: Pack, manifest_path: Path) -> SimAccelerator:
     except (ImportError, OSError) as exc:
         raise BackendUnavailable(MISSING) from exc
     try:
-        sim = csim.CSim(pack.cfg, pack.spec.mode)
+        sim = csim.cached(pack.cfg, pack.spec.mode.name)  # compiled (g++) on first use, then reused
     except (getattr(csim, "CSimError", RuntimeError), OSError) as exc:
         raise BackendUnavailable(f"{MISSING}; building it here failed: {str(exc).splitlines()[0]}") from exc
     return CsimAccelerator(sim, pack, manifest_path)
