@@ -5,7 +5,8 @@
     m3vit-run bench   --pack build/demo/pack/model.json --backends reference,simboard
 
 Backends: reference (numpy integer model), simboard (the board driver on a simulated ZCU104
-whose accelerator is the integer reference), csim (the same with the HLS C-simulation), onnx
+whose accelerator is the integer reference), csim (the same with the HLS C-simulation behind
+the registers), onnx
 (onnxruntime on the fake-quantized ONNX export), pynq (the ZCU104 itself, with PYNQ).
 User errors print one line and exit with code 2; nothing half-written is left behind.
 """

@@ -157,45 +157,35 @@ def test_csim_backend_without_library_says_how_to_build_it(assets, monkeypatch):
         open_runtime("csim", assets.manifest)
 
 
-class StandInCSim:
-    """The HLS branch's ``m3vit.hw.csim.CSim`` API, computed by the integer reference (wiring test only)."""
-
-    def __init__(self, cfg, mode):
-        self.cfg, self.mode, self.task, self.pack = cfg, mode, None, None
-
-    def load_pack(self, manifest_path):
-        from m3vit.quant.pack import read_pack
-
-        self.pack = read_pack(manifest_path, expect_config=self.cfg, expect_mode=self.mode.name)
-
-    def set_task(self, index):
-        self.task = int(index)
-
-    def run_quantized(self, frames):
-        from m3vit_host.backends.reference import run_integer_backbone
-
-        return run_integer_backbone(self.pack.iparams, self.pack.spec, self.cfg, frames, self.task,
-                                    self.pack.manifest["hardware"])
-
-
-def test_csim_backend_wires_the_csim_api_through_the_board_path(assets, monkeypatch):
-    fake = types.ModuleType("m3vit.hw.csim")
-    fake.CSim = StandInCSim
-    monkeypatch.setitem(sys.modules, "m3vit.hw.csim", fake)
+def test_csim_backend_runs_the_c_simulation_behind_the_board_registers(assets):
+    """The HLS C-simulation reads the pack, program and frames the driver put in simulated DDR: bit-exact."""
     with open_runtime("csim", assets.manifest) as rt:
-        result = rt.run(assets.images[:3], "depth")
-        assert rt.backend.board.overlay.m3vit_accel_0.starts == 1
-    want, _ = assets.qmodel.tokens(assets.images[:3], "depth")
-    assert np.array_equal(result.tokens, want)
+        for task in assets.cfg.task_names:
+            result = rt.run(assets.images[:5], task)  # 4 frames per ap_start: two starts per task
+            want, _ = assets.qmodel.tokens(assets.images[:5], task)
+            assert np.array_equal(result.tokens, want), f"{task}: C-simulation tokens differ"
+        accelerator = rt.backend.board.overlay.m3vit_accel_0.accelerator
+        assert accelerator.runs == 2 * len(assets.cfg.task_names)
+        assert len(rt.backend.driver.buffers["program"]) == 4 * accelerator.program_words
+
+
+def test_csim_reads_the_weights_from_device_memory(assets):
+    """Corrupting the weights in simulated DDR changes the C-simulation's tokens: it reads them from there."""
+    with open_runtime("csim", assets.manifest) as rt:
+        good = rt.run(assets.images[:1], "depth").tokens
+        weights = rt.backend.driver.buffers["weights"]
+        weights[: len(weights) // 2] = 0
+        weights.flush()
+        bad = rt.run(assets.images[:1], "depth").tokens
+    assert not np.array_equal(good, bad)
 
 
 def test_csim_build_failure_is_reported_as_unavailable(assets, monkeypatch):
-    class Failing:
-        def __init__(self, cfg, mode):
-            raise OSError("g++: not found")
+    from m3vit.hw import csim
 
-    fake = types.ModuleType("m3vit.hw.csim")
-    fake.CSim = Failing
-    monkeypatch.setitem(sys.modules, "m3vit.hw.csim", fake)
-    with pytest.raises(BackendUnavailable, match=r"run `make csim`.*g\+\+: not found"):
+    def failing(cfg, mode):
+        raise csim.CSimError("C++ compiler 'g++' not found: install g++")
+
+    monkeypatch.setattr(csim, "cached", failing)
+    with pytest.raises(BackendUnavailable, match=r"run `make csim`.*'g\+\+' not found"):
         open_runtime("csim", assets.manifest)
