@@ -6,8 +6,7 @@
 
 Backends: reference (numpy integer model), simboard (the board driver on a simulated ZCU104
 whose accelerator is the integer reference), csim (the same with the HLS C-simulation behind
-the registers), onnx
-(onnxruntime on the fake-quantized ONNX export), pynq (the ZCU104 itself, with PYNQ).
+the registers), onnx (onnxruntime on the fake-quantized ONNX export), pynq (the ZCU104 itself).
 User errors print one line and exit with code 2; nothing half-written is left behind.
 """
 
