@@ -1,13 +1,14 @@
 `default_nettype none
 `include "m3vit_check.svh"
 // LayerNorm unit (NUMERICS.md §4.4), division-free: per row of D values, s1 = Σx, s2 = Σx² (x narrowed to 16
-// bits), root = isqrt(D·s2 - s1² + EPS_TERM), recip = round(2^30 / max(root, 1)), then per element
+// bits by IN_SHIFT), root = isqrt(D·s2 - s1² + EPS_TERM), recip = round(2^30 / max(root, 1)), then per element
 // norm = round((D·x - s1) · recip / 2^18) (12 fractional bits) and out = requantize(norm · gain + bias).
 // Rows are buffered in NBANK banks so the next rows stream in while a row's statistics are computed and it
 // streams out: one value per cycle in and out. Gain and bias arrive beside the output (one beat per element).
 module layernorm #(
   parameter int D        = 64,      // features per row
   parameter int IN_W     = 16,      // signed input width (residual stream)
+  parameter int IN_SHIFT = (IN_W > 16) ? IN_W - 16 : 0,  // input narrowing to 16 bits (hwconst: in_shift)
   parameter int G_W      = 8,       // signed gain width
   parameter int G_FRAC   = 6,       // gain fractional bits
   parameter int B_W      = 32,      // signed bias width (bias has 12 + G_FRAC fractional bits)
@@ -39,6 +40,8 @@ module layernorm #(
                && NBANK >= 2, ("layernorm: bad parameters D=%0d IN_W=%0d NBANK=%0d", D, IN_W, NBANK))
 
   localparam int X_W = LN_IN_BITS;
+  `M3VIT_CHECK(g_check_shift, IN_SHIFT >= ((IN_W > X_W) ? IN_W - X_W : 0) && IN_SHIFT < IN_W,
+               ("layernorm: IN_SHIFT=%0d must narrow the %0d-bit input to %0d bits", IN_SHIFT, IN_W, X_W))
   localparam int LD = $clog2(D + 1);
   localparam int S1_W = X_W + LD + 1;
   localparam int S2_W = 2 * X_W + LD;
@@ -60,7 +63,7 @@ module layernorm #(
 
   // ---- input side: narrow, buffer, accumulate s1 and s2 ----
   logic signed [X_W-1:0] x_in;
-  round_sat #(.IN_W(IN_W), .SHIFT(IN_W > X_W ? IN_W - X_W : 0), .OUT_W(X_W)) u_narrow (
+  round_sat #(.IN_W(IN_W), .SHIFT(IN_SHIFT), .OUT_W(X_W)) u_narrow (
     .in(s_axis_tdata), .out(x_in));
 
   logic [X_W-1:0]          mem [NBANK * D];

@@ -17,7 +17,7 @@ UNITS: dict[str, dict[str, int]] = {
     "gelu": {"IN_W": 16, "IN_FRAC": 11, "OUT_W": 8, "OUT_FRAC": 4, "LANES": 16},
     "softmax_stats": {"S_W": 16, "S_FRAC": 10, "MAX_ROW": 256},
     "av_norm": {"S_W": 16, "S_FRAC": 10, "V_W": 8, "V_FRAC": 5, "C": 16, "OUT_W": 8, "OUT_FRAC": 5, "MAX_ROW": 256},
-    "layernorm": {"D": 192, "IN_W": 16, "G_W": 8, "G_FRAC": 6, "B_W": 32, "OUT_W": 8, "OUT_FRAC": 5,
+    "layernorm": {"D": 192, "IN_W": 16, "IN_SHIFT": 0, "G_W": 8, "G_FRAC": 6, "B_W": 32, "OUT_W": 8, "OUT_FRAC": 5,
                   "EPS_TERM": 17, "NBANK": 4},
     "mac_tile": {"N_OUT": 16, "K_GROUP": 8, "NARROW_W": 1, "ACC_W": 32},
     "qk_reorder": {"P": 4, "HD": 64, "A_W": 8, "SHIFT": 4, "OUT_W": 16},

@@ -23,11 +23,13 @@ from common import (
 )
 
 
-def eps_term(eps: float, d: int, in_bits: int, in_frac: int) -> int:
-    """The ε of the variance term as the RTL parameter (NUMERICS.md §4.4, as intops.layernorm computes it)."""
-    intops = reference()
-    shift = max(0, in_bits - intops.LN_IN_BITS)
-    return round(eps * d * d * 4.0 ** (in_frac - shift))
+def ln_constants(in_bits: int, in_frac: int, g_frac: int, out_bits: int, out_frac: int, d: int, eps: float) -> dict:
+    """The contract's LayerNorm constants (input narrowing, exact ε term, output shift): the RTL's parameters."""
+    reference()
+    from m3vit.quant import hwconst
+    from m3vit.quant.fixed import QFormat
+
+    return hwconst.layernorm_constants(QFormat(in_bits, in_frac), g_frac, QFormat(out_bits, out_frac), d, eps)
 
 
 class LayerNormTB(TB):
@@ -43,9 +45,8 @@ class LayerNormTB(TB):
         intops = reference()
         from m3vit.quant.fixed import QFormat
 
-        p = self.params
-        return intops.layernorm(x, QFormat(self.in_w, p["in_frac"]), gain, p["parameters"]["G_FRAC"], bias,
-                                p["eps"], QFormat(self.out_w, p["parameters"]["OUT_FRAC"]))
+        p = self.params["parameters"]
+        return intops.layernorm(x, gain, bias, QFormat(self.out_w, p["OUT_FRAC"]), self.params["consts"])
 
     async def check(self, x: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> None:
         from cocotbext.axi import AxiStreamFrame
@@ -105,7 +106,8 @@ def test_layernorm(sim, vectors):
     g_bits, g_frac = vectors.wfmt("l0.ln1.g")
     out_bits, out_frac = vectors.fmt("l0.ln1")
     d, eps = vectors.meta["dim"], vectors.meta["ln_eps"]
-    params = {"D": d, "IN_W": in_bits, "G_W": g_bits, "G_FRAC": g_frac, "B_W": 32, "OUT_W": out_bits,
-              "OUT_FRAC": out_frac, "EPS_TERM": eps_term(eps, d, in_bits, in_frac), "NBANK": 4}
-    run_unit("layernorm", "layernorm", params, sim, {"vectors": str(vectors.folder), "in_frac": in_frac, "eps": eps},
+    consts = ln_constants(in_bits, in_frac, g_frac, out_bits, out_frac, d, eps)
+    params = {"D": d, "IN_W": in_bits, "IN_SHIFT": consts["in_shift"], "G_W": g_bits, "G_FRAC": g_frac, "B_W": 32,
+              "OUT_W": out_bits, "OUT_FRAC": out_frac, "EPS_TERM": f"64'd{consts['eps_term']}", "NBANK": 4}
+    run_unit("layernorm", "layernorm", params, sim, {"vectors": str(vectors.folder), "consts": consts},
              None if sim == "verilator" else ["real_vectors"])
