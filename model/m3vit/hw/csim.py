@@ -24,7 +24,7 @@ import numpy as np
 
 from ..configs import ModelConfig
 from ..quant.fixed import quantize
-from ..quant.pack import Pack, read_pack
+from ..quant.pack import Pack, read_pack, tile16
 from ..quant.spec import PrecisionMode, get_mode
 from .hls_config import HlsParams, config_header, config_key, container_bytes, write_config_header
 from .program import DumpLayout, build_program
@@ -282,12 +282,15 @@ class CSim:
         return out
 
     def linear(self, x, w, bias) -> np.ndarray:
-        x, w, bias = _i64(x), _i64(w), _i64(bias)
+        """x [rows, k] · w [n, k]ᵀ + bias through the whole linear unit, w stored as the pack stores it."""
+        x, bias = _i64(x), _i64(bias)
         rows, k = x.shape
-        n = w.shape[0]
+        n = np.asarray(w).shape[0]
+        tiled = np.ascontiguousarray(tile16(np.asarray(w)).astype(f"<i{container_bytes(self.mode.weight_bits)}"))
         out = np.empty((rows, n), np.int64)
-        self._check(self.lib.m3v_op_linear(_ptr(x), _ptr(w), _ptr(bias), ctypes.c_int64(rows), ctypes.c_int64(n),
-                                           ctypes.c_int64(k), _ptr(out)))
+        self._check(self.lib.m3v_op_linear(_ptr(x), tiled.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                           ctypes.c_uint64(tiled.nbytes), _ptr(bias), ctypes.c_int64(rows),
+                                           ctypes.c_int64(n), ctypes.c_int64(k), _ptr(out)))
         return out
 
     def dsp_pack_exhaustive(self) -> int:
