@@ -102,6 +102,11 @@ int m3v_set_task(uint32_t task) {
 int m3v_run(const uint8_t* images, uint32_t num_frames, uint8_t* tokens, uint64_t scratch_bytes) {
     if (!g_has_pack || !g_has_program) return fail(-1, "load a pack and a program before running frames");
     if (num_frames == 0) return fail(-1, "num_frames must be at least 1");
+    const uint32_t dump_frames = mem_u32(g_program.data(), H_DUMP) ? mem_u32(g_program.data(), H_DUMP_FRAMES) : 0;
+    if (dump_frames && num_frames > dump_frames)
+        return fail(-1, "dumps are sized for " + std::to_string(dump_frames) + " frames, the run has " +
+                            std::to_string(num_frames) + ": reload the program with dump_frames >= " +
+                            std::to_string(num_frames) + " or turn dumps off");
     const uint64_t in_bytes = uint64_t(num_frames) * IN_CH * IMG_H * IMG_W * ACT_BYTES;
     const uint64_t out_bytes = uint64_t(num_frames) * N_TOK * DIM * RESID_BYTES;
     std::vector<word_t> img, out;

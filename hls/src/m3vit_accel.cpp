@@ -157,6 +157,11 @@ void linear_unit(const word_t* weights, uint32_t w_off, uint32_t b_off, int n_ou
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
 
+// Byte offset of frame f0's part of a point's dump (int32 values, frame-major), or NO_DUMP.
+inline uint32_t dump_offset(uint32_t base, bool dumping, uint32_t f0, uint32_t values_per_frame) {
+    return (base == NO_DUMP || !dumping) ? NO_DUMP : base + f0 * values_per_frame * 4;
+}
+
 void embed(const word_t* weights, const uint32_t* hdr, const word_t* images, int frames, word_t* dump) {
     const uint32_t frame_bytes = IN_CH * IMG_H * IMG_W * ACT_BYTES;
 EMBED_IM2COL:
@@ -287,25 +292,27 @@ void m3vit_accel(M3V_TOP_ARGS) {
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
     const uint32_t frame_in_bytes = IN_CH * IMG_H * IMG_W * ACT_BYTES;
     const uint32_t frame_out_bytes = N_TOK * DIM * RESID_BYTES;
+    // Dumps cover every frame of a run, up to the dump_frames frames the scratch layout was sized for:
+    // each point's dump is frame-major, so a batch's offsets are the point's base advanced by f0 frames.
+    const uint32_t dump_frames = hdr[H_DUMP] ? hdr[H_DUMP_FRAMES] : 0;
+    static_assert(L_D_LN1 + LAYER_DUMPS == LAYER_WORDS, "the d_* fields close the layer descriptor");
 FRAME_BATCHES:
     for (uint32_t f0 = 0; f0 < num_frames; f0 += BATCH) {
         const int frames = num_frames - f0 < uint32_t(BATCH) ? int(num_frames - f0) : BATCH;
-        word_t* dump = f0 == 0 && hdr[H_DUMP] ? scratch : nullptr;  // dumps describe the first batch
-        const uint32_t* no_dump_hdr = hdr;
-        uint32_t hdr_nd[HEADER_WORDS];
-        if (!dump) {
-            for (int i = 0; i < HEADER_WORDS; ++i) hdr_nd[i] = hdr[i];
-            hdr_nd[H_D_IMAGE] = hdr_nd[H_D_EMBED] = NO_DUMP;
-            no_dump_hdr = hdr_nd;
-        }
-        embed(weights, no_dump_hdr, images + (f0 * frame_in_bytes) / 16, frames, dump);
+        const bool dumping = f0 + uint32_t(frames) <= dump_frames;  // never past the layout's end
+        word_t* dump = scratch;
+        uint32_t bhdr[HEADER_WORDS];
+        for (int i = 0; i < HEADER_WORDS; ++i) bhdr[i] = hdr[i];
+        bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
+        bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
+        embed(weights, bhdr, images + (f0 * frame_in_bytes) / 16, frames, dump);
         const int rows = frames * N_TOK;
     LAYERS:
         for (int l = 0; l < DEPTH; ++l) {
             uint32_t L[LAYER_WORDS];
             for (int i = 0; i < LAYER_WORDS; ++i) {
                 const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + l * LAYER_WORDS + i));
-                L[i] = (!dump && i >= L_D_LN1) ? NO_DUMP : w;
+                L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
             layer_norm(weights, L, L_LN1_G, x_res, rows, dump, L[L_D_LN1]);
             attention(weights, L, frames, dump);

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from ..quant.pack import Pack, read_pack, tile16
 from ..quant.spec import PrecisionMode, get_mode
 from .hls_config import HlsParams, config_header, config_key, container_bytes, write_config_header
 from .program import DumpLayout, build_program
+
+if TYPE_CHECKING:
+    from ..quant.quantize import QuantizedModel
 
 REPO = Path(__file__).resolve().parents[3]
 HLS_DIR = REPO / "hls"
@@ -191,7 +195,8 @@ class CSim:
         return self.run_quantized(quantize(images, self.pack.spec.activations["image"]))
 
     def dump(self, point: str) -> np.ndarray:
-        """A point's values from the last run's first batch, in the integer reference's layout."""
+        """A point's values over every frame of the last run (up to ``dump_frames``), in the integer
+        reference's layout; expert points batch by batch (see :func:`batched_reference`)."""
         if self.layout is None:
             raise CSimError("dumps are off: load the pack with dump_frames > 0")
         off, shape = self.layout.offsets[point], self.layout.shapes[point]
@@ -308,6 +313,22 @@ def cached(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None
     if key not in _LOADED:
         _LOADED[key] = CSim(cfg, mode_name, params, ap_types)
     return _LOADED[key]
+
+
+def batched_reference(q: QuantizedModel, images: np.ndarray, task: str, batch: int) -> dict[str, list[np.ndarray]]:
+    """The integer reference's dumps of a run as the accelerator takes it: ``batch`` frames at a time.
+
+    Only the expert points depend on the batching (their rows are patch-reordered within a batch:
+    expert-major, then the next batch's); the others are the same as one run over every frame.
+    """
+    parts = [q.tokens(images[i:i + batch], task, dump=True)[1].dumps for i in range(0, len(images), batch)]
+    merged: dict[str, list[np.ndarray]] = {}
+    for name in parts[0]:
+        if name.rsplit(".", 1)[-1] in ("e1", "egelu", "e2"):
+            merged[name] = [a for p in parts for a in p[name]]
+        else:
+            merged[name] = [np.concatenate([p[name][0] for p in parts])]
+    return merged
 
 
 def reference_point(dumps: dict[str, list[np.ndarray]], name: str) -> np.ndarray:

@@ -121,6 +121,12 @@ def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> s
     ]
     lines += [f"constexpr int {k} = {v};" for k, v in constants(cfg, mode, params).items()]
     lines.append(f"constexpr uint32_t NO_DUMP = {program.NO_DUMP}u;")
+    per_frame = program.frame_dump_values(cfg)
+    lines.append(f"constexpr uint32_t IMAGE_DUMP_FRAME_VALUES = {per_frame['image']}u;")
+    lines.append(f"constexpr uint32_t EMBED_DUMP_FRAME_VALUES = {per_frame['embed']}u;")
+    lines.append(f"constexpr int LAYER_DUMPS = {len(program.LAYER_POINTS)};  // the d_* fields, from L_D_"
+                 f"{program.LAYER_POINTS[0].upper()} on")
+    lines.append(_table("LAYER_DUMP_FRAME_VALUES", "uint32_t", [per_frame[p] for p in program.LAYER_POINTS]))
     lines.append(_table("EXP_TABLE", "int32_t", intops.EXP_TABLE))
     lines.append(_table("GELU_DELTA", "int32_t", intops.GELU_DELTA_TABLE))
     lines.append("enum HeaderField {")
