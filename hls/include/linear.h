@@ -240,6 +240,9 @@ LIN_BLOCKS:
         bias_t bblk[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = wblk complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = wblk complete dim = 3
+        // MAC_ROWS x MAC_COLS banks of KS_MAX words: shallow, so distributed RAM rather than BRAM or
+        // registers (written one beat per cycle by place_block, read one k-slice per cycle).
+#pragma HLS BIND_STORAGE variable = wblk type = ram_s2p impl = lutram
 #pragma HLS ARRAY_PARTITION variable = bblk complete
         read_block(wmem, w_off, b_off, blk, n_out, k_in, beats, biases);
         place_block(beats, biases, blk, n_out, k_in, wblk, bblk);
