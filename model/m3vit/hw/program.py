@@ -103,8 +103,8 @@ def point_shapes(cfg: ModelConfig, frames: int) -> dict[str, tuple[int, ...]]:
     queue in ascending token order), a batch's rows following the previous batch's.
     """
     b = frames
-    shapes: dict[str, tuple[int, ...]] = {"image": (b, cfg.in_chans, *cfg.img_size), "embed": (b, cfg.num_tokens,
-                                                                                             cfg.dim)}
+    shapes: dict[str, tuple[int, ...]] = {"image": (b, cfg.in_chans, *cfg.img_size),
+                                          "embed": (b, cfg.num_tokens, cfg.dim)}
     for name in activation_points(cfg):
         if name not in shapes:
             shapes[name] = _layer_point_shape(cfg, name.split(".")[1], b)
@@ -179,7 +179,8 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
     c = op_constants(pack)
     header = {
         "magic": PROGRAM_MAGIC, "version": PROGRAM_VERSION, "depth": cfg.depth, "num_tasks": len(cfg.tasks),
-        "dump": int(dump), "dump_frames": frames if dump else 0, "d_image": dump_at("image"), "d_embed": dump_at("embed"),
+        "dump": int(dump), "dump_frames": frames if dump else 0,
+        "d_image": dump_at("image"), "d_embed": dump_at("embed"),
         "patch_w": off("patch.w"), "patch_b": off("patch.b"), "pos": off("pos"), "cls": off("cls"),
         "patch_shift": c["patch"]["shift"],
     }
