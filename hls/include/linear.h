@@ -8,8 +8,8 @@
 // cycle = MAC_ROWS dot-product slices of MAC_COLS terms of one token, i.e. ceil(K / MAC_COLS) x rows
 // cycles per block. The weight slice stays the same for `rows` consecutive cycles (weight-slice
 // stationary); partial sums live in acc[ROWS_MAX][MAC_ROWS] (partitioned over MAC_ROWS: one token's
-// partial sums are read and written per cycle). After the last k-slice the accumulators leave as
-// one row per token for the epilogue (bias is added at the first k-slice).
+// partial sums are read and written per cycle). In the last k-slice each token's sums leave as one
+// accumulator row for the epilogue (bias is added at the first k-slice).
 //
 // Why k-slices outer: consecutive pipeline iterations update different tokens' accumulators, so the
 // read-modify-write of acc[t] recurs only every `rows` cycles (the loop-carried distance); the
@@ -168,40 +168,41 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
 }
 
 // Input row t of the op is x[(gather ? gather[t] : t) * x_stride] (experts gather their queue).
+// The k-slice x token nest is flattened by hand (one pipelined loop of kslices x iters cycles, no
+// drain between k-slices); in the last k-slice the sums leave as the token's accumulator row
+// instead of being written back, so the next block starts without an unload pass.
 inline void mac_array(const weight_block_t w, const bias_t b[MAC_ROWS], const act_t* x, int x_stride,
                       const uint16_t* gather, int rows, int k_in, hls::stream<AccRow>& out) {
     static acc_t acc[ROWS_MAX][MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
     const int kslices = ceil_div(k_in, MAC_COLS);
     const int iters = rows < ARRAY_MIN_TOKENS ? ARRAY_MIN_TOKENS : rows;  // see the header: RAW distance
-K_SLICES:
-    for (int ks = 0; ks < kslices; ++ks) {
-        const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
-    TOKENS:
-        for (int t = 0; t < iters; ++t) {
+    int ks = 0, t = 0;
+K_SLICES_X_TOKENS:
+    for (int it = 0; it < kslices * iters; ++it) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS DEPENDENCE variable = acc inter false
-            if (t < rows) {
-                act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
+        if (t < rows) {
+            act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
 #pragma HLS ARRAY_PARTITION variable = xs complete
-                const act_t* xr = x + int64_t(gather ? gather[t] : t) * x_stride + ks * MAC_COLS;
-                for (int c = 0; c < MAC_COLS; ++c) xs[c] = c < valid ? xr[c] : act_t(0);
-                int64_t sum[MAC_ROWS];
+            const act_t* xr = x + int64_t(gather ? gather[t] : t) * x_stride + ks * MAC_COLS;
+            const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
+            for (int c = 0; c < MAC_COLS; ++c) xs[c] = c < valid ? xr[c] : act_t(0);
+            int64_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
-                mac_cycle(w[ks], xs, sum);
-                for (int n = 0; n < MAC_ROWS; ++n) {
+            mac_cycle(w[ks], xs, sum);
+            AccRow r;
+            for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-                    acc[t][n] = acc_t((ks == 0 ? int64_t(b[n]) : int64_t(acc[t][n])) + sum[n]);
-                }
+                r.a[n] = acc_t((ks == 0 ? int64_t(b[n]) : int64_t(acc[t][n])) + sum[n]);
+                acc[t][n] = r.a[n];
             }
+            if (ks == kslices - 1) out.write(r);
         }
-    }
-ACC_OUT:
-    for (int t = 0; t < rows; ++t) {
-#pragma HLS PIPELINE II = 1
-        AccRow r;
-        for (int n = 0; n < MAC_ROWS; ++n) r.a[n] = acc[t][n];
-        out.write(r);
+        if (++t == iters) {
+            t = 0;
+            ++ks;
+        }
     }
 }
 
