@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -206,11 +207,20 @@ def _keep_verilator_runtime(build_dir: Path) -> None:
                 shutil.copy2(build_dir / f"{name}{ext}", cache / f"{name}{ext}")
 
 
+def tests_filter(names: Sequence[str]) -> str:
+    """A COCOTB_TEST_FILTER regex selecting tests by name, parametrized variants (``name/pauses=1``) included.
+
+    (The runner's ``testcase`` argument anchors the name at the end, so it silently drops parametrized tests.)
+    """
+    return r"\.(" + "|".join(re.escape(n) for n in names) + r")(/|$)"
+
+
 def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | None = None,
-             testcase: str | Sequence[str] | None = None) -> None:
-    """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` against ``top``."""
+             tests: Sequence[str] | None = None) -> None:
+    """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` (all, or those named in
+    ``tests``) against ``top``; fails when a test fails or when no test ran."""
     import pytest
-    from cocotb_tools.runner import get_runner
+    from cocotb_tools.runner import get_results, get_runner
 
     reason = missing_tool(sim)
     if reason:
@@ -220,11 +230,15 @@ def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | 
     pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),
                                   os.environ.get("PYTHONPATH", "")])
     test_dir = build_dir / f"run-{unit}-{os.getpid()}"
-    get_runner(sim).test(test_module=f"test_{unit}", hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                         build_dir=build_dir, test_dir=test_dir,
-                         testcase=testcase, timescale=("1ns", "1ps") if sim == "icarus" else None,
-                         extra_env={"PYTHONPATH": pythonpath, PARAMS_ENV: json.dumps(env_params, default=int),
-                                    SEED_ENV: os.environ.get(SEED_ENV, "1234")})
+    results = get_runner(sim).test(
+        test_module=f"test_{unit}", hdl_toplevel=top, hdl_toplevel_lang="verilog", build_dir=build_dir,
+        test_dir=test_dir, test_filter=tests_filter(tests) if tests else None,
+        timescale=("1ns", "1ps") if sim == "icarus" else None,
+        extra_env={"PYTHONPATH": pythonpath, PARAMS_ENV: json.dumps(env_params, default=int),
+                   SEED_ENV: os.environ.get(SEED_ENV, "1234")})
+    ran, failed = get_results(results)
+    assert ran > 0, f"no cocotb test of test_{unit} ran (filter {tests})"
+    assert failed == 0, f"{failed} of {ran} cocotb tests of test_{unit} failed"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -80,5 +80,5 @@ def test_gelu(sim, vectors):
     in_bits, in_frac = vectors.fmt("l0.fc1")
     out_bits, out_frac = vectors.fmt("l0.gelu")
     params = {"IN_W": in_bits, "IN_FRAC": in_frac, "OUT_W": out_bits, "OUT_FRAC": out_frac, "LANES": LANES}
-    testcase = None if sim == "verilator" else ["random_and_extremes", "real_vectors"]
-    run_unit("gelu", "gelu", params, sim, {"vectors": str(vectors.folder)}, testcase)
+    tests = None if sim == "verilator" else ["random_and_extremes", "real_vectors"]
+    run_unit("gelu", "gelu", params, sim, {"vectors": str(vectors.folder)}, tests)

@@ -17,7 +17,8 @@ LANES = 2
 class RequantTB(TB):
     def __init__(self, dut) -> None:
         super().__init__(dut)
-        self.in_w, self.out_w, self.shift = self.p["IN_W"], self.p["OUT_W"], self.p["SHIFT"]
+        self.in_w, self.out_w = self.p["IN_W"], self.p["OUT_W"]
+        self.shift = self.params.get("checker_shift", self.p["SHIFT"])  # differs only in the self-test below
         self.src = self.source("s_axis", self.in_w)
         self.snk = self.sink("m_axis", self.out_w)
 
@@ -86,5 +87,16 @@ def test_requant(sim, vectors):
     acc = linear(x, w, b).reshape(-1)
     out_bits, out_frac = vectors.fmt("l0.q")
     params = {"IN_W": 32, "SHIFT": vectors.meta["acc_frac"]["l0.q"] - out_frac, "OUT_W": out_bits, "LANES": LANES}
-    testcase = None if sim == "verilator" else ["random_and_extremes", "real_vectors"]
-    run_unit("requant", "requant", params, sim, {"vectors": str(vectors.folder), "acc": acc.tolist()}, testcase)
+    tests = None if sim == "verilator" else ["random_and_extremes", "real_vectors"]
+    run_unit("requant", "requant", params, sim, {"vectors": str(vectors.folder), "acc": acc.tolist()}, tests)
+
+
+def test_bench_fails_on_a_wrong_dut(vectors):
+    """The harness is not a silent pass: a DUT one rounding bit off (SHIFT + 1) must fail the bench."""
+    import pytest
+
+    out_bits, out_frac = vectors.fmt("l0.q")
+    shift = vectors.meta["acc_frac"]["l0.q"] - out_frac
+    params = {"IN_W": 32, "SHIFT": shift + 1, "OUT_W": out_bits, "LANES": LANES}
+    with pytest.raises(SystemExit):
+        run_unit("requant", "requant", params, "verilator", {"checker_shift": shift}, ["random_and_extremes"])
