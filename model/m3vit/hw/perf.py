@@ -30,7 +30,7 @@ import numpy as np
 
 from ..configs import ModelConfig
 from ..quant.spec import PrecisionMode
-from .hls_config import HlsParams, container_bytes, pack_chunk
+from .hls_config import ARRAY_LATENCY, HlsParams, container_bytes, pack_chunk
 from .resources import DEVICE, kernels, totals
 from .timing import UnitTiming, analytic
 
@@ -199,7 +199,7 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     block_w = [min(p.mac_rows, n_out - i * p.mac_rows) * (k * env.wbytes + env.bias_bytes) for i in range(blocks)]
     load = [w / env.plat.weight_bytes_per_cycle for w in block_w]
     depth = mac.depth + env.units["requant"].depth + epi_depth
-    compute_per_block = rows * kslices * mac.ii
+    compute_per_block = max(rows, ARRAY_LATENCY) * kslices * mac.ii
     macs = rows * n_out * k
     if env.tiles == 1:
         c = [compute_per_block] * blocks
@@ -209,8 +209,8 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     scratch = env.plat.port_bytes_per_cycle()
     io = rows * (k + n_out) * env.abytes
     tile_rows = math.ceil(rows / env.tiles)
-    by_tile = sum(env.pipelined([min(tile_rows, rows - t * tile_rows) * kslices * mac.ii] * blocks, load) + depth
-                  for t in range(env.tiles))
+    by_tile = sum(env.pipelined([max(ARRAY_LATENCY, min(tile_rows, rows - t * tile_rows)) * kslices * mac.ii]
+                                * blocks, load) + depth for t in range(env.tiles))
     by_tile = max(by_tile, io / scratch)
     restream = rows * k * env.abytes * blocks + rows * n_out * env.abytes
     by_block = max(env.pipelined([compute_per_block] * blocks, load) + depth, restream / scratch)
@@ -283,7 +283,9 @@ def expert_bytes(env: Env) -> int:
 
 
 def experts(env: Env, layer: int, moe_index: int) -> Op:
-    """Patch reordering: per loaded expert its token queue; the next expert prefetched (ping-pong).
+    """Patch reordering: per loaded expert its token queue; both matrices stream through the linear unit
+    block by block (hls/src/m3vit_accel.cpp), each call's first block exposed unless the loader prefetches
+    across calls.
 
     Spilled batches (``env.tiles`` > 1) take the cheaper of: experts re-loaded per token tile, or each
     active expert loaded once with its queued tokens gathered from scratch and its outputs written per slot
@@ -291,10 +293,11 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
     """
     cfg, p, mac = env.cfg, env.p, env.units["mac_tile"]
     h, d = cfg.expert_hidden, cfg.dim
-    per_token = (math.ceil(h / p.mac_rows) * math.ceil(d / p.mac_cols)
-                 + math.ceil(d / p.mac_rows) * math.ceil(h / p.mac_cols)) * mac.ii
-    depth = 2 * (mac.depth + env.units["requant"].depth) + env.units["gelu"].depth
-    load1 = expert_bytes(env) / env.plat.weight_bytes_per_cycle
+    depth = mac.depth + env.units["requant"].depth
+    bw = env.plat.weight_bytes_per_cycle
+    # (blocks, k-slices, bytes per block) of fc1 and fc2: each streams through the linear unit block by block
+    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), p.mac_rows * (d * env.wbytes + env.bias_bytes)),
+             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), p.mac_rows * (h * env.wbytes + env.bias_bytes))]
 
     def run(tiles: int) -> tuple[float, float, int, int]:
         n, cycles, compute, loads, routed = cfg.num_tokens, 0.0, 0.0, 0, 0
@@ -308,13 +311,17 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
                 queue = [int(c) for c in counts]
             else:  # no reordering: every (token, slot) loads its expert for that one token
                 queue = [1] * int(counts.sum())
-            c = [q * per_token + depth for q in queue]
-            cycles += env.pipelined(c, [load1] * len(c))
-            compute += sum(c)
+            for q in queue:  # short queues still run ARRAY_MIN_TOKENS iterations per k-slice
+                for i, (blocks, ks, nbytes) in enumerate(calls):
+                    c = [max(q, ARRAY_LATENCY) * ks * mac.ii] * blocks
+                    cycles += env.pipelined(c, [nbytes / bw] * blocks) + depth + (env.units["gelu"].depth if i == 0
+                                                                                 else 0)
+                    compute += sum(c)
             loads += len(queue)
             routed += int(counts.sum())
         return cycles, compute, loads, routed
 
+    load1 = expert_bytes(env) / bw
     cycles, compute, loads, routed = run(env.tiles)
     act, binds = 0, bound(compute, loads * load1, env.plat, "MAC array")
     scratch = env.plat.port_bytes_per_cycle()

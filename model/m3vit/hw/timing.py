@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..configs import ModelConfig
 from ..quant.spec import PrecisionMode
-from .hls_config import HlsParams, pack_chunk
+from .hls_config import ARRAY_LATENCY, HlsParams, pack_chunk
 
 ISQRT_STAGES = 32  # bit-serial integer square root: one result bit per stage (hls/include/fx.h, rtl/isqrt_pipe.sv)
 DIV_STAGES = 32  # restoring divider for the LayerNorm reciprocal and the softmax 1/s
@@ -79,8 +79,11 @@ def design_parameters(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> di
 
 
 def analytic(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> dict[str, UnitTiming]:
-    """The designed depths for the accelerator's parameters, II = 1 everywhere."""
-    return {u: UnitTiming(unit_depth(u, prm)) for u, prm in design_parameters(cfg, mode, p).items()}
+    """The designed depths for the accelerator's parameters, II = 1 everywhere. The HLS array's token loop
+    is pipelined ``hls_config.ARRAY_LATENCY`` deep (accumulator read → cascades → write), deeper than the RTL tile."""
+    out = {u: UnitTiming(unit_depth(u, prm)) for u, prm in design_parameters(cfg, mode, p).items()}
+    out["mac_tile"] = UnitTiming(max(out["mac_tile"].depth, ARRAY_LATENCY))
+    return out
 
 
 # Simulators in order of preference when the measured file has several entries for a unit.
