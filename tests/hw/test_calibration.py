@@ -87,3 +87,17 @@ def test_model_matches_measured_rtl_cycles(unit, measured_rows):
     assert abs(row["gap"]) <= TOLERANCE, (
         f"{unit}: model predicts {row['predicted']} but the RTL bench measured {row['measured']} "
         f"({row['what']}, gap {row['gap']:+.1%}); fix the unit or m3vit.hw.timing")
+
+
+def test_dsp_estimates_are_set_beside_the_resource_model(tmp_path):
+    from m3vit.hw.calibration import compare_estimates
+
+    path = tmp_path / "estimates.json"
+    path.write_text(json.dumps({"units": {
+        "mac_tile": {"parameters": {"N_OUT": 16, "K_GROUP": 8}, "DSP48E2": 8},
+        "qk_reorder": {"parameters": {"P": 4, "HD": 64}, "DSP48E2": 272},
+        "requant": {"parameters": {}, "DSP48E2": 0}}}))
+    rows = {r["unit"]: r for r in compare_estimates(path)}
+    assert set(rows) == {"mac_tile", "qk_reorder"}  # requant: no DSP row in the resource model
+    assert rows["mac_tile"]["ratio"] == 1.0  # two INT8 MACs per DSP48E2
+    assert rows["qk_reorder"]["model_dsp"] == 4 * 64 // 2 + 8 and rows["qk_reorder"]["ratio"] == 2.0

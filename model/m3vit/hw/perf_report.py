@@ -21,6 +21,7 @@ from ..configs import ModelConfig, get_config
 from ..flops import backbone_macs
 from ..quant.spec import PrecisionMode, get_mode
 from . import perf
+from .calibration import compare, compare_estimates
 from .hls_config import HlsParams
 from .timing import UnitTiming, analytic, calibrated, load_measured
 
@@ -274,9 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1:
         ap.error("--frames must be >= 1")
     measured = load_measured(args.cycles) if args.cycles.is_file() else None
+    estimates = Path("build/rtl/estimates.json")
     sources = {"m3vit-small": "float", "m3vit-small-pascal": "float"}
     report = {"modelled": True, "calibration": str(args.cycles) if measured else "none (analytic unit timings)",
               "published": PUBLISHED,
+              "unit_cycles_vs_model": compare(args.cycles) if measured else None,
+              "unit_dsp_vs_yosys": compare_estimates(estimates) if estimates.is_file() else None,
               "configs": [config_report(c, args.frames, sources.get(c, "integer"), measured, args.out / "routing")
                           for c in args.configs]}
     args.out.mkdir(parents=True, exist_ok=True)
