@@ -230,7 +230,8 @@ def plot(report: dict, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    fig, axes = plt.subplots(1, len(report["configs"]), figsize=(6 * len(report["configs"]), 4.5))
+    fig, axes = plt.subplots(1, len(report["configs"]), figsize=(8 * len(report["configs"]), 4.5))
+    fig.subplots_adjust(wspace=0.9)  # room for the second panel's long bar labels
     for ax, c in zip(list(axes) if len(report["configs"]) > 1 else [axes], report["configs"], strict=True):
         bars = [(textwrap.fill(f"ours: {g['point']}", 48), g["ms_per_frame"], "tab:blue") for g in c["grid"]
                 if g["clock_mhz"] == 300]
@@ -251,14 +252,13 @@ def plot(report: dict, out: Path) -> list[Path]:
     tiny = next((c for c in report["configs"] if c["ablations"]), None)
     if tiny:
         rows = tiny["ablations"]
-        fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1))
+        fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1))
         ax.barh([f"{a['ablation']}: {a['variant']}" for a in rows], [a["ms_per_frame"] for a in rows],
                 color=["tab:blue" if a["fits"] else "tab:orange" for a in rows])
         ax.invert_yaxis()
-        ax.set_xlabel("modelled ms per frame, m3vit-tiny, 300 MHz (orange: does not fit the xczu7ev)")
-        fig.tight_layout()
+        ax.set_xlabel("modelled ms per frame, m3vit-tiny, 300 MHz\n(orange: does not fit the xczu7ev)")
         paths.append(out / "perf_ablations.png")
-        fig.savefig(paths[-1], dpi=110)
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return paths
 
