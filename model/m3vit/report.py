@@ -29,11 +29,12 @@ HIGHER_IS_BETTER = {"mIoU", "F"}
 LOSS_NAMES = {"classification": "cross-entropy", "regression": "L1 over valid pixels",
               "normals": "L1 of unit normals", "binary": "balanced BCE"}
 DPI = 110
+DIFFER_CMAP = ListedColormap(["#f4f4f4", "#d62728"])  # same label, different label
 
 
 # Training curves -------------------------------------------------------------------------------
 
-def plot_history(history_path: Path, out: Path, cfg: ModelConfig | None = None) -> Path:
+def plot_history(history_path: Path, out: Path, cfg: ModelConfig | None = None, depth_units: str = "m") -> Path:
     """One panel per logged loss: every step faintly, its moving average on top."""
     records = [json.loads(line) for line in Path(history_path).read_text().splitlines() if line.strip()]
     if not records:
@@ -55,6 +56,8 @@ def plot_history(history_path: Path, out: Path, cfg: ModelConfig | None = None) 
             title, ylabel = "expert balance loss", "CV²(importance) + CV²(load)"
         else:
             title, ylabel = f"{key} loss", LOSS_NAMES.get(kinds.get(key, ""), "loss")
+            if kinds.get(key) == "regression":
+                ylabel += f" ({depth_units})"
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel, fontsize=8)
@@ -72,9 +75,7 @@ def plot_history(history_path: Path, out: Path, cfg: ModelConfig | None = None) 
 def class_colormap(n: int) -> ListedColormap:
     """Distinct colours for ``n`` classes (tab20 up to 20), unlabelled pixels white."""
     colors = plt.get_cmap("tab20").colors[:n] if n <= 20 else plt.get_cmap("gist_ncar")(np.linspace(0, 1, n))
-    cmap = ListedColormap(colors)
-    cmap.set_bad("white")
-    return cmap
+    return ListedColormap(colors).with_extremes(bad="white")
 
 
 def normals_key(size: int = 65) -> np.ndarray:
@@ -115,7 +116,7 @@ class _TaskScales:
 
 
 def _key(fig, ax, task: TaskSpec, scales: _TaskScales, artist, class_names: Sequence[str] | None,
-         depth_units: str) -> None:
+         depth_units: str, pair: str) -> None:
     """The key drawn under a task's columns."""
     ax.axis("off")
     if task.kind == "classification":
@@ -129,14 +130,14 @@ def _key(fig, ax, task: TaskSpec, scales: _TaskScales, artist, class_names: Sequ
     elif task.kind == "regression":
         cax = ax.inset_axes((0.08, 0.55, 0.84, 0.16))
         fig.colorbar(artist, cax=cax, orientation="horizontal")
-        cax.set_title(f"{task.name} ({depth_units}), same scale for truth and model", fontsize=7)
+        cax.set_title(f"{task.name} ({depth_units}), one scale for {pair}", fontsize=7)
         cax.tick_params(labelsize=6)
     elif task.kind == "normals":
         kax = ax.inset_axes((0.3, 0.0, 0.4, 0.85))
         kax.imshow(normals_key())
         kax.set_xticks([])
         kax.set_yticks([])
-        kax.set_title("normal colours\nR: x right, G: y down, B: z away", fontsize=6)
+        kax.set_title("normal colours (grey: none, e.g. sky)\nR: x right, G: y down, B: z away", fontsize=6)
     else:
         cax = ax.inset_axes((0.08, 0.55, 0.84, 0.16))
         fig.colorbar(artist, cax=cax, orientation="horizontal")
@@ -185,12 +186,12 @@ def plot_predictions(model: torch.nn.Module, cfg: ModelConfig, dataset, out: Pat
         axes[0, 1 + 2 * j].set_title(f"{task.name}: ground truth", fontsize=8)
         axes[0, 2 + 2 * j].set_title(f"{task.name}: model", fontsize=8)
         _key(fig, fig.add_subplot(gs[count, 1 + 2 * j : 3 + 2 * j]), task, scales, artists[task.name],
-             class_names, depth_units)
+             class_names, depth_units, "truth and model")
     fig.suptitle(f"Predictions of {cfg.name} on held-out samples", fontsize=10)
     return _save(fig, out)
 
 
-def plot_metrics(report: dict, cfg: ModelConfig, out: Path) -> Path:
+def plot_metrics(report: dict, cfg: ModelConfig, out: Path, depth_units: str = "m") -> Path:
     """One panel per task: the headline metric of the model and of the trivial predictor."""
     fig, axes = plt.subplots(1, len(cfg.tasks), figsize=(2.8 * len(cfg.tasks), 2.8), squeeze=False)
     for ax, task in zip(axes[0], cfg.tasks, strict=True):
@@ -200,7 +201,8 @@ def plot_metrics(report: dict, cfg: ModelConfig, out: Path) -> Path:
         ax.bar(["model", "trivial predictor"], vals, color=["tab:blue", "tab:gray"])
         better = "higher" if key in HIGHER_IS_BETTER else "lower"
         ax.set_title(f"{task.name}: {key} ({better} is better)", fontsize=8)
-        ax.set_ylabel(key, fontsize=8)
+        unit = {"regression": f" ({depth_units})", "normals": " (degrees)"}.get(task.kind, "")
+        ax.set_ylabel(key + unit, fontsize=8)
         ax.tick_params(labelsize=7)
         for i, v in enumerate(vals):
             ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
@@ -250,14 +252,14 @@ def plot_float_vs_integer(model: torch.nn.Module, qmodel, cfg: ModelConfig, data
             pf, pi = outs[task.name]
             differ = (pf.argmax(0) != pi.argmax(0)).numpy()
             ax = axes[r, 1 + 2 * len(cfg.tasks) + k]
-            diff_artist = ax.imshow(differ, cmap="Reds", vmin=0, vmax=1, interpolation="nearest")
+            diff_artist = ax.imshow(differ, cmap=DIFFER_CMAP, vmin=-0.5, vmax=1.5, interpolation="nearest")
             ax.set_xlabel(f"{int(differ.sum())} of {differ.size} px differ ({100 * differ.mean():.2f}%)", fontsize=7)
     axes[0, 0].set_title("input image", fontsize=8)
     for j, task in enumerate(cfg.tasks):
         axes[0, 1 + 2 * j].set_title(f"{task.name}: float model", fontsize=8)
         axes[0, 2 + 2 * j].set_title(f"{task.name}: integer backbone", fontsize=8)
         _key(fig, fig.add_subplot(gs[count, 1 + 2 * j : 3 + 2 * j]), task, scales, artists[task.name],
-             class_names, depth_units)
+             class_names, depth_units, "float and integer")
     for k, task in enumerate(seg):
         col = 1 + 2 * len(cfg.tasks) + k
         axes[0, col].set_title(f"{task.name}: labels differ", fontsize=8)
