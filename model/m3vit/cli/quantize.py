@@ -2,10 +2,10 @@
 
     m3vit-quantize --checkpoint build/demo/train/last.pt --mode w8a8 --out build/demo/quant
 
-Writes under --out: ``model.m3vpack`` + ``model.json`` (the weight pack and manifest),
-``fidelity.json`` (integer reference vs float model on held-out data) and ``accumulators.json``
-(the worst-case accumulator width of every layer). The folder is built under a temporary name
-and renamed to --out only when everything is written.
+Writes under --out: ``model.m3vpack`` + ``model.json`` (the weight pack and manifest, whose
+``hardware`` section holds every per-op constant and the worst-case accumulator width of every
+layer) and ``fidelity.json`` (integer reference vs float model on held-out data). The folder is
+built under a temporary name and renamed to --out only when everything is written.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from ..checkpoint import load_model
 from ..data import DATASETS, build_dataset, first_images
 from ..quant.fidelity import measure
 from ..quant.pack import write_pack
-from ..quant.params import accumulator_bounds
 from ..quant.quantize import QuantizedModel, calibrate
 from ..quant.spec import MODES
 from .common import (
@@ -34,7 +33,8 @@ from .common import (
 from .outputs import check_out_dir, staged_dir
 
 PROG = "m3vit-quantize"
-# What this tool writes under --out: a rerun may replace these, and only these.
+# What this tool writes under --out (accumulators.json: by earlier versions): a rerun may replace
+# these, and only these.
 OWNED = ("model.m3vpack", "model.json", "fidelity.json", "accumulators.json", "dumps")
 
 
@@ -95,8 +95,7 @@ def run(args: argparse.Namespace) -> dict:
     # or interrupted run leaves the previous result (or nothing), never a pack without its fidelity.
     with staged_dir(out) as stage:
         bin_path, manifest_path = write_pack(qmodel, stage)
-        bounds = accumulator_bounds(qmodel.iparams, spec, cfg)
-        (stage / "accumulators.json").write_text(json.dumps(bounds, indent=1) + "\n")
+        bounds = qmodel.hw["accumulators"]
         summary = {"pack": str(out / bin_path.name), "manifest": str(out / manifest_path.name), "mode": args.mode,
                    "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
         if args.dump:
