@@ -196,7 +196,7 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
                 # The loader draws its worker base seed from its own generator, not the global RNG, so
                 # a resumed run's router noise continues exactly where the interrupted run left off.
                 loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=indices, drop_last=True,
-                                    num_workers=settings.workers,
+                                    num_workers=settings.workers, worker_init_fn=_ignore_sigint,
                                     generator=torch.Generator().manual_seed(settings.seed * 100_003 + epoch))
                 for batch in loader:
                     batch = _to(batch, device)
@@ -237,6 +237,11 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
         dist.destroy_process_group()
     return {"steps": step, "total_steps": total_steps, "seconds": time.time() - start,
             "checkpoint": str(out_dir / "last.pt"), "world_size": world}
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Data-loader workers leave Ctrl-C to the main process, which stops after the current step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _diverged(loss: float, logs: dict[str, torch.Tensor], step: int, settings: TrainSettings) -> TrainingError:
