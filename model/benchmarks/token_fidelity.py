@@ -1,0 +1,106 @@
+"""Token-level fidelity of the integer backbone, both modes, and the W8/A8 options measured one by one.
+
+    python model/benchmarks/token_fidelity.py            # writes build/bench/token_fidelity.{json,png}
+
+Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
+is cached under build/bench/micro_demo/), and ``m3vit-tiny`` with random weights at the scale of
+Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model and mode: token max/mean absolute error of
+the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
+tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
+of ``m3vit.quant.fidelity_options`` on the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from m3vit.configs import get_config
+from m3vit.data import build_dataset, first_images
+from m3vit.quant.fidelity import token_fidelity
+from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
+from m3vit.quant.fidelity_options import OPTIONS, Calibration
+from m3vit.quant.quantize import QuantizedModel, calibrate
+
+
+def measure_model(model, calib_n: int, val_n: int, options: list[str]) -> dict:
+    cfg = model.cfg
+    calib = first_images(build_dataset("synthetic", "train", cfg, length=calib_n), calib_n)
+    val = first_images(build_dataset("synthetic", "val", cfg, length=val_n), val_n)
+    out: dict = {"config": cfg.name, "calib_images": calib_n, "val_images": val_n, "modes": {}, "w8a8_options": {}}
+    for mode in ("w8a8", "w16a16"):
+        out["modes"][mode] = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, mode)), val)
+    cal = Calibration.run(model, calib)
+    for name in options:
+        t0 = time.time()
+        res = token_fidelity(model, OPTIONS[name].build(cal), val)
+        res.update(what=OPTIONS[name].what, hardware=OPTIONS[name].hardware, seconds=time.time() - t0)
+        out["w8a8_options"][name] = res
+        print(f"  {cfg.name:10s} {name:18s} " + line(res), flush=True)
+    return out
+
+
+def line(r: dict) -> str:
+    return (f"max {r['max_abs_error']:.3f} mean {r['mean_abs_error']:.4f} | no CLS {r['no_cls_max_abs_error']:.3f} "
+            f"{r['no_cls_mean_abs_error']:.4f} | routes set min {100 * r['route_topk_set_min']:.1f}% "
+            f"mean {100 * r['route_topk_set_mean']:.1f}% top1 min {100 * r['route_top1_min']:.1f}%")
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(result["models"])
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, key in zip(axes[0], models, strict=True):
+        r = result["models"][key]
+        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 before": r["modes"]["w8a8"]}
+        kept = result.get("kept")
+        if kept and kept in r["w8a8_options"]:
+            series[f"W8/A8 after ({kept})"] = r["w8a8_options"][kept]
+        for label, res in series.items():
+            layers = list(res["routes"])
+            ax.plot(layers, [100 * res["routes"][x]["topk_set"] for x in layers], marker="o", label=label)
+        ax.axhline(97, color="grey", linestyle="--", linewidth=1, label="goal 97%")
+        ax.set_title(f"{r['config']}: top-{get_config(r['config']).top_k} expert set agrees with float")
+        ax.set_xlabel("MoE layer")
+        ax.set_ylabel("tokens routed as in float (%)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="build/bench/token_fidelity.json")
+    p.add_argument("--cache", default="build/bench/micro_demo", help="where the trained micro checkpoint is kept")
+    p.add_argument("--calib-samples", type=int, default=64)
+    p.add_argument("--val-samples", type=int, default=16)
+    p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
+    p.add_argument("--kept", default="", help="option drawn as 'after' in the plot")
+    args = p.parse_args()
+    np.seterr(over="ignore")
+    result = {"models": {"micro_trained": measure_model(demo_trained_micro(Path(args.cache)), args.calib_samples,
+                                                        args.val_samples, args.options),
+                         "tiny_edge_moe_like": measure_model(edge_moe_like(), args.calib_samples,
+                                                             args.val_samples, args.options)},
+              "kept": args.kept}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, out.with_suffix(".png"))
+    for key, r in result["models"].items():
+        for mode, res in r["modes"].items():
+            print(f"{key:20s} {mode:7s} {line(res)}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
