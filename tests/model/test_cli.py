@@ -50,7 +50,7 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
     pack = read_pack(out / "model.json", expect_mode="w8a8")
     fid = json.loads((out / "fidelity.json").read_text())
     assert fid["mode"] == "w8a8" and "pixel_agreement" in fid["tasks"]["semseg"]
-    bounds = json.loads((out / "accumulators.json").read_text())
+    bounds = json.loads((out / "model.json").read_text())["hardware"]["accumulators"]
     assert all(b["fits"] for b in bounds.values())
     embed = np.load(out / "dumps" / "semseg" / "embed.npy")
     assert embed.shape == (1, pack.cfg.num_tokens, pack.cfg.dim) and embed.dtype == np.int64

@@ -2,9 +2,9 @@
 
     m3vit-quantize --checkpoint build/demo/train/last.pt --mode w8a8 --out build/demo/quant
 
-Writes under --out: ``model.m3vpack`` + ``model.json`` (the weight pack and manifest),
-``fidelity.json`` (integer reference vs float model on held-out data) and ``accumulators.json``
-(the worst-case accumulator width of every layer).
+Writes under --out: ``model.m3vpack`` + ``model.json`` (the weight pack and manifest, whose
+``hardware`` section holds every per-op constant and the worst-case accumulator width of every
+layer) and ``fidelity.json`` (integer reference vs float model on held-out data).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from ..checkpoint import load_model
 from ..data import build_dataset, first_images
 from ..quant.fidelity import measure
 from ..quant.pack import write_pack
-from ..quant.params import accumulator_bounds
 from ..quant.quantize import QuantizedModel, calibrate
 from ..quant.spec import MODES
 from .common import run_cli
@@ -62,8 +61,7 @@ def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bin_path, manifest_path = write_pack(qmodel, out)
-    bounds = accumulator_bounds(qmodel.iparams, spec, cfg)
-    (out / "accumulators.json").write_text(json.dumps(bounds, indent=1) + "\n")
+    bounds = qmodel.hw["accumulators"]
     summary = {"pack": str(bin_path), "manifest": str(manifest_path), "mode": args.mode,
                "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
     if args.dump:

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy.special import erf
 
-from . import intops
+from . import hwconst, intops
 from .fixed import QFormat, dequantize, quantize
 
 
@@ -68,7 +68,8 @@ def layernorm_error(rows: int = 512, d: int = 192, x_fmt: QFormat = LN_INPUT, se
     out = FINE_OUTPUT
     gain_frac = 6
     gain = np.full(d, 1 << gain_frac, dtype=np.int64)
-    got = dequantize(intops.layernorm(xi, x_fmt, gain, gain_frac, np.zeros(d, np.int64), 1e-6, out), out)
+    consts = hwconst.layernorm_constants(x_fmt, gain_frac, out, d, "1e-6")
+    got = dequantize(intops.layernorm(xi, gain, np.zeros(d, np.int64), out, consts), out)
     exact = (xf - xf.mean(1, keepdims=True)) / np.sqrt(xf.var(1, keepdims=True) + 1e-6)
     return {"max_abs_error": float(np.abs(got - exact).max()), "rows": rows, "dim": d, "input_format": str(x_fmt)}
 

@@ -1,50 +1,53 @@
 """Integer algorithms of the contract: softmax, GELU, LayerNorm, linear, MoE gating (NUMERICS.md §4).
 
 Each function here is the single definition of its algorithm; the HLS kernels and the RTL
-reproduce them bit for bit, and their tables are generated from the constants below.
+reproduce them bit for bit. Only integers flow through here: the constants and ROM contents come
+from :mod:`m3vit.quant.hwconst` (the integer reference passes the per-op constants it reads from
+the weight-pack manifest; called without them, a function derives them with the same hwconst
+function the manifest was built with). A test keeps floats and true division out of this file.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .fixed import QFormat, div_round, isqrt, requantize, round_shift, saturate
+from . import hwconst
+from .fixed import QFormat, checked_matmul, checked_mul, div_round, isqrt, requantize_shift, round_shift, saturate
+from .hwconst import (
+    DELTA_FRAC,
+    EXP_IN_FRAC,
+    EXP_MAX_SHIFT,
+    EXP_OUT_FRAC,
+    GATE_FRAC,
+    GELU_STEP_BITS,
+    GELU_TABLE_SIZE,
+    INV_FRAC,
+    LN_IN_BITS,
+    LN_NORM_FRAC,
+    LN_NORM_SHIFT,
+    LN_RECIP_FRAC,
+    PROB_SHIFT,
+)
 
-# --- base-2 exponential (softmax and gating) ---------------------------------------------------
-EXP_IN_FRAC = 8  # fractional bits of the exponent fed to the table
-EXP_OUT_FRAC = 15  # 2^t for t <= 0 is returned with 15 fractional bits (1.0 == 32768)
-EXP_TABLE = np.array([round(2.0 ** (EXP_OUT_FRAC - r / 2**EXP_IN_FRAC)) for r in range(2**EXP_IN_FRAC)],
-                     dtype=np.int64)
-INV_FRAC = 16  # fractional bits of the reciprocal of the softmax sum
+EXP_TABLE = np.array(hwconst.EXP_TABLE, dtype=np.int64)
+GELU_DELTA_TABLE = np.array(hwconst.GELU_DELTA_TABLE, dtype=np.int64)
 EXP_ONE = 1 << EXP_OUT_FRAC
-GATE_FRAC = EXP_OUT_FRAC  # gate probabilities: unsigned, 15 fractional bits (1.0 == 32768)
 
-# --- GELU: GELU(x) = ReLU(x) - delta(|x|), delta(t) = t * Phi(-t) --------------------------------
-GELU_STEP_BITS = 5  # table step 1/32
-GELU_TABLE_SIZE = 177  # t in [0, 5.5]; delta is below 2^-16 beyond
-DELTA_FRAC = 16
-
-
-def _delta(t: float) -> float:
-    return t * 0.5 * math.erfc(t / math.sqrt(2.0))
-
-
-GELU_DELTA_TABLE = np.array([round(_delta(i / 2**GELU_STEP_BITS) * 2**DELTA_FRAC) for i in range(GELU_TABLE_SIZE)],
-                            dtype=np.int64)
-
-# --- LayerNorm ------------------------------------------------------------------------------------
-LN_IN_BITS = 16  # LayerNorm statistics use the top 16 bits of its input's format
-LN_RECIP_FRAC = 30  # fractional bits of 1 / isqrt(variance term)
-LN_NORM_FRAC = 12  # fractional bits of the normalised value before gain and bias
+__all__ = ["DELTA_FRAC", "EXP_IN_FRAC", "EXP_ONE", "EXP_OUT_FRAC", "EXP_TABLE", "GATE_FRAC", "GELU_DELTA_TABLE",
+           "GELU_STEP_BITS", "GELU_TABLE_SIZE", "INV_FRAC", "LN_IN_BITS", "LN_NORM_FRAC", "LN_RECIP_FRAC", "add",
+           "attention_weighted_sum", "exp2_neg", "gate_probabilities", "gelu", "layernorm", "linear",
+           "online_softmax_stats", "softmax_reciprocal", "topk_lowest_index_ties"]
 
 
 def exp2_neg(d: np.ndarray, d_frac: int) -> np.ndarray:
-    """2^d for integer d <= 0 with ``d_frac`` fractional bits → EXP_OUT_FRAC fractional bits."""
-    t = round_shift(-np.asarray(d, dtype=np.int64), d_frac - EXP_IN_FRAC)
-    n = np.minimum(t >> EXP_IN_FRAC, 62)
-    v = EXP_TABLE[t & (2**EXP_IN_FRAC - 1)]
+    """2^d for integer d <= 0 with ``d_frac`` fractional bits → EXP_OUT_FRAC fractional bits.
+
+    u = round_half_up(-d · 2^(EXP_IN_FRAC - d_frac)) (for t = d·2^-d_frac: ties go toward -∞);
+    n = min(u >> 8, 62), r = u & 255; result = (EXP_TABLE[r] + 2^(n-1)) >> n (half up; n = 0: the entry).
+    """
+    u = round_shift(-np.asarray(d, dtype=np.int64), hwconst.exp_shift(d_frac))
+    n = np.minimum(u >> EXP_IN_FRAC, EXP_MAX_SHIFT)
+    v = EXP_TABLE[u & (hwconst.EXP_TABLE_SIZE - 1)]
     half = np.where(n > 0, np.int64(1) << np.maximum(n - 1, 0), 0)
     return (v + half) >> n
 
@@ -52,7 +55,7 @@ def exp2_neg(d: np.ndarray, d_frac: int) -> np.ndarray:
 def online_softmax_stats(a: np.ndarray, a_frac: int) -> tuple[np.ndarray, np.ndarray]:
     """Single pass over the last axis in index order: running max m and running sum s.
 
-    s <- s * 2^(m - a) + 1 when a > m, else s <- s + 2^(a - m); s has EXP_OUT_FRAC fractional bits.
+    s <- round(s · 2^(m - a)) + 1 when a > m, else s <- s + 2^(a - m); s has EXP_OUT_FRAC fractional bits.
     Returns (m, s) with the last axis removed.
     """
     a = np.asarray(a, dtype=np.int64)
@@ -61,85 +64,86 @@ def online_softmax_stats(a: np.ndarray, a_frac: int) -> tuple[np.ndarray, np.nda
     for j in range(1, a.shape[-1]):
         aj = a[..., j]
         bigger = aj > m
-        rescaled = round_shift(s * exp2_neg(np.minimum(m - aj, 0), a_frac), EXP_OUT_FRAC) + EXP_ONE
+        rescaled = round_shift(checked_mul(s, exp2_neg(np.minimum(m - aj, 0), a_frac)), EXP_OUT_FRAC) + EXP_ONE
         s = np.where(bigger, rescaled, s + exp2_neg(np.minimum(aj - m, 0), a_frac))
         m = np.maximum(m, aj)
     return m, s
 
 
 def softmax_reciprocal(s: np.ndarray) -> np.ndarray:
-    """1/s with INV_FRAC fractional bits (s >= 1.0, so the result is <= 2^INV_FRAC)."""
+    """1/s = round_half_up(2^31 / s) with INV_FRAC fractional bits (s >= 1.0, so 1 <= result <= 2^16)."""
     return div_round(np.int64(1) << (EXP_OUT_FRAC + INV_FRAC), s)
 
 
-def attention_weighted_sum(scores: np.ndarray, s_frac: int, v: np.ndarray, v_frac: int, out: QFormat
-                           ) -> np.ndarray:
+def attention_weighted_sum(scores: np.ndarray, s_frac: int, v: np.ndarray, v_frac: int, out: QFormat,
+                           consts: dict | None = None) -> np.ndarray:
     """softmax(scores) @ v with the normalisation folded into the A·V pass.
 
     scores [..., Nq, Nk] (base-2 logits), v [..., Nk, C] → [..., Nq, C] in ``out``.
     """
-    m, s = online_softmax_stats(scores, s_frac)
-    e = exp2_neg(scores - m[..., None], s_frac)  # [..., Nq, Nk], EXP_OUT_FRAC fractional bits
-    acc = e @ np.asarray(v, dtype=np.int64)  # fractional bits EXP_OUT_FRAC + v_frac
+    c = consts if consts is not None else hwconst.attention_constants(s_frac, v_frac, out)
+    m, s = online_softmax_stats(scores, c["scores_frac"])
+    e = exp2_neg(scores - m[..., None], c["scores_frac"])  # [..., Nq, Nk], EXP_OUT_FRAC fractional bits
+    acc = checked_matmul(e, v)  # fractional bits EXP_OUT_FRAC + v_frac
     inv = softmax_reciprocal(s)[..., None]
-    return requantize(acc * inv, EXP_OUT_FRAC + INV_FRAC + v_frac, out)
+    return requantize_shift(checked_mul(acc, inv), c["shift"], out)
 
 
-def gelu(x: np.ndarray, x_frac: int, out: QFormat) -> np.ndarray:
-    """GELU through the delta table with linear interpolation between entries."""
+def gelu(x: np.ndarray, x_frac: int, out: QFormat, consts: dict | None = None) -> np.ndarray:
+    """GELU(x) = ReLU(x) - δ(|x|) through the δ table, linearly interpolated (NUMERICS.md §4.3)."""
+    c = consts if consts is not None else hwconst.gelu_constants(x_frac, out)
     x = np.asarray(x, dtype=np.int64)
     u = np.abs(x)
-    shift = x_frac - GELU_STEP_BITS
+    shift = c["index_shift"]
     if shift >= 0:
         idx, rem = u >> shift, u & ((1 << shift) - 1)
-    else:
-        idx, rem, shift = u << -shift, np.zeros_like(u), 0
+    else:  # input coarser than the table step: every input sits on an entry
+        idx, rem, shift = round_shift(u, shift), np.zeros_like(u), 0
     inside = idx < GELU_TABLE_SIZE - 1
     i0 = np.minimum(idx, GELU_TABLE_SIZE - 2)
     t0, t1 = GELU_DELTA_TABLE[i0], GELU_DELTA_TABLE[i0 + 1]
-    delta = np.where(inside, t0 + round_shift((t1 - t0) * rem, shift), 0)
-    work = max(x_frac, DELTA_FRAC)
-    y = (np.maximum(x, 0) << (work - x_frac)) - (delta << (work - DELTA_FRAC))
-    return requantize(y, work, out)
+    delta = np.where(inside, t0 + round_shift(checked_mul(t1 - t0, rem), shift), 0)
+    y = round_shift(np.maximum(x, 0), -c["x_align"]) - round_shift(delta, -c["delta_align"])
+    return requantize_shift(y, c["shift"], out)
 
 
-def layernorm(x: np.ndarray, x_fmt: QFormat, gain: np.ndarray, gain_frac: int, bias: np.ndarray, eps: float,
-              out: QFormat) -> np.ndarray:
-    """Integer LayerNorm over the last axis.
+def layernorm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray, out: QFormat, consts: dict) -> np.ndarray:
+    """Integer LayerNorm over the last axis with the constants of ``hwconst.layernorm_constants``.
 
-    The input is first narrowed to LN_IN_BITS (a no-op for 16-bit residuals), which bounds every
-    intermediate: with s1 = Σx and s2 = Σx², (x - mean)/std = (D·x - s1) / sqrt(D·s2 - s1²), so
-    no division by D is needed, one integer square root and one reciprocal per row.
+    The input is first narrowed by ``in_shift`` into 16 bits, which bounds every intermediate: with
+    s1 = Σx and s2 = Σx², (x - mean)/std = (D·x - s1) / sqrt(D·s2 - s1² + eps_term), so no
+    division by D is needed, one integer square root and one reciprocal per row.
     ``bias`` is given with LN_NORM_FRAC + gain_frac fractional bits.
     """
-    shift = max(0, x_fmt.bits - LN_IN_BITS)
-    x = saturate(round_shift(x, shift), QFormat(LN_IN_BITS, x_fmt.frac - shift))
-    x_frac = x_fmt.frac - shift
+    x = np.asarray(x, dtype=np.int64)
+    x = saturate(round_shift(x, consts["in_shift"]), QFormat(LN_IN_BITS, consts["x_frac"]))
     d = x.shape[-1]
+    if d != consts["dim"]:
+        raise ValueError(f"LayerNorm constants are for D={consts['dim']}, the input has {d} features")
     s1 = x.sum(-1, keepdims=True)
-    s2 = (x * x).sum(-1, keepdims=True)
+    s2 = checked_mul(x, x).sum(-1, keepdims=True)
     centred = d * x - s1
-    eps_term = round(eps * d * d * 4.0**x_frac)
-    root = np.maximum(isqrt(d * s2 - s1 * s1 + eps_term), 1)
+    root = np.maximum(isqrt(checked_mul(d, s2) - checked_mul(s1, s1) + consts["eps_term"]), 1)
     recip = div_round(np.int64(1) << LN_RECIP_FRAC, root)
-    norm = round_shift(centred * recip, LN_RECIP_FRAC - LN_NORM_FRAC)
-    acc = norm * np.asarray(gain, dtype=np.int64) + np.asarray(bias, dtype=np.int64)
-    return requantize(acc, LN_NORM_FRAC + gain_frac, out)
+    norm = round_shift(checked_mul(centred, recip), LN_NORM_SHIFT)
+    acc = checked_mul(norm, gain) + np.asarray(bias, dtype=np.int64)
+    return requantize_shift(acc, consts["shift"], out)
 
 
 def linear(x: np.ndarray, w: np.ndarray, bias_acc: np.ndarray | None) -> np.ndarray:
     """Integer x @ wᵀ (+ bias already at the accumulator's fractional bits): the accumulator."""
-    acc = np.asarray(x, dtype=np.int64) @ np.asarray(w, dtype=np.int64).T
+    acc = checked_matmul(x, np.asarray(w, dtype=np.int64).T)
     if bias_acc is not None:
         acc = acc + np.asarray(bias_acc, dtype=np.int64)
     return acc
 
 
-def add(x: np.ndarray, x_frac: int, y: np.ndarray, y_frac: int, out: QFormat) -> np.ndarray:
+def add(x: np.ndarray, x_frac: int, y: np.ndarray, y_frac: int, out: QFormat, consts: dict | None = None
+        ) -> np.ndarray:
     """Residual add: align both exactly to the finer format, add, then round once into ``out``."""
-    work = max(x_frac, y_frac)
-    total = (np.asarray(x, dtype=np.int64) << (work - x_frac)) + (np.asarray(y, dtype=np.int64) << (work - y_frac))
-    return requantize(total, work, out)
+    c = consts if consts is not None else hwconst.add_constants(x_frac, y_frac, out)
+    total = round_shift(x, -c["x_align"]) + round_shift(y, -c["y_align"])
+    return requantize_shift(total, c["shift"], out)
 
 
 def topk_lowest_index_ties(logits: np.ndarray, k: int) -> np.ndarray:
@@ -150,9 +154,9 @@ def topk_lowest_index_ties(logits: np.ndarray, k: int) -> np.ndarray:
 def gate_probabilities(logits: np.ndarray, l_frac: int, top_idx: np.ndarray) -> np.ndarray:
     """V-MoE gate values of the chosen experts: softmax over all experts, no renormalisation.
 
-    Returns unsigned integers with GATE_FRAC fractional bits, shaped like ``top_idx``.
+    Returns unsigned integers with GATE_FRAC fractional bits (<= 2^15), shaped like ``top_idx``.
     """
     m, s = online_softmax_stats(logits, l_frac)
     chosen = np.take_along_axis(np.asarray(logits, dtype=np.int64), top_idx, axis=-1)
     e = exp2_neg(chosen - m[..., None], l_frac)
-    return round_shift(e * softmax_reciprocal(s)[..., None], EXP_OUT_FRAC + INV_FRAC - GATE_FRAC)
+    return round_shift(checked_mul(e, softmax_reciprocal(s)[..., None]), PROB_SHIFT)

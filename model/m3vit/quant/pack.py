@@ -6,16 +6,19 @@ Two files:
   32-byte sha256 of the payload, zero padding.
 - ``<name>.json`` — the manifest: pack version, model config, tasks, precision mode, every
   activation format, and per tensor its offset, byte size, dtype, logical shape, stored shape,
-  layout and format; plus the payload's sha256 and size.
+  layout and format; the payload's sha256 and size; and the ``hardware`` section
+  (:mod:`m3vit.quant.hwmanifest`: every per-op constant, the ROM tables, the accumulator bounds).
 
 Matrices the linear unit streams are stored ``tiled16``: padded with zeros to multiples of 16
 in both dimensions and laid out as 16x16 tiles, output-tile major, then input tile, each tile
 row-major — one tile per 16x16 MAC-array load. Expert and router stacks are tiled per matrix.
 The host's float head weights travel in the same pack (``host.*``, float32, plain).
 
-Loading validates everything and says what is wrong: missing or truncated file, bad magic or
-version, payload hash mismatch (corruption), manifest/pack mismatch, wrong model config, wrong
-tasks, wrong precision mode, tensors out of bounds or of the wrong size.
+Loading validates every field (:mod:`m3vit.quant.manifest`) and says what is wrong: missing or
+truncated file, bad magic or version, payload hash mismatch (corruption), manifest/pack mismatch,
+a missing or mistyped field, wrong model config, tasks or precision mode, a tensor of the wrong
+name, shape, stored shape, layout, dtype or format, out of bounds or out of its format's range,
+and hardware constants that differ from what this toolkit derives.
 """
 
 from __future__ import annotations
@@ -31,28 +34,27 @@ import torch
 
 from ..configs import ModelConfig
 from ..model import M3ViT
+from .hwmanifest import hardware_section
+from .manifest import (
+    TILE,
+    PackError,
+    check_hardware,
+    check_manifest_fields,
+    check_tensor_entries,
+    expected_tensors,
+    int_dtype,
+    is_tiled,
+)
 from .params import int_param_formats
 from .quantize import QuantizedModel
 from .spec import QuantSpec
 
 MAGIC = b"M3VPACK\0"
-PACK_VERSION = 1
+PACK_VERSION = 2  # 2: the manifest carries the hardware section (constants, tables, accumulator bounds)
 HEADER_SIZE = 64
 ALIGN = 64
-TILE = 16
 _HEADER = struct.Struct("<8sIIQ32s")  # magic, version, header size, payload size, payload sha256
 
-
-
-class PackError(RuntimeError):
-    """A weight pack or its manifest is missing, corrupt, or does not match what was asked for."""
-
-
-def _int_dtype(bits: int) -> np.dtype:
-    for width, dt in ((8, "<i1"), (16, "<i2"), (32, "<i4"), (64, "<i8")):
-        if bits <= width:
-            return np.dtype(dt)
-    raise ValueError(f"no container for {bits} bits")
 
 
 def tile16(matrix: np.ndarray) -> np.ndarray:
@@ -71,11 +73,6 @@ def untile16(tiles: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return padded[..., : shape[-2], : shape[-1]].copy()
 
 
-def _is_tiled(name: str, value: np.ndarray, spec: QuantSpec) -> bool:
-    """Weight matrices (and stacks of them) are tiled; vectors, biases and positions are plain."""
-    return name in spec.weights and value.ndim >= 2
-
-
 @dataclass
 class Pack:
     cfg: ModelConfig
@@ -87,7 +84,7 @@ class Pack:
     def quantized_model(self) -> QuantizedModel:
         heads = M3ViT(self.cfg).heads  # built for its shapes; every weight is then loaded from the pack
         heads.load_state_dict(self.heads, strict=True)
-        return QuantizedModel(self.cfg, self.spec, self.iparams, heads.eval())
+        return QuantizedModel(self.cfg, self.spec, self.iparams, heads.eval(), self.manifest["hardware"])
 
 
 def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model") -> tuple[Path, Path]:
@@ -101,8 +98,8 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
         fmt = formats[key]
         if np.any(value < fmt.qmin) or np.any(value > fmt.qmax):
             raise PackError(f"tensor {key} does not fit its format {fmt}")
-        tiled = _is_tiled(key, value, spec)
-        tensors.append((key, (tile16(value) if tiled else value).astype(_int_dtype(fmt.bits)),
+        tiled = is_tiled(key, value.ndim, spec)
+        tensors.append((key, (tile16(value) if tiled else value).astype(int_dtype(fmt.bits)),
                         {"format": fmt.to_dict(), "layout": "tiled16" if tiled else "plain",
                          "shape": list(value.shape)}))
     for key, value in qmodel.heads.state_dict().items():
@@ -128,6 +125,7 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
         "pack_version": PACK_VERSION, "binary": bin_path.name, "header_size": HEADER_SIZE, "alignment": ALIGN,
         "payload_size": len(payload), "payload_sha256": digest.hex(),
         "config": cfg.to_dict(), "tasks": list(cfg.task_names), "quant": spec.to_dict(), "tensors": entries,
+        "hardware": qmodel.hw if qmodel.hw is not None else hardware_section(cfg, spec, qmodel.iparams),
     }
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return bin_path, manifest_path
@@ -135,6 +133,7 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
 
 def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = None,
               expect_tasks: list[str] | tuple[str, ...] | None = None, expect_mode: str | None = None) -> Pack:
+    """Load and validate a pack; every problem is a :class:`PackError` that names the field or tensor."""
     manifest_path = Path(manifest_path)
     if not manifest_path.is_file():
         raise PackError(f"manifest {manifest_path} does not exist; export a pack with `m3vit-quantize` first")
@@ -142,9 +141,13 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PackError(f"manifest {manifest_path} is not valid JSON ({exc})") from exc
+    where = manifest_path.name
+    if not isinstance(manifest, dict):
+        raise PackError(f"manifest {where} is not a JSON object")
     if manifest.get("pack_version") != PACK_VERSION:
         raise PackError(f"manifest {manifest_path} is pack version {manifest.get('pack_version')}; this toolkit "
                         f"reads version {PACK_VERSION}: re-export the pack")
+    check_manifest_fields(manifest, where, HEADER_SIZE, ALIGN)
     bin_path = manifest_path.parent / manifest["binary"]
     if not bin_path.is_file():
         raise PackError(f"pack binary {bin_path} named by {manifest_path.name} does not exist")
@@ -156,6 +159,8 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
         raise PackError(f"{bin_path} is not an m3vit weight pack (bad magic {magic!r})")
     if version != PACK_VERSION:
         raise PackError(f"{bin_path} is pack version {version}; this toolkit reads version {PACK_VERSION}")
+    if header_size != HEADER_SIZE:
+        raise PackError(f"{bin_path} has a {header_size}-byte header; this toolkit writes {HEADER_SIZE}")
     payload = raw[header_size:]
     if len(payload) != payload_size:
         raise PackError(f"{bin_path} is truncated or padded: payload has {len(payload)} bytes, header says "
@@ -167,41 +172,45 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
         raise PackError(f"{bin_path} is corrupted: its payload sha256 does not match the one recorded at export")
     try:
         cfg = ModelConfig.from_dict(manifest["config"])
-        spec = QuantSpec.from_dict(manifest["quant"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise PackError(f"manifest {manifest_path.name} has an invalid config or quant section ({exc})") from exc
+        raise PackError(f"manifest {where}: field 'config' is not a valid model config ({exc})") from exc
+    try:
+        spec = QuantSpec.from_dict(manifest["quant"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PackError(f"manifest {where}: field 'quant' is not a valid format table ({exc})") from exc
     if expect_config is not None and cfg != expect_config:
         diff = sorted(k for k, v in expect_config.to_dict().items() if manifest["config"].get(k) != v)
         raise PackError(f"pack holds model {cfg.name!r} but {expect_config.name!r} was asked for "
                         f"(differs in {diff})")
+    if list(manifest["tasks"]) != list(cfg.task_names):
+        raise PackError(f"manifest {where}: field 'tasks' {manifest['tasks']} disagrees with the config's tasks "
+                        f"{list(cfg.task_names)}")
     if expect_tasks is not None and list(expect_tasks) != list(cfg.task_names):
         raise PackError(f"pack was exported for tasks {list(cfg.task_names)}, not {list(expect_tasks)}")
     if expect_mode is not None and spec.mode.name != expect_mode:
         raise PackError(f"pack is {spec.mode.name}, not {expect_mode}")
+    expected = expected_tensors(cfg, spec, where)
+    check_tensor_entries(manifest["tensors"], expected, payload_size, where, ALIGN)
     iparams, heads = {}, {}
+    formats = int_param_formats(spec, cfg)
     for entry in manifest["tensors"]:
-        name, off, nbytes = entry["name"], entry["offset"], entry["nbytes"]
-        dt = np.dtype(entry["dtype"])
-        stored_shape = tuple(entry["stored_shape"])
-        if off % ALIGN or off + nbytes > payload_size or nbytes != dt.itemsize * int(np.prod(stored_shape)):
-            raise PackError(f"tensor {name} in {manifest_path.name}: offset {off} / size {nbytes} does not fit the "
-                            f"payload or its shape {list(stored_shape)} of {dt}")
-        arr = np.frombuffer(payload, dtype=dt, count=int(np.prod(stored_shape)), offset=off).reshape(stored_shape)
+        name, dt, stored_shape = entry["name"], np.dtype(entry["dtype"]), tuple(entry["stored_shape"])
+        arr = np.frombuffer(payload, dtype=dt, count=int(np.prod(stored_shape)), offset=entry["offset"])
+        arr = arr.reshape(stored_shape)
         if name.startswith("host.heads."):
+            if not np.isfinite(arr).all():
+                raise PackError(f"tensor {name} holds non-finite values (NaN or Inf)")
             heads[name[len("host.heads."):]] = torch.from_numpy(arr.astype(np.float32))
             continue
-        value = untile16(arr, tuple(entry["shape"])) if entry["layout"] == "tiled16" else arr
-        iparams[name] = value.astype(np.int64)
-    formats = int_param_formats(spec, cfg)
-    missing, unexpected = sorted(set(formats) - set(iparams)), sorted(set(iparams) - set(formats))
-    if missing or unexpected:
-        raise PackError(f"pack tensors do not match model {cfg.name!r}: missing {missing[:5]}, "
-                        f"unexpected {unexpected[:5]}")
-    for entry in manifest["tensors"]:
-        name = entry["name"]
-        if name in formats and entry["format"] != formats[name].to_dict():
-            raise PackError(f"tensor {name} is stored as {entry['format']} but the contract gives it "
-                            f"{formats[name].to_dict()}: the pack was written by an incompatible exporter")
+        value = (untile16(arr, tuple(entry["shape"])) if entry["layout"] == "tiled16" else arr).astype(np.int64)
+        fmt = formats[name]
+        lo = fmt.qmin + 1 if name in spec.weights else fmt.qmin
+        if value.size and (int(value.min()) < lo or int(value.max()) > fmt.qmax):
+            raise PackError(f"tensor {name} holds values outside its format {fmt} [{lo}, {fmt.qmax}]")
+        if entry["layout"] == "tiled16" and np.any(tile16(value) != arr):
+            raise PackError(f"tensor {name}: the zero padding of its 16x16 tiles is not zero")
+        iparams[name] = value
+    check_hardware(manifest["hardware"], hardware_section(cfg, spec, iparams), where)
     return Pack(cfg, spec, iparams, heads, manifest)
 
 

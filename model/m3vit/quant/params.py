@@ -17,7 +17,7 @@ import torch
 
 from ..model import M3ViT
 from .fixed import QFormat, quantize
-from .intops import LN_NORM_FRAC
+from .hwconst import LN_NORM_FRAC
 from .spec import QuantSpec
 
 LOG2E = 1.0 / math.log(2.0)
@@ -100,28 +100,63 @@ def int_param_formats(spec: QuantSpec, cfg) -> dict[str, QFormat]:
     return formats
 
 
+def int_param_shapes(cfg) -> dict[str, tuple[int, ...]]:
+    """Logical shape of every integer tensor of :func:`int_param_formats`, from the config alone."""
+    d, t, e = cfg.dim, len(cfg.tasks), cfg.num_experts
+    shapes = {"patch.w": (d, cfg.in_chans * cfg.patch_size**2), "patch.b": (d,), "pos": (cfg.num_patches, d),
+              "cls": (d,)}
+    for i in range(cfg.depth):
+        o = f"l{i}"
+        for name in ("ln1.g", "ln1.b", "ln2.g", "ln2.b", "q.b", "k.b", "v.b", "proj.b"):
+            shapes[f"{o}.{name}"] = (d,)
+        for name in ("q.w", "k.w", "v.w", "proj.w"):
+            shapes[f"{o}.{name}"] = (d, d)
+        if cfg.is_moe(i):
+            h = cfg.expert_hidden
+            shapes.update({f"{o}.gate.w": (t, e, d), f"{o}.gate.b": (t, e), f"{o}.e1.w": (e, h, d),
+                           f"{o}.e1.b": (e, h), f"{o}.e2.w": (e, d, h), f"{o}.e2.b": (e, d)})
+        else:
+            h = cfg.mlp_hidden
+            shapes.update({f"{o}.fc1.w": (h, d), f"{o}.fc1.b": (h,), f"{o}.fc2.w": (d, h), f"{o}.fc2.b": (d,)})
+    return shapes
+
+
 def int_params(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, np.ndarray]:
-    """Every tensor of :func:`int_param_formats`, quantized; weights narrow-range (symmetric, as Brevitas)."""
+    """Every tensor of :func:`int_param_formats`, quantized; weights narrow-range (symmetric, as Brevitas).
+
+    Weights fit by construction (:func:`~m3vit.quant.fixed.format_for`). A bias, position or CLS
+    row whose rounded value does not fit its (accumulator) format is an error, never a silent saturation.
+    """
     sources = {**params, "pos": params["pos"][1:], "cls": params["cls"] + params["pos"][0]}
-    return {name: quantize(sources[name], fmt, narrow=name in spec.weights)
-            for name, fmt in int_param_formats(spec, cfg).items()}
+    out = {}
+    for name, fmt in int_param_formats(spec, cfg).items():
+        narrow = name in spec.weights
+        wide = quantize(sources[name], QFormat(62, fmt.frac))  # rounded, not yet saturated to fmt
+        lo = fmt.qmin + 1 if narrow else fmt.qmin
+        if wide.size and (int(wide.max()) > fmt.qmax or int(wide.min()) < lo):
+            worst = float(np.abs(sources[name]).max())
+            raise ValueError(f"tensor {name}: a value of magnitude {worst:.6g} does not fit its format {fmt} "
+                             f"(range ±{fmt.qmax * 2.0**-fmt.frac:.6g}); it would saturate. Its input or weight "
+                             f"formats are too fine for it: check the checkpoint for outliers")
+        out[name] = quantize(sources[name], fmt, narrow=narrow)
+    return out
 
 
 def accumulator_bounds(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, dict]:
-    """Worst-case accumulator magnitude of every weighted op, from the actual integer weights.
+    """Worst-case accumulator magnitude of every weighted op, from the actual integer weights (exact integers).
 
-    Bound = max over output rows of Σ|w| · max|x| + |b|, with max|x| the input format's full
-    range: no input in that format can overflow it. Reported in bits (sign included).
+    Bound = max over output rows of Σ|w| · 2^(bits_in - 1) + |b| (+ max |pos| for the patch embedding),
+    with 2^(bits_in - 1) the input format's largest magnitude: no input in that format can overflow it.
+    ``bits`` = bound.bit_length() + 1 (sign included).
     """
     report = {}
     for op, src in linear_inputs(cfg).items():
-        w = np.abs(iparams[f"{op}.w"]).astype(np.float64)
-        xmax = 2.0 ** (spec.activations[src].bits - 1)
-        rows = w.sum(axis=-1)  # Σ|w| per output (and per expert / task)
-        b = np.abs(iparams[f"{op}.b"]).astype(np.float64)
-        bound = float((rows * xmax + (b if b.shape == rows.shape else 0)).max())
+        rows = np.abs(iparams[f"{op}.w"]).sum(axis=-1)  # Σ|w| per output (and per expert / task), exact int64
+        b = np.abs(iparams[f"{op}.b"])
+        total = rows * (1 << (spec.activations[src].bits - 1)) + (b if b.shape == rows.shape else 0)
+        bound = int(total.max())
         if op == "patch":
-            bound += float(np.abs(iparams["pos"]).max())
-        bits = math.ceil(math.log2(bound + 1)) + 1
+            bound += int(np.abs(iparams["pos"]).max())
+        bits = bound.bit_length() + 1
         report[op] = {"bound": bound, "bits": bits, "fits": bits <= spec.mode.acc_bits}
     return report

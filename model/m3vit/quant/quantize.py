@@ -20,7 +20,8 @@ import torch
 
 from ..configs import ModelConfig
 from ..model import M3ViT
-from .params import accumulator_bounds, float_params, int_params, weight_ranges
+from .hwmanifest import hardware_section
+from .params import float_params, int_params, weight_ranges
 from .reference import FloatArith, IntArith, run_backbone
 from .spec import PrecisionMode, QuantSpec, get_mode, weight_names
 
@@ -41,26 +42,34 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
 
 @dataclass
 class QuantizedModel:
-    """Integer backbone (the accelerator's job) plus the float task heads (the host's job)."""
+    """Integer backbone (the accelerator's job) plus the float task heads (the host's job).
+
+    ``hw`` is the weight pack's ``hardware`` section (every per-op constant; built when not given).
+    """
 
     cfg: ModelConfig
     spec: QuantSpec
     iparams: dict[str, np.ndarray]
     heads: torch.nn.ModuleDict
+    hw: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.hw is None:
+            self.hw = hardware_section(self.cfg, self.spec, self.iparams)
 
     @classmethod
     def build(cls, model: M3ViT, spec: QuantSpec) -> QuantizedModel:
         model.eval()
         iparams = int_params(float_params(model), spec, model.cfg)
-        bounds = accumulator_bounds(iparams, spec, model.cfg)
-        over = {k: v["bits"] for k, v in bounds.items() if not v["fits"]}
+        hw = hardware_section(model.cfg, spec, iparams)
+        over = {k: v["bits"] for k, v in hw["accumulators"].items() if not v["fits"]}
         if over:
             raise ValueError(f"accumulators of {over} exceed the {spec.mode.acc_bits}-bit hardware accumulator")
-        return cls(model.cfg, spec, iparams, copy.deepcopy(model.heads).eval())
+        return cls(model.cfg, spec, iparams, copy.deepcopy(model.heads).eval(), hw)
 
     def tokens(self, images, task: str, dump: bool = False) -> tuple[np.ndarray, IntArith]:
         """Final tokens [B, N, D] as floats (dequantized) and the arithmetic holding any dumps."""
-        arith = IntArith(self.iparams, self.spec, self.cfg, dump=dump)
+        arith = IntArith(self.iparams, self.spec, self.cfg, dump=dump, hw=self.hw)
         out = run_backbone(arith, self.cfg, np.asarray(images, dtype=np.float64), self.cfg.task_index(task))
         return out, arith
 

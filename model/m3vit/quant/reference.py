@@ -20,8 +20,8 @@ from scipy.special import erf
 
 from ..configs import ModelConfig
 from . import intops
-from .fixed import QFormat, dequantize, quantize, requantize
-from .params import accumulator_frac
+from .fixed import QFormat, checked_matmul, checked_mul, dequantize, quantize, requantize_shift
+from .hwmanifest import hardware_section, ops_by_name
 from .spec import QuantSpec
 
 
@@ -41,6 +41,10 @@ class FloatArith:
 
     def _rec(self, name: str, x: np.ndarray) -> np.ndarray:
         if x.size:
+            if not np.isfinite(x).all():  # max(previous, nan) would silently keep the previous range
+                raise ValueError(f"activation point {name!r} holds non-finite values (NaN or Inf) during "
+                                 f"calibration: the checkpoint or the calibration images are not finite upstream "
+                                 f"of it")
             self.ranges[name] = max(self.ranges[name], float(np.abs(x).max()))
         return x
 
@@ -96,10 +100,16 @@ class FloatArith:
 
 
 class IntArith:
-    """The integer reference: every value an integer in its contract format."""
+    """The integer reference: every value an integer in its contract format.
 
-    def __init__(self, iparams: dict[str, np.ndarray], spec: QuantSpec, cfg: ModelConfig, dump: bool = False):
+    Every per-op constant (shifts, LayerNorm's input shift and ε term, ...) is read from ``hw``, the
+    weight pack's ``hardware`` section (built from the formats when not given).
+    """
+
+    def __init__(self, iparams: dict[str, np.ndarray], spec: QuantSpec, cfg: ModelConfig, dump: bool = False,
+                 hw: dict | None = None):
         self.p, self.spec, self.cfg = iparams, spec, cfg
+        self.ops = ops_by_name(hw if hw is not None else hardware_section(cfg, spec, iparams))
         self.dumps: dict[str, list[np.ndarray]] | None = defaultdict(list) if dump else None
 
     def f(self, name: str) -> QFormat:
@@ -115,50 +125,49 @@ class IntArith:
 
     def embed(self, name, patches):
         acc = intops.linear(patches, self.p["patch.w"], self.p["patch.b"]) + self.p["pos"]
-        x = requantize(acc, accumulator_frac(self.spec, self.cfg, "patch"), self.f(name))
+        x = requantize_shift(acc, self.ops["patch"]["shift"], self.f(name))
         cls = np.broadcast_to(self.p["cls"], (x.shape[0], 1, x.shape[2]))
         return self._rec(name, np.concatenate([cls, x], axis=1))
 
     def layernorm(self, name, x, x_name, prefix):
-        g = self.spec.weights[f"{prefix}.g"]
-        return self._rec(name, intops.layernorm(x, self.f(x_name), self.p[f"{prefix}.g"], g.frac,
-                                                self.p[f"{prefix}.b"], self.cfg.ln_eps, self.f(name)))
+        return self._rec(name, intops.layernorm(x, self.p[f"{prefix}.g"], self.p[f"{prefix}.b"], self.f(name),
+                                                self.ops[prefix]))
 
     def linear(self, name, x, op, index=None):
         w, b = self.p[f"{op}.w"], self.p[f"{op}.b"]
         if index is not None:
             w, b = w[index], b[index]
         acc = intops.linear(x, w, b)
-        return self._rec(name, requantize(acc, accumulator_frac(self.spec, self.cfg, op), self.f(name)))
+        return self._rec(name, requantize_shift(acc, self.ops[op]["shift"], self.f(name)))
 
     def scores(self, name, q, k):
-        layer = name.split(".")[0]
-        acc = np.asarray(q, dtype=np.int64) @ np.swapaxes(np.asarray(k, dtype=np.int64), -1, -2)
-        frac = self.f(f"{layer}.q").frac + self.f(f"{layer}.k").frac
-        return self._rec(name, requantize(acc, frac, self.f(name)))
+        acc = checked_matmul(q, np.swapaxes(np.asarray(k, dtype=np.int64), -1, -2))
+        return self._rec(name, requantize_shift(acc, self.ops[name]["shift"], self.f(name)))
 
     def attend(self, name, scores, v, scores_name, v_name):
         return self._rec(name, intops.attention_weighted_sum(scores, self.f(scores_name).frac, v,
-                                                             self.f(v_name).frac, self.f(name)))
+                                                             self.f(v_name).frac, self.f(name), self.ops[name]))
 
     def gelu(self, name, x, in_name):
-        return self._rec(name, intops.gelu(x, self.f(in_name).frac, self.f(name)))
+        return self._rec(name, intops.gelu(x, self.f(in_name).frac, self.f(name), self.ops[name]))
 
     def add(self, name, x, x_name, y, y_name):
-        return self._rec(name, intops.add(x, self.f(x_name).frac, y, self.f(y_name).frac, self.f(name)))
+        return self._rec(name, intops.add(x, self.f(x_name).frac, y, self.f(y_name).frac, self.f(name),
+                                          self.ops[name]))
 
     def route(self, logits, logits_name, k):
-        top = intops.topk_lowest_index_ties(logits, k)
-        return top, intops.gate_probabilities(logits, self.f(logits_name).frac, top)
+        route = self.ops[f"{logits_name.rsplit('.', 1)[0]}.route"]
+        top = intops.topk_lowest_index_ties(logits, route["top_k"])
+        return top, intops.gate_probabilities(logits, route["logit_frac"], top)
 
     def new_accumulator(self, shape):
         return np.zeros(shape, dtype=np.int64)
 
     def accumulate(self, acc, rows, gate, y, y_name):
-        acc[rows] += np.asarray(gate, dtype=np.int64)[:, None] * y
+        acc[rows] += checked_mul(np.asarray(gate, dtype=np.int64)[:, None], y)
 
     def finish_accumulator(self, name, acc, y_name):
-        return self._rec(name, requantize(acc, intops.GATE_FRAC + self.f(y_name).frac, self.f(name)))
+        return self._rec(name, requantize_shift(acc, self.ops[name]["shift"], self.f(name)))
 
     def output(self, x, name):
         return dequantize(x, self.f(name))

@@ -1,0 +1,129 @@
+"""The weight pack's ``hardware`` section: every constant the integer datapath needs, per model.
+
+:func:`hardware_section` builds it from the model config, the calibrated formats and the integer
+weights, once, in exact integer / rational arithmetic (:mod:`m3vit.quant.hwconst`). It is written
+into the pack manifest; the integer reference reads its per-op constants from there, and the HLS
+and RTL generators consume exactly this structure (NUMERICS.md §8 documents every field):
+
+    "hardware": {
+      "version": 1,
+      "constants": {EXP_IN_FRAC, EXP_OUT_FRAC, ..., "LN_EPS": "1/1000000", "ACC_BITS", "BIAS_BITS"},
+      "tables": {"exp2": [256 ints], "gelu_delta": [177 ints]},       # ROM contents
+      "embed": {"patch": {...linear op...}},
+      "layers": [{"index": i, "kind": "dense" | "moe", "ops": {"ln1": {...}, "q": {...}, ...}}],
+      "accumulators": {op: {"bound", "bits", "fits"}}                 # worst case per weighted op
+    }
+
+Every op names its input point(s) and output point, the output ``format`` and its constants
+(``acc_frac``, ``shift`` = acc_frac - output frac: > 0 rounds half up then saturates, <= 0 saturates
+then shifts left; LayerNorm's ``in_shift`` and ``eps_term``; ...).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..configs import ModelConfig
+from . import hwconst
+from .params import accumulator_bounds, linear_inputs
+from .spec import QuantSpec
+
+HARDWARE_VERSION = 1
+
+
+def _linear(spec: QuantSpec, cfg: ModelConfig, op: str, output: str, indexed_by: str | None = None) -> dict:
+    src = linear_inputs(cfg)[op]
+    entry = {"op": "linear", "input": src, "output": output, "weight": f"{op}.w", "bias": f"{op}.b",
+             "format": spec.activations[output].to_dict(),
+             **hwconst.linear_constants(spec.activations[src].frac, spec.weights[f"{op}.w"].frac,
+                                        spec.activations[output])}
+    if indexed_by:
+        entry["indexed_by"] = indexed_by  # the stored tensor is a stack: one matrix per task / expert
+    return entry
+
+
+def _layernorm(spec: QuantSpec, cfg: ModelConfig, prefix: str, src: str) -> dict:
+    out = spec.activations[prefix]
+    return {"op": "layernorm", "input": src, "output": prefix, "gain": f"{prefix}.g", "bias": f"{prefix}.b",
+            "format": out.to_dict(),
+            **hwconst.layernorm_constants(spec.activations[src], spec.weights[f"{prefix}.g"].frac, out, cfg.dim,
+                                          cfg.ln_eps)}
+
+
+def _add(spec: QuantSpec, x: str, y: str, output: str) -> dict:
+    a = spec.activations
+    return {"op": "add", "inputs": [x, y], "output": output, "format": a[output].to_dict(),
+            **hwconst.add_constants(a[x].frac, a[y].frac, a[output])}
+
+
+def _gelu(spec: QuantSpec, src: str, output: str) -> dict:
+    a = spec.activations
+    return {"op": "gelu", "input": src, "output": output, "format": a[output].to_dict(),
+            **hwconst.gelu_constants(a[src].frac, a[output])}
+
+
+def layer_ops(spec: QuantSpec, cfg: ModelConfig, i: int, prev: str) -> dict[str, dict]:
+    """The ops of block ``i`` in forward order; ``prev`` is the point that feeds it (``embed`` or the last ``.out``)."""
+    o, a = f"l{i}", spec.activations
+    ops = {"ln1": _layernorm(spec, cfg, f"{o}.ln1", prev)}
+    for name in ("q", "k", "v"):
+        ops[name] = _linear(spec, cfg, f"{o}.{name}", f"{o}.{name}")
+    ops["scores"] = {"op": "scores", "inputs": [f"{o}.q", f"{o}.k"], "output": f"{o}.scores",
+                     "format": a[f"{o}.scores"].to_dict(),
+                     **hwconst.scores_constants(a[f"{o}.q"].frac, a[f"{o}.k"].frac, a[f"{o}.scores"])}
+    ops["attn"] = {"op": "attention", "scores": f"{o}.scores", "v": f"{o}.v", "output": f"{o}.attn",
+                   "format": a[f"{o}.attn"].to_dict(),
+                   **hwconst.attention_constants(a[f"{o}.scores"].frac, a[f"{o}.v"].frac, a[f"{o}.attn"])}
+    ops["proj"] = _linear(spec, cfg, f"{o}.proj", f"{o}.proj")
+    ops["mid"] = _add(spec, prev, f"{o}.proj", f"{o}.mid")
+    ops["ln2"] = _layernorm(spec, cfg, f"{o}.ln2", f"{o}.mid")
+    if cfg.is_moe(i):
+        ops["gate"] = _linear(spec, cfg, f"{o}.gate", f"{o}.gate", indexed_by="task")
+        ops["route"] = {"op": "route", "logits": f"{o}.gate", **hwconst.route_constants(a[f"{o}.gate"].frac,
+                                                                                         cfg.top_k)}
+        ops["e1"] = _linear(spec, cfg, f"{o}.e1", f"{o}.e1", indexed_by="expert")
+        ops["egelu"] = _gelu(spec, f"{o}.e1", f"{o}.egelu")
+        ops["e2"] = _linear(spec, cfg, f"{o}.e2", f"{o}.e2", indexed_by="expert")
+        ops["moe"] = {"op": "moe_combine", "input": f"{o}.e2", "output": f"{o}.moe",
+                      "format": a[f"{o}.moe"].to_dict(), **hwconst.moe_constants(a[f"{o}.e2"].frac, a[f"{o}.moe"])}
+        branch = f"{o}.moe"
+    else:
+        ops["fc1"] = _linear(spec, cfg, f"{o}.fc1", f"{o}.fc1")
+        ops["gelu"] = _gelu(spec, f"{o}.fc1", f"{o}.gelu")
+        ops["fc2"] = _linear(spec, cfg, f"{o}.fc2", f"{o}.fc2")
+        branch = f"{o}.fc2"
+    ops["out"] = _add(spec, f"{o}.mid", branch, f"{o}.out")
+    return ops
+
+
+def hardware_section(cfg: ModelConfig, spec: QuantSpec, iparams: dict[str, np.ndarray]) -> dict:
+    """The manifest's ``hardware`` section (JSON-native: ints, strings, lists, dicts)."""
+    constants = {**hwconst.FIXED_CONSTANTS, "LN_EPS": _ratio(hwconst.ln_eps(cfg.ln_eps)),
+                 "ACC_BITS": spec.mode.acc_bits, "BIAS_BITS": spec.mode.bias_bits}
+    layers, prev = [], "embed"
+    for i in range(cfg.depth):
+        layers.append({"index": i, "kind": "moe" if cfg.is_moe(i) else "dense",
+                       "ops": layer_ops(spec, cfg, i, prev)})
+        prev = f"l{i}.out"
+    return {
+        "version": HARDWARE_VERSION,
+        "constants": constants,
+        "tables": {"exp2": list(hwconst.EXP_TABLE), "gelu_delta": list(hwconst.GELU_DELTA_TABLE)},
+        "embed": {"patch": {**_linear(spec, cfg, "patch", "embed"), "positions": "pos", "cls": "cls"}},
+        "layers": layers,
+        "output": prev,
+        "accumulators": accumulator_bounds(iparams, spec, cfg),
+    }
+
+
+def ops_by_name(hw: dict) -> dict[str, dict]:
+    """Flat view: ``patch`` and ``l{i}.{op}`` (``l3.q``, ``l3.route``, ...) → that op's entry."""
+    flat = {"patch": hw["embed"]["patch"]}
+    for layer in hw["layers"]:
+        for name, entry in layer["ops"].items():
+            flat[f"l{layer['index']}.{name}"] = entry
+    return flat
+
+
+def _ratio(value) -> str:
+    return f"{value.numerator}/{value.denominator}"
