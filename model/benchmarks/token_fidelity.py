@@ -3,7 +3,7 @@
     python model/benchmarks/token_fidelity.py            # writes build/bench/token_fidelity.{json,png}
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
-is cached under build/bench/micro_demo/), and ``m3vit-tiny`` with random weights at the scale of
+is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of
 Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model and mode: token max/mean absolute error of
 the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
 tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
@@ -60,18 +60,16 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, key in zip(axes[0], models, strict=True):
         r = result["models"][key]
-        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 before": r["modes"]["w8a8"]}
-        kept = result.get("kept")
-        if kept and kept in r["w8a8_options"]:
-            series[f"W8/A8 after ({kept})"] = r["w8a8_options"][kept]
+        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract)": r["modes"]["w8a8"]}
+        series.update({f"W8/A8 + {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
         for label, res in series.items():
             layers = list(res["routes"])
             ax.plot(layers, [100 * res["routes"][x]["topk_set"] for x in layers], marker="o", label=label)
         ax.axhline(97, color="grey", linestyle="--", linewidth=1, label="goal 97%")
-        ax.set_title(f"{r['config']}: top-{get_config(r['config']).top_k} expert set agrees with float")
+        ax.set_title(f"{r['config']} ({key}): top-{get_config(r['config']).top_k} expert set as in float")
         ax.set_xlabel("MoE layer")
         ax.set_ylabel("tokens routed as in float (%)")
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -80,21 +78,27 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="build/bench/token_fidelity.json")
-    p.add_argument("--cache", default="build/bench/micro_demo", help="where the trained micro checkpoint is kept")
+    p.add_argument("--cache", default="build/cache", help="where the trained micro checkpoint is kept")
     p.add_argument("--calib-samples", type=int, default=64)
-    p.add_argument("--val-samples", type=int, default=16)
+    p.add_argument("--val-samples", type=int, default=12, help="held-out images for micro")
+    p.add_argument("--tiny-val-samples", type=int, default=6, help="held-out images for m3vit-tiny (129 tokens each)")
     p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
-    p.add_argument("--kept", default="", help="option drawn as 'after' in the plot")
+    p.add_argument("--plot", nargs="*", default=["weights_mse", "router_weights16", "weights_per_row"],
+                   help="options drawn beside the contract in the plot")
+    p.add_argument("--replot", action="store_true", help="only redraw the plot from an existing --out JSON")
     args = p.parse_args()
-    np.seterr(over="ignore")
-    result = {"models": {"micro_trained": measure_model(demo_trained_micro(Path(args.cache)), args.calib_samples,
-                                                        args.val_samples, args.options),
-                         "tiny_edge_moe_like": measure_model(edge_moe_like(), args.calib_samples,
-                                                             args.val_samples, args.options)},
-              "kept": args.kept}
     out = Path(args.out)
+    if args.replot:
+        result = json.loads(out.read_text())
+        result["plotted"] = args.plot
+        plot(result, out.with_suffix(".png"))
+        return
+    result = {"models": {}, "plotted": args.plot}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    for key, make, n_val in (("micro_trained", lambda: demo_trained_micro(Path(args.cache)), args.val_samples),
+                             ("tiny_edge_moe_like", edge_moe_like, args.tiny_val_samples)):
+        result["models"][key] = measure_model(make(), args.calib_samples, n_val, args.options)
+        out.write_text(json.dumps(result, indent=1) + "\n")  # each model's figures as soon as they exist
     plot(result, out.with_suffix(".png"))
     for key, r in result["models"].items():
         for mode, res in r["modes"].items():

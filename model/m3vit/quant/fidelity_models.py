@@ -26,6 +26,7 @@ tensor from them:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -107,20 +108,25 @@ def edge_moe_like(cfg_name: str = "m3vit-tiny", seed: int = 0) -> M3ViT:
     return model
 
 
-def demo_trained_micro(cache: Path) -> M3ViT:
-    """The micro model trained with m3vit-demo's defaults; trained on the first call, then read from ``cache``."""
+def demo_trained_micro(cache_root: Path | str = "build/cache") -> M3ViT:
+    """The micro model trained with m3vit-demo's defaults (about 2-3 minutes on 2 cores).
+
+    Trained on the first call into ``cache_root/micro_demo-<key>``, then read from there; the key
+    hashes the config and the training settings, so a change of either trains again.
+    """
     from ..cli.demo import build_parser
     from ..data import build_dataset
     from ..training import TrainSettings, train
 
-    cache = Path(cache)
+    d = build_parser().parse_args([])
+    cfg = get_config(d.config)
+    settings = TrainSettings(epochs=d.epochs, batch_size=d.batch_size, lr=d.lr, seed=d.seed)
+    key = hashlib.sha256(f"{cfg.to_json()}|{settings}|{d.train_samples}".encode()).hexdigest()[:12]
+    cache = Path(cache_root) / f"micro_demo-{key}"
     done = cache / "done.json"  # written last: a cache without it is an interrupted run, trained again
     if not done.exists():
-        d = build_parser().parse_args([])
-        cfg = get_config(d.config)
         data = build_dataset("synthetic", "train", cfg, length=d.train_samples)
-        summary = train(cfg, data, TrainSettings(epochs=d.epochs, batch_size=d.batch_size, lr=d.lr, seed=d.seed),
-                        cache)
+        summary = train(cfg, data, settings, cache)
         done.write_text(json.dumps(summary, indent=1, default=str) + "\n")
     model, _ = load_model(cache / "last.pt")
     return model.eval()

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..configs import ModelConfig
 from ..model import M3ViT
-from .fixed import format_for
+from .fixed import QFormat, format_for, quantize
 from .params import float_params, int_params, weight_ranges
 from .quantize import QuantizedModel
 from .reference import FloatArith, run_backbone
@@ -92,66 +92,98 @@ def _weights(cfg: ModelConfig, suffixes: tuple[str, ...]) -> list[str]:
     return [n for n in weight_names(cfg) if n.endswith(suffixes)]
 
 
-def _baseline(c: Calibration) -> QuantizedModel:
-    return c.build(c.spec("w8a8"))
+# Each change maps (spec, float params) to new ones; an option is one change or several composed.
+def _router_weights16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, weights=_weights(c.cfg, (".gate.w",))), params
 
 
-def _router_weights16(c: Calibration) -> QuantizedModel:
-    return c.build(c.widen(c.spec("w8a8"), weights=_weights(c.cfg, (".gate.w",))))
+def _moe_ln2_16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, points=_points(c.cfg, (".ln2",), moe_only=True)), params
 
 
-def _moe_ln2_16(c: Calibration) -> QuantizedModel:
-    return c.build(c.widen(c.spec("w8a8"), points=_points(c.cfg, (".ln2",), moe_only=True)))
+def _ln_out16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, points=_points(c.cfg, (".ln1", ".ln2"))), params
 
 
-def _ln_out16(c: Calibration) -> QuantizedModel:
-    return c.build(c.widen(c.spec("w8a8"), points=_points(c.cfg, (".ln1", ".ln2"))))
+def _ln_no_cls(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    for p, r in c.patch_ranges.items():
+        spec.activations[p] = format_for(r, spec.activations[p].bits)
+    return spec, params
 
 
-def _ln_no_cls(c: Calibration) -> QuantizedModel:
-    return c.build(c.spec("w8a8", {**c.ranges, **c.patch_ranges}))
+def _weights_per_row(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    names = [n for n in _weights(c.cfg, (".w",)) if spec.weights[n].bits == 8]  # 16-bit ones stay as they are
+    params = {**params, **{n: _rows_on_own_grid(params[n], 8) for n in names}}
+    return c.widen(spec, weights=names), params
 
 
-def _weights_per_row(c: Calibration) -> QuantizedModel:
-    names = _weights(c.cfg, (".w",))
-    params = dict(c.params)
-    for n in names:
-        params[n] = _rows_on_own_grid(c.params[n], 8)
-    return c.build(c.widen(c.spec("w8a8"), weights=names), params)
+def mse_weight_format(w: np.ndarray, bits: int, extra: int = 3) -> QFormat:
+    """The power-of-two format of least squared error for ``w``: the no-saturation format or up to ``extra``
+    fractional bits finer, where the few largest weights saturate (narrow range, as every weight)."""
+    base = format_for(float(np.abs(w).max()), bits)
+    candidates = [QFormat(bits, base.frac + i) for i in range(extra + 1)]
+    return min(candidates, key=lambda f: float(((quantize(w, f, narrow=True) * 2.0**-f.frac - w) ** 2).sum()))
 
 
-# The two references below exceed W8/A8's 32-bit accumulators in places: built without that check.
-def _all_weights16(c: Calibration) -> QuantizedModel:
-    return c.build(c.widen(c.spec("w8a8"), weights=weight_names(c.cfg)), c.params)
+def _weights_mse(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    params = dict(params)
+    for n in _weights(c.cfg, (".w",)):
+        if spec.weights[n].bits == 8:
+            f = spec.weights[n] = mse_weight_format(params[n], 8)
+            top = f.qmax * 2.0**-f.frac  # saturate explicitly: the contract refuses a weight that does not fit
+            params[n] = np.clip(params[n], -top, top)
+    return spec, params
 
 
-def _all_act16(c: Calibration) -> QuantizedModel:
-    pts = [p for p, cls in activation_points(c.cfg).items() if cls == "act"]
-    return c.build(c.widen(c.spec("w8a8"), points=pts), c.params)
+def _all_weights16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, weights=weight_names(c.cfg)), params
+
+
+def _all_act16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, points=[p for p, cls in activation_points(c.cfg).items() if cls == "act"]), params
 
 
 @dataclass(frozen=True)
 class Option:
-    build: Callable[[Calibration], QuantizedModel]
+    changes: tuple[Callable, ...]
     what: str
     hardware: str
 
+    def build(self, c: Calibration) -> QuantizedModel:
+        """The W8/A8 model with these changes; the accumulator check is skipped only for the 16-bit references."""
+        spec, params = c.spec("w8a8"), c.params
+        for change in self.changes:
+            spec, params = change(c, spec, params)
+        if self.what.startswith(("reference", "SIMULATED")) or params is not c.params:  # 16-bit integers: past W8/A8's accumulator check
+            return c.build(spec, params)
+        return c.build(spec)
+
 
 OPTIONS: dict[str, Option] = {
-    "baseline": Option(_baseline, "the W8/A8 contract as it stands", "-"),
-    "router_weights16": Option(_router_weights16, "router (gate) matrices at 16 bits; everything else W8/A8",
+    "baseline": Option((), "the W8/A8 contract as it stands", "-"),
+    "router_weights16": Option((_router_weights16,), "router (gate) matrices at 16 bits; everything else W8/A8",
                                "6 KB more per MoE layer and task; the router's 16 outputs take two 8-bit "
                                "passes (high and low byte) or one 16x8 product per DSP"),
-    "moe_ln2_16": Option(_moe_ln2_16, "MoE layers' LayerNorm-2 output at 16 bits (feeds router and experts): "
+    "moe_ln2_16": Option((_moe_ln2_16,), "MoE layers' LayerNorm-2 output at 16 bits (feeds router and experts): "
                          "an upper bound for a router fed at 16 bits",
                          "experts become W8xA16 (half the INT8-packed MAC rate in MoE layers)"),
-    "ln_out16": Option(_ln_out16, "every LayerNorm output at 16 bits",
+    "ln_out16": Option((_ln_out16,), "every LayerNorm output at 16 bits",
                        "QKV, fc1, router and experts become W8xA16"),
-    "ln_no_cls": Option(_ln_no_cls, "LayerNorm output formats calibrated on patch tokens only (CLS saturates)",
+    "ln_no_cls": Option((_ln_no_cls,), "LayerNorm output formats calibrated on patch tokens only (CLS saturates)",
                         "none (a calibration rule)"),
-    "weights_per_row": Option(_weights_per_row, "SIMULATED: a power-of-two weight scale per output row",
+    "router16+ln_no_cls": Option((_router_weights16, _ln_no_cls), "router_weights16 with ln_no_cls",
+                                 "as router_weights16"),
+    "weights_mse": Option((_weights_mse,), "weight formats of least squared error (the largest weights may "
+                          "saturate) instead of the no-saturation rule", "none (a calibration rule)"),
+    "weights_mse+router16": Option((_router_weights16, _weights_mse), "weights_mse with router_weights16",
+                                   "as router_weights16"),
+    "weights_per_row": Option((_weights_per_row,), "SIMULATED: a power-of-two weight scale per output row",
                               "a requantize shift per output channel (with the bias); formats per row in the pack"),
-    "all_weights16": Option(_all_weights16, "reference: every weight at 16 bits (W16/A8)",
+    "per_row+router16": Option((_router_weights16, _weights_per_row), "SIMULATED: weights_per_row with 16-bit routers",
+                               "both of the above"),
+    "per_row+moe_ln2_16": Option((_weights_per_row, _moe_ln2_16), "SIMULATED: weights_per_row with moe_ln2_16",
+                                 "both of the above"),
+    "all_weights16": Option((_all_weights16,), "reference: every weight at 16 bits (W16/A8)",
                             "twice the weight memory and traffic; no INT8 packing"),
-    "all_act16": Option(_all_act16, "reference: every matmul input at 16 bits (W8/A16)", "no INT8 packing"),
+    "all_act16": Option((_all_act16,), "reference: every matmul input at 16 bits (W8/A16)", "no INT8 packing"),
 }

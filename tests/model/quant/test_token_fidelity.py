@@ -64,3 +64,52 @@ def test_every_option_builds_and_measures(micro_model, images):
     for name, option in OPTIONS.items():
         r = token_fidelity(micro_model, option.build(cal), images[4:5])
         assert np.isfinite(r["mean_abs_error"]) and 0 <= r["route_topk_set_min"] <= 1, name
+
+
+def test_edge_moe_like_weights_have_the_checkpoints_scale():
+    """The documented Edge-MoE statistics are what the model carries (the extremes that shape the formats)."""
+    bb = edge_moe_like(seed=1).backbone
+    assert abs(bb.blocks[10].attn.qkv.bias).max().item() == pytest.approx(50.89, rel=1e-4)
+    assert bb.blocks[9].norm2.weight.mean().item() == pytest.approx(12.2, abs=0.5)
+    assert abs(bb.blocks[11].norm1.bias).max().item() == pytest.approx(13.42, rel=1e-4)
+    assert bb.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.05, rel=0.1)
+    assert abs(bb.blocks[1].mlp.w_gate).max().item() == pytest.approx(0.4, rel=1e-4)
+
+
+def _calib_val(model, calib: int, val: int):
+    from m3vit.data import build_dataset, first_images
+
+    return (first_images(build_dataset("synthetic", "train", model.cfg, length=calib), calib),
+            first_images(build_dataset("synthetic", "val", model.cfg, length=val), val))
+
+
+@pytest.mark.slow
+def test_route_goal_holds_on_the_demo_trained_micro_model():
+    """W8/A8 routes >= 97% alike per MoE layer on the micro model trained as `make demo` trains it.
+
+    Trains it once (2-3 minutes on 2 cores) into build/cache/, then reads it from there.
+    """
+    model = demo_trained_micro()
+    calib, val = _calib_val(model, 64, 8)
+    w8 = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, "w8a8")), val)
+    w16 = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, "w16a16")), val)
+    assert w8["route_topk_set_min"] >= 0.97 and w8["route_top1_min"] >= 0.97
+    assert w16["route_topk_set_min"] >= 0.995
+    assert w16["no_cls_mean_abs_error"] < w8["no_cls_mean_abs_error"] / 20
+
+
+@pytest.mark.slow
+def test_edge_moe_like_routes_where_they_are_weakest():
+    """m3vit-tiny at Edge-MoE's scale: W16/A16 routes as float; W8/A8 does not, and the weight-format option helps.
+
+    Measured (6 images): W8/A8 86-93% per layer; the W8/A8 goal of 97% is not met by any cheap option
+    (README, model/benchmarks/token_fidelity.py). This holds the figures that the report quotes.
+    """
+    model = edge_moe_like()
+    calib, val = _calib_val(model, 8, 2)
+    w16 = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, "w16a16")), val)
+    assert w16["route_topk_set_min"] >= 0.99
+    cal = Calibration.run(model, calib)
+    base = token_fidelity(model, OPTIONS["baseline"].build(cal), val)
+    assert 0.8 <= base["route_topk_set_min"] < 0.97
+    assert w16["mean_abs_error"] < base["mean_abs_error"] / 20
