@@ -17,8 +17,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
 from m3vit.quant.fidelity import token_fidelity
@@ -26,8 +24,10 @@ from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
 from m3vit.quant.fidelity_options import OPTIONS, Calibration
 from m3vit.quant.quantize import QuantizedModel, calibrate
 
+MODELS = ("micro_trained", "tiny_edge_moe_like")
 
-def measure_model(model, calib_n: int, val_n: int, options: list[str]) -> dict:
+
+def measure_model(model, calib_n: int, val_n: int, options: list[str], save=lambda partial: None) -> dict:
     cfg = model.cfg
     calib = first_images(build_dataset("synthetic", "train", cfg, length=calib_n), calib_n)
     val = first_images(build_dataset("synthetic", "val", cfg, length=val_n), val_n)
@@ -40,6 +40,7 @@ def measure_model(model, calib_n: int, val_n: int, options: list[str]) -> dict:
         res = token_fidelity(model, OPTIONS[name].build(cal), val)
         res.update(what=OPTIONS[name].what, hardware=OPTIONS[name].hardware, seconds=time.time() - t0)
         out["w8a8_options"][name] = res
+        save(out)
         print(f"  {cfg.name:10s} {name:18s} " + line(res), flush=True)
     return out
 
@@ -48,6 +49,28 @@ def line(r: dict) -> str:
     return (f"max {r['max_abs_error']:.3f} mean {r['mean_abs_error']:.4f} | no CLS {r['no_cls_max_abs_error']:.3f} "
             f"{r['no_cls_mean_abs_error']:.4f} | routes set min {100 * r['route_topk_set_min']:.1f}% "
             f"mean {100 * r['route_topk_set_mean']:.1f}% top1 min {100 * r['route_top1_min']:.1f}%")
+
+
+def markdown(result: dict) -> str:
+    """The README's tables: both modes per model, then every W8/A8 option."""
+    head = ("| model | {} | token max err | mean err | max err w/o CLS | mean err w/o CLS | route set agree min / mean "
+            "| top-1 agree min / mean |\n|---|---|---|---|---|---|---|---|")
+
+    def row(model: str, label: str, r: dict) -> str:
+        return (f"| {model} | {label} | {r['max_abs_error']:.3g} | {r['mean_abs_error']:.3g} | "
+                f"{r['no_cls_max_abs_error']:.3g} | {r['no_cls_mean_abs_error']:.3g} | "
+                f"{100 * r['route_topk_set_min']:.1f}% / {100 * r['route_topk_set_mean']:.1f}% | "
+                f"{100 * r['route_top1_min']:.1f}% / {100 * r['route_top1_mean']:.1f}% |")
+
+    lines = [head.format("mode")]
+    for key, r in result["models"].items():
+        kind = key.split("_", 1)[1].replace("_", " ")
+        name = f"{r['config']} ({kind}; tokens within ±{r['modes']['w8a8']['float_token_max_abs']:.3g})"
+        lines += [row(name, mode, res) for mode, res in r["modes"].items()]
+    lines += ["", head.format("W8/A8 option")]
+    for r in result["models"].values():
+        lines += [row(r["config"], opt, res) for opt, res in r["w8a8_options"].items()]
+    return "\n".join(lines)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -82,27 +105,36 @@ def main() -> None:
     p.add_argument("--calib-samples", type=int, default=64)
     p.add_argument("--val-samples", type=int, default=12, help="held-out images for micro")
     p.add_argument("--tiny-val-samples", type=int, default=6, help="held-out images for m3vit-tiny (129 tokens each)")
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS),
+                   help="models to measure; the others' figures are kept from an existing --out JSON")
     p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
     p.add_argument("--plot", nargs="*", default=["weights_mse", "router_weights16", "weights_per_row"],
                    help="options drawn beside the contract in the plot")
-    p.add_argument("--replot", action="store_true", help="only redraw the plot from an existing --out JSON")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the plot and print the tables from an existing --out JSON")
     args = p.parse_args()
     out = Path(args.out)
     if args.replot:
         result = json.loads(out.read_text())
         result["plotted"] = args.plot
         plot(result, out.with_suffix(".png"))
+        print(markdown(result))
         return
-    result = {"models": {}, "plotted": args.plot}
+    result = json.loads(out.read_text()) if out.exists() else {"models": {}}
+    result["plotted"] = args.plot
     out.parent.mkdir(parents=True, exist_ok=True)
-    for key, make, n_val in (("micro_trained", lambda: demo_trained_micro(Path(args.cache)), args.val_samples),
-                             ("tiny_edge_moe_like", edge_moe_like, args.tiny_val_samples)):
-        result["models"][key] = measure_model(make(), args.calib_samples, n_val, args.options)
-        out.write_text(json.dumps(result, indent=1) + "\n")  # each model's figures as soon as they exist
+    n_val = {"micro_trained": args.val_samples, "tiny_edge_moe_like": args.tiny_val_samples}
+
+    def save(key: str, partial: dict) -> None:  # every figure on disk as soon as it exists
+        result["models"][key] = partial
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+    for key in args.models:
+        model = demo_trained_micro(Path(args.cache)) if key == "micro_trained" else edge_moe_like()
+        save(key, measure_model(model, args.calib_samples, n_val[key], args.options,
+                                lambda partial, key=key: save(key, partial)))
     plot(result, out.with_suffix(".png"))
-    for key, r in result["models"].items():
-        for mode, res in r["modes"].items():
-            print(f"{key:20s} {mode:7s} {line(res)}")
+    print(markdown(result))
     print(f"wrote {out} and {out.with_suffix('.png')}")
 
 
