@@ -102,9 +102,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="build/bench/token_fidelity.json")
     p.add_argument("--cache", default="build/cache", help="where the trained micro checkpoint is kept")
-    p.add_argument("--calib-samples", type=int, default=64)
+    p.add_argument("--calib-samples", type=int, default=64, help="calibration images for micro")
+    p.add_argument("--tiny-calib-samples", type=int, default=32, help="calibration images for m3vit-tiny")
     p.add_argument("--val-samples", type=int, default=12, help="held-out images for micro")
-    p.add_argument("--tiny-val-samples", type=int, default=6, help="held-out images for m3vit-tiny (129 tokens each)")
+    p.add_argument("--tiny-val-samples", type=int, default=4, help="held-out images for m3vit-tiny (129 tokens each)")
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS),
                    help="models to measure; the others' figures are kept from an existing --out JSON")
     p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
@@ -123,6 +124,7 @@ def main() -> None:
     result = json.loads(out.read_text()) if out.exists() else {"models": {}}
     result["plotted"] = args.plot
     out.parent.mkdir(parents=True, exist_ok=True)
+    n_calib = {"micro_trained": args.calib_samples, "tiny_edge_moe_like": args.tiny_calib_samples}
     n_val = {"micro_trained": args.val_samples, "tiny_edge_moe_like": args.tiny_val_samples}
 
     def save(key: str, partial: dict) -> None:  # every figure on disk as soon as it exists
@@ -131,7 +133,7 @@ def main() -> None:
 
     for key in args.models:
         model = demo_trained_micro(Path(args.cache)) if key == "micro_trained" else edge_moe_like()
-        save(key, measure_model(model, args.calib_samples, n_val[key], args.options,
+        save(key, measure_model(model, n_calib[key], n_val[key], args.options,
                                 lambda partial, key=key: save(key, partial)))
     plot(result, out.with_suffix(".png"))
     print(markdown(result))

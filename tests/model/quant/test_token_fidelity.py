@@ -102,7 +102,7 @@ def test_route_goal_holds_on_the_demo_trained_micro_model():
 def test_edge_moe_like_routes_where_they_are_weakest():
     """m3vit-tiny at Edge-MoE's scale: W16/A16 routes as float; W8/A8 does not, and the weight-format option helps.
 
-    Measured (6 images): W8/A8 86-93% per layer; the W8/A8 goal of 97% is not met by any cheap option
+    Measured (4 images): W8/A8 86-93% per layer; the W8/A8 goal of 97% is not met by any cheap option
     (README, model/benchmarks/token_fidelity.py). This holds the figures that the report quotes.
     """
     model = edge_moe_like()
