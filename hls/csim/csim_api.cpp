@@ -48,7 +48,8 @@ const struct {
     {"DIM", DIM}, {"DEPTH", DEPTH}, {"HEADS", HEADS}, {"HEAD_DIM", HEAD_DIM}, {"N_TOK", N_TOK},
     {"EXPERTS", EXPERTS}, {"TOP_K", TOP_K}, {"NUM_TASKS", NUM_TASKS}, {"W_BITS", W_BITS}, {"ACT_BITS", ACT_BITS},
     {"RESID_BITS", RESID_BITS}, {"INTERNAL_BITS", INTERNAL_BITS}, {"ACT_BYTES", ACT_BYTES},
-    {"RESID_BYTES", RESID_BYTES}, {"BATCH", BATCH}, {"MAC_ROWS", MAC_ROWS}, {"MAC_COLS", MAC_COLS},
+    {"RESID_BYTES", RESID_BYTES}, {"BATCH", BATCH}, {"ROWS_MAX", ROWS_MAX}, {"MAC_ROWS", MAC_ROWS},
+    {"MAC_COLS", MAC_COLS}, {"ARRAY_MIN_TOKENS", ARRAY_MIN_TOKENS},
     {"ATTN_LANES", ATTN_LANES}, {"PACK_CHUNK", PACK_CHUNK}, {"HEADER_WORDS", HEADER_WORDS},
     {"LAYER_WORDS", LAYER_WORDS},
 #if defined(M3V_AP_TYPES)
@@ -101,6 +102,11 @@ int m3v_set_task(uint32_t task) {
 int m3v_run(const uint8_t* images, uint32_t num_frames, uint8_t* tokens, uint64_t scratch_bytes) {
     if (!g_has_pack || !g_has_program) return fail(-1, "load a pack and a program before running frames");
     if (num_frames == 0) return fail(-1, "num_frames must be at least 1");
+    const uint32_t dump_frames = mem_u32(g_program.data(), H_DUMP) ? mem_u32(g_program.data(), H_DUMP_FRAMES) : 0;
+    if (dump_frames && num_frames > dump_frames)
+        return fail(-1, "dumps are sized for " + std::to_string(dump_frames) + " frames, the run has " +
+                            std::to_string(num_frames) + ": reload the program with dump_frames >= " +
+                            std::to_string(num_frames) + " or turn dumps off");
     const uint64_t in_bytes = uint64_t(num_frames) * IN_CH * IMG_H * IMG_W * ACT_BYTES;
     const uint64_t out_bytes = uint64_t(num_frames) * N_TOK * DIM * RESID_BYTES;
     std::vector<word_t> img, out;
@@ -208,34 +214,31 @@ int m3v_op_isqrt(const int64_t* v, int64_t n, int64_t* out) {
     return 0;
 }
 
-int m3v_op_linear(const int64_t* x, const int64_t* w, const int64_t* bias, int64_t rows, int64_t n, int64_t k,
-                  int64_t* out) {
-    if (k > K_MAX) return fail(-1, "linear op: k above K_MAX");
-    const int64_t wmax = (int64_t(1) << (W_BITS - 1)) - 1, amax = (int64_t(1) << (ACT_BITS - 1)) - 1;
+int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, const int64_t* bias, int64_t rows,
+                  int64_t n, int64_t k, int64_t* out) {
+    if (k > K_MAX || k < 1) return fail(-1, "linear op: k outside [1, K_MAX]");
+    if (rows > ROWS_MAX || rows < 1) return fail(-1, "linear op: rows outside [1, ROWS_MAX]");
+    const uint64_t tiles = uint64_t((n + TILE - 1) / TILE) * uint64_t((k + TILE - 1) / TILE);
+    if (w_bytes != tiles * TILE * TILE * W_BYTES) return fail(-1, "linear op: weights are not n x k tiled16");
+    const int64_t amax = (int64_t(1) << (ACT_BITS - 1)) - 1;
     std::vector<act_t> xs(size_t(rows * k));
     for (int64_t i = 0; i < rows * k; ++i) {
         if (x[i] > amax || x[i] < -amax - 1) return fail(-1, "linear op: input outside the act width");
         xs[size_t(i)] = act_t(x[i]);
     }
-    std::vector<w_t> wb(size_t(MAC_ROWS * K_MAX));
-    bias_t bb[MAC_ROWS];
+    // A weight memory as the top sees it: the tiled matrix at byte 0, the biases after it (16-aligned).
+    const uint64_t b_off = (w_bytes + 15) / 16 * 16;
+    std::vector<uint8_t> mem(size_t(b_off + uint64_t(n) * BIAS_BYTES), 0);
+    std::memcpy(mem.data(), w_tiled, size_t(w_bytes));
+    std::vector<word_t> words;
+    to_words(mem.data(), mem.size(), words);
+    for (int64_t j = 0; j < n; ++j) mem_put(words.data(), uint32_t(b_off + uint64_t(j) * BIAS_BYTES), BIAS_BYTES, bias[j]);
     struct Epi {
         int64_t* out;
         int64_t n;
         void operator()(int r, int j, int64_t acc) { out[r * n + j] = acc; }
     } epi = {out, n};
-    for (int64_t n0 = 0; n0 < n; n0 += MAC_ROWS) {
-        const int nb = int(n - n0 < MAC_ROWS ? n - n0 : MAC_ROWS);
-        for (int j = 0; j < nb; ++j) {
-            bb[j] = bias_t(bias[n0 + j]);
-            for (int64_t kk = 0; kk < k; ++kk) {
-                const int64_t v = w[(n0 + j) * k + kk];
-                if (v > wmax || v < -wmax) return fail(-1, "linear op: weight outside the narrow weight range");
-                wb[size_t(j * K_MAX + kk)] = w_t(v);
-            }
-        }
-        linear_block(wb.data(), K_MAX, bb, nb, int(n0), xs.data(), int(k), nullptr, int(rows), int(k), epi);
-    }
+    linear_ddr(words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
     return 0;
 }
 

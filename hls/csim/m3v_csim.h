@@ -37,9 +37,11 @@ int m3v_op_topk(const int64_t* logits, int64_t rows, int64_t e, int64_t k, int64
 int m3v_op_gate_probs(const int64_t* logits, int64_t rows, int64_t e, int l_frac, const int64_t* top, int64_t k,
                       int64_t* out);
 int m3v_op_isqrt(const int64_t* v, int64_t n, int64_t* out);
-/* x [rows][k] · w [n][k]ᵀ + bias through the linear unit's MAC path (DSP-packed in W8/A8). */
-int m3v_op_linear(const int64_t* x, const int64_t* w, const int64_t* bias, int64_t rows, int64_t n, int64_t k,
-                  int64_t* out);
+/* x [rows][k] · wᵀ + bias through the whole linear unit (weight memory → stream → ping-pong block →
+ * MAC array, DSP-packed in W8/A8 → epilogue); w is n x k in the pack's tiled16 layout (w_bytes bytes,
+ * W_BYTES per weight), rows <= ROWS_MAX. out [rows][n]: the exact accumulators. */
+int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, const int64_t* bias, int64_t rows,
+                  int64_t n, int64_t k, int64_t* out);
 /* WP486 packing over every (w_hi, w_lo, a) in int8^3: number of mismatching products. */
 int64_t m3v_dsp_pack_exhaustive(void);
 

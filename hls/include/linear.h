@@ -1,15 +1,39 @@
-// The unified linear unit (NUMERICS.md §3): one MAC array, sizes set at run time, serving patch
-// embedding, Q/K/V, projection, dense MLP, routers and experts. Weights arrive as the pack's 16x16
-// tiles (output-tile major), MAC_ROWS output rows at a time (consecutive tile rows: one burst),
-// double-buffered so the next block loads while the current one computes. The epilogue is a
-// functor called once per (row, output) with the exact accumulator: requantize, GELU, residual add
-// and gate-weighted accumulate are fused there.
+// The unified linear unit (NUMERICS.md §3): one MAC_ROWS x MAC_COLS MAC array, sizes set at run time,
+// serving patch embedding, Q/K/V, projection, dense MLP, routers and experts.
 //
-// W8/A8 packs two MACs into one DSP48E2 (Xilinx WP486): two weights of neighbouring output rows
+// Schedule — the one m3vit.hw.resources costs. A layer is cut into output blocks of MAC_ROWS rows
+// of W. A block is resident on chip (wblk[k-slice][row][col], partitioned over rows and columns so
+// that one read yields the MAC_ROWS x MAC_COLS weights of a k-slice). For each k-slice of MAC_COLS
+// inputs (outer loop) every token streams through the array (inner loop, PIPELINE II = 1): one
+// cycle = MAC_ROWS dot-product slices of MAC_COLS terms of one token, i.e. ceil(K / MAC_COLS) x rows
+// cycles per block. The weight slice stays the same for `rows` consecutive cycles (weight-slice
+// stationary); partial sums live in acc[ROWS_MAX][MAC_ROWS] (partitioned over MAC_ROWS: one token's
+// partial sums are read and written per cycle). In the last k-slice each token's sums leave as one
+// accumulator row for the epilogue (bias is added at the first k-slice).
+//
+// Why k-slices outer: consecutive pipeline iterations update different tokens' accumulators, so the
+// read-modify-write of acc[t] recurs only every `rows` cycles (the loop-carried distance); the
+// token loop runs at least ARRAY_MIN_TOKENS iterations (idle ones when fewer tokens are queued),
+// which is at least the array's pipeline depth, so there is no read-after-write hazard and
+// DEPENDENCE inter false is true. (Tokens outer with k-slices inner would keep the sums in
+// registers but needs a fresh weight slice every cycle and a one-cycle loop-carried add.)
+//
+// Per block, four processes form a DATAFLOW pipeline, each channel single-producer single-consumer:
+//   read_block  — m_axi burst of the block's contiguous range of the pack → hls::stream of beats
+//   place_block — beats → the block buffer (k-slice major), zero where the block is partial
+//   mac_array   — the array above → hls::stream of accumulator rows
+//   epilogue    — the fused per-op function (requantize, GELU, residual add, gate accumulate, ...)
+// The block loop is a dataflow loop in canonical form, so block b+1 is read and placed while block
+// b computes: the block buffer is a PIPO channel, i.e. the ping-pong weight buffer.
+//
+// W8/A8 packs two MACs into one DSP48E2 (Xilinx WP486): the weights of output rows 2i+1 and 2i
 // share one activation, A:D pre-adder = w_hi·2^18 + w_lo (27 bits), B = activation (18 bits).
-// After at most PACK_CHUNK products the 48-bit P holds hi·2^18 + lo with |lo| < 2^17; the low field
-// is its bottom 18 bits sign-extended, and the high field needs the WP486 correction: + P[17].
+// A cascade of at most PACK_CHUNK such products (PCOUT → PCIN) leaves hi·2^18 + lo in the 48-bit
+// P with |lo| < 2^17; the low field is P[17:0] sign-extended and the high field needs the WP486
+// correction + P[17]. A k-slice is MAC_COLS / PACK_CHUNK cascades per row pair.
 #pragma once
+#include <hls_stream.h>
+
 #include "fx.h"
 
 namespace m3v {
@@ -24,117 +48,207 @@ inline void dsp_unpack(int64_t p, int64_t& hi, int64_t& lo) {
     hi = (p >> PACK_FIELD_BITS) + ((p >> (PACK_FIELD_BITS - 1)) & 1);  // the correction of WP486
 }
 
-// Σ_k x[k]·w_hi[k] and Σ_k x[k]·w_lo[k] through packed DSP products, PACK_CHUNK at a time.
-template <class X_T, class W_T>
-void dsp_dual_dot(const X_T* x, const W_T* w_hi, const W_T* w_lo, int k, int64_t& hi_sum, int64_t& lo_sum) {
-    hi_sum = 0;
-    lo_sum = 0;
-DUAL_CHUNKS:  // MAC_COLS / PACK_CHUNK DSP cascades of PACK_CHUNK each cover one k-slice per cycle
-    for (int k0 = 0; k0 < k; k0 += PACK_CHUNK) {
-#pragma HLS UNROLL factor = MAC_COLS / PACK_CHUNK
-        const int kn = k - k0 < PACK_CHUNK ? k - k0 : PACK_CHUNK;
-        int64_t p = 0;  // the DSP's 48-bit accumulator
-    DUAL_MAC:
-        for (int j = 0; j < kn; ++j) {
+constexpr int CASCADE = PACK_CHUNK > 0 ? PACK_CHUNK : MAC_COLS;  // products per DSP cascade
+constexpr int BEAT_BYTES = 16;                                   // one 128-bit m_axi beat
+constexpr int W_PER_BEAT = BEAT_BYTES / W_BYTES;
+constexpr int BEATS_PER_TILE_ROW = TILE * W_BYTES / BEAT_BYTES;
+static_assert(MAC_ROWS % TILE == 0 && MAC_COLS % TILE == 0, "the MAC array is made of pack tiles");
+static_assert(MAC_ROWS % 2 == 0, "W8/A8 packs output rows in pairs");
+static_assert(TILE * W_BYTES % BEAT_BYTES == 0, "a tile row is a whole number of beats");
+
+typedef w_t weight_block_t[KS_MAX][MAC_ROWS][MAC_COLS];
+struct AccRow {  // one token's MAC_ROWS accumulators of a block, array → epilogue
+    acc_t a[MAC_ROWS];
+};
+
+inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+inline int block_rows(int blk, int n_out) {
+    const int left = n_out - blk * MAC_ROWS;
+    return left < MAC_ROWS ? left : MAC_ROWS;
+}
+
+// --- process 1: the block's contiguous range of the pack, one burst --------------------------------
+// Matrices are tiled16 (pack.py: 16x16 tiles, output-tile major, each tile row-major), so the
+// MAC_ROWS / 16 tile rows of a block are one range of ceil(nb/16) x ceil(k/16) tiles.
+inline void read_block(const word_t* wmem, uint32_t w_off, uint32_t b_off, int blk, int n_out, int k_in,
+                       hls::stream<word_t>& beats, hls::stream<bias_t>& biases) {
+    const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
+    const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
+    const uint32_t tile_beats = TILE * BEATS_PER_TILE_ROW;
+    const uint32_t first = w_off / BEAT_BYTES + uint32_t(n0 / TILE) * uint32_t(ct) * tile_beats;
+    const uint32_t count = uint32_t(trn * ct) * tile_beats;
+READ_BEATS:
+    for (uint32_t i = 0; i < count; ++i) {
 #pragma HLS PIPELINE II = 1
-            p += dsp_pack_weights(int64_t(w_hi[k0 + j]), int64_t(w_lo[k0 + j])) * int64_t(x[k0 + j]);
-        }
-        int64_t hi, lo;
-        dsp_unpack(p, hi, lo);
-        hi_sum += hi;
-        lo_sum += lo;
+        beats.write(wmem[first + i]);
     }
-}
-
-template <class X_T, class W_T>
-inline acc_t dot(const X_T* x, const W_T* w, int k) {
-    acc_t acc = 0;
-DOT:
-    for (int j = 0; j < k; ++j) {
-#pragma HLS PIPELINE II = 1
-        acc += acc_t(x[j]) * acc_t(w[j]);
-    }
-    return acc;
-}
-
-// One block of `nb` output rows held on chip (row stride K_MAX) over `rows` input rows.
-// Input row r is x[(gather ? gather[r] : r) * x_stride]. epi(r, n_base + n, acc).
-template <class X_T, class EPI>
-void linear_block(const w_t* wrows, int w_stride, const bias_t* bias, int nb, int n_base, const X_T* x, int x_stride,
-                  const uint16_t* gather, int rows, int k, EPI& epi) {
-LIN_ROWS:
-    for (int r = 0; r < rows; ++r) {
-        const X_T* xr = x + int64_t(gather ? gather[r] : r) * x_stride;
-        const int pairs = PACK_CHUNK > 0 ? nb / 2 : 0;
-    LIN_PAIRS:  // the MAC array's rows: MAC_ROWS outputs (MAC_ROWS / 2 packed DSP pairs) side by side
-        for (int i = 0; i < pairs; ++i) {
-#pragma HLS UNROLL factor = MAC_ROWS / 2
-            const int n = 2 * i;
-            int64_t hi, lo;
-            dsp_dual_dot(xr, wrows + int64_t(n + 1) * w_stride, wrows + int64_t(n) * w_stride, k, hi, lo);
-            epi(r, n_base + n, lo + int64_t(bias[n]));
-            epi(r, n_base + n + 1, hi + int64_t(bias[n + 1]));
-        }
-    LIN_SINGLE:
-        for (int n = 2 * pairs; n < nb; ++n) {
-            epi(r, n_base + n, int64_t(dot(xr, wrows + int64_t(n) * w_stride, k)) + int64_t(bias[n]));
-        }
-    }
-}
-
-// Rows [n0, n0 + nb) of a tiled matrix with k_in columns at byte offset w_off, into wbuf[nb][K_MAX].
-inline void load_weight_block(const word_t* wmem, uint32_t w_off, int n0, int nb, int k_in, w_t* wbuf) {
-    const int ct = (k_in + TILE - 1) / TILE;
-    const int tr0 = n0 / TILE, trn = (nb + TILE - 1) / TILE;
-    const uint32_t tile_bytes = TILE * TILE * W_BYTES;
-LOAD_TILES:
-    for (int tr = 0; tr < trn; ++tr) {
-        for (int tc = 0; tc < ct; ++tc) {
-            const uint32_t base = w_off + uint32_t((tr0 + tr) * ct + tc) * tile_bytes;
-            for (int i = 0; i < TILE; ++i) {
-                const int n = tr * TILE + i;
-                for (int j = 0; j < TILE; ++j) {
-#pragma HLS PIPELINE II = 1
-                    const int kk = tc * TILE + j;
-                    if (n < nb && kk < k_in)
-                        wbuf[n * K_MAX + kk] = w_t(mem_int(wmem, base + uint32_t(i * TILE + j) * W_BYTES, W_BYTES));
-                }
-            }
-        }
-    }
-}
-
-inline void load_bias(const word_t* wmem, uint32_t b_off, int n0, int nb, bias_t* b) {
-LOAD_BIAS:
+READ_BIAS:
     for (int n = 0; n < nb; ++n) {
 #pragma HLS PIPELINE II = 1
-        b[n] = bias_t(mem_int(wmem, b_off + uint32_t(n0 + n) * BIAS_BYTES, BIAS_BYTES));
+        biases.write(bias_t(mem_int(wmem, b_off + uint32_t(n0 + n) * BIAS_BYTES, BIAS_BYTES)));
     }
 }
 
-// A whole layer streamed from DDR: blocks of MAC_ROWS outputs, the next block prefetched into the
-// other half of a ping-pong buffer while the current one computes.
-template <class X_T, class EPI>
-void linear_ddr(const word_t* wmem, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const X_T* x, int x_stride,
-                const uint16_t* gather, int rows, EPI& epi) {
-    static w_t wbuf[2][MAC_ROWS * K_MAX];
-    static bias_t bbuf[2][MAC_ROWS];
-#pragma HLS ARRAY_PARTITION variable = wbuf cyclic factor = MAC_COLS dim = 2
-#pragma HLS ARRAY_PARTITION variable = bbuf complete dim = 2
-    const int blocks = (n_out + MAC_ROWS - 1) / MAC_ROWS;
-    int nb0 = n_out < MAC_ROWS ? n_out : MAC_ROWS;
-    load_weight_block(wmem, w_off, 0, nb0, k_in, wbuf[0]);
-    load_bias(wmem, b_off, 0, nb0, bbuf[0]);
+inline int64_t beat_int(const word_t& beat, int j) {
+    const int bits = 8 * W_BYTES;
+    uint64_t v = word_get(beat, j * bits, bits);
+    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << bits;
+    return int64_t(v);
+}
+
+// --- process 2: beats into the block buffer ---------------------------------------------------------
+// Every position of the k-slices in use is written — zero past n_out (a partial block), past k_in
+// and for tile columns the pack does not have — so the array never multiplies stale weights.
+inline void place_block(hls::stream<word_t>& beats, hls::stream<bias_t>& biases, int blk, int n_out, int k_in,
+                        weight_block_t w, bias_t b[MAC_ROWS]) {
+    const int nb = block_rows(blk, n_out);
+    const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
+    const int tc_used = ceil_div(k_in, MAC_COLS) * (MAC_COLS / TILE);
+PLACE_TILE_ROWS:
+    for (int tr = 0; tr < MAC_ROWS / TILE; ++tr)
+        for (int tc = 0; tc < tc_used; ++tc)
+            for (int i = 0; i < TILE; ++i)
+                for (int h = 0; h < BEATS_PER_TILE_ROW; ++h) {
+#pragma HLS PIPELINE II = 1
+                    const bool in_pack = tr < trn && tc < ct;
+                    const word_t beat = in_pack ? beats.read() : word_t();
+                    const int n = tr * TILE + i;
+                    for (int j = 0; j < W_PER_BEAT; ++j) {
+#pragma HLS UNROLL
+                        const int kk = tc * TILE + h * W_PER_BEAT + j;
+                        w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(in_pack && kk < k_in ? beat_int(beat, j) : 0);
+                    }
+                }
+PLACE_BIAS:
+    for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS PIPELINE II = 1
+        b[n] = n < nb ? biases.read() : bias_t(0);
+    }
+}
+
+// --- process 3: the MAC array -------------------------------------------------------------------------
+// One cycle: MAC_ROWS dot-product slices of MAC_COLS terms of one token into sum[].
+inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS], int64_t sum[MAC_ROWS]) {
+#pragma HLS INLINE
+    if (PACK_CHUNK > 0) {
+    ROW_PAIRS:  // MAC_ROWS / 2 packed DSP rows
+        for (int i = 0; i < MAC_ROWS / 2; ++i) {
+#pragma HLS UNROLL
+            int64_t hi_sum = 0, lo_sum = 0;
+        CASCADES:
+            for (int c0 = 0; c0 < MAC_COLS; c0 += CASCADE) {
+#pragma HLS UNROLL
+                int64_t p = 0;  // the 48-bit P of the cascade's last DSP48E2
+            CASCADE_DSPS:
+                for (int j = 0; j < CASCADE && c0 + j < MAC_COLS; ++j) {
+#pragma HLS UNROLL
+                    p += dsp_pack_weights(int64_t(w[2 * i + 1][c0 + j]), int64_t(w[2 * i][c0 + j])) *
+                         int64_t(xs[c0 + j]);
+                }
+                int64_t hi, lo;
+                dsp_unpack(p, hi, lo);
+                hi_sum += hi;
+                lo_sum += lo;
+            }
+            sum[2 * i] = lo_sum;
+            sum[2 * i + 1] = hi_sum;
+        }
+    } else {
+    ROWS:  // one DSP48E2 per MAC, an adder tree per row
+        for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+            int64_t s = 0;
+            for (int c = 0; c < MAC_COLS; ++c) {
+#pragma HLS UNROLL
+                s += int64_t(w[n][c]) * int64_t(xs[c]);
+            }
+            sum[n] = s;
+        }
+    }
+}
+
+// Input row t of the op is x[(gather ? gather[t] : t) * x_stride] (experts gather their queue).
+// The k-slice x token nest is flattened by hand (one pipelined loop of kslices x iters cycles, no
+// drain between k-slices); in the last k-slice the sums leave as the token's accumulator row
+// instead of being written back, so the next block starts without an unload pass.
+inline void mac_array(const weight_block_t w, const bias_t b[MAC_ROWS], const act_t* x, int x_stride,
+                      const uint16_t* gather, int rows, int k_in, hls::stream<AccRow>& out) {
+    static acc_t acc[ROWS_MAX][MAC_ROWS];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    const int kslices = ceil_div(k_in, MAC_COLS);
+    const int iters = rows < ARRAY_MIN_TOKENS ? ARRAY_MIN_TOKENS : rows;  // see the header: RAW distance
+    int ks = 0, t = 0;
+K_SLICES_X_TOKENS:
+    for (int it = 0; it < kslices * iters; ++it) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = acc inter false
+        if (t < rows) {
+            act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
+#pragma HLS ARRAY_PARTITION variable = xs complete
+            const act_t* xr = x + int64_t(gather ? gather[t] : t) * x_stride + ks * MAC_COLS;
+            const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
+            for (int c = 0; c < MAC_COLS; ++c) xs[c] = c < valid ? xr[c] : act_t(0);
+            int64_t sum[MAC_ROWS];
+#pragma HLS ARRAY_PARTITION variable = sum complete
+            mac_cycle(w[ks], xs, sum);
+            AccRow r;
+            for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+                r.a[n] = acc_t((ks == 0 ? int64_t(b[n]) : int64_t(acc[t][n])) + sum[n]);
+                acc[t][n] = r.a[n];
+            }
+            if (ks == kslices - 1) out.write(r);
+        }
+        if (++t == iters) {
+            t = 0;
+            ++ks;
+        }
+    }
+}
+
+// --- process 4: the fused epilogue, MAC_ROWS outputs per cycle -----------------------------------------
+// epi(r, n, acc) with the exact accumulator (bias included) of output n of input row r.
+template <class EPI>
+void epilogue(hls::stream<AccRow>& in, int blk, int n_out, int rows, EPI& epi) {
+    const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
+EPI_TOKENS:
+    for (int t = 0; t < rows; ++t) {
+#pragma HLS PIPELINE II = 1
+        const AccRow r = in.read();
+        for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+            if (n < nb) epi(t, n0 + n, int64_t(r.a[n]));
+        }
+    }
+}
+
+// A whole op y = x·Wᵀ + b over `rows` input rows, W (n_out x k_in, tiled16) and b streamed from
+// the weight memory at byte offsets w_off / b_off, block by block (each weight read once per call).
+template <class EPI>
+void linear_ddr(const word_t* wmem, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
+                int x_stride, const uint16_t* gather, int rows, EPI& epi) {
+    const int blocks = ceil_div(n_out, MAC_ROWS);
 LIN_BLOCKS:
     for (int blk = 0; blk < blocks; ++blk) {
-        const int cur = blk & 1, n0 = blk * MAC_ROWS;
-        const int nb = n_out - n0 < MAC_ROWS ? n_out - n0 : MAC_ROWS;
-        if (blk + 1 < blocks) {  // prefetch: independent of the compute below, overlapped in hardware
-            const int n1 = n0 + MAC_ROWS, nb1 = n_out - n1 < MAC_ROWS ? n_out - n1 : MAC_ROWS;
-            load_weight_block(wmem, w_off, n1, nb1, k_in, wbuf[cur ^ 1]);
-            load_bias(wmem, b_off, n1, nb1, bbuf[cur ^ 1]);
-        }
-        linear_block(wbuf[cur], K_MAX, bbuf[cur], nb, n0, x, x_stride, gather, rows, k_in, epi);
+#pragma HLS DATAFLOW
+        hls::stream<word_t> beats("lin_beats");
+        hls::stream<bias_t> biases("lin_biases");
+        hls::stream<AccRow> accs("lin_accs");
+#pragma HLS STREAM variable = beats depth = 64
+#pragma HLS STREAM variable = biases depth = MAC_ROWS
+#pragma HLS STREAM variable = accs depth = 16
+        w_t wblk[KS_MAX][MAC_ROWS][MAC_COLS];  // PIPO channel: the ping-pong weight block
+        bias_t bblk[MAC_ROWS];
+#pragma HLS ARRAY_PARTITION variable = wblk complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = wblk complete dim = 3
+        // MAC_ROWS x MAC_COLS banks of KS_MAX words: shallow, so distributed RAM rather than BRAM or
+        // registers (written one beat per cycle by place_block, read one k-slice per cycle).
+#pragma HLS BIND_STORAGE variable = wblk type = ram_s2p impl = lutram
+#pragma HLS ARRAY_PARTITION variable = bblk complete
+        read_block(wmem, w_off, b_off, blk, n_out, k_in, beats, biases);
+        place_block(beats, biases, blk, n_out, k_in, wblk, bblk);
+        mac_array(wblk, bblk, x, x_stride, gather, rows, k_in, accs);
+        epilogue(accs, blk, n_out, rows, epi);
     }
 }
 

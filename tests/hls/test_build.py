@@ -14,7 +14,7 @@ from m3vit.configs import get_config
 from m3vit.hw import interface
 from m3vit.hw.csim import build_testbench
 from m3vit.hw.hls_config import HlsParams, config_header, constants, pack_chunk
-from m3vit.hw.program import HEADER_FIELDS, LAYER_FIELDS
+from m3vit.hw.program import HEADER_FIELDS, LAYER_FIELDS, LAYER_POINTS, frame_dump_values, point_shapes
 from m3vit.hw.vectors import main as vectors_main
 from m3vit.quant import intops
 from m3vit.quant.spec import get_mode
@@ -37,6 +37,19 @@ def test_header_tables_and_shapes_come_from_python():
     assert "constexpr int DIM = 192;" in header and "constexpr int RESID_BITS = 24;" in header
     assert f"L_{LAYER_FIELDS[-1].upper()} = {len(LAYER_FIELDS) - 1}," in header
     assert f"H_{HEADER_FIELDS[-1].upper()} = {len(HEADER_FIELDS) - 1}," in header
+
+
+def test_dump_frame_sizes_come_from_the_dump_layout():
+    """The top advances each point's dump by f0 · (values per frame): that must be the layout's shape / frames."""
+    cfg = get_config("m3vit-tiny")
+    header = config_header(cfg, get_mode("w8a8"), HlsParams())
+    per_frame = frame_dump_values(cfg)
+    assert list(_table(header, "LAYER_DUMP_FRAME_VALUES")) == [per_frame[p] for p in LAYER_POINTS]
+    assert f"IMAGE_DUMP_FRAME_VALUES = {per_frame['image']}u;" in header
+    three = point_shapes(cfg, 3)
+    for name, shape in three.items():
+        assert int(np.prod(shape)) == 3 * per_frame[name.rsplit(".", 1)[-1]], name
+    assert LAYER_FIELDS[-len(LAYER_POINTS):] == tuple(f"d_{p}" for p in LAYER_POINTS)  # the top's L_D_LN1 + i
 
 
 def test_kernel_sources_hold_no_copied_tables():

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from m3vit.configs import get_config
-from m3vit.hw.csim import cached, first_difference
+from m3vit.hw.csim import batched_reference, cached, first_difference
 from m3vit.model import M3ViT
 from m3vit.quant.fixed import quantize
 from m3vit.quant.pack import write_pack
@@ -50,9 +50,12 @@ def _with_router(q: QuantizedModel, route: str) -> QuantizedModel:
         if route == "tied":  # every logit equal: ties go to the lowest experts, the others stay empty
             p[w][:] = 0
             p[b][:] = 0
-        elif route == "one_expert":  # expert E-1 first for every token (its logit saturates)
-            p[b][:, -1] = fmts[b].qmax
-    return QuantizedModel(q.cfg, q.spec, p, q.heads)
+        elif route == "one_expert":  # expert E-1 first for every token (its logit saturates), with the
+            # largest bias whose accumulator still fits the hardware's (the contract every pack meets)
+            p[b][:, -1] = min(fmts[b].qmax, 1 << (q.spec.mode.acc_bits - 2))
+    q2 = QuantizedModel(q.cfg, q.spec, p, q.heads)
+    assert all(a["fits"] for a in q2.hw["accumulators"].values()), "the forced router breaks the accumulator bound"
+    return q2
 
 
 @pytest.mark.parametrize("route", ["tied", "one_expert"])
@@ -83,15 +86,22 @@ def test_saturating_images(micro_q, micro_images):
 
 
 def test_frame_batching_beyond_the_batch(micro_q, micro_images):
-    """More frames than BATCH: batches of BATCH share each weight load; every frame's tokens exact."""
+    """More frames than BATCH: batches of BATCH share each weight load; every point of every frame is
+    dumped (expert points batch by batch) and bit-exact; a run longer than the dump layout is refused."""
     mode, q, manifest = micro_q
     sim = cached(q.cfg, mode)
-    sim.load_pack(manifest, dump_frames=0)
-    frames = sim.constant("BATCH") + 1
+    batch = sim.constant("BATCH")
+    frames = batch + 1
     images = np.concatenate([micro_images] * 2)[:frames]
+    sim.load_pack(manifest, dump_frames=frames)
     got = sim.run(images, "normals")
-    _, arith = q.tokens(images, "normals", dump=True)
-    assert np.array_equal(got, arith.dumps[f"l{q.cfg.depth - 1}.out"][0])
+    dumps = batched_reference(q, images, "normals", batch)
+    problem = first_difference(sim, dumps)
+    assert problem is None, problem
+    assert np.array_equal(got, dumps[f"l{q.cfg.depth - 1}.out"][0])
+    assert sim.dump("embed").shape[0] == frames and sim.dump("embed")[-1].any()  # the last batch was written
+    with pytest.raises(Exception, match=f"dumps are sized for {frames} frames"):
+        sim.run(np.concatenate([images, images[:1]]), "normals")
 
 
 def test_bit_accurate_ap_types_build_agrees(micro_q, micro_images):

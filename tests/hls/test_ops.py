@@ -139,16 +139,25 @@ def test_topk_and_gate_probabilities(sim, rng, e, k):
                     f"gate probabilities l_frac={l_frac}")
 
 
-@pytest.mark.parametrize(("n", "k"), [(64, 64), (33, 200), (17, 768), (1, 9)])
-def test_linear_unit(sim, rng, n, k):
+@pytest.mark.parametrize(("n", "k", "rows"), [(64, 64, 9), (33, 200, 40), (17, 768, 9), (1, 9, 1), (100, 130, 66)])
+def test_linear_unit(sim, rng, n, k, rows):
+    """The whole unit (weight memory → stream → ping-pong block → array → epilogue): partial blocks
+    (n), partial k-slices and tiles (k), token loops shorter than the array's latency (rows < 16)."""
     wb, ab = sim.mode.weight_bits, sim.mode.act_bits
     wmax, amax = (1 << (wb - 1)) - 1, 1 << (ab - 1)
-    x = rng.integers(-amax, amax, (9, k))
+    x = rng.integers(-amax, amax, (rows, k))
     w = rng.integers(-wmax, wmax + 1, (n, k))
-    x[0], x[1] = -amax, amax - 1  # worst-case rows for the packed low field
+    x[0] = -amax
+    x[-1] = amax - 1  # worst-case rows for the packed low field
     w[0], w[-1] = wmax, -wmax
     bias = rng.integers(-(1 << 20), 1 << 20, n)
-    assert_same(sim.linear(x, w, bias), intops.linear(x, w, bias), f"linear {n}x{k}")
+    assert_same(sim.linear(x, w, bias), intops.linear(x, w, bias), f"linear {n}x{k}, {rows} rows")
+
+
+def test_linear_unit_refuses_more_rows_than_its_accumulators(sim):
+    rows = sim.constant("ROWS_MAX") + 1
+    with pytest.raises(Exception, match="rows outside"):
+        sim.linear(np.zeros((rows, 16), np.int64), np.zeros((16, 16), np.int64), np.zeros(16, np.int64))
 
 
 def test_dsp_packing_is_exact_over_every_int8_triple(micro_cfg):

@@ -19,15 +19,19 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..configs import ModelConfig
 from ..quant.fixed import quantize
-from ..quant.pack import Pack, read_pack
+from ..quant.pack import Pack, read_pack, tile16
 from ..quant.spec import PrecisionMode, get_mode
 from .hls_config import HlsParams, config_header, config_key, container_bytes, write_config_header
 from .program import DumpLayout, build_program
+
+if TYPE_CHECKING:
+    from ..quant.quantize import QuantizedModel
 
 REPO = Path(__file__).resolve().parents[3]
 HLS_DIR = REPO / "hls"
@@ -191,7 +195,8 @@ class CSim:
         return self.run_quantized(quantize(images, self.pack.spec.activations["image"]))
 
     def dump(self, point: str) -> np.ndarray:
-        """A point's values from the last run's first batch, in the integer reference's layout."""
+        """A point's values over every frame of the last run (up to ``dump_frames``), in the integer
+        reference's layout; expert points batch by batch (see :func:`batched_reference`)."""
         if self.layout is None:
             raise CSimError("dumps are off: load the pack with dump_frames > 0")
         off, shape = self.layout.offsets[point], self.layout.shapes[point]
@@ -282,12 +287,15 @@ class CSim:
         return out
 
     def linear(self, x, w, bias) -> np.ndarray:
-        x, w, bias = _i64(x), _i64(w), _i64(bias)
+        """x [rows, k] · w [n, k]ᵀ + bias through the whole linear unit, w stored as the pack stores it."""
+        x, bias = _i64(x), _i64(bias)
         rows, k = x.shape
-        n = w.shape[0]
+        n = np.asarray(w).shape[0]
+        tiled = np.ascontiguousarray(tile16(np.asarray(w)).astype(f"<i{container_bytes(self.mode.weight_bits)}"))
         out = np.empty((rows, n), np.int64)
-        self._check(self.lib.m3v_op_linear(_ptr(x), _ptr(w), _ptr(bias), ctypes.c_int64(rows), ctypes.c_int64(n),
-                                           ctypes.c_int64(k), _ptr(out)))
+        self._check(self.lib.m3v_op_linear(_ptr(x), tiled.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                           ctypes.c_uint64(tiled.nbytes), _ptr(bias), ctypes.c_int64(rows),
+                                           ctypes.c_int64(n), ctypes.c_int64(k), _ptr(out)))
         return out
 
     def dsp_pack_exhaustive(self) -> int:
@@ -305,6 +313,22 @@ def cached(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None
     if key not in _LOADED:
         _LOADED[key] = CSim(cfg, mode_name, params, ap_types)
     return _LOADED[key]
+
+
+def batched_reference(q: QuantizedModel, images: np.ndarray, task: str, batch: int) -> dict[str, list[np.ndarray]]:
+    """The integer reference's dumps of a run as the accelerator takes it: ``batch`` frames at a time.
+
+    Only the expert points depend on the batching (their rows are patch-reordered within a batch:
+    expert-major, then the next batch's); the others are the same as one run over every frame.
+    """
+    parts = [q.tokens(images[i:i + batch], task, dump=True)[1].dumps for i in range(0, len(images), batch)]
+    merged: dict[str, list[np.ndarray]] = {}
+    for name in parts[0]:
+        if name.rsplit(".", 1)[-1] in ("e1", "egelu", "e2"):
+            merged[name] = [a for p in parts for a in p[name]]
+        else:
+            merged[name] = [np.concatenate([p[name][0] for p in parts])]
+    return merged
 
 
 def reference_point(dumps: dict[str, list[np.ndarray]], name: str) -> np.ndarray:

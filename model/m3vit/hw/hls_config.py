@@ -21,6 +21,10 @@ from . import interface, program
 # occupies an 18-bit field of the 48-bit accumulator.
 PACK_FIELD_BITS = 18
 DSP_A_BITS, DSP_B_BITS, DSP_P_BITS = 27, 18, 48
+# Pipeline depth of the MAC array's token loop (accumulator read → DSP cascades → accumulator write):
+# each k-slice's token loop runs at least this many iterations, so that a token's accumulator is
+# never read before the previous k-slice wrote it (idle cycles when an expert queues fewer tokens).
+ARRAY_LATENCY = 16
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,14 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
     """Every scalar the kernels are compiled with, by its C++ name."""
     hidden_max = max(cfg.mlp_hidden, cfg.expert_hidden)
     patch_k = cfg.in_chans * cfg.patch_size**2
+    k_max = max(cfg.dim, patch_k, hidden_max)
     return {
         "DIM": cfg.dim, "DEPTH": cfg.depth, "HEADS": cfg.num_heads, "HEAD_DIM": cfg.head_dim,
         "N_TOK": cfg.num_tokens, "N_PATCH": cfg.num_patches, "PATCH": cfg.patch_size, "IN_CH": cfg.in_chans,
         "IMG_H": cfg.img_size[0], "IMG_W": cfg.img_size[1], "GRID_W": cfg.grid[1], "PATCH_K": patch_k,
         "MLP_HIDDEN": cfg.mlp_hidden, "EXPERTS": cfg.num_experts, "EXPERT_HIDDEN": cfg.expert_hidden,
         "TOP_K": cfg.top_k, "NUM_TASKS": len(cfg.tasks), "HIDDEN_MAX": hidden_max,
-        "K_MAX": max(cfg.dim, patch_k, hidden_max), "N_MAX": max(cfg.dim, hidden_max, cfg.num_experts),
+        "K_MAX": k_max, "N_MAX": max(cfg.dim, hidden_max, cfg.num_experts),
         "W_BITS": mode.weight_bits, "ACT_BITS": mode.act_bits, "RESID_BITS": mode.resid_bits,
         "INTERNAL_BITS": mode.internal_bits, "BIAS_BITS": mode.bias_bits, "ACC_BITS": mode.acc_bits,
         "W_BYTES": container_bytes(mode.weight_bits), "BIAS_BYTES": container_bytes(mode.bias_bits),
@@ -97,7 +102,9 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
-        "BATCH": params.batch, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
+        "BATCH": params.batch,
+        "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
+        "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
         "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,
         "PROGRAM_MAGIC": program.PROGRAM_MAGIC, "PROGRAM_VERSION": program.PROGRAM_VERSION,
         "HEADER_WORDS": len(program.HEADER_FIELDS), "LAYER_WORDS": len(program.LAYER_FIELDS),
@@ -114,6 +121,12 @@ def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> s
     ]
     lines += [f"constexpr int {k} = {v};" for k, v in constants(cfg, mode, params).items()]
     lines.append(f"constexpr uint32_t NO_DUMP = {program.NO_DUMP}u;")
+    per_frame = program.frame_dump_values(cfg)
+    lines.append(f"constexpr uint32_t IMAGE_DUMP_FRAME_VALUES = {per_frame['image']}u;")
+    lines.append(f"constexpr uint32_t EMBED_DUMP_FRAME_VALUES = {per_frame['embed']}u;")
+    lines.append(f"constexpr int LAYER_DUMPS = {len(program.LAYER_POINTS)};  // the d_* fields, from L_D_"
+                 f"{program.LAYER_POINTS[0].upper()} on")
+    lines.append(_table("LAYER_DUMP_FRAME_VALUES", "uint32_t", [per_frame[p] for p in program.LAYER_POINTS]))
     lines.append(_table("EXP_TABLE", "int32_t", intops.EXP_TABLE))
     lines.append(_table("GELU_DELTA", "int32_t", intops.GELU_DELTA_TABLE))
     lines.append("enum HeaderField {")

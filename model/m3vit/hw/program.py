@@ -28,16 +28,16 @@ from ..quant.pack import Pack
 from ..quant.spec import QuantSpec, activation_points
 
 PROGRAM_MAGIC = 0x5056334D  # "M3VP" little-endian
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2  # 2: header field dump_frames (dumps cover every frame of a run)
 NO_DUMP = 0xFFFFFFFF  # dump offset of a point that is not written
 
 HEADER_FIELDS: tuple[str, ...] = (
-    "magic", "version", "depth", "num_tasks", "dump",
+    "magic", "version", "depth", "num_tasks", "dump", "dump_frames",
     "d_image", "d_embed",
     "patch_w", "patch_b", "pos", "cls", "patch_shift",
 )
 
-_LAYER_POINTS = ("ln1", "q", "k", "v", "scores", "attn", "proj", "mid", "ln2",
+LAYER_POINTS = ("ln1", "q", "k", "v", "scores", "attn", "proj", "mid", "ln2",
                  "fc1", "gelu", "fc2", "gate", "e1", "egelu", "e2", "moe", "out")
 
 LAYER_FIELDS: tuple[str, ...] = (
@@ -58,7 +58,7 @@ LAYER_FIELDS: tuple[str, ...] = (
     "e1_w", "e1_w_stride", "e1_b", "e1_b_stride", "e1_shift", "egelu_in_frac", "egelu_shift",
     "e2_w", "e2_w_stride", "e2_b", "e2_b_stride", "e2_shift", "moe_shift",
     # scratch byte offsets of each point's dump (NO_DUMP when not written)
-    *(f"d_{p}" for p in _LAYER_POINTS),
+    *(f"d_{p}" for p in LAYER_POINTS),
 )
 
 DUMP_BYTES = 4  # every dumped value is a little-endian int32
@@ -83,23 +83,40 @@ def op_constants(pack: Pack) -> dict[str, dict]:
     return ops_by_name(hw)
 
 
+def _layer_point_shape(cfg: ModelConfig, point: str, b: int) -> tuple[int, ...]:
+    n, d, h = cfg.num_tokens, cfg.dim, cfg.num_heads
+    rows_k = b * n * cfg.top_k  # every token goes to exactly top_k distinct experts
+    return {
+        "scores": (b, h, n, n), "attn": (b, h, n, cfg.head_dim),
+        "fc1": (b, n, cfg.mlp_hidden), "gelu": (b, n, cfg.mlp_hidden),
+        "gate": (b * n, cfg.num_experts),
+        "e1": (rows_k, cfg.expert_hidden), "egelu": (rows_k, cfg.expert_hidden), "e2": (rows_k, d),
+        "moe": (b * n, d),
+    }.get(point, (b, n, d))
+
+
 def point_shapes(cfg: ModelConfig, frames: int) -> dict[str, tuple[int, ...]]:
-    """Shape of every activation point's dump for ``frames`` frames, in the integer reference's layout."""
-    b, n, d, h = frames, cfg.num_tokens, cfg.dim, cfg.num_heads
-    shapes: dict[str, tuple[int, ...]] = {"image": (b, cfg.in_chans, *cfg.img_size), "embed": (b, n, d)}
+    """Shape of every activation point's dump for ``frames`` frames, in the integer reference's layout.
+
+    Every point's dump is frame-major, so frame f's values start at f · (values per frame); expert
+    points (e1, egelu, e2) hold BATCH frames at a time in patch-reordered order (expert-major, each
+    queue in ascending token order), a batch's rows following the previous batch's.
+    """
+    b = frames
+    shapes: dict[str, tuple[int, ...]] = {"image": (b, cfg.in_chans, *cfg.img_size),
+                                          "embed": (b, cfg.num_tokens, cfg.dim)}
     for name in activation_points(cfg):
-        if name in shapes:
-            continue
-        point = name.split(".")[1]
-        rows_k = b * n * cfg.top_k  # every token goes to exactly top_k distinct experts
-        shapes[name] = {
-            "scores": (b, h, n, n), "attn": (b, h, n, cfg.head_dim),
-            "fc1": (b, n, cfg.mlp_hidden), "gelu": (b, n, cfg.mlp_hidden),
-            "gate": (b * n, cfg.num_experts),
-            "e1": (rows_k, cfg.expert_hidden), "egelu": (rows_k, cfg.expert_hidden), "e2": (rows_k, d),
-            "moe": (b * n, d),
-        }.get(point, (b, n, d))
+        if name not in shapes:
+            shapes[name] = _layer_point_shape(cfg, name.split(".")[1], b)
     return shapes
+
+
+def frame_dump_values(cfg: ModelConfig) -> dict[str, int]:
+    """int32 values one frame adds to each point's dump: ``image``, ``embed`` and every layer point
+    (by its name in ``LAYER_POINTS``) — what the top advances a batch's dump offsets by, per frame."""
+    out = {"image": cfg.in_chans * cfg.img_size[0] * cfg.img_size[1], "embed": cfg.num_tokens * cfg.dim}
+    out.update({p: int(np.prod(_layer_point_shape(cfg, p, 1))) for p in LAYER_POINTS})
+    return out
 
 
 @dataclass(frozen=True)
@@ -162,7 +179,8 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
     c = op_constants(pack)
     header = {
         "magic": PROGRAM_MAGIC, "version": PROGRAM_VERSION, "depth": cfg.depth, "num_tasks": len(cfg.tasks),
-        "dump": int(dump), "d_image": dump_at("image"), "d_embed": dump_at("embed"),
+        "dump": int(dump), "dump_frames": frames if dump else 0,
+        "d_image": dump_at("image"), "d_embed": dump_at("embed"),
         "patch_w": off("patch.w"), "patch_b": off("patch.b"), "pos": off("pos"), "cls": off("cls"),
         "patch_shift": c["patch"]["shift"],
     }
@@ -201,7 +219,7 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
                 fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
                                f"{op}_shift": c[f"{o}.{op}"]["shift"]})
             fields["gelu_in_frac"], fields["gelu_shift"] = c[f"{o}.gelu"]["x_frac"], c[f"{o}.gelu"]["shift"]
-        for p in _LAYER_POINTS:
+        for p in LAYER_POINTS:
             fields[f"d_{p}"] = dump_at(f"{o}.{p}")
         words += [_u32(fields[f]) for f in LAYER_FIELDS]
     return np.array(words, dtype="<u4"), layout
