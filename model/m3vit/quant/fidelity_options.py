@@ -154,7 +154,8 @@ class Option:
         spec, params = c.spec("w8a8"), c.params
         for change in self.changes:
             spec, params = change(c, spec, params)
-        if self.what.startswith(("reference", "SIMULATED")) or params is not c.params:  # 16-bit integers: past W8/A8's accumulator check
+        # 16-bit references and simulations exceed W8/A8's accumulator check; changed params are already clipped
+        if self.what.startswith(("reference", "SIMULATED")) or params is not c.params:
             return c.build(spec, params)
         return c.build(spec)
 
