@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast lint clean
+.PHONY: help setup demo test test-fast lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -15,14 +15,24 @@ help:
 	@echo "make test       every test that can run on this machine (slow ones included)"
 	@echo "make test-fast  the same without tests marked slow"
 	@echo "make lint       ruff"
+	@echo "make rtl-sim    cocotb testbenches of rtl/ (Verilator, Icarus subset); RTL_DIR=<folder> tests other RTL"
+	@echo "make rtl-lint   verilator --lint-only -Wall on every RTL unit"
+	@echo "make rtl-estimates  yosys synth_xilinx resource estimates -> build/rtl/estimates.json"
+	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
+	@echo "make hls        Vitis HLS csim/csynth/cosim/export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
+	@echo "make bitstream  Vivado ZCU104 block design -> build/bitstream/m3vit.bit + .hwh (needs vivado)"
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-hls.txt pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-hls.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@command -v iverilog >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq iverilog >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iverilog; }; \
+	  else echo "setup: Icarus Verilog (iverilog) missing and not installable here (needs root + apt-get): its RTL tests will be skipped"; fi; }
 	touch $@
 
 demo: setup
@@ -30,7 +40,7 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(RTL_DIR),--rtl-dir $(RTL_DIR))
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not vitis and not vivado and not board"
@@ -38,5 +48,35 @@ test-fast: setup
 lint: setup
 	$(PY) -m ruff check .
 
+RTL_DIR ?=
+rtl-sim: setup
+	$(PY) -m pytest sim -q $(if $(RTL_DIR),--rtl-dir $(RTL_DIR))
+
+rtl-lint: setup
+	$(PY) rtl/tools/lint.py
+
+rtl-estimates: setup
+	flock /tmp/verilator.lock $(PY) rtl/tools/estimates.py
+
 clean:
 	rm -rf build runs reports .pytest_cache
+
+# --- HLS accelerator (hls/) ------------------------------------------------------------------------
+HLS_CONFIG ?= m3vit-tiny
+HLS_MODE ?= w8a8
+HLS_BUILD := build/hls/$(HLS_CONFIG)-$(HLS_MODE)
+
+csim: setup
+	$(PY) -m m3vit.hw.vectors --config micro --mode w8a8 --out build/hls/vectors/micro-w8a8 --run
+
+# Vendor tools are checked first (when the target runs), so a machine without them stops at once with one line.
+hls:
+	$(if $(shell command -v vitis_hls),,$(error vitis_hls is not on PATH: install Vitis HLS and source its settings64.sh, then rerun make hls))
+	$(MAKE) setup
+	$(PY) -m m3vit.hw.vectors --config $(HLS_CONFIG) --mode $(HLS_MODE) --frames 1 --out $(HLS_BUILD)/vectors
+	vitis_hls -f hls/scripts/run_hls.tcl -tclargs $$($(PY) -m m3vit.hw.hls_config --config $(HLS_CONFIG) --mode $(HLS_MODE)) $(HLS_BUILD)/vectors $(HLS_BUILD)/prj
+
+bitstream:
+	$(if $(shell command -v vivado),,$(error vivado is not on PATH: install Vivado and source its settings64.sh, then rerun make bitstream))
+	$(MAKE) hls
+	vivado -mode batch -source hls/scripts/build_bitstream.tcl -tclargs $(HLS_BUILD)/prj/m3vit_accel_prj/solution1/impl/ip build/bitstream

@@ -1,0 +1,259 @@
+// The C ABI around the top function and the kernels, for ctypes (m3vit.hw.csim, host runtime).
+// Host-side glue only: it owns the memories the top's m_axi ports would see on the board.
+#include "m3v_csim.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "attention.h"
+#include "gelu.h"
+#include "layernorm.h"
+#include "linear.h"
+#include "m3vit_accel.h"
+#include "moe.h"
+#include "softmax.h"
+
+using namespace m3v;
+
+namespace {
+std::string g_error;
+std::vector<word_t> g_weights, g_program, g_scratch;
+uint32_t g_task = 0;
+bool g_has_pack = false, g_has_program = false;
+
+int fail(int code, const std::string& msg) {
+    g_error = msg;
+    return code;
+}
+
+void to_words(const uint8_t* bytes, uint64_t nbytes, std::vector<word_t>& words) {
+    words.assign((nbytes + 15) / 16 + 1, word_t());
+    for (uint64_t i = 0; i < words.size(); ++i) {
+        word_set(words[i], 0, 64, 0);
+        word_set(words[i], 64, 64, 0);
+    }
+    for (uint64_t i = 0; i < nbytes; ++i) word_set(words[i / 16], int(i % 16) * 8, 8, bytes[i]);
+}
+
+void from_words(const std::vector<word_t>& words, uint64_t offset, uint64_t nbytes, uint8_t* out) {
+    for (uint64_t i = 0; i < nbytes; ++i) out[i] = uint8_t(word_get(words[(offset + i) / 16], int((offset + i) % 16) * 8, 8));
+}
+
+const struct {
+    const char* name;
+    int64_t value;
+} kConstants[] = {
+    {"DIM", DIM}, {"DEPTH", DEPTH}, {"HEADS", HEADS}, {"HEAD_DIM", HEAD_DIM}, {"N_TOK", N_TOK},
+    {"EXPERTS", EXPERTS}, {"TOP_K", TOP_K}, {"NUM_TASKS", NUM_TASKS}, {"W_BITS", W_BITS}, {"ACT_BITS", ACT_BITS},
+    {"RESID_BITS", RESID_BITS}, {"INTERNAL_BITS", INTERNAL_BITS}, {"ACT_BYTES", ACT_BYTES},
+    {"RESID_BYTES", RESID_BYTES}, {"BATCH", BATCH}, {"ROWS_MAX", ROWS_MAX}, {"MAC_ROWS", MAC_ROWS},
+    {"MAC_COLS", MAC_COLS}, {"ARRAY_MIN_TOKENS", ARRAY_MIN_TOKENS},
+    {"ATTN_LANES", ATTN_LANES}, {"PACK_CHUNK", PACK_CHUNK}, {"HEADER_WORDS", HEADER_WORDS},
+    {"LAYER_WORDS", LAYER_WORDS},
+#if defined(M3V_AP_TYPES)
+    {"AP_TYPES", 1},
+#else
+    {"AP_TYPES", 0},
+#endif
+};
+}  // namespace
+
+extern "C" {
+
+int m3v_abi_version(void) { return 1; }
+const char* m3v_last_error(void) { return g_error.c_str(); }
+
+int64_t m3v_constant(const char* name) {
+    for (const auto& c : kConstants)
+        if (std::strcmp(c.name, name) == 0) return c.value;
+    return -1;
+}
+
+int m3v_load_pack(const uint8_t* payload, uint64_t nbytes) {
+    if (!payload || nbytes == 0) return fail(-1, "empty weight pack payload");
+    to_words(payload, nbytes, g_weights);
+    g_has_pack = true;
+    return 0;
+}
+
+int m3v_load_program(const uint32_t* words, uint32_t count) {
+    const uint32_t want = uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS);
+    if (count != want)
+        return fail(-1, "layer program has " + std::to_string(count) + " words, this build expects " +
+                            std::to_string(want) + ": build it for the same model config");
+    if (words[H_MAGIC] != uint32_t(PROGRAM_MAGIC) || words[H_VERSION] != uint32_t(PROGRAM_VERSION))
+        return fail(-1, "layer program has a bad magic or version: rebuild it with m3vit.hw.program");
+    if (words[H_DEPTH] != uint32_t(DEPTH) || words[H_NUM_TASKS] != uint32_t(NUM_TASKS))
+        return fail(-1, "layer program is for another depth or task count than this build");
+    to_words(reinterpret_cast<const uint8_t*>(words), uint64_t(count) * 4, g_program);
+    g_has_program = true;
+    return 0;
+}
+
+int m3v_set_task(uint32_t task) {
+    if (task >= uint32_t(NUM_TASKS))
+        return fail(-1, "task " + std::to_string(task) + " out of range: this model has " + std::to_string(NUM_TASKS));
+    g_task = task;
+    return 0;
+}
+
+int m3v_run(const uint8_t* images, uint32_t num_frames, uint8_t* tokens, uint64_t scratch_bytes) {
+    if (!g_has_pack || !g_has_program) return fail(-1, "load a pack and a program before running frames");
+    if (num_frames == 0) return fail(-1, "num_frames must be at least 1");
+    const uint32_t dump_frames = mem_u32(g_program.data(), H_DUMP) ? mem_u32(g_program.data(), H_DUMP_FRAMES) : 0;
+    if (dump_frames && num_frames > dump_frames)
+        return fail(-1, "dumps are sized for " + std::to_string(dump_frames) + " frames, the run has " +
+                            std::to_string(num_frames) + ": reload the program with dump_frames >= " +
+                            std::to_string(num_frames) + " or turn dumps off");
+    const uint64_t in_bytes = uint64_t(num_frames) * IN_CH * IMG_H * IMG_W * ACT_BYTES;
+    const uint64_t out_bytes = uint64_t(num_frames) * N_TOK * DIM * RESID_BYTES;
+    std::vector<word_t> img, out;
+    to_words(images, in_bytes, img);
+    std::vector<uint8_t> zeros(out_bytes, 0);
+    to_words(zeros.data(), out_bytes, out);
+    std::vector<uint8_t> zs(scratch_bytes ? scratch_bytes : 16, 0);
+    to_words(zs.data(), zs.size(), g_scratch);
+    m3vit_accel(g_weights.data(), g_program.data(), img.data(), out.data(), g_scratch.data(), g_task, num_frames);
+    from_words(out, 0, out_bytes, tokens);
+    return 0;
+}
+
+int m3v_read_scratch(uint64_t offset, uint64_t nbytes, uint8_t* out) {
+    if ((offset + nbytes + 15) / 16 > g_scratch.size()) return fail(-1, "scratch read past its end");
+    from_words(g_scratch, offset, nbytes, out);
+    return 0;
+}
+
+int m3v_op_exp2(const int64_t* d, int64_t n, int d_frac, int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (d[i] > 0) return fail(-1, "exp2 input must be <= 0");
+        out[i] = exp2_neg(d[i], d_frac);
+    }
+    return 0;
+}
+
+int m3v_op_softmax_stats(const int64_t* a, int64_t rows, int64_t cols, int a_frac, int64_t* m, int64_t* s) {
+    for (int64_t r = 0; r < rows; ++r) {
+        SoftmaxStats st = softmax_first(a[r * cols]);
+        for (int64_t j = 1; j < cols; ++j) softmax_update(st, a[r * cols + j], a_frac);
+        m[r] = st.m;
+        s[r] = st.s;
+    }
+    return 0;
+}
+
+int m3v_op_reciprocal(const int64_t* s, int64_t n, int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = softmax_reciprocal(s[i]);
+    return 0;
+}
+
+int m3v_op_attention(const int64_t* scores, int64_t rows, int64_t n, int s_frac, const int64_t* v, int64_t c,
+                     int shift, int bits, int64_t* out) {
+    if (c > (HEAD_DIM > 64 ? HEAD_DIM : 64)) return fail(-1, "attention op: too many value columns");
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t* row = scores + r * n;
+        SoftmaxStats st = softmax_first(row[0]);
+        for (int64_t j = 1; j < n; ++j) softmax_update(st, row[j], s_frac);
+        attend_row(row, int(n), s_frac, st, v, int(c), int(c), shift, bits, out + r * c);
+    }
+    return 0;
+}
+
+int m3v_op_gelu(const int64_t* x, int64_t n, int x_frac, int out_shift, int out_bits, int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = gelu(x[i], x_frac, out_shift, out_bits);
+    return 0;
+}
+
+int m3v_op_layernorm(const int64_t* x, int64_t rows, int64_t d, int in_shift, int64_t eps_term, const int64_t* gain,
+                     const int64_t* bias, int out_shift, int out_bits, int64_t* out) {
+    if (d > 1024) return fail(-1, "layernorm op: d above 1024");
+    const LayerNormParams p = {in_shift, out_shift, out_bits, eps_term};
+    for (int64_t r = 0; r < rows; ++r) layernorm_row<1024>(x + r * d, gain, bias, int(d), p, out + r * d);
+    return 0;
+}
+
+int m3v_op_requantize(const int64_t* acc, int64_t n, int shift, int bits, int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = requantize(acc[i], shift, bits);
+    return 0;
+}
+
+int m3v_op_add(const int64_t* x, const int64_t* y, int64_t n, int x_lsh, int y_lsh, int shift, int bits,
+               int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = requantize(shl(x[i], x_lsh) + shl(y[i], y_lsh), shift, bits);
+    return 0;
+}
+
+int m3v_op_topk(const int64_t* logits, int64_t rows, int64_t e, int64_t k, int64_t* out) {
+    if (e > 64 || k > e) return fail(-1, "topk op: e <= 64 and k <= e");
+    for (int64_t r = 0; r < rows; ++r) {
+        int top[64];
+        topk<64>(logits + r * e, int(e), int(k), top);
+        for (int64_t i = 0; i < k; ++i) out[r * k + i] = top[i];
+    }
+    return 0;
+}
+
+int m3v_op_gate_probs(const int64_t* logits, int64_t rows, int64_t e, int l_frac, const int64_t* top, int64_t k,
+                      int64_t* out) {
+    if (e > 64 || k > e) return fail(-1, "gate op: e <= 64 and k <= e");
+    for (int64_t r = 0; r < rows; ++r) {
+        int t[64];
+        for (int64_t i = 0; i < k; ++i) t[i] = int(top[r * k + i]);
+        gate_probabilities<64>(logits + r * e, int(e), l_frac, t, int(k), out + r * k);
+    }
+    return 0;
+}
+
+int m3v_op_isqrt(const int64_t* v, int64_t n, int64_t* out) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (v[i] < 0 || v[i] >= (int64_t(1) << 62)) return fail(-1, "isqrt argument outside [0, 2^62)");
+        out[i] = isqrt(v[i]);
+    }
+    return 0;
+}
+
+int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, const int64_t* bias, int64_t rows,
+                  int64_t n, int64_t k, int64_t* out) {
+    if (k > K_MAX || k < 1) return fail(-1, "linear op: k outside [1, K_MAX]");
+    if (rows > ROWS_MAX || rows < 1) return fail(-1, "linear op: rows outside [1, ROWS_MAX]");
+    const uint64_t tiles = uint64_t((n + TILE - 1) / TILE) * uint64_t((k + TILE - 1) / TILE);
+    if (w_bytes != tiles * TILE * TILE * W_BYTES) return fail(-1, "linear op: weights are not n x k tiled16");
+    const int64_t amax = (int64_t(1) << (ACT_BITS - 1)) - 1;
+    std::vector<act_t> xs(size_t(rows * k));
+    for (int64_t i = 0; i < rows * k; ++i) {
+        if (x[i] > amax || x[i] < -amax - 1) return fail(-1, "linear op: input outside the act width");
+        xs[size_t(i)] = act_t(x[i]);
+    }
+    // A weight memory as the top sees it: the tiled matrix at byte 0, the biases after it (16-aligned).
+    const uint64_t b_off = (w_bytes + 15) / 16 * 16;
+    std::vector<uint8_t> mem(size_t(b_off + uint64_t(n) * BIAS_BYTES), 0);
+    std::memcpy(mem.data(), w_tiled, size_t(w_bytes));
+    std::vector<word_t> words;
+    to_words(mem.data(), mem.size(), words);
+    for (int64_t j = 0; j < n; ++j) mem_put(words.data(), uint32_t(b_off + uint64_t(j) * BIAS_BYTES), BIAS_BYTES, bias[j]);
+    struct Epi {
+        int64_t* out;
+        int64_t n;
+        void operator()(int r, int j, int64_t acc) { out[r * n + j] = acc; }
+    } epi = {out, n};
+    linear_ddr(words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
+    return 0;
+}
+
+int64_t m3v_dsp_pack_exhaustive(void) {
+    int64_t bad = 0;
+    for (int wh = -128; wh < 128; ++wh)
+        for (int wl = -128; wl < 128; ++wl) {
+            const int64_t packed = dsp_pack_weights(wh, wl);
+            for (int a = -128; a < 128; ++a) {
+                int64_t hi, lo;
+                dsp_unpack(packed * a, hi, lo);
+                bad += (hi != int64_t(wh) * a) + (lo != int64_t(wl) * a);
+            }
+        }
+    return bad;
+}
+
+}  // extern "C"

@@ -1,0 +1,121 @@
+// Fixed-point helpers of the numerics contract (NUMERICS.md §1): types, round-half-up shifts,
+// saturation, the per-row divider and the exact integer square root.
+//
+// Storage types carry the contract's exact widths. The same source compiles two ways:
+// - against ap_int (what Vitis HLS synthesizes; define M3V_AP_TYPES for a bit-accurate C-sim), and
+// - against the smallest native container of each width (the fast C-sim), which is exact because
+//   every value is saturated to its width before it is stored (nothing in the contract wraps).
+// Tests build both and require identical results.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include <ap_int.h>
+
+#include "m3vit_config.h"
+
+namespace m3v {
+
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+template <int W> using sint = ap_int<W>;
+typedef ap_uint<128> word_t;  // one beat of a 128-bit S_AXI_HP port
+
+inline uint64_t word_get(const word_t& w, int lo, int len) {
+    return w.range(lo + len - 1, lo).to_uint64();
+}
+inline void word_set(word_t& w, int lo, int len, uint64_t v) { w.range(lo + len - 1, lo) = v; }
+#else
+template <int W> struct native_int {
+    typedef typename std::conditional<
+        (W <= 8), int8_t,
+        typename std::conditional<(W <= 16), int16_t,
+                                  typename std::conditional<(W <= 32), int32_t, int64_t>::type>::type>::type type;
+};
+template <int W> using sint = typename native_int<W>::type;
+struct word_t {  // little-endian 128 bits, the same bytes as the port's beat
+    uint64_t half[2];
+};
+inline uint64_t word_get(const word_t& w, int lo, int len) {
+    uint64_t v = w.half[lo >> 6] >> (lo & 63);
+    return len == 64 ? v : (v & ((uint64_t(1) << len) - 1));
+}
+inline void word_set(word_t& w, int lo, int len, uint64_t v) {
+    uint64_t mask = len == 64 ? ~uint64_t(0) : ((uint64_t(1) << len) - 1);
+    uint64_t& h = w.half[lo >> 6];
+    h = (h & ~(mask << (lo & 63))) | ((v & mask) << (lo & 63));
+}
+#endif
+
+typedef sint<W_BITS> w_t;          // weights, LayerNorm gains
+typedef sint<ACT_BITS> act_t;      // matmul inputs
+typedef sint<RESID_BITS> res_t;    // residual stream, branch outputs
+typedef sint<INTERNAL_BITS> int_t; // scores, gate logits, GELU inputs
+typedef sint<BIAS_BITS> bias_t;    // biases at the accumulator's fractional bits
+typedef sint<ACC_BITS> acc_t;      // linear accumulators (bounded at export)
+
+// Exact left shift for signed values (no undefined behaviour for negatives).
+inline int64_t shl(int64_t x, int s) { return int64_t(uint64_t(x) << s); }
+
+// x · 2^-s rounded half up (s > 0), or widened exactly (s <= 0).
+inline int64_t round_shift(int64_t x, int s) {
+    if (s <= 0) return shl(x, -s);
+    if (s >= 63) return 0;
+    return (x + (int64_t(1) << (s - 1))) >> s;
+}
+
+inline int64_t saturate(int64_t x, int bits) {
+    const int64_t hi = (int64_t(1) << (bits - 1)) - 1, lo = -(int64_t(1) << (bits - 1));
+    return x > hi ? hi : (x < lo ? lo : x);
+}
+
+// Into a `bits`-wide format `shift` fractional bits lower: round half up then saturate (shift > 0),
+// or saturate then shift left (shift <= 0: exact, and it never wraps however wide the shift).
+inline int64_t requantize(int64_t acc, int shift, int bits) {
+    if (shift >= 0) return saturate(round_shift(acc, shift), bits);
+    const int s = -shift;
+    const int64_t qmax = (int64_t(1) << (bits - 1)) - 1, qmin = -(int64_t(1) << (bits - 1));
+    if (s >= bits) return acc > 0 ? qmax : (acc < 0 ? qmin : 0);
+    const int64_t hi = qmax >> s, lo = -(int64_t(1) << (bits - 1 - s));
+    return acc > hi ? qmax : (acc < lo ? qmin : shl(acc, s));
+}
+
+// round-half-up(num / den) for den > 0 (one divider per row).
+inline int64_t div_round(int64_t num, int64_t den) {
+    const int64_t n2 = 2 * num + den, d2 = 2 * den;
+    int64_t q = n2 / d2;
+    if ((n2 % d2 != 0) && ((n2 < 0) != (d2 < 0))) q -= 1;  // floor division
+    return q;
+}
+
+// floor(sqrt(v)) for 0 <= v < 2^62, bit by bit (32 iterations, no float).
+inline int64_t isqrt(int64_t v) {
+    uint64_t rem = uint64_t(v), root = 0, bit = uint64_t(1) << 62;
+ISQRT:
+    for (int i = 0; i < 32; ++i) {
+#pragma HLS PIPELINE II = 1
+        if (rem >= root + bit) {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    return int64_t(root);
+}
+
+// Little-endian signed element of `nbytes` at byte offset `off` of a word memory.
+inline int64_t mem_int(const word_t* mem, uint32_t off, int nbytes) {
+    const int bits = 8 * nbytes;
+    uint64_t v = word_get(mem[off >> 4], int(off & 15) * 8, bits);
+    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << bits;
+    return int64_t(v);
+}
+inline void mem_put(word_t* mem, uint32_t off, int nbytes, int64_t v) {
+    word_set(mem[off >> 4], int(off & 15) * 8, 8 * nbytes, uint64_t(v));
+}
+inline uint32_t mem_u32(const word_t* mem, uint32_t word_index) {
+    return uint32_t(word_get(mem[word_index >> 2], int(word_index & 3) * 32, 32));
+}
+
+}  // namespace m3v

@@ -1,0 +1,64 @@
+// Base-2 exponential and the single-pass softmax of attention and gating (NUMERICS.md §4.1, §4.2).
+#pragma once
+#include "fx.h"
+
+namespace m3v {
+
+// 2^d for d <= 0 given with d_frac fractional bits, returned with EXP_OUT_FRAC fractional bits.
+// -d is rounded (half up) to EXP_IN_FRAC fractional bits: -d = n + r/2^EXP_IN_FRAC, then
+// 2^d = EXP_TABLE[r] >> n rounded half up (0 once n > 62).
+inline int64_t exp2_neg(int64_t d, int d_frac) {
+#pragma HLS INLINE
+    const int64_t t = round_shift(-d, d_frac - EXP_IN_FRAC);
+    int64_t n = t >> EXP_IN_FRAC;
+    if (n > 62) n = 62;
+    const int64_t v = EXP_TABLE[t & ((1 << EXP_IN_FRAC) - 1)];
+    const int64_t half = n > 0 ? (int64_t(1) << (n - 1)) : 0;
+    return (v + half) >> n;
+}
+
+// Running max m and running sum s (EXP_OUT_FRAC fractional bits) over keys in ascending order.
+struct SoftmaxStats {
+    int64_t m;
+    int64_t s;
+};
+
+inline SoftmaxStats softmax_first(int64_t a) {
+    SoftmaxStats st = {a, int64_t(1) << EXP_OUT_FRAC};
+    return st;
+}
+
+inline void softmax_update(SoftmaxStats& st, int64_t a, int a_frac) {
+#pragma HLS INLINE
+    if (a > st.m) {
+        st.s = round_shift(st.s * exp2_neg(st.m - a, a_frac), EXP_OUT_FRAC) + (int64_t(1) << EXP_OUT_FRAC);
+        st.m = a;
+    } else {
+        st.s += exp2_neg(a - st.m, a_frac);
+    }
+}
+
+// 1/s with INV_FRAC fractional bits (s >= 1.0, so at most 2^INV_FRAC: 17 unsigned bits).
+inline int64_t softmax_reciprocal(int64_t s) {
+    return div_round(int64_t(1) << (EXP_OUT_FRAC + INV_FRAC), s);
+}
+
+// V-MoE gate values of the chosen experts: softmax over all `e` logits (ascending), taken at
+// top[0..k), no renormalisation; unsigned with GATE_FRAC fractional bits.
+template <int E_MAX>
+void gate_probabilities(const int64_t logits[E_MAX], int e, int l_frac, const int top[], int k, int64_t gates[]) {
+    SoftmaxStats st = softmax_first(logits[0]);
+GATE_STATS:
+    for (int j = 1; j < e; ++j) {
+#pragma HLS PIPELINE II = 1
+        softmax_update(st, logits[j], l_frac);
+    }
+    const int64_t inv = softmax_reciprocal(st.s);
+GATE_PICK:
+    for (int i = 0; i < k; ++i) {
+        const int64_t x = exp2_neg(logits[top[i]] - st.m, l_frac);
+        gates[i] = round_shift(x * inv, EXP_OUT_FRAC + INV_FRAC - GATE_FRAC);
+    }
+}
+
+}  // namespace m3v

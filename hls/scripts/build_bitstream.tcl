@@ -1,0 +1,79 @@
+# Vivado: ZCU104 block design around the exported HLS IP, then the .bit and .hwh that PYNQ loads.
+# Run by `make bitstream` as:
+#   vivado -mode batch -source hls/scripts/build_bitstream.tcl -tclargs IP_REPO OUT_DIR [JOBS]
+# Zynq UltraScale+ MPSoC PS with the ZCU104 board preset; PL clock 0 at 300 MHz with its reset;
+# the accelerator's s_axi_control on M_AXI_HPM0_FPD; its three m_axi bundles (gmem_w: weights and
+# program, gmem_a: images and tokens, gmem_s: scratch) each on its own 128-bit S_AXI_HP port through
+# an AXI SmartConnect; ap_done interrupt on pl_ps_irq0.
+
+if {[llength $argv] < 2} {
+    puts "usage: vivado -mode batch -source build_bitstream.tcl -tclargs IP_REPO OUT_DIR \[JOBS\]"
+    exit 2
+}
+set ip_repo [file normalize [lindex $argv 0]]
+set out_dir [file normalize [lindex $argv 1]]
+set jobs    [expr {[llength $argv] > 2 ? [lindex $argv 2] : 8}]
+set design  m3vit
+
+create_project -force m3vit_zcu104 $out_dir/vivado -part xczu7ev-ffvc1156-2-e
+set_property board_part [lindex [lsort [get_board_parts -quiet *zcu104*]] end] [current_project]
+set_property ip_repo_paths $ip_repo [current_project]
+update_ip_catalog
+
+create_bd_design $design
+set ps [create_bd_cell -type ip -vlnv xilinx.com:ip:zynq_ultra_ps_e zynq_ps]
+apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e -config {apply_board_preset "1"} $ps
+set_property -dict [list \
+    CONFIG.PSU__USE__M_AXI_GP0 {1} CONFIG.PSU__USE__M_AXI_GP1 {0} CONFIG.PSU__USE__M_AXI_GP2 {0} \
+    CONFIG.PSU__USE__S_AXI_GP2 {1} CONFIG.PSU__SAXIGP2__DATA_WIDTH {128} \
+    CONFIG.PSU__USE__S_AXI_GP3 {1} CONFIG.PSU__SAXIGP3__DATA_WIDTH {128} \
+    CONFIG.PSU__USE__S_AXI_GP4 {1} CONFIG.PSU__SAXIGP4__DATA_WIDTH {128} \
+    CONFIG.PSU__FPGA_PL0_ENABLE {1} CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {300} \
+    CONFIG.PSU__USE__IRQ0 {1}] $ps
+
+set accel [create_bd_cell -type ip -vlnv m3vit:hls:m3vit_accel:1.0 m3vit_accel]
+
+# Clock and reset: pl_clk0 drives everything; a processor system reset synchronises pl_resetn0.
+set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset rst_pl0]
+connect_bd_net [get_bd_pins zynq_ps/pl_clk0] [get_bd_pins rst_pl0/slowest_sync_clk]
+connect_bd_net [get_bd_pins zynq_ps/pl_resetn0] [get_bd_pins rst_pl0/ext_reset_in]
+
+# Control: PS master → interconnect → s_axi_control.
+apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list Clk_master {/zynq_ps/pl_clk0 (300 MHz)} \
+    Clk_slave {/zynq_ps/pl_clk0 (300 MHz)} Clk_xbar {/zynq_ps/pl_clk0 (300 MHz)} \
+    Master {/zynq_ps/M_AXI_HPM0_FPD} Slave {/m3vit_accel/s_axi_control} intc_ip {New AXI Interconnect} \
+    master_apm {0}] [get_bd_intf_pins m3vit_accel/s_axi_control]
+
+# Data: one HP port per m_axi bundle.
+foreach {bundle hp} {gmem_w S_AXI_HP0_FPD gmem_a S_AXI_HP1_FPD gmem_s S_AXI_HP2_FPD} {
+    apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list Clk_master {/zynq_ps/pl_clk0 (300 MHz)} \
+        Clk_slave {/zynq_ps/pl_clk0 (300 MHz)} Clk_xbar {/zynq_ps/pl_clk0 (300 MHz)} \
+        Master /m3vit_accel/m_axi_$bundle Slave /zynq_ps/$hp intc_ip {New AXI SmartConnect} \
+        master_apm {0}] [get_bd_intf_pins zynq_ps/$hp]
+}
+connect_bd_net [get_bd_pins m3vit_accel/interrupt] [get_bd_pins zynq_ps/pl_ps_irq0]
+assign_bd_address
+validate_bd_design
+save_bd_design
+
+set bd_file [get_files $design.bd]
+generate_target all $bd_file
+set wrapper [make_wrapper -files $bd_file -top]
+add_files -norecurse $wrapper
+set_property top ${design}_wrapper [current_fileset]
+update_compile_order -fileset sources_1
+
+launch_runs impl_1 -to_step write_bitstream -jobs $jobs
+wait_on_run impl_1
+if {[get_property PROGRESS [get_runs impl_1]] != "100%"} {
+    puts "ERROR: implementation did not finish; see $out_dir/vivado"
+    exit 1
+}
+# PYNQ wants the .bit and the .hwh side by side with the same base name.
+set run_dir [get_property DIRECTORY [get_runs impl_1]]
+file copy -force $run_dir/${design}_wrapper.bit $out_dir/$design.bit
+set hwh [lindex [glob -nocomplain [file dirname $bd_file]/hw_handoff/$design.hwh \
+                                   $out_dir/vivado/*.gen/sources_1/bd/$design/hw_handoff/$design.hwh] 0]
+file copy -force $hwh $out_dir/$design.hwh
+puts "bitstream: $out_dir/$design.bit with $out_dir/$design.hwh"
+exit

@@ -1,0 +1,40 @@
+# Vitis HLS flow of the accelerator: C simulation, synthesis, C/RTL co-simulation, IP export.
+# Run by `make hls` as:
+#   vitis_hls -f hls/scripts/run_hls.tcl -tclargs HEADER_DIR VECTOR_DIR PROJECT_DIR [STEPS]
+# HEADER_DIR holds the generated m3vit_config.h (python -m m3vit.hw.hls_config), VECTOR_DIR the
+# testbench vectors (python -m m3vit.hw.vectors), STEPS a subset of "csim csynth cosim export".
+# Part: ZCU104's xczu7ev-ffvc1156-2-e; clock 3.333 ns (300 MHz).
+
+if {[llength $argv] < 3} {
+    puts "usage: vitis_hls -f run_hls.tcl -tclargs HEADER_DIR VECTOR_DIR PROJECT_DIR \[STEPS\]"
+    exit 2
+}
+set root        [file normalize [file join [file dirname [info script]] .. ..]]
+set header_dir  [file normalize [lindex $argv 0]]
+set vector_dir  [file normalize [lindex $argv 1]]
+set project_dir [file normalize [lindex $argv 2]]
+set steps       [expr {[llength $argv] > 3 ? [lrange $argv 3 end] : {csim csynth cosim export}}]
+
+set cflags "-std=c++14 -I$root/hls/include -I$header_dir"
+file mkdir $project_dir
+cd $project_dir
+open_project -reset m3vit_accel_prj
+set_top m3vit_accel
+add_files $root/hls/src/m3vit_accel.cpp -cflags $cflags
+add_files -tb $root/hls/csim/tb_main.cpp -cflags $cflags
+
+open_solution -reset -flow_target vivado solution1
+set_part xczu7ev-ffvc1156-2-e
+create_clock -period 3.333 -name default
+set_clock_uncertainty 12.5%
+# 64-bit m_axi offsets (as m3vit.hw.interface declares them), long bursts to the HP ports.
+config_interface -m_axi_addr64=true -m_axi_latency 64 -m_axi_max_widen_bitwidth 128 \
+    -m_axi_alignment_byte_size 16 -m_axi_num_read_outstanding 16 -m_axi_max_read_burst_length 64
+config_export -format ip_catalog -rtl verilog -vendor m3vit -library hls -version 1.0 \
+    -display_name "M3ViT accelerator"
+
+if {"csim" in $steps}   { csim_design -argv $vector_dir -clean }
+if {"csynth" in $steps} { csynth_design }
+if {"cosim" in $steps}  { cosim_design -argv $vector_dir -rtl verilog -trace_level none }
+if {"export" in $steps} { export_design -format ip_catalog -output $project_dir/m3vit_accel_ip.zip }
+exit

@@ -1,0 +1,55 @@
+"""Backends of the host runtime, by name. PYNQ and the C-simulation are imported only when opened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import HostError
+from .base import Backend
+from .csim import CsimBackend
+from .device import PynqBackend, SimBoardBackend
+from .onnx import OnnxBackend
+from .reference import ReferenceBackend
+
+BACKENDS: dict[str, type[Backend]] = {
+    "reference": ReferenceBackend,
+    "simboard": SimBoardBackend,
+    "csim": CsimBackend,
+    "onnx": OnnxBackend,
+    "pynq": PynqBackend,
+}
+
+
+@dataclass
+class BackendOptions:
+    """Every backend option; each backend takes the ones it understands."""
+
+    bitstream: str | Path | None = None  # pynq
+    ip_name: str | None = None  # pynq, simboard, csim
+    timeout_s: float = 10.0  # pynq, simboard, csim
+    device_frames: int = 4  # pynq, simboard, csim: frames per ap_start
+    onnx_dir: str | Path | None = None  # onnx
+    checkpoint: str | Path | None = None  # onnx (export)
+    accelerator: str = "reference"  # simboard
+
+
+def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
+    o = options or BackendOptions()
+    if name not in BACKENDS:
+        raise HostError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    device = {"timeout_s": o.timeout_s, "frames": o.device_frames}
+    if o.ip_name:
+        device["ip_name"] = o.ip_name
+    if name == "reference":
+        return ReferenceBackend()
+    if name == "onnx":
+        return OnnxBackend(onnx_dir=o.onnx_dir, checkpoint=o.checkpoint)
+    if name == "pynq":
+        return PynqBackend(bitstream=o.bitstream, **device)
+    if name == "csim":
+        return CsimBackend(**device)
+    return SimBoardBackend(accelerator=o.accelerator, **device)
+
+
+__all__ = ["BACKENDS", "Backend", "BackendOptions", "make_backend"]

@@ -1,0 +1,102 @@
+"""m3vit-run: run the M³ViT accelerator (board, simulations or reference) and compare it with the golden model.
+
+    m3vit-run infer   --pack build/demo/pack/model.json pictures/           # per-task PNG + .npy
+    m3vit-run compare --pack build/demo/pack/model.json --checkpoint build/demo/train/last.pt
+    m3vit-run bench   --pack build/demo/pack/model.json --backends reference,simboard
+
+Backends: reference (numpy integer model), simboard (the board driver on a simulated ZCU104
+whose accelerator is the integer reference), csim (the same with the HLS C-simulation behind
+the registers), onnx (onnxruntime on the fake-quantized ONNX export), pynq (the ZCU104 itself).
+User errors print one line and exit with code 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from m3vit.cli.common import run_cli
+from m3vit.data import DATASETS
+
+from .backends import BACKENDS
+from .commands import run_bench, run_compare, run_infer
+
+PROG = "m3vit-run"
+
+
+def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
+    g = p.add_argument_group("model and backend")
+    g.add_argument("--pack", default="build/demo/pack/model.json",
+                   help="weight-pack manifest (.json) or binary (.m3vpack), as m3vit-quantize / make demo write")
+    g.add_argument("--config", default=None,
+                   help="model config the pack must hold (e.g. micro, m3vit-tiny); default: whatever the pack holds")
+    g.add_argument("--mode", default=None, choices=["w8a8", "w16a16"],
+                   help="precision the pack must have; default: whatever the pack holds")
+    if backend_choice:
+        g.add_argument("--backend", default="reference", choices=sorted(BACKENDS), help="what runs the accelerator")
+    g.add_argument("--tasks", default="", help="comma-separated tasks to run; default: every task of the pack")
+    g.add_argument("--batch-size", type=int, default=4, help="frames per runtime call")
+    d = p.add_argument_group("device backends (pynq, simboard, csim)")
+    d.add_argument("--bitstream", default=None, help="pynq: the .bit file (its .hwh beside it)")
+    d.add_argument("--ip-name", default=None, help="pynq: the accelerator's IP name in the overlay "
+                                                   "(default m3vit_accel_0)")
+    d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ap_done per device batch")
+    d.add_argument("--device-frames", type=int, default=4,
+                   help="frames per ap_start (each weight load is shared by this many frames)")
+    d.add_argument("--accelerator", default="reference", choices=["reference", "hang"],
+                   help="simboard: the accelerator behind the simulated registers ('hang' never finishes)")
+    o = p.add_argument_group("onnx backend")
+    o.add_argument("--onnx-dir", default=None, help="folder of <mode>_<task>.onnx files (make demo: build/demo/onnx)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{infer,compare,bench}")
+
+    infer = sub.add_parser("infer", formatter_class=fmt, help="images → per-task outputs (PNG and .npy)",
+                           description="Run every task on image files or folders of images; write "
+                                       "<out>/<image>/<task>.png (coloured) and <task>.npy (values) and summary.json.")
+    infer.add_argument("inputs", nargs="+", help="image files (PNG, JPEG, ...) or folders of them")
+    infer.add_argument("--out", default="build/host/infer", help="output folder")
+    infer.add_argument("--resize", action="store_true", help="scale images of another size to the model's input")
+    infer.add_argument("--checkpoint", default=None, help="onnx: float checkpoint to export the ONNX models from")
+    _common(infer)
+
+    cmp_ = sub.add_parser("compare", formatter_class=fmt, help="a backend against the PyTorch golden model",
+                          description="Run a backend and the float PyTorch model on a dataset; write per-task "
+                                      "metrics of both, agreement figures, error histograms, side-by-side worst "
+                                      "cases (input, golden, backend, difference), summary.json and report.md.")
+    cmp_.add_argument("--checkpoint", default="build/demo/train/last.pt",
+                      help="the float golden model (an m3vit checkpoint of the pack's model)")
+    cmp_.add_argument("--data", default="synthetic", choices=DATASETS, help="dataset to compare on")
+    cmp_.add_argument("--data-root", default=None, help="folder of a real dataset")
+    cmp_.add_argument("--split", default="val", help="dataset split")
+    cmp_.add_argument("--num-samples", type=int, default=32, help="images to compare (synthetic: scenes rendered)")
+    cmp_.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic scenes")
+    cmp_.add_argument("--worst", type=int, default=4, help="worst cases shown per task")
+    cmp_.add_argument("--out", default="build/host/compare", help="report folder")
+    _common(cmp_)
+
+    bench = sub.add_parser("bench", formatter_class=fmt, help="frames/s and per-stage times per backend",
+                           description="Time each backend on synthetic scenes: frames per second and the mean "
+                                       "preprocess / accelerator / postprocess time per frame, per task; write "
+                                       "bench.json and bench.png.")
+    bench.add_argument("--backends", default="reference,simboard", help="comma-separated backends to time")
+    bench.add_argument("--frames", type=int, default=16, help="frames timed per backend and task")
+    bench.add_argument("--checkpoint", default=None, help="onnx: float checkpoint to export the ONNX models from")
+    bench.add_argument("--out", default="build/host/bench", help="output folder")
+    _common(bench, backend_choice=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    work = {"infer": run_infer, "compare": run_compare, "bench": run_bench}[args.command]
+    result = run_cli(PROG, lambda: work(args))
+    return 2 if result is None else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The host runtime's one API, whatever runs the accelerator.
+
+    rt = open_runtime("simboard", "build/demo/pack/model.json", config="micro", mode="w8a8")
+    rt.set_task("depth")                # a register write on device backends: nothing reloads
+    result = rt.run(images)             # normalised float [B,3,H,W] or uint8 pictures [B,H,W,3] (B optional)
+    result.outputs, result.head, result.tokens, result.timings
+
+Stages, each timed: *preprocess* (normalise pictures, quantize into the accelerator's input
+format), *accelerator* (the backend), *postprocess* (dequantize the tokens, the task head in
+float from the pack, decoding). The heads are the pack's own (``Pack.quantized_model()``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from m3vit.configs import ModelConfig, get_config
+from m3vit.quant.pack import Pack, PackError, read_pack
+
+from .backends import Backend, BackendOptions, make_backend
+from .images import check_model_input, normalise
+from .outputs import decode
+
+STAGES = ("preprocess", "accelerator", "postprocess")
+
+
+@dataclass
+class RunResult:
+    task: str
+    head: torch.Tensor  # the task head's float output [B, C, H, W]
+    outputs: np.ndarray  # decoded (labels, depth, normals, probabilities)
+    tokens: np.ndarray | None  # dequantized backbone tokens [B, N, D] (None for whole-model backends)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage for this batch
+
+
+class Runtime:
+    def __init__(self, backend: Backend, pack: Pack, manifest_path: Path):
+        self.backend, self.pack, self.cfg = backend, pack, pack.cfg
+        self.heads = pack.quantized_model().heads
+        backend.load(pack, manifest_path)
+        self.task: str | None = None
+        self.set_task(self.cfg.task_names[0])
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.cfg.task_names
+
+    def set_task(self, task: str) -> None:
+        index = self.cfg.task_index(task)  # KeyError naming the tasks there are
+        if task != self.task:
+            self.backend.set_task(index)
+            self.task = task
+
+    @torch.no_grad()
+    def run(self, images: np.ndarray | torch.Tensor, task: str | None = None) -> RunResult:
+        if task is not None:
+            self.set_task(task)
+        spec = self.cfg.task(self.task)
+        t0 = time.perf_counter()
+        images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if images.ndim == 3:  # one image: a batch of one
+            images = images[None]
+        if images.dtype == np.uint8:
+            if images.ndim != 4 or images.shape[-1] != self.cfg.in_chans:
+                raise ValueError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")
+            images = normalise(images)
+        check_model_input(images, self.cfg)
+        prepared = self.backend.prepare(images)
+        t1 = time.perf_counter()
+        raw = self.backend.execute(prepared)
+        t2 = time.perf_counter()
+        collected = self.backend.collect(raw)
+        if self.backend.produces == "tokens":
+            tokens = collected
+            head = self.heads[self.task](torch.from_numpy(tokens).float())
+        else:
+            tokens, head = None, torch.from_numpy(np.asarray(collected, dtype=np.float32))
+        outputs = decode(spec, head)
+        t3 = time.perf_counter()
+        return RunResult(self.task, head, outputs, tokens,
+                         {"preprocess": t1 - t0, "accelerator": t2 - t1, "postprocess": t3 - t2})
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mode: str | None = None) -> Pack:
+    """``read_pack`` validated against the config and precision asked for (by name or object)."""
+    manifest = Path(manifest)
+    if manifest.suffix == ".m3vpack":
+        manifest = manifest.with_suffix(".json")
+    expect = get_config(config) if isinstance(config, str) else config
+    if expect is not None:
+        # a named config may have been trained on fewer tasks: compare everything but the task list first
+        pack = read_pack(manifest, expect_mode=mode)
+        if pack.cfg.replace(tasks=expect.tasks) != expect or not set(pack.cfg.task_names) <= set(expect.task_names):
+            raise PackError(f"pack {manifest} holds model {pack.cfg.name!r}, not the {expect.name!r} asked for: "
+                            f"pass the pack exported for {expect.name!r} or drop --config")
+        return pack
+    return read_pack(manifest, expect_mode=mode)
+
+
+def open_runtime(backend: str, pack: str | Path, config: str | ModelConfig | None = None, mode: str | None = None,
+                 options: BackendOptions | None = None) -> Runtime:
+    """Open ``backend``, load the pack at ``pack`` (its ``.json`` manifest or ``.m3vpack``) onto it."""
+    manifest = Path(pack).with_suffix(".json") if Path(pack).suffix == ".m3vpack" else Path(pack)
+    loaded = load_pack(manifest, config, mode)
+    return Runtime(make_backend(backend, options), loaded, manifest)

@@ -1,0 +1,195 @@
+"""Compile-time configuration of the HLS accelerator, written as ``build/hls/<key>/m3vit_config.h``.
+
+Compile time = model shapes (``m3vit.configs``) + the precision mode's widths (``m3vit.quant.spec``)
++ the parallelism (:class:`HlsParams`) + the integer tables (``m3vit.quant.intops``) + the program's
+word indices (``m3vit.hw.program``). Nothing here is typed by hand into C++: the header is the only
+place the kernels get a number from, and it is regenerated from these Python definitions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..configs import ModelConfig
+from ..quant import intops
+from ..quant.spec import PrecisionMode
+from . import interface, program
+
+# WP486 packing: two weights share one activation in a DSP48E2 27x18 multiplier; the low product
+# occupies an 18-bit field of the 48-bit accumulator.
+PACK_FIELD_BITS = 18
+DSP_A_BITS, DSP_B_BITS, DSP_P_BITS = 27, 18, 48
+# Pipeline depth of the MAC array's token loop (accumulator read → DSP cascades → accumulator write):
+# each k-slice's token loop runs at least this many iterations, so that a token's accumulator is
+# never read before the previous k-slice wrote it (idle cycles when an expert queues fewer tokens).
+ARRAY_LATENCY = 16
+
+
+@dataclass(frozen=True)
+class HlsParams:
+    """The accelerator's parallelism and buffer depths (the synthesis knobs)."""
+
+    mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
+    mac_cols: int = 64  # reduction terms per cycle
+    attn_lanes: int = 8  # P: query rows in flight in the attention unit
+    av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
+    batch: int = 2  # frames that share each weight load (frame batching)
+
+    @classmethod
+    def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
+        """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
+        DSP, so its array is half as wide to stay within the xczu7ev's DSP48E2 count."""
+        name = mode if isinstance(mode, str) else mode.name
+        return cls() if name == "w8a8" else cls(mac_cols=32)
+
+    def __post_init__(self) -> None:
+        if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
+            raise ValueError(f"MAC array {self.mac_rows}x{self.mac_cols} must be made of 16x16 pack tiles")
+        if self.attn_lanes < 1 or self.batch < 1 or self.av_cols < 1:
+            raise ValueError("attn_lanes, av_cols and batch must be >= 1")
+
+
+def pack_chunk(mode: PrecisionMode) -> int:
+    """Products a packed DSP may accumulate before the low field must be extracted (0: no packing).
+
+    The low 18-bit field holds a signed sum exactly while |Σ| < 2^17. Weights are narrow-range
+    (|w| <= 2^(wb-1)-1) and activations full-range (|a| <= 2^(ab-1)), so each product is at most
+    (2^(wb-1)-1)·2^(ab-1) in magnitude.
+    """
+    if mode.weight_bits != 8 or mode.act_bits != 8:
+        return 0
+    worst = ((1 << (mode.weight_bits - 1)) - 1) * (1 << (mode.act_bits - 1))
+    return ((1 << (PACK_FIELD_BITS - 1)) - 1) // worst
+
+
+def container_bytes(bits: int) -> int:
+    for nbytes in (1, 2, 4, 8):
+        if bits <= 8 * nbytes:
+            return nbytes
+    raise ValueError(f"no container for {bits} bits")
+
+
+def config_key(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> str:
+    blob = repr((cfg.to_json(), asdict(mode), asdict(params))).encode()
+    return f"{cfg.name}-{mode.name}-{hashlib.sha256(blob).hexdigest()[:10]}"
+
+
+def _table(name: str, ctype: str, values) -> str:
+    body = ", ".join(str(int(v)) for v in values)
+    return f"static const {ctype} {name}[{len(values)}] = {{{body}}};"
+
+
+def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[str, int]:
+    """Every scalar the kernels are compiled with, by its C++ name."""
+    hidden_max = max(cfg.mlp_hidden, cfg.expert_hidden)
+    patch_k = cfg.in_chans * cfg.patch_size**2
+    k_max = max(cfg.dim, patch_k, hidden_max)
+    return {
+        "DIM": cfg.dim, "DEPTH": cfg.depth, "HEADS": cfg.num_heads, "HEAD_DIM": cfg.head_dim,
+        "N_TOK": cfg.num_tokens, "N_PATCH": cfg.num_patches, "PATCH": cfg.patch_size, "IN_CH": cfg.in_chans,
+        "IMG_H": cfg.img_size[0], "IMG_W": cfg.img_size[1], "GRID_W": cfg.grid[1], "PATCH_K": patch_k,
+        "MLP_HIDDEN": cfg.mlp_hidden, "EXPERTS": cfg.num_experts, "EXPERT_HIDDEN": cfg.expert_hidden,
+        "TOP_K": cfg.top_k, "NUM_TASKS": len(cfg.tasks), "HIDDEN_MAX": hidden_max,
+        "K_MAX": k_max, "N_MAX": max(cfg.dim, hidden_max, cfg.num_experts),
+        "W_BITS": mode.weight_bits, "ACT_BITS": mode.act_bits, "RESID_BITS": mode.resid_bits,
+        "INTERNAL_BITS": mode.internal_bits, "BIAS_BITS": mode.bias_bits, "ACC_BITS": mode.acc_bits,
+        "W_BYTES": container_bytes(mode.weight_bits), "BIAS_BYTES": container_bytes(mode.bias_bits),
+        "ACT_BYTES": container_bytes(mode.act_bits), "RESID_BYTES": container_bytes(mode.resid_bits),
+        "EXP_IN_FRAC": intops.EXP_IN_FRAC, "EXP_OUT_FRAC": intops.EXP_OUT_FRAC, "INV_FRAC": intops.INV_FRAC,
+        "GATE_FRAC": intops.GATE_FRAC, "GELU_STEP_BITS": intops.GELU_STEP_BITS,
+        "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
+        "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
+        "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
+        "BATCH": params.batch,
+        "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
+        "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
+        "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,
+        "PROGRAM_MAGIC": program.PROGRAM_MAGIC, "PROGRAM_VERSION": program.PROGRAM_VERSION,
+        "HEADER_WORDS": len(program.HEADER_FIELDS), "LAYER_WORDS": len(program.LAYER_FIELDS),
+    }
+
+
+def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> str:
+    lines = [
+        "// Generated by m3vit.hw.hls_config from the model config, the precision mode and m3vit.quant.intops.",
+        f"// Model {cfg.name}, mode {mode.name}, params {asdict(params)}. Do not edit: regenerate.",
+        "#pragma once",
+        "#include <cstdint>",
+        "namespace m3v {",
+    ]
+    lines += [f"constexpr int {k} = {v};" for k, v in constants(cfg, mode, params).items()]
+    lines.append(f"constexpr uint32_t NO_DUMP = {program.NO_DUMP}u;")
+    per_frame = program.frame_dump_values(cfg)
+    lines.append(f"constexpr uint32_t IMAGE_DUMP_FRAME_VALUES = {per_frame['image']}u;")
+    lines.append(f"constexpr uint32_t EMBED_DUMP_FRAME_VALUES = {per_frame['embed']}u;")
+    lines.append(f"constexpr int LAYER_DUMPS = {len(program.LAYER_POINTS)};  // the d_* fields, from L_D_"
+                 f"{program.LAYER_POINTS[0].upper()} on")
+    lines.append(_table("LAYER_DUMP_FRAME_VALUES", "uint32_t", [per_frame[p] for p in program.LAYER_POINTS]))
+    lines.append(_table("EXP_TABLE", "int32_t", intops.EXP_TABLE))
+    lines.append(_table("GELU_DELTA", "int32_t", intops.GELU_DELTA_TABLE))
+    lines.append("enum HeaderField {")
+    lines += [f"  H_{f.upper()} = {i}," for i, f in enumerate(program.HEADER_FIELDS)]
+    lines.append("};")
+    lines.append("enum LayerField {")
+    lines += [f"  L_{f.upper()} = {i}," for i, f in enumerate(program.LAYER_FIELDS)]
+    lines.append("};")
+    lines.append("}  // namespace m3v")
+    lines.append(top_prototype())
+    return "\n".join(lines) + "\n"
+
+
+def top_prototype() -> str:
+    """The top function's declaration, generated from ``interface.ARGS`` (names and order)."""
+    args = [f"{'const ' if a.name in ('weights', 'program', 'images') else ''}m3v::word_t* {a.name}"
+            if a.kind == "mem" else f"uint32_t {a.name}" for a in interface.ARGS]
+    return ("#define M3V_TOP_ARGS " + ", ".join(args) + "\n"
+            "#define M3V_TOP_ARG_NAMES " + ", ".join(a.name for a in interface.ARGS) + "\n"
+            + "#define M3V_TOP_INTERFACE_PRAGMAS \\\n"
+            + " \\\n".join(_interface_pragmas()) + "\n")
+
+
+def _interface_pragmas() -> list[str]:
+    out = []
+    for a in interface.ARGS:
+        if a.kind == "mem":
+            out.append(f"  _Pragma(\"HLS INTERFACE mode=m_axi port={a.name} offset=slave bundle={a.bundle} "
+                       f"max_widen_bitwidth=128 depth=1\")")
+        out.append(f"  _Pragma(\"HLS INTERFACE mode=s_axilite port={a.name} bundle=control\")")
+    out.append("  _Pragma(\"HLS INTERFACE mode=s_axilite port=return bundle=control\")")
+    return out
+
+
+def write_config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams, out_dir: str | Path) -> Path:
+    out = Path(out_dir) / "m3vit_config.h"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = config_header(cfg, mode, params)
+    if not out.is_file() or out.read_text() != text:  # keep the timestamp when nothing changed
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m m3vit.hw.hls_config --config C --mode M``: write the header, print its folder."""
+    import argparse
+
+    from ..configs import CONFIGS, get_config
+    from ..quant.spec import MODES, get_mode
+
+    p = argparse.ArgumentParser(prog="python -m m3vit.hw.hls_config", description=main.__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS), help="model config")
+    p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="precision mode")
+    p.add_argument("--out", type=Path, default=Path("build/hls"), help="parent folder of the header folders")
+    args = p.parse_args(argv)
+    cfg, mode = get_config(args.config), get_mode(args.mode)
+    params = HlsParams.for_mode(mode)
+    print(write_config_header(cfg, mode, params, args.out / config_key(cfg, mode, params)).parent)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

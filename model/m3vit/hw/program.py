@@ -1,0 +1,229 @@
+"""The layer program: the run-time half of the accelerator's configuration, built from a weight pack.
+
+Compile time fixes the model shapes, the precision mode's widths, the parallelism and the tables
+(``hls_config.py``). Everything that changes with the *pack* — where each tensor lies in the weight
+memory, every per-layer shift, the LayerNorm ε terms, the scratch offsets of the debug dumps — travels
+in a small array of little-endian u32 words that the top function reads over ``m_axi`` at start.
+One bitstream therefore runs any pack of the same config and mode; switching task is the ``task``
+register (the router matrices of every task are in the pack, the program gives their stride).
+
+The per-op constants (shifts, LayerNorm ε terms and input narrowing, ...) are copied from the pack
+manifest's ``hardware`` section, where ``m3vit.quant.hwconst`` computed them exactly: this module
+derives no number of its own beyond offsets and strides.
+
+Word layout: a header (``HEADER_FIELDS``), then ``depth`` layer descriptors of ``LAYER_FIELDS`` words
+each. Signed values are two's complement; 64-bit values take a ``_lo``/``_hi`` pair. The field lists
+below are the one definition: ``hls_config`` writes them into the C++ header as word indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..configs import ModelConfig
+from ..quant.hwmanifest import ops_by_name
+from ..quant.pack import Pack
+from ..quant.spec import QuantSpec, activation_points
+
+PROGRAM_MAGIC = 0x5056334D  # "M3VP" little-endian
+PROGRAM_VERSION = 2  # 2: header field dump_frames (dumps cover every frame of a run)
+NO_DUMP = 0xFFFFFFFF  # dump offset of a point that is not written
+
+HEADER_FIELDS: tuple[str, ...] = (
+    "magic", "version", "depth", "num_tasks", "dump", "dump_frames",
+    "d_image", "d_embed",
+    "patch_w", "patch_b", "pos", "cls", "patch_shift",
+)
+
+LAYER_POINTS = ("ln1", "q", "k", "v", "scores", "attn", "proj", "mid", "ln2",
+                 "fc1", "gelu", "fc2", "gate", "e1", "egelu", "e2", "moe", "out")
+
+LAYER_FIELDS: tuple[str, ...] = (
+    "is_moe",
+    # LayerNorms: gain / bias offsets, input narrowing to 16 bits, output shift, ε term (u64)
+    "ln1_g", "ln1_b", "ln1_in_shift", "ln1_shift", "ln1_eps_lo", "ln1_eps_hi",
+    "ln2_g", "ln2_b", "ln2_in_shift", "ln2_shift", "ln2_eps_lo", "ln2_eps_hi",
+    # attention
+    "q_w", "q_b", "q_shift", "k_w", "k_b", "k_shift", "v_w", "v_b", "v_shift",
+    "scores_shift", "scores_frac", "attn_shift",
+    "proj_w", "proj_b", "proj_shift",
+    # residual adds: left shifts aligning both operands, then the narrowing shift
+    "mid_x_lsh", "mid_y_lsh", "mid_shift", "out_x_lsh", "out_y_lsh", "out_shift",
+    # dense MLP
+    "fc1_w", "fc1_b", "fc1_shift", "gelu_in_frac", "gelu_shift", "fc2_w", "fc2_b", "fc2_shift",
+    # MoE: router of task t at gate_w + t * gate_w_stride; expert e at e1_w + e * e1_w_stride, ...
+    "gate_w", "gate_w_stride", "gate_b", "gate_b_stride", "gate_shift", "gate_frac",
+    "e1_w", "e1_w_stride", "e1_b", "e1_b_stride", "e1_shift", "egelu_in_frac", "egelu_shift",
+    "e2_w", "e2_w_stride", "e2_b", "e2_b_stride", "e2_shift", "moe_shift",
+    # scratch byte offsets of each point's dump (NO_DUMP when not written)
+    *(f"d_{p}" for p in LAYER_POINTS),
+)
+
+DUMP_BYTES = 4  # every dumped value is a little-endian int32
+
+
+class ProgramError(ValueError):
+    """A pack cannot be run by an accelerator built for a given config and mode."""
+
+
+def _u32(v: int) -> int:
+    if not -(1 << 31) <= v < (1 << 32):
+        raise ProgramError(f"program value {v} does not fit 32 bits")
+    return v & 0xFFFFFFFF
+
+
+def op_constants(pack: Pack) -> dict[str, dict]:
+    """Per-op constants (``patch``, ``l{i}.{op}``) from the manifest's ``hardware`` section, computed
+    once, exactly, by ``m3vit.quant.hwconst`` when the pack was written (and checked when it was read)."""
+    hw = pack.manifest.get("hardware")
+    if not hw:
+        raise ProgramError("the pack's manifest has no hardware section: re-export it with m3vit-quantize")
+    return ops_by_name(hw)
+
+
+def _layer_point_shape(cfg: ModelConfig, point: str, b: int) -> tuple[int, ...]:
+    n, d, h = cfg.num_tokens, cfg.dim, cfg.num_heads
+    rows_k = b * n * cfg.top_k  # every token goes to exactly top_k distinct experts
+    return {
+        "scores": (b, h, n, n), "attn": (b, h, n, cfg.head_dim),
+        "fc1": (b, n, cfg.mlp_hidden), "gelu": (b, n, cfg.mlp_hidden),
+        "gate": (b * n, cfg.num_experts),
+        "e1": (rows_k, cfg.expert_hidden), "egelu": (rows_k, cfg.expert_hidden), "e2": (rows_k, d),
+        "moe": (b * n, d),
+    }.get(point, (b, n, d))
+
+
+def point_shapes(cfg: ModelConfig, frames: int) -> dict[str, tuple[int, ...]]:
+    """Shape of every activation point's dump for ``frames`` frames, in the integer reference's layout.
+
+    Every point's dump is frame-major, so frame f's values start at f · (values per frame); expert
+    points (e1, egelu, e2) hold BATCH frames at a time in patch-reordered order (expert-major, each
+    queue in ascending token order), a batch's rows following the previous batch's.
+    """
+    b = frames
+    shapes: dict[str, tuple[int, ...]] = {"image": (b, cfg.in_chans, *cfg.img_size),
+                                          "embed": (b, cfg.num_tokens, cfg.dim)}
+    for name in activation_points(cfg):
+        if name not in shapes:
+            shapes[name] = _layer_point_shape(cfg, name.split(".")[1], b)
+    return shapes
+
+
+def frame_dump_values(cfg: ModelConfig) -> dict[str, int]:
+    """int32 values one frame adds to each point's dump: ``image``, ``embed`` and every layer point
+    (by its name in ``LAYER_POINTS``) — what the top advances a batch's dump offsets by, per frame."""
+    out = {"image": cfg.in_chans * cfg.img_size[0] * cfg.img_size[1], "embed": cfg.num_tokens * cfg.dim}
+    out.update({p: int(np.prod(_layer_point_shape(cfg, p, 1))) for p in LAYER_POINTS})
+    return out
+
+
+@dataclass(frozen=True)
+class DumpLayout:
+    """Where each point's dump lies in the scratch buffer (byte offsets, int32 values)."""
+
+    offsets: dict[str, int]
+    shapes: dict[str, tuple[int, ...]]
+    nbytes: int
+
+    @classmethod
+    def for_config(cls, cfg: ModelConfig, frames: int) -> DumpLayout:
+        shapes = point_shapes(cfg, frames)
+        offsets, off = {}, 0
+        for name, shape in shapes.items():
+            offsets[name] = off
+            off += -(-int(np.prod(shape)) * DUMP_BYTES // 64) * 64
+        return cls(offsets, shapes, off)
+
+    def read(self, scratch: bytes | np.ndarray, name: str) -> np.ndarray:
+        count = int(np.prod(self.shapes[name]))
+        raw = np.frombuffer(scratch, dtype="<i4", count=count, offset=self.offsets[name])
+        return raw.astype(np.int64).reshape(self.shapes[name])
+
+
+def check_widths(spec: QuantSpec, cfg: ModelConfig) -> None:
+    """Every activation format must have its width class's width (the bitstream's compile-time widths)."""
+    from ..quant.spec import width
+
+    for name, cls_ in activation_points(cfg).items():
+        want = width(spec.mode, cls_)
+        if spec.activations[name].bits != want:
+            raise ProgramError(f"point {name} is {spec.activations[name]} but mode {spec.mode.name} gives "
+                               f"{cls_} points {want} bits; re-export the pack")
+
+
+def _tensor_entries(pack: Pack) -> dict[str, dict]:
+    return {t["name"]: t for t in pack.manifest["tensors"]}
+
+
+def _stride(entry: dict) -> int:
+    """Bytes between consecutive matrices of a stack (experts, or one router per task)."""
+    shape = entry["stored_shape"]
+    return entry["nbytes"] // shape[0]
+
+
+def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.ndarray, DumpLayout]:
+    """Program words for ``pack`` and the scratch layout of its dumps (sized for ``frames`` frames)."""
+    cfg, spec = pack.cfg, pack.spec
+    check_widths(spec, cfg)
+    tensors = _tensor_entries(pack)
+    layout = DumpLayout.for_config(cfg, frames)
+
+    def off(name: str) -> int:
+        return tensors[name]["offset"]
+
+    def dump_at(point: str) -> int:
+        return layout.offsets[point] if dump and point in layout.offsets else NO_DUMP
+
+    c = op_constants(pack)
+    header = {
+        "magic": PROGRAM_MAGIC, "version": PROGRAM_VERSION, "depth": cfg.depth, "num_tasks": len(cfg.tasks),
+        "dump": int(dump), "dump_frames": frames if dump else 0,
+        "d_image": dump_at("image"), "d_embed": dump_at("embed"),
+        "patch_w": off("patch.w"), "patch_b": off("patch.b"), "pos": off("pos"), "cls": off("cls"),
+        "patch_shift": c["patch"]["shift"],
+    }
+    words = [_u32(header[f]) for f in HEADER_FIELDS]
+    for i in range(cfg.depth):
+        o = f"l{i}"
+        fields: dict[str, int] = dict.fromkeys(LAYER_FIELDS, 0)
+        fields["is_moe"] = int(cfg.is_moe(i))
+        for ln in ("ln1", "ln2"):
+            k = c[f"{o}.{ln}"]
+            eps = int(k["eps_term"])
+            if not 0 <= eps < 1 << 63:
+                raise ProgramError(f"{o}.{ln}: LayerNorm ε term {eps} does not fit 63 bits")
+            fields.update({f"{ln}_g": off(f"{o}.{ln}.g"), f"{ln}_b": off(f"{o}.{ln}.b"),
+                           f"{ln}_in_shift": k["in_shift"], f"{ln}_shift": k["shift"],
+                           f"{ln}_eps_lo": eps & 0xFFFFFFFF, f"{ln}_eps_hi": eps >> 32})
+        for op in ("q", "k", "v", "proj"):
+            fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
+                           f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+        fields["scores_shift"] = c[f"{o}.scores"]["shift"]
+        fields["scores_frac"] = c[f"{o}.attn"]["scores_frac"]
+        fields["attn_shift"] = c[f"{o}.attn"]["shift"]
+        for add in ("mid", "out"):
+            k = c[f"{o}.{add}"]
+            fields.update({f"{add}_x_lsh": k["x_align"], f"{add}_y_lsh": k["y_align"], f"{add}_shift": k["shift"]})
+        if cfg.is_moe(i):
+            for op in ("gate", "e1", "e2"):
+                w, b = tensors[f"{o}.{op}.w"], tensors[f"{o}.{op}.b"]
+                fields.update({f"{op}_w": w["offset"], f"{op}_w_stride": _stride(w), f"{op}_b": b["offset"],
+                               f"{op}_b_stride": _stride(b), f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+            fields["gate_frac"] = c[f"{o}.route"]["logit_frac"]
+            fields["egelu_in_frac"], fields["egelu_shift"] = c[f"{o}.egelu"]["x_frac"], c[f"{o}.egelu"]["shift"]
+            fields["moe_shift"] = c[f"{o}.moe"]["shift"]
+        else:
+            for op in ("fc1", "fc2"):
+                fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
+                               f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+            fields["gelu_in_frac"], fields["gelu_shift"] = c[f"{o}.gelu"]["x_frac"], c[f"{o}.gelu"]["shift"]
+        for p in LAYER_POINTS:
+            fields[f"d_{p}"] = dump_at(f"{o}.{p}")
+        words += [_u32(fields[f]) for f in LAYER_FIELDS]
+    return np.array(words, dtype="<u4"), layout
+
+
+def program_words(cfg: ModelConfig) -> int:
+    return len(HEADER_FIELDS) + cfg.depth * len(LAYER_FIELDS)

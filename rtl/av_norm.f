@@ -1,0 +1,3 @@
+round_sat.sv
+exp2_neg.sv
+av_norm.sv

@@ -1,0 +1,118 @@
+`default_nettype none
+`include "m3vit_check.svh"
+// A·V normaliser (NUMERICS.md §4.2): for one query row, o[c] = (Σ_j 2^(a_j - m) · v_j[c]) · (1/s), requantized
+// once into the output format; the row's (m, 1/s) come from softmax_stats. One key (score + V row) per cycle.
+module av_norm #(
+  parameter int S_W      = 16,   // signed score width
+  parameter int S_FRAC   = 12,   // score fractional bits
+  parameter int V_W      = 8,    // signed V element width
+  parameter int V_FRAC   = 7,    // V fractional bits
+  parameter int C        = 8,    // V channels per beat (lanes)
+  parameter int OUT_W    = 8,    // signed output width
+  parameter int OUT_FRAC = 9,    // output fractional bits
+  parameter int MAX_ROW  = 256   // most keys per row; sizes the accumulators
+) (
+  // clock and reset
+  input  wire logic                   ap_clk,
+  input  wire logic                   ap_rst_n,
+  // per row: TDATA = {1/s (17 bits), m (S_W bits)}, as softmax_stats emits it
+  input  wire logic [S_W+16:0]        s_axis_stat_tdata,
+  input  wire logic                   s_axis_stat_tvalid,
+  output logic                        s_axis_stat_tready,
+  // per key: TDATA = {v[C-1] ... v[0], score} (lane 0 the score); TLAST on the row's last key
+  input  wire logic [C*V_W+S_W-1:0]   s_axis_tdata,
+  input  wire logic                   s_axis_tvalid,
+  output logic                        s_axis_tready,
+  input  wire logic                   s_axis_tlast,
+  // per row: o[C-1] ... o[0]
+  output logic [C*OUT_W-1:0]          m_axis_tdata,
+  output logic                        m_axis_tvalid,
+  input  wire logic                   m_axis_tready,
+  output logic                        m_axis_tlast
+);
+  `include "m3vit_consts.svh"
+  `M3VIT_CHECK(g_check, S_W >= 2 && S_W <= 40 && V_W >= 2 && V_W <= 24 && C >= 1 && OUT_W >= 2 && MAX_ROW >= 1,
+               ("av_norm: bad parameters S_W=%0d V_W=%0d C=%0d", S_W, V_W, C))
+
+  localparam int INV_W = INV_FRAC + 1;
+  localparam int ACC_W = V_W + EXP_OUT_FRAC + 2 + $clog2(MAX_ROW + 1);  // Σ 2^(a-m)·v, signed
+  localparam int PROD_W = ACC_W + INV_W + 1;
+
+  wire logic rst = !ap_rst_n;
+  wire logic ce = !m_axis_tvalid || m_axis_tready;
+
+  // Stage 0: a key beat joins its row's statistics at the row's first key.
+  logic first;
+  wire logic take = ce && s_axis_tvalid && (!first || s_axis_stat_tvalid);
+  assign s_axis_tready = ce && (!first || s_axis_stat_tvalid);
+  assign s_axis_stat_tready = ce && s_axis_tvalid && first;
+
+  logic signed [S_W-1:0] m_row;
+  logic [INV_W-1:0]      inv_row;
+  wire logic signed [S_W-1:0] m_cur   = first ? $signed(s_axis_stat_tdata[S_W-1:0]) : m_row;
+  wire logic [INV_W-1:0]      inv_cur = first ? s_axis_stat_tdata[S_W +: INV_W] : inv_row;
+  wire logic signed [S_W:0]   diff = (S_W+1)'($signed(s_axis_tdata[S_W-1:0])) - (S_W+1)'(m_cur);
+
+  // Stage 1: the exponent; stage 2: 2^(a-m); stage 3: accumulate, the finished row registered;
+  // stage 4 (output register): · 1/s, rounded and saturated.
+  logic [2:1]            valid;
+  logic [2:1]            last;
+  logic [2:1]            rfirst;
+  logic signed [S_W:0]   d1;
+  logic [C*V_W-1:0]      v1, v2;
+  logic [INV_W-1:0]      inv1, inv2, inv3;
+  logic [15:0]           e2;
+  logic [15:0]           e;
+  exp2_neg #(.D_W(S_W + 1), .D_FRAC(S_FRAC)) u_exp (.d(d1), .value(e));
+
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      valid <= '0;
+      first <= 1'b1;
+    end else if (ce) begin
+      valid <= {valid[1], take};
+      if (take) first <= s_axis_tlast;
+    end
+    if (take && first) begin
+      m_row   <= m_cur;
+      inv_row <= inv_cur;
+    end
+    if (ce) begin
+      last   <= {last[1], s_axis_tlast};
+      rfirst <= {rfirst[1], first};
+      d1     <= (diff > 0) ? '0 : diff;  // a <= m for a true row maximum
+      v1     <= s_axis_tdata[S_W +: C*V_W];
+      inv1   <= inv_cur;
+      e2     <= e;
+      v2     <= v1;
+      inv2   <= inv1;
+    end
+  end
+
+  wire logic row_done = valid[2] && last[2];
+  logic row_valid;
+  always_ff @(posedge ap_clk) if (ce && row_done) inv3 <= inv2;
+
+  logic [C*OUT_W-1:0] out_c;
+  for (genvar c = 0; c < C; c++) begin : g_lane
+    logic signed [ACC_W-1:0]  acc, acc_next, acc_row;
+    logic signed [PROD_W-1:0] prod;
+    assign acc_next = (rfirst[2] ? '0 : acc) + ACC_W'($signed(v2[c*V_W +: V_W])) * ACC_W'($signed({1'b0, e2}));
+    always_ff @(posedge ap_clk) if (ce && valid[2]) acc <= acc_next;
+    always_ff @(posedge ap_clk) if (ce && row_done) acc_row <= acc_next;
+    assign prod = PROD_W'(acc_row) * PROD_W'($signed({1'b0, inv3}));
+    round_sat #(.IN_W(PROD_W), .SHIFT(EXP_OUT_FRAC + INV_FRAC + V_FRAC - OUT_FRAC), .OUT_W(OUT_W)) u_rs (
+      .in(prod), .out(out_c[c*OUT_W +: OUT_W]));
+  end
+
+  always_ff @(posedge ap_clk) begin
+    if (rst) row_valid <= 1'b0;
+    else if (ce) row_valid <= row_done;
+    if (rst) m_axis_tvalid <= 1'b0;
+    else if (ce) m_axis_tvalid <= row_valid;
+    if (ce) begin
+      m_axis_tdata <= out_c;
+      m_axis_tlast <= 1'b1;
+    end
+  end
+endmodule

@@ -1,0 +1,216 @@
+`default_nettype none
+`include "m3vit_check.svh"
+// LayerNorm unit (NUMERICS.md §4.4), division-free: per row of D values, s1 = Σx, s2 = Σx² (x narrowed to 16
+// bits by IN_SHIFT), root = isqrt(D·s2 - s1² + EPS_TERM), recip = round(2^30 / max(root, 1)), then per element
+// norm = round((D·x - s1) · recip / 2^18) (12 fractional bits) and out = requantize(norm · gain + bias).
+// Rows are buffered in NBANK banks so the next rows stream in while a row's statistics are computed and it
+// streams out: one value per cycle in and out. Gain and bias arrive beside the output (one beat per element).
+module layernorm #(
+  parameter int D        = 64,      // features per row
+  parameter int IN_W     = 16,      // signed input width (residual stream)
+  parameter int IN_SHIFT = (IN_W > 16) ? IN_W - 16 : 0,  // input narrowing to 16 bits (hwconst: in_shift)
+  parameter int G_W      = 8,       // signed gain width
+  parameter int G_FRAC   = 6,       // gain fractional bits
+  parameter int B_W      = 32,      // signed bias width (bias has 12 + G_FRAC fractional bits)
+  parameter int OUT_W    = 8,       // signed output width
+  parameter int OUT_FRAC = 5,       // output fractional bits
+  parameter logic [63:0] EPS_TERM = 64'd0,  // round(eps · D² · 4^frac(x)): the ε of the variance term
+  parameter int NBANK    = 4        // row buffers (>= 2; 4 keeps one value per cycle for D >= 32)
+) (
+  // clock and reset
+  input  wire logic                  ap_clk,
+  input  wire logic                  ap_rst_n,
+  // x in: one row per D beats (TLAST on the last, not required)
+  input  wire logic [IN_W-1:0]       s_axis_tdata,
+  input  wire logic                  s_axis_tvalid,
+  output logic                       s_axis_tready,
+  input  wire logic                  s_axis_tlast,
+  // gain and bias of each output element: TDATA = {bias (B_W), gain (G_W)}
+  input  wire logic [B_W+G_W-1:0]    s_axis_gb_tdata,
+  input  wire logic                  s_axis_gb_tvalid,
+  output logic                       s_axis_gb_tready,
+  // normalised values out, TLAST on each row's last
+  output logic [OUT_W-1:0]           m_axis_tdata,
+  output logic                       m_axis_tvalid,
+  input  wire logic                  m_axis_tready,
+  output logic                       m_axis_tlast
+);
+  `include "m3vit_consts.svh"
+  `M3VIT_CHECK(g_check, D >= 2 && D <= 4096 && IN_W >= 2 && IN_W <= 48 && G_W >= 2 && B_W >= 2 && OUT_W >= 2
+               && NBANK >= 2, ("layernorm: bad parameters D=%0d IN_W=%0d NBANK=%0d", D, IN_W, NBANK))
+
+  localparam int X_W = LN_IN_BITS;
+  `M3VIT_CHECK(g_check_shift, IN_SHIFT >= ((IN_W > X_W) ? IN_W - X_W : 0) && IN_SHIFT < IN_W,
+               ("layernorm: IN_SHIFT=%0d must narrow the %0d-bit input to %0d bits", IN_SHIFT, IN_W, X_W))
+  localparam int LD = $clog2(D + 1);
+  localparam int S1_W = X_W + LD + 1;
+  localparam int S2_W = 2 * X_W + LD;
+  localparam int EPS_BITS = $clog2(EPS_TERM + 1) + 1;
+  localparam int V_W = ((2 * X_W + 2 * LD + 1) > EPS_BITS ? (2 * X_W + 2 * LD + 1) : EPS_BITS) + 1;
+  `M3VIT_CHECK(g_check_v, V_W <= 64, ("layernorm: variance term needs %0d bits", V_W))
+  localparam int R_W = (V_W + 1) / 2;
+  localparam int RC_W = LN_RECIP_FRAC + 1;               // recip <= 2^30
+  localparam int CEN_W = X_W + LD + 2;                   // D·x - s1
+  localparam int PROD_W = CEN_W + RC_W + 1;
+  // |norm| < sqrt(D)·2^(12+2) (|D·x - s1| <= sqrt((D-1)·var) and recip <= 1.5·2^30/root): sign and margin.
+  localparam int NORM_W = LN_NORM_FRAC + 2 + (LD + 1) / 2 + 2;
+  localparam int ACC_W = ((NORM_W + G_W) > B_W ? (NORM_W + G_W) : B_W) + 1;
+  localparam int BK_W = (NBANK > 1) ? $clog2(NBANK) : 1;
+  localparam int IX_W = $clog2(D);
+  localparam int AW = $clog2(NBANK * D);
+
+  wire logic rst = !ap_rst_n;
+
+  // ---- input side: narrow, buffer, accumulate s1 and s2 ----
+  logic signed [X_W-1:0] x_in;
+  round_sat #(.IN_W(IN_W), .SHIFT(IN_SHIFT), .OUT_W(X_W)) u_narrow (
+    .in(s_axis_tdata), .out(x_in));
+
+  logic [X_W-1:0]          mem [NBANK * D];
+  logic [NBANK-1:0]        busy;          // bank holds a complete row not yet streamed out
+  logic [BK_W-1:0]         wbank;
+  logic [IX_W-1:0]         widx;
+  logic signed [S1_W-1:0]  s1;
+  logic [S2_W-1:0]         s2;
+  wire logic in_take = s_axis_tvalid && !busy[wbank];
+  assign s_axis_tready = !busy[wbank];
+  wire logic signed [S1_W-1:0] s1_next = ((widx == '0) ? '0 : s1) + S1_W'(x_in);
+  wire logic [S2_W-1:0]        s2_next = ((widx == '0) ? '0 : s2) + S2_W'(x_in) * S2_W'(x_in);
+  wire logic in_row_end = in_take && (widx == IX_W'(D - 1));
+
+  logic                    st_valid;
+  logic signed [S1_W-1:0]  st_s1;
+  logic [S2_W-1:0]         st_s2;
+  logic [BK_W-1:0]         st_bank;
+  always_ff @(posedge ap_clk) begin
+    if (in_take) begin
+      mem[AW'(wbank) * AW'(D) + AW'(widx)] <= x_in;
+      s1 <= s1_next;
+      s2 <= s2_next;
+    end
+    st_s1   <= s1_next;
+    st_s2   <= s2_next;
+    st_bank <= wbank;
+    if (rst) begin
+      widx     <= '0;
+      wbank    <= '0;
+      st_valid <= 1'b0;
+    end else begin
+      st_valid <= in_row_end;
+      if (in_take) widx <= in_row_end ? '0 : widx + 1'b1;
+      if (in_row_end) wbank <= (wbank == BK_W'(NBANK - 1)) ? '0 : wbank + 1'b1;
+    end
+  end
+
+  // ---- row statistics: D·s2 - s1² + ε → isqrt → reciprocal (free-running; at most NBANK rows in flight) ----
+  logic [V_W-1:0] vterm;
+  assign vterm = V_W'(D) * V_W'(st_s2) - V_W'(st_s1) * V_W'(st_s1) + V_W'(EPS_TERM);
+  logic                   rt_valid;
+  logic [R_W-1:0]         root;
+  logic [S1_W+BK_W-1:0]   rt_side;
+  isqrt_pipe #(.V_W(V_W), .SIDE_W(S1_W + BK_W)) u_sqrt (
+    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(st_valid), .v(vterm), .in_side({st_s1, st_bank}),
+    .out_valid(rt_valid), .root(root), .out_side(rt_side));
+  logic                   rc_valid;
+  logic [RC_W-1:0]        recip;
+  logic [S1_W+BK_W-1:0]   rc_side;
+  div_round_pipe #(.NUM_W(LN_RECIP_FRAC + 1), .DEN_W(R_W), .QUO_W(RC_W), .SIDE_W(S1_W + BK_W)) u_div (
+    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(rt_valid), .num((LN_RECIP_FRAC + 1)'(1) << LN_RECIP_FRAC),
+    .den((root == '0) ? R_W'(1) : root), .in_side(rt_side), .out_valid(rc_valid), .quo(recip), .out_side(rc_side));
+
+  // finished rows wait here for the output side
+  localparam int F_W = S1_W + BK_W + RC_W;
+  logic [F_W-1:0]  fifo [NBANK];
+  logic [BK_W:0]   f_wr, f_rd;
+  wire logic       f_empty = (f_wr == f_rd);
+  wire logic [F_W-1:0] f_head = fifo[f_rd[BK_W-1:0]];
+
+  // ---- output side: per element D·x - s1, · recip, · gain + bias, requantize ----
+  wire logic ce = !m_axis_tvalid || m_axis_tready;
+  logic                    active;
+  logic [IX_W-1:0]         oidx;
+  logic [BK_W-1:0]         obank;
+  logic signed [S1_W-1:0]  os1;
+  logic [RC_W-1:0]         orecip;
+  wire logic issue = active && s_axis_gb_tvalid && ce;
+  assign s_axis_gb_tready = active && ce;
+  wire logic out_row_end = issue && (oidx == IX_W'(D - 1));
+  wire logic load = !f_empty && (!active || out_row_end);
+
+  always_ff @(posedge ap_clk) begin
+    if (rc_valid) fifo[f_wr[BK_W-1:0]] <= {rc_side, recip};
+    if (load) {os1, obank, orecip} <= f_head;
+    if (rst) begin
+      f_wr   <= '0;
+      f_rd   <= '0;
+      active <= 1'b0;
+      oidx   <= '0;
+      busy   <= '0;
+    end else begin
+      if (rc_valid) f_wr <= (f_wr[BK_W-1:0] == BK_W'(NBANK - 1)) ? {~f_wr[BK_W], BK_W'(0)} : f_wr + 1'b1;
+      if (load) f_rd <= (f_rd[BK_W-1:0] == BK_W'(NBANK - 1)) ? {~f_rd[BK_W], BK_W'(0)} : f_rd + 1'b1;
+      if (load) begin
+        active <= 1'b1;
+        oidx   <= '0;
+      end else if (out_row_end) begin
+        active <= 1'b0;
+      end else if (issue) begin
+        oidx <= oidx + 1'b1;
+      end
+      // a bank is busy from its row's last input to its row's last output
+      busy <= (busy | (in_row_end ? (NBANK'(1) << wbank) : '0)) & ~(out_row_end ? (NBANK'(1) << obank) : '0);
+    end
+  end
+
+  // O1: read x, take gain and bias
+  logic                    v1, l1, v2, l2;
+  logic signed [X_W-1:0]   x1;
+  logic signed [G_W-1:0]   g1, g2;
+  logic signed [B_W-1:0]   b1, b2;
+  logic signed [S1_W-1:0]  s1_1;
+  logic [RC_W-1:0]         rc1;
+  logic signed [NORM_W-1:0] norm2;
+  wire logic signed [CEN_W-1:0]  centred = CEN_W'(D) * CEN_W'(x1) - CEN_W'(s1_1);
+  wire logic signed [PROD_W-1:0] prod = PROD_W'(centred) * PROD_W'($signed({1'b0, rc1}));
+  localparam int NSH = LN_RECIP_FRAC - LN_NORM_FRAC;
+  // the bound above makes the top bits of the rounded product copies of the sign bit
+  /* verilator lint_off UNUSEDSIGNAL */
+  wire logic signed [PROD_W-1:0] norm_full = (prod + PROD_W'(1 <<< (NSH - 1))) >>> NSH;
+  /* verilator lint_on UNUSEDSIGNAL */
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      v1 <= 1'b0;
+      v2 <= 1'b0;
+    end else if (ce) begin
+      v1 <= issue;
+      v2 <= v1;
+    end
+    if (ce) begin
+      x1    <= $signed(mem[AW'(obank) * AW'(D) + AW'(oidx)]);
+      g1    <= $signed(s_axis_gb_tdata[G_W-1:0]);
+      b1    <= $signed(s_axis_gb_tdata[G_W +: B_W]);
+      s1_1  <= os1;
+      rc1   <= orecip;
+      l1    <= out_row_end;
+      norm2 <= NORM_W'(norm_full);
+      g2    <= g1;
+      b2    <= b1;
+      l2    <= l1;
+    end
+  end
+
+  // O3 (output register): norm · gain + bias, requantized
+  wire logic signed [ACC_W-1:0] acc = ACC_W'(norm2) * ACC_W'(g2) + ACC_W'(b2);
+  logic signed [OUT_W-1:0] y;
+  round_sat #(.IN_W(ACC_W), .SHIFT(LN_NORM_FRAC + G_FRAC - OUT_FRAC), .OUT_W(OUT_W)) u_out (.in(acc), .out(y));
+  always_ff @(posedge ap_clk) begin
+    if (rst) m_axis_tvalid <= 1'b0;
+    else if (ce) m_axis_tvalid <= v2;
+    if (ce) begin
+      m_axis_tdata <= y;
+      m_axis_tlast <= l2;
+    end
+  end
+
+  wire logic unused = s_axis_tlast;
+endmodule

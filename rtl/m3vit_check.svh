@@ -1,0 +1,10 @@
+// Parameter checks at elaboration: a generate-time $error (Verilator, yosys), a time-0 $error + $finish in Icarus 11,
+// which has no elaboration-time system tasks. Usage: `M3VIT_CHECK(g_name, condition, ("message %0d", value))
+`ifndef M3VIT_CHECK_SVH
+`define M3VIT_CHECK_SVH
+`ifdef __ICARUS__
+`define M3VIT_CHECK(name, ok, msg) initial if (!(ok)) begin $error msg; $finish; end
+`else
+`define M3VIT_CHECK(name, ok, msg) if (!(ok)) begin : name $error msg; end
+`endif
+`endif

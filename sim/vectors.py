@@ -1,0 +1,86 @@
+"""Real test vectors: a micro model quantized and run through the integer reference, dumped as
+``m3vit-quantize --dump`` does (``write_dumps``), plus the formats and integer parameters the units need.
+
+Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's sources), so a run builds
+the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy`` and ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from common import BUILD, ROOT, build_lock
+
+IMAGES = 2  # frames per task: 2 x 33 tokens at the micro config
+PARAMS = ("l0.ln1.g", "l0.ln1.b", "l0.ln2.g", "l0.ln2.b", "l0.q.w", "l0.q.b", "l0.fc1.w", "l0.fc1.b")
+
+
+def _source_hash() -> str:
+    h = hashlib.sha256()
+    for path in [*sorted((ROOT / "model" / "m3vit").rglob("*.py")), Path(__file__)]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_vectors() -> Path:
+    folder = BUILD / "vectors" / f"micro-{_source_hash()}"
+    if (folder / "meta.json").exists():
+        return folder
+    with build_lock():
+        if not (folder / "meta.json").exists():
+            _write(folder)
+    return folder
+
+
+def _write(folder: Path) -> None:
+    import torch
+
+    from m3vit.cli.quantize import write_dumps
+    from m3vit.configs import get_config
+    from m3vit.data import build_dataset
+    from m3vit.model import M3ViT
+    from m3vit.quant.params import accumulator_frac
+    from m3vit.quant.quantize import QuantizedModel, calibrate
+
+    torch.manual_seed(5)
+    cfg = get_config("micro")
+    model = M3ViT(cfg).eval()
+    data = build_dataset("synthetic", "val", cfg, length=6)
+    calib = torch.stack([data[i]["image"] for i in range(6)]).numpy()
+    qmodel = QuantizedModel.build(model, calibrate(model, calib, "w8a8"))
+    write_dumps(qmodel, data, IMAGES, folder / "dumps")
+    (folder / "params").mkdir(parents=True, exist_ok=True)
+    for name in PARAMS:
+        np.save(folder / "params" / f"{name}.npy", qmodel.iparams[name])
+    spec = qmodel.spec
+    meta = {"config": cfg.name, "tasks": list(cfg.task_names), "dim": cfg.dim, "heads": cfg.num_heads,
+            "head_dim": cfg.head_dim, "experts": cfg.num_experts, "top_k": cfg.top_k, "ln_eps": cfg.ln_eps,
+            "activations": {k: v.to_dict() for k, v in spec.activations.items()},
+            "weights": {k: v.to_dict() for k, v in spec.weights.items()},
+            "acc_frac": {op: accumulator_frac(spec, cfg, op) for op in ("l0.q", "l0.fc1")}}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+class Vectors:
+    """Read access to one vector folder (used in the simulator and by pytest)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+
+    def dump(self, point: str, task: str | None = None) -> np.ndarray:
+        return np.load(self.folder / "dumps" / (task or self.meta["tasks"][0]) / f"{point}.npy").astype(np.int64)
+
+    def param(self, name: str) -> np.ndarray:
+        return np.load(self.folder / "params" / f"{name}.npy").astype(np.int64)
+
+    def fmt(self, point: str) -> tuple[int, int]:
+        f = self.meta["activations"][point]
+        return f["bits"], f["frac"]
+
+    def wfmt(self, name: str) -> tuple[int, int]:
+        f = self.meta["weights"][name]
+        return f["bits"], f["frac"]

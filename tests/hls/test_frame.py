@@ -1,0 +1,162 @@
+"""The whole accelerator top in C-simulation, bit-exact with the integer reference at every point.
+
+Every activation point of every layer is dumped by the top (through its scratch port) and compared
+with ``QuantizedModel.tokens(..., dump=True)``: 0 differing values, or the first point and index
+that differ. micro in both modes and every task, routing edge cases (tied logits, all tokens to
+one expert, empty experts), saturating images, frame batching; m3vit-tiny marked slow.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from m3vit.configs import get_config
+from m3vit.hw.csim import batched_reference, cached, first_difference
+from m3vit.model import M3ViT
+from m3vit.quant.fixed import quantize
+from m3vit.quant.pack import write_pack
+from m3vit.quant.params import int_param_formats
+from m3vit.quant.quantize import QuantizedModel, calibrate
+
+
+def check_frames(sim, q: QuantizedModel, images: np.ndarray, task: str) -> None:
+    got = sim.run(images, task)
+    want_float, arith = q.tokens(images, task, dump=True)
+    problem = first_difference(sim, arith.dumps)
+    assert problem is None, f"task {task}: {problem}"
+    last = f"l{q.cfg.depth - 1}.out"
+    assert np.array_equal(got, arith.dumps[last][0]), "returned tokens differ from the last point's dump"
+    assert np.allclose(got * 2.0 ** -q.spec.activations[last].frac, want_float)
+
+
+def test_every_task_bit_exact(micro_q, micro_images):
+    mode, q, manifest = micro_q
+    sim = cached(q.cfg, mode)
+    sim.load_pack(manifest, dump_frames=2)
+    for task in q.cfg.task_names:  # one pack load; switching task is the task register only
+        check_frames(sim, q, micro_images[:2], task)
+
+
+def _with_router(q: QuantizedModel, route: str) -> QuantizedModel:
+    """A copy whose routers force a routing pattern (weights kept inside their formats)."""
+    p = copy.deepcopy(q.iparams)
+    fmts = int_param_formats(q.spec, q.cfg)
+    for layer in q.cfg.moe_layers:
+        w, b = f"l{layer}.gate.w", f"l{layer}.gate.b"
+        if route == "tied":  # every logit equal: ties go to the lowest experts, the others stay empty
+            p[w][:] = 0
+            p[b][:] = 0
+        elif route == "one_expert":  # expert E-1 first for every token (its logit saturates), with the
+            # largest bias whose accumulator still fits the hardware's (the contract every pack meets)
+            p[b][:, -1] = min(fmts[b].qmax, 1 << (q.spec.mode.acc_bits - 2))
+    q2 = QuantizedModel(q.cfg, q.spec, p, q.heads)
+    assert all(a["fits"] for a in q2.hw["accumulators"].values()), "the forced router breaks the accumulator bound"
+    return q2
+
+
+@pytest.mark.parametrize("route", ["tied", "one_expert"])
+def test_routing_edge_cases(micro_q, micro_images, tmp_path, route):
+    mode, q, _ = micro_q
+    q2 = _with_router(q, route)
+    _, manifest = write_pack(q2, tmp_path)
+    sim = cached(q.cfg, mode)
+    sim.load_pack(manifest, dump_frames=2)
+    check_frames(sim, q2, micro_images[:2], "depth")
+    gate = sim.dump("l1.gate")
+    top = np.argsort(-gate, axis=1, kind="stable")[:, : q.cfg.top_k]
+    if route == "tied":
+        assert (gate == gate[0, 0]).all() and (top == np.arange(q.cfg.top_k)).all()  # experts ≥ k empty
+    else:
+        assert (top[:, 0] == q.cfg.num_experts - 1).all()
+
+
+def test_saturating_images(micro_q, micro_images):
+    mode, q, manifest = micro_q
+    sim = cached(q.cfg, mode)
+    sim.load_pack(manifest, dump_frames=2)
+    images = np.stack([micro_images[0] * 1e4, -micro_images[1] * 1e4])
+    fmt = q.spec.activations["image"]
+    qi = quantize(images, fmt)
+    assert (qi == fmt.qmax).any() and (qi == fmt.qmin).any()  # both ends saturate
+    check_frames(sim, q, images, "semseg")
+
+
+def test_frame_batching_beyond_the_batch(micro_q, micro_images):
+    """More frames than BATCH: batches of BATCH share each weight load; every point of every frame is
+    dumped (expert points batch by batch) and bit-exact; a run longer than the dump layout is refused."""
+    mode, q, manifest = micro_q
+    sim = cached(q.cfg, mode)
+    batch = sim.constant("BATCH")
+    frames = batch + 1
+    images = np.concatenate([micro_images] * 2)[:frames]
+    sim.load_pack(manifest, dump_frames=frames)
+    got = sim.run(images, "normals")
+    dumps = batched_reference(q, images, "normals", batch)
+    problem = first_difference(sim, dumps)
+    assert problem is None, problem
+    assert np.array_equal(got, dumps[f"l{q.cfg.depth - 1}.out"][0])
+    assert sim.dump("embed").shape[0] == frames and sim.dump("embed")[-1].any()  # the last batch was written
+    with pytest.raises(Exception, match=f"dumps are sized for {frames} frames"):
+        sim.run(np.concatenate([images, images[:1]]), "normals")
+
+
+def test_bit_accurate_ap_types_build_agrees(micro_q, micro_images):
+    """The same source compiled against ap_int (what Vitis synthesizes) is bit-exact too."""
+    mode, q, manifest = micro_q
+    sim = cached(q.cfg, mode, ap_types=True)
+    assert sim.constant("AP_TYPES") == 1
+    sim.load_pack(manifest, dump_frames=2)
+    check_frames(sim, q, micro_images[:2], "semseg")
+
+
+def test_refuses_a_pack_of_another_mode_and_a_bad_task(micro_q):
+    mode, q, manifest = micro_q
+    other = "w16a16" if mode == "w8a8" else "w8a8"
+    sim = cached(q.cfg, other)
+    with pytest.raises(Exception, match=f"pack is {mode}, not {other}"):
+        sim.load_pack(manifest)
+    sim = cached(q.cfg, mode)
+    sim.load_pack(manifest)
+    with pytest.raises(Exception, match="task 9 out of range"):
+        sim.set_task(9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["w8a8", "w16a16"])
+def test_m3vit_tiny_bit_exact(mode, tmp_path):
+    cfg = get_config("m3vit-tiny")
+    torch.manual_seed(3)
+    model = M3ViT(cfg).eval()
+    images = np.random.default_rng(3).normal(0, 1, (2, cfg.in_chans, *cfg.img_size))
+    q = QuantizedModel.build(model, calibrate(model, images, mode))
+    _, manifest = write_pack(q, tmp_path)
+    sim = cached(cfg, mode)
+    sim.load_pack(manifest, dump_frames=2)
+    for task in cfg.task_names:
+        check_frames(sim, q, images, task)
+
+
+def test_odd_shapes_bit_exact(micro_cfg, micro_images, tmp_path):
+    """The same sources at sizes that are not multiples of the array: partial blocks, an odd router
+    (5 experts: one unpacked DSP row), top-3, 16-wide heads, 40-wide experts."""
+    cfg = micro_cfg.replace(name="odd", dim=48, num_heads=3, mlp_hidden=80, num_experts=5, expert_hidden=40,
+                            top_k=3)
+    torch.manual_seed(11)
+    model = M3ViT(cfg).eval()
+    q = QuantizedModel.build(model, calibrate(model, micro_images, "w8a8"))
+    _, manifest = write_pack(q, tmp_path)
+    sim = cached(cfg, "w8a8")
+    sim.load_pack(manifest, dump_frames=1)
+    check_frames(sim, q, micro_images[:1], "depth")
+
+
+@pytest.mark.slow
+def test_m3vit_small_builds_from_the_same_sources():
+    cfg = get_config("m3vit-small")
+    sim = cached(cfg, "w8a8")
+    assert (sim.constant("DIM"), sim.constant("HEADS"), sim.constant("TOP_K")) == (384, 12, 4)
+    assert sim.constant("N_TOK") == cfg.num_tokens

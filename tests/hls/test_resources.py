@@ -1,0 +1,43 @@
+"""The parameter set meets the goal within the device, by the analytic model the README tables."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from m3vit.configs import get_config
+from m3vit.hw.hls_config import HlsParams
+from m3vit.hw.resources import DEVICE, GOAL_MS, frame_latency, kernels, totals
+from m3vit.quant.spec import get_mode
+
+
+def test_chosen_parameters_fit_the_xczu7ev_and_meet_the_goal():
+    cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
+    params = HlsParams.for_mode(mode)
+    t = totals(kernels(cfg, mode, params))
+    assert t["dsp"] <= DEVICE["dsp"] and t["bram36"] <= DEVICE["bram36"] and t["uram"] <= DEVICE["uram"], t
+    assert frame_latency(cfg, mode, params)["ms_per_frame"] <= GOAL_MS
+
+
+def test_counts_follow_the_parameters():
+    cfg, w8, w16 = get_config("m3vit-tiny"), get_mode("w8a8"), get_mode("w16a16")
+    p = HlsParams.for_mode(w8)
+    mac = {k.name: k for k in kernels(cfg, w8, p)}["linear unit: MAC array"]
+    assert mac.dsp == p.mac_rows * p.mac_cols // 2  # WP486: two MACs per DSP
+    mac16 = {k.name: k for k in kernels(cfg, w16, p)}["linear unit: MAC array"]
+    assert mac16.dsp == p.mac_rows * p.mac_cols
+    wider = dataclasses.replace(p, attn_lanes=2 * p.attn_lanes)
+    assert totals(kernels(cfg, w8, wider))["dsp"] > totals(kernels(cfg, w8, p))["dsp"]
+    assert frame_latency(cfg, w8, wider)["cycles_per_frame"] < frame_latency(cfg, w8, p)["cycles_per_frame"]
+    single = dataclasses.replace(p, batch=1)  # batching shares each weight load: DDR-bound MoE layers speed up
+    assert frame_latency(cfg, w8, p)["cycles_per_frame"] < frame_latency(cfg, w8, single)["cycles_per_frame"]
+
+
+def test_readme_table_is_the_generated_one():
+    from pathlib import Path
+
+    from m3vit.hw.resources import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "hls" / "README.md").read_text()
+    cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
+    assert markdown_table(cfg, mode, HlsParams.for_mode(mode)) in readme, \
+        "hls/README.md's table is stale: paste `python -m m3vit.hw.resources --config m3vit-tiny --mode w8a8`"

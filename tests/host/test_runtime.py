@@ -1,0 +1,143 @@
+"""One API for every backend: the same images give the same integers on every token backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from m3vit.quant.fixed import quantize
+from m3vit_host import BackendOptions, open_runtime
+from m3vit_host.layout import BufferLayout
+from m3vit_host.outputs import decode
+
+TOKEN_BACKENDS = ["reference", "simboard"]
+
+
+@pytest.mark.parametrize("backend", TOKEN_BACKENDS)
+def test_tokens_bit_exact_with_integer_reference(assets, backend):
+    with open_runtime(backend, assets.manifest, config="micro", mode="w8a8") as rt:
+        for task in assets.cfg.task_names:
+            result = rt.run(assets.images, task)
+            want, _ = assets.qmodel.tokens(assets.images, task)
+            assert result.tokens.shape == want.shape
+            assert np.array_equal(result.tokens, want), f"{backend} {task}: tokens differ from the integer reference"
+
+
+@pytest.mark.parametrize("backend", TOKEN_BACKENDS)
+def test_head_outputs_match_quantized_model(assets, backend):
+    with open_runtime(backend, assets.manifest) as rt:
+        for task in assets.cfg.tasks:
+            result = rt.run(assets.images[:3], task.name)
+            want = assets.qmodel.predict(assets.images[:3], task.name)
+            torch.testing.assert_close(result.head, want, rtol=0, atol=0)
+            assert np.array_equal(result.outputs, decode(task, want))
+
+
+def test_decoded_outputs_have_task_shapes(assets):
+    h, w = assets.cfg.img_size
+    with open_runtime("reference", assets.manifest) as rt:
+        seg = rt.run(assets.images[:2], "semseg").outputs
+        depth = rt.run(assets.images[:2], "depth").outputs
+        normals = rt.run(assets.images[:2], "normals").outputs
+    assert seg.shape == (2, h, w) and seg.dtype == np.int16 and seg.max() < assets.cfg.task("semseg").channels
+    assert depth.shape == (2, h, w) and depth.dtype == np.float32
+    assert normals.shape == (2, 3, h, w)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-4)
+
+
+def test_uint8_pictures_are_normalised_like_the_dataset(assets):
+    from m3vit.data.transforms import denormalize_image
+
+    pictures = np.stack([(denormalize_image(torch.from_numpy(im)).permute(1, 2, 0).numpy() * 255).round()
+                         .astype(np.uint8) for im in assets.images[:2]])
+    with open_runtime("reference", assets.manifest) as rt:
+        from_pictures = rt.run(pictures, "depth")
+        from_floats = rt.run((pictures.transpose(0, 3, 1, 2) / 255.0 - np.array([0.485, 0.456, 0.406])[:, None, None])
+                             / np.array([0.229, 0.224, 0.225])[:, None, None], "depth")
+    np.testing.assert_allclose(from_pictures.tokens, from_floats.tokens, atol=2 ** -10)
+
+
+def test_timings_cover_every_stage(assets):
+    with open_runtime("simboard", assets.manifest) as rt:
+        result = rt.run(assets.images[:2], "semseg")
+    assert set(result.timings) == {"preprocess", "accelerator", "postprocess"}
+    assert all(v > 0 for v in result.timings.values())
+
+
+def test_switching_task_is_one_register_write_without_reload(assets):
+    from m3vit.hw import interface
+
+    with open_runtime("simboard", assets.manifest) as rt:
+        ip = rt.backend.board.overlay.m3vit_accel_0
+        weights_before = bytes(rt.backend.driver.buffers["weights"])
+        writes = []
+        original = ip.write
+        ip.write = lambda off, val: (writes.append((off, val)), original(off, val))[1]
+        rt.set_task("normals")
+        assert writes == [(interface.register_map()["task"], rt.cfg.task_index("normals"))]
+        assert bytes(rt.backend.driver.buffers["weights"]) == weights_before
+        result = rt.run(assets.images[:1])
+    want, _ = assets.qmodel.tokens(assets.images[:1], "normals")
+    assert np.array_equal(result.tokens, want)
+
+
+def test_batches_larger_than_the_device_batch_are_split(assets):
+    options = BackendOptions(device_frames=4)
+    with open_runtime("simboard", assets.manifest, options=options) as rt:
+        result = rt.run(assets.images, "depth")  # 6 frames: ap_start twice
+        assert rt.backend.board.overlay.m3vit_accel_0.starts == 2
+    want, _ = assets.qmodel.tokens(assets.images, "depth")
+    assert np.array_equal(result.tokens, want)
+
+
+def test_simulated_device_reads_quantized_frames_from_ddr(assets):
+    """The frames in simulated DDR are the image-format integers the contract defines."""
+    with open_runtime("simboard", assets.manifest) as rt:
+        rt.run(assets.images[:2], "semseg")
+        lay: BufferLayout = rt.backend.layout
+        buf = rt.backend.driver.buffers["images"]
+        in_ddr = np.frombuffer(rt.backend.board.ddr.read(buf.device_address, lay.image_bytes(2)), lay.image_dtype)
+    want = quantize(assets.images[:2], lay.image_format).astype(lay.image_dtype).ravel()
+    assert np.array_equal(in_ddr, want)
+
+
+def test_w16_pack_runs_bit_exact(assets, pack_w16):
+    from m3vit.quant.pack import read_pack
+
+    qmodel = read_pack(pack_w16).quantized_model()
+    with open_runtime("simboard", pack_w16, mode="w16a16") as rt:
+        result = rt.run(assets.images[:2], "depth")
+    want, _ = qmodel.tokens(assets.images[:2], "depth")
+    assert np.array_equal(result.tokens, want)
+
+
+def test_one_image_without_batch_axis(assets):
+    with open_runtime("reference", assets.manifest) as rt:
+        single = rt.run(assets.images[2], "depth")
+        batch = rt.run(assets.images[2:3], "depth")
+    assert single.outputs.shape == batch.outputs.shape == (1, *assets.cfg.img_size)
+    assert np.array_equal(single.tokens, batch.tokens)
+
+
+def test_wrong_shapes_through_the_api(assets):
+    from m3vit_host import HostError
+
+    with open_runtime("reference", assets.manifest) as rt:
+        with pytest.raises(HostError, match=r"takes images shaped \[B, 3, 64, 128\], got \[2, 3, 32, 32\]"):
+            rt.run(np.zeros((2, 3, 32, 32), np.float32))
+        with pytest.raises(ValueError, match=r"pictures must be uint8 \[B, H, W, 3\]"):
+            rt.run(np.zeros((2, 64, 128, 4), np.uint8))
+        with pytest.raises(KeyError, match="unknown task 'edges'"):
+            rt.set_task("edges")
+
+
+def test_pack_validated_against_config_and_mode(assets):
+    from m3vit.quant.pack import PackError
+
+    with pytest.raises(PackError, match="not the 'm3vit-tiny' asked for"):
+        open_runtime("reference", assets.manifest, config="m3vit-tiny")
+    with pytest.raises(PackError, match="not w16a16"):
+        open_runtime("reference", assets.manifest, mode="w16a16")
+    with open_runtime("reference", str(assets.manifest).replace(".json", ".m3vpack"), config="micro") as rt:
+        assert rt.cfg == assets.cfg
