@@ -20,7 +20,7 @@ from m3vit.hw.calibration import MODELLED_UNITS, TOLERANCE, compare, compare_ent
 from m3vit.hw.hls_config import HlsParams
 from m3vit.quant.spec import get_mode
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CYCLES = ROOT / "build" / "sim" / "cycles.json"  # where sim/common.py:record_cycles writes
 CYCLES = Path(os.environ.get("M3VIT_CYCLES_FILE", DEFAULT_CYCLES))
 BENCHED = [u for u in MODELLED_UNITS if (ROOT / "sim" / u / f"test_{u}.py").is_file()]
