@@ -115,7 +115,8 @@ int m3v_run(const uint8_t* images, uint32_t num_frames, uint8_t* tokens, uint64_
     to_words(zeros.data(), out_bytes, out);
     std::vector<uint8_t> zs(scratch_bytes ? scratch_bytes : 16, 0);
     to_words(zs.data(), zs.size(), g_scratch);
-    m3vit_accel(g_weights.data(), g_program.data(), img.data(), out.data(), g_scratch.data(), g_task, num_frames);
+    // Every weight port gets the pack's address, as the host driver writes it (interface.alias_of).
+    m3vit_accel(g_weights.data(), g_weights.data(), g_weights.data(), g_program.data(), img.data(), out.data(), g_scratch.data(), g_task, num_frames);
     from_words(out, 0, out_bytes, tokens);
     return 0;
 }
@@ -238,7 +239,7 @@ int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, co
         int64_t n;
         void operator()(int r, int j, int64_t acc) { out[r * n + j] = acc; }
     } epi = {out, n};
-    linear_ddr(words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
+    linear_ddr(words.data(), words.data(), words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
     return 0;
 }
 

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     std::vector<word_t> scratch(1);
     word_set(scratch[0], 0, 64, 0);
     word_set(scratch[0], 64, 64, 0);
-    m3vit_accel(w.data(), p.data(), im.data(), out.data(), scratch.data(), task, frames);
+    m3vit_accel(w.data(), w.data(), w.data(), p.data(), im.data(), out.data(), scratch.data(), task, frames);
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < count; ++i) {
         int64_t v = 0;

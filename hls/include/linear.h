@@ -19,7 +19,8 @@
 // registers but needs a fresh weight slice every cycle and a one-cycle loop-carried add.)
 //
 // Per block, four processes form a DATAFLOW pipeline, each channel single-producer single-consumer:
-//   read_block  — m_axi burst of the block's contiguous range of the pack → hls::stream of beats
+//   read_block  — the block's contiguous range of the pack, one tile per weight port and burst,
+//                 WEIGHT_PORTS ports in parallel → hls::stream of beat groups
 //   place_block — beats → the block buffer (k-slice major), zero where the block is partial
 //   mac_array   — the array above → hls::stream of accumulator rows
 //   epilogue    — the fused per-op function (requantize, GELU, residual add, gate accumulate, ...)
@@ -67,25 +68,55 @@ inline int block_rows(int blk, int n_out) {
     return left < MAC_ROWS ? left : MAC_ROWS;
 }
 
-// --- process 1: the block's contiguous range of the pack, one burst --------------------------------
+// --- process 1: the block's contiguous range of the pack, striped over the weight ports ------------
 // Matrices are tiled16 (pack.py: 16x16 tiles, output-tile major, each tile row-major), so the
-// MAC_ROWS / 16 tile rows of a block are one range of ceil(nb/16) x ceil(k/16) tiles.
-inline void read_block(const word_t* wmem, uint32_t w_off, uint32_t b_off, int blk, int n_out, int k_in,
-                       hls::stream<word_t>& beats, hls::stream<bias_t>& biases) {
+// MAC_ROWS / 16 tile rows of a block are one range of ceil(nb/16) x ceil(k/16) tiles. One HP port
+// gives 16 B/cycle, so the block is read through WEIGHT_PORTS ports (the top's `weights`,
+// `weights1`, ... all point at the pack): tile t of the block comes through port t mod WEIGHT_PORTS,
+// each tile one burst, and one cycle carries one beat of each of WEIGHT_PORTS consecutive tiles.
+// Lane u reads its tile starting u tile rows in (lane_beat: a burst that wraps once), so the beats
+// of one cycle are different rows of the array and land in different banks of the block buffer
+// (the same row would collide wherever consecutive tiles share a column bank, e.g. W16/A16's two
+// tile columns per k-slice).
+static_assert(WEIGHT_PORTS == 3, "read_block takes one pointer per weight port (m3vit.hw.interface)");
+static_assert(WEIGHT_PORTS <= TILE, "one cycle's beats are different rows of a tile");
+constexpr uint32_t TILE_BEATS = TILE * BEATS_PER_TILE_ROW;
+static_assert((TILE_BEATS & (TILE_BEATS - 1)) == 0, "the lane rotation wraps with a mask");
+
+// Beat of its tile that lane u carries in cycle k of a tile group.
+inline uint32_t lane_beat(uint32_t k, int u) {
+#pragma HLS INLINE
+    return (k + uint32_t(u) * BEATS_PER_TILE_ROW) & (TILE_BEATS - 1);
+}
+
+struct WeightBeats {  // beat k of tiles WEIGHT_PORTS*m + u, u = 0..WEIGHT_PORTS-1
+    word_t b[WEIGHT_PORTS];
+};
+
+inline void read_block(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t w_off,
+                       uint32_t b_off, int blk, int n_out, int k_in, hls::stream<WeightBeats>& beats,
+                       hls::stream<bias_t>& biases) {
     const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
-    const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
-    const uint32_t tile_beats = TILE * BEATS_PER_TILE_ROW;
+    const int ct = ceil_div(k_in, TILE), tiles = ceil_div(nb, TILE) * ct;
+    const uint32_t tile_beats = TILE_BEATS;
     const uint32_t first = w_off / BEAT_BYTES + uint32_t(n0 / TILE) * uint32_t(ct) * tile_beats;
-    const uint32_t count = uint32_t(trn * ct) * tile_beats;
-READ_BEATS:
-    for (uint32_t i = 0; i < count; ++i) {
+READ_TILE_GROUPS:
+    for (int t0 = 0; t0 < tiles; t0 += WEIGHT_PORTS) {
+    READ_BEATS:  // one burst of tile_beats per port
+        for (uint32_t k = 0; k < tile_beats; ++k) {
 #pragma HLS PIPELINE II = 1
-        beats.write(wmem[first + i]);
+            WeightBeats g;
+            const uint32_t base = first + uint32_t(t0) * tile_beats;
+            g.b[0] = wmem0[base + lane_beat(k, 0)];
+            g.b[1] = t0 + 1 < tiles ? wmem1[base + tile_beats + lane_beat(k, 1)] : word_t();
+            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * tile_beats + lane_beat(k, 2)] : word_t();
+            beats.write(g);
+        }
     }
 READ_BIAS:
     for (int n = 0; n < nb; ++n) {
 #pragma HLS PIPELINE II = 1
-        biases.write(bias_t(mem_int(wmem, b_off + uint32_t(n0 + n) * BIAS_BYTES, BIAS_BYTES)));
+        biases.write(bias_t(mem_int(wmem0, b_off + uint32_t(n0 + n) * BIAS_BYTES, BIAS_BYTES)));
     }
 }
 
@@ -96,29 +127,87 @@ inline int64_t beat_int(const word_t& beat, int j) {
     return int64_t(v);
 }
 
+// Tile (tr, tc) of the block → `steps` tiles further in pack order (ct tiles per tile row).
+inline void advance_tile(int& tr, int& tc, int steps, int ct) {
+#pragma HLS INLINE
+    for (int s = 0; s < WEIGHT_PORTS; ++s) {
+#pragma HLS UNROLL
+        if (s < steps && ++tc == ct) {
+            tc = 0;
+            ++tr;
+        }
+    }
+}
+
 // --- process 2: beats into the block buffer ---------------------------------------------------------
 // Every position of the k-slices in use is written — zero past n_out (a partial block), past k_in
 // and for tile columns the pack does not have — so the array never multiplies stale weights.
-inline void place_block(hls::stream<word_t>& beats, hls::stream<bias_t>& biases, int blk, int n_out, int k_in,
-                        weight_block_t w, bias_t b[MAC_ROWS]) {
+// The WEIGHT_PORTS beats of one cycle belong to consecutive tiles, lane u u rows further in its
+// tile (lane_beat): different rows of the array, so each goes to its own bank of the row x column
+// partitioned buffer.
+inline void place_block(hls::stream<WeightBeats>& beats, hls::stream<bias_t>& biases, int blk, int n_out,
+                        int k_in, weight_block_t w, bias_t b[MAC_ROWS]) {
     const int nb = block_rows(blk, n_out);
-    const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
+    const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE), tiles = trn * ct;
     const int tc_used = ceil_div(k_in, MAC_COLS) * (MAC_COLS / TILE);
-PLACE_TILE_ROWS:
-    for (int tr = 0; tr < MAC_ROWS / TILE; ++tr)
-        for (int tc = 0; tc < tc_used; ++tc)
-            for (int i = 0; i < TILE; ++i)
-                for (int h = 0; h < BEATS_PER_TILE_ROW; ++h) {
+    int tr[WEIGHT_PORTS], tc[WEIGHT_PORTS];  // the tile each port's lane is placing
+#pragma HLS ARRAY_PARTITION variable = tr complete
+#pragma HLS ARRAY_PARTITION variable = tc complete
+    for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+        tr[u] = 0;
+        tc[u] = 0;
+        advance_tile(tr[u], tc[u], u, ct);
+    }
+PLACE_TILE_GROUPS:
+    for (int t0 = 0; t0 < tiles; t0 += WEIGHT_PORTS) {
+    PLACE_BEATS:
+        for (int k = 0; k < int(TILE_BEATS); ++k) {
 #pragma HLS PIPELINE II = 1
-                    const bool in_pack = tr < trn && tc < ct;
-                    const word_t beat = in_pack ? beats.read() : word_t();
-                    const int n = tr * TILE + i;
+            const WeightBeats g = beats.read();
+            for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+                const int lb = int(lane_beat(uint32_t(k), u));
+                const int i = lb / BEATS_PER_TILE_ROW, h = lb % BEATS_PER_TILE_ROW;
+                if (t0 + u < tiles) {
+                    const int n = tr[u] * TILE + i;
                     for (int j = 0; j < W_PER_BEAT; ++j) {
 #pragma HLS UNROLL
-                        const int kk = tc * TILE + h * W_PER_BEAT + j;
-                        w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(in_pack && kk < k_in ? beat_int(beat, j) : 0);
+                        const int kk = tc[u] * TILE + h * W_PER_BEAT + j;
+                        w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < k_in ? beat_int(g.b[u], j) : 0);
                     }
                 }
+            }
+        }
+        for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+            advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
+        }
+    }
+    // Tile positions the pack does not have: columns past ct of the pack's tile rows, then the
+    // block's tile rows past trn (a partial block). Neither occurs for m3vit-tiny's linear ops but
+    // the router's 16 outputs.
+PLACE_ZERO_COLS:
+    for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
+#pragma HLS PIPELINE II = 1
+        const int cols = tc_used - ct;
+        const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
+        for (int c = 0; c < TILE; ++c) {
+#pragma HLS UNROLL
+            const int kk = tci * TILE + c;
+            w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+        }
+    }
+PLACE_ZERO_ROWS:
+    for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
+#pragma HLS PIPELINE II = 1
+        const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
+        for (int c = 0; c < TILE; ++c) {
+#pragma HLS UNROLL
+            const int kk = tci * TILE + c;
+            w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+        }
+    }
 PLACE_BIAS:
     for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS PIPELINE II = 1
@@ -225,13 +314,13 @@ EPI_TOKENS:
 // A whole op y = x·Wᵀ + b over `rows` input rows, W (n_out x k_in, tiled16) and b streamed from
 // the weight memory at byte offsets w_off / b_off, block by block (each weight read once per call).
 template <class EPI>
-void linear_ddr(const word_t* wmem, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
+void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
                 int x_stride, const uint16_t* gather, int rows, EPI& epi) {
     const int blocks = ceil_div(n_out, MAC_ROWS);
 LIN_BLOCKS:
     for (int blk = 0; blk < blocks; ++blk) {
 #pragma HLS DATAFLOW
-        hls::stream<word_t> beats("lin_beats");
+        hls::stream<WeightBeats> beats("lin_beats");
         hls::stream<bias_t> biases("lin_biases");
         hls::stream<AccRow> accs("lin_accs");
 #pragma HLS STREAM variable = beats depth = 64
@@ -245,7 +334,7 @@ LIN_BLOCKS:
         // registers (written one beat per cycle by place_block, read one k-slice per cycle).
 #pragma HLS BIND_STORAGE variable = wblk type = ram_s2p impl = lutram
 #pragma HLS ARRAY_PARTITION variable = bblk complete
-        read_block(wmem, w_off, b_off, blk, n_out, k_in, beats, biases);
+        read_block(wmem0, wmem1, wmem2, w_off, b_off, blk, n_out, k_in, beats, biases);
         place_block(beats, biases, blk, n_out, k_in, wblk, bblk);
         mac_array(wblk, bblk, x, x_stride, gather, rows, k_in, accs);
         epilogue(accs, blk, n_out, rows, epi);

@@ -2,9 +2,11 @@
 # Run by `make bitstream` as:
 #   vivado -mode batch -source hls/scripts/build_bitstream.tcl -tclargs IP_REPO OUT_DIR [JOBS]
 # Zynq UltraScale+ MPSoC PS with the ZCU104 board preset; PL clock 0 at 300 MHz with its reset;
-# the accelerator's s_axi_control on M_AXI_HPM0_FPD; its three m_axi bundles (gmem_w: weights and
-# program, gmem_a: images and tokens, gmem_s: scratch) each on its own 128-bit S_AXI_HP port through
-# an AXI SmartConnect; ap_done interrupt on pl_ps_irq0.
+# the accelerator's s_axi_control on M_AXI_HPM0_FPD; its five m_axi bundles (m3vit.hw.interface:
+# gmem_w0/1/2: the weight pack striped over three ports, gmem_w0 also the program; gmem_a: images and
+# tokens; gmem_s: scratch) each on its own 128-bit PS slave port through an AXI SmartConnect — the
+# three weight ports on S_AXI_HP0..2, images/tokens on HP3, scratch on HPC0 (used non-coherently);
+# ap_done interrupt on pl_ps_irq0.
 
 if {[llength $argv] < 2} {
     puts "usage: vivado -mode batch -source build_bitstream.tcl -tclargs IP_REPO OUT_DIR \[JOBS\]"
@@ -25,9 +27,11 @@ set ps [create_bd_cell -type ip -vlnv xilinx.com:ip:zynq_ultra_ps_e zynq_ps]
 apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e -config {apply_board_preset "1"} $ps
 set_property -dict [list \
     CONFIG.PSU__USE__M_AXI_GP0 {1} CONFIG.PSU__USE__M_AXI_GP1 {0} CONFIG.PSU__USE__M_AXI_GP2 {0} \
+    CONFIG.PSU__USE__S_AXI_GP0 {1} CONFIG.PSU__SAXIGP0__DATA_WIDTH {128} \
     CONFIG.PSU__USE__S_AXI_GP2 {1} CONFIG.PSU__SAXIGP2__DATA_WIDTH {128} \
     CONFIG.PSU__USE__S_AXI_GP3 {1} CONFIG.PSU__SAXIGP3__DATA_WIDTH {128} \
     CONFIG.PSU__USE__S_AXI_GP4 {1} CONFIG.PSU__SAXIGP4__DATA_WIDTH {128} \
+    CONFIG.PSU__USE__S_AXI_GP5 {1} CONFIG.PSU__SAXIGP5__DATA_WIDTH {128} \
     CONFIG.PSU__FPGA_PL0_ENABLE {1} CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {300} \
     CONFIG.PSU__USE__IRQ0 {1}] $ps
 
@@ -44,8 +48,9 @@ apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list Clk_master {/zyn
     Master {/zynq_ps/M_AXI_HPM0_FPD} Slave {/m3vit_accel/s_axi_control} intc_ip {New AXI Interconnect} \
     master_apm {0}] [get_bd_intf_pins m3vit_accel/s_axi_control]
 
-# Data: one HP port per m_axi bundle.
-foreach {bundle hp} {gmem_w S_AXI_HP0_FPD gmem_a S_AXI_HP1_FPD gmem_s S_AXI_HP2_FPD} {
+# Data: one PS slave port per m_axi bundle (the bundles of m3vit.hw.interface.ARGS).
+foreach {bundle hp} {gmem_w0 S_AXI_HP0_FPD gmem_w1 S_AXI_HP1_FPD gmem_w2 S_AXI_HP2_FPD \
+                     gmem_a S_AXI_HP3_FPD gmem_s S_AXI_HPC0_FPD} {
     apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list Clk_master {/zynq_ps/pl_clk0 (300 MHz)} \
         Clk_slave {/zynq_ps/pl_clk0 (300 MHz)} Clk_xbar {/zynq_ps/pl_clk0 (300 MHz)} \
         Master /m3vit_accel/m_axi_$bundle Slave /zynq_ps/$hp intc_ip {New AXI SmartConnect} \

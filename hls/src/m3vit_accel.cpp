@@ -13,6 +13,12 @@
 namespace m3v {
 namespace {
 
+// The weight pack arrives through WEIGHT_PORTS pointers (one m_axi bundle each, same address): the
+// linear unit stripes its block reads over all of them; the small reads (LayerNorm gains, class
+// token, biases, position embedding) use `weights` alone.
+#define WEIGHT_PORT_PARAMS const word_t *weights, const word_t *weights1, const word_t *weights2
+#define WEIGHT_PORT_ARGS weights, weights1, weights2
+
 constexpr int ROWS = ROWS_MAX;               // token rows of one batch
 constexpr int EROWS = BATCH * N_TOK;         // expert queue capacity (one slot per token)
 
@@ -149,10 +155,10 @@ Epilogue epi_residual(const res_t* x, res_t* y, int shift, int x_lsh, int y_lsh,
 }
 
 // The one linear unit of the top: every op calls it (ALLOCATION limit=1 in the top shares it).
-void linear_unit(const word_t* weights, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
+void linear_unit(WEIGHT_PORT_PARAMS, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
                  int x_stride, const uint16_t* gather, int rows, Epilogue& epi) {
 #pragma HLS INLINE off
-    linear_ddr(weights, w_off, b_off, n_out, k_in, x, x_stride, gather, rows, epi);
+    linear_ddr(WEIGHT_PORT_ARGS, w_off, b_off, n_out, k_in, x, x_stride, gather, rows, epi);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -162,7 +168,7 @@ inline uint32_t dump_offset(uint32_t base, bool dumping, uint32_t f0, uint32_t v
     return (base == NO_DUMP || !dumping) ? NO_DUMP : base + f0 * values_per_frame * 4;
 }
 
-void embed(const word_t* weights, const uint32_t* hdr, const word_t* images, int frames, word_t* dump) {
+void embed(WEIGHT_PORT_PARAMS, const uint32_t* hdr, const word_t* images, int frames, word_t* dump) {
     const uint32_t frame_bytes = IN_CH * IMG_H * IMG_W * ACT_BYTES;
 EMBED_IM2COL:
     for (int f = 0; f < frames; ++f)
@@ -180,7 +186,7 @@ EMBED_IM2COL:
     Epilogue epi = epi_of(EPI_EMBED, sfield(hdr[H_PATCH_SHIFT]), dump, NO_DUMP, DIM);
     epi.wmem = weights;
     epi.pos_off = hdr[H_POS];
-    linear_unit(weights, hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patches, PATCH_K, nullptr, frames * N_PATCH,
+    linear_unit(WEIGHT_PORT_ARGS, hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patches, PATCH_K, nullptr, frames * N_PATCH,
                 epi);
 EMBED_CLS:
     for (int f = 0; f < frames; ++f)
@@ -202,7 +208,7 @@ LN_ROWS:
     dump_matrix(dump, d, h_ln, rows, DIM, DIM);
 }
 
-void attention(const word_t* weights, const uint32_t* L, int frames, word_t* dump) {
+void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, int frames, word_t* dump) {
     const int rows = frames * N_TOK;
     const int op_w[3] = {L_Q_W, L_K_W, L_V_W};
     const uint32_t op_d[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
@@ -212,7 +218,7 @@ QKV:
         Epilogue epi = epi_of(EPI_STORE_ACT, sfield(L[op_w[i] + 2]), dump, op_d[i], DIM);
         epi.y = bufs[i];
         epi.stride = DIM;
-        linear_unit(weights, L[op_w[i]], L[op_w[i] + 1], DIM, DIM, h_ln, DIM, nullptr, rows, epi);
+        linear_unit(WEIGHT_PORT_ARGS, L[op_w[i]], L[op_w[i] + 1], DIM, DIM, h_ln, DIM, nullptr, rows, epi);
     }
     const AttentionParams p = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
 HEADS:
@@ -226,21 +232,21 @@ HEADS:
         }
     Epilogue epi = epi_residual(x_res, x_mid, sfield(L[L_PROJ_SHIFT]), sfield(L[L_MID_X_LSH]),
                                 sfield(L[L_MID_Y_LSH]), sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ], L[L_D_MID]);
-    linear_unit(weights, L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, a_buf, DIM, nullptr, rows, epi);
+    linear_unit(WEIGHT_PORT_ARGS, L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, a_buf, DIM, nullptr, rows, epi);
 }
 
-void dense_mlp(const word_t* weights, const uint32_t* L, int rows, word_t* dump) {
+void dense_mlp(WEIGHT_PORT_PARAMS, const uint32_t* L, int rows, word_t* dump) {
     Epilogue g = epi_gelu(hid, sfield(L[L_FC1_SHIFT]), sfield(L[L_GELU_IN_FRAC]), sfield(L[L_GELU_SHIFT]), dump,
                           L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
-    linear_unit(weights, L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, h_ln, DIM, nullptr, rows, g);
+    linear_unit(WEIGHT_PORT_ARGS, L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, h_ln, DIM, nullptr, rows, g);
     Epilogue r = epi_residual(x_mid, x_res, sfield(L[L_FC2_SHIFT]), sfield(L[L_OUT_X_LSH]), sfield(L[L_OUT_Y_LSH]),
                               sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
-    linear_unit(weights, L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, hid, HIDDEN_MAX, nullptr, rows, r);
+    linear_unit(WEIGHT_PORT_ARGS, L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, hid, HIDDEN_MAX, nullptr, rows, r);
 }
 
-void moe_mlp(const word_t* weights, const uint32_t* L, uint32_t task, int rows, word_t* dump) {
+void moe_mlp(WEIGHT_PORT_PARAMS, const uint32_t* L, uint32_t task, int rows, word_t* dump) {
     Epilogue gs = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), dump, L[L_D_GATE], EXPERTS);
-    linear_unit(weights, L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS,
+    linear_unit(WEIGHT_PORT_ARGS, L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS,
                DIM, h_ln, DIM, nullptr, rows, gs);
     route_tokens<EXPERTS, EROWS>(logits, rows, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue, gates, counts);
     int active[EXPERTS];
@@ -259,12 +265,12 @@ EXPERTS_LOOP:
         const uint32_t w2 = L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE], b2 = L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE];
         Epilogue g = epi_gelu(hid, sfield(L[L_E1_SHIFT]), sfield(L[L_EGELU_IN_FRAC]), sfield(L[L_EGELU_SHIFT]), dump,
                               L[L_D_E1], L[L_D_EGELU], row0, EXPERT_HIDDEN);
-        linear_unit(weights, w1, b1, EXPERT_HIDDEN, DIM, h_ln, DIM, queue[e], counts[e], g);
+        linear_unit(WEIGHT_PORT_ARGS, w1, b1, EXPERT_HIDDEN, DIM, h_ln, DIM, queue[e], counts[e], g);
         Epilogue a = epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), dump, L[L_D_E2], DIM);
         a.tokens = queue[e];
         a.gate = gates[e];
         a.row0 = row0;
-        linear_unit(weights, w2, b2, DIM, EXPERT_HIDDEN, hid, HIDDEN_MAX, nullptr, counts[e], a);
+        linear_unit(WEIGHT_PORT_ARGS, w2, b2, DIM, EXPERT_HIDDEN, hid, HIDDEN_MAX, nullptr, counts[e], a);
         row0 += counts[e];
     }
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
@@ -305,7 +311,7 @@ FRAME_BATCHES:
         for (int i = 0; i < HEADER_WORDS; ++i) bhdr[i] = hdr[i];
         bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
-        embed(weights, bhdr, images + (f0 * frame_in_bytes) / 16, frames, dump);
+        embed(WEIGHT_PORT_ARGS, bhdr, images + (f0 * frame_in_bytes) / 16, frames, dump);
         const int rows = frames * N_TOK;
     LAYERS:
         for (int l = 0; l < DEPTH; ++l) {
@@ -315,12 +321,12 @@ FRAME_BATCHES:
                 L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
             layer_norm(weights, L, L_LN1_G, x_res, rows, dump, L[L_D_LN1]);
-            attention(weights, L, frames, dump);
+            attention(WEIGHT_PORT_ARGS, L, frames, dump);
             layer_norm(weights, L, L_LN2_G, x_mid, rows, dump, L[L_D_LN2]);
             if (L[L_IS_MOE])
-                moe_mlp(weights, L, task, rows, dump);
+                moe_mlp(WEIGHT_PORT_ARGS, L, task, rows, dump);
             else
-                dense_mlp(weights, L, rows, dump);
+                dense_mlp(WEIGHT_PORT_ARGS, L, rows, dump);
         }
     TOKENS_OUT:
         for (int64_t i = 0; i < int64_t(rows) * DIM; ++i)

@@ -58,8 +58,8 @@ class AcceleratorDriver:
         self.buffers["tokens"] = self.allocate(shape=(lay.frames, *lay.token_shape), dtype=lay.token_dtype)
         self.buffers["scratch"] = self.allocate(shape=(lay.scratch_bytes,), dtype=np.uint8)
         for arg in interface.ARGS:
-            if arg.kind == "mem":
-                self._write_address(arg.name, int(self.buffers[arg.name].device_address))
+            if arg.kind == "mem":  # an alias (a second weight port) gets its buffer's address
+                self._write_address(arg.name, int(self.buffers[arg.alias_of or arg.name].device_address))
 
     def set_task(self, index: int) -> None:
         self.ip.write(REGS["task"], index)

@@ -2,6 +2,7 @@
 
 Per :data:`m3vit.hw.interface.ARGS`:
 - ``weights``: the pack payload exactly as stored after the ``.m3vpack`` header (bytes);
+  ``weights1``, ``weights2`` (``alias_of="weights"``) get the same address: the weight ports;
 - ``program``: the layer program (bytes; built from the pack by the HLS side's program builder);
 - ``images``: ``[frames, C, H, W]`` integers in the contract's ``image`` format, stored in the
   smallest little-endian container of that width (the same containers the pack uses);

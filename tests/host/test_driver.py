@@ -26,8 +26,9 @@ def pynq_style_map(shift: dict[str, int] | None = None, drop: tuple[str, ...] = 
     """A register map as PYNQ parses a Vitis HLS .hwh: Register objects with ``address`` and ``width``."""
     regs = {"CTRL": 0x00, "GIER": 0x04, "IP_IER": 0x08, "IP_ISR": 0x0C}
     offset = 0x10
-    for name, kind in [("weights", "mem"), ("program", "mem"), ("images", "mem"), ("tokens", "mem"),
-                       ("scratch", "mem"), ("task", "scalar"), ("num_frames", "scalar")]:
+    for name, kind in [("weights", "mem"), ("weights1", "mem"), ("weights2", "mem"), ("program", "mem"),
+                       ("images", "mem"), ("tokens", "mem"), ("scratch", "mem"), ("task", "scalar"),
+                       ("num_frames", "scalar")]:
         if kind == "mem":
             regs[f"{name}_1"], regs[f"{name}_2"] = offset, offset + 4
             offset += 12
@@ -41,11 +42,11 @@ def pynq_style_map(shift: dict[str, int] | None = None, drop: tuple[str, ...] = 
 
 def test_register_map_written_independently_matches_interface():
     check_register_map(pynq_style_map())  # no error
-    assert expected_registers()["num_frames"] == 0x10 + 5 * 12 + 8
+    assert expected_registers()["num_frames"] == 0x10 + 7 * 12 + 8
 
 
 @pytest.mark.parametrize(("shift", "drop", "needle"), [
-    ({"task": 8}, (), "task at 0x54, expected 0x4c"),
+    ({"task": 8}, (), "task at 0x6c, expected 0x64"),
     ({"images_2": 4}, (), "images (high word)"),
     ({}, ("num_frames",), "num_frames is missing"),
 ])
@@ -71,7 +72,7 @@ def test_addresses_are_programmed_low_and_high_words(assets):
             if arg.kind == "mem":
                 off = interface.register_map()[arg.name]
                 address = ip.registers[off // 4] | ip.registers[off // 4 + 1] << 32
-                assert address == rt.backend.driver.buffers[arg.name].device_address
+                assert address == rt.backend.driver.buffers[arg.alias_of or arg.name].device_address
                 assert address >> 32, "simulated DDR sits above 4 GiB so the high word matters"
 
 

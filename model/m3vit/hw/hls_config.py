@@ -102,7 +102,7 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
-        "BATCH": params.batch,
+        "BATCH": params.batch, "WEIGHT_PORTS": interface.WEIGHT_PORTS,
         "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
         "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
         "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,
@@ -142,9 +142,12 @@ def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> s
 
 def top_prototype() -> str:
     """The top function's declaration, generated from ``interface.ARGS`` (names and order)."""
-    args = [f"{'const ' if a.name in ('weights', 'program', 'images') else ''}m3v::word_t* {a.name}"
+    read_only = ("weights", "program", "images")
+    args = [f"{'const ' if a.name in read_only or a.alias_of in read_only else ''}m3v::word_t* {a.name}"
             if a.kind == "mem" else f"uint32_t {a.name}" for a in interface.ARGS]
+    ports = [interface.weight_port_name(p) for p in range(interface.WEIGHT_PORTS)]
     return ("#define M3V_TOP_ARGS " + ", ".join(args) + "\n"
+            "#define M3V_WEIGHT_PORT_NAMES " + ", ".join(ports) + "\n"
             "#define M3V_TOP_ARG_NAMES " + ", ".join(a.name for a in interface.ARGS) + "\n"
             + "#define M3V_TOP_INTERFACE_PRAGMAS \\\n"
             + " \\\n".join(_interface_pragmas()) + "\n")

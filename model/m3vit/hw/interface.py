@@ -34,6 +34,10 @@ class Arg:
     kind: Literal["mem", "scalar"]  # mem: 64-bit m_axi offset; scalar: 32-bit unsigned
     doc: str
     bundle: str = ""  # m_axi bundle (one AXI master port each); "" for scalars
+    # Another mem argument whose buffer this one points at: the host writes the same address into
+    # both. Vitis maps one pointer to one bundle, so a buffer read through several HP ports in
+    # parallel (the weight pack, striped over WEIGHT_PORTS) is several pointer arguments.
+    alias_of: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -41,10 +45,22 @@ class Arg:
         return 12 if self.kind == "mem" else 8
 
 
+# The weight stream is striped over this many 128-bit HP ports (beat i of a block through port
+# i mod WEIGHT_PORTS): one port gives 16 B/cycle, about a third of what the MoE layers need.
+WEIGHT_PORTS = 3
+
+
+def weight_port_name(port: int) -> str:
+    """Argument name of weight port ``port`` (port 0 is ``weights`` itself)."""
+    return "weights" if port == 0 else f"weights{port}"
+
+
 ARGS: tuple[Arg, ...] = (
-    Arg("weights", "mem", "weight-pack payload (the .m3vpack bytes after its header), read only", "gmem_w"),
+    Arg("weights", "mem", "weight-pack payload (the .m3vpack bytes after its header), read only", "gmem_w0"),
+    *(Arg(weight_port_name(p), "mem", f"the weight pack again (same address as `weights`): weight port {p}",
+          f"gmem_w{p}", alias_of="weights") for p in range(1, WEIGHT_PORTS)),
     Arg("program", "mem", "layer program: per-op descriptors generated from the pack manifest, read only",
-        "gmem_w"),
+        "gmem_w0"),
     Arg("images", "mem", "input frames, quantized to the `image` format", "gmem_a"),
     Arg("tokens", "mem", "output tokens of every frame, in the last `.out` format", "gmem_a"),
     Arg("scratch", "mem", "scratch space for activations that do not fit on chip, and debug dumps", "gmem_s"),
