@@ -197,6 +197,9 @@ EMBED_CLS:
 
 void layer_norm(const word_t* weights, const uint32_t* L, int g_f, const res_t* x, int rows, word_t* dump, uint32_t d) {
     const uint32_t g_off = L[g_f], b_off = L[g_f + 1];
+    // layernorm_row reads LN_LANES gains and biases per cycle.
+#pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES
+#pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES
     for (int n = 0; n < DIM; ++n) {
         ln_g[n] = w_t(mem_int(weights, g_off + uint32_t(n) * W_BYTES, W_BYTES));
         ln_b[n] = bias_t(mem_int(weights, b_off + uint32_t(n) * BIAS_BYTES, BIAS_BYTES));

@@ -80,7 +80,9 @@ def test_gelu(sim, rng, x_bits, x_frac, out):
 
 
 @pytest.mark.parametrize(("x_fmt", "d"), [(QFormat(16, 11), 64), (QFormat(16, 4), 192), (QFormat(24, 16), 192),
-                                          (QFormat(24, 9), 64), (QFormat(16, 15), 384)])
+                                          (QFormat(24, 9), 64), (QFormat(16, 15), 384),
+                                          # not a multiple of LN_LANES (16), and fewer features than lanes
+                                          (QFormat(16, 11), 40), (QFormat(16, 11), 7)])
 def test_layernorm(sim, rng, x_fmt, d):
     lim = 1 << (x_fmt.bits - 1)
     x = rng.integers(-lim // 8, lim // 8, (48, d))

@@ -36,6 +36,7 @@ class HlsParams:
     attn_lanes: int = 8  # P: query rows in flight in the attention unit
     av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
     batch: int = 2  # frames that share each weight load (frame batching)
+    ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
 
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
@@ -47,8 +48,8 @@ class HlsParams:
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
             raise ValueError(f"MAC array {self.mac_rows}x{self.mac_cols} must be made of 16x16 pack tiles")
-        if self.attn_lanes < 1 or self.batch < 1 or self.av_cols < 1:
-            raise ValueError("attn_lanes, av_cols and batch must be >= 1")
+        if self.attn_lanes < 1 or self.batch < 1 or self.av_cols < 1 or self.ln_lanes < 1:
+            raise ValueError("attn_lanes, av_cols, batch and ln_lanes must be >= 1")
 
 
 def pack_chunk(mode: PrecisionMode) -> int:
@@ -102,7 +103,7 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
-        "BATCH": params.batch, "WEIGHT_PORTS": interface.WEIGHT_PORTS,
+        "BATCH": params.batch, "LN_LANES": params.ln_lanes, "WEIGHT_PORTS": interface.WEIGHT_PORTS,
         "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
         "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
         "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,

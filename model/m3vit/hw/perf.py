@@ -480,7 +480,7 @@ def dsp_count(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, s: Schedule) 
             elif "Q·Kᵀ" in k.name and pack_chunk(mode) > 0 and not packed:
                 dsp = p.attn_lanes * cfg.head_dim + 2 * p.attn_lanes
         if k.name == "layernorm":  # four multipliers per feature lane (Σx², D·x, ·1/σ, ·gain)
-            dsp = k.dsp * s.ln_lanes
+            dsp = k.dsp // p.ln_lanes * s.ln_lanes
         total += dsp
     return total
 

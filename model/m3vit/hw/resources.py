@@ -62,7 +62,9 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                p.attn_lanes * bram36(ib, cfg.num_tokens), 0,
                f"P={p.attn_lanes} lanes x {hd} MACs, one K row per cycle shared; score row per lane"),
         Kernel("attention: A·V", p.attn_lanes * p.av_cols, 0, 0, f"P lanes x {p.av_cols} value columns per cycle"),
-        Kernel("layernorm", 4, 0, 0, "Σx, Σx², D·x−s1 and ·recip per feature; one isqrt and divider per row"),
+        Kernel("layernorm", 4 * p.ln_lanes, 0, 0,
+               f"Σx², D·x−s1, ·recip and ·gain per feature, {p.ln_lanes} features per cycle; "
+               "one isqrt and divider per row"),
         Kernel("moe: router, top-k, queues", 2, bram36(16, cfg.num_experts * rows) + bram36(ib, rows), 0,
                "gate probabilities, per-expert token queues (index + gate)"),
         Kernel("moe: expert weights", 0, 0,
