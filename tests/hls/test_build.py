@@ -74,6 +74,19 @@ def test_top_arguments_follow_the_interface_definition():
     assert f"void {interface.TOP_FUNCTION}(M3V_TOP_ARGS)" in top and "M3V_TOP_INTERFACE_PRAGMAS" in top
 
 
+def test_weight_ports_alias_the_pack_and_each_bundle_has_its_own_hp_port():
+    mem = {a.name: a for a in interface.ARGS if a.kind == "mem"}
+    ports = [interface.weight_port_name(p) for p in range(interface.WEIGHT_PORTS)]
+    assert all(mem[n].alias_of == "weights" for n in ports[1:]) and not mem["weights"].alias_of
+    assert len({mem[n].bundle for n in ports}) == interface.WEIGHT_PORTS  # one AXI master per weight port
+    # The Vivado block design connects every bundle of the interface to a PS slave port of its own.
+    tcl = (REPO / "hls" / "scripts" / "build_bitstream.tcl").read_text()
+    pairs = [w for w in re.search(r"foreach \{bundle hp\} \{([^}]*)\}", tcl).group(1).split() if w != "\\"]
+    wiring = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    assert set(wiring) == {a.bundle for a in mem.values()}
+    assert len(set(wiring.values())) == len(wiring)
+
+
 def test_pack_chunk_bound_is_tight():
     """8 products of narrow-range int8 weights by int8 activations fit the signed 18-bit low field; 9 do not."""
     chunk = pack_chunk(get_mode("w8a8"))
