@@ -5,16 +5,18 @@ The one model of the design's time (``resources.py`` counts its DSP / BRAM / URA
 (:mod:`m3vit.hw.timing`, calibrated from the RTL benches when measured), pipeline depths, weight
 blocks prefetched into the ping-pong buffer while the previous block computes (max(compute, load) per
 block), the attention unit's Q·Kᵀ / A·V DATAFLOW overlap, and the DDR bytes each op moves through its
-HP port: weights on ``gmem_w``, images / tokens on ``gmem_a``, spilled activations on ``gmem_s``.
+HP port: weights on ``gmem_w0/1/2``, images / tokens on ``gmem_a``, spilled activations on ``gmem_s``.
 MoE layers load only the experts the measured routing activates (:class:`Routing`).
 
 Bandwidth: a 128-bit S_AXI_HP port moves 16 bytes per PL cycle (4.8 GB/s at 300 MHz), and all ports
 share the PS DDR4 (≈19.2 GB/s peak, ≈13 GB/s usable). The design as built puts every weight on one
-port (``gmem_w``): ``Platform.weight_ports``.
+port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weights1``, ``weights2`` on
+``gmem_w0/1/2``, ``m3vit.hw.interface.WEIGHT_PORTS``).
 
 ``Schedule`` holds the architecture switches the ablations flip. ``AS_BUILT`` is the schedule of the
-C++ in ``hls/`` today (LayerNorm and element-wise loops one value per cycle, each op's first weight
-block exposed, layer-sequential units); ``PROPOSED`` the changes this model shows are needed for the
+C++ in ``hls/`` today (``AS_BUILT_PLATFORM``: weights striped over 3 HP ports; LayerNorm
+``HlsParams.ln_lanes`` features per cycle; element-wise loops one value per cycle, each op's first
+weight block exposed, layer-sequential units); ``PROPOSED`` the changes this model shows are needed for the
 goals. Figures are modelled, not measured, unless a unit is calibrated (``timing.calibrated``).
 """
 
@@ -31,6 +33,7 @@ import numpy as np
 from ..configs import ModelConfig
 from ..quant.spec import PrecisionMode
 from .hls_config import ARRAY_LATENCY, HlsParams, container_bytes, pack_chunk
+from .interface import WEIGHT_PORTS
 from .resources import DEVICE, kernels, totals
 from .timing import UnitTiming, analytic
 
@@ -41,7 +44,7 @@ class Platform:
     ddr_peak_bytes_per_s: float = 19.2e9  # PS DDR4-2400, 64 bit
     ddr_usable_bytes_per_s: float = 13e9  # what the HP ports together sustain (plan figure)
     hp_port_bits: int = 128
-    weight_ports: int = 1  # HP ports the weight stream is striped over (gmem_w alone as built)
+    weight_ports: int = 1  # HP ports the weight stream is striped over (3 as built: AS_BUILT_PLATFORM)
     ddr_latency_ns: float = 250.0  # request to first beat: exposed when an op's first block is not prefetched
 
     def port_bytes_per_cycle(self, ports: int = 1) -> float:
@@ -78,10 +81,11 @@ class Schedule:
     frame_overlap: bool = False  # batch >= 2: the attention unit and the MAC array work on different frames
 
 
-AS_BUILT = Schedule()
+AS_BUILT = Schedule(ln_lanes=HlsParams().ln_lanes)
 PROPOSED = Schedule(ln_lanes=16, elementwise_lanes=32, pixel_lanes=16, cross_op_prefetch=True, head_overlap=True,
                     frame_overlap=True)
-PROPOSED_PLATFORM = Platform(weight_ports=3)
+AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # hls/: weights, weights1, weights2
+PROPOSED_PLATFORM = AS_BUILT_PLATFORM
 
 
 @dataclass
@@ -486,7 +490,7 @@ def dsp_count(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, s: Schedule) 
 
 
 def model_frame(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, routing: Routing,
-                platform: Platform = Platform(), schedule: Schedule = AS_BUILT,
+                platform: Platform = AS_BUILT_PLATFORM, schedule: Schedule = AS_BUILT,
                 units: dict[str, UnitTiming] | None = None, max_batches: int = 4) -> FrameModel:
     """Model every op of ``p.batch`` frames, averaged over up to ``max_batches`` batches of routed frames."""
     if schedule.ln_lanes < 1 or schedule.elementwise_lanes < 1 or schedule.pixel_lanes < 1:

@@ -90,8 +90,8 @@ def design_points(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, 
     thr = ranked[0][1]
     p = perf.PROPOSED_PLATFORM
     return [
-        Point("as built, batch 1", dataclasses.replace(built, batch=1), perf.Platform(), perf.AS_BUILT),
-        Point(f"as built, batch {built.batch}", built, perf.Platform(), perf.AS_BUILT),
+        Point("as built, batch 1", dataclasses.replace(built, batch=1), perf.AS_BUILT_PLATFORM, perf.AS_BUILT),
+        Point(f"as built, batch {built.batch}", built, perf.AS_BUILT_PLATFORM, perf.AS_BUILT),
         Point("HLS design + proposed schedule, batch 1", dataclasses.replace(built, batch=1), p, perf.PROPOSED),
         Point(f"best latency (explored: {describe(lat)}), batch 1", lat.params, p, lat.schedule),
         Point(f"best throughput (explored: {describe(thr)}), batch {thr.params.batch}", thr.params, p, thr.schedule),
@@ -123,9 +123,9 @@ def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, unit
             base, schedule=dataclasses.replace(s, dsp_packing=False)), mode),
         ("attention", "on the MAC array (no attention unit)", dataclasses.replace(
             base, schedule=dataclasses.replace(s, attention_on_linear=True)), mode),
-        ("weight ports", "1 HP port (as built)", dataclasses.replace(base, platform=perf.Platform()), mode),
+        ("weight ports", "1 HP port", dataclasses.replace(base, platform=perf.Platform()), mode),
         ("weight ports", "2 HP ports", dataclasses.replace(base, platform=perf.Platform(weight_ports=2)), mode),
-        ("schedule", "as built (LN 1/cycle, no cross-op prefetch, ...)", dataclasses.replace(
+        ("schedule", "as built (element-wise 1/cycle, no cross-op prefetch, ...)", dataclasses.replace(
             base, schedule=perf.AS_BUILT), mode),
     ]
     cases += [("MAC array", f"{mr}x{mc}", dataclasses.replace(

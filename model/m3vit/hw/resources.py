@@ -99,11 +99,11 @@ def frame_latency(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, routing=N
     """Cycles per frame (throughput with ``p.batch`` frames per weight load) by the cycle model
     (:mod:`m3vit.hw.perf`). Without ``routing`` every expert takes an equal share of the tokens (an
     assumption; ``m3vit.hw.routing_stats`` measures real routing); without ``platform`` / ``schedule`` the
-    design as built (weights on one HP port, ``perf.AS_BUILT``)."""
+    design as built (``perf.AS_BUILT_PLATFORM``, ``perf.AS_BUILT``)."""
     from . import perf
 
     fm = perf.model_frame(cfg, mode, p, routing or perf.Routing.balanced(cfg, p.batch),
-                          platform or perf.Platform(), schedule or perf.AS_BUILT)
+                          platform or perf.AS_BUILT_PLATFORM, schedule or perf.AS_BUILT)
     per_layer = fm.layers()
     return {"cycles_per_frame": round(fm.frame_cycles), "ms_per_frame": fm.frame_cycles / fm.platform.clock_hz * 1e3,
             "layer_cycles": [r["cycles_per_frame"] for r in per_layer if r["layer"] != "embed"]}
@@ -119,7 +119,7 @@ def markdown_table(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> str:
     from . import perf
 
     lines.append("")
-    for label, plat, sched in (("as built", perf.Platform(), perf.AS_BUILT),
+    for label, plat, sched in (("as built", perf.AS_BUILT_PLATFORM, perf.AS_BUILT),
                                ("with the proposed changes", perf.PROPOSED_PLATFORM, perf.PROPOSED)):
         lat = frame_latency(cfg, mode, dataclasses.replace(p, batch=1), None, plat, sched)
         lines.append(f"{cfg.name} {mode.name}, params {p}, batch 1, {label}: {lat['cycles_per_frame']} cycles "

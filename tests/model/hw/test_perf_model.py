@@ -75,9 +75,9 @@ def test_batching_shares_weight_loads(micro):
     assert two["ms_per_frame"] < one["ms_per_frame"]
 
 
-def test_weight_port_bandwidth_binds_moe_layers_as_built():
+def test_one_weight_port_binds_moe_layers_and_striping_helps():
     cfg = get_config("m3vit-tiny")
-    fm = perf.model_frame(cfg, W8, HlsParams(batch=1), perf.Routing.balanced(cfg))
+    fm = perf.model_frame(cfg, W8, HlsParams(batch=1), perf.Routing.balanced(cfg), perf.Platform(weight_ports=1))
     assert perf.Platform().weight_bytes_per_cycle == 16  # one 128-bit HP port
     assert perf.Platform(weight_ports=3).weight_bytes_per_cycle == pytest.approx(13e9 / 300e6)
     moe = [r for r in fm.layers() if r["kind"] == "moe"]
