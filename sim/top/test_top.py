@@ -215,6 +215,7 @@ if cocotb is not None:
         done = next(c for c, s in trace if names[s] == "S_DONE")
         beats = FRAMES * images[0].size // 4
         record = {"config": tb.params["config"], "mode": tb.params["mode"], "frames": FRAMES,
+                  "parameters": tb.params["parameters"],
                   "simulator": tb.params["sim"], "start_to_done_cycles": done - start, "stage_cycles": stages,
                   "image_dump_write_beats": beats,
                   "image_dump_beats_per_cycle": round(beats / stages["S_IMG"], 3),
@@ -244,7 +245,9 @@ def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
     layout = {"image_shape": list(lay.image_shape), "image_format": [lay.image_format.bits, lay.image_format.frac],
               "token_shape": list(lay.token_shape), "token_format": [lay.token_format.bits, lay.token_format.frac],
               "scratch_bytes": max(lay.scratch_bytes, dumps.nbytes)}
-    params = top_parameters(cfg, mode)
+    # 48-beat bursts (768 bytes) do not divide a 4 KiB page: the engines must split bursts at page boundaries
+    # (AxiRam asserts on a burst that crosses one), besides cutting at MAX_BURST.
+    params = {**top_parameters(cfg, mode), "MAX_BURST": 48}
     bundles = sorted({a.bundle for a in interface.ARGS if a.kind == "mem"})
     tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
           "program": str(tmp_dir / "program.npy"), "layout": layout, "bundles": bundles,
