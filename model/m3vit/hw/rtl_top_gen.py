@@ -6,7 +6,8 @@ and the layer program's header layout of :mod:`m3vit.hw.program` (field indices,
 ``top_parameters(cfg, mode)`` are the module parameters of ``rtl/m3vit_top.sv`` for one config and precision
 mode (shapes and container widths), passed to the tools as ``-G`` overrides; nothing is typed by hand.
 
-Run ``python -m m3vit.hw.rtl_top_gen <folder>`` to write the include by hand (``make rtl-lint`` does).
+Run ``python -m m3vit.hw.rtl_top_gen <folder>`` to write the include by hand (``make rtl-lint`` does), or
+``python -m m3vit.hw.rtl_top_gen --table`` to print the register map as the Markdown table of ``rtl/README.md``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,32 @@ def write_include(folder: str | Path) -> Path:
     return folder
 
 
+def register_table() -> str:
+    """The control bundle's register map as a Markdown table (what rtl/README.md shows)."""
+    i = interface
+    rows = [("0x00", "CTRL", "bit 0 ap_start (R/W, cleared by ap_ready unless auto_restart), 1 ap_done (R, clear on "
+             "read), 2 ap_idle (R), 3 ap_ready (R, clear on read), 7 auto_restart (R/W)"),
+            (f"0x{i.REG_GIE:02X}", "GIE", "bit 0 global interrupt enable"),
+            (f"0x{i.REG_IER:02X}", "IER", "bit 0 ap_done, bit 1 ap_ready interrupt enable"),
+            (f"0x{i.REG_ISR:02X}", "ISR", "bit 0 ap_done, bit 1 ap_ready status (set by an enabled event, toggle on "
+             "write)")]
+    for arg in i.ARGS:
+        off = i.register_map()[arg.name]
+        if arg.kind == "mem":
+            rows += [(f"0x{off:02X}", f"{arg.name}_1", f"{arg.doc} — address bits 31:0"),
+                     (f"0x{off + 4:02X}", f"{arg.name}_2", "address bits 63:32"),
+                     (f"0x{off + 8:02X}", "(reserved)", "reads 0")]
+        else:
+            rows += [(f"0x{off:02X}", arg.name, f"{arg.doc} (32 bits)"), (f"0x{off + 4:02X}", "(reserved)", "reads 0")]
+    lines = ["| offset | register (PYNQ name) | contents |", "|---|---|---|"]
+    lines += [f"| {o} | `{n}` | {d} |" for o, n, d in rows]
+    return "\n".join(lines) + f"\n\nThe bundle decodes {i.register_map_size()} bytes; unmapped words read 0.\n"
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m m3vit.hw.rtl_top_gen <output folder>")
-    print(write_include(sys.argv[1]) / INCLUDE_NAME)
+    if len(sys.argv) == 2 and sys.argv[1] == "--table":
+        print(register_table(), end="")
+    elif len(sys.argv) == 2:
+        print(write_include(sys.argv[1]) / INCLUDE_NAME)
+    else:
+        sys.exit("usage: python -m m3vit.hw.rtl_top_gen <output folder> | --table")
