@@ -11,7 +11,7 @@ DEMO_OUT ?= build/demo
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
-	@echo "make demo       synthetic data -> train -> evaluate -> report (build/demo/)"
+	@echo "make demo       synthetic data -> train -> quantize -> pack -> C-sim via the host runtime -> compare report (build/demo/)"
 	@echo "make test       every test that can run on this machine (slow ones included)"
 	@echo "make test-fast  the same without tests marked slow"
 	@echo "make lint       ruff"
@@ -37,6 +37,9 @@ $(STAMP): requirements.txt requirements-hls.txt pyproject.toml
 
 demo: setup
 	$(PY) -m m3vit.cli.demo --out $(DEMO_OUT)
+	@echo "[demo] accelerator C-simulation through the host runtime, every task, against the float golden model"
+	$(PY) -m m3vit_host.cli compare --backend csim --pack $(DEMO_OUT)/pack/model.json \
+	  --checkpoint $(DEMO_OUT)/train/last.pt --num-samples 256 --batch-size 16 --out $(DEMO_OUT)/host --no-progress
 
 test: setup
 	$(PY) -m ruff check .

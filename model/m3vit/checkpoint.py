@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -17,18 +18,36 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, corrupt, or does not fit the model asked for."""
 
 
+def first_non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or ±Inf, or None."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return name
+    return None
+
+
 def save_checkpoint(path: str | Path, model: M3ViT, **extra) -> None:
     path = Path(path)
+    state = model.state_dict()
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"refusing to write {path}: weight {bad} holds NaN or Inf")
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(),
-               "model": model.state_dict(), **extra}
+    payload = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "model": state, **extra}
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    except BaseException:  # Ctrl-C or a full disk mid-write: no stray .tmp either
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give the file in it, e.g. {path / 'last.pt'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `m3vit-train` first")
     try:
@@ -41,6 +60,12 @@ def read_checkpoint(path: str | Path) -> dict:
                               f"use `m3vit-import`)")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {payload.get('version')}, this code reads {VERSION}")
+    if not isinstance(payload.get("model"), dict):
+        raise CheckpointError(f"{path} holds no model weights")
+    bad = first_non_finite(payload["model"])
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path}: weight {bad} holds NaN or Inf (a diverged run?); "
+                              f"use an earlier checkpoint or retrain with a lower --lr")
     return payload
 
 

@@ -3,13 +3,22 @@
 Data order comes from ``DistributedSampler`` (also with one process), reseeded each epoch, so a
 run resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen;
 together with the saved RNG state, resuming reproduces the uninterrupted weights.
+
+``history.jsonl`` always matches ``last.pt``: step records are kept in memory and written out
+with each checkpoint, and a resumed run first drops any record past its checkpoint's step. A
+non-finite loss stops training before the step is applied (nothing diverged is saved); Ctrl-C
+(SIGINT, single process) finishes the current step, saves it, and then raises
+``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +52,30 @@ class TrainSettings:
     workers: int = 0
     save_every_steps: int = 0  # 0: only at each epoch end
     max_steps: int = 0  # 0: run all epochs (used to stop early, e.g. to test resume)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "workers", "save_every_steps", "max_steps"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a finite number above 0, got {self.lr}")
+        for name in ("weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{name} must be a finite number, 0 or more, got {value}")
+        bad_weights = {k: v for k, v in self.task_weights.items() if not (math.isfinite(v) and v >= 0)}
+        if bad_weights:
+            problems.append(f"task weights must be finite and 0 or more, got {bad_weights}")
+        if problems:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example the loss became NaN or infinite)."""
 
 
 class MultiTaskObjective(nn.Module):
@@ -103,8 +136,6 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(local_rank)
     out_dir = Path(out_dir)
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
 
     seed_everything(settings.seed)
     model = M3ViT(cfg).to(device)
@@ -139,9 +170,8 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
         runner = DistributedDataParallel(objective, device_ids=[local_rank] if device.startswith("cuda") else None,
                                          find_unused_parameters=True)
 
-    history_path = out_dir / "history.jsonl"
-    if rank == 0 and resume is None and history_path.exists():
-        history_path.unlink()
+    history = _History(out_dir / "history.jsonl", resume_step=step if resume is not None else None,
+                       enabled=rank == 0)
     stop_at = min(total_steps, settings.max_steps) if settings.max_steps else total_steps
     bar = tqdm(total=stop_at, initial=step, desc=f"train {cfg.name}", disable=not progress or rank != 0)
     start = time.time()
@@ -152,41 +182,123 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
             save_checkpoint(out_dir / "last.pt", model, criterion=criterion.state_dict(),
                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step,
                             epoch=epoch, rng={"torch": torch.get_rng_state()}, settings=asdict(settings))
+            history.flush()
 
-    while step < stop_at:
-        epoch, skip = divmod(step, steps_per_epoch)
-        sampler.set_epoch(epoch)
-        indices = list(sampler)[skip * settings.batch_size:]
-        # The loader draws its worker base seed from its own generator, not the global RNG, so
-        # a resumed run's router noise continues exactly where the interrupted run left off.
-        loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=indices, drop_last=True,
-                            num_workers=settings.workers,
-                            generator=torch.Generator().manual_seed(settings.seed * 100_003 + epoch))
-        for batch in loader:
-            batch = _to(batch, device)
-            loss, logs = runner(batch.pop("image"), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(objective.parameters(), settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            record = {"step": step, "epoch": epoch, "loss": float(loss.detach()),
-                      "lr": scheduler.get_last_lr()[0], **{k: float(v) for k, v in logs.items()}}
-            if rank == 0:
-                with history_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "epoch", "lr")})
-                bar.update(1)
-            if settings.save_every_steps and step % settings.save_every_steps == 0:
-                checkpoint(epoch)
-            if step >= stop_at:
-                break
-        checkpoint(step // steps_per_epoch)
-    bar.close()
+    created = rank == 0 and not out_dir.exists()
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with _StopOnSigint(enabled=world == 1) as sigint:
+            while step < stop_at:
+                epoch, skip = divmod(step, steps_per_epoch)
+                sampler.set_epoch(epoch)
+                indices = list(sampler)[skip * settings.batch_size:]
+                # The loader draws its worker base seed from its own generator, not the global RNG, so
+                # a resumed run's router noise continues exactly where the interrupted run left off.
+                loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=indices, drop_last=True,
+                                    num_workers=settings.workers, worker_init_fn=_ignore_sigint,
+                                    generator=torch.Generator().manual_seed(settings.seed * 100_003 + epoch))
+                for batch in loader:
+                    batch = _to(batch, device)
+                    loss, logs = runner(batch.pop("image"), batch)
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise _diverged(loss_value, logs, step, settings)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if settings.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(objective.parameters(), settings.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    record = {"step": step, "epoch": epoch, "loss": loss_value,
+                              "lr": scheduler.get_last_lr()[0], **{k: float(v) for k, v in logs.items()}}
+                    history.add(record)
+                    if rank == 0:
+                        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()
+                                         if k not in ("step", "epoch", "lr")})
+                        bar.update(1)
+                    if settings.save_every_steps and step % settings.save_every_steps == 0:
+                        checkpoint(epoch)
+                    if sigint.requested:  # the step is whole: keep it, then stop
+                        checkpoint(step // steps_per_epoch)
+                        raise KeyboardInterrupt
+                    if step >= stop_at:
+                        break
+                checkpoint(step // steps_per_epoch)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a fresh run that saved nothing leaves nothing behind
+        raise
+    finally:
+        bar.close()
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return {"steps": step, "total_steps": total_steps, "seconds": time.time() - start,
             "checkpoint": str(out_dir / "last.pt"), "world_size": world}
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Data-loader workers leave Ctrl-C to the main process, which stops after the current step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _diverged(loss: float, logs: dict[str, torch.Tensor], step: int, settings: TrainSettings) -> TrainingError:
+    bad = [k for k, v in logs.items() if not math.isfinite(float(v))]
+    return TrainingError(f"the loss became {loss} at step {step + 1} (non-finite: {', '.join(bad) or 'total'}); "
+                         f"training stopped and did not save that state. Lower --lr (now {settings.lr:g}) "
+                         f"or check the data")
+
+
+class _History:
+    """Step records, written to ``history.jsonl`` together with each checkpoint."""
+
+    def __init__(self, path: Path, resume_step: int | None, enabled: bool):
+        self.path, self.enabled, self.pending = path, enabled, []
+        self.started = resume_step is not None  # a fresh run replaces the old file at its first checkpoint
+        if enabled and resume_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def add(self, record: dict) -> None:
+        if self.enabled:
+            self.pending.append(record)
+
+    def flush(self) -> None:
+        if not self.enabled:
+            return
+        text = "".join(json.dumps(r) + "\n" for r in self.pending)
+        if self.started:
+            with self.path.open("a") as f:
+                f.write(text)
+        else:
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text(text)
+            tmp.replace(self.path)
+            self.started = True
+        self.pending = []
+
+
+class _StopOnSigint:
+    """While active, the first Ctrl-C asks the loop to stop after the current step; a second one
+    interrupts at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self) -> _StopOnSigint:
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from m3vit.cli import evaluate as evaluate_cli
 from m3vit.cli import flops as flops_cli
 from m3vit.cli import train as train_cli
@@ -7,10 +9,10 @@ from m3vit.cli import train as train_cli
 
 def test_train_then_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_cli.main(["--config", "micro", "--num-samples", "16", "--batch-size", "8", "--epochs", "1",
+    assert train_cli.main(["--config", "micro", "--train-samples", "16", "--batch-size", "8", "--epochs", "1",
                            "--out", str(out), "--no-progress", "--weighting", "uncertainty",
                            "--task-weights", "depth=0.5"]) == 0
-    assert evaluate_cli.main(["--checkpoint", str(out / "last.pt"), "--num-samples", "8",
+    assert evaluate_cli.main(["--checkpoint", str(out / "last.pt"), "--val-samples", "8", "--no-progress",
                               "--baseline-samples", "8", "--out", str(out / "eval.json")]) == 0
     report = json.loads((out / "eval.json").read_text())
     assert set(report["tasks"]) == {"semseg", "depth", "normals"}
@@ -25,7 +27,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert "error: unknown task 'flow'" in capsys.readouterr().err  # no KeyError quoting
     assert train_cli.main(["--data", "nyud", "--out", str(tmp_path)]) == 2
     assert "--data-root" in capsys.readouterr().err
-    assert train_cli.main(["--num-samples", "4", "--batch-size", "8", "--out", str(tmp_path)]) == 2
+    assert train_cli.main(["--num-samples", "4", "--batch-size", "8", "--out", str(tmp_path)]) == 2  # old spelling
     assert "do not fill one batch" in capsys.readouterr().err
 
 
@@ -42,11 +44,11 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
     from m3vit.quant.pack import read_pack
 
     run = tmp_path / "run"
-    assert train_cli.main(["--num-samples", "8", "--batch-size", "8", "--epochs", "1", "--out", str(run),
+    assert train_cli.main(["--train-samples", "8", "--batch-size", "8", "--epochs", "1", "--out", str(run),
                            "--no-progress"]) == 0
     out = tmp_path / "q"
     assert quantize_cli.main(["--checkpoint", str(run / "last.pt"), "--calib-samples", "4", "--val-samples", "4",
-                              "--dump", "1", "--out", str(out)]) == 0
+                              "--dump", "1", "--out", str(out), "--no-progress"]) == 0
     pack = read_pack(out / "model.json", expect_mode="w8a8")
     fid = json.loads((out / "fidelity.json").read_text())
     assert fid["mode"] == "w8a8" and "pixel_agreement" in fid["tasks"]["semseg"]
@@ -55,3 +57,49 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
     embed = np.load(out / "dumps" / "semseg" / "embed.npy")
     assert embed.shape == (1, pack.cfg.num_tokens, pack.cfg.dim) and embed.dtype == np.int64
     assert quantize_cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_quantize_interrupted_or_failing_leaves_the_previous_result(tmp_path, monkeypatch, capsys):
+    """The pack is built in a hidden sibling folder: a run that stops before fidelity.json leaves
+    no pack (first run) or the previous complete one (rerun), never a pack without its fidelity."""
+    from m3vit.checkpoint import save_checkpoint
+    from m3vit.cli import quantize as quantize_cli
+    from m3vit.configs import get_config
+    from m3vit.model import M3ViT
+
+    save_checkpoint(tmp_path / "m.pt", M3ViT(get_config("micro")))
+    out = tmp_path / "q"
+    argv = ["--checkpoint", str(tmp_path / "m.pt"), "--calib-samples", "2", "--val-samples", "2", "--out", str(out),
+            "--no-progress"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(quantize_cli, "measure", interrupted)
+        try:
+            quantize_cli.main(argv)
+            raise AssertionError("expected exit 130")
+        except SystemExit as exc:
+            assert exc.code == 130
+    assert capsys.readouterr().err.strip() == "m3vit-quantize: interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # nothing, not even a staging folder
+    assert quantize_cli.main(argv) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"model.m3vpack", "model.json", "fidelity.json"} <= set(first)
+    with monkeypatch.context() as m:
+        m.setattr(quantize_cli, "measure", interrupted)
+        with pytest.raises(SystemExit):
+            quantize_cli.main([*argv, "--mode", "w16a16"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert quantize_cli.main([*argv, "--mode", "w16a16", "--no-fidelity"]) == 0  # a rerun replaces the folder
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(first) - {"fidelity.json"})
+
+
+def test_train_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "--epochs EPOCHS       passes over the training samples (default: 10)" in text
+    assert "--train-samples" in text and "--no-progress" in text

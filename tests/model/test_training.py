@@ -1,14 +1,16 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
-from m3vit.checkpoint import CheckpointError, load_model, read_checkpoint
+from m3vit.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from m3vit.data import build_dataset
-from m3vit.training import TrainSettings, train
+from m3vit.training import TrainingError, TrainSettings, train
 
 
 def small_settings(**kw):
@@ -77,3 +79,88 @@ def test_ddp_under_torchrun(tmp_path):
     ckpt = read_checkpoint(tmp_path / "ddp/last.pt")
     assert ckpt["step"] == 2  # 16 samples / 2 ranks / batch 4
     assert '"world_size": 2' in result.stdout
+
+
+# Divergence, non-finite checkpoints, history after resume, Ctrl-C ------------------------------
+
+def test_settings_out_of_range_are_refused():
+    for bad in (dict(epochs=0), dict(batch_size=-4), dict(max_steps=-5), dict(lr=float("nan")), dict(lr=0.0),
+                dict(warmup_steps=-1), dict(task_weights={"depth": float("inf")})):
+        with pytest.raises(ValueError, match="invalid training settings: " + next(iter(bad)).split("_")[0]):
+            small_settings(**bad)
+
+
+def test_non_finite_loss_stops_without_saving(micro, tmp_path):
+    data = build_dataset("synthetic", "train", micro, length=8)
+    with pytest.raises(TrainingError, match=r"loss became nan at step \d+.*Lower --lr"):
+        train(micro, data, small_settings(lr=1e12, epochs=50, batch_size=8), tmp_path / "run", progress=False)
+    # an epoch is one step here: what was saved is the last finite state, and its history matches it
+    ckpt = read_checkpoint(tmp_path / "run/last.pt")
+    history = [json.loads(x) for x in (tmp_path / "run/history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in history] == list(range(1, ckpt["step"] + 1))
+    assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_non_finite_checkpoints_are_refused(micro, tmp_path):
+    data = build_dataset("synthetic", "train", micro, length=8)
+    train(micro, data, small_settings(epochs=1), tmp_path / "a", progress=False)
+    payload = torch.load(tmp_path / "a/last.pt", weights_only=True)
+    payload["model"]["backbone.blocks.1.mlp.w1"][0, 0, 0] = float("inf")
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"backbone.blocks.1.mlp.w1 holds NaN or Inf"):
+        load_model(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"holds NaN or Inf"):
+        train(micro, data, small_settings(), tmp_path / "b", resume=tmp_path / "bad.pt", progress=False)
+    model, _ = load_model(tmp_path / "a/last.pt")
+    with torch.no_grad():
+        model.backbone.cls_token.fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="refusing to write"):
+        save_checkpoint(tmp_path / "c.pt", model)
+    assert not (tmp_path / "c.pt").exists() and not (tmp_path / "c.pt.tmp").exists()
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_model(tmp_path / "a")
+
+
+def test_history_does_not_repeat_steps_after_resume(micro, tmp_path):
+    data = build_dataset("synthetic", "train", micro, length=16)
+    # stopped mid-epoch: last.pt is at step 3 (max_steps), the epoch had 4
+    train(micro, data, small_settings(epochs=2, max_steps=3), tmp_path / "r", progress=False)
+    train(micro, data, small_settings(epochs=2), tmp_path / "r", resume=tmp_path / "r/last.pt", progress=False)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "r/history.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    # a history written past the checkpoint (an older, longer run in the folder) is cut back on resume
+    train(micro, data, small_settings(epochs=2, max_steps=2), tmp_path / "s", progress=False)
+    full = (tmp_path / "r/history.jsonl").read_text()
+    (tmp_path / "s/history.jsonl").write_text(full)
+    train(micro, data, small_settings(epochs=2, max_steps=4), tmp_path / "s", resume=tmp_path / "s/last.pt",
+          progress=False)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "s/history.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_ctrl_c_saves_the_last_step_and_exits_130(tmp_path):
+    """SIGINT mid-run: exit 130, one line, last.pt and history at the same step, no .tmp; --resume ends
+    the run with each step once in the history."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "m3vit.cli.train", "--config", "micro", "--train-samples", "8", "--batch-size", "2",
+           "--epochs", "200", "--save-every", "1", "--out", str(out), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "m3vit-train: interrupted"
+    assert not list(out.glob("*.tmp"))
+    step = read_checkpoint(out / "last.pt")["step"]
+    steps = [json.loads(x)["step"] for x in (out / "history.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, step + 1))
+    resumed = subprocess.run([*cmd[:-4], "2", "--save-every", "0", "--out", str(out), "--no-progress",
+                              "--resume", str(out / "last.pt"), "--max-steps", str(step + 3)],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(x)["step"] for x in (out / "history.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, step + 4))

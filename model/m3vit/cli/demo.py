@@ -19,61 +19,72 @@ import torch
 
 from .. import flops
 from ..checkpoint import load_model
-from ..configs import get_config
+from ..configs import CONFIGS
 from ..data import build_dataset, first_images
+from ..data.synthetic import CLASS_NAMES
 from ..evaluation import dataset_statistics, evaluate
 from ..quant.fidelity import measure
 from ..quant.onnx_export import export_fakequant_model, export_float_model, run_onnx
 from ..quant.pack import read_pack, write_pack
 from ..quant.quantize import QuantizedModel, calibrate
+from ..quant.spec import MODES
 from ..report import HEADLINE, headline_table, plot_float_vs_integer, plot_history, plot_metrics, plot_predictions
 from ..training import TrainSettings, train
+from .common import add_progress_arg, make_parser, positive_float, positive_int, run_cli
+from .outputs import check_out_dir, staged_dir, write_text_atomic
+
+PROG = "m3vit-demo"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="m3vit-demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="build/demo")
-    p.add_argument("--config", default="micro")
-    p.add_argument("--train-samples", type=int, default=2048)
-    p.add_argument("--val-samples", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", default="w8a8", choices=["w8a8", "w16a16"], help="fixed-point precision")
-    p.add_argument("--calib-samples", type=int, default=64)
+    p = make_parser(PROG, __doc__)
+    p.add_argument("--out", default="build/demo", help="output folder (report.md and everything it links)")
+    p.add_argument("--config", default="micro", choices=sorted(CONFIGS), help="named model config")
+    p.add_argument("--train-samples", type=positive_int, default=2048, help="synthetic training scenes")
+    p.add_argument("--val-samples", type=positive_int, default=256, help="held-out synthetic scenes")
+    p.add_argument("--epochs", type=positive_int, default=10, help="passes over the training scenes")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="samples per training step")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and router noise")
+    p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="fixed-point precision")
+    p.add_argument("--calib-samples", type=positive_int, default=64, help="training scenes used for calibration")
+    add_progress_arg(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = get_config(args.config)
-    t0 = time.time()
+    return 0 if run_cli(PROG, lambda: run(args)) is not None else 2
 
+
+def run(args: argparse.Namespace) -> Path:
+    out = check_out_dir(args.out)
+    cfg = CONFIGS[args.config]
+    progress = not args.no_progress
+    t0 = time.time()
     print(f"[1/6] training {cfg.name} on {args.train_samples} synthetic scenes ({args.epochs} epochs)")
     train_set = build_dataset("synthetic", "train", cfg, length=args.train_samples)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    summary = train(cfg, train_set, settings, out / "train")
+    summary = train(cfg, train_set, settings, out / "train", progress=progress)
     model, _ = load_model(out / "train" / "last.pt", expect=cfg)
 
     print(f"[2/6] evaluating on {args.val_samples} held-out scenes")
     val_set = build_dataset("synthetic", "val", cfg, length=args.val_samples)
     stats = dataset_statistics(train_set, cfg.tasks, limit=512)
-    report = evaluate(model, cfg, val_set, stats)
+    report = evaluate(model, cfg, val_set, stats, progress=progress)
     report.update({"config": cfg.name, "data": "synthetic", "train": summary})
-    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
     flop_report = flops.report(cfg)
-    (out / "flops.json").write_text(json.dumps(flop_report, indent=2) + "\n")
+    write_text_atomic(out / "flops.json", json.dumps(flop_report, indent=2) + "\n")
 
     print(f"[3/6] calibrating to the {args.mode} fixed-point contract on {args.calib_samples} training scenes")
     spec = calibrate(model, first_images(train_set, args.calib_samples), args.mode)
-    (out / "quant_spec.json").write_text(spec.to_json() + "\n")
+    write_text_atomic(out / "quant_spec.json", spec.to_json() + "\n")
 
     print("[4/6] exporting the weight pack and ONNX (float and fake-quantized models, first task)")
-    _, manifest = write_pack(QuantizedModel.build(model, spec), out / "pack")
+    with staged_dir(out / "pack") as stage:
+        write_pack(QuantizedModel.build(model, spec), stage)
+    manifest = out / "pack" / "model.json"
     task0 = cfg.task_names[0]
     onnx_float = export_float_model(model, task0, out / "onnx" / f"float_{task0}.onnx")
     onnx_quant = export_fakequant_model(model, spec, task0, out / "onnx" / f"{args.mode}_{task0}.onnx")
@@ -84,15 +95,16 @@ def main(argv: list[str] | None = None) -> int:
 
     print("[5/6] reloading the pack and running the integer reference (the accelerator's golden)")
     qmodel = read_pack(manifest, expect_config=cfg, expect_mode=args.mode).quantized_model()
-    fidelity = measure(model, qmodel, val_set)
+    fidelity = measure(model, qmodel, val_set, progress=progress)
     fidelity["onnx"] = onnx_check
-    (out / "fidelity.json").write_text(json.dumps(fidelity, indent=2) + "\n")
+    write_text_atomic(out / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")
 
     print("[6/6] report and pictures")
-    figs = [plot_history(out / "train" / "history.jsonl", out / "training_curves.png"),
-            plot_predictions(model, cfg, val_set, out / "predictions.png"),
+    names = CLASS_NAMES  # the synthetic scenes' classes
+    figs = [plot_history(out / "train" / "history.jsonl", out / "training_curves.png", cfg),
+            plot_predictions(model, cfg, val_set, out / "predictions.png", class_names=names),
             plot_metrics(report, cfg, out / "metrics.png"),
-            plot_float_vs_integer(model, qmodel, cfg, val_set, out / "float_vs_integer.png")]
+            plot_float_vs_integer(model, qmodel, cfg, val_set, out / "float_vs_integer.png", class_names=names)]
     seg = fidelity["tasks"].get("semseg", {})
     lines = [f"# M³ViT demo report ({cfg.name})", "",
              f"Trained {summary['steps']} steps in {summary['seconds']:.0f} s on {args.train_samples} synthetic "
@@ -113,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{k} {'met' if v['met'] else 'NOT met'} ({v['value']:.4g} vs {v['limit']})"
         for k, v in fidelity["goals"].items()), ""]
     lines += [f"![{f.stem}]({f.name})" for f in figs]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     print("\n".join(lines[4 : -len(figs)]))
     print(f"\nreport: {out / 'report.md'} (pictures beside it)")
-    return 0
+    return out / "report.md"
 
 
 if __name__ == "__main__":

@@ -8,20 +8,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .. import flops
-from .common import add_model_args, model_config_from_args, run_cli
+from .common import add_model_args, make_parser, model_config_from_args, run_cli
+from .outputs import check_out_file, write_text_atomic
+
+PROG = "m3vit-flops"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser(PROG, __doc__)
+    add_model_args(p)
+    p.add_argument("--task", help="task whose sparse path is counted (default: the first)")
+    p.add_argument("--out", help="also write the JSON report to this file")
+    return p
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.out:
+        check_out_file(args.out)
+    rep = flops.report(model_config_from_args(args), args.task)
+    if args.out:
+        write_text_atomic(args.out, json.dumps(rep, indent=2) + "\n")
+    return rep
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="m3vit-flops", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
-    p.add_argument("--task", help="task whose sparse path is counted (default: the first)")
-    p.add_argument("--out", help="write the JSON report here")
-    args = p.parse_args(argv)
-    rep = run_cli("m3vit-flops", lambda: flops.report(model_config_from_args(args), args.task))
+    args = build_parser().parse_args(argv)
+    rep = run_cli(PROG, lambda: run(args))
     if rep is None:
         return 2
     g = 1e9
@@ -34,9 +48,6 @@ def main(argv: list[str] | None = None) -> int:
           f"touched per token of one task, dense multi-task ViT {rep['params_dense_mtl'] / 1e6:.2f} M")
     print(f"  head share of the task path: {rep['head_share_of_task_pct']:.1f}% "
           f"(PUP head would be {rep['pup_head_share_of_task_pct']:.1f}%)")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(rep, indent=2) + "\n")
     return 0
 
 

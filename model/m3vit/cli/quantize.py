@@ -4,7 +4,8 @@
 
 Writes under --out: ``model.m3vpack`` + ``model.json`` (the weight pack and manifest, whose
 ``hardware`` section holds every per-op constant and the worst-case accumulator width of every
-layer) and ``fidelity.json`` (integer reference vs float model on held-out data).
+layer) and ``fidelity.json`` (integer reference vs float model on held-out data). The folder is
+built under a temporary name and renamed to --out only when everything is written.
 """
 
 from __future__ import annotations
@@ -15,36 +16,66 @@ import sys
 from pathlib import Path
 
 from ..checkpoint import load_model
-from ..data import build_dataset, first_images
+from ..data import DATASETS, build_dataset, first_images
 from ..quant.fidelity import measure
 from ..quant.pack import write_pack
 from ..quant.quantize import QuantizedModel, calibrate
 from ..quant.spec import MODES
-from .common import run_cli
+from .common import (
+    add_progress_arg,
+    check_data_args,
+    make_parser,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+)
+from .outputs import check_out_dir, staged_dir
+
+PROG = "m3vit-quantize"
+# What this tool writes under --out (accumulators.json: by earlier versions): a rerun may replace
+# these, and only these.
+OWNED = ("model.m3vpack", "model.json", "fidelity.json", "accumulators.json", "dumps")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="m3vit-quantize", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--mode", choices=sorted(MODES), default="w8a8")
-    p.add_argument("--out", default="build/quant")
-    p.add_argument("--data", default="synthetic", choices=["synthetic", "cityscapes", "nyud", "pascal"])
-    p.add_argument("--data-root")
-    p.add_argument("--calib-samples", type=int, default=64, help="training images used for calibration")
-    p.add_argument("--val-samples", type=int, default=128, help="held-out images for the fidelity figure")
-    p.add_argument("--qat-steps", type=int, default=0,
+    p = make_parser(PROG, __doc__)
+    p.add_argument("--checkpoint", required=True, help="m3vit checkpoint to quantize")
+    p.add_argument("--mode", choices=sorted(MODES), default="w8a8", help="fixed-point precision of the contract")
+    p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
+    p.add_argument("--data", default="synthetic", choices=DATASETS,
+                   help="dataset: the embedded synthetic scenes, or a real one under --data-root")
+    p.add_argument("--data-root", help="folder of a real dataset (layouts in m3vit/data/real.py); "
+                                       "not used with synthetic data")
+    p.add_argument("--calib-samples", type=positive_int, default=64, help="training images used for calibration")
+    p.add_argument("--val-samples", type=positive_int, default=128, help="held-out images for the fidelity figure")
+    p.add_argument("--qat-steps", type=nonnegative_int, default=0,
                    help="quantization-aware fine-tuning steps (Brevitas, contract formats) before export")
-    p.add_argument("--qat-lr", type=float, default=1e-4)
-    p.add_argument("--qat-samples", type=int, default=512)
-    p.add_argument("--dump", type=int, default=0, metavar="N",
+    p.add_argument("--qat-lr", type=positive_float, help="learning rate of the fine-tuning (default: 1e-4)")
+    p.add_argument("--qat-samples", type=positive_int,
+                   help="training images the fine-tuning draws from (default: 512)")
+    p.add_argument("--dump", type=nonnegative_int, default=0, metavar="N",
                    help="also write the integer reference's value at every point for N validation images "
                         "(dumps/<task>/<point>.npy: test vectors for the HLS and RTL benches)")
-    p.add_argument("--no-fidelity", action="store_true")
+    p.add_argument("--no-fidelity", action="store_true", help="skip the fidelity measurement (no fidelity.json)")
+    add_progress_arg(p)
     return p
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse contradictions before any work."""
+    args.data_seed = None
+    check_data_args(args)
+    if not args.qat_steps:
+        given = [flag for flag, value in (("--qat-lr", args.qat_lr), ("--qat-samples", args.qat_samples))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --qat-steps N (N > 0)")
+    check_out_dir(args.out, owned=OWNED)
+
+
 def run(args: argparse.Namespace) -> dict:
+    check_args(args)
     model, _ = load_model(args.checkpoint)
     model.eval()
     cfg = model.cfg
@@ -54,26 +85,30 @@ def run(args: argparse.Namespace) -> dict:
     if args.qat_steps:
         from ..quant.brevitas_model import qat_finetune
 
-        qat_data = build_dataset(args.data, "train", cfg, args.data_root, args.qat_samples)
-        model, _ = qat_finetune(model, spec, qat_data, steps=args.qat_steps, lr=args.qat_lr, progress=True)
+        qat_data = build_dataset(args.data, "train", cfg, args.data_root, args.qat_samples or 512)
+        model, _ = qat_finetune(model, spec, qat_data, steps=args.qat_steps, lr=args.qat_lr or 1e-4,
+                                progress=not args.no_progress)
         spec = calibrate(model, images, args.mode)  # formats re-derived from the fine-tuned weights
     qmodel = QuantizedModel.build(model, spec)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    bin_path, manifest_path = write_pack(qmodel, out)
-    bounds = qmodel.hw["accumulators"]
-    summary = {"pack": str(bin_path), "manifest": str(manifest_path), "mode": args.mode,
-               "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
-    if args.dump:
-        summary["dumps"] = str(write_dumps(qmodel, build_dataset(args.data, "val", cfg, args.data_root, args.dump),
-                                           args.dump, out / "dumps"))
-    if not args.no_fidelity:
-        val = build_dataset(args.data, "val", cfg, args.data_root, args.val_samples)
-        fid = measure(model, qmodel, val)
-        (out / "fidelity.json").write_text(json.dumps(fid, indent=1) + "\n")
-        summary["fidelity"] = {t: {k: v for k, v in r.items() if k not in ("float", "integer")}
-                               for t, r in fid["tasks"].items()}
-        summary["goals"] = fid["goals"]
+    # Everything is built in a hidden sibling folder and renamed to --out at the very end: a failed
+    # or interrupted run leaves the previous result (or nothing), never a pack without its fidelity.
+    with staged_dir(out) as stage:
+        bin_path, manifest_path = write_pack(qmodel, stage)
+        bounds = qmodel.hw["accumulators"]
+        summary = {"pack": str(out / bin_path.name), "manifest": str(out / manifest_path.name), "mode": args.mode,
+                   "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
+        if args.dump:
+            write_dumps(qmodel, build_dataset(args.data, "val", cfg, args.data_root, args.dump), args.dump,
+                        stage / "dumps")
+            summary["dumps"] = str(out / "dumps")
+        if not args.no_fidelity:
+            val = build_dataset(args.data, "val", cfg, args.data_root, args.val_samples)
+            fid = measure(model, qmodel, val, progress=not args.no_progress)
+            (stage / "fidelity.json").write_text(json.dumps(fid, indent=1) + "\n")
+            summary["fidelity"] = {t: {k: v for k, v in r.items() if k not in ("float", "integer")}
+                                   for t, r in fid["tasks"].items()}
+            summary["goals"] = fid["goals"]
     return summary
 
 
@@ -95,7 +130,7 @@ def write_dumps(qmodel: QuantizedModel, dataset, count: int, folder: Path) -> Pa
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    summary = run_cli("m3vit-quantize", lambda: run(args))
+    summary = run_cli(PROG, lambda: run(args))
     if summary is None:
         return 2
     print(json.dumps(summary, indent=2))

@@ -112,10 +112,11 @@ class _MultiTaskFolder(Dataset):
         self.split = split
         self.tasks = tuple(tasks)
         self.img_size = tuple(img_size)
+        _require_dir(self.root, self.name)  # a wrong --data-root is the likelier mistake: report it first
         unknown = [t for t in self.tasks if t not in self.supported]
         if unknown:
-            raise DatasetError(f"{self.name} provides tasks {list(self.supported)}, not {unknown}")
-        _require_dir(self.root, self.name)
+            raise DatasetError(f"{self.name} provides tasks {list(self.supported)}, not {unknown}; "
+                               f"choose them with --tasks")
 
     def _finish(self, image: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Resize and convert one sample; ``image`` is float [H, W, 3] in [0, 1]."""

@@ -17,6 +17,9 @@ def test_measure_after_pack_roundtrip(micro_model, qmodel, tmp_path):
     assert abs(seg["miou_drop_points"]) < 20
     assert set(result["goals"]) == {"semseg_pixel_agreement_min", "semseg_miou_drop_max_points",
                                     "depth_rmse_increase_max"}
+    tokens = result["tokens"]  # the token level travels in fidelity.json too
+    assert tokens["images"] == 4 and set(tokens["routes"]) == {f"l{i}" for i in micro_model.cfg.moe_layers}
+    assert 0 < tokens["no_cls_mean_abs_error"] <= tokens["max_abs_error"] and tokens["route_topk_set_min"] > 0.5
     other = M3ViT(micro_model.cfg.replace(head_channels=8))
     with pytest.raises(ValueError, match="different configs"):
         measure(other, loaded, data, progress=False)

@@ -1,0 +1,144 @@
+"""Token-level fidelity of the integer backbone, both modes, and the W8/A8 options measured one by one.
+
+    python model/benchmarks/token_fidelity.py            # writes build/bench/token_fidelity.{json,png}
+
+Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
+is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of
+Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model and mode: token max/mean absolute error of
+the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
+tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
+of ``m3vit.quant.fidelity_options`` on the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from m3vit.configs import get_config
+from m3vit.data import build_dataset, first_images
+from m3vit.quant.fidelity import token_fidelity
+from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
+from m3vit.quant.fidelity_options import OPTIONS, Calibration
+from m3vit.quant.quantize import QuantizedModel, calibrate
+
+MODELS = ("micro_trained", "tiny_edge_moe_like")
+
+
+def measure_model(model, calib_n: int, val_n: int, options: list[str], save=lambda partial: None) -> dict:
+    cfg = model.cfg
+    calib = first_images(build_dataset("synthetic", "train", cfg, length=calib_n), calib_n)
+    val = first_images(build_dataset("synthetic", "val", cfg, length=val_n), val_n)
+    out: dict = {"config": cfg.name, "calib_images": calib_n, "val_images": val_n, "modes": {}, "w8a8_options": {}}
+    for mode in ("w8a8", "w16a16"):
+        out["modes"][mode] = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, mode)), val)
+    cal = Calibration.run(model, calib)
+    for name in options:
+        t0 = time.time()
+        res = token_fidelity(model, OPTIONS[name].build(cal), val)
+        res.update(what=OPTIONS[name].what, hardware=OPTIONS[name].hardware, seconds=time.time() - t0)
+        out["w8a8_options"][name] = res
+        save(out)
+        print(f"  {cfg.name:10s} {name:18s} " + line(res), flush=True)
+    return out
+
+
+def line(r: dict) -> str:
+    return (f"max {r['max_abs_error']:.3f} mean {r['mean_abs_error']:.4f} | no CLS {r['no_cls_max_abs_error']:.3f} "
+            f"{r['no_cls_mean_abs_error']:.4f} | routes set min {100 * r['route_topk_set_min']:.1f}% "
+            f"mean {100 * r['route_topk_set_mean']:.1f}% top1 min {100 * r['route_top1_min']:.1f}%")
+
+
+def markdown(result: dict) -> str:
+    """The README's tables: both modes per model, then every W8/A8 option."""
+    head = ("| model | {} | token max err | mean err | max err w/o CLS | mean err w/o CLS | route set agree min / mean "
+            "| top-1 agree min / mean |\n|---|---|---|---|---|---|---|---|")
+
+    def row(model: str, label: str, r: dict) -> str:
+        return (f"| {model} | {label} | {r['max_abs_error']:.3g} | {r['mean_abs_error']:.3g} | "
+                f"{r['no_cls_max_abs_error']:.3g} | {r['no_cls_mean_abs_error']:.3g} | "
+                f"{100 * r['route_topk_set_min']:.1f}% / {100 * r['route_topk_set_mean']:.1f}% | "
+                f"{100 * r['route_top1_min']:.1f}% / {100 * r['route_top1_mean']:.1f}% |")
+
+    lines = [head.format("mode")]
+    for key, r in result["models"].items():
+        kind = key.split("_", 1)[1].replace("_", " ")
+        name = f"{r['config']} ({kind}; tokens within ±{r['modes']['w8a8']['float_token_max_abs']:.3g})"
+        lines += [row(name, mode, res) for mode, res in r["modes"].items()]
+    lines += ["", head.format("W8/A8 option")]
+    for r in result["models"].values():
+        lines += [row(r["config"], opt, res) for opt, res in r["w8a8_options"].items()]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(result["models"])
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, key in zip(axes[0], models, strict=True):
+        r = result["models"][key]
+        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract)": r["modes"]["w8a8"]}
+        series.update({f"W8/A8 + {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
+        for label, res in series.items():
+            layers = list(res["routes"])
+            ax.plot(layers, [100 * res["routes"][x]["topk_set"] for x in layers], marker="o", label=label)
+        ax.axhline(97, color="grey", linestyle="--", linewidth=1, label="goal 97%")
+        ax.set_title(f"{r['config']} ({key}): top-{get_config(r['config']).top_k} expert set as in float")
+        ax.set_xlabel("MoE layer")
+        ax.set_ylabel("tokens routed as in float (%)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="build/bench/token_fidelity.json")
+    p.add_argument("--cache", default="build/cache", help="where the trained micro checkpoint is kept")
+    p.add_argument("--calib-samples", type=int, default=64, help="calibration images for micro")
+    p.add_argument("--tiny-calib-samples", type=int, default=32, help="calibration images for m3vit-tiny")
+    p.add_argument("--val-samples", type=int, default=12, help="held-out images for micro")
+    p.add_argument("--tiny-val-samples", type=int, default=4, help="held-out images for m3vit-tiny (129 tokens each)")
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS),
+                   help="models to measure; the others' figures are kept from an existing --out JSON")
+    p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
+    p.add_argument("--plot", nargs="*", default=["weights_mse", "router_weights16", "weights_per_row"],
+                   help="options drawn beside the contract in the plot")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the plot and print the tables from an existing --out JSON")
+    args = p.parse_args()
+    out = Path(args.out)
+    if args.replot:
+        result = json.loads(out.read_text())
+        result["plotted"] = args.plot
+        plot(result, out.with_suffix(".png"))
+        print(markdown(result))
+        return
+    result = json.loads(out.read_text()) if out.exists() else {"models": {}}
+    result["plotted"] = args.plot
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_calib = {"micro_trained": args.calib_samples, "tiny_edge_moe_like": args.tiny_calib_samples}
+    n_val = {"micro_trained": args.val_samples, "tiny_edge_moe_like": args.tiny_val_samples}
+
+    def save(key: str, partial: dict) -> None:  # every figure on disk as soon as it exists
+        result["models"][key] = partial
+        out.write_text(json.dumps(result, indent=1) + "\n")
+
+    for key in args.models:
+        model = demo_trained_micro(Path(args.cache)) if key == "micro_trained" else edge_moe_like()
+        save(key, measure_model(model, n_calib[key], n_val[key], args.options,
+                                lambda partial, key=key: save(key, partial)))
+    plot(result, out.with_suffix(".png"))
+    print(markdown(result))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Where the tools write: checked before any work, written whole or not at all.
+
+A file goes to a temporary name beside it and is renamed over the real one; a folder is built
+as a hidden sibling and renamed into place at the end. An interrupted or failed run therefore
+leaves either the previous result or nothing, never something complete-looking but partial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+class OutputError(RuntimeError):
+    """An output path cannot be written (a file where a folder is wanted, a read-only place, ...)."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable_folder(path: Path, flag: str, target: Path) -> None:
+    """``target`` can be created under ``path`` (its nearest existing ancestor)."""
+    if not path.is_dir():
+        raise OutputError(f"{flag} {target}: {path} is a file, not a folder")
+    try:  # os.access says yes to root on a read-only file system; a real probe does not
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{flag} {target}: cannot write in {path} ({exc.strerror or exc}); "
+                          f"choose a writable place") from None
+
+
+def check_out_file(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` can be written as a file: it is not a folder and its folder can be created."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; give a file name")
+    _check_writable_folder(_nearest_existing(path.parent), flag, path)
+    return path
+
+
+def check_out_dir(path: str | Path, flag: str = "--out", owned: Iterable[str] | None = None) -> Path:
+    """``path`` can be (re)written as a folder.
+
+    With ``owned`` (the names the tool writes), an existing folder may hold only those, so a
+    rerun replaces an earlier result but never deletes someone else's files."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{flag} {path} is an existing file; give a folder")
+    _check_writable_folder(_nearest_existing(path), flag, path)
+    if owned is not None and path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in set(owned))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise OutputError(f"{flag} {path} already holds files this tool did not write ({shown}); "
+                              f"choose a new or empty folder")
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a hidden sibling folder to build ``path`` in; on success it replaces ``path``.
+
+    On any exception (Ctrl-C included) the staging folder is removed and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    try:
+        yield stage
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / "x")
+        os.replace(stage, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

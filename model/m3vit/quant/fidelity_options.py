@@ -1,0 +1,190 @@
+"""Candidate changes to the W8/A8 contract, each measured on its own for token and route fidelity.
+
+Every option is a change of formats of the contract's *existing* points and tensors (its width
+classes or its calibration rule), so the integer reference runs it unchanged: the figures are
+those of the integers the hardware would compute. One is a simulation, marked as such:
+``weights_per_row`` (a power-of-two scale per output row of every weight matrix) needs per-row
+requantize shifts the contract does not have; it is emulated by rounding each row to its own
+8-bit grid and carrying the result in a 16-bit per-tensor format (exact on that grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..configs import ModelConfig
+from ..model import M3ViT
+from .fixed import QFormat, format_for, quantize
+from .params import float_params, int_params, weight_ranges
+from .quantize import QuantizedModel
+from .reference import FloatArith, run_backbone
+from .spec import QuantSpec, activation_points, get_mode, weight_names
+
+
+class _PatchRanges(FloatArith):
+    """Float twin that also keeps each LayerNorm output's range over the patch tokens only (no CLS)."""
+
+    def __init__(self, params, eps):
+        super().__init__(params, eps)
+        self.patch_ranges: dict[str, float] = {}
+
+    def layernorm(self, name, x, x_name, prefix):
+        y = super().layernorm(name, x, x_name, prefix)
+        self.patch_ranges[name] = max(self.patch_ranges.get(name, 0.0), float(np.abs(y[:, 1:]).max()))
+        return y
+
+
+@dataclass
+class Calibration:
+    """Everything an option needs: the float parameters and the ranges seen on calibration images."""
+
+    model: M3ViT
+    cfg: ModelConfig
+    params: dict[str, np.ndarray]
+    ranges: dict[str, float]
+    patch_ranges: dict[str, float]
+    weight_ranges: dict[str, float]
+
+    @classmethod
+    def run(cls, model: M3ViT, images: np.ndarray, batch_size: int = 16) -> Calibration:
+        cfg = model.cfg
+        params = float_params(model)
+        arith = _PatchRanges(params, cfg.ln_eps)
+        for t in range(len(cfg.tasks)):
+            for start in range(0, len(images), batch_size):
+                run_backbone(arith, cfg, np.asarray(images[start : start + batch_size], dtype=np.float64), t)
+        return cls(model, cfg, params, dict(arith.ranges), arith.patch_ranges,
+                   weight_ranges(params, weight_names(cfg)))
+
+    def spec(self, mode: str, ranges: dict[str, float] | None = None) -> QuantSpec:
+        return QuantSpec.from_ranges(self.cfg, get_mode(mode), ranges or self.ranges, self.weight_ranges)
+
+    def widen(self, spec: QuantSpec, points: list[str] = (), weights: list[str] = (), bits: int = 16) -> QuantSpec:
+        for p in points:
+            spec.activations[p] = format_for(self.ranges[p], bits)
+        for w in weights:
+            spec.weights[w] = format_for(self.weight_ranges[w], bits)
+        return spec
+
+    def build(self, spec: QuantSpec, params: dict[str, np.ndarray] | None = None) -> QuantizedModel:
+        if params is None:
+            return QuantizedModel.build(self.model, spec)
+        return QuantizedModel(self.cfg, spec, int_params(params, spec, self.cfg), self.model.heads)
+
+
+def _rows_on_own_grid(w: np.ndarray, bits: int) -> np.ndarray:
+    """Each output row rounded to its own power-of-two, narrow-range ``bits`` grid (calibration rule per row)."""
+    peak = np.maximum(np.abs(w).max(-1, keepdims=True), 2.0**-24)
+    frac = (bits - 1) - np.ceil(np.log2(peak))
+    top = 2 ** (bits - 1) - 1
+    return np.clip(np.floor(w * 2.0**frac + 0.5), -top, top) * 2.0**-frac
+
+
+def _points(cfg: ModelConfig, suffixes: tuple[str, ...], moe_only: bool = False) -> list[str]:
+    moe = {f"l{i}" for i in cfg.moe_layers}
+    return [p for p in activation_points(cfg) if p.endswith(suffixes) and (not moe_only or p.split(".")[0] in moe)]
+
+
+def _weights(cfg: ModelConfig, suffixes: tuple[str, ...]) -> list[str]:
+    return [n for n in weight_names(cfg) if n.endswith(suffixes)]
+
+
+# Each change maps (spec, float params) to new ones; an option is one change or several composed.
+def _router_weights16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, weights=_weights(c.cfg, (".gate.w",))), params
+
+
+def _moe_ln2_16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, points=_points(c.cfg, (".ln2",), moe_only=True)), params
+
+
+def _ln_out16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, points=_points(c.cfg, (".ln1", ".ln2"))), params
+
+
+def _ln_no_cls(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    for p, r in c.patch_ranges.items():
+        spec.activations[p] = format_for(r, spec.activations[p].bits)
+    return spec, params
+
+
+def _weights_per_row(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    names = [n for n in _weights(c.cfg, (".w",)) if spec.weights[n].bits == 8]  # 16-bit ones stay as they are
+    params = {**params, **{n: _rows_on_own_grid(params[n], 8) for n in names}}
+    return c.widen(spec, weights=names), params
+
+
+def mse_weight_format(w: np.ndarray, bits: int, extra: int = 3) -> QFormat:
+    """The power-of-two format of least squared error for ``w``: the no-saturation format or up to ``extra``
+    fractional bits finer, where the few largest weights saturate (narrow range, as every weight)."""
+    base = format_for(float(np.abs(w).max()), bits)
+    candidates = [QFormat(bits, base.frac + i) for i in range(extra + 1)]
+    return min(candidates, key=lambda f: float(((quantize(w, f, narrow=True) * 2.0**-f.frac - w) ** 2).sum()))
+
+
+def _weights_mse(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    params = dict(params)
+    for n in _weights(c.cfg, (".w",)):
+        if spec.weights[n].bits == 8:
+            f = spec.weights[n] = mse_weight_format(params[n], 8)
+            top = f.qmax * 2.0**-f.frac  # saturate explicitly: the contract refuses a weight that does not fit
+            params[n] = np.clip(params[n], -top, top)
+    return spec, params
+
+
+def _all_weights16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, weights=weight_names(c.cfg)), params
+
+
+def _all_act16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    return c.widen(spec, points=[p for p, cls in activation_points(c.cfg).items() if cls == "act"]), params
+
+
+@dataclass(frozen=True)
+class Option:
+    changes: tuple[Callable, ...]
+    what: str
+    hardware: str
+
+    def build(self, c: Calibration) -> QuantizedModel:
+        """The W8/A8 model with these changes; the accumulator check is skipped only for the 16-bit references."""
+        spec, params = c.spec("w8a8"), c.params
+        for change in self.changes:
+            spec, params = change(c, spec, params)
+        # 16-bit references and simulations exceed W8/A8's accumulator check; changed params are already clipped
+        if self.what.startswith(("reference", "SIMULATED")) or params is not c.params:
+            return c.build(spec, params)
+        return c.build(spec)
+
+
+OPTIONS: dict[str, Option] = {
+    "baseline": Option((), "the W8/A8 contract as it stands", "-"),
+    "router_weights16": Option((_router_weights16,), "router (gate) matrices at 16 bits; everything else W8/A8",
+                               "6 KB more per MoE layer and task; the router's 16 outputs take two 8-bit "
+                               "passes (high and low byte) or one 16x8 product per DSP"),
+    "moe_ln2_16": Option((_moe_ln2_16,), "MoE layers' LayerNorm-2 output at 16 bits (feeds router and experts): "
+                         "an upper bound for a router fed at 16 bits",
+                         "experts become W8xA16 (half the INT8-packed MAC rate in MoE layers)"),
+    "ln_out16": Option((_ln_out16,), "every LayerNorm output at 16 bits",
+                       "QKV, fc1, router and experts become W8xA16"),
+    "ln_no_cls": Option((_ln_no_cls,), "LayerNorm output formats calibrated on patch tokens only (CLS saturates)",
+                        "none (a calibration rule)"),
+    "router16+ln_no_cls": Option((_router_weights16, _ln_no_cls), "router_weights16 with ln_no_cls",
+                                 "as router_weights16"),
+    "weights_mse": Option((_weights_mse,), "weight formats of least squared error (the largest weights may "
+                          "saturate) instead of the no-saturation rule", "none (a calibration rule)"),
+    "weights_mse+router16": Option((_router_weights16, _weights_mse), "weights_mse with router_weights16",
+                                   "as router_weights16"),
+    "weights_per_row": Option((_weights_per_row,), "SIMULATED: a power-of-two weight scale per output row",
+                              "a requantize shift per output channel (with the bias); formats per row in the pack"),
+    "per_row+router16": Option((_router_weights16, _weights_per_row), "SIMULATED: weights_per_row with 16-bit routers",
+                               "both of the above"),
+    "per_row+moe_ln2_16": Option((_weights_per_row, _moe_ln2_16), "SIMULATED: weights_per_row with moe_ln2_16",
+                                 "both of the above"),
+    "all_weights16": Option((_all_weights16,), "reference: every weight at 16 bits (W16/A8)",
+                            "twice the weight memory and traffic; no INT8 packing"),
+    "all_act16": Option((_all_act16,), "reference: every matmul input at 16 bits (W8/A16)", "no INT8 packing"),
+}

@@ -1,0 +1,115 @@
+"""Token-level fidelity (m3vit.quant.fidelity) and the W8/A8 options measured against it."""
+
+import numpy as np
+import pytest
+
+from m3vit.quant.fidelity import backbone_tokens, compare_tokens, token_fidelity
+from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
+from m3vit.quant.fidelity_options import OPTIONS, Calibration
+from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.reference import IntArith
+
+
+def test_compare_tokens_counts_sets_and_first_choices():
+    ref = np.zeros((2, 3, 4))
+    got = ref.copy()
+    got[:, 0] += 2.0  # the CLS rows carry the largest error
+    got[1, 2, 3] = -0.5
+    ref_routes = {"l1": np.array([[0, 1], [2, 3], [1, 2], [0, 3]])}
+    got_routes = {"l1": np.array([[1, 0], [2, 3], [2, 0], [3, 0]])}  # same set, same, neither, same set
+    r = compare_tokens(ref, got, ref_routes, got_routes)
+    assert r["max_abs_error"] == 2.0 and r["no_cls_max_abs_error"] == 0.5 and r["cls_max_abs_error"] == 2.0
+    assert r["mean_abs_error"] == pytest.approx((2 * 4 * 2.0 + 0.5) / 24)
+    assert r["no_cls_mean_abs_error"] == pytest.approx(0.5 / 16)
+    assert r["routes"]["l1"] == {"topk_set": 0.75, "top1": 0.25}
+
+
+def test_route_recorder_leaves_the_tokens_alone(qmodel, images):
+    want, _ = qmodel.tokens(images[:2], "depth")
+    got, routes = backbone_tokens(IntArith(qmodel.iparams, qmodel.spec, qmodel.cfg), qmodel.cfg, images[:2], 1)
+    assert np.array_equal(got, want)
+    n = 2 * qmodel.cfg.num_tokens
+    assert set(routes) == {f"l{i}" for i in qmodel.cfg.moe_layers}
+    assert all(r.shape == (n, qmodel.cfg.top_k) for r in routes.values())
+
+
+@pytest.fixture(scope="module")
+def both_modes(micro_model, images):
+    calib, val = images[:4], images[4:]
+    return {mode: token_fidelity(micro_model, QuantizedModel.build(micro_model, calibrate(micro_model, calib, mode)),
+                                 val) for mode in ("w8a8", "w16a16")}
+
+
+def test_token_fidelity_figures_are_consistent(both_modes, micro_model):
+    for mode, r in both_modes.items():
+        figures = [v for k, v in r.items() if k.endswith(("error", "_min", "_mean"))]
+        assert all(np.isfinite(figures)), mode
+        assert r["no_cls_max_abs_error"] <= r["max_abs_error"] and r["cls_max_abs_error"] <= r["max_abs_error"]
+        assert 0 < r["mean_abs_error"] <= r["max_abs_error"]
+        assert set(r["tasks"]) == set(micro_model.cfg.task_names)
+        assert r["route_topk_set_min"] <= r["route_topk_set_mean"] <= 1.0
+    # Measured on this untrained micro model: W16/A16 routes 100% alike, its error ~30x below W8/A8's.
+    w8, w16 = both_modes["w8a8"], both_modes["w16a16"]
+    assert w16["route_topk_set_min"] >= 0.99 and w16["route_top1_min"] >= 0.99
+    assert w16["mean_abs_error"] < w8["mean_abs_error"] / 10
+    assert w8["route_topk_set_min"] >= 0.8
+
+
+def test_every_option_builds_and_measures(micro_model, images):
+    cal = Calibration.run(micro_model, images[:4])
+    base = token_fidelity(micro_model, OPTIONS["baseline"].build(cal), images[4:])
+    ref = token_fidelity(micro_model, QuantizedModel.build(micro_model, calibrate(micro_model, images[:4], "w8a8")),
+                         images[4:])
+    assert base["max_abs_error"] == ref["max_abs_error"]  # the baseline option is the contract
+    for name, option in OPTIONS.items():
+        r = token_fidelity(micro_model, option.build(cal), images[4:5])
+        assert np.isfinite(r["mean_abs_error"]) and 0 <= r["route_topk_set_min"] <= 1, name
+
+
+def test_edge_moe_like_weights_have_the_checkpoints_scale():
+    """The documented Edge-MoE statistics are what the model carries (the extremes that shape the formats)."""
+    bb = edge_moe_like(seed=1).backbone
+    assert abs(bb.blocks[10].attn.qkv.bias).max().item() == pytest.approx(50.89, rel=1e-4)
+    assert bb.blocks[9].norm2.weight.mean().item() == pytest.approx(12.2, abs=0.5)
+    assert abs(bb.blocks[11].norm1.bias).max().item() == pytest.approx(13.42, rel=1e-4)
+    assert bb.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.05, rel=0.1)
+    assert abs(bb.blocks[1].mlp.w_gate).max().item() == pytest.approx(0.4, rel=1e-4)
+
+
+def _calib_val(model, calib: int, val: int):
+    from m3vit.data import build_dataset, first_images
+
+    return (first_images(build_dataset("synthetic", "train", model.cfg, length=calib), calib),
+            first_images(build_dataset("synthetic", "val", model.cfg, length=val), val))
+
+
+@pytest.mark.slow
+def test_route_goal_holds_on_the_demo_trained_micro_model():
+    """W8/A8 routes >= 97% alike per MoE layer on the micro model trained as `make demo` trains it.
+
+    Trains it once (2-3 minutes on 2 cores) into build/cache/, then reads it from there.
+    """
+    model = demo_trained_micro()
+    calib, val = _calib_val(model, 64, 8)
+    w8 = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, "w8a8")), val)
+    w16 = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, "w16a16")), val)
+    assert w8["route_topk_set_min"] >= 0.97 and w8["route_top1_min"] >= 0.97
+    assert w16["route_topk_set_min"] >= 0.995
+    assert w16["no_cls_mean_abs_error"] < w8["no_cls_mean_abs_error"] / 20
+
+
+@pytest.mark.slow
+def test_edge_moe_like_routes_where_they_are_weakest():
+    """m3vit-tiny at Edge-MoE's scale: W16/A16 routes as float; W8/A8 does not, and the weight-format option helps.
+
+    Measured (4 images): W8/A8 86-93% per layer; the W8/A8 goal of 97% is not met by any cheap option
+    (README, model/benchmarks/token_fidelity.py). This holds the figures that the report quotes.
+    """
+    model = edge_moe_like()
+    calib, val = _calib_val(model, 8, 2)
+    w16 = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, "w16a16")), val)
+    assert w16["route_topk_set_min"] >= 0.99
+    cal = Calibration.run(model, calib)
+    base = token_fidelity(model, OPTIONS["baseline"].build(cal), val)
+    assert 0.8 <= base["route_topk_set_min"] < 0.97
+    assert w16["mean_abs_error"] < base["mean_abs_error"] / 20
