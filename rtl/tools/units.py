@@ -38,6 +38,7 @@ TOPS: dict[str, object] = {
     "m3vit_ctrl_s_axi": {},
     "axi_burst_reader": {"MAX_BURST": 256},
     "axi_burst_writer": {"MAX_BURST": 256},
+    "patch_embed": {"DIM": 192, "IMG_C": 3, "IMG_H": 128, "IMG_W": 256, "RESID_BITS": 16},  # m3vit-tiny W8/A8
     "m3vit_top": top_parameter_sets,
 }
 
@@ -47,7 +48,7 @@ def lint_sets(name: str) -> dict[str, dict[str, int] | None]:
     if name in UNITS:
         return {"defaults": None, "estimate set": UNITS[name]}
     extra = TOPS[name]
-    sets = extra() if callable(extra) else {"wide bursts": extra} if extra else {}
+    sets = extra() if callable(extra) else {"parameter set": extra} if extra else {}
     return {"defaults": None, **sets}
 
 

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 try:
     import cocotb
@@ -104,10 +105,21 @@ class TopTB(TB):
         buf.invalidate()
         return np.ascontiguousarray(buf).tobytes()
 
+    def dump(self, driver, point: str, frames: int) -> np.ndarray:
+        """Point ``point``'s dump for the first ``frames`` frames, read back from scratch (int32, frame-major)."""
+        off, shape = self.params["dumps"][point]
+        count = frames * int(np.prod(shape[1:]))
+        raw = np.frombuffer(self.scratch(driver), dtype="<i4", count=count, offset=off).astype(np.int64)
+        return raw.reshape(frames, *shape[1:])
+
     def image_dump(self, driver, frames: int) -> np.ndarray:
-        off = self.params["dump_image_offset"]
-        count = frames * int(np.prod(self.params["layout"]["image_shape"]))
-        return np.frombuffer(self.scratch(driver), dtype="<i4", count=count, offset=off).astype(np.int64)
+        return self.dump(driver, "image", frames)
+
+    def reference_embed(self) -> np.ndarray:
+        """The integer reference's `embed` dump of the reference frames (task-independent: take the first task)."""
+        from vectors import Vectors
+
+        return Vectors(self.params["vectors"]).dump("embed")
 
     def status(self) -> dict[str, int]:
         return {"program_error": int(self.dut.program_error.value), "axi_error": int(self.dut.axi_error.value)}
@@ -144,15 +156,19 @@ if cocotb is not None:
         assert tb.status() == {"program_error": 0, "axi_error": 0}, tb.status()
         diff = first_difference(tb.image_dump(driver, FRAMES), images)
         assert not diff, f"image dump: {diff}"
+        embed = tb.reference_embed()
+        diff = first_difference(tb.dump(driver, "embed", FRAMES), embed)
+        assert not diff, f"embed dump (patch embedding): {diff}"
         assert tb.unchanged(driver, "weights", payload) and tb.unchanged(driver, "program", program), \
             "the pack or the program in DDR changed"
         assert tb.unchanged(driver, "images", images.astype(np.int8).tobytes()), "the image buffer changed"
         tokens = driver.buffers["tokens"]
         assert tb.unchanged(driver, "tokens", bytes(tokens.nbytes)), "tokens written before any stage makes them"
-        scratch = np.frombuffer(tb.scratch(driver), dtype=np.uint8)
-        end = tb.params["dump_image_offset"] + images.size * 4
-        assert not scratch[:tb.params["dump_image_offset"]].any() and not scratch[end:].any(), \
-            "bytes outside the image dump were written"
+        scratch = np.frombuffer(tb.scratch(driver), dtype=np.uint8).copy()
+        for point, values in (("image", images), ("embed", embed)):
+            off = tb.params["dumps"][point][0]
+            scratch[off: off + values.size * 4] = 0
+        assert not scratch.any(), "bytes outside the image and embed dumps were written"
 
         other = np.clip(-images[1:], -128, 127)  # a new frame: the second one negated
         await run_driver(driver.set_task, tb.params["num_tasks"] - 1)
@@ -161,6 +177,8 @@ if cocotb is not None:
         want = np.concatenate([other, images[1:]])
         diff = first_difference(tb.image_dump(driver, FRAMES), want)
         assert not diff, f"image dump after the second run: {diff}"
+        assert not first_difference(tb.dump(driver, "embed", FRAMES)[1:], embed[1:]), "frame 1's embed dump changed"
+        assert first_difference(tb.dump(driver, "embed", 1), embed[:1]), "frame 0's embed dump was not rewritten"
 
     @cocotb.test(timeout_time=5, timeout_unit="ms")
     async def bad_program_or_task_writes_nothing(dut):
@@ -206,6 +224,7 @@ if cocotb is not None:
         first = len(tb.states)
         await run_driver(driver.run, images)
         assert not first_difference(tb.image_dump(driver, FRAMES), images)
+        assert not first_difference(tb.dump(driver, "embed", FRAMES), tb.reference_embed())
         names = tb.params["states"]
         trace = tb.states[first:]
         stages: dict[str, int] = {}
@@ -219,7 +238,8 @@ if cocotb is not None:
                   "simulator": tb.params["sim"], "start_to_done_cycles": done - start, "stage_cycles": stages,
                   "image_dump_write_beats": beats,
                   "image_dump_beats_per_cycle": round(beats / stages["S_IMG"], 3),
-                  "stages_measured": "program header fetch + image dump only (issue 13 foundation)"}
+                  "stages_measured": "program header fetch, patch-embedding tensor load, per frame: image fetch + "
+                                     "dump, patch embedding + embed dump (issue 13 foundation)"}
         TOP_CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOP_CYCLES_FILE.write_text(json.dumps(record, indent=1) + "\n")
         tb.log.info("cycles: %s", record)
@@ -251,17 +271,30 @@ def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
     bundles = sorted({a.bundle for a in interface.ARGS if a.kind == "mem"})
     tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
           "program": str(tmp_dir / "program.npy"), "layout": layout, "bundles": bundles,
-          "dump_image_offset": dumps.offsets["image"], "header_fields": list(program.HEADER_FIELDS),
+          "dumps": {p: [dumps.offsets[p], list(dumps.shapes[p])] for p in ("image", "embed")},
+          "header_fields": list(program.HEADER_FIELDS),
           "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode,
-          "states": ["S_IDLE", "S_HDR_CMD", "S_HDR", "S_CHECK", "S_FRAME", "S_IMG_CMD", "S_IMG", "S_DONE"]}
+          "states": ["S_IDLE", "S_HDR_CMD", "S_HDR", "S_CHECK", "S_LD_CMD", "S_LD", "S_FRAME", "S_IMG_CMD", "S_IMG",
+                     "S_EMB_CMD", "S_EMB", "S_DONE"]}
     return params, tb
 
 
-def test_top(vectors, tmp_path):
+def _run_top(vectors, tmp_path, tests: list[str]) -> None:
     import sys
 
     from common import ROOT
 
     sys.path.insert(0, str(ROOT / "host"))
     params, tb = _tb_params(vectors, "micro", "w8a8", tmp_path)
-    run_unit("top", "m3vit_top", params, "verilator", tb, top_includes=True)
+    run_unit("top", "m3vit_top", params, "verilator", tb, tests, top_includes=True)
+
+
+def test_top(vectors, tmp_path):
+    """Default run: the driver runs 2 frames and a task switch with random AXI pauses; image and embed dumps."""
+    _run_top(vectors, tmp_path, ["driver_runs_frames"])
+
+
+@pytest.mark.slow
+def test_top_rejects_and_cycles(vectors, tmp_path):
+    """Bad programs / tasks are rejected without a write; the unpaused cycle record (same build)."""
+    _run_top(vectors, tmp_path, ["bad_program_or_task_writes_nothing", "cycles"])

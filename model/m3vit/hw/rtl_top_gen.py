@@ -73,7 +73,9 @@ def top_parameters(cfg: ModelConfig, mode: PrecisionMode | str) -> dict[str, int
     values = cfg.in_chans * cfg.img_size[0] * cfg.img_size[1]
     if (values * img_bytes) % (AXI_DATA_BITS // 8) or values % (AXI_DATA_BITS // 8 // program.DUMP_BYTES):
         raise ValueError(f"{cfg.name}: an image of {values} values does not fill whole {AXI_DATA_BITS}-bit beats")
-    return {"DEPTH": cfg.depth, "NUM_TASKS": len(cfg.tasks), "IMG_VALUES": values, "IMG_BYTES": img_bytes}
+    return {"DEPTH": cfg.depth, "NUM_TASKS": len(cfg.tasks), "DIM": cfg.dim, "IMG_C": cfg.in_chans,
+            "IMG_H": cfg.img_size[0], "IMG_W": cfg.img_size[1], "PATCH": cfg.patch_size,
+            "RESID_BITS": mode.resid_bits, "IMG_BYTES": img_bytes}
 
 
 def write_include(folder: str | Path) -> Path:
