@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates
+.PHONY: help setup demo test test-fast lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates bench
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -18,6 +18,7 @@ help:
 	@echo "make rtl-sim    cocotb testbenches of rtl/ (Verilator, Icarus subset); RTL_DIR=<folder> tests other RTL"
 	@echo "make rtl-lint   verilator --lint-only -Wall on every RTL unit"
 	@echo "make rtl-estimates  yosys synth_xilinx resource estimates -> build/rtl/estimates.json"
+	@echo "make bench      modelled ZCU104 performance + measured CPU speed -> build/bench/*.json, *.png"
 	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
 	@echo "make hls        Vitis HLS csim/csynth/cosim/export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
 	@echo "make bitstream  Vivado ZCU104 block design -> build/bitstream/m3vit.bit + .hwh (needs vivado)"
@@ -50,6 +51,13 @@ test-fast: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# Modelled accelerator figures (cycle/traffic model, routing measured on synthetic scenes; calibrated by
+# build/sim/cycles.json when the RTL benches have written it) and measured software speed on this CPU.
+BENCH_FRAMES ?= 2
+bench: setup
+	$(PY) -m m3vit.hw.perf_report --out build/bench --frames 4
+	$(PY) model/benchmarks/software_speed.py --out build/bench --frames $(BENCH_FRAMES)
 
 RTL_DIR ?=
 rtl-sim: setup

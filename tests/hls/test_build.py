@@ -12,7 +12,7 @@ import pytest
 
 from m3vit.configs import get_config
 from m3vit.hw import interface
-from m3vit.hw.csim import build_testbench
+from m3vit.hw.csim import build_testbench, cached
 from m3vit.hw.hls_config import HlsParams, config_header, constants, pack_chunk
 from m3vit.hw.program import HEADER_FIELDS, LAYER_FIELDS, LAYER_POINTS, frame_dump_values, point_shapes
 from m3vit.hw.vectors import main as vectors_main
@@ -103,3 +103,13 @@ def test_vendor_targets_stop_with_one_line_without_the_tool(target, tool):
                          env={"PATH": path, "HOME": "/tmp"})
     lines = (res.stdout + res.stderr).strip().splitlines()
     assert res.returncode != 0 and len(lines) == 1 and f"{tool} is not on PATH" in lines[0]
+
+
+def test_libraries_of_different_configs_share_no_symbols(micro_cfg):
+    """Two C-sim libraries (two configs) live in one process: none may bind its kernel buffers to the
+    other's. g++ exports static locals of inline templates as process-wide unique symbols ('u' in nm)
+    unless built with -fno-gnu-unique; a larger config then overflowed a smaller one's buffers."""
+    lib = cached(micro_cfg, "w8a8").path
+    unique = [line for line in subprocess.run(["nm", "-D", str(lib)], capture_output=True, text=True,
+                                              check=True).stdout.splitlines() if " u " in line]
+    assert unique == [], f"{lib.name} exports process-wide unique symbols: {unique[:3]}"

@@ -36,8 +36,12 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[3]
 HLS_DIR = REPO / "hls"
 BUILD_DIR = REPO / "build"
+# Loop labels name loops for Vitis pragmas and reports (-Wno-unused-label). -fno-gnu-unique: the
+# kernels' on-chip buffers are static locals of inline templates, which g++ would otherwise export as
+# process-wide unique symbols, so a second library (another config) loaded into the same process would
+# silently use the first one's smaller buffers.
 CXXFLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas",
-            "-Wno-unused-label", "-fPIC")  # loop labels name loops for Vitis pragmas and reports
+            "-Wno-unused-label", "-fPIC", "-fno-gnu-unique")
 LIB_SOURCES = ("src/m3vit_accel.cpp", "csim/csim_api.cpp")
 TB_SOURCES = ("src/m3vit_accel.cpp", "csim/tb_main.cpp")
 

@@ -1,4 +1,4 @@
-"""Analytic resource and latency model of the accelerator, derived from its parameters.
+"""Analytic resource model of the accelerator, derived from its parameters (latency: :mod:`m3vit.hw.perf`).
 
 Vitis HLS is not installed here, so these are the designer's counts from the architecture (what
 each kernel instantiates for a given :class:`HlsParams`), not synthesis reports. They are what
@@ -12,6 +12,7 @@ UltraRAM, ``ceil(width / 72) · ceil(depth / 4096)`` URAM. Ping-pong buffers cou
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -21,7 +22,6 @@ from .hls_config import HlsParams, pack_chunk
 
 DEVICE = {"part": "xczu7ev-ffvc1156-2-e", "dsp": 1728, "bram36": 312, "uram": 96}
 CLOCK_HZ = 300e6
-DDR_BYTES_PER_S = 13e9  # usable PS DDR4 bandwidth (of ≈19.2 GB/s peak)
 GOAL_MS = 2.5
 
 
@@ -92,46 +92,19 @@ def totals(ks: list[Kernel]) -> dict[str, int]:
     return {"dsp": sum(k.dsp for k in ks), "bram36": sum(k.bram36 for k in ks), "uram": sum(k.uram for k in ks)}
 
 
-def weight_bytes_per_layer(cfg: ModelConfig, mode: PrecisionMode, layer: int, active_experts: int) -> int:
-    wbytes = mode.weight_bits // 8
-    d = cfg.dim
-    attn = 4 * d * d
-    # MoE: the active experts' two matrices plus the chosen task's router (other tasks' are never read)
-    mlp = (active_experts * 2 * d * cfg.expert_hidden + cfg.num_experts * d if cfg.is_moe(layer)
-           else 2 * d * cfg.mlp_hidden)
-    return (attn + mlp) * wbytes
+def frame_latency(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, routing=None, platform=None,
+                  schedule=None) -> dict:
+    """Cycles per frame (throughput with ``p.batch`` frames per weight load) by the cycle model
+    (:mod:`m3vit.hw.perf`). Without ``routing`` every expert takes an equal share of the tokens (an
+    assumption; ``m3vit.hw.routing_stats`` measures real routing); without ``platform`` / ``schedule`` the
+    design as built (weights on one HP port, ``perf.AS_BUILT``)."""
+    from . import perf
 
-
-def frame_latency(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, active_experts: int | None = None) -> dict:
-    """Cycles per frame (throughput with ``p.batch`` frames per weight load), layer by layer.
-
-    Each layer takes max(compute, DDR) cycles: the linear unit's blocks stream tokens while the next
-    block's weights load, so the slower of the two sets the pace. All experts are assumed active
-    (129 tokens x top-2 reach nearly all 16), the worst case for DDR traffic.
-    """
-    e_act = cfg.num_experts if active_experts is None else active_experts
-    n, d, b = cfg.num_tokens, cfg.dim, p.batch
-
-    def lin(n_out: int, k: int, tokens: int) -> int:
-        return math.ceil(n_out / p.mac_rows) * math.ceil(k / p.mac_cols) * tokens
-
-    ddr_cycles_per_byte = CLOCK_HZ / DDR_BYTES_PER_S
-    attn = cfg.num_heads * math.ceil(n / p.attn_lanes) * n * (1 + math.ceil(cfg.head_dim / p.av_cols))
-    per_layer = []
-    for i in range(cfg.depth):
-        compute = b * (attn + 4 * lin(d, d, n))
-        if cfg.is_moe(i):
-            compute += lin(cfg.num_experts, d, b * n) + lin(cfg.expert_hidden, d, b * n * cfg.top_k) \
-                + lin(d, cfg.expert_hidden, b * n * cfg.top_k)
-        else:
-            compute += lin(cfg.mlp_hidden, d, b * n) + lin(d, cfg.mlp_hidden, b * n)
-        ddr = weight_bytes_per_layer(cfg, mode, i, e_act) * ddr_cycles_per_byte
-        per_layer.append(max(compute, ddr))
-    patch_k = cfg.in_chans * cfg.patch_size**2
-    embed = max(b * lin(d, patch_k, cfg.num_patches), d * patch_k * (mode.weight_bits // 8) * ddr_cycles_per_byte)
-    cycles = (sum(per_layer) + embed) / b
-    return {"cycles_per_frame": round(cycles), "ms_per_frame": cycles / CLOCK_HZ * 1e3,
-            "layer_cycles": [round(c / b) for c in per_layer]}
+    fm = perf.model_frame(cfg, mode, p, routing or perf.Routing.balanced(cfg, p.batch),
+                          platform or perf.Platform(), schedule or perf.AS_BUILT)
+    per_layer = fm.layers()
+    return {"cycles_per_frame": round(fm.frame_cycles), "ms_per_frame": fm.frame_cycles / fm.platform.clock_hz * 1e3,
+            "layer_cycles": [r["cycles_per_frame"] for r in per_layer if r["layer"] != "embed"]}
 
 
 def markdown_table(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> str:
@@ -141,10 +114,15 @@ def markdown_table(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> str:
     lines += [f"| {k.name} | {k.dsp} | {k.bram36} | {k.uram} | {k.note} |" for k in ks]
     lines.append(f"| **total** | **{t['dsp']}** | **{t['bram36']}** | **{t['uram']}** | |")
     lines.append(f"| xczu7ev | {DEVICE['dsp']} | {DEVICE['bram36']} | {DEVICE['uram']} | |")
-    lat = frame_latency(cfg, mode, p)
+    from . import perf
+
     lines.append("")
-    lines.append(f"{cfg.name} {mode.name}, params {p}: {lat['cycles_per_frame']} cycles per frame = "
-                 f"**{lat['ms_per_frame']:.2f} ms** at {CLOCK_HZ / 1e6:.0f} MHz (goal {GOAL_MS} ms).")
+    for label, plat, sched in (("as built", perf.Platform(), perf.AS_BUILT),
+                               ("with the proposed changes", perf.PROPOSED_PLATFORM, perf.PROPOSED)):
+        lat = frame_latency(cfg, mode, dataclasses.replace(p, batch=1), None, plat, sched)
+        lines.append(f"{cfg.name} {mode.name}, params {p}, batch 1, {label}: {lat['cycles_per_frame']} cycles "
+                     f"per frame = **{lat['ms_per_frame']:.2f} ms** at {CLOCK_HZ / 1e6:.0f} MHz (goal {GOAL_MS} ms; "
+                     "`m3vit.hw.perf`, experts equally loaded).")
     return "\n".join(lines)
 
 

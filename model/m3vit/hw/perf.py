@@ -1,0 +1,510 @@
+"""Cycle and DDR-traffic model of the accelerator on the ZCU104, op by op, for one batch of frames.
+
+The one model of the design's time (``resources.py`` counts its DSP / BRAM / URAM from the same
+:class:`HlsParams`; ``resources.frame_latency`` is this model). Per op it takes loop trip counts × II
+(:mod:`m3vit.hw.timing`, calibrated from the RTL benches when measured), pipeline depths, weight
+blocks prefetched into the ping-pong buffer while the previous block computes (max(compute, load) per
+block), the attention unit's Q·Kᵀ / A·V DATAFLOW overlap, and the DDR bytes each op moves through its
+HP port: weights on ``gmem_w``, images / tokens on ``gmem_a``, spilled activations on ``gmem_s``.
+MoE layers load only the experts the measured routing activates (:class:`Routing`).
+
+Bandwidth: a 128-bit S_AXI_HP port moves 16 bytes per PL cycle (4.8 GB/s at 300 MHz), and all ports
+share the PS DDR4 (≈19.2 GB/s peak, ≈13 GB/s usable). The design as built puts every weight on one
+port (``gmem_w``): ``Platform.weight_ports``.
+
+``Schedule`` holds the architecture switches the ablations flip. ``AS_BUILT`` is the schedule of the
+C++ in ``hls/`` today (LayerNorm and element-wise loops one value per cycle, each op's first weight
+block exposed, layer-sequential units); ``PROPOSED`` the changes this model shows are needed for the
+goals. Figures are modelled, not measured, unless a unit is calibrated (``timing.calibrated``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..configs import ModelConfig
+from ..quant.spec import PrecisionMode
+from .hls_config import ARRAY_LATENCY, HlsParams, container_bytes, pack_chunk
+from .resources import DEVICE, kernels, totals
+from .timing import UnitTiming, analytic
+
+
+@dataclass(frozen=True)
+class Platform:
+    clock_hz: float = 300e6
+    ddr_peak_bytes_per_s: float = 19.2e9  # PS DDR4-2400, 64 bit
+    ddr_usable_bytes_per_s: float = 13e9  # what the HP ports together sustain (plan figure)
+    hp_port_bits: int = 128
+    weight_ports: int = 1  # HP ports the weight stream is striped over (gmem_w alone as built)
+    ddr_latency_ns: float = 250.0  # request to first beat: exposed when an op's first block is not prefetched
+
+    def port_bytes_per_cycle(self, ports: int = 1) -> float:
+        return min(ports * self.hp_port_bits / 8, self.ddr_usable_bytes_per_s / self.clock_hz)
+
+    @property
+    def weight_bytes_per_cycle(self) -> float:
+        return self.port_bytes_per_cycle(self.weight_ports)
+
+    @property
+    def weight_bound_by(self) -> str:
+        ports = self.weight_ports * self.hp_port_bits / 8
+        return "HP port" if ports * self.clock_hz <= self.ddr_usable_bytes_per_s else "DDR"
+
+    @property
+    def ddr_latency_cycles(self) -> int:
+        return round(self.ddr_latency_ns * 1e-9 * self.clock_hz)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Architecture switches (each one an ablation)."""
+
+    attention_reorder: bool = True  # P query rows share each K read; off: one query row in flight
+    kv_on_chip: bool = True  # off: K and V re-read from DDR once per group of P query rows (Edge-MoE)
+    moe: Literal["active", "all", "per_token"] = "active"  # patch reordering loads active experts once each
+    dsp_packing: bool = True  # two INT8 MACs per DSP48E2 (W8/A8 only)
+    attention_on_linear: bool = False  # Q·Kᵀ and A·V on the MAC array instead of the attention unit
+    ln_lanes: int = 1  # LayerNorm features per cycle
+    elementwise_lanes: int = 1  # MoE combine / accumulator clear / token write-out values per cycle
+    pixel_lanes: int = 1  # im2col pixels per cycle
+    cross_op_prefetch: bool = False  # the weight loader runs one block ahead across op boundaries
+    head_overlap: bool = False  # head h's attention overlaps the Q/K/V blocks of head h+1
+    frame_overlap: bool = False  # batch >= 2: the attention unit and the MAC array work on different frames
+
+
+AS_BUILT = Schedule()
+PROPOSED = Schedule(ln_lanes=16, elementwise_lanes=32, pixel_lanes=16, cross_op_prefetch=True, head_overlap=True,
+                    frame_overlap=True)
+PROPOSED_PLATFORM = Platform(weight_ports=3)
+
+
+@dataclass
+class Routing:
+    """Which experts each token chose, per frame and MoE layer: ``top[frame][moe_layer]`` is [tokens, k]."""
+
+    source: str
+    top: np.ndarray  # [frames, moe_layers, tokens, k] int
+
+    def counts(self, moe_index: int, frames: Sequence[int], tokens: slice = slice(None)) -> np.ndarray:
+        e = int(self.top.max()) + 1 if self.top.size else 0
+        sel = self.top[list(frames), moe_index][:, tokens].reshape(-1)
+        return np.bincount(sel, minlength=e)
+
+    @property
+    def frames(self) -> int:
+        return self.top.shape[0]
+
+    def summary(self, cfg: ModelConfig, batch: int = 1) -> dict:
+        """Mean active experts per MoE layer and the spread of tokens per active expert, over batches."""
+        groups = [list(range(i, i + batch)) for i in range(0, self.frames - batch + 1, batch)] or [[0]]
+        active, per_expert = [], []
+        for m in range(self.top.shape[1]):
+            cs = [np.bincount(self.top[g, m].reshape(-1), minlength=cfg.num_experts) for g in groups]
+            active.append(float(np.mean([(c > 0).sum() for c in cs])))
+            per_expert.append([int(x) for c in cs for x in c if x > 0])
+        flat = [x for row in per_expert for x in row]
+        return {"source": self.source, "frames": self.frames, "batch": batch,
+                "active_experts_per_layer": [round(a, 2) for a in active],
+                "tokens_per_active_expert": {"min": min(flat), "mean": round(float(np.mean(flat)), 1),
+                                             "max": max(flat)}}
+
+    @classmethod
+    def balanced(cls, cfg: ModelConfig, frames: int = 1) -> Routing:
+        """An assumption, not a measurement (tests, and where no model run is wanted): token t picks experts
+        t·k .. t·k+k-1 mod E, so every expert is active and equally loaded."""
+        n, k = cfg.num_tokens, cfg.top_k
+        one = (np.arange(n)[:, None] * k + np.arange(k)[None, :]) % cfg.num_experts
+        top = np.broadcast_to(one, (frames, len(cfg.moe_layers), n, k)).copy()
+        return cls("assumed balanced (no model run)", top)
+
+
+@dataclass
+class Op:
+    layer: int  # -1: embedding / I/O
+    name: str
+    unit: str
+    cycles: float  # time the op occupies the schedule
+    compute: float = 0.0  # cycles the compute unit needs
+    load: float = 0.0  # cycles the DDR transfers need
+    macs: int = 0
+    weight_bytes: int = 0
+    act_bytes: int = 0  # images, tokens, spilled activations, K/V re-reads
+    binds: str = ""
+
+
+@dataclass
+class Env:
+    cfg: ModelConfig
+    mode: PrecisionMode
+    p: HlsParams
+    plat: Platform
+    sched: Schedule
+    units: dict[str, UnitTiming]
+    routing: Routing
+    frames: list[int]  # routing frames of this batch
+    tiles: int = 1  # token tiles when the batch's activations do not fit on chip
+
+    @property
+    def wbytes(self) -> int:
+        return container_bytes(self.mode.weight_bits)
+
+    @property
+    def abytes(self) -> int:
+        return container_bytes(self.mode.act_bits)
+
+    @property
+    def bias_bytes(self) -> int:
+        return container_bytes(self.mode.bias_bits)
+
+    @property
+    def rbytes(self) -> int:
+        return container_bytes(self.mode.resid_bits)
+
+    @property
+    def b(self) -> int:
+        return len(self.frames)
+
+    @property
+    def first_load_exposed(self) -> bool:
+        return not self.sched.cross_op_prefetch
+
+    def pipelined(self, compute: list[float], load: list[float]) -> float:
+        """Blocks double-buffered: load block 0, then each step max(compute i, load i+1)."""
+        if not compute:
+            return 0.0
+        first = load[0] + self.plat.ddr_latency_cycles if self.first_load_exposed else 0.0
+        steps = sum(max(c, nxt) for c, nxt in zip(compute, [*load[1:], 0.0], strict=True))
+        return first + steps
+
+
+def bound(compute: float, load: float, plat: Platform, unit: str) -> str:
+    return unit if compute >= load else f"weights ({plat.weight_bound_by})"
+
+
+def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_depth: int = 0) -> Op:
+    """A linear op on the MAC array: blocks of MAC_ROWS outputs, every token row streamed per block.
+
+    When the batch is spilled (``env.tiles`` > 1) the cheaper of two loop orders is taken: weights re-read
+    once per token tile (inputs and outputs cross the scratch port once), or weights read once with the
+    input rows re-streamed from scratch for every output block.
+    """
+    p, mac = env.p, env.units["mac_tile"]
+    blocks, kslices = math.ceil(n_out / p.mac_rows), math.ceil(k / p.mac_cols)
+    block_w = [min(p.mac_rows, n_out - i * p.mac_rows) * (k * env.wbytes + env.bias_bytes) for i in range(blocks)]
+    load = [w / env.plat.weight_bytes_per_cycle for w in block_w]
+    depth = mac.depth + env.units["requant"].depth + epi_depth
+    compute_per_block = max(rows, ARRAY_LATENCY) * kslices * mac.ii
+    macs = rows * n_out * k
+    if env.tiles == 1:
+        c = [compute_per_block] * blocks
+        cycles = env.pipelined(c, load) + depth
+        return Op(layer, name, "linear", cycles, sum(c), sum(load), macs, sum(block_w),
+                  binds=bound(sum(c), sum(load), env.plat, "MAC array"))
+    scratch = env.plat.port_bytes_per_cycle()
+    io = rows * (k + n_out) * env.abytes
+    tile_rows = math.ceil(rows / env.tiles)
+    by_tile = sum(env.pipelined([max(ARRAY_LATENCY, min(tile_rows, rows - t * tile_rows)) * kslices * mac.ii]
+                                * blocks, load) + depth for t in range(env.tiles))
+    by_tile = max(by_tile, io / scratch)
+    restream = rows * k * env.abytes * blocks + rows * n_out * env.abytes
+    by_block = max(env.pipelined([compute_per_block] * blocks, load) + depth, restream / scratch)
+    compute = compute_per_block * blocks
+    if by_tile <= by_block:
+        return Op(layer, name + " (token tiles)", "linear", by_tile, compute, sum(load) * env.tiles, macs,
+                  sum(block_w) * env.tiles, io, binds=_spill_bind(compute, sum(load) * env.tiles, io / scratch, env))
+    return Op(layer, name + " (inputs re-streamed)", "linear", by_block, compute, sum(load), macs, sum(block_w),
+              restream, binds=_spill_bind(compute, sum(load), restream / scratch, env))
+
+
+def _spill_bind(compute: float, wload: float, aload: float, env: Env) -> str:
+    worst = max(compute, wload, aload)
+    if worst == compute:
+        return "MAC array"
+    return f"weights ({env.plat.weight_bound_by})" if worst == wload else "activations (scratch port)"
+
+
+def layernorm(env: Env, layer: int, name: str, rows: int) -> Op:
+    ln = env.units["layernorm"]
+    d = env.cfg.dim
+    compute = rows * d / env.sched.ln_lanes * ln.ii + ln.depth
+    params = 0 if env.sched.cross_op_prefetch else d  # gain / bias fetched one per cycle before the rows
+    return Op(layer, name, "layernorm", compute + params, compute, params,
+              weight_bytes=d * (env.wbytes + env.bias_bytes), binds="LayerNorm")
+
+
+def elementwise(env: Env, layer: int, name: str, values: int, lanes: int, what: str, act_bytes: int = 0) -> Op:
+    cycles = values / lanes
+    return Op(layer, name, "elementwise", cycles, cycles, act_bytes=act_bytes, binds=what)
+
+
+def attention(env: Env, layer: int) -> Op:
+    """All heads of all frames of the batch (one layer)."""
+    cfg, p, s, u = env.cfg, env.p, env.sched, env.units
+    n, hd, d = cfg.num_tokens, cfg.head_dim, cfg.dim
+    macs = env.b * 2 * n * n * d
+    if s.attention_on_linear:
+        # Q·Kᵀ: a block of keys on chip as the array's rows, k = head_dim, query rows streamed. A·V: V's
+        # columns as the rows (head_dim of them) with the keys as k, or transposed — a block of a query
+        # group's probabilities on chip, V's columns streamed — whichever fills the array better.
+        qk = math.ceil(n / p.mac_rows) * math.ceil(hd / p.mac_cols) * n
+        av = min(math.ceil(hd / p.mac_rows) * math.ceil(n / p.mac_cols) * n,
+                 math.ceil(n / p.mac_rows) * math.ceil(n / p.mac_cols) * hd)
+        per_head = (qk + av) * u["mac_tile"].ii
+        per_head += 2 * (u["mac_tile"].depth + u["softmax_stats"].depth)
+        compute = env.b * cfg.num_heads * per_head
+        return Op(layer, "attention", "attention", compute, compute, macs=macs, binds="MAC array (attention)")
+    lanes = p.attn_lanes if s.attention_reorder else 1
+    groups = math.ceil(n / lanes)
+    qk = n * u["qk_reorder"].ii + (lanes - 1) + u["qk_reorder"].depth + u["softmax_stats"].depth
+    av = n * math.ceil(hd / p.av_cols) * u["av_norm"].ii + u["av_norm"].depth
+    head = qk + (groups - 1) * max(qk, av) + av  # DATAFLOW: group g+1's Q·Kᵀ beside group g's A·V
+    compute = env.b * cfg.num_heads * head
+    act, cycles, binds = 0, compute, "attention unit"
+    if env.tiles > 1:  # spilled batch: Q, K, V read per head from scratch (K, V of one head fit), output written
+        act = env.b * n * d * env.abytes * 4
+    if not s.kv_on_chip:  # Q, K, V written once; K and V re-read per query group; Q read once
+        act = env.b * n * d * env.abytes * (3 + 1 + 2 * groups)
+    if act:
+        ddr = act / env.plat.port_bytes_per_cycle()
+        if ddr > compute:
+            cycles, binds = ddr, "activations (scratch port)"
+    return Op(layer, "attention", "attention", cycles, compute, act, macs, act_bytes=act, binds=binds)
+
+
+def expert_bytes(env: Env) -> int:
+    c = env.cfg
+    return 2 * c.dim * c.expert_hidden * env.wbytes + (c.expert_hidden + c.dim) * env.bias_bytes
+
+
+def experts(env: Env, layer: int, moe_index: int) -> Op:
+    """Patch reordering: per loaded expert its token queue; both matrices stream through the linear unit
+    block by block (hls/src/m3vit_accel.cpp), each call's first block exposed unless the loader prefetches
+    across calls.
+
+    Spilled batches (``env.tiles`` > 1) take the cheaper of: experts re-loaded per token tile, or each
+    active expert loaded once with its queued tokens gathered from scratch and its outputs written per slot
+    and combined afterwards.
+    """
+    cfg, p, mac = env.cfg, env.p, env.units["mac_tile"]
+    h, d = cfg.expert_hidden, cfg.dim
+    depth = mac.depth + env.units["requant"].depth
+    bw = env.plat.weight_bytes_per_cycle
+    # (blocks, k-slices, bytes per block) of fc1 and fc2: each streams through the linear unit block by block
+    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), p.mac_rows * (d * env.wbytes + env.bias_bytes)),
+             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), p.mac_rows * (h * env.wbytes + env.bias_bytes))]
+
+    def run(tiles: int) -> tuple[float, float, int, int]:
+        n, cycles, compute, loads, routed = cfg.num_tokens, 0.0, 0.0, 0, 0
+        tile = math.ceil(n / tiles)
+        for t in range(tiles):
+            counts = env.routing.counts(moe_index, env.frames, slice(t * tile, (t + 1) * tile))
+            counts = np.pad(counts, (0, max(0, cfg.num_experts - len(counts))))
+            if env.sched.moe == "active":
+                queue = [int(c) for c in counts if c > 0]
+            elif env.sched.moe == "all":
+                queue = [int(c) for c in counts]
+            else:  # no reordering: every (token, slot) loads its expert for that one token
+                queue = [1] * int(counts.sum())
+            for q in queue:  # short queues still run ARRAY_MIN_TOKENS iterations per k-slice
+                for i, (blocks, ks, nbytes) in enumerate(calls):
+                    c = [max(q, ARRAY_LATENCY) * ks * mac.ii] * blocks
+                    cycles += env.pipelined(c, [nbytes / bw] * blocks) + depth + (env.units["gelu"].depth if i == 0
+                                                                                 else 0)
+                    compute += sum(c)
+            loads += len(queue)
+            routed += int(counts.sum())
+        return cycles, compute, loads, routed
+
+    load1 = expert_bytes(env) / bw
+    cycles, compute, loads, routed = run(env.tiles)
+    act, binds = 0, bound(compute, loads * load1, env.plat, "MAC array")
+    scratch = env.plat.port_bytes_per_cycle()
+    if env.tiles > 1:
+        once = run(1)
+        gathered = once[3] * d * (env.abytes + 2 * env.rbytes)  # gathered inputs; per-slot outputs out and back
+        if max(once[0], gathered / scratch) < cycles:
+            cycles, compute, loads = max(once[0], gathered / scratch), once[1], once[2]
+            act = gathered
+            binds = _spill_bind(compute, loads * load1, gathered / scratch, env)
+    return Op(layer, f"experts ({loads} loads)", "linear", cycles, compute, loads * load1, routed * 2 * d * h,
+              loads * expert_bytes(env), act, binds)
+
+
+def embed_ops(env: Env) -> list[Op]:
+    cfg, s = env.cfg, env.sched
+    patch_k = cfg.in_chans * cfg.patch_size**2
+    img = env.b * cfg.in_chans * cfg.img_size[0] * cfg.img_size[1] * env.abytes
+    ops = [elementwise(env, -1, "im2col", env.b * cfg.num_patches * patch_k, s.pixel_lanes, "image read",
+                       act_bytes=img)]
+    emb = linear(env, -1, "patch embed", cfg.dim, patch_k, env.b * cfg.num_patches)
+    pos = cfg.num_tokens * cfg.dim * env.bias_bytes * (1 if s.cross_op_prefetch else env.b)
+    emb.weight_bytes += pos  # position table, read beside the epilogue
+    ops.append(emb)
+    return ops
+
+
+def layer_ops(env: Env, layer: int) -> list[Op]:
+    cfg, s = env.cfg, env.sched
+    rows, d = env.b * cfg.num_tokens, cfg.dim
+    ops = [layernorm(env, layer, "ln1", rows)]
+    qkv = linear(env, layer, "qkv", 3 * d, d, rows)
+    att = attention(env, layer)
+    if s.head_overlap and not s.attention_on_linear:
+        h = cfg.num_heads
+        both = qkv.cycles / h + (h - 1) * max(qkv.cycles, att.cycles) / h + att.cycles / h
+        att.cycles = both - qkv.cycles
+    ops += [qkv, att, linear(env, layer, "proj", d, d, rows), layernorm(env, layer, "ln2", rows)]
+    if cfg.is_moe(layer):
+        m = cfg.moe_layers.index(layer)
+        dispatch = env.units["moe_dispatch"]
+        ops += [linear(env, layer, "router", cfg.num_experts, d, rows),
+                Op(layer, "dispatch", "moe_dispatch", rows * dispatch.ii + dispatch.depth,
+                   rows * dispatch.ii + dispatch.depth, binds="MoE dispatch"),
+                experts(env, layer, m),
+                elementwise(env, layer, "moe combine", 2 * rows * d, s.elementwise_lanes, "MoE combine")]
+    else:
+        ops += [linear(env, layer, "fc1", cfg.mlp_hidden, d, rows, env.units["gelu"].depth),
+                linear(env, layer, "fc2", d, cfg.mlp_hidden, rows)]
+    if s.frame_overlap and env.b > 1 and not s.attention_on_linear:
+        # the attention unit works on one frame while the MAC array works on another
+        att = next(o for o in ops if o.name == "attention")
+        others = sum(o.cycles for o in ops if o is not att)
+        att.cycles = max(0.0, max(others, att.cycles) + att.cycles / env.b - others)
+    return ops
+
+
+# --- on-chip memory and tiling ---------------------------------------------------------------------------------
+def memory_fits(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> bool:
+    t = totals(kernels(cfg, mode, p))
+    return t["bram36"] <= DEVICE["bram36"] and t["uram"] <= DEVICE["uram"]
+
+
+def token_tiles(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, max_tiles: int = 64) -> int:
+    """Token tiles a batch is split into so that its buffers (``resources.kernels``) fit the device (1: no
+    split). A tile of ``T`` rows is costed as a one-frame config of ``T`` tokens. 0: no tiling fits (the
+    buffers that do not scale with tokens alone exceed the device)."""
+    rows = p.batch * cfg.num_tokens
+    for t in range(1, max_tiles + 1):
+        tokens = math.ceil(rows / t)
+        proxy = cfg if t == 1 else cfg.replace(img_size=(cfg.patch_size, cfg.patch_size * max(1, tokens - 1)))
+        if memory_fits(proxy, mode, p if t == 1 else dataclasses.replace(p, batch=1)):
+            return t
+    return 0
+
+
+# --- the frame model -------------------------------------------------------------------------------------------
+@dataclass
+class FrameModel:
+    cfg: ModelConfig
+    mode: PrecisionMode
+    params: HlsParams
+    platform: Platform
+    schedule: Schedule
+    ops: list[Op]
+    batches: int  # routing batches averaged
+    dsp: int
+    tiles: int
+    memory_ok: bool = True
+    units: dict[str, UnitTiming] = field(default_factory=dict)
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_ok and self.dsp <= DEVICE["dsp"]
+
+    @property
+    def batch_cycles(self) -> float:
+        return sum(o.cycles for o in self.ops) / self.batches
+
+    @property
+    def frame_cycles(self) -> float:
+        return self.batch_cycles / self.params.batch
+
+    def summary(self) -> dict:
+        f, b = self.platform.clock_hz, self.params.batch
+        macs = sum(o.macs for o in self.ops) / self.batches / b
+        wbytes = sum(o.weight_bytes for o in self.ops) / self.batches / b
+        abytes = sum(o.act_bytes for o in self.ops) / self.batches / b
+        fps = f / self.frame_cycles
+        per_dsp = 2 if self.schedule.dsp_packing and pack_chunk(self.mode) > 0 else 1
+        return {
+            "config": self.cfg.name, "mode": self.mode.name, "clock_mhz": f / 1e6, "batch": b,
+            "params": dataclasses.asdict(self.params), "weight_ports": self.platform.weight_ports,
+            "token_tiles": self.tiles, "fits_device": self.fits, "memory_fits": self.memory_ok,
+            "batch_latency_ms": self.batch_cycles / f * 1e3, "ms_per_frame": self.frame_cycles / f * 1e3,
+            "frames_per_s": fps, "gmac_per_frame": macs / 1e9, "gmac_per_s": macs * fps / 1e9,
+            "dsp": self.dsp, "dsp_efficiency": macs * fps / (self.dsp * per_dsp * f),
+            "ddr_mb_per_frame": (wbytes + abytes) / 1e6, "weight_mb_per_frame": wbytes / 1e6,
+            "activation_mb_per_frame": abytes / 1e6,
+            "ddr_gb_per_s": (wbytes + abytes) * fps / 1e9,
+            "time_share_by_binding": self.binding_shares(),
+        }
+
+    def binding_shares(self) -> dict[str, float]:
+        total = sum(o.cycles for o in self.ops) or 1.0
+        out: dict[str, float] = {}
+        for o in self.ops:
+            out[o.binds] = out.get(o.binds, 0.0) + o.cycles / total
+        return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+    def layers(self) -> list[dict]:
+        """Per layer: cycles per frame and which resource binds the most of its time."""
+        rows = []
+        for layer in sorted({o.layer for o in self.ops}):
+            ops = [o for o in self.ops if o.layer == layer]
+            per: dict[str, float] = {}
+            for o in ops:
+                per[o.binds] = per.get(o.binds, 0.0) + o.cycles
+            cyc = sum(per.values()) / self.batches / self.params.batch
+            rows.append({"layer": "embed" if layer < 0 else layer,
+                         "kind": "embed" if layer < 0 else ("moe" if self.cfg.is_moe(layer) else "dense"),
+                         "cycles_per_frame": round(cyc), "binds": max(per, key=per.get)})
+        return rows
+
+
+def dsp_count(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, s: Schedule) -> int:
+    total = 0
+    packed = pack_chunk(mode) > 0 and s.dsp_packing
+    for k in kernels(cfg, mode, p):
+        dsp = k.dsp
+        if k.name == "linear unit: MAC array" and pack_chunk(mode) > 0 and not s.dsp_packing:
+            dsp = p.mac_rows * p.mac_cols
+        if k.name.startswith("attention:"):
+            if s.attention_on_linear:  # exp is a table, 1/s scaling uses the epilogue's multipliers
+                dsp = 0
+            elif "Q·Kᵀ" in k.name and pack_chunk(mode) > 0 and not packed:
+                dsp = p.attn_lanes * cfg.head_dim + 2 * p.attn_lanes
+        if k.name == "layernorm":  # four multipliers per feature lane (Σx², D·x, ·1/σ, ·gain)
+            dsp = k.dsp * s.ln_lanes
+        total += dsp
+    return total
+
+
+def model_frame(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, routing: Routing,
+                platform: Platform = Platform(), schedule: Schedule = AS_BUILT,
+                units: dict[str, UnitTiming] | None = None, max_batches: int = 4) -> FrameModel:
+    """Model every op of ``p.batch`` frames, averaged over up to ``max_batches`` batches of routed frames."""
+    if schedule.ln_lanes < 1 or schedule.elementwise_lanes < 1 or schedule.pixel_lanes < 1:
+        raise ValueError("schedule lanes must be >= 1")
+    units = units or analytic(cfg, mode, p)
+    tiles = token_tiles(cfg, mode, p)
+    memory_ok = tiles > 0
+    tiles = max(tiles, 1)  # modelled anyway (as if it fitted); the summary says it does not
+    n_batches = max(1, min(max_batches, routing.frames // p.batch))
+    ops: list[Op] = []
+    for bi in range(n_batches):
+        frames = [(bi * p.batch + j) % routing.frames for j in range(p.batch)]
+        env = Env(cfg, mode, p, platform, schedule, units, routing, frames, tiles)
+        ops += embed_ops(env)
+        for layer in range(cfg.depth):
+            ops += layer_ops(env, layer)
+        rows, d = env.b * cfg.num_tokens, cfg.dim
+        ops.append(elementwise(env, -1, "tokens out", rows * d, schedule.elementwise_lanes, "token write-out",
+                               act_bytes=rows * d * env.rbytes))
+    return FrameModel(cfg, mode, p, platform, schedule, ops, n_batches, dsp_count(cfg, mode, p, schedule), tiles,
+                      memory_ok, units)
