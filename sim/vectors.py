@@ -2,7 +2,8 @@
 ``m3vit-quantize --dump`` does (``write_dumps``), plus the formats and integer parameters the units need.
 
 Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's sources), so a run builds
-the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy`` and ``meta.json``.
+the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy``, ``meta.json`` and the weight
+pack ``pack/model.json`` (+ ``model.m3vpack``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def _write(folder: Path) -> None:
     from m3vit.configs import get_config
     from m3vit.data import build_dataset
     from m3vit.model import M3ViT
+    from m3vit.quant.pack import write_pack
     from m3vit.quant.params import accumulator_frac
     from m3vit.quant.quantize import QuantizedModel, calibrate
 
@@ -52,6 +54,7 @@ def _write(folder: Path) -> None:
     calib = torch.stack([data[i]["image"] for i in range(6)]).numpy()
     qmodel = QuantizedModel.build(model, calibrate(model, calib, "w8a8"))
     write_dumps(qmodel, data, IMAGES, folder / "dumps")
+    write_pack(qmodel, folder / "pack")  # the weight pack the accelerator top runs (sim/top)
     (folder / "params").mkdir(parents=True, exist_ok=True)
     for name in PARAMS:
         np.save(folder / "params" / f"{name}.npy", qmodel.iparams[name])

@@ -1,4 +1,5 @@
-"""`verilator --lint-only -Wall` every RTL unit (default parameters and the estimate set); exit 1 on any warning.
+"""`verilator --lint-only -Wall` every RTL unit (default parameters and the estimate set) and the accelerator top with
+its parts (defaults and every generated config/mode parameter set); exit 1 on any warning.
 
 Usage: python rtl/tools/lint.py [unit ...]      (make rtl-lint)
 """
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from units import RTL, UNITS, include_dir, param_arg, sources
+from units import RTL, TOPS, UNITS, include_dir, lint_sets, param_arg, sources
 
 
 def verilator() -> str:
@@ -35,8 +36,8 @@ def lint(unit: str, parameters: dict[str, int] | None = None) -> str:
 
 def main(argv: list[str]) -> int:
     bad = 0
-    for unit in argv or list(UNITS):
-        for label, params in (("defaults", None), ("estimate set", UNITS[unit])):
+    for unit in argv or [*UNITS, *TOPS]:
+        for label, params in lint_sets(unit).items():
             msg = lint(unit, params)
             print(f"{unit} ({label}): {'clean' if not msg else 'WARNINGS'}")
             if msg:

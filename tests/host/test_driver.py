@@ -153,7 +153,12 @@ def test_pynq_backend_drives_a_pynq_shaped_module(assets, tmp_path, monkeypatch)
 
 
 def test_csim_backend_without_library_says_how_to_build_it(assets, monkeypatch):
-    monkeypatch.setitem(sys.modules, "m3vit.hw.csim", None)
+    from m3vit.hw import csim
+
+    def cannot_build(*_args, **_kwargs):  # a machine where the C-simulation library cannot be built
+        raise csim.CSimError("C++ compiler 'g++' not found: install g++ (Debian: apt-get install g++)")
+
+    monkeypatch.setattr(csim, "cached", cannot_build)
     with pytest.raises(BackendUnavailable, match="C-simulation library not available: run `make csim`"):
         open_runtime("csim", assets.manifest)
 

@@ -158,9 +158,12 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_one_line_exit_2_no_partial_files(case, assets, image_dir, tmp_path, capsys, monkeypatch):
-    import sys
+    from m3vit.hw import csim
 
-    monkeypatch.setitem(sys.modules, "m3vit.hw.csim", None)  # the C-simulation library is not built here
+    def cannot_build(*_args, **_kwargs):  # a machine where the C-simulation library cannot be built
+        raise csim.CSimError("C++ compiler 'g++' not found: install g++ (Debian: apt-get install g++)")
+
+    monkeypatch.setattr(csim, "cached", cannot_build)
     what, extra, message = BAD[case]
     kind, _, detail = what.partition(":")
     inputs, pack, out = image_dir, assets.manifest, tmp_path / "out" / "result"  # "out" is made by the run

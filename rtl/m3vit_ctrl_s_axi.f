@@ -1,0 +1,1 @@
+m3vit_ctrl_s_axi.sv

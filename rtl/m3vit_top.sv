@@ -1,0 +1,356 @@
+`default_nettype none
+`include "m3vit_check.svh"
+`include "m3vit_ctrl_pkg.svh"
+`include "m3vit_axi_ports.svh"
+// Accelerator top (the RTL twin of the HLS top m3vit_accel): the ports Vitis gives the HLS top — ap_clk, ap_rst_n,
+// the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.interface), one AXI4 master per m_axi bundle
+// (gmem_w: weights and program, gmem_a: images and tokens, gmem_s: scratch and dumps) — and interrupt.
+//
+// This stage runs the front of a frame (issue 13's foundation; rtl/README.md lists what is left):
+//   1. fetch the layer program's header over gmem_w (one burst) and check it against this build's parameters
+//      (magic, version, depth, task count) and the task register — a mismatch ends the run with no write;
+//   2. W8/A8 builds: fetch the patch embedding's tensors (patch.w, patch.b, pos, cls) at the program's offsets
+//      in the weight pack over gmem_w into patch_embed;
+//   3. per frame: stream the frame from `images` over gmem_a into patch_embed and, when the program asks for the
+//      `image` dump (dump on, frame < dump_frames, d_image set), write it to scratch at d_image (frame-major,
+//      int32 per value, as the HLS top and the integer reference lay it out) over gmem_s; then run the patch
+//      embedding and write the `embed` dump the same way (d_embed);
+//   4. ap_done / ap_ready, interrupt status.
+// Parameters come from m3vit.hw.rtl_top_gen.top_parameters(config, mode); the defaults are a minimal legal shape.
+module m3vit_top
+  import m3vit_ctrl_pkg::*;
+#(
+  parameter int DEPTH      = 1,   // transformer layers the program must describe
+  parameter int NUM_TASKS  = 1,   // tasks (routers) in the pack; the task register must be below it
+  parameter int DIM        = 16,  // embedding width
+  parameter int IMG_C      = 1,   // image channels
+  parameter int IMG_H      = 16,  // image height
+  parameter int IMG_W      = 16,  // image width
+  parameter int PATCH      = 16,  // patch size
+  parameter int RESID_BITS = 16,  // residual (embed) format width
+  parameter int IMG_BYTES  = 1,   // container bytes of one image value (1 for W8/A8, 2 for W16/A16)
+  parameter int MAX_BURST  = 64   // beats per AXI burst
+) (
+  input  wire logic                    ap_clk,
+  input  wire logic                    ap_rst_n,
+  /* verilator lint_off SYMRSVDWORD */
+  output logic                         interrupt,  // Vitis' name for the IP's interrupt line
+  /* verilator lint_on SYMRSVDWORD */
+  input  wire logic [CTRL_ADDR_W-1:0]  s_axi_control_awaddr,
+  input  wire logic                    s_axi_control_awvalid,
+  output logic                         s_axi_control_awready,
+  input  wire logic [31:0]             s_axi_control_wdata,
+  input  wire logic [3:0]              s_axi_control_wstrb,
+  input  wire logic                    s_axi_control_wvalid,
+  output logic                         s_axi_control_wready,
+  output logic [1:0]                   s_axi_control_bresp,
+  output logic                         s_axi_control_bvalid,
+  input  wire logic                    s_axi_control_bready,
+  input  wire logic [CTRL_ADDR_W-1:0]  s_axi_control_araddr,
+  input  wire logic                    s_axi_control_arvalid,
+  output logic                         s_axi_control_arready,
+  output logic [31:0]                  s_axi_control_rdata,
+  output logic [1:0]                   s_axi_control_rresp,
+  output logic                         s_axi_control_rvalid,
+  input  wire logic                    s_axi_control_rready,
+  `M3VIT_AXI_MASTER(gmem_w, AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_a, AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_s, AXI_DATA_W)
+);
+  localparam int IMG_VALUES = IMG_C * IMG_H * IMG_W;
+  localparam int NP = (IMG_H / PATCH) * (IMG_W / PATCH);  // patches
+  localparam int NT = NP + 1;                             // tokens
+  localparam bit EMBED = IMG_BYTES == 1;  // the patch embedding datapath is W8/A8 (int8 MAC array) for now
+  localparam int BEAT_BYTES = AXI_DATA_W / 8;
+  localparam int HDR_BEATS = (PROGRAM_HEADER_WORDS * 4 + BEAT_BYTES - 1) / BEAT_BYTES;
+  localparam int WORDS_PER_BEAT = BEAT_BYTES / 4;
+  localparam int FRAME_BYTES = IMG_VALUES * IMG_BYTES;
+  localparam int IMG_PER_RD = BEAT_BYTES / IMG_BYTES;         // image values per read beat
+  localparam int DUMP_PER_WR = BEAT_BYTES / DUMP_BYTES;       // dumped values per write beat
+  localparam int WR_PER_RD = IMG_PER_RD / DUMP_PER_WR;        // write beats per read beat
+  `M3VIT_CHECK(g_check, DEPTH >= 1 && NUM_TASKS >= 1 && (IMG_BYTES == 1 || IMG_BYTES == 2 || IMG_BYTES == 4) &&
+               IMG_VALUES >= 1 && FRAME_BYTES % BEAT_BYTES == 0 && IMG_VALUES % DUMP_PER_WR == 0 &&
+               DIM % 16 == 0 && IMG_H % PATCH == 0 && IMG_W % PATCH == 0,
+               ("m3vit_top: bad DEPTH=%0d NUM_TASKS=%0d IMG_VALUES=%0d IMG_BYTES=%0d", DEPTH, NUM_TASKS, IMG_VALUES,
+                IMG_BYTES))
+
+  wire logic rst = !ap_rst_n;
+
+  // ---------------------------------------------------------------- control slave
+  logic ap_start, ap_done, ap_idle, ap_ready;
+  logic [N_ARGS*64-1:0] args;
+  m3vit_ctrl_s_axi u_ctrl (
+    .ap_clk, .ap_rst_n,
+    .s_axi_control_awaddr, .s_axi_control_awvalid, .s_axi_control_awready,
+    .s_axi_control_wdata, .s_axi_control_wstrb, .s_axi_control_wvalid, .s_axi_control_wready,
+    .s_axi_control_bresp, .s_axi_control_bvalid, .s_axi_control_bready,
+    .s_axi_control_araddr, .s_axi_control_arvalid, .s_axi_control_arready,
+    .s_axi_control_rdata, .s_axi_control_rresp, .s_axi_control_rvalid, .s_axi_control_rready,
+    .interrupt, .ap_start, .ap_done, .ap_idle, .ap_ready, .args
+  );
+  function automatic logic [63:0] arg(input int index);
+    return args[index*64 +: 64];
+  endfunction
+
+  // ---------------------------------------------------------------- AXI masters
+  logic [63:0] prog_addr, img_addr, dump_addr, emb_addr;  // the sequencer's current burst addresses
+  logic [63:0] w_cmd_addr;   // gmem_w reader command: the program header, then each embedding tensor
+  logic [31:0] w_cmd_beats;
+  `M3VIT_AXI_CONSTANTS(gmem_w, AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_a, AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_s, AXI_DATA_W)
+  `M3VIT_AXI_NO_WRITE(gmem_w)  // read only (weights, program)
+  `M3VIT_AXI_NO_WRITE(gmem_a)  // the token writer comes with the datapath that produces tokens
+  `M3VIT_AXI_NO_READ(gmem_s, AXI_DATA_W)  // scratch is written only at this stage
+
+  logic                  prog_cmd_valid, prog_cmd_ready, prog_busy, prog_err;
+  logic [AXI_DATA_W-1:0] prog_tdata;
+  logic                  prog_tvalid, prog_tlast;
+  axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_prog_rd (
+    .ap_clk, .ap_rst_n,
+    .cmd_valid(prog_cmd_valid), .cmd_ready(prog_cmd_ready), .cmd_addr(w_cmd_addr), .cmd_beats(w_cmd_beats),
+    .busy(prog_busy), .resp_error(prog_err),
+    .arvalid(m_axi_gmem_w_arvalid), .arready(m_axi_gmem_w_arready), .araddr(m_axi_gmem_w_araddr),
+    .arlen(m_axi_gmem_w_arlen), .rvalid(m_axi_gmem_w_rvalid), .rready(m_axi_gmem_w_rready),
+    .rdata(m_axi_gmem_w_rdata), .rresp(m_axi_gmem_w_rresp), .rlast(m_axi_gmem_w_rlast),
+    .m_axis_tdata(prog_tdata), .m_axis_tvalid(prog_tvalid), .m_axis_tready(1'b1), .m_axis_tlast(prog_tlast)
+  );
+
+  logic                  img_cmd_valid, img_cmd_ready, img_busy, img_err;
+  logic [AXI_DATA_W-1:0] img_tdata;
+  logic                  img_tvalid, img_tready, img_tlast;
+  axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_img_rd (
+    .ap_clk, .ap_rst_n,
+    .cmd_valid(img_cmd_valid), .cmd_ready(img_cmd_ready), .cmd_addr(img_addr), .cmd_beats(32'(FRAME_BYTES / BEAT_BYTES)),
+    .busy(img_busy), .resp_error(img_err),
+    .arvalid(m_axi_gmem_a_arvalid), .arready(m_axi_gmem_a_arready), .araddr(m_axi_gmem_a_araddr),
+    .arlen(m_axi_gmem_a_arlen), .rvalid(m_axi_gmem_a_rvalid), .rready(m_axi_gmem_a_rready),
+    .rdata(m_axi_gmem_a_rdata), .rresp(m_axi_gmem_a_rresp), .rlast(m_axi_gmem_a_rlast),
+    .m_axis_tdata(img_tdata), .m_axis_tvalid(img_tvalid), .m_axis_tready(img_tready), .m_axis_tlast(img_tlast)
+  );
+
+  logic                  dump_cmd_valid, dump_cmd_ready, dump_busy, dump_err, dump_tready;
+  logic [AXI_DATA_W-1:0] conv_tdata, emb_tdata;
+  logic                  conv_valid, emb_tvalid, emb_tready, emb_tlast, emb_busy, in_emb, dump_embed_q, dump_image_q;
+  axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_dump_wr (
+    .ap_clk, .ap_rst_n,
+    .cmd_valid(dump_cmd_valid), .cmd_ready(dump_cmd_ready), .cmd_addr(in_emb ? emb_addr : dump_addr),
+    .cmd_beats(in_emb ? 32'(NT * DIM / DUMP_PER_WR) : 32'(IMG_VALUES / DUMP_PER_WR)), .busy(dump_busy),
+    .resp_error(dump_err),
+    .s_axis_tdata(in_emb ? emb_tdata : conv_tdata), .s_axis_tvalid(in_emb ? emb_tvalid && dump_embed_q : conv_valid),
+    .s_axis_tready(dump_tready),
+    .awvalid(m_axi_gmem_s_awvalid), .awready(m_axi_gmem_s_awready), .awaddr(m_axi_gmem_s_awaddr),
+    .awlen(m_axi_gmem_s_awlen), .wvalid(m_axi_gmem_s_wvalid), .wready(m_axi_gmem_s_wready),
+    .wdata(m_axi_gmem_s_wdata), .wstrb(m_axi_gmem_s_wstrb), .wlast(m_axi_gmem_s_wlast),
+    .bvalid(m_axi_gmem_s_bvalid), .bready(m_axi_gmem_s_bready), .bresp(m_axi_gmem_s_bresp)
+  );
+  wire logic unused_img_tlast = img_tlast;  // the dump writer counts its own beats
+
+  // ---------------------------------------------------------------- image → int32 dump width conversion
+  // A read beat holds IMG_PER_RD values; it leaves as WR_PER_RD write beats of DUMP_PER_WR sign-extended int32.
+  // The next read beat loads in the cycle the last write beat of the current one leaves: one write beat a cycle.
+  logic [AXI_DATA_W-1:0]        conv_buf;
+  logic                         conv_full;
+  logic [$clog2(WR_PER_RD+1)-1:0] conv_part;
+  wire logic dump_hs = conv_valid && dump_tready && !in_emb;
+  wire logic conv_last = 32'(conv_part) == WR_PER_RD - 1;
+  // without the image dump the frame only goes to the patch embedding, which always takes it
+  assign img_tready = !dump_image_q || !conv_full || (dump_hs && conv_last);
+  assign conv_valid = conv_full;
+  always_comb begin
+    for (int j = 0; j < DUMP_PER_WR; j++)
+      conv_tdata[32*j +: 32] = 32'(signed'(conv_buf[(32'(conv_part) * DUMP_PER_WR + j) * IMG_BYTES * 8 +: IMG_BYTES * 8]));
+  end
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      conv_full <= 1'b0;
+      conv_part <= '0;
+      conv_buf <= '0;
+    end else begin
+      if (img_tvalid && img_tready && dump_image_q) begin
+        conv_buf <= img_tdata;
+        conv_full <= 1'b1;
+        conv_part <= '0;
+      end else if (dump_hs) begin
+        if (conv_last) conv_full <= 1'b0;
+        conv_part <= conv_part + 1'b1;
+      end
+    end
+  end
+
+  // ---------------------------------------------------------------- patch embedding
+  logic       ld_clear, img_clear, emb_start;
+  logic [1:0] ld_sel;
+  if (EMBED) begin : g_embed
+    patch_embed #(.DIM(DIM), .IMG_C(IMG_C), .IMG_H(IMG_H), .IMG_W(IMG_W), .PATCH(PATCH),
+                  .RESID_BITS(RESID_BITS)) u_embed (
+      .ap_clk, .ap_rst_n,
+      .ld_clear, .ld_valid(state == S_LD && prog_tvalid), .ld_sel, .ld_data(prog_tdata),
+      .img_clear, .img_valid(img_tvalid && img_tready), .img_data(img_tdata),
+      .start(emb_start), .shift(hdr[H_PATCH_SHIFT]), .busy(emb_busy),
+      .m_axis_tdata(emb_tdata), .m_axis_tvalid(emb_tvalid), .m_axis_tready(emb_tready), .m_axis_tlast(emb_tlast)
+    );
+  end else begin : g_no_embed  // W16/A16: the 16-bit MAC array is still to come (rtl/README.md)
+    assign emb_busy = 1'b0;
+    assign emb_tvalid = 1'b0;
+    assign emb_tdata = '0;
+    assign emb_tlast = 1'b0;
+    wire logic unused_embed = ^{ld_clear, img_clear, emb_start, ld_sel, emb_tready};
+  end
+  wire logic unused_emb_tlast = emb_tlast;
+  assign emb_tready = !dump_embed_q || dump_tready;  // without the embed dump the values are dropped
+
+  // ---------------------------------------------------------------- sequencer
+  typedef enum logic [3:0] {S_IDLE, S_HDR_CMD, S_HDR, S_CHECK, S_LD_CMD, S_LD, S_FRAME, S_IMG_CMD, S_IMG, S_EMB_CMD,
+                            S_EMB, S_DONE} state_t;
+  state_t state;
+  logic [31:0] hdr [PROGRAM_HEADER_WORDS];
+  logic [$clog2(HDR_BEATS+1)-1:0] hdr_beat;
+  logic [63:0] scratch_base, weights_base;
+  logic [31:0] task_id, num_frames, frame;
+  logic        program_error, axi_error;  // sticky until the next start; visible to a testbench / ILA
+  logic        img_cmd_sent, dump_cmd_sent;
+
+  wire logic dumping = hdr[H_DUMP] != 0 && frame < hdr[H_DUMP_FRAMES];
+  wire logic dump_image = dumping && hdr[H_D_IMAGE] != NO_DUMP;
+  wire logic dump_embed = dumping && hdr[H_D_EMBED] != NO_DUMP;
+  assign ap_idle = state == S_IDLE;
+  assign ap_done = state == S_DONE;
+  assign ap_ready = state == S_DONE;
+  assign prog_cmd_valid = state == S_HDR_CMD || state == S_LD_CMD;
+  assign img_cmd_valid = state == S_IMG_CMD && !img_cmd_sent;
+  assign dump_cmd_valid = (state == S_IMG_CMD && !dump_cmd_sent) || (state == S_EMB_CMD && dump_embed_q);
+  assign in_emb = state == S_EMB_CMD || state == S_EMB;
+  assign ld_clear = state == S_CHECK;
+  assign img_clear = state == S_IMG_CMD;
+  assign emb_start = state == S_EMB_CMD;
+
+  // gmem_w reads: the header, then patch.w (tiled int8), patch.b (int32), pos (int32), cls (int16)
+  always_comb begin
+    w_cmd_addr = prog_addr;
+    w_cmd_beats = 32'(HDR_BEATS);
+    if (state == S_LD_CMD) begin
+      case (ld_sel)
+        2'd0: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH); end
+        2'd1: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_B]); w_cmd_beats = 32'(DIM / 4); end
+        2'd2: begin w_cmd_addr = weights_base + 64'(hdr[H_POS]); w_cmd_beats = 32'(NP * DIM / 4); end
+        default: begin w_cmd_addr = weights_base + 64'(hdr[H_CLS]); w_cmd_beats = 32'(DIM / 8); end
+      endcase
+    end
+  end
+
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      state <= S_IDLE;
+      hdr_beat <= '0;
+      prog_addr <= '0;
+      img_addr <= '0;
+      dump_addr <= '0;
+      emb_addr <= '0;
+      scratch_base <= '0;
+      weights_base <= '0;
+      task_id <= '0;
+      num_frames <= '0;
+      frame <= '0;
+      ld_sel <= '0;
+      program_error <= 1'b0;
+      axi_error <= 1'b0;
+      img_cmd_sent <= 1'b0;
+      dump_cmd_sent <= 1'b0;
+      dump_image_q <= 1'b0;
+      dump_embed_q <= 1'b0;
+      for (int i = 0; i < PROGRAM_HEADER_WORDS; i++) hdr[i] <= '0;
+    end else begin
+      if (prog_err || img_err || dump_err) axi_error <= 1'b1;
+      case (state)
+        S_IDLE: if (ap_start) begin
+          // arguments are taken at start: the host may rewrite them (e.g. the next task) during a run
+          prog_addr <= arg(ARG_PROGRAM);
+          weights_base <= arg(ARG_WEIGHTS);
+          img_addr <= arg(ARG_IMAGES);
+          scratch_base <= arg(ARG_SCRATCH);
+          task_id <= arg(ARG_TASK)[31:0];
+          num_frames <= arg(ARG_NUM_FRAMES)[31:0];
+          program_error <= 1'b0;
+          axi_error <= 1'b0;
+          state <= S_HDR_CMD;
+        end
+        S_HDR_CMD: if (prog_cmd_ready) begin
+          hdr_beat <= '0;
+          state <= S_HDR;
+        end
+        S_HDR: if (prog_tvalid) begin
+          for (int j = 0; j < WORDS_PER_BEAT; j++)
+            if (32'(hdr_beat) * WORDS_PER_BEAT + j < PROGRAM_HEADER_WORDS)
+              hdr[32'(hdr_beat) * WORDS_PER_BEAT + j] <= prog_tdata[32*j +: 32];
+          hdr_beat <= hdr_beat + 1'b1;
+          if (prog_tlast) state <= S_CHECK;
+        end
+        S_CHECK: begin
+          frame <= '0;
+          ld_sel <= '0;
+          dump_addr <= scratch_base + 64'(hdr[H_D_IMAGE]);
+          emb_addr <= scratch_base + 64'(hdr[H_D_EMBED]);
+          if (hdr[H_MAGIC] != PROGRAM_MAGIC || hdr[H_VERSION] != PROGRAM_VERSION || hdr[H_DEPTH] != 32'(DEPTH) ||
+              hdr[H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS)) begin
+            program_error <= 1'b1;
+            state <= S_DONE;
+          end else begin
+            state <= EMBED ? S_LD_CMD : S_FRAME;
+          end
+        end
+        S_LD_CMD: if (prog_cmd_ready) state <= S_LD;
+        S_LD: if (prog_tvalid && prog_tlast) begin
+          ld_sel <= ld_sel + 2'd1;
+          state <= ld_sel == 2'd3 ? S_FRAME : S_LD_CMD;
+        end
+        S_FRAME: begin
+          if (frame == num_frames) begin
+            state <= S_DONE;
+          end else if (EMBED || dump_image) begin
+            img_cmd_sent <= 1'b0;
+            dump_cmd_sent <= !dump_image;  // no image dump: no writer command
+            dump_image_q <= dump_image;
+            dump_embed_q <= dump_embed;
+            state <= S_IMG_CMD;
+          end else begin
+            frame <= frame + 32'd1;
+            img_addr <= img_addr + 64'(FRAME_BYTES);
+            dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
+            emb_addr <= emb_addr + 64'(NT * DIM * DUMP_BYTES);
+          end
+        end
+        S_IMG_CMD: begin
+          if (img_cmd_valid && img_cmd_ready) img_cmd_sent <= 1'b1;
+          if (dump_cmd_valid && dump_cmd_ready) dump_cmd_sent <= 1'b1;
+          if ((img_cmd_sent || img_cmd_ready) && (dump_cmd_sent || dump_cmd_ready)) state <= S_IMG;
+        end
+        S_IMG: if (!img_busy && !dump_busy && !conv_full) begin  // the frame is on chip, its dump in memory
+          if (EMBED) begin
+            state <= S_EMB_CMD;
+          end else begin
+            frame <= frame + 32'd1;
+            img_addr <= img_addr + 64'(FRAME_BYTES);
+            dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
+            emb_addr <= emb_addr + 64'(NT * DIM * DUMP_BYTES);
+            state <= S_FRAME;
+          end
+        end
+        S_EMB_CMD: state <= S_EMB;  // the writer is idle here, so its command (if any) is taken in this cycle
+        S_EMB: if (!emb_busy && !dump_busy) begin
+          frame <= frame + 32'd1;
+          img_addr <= img_addr + 64'(FRAME_BYTES);
+          dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
+          emb_addr <= emb_addr + 64'(NT * DIM * DUMP_BYTES);
+          state <= S_FRAME;
+        end
+        S_DONE: state <= S_IDLE;
+        default: state <= S_IDLE;
+      endcase
+    end
+  end
+  // no status register in the Vitis map: these are for testbenches and an ILA
+  wire logic unused_status = program_error ^ axi_error;
+  wire logic unused_args = ^{arg(ARG_TOKENS), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
+endmodule
+`default_nettype wire

@@ -1,0 +1,184 @@
+`default_nettype none
+`include "m3vit_check.svh"
+// Patch embedding of one frame (W8/A8 datapath, NUMERICS.md §3): embed[0] = cls, embed[1+p][n] =
+// requantize(Σ_k x_p[k]·W[n][k] + b[n] + pos[p][n], shift) into RESID_BITS, k = (c·PATCH + ky)·PATCH + kx.
+// Weights arrive as the pack stores them (tiled16: 16×16 int8 tiles, one tile row per 128-bit beat); the frame
+// arrives as raster int8 beats (16 pixels = one patch row). A 16×16 MAC array takes one weight tile and one patch
+// row per cycle: 16 outputs of one patch advance by 16 k a cycle (DIM/16 · K/16 + 2·DIM/16 cycles per patch).
+// The result leaves as a stream of int32 beats (4 values, token-major), the `embed` dump layout.
+module patch_embed #(
+  parameter int DIM        = 64,   // embedding width (multiple of 16)
+  parameter int IMG_C      = 3,    // image channels
+  parameter int IMG_H      = 32,   // image height (multiple of PATCH)
+  parameter int IMG_W      = 32,   // image width (multiple of PATCH)
+  parameter int PATCH      = 16,   // patch size: one patch row must be one 16-byte beat
+  parameter int RESID_BITS = 16    // embed (residual) format width
+) (
+  input  wire logic               ap_clk,
+  input  wire logic               ap_rst_n,
+  // parameters, in the pack's byte order: sel 0 patch.w (tiled16 int8), 1 patch.b (int32), 2 pos (int32),
+  // 3 cls (int16); ld_clear restarts every tensor's beat count
+  input  wire logic               ld_clear,
+  input  wire logic               ld_valid,
+  input  wire logic [1:0]         ld_sel,
+  input  wire logic [127:0]       ld_data,
+  // the frame's image beats, in raster order; img_clear restarts the count
+  input  wire logic               img_clear,
+  input  wire logic               img_valid,
+  input  wire logic [127:0]       img_data,
+  // run on a loaded frame
+  input  wire logic               start,
+  input  wire logic signed [31:0] shift,  // the program's patch_shift
+  output logic                    busy,
+  output logic [127:0]            m_axis_tdata,
+  output logic                    m_axis_tvalid,
+  input  wire logic               m_axis_tready,
+  output logic                    m_axis_tlast
+);
+  localparam int K = IMG_C * PATCH * PATCH;
+  localparam int CT = K / 16;                 // k tiles (one per (c, ky))
+  localparam int RT = DIM / 16;               // output tiles
+  localparam int GW = IMG_W / PATCH;
+  localparam int NP = (IMG_H / PATCH) * GW;   // patches
+  localparam int NT = NP + 1;                 // tokens (CLS first)
+  localparam int IMG_BEATS = IMG_C * IMG_H * IMG_W / 16;
+  localparam int ROW_BEATS = IMG_W / 16;
+  localparam int OUT_BEATS = NT * DIM / 4;
+  `M3VIT_CHECK(g_check, PATCH == 16 && DIM % 16 == 0 && IMG_H % PATCH == 0 && IMG_W % PATCH == 0 &&
+               RESID_BITS >= 2 && RESID_BITS <= 32, ("patch_embed: bad PATCH=%0d DIM=%0d IMG=%0dx%0d", PATCH, DIM,
+               IMG_H, IMG_W))
+
+  wire logic rst = !ap_rst_n;
+
+  // ---- on-chip copies of the parameters and the frame ----
+  logic [2047:0]                tiles [RT * CT];   // tile t = rt·CT + ct, row r at [r*128 +: 128]
+  logic signed [31:0]           bias [DIM];
+  logic signed [31:0]           pos [NP * DIM];
+  logic signed [15:0]           cls [DIM];
+  logic [127:0]                 img [IMG_BEATS];
+  logic signed [RESID_BITS-1:0] emb [NP * DIM];
+  logic [31:0]                  ld_count [4];
+  logic [31:0]                  img_count;
+
+  always_ff @(posedge ap_clk) begin
+    if (rst || ld_clear) begin
+      for (int s = 0; s < 4; s++) ld_count[s] <= '0;
+    end else if (ld_valid) begin
+      ld_count[ld_sel] <= ld_count[ld_sel] + 32'd1;
+      case (ld_sel)
+        2'd0: if (ld_count[0] < 32'(RT * CT * 16)) tiles[ld_count[0] / 16][(ld_count[0] % 16) * 128 +: 128] <= ld_data;
+        2'd1: for (int j = 0; j < 4; j++) if (ld_count[1] * 4 + 32'(j) < 32'(DIM)) bias[ld_count[1] * 4 + 32'(j)] <= ld_data[32*j +: 32];
+        2'd2: for (int j = 0; j < 4; j++) if (ld_count[2] * 4 + 32'(j) < 32'(NP * DIM)) pos[ld_count[2] * 4 + 32'(j)] <= ld_data[32*j +: 32];
+        default: for (int j = 0; j < 8; j++) if (ld_count[3] * 8 + 32'(j) < 32'(DIM)) cls[ld_count[3] * 8 + 32'(j)] <= ld_data[16*j +: 16];
+      endcase
+    end
+  end
+  always_ff @(posedge ap_clk) begin
+    if (rst || img_clear) img_count <= '0;
+    else if (img_valid) begin
+      if (img_count < 32'(IMG_BEATS)) img[img_count] <= img_data;
+      img_count <= img_count + 32'd1;
+    end
+  end
+
+  // ---- requantize with a run-time shift (NUMERICS.md §1: round half up + saturate, or saturate + exact widen) ----
+  localparam longint QMAX = (64'sd1 <<< (RESID_BITS - 1)) - 1;
+  localparam longint QMIN = -(64'sd1 <<< (RESID_BITS - 1));
+  function automatic logic signed [RESID_BITS-1:0] requant(input logic signed [63:0] acc, input logic signed [31:0] s);
+    logic signed [63:0] r, lo, hi;
+    if (s > 0) begin
+      r = (acc + (64'sd1 <<< (s - 1))) >>> s;
+      requant = RESID_BITS'(r > QMAX ? QMAX : r < QMIN ? QMIN : r);
+    end else if (-s >= RESID_BITS) begin
+      requant = RESID_BITS'(acc > 0 ? QMAX : acc < 0 ? QMIN : 64'sd0);
+    end else begin
+      lo = -((-QMIN) >>> (-s));
+      hi = QMAX >>> (-s);
+      requant = RESID_BITS'(acc > hi ? QMAX : acc < lo ? QMIN : acc <<< (-s));
+    end
+  endfunction
+
+  // ---- the MAC array: one weight tile × one patch row per cycle ----
+  typedef enum logic [2:0] {E_IDLE, E_INIT, E_MAC, E_STORE, E_OUT} estate_t;
+  estate_t             st;
+  logic [31:0]         p, py, px, rt, c, ky;
+  logic signed [63:0]  acc [16];
+  logic [31:0]         out_beat;
+  wire logic [31:0] ct = c * PATCH + ky;
+  wire logic [127:0] xrow = img[(c * IMG_H + py * PATCH + ky) * ROW_BEATS + px];
+  wire logic [2047:0] tile = tiles[rt * CT + ct];
+  logic signed [63:0] dot [16];
+  always_comb begin
+    for (int r = 0; r < 16; r++) begin
+      dot[r] = '0;
+      for (int j = 0; j < 16; j++)
+        dot[r] += 64'(signed'(xrow[8*j +: 8])) * 64'(signed'(tile[r*128 + 8*j +: 8]));
+    end
+  end
+
+  assign busy = st != E_IDLE;
+  assign m_axis_tvalid = st == E_OUT;
+  assign m_axis_tlast = out_beat == 32'(OUT_BEATS - 1);
+  always_comb begin
+    for (int j = 0; j < 4; j++) begin
+      automatic int v = int'(out_beat) * 4 + j;  // value index, token-major
+      m_axis_tdata[32*j +: 32] = v < DIM ? 32'(cls[v]) : 32'(emb[v - DIM]);
+    end
+  end
+
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      st <= E_IDLE;
+      {p, py, px, rt, c, ky, out_beat} <= '0;
+      for (int r = 0; r < 16; r++) acc[r] <= '0;
+    end else begin
+      case (st)
+        E_IDLE: if (start) begin
+          {p, py, px, rt} <= '0;
+          st <= E_INIT;
+        end
+        E_INIT: begin
+          for (int r = 0; r < 16; r++) acc[r] <= 64'(bias[rt * 16 + 32'(r)]) + 64'(pos[p * DIM + rt * 16 + 32'(r)]);
+          {c, ky} <= '0;
+          st <= E_MAC;
+        end
+        E_MAC: begin
+          for (int r = 0; r < 16; r++) acc[r] <= acc[r] + dot[r];
+          if (ky == PATCH - 1) begin
+            ky <= '0;
+            c <= c + 32'd1;
+            if (c == IMG_C - 1) st <= E_STORE;
+          end else begin
+            ky <= ky + 32'd1;
+          end
+        end
+        E_STORE: begin
+          for (int r = 0; r < 16; r++) emb[p * DIM + rt * 16 + 32'(r)] <= requant(acc[r], shift);
+          st <= E_INIT;
+          if (rt == RT - 1) begin
+            rt <= '0;
+            p <= p + 32'd1;
+            if (px == GW - 1) begin
+              px <= '0;
+              py <= py + 32'd1;
+            end else begin
+              px <= px + 32'd1;
+            end
+            if (p == NP - 1) begin
+              out_beat <= '0;
+              st <= E_OUT;
+            end
+          end else begin
+            rt <= rt + 32'd1;
+          end
+        end
+        E_OUT: if (m_axis_tready) begin
+          out_beat <= out_beat + 32'd1;
+          if (m_axis_tlast) st <= E_IDLE;
+        end
+        default: st <= E_IDLE;
+      endcase
+    end
+  end
+endmodule
+`default_nettype wire
