@@ -4,13 +4,15 @@
 `include "m3vit_axi_ports.svh"
 // Accelerator top (the RTL twin of the HLS top m3vit_accel): the ports Vitis gives the HLS top — ap_clk, ap_rst_n,
 // the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.interface), one AXI4 master per m_axi bundle
-// (gmem_w: weights and program, gmem_a: images and tokens, gmem_s: scratch and dumps) — and interrupt.
+// (gmem_w0/1/2: the weight pack through three ports, gmem_w0 also the program; gmem_a: images and tokens;
+// gmem_s: scratch and dumps) — and interrupt. gmem_w1 / gmem_w2 (the `weights1` / `weights2` aliases) stay
+// idle at this stage: the embedding's tensors come through gmem_w0; the striped linear unit will use all three.
 //
 // This stage runs the front of a frame (issue 13's foundation; rtl/README.md lists what is left):
-//   1. fetch the layer program's header over gmem_w (one burst) and check it against this build's parameters
+//   1. fetch the layer program's header over gmem_w0 (one burst) and check it against this build's parameters
 //      (magic, version, depth, task count) and the task register — a mismatch ends the run with no write;
 //   2. W8/A8 builds: fetch the patch embedding's tensors (patch.w, patch.b, pos, cls) at the program's offsets
-//      in the weight pack over gmem_w into patch_embed;
+//      in the weight pack over gmem_w0 into patch_embed;
 //   3. per frame: stream the frame from `images` over gmem_a into patch_embed and, when the program asks for the
 //      `image` dump (dump on, frame < dump_frames, d_image set), write it to scratch at d_image (frame-major,
 //      int32 per value, as the HLS top and the integer reference lay it out) over gmem_s; then run the patch
@@ -53,7 +55,9 @@ module m3vit_top
   output logic [1:0]                   s_axi_control_rresp,
   output logic                         s_axi_control_rvalid,
   input  wire logic                    s_axi_control_rready,
-  `M3VIT_AXI_MASTER(gmem_w, AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_w0, AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_w1, AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_w2, AXI_DATA_W),
   `M3VIT_AXI_MASTER(gmem_a, AXI_DATA_W),
   `M3VIT_AXI_MASTER(gmem_s, AXI_DATA_W)
 );
@@ -94,12 +98,18 @@ module m3vit_top
 
   // ---------------------------------------------------------------- AXI masters
   logic [63:0] prog_addr, img_addr, dump_addr, emb_addr;  // the sequencer's current burst addresses
-  logic [63:0] w_cmd_addr;   // gmem_w reader command: the program header, then each embedding tensor
+  logic [63:0] w_cmd_addr;   // gmem_w0 reader command: the program header, then each embedding tensor
   logic [31:0] w_cmd_beats;
-  `M3VIT_AXI_CONSTANTS(gmem_w, AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_w0, AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_w1, AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_w2, AXI_DATA_W)
   `M3VIT_AXI_CONSTANTS(gmem_a, AXI_DATA_W)
   `M3VIT_AXI_CONSTANTS(gmem_s, AXI_DATA_W)
-  `M3VIT_AXI_NO_WRITE(gmem_w)  // read only (weights, program)
+  `M3VIT_AXI_NO_WRITE(gmem_w0)  // read only (weights, program)
+  `M3VIT_AXI_NO_WRITE(gmem_w1)
+  `M3VIT_AXI_NO_WRITE(gmem_w2)
+  `M3VIT_AXI_NO_READ(gmem_w1, AXI_DATA_W)  // weight ports 1 and 2: the striped linear unit's, not used yet
+  `M3VIT_AXI_NO_READ(gmem_w2, AXI_DATA_W)
   `M3VIT_AXI_NO_WRITE(gmem_a)  // the token writer comes with the datapath that produces tokens
   `M3VIT_AXI_NO_READ(gmem_s, AXI_DATA_W)  // scratch is written only at this stage
 
@@ -110,9 +120,9 @@ module m3vit_top
     .ap_clk, .ap_rst_n,
     .cmd_valid(prog_cmd_valid), .cmd_ready(prog_cmd_ready), .cmd_addr(w_cmd_addr), .cmd_beats(w_cmd_beats),
     .busy(prog_busy), .resp_error(prog_err),
-    .arvalid(m_axi_gmem_w_arvalid), .arready(m_axi_gmem_w_arready), .araddr(m_axi_gmem_w_araddr),
-    .arlen(m_axi_gmem_w_arlen), .rvalid(m_axi_gmem_w_rvalid), .rready(m_axi_gmem_w_rready),
-    .rdata(m_axi_gmem_w_rdata), .rresp(m_axi_gmem_w_rresp), .rlast(m_axi_gmem_w_rlast),
+    .arvalid(m_axi_gmem_w0_arvalid), .arready(m_axi_gmem_w0_arready), .araddr(m_axi_gmem_w0_araddr),
+    .arlen(m_axi_gmem_w0_arlen), .rvalid(m_axi_gmem_w0_rvalid), .rready(m_axi_gmem_w0_rready),
+    .rdata(m_axi_gmem_w0_rdata), .rresp(m_axi_gmem_w0_rresp), .rlast(m_axi_gmem_w0_rlast),
     .m_axis_tdata(prog_tdata), .m_axis_tvalid(prog_tvalid), .m_axis_tready(1'b1), .m_axis_tlast(prog_tlast)
   );
 
@@ -225,7 +235,7 @@ module m3vit_top
   assign img_clear = state == S_IMG_CMD;
   assign emb_start = state == S_EMB_CMD;
 
-  // gmem_w reads: the header, then patch.w (tiled int8), patch.b (int32), pos (int32), cls (int16)
+  // gmem_w0 reads: the header, then patch.w (tiled int8), patch.b (int32), pos (int32), cls (int16)
   always_comb begin
     w_cmd_addr = prog_addr;
     w_cmd_beats = 32'(HDR_BEATS);
@@ -351,6 +361,6 @@ module m3vit_top
   end
   // no status register in the Vitis map: these are for testbenches and an ILA
   wire logic unused_status = program_error ^ axi_error;
-  wire logic unused_args = ^{arg(ARG_TOKENS), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
+  wire logic unused_args = ^{arg(ARG_TOKENS), arg(ARG_WEIGHTS1), arg(ARG_WEIGHTS2), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
 endmodule
 `default_nettype wire

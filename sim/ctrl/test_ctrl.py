@@ -114,7 +114,8 @@ if cocotb is not None:
         images = np.zeros((3, 1, 4, 4), dtype=np.int8)
         await run_blocking(driver.run, images)
         assert tb.starts == 2, f"3 frames in batches of 2 must start the core twice, it started {tb.starts} times"
-        want = {a.name: int(driver.buffers[a.name].device_address) for a in tb.itf.ARGS if a.kind == "mem"}
+        want = {a.name: int(driver.buffers[a.alias_of or a.name].device_address)
+                for a in tb.itf.ARGS if a.kind == "mem"}
         want.update(task=2, num_frames=1)  # the last batch holds one frame
         assert all(v >> 32 for k, v in want.items() if k not in ("task", "num_frames")), "addresses above 4 GiB"
         args = int(dut.args.value)
