@@ -93,7 +93,7 @@ def _bounds(x: np.ndarray) -> tuple[int, int]:
     return (int(x.min()), int(x.max())) if x.size else (0, 0)
 
 
-def _max_abs(x: np.ndarray) -> int:
+def max_abs(x: np.ndarray) -> int:
     lo, hi = _bounds(x)
     return max(-lo, hi)
 
@@ -141,8 +141,8 @@ def requantize(acc: np.ndarray, acc_frac: int, fmt: QFormat) -> np.ndarray:
 def checked_mul(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     """Elementwise int64 product; raises instead of wrapping when a product could exceed int64."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    if _max_abs(a) * _max_abs(b) > INT64_MAX:
-        raise FixedPointOverflow(f"product of |a| <= {_max_abs(a)} and |b| <= {_max_abs(b)} exceeds int64")
+    if max_abs(a) * max_abs(b) > INT64_MAX:
+        raise FixedPointOverflow(f"product of |a| <= {max_abs(a)} and |b| <= {max_abs(b)} exceeds int64")
     return a * b
 
 
@@ -151,8 +151,8 @@ def checked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     if b.size and a.size:
         col = np.abs(b).sum(axis=-2)  # |b| < 2^47 and at most 2^16 rows in every use: no int64 overflow here
-        if _max_abs(a) * int(col.max()) > INT64_MAX:
-            raise FixedPointOverflow(f"matrix product with |a| <= {_max_abs(a)} could exceed int64")
+        if max_abs(a) * int(col.max()) > INT64_MAX:
+            raise FixedPointOverflow(f"matrix product with |a| <= {max_abs(a)} could exceed int64")
     return a @ b
 
 

@@ -12,7 +12,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import hwconst
-from .fixed import QFormat, checked_matmul, checked_mul, div_round, isqrt, requantize_shift, round_shift, saturate
+from .fixed import (
+    INT64_MAX,
+    FixedPointOverflow,
+    QFormat,
+    checked_matmul,
+    checked_mul,
+    div_round,
+    isqrt,
+    max_abs,
+    requantize_shift,
+    round_shift,
+    saturate,
+)
 from .hwconst import (
     DELTA_FRAC,
     EXP_IN_FRAC,
@@ -142,8 +154,11 @@ def add(x: np.ndarray, x_frac: int, y: np.ndarray, y_frac: int, out: QFormat, co
         ) -> np.ndarray:
     """Residual add: align both exactly to the finer format, add, then round once into ``out``."""
     c = consts if consts is not None else hwconst.add_constants(x_frac, y_frac, out)
-    total = round_shift(x, -c["x_align"]) + round_shift(y, -c["y_align"])
-    return requantize_shift(total, c["shift"], out)
+    xa, ya = round_shift(x, -c["x_align"]), round_shift(y, -c["y_align"])
+    if max_abs(xa) + max_abs(ya) > INT64_MAX:  # numpy would wrap the sum silently
+        raise FixedPointOverflow(f"residual add of |x| up to {max_abs(xa)} and |y| up to {max_abs(ya)} "
+                                 f"would overflow int64")
+    return requantize_shift(xa + ya, c["shift"], out)
 
 
 def topk_lowest_index_ties(logits: np.ndarray, k: int) -> np.ndarray:
