@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from m3vit.configs import ModelConfig
-from m3vit.quant.pack import untile16
+from m3vit.quant.pack import logical_tensor, stored_tensor
 from m3vit.quant.spec import QuantSpec
 
 from .backends.reference import run_integer_backbone
@@ -27,11 +27,7 @@ def decode_payload(payload: bytes, manifest: dict) -> dict[str, np.ndarray]:
     for entry in manifest["tensors"]:
         if entry["name"].startswith("host."):
             continue  # the float heads stay on the host
-        shape = tuple(entry["stored_shape"])
-        arr = np.frombuffer(payload, dtype=np.dtype(entry["dtype"]), count=int(np.prod(shape)),
-                            offset=entry["offset"]).reshape(shape)
-        value = untile16(arr, tuple(entry["shape"])) if entry["layout"] == "tiled16" else arr
-        iparams[entry["name"]] = value.astype(np.int64)
+        iparams[entry["name"]] = logical_tensor(stored_tensor(payload, entry), entry)
     return iparams
 
 

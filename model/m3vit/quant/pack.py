@@ -131,6 +131,18 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
     return bin_path, manifest_path
 
 
+def stored_tensor(payload: bytes, entry: dict) -> np.ndarray:
+    """A tensor's bytes in the payload, as stored (tiled matrices stay tiled): the manifest entry says where."""
+    shape = tuple(entry["stored_shape"])
+    arr = np.frombuffer(payload, dtype=np.dtype(entry["dtype"]), count=int(np.prod(shape)), offset=entry["offset"])
+    return arr.reshape(shape)
+
+
+def logical_tensor(stored: np.ndarray, entry: dict) -> np.ndarray:
+    """An integer tensor in its logical shape (untiled), as the integer reference uses it."""
+    return (untile16(stored, tuple(entry["shape"])) if entry["layout"] == "tiled16" else stored).astype(np.int64)
+
+
 def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = None,
               expect_tasks: list[str] | tuple[str, ...] | None = None, expect_mode: str | None = None) -> Pack:
     """Load and validate a pack; every problem is a :class:`PackError` that names the field or tensor."""
@@ -194,15 +206,13 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
     iparams, heads = {}, {}
     formats = int_param_formats(spec, cfg)
     for entry in manifest["tensors"]:
-        name, dt, stored_shape = entry["name"], np.dtype(entry["dtype"]), tuple(entry["stored_shape"])
-        arr = np.frombuffer(payload, dtype=dt, count=int(np.prod(stored_shape)), offset=entry["offset"])
-        arr = arr.reshape(stored_shape)
+        name, arr = entry["name"], stored_tensor(payload, entry)
         if name.startswith("host.heads."):
             if not np.isfinite(arr).all():
                 raise PackError(f"tensor {name} holds non-finite values (NaN or Inf)")
             heads[name[len("host.heads."):]] = torch.from_numpy(arr.astype(np.float32))
             continue
-        value = (untile16(arr, tuple(entry["shape"])) if entry["layout"] == "tiled16" else arr).astype(np.int64)
+        value = logical_tensor(arr, entry)
         fmt = formats[name]
         lo = fmt.qmin + 1 if name in spec.weights else fmt.qmin
         if value.size and (int(value.min()) < lo or int(value.max()) > fmt.qmax):
@@ -214,4 +224,4 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
     return Pack(cfg, spec, iparams, heads, manifest)
 
 
-__all__ = ["Pack", "PackError", "read_pack", "tile16", "untile16", "write_pack"]
+__all__ = ["Pack", "PackError", "logical_tensor", "read_pack", "stored_tensor", "tile16", "untile16", "write_pack"]
