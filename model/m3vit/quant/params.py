@@ -97,8 +97,9 @@ def row_fracs_for(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[s
         b = np.abs(params[f"{op}.b"])
         if op == "patch":
             b = np.maximum(b, np.abs(params["pos"][1:]).max(axis=0))
-        out[f"{op}.w"] = weight_row_fracs(params[f"{op}.w"], b, spec.activations[src].frac,
-                                          spec.weights[f"{op}.w"].frac, spec.mode.weight_bits, spec.mode.bias_bits)
+        w_fmt = spec.weights[f"{op}.w"]
+        out[f"{op}.w"] = weight_row_fracs(params[f"{op}.w"], b, spec.activations[src].frac, w_fmt.frac, w_fmt.bits,
+                                          spec.mode.bias_bits)
     return out
 
 
