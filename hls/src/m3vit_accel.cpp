@@ -37,6 +37,18 @@ static int64_t gates[EXPERTS][EROWS];
 static int counts[EXPERTS];
 static w_t ln_g[DIM];
 static bias_t ln_b[DIM];
+// Per-row weight scales (NUMERICS.md §3): the current op's per-output-channel requantize shifts, and
+// the current layer's row-shift table (pack offsets of each linear's int8 shift vector; NO_ROW_SHIFT
+// throughout for a per-tensor program, whose ops use their descriptor's one shift).
+static int8_t row_shift[N_MAX];
+static uint32_t rs_patch = NO_ROW_SHIFT;
+static uint32_t RS[RS_LAYER_WORDS];
+
+// Offset of the shift vector of row-shift field f (of matrix `index` of a stack), or NO_ROW_SHIFT.
+inline uint32_t rs_at(int f, uint32_t index = 0, int stride_f = -1) {
+    if (RS[f] == NO_ROW_SHIFT) return NO_ROW_SHIFT;
+    return stride_f < 0 ? RS[f] : RS[f] + index * RS[stride_f];
+}
 
 inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) {
     if (base != NO_DUMP) mem_put(dump, base + uint32_t(index) * 4, 4, value);
@@ -57,7 +69,9 @@ enum EpiKind { EPI_STORE_ACT, EPI_STORE_LOGIT, EPI_GELU, EPI_RESIDUAL, EPI_GATE_
 
 struct Epilogue {
     EpiKind kind;
-    int shift;                  // accumulator → the op's output format
+    int shift;                  // accumulator → the op's output format (per-tensor weight scales)
+    uint32_t rs_off;            // per-row weight scales: pack offset of the op's shift vector (else NO_ROW_SHIFT)
+    bool per_row;               // set by linear_unit once row_shift[] holds that vector
     act_t* y;                   // STORE_ACT, GELU: output rows of `stride`
     int stride;
     int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU
@@ -74,10 +88,11 @@ struct Epilogue {
     int d_cols;
 
     void operator()(int r, int n, int64_t acc) {
+        const int sh = per_row ? int(row_shift[n]) : shift;  // output channel n's requantize shift
         switch (kind) {
             case EPI_STORE_ACT:
             case EPI_STORE_LOGIT: {
-                const int64_t v = requantize(acc, shift, kind == EPI_STORE_ACT ? ACT_BITS : INTERNAL_BITS);
+                const int64_t v = requantize(acc, sh, kind == EPI_STORE_ACT ? ACT_BITS : INTERNAL_BITS);
                 if (kind == EPI_STORE_ACT)
                     y[int64_t(r) * stride + n] = act_t(v);
                 else
@@ -86,7 +101,7 @@ struct Epilogue {
                 break;
             }
             case EPI_GELU: {
-                const int64_t z = requantize(acc, shift, INTERNAL_BITS);
+                const int64_t z = requantize(acc, sh, INTERNAL_BITS);
                 const int64_t g = gelu(z, in_frac, gelu_shift, ACT_BITS);
                 y[int64_t(r) * stride + n] = act_t(g);
                 dump_put(dump, d0, (row0 + r) * d_cols + n, z);
@@ -94,7 +109,7 @@ struct Epilogue {
                 break;
             }
             case EPI_RESIDUAL: {
-                const int64_t b = requantize(acc, shift, RESID_BITS);
+                const int64_t b = requantize(acc, sh, RESID_BITS);
                 const int64_t i = int64_t(r) * DIM + n;
                 const int64_t s = requantize(shl(int64_t(res_in[i]), x_lsh) + shl(b, y_lsh), add_shift, RESID_BITS);
                 res_out[i] = res_t(s);
@@ -103,7 +118,7 @@ struct Epilogue {
                 break;
             }
             case EPI_GATE_ACC: {
-                const int64_t v = requantize(acc, shift, RESID_BITS);
+                const int64_t v = requantize(acc, sh, RESID_BITS);
                 const int64_t i = int64_t(tokens[r]) * DIM + n;
                 moe_acc[i] = sint<64>(int64_t(moe_acc[i]) + gate[r] * v);
                 dump_put(dump, d0, (row0 + r) * DIM + n, v);
@@ -112,7 +127,7 @@ struct Epilogue {
             case EPI_EMBED: {
                 const int f = r / N_PATCH, p = r % N_PATCH;
                 const int64_t pos = mem_int(wmem, pos_off + uint32_t(p * DIM + n) * BIAS_BYTES, BIAS_BYTES);
-                x_res[int64_t(f * N_TOK + 1 + p) * DIM + n] = res_t(requantize(acc + pos, shift, RESID_BITS));
+                x_res[int64_t(f * N_TOK + 1 + p) * DIM + n] = res_t(requantize(acc + pos, sh, RESID_BITS));
                 break;
             }
         }
@@ -123,6 +138,8 @@ Epilogue epi_of(EpiKind kind, int shift, word_t* dump, uint32_t d0, int d_cols) 
     Epilogue e = {};
     e.kind = kind;
     e.shift = shift;
+    e.rs_off = NO_ROW_SHIFT;
+    e.per_row = false;
     e.dump = dump;
     e.d0 = d0;
     e.d1 = NO_DUMP;
@@ -158,6 +175,14 @@ Epilogue epi_residual(const res_t* x, res_t* y, int shift, int x_lsh, int y_lsh,
 void linear_unit(WEIGHT_PORT_PARAMS, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
                  int x_stride, const uint16_t* gather, int rows, Epilogue& epi) {
 #pragma HLS INLINE off
+    epi.per_row = epi.rs_off != NO_ROW_SHIFT;
+    if (epi.per_row) {  // the op's per-channel shifts, read from the pack like its bias (one byte each)
+    LOAD_ROW_SHIFTS:
+        for (int n = 0; n < n_out; ++n) {
+#pragma HLS PIPELINE II = 1
+            row_shift[n] = int8_t(mem_int(weights, epi.rs_off + uint32_t(n), 1));
+        }
+    }
     linear_ddr(WEIGHT_PORT_ARGS, w_off, b_off, n_out, k_in, x, x_stride, gather, rows, epi);
 }
 
@@ -186,6 +211,7 @@ EMBED_IM2COL:
     Epilogue epi = epi_of(EPI_EMBED, sfield(hdr[H_PATCH_SHIFT]), dump, NO_DUMP, DIM);
     epi.wmem = weights;
     epi.pos_off = hdr[H_POS];
+    epi.rs_off = rs_patch;
     linear_unit(WEIGHT_PORT_ARGS, hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patches, PATCH_K, nullptr, frames * N_PATCH,
                 epi);
 EMBED_CLS:
@@ -215,12 +241,14 @@ void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, int frames, word_t* dump) 
     const int rows = frames * N_TOK;
     const int op_w[3] = {L_Q_W, L_K_W, L_V_W};
     const uint32_t op_d[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
+    const int op_rs[3] = {RS_L_Q_RS, RS_L_K_RS, RS_L_V_RS};
     act_t* bufs[3] = {q_buf, k_buf, v_buf};
 QKV:
     for (int i = 0; i < 3; ++i) {
         Epilogue epi = epi_of(EPI_STORE_ACT, sfield(L[op_w[i] + 2]), dump, op_d[i], DIM);
         epi.y = bufs[i];
         epi.stride = DIM;
+        epi.rs_off = rs_at(op_rs[i]);
         linear_unit(WEIGHT_PORT_ARGS, L[op_w[i]], L[op_w[i] + 1], DIM, DIM, h_ln, DIM, nullptr, rows, epi);
     }
     const AttentionParams p = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
@@ -235,20 +263,24 @@ HEADS:
         }
     Epilogue epi = epi_residual(x_res, x_mid, sfield(L[L_PROJ_SHIFT]), sfield(L[L_MID_X_LSH]),
                                 sfield(L[L_MID_Y_LSH]), sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ], L[L_D_MID]);
+    epi.rs_off = rs_at(RS_L_PROJ_RS);
     linear_unit(WEIGHT_PORT_ARGS, L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, a_buf, DIM, nullptr, rows, epi);
 }
 
 void dense_mlp(WEIGHT_PORT_PARAMS, const uint32_t* L, int rows, word_t* dump) {
     Epilogue g = epi_gelu(hid, sfield(L[L_FC1_SHIFT]), sfield(L[L_GELU_IN_FRAC]), sfield(L[L_GELU_SHIFT]), dump,
                           L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
+    g.rs_off = rs_at(RS_L_FC1_RS);
     linear_unit(WEIGHT_PORT_ARGS, L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, h_ln, DIM, nullptr, rows, g);
     Epilogue r = epi_residual(x_mid, x_res, sfield(L[L_FC2_SHIFT]), sfield(L[L_OUT_X_LSH]), sfield(L[L_OUT_Y_LSH]),
                               sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
+    r.rs_off = rs_at(RS_L_FC2_RS);
     linear_unit(WEIGHT_PORT_ARGS, L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, hid, HIDDEN_MAX, nullptr, rows, r);
 }
 
 void moe_mlp(WEIGHT_PORT_PARAMS, const uint32_t* L, uint32_t task, int rows, word_t* dump) {
     Epilogue gs = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), dump, L[L_D_GATE], EXPERTS);
+    gs.rs_off = rs_at(RS_L_GATE_RS, task, RS_L_GATE_RS_STRIDE);
     linear_unit(WEIGHT_PORT_ARGS, L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS,
                DIM, h_ln, DIM, nullptr, rows, gs);
     route_tokens<EXPERTS, EROWS>(logits, rows, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue, gates, counts);
@@ -268,9 +300,11 @@ EXPERTS_LOOP:
         const uint32_t w2 = L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE], b2 = L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE];
         Epilogue g = epi_gelu(hid, sfield(L[L_E1_SHIFT]), sfield(L[L_EGELU_IN_FRAC]), sfield(L[L_EGELU_SHIFT]), dump,
                               L[L_D_E1], L[L_D_EGELU], row0, EXPERT_HIDDEN);
+        g.rs_off = rs_at(RS_L_E1_RS, uint32_t(e), RS_L_E1_RS_STRIDE);
         linear_unit(WEIGHT_PORT_ARGS, w1, b1, EXPERT_HIDDEN, DIM, h_ln, DIM, queue[e], counts[e], g);
         Epilogue a = epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), dump, L[L_D_E2], DIM);
         a.tokens = queue[e];
+        a.rs_off = rs_at(RS_L_E2_RS, uint32_t(e), RS_L_E2_RS_STRIDE);
         a.gate = gates[e];
         a.row0 = row0;
         linear_unit(WEIGHT_PORT_ARGS, w2, b2, DIM, EXPERT_HIDDEN, hid, HIDDEN_MAX, nullptr, counts[e], a);
@@ -299,6 +333,10 @@ void m3vit_accel(M3V_TOP_ARGS) {
 #pragma HLS ALLOCATION function instances = linear_unit limit = 1
     uint32_t hdr[HEADER_WORDS];
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
+    // A per-row program (NUMERICS.md §3) carries the row-shift table after the layer descriptors.
+    const bool per_row = hdr[H_VERSION] == uint32_t(PROGRAM_VERSION_PER_ROW);
+    const uint32_t rs_base = uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS);
+    rs_patch = per_row ? mem_u32(program, rs_base + RS_PATCH_RS) : NO_ROW_SHIFT;
     const uint32_t frame_in_bytes = IN_CH * IMG_H * IMG_W * ACT_BYTES;
     const uint32_t frame_out_bytes = N_TOK * DIM * RESID_BYTES;
     // Dumps cover every frame of a run, up to the dump_frames frames the scratch layout was sized for:
@@ -323,6 +361,9 @@ FRAME_BATCHES:
                 const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + l * LAYER_WORDS + i));
                 L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
+            for (int i = 0; i < RS_LAYER_WORDS; ++i)
+                RS[i] = per_row ? mem_u32(program, rs_base + RS_HEADER_WORDS + uint32_t(l * RS_LAYER_WORDS + i))
+                                : NO_ROW_SHIFT;
             layer_norm(weights, L, L_LN1_G, x_res, rows, dump, L[L_D_LN1]);
             attention(WEIGHT_PORT_ARGS, L, frames, dump);
             layer_norm(weights, L, L_LN2_G, x_mid, rows, dump, L[L_D_LN2]);

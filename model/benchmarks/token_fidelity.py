@@ -4,7 +4,8 @@
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of
-Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model, mode and weight scales (per tensor, per row): token max/mean absolute error of
+Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model, mode and weight scales (per tensor, per
+row): token max/mean absolute error of
 the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
 tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
 of ``m3vit.quant.fidelity_options`` on the same images.

@@ -13,18 +13,13 @@ from m3vit.quant.fixed import QFormat, format_for, quantize, quantize_rows, requ
 from m3vit.quant.hwmanifest import require_per_tensor, weight_scales
 from m3vit.quant.pack import PACK_VERSION, PACK_VERSION_PER_ROW, PackError, read_pack, write_pack
 from m3vit.quant.params import weight_row_fracs
-from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.quantize import QuantizedModel
 from m3vit.quant.spec import QuantSpec, linear_weight_names
 
 
 @pytest.fixture(scope="module")
-def spec_rows(micro_model, images):
-    return calibrate(micro_model, images, "w8a8", weight_scales="per-row")
-
-
-@pytest.fixture(scope="module")
-def qrows(micro_model, spec_rows):
-    return QuantizedModel.build(micro_model, spec_rows)
+def spec_rows(qrows):
+    return qrows.spec
 
 
 # Row maxima drawn near powers of two (within a few half-steps of 2^e), where a format can saturate.
