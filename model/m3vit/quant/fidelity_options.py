@@ -173,6 +173,14 @@ def _all_act16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec
     return c.widen(spec, points=[p for p, cls in activation_points(c.cfg).items() if cls == "act"]), params
 
 
+def _w16a16_experts8(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    """W16/A16 everywhere but the expert matrices (the bulk of the weight traffic), which stay 8-bit."""
+    spec = c.spec("w16a16")
+    for n in _weights(c.cfg, (".e1.w", ".e2.w")):
+        spec.weights[n] = format_for(c.weight_ranges[n], 8)
+    return spec, params
+
+
 @dataclass(frozen=True)
 class Option:
     changes: tuple[Callable, ...]
@@ -224,6 +232,11 @@ OPTIONS: dict[str, Option] = {
                                  "requantize: one more DSP product per output"),
     "per_row+all_act16": Option((_weights_per_row, _all_act16), "reference: weights_per_row with every matmul "
                                 "input at 16 bits (W8/A16)", "no INT8 packing"),
+    "per_row_multiplier+moe_ln2_16": Option((_per_row_multiplier, _moe_ln2_16), "SIMULATED: per_row_multiplier "
+                                            "with moe_ln2_16", "both of the above"),
+    "w16a16_experts8_per_row": Option((_w16a16_experts8, _weights_per_row), "reference: W16/A16 but 8-bit expert "
+                                      "matrices, per-row weight scales",
+                                      "16-bit datapath except the experts' INT8 weights (W8xA16 expert MACs)"),
     "all_weights16": Option((_all_weights16,), "reference: every weight at 16 bits (W16/A8)",
                             "twice the weight memory and traffic; no INT8 packing"),
     "all_act16": Option((_all_act16,), "reference: every matmul input at 16 bits (W8/A16)", "no INT8 packing"),
