@@ -187,3 +187,26 @@ def test_bad_row_formats_are_refused(row_pack, change, match):
     _rewrite(manifest, change)
     with pytest.raises(PackError, match=match):
         read_pack(manifest)
+
+
+def test_qat_with_per_row_scales_keeps_the_contract(micro_model, qrows, images):
+    """Brevitas QAT with the per-channel power-of-two quantizer: weights keep one constant scale per row
+    (2^-f_r), training runs, and the fine-tuned model re-calibrates into a per-row pack."""
+    import warnings
+
+    from m3vit.data import build_dataset
+    from m3vit.quant.brevitas_model import BrevitasBackbone, qat_finetune
+    from m3vit.quant.quantize import calibrate
+
+    warnings.filterwarnings("ignore", module="brevitas")
+    bb = BrevitasBackbone(micro_model, qrows.spec)
+    scale = bb.linear("l1.e1", 3).quant_weight().scale.view(-1)
+    assert torch.equal(scale.double(), torch.from_numpy(np.ldexp(1.0, -qrows.spec.row_fracs["l1.e1.w"][3])))
+    x = torch.from_numpy(images[:2]).float()
+    back = bb.write_back(micro_model)  # no training: the float model comes back unchanged
+    torch.testing.assert_close(back(x, "depth"), micro_model(x, "depth"), rtol=1e-4, atol=1e-5)
+    data = build_dataset("synthetic", "train", micro_model.cfg, length=8)
+    tuned, losses = qat_finetune(micro_model, qrows.spec, data, steps=2, lr=1e-3, batch_size=4)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    spec = calibrate(tuned, images, "w8a8", weight_scales="per-row")
+    assert QuantizedModel.build(tuned, spec).spec.weight_scales == "per-row"
