@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from m3vit.checkpoint import load_model
+from m3vit.cli.common import check_data_args, sample_count
 from m3vit.configs import ModelConfig, TaskSpec
 from m3vit.data import build_dataset, first_images
 
@@ -27,7 +28,7 @@ from .runtime import STAGES, Runtime, open_runtime
 
 
 def _options(args: argparse.Namespace) -> BackendOptions:
-    for name in ("batch_size", "device_frames", "frames", "num_samples", "worst"):
+    for name in ("batch_size", "device_frames", "frames", "worst"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "worst" else 1):
             raise HostError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -104,11 +105,13 @@ def _golden(args: argparse.Namespace, cfg: ModelConfig):
 
 @torch.no_grad()
 def run_compare(args: argparse.Namespace) -> dict:
+    check_data_args(args)
     with _open(args, args.backend) as rt:
         cfg = rt.cfg
         model = _golden(args, cfg)
         tasks = _tasks(args, cfg)
-        dataset = build_dataset(args.data, args.split, cfg, args.data_root, args.num_samples, seed=args.data_seed)
+        dataset = build_dataset(args.data, args.split, cfg, args.data_root, sample_count(args, "val_samples"),
+                                seed=args.data_seed or 0)
         agreements = {t.name: TaskAgreement(t, args.worst) for t in tasks}
         qmodel = rt.pack.quantized_model() if rt.backend.produces == "tokens" and args.backend != "reference" \
             else None
