@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from m3vit.checkpoint import load_model
 from m3vit.cli.common import check_data_args, sample_count
+from m3vit.cli.outputs import staged_files
 from m3vit.configs import ModelConfig, TaskSpec
 from m3vit.data import build_dataset, first_images
 
@@ -23,7 +24,7 @@ from .agreement import TaskAgreement
 from .backends import BACKENDS, BackendOptions
 from .errors import HostError
 from .images import find_images, read_image
-from .outputs import colourise, save_png, staged_output
+from .outputs import colourise, save_png
 from .runtime import STAGES, Runtime, open_runtime
 
 
@@ -69,7 +70,7 @@ def run_infer(args: argparse.Namespace) -> dict:
         pictures = [read_image(p, rt.cfg, args.resize) for p in paths]  # every input checked before any output
         names = _unique_names(paths)
         totals: dict[str, float] = defaultdict(float)
-        with staged_output(args.out) as stage:
+        with staged_files(args.out) as stage:
             bar = tqdm(total=len(paths) * len(tasks), desc=f"infer ({args.backend})", disable=args.no_progress,
                        unit="frame")
             for start in range(0, len(pictures), args.batch_size):
@@ -142,7 +143,7 @@ def run_compare(args: argparse.Namespace) -> dict:
                    "timings_ms_per_frame": _ms_per_frame(totals, frames)}
         if qmodel is not None:
             summary["tokens_vs_integer_reference"] = {"differing_values": token_diff, "values": token_total}
-        with staged_output(args.out) as stage:
+        with staged_files(args.out) as stage:
             pictures = [report.plot_side_by_side(a, args.backend, stage / f"{n}_side_by_side.png").name
                         for n, a in agreements.items()]
             pictures.append(report.plot_error_histograms(agreements, args.backend, stage / "error_histograms.png")
@@ -187,7 +188,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 results[name][task.name] = {"frames": len(images), "frames_per_s": len(images) / wall,
                                             "ms_per_frame": _ms_per_frame(totals, len(images))}
     summary = {"pack": str(args.pack), "batch_size": args.batch_size, "results": results}
-    with staged_output(args.out) as stage:
+    with staged_files(args.out) as stage:
         report.plot_bench(results, stage / "bench.png")
         (stage / "bench.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{'backend':>10} {'task':>10} {'frames/s':>9} " + " ".join(f"{s + ' ms':>15}" for s in STAGES))
