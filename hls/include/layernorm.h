@@ -22,7 +22,7 @@ struct LayerNormParams {
 // (LN_LANES features per cycle). Gain / bias are read through accessors so the same kernel serves
 // on-chip arrays (the top) and plain int64 vectors (the op-level tests).
 struct LnBeat {  // LN_LANES narrowed input features, stats → norm
-    int64_t v[LN_LANES];
+    sint<LN_IN_BITS> v[LN_LANES];
 };
 struct LnSums {
     int64_t s1, s2;
@@ -46,7 +46,7 @@ LN_STATS:
 #pragma HLS UNROLL
             const int i = b * LN_LANES + l;
             const int64_t v = i < d ? saturate(round_shift(int64_t(x[int64_t(r) * d + i]), p.in_shift), LN_IN_BITS) : 0;
-            beat.v[l] = v;
+            beat.v[l] = sint<LN_IN_BITS>(v);
             s1l[l] = (b == 0 ? 0 : s1l[l]) + v;
             s2l[l] = (b == 0 ? 0 : s2l[l]) + v * v;
         }
@@ -92,7 +92,7 @@ LN_NORM:
 #pragma HLS UNROLL
             const int i = b * LN_LANES + l;
             if (i < d) {
-                const int64_t centred = int64_t(d) * beat.v[l] - sc.s1;
+                const int64_t centred = int64_t(d) * int64_t(beat.v[l]) - sc.s1;
                 const int64_t norm = round_shift(centred * sc.recip, LN_RECIP_FRAC - LN_NORM_FRAC);
                 y[int64_t(r) * d + i] = Y_T(requantize(norm * int64_t(gain[i]) + int64_t(bias[i]), p.out_shift, p.out_bits));
             }

@@ -41,9 +41,10 @@ class HlsParams:
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
         """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
-        DSP, so its array is half as wide to stay within the xczu7ev's DSP48E2 count."""
+        DSP, so its array is half as wide, and its Q·Kᵀ (unpacked) has 4 lanes, to stay within the xczu7ev's
+        DSP48E2 count."""
         name = mode if isinstance(mode, str) else mode.name
-        return cls() if name == "w8a8" else cls(mac_cols=32)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:

@@ -60,13 +60,14 @@ def run(cfg: ModelConfig, mode: PrecisionMode, pt: Point, routing: perf.Routing,
 
 
 def explore(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_for, batches=(1, 2, 4, 8)) -> list:
-    """Fitting parameter sets with the proposed schedule and three weight ports, best first (ms per frame)."""
+    """Fitting parameter sets with the next-step schedule (as built + frame overlap) and three weight ports, best
+    first (ms per frame)."""
     out = []
     for (mr, mc), aol, lanes, ln, b in itertools.product(SHAPES, (False, True), (4, 8, 16), (16, 32), batches):
         if aol and lanes != 8:
             continue
-        pt = Point("", HlsParams(mac_rows=mr, mac_cols=mc, attn_lanes=lanes, batch=b), perf.PROPOSED_PLATFORM,
-                   dataclasses.replace(perf.PROPOSED, attention_on_linear=aol, ln_lanes=ln))
+        pt = Point("", HlsParams(mac_rows=mr, mac_cols=mc, attn_lanes=lanes, batch=b, ln_lanes=ln),
+                   perf.PROPOSED_PLATFORM, dataclasses.replace(perf.PROPOSED, attention_on_linear=aol, ln_lanes=ln))
         if not fits(cfg, mode, pt):
             continue
         fm = run(cfg, mode, pt, routing, units_for(pt.params))
@@ -80,7 +81,7 @@ def explore(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_
 def describe(pt: Point) -> str:
     p, s = pt.params, pt.schedule
     att = "attention on the array" if s.attention_on_linear else f"attention unit P={p.attn_lanes}"
-    return f"{p.mac_rows}x{p.mac_cols} array, {att}, LN {s.ln_lanes} lanes"
+    return f"{p.mac_rows}x{p.mac_cols} array, {att}, LN {s.ln_lanes or p.ln_lanes} lanes"
 
 
 def design_points(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_for) -> list[Point]:
@@ -92,20 +93,20 @@ def design_points(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, 
     return [
         Point("as built, batch 1", dataclasses.replace(built, batch=1), perf.AS_BUILT_PLATFORM, perf.AS_BUILT),
         Point(f"as built, batch {built.batch}", built, perf.AS_BUILT_PLATFORM, perf.AS_BUILT),
-        Point("HLS design + proposed schedule, batch 1", dataclasses.replace(built, batch=1), p, perf.PROPOSED),
+        Point(f"next step (frame overlap), batch {built.batch}", built, p, perf.PROPOSED),
         Point(f"best latency (explored: {describe(lat)}), batch 1", lat.params, p, lat.schedule),
         Point(f"best throughput (explored: {describe(thr)}), batch {thr.params.batch}", thr.params, p, thr.schedule),
     ]
 
 
 def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_for) -> list[dict]:
-    """One switch at a time around the HLS design with the proposed schedule, batch 1, 300 MHz."""
-    base = Point("baseline", dataclasses.replace(HlsParams.for_mode(mode), batch=1), perf.PROPOSED_PLATFORM,
-                 perf.PROPOSED)
+    """One switch at a time around the HLS design as built, batch 1, 300 MHz."""
+    base = Point("baseline", dataclasses.replace(HlsParams.for_mode(mode), batch=1), perf.AS_BUILT_PLATFORM,
+                 perf.AS_BUILT)
     s, p = base.schedule, base.params
     w16 = get_mode("w16a16")
     cases: list[tuple[str, str, Point, PrecisionMode]] = [
-        ("baseline", "HLS params, proposed schedule, 3 weight ports", base, mode),
+        ("baseline", "as built: HLS params and schedule, 3 weight ports", base, mode),
         ("attention reordering", "off: one query row in flight", dataclasses.replace(
             base, schedule=dataclasses.replace(s, attention_reorder=False)), mode),
         ("K/V", "re-read from DDR per query group", dataclasses.replace(
@@ -125,8 +126,14 @@ def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, unit
             base, schedule=dataclasses.replace(s, attention_on_linear=True)), mode),
         ("weight ports", "1 HP port", dataclasses.replace(base, platform=perf.Platform()), mode),
         ("weight ports", "2 HP ports", dataclasses.replace(base, platform=perf.Platform(weight_ports=2)), mode),
-        ("schedule", "as built (element-wise 1/cycle, no cross-op prefetch, ...)", dataclasses.replace(
-            base, schedule=perf.AS_BUILT), mode),
+        ("schedule", "loader per op (each op's first block exposed)", dataclasses.replace(
+            base, schedule=dataclasses.replace(s, cross_op_prefetch=False)), mode),
+        ("schedule", "no head overlap (Q/K/V, then attention)", dataclasses.replace(
+            base, schedule=dataclasses.replace(s, head_overlap=False)), mode),
+        ("schedule", "element-wise loops 1 value / cycle", dataclasses.replace(
+            base, schedule=dataclasses.replace(s, elementwise_lanes=1, pixel_lanes=1, beat_token_out=False)), mode),
+        ("schedule", "all three (the schedule before the loader ran ahead)", dataclasses.replace(
+            base, schedule=perf.PREVIOUS), mode),
     ]
     cases += [("MAC array", f"{mr}x{mc}", dataclasses.replace(
         base, params=dataclasses.replace(p, mac_rows=mr, mac_cols=mc)), mode) for mr, mc in SHAPES]
