@@ -196,26 +196,28 @@ inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in) {
 }
 
 // `count` little-endian values of `nbytes` from byte `off` (16-aligned: pack tensors are 64-aligned),
-// one 128-bit beat per cycle from each weight port.
+// one 128-bit beat per cycle from each weight port (beat i through port i mod WEIGHT_PORTS).
 template <class T>
 void load_vector(WEIGHT_PORT_PARAMS, uint32_t off, int nbytes, int count, T* out) {
     const int per_beat = BEAT_BYTES / nbytes, beats = ceil_div(count, per_beat);
-    const word_t* ports[WEIGHT_PORTS] = {WEIGHT_PORT_ARGS};
+    const uint32_t first = off / BEAT_BYTES;
 VECTOR_BEATS:
     for (int i0 = 0; i0 < beats; i0 += WEIGHT_PORTS) {
 #pragma HLS PIPELINE II = 1
+        word_t g[WEIGHT_PORTS];
+#pragma HLS ARRAY_PARTITION variable = g complete
+        g[0] = weights[first + uint32_t(i0)];
+        g[1] = i0 + 1 < beats ? weights1[first + uint32_t(i0 + 1)] : word_t();
+        g[2] = i0 + 2 < beats ? weights2[first + uint32_t(i0 + 2)] : word_t();
         for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-            if (i0 + u < beats) {
-                const word_t w = ports[u][off / BEAT_BYTES + uint32_t(i0 + u)];
-                for (int j = 0; j < BEAT_BYTES / 1; ++j) {
+            for (int j = 0; j < BEAT_BYTES; ++j) {
 #pragma HLS UNROLL
-                    const int i = (i0 + u) * per_beat + j;
-                    if (j < per_beat && i < count) {
-                        uint64_t v = word_get(w, j * nbytes * 8, nbytes * 8);
-                        if (nbytes < 8 && (v >> (nbytes * 8 - 1)) & 1) v |= ~uint64_t(0) << (nbytes * 8);
-                        out[i] = T(int64_t(v));
-                    }
+                const int i = (i0 + u) * per_beat + j;
+                if (j < per_beat && i < count) {
+                    uint64_t v = word_get(g[u], j * nbytes * 8, nbytes * 8);
+                    if (nbytes < 8 && (v >> (nbytes * 8 - 1)) & 1) v |= ~uint64_t(0) << (nbytes * 8);
+                    out[i] = T(int64_t(v));
                 }
             }
         }

@@ -189,4 +189,5 @@ def test_weight_loader_runs_ahead_across_ops(sim, rng, rows):
 
 def test_weight_loader_refuses_a_chain_it_cannot_hold(sim):
     with pytest.raises(Exception, match="1 to 16 ops"):
-        sim.linear_chain(np.zeros((2, 16), np.int64), [np.zeros((16, 16), np.int64)] * 17, [np.zeros(16, np.int64)] * 17)
+        sim.linear_chain(np.zeros((2, 16), np.int64), [np.zeros((16, 16), np.int64)] * 17,
+                         [np.zeros(16, np.int64)] * 17)

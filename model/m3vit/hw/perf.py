@@ -236,8 +236,10 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     blocks, kslices = len(sizes), math.ceil(k / p.mac_cols)
     block_w = [rows_ * (k * env.wbytes + env.bias_bytes) for rows_ in sizes]
     load = [w / env.plat.weight_bytes_per_cycle for w in block_w]
-    # each block is one pipelined loop: its trip count plus the array's and the epilogue's depth (drain)
-    depth = mac.depth + env.units["requant"].depth + epi_depth
+    # each block is one pipelined loop (linear.h mac_block): its trip count plus the loop's pipeline depth
+    # (ARRAY_LATENCY, the depth the code assumes; the RTL tile's measured latency includes its k accumulation,
+    # which the trip count already has) and the epilogue's
+    depth = ARRAY_LATENCY + env.units["requant"].depth + epi_depth
     compute_per_block = max(rows, ARRAY_LATENCY) * kslices * mac.ii
     macs = rows * n_out * k
     if env.tiles == 1:
@@ -338,7 +340,7 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
     """
     cfg, p, mac = env.cfg, env.p, env.units["mac_tile"]
     h, d = cfg.expert_hidden, cfg.dim
-    depth = mac.depth + env.units["requant"].depth
+    depth = ARRAY_LATENCY + env.units["requant"].depth  # per block, as in linear()
     bw = env.plat.weight_bytes_per_cycle
     # (blocks, k-slices, bytes per block) of fc1 and fc2: each streams through the linear unit block by block
     calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), p.mac_rows * (d * env.wbytes + env.bias_bytes)),

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 
 from ..configs import ModelConfig
-from ..quant.spec import PrecisionMode
 from ..quant.intops import LN_IN_BITS
+from ..quant.spec import PrecisionMode
 from .hls_config import HlsParams, pack_chunk
 
 DEVICE = {"part": "xczu7ev-ffvc1156-2-e", "dsp": 1728, "bram36": 312, "uram": 96}
@@ -81,8 +81,8 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"acc[token] += gate · y, one output block per update; cleared and finished {p.mac_rows} per cycle"),
         Kernel("activations: residual stream", 0, 0, 2 * uram(p.mac_rows * rb, rows * cfg.dim // p.mac_rows),
                "x and mid, written one output block at a time by the epilogue"),
-        Kernel("activations: position table", 0, 0,
-               uram(p.mac_rows * mode.bias_bits, cfg.num_patches * cfg.dim // p.mac_rows),
+        Kernel("activations: position table", 0,
+               bram36(p.mac_rows * mode.bias_bits, cfg.num_patches * cfg.dim // p.mac_rows), 0,
                "added by the patch embedding's epilogue, one output block per cycle"),
         Kernel("activations: array feeds", 0, 0,
                2 * uram(feed, rows * cfg.dim // p.mac_cols)

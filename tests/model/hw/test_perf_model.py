@@ -11,7 +11,7 @@ import pytest
 from m3vit.configs import get_config
 from m3vit.flops import backbone_macs
 from m3vit.hw import perf
-from m3vit.hw.hls_config import HlsParams
+from m3vit.hw.hls_config import ARRAY_LATENCY, HlsParams
 from m3vit.quant.spec import get_mode
 
 W8 = get_mode("w8a8")
@@ -41,7 +41,7 @@ def test_linear_trip_counts_and_prefetch(micro):
     # compute-bound blocks, the loader ahead across ops (fc1's first block loads during proj and LN2): the op is
     # its compute plus each block's pipeline drain, no load exposed
     assert fc1.compute > fc1.load
-    drain = sum(fm.units[u].depth for u in ("mac_tile", "requant", "gelu"))
+    drain = ARRAY_LATENCY + sum(fm.units[u].depth for u in ("requant", "gelu"))
     assert fc1.cycles - fc1.compute == pytest.approx(blocks * drain)
     per_op = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.AS_BUILT_PLATFORM,
                               dataclasses.replace(perf.AS_BUILT, cross_op_prefetch=False))
@@ -56,7 +56,7 @@ def test_only_a_regions_first_block_waits_for_ddr(micro):
     p = HlsParams(mac_rows=32, mac_cols=32, batch=1)
     fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro))
     proj = next(o for o in fm.ops if o.layer == 0 and o.name == "proj")
-    drain = sum(fm.units[u].depth for u in ("mac_tile", "requant"))
+    drain = ARRAY_LATENCY + fm.units["requant"].depth
     first = 32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle
     blocks = math.ceil(micro.dim / 32)
     assert proj.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles + proj.compute
