@@ -417,7 +417,8 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
     # HEADS: a dataflow loop; head h's Q, K, V rows (two blocks each at HEAD_DIM 64) on the array while the
     # attention unit works on head h-1 (head_overlap); off: Q/K/V first, then the attention
     env.start_region()
-    qkv = linear(env, layer, "qkv", 3 * d, d, rows, split=3 * h)
+    # (attention on the array — an explored design, not the code — keeps Q, K, V whole)
+    qkv = linear(env, layer, "qkv", 3 * d, d, rows, split=1 if s.attention_on_linear else 3 * h)
     att = attention(env, layer)
     if s.head_overlap and not s.attention_on_linear:
         both = qkv.cycles / h + (h - 1) * max(qkv.cycles, att.cycles) / h + att.cycles / h
