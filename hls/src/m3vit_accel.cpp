@@ -11,8 +11,8 @@
 //   TAIL    — one DATAFLOW region: the loader streams proj, fc1, fc2 (or proj, router) back to back
 //             while the compute process runs proj + residual, LN2, fc1 + GELU, fc2 + residual
 //   MoE     — route the tokens; EXPERTS: one DATAFLOW region, the loader streaming both matrices of
-//             every active expert back to back while the compute process clears the combine
-//             accumulator, runs each expert's queue, and finishes the combine (MAC_ROWS values per cycle)
+//             every active expert back to back while the compute process runs each expert's queue,
+//             then finishes the combine (MAC_ROWS values per cycle), clearing the accumulator as it goes
 // Only the first weight block of each region waits for DDR. Every DDR port is used by one process
 // of a region: the weight ports by its loader, `scratch` (dumps) by one compute process.
 #include "m3vit_accel.h"
@@ -401,14 +401,6 @@ void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, uint32_t task, int rows, 
 void experts_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, const int active[EXPERTS],
                      int n_active, int rows, word_t* dump) {
     const int64_t values = int64_t(rows) * DIM;
-MOE_CLEAR:  // while the loader fetches the first expert's first block
-    for (int64_t i0 = 0; i0 < values; i0 += LANES) {
-#pragma HLS PIPELINE II = 1
-        for (int l = 0; l < LANES; ++l) {
-#pragma HLS UNROLL
-            if (i0 + l < values) moe_acc[i0 + l] = 0;
-        }
-    }
     int64_t row0 = 0;
 EXPERTS_LOOP:
     for (int i = 0; i < n_active; ++i) {
@@ -425,14 +417,15 @@ EXPERTS_LOOP:
     }
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
     const int x_lsh = sfield(L[L_OUT_X_LSH]), y_lsh = sfield(L[L_OUT_Y_LSH]), out_shift = sfield(L[L_OUT_SHIFT]);
-MOE_FINISH:  // combine requantize + residual add, LANES values per cycle
-    for (int64_t i0 = 0; i0 < values; i0 += LANES) {
+MOE_FINISH:  // combine requantize + residual add, LANES values per cycle; each sum read is cleared for the next
+    for (int64_t i0 = 0; i0 < values; i0 += LANES) {  // MoE layer (moe_acc starts zero: a static array)
 #pragma HLS PIPELINE II = 1
         for (int l = 0; l < LANES; ++l) {
 #pragma HLS UNROLL
             const int64_t i = i0 + l;
             if (i < values) {
                 const int64_t m = requantize(int64_t(moe_acc[i]), moe_shift, RESID_BITS);
+                moe_acc[i] = 0;
                 const int64_t s = requantize(shl(int64_t(x_mid[i]), x_lsh) + shl(m, y_lsh), out_shift, RESID_BITS);
                 x_res[i] = res_t(s);
                 dump_put(dump, L[L_D_MOE], i, m);

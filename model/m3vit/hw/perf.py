@@ -15,7 +15,7 @@ port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weigh
 
 ``Schedule`` holds the architecture switches the ablations flip. ``AS_BUILT`` is the schedule of the
 C++ in ``hls/`` (``hls/src/m3vit_accel.cpp``; ``AS_BUILT_PLATFORM``: weights striped over 3 HP ports):
-LayerNorm ``HlsParams.ln_lanes`` features per cycle with rows pipelined; element-wise loops (MoE clear /
+LayerNorm ``HlsParams.ln_lanes`` features per cycle with rows pipelined; element-wise loops (the MoE
 combine) ``HlsParams.mac_rows`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
 the weight loader running ahead across the ops of a DATAFLOW region (:func:`region_ops` lists the
 regions: only each region's first block waits for DDR); head h's attention beside head h+1's Q/K/V
@@ -79,7 +79,7 @@ class Schedule:
     attention_on_linear: bool = False  # Q·Kᵀ and A·V on the MAC array instead of the attention unit
     # lanes: None = what the code derives from the parameters (HlsParams.ln_lanes, HlsParams.mac_rows, one beat)
     ln_lanes: int | None = None  # LayerNorm features per cycle
-    elementwise_lanes: int | None = None  # MoE accumulator clear / combine values per cycle
+    elementwise_lanes: int | None = None  # MoE combine values per cycle
     pixel_lanes: int | None = None  # im2col pixels per cycle (None: one 128-bit image beat)
     beat_token_out: bool = True  # tokens leave one 128-bit beat per cycle (off: one value per cycle)
     cross_op_prefetch: bool = True  # the weight loader runs ahead across the ops of a region (off: per op)
@@ -202,7 +202,7 @@ class Env:
         self.slack = -float(self.plat.ddr_latency_cycles)
 
     def overlap(self, cycles: float) -> None:
-        """Compute that is not the array's (a LayerNorm, the MoE clear) inside a region: the loader keeps loading."""
+        """Compute that is not the array's (a LayerNorm) inside a region: the loader keeps loading."""
         self.slack += cycles
 
     def pipelined(self, compute: list[float], load: list[float]) -> float:
@@ -436,10 +436,8 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
         # route_tokens: one row per num_experts cycles (one top-k comparator bank and exp unit walk the experts)
         route = rows * cfg.num_experts * dispatch.ii + dispatch.depth
         ops.append(Op(layer, "dispatch", "moe_dispatch", route, route, binds="MoE dispatch"))
-        env.start_region()  # EXPERTS: clear, every active expert's fc1 and fc2, combine
-        clear = elementwise(env, layer, "moe clear", rows * d, env.elementwise_lanes, "MoE combine")
-        env.overlap(clear.cycles)
-        ops += [clear, experts(env, layer, m),
+        env.start_region()  # EXPERTS: every active expert's fc1 and fc2, then the combine (which clears the sums)
+        ops += [experts(env, layer, m),
                 elementwise(env, layer, "moe combine", rows * d, env.elementwise_lanes, "MoE combine")]
     else:
         ops += [linear(env, layer, "fc1", cfg.mlp_hidden, d, rows, env.units["gelu"].depth),

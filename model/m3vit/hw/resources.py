@@ -78,7 +78,7 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                "gate probabilities, per-expert token queues (index + gate)"),
         Kernel("moe: combine accumulator", 0,
                bram36(p.mac_rows * combine_bits(cfg, mode), rows * cfg.dim // p.mac_rows), 0,
-               f"acc[token] += gate · y, one output block per update; cleared and finished {p.mac_rows} per cycle"),
+               f"acc[token] += gate · y, one output block per update; finished (and cleared) {p.mac_rows} per cycle"),
         Kernel("activations: residual stream", 0, 0, 2 * uram(p.mac_rows * rb, rows * cfg.dim // p.mac_rows),
                "x and mid, written one output block at a time by the epilogue"),
         Kernel("activations: position table", 0,
