@@ -172,3 +172,18 @@ def test_schedule_lanes_are_checked(micro):
     with pytest.raises(ValueError, match="lanes"):
         perf.model_frame(micro, W8, HlsParams(), perf.Routing.balanced(micro),
                          schedule=dataclasses.replace(perf.AS_BUILT, ln_lanes=0))
+
+
+def test_modelled_regions_are_the_tops():
+    """perf.region_ops names the DATAFLOW regions the top has (each one weight_loader call site), plus the
+    embedding's: a region added to or removed from the C++ must reach the model."""
+    import re
+    from pathlib import Path
+
+    top = (Path(__file__).resolve().parents[3] / "hls" / "src" / "m3vit_accel.cpp").read_text()
+    sites = re.findall(r"weight_loader<\w+>\(", top)
+    cfg = get_config("m3vit-tiny")
+    moe, dense = cfg.moe_layers[0], next(i for i in range(cfg.depth) if not cfg.is_moe(i))
+    assert len(sites) == 1 + len(perf.region_ops(cfg, moe))
+    assert len(perf.region_ops(cfg, dense)) == len(perf.region_ops(cfg, moe)) - 1
+    assert len(perf.region_ops(cfg, moe)[0]) == 3 * cfg.num_heads  # the HEADS loop: Q, K, V of every head
