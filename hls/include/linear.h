@@ -218,8 +218,7 @@ LOAD_OPS:
     LOAD_BLOCKS:
         for (int blk = 0; blk < ceil_div(op.n_out, MAC_ROWS); ++blk) {
             hls::write_lock<weight_block_t> w(blocks);
-            BiasRow b;
-#pragma HLS ARRAY_PARTITION variable = b.b complete
+            BiasRow b;  // one wide word on the bias stream (Vitis aggregates a struct on a stream)
             load_block(wmem0, wmem1, wmem2, op, blk, w, b);
             biases.write(b);
         }

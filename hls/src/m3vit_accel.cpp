@@ -301,16 +301,26 @@ void head_loader(WEIGHT_PORT_PARAMS, QkvWeights qkv, int h, block_stream& blocks
     weight_loader<3>(WEIGHT_PORT_ARGS, ops, 3, blocks, biases);
 }
 
+void head_op(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int rows, act_t out[ROWS * HEAD_DIM]) {
+    Epilogue epi = epi_of(EPI_STORE_ACT, shift, nullptr, NO_DUMP, HEAD_DIM);
+    epi.y = out;
+    epi.stride = HEAD_DIM;
+    linear_unit(blocks, biases, HEAD_DIM, DIM, h_ln, DIM, nullptr, rows, epi);
+}
+
+// The array's process of the HEADS loop: head h's Q, K, V rows, in the loader's order.
 void head_qkv(block_stream& blocks, hls::stream<BiasRow>& biases, const int shifts[3], int rows, act_t qh[ROWS * HEAD_DIM],
               act_t kh[ROWS * HEAD_DIM], act_t vh[ROWS * HEAD_DIM]) {
-    act_t* outs[3] = {qh, kh, vh};
-HEAD_QKV:
-    for (int i = 0; i < 3; ++i) {
-        Epilogue epi = epi_of(EPI_STORE_ACT, shifts[i], nullptr, NO_DUMP, HEAD_DIM);
-        epi.y = outs[i];
-        epi.stride = HEAD_DIM;
-        linear_unit(blocks, biases, HEAD_DIM, DIM, h_ln, DIM, nullptr, rows, epi);
-    }
+    head_op(blocks, biases, shifts[0], rows, qh);
+    head_op(blocks, biases, shifts[1], rows, kh);
+    head_op(blocks, biases, shifts[2], rows, vh);
+}
+
+// Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
+void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, int rows) {
+    if (d == NO_DUMP) return;
+    for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(x[r * HEAD_DIM + c]));
 }
 
 // The attention unit on head h of every frame of the batch; it also dumps the head's Q, K, V columns
@@ -318,12 +328,9 @@ HEAD_QKV:
 void head_attention(const act_t qh[ROWS * HEAD_DIM], const act_t kh[ROWS * HEAD_DIM], const act_t vh[ROWS * HEAD_DIM],
                     int h, int frames, AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn,
                     word_t* dump) {
-    const act_t* ins[3] = {qh, kh, vh};
-    for (int i = 0; i < 3; ++i)
-        if (d_qkv[i] != NO_DUMP)
-            for (int r = 0; r < frames * N_TOK; ++r)
-                for (int c = 0; c < HEAD_DIM; ++c)
-                    dump_put(dump, d_qkv[i], int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(ins[i][r * HEAD_DIM + c]));
+    dump_head(dump, d_qkv[0], qh, h, frames * N_TOK);
+    dump_head(dump, d_qkv[1], kh, h, frames * N_TOK);
+    dump_head(dump, d_qkv[2], vh, h, frames * N_TOK);
 HEAD_FRAMES:
     for (int f = 0; f < frames; ++f) {
         const int64_t o = int64_t(f) * N_TOK * HEAD_DIM;

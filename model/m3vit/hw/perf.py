@@ -276,7 +276,7 @@ def layernorm(env: Env, layer: int, name: str, rows: int) -> list[Op]:
     ln = env.units["layernorm"]
     d = env.cfg.dim
     nbytes = d * (env.wbytes + env.bias_bytes)
-    params = nbytes / env.plat.weight_bytes_per_cycle
+    params = nbytes / env.plat.weight_bytes_per_cycle + 2 * env.plat.ddr_latency_cycles  # two reads: gain, bias
     compute = rows * math.ceil(d / env.ln_lanes) * ln.ii + ln.depth
     return [Op(layer, f"{name} params", "layernorm", params, 0.0, params, weight_bytes=nbytes,
                binds=f"weights ({env.plat.weight_bound_by})"),
@@ -392,8 +392,9 @@ def embed_ops(env: Env) -> list[Op]:
     patch_k = cfg.in_chans * cfg.patch_size**2
     img = env.b * cfg.in_chans * cfg.img_size[0] * cfg.img_size[1] * env.abytes
     pos = cfg.num_patches * cfg.dim * env.bias_bytes
-    ops = [Op(-1, "position table", "elementwise", pos / env.plat.weight_bytes_per_cycle, 0.0,
-              pos / env.plat.weight_bytes_per_cycle, weight_bytes=pos, binds=f"weights ({env.plat.weight_bound_by})"),
+    pos_cycles = pos / env.plat.weight_bytes_per_cycle + env.plat.ddr_latency_cycles
+    ops = [Op(-1, "position table", "elementwise", pos_cycles, 0.0, pos_cycles, weight_bytes=pos,
+              binds=f"weights ({env.plat.weight_bound_by})"),
            elementwise(env, -1, "im2col", env.b * cfg.num_patches * patch_k, env.pixel_lanes, "image read",
                        act_bytes=img)]
     env.start_region()
