@@ -4,6 +4,7 @@
 // per batch. Activations of the batch stay on chip; `scratch` only receives debug dumps.
 //
 // Schedule of one layer (m3vit.hw.perf's as-built schedule is this one):
+//   (once per batch, beside im2col: the position table and every LayerNorm's gain and bias on chip)
 //   LN1 (16 features per cycle, rows pipelined)
 //   HEADS   — a DATAFLOW loop over heads: head h's Q, K, V rows on the MAC array (the weight loader
 //             running ahead across the three ops and into head h+1) while the attention unit works
@@ -57,8 +58,9 @@ static sint<64> moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS][EROWS];
 static int64_t gates[EXPERTS][EROWS];
 static int counts[EXPERTS];
-static w_t ln_g[DIM];
-static bias_t ln_b[DIM];
+constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
+static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
+static bias_t ln_b[LN_COUNT * DIM];
 static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
 
 inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) {
@@ -190,6 +192,14 @@ inline uint32_t dump_offset(uint32_t base, bool dumping, uint32_t f0, uint32_t v
     return (base == NO_DUMP || !dumping) ? NO_DUMP : base + f0 * values_per_frame * 4;
 }
 
+// Signed little-endian field j of `nbytes` bytes of a 128-bit beat.
+inline int64_t beat_field(const word_t& w, int j, int nbytes) {
+    const int bits = 8 * nbytes;
+    uint64_t v = word_get(w, j * bits, bits);
+    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << (bits & 63);
+    return int64_t(v);
+}
+
 inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in) {
     const LinOp op = {w_off, b_off, n_out, k_in};
     return op;
@@ -214,11 +224,7 @@ VECTOR_BEATS:
             for (int j = 0; j < BEAT_BYTES; ++j) {
 #pragma HLS UNROLL
                 const int i = (i0 + u) * per_beat + j;
-                if (j < per_beat && i < count) {
-                    uint64_t v = word_get(g[u], j * nbytes * 8, nbytes * 8);
-                    if (nbytes < 8 && (v >> (nbytes * 8 - 1)) & 1) v |= ~uint64_t(0) << (nbytes * 8);
-                    out[i] = T(int64_t(v));
-                }
+                if (j < per_beat && i < count) out[i] = T(beat_field(g[u], j, nbytes));
             }
         }
     }
@@ -239,10 +245,9 @@ EMBED_IM2COL:
         const word_t w = images[i];
         for (int j = 0; j < PIX_PER_BEAT; ++j) {
 #pragma HLS UNROLL
-            uint64_t v = word_get(w, j * ACT_BYTES * 8, ACT_BYTES * 8);
-            if (ACT_BYTES < 8 && (v >> (ACT_BYTES * 8 - 1)) & 1) v |= ~uint64_t(0) << (ACT_BYTES * 8);
-            patches[int64_t(f * N_PATCH + p) * PATCH_K + k0 + j] = act_t(int64_t(v));
-            dump_put(dump, d_image, int64_t(f) * IN_CH * IMG_H * IMG_W + pix0 + j, int64_t(v));
+            const int64_t v = beat_field(w, j, ACT_BYTES);
+            patches[int64_t(f * N_PATCH + p) * PATCH_K + k0 + j] = act_t(v);
+            dump_put(dump, d_image, int64_t(f) * IN_CH * IMG_H * IMG_W + pix0 + j, v);
         }
     }
 }
@@ -261,9 +266,46 @@ void embed_region(WEIGHT_PORT_PARAMS, const LinOp ops[1], int shift, int frames)
     embed_compute(blocks, biases, shift, frames);
 }
 
-void embed(WEIGHT_PORT_PARAMS, const uint32_t* hdr, const word_t* images, int frames, word_t* dump) {
-    load_vector(WEIGHT_PORT_ARGS, hdr[H_POS], BIAS_BYTES, N_PATCH * DIM, pos_buf);
-    im2col(images, frames, dump, hdr[H_D_IMAGE]);
+// The position table, then every LayerNorm's gain and bias (offsets from the layer program), through the
+// weight ports: one flattened loop over all the LayerNorms' beats, so the reads' latencies overlap.
+void load_params(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off) {
+    load_vector(WEIGHT_PORT_ARGS, pos_off, BIAS_BYTES, N_PATCH * DIM, pos_buf);
+    constexpr int G_PER_BEAT = BEAT_BYTES / W_BYTES, B_PER_BEAT = BEAT_BYTES / BIAS_BYTES;
+    constexpr int G_BEATS = (DIM + G_PER_BEAT - 1) / G_PER_BEAT, B_BEATS = (DIM + B_PER_BEAT - 1) / B_PER_BEAT;
+    uint32_t g_off[LN_COUNT], b_off[LN_COUNT];
+LN_OFFSETS:
+    for (int i = 0; i < LN_COUNT; ++i) {
+        const uint32_t word = uint32_t(HEADER_WORDS + (i / 2) * LAYER_WORDS + (i % 2 ? L_LN2_G : L_LN1_G));
+        g_off[i] = mem_u32(program, word) / BEAT_BYTES;
+        b_off[i] = mem_u32(program, word + 1) / BEAT_BYTES;
+    }
+LN_PARAM_BEATS:
+    for (int it = 0; it < LN_COUNT * (G_BEATS + B_BEATS); ++it) {
+#pragma HLS PIPELINE II = 1
+        const int i = it / (G_BEATS + B_BEATS), b = it % (G_BEATS + B_BEATS);
+        const bool gain = b < G_BEATS;
+        const word_t w = weights[gain ? g_off[i] + uint32_t(b) : b_off[i] + uint32_t(b - G_BEATS)];
+        for (int j = 0; j < BEAT_BYTES; ++j) {
+#pragma HLS UNROLL
+            if (gain && j < G_PER_BEAT && b * G_PER_BEAT + j < DIM)
+                ln_g[i * DIM + b * G_PER_BEAT + j] = w_t(beat_int(w, j));
+            if (!gain && j < B_PER_BEAT && (b - G_BEATS) * B_PER_BEAT + j < DIM)
+                ln_b[i * DIM + (b - G_BEATS) * B_PER_BEAT + j] = bias_t(beat_field(w, j, BIAS_BYTES));
+        }
+    }
+}
+
+// The parameters (weight ports) beside im2col (image port): two processes, disjoint ports and buffers.
+void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, const word_t* images, int frames,
+                  word_t* dump, uint32_t d_image) {
+#pragma HLS DATAFLOW
+    load_params(WEIGHT_PORT_ARGS, program, pos_off);
+    im2col(images, frames, dump, d_image);
+}
+
+void embed(WEIGHT_PORT_PARAMS, const word_t* program, const uint32_t* hdr, const word_t* images, int frames,
+           word_t* dump) {
+    embed_inputs(WEIGHT_PORT_ARGS, program, hdr[H_POS], images, frames, dump, hdr[H_D_IMAGE]);
     const LinOp ops[1] = {lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K)};
     embed_region(WEIGHT_PORT_ARGS, ops, sfield(hdr[H_PATCH_SHIFT]), frames);
 EMBED_CLS:
@@ -274,15 +316,13 @@ EMBED_CLS:
 }
 
 // --- LayerNorm --------------------------------------------------------------------------------------------
-void load_ln_params(WEIGHT_PORT_PARAMS, const uint32_t* L, int g_f) {
-    load_vector(WEIGHT_PORT_ARGS, L[g_f], W_BYTES, DIM, ln_g);
-    load_vector(WEIGHT_PORT_ARGS, L[g_f + 1], BIAS_BYTES, DIM, ln_b);
-}
-
-void layer_norm(const uint32_t* L, int g_f, const res_t* x, int rows, word_t* dump, uint32_t d) {
+// LayerNorm `which` (LN1 0, LN2 1) of layer l, its gain and bias already on chip.
+void layer_norm(const uint32_t* L, int l, int which, const res_t* x, int rows, word_t* dump, uint32_t d) {
+    const int g_f = which ? L_LN2_G : L_LN1_G;
     const uint64_t eps = uint64_t(L[g_f + 4]) | (uint64_t(L[g_f + 5]) << 32);
     const LayerNormParams p = {sfield(L[g_f + 2]), sfield(L[g_f + 3]), ACT_BITS, int64_t(eps)};
-    layernorm_rows<DIM>(x, rows, ln_g, ln_b, DIM, p, h_ln);
+    const int64_t at = int64_t(2 * l + which) * DIM;
+    layernorm_rows<DIM>(x, rows, ln_g + at, ln_b + at, DIM, p, h_ln);
     dump_matrix(dump, d, h_ln, rows, DIM, DIM);
 }
 
@@ -362,11 +402,12 @@ HEADS:  // a dataflow loop: head h+1's Q/K/V (and its weights) beside head h's a
 }
 
 // --- the rest of a layer: proj, LN2, MLP or router --------------------------------------------------------
-void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, int rows, word_t* dump) {
+void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, int l, int rows,
+                  word_t* dump) {
     Epilogue pr = epi_residual(x_res, x_mid, sfield(L[L_PROJ_SHIFT]), sfield(L[L_MID_X_LSH]), sfield(L[L_MID_Y_LSH]),
                                sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ], L[L_D_MID]);
     linear_unit(blocks, biases, DIM, DIM, a_buf, DIM, nullptr, rows, pr);
-    layer_norm(L, L_LN2_G, x_mid, rows, dump, L[L_D_LN2]);  // the loader fetches the next op's first block meanwhile
+    layer_norm(L, l, 1, x_mid, rows, dump, L[L_D_LN2]);  // the loader fetches the next op's first block meanwhile
     if (L[L_IS_MOE]) {
         Epilogue gs = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), dump, L[L_D_GATE], EXPERTS);
         linear_unit(blocks, biases, EXPERTS, DIM, h_ln, DIM, nullptr, rows, gs);
@@ -380,17 +421,17 @@ void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint
     }
 }
 
-void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, int rows, word_t* dump) {
+void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, int l, int rows,
+                 word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     hls::stream<BiasRow> biases("tail_biases");
 #pragma HLS STREAM variable = biases depth = 2
     weight_loader<TAIL_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    tail_compute(blocks, biases, L, rows, dump);
+    tail_compute(blocks, biases, L, l, rows, dump);
 }
 
-void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, uint32_t task, int rows, word_t* dump) {
-    load_ln_params(WEIGHT_PORT_ARGS, L, L_LN2_G);
+void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, int l, uint32_t task, int rows, word_t* dump) {
     LinOp ops[TAIL_OPS];
     ops[0] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM);
     int n_ops = 2;
@@ -401,7 +442,7 @@ void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, uint32_t task, int rows, 
         ops[2] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN);
         n_ops = 3;
     }
-    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, rows, dump);
+    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, l, rows, dump);
 }
 
 // --- MoE: the active experts, back to back --------------------------------------------------------------
@@ -505,6 +546,9 @@ void m3vit_accel(M3V_TOP_ARGS) {
 #pragma HLS ARRAY_PARTITION variable = patches cyclic factor = MAC_COLS
 #pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES
 #pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES
+    // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
+#pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
+#pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
 #pragma HLS ARRAY_PARTITION variable = queue complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = gates complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = counts complete
@@ -524,7 +568,7 @@ FRAME_BATCHES:
         for (int i = 0; i < HEADER_WORDS; ++i) bhdr[i] = hdr[i];
         bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
-        embed(WEIGHT_PORT_ARGS, bhdr, images + f0 * frame_in_beats, frames, dump);
+        embed(WEIGHT_PORT_ARGS, program, bhdr, images + f0 * frame_in_beats, frames, dump);
         const int rows = frames * N_TOK;
     LAYERS:
         for (int l = 0; l < DEPTH; ++l) {
@@ -533,10 +577,9 @@ FRAME_BATCHES:
                 const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + l * LAYER_WORDS + i));
                 L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
-            load_ln_params(WEIGHT_PORT_ARGS, L, L_LN1_G);
-            layer_norm(L, L_LN1_G, x_res, rows, dump, L[L_D_LN1]);
+            layer_norm(L, l, 0, x_res, rows, dump, L[L_D_LN1]);
             attention(WEIGHT_PORT_ARGS, L, frames, dump);
-            layer_tail(WEIGHT_PORT_ARGS, L, task, rows, dump);
+            layer_tail(WEIGHT_PORT_ARGS, L, l, task, rows, dump);
             if (L[L_IS_MOE]) moe_experts(WEIGHT_PORT_ARGS, L, rows, dump);
         }
         tokens_out(tokens, f0, rows);

@@ -270,17 +270,12 @@ def _spill_bind(compute: float, wload: float, aload: float, env: Env) -> str:
     return f"weights ({env.plat.weight_bound_by})" if worst == wload else "activations (scratch port)"
 
 
-def layernorm(env: Env, layer: int, name: str, rows: int) -> list[Op]:
-    """Gain and bias loaded (one beat per weight port and cycle, before the layer's region), then the rows
-    through the three-process LayerNorm (statistics → isqrt / reciprocal → normalise, rows overlapped)."""
+def layernorm(env: Env, layer: int, name: str, rows: int) -> Op:
+    """The rows through the three-process LayerNorm (statistics → isqrt / reciprocal → normalise, rows
+    overlapped); gain and bias are on chip (loaded once per batch, :func:`embed_ops`)."""
     ln = env.units["layernorm"]
-    d = env.cfg.dim
-    nbytes = d * (env.wbytes + env.bias_bytes)
-    params = nbytes / env.plat.weight_bytes_per_cycle + 2 * env.plat.ddr_latency_cycles  # two reads: gain, bias
-    compute = rows * math.ceil(d / env.ln_lanes) * ln.ii + ln.depth
-    return [Op(layer, f"{name} params", "layernorm", params, 0.0, params, weight_bytes=nbytes,
-               binds=f"weights ({env.plat.weight_bound_by})"),
-            Op(layer, name, "layernorm", compute, compute, binds="LayerNorm")]
+    compute = rows * math.ceil(env.cfg.dim / env.ln_lanes) * ln.ii + ln.depth
+    return Op(layer, name, "layernorm", compute, compute, binds="LayerNorm")
 
 
 def elementwise(env: Env, layer: int, name: str, values: int, lanes: int, what: str, act_bytes: int = 0) -> Op:
@@ -386,17 +381,21 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
 
 
 def embed_ops(env: Env) -> list[Op]:
-    """Position table into pos_buf (every weight port), im2col (one image beat per cycle), then the patch
-    embedding as a region of its own, and the class token."""
+    """Beside im2col (one image beat per cycle): the position table (every weight port) and every LayerNorm's
+    gain and bias (one beat per cycle, one flattened loop); then the patch embedding as a region of its own,
+    and the class token."""
     cfg = env.cfg
     patch_k = cfg.in_chans * cfg.patch_size**2
     img = env.b * cfg.in_chans * cfg.img_size[0] * cfg.img_size[1] * env.abytes
     pos = cfg.num_patches * cfg.dim * env.bias_bytes
-    pos_cycles = pos / env.plat.weight_bytes_per_cycle + env.plat.ddr_latency_cycles
-    ops = [Op(-1, "position table", "elementwise", pos_cycles, 0.0, pos_cycles, weight_bytes=pos,
-              binds=f"weights ({env.plat.weight_bound_by})"),
-           elementwise(env, -1, "im2col", env.b * cfg.num_patches * patch_k, env.pixel_lanes, "image read",
-                       act_bytes=img)]
+    n_ln = 2 * cfg.depth
+    ln_beats = n_ln * (math.ceil(cfg.dim * env.wbytes / BEAT_BYTES) + math.ceil(cfg.dim * env.bias_bytes / BEAT_BYTES))
+    params = pos / env.plat.weight_bytes_per_cycle + ln_beats + 2 * env.plat.ddr_latency_cycles
+    im2col = elementwise(env, -1, "im2col", env.b * cfg.num_patches * patch_k, env.pixel_lanes, "image read",
+                         act_bytes=img)
+    ops = [im2col, Op(-1, "parameters (beside im2col)", "elementwise", max(0.0, params - im2col.cycles), 0.0,
+                      params, weight_bytes=pos + n_ln * cfg.dim * (env.wbytes + env.bias_bytes),
+                      binds=f"weights ({env.plat.weight_bound_by})")]
     env.start_region()
     ops.append(linear(env, -1, "patch embed", cfg.dim, patch_k, env.b * cfg.num_patches))
     ops.append(elementwise(env, -1, "class token", env.b * cfg.dim, 1, "class token"))
@@ -414,7 +413,7 @@ def region_ops(cfg: ModelConfig, layer: int) -> list[list[str]]:
 def layer_ops(env: Env, layer: int) -> list[Op]:
     cfg, s = env.cfg, env.sched
     rows, d, h = env.b * cfg.num_tokens, cfg.dim, cfg.num_heads
-    ops = layernorm(env, layer, "ln1", rows)
+    ops = [layernorm(env, layer, "ln1", rows)]
     # HEADS: a dataflow loop; head h's Q, K, V rows (two blocks each at HEAD_DIM 64) on the array while the
     # attention unit works on head h-1 (head_overlap); off: Q/K/V first, then the attention
     env.start_region()
@@ -425,11 +424,11 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
         both = qkv.cycles / h + (h - 1) * max(qkv.cycles, att.cycles) / h + att.cycles / h
         att.cycles = both - qkv.cycles
     ln2 = layernorm(env, layer, "ln2", rows)
-    ops += [qkv, att, ln2[0]]
+    ops += [qkv, att]
     env.start_region()  # TAIL: proj, LN2, fc1, fc2 (or router) with the loader running ahead
     ops.append(linear(env, layer, "proj", d, d, rows))
-    env.overlap(ln2[1].cycles)
-    ops.append(ln2[1])
+    env.overlap(ln2.cycles)
+    ops.append(ln2)
     if cfg.is_moe(layer):
         m = cfg.moe_layers.index(layer)
         dispatch = env.units["moe_dispatch"]

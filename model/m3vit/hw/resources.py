@@ -73,7 +73,9 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                "one row per cycle; K and V stay for the whole head"),
         Kernel("layernorm", 4 * p.ln_lanes, bram36(ln_beat, 2 * cfg.dim // p.ln_lanes + 128), 0,
                f"Σx², D·x−s1, ·recip and ·gain per feature, {p.ln_lanes} features per cycle; "
-               "one isqrt and divider per row, rows pipelined"),
+               "one isqrt and divider per row, rows pipelined; every LayerNorm's gain and bias on chip "
+               f"({2 * cfg.depth * cfg.dim * (wb + mode.bias_bits) // 8 // 1024} KiB of distributed RAM in "
+               f"{p.ln_lanes} banks)"),
         Kernel("moe: router, top-k, queues", 2, bram36(16, cfg.num_experts * rows) + bram36(ib, rows), 0,
                "gate probabilities, per-expert token queues (index + gate)"),
         Kernel("moe: combine accumulator", 0,
