@@ -522,6 +522,16 @@ class FrameModel:
             out[o.binds] = out.get(o.binds, 0.0) + o.cycles / total
         return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
+    def breakdown(self) -> dict[str, float]:
+        """Milliseconds per frame by op (every layer's ops of one kind together), largest first: the time each
+        op occupies the schedule, so the values add up to ``summary()["ms_per_frame"]``."""
+        out: dict[str, float] = {}
+        for o in self.ops:
+            name = o.name.split(" (")[0]
+            out[name] = out.get(name, 0.0) + o.cycles
+        scale = 1e3 / self.platform.clock_hz / self.batches / self.params.batch
+        return {k: round(v * scale, 6) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
     def layers(self) -> list[dict]:
         """Per layer: cycles per frame and which resource binds the most of its time."""
         rows = []

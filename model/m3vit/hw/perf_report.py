@@ -3,8 +3,9 @@
     python -m m3vit.hw.perf_report --out build/bench [--frames 8] [--cycles build/sim/cycles.json]
 
 Writes ``perf_model.json`` (every figure), ``perf_model.md`` (the tables) and ``perf_comparison.png`` /
-``perf_ablations.png``. Routing comes from running the model on synthetic scenes (:mod:`routing_stats`);
-unit depths and IIs from ``build/sim/cycles.json`` where the RTL benches measured them (else the analytic ones).
+``perf_breakdown.png`` (the as-built design's time per frame by op) / ``perf_ablations.png``. Routing comes
+from running the model on synthetic scenes (:mod:`routing_stats`); unit depths and IIs from
+``build/sim/cycles.json`` where the RTL benches measured them (else the analytic ones).
 Everything here is **modelled**; the published figures are the papers'.
 """
 
@@ -181,6 +182,7 @@ def config_report(name: str, frames: int, source: str, measured: dict | None, ca
 
     points = design_points(cfg, mode, routing, units_for)
     grid = []
+    built = run(cfg, mode, points[0], routing, units_for(points[0].params))  # as built, batch 1, 300 MHz
     for pt, clock in itertools.product(points, CLOCKS_HZ):
         fm = run(cfg, mode, at_clock(pt, clock), routing, units_for(pt.params))
         grid.append({"point": pt.label, **fm.summary(), "schedule": dataclasses.asdict(pt.schedule),
@@ -194,6 +196,8 @@ def config_report(name: str, frames: int, source: str, measured: dict | None, ca
             "routing_batched": routing.summary(cfg, batch=2) if routing.frames >= 2 else None,
             "other_tasks_best_latency_point": other_tasks, "goals": GOALS.get(name, {}),
             "floors": floors(cfg, mode, routing), "grid": grid,
+            "as_built_breakdown_ms": {"point": points[0].label, "clock_mhz": CLOCKS_HZ[0] / 1e6,
+                                      "ms_per_op": built.breakdown()},
             "ablations": ablations(cfg, mode, routing, units_for) if name == "m3vit-tiny" else None,
             "units": {k: dataclasses.asdict(v) for k, v in units_for(HlsParams.for_mode(mode)).items()}}
 
@@ -213,6 +217,9 @@ def markdown(report: dict) -> str:
                          f"{g['batch_latency_ms']:.2f} | {g['frames_per_s']:.0f} | {g['gmac_per_s']:.0f} | {g['dsp']} "
                          f"| {g['dsp_efficiency']:.0%} | {g['ddr_mb_per_frame']:.1f} | {top} |")
         lines.append("")
+        b = c["as_built_breakdown_ms"]
+        lines += [f"Time per frame by op, {b['point']} at {b['clock_mhz']:.0f} MHz (ms): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in b["ms_per_op"].items() if v >= 0.0005), ""]
         for g in c["grid"]:
             if g["clock_mhz"] == 300 and g["layers"]:
                 lines.append(f"Per-layer binding, {g['point']}: " + ", ".join(
@@ -255,6 +262,18 @@ def plot(report: dict, out: Path) -> list[Path]:
             ax.legend()
     paths.append(out / "perf_comparison.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")  # long bar labels: size the canvas to them
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(report["configs"]), figsize=(7 * len(report["configs"]), 4.5))
+    fig.subplots_adjust(wspace=0.5)
+    for ax, c in zip(list(axes) if len(report["configs"]) > 1 else [axes], report["configs"], strict=True):
+        b = c["as_built_breakdown_ms"]
+        ops = [(k, v) for k, v in b["ms_per_op"].items() if v > 0]
+        ax.barh([k for k, _ in ops], [v for _, v in ops], color="tab:blue")
+        ax.invert_yaxis()
+        ax.set_xlabel(f"modelled ms per frame ({sum(v for _, v in ops):.2f} in all), {b['clock_mhz']:.0f} MHz")
+        ax.set_title(f"{c['config']}: {b['point']}, by op")
+    paths.append(out / "perf_breakdown.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     tiny = next((c for c in report["configs"] if c["ablations"]), None)
     if tiny:
