@@ -258,7 +258,8 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
     LinOp ops[MAX_CHAIN];
     for (int64_t i = 0; i < n_ops; ++i) {
         if (nk[2 * i + 1] > k_max || nk[2 * i + 1] < 1 || nk[2 * i] < 1) return fail(-1, "linear chain: bad op shape");
-        if (offsets[2 * i] % 16 || offsets[2 * i + 1] % 16) return fail(-1, "linear chain: offsets must be 16-aligned");
+        if (offsets[2 * i] % 16 || offsets[2 * i + 1] % BIAS_BYTES)
+            return fail(-1, "linear chain: weights must be 16-aligned, biases aligned to their width");
         ops[i] = {uint32_t(offsets[2 * i]), uint32_t(offsets[2 * i + 1]), int(nk[2 * i]), int(nk[2 * i + 1])};
     }
     std::vector<word_t> words;

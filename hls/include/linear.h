@@ -22,9 +22,11 @@
 // weights are known in advance: the embedding, each head of a layer's Q/K/V, the rest of the layer,
 // the active experts), joined by a ping-pong of weight blocks (hls::stream_of_blocks, depth 2):
 //   weight_loader — walks the region's list of ops (LinOp) and loads every block of every op, one
-//                   after the other: the block's contiguous range of the pack, one tile per weight
-//                   port and burst, WEIGHT_PORTS ports in parallel, placed k-slice major into the
-//                   block (zero where the block is partial); the block's biases beside it
+//                   after the other: weight_reader issues every beat of the region in one pipelined
+//                   loop (each block's contiguous range of the pack, one tile per weight port and
+//                   burst, WEIGHT_PORTS ports in parallel, then its biases), so only the region's
+//                   first read waits for DDR; block_placer puts the beats k-slice major into the
+//                   block (zero where the block is partial), the biases beside it
 //   linear_op     — (called by the region's compute process once per op, in the same order) the
 //                   array above over each block, the fused epilogue inline in the last k-slice
 // The loader runs ahead across op boundaries: while the array works on an op's last block, the next
@@ -108,12 +110,14 @@ inline uint32_t lane_beat(uint32_t k, int u) {
     return (k + uint32_t(u) * BEATS_PER_TILE_ROW) & (TILE_BEATS - 1);
 }
 
-inline int64_t beat_int(const word_t& beat, int j) {
-    const int bits = 8 * W_BYTES;
+// Signed little-endian field j of `nbytes` bytes of a beat.
+inline int64_t beat_int_bytes(const word_t& beat, int j, int nbytes) {
+    const int bits = 8 * nbytes;
     uint64_t v = word_get(beat, j * bits, bits);
-    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << bits;
+    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << (bits & 63);
     return int64_t(v);
 }
+inline int64_t beat_int(const word_t& beat, int j) { return beat_int_bytes(beat, j, W_BYTES); }
 
 // Tile (tr, tc) of the block → `steps` tiles further in pack order (ct tiles per tile row).
 inline void advance_tile(int& tr, int& tc, int steps, int ct) {
@@ -127,102 +131,194 @@ inline void advance_tile(int& tr, int& tc, int steps, int ct) {
     }
 }
 
-// Block `blk` of `op` into w (k-slice major) and its biases. Every position of the k-slices in use
-// is written — zero past n_out (a partial block), past k_in and for tile columns the pack does not
-// have — so the array never multiplies a stale block's weights.
-template <class WB>
-void load_block(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp& op, int blk, WB& w,
-                BiasRow& bias) {
-#pragma HLS INLINE
-    const int n0 = blk * MAC_ROWS, nb = block_rows(blk, op.n_out);
-    const int ct = ceil_div(op.k_in, TILE), trn = ceil_div(nb, TILE), tiles = trn * ct;
-    const int tc_used = ceil_div(op.k_in, MAC_COLS) * (MAC_COLS / TILE);
-    const uint32_t first = op.w_off / BEAT_BYTES + uint32_t(n0 / TILE) * uint32_t(ct) * TILE_BEATS;
-    int tr[WEIGHT_PORTS], tc[WEIGHT_PORTS];  // the tile each port's lane is placing
-#pragma HLS ARRAY_PARTITION variable = tr complete
-#pragma HLS ARRAY_PARTITION variable = tc complete
-    for (int u = 0; u < WEIGHT_PORTS; ++u) {
-#pragma HLS UNROLL
-        tr[u] = 0;
-        tc[u] = 0;
-        advance_tile(tr[u], tc[u], u, ct);
+// Geometry of one block as the reader walks it (the placer gets it beside the beats).
+struct BlockInfo {
+    int nb;         // output rows in use (< MAC_ROWS in a partial block)
+    int k_in;
+    int tiles;      // pack tiles of the block: ceil(nb / 16) x ceil(k_in / 16)
+    int bias_skip;  // bytes before the block's first bias in its first bias beat (a router's task offset)
+};
+
+static_assert(BEAT_BYTES % BIAS_BYTES == 0 && (MAC_ROWS * BIAS_BYTES) % BEAT_BYTES == 0,
+              "biases never straddle a beat and every block's biases start where the op's do in a beat");
+constexpr int MAX_BIAS_BEATS = MAC_ROWS * BIAS_BYTES / BEAT_BYTES + 1;
+inline int bias_beats(int nb, int skip) { return ceil_div(skip + nb * BIAS_BYTES, BEAT_BYTES); }
+inline int block_tiles(int nb, int k_in) { return ceil_div(nb, TILE) * ceil_div(k_in, TILE); }
+// Reader cycles of a block: its tile groups (one beat of WEIGHT_PORTS tiles per cycle), then its biases.
+inline int block_beats(int nb, int k_in, int skip) {
+    return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(TILE_BEATS) + bias_beats(nb, skip);
+}
+
+struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
+    word_t b[WEIGHT_PORTS];
+};
+
+// Reader: every beat of every block of ops[0..n_ops) in ONE pipelined loop — addresses from the op list,
+// tile t of a block through port t mod WEIGHT_PORTS (each tile a 16-beat burst), then the block's
+// biases through port 0 — so the m_axi requests of consecutive tiles, blocks and ops are in flight
+// together and only the region's first read waits for the DDR latency. The blocks of an op are
+// consecutive tile rows of the pack; the biases of block b start at b_off + b·MAC_ROWS·BIAS_BYTES.
+template <int MAX_OPS>
+void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp ops[MAX_OPS],
+                   int n_ops, hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos,
+                   hls::stream<int>& n_blocks) {
+    int64_t total = 0;
+    int count = 0;
+READ_COUNT:  // closed form per op: its full blocks and its partial one
+    for (int o = 0; o < n_ops; ++o) {
+        const int full = ops[o].n_out / MAC_ROWS, rem = ops[o].n_out % MAC_ROWS, skip = int(ops[o].b_off % BEAT_BYTES);
+        total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip) +
+                 (rem ? block_beats(rem, ops[o].k_in, skip) : 0);
+        count += full + (rem ? 1 : 0);
     }
-LOAD_TILE_GROUPS:
-    for (int t0 = 0; t0 < tiles; t0 += WEIGHT_PORTS) {
-    LOAD_BEATS:  // one burst of TILE_BEATS per port, three beats placed per cycle
-        for (uint32_t k = 0; k < TILE_BEATS; ++k) {
+    n_blocks.write(count);
+    int o = 0, blk = 0, it_blk = 0;
+    LinOp op = ops[0];
+    int nb = 0, ct = 0, tile_iters = 0, skip = 0;
+    uint32_t first = 0, bias_first = 0;
+    bool start = true;
+READ_BEATS:
+    for (int64_t it = 0; it < total; ++it) {
 #pragma HLS PIPELINE II = 1
+        if (start) {  // a new block: its geometry, announced to the placer
+            nb = block_rows(blk, op.n_out);
+            ct = ceil_div(op.k_in, TILE);
+            tile_iters = ceil_div(block_tiles(nb, op.k_in), WEIGHT_PORTS) * int(TILE_BEATS);
+            first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * TILE_BEATS;
+            bias_first = (op.b_off + uint32_t(blk * MAC_ROWS) * BIAS_BYTES) / BEAT_BYTES;
+            skip = int(op.b_off % BEAT_BYTES);
+            const BlockInfo info = {nb, op.k_in, block_tiles(nb, op.k_in), skip};
+            infos.write(info);
+            start = false;
+        }
+        WeightBeats g;
+        if (it_blk < tile_iters) {
+            const int t0 = (it_blk / int(TILE_BEATS)) * WEIGHT_PORTS;
+            const uint32_t k = uint32_t(it_blk) & (TILE_BEATS - 1);
             const uint32_t base = first + uint32_t(t0) * TILE_BEATS;
-            word_t g[WEIGHT_PORTS];
-#pragma HLS ARRAY_PARTITION variable = g complete
-            g[0] = wmem0[base + lane_beat(k, 0)];
-            g[1] = t0 + 1 < tiles ? wmem1[base + TILE_BEATS + lane_beat(k, 1)] : word_t();
-            g[2] = t0 + 2 < tiles ? wmem2[base + 2 * TILE_BEATS + lane_beat(k, 2)] : word_t();
-            for (int u = 0; u < WEIGHT_PORTS; ++u) {
-#pragma HLS UNROLL
-                const int lb = int(lane_beat(k, u));
-                const int i = lb / BEATS_PER_TILE_ROW, h = lb % BEATS_PER_TILE_ROW;
-                if (t0 + u < tiles) {
-                    const int n = tr[u] * TILE + i;
-                    for (int j = 0; j < W_PER_BEAT; ++j) {
-#pragma HLS UNROLL
-                        const int kk = tc[u] * TILE + h * W_PER_BEAT + j;
-                        w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < op.k_in ? beat_int(g[u], j) : 0);
-                    }
-                }
+            const int tiles = block_tiles(nb, op.k_in);
+            g.b[0] = wmem0[base + lane_beat(k, 0)];
+            g.b[1] = t0 + 1 < tiles ? wmem1[base + TILE_BEATS + lane_beat(k, 1)] : word_t();
+            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * TILE_BEATS + lane_beat(k, 2)] : word_t();
+        } else {
+            g.b[0] = wmem0[bias_first + uint32_t(it_blk - tile_iters)];
+            g.b[1] = word_t();
+            g.b[2] = word_t();
+        }
+        beats.write(g);
+        if (++it_blk == tile_iters + bias_beats(nb, skip)) {  // the block is read: next block, or next op
+            it_blk = 0;
+            start = true;
+            if (++blk == ceil_div(op.n_out, MAC_ROWS)) {
+                blk = 0;
+                if (++o < n_ops) op = ops[o];
             }
         }
-        for (int u = 0; u < WEIGHT_PORTS; ++u) {
-#pragma HLS UNROLL
-            advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
-        }
-    }
-    // Tile positions the pack does not have: columns past ct of the pack's tile rows, then the
-    // block's tile rows past trn (a partial block).
-LOAD_ZERO_COLS:
-    for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
-#pragma HLS PIPELINE II = 1
-        const int cols = tc_used - ct;
-        const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
-        for (int c = 0; c < TILE; ++c) {
-#pragma HLS UNROLL
-            const int kk = tci * TILE + c;
-            w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
-        }
-    }
-LOAD_ZERO_ROWS:
-    for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
-#pragma HLS PIPELINE II = 1
-        const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
-        for (int c = 0; c < TILE; ++c) {
-#pragma HLS UNROLL
-            const int kk = tci * TILE + c;
-            w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
-        }
-    }
-LOAD_BIAS:
-    for (int n = 0; n < MAC_ROWS; ++n) {
-#pragma HLS PIPELINE II = 1
-        bias.b[n] = n < nb ? bias_t(mem_int(wmem0, op.b_off + uint32_t(n0 + n) * BIAS_BYTES, BIAS_BYTES)) : bias_t(0);
     }
 }
 
-// The loader process of a region: every block of ops[0..n_ops), in order, into the ping-pong. It
-// stalls only when both halves are full, i.e. it is always one block ahead of the array, across ops.
+// Placer: the reader's beats into a free half of the ping-pong, k-slice major. Every position of the
+// k-slices in use is written — zero past n_out (a partial block), past k_in and for tile columns the
+// pack does not have — so the array never multiplies a stale block's weights. The WEIGHT_PORTS beats
+// of one cycle belong to consecutive tiles, lane u u rows further in its tile (lane_beat): different
+// rows of the array, so each goes to its own bank of the row x column partitioned block.
+inline void block_placer(hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos, hls::stream<int>& n_blocks,
+                         block_stream& blocks, hls::stream<BiasRow>& biases) {
+    const int count = n_blocks.read();
+PLACE_BLOCKS:
+    for (int blk = 0; blk < count; ++blk) {
+        const BlockInfo info = infos.read();
+        const int nb = info.nb, k_in = info.k_in, tiles = info.tiles;
+        const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
+        const int tc_used = ceil_div(k_in, MAC_COLS) * (MAC_COLS / TILE);
+        hls::write_lock<weight_block_t> w(blocks);
+        int tr[WEIGHT_PORTS], tc[WEIGHT_PORTS];  // the tile each port's lane is placing
+#pragma HLS ARRAY_PARTITION variable = tr complete
+#pragma HLS ARRAY_PARTITION variable = tc complete
+        for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+            tr[u] = 0;
+            tc[u] = 0;
+            advance_tile(tr[u], tc[u], u, ct);
+        }
+    PLACE_TILE_GROUPS:
+        for (int t0 = 0; t0 < tiles; t0 += WEIGHT_PORTS) {
+        PLACE_BEATS:
+            for (uint32_t k = 0; k < TILE_BEATS; ++k) {
+#pragma HLS PIPELINE II = 1
+                const WeightBeats g = beats.read();
+                for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+                    const int lb = int(lane_beat(k, u));
+                    const int i = lb / BEATS_PER_TILE_ROW, h = lb % BEATS_PER_TILE_ROW;
+                    if (t0 + u < tiles) {
+                        const int n = tr[u] * TILE + i;
+                        for (int j = 0; j < W_PER_BEAT; ++j) {
+#pragma HLS UNROLL
+                            const int kk = tc[u] * TILE + h * W_PER_BEAT + j;
+                            w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < k_in ? beat_int(g.b[u], j) : 0);
+                        }
+                    }
+                }
+            }
+            for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+                advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
+            }
+        }
+    PLACE_ZERO_COLS:  // tile columns past ct of the pack's tile rows
+        for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
+#pragma HLS PIPELINE II = 1
+            const int cols = tc_used - ct;
+            const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
+            for (int c = 0; c < TILE; ++c) {
+#pragma HLS UNROLL
+                const int kk = tci * TILE + c;
+                w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+            }
+        }
+    PLACE_ZERO_ROWS:  // the block's tile rows past trn (a partial block)
+        for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
+#pragma HLS PIPELINE II = 1
+            const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
+            for (int c = 0; c < TILE; ++c) {
+#pragma HLS UNROLL
+                const int kk = tci * TILE + c;
+                w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+            }
+        }
+        word_t bw[MAX_BIAS_BEATS];
+#pragma HLS ARRAY_PARTITION variable = bw complete
+    PLACE_BIAS_BEATS:
+        for (int j = 0; j < bias_beats(nb, info.bias_skip); ++j) {
+#pragma HLS PIPELINE II = 1
+            bw[j] = beats.read().b[0];
+        }
+        BiasRow b;  // one wide word on the bias stream (Vitis aggregates a struct on a stream)
+    PLACE_BIAS:
+        for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+            const int at = info.bias_skip + n * BIAS_BYTES;
+            b.b[n] = n < nb ? bias_t(beat_int_bytes(bw[at / BEAT_BYTES], (at % BEAT_BYTES) / BIAS_BYTES, BIAS_BYTES))
+                            : bias_t(0);
+        }
+        biases.write(b);
+    }
+}
+
+// The loader of a region: reader → beats → placer → the ping-pong. It stalls only when both halves
+// are full, i.e. it is always one block ahead of the array, across ops.
 template <int MAX_OPS>
 void weight_loader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp ops[MAX_OPS],
                    int n_ops, block_stream& blocks, hls::stream<BiasRow>& biases) {
-LOAD_OPS:
-    for (int o = 0; o < n_ops; ++o) {
-        const LinOp op = ops[o];
-    LOAD_BLOCKS:
-        for (int blk = 0; blk < ceil_div(op.n_out, MAC_ROWS); ++blk) {
-            hls::write_lock<weight_block_t> w(blocks);
-            BiasRow b;  // one wide word on the bias stream (Vitis aggregates a struct on a stream)
-            load_block(wmem0, wmem1, wmem2, op, blk, w, b);
-            biases.write(b);
-        }
-    }
+#pragma HLS DATAFLOW
+    hls::stream<WeightBeats> beats("wl_beats");
+    hls::stream<BlockInfo> infos("wl_infos");
+    hls::stream<int> n_blocks("wl_n_blocks");
+#pragma HLS STREAM variable = beats depth = 64
+#pragma HLS STREAM variable = infos depth = 4
+    weight_reader<MAX_OPS>(wmem0, wmem1, wmem2, ops, n_ops, beats, infos, n_blocks);
+    block_placer(beats, infos, n_blocks, blocks, biases);
 }
 
 // --- the MAC array ------------------------------------------------------------------------------------

@@ -192,14 +192,6 @@ inline uint32_t dump_offset(uint32_t base, bool dumping, uint32_t f0, uint32_t v
     return (base == NO_DUMP || !dumping) ? NO_DUMP : base + f0 * values_per_frame * 4;
 }
 
-// Signed little-endian field j of `nbytes` bytes of a 128-bit beat.
-inline int64_t beat_field(const word_t& w, int j, int nbytes) {
-    const int bits = 8 * nbytes;
-    uint64_t v = word_get(w, j * bits, bits);
-    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << (bits & 63);
-    return int64_t(v);
-}
-
 inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in) {
     const LinOp op = {w_off, b_off, n_out, k_in};
     return op;
@@ -224,7 +216,7 @@ VECTOR_BEATS:
             for (int j = 0; j < BEAT_BYTES; ++j) {
 #pragma HLS UNROLL
                 const int i = (i0 + u) * per_beat + j;
-                if (j < per_beat && i < count) out[i] = T(beat_field(g[u], j, nbytes));
+                if (j < per_beat && i < count) out[i] = T(beat_int_bytes(g[u], j, nbytes));
             }
         }
     }
@@ -245,7 +237,7 @@ EMBED_IM2COL:
         const word_t w = images[i];
         for (int j = 0; j < PIX_PER_BEAT; ++j) {
 #pragma HLS UNROLL
-            const int64_t v = beat_field(w, j, ACT_BYTES);
+            const int64_t v = beat_int_bytes(w, j, ACT_BYTES);
             patches[int64_t(f * N_PATCH + p) * PATCH_K + k0 + j] = act_t(v);
             dump_put(dump, d_image, int64_t(f) * IN_CH * IMG_H * IMG_W + pix0 + j, v);
         }
@@ -290,7 +282,7 @@ LN_PARAM_BEATS:
             if (gain && j < G_PER_BEAT && b * G_PER_BEAT + j < DIM)
                 ln_g[i * DIM + b * G_PER_BEAT + j] = w_t(beat_int(w, j));
             if (!gain && j < B_PER_BEAT && (b - G_BEATS) * B_PER_BEAT + j < DIM)
-                ln_b[i * DIM + (b - G_BEATS) * B_PER_BEAT + j] = bias_t(beat_field(w, j, BIAS_BYTES));
+                ln_b[i * DIM + (b - G_BEATS) * B_PER_BEAT + j] = bias_t(beat_int_bytes(w, j, BIAS_BYTES));
         }
     }
 }

@@ -185,6 +185,10 @@ def test_weight_loader_runs_ahead_across_ops(sim, rng, rows):
     swapped = sim.linear_chain(x, ws[::-1], bs[::-1])  # another order: each op still gets its own weights
     for (n, k), w, b, y in zip(shapes[::-1], ws[::-1], bs[::-1], swapped, strict=True):
         assert_same(y, intops.linear(x[:, :k], w, b), f"chained linear {n}x{k} (reversed order)")
+    bias_bytes = 8 if sim.mode.bias_bits > 32 else 4
+    for skew in (bias_bytes, 3 * bias_bytes):  # biases not on a 16-byte beat (a router's task offset)
+        for (n, k), w, b, y in zip(shapes, ws, bs, sim.linear_chain(x, ws, bs, bias_skew=skew), strict=True):
+            assert_same(y, intops.linear(x[:, :k], w, b), f"chained linear {n}x{k}, biases {skew} bytes into a beat")
 
 
 def test_weight_loader_refuses_a_chain_it_cannot_hold(sim):

@@ -302,9 +302,10 @@ class CSim:
                                            ctypes.c_int64(n), ctypes.c_int64(k), _ptr(out)))
         return out
 
-    def linear_chain(self, x, ws, biases) -> list[np.ndarray]:
+    def linear_chain(self, x, ws, biases, bias_skew: int = 0) -> list[np.ndarray]:
         """Ops x[:, :k_i] · w_i [n_i, k_i]ᵀ + bias_i, all loaded by one weight loader ahead of the array (the
-        top's regions); each w_i and bias_i at its own 64-byte aligned offset of one memory, as in a pack."""
+        top's regions); each w_i and bias_i at its own 64-byte aligned offset of one memory, as in a pack —
+        the biases ``bias_skew`` bytes further (a router's biases for task t start t·experts biases in)."""
         x = _i64(x)
         rows, k_max = x.shape
         wb, bb = container_bytes(self.mode.weight_bits), container_bytes(self.mode.bias_bits)
@@ -314,9 +315,10 @@ class CSim:
             tiled = tile16(w).astype(f"<i{wb}").tobytes()
             offsets.append(len(blob))
             blob += tiled + bytes(-len(tiled) % 64)
+            blob += bytes(bias_skew)
             offsets.append(len(blob))
             bias = np.asarray(b, np.int64).astype(f"<i{bb}").tobytes()
-            blob += bias + bytes(-len(bias) % 64)
+            blob += bias + bytes(-len(blob + bias) % 64)
             nk += [w.shape[0], w.shape[1]]
         out = np.empty(rows * sum(nk[0::2]), np.int64)
         mem = np.frombuffer(bytes(blob), np.uint8)

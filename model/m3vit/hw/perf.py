@@ -218,6 +218,17 @@ class Env:
         return total
 
 
+def block_load(env: Env, rows: int, k: int) -> float:
+    """Cycles the loader needs for a block of ``rows`` x ``k`` weights and its biases: the DDR / port rate, or the
+    reader's issue rate (linear.h weight_reader: one beat of each of the weight ports' tiles per cycle, tile groups
+    rounded up, then the biases one beat per cycle), whichever is slower."""
+    nbytes = rows * (k * env.wbytes + env.bias_bytes)
+    tiles = math.ceil(rows / 16) * math.ceil(k / 16)
+    issue = (math.ceil(tiles / env.plat.weight_ports) * 16 * env.wbytes
+             + math.ceil(rows * env.bias_bytes / BEAT_BYTES))
+    return max(nbytes / env.plat.weight_bytes_per_cycle, issue)
+
+
 def bound(compute: float, load: float, plat: Platform, unit: str) -> str:
     return unit if compute >= load else f"weights ({plat.weight_bound_by})"
 
@@ -235,7 +246,7 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     sizes = [min(p.mac_rows, per - i * p.mac_rows) for i in range(math.ceil(per / p.mac_rows))] * split
     blocks, kslices = len(sizes), math.ceil(k / p.mac_cols)
     block_w = [rows_ * (k * env.wbytes + env.bias_bytes) for rows_ in sizes]
-    load = [w / env.plat.weight_bytes_per_cycle for w in block_w]
+    load = [block_load(env, rows_, k) for rows_ in sizes]
     # each block is one pipelined loop (linear.h mac_block): its trip count plus the loop's pipeline depth
     # (ARRAY_LATENCY, the depth the code assumes; the RTL tile's measured latency includes its k accumulation,
     # which the trip count already has) and the epilogue's
@@ -337,9 +348,9 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
     h, d = cfg.expert_hidden, cfg.dim
     depth = ARRAY_LATENCY + env.units["requant"].depth  # per block, as in linear()
     bw = env.plat.weight_bytes_per_cycle
-    # (blocks, k-slices, bytes per block) of fc1 and fc2: each streams through the linear unit block by block
-    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), p.mac_rows * (d * env.wbytes + env.bias_bytes)),
-             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), p.mac_rows * (h * env.wbytes + env.bias_bytes))]
+    # (blocks, k-slices, load cycles per block) of fc1 and fc2: each streams through the linear unit block by block
+    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), block_load(env, p.mac_rows, d)),
+             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), block_load(env, p.mac_rows, h))]
 
     def run(tiles: int) -> tuple[float, float, int, int]:
         n, cycles, compute, loads, routed = cfg.num_tokens, 0.0, 0.0, 0, 0
@@ -354,10 +365,10 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
             else:  # no reordering: every (token, slot) loads its expert for that one token
                 queue = [1] * int(counts.sum())
             for q in queue:  # short queues still run ARRAY_MIN_TOKENS iterations per k-slice
-                for i, (blocks, ks, nbytes) in enumerate(calls):
+                for i, (blocks, ks, blk_load) in enumerate(calls):
                     c = [max(q, ARRAY_LATENCY) * ks * mac.ii] * blocks
                     drain = depth + (env.units["gelu"].depth if i == 0 else 0)
-                    cycles += env.pipelined([x + drain for x in c], [nbytes / bw] * blocks)
+                    cycles += env.pipelined([x + drain for x in c], [blk_load] * blocks)
                     compute += sum(c)
             loads += len(queue)
             routed += int(counts.sum())
