@@ -241,12 +241,19 @@ PLACE_BLOCKS:
             tc[u] = 0;
             advance_tile(tr[u], tc[u], u, ct);
         }
-    PLACE_TILE_GROUPS:
-        for (int t0 = 0; t0 < tiles; t0 += WEIGHT_PORTS) {
-        PLACE_BEATS:
-            for (uint32_t k = 0; k < TILE_BEATS; ++k) {
+        const int tile_iters = ceil_div(tiles, WEIGHT_PORTS) * int(TILE_BEATS);
+        const int n_bias = bias_beats(nb, info.bias_skip);
+        word_t bw[MAX_BIAS_BEATS];
+#pragma HLS ARRAY_PARTITION variable = bw complete
+    PLACE_BEATS:  // one loop over the block's tile groups and then its bias beats: no refill between groups
+        for (int it = 0; it < tile_iters + n_bias; ++it) {
 #pragma HLS PIPELINE II = 1
-                const WeightBeats g = beats.read();
+            const WeightBeats g = beats.read();
+            if (it >= tile_iters) {
+                bw[it - tile_iters] = g.b[0];
+            } else {
+                const int t0 = (it / int(TILE_BEATS)) * WEIGHT_PORTS;
+                const uint32_t k = uint32_t(it) & (TILE_BEATS - 1);
                 for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
                     const int lb = int(lane_beat(k, u));
@@ -260,10 +267,12 @@ PLACE_BLOCKS:
                         }
                     }
                 }
-            }
-            for (int u = 0; u < WEIGHT_PORTS; ++u) {
+                if (k == TILE_BEATS - 1) {  // the group is placed: each lane moves WEIGHT_PORTS tiles on
+                    for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-                advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
+                        advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
+                    }
+                }
             }
         }
     PLACE_ZERO_COLS:  // tile columns past ct of the pack's tile rows
@@ -286,13 +295,6 @@ PLACE_BLOCKS:
                 const int kk = tci * TILE + c;
                 w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
             }
-        }
-        word_t bw[MAX_BIAS_BEATS];
-#pragma HLS ARRAY_PARTITION variable = bw complete
-    PLACE_BIAS_BEATS:
-        for (int j = 0; j < bias_beats(nb, info.bias_skip); ++j) {
-#pragma HLS PIPELINE II = 1
-            bw[j] = beats.read().b[0];
         }
         BiasRow b;  // one wide word on the bias stream (Vitis aggregates a struct on a stream)
     PLACE_BIAS:

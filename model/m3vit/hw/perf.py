@@ -218,14 +218,18 @@ class Env:
         return total
 
 
+# Per block, the placer's loop fill and empty zero-fill loops and the ping-pong handshake (linear.h block_placer).
+LOADER_BLOCK_OVERHEAD = 6
+
+
 def block_load(env: Env, rows: int, k: int) -> float:
     """Cycles the loader needs for a block of ``rows`` x ``k`` weights and its biases: the DDR / port rate, or the
-    reader's issue rate (linear.h weight_reader: one beat of each of the weight ports' tiles per cycle, tile groups
-    rounded up, then the biases one beat per cycle), whichever is slower."""
+    reader's and placer's rate (linear.h: one beat of each of the weight ports' tiles per cycle, tile groups
+    rounded up, then the biases one beat per cycle, plus the placer's per-block overhead), whichever is slower."""
     nbytes = rows * (k * env.wbytes + env.bias_bytes)
     tiles = math.ceil(rows / 16) * math.ceil(k / 16)
     issue = (math.ceil(tiles / env.plat.weight_ports) * 16 * env.wbytes
-             + math.ceil(rows * env.bias_bytes / BEAT_BYTES))
+             + math.ceil(rows * env.bias_bytes / BEAT_BYTES)) + LOADER_BLOCK_OVERHEAD
     return max(nbytes / env.plat.weight_bytes_per_cycle, issue)
 
 

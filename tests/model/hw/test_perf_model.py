@@ -46,10 +46,11 @@ def test_linear_trip_counts_and_prefetch(micro):
     per_op = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.AS_BUILT_PLATFORM,
                               dataclasses.replace(perf.AS_BUILT, cross_op_prefetch=False))
     fc1b = next(o for o in per_op.ops if o.layer == 0 and o.name == "fc1")
-    # a 32-row block of k = dim: its bytes at the DDR rate, or the reader's issue cycles (tile groups of 3 ports x
-    # 16 beats, then 8 bias beats), whichever is slower
+    # a 32-row block of k = dim: its bytes at the DDR rate, or the reader's / placer's cycles (tile groups of 3
+    # ports x 16 beats, then 8 bias beats, and the placer's per-block overhead), whichever is slower
     tiles = 2 * math.ceil(micro.dim / 16)
-    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle, math.ceil(tiles / 3) * 16 + 8)
+    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle,
+                math.ceil(tiles / 3) * 16 + 8 + perf.LOADER_BLOCK_OVERHEAD)
     assert fc1b.cycles - fc1.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles)
 
 
@@ -61,7 +62,8 @@ def test_only_a_regions_first_block_waits_for_ddr(micro):
     proj = next(o for o in fm.ops if o.layer == 0 and o.name == "proj")
     drain = ARRAY_LATENCY + fm.units["requant"].depth
     tiles = 2 * math.ceil(micro.dim / 16)
-    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle, math.ceil(tiles / 3) * 16 + 8)
+    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle,
+                math.ceil(tiles / 3) * 16 + 8 + perf.LOADER_BLOCK_OVERHEAD)
     blocks = math.ceil(micro.dim / 32)
     assert proj.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles + proj.compute
                                         + blocks * drain)
