@@ -41,7 +41,7 @@ BUILD_DIR = REPO / "build"
 # process-wide unique symbols, so a second library (another config) loaded into the same process would
 # silently use the first one's smaller buffers.
 CXXFLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas",
-            "-Wno-unused-label", "-fPIC", "-fno-gnu-unique")
+            "-Wno-unused-label", "-fPIC", "-fno-gnu-unique", "-DM3V_DUMPS")
 LIB_SOURCES = ("src/m3vit_accel.cpp", "csim/csim_api.cpp")
 TB_SOURCES = ("src/m3vit_accel.cpp", "csim/tb_main.cpp")
 
