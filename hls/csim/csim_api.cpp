@@ -93,6 +93,30 @@ int m3v_load_program(const uint32_t* words, uint32_t count) {
                             std::to_string(want) + ": build it for the same model config");
     if (words[H_DEPTH] != uint32_t(DEPTH) || words[H_NUM_TASKS] != uint32_t(NUM_TASKS))
         return fail(-1, "layer program is for another depth or task count than this build");
+    if (per_row) {  // the loader reads each block's shifts by 128-bit beats from these offsets and strides
+        const uint32_t* rs = words + base;
+        if (rs[RS_PATCH_RS] != NO_ROW_SHIFT && rs[RS_PATCH_RS] % 16)
+            return fail(-1, "row-shift table: patch shift offset is not 16-byte aligned: rebuild the pack");
+        const struct {
+            int at, stride, rows;
+        } stacks[3] = {{RS_L_GATE_RS, RS_L_GATE_RS_STRIDE, EXPERTS},
+                       {RS_L_E1_RS, RS_L_E1_RS_STRIDE, EXPERT_HIDDEN},
+                       {RS_L_E2_RS, RS_L_E2_RS_STRIDE, DIM}};
+        for (int l = 0; l < DEPTH; ++l) {
+            const uint32_t* R = rs + RS_HEADER_WORDS + l * RS_LAYER_WORDS;
+            for (int i = 0; i < RS_LAYER_WORDS; ++i) {
+                const bool is_stride = i == RS_L_GATE_RS_STRIDE || i == RS_L_E1_RS_STRIDE || i == RS_L_E2_RS_STRIDE;
+                if (!is_stride && R[i] != NO_ROW_SHIFT && R[i] % 16)
+                    return fail(-1, "row-shift table: layer " + std::to_string(l) +
+                                        " has a shift vector offset that is not 16-byte aligned: rebuild the pack");
+            }
+            for (const auto& st : stacks)
+                if (R[st.at] != NO_ROW_SHIFT && R[st.stride] != uint32_t(st.rows))
+                    return fail(-1, "row-shift table: layer " + std::to_string(l) + " has a shift stack stride of " +
+                                        std::to_string(R[st.stride]) + " bytes, not its row count " +
+                                        std::to_string(st.rows) + ": rebuild the program with m3vit.hw.program");
+        }
+    }
     to_words(reinterpret_cast<const uint8_t*>(words), uint64_t(count) * 4, g_program);
     g_has_program = true;
     return 0;
