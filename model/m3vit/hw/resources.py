@@ -5,6 +5,12 @@ each kernel instantiates for a given :class:`HlsParams`), not synthesis reports.
 ``hls/README.md`` tables and what the parameter set was chosen with; ``make hls`` on a machine with
 Vitis gives the post-synthesis figures to compare.
 
+``kernels`` is the design with ONE linear unit (one MAC array shared by every op), which is what the
+latency model assumes and what the parameters were sized for. The C++ does not yet share it: each DATAFLOW
+region's compute process (``ARRAY_PROCESSES_AS_CODED``) calls ``linear_unit`` from its own single site, so
+Vitis would build one array (with its accumulators and weight-block ping-pong) per process —
+:func:`as_coded_totals` counts that, and the README table prints both.
+
 Memories: a buffer of ``depth`` words of ``width`` bits read once per cycle costs
 ``ceil(width / 72) · ceil(depth / 512)`` BRAM36 (72-bit simple-dual-port mode) or, placed in
 UltraRAM, ``ceil(width / 72) · ceil(depth / 4096)`` URAM. Ping-pong buffers count twice.
@@ -95,6 +101,26 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
     return out
 
 
+# The compute processes of hls/src/m3vit_accel.cpp that call linear_unit (one call site each): as coded, each is
+# a separate dataflow module with its own MAC array. Sharing one needs the regions' compute merged into one
+# long-lived process fed an op list (not done). tests/hls/test_resources.py checks this list against the C++.
+ARRAY_PROCESSES_AS_CODED = ("embed_compute", "head_qkv", "tail_compute", "experts_compute")
+_PER_ARRAY = ("linear unit: MAC array", "linear unit: accumulators + epilogue")
+
+
+def as_coded_totals(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> dict[str, int]:
+    """Totals with one MAC array, accumulator and epilogue per compute process that calls the linear unit."""
+    ks = kernels(cfg, mode, p)
+    t = totals(ks)
+    extra = len(ARRAY_PROCESSES_AS_CODED) - 1
+    for k in ks:
+        if k.name in _PER_ARRAY:
+            t["dsp"] += extra * k.dsp
+            t["bram36"] += extra * k.bram36
+            t["uram"] += extra * k.uram
+    return t
+
+
 def combine_bits(cfg: ModelConfig, mode: PrecisionMode) -> int:
     """Width of the MoE combine accumulator: top_k products gate (≤ 2^15) · y (resid bits), with sign."""
     return math.ceil(math.log2(cfg.top_k * 2**15 * 2 ** (mode.resid_bits - 1))) + 1
@@ -126,6 +152,12 @@ def markdown_table(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> str:
     lines += [f"| {k.name} | {k.dsp} | {k.bram36} | {k.uram} | {k.note} |" for k in ks]
     lines.append(f"| **total** | **{t['dsp']}** | **{t['bram36']}** | **{t['uram']}** | |")
     lines.append(f"| xczu7ev | {DEVICE['dsp']} | {DEVICE['bram36']} | {DEVICE['uram']} | |")
+    c = as_coded_totals(cfg, mode, p)
+    n = len(ARRAY_PROCESSES_AS_CODED)
+    fits = c["dsp"] <= DEVICE["dsp"] and c["bram36"] <= DEVICE["bram36"] and c["uram"] <= DEVICE["uram"]
+    lines.append(f"| as coded today: {n} arrays | {c['dsp']} | {c['bram36']} | {c['uram']} | one MAC array + "
+                 f"accumulators per compute process that calls `linear_unit` ({', '.join(ARRAY_PROCESSES_AS_CODED)}): "
+                 + ("fits" if fits else "**does not fit**; the total above needs them merged into one process") + " |")
     from . import perf
 
     lines.append("")
