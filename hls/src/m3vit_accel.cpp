@@ -42,6 +42,9 @@ static_assert(PATCH % PIX_PER_BEAT == 0 && IMG_W % PIX_PER_BEAT == 0,
               "im2col reads one 128-bit beat of one patch row per cycle");
 static_assert((N_TOK * DIM * RESID_BYTES) % BEAT_BYTES == 0, "a frame's tokens are whole 128-bit beats");
 static_assert(HEAD_DIM % TILE == 0, "a head's rows of Q, K, V start on a pack tile row");
+constexpr int QKV_WORD = HEAD_DIM < MAC_ROWS ? HEAD_DIM : MAC_ROWS;  // values the array writes per cycle
+static_assert(HEAD_DIM % QKV_WORD == 0 && HEAD_DIM / QKV_WORD <= 2,
+              "a head's Q/K/V row is whole QKV_WORD-value words, read through the two ports in one cycle");
 constexpr int TAIL_OPS = 3;                  // proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 
@@ -436,12 +439,16 @@ void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, const uint32_t* RS, int fr
 HEADS:  // a dataflow loop: head h+1's Q/K/V (and its weights) beside head h's attention
     for (int h = 0; h < HEADS; ++h) {
 #pragma HLS DATAFLOW
-        // PIPO, ping-pong per head: written MAC_ROWS consecutive values per cycle by the array, read one
-        // HEAD_DIM row per cycle by the attention unit — cyclic over a row's features (one row per word)
+        // PIPO, ping-pong per head. The array writes QKV_WORD consecutive values of a row per cycle, the
+        // attention unit reads a HEAD_DIM row per cycle: reshaped into QKV_WORD-value words (a write is one
+        // whole word), true dual-port so a row's (at most 2) words are read in one cycle.
         act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];
-#pragma HLS ARRAY_PARTITION variable = qh type = cyclic factor = HEAD_DIM
-#pragma HLS ARRAY_PARTITION variable = kh type = cyclic factor = HEAD_DIM
-#pragma HLS ARRAY_PARTITION variable = vh type = cyclic factor = HEAD_DIM
+#pragma HLS ARRAY_RESHAPE variable = qh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = kh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = vh type = cyclic factor = QKV_WORD
+#pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
         block_stream blocks;
         M3V_BLOCK_STREAM_PRAGMAS(blocks)
         hls::stream<BiasRow> biases("head_biases");

@@ -60,6 +60,7 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
     macs = p.mac_rows * p.mac_cols
     ks_max = math.ceil(k_max / p.mac_cols)
     av = min(p.av_cols, hd)
+    qkv_word = min(p.mac_rows, hd)  # head Q/K/V word (m3vit_accel.cpp QKV_WORD)
     ln_beat = p.ln_lanes * LN_IN_BITS  # ln_stats → ln_norm FIFO word, 2·D/LN_LANES + 128 deep (layernorm.h)
     out = [
         Kernel("linear unit: MAC array", macs // 2 if packed else macs, 0, 0,
@@ -74,9 +75,10 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"P={p.attn_lanes} lanes x {hd} MACs, one K row per cycle shared; score rows per lane, ping-pong "
                "between row groups"),
         Kernel("attention: A·V", p.attn_lanes * av, 0, 0, f"P lanes x {av} value columns per cycle"),
-        Kernel("attention: head Q, K, V", 0, 2 * 3 * bram36(hd * ab, rows), 0,
-               "one head's Q, K, V rows of the batch, ping-pong between heads (array → attention unit); "
-               "one row per cycle; K and V stay for the whole head"),
+        Kernel("attention: head Q, K, V", 0, 2 * 3 * bram36(qkv_word * ab, rows * hd // qkv_word), 0,
+               "one head's Q, K, V rows of the batch, ping-pong between heads (array → attention unit); reshaped "
+               f"into {qkv_word}-value words (the array writes one per cycle), a row = {hd // qkv_word} words "
+               "read through the two ports per cycle; K and V stay for the whole head"),
         Kernel("layernorm", 4 * p.ln_lanes, bram36(ln_beat, 2 * cfg.dim // p.ln_lanes + 128), 0,
                f"Σx², D·x−s1, ·recip and ·gain per feature, {p.ln_lanes} features per cycle; "
                "one isqrt and divider per row, rows pipelined; every LayerNorm's gain and bias on chip "
