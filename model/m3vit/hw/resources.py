@@ -40,6 +40,12 @@ def uram(width: int, depth: int) -> int:
     return math.ceil(width / 72) * math.ceil(depth / 4096)
 
 
+# The compute processes of hls/src/m3vit_accel.cpp that call linear_unit (one call site each): as coded, each is
+# a separate dataflow module with its own MAC array. Sharing one needs the regions' compute merged into one
+# long-lived process fed an op list (not done). tests/hls/test_resources.py checks this list against the C++.
+ARRAY_PROCESSES_AS_CODED = ("embed_compute", "head_qkv", "tail_compute", "experts_compute")
+
+
 @dataclass(frozen=True)
 class Kernel:
     name: str
@@ -67,7 +73,9 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"{p.mac_rows}x{p.mac_cols} MACs" + (", 2 INT8 MACs per DSP48E2 (WP486)" if packed else "")),
         Kernel("linear unit: weight blocks", 0, 0, 0,
                f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights: "
-               f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read"),
+               f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; one per DATAFLOW "
+               f"region as coded ({len(ARRAY_PROCESSES_AS_CODED)} regions: "
+               f"{len(ARRAY_PROCESSES_AS_CODED) * 2 * ks_max * macs * wb // 8 // 1024} KiB)"),
         Kernel("linear unit: accumulators + epilogue", p.mac_rows, bram36(p.mac_rows * mode.acc_bits, rows), 0,
                "partial sums of one output block for every token; GELU interpolation / gate multiply per output"),
         Kernel("attention: Q·Kᵀ + online softmax", p.attn_lanes * hd // (2 if packed else 1) + 2 * p.attn_lanes,
@@ -103,10 +111,6 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
     return out
 
 
-# The compute processes of hls/src/m3vit_accel.cpp that call linear_unit (one call site each): as coded, each is
-# a separate dataflow module with its own MAC array. Sharing one needs the regions' compute merged into one
-# long-lived process fed an op list (not done). tests/hls/test_resources.py checks this list against the C++.
-ARRAY_PROCESSES_AS_CODED = ("embed_compute", "head_qkv", "tail_compute", "experts_compute")
 _PER_ARRAY = ("linear unit: MAC array", "linear unit: accumulators + epilogue")
 
 
