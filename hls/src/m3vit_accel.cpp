@@ -3,19 +3,28 @@
 // dump offsets). Frames are taken BATCH at a time so that each weight block is read from DDR once
 // per batch. Activations of the batch stay on chip; `scratch` only receives debug dumps.
 //
-// Schedule of one layer (m3vit.hw.perf's as-built schedule is this one):
+// ONE MAC array serves every linear op. The batch is a list of STEPS (the embedding; per layer its
+// heads and tail; per MoE layer its active experts), and every step is one invocation of the one
+// DATAFLOW region array_step, called from ONE site of the top: two long-lived processes —
+//   weight_loader — streams every block of the step's op list (LinOp, built from the layer program)
+//                   through one stream_of_blocks ping-pong, running ahead across op boundaries
+//   array_engine  — walks the same op list (OpRole: which op, which head / expert) calling linear_unit
+//                   from its one site, and between ops runs the other units in program order: LN1 before
+//                   the first Q block, head h's attention after its V, LN2 after proj, the MoE combine
+//                   after the last expert
+// Schedule of one layer (m3vit.hw.perf's AS_BUILT is this one):
 //   (once per batch, beside im2col: the position table and every LayerNorm's gain and bias on chip)
-//   LN1 (16 features per cycle, rows pipelined)
-//   HEADS   — a DATAFLOW loop over heads: head h's Q, K, V rows on the MAC array (the weight loader
-//             running ahead across the three ops and into head h+1) while the attention unit works
-//             on head h-1; the head's Q, K, V are ping-pong buffers (PIPO) between the two
-//   TAIL    — one DATAFLOW region: the loader streams proj, fc1, fc2 (or proj, router) back to back
-//             while the compute process runs proj + residual, LN2, fc1 + GELU, fc2 + residual
-//   MoE     — route the tokens; EXPERTS: one DATAFLOW region, the loader streaming both matrices of
-//             every active expert back to back while the compute process runs each expert's queue,
-//             then finishes the combine (MAC_ROWS values per cycle), clearing the accumulator as it goes
-// Only the first weight block of each region waits for DDR. Every DDR port is used by one process
-// of a region: the weight ports by its loader, `scratch` (dumps) by one compute process.
+//   LAYER step — LN1 (while the loader fetches head 0's first Q block), then per head h: Q, K, V rows of
+//             head h on the array, then the attention unit on head h (the loader fetching head h+1's
+//             blocks meanwhile); proj + residual, LN2, fc1 + GELU, fc2 + residual (or proj, router)
+//   MoE     — route the tokens (between steps: the routed counts decide the next step's op list, so the
+//             loader never waits on the engine and no channel runs backwards); EXPERTS step: both
+//             matrices of every active expert back to back, each expert's queue, then the combine
+//             (MAC_ROWS values per cycle), clearing the accumulator as it goes
+// Only the first weight block of each step waits for DDR. The attention unit runs between the array's
+// heads, not beside them: with the array and the attention unit in one process there is no head
+// overlap (hls/README.md: what keeping it would take). Every DDR port is used by one process of the
+// region: the weight ports by the loader, `scratch` (dumps) by the engine.
 #include "m3vit_accel.h"
 
 #include "attention.h"
@@ -45,8 +54,9 @@ static_assert(HEAD_DIM % TILE == 0, "a head's rows of Q, K, V start on a pack ti
 constexpr int QKV_WORD = HEAD_DIM < MAC_ROWS ? HEAD_DIM : MAC_ROWS;  // values the array writes per cycle
 static_assert(HEAD_DIM % QKV_WORD == 0 && HEAD_DIM / QKV_WORD <= 2,
               "a head's Q/K/V row is whole QKV_WORD-value words, read through the two ports in one cycle");
-constexpr int TAIL_OPS = 3;                  // proj, fc1, fc2 (MoE layers: proj, router)
+constexpr int LAYER_OPS = 3 * HEADS + 3;    // Q, K, V of every head, proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
+constexpr int STEP_OPS = LAYER_OPS > EXPERT_OPS ? LAYER_OPS : EXPERT_OPS;  // the longest op list of a step
 
 // On-chip activation buffers of one batch (element-wise loops and the epilogue touch LANES
 // consecutive features per cycle: cyclic partitions in the top).
@@ -61,6 +71,9 @@ static sint<64> moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
 static int64_t gates[EXPERTS * EROWS];
 static int counts[EXPERTS];
+// One head's Q, K, V rows of the batch: the array writes them (QKV_WORD consecutive values per cycle), the
+// attention unit reads them (a HEAD_DIM row per cycle) once the head's V is done. Both are in the engine.
+static act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];
 constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
 static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
 static bias_t ln_b[LN_COUNT * DIM];
@@ -113,9 +126,9 @@ Feed feed_of(FeedKind kind, int k_in) {
     return f;
 }
 
-// One epilogue for the ops of the tail, the experts and the embedding, its function (and destination)
+// One epilogue for every op of the array, its function (and destination)
 // chosen per op by `kind`.
-enum EpiKind { EPI_STORE_LOGIT, EPI_GELU, EPI_RES_MID, EPI_RES_OUT, EPI_GATE_ACC, EPI_EMBED };
+enum EpiKind { EPI_STORE_LOGIT, EPI_GELU, EPI_RES_MID, EPI_RES_OUT, EPI_GATE_ACC, EPI_EMBED, EPI_QKV };
 
 struct Epilogue {
     EpiKind kind;
@@ -124,6 +137,7 @@ struct Epilogue {
     int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU (into hid)
     int x_lsh, y_lsh, add_shift;  // RES_MID: x_mid = add(x_res, branch); RES_OUT: x_res = add(x_mid, branch)
     int q_at;                   // GATE_ACC: moe_acc[queue[q_at + r]] += gates[q_at + r] · y
+    int which;                  // QKV: into the head's Q (0), K (1) or V (2): one of three write paths, no pointer
     // EMBED: + position (pos_buf, on chip), into the row after the frame's CLS token
     word_t* dump;               // dumps (M3V_DUMPS builds): d0 (and d1: GELU output, residual sum)
     uint32_t d0, d1;
@@ -166,6 +180,14 @@ struct Epilogue {
                 const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
                 moe_acc[i] = sint<64>(int64_t(moe_acc[i]) + gates[q_at + r] * v);
                 dump_put(dump, d0, (row0 + r) * DIM + n, v);
+                break;
+            }
+            case EPI_QKV: {
+                const act_t y = act_t(requantize(acc, sh, ACT_BITS));
+                const int i = r * HEAD_DIM + n;
+                if (which == 0) qh[i] = y;
+                if (which == 1) kh[i] = y;
+                if (which == 2) vh[i] = y;
                 break;
             }
             case EPI_EMBED: {
@@ -211,9 +233,9 @@ Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_ls
     return e;
 }
 
-// The linear unit of a region's compute process: each process calls it from ONE site (a loop over the
-// region's ops), so each process holds one MAC array. The four processes (embed, heads, tail, experts)
-// are separate dataflow modules, so as coded there are four arrays; see hls/README.md (Resources).
+// The linear unit. array_engine is the one function that calls it, from one site, and the engine is one
+// process of the one region array_step, which the top calls from one site: one MAC array (with its
+// accumulators and weight-block ping-pong) in the design. tests/hls/test_resources.py checks both.
 template <class FEED, class EPI>
 void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
                  EPI& epi) {
@@ -283,21 +305,6 @@ EMBED_IM2COL:
     }
 }
 
-void embed_compute(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, bool per_row, int frames) {
-    Epilogue epi = epi_of(EPI_EMBED, shift, per_row, nullptr, NO_DUMP, DIM);
-    Feed feed = feed_of(FEED_PATCHES, PATCH_K);
-    linear_unit(blocks, biases, DIM, PATCH_K, feed, frames * N_PATCH, epi);
-}
-
-void embed_region(WEIGHT_PORT_PARAMS, const LinOp ops[1], int shift, bool per_row, int frames) {
-#pragma HLS DATAFLOW
-    block_stream blocks;
-    M3V_BLOCK_STREAM_PRAGMAS(blocks)
-    hls::stream<BiasRow> biases("embed_biases");
-#pragma HLS STREAM variable = biases depth = 2
-    weight_loader<1>(WEIGHT_PORT_ARGS, ops, 1, blocks, biases);
-    embed_compute(blocks, biases, shift, per_row, frames);
-}
 
 // The position table, then every LayerNorm's gain and bias (offsets from the layer program), through the
 // weight ports: one flattened loop over all the LayerNorms' beats, so the reads' latencies overlap.
@@ -336,11 +343,9 @@ void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, c
     im2col(images, frames, dump, d_image);
 }
 
-void embed(WEIGHT_PORT_PARAMS, const word_t* program, const uint32_t* hdr, uint32_t patch_rs, const word_t* images,
-           int frames, word_t* dump) {
-    embed_inputs(WEIGHT_PORT_ARGS, program, hdr[H_POS], images, frames, dump, hdr[H_D_IMAGE]);
-    const LinOp ops[1] = {lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patch_rs)};
-    embed_region(WEIGHT_PORT_ARGS, ops, sfield(hdr[H_PATCH_SHIFT]), patch_rs != NO_ROW_SHIFT, frames);
+
+// The class token of every frame (from the pack, after the embedding step) and the embedding's dump.
+void embed_cls(const word_t* weights, const uint32_t* hdr, int frames, word_t* dump) {
 EMBED_CLS:
     for (int f = 0; f < frames; ++f)
         for (int n = 0; n < DIM; ++n)
@@ -359,49 +364,6 @@ void layer_norm(const uint32_t* L, int l, int which, const res_t* x, int rows, w
     dump_matrix(dump, d, h_ln, rows, DIM, DIM);
 }
 
-// --- attention: Q/K/V per head on the array beside the attention unit -------------------------------------
-struct QkvWeights {  // the layer's Q, K, V matrices, biases and per-row shift vectors (byte offsets into the pack)
-    uint32_t w[3], b[3], s[3];
-};
-
-// Head h's rows of Q, K and V: three ops of HEAD_DIM rows, each a contiguous range of its matrix.
-void head_loader(WEIGHT_PORT_PARAMS, QkvWeights qkv, int h, block_stream& blocks, hls::stream<BiasRow>& biases) {
-    const uint32_t row_bytes = uint32_t(ceil_div(DIM, TILE)) * TILE * W_BYTES;  // one pack row of a DIM-wide matrix
-    LinOp ops[3];
-    for (int i = 0; i < 3; ++i)
-        ops[i] = lin_op(qkv.w[i] + uint32_t(h * HEAD_DIM) * row_bytes, qkv.b[i] + uint32_t(h * HEAD_DIM) * BIAS_BYTES,
-                        HEAD_DIM, DIM, rs_at(qkv.s[i], uint32_t(h * HEAD_DIM)));
-    weight_loader<3>(WEIGHT_PORT_ARGS, ops, 3, blocks, biases);
-}
-
-// The heads' epilogue: requantize into the head's Q, K or V. The three PIPOs are bound once per process
-// (the same memories on every call); `which` enables one of three write paths, it selects no pointer.
-struct HeadEpi {
-    act_t (&q)[ROWS * HEAD_DIM];
-    act_t (&k)[ROWS * HEAD_DIM];
-    act_t (&v)[ROWS * HEAD_DIM];
-    int which, shift;
-    bool per_row;
-    void operator()(int r, int n, int64_t acc, int row_sh) {
-        const act_t y = act_t(requantize(acc, per_row ? row_sh : shift, ACT_BITS));
-        const int i = r * HEAD_DIM + n;
-        if (which == 0) q[i] = y;
-        if (which == 1) k[i] = y;
-        if (which == 2) v[i] = y;
-    }
-};
-
-// The array's process of the HEADS loop: head h's Q, K, V rows, in the loader's order, one call site.
-void head_qkv(block_stream& blocks, hls::stream<BiasRow>& biases, const int shifts[3], bool per_row, int rows,
-              act_t (&qh)[ROWS * HEAD_DIM], act_t (&kh)[ROWS * HEAD_DIM], act_t (&vh)[ROWS * HEAD_DIM]) {
-HEAD_OPS:
-    for (int i = 0; i < 3; ++i) {
-        HeadEpi epi = {qh, kh, vh, i, shifts[i], per_row};
-        Feed feed = feed_of(FEED_H_LN, DIM);
-        linear_unit(blocks, biases, HEAD_DIM, DIM, feed, rows, epi);
-    }
-}
-
 // Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
 void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, int rows) {
     if (!DUMPS || d == NO_DUMP) return;
@@ -409,10 +371,9 @@ void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, 
         for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(x[r * HEAD_DIM + c]));
 }
 
-// The attention unit on head h of every frame of the batch; it also dumps the head's Q, K, V columns
-// (the one process of the loop that writes `scratch`).
-void head_attention(const act_t qh[ROWS * HEAD_DIM], const act_t kh[ROWS * HEAD_DIM], const act_t vh[ROWS * HEAD_DIM],
-                    int h, int frames, AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn,
+// The attention unit on head h of every frame of the batch (its Q, K, V just written by the array); it
+// also dumps the head's Q, K, V columns.
+void head_attention(int h, int frames, AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn,
                     word_t* dump) {
     dump_head(dump, d_qkv[0], qh, h, frames * N_TOK);
     dump_head(dump, d_qkv[1], kh, h, frames * N_TOK);
@@ -428,123 +389,141 @@ HEAD_FRAMES:
     }
 }
 
-void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, const uint32_t* RS, int frames, word_t* dump) {
-    const int rows = frames * N_TOK;
-    const QkvWeights qkv = {{L[L_Q_W], L[L_K_W], L[L_V_W]}, {L[L_Q_W + 1], L[L_K_W + 1], L[L_V_W + 1]},
-                            {RS[RS_L_Q_RS], RS[RS_L_K_RS], RS[RS_L_V_RS]}};
-    const bool per_row = RS[RS_L_Q_RS] != NO_ROW_SHIFT;
-    const int shifts[3] = {sfield(L[L_Q_W + 2]), sfield(L[L_K_W + 2]), sfield(L[L_V_W + 2])};
-    const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
-    const AttentionParams p = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
-HEADS:  // a dataflow loop: head h+1's Q/K/V (and its weights) beside head h's attention
+// --- the one array: a step's op list, its loader and its engine -------------------------------------------
+// What an op of a step is to the engine (the loader only needs its LinOp): its function and its head
+// (Q/K/V: 3·h + which) or expert.
+enum OpKind { OP_EMBED, OP_QKV, OP_PROJ, OP_FC1, OP_FC2, OP_ROUTER, OP_E1, OP_E2 };
+struct OpRole {
+    OpKind kind;
+    int arg;
+};
+enum StepKind { STEP_EMBED, STEP_LAYER, STEP_EXPERTS };
+
+struct StepParams {  // what the engine needs beside the layer's descriptor words
+    StepKind kind;
+    int l, frames;
+    uint32_t task;
+    int embed_shift;     // the embedding (STEP_EMBED): its shift and whether it has per-row shifts
+    bool embed_per_row;
+};
+
+inline OpRole role(OpKind kind, int arg) {
+    const OpRole r = {kind, arg};
+    return r;
+}
+
+// The op list of a step, from the layer program (L, RS) and, for the experts, the routed counts.
+int step_ops(const StepParams& sp, const uint32_t* hdr, uint32_t patch_rs, const uint32_t* L, const uint32_t* RS,
+             LinOp ops[STEP_OPS], OpRole roles[STEP_OPS]) {
+    int n = 0;
+    if (sp.kind == STEP_EMBED) {
+        ops[n] = lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patch_rs);
+        roles[n++] = role(OP_EMBED, 0);
+        return n;
+    }
+    if (sp.kind == STEP_EXPERTS) {
+    EXPERT_LIST:  // inactive experts are never read from DDR
+        for (int e = 0; e < EXPERTS; ++e) {
+            if (counts[e] > 0) {
+                ops[n] = lin_op(L[L_E1_W] + uint32_t(e) * L[L_E1_W_STRIDE], L[L_E1_B] + uint32_t(e) * L[L_E1_B_STRIDE],
+                                EXPERT_HIDDEN, DIM, rs_at(RS[RS_L_E1_RS], uint32_t(e) * RS[RS_L_E1_RS_STRIDE]));
+                roles[n++] = role(OP_E1, e);
+                ops[n] = lin_op(L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE], L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE],
+                                DIM, EXPERT_HIDDEN, rs_at(RS[RS_L_E2_RS], uint32_t(e) * RS[RS_L_E2_RS_STRIDE]));
+                roles[n++] = role(OP_E2, e);
+            }
+        }
+        return n;
+    }
+    // a layer: head h's rows of Q, K and V (three ops of HEAD_DIM rows, each a contiguous range of its matrix)
+    const uint32_t row_bytes = uint32_t(ceil_div(DIM, TILE)) * TILE * W_BYTES;  // one pack row of a DIM-wide matrix
+    const uint32_t w[3] = {L[L_Q_W], L[L_K_W], L[L_V_W]}, b[3] = {L[L_Q_W + 1], L[L_K_W + 1], L[L_V_W + 1]};
+    const uint32_t s[3] = {RS[RS_L_Q_RS], RS[RS_L_K_RS], RS[RS_L_V_RS]};
+HEAD_LIST:
     for (int h = 0; h < HEADS; ++h) {
-#pragma HLS DATAFLOW
-        // PIPO, ping-pong per head. The array writes QKV_WORD consecutive values of a row per cycle, the
-        // attention unit reads a HEAD_DIM row per cycle: reshaped into QKV_WORD-value words (a write is one
-        // whole word), true dual-port so a row's (at most 2) words are read in one cycle.
-        act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];
-#pragma HLS ARRAY_RESHAPE variable = qh type = cyclic factor = QKV_WORD
-#pragma HLS ARRAY_RESHAPE variable = kh type = cyclic factor = QKV_WORD
-#pragma HLS ARRAY_RESHAPE variable = vh type = cyclic factor = QKV_WORD
-#pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
-#pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
-#pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
-        block_stream blocks;
-        M3V_BLOCK_STREAM_PRAGMAS(blocks)
-        hls::stream<BiasRow> biases("head_biases");
-#pragma HLS STREAM variable = biases depth = 2
-        head_loader(WEIGHT_PORT_ARGS, qkv, h, blocks, biases);
-        head_qkv(blocks, biases, shifts, per_row, rows, qh, kh, vh);
-        head_attention(qh, kh, vh, h, frames, p, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
+        for (int i = 0; i < 3; ++i) {
+            ops[n] = lin_op(w[i] + uint32_t(h * HEAD_DIM) * row_bytes, b[i] + uint32_t(h * HEAD_DIM) * BIAS_BYTES,
+                            HEAD_DIM, DIM, rs_at(s[i], uint32_t(h * HEAD_DIM)));
+            roles[n++] = role(OP_QKV, 3 * h + i);
+        }
     }
-}
-
-// --- the rest of a layer: proj, LN2, MLP or router --------------------------------------------------------
-// Op i of the tail (proj, then fc1, fc2 or the router): its epilogue, by kind.
-Epilogue tail_epi(int i, const uint32_t* L, const uint32_t* RS, uint32_t task, word_t* dump) {
-    if (i == 0) {
-        return epi_residual(EPI_RES_MID, sfield(L[L_PROJ_SHIFT]), RS[RS_L_PROJ_RS] != NO_ROW_SHIFT,
-                            sfield(L[L_MID_X_LSH]), sfield(L[L_MID_Y_LSH]), sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ],
-                            L[L_D_MID]);
-    }
+    ops[n] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, RS[RS_L_PROJ_RS]);
+    roles[n++] = role(OP_PROJ, 0);
     if (L[L_IS_MOE]) {
-        (void)task;
-        return epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), RS[RS_L_GATE_RS] != NO_ROW_SHIFT, dump, L[L_D_GATE],
-                      EXPERTS);
-    }
-    if (i == 1) {
-        return epi_gelu(sfield(L[L_FC1_SHIFT]), RS[RS_L_FC1_RS] != NO_ROW_SHIFT, sfield(L[L_GELU_IN_FRAC]),
-                        sfield(L[L_GELU_SHIFT]), dump, L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
-    }
-    return epi_residual(EPI_RES_OUT, sfield(L[L_FC2_SHIFT]), RS[RS_L_FC2_RS] != NO_ROW_SHIFT, sfield(L[L_OUT_X_LSH]),
-                        sfield(L[L_OUT_Y_LSH]), sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
-}
-
-// The compute process of the tail: its ops from one call site of the array, LN2 after the first.
-void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const LinOp ops[TAIL_OPS], int n_ops,
-                  const uint32_t* L, const uint32_t* RS, int l, uint32_t task, int rows, word_t* dump) {
-TAIL_OPS_LOOP:
-    for (int i = 0; i < n_ops; ++i) {
-        Epilogue epi = tail_epi(i, L, RS, task, dump);
-        Feed feed = feed_of(i == 0 ? FEED_A_BUF : (i == 1 ? FEED_H_LN : FEED_HID), ops[i].k_in);
-        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, rows, epi);
-        // the loader fetches the next op's first block meanwhile
-        if (i == 0) layer_norm(L, l, 1, x_mid, rows, dump, L[L_D_LN2]);
-    }
-}
-
-void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, const uint32_t* RS,
-                 int l, uint32_t task, int rows, word_t* dump) {
-#pragma HLS DATAFLOW
-    block_stream blocks;
-    M3V_BLOCK_STREAM_PRAGMAS(blocks)
-    hls::stream<BiasRow> biases("tail_biases");
-#pragma HLS STREAM variable = biases depth = 2
-    weight_loader<TAIL_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    tail_compute(blocks, biases, ops, n_ops, L, RS, l, task, rows, dump);
-}
-
-void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, const uint32_t* RS, int l, uint32_t task, int rows,
-                word_t* dump) {
-    LinOp ops[TAIL_OPS];
-    ops[0] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, RS[RS_L_PROJ_RS]);
-    int n_ops = 2;
-    if (L[L_IS_MOE]) {
-        ops[1] = lin_op(L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS, DIM,
-                        rs_at(RS[RS_L_GATE_RS], task * RS[RS_L_GATE_RS_STRIDE]));
+        ops[n] = lin_op(L[L_GATE_W] + sp.task * L[L_GATE_W_STRIDE], L[L_GATE_B] + sp.task * L[L_GATE_B_STRIDE],
+                        EXPERTS, DIM, rs_at(RS[RS_L_GATE_RS], sp.task * RS[RS_L_GATE_RS_STRIDE]));
+        roles[n++] = role(OP_ROUTER, 0);
     } else {
-        ops[1] = lin_op(L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, RS[RS_L_FC1_RS]);
-        ops[2] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, RS[RS_L_FC2_RS]);
-        n_ops = 3;
+        ops[n] = lin_op(L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, RS[RS_L_FC1_RS]);
+        roles[n++] = role(OP_FC1, 0);
+        ops[n] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, RS[RS_L_FC2_RS]);
+        roles[n++] = role(OP_FC2, 0);
     }
-    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, RS, l, task, rows, dump);
+    return n;
 }
 
-// --- MoE: the active experts, back to back --------------------------------------------------------------
-void experts_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, const uint32_t* RS,
-                     const int active[EXPERTS], int n_active, int rows, word_t* dump) {
-    const int64_t values = int64_t(rows) * DIM;
-    int64_t row0 = 0;
-EXPERT_OPS_LOOP:  // fc1 and fc2 of every active expert from one call site of the array
-    for (int j = 0; j < 2 * n_active; ++j) {
-        const int e = active[j / 2];
-        const bool fc1 = j % 2 == 0;
-        Epilogue epi = fc1 ? epi_gelu(sfield(L[L_E1_SHIFT]), RS[RS_L_E1_RS] != NO_ROW_SHIFT,
-                                      sfield(L[L_EGELU_IN_FRAC]), sfield(L[L_EGELU_SHIFT]), dump, L[L_D_E1],
-                                      L[L_D_EGELU], row0, EXPERT_HIDDEN)
-                           : epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), RS[RS_L_E2_RS] != NO_ROW_SHIFT, dump,
-                                    L[L_D_E2], DIM);
-        epi.q_at = e * EROWS;  // expert e's queue and gates: an offset into one memory each
-        epi.row0 = row0;
-        Feed feed = feed_of(fc1 ? FEED_H_LN : FEED_HID, fc1 ? DIM : EXPERT_HIDDEN);
-        feed.q_at = fc1 ? e * EROWS : -1;  // fc1 gathers the expert's tokens; fc2 reads its hidden rows in order
-        linear_unit(blocks, biases, fc1 ? EXPERT_HIDDEN : DIM, fc1 ? DIM : EXPERT_HIDDEN, feed, counts[e], epi);
-        if (!fc1) row0 += counts[e];
+// The array's feed and epilogue for op `r` (row0: the experts' dump row of its first input row).
+void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const uint32_t* RS, int64_t row0,
+                 word_t* dump, Feed& feed, Epilogue& epi) {
+    switch (r.kind) {
+        case OP_EMBED:
+            epi = epi_of(EPI_EMBED, sp.embed_shift, sp.embed_per_row, nullptr, NO_DUMP, DIM);
+            feed = feed_of(FEED_PATCHES, PATCH_K);
+            break;
+        case OP_QKV: {
+            const int i = r.arg % 3;
+            const int sf[3] = {L_Q_W + 2, L_K_W + 2, L_V_W + 2};
+            epi = epi_of(EPI_QKV, sfield(L[sf[i]]), RS[RS_L_Q_RS] != NO_ROW_SHIFT, nullptr, NO_DUMP, HEAD_DIM);
+            epi.which = i;
+            feed = feed_of(FEED_H_LN, DIM);
+            break;
+        }
+        case OP_PROJ:
+            epi = epi_residual(EPI_RES_MID, sfield(L[L_PROJ_SHIFT]), RS[RS_L_PROJ_RS] != NO_ROW_SHIFT,
+                               sfield(L[L_MID_X_LSH]), sfield(L[L_MID_Y_LSH]), sfield(L[L_MID_SHIFT]), dump,
+                               L[L_D_PROJ], L[L_D_MID]);
+            feed = feed_of(FEED_A_BUF, DIM);
+            break;
+        case OP_ROUTER:
+            epi = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), RS[RS_L_GATE_RS] != NO_ROW_SHIFT, dump,
+                         L[L_D_GATE], EXPERTS);
+            feed = feed_of(FEED_H_LN, DIM);
+            break;
+        case OP_FC1:
+            epi = epi_gelu(sfield(L[L_FC1_SHIFT]), RS[RS_L_FC1_RS] != NO_ROW_SHIFT, sfield(L[L_GELU_IN_FRAC]),
+                           sfield(L[L_GELU_SHIFT]), dump, L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
+            feed = feed_of(FEED_H_LN, DIM);
+            break;
+        case OP_FC2:
+            epi = epi_residual(EPI_RES_OUT, sfield(L[L_FC2_SHIFT]), RS[RS_L_FC2_RS] != NO_ROW_SHIFT,
+                               sfield(L[L_OUT_X_LSH]), sfield(L[L_OUT_Y_LSH]), sfield(L[L_OUT_SHIFT]), dump,
+                               L[L_D_FC2], L[L_D_OUT]);
+            feed = feed_of(FEED_HID, MLP_HIDDEN);
+            break;
+        case OP_E1:
+            epi = epi_gelu(sfield(L[L_E1_SHIFT]), RS[RS_L_E1_RS] != NO_ROW_SHIFT, sfield(L[L_EGELU_IN_FRAC]),
+                           sfield(L[L_EGELU_SHIFT]), dump, L[L_D_E1], L[L_D_EGELU], row0, EXPERT_HIDDEN);
+            epi.q_at = r.arg * EROWS;
+            feed = feed_of(FEED_H_LN, DIM);
+            feed.q_at = r.arg * EROWS;  // fc1 gathers the expert's tokens
+            break;
+        default:  // OP_E2: its hidden rows in order, gate-weighted into the tokens' sums
+            epi = epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), RS[RS_L_E2_RS] != NO_ROW_SHIFT, dump, L[L_D_E2], DIM);
+            epi.q_at = r.arg * EROWS;
+            epi.row0 = row0;
+            feed = feed_of(FEED_HID, EXPERT_HIDDEN);
+            break;
     }
+}
+
+// The MoE combine: requantize + residual add, LANES values per cycle; each sum read is cleared for the next
+// MoE layer (moe_acc starts zero: a static array).
+void moe_finish(const uint32_t* L, int rows, word_t* dump) {
+    const int64_t values = int64_t(rows) * DIM;
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
     const int x_lsh = sfield(L[L_OUT_X_LSH]), y_lsh = sfield(L[L_OUT_Y_LSH]), out_shift = sfield(L[L_OUT_SHIFT]);
-MOE_FINISH:  // combine requantize + residual add, LANES values per cycle; each sum read is cleared for the next
-    for (int64_t i0 = 0; i0 < values; i0 += LANES) {  // MoE layer (moe_acc starts zero: a static array)
+MOE_FINISH:
+    for (int64_t i0 = 0; i0 < values; i0 += LANES) {
 #pragma HLS PIPELINE II = 1
         for (int l = 0; l < LANES; ++l) {
 #pragma HLS UNROLL
@@ -561,34 +540,44 @@ MOE_FINISH:  // combine requantize + residual add, LANES values per cycle; each 
     }
 }
 
-void experts_region(WEIGHT_PORT_PARAMS, const LinOp ops[EXPERT_OPS], int n_ops, const uint32_t* L,
-                    const uint32_t* RS, const int active[EXPERTS], int n_active, int rows, word_t* dump) {
+// The engine: the step's ops from ONE call site of the array, in the loader's order, and the other units
+// between them in program order (the loader keeps filling the free half of the ping-pong meanwhile).
+void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinOp ops[STEP_OPS],
+                  const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
+                  word_t* dump) {
+    const int rows = sp.frames * N_TOK;
+    if (sp.kind == STEP_LAYER) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
+    const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
+    const AttentionParams ap = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
+    int64_t row0 = 0;
+ENGINE_OPS:
+    for (int i = 0; i < n_ops; ++i) {
+        const OpRole r = roles[i];
+        Feed feed;
+        Epilogue epi;
+        op_datapath(r, sp, L, RS, row0, dump, feed, epi);
+        const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
+                                                                           ? counts[r.arg]
+                                                                           : rows;
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi);
+        if (r.kind == OP_QKV && r.arg % 3 == 2)  // head h's V is done: its attention (the loader fetches head h+1)
+            head_attention(r.arg / 3, sp.frames, ap, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
+        if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2]);
+        if (r.kind == OP_E2) row0 += counts[r.arg];
+    }
+    if (sp.kind == STEP_EXPERTS) moe_finish(L, rows, dump);
+}
+
+// The one region: the step's loader ahead of the engine through one ping-pong of weight blocks.
+void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const OpRole roles[STEP_OPS], int n_ops,
+                StepParams sp, const uint32_t* L, const uint32_t* RS, word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     M3V_BLOCK_STREAM_PRAGMAS(blocks)
-    hls::stream<BiasRow> biases("expert_biases");
+    hls::stream<BiasRow> biases("step_biases");
 #pragma HLS STREAM variable = biases depth = 2
-    weight_loader<EXPERT_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    experts_compute(blocks, biases, L, RS, active, n_active, rows, dump);
-}
-
-void moe_experts(WEIGHT_PORT_PARAMS, const uint32_t* L, const uint32_t* RS, int rows, word_t* dump) {
-    route_tokens<EXPERTS, EROWS>(logits, rows, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue, gates, counts);
-    int active[EXPERTS];
-    LinOp ops[EXPERT_OPS];
-    int n_active = 0;
-ACTIVE_EXPERTS:  // inactive experts are never read from DDR
-    for (int e = 0; e < EXPERTS; ++e) {
-        if (counts[e] > 0) {
-            ops[2 * n_active] = lin_op(L[L_E1_W] + uint32_t(e) * L[L_E1_W_STRIDE], L[L_E1_B] + uint32_t(e) * L[L_E1_B_STRIDE],
-                                       EXPERT_HIDDEN, DIM, rs_at(RS[RS_L_E1_RS], uint32_t(e) * RS[RS_L_E1_RS_STRIDE]));
-            ops[2 * n_active + 1] = lin_op(L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE],
-                                           L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE], DIM, EXPERT_HIDDEN,
-                                           rs_at(RS[RS_L_E2_RS], uint32_t(e) * RS[RS_L_E2_RS_STRIDE]));
-            active[n_active++] = e;
-        }
-    }
-    experts_region(WEIGHT_PORT_ARGS, ops, 2 * n_active, L, RS, active, n_active, rows, dump);
+    weight_loader<STEP_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
+    array_engine(blocks, biases, ops, roles, n_ops, sp, L, RS, dump);
 }
 
 // --- per-row weight scales: where the shift vectors of a layer are ---------------------------------------------
@@ -637,6 +626,14 @@ void m3vit_accel(M3V_TOP_ARGS) {
     // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
 #pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
 #pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
+    // A head's Q/K/V: the array writes QKV_WORD consecutive values of a row per cycle, the attention unit reads
+    // a HEAD_DIM row per cycle: reshaped into QKV_WORD-value words, true dual-port (a row's <= 2 words per cycle).
+#pragma HLS ARRAY_RESHAPE variable = qh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = kh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = vh type = cyclic factor = QKV_WORD
+#pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
     // queue / gates: one memory each, expert e's entries from e · EROWS (an offset, not a memory choice)
 #pragma HLS ARRAY_PARTITION variable = counts complete
     uint32_t hdr[HEADER_WORDS];
@@ -659,22 +656,36 @@ FRAME_BATCHES:
         for (int i = 0; i < HEADER_WORDS; ++i) bhdr[i] = hdr[i];
         bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
-        embed(WEIGHT_PORT_ARGS, program, bhdr, patch_rs, images + f0 * frame_in_beats, frames, dump);
-        const int rows = frames * N_TOK;
-    LAYERS:
-        for (int l = 0; l < DEPTH; ++l) {
+        embed_inputs(WEIGHT_PORT_ARGS, program, bhdr[H_POS], images + f0 * frame_in_beats, frames, dump,
+                     bhdr[H_D_IMAGE]);
+    STEPS:  // step 0: the embedding; 2l + 1: layer l; 2l + 2: layer l's experts (MoE layers)
+        for (int s = 0; s < 1 + 2 * DEPTH; ++s) {
+            StepParams sp = {};
+            sp.kind = s == 0 ? STEP_EMBED : (s % 2 ? STEP_LAYER : STEP_EXPERTS);
+            sp.l = s == 0 ? 0 : (s - 1) / 2;
+            sp.frames = frames;
+            sp.task = task;
+            sp.embed_shift = sfield(hdr[H_PATCH_SHIFT]);
+            sp.embed_per_row = patch_rs != NO_ROW_SHIFT;
             uint32_t L[LAYER_WORDS];
             for (int i = 0; i < LAYER_WORDS; ++i) {
-                const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + l * LAYER_WORDS + i));
+                const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + sp.l * LAYER_WORDS + i));
                 L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
             uint32_t RS[RS_LAYER_WORDS];
-            row_shift_words(program, per_row, l, RS);
-            layer_norm(L, l, 0, x_res, rows, dump, L[L_D_LN1]);
-            attention(WEIGHT_PORT_ARGS, L, RS, frames, dump);
-            layer_tail(WEIGHT_PORT_ARGS, L, RS, l, task, rows, dump);
-            if (L[L_IS_MOE]) moe_experts(WEIGHT_PORT_ARGS, L, RS, rows, dump);
+            row_shift_words(program, per_row, sp.l, RS);
+            if (sp.kind == STEP_EXPERTS) {
+                if (!L[L_IS_MOE]) continue;  // a dense layer has no experts step
+                // the routed counts decide this step's op list before its region starts (no backward channel)
+                route_tokens<EXPERTS, EROWS>(logits, frames * N_TOK, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue,
+                                             gates, counts);
+            }
+            LinOp ops[STEP_OPS];
+            OpRole roles[STEP_OPS];
+            const int n_ops = step_ops(sp, bhdr, patch_rs, L, RS, ops, roles);
+            array_step(WEIGHT_PORT_ARGS, ops, roles, n_ops, sp, L, RS, dump);  // the one site: the one array
+            if (sp.kind == STEP_EMBED) embed_cls(weights, bhdr, frames, dump);
         }
-        tokens_out(tokens, f0, rows);
+        tokens_out(tokens, f0, frames * N_TOK);
     }
 }
