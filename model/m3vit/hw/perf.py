@@ -17,10 +17,13 @@ port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weigh
 C++ in ``hls/`` (``hls/src/m3vit_accel.cpp``; ``AS_BUILT_PLATFORM``: weights striped over 3 HP ports):
 LayerNorm ``HlsParams.ln_lanes`` features per cycle with rows pipelined; element-wise loops (the MoE
 combine) ``HlsParams.mac_rows`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
-the weight loader running ahead across the ops of a DATAFLOW region (:func:`region_ops` lists the
-regions: only each region's first block waits for DDR); head h's attention beside head h+1's Q/K/V
-on the array. ``PROPOSED`` is the next step (batch >= 2: the attention unit on one frame while the
-array works on the next); ``PREVIOUS`` the schedule before the loader ran ahead (ablation). Figures
+one MAC array: every step (the embedding, a layer's heads and tail, a MoE layer's experts) is one
+invocation of one DATAFLOW region whose loader runs ahead across the step's ops (:func:`region_ops` lists
+them: only each step's first block waits for DDR, and LN1 hides it); the attention unit runs in the
+array's process after each head's Q/K/V, so there is no head overlap (``head_overlap=False``).
+``PROPOSED`` is the next step (the attention unit as its own process beside the array: head h's
+attention beside head h+1's Q/K/V; batch >= 2: the attention unit on one frame while the array works
+on the next); ``PREVIOUS`` the schedule before the loader ran ahead (ablation). Figures
 are modelled, not measured, unless a unit is calibrated (``timing.calibrated``).
 """
 
@@ -85,10 +88,13 @@ class Schedule:
     cross_op_prefetch: bool = True  # the weight loader runs ahead across the ops of a region (off: per op)
     head_overlap: bool = True  # head h's attention overlaps the Q/K/V blocks of head h+1
     frame_overlap: bool = False  # batch >= 2: the attention unit and the MAC array work on different frames
+    layer_step: bool = False  # a layer's heads and tail are one region (one loader op list), LN1 inside it
 
 
-AS_BUILT = Schedule()
-PROPOSED = Schedule(frame_overlap=True)  # the next step; the same as AS_BUILT at batch 1
+# hls/: one array; the attention unit between heads in the array's process (no head overlap)
+AS_BUILT = Schedule(head_overlap=False, layer_step=True)
+# the next step: the attention unit its own process beside the array (head overlap), frames overlapped at batch >= 2
+PROPOSED = Schedule(layer_step=True, frame_overlap=True)
 PREVIOUS = Schedule(elementwise_lanes=1, pixel_lanes=1, beat_token_out=False, cross_op_prefetch=False,
                     head_overlap=False)  # element-wise loops one value per cycle, each op's first block exposed
 AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # hls/: weights, weights1, weights2
@@ -418,20 +424,26 @@ def embed_ops(env: Env) -> list[Op]:
 
 
 def region_ops(cfg: ModelConfig, layer: int) -> list[list[str]]:
-    """The DATAFLOW regions of one layer in hls/src/m3vit_accel.cpp, each the ops its weight loader streams
-    back to back (the HEADS loop counts as one: the loader of head h+1 runs while head h computes)."""
+    """The steps of one layer in hls/src/m3vit_accel.cpp (each one invocation of the one region array_step),
+    each the ops its weight loader streams back to back: the layer (every head's Q, K, V, then the tail) and,
+    in a MoE layer, its active experts (a step of its own: its op list needs the routing)."""
     heads = [f"{m}{h}" for h in range(cfg.num_heads) for m in "qkv"]
     tail = ["proj", "router"] if cfg.is_moe(layer) else ["proj", "fc1", "fc2"]
-    return [heads, tail, ["experts"]] if cfg.is_moe(layer) else [heads, tail]
+    return [heads + tail, ["experts"]] if cfg.is_moe(layer) else [heads + tail]
 
 
 def layer_ops(env: Env, layer: int) -> list[Op]:
     cfg, s = env.cfg, env.sched
     rows, d, h = env.b * cfg.num_tokens, cfg.dim, cfg.num_heads
-    ops = [layernorm(env, layer, "ln1", rows)]
-    # HEADS: a dataflow loop; head h's Q, K, V rows (two blocks each at HEAD_DIM 64) on the array while the
-    # attention unit works on head h-1 (head_overlap); off: Q/K/V first, then the attention
-    env.start_region()
+    ln1 = layernorm(env, layer, "ln1", rows)
+    ops = [ln1]
+    if s.layer_step:  # the layer's step starts: the engine's LN1 hides the loader's first block
+        env.start_region()
+        env.overlap(ln1.cycles)
+    # head h's Q, K, V rows (two blocks each at HEAD_DIM 64) on the array, then (no head_overlap) the attention
+    # unit on head h while the loader fetches head h+1; head_overlap: the attention unit on head h-1 beside them
+    if not s.layer_step:
+        env.start_region()
     # (attention on the array — an explored design, not the code — keeps Q, K, V whole)
     qkv = linear(env, layer, "qkv", 3 * d, d, rows, split=1 if s.attention_on_linear else 3 * h)
     att = attention(env, layer)
@@ -440,7 +452,8 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
         att.cycles = both - qkv.cycles
     ln2 = layernorm(env, layer, "ln2", rows)
     ops += [qkv, att]
-    env.start_region()  # TAIL: proj, LN2, fc1, fc2 (or router) with the loader running ahead
+    if not s.layer_step:
+        env.start_region()  # TAIL: proj, LN2, fc1, fc2 (or router) with the loader running ahead
     ops.append(linear(env, layer, "proj", d, d, rows))
     env.overlap(ln2.cycles)
     ops.append(ln2)

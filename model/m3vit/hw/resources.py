@@ -6,10 +6,11 @@ each kernel instantiates for a given :class:`HlsParams`), not synthesis reports.
 Vitis gives the post-synthesis figures to compare.
 
 ``kernels`` is the design with ONE linear unit (one MAC array shared by every op), which is what the
-latency model assumes and what the parameters were sized for. The C++ does not yet share it: each DATAFLOW
-region's compute process (``ARRAY_PROCESSES_AS_CODED``) calls ``linear_unit`` from its own single site, so
-Vitis would build one array (with its accumulators and weight-block ping-pong) per process —
-:func:`as_coded_totals` counts that, and the README table prints both.
+latency model assumes, what the parameters were sized for and what the C++ holds: one process
+(``ARRAY_PROCESSES_AS_CODED``: ``array_engine``) calls ``linear_unit``, from one site, and it is a process
+of the one DATAFLOW region the top calls from one site. :func:`as_coded_totals` counts one array (with
+its accumulators and weight-block ping-pong) per such process; tests/hls/test_resources.py checks the list
+against the C++.
 
 Memories: a buffer of ``depth`` words of ``width`` bits read once per cycle costs
 ``ceil(width / 72) · ceil(depth / 512)`` BRAM36 (72-bit simple-dual-port mode) or, placed in
@@ -40,10 +41,10 @@ def uram(width: int, depth: int) -> int:
     return math.ceil(width / 72) * math.ceil(depth / 4096)
 
 
-# The compute processes of hls/src/m3vit_accel.cpp that call linear_unit (one call site each): as coded, each is
-# a separate dataflow module with its own MAC array. Sharing one needs the regions' compute merged into one
-# long-lived process fed an op list (not done). tests/hls/test_resources.py checks this list against the C++.
-ARRAY_PROCESSES_AS_CODED = ("embed_compute", "head_qkv", "tail_compute", "experts_compute")
+# The processes of hls/src/m3vit_accel.cpp that call linear_unit (one call site each), each a dataflow module with
+# its own MAC array: one, the engine that walks every step's op list. tests/hls/test_resources.py checks this list
+# against the C++ (and that the region holding it is called from one site).
+ARRAY_PROCESSES_AS_CODED = ("array_engine",)
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,8 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"{p.mac_rows}x{p.mac_cols} MACs" + (", 2 INT8 MACs per DSP48E2 (WP486)" if packed else "")),
         Kernel("linear unit: weight blocks", 0, 0, 0,
                f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights: "
-               f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; one per DATAFLOW "
-               f"region as coded ({len(ARRAY_PROCESSES_AS_CODED)} regions: "
-               f"{len(ARRAY_PROCESSES_AS_CODED) * 2 * ks_max * macs * wb // 8 // 1024} KiB)"),
+               f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; the one "
+               "region's (array_step)"),
         Kernel("linear unit: accumulators + epilogue", p.mac_rows, bram36(p.mac_rows * mode.acc_bits, rows), 0,
                "partial sums of one output block for every token; GELU interpolation / gate multiply per output"),
         Kernel("attention: Q·Kᵀ + online softmax", p.attn_lanes * hd // (2 if packed else 1) + 2 * p.attn_lanes,
@@ -83,8 +83,9 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"P={p.attn_lanes} lanes x {hd} MACs, one K row per cycle shared; score rows per lane, ping-pong "
                "between row groups"),
         Kernel("attention: A·V", p.attn_lanes * av, 0, 0, f"P lanes x {av} value columns per cycle"),
-        Kernel("attention: head Q, K, V", 0, 2 * 3 * bram36(qkv_word * ab, rows * hd // qkv_word), 0,
-               "one head's Q, K, V rows of the batch, ping-pong between heads (array → attention unit); reshaped "
+        Kernel("attention: head Q, K, V", 0, 3 * bram36(qkv_word * ab, rows * hd // qkv_word), 0,
+               "one head's Q, K, V rows of the batch, one copy (the array writes them, then the attention unit in "
+               "the same process reads them: no ping-pong, no head overlap); reshaped "
                f"into {qkv_word}-value words (the array writes one per cycle), a row = {hd // qkv_word} words "
                "read through the two ports per cycle; K and V stay for the whole head"),
         Kernel("layernorm", 4 * p.ln_lanes, bram36(ln_beat, 2 * cfg.dim // p.ln_lanes + 128), 0,
@@ -161,14 +162,14 @@ def markdown_table(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> str:
     c = as_coded_totals(cfg, mode, p)
     n = len(ARRAY_PROCESSES_AS_CODED)
     fits = c["dsp"] <= DEVICE["dsp"] and c["bram36"] <= DEVICE["bram36"] and c["uram"] <= DEVICE["uram"]
-    lines.append(f"| as coded today: {n} arrays | {c['dsp']} | {c['bram36']} | {c['uram']} | one MAC array + "
-                 f"accumulators per compute process that calls `linear_unit` ({', '.join(ARRAY_PROCESSES_AS_CODED)}): "
-                 + ("fits" if fits else "**does not fit**; the total above needs them merged into one process") + " |")
+    lines.append(f"| as coded: {n} array{'s' if n > 1 else ''} | {c['dsp']} | {c['bram36']} | {c['uram']} | one MAC "
+                 f"array + accumulators per process that calls `linear_unit` ({', '.join(ARRAY_PROCESSES_AS_CODED)}): "
+                 + ("fits" if fits else "**does not fit**") + " |")
     from . import perf
 
     lines.append("")
     for label, batch, sched in (("as built", 1, perf.AS_BUILT), ("as built", p.batch, perf.AS_BUILT),
-                                ("next step (frame overlap)", p.batch, perf.PROPOSED)):
+                                ("next step (head + frame overlap)", p.batch, perf.PROPOSED)):
         lat = frame_latency(cfg, mode, dataclasses.replace(p, batch=batch), None, perf.AS_BUILT_PLATFORM, sched)
         lines.append(f"{cfg.name} {mode.name}, params {p}, batch {batch}, {label}: {lat['cycles_per_frame']} cycles "
                      f"per frame = **{lat['ms_per_frame']:.2f} ms** at {CLOCK_HZ / 1e6:.0f} MHz (goal {GOAL_MS} ms "
