@@ -55,11 +55,16 @@ def test_linear_trip_counts_and_prefetch(micro):
 
 
 def test_only_a_regions_first_block_waits_for_ddr(micro):
-    """The tail region's proj starts it (first block exposed: its load and the DDR latency); fc1 and fc2 after it
-    do not wait. Loads longer than the compute bind each block (DDR-bound, as the experts are)."""
+    """With the tail a region of its own (layer_step off), its proj starts it (first block exposed: its load and
+    the DDR latency); fc1 and fc2 after it do not wait. As built the tail is in the layer's step: proj's first
+    block loads during the last head's attention. Loads longer than the compute bind each block (DDR-bound, as
+    the experts are)."""
     p = HlsParams(mac_rows=32, mac_cols=32, batch=1)
-    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro))
+    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.AS_BUILT_PLATFORM,
+                          dataclasses.replace(perf.AS_BUILT, layer_step=False))
     proj = next(o for o in fm.ops if o.layer == 0 and o.name == "proj")
+    built = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro))
+    proj_built = next(o for o in built.ops if o.layer == 0 and o.name == "proj")
     drain = ARRAY_LATENCY + fm.units["requant"].depth
     tiles = 2 * math.ceil(micro.dim / 16)
     first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle,
@@ -67,6 +72,7 @@ def test_only_a_regions_first_block_waits_for_ddr(micro):
     blocks = math.ceil(micro.dim / 32)
     assert proj.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles + proj.compute
                                         + blocks * drain)
+    assert proj_built.cycles == pytest.approx(proj.compute + blocks * drain)
     env = perf.Env(micro, W8, p, perf.AS_BUILT_PLATFORM, perf.AS_BUILT, fm.units, perf.Routing.balanced(micro), [0])
     env.start_region()
     assert env.pipelined([10.0, 10.0, 10.0], [30.0, 30.0, 30.0]) == pytest.approx(
