@@ -18,19 +18,19 @@
 // DEPENDENCE inter false is true. (Tokens outer with k-slices inner would keep the sums in
 // registers but needs a fresh weight slice every cycle and a one-cycle loop-carried add.)
 //
-// Two long-running processes per DATAFLOW region (the top has one region per group of ops whose
-// weights are known in advance: the embedding, each head of a layer's Q/K/V, the rest of the layer,
-// the active experts), joined by a ping-pong of weight blocks (hls::stream_of_blocks, depth 2):
+// Two long-running processes per DATAFLOW region (the top has ONE region, array_step, invoked once per
+// step — a group of ops whose weights are known in advance: the embedding, a layer's heads and tail, a
+// MoE layer's active experts), joined by a ping-pong of weight blocks (hls::stream_of_blocks, depth 2):
 //   weight_loader — walks the region's list of ops (LinOp) and loads every block of every op, one
 //                   after the other: weight_reader issues every beat of the region in one pipelined
 //                   loop (each block's contiguous range of the pack, one tile per weight port and
 //                   burst, WEIGHT_PORTS ports in parallel, then its biases), so only the region's
 //                   first read waits for DDR; block_placer puts the beats k-slice major into the
 //                   block (zero where the block is partial), the biases beside it
-//   linear_op     — (called by the region's compute process once per op, in the same order) the
+//   linear_op     — (called by the region's engine once per op, in the same order) the
 //                   array above over each block, the fused epilogue inline in the last k-slice
 // The loader runs ahead across op boundaries: while the array works on an op's last block, the next
-// op's first block is already loading (the compute process may run other units in between — a
+// op's first block is already loading (the engine may run other units in between — a
 // LayerNorm, the MoE combine — and the loader keeps filling the free half of the ping-pong). Only
 // a region's first block waits for DDR.
 //
