@@ -108,10 +108,7 @@ module m3vit_top
   `M3VIT_AXI_NO_WRITE(gmem_w0)  // read only (weights, program)
   `M3VIT_AXI_NO_WRITE(gmem_w1)
   `M3VIT_AXI_NO_WRITE(gmem_w2)
-  `M3VIT_AXI_NO_READ(gmem_w1, AXI_DATA_W)  // weight ports 1 and 2: the striped linear unit's, not used yet
-  `M3VIT_AXI_NO_READ(gmem_w2, AXI_DATA_W)
-  `M3VIT_AXI_NO_WRITE(gmem_a)  // the token writer comes with the datapath that produces tokens
-  `M3VIT_AXI_NO_READ(gmem_s, AXI_DATA_W)  // scratch is written only at this stage
+  `M3VIT_AXI_NO_READ(gmem_w2, AXI_DATA_W)  // weight port 2: idle (the layers read their weights over gmem_w1)
 
   logic                  prog_cmd_valid, prog_cmd_ready, prog_busy, prog_err;
   logic [AXI_DATA_W-1:0] prog_tdata;
@@ -139,6 +136,21 @@ module m3vit_top
     .m_axis_tdata(img_tdata), .m_axis_tvalid(img_tvalid), .m_axis_tready(img_tready), .m_axis_tlast(img_tlast)
   );
 
+  // gmem_s write channel: the embedding's dump writer, or the layers' scratch writer while they run (in_layers)
+  logic                  in_layers;
+  logic                  dw_awvalid, dw_wvalid, dw_wlast, dw_bready, lw_awvalid, lw_wvalid, lw_wlast, lw_bready;
+  logic [63:0]           dw_awaddr, lw_awaddr;
+  logic [7:0]            dw_awlen, lw_awlen;
+  logic [AXI_DATA_W-1:0] dw_wdata, lw_wdata;
+  logic [AXI_DATA_W/8-1:0] dw_wstrb, lw_wstrb;
+  assign m_axi_gmem_s_awvalid = in_layers ? lw_awvalid : dw_awvalid;
+  assign m_axi_gmem_s_awaddr = in_layers ? lw_awaddr : dw_awaddr;
+  assign m_axi_gmem_s_awlen = in_layers ? lw_awlen : dw_awlen;
+  assign m_axi_gmem_s_wvalid = in_layers ? lw_wvalid : dw_wvalid;
+  assign m_axi_gmem_s_wdata = in_layers ? lw_wdata : dw_wdata;
+  assign m_axi_gmem_s_wstrb = in_layers ? lw_wstrb : dw_wstrb;
+  assign m_axi_gmem_s_wlast = in_layers ? lw_wlast : dw_wlast;
+  assign m_axi_gmem_s_bready = in_layers ? lw_bready : dw_bready;
   logic                  dump_cmd_valid, dump_cmd_ready, dump_busy, dump_err, dump_tready;
   logic [AXI_DATA_W-1:0] conv_tdata, emb_tdata;
   logic                  conv_valid, emb_tvalid, emb_tready, emb_tlast, emb_busy, in_emb, dump_embed_q, dump_image_q;
@@ -149,10 +161,10 @@ module m3vit_top
     .resp_error(dump_err),
     .s_axis_tdata(in_emb ? emb_tdata : conv_tdata), .s_axis_tvalid(in_emb ? emb_tvalid && dump_embed_q : conv_valid),
     .s_axis_tready(dump_tready),
-    .awvalid(m_axi_gmem_s_awvalid), .awready(m_axi_gmem_s_awready), .awaddr(m_axi_gmem_s_awaddr),
-    .awlen(m_axi_gmem_s_awlen), .wvalid(m_axi_gmem_s_wvalid), .wready(m_axi_gmem_s_wready),
-    .wdata(m_axi_gmem_s_wdata), .wstrb(m_axi_gmem_s_wstrb), .wlast(m_axi_gmem_s_wlast),
-    .bvalid(m_axi_gmem_s_bvalid), .bready(m_axi_gmem_s_bready), .bresp(m_axi_gmem_s_bresp)
+    .awvalid(dw_awvalid), .awready(m_axi_gmem_s_awready && !in_layers), .awaddr(dw_awaddr),
+    .awlen(dw_awlen), .wvalid(dw_wvalid), .wready(m_axi_gmem_s_wready && !in_layers),
+    .wdata(dw_wdata), .wstrb(dw_wstrb), .wlast(dw_wlast),
+    .bvalid(m_axi_gmem_s_bvalid && !in_layers), .bready(dw_bready), .bresp(m_axi_gmem_s_bresp)
   );
   wire logic unused_img_tlast = img_tlast;  // the dump writer counts its own beats
 
@@ -212,11 +224,11 @@ module m3vit_top
 
   // ---------------------------------------------------------------- sequencer
   typedef enum logic [3:0] {S_IDLE, S_HDR_CMD, S_HDR, S_CHECK, S_LD_CMD, S_LD, S_FRAME, S_IMG_CMD, S_IMG, S_EMB_CMD,
-                            S_EMB, S_DONE} state_t;
+                            S_EMB, S_LAYERS, S_DONE} state_t;
   state_t state;
   logic [31:0] hdr [PROGRAM_HEADER_WORDS];
   logic [$clog2(HDR_BEATS+1)-1:0] hdr_beat;
-  logic [63:0] scratch_base, weights_base;
+  logic [63:0] scratch_base, weights_base, tokens_base, prog_base;
   logic [31:0] task_id, num_frames, frame;
   logic        program_error, axi_error;  // sticky until the next start; visible to a testbench / ILA
   logic        img_cmd_sent, dump_cmd_sent;
@@ -224,6 +236,86 @@ module m3vit_top
   wire logic dumping = hdr[H_DUMP] != 0 && frame < hdr[H_DUMP_FRAMES];
   wire logic dump_image = dumping && hdr[H_D_IMAGE] != NO_DUMP;
   wire logic dump_embed = dumping && hdr[H_D_EMBED] != NO_DUMP;
+  // ---------------------------------------------------------------- transformer layers (W8/A8)
+  logic lay_start, lay_busy, lay_err;
+  if (EMBED) begin : g_layers
+    logic        lw_cmd_valid, lw_cmd_ready, lw_busy, lw_err, lw_tvalid, lw_tlast, lw_tready;
+    logic [63:0] lw_cmd_addr;
+    logic [31:0] lw_cmd_beats;
+    logic [AXI_DATA_W-1:0] lw_tdata;
+    axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_w_rd (  // weights + layer descriptors
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(lw_cmd_valid), .cmd_ready(lw_cmd_ready), .cmd_addr(lw_cmd_addr), .cmd_beats(lw_cmd_beats),
+      .busy(lw_busy), .resp_error(lw_err),
+      .arvalid(m_axi_gmem_w1_arvalid), .arready(m_axi_gmem_w1_arready), .araddr(m_axi_gmem_w1_araddr),
+      .arlen(m_axi_gmem_w1_arlen), .rvalid(m_axi_gmem_w1_rvalid), .rready(m_axi_gmem_w1_rready),
+      .rdata(m_axi_gmem_w1_rdata), .rresp(m_axi_gmem_w1_rresp), .rlast(m_axi_gmem_w1_rlast),
+      .m_axis_tdata(lw_tdata), .m_axis_tvalid(lw_tvalid), .m_axis_tready(lw_tready), .m_axis_tlast(lw_tlast)
+    );
+    logic        ls_cmd_valid, ls_cmd_ready, ls_busy, ls_err, ls_tvalid, ls_tlast, ls_tready;
+    logic [63:0] ls_cmd_addr;
+    logic [31:0] ls_cmd_beats;
+    logic [AXI_DATA_W-1:0] ls_tdata;
+    axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_rd (  // activations from scratch
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(ls_cmd_valid), .cmd_ready(ls_cmd_ready), .cmd_addr(ls_cmd_addr), .cmd_beats(ls_cmd_beats),
+      .busy(ls_busy), .resp_error(ls_err),
+      .arvalid(m_axi_gmem_s_arvalid), .arready(m_axi_gmem_s_arready), .araddr(m_axi_gmem_s_araddr),
+      .arlen(m_axi_gmem_s_arlen), .rvalid(m_axi_gmem_s_rvalid), .rready(m_axi_gmem_s_rready),
+      .rdata(m_axi_gmem_s_rdata), .rresp(m_axi_gmem_s_rresp), .rlast(m_axi_gmem_s_rlast),
+      .m_axis_tdata(ls_tdata), .m_axis_tvalid(ls_tvalid), .m_axis_tready(ls_tready), .m_axis_tlast(ls_tlast)
+    );
+    logic        so_cmd_valid, so_tok, so_tvalid, so_busy, sw_ready, sw_busy, sw_err, sw_tready;
+    logic        tw_ready, tw_busy, tw_err, tw_tready;
+    logic [63:0] so_cmd_addr;
+    logic [31:0] so_cmd_beats;
+    logic [AXI_DATA_W-1:0] so_tdata;
+    axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_wr (  // activations to scratch
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(so_cmd_valid && !so_tok), .cmd_ready(sw_ready), .cmd_addr(so_cmd_addr), .cmd_beats(so_cmd_beats),
+      .busy(sw_busy), .resp_error(sw_err),
+      .s_axis_tdata(so_tdata), .s_axis_tvalid(so_tvalid && !so_tok), .s_axis_tready(sw_tready),
+      .awvalid(lw_awvalid), .awready(m_axi_gmem_s_awready && in_layers), .awaddr(lw_awaddr),
+      .awlen(lw_awlen), .wvalid(lw_wvalid), .wready(m_axi_gmem_s_wready && in_layers),
+      .wdata(lw_wdata), .wstrb(lw_wstrb), .wlast(lw_wlast),
+      .bvalid(m_axi_gmem_s_bvalid && in_layers), .bready(lw_bready), .bresp(m_axi_gmem_s_bresp)
+    );
+    axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_tok_wr (  // output tokens
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(so_cmd_valid && so_tok), .cmd_ready(tw_ready), .cmd_addr(so_cmd_addr), .cmd_beats(so_cmd_beats),
+      .busy(tw_busy), .resp_error(tw_err),
+      .s_axis_tdata(so_tdata), .s_axis_tvalid(so_tvalid && so_tok), .s_axis_tready(tw_tready),
+      .awvalid(m_axi_gmem_a_awvalid), .awready(m_axi_gmem_a_awready), .awaddr(m_axi_gmem_a_awaddr),
+      .awlen(m_axi_gmem_a_awlen), .wvalid(m_axi_gmem_a_wvalid), .wready(m_axi_gmem_a_wready),
+      .wdata(m_axi_gmem_a_wdata), .wstrb(m_axi_gmem_a_wstrb), .wlast(m_axi_gmem_a_wlast),
+      .bvalid(m_axi_gmem_a_bvalid), .bready(m_axi_gmem_a_bready), .bresp(m_axi_gmem_a_bresp)
+    );
+    assign so_busy = sw_busy || tw_busy;
+    assign lay_err = lw_err || ls_err || sw_err || tw_err;
+    m3vit_layers #(.MAX_BURST(MAX_BURST)) u_layers (
+      .ap_clk, .ap_rst_n, .start(lay_start), .busy(lay_busy),
+      .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .embed_off(hdr[H_D_EMBED]), .task_id,
+      .frame,
+      .w_cmd_valid(lw_cmd_valid), .w_cmd_ready(lw_cmd_ready), .w_cmd_addr(lw_cmd_addr), .w_cmd_beats(lw_cmd_beats),
+      .w_tdata(lw_tdata), .w_tvalid(lw_tvalid), .w_tlast(lw_tlast), .w_tready(lw_tready),
+      .r_cmd_valid(ls_cmd_valid), .r_cmd_ready(ls_cmd_ready), .r_cmd_addr(ls_cmd_addr), .r_cmd_beats(ls_cmd_beats),
+      .r_tdata(ls_tdata), .r_tvalid(ls_tvalid), .r_tlast(ls_tlast), .r_tready(ls_tready),
+      .s_cmd_valid(so_cmd_valid), .s_tok(so_tok), .s_cmd_ready(so_tok ? tw_ready : sw_ready),
+      .s_cmd_addr(so_cmd_addr), .s_cmd_beats(so_cmd_beats), .s_tdata(so_tdata), .s_tvalid(so_tvalid),
+      .s_tready(so_tok ? tw_tready : sw_tready), .s_busy(so_busy), .dbg_step(), .dbg_layer()
+    );
+    wire logic unused_lay = ^{lw_busy, ls_busy};
+  end else begin : g_no_layers
+    assign lay_busy = 1'b0;
+    assign lay_err = 1'b0;
+    assign lw_awvalid = 1'b0; assign lw_awaddr = '0; assign lw_awlen = '0; assign lw_wvalid = 1'b0;
+    assign lw_wdata = '0; assign lw_wstrb = '0; assign lw_wlast = 1'b0; assign lw_bready = 1'b1;
+    `M3VIT_AXI_NO_READ(gmem_w1, AXI_DATA_W)
+    `M3VIT_AXI_NO_READ(gmem_s, AXI_DATA_W)
+    `M3VIT_AXI_NO_WRITE(gmem_a)
+    wire logic unused_lay = ^{lay_start, tokens_base, prog_base};
+  end
+
   assign ap_idle = state == S_IDLE;
   assign ap_done = state == S_DONE;
   assign ap_ready = state == S_DONE;
@@ -231,6 +323,8 @@ module m3vit_top
   assign img_cmd_valid = state == S_IMG_CMD && !img_cmd_sent;
   assign dump_cmd_valid = (state == S_IMG_CMD && !dump_cmd_sent) || (state == S_EMB_CMD && dump_embed_q);
   assign in_emb = state == S_EMB_CMD || state == S_EMB;
+  assign in_layers = state == S_LAYERS;
+  assign lay_start = state == S_EMB && !emb_busy && !dump_busy && EMBED;
   assign ld_clear = state == S_CHECK;
   assign img_clear = state == S_IMG_CMD;
   assign emb_start = state == S_EMB_CMD;
@@ -259,6 +353,8 @@ module m3vit_top
       emb_addr <= '0;
       scratch_base <= '0;
       weights_base <= '0;
+      tokens_base <= '0;
+      prog_base <= '0;
       task_id <= '0;
       num_frames <= '0;
       frame <= '0;
@@ -271,7 +367,7 @@ module m3vit_top
       dump_embed_q <= 1'b0;
       for (int i = 0; i < PROGRAM_HEADER_WORDS; i++) hdr[i] <= '0;
     end else begin
-      if (prog_err || img_err || dump_err) axi_error <= 1'b1;
+      if (prog_err || img_err || dump_err || lay_err) axi_error <= 1'b1;
       case (state)
         S_IDLE: if (ap_start) begin
           // arguments are taken at start: the host may rewrite them (e.g. the next task) during a run
@@ -279,6 +375,8 @@ module m3vit_top
           weights_base <= arg(ARG_WEIGHTS);
           img_addr <= arg(ARG_IMAGES);
           scratch_base <= arg(ARG_SCRATCH);
+          tokens_base <= arg(ARG_TOKENS);
+          prog_base <= arg(ARG_PROGRAM);
           task_id <= arg(ARG_TASK)[31:0];
           num_frames <= arg(ARG_NUM_FRAMES)[31:0];
           program_error <= 1'b0;
@@ -302,7 +400,10 @@ module m3vit_top
           dump_addr <= scratch_base + 64'(hdr[H_D_IMAGE]);
           emb_addr <= scratch_base + 64'(hdr[H_D_EMBED]);
           if (hdr[H_MAGIC] != PROGRAM_MAGIC || hdr[H_VERSION] != PROGRAM_VERSION || hdr[H_DEPTH] != 32'(DEPTH) ||
-              hdr[H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS)) begin
+              hdr[H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
+              (EMBED && (hdr[H_DUMP] == 0 || num_frames > hdr[H_DUMP_FRAMES] || hdr[H_D_EMBED] == NO_DUMP))) begin
+            // the layers keep their activations in the scratch dumps: a W8/A8 run needs a dump program for
+            // every frame it runs (m3vit.hw.program.build_program(pack, frames, dump=True))
             program_error <= 1'b1;
             state <= S_DONE;
           end else begin
@@ -347,7 +448,8 @@ module m3vit_top
           end
         end
         S_EMB_CMD: state <= S_EMB;  // the writer is idle here, so its command (if any) is taken in this cycle
-        S_EMB: if (!emb_busy && !dump_busy) begin
+        S_EMB: if (!emb_busy && !dump_busy) state <= S_LAYERS;  // lay_start in this cycle
+        S_LAYERS: if (!lay_busy) begin
           frame <= frame + 32'd1;
           img_addr <= img_addr + 64'(FRAME_BYTES);
           dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
@@ -361,6 +463,6 @@ module m3vit_top
   end
   // no status register in the Vitis map: these are for testbenches and an ILA
   wire logic unused_status = program_error ^ axi_error;
-  wire logic unused_args = ^{arg(ARG_TOKENS), arg(ARG_WEIGHTS1), arg(ARG_WEIGHTS2), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
+  wire logic unused_args = ^{arg(ARG_WEIGHTS1), arg(ARG_WEIGHTS2), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
 endmodule
 `default_nettype wire

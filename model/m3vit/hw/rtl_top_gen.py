@@ -119,3 +119,85 @@ if __name__ == "__main__":
         print(write_include(sys.argv[1]) / INCLUDE_NAME)
     else:
         sys.exit("usage: python -m m3vit.hw.rtl_top_gen <output folder> | --table")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The transformer layers' compile-time constants (m3vit_layers_pkg): the units keep their formats as module
+# parameters, so each layer's instances are elaborated with that layer's formats, taken from one pack.
+# ------------------------------------------------------------------------------------------------------------
+LAYERS_INCLUDE_NAME = "m3vit_layers_pkg.svh"
+
+
+def _sv_array(kind: str, name: str, values: list[int], width: int = 0) -> str:
+    lit = (lambda v: f"{width}'d{v}") if width else str
+    body = ", ".join(lit(int(v)) for v in values)
+    return f"localparam {kind} {name} [{len(values)}] = '{{{body}}};"
+
+
+def refuse_per_row_scales(pack) -> None:
+    """The RTL applies one weight format per tensor: a pack with per-output-row weight scales is not for it."""
+    for t in pack.manifest["tensors"]:
+        fmt = t.get("format") or {}
+        if any("row" in k for k in (*t, *fmt)):
+            raise program.ProgramError(f"tensor {t['name']} carries per-row weight scales; the RTL top runs "
+                                       f"per-tensor packs only: re-export the pack without the per-row option")
+
+
+def layers_include(pack) -> str:
+    """Text of ``m3vit_layers_pkg.svh`` for ``pack``: shapes, the layer descriptor's field indices, the dump
+    sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with."""
+    from ..quant.spec import activation_points  # noqa: F401  (the formats below are the pack's spec)
+
+    refuse_per_row_scales(pack)
+    cfg, spec = pack.cfg, pack.spec
+    mode = spec.mode
+    if mode.weight_bits != 8:
+        raise program.ProgramError(f"the RTL layers datapath is W8/A8 only; this pack is {mode.name}")
+    c = program.op_constants(pack)
+    act = spec.activations
+    depth = cfg.depth
+    lines = [HEADER.replace("m3vit.hw.interface and m3vit.hw.program", "a weight pack's manifest"),
+             "`ifndef M3VIT_LAYERS_PKG_SVH", "`define M3VIT_LAYERS_PKG_SVH",
+             "/* verilator lint_off UNUSEDPARAM */", "package m3vit_layers_pkg;"]
+    p = lines.append
+    shapes = {"L_NT": cfg.num_tokens, "L_D": cfg.dim, "L_H": cfg.num_heads, "L_HD": cfg.head_dim,
+              "L_MLP": cfg.mlp_hidden, "L_E": cfg.num_experts, "L_EH": cfg.expert_hidden, "L_TOPK": cfg.top_k,
+              "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
+              "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": depth,
+              "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS)}
+    for k, v in shapes.items():
+        p(f"localparam int {k} = {v};")
+    for i, f in enumerate(program.LAYER_FIELDS):
+        p(f"localparam int LF_{_ident(f)} = {i};")
+    for point, values in program.frame_dump_values(cfg).items():
+        p(f"localparam int FV_{_ident(point)} = {values};")
+    p(_sv_array("bit", "IS_MOE", [int(cfg.is_moe(i)) for i in range(depth)]))
+    lns = [f"l{i}.{ln}" for i in range(depth) for ln in ("ln1", "ln2")]  # instance 2·layer + (0: ln1, 1: ln2)
+    p(_sv_array("int", "LN_IN_SHIFT", [c[n]["in_shift"] for n in lns]))
+    p(_sv_array("int", "LN_G_FRAC", [spec.weights[f"{n}.g"].frac for n in lns]))
+    p(_sv_array("int", "LN_OUT_FRAC", [act[n].frac for n in lns]))
+    p(_sv_array("logic [63:0]", "LN_EPS", [c[n]["eps_term"] for n in lns], 64))
+    p(_sv_array("int", "QK_SHIFT", [c[f"l{i}.scores"]["shift"] for i in range(depth)]))
+    p(_sv_array("int", "S_FRAC", [c[f"l{i}.attn"]["scores_frac"] for i in range(depth)]))
+    p(_sv_array("int", "V_FRAC", [c[f"l{i}.attn"]["v_frac"] for i in range(depth)]))
+    p(_sv_array("int", "ATTN_FRAC", [act[f"l{i}.attn"].frac for i in range(depth)]))
+    gelu = [f"l{i}.{'egelu' if cfg.is_moe(i) else 'gelu'}" for i in range(depth)]
+    p(_sv_array("int", "GELU_IN_FRAC", [c[g]["x_frac"] for g in gelu]))
+    p(_sv_array("int", "GELU_OUT_FRAC", [act[g].frac for g in gelu]))
+    p(_sv_array("int", "GATE_FRAC", [c[f"l{i}.route"]["logit_frac"] if cfg.is_moe(i) else 0 for i in range(depth)]))
+    p("endpackage")
+    p("/* verilator lint_on UNUSEDPARAM */")
+    p("`endif")
+    return "\n".join(lines) + "\n"
+
+
+def write_layers_include(pack, folder: str | Path) -> Path:
+    """Write ``m3vit_layers_pkg.svh`` for ``pack`` into ``folder`` (only when its text changes)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path, text = folder / LAYERS_INCLUDE_NAME, layers_include(pack)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return folder
