@@ -292,7 +292,10 @@ module m3vit_top
     );
     assign so_busy = sw_busy || tw_busy;
     assign lay_err = lw_err || ls_err || sw_err || tw_err;
-    m3vit_layers #(.MAX_BURST(MAX_BURST)) u_layers (
+    logic [4:0] lay_step;  // the op running, and its layer: for testbenches (per-op cycles) and an ILA
+    logic [7:0] lay_layer;
+    wire logic unused_dbg = ^{lay_step, lay_layer};
+    m3vit_layers u_layers (
       .ap_clk, .ap_rst_n, .start(lay_start), .busy(lay_busy),
       .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .embed_off(hdr[H_D_EMBED]), .task_id,
       .frame,
@@ -302,7 +305,7 @@ module m3vit_top
       .r_tdata(ls_tdata), .r_tvalid(ls_tvalid), .r_tlast(ls_tlast), .r_tready(ls_tready),
       .s_cmd_valid(so_cmd_valid), .s_tok(so_tok), .s_cmd_ready(so_tok ? tw_ready : sw_ready),
       .s_cmd_addr(so_cmd_addr), .s_cmd_beats(so_cmd_beats), .s_tdata(so_tdata), .s_tvalid(so_tvalid),
-      .s_tready(so_tok ? tw_tready : sw_tready), .s_busy(so_busy), .dbg_step(), .dbg_layer()
+      .s_tready(so_tok ? tw_tready : sw_tready), .s_busy(so_busy), .dbg_step(lay_step), .dbg_layer(lay_layer)
     );
     wire logic unused_lay = ^{lw_busy, ls_busy};
   end else begin : g_no_layers

@@ -126,6 +126,11 @@ if __name__ == "__main__":
 # parameters, so each layer's instances are elaborated with that layer's formats, taken from one pack.
 # ------------------------------------------------------------------------------------------------------------
 LAYERS_INCLUDE_NAME = "m3vit_layers_pkg.svh"
+# The layers engine's ops in the order of its step register (rtl/m3vit_layers.sv): a dense layer runs
+# ln1 q k v att proj mid ln2 fc1 gelu fc2 out_d; a MoE layer ... ln2 gate route (e1 egelu e2 per active expert)
+# comb fin out_m; `tok` writes the last layer's out rows to the tokens buffer.
+LAYER_OPS = ("ln1", "q", "k", "v", "att", "proj", "mid", "ln2", "fc1", "gelu", "fc2", "out_d", "gate", "route",
+             "e1", "egelu", "e2", "comb", "fin", "out_m", "tok")
 
 
 def _sv_array(kind: str, name: str, values: list[int], width: int = 0) -> str:
@@ -167,10 +172,12 @@ def layers_include(pack) -> str:
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS)}
     for k, v in shapes.items():
         p(f"localparam int {k} = {v};")
+    fw = (len(program.LAYER_FIELDS) - 1).bit_length()  # descriptor word indices, as wide as the index
     for i, f in enumerate(program.LAYER_FIELDS):
-        p(f"localparam int LF_{_ident(f)} = {i};")
+        p(f"localparam logic [{fw - 1}:0] LF_{_ident(f)} = {fw}'d{i};")
     for point, values in program.frame_dump_values(cfg).items():
         p(f"localparam int FV_{_ident(point)} = {values};")
+    p(f"typedef enum logic [4:0] {{{', '.join('ST_' + _ident(o) for o in LAYER_OPS)}}} step_t;")
     p(_sv_array("bit", "IS_MOE", [int(cfg.is_moe(i)) for i in range(depth)]))
     lns = [f"l{i}.{ln}" for i in range(depth) for ln in ("ln1", "ln2")]  # instance 2·layer + (0: ln1, 1: ln2)
     p(_sv_array("int", "LN_IN_SHIFT", [c[n]["in_shift"] for n in lns]))
