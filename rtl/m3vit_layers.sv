@@ -312,22 +312,28 @@ module m3vit_layers
   // (outputs a step does not need — TLAST of row-counted streams, the dispatcher's idle/ready and gather stream,
   // whose tokens the scatter stream carries too — are left open)
   /* verilator lint_off PINCONNECTEMPTY */
-  // linear: one MAC tile (16 outputs per pass over k)
-  logic [17*8-1:0] mt_in;
-  logic            mt_in_valid, mt_in_ready, mt_out_valid;
-  logic [16*32-1:0] mt_out;
-  logic [31:0]     ntiles;
+  // linear: LIN_TILES MAC tiles side by side, 16 outputs each, all fed the same x[k] in one pass over k
+  // (a pass covers LIN_TILES · 16 outputs; tiles past the op's last take zero weights and are dropped)
+  logic [31:0]     ntiles, npass;
   assign ntiles = (k_nout + 32'd15) / 32'd16;
-  always_comb begin
-    mt_in[7:0] = xa[f1][7:0];
-    for (int r = 0; r < 16; r++) mt_in[8 + 8*r +: 8] = wt[f0 * k_kin + f1][r];
+  assign npass = (ntiles + 32'(LIN_TILES) - 32'd1) / 32'(LIN_TILES);
+  wire logic mt_in_valid = xs == X_COMP && kind_q == K_LIN && f0 < npass;
+  logic [LIN_TILES-1:0] mt_in_ready, mt_out_valid;
+  logic [16*32-1:0]     mt_out [LIN_TILES];
+  for (genvar t = 0; t < LIN_TILES; t++) begin : g_mac
+    logic [17*8-1:0] mt_in;
+    wire logic [31:0] tile = f0 * 32'(LIN_TILES) + 32'(t);
+    always_comb begin
+      mt_in[7:0] = xa[f1][7:0];
+      for (int r = 0; r < 16; r++) mt_in[8 + 8*r +: 8] = tile < ntiles ? wt[tile * k_kin + f1][r] : 8'd0;
+    end
+    mac_tile #(.N_OUT(16), .K_GROUP(7), .NARROW_W(0), .ACC_W(32)) u_mac (
+      .ap_clk, .ap_rst_n,
+      .s_axis_tdata(mt_in), .s_axis_tvalid(mt_in_valid), .s_axis_tready(mt_in_ready[t]),
+      .s_axis_tlast(f1 == k_kin - 1),
+      .m_axis_tdata(mt_out[t]), .m_axis_tvalid(mt_out_valid[t]), .m_axis_tready(1'b1), .m_axis_tlast()
+    );
   end
-  assign mt_in_valid = xs == X_COMP && kind_q == K_LIN && f0 < ntiles;
-  mac_tile #(.N_OUT(16), .K_GROUP(7), .NARROW_W(0), .ACC_W(32)) u_mac (
-    .ap_clk, .ap_rst_n,
-    .s_axis_tdata(mt_in), .s_axis_tvalid(mt_in_valid), .s_axis_tready(mt_in_ready), .s_axis_tlast(f1 == k_kin - 1),
-    .m_axis_tdata(mt_out), .m_axis_tvalid(mt_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
-  );
 
   // LayerNorms: instance 2·layer + (ln2)
   localparam int NLN = 2 * L_DEPTH;
@@ -580,19 +586,21 @@ module m3vit_layers
         X_COMP: begin
           case (kind_q)
             K_LIN: begin
-              if (mt_in_valid && mt_in_ready) begin
+              if (mt_in_valid && &mt_in_ready) begin  // the tiles run in lock step
                 if (f1 == k_kin - 1) begin
                   f1 <= '0;
                   f0 <= f0 + 1;
                 end else f1 <= f1 + 1;
               end
-              if (mt_out_valid) begin
-                for (int r = 0; r < 16; r++)
-                  if (o0 * 16 + 32'(r) < k_nout)
-                    ob[o0 * 16 + 32'(r)] <= 32'(rq(64'(signed'(mt_out[32*r +: 32])) + 64'(bias[o0 * 16 + 32'(r)]),
-                                                  k_shift, k_bits));
+              if (&mt_out_valid) begin  // lock step: every tile's row leaves together
+                for (int t = 0; t < LIN_TILES; t++)
+                  for (int r = 0; r < 16; r++)
+                    if ((o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r) < k_nout)
+                      ob[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)] <= 32'(rq(
+                          64'(signed'(mt_out[t][32*r +: 32])) + 64'(bias[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)]),
+                          k_shift, k_bits));
                 o0 <= o0 + 1;
-                if (o0 + 1 == ntiles) xs <= X_SCMD;
+                if (o0 + 1 == npass) xs <= X_SCMD;
               end
             end
             K_LN: begin

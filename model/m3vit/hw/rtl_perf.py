@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..configs import ModelConfig, get_config
+from .rtl_top_gen import LIN_TILES
 
 TOLERANCE = 0.10  # model vs measured, per layer and per frame
 CLOCK_MHZ = 300.0  # the ZCU104 target clock the prediction is quoted at
@@ -47,7 +48,7 @@ def op_terms(cfg: ModelConfig, op: str, rows: int) -> tuple[float, int, int]:
     def linear(k: int, n_out: int) -> tuple[float, int, int]:
         tiles = -(-n_out // 16)
         wload = tiles * k * 2 + _beats(n_out)  # tile beats + their transpose, the bias
-        per_row = _beats(k) + tiles * k + _beats(n_out)
+        per_row = _beats(k) + -(-tiles // LIN_TILES) * k + _beats(n_out)  # LIN_TILES tiles per pass over k
         return wload + rows * per_row, 2 + rows, rows
 
     if op in ("q", "k", "v", "gate"):

@@ -129,6 +129,7 @@ LAYERS_INCLUDE_NAME = "m3vit_layers_pkg.svh"
 # The layers engine's ops in the order of its step register (rtl/m3vit_layers.sv): a dense layer runs
 # ln1 q k v att proj mid ln2 fc1 gelu fc2 out_d; a MoE layer ... ln2 gate route (e1 egelu e2 per active expert)
 # comb fin out_m; `tok` writes the last layer's out rows to the tokens buffer.
+LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]: 64 outputs per pass over k
 LAYER_OPS = ("ln1", "q", "k", "v", "att", "proj", "mid", "ln2", "fc1", "gelu", "fc2", "out_d", "gate", "route",
              "e1", "egelu", "e2", "comb", "fin", "out_m", "tok")
 
@@ -169,7 +170,8 @@ def layers_include(pack) -> str:
               "L_MLP": cfg.mlp_hidden, "L_E": cfg.num_experts, "L_EH": cfg.expert_hidden, "L_TOPK": cfg.top_k,
               "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": depth,
-              "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS)}
+              "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
+              "LIN_TILES": LIN_TILES}
     for k, v in shapes.items():
         p(f"localparam int {k} = {v};")
     fw = (len(program.LAYER_FIELDS) - 1).bit_length()  # descriptor word indices, as wide as the index
