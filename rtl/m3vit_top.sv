@@ -2,6 +2,7 @@
 `include "m3vit_check.svh"
 `include "m3vit_ctrl_pkg.svh"
 `include "m3vit_axi_ports.svh"
+`include "m3vit_layers_pkg.svh"
 // Accelerator top (the RTL twin of the HLS top m3vit_accel): the ports Vitis gives the HLS top — ap_clk, ap_rst_n,
 // the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.interface), one AXI4 master per m_axi bundle
 // (gmem_w0/1/2: the weight pack through three ports, gmem_w0 also the program; gmem_a: images and tokens;
@@ -77,6 +78,11 @@ module m3vit_top
                DIM % 16 == 0 && IMG_H % PATCH == 0 && IMG_W % PATCH == 0,
                ("m3vit_top: bad DEPTH=%0d NUM_TASKS=%0d IMG_VALUES=%0d IMG_BYTES=%0d", DEPTH, NUM_TASKS, IMG_VALUES,
                 IMG_BYTES))
+
+  `M3VIT_CHECK(g_check_layers, !EMBED || (m3vit_layers_pkg::L_DEPTH == DEPTH && m3vit_layers_pkg::L_D == DIM &&
+               m3vit_layers_pkg::L_NT == NT && m3vit_layers_pkg::L_RESID_BITS == RESID_BITS),
+               ("m3vit_top: m3vit_layers_pkg is for another config (depth %0d, D %0d)", m3vit_layers_pkg::L_DEPTH,
+                m3vit_layers_pkg::L_D))
 
   wire logic rst = !ap_rst_n;
 

@@ -152,17 +152,45 @@ def refuse_per_row_scales(pack) -> None:
 def layers_include(pack) -> str:
     """Text of ``m3vit_layers_pkg.svh`` for ``pack``: shapes, the layer descriptor's field indices, the dump
     sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with."""
-    from ..quant.spec import activation_points  # noqa: F401  (the formats below are the pack's spec)
-
     refuse_per_row_scales(pack)
     cfg, spec = pack.cfg, pack.spec
-    mode = spec.mode
-    if mode.weight_bits != 8:
-        raise program.ProgramError(f"the RTL layers datapath is W8/A8 only; this pack is {mode.name}")
+    if spec.mode.weight_bits != 8:
+        raise program.ProgramError(f"the RTL layers datapath is W8/A8 only; this pack is {spec.mode.name}")
     c = program.op_constants(pack)
     act = spec.activations
     depth = cfg.depth
-    lines = [HEADER.replace("m3vit.hw.interface and m3vit.hw.program", "a weight pack's manifest"),
+    lns = [f"l{i}.{ln}" for i in range(depth) for ln in ("ln1", "ln2")]  # instance 2·layer + (0: ln1, 1: ln2)
+    gelu = [f"l{i}.{'egelu' if cfg.is_moe(i) else 'gelu'}" for i in range(depth)]
+    formats = {
+        "LN_IN_SHIFT": [c[n]["in_shift"] for n in lns], "LN_G_FRAC": [spec.weights[f"{n}.g"].frac for n in lns],
+        "LN_OUT_FRAC": [act[n].frac for n in lns], "LN_EPS": [c[n]["eps_term"] for n in lns],
+        "QK_SHIFT": [c[f"l{i}.scores"]["shift"] for i in range(depth)],
+        "S_FRAC": [c[f"l{i}.attn"]["scores_frac"] for i in range(depth)],
+        "V_FRAC": [c[f"l{i}.attn"]["v_frac"] for i in range(depth)],
+        "ATTN_FRAC": [act[f"l{i}.attn"].frac for i in range(depth)],
+        "GELU_IN_FRAC": [c[g]["x_frac"] for g in gelu], "GELU_OUT_FRAC": [act[g].frac for g in gelu],
+        "GATE_FRAC": [c[f"l{i}.route"]["logit_frac"] if cfg.is_moe(i) else 0 for i in range(depth)]}
+    return _layers_text(cfg, spec.mode, formats, "a weight pack's manifest")
+
+
+# Representative formats (as rtl/tools/units.py uses for the units): lint and the resource estimate elaborate the
+# top without a pack; the formats change shifts and table indices, not the size of the logic.
+PLACEHOLDER_FORMATS = {"LN_IN_SHIFT": 0, "LN_G_FRAC": 6, "LN_OUT_FRAC": 5, "LN_EPS": 17, "QK_SHIFT": 4,
+                       "S_FRAC": 10, "V_FRAC": 5, "ATTN_FRAC": 5, "GELU_IN_FRAC": 11, "GELU_OUT_FRAC": 4,
+                       "GATE_FRAC": 11}
+
+
+def placeholder_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> str:
+    """``m3vit_layers_pkg.svh`` for ``cfg`` and ``mode`` without a pack (lint, resource estimates)."""
+    mode = get_mode(mode) if isinstance(mode, str) else mode
+    n = {k: 2 * cfg.depth if k.startswith("LN_") else cfg.depth for k in PLACEHOLDER_FORMATS}
+    formats = {k: [v] * n[k] for k, v in PLACEHOLDER_FORMATS.items()}
+    return _layers_text(cfg, mode, formats, "placeholder formats (lint / estimates)")
+
+
+def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[int]], source: str) -> str:
+    depth = cfg.depth
+    lines = [HEADER.replace("m3vit.hw.interface and m3vit.hw.program", source),
              "`ifndef M3VIT_LAYERS_PKG_SVH", "`define M3VIT_LAYERS_PKG_SVH",
              "/* verilator lint_off UNUSEDPARAM */", "package m3vit_layers_pkg;"]
     p = lines.append
@@ -181,30 +209,19 @@ def layers_include(pack) -> str:
         p(f"localparam int FV_{_ident(point)} = {values};")
     p(f"typedef enum logic [4:0] {{{', '.join('ST_' + _ident(o) for o in LAYER_OPS)}}} step_t;")
     p(_sv_array("bit", "IS_MOE", [int(cfg.is_moe(i)) for i in range(depth)]))
-    lns = [f"l{i}.{ln}" for i in range(depth) for ln in ("ln1", "ln2")]  # instance 2·layer + (0: ln1, 1: ln2)
-    p(_sv_array("int", "LN_IN_SHIFT", [c[n]["in_shift"] for n in lns]))
-    p(_sv_array("int", "LN_G_FRAC", [spec.weights[f"{n}.g"].frac for n in lns]))
-    p(_sv_array("int", "LN_OUT_FRAC", [act[n].frac for n in lns]))
-    p(_sv_array("logic [63:0]", "LN_EPS", [c[n]["eps_term"] for n in lns], 64))
-    p(_sv_array("int", "QK_SHIFT", [c[f"l{i}.scores"]["shift"] for i in range(depth)]))
-    p(_sv_array("int", "S_FRAC", [c[f"l{i}.attn"]["scores_frac"] for i in range(depth)]))
-    p(_sv_array("int", "V_FRAC", [c[f"l{i}.attn"]["v_frac"] for i in range(depth)]))
-    p(_sv_array("int", "ATTN_FRAC", [act[f"l{i}.attn"].frac for i in range(depth)]))
-    gelu = [f"l{i}.{'egelu' if cfg.is_moe(i) else 'gelu'}" for i in range(depth)]
-    p(_sv_array("int", "GELU_IN_FRAC", [c[g]["x_frac"] for g in gelu]))
-    p(_sv_array("int", "GELU_OUT_FRAC", [act[g].frac for g in gelu]))
-    p(_sv_array("int", "GATE_FRAC", [c[f"l{i}.route"]["logit_frac"] if cfg.is_moe(i) else 0 for i in range(depth)]))
+    for name, values in formats.items():
+        p(_sv_array("logic [63:0]", name, values, 64) if name == "LN_EPS" else _sv_array("int", name, values))
     p("endpackage")
     p("/* verilator lint_on UNUSEDPARAM */")
     p("`endif")
     return "\n".join(lines) + "\n"
 
 
-def write_layers_include(pack, folder: str | Path) -> Path:
-    """Write ``m3vit_layers_pkg.svh`` for ``pack`` into ``folder`` (only when its text changes)."""
+def write_layers_include(pack, folder: str | Path, text: str | None = None) -> Path:
+    """Write ``m3vit_layers_pkg.svh`` for ``pack`` (or the given ``text``) into ``folder`` (only when it changes)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path, text = folder / LAYERS_INCLUDE_NAME, layers_include(pack)
+    path, text = folder / LAYERS_INCLUDE_NAME, text if text is not None else layers_include(pack)
     if not path.exists() or path.read_text() != text:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
