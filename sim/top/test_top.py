@@ -389,8 +389,17 @@ def test_top(vectors, tmp_path):
 
 @pytest.mark.slow
 def test_top_rejects_and_cycles(vectors, tmp_path):
-    """Bad programs / tasks are rejected without a write; the unpaused cycle record (same build)."""
+    """Bad programs / tasks are rejected without a write; the unpaused cycle record (same build); the RTL cycle
+    model (m3vit.hw.rtl_perf), calibrated on this record, is within 10% of every measured layer."""
+    from m3vit.configs import get_config
+    from m3vit.hw import rtl_perf
+
+    TOP_CYCLES_FILE.unlink(missing_ok=True)
     _run_top(vectors, tmp_path, ["bad_program_or_task_writes_nothing", "cycles"])
+    record = json.loads(TOP_CYCLES_FILE.read_text())
+    cfg = get_config(record["config"])
+    rows = rtl_perf.compare(record, cfg, rtl_perf.fit(record, cfg))
+    assert len(rows) == cfg.depth and all(r["ok"] for r in rows), f"model vs measured cycles per layer: {rows}"
 
 
 @pytest.mark.slow
