@@ -40,7 +40,7 @@ demo: setup
 	$(PY) -m m3vit.cli.demo --out $(DEMO_OUT)
 	@echo "[demo] accelerator C-simulation through the host runtime, every task, against the float golden model"
 	$(PY) -m m3vit_host.cli compare --backend csim --pack $(DEMO_OUT)/pack/model.json \
-	  --checkpoint $(DEMO_OUT)/train/last.pt --num-samples 256 --batch-size 16 --out $(DEMO_OUT)/host --no-progress
+	  --checkpoint $(DEMO_OUT)/train/last.pt --val-samples 256 --batch-size 16 --out $(DEMO_OUT)/host --no-progress
 
 test: setup
 	$(PY) -m ruff check .

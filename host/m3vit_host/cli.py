@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from m3vit.cli.common import run_cli
-from m3vit.data import DATASETS
+from m3vit.cli.common import add_data_args, run_cli
 
 from .backends import BACKENDS
 from .commands import run_bench, run_compare, run_infer
@@ -70,11 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "cases (input, golden, backend, difference), summary.json and report.md.")
     cmp_.add_argument("--checkpoint", default="build/demo/train/last.pt",
                       help="the float golden model (an m3vit checkpoint of the pack's model)")
-    cmp_.add_argument("--data", default="synthetic", choices=DATASETS, help="dataset to compare on")
-    cmp_.add_argument("--data-root", default=None, help="folder of a real dataset")
+    add_data_args(cmp_, "--val-samples", "images of --split to compare", 32, old_flag="--num-samples")
     cmp_.add_argument("--split", default="val", help="dataset split")
-    cmp_.add_argument("--num-samples", type=int, default=32, help="images to compare (synthetic: scenes rendered)")
-    cmp_.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic scenes")
     cmp_.add_argument("--worst", type=int, default=4, help="worst cases shown per task")
     cmp_.add_argument("--out", default="build/host/compare", help="report folder")
     _common(cmp_)

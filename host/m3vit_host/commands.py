@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from m3vit.checkpoint import load_model
+from m3vit.cli.common import check_data_args, sample_count
+from m3vit.cli.outputs import staged_files
 from m3vit.configs import ModelConfig, TaskSpec
 from m3vit.data import build_dataset, first_images
 
@@ -22,12 +24,12 @@ from .agreement import TaskAgreement
 from .backends import BACKENDS, BackendOptions
 from .errors import HostError
 from .images import find_images, read_image
-from .outputs import colourise, save_png, staged_output
+from .outputs import colourise, save_png
 from .runtime import STAGES, Runtime, open_runtime
 
 
 def _options(args: argparse.Namespace) -> BackendOptions:
-    for name in ("batch_size", "device_frames", "frames", "num_samples", "worst"):
+    for name in ("batch_size", "device_frames", "frames", "worst"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "worst" else 1):
             raise HostError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -68,7 +70,7 @@ def run_infer(args: argparse.Namespace) -> dict:
         pictures = [read_image(p, rt.cfg, args.resize) for p in paths]  # every input checked before any output
         names = _unique_names(paths)
         totals: dict[str, float] = defaultdict(float)
-        with staged_output(args.out) as stage:
+        with staged_files(args.out) as stage:
             bar = tqdm(total=len(paths) * len(tasks), desc=f"infer ({args.backend})", disable=args.no_progress,
                        unit="frame")
             for start in range(0, len(pictures), args.batch_size):
@@ -104,11 +106,13 @@ def _golden(args: argparse.Namespace, cfg: ModelConfig):
 
 @torch.no_grad()
 def run_compare(args: argparse.Namespace) -> dict:
+    check_data_args(args)
     with _open(args, args.backend) as rt:
         cfg = rt.cfg
         model = _golden(args, cfg)
         tasks = _tasks(args, cfg)
-        dataset = build_dataset(args.data, args.split, cfg, args.data_root, args.num_samples, seed=args.data_seed)
+        dataset = build_dataset(args.data, args.split, cfg, args.data_root, sample_count(args, "val_samples"),
+                                seed=args.data_seed or 0)
         agreements = {t.name: TaskAgreement(t, args.worst) for t in tasks}
         qmodel = rt.pack.quantized_model() if rt.backend.produces == "tokens" and args.backend != "reference" \
             else None
@@ -139,7 +143,7 @@ def run_compare(args: argparse.Namespace) -> dict:
                    "timings_ms_per_frame": _ms_per_frame(totals, frames)}
         if qmodel is not None:
             summary["tokens_vs_integer_reference"] = {"differing_values": token_diff, "values": token_total}
-        with staged_output(args.out) as stage:
+        with staged_files(args.out) as stage:
             pictures = [report.plot_side_by_side(a, args.backend, stage / f"{n}_side_by_side.png").name
                         for n, a in agreements.items()]
             pictures.append(report.plot_error_histograms(agreements, args.backend, stage / "error_histograms.png")
@@ -184,7 +188,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 results[name][task.name] = {"frames": len(images), "frames_per_s": len(images) / wall,
                                             "ms_per_frame": _ms_per_frame(totals, len(images))}
     summary = {"pack": str(args.pack), "batch_size": args.batch_size, "results": results}
-    with staged_output(args.out) as stage:
+    with staged_files(args.out) as stage:
         report.plot_bench(results, stage / "bench.png")
         (stage / "bench.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{'backend':>10} {'task':>10} {'frames/s':>9} " + " ".join(f"{s + ' ms':>15}" for s in STAGES))

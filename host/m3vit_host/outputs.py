@@ -7,12 +7,6 @@ unit vectors, binary maps are logits turned into probabilities.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -21,8 +15,6 @@ import torch
 from PIL import Image
 
 from m3vit.configs import TaskSpec
-
-from .errors import HostError
 
 
 def decode(task: TaskSpec, head: torch.Tensor) -> np.ndarray:
@@ -49,43 +41,6 @@ def colourise(task: TaskSpec, value: np.ndarray, value_range: tuple[float, float
     else:
         rgb = matplotlib.colormaps["gray"](np.clip(value, 0, 1))[..., :3]
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
-
-
-@contextmanager
-def staged_output(out: str | Path) -> Iterator[Path]:
-    """A temporary folder beside ``out``; on success its files move into ``out``, on failure it disappears.
-
-    So an interrupted or failed run leaves no partial files under ``out``.
-    """
-    out = Path(out)
-    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # removed again on failure
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as exc:
-        raise HostError(f"output folder {out} is not writable ({exc.strerror or exc}): choose another --out") \
-            from exc
-    done = False
-    try:
-        yield stage
-        try:
-            for src in sorted(stage.rglob("*")):
-                dst = out / src.relative_to(stage)
-                if src.is_dir():
-                    dst.mkdir(parents=True, exist_ok=True)
-                else:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(src, dst)
-        except OSError as exc:
-            raise HostError(f"output folder {out} is not writable ({exc.strerror or exc}): choose another --out") \
-                from exc
-        done = True
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if not done:
-            for folder in created:  # innermost first; only the empty folders this call made
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
 
 
 def save_png(path: Path, rgb: np.ndarray) -> Path:

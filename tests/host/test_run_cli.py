@@ -65,7 +65,7 @@ def test_infer_writes_png_and_npy_per_task(assets, image_dir, tmp_path, capsys):
 def test_compare_reports_metrics_agreement_and_pictures(assets, tmp_path, capsys):
     out = tmp_path / "cmp"
     code, stdout, err = run(["compare", "--pack", assets.manifest, "--checkpoint", assets.checkpoint, "--backend",
-                             "simboard", "--num-samples", 4, "--worst", 2, "--out", out, "--no-progress"], capsys)
+                             "simboard", "--val-samples", 4, "--worst", 2, "--out", out, "--no-progress"], capsys)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tokens_vs_integer_reference"]["differing_values"] == 0
@@ -208,7 +208,7 @@ def test_compare_with_a_golden_model_of_another_config(assets, tmp_path, capsys)
     save_checkpoint(tmp_path / "other.pt", M3ViT(other))
     out = tmp_path / "cmp"
     code, _, err = run(["compare", "--pack", assets.manifest, "--checkpoint", tmp_path / "other.pt", "--out", out,
-                        "--no-progress", "--num-samples", 2], capsys)
+                        "--no-progress", "--val-samples", 2], capsys)
     assert code == 2 and "pass the checkpoint the pack was exported from" in err
     assert no_partial_output(out)
 
@@ -224,4 +224,15 @@ def test_failure_after_some_outputs_leaves_nothing(assets, image_dir, tmp_path, 
     code, _, err = run(["infer", image_dir, "--pack", assets.manifest, "--out", out, "--no-progress", "--backend",
                         "simboard", "--batch-size", 1, "--timeout", "0.05", "--tasks", "depth"], capsys)
     assert code == 2 and "did not finish" in err
+    assert no_partial_output(out)
+
+
+def test_compare_data_options_are_the_model_clis(assets, tmp_path, capsys):
+    """compare takes the data options of m3vit-evaluate: --val-samples (old --num-samples hidden), real-data checks."""
+    text = build_parser()._subparsers._group_actions[0].choices["compare"].format_help()
+    assert "--val-samples" in text and "--num-samples" not in text
+    out = tmp_path / "cmp"
+    code, _, err = run(["compare", "--pack", assets.manifest, "--out", out, "--no-progress", "--val-samples", 2,
+                        "--data-root", tmp_path], capsys)
+    assert code == 2 and "--data-root" in err and "synthetic" in err
     assert no_partial_output(out)

@@ -101,3 +101,41 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def staged_files(out: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``out``; on success its files move into ``out`` (which may already hold
+    other results), on failure it disappears with any parent folders this call created.
+
+    Unlike :func:`staged_dir`, which replaces a whole folder, this merges: per-run reports written into a
+    shared folder. An interrupted or failed run leaves no partial files under ``out``."""
+    out = Path(out)
+    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # removed again on failure
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"output folder {out} is not writable ({exc.strerror or exc}): choose another --out") \
+            from exc
+    done = False
+    try:
+        yield stage
+        try:
+            for src in sorted(stage.rglob("*")):
+                dst = out / src.relative_to(stage)
+                if src.is_dir():
+                    dst.mkdir(parents=True, exist_ok=True)
+                else:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(src, dst)
+        except OSError as exc:
+            raise OutputError(f"output folder {out} is not writable ({exc.strerror or exc}): choose another --out") \
+                from exc
+        done = True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not done:
+            for folder in created:  # innermost first; only the empty folders this call made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
