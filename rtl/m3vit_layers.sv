@@ -66,6 +66,8 @@ module m3vit_layers
 );
   localparam int NT = L_NT, D = L_D, H = L_H, HD = L_HD, E = L_E, EH = L_EH, TOPK = L_TOPK;
   localparam int ACTB = L_ACT_BITS, RB = L_RESID_BITS, IB = L_INT_BITS;
+  localparam int WBITS = L_W_BITS, WBY = L_W_BYTES, BBY = L_BIAS_BYTES;  // weight / bias widths and containers
+  localparam int MACC_W = (WBITS == 8) ? 32 : 64;                        // linear accumulator
   localparam int HMAX = (L_MLP > EH) ? L_MLP : EH;
   localparam int XA_N = (NT * E > HMAX) ? ((NT * E > D) ? NT * E : D) : ((HMAX > D) ? HMAX : D);
   localparam int OB_N = (HMAX > D) ? HMAX : D;
@@ -77,7 +79,8 @@ module m3vit_layers
   localparam int DESC_BEATS = (L_LAYER_WORDS + 3 + 3) / 4;
   localparam int MT = (NT <= 2) ? 2 : (1 << $clog2(NT));          // dispatcher queue depth
   `M3VIT_CHECK(g_check, D % 16 == 0 && HD % 16 == 0 && L_MLP % 16 == 0 && EH % 16 == 0 && E % 4 == 0 &&
-               ACTB == 8 && (L_RESID_BYTES == 2 || L_RESID_BYTES == 4),
+               ((ACTB == 8 && WBITS == 8) || (ACTB == 16 && WBITS == 16)) && (L_RESID_BYTES == 2 || L_RESID_BYTES == 4)
+               && (BBY == 4 || BBY == 8),
                ("m3vit_layers: shapes must be whole 16-value tiles (D=%0d HD=%0d E=%0d)", D, HD, E))
 
   wire logic rst = !ap_rst_n;
@@ -104,9 +107,9 @@ module m3vit_layers
   logic signed [31:0] xa [XA_N];       // input row (or the gate block)
   logic signed [31:0] xb [D];          // second input row (residual adds)
   logic signed [31:0] ob [OB_N];       // output row
-  logic [7:0]         wt [WT_N][16];   // weights, transposed: wt[tile · K + k][r] = W[tile · 16 + r][k]
-  logic signed [31:0] bias [NMAX];     // linear / LayerNorm bias
-  logic signed [7:0]  gain [D];
+  logic [WBITS-1:0]   wt [WT_N][16];   // weights, transposed: wt[tile · K + k][r] = W[tile · 16 + r][k]
+  logic signed [63:0] bias [NMAX];     // linear / LayerNorm bias
+  logic signed [WBITS-1:0] gain [D];
   logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head
   logic [ACTB*HD-1:0] vb [NT];
   logic signed [IB-1:0] sb [NT];       // the scores row of the current query
@@ -245,7 +248,7 @@ module m3vit_layers
   logic [31:0] f0, f1, f2, o0;       // compute counters
   logic [1:0]  aph;                  // attention phase
   logic        sent;
-  logic [127:0] wtile [16];          // one tiled16 tile of the matrix before its transpose
+  logic [127:0] wtile [16*WBY];      // one tiled16 tile of the matrix before its transpose (row r: WBY beats)
   logic [4:0]  wdrain;
   logic [31:0] wtile_base;
 
@@ -319,20 +322,42 @@ module m3vit_layers
   assign npass = (ntiles + 32'(LIN_TILES) - 32'd1) / 32'(LIN_TILES);
   wire logic mt_in_valid = xs == X_COMP && kind_q == K_LIN && f0 < npass;
   logic [LIN_TILES-1:0] mt_in_ready, mt_out_valid;
-  logic [16*32-1:0]     mt_out [LIN_TILES];
+  logic [16*MACC_W-1:0] mt_out [LIN_TILES];
   for (genvar t = 0; t < LIN_TILES; t++) begin : g_mac
-    logic [17*8-1:0] mt_in;
     wire logic [31:0] tile = f0 * 32'(LIN_TILES) + 32'(t);
-    always_comb begin
-      mt_in[7:0] = xa[f1][7:0];
-      for (int r = 0; r < 16; r++) mt_in[8 + 8*r +: 8] = tile < ntiles ? wt[tile * k_kin + f1][r] : 8'd0;
+    if (WBITS == 8) begin : g_int8  // the DSP-packed INT8 MAC tile
+      logic [17*8-1:0] mt_in;
+      always_comb begin
+        mt_in[7:0] = xa[f1][7:0];
+        for (int r = 0; r < 16; r++) mt_in[8 + 8*r +: 8] = tile < ntiles ? wt[tile * k_kin + f1][r] : 8'd0;
+      end
+      mac_tile #(.N_OUT(16), .K_GROUP(7), .NARROW_W(0), .ACC_W(32)) u_mac (
+        .ap_clk, .ap_rst_n,
+        .s_axis_tdata(mt_in), .s_axis_tvalid(mt_in_valid), .s_axis_tready(mt_in_ready[t]),
+        .s_axis_tlast(f1 == k_kin - 1),
+        .m_axis_tdata(mt_out[t]), .m_axis_tvalid(mt_out_valid[t]), .m_axis_tready(1'b1), .m_axis_tlast()
+      );
+    end else begin : g_wide  // W16/A16: 16 plain 16×16-bit products a cycle (mac_tile is INT8 only)
+      logic signed [63:0] acc_r [16];
+      logic               done_r;
+      assign mt_in_ready[t] = 1'b1;
+      assign mt_out_valid[t] = done_r;
+      always_comb begin
+        for (int r = 0; r < 16; r++) mt_out[t][64*r +: 64] = acc_r[r];
+      end
+      always_ff @(posedge ap_clk) begin
+        if (rst) begin
+          done_r <= 1'b0;
+          for (int r = 0; r < 16; r++) acc_r[r] <= '0;
+        end else begin
+          done_r <= mt_in_valid && f1 == k_kin - 1;
+          if (mt_in_valid)
+            for (int r = 0; r < 16; r++)
+              acc_r[r] <= (f1 == 0 ? 64'sd0 : acc_r[r]) + 64'(signed'(xa[f1][ACTB-1:0])) *
+                          64'(signed'(tile < ntiles ? wt[tile * k_kin + f1][r] : '0));
+        end
+      end
     end
-    mac_tile #(.N_OUT(16), .K_GROUP(7), .NARROW_W(0), .ACC_W(32)) u_mac (
-      .ap_clk, .ap_rst_n,
-      .s_axis_tdata(mt_in), .s_axis_tvalid(mt_in_valid), .s_axis_tready(mt_in_ready[t]),
-      .s_axis_tlast(f1 == k_kin - 1),
-      .m_axis_tdata(mt_out[t]), .m_axis_tvalid(mt_out_valid[t]), .m_axis_tready(1'b1), .m_axis_tlast()
-    );
   end
 
   // LayerNorms: instance 2·layer + (ln2)
@@ -343,12 +368,13 @@ module m3vit_layers
   wire logic ln_feed = xs == X_COMP && kind_q == K_LN && f0 < 32'(D);
   wire logic ln_gb_feed = xs == X_COMP && kind_q == K_LN && f1 < 32'(D);
   for (genvar g = 0; g < NLN; g++) begin : g_ln
-    layernorm #(.D(D), .IN_W(RB), .IN_SHIFT(LN_IN_SHIFT[g]), .G_W(8), .G_FRAC(LN_G_FRAC[g]), .B_W(32), .OUT_W(ACTB),
+    layernorm #(.D(D), .IN_W(RB), .IN_SHIFT(LN_IN_SHIFT[g]), .G_W(WBITS), .G_FRAC(LN_G_FRAC[g]), .B_W(L_BIAS_BITS),
+                .OUT_W(ACTB),
                 .OUT_FRAC(LN_OUT_FRAC[g]), .EPS_TERM(LN_EPS[g]), .NBANK(4)) u_ln (
       .ap_clk, .ap_rst_n,
       .s_axis_tdata(xa[f0][RB-1:0]), .s_axis_tvalid(ln_feed && 32'(ln_sel) == g), .s_axis_tready(ln_in_ready[g]),
       .s_axis_tlast(f0 == 32'(D - 1)),
-      .s_axis_gb_tdata({bias[f1], gain[f1]}), .s_axis_gb_tvalid(ln_gb_feed && 32'(ln_sel) == g),
+      .s_axis_gb_tdata({bias[f1][L_BIAS_BITS-1:0], gain[f1]}), .s_axis_gb_tvalid(ln_gb_feed && 32'(ln_sel) == g),
       .s_axis_gb_tready(ln_gb_ready[g]),
       .m_axis_tdata(ln_out[g]), .m_axis_tvalid(ln_out_valid[g]), .m_axis_tready(1'b1), .m_axis_tlast()
     );
@@ -448,8 +474,8 @@ module m3vit_layers
     w_cmd_beats = 32'(DESC_BEATS);
     if (xs == X_WCMD) begin
       w_cmd_addr = wph ? k_b : k_w;
-      if (kind_q == K_LN) w_cmd_beats = wph ? 32'(D / 4) : 32'(D / 16);
-      else w_cmd_beats = wph ? (k_nout + 32'd3) / 32'd4 : ntiles * k_kin;  // bias (int32), tiled16 int8 matrix
+      if (kind_q == K_LN) w_cmd_beats = wph ? 32'(D * BBY / 16) : 32'((D * WBY + 15) / 16);
+      else w_cmd_beats = wph ? (k_nout * BBY + 32'd15) / 32'd16 : ntiles * k_kin * WBY;  // bias, tiled16 matrix
     end
   end
   assign w_tready = xs == X_DESC || xs == X_WDATA;
@@ -521,14 +547,17 @@ module m3vit_layers
         X_WDATA: if (w_tvalid) begin
           cnt <= cnt + 1;
           if (wph) begin
-            for (int j = 0; j < 4; j++) if (cnt * 4 + 32'(j) < 32'(NMAX)) bias[cnt * 4 + 32'(j)] <= w_tdata[32*j +: 32];
+            for (int j = 0; j < 16 / BBY; j++)
+              if (cnt * 32'(16 / BBY) + 32'(j) < 32'(NMAX))
+                bias[cnt * 32'(16 / BBY) + 32'(j)] <= 64'(signed'(w_tdata[8*BBY*j +: 8*BBY]));
           end else if (kind_q == K_LN) begin
-            for (int j = 0; j < 16; j++) gain[cnt * 16 + 32'(j)] <= w_tdata[8*j +: 8];
+            for (int j = 0; j < 16 / WBY; j++)
+              if (cnt * 32'(16 / WBY) + 32'(j) < 32'(D)) gain[cnt * 32'(16 / WBY) + 32'(j)] <= w_tdata[WBITS*j +: WBITS];
           end else begin
-            wtile[cnt[3:0]] <= w_tdata;
-            if (cnt[3:0] == 4'hF) begin  // a whole tile: transpose it while the reader waits
-              // tile (nt, kt): beat index cnt = (nt · KT + kt) · 16 + r → wt[nt · K + kt · 16 + c][r]
-              wtile_base <= ((cnt >> 4) / (k_kin / 16)) * k_kin + ((cnt >> 4) % (k_kin / 16)) * 16;
+            wtile[cnt % 32'(16 * WBY)] <= w_tdata;
+            if (cnt % 32'(16 * WBY) == 32'(16 * WBY - 1)) begin  // a whole tile: transpose it while the reader waits
+              // tile (nt, kt) = beat cnt / (16·WBY) = nt · KT + kt → wt[nt · K + kt · 16 + c][r]
+              wtile_base <= ((cnt / 32'(16 * WBY)) / (k_kin / 16)) * k_kin + ((cnt / 32'(16 * WBY)) % (k_kin / 16)) * 16;
               xs <= X_WDRAIN;
             end
           end
@@ -541,10 +570,12 @@ module m3vit_layers
           end
         end
         X_WDRAIN: begin
-          for (int c = 0; c < 16; c++) wt[wtile_base + 32'(c)][wdrain[3:0]] <= wtile[wdrain[3:0]][8*c +: 8];
+          for (int c = 0; c < 16; c++)  // row r = wdrain: its value c lies in beat r·WBY + c / (16 / WBY)
+            wt[wtile_base + 32'(c)][wdrain[3:0]] <=
+              wtile[32'(wdrain[3:0]) * WBY + 32'(c / (16 / WBY))][WBITS * (c % (16 / WBY)) +: WBITS];
           wdrain <= wdrain + 1;
           if (wdrain == 5'd15) begin
-            if (cnt == ntiles * k_kin) begin  // the matrix is in: the bias next
+            if (cnt == ntiles * k_kin * WBY) begin  // the matrix is in: the bias next
               wph <= 1'b1;
               xs <= X_WCMD;
             end else xs <= X_WDATA;
@@ -597,7 +628,7 @@ module m3vit_layers
                   for (int r = 0; r < 16; r++)
                     if ((o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r) < k_nout)
                       ob[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)] <= 32'(rq(
-                          64'(signed'(mt_out[t][32*r +: 32])) + 64'(bias[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)]),
+                          64'(signed'(mt_out[t][MACC_W*r +: MACC_W])) + bias[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)],
                           k_shift, k_bits));
                 o0 <= o0 + 1;
                 if (o0 + 1 == npass) xs <= X_SCMD;

@@ -32,6 +32,9 @@ module m3vit_top
   parameter int PATCH      = 16,  // patch size
   parameter int RESID_BITS = 16,  // residual (embed) format width
   parameter int IMG_BYTES  = 1,   // container bytes of one image value (1 for W8/A8, 2 for W16/A16)
+  parameter int W_BYTES    = 1,   // container bytes of a weight
+  parameter int BIAS_BYTES = 4,   // container bytes of a bias (and of pos)
+  parameter int RESID_BYTES = 2,  // container bytes of a residual value (cls, tokens)
   parameter int MAX_BURST  = 64   // beats per AXI burst
 ) (
   input  wire logic                    ap_clk,
@@ -65,7 +68,7 @@ module m3vit_top
   localparam int IMG_VALUES = IMG_C * IMG_H * IMG_W;
   localparam int NP = (IMG_H / PATCH) * (IMG_W / PATCH);  // patches
   localparam int NT = NP + 1;                             // tokens
-  localparam bit EMBED = IMG_BYTES == 1;  // the patch embedding datapath is W8/A8 (int8 MAC array) for now
+  localparam bit EMBED = 1'b1;  // patch embedding and layers (both modes); 0 elaborates the control plane alone
   localparam int BEAT_BYTES = AXI_DATA_W / 8;
   localparam int HDR_BEATS = (PROGRAM_HEADER_WORDS * 4 + BEAT_BYTES - 1) / BEAT_BYTES;
   localparam int WORDS_PER_BEAT = BEAT_BYTES / 4;
@@ -211,7 +214,8 @@ module m3vit_top
   logic [1:0] ld_sel;
   if (EMBED) begin : g_embed
     patch_embed #(.DIM(DIM), .IMG_C(IMG_C), .IMG_H(IMG_H), .IMG_W(IMG_W), .PATCH(PATCH),
-                  .RESID_BITS(RESID_BITS)) u_embed (
+                  .RESID_BITS(RESID_BITS), .W_BYTES(W_BYTES), .IMG_BYTES(IMG_BYTES), .BIAS_BYTES(BIAS_BYTES),
+                  .RESID_BYTES(RESID_BYTES)) u_embed (
       .ap_clk, .ap_rst_n,
       .ld_clear, .ld_valid(state == S_LD && prog_tvalid), .ld_sel, .ld_data(prog_tdata),
       .img_clear, .img_valid(img_tvalid && img_tready), .img_data(img_tdata),
@@ -344,10 +348,10 @@ module m3vit_top
     w_cmd_beats = 32'(HDR_BEATS);
     if (state == S_LD_CMD) begin
       case (ld_sel)
-        2'd0: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH); end
-        2'd1: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_B]); w_cmd_beats = 32'(DIM / 4); end
-        2'd2: begin w_cmd_addr = weights_base + 64'(hdr[H_POS]); w_cmd_beats = 32'(NP * DIM / 4); end
-        default: begin w_cmd_addr = weights_base + 64'(hdr[H_CLS]); w_cmd_beats = 32'(DIM / 8); end
+        2'd0: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH * W_BYTES); end
+        2'd1: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_B]); w_cmd_beats = 32'(DIM * BIAS_BYTES / 16); end
+        2'd2: begin w_cmd_addr = weights_base + 64'(hdr[H_POS]); w_cmd_beats = 32'(NP * DIM * BIAS_BYTES / 16); end
+        default: begin w_cmd_addr = weights_base + 64'(hdr[H_CLS]); w_cmd_beats = 32'(DIM * RESID_BYTES / 16); end
       endcase
     end
   end

@@ -13,10 +13,9 @@ from common import ROOT
 def test_rtlsim_backend_tokens_equal_the_reference(vectors):
     """open_runtime("rtlsim") runs a frame through the RTL top: its tokens are the reference backend's, bit for bit."""
     sys.path.insert(0, str(ROOT / "host"))
+    from m3vit.data import build_dataset, first_images
     from m3vit_host.backends import BackendOptions
     from m3vit_host.runtime import open_runtime
-
-    from m3vit.data import build_dataset, first_images
 
     manifest = vectors.folder / "pack" / "model.json"
     task = vectors.meta["tasks"][-1]

@@ -28,6 +28,7 @@ TOP_CYCLES_FILE = BUILD / "top_cycles.json"
 FRAMES = 2  # the device batch: both reference frames in one ap_start
 TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
 POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
+PACK_DIRS = {"w8a8": "pack", "w16a16": "pack16"}  # the micro vectors' packs (sim/vectors.py)
 
 
 class TopTB(TB):
@@ -100,12 +101,10 @@ class TopTB(TB):
                                  source="the RTL top")
 
     def inputs(self) -> tuple[bytes, bytes, np.ndarray]:
-        from vectors import Vectors
-
-        vec = Vectors(self.params["vectors"])
+        """The pack payload, the program words and the reference frames quantized to the pack's image format."""
         payload = Path(self.params["payload"]).read_bytes()
         program = np.load(self.params["program"]).astype("<u4").tobytes()
-        return payload, program, vec.dump("image")
+        return payload, program, np.load(self.params["images"]).astype(np.int64)
 
     def scratch(self, driver) -> bytes:
         buf = driver.buffers["scratch"]
@@ -133,6 +132,9 @@ class TopTB(TB):
 
     def reference_tokens(self, task: str) -> np.ndarray:
         return self.reference(task)["tokens"].astype(np.int64)
+
+    def csim_tokens(self, task: str) -> np.ndarray:
+        return self.reference(task)["csim_tokens"].astype(np.int64)
 
     def check_points(self, driver, task: str, frames: list[int]) -> None:
         """Compare every point the top leaves in scratch (slot i: reference frame frames[i]) with the per-frame
@@ -181,6 +183,8 @@ if cocotb is not None:
         tb.check_points(driver, task, frames)
         diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.reference_tokens(task)[frames])
         assert not diff, f"output tokens, task {task}, frames {frames}: {diff}"
+        diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.csim_tokens(task)[frames])
+        assert not diff, f"output tokens vs the HLS C-simulation, task {task}, frames {frames}: {diff}"
 
     @cocotb.test(timeout_time=400, timeout_unit="ms")
     async def frame_bit_exact(dut):
@@ -303,7 +307,7 @@ def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
     from m3vit_host.layout import BufferLayout
 
     cfg = get_config(config)
-    manifest = vectors.folder / "pack" / "model.json"
+    manifest = vectors.folder / PACK_DIRS[mode] / "model.json"
     pack = read_pack(manifest)
     words, dumps = program.build_program(pack, frames=FRAMES, dump=True)
     raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
@@ -324,12 +328,17 @@ def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
     point_dumps = {p: [dumps.offsets[p], fv[p.split(".")[-1]]] for p in points}
     tasks = list(cfg.task_names)
     ref_dir = tmp_dir / "reference"
-    _write_reference(pack, vectors.dump("image"), tasks, ref_dir)
+    from m3vit.quant.fixed import quantize
+
+    images = quantize(np.load(vectors.folder / "dumps" / "images.npy"), pack.spec.activations["image"])
+    np.save(tmp_dir / "images.npy", images)
+    _write_reference(pack, manifest, images, tasks, ref_dir)
     tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
           "program": str(tmp_dir / "program.npy"), "layout": layout, "bundles": bundles,
           "dumps": {p: [dumps.offsets[p], list(dumps.shapes[p])] for p in ("image", "embed")},
           "header_fields": list(program.HEADER_FIELDS), "tasks": tasks, "points": points,
-          "point_dumps": point_dumps, "reference": str(ref_dir), "ops": list(LAYER_OPS),
+          "point_dumps": point_dumps, "reference": str(ref_dir), "images": str(tmp_dir / "images.npy"),
+          "ops": list(LAYER_OPS),
           "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode,
           "states": ["S_IDLE", "S_HDR_CMD", "S_HDR", "S_CHECK", "S_LD_CMD", "S_LD", "S_FRAME", "S_IMG_CMD", "S_IMG",
                      "S_EMB_CMD", "S_EMB", "S_LAYERS", "S_DONE"]}
@@ -340,9 +349,11 @@ MOE_POINTS = ("gate", "e1", "egelu", "e2", "moe")
 DENSE_POINTS = ("fc1", "gelu", "fc2")
 
 
-def _write_reference(pack, images: np.ndarray, tasks: list[str], folder: Path) -> None:
+def _write_reference(pack, manifest: Path, images: np.ndarray, tasks: list[str], folder: Path) -> None:
     """The integer reference run frame by frame (the top runs one frame at a time, so its expert points are
-    patch-reordered per frame), every point dumped: ``<task>.npz`` with ``f<frame>.<point>`` and ``tokens``."""
+    patch-reordered per frame), every point dumped: ``<task>.npz`` with ``f<frame>.<point>`` and ``tokens``; and
+    the HLS C-simulation's tokens of the same frames (``csim_tokens``, its library built once under build/csim)."""
+    from m3vit.hw import csim
     from m3vit.quant.reference import IntArith, run_backbone
 
     class FrameArith(IntArith):  # integer frames in, integer tokens out (the accelerator's boundaries)
@@ -354,6 +365,8 @@ def _write_reference(pack, images: np.ndarray, tasks: list[str], folder: Path) -
 
     folder.mkdir(parents=True, exist_ok=True)
     cfg = pack.cfg
+    hls = csim.cached(cfg, pack.spec.mode.name)
+    hls.load_pack(manifest)
     for task in tasks:
         out: dict[str, np.ndarray] = {}
         toks = []
@@ -363,10 +376,11 @@ def _write_reference(pack, images: np.ndarray, tasks: list[str], folder: Path) -
             # expert points are recorded once per active expert: their rows follow one another (patch reordering)
             out.update({f"f{f}.{k}": np.concatenate([np.asarray(x).reshape(-1) for x in v])
                         for k, v in ar.dumps.items()})
-        np.savez(folder / f"{task}.npz", tokens=np.stack(toks), **out)
+        hls.set_task(task)
+        np.savez(folder / f"{task}.npz", tokens=np.stack(toks), csim_tokens=hls.run_quantized(images), **out)
 
 
-def _run_top(vectors, tmp_path, tests: list[str]) -> None:
+def _run_top(vectors, tmp_path, tests: list[str], mode: str = "w8a8") -> None:
     import sys
 
     from common import ROOT
@@ -375,9 +389,9 @@ def _run_top(vectors, tmp_path, tests: list[str]) -> None:
     from m3vit.hw.rtl_top_gen import write_layers_include
     from m3vit.quant.pack import read_pack
 
-    params, tb = _tb_params(vectors, "micro", "w8a8", tmp_path)
-    pack = read_pack(vectors.folder / "pack" / "model.json")
-    layers_inc = write_layers_include(pack, BUILD / "include-layers" / vectors.folder.name)
+    params, tb = _tb_params(vectors, "micro", mode, tmp_path)
+    pack = read_pack(vectors.folder / PACK_DIRS[mode] / "model.json")
+    layers_inc = write_layers_include(pack, BUILD / "include-layers" / f"{vectors.folder.name}-{mode}")
     run_unit("top", "m3vit_top", params, "verilator", tb, tests, top_includes=True, extra_includes=[layers_inc],
              opt=TOP_OPT)
 
@@ -408,3 +422,11 @@ def test_top_all_tasks(vectors, tmp_path, request):
     if not request.config.getoption("--top-all"):
         pytest.skip("opt-in: every task of the RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
     _run_top(vectors, tmp_path, ["alternating_tasks"])
+
+
+@pytest.mark.slow
+def test_top_w16a16(vectors, tmp_path, request):
+    """Opt-in (--top-all; CI sets it): the W16/A16 build runs one frame with random AXI pauses, bit-exact."""
+    if not request.config.getoption("--top-all"):
+        pytest.skip("opt-in: the W16/A16 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+    _run_top(vectors, tmp_path, ["frame_bit_exact"], mode="w16a16")

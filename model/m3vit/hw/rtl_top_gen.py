@@ -75,7 +75,8 @@ def top_parameters(cfg: ModelConfig, mode: PrecisionMode | str) -> dict[str, int
         raise ValueError(f"{cfg.name}: an image of {values} values does not fill whole {AXI_DATA_BITS}-bit beats")
     return {"DEPTH": cfg.depth, "NUM_TASKS": len(cfg.tasks), "DIM": cfg.dim, "IMG_C": cfg.in_chans,
             "IMG_H": cfg.img_size[0], "IMG_W": cfg.img_size[1], "PATCH": cfg.patch_size,
-            "RESID_BITS": mode.resid_bits, "IMG_BYTES": img_bytes}
+            "RESID_BITS": mode.resid_bits, "IMG_BYTES": img_bytes, "W_BYTES": container_bytes(mode.weight_bits),
+            "BIAS_BYTES": container_bytes(mode.bias_bits), "RESID_BYTES": container_bytes(mode.resid_bits)}
 
 
 def write_include(folder: str | Path) -> Path:
@@ -154,8 +155,6 @@ def layers_include(pack) -> str:
     sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with."""
     refuse_per_row_scales(pack)
     cfg, spec = pack.cfg, pack.spec
-    if spec.mode.weight_bits != 8:
-        raise program.ProgramError(f"the RTL layers datapath is W8/A8 only; this pack is {spec.mode.name}")
     c = program.op_constants(pack)
     act = spec.activations
     depth = cfg.depth
@@ -185,6 +184,9 @@ def placeholder_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> s
     mode = get_mode(mode) if isinstance(mode, str) else mode
     n = {k: 2 * cfg.depth if k.startswith("LN_") else cfg.depth for k in PLACEHOLDER_FORMATS}
     formats = {k: [v] * n[k] for k, v in PLACEHOLDER_FORMATS.items()}
+    from ..quant.hwconst import LN_IN_BITS
+
+    formats["LN_IN_SHIFT"] = [max(mode.resid_bits - LN_IN_BITS, 0)] * n["LN_IN_SHIFT"]  # LayerNorm's 16-bit input
     return _layers_text(cfg, mode, formats, "placeholder formats (lint / estimates)")
 
 
@@ -199,7 +201,8 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[
               "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
-              "LIN_TILES": LIN_TILES}
+              "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
+              "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits)}
     for k, v in shapes.items():
         p(f"localparam int {k} = {v};")
     fw = (len(program.LAYER_FIELDS) - 1).bit_length()  # descriptor word indices, as wide as the index
