@@ -171,7 +171,7 @@ int m3v_op_layernorm(const int64_t* x, int64_t rows, int64_t d, int in_shift, in
                      const int64_t* bias, int out_shift, int out_bits, int64_t* out) {
     if (d > 1024) return fail(-1, "layernorm op: d above 1024");
     const LayerNormParams p = {in_shift, out_shift, out_bits, eps_term};
-    for (int64_t r = 0; r < rows; ++r) layernorm_row<1024>(x + r * d, gain, bias, int(d), p, out + r * d);
+    layernorm_rows<1024>(x, int(rows), gain, bias, int(d), p, out);
     return 0;
 }
 
@@ -240,6 +240,47 @@ int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, co
         void operator()(int r, int j, int64_t acc) { out[r * n + j] = acc; }
     } epi = {out, n};
     linear_ddr(words.data(), words.data(), words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
+    return 0;
+}
+
+int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n_ops, const int64_t* nk,
+                        const uint8_t* mem, uint64_t mem_bytes, const uint64_t* offsets, int64_t* out) {
+    constexpr int MAX_CHAIN = 16;
+    if (n_ops < 1 || n_ops > MAX_CHAIN) return fail(-1, "linear chain: 1 to 16 ops");
+    if (k_max > K_MAX || k_max < 1) return fail(-1, "linear chain: k outside [1, K_MAX]");
+    if (rows > ROWS_MAX || rows < 1) return fail(-1, "linear chain: rows outside [1, ROWS_MAX]");
+    const int64_t amax = (int64_t(1) << (ACT_BITS - 1)) - 1;
+    std::vector<act_t> xs(size_t(rows * k_max));
+    for (int64_t i = 0; i < rows * k_max; ++i) {
+        if (x[i] > amax || x[i] < -amax - 1) return fail(-1, "linear chain: input outside the act width");
+        xs[size_t(i)] = act_t(x[i]);
+    }
+    LinOp ops[MAX_CHAIN];
+    for (int64_t i = 0; i < n_ops; ++i) {
+        if (nk[2 * i + 1] > k_max || nk[2 * i + 1] < 1 || nk[2 * i] < 1) return fail(-1, "linear chain: bad op shape");
+        if (offsets[2 * i] % 16 || offsets[2 * i + 1] % BIAS_BYTES)
+            return fail(-1, "linear chain: weights must be 16-aligned, biases aligned to their width");
+        ops[i] = {uint32_t(offsets[2 * i]), uint32_t(offsets[2 * i + 1]), int(nk[2 * i]), int(nk[2 * i + 1])};
+    }
+    std::vector<word_t> words;
+    to_words(mem, mem_bytes, words);
+    struct Epi {
+        int64_t* out;
+        int64_t n;
+        void operator()(int r, int j, int64_t acc) { out[r * n + j] = acc; }
+    };
+    // One region: the loader walks every op before the array sees the first (C-simulation runs the
+    // dataflow processes in order), then the ops take their blocks in the same order.
+    block_stream blocks;
+    hls::stream<BiasRow> biases("chain_biases");
+    weight_loader<MAX_CHAIN>(words.data(), words.data(), words.data(), ops, int(n_ops), blocks, biases);
+    int64_t* o = out;
+    for (int64_t i = 0; i < n_ops; ++i) {
+        Epi epi = {o, nk[2 * i]};
+        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), xs.data(), int(k_max), nullptr, int(rows), epi);
+        o += rows * nk[2 * i];
+    }
+    if (!blocks.empty() || !biases.empty()) return fail(-1, "linear chain: the loader produced blocks no op consumed");
     return 0;
 }
 

@@ -2,10 +2,10 @@
 // with the normalisation folded in.
 //
 // ATTN_LANES (P) query rows are in flight. Each cycle reads one K row (one word of the on-chip K
-// buffer) and hands it to all P lanes; the lanes start one cycle apart (a systolic stagger), so at
-// most one Q row enters per cycle whatever P is, and every lane still meets the keys in ascending
-// order, as the contract's running max / running sum require. K and V stay on chip for the whole
-// layer (the caller's buffers), so nothing is re-read from DDR per row group.
+// buffer) and hands it to all P lanes (at most one Q row enters per cycle, whatever P is), and every
+// lane meets the keys in ascending order, as the contract's running max / running sum require; the
+// A·V pass likewise reads one V row per cycle for all P lanes. K and V stay on chip for the whole head
+// (the caller's ping-pong buffers), so nothing is re-read from DDR per row group.
 #pragma once
 #include <hls_stream.h>
 
@@ -38,75 +38,113 @@ struct AttentionParams {
     int attn_shift;    // EXP_OUT_FRAC + INV_FRAC + v_frac - attn_frac
 };
 
-// Stage 1 of a head: Q·Kᵀ with the online softmax, P lanes per row group. Per query row it streams
-// the row's scores (key order) and then its (m, s).
+// A·V value columns per cycle and lane (HlsParams.av_cols), and the passes over the keys that covers HEAD_DIM.
+constexpr int AV_LANE_COLS = AV_COLS < HEAD_DIM ? AV_COLS : HEAD_DIM;
+constexpr int AV_PASSES = (HEAD_DIM + AV_LANE_COLS - 1) / AV_LANE_COLS;
+
+// Stage 1 of a row group: Q·Kᵀ with the online softmax. The group's ATTN_LANES query rows are held
+// in the lanes (one row loaded per cycle); then each cycle reads one K row and hands it to every lane
+// (HEAD_DIM MACs per lane), so every lane meets the keys in ascending order, as the contract's running
+// max / running sum require. The scores stay in the lane's score row for stage 2.
 template <class A_T>
-void qk_softmax_stage(const A_T* q, const A_T* k, int stride, int col0, int n, const AttentionParams& p,
-                      hls::stream<int64_t>& scores_out, hls::stream<SoftmaxStats>& stats_out) {
-    int64_t sc[ATTN_LANES][N_TOK];
-#pragma HLS ARRAY_PARTITION variable = sc complete dim = 1
-    SoftmaxStats st[ATTN_LANES];
-#pragma HLS ARRAY_PARTITION variable = st complete
-QK_GROUPS:
-    for (int r0 = 0; r0 < n; r0 += ATTN_LANES) {
-        const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
-    QK_KEYS:
-        for (int j = 0; j < n; ++j) {  // one K row per cycle, shared by every lane
+void qk_group(const A_T* q, const A_T* k, int stride, int r0, int n, const AttentionParams& p,
+              int_t sc[ATTN_LANES][N_TOK], SoftmaxStats st[ATTN_LANES]) {
+    A_T qr[ATTN_LANES][HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = qr complete
+    const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
+QK_LOAD_Q:
+    for (int l = 0; l < lanes; ++l) {
 #pragma HLS PIPELINE II = 1
-            const A_T* kj = k + int64_t(j) * stride + col0;
-            for (int l = 0; l < lanes; ++l) {
-                const A_T* qr = q + int64_t(r0 + l) * stride + col0;
+        for (int c = 0; c < HEAD_DIM; ++c) qr[l][c] = q[int64_t(r0 + l) * stride + c];
+    }
+QK_KEYS:
+    for (int j = 0; j < n; ++j) {  // one K row per cycle, shared by every lane
+#pragma HLS PIPELINE II = 1
+        const A_T* kj = k + int64_t(j) * stride;
+        for (int l = 0; l < ATTN_LANES; ++l) {
+#pragma HLS UNROLL
+            if (l < lanes) {
                 int64_t acc = 0;
-                for (int c = 0; c < HEAD_DIM; ++c) acc += int64_t(qr[c]) * int64_t(kj[c]);
+                for (int c = 0; c < HEAD_DIM; ++c) acc += int64_t(qr[l][c]) * int64_t(kj[c]);
                 const int64_t a = requantize(acc, p.scores_shift, INTERNAL_BITS);
-                sc[l][j] = a;
+                sc[l][j] = int_t(a);
                 if (j == 0)
                     st[l] = softmax_first(a);
                 else
                     softmax_update(st[l], a, p.scores_frac);
             }
         }
-    QK_EMIT:
-        for (int l = 0; l < lanes; ++l) {
-            for (int j = 0; j < n; ++j) scores_out.write(sc[l][j]);
-            stats_out.write(st[l]);
-        }
     }
 }
 
-// Stage 2 of a head: A·V with the normalisation folded in, one query row at a time.
+// Stage 2 of a row group: A·V with the normalisation folded in, every lane at once: each cycle one V
+// row slice of AV_LANE_COLS columns shared by the lanes, each lane weighting it by 2^(a - m) of its
+// own score; then each lane's HEAD_DIM sums times its 1/s, requantized (one row per cycle).
 template <class A_T>
-void av_stage(hls::stream<int64_t>& scores_in, hls::stream<SoftmaxStats>& stats_in, const A_T* v, int stride,
-              int col0, int n, const AttentionParams& p, A_T* out, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
-    int64_t row[N_TOK];
-AV_ROWS:
-    for (int r = 0; r < n; ++r) {
-        for (int j = 0; j < n; ++j) {
+void av_group(const int_t sc[ATTN_LANES][N_TOK], const SoftmaxStats st[ATTN_LANES], const A_T* v, int stride, int r0,
+              int n, const AttentionParams& p, A_T* out, int out_stride, int out_col0, word_t* dump,
+              uint32_t d_scores, uint32_t d_attn) {
+    const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
+    int64_t acc[ATTN_LANES][HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = acc complete
+    int64_t inv[ATTN_LANES];
+#pragma HLS ARRAY_PARTITION variable = inv complete
+AV_INIT:
+    for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS PIPELINE II = 1
-            row[j] = scores_in.read();
-            if (d_scores != NO_DUMP) mem_put(dump, d_scores + uint32_t(r * n + j) * 4, 4, row[j]);
+        inv[l] = l < lanes ? softmax_reciprocal(st[l].s) : 0;
+        for (int c = 0; c < HEAD_DIM; ++c) acc[l][c] = 0;
+    }
+    int pass = 0, j = 0;
+AV_KEYS:
+    for (int it = 0; it < AV_PASSES * n; ++it) {
+#pragma HLS PIPELINE II = 1
+        const A_T* vj = v + int64_t(j) * stride + pass * AV_LANE_COLS;
+        for (int l = 0; l < ATTN_LANES; ++l) {
+#pragma HLS UNROLL
+            if (l < lanes) {
+                const int64_t e = exp2_neg(int64_t(sc[l][j]) - st[l].m, p.scores_frac);
+                for (int c = 0; c < AV_LANE_COLS; ++c) {
+#pragma HLS UNROLL
+                    if (pass * AV_LANE_COLS + c < HEAD_DIM) acc[l][pass * AV_LANE_COLS + c] += e * int64_t(vj[c]);
+                }
+                if (pass == 0 && d_scores != NO_DUMP)
+                    mem_put(dump, d_scores + uint32_t((r0 + l) * n + j) * 4, 4, int64_t(sc[l][j]));
+            }
         }
-        const SoftmaxStats st = stats_in.read();
-        A_T* o = out + int64_t(r) * stride + col0;
-        attend_row(row, n, p.scores_frac, st, v + col0, stride, HEAD_DIM, p.attn_shift, ACT_BITS, o);
-        if (d_attn != NO_DUMP)
-            for (int c = 0; c < HEAD_DIM; ++c) mem_put(dump, d_attn + uint32_t(r * HEAD_DIM + c) * 4, 4, int64_t(o[c]));
+        if (++j == n) {
+            j = 0;
+            ++pass;
+        }
+    }
+AV_OUT:
+    for (int l = 0; l < lanes; ++l) {
+#pragma HLS PIPELINE II = 1
+        A_T* o = out + int64_t(r0 + l) * out_stride + out_col0;
+        for (int c = 0; c < HEAD_DIM; ++c) {
+            o[c] = A_T(requantize(acc[l][c] * inv[l], p.attn_shift, ACT_BITS));
+            if (d_attn != NO_DUMP) mem_put(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, 4, int64_t(o[c]));
+        }
     }
 }
 
-// One head over n tokens: q, k, v, out are [n][stride] with this head's columns starting at col0.
-// The two stages run as a DATAFLOW pipeline: row group g+1's Q·Kᵀ overlaps row group g's A·V.
-// Scores / output dumps (int32, [n][n] and [n][HEAD_DIM]) go to `dump` when the offsets are set.
+// One head over n tokens: q, k, v are [n][stride] (this head's columns only), out is [n][out_stride]
+// with this head's columns from out_col0. Row groups form a DATAFLOW loop: the score rows and
+// (m, s) are ping-pong channels (PIPO), so group g+1's Q·Kᵀ overlaps group g's A·V. Scores / output
+// dumps (int32, [n][n] and [n][HEAD_DIM]) go to `dump` when the offsets are set.
 template <class A_T>
-void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, int col0, int n, const AttentionParams& p,
-                    A_T* out, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
+void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, int n, const AttentionParams& p, A_T* out,
+                    int out_stride, int out_col0, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
+ATTN_GROUPS:
+    for (int r0 = 0; r0 < n; r0 += ATTN_LANES) {
 #pragma HLS DATAFLOW
-    hls::stream<int64_t> scores("attn_scores");
-    hls::stream<SoftmaxStats> stats("attn_stats");
-#pragma HLS STREAM variable = scores depth = 2 * ATTN_LANES * N_TOK
-#pragma HLS STREAM variable = stats depth = 2 * ATTN_LANES
-    qk_softmax_stage(q, k, stride, col0, n, p, scores, stats);
-    av_stage(scores, stats, v, stride, col0, n, p, out, dump, d_scores, d_attn);
+        int_t sc[ATTN_LANES][N_TOK];
+#pragma HLS ARRAY_PARTITION variable = sc complete dim = 1
+        SoftmaxStats st[ATTN_LANES];
+#pragma HLS ARRAY_PARTITION variable = st complete
+        qk_group(q, k, stride, r0, n, p, sc, st);
+        av_group(sc, st, v, stride, r0, n, p, out, out_stride, out_col0, dump, d_scores, d_attn);
+    }
 }
 
 }  // namespace m3v

@@ -87,12 +87,13 @@ inline int64_t div_round(int64_t num, int64_t den) {
     return q;
 }
 
-// floor(sqrt(v)) for 0 <= v < 2^62, bit by bit (32 iterations, no float).
+// floor(sqrt(v)) for 0 <= v < 2^62, bit by bit (32 stages, no float): unrolled, so a caller's
+// pipelined loop takes one argument per cycle (LayerNorm's per-row scale).
 inline int64_t isqrt(int64_t v) {
     uint64_t rem = uint64_t(v), root = 0, bit = uint64_t(1) << 62;
 ISQRT:
     for (int i = 0; i < 32; ++i) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS UNROLL
         if (rem >= root + bit) {
             rem -= root + bit;
             root = (root >> 1) + bit;

@@ -2,6 +2,8 @@
 // (x - mean)/std = (D·x - s1) / sqrt(D·s2 - s1² + ε·D²·4^f). One integer square root and one
 // rounded reciprocal per row; the ε term comes precomputed in the layer program.
 #pragma once
+#include <hls_stream.h>
+
 #include "fx.h"
 
 namespace m3v {
@@ -13,58 +15,109 @@ struct LayerNormParams {
     int64_t eps_term;
 };
 
-// One row of d <= D_MAX features. gain / bias are read through accessors so the same kernel
-// serves on-chip arrays (the top) and plain int64 vectors (the op-level tests).
-// LN_LANES features per cycle in both passes: the statistics keep one partial Σx / Σx² per lane
-// (integer sums, so the lanes' order does not change them) and add the lanes once per row.
-template <int D_MAX, class X_T, class G_T, class B_T, class Y_T>
-void layernorm_row(const X_T* x, const G_T* gain, const B_T* bias, int d, const LayerNormParams& p, Y_T* y) {
-    int64_t xs[D_MAX];
-#pragma HLS ARRAY_PARTITION variable = xs cyclic factor = LN_LANES
+// Rows stream through three DATAFLOW processes, so that consecutive rows overlap and a row costs
+// ceil(d / LN_LANES) cycles in steady state: ln_stats (LN_LANES features per cycle: one partial Σx / Σx²
+// per lane — integer sums, so the lanes' order does not change them — added once per row) → ln_scale
+// (per row: the isqrt and the rounded reciprocal, fully pipelined over rows: II = 1) → ln_norm
+// (LN_LANES features per cycle). Gain / bias are read through accessors so the same kernel serves
+// on-chip arrays (the top) and plain int64 vectors (the op-level tests).
+struct LnBeat {  // LN_LANES narrowed input features, stats → norm
+    sint<LN_IN_BITS> v[LN_LANES];
+};
+struct LnSums {
+    int64_t s1, s2;
+};
+struct LnScale {
+    int64_t s1, recip;
+};
+
+template <class X_T>
+void ln_stats(const X_T* x, int rows, int d, const LayerNormParams& p, hls::stream<LnBeat>& xs, hls::stream<LnSums>& sums) {
     int64_t s1l[LN_LANES], s2l[LN_LANES];
 #pragma HLS ARRAY_PARTITION variable = s1l complete
 #pragma HLS ARRAY_PARTITION variable = s2l complete
-    for (int l = 0; l < LN_LANES; ++l) {
-#pragma HLS UNROLL
-        s1l[l] = 0;
-        s2l[l] = 0;
-    }
+    const int beats = (d + LN_LANES - 1) / LN_LANES;
+    int r = 0, b = 0;
 LN_STATS:
-    for (int i0 = 0; i0 < d; i0 += LN_LANES) {
+    for (int it = 0; it < rows * beats; ++it) {
 #pragma HLS PIPELINE II = 1
+        LnBeat beat;
         for (int l = 0; l < LN_LANES; ++l) {
 #pragma HLS UNROLL
-            const int i = i0 + l;
-            if (i < d) {
-                const int64_t v = saturate(round_shift(int64_t(x[i]), p.in_shift), LN_IN_BITS);
-                xs[i] = v;
-                s1l[l] += v;
-                s2l[l] += v * v;
+            const int i = b * LN_LANES + l;
+            const int64_t v = i < d ? saturate(round_shift(int64_t(x[int64_t(r) * d + i]), p.in_shift), LN_IN_BITS) : 0;
+            beat.v[l] = sint<LN_IN_BITS>(v);
+            s1l[l] = (b == 0 ? 0 : s1l[l]) + v;
+            s2l[l] = (b == 0 ? 0 : s2l[l]) + v * v;
+        }
+        xs.write(beat);
+        if (++b == beats) {
+            LnSums s = {0, 0};
+            for (int l = 0; l < LN_LANES; ++l) {
+#pragma HLS UNROLL
+                s.s1 += s1l[l];
+                s.s2 += s2l[l];
             }
+            sums.write(s);
+            b = 0;
+            ++r;
         }
     }
-    int64_t s1 = 0, s2 = 0;
-    for (int l = 0; l < LN_LANES; ++l) {
-#pragma HLS UNROLL
-        s1 += s1l[l];
-        s2 += s2l[l];
+}
+
+inline void ln_scale(hls::stream<LnSums>& sums, int rows, int d, const LayerNormParams& p, hls::stream<LnScale>& scales) {
+LN_SCALE:
+    for (int r = 0; r < rows; ++r) {
+#pragma HLS PIPELINE II = 1
+        const LnSums s = sums.read();
+        int64_t root = isqrt(int64_t(d) * s.s2 - s.s1 * s.s1 + p.eps_term);
+        if (root < 1) root = 1;
+        const LnScale out = {s.s1, div_round(int64_t(1) << LN_RECIP_FRAC, root)};
+        scales.write(out);
     }
-    int64_t root = isqrt(int64_t(d) * s2 - s1 * s1 + p.eps_term);
-    if (root < 1) root = 1;
-    const int64_t recip = div_round(int64_t(1) << LN_RECIP_FRAC, root);
+}
+
+template <class G_T, class B_T, class Y_T>
+void ln_norm(hls::stream<LnBeat>& xs, hls::stream<LnScale>& scales, int rows, int d, const G_T* gain, const B_T* bias,
+             const LayerNormParams& p, Y_T* y) {
+    const int beats = (d + LN_LANES - 1) / LN_LANES;
+    LnScale sc = {0, 0};
+    int r = 0, b = 0;
 LN_NORM:
-    for (int i0 = 0; i0 < d; i0 += LN_LANES) {
+    for (int it = 0; it < rows * beats; ++it) {
 #pragma HLS PIPELINE II = 1
+        if (b == 0) sc = scales.read();
+        const LnBeat beat = xs.read();
         for (int l = 0; l < LN_LANES; ++l) {
 #pragma HLS UNROLL
-            const int i = i0 + l;
+            const int i = b * LN_LANES + l;
             if (i < d) {
-                const int64_t centred = int64_t(d) * xs[i] - s1;
-                const int64_t norm = round_shift(centred * recip, LN_RECIP_FRAC - LN_NORM_FRAC);
-                y[i] = Y_T(requantize(norm * int64_t(gain[i]) + int64_t(bias[i]), p.out_shift, p.out_bits));
+                const int64_t centred = int64_t(d) * int64_t(beat.v[l]) - sc.s1;
+                const int64_t norm = round_shift(centred * sc.recip, LN_RECIP_FRAC - LN_NORM_FRAC);
+                y[int64_t(r) * d + i] = Y_T(requantize(norm * int64_t(gain[i]) + int64_t(bias[i]), p.out_shift, p.out_bits));
             }
         }
+        if (++b == beats) {
+            b = 0;
+            ++r;
+        }
     }
+}
+
+// `rows` rows of d <= D_MAX features (row stride d).
+template <int D_MAX, class X_T, class G_T, class B_T, class Y_T>
+void layernorm_rows(const X_T* x, int rows, const G_T* gain, const B_T* bias, int d, const LayerNormParams& p, Y_T* y) {
+#pragma HLS DATAFLOW
+    hls::stream<LnBeat> xs("ln_xs");
+    hls::stream<LnSums> sums("ln_sums");
+    hls::stream<LnScale> scales("ln_scales");
+    // the features of the rows in ln_scale's pipeline wait here
+#pragma HLS STREAM variable = xs depth = 2 * D_MAX / LN_LANES + 128
+#pragma HLS STREAM variable = sums depth = 4
+#pragma HLS STREAM variable = scales depth = 4
+    ln_stats(x, rows, d, p, xs, sums);
+    ln_scale(sums, rows, d, p, scales);
+    ln_norm(xs, scales, rows, d, gain, bias, p, y);
 }
 
 }  // namespace m3v

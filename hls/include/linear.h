@@ -18,14 +18,21 @@
 // DEPENDENCE inter false is true. (Tokens outer with k-slices inner would keep the sums in
 // registers but needs a fresh weight slice every cycle and a one-cycle loop-carried add.)
 //
-// Per block, four processes form a DATAFLOW pipeline, each channel single-producer single-consumer:
-//   read_block  — the block's contiguous range of the pack, one tile per weight port and burst,
-//                 WEIGHT_PORTS ports in parallel → hls::stream of beat groups
-//   place_block — beats → the block buffer (k-slice major), zero where the block is partial
-//   mac_array   — the array above → hls::stream of accumulator rows
-//   epilogue    — the fused per-op function (requantize, GELU, residual add, gate accumulate, ...)
-// The block loop is a dataflow loop in canonical form, so block b+1 is read and placed while block
-// b computes: the block buffer is a PIPO channel, i.e. the ping-pong weight buffer.
+// Two long-running processes per DATAFLOW region (the top has one region per group of ops whose
+// weights are known in advance: the embedding, each head of a layer's Q/K/V, the rest of the layer,
+// the active experts), joined by a ping-pong of weight blocks (hls::stream_of_blocks, depth 2):
+//   weight_loader — walks the region's list of ops (LinOp) and loads every block of every op, one
+//                   after the other: weight_reader issues every beat of the region in one pipelined
+//                   loop (each block's contiguous range of the pack, one tile per weight port and
+//                   burst, WEIGHT_PORTS ports in parallel, then its biases), so only the region's
+//                   first read waits for DDR; block_placer puts the beats k-slice major into the
+//                   block (zero where the block is partial), the biases beside it
+//   linear_op     — (called by the region's compute process once per op, in the same order) the
+//                   array above over each block, the fused epilogue inline in the last k-slice
+// The loader runs ahead across op boundaries: while the array works on an op's last block, the next
+// op's first block is already loading (the compute process may run other units in between — a
+// LayerNorm, the MoE combine — and the loader keeps filling the free half of the ping-pong). Only
+// a region's first block waits for DDR.
 //
 // W8/A8 packs two MACs into one DSP48E2 (Xilinx WP486): the weights of output rows 2i+1 and 2i
 // share one activation, A:D pre-adder = w_hi·2^18 + w_lo (27 bits), B = activation (18 bits).
@@ -36,6 +43,7 @@
 #include <hls_stream.h>
 
 #include "fx.h"
+#include "stream_of_blocks.h"
 
 namespace m3v {
 
@@ -68,7 +76,7 @@ inline int block_rows(int blk, int n_out) {
     return left < MAC_ROWS ? left : MAC_ROWS;
 }
 
-// --- process 1: the block's contiguous range of the pack, striped over the weight ports ------------
+// --- the weight loader: blocks of a list of ops, striped over the weight ports ------------------------
 // Matrices are tiled16 (pack.py: 16x16 tiles, output-tile major, each tile row-major), so the
 // MAC_ROWS / 16 tile rows of a block are one range of ceil(nb/16) x ceil(k/16) tiles. One HP port
 // gives 16 B/cycle, so the block is read through WEIGHT_PORTS ports (the top's `weights`,
@@ -78,10 +86,23 @@ inline int block_rows(int blk, int n_out) {
 // of one cycle are different rows of the array and land in different banks of the block buffer
 // (the same row would collide wherever consecutive tiles share a column bank, e.g. W16/A16's two
 // tile columns per k-slice).
-static_assert(WEIGHT_PORTS == 3, "read_block takes one pointer per weight port (m3vit.hw.interface)");
+static_assert(WEIGHT_PORTS == 3, "the loader takes one pointer per weight port (m3vit.hw.interface)");
 static_assert(WEIGHT_PORTS <= TILE, "one cycle's beats are different rows of a tile");
 constexpr uint32_t TILE_BEATS = TILE * BEATS_PER_TILE_ROW;
 static_assert((TILE_BEATS & (TILE_BEATS - 1)) == 0, "the lane rotation wraps with a mask");
+
+typedef hls::stream_of_blocks<weight_block_t, 2> block_stream;  // the ping-pong weight buffer
+struct BiasRow {                                                  // a block's biases, beside it
+    bias_t b[MAC_ROWS];
+};
+
+// One op's weights as the loader sees them: W (n_out x k_in, tiled16) at byte w_off of the pack,
+// its biases at b_off. A row range of a matrix that starts on a tile row is an op too (the top
+// loads one head's rows of Q, K and V as three ops).
+struct LinOp {
+    uint32_t w_off, b_off;
+    int n_out, k_in;
+};
 
 // Beat of its tile that lane u carries in cycle k of a tile group.
 inline uint32_t lane_beat(uint32_t k, int u) {
@@ -89,43 +110,14 @@ inline uint32_t lane_beat(uint32_t k, int u) {
     return (k + uint32_t(u) * BEATS_PER_TILE_ROW) & (TILE_BEATS - 1);
 }
 
-struct WeightBeats {  // beat k of tiles WEIGHT_PORTS*m + u, u = 0..WEIGHT_PORTS-1
-    word_t b[WEIGHT_PORTS];
-};
-
-inline void read_block(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t w_off,
-                       uint32_t b_off, int blk, int n_out, int k_in, hls::stream<WeightBeats>& beats,
-                       hls::stream<bias_t>& biases) {
-    const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
-    const int ct = ceil_div(k_in, TILE), tiles = ceil_div(nb, TILE) * ct;
-    const uint32_t tile_beats = TILE_BEATS;
-    const uint32_t first = w_off / BEAT_BYTES + uint32_t(n0 / TILE) * uint32_t(ct) * tile_beats;
-READ_TILE_GROUPS:
-    for (int t0 = 0; t0 < tiles; t0 += WEIGHT_PORTS) {
-    READ_BEATS:  // one burst of tile_beats per port
-        for (uint32_t k = 0; k < tile_beats; ++k) {
-#pragma HLS PIPELINE II = 1
-            WeightBeats g;
-            const uint32_t base = first + uint32_t(t0) * tile_beats;
-            g.b[0] = wmem0[base + lane_beat(k, 0)];
-            g.b[1] = t0 + 1 < tiles ? wmem1[base + tile_beats + lane_beat(k, 1)] : word_t();
-            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * tile_beats + lane_beat(k, 2)] : word_t();
-            beats.write(g);
-        }
-    }
-READ_BIAS:
-    for (int n = 0; n < nb; ++n) {
-#pragma HLS PIPELINE II = 1
-        biases.write(bias_t(mem_int(wmem0, b_off + uint32_t(n0 + n) * BIAS_BYTES, BIAS_BYTES)));
-    }
-}
-
-inline int64_t beat_int(const word_t& beat, int j) {
-    const int bits = 8 * W_BYTES;
+// Signed little-endian field j of `nbytes` bytes of a beat.
+inline int64_t beat_int_bytes(const word_t& beat, int j, int nbytes) {
+    const int bits = 8 * nbytes;
     uint64_t v = word_get(beat, j * bits, bits);
-    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << bits;
+    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << (bits & 63);
     return int64_t(v);
 }
+inline int64_t beat_int(const word_t& beat, int j) { return beat_int_bytes(beat, j, W_BYTES); }
 
 // Tile (tr, tc) of the block → `steps` tiles further in pack order (ct tiles per tile row).
 inline void advance_tile(int& tr, int& tc, int steps, int ct) {
@@ -139,83 +131,199 @@ inline void advance_tile(int& tr, int& tc, int steps, int ct) {
     }
 }
 
-// --- process 2: beats into the block buffer ---------------------------------------------------------
-// Every position of the k-slices in use is written — zero past n_out (a partial block), past k_in
-// and for tile columns the pack does not have — so the array never multiplies stale weights.
-// The WEIGHT_PORTS beats of one cycle belong to consecutive tiles, lane u u rows further in its
-// tile (lane_beat): different rows of the array, so each goes to its own bank of the row x column
-// partitioned buffer.
-inline void place_block(hls::stream<WeightBeats>& beats, hls::stream<bias_t>& biases, int blk, int n_out,
-                        int k_in, weight_block_t w, bias_t b[MAC_ROWS]) {
-    const int nb = block_rows(blk, n_out);
-    const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE), tiles = trn * ct;
-    const int tc_used = ceil_div(k_in, MAC_COLS) * (MAC_COLS / TILE);
-    int tr[WEIGHT_PORTS], tc[WEIGHT_PORTS];  // the tile each port's lane is placing
+// Geometry of one block as the reader walks it (the placer gets it beside the beats).
+struct BlockInfo {
+    int nb;         // output rows in use (< MAC_ROWS in a partial block)
+    int k_in;
+    int tiles;      // pack tiles of the block: ceil(nb / 16) x ceil(k_in / 16)
+    int bias_skip;  // bytes before the block's first bias in its first bias beat (a router's task offset)
+};
+
+static_assert(BEAT_BYTES % BIAS_BYTES == 0 && (MAC_ROWS * BIAS_BYTES) % BEAT_BYTES == 0,
+              "biases never straddle a beat and every block's biases start where the op's do in a beat");
+constexpr int MAX_BIAS_BEATS = MAC_ROWS * BIAS_BYTES / BEAT_BYTES + 1;
+inline int bias_beats(int nb, int skip) { return ceil_div(skip + nb * BIAS_BYTES, BEAT_BYTES); }
+inline int block_tiles(int nb, int k_in) { return ceil_div(nb, TILE) * ceil_div(k_in, TILE); }
+// Reader cycles of a block: its tile groups (one beat of WEIGHT_PORTS tiles per cycle), then its biases.
+inline int block_beats(int nb, int k_in, int skip) {
+    return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(TILE_BEATS) + bias_beats(nb, skip);
+}
+
+struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
+    word_t b[WEIGHT_PORTS];
+};
+
+// Reader: every beat of every block of ops[0..n_ops) in ONE pipelined loop — addresses from the op list,
+// tile t of a block through port t mod WEIGHT_PORTS (each tile a 16-beat burst), then the block's
+// biases through port 0 — so the m_axi requests of consecutive tiles, blocks and ops are in flight
+// together and only the region's first read waits for the DDR latency. The blocks of an op are
+// consecutive tile rows of the pack; the biases of block b start at b_off + b·MAC_ROWS·BIAS_BYTES.
+template <int MAX_OPS>
+void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp ops[MAX_OPS],
+                   int n_ops, hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos,
+                   hls::stream<int>& n_blocks) {
+    int64_t total = 0;
+    int count = 0;
+READ_COUNT:  // closed form per op: its full blocks and its partial one
+    for (int o = 0; o < n_ops; ++o) {
+        const int full = ops[o].n_out / MAC_ROWS, rem = ops[o].n_out % MAC_ROWS, skip = int(ops[o].b_off % BEAT_BYTES);
+        total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip) +
+                 (rem ? block_beats(rem, ops[o].k_in, skip) : 0);
+        count += full + (rem ? 1 : 0);
+    }
+    n_blocks.write(count);
+    int o = 0, blk = 0, it_blk = 0;
+    LinOp op = ops[0];
+    int nb = 0, ct = 0, tile_iters = 0, skip = 0;
+    uint32_t first = 0, bias_first = 0;
+    bool start = true;
+READ_BEATS:
+    for (int64_t it = 0; it < total; ++it) {
+#pragma HLS PIPELINE II = 1
+        if (start) {  // a new block: its geometry, announced to the placer
+            nb = block_rows(blk, op.n_out);
+            ct = ceil_div(op.k_in, TILE);
+            tile_iters = ceil_div(block_tiles(nb, op.k_in), WEIGHT_PORTS) * int(TILE_BEATS);
+            first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * TILE_BEATS;
+            bias_first = (op.b_off + uint32_t(blk * MAC_ROWS) * BIAS_BYTES) / BEAT_BYTES;
+            skip = int(op.b_off % BEAT_BYTES);
+            const BlockInfo info = {nb, op.k_in, block_tiles(nb, op.k_in), skip};
+            infos.write(info);
+            start = false;
+        }
+        WeightBeats g;
+        if (it_blk < tile_iters) {
+            const int t0 = (it_blk / int(TILE_BEATS)) * WEIGHT_PORTS;
+            const uint32_t k = uint32_t(it_blk) & (TILE_BEATS - 1);
+            const uint32_t base = first + uint32_t(t0) * TILE_BEATS;
+            const int tiles = block_tiles(nb, op.k_in);
+            g.b[0] = wmem0[base + lane_beat(k, 0)];
+            g.b[1] = t0 + 1 < tiles ? wmem1[base + TILE_BEATS + lane_beat(k, 1)] : word_t();
+            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * TILE_BEATS + lane_beat(k, 2)] : word_t();
+        } else {
+            g.b[0] = wmem0[bias_first + uint32_t(it_blk - tile_iters)];
+            g.b[1] = word_t();
+            g.b[2] = word_t();
+        }
+        beats.write(g);
+        if (++it_blk == tile_iters + bias_beats(nb, skip)) {  // the block is read: next block, or next op
+            it_blk = 0;
+            start = true;
+            if (++blk == ceil_div(op.n_out, MAC_ROWS)) {
+                blk = 0;
+                if (++o < n_ops) op = ops[o];
+            }
+        }
+    }
+}
+
+// Placer: the reader's beats into a free half of the ping-pong, k-slice major. Every position of the
+// k-slices in use is written — zero past n_out (a partial block), past k_in and for tile columns the
+// pack does not have — so the array never multiplies a stale block's weights. The WEIGHT_PORTS beats
+// of one cycle belong to consecutive tiles, lane u u rows further in its tile (lane_beat): different
+// rows of the array, so each goes to its own bank of the row x column partitioned block.
+inline void block_placer(hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos, hls::stream<int>& n_blocks,
+                         block_stream& blocks, hls::stream<BiasRow>& biases) {
+    const int count = n_blocks.read();
+PLACE_BLOCKS:
+    for (int blk = 0; blk < count; ++blk) {
+        const BlockInfo info = infos.read();
+        const int nb = info.nb, k_in = info.k_in, tiles = info.tiles;
+        const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
+        const int tc_used = ceil_div(k_in, MAC_COLS) * (MAC_COLS / TILE);
+        hls::write_lock<weight_block_t> w(blocks);
+        int tr[WEIGHT_PORTS], tc[WEIGHT_PORTS];  // the tile each port's lane is placing
 #pragma HLS ARRAY_PARTITION variable = tr complete
 #pragma HLS ARRAY_PARTITION variable = tc complete
-    for (int u = 0; u < WEIGHT_PORTS; ++u) {
+        for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-        tr[u] = 0;
-        tc[u] = 0;
-        advance_tile(tr[u], tc[u], u, ct);
-    }
-PLACE_TILE_GROUPS:
-    for (int t0 = 0; t0 < tiles; t0 += WEIGHT_PORTS) {
-    PLACE_BEATS:
-        for (int k = 0; k < int(TILE_BEATS); ++k) {
+            tr[u] = 0;
+            tc[u] = 0;
+            advance_tile(tr[u], tc[u], u, ct);
+        }
+        const int tile_iters = ceil_div(tiles, WEIGHT_PORTS) * int(TILE_BEATS);
+        const int n_bias = bias_beats(nb, info.bias_skip);
+        word_t bw[MAX_BIAS_BEATS];
+#pragma HLS ARRAY_PARTITION variable = bw complete
+    PLACE_BEATS:  // one loop over the block's tile groups and then its bias beats: no refill between groups
+        for (int it = 0; it < tile_iters + n_bias; ++it) {
 #pragma HLS PIPELINE II = 1
             const WeightBeats g = beats.read();
-            for (int u = 0; u < WEIGHT_PORTS; ++u) {
+            if (it >= tile_iters) {
+                bw[it - tile_iters] = g.b[0];
+            } else {
+                const int t0 = (it / int(TILE_BEATS)) * WEIGHT_PORTS;
+                const uint32_t k = uint32_t(it) & (TILE_BEATS - 1);
+                for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-                const int lb = int(lane_beat(uint32_t(k), u));
-                const int i = lb / BEATS_PER_TILE_ROW, h = lb % BEATS_PER_TILE_ROW;
-                if (t0 + u < tiles) {
-                    const int n = tr[u] * TILE + i;
-                    for (int j = 0; j < W_PER_BEAT; ++j) {
+                    const int lb = int(lane_beat(k, u));
+                    const int i = lb / BEATS_PER_TILE_ROW, h = lb % BEATS_PER_TILE_ROW;
+                    if (t0 + u < tiles) {
+                        const int n = tr[u] * TILE + i;
+                        for (int j = 0; j < W_PER_BEAT; ++j) {
 #pragma HLS UNROLL
-                        const int kk = tc[u] * TILE + h * W_PER_BEAT + j;
-                        w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < k_in ? beat_int(g.b[u], j) : 0);
+                            const int kk = tc[u] * TILE + h * W_PER_BEAT + j;
+                            w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < k_in ? beat_int(g.b[u], j) : 0);
+                        }
+                    }
+                }
+                if (k == TILE_BEATS - 1) {  // the group is placed: each lane moves WEIGHT_PORTS tiles on
+                    for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+                        advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
                     }
                 }
             }
         }
-        for (int u = 0; u < WEIGHT_PORTS; ++u) {
-#pragma HLS UNROLL
-            advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
-        }
-    }
-    // Tile positions the pack does not have: columns past ct of the pack's tile rows, then the
-    // block's tile rows past trn (a partial block). Neither occurs for m3vit-tiny's linear ops but
-    // the router's 16 outputs.
-PLACE_ZERO_COLS:
-    for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
+    PLACE_ZERO_COLS:  // tile columns past ct of the pack's tile rows
+        for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
 #pragma HLS PIPELINE II = 1
-        const int cols = tc_used - ct;
-        const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
-        for (int c = 0; c < TILE; ++c) {
+            const int cols = tc_used - ct;
+            const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
+            for (int c = 0; c < TILE; ++c) {
 #pragma HLS UNROLL
-            const int kk = tci * TILE + c;
-            w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+                const int kk = tci * TILE + c;
+                w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+            }
         }
-    }
-PLACE_ZERO_ROWS:
-    for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
+    PLACE_ZERO_ROWS:  // the block's tile rows past trn (a partial block)
+        for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
 #pragma HLS PIPELINE II = 1
-        const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
-        for (int c = 0; c < TILE; ++c) {
+            const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
+            for (int c = 0; c < TILE; ++c) {
 #pragma HLS UNROLL
-            const int kk = tci * TILE + c;
-            w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+                const int kk = tci * TILE + c;
+                w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
+            }
         }
-    }
-PLACE_BIAS:
-    for (int n = 0; n < MAC_ROWS; ++n) {
-#pragma HLS PIPELINE II = 1
-        b[n] = n < nb ? biases.read() : bias_t(0);
+        BiasRow b;  // one wide word on the bias stream (Vitis aggregates a struct on a stream)
+    PLACE_BIAS:
+        for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+            const int at = info.bias_skip + n * BIAS_BYTES;
+            b.b[n] = n < nb ? bias_t(beat_int_bytes(bw[at / BEAT_BYTES], (at % BEAT_BYTES) / BIAS_BYTES, BIAS_BYTES))
+                            : bias_t(0);
+        }
+        biases.write(b);
     }
 }
 
-// --- process 3: the MAC array -------------------------------------------------------------------------
+// The loader of a region: reader → beats → placer → the ping-pong. It stalls only when both halves
+// are full, i.e. it is always one block ahead of the array, across ops.
+template <int MAX_OPS>
+void weight_loader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp ops[MAX_OPS],
+                   int n_ops, block_stream& blocks, hls::stream<BiasRow>& biases) {
+#pragma HLS DATAFLOW
+    hls::stream<WeightBeats> beats("wl_beats");
+    hls::stream<BlockInfo> infos("wl_infos");
+    hls::stream<int> n_blocks("wl_n_blocks");
+#pragma HLS STREAM variable = beats depth = 64
+#pragma HLS STREAM variable = infos depth = 4
+    weight_reader<MAX_OPS>(wmem0, wmem1, wmem2, ops, n_ops, beats, infos, n_blocks);
+    block_placer(beats, infos, n_blocks, blocks, biases);
+}
+
+// --- the MAC array ------------------------------------------------------------------------------------
 // One cycle: MAC_ROWS dot-product slices of MAC_COLS terms of one token into sum[].
 inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS], int64_t sum[MAC_ROWS]) {
 #pragma HLS INLINE
@@ -256,14 +364,28 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
     }
 }
 
-// Input row t of the op is x[(gather ? gather[t] : t) * x_stride] (experts gather their queue).
-// The k-slice x token nest is flattened by hand (one pipelined loop of kslices x iters cycles, no
-// drain between k-slices); in the last k-slice the sums leave as the token's accumulator row
-// instead of being written back, so the next block starts without an unload pass.
-inline void mac_array(const weight_block_t w, const bias_t b[MAC_ROWS], const act_t* x, int x_stride,
-                      const uint16_t* gather, int rows, int k_in, hls::stream<AccRow>& out) {
+// The fused epilogue of one token: epi(r, n, acc) with the exact accumulator (bias included) of
+// output n of input row r, MAC_ROWS outputs per cycle.
+template <class EPI>
+inline void epilogue_row(const AccRow& acc, int t, int n0, int nb, EPI& epi) {
+#pragma HLS INLINE
+EPI_OUTPUTS:
+    for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]));
+    }
+}
+
+// One block through the array. Input row t of the op is x[(gather ? gather[t] : t) * x_stride]
+// (experts gather their queue). The k-slice x token nest is flattened by hand (one pipelined loop of
+// kslices x iters cycles, no drain between k-slices); in the last k-slice each token's sums go
+// straight to the epilogue instead of being written back.
+template <class WB, class EPI>
+void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, const act_t* x, int x_stride,
+               const uint16_t* gather, int rows, EPI& epi) {
     static acc_t acc[ROWS_MAX][MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
     const int kslices = ceil_div(k_in, MAC_COLS);
     const int iters = rows < ARRAY_MIN_TOKENS ? ARRAY_MIN_TOKENS : rows;  // see the header: RAW distance
     int ks = 0, t = 0;
@@ -283,10 +405,10 @@ K_SLICES_X_TOKENS:
             AccRow r;
             for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-                r.a[n] = acc_t((ks == 0 ? int64_t(b[n]) : int64_t(acc[t][n])) + sum[n]);
+                r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + sum[n]);
                 acc[t][n] = r.a[n];
             }
-            if (ks == kslices - 1) out.write(r);
+            if (ks == kslices - 1) epilogue_row(r, t, n0, nb, epi);
         }
         if (++t == iters) {
             t = 0;
@@ -295,50 +417,27 @@ K_SLICES_X_TOKENS:
     }
 }
 
-// --- process 4: the fused epilogue, MAC_ROWS outputs per cycle -----------------------------------------
-// epi(r, n, acc) with the exact accumulator (bias included) of output n of input row r.
+// The compute side of one op: its blocks, in the loader's order, through the array.
 template <class EPI>
-void epilogue(hls::stream<AccRow>& in, int blk, int n_out, int rows, EPI& epi) {
-    const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
-EPI_TOKENS:
-    for (int t = 0; t < rows; ++t) {
-#pragma HLS PIPELINE II = 1
-        const AccRow r = in.read();
-        for (int n = 0; n < MAC_ROWS; ++n) {
-#pragma HLS UNROLL
-            if (n < nb) epi(t, n0 + n, int64_t(r.a[n]));
-        }
+void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, const act_t* x, int x_stride,
+               const uint16_t* gather, int rows, EPI& epi) {
+OP_BLOCKS:
+    for (int blk = 0; blk < ceil_div(n_out, MAC_ROWS); ++blk) {
+        hls::read_lock<weight_block_t> w(blocks);
+        const BiasRow b = biases.read();
+        mac_block(w, b, blk, n_out, k_in, x, x_stride, gather, rows, epi);
     }
 }
 
-// A whole op y = x·Wᵀ + b over `rows` input rows, W (n_out x k_in, tiled16) and b streamed from
-// the weight memory at byte offsets w_off / b_off, block by block (each weight read once per call).
+// A whole op y = x·Wᵀ + b on its own (one-op region; the op-level tests use it).
 template <class EPI>
-void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
-                int x_stride, const uint16_t* gather, int rows, EPI& epi) {
-    const int blocks = ceil_div(n_out, MAC_ROWS);
-LIN_BLOCKS:
-    for (int blk = 0; blk < blocks; ++blk) {
-#pragma HLS DATAFLOW
-        hls::stream<WeightBeats> beats("lin_beats");
-        hls::stream<bias_t> biases("lin_biases");
-        hls::stream<AccRow> accs("lin_accs");
-#pragma HLS STREAM variable = beats depth = 64
-#pragma HLS STREAM variable = biases depth = MAC_ROWS
-#pragma HLS STREAM variable = accs depth = 16
-        w_t wblk[KS_MAX][MAC_ROWS][MAC_COLS];  // PIPO channel: the ping-pong weight block
-        bias_t bblk[MAC_ROWS];
-#pragma HLS ARRAY_PARTITION variable = wblk complete dim = 2
-#pragma HLS ARRAY_PARTITION variable = wblk complete dim = 3
-        // MAC_ROWS x MAC_COLS banks of KS_MAX words: shallow, so distributed RAM rather than BRAM or
-        // registers (written one beat per cycle by place_block, read one k-slice per cycle).
-#pragma HLS BIND_STORAGE variable = wblk type = ram_s2p impl = lutram
-#pragma HLS ARRAY_PARTITION variable = bblk complete
-        read_block(wmem0, wmem1, wmem2, w_off, b_off, blk, n_out, k_in, beats, biases);
-        place_block(beats, biases, blk, n_out, k_in, wblk, bblk);
-        mac_array(wblk, bblk, x, x_stride, gather, rows, k_in, accs);
-        epilogue(accs, blk, n_out, rows, epi);
-    }
+void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t w_off, uint32_t b_off,
+                int n_out, int k_in, const act_t* x, int x_stride, const uint16_t* gather, int rows, EPI& epi) {
+    const LinOp ops[1] = {{w_off, b_off, n_out, k_in}};
+    block_stream blocks;
+    hls::stream<BiasRow> biases("lin_biases");
+    weight_loader<1>(wmem0, wmem1, wmem2, ops, 1, blocks, biases);
+    linear_op(blocks, biases, n_out, k_in, x, x_stride, gather, rows, epi);
 }
 
 }  // namespace m3v

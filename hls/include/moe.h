@@ -8,23 +8,43 @@
 
 namespace m3v {
 
-// Indices of the k largest logits; equal logits rank the lower index first (k passes, each a
-// strict-greater scan in ascending order, skipping experts already taken).
+// Indices of the k largest logits; equal logits rank the lower index first. One ascending scan keeps
+// the k best so far in order (an insertion into k comparators per cycle): a later expert displaces
+// only strictly smaller logits, so among equal logits the lower index stays ahead — the same order as
+// the contract's k strict-greater passes.
 template <int E_MAX>
 void topk(const int64_t logits[E_MAX], int e, int k, int top[]) {
-    bool taken[E_MAX];
-#pragma HLS ARRAY_PARTITION variable = taken complete
-    for (int j = 0; j < e; ++j) taken[j] = false;
-TOPK_PASSES:
-    for (int i = 0; i < k; ++i) {
-        int best = -1;
-        for (int j = 0; j < e; ++j) {
-#pragma HLS PIPELINE II = 1
-            if (!taken[j] && (best < 0 || logits[j] > logits[best])) best = j;
-        }
-        taken[best] = true;
-        top[i] = best;
+    int64_t best[E_MAX];
+    int idx[E_MAX];
+#pragma HLS ARRAY_PARTITION variable = best complete
+#pragma HLS ARRAY_PARTITION variable = idx complete
+    for (int i = 0; i < E_MAX; ++i) {
+#pragma HLS UNROLL
+        idx[i] = -1;
+        best[i] = 0;
     }
+TOPK_SCAN:
+    for (int j = 0; j < e; ++j) {
+#pragma HLS PIPELINE II = 1
+        const int64_t v = logits[j];
+        int pos = k;  // first slot that v beats (slots are in descending order)
+        for (int i = E_MAX - 1; i >= 0; --i) {
+#pragma HLS UNROLL
+            if (i < k && (idx[i] < 0 || v > best[i])) pos = i;
+        }
+        for (int i = E_MAX - 1; i > 0; --i) {
+#pragma HLS UNROLL
+            if (i < k && i > pos) {
+                best[i] = best[i - 1];
+                idx[i] = idx[i - 1];
+            }
+        }
+        if (pos < k) {
+            best[pos] = v;
+            idx[pos] = j;
+        }
+    }
+    for (int i = 0; i < k; ++i) top[i] = idx[i];
 }
 
 // Route `rows` tokens: per expert, the queue of tokens that chose it (ascending) and their gates.
@@ -32,8 +52,9 @@ template <int E_MAX, int ROWS_MAX, class L_T>
 void route_tokens(const L_T* logits, int rows, int e, int k, int l_frac, uint16_t queue[E_MAX][ROWS_MAX],
                   int64_t gate[E_MAX][ROWS_MAX], int count[E_MAX]) {
     for (int j = 0; j < e; ++j) count[j] = 0;
-ROUTE_ROWS:
+ROUTE_ROWS:  // one row per E_MAX cycles: one top-k comparator bank and one exp unit walk the experts
     for (int r = 0; r < rows; ++r) {
+#pragma HLS PIPELINE II = E_MAX
         int64_t l[E_MAX] = {};
         int top[E_MAX] = {};
         int64_t g[E_MAX] = {};

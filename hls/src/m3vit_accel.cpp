@@ -2,6 +2,20 @@
 // as the layer program read from `program` describes (offsets into the weight pack, shifts, ε terms,
 // dump offsets). Frames are taken BATCH at a time so that each weight block is read from DDR once
 // per batch. Activations of the batch stay on chip; `scratch` only receives debug dumps.
+//
+// Schedule of one layer (m3vit.hw.perf's as-built schedule is this one):
+//   (once per batch, beside im2col: the position table and every LayerNorm's gain and bias on chip)
+//   LN1 (16 features per cycle, rows pipelined)
+//   HEADS   — a DATAFLOW loop over heads: head h's Q, K, V rows on the MAC array (the weight loader
+//             running ahead across the three ops and into head h+1) while the attention unit works
+//             on head h-1; the head's Q, K, V are ping-pong buffers (PIPO) between the two
+//   TAIL    — one DATAFLOW region: the loader streams proj, fc1, fc2 (or proj, router) back to back
+//             while the compute process runs proj + residual, LN2, fc1 + GELU, fc2 + residual
+//   MoE     — route the tokens; EXPERTS: one DATAFLOW region, the loader streaming both matrices of
+//             every active expert back to back while the compute process runs each expert's queue,
+//             then finishes the combine (MAC_ROWS values per cycle), clearing the accumulator as it goes
+// Only the first weight block of each region waits for DDR. Every DDR port is used by one process
+// of a region: the weight ports by its loader, `scratch` (dumps) by one compute process.
 #include "m3vit_accel.h"
 
 #include "attention.h"
@@ -14,19 +28,28 @@ namespace m3v {
 namespace {
 
 // The weight pack arrives through WEIGHT_PORTS pointers (one m_axi bundle each, same address): the
-// linear unit stripes its block reads over all of them; the small reads (LayerNorm gains, class
-// token, biases, position embedding) use `weights` alone.
+// weight loader stripes its block reads over all of them; the small reads outside the regions
+// (LayerNorm gains, class token, position table) use them too.
 #define WEIGHT_PORT_PARAMS const word_t *weights, const word_t *weights1, const word_t *weights2
 #define WEIGHT_PORT_ARGS weights, weights1, weights2
 
 constexpr int ROWS = ROWS_MAX;               // token rows of one batch
 constexpr int EROWS = BATCH * N_TOK;         // expert queue capacity (one slot per token)
+constexpr int LANES = MAC_ROWS;              // element-wise loops: one output block of the array per cycle
+constexpr int PIX_PER_BEAT = BEAT_BYTES / ACT_BYTES;
+constexpr int RES_PER_BEAT = BEAT_BYTES / RESID_BYTES;
+static_assert(PATCH % PIX_PER_BEAT == 0 && IMG_W % PIX_PER_BEAT == 0,
+              "im2col reads one 128-bit beat of one patch row per cycle");
+static_assert((N_TOK * DIM * RESID_BYTES) % BEAT_BYTES == 0, "a frame's tokens are whole 128-bit beats");
+static_assert(HEAD_DIM % TILE == 0, "a head's rows of Q, K, V start on a pack tile row");
+constexpr int TAIL_OPS = 3;                  // proj, fc1, fc2 (MoE layers: proj, router)
+constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 
-// On-chip activation buffers of one batch.
+// On-chip activation buffers of one batch (element-wise loops and the epilogue touch LANES
+// consecutive features per cycle: cyclic partitions in the top).
 static res_t x_res[ROWS * DIM];      // residual stream (embed, then each block's out)
 static res_t x_mid[ROWS * DIM];      // after attention's residual add
 static act_t h_ln[ROWS * DIM];       // LayerNorm output
-static act_t q_buf[ROWS * DIM], k_buf[ROWS * DIM], v_buf[ROWS * DIM];  // K, V on chip for the layer
 static act_t a_buf[ROWS * DIM];      // attention output
 static act_t hid[ROWS * HIDDEN_MAX]; // GELU output (dense hidden, or one expert's gathered rows)
 static act_t patches[BATCH * N_PATCH * PATCH_K];
@@ -35,8 +58,10 @@ static sint<64> moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS][EROWS];
 static int64_t gates[EXPERTS][EROWS];
 static int counts[EXPERTS];
-static w_t ln_g[DIM];
-static bias_t ln_b[DIM];
+constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
+static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
+static bias_t ln_b[LN_COUNT * DIM];
+static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
 
 inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) {
     if (base != NO_DUMP) mem_put(dump, base + uint32_t(index) * 4, 4, value);
@@ -66,8 +91,7 @@ struct Epilogue {
     int x_lsh, y_lsh, add_shift;
     const uint16_t* tokens;     // GATE_ACC: moe_acc[tokens[r]] += gate[r] · y
     const int64_t* gate;
-    const word_t* wmem;         // EMBED: + position, into the row after the frame's CLS token
-    uint32_t pos_off;
+    // EMBED: + position (pos_buf, on chip), into the row after the frame's CLS token
     word_t* dump;               // dumps: d0 (and d1: GELU output, residual sum), row0 = dump row of r = 0
     uint32_t d0, d1;
     int64_t row0;
@@ -111,7 +135,7 @@ struct Epilogue {
             }
             case EPI_EMBED: {
                 const int f = r / N_PATCH, p = r % N_PATCH;
-                const int64_t pos = mem_int(wmem, pos_off + uint32_t(p * DIM + n) * BIAS_BYTES, BIAS_BYTES);
+                const int64_t pos = int64_t(pos_buf[int64_t(p) * DIM + n]);
                 x_res[int64_t(f * N_TOK + 1 + p) * DIM + n] = res_t(requantize(acc + pos, shift, RESID_BITS));
                 break;
             }
@@ -154,11 +178,11 @@ Epilogue epi_residual(const res_t* x, res_t* y, int shift, int x_lsh, int y_lsh,
     return e;
 }
 
-// The one linear unit of the top: every op calls it (ALLOCATION limit=1 in the top shares it).
-void linear_unit(WEIGHT_PORT_PARAMS, uint32_t w_off, uint32_t b_off, int n_out, int k_in, const act_t* x,
+// The one linear unit: every op of every region calls it (ALLOCATION limit=1 in the top shares it).
+void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, const act_t* x,
                  int x_stride, const uint16_t* gather, int rows, Epilogue& epi) {
 #pragma HLS INLINE off
-    linear_ddr(WEIGHT_PORT_ARGS, w_off, b_off, n_out, k_in, x, x_stride, gather, rows, epi);
+    linear_op(blocks, biases, n_out, k_in, x, x_stride, gather, rows, epi);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -168,26 +192,114 @@ inline uint32_t dump_offset(uint32_t base, bool dumping, uint32_t f0, uint32_t v
     return (base == NO_DUMP || !dumping) ? NO_DUMP : base + f0 * values_per_frame * 4;
 }
 
-void embed(WEIGHT_PORT_PARAMS, const uint32_t* hdr, const word_t* images, int frames, word_t* dump) {
-    const uint32_t frame_bytes = IN_CH * IMG_H * IMG_W * ACT_BYTES;
-EMBED_IM2COL:
-    for (int f = 0; f < frames; ++f)
-        for (int p = 0; p < N_PATCH; ++p)
-            for (int c = 0; c < IN_CH; ++c)
-                for (int ky = 0; ky < PATCH; ++ky)
-                    for (int kx = 0; kx < PATCH; ++kx) {
+inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in) {
+    const LinOp op = {w_off, b_off, n_out, k_in};
+    return op;
+}
+
+// `count` little-endian values of `nbytes` from byte `off` (16-aligned: pack tensors are 64-aligned),
+// one 128-bit beat per cycle from each weight port (beat i through port i mod WEIGHT_PORTS).
+template <class T>
+void load_vector(WEIGHT_PORT_PARAMS, uint32_t off, int nbytes, int count, T* out) {
+    const int per_beat = BEAT_BYTES / nbytes, beats = ceil_div(count, per_beat);
+    const uint32_t first = off / BEAT_BYTES;
+VECTOR_BEATS:
+    for (int i0 = 0; i0 < beats; i0 += WEIGHT_PORTS) {
 #pragma HLS PIPELINE II = 1
-                        const int y = (p / GRID_W) * PATCH + ky, x = (p % GRID_W) * PATCH + kx;
-                        const int64_t pix = int64_t(c * IMG_H + y) * IMG_W + x;
-                        const int64_t v = mem_int(images, f * frame_bytes + uint32_t(pix) * ACT_BYTES, ACT_BYTES);
-                        patches[int64_t(f * N_PATCH + p) * PATCH_K + (c * PATCH + ky) * PATCH + kx] = act_t(v);
-                        dump_put(dump, hdr[H_D_IMAGE], int64_t(f) * IN_CH * IMG_H * IMG_W + pix, v);
-                    }
-    Epilogue epi = epi_of(EPI_EMBED, sfield(hdr[H_PATCH_SHIFT]), dump, NO_DUMP, DIM);
-    epi.wmem = weights;
-    epi.pos_off = hdr[H_POS];
-    linear_unit(WEIGHT_PORT_ARGS, hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patches, PATCH_K, nullptr, frames * N_PATCH,
-                epi);
+        word_t g[WEIGHT_PORTS];
+#pragma HLS ARRAY_PARTITION variable = g complete
+        g[0] = weights[first + uint32_t(i0)];
+        g[1] = i0 + 1 < beats ? weights1[first + uint32_t(i0 + 1)] : word_t();
+        g[2] = i0 + 2 < beats ? weights2[first + uint32_t(i0 + 2)] : word_t();
+        for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+            for (int j = 0; j < BEAT_BYTES; ++j) {
+#pragma HLS UNROLL
+                const int i = (i0 + u) * per_beat + j;
+                if (j < per_beat && i < count) out[i] = T(beat_int_bytes(g[u], j, nbytes));
+            }
+        }
+    }
+}
+
+// --- embedding ------------------------------------------------------------------------------------------
+// im2col from the image in raster order: one 128-bit beat (PIX_PER_BEAT pixels of one patch row) per cycle.
+void im2col(const word_t* images, int frames, word_t* dump, uint32_t d_image) {
+    constexpr int beats = IN_CH * IMG_H * IMG_W / PIX_PER_BEAT;
+EMBED_IM2COL:
+    for (int i = 0; i < frames * beats; ++i) {
+#pragma HLS PIPELINE II = 1
+        const int f = i / beats, b = i % beats;
+        const int pix0 = b * PIX_PER_BEAT;
+        const int c = pix0 / (IMG_H * IMG_W), y = (pix0 / IMG_W) % IMG_H, x0 = pix0 % IMG_W;
+        const int p = (y / PATCH) * GRID_W + x0 / PATCH;
+        const int k0 = (c * PATCH + y % PATCH) * PATCH + x0 % PATCH;
+        const word_t w = images[i];
+        for (int j = 0; j < PIX_PER_BEAT; ++j) {
+#pragma HLS UNROLL
+            const int64_t v = beat_int_bytes(w, j, ACT_BYTES);
+            patches[int64_t(f * N_PATCH + p) * PATCH_K + k0 + j] = act_t(v);
+            dump_put(dump, d_image, int64_t(f) * IN_CH * IMG_H * IMG_W + pix0 + j, v);
+        }
+    }
+}
+
+void embed_compute(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int frames) {
+    Epilogue epi = epi_of(EPI_EMBED, shift, nullptr, NO_DUMP, DIM);
+    linear_unit(blocks, biases, DIM, PATCH_K, patches, PATCH_K, nullptr, frames * N_PATCH, epi);
+}
+
+void embed_region(WEIGHT_PORT_PARAMS, const LinOp ops[1], int shift, int frames) {
+#pragma HLS DATAFLOW
+    block_stream blocks;
+    hls::stream<BiasRow> biases("embed_biases");
+#pragma HLS STREAM variable = biases depth = 2
+    weight_loader<1>(WEIGHT_PORT_ARGS, ops, 1, blocks, biases);
+    embed_compute(blocks, biases, shift, frames);
+}
+
+// The position table, then every LayerNorm's gain and bias (offsets from the layer program), through the
+// weight ports: one flattened loop over all the LayerNorms' beats, so the reads' latencies overlap.
+void load_params(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off) {
+    load_vector(WEIGHT_PORT_ARGS, pos_off, BIAS_BYTES, N_PATCH * DIM, pos_buf);
+    constexpr int G_PER_BEAT = BEAT_BYTES / W_BYTES, B_PER_BEAT = BEAT_BYTES / BIAS_BYTES;
+    constexpr int G_BEATS = (DIM + G_PER_BEAT - 1) / G_PER_BEAT, B_BEATS = (DIM + B_PER_BEAT - 1) / B_PER_BEAT;
+    uint32_t g_off[LN_COUNT], b_off[LN_COUNT];
+LN_OFFSETS:
+    for (int i = 0; i < LN_COUNT; ++i) {
+        const uint32_t word = uint32_t(HEADER_WORDS + (i / 2) * LAYER_WORDS + (i % 2 ? L_LN2_G : L_LN1_G));
+        g_off[i] = mem_u32(program, word) / BEAT_BYTES;
+        b_off[i] = mem_u32(program, word + 1) / BEAT_BYTES;
+    }
+LN_PARAM_BEATS:
+    for (int it = 0; it < LN_COUNT * (G_BEATS + B_BEATS); ++it) {
+#pragma HLS PIPELINE II = 1
+        const int i = it / (G_BEATS + B_BEATS), b = it % (G_BEATS + B_BEATS);
+        const bool gain = b < G_BEATS;
+        const word_t w = weights[gain ? g_off[i] + uint32_t(b) : b_off[i] + uint32_t(b - G_BEATS)];
+        for (int j = 0; j < BEAT_BYTES; ++j) {
+#pragma HLS UNROLL
+            if (gain && j < G_PER_BEAT && b * G_PER_BEAT + j < DIM)
+                ln_g[i * DIM + b * G_PER_BEAT + j] = w_t(beat_int(w, j));
+            if (!gain && j < B_PER_BEAT && (b - G_BEATS) * B_PER_BEAT + j < DIM)
+                ln_b[i * DIM + (b - G_BEATS) * B_PER_BEAT + j] = bias_t(beat_int_bytes(w, j, BIAS_BYTES));
+        }
+    }
+}
+
+// The parameters (weight ports) beside im2col (image port): two processes, disjoint ports and buffers.
+void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, const word_t* images, int frames,
+                  word_t* dump, uint32_t d_image) {
+#pragma HLS DATAFLOW
+    load_params(WEIGHT_PORT_ARGS, program, pos_off);
+    im2col(images, frames, dump, d_image);
+}
+
+void embed(WEIGHT_PORT_PARAMS, const word_t* program, const uint32_t* hdr, const word_t* images, int frames,
+           word_t* dump) {
+    embed_inputs(WEIGHT_PORT_ARGS, program, hdr[H_POS], images, frames, dump, hdr[H_D_IMAGE]);
+    const LinOp ops[1] = {lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K)};
+    embed_region(WEIGHT_PORT_ARGS, ops, sfield(hdr[H_PATCH_SHIFT]), frames);
 EMBED_CLS:
     for (int f = 0; f < frames; ++f)
         for (int n = 0; n < DIM; ++n)
@@ -195,97 +307,215 @@ EMBED_CLS:
     dump_matrix(dump, hdr[H_D_EMBED], x_res, frames * N_TOK, DIM, DIM);
 }
 
-void layer_norm(const word_t* weights, const uint32_t* L, int g_f, const res_t* x, int rows, word_t* dump, uint32_t d) {
-    const uint32_t g_off = L[g_f], b_off = L[g_f + 1];
-    // layernorm_row reads LN_LANES gains and biases per cycle.
-#pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES
-#pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES
-    for (int n = 0; n < DIM; ++n) {
-        ln_g[n] = w_t(mem_int(weights, g_off + uint32_t(n) * W_BYTES, W_BYTES));
-        ln_b[n] = bias_t(mem_int(weights, b_off + uint32_t(n) * BIAS_BYTES, BIAS_BYTES));
-    }
+// --- LayerNorm --------------------------------------------------------------------------------------------
+// LayerNorm `which` (LN1 0, LN2 1) of layer l, its gain and bias already on chip.
+void layer_norm(const uint32_t* L, int l, int which, const res_t* x, int rows, word_t* dump, uint32_t d) {
+    const int g_f = which ? L_LN2_G : L_LN1_G;
     const uint64_t eps = uint64_t(L[g_f + 4]) | (uint64_t(L[g_f + 5]) << 32);
     const LayerNormParams p = {sfield(L[g_f + 2]), sfield(L[g_f + 3]), ACT_BITS, int64_t(eps)};
-LN_ROWS:
-    for (int r = 0; r < rows; ++r) layernorm_row<DIM>(x + int64_t(r) * DIM, ln_g, ln_b, DIM, p, h_ln + int64_t(r) * DIM);
+    const int64_t at = int64_t(2 * l + which) * DIM;
+    layernorm_rows<DIM>(x, rows, ln_g + at, ln_b + at, DIM, p, h_ln);
     dump_matrix(dump, d, h_ln, rows, DIM, DIM);
+}
+
+// --- attention: Q/K/V per head on the array beside the attention unit -------------------------------------
+struct QkvWeights {  // the layer's Q, K, V matrices and biases (byte offsets into the pack)
+    uint32_t w[3], b[3];
+};
+
+// Head h's rows of Q, K and V: three ops of HEAD_DIM rows, each a contiguous range of its matrix.
+void head_loader(WEIGHT_PORT_PARAMS, QkvWeights qkv, int h, block_stream& blocks, hls::stream<BiasRow>& biases) {
+    const uint32_t row_bytes = uint32_t(ceil_div(DIM, TILE)) * TILE * W_BYTES;  // one pack row of a DIM-wide matrix
+    LinOp ops[3];
+    for (int i = 0; i < 3; ++i)
+        ops[i] = lin_op(qkv.w[i] + uint32_t(h * HEAD_DIM) * row_bytes, qkv.b[i] + uint32_t(h * HEAD_DIM) * BIAS_BYTES,
+                        HEAD_DIM, DIM);
+    weight_loader<3>(WEIGHT_PORT_ARGS, ops, 3, blocks, biases);
+}
+
+void head_op(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int rows, act_t out[ROWS * HEAD_DIM]) {
+    Epilogue epi = epi_of(EPI_STORE_ACT, shift, nullptr, NO_DUMP, HEAD_DIM);
+    epi.y = out;
+    epi.stride = HEAD_DIM;
+    linear_unit(blocks, biases, HEAD_DIM, DIM, h_ln, DIM, nullptr, rows, epi);
+}
+
+// The array's process of the HEADS loop: head h's Q, K, V rows, in the loader's order.
+void head_qkv(block_stream& blocks, hls::stream<BiasRow>& biases, const int shifts[3], int rows, act_t qh[ROWS * HEAD_DIM],
+              act_t kh[ROWS * HEAD_DIM], act_t vh[ROWS * HEAD_DIM]) {
+    head_op(blocks, biases, shifts[0], rows, qh);
+    head_op(blocks, biases, shifts[1], rows, kh);
+    head_op(blocks, biases, shifts[2], rows, vh);
+}
+
+// Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
+void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, int rows) {
+    if (d == NO_DUMP) return;
+    for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(x[r * HEAD_DIM + c]));
+}
+
+// The attention unit on head h of every frame of the batch; it also dumps the head's Q, K, V columns
+// (the one process of the loop that writes `scratch`).
+void head_attention(const act_t qh[ROWS * HEAD_DIM], const act_t kh[ROWS * HEAD_DIM], const act_t vh[ROWS * HEAD_DIM],
+                    int h, int frames, AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn,
+                    word_t* dump) {
+    dump_head(dump, d_qkv[0], qh, h, frames * N_TOK);
+    dump_head(dump, d_qkv[1], kh, h, frames * N_TOK);
+    dump_head(dump, d_qkv[2], vh, h, frames * N_TOK);
+HEAD_FRAMES:
+    for (int f = 0; f < frames; ++f) {
+        const int64_t o = int64_t(f) * N_TOK * HEAD_DIM;
+        const uint32_t blk = uint32_t(f * HEADS + h);
+        const uint32_t ds = d_scores == NO_DUMP ? NO_DUMP : d_scores + blk * N_TOK * N_TOK * 4;
+        const uint32_t da = d_attn == NO_DUMP ? NO_DUMP : d_attn + blk * N_TOK * HEAD_DIM * 4;
+        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, N_TOK, p, a_buf + int64_t(f) * N_TOK * DIM, DIM,
+                       h * HEAD_DIM, dump, ds, da);
+    }
 }
 
 void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, int frames, word_t* dump) {
     const int rows = frames * N_TOK;
-    const int op_w[3] = {L_Q_W, L_K_W, L_V_W};
-    const uint32_t op_d[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
-    act_t* bufs[3] = {q_buf, k_buf, v_buf};
-QKV:
-    for (int i = 0; i < 3; ++i) {
-        Epilogue epi = epi_of(EPI_STORE_ACT, sfield(L[op_w[i] + 2]), dump, op_d[i], DIM);
-        epi.y = bufs[i];
-        epi.stride = DIM;
-        linear_unit(WEIGHT_PORT_ARGS, L[op_w[i]], L[op_w[i] + 1], DIM, DIM, h_ln, DIM, nullptr, rows, epi);
-    }
+    const QkvWeights qkv = {{L[L_Q_W], L[L_K_W], L[L_V_W]}, {L[L_Q_W + 1], L[L_K_W + 1], L[L_V_W + 1]}};
+    const int shifts[3] = {sfield(L[L_Q_W + 2]), sfield(L[L_K_W + 2]), sfield(L[L_V_W + 2])};
+    const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
     const AttentionParams p = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
-HEADS:
-    for (int f = 0; f < frames; ++f)
-        for (int h = 0; h < HEADS; ++h) {
-            const int64_t o = int64_t(f) * N_TOK * DIM;
-            const uint32_t blk = uint32_t(f * HEADS + h);
-            const uint32_t ds = L[L_D_SCORES] == NO_DUMP ? NO_DUMP : L[L_D_SCORES] + blk * N_TOK * N_TOK * 4;
-            const uint32_t da = L[L_D_ATTN] == NO_DUMP ? NO_DUMP : L[L_D_ATTN] + blk * N_TOK * HEAD_DIM * 4;
-            attention_head(q_buf + o, k_buf + o, v_buf + o, DIM, h * HEAD_DIM, N_TOK, p, a_buf + o, dump, ds, da);
-        }
-    Epilogue epi = epi_residual(x_res, x_mid, sfield(L[L_PROJ_SHIFT]), sfield(L[L_MID_X_LSH]),
-                                sfield(L[L_MID_Y_LSH]), sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ], L[L_D_MID]);
-    linear_unit(WEIGHT_PORT_ARGS, L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, a_buf, DIM, nullptr, rows, epi);
+HEADS:  // a dataflow loop: head h+1's Q/K/V (and its weights) beside head h's attention
+    for (int h = 0; h < HEADS; ++h) {
+#pragma HLS DATAFLOW
+        act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];  // PIPO: ping-pong per head
+        block_stream blocks;
+        hls::stream<BiasRow> biases("head_biases");
+#pragma HLS STREAM variable = biases depth = 2
+        head_loader(WEIGHT_PORT_ARGS, qkv, h, blocks, biases);
+        head_qkv(blocks, biases, shifts, rows, qh, kh, vh);
+        head_attention(qh, kh, vh, h, frames, p, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
+    }
 }
 
-void dense_mlp(WEIGHT_PORT_PARAMS, const uint32_t* L, int rows, word_t* dump) {
-    Epilogue g = epi_gelu(hid, sfield(L[L_FC1_SHIFT]), sfield(L[L_GELU_IN_FRAC]), sfield(L[L_GELU_SHIFT]), dump,
-                          L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
-    linear_unit(WEIGHT_PORT_ARGS, L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, h_ln, DIM, nullptr, rows, g);
-    Epilogue r = epi_residual(x_mid, x_res, sfield(L[L_FC2_SHIFT]), sfield(L[L_OUT_X_LSH]), sfield(L[L_OUT_Y_LSH]),
-                              sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
-    linear_unit(WEIGHT_PORT_ARGS, L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, hid, HIDDEN_MAX, nullptr, rows, r);
+// --- the rest of a layer: proj, LN2, MLP or router --------------------------------------------------------
+void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, int l, int rows,
+                  word_t* dump) {
+    Epilogue pr = epi_residual(x_res, x_mid, sfield(L[L_PROJ_SHIFT]), sfield(L[L_MID_X_LSH]), sfield(L[L_MID_Y_LSH]),
+                               sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ], L[L_D_MID]);
+    linear_unit(blocks, biases, DIM, DIM, a_buf, DIM, nullptr, rows, pr);
+    layer_norm(L, l, 1, x_mid, rows, dump, L[L_D_LN2]);  // the loader fetches the next op's first block meanwhile
+    if (L[L_IS_MOE]) {
+        Epilogue gs = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), dump, L[L_D_GATE], EXPERTS);
+        linear_unit(blocks, biases, EXPERTS, DIM, h_ln, DIM, nullptr, rows, gs);
+    } else {
+        Epilogue g = epi_gelu(hid, sfield(L[L_FC1_SHIFT]), sfield(L[L_GELU_IN_FRAC]), sfield(L[L_GELU_SHIFT]), dump,
+                              L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
+        linear_unit(blocks, biases, MLP_HIDDEN, DIM, h_ln, DIM, nullptr, rows, g);
+        Epilogue r = epi_residual(x_mid, x_res, sfield(L[L_FC2_SHIFT]), sfield(L[L_OUT_X_LSH]), sfield(L[L_OUT_Y_LSH]),
+                                  sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
+        linear_unit(blocks, biases, DIM, MLP_HIDDEN, hid, HIDDEN_MAX, nullptr, rows, r);
+    }
 }
 
-void moe_mlp(WEIGHT_PORT_PARAMS, const uint32_t* L, uint32_t task, int rows, word_t* dump) {
-    Epilogue gs = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), dump, L[L_D_GATE], EXPERTS);
-    linear_unit(WEIGHT_PORT_ARGS, L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS,
-               DIM, h_ln, DIM, nullptr, rows, gs);
-    route_tokens<EXPERTS, EROWS>(logits, rows, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue, gates, counts);
-    int active[EXPERTS];
-    int n_active = 0;
-    for (int e = 0; e < EXPERTS; ++e)
-        if (counts[e] > 0) active[n_active++] = e;  // inactive experts are never read from DDR
-    for (int64_t i = 0; i < int64_t(rows) * DIM; ++i) moe_acc[i] = 0;
-    // Each active expert's two matrices stream block by block through the linear unit like any
-    // other op: every weight read once per layer (per batch), the next block prefetched into the
-    // ping-pong while the current one computes; inactive experts are never read.
+void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, int l, int rows,
+                 word_t* dump) {
+#pragma HLS DATAFLOW
+    block_stream blocks;
+    hls::stream<BiasRow> biases("tail_biases");
+#pragma HLS STREAM variable = biases depth = 2
+    weight_loader<TAIL_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
+    tail_compute(blocks, biases, L, l, rows, dump);
+}
+
+void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, int l, uint32_t task, int rows, word_t* dump) {
+    LinOp ops[TAIL_OPS];
+    ops[0] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM);
+    int n_ops = 2;
+    if (L[L_IS_MOE]) {
+        ops[1] = lin_op(L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS, DIM);
+    } else {
+        ops[1] = lin_op(L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM);
+        ops[2] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN);
+        n_ops = 3;
+    }
+    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, l, rows, dump);
+}
+
+// --- MoE: the active experts, back to back --------------------------------------------------------------
+void experts_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, const int active[EXPERTS],
+                     int n_active, int rows, word_t* dump) {
+    const int64_t values = int64_t(rows) * DIM;
     int64_t row0 = 0;
 EXPERTS_LOOP:
     for (int i = 0; i < n_active; ++i) {
         const int e = active[i];
-        const uint32_t w1 = L[L_E1_W] + uint32_t(e) * L[L_E1_W_STRIDE], b1 = L[L_E1_B] + uint32_t(e) * L[L_E1_B_STRIDE];
-        const uint32_t w2 = L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE], b2 = L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE];
         Epilogue g = epi_gelu(hid, sfield(L[L_E1_SHIFT]), sfield(L[L_EGELU_IN_FRAC]), sfield(L[L_EGELU_SHIFT]), dump,
                               L[L_D_E1], L[L_D_EGELU], row0, EXPERT_HIDDEN);
-        linear_unit(WEIGHT_PORT_ARGS, w1, b1, EXPERT_HIDDEN, DIM, h_ln, DIM, queue[e], counts[e], g);
+        linear_unit(blocks, biases, EXPERT_HIDDEN, DIM, h_ln, DIM, queue[e], counts[e], g);
         Epilogue a = epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), dump, L[L_D_E2], DIM);
         a.tokens = queue[e];
         a.gate = gates[e];
         a.row0 = row0;
-        linear_unit(WEIGHT_PORT_ARGS, w2, b2, DIM, EXPERT_HIDDEN, hid, HIDDEN_MAX, nullptr, counts[e], a);
+        linear_unit(blocks, biases, DIM, EXPERT_HIDDEN, hid, HIDDEN_MAX, nullptr, counts[e], a);
         row0 += counts[e];
     }
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
     const int x_lsh = sfield(L[L_OUT_X_LSH]), y_lsh = sfield(L[L_OUT_Y_LSH]), out_shift = sfield(L[L_OUT_SHIFT]);
-MOE_FINISH:
-    for (int64_t i = 0; i < int64_t(rows) * DIM; ++i) {
+MOE_FINISH:  // combine requantize + residual add, LANES values per cycle; each sum read is cleared for the next
+    for (int64_t i0 = 0; i0 < values; i0 += LANES) {  // MoE layer (moe_acc starts zero: a static array)
 #pragma HLS PIPELINE II = 1
-        const int64_t m = requantize(int64_t(moe_acc[i]), moe_shift, RESID_BITS);
-        const int64_t s = requantize(shl(int64_t(x_mid[i]), x_lsh) + shl(m, y_lsh), out_shift, RESID_BITS);
-        x_res[i] = res_t(s);
-        dump_put(dump, L[L_D_MOE], i, m);
-        dump_put(dump, L[L_D_OUT], i, s);
+        for (int l = 0; l < LANES; ++l) {
+#pragma HLS UNROLL
+            const int64_t i = i0 + l;
+            if (i < values) {
+                const int64_t m = requantize(int64_t(moe_acc[i]), moe_shift, RESID_BITS);
+                moe_acc[i] = 0;
+                const int64_t s = requantize(shl(int64_t(x_mid[i]), x_lsh) + shl(m, y_lsh), out_shift, RESID_BITS);
+                x_res[i] = res_t(s);
+                dump_put(dump, L[L_D_MOE], i, m);
+                dump_put(dump, L[L_D_OUT], i, s);
+            }
+        }
+    }
+}
+
+void experts_region(WEIGHT_PORT_PARAMS, const LinOp ops[EXPERT_OPS], int n_ops, const uint32_t* L,
+                    const int active[EXPERTS], int n_active, int rows, word_t* dump) {
+#pragma HLS DATAFLOW
+    block_stream blocks;
+    hls::stream<BiasRow> biases("expert_biases");
+#pragma HLS STREAM variable = biases depth = 2
+    weight_loader<EXPERT_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
+    experts_compute(blocks, biases, L, active, n_active, rows, dump);
+}
+
+void moe_experts(WEIGHT_PORT_PARAMS, const uint32_t* L, int rows, word_t* dump) {
+    route_tokens<EXPERTS, EROWS>(logits, rows, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue, gates, counts);
+    int active[EXPERTS];
+    LinOp ops[EXPERT_OPS];
+    int n_active = 0;
+ACTIVE_EXPERTS:  // inactive experts are never read from DDR
+    for (int e = 0; e < EXPERTS; ++e) {
+        if (counts[e] > 0) {
+            ops[2 * n_active] = lin_op(L[L_E1_W] + uint32_t(e) * L[L_E1_W_STRIDE], L[L_E1_B] + uint32_t(e) * L[L_E1_B_STRIDE],
+                                       EXPERT_HIDDEN, DIM);
+            ops[2 * n_active + 1] = lin_op(L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE],
+                                           L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE], DIM, EXPERT_HIDDEN);
+            active[n_active++] = e;
+        }
+    }
+    experts_region(WEIGHT_PORT_ARGS, ops, 2 * n_active, L, active, n_active, rows, dump);
+}
+
+// Tokens of the batch to DDR, one 128-bit beat (RES_PER_BEAT values) per cycle.
+void tokens_out(word_t* tokens, uint32_t f0, int rows) {
+    const int64_t beats = int64_t(rows) * DIM / RES_PER_BEAT;
+    const int64_t first = int64_t(f0) * N_TOK * DIM / RES_PER_BEAT;
+TOKENS_OUT:
+    for (int64_t b = 0; b < beats; ++b) {
+#pragma HLS PIPELINE II = 1
+        word_t w;
+        for (int j = 0; j < RES_PER_BEAT; ++j) {
+#pragma HLS UNROLL
+            word_set(w, j * RESID_BYTES * 8, RESID_BYTES * 8, uint64_t(int64_t(x_res[b * RES_PER_BEAT + j])));
+        }
+        tokens[first + b] = w;
     }
 }
 
@@ -297,10 +527,26 @@ using namespace m3v;
 void m3vit_accel(M3V_TOP_ARGS) {
     M3V_TOP_INTERFACE_PRAGMAS
 #pragma HLS ALLOCATION function instances = linear_unit limit = 1
+    // LANES consecutive features per cycle (epilogue outputs, MoE combine, token write-out).
+#pragma HLS ARRAY_PARTITION variable = x_res cyclic factor = LANES
+#pragma HLS ARRAY_PARTITION variable = x_mid cyclic factor = LANES
+#pragma HLS ARRAY_PARTITION variable = moe_acc cyclic factor = LANES
+#pragma HLS ARRAY_PARTITION variable = pos_buf cyclic factor = LANES
+#pragma HLS ARRAY_PARTITION variable = hid cyclic factor = MAC_COLS
+#pragma HLS ARRAY_PARTITION variable = h_ln cyclic factor = MAC_COLS
+#pragma HLS ARRAY_PARTITION variable = a_buf cyclic factor = MAC_COLS
+#pragma HLS ARRAY_PARTITION variable = patches cyclic factor = MAC_COLS
+#pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES
+#pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES
+    // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
+#pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
+#pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
+#pragma HLS ARRAY_PARTITION variable = queue complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = gates complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = counts complete
     uint32_t hdr[HEADER_WORDS];
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
-    const uint32_t frame_in_bytes = IN_CH * IMG_H * IMG_W * ACT_BYTES;
-    const uint32_t frame_out_bytes = N_TOK * DIM * RESID_BYTES;
+    const uint32_t frame_in_beats = IN_CH * IMG_H * IMG_W * ACT_BYTES / BEAT_BYTES;
     // Dumps cover every frame of a run, up to the dump_frames frames the scratch layout was sized for:
     // each point's dump is frame-major, so a batch's offsets are the point's base advanced by f0 frames.
     const uint32_t dump_frames = hdr[H_DUMP] ? hdr[H_DUMP_FRAMES] : 0;
@@ -314,7 +560,7 @@ FRAME_BATCHES:
         for (int i = 0; i < HEADER_WORDS; ++i) bhdr[i] = hdr[i];
         bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
-        embed(WEIGHT_PORT_ARGS, bhdr, images + (f0 * frame_in_bytes) / 16, frames, dump);
+        embed(WEIGHT_PORT_ARGS, program, bhdr, images + f0 * frame_in_beats, frames, dump);
         const int rows = frames * N_TOK;
     LAYERS:
         for (int l = 0; l < DEPTH; ++l) {
@@ -323,16 +569,11 @@ FRAME_BATCHES:
                 const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + l * LAYER_WORDS + i));
                 L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
-            layer_norm(weights, L, L_LN1_G, x_res, rows, dump, L[L_D_LN1]);
+            layer_norm(L, l, 0, x_res, rows, dump, L[L_D_LN1]);
             attention(WEIGHT_PORT_ARGS, L, frames, dump);
-            layer_norm(weights, L, L_LN2_G, x_mid, rows, dump, L[L_D_LN2]);
-            if (L[L_IS_MOE])
-                moe_mlp(WEIGHT_PORT_ARGS, L, task, rows, dump);
-            else
-                dense_mlp(WEIGHT_PORT_ARGS, L, rows, dump);
+            layer_tail(WEIGHT_PORT_ARGS, L, l, task, rows, dump);
+            if (L[L_IS_MOE]) moe_experts(WEIGHT_PORT_ARGS, L, rows, dump);
         }
-    TOKENS_OUT:
-        for (int64_t i = 0; i < int64_t(rows) * DIM; ++i)
-            mem_put(tokens, f0 * frame_out_bytes + uint32_t(i) * RESID_BYTES, RESID_BYTES, int64_t(x_res[i]));
+        tokens_out(tokens, f0, rows);
     }
 }

@@ -165,3 +165,33 @@ def test_linear_unit_refuses_more_rows_than_its_accumulators(sim):
 def test_dsp_packing_is_exact_over_every_int8_triple(micro_cfg):
     """WP486: (w_hi·2^18 + w_lo)·a split into w_hi·a and w_lo·a with the P[17] correction, all 2^24 cases."""
     assert csim_for(micro_cfg, "w8a8").dsp_pack_exhaustive() == 0
+
+
+@pytest.mark.parametrize("rows", [5, 40])
+def test_weight_loader_runs_ahead_across_ops(sim, rng, rows):
+    """One loader streams the blocks of several ops of different sizes back to back — partial blocks, partial
+    k-slices, a 16-row op (a head's Q/K/V rows), the widest k — before the array takes any (C-simulation runs the
+    region's processes in order): each op must still get exactly its own blocks, bit-exact."""
+    wb, ab = sim.mode.weight_bits, sim.mode.act_bits
+    wmax, amax = (1 << (wb - 1)) - 1, 1 << (ab - 1)
+    k_max = 200
+    shapes = [(33, 200), (16, 64), (64, 9), (100, 130), (5, 200)]
+    x = rng.integers(-amax, amax, (rows, k_max))
+    ws = [rng.integers(-wmax, wmax + 1, (n, k)) for n, k in shapes]
+    bs = [rng.integers(-(1 << 20), 1 << 20, n) for n, _ in shapes]
+    outs = sim.linear_chain(x, ws, bs)
+    for (n, k), w, b, y in zip(shapes, ws, bs, outs, strict=True):
+        assert_same(y, intops.linear(x[:, :k], w, b), f"chained linear {n}x{k}, {rows} rows")
+    swapped = sim.linear_chain(x, ws[::-1], bs[::-1])  # another order: each op still gets its own weights
+    for (n, k), w, b, y in zip(shapes[::-1], ws[::-1], bs[::-1], swapped, strict=True):
+        assert_same(y, intops.linear(x[:, :k], w, b), f"chained linear {n}x{k} (reversed order)")
+    bias_bytes = 8 if sim.mode.bias_bits > 32 else 4
+    for skew in (bias_bytes, 3 * bias_bytes):  # biases not on a 16-byte beat (a router's task offset)
+        for (n, k), w, b, y in zip(shapes, ws, bs, sim.linear_chain(x, ws, bs, bias_skew=skew), strict=True):
+            assert_same(y, intops.linear(x[:, :k], w, b), f"chained linear {n}x{k}, biases {skew} bytes into a beat")
+
+
+def test_weight_loader_refuses_a_chain_it_cannot_hold(sim):
+    with pytest.raises(Exception, match="1 to 16 ops"):
+        sim.linear_chain(np.zeros((2, 16), np.int64), [np.zeros((16, 16), np.int64)] * 17,
+                         [np.zeros(16, np.int64)] * 17)

@@ -1,5 +1,5 @@
 """The parameter set fits the device by the analytic resource model the README tables; its latency by the
-cycle model (m3vit.hw.perf) meets the goal once the proposed schedule changes are in."""
+cycle model (m3vit.hw.perf) of the schedule as built meets the goal."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from m3vit.hw.resources import DEVICE, GOAL_MS, frame_latency, kernels, totals
 from m3vit.quant.spec import get_mode
 
 
-def test_chosen_parameters_fit_the_xczu7ev_and_meet_the_goal_with_the_proposed_schedule():
+def test_chosen_parameters_fit_the_xczu7ev_and_meet_the_goal_as_built():
     from m3vit.hw import perf
 
     cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
@@ -19,10 +19,17 @@ def test_chosen_parameters_fit_the_xczu7ev_and_meet_the_goal_with_the_proposed_s
     t = totals(kernels(cfg, mode, params))
     assert t["dsp"] <= DEVICE["dsp"] and t["bram36"] <= DEVICE["bram36"] and t["uram"] <= DEVICE["uram"], t
     batch1 = dataclasses.replace(params, batch=1)
-    assert perf.dsp_count(cfg, mode, batch1, perf.PROPOSED) <= DEVICE["dsp"]
-    proposed = frame_latency(cfg, mode, batch1, None, perf.PROPOSED_PLATFORM, perf.PROPOSED)
-    assert proposed["ms_per_frame"] <= GOAL_MS
-    assert frame_latency(cfg, mode, batch1)["ms_per_frame"] > proposed["ms_per_frame"]  # as built: slower
+    assert perf.dsp_count(cfg, mode, batch1, perf.AS_BUILT) == t["dsp"]
+    built = frame_latency(cfg, mode, batch1)
+    assert built["ms_per_frame"] <= GOAL_MS
+    before = frame_latency(cfg, mode, batch1, None, perf.AS_BUILT_PLATFORM, perf.PREVIOUS)
+    assert before["ms_per_frame"] > GOAL_MS  # the loader ahead, the head overlap and the wide loops are needed
+
+
+def test_w16a16_parameters_fit_the_dsp_budget():
+    cfg, mode = get_config("m3vit-tiny"), get_mode("w16a16")
+    t = totals(kernels(cfg, mode, HlsParams.for_mode(mode)))
+    assert t["dsp"] <= DEVICE["dsp"] and t["bram36"] <= DEVICE["bram36"] and t["uram"] <= DEVICE["uram"], t
 
 
 def test_counts_follow_the_parameters():

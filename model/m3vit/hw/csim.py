@@ -302,6 +302,37 @@ class CSim:
                                            ctypes.c_int64(n), ctypes.c_int64(k), _ptr(out)))
         return out
 
+    def linear_chain(self, x, ws, biases, bias_skew: int = 0) -> list[np.ndarray]:
+        """Ops x[:, :k_i] · w_i [n_i, k_i]ᵀ + bias_i, all loaded by one weight loader ahead of the array (the
+        top's regions); each w_i and bias_i at its own 64-byte aligned offset of one memory, as in a pack —
+        the biases ``bias_skew`` bytes further (a router's biases for task t start t·experts biases in)."""
+        x = _i64(x)
+        rows, k_max = x.shape
+        wb, bb = container_bytes(self.mode.weight_bits), container_bytes(self.mode.bias_bits)
+        blob, nk, offsets = bytearray(), [], []
+        for w, b in zip(ws, biases, strict=True):
+            w = np.asarray(w)
+            tiled = tile16(w).astype(f"<i{wb}").tobytes()
+            offsets.append(len(blob))
+            blob += tiled + bytes(-len(tiled) % 64)
+            blob += bytes(bias_skew)
+            offsets.append(len(blob))
+            bias = np.asarray(b, np.int64).astype(f"<i{bb}").tobytes()
+            blob += bias + bytes(-len(blob + bias) % 64)
+            nk += [w.shape[0], w.shape[1]]
+        out = np.empty(rows * sum(nk[0::2]), np.int64)
+        mem = np.frombuffer(bytes(blob), np.uint8)
+        nk_a, off_a = np.asarray(nk, np.int64), np.asarray(offsets, np.uint64)
+        self._check(self.lib.m3v_op_linear_chain(
+            _ptr(x), ctypes.c_int64(rows), ctypes.c_int64(k_max), ctypes.c_int64(len(ws)), _ptr(nk_a),
+            mem.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), ctypes.c_uint64(mem.nbytes),
+            off_a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)), _ptr(out)))
+        outs, o = [], 0
+        for n in nk[0::2]:
+            outs.append(out[o:o + rows * n].reshape(rows, n))
+            o += rows * n
+        return outs
+
     def dsp_pack_exhaustive(self) -> int:
         return int(self.lib.m3v_dsp_pack_exhaustive())
 

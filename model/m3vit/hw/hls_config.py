@@ -33,17 +33,18 @@ class HlsParams:
 
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
     mac_cols: int = 64  # reduction terms per cycle
-    attn_lanes: int = 8  # P: query rows in flight in the attention unit
-    av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
+    attn_lanes: int = 6  # P: query rows in flight in the attention unit
+    av_cols: int = 64  # value columns each attention lane accumulates per cycle in the A·V pass
     batch: int = 2  # frames that share each weight load (frame batching)
     ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
 
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
         """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
-        DSP, so its array is half as wide to stay within the xczu7ev's DSP48E2 count."""
+        DSP, so its array is half as wide, and its Q·Kᵀ (unpacked) has 4 lanes, to stay within the xczu7ev's
+        DSP48E2 count."""
         name = mode if isinstance(mode, str) else mode.name
-        return cls() if name == "w8a8" else cls(mac_cols=32)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
@@ -103,6 +104,7 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
+        "AV_COLS": params.av_cols,
         "BATCH": params.batch, "LN_LANES": params.ln_lanes, "WEIGHT_PORTS": interface.WEIGHT_PORTS,
         "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
         "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,

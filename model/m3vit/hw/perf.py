@@ -14,10 +14,14 @@ port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weigh
 ``gmem_w0/1/2``, ``m3vit.hw.interface.WEIGHT_PORTS``).
 
 ``Schedule`` holds the architecture switches the ablations flip. ``AS_BUILT`` is the schedule of the
-C++ in ``hls/`` today (``AS_BUILT_PLATFORM``: weights striped over 3 HP ports; LayerNorm
-``HlsParams.ln_lanes`` features per cycle; element-wise loops one value per cycle, each op's first
-weight block exposed, layer-sequential units); ``PROPOSED`` the changes this model shows are needed for the
-goals. Figures are modelled, not measured, unless a unit is calibrated (``timing.calibrated``).
+C++ in ``hls/`` (``hls/src/m3vit_accel.cpp``; ``AS_BUILT_PLATFORM``: weights striped over 3 HP ports):
+LayerNorm ``HlsParams.ln_lanes`` features per cycle with rows pipelined; element-wise loops (the MoE
+combine) ``HlsParams.mac_rows`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
+the weight loader running ahead across the ops of a DATAFLOW region (:func:`region_ops` lists the
+regions: only each region's first block waits for DDR); head h's attention beside head h+1's Q/K/V
+on the array. ``PROPOSED`` is the next step (batch >= 2: the attention unit on one frame while the
+array works on the next); ``PREVIOUS`` the schedule before the loader ran ahead (ablation). Figures
+are modelled, not measured, unless a unit is calibrated (``timing.calibrated``).
 """
 
 from __future__ import annotations
@@ -73,19 +77,23 @@ class Schedule:
     moe: Literal["active", "all", "per_token"] = "active"  # patch reordering loads active experts once each
     dsp_packing: bool = True  # two INT8 MACs per DSP48E2 (W8/A8 only)
     attention_on_linear: bool = False  # Q·Kᵀ and A·V on the MAC array instead of the attention unit
-    ln_lanes: int = 1  # LayerNorm features per cycle
-    elementwise_lanes: int = 1  # MoE combine / accumulator clear / token write-out values per cycle
-    pixel_lanes: int = 1  # im2col pixels per cycle
-    cross_op_prefetch: bool = False  # the weight loader runs one block ahead across op boundaries
-    head_overlap: bool = False  # head h's attention overlaps the Q/K/V blocks of head h+1
+    # lanes: None = what the code derives from the parameters (HlsParams.ln_lanes, HlsParams.mac_rows, one beat)
+    ln_lanes: int | None = None  # LayerNorm features per cycle
+    elementwise_lanes: int | None = None  # MoE combine values per cycle
+    pixel_lanes: int | None = None  # im2col pixels per cycle (None: one 128-bit image beat)
+    beat_token_out: bool = True  # tokens leave one 128-bit beat per cycle (off: one value per cycle)
+    cross_op_prefetch: bool = True  # the weight loader runs ahead across the ops of a region (off: per op)
+    head_overlap: bool = True  # head h's attention overlaps the Q/K/V blocks of head h+1
     frame_overlap: bool = False  # batch >= 2: the attention unit and the MAC array work on different frames
 
 
-AS_BUILT = Schedule(ln_lanes=HlsParams().ln_lanes)
-PROPOSED = Schedule(ln_lanes=16, elementwise_lanes=32, pixel_lanes=16, cross_op_prefetch=True, head_overlap=True,
-                    frame_overlap=True)
+AS_BUILT = Schedule()
+PROPOSED = Schedule(frame_overlap=True)  # the next step; the same as AS_BUILT at batch 1
+PREVIOUS = Schedule(elementwise_lanes=1, pixel_lanes=1, beat_token_out=False, cross_op_prefetch=False,
+                    head_overlap=False)  # element-wise loops one value per cycle, each op's first block exposed
 AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # hls/: weights, weights1, weights2
 PROPOSED_PLATFORM = AS_BUILT_PLATFORM
+BEAT_BYTES = 16  # one 128-bit m_axi beat
 
 
 @dataclass
@@ -153,6 +161,9 @@ class Env:
     routing: Routing
     frames: list[int]  # routing frames of this batch
     tiles: int = 1  # token tiles when the batch's activations do not fit on chip
+    # Cycles of compute since the loader last had a block to load (it loads the next block meanwhile);
+    # negative at a region's start: its first block also waits for the DDR latency.
+    slack: float = 0.0
 
     @property
     def wbytes(self) -> int:
@@ -175,49 +186,90 @@ class Env:
         return len(self.frames)
 
     @property
-    def first_load_exposed(self) -> bool:
-        return not self.sched.cross_op_prefetch
+    def ln_lanes(self) -> int:
+        return self.sched.ln_lanes or self.p.ln_lanes
+
+    @property
+    def elementwise_lanes(self) -> int:
+        return self.sched.elementwise_lanes or self.p.mac_rows
+
+    @property
+    def pixel_lanes(self) -> int:
+        return self.sched.pixel_lanes or BEAT_BYTES // self.abytes
+
+    def start_region(self) -> None:
+        """A DATAFLOW region starts: its loader begins with the first block (exposed)."""
+        self.slack = -float(self.plat.ddr_latency_cycles)
+
+    def overlap(self, cycles: float) -> None:
+        """Compute that is not the array's (a LayerNorm) inside a region: the loader keeps loading."""
+        self.slack += cycles
 
     def pipelined(self, compute: list[float], load: list[float]) -> float:
-        """Blocks double-buffered: load block 0, then each step max(compute i, load i+1)."""
-        if not compute:
-            return 0.0
-        first = load[0] + self.plat.ddr_latency_cycles if self.first_load_exposed else 0.0
-        steps = sum(max(c, nxt) for c, nxt in zip(compute, [*load[1:], 0.0], strict=True))
-        return first + steps
+        """Blocks through the ping-pong: the loader loads block i+1 while block i computes, so block i+1 waits
+        max(0, load - slack) with slack the compute since the loader could start it. Without cross-op prefetch
+        every op is its own region (its first block exposed)."""
+        if not self.sched.cross_op_prefetch:
+            self.start_region()
+        total = 0.0
+        for c, ld in zip(compute, load, strict=True):
+            total += max(0.0, ld - self.slack) + c
+            self.slack = c
+        return total
+
+
+# Per block, the placer's loop fill and empty zero-fill loops and the ping-pong handshake (linear.h block_placer).
+LOADER_BLOCK_OVERHEAD = 6
+
+
+def block_load(env: Env, rows: int, k: int) -> float:
+    """Cycles the loader needs for a block of ``rows`` x ``k`` weights and its biases: the DDR / port rate, or the
+    reader's and placer's rate (linear.h: one beat of each of the weight ports' tiles per cycle, tile groups
+    rounded up, then the biases one beat per cycle, plus the placer's per-block overhead), whichever is slower."""
+    nbytes = rows * (k * env.wbytes + env.bias_bytes)
+    tiles = math.ceil(rows / 16) * math.ceil(k / 16)
+    issue = (math.ceil(tiles / env.plat.weight_ports) * 16 * env.wbytes
+             + math.ceil(rows * env.bias_bytes / BEAT_BYTES)) + LOADER_BLOCK_OVERHEAD
+    return max(nbytes / env.plat.weight_bytes_per_cycle, issue)
 
 
 def bound(compute: float, load: float, plat: Platform, unit: str) -> str:
     return unit if compute >= load else f"weights ({plat.weight_bound_by})"
 
 
-def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_depth: int = 0) -> Op:
-    """A linear op on the MAC array: blocks of MAC_ROWS outputs, every token row streamed per block.
+def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_depth: int = 0, split: int = 1) -> Op:
+    """A linear op on the MAC array: blocks of MAC_ROWS outputs, every token row streamed per block
+    (``split`` > 1: the op is issued as that many ops of ``n_out / split`` rows each, e.g. Q/K/V per head).
 
     When the batch is spilled (``env.tiles`` > 1) the cheaper of two loop orders is taken: weights re-read
     once per token tile (inputs and outputs cross the scratch port once), or weights read once with the
     input rows re-streamed from scratch for every output block.
     """
     p, mac = env.p, env.units["mac_tile"]
-    blocks, kslices = math.ceil(n_out / p.mac_rows), math.ceil(k / p.mac_cols)
-    block_w = [min(p.mac_rows, n_out - i * p.mac_rows) * (k * env.wbytes + env.bias_bytes) for i in range(blocks)]
-    load = [w / env.plat.weight_bytes_per_cycle for w in block_w]
-    depth = mac.depth + env.units["requant"].depth + epi_depth
+    per = n_out // split
+    sizes = [min(p.mac_rows, per - i * p.mac_rows) for i in range(math.ceil(per / p.mac_rows))] * split
+    blocks, kslices = len(sizes), math.ceil(k / p.mac_cols)
+    block_w = [rows_ * (k * env.wbytes + env.bias_bytes) for rows_ in sizes]
+    load = [block_load(env, rows_, k) for rows_ in sizes]
+    # each block is one pipelined loop (linear.h mac_block): its trip count plus the loop's pipeline depth
+    # (ARRAY_LATENCY, the depth the code assumes; the RTL tile's measured latency includes its k accumulation,
+    # which the trip count already has) and the epilogue's
+    depth = ARRAY_LATENCY + env.units["requant"].depth + epi_depth
     compute_per_block = max(rows, ARRAY_LATENCY) * kslices * mac.ii
     macs = rows * n_out * k
     if env.tiles == 1:
         c = [compute_per_block] * blocks
-        cycles = env.pipelined(c, load) + depth
+        cycles = env.pipelined([x + depth for x in c], load)
         return Op(layer, name, "linear", cycles, sum(c), sum(load), macs, sum(block_w),
                   binds=bound(sum(c), sum(load), env.plat, "MAC array"))
     scratch = env.plat.port_bytes_per_cycle()
     io = rows * (k + n_out) * env.abytes
     tile_rows = math.ceil(rows / env.tiles)
-    by_tile = sum(env.pipelined([max(ARRAY_LATENCY, min(tile_rows, rows - t * tile_rows)) * kslices * mac.ii]
-                                * blocks, load) + depth for t in range(env.tiles))
+    by_tile = sum(env.pipelined([max(ARRAY_LATENCY, min(tile_rows, rows - t * tile_rows)) * kslices * mac.ii + depth]
+                                * blocks, load) for t in range(env.tiles))
     by_tile = max(by_tile, io / scratch)
     restream = rows * k * env.abytes * blocks + rows * n_out * env.abytes
-    by_block = max(env.pipelined([compute_per_block] * blocks, load) + depth, restream / scratch)
+    by_block = max(env.pipelined([compute_per_block + depth] * blocks, load), restream / scratch)
     compute = compute_per_block * blocks
     if by_tile <= by_block:
         return Op(layer, name + " (token tiles)", "linear", by_tile, compute, sum(load) * env.tiles, macs,
@@ -234,12 +286,11 @@ def _spill_bind(compute: float, wload: float, aload: float, env: Env) -> str:
 
 
 def layernorm(env: Env, layer: int, name: str, rows: int) -> Op:
+    """The rows through the three-process LayerNorm (statistics → isqrt / reciprocal → normalise, rows
+    overlapped); gain and bias are on chip (loaded once per batch, :func:`embed_ops`)."""
     ln = env.units["layernorm"]
-    d = env.cfg.dim
-    compute = rows * d / env.sched.ln_lanes * ln.ii + ln.depth
-    params = 0 if env.sched.cross_op_prefetch else d  # gain / bias fetched one per cycle before the rows
-    return Op(layer, name, "layernorm", compute + params, compute, params,
-              weight_bytes=d * (env.wbytes + env.bias_bytes), binds="LayerNorm")
+    compute = rows * math.ceil(env.cfg.dim / env.ln_lanes) * ln.ii + ln.depth
+    return Op(layer, name, "layernorm", compute, compute, binds="LayerNorm")
 
 
 def elementwise(env: Env, layer: int, name: str, values: int, lanes: int, what: str, act_bytes: int = 0) -> Op:
@@ -265,9 +316,11 @@ def attention(env: Env, layer: int) -> Op:
         return Op(layer, "attention", "attention", compute, compute, macs=macs, binds="MAC array (attention)")
     lanes = p.attn_lanes if s.attention_reorder else 1
     groups = math.ceil(n / lanes)
-    qk = n * u["qk_reorder"].ii + (lanes - 1) + u["qk_reorder"].depth + u["softmax_stats"].depth
-    av = n * math.ceil(hd / p.av_cols) * u["av_norm"].ii + u["av_norm"].depth
-    head = qk + (groups - 1) * max(qk, av) + av  # DATAFLOW: group g+1's Q·Kᵀ beside group g's A·V
+    # attention.h: Q rows into the lanes (one per cycle), one K row per cycle; A·V: 1/s per lane, one V row slice
+    # per cycle for every lane (ceil(hd / av_cols) passes), one output row per cycle
+    qk = lanes + n * u["qk_reorder"].ii + u["qk_reorder"].depth + u["softmax_stats"].depth
+    av = 2 * lanes + n * math.ceil(hd / min(p.av_cols, hd)) * u["av_norm"].ii + u["av_norm"].depth
+    head = qk + (groups - 1) * max(qk, av) + av  # DATAFLOW loop over row groups: g+1's Q·Kᵀ beside g's A·V
     compute = env.b * cfg.num_heads * head
     act, cycles, binds = 0, compute, "attention unit"
     if env.tiles > 1:  # spilled batch: Q, K, V read per head from scratch (K, V of one head fit), output written
@@ -288,8 +341,8 @@ def expert_bytes(env: Env) -> int:
 
 def experts(env: Env, layer: int, moe_index: int) -> Op:
     """Patch reordering: per loaded expert its token queue; both matrices stream through the linear unit
-    block by block (hls/src/m3vit_accel.cpp), each call's first block exposed unless the loader prefetches
-    across calls.
+    block by block (hls/src/m3vit_accel.cpp: one region, the loader running ahead across every active
+    expert's two matrices).
 
     Spilled batches (``env.tiles`` > 1) take the cheaper of: experts re-loaded per token tile, or each
     active expert loaded once with its queued tokens gathered from scratch and its outputs written per slot
@@ -297,11 +350,11 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
     """
     cfg, p, mac = env.cfg, env.p, env.units["mac_tile"]
     h, d = cfg.expert_hidden, cfg.dim
-    depth = mac.depth + env.units["requant"].depth
+    depth = ARRAY_LATENCY + env.units["requant"].depth  # per block, as in linear()
     bw = env.plat.weight_bytes_per_cycle
-    # (blocks, k-slices, bytes per block) of fc1 and fc2: each streams through the linear unit block by block
-    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), p.mac_rows * (d * env.wbytes + env.bias_bytes)),
-             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), p.mac_rows * (h * env.wbytes + env.bias_bytes))]
+    # (blocks, k-slices, load cycles per block) of fc1 and fc2: each streams through the linear unit block by block
+    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), block_load(env, p.mac_rows, d)),
+             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), block_load(env, p.mac_rows, h))]
 
     def run(tiles: int) -> tuple[float, float, int, int]:
         n, cycles, compute, loads, routed = cfg.num_tokens, 0.0, 0.0, 0, 0
@@ -316,20 +369,22 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
             else:  # no reordering: every (token, slot) loads its expert for that one token
                 queue = [1] * int(counts.sum())
             for q in queue:  # short queues still run ARRAY_MIN_TOKENS iterations per k-slice
-                for i, (blocks, ks, nbytes) in enumerate(calls):
+                for i, (blocks, ks, blk_load) in enumerate(calls):
                     c = [max(q, ARRAY_LATENCY) * ks * mac.ii] * blocks
-                    cycles += env.pipelined(c, [nbytes / bw] * blocks) + depth + (env.units["gelu"].depth if i == 0
-                                                                                 else 0)
+                    drain = depth + (env.units["gelu"].depth if i == 0 else 0)
+                    cycles += env.pipelined([x + drain for x in c], [blk_load] * blocks)
                     compute += sum(c)
             loads += len(queue)
             routed += int(counts.sum())
         return cycles, compute, loads, routed
 
     load1 = expert_bytes(env) / bw
+    slack = env.slack
     cycles, compute, loads, routed = run(env.tiles)
     act, binds = 0, bound(compute, loads * load1, env.plat, "MAC array")
     scratch = env.plat.port_bytes_per_cycle()
     if env.tiles > 1:
+        env.slack = slack
         once = run(1)
         gathered = once[3] * d * (env.abytes + 2 * env.rbytes)  # gathered inputs; per-slot outputs out and back
         if max(once[0], gathered / scratch) < cycles:
@@ -341,43 +396,69 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
 
 
 def embed_ops(env: Env) -> list[Op]:
-    cfg, s = env.cfg, env.sched
+    """Beside im2col (one image beat per cycle): the position table (every weight port) and every LayerNorm's
+    gain and bias (one beat per cycle, one flattened loop); then the patch embedding as a region of its own,
+    and the class token."""
+    cfg = env.cfg
     patch_k = cfg.in_chans * cfg.patch_size**2
     img = env.b * cfg.in_chans * cfg.img_size[0] * cfg.img_size[1] * env.abytes
-    ops = [elementwise(env, -1, "im2col", env.b * cfg.num_patches * patch_k, s.pixel_lanes, "image read",
-                       act_bytes=img)]
-    emb = linear(env, -1, "patch embed", cfg.dim, patch_k, env.b * cfg.num_patches)
-    pos = cfg.num_tokens * cfg.dim * env.bias_bytes * (1 if s.cross_op_prefetch else env.b)
-    emb.weight_bytes += pos  # position table, read beside the epilogue
-    ops.append(emb)
+    pos = cfg.num_patches * cfg.dim * env.bias_bytes
+    n_ln = 2 * cfg.depth
+    ln_beats = n_ln * (math.ceil(cfg.dim * env.wbytes / BEAT_BYTES) + math.ceil(cfg.dim * env.bias_bytes / BEAT_BYTES))
+    params = pos / env.plat.weight_bytes_per_cycle + ln_beats + 2 * env.plat.ddr_latency_cycles
+    im2col = elementwise(env, -1, "im2col", env.b * cfg.num_patches * patch_k, env.pixel_lanes, "image read",
+                         act_bytes=img)
+    ops = [im2col, Op(-1, "parameters (beside im2col)", "elementwise", max(0.0, params - im2col.cycles), 0.0,
+                      params, weight_bytes=pos + n_ln * cfg.dim * (env.wbytes + env.bias_bytes),
+                      binds=f"weights ({env.plat.weight_bound_by})")]
+    env.start_region()
+    ops.append(linear(env, -1, "patch embed", cfg.dim, patch_k, env.b * cfg.num_patches))
+    ops.append(elementwise(env, -1, "class token", env.b * cfg.dim, 1, "class token"))
     return ops
+
+
+def region_ops(cfg: ModelConfig, layer: int) -> list[list[str]]:
+    """The DATAFLOW regions of one layer in hls/src/m3vit_accel.cpp, each the ops its weight loader streams
+    back to back (the HEADS loop counts as one: the loader of head h+1 runs while head h computes)."""
+    heads = [f"{m}{h}" for h in range(cfg.num_heads) for m in "qkv"]
+    tail = ["proj", "router"] if cfg.is_moe(layer) else ["proj", "fc1", "fc2"]
+    return [heads, tail, ["experts"]] if cfg.is_moe(layer) else [heads, tail]
 
 
 def layer_ops(env: Env, layer: int) -> list[Op]:
     cfg, s = env.cfg, env.sched
-    rows, d = env.b * cfg.num_tokens, cfg.dim
+    rows, d, h = env.b * cfg.num_tokens, cfg.dim, cfg.num_heads
     ops = [layernorm(env, layer, "ln1", rows)]
-    qkv = linear(env, layer, "qkv", 3 * d, d, rows)
+    # HEADS: a dataflow loop; head h's Q, K, V rows (two blocks each at HEAD_DIM 64) on the array while the
+    # attention unit works on head h-1 (head_overlap); off: Q/K/V first, then the attention
+    env.start_region()
+    # (attention on the array — an explored design, not the code — keeps Q, K, V whole)
+    qkv = linear(env, layer, "qkv", 3 * d, d, rows, split=1 if s.attention_on_linear else 3 * h)
     att = attention(env, layer)
     if s.head_overlap and not s.attention_on_linear:
-        h = cfg.num_heads
         both = qkv.cycles / h + (h - 1) * max(qkv.cycles, att.cycles) / h + att.cycles / h
         att.cycles = both - qkv.cycles
-    ops += [qkv, att, linear(env, layer, "proj", d, d, rows), layernorm(env, layer, "ln2", rows)]
+    ln2 = layernorm(env, layer, "ln2", rows)
+    ops += [qkv, att]
+    env.start_region()  # TAIL: proj, LN2, fc1, fc2 (or router) with the loader running ahead
+    ops.append(linear(env, layer, "proj", d, d, rows))
+    env.overlap(ln2.cycles)
+    ops.append(ln2)
     if cfg.is_moe(layer):
         m = cfg.moe_layers.index(layer)
         dispatch = env.units["moe_dispatch"]
-        ops += [linear(env, layer, "router", cfg.num_experts, d, rows),
-                Op(layer, "dispatch", "moe_dispatch", rows * dispatch.ii + dispatch.depth,
-                   rows * dispatch.ii + dispatch.depth, binds="MoE dispatch"),
-                experts(env, layer, m),
-                elementwise(env, layer, "moe combine", 2 * rows * d, s.elementwise_lanes, "MoE combine")]
+        ops.append(linear(env, layer, "router", cfg.num_experts, d, rows))
+        # route_tokens: one row per num_experts cycles (one top-k comparator bank and exp unit walk the experts)
+        route = rows * cfg.num_experts * dispatch.ii + dispatch.depth
+        ops.append(Op(layer, "dispatch", "moe_dispatch", route, route, binds="MoE dispatch"))
+        env.start_region()  # EXPERTS: every active expert's fc1 and fc2, then the combine (which clears the sums)
+        ops += [experts(env, layer, m),
+                elementwise(env, layer, "moe combine", rows * d, env.elementwise_lanes, "MoE combine")]
     else:
         ops += [linear(env, layer, "fc1", cfg.mlp_hidden, d, rows, env.units["gelu"].depth),
                 linear(env, layer, "fc2", d, cfg.mlp_hidden, rows)]
     if s.frame_overlap and env.b > 1 and not s.attention_on_linear:
         # the attention unit works on one frame while the MAC array works on another
-        att = next(o for o in ops if o.name == "attention")
         others = sum(o.cycles for o in ops if o is not att)
         att.cycles = max(0.0, max(others, att.cycles) + att.cycles / env.b - others)
     return ops
@@ -456,6 +537,16 @@ class FrameModel:
             out[o.binds] = out.get(o.binds, 0.0) + o.cycles / total
         return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
+    def breakdown(self) -> dict[str, float]:
+        """Milliseconds per frame by op (every layer's ops of one kind together), largest first: the time each
+        op occupies the schedule, so the values add up to ``summary()["ms_per_frame"]``."""
+        out: dict[str, float] = {}
+        for o in self.ops:
+            name = o.name.split(" (")[0]
+            out[name] = out.get(name, 0.0) + o.cycles
+        scale = 1e3 / self.platform.clock_hz / self.batches / self.params.batch
+        return {k: round(v * scale, 6) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
     def layers(self) -> list[dict]:
         """Per layer: cycles per frame and which resource binds the most of its time."""
         rows = []
@@ -484,7 +575,7 @@ def dsp_count(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, s: Schedule) 
             elif "Q·Kᵀ" in k.name and pack_chunk(mode) > 0 and not packed:
                 dsp = p.attn_lanes * cfg.head_dim + 2 * p.attn_lanes
         if k.name == "layernorm":  # four multipliers per feature lane (Σx², D·x, ·1/σ, ·gain)
-            dsp = k.dsp // p.ln_lanes * s.ln_lanes
+            dsp = k.dsp // p.ln_lanes * (s.ln_lanes or p.ln_lanes)
         total += dsp
     return total
 
@@ -493,8 +584,8 @@ def model_frame(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, routing: Ro
                 platform: Platform = AS_BUILT_PLATFORM, schedule: Schedule = AS_BUILT,
                 units: dict[str, UnitTiming] | None = None, max_batches: int = 4) -> FrameModel:
     """Model every op of ``p.batch`` frames, averaged over up to ``max_batches`` batches of routed frames."""
-    if schedule.ln_lanes < 1 or schedule.elementwise_lanes < 1 or schedule.pixel_lanes < 1:
-        raise ValueError("schedule lanes must be >= 1")
+    if any(x is not None and x < 1 for x in (schedule.ln_lanes, schedule.elementwise_lanes, schedule.pixel_lanes)):
+        raise ValueError("schedule lanes must be >= 1 (or None: from the parameters)")
     units = units or analytic(cfg, mode, p)
     tiles = token_tiles(cfg, mode, p)
     memory_ok = tiles > 0
@@ -508,7 +599,8 @@ def model_frame(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, routing: Ro
         for layer in range(cfg.depth):
             ops += layer_ops(env, layer)
         rows, d = env.b * cfg.num_tokens, cfg.dim
-        ops.append(elementwise(env, -1, "tokens out", rows * d, schedule.elementwise_lanes, "token write-out",
+        per_cycle = BEAT_BYTES // env.rbytes if schedule.beat_token_out else 1
+        ops.append(elementwise(env, -1, "tokens out", rows * d, per_cycle, "token write-out",
                                act_bytes=rows * d * env.rbytes))
     return FrameModel(cfg, mode, p, platform, schedule, ops, n_batches, dsp_count(cfg, mode, p, schedule), tiles,
                       memory_ok, units)

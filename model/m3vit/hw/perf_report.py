@@ -3,8 +3,9 @@
     python -m m3vit.hw.perf_report --out build/bench [--frames 8] [--cycles build/sim/cycles.json]
 
 Writes ``perf_model.json`` (every figure), ``perf_model.md`` (the tables) and ``perf_comparison.png`` /
-``perf_ablations.png``. Routing comes from running the model on synthetic scenes (:mod:`routing_stats`);
-unit depths and IIs from ``build/sim/cycles.json`` where the RTL benches measured them (else the analytic ones).
+``perf_breakdown.png`` (the as-built design's time per frame by op) / ``perf_ablations.png``. Routing comes
+from running the model on synthetic scenes (:mod:`routing_stats`); unit depths and IIs from
+``build/sim/cycles.json`` where the RTL benches measured them (else the analytic ones).
 Everything here is **modelled**; the published figures are the papers'.
 """
 
@@ -60,13 +61,14 @@ def run(cfg: ModelConfig, mode: PrecisionMode, pt: Point, routing: perf.Routing,
 
 
 def explore(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_for, batches=(1, 2, 4, 8)) -> list:
-    """Fitting parameter sets with the proposed schedule and three weight ports, best first (ms per frame)."""
+    """Fitting parameter sets with the next-step schedule (as built + frame overlap) and three weight ports, best
+    first (ms per frame)."""
     out = []
     for (mr, mc), aol, lanes, ln, b in itertools.product(SHAPES, (False, True), (4, 8, 16), (16, 32), batches):
         if aol and lanes != 8:
             continue
-        pt = Point("", HlsParams(mac_rows=mr, mac_cols=mc, attn_lanes=lanes, batch=b), perf.PROPOSED_PLATFORM,
-                   dataclasses.replace(perf.PROPOSED, attention_on_linear=aol, ln_lanes=ln))
+        pt = Point("", HlsParams(mac_rows=mr, mac_cols=mc, attn_lanes=lanes, batch=b, ln_lanes=ln),
+                   perf.PROPOSED_PLATFORM, dataclasses.replace(perf.PROPOSED, attention_on_linear=aol, ln_lanes=ln))
         if not fits(cfg, mode, pt):
             continue
         fm = run(cfg, mode, pt, routing, units_for(pt.params))
@@ -80,7 +82,7 @@ def explore(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_
 def describe(pt: Point) -> str:
     p, s = pt.params, pt.schedule
     att = "attention on the array" if s.attention_on_linear else f"attention unit P={p.attn_lanes}"
-    return f"{p.mac_rows}x{p.mac_cols} array, {att}, LN {s.ln_lanes} lanes"
+    return f"{p.mac_rows}x{p.mac_cols} array, {att}, LN {s.ln_lanes or p.ln_lanes} lanes"
 
 
 def design_points(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_for) -> list[Point]:
@@ -92,20 +94,20 @@ def design_points(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, 
     return [
         Point("as built, batch 1", dataclasses.replace(built, batch=1), perf.AS_BUILT_PLATFORM, perf.AS_BUILT),
         Point(f"as built, batch {built.batch}", built, perf.AS_BUILT_PLATFORM, perf.AS_BUILT),
-        Point("HLS design + proposed schedule, batch 1", dataclasses.replace(built, batch=1), p, perf.PROPOSED),
+        Point(f"next step (frame overlap), batch {built.batch}", built, p, perf.PROPOSED),
         Point(f"best latency (explored: {describe(lat)}), batch 1", lat.params, p, lat.schedule),
         Point(f"best throughput (explored: {describe(thr)}), batch {thr.params.batch}", thr.params, p, thr.schedule),
     ]
 
 
 def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, units_for) -> list[dict]:
-    """One switch at a time around the HLS design with the proposed schedule, batch 1, 300 MHz."""
-    base = Point("baseline", dataclasses.replace(HlsParams.for_mode(mode), batch=1), perf.PROPOSED_PLATFORM,
-                 perf.PROPOSED)
+    """One switch at a time around the HLS design as built, batch 1, 300 MHz."""
+    base = Point("baseline", dataclasses.replace(HlsParams.for_mode(mode), batch=1), perf.AS_BUILT_PLATFORM,
+                 perf.AS_BUILT)
     s, p = base.schedule, base.params
     w16 = get_mode("w16a16")
     cases: list[tuple[str, str, Point, PrecisionMode]] = [
-        ("baseline", "HLS params, proposed schedule, 3 weight ports", base, mode),
+        ("baseline", "as built: HLS params and schedule, 3 weight ports", base, mode),
         ("attention reordering", "off: one query row in flight", dataclasses.replace(
             base, schedule=dataclasses.replace(s, attention_reorder=False)), mode),
         ("K/V", "re-read from DDR per query group", dataclasses.replace(
@@ -125,8 +127,14 @@ def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, unit
             base, schedule=dataclasses.replace(s, attention_on_linear=True)), mode),
         ("weight ports", "1 HP port", dataclasses.replace(base, platform=perf.Platform()), mode),
         ("weight ports", "2 HP ports", dataclasses.replace(base, platform=perf.Platform(weight_ports=2)), mode),
-        ("schedule", "as built (element-wise 1/cycle, no cross-op prefetch, ...)", dataclasses.replace(
-            base, schedule=perf.AS_BUILT), mode),
+        ("schedule", "loader per op (each op's first block exposed)", dataclasses.replace(
+            base, schedule=dataclasses.replace(s, cross_op_prefetch=False)), mode),
+        ("schedule", "no head overlap (Q/K/V, then attention)", dataclasses.replace(
+            base, schedule=dataclasses.replace(s, head_overlap=False)), mode),
+        ("schedule", "element-wise loops 1 value / cycle", dataclasses.replace(
+            base, schedule=dataclasses.replace(s, elementwise_lanes=1, pixel_lanes=1, beat_token_out=False)), mode),
+        ("schedule", "all three (the schedule before the loader ran ahead)", dataclasses.replace(
+            base, schedule=perf.PREVIOUS), mode),
     ]
     cases += [("MAC array", f"{mr}x{mc}", dataclasses.replace(
         base, params=dataclasses.replace(p, mac_rows=mr, mac_cols=mc)), mode) for mr, mc in SHAPES]
@@ -174,6 +182,7 @@ def config_report(name: str, frames: int, source: str, measured: dict | None, ca
 
     points = design_points(cfg, mode, routing, units_for)
     grid = []
+    built = run(cfg, mode, points[0], routing, units_for(points[0].params))  # as built, batch 1, 300 MHz
     for pt, clock in itertools.product(points, CLOCKS_HZ):
         fm = run(cfg, mode, at_clock(pt, clock), routing, units_for(pt.params))
         grid.append({"point": pt.label, **fm.summary(), "schedule": dataclasses.asdict(pt.schedule),
@@ -187,6 +196,8 @@ def config_report(name: str, frames: int, source: str, measured: dict | None, ca
             "routing_batched": routing.summary(cfg, batch=2) if routing.frames >= 2 else None,
             "other_tasks_best_latency_point": other_tasks, "goals": GOALS.get(name, {}),
             "floors": floors(cfg, mode, routing), "grid": grid,
+            "as_built_breakdown_ms": {"point": points[0].label, "clock_mhz": CLOCKS_HZ[0] / 1e6,
+                                      "ms_per_op": built.breakdown()},
             "ablations": ablations(cfg, mode, routing, units_for) if name == "m3vit-tiny" else None,
             "units": {k: dataclasses.asdict(v) for k, v in units_for(HlsParams.for_mode(mode)).items()}}
 
@@ -206,6 +217,9 @@ def markdown(report: dict) -> str:
                          f"{g['batch_latency_ms']:.2f} | {g['frames_per_s']:.0f} | {g['gmac_per_s']:.0f} | {g['dsp']} "
                          f"| {g['dsp_efficiency']:.0%} | {g['ddr_mb_per_frame']:.1f} | {top} |")
         lines.append("")
+        b = c["as_built_breakdown_ms"]
+        lines += [f"Time per frame by op, {b['point']} at {b['clock_mhz']:.0f} MHz (ms): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in b["ms_per_op"].items() if v >= 0.0005), ""]
         for g in c["grid"]:
             if g["clock_mhz"] == 300 and g["layers"]:
                 lines.append(f"Per-layer binding, {g['point']}: " + ", ".join(
@@ -248,6 +262,18 @@ def plot(report: dict, out: Path) -> list[Path]:
             ax.legend()
     paths.append(out / "perf_comparison.png")
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")  # long bar labels: size the canvas to them
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(report["configs"]), figsize=(7 * len(report["configs"]), 4.5))
+    fig.subplots_adjust(wspace=0.5)
+    for ax, c in zip(list(axes) if len(report["configs"]) > 1 else [axes], report["configs"], strict=True):
+        b = c["as_built_breakdown_ms"]
+        ops = [(k, v) for k, v in b["ms_per_op"].items() if v > 0]
+        ax.barh([k for k, _ in ops], [v for _, v in ops], color="tab:blue")
+        ax.invert_yaxis()
+        ax.set_xlabel(f"modelled ms per frame ({sum(v for _, v in ops):.2f} in all), {b['clock_mhz']:.0f} MHz")
+        ax.set_title(f"{c['config']}: {b['point']}, by op")
+    paths.append(out / "perf_breakdown.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     tiny = next((c for c in report["configs"] if c["ablations"]), None)
     if tiny:

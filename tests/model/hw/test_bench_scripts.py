@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -23,6 +25,11 @@ def test_perf_report_writes_json_tables_and_plots(tmp_path):
         assert sorted(same, key=lambda g: -g["clock_mhz"]) == sorted(same, key=lambda g: g["ms_per_frame"])
     assert "| design point |" in (tmp_path / "perf_model.md").read_text()
     assert (tmp_path / "perf_comparison.png").stat().st_size > 1000
+    assert (tmp_path / "perf_breakdown.png").stat().st_size > 1000
+    as_built = cfg["grid"][0]  # the as-built breakdown adds up to its frame time
+    ms_per_op = cfg["as_built_breakdown_ms"]["ms_per_op"]
+    assert sum(ms_per_op.values()) == pytest.approx(as_built["ms_per_frame"], rel=1e-3)
+    assert {"qkv", "attention", "fc1", "experts"} <= set(ms_per_op)
 
 
 def test_software_benchmark_worker_times_the_float_golden():

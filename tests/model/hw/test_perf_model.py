@@ -11,7 +11,7 @@ import pytest
 from m3vit.configs import get_config
 from m3vit.flops import backbone_macs
 from m3vit.hw import perf
-from m3vit.hw.hls_config import HlsParams
+from m3vit.hw.hls_config import ARRAY_LATENCY, HlsParams
 from m3vit.quant.spec import get_mode
 
 W8 = get_mode("w8a8")
@@ -34,19 +34,69 @@ def test_modelled_macs_are_the_flops_count(name):
 
 def test_linear_trip_counts_and_prefetch(micro):
     p = HlsParams(mac_rows=32, mac_cols=32, batch=1)
-    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.PROPOSED_PLATFORM, perf.PROPOSED)
+    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.AS_BUILT_PLATFORM, perf.AS_BUILT)
     fc1 = next(o for o in fm.ops if o.layer == 0 and o.name == "fc1")
-    n = micro.num_tokens
-    assert fc1.compute == math.ceil(micro.mlp_hidden / 32) * math.ceil(micro.dim / 32) * n
-    # compute-bound blocks with cross-op prefetch: the op is its compute plus the pipeline depth, no load exposed
+    n, blocks = micro.num_tokens, math.ceil(micro.mlp_hidden / 32)
+    assert fc1.compute == blocks * math.ceil(micro.dim / 32) * n
+    # compute-bound blocks, the loader ahead across ops (fc1's first block loads during proj and LN2): the op is
+    # its compute plus each block's pipeline drain, no load exposed
     assert fc1.compute > fc1.load
-    assert fc1.cycles - fc1.compute == pytest.approx(sum(
-        fm.units[u].depth for u in ("mac_tile", "requant", "gelu")))
-    built = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.PROPOSED_PLATFORM,
-                             dataclasses.replace(perf.PROPOSED, cross_op_prefetch=False))
-    fc1b = next(o for o in built.ops if o.layer == 0 and o.name == "fc1")
-    first = (32 * (micro.dim * 1 + 4)) / perf.PROPOSED_PLATFORM.weight_bytes_per_cycle
-    assert fc1b.cycles - fc1.cycles == pytest.approx(first + perf.PROPOSED_PLATFORM.ddr_latency_cycles)
+    drain = ARRAY_LATENCY + sum(fm.units[u].depth for u in ("requant", "gelu"))
+    assert fc1.cycles - fc1.compute == pytest.approx(blocks * drain)
+    per_op = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.AS_BUILT_PLATFORM,
+                              dataclasses.replace(perf.AS_BUILT, cross_op_prefetch=False))
+    fc1b = next(o for o in per_op.ops if o.layer == 0 and o.name == "fc1")
+    # a 32-row block of k = dim: its bytes at the DDR rate, or the reader's / placer's cycles (tile groups of 3
+    # ports x 16 beats, then 8 bias beats, and the placer's per-block overhead), whichever is slower
+    tiles = 2 * math.ceil(micro.dim / 16)
+    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle,
+                math.ceil(tiles / 3) * 16 + 8 + perf.LOADER_BLOCK_OVERHEAD)
+    assert fc1b.cycles - fc1.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles)
+
+
+def test_only_a_regions_first_block_waits_for_ddr(micro):
+    """The tail region's proj starts it (first block exposed: its load and the DDR latency); fc1 and fc2 after it
+    do not wait. Loads longer than the compute bind each block (DDR-bound, as the experts are)."""
+    p = HlsParams(mac_rows=32, mac_cols=32, batch=1)
+    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro))
+    proj = next(o for o in fm.ops if o.layer == 0 and o.name == "proj")
+    drain = ARRAY_LATENCY + fm.units["requant"].depth
+    tiles = 2 * math.ceil(micro.dim / 16)
+    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle,
+                math.ceil(tiles / 3) * 16 + 8 + perf.LOADER_BLOCK_OVERHEAD)
+    blocks = math.ceil(micro.dim / 32)
+    assert proj.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles + proj.compute
+                                        + blocks * drain)
+    env = perf.Env(micro, W8, p, perf.AS_BUILT_PLATFORM, perf.AS_BUILT, fm.units, perf.Routing.balanced(micro), [0])
+    env.start_region()
+    assert env.pipelined([10.0, 10.0, 10.0], [30.0, 30.0, 30.0]) == pytest.approx(
+        30 + perf.AS_BUILT_PLATFORM.ddr_latency_cycles + 10 + 2 * (20 + 10))
+    env.overlap(25.0)  # e.g. a LayerNorm between two ops of the region: the loader keeps loading
+    assert env.pipelined([10.0], [30.0]) == pytest.approx(10.0)
+
+
+def test_as_built_follows_the_code_parameters():
+    """Element-wise loops take MAC_ROWS values per cycle and LayerNorm LN_LANES features (the code's constants
+    from HlsParams), im2col and the token write-out one 128-bit beat; Q/K/V are issued per head."""
+    cfg = get_config("m3vit-tiny")
+    r = perf.Routing.balanced(cfg)
+
+    def op(params, name, layer=1):
+        fm = perf.model_frame(cfg, W8, params, r)
+        return next(o for o in fm.ops if o.layer == layer and o.name == name)
+
+    p = HlsParams(batch=1)
+    rows = cfg.num_tokens
+    assert op(p, "moe combine").cycles == rows * cfg.dim / p.mac_rows
+    assert op(dataclasses.replace(p, mac_rows=64), "moe combine").cycles == rows * cfg.dim / 64
+    ln = op(p, "ln1")
+    assert ln.compute - ln.cycles == 0 and op(dataclasses.replace(p, ln_lanes=32), "ln1").cycles < ln.cycles
+    assert op(p, "im2col", -1).cycles == cfg.num_patches * cfg.in_chans * cfg.patch_size**2 / 16
+    assert op(p, "tokens out", -1).cycles == rows * cfg.dim * 2 / 16
+    qkv = op(p, "qkv")  # 3 x heads ops of head_dim rows: blocks of min(mac_rows, head_dim) rows
+    per_head = math.ceil(cfg.head_dim / p.mac_rows)
+    assert qkv.compute == 3 * cfg.num_heads * per_head * math.ceil(cfg.dim / p.mac_cols) * rows
+    assert op(p, "dispatch").cycles >= rows * cfg.num_experts  # one row per num_experts cycles
 
 
 def test_only_active_experts_are_loaded(micro):
@@ -68,9 +118,9 @@ def test_only_active_experts_are_loaded(micro):
 
 def test_batching_shares_weight_loads(micro):
     r = perf.Routing.balanced(micro, 2)
-    # the proposed schedule reads the position table once per batch too (as built: once per frame)
-    one = perf.model_frame(micro, W8, HlsParams(batch=1), r, schedule=perf.PROPOSED).summary()
-    two = perf.model_frame(micro, W8, HlsParams(batch=2), r, schedule=perf.PROPOSED).summary()
+    # the position table and LayerNorm parameters are read once per batch too
+    one = perf.model_frame(micro, W8, HlsParams(batch=1), r).summary()
+    two = perf.model_frame(micro, W8, HlsParams(batch=2), r).summary()
     assert two["weight_mb_per_frame"] == pytest.approx(one["weight_mb_per_frame"] / 2, rel=1e-9)
     assert two["ms_per_frame"] < one["ms_per_frame"]
 
@@ -107,7 +157,9 @@ def test_ablation_switches_move_the_model_the_right_way():
     assert ms(dataclasses.replace(perf.PROPOSED, attention_reorder=False)) > base
     assert ms(dataclasses.replace(perf.PROPOSED, moe="per_token")) > ms(dataclasses.replace(perf.PROPOSED,
                                                                                             moe="all")) >= base
-    assert ms(perf.AS_BUILT) > base
+    assert ms(perf.PREVIOUS) > base == ms(perf.AS_BUILT)  # batch 1: the next step (frame overlap) changes nothing
+    for switch in ({"cross_op_prefetch": False}, {"head_overlap": False}, {"elementwise_lanes": 1}):
+        assert ms(dataclasses.replace(perf.AS_BUILT, **switch)) > base, switch
     assert ms(params=HlsParams.for_mode("w16a16"), mode=get_mode("w16a16")) > base
     unpacked = dataclasses.replace(perf.PROPOSED, dsp_packing=False)
     assert perf.dsp_count(cfg, W8, p, unpacked) > perf.dsp_count(cfg, W8, p, perf.PROPOSED)
@@ -126,3 +178,18 @@ def test_schedule_lanes_are_checked(micro):
     with pytest.raises(ValueError, match="lanes"):
         perf.model_frame(micro, W8, HlsParams(), perf.Routing.balanced(micro),
                          schedule=dataclasses.replace(perf.AS_BUILT, ln_lanes=0))
+
+
+def test_modelled_regions_are_the_tops():
+    """perf.region_ops names the DATAFLOW regions the top has (each one weight_loader call site), plus the
+    embedding's: a region added to or removed from the C++ must reach the model."""
+    import re
+    from pathlib import Path
+
+    top = (Path(__file__).resolve().parents[3] / "hls" / "src" / "m3vit_accel.cpp").read_text()
+    sites = re.findall(r"weight_loader<\w+>\(", top)
+    cfg = get_config("m3vit-tiny")
+    moe, dense = cfg.moe_layers[0], next(i for i in range(cfg.depth) if not cfg.is_moe(i))
+    assert len(sites) == 1 + len(perf.region_ops(cfg, moe))
+    assert len(perf.region_ops(cfg, dense)) == len(perf.region_ops(cfg, moe)) - 1
+    assert len(perf.region_ops(cfg, moe)[0]) == 3 * cfg.num_heads  # the HEADS loop: Q, K, V of every head
