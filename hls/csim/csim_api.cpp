@@ -79,12 +79,18 @@ int m3v_load_pack(const uint8_t* payload, uint64_t nbytes) {
 }
 
 int m3v_load_program(const uint32_t* words, uint32_t count) {
-    const uint32_t want = uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS);
+    // Per-tensor programs (PROGRAM_VERSION) end after the layer descriptors; per-row ones
+    // (PROGRAM_VERSION_PER_ROW) carry the row-shift table after them.
+    const uint32_t base = uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS);
+    if (count < HEADER_WORDS) return fail(-1, "layer program shorter than its header");
+    if (words[H_MAGIC] != uint32_t(PROGRAM_MAGIC) ||
+        (words[H_VERSION] != uint32_t(PROGRAM_VERSION) && words[H_VERSION] != uint32_t(PROGRAM_VERSION_PER_ROW)))
+        return fail(-1, "layer program has a bad magic or version: rebuild it with m3vit.hw.program");
+    const bool per_row = words[H_VERSION] == uint32_t(PROGRAM_VERSION_PER_ROW);
+    const uint32_t want = base + (per_row ? uint32_t(RS_HEADER_WORDS + DEPTH * RS_LAYER_WORDS) : 0u);
     if (count != want)
         return fail(-1, "layer program has " + std::to_string(count) + " words, this build expects " +
                             std::to_string(want) + ": build it for the same model config");
-    if (words[H_MAGIC] != uint32_t(PROGRAM_MAGIC) || words[H_VERSION] != uint32_t(PROGRAM_VERSION))
-        return fail(-1, "layer program has a bad magic or version: rebuild it with m3vit.hw.program");
     if (words[H_DEPTH] != uint32_t(DEPTH) || words[H_NUM_TASKS] != uint32_t(NUM_TASKS))
         return fail(-1, "layer program is for another depth or task count than this build");
     to_words(reinterpret_cast<const uint8_t*>(words), uint64_t(count) * 4, g_program);

@@ -62,6 +62,16 @@ constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
 static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
 static bias_t ln_b[LN_COUNT * DIM];
 static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
+// Per-row weight scales (NUMERICS.md §3): the int8 per-output-channel requantize shifts of the patch
+// embedding and of the current layer's linears, whole tensors (every task's router, every expert) loaded
+// from the pack by 128-bit beats before the layer's regions, at fixed places of one buffer; an epilogue
+// with rs_at >= 0 requantizes output n with row_shift[rs_at + n]. Per-tensor programs (no row-shift
+// table) never touch it: every op uses its descriptor's one shift.
+constexpr int RS_AT_PATCH = 0, RS_AT_Q = DIM, RS_AT_K = 2 * DIM, RS_AT_V = 3 * DIM, RS_AT_PROJ = 4 * DIM;
+constexpr int RS_AT_FC1 = 5 * DIM, RS_AT_FC2 = RS_AT_FC1 + MLP_HIDDEN, RS_AT_GATE = RS_AT_FC2 + DIM;
+constexpr int RS_AT_E1 = RS_AT_GATE + NUM_TASKS * EXPERTS, RS_AT_E2 = RS_AT_E1 + EXPERTS * EXPERT_HIDDEN;
+constexpr int RS_BYTES = RS_AT_E2 + EXPERTS * DIM;
+static int8_t row_shift[RS_BYTES];
 
 inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) {
     if (base != NO_DUMP) mem_put(dump, base + uint32_t(index) * 4, 4, value);
@@ -82,7 +92,8 @@ enum EpiKind { EPI_STORE_ACT, EPI_STORE_LOGIT, EPI_GELU, EPI_RESIDUAL, EPI_GATE_
 
 struct Epilogue {
     EpiKind kind;
-    int shift;                  // accumulator → the op's output format
+    int shift;                  // accumulator → the op's output format (per-tensor weight scales)
+    int rs_at;                  // per-row weight scales: output n's shift is row_shift[rs_at + n] (-1: `shift`)
     act_t* y;                   // STORE_ACT, GELU: output rows of `stride`
     int stride;
     int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU
@@ -98,10 +109,11 @@ struct Epilogue {
     int d_cols;
 
     void operator()(int r, int n, int64_t acc) {
+        const int sh = rs_at < 0 ? shift : int(row_shift[rs_at + n]);  // output channel n's shift
         switch (kind) {
             case EPI_STORE_ACT:
             case EPI_STORE_LOGIT: {
-                const int64_t v = requantize(acc, shift, kind == EPI_STORE_ACT ? ACT_BITS : INTERNAL_BITS);
+                const int64_t v = requantize(acc, sh, kind == EPI_STORE_ACT ? ACT_BITS : INTERNAL_BITS);
                 if (kind == EPI_STORE_ACT)
                     y[int64_t(r) * stride + n] = act_t(v);
                 else
@@ -110,7 +122,7 @@ struct Epilogue {
                 break;
             }
             case EPI_GELU: {
-                const int64_t z = requantize(acc, shift, INTERNAL_BITS);
+                const int64_t z = requantize(acc, sh, INTERNAL_BITS);
                 const int64_t g = gelu(z, in_frac, gelu_shift, ACT_BITS);
                 y[int64_t(r) * stride + n] = act_t(g);
                 dump_put(dump, d0, (row0 + r) * d_cols + n, z);
@@ -118,7 +130,7 @@ struct Epilogue {
                 break;
             }
             case EPI_RESIDUAL: {
-                const int64_t b = requantize(acc, shift, RESID_BITS);
+                const int64_t b = requantize(acc, sh, RESID_BITS);
                 const int64_t i = int64_t(r) * DIM + n;
                 const int64_t s = requantize(shl(int64_t(res_in[i]), x_lsh) + shl(b, y_lsh), add_shift, RESID_BITS);
                 res_out[i] = res_t(s);
@@ -127,7 +139,7 @@ struct Epilogue {
                 break;
             }
             case EPI_GATE_ACC: {
-                const int64_t v = requantize(acc, shift, RESID_BITS);
+                const int64_t v = requantize(acc, sh, RESID_BITS);
                 const int64_t i = int64_t(tokens[r]) * DIM + n;
                 moe_acc[i] = sint<64>(int64_t(moe_acc[i]) + gate[r] * v);
                 dump_put(dump, d0, (row0 + r) * DIM + n, v);
@@ -136,7 +148,7 @@ struct Epilogue {
             case EPI_EMBED: {
                 const int f = r / N_PATCH, p = r % N_PATCH;
                 const int64_t pos = int64_t(pos_buf[int64_t(p) * DIM + n]);
-                x_res[int64_t(f * N_TOK + 1 + p) * DIM + n] = res_t(requantize(acc + pos, shift, RESID_BITS));
+                x_res[int64_t(f * N_TOK + 1 + p) * DIM + n] = res_t(requantize(acc + pos, sh, RESID_BITS));
                 break;
             }
         }
@@ -147,6 +159,7 @@ Epilogue epi_of(EpiKind kind, int shift, word_t* dump, uint32_t d0, int d_cols) 
     Epilogue e = {};
     e.kind = kind;
     e.shift = shift;
+    e.rs_at = -1;
     e.dump = dump;
     e.d0 = d0;
     e.d1 = NO_DUMP;
@@ -244,18 +257,19 @@ EMBED_IM2COL:
     }
 }
 
-void embed_compute(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int frames) {
+void embed_compute(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int rs_at, int frames) {
     Epilogue epi = epi_of(EPI_EMBED, shift, nullptr, NO_DUMP, DIM);
+    epi.rs_at = rs_at;
     linear_unit(blocks, biases, DIM, PATCH_K, patches, PATCH_K, nullptr, frames * N_PATCH, epi);
 }
 
-void embed_region(WEIGHT_PORT_PARAMS, const LinOp ops[1], int shift, int frames) {
+void embed_region(WEIGHT_PORT_PARAMS, const LinOp ops[1], int shift, int rs_at, int frames) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     hls::stream<BiasRow> biases("embed_biases");
 #pragma HLS STREAM variable = biases depth = 2
     weight_loader<1>(WEIGHT_PORT_ARGS, ops, 1, blocks, biases);
-    embed_compute(blocks, biases, shift, frames);
+    embed_compute(blocks, biases, shift, rs_at, frames);
 }
 
 // The position table, then every LayerNorm's gain and bias (offsets from the layer program), through the
@@ -295,11 +309,11 @@ void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, c
     im2col(images, frames, dump, d_image);
 }
 
-void embed(WEIGHT_PORT_PARAMS, const word_t* program, const uint32_t* hdr, const word_t* images, int frames,
-           word_t* dump) {
+void embed(WEIGHT_PORT_PARAMS, const word_t* program, const uint32_t* hdr, bool per_row, const word_t* images,
+           int frames, word_t* dump) {
     embed_inputs(WEIGHT_PORT_ARGS, program, hdr[H_POS], images, frames, dump, hdr[H_D_IMAGE]);
     const LinOp ops[1] = {lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K)};
-    embed_region(WEIGHT_PORT_ARGS, ops, sfield(hdr[H_PATCH_SHIFT]), frames);
+    embed_region(WEIGHT_PORT_ARGS, ops, sfield(hdr[H_PATCH_SHIFT]), per_row ? RS_AT_PATCH : -1, frames);
 EMBED_CLS:
     for (int f = 0; f < frames; ++f)
         for (int n = 0; n < DIM; ++n)
@@ -333,19 +347,21 @@ void head_loader(WEIGHT_PORT_PARAMS, QkvWeights qkv, int h, block_stream& blocks
     weight_loader<3>(WEIGHT_PORT_ARGS, ops, 3, blocks, biases);
 }
 
-void head_op(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int rows, act_t out[ROWS * HEAD_DIM]) {
+void head_op(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int rs_at, int h, int rows,
+             act_t out[ROWS * HEAD_DIM]) {
     Epilogue epi = epi_of(EPI_STORE_ACT, shift, nullptr, NO_DUMP, HEAD_DIM);
+    epi.rs_at = rs_at < 0 ? -1 : rs_at + h * HEAD_DIM;  // the head's rows of the matrix
     epi.y = out;
     epi.stride = HEAD_DIM;
     linear_unit(blocks, biases, HEAD_DIM, DIM, h_ln, DIM, nullptr, rows, epi);
 }
 
 // The array's process of the HEADS loop: head h's Q, K, V rows, in the loader's order.
-void head_qkv(block_stream& blocks, hls::stream<BiasRow>& biases, const int shifts[3], int rows, act_t qh[ROWS * HEAD_DIM],
-              act_t kh[ROWS * HEAD_DIM], act_t vh[ROWS * HEAD_DIM]) {
-    head_op(blocks, biases, shifts[0], rows, qh);
-    head_op(blocks, biases, shifts[1], rows, kh);
-    head_op(blocks, biases, shifts[2], rows, vh);
+void head_qkv(block_stream& blocks, hls::stream<BiasRow>& biases, const int shifts[3], bool per_row, int h, int rows,
+              act_t qh[ROWS * HEAD_DIM], act_t kh[ROWS * HEAD_DIM], act_t vh[ROWS * HEAD_DIM]) {
+    head_op(blocks, biases, shifts[0], per_row ? RS_AT_Q : -1, h, rows, qh);
+    head_op(blocks, biases, shifts[1], per_row ? RS_AT_K : -1, h, rows, kh);
+    head_op(blocks, biases, shifts[2], per_row ? RS_AT_V : -1, h, rows, vh);
 }
 
 // Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
@@ -374,7 +390,7 @@ HEAD_FRAMES:
     }
 }
 
-void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, int frames, word_t* dump) {
+void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, bool per_row, int frames, word_t* dump) {
     const int rows = frames * N_TOK;
     const QkvWeights qkv = {{L[L_Q_W], L[L_K_W], L[L_V_W]}, {L[L_Q_W + 1], L[L_K_W + 1], L[L_V_W + 1]}};
     const int shifts[3] = {sfield(L[L_Q_W + 2]), sfield(L[L_K_W + 2]), sfield(L[L_V_W + 2])};
@@ -388,42 +404,46 @@ HEADS:  // a dataflow loop: head h+1's Q/K/V (and its weights) beside head h's a
         hls::stream<BiasRow> biases("head_biases");
 #pragma HLS STREAM variable = biases depth = 2
         head_loader(WEIGHT_PORT_ARGS, qkv, h, blocks, biases);
-        head_qkv(blocks, biases, shifts, rows, qh, kh, vh);
+        head_qkv(blocks, biases, shifts, per_row, h, rows, qh, kh, vh);
         head_attention(qh, kh, vh, h, frames, p, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
     }
 }
 
 // --- the rest of a layer: proj, LN2, MLP or router --------------------------------------------------------
-void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, int l, int rows,
-                  word_t* dump) {
+void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, int l, bool per_row,
+                  uint32_t task, int rows, word_t* dump) {
     Epilogue pr = epi_residual(x_res, x_mid, sfield(L[L_PROJ_SHIFT]), sfield(L[L_MID_X_LSH]), sfield(L[L_MID_Y_LSH]),
                                sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ], L[L_D_MID]);
+    pr.rs_at = per_row ? RS_AT_PROJ : -1;
     linear_unit(blocks, biases, DIM, DIM, a_buf, DIM, nullptr, rows, pr);
     layer_norm(L, l, 1, x_mid, rows, dump, L[L_D_LN2]);  // the loader fetches the next op's first block meanwhile
     if (L[L_IS_MOE]) {
         Epilogue gs = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), dump, L[L_D_GATE], EXPERTS);
+        gs.rs_at = per_row ? RS_AT_GATE + int(task) * EXPERTS : -1;
         linear_unit(blocks, biases, EXPERTS, DIM, h_ln, DIM, nullptr, rows, gs);
     } else {
         Epilogue g = epi_gelu(hid, sfield(L[L_FC1_SHIFT]), sfield(L[L_GELU_IN_FRAC]), sfield(L[L_GELU_SHIFT]), dump,
                               L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
+        g.rs_at = per_row ? RS_AT_FC1 : -1;
         linear_unit(blocks, biases, MLP_HIDDEN, DIM, h_ln, DIM, nullptr, rows, g);
         Epilogue r = epi_residual(x_mid, x_res, sfield(L[L_FC2_SHIFT]), sfield(L[L_OUT_X_LSH]), sfield(L[L_OUT_Y_LSH]),
                                   sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
+        r.rs_at = per_row ? RS_AT_FC2 : -1;
         linear_unit(blocks, biases, DIM, MLP_HIDDEN, hid, HIDDEN_MAX, nullptr, rows, r);
     }
 }
 
-void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, int l, int rows,
-                 word_t* dump) {
+void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, int l, bool per_row,
+                 uint32_t task, int rows, word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     hls::stream<BiasRow> biases("tail_biases");
 #pragma HLS STREAM variable = biases depth = 2
     weight_loader<TAIL_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    tail_compute(blocks, biases, L, l, rows, dump);
+    tail_compute(blocks, biases, L, l, per_row, task, rows, dump);
 }
 
-void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, int l, uint32_t task, int rows, word_t* dump) {
+void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, int l, bool per_row, uint32_t task, int rows, word_t* dump) {
     LinOp ops[TAIL_OPS];
     ops[0] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM);
     int n_ops = 2;
@@ -434,12 +454,12 @@ void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, int l, uint32_t task, int
         ops[2] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN);
         n_ops = 3;
     }
-    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, l, rows, dump);
+    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, l, per_row, task, rows, dump);
 }
 
 // --- MoE: the active experts, back to back --------------------------------------------------------------
 void experts_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, const int active[EXPERTS],
-                     int n_active, int rows, word_t* dump) {
+                     int n_active, bool per_row, int rows, word_t* dump) {
     const int64_t values = int64_t(rows) * DIM;
     int64_t row0 = 0;
 EXPERTS_LOOP:
@@ -447,9 +467,11 @@ EXPERTS_LOOP:
         const int e = active[i];
         Epilogue g = epi_gelu(hid, sfield(L[L_E1_SHIFT]), sfield(L[L_EGELU_IN_FRAC]), sfield(L[L_EGELU_SHIFT]), dump,
                               L[L_D_E1], L[L_D_EGELU], row0, EXPERT_HIDDEN);
+        g.rs_at = per_row ? RS_AT_E1 + e * EXPERT_HIDDEN : -1;
         linear_unit(blocks, biases, EXPERT_HIDDEN, DIM, h_ln, DIM, queue[e], counts[e], g);
         Epilogue a = epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), dump, L[L_D_E2], DIM);
         a.tokens = queue[e];
+        a.rs_at = per_row ? RS_AT_E2 + e * DIM : -1;
         a.gate = gates[e];
         a.row0 = row0;
         linear_unit(blocks, biases, DIM, EXPERT_HIDDEN, hid, HIDDEN_MAX, nullptr, counts[e], a);
@@ -476,16 +498,16 @@ MOE_FINISH:  // combine requantize + residual add, LANES values per cycle; each 
 }
 
 void experts_region(WEIGHT_PORT_PARAMS, const LinOp ops[EXPERT_OPS], int n_ops, const uint32_t* L,
-                    const int active[EXPERTS], int n_active, int rows, word_t* dump) {
+                    const int active[EXPERTS], int n_active, bool per_row, int rows, word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     hls::stream<BiasRow> biases("expert_biases");
 #pragma HLS STREAM variable = biases depth = 2
     weight_loader<EXPERT_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    experts_compute(blocks, biases, L, active, n_active, rows, dump);
+    experts_compute(blocks, biases, L, active, n_active, per_row, rows, dump);
 }
 
-void moe_experts(WEIGHT_PORT_PARAMS, const uint32_t* L, int rows, word_t* dump) {
+void moe_experts(WEIGHT_PORT_PARAMS, const uint32_t* L, bool per_row, int rows, word_t* dump) {
     route_tokens<EXPERTS, EROWS>(logits, rows, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue, gates, counts);
     int active[EXPERTS];
     LinOp ops[EXPERT_OPS];
@@ -500,7 +522,29 @@ ACTIVE_EXPERTS:  // inactive experts are never read from DDR
             active[n_active++] = e;
         }
     }
-    experts_region(WEIGHT_PORT_ARGS, ops, 2 * n_active, L, active, n_active, rows, dump);
+    experts_region(WEIGHT_PORT_ARGS, ops, 2 * n_active, L, active, n_active, per_row, rows, dump);
+}
+
+// --- per-row weight scales: the shift vectors of one layer (or of the patch embedding) -------------------------
+// Layer l's row-shift table (after the layer descriptors of a per-row program) → its linears' shift vectors,
+// each a whole pack tensor (64-byte aligned) read by beats over the weight ports (`load_vector`).
+void load_layer_shifts(WEIGHT_PORT_PARAMS, const word_t* program, int l, bool is_moe) {
+    uint32_t R[RS_LAYER_WORDS];
+    const uint32_t base = uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS + RS_HEADER_WORDS + l * RS_LAYER_WORDS);
+    for (int i = 0; i < RS_LAYER_WORDS; ++i) R[i] = mem_u32(program, base + uint32_t(i));
+    load_vector(WEIGHT_PORT_ARGS, R[RS_L_Q_RS], 1, DIM, row_shift + RS_AT_Q);
+    load_vector(WEIGHT_PORT_ARGS, R[RS_L_K_RS], 1, DIM, row_shift + RS_AT_K);
+    load_vector(WEIGHT_PORT_ARGS, R[RS_L_V_RS], 1, DIM, row_shift + RS_AT_V);
+    load_vector(WEIGHT_PORT_ARGS, R[RS_L_PROJ_RS], 1, DIM, row_shift + RS_AT_PROJ);
+    if (!is_moe) {
+        load_vector(WEIGHT_PORT_ARGS, R[RS_L_FC1_RS], 1, MLP_HIDDEN, row_shift + RS_AT_FC1);
+        load_vector(WEIGHT_PORT_ARGS, R[RS_L_FC2_RS], 1, DIM, row_shift + RS_AT_FC2);
+        return;
+    }
+    // the stacks are contiguous ([tasks][E], [E][H], [E][D]): the program's strides equal these row counts
+    load_vector(WEIGHT_PORT_ARGS, R[RS_L_GATE_RS], 1, NUM_TASKS * EXPERTS, row_shift + RS_AT_GATE);
+    load_vector(WEIGHT_PORT_ARGS, R[RS_L_E1_RS], 1, EXPERTS * EXPERT_HIDDEN, row_shift + RS_AT_E1);
+    load_vector(WEIGHT_PORT_ARGS, R[RS_L_E2_RS], 1, EXPERTS * DIM, row_shift + RS_AT_E2);
 }
 
 // Tokens of the batch to DDR, one 128-bit beat (RES_PER_BEAT values) per cycle.
@@ -546,6 +590,11 @@ void m3vit_accel(M3V_TOP_ARGS) {
 #pragma HLS ARRAY_PARTITION variable = counts complete
     uint32_t hdr[HEADER_WORDS];
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
+    // A per-row program (NUMERICS.md §3) carries the row-shift table after the layer descriptors.
+    const bool per_row = hdr[H_VERSION] == uint32_t(PROGRAM_VERSION_PER_ROW);
+    if (per_row)
+        load_vector(WEIGHT_PORT_ARGS, mem_u32(program, uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS + RS_PATCH_RS)), 1,
+                    DIM, row_shift + RS_AT_PATCH);
     const uint32_t frame_in_beats = IN_CH * IMG_H * IMG_W * ACT_BYTES / BEAT_BYTES;
     // Dumps cover every frame of a run, up to the dump_frames frames the scratch layout was sized for:
     // each point's dump is frame-major, so a batch's offsets are the point's base advanced by f0 frames.
@@ -560,7 +609,7 @@ FRAME_BATCHES:
         for (int i = 0; i < HEADER_WORDS; ++i) bhdr[i] = hdr[i];
         bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
-        embed(WEIGHT_PORT_ARGS, program, bhdr, images + f0 * frame_in_beats, frames, dump);
+        embed(WEIGHT_PORT_ARGS, program, bhdr, per_row, images + f0 * frame_in_beats, frames, dump);
         const int rows = frames * N_TOK;
     LAYERS:
         for (int l = 0; l < DEPTH; ++l) {
@@ -569,10 +618,11 @@ FRAME_BATCHES:
                 const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + l * LAYER_WORDS + i));
                 L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
+            if (per_row) load_layer_shifts(WEIGHT_PORT_ARGS, program, l, L[L_IS_MOE] != 0);
             layer_norm(L, l, 0, x_res, rows, dump, L[L_D_LN1]);
-            attention(WEIGHT_PORT_ARGS, L, frames, dump);
-            layer_tail(WEIGHT_PORT_ARGS, L, l, task, rows, dump);
-            if (L[L_IS_MOE]) moe_experts(WEIGHT_PORT_ARGS, L, rows, dump);
+            attention(WEIGHT_PORT_ARGS, L, per_row, frames, dump);
+            layer_tail(WEIGHT_PORT_ARGS, L, l, per_row, task, rows, dump);
+            if (L[L_IS_MOE]) moe_experts(WEIGHT_PORT_ARGS, L, per_row, rows, dump);
         }
         tokens_out(tokens, f0, rows);
     }

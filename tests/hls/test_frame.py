@@ -125,14 +125,36 @@ def test_refuses_a_pack_of_another_mode_and_a_bad_task(micro_q):
         sim.set_task(9)
 
 
+def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp_path):
+    """A per-row pack (per-channel requantize shifts loaded from the pack, NUMERICS.md §3), every task, bit-exact;
+    its program is version 3 with the row-shift table, and a per-tensor pack's program is unchanged."""
+    from m3vit.hw.program import PROGRAM_VERSION, PROGRAM_VERSION_PER_ROW, build_program, program_words
+
+    mode, q, manifest = micro_q
+    qr = QuantizedModel.build(micro_model, calibrate(micro_model, micro_images, mode, weight_scales="per-row"))
+    spread = [int(v.max() - v.min()) for k, v in qr.iparams.items() if k.endswith(".shift")]
+    assert max(spread) > 0  # channels really requantize with different shifts
+    _, rows_manifest = write_pack(qr, tmp_path)
+    sim = cached(q.cfg, mode)
+    pack = sim.load_pack(rows_manifest, dump_frames=2)
+    words, _ = build_program(pack)
+    assert words[1] == PROGRAM_VERSION_PER_ROW and words.size == program_words(q.cfg, per_row=True)
+    for task in q.cfg.task_names:
+        check_frames(sim, qr, micro_images[:2], task)
+    plain = sim.load_pack(manifest, dump_frames=2)  # back to the per-tensor pack: the same library runs it
+    words, _ = build_program(plain)
+    assert words[1] == PROGRAM_VERSION and words.size == program_words(q.cfg)
+    check_frames(sim, q, micro_images[:2], "depth")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["w8a8", "w16a16"])
-def test_m3vit_tiny_bit_exact(mode, tmp_path):
+@pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row")])
+def test_m3vit_tiny_bit_exact(mode, scales, tmp_path):
     cfg = get_config("m3vit-tiny")
     torch.manual_seed(3)
     model = M3ViT(cfg).eval()
     images = np.random.default_rng(3).normal(0, 1, (2, cfg.in_chans, *cfg.img_size))
-    q = QuantizedModel.build(model, calibrate(model, images, mode))
+    q = QuantizedModel.build(model, calibrate(model, images, mode, weight_scales=scales))
     _, manifest = write_pack(q, tmp_path)
     sim = cached(cfg, mode)
     sim.load_pack(manifest, dump_frames=2)

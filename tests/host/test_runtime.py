@@ -141,3 +141,27 @@ def test_pack_validated_against_config_and_mode(assets):
         open_runtime("reference", assets.manifest, mode="w16a16")
     with open_runtime("reference", str(assets.manifest).replace(".json", ".m3vpack"), config="micro") as rt:
         assert rt.cfg == assets.cfg
+
+
+@pytest.fixture(scope="session")
+def pack_rows(assets, tmp_path_factory):
+    """The same model with per-row weight scales (a version-3 pack with per-channel shift vectors)."""
+    from m3vit.quant.quantize import QuantizedModel, calibrate
+
+    qmodel = QuantizedModel.build(assets.model, calibrate(assets.model, assets.images, "w8a8",
+                                                          weight_scales="per-row"))
+    from m3vit.quant.pack import write_pack
+
+    return qmodel, write_pack(qmodel, tmp_path_factory.mktemp("pack_rows"))[1]
+
+
+@pytest.mark.parametrize("backend", [*TOKEN_BACKENDS, "csim"])
+def test_per_row_pack_runs_bit_exact(assets, pack_rows, backend):
+    """Every token backend takes a per-row pack: the integer reference, the simulated board and the HLS
+    C-simulation (whose epilogue loads each linear's shift vector from the pack) give the same integers."""
+    qmodel, manifest = pack_rows
+    with open_runtime(backend, manifest, mode="w8a8") as rt:
+        for task in ("semseg", "depth"):
+            result = rt.run(assets.images[:2], task)
+            want, _ = qmodel.tokens(assets.images[:2], task)
+            assert np.array_equal(result.tokens, want), f"{backend} {task}"

@@ -58,6 +58,14 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
     assert embed.shape == (1, pack.cfg.num_tokens, pack.cfg.dim) and embed.dtype == np.int64
     assert quantize_cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    # per-row weight scales (opt-in): a version-3 pack with a shift vector per linear, and `m3vit-pack verify` says so
+    from m3vit.cli import pack as pack_cli
+
+    rows = tmp_path / "q_rows"
+    assert quantize_cli.main(["--checkpoint", str(run / "last.pt"), "--calib-samples", "4", "--no-fidelity",
+                              "--weight-scales", "per-row", "--out", str(rows), "--no-progress"]) == 0
+    assert read_pack(rows / "model.json").spec.weight_scales == "per-row"
+    assert pack_cli.main(["verify", str(rows / "model.json")]) == 0
 
 
 def test_quantize_interrupted_or_failing_leaves_the_previous_result(tmp_path, monkeypatch, capsys):

@@ -70,7 +70,7 @@ def csim_accelerator(pack: Pack) -> SimAccelerator:
         sim = csim.cached(pack.cfg, pack.spec.mode.name)  # compiled (g++) on first use, then reused
     except (csim.CSimError, OSError) as exc:
         raise BackendUnavailable(f"{MISSING}; building it here failed: {str(exc).splitlines()[0]}") from exc
-    return CsimAccelerator(sim, pack, program_words(pack.cfg))
+    return CsimAccelerator(sim, pack, program_words(pack.cfg, per_row=bool(pack.spec.row_fracs)))
 
 
 class CsimBackend(SimBoardBackend):

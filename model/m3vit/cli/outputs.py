@@ -109,9 +109,12 @@ def staged_files(out: str | Path) -> Iterator[Path]:
     other results), on failure it disappears with any parent folders this call created.
 
     Unlike :func:`staged_dir`, which replaces a whole folder, this merges: per-run reports written into a
-    shared folder. An interrupted or failed run leaves no partial files under ``out``."""
+    shared folder. An interrupted or failed run writes nothing under ``out``: the files exist only in the stage
+    until the run has finished. The final moves are renames within one folder's parent, so only an error of
+    the file system between two renames (out of inodes, a folder made read-only meanwhile) could leave some of
+    the new files beside the old ones; that error is reported."""
     out = Path(out)
-    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # removed again on failure
+    created = [p for p in (out, *out.parents) if not p.exists()]  # the empty ones are removed again on failure
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

@@ -42,7 +42,8 @@ def verify(args: argparse.Namespace) -> str:
     m = pack.manifest
     acc = max(a["bits"] for a in m["hardware"]["accumulators"].values())
     tasks = ",".join(pack.cfg.task_names)
-    return (f"{args.manifest}: OK: model {pack.cfg.name}, {pack.spec.mode.name}, tasks {tasks}, "
+    return (f"{args.manifest}: OK: model {pack.cfg.name}, {pack.spec.mode.name}, {pack.spec.weight_scales} weight "
+            f"scales (pack version {m['pack_version']}), tasks {tasks}, "
             f"{len(m['tensors'])} tensors, payload {m['payload_size']} bytes sha256 {m['payload_sha256'][:12]}, "
             f"widest accumulator {acc} of {pack.spec.mode.acc_bits} bits")
 

@@ -20,7 +20,7 @@ from ..data import DATASETS, build_dataset, first_images
 from ..quant.fidelity import measure
 from ..quant.pack import write_pack
 from ..quant.quantize import QuantizedModel, calibrate
-from ..quant.spec import MODES
+from ..quant.spec import MODES, WEIGHT_SCALES
 from .common import (
     add_progress_arg,
     check_data_args,
@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, __doc__)
     p.add_argument("--checkpoint", required=True, help="m3vit checkpoint to quantize")
     p.add_argument("--mode", choices=sorted(MODES), default="w8a8", help="fixed-point precision of the contract")
+    p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default="per-tensor",
+                   help="one power-of-two scale per weight tensor, or per output row of each linear weight "
+                        "(per-channel requantize shifts; runs on the integer reference and the HLS C-sim, "
+                        "not yet on the RTL top)")
     p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
                    help="dataset: the embedded synthetic scenes, or a real one under --data-root")
@@ -81,14 +85,15 @@ def run(args: argparse.Namespace) -> dict:
     cfg = model.cfg
     calib = build_dataset(args.data, "train", cfg, args.data_root, args.calib_samples)
     images = first_images(calib, args.calib_samples)
-    spec = calibrate(model, images, args.mode)
+    spec = calibrate(model, images, args.mode, weight_scales=args.weight_scales)
     if args.qat_steps:
         from ..quant.brevitas_model import qat_finetune
 
         qat_data = build_dataset(args.data, "train", cfg, args.data_root, args.qat_samples or 512)
         model, _ = qat_finetune(model, spec, qat_data, steps=args.qat_steps, lr=args.qat_lr or 1e-4,
                                 progress=not args.no_progress)
-        spec = calibrate(model, images, args.mode)  # formats re-derived from the fine-tuned weights
+        # formats re-derived from the fine-tuned weights
+        spec = calibrate(model, images, args.mode, weight_scales=args.weight_scales)
     qmodel = QuantizedModel.build(model, spec)
     out = Path(args.out)
     # Everything is built in a hidden sibling folder and renamed to --out at the very end: a failed
@@ -97,6 +102,7 @@ def run(args: argparse.Namespace) -> dict:
         bin_path, manifest_path = write_pack(qmodel, stage)
         bounds = qmodel.hw["accumulators"]
         summary = {"pack": str(out / bin_path.name), "manifest": str(out / manifest_path.name), "mode": args.mode,
+                   "weight_scales": spec.weight_scales,
                    "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
         if args.dump:
             write_dumps(qmodel, build_dataset(args.data, "val", cfg, args.data_root, args.dump), args.dump,

@@ -111,6 +111,8 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,
         "PROGRAM_MAGIC": program.PROGRAM_MAGIC, "PROGRAM_VERSION": program.PROGRAM_VERSION,
         "HEADER_WORDS": len(program.HEADER_FIELDS), "LAYER_WORDS": len(program.LAYER_FIELDS),
+        "PROGRAM_VERSION_PER_ROW": program.PROGRAM_VERSION_PER_ROW,
+        "RS_HEADER_WORDS": len(program.ROW_SHIFT_HEADER_FIELDS), "RS_LAYER_WORDS": len(program.ROW_SHIFT_LAYER_FIELDS),
     }
 
 
@@ -124,6 +126,7 @@ def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> s
     ]
     lines += [f"constexpr int {k} = {v};" for k, v in constants(cfg, mode, params).items()]
     lines.append(f"constexpr uint32_t NO_DUMP = {program.NO_DUMP}u;")
+    lines.append(f"constexpr uint32_t NO_ROW_SHIFT = {program.NO_ROW_SHIFT}u;")
     per_frame = program.frame_dump_values(cfg)
     lines.append(f"constexpr uint32_t IMAGE_DUMP_FRAME_VALUES = {per_frame['image']}u;")
     lines.append(f"constexpr uint32_t EMBED_DUMP_FRAME_VALUES = {per_frame['embed']}u;")
@@ -137,6 +140,10 @@ def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> s
     lines.append("};")
     lines.append("enum LayerField {")
     lines += [f"  L_{f.upper()} = {i}," for i, f in enumerate(program.LAYER_FIELDS)]
+    lines.append("};")
+    lines.append("enum RowShiftField {  // per-row programs: the row-shift table after the layer descriptors")
+    lines += [f"  RS_{f.upper()} = {i}," for i, f in enumerate(program.ROW_SHIFT_HEADER_FIELDS)]
+    lines += [f"  RS_L_{f.upper()} = {i}," for i, f in enumerate(program.ROW_SHIFT_LAYER_FIELDS)]
     lines.append("};")
     lines.append("}  // namespace m3v")
     lines.append(top_prototype())

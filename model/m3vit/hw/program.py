@@ -14,6 +14,13 @@ derives no number of its own beyond offsets and strides.
 Word layout: a header (``HEADER_FIELDS``), then ``depth`` layer descriptors of ``LAYER_FIELDS`` words
 each. Signed values are two's complement; 64-bit values take a ``_lo``/``_hi`` pair. The field lists
 below are the one definition: ``hls_config`` writes them into the C++ header as word indices.
+
+Per-row weight scales (NUMERICS.md §3): a per-row pack's program has version ``PROGRAM_VERSION_PER_ROW``
+and, after the layer descriptors, a row-shift table: ``ROW_SHIFT_HEADER_FIELDS`` (the patch embedding),
+then ``depth`` blocks of ``ROW_SHIFT_LAYER_FIELDS`` — the pack offset of each linear's int8 shift vector
+(and its stride for stacks), which the linear unit loads with the bias. A per-tensor pack's program is
+unchanged (version ``PROGRAM_VERSION``, no table), so an accelerator built for it refuses a per-row
+program by its version.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from ..quant.spec import QuantSpec, activation_points
 
 PROGRAM_MAGIC = 0x5056334D  # "M3VP" little-endian
 PROGRAM_VERSION = 2  # 2: header field dump_frames (dumps cover every frame of a run)
+PROGRAM_VERSION_PER_ROW = 3  # 3: per-row weight scales, the row-shift table follows the layer descriptors
 NO_DUMP = 0xFFFFFFFF  # dump offset of a point that is not written
+NO_ROW_SHIFT = 0xFFFFFFFF  # row-shift offset of an op that uses its descriptor's one shift
 
 HEADER_FIELDS: tuple[str, ...] = (
     "magic", "version", "depth", "num_tasks", "dump", "dump_frames",
@@ -59,6 +68,13 @@ LAYER_FIELDS: tuple[str, ...] = (
     "e2_w", "e2_w_stride", "e2_b", "e2_b_stride", "e2_shift", "moe_shift",
     # scratch byte offsets of each point's dump (NO_DUMP when not written)
     *(f"d_{p}" for p in LAYER_POINTS),
+)
+
+# Per-row packs only: byte offsets of the int8 shift vectors ({op}.shift), stacks with their stride.
+ROW_SHIFT_HEADER_FIELDS: tuple[str, ...] = ("patch_rs",)
+ROW_SHIFT_LAYER_FIELDS: tuple[str, ...] = (
+    "q_rs", "k_rs", "v_rs", "proj_rs", "fc1_rs", "fc2_rs",
+    "gate_rs", "gate_rs_stride", "e1_rs", "e1_rs_stride", "e2_rs", "e2_rs_stride",
 )
 
 DUMP_BYTES = 4  # every dumped value is a little-endian int32
@@ -177,12 +193,18 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
         return layout.offsets[point] if dump and point in layout.offsets else NO_DUMP
 
     c = op_constants(pack)
+    per_row = bool(pack.spec.row_fracs)
+
+    def shift_of(op: str) -> int:  # per-row ops have no single shift: the row-shift table says where theirs are
+        return 0 if "row_shift" in c[op] else c[op]["shift"]
+
     header = {
-        "magic": PROGRAM_MAGIC, "version": PROGRAM_VERSION, "depth": cfg.depth, "num_tasks": len(cfg.tasks),
+        "magic": PROGRAM_MAGIC, "version": PROGRAM_VERSION_PER_ROW if per_row else PROGRAM_VERSION,
+        "depth": cfg.depth, "num_tasks": len(cfg.tasks),
         "dump": int(dump), "dump_frames": frames if dump else 0,
         "d_image": dump_at("image"), "d_embed": dump_at("embed"),
         "patch_w": off("patch.w"), "patch_b": off("patch.b"), "pos": off("pos"), "cls": off("cls"),
-        "patch_shift": c["patch"]["shift"],
+        "patch_shift": shift_of("patch"),
     }
     words = [_u32(header[f]) for f in HEADER_FIELDS]
     for i in range(cfg.depth):
@@ -199,7 +221,7 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
                            f"{ln}_eps_lo": eps & 0xFFFFFFFF, f"{ln}_eps_hi": eps >> 32})
         for op in ("q", "k", "v", "proj"):
             fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
-                           f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+                           f"{op}_shift": shift_of(f"{o}.{op}")})
         fields["scores_shift"] = c[f"{o}.scores"]["shift"]
         fields["scores_frac"] = c[f"{o}.attn"]["scores_frac"]
         fields["attn_shift"] = c[f"{o}.attn"]["shift"]
@@ -210,20 +232,41 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
             for op in ("gate", "e1", "e2"):
                 w, b = tensors[f"{o}.{op}.w"], tensors[f"{o}.{op}.b"]
                 fields.update({f"{op}_w": w["offset"], f"{op}_w_stride": _stride(w), f"{op}_b": b["offset"],
-                               f"{op}_b_stride": _stride(b), f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+                               f"{op}_b_stride": _stride(b), f"{op}_shift": shift_of(f"{o}.{op}")})
             fields["gate_frac"] = c[f"{o}.route"]["logit_frac"]
             fields["egelu_in_frac"], fields["egelu_shift"] = c[f"{o}.egelu"]["x_frac"], c[f"{o}.egelu"]["shift"]
             fields["moe_shift"] = c[f"{o}.moe"]["shift"]
         else:
             for op in ("fc1", "fc2"):
                 fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
-                               f"{op}_shift": c[f"{o}.{op}"]["shift"]})
+                               f"{op}_shift": shift_of(f"{o}.{op}")})
             fields["gelu_in_frac"], fields["gelu_shift"] = c[f"{o}.gelu"]["x_frac"], c[f"{o}.gelu"]["shift"]
         for p in LAYER_POINTS:
             fields[f"d_{p}"] = dump_at(f"{o}.{p}")
         words += [_u32(fields[f]) for f in LAYER_FIELDS]
+    if per_row:
+        words += row_shift_table(pack, tensors)
     return np.array(words, dtype="<u4"), layout
 
 
-def program_words(cfg: ModelConfig) -> int:
-    return len(HEADER_FIELDS) + cfg.depth * len(LAYER_FIELDS)
+def row_shift_table(pack: Pack, tensors: dict[str, dict]) -> list[int]:
+    """The per-row program's trailing table: where each linear's int8 shift vector lies in the pack."""
+    cfg = pack.cfg
+    words = [_u32(tensors["patch.shift"]["offset"])]
+    for i in range(cfg.depth):
+        o = f"l{i}"
+        fields = dict.fromkeys(ROW_SHIFT_LAYER_FIELDS, NO_ROW_SHIFT)
+        ops = ("q", "k", "v", "proj") + (("gate", "e1", "e2") if cfg.is_moe(i) else ("fc1", "fc2"))
+        for op in ops:
+            entry = tensors[f"{o}.{op}.shift"]
+            fields[f"{op}_rs"] = entry["offset"]
+            if f"{op}_rs_stride" in fields:
+                fields[f"{op}_rs_stride"] = _stride(entry)
+        words += [_u32(fields[f]) for f in ROW_SHIFT_LAYER_FIELDS]
+    return words
+
+
+def program_words(cfg: ModelConfig, per_row: bool = False) -> int:
+    """Words of a program for ``cfg`` (with the row-shift table of a per-row pack when ``per_row``)."""
+    base = len(HEADER_FIELDS) + cfg.depth * len(LAYER_FIELDS)
+    return base + (len(ROW_SHIFT_HEADER_FIELDS) + cfg.depth * len(ROW_SHIFT_LAYER_FIELDS) if per_row else 0)

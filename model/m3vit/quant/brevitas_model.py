@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from brevitas.inject.enum import ScalingImplType
 from brevitas.nn import QuantIdentity, QuantLinear
 from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int32Bias
+from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
 from torch import nn
 
 from ..model import M3ViT
@@ -42,19 +43,27 @@ def act_quant(fmt: QFormat):
                                           min_val=-t, max_val=t)
 
 
-def weight_quant(fmt: QFormat):
-    return Int8WeightPerTensorFixedPoint.let(scaling_impl_type=ScalingImplType.CONST, bit_width=fmt.bits,
-                                             scaling_const=_threshold(fmt))
+def weight_quant(fmt: QFormat, row_fracs: np.ndarray | None = None):
+    """Narrow-range power-of-two weight quantizer: one constant scale 2^-frac (per tensor), or with ``row_fracs``
+    Brevitas' per-channel fixed-point quantizer with a constant scale 2^-f_r per output row (per-row weight scales)."""
+    if row_fracs is None:
+        return Int8WeightPerTensorFixedPoint.let(scaling_impl_type=ScalingImplType.CONST, bit_width=fmt.bits,
+                                                 scaling_const=_threshold(fmt))
+    thresholds = torch.from_numpy(np.ldexp(1.0, fmt.bits - 1 - np.asarray(row_fracs))).float().view(-1, 1)
+    return Int8WeightPerChannelFixedPoint.let(scaling_impl_type=ScalingImplType.CONST, bit_width=fmt.bits,
+                                              scaling_per_output_channel=True, scaling_const=thresholds)
 
 
 def bias_quant(bits: int):
     return Int32Bias.let(bit_width=bits)
 
 
-def quant_linear(w: np.ndarray, b: np.ndarray, in_fmt: QFormat, w_fmt: QFormat, bias_bits: int) -> QuantLinear:
-    """A QuantLinear holding float weights w [out, in], b [out]; float (dequantized) output."""
+def quant_linear(w: np.ndarray, b: np.ndarray, in_fmt: QFormat, w_fmt: QFormat, bias_bits: int,
+                 row_fracs: np.ndarray | None = None) -> QuantLinear:
+    """A QuantLinear holding float weights w [out, in], b [out]; float (dequantized) output. With ``row_fracs``
+    each output row has its own weight scale, so the bias (input scale x weight scale) is per row too."""
     layer = QuantLinear(w.shape[1], w.shape[0], bias=True, input_quant=act_quant(in_fmt),
-                        weight_quant=weight_quant(w_fmt), bias_quant=bias_quant(bias_bits),
+                        weight_quant=weight_quant(w_fmt, row_fracs), bias_quant=bias_quant(bias_bits),
                         return_quant_tensor=False)
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)).float())
@@ -93,11 +102,13 @@ class BrevitasBackbone(nn.Module):
         self.linears = nn.ModuleDict()
         for op, src in linear_inputs(cfg).items():
             weight, bias = p[f"{op}.w"], p[f"{op}.b"]
+            rows = spec.row_fracs.get(f"{op}.w")  # per-row weight scales: one fraction per output row
             make = partial(quant_linear, in_fmt=a[src], w_fmt=w[f"{op}.w"], bias_bits=bits)
             if weight.ndim == 3:  # a stack: routers [T, E, D] or experts [E, out, in]
-                self.linears[_key(op)] = nn.ModuleList(make(weight[j], bias[j]) for j in range(weight.shape[0]))
+                self.linears[_key(op)] = nn.ModuleList(make(weight[j], bias[j], row_fracs=None if rows is None
+                                                            else rows[j]) for j in range(weight.shape[0]))
             else:
-                self.linears[_key(op)] = make(weight, bias)
+                self.linears[_key(op)] = make(weight, bias, row_fracs=rows)
 
     def q(self, point: str, x: torch.Tensor) -> torch.Tensor:
         return self.acts[_key(point)](x)

@@ -1,11 +1,12 @@
 """Candidate changes to the W8/A8 contract, each measured on its own for token and route fidelity.
 
-Every option is a change of formats of the contract's *existing* points and tensors (its width
-classes or its calibration rule), so the integer reference runs it unchanged: the figures are
-those of the integers the hardware would compute. One is a simulation, marked as such:
-``weights_per_row`` (a power-of-two scale per output row of every weight matrix) needs per-row
-requantize shifts the contract does not have; it is emulated by rounding each row to its own
-8-bit grid and carrying the result in a 16-bit per-tensor format (exact on that grid).
+Every option is a change of formats of the contract's points and tensors (its width classes, its
+calibration rule, or its weight scales: ``weights_per_row`` is the contract's opt-in per-row weight
+scales, ``--weight-scales per-row``), so the integer reference runs it unchanged: the figures are those
+of the integers the hardware would compute. One is a simulation, marked as such:
+``per_row_multiplier`` (a non-power-of-two scale per output row, i.e. an integer multiplier in each
+channel's requantize) is emulated by rounding each row to its own ``max|w_r| / 127`` grid and carrying
+the result in per-row 16-bit power-of-two formats (within 1/512 of an 8-bit step of that grid).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from ..configs import ModelConfig
 from ..model import M3ViT
 from .fixed import QFormat, format_for, quantize
-from .params import float_params, int_params, weight_ranges
+from .params import float_params, int_params, row_fracs_for, weight_ranges, weight_row_fracs
 from .quantize import QuantizedModel
 from .reference import FloatArith, run_backbone
 from .spec import QuantSpec, activation_points, get_mode, weight_names
@@ -75,12 +76,11 @@ class Calibration:
         return QuantizedModel(self.cfg, spec, int_params(params, spec, self.cfg), self.model.heads)
 
 
-def _rows_on_own_grid(w: np.ndarray, bits: int) -> np.ndarray:
-    """Each output row rounded to its own power-of-two, narrow-range ``bits`` grid (calibration rule per row)."""
-    peak = np.maximum(np.abs(w).max(-1, keepdims=True), 2.0**-24)
-    frac = (bits - 1) - np.ceil(np.log2(peak))
+def _rows_on_max_grid(w: np.ndarray, bits: int) -> np.ndarray:
+    """Each output row rounded to its own (non-power-of-two) grid of step max|w_r| / (2^(bits-1) - 1)."""
     top = 2 ** (bits - 1) - 1
-    return np.clip(np.floor(w * 2.0**frac + 0.5), -top, top) * 2.0**-frac
+    step = np.maximum(np.abs(w).max(-1, keepdims=True), 2.0**-24) / top
+    return np.clip(np.floor(w / step + 0.5), -top, top) * step
 
 
 def _points(cfg: ModelConfig, suffixes: tuple[str, ...], moe_only: bool = False) -> list[str]:
@@ -112,9 +112,39 @@ def _ln_no_cls(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec
 
 
 def _weights_per_row(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
-    names = [n for n in _weights(c.cfg, (".w",)) if spec.weights[n].bits == 8]  # 16-bit ones stay as they are
-    params = {**params, **{n: _rows_on_own_grid(params[n], 8) for n in names}}
-    return c.widen(spec, weights=names), params
+    spec.row_fracs = row_fracs_for(params, spec, c.cfg)  # the contract's per-row weight scales (NUMERICS.md §1)
+    return spec, params
+
+
+def _per_row_multiplier(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    names = [n for n in _weights(c.cfg, (".w",)) if spec.weights[n].bits == 8 and not n.endswith(".g")]
+    params = {**params, **{n: _rows_on_max_grid(params[n], 8) for n in names}}
+    spec = c.widen(spec, weights=names)
+    spec.row_fracs = row_fracs_for(params, spec, c.cfg)
+    return spec, params
+
+
+def _per_row_mse(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    """Per-row formats of least squared error (a row's largest weights may saturate), capped as §1's per-row
+    rule caps for the bias; the tensor format stays the no-saturation one (its fraction bounds no row here)."""
+    params = dict(params)
+    rows = row_fracs_for(params, spec, c.cfg)
+    for name, fr in rows.items():
+        w = params[name]
+        bits = spec.weights[name].bits
+        flat_w, flat_f = w.reshape(-1, w.shape[-1]), fr.reshape(-1).copy()
+        cap = weight_row_fracs(w, np.zeros(fr.shape), 0, spec.weights[name].frac, bits, 62).reshape(-1)
+        clipped = flat_w.copy()
+        for r in range(flat_w.shape[0]):
+            # least squares, unless §1's bias cap already holds the row coarser than its no-saturation format
+            f = mse_weight_format(flat_w[r], bits).frac if flat_f[r] >= cap[r] else int(flat_f[r])
+            top = ((1 << (bits - 1)) - 1) * 2.0**-f
+            clipped[r] = np.clip(flat_w[r], -top, top)
+            flat_f[r] = f
+        params[name] = clipped.reshape(w.shape)
+        rows[name] = flat_f.reshape(fr.shape)
+    spec.row_fracs = rows
+    return spec, params
 
 
 def mse_weight_format(w: np.ndarray, bits: int, extra: int = 3) -> QFormat:
@@ -141,6 +171,14 @@ def _all_weights16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[Quant
 
 def _all_act16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
     return c.widen(spec, points=[p for p, cls in activation_points(c.cfg).items() if cls == "act"]), params
+
+
+def _w16a16_experts8(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    """W16/A16 everywhere but the expert matrices (the bulk of the weight traffic), which stay 8-bit."""
+    spec = c.spec("w16a16")
+    for n in _weights(c.cfg, (".e1.w", ".e2.w")):
+        spec.weights[n] = format_for(c.weight_ranges[n], 8)
+    return spec, params
 
 
 @dataclass(frozen=True)
@@ -178,12 +216,27 @@ OPTIONS: dict[str, Option] = {
                           "saturate) instead of the no-saturation rule", "none (a calibration rule)"),
     "weights_mse+router16": Option((_router_weights16, _weights_mse), "weights_mse with router_weights16",
                                    "as router_weights16"),
-    "weights_per_row": Option((_weights_per_row,), "SIMULATED: a power-of-two weight scale per output row",
-                              "a requantize shift per output channel (with the bias); formats per row in the pack"),
-    "per_row+router16": Option((_router_weights16, _weights_per_row), "SIMULATED: weights_per_row with 16-bit routers",
+    "weights_per_row": Option((_weights_per_row,), "per-row power-of-two weight scales (m3vit-quantize "
+                              "--weight-scales per-row)",
+                              "a requantize shift per output channel (an int8 vector loaded with the bias)"),
+    "per_row+router16": Option((_router_weights16, _weights_per_row), "weights_per_row with 16-bit routers",
                                "both of the above"),
-    "per_row+moe_ln2_16": Option((_weights_per_row, _moe_ln2_16), "SIMULATED: weights_per_row with moe_ln2_16",
+    "per_row+moe_ln2_16": Option((_weights_per_row, _moe_ln2_16), "weights_per_row with moe_ln2_16",
                                  "both of the above"),
+    "per_row+ln_out16": Option((_weights_per_row, _ln_out16), "weights_per_row with every LayerNorm output at "
+                               "16 bits", "both of the above"),
+    "per_row_mse": Option((_per_row_mse,), "per-row weight formats of least squared error (a row's largest "
+                          "weights may saturate)", "as weights_per_row; breaks the no-saturation promise per row"),
+    "per_row_multiplier": Option((_per_row_multiplier,), "SIMULATED: a non-power-of-two scale per output row "
+                                 "(max|w_r| / 127)", "an integer multiplier (plus shift) per output channel in the "
+                                 "requantize: one more DSP product per output"),
+    "per_row+all_act16": Option((_weights_per_row, _all_act16), "reference: weights_per_row with every matmul "
+                                "input at 16 bits (W8/A16)", "no INT8 packing"),
+    "per_row_multiplier+moe_ln2_16": Option((_per_row_multiplier, _moe_ln2_16), "SIMULATED: per_row_multiplier "
+                                            "with moe_ln2_16", "both of the above"),
+    "w16a16_experts8_per_row": Option((_w16a16_experts8, _weights_per_row), "reference: W16/A16 but 8-bit expert "
+                                      "matrices, per-row weight scales",
+                                      "16-bit datapath except the experts' INT8 weights (W8xA16 expert MACs)"),
     "all_weights16": Option((_all_weights16,), "reference: every weight at 16 bits (W16/A8)",
                             "twice the weight memory and traffic; no INT8 packing"),
     "all_act16": Option((_all_act16,), "reference: every matmul input at 16 bits (W8/A16)", "no INT8 packing"),

@@ -170,6 +170,39 @@ def quantize(x: np.ndarray, fmt: QFormat, narrow: bool = False) -> np.ndarray:
     return np.clip(rounded, lo, fmt.qmax).astype(np.int64)
 
 
+def quantize_rows(x: np.ndarray, bits: int, row_fracs: np.ndarray, narrow: bool = False) -> np.ndarray:
+    """Float → integer with one fractional-bit count per output row (``row_fracs`` shaped ``x.shape[:-1]``).
+
+    The per-row form of :func:`quantize` (same exact half-up rounding and saturation); equal
+    ``row_fracs`` give exactly ``quantize(x, QFormat(bits, f))``.
+    """
+    fracs = np.asarray(row_fracs, dtype=np.int64)
+    if fracs.shape != np.shape(x)[:-1]:
+        raise ValueError(f"row fractions shaped {fracs.shape} do not match a tensor shaped {np.shape(x)}")
+    scaled = np.asarray(x, dtype=np.float64) * np.ldexp(1.0, fracs)[..., None]
+    whole = np.floor(scaled)
+    rounded = whole + (scaled - whole >= 0.5)
+    top = (1 << (bits - 1)) - 1
+    return np.clip(rounded, -top if narrow else -top - 1, top).astype(np.int64)
+
+
+def requantize_rows(acc: np.ndarray, shifts: np.ndarray, fmt: QFormat) -> np.ndarray:
+    """:func:`requantize_shift` with one shift per output channel (the last axis of ``acc``).
+
+    Each channel is rounded / saturated exactly as a per-tensor requantize with its own shift, so equal
+    shifts give bit-identical results to ``requantize_shift(acc, shift, fmt)``.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    shifts = np.asarray(shifts, dtype=np.int64)
+    if shifts.shape != acc.shape[-1:]:
+        raise ValueError(f"{shifts.shape} shifts for accumulators shaped {acc.shape}: one per output channel")
+    out = np.empty_like(acc)
+    for s in np.unique(shifts):
+        cols = shifts == s
+        out[..., cols] = requantize_shift(acc[..., cols], int(s), fmt)
+    return out
+
+
 def dequantize(q: np.ndarray, fmt_or_frac: QFormat | int) -> np.ndarray:
     frac = fmt_or_frac.frac if isinstance(fmt_or_frac, QFormat) else fmt_or_frac
     return np.asarray(q, dtype=np.float64) * (2.0 ** -frac)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..configs import ModelConfig
 from . import hwconst
-from .params import accumulator_bounds, linear_inputs
+from .params import accumulator_bounds, linear_inputs, row_shifts
 from .spec import QuantSpec
 
 HARDWARE_VERSION = 1
@@ -34,9 +34,19 @@ HARDWARE_VERSION = 1
 def _linear(spec: QuantSpec, cfg: ModelConfig, op: str, output: str, indexed_by: str | None = None) -> dict:
     src = linear_inputs(cfg)[op]
     entry = {"op": "linear", "input": src, "output": output, "weight": f"{op}.w", "bias": f"{op}.b",
-             "format": spec.activations[output].to_dict(),
-             **hwconst.linear_constants(spec.activations[src].frac, spec.weights[f"{op}.w"].frac,
-                                        spec.activations[output])}
+             "format": spec.activations[output].to_dict()}
+    if spec.row_fracs:
+        # Per-row weight scales: no single acc_frac / shift (a consumer that expects them fails loudly
+        # instead of requantizing every channel with one shift); the pack tensor holds each channel's shift.
+        shifts = row_shifts(spec, cfg)[f"{op}.shift"]
+        f_x = spec.activations[src].frac
+        rows = spec.row_fracs[f"{op}.w"]
+        entry.update({"weight_scales": "per-row", "row_shift": f"{op}.shift",
+                      "acc_frac_range": [f_x + int(rows.min()), f_x + int(rows.max())],
+                      "shift_range": [int(shifts.min()), int(shifts.max())]})
+    else:
+        entry.update(hwconst.linear_constants(spec.activations[src].frac, spec.weights[f"{op}.w"].frac,
+                                              spec.activations[output]))
     if indexed_by:
         entry["indexed_by"] = indexed_by  # the stored tensor is a stack: one matrix per task / expert
     return entry
@@ -105,7 +115,7 @@ def hardware_section(cfg: ModelConfig, spec: QuantSpec, iparams: dict[str, np.nd
         layers.append({"index": i, "kind": "moe" if cfg.is_moe(i) else "dense",
                        "ops": layer_ops(spec, cfg, i, prev)})
         prev = f"l{i}.out"
-    return {
+    section = {
         "version": HARDWARE_VERSION,
         "constants": constants,
         "tables": {"exp2": list(hwconst.EXP_TABLE), "gelu_delta": list(hwconst.GELU_DELTA_TABLE)},
@@ -114,6 +124,22 @@ def hardware_section(cfg: ModelConfig, spec: QuantSpec, iparams: dict[str, np.nd
         "output": prev,
         "accumulators": accumulator_bounds(iparams, spec, cfg),
     }
+    if spec.row_fracs:  # absent in per-tensor packs, which stay exactly as before
+        section["weight_scales"] = "per-row"
+    return section
+
+
+def weight_scales(hw: dict) -> str:
+    """``per-tensor`` or ``per-row`` (NUMERICS.md §3): what a consumer of the hardware section must support."""
+    return hw.get("weight_scales", "per-tensor")
+
+
+def require_per_tensor(hw: dict, who: str) -> None:
+    """Refuse a per-row pack in a consumer that implements one requantize shift per linear op."""
+    if weight_scales(hw) != "per-tensor":
+        raise ValueError(f"{who} supports per-tensor weight scales only, but this pack has per-row weight scales "
+                         f"(per-channel requantize shifts): re-export it with `m3vit-quantize --weight-scales "
+                         f"per-tensor`, or run it on the integer reference or the HLS C-simulation")
 
 
 def ops_by_name(hw: dict) -> dict[str, dict]:

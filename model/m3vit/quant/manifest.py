@@ -16,8 +16,8 @@ from torch import nn
 
 from ..configs import ModelConfig
 from ..heads import DenseHead
-from .params import int_param_formats, int_param_shapes
-from .spec import QuantSpec, activation_points, weight_names, width
+from .params import int_param_formats, int_param_shapes, linear_inputs, row_shifts
+from .spec import QuantSpec, activation_points, linear_weight_names, weight_names, width
 
 TILE = 16
 HEAD_PREFIX = "host.heads."
@@ -103,6 +103,38 @@ def check_spec(spec: QuantSpec, cfg: ModelConfig, where: str) -> None:
         if fmt.bits != spec.mode.weight_bits:
             raise PackError(f"manifest {where}: weight {name} is {fmt}, but {spec.mode.name} weights have "
                             f"{spec.mode.weight_bits} bits")
+    if spec.row_fracs:
+        check_row_fracs(spec, cfg, where)
+
+
+def check_row_fracs(spec: QuantSpec, cfg: ModelConfig, where: str) -> None:
+    """Per-row weight scales: one fraction per output row of every linear weight, none coarser than the
+    tensor's format, the coarsest equal to it (the row of the tensor's maximum), all within the format rule's range."""
+    want = linear_weight_names(cfg)
+    if sorted(spec.row_fracs) != sorted(want):
+        missing, extra = sorted(set(want) - set(spec.row_fracs)), sorted(set(spec.row_fracs) - set(want))
+        raise PackError(f"manifest {where}: quant.row_fracs must name every linear weight of model {cfg.name!r}: "
+                        f"missing {missing[:5]}, unexpected {extra[:5]}")
+    shapes = int_param_shapes(cfg)
+    top = spec.mode.weight_bits - 1 + 24  # format_for's finest fraction (ranges floored at 2^-24)
+    for name, rows in spec.row_fracs.items():
+        if tuple(rows.shape) != shapes[name][:-1]:
+            raise PackError(f"manifest {where}: quant.row_fracs.{name} is shaped {list(rows.shape)}, the weight "
+                            f"has {list(shapes[name][:-1])} output rows")
+        base = spec.weights[name].frac
+        if int(rows.min()) != base or int(rows.max()) > top:
+            raise PackError(f"manifest {where}: quant.row_fracs.{name} spans [{int(rows.min())}, {int(rows.max())}]"
+                            f"; the coarsest row must have the tensor's fraction {base} and none may exceed {top}")
+
+
+def check_row_shifts(iparams: dict, spec: QuantSpec, cfg: ModelConfig, where: str) -> None:
+    """Per-row packs: every stored shift vector equals f_x + f_r - f_out from the formats (NUMERICS.md §3)."""
+    for name, want in row_shifts(spec, cfg).items():
+        if not np.array_equal(iparams[name], want):
+            op = name.rsplit(".", 1)[0]
+            raise PackError(f"manifest {where}: tensor {name} disagrees with quant.row_fracs.{op}.w and the formats "
+                            f"of {linear_inputs(cfg)[op]} / {op}: the shift vector must be input frac + row frac - "
+                            f"output frac; re-export the pack")
 
 
 def expected_tensors(cfg: ModelConfig, spec: QuantSpec, where: str = "pack") -> dict[str, dict]:

@@ -40,6 +40,7 @@ from .manifest import (
     PackError,
     check_hardware,
     check_manifest_fields,
+    check_row_shifts,
     check_tensor_entries,
     expected_tensors,
     int_dtype,
@@ -51,6 +52,14 @@ from .spec import QuantSpec
 
 MAGIC = b"M3VPACK\0"
 PACK_VERSION = 2  # 2: the manifest carries the hardware section (constants, tables, accumulator bounds)
+# 3: per-row weight scales (an int8 shift vector per linear, quant.row_fracs). Per-tensor packs stay version 2,
+# so every reader built for version 2 (e.g. an RTL top with one shift per op) refuses a per-row pack by its version.
+PACK_VERSION_PER_ROW = 3
+PACK_VERSIONS = {PACK_VERSION: "per-tensor", PACK_VERSION_PER_ROW: "per-row"}
+
+
+def pack_version(spec: QuantSpec) -> int:
+    return PACK_VERSION_PER_ROW if spec.row_fracs else PACK_VERSION
 HEADER_SIZE = 64
 ALIGN = 64
 _HEADER = struct.Struct("<8sIIQ32s")  # magic, version, header size, payload size, payload sha256
@@ -118,11 +127,12 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
         offset += len(data)
     payload = b"".join(blobs)
     digest = hashlib.sha256(payload).digest()
-    header = _HEADER.pack(MAGIC, PACK_VERSION, HEADER_SIZE, len(payload), digest).ljust(HEADER_SIZE, b"\0")
+    version = pack_version(spec)
+    header = _HEADER.pack(MAGIC, version, HEADER_SIZE, len(payload), digest).ljust(HEADER_SIZE, b"\0")
     bin_path, manifest_path = out_dir / f"{name}.m3vpack", out_dir / f"{name}.json"
     bin_path.write_bytes(header + payload)
     manifest = {
-        "pack_version": PACK_VERSION, "binary": bin_path.name, "header_size": HEADER_SIZE, "alignment": ALIGN,
+        "pack_version": version, "binary": bin_path.name, "header_size": HEADER_SIZE, "alignment": ALIGN,
         "payload_size": len(payload), "payload_sha256": digest.hex(),
         "config": cfg.to_dict(), "tasks": list(cfg.task_names), "quant": spec.to_dict(), "tensors": entries,
         "hardware": qmodel.hw if qmodel.hw is not None else hardware_section(cfg, spec, qmodel.iparams),
@@ -156,9 +166,10 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
     where = manifest_path.name
     if not isinstance(manifest, dict):
         raise PackError(f"manifest {where} is not a JSON object")
-    if manifest.get("pack_version") != PACK_VERSION:
+    version_field = manifest.get("pack_version")
+    if not isinstance(version_field, int) or isinstance(version_field, bool) or version_field not in PACK_VERSIONS:
         raise PackError(f"manifest {manifest_path} is pack version {manifest.get('pack_version')}; this toolkit "
-                        f"reads version {PACK_VERSION}: re-export the pack")
+                        f"reads versions {sorted(PACK_VERSIONS)}: re-export the pack")
     check_manifest_fields(manifest, where, HEADER_SIZE, ALIGN)
     bin_path = manifest_path.parent / manifest["binary"]
     if not bin_path.is_file():
@@ -169,8 +180,9 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
     magic, version, header_size, payload_size, digest = _HEADER.unpack_from(raw)
     if magic != MAGIC:
         raise PackError(f"{bin_path} is not an m3vit weight pack (bad magic {magic!r})")
-    if version != PACK_VERSION:
-        raise PackError(f"{bin_path} is pack version {version}; this toolkit reads version {PACK_VERSION}")
+    if version != manifest["pack_version"]:
+        raise PackError(f"{bin_path} is pack version {version} but its manifest says {manifest['pack_version']}: "
+                        f"pair the .m3vpack with the .json written with it")
     if header_size != HEADER_SIZE:
         raise PackError(f"{bin_path} has a {header_size}-byte header; this toolkit writes {HEADER_SIZE}")
     payload = raw[header_size:]
@@ -199,6 +211,9 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
                         f"{list(cfg.task_names)}")
     if expect_tasks is not None and list(expect_tasks) != list(cfg.task_names):
         raise PackError(f"pack was exported for tasks {list(cfg.task_names)}, not {list(expect_tasks)}")
+    if pack_version(spec) != manifest["pack_version"]:
+        raise PackError(f"manifest {where}: pack version {manifest['pack_version']} is for "
+                        f"{PACK_VERSIONS[manifest['pack_version']]} weight scales but quant has {spec.weight_scales}")
     if expect_mode is not None and spec.mode.name != expect_mode:
         raise PackError(f"pack is {spec.mode.name}, not {expect_mode}")
     expected = expected_tensors(cfg, spec, where)
@@ -220,8 +235,11 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
         if entry["layout"] == "tiled16" and np.any(tile16(value) != arr):
             raise PackError(f"tensor {name}: the zero padding of its 16x16 tiles is not zero")
         iparams[name] = value
+    if spec.row_fracs:
+        check_row_shifts(iparams, spec, cfg, where)
     check_hardware(manifest["hardware"], hardware_section(cfg, spec, iparams), where)
     return Pack(cfg, spec, iparams, heads, manifest)
 
 
-__all__ = ["Pack", "PackError", "logical_tensor", "read_pack", "stored_tensor", "tile16", "untile16", "write_pack"]
+__all__ = ["PACK_VERSION", "PACK_VERSION_PER_ROW", "Pack", "PackError", "logical_tensor", "pack_version", "read_pack",
+           "stored_tensor", "tile16", "untile16", "write_pack"]

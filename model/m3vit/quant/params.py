@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from ..model import M3ViT
-from .fixed import QFormat, quantize
+from .fixed import QFormat, format_for, quantize, quantize_rows
 from .hwconst import LN_NORM_FRAC
 from .spec import QuantSpec
+
+ROW_SHIFT_FORMAT = QFormat(8, 0)  # per-output-channel requantize shifts of per-row packs: int8 integers
 
 LOG2E = 1.0 / math.log(2.0)
 
@@ -81,12 +83,66 @@ def accumulator_frac(spec: QuantSpec, cfg, op: str) -> int:
     return spec.activations[linear_inputs(cfg)[op]].frac + spec.weights[f"{op}.w"].frac
 
 
+def row_fracs_for(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, np.ndarray]:
+    """Per-row weight fractions (NUMERICS.md §1, per-row weight scales) of every linear weight matrix.
+
+    Row r of ``{op}.w`` gets ``f_r = max(f_w, min(format_for(max|w_r|).frac, format_for(max|b_r|, bias_bits).frac
+    - f_x))``: the finest format in which the row's rounded maximum fits (the per-tensor rule, per row), but
+    no finer than lets the row's bias (and, for the patch embedding, its position column) fit ``bias_bits`` at
+    the row's accumulator fraction ``f_x + f_r``; never coarser than the tensor's own format ``f_w`` (the row
+    holding the tensor's maximum has exactly ``f_w``). Exact rational arithmetic, as ``format_for``.
+    """
+    out = {}
+    for op, src in linear_inputs(cfg).items():
+        b = np.abs(params[f"{op}.b"])
+        if op == "patch":
+            b = np.maximum(b, np.abs(params["pos"][1:]).max(axis=0))
+        w_fmt = spec.weights[f"{op}.w"]
+        out[f"{op}.w"] = weight_row_fracs(params[f"{op}.w"], b, spec.activations[src].frac, w_fmt.frac, w_fmt.bits,
+                                          spec.mode.bias_bits)
+    return out
+
+
+def weight_row_fracs(w: np.ndarray, bias_mag: np.ndarray, f_x: int, f_w: int, w_bits: int, bias_bits: int
+                     ) -> np.ndarray:
+    """The per-row rule of :func:`row_fracs_for` for one weight tensor ``w`` [..., rows, k] (fractions [..., rows])."""
+    w_rows = np.array([format_for(float(m), w_bits).frac for m in np.abs(w).max(axis=-1).ravel()])
+    b_rows = np.array([format_for(float(m), bias_bits).frac - f_x for m in np.ravel(bias_mag)])
+    return np.maximum(f_w, np.minimum(w_rows, b_rows)).astype(np.int64).reshape(np.shape(w)[:-1])
+
+
+def row_shifts(spec: QuantSpec, cfg) -> dict[str, np.ndarray]:
+    """Per-row packs: the requantize shift of every output channel, ``{op}.shift`` = f_x + f_r - f_out."""
+    out = {}
+    for op, src in linear_inputs(cfg).items():
+        dst = "embed" if op == "patch" else op
+        out[f"{op}.shift"] = (spec.activations[src].frac + spec.row_fracs[f"{op}.w"]
+                              - spec.activations[dst].frac).astype(np.int64)
+    return out
+
+
+def element_fracs(spec: QuantSpec, cfg, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Per-row packs: the fractional bits of each element of a weight, bias or position tensor (None: the
+    tensor's one format applies). Bias row r (and position column r) sits at its accumulator row's f_x + f_r."""
+    if not spec.row_fracs or ("." not in name and name != "pos"):
+        return None
+    op, kind = name.rsplit(".", 1) if name != "pos" else ("patch", "pos")
+    if f"{op}.w" not in spec.row_fracs or kind not in ("w", "b", "pos"):
+        return None
+    rows = spec.row_fracs[f"{op}.w"]
+    if kind == "w":
+        return np.broadcast_to(rows[..., None], shape)
+    return np.broadcast_to(spec.activations[linear_inputs(cfg)[op]].frac + rows, shape)
+
+
 def int_param_formats(spec: QuantSpec, cfg) -> dict[str, QFormat]:
     """The format of every integer tensor the accelerator reads — the one place these rules live.
 
     Weights and LayerNorm gains: their calibrated formats. Biases: the accumulator they are added
     to (``frac_in + frac_w``, or ``LN_NORM_FRAC + frac_gain``). Patch positions: the patch
-    accumulator. The CLS row (``cls + pos[0]``): the ``embed`` format.
+    accumulator. The CLS row (``cls + pos[0]``): the ``embed`` format. Per-row weight scales: a
+    linear's weight and bias formats give the width and the coarsest row's fraction (each row's own
+    is in ``spec.row_fracs``), and each linear gets its int8 per-channel shift vector ``{op}.shift``.
     """
     bias_bits = spec.mode.bias_bits
     formats = dict(spec.weights)
@@ -97,6 +153,8 @@ def int_param_formats(spec: QuantSpec, cfg) -> dict[str, QFormat]:
     for i in range(cfg.depth):
         for ln in ("ln1", "ln2"):
             formats[f"l{i}.{ln}.b"] = QFormat(bias_bits, LN_NORM_FRAC + spec.weights[f"l{i}.{ln}.g"].frac)
+    if spec.row_fracs:
+        formats.update(dict.fromkeys((f"{op}.shift" for op in linear_inputs(cfg)), ROW_SHIFT_FORMAT))
     return formats
 
 
@@ -118,6 +176,8 @@ def int_param_shapes(cfg) -> dict[str, tuple[int, ...]]:
         else:
             h = cfg.mlp_hidden
             shapes.update({f"{o}.fc1.w": (h, d), f"{o}.fc1.b": (h,), f"{o}.fc2.w": (d, h), f"{o}.fc2.b": (d,)})
+    for op in linear_inputs(cfg):  # per-row packs only: one shift per output channel, shaped like the bias
+        shapes[f"{op}.shift"] = shapes[f"{op}.b"]
     return shapes
 
 
@@ -128,18 +188,34 @@ def int_params(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str,
     row whose rounded value does not fit its (accumulator) format is an error, never a silent saturation.
     """
     sources = {**params, "pos": params["pos"][1:], "cls": params["cls"] + params["pos"][0]}
+    shifts = row_shifts(spec, cfg) if spec.row_fracs else {}
     out = {}
     for name, fmt in int_param_formats(spec, cfg).items():
+        if name in shifts:
+            out[name] = _checked_shifts(name, shifts[name])
+            continue
         narrow = name in spec.weights
-        wide = quantize(sources[name], QFormat(62, fmt.frac))  # rounded, not yet saturated to fmt
+        fracs = element_fracs(spec, cfg, name, np.shape(sources[name]))
+        if fracs is None:
+            wide = quantize(sources[name], QFormat(62, fmt.frac))  # rounded, not yet saturated to fmt
+        else:
+            wide = quantize_rows(np.asarray(sources[name])[..., None], 62, fracs)[..., 0]
         lo = fmt.qmin + 1 if narrow else fmt.qmin
         if wide.size and (int(wide.max()) > fmt.qmax or int(wide.min()) < lo):
             worst = float(np.abs(sources[name]).max())
             raise ValueError(f"tensor {name}: a value of magnitude {worst:.6g} does not fit its format {fmt} "
                              f"(range ±{fmt.qmax * 2.0**-fmt.frac:.6g}); it would saturate. Its input or weight "
                              f"formats are too fine for it: check the checkpoint for outliers")
-        out[name] = quantize(sources[name], fmt, narrow=narrow)
+        out[name] = np.clip(wide, lo, fmt.qmax)
     return out
+
+
+def _checked_shifts(name: str, shifts: np.ndarray) -> np.ndarray:
+    fmt = ROW_SHIFT_FORMAT
+    if int(shifts.min()) < fmt.qmin or int(shifts.max()) > fmt.qmax:
+        raise ValueError(f"tensor {name}: per-channel shifts span [{int(shifts.min())}, {int(shifts.max())}], "
+                         f"outside the int8 shift vector; the model's formats are extreme (check for outliers)")
+    return shifts
 
 
 def accumulator_bounds(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, dict]:

@@ -21,14 +21,20 @@ import torch
 from ..configs import ModelConfig
 from ..model import M3ViT
 from .hwmanifest import hardware_section
-from .params import float_params, int_params, weight_ranges
+from .params import float_params, int_params, row_fracs_for, weight_ranges
 from .reference import FloatArith, IntArith, run_backbone
-from .spec import PrecisionMode, QuantSpec, get_mode, weight_names
+from .spec import WEIGHT_SCALES, PrecisionMode, QuantSpec, get_mode, weight_names
 
 
 def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMode | str,
-              batch_size: int = 16) -> QuantSpec:
-    """Formats for every point from the ranges seen on ``images`` (all tasks)."""
+              batch_size: int = 16, weight_scales: str = "per-tensor") -> QuantSpec:
+    """Formats for every point from the ranges seen on ``images`` (all tasks).
+
+    ``weight_scales="per-row"`` also gives every output row of each linear weight matrix its own
+    power-of-two format (``spec.row_fracs``, NUMERICS.md §1).
+    """
+    if weight_scales not in WEIGHT_SCALES:
+        raise ValueError(f"unknown weight scales {weight_scales!r}; choose one of {list(WEIGHT_SCALES)}")
     mode = get_mode(mode) if isinstance(mode, str) else mode
     cfg = model.cfg
     params = float_params(model)
@@ -37,7 +43,10 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
     for t in range(len(cfg.tasks)):
         for start in range(0, len(images), batch_size):
             run_backbone(arith, cfg, images[start : start + batch_size], t)
-    return QuantSpec.from_ranges(cfg, mode, dict(arith.ranges), weight_ranges(params, weight_names(cfg)))
+    spec = QuantSpec.from_ranges(cfg, mode, dict(arith.ranges), weight_ranges(params, weight_names(cfg)))
+    if weight_scales == "per-row":
+        spec.row_fracs = row_fracs_for(params, spec, cfg)
+    return spec
 
 
 @dataclass

@@ -20,7 +20,7 @@ from scipy.special import erf
 
 from ..configs import ModelConfig
 from . import intops
-from .fixed import QFormat, checked_matmul, checked_mul, dequantize, quantize, requantize_shift
+from .fixed import QFormat, checked_matmul, checked_mul, dequantize, quantize, requantize_rows, requantize_shift
 from .hwmanifest import hardware_section, ops_by_name
 from .spec import QuantSpec
 
@@ -123,9 +123,18 @@ class IntArith:
     def input(self, name, images):
         return self._rec(name, quantize(images, self.f(name)))
 
+    def _requant(self, acc: np.ndarray, op: str, out: QFormat, index=None) -> np.ndarray:
+        """The linear epilogue's requantize: the op's one shift, or (per-row weight scales) the pack's
+        per-output-channel shift vector (of the task's / expert's matrix for a stack)."""
+        entry = self.ops[op]
+        if "row_shift" not in entry:
+            return requantize_shift(acc, entry["shift"], out)
+        shifts = self.p[entry["row_shift"]]
+        return requantize_rows(acc, shifts if index is None else shifts[index], out)
+
     def embed(self, name, patches):
         acc = intops.linear(patches, self.p["patch.w"], self.p["patch.b"]) + self.p["pos"]
-        x = requantize_shift(acc, self.ops["patch"]["shift"], self.f(name))
+        x = self._requant(acc, "patch", self.f(name))
         cls = np.broadcast_to(self.p["cls"], (x.shape[0], 1, x.shape[2]))
         return self._rec(name, np.concatenate([cls, x], axis=1))
 
@@ -138,7 +147,7 @@ class IntArith:
         if index is not None:
             w, b = w[index], b[index]
         acc = intops.linear(x, w, b)
-        return self._rec(name, requantize_shift(acc, self.ops[op]["shift"], self.f(name)))
+        return self._rec(name, self._requant(acc, op, self.f(name), index))
 
     def scores(self, name, q, k):
         acc = checked_matmul(q, np.swapaxes(np.asarray(k, dtype=np.int64), -1, -2))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..configs import ModelConfig
 from .fixed import QFormat, format_for
 
@@ -68,6 +70,14 @@ def weight_names(cfg: ModelConfig) -> list[str]:
     return names
 
 
+WEIGHT_SCALES = ("per-tensor", "per-row")  # one power-of-two scale per weight tensor, or per output row
+
+
+def linear_weight_names(cfg: ModelConfig) -> list[str]:
+    """The weight matrices of the linear unit (``per-row`` weight scales apply to these, not to LayerNorm gains)."""
+    return [n for n in weight_names(cfg) if n.endswith(".w")]
+
+
 def width(mode: PrecisionMode, cls: str) -> int:
     return {"act": mode.act_bits, "resid": mode.resid_bits, "internal": mode.internal_bits}[cls]
 
@@ -79,6 +89,13 @@ class QuantSpec:
     mode: PrecisionMode
     activations: dict[str, QFormat] = field(default_factory=dict)
     weights: dict[str, QFormat] = field(default_factory=dict)
+    # per-row weight scales (NUMERICS.md §1): linear weight name → fractional bits of each output row,
+    # shaped like the weight without its input axis. Empty: per-tensor scales (``weights`` alone).
+    row_fracs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def weight_scales(self) -> str:
+        return "per-row" if self.row_fracs else "per-tensor"
 
     @classmethod
     def from_ranges(cls, cfg: ModelConfig, mode: PrecisionMode, act_max: dict[str, float],
@@ -92,14 +109,34 @@ class QuantSpec:
         return cls(mode, acts, weights)
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode.name,
-                "activations": {k: v.to_dict() for k, v in self.activations.items()},
-                "weights": {k: v.to_dict() for k, v in self.weights.items()}}
+        out = {"mode": self.mode.name,
+               "activations": {k: v.to_dict() for k, v in self.activations.items()},
+               "weights": {k: v.to_dict() for k, v in self.weights.items()}}
+        if self.row_fracs:  # per-tensor specs stay exactly as before (pack version 2)
+            out["weight_scales"] = "per-row"
+            out["row_fracs"] = {k: np.asarray(v).tolist() for k, v in self.row_fracs.items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> QuantSpec:
+        scales = d.get("weight_scales", "per-tensor")
+        if scales not in WEIGHT_SCALES:
+            raise ValueError(f"unknown weight_scales {scales!r}; choose one of {list(WEIGHT_SCALES)}")
+        rows = d.get("row_fracs") if scales == "per-row" else None
+        if scales == "per-row" and not isinstance(rows, dict):
+            raise ValueError("weight_scales 'per-row' needs a 'row_fracs' object (weight name → row fractions)")
+        if scales == "per-tensor" and "row_fracs" in d:
+            raise ValueError("'row_fracs' given but weight_scales is 'per-tensor'")
+        row_fracs = {k: _int_array(v, k) for k, v in (rows or {}).items()}
         return cls(get_mode(d["mode"]), {k: QFormat.from_dict(v) for k, v in d["activations"].items()},
-                   {k: QFormat.from_dict(v) for k, v in d["weights"].items()})
+                   {k: QFormat.from_dict(v) for k, v in d["weights"].items()}, row_fracs)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
+
+
+def _int_array(value, name: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"row_fracs of {name} should be a non-empty nested list of integers")
+    return arr.astype(np.int64)

@@ -23,3 +23,9 @@ def images(micro_model):
 @pytest.fixture(scope="module")
 def qmodel(micro_model, images):
     return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8"))
+
+
+@pytest.fixture(scope="module")
+def qrows(micro_model, images):
+    """The micro model with per-row weight scales (NUMERICS.md §1)."""
+    return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8", weight_scales="per-row"))

@@ -62,7 +62,18 @@ def brevitas(micro_model, qmodel):
     return BrevitasBackbone(micro_model, qmodel.spec).eval()
 
 
-def test_linear_accumulators_bit_exact(qmodel, brevitas, images):
+@pytest.fixture(scope="module")
+def brevitas_rows(micro_model, qrows):
+    return BrevitasBackbone(micro_model, qrows.spec).eval()
+
+
+@pytest.mark.parametrize("scales", ["per-tensor", "per-row"])
+def test_linear_accumulators_bit_exact(request, scales, images):
+    """Per-row weight scales: Brevitas' per-channel fixed-point quantizer gives the same integers, and each
+    accumulator row r (bias at input scale x row scale) equals the integer one at f_x + f_r."""
+    qmodel, brevitas = (request.getfixturevalue("qmodel"), request.getfixturevalue("brevitas")) if scales == \
+        "per-tensor" else (request.getfixturevalue("qrows"), request.getfixturevalue("brevitas_rows"))
+    assert qmodel.spec.weight_scales == scales
     bounds = accumulator_bounds(qmodel.iparams, qmodel.spec, qmodel.cfg)
     assert max(b["bits"] for b in bounds.values()) <= 24  # float32 represents every accumulator exactly
     f = qmodel.spec.activations
@@ -76,11 +87,15 @@ def test_linear_accumulators_bit_exact(qmodel, brevitas, images):
             with torch.no_grad():
                 out = layer(torch.from_numpy(x_int * 2.0 ** -f[src].frac).float()).double().numpy()
             acc = intops.linear(x_int, w_int, b_int)
-            acc_frac = f[src].frac + layer.quant_weight().scale.log2().neg().round().int().item()
-            assert np.array_equal(out * 2.0**acc_frac, acc.astype(np.float64)), name
+            w_frac = layer.quant_weight().scale.log2().neg().round().int().view(-1).numpy()  # one, or one per row
+            assert w_frac.size == (w_int.shape[0] if scales == "per-row" else 1), name
+            assert np.array_equal(out * 2.0 ** (f[src].frac + w_frac), acc.astype(np.float64)), name
 
 
-def test_onnx_qcdq_linear_matches_brevitas_and_integers(qmodel, brevitas, images, tmp_path):
+@pytest.mark.parametrize("scales", ["per-tensor", "per-row"])
+def test_onnx_qcdq_linear_matches_brevitas_and_integers(request, scales, images, tmp_path):
+    qmodel, brevitas = (request.getfixturevalue("qmodel"), request.getfixturevalue("brevitas")) if scales == \
+        "per-tensor" else (request.getfixturevalue("qrows"), request.getfixturevalue("brevitas_rows"))
     _, arith = qmodel.tokens(images[:1], "depth", dump=True)
     op, _, x_int, _, _, _ = linear_cases(qmodel, arith, 1)[1]  # l0.q
     layer = brevitas.linear(op)
@@ -91,7 +106,11 @@ def test_onnx_qcdq_linear_matches_brevitas_and_integers(qmodel, brevitas, images
         want = layer(torch.from_numpy(x)).numpy()
     assert np.array_equal(got, want)
     acc = intops.linear(x_int, qmodel.iparams[f"{op}.w"], qmodel.iparams[f"{op}.b"])
-    assert np.array_equal(got.astype(np.float64) * 2.0 ** accumulator_frac(qmodel.spec, qmodel.cfg, op), acc)
+    acc_frac = accumulator_frac(qmodel.spec, qmodel.cfg, op)  # per-row: the coarsest row's; each row adds its own
+    if scales == "per-row":
+        acc_frac = qmodel.spec.activations["l0.ln1"].frac + qmodel.spec.row_fracs[f"{op}.w"]
+        assert len(set(acc_frac.tolist())) > 1  # the rows really have different scales
+    assert np.array_equal(got.astype(np.float64) * 2.0**acc_frac, acc)
 
 
 def test_brevitas_backbone_tracks_integer_reference(qmodel, brevitas, images):
@@ -132,14 +151,14 @@ def test_write_back_without_training_is_identity(micro_model, qmodel, images):
         torch.testing.assert_close(back(x, task), micro_model(x, task), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["w8a8", "w16a16"])
-def test_fakequant_model_onnx_matches_brevitas(micro_model, images, mode, tmp_path):
+@pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row")])
+def test_fakequant_model_onnx_matches_brevitas(micro_model, images, mode, scales, tmp_path):
     """The whole fake-quantized model in onnxruntime. Quantizers are float arithmetic in both
     runtimes, so agreement is to float rounding (a value near a rounding boundary may move by one
     LSB), not bit-exact; the integer contract is checked layer by layer above."""
     from m3vit.quant.onnx_export import export_fakequant_model
 
-    spec = calibrate(micro_model, images, mode)
+    spec = calibrate(micro_model, images, mode, weight_scales=scales)
     quantized = BrevitasBackbone(micro_model, spec).eval()
     path = export_fakequant_model(micro_model, spec, "semseg", tmp_path / "fq.onnx", batch=1)
     for i in range(3):  # different images route differently: every expert must be in the graph

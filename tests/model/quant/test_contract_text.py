@@ -201,3 +201,23 @@ def test_gating(logits, lf, k):
 def test_requant(x, acc_frac, bits, frac):
     out = QFormat(bits, frac)
     assert int(requantize(np.array([x]), acc_frac, out)[0]) == requant(x, acc_frac - frac, out)
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 2**31 - 1), st.integers(-4, 12),
+       st.sampled_from([QFormat(8, 4), QFormat(16, 9), QFormat(24, 12)]))
+def test_linear_with_per_channel_shifts(seed, base_shift, out):
+    """§3: acc[n] = Σ_k x[k]·w[n,k] + b[n] (bias at row n's accumulator fraction), then requant(acc[n], shift[n])
+    — per-tensor scales are the case of equal shifts."""
+    from m3vit.quant.fixed import requantize_rows
+
+    rng = np.random.default_rng(seed)
+    n_out, k = int(rng.integers(1, 9)), int(rng.integers(1, 20))
+    x = rng.integers(-128, 128, size=(3, k))
+    w = rng.integers(-127, 128, size=(n_out, k))
+    b = rng.integers(-(2**20), 2**20, size=n_out)
+    shifts = base_shift + rng.integers(0, 6, size=n_out)
+    got = requantize_rows(intops.linear(x, w, b), shifts, out)
+    for t in range(3):
+        acc = [sum(int(x[t, j]) * int(w[n, j]) for j in range(k)) + int(b[n]) for n in range(n_out)]
+        assert got[t].tolist() == [requant(acc[n], int(shifts[n]), out) for n in range(n_out)]
