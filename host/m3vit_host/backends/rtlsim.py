@@ -16,7 +16,7 @@ import numpy as np
 
 from m3vit.quant.pack import Pack
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, HostError
 from .base import Backend
 
 SIM_DIR = Path(__file__).resolve().parents[3] / "sim"
@@ -44,6 +44,13 @@ class RtlSimBackend(Backend):
         self.sim = None
 
     def load(self, pack: Pack, manifest_path: Path) -> None:
+        from m3vit.hw.program import ProgramError
+        from m3vit.hw.rtl_top_gen import refuse_per_row_scales
+
+        try:
+            refuse_per_row_scales(pack)  # the RTL units take one weight format per tensor
+        except ProgramError as exc:
+            raise HostError(f"rtlsim: {exc}") from None
         super().load(pack, manifest_path)
         self.manifest_path = Path(manifest_path)
         self.sim = _rtlsim_module()

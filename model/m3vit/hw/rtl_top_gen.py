@@ -143,11 +143,10 @@ def _sv_array(kind: str, name: str, values: list[int], width: int = 0) -> str:
 
 def refuse_per_row_scales(pack) -> None:
     """The RTL applies one weight format per tensor: a pack with per-output-row weight scales is not for it."""
-    for t in pack.manifest["tensors"]:
-        fmt = t.get("format") or {}
-        if any("row" in k for k in (*t, *fmt)):
-            raise program.ProgramError(f"tensor {t['name']} carries per-row weight scales; the RTL top runs "
-                                       f"per-tensor packs only: re-export the pack without the per-row option")
+    if pack.spec.weight_scales != "per-tensor":
+        raise program.ProgramError(f"this pack has {pack.spec.weight_scales} weight scales; the RTL top runs "
+                                   f"per-tensor packs only: re-export the pack without the per-row option, or use "
+                                   f"the csim / reference backends")
 
 
 def layers_include(pack) -> str:
