@@ -93,6 +93,30 @@ int m3v_load_program(const uint32_t* words, uint32_t count) {
                             std::to_string(want) + ": build it for the same model config");
     if (words[H_DEPTH] != uint32_t(DEPTH) || words[H_NUM_TASKS] != uint32_t(NUM_TASKS))
         return fail(-1, "layer program is for another depth or task count than this build");
+    if (per_row) {  // the loader reads each block's shifts by 128-bit beats from these offsets and strides
+        const uint32_t* rs = words + base;
+        if (rs[RS_PATCH_RS] != NO_ROW_SHIFT && rs[RS_PATCH_RS] % 16)
+            return fail(-1, "row-shift table: patch shift offset is not 16-byte aligned: rebuild the pack");
+        const struct {
+            int at, stride, rows;
+        } stacks[3] = {{RS_L_GATE_RS, RS_L_GATE_RS_STRIDE, EXPERTS},
+                       {RS_L_E1_RS, RS_L_E1_RS_STRIDE, EXPERT_HIDDEN},
+                       {RS_L_E2_RS, RS_L_E2_RS_STRIDE, DIM}};
+        for (int l = 0; l < DEPTH; ++l) {
+            const uint32_t* R = rs + RS_HEADER_WORDS + l * RS_LAYER_WORDS;
+            for (int i = 0; i < RS_LAYER_WORDS; ++i) {
+                const bool is_stride = i == RS_L_GATE_RS_STRIDE || i == RS_L_E1_RS_STRIDE || i == RS_L_E2_RS_STRIDE;
+                if (!is_stride && R[i] != NO_ROW_SHIFT && R[i] % 16)
+                    return fail(-1, "row-shift table: layer " + std::to_string(l) +
+                                        " has a shift vector offset that is not 16-byte aligned: rebuild the pack");
+            }
+            for (const auto& st : stacks)
+                if (R[st.at] != NO_ROW_SHIFT && R[st.stride] != uint32_t(st.rows))
+                    return fail(-1, "row-shift table: layer " + std::to_string(l) + " has a shift stack stride of " +
+                                        std::to_string(R[st.stride]) + " bytes, not its row count " +
+                                        std::to_string(st.rows) + ": rebuild the program with m3vit.hw.program");
+        }
+    }
     to_words(reinterpret_cast<const uint8_t*>(words), uint64_t(count) * 4, g_program);
     g_has_program = true;
     return 0;
@@ -243,7 +267,7 @@ int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, co
     struct Epi {
         int64_t* out;
         int64_t n;
-        void operator()(int r, int j, int64_t acc) { out[r * n + j] = acc; }
+        void operator()(int r, int j, int64_t acc, int) { out[r * n + j] = acc; }
     } epi = {out, n};
     linear_ddr(words.data(), words.data(), words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
     return 0;
@@ -266,24 +290,26 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
         if (nk[2 * i + 1] > k_max || nk[2 * i + 1] < 1 || nk[2 * i] < 1) return fail(-1, "linear chain: bad op shape");
         if (offsets[2 * i] % 16 || offsets[2 * i + 1] % BIAS_BYTES)
             return fail(-1, "linear chain: weights must be 16-aligned, biases aligned to their width");
-        ops[i] = {uint32_t(offsets[2 * i]), uint32_t(offsets[2 * i + 1]), int(nk[2 * i]), int(nk[2 * i + 1])};
+        ops[i] = {uint32_t(offsets[2 * i]), uint32_t(offsets[2 * i + 1]), int(nk[2 * i]), int(nk[2 * i + 1]), NO_ROW_SHIFT};
     }
     std::vector<word_t> words;
     to_words(mem, mem_bytes, words);
     struct Epi {
         int64_t* out;
         int64_t n;
-        void operator()(int r, int j, int64_t acc) { out[r * n + j] = acc; }
+        void operator()(int r, int j, int64_t acc, int) { out[r * n + j] = acc; }
     };
     // One region: the loader walks every op before the array sees the first (C-simulation runs the
     // dataflow processes in order), then the ops take their blocks in the same order.
     block_stream blocks;
+    M3V_BLOCK_STREAM_PRAGMAS(blocks)
     hls::stream<BiasRow> biases("chain_biases");
     weight_loader<MAX_CHAIN>(words.data(), words.data(), words.data(), ops, int(n_ops), blocks, biases);
     int64_t* o = out;
     for (int64_t i = 0; i < n_ops; ++i) {
         Epi epi = {o, nk[2 * i]};
-        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), xs.data(), int(k_max), nullptr, int(rows), epi);
+        PtrFeed feed = {xs.data(), int(k_max), nullptr, int(nk[2 * i + 1])};
+        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), feed, int(rows), epi);
         o += rows * nk[2 * i];
     }
     if (!blocks.empty() || !biases.empty()) return fail(-1, "linear chain: the loader produced blocks no op consumed");

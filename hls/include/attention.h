@@ -109,7 +109,7 @@ AV_KEYS:
                     if (pass * AV_LANE_COLS + c < HEAD_DIM) acc[l][pass * AV_LANE_COLS + c] += e * int64_t(vj[c]);
                 }
                 if (pass == 0 && d_scores != NO_DUMP)
-                    mem_put(dump, d_scores + uint32_t((r0 + l) * n + j) * 4, 4, int64_t(sc[l][j]));
+                    dump_word(dump, d_scores + uint32_t((r0 + l) * n + j) * 4, int64_t(sc[l][j]));
             }
         }
         if (++j == n) {
@@ -123,7 +123,7 @@ AV_OUT:
         A_T* o = out + int64_t(r0 + l) * out_stride + out_col0;
         for (int c = 0; c < HEAD_DIM; ++c) {
             o[c] = A_T(requantize(acc[l][c] * inv[l], p.attn_shift, ACT_BITS));
-            if (d_attn != NO_DUMP) mem_put(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, 4, int64_t(o[c]));
+            if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int64_t(o[c]));
         }
     }
 }

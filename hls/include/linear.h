@@ -91,17 +91,34 @@ static_assert(WEIGHT_PORTS <= TILE, "one cycle's beats are different rows of a t
 constexpr uint32_t TILE_BEATS = TILE * BEATS_PER_TILE_ROW;
 static_assert((TILE_BEATS & (TILE_BEATS - 1)) == 0, "the lane rotation wraps with a mask");
 
-typedef hls::stream_of_blocks<weight_block_t, 2> block_stream;  // the ping-pong weight buffer
-struct BiasRow {                                                  // a block's biases, beside it
+// The ping-pong weight buffer. Every variable of this type needs the block's partition and storage
+// (UG1399: the pragmas go on the stream-of-blocks variable, `dim` counting the block's dimensions):
+// rows and columns complete (the array reads one k-slice, MAC_ROWS x MAC_COLS weights, per cycle; the
+// placer writes WEIGHT_PORTS x W_PER_BEAT per cycle into different row banks), each bank KS_MAX deep in
+// distributed RAM. M3V_BLOCK_STREAM_PRAGMAS(var) writes them after the declaration.
+typedef hls::stream_of_blocks<weight_block_t, 2> block_stream;
+#define M3V_PRAGMA(x) _Pragma(#x)
+#define M3V_BLOCK_STREAM_PRAGMAS(var)                                          \
+    M3V_PRAGMA(HLS ARRAY_PARTITION variable = var type = complete dim = 2)     \
+    M3V_PRAGMA(HLS ARRAY_PARTITION variable = var type = complete dim = 3)     \
+    M3V_PRAGMA(HLS BIND_STORAGE variable = var type = ram_s2p impl = lutram)
+
+// A block's biases and, for an op with per-row weight scales (NUMERICS.md §3), its MAC_ROWS
+// requantize shifts, beside the block: one wide word on a stream (Vitis aggregates a struct on a
+// stream), i.e. fully partitioned registers that the epilogue reads MAC_ROWS at a time.
+struct BiasRow {
     bias_t b[MAC_ROWS];
+    int8_t s[MAC_ROWS];  // 0 for an op without per-row shifts (its epilogue uses the op's one shift)
 };
 
 // One op's weights as the loader sees them: W (n_out x k_in, tiled16) at byte w_off of the pack,
 // its biases at b_off. A row range of a matrix that starts on a tile row is an op too (the top
 // loads one head's rows of Q, K and V as three ops).
+// s_off: byte offset of its int8 per-row shift vector (NO_ROW_SHIFT: the op has one shift).
 struct LinOp {
     uint32_t w_off, b_off;
     int n_out, k_in;
+    uint32_t s_off;
 };
 
 // Beat of its tile that lane u carries in cycle k of a tile group.
@@ -137,16 +154,27 @@ struct BlockInfo {
     int k_in;
     int tiles;      // pack tiles of the block: ceil(nb / 16) x ceil(k_in / 16)
     int bias_skip;  // bytes before the block's first bias in its first bias beat (a router's task offset)
+    int shift_skip; // bytes before the block's first shift in its first shift beat (-1: no per-row shifts)
 };
 
 static_assert(BEAT_BYTES % BIAS_BYTES == 0 && (MAC_ROWS * BIAS_BYTES) % BEAT_BYTES == 0,
               "biases never straddle a beat and every block's biases start where the op's do in a beat");
+static_assert(MAC_ROWS % BEAT_BYTES == 0, "every block's int8 shifts start where the op's do in a beat");
 constexpr int MAX_BIAS_BEATS = MAC_ROWS * BIAS_BYTES / BEAT_BYTES + 1;
+constexpr int MAX_SHIFT_BEATS = MAC_ROWS / BEAT_BYTES + 1;
+static_assert(MAX_SHIFT_BEATS <= MAX_BIAS_BEATS, "a block's shift beats fit beside its bias beats");
 inline int bias_beats(int nb, int skip) { return ceil_div(skip + nb * BIAS_BYTES, BEAT_BYTES); }
+inline int shift_beats(int nb, int skip) { return skip < 0 ? 0 : ceil_div(skip + nb, BEAT_BYTES); }
+// The block's tail: bias beats through port 0, its shift beats through port 1 in the same cycles.
+inline int tail_beats(int nb, int bskip, int sskip) {
+    const int b = bias_beats(nb, bskip), s = shift_beats(nb, sskip);
+    return b > s ? b : s;
+}
 inline int block_tiles(int nb, int k_in) { return ceil_div(nb, TILE) * ceil_div(k_in, TILE); }
-// Reader cycles of a block: its tile groups (one beat of WEIGHT_PORTS tiles per cycle), then its biases.
-inline int block_beats(int nb, int k_in, int skip) {
-    return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(TILE_BEATS) + bias_beats(nb, skip);
+inline int shift_skip_of(const LinOp& op) { return op.s_off == NO_ROW_SHIFT ? -1 : int(op.s_off % BEAT_BYTES); }
+// Reader cycles of a block: its tile groups (one beat of WEIGHT_PORTS tiles per cycle), then its tail.
+inline int block_beats(int nb, int k_in, int skip, int sskip) {
+    return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(TILE_BEATS) + tail_beats(nb, skip, sskip);
 }
 
 struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
@@ -155,9 +183,10 @@ struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecu
 
 // Reader: every beat of every block of ops[0..n_ops) in ONE pipelined loop — addresses from the op list,
 // tile t of a block through port t mod WEIGHT_PORTS (each tile a 16-beat burst), then the block's
-// biases through port 0 — so the m_axi requests of consecutive tiles, blocks and ops are in flight
+// biases through port 0 beside its per-row shifts (if any) through port 1 — so the m_axi requests of consecutive tiles, blocks and ops are in flight
 // together and only the region's first read waits for the DDR latency. The blocks of an op are
-// consecutive tile rows of the pack; the biases of block b start at b_off + b·MAC_ROWS·BIAS_BYTES.
+// consecutive tile rows of the pack; the biases of block b start at b_off + b·MAC_ROWS·BIAS_BYTES, its
+// shifts at s_off + b·MAC_ROWS.
 template <int MAX_OPS>
 void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp ops[MAX_OPS],
                    int n_ops, hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos,
@@ -167,15 +196,16 @@ void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2
 READ_COUNT:  // closed form per op: its full blocks and its partial one
     for (int o = 0; o < n_ops; ++o) {
         const int full = ops[o].n_out / MAC_ROWS, rem = ops[o].n_out % MAC_ROWS, skip = int(ops[o].b_off % BEAT_BYTES);
-        total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip) +
-                 (rem ? block_beats(rem, ops[o].k_in, skip) : 0);
+        const int sskip = shift_skip_of(ops[o]);
+        total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip, sskip) +
+                 (rem ? block_beats(rem, ops[o].k_in, skip, sskip) : 0);
         count += full + (rem ? 1 : 0);
     }
     n_blocks.write(count);
     int o = 0, blk = 0, it_blk = 0;
     LinOp op = ops[0];
-    int nb = 0, ct = 0, tile_iters = 0, skip = 0;
-    uint32_t first = 0, bias_first = 0;
+    int nb = 0, ct = 0, tile_iters = 0, skip = 0, sskip = -1, n_shift = 0;
+    uint32_t first = 0, bias_first = 0, shift_first = 0;
     bool start = true;
 READ_BEATS:
     for (int64_t it = 0; it < total; ++it) {
@@ -187,7 +217,10 @@ READ_BEATS:
             first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * TILE_BEATS;
             bias_first = (op.b_off + uint32_t(blk * MAC_ROWS) * BIAS_BYTES) / BEAT_BYTES;
             skip = int(op.b_off % BEAT_BYTES);
-            const BlockInfo info = {nb, op.k_in, block_tiles(nb, op.k_in), skip};
+            sskip = shift_skip_of(op);
+            n_shift = shift_beats(nb, sskip);
+            shift_first = (op.s_off + uint32_t(blk * MAC_ROWS)) / BEAT_BYTES;
+            const BlockInfo info = {nb, op.k_in, block_tiles(nb, op.k_in), skip, sskip};
             infos.write(info);
             start = false;
         }
@@ -201,12 +234,13 @@ READ_BEATS:
             g.b[1] = t0 + 1 < tiles ? wmem1[base + TILE_BEATS + lane_beat(k, 1)] : word_t();
             g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * TILE_BEATS + lane_beat(k, 2)] : word_t();
         } else {
-            g.b[0] = wmem0[bias_first + uint32_t(it_blk - tile_iters)];
-            g.b[1] = word_t();
+            const int i = it_blk - tile_iters;
+            g.b[0] = i < bias_beats(nb, skip) ? wmem0[bias_first + uint32_t(i)] : word_t();
+            g.b[1] = i < n_shift ? wmem1[shift_first + uint32_t(i)] : word_t();
             g.b[2] = word_t();
         }
         beats.write(g);
-        if (++it_blk == tile_iters + bias_beats(nb, skip)) {  // the block is read: next block, or next op
+        if (++it_blk == tile_iters + tail_beats(nb, skip, sskip)) {  // the block is read: next block, or next op
             it_blk = 0;
             start = true;
             if (++blk == ceil_div(op.n_out, MAC_ROWS)) {
@@ -242,15 +276,17 @@ PLACE_BLOCKS:
             advance_tile(tr[u], tc[u], u, ct);
         }
         const int tile_iters = ceil_div(tiles, WEIGHT_PORTS) * int(TILE_BEATS);
-        const int n_bias = bias_beats(nb, info.bias_skip);
-        word_t bw[MAX_BIAS_BEATS];
+        const int n_tail = tail_beats(nb, info.bias_skip, info.shift_skip);
+        word_t bw[MAX_BIAS_BEATS], sw[MAX_BIAS_BEATS];
 #pragma HLS ARRAY_PARTITION variable = bw complete
+#pragma HLS ARRAY_PARTITION variable = sw complete
     PLACE_BEATS:  // one loop over the block's tile groups and then its bias beats: no refill between groups
-        for (int it = 0; it < tile_iters + n_bias; ++it) {
+        for (int it = 0; it < tile_iters + n_tail; ++it) {
 #pragma HLS PIPELINE II = 1
             const WeightBeats g = beats.read();
             if (it >= tile_iters) {
                 bw[it - tile_iters] = g.b[0];
+                sw[it - tile_iters] = g.b[1];
             } else {
                 const int t0 = (it / int(TILE_BEATS)) * WEIGHT_PORTS;
                 const uint32_t k = uint32_t(it) & (TILE_BEATS - 1);
@@ -303,6 +339,9 @@ PLACE_BLOCKS:
             const int at = info.bias_skip + n * BIAS_BYTES;
             b.b[n] = n < nb ? bias_t(beat_int_bytes(bw[at / BEAT_BYTES], (at % BEAT_BYTES) / BIAS_BYTES, BIAS_BYTES))
                             : bias_t(0);
+            const int sat = info.shift_skip + n;
+            b.s[n] = info.shift_skip >= 0 && n < nb ? int8_t(beat_int_bytes(sw[sat / BEAT_BYTES], sat % BEAT_BYTES, 1))
+                                                    : int8_t(0);
         }
         biases.write(b);
     }
@@ -364,25 +403,38 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
     }
 }
 
-// The fused epilogue of one token: epi(r, n, acc) with the exact accumulator (bias included) of
-// output n of input row r, MAC_ROWS outputs per cycle.
+// The fused epilogue of one token: epi(r, n, acc, shift) with the exact accumulator (bias included)
+// of output n of input row r and output n's per-row shift (0 without), MAC_ROWS outputs per cycle.
 template <class EPI>
-inline void epilogue_row(const AccRow& acc, int t, int n0, int nb, EPI& epi) {
+inline void epilogue_row(const AccRow& acc, const BiasRow& bias, int t, int n0, int nb, EPI& epi) {
 #pragma HLS INLINE
 EPI_OUTPUTS:
     for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]));
+        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]), int(bias.s[n]));
     }
 }
 
-// One block through the array. Input row t of the op is x[(gather ? gather[t] : t) * x_stride]
-// (experts gather their queue). The k-slice x token nest is flattened by hand (one pipelined loop of
-// kslices x iters cycles, no drain between k-slices); in the last k-slice each token's sums go
-// straight to the epilogue instead of being written back.
-template <class WB, class EPI>
-void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, const act_t* x, int x_stride,
-               const uint16_t* gather, int rows, EPI& epi) {
+// The array's feed from a buffer in memory: token t's k-slice ks of x[(gather ? gather[t] : t) * x_stride]
+// (the op-level tests and linear_ddr; the top has its own feed that names its buffers by kind).
+struct PtrFeed {
+    const act_t* x;
+    int x_stride;
+    const uint16_t* gather;
+    int k_in;
+    void operator()(int t, int ks, act_t xs[MAC_COLS]) const {
+        const act_t* xr = x + int64_t(gather ? gather[t] : t) * x_stride + ks * MAC_COLS;
+        const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
+        for (int c = 0; c < MAC_COLS; ++c) xs[c] = c < valid ? xr[c] : act_t(0);
+    }
+};
+
+// One block through the array. Input row t of the op is feed(t, k-slice) (experts gather their queue).
+// The k-slice x token nest is flattened by hand (one pipelined loop of kslices x iters cycles, no drain
+// between k-slices); in the last k-slice each token's sums go straight to the epilogue instead of being
+// written back.
+template <class WB, class FEED, class EPI>
+void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, FEED& feed, int rows, EPI& epi) {
     static acc_t acc[ROWS_MAX][MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
     const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
@@ -396,9 +448,7 @@ K_SLICES_X_TOKENS:
         if (t < rows) {
             act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
 #pragma HLS ARRAY_PARTITION variable = xs complete
-            const act_t* xr = x + int64_t(gather ? gather[t] : t) * x_stride + ks * MAC_COLS;
-            const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
-            for (int c = 0; c < MAC_COLS; ++c) xs[c] = c < valid ? xr[c] : act_t(0);
+            feed(t, ks, xs);
             int64_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
             mac_cycle(w[ks], xs, sum);
@@ -408,7 +458,7 @@ K_SLICES_X_TOKENS:
                 r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + sum[n]);
                 acc[t][n] = r.a[n];
             }
-            if (ks == kslices - 1) epilogue_row(r, t, n0, nb, epi);
+            if (ks == kslices - 1) epilogue_row(r, bias, t, n0, nb, epi);
         }
         if (++t == iters) {
             t = 0;
@@ -418,14 +468,14 @@ K_SLICES_X_TOKENS:
 }
 
 // The compute side of one op: its blocks, in the loader's order, through the array.
-template <class EPI>
-void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, const act_t* x, int x_stride,
-               const uint16_t* gather, int rows, EPI& epi) {
+template <class FEED, class EPI>
+void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
+               EPI& epi) {
 OP_BLOCKS:
     for (int blk = 0; blk < ceil_div(n_out, MAC_ROWS); ++blk) {
         hls::read_lock<weight_block_t> w(blocks);
         const BiasRow b = biases.read();
-        mac_block(w, b, blk, n_out, k_in, x, x_stride, gather, rows, epi);
+        mac_block(w, b, blk, n_out, k_in, feed, rows, epi);
     }
 }
 
@@ -433,11 +483,13 @@ OP_BLOCKS:
 template <class EPI>
 void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t w_off, uint32_t b_off,
                 int n_out, int k_in, const act_t* x, int x_stride, const uint16_t* gather, int rows, EPI& epi) {
-    const LinOp ops[1] = {{w_off, b_off, n_out, k_in}};
+    const LinOp ops[1] = {{w_off, b_off, n_out, k_in, NO_ROW_SHIFT}};
     block_stream blocks;
+    M3V_BLOCK_STREAM_PRAGMAS(blocks)
     hls::stream<BiasRow> biases("lin_biases");
     weight_loader<1>(wmem0, wmem1, wmem2, ops, 1, blocks, biases);
-    linear_op(blocks, biases, n_out, k_in, x, x_stride, gather, rows, epi);
+    PtrFeed feed = {x, x_stride, gather, k_in};
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi);
 }
 
 }  // namespace m3v

@@ -49,8 +49,8 @@ TOPK_SCAN:
 
 // Route `rows` tokens: per expert, the queue of tokens that chose it (ascending) and their gates.
 template <int E_MAX, int ROWS_MAX, class L_T>
-void route_tokens(const L_T* logits, int rows, int e, int k, int l_frac, uint16_t queue[E_MAX][ROWS_MAX],
-                  int64_t gate[E_MAX][ROWS_MAX], int count[E_MAX]) {
+void route_tokens(const L_T* logits, int rows, int e, int k, int l_frac, uint16_t queue[E_MAX * ROWS_MAX],
+                  int64_t gate[E_MAX * ROWS_MAX], int count[E_MAX]) {
     for (int j = 0; j < e; ++j) count[j] = 0;
 ROUTE_ROWS:  // one row per E_MAX cycles: one top-k comparator bank and one exp unit walk the experts
     for (int r = 0; r < rows; ++r) {
@@ -63,8 +63,8 @@ ROUTE_ROWS:  // one row per E_MAX cycles: one top-k comparator bank and one exp 
         gate_probabilities<E_MAX>(l, e, l_frac, top, k, g);
         for (int i = 0; i < k; ++i) {
             const int x = top[i];
-            queue[x][count[x]] = uint16_t(r);
-            gate[x][count[x]] = g[i];
+            queue[x * ROWS_MAX + count[x]] = uint16_t(r);  // expert x's queue at x · ROWS_MAX (one memory)
+            gate[x * ROWS_MAX + count[x]] = g[i];
             ++count[x];
         }
     }

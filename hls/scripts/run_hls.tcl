@@ -15,6 +15,8 @@ set vector_dir  [file normalize [lindex $argv 1]]
 set project_dir [file normalize [lindex $argv 2]]
 set steps       [expr {[llength $argv] > 3 ? [lrange $argv 3 end] : {csim csynth cosim export}}]
 
+# M3V_DUMPS is deliberately not defined: the synthesized kernel has no debug-dump writes in its pipelines
+# (the C-sim library defines it for its per-point tests; tb_main checks only the returned tokens).
 set cflags "-std=c++14 -I$root/hls/include -I$header_dir"
 file mkdir $project_dir
 cd $project_dir

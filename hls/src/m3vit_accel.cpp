@@ -42,6 +42,9 @@ static_assert(PATCH % PIX_PER_BEAT == 0 && IMG_W % PIX_PER_BEAT == 0,
               "im2col reads one 128-bit beat of one patch row per cycle");
 static_assert((N_TOK * DIM * RESID_BYTES) % BEAT_BYTES == 0, "a frame's tokens are whole 128-bit beats");
 static_assert(HEAD_DIM % TILE == 0, "a head's rows of Q, K, V start on a pack tile row");
+constexpr int QKV_WORD = HEAD_DIM < MAC_ROWS ? HEAD_DIM : MAC_ROWS;  // values the array writes per cycle
+static_assert(HEAD_DIM % QKV_WORD == 0 && HEAD_DIM / QKV_WORD <= 2,
+              "a head's Q/K/V row is whole QKV_WORD-value words, read through the two ports in one cycle");
 constexpr int TAIL_OPS = 3;                  // proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 
@@ -55,93 +58,113 @@ static act_t hid[ROWS * HIDDEN_MAX]; // GELU output (dense hidden, or one expert
 static act_t patches[BATCH * N_PATCH * PATCH_K];
 static int_t logits[ROWS * EXPERTS];
 static sint<64> moe_acc[ROWS * DIM];
-static uint16_t queue[EXPERTS][EROWS];
-static int64_t gates[EXPERTS][EROWS];
+static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
+static int64_t gates[EXPERTS * EROWS];
 static int counts[EXPERTS];
 constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
 static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
 static bias_t ln_b[LN_COUNT * DIM];
 static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
-// Per-row weight scales (NUMERICS.md §3): the int8 per-output-channel requantize shifts of the patch
-// embedding and of the current layer's linears, whole tensors (every task's router, every expert) loaded
-// from the pack by 128-bit beats before the layer's regions, at fixed places of one buffer; an epilogue
-// with rs_at >= 0 requantizes output n with row_shift[rs_at + n]. Per-tensor programs (no row-shift
-// table) never touch it: every op uses its descriptor's one shift.
-constexpr int RS_AT_PATCH = 0, RS_AT_Q = DIM, RS_AT_K = 2 * DIM, RS_AT_V = 3 * DIM, RS_AT_PROJ = 4 * DIM;
-constexpr int RS_AT_FC1 = 5 * DIM, RS_AT_FC2 = RS_AT_FC1 + MLP_HIDDEN, RS_AT_GATE = RS_AT_FC2 + DIM;
-constexpr int RS_AT_E1 = RS_AT_GATE + NUM_TASKS * EXPERTS, RS_AT_E2 = RS_AT_E1 + EXPERTS * EXPERT_HIDDEN;
-constexpr int RS_BYTES = RS_AT_E2 + EXPERTS * DIM;
-static int8_t row_shift[RS_BYTES];
+// Per-row weight scales (NUMERICS.md §3): an op's int8 per-output-channel requantize shifts come from
+// the pack with its biases — the weight loader reads each block's MAC_ROWS shifts beside its bias beats
+// (LinOp::s_off, from the program's row-shift table) and hands them to the epilogue in the BiasRow.
+// RS[] below are one layer's row-shift table words (all NO_ROW_SHIFT for a per-tensor program).
 
 inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) {
-    if (base != NO_DUMP) mem_put(dump, base + uint32_t(index) * 4, 4, value);
+    if (DUMPS && base != NO_DUMP) dump_word(dump, base + uint32_t(index) * 4, value);  // M3V_DUMPS builds only
 }
 
 template <class T>
 void dump_matrix(word_t* dump, uint32_t base, const T* buf, int rows, int cols, int stride) {
-    if (base == NO_DUMP) return;
+    if (!DUMPS || base == NO_DUMP) return;
 DUMP_ROWS:
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < cols; ++c) dump_put(dump, base, int64_t(r) * cols + c, int64_t(buf[int64_t(r) * stride + c]));
 }
 
-// --- the linear unit's fused epilogue -----------------------------------------------------------
-// One epilogue for every op, its function chosen per call by `kind`, so that the top has exactly
-// one linear unit (a template functor per op would make Vitis instantiate one MAC array per op).
-enum EpiKind { EPI_STORE_ACT, EPI_STORE_LOGIT, EPI_GELU, EPI_RESIDUAL, EPI_GATE_ACC, EPI_EMBED };
+// --- the array's feed and fused epilogue, by kind ---------------------------------------------------------
+// Every buffer the array reads or writes is named by a kind, never passed as a pointer: a pointer chosen
+// at run time between separate on-chip memories is something Vitis cannot schedule at II = 1.
+enum FeedKind { FEED_PATCHES, FEED_H_LN, FEED_A_BUF, FEED_HID };
+
+struct Feed {
+    FeedKind kind;
+    int q_at;  // >= 0: input row t is token queue[q_at + t] (an expert's queue, one flat memory)
+    int k_in;
+    void operator()(int t, int ks, act_t xs[MAC_COLS]) const {
+        const int64_t row = q_at >= 0 ? int64_t(queue[q_at + t]) : int64_t(t);
+        const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
+        for (int c = 0; c < MAC_COLS; ++c) {
+            const int64_t k = int64_t(ks) * MAC_COLS + c;
+            act_t v;
+            switch (kind) {
+                case FEED_PATCHES: v = patches[row * PATCH_K + k]; break;
+                case FEED_H_LN: v = h_ln[row * DIM + k]; break;
+                case FEED_A_BUF: v = a_buf[row * DIM + k]; break;
+                default: v = hid[row * HIDDEN_MAX + k]; break;
+            }
+            xs[c] = c < valid ? v : act_t(0);
+        }
+    }
+};
+
+Feed feed_of(FeedKind kind, int k_in) {
+    const Feed f = {kind, -1, k_in};
+    return f;
+}
+
+// One epilogue for the ops of the tail, the experts and the embedding, its function (and destination)
+// chosen per op by `kind`.
+enum EpiKind { EPI_STORE_LOGIT, EPI_GELU, EPI_RES_MID, EPI_RES_OUT, EPI_GATE_ACC, EPI_EMBED };
 
 struct Epilogue {
     EpiKind kind;
     int shift;                  // accumulator → the op's output format (per-tensor weight scales)
-    int rs_at;                  // per-row weight scales: output n's shift is row_shift[rs_at + n] (-1: `shift`)
-    act_t* y;                   // STORE_ACT, GELU: output rows of `stride`
-    int stride;
-    int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU
-    const res_t* res_in;        // RESIDUAL: res_out = add(res_in, branch) (NUMERICS.md §4.5)
-    res_t* res_out;
-    int x_lsh, y_lsh, add_shift;
-    const uint16_t* tokens;     // GATE_ACC: moe_acc[tokens[r]] += gate[r] · y
-    const int64_t* gate;
+    bool per_row;               // per-row weight scales: output n's shift comes beside the block's biases
+    int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU (into hid)
+    int x_lsh, y_lsh, add_shift;  // RES_MID: x_mid = add(x_res, branch); RES_OUT: x_res = add(x_mid, branch)
+    int q_at;                   // GATE_ACC: moe_acc[queue[q_at + r]] += gates[q_at + r] · y
     // EMBED: + position (pos_buf, on chip), into the row after the frame's CLS token
-    word_t* dump;               // dumps: d0 (and d1: GELU output, residual sum), row0 = dump row of r = 0
+    word_t* dump;               // dumps (M3V_DUMPS builds): d0 (and d1: GELU output, residual sum)
     uint32_t d0, d1;
-    int64_t row0;
+    int64_t row0;               // dump row of r = 0
     int d_cols;
 
-    void operator()(int r, int n, int64_t acc) {
-        const int sh = rs_at < 0 ? shift : int(row_shift[rs_at + n]);  // output channel n's shift
+    void operator()(int r, int n, int64_t acc, int row_sh) {
+        const int sh = per_row ? row_sh : shift;  // output channel n's shift
         switch (kind) {
-            case EPI_STORE_ACT:
             case EPI_STORE_LOGIT: {
-                const int64_t v = requantize(acc, sh, kind == EPI_STORE_ACT ? ACT_BITS : INTERNAL_BITS);
-                if (kind == EPI_STORE_ACT)
-                    y[int64_t(r) * stride + n] = act_t(v);
-                else
-                    logits[int64_t(r) * EXPERTS + n] = int_t(v);
+                const int64_t v = requantize(acc, sh, INTERNAL_BITS);
+                logits[int64_t(r) * EXPERTS + n] = int_t(v);
                 dump_put(dump, d0, int64_t(r) * d_cols + n, v);
                 break;
             }
             case EPI_GELU: {
                 const int64_t z = requantize(acc, sh, INTERNAL_BITS);
                 const int64_t g = gelu(z, in_frac, gelu_shift, ACT_BITS);
-                y[int64_t(r) * stride + n] = act_t(g);
+                hid[int64_t(r) * HIDDEN_MAX + n] = act_t(g);
                 dump_put(dump, d0, (row0 + r) * d_cols + n, z);
                 dump_put(dump, d1, (row0 + r) * d_cols + n, g);
                 break;
             }
-            case EPI_RESIDUAL: {
+            case EPI_RES_MID:
+            case EPI_RES_OUT: {
                 const int64_t b = requantize(acc, sh, RESID_BITS);
                 const int64_t i = int64_t(r) * DIM + n;
-                const int64_t s = requantize(shl(int64_t(res_in[i]), x_lsh) + shl(b, y_lsh), add_shift, RESID_BITS);
-                res_out[i] = res_t(s);
+                const int64_t x = kind == EPI_RES_MID ? int64_t(x_res[i]) : int64_t(x_mid[i]);
+                const int64_t s = requantize(shl(x, x_lsh) + shl(b, y_lsh), add_shift, RESID_BITS);
+                if (kind == EPI_RES_MID)
+                    x_mid[i] = res_t(s);
+                else
+                    x_res[i] = res_t(s);
                 dump_put(dump, d0, i, b);
                 dump_put(dump, d1, i, s);
                 break;
             }
             case EPI_GATE_ACC: {
                 const int64_t v = requantize(acc, sh, RESID_BITS);
-                const int64_t i = int64_t(tokens[r]) * DIM + n;
-                moe_acc[i] = sint<64>(int64_t(moe_acc[i]) + gate[r] * v);
+                const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
+                moe_acc[i] = sint<64>(int64_t(moe_acc[i]) + gates[q_at + r] * v);
                 dump_put(dump, d0, (row0 + r) * DIM + n, v);
                 break;
             }
@@ -155,11 +178,12 @@ struct Epilogue {
     }
 };
 
-Epilogue epi_of(EpiKind kind, int shift, word_t* dump, uint32_t d0, int d_cols) {
+Epilogue epi_of(EpiKind kind, int shift, bool per_row, word_t* dump, uint32_t d0, int d_cols) {
     Epilogue e = {};
     e.kind = kind;
     e.shift = shift;
-    e.rs_at = -1;
+    e.per_row = per_row;
+    e.q_at = 0;
     e.dump = dump;
     e.d0 = d0;
     e.d1 = NO_DUMP;
@@ -167,11 +191,9 @@ Epilogue epi_of(EpiKind kind, int shift, word_t* dump, uint32_t d0, int d_cols) 
     return e;
 }
 
-Epilogue epi_gelu(act_t* y, int shift, int in_frac, int gelu_shift, word_t* dump, uint32_t d_pre, uint32_t d_post,
+Epilogue epi_gelu(int shift, bool per_row, int in_frac, int gelu_shift, word_t* dump, uint32_t d_pre, uint32_t d_post,
                   int64_t row0, int d_cols) {
-    Epilogue e = epi_of(EPI_GELU, shift, dump, d_pre, d_cols);
-    e.y = y;
-    e.stride = HIDDEN_MAX;
+    Epilogue e = epi_of(EPI_GELU, shift, per_row, dump, d_pre, d_cols);
     e.in_frac = in_frac;
     e.gelu_shift = gelu_shift;
     e.d1 = d_post;
@@ -179,11 +201,9 @@ Epilogue epi_gelu(act_t* y, int shift, int in_frac, int gelu_shift, word_t* dump
     return e;
 }
 
-Epilogue epi_residual(const res_t* x, res_t* y, int shift, int x_lsh, int y_lsh, int add_shift, word_t* dump,
+Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_lsh, int add_shift, word_t* dump,
                       uint32_t d_branch, uint32_t d_sum) {
-    Epilogue e = epi_of(EPI_RESIDUAL, shift, dump, d_branch, DIM);
-    e.res_in = x;
-    e.res_out = y;
+    Epilogue e = epi_of(kind, shift, per_row, dump, d_branch, DIM);
     e.x_lsh = x_lsh;
     e.y_lsh = y_lsh;
     e.add_shift = add_shift;
@@ -191,11 +211,14 @@ Epilogue epi_residual(const res_t* x, res_t* y, int shift, int x_lsh, int y_lsh,
     return e;
 }
 
-// The one linear unit: every op of every region calls it (ALLOCATION limit=1 in the top shares it).
-void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, const act_t* x,
-                 int x_stride, const uint16_t* gather, int rows, Epilogue& epi) {
+// The linear unit of a region's compute process: each process calls it from ONE site (a loop over the
+// region's ops), so each process holds one MAC array. The four processes (embed, heads, tail, experts)
+// are separate dataflow modules, so as coded there are four arrays; see hls/README.md (Resources).
+template <class FEED, class EPI>
+void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
+                 EPI& epi) {
 #pragma HLS INLINE off
-    linear_op(blocks, biases, n_out, k_in, x, x_stride, gather, rows, epi);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -205,10 +228,13 @@ inline uint32_t dump_offset(uint32_t base, bool dumping, uint32_t f0, uint32_t v
     return (base == NO_DUMP || !dumping) ? NO_DUMP : base + f0 * values_per_frame * 4;
 }
 
-inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in) {
-    const LinOp op = {w_off, b_off, n_out, k_in};
+// s_off: the op's per-row shift vector in the pack (NO_ROW_SHIFT: its descriptor's one shift).
+inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in, uint32_t s_off) {
+    const LinOp op = {w_off, b_off, n_out, k_in, s_off};
     return op;
 }
+// Row `first` of a per-row shift vector (its bytes are the op's output rows), or NO_ROW_SHIFT.
+inline uint32_t rs_at(uint32_t s_off, uint32_t first) { return s_off == NO_ROW_SHIFT ? NO_ROW_SHIFT : s_off + first; }
 
 // `count` little-endian values of `nbytes` from byte `off` (16-aligned: pack tensors are 64-aligned),
 // one 128-bit beat per cycle from each weight port (beat i through port i mod WEIGHT_PORTS).
@@ -252,24 +278,25 @@ EMBED_IM2COL:
 #pragma HLS UNROLL
             const int64_t v = beat_int_bytes(w, j, ACT_BYTES);
             patches[int64_t(f * N_PATCH + p) * PATCH_K + k0 + j] = act_t(v);
-            dump_put(dump, d_image, int64_t(f) * IN_CH * IMG_H * IMG_W + pix0 + j, v);
+            dump_put(dump, d_image, int64_t(f) * IN_CH * IMG_H * IMG_W + pix0 + j, v);  // M3V_DUMPS builds only
         }
     }
 }
 
-void embed_compute(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int rs_at, int frames) {
-    Epilogue epi = epi_of(EPI_EMBED, shift, nullptr, NO_DUMP, DIM);
-    epi.rs_at = rs_at;
-    linear_unit(blocks, biases, DIM, PATCH_K, patches, PATCH_K, nullptr, frames * N_PATCH, epi);
+void embed_compute(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, bool per_row, int frames) {
+    Epilogue epi = epi_of(EPI_EMBED, shift, per_row, nullptr, NO_DUMP, DIM);
+    Feed feed = feed_of(FEED_PATCHES, PATCH_K);
+    linear_unit(blocks, biases, DIM, PATCH_K, feed, frames * N_PATCH, epi);
 }
 
-void embed_region(WEIGHT_PORT_PARAMS, const LinOp ops[1], int shift, int rs_at, int frames) {
+void embed_region(WEIGHT_PORT_PARAMS, const LinOp ops[1], int shift, bool per_row, int frames) {
 #pragma HLS DATAFLOW
     block_stream blocks;
+    M3V_BLOCK_STREAM_PRAGMAS(blocks)
     hls::stream<BiasRow> biases("embed_biases");
 #pragma HLS STREAM variable = biases depth = 2
     weight_loader<1>(WEIGHT_PORT_ARGS, ops, 1, blocks, biases);
-    embed_compute(blocks, biases, shift, rs_at, frames);
+    embed_compute(blocks, biases, shift, per_row, frames);
 }
 
 // The position table, then every LayerNorm's gain and bias (offsets from the layer program), through the
@@ -309,11 +336,11 @@ void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, c
     im2col(images, frames, dump, d_image);
 }
 
-void embed(WEIGHT_PORT_PARAMS, const word_t* program, const uint32_t* hdr, bool per_row, const word_t* images,
+void embed(WEIGHT_PORT_PARAMS, const word_t* program, const uint32_t* hdr, uint32_t patch_rs, const word_t* images,
            int frames, word_t* dump) {
     embed_inputs(WEIGHT_PORT_ARGS, program, hdr[H_POS], images, frames, dump, hdr[H_D_IMAGE]);
-    const LinOp ops[1] = {lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K)};
-    embed_region(WEIGHT_PORT_ARGS, ops, sfield(hdr[H_PATCH_SHIFT]), per_row ? RS_AT_PATCH : -1, frames);
+    const LinOp ops[1] = {lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patch_rs)};
+    embed_region(WEIGHT_PORT_ARGS, ops, sfield(hdr[H_PATCH_SHIFT]), patch_rs != NO_ROW_SHIFT, frames);
 EMBED_CLS:
     for (int f = 0; f < frames; ++f)
         for (int n = 0; n < DIM; ++n)
@@ -333,8 +360,8 @@ void layer_norm(const uint32_t* L, int l, int which, const res_t* x, int rows, w
 }
 
 // --- attention: Q/K/V per head on the array beside the attention unit -------------------------------------
-struct QkvWeights {  // the layer's Q, K, V matrices and biases (byte offsets into the pack)
-    uint32_t w[3], b[3];
+struct QkvWeights {  // the layer's Q, K, V matrices, biases and per-row shift vectors (byte offsets into the pack)
+    uint32_t w[3], b[3], s[3];
 };
 
 // Head h's rows of Q, K and V: three ops of HEAD_DIM rows, each a contiguous range of its matrix.
@@ -343,30 +370,41 @@ void head_loader(WEIGHT_PORT_PARAMS, QkvWeights qkv, int h, block_stream& blocks
     LinOp ops[3];
     for (int i = 0; i < 3; ++i)
         ops[i] = lin_op(qkv.w[i] + uint32_t(h * HEAD_DIM) * row_bytes, qkv.b[i] + uint32_t(h * HEAD_DIM) * BIAS_BYTES,
-                        HEAD_DIM, DIM);
+                        HEAD_DIM, DIM, rs_at(qkv.s[i], uint32_t(h * HEAD_DIM)));
     weight_loader<3>(WEIGHT_PORT_ARGS, ops, 3, blocks, biases);
 }
 
-void head_op(block_stream& blocks, hls::stream<BiasRow>& biases, int shift, int rs_at, int h, int rows,
-             act_t out[ROWS * HEAD_DIM]) {
-    Epilogue epi = epi_of(EPI_STORE_ACT, shift, nullptr, NO_DUMP, HEAD_DIM);
-    epi.rs_at = rs_at < 0 ? -1 : rs_at + h * HEAD_DIM;  // the head's rows of the matrix
-    epi.y = out;
-    epi.stride = HEAD_DIM;
-    linear_unit(blocks, biases, HEAD_DIM, DIM, h_ln, DIM, nullptr, rows, epi);
-}
+// The heads' epilogue: requantize into the head's Q, K or V. The three PIPOs are bound once per process
+// (the same memories on every call); `which` enables one of three write paths, it selects no pointer.
+struct HeadEpi {
+    act_t (&q)[ROWS * HEAD_DIM];
+    act_t (&k)[ROWS * HEAD_DIM];
+    act_t (&v)[ROWS * HEAD_DIM];
+    int which, shift;
+    bool per_row;
+    void operator()(int r, int n, int64_t acc, int row_sh) {
+        const act_t y = act_t(requantize(acc, per_row ? row_sh : shift, ACT_BITS));
+        const int i = r * HEAD_DIM + n;
+        if (which == 0) q[i] = y;
+        if (which == 1) k[i] = y;
+        if (which == 2) v[i] = y;
+    }
+};
 
-// The array's process of the HEADS loop: head h's Q, K, V rows, in the loader's order.
-void head_qkv(block_stream& blocks, hls::stream<BiasRow>& biases, const int shifts[3], bool per_row, int h, int rows,
-              act_t qh[ROWS * HEAD_DIM], act_t kh[ROWS * HEAD_DIM], act_t vh[ROWS * HEAD_DIM]) {
-    head_op(blocks, biases, shifts[0], per_row ? RS_AT_Q : -1, h, rows, qh);
-    head_op(blocks, biases, shifts[1], per_row ? RS_AT_K : -1, h, rows, kh);
-    head_op(blocks, biases, shifts[2], per_row ? RS_AT_V : -1, h, rows, vh);
+// The array's process of the HEADS loop: head h's Q, K, V rows, in the loader's order, one call site.
+void head_qkv(block_stream& blocks, hls::stream<BiasRow>& biases, const int shifts[3], bool per_row, int rows,
+              act_t (&qh)[ROWS * HEAD_DIM], act_t (&kh)[ROWS * HEAD_DIM], act_t (&vh)[ROWS * HEAD_DIM]) {
+HEAD_OPS:
+    for (int i = 0; i < 3; ++i) {
+        HeadEpi epi = {qh, kh, vh, i, shifts[i], per_row};
+        Feed feed = feed_of(FEED_H_LN, DIM);
+        linear_unit(blocks, biases, HEAD_DIM, DIM, feed, rows, epi);
+    }
 }
 
 // Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
 void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, int rows) {
-    if (d == NO_DUMP) return;
+    if (!DUMPS || d == NO_DUMP) return;
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(x[r * HEAD_DIM + c]));
 }
@@ -390,92 +428,118 @@ HEAD_FRAMES:
     }
 }
 
-void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, bool per_row, int frames, word_t* dump) {
+void attention(WEIGHT_PORT_PARAMS, const uint32_t* L, const uint32_t* RS, int frames, word_t* dump) {
     const int rows = frames * N_TOK;
-    const QkvWeights qkv = {{L[L_Q_W], L[L_K_W], L[L_V_W]}, {L[L_Q_W + 1], L[L_K_W + 1], L[L_V_W + 1]}};
+    const QkvWeights qkv = {{L[L_Q_W], L[L_K_W], L[L_V_W]}, {L[L_Q_W + 1], L[L_K_W + 1], L[L_V_W + 1]},
+                            {RS[RS_L_Q_RS], RS[RS_L_K_RS], RS[RS_L_V_RS]}};
+    const bool per_row = RS[RS_L_Q_RS] != NO_ROW_SHIFT;
     const int shifts[3] = {sfield(L[L_Q_W + 2]), sfield(L[L_K_W + 2]), sfield(L[L_V_W + 2])};
     const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
     const AttentionParams p = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
 HEADS:  // a dataflow loop: head h+1's Q/K/V (and its weights) beside head h's attention
     for (int h = 0; h < HEADS; ++h) {
 #pragma HLS DATAFLOW
-        act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];  // PIPO: ping-pong per head
+        // PIPO, ping-pong per head. The array writes QKV_WORD consecutive values of a row per cycle, the
+        // attention unit reads a HEAD_DIM row per cycle: reshaped into QKV_WORD-value words (a write is one
+        // whole word), true dual-port so a row's (at most 2) words are read in one cycle.
+        act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];
+#pragma HLS ARRAY_RESHAPE variable = qh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = kh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = vh type = cyclic factor = QKV_WORD
+#pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
         block_stream blocks;
+        M3V_BLOCK_STREAM_PRAGMAS(blocks)
         hls::stream<BiasRow> biases("head_biases");
 #pragma HLS STREAM variable = biases depth = 2
         head_loader(WEIGHT_PORT_ARGS, qkv, h, blocks, biases);
-        head_qkv(blocks, biases, shifts, per_row, h, rows, qh, kh, vh);
+        head_qkv(blocks, biases, shifts, per_row, rows, qh, kh, vh);
         head_attention(qh, kh, vh, h, frames, p, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
     }
 }
 
 // --- the rest of a layer: proj, LN2, MLP or router --------------------------------------------------------
-void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, int l, bool per_row,
-                  uint32_t task, int rows, word_t* dump) {
-    Epilogue pr = epi_residual(x_res, x_mid, sfield(L[L_PROJ_SHIFT]), sfield(L[L_MID_X_LSH]), sfield(L[L_MID_Y_LSH]),
-                               sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ], L[L_D_MID]);
-    pr.rs_at = per_row ? RS_AT_PROJ : -1;
-    linear_unit(blocks, biases, DIM, DIM, a_buf, DIM, nullptr, rows, pr);
-    layer_norm(L, l, 1, x_mid, rows, dump, L[L_D_LN2]);  // the loader fetches the next op's first block meanwhile
+// Op i of the tail (proj, then fc1, fc2 or the router): its epilogue, by kind.
+Epilogue tail_epi(int i, const uint32_t* L, const uint32_t* RS, uint32_t task, word_t* dump) {
+    if (i == 0) {
+        return epi_residual(EPI_RES_MID, sfield(L[L_PROJ_SHIFT]), RS[RS_L_PROJ_RS] != NO_ROW_SHIFT,
+                            sfield(L[L_MID_X_LSH]), sfield(L[L_MID_Y_LSH]), sfield(L[L_MID_SHIFT]), dump, L[L_D_PROJ],
+                            L[L_D_MID]);
+    }
     if (L[L_IS_MOE]) {
-        Epilogue gs = epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), dump, L[L_D_GATE], EXPERTS);
-        gs.rs_at = per_row ? RS_AT_GATE + int(task) * EXPERTS : -1;
-        linear_unit(blocks, biases, EXPERTS, DIM, h_ln, DIM, nullptr, rows, gs);
-    } else {
-        Epilogue g = epi_gelu(hid, sfield(L[L_FC1_SHIFT]), sfield(L[L_GELU_IN_FRAC]), sfield(L[L_GELU_SHIFT]), dump,
-                              L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
-        g.rs_at = per_row ? RS_AT_FC1 : -1;
-        linear_unit(blocks, biases, MLP_HIDDEN, DIM, h_ln, DIM, nullptr, rows, g);
-        Epilogue r = epi_residual(x_mid, x_res, sfield(L[L_FC2_SHIFT]), sfield(L[L_OUT_X_LSH]), sfield(L[L_OUT_Y_LSH]),
-                                  sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
-        r.rs_at = per_row ? RS_AT_FC2 : -1;
-        linear_unit(blocks, biases, DIM, MLP_HIDDEN, hid, HIDDEN_MAX, nullptr, rows, r);
+        (void)task;
+        return epi_of(EPI_STORE_LOGIT, sfield(L[L_GATE_SHIFT]), RS[RS_L_GATE_RS] != NO_ROW_SHIFT, dump, L[L_D_GATE],
+                      EXPERTS);
+    }
+    if (i == 1) {
+        return epi_gelu(sfield(L[L_FC1_SHIFT]), RS[RS_L_FC1_RS] != NO_ROW_SHIFT, sfield(L[L_GELU_IN_FRAC]),
+                        sfield(L[L_GELU_SHIFT]), dump, L[L_D_FC1], L[L_D_GELU], 0, MLP_HIDDEN);
+    }
+    return epi_residual(EPI_RES_OUT, sfield(L[L_FC2_SHIFT]), RS[RS_L_FC2_RS] != NO_ROW_SHIFT, sfield(L[L_OUT_X_LSH]),
+                        sfield(L[L_OUT_Y_LSH]), sfield(L[L_OUT_SHIFT]), dump, L[L_D_FC2], L[L_D_OUT]);
+}
+
+// The compute process of the tail: its ops from one call site of the array, LN2 after the first.
+void tail_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const LinOp ops[TAIL_OPS], int n_ops,
+                  const uint32_t* L, const uint32_t* RS, int l, uint32_t task, int rows, word_t* dump) {
+TAIL_OPS_LOOP:
+    for (int i = 0; i < n_ops; ++i) {
+        Epilogue epi = tail_epi(i, L, RS, task, dump);
+        Feed feed = feed_of(i == 0 ? FEED_A_BUF : (i == 1 ? FEED_H_LN : FEED_HID), ops[i].k_in);
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, rows, epi);
+        // the loader fetches the next op's first block meanwhile
+        if (i == 0) layer_norm(L, l, 1, x_mid, rows, dump, L[L_D_LN2]);
     }
 }
 
-void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, int l, bool per_row,
-                 uint32_t task, int rows, word_t* dump) {
+void tail_region(WEIGHT_PORT_PARAMS, const LinOp ops[TAIL_OPS], int n_ops, const uint32_t* L, const uint32_t* RS,
+                 int l, uint32_t task, int rows, word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
+    M3V_BLOCK_STREAM_PRAGMAS(blocks)
     hls::stream<BiasRow> biases("tail_biases");
 #pragma HLS STREAM variable = biases depth = 2
     weight_loader<TAIL_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    tail_compute(blocks, biases, L, l, per_row, task, rows, dump);
+    tail_compute(blocks, biases, ops, n_ops, L, RS, l, task, rows, dump);
 }
 
-void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, int l, bool per_row, uint32_t task, int rows, word_t* dump) {
+void layer_tail(WEIGHT_PORT_PARAMS, const uint32_t* L, const uint32_t* RS, int l, uint32_t task, int rows,
+                word_t* dump) {
     LinOp ops[TAIL_OPS];
-    ops[0] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM);
+    ops[0] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, RS[RS_L_PROJ_RS]);
     int n_ops = 2;
     if (L[L_IS_MOE]) {
-        ops[1] = lin_op(L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS, DIM);
+        ops[1] = lin_op(L[L_GATE_W] + task * L[L_GATE_W_STRIDE], L[L_GATE_B] + task * L[L_GATE_B_STRIDE], EXPERTS, DIM,
+                        rs_at(RS[RS_L_GATE_RS], task * RS[RS_L_GATE_RS_STRIDE]));
     } else {
-        ops[1] = lin_op(L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM);
-        ops[2] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN);
+        ops[1] = lin_op(L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, RS[RS_L_FC1_RS]);
+        ops[2] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, RS[RS_L_FC2_RS]);
         n_ops = 3;
     }
-    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, l, per_row, task, rows, dump);
+    tail_region(WEIGHT_PORT_ARGS, ops, n_ops, L, RS, l, task, rows, dump);
 }
 
 // --- MoE: the active experts, back to back --------------------------------------------------------------
-void experts_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, const int active[EXPERTS],
-                     int n_active, bool per_row, int rows, word_t* dump) {
+void experts_compute(block_stream& blocks, hls::stream<BiasRow>& biases, const uint32_t* L, const uint32_t* RS,
+                     const int active[EXPERTS], int n_active, int rows, word_t* dump) {
     const int64_t values = int64_t(rows) * DIM;
     int64_t row0 = 0;
-EXPERTS_LOOP:
-    for (int i = 0; i < n_active; ++i) {
-        const int e = active[i];
-        Epilogue g = epi_gelu(hid, sfield(L[L_E1_SHIFT]), sfield(L[L_EGELU_IN_FRAC]), sfield(L[L_EGELU_SHIFT]), dump,
-                              L[L_D_E1], L[L_D_EGELU], row0, EXPERT_HIDDEN);
-        g.rs_at = per_row ? RS_AT_E1 + e * EXPERT_HIDDEN : -1;
-        linear_unit(blocks, biases, EXPERT_HIDDEN, DIM, h_ln, DIM, queue[e], counts[e], g);
-        Epilogue a = epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), dump, L[L_D_E2], DIM);
-        a.tokens = queue[e];
-        a.rs_at = per_row ? RS_AT_E2 + e * DIM : -1;
-        a.gate = gates[e];
-        a.row0 = row0;
-        linear_unit(blocks, biases, DIM, EXPERT_HIDDEN, hid, HIDDEN_MAX, nullptr, counts[e], a);
-        row0 += counts[e];
+EXPERT_OPS_LOOP:  // fc1 and fc2 of every active expert from one call site of the array
+    for (int j = 0; j < 2 * n_active; ++j) {
+        const int e = active[j / 2];
+        const bool fc1 = j % 2 == 0;
+        Epilogue epi = fc1 ? epi_gelu(sfield(L[L_E1_SHIFT]), RS[RS_L_E1_RS] != NO_ROW_SHIFT,
+                                      sfield(L[L_EGELU_IN_FRAC]), sfield(L[L_EGELU_SHIFT]), dump, L[L_D_E1],
+                                      L[L_D_EGELU], row0, EXPERT_HIDDEN)
+                           : epi_of(EPI_GATE_ACC, sfield(L[L_E2_SHIFT]), RS[RS_L_E2_RS] != NO_ROW_SHIFT, dump,
+                                    L[L_D_E2], DIM);
+        epi.q_at = e * EROWS;  // expert e's queue and gates: an offset into one memory each
+        epi.row0 = row0;
+        Feed feed = feed_of(fc1 ? FEED_H_LN : FEED_HID, fc1 ? DIM : EXPERT_HIDDEN);
+        feed.q_at = fc1 ? e * EROWS : -1;  // fc1 gathers the expert's tokens; fc2 reads its hidden rows in order
+        linear_unit(blocks, biases, fc1 ? EXPERT_HIDDEN : DIM, fc1 ? DIM : EXPERT_HIDDEN, feed, counts[e], epi);
+        if (!fc1) row0 += counts[e];
     }
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
     const int x_lsh = sfield(L[L_OUT_X_LSH]), y_lsh = sfield(L[L_OUT_Y_LSH]), out_shift = sfield(L[L_OUT_SHIFT]);
@@ -498,16 +562,17 @@ MOE_FINISH:  // combine requantize + residual add, LANES values per cycle; each 
 }
 
 void experts_region(WEIGHT_PORT_PARAMS, const LinOp ops[EXPERT_OPS], int n_ops, const uint32_t* L,
-                    const int active[EXPERTS], int n_active, bool per_row, int rows, word_t* dump) {
+                    const uint32_t* RS, const int active[EXPERTS], int n_active, int rows, word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
+    M3V_BLOCK_STREAM_PRAGMAS(blocks)
     hls::stream<BiasRow> biases("expert_biases");
 #pragma HLS STREAM variable = biases depth = 2
     weight_loader<EXPERT_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    experts_compute(blocks, biases, L, active, n_active, per_row, rows, dump);
+    experts_compute(blocks, biases, L, RS, active, n_active, rows, dump);
 }
 
-void moe_experts(WEIGHT_PORT_PARAMS, const uint32_t* L, bool per_row, int rows, word_t* dump) {
+void moe_experts(WEIGHT_PORT_PARAMS, const uint32_t* L, const uint32_t* RS, int rows, word_t* dump) {
     route_tokens<EXPERTS, EROWS>(logits, rows, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue, gates, counts);
     int active[EXPERTS];
     LinOp ops[EXPERT_OPS];
@@ -516,35 +581,23 @@ ACTIVE_EXPERTS:  // inactive experts are never read from DDR
     for (int e = 0; e < EXPERTS; ++e) {
         if (counts[e] > 0) {
             ops[2 * n_active] = lin_op(L[L_E1_W] + uint32_t(e) * L[L_E1_W_STRIDE], L[L_E1_B] + uint32_t(e) * L[L_E1_B_STRIDE],
-                                       EXPERT_HIDDEN, DIM);
+                                       EXPERT_HIDDEN, DIM, rs_at(RS[RS_L_E1_RS], uint32_t(e) * RS[RS_L_E1_RS_STRIDE]));
             ops[2 * n_active + 1] = lin_op(L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE],
-                                           L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE], DIM, EXPERT_HIDDEN);
+                                           L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE], DIM, EXPERT_HIDDEN,
+                                           rs_at(RS[RS_L_E2_RS], uint32_t(e) * RS[RS_L_E2_RS_STRIDE]));
             active[n_active++] = e;
         }
     }
-    experts_region(WEIGHT_PORT_ARGS, ops, 2 * n_active, L, active, n_active, per_row, rows, dump);
+    experts_region(WEIGHT_PORT_ARGS, ops, 2 * n_active, L, RS, active, n_active, rows, dump);
 }
 
-// --- per-row weight scales: the shift vectors of one layer (or of the patch embedding) -------------------------
-// Layer l's row-shift table (after the layer descriptors of a per-row program) → its linears' shift vectors,
-// each a whole pack tensor (64-byte aligned) read by beats over the weight ports (`load_vector`).
-void load_layer_shifts(WEIGHT_PORT_PARAMS, const word_t* program, int l, bool is_moe) {
-    uint32_t R[RS_LAYER_WORDS];
+// --- per-row weight scales: where the shift vectors of a layer are ---------------------------------------------
+// Layer l's row-shift table words (after the layer descriptors of a per-row program), or all NO_ROW_SHIFT
+// (a per-tensor program: every op uses its descriptor's one shift). The loader reads the vectors themselves.
+void row_shift_words(const word_t* program, bool per_row, int l, uint32_t RS[RS_LAYER_WORDS]) {
     const uint32_t base = uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS + RS_HEADER_WORDS + l * RS_LAYER_WORDS);
-    for (int i = 0; i < RS_LAYER_WORDS; ++i) R[i] = mem_u32(program, base + uint32_t(i));
-    load_vector(WEIGHT_PORT_ARGS, R[RS_L_Q_RS], 1, DIM, row_shift + RS_AT_Q);
-    load_vector(WEIGHT_PORT_ARGS, R[RS_L_K_RS], 1, DIM, row_shift + RS_AT_K);
-    load_vector(WEIGHT_PORT_ARGS, R[RS_L_V_RS], 1, DIM, row_shift + RS_AT_V);
-    load_vector(WEIGHT_PORT_ARGS, R[RS_L_PROJ_RS], 1, DIM, row_shift + RS_AT_PROJ);
-    if (!is_moe) {
-        load_vector(WEIGHT_PORT_ARGS, R[RS_L_FC1_RS], 1, MLP_HIDDEN, row_shift + RS_AT_FC1);
-        load_vector(WEIGHT_PORT_ARGS, R[RS_L_FC2_RS], 1, DIM, row_shift + RS_AT_FC2);
-        return;
-    }
-    // the stacks are contiguous ([tasks][E], [E][H], [E][D]): the program's strides equal these row counts
-    load_vector(WEIGHT_PORT_ARGS, R[RS_L_GATE_RS], 1, NUM_TASKS * EXPERTS, row_shift + RS_AT_GATE);
-    load_vector(WEIGHT_PORT_ARGS, R[RS_L_E1_RS], 1, EXPERTS * EXPERT_HIDDEN, row_shift + RS_AT_E1);
-    load_vector(WEIGHT_PORT_ARGS, R[RS_L_E2_RS], 1, EXPERTS * DIM, row_shift + RS_AT_E2);
+RS_WORDS:
+    for (int i = 0; i < RS_LAYER_WORDS; ++i) RS[i] = per_row ? mem_u32(program, base + uint32_t(i)) : NO_ROW_SHIFT;
 }
 
 // Tokens of the batch to DDR, one 128-bit beat (RES_PER_BEAT values) per cycle.
@@ -570,7 +623,6 @@ using namespace m3v;
 
 void m3vit_accel(M3V_TOP_ARGS) {
     M3V_TOP_INTERFACE_PRAGMAS
-#pragma HLS ALLOCATION function instances = linear_unit limit = 1
     // LANES consecutive features per cycle (epilogue outputs, MoE combine, token write-out).
 #pragma HLS ARRAY_PARTITION variable = x_res cyclic factor = LANES
 #pragma HLS ARRAY_PARTITION variable = x_mid cyclic factor = LANES
@@ -585,16 +637,14 @@ void m3vit_accel(M3V_TOP_ARGS) {
     // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
 #pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
 #pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
-#pragma HLS ARRAY_PARTITION variable = queue complete dim = 1
-#pragma HLS ARRAY_PARTITION variable = gates complete dim = 1
+    // queue / gates: one memory each, expert e's entries from e · EROWS (an offset, not a memory choice)
 #pragma HLS ARRAY_PARTITION variable = counts complete
     uint32_t hdr[HEADER_WORDS];
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
     // A per-row program (NUMERICS.md §3) carries the row-shift table after the layer descriptors.
     const bool per_row = hdr[H_VERSION] == uint32_t(PROGRAM_VERSION_PER_ROW);
-    if (per_row)
-        load_vector(WEIGHT_PORT_ARGS, mem_u32(program, uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS + RS_PATCH_RS)), 1,
-                    DIM, row_shift + RS_AT_PATCH);
+    const uint32_t patch_rs =
+        per_row ? mem_u32(program, uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS + RS_PATCH_RS)) : NO_ROW_SHIFT;
     const uint32_t frame_in_beats = IN_CH * IMG_H * IMG_W * ACT_BYTES / BEAT_BYTES;
     // Dumps cover every frame of a run, up to the dump_frames frames the scratch layout was sized for:
     // each point's dump is frame-major, so a batch's offsets are the point's base advanced by f0 frames.
@@ -609,7 +659,7 @@ FRAME_BATCHES:
         for (int i = 0; i < HEADER_WORDS; ++i) bhdr[i] = hdr[i];
         bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
-        embed(WEIGHT_PORT_ARGS, program, bhdr, per_row, images + f0 * frame_in_beats, frames, dump);
+        embed(WEIGHT_PORT_ARGS, program, bhdr, patch_rs, images + f0 * frame_in_beats, frames, dump);
         const int rows = frames * N_TOK;
     LAYERS:
         for (int l = 0; l < DEPTH; ++l) {
@@ -618,11 +668,12 @@ FRAME_BATCHES:
                 const uint32_t w = mem_u32(program, uint32_t(HEADER_WORDS + l * LAYER_WORDS + i));
                 L[i] = i < L_D_LN1 ? w : dump_offset(w, dumping, f0, LAYER_DUMP_FRAME_VALUES[i - L_D_LN1]);
             }
-            if (per_row) load_layer_shifts(WEIGHT_PORT_ARGS, program, l, L[L_IS_MOE] != 0);
+            uint32_t RS[RS_LAYER_WORDS];
+            row_shift_words(program, per_row, l, RS);
             layer_norm(L, l, 0, x_res, rows, dump, L[L_D_LN1]);
-            attention(WEIGHT_PORT_ARGS, L, per_row, frames, dump);
-            layer_tail(WEIGHT_PORT_ARGS, L, l, per_row, task, rows, dump);
-            if (L[L_IS_MOE]) moe_experts(WEIGHT_PORT_ARGS, L, per_row, rows, dump);
+            attention(WEIGHT_PORT_ARGS, L, RS, frames, dump);
+            layer_tail(WEIGHT_PORT_ARGS, L, RS, l, task, rows, dump);
+            if (L[L_IS_MOE]) moe_experts(WEIGHT_PORT_ARGS, L, RS, rows, dump);
         }
         tokens_out(tokens, f0, rows);
     }

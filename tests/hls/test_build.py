@@ -106,6 +106,16 @@ def test_standalone_testbench_passes_and_catches_a_wrong_token(tmp_path, capfd):
     assert res.returncode == 1 and "first at frame 0 token 1 feature 6" in res.stdout
 
 
+def test_synthesis_build_without_dumps_gives_the_same_tokens(tmp_path, capfd):
+    """The top as Vitis synthesizes it (no M3V_DUMPS: no dump code in its pipelines) returns the same tokens."""
+    out = tmp_path / "vec"
+    assert vectors_main(["--config", "micro", "--mode", "w8a8", "--frames", "2", "--out", str(out)]) == 0
+    tb = build_testbench(get_config("micro"), "w8a8", dumps=False)
+    assert tb != build_testbench(get_config("micro"), "w8a8")  # a build of its own
+    res = subprocess.run([str(tb), str(out)], capture_output=True, text=True)
+    assert res.returncode == 0 and "PASS: 2 frame(s)" in res.stdout, res.stdout + res.stderr
+
+
 @pytest.mark.parametrize(("target", "tool"), [("hls", "vitis_hls"), ("bitstream", "vivado")])
 def test_vendor_targets_stop_with_one_line_without_the_tool(target, tool):
     make = shutil.which("make")

@@ -182,3 +182,53 @@ def test_m3vit_small_builds_from_the_same_sources():
     sim = cached(cfg, "w8a8")
     assert (sim.constant("DIM"), sim.constant("HEADS"), sim.constant("TOP_K")) == (384, 12, 4)
     assert sim.constant("N_TOK") == cfg.num_tokens
+
+
+def test_per_row_program_checks(micro_q, micro_model, micro_images, tmp_path):
+    """The row-shift table's offsets are 16-byte aligned and each shift stack's stride is its row count (the loader
+    reads a block's shifts by beats): both the program builder and the C ABI refuse anything else."""
+    import ctypes
+
+    from m3vit.hw.program import (
+        HEADER_FIELDS,
+        LAYER_FIELDS,
+        ROW_SHIFT_HEADER_FIELDS,
+        ROW_SHIFT_LAYER_FIELDS,
+        ProgramError,
+        build_program,
+    )
+
+    mode, q, _ = micro_q
+    qr = QuantizedModel.build(micro_model, calibrate(micro_model, micro_images, mode, weight_scales="per-row"))
+    _, rows_manifest = write_pack(qr, tmp_path)
+    sim = cached(q.cfg, mode)
+    pack = sim.load_pack(rows_manifest)
+    words, _ = build_program(pack)
+    moe = next(i for i in range(q.cfg.depth) if q.cfg.is_moe(i))
+    at = (len(HEADER_FIELDS) + q.cfg.depth * len(LAYER_FIELDS) + len(ROW_SHIFT_HEADER_FIELDS)
+          + moe * len(ROW_SHIFT_LAYER_FIELDS))
+
+    def refused(w: np.ndarray) -> str:
+        rc = sim.lib.m3v_load_program(w.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), ctypes.c_uint32(w.size))
+        assert rc != 0
+        return sim.lib.m3v_last_error().decode()
+
+    misaligned = words.copy()
+    misaligned[at + ROW_SHIFT_LAYER_FIELDS.index("q_rs")] += 4
+    assert "not 16-byte aligned" in refused(misaligned)
+    strided = words.copy()
+    strided[at + ROW_SHIFT_LAYER_FIELDS.index("e1_rs_stride")] += 16
+    assert f"not its row count {q.cfg.expert_hidden}" in refused(strided)
+    assert sim.lib.m3v_load_program(words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
+                                    ctypes.c_uint32(words.size)) == 0  # the built program itself is accepted
+
+    bad = copy.deepcopy(pack)
+    entry = next(t for t in bad.manifest["tensors"] if t["name"] == f"l{moe}.e2.shift")
+    entry["offset"] += 8
+    with pytest.raises(ProgramError, match="not 16-byte aligned"):
+        build_program(bad)
+    bad = copy.deepcopy(pack)
+    entry = next(t for t in bad.manifest["tensors"] if t["name"] == f"l{moe}.e1.shift")
+    entry["nbytes"] += 16 * entry["stored_shape"][0]
+    with pytest.raises(ProgramError, match="not the row count"):
+        build_program(bad)

@@ -55,3 +55,23 @@ def test_readme_table_is_the_generated_one():
     cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
     assert markdown_table(cfg, mode, HlsParams.for_mode(mode)) in readme, \
         "hls/README.md's table is stale: paste `python -m m3vit.hw.resources --config m3vit-tiny --mode w8a8`"
+
+
+def test_as_coded_array_count_matches_the_cpp():
+    """Each compute process that calls linear_unit does so from one site, and resources counts one array per such
+    process (the C++ does not share one array across the regions yet)."""
+    import re
+    from pathlib import Path
+
+    from m3vit.hw.resources import ARRAY_PROCESSES_AS_CODED, as_coded_totals
+
+    src = (Path(__file__).resolve().parents[2] / "hls" / "src" / "m3vit_accel.cpp").read_text()
+    bodies = dict(re.findall(r"\nvoid (\w+)\([^{]*\{(.*?)\n\}\n", src, flags=re.S))
+    callers = sorted(name for name, body in bodies.items() if "linear_unit(" in body)
+    assert callers == sorted(ARRAY_PROCESSES_AS_CODED)
+    assert all(bodies[name].count("linear_unit(") == 1 for name in callers)
+    cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
+    params = HlsParams.for_mode(mode)
+    mac = {k.name: k for k in kernels(cfg, mode, params)}["linear unit: MAC array"]
+    shared, coded = totals(kernels(cfg, mode, params)), as_coded_totals(cfg, mode, params)
+    assert coded["dsp"] - shared["dsp"] >= (len(callers) - 1) * mac.dsp

@@ -40,8 +40,10 @@ BUILD_DIR = REPO / "build"
 # kernels' on-chip buffers are static locals of inline templates, which g++ would otherwise export as
 # process-wide unique symbols, so a second library (another config) loaded into the same process would
 # silently use the first one's smaller buffers.
+# -DM3V_DUMPS: the C-sim writes every activation point's debug dump (the synthesis build leaves it off).
+DUMPS_FLAG = "-DM3V_DUMPS"
 CXXFLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas",
-            "-Wno-unused-label", "-fPIC", "-fno-gnu-unique")
+            "-Wno-unused-label", "-fPIC", "-fno-gnu-unique", DUMPS_FLAG)
 LIB_SOURCES = ("src/m3vit_accel.cpp", "csim/csim_api.cpp")
 TB_SOURCES = ("src/m3vit_accel.cpp", "csim/tb_main.cpp")
 
@@ -80,13 +82,14 @@ def build_library(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams
 
 
 def build_testbench(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None = None,
-                    ap_types: bool = False) -> Path:
-    """Compile (or reuse) the standalone testbench executable (hls/csim/tb_main.cpp)."""
-    return _build(cfg, mode, params, ap_types, testbench=True)
+                    ap_types: bool = False, dumps: bool = True) -> Path:
+    """Compile (or reuse) the standalone testbench executable (hls/csim/tb_main.cpp); ``dumps=False`` compiles
+    the top as the synthesis build does (no M3V_DUMPS: no debug-dump code at all)."""
+    return _build(cfg, mode, params, ap_types, testbench=True, dumps=dumps)
 
 
 def _build(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None, ap_types: bool,
-           testbench: bool) -> Path:
+           testbench: bool, dumps: bool = True) -> Path:
     mode = get_mode(mode) if isinstance(mode, str) else mode
     params = params or HlsParams.for_mode(mode)
     key = config_key(cfg, mode, params)
@@ -94,7 +97,7 @@ def _build(cfg: ModelConfig, mode: PrecisionMode | str, params: HlsParams | None
     write_config_header(cfg, mode, params, header_dir)
     # ap_private's own maybe-uninitialized warnings surface through inlining despite -isystem.
     ap_flags = ["-DM3V_AP_TYPES", "-Wno-maybe-uninitialized", "-Wno-uninitialized"]
-    flags = [*CXXFLAGS, *(ap_flags if ap_types else [])]
+    flags = [*(f for f in CXXFLAGS if dumps or f != DUMPS_FLAG), *(ap_flags if ap_types else [])]
     digest = hashlib.sha256()
     for src in _sources():
         digest.update(str(src.relative_to(HLS_DIR)).encode() + b"\0" + src.read_bytes())

@@ -18,7 +18,8 @@ below are the one definition: ``hls_config`` writes them into the C++ header as 
 Per-row weight scales (NUMERICS.md §3): a per-row pack's program has version ``PROGRAM_VERSION_PER_ROW``
 and, after the layer descriptors, a row-shift table: ``ROW_SHIFT_HEADER_FIELDS`` (the patch embedding),
 then ``depth`` blocks of ``ROW_SHIFT_LAYER_FIELDS`` — the pack offset of each linear's int8 shift vector
-(and its stride for stacks), which the linear unit loads with the bias. A per-tensor pack's program is
+(and its stride for stacks), which the accelerator's weight loader reads beside each block's biases (so
+offsets are 16-byte aligned and a stack's stride is its row count). A per-tensor pack's program is
 unchanged (version ``PROGRAM_VERSION``, no table), so an accelerator built for it refuses a per-row
 program by its version.
 """
@@ -252,16 +253,29 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
 def row_shift_table(pack: Pack, tensors: dict[str, dict]) -> list[int]:
     """The per-row program's trailing table: where each linear's int8 shift vector lies in the pack."""
     cfg = pack.cfg
-    words = [_u32(tensors["patch.shift"]["offset"])]
+    # The accelerator's loader reads each block's shifts by 128-bit beats beside its biases: vectors start on a
+    # beat, and a stack's vectors are contiguous (stride = the matrix's row count, one byte per row).
+    stack_rows = {"gate": cfg.num_experts, "e1": cfg.expert_hidden, "e2": cfg.dim}
+
+    def aligned(name: str, entry: dict) -> int:
+        if entry["offset"] % 16:
+            raise ProgramError(f"{name}: shift vector at byte {entry['offset']} is not 16-byte aligned: "
+                               "rebuild the pack with m3vit-quantize")
+        return entry["offset"]
+
+    words = [_u32(aligned("patch.shift", tensors["patch.shift"]))]
     for i in range(cfg.depth):
         o = f"l{i}"
         fields = dict.fromkeys(ROW_SHIFT_LAYER_FIELDS, NO_ROW_SHIFT)
         ops = ("q", "k", "v", "proj") + (("gate", "e1", "e2") if cfg.is_moe(i) else ("fc1", "fc2"))
         for op in ops:
             entry = tensors[f"{o}.{op}.shift"]
-            fields[f"{op}_rs"] = entry["offset"]
+            fields[f"{op}_rs"] = aligned(f"{o}.{op}.shift", entry)
             if f"{op}_rs_stride" in fields:
                 fields[f"{op}_rs_stride"] = _stride(entry)
+                if fields[f"{op}_rs_stride"] != stack_rows[op]:
+                    raise ProgramError(f"{o}.{op}.shift: stride {fields[f'{op}_rs_stride']} bytes, not the row "
+                                       f"count {stack_rows[op]}: the pack's shift stack is not contiguous int8")
         words += [_u32(fields[f]) for f in ROW_SHIFT_LAYER_FIELDS]
     return words
 

@@ -5,6 +5,12 @@ each kernel instantiates for a given :class:`HlsParams`), not synthesis reports.
 ``hls/README.md`` tables and what the parameter set was chosen with; ``make hls`` on a machine with
 Vitis gives the post-synthesis figures to compare.
 
+``kernels`` is the design with ONE linear unit (one MAC array shared by every op), which is what the
+latency model assumes and what the parameters were sized for. The C++ does not yet share it: each DATAFLOW
+region's compute process (``ARRAY_PROCESSES_AS_CODED``) calls ``linear_unit`` from its own single site, so
+Vitis would build one array (with its accumulators and weight-block ping-pong) per process —
+:func:`as_coded_totals` counts that, and the README table prints both.
+
 Memories: a buffer of ``depth`` words of ``width`` bits read once per cycle costs
 ``ceil(width / 72) · ceil(depth / 512)`` BRAM36 (72-bit simple-dual-port mode) or, placed in
 UltraRAM, ``ceil(width / 72) · ceil(depth / 4096)`` URAM. Ping-pong buffers count twice.
@@ -34,6 +40,12 @@ def uram(width: int, depth: int) -> int:
     return math.ceil(width / 72) * math.ceil(depth / 4096)
 
 
+# The compute processes of hls/src/m3vit_accel.cpp that call linear_unit (one call site each): as coded, each is
+# a separate dataflow module with its own MAC array. Sharing one needs the regions' compute merged into one
+# long-lived process fed an op list (not done). tests/hls/test_resources.py checks this list against the C++.
+ARRAY_PROCESSES_AS_CODED = ("embed_compute", "head_qkv", "tail_compute", "experts_compute")
+
+
 @dataclass(frozen=True)
 class Kernel:
     name: str
@@ -54,13 +66,16 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
     macs = p.mac_rows * p.mac_cols
     ks_max = math.ceil(k_max / p.mac_cols)
     av = min(p.av_cols, hd)
+    qkv_word = min(p.mac_rows, hd)  # head Q/K/V word (m3vit_accel.cpp QKV_WORD)
     ln_beat = p.ln_lanes * LN_IN_BITS  # ln_stats → ln_norm FIFO word, 2·D/LN_LANES + 128 deep (layernorm.h)
     out = [
         Kernel("linear unit: MAC array", macs // 2 if packed else macs, 0, 0,
                f"{p.mac_rows}x{p.mac_cols} MACs" + (", 2 INT8 MACs per DSP48E2 (WP486)" if packed else "")),
         Kernel("linear unit: weight blocks", 0, 0, 0,
                f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights: "
-               f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read"),
+               f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; one per DATAFLOW "
+               f"region as coded ({len(ARRAY_PROCESSES_AS_CODED)} regions: "
+               f"{len(ARRAY_PROCESSES_AS_CODED) * 2 * ks_max * macs * wb // 8 // 1024} KiB)"),
         Kernel("linear unit: accumulators + epilogue", p.mac_rows, bram36(p.mac_rows * mode.acc_bits, rows), 0,
                "partial sums of one output block for every token; GELU interpolation / gate multiply per output"),
         Kernel("attention: Q·Kᵀ + online softmax", p.attn_lanes * hd // (2 if packed else 1) + 2 * p.attn_lanes,
@@ -68,9 +83,10 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"P={p.attn_lanes} lanes x {hd} MACs, one K row per cycle shared; score rows per lane, ping-pong "
                "between row groups"),
         Kernel("attention: A·V", p.attn_lanes * av, 0, 0, f"P lanes x {av} value columns per cycle"),
-        Kernel("attention: head Q, K, V", 0, 2 * 3 * bram36(hd * ab, rows), 0,
-               "one head's Q, K, V rows of the batch, ping-pong between heads (array → attention unit); "
-               "one row per cycle; K and V stay for the whole head"),
+        Kernel("attention: head Q, K, V", 0, 2 * 3 * bram36(qkv_word * ab, rows * hd // qkv_word), 0,
+               "one head's Q, K, V rows of the batch, ping-pong between heads (array → attention unit); reshaped "
+               f"into {qkv_word}-value words (the array writes one per cycle), a row = {hd // qkv_word} words "
+               "read through the two ports per cycle; K and V stay for the whole head"),
         Kernel("layernorm", 4 * p.ln_lanes, bram36(ln_beat, 2 * cfg.dim // p.ln_lanes + 128), 0,
                f"Σx², D·x−s1, ·recip and ·gain per feature, {p.ln_lanes} features per cycle; "
                "one isqrt and divider per row, rows pipelined; every LayerNorm's gain and bias on chip "
@@ -93,6 +109,22 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"LN out, attention out, hidden, patches: one {p.mac_cols}-wide k-slice per read"),
     ]
     return out
+
+
+_PER_ARRAY = ("linear unit: MAC array", "linear unit: accumulators + epilogue")
+
+
+def as_coded_totals(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> dict[str, int]:
+    """Totals with one MAC array, accumulator and epilogue per compute process that calls the linear unit."""
+    ks = kernels(cfg, mode, p)
+    t = totals(ks)
+    extra = len(ARRAY_PROCESSES_AS_CODED) - 1
+    for k in ks:
+        if k.name in _PER_ARRAY:
+            t["dsp"] += extra * k.dsp
+            t["bram36"] += extra * k.bram36
+            t["uram"] += extra * k.uram
+    return t
 
 
 def combine_bits(cfg: ModelConfig, mode: PrecisionMode) -> int:
@@ -126,6 +158,12 @@ def markdown_table(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> str:
     lines += [f"| {k.name} | {k.dsp} | {k.bram36} | {k.uram} | {k.note} |" for k in ks]
     lines.append(f"| **total** | **{t['dsp']}** | **{t['bram36']}** | **{t['uram']}** | |")
     lines.append(f"| xczu7ev | {DEVICE['dsp']} | {DEVICE['bram36']} | {DEVICE['uram']} | |")
+    c = as_coded_totals(cfg, mode, p)
+    n = len(ARRAY_PROCESSES_AS_CODED)
+    fits = c["dsp"] <= DEVICE["dsp"] and c["bram36"] <= DEVICE["bram36"] and c["uram"] <= DEVICE["uram"]
+    lines.append(f"| as coded today: {n} arrays | {c['dsp']} | {c['bram36']} | {c['uram']} | one MAC array + "
+                 f"accumulators per compute process that calls `linear_unit` ({', '.join(ARRAY_PROCESSES_AS_CODED)}): "
+                 + ("fits" if fits else "**does not fit**; the total above needs them merged into one process") + " |")
     from . import perf
 
     lines.append("")
