@@ -2,4 +2,16 @@ m3vit_ctrl_s_axi.sv
 axi_burst_reader.sv
 axi_burst_writer.sv
 patch_embed.sv
+round_sat.sv
+exp2_neg.sv
+isqrt_pipe.sv
+div_round_pipe.sv
+layernorm.sv
+gelu.sv
+softmax_stats.sv
+av_norm.sv
+qk_reorder.sv
+moe_dispatch.sv
+mac_tile.sv
+m3vit_layers.sv
 m3vit_top.sv

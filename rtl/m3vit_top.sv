@@ -2,6 +2,7 @@
 `include "m3vit_check.svh"
 `include "m3vit_ctrl_pkg.svh"
 `include "m3vit_axi_ports.svh"
+`include "m3vit_layers_pkg.svh"
 // Accelerator top (the RTL twin of the HLS top m3vit_accel): the ports Vitis gives the HLS top — ap_clk, ap_rst_n,
 // the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.interface), one AXI4 master per m_axi bundle
 // (gmem_w0/1/2: the weight pack through three ports, gmem_w0 also the program; gmem_a: images and tokens;
@@ -31,6 +32,9 @@ module m3vit_top
   parameter int PATCH      = 16,  // patch size
   parameter int RESID_BITS = 16,  // residual (embed) format width
   parameter int IMG_BYTES  = 1,   // container bytes of one image value (1 for W8/A8, 2 for W16/A16)
+  parameter int W_BYTES    = 1,   // container bytes of a weight
+  parameter int BIAS_BYTES = 4,   // container bytes of a bias (and of pos)
+  parameter int RESID_BYTES = 2,  // container bytes of a residual value (cls, tokens)
   parameter int MAX_BURST  = 64   // beats per AXI burst
 ) (
   input  wire logic                    ap_clk,
@@ -64,7 +68,7 @@ module m3vit_top
   localparam int IMG_VALUES = IMG_C * IMG_H * IMG_W;
   localparam int NP = (IMG_H / PATCH) * (IMG_W / PATCH);  // patches
   localparam int NT = NP + 1;                             // tokens
-  localparam bit EMBED = IMG_BYTES == 1;  // the patch embedding datapath is W8/A8 (int8 MAC array) for now
+  localparam bit EMBED = 1'b1;  // patch embedding and layers (both modes); 0 elaborates the control plane alone
   localparam int BEAT_BYTES = AXI_DATA_W / 8;
   localparam int HDR_BEATS = (PROGRAM_HEADER_WORDS * 4 + BEAT_BYTES - 1) / BEAT_BYTES;
   localparam int WORDS_PER_BEAT = BEAT_BYTES / 4;
@@ -77,6 +81,11 @@ module m3vit_top
                DIM % 16 == 0 && IMG_H % PATCH == 0 && IMG_W % PATCH == 0,
                ("m3vit_top: bad DEPTH=%0d NUM_TASKS=%0d IMG_VALUES=%0d IMG_BYTES=%0d", DEPTH, NUM_TASKS, IMG_VALUES,
                 IMG_BYTES))
+
+  `M3VIT_CHECK(g_check_layers, !EMBED || (m3vit_layers_pkg::L_DEPTH == DEPTH && m3vit_layers_pkg::L_D == DIM &&
+               m3vit_layers_pkg::L_NT == NT && m3vit_layers_pkg::L_RESID_BITS == RESID_BITS),
+               ("m3vit_top: m3vit_layers_pkg is for another config (depth %0d, D %0d)", m3vit_layers_pkg::L_DEPTH,
+                m3vit_layers_pkg::L_D))
 
   wire logic rst = !ap_rst_n;
 
@@ -108,10 +117,7 @@ module m3vit_top
   `M3VIT_AXI_NO_WRITE(gmem_w0)  // read only (weights, program)
   `M3VIT_AXI_NO_WRITE(gmem_w1)
   `M3VIT_AXI_NO_WRITE(gmem_w2)
-  `M3VIT_AXI_NO_READ(gmem_w1, AXI_DATA_W)  // weight ports 1 and 2: the striped linear unit's, not used yet
-  `M3VIT_AXI_NO_READ(gmem_w2, AXI_DATA_W)
-  `M3VIT_AXI_NO_WRITE(gmem_a)  // the token writer comes with the datapath that produces tokens
-  `M3VIT_AXI_NO_READ(gmem_s, AXI_DATA_W)  // scratch is written only at this stage
+  `M3VIT_AXI_NO_READ(gmem_w2, AXI_DATA_W)  // weight port 2: idle (the layers read their weights over gmem_w1)
 
   logic                  prog_cmd_valid, prog_cmd_ready, prog_busy, prog_err;
   logic [AXI_DATA_W-1:0] prog_tdata;
@@ -139,6 +145,21 @@ module m3vit_top
     .m_axis_tdata(img_tdata), .m_axis_tvalid(img_tvalid), .m_axis_tready(img_tready), .m_axis_tlast(img_tlast)
   );
 
+  // gmem_s write channel: the embedding's dump writer, or the layers' scratch writer while they run (in_layers)
+  logic                  in_layers;
+  logic                  dw_awvalid, dw_wvalid, dw_wlast, dw_bready, lw_awvalid, lw_wvalid, lw_wlast, lw_bready;
+  logic [63:0]           dw_awaddr, lw_awaddr;
+  logic [7:0]            dw_awlen, lw_awlen;
+  logic [AXI_DATA_W-1:0] dw_wdata, lw_wdata;
+  logic [AXI_DATA_W/8-1:0] dw_wstrb, lw_wstrb;
+  assign m_axi_gmem_s_awvalid = in_layers ? lw_awvalid : dw_awvalid;
+  assign m_axi_gmem_s_awaddr = in_layers ? lw_awaddr : dw_awaddr;
+  assign m_axi_gmem_s_awlen = in_layers ? lw_awlen : dw_awlen;
+  assign m_axi_gmem_s_wvalid = in_layers ? lw_wvalid : dw_wvalid;
+  assign m_axi_gmem_s_wdata = in_layers ? lw_wdata : dw_wdata;
+  assign m_axi_gmem_s_wstrb = in_layers ? lw_wstrb : dw_wstrb;
+  assign m_axi_gmem_s_wlast = in_layers ? lw_wlast : dw_wlast;
+  assign m_axi_gmem_s_bready = in_layers ? lw_bready : dw_bready;
   logic                  dump_cmd_valid, dump_cmd_ready, dump_busy, dump_err, dump_tready;
   logic [AXI_DATA_W-1:0] conv_tdata, emb_tdata;
   logic                  conv_valid, emb_tvalid, emb_tready, emb_tlast, emb_busy, in_emb, dump_embed_q, dump_image_q;
@@ -149,10 +170,10 @@ module m3vit_top
     .resp_error(dump_err),
     .s_axis_tdata(in_emb ? emb_tdata : conv_tdata), .s_axis_tvalid(in_emb ? emb_tvalid && dump_embed_q : conv_valid),
     .s_axis_tready(dump_tready),
-    .awvalid(m_axi_gmem_s_awvalid), .awready(m_axi_gmem_s_awready), .awaddr(m_axi_gmem_s_awaddr),
-    .awlen(m_axi_gmem_s_awlen), .wvalid(m_axi_gmem_s_wvalid), .wready(m_axi_gmem_s_wready),
-    .wdata(m_axi_gmem_s_wdata), .wstrb(m_axi_gmem_s_wstrb), .wlast(m_axi_gmem_s_wlast),
-    .bvalid(m_axi_gmem_s_bvalid), .bready(m_axi_gmem_s_bready), .bresp(m_axi_gmem_s_bresp)
+    .awvalid(dw_awvalid), .awready(m_axi_gmem_s_awready && !in_layers), .awaddr(dw_awaddr),
+    .awlen(dw_awlen), .wvalid(dw_wvalid), .wready(m_axi_gmem_s_wready && !in_layers),
+    .wdata(dw_wdata), .wstrb(dw_wstrb), .wlast(dw_wlast),
+    .bvalid(m_axi_gmem_s_bvalid && !in_layers), .bready(dw_bready), .bresp(m_axi_gmem_s_bresp)
   );
   wire logic unused_img_tlast = img_tlast;  // the dump writer counts its own beats
 
@@ -193,7 +214,8 @@ module m3vit_top
   logic [1:0] ld_sel;
   if (EMBED) begin : g_embed
     patch_embed #(.DIM(DIM), .IMG_C(IMG_C), .IMG_H(IMG_H), .IMG_W(IMG_W), .PATCH(PATCH),
-                  .RESID_BITS(RESID_BITS)) u_embed (
+                  .RESID_BITS(RESID_BITS), .W_BYTES(W_BYTES), .IMG_BYTES(IMG_BYTES), .BIAS_BYTES(BIAS_BYTES),
+                  .RESID_BYTES(RESID_BYTES)) u_embed (
       .ap_clk, .ap_rst_n,
       .ld_clear, .ld_valid(state == S_LD && prog_tvalid), .ld_sel, .ld_data(prog_tdata),
       .img_clear, .img_valid(img_tvalid && img_tready), .img_data(img_tdata),
@@ -212,11 +234,11 @@ module m3vit_top
 
   // ---------------------------------------------------------------- sequencer
   typedef enum logic [3:0] {S_IDLE, S_HDR_CMD, S_HDR, S_CHECK, S_LD_CMD, S_LD, S_FRAME, S_IMG_CMD, S_IMG, S_EMB_CMD,
-                            S_EMB, S_DONE} state_t;
+                            S_EMB, S_LAYERS, S_DONE} state_t;
   state_t state;
   logic [31:0] hdr [PROGRAM_HEADER_WORDS];
   logic [$clog2(HDR_BEATS+1)-1:0] hdr_beat;
-  logic [63:0] scratch_base, weights_base;
+  logic [63:0] scratch_base, weights_base, tokens_base, prog_base;
   logic [31:0] task_id, num_frames, frame;
   logic        program_error, axi_error;  // sticky until the next start; visible to a testbench / ILA
   logic        img_cmd_sent, dump_cmd_sent;
@@ -224,6 +246,89 @@ module m3vit_top
   wire logic dumping = hdr[H_DUMP] != 0 && frame < hdr[H_DUMP_FRAMES];
   wire logic dump_image = dumping && hdr[H_D_IMAGE] != NO_DUMP;
   wire logic dump_embed = dumping && hdr[H_D_EMBED] != NO_DUMP;
+  // ---------------------------------------------------------------- transformer layers (W8/A8)
+  logic lay_start, lay_busy, lay_err;
+  if (EMBED) begin : g_layers
+    logic        lw_cmd_valid, lw_cmd_ready, lw_busy, lw_err, lw_tvalid, lw_tlast, lw_tready;
+    logic [63:0] lw_cmd_addr;
+    logic [31:0] lw_cmd_beats;
+    logic [AXI_DATA_W-1:0] lw_tdata;
+    axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_w_rd (  // weights + layer descriptors
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(lw_cmd_valid), .cmd_ready(lw_cmd_ready), .cmd_addr(lw_cmd_addr), .cmd_beats(lw_cmd_beats),
+      .busy(lw_busy), .resp_error(lw_err),
+      .arvalid(m_axi_gmem_w1_arvalid), .arready(m_axi_gmem_w1_arready), .araddr(m_axi_gmem_w1_araddr),
+      .arlen(m_axi_gmem_w1_arlen), .rvalid(m_axi_gmem_w1_rvalid), .rready(m_axi_gmem_w1_rready),
+      .rdata(m_axi_gmem_w1_rdata), .rresp(m_axi_gmem_w1_rresp), .rlast(m_axi_gmem_w1_rlast),
+      .m_axis_tdata(lw_tdata), .m_axis_tvalid(lw_tvalid), .m_axis_tready(lw_tready), .m_axis_tlast(lw_tlast)
+    );
+    logic        ls_cmd_valid, ls_cmd_ready, ls_busy, ls_err, ls_tvalid, ls_tlast, ls_tready;
+    logic [63:0] ls_cmd_addr;
+    logic [31:0] ls_cmd_beats;
+    logic [AXI_DATA_W-1:0] ls_tdata;
+    axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_rd (  // activations from scratch
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(ls_cmd_valid), .cmd_ready(ls_cmd_ready), .cmd_addr(ls_cmd_addr), .cmd_beats(ls_cmd_beats),
+      .busy(ls_busy), .resp_error(ls_err),
+      .arvalid(m_axi_gmem_s_arvalid), .arready(m_axi_gmem_s_arready), .araddr(m_axi_gmem_s_araddr),
+      .arlen(m_axi_gmem_s_arlen), .rvalid(m_axi_gmem_s_rvalid), .rready(m_axi_gmem_s_rready),
+      .rdata(m_axi_gmem_s_rdata), .rresp(m_axi_gmem_s_rresp), .rlast(m_axi_gmem_s_rlast),
+      .m_axis_tdata(ls_tdata), .m_axis_tvalid(ls_tvalid), .m_axis_tready(ls_tready), .m_axis_tlast(ls_tlast)
+    );
+    logic        so_cmd_valid, so_tok, so_tvalid, so_busy, sw_ready, sw_busy, sw_err, sw_tready;
+    logic        tw_ready, tw_busy, tw_err, tw_tready;
+    logic [63:0] so_cmd_addr;
+    logic [31:0] so_cmd_beats;
+    logic [AXI_DATA_W-1:0] so_tdata;
+    axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_wr (  // activations to scratch
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(so_cmd_valid && !so_tok), .cmd_ready(sw_ready), .cmd_addr(so_cmd_addr), .cmd_beats(so_cmd_beats),
+      .busy(sw_busy), .resp_error(sw_err),
+      .s_axis_tdata(so_tdata), .s_axis_tvalid(so_tvalid && !so_tok), .s_axis_tready(sw_tready),
+      .awvalid(lw_awvalid), .awready(m_axi_gmem_s_awready && in_layers), .awaddr(lw_awaddr),
+      .awlen(lw_awlen), .wvalid(lw_wvalid), .wready(m_axi_gmem_s_wready && in_layers),
+      .wdata(lw_wdata), .wstrb(lw_wstrb), .wlast(lw_wlast),
+      .bvalid(m_axi_gmem_s_bvalid && in_layers), .bready(lw_bready), .bresp(m_axi_gmem_s_bresp)
+    );
+    axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_tok_wr (  // output tokens
+      .ap_clk, .ap_rst_n,
+      .cmd_valid(so_cmd_valid && so_tok), .cmd_ready(tw_ready), .cmd_addr(so_cmd_addr), .cmd_beats(so_cmd_beats),
+      .busy(tw_busy), .resp_error(tw_err),
+      .s_axis_tdata(so_tdata), .s_axis_tvalid(so_tvalid && so_tok), .s_axis_tready(tw_tready),
+      .awvalid(m_axi_gmem_a_awvalid), .awready(m_axi_gmem_a_awready), .awaddr(m_axi_gmem_a_awaddr),
+      .awlen(m_axi_gmem_a_awlen), .wvalid(m_axi_gmem_a_wvalid), .wready(m_axi_gmem_a_wready),
+      .wdata(m_axi_gmem_a_wdata), .wstrb(m_axi_gmem_a_wstrb), .wlast(m_axi_gmem_a_wlast),
+      .bvalid(m_axi_gmem_a_bvalid), .bready(m_axi_gmem_a_bready), .bresp(m_axi_gmem_a_bresp)
+    );
+    assign so_busy = sw_busy || tw_busy;
+    assign lay_err = lw_err || ls_err || sw_err || tw_err;
+    logic [4:0] lay_step;  // the op running, and its layer: for testbenches (per-op cycles) and an ILA
+    logic [7:0] lay_layer;
+    wire logic unused_dbg = ^{lay_step, lay_layer};
+    m3vit_layers u_layers (
+      .ap_clk, .ap_rst_n, .start(lay_start), .busy(lay_busy),
+      .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .embed_off(hdr[H_D_EMBED]), .task_id,
+      .frame,
+      .w_cmd_valid(lw_cmd_valid), .w_cmd_ready(lw_cmd_ready), .w_cmd_addr(lw_cmd_addr), .w_cmd_beats(lw_cmd_beats),
+      .w_tdata(lw_tdata), .w_tvalid(lw_tvalid), .w_tlast(lw_tlast), .w_tready(lw_tready),
+      .r_cmd_valid(ls_cmd_valid), .r_cmd_ready(ls_cmd_ready), .r_cmd_addr(ls_cmd_addr), .r_cmd_beats(ls_cmd_beats),
+      .r_tdata(ls_tdata), .r_tvalid(ls_tvalid), .r_tlast(ls_tlast), .r_tready(ls_tready),
+      .s_cmd_valid(so_cmd_valid), .s_tok(so_tok), .s_cmd_ready(so_tok ? tw_ready : sw_ready),
+      .s_cmd_addr(so_cmd_addr), .s_cmd_beats(so_cmd_beats), .s_tdata(so_tdata), .s_tvalid(so_tvalid),
+      .s_tready(so_tok ? tw_tready : sw_tready), .s_busy(so_busy), .dbg_step(lay_step), .dbg_layer(lay_layer)
+    );
+    wire logic unused_lay = ^{lw_busy, ls_busy};
+  end else begin : g_no_layers
+    assign lay_busy = 1'b0;
+    assign lay_err = 1'b0;
+    assign lw_awvalid = 1'b0; assign lw_awaddr = '0; assign lw_awlen = '0; assign lw_wvalid = 1'b0;
+    assign lw_wdata = '0; assign lw_wstrb = '0; assign lw_wlast = 1'b0; assign lw_bready = 1'b1;
+    `M3VIT_AXI_NO_READ(gmem_w1, AXI_DATA_W)
+    `M3VIT_AXI_NO_READ(gmem_s, AXI_DATA_W)
+    `M3VIT_AXI_NO_WRITE(gmem_a)
+    wire logic unused_lay = ^{lay_start, tokens_base, prog_base};
+  end
+
   assign ap_idle = state == S_IDLE;
   assign ap_done = state == S_DONE;
   assign ap_ready = state == S_DONE;
@@ -231,6 +336,8 @@ module m3vit_top
   assign img_cmd_valid = state == S_IMG_CMD && !img_cmd_sent;
   assign dump_cmd_valid = (state == S_IMG_CMD && !dump_cmd_sent) || (state == S_EMB_CMD && dump_embed_q);
   assign in_emb = state == S_EMB_CMD || state == S_EMB;
+  assign in_layers = state == S_LAYERS;
+  assign lay_start = state == S_EMB && !emb_busy && !dump_busy && EMBED;
   assign ld_clear = state == S_CHECK;
   assign img_clear = state == S_IMG_CMD;
   assign emb_start = state == S_EMB_CMD;
@@ -241,10 +348,10 @@ module m3vit_top
     w_cmd_beats = 32'(HDR_BEATS);
     if (state == S_LD_CMD) begin
       case (ld_sel)
-        2'd0: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH); end
-        2'd1: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_B]); w_cmd_beats = 32'(DIM / 4); end
-        2'd2: begin w_cmd_addr = weights_base + 64'(hdr[H_POS]); w_cmd_beats = 32'(NP * DIM / 4); end
-        default: begin w_cmd_addr = weights_base + 64'(hdr[H_CLS]); w_cmd_beats = 32'(DIM / 8); end
+        2'd0: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH * W_BYTES); end
+        2'd1: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_B]); w_cmd_beats = 32'(DIM * BIAS_BYTES / 16); end
+        2'd2: begin w_cmd_addr = weights_base + 64'(hdr[H_POS]); w_cmd_beats = 32'(NP * DIM * BIAS_BYTES / 16); end
+        default: begin w_cmd_addr = weights_base + 64'(hdr[H_CLS]); w_cmd_beats = 32'(DIM * RESID_BYTES / 16); end
       endcase
     end
   end
@@ -259,6 +366,8 @@ module m3vit_top
       emb_addr <= '0;
       scratch_base <= '0;
       weights_base <= '0;
+      tokens_base <= '0;
+      prog_base <= '0;
       task_id <= '0;
       num_frames <= '0;
       frame <= '0;
@@ -271,7 +380,7 @@ module m3vit_top
       dump_embed_q <= 1'b0;
       for (int i = 0; i < PROGRAM_HEADER_WORDS; i++) hdr[i] <= '0;
     end else begin
-      if (prog_err || img_err || dump_err) axi_error <= 1'b1;
+      if (prog_err || img_err || dump_err || lay_err) axi_error <= 1'b1;
       case (state)
         S_IDLE: if (ap_start) begin
           // arguments are taken at start: the host may rewrite them (e.g. the next task) during a run
@@ -279,6 +388,8 @@ module m3vit_top
           weights_base <= arg(ARG_WEIGHTS);
           img_addr <= arg(ARG_IMAGES);
           scratch_base <= arg(ARG_SCRATCH);
+          tokens_base <= arg(ARG_TOKENS);
+          prog_base <= arg(ARG_PROGRAM);
           task_id <= arg(ARG_TASK)[31:0];
           num_frames <= arg(ARG_NUM_FRAMES)[31:0];
           program_error <= 1'b0;
@@ -302,7 +413,10 @@ module m3vit_top
           dump_addr <= scratch_base + 64'(hdr[H_D_IMAGE]);
           emb_addr <= scratch_base + 64'(hdr[H_D_EMBED]);
           if (hdr[H_MAGIC] != PROGRAM_MAGIC || hdr[H_VERSION] != PROGRAM_VERSION || hdr[H_DEPTH] != 32'(DEPTH) ||
-              hdr[H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS)) begin
+              hdr[H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
+              (EMBED && (hdr[H_DUMP] == 0 || num_frames > hdr[H_DUMP_FRAMES] || hdr[H_D_EMBED] == NO_DUMP))) begin
+            // the layers keep their activations in the scratch dumps: a W8/A8 run needs a dump program for
+            // every frame it runs (m3vit.hw.program.build_program(pack, frames, dump=True))
             program_error <= 1'b1;
             state <= S_DONE;
           end else begin
@@ -347,7 +461,8 @@ module m3vit_top
           end
         end
         S_EMB_CMD: state <= S_EMB;  // the writer is idle here, so its command (if any) is taken in this cycle
-        S_EMB: if (!emb_busy && !dump_busy) begin
+        S_EMB: if (!emb_busy && !dump_busy) state <= S_LAYERS;  // lay_start in this cycle
+        S_LAYERS: if (!lay_busy) begin
           frame <= frame + 32'd1;
           img_addr <= img_addr + 64'(FRAME_BYTES);
           dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
@@ -361,6 +476,6 @@ module m3vit_top
   end
   // no status register in the Vitis map: these are for testbenches and an ILA
   wire logic unused_status = program_error ^ axi_error;
-  wire logic unused_args = ^{arg(ARG_TOKENS), arg(ARG_WEIGHTS1), arg(ARG_WEIGHTS2), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
+  wire logic unused_args = ^{arg(ARG_WEIGHTS1), arg(ARG_WEIGHTS2), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
 endmodule
 `default_nettype wire

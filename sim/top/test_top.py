@@ -26,6 +26,9 @@ from common import BUILD, TB, pause_pattern, run_unit
 
 TOP_CYCLES_FILE = BUILD / "top_cycles.json"
 FRAMES = 2  # the device batch: both reference frames in one ap_start
+TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
+POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
+PACK_DIRS = {"w8a8": "pack", "w16a16": "pack16"}  # the micro vectors' packs (sim/vectors.py)
 
 
 class TopTB(TB):
@@ -56,7 +59,7 @@ class TopTB(TB):
                 for j, ch in enumerate(chans):
                     ch.set_pause_generator(pause_pattern(seed * 7 + i * 10 + j, 0.3))
         self.board = RamBoard(self.mem)
-        self.ip = AxiLiteIP(self.axil)
+        self.ip = AxiLiteIP(self.axil, dut.ap_clk, read_gap=POLL_CYCLES)
         self.states: list[tuple[int, int]] = []  # (cycle, sequencer state) at every change (cycles test)
 
     async def trace_states(self) -> None:
@@ -66,8 +69,13 @@ class TopTB(TB):
         while True:
             await RisingEdge(self.dut.ap_clk)
             state = int(self.dut.state.value)
+            if state == self.params["states"].index("S_LAYERS"):
+                lay = self.dut.g_layers.u_layers
+                state = (state, int(lay.layer.value), int(lay.step.value))
             if state != last:
                 self.states.append((self.cycle, state))
+                if isinstance(state, tuple):
+                    self.log.info("cycle %d: layer %d step %d", self.cycle, state[1], state[2])
                 last = state
 
     async def start(self, trace: bool = False) -> None:
@@ -93,12 +101,10 @@ class TopTB(TB):
                                  source="the RTL top")
 
     def inputs(self) -> tuple[bytes, bytes, np.ndarray]:
-        from vectors import Vectors
-
-        vec = Vectors(self.params["vectors"])
+        """The pack payload, the program words and the reference frames quantized to the pack's image format."""
         payload = Path(self.params["payload"]).read_bytes()
         program = np.load(self.params["program"]).astype("<u4").tobytes()
-        return payload, program, vec.dump("image")
+        return payload, program, np.load(self.params["images"]).astype(np.int64)
 
     def scratch(self, driver) -> bytes:
         buf = driver.buffers["scratch"]
@@ -121,6 +127,28 @@ class TopTB(TB):
 
         return Vectors(self.params["vectors"]).dump("embed")
 
+    def reference(self, task: str) -> dict:
+        return np.load(Path(self.params["reference"]) / f"{task}.npz")
+
+    def reference_tokens(self, task: str) -> np.ndarray:
+        return self.reference(task)["tokens"].astype(np.int64)
+
+    def csim_tokens(self, task: str) -> np.ndarray:
+        return self.reference(task)["csim_tokens"].astype(np.int64)
+
+    def check_points(self, driver, task: str, frames: list[int]) -> None:
+        """Compare every point the top leaves in scratch (slot i: reference frame frames[i]) with the per-frame
+        integer reference, in forward order: the assertion names the first frame, point and flat index that differ."""
+        ref = self.reference(task)
+        scratch = self.scratch(driver)
+        for slot, f in enumerate(frames):
+            for point in self.params["points"]:
+                off, per_frame = self.params["point_dumps"][point]
+                got = np.frombuffer(scratch, dtype="<i4", count=per_frame, offset=off + slot * per_frame * 4)
+                want = ref[f"f{f}.{point}"].reshape(-1)
+                diff = first_difference(got.astype(np.int64), want)
+                assert not diff, f"task {task}, frame {f}, point {point}: {diff}"
+
     def status(self) -> dict[str, int]:
         return {"program_error": int(self.dut.program_error.value), "axi_error": int(self.dut.axi_error.value)}
 
@@ -141,44 +169,51 @@ async def run_driver(func, *args):
 
 
 if cocotb is not None:
-    @cocotb.test(timeout_time=50, timeout_unit="ms")
-    async def driver_runs_frames(dut):
-        """load → set_task → run 2 frames: the scratch `image` dump is the reference's, bit for bit; then another
-        task with one register write and a new frame: frame 0 of the dump is rewritten, frame 1 left alone."""
+    async def run_checked(tb, driver, task_index: int, frames: list[int]) -> None:
+        """set_task (one register write) → run the reference frames ``frames`` as one device batch → every point
+        the top leaves in scratch, and the output tokens, equal the integer reference's."""
+        images = tb.inputs()[2]
+        await run_driver(driver.set_task, task_index)
+        tokens = await run_driver(driver.run, images[frames])
+        assert tb.status() == {"program_error": 0, "axi_error": 0}, tb.status()
+        assert int(tb.dut.task_id.value) == task_index, "the task register reached the sequencer"
+        task = tb.params["tasks"][task_index]
+        diff = first_difference(tb.image_dump(driver, len(frames)), images[frames])
+        assert not diff, f"image dump: {diff}"
+        tb.check_points(driver, task, frames)
+        diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.reference_tokens(task)[frames])
+        assert not diff, f"output tokens, task {task}, frames {frames}: {diff}"
+        diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.csim_tokens(task)[frames])
+        assert not diff, f"output tokens vs the HLS C-simulation, task {task}, frames {frames}: {diff}"
+
+    @cocotb.test(timeout_time=400, timeout_unit="ms")
+    async def frame_bit_exact(dut):
+        """The driver loads the pack and runs one frame of the first task with random AXI pauses: every activation
+        point in scratch and the output tokens are the integer reference's, bit for bit (the first difference
+        names the frame, layer point and index); the pack and the program in DDR are left alone."""
         tb = TopTB(dut, pauses=True)
         await tb.start()
-        payload, program, images = tb.inputs()
+        payload, program, _ = tb.inputs()
         driver = tb.driver()
         await run_driver(driver.load, payload, program)
         assert all(int(driver.buffers[n].device_address) >> 32 for n in driver.buffers), "buffers above 4 GiB"
-        await run_driver(driver.set_task, 0)
-        await run_driver(driver.run, images)
-        assert tb.status() == {"program_error": 0, "axi_error": 0}, tb.status()
-        diff = first_difference(tb.image_dump(driver, FRAMES), images)
-        assert not diff, f"image dump: {diff}"
-        embed = tb.reference_embed()
-        diff = first_difference(tb.dump(driver, "embed", FRAMES), embed)
-        assert not diff, f"embed dump (patch embedding): {diff}"
+        await run_checked(tb, driver, 0, [0])
         assert tb.unchanged(driver, "weights", payload) and tb.unchanged(driver, "program", program), \
             "the pack or the program in DDR changed"
-        assert tb.unchanged(driver, "images", images.astype(np.int8).tobytes()), "the image buffer changed"
-        tokens = driver.buffers["tokens"]
-        assert tb.unchanged(driver, "tokens", bytes(tokens.nbytes)), "tokens written before any stage makes them"
-        scratch = np.frombuffer(tb.scratch(driver), dtype=np.uint8).copy()
-        for point, values in (("image", images), ("embed", embed)):
-            off = tb.params["dumps"][point][0]
-            scratch[off: off + values.size * 4] = 0
-        assert not scratch.any(), "bytes outside the image and embed dumps were written"
 
-        other = np.clip(-images[1:], -128, 127)  # a new frame: the second one negated
-        await run_driver(driver.set_task, tb.params["num_tasks"] - 1)
-        await run_driver(driver.run, other)
-        assert int(dut.task_id.value) == tb.params["num_tasks"] - 1, "the task register reached the sequencer"
-        want = np.concatenate([other, images[1:]])
-        diff = first_difference(tb.image_dump(driver, FRAMES), want)
-        assert not diff, f"image dump after the second run: {diff}"
-        assert not first_difference(tb.dump(driver, "embed", FRAMES)[1:], embed[1:]), "frame 1's embed dump changed"
-        assert first_difference(tb.dump(driver, "embed", 1), embed[:1]), "frame 0's embed dump was not rewritten"
+    @cocotb.test(timeout_time=1500, timeout_unit="ms")
+    async def alternating_tasks(dut):
+        """Every task, switched by one register write between runs (no reload), with random AXI pauses: a batch of
+        both frames, then one frame per task in an alternating order — all bit-exact (opt-in: --top-all)."""
+        tb = TopTB(dut, pauses=True)
+        await tb.start()
+        payload, program, _ = tb.inputs()
+        driver = tb.driver()
+        await run_driver(driver.load, payload, program)
+        await run_checked(tb, driver, 0, list(range(FRAMES)))
+        n = len(tb.params["tasks"])
+        for i, t in enumerate([*range(1, n), 0]):
+            await run_checked(tb, driver, t, [i % FRAMES])
 
     @cocotb.test(timeout_time=5, timeout_unit="ms")
     async def bad_program_or_task_writes_nothing(dut):
@@ -206,56 +241,73 @@ if cocotb is not None:
         await run_driver(driver.run, images)
         assert tb.status()["program_error"] == 1, "a task out of range was run"
         assert not np.frombuffer(tb.scratch(driver), dtype=np.uint8).any(), "a rejected run wrote the dump"
-        await run_driver(driver.set_task, 0)  # and a good run afterwards works
+        # the layers keep their activations in the dumps: a program without them is refused too
+        at = slice(4 * words.index("dump"), 4 * words.index("dump") + 4)
+        prog[at] = np.frombuffer(np.uint32(0).tobytes(), np.uint8)
+        prog.flush()
+        await run_driver(driver.set_task, 0)
         await run_driver(driver.run, images[:1])
-        assert tb.status() == {"program_error": 0, "axi_error": 0}
-        assert not first_difference(tb.image_dump(driver, 1), images[:1])
+        assert tb.status()["program_error"] == 1, "a program without dumps was run"
+        assert not np.frombuffer(tb.scratch(driver), dtype=np.uint8).any(), "a rejected run wrote the dump"
+        assert not np.asarray(driver.buffers["tokens"]).any(), "a rejected run wrote tokens"
         assert await tb.axil.read_dword(interface.REG_CTRL) & interface.CTRL_AP_IDLE
 
-    @cocotb.test(timeout_time=20, timeout_unit="ms")
+    @cocotb.test(timeout_time=400, timeout_unit="ms")
     async def cycles(dut):
-        """Cycle count of one 2-frame run without pauses, per sequencer stage → build/sim/top_cycles.json."""
+        """One frame without pauses (bit-exact like the others): cycles from ap_start to ap_done, per top-level stage,
+        per layer and per op of each layer (start/done of every op from the layers' step register)
+        → build/sim/top_cycles.json."""
         tb = TopTB(dut, pauses=False)
         await tb.start(trace=True)
-        payload, program, images = tb.inputs()
+        payload, program, _ = tb.inputs()
         driver = tb.driver()
         await run_driver(driver.load, payload, program)
-        await run_driver(driver.set_task, 0)
         first = len(tb.states)
-        await run_driver(driver.run, images)
-        assert not first_difference(tb.image_dump(driver, FRAMES), images)
-        assert not first_difference(tb.dump(driver, "embed", FRAMES), tb.reference_embed())
-        names = tb.params["states"]
+        await run_checked(tb, driver, 0, [0])
+        names, ops = tb.params["states"], tb.params["ops"]
         trace = tb.states[first:]
         stages: dict[str, int] = {}
+        layers: list[dict] = [{"layer": i, "cycles": 0, "ops": {}} for i in range(tb.params["depth"])]
+        sequence: list[list] = []
+        tok = 0
         for (c0, s), (c1, _) in itertools.pairwise(trace):
-            stages[names[s]] = stages.get(names[s], 0) + c1 - c0
-        start = trace[0][0]
-        done = next(c for c, s in trace if names[s] == "S_DONE")
-        beats = FRAMES * images[0].size // 4
-        record = {"config": tb.params["config"], "mode": tb.params["mode"], "frames": FRAMES,
-                  "parameters": tb.params["parameters"],
-                  "simulator": tb.params["sim"], "start_to_done_cycles": done - start, "stage_cycles": stages,
-                  "image_dump_write_beats": beats,
-                  "image_dump_beats_per_cycle": round(beats / stages["S_IMG"], 3),
-                  "stages_measured": "program header fetch, patch-embedding tensor load, per frame: image fetch + "
-                                     "dump, patch embedding + embed dump (issue 13 foundation)"}
+            top = names[s[0] if isinstance(s, tuple) else s]
+            stages[top] = stages.get(top, 0) + c1 - c0
+            if isinstance(s, tuple):
+                op = ops[s[2]]
+                sequence.append([s[1], op, c0 - trace[0][0], c1 - trace[0][0]])
+                if op == "tok":
+                    tok += c1 - c0
+                    continue
+                layer = layers[s[1]]
+                layer["cycles"] += c1 - c0
+                layer["ops"][op] = layer["ops"].get(op, 0) + c1 - c0
+        done = next(c for c, s in trace if not isinstance(s, tuple) and names[s] == "S_DONE")
+        record = {"config": tb.params["config"], "mode": tb.params["mode"], "frames": 1, "task": tb.params["tasks"][0],
+                  "parameters": tb.params["parameters"], "simulator": tb.params["sim"],
+                  "start_to_done_cycles": done - trace[0][0], "stage_cycles": stages,
+                  "layers": layers, "tokens_out_cycles": tok,
+                  "op_sequence": sequence,  # [layer, op, start, done] (cycles from ap_start)
+                  "stages_measured": "header fetch and check (S_HDR*, S_CHECK), patch-embedding tensor load (S_LD*), "
+                                     "image fetch + dump (S_IMG*), patch embedding + embed dump (S_EMB*), every "
+                                     "transformer layer op by op and the token write (S_LAYERS)"}
         TOP_CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOP_CYCLES_FILE.write_text(json.dumps(record, indent=1) + "\n")
-        tb.log.info("cycles: %s", record)
-        assert stages["S_IMG"] < 1.2 * beats, "the image dump should move about one 128-bit beat per cycle"
+        tb.log.info("cycles: start→done %d, per layer %s", record["start_to_done_cycles"],
+                    [la["cycles"] for la in layers])
+        assert sum(la["cycles"] for la in layers) + tok == stages["S_LAYERS"], "every layer cycle is attributed"
 
 
 def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
     """Top parameters and what the testbench needs: payload and program files, layout, dump offset."""
     from m3vit.configs import get_config
     from m3vit.hw import interface, program
-    from m3vit.hw.rtl_top_gen import top_parameters
+    from m3vit.hw.rtl_top_gen import LAYER_OPS, top_parameters
     from m3vit.quant.pack import read_pack
     from m3vit_host.layout import BufferLayout
 
     cfg = get_config(config)
-    manifest = vectors.folder / "pack" / "model.json"
+    manifest = vectors.folder / PACK_DIRS[mode] / "model.json"
     pack = read_pack(manifest)
     words, dumps = program.build_program(pack, frames=FRAMES, dump=True)
     raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
@@ -269,32 +321,112 @@ def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
     # (AxiRam asserts on a burst that crosses one), besides cutting at MAX_BURST.
     params = {**top_parameters(cfg, mode), "MAX_BURST": 48}
     bundles = sorted({a.bundle for a in interface.ARGS if a.kind == "mem"})
+    points = ["embed"] + [f"l{i}.{pt}" for i in range(cfg.depth) for pt in program.LAYER_POINTS
+                          if pt != "scores"  # the scores stay on chip: the RTL does not dump them
+                          and (pt not in DENSE_POINTS or not cfg.is_moe(i)) and (pt not in MOE_POINTS or cfg.is_moe(i))]
+    fv = program.frame_dump_values(cfg)
+    point_dumps = {p: [dumps.offsets[p], fv[p.split(".")[-1]]] for p in points}
+    tasks = list(cfg.task_names)
+    ref_dir = tmp_dir / "reference"
+    from m3vit.quant.fixed import quantize
+
+    images = quantize(np.load(vectors.folder / "dumps" / "images.npy"), pack.spec.activations["image"])
+    np.save(tmp_dir / "images.npy", images)
+    _write_reference(pack, manifest, images, tasks, ref_dir)
     tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
           "program": str(tmp_dir / "program.npy"), "layout": layout, "bundles": bundles,
           "dumps": {p: [dumps.offsets[p], list(dumps.shapes[p])] for p in ("image", "embed")},
-          "header_fields": list(program.HEADER_FIELDS),
+          "header_fields": list(program.HEADER_FIELDS), "tasks": tasks, "points": points,
+          "point_dumps": point_dumps, "reference": str(ref_dir), "images": str(tmp_dir / "images.npy"),
+          "ops": list(LAYER_OPS),
           "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode,
           "states": ["S_IDLE", "S_HDR_CMD", "S_HDR", "S_CHECK", "S_LD_CMD", "S_LD", "S_FRAME", "S_IMG_CMD", "S_IMG",
-                     "S_EMB_CMD", "S_EMB", "S_DONE"]}
+                     "S_EMB_CMD", "S_EMB", "S_LAYERS", "S_DONE"]}
     return params, tb
 
 
-def _run_top(vectors, tmp_path, tests: list[str]) -> None:
+MOE_POINTS = ("gate", "e1", "egelu", "e2", "moe")
+DENSE_POINTS = ("fc1", "gelu", "fc2")
+
+
+def _write_reference(pack, manifest: Path, images: np.ndarray, tasks: list[str], folder: Path) -> None:
+    """The integer reference run frame by frame (the top runs one frame at a time, so its expert points are
+    patch-reordered per frame), every point dumped: ``<task>.npz`` with ``f<frame>.<point>`` and ``tokens``; and
+    the HLS C-simulation's tokens of the same frames (``csim_tokens``, its library built once under build/csim)."""
+    from m3vit.hw import csim
+    from m3vit.quant.reference import IntArith, run_backbone
+
+    class FrameArith(IntArith):  # integer frames in, integer tokens out (the accelerator's boundaries)
+        def input(self, name, x):
+            return self._rec(name, np.asarray(x, dtype=np.int64))
+
+        def output(self, x, name):
+            return x
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = pack.cfg
+    hls = csim.cached(cfg, pack.spec.mode.name)
+    hls.load_pack(manifest)
+    for task in tasks:
+        out: dict[str, np.ndarray] = {}
+        toks = []
+        for f, frame in enumerate(images):
+            ar = FrameArith(pack.iparams, pack.spec, cfg, dump=True, hw=pack.manifest["hardware"])
+            toks.append(run_backbone(ar, cfg, frame[None], list(cfg.task_names).index(task))[0])
+            # expert points are recorded once per active expert: their rows follow one another (patch reordering)
+            out.update({f"f{f}.{k}": np.concatenate([np.asarray(x).reshape(-1) for x in v])
+                        for k, v in ar.dumps.items()})
+        hls.set_task(task)
+        np.savez(folder / f"{task}.npz", tokens=np.stack(toks), csim_tokens=hls.run_quantized(images), **out)
+
+
+def _run_top(vectors, tmp_path, tests: list[str], mode: str = "w8a8") -> None:
     import sys
 
     from common import ROOT
 
     sys.path.insert(0, str(ROOT / "host"))
-    params, tb = _tb_params(vectors, "micro", "w8a8", tmp_path)
-    run_unit("top", "m3vit_top", params, "verilator", tb, tests, top_includes=True)
+    from m3vit.hw.rtl_top_gen import write_layers_include
+    from m3vit.quant.pack import read_pack
+
+    params, tb = _tb_params(vectors, "micro", mode, tmp_path)
+    pack = read_pack(vectors.folder / PACK_DIRS[mode] / "model.json")
+    layers_inc = write_layers_include(pack, BUILD / "include-layers" / f"{vectors.folder.name}-{mode}")
+    run_unit("top", "m3vit_top", params, "verilator", tb, tests, top_includes=True, extra_includes=[layers_inc],
+             opt=TOP_OPT)
 
 
 def test_top(vectors, tmp_path):
-    """Default run: the driver runs 2 frames and a task switch with random AXI pauses; image and embed dumps."""
-    _run_top(vectors, tmp_path, ["driver_runs_frames"])
+    """Default run: one frame of the first task, random AXI pauses, every point and the tokens bit-exact."""
+    _run_top(vectors, tmp_path, ["frame_bit_exact"])
 
 
 @pytest.mark.slow
 def test_top_rejects_and_cycles(vectors, tmp_path):
-    """Bad programs / tasks are rejected without a write; the unpaused cycle record (same build)."""
+    """Bad programs / tasks are rejected without a write; the unpaused cycle record (same build); the RTL cycle
+    model (m3vit.hw.rtl_perf), calibrated on this record, is within 10% of every measured layer."""
+    from m3vit.configs import get_config
+    from m3vit.hw import rtl_perf
+
+    TOP_CYCLES_FILE.unlink(missing_ok=True)
     _run_top(vectors, tmp_path, ["bad_program_or_task_writes_nothing", "cycles"])
+    record = json.loads(TOP_CYCLES_FILE.read_text())
+    cfg = get_config(record["config"])
+    rows = rtl_perf.compare(record, cfg, rtl_perf.fit(record, cfg))
+    assert len(rows) == cfg.depth and all(r["ok"] for r in rows), f"model vs measured cycles per layer: {rows}"
+
+
+@pytest.mark.slow
+def test_top_all_tasks(vectors, tmp_path, request):
+    """Opt-in (--top-all, or M3VIT_TOP_ALL=1; CI sets it): every task, alternating, switched by one register write."""
+    if not request.config.getoption("--top-all"):
+        pytest.skip("opt-in: every task of the RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+    _run_top(vectors, tmp_path, ["alternating_tasks"])
+
+
+@pytest.mark.slow
+def test_top_w16a16(vectors, tmp_path, request):
+    """Opt-in (--top-all; CI sets it): the W16/A16 build runs one frame with random AXI pauses, bit-exact."""
+    if not request.config.getoption("--top-all"):
+        pytest.skip("opt-in: the W16/A16 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+    _run_top(vectors, tmp_path, ["frame_bit_exact"], mode="w16a16")

@@ -165,3 +165,11 @@ def test_per_row_pack_runs_bit_exact(assets, pack_rows, backend):
             result = rt.run(assets.images[:2], task)
             want, _ = qmodel.tokens(assets.images[:2], task)
             assert np.array_equal(result.tokens, want), f"{backend} {task}"
+
+
+def test_rtlsim_refuses_a_per_row_pack(pack_rows):
+    """The RTL top runs per-tensor weight formats only: a per-row pack is refused at load, saying what to do."""
+    from m3vit_host import HostError
+
+    with pytest.raises(HostError, match="per-row weight scales; the RTL top runs per-tensor packs only"):
+        open_runtime("rtlsim", pack_rows[1])

@@ -11,6 +11,7 @@ from .csim import CsimBackend
 from .device import PynqBackend, SimBoardBackend
 from .onnx import OnnxBackend
 from .reference import ReferenceBackend
+from .rtlsim import RtlSimBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "reference": ReferenceBackend,
@@ -18,6 +19,7 @@ BACKENDS: dict[str, type[Backend]] = {
     "csim": CsimBackend,
     "onnx": OnnxBackend,
     "pynq": PynqBackend,
+    "rtlsim": RtlSimBackend,
 }
 
 
@@ -49,6 +51,8 @@ def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
         return PynqBackend(bitstream=o.bitstream, **device)
     if name == "csim":
         return CsimBackend(**device)
+    if name == "rtlsim":
+        return RtlSimBackend(device_frames=o.device_frames)
     return SimBoardBackend(accelerator=o.accelerator, **device)
 
 

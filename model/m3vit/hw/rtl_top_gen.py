@@ -75,7 +75,8 @@ def top_parameters(cfg: ModelConfig, mode: PrecisionMode | str) -> dict[str, int
         raise ValueError(f"{cfg.name}: an image of {values} values does not fill whole {AXI_DATA_BITS}-bit beats")
     return {"DEPTH": cfg.depth, "NUM_TASKS": len(cfg.tasks), "DIM": cfg.dim, "IMG_C": cfg.in_chans,
             "IMG_H": cfg.img_size[0], "IMG_W": cfg.img_size[1], "PATCH": cfg.patch_size,
-            "RESID_BITS": mode.resid_bits, "IMG_BYTES": img_bytes}
+            "RESID_BITS": mode.resid_bits, "IMG_BYTES": img_bytes, "W_BYTES": container_bytes(mode.weight_bits),
+            "BIAS_BYTES": container_bytes(mode.bias_bits), "RESID_BYTES": container_bytes(mode.resid_bits)}
 
 
 def write_include(folder: str | Path) -> Path:
@@ -119,3 +120,112 @@ if __name__ == "__main__":
         print(write_include(sys.argv[1]) / INCLUDE_NAME)
     else:
         sys.exit("usage: python -m m3vit.hw.rtl_top_gen <output folder> | --table")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The transformer layers' compile-time constants (m3vit_layers_pkg): the units keep their formats as module
+# parameters, so each layer's instances are elaborated with that layer's formats, taken from one pack.
+# ------------------------------------------------------------------------------------------------------------
+LAYERS_INCLUDE_NAME = "m3vit_layers_pkg.svh"
+# The layers engine's ops in the order of its step register (rtl/m3vit_layers.sv): a dense layer runs
+# ln1 q k v att proj mid ln2 fc1 gelu fc2 out_d; a MoE layer ... ln2 gate route (e1 egelu e2 per active expert)
+# comb fin out_m; `tok` writes the last layer's out rows to the tokens buffer.
+LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]: 64 outputs per pass over k
+LAYER_OPS = ("ln1", "q", "k", "v", "att", "proj", "mid", "ln2", "fc1", "gelu", "fc2", "out_d", "gate", "route",
+             "e1", "egelu", "e2", "comb", "fin", "out_m", "tok")
+
+
+def _sv_array(kind: str, name: str, values: list[int], width: int = 0) -> str:
+    lit = (lambda v: f"{width}'d{v}") if width else str
+    body = ", ".join(lit(int(v)) for v in values)
+    return f"localparam {kind} {name} [{len(values)}] = '{{{body}}};"
+
+
+def refuse_per_row_scales(pack) -> None:
+    """The RTL applies one weight format per tensor: a pack with per-output-row weight scales is not for it."""
+    if pack.spec.weight_scales != "per-tensor":
+        raise program.ProgramError(f"this pack has {pack.spec.weight_scales} weight scales; the RTL top runs "
+                                   f"per-tensor packs only: re-export the pack without the per-row option, or use "
+                                   f"the csim / reference backends")
+
+
+def layers_include(pack) -> str:
+    """Text of ``m3vit_layers_pkg.svh`` for ``pack``: shapes, the layer descriptor's field indices, the dump
+    sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with."""
+    refuse_per_row_scales(pack)
+    cfg, spec = pack.cfg, pack.spec
+    c = program.op_constants(pack)
+    act = spec.activations
+    depth = cfg.depth
+    lns = [f"l{i}.{ln}" for i in range(depth) for ln in ("ln1", "ln2")]  # instance 2·layer + (0: ln1, 1: ln2)
+    gelu = [f"l{i}.{'egelu' if cfg.is_moe(i) else 'gelu'}" for i in range(depth)]
+    formats = {
+        "LN_IN_SHIFT": [c[n]["in_shift"] for n in lns], "LN_G_FRAC": [spec.weights[f"{n}.g"].frac for n in lns],
+        "LN_OUT_FRAC": [act[n].frac for n in lns], "LN_EPS": [c[n]["eps_term"] for n in lns],
+        "QK_SHIFT": [c[f"l{i}.scores"]["shift"] for i in range(depth)],
+        "S_FRAC": [c[f"l{i}.attn"]["scores_frac"] for i in range(depth)],
+        "V_FRAC": [c[f"l{i}.attn"]["v_frac"] for i in range(depth)],
+        "ATTN_FRAC": [act[f"l{i}.attn"].frac for i in range(depth)],
+        "GELU_IN_FRAC": [c[g]["x_frac"] for g in gelu], "GELU_OUT_FRAC": [act[g].frac for g in gelu],
+        "GATE_FRAC": [c[f"l{i}.route"]["logit_frac"] if cfg.is_moe(i) else 0 for i in range(depth)]}
+    return _layers_text(cfg, spec.mode, formats, "a weight pack's manifest")
+
+
+# Representative formats (as rtl/tools/units.py uses for the units): lint and the resource estimate elaborate the
+# top without a pack; the formats change shifts and table indices, not the size of the logic.
+PLACEHOLDER_FORMATS = {"LN_IN_SHIFT": 0, "LN_G_FRAC": 6, "LN_OUT_FRAC": 5, "LN_EPS": 17, "QK_SHIFT": 4,
+                       "S_FRAC": 10, "V_FRAC": 5, "ATTN_FRAC": 5, "GELU_IN_FRAC": 11, "GELU_OUT_FRAC": 4,
+                       "GATE_FRAC": 11}
+
+
+def placeholder_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> str:
+    """``m3vit_layers_pkg.svh`` for ``cfg`` and ``mode`` without a pack (lint, resource estimates)."""
+    mode = get_mode(mode) if isinstance(mode, str) else mode
+    n = {k: 2 * cfg.depth if k.startswith("LN_") else cfg.depth for k in PLACEHOLDER_FORMATS}
+    formats = {k: [v] * n[k] for k, v in PLACEHOLDER_FORMATS.items()}
+    from ..quant.hwconst import LN_IN_BITS
+
+    formats["LN_IN_SHIFT"] = [max(mode.resid_bits - LN_IN_BITS, 0)] * n["LN_IN_SHIFT"]  # LayerNorm's 16-bit input
+    return _layers_text(cfg, mode, formats, "placeholder formats (lint / estimates)")
+
+
+def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[int]], source: str) -> str:
+    depth = cfg.depth
+    lines = [HEADER.replace("m3vit.hw.interface and m3vit.hw.program", source),
+             "`ifndef M3VIT_LAYERS_PKG_SVH", "`define M3VIT_LAYERS_PKG_SVH",
+             "/* verilator lint_off UNUSEDPARAM */", "package m3vit_layers_pkg;"]
+    p = lines.append
+    shapes = {"L_NT": cfg.num_tokens, "L_D": cfg.dim, "L_H": cfg.num_heads, "L_HD": cfg.head_dim,
+              "L_MLP": cfg.mlp_hidden, "L_E": cfg.num_experts, "L_EH": cfg.expert_hidden, "L_TOPK": cfg.top_k,
+              "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
+              "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": depth,
+              "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
+              "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
+              "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits)}
+    for k, v in shapes.items():
+        p(f"localparam int {k} = {v};")
+    fw = (len(program.LAYER_FIELDS) - 1).bit_length()  # descriptor word indices, as wide as the index
+    for i, f in enumerate(program.LAYER_FIELDS):
+        p(f"localparam logic [{fw - 1}:0] LF_{_ident(f)} = {fw}'d{i};")
+    for point, values in program.frame_dump_values(cfg).items():
+        p(f"localparam int FV_{_ident(point)} = {values};")
+    p(f"typedef enum logic [4:0] {{{', '.join('ST_' + _ident(o) for o in LAYER_OPS)}}} step_t;")
+    p(_sv_array("bit", "IS_MOE", [int(cfg.is_moe(i)) for i in range(depth)]))
+    for name, values in formats.items():
+        p(_sv_array("logic [63:0]", name, values, 64) if name == "LN_EPS" else _sv_array("int", name, values))
+    p("endpackage")
+    p("/* verilator lint_on UNUSEDPARAM */")
+    p("`endif")
+    return "\n".join(lines) + "\n"
+
+
+def write_layers_include(pack, folder: str | Path, text: str | None = None) -> Path:
+    """Write ``m3vit_layers_pkg.svh`` for ``pack`` (or the given ``text``) into ``folder`` (only when it changes)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path, text = folder / LAYERS_INCLUDE_NAME, text if text is not None else layers_include(pack)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return folder
