@@ -4,27 +4,32 @@
 // per batch. Activations of the batch stay on chip; `scratch` only receives debug dumps.
 //
 // ONE MAC array serves every linear op. The batch is a list of STEPS (the embedding; per layer its
-// heads and tail; per MoE layer its active experts), and every step is one invocation of the one
-// DATAFLOW region array_step, called from ONE site of the top: two long-lived processes —
-//   weight_loader — streams every block of the step's op list (LinOp, built from the layer program)
-//                   through one stream_of_blocks ping-pong, running ahead across op boundaries
-//   array_engine  — walks the same op list (OpRole: which op, which head / expert) calling linear_unit
-//                   from its one site, and between ops runs the other units in program order: LN1 before
-//                   the first Q block, head h's attention after its V, LN2 after proj, the MoE combine
-//                   after the last expert
+// heads, its tail; per MoE layer its active experts), and every step is one invocation of the one
+// DATAFLOW region array_step, called from ONE site of the top: three long-lived processes —
+//   weight_loader  — streams every block of the step's op list (LinOp, built from the layer program)
+//                    through one stream_of_blocks ping-pong, running ahead across op boundaries
+//   array_engine   — walks the same op list (OpRole: which op, which head / expert) calling linear_unit
+//                    from its one site, and between ops runs LN1 (before the first Q block), LN2 (after
+//                    proj) and the MoE combine (after the last expert)
+//   attention_unit — (the heads step only) reads each head's Q, K, V rows from the array's epilogue
+//                    through a FIFO one head deep, then runs the attention on that head while the array
+//                    already computes the next head's Q, K, V into the FIFO: the head overlap
+// Every channel runs forward (loader → engine → attention unit), each with one writer and one reader;
+// nothing flows back inside a step. The attention unit's output reaches proj through the top: after the
+// heads step the top copies it into the array's feed buffer, and the tail step's engine reads it there.
 // Schedule of one layer (m3vit.hw.perf's AS_BUILT is this one):
 //   (once per batch, beside im2col: the position table and every LayerNorm's gain and bias on chip)
-//   LAYER step — LN1 (while the loader fetches head 0's first Q block), then per head h: Q, K, V rows of
-//             head h on the array, then the attention unit on head h (the loader fetching head h+1's
-//             blocks meanwhile); proj + residual, LN2, fc1 + GELU, fc2 + residual (or proj, router)
+//   HEADS step — LN1 (while the loader fetches head 0's first Q block), then every head's Q, K, V rows
+//             on the array, the attention unit one head behind
+//   (top) the attention output into the array's feed, MAC_COLS values per cycle
+//   TAIL step — proj + residual, LN2, fc1 + GELU, fc2 + residual (or proj, LN2, router)
 //   MoE     — route the tokens (between steps: the routed counts decide the next step's op list, so the
-//             loader never waits on the engine and no channel runs backwards); EXPERTS step: both
-//             matrices of every active expert back to back, each expert's queue, then the combine
-//             (MAC_ROWS values per cycle), clearing the accumulator as it goes
-// Only the first weight block of each step waits for DDR. The attention unit runs between the array's
-// heads, not beside them: with the array and the attention unit in one process there is no head
-// overlap (hls/README.md: what keeping it would take). Every DDR port is used by one process of the
-// region: the weight ports by the loader, `scratch` (dumps) by the engine.
+//             loader never waits on the engine); EXPERTS step: both matrices of every active expert back
+//             to back, each expert's queue, then the combine (MAC_ROWS values per cycle), clearing the
+//             accumulator as it goes
+// Only the first weight block of each step waits for DDR (LN1 hides the heads step's). The weight ports
+// are used by the loader only; `scratch` (debug dumps, M3V_DUMPS builds only — the synthesis build has no
+// dump code) by the engine and, in the heads step, the attention unit.
 #include "m3vit_accel.h"
 
 #include "attention.h"
@@ -71,9 +76,16 @@ static sint<64> moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
 static int64_t gates[EXPERTS * EROWS];
 static int counts[EXPERTS];
-// One head's Q, K, V rows of the batch: the array writes them (QKV_WORD consecutive values per cycle), the
-// attention unit reads them (a HEAD_DIM row per cycle) once the head's V is done. Both are in the engine.
+// One head's Q, K, V rows of the batch, the attention unit's own: filled from the QKV FIFO (QKV_WORD values per
+// cycle), read a HEAD_DIM row per cycle. att_out: the attention unit's output, copied into a_buf by the top.
 static act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];
+static act_t att_out[ROWS * DIM];
+// The array's epilogue → the attention unit: QKV_WORD values of one token row of Q, K or V per word, in the
+// array's order (per head: Q, K, V; per op its blocks; per block its tokens; per token its words).
+struct QkvWord {
+    act_t v[QKV_WORD];
+};
+constexpr int QKV_WORDS_PER_HEAD = 3 * ROWS * HEAD_DIM / QKV_WORD;  // the FIFO holds one head of the batch
 constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
 static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
 static bias_t ln_b[LN_COUNT * DIM];
@@ -137,7 +149,8 @@ struct Epilogue {
     int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU (into hid)
     int x_lsh, y_lsh, add_shift;  // RES_MID: x_mid = add(x_res, branch); RES_OUT: x_res = add(x_mid, branch)
     int q_at;                   // GATE_ACC: moe_acc[queue[q_at + r]] += gates[q_at + r] · y
-    int which;                  // QKV: into the head's Q (0), K (1) or V (2): one of three write paths, no pointer
+    hls::stream<QkvWord>* qkv;  // QKV: the FIFO to the attention unit (the same stream for every op of the engine)
+    QkvWord word;               // QKV: the word being filled, written out at its last value
     // EMBED: + position (pos_buf, on chip), into the row after the frame's CLS token
     word_t* dump;               // dumps (M3V_DUMPS builds): d0 (and d1: GELU output, residual sum)
     uint32_t d0, d1;
@@ -183,11 +196,8 @@ struct Epilogue {
                 break;
             }
             case EPI_QKV: {
-                const act_t y = act_t(requantize(acc, sh, ACT_BITS));
-                const int i = r * HEAD_DIM + n;
-                if (which == 0) qh[i] = y;
-                if (which == 1) kh[i] = y;
-                if (which == 2) vh[i] = y;
+                word.v[n % QKV_WORD] = act_t(requantize(acc, sh, ACT_BITS));
+                if (n % QKV_WORD == QKV_WORD - 1) qkv->write(word);  // HEAD_DIM is whole words: every word fills
                 break;
             }
             case EPI_EMBED: {
@@ -384,7 +394,7 @@ HEAD_FRAMES:
         const uint32_t blk = uint32_t(f * HEADS + h);
         const uint32_t ds = d_scores == NO_DUMP ? NO_DUMP : d_scores + blk * N_TOK * N_TOK * 4;
         const uint32_t da = d_attn == NO_DUMP ? NO_DUMP : d_attn + blk * N_TOK * HEAD_DIM * 4;
-        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, N_TOK, p, a_buf + int64_t(f) * N_TOK * DIM, DIM,
+        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, N_TOK, p, att_out + int64_t(f) * N_TOK * DIM, DIM,
                        h * HEAD_DIM, dump, ds, da);
     }
 }
@@ -397,7 +407,7 @@ struct OpRole {
     OpKind kind;
     int arg;
 };
-enum StepKind { STEP_EMBED, STEP_LAYER, STEP_EXPERTS };
+enum StepKind { STEP_EMBED, STEP_HEADS, STEP_TAIL, STEP_EXPERTS };
 
 struct StepParams {  // what the engine needs beside the layer's descriptor words
     StepKind kind;
@@ -435,7 +445,22 @@ int step_ops(const StepParams& sp, const uint32_t* hdr, uint32_t patch_rs, const
         }
         return n;
     }
-    // a layer: head h's rows of Q, K and V (three ops of HEAD_DIM rows, each a contiguous range of its matrix)
+    if (sp.kind == STEP_TAIL) {
+        ops[n] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, RS[RS_L_PROJ_RS]);
+        roles[n++] = role(OP_PROJ, 0);
+        if (L[L_IS_MOE]) {
+            ops[n] = lin_op(L[L_GATE_W] + sp.task * L[L_GATE_W_STRIDE], L[L_GATE_B] + sp.task * L[L_GATE_B_STRIDE],
+                            EXPERTS, DIM, rs_at(RS[RS_L_GATE_RS], sp.task * RS[RS_L_GATE_RS_STRIDE]));
+            roles[n++] = role(OP_ROUTER, 0);
+        } else {
+            ops[n] = lin_op(L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, RS[RS_L_FC1_RS]);
+            roles[n++] = role(OP_FC1, 0);
+            ops[n] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, RS[RS_L_FC2_RS]);
+            roles[n++] = role(OP_FC2, 0);
+        }
+        return n;
+    }
+    // the heads: head h's rows of Q, K and V (three ops of HEAD_DIM rows, each a contiguous range of its matrix)
     const uint32_t row_bytes = uint32_t(ceil_div(DIM, TILE)) * TILE * W_BYTES;  // one pack row of a DIM-wide matrix
     const uint32_t w[3] = {L[L_Q_W], L[L_K_W], L[L_V_W]}, b[3] = {L[L_Q_W + 1], L[L_K_W + 1], L[L_V_W + 1]};
     const uint32_t s[3] = {RS[RS_L_Q_RS], RS[RS_L_K_RS], RS[RS_L_V_RS]};
@@ -447,24 +472,12 @@ HEAD_LIST:
             roles[n++] = role(OP_QKV, 3 * h + i);
         }
     }
-    ops[n] = lin_op(L[L_PROJ_W], L[L_PROJ_B], DIM, DIM, RS[RS_L_PROJ_RS]);
-    roles[n++] = role(OP_PROJ, 0);
-    if (L[L_IS_MOE]) {
-        ops[n] = lin_op(L[L_GATE_W] + sp.task * L[L_GATE_W_STRIDE], L[L_GATE_B] + sp.task * L[L_GATE_B_STRIDE],
-                        EXPERTS, DIM, rs_at(RS[RS_L_GATE_RS], sp.task * RS[RS_L_GATE_RS_STRIDE]));
-        roles[n++] = role(OP_ROUTER, 0);
-    } else {
-        ops[n] = lin_op(L[L_FC1_W], L[L_FC1_B], MLP_HIDDEN, DIM, RS[RS_L_FC1_RS]);
-        roles[n++] = role(OP_FC1, 0);
-        ops[n] = lin_op(L[L_FC2_W], L[L_FC2_B], DIM, MLP_HIDDEN, RS[RS_L_FC2_RS]);
-        roles[n++] = role(OP_FC2, 0);
-    }
     return n;
 }
 
 // The array's feed and epilogue for op `r` (row0: the experts' dump row of its first input row).
 void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const uint32_t* RS, int64_t row0,
-                 word_t* dump, Feed& feed, Epilogue& epi) {
+                 word_t* dump, hls::stream<QkvWord>& qkv, Feed& feed, Epilogue& epi) {
     switch (r.kind) {
         case OP_EMBED:
             epi = epi_of(EPI_EMBED, sp.embed_shift, sp.embed_per_row, nullptr, NO_DUMP, DIM);
@@ -474,7 +487,7 @@ void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const
             const int i = r.arg % 3;
             const int sf[3] = {L_Q_W + 2, L_K_W + 2, L_V_W + 2};
             epi = epi_of(EPI_QKV, sfield(L[sf[i]]), RS[RS_L_Q_RS] != NO_ROW_SHIFT, nullptr, NO_DUMP, HEAD_DIM);
-            epi.which = i;
+            epi.qkv = &qkv;
             feed = feed_of(FEED_H_LN, DIM);
             break;
         }
@@ -544,31 +557,61 @@ MOE_FINISH:
 // between them in program order (the loader keeps filling the free half of the ping-pong meanwhile).
 void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinOp ops[STEP_OPS],
                   const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
-                  word_t* dump) {
+                  hls::stream<QkvWord>& qkv, word_t* dump) {
     const int rows = sp.frames * N_TOK;
-    if (sp.kind == STEP_LAYER) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
-    const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
-    const AttentionParams ap = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
+    if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
     int64_t row0 = 0;
 ENGINE_OPS:
     for (int i = 0; i < n_ops; ++i) {
         const OpRole r = roles[i];
         Feed feed;
         Epilogue epi;
-        op_datapath(r, sp, L, RS, row0, dump, feed, epi);
+        op_datapath(r, sp, L, RS, row0, dump, qkv, feed, epi);
         const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
                                                                            ? counts[r.arg]
                                                                            : rows;
         linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi);
-        if (r.kind == OP_QKV && r.arg % 3 == 2)  // head h's V is done: its attention (the loader fetches head h+1)
-            head_attention(r.arg / 3, sp.frames, ap, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
         if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2]);
         if (r.kind == OP_E2) row0 += counts[r.arg];
     }
     if (sp.kind == STEP_EXPERTS) moe_finish(L, rows, dump);
 }
 
-// The one region: the step's loader ahead of the engine through one ping-pong of weight blocks.
+// One head's Q, K, V words from the FIFO into the attention unit's buffers, in the array's order.
+// A head op's blocks are QKV_WORD rows each (HEAD_DIM is whole words and QKV_WORD = min(HEAD_DIM, MAC_ROWS)):
+// one word per token and block.
+void qkv_gather(hls::stream<QkvWord>& qkv, int rows) {
+    constexpr int BLOCKS = HEAD_DIM / QKV_WORD;
+QKV_GATHER:
+    for (int it = 0; it < 3 * BLOCKS * rows; ++it) {
+#pragma HLS PIPELINE II = 1
+        const int which = it / (BLOCKS * rows), blk = (it / rows) % BLOCKS, t = it % rows;
+        const QkvWord word = qkv.read();
+        for (int j = 0; j < QKV_WORD; ++j) {
+#pragma HLS UNROLL
+            const int i = t * HEAD_DIM + blk * QKV_WORD + j;
+            if (which == 0) qh[i] = word.v[j];
+            if (which == 1) kh[i] = word.v[j];
+            if (which == 2) vh[i] = word.v[j];
+        }
+    }
+}
+
+// The attention unit of a heads step: head h's Q, K, V (written by the array while the unit worked on head
+// h-1), then its attention into att_out. Other steps: no heads.
+void attention_unit(hls::stream<QkvWord>& qkv, StepParams sp, const uint32_t* L, word_t* dump) {
+    const int n_heads = sp.kind == STEP_HEADS ? HEADS : 0;
+    const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
+    const AttentionParams ap = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
+ATTENTION_HEADS:
+    for (int h = 0; h < n_heads; ++h) {
+        qkv_gather(qkv, sp.frames * N_TOK);
+        head_attention(h, sp.frames, ap, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
+    }
+}
+
+// The one region: the step's loader ahead of the engine through one ping-pong of weight blocks; the engine's
+// Q/K/V to the attention unit through a FIFO one head deep (so the array runs a head ahead of it).
 void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const OpRole roles[STEP_OPS], int n_ops,
                 StepParams sp, const uint32_t* L, const uint32_t* RS, word_t* dump) {
 #pragma HLS DATAFLOW
@@ -576,8 +619,24 @@ void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const OpRole role
     M3V_BLOCK_STREAM_PRAGMAS(blocks)
     hls::stream<BiasRow> biases("step_biases");
 #pragma HLS STREAM variable = biases depth = 2
+    hls::stream<QkvWord> qkv("step_qkv");
+#pragma HLS STREAM variable = qkv depth = QKV_WORDS_PER_HEAD
     weight_loader<STEP_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    array_engine(blocks, biases, ops, roles, n_ops, sp, L, RS, dump);
+    array_engine(blocks, biases, ops, roles, n_ops, sp, L, RS, qkv, dump);
+    attention_unit(qkv, sp, L, dump);
+}
+
+// After a heads step: the attention output into the array's feed buffer for proj, MAC_COLS values per cycle
+// (outside the region: att_out is the attention unit's, a_buf the engine's).
+void attention_to_feed(int rows) {
+ATTENTION_TO_FEED:
+    for (int i0 = 0; i0 < rows * DIM; i0 += MAC_COLS) {
+#pragma HLS PIPELINE II = 1
+        for (int j = 0; j < MAC_COLS; ++j) {
+#pragma HLS UNROLL
+            if (i0 + j < rows * DIM) a_buf[i0 + j] = att_out[i0 + j];
+        }
+    }
 }
 
 // --- per-row weight scales: where the shift vectors of a layer are ---------------------------------------------
@@ -620,13 +679,14 @@ void m3vit_accel(M3V_TOP_ARGS) {
 #pragma HLS ARRAY_PARTITION variable = hid cyclic factor = MAC_COLS
 #pragma HLS ARRAY_PARTITION variable = h_ln cyclic factor = MAC_COLS
 #pragma HLS ARRAY_PARTITION variable = a_buf cyclic factor = MAC_COLS
+#pragma HLS ARRAY_PARTITION variable = att_out cyclic factor = MAC_COLS
 #pragma HLS ARRAY_PARTITION variable = patches cyclic factor = MAC_COLS
 #pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES
 #pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES
     // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
 #pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
 #pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
-    // A head's Q/K/V: the array writes QKV_WORD consecutive values of a row per cycle, the attention unit reads
+    // A head's Q/K/V: the gather writes QKV_WORD consecutive values of a row per cycle, the attention unit reads
     // a HEAD_DIM row per cycle: reshaped into QKV_WORD-value words, true dual-port (a row's <= 2 words per cycle).
 #pragma HLS ARRAY_RESHAPE variable = qh type = cyclic factor = QKV_WORD
 #pragma HLS ARRAY_RESHAPE variable = kh type = cyclic factor = QKV_WORD
@@ -658,11 +718,12 @@ FRAME_BATCHES:
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
         embed_inputs(WEIGHT_PORT_ARGS, program, bhdr[H_POS], images + f0 * frame_in_beats, frames, dump,
                      bhdr[H_D_IMAGE]);
-    STEPS:  // step 0: the embedding; 2l + 1: layer l; 2l + 2: layer l's experts (MoE layers)
-        for (int s = 0; s < 1 + 2 * DEPTH; ++s) {
+    STEPS:  // step 0: the embedding; 3l + 1: layer l's heads; 3l + 2: its tail; 3l + 3: its experts (MoE layers)
+        for (int s = 0; s < 1 + 3 * DEPTH; ++s) {
             StepParams sp = {};
-            sp.kind = s == 0 ? STEP_EMBED : (s % 2 ? STEP_LAYER : STEP_EXPERTS);
-            sp.l = s == 0 ? 0 : (s - 1) / 2;
+            const StepKind kinds[3] = {STEP_HEADS, STEP_TAIL, STEP_EXPERTS};
+            sp.kind = s == 0 ? STEP_EMBED : kinds[(s - 1) % 3];
+            sp.l = s == 0 ? 0 : (s - 1) / 3;
             sp.frames = frames;
             sp.task = task;
             sp.embed_shift = sfield(hdr[H_PATCH_SHIFT]);
@@ -685,6 +746,7 @@ FRAME_BATCHES:
             const int n_ops = step_ops(sp, bhdr, patch_rs, L, RS, ops, roles);
             array_step(WEIGHT_PORT_ARGS, ops, roles, n_ops, sp, L, RS, dump);  // the one site: the one array
             if (sp.kind == STEP_EMBED) embed_cls(weights, bhdr, frames, dump);
+            if (sp.kind == STEP_HEADS) attention_to_feed(frames * N_TOK);
         }
         tokens_out(tokens, f0, frames * N_TOK);
     }
