@@ -11,9 +11,9 @@
 //   array_engine   — walks the same op list (OpRole: which op, which head / expert) calling linear_unit
 //                    from its one site, and between ops runs LN1 (before the first Q block), LN2 (after
 //                    proj) and the MoE combine (after the last expert)
-//   attention_unit — (the heads step only) reads each head's Q, K, V rows from the array's epilogue
-//                    through a FIFO one head deep, then runs the attention on that head while the array
-//                    already computes the next head's Q, K, V into the FIFO: the head overlap
+//   attention_unit — (the heads step only) gathers each head's Q, K, V rows from the array's epilogue
+//                    through a FIFO one head deep into a per-head ping-pong, and runs the attention on
+//                    head h while the array computes (and the gather takes) head h+1's: the head overlap
 // Every channel runs forward (loader → engine → attention unit), each with one writer and one reader;
 // nothing flows back inside a step. The attention unit's output reaches proj through the top: after the
 // heads step the top copies it into the array's feed buffer, and the tail step's engine reads it there.
@@ -76,9 +76,7 @@ static sint<64> moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
 static int64_t gates[EXPERTS * EROWS];
 static int counts[EXPERTS];
-// One head's Q, K, V rows of the batch, the attention unit's own: filled from the QKV FIFO (QKV_WORD values per
-// cycle), read a HEAD_DIM row per cycle. att_out: the attention unit's output, copied into a_buf by the top.
-static act_t qh[ROWS * HEAD_DIM], kh[ROWS * HEAD_DIM], vh[ROWS * HEAD_DIM];
+// att_out: the attention unit's output, copied into a_buf by the top after the heads step.
 static act_t att_out[ROWS * DIM];
 // The array's epilogue → the attention unit: QKV_WORD values of one token row of Q, K or V per word, in the
 // array's order (per head: Q, K, V; per op its blocks; per block its tokens; per token its words).
@@ -374,6 +372,8 @@ void layer_norm(const uint32_t* L, int l, int which, const res_t* x, int rows, w
     dump_matrix(dump, d, h_ln, rows, DIM, DIM);
 }
 
+typedef act_t head_buf_t[ROWS * HEAD_DIM];  // one head's Q, K or V rows of the batch
+
 // Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
 void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, int rows) {
     if (!DUMPS || d == NO_DUMP) return;
@@ -383,8 +383,8 @@ void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, 
 
 // The attention unit on head h of every frame of the batch (its Q, K, V just written by the array); it
 // also dumps the head's Q, K, V columns.
-void head_attention(int h, int frames, AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn,
-                    word_t* dump) {
+void head_attention(const head_buf_t& qh, const head_buf_t& kh, const head_buf_t& vh, int h, int frames,
+                    AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn, word_t* dump) {
     dump_head(dump, d_qkv[0], qh, h, frames * N_TOK);
     dump_head(dump, d_qkv[1], kh, h, frames * N_TOK);
     dump_head(dump, d_qkv[2], vh, h, frames * N_TOK);
@@ -580,7 +580,7 @@ ENGINE_OPS:
 // One head's Q, K, V words from the FIFO into the attention unit's buffers, in the array's order.
 // A head op's blocks are QKV_WORD rows each (HEAD_DIM is whole words and QKV_WORD = min(HEAD_DIM, MAC_ROWS)):
 // one word per token and block.
-void qkv_gather(hls::stream<QkvWord>& qkv, int rows) {
+void qkv_gather(hls::stream<QkvWord>& qkv, int rows, head_buf_t& qh, head_buf_t& kh, head_buf_t& vh) {
     constexpr int BLOCKS = HEAD_DIM / QKV_WORD;
 QKV_GATHER:
     for (int it = 0; it < 3 * BLOCKS * rows; ++it) {
@@ -597,16 +597,27 @@ QKV_GATHER:
     }
 }
 
-// The attention unit of a heads step: head h's Q, K, V (written by the array while the unit worked on head
-// h-1), then its attention into att_out. Other steps: no heads.
+// The attention unit of a heads step: a DATAFLOW loop over heads — head h+1's Q, K, V words gathered from the
+// FIFO (as the array writes them) beside head h's attention (into att_out). Other steps: no heads.
 void attention_unit(hls::stream<QkvWord>& qkv, StepParams sp, const uint32_t* L, word_t* dump) {
     const int n_heads = sp.kind == STEP_HEADS ? HEADS : 0;
     const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
     const AttentionParams ap = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
 ATTENTION_HEADS:
     for (int h = 0; h < n_heads; ++h) {
-        qkv_gather(qkv, sp.frames * N_TOK);
-        head_attention(h, sp.frames, ap, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
+#pragma HLS DATAFLOW
+        // PIPO, ping-pong per head: the gather writes QKV_WORD consecutive values of a row per cycle, the attention
+        // unit reads a HEAD_DIM row per cycle — reshaped into QKV_WORD-value words (a write is one whole word),
+        // true dual-port so a row's (at most 2) words are read in one cycle.
+        head_buf_t qh, kh, vh;
+#pragma HLS ARRAY_RESHAPE variable = qh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = kh type = cyclic factor = QKV_WORD
+#pragma HLS ARRAY_RESHAPE variable = vh type = cyclic factor = QKV_WORD
+#pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
+#pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
+        qkv_gather(qkv, sp.frames * N_TOK, qh, kh, vh);
+        head_attention(qh, kh, vh, h, sp.frames, ap, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
     }
 }
 
@@ -686,14 +697,6 @@ void m3vit_accel(M3V_TOP_ARGS) {
     // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
 #pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
 #pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
-    // A head's Q/K/V: the gather writes QKV_WORD consecutive values of a row per cycle, the attention unit reads
-    // a HEAD_DIM row per cycle: reshaped into QKV_WORD-value words, true dual-port (a row's <= 2 words per cycle).
-#pragma HLS ARRAY_RESHAPE variable = qh type = cyclic factor = QKV_WORD
-#pragma HLS ARRAY_RESHAPE variable = kh type = cyclic factor = QKV_WORD
-#pragma HLS ARRAY_RESHAPE variable = vh type = cyclic factor = QKV_WORD
-#pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
-#pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
-#pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
     // queue / gates: one memory each, expert e's entries from e · EROWS (an offset, not a memory choice)
 #pragma HLS ARRAY_PARTITION variable = counts complete
     uint32_t hdr[HEADER_WORDS];

@@ -17,13 +17,13 @@ port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weigh
 C++ in ``hls/`` (``hls/src/m3vit_accel.cpp``; ``AS_BUILT_PLATFORM``: weights striped over 3 HP ports):
 LayerNorm ``HlsParams.ln_lanes`` features per cycle with rows pipelined; element-wise loops (the MoE
 combine) ``HlsParams.mac_rows`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
-one MAC array: every step (the embedding, a layer's heads and tail, a MoE layer's experts) is one
+one MAC array: every step (the embedding; a layer's heads; its tail; a MoE layer's experts) is one
 invocation of one DATAFLOW region whose loader runs ahead across the step's ops (:func:`region_ops` lists
-them: only each step's first block waits for DDR, and LN1 hides it); the attention unit runs in the
-array's process after each head's Q/K/V, so there is no head overlap (``head_overlap=False``).
-``PROPOSED`` is the next step (the attention unit as its own process beside the array: head h's
-attention beside head h+1's Q/K/V; batch >= 2: the attention unit on one frame while the array works
-on the next); ``PREVIOUS`` the schedule before the loader ran ahead (ablation). Figures
+them: only each step's first block waits for DDR, LN1 hides the heads step's); the attention unit, a third
+process of the region, works on head h while the array computes head h+1's Q/K/V (it gathers each head's
+Q/K/V words from the FIFO first; the top copies its output into the array's feed after the step).
+``PROPOSED`` is the next step (batch >= 2: the attention unit on one frame while the array works on the
+next); ``PREVIOUS`` the schedule before the loader ran ahead (ablation). Figures
 are modelled, not measured, unless a unit is calibrated (``timing.calibrated``).
 """
 
@@ -88,13 +88,11 @@ class Schedule:
     cross_op_prefetch: bool = True  # the weight loader runs ahead across the ops of a region (off: per op)
     head_overlap: bool = True  # head h's attention overlaps the Q/K/V blocks of head h+1
     frame_overlap: bool = False  # batch >= 2: the attention unit and the MAC array work on different frames
-    layer_step: bool = False  # a layer's heads and tail are one region (one loader op list), LN1 inside it
+    ln1_in_step: bool = False  # LN1 runs in the heads step's engine while the loader fetches its first block
 
 
-# hls/: one array; the attention unit between heads in the array's process (no head overlap)
-AS_BUILT = Schedule(head_overlap=False, layer_step=True)
-# the next step: the attention unit its own process beside the array (head overlap), frames overlapped at batch >= 2
-PROPOSED = Schedule(layer_step=True, frame_overlap=True)
+AS_BUILT = Schedule(ln1_in_step=True)  # hls/: one array, the attention unit a head behind it
+PROPOSED = Schedule(ln1_in_step=True, frame_overlap=True)  # the next step; the same as AS_BUILT at batch 1
 PREVIOUS = Schedule(elementwise_lanes=1, pixel_lanes=1, beat_token_out=False, cross_op_prefetch=False,
                     head_overlap=False)  # element-wise loops one value per cycle, each op's first block exposed
 AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # hls/: weights, weights1, weights2
@@ -328,6 +326,8 @@ def attention(env: Env, layer: int) -> Op:
     av = 2 * lanes + n * math.ceil(hd / min(p.av_cols, hd)) * u["av_norm"].ii + u["av_norm"].depth
     head = qk + (groups - 1) * max(qk, av) + av  # DATAFLOW loop over row groups: g+1's Q·Kᵀ beside g's A·V
     compute = env.b * cfg.num_heads * head
+    if s.head_overlap:  # a process of its own: each head's Q/K/V words from the array's FIFO first, one per cycle
+        compute += cfg.num_heads * 3 * env.b * n * (hd // min(p.mac_rows, hd))
     act, cycles, binds = 0, compute, "attention unit"
     if env.tiles > 1:  # spilled batch: Q, K, V read per head from scratch (K, V of one head fit), output written
         act = env.b * n * d * env.abytes * 4
@@ -425,11 +425,12 @@ def embed_ops(env: Env) -> list[Op]:
 
 def region_ops(cfg: ModelConfig, layer: int) -> list[list[str]]:
     """The steps of one layer in hls/src/m3vit_accel.cpp (each one invocation of the one region array_step),
-    each the ops its weight loader streams back to back: the layer (every head's Q, K, V, then the tail) and,
-    in a MoE layer, its active experts (a step of its own: its op list needs the routing)."""
+    each the ops its weight loader streams back to back: the heads (every head's Q, K, V; the attention unit a
+    head behind), the tail (proj reads the attention output, so it waits for the heads step) and, in a MoE
+    layer, its active experts (their op list needs the routing)."""
     heads = [f"{m}{h}" for h in range(cfg.num_heads) for m in "qkv"]
     tail = ["proj", "router"] if cfg.is_moe(layer) else ["proj", "fc1", "fc2"]
-    return [heads + tail, ["experts"]] if cfg.is_moe(layer) else [heads + tail]
+    return [heads, tail, ["experts"]] if cfg.is_moe(layer) else [heads, tail]
 
 
 def layer_ops(env: Env, layer: int) -> list[Op]:
@@ -437,13 +438,11 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
     rows, d, h = env.b * cfg.num_tokens, cfg.dim, cfg.num_heads
     ln1 = layernorm(env, layer, "ln1", rows)
     ops = [ln1]
-    if s.layer_step:  # the layer's step starts: the engine's LN1 hides the loader's first block
-        env.start_region()
+    env.start_region()  # the heads step
+    if s.ln1_in_step:  # the engine's LN1 hides the loader's first block
         env.overlap(ln1.cycles)
-    # head h's Q, K, V rows (two blocks each at HEAD_DIM 64) on the array, then (no head_overlap) the attention
-    # unit on head h while the loader fetches head h+1; head_overlap: the attention unit on head h-1 beside them
-    if not s.layer_step:
-        env.start_region()
+    # head h's Q, K, V rows (two blocks each at HEAD_DIM 64) on the array while the attention unit works on head
+    # h-1 (head_overlap); off: each head's attention after its Q/K/V
     # (attention on the array — an explored design, not the code — keeps Q, K, V whole)
     qkv = linear(env, layer, "qkv", 3 * d, d, rows, split=1 if s.attention_on_linear else 3 * h)
     att = attention(env, layer)
@@ -452,8 +451,9 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
         att.cycles = both - qkv.cycles
     ln2 = layernorm(env, layer, "ln2", rows)
     ops += [qkv, att]
-    if not s.layer_step:
-        env.start_region()  # TAIL: proj, LN2, fc1, fc2 (or router) with the loader running ahead
+    if s.head_overlap and not s.attention_on_linear:  # the top: attention output → the array's feed, between steps
+        ops.append(elementwise(env, layer, "attention out", rows * d, env.p.mac_cols, "attention output copy"))
+    env.start_region()  # the tail step: proj, LN2, fc1, fc2 (or router) with the loader running ahead
     ops.append(linear(env, layer, "proj", d, d, rows))
     env.overlap(ln2.cycles)
     ops.append(ln2)
