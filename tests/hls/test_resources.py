@@ -1,5 +1,5 @@
 """The parameter set fits the device by the analytic resource model the README tables; its latency by the
-cycle model (m3vit.hw.perf): the schedule as built (one array, no head overlap) and the next step's."""
+cycle model (m3vit.hw.perf) of the schedule as built (one array, the attention unit a head behind it) meets the goal."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from m3vit.hw.resources import DEVICE, GOAL_MS, frame_latency, kernels, totals
 from m3vit.quant.spec import get_mode
 
 
-def test_chosen_parameters_fit_the_xczu7ev_and_the_head_overlap_meets_the_goal():
+def test_chosen_parameters_fit_the_xczu7ev_and_meet_the_goal_as_built():
     from m3vit.hw import perf
 
     cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
@@ -21,13 +21,11 @@ def test_chosen_parameters_fit_the_xczu7ev_and_the_head_overlap_meets_the_goal()
     batch1 = dataclasses.replace(params, batch=1)
     assert perf.dsp_count(cfg, mode, batch1, perf.AS_BUILT) == t["dsp"]
     built = frame_latency(cfg, mode, batch1)
-    # the next step (the attention unit its own process beside the array) meets the goal at batch 1; as built,
-    # without the head overlap, it is slower (hls/README.md states by how much)
-    overlapped = frame_latency(cfg, mode, batch1, None, perf.AS_BUILT_PLATFORM, perf.PROPOSED)
-    assert overlapped["ms_per_frame"] <= GOAL_MS < built["ms_per_frame"] + 0.5
-    assert overlapped["cycles_per_frame"] < built["cycles_per_frame"]
+    assert built["ms_per_frame"] <= GOAL_MS
     before = frame_latency(cfg, mode, batch1, None, perf.AS_BUILT_PLATFORM, perf.PREVIOUS)
-    assert before["cycles_per_frame"] > built["cycles_per_frame"]  # the loader ahead and the wide loops count
+    assert before["ms_per_frame"] > GOAL_MS  # the loader ahead, the head overlap and the wide loops are needed
+    serial = dataclasses.replace(perf.AS_BUILT, head_overlap=False)  # the attention unit inside the array's process
+    assert frame_latency(cfg, mode, batch1, None, perf.AS_BUILT_PLATFORM, serial)["ms_per_frame"] > GOAL_MS
 
 
 def test_w16a16_parameters_fit_the_dsp_budget():

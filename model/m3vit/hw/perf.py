@@ -325,9 +325,11 @@ def attention(env: Env, layer: int) -> Op:
     qk = lanes + n * u["qk_reorder"].ii + u["qk_reorder"].depth + u["softmax_stats"].depth
     av = 2 * lanes + n * math.ceil(hd / min(p.av_cols, hd)) * u["av_norm"].ii + u["av_norm"].depth
     head = qk + (groups - 1) * max(qk, av) + av  # DATAFLOW loop over row groups: g+1's Q·Kᵀ beside g's A·V
-    compute = env.b * cfg.num_heads * head
-    if s.head_overlap:  # a process of its own: each head's Q/K/V words from the array's FIFO first, one per cycle
-        compute += cfg.num_heads * 3 * env.b * n * (hd // min(p.mac_rows, hd))
+    per_head = env.b * head
+    if s.head_overlap:  # a process of its own: head h+1's Q/K/V words gathered from the FIFO (one per cycle, as the
+        # array writes them) beside head h's attention (a DATAFLOW loop over heads): the slower of the two per head
+        per_head = max(per_head, 3 * env.b * n * (hd // min(p.mac_rows, hd)))
+    compute = cfg.num_heads * per_head
     act, cycles, binds = 0, compute, "attention unit"
     if env.tiles > 1:  # spilled batch: Q, K, V read per head from scratch (K, V of one head fit), output written
         act = env.b * n * d * env.abytes * 4

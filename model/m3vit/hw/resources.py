@@ -83,9 +83,9 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"P={p.attn_lanes} lanes x {hd} MACs, one K row per cycle shared; score rows per lane, ping-pong "
                "between row groups"),
         Kernel("attention: A·V", p.attn_lanes * av, 0, 0, f"P lanes x {av} value columns per cycle"),
-        Kernel("attention: head Q, K, V", 0, 2 * 3 * bram36(qkv_word * ab, rows * hd // qkv_word), 0,
-               "one head's Q, K, V rows of the batch twice: the FIFO from the array's epilogue (one head deep, so the "
-               "array runs a head ahead) and the attention unit's buffers; reshaped "
+        Kernel("attention: head Q, K, V", 0, 3 * 3 * bram36(qkv_word * ab, rows * hd // qkv_word), 0,
+               "one head's Q, K, V rows of the batch three times: the FIFO from the array's epilogue (one head deep, "
+               "so the array runs a head ahead) and the attention unit's ping-pong between heads; reshaped "
                f"into {qkv_word}-value words (the array writes one per cycle), a row = {hd // qkv_word} words "
                "read through the two ports per cycle; K and V stay for the whole head"),
         Kernel("layernorm", 4 * p.ln_lanes, bram36(ln_beat, 2 * cfg.dim // p.ln_lanes + 128), 0,
@@ -107,8 +107,8 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                3 * uram(feed, rows * cfg.dim // p.mac_cols)
                + uram(feed, rows * max(cfg.mlp_hidden, cfg.expert_hidden) // p.mac_cols)
                + uram(feed, p.batch * cfg.num_patches * patch_k // p.mac_cols),
-               f"LN out, attention out (and the attention unit's copy), hidden, patches: one {p.mac_cols}-wide k-slice per "
-               "read"),
+               "LN out, attention out (and the attention unit's copy), hidden, patches: one "
+               f"{p.mac_cols}-wide k-slice per read"),
     ]
     return out
 
