@@ -19,7 +19,7 @@
 // registers but needs a fresh weight slice every cycle and a one-cycle loop-carried add.)
 //
 // Two long-running processes per DATAFLOW region (the top has ONE region, array_step, invoked once per
-// step — a group of ops whose weights are known in advance: the embedding, a layer's heads and tail, a
+// step — a group of ops whose weights are known in advance: the embedding, a layer's heads, its tail, a
 // MoE layer's active experts), joined by a ping-pong of weight blocks (hls::stream_of_blocks, depth 2):
 //   weight_loader — walks the region's list of ops (LinOp) and loads every block of every op, one
 //                   after the other: weight_reader issues every beat of the region in one pipelined
