@@ -33,7 +33,7 @@ $(STAMP): requirements.txt requirements-hls.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@command -v iverilog >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get install -y -qq iverilog >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iverilog; }; \
-	  else echo "setup: Icarus Verilog (iverilog) missing and not installable here (needs root + apt-get): its RTL tests will be skipped"; fi; }
+	  else echo "setup: Icarus Verilog (iverilog) missing and not installable here (needs root + apt-get): its RTL tests will fail until it is installed"; fi; }
 	touch $@
 
 demo: setup

