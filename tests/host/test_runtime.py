@@ -173,3 +173,34 @@ def test_rtlsim_refuses_a_per_row_pack(pack_rows):
 
     with pytest.raises(HostError, match="per-row weight scales; the RTL top runs per-tensor packs only"):
         open_runtime("rtlsim", pack_rows[1])
+
+
+@pytest.fixture(scope="session")
+def pack_e8(assets, tmp_path_factory):
+    """The same model in the mixed-width mode w16a16e8 (W16/A16, 8-bit per-row expert matrices)."""
+    from m3vit.quant.quantize import QuantizedModel, calibrate
+
+    qmodel = QuantizedModel.build(assets.model, calibrate(assets.model, assets.images, "w16a16e8"))
+    from m3vit.quant.pack import write_pack
+
+    return qmodel, write_pack(qmodel, tmp_path_factory.mktemp("pack_e8"))[1]
+
+
+@pytest.mark.parametrize("backend", [*TOKEN_BACKENDS, "csim"])
+def test_mixed_width_pack_runs_bit_exact(assets, pack_e8, backend):
+    """A w16a16e8 pack on every token backend that implements it: the integer reference, the simulated board and
+    the HLS C-simulation (8-bit expert tiles beside 16-bit ones) give the same integers."""
+    qmodel, manifest = pack_e8
+    with open_runtime(backend, manifest, mode="w16a16e8") as rt:
+        for task in ("semseg", "depth"):
+            result = rt.run(assets.images[:2], task)
+            want, _ = qmodel.tokens(assets.images[:2], task)
+            assert np.array_equal(result.tokens, want), f"{backend} {task}"
+
+
+def test_rtlsim_refuses_a_mixed_width_pack(pack_e8):
+    """The RTL top has one weight width: a w16a16e8 pack is refused at load with what to use instead."""
+    from m3vit_host import HostError
+
+    with pytest.raises(HostError, match=r"8-bit expert matrices.*the RTL top runs w8a8 / w16a16.*csim backend"):
+        open_runtime("rtlsim", pack_e8[1])

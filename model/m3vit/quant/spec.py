@@ -38,6 +38,11 @@ class PrecisionMode:
         return self.weight_bits
 
     @property
+    def expert_bits(self) -> int:
+        """Width of the expert matrices."""
+        return self.weight_bits if self.expert_weight_bits is None else self.expert_weight_bits
+
+    @property
     def mixed_weights(self) -> bool:
         """True when the expert matrices are narrower than the other weights (two weight containers)."""
         return self.expert_weight_bits is not None and self.expert_weight_bits != self.weight_bits

@@ -156,3 +156,24 @@ def test_quantize_cli_refuses_per_tensor_with_the_mode(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "w16a16e8 has per-row weight scales built in" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_brevitas_holds_the_same_integer_weights(micro_model, qe8):
+    """Brevitas (QAT, ONNX export) builds the mode too: 8-bit per-row quantizers for the expert matrices, giving the
+    pack's integers, and 16-bit per-row ones for every other linear, within one LSB of the pack's (Brevitas holds the
+    weights in float32 and rounds ties to even: NUMERICS.md §5)."""
+    from m3vit.quant.brevitas_model import BrevitasBackbone, _key
+    from m3vit.quant.params import linear_inputs
+
+    bb = BrevitasBackbone(micro_model, qe8.spec).eval()
+    for op in linear_inputs(qe8.cfg):
+        mods = bb.linears[_key(op)]
+        stack = list(mods) if isinstance(mods, torch.nn.ModuleList) else [mods]
+        want = qe8.iparams[f"{op}.w"].reshape(-1, *qe8.iparams[f"{op}.w"].shape[-2:])
+        for j, layer in enumerate(stack):
+            qw = layer.quant_weight()
+            assert int(qw.bit_width) == (8 if op.endswith((".e1", ".e2")) else 16), op
+            if op.endswith((".e1", ".e2")):
+                assert np.array_equal(qw.int().numpy(), want[j]), f"{op}[{j}]"
+            else:
+                assert np.abs(qw.int().numpy().astype(np.int64) - want[j]).max() <= 1, f"{op}[{j}]"
