@@ -67,9 +67,18 @@ def control_include() -> str:
     return "\n".join(lines) + "\n"
 
 
+def refuse_mixed_mode(mode: PrecisionMode) -> None:
+    """The RTL top has one weight width: a mode whose expert matrices are narrower (w16a16e8) is not for it."""
+    if mode.mixed_weights:
+        raise ValueError(f"mode {mode.name} ({mode.expert_bits}-bit expert matrices beside {mode.weight_bits}-bit "
+                         f"weights) has no RTL top: the RTL runs w8a8 and w16a16; run {mode.name} on the HLS "
+                         f"C-simulation (csim backend) or the integer reference")
+
+
 def top_parameters(cfg: ModelConfig, mode: PrecisionMode | str) -> dict[str, int]:
     """``rtl/m3vit_top.sv``'s parameters for ``cfg`` in ``mode`` (what the program header is checked against)."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
+    refuse_mixed_mode(mode)
     img_bytes = container_bytes(mode.act_bits)
     values = cfg.in_chans * cfg.img_size[0] * cfg.img_size[1]
     if (values * img_bytes) % (AXI_DATA_BITS // 8) or values % (AXI_DATA_BITS // 8 // program.DUMP_BYTES):
@@ -182,6 +191,7 @@ PLACEHOLDER_FORMATS = {"LN_IN_SHIFT": 0, "LN_G_FRAC": 6, "LN_OUT_FRAC": 5, "LN_E
 def placeholder_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> str:
     """``m3vit_layers_pkg.svh`` for ``cfg`` and ``mode`` without a pack (lint, resource estimates)."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
+    refuse_mixed_mode(mode)
     n = {k: 2 * cfg.depth if k.startswith("LN_") else cfg.depth for k in PLACEHOLDER_FORMATS}
     formats = {k: [v] * n[k] for k, v in PLACEHOLDER_FORMATS.items()}
     from ..quant.hwconst import LN_IN_BITS
