@@ -21,7 +21,9 @@ then ``depth`` blocks of ``ROW_SHIFT_LAYER_FIELDS`` — the pack offset of each 
 (and its stride for stacks), which the accelerator's weight loader reads beside each block's biases (so
 offsets are 16-byte aligned and a stack's stride is its row count). A per-tensor pack's program is
 unchanged (version ``PROGRAM_VERSION``, no table), so an accelerator built for it refuses a per-row
-program by its version.
+program by its version. A mixed-width mode's program (``w16a16e8``: 8-bit expert matrices beside 16-bit weights,
+per-row by definition) has version ``PROGRAM_VERSION_MIXED`` and the same table: the expert containers are
+compile-time (``EW_BYTES``), so only a build for that mode runs it.
 """
 
 from __future__ import annotations
