@@ -110,6 +110,12 @@ inline uint32_t tile_beats_of(int w_bytes) {
 #pragma HLS INLINE
     return w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS : TileGeom<W_BYTES>::BEATS;
 }
+constexpr int ilog2(uint32_t v) { return v <= 1 ? 0 : 1 + ilog2(v >> 1); }
+// log2 of tile_beats_of: the tile index of a beat is a shift, not a divider, in the II = 1 loops
+inline int tile_beats_log2_of(int w_bytes) {
+#pragma HLS INLINE
+    return w_bytes == EW_BYTES ? ilog2(TileGeom<EW_BYTES>::BEATS) : ilog2(TileGeom<W_BYTES>::BEATS);
+}
 inline uint32_t row_beats_of(int w_bytes) {
 #pragma HLS INLINE
     return uint32_t(w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS_PER_ROW : TileGeom<W_BYTES>::BEATS_PER_ROW);
@@ -233,6 +239,7 @@ READ_COUNT:  // closed form per op: its full blocks and its partial one
     LinOp op = ops[0];
     int nb = 0, ct = 0, tile_iters = 0, skip = 0, sskip = -1, n_shift = 0;
     uint32_t first = 0, bias_first = 0, shift_first = 0, tb = TILE_BEATS, rb = BEATS_PER_TILE_ROW;
+    int tb_log2 = ilog2(TILE_BEATS);
     bool start = true;
 READ_BEATS:
     for (int64_t it = 0; it < total; ++it) {
@@ -241,6 +248,7 @@ READ_BEATS:
             nb = block_rows(blk, op.n_out);
             ct = ceil_div(op.k_in, TILE);
             tb = tile_beats_of(op.w_bytes);
+            tb_log2 = tile_beats_log2_of(op.w_bytes);
             rb = row_beats_of(op.w_bytes);
             tile_iters = ceil_div(block_tiles(nb, op.k_in), WEIGHT_PORTS) * int(tb);
             first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * tb;
@@ -255,7 +263,7 @@ READ_BEATS:
         }
         WeightBeats g;
         if (it_blk < tile_iters) {
-            const int t0 = (it_blk / int(tb)) * WEIGHT_PORTS;
+            const int t0 = (it_blk >> tb_log2) * WEIGHT_PORTS;
             const uint32_t k = uint32_t(it_blk) & (tb - 1);
             const uint32_t base = first + uint32_t(t0) * tb;
             const int tiles = block_tiles(nb, op.k_in);
@@ -321,6 +329,7 @@ PLACE_BLOCKS:
             advance_tile(tr[u], tc[u], u, ct);
         }
         const uint32_t tb = tile_beats_of(info.w_bytes), rb = row_beats_of(info.w_bytes);
+        const int tb_log2 = tile_beats_log2_of(info.w_bytes);
         const int tile_iters = ceil_div(tiles, WEIGHT_PORTS) * int(tb);
         const int n_tail = tail_beats(nb, info.bias_skip, info.shift_skip);
         word_t bw[MAX_BIAS_BEATS], sw[MAX_BIAS_BEATS];
@@ -334,7 +343,7 @@ PLACE_BLOCKS:
                 bw[it - tile_iters] = g.b[0];
                 sw[it - tile_iters] = g.b[1];
             } else {
-                const int t0 = (it / int(tb)) * WEIGHT_PORTS;
+                const int t0 = (it >> tb_log2) * WEIGHT_PORTS;
                 const uint32_t k = uint32_t(it) & (tb - 1);
                 for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
