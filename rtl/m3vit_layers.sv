@@ -14,8 +14,10 @@
 //          per active expert: E1 (gathered ln2 rows) → EGELU → E2 → COMB (gate-weighted accumulate per token) →
 //          FIN (requantize the sums: moe) → OUT (residual add)
 //   after the last layer: TOK (the out rows, in the residual container, to the tokens buffer).
-// Weights come over the weight port with bursts (a matrix once per op, only active experts); the linear op keeps
-// the matrix on chip transposed so the MAC tile takes 16 outputs' weights and one x per cycle.
+// Weights come over the weight port with bursts (a matrix once per op, only active experts) from the weight
+// prefetcher (m3vit_wbuf): two banks, the next weighted op's parameters (LayerNorm gains and biases; a linear's
+// matrix, transposed so each MAC tile takes 16 outputs' weights and one x per cycle, its biases and, with per-row
+// weight scales, its per-output-channel shifts) load while the current op computes.
 // The units keep their formats as parameters: each layer has its own LayerNorm / attention / GELU / router
 // instances, built with that layer's formats from m3vit_layers_pkg (generated from the pack by rtl_top_gen).
 module m3vit_layers
@@ -32,6 +34,7 @@ module m3vit_layers
   input  wire logic [31:0] embed_off,    // scratch offset of the embed dump (frame 0)
   input  wire logic [31:0] task_id,
   input  wire logic [31:0] frame,
+  input  wire logic        per_row,      // the program has per-row weight scales (version 3: row-shift table)
   // weight reader (AXI read address / data)
   output logic             w_cmd_valid,
   input  wire logic        w_cmd_ready,
@@ -66,21 +69,17 @@ module m3vit_layers
 );
   localparam int NT = L_NT, D = L_D, H = L_H, HD = L_HD, E = L_E, EH = L_EH, TOPK = L_TOPK;
   localparam int ACTB = L_ACT_BITS, RB = L_RESID_BITS, IB = L_INT_BITS;
-  localparam int WBITS = L_W_BITS, WBY = L_W_BYTES, BBY = L_BIAS_BYTES;  // weight / bias widths and containers
+  localparam int WBITS = L_W_BITS, BW = 8 * L_BIAS_BYTES;  // weight width, bias container
   localparam int MACC_W = (WBITS == 8) ? 32 : 64;                        // linear accumulator
   localparam int HMAX = (L_MLP > EH) ? L_MLP : EH;
   localparam int XA_N = (NT * E > HMAX) ? ((NT * E > D) ? NT * E : D) : ((HMAX > D) ? HMAX : D);
   localparam int OB_N = (HMAX > D) ? HMAX : D;
-  localparam int NMAX = OB_N;                                    // widest linear output
-  localparam int WT_N = ((HMAX + 15) / 16) * D > ((D + 15) / 16) * HMAX ? ((HMAX + 15) / 16) * D
-                                                                       : ((D + 15) / 16) * HMAX;
   localparam int QN = NT * TOPK;
   localparam int TOK_PER_BEAT = 16 / L_RESID_BYTES;
-  localparam int DESC_BEATS = (L_LAYER_WORDS + 3 + 3) / 4;
   localparam int MT = (NT <= 2) ? 2 : (1 << $clog2(NT));          // dispatcher queue depth
   `M3VIT_CHECK(g_check, D % 16 == 0 && HD % 16 == 0 && L_MLP % 16 == 0 && EH % 16 == 0 && E % 4 == 0 &&
                ((ACTB == 8 && WBITS == 8) || (ACTB == 16 && WBITS == 16)) && (L_RESID_BYTES == 2 || L_RESID_BYTES == 4)
-               && (BBY == 4 || BBY == 8),
+               && (BW == 32 || BW == 64),
                ("m3vit_layers: shapes must be whole 16-value tiles (D=%0d HD=%0d E=%0d)", D, HD, E))
 
   wire logic rst = !ap_rst_n;
@@ -107,9 +106,6 @@ module m3vit_layers
   logic signed [31:0] xa [XA_N];       // input row (or the gate block)
   logic signed [31:0] xb [D];          // second input row (residual adds)
   logic signed [31:0] ob [OB_N];       // output row
-  logic [WBITS-1:0]   wt [WT_N][16];   // weights, transposed: wt[tile · K + k][r] = W[tile · 16 + r][k]
-  logic signed [63:0] bias [NMAX];     // linear / LayerNorm bias
-  logic signed [WBITS-1:0] gain [D];
   logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head
   logic [ACTB*HD-1:0] vb [NT];
   logic signed [IB-1:0] sb [NT];       // the scores row of the current query
@@ -133,9 +129,6 @@ module m3vit_layers
   function automatic logic [63:0] pt(input logic [FW-1:0] field, input int fv);  // frame's part of a point's dump
     return scratch_base + 64'(L[field]) + 64'(frame) * 64'(fv) * 64'd4;
   endfunction
-  function automatic logic [63:0] wa(input logic [FW-1:0] field);  // a tensor in the weight pack
-    return weights_base + 64'(L[field]);
-  endfunction
 
   // ---------------------------------------------------------------- steps (ops)
   typedef enum logic [3:0] {K_LN, K_LIN, K_ATT, K_ADD, K_GELU, K_ROUTE, K_COMB, K_FIN, K_TOK} kind_t;
@@ -148,25 +141,20 @@ module m3vit_layers
   // op configuration (combinational from the step and the descriptor)
   kind_t       k_kind;
   logic [31:0] k_rows, k_kin, k_nout;   // rows, input values per row, output values per row
-  logic [63:0] k_w, k_b;                // weight / bias (or gain / bias) addresses; 0: none
   logic signed [31:0] k_shift;
   int          k_bits;
   logic [63:0] k_src, k_src2, k_dst;    // row bases
   always_comb begin
-    k_kind = K_LIN; k_rows = 32'(NT); k_kin = 32'(D); k_nout = 32'(D); k_w = '0; k_b = '0; k_shift = '0;
+    k_kind = K_LIN; k_rows = 32'(NT); k_kin = 32'(D); k_nout = 32'(D); k_shift = '0;
     k_bits = ACTB; k_src = '0; k_src2 = '0; k_dst = '0;
     case (step)
       ST_LN1, ST_LN2: begin
         k_kind = K_LN;
         k_src = step == ST_LN1 ? x_in : pt(LF_D_MID, FV_MID);
         k_dst = step == ST_LN1 ? pt(LF_D_LN1, FV_LN1) : pt(LF_D_LN2, FV_LN2);
-        k_w = step == ST_LN1 ? wa(LF_LN1_G) : wa(LF_LN2_G);
-        k_b = step == ST_LN1 ? wa(LF_LN1_B) : wa(LF_LN2_B);
       end
       ST_Q, ST_K, ST_V: begin
         k_src = pt(LF_D_LN1, FV_LN1);
-        k_w = step == ST_Q ? wa(LF_Q_W) : step == ST_K ? wa(LF_K_W) : wa(LF_V_W);
-        k_b = step == ST_Q ? wa(LF_Q_B) : step == ST_K ? wa(LF_K_B) : wa(LF_V_B);
         k_shift = step == ST_Q ? sL[LF_Q_SHIFT] : step == ST_K ? sL[LF_K_SHIFT] : sL[LF_V_SHIFT];
         k_dst = step == ST_Q ? pt(LF_D_Q, FV_Q) : step == ST_K ? pt(LF_D_K, FV_K) : pt(LF_D_V, FV_V);
       end
@@ -176,7 +164,7 @@ module m3vit_layers
       end
       ST_PROJ: begin
         k_src = pt(LF_D_ATTN, FV_ATTN); k_dst = pt(LF_D_PROJ, FV_PROJ); k_bits = RB;
-        k_w = weights_base + 64'(L[LF_PROJ_W]); k_b = weights_base + 64'(L[LF_PROJ_B]); k_shift = sL[LF_PROJ_SHIFT];
+        k_shift = sL[LF_PROJ_SHIFT];
       end
       ST_MID: begin
         k_kind = K_ADD; k_src = x_in; k_src2 = pt(LF_D_PROJ, FV_PROJ); k_dst = pt(LF_D_MID, FV_MID);
@@ -184,7 +172,7 @@ module m3vit_layers
       end
       ST_FC1: begin
         k_src = pt(LF_D_LN2, FV_LN2); k_dst = pt(LF_D_FC1, FV_FC1); k_nout = 32'(L_MLP); k_bits = IB;
-        k_w = weights_base + 64'(L[LF_FC1_W]); k_b = weights_base + 64'(L[LF_FC1_B]); k_shift = sL[LF_FC1_SHIFT];
+        k_shift = sL[LF_FC1_SHIFT];
       end
       ST_GELU: begin
         k_kind = K_GELU; k_kin = 32'(L_MLP); k_nout = 32'(L_MLP);
@@ -192,7 +180,7 @@ module m3vit_layers
       end
       ST_FC2: begin
         k_src = pt(LF_D_GELU, FV_GELU); k_dst = pt(LF_D_FC2, FV_FC2); k_kin = 32'(L_MLP); k_bits = RB;
-        k_w = weights_base + 64'(L[LF_FC2_W]); k_b = weights_base + 64'(L[LF_FC2_B]); k_shift = sL[LF_FC2_SHIFT];
+        k_shift = sL[LF_FC2_SHIFT];
       end
       ST_OUT_D, ST_OUT_M: begin
         k_kind = K_ADD; k_src = pt(LF_D_MID, FV_MID); k_dst = pt(LF_D_OUT, FV_OUT); k_shift = sL[LF_OUT_SHIFT];
@@ -200,8 +188,6 @@ module m3vit_layers
       end
       ST_GATE: begin
         k_src = pt(LF_D_LN2, FV_LN2); k_dst = pt(LF_D_GATE, FV_GATE); k_nout = 32'(E); k_bits = IB;
-        k_w = weights_base + 64'(L[LF_GATE_W]) + 64'(task_id) * 64'(L[LF_GATE_W_STRIDE]);
-        k_b = weights_base + 64'(L[LF_GATE_B]) + 64'(task_id) * 64'(L[LF_GATE_B_STRIDE]);
         k_shift = sL[LF_GATE_SHIFT];
       end
       ST_ROUTE: begin
@@ -210,8 +196,6 @@ module m3vit_layers
       ST_E1: begin
         k_rows = 32'(exp_cnt[EI_W'(ei)]); k_nout = 32'(EH); k_bits = IB;
         k_src = pt(LF_D_LN2, FV_LN2); k_dst = pt(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4);
-        k_w = weights_base + 64'(L[LF_E1_W]) + 64'(exp_id[EI_W'(ei)]) * 64'(L[LF_E1_W_STRIDE]);
-        k_b = weights_base + 64'(L[LF_E1_B]) + 64'(exp_id[EI_W'(ei)]) * 64'(L[LF_E1_B_STRIDE]);
         k_shift = sL[LF_E1_SHIFT];
       end
       ST_EGELU: begin
@@ -221,8 +205,6 @@ module m3vit_layers
       ST_E2: begin
         k_rows = 32'(exp_cnt[EI_W'(ei)]); k_kin = 32'(EH); k_bits = RB;
         k_src = pt(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4); k_dst = pt(LF_D_E2, FV_E2) + 64'(row0) * 64'(D * 4);
-        k_w = weights_base + 64'(L[LF_E2_W]) + 64'(exp_id[EI_W'(ei)]) * 64'(L[LF_E2_W_STRIDE]);
-        k_b = weights_base + 64'(L[LF_E2_B]) + 64'(exp_id[EI_W'(ei)]) * 64'(L[LF_E2_B_STRIDE]);
         k_shift = sL[LF_E2_SHIFT];
       end
       ST_COMB: begin
@@ -239,18 +221,14 @@ module m3vit_layers
   end
 
   // ---------------------------------------------------------------- executor state
-  typedef enum logic [4:0] {X_IDLE, X_DESC_CMD, X_DESC, X_CHECK, X_SETUP, X_WCMD, X_WDATA, X_WDRAIN, X_ROW, X_LCMD,
-                            X_LDATA, X_COMP, X_SCMD, X_SDATA, X_SWAIT, X_NEXT} xstate_t;
+  typedef enum logic [4:0] {X_IDLE, X_LWAIT, X_SETUP, X_BWAIT, X_ROW, X_LCMD, X_LDATA, X_COMP, X_SCMD, X_SDATA,
+                            X_SWAIT, X_NEXT} xstate_t;
   xstate_t xs;
   logic [31:0] row, seg, cnt;        // row of the op, load segment, beat counter
   logic [31:0] head, qi;             // attention: head and query row of `row`
-  logic        wph;                  // weight load phase: 0 matrix (or gains), 1 bias
   logic [31:0] f0, f1, f2, o0;       // compute counters
   logic [1:0]  aph;                  // attention phase
   logic        sent;
-  logic [127:0] wtile [16*WBY];      // one tiled16 tile of the matrix before its transpose (row r: WBY beats)
-  logic [4:0]  wdrain;
-  logic [31:0] wtile_base;
 
   kind_t kind_q;
   assign busy = xs != X_IDLE;
@@ -315,28 +293,63 @@ module m3vit_layers
   // (outputs a step does not need — TLAST of row-counted streams, the dispatcher's idle/ready and gather stream,
   // whose tokens the scatter stream carries too — are left open)
   /* verilator lint_off PINCONNECTEMPTY */
+  // ---- weight prefetcher and its two banks (m3vit_wbuf); this op's bank is read with one cycle of latency
+  logic              wb_ready, wb_rs, wb_release;
+  logic [4:0]        wb_step;
+  logic [31:0]       wb_waddr, wb_baddr;
+  logic [LIN_TILES*16*WBITS-1:0] wb_wt, wb_aux;
+  logic [LIN_TILES*16*BW-1:0]    wb_bias;
+  logic [32*L_LAYER_WORDS-1:0]   wb_desc;
+  logic [7:0]        wb_desc_layer;
+  logic              wb_desc_valid;
+  logic [7:0]        rt_layer, rt_known;  // the route of MoE layer rt_layer: experts named so far, finished
+  logic              rt_done;
+  logic [8*E-1:0]    rt_experts;
+  for (genvar e = 0; e < E; e++) begin : g_rt
+    assign rt_experts[8*e +: 8] = exp_id[e];
+  end
+  m3vit_wbuf u_wbuf (
+    .ap_clk, .ap_rst_n, .start, .prog_addr, .weights_base, .task_id, .per_row,
+    .w_cmd_valid, .w_cmd_ready, .w_cmd_addr, .w_cmd_beats, .w_tdata, .w_tvalid, .w_tlast, .w_tready,
+    .desc(wb_desc), .desc_layer(wb_desc_layer), .desc_valid(wb_desc_valid),
+    .rt_layer, .rt_done, .rt_known, .rt_experts,
+    .x_ready(wb_ready), .x_rs(wb_rs), .x_step(wb_step), .x_release(wb_release),
+    .wt_addr(wb_waddr), .wt_q(wb_wt), .ba_addr(wb_baddr), .bias_q(wb_bias), .aux_q(wb_aux)
+  );
+  assign wb_release = xs == X_NEXT && (kind_q == K_LIN || kind_q == K_LN);
+
   // linear: LIN_TILES MAC tiles side by side, 16 outputs each, all fed the same x[k] in one pass over k
-  // (a pass covers LIN_TILES · 16 outputs; tiles past the op's last take zero weights and are dropped)
+  // (a pass covers LIN_TILES · 16 outputs; tiles past the op's last are dropped). Issue (pass f0, input f1): the
+  // banks' word f0 · K + f1 and xa[f1] are read; the next cycle they enter the tiles (which never stall: their
+  // output is always taken). The epilogue's biases and shifts (word o0 of the bias / aux RAMs) are read while the
+  // pass runs.
   logic [31:0]     ntiles, npass;
   assign ntiles = (k_nout + 32'd15) / 32'd16;
   assign npass = (ntiles + 32'(LIN_TILES) - 32'd1) / 32'(LIN_TILES);
   wire logic mt_in_valid = xs == X_COMP && kind_q == K_LIN && f0 < npass;
+  logic            mt_v, mt_last, mt_first;  // the issued (pass, input) one cycle later
+  logic [ACTB-1:0] mt_x;
+  always_ff @(posedge ap_clk) begin
+    if (rst) mt_v <= 1'b0;
+    else mt_v <= mt_in_valid;
+    mt_x <= xa[f1][ACTB-1:0];
+    mt_last <= f1 == k_kin - 1;
+    mt_first <= f1 == 0;
+  end
+  assign wb_waddr = f0 * k_kin + f1;
   logic [LIN_TILES-1:0] mt_in_ready, mt_out_valid;
   logic [16*MACC_W-1:0] mt_out [LIN_TILES];
+  wire logic unused_mt_ready = &mt_in_ready;  // always ready: the tiles' outputs are never back-pressured
   for (genvar t = 0; t < LIN_TILES; t++) begin : g_mac
-    wire logic [31:0] tile = f0 * 32'(LIN_TILES) + 32'(t);
+    wire logic [16*WBITS-1:0] wrow = wb_wt[16*WBITS*t +: 16*WBITS];  // the 16 outputs' weights at this input
     if (WBITS == 8) begin : g_int8  // the DSP-packed INT8 MAC tile
-      logic [17*8-1:0] mt_in;
-      always_comb begin
-        mt_in[7:0] = xa[f1][7:0];
-        for (int r = 0; r < 16; r++) mt_in[8 + 8*r +: 8] = tile < ntiles ? wt[tile * k_kin + f1][r] : 8'd0;
-      end
       mac_tile #(.N_OUT(16), .K_GROUP(7), .NARROW_W(0), .ACC_W(32)) u_mac (
         .ap_clk, .ap_rst_n,
-        .s_axis_tdata(mt_in), .s_axis_tvalid(mt_in_valid), .s_axis_tready(mt_in_ready[t]),
-        .s_axis_tlast(f1 == k_kin - 1),
+        .s_axis_tdata({wrow, mt_x}), .s_axis_tvalid(mt_v), .s_axis_tready(mt_in_ready[t]),
+        .s_axis_tlast(mt_last),
         .m_axis_tdata(mt_out[t]), .m_axis_tvalid(mt_out_valid[t]), .m_axis_tready(1'b1), .m_axis_tlast()
       );
+      wire logic unused_first = mt_first;
     end else begin : g_wide  // W16/A16: 16 plain 16×16-bit products a cycle (mac_tile is INT8 only)
       logic signed [63:0] acc_r [16];
       logic               done_r;
@@ -350,15 +363,21 @@ module m3vit_layers
           done_r <= 1'b0;
           for (int r = 0; r < 16; r++) acc_r[r] <= '0;
         end else begin
-          done_r <= mt_in_valid && f1 == k_kin - 1;
-          if (mt_in_valid)
+          done_r <= mt_v && mt_last;
+          if (mt_v)
             for (int r = 0; r < 16; r++)
-              acc_r[r] <= (f1 == 0 ? 64'sd0 : acc_r[r]) + 64'(signed'(xa[f1][ACTB-1:0])) *
-                          64'(signed'(tile < ntiles ? wt[tile * k_kin + f1][r] : '0));
+              acc_r[r] <= (mt_first ? 64'sd0 : acc_r[r]) + 64'(signed'(mt_x)) * 64'(signed'(wrow[WBITS*r +: WBITS]));
         end
       end
     end
   end
+  // the epilogue's bias of output (o0 · LIN_TILES + t) · 16 + r and its requantize shift (the op's, or per row)
+  function automatic logic signed [63:0] lin_bias(input int t, input int r);
+    return 64'(signed'(wb_bias[BW * (16 * t + r) +: BW]));
+  endfunction
+  function automatic logic signed [31:0] lin_shift(input int t, input int r);
+    return wb_rs ? 32'(signed'(wb_aux[WBITS * (16 * t + r) +: 8])) : k_shift;
+  endfunction
 
   // LayerNorms: instance 2·layer + (ln2)
   localparam int NLN = 2 * L_DEPTH;
@@ -367,6 +386,16 @@ module m3vit_layers
   logic [ACTB-1:0] ln_out [NLN];
   wire logic ln_feed = xs == X_COMP && kind_q == K_LN && f0 < 32'(D);
   wire logic ln_gb_feed = xs == X_COMP && kind_q == K_LN && f1 < 32'(D);
+  wire logic ln_gb_take = ln_gb_feed && ln_gb_ready[ln_sel];
+  // {bias, gain} of element f1 from this op's bank: the RAMs read the word of the element f1 will be next cycle
+  // (f1 starts every row at 0), so the registered word always holds element f1
+  logic [31:0] ln_next;
+  logic [L_BIAS_BITS+WBITS-1:0] ln_gb;
+  always_comb begin
+    ln_next = xs != X_COMP ? '0 : f1 + 32'(ln_gb_take);
+    wb_baddr = kind_q == K_LN ? ln_next / 32'(16 * LIN_TILES) : o0;
+    ln_gb = {wb_bias[BW * (f1 % 32'(16 * LIN_TILES)) +: L_BIAS_BITS], wb_aux[WBITS * (f1 % 32'(16 * LIN_TILES)) +: WBITS]};
+  end
   for (genvar g = 0; g < NLN; g++) begin : g_ln
     layernorm #(.D(D), .IN_W(RB), .IN_SHIFT(LN_IN_SHIFT[g]), .G_W(WBITS), .G_FRAC(LN_G_FRAC[g]), .B_W(L_BIAS_BITS),
                 .OUT_W(ACTB),
@@ -374,7 +403,7 @@ module m3vit_layers
       .ap_clk, .ap_rst_n,
       .s_axis_tdata(xa[f0][RB-1:0]), .s_axis_tvalid(ln_feed && 32'(ln_sel) == g), .s_axis_tready(ln_in_ready[g]),
       .s_axis_tlast(f0 == 32'(D - 1)),
-      .s_axis_gb_tdata({bias[f1][L_BIAS_BITS-1:0], gain[f1]}), .s_axis_gb_tvalid(ln_gb_feed && 32'(ln_sel) == g),
+      .s_axis_gb_tdata(ln_gb), .s_axis_gb_tvalid(ln_gb_feed && 32'(ln_sel) == g),
       .s_axis_gb_tready(ln_gb_ready[g]),
       .m_axis_tdata(ln_out[g]), .m_axis_tvalid(ln_out_valid[g]), .m_axis_tready(1'b1), .m_axis_tlast()
     );
@@ -468,17 +497,6 @@ module m3vit_layers
   /* verilator lint_on PINCONNECTEMPTY */
 
   // ---------------------------------------------------------------- memory commands
-  assign w_cmd_valid = xs == X_WCMD || xs == X_DESC_CMD;
-  always_comb begin
-    w_cmd_addr = (prog_addr + 64'(32'((L_HEADER_WORDS + 32'(layer) * L_LAYER_WORDS) * 4))) & ~64'hF;
-    w_cmd_beats = 32'(DESC_BEATS);
-    if (xs == X_WCMD) begin
-      w_cmd_addr = wph ? k_b : k_w;
-      if (kind_q == K_LN) w_cmd_beats = wph ? 32'(D * BBY / 16) : 32'((D * WBY + 15) / 16);
-      else w_cmd_beats = wph ? (k_nout * BBY + 32'd15) / 32'd16 : ntiles * k_kin * WBY;  // bias, tiled16 matrix
-    end
-  end
-  assign w_tready = xs == X_DESC || xs == X_WDATA;
   assign r_tready = xs == X_LDATA;
   assign r_cmd_valid = xs == X_LCMD;
   assign r_cmd_addr = seg_addr;
@@ -498,8 +516,6 @@ module m3vit_layers
   end
   assign md_start = xs == X_COMP && kind_q == K_ROUTE && !sent;
 
-  // descriptor word offset inside its first beat
-  wire logic [1:0] desc_off = 2'((L_HEADER_WORDS + 32'(layer) * L_LAYER_WORDS) % 4);
   logic md_seen_last, md_seen_done;
   logic [31:0] clr;
 
@@ -509,77 +525,40 @@ module m3vit_layers
       xs <= X_IDLE;
       step <= ST_LN1;
       layer <= '0;
-      row <= '0; seg <= '0; cnt <= '0; head <= '0; qi <= '0; wph <= 1'b0;
-      f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0; wdrain <= '0; wtile_base <= '0;
+      row <= '0; seg <= '0; cnt <= '0; head <= '0; qi <= '0;
+      f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
       x_in <= '0; ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN; stat <= '0;
       md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
+      rt_layer <= 8'hFF; rt_known <= '0; rt_done <= 1'b0;
     end else begin
       case (xs)
         X_IDLE: if (start) begin
           layer <= '0;
           step <= ST_LN1;
           x_in <= scratch_base + 64'(embed_off) + 64'(frame) * 64'(FV_EMBED * 4);
-          xs <= X_DESC_CMD;
+          rt_layer <= 8'hFF;  // no route of this frame yet
+          xs <= X_LWAIT;
         end
-        X_DESC_CMD: if (w_cmd_ready) begin
-          cnt <= '0;
-          xs <= X_DESC;
-        end
-        X_DESC: if (w_tvalid) begin
-          for (int j = 0; j < 4; j++) begin
-            if (cnt * 4 + 32'(j) >= 32'(desc_off) && cnt * 4 + 32'(j) - 32'(desc_off) < 32'(L_LAYER_WORDS))
-              L[cnt * 4 + 32'(j) - 32'(desc_off)] <= w_tdata[32*j +: 32];
-          end
-          cnt <= cnt + 1;
-          if (w_tlast) xs <= X_SETUP;
+        X_LWAIT: if (wb_desc_valid && wb_desc_layer == layer) begin  // the prefetcher has read the descriptor
+          for (int i = 0; i < L_LAYER_WORDS; i++) L[i] <= wb_desc[32*i +: 32];
+          xs <= X_SETUP;
         end
         X_SETUP: begin  // one op begins
           kind_q <= k_kind;
-          row <= '0; seg <= '0; head <= '0; qi <= '0; wph <= 1'b0;
-          if (k_kind == K_LIN || k_kind == K_LN) xs <= X_WCMD;
+          row <= '0; seg <= '0; head <= '0; qi <= '0;
+          if (k_kind == K_ROUTE) begin
+            rt_layer <= layer;
+            rt_known <= '0;
+            rt_done <= 1'b0;
+          end
+          if (k_kind == K_LIN || k_kind == K_LN) xs <= X_BWAIT;
           else xs <= X_ROW;
         end
-        X_WCMD: if (w_cmd_ready) begin
-          cnt <= '0;
-          wdrain <= '0;
-          xs <= X_WDATA;
-        end
-        X_WDATA: if (w_tvalid) begin
-          cnt <= cnt + 1;
-          if (wph) begin
-            for (int j = 0; j < 16 / BBY; j++)
-              if (cnt * 32'(16 / BBY) + 32'(j) < 32'(NMAX))
-                bias[cnt * 32'(16 / BBY) + 32'(j)] <= 64'(signed'(w_tdata[8*BBY*j +: 8*BBY]));
-          end else if (kind_q == K_LN) begin
-            for (int j = 0; j < 16 / WBY; j++)
-              if (cnt * 32'(16 / WBY) + 32'(j) < 32'(D)) gain[cnt * 32'(16 / WBY) + 32'(j)] <= w_tdata[WBITS*j +: WBITS];
-          end else begin
-            wtile[cnt % 32'(16 * WBY)] <= w_tdata;
-            if (cnt % 32'(16 * WBY) == 32'(16 * WBY - 1)) begin  // a whole tile: transpose it while the reader waits
-              // tile (nt, kt) = beat cnt / (16·WBY) = nt · KT + kt → wt[nt · K + kt · 16 + c][r]
-              wtile_base <= ((cnt / 32'(16 * WBY)) / (k_kin / 16)) * k_kin + ((cnt / 32'(16 * WBY)) % (k_kin / 16)) * 16;
-              xs <= X_WDRAIN;
-            end
-          end
-          if (w_tlast && !(wph == 1'b0 && kind_q == K_LIN)) begin
-            if (wph) xs <= X_ROW;
-            else begin
-              wph <= 1'b1;
-              xs <= X_WCMD;
-            end
-          end
-        end
-        X_WDRAIN: begin
-          for (int c = 0; c < 16; c++)  // row r = wdrain: its value c lies in beat r·WBY + c / (16 / WBY)
-            wt[wtile_base + 32'(c)][wdrain[3:0]] <=
-              wtile[32'(wdrain[3:0]) * WBY + 32'(c / (16 / WBY))][WBITS * (c % (16 / WBY)) +: WBITS];
-          wdrain <= wdrain + 1;
-          if (wdrain == 5'd15) begin
-            if (cnt == ntiles * k_kin * WBY) begin  // the matrix is in: the bias next
-              wph <= 1'b1;
-              xs <= X_WCMD;
-            end else xs <= X_WDATA;
-          end
+        X_BWAIT: if (wb_ready) begin  // this op's bank is loaded
+          xs <= X_ROW;
+`ifndef SYNTHESIS
+          if (wb_step != 5'(step)) $error("m3vit_layers: op %0d found the weights of op %0d", step, wb_step);
+`endif
         end
         X_ROW: begin
           seg <= '0;
@@ -617,7 +596,7 @@ module m3vit_layers
         X_COMP: begin
           case (kind_q)
             K_LIN: begin
-              if (mt_in_valid && &mt_in_ready) begin  // the tiles run in lock step
+              if (mt_in_valid) begin  // the tiles run in lock step, one input a cycle
                 if (f1 == k_kin - 1) begin
                   f1 <= '0;
                   f0 <= f0 + 1;
@@ -628,15 +607,14 @@ module m3vit_layers
                   for (int r = 0; r < 16; r++)
                     if ((o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r) < k_nout)
                       ob[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)] <= 32'(rq(
-                          64'(signed'(mt_out[t][MACC_W*r +: MACC_W])) + bias[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)],
-                          k_shift, k_bits));
+                          64'(signed'(mt_out[t][MACC_W*r +: MACC_W])) + lin_bias(t, r), lin_shift(t, r), k_bits));
                 o0 <= o0 + 1;
                 if (o0 + 1 == npass) xs <= X_SCMD;
               end
             end
             K_LN: begin
               if (ln_feed && ln_in_ready[ln_sel]) f0 <= f0 + 1;
-              if (ln_gb_feed && ln_gb_ready[ln_sel]) f1 <= f1 + 1;
+              if (ln_gb_take) f1 <= f1 + 1;
               if (ln_out_valid[ln_sel]) begin
                 ob[o0] <= 32'(signed'(ln_out[ln_sel]));
                 o0 <= o0 + 1;
@@ -691,6 +669,7 @@ module m3vit_layers
                 exp_id[f1] <= md_exp[li][7:0];
                 exp_cnt[f1] <= md_exp[li][23:8];
                 f1 <= f1 + 1;
+                rt_known <= rt_known + 1;
                 if (md_exp_last[li]) md_seen_last <= 1'b1;
               end
               if (md_sc_valid[li]) begin
@@ -701,6 +680,7 @@ module m3vit_layers
               if (md_done[li]) md_seen_done <= 1'b1;
               if (md_seen_last && md_seen_done && clr == 32'(NT * D) && f2 == 32'(QN)) begin
                 n_act <= 8'(f1);
+                rt_done <= 1'b1;
                 row <= row + 1;
                 xs <= X_ROW;
               end
@@ -781,7 +761,7 @@ module m3vit_layers
               else begin
                 layer <= layer + 1;
                 step <= ST_LN1;
-                xs <= X_DESC_CMD;
+                xs <= X_LWAIT;
               end
             end
             default: xs <= X_IDLE;  // ST_TOK: the frame is done

@@ -167,12 +167,14 @@ def test_per_row_pack_runs_bit_exact(assets, pack_rows, backend):
             assert np.array_equal(result.tokens, want), f"{backend} {task}"
 
 
-def test_rtlsim_refuses_a_per_row_pack(pack_rows):
-    """The RTL top runs per-tensor weight formats only: a per-row pack is refused at load, saying what to do."""
-    from m3vit_host import HostError
+def test_rtlsim_loads_a_per_row_pack(pack_rows):
+    """The RTL top requantizes with per-row shifts too (sim/top test_top_per_row runs one): the rtlsim backend
+    loads a per-row pack as it does a per-tensor one (no refusal; its layers package is generated from it)."""
+    from m3vit.hw.rtl_top_gen import layers_include
 
-    with pytest.raises(HostError, match="per-row weight scales; the RTL top runs per-tensor packs only"):
-        open_runtime("rtlsim", pack_rows[1])
+    with open_runtime("rtlsim", pack_rows[1]) as rt:
+        assert rt.pack.spec.weight_scales == "per-row"
+        assert "RF_Q_RS" in layers_include(rt.pack)
 
 
 @pytest.fixture(scope="session")
@@ -202,5 +204,6 @@ def test_rtlsim_refuses_a_mixed_width_pack(pack_e8):
     """The RTL top has one weight width: a w16a16e8 pack is refused at load with what to use instead."""
     from m3vit_host import HostError
 
-    with pytest.raises(HostError, match=r"8-bit expert matrices.*the RTL top runs w8a8 / w16a16.*csim backend"):
+    with pytest.raises(HostError, match=r"w16a16e8 .*has no RTL top: the RTL runs w8a8 and w16a16; run w16a16e8 on "
+                                        r"the HLS C-simulation \(csim backend\)"):
         open_runtime("rtlsim", pack_e8[1])

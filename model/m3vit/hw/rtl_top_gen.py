@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from ..configs import ModelConfig
-from ..quant.hwmanifest import require_per_tensor
 from ..quant.spec import PrecisionMode, get_mode
 from . import interface, program
 from .hls_config import container_bytes
@@ -57,10 +56,14 @@ def control_include() -> str:
     p(f"localparam int PROGRAM_LAYER_WORDS = {len(program.LAYER_FIELDS)};")
     p(f"localparam logic [31:0] PROGRAM_MAGIC = 32'h{program.PROGRAM_MAGIC:08X};")
     p(f"localparam logic [31:0] PROGRAM_VERSION = 32'd{program.PROGRAM_VERSION};")
+    p(f"localparam logic [31:0] PROGRAM_VERSION_PER_ROW = 32'd{program.PROGRAM_VERSION_PER_ROW};")
     p(f"localparam logic [31:0] NO_DUMP = 32'h{program.NO_DUMP:08X};")
     p(f"localparam int DUMP_BYTES = {program.DUMP_BYTES};")
     for i, field in enumerate(program.HEADER_FIELDS):
         p(f"localparam int H_{_ident(field)} = {i};")
+    # per-row programs: the row-shift table's header (after the layer descriptors)
+    for i, field in enumerate(program.ROW_SHIFT_HEADER_FIELDS):
+        p(f"localparam int RSH_{_ident(field)} = {i};")
     p("endpackage")
     p("/* verilator lint_on UNUSEDPARAM */")
     p("`endif")
@@ -151,18 +154,12 @@ def _sv_array(kind: str, name: str, values: list[int], width: int = 0) -> str:
     return f"localparam {kind} {name} [{len(values)}] = '{{{body}}};"
 
 
-def refuse_per_row_scales(pack) -> None:
-    """The RTL applies one weight format per tensor: a pack with per-output-row weight scales is not for it."""
-    try:
-        require_per_tensor(pack.manifest["hardware"], "the RTL top")
-    except ValueError as exc:
-        raise program.ProgramError(str(exc)) from None
-
-
 def layers_include(pack) -> str:
     """Text of ``m3vit_layers_pkg.svh`` for ``pack``: shapes, the layer descriptor's field indices, the dump
-    sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with."""
-    refuse_per_row_scales(pack)
+    sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with.
+    Per-tensor and per-row packs alike: the per-row shifts are run-time data (the program's row-shift table).
+    A mixed-width pack (w16a16e8) is refused: the RTL has one weight width."""
+    refuse_mixed_mode(pack.spec.mode)
     cfg, spec = pack.cfg, pack.spec
     c = program.op_constants(pack)
     act = spec.activations
@@ -212,12 +209,19 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
               "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
-              "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits)}
+              "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits),
+              "L_RS_HEADER_WORDS": len(program.ROW_SHIFT_HEADER_FIELDS),
+              "L_RS_LAYER_WORDS": len(program.ROW_SHIFT_LAYER_FIELDS)}
     for k, v in shapes.items():
         p(f"localparam int {k} = {v};")
     fw = (len(program.LAYER_FIELDS) - 1).bit_length()  # descriptor word indices, as wide as the index
     for i, f in enumerate(program.LAYER_FIELDS):
         p(f"localparam logic [{fw - 1}:0] LF_{_ident(f)} = {fw}'d{i};")
+    # per-row programs: a layer's row-shift table entry (the weight prefetcher, rtl/m3vit_wbuf.sv, reads it)
+    rw = max((len(program.ROW_SHIFT_LAYER_FIELDS) - 1).bit_length(), 1)
+    for i, f in enumerate(program.ROW_SHIFT_LAYER_FIELDS):
+        p(f"localparam logic [{rw - 1}:0] RF_{_ident(f)} = {rw}'d{i};")
+    p(f"localparam logic [31:0] L_NO_ROW_SHIFT = 32'h{program.NO_ROW_SHIFT:08X};")
     for point, values in program.frame_dump_values(cfg).items():
         p(f"localparam int FV_{_ident(point)} = {values};")
     p(f"typedef enum logic [4:0] {{{', '.join('ST_' + _ident(o) for o in LAYER_OPS)}}} step_t;")

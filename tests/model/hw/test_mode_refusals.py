@@ -7,7 +7,6 @@ import torch
 
 from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
-from m3vit.hw.program import ProgramError
 from m3vit.hw.rtl_top_gen import layers_include, placeholder_layers_include, top_parameters
 from m3vit.model import M3ViT
 from m3vit.quant.pack import read_pack, write_pack
@@ -31,6 +30,6 @@ def test_rtl_layers_include_refuses_a_w16a16e8_pack(tmp_path):
     images = first_images(build_dataset("synthetic", "val", cfg, length=2), 2)
     q = QuantizedModel.build(model, calibrate(model, images, "w16a16e8"))
     pack = read_pack(write_pack(q, tmp_path)[1])
-    with pytest.raises(ProgramError, match=r"8-bit expert matrices beside 16-bit weights .*the RTL top runs w8a8 / "
-                                           r"w16a16 per-tensor packs only.*--mode w16a16"):
+    with pytest.raises(ValueError, match=r"mode w16a16e8 \(8-bit expert matrices beside 16-bit weights\) has no RTL "
+                                         r"top: the RTL runs w8a8 and w16a16"):
         layers_include(pack)
