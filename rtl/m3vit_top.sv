@@ -245,8 +245,13 @@ module m3vit_top
   logic        img_cmd_sent, dump_cmd_sent;
 
   wire logic dumping = hdr[H_DUMP] != 0 && frame < hdr[H_DUMP_FRAMES];
-  // per-row weight scales (program version 3): every linear requantizes with its pack's per-output-channel shifts
-  wire logic per_row = hdr[H_VERSION] == PROGRAM_VERSION_PER_ROW;
+  // per-row weight scales (program version 3): every linear requantizes with its pack's per-output-channel shifts.
+  // A build for a mixed-width mode (w16a16e8: 8-bit expert tiles, m3vit_layers_pkg::L_MIXED) runs that mode's
+  // programs (version 4, per-row with the same table) and no other; every other build refuses version 4.
+  wire logic per_row = hdr[H_VERSION] == PROGRAM_VERSION_PER_ROW ||
+                       (m3vit_layers_pkg::L_MIXED != 0 && hdr[H_VERSION] == PROGRAM_VERSION_MIXED);
+  wire logic version_ok = m3vit_layers_pkg::L_MIXED != 0 ? hdr[H_VERSION] == PROGRAM_VERSION_MIXED
+                                                         : hdr[H_VERSION] == PROGRAM_VERSION || per_row;
   wire logic dump_image = dumping && hdr[H_D_IMAGE] != NO_DUMP;
   wire logic dump_embed = dumping && hdr[H_D_EMBED] != NO_DUMP;
   // ---------------------------------------------------------------- transformer layers (W8/A8)
@@ -421,7 +426,7 @@ module m3vit_top
           ld_sel <= '0;
           dump_addr <= scratch_base + 64'(hdr[H_D_IMAGE]);
           emb_addr <= scratch_base + 64'(hdr[H_D_EMBED]);
-          if (hdr[H_MAGIC] != PROGRAM_MAGIC || (hdr[H_VERSION] != PROGRAM_VERSION && !per_row) ||
+          if (hdr[H_MAGIC] != PROGRAM_MAGIC || !version_ok ||
               hdr[H_DEPTH] != 32'(DEPTH) ||
               hdr[H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
               (EMBED && (hdr[H_DUMP] == 0 || num_frames > hdr[H_DUMP_FRAMES] || hdr[H_D_EMBED] == NO_DUMP))) begin

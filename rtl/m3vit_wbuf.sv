@@ -17,7 +17,9 @@
 // word (i/16) / LIN_TILES). Every RAM has one write port (the prefetcher's bank) and one synchronous read port
 // (the executor's bank), no reset: block RAM to synthesis. The reads have one cycle of latency.
 // A tiled16 tile (16 rows × 16 inputs, row r in beats r·W_BYTES ...) is transposed in one of two tile buffers
-// while the next tile fills the other: one beat a cycle.
+// while the next tile fills the other: one beat a cycle. A mixed-width build (w16a16e8: L_EW_BYTES = 1 beside
+// L_W_BYTES = 2) reads the expert matrices (E1, E2) as 8-bit tiles — 16 beats, row r in beat r — and sign-extends
+// each weight into its 16-bit lane: the MACs and everything after them are the W16/A16 build's.
 module m3vit_wbuf
   import m3vit_layers_pkg::*;
 #(
@@ -66,17 +68,17 @@ module m3vit_wbuf
   output logic [LIN_TILES*16*L_W_BITS-1:0] aux_q
 );
   localparam int D = L_D, E = L_E, LT = LIN_TILES, WBITS = L_W_BITS, WBY = L_W_BYTES, BBY = L_BIAS_BYTES;
+  localparam int EWBY = L_EW_BYTES;                  // the expert matrices' container (EWBY < WBY: mixed width)
   localparam int BW = 8 * BBY;                       // a bias as stored (its container)
-  localparam int TB = 16 * WBY;                      // beats of one tiled16 tile
-  localparam int VPB = 16 / WBY;                     // weights per beat
+  localparam int TB = 16 * WBY;                      // beats of one tiled16 tile (the widest: EWBY <= WBY)
   localparam int DESC_BEATS = (L_LAYER_WORDS + 3 + 3) / 4;
   localparam int RS_BEATS = (L_RS_LAYER_WORDS + 3 + 3) / 4;
   localparam int RS_BASE = L_HEADER_WORDS + L_DEPTH * L_LAYER_WORDS + L_RS_HEADER_WORDS;  // first layer's entry
   localparam int WRA_W = $clog2(2 * WTL_N);          // RAM address: bank · WTL_N + word
   localparam int BRA_W = $clog2(2 * BAL_N);
   `M3VIT_CHECK(g_check, D % 16 == 0 && (WBY == 1 || WBY == 2) && (BBY == 4 || BBY == 8) && WBITS == 8 * WBY &&
-               LT >= 1 && E <= 16 * LT,
-               ("m3vit_wbuf: unsupported shapes (D=%0d W_BYTES=%0d BIAS_BYTES=%0d)", D, WBY, BBY))
+               (EWBY == 1 || EWBY == WBY) && L_EW_BITS == 8 * EWBY && LT >= 1 && E <= 16 * LT,
+               ("m3vit_wbuf: unsupported shapes (D=%0d W_BYTES=%0d EW_BYTES=%0d BIAS_BYTES=%0d)", D, WBY, EWBY, BBY))
 
   wire logic rst = !ap_rst_n;
 
@@ -152,7 +154,10 @@ module m3vit_wbuf
     j_ntiles = (j_nout + 32'd15) / 32'd16;
   end
   wire logic [3:0] skip = j_ln ? 4'd0 : j_a[3:0];  // bytes before the first row shift in its first beat
-  wire logic [31:0] mat_beats = j_ntiles * j_kin * 32'(WBY);
+  // the job's matrix container: the expert matrices' in a mixed-width build, else the weights'
+  wire logic j_narrow = EWBY != WBY && (pstep == ST_E1 || pstep == ST_E2);
+  wire logic [31:0] j_tb = j_narrow ? 32'(16 * EWBY) : 32'(TB);  // beats of one of its tiles (16 or 32)
+  wire logic [31:0] mat_beats = j_ntiles * j_kin * (j_narrow ? 32'(EWBY) : 32'(WBY));
 
   // ---------------------------------------------------------------- commands
   assign w_cmd_valid = ps == P_DESC_CMD || ps == P_RS_CMD || ps == P_CMD;
@@ -181,7 +186,8 @@ module m3vit_wbuf
   logic        fsel, drn, dsel;
   logic [3:0]  dc;                  // drain: input column of the tile (one word a cycle)
   logic [31:0] fnt, fkt, dnt, dkt;  // tile (output block, input block) being filled / drained
-  wire logic tile_end = (cnt % 32'(TB)) == 32'(TB - 1);
+  wire logic [31:0] tbeat = cnt & (j_tb - 32'd1);  // beat within the tile (j_tb is a power of two)
+  wire logic tile_end = tbeat == j_tb - 32'd1;
   wire logic mat_stall = tile_end && drn && dc != 4'd15;  // both buffers busy
   assign w_tready = ps == P_DESC || ps == P_RS || (ps == P_DATA && !(ph == PH_MAT && mat_stall));
   wire logic beat = ps == P_DATA && w_tvalid && w_tready;
@@ -192,7 +198,10 @@ module m3vit_wbuf
     wt_we = drn;
     wt_word = (dnt / 32'(LT)) * j_kin + dkt * 32'd16 + 32'(dc);
     for (int r = 0; r < 16; r++)  // row r of the tile: its value at column dc
-      wt_wd[WBITS*r +: WBITS] = tbuf[dsel][r * WBY + 32'(dc) / VPB][WBITS * (32'(dc) % VPB) +: WBITS];
+      if (WBY == 1 || j_narrow)  // one beat a row: byte dc (sign-extended into a wider lane)
+        wt_wd[WBITS*r +: WBITS] = WBITS'(signed'(tbuf[dsel][r][8 * 32'(dc) +: 8]));
+      else  // two beats a row: 8 16-bit weights each
+        wt_wd[WBITS*r +: WBITS] = WBITS'(tbuf[dsel][(2 * r + 32'(dc) / 8) % TB][16 * (32'(dc) % 8) +: 16]);
   end
 
   // ---------------------------------------------------------------- biases and the aux vector: 16-element words
@@ -292,7 +301,7 @@ module m3vit_wbuf
         rprev <= w_tdata;
       end
       if (beat && ph == PH_MAT) begin
-        tbuf[fsel][cnt % 32'(TB)] <= w_tdata;
+        tbuf[fsel][tbeat % 32'(TB)] <= w_tdata;
         if (tile_end) begin  // the tile is in: drain it while the next one fills the other buffer
           drn <= 1'b1; dsel <= fsel; dc <= '0; dnt <= fnt; dkt <= fkt;
           fsel <= !fsel;

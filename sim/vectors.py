@@ -4,7 +4,7 @@
 Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's sources), so a run builds
 the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy``, ``meta.json`` and the weight
 pack ``pack/model.json`` (+ ``model.m3vpack``; ``pack16``: the same model in W16/A16, ``pack_rows``: W8/A8 with
-per-row weight scales).
+per-row weight scales, ``pack_mixed``: the mixed-width mode w16a16e8).
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def _write(folder: Path) -> None:
     # and in W8/A8 with per-row weight scales (a requantize shift per output channel, pack / program version 3)
     write_pack(QuantizedModel.build(model, calibrate(model, calib, "w8a8", weight_scales="per-row")),
                folder / "pack_rows")
+    # and in the mixed-width mode w16a16e8 (W16/A16, 8-bit per-row expert matrices; pack v3, program v4)
+    write_pack(QuantizedModel.build(model, calibrate(model, calib, "w16a16e8")), folder / "pack_mixed")
     (folder / "params").mkdir(parents=True, exist_ok=True)
     for name in PARAMS:
         np.save(folder / "params" / f"{name}.npy", qmodel.iparams[name])

@@ -30,7 +30,8 @@ def top_parameter_sets() -> dict[str, dict[str, int]]:
     from m3vit.configs import get_config
     from m3vit.hw.rtl_top_gen import top_parameters
 
-    return {f"{c} {m}": top_parameters(get_config(c), m) for c in ("micro", "m3vit-tiny") for m in ("w8a8", "w16a16")}
+    return {f"{c} {m}": top_parameters(get_config(c), m) for c in ("micro", "m3vit-tiny")
+            for m in ("w8a8", "w16a16", "w16a16e8")}
 
 
 # The accelerator top and its parts: linted (defaults and every generated parameter set), not yet estimated.

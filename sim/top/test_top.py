@@ -29,7 +29,8 @@ FRAMES = 2  # the device batch: both reference frames in one ap_start
 TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
 POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
 # the micro vectors' packs (sim/vectors.py): variant → (pack folder, precision mode)
-PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-rows": ("pack_rows", "w8a8")}
+PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-rows": ("pack_rows", "w8a8"),
+         "w16a16e8": ("pack_mixed", "w16a16e8")}
 
 
 class TopTB(TB):
@@ -219,7 +220,8 @@ if cocotb is not None:
 
     @cocotb.test(timeout_time=5, timeout_unit="ms")
     async def bad_program_or_task_writes_nothing(dut):
-        """A program for another build (bad magic, other depth) or a task out of range: done, nothing written."""
+        """A program for another build (bad magic, other depth, another mode's version: a mixed-width build runs its
+        mode's version 4 alone, every other build refuses it) or a task out of range: done, nothing written."""
         from m3vit.hw import interface
 
         tb = TopTB(dut, pauses=True)
@@ -229,7 +231,8 @@ if cocotb is not None:
         await run_driver(driver.load, payload, program)
         prog = driver.buffers["program"]
         words = tb.params["header_fields"]
-        for field, value in (("magic", 0x12345678), ("depth", tb.params["depth"] + 1)):
+        for field, value in (("magic", 0x12345678), ("depth", tb.params["depth"] + 1),
+                             ("version", tb.params["wrong_version"])):
             at = slice(4 * words.index(field), 4 * words.index(field) + 4)
             good = prog[at].copy()
             prog[at] = np.frombuffer(np.uint32(value).tobytes(), np.uint8)
@@ -345,6 +348,9 @@ def _tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]
           "ops": list(LAYER_OPS),
           "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode,
           "per_row": pack.spec.weight_scales == "per-row",
+          # a version this build must refuse: per-row (3) for a mixed-width build, the mixed-width one (4) otherwise
+          "wrong_version": program.PROGRAM_VERSION_PER_ROW if pack.spec.mode.mixed_weights
+          else program.PROGRAM_VERSION_MIXED,
           "states": ["S_IDLE", "S_HDR_CMD", "S_HDR", "S_CHECK", "S_LD_CMD", "S_LD", "S_FRAME", "S_IMG_CMD", "S_IMG",
                      "S_EMB_CMD", "S_EMB", "S_LAYERS", "S_DONE", "S_RSH_CMD", "S_RSH"]}
     return params, tb
@@ -452,3 +458,21 @@ def test_top_per_row(vectors, tmp_path, request):
     shifts = [v for k, v in pack.iparams.items() if k.endswith(".shift")]
     assert shifts and max(int(v.max() - v.min()) for v in shifts) > 0, "the channels' shifts differ"
     _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w8a8-rows", task_index=len(vectors.meta["tasks"]) - 1)
+
+
+@pytest.mark.slow
+def test_top_mixed_w16a16e8(vectors, tmp_path, request):
+    """Opt-in (--top-all; CI sets it): the mixed-width mode's build (W16/A16 with 8-bit per-row expert matrices, program
+    version 4: the prefetcher reads the expert tiles in 16 beats and sign-extends them into the 16-bit lanes) runs
+    one frame with random AXI pauses, every point bit-exact with the integer reference and the tokens with the HLS
+    C-simulation."""
+    if not request.config.getoption("--top-all"):
+        pytest.skip("opt-in: the w16a16e8 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+    from m3vit.hw.program import PROGRAM_VERSION_MIXED, program_version
+    from m3vit.quant.pack import read_pack
+
+    pack = read_pack(vectors.folder / PACKS["w16a16e8"][0] / "model.json")
+    assert program_version(pack.spec) == PROGRAM_VERSION_MIXED
+    experts = [v for k, v in pack.iparams.items() if k.endswith((".e1.w", ".e2.w"))]
+    assert experts and all(int(abs(v).max()) < 128 for v in experts), "8-bit expert matrices"
+    _run_top(vectors, tmp_path, ["frame_bit_exact", "bad_program_or_task_writes_nothing"], variant="w16a16e8")

@@ -200,10 +200,12 @@ def test_mixed_width_pack_runs_bit_exact(assets, pack_e8, backend):
             assert np.array_equal(result.tokens, want), f"{backend} {task}"
 
 
-def test_rtlsim_refuses_a_mixed_width_pack(pack_e8):
-    """The RTL top has one weight width: a w16a16e8 pack is refused at load with what to use instead."""
-    from m3vit_host import HostError
+def test_rtlsim_loads_a_mixed_width_pack(pack_e8):
+    """The RTL top has a build for the mixed-width mode (sim/top test_top_mixed_w16a16e8 runs one frame): the rtlsim
+    backend loads a w16a16e8 pack (no refusal) and its generated layers package is that mode's build."""
+    from m3vit.hw.rtl_top_gen import layers_include
 
-    with pytest.raises(HostError, match=r"w16a16e8 .*has no RTL top: the RTL runs w8a8 and w16a16; run w16a16e8 on "
-                                        r"the HLS C-simulation \(csim backend\)"):
-        open_runtime("rtlsim", pack_e8[1])
+    with open_runtime("rtlsim", pack_e8[1]) as rt:
+        assert rt.pack.spec.mode.name == "w16a16e8"
+        text = layers_include(rt.pack)
+        assert "L_EW_BITS = 8;" in text and "L_W_BITS = 16;" in text and "L_MIXED = 1;" in text

@@ -49,16 +49,19 @@ class Overheads:
 
 @dataclass(frozen=True)
 class Containers:
-    """Bytes of a weight and of a bias in the pack (the precision mode's containers), row shifts or not."""
+    """Bytes of a weight and of a bias in the pack (the precision mode's containers), row shifts or not; ``expert``:
+    the expert matrices' container where it differs (w16a16e8: 1 byte, 16 beats per tile), else the weights'."""
 
     weight: int = 1
     bias: int = 4
     per_row: bool = False
+    expert: int | None = None
 
     @classmethod
     def of(cls, mode: str, per_row: bool = False) -> Containers:
         m = get_mode(mode)
-        return cls(container_bytes(m.weight_bits), container_bytes(m.bias_bits), per_row)
+        return cls(container_bytes(m.weight_bits), container_bytes(m.bias_bits), per_row or m.mixed_weights,
+                   container_bytes(m.expert_bits))
 
 
 def _beats(values: int) -> int:
@@ -113,7 +116,8 @@ def load_terms(cfg: ModelConfig, op: str, c: Containers) -> tuple[float, int]:
         return -(-cfg.dim * c.bias // 16) + -(-cfg.dim * c.weight // 16), 2  # biases, gains
     k, n_out = _linear_shape(cfg, op)
     tiles = -(-n_out // 16)
-    cycles = tiles * k * c.weight + 16 + -(-n_out * c.bias // 16)  # tile beats (+ the last tile's drain), biases
+    wbytes = c.expert if op in ("e1", "e2") and c.expert is not None else c.weight
+    cycles = tiles * k * wbytes + 16 + -(-n_out * c.bias // 16)  # tile beats (+ the last tile's drain), biases
     if c.per_row:
         cycles += tiles + 1  # the int8 shifts, one beat per 16 (+ a word that straddles two beats)
     return cycles, 3 if c.per_row else 2

@@ -57,6 +57,7 @@ def control_include() -> str:
     p(f"localparam logic [31:0] PROGRAM_MAGIC = 32'h{program.PROGRAM_MAGIC:08X};")
     p(f"localparam logic [31:0] PROGRAM_VERSION = 32'd{program.PROGRAM_VERSION};")
     p(f"localparam logic [31:0] PROGRAM_VERSION_PER_ROW = 32'd{program.PROGRAM_VERSION_PER_ROW};")
+    p(f"localparam logic [31:0] PROGRAM_VERSION_MIXED = 32'd{program.PROGRAM_VERSION_MIXED};")
     p(f"localparam logic [31:0] NO_DUMP = 32'h{program.NO_DUMP:08X};")
     p(f"localparam int DUMP_BYTES = {program.DUMP_BYTES};")
     for i, field in enumerate(program.HEADER_FIELDS):
@@ -70,18 +71,9 @@ def control_include() -> str:
     return "\n".join(lines) + "\n"
 
 
-def refuse_mixed_mode(mode: PrecisionMode) -> None:
-    """The RTL top has one weight width: a mode whose expert matrices are narrower (w16a16e8) is not for it."""
-    if mode.mixed_weights:
-        raise ValueError(f"mode {mode.name} ({mode.expert_bits}-bit expert matrices beside {mode.weight_bits}-bit "
-                         f"weights) has no RTL top: the RTL runs w8a8 and w16a16; run {mode.name} on the HLS "
-                         f"C-simulation (csim backend) or the integer reference")
-
-
 def top_parameters(cfg: ModelConfig, mode: PrecisionMode | str) -> dict[str, int]:
     """``rtl/m3vit_top.sv``'s parameters for ``cfg`` in ``mode`` (what the program header is checked against)."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
-    refuse_mixed_mode(mode)
     img_bytes = container_bytes(mode.act_bits)
     values = cfg.in_chans * cfg.img_size[0] * cfg.img_size[1]
     if (values * img_bytes) % (AXI_DATA_BITS // 8) or values % (AXI_DATA_BITS // 8 // program.DUMP_BYTES):
@@ -158,8 +150,8 @@ def layers_include(pack) -> str:
     """Text of ``m3vit_layers_pkg.svh`` for ``pack``: shapes, the layer descriptor's field indices, the dump
     sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with.
     Per-tensor and per-row packs alike: the per-row shifts are run-time data (the program's row-shift table).
-    A mixed-width pack (w16a16e8) is refused: the RTL has one weight width."""
-    refuse_mixed_mode(pack.spec.mode)
+    A mixed-width pack (w16a16e8) gives a build for its mode: 8-bit expert tiles (``L_EW_BYTES``) sign-extended into
+    the 16-bit weight lanes, and only that build accepts its program version (``L_MIXED``)."""
     cfg, spec = pack.cfg, pack.spec
     c = program.op_constants(pack)
     act = spec.activations
@@ -188,7 +180,6 @@ PLACEHOLDER_FORMATS = {"LN_IN_SHIFT": 0, "LN_G_FRAC": 6, "LN_OUT_FRAC": 5, "LN_E
 def placeholder_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> str:
     """``m3vit_layers_pkg.svh`` for ``cfg`` and ``mode`` without a pack (lint, resource estimates)."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
-    refuse_mixed_mode(mode)
     n = {k: 2 * cfg.depth if k.startswith("LN_") else cfg.depth for k in PLACEHOLDER_FORMATS}
     formats = {k: [v] * n[k] for k, v in PLACEHOLDER_FORMATS.items()}
     from ..quant.hwconst import LN_IN_BITS
@@ -210,6 +201,10 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
               "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
               "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits),
+              # the expert matrices' width and container (w16a16e8: 8-bit; equal to L_W_* in single-width modes)
+              # and whether this build is for a mixed-width mode (it runs that mode's program version alone)
+              "L_EW_BITS": mode.expert_bits, "L_EW_BYTES": container_bytes(mode.expert_bits),
+              "L_MIXED": int(mode.mixed_weights),
               "L_RS_HEADER_WORDS": len(program.ROW_SHIFT_HEADER_FIELDS),
               "L_RS_LAYER_WORDS": len(program.ROW_SHIFT_LAYER_FIELDS)}
     for k, v in shapes.items():

@@ -44,3 +44,17 @@ def test_per_row_shifts_lengthen_the_loads():
     assert rp.load_terms(cfg, "q", rows)[0] > rp.load_terms(cfg, "q", plain)[0]
     assert rp.load_terms(cfg, "q", rows)[1] == rp.load_terms(cfg, "q", plain)[1] + 1  # the shift vector's command
     assert rp.load_terms(cfg, "ln1", rows) == rp.load_terms(cfg, "ln1", plain)  # LayerNorm gains stay per tensor
+
+
+def test_mixed_mode_loads_expert_tiles_in_half_the_beats():
+    """w16a16e8's prefetcher reads the expert matrices' 8-bit tiles (16 beats, not 32): its expert jobs are W16/A16
+    per-row's less half their matrix beats, every other job is W16/A16 per-row's."""
+    cfg = get_config("micro")
+    e8, w16 = rp.Containers.of("w16a16e8"), rp.Containers.of("w16a16", per_row=True)
+    assert (e8.weight, e8.expert, e8.per_row) == (2, 1, True)
+    for op in ("e1", "e2"):
+        k, n_out = rp._linear_shape(cfg, op)
+        half = -(-n_out // 16) * k  # one byte of each tile's 16×16 × 2 bytes
+        assert rp.load_terms(cfg, op, w16)[0] - rp.load_terms(cfg, op, e8)[0] == half
+    for op in ("ln1", "q", "proj", "gate", "fc1", "fc2"):
+        assert rp.load_terms(cfg, op, e8) == rp.load_terms(cfg, op, w16)

@@ -1,0 +1,57 @@
+"""The RTL top generator (m3vit.hw.rtl_top_gen) has a build for every precision mode: the mixed-width mode w16a16e8
+gets its own layers package (8-bit expert containers beside 16-bit weights, the mixed-build flag), and the control
+package carries every program version the top tells apart."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from m3vit.configs import get_config
+from m3vit.data import build_dataset, first_images
+from m3vit.hw import program
+from m3vit.hw.rtl_top_gen import control_include, layers_include, placeholder_layers_include, top_parameters
+from m3vit.model import M3ViT
+from m3vit.quant.pack import read_pack, write_pack
+from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.spec import get_mode
+
+
+def _params(text: str) -> dict[str, int]:
+    return {k: int(v) for k, v in re.findall(r"localparam int (\w+) = (-?\d+);", text)}
+
+
+@pytest.mark.parametrize("mode", ["w8a8", "w16a16", "w16a16e8"])
+def test_layers_package_widths_per_mode(mode):
+    m = get_mode(mode)
+    p = _params(placeholder_layers_include(get_config("micro"), mode))
+    assert (p["L_W_BITS"], p["L_EW_BITS"]) == (m.weight_bits, m.expert_bits)
+    assert (p["L_W_BYTES"], p["L_EW_BYTES"]) == ((m.weight_bits + 7) // 8, (m.expert_bits + 7) // 8)
+    assert p["L_MIXED"] == (mode == "w16a16e8")
+
+
+def test_top_parameters_of_the_mixed_mode_are_w16a16s():
+    cfg = get_config("micro")
+    assert top_parameters(cfg, "w16a16e8") == top_parameters(cfg, "w16a16")  # the difference is in the package
+
+
+def test_control_package_has_every_program_version():
+    text = control_include()
+    for name, value in (("PROGRAM_VERSION", program.PROGRAM_VERSION),
+                        ("PROGRAM_VERSION_PER_ROW", program.PROGRAM_VERSION_PER_ROW),
+                        ("PROGRAM_VERSION_MIXED", program.PROGRAM_VERSION_MIXED)):
+        assert f"localparam logic [31:0] {name} = 32'd{value};" in text
+
+
+def test_layers_include_of_a_w16a16e8_pack(tmp_path):
+    cfg = get_config("micro")
+    torch.manual_seed(2)
+    model = M3ViT(cfg).eval()
+    images = first_images(build_dataset("synthetic", "val", cfg, length=2), 2)
+    q = QuantizedModel.build(model, calibrate(model, images, "w16a16e8"))
+    pack = read_pack(write_pack(q, tmp_path)[1])
+    p = _params(layers_include(pack))
+    assert (p["L_W_BITS"], p["L_EW_BITS"], p["L_EW_BYTES"], p["L_MIXED"]) == (16, 8, 1, 1)
+    assert program.build_program(pack)[0][program.HEADER_FIELDS.index("version")] == program.PROGRAM_VERSION_MIXED
