@@ -42,7 +42,7 @@ PROGRAM_VERSION = 2  # 2: header field dump_frames (dumps cover every frame of a
 PROGRAM_VERSION_PER_ROW = 3  # 3: per-row weight scales, the row-shift table follows the layer descriptors
 # 4: a mixed-width mode's program (w16a16e8: expert matrices narrower than the other weights): laid out as version 3
 # (per-row, the same row-shift table); its own version so that only an accelerator built for such a mode runs it
-# (the widths are compile-time) and every other build — and the RTL top — refuses it by its version.
+# (the widths are compile-time: the HLS and RTL builds generated for the mode) and every other build refuses it.
 PROGRAM_VERSION_MIXED = 4
 NO_DUMP = 0xFFFFFFFF  # dump offset of a point that is not written
 NO_ROW_SHIFT = 0xFFFFFFFF  # row-shift offset of an op that uses its descriptor's one shift
