@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "matrices, NUMERICS.md §2)")
     p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
                    help="one power-of-two scale per weight tensor, or per output row of each linear weight "
-                        "(per-channel requantize shifts; runs on the integer reference and the HLS C-sim, "
-                        "not yet on the RTL top). None: per-tensor for w8a8 / w16a16; w16a16e8 implies per-row "
+                        "(per-channel requantize shifts; reference, HLS C-sim and RTL top run both). "
+                        "None: per-tensor for w8a8 / w16a16; w16a16e8 implies per-row "
                         "and refuses per-tensor")
     p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
