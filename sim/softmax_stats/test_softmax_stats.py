@@ -90,7 +90,8 @@ if cocotb is not None:
         for s_frac in (tb.s_frac, 0, 3, 14, 23, tb.s_frac):
             tb.set_formats(S_FRAC=s_frac)
             spread = min(8 << s_frac, (1 << (tb.s_w - 1)) - 1)
-            await tb.check([rng.integers(-spread, spread, rng.integers(1, 40)) for _ in range(3)] + worst_rows(tb.s_w)[:4])
+            rows = [rng.integers(-spread, spread, rng.integers(1, 40)) for _ in range(3)]
+            await tb.check(rows + worst_rows(tb.s_w)[:4])
 
 
 def test_softmax_stats(sim, vectors):
