@@ -398,6 +398,7 @@ module m3vit_layers (
   wire logic av_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd1 && f0 < 32'(NT);
   wire logic md_feed = xs == X_COMP && kind_q == K_ROUTE && f0 < 32'(NT);
   logic [IB+16:0] stat;
+  logic [ACTB*HD-1:0] att_row;  // the attention output row of one head and query
   logic [ACTB*HD-1:0] q_word;
   logic [E*IB-1:0] logits_word;
   always_comb begin
@@ -476,9 +477,12 @@ module m3vit_layers (
   assign s_tvalid = xs == X_SDATA;
   always_comb begin
     s_tdata = '0;
+    // the token write streams the out row straight from xa, an attention row from att_row: no copies into ob
     if (kind_q == K_TOK) begin
       for (int j = 0; j < TOK_PER_BEAT; j++)
-        s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = ob[cnt * 32'(TOK_PER_BEAT) + 32'(j)][L_RESID_BYTES*8-1:0];
+        s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = xa[cnt * 32'(TOK_PER_BEAT) + 32'(j)][L_RESID_BYTES*8-1:0];
+    end else if (kind_q == K_ATT) begin
+      for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(cnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
       for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = ob[cnt * 4 + 32'(j)];
     end
@@ -701,7 +705,7 @@ module m3vit_layers (
                 if (av_stat_feed && av_stat_ready) sent <= 1'b1;
                 if (av_feed && av_in_ready) f0 <= f0 + 1;
                 if (av_out_valid) begin
-                  for (int c = 0; c < HD; c++) ob[c] <= 32'(signed'(av_out[c*ACTB +: ACTB]));
+                  att_row <= av_out;
                   xs <= X_SCMD;
                 end
               end
@@ -746,10 +750,7 @@ module m3vit_layers (
                 if (o0 == 32'(D - 1)) xs <= X_SCMD;
               end
             end
-            default: begin  // K_TOK
-              for (int n = 0; n < D; n++) ob[n] <= xa[n];
-              xs <= X_SCMD;
-            end
+            default: xs <= X_SCMD;  // K_TOK: the row is in xa
           endcase
         end
         X_SCMD: if (s_cmd_ready) begin
