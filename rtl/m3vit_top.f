@@ -13,5 +13,6 @@ av_norm.sv
 qk_reorder.sv
 moe_dispatch.sv
 mac_tile.sv
+m3vit_wbuf.sv
 m3vit_layers.sv
 m3vit_top.sv

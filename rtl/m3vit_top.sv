@@ -206,7 +206,8 @@ module m3vit_top
 
   // ---------------------------------------------------------------- patch embedding
   logic       ld_clear, img_clear, emb_start;
-  logic [1:0] ld_sel;
+  logic [2:0] ld_sel;
+  logic [31:0] patch_rs;  // per-row programs: the patch embedding's shift vector in the pack
   if (EMBED) begin : g_embed
     patch_embed #(.DIM(DIM), .IMG_C(IMG_C), .IMG_H(IMG_H), .IMG_W(IMG_W), .PATCH(PATCH),
                   .RESID_BITS(RESID_BITS), .W_BYTES(W_BYTES), .IMG_BYTES(IMG_BYTES), .BIAS_BYTES(BIAS_BYTES),
@@ -214,7 +215,7 @@ module m3vit_top
       .ap_clk, .ap_rst_n,
       .ld_clear, .ld_valid(state == S_LD && prog_tvalid), .ld_sel, .ld_data(prog_tdata),
       .img_clear, .img_valid(img_tvalid && img_tready), .img_data(img_tdata),
-      .start(emb_start), .shift(hdr[m3vit_ctrl_pkg::H_PATCH_SHIFT]), .busy(emb_busy),
+      .start(emb_start), .shift(hdr[m3vit_ctrl_pkg::H_PATCH_SHIFT]), .per_row, .busy(emb_busy),
       .m_axis_tdata(emb_tdata), .m_axis_tvalid(emb_tvalid), .m_axis_tready(emb_tready), .m_axis_tlast(emb_tlast)
     );
   end else begin : g_no_embed  // W16/A16: the 16-bit MAC array is still to come (rtl/README.md)
@@ -229,7 +230,7 @@ module m3vit_top
 
   // ---------------------------------------------------------------- sequencer
   typedef enum logic [3:0] {S_IDLE, S_HDR_CMD, S_HDR, S_CHECK, S_LD_CMD, S_LD, S_FRAME, S_IMG_CMD, S_IMG, S_EMB_CMD,
-                            S_EMB, S_LAYERS, S_DONE} state_t;
+                            S_EMB, S_LAYERS, S_DONE, S_RSH_CMD, S_RSH} state_t;
   state_t state;
   logic [31:0] hdr [m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS];
   logic [$clog2(HDR_BEATS+1)-1:0] hdr_beat;
@@ -239,6 +240,8 @@ module m3vit_top
   logic        img_cmd_sent, dump_cmd_sent;
 
   wire logic dumping = hdr[m3vit_ctrl_pkg::H_DUMP] != 0 && frame < hdr[m3vit_ctrl_pkg::H_DUMP_FRAMES];
+  // per-row weight scales (program version 3): every linear requantizes with its pack's per-output-channel shifts
+  wire logic per_row = hdr[m3vit_ctrl_pkg::H_VERSION] == m3vit_ctrl_pkg::PROGRAM_VERSION_PER_ROW;
   wire logic dump_image = dumping && hdr[m3vit_ctrl_pkg::H_D_IMAGE] != m3vit_ctrl_pkg::NO_DUMP;
   wire logic dump_embed = dumping && hdr[m3vit_ctrl_pkg::H_D_EMBED] != m3vit_ctrl_pkg::NO_DUMP;
   // ---------------------------------------------------------------- transformer layers (W8/A8)
@@ -303,7 +306,7 @@ module m3vit_top
     m3vit_layers u_layers (
       .ap_clk, .ap_rst_n, .start(lay_start), .busy(lay_busy),
       .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .embed_off(hdr[m3vit_ctrl_pkg::H_D_EMBED]), .task_id,
-      .frame,
+      .frame, .per_row,
       .w_cmd_valid(lw_cmd_valid), .w_cmd_ready(lw_cmd_ready), .w_cmd_addr(lw_cmd_addr), .w_cmd_beats(lw_cmd_beats),
       .w_tdata(lw_tdata), .w_tvalid(lw_tvalid), .w_tlast(lw_tlast), .w_tready(lw_tready),
       .r_cmd_valid(ls_cmd_valid), .r_cmd_ready(ls_cmd_ready), .r_cmd_addr(ls_cmd_addr), .r_cmd_beats(ls_cmd_beats),
@@ -327,7 +330,7 @@ module m3vit_top
   assign ap_idle = state == S_IDLE;
   assign ap_done = state == S_DONE;
   assign ap_ready = state == S_DONE;
-  assign prog_cmd_valid = state == S_HDR_CMD || state == S_LD_CMD;
+  assign prog_cmd_valid = state == S_HDR_CMD || state == S_LD_CMD || state == S_RSH_CMD;
   assign img_cmd_valid = state == S_IMG_CMD && !img_cmd_sent;
   assign dump_cmd_valid = (state == S_IMG_CMD && !dump_cmd_sent) || (state == S_EMB_CMD && dump_embed_q);
   assign in_emb = state == S_EMB_CMD || state == S_EMB;
@@ -337,16 +340,21 @@ module m3vit_top
   assign img_clear = state == S_IMG_CMD;
   assign emb_start = state == S_EMB_CMD;
 
-  // gmem_w0 reads: the header, then patch.w (tiled int8), patch.b (int32), pos (int32), cls (int16)
+  // gmem_w0 reads: the header, then patch.w (tiled int8), patch.b (int32), pos (int32), cls (int16); per-row
+  // programs: the row-shift table's patch_rs word, then the shift vector (int8)
   always_comb begin
     w_cmd_addr = prog_addr;
     w_cmd_beats = 32'(HDR_BEATS);
-    if (state == S_LD_CMD) begin
+    if (state == S_RSH_CMD) begin
+      w_cmd_addr = (prog_addr + 64'(32'((m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS + DEPTH * m3vit_ctrl_pkg::PROGRAM_LAYER_WORDS + m3vit_ctrl_pkg::RSH_PATCH_RS) * 4))) & ~64'hF;
+      w_cmd_beats = 32'd1;
+    end else if (state == S_LD_CMD) begin
       case (ld_sel)
-        2'd0: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH * W_BYTES); end
-        2'd1: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_PATCH_B]); w_cmd_beats = 32'(DIM * BIAS_BYTES / 16); end
-        2'd2: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_POS]); w_cmd_beats = 32'(NP * DIM * BIAS_BYTES / 16); end
-        default: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_CLS]); w_cmd_beats = 32'(DIM * RESID_BYTES / 16); end
+        3'd0: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH * W_BYTES); end
+        3'd1: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_PATCH_B]); w_cmd_beats = 32'(DIM * BIAS_BYTES / 16); end
+        3'd2: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_POS]); w_cmd_beats = 32'(NP * DIM * BIAS_BYTES / 16); end
+        3'd3: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_CLS]); w_cmd_beats = 32'(DIM * RESID_BYTES / 16); end
+        default: begin w_cmd_addr = weights_base + 64'(patch_rs); w_cmd_beats = 32'(DIM / 16); end
       endcase
     end
   end
@@ -367,6 +375,7 @@ module m3vit_top
       num_frames <= '0;
       frame <= '0;
       ld_sel <= '0;
+      patch_rs <= '0;
       program_error <= 1'b0;
       axi_error <= 1'b0;
       img_cmd_sent <= 1'b0;
@@ -407,7 +416,8 @@ module m3vit_top
           ld_sel <= '0;
           dump_addr <= scratch_base + 64'(hdr[m3vit_ctrl_pkg::H_D_IMAGE]);
           emb_addr <= scratch_base + 64'(hdr[m3vit_ctrl_pkg::H_D_EMBED]);
-          if (hdr[m3vit_ctrl_pkg::H_MAGIC] != m3vit_ctrl_pkg::PROGRAM_MAGIC || hdr[m3vit_ctrl_pkg::H_VERSION] != m3vit_ctrl_pkg::PROGRAM_VERSION || hdr[m3vit_ctrl_pkg::H_DEPTH] != 32'(DEPTH) ||
+          if (hdr[m3vit_ctrl_pkg::H_MAGIC] != m3vit_ctrl_pkg::PROGRAM_MAGIC || (hdr[m3vit_ctrl_pkg::H_VERSION] != m3vit_ctrl_pkg::PROGRAM_VERSION && !per_row) ||
+              hdr[m3vit_ctrl_pkg::H_DEPTH] != 32'(DEPTH) ||
               hdr[m3vit_ctrl_pkg::H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
               (EMBED && (hdr[m3vit_ctrl_pkg::H_DUMP] == 0 || num_frames > hdr[m3vit_ctrl_pkg::H_DUMP_FRAMES] || hdr[m3vit_ctrl_pkg::H_D_EMBED] == m3vit_ctrl_pkg::NO_DUMP))) begin
             // the layers keep their activations in the scratch dumps: a W8/A8 run needs a dump program for
@@ -420,8 +430,13 @@ module m3vit_top
         end
         S_LD_CMD: if (prog_cmd_ready) state <= S_LD;
         S_LD: if (prog_tvalid && prog_tlast) begin
-          ld_sel <= ld_sel + 2'd1;
-          state <= ld_sel == 2'd3 ? S_FRAME : S_LD_CMD;
+          ld_sel <= ld_sel + 3'd1;
+          state <= ld_sel == 3'd4 || (ld_sel == 3'd3 && !per_row) ? S_FRAME : ld_sel == 3'd3 ? S_RSH_CMD : S_LD_CMD;
+        end
+        S_RSH_CMD: if (prog_cmd_ready) state <= S_RSH;
+        S_RSH: if (prog_tvalid) begin  // one beat: the patch_rs word
+          patch_rs <= prog_tdata[32 * ((m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS + DEPTH * m3vit_ctrl_pkg::PROGRAM_LAYER_WORDS + m3vit_ctrl_pkg::RSH_PATCH_RS) % 4) +: 32];
+          if (prog_tlast) state <= S_LD_CMD;
         end
         S_FRAME: begin
           if (frame == num_frames) begin
@@ -471,8 +486,6 @@ module m3vit_top
   end
   // no status register in the Vitis map: these are for testbenches and an ILA
   wire logic unused_status = program_error ^ axi_error;
-  wire logic unused_args = ^{args[m3vit_ctrl_pkg::ARG_WEIGHTS1*64 +: 64], args[m3vit_ctrl_pkg::ARG_WEIGHTS2*64 +: 64],
-                              args[m3vit_ctrl_pkg::ARG_TASK*64+32 +: 32], args[m3vit_ctrl_pkg::ARG_NUM_FRAMES*64+32 +: 32],
-                              prog_busy};
+  wire logic unused_args = ^{args[m3vit_ctrl_pkg::ARG_WEIGHTS1*64 +: 64], args[m3vit_ctrl_pkg::ARG_WEIGHTS2*64 +: 64], args[m3vit_ctrl_pkg::ARG_TASK*64+32 +: 32], args[m3vit_ctrl_pkg::ARG_NUM_FRAMES*64+32 +: 32], prog_busy};
 endmodule
 `default_nettype wire

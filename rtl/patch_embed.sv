@@ -1,7 +1,8 @@
 `default_nettype none
 `include "m3vit_check.svh"
 // Patch embedding of one frame (NUMERICS.md §3): embed[0] = cls, embed[1+p][n] =
-// requantize(Σ_k x_p[k]·W[n][k] + b[n] + pos[p][n], shift) into RESID_BITS, k = (c·PATCH + ky)·PATCH + kx.
+// requantize(Σ_k x_p[k]·W[n][k] + b[n] + pos[p][n], shift) into RESID_BITS, k = (c·PATCH + ky)·PATCH + kx;
+// with per-row weight scales (per_row) shift is output n's int8 shift from the pack (patch.shift).
 // Weights arrive as the pack stores them (tiled16: 16×16 tiles of W_BYTES-byte values, one tile row per W_BYTES
 // 128-bit beats); the frame arrives as raster beats of IMG_BYTES-byte pixels (16 pixels = one patch row). A 16×16
 // MAC array takes one weight tile and one patch row per cycle: 16 outputs of one patch advance by 16 k a cycle
@@ -21,11 +22,11 @@ module patch_embed #(
 ) (
   input  wire logic               ap_clk,
   input  wire logic               ap_rst_n,
-  // parameters, in the pack's byte order: sel 0 patch.w (tiled16), 1 patch.b, 2 pos, 3 cls; ld_clear restarts
-  // every tensor's beat count
+  // parameters, in the pack's byte order: sel 0 patch.w (tiled16), 1 patch.b, 2 pos, 3 cls, 4 the per-row
+  // shifts (int8, per_row programs); ld_clear restarts every tensor's beat count
   input  wire logic               ld_clear,
   input  wire logic               ld_valid,
-  input  wire logic [1:0]         ld_sel,
+  input  wire logic [2:0]         ld_sel,
   input  wire logic [127:0]       ld_data,
   // the frame's image beats, in raster order; img_clear restarts the count
   input  wire logic               img_clear,
@@ -34,6 +35,7 @@ module patch_embed #(
   // run on a loaded frame
   input  wire logic               start,
   input  wire logic signed [31:0] shift,  // the program's patch_shift
+  input  wire logic               per_row,  // requantize with the loaded per-output-channel shifts instead
   output logic                    busy,
   output logic [127:0]            m_axis_tdata,
   output logic                    m_axis_tvalid,
@@ -64,28 +66,31 @@ module patch_embed #(
   logic signed [63:0]           bias [DIM];
   logic signed [63:0]           pos [NP * DIM];
   logic signed [31:0]           cls [DIM];
+  logic signed [7:0]            rsh [DIM];
   logic [127:0]                 img [IMG_BEATS];
   logic signed [RESID_BITS-1:0] emb [NP * DIM];
-  logic [31:0]                  ld_count [4];
+  logic [31:0]                  ld_count [5];
   logic [31:0]                  img_count;
 
   always_ff @(posedge ap_clk) begin
     if (rst || ld_clear) begin
-      for (int s = 0; s < 4; s++) ld_count[s] <= '0;
+      for (int s = 0; s < 5; s++) ld_count[s] <= '0;
     end else if (ld_valid) begin
       ld_count[ld_sel] <= ld_count[ld_sel] + 32'd1;
       case (ld_sel)
-        2'd0: if (ld_count[0] < 32'(RT * CT * 16 * W_BYTES))
+        3'd0: if (ld_count[0] < 32'(RT * CT * 16 * W_BYTES))
                 tiles[ld_count[0] / 32'(16 * W_BYTES)][(ld_count[0] % 32'(16 * W_BYTES)) * 128 +: 128] <= ld_data;
-        2'd1: for (int j = 0; j < BPB; j++)
+        3'd1: for (int j = 0; j < BPB; j++)
                 if (ld_count[1] * BPB + 32'(j) < 32'(DIM))
                   bias[ld_count[1] * BPB + 32'(j)] <= 64'(signed'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]));
-        2'd2: for (int j = 0; j < BPB; j++)
+        3'd2: for (int j = 0; j < BPB; j++)
                 if (ld_count[2] * BPB + 32'(j) < 32'(NP * DIM))
                   pos[ld_count[2] * BPB + 32'(j)] <= 64'(signed'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]));
-        default: for (int j = 0; j < CPB; j++)
-                   if (ld_count[3] * CPB + 32'(j) < 32'(DIM))
-                     cls[ld_count[3] * CPB + 32'(j)] <= 32'(signed'(ld_data[8*RESID_BYTES*j +: 8*RESID_BYTES]));
+        3'd3: for (int j = 0; j < CPB; j++)
+                if (ld_count[3] * CPB + 32'(j) < 32'(DIM))
+                  cls[ld_count[3] * CPB + 32'(j)] <= 32'(signed'(ld_data[8*RESID_BYTES*j +: 8*RESID_BYTES]));
+        default: for (int j = 0; j < 16; j++)
+                   if (ld_count[4] * 16 + 32'(j) < 32'(DIM)) rsh[ld_count[4] * 16 + 32'(j)] <= ld_data[8*j +: 8];
       endcase
     end
   end
@@ -173,7 +178,7 @@ module patch_embed #(
           end
         end
         E_STORE: begin
-          for (int r = 0; r < 16; r++) emb[p * DIM + rt * 16 + 32'(r)] <= requant(acc[r], shift);
+          for (int r = 0; r < 16; r++) emb[p * DIM + rt * 16 + 32'(r)] <= requant(acc[r], per_row ? 32'(rsh[rt * 16 + 32'(r)]) : shift);
           st <= E_INIT;
           if (rt == RT - 1) begin
             rt <= '0;

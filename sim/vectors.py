@@ -3,7 +3,8 @@
 
 Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's sources), so a run builds
 the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy``, ``meta.json`` and the weight
-pack ``pack/model.json`` (+ ``model.m3vpack``).
+pack ``pack/model.json`` (+ ``model.m3vpack``; ``pack16``: the same model in W16/A16, ``pack_rows``: W8/A8 with
+per-row weight scales).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def _write(folder: Path) -> None:
     write_pack(qmodel, folder / "pack")  # the weight pack the accelerator top runs (sim/top)
     # the same model in W16/A16 for the top's W16/A16 build (its own calibration of the formats)
     write_pack(QuantizedModel.build(model, calibrate(model, calib, "w16a16")), folder / "pack16")
+    # and in W8/A8 with per-row weight scales (a requantize shift per output channel, pack / program version 3)
+    write_pack(QuantizedModel.build(model, calibrate(model, calib, "w8a8", weight_scales="per-row")),
+               folder / "pack_rows")
     (folder / "params").mkdir(parents=True, exist_ok=True)
     for name in PARAMS:
         np.save(folder / "params" / f"{name}.npy", qmodel.iparams[name])

@@ -28,6 +28,7 @@ from m3vit.hw.csim import REPO, CSim  # noqa: E402
 from m3vit.model import M3ViT  # noqa: E402
 from m3vit.quant.pack import write_pack  # noqa: E402
 from m3vit.quant.quantize import QuantizedModel, calibrate  # noqa: E402
+from m3vit.quant.spec import MODES  # noqa: E402
 
 GOAL_S = 2.0
 
@@ -64,7 +65,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=4, help="frames per timed run")
     p.add_argument("--repeats", type=int, default=2, help="timed runs (the best is kept)")
-    p.add_argument("--mode", action="append", choices=["w8a8", "w16a16"], help="precision mode(s) (default both)")
+    p.add_argument("--mode", action="append", choices=sorted(MODES),
+                   help="precision mode(s) (default w8a8 and w16a16)")
     p.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "csim_speed.json")
     args = p.parse_args()
     results = [measure(m, args.frames, args.repeats) for m in (args.mode or ["w8a8", "w16a16"])]

@@ -51,7 +51,7 @@ const struct {
     {"RESID_BYTES", RESID_BYTES}, {"BATCH", BATCH}, {"ROWS_MAX", ROWS_MAX}, {"MAC_ROWS", MAC_ROWS},
     {"MAC_COLS", MAC_COLS}, {"ARRAY_MIN_TOKENS", ARRAY_MIN_TOKENS},
     {"ATTN_LANES", ATTN_LANES}, {"PACK_CHUNK", PACK_CHUNK}, {"HEADER_WORDS", HEADER_WORDS},
-    {"LAYER_WORDS", LAYER_WORDS},
+    {"LAYER_WORDS", LAYER_WORDS}, {"W_BYTES", W_BYTES}, {"EW_BITS", EW_BITS}, {"EW_BYTES", EW_BYTES},
 #if defined(M3V_AP_TYPES)
     {"AP_TYPES", 1},
 #else
@@ -83,10 +83,22 @@ int m3v_load_program(const uint32_t* words, uint32_t count) {
     // (PROGRAM_VERSION_PER_ROW) carry the row-shift table after them.
     const uint32_t base = uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS);
     if (count < HEADER_WORDS) return fail(-1, "layer program shorter than its header");
-    if (words[H_MAGIC] != uint32_t(PROGRAM_MAGIC) ||
-        (words[H_VERSION] != uint32_t(PROGRAM_VERSION) && words[H_VERSION] != uint32_t(PROGRAM_VERSION_PER_ROW)))
-        return fail(-1, "layer program has a bad magic or version: rebuild it with m3vit.hw.program");
-    const bool per_row = words[H_VERSION] == uint32_t(PROGRAM_VERSION_PER_ROW);
+    // A build whose expert matrices are narrower than its other weights (w16a16e8) runs only mixed-width
+    // programs (PROGRAM_VERSION_MIXED, per-row with the same table), and no other build runs them.
+    const uint32_t version = words[H_VERSION];
+    constexpr bool mixed_build = EW_BYTES != W_BYTES;
+    if (words[H_MAGIC] != uint32_t(PROGRAM_MAGIC))
+        return fail(-1, "layer program has a bad magic: rebuild it with m3vit.hw.program");
+    if (mixed_build != (version == uint32_t(PROGRAM_VERSION_MIXED)))
+        return fail(-1, std::string("layer program version ") + std::to_string(version) +
+                            (mixed_build ? " is not a mixed-width (8-bit expert) program, and this build is for one: "
+                                           "load a w16a16e8 pack"
+                                         : " is for a mixed-width mode (8-bit expert matrices), which this build "
+                                           "does not run: build the C-sim for that pack's mode"));
+    if (version != uint32_t(PROGRAM_VERSION) && version != uint32_t(PROGRAM_VERSION_PER_ROW) &&
+        version != uint32_t(PROGRAM_VERSION_MIXED))
+        return fail(-1, "layer program has a bad version: rebuild it with m3vit.hw.program");
+    const bool per_row = version == uint32_t(PROGRAM_VERSION_PER_ROW) || version == uint32_t(PROGRAM_VERSION_MIXED);
     const uint32_t want = base + (per_row ? uint32_t(RS_HEADER_WORDS + DEPTH * RS_LAYER_WORDS) : 0u);
     if (count != want)
         return fail(-1, "layer program has " + std::to_string(count) + " words, this build expects " +
@@ -274,7 +286,8 @@ int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, co
 }
 
 int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n_ops, const int64_t* nk,
-                        const uint8_t* mem, uint64_t mem_bytes, const uint64_t* offsets, int64_t* out) {
+                        const uint8_t* mem, uint64_t mem_bytes, const uint64_t* offsets, const int64_t* w_bytes,
+                        int64_t* out) {
     constexpr int MAX_CHAIN = 16;
     if (n_ops < 1 || n_ops > MAX_CHAIN) return fail(-1, "linear chain: 1 to 16 ops");
     if (k_max > K_MAX || k_max < 1) return fail(-1, "linear chain: k outside [1, K_MAX]");
@@ -290,7 +303,10 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
         if (nk[2 * i + 1] > k_max || nk[2 * i + 1] < 1 || nk[2 * i] < 1) return fail(-1, "linear chain: bad op shape");
         if (offsets[2 * i] % 16 || offsets[2 * i + 1] % BIAS_BYTES)
             return fail(-1, "linear chain: weights must be 16-aligned, biases aligned to their width");
-        ops[i] = {uint32_t(offsets[2 * i]), uint32_t(offsets[2 * i + 1]), int(nk[2 * i]), int(nk[2 * i + 1]), NO_ROW_SHIFT};
+        if (w_bytes[i] != W_BYTES && w_bytes[i] != EW_BYTES)
+            return fail(-1, "linear chain: an op's weight container is neither W_BYTES nor EW_BYTES of this build");
+        ops[i] = {uint32_t(offsets[2 * i]), uint32_t(offsets[2 * i + 1]), int(nk[2 * i]), int(nk[2 * i + 1]), NO_ROW_SHIFT,
+                  int(w_bytes[i])};
     }
     std::vector<word_t> words;
     to_words(mem, mem_bytes, words);

@@ -45,9 +45,11 @@ int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, co
 /* WP486 packing over every (w_hi, w_lo, a) in int8^3: number of mismatching products. */
 /* Several ops through one weight loader (the top's regions): op i is nk[2i] x nk[2i+1], its tiled16
    weights and biases at byte offsets offsets[2i], offsets[2i+1] of `mem`; x is [rows][k_max] (op i
-   reads its first nk[2i+1] columns); outputs [rows][n_i] one after the other in `out`. */
+   reads its first nk[2i+1] columns); outputs [rows][n_i] one after the other in `out`. Op i's weights are
+   w_bytes[i]-byte integers (W_BYTES, or EW_BYTES: a mixed-width mode's expert matrices). */
 int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n_ops, const int64_t* nk,
-                        const uint8_t* mem, uint64_t mem_bytes, const uint64_t* offsets, int64_t* out);
+                        const uint8_t* mem, uint64_t mem_bytes, const uint64_t* offsets, const int64_t* w_bytes,
+                        int64_t* out);
 int64_t m3v_dsp_pack_exhaustive(void);
 
 #ifdef __cplusplus

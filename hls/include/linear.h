@@ -34,6 +34,13 @@
 // LayerNorm, the MoE combine — and the loader keeps filling the free half of the ping-pong). Only
 // a region's first block waits for DDR.
 //
+// Weight containers per op kind (NUMERICS.md §2): every op's weights are W_BYTES wide in the pack except the
+// expert matrices of a mixed-width mode (w16a16e8), which are EW_BYTES (8-bit) wide. The loader reads each op
+// with its own container (LinOp::w_bytes): an 8-bit tile is 16 beats, a 16-bit one 32; the placer sign-extends
+// the narrow weights into the block's w_t (exact), so the MAC array and the epilogue are those of W16/A16 and
+// only the weight bytes read per expert halve. place_lane<NB> is the placer for a container of NB bytes; both
+// instantiations are static (sizes known at compile time), chosen per block by the op's container.
+//
 // W8/A8 packs two MACs into one DSP48E2 (Xilinx WP486): the weights of output rows 2i+1 and 2i
 // share one activation, A:D pre-adder = w_hi·2^18 + w_lo (27 bits), B = activation (18 bits).
 // A cascade of at most PACK_CHUNK such products (PCOUT → PCIN) leaves hi·2^18 + lo in the 48-bit
@@ -59,11 +66,19 @@ inline void dsp_unpack(int64_t p, int64_t& hi, int64_t& lo) {
 
 constexpr int CASCADE = PACK_CHUNK > 0 ? PACK_CHUNK : MAC_COLS;  // products per DSP cascade
 constexpr int BEAT_BYTES = 16;                                   // one 128-bit m_axi beat
-constexpr int W_PER_BEAT = BEAT_BYTES / W_BYTES;
-constexpr int BEATS_PER_TILE_ROW = TILE * W_BYTES / BEAT_BYTES;
+// Geometry of a tiled16 matrix of NB-byte weights as the loader reads it.
+template <int NB> struct TileGeom {
+    static constexpr int PER_BEAT = BEAT_BYTES / NB;               // weights per beat
+    static constexpr int BEATS_PER_ROW = TILE * NB / BEAT_BYTES;    // beats per tile row
+    static constexpr uint32_t BEATS = TILE * BEATS_PER_ROW;         // beats per tile
+    static_assert(TILE * NB % BEAT_BYTES == 0, "a tile row is a whole number of beats");
+    static_assert((BEATS & (BEATS - 1)) == 0, "the lane rotation wraps with a mask");
+};
+constexpr int W_PER_BEAT = TileGeom<W_BYTES>::PER_BEAT;
+constexpr int BEATS_PER_TILE_ROW = TileGeom<W_BYTES>::BEATS_PER_ROW;
+static_assert(EW_BYTES <= W_BYTES, "expert matrices are never wider than the other weights");
 static_assert(MAC_ROWS % TILE == 0 && MAC_COLS % TILE == 0, "the MAC array is made of pack tiles");
 static_assert(MAC_ROWS % 2 == 0, "W8/A8 packs output rows in pairs");
-static_assert(TILE * W_BYTES % BEAT_BYTES == 0, "a tile row is a whole number of beats");
 
 typedef w_t weight_block_t[KS_MAX][MAC_ROWS][MAC_COLS];
 struct AccRow {  // one token's MAC_ROWS accumulators of a block, array → epilogue
@@ -88,8 +103,23 @@ inline int block_rows(int blk, int n_out) {
 // tile columns per k-slice).
 static_assert(WEIGHT_PORTS == 3, "the loader takes one pointer per weight port (m3vit.hw.interface)");
 static_assert(WEIGHT_PORTS <= TILE, "one cycle's beats are different rows of a tile");
-constexpr uint32_t TILE_BEATS = TILE * BEATS_PER_TILE_ROW;
-static_assert((TILE_BEATS & (TILE_BEATS - 1)) == 0, "the lane rotation wraps with a mask");
+constexpr uint32_t TILE_BEATS = TileGeom<W_BYTES>::BEATS;  // beats per tile of a W_BYTES op (EW_BYTES: fewer)
+
+// Beats per tile and per tile row of an op whose weights are w_bytes wide (W_BYTES or EW_BYTES).
+inline uint32_t tile_beats_of(int w_bytes) {
+#pragma HLS INLINE
+    return w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS : TileGeom<W_BYTES>::BEATS;
+}
+constexpr int ilog2(uint32_t v) { return v <= 1 ? 0 : 1 + ilog2(v >> 1); }
+// log2 of tile_beats_of: the tile index of a beat is a shift, not a divider, in the II = 1 loops
+inline int tile_beats_log2_of(int w_bytes) {
+#pragma HLS INLINE
+    return w_bytes == EW_BYTES ? ilog2(TileGeom<EW_BYTES>::BEATS) : ilog2(TileGeom<W_BYTES>::BEATS);
+}
+inline uint32_t row_beats_of(int w_bytes) {
+#pragma HLS INLINE
+    return uint32_t(w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS_PER_ROW : TileGeom<W_BYTES>::BEATS_PER_ROW);
+}
 
 // The ping-pong weight buffer. Every variable of this type needs the block's partition and storage
 // (UG1399: the pragmas go on the stream-of-blocks variable, `dim` counting the block's dimensions):
@@ -115,16 +145,18 @@ struct BiasRow {
 // its biases at b_off. A row range of a matrix that starts on a tile row is an op too (the top
 // loads one head's rows of Q, K and V as three ops).
 // s_off: byte offset of its int8 per-row shift vector (NO_ROW_SHIFT: the op has one shift).
+// w_bytes: its weights' container in the pack (W_BYTES; EW_BYTES for a mixed-width mode's expert matrices).
 struct LinOp {
     uint32_t w_off, b_off;
     int n_out, k_in;
     uint32_t s_off;
+    int w_bytes;
 };
 
-// Beat of its tile that lane u carries in cycle k of a tile group.
-inline uint32_t lane_beat(uint32_t k, int u) {
+// Beat of its tile that lane u carries in cycle k of a tile group (a tile of tb beats, rb per tile row).
+inline uint32_t lane_beat(uint32_t k, int u, uint32_t rb, uint32_t tb) {
 #pragma HLS INLINE
-    return (k + uint32_t(u) * BEATS_PER_TILE_ROW) & (TILE_BEATS - 1);
+    return (k + uint32_t(u) * rb) & (tb - 1);
 }
 
 // Signed little-endian field j of `nbytes` bytes of a beat.
@@ -155,6 +187,7 @@ struct BlockInfo {
     int tiles;      // pack tiles of the block: ceil(nb / 16) x ceil(k_in / 16)
     int bias_skip;  // bytes before the block's first bias in its first bias beat (a router's task offset)
     int shift_skip; // bytes before the block's first shift in its first shift beat (-1: no per-row shifts)
+    int w_bytes;    // the op's weight container (W_BYTES or EW_BYTES)
 };
 
 static_assert(BEAT_BYTES % BIAS_BYTES == 0 && (MAC_ROWS * BIAS_BYTES) % BEAT_BYTES == 0,
@@ -173,8 +206,8 @@ inline int tail_beats(int nb, int bskip, int sskip) {
 inline int block_tiles(int nb, int k_in) { return ceil_div(nb, TILE) * ceil_div(k_in, TILE); }
 inline int shift_skip_of(const LinOp& op) { return op.s_off == NO_ROW_SHIFT ? -1 : int(op.s_off % BEAT_BYTES); }
 // Reader cycles of a block: its tile groups (one beat of WEIGHT_PORTS tiles per cycle), then its tail.
-inline int block_beats(int nb, int k_in, int skip, int sskip) {
-    return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(TILE_BEATS) + tail_beats(nb, skip, sskip);
+inline int block_beats(int nb, int k_in, int skip, int sskip, int w_bytes) {
+    return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(tile_beats_of(w_bytes)) + tail_beats(nb, skip, sskip);
 }
 
 struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
@@ -197,15 +230,16 @@ READ_COUNT:  // closed form per op: its full blocks and its partial one
     for (int o = 0; o < n_ops; ++o) {
         const int full = ops[o].n_out / MAC_ROWS, rem = ops[o].n_out % MAC_ROWS, skip = int(ops[o].b_off % BEAT_BYTES);
         const int sskip = shift_skip_of(ops[o]);
-        total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip, sskip) +
-                 (rem ? block_beats(rem, ops[o].k_in, skip, sskip) : 0);
+        total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip, sskip, ops[o].w_bytes) +
+                 (rem ? block_beats(rem, ops[o].k_in, skip, sskip, ops[o].w_bytes) : 0);
         count += full + (rem ? 1 : 0);
     }
     n_blocks.write(count);
     int o = 0, blk = 0, it_blk = 0;
     LinOp op = ops[0];
     int nb = 0, ct = 0, tile_iters = 0, skip = 0, sskip = -1, n_shift = 0;
-    uint32_t first = 0, bias_first = 0, shift_first = 0;
+    uint32_t first = 0, bias_first = 0, shift_first = 0, tb = TILE_BEATS, rb = BEATS_PER_TILE_ROW;
+    int tb_log2 = ilog2(TILE_BEATS);
     bool start = true;
 READ_BEATS:
     for (int64_t it = 0; it < total; ++it) {
@@ -213,26 +247,29 @@ READ_BEATS:
         if (start) {  // a new block: its geometry, announced to the placer
             nb = block_rows(blk, op.n_out);
             ct = ceil_div(op.k_in, TILE);
-            tile_iters = ceil_div(block_tiles(nb, op.k_in), WEIGHT_PORTS) * int(TILE_BEATS);
-            first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * TILE_BEATS;
+            tb = tile_beats_of(op.w_bytes);
+            tb_log2 = tile_beats_log2_of(op.w_bytes);
+            rb = row_beats_of(op.w_bytes);
+            tile_iters = ceil_div(block_tiles(nb, op.k_in), WEIGHT_PORTS) * int(tb);
+            first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * tb;
             bias_first = (op.b_off + uint32_t(blk * MAC_ROWS) * BIAS_BYTES) / BEAT_BYTES;
             skip = int(op.b_off % BEAT_BYTES);
             sskip = shift_skip_of(op);
             n_shift = shift_beats(nb, sskip);
             shift_first = (op.s_off + uint32_t(blk * MAC_ROWS)) / BEAT_BYTES;
-            const BlockInfo info = {nb, op.k_in, block_tiles(nb, op.k_in), skip, sskip};
+            const BlockInfo info = {nb, op.k_in, block_tiles(nb, op.k_in), skip, sskip, op.w_bytes};
             infos.write(info);
             start = false;
         }
         WeightBeats g;
         if (it_blk < tile_iters) {
-            const int t0 = (it_blk / int(TILE_BEATS)) * WEIGHT_PORTS;
-            const uint32_t k = uint32_t(it_blk) & (TILE_BEATS - 1);
-            const uint32_t base = first + uint32_t(t0) * TILE_BEATS;
+            const int t0 = (it_blk >> tb_log2) * WEIGHT_PORTS;
+            const uint32_t k = uint32_t(it_blk) & (tb - 1);
+            const uint32_t base = first + uint32_t(t0) * tb;
             const int tiles = block_tiles(nb, op.k_in);
-            g.b[0] = wmem0[base + lane_beat(k, 0)];
-            g.b[1] = t0 + 1 < tiles ? wmem1[base + TILE_BEATS + lane_beat(k, 1)] : word_t();
-            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * TILE_BEATS + lane_beat(k, 2)] : word_t();
+            g.b[0] = wmem0[base + lane_beat(k, 0, rb, tb)];
+            g.b[1] = t0 + 1 < tiles ? wmem1[base + tb + lane_beat(k, 1, rb, tb)] : word_t();
+            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * tb + lane_beat(k, 2, rb, tb)] : word_t();
         } else {
             const int i = it_blk - tile_iters;
             g.b[0] = i < bias_beats(nb, skip) ? wmem0[bias_first + uint32_t(i)] : word_t();
@@ -248,6 +285,22 @@ READ_BEATS:
                 if (++o < n_ops) op = ops[o];
             }
         }
+    }
+}
+
+// One lane's beat of a tile of NB-byte weights into the block: beat lb of the tile at (tr, tc) is row
+// lb / BEATS_PER_ROW of the tile, columns (lb % BEATS_PER_ROW) · PER_BEAT on; each weight sign-extended into w_t.
+template <int NB, class WB>
+inline void place_lane(WB& w, const word_t& beat, int tr, int tc, int lb, int k_in) {
+#pragma HLS INLINE
+    typedef TileGeom<NB> G;
+    const int i = lb / G::BEATS_PER_ROW, h = lb % G::BEATS_PER_ROW;
+    const int n = tr * TILE + i;
+PLACE_LANE:
+    for (int j = 0; j < G::PER_BEAT; ++j) {
+#pragma HLS UNROLL
+        const int kk = tc * TILE + h * G::PER_BEAT + j;
+        w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < k_in ? beat_int_bytes(beat, j, NB) : 0);
     }
 }
 
@@ -275,7 +328,9 @@ PLACE_BLOCKS:
             tc[u] = 0;
             advance_tile(tr[u], tc[u], u, ct);
         }
-        const int tile_iters = ceil_div(tiles, WEIGHT_PORTS) * int(TILE_BEATS);
+        const uint32_t tb = tile_beats_of(info.w_bytes), rb = row_beats_of(info.w_bytes);
+        const int tb_log2 = tile_beats_log2_of(info.w_bytes);
+        const int tile_iters = ceil_div(tiles, WEIGHT_PORTS) * int(tb);
         const int n_tail = tail_beats(nb, info.bias_skip, info.shift_skip);
         word_t bw[MAX_BIAS_BEATS], sw[MAX_BIAS_BEATS];
 #pragma HLS ARRAY_PARTITION variable = bw complete
@@ -288,22 +343,19 @@ PLACE_BLOCKS:
                 bw[it - tile_iters] = g.b[0];
                 sw[it - tile_iters] = g.b[1];
             } else {
-                const int t0 = (it / int(TILE_BEATS)) * WEIGHT_PORTS;
-                const uint32_t k = uint32_t(it) & (TILE_BEATS - 1);
+                const int t0 = (it >> tb_log2) * WEIGHT_PORTS;
+                const uint32_t k = uint32_t(it) & (tb - 1);
                 for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-                    const int lb = int(lane_beat(k, u));
-                    const int i = lb / BEATS_PER_TILE_ROW, h = lb % BEATS_PER_TILE_ROW;
-                    if (t0 + u < tiles) {
-                        const int n = tr[u] * TILE + i;
-                        for (int j = 0; j < W_PER_BEAT; ++j) {
-#pragma HLS UNROLL
-                            const int kk = tc[u] * TILE + h * W_PER_BEAT + j;
-                            w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < k_in ? beat_int(g.b[u], j) : 0);
-                        }
+                    const int lb = int(lane_beat(k, u, rb, tb));
+                    if (t0 + u < tiles) {  // the op's container decides the lane's geometry (both are static)
+                        if (info.w_bytes == EW_BYTES)
+                            place_lane<EW_BYTES>(w, g.b[u], tr[u], tc[u], lb, k_in);
+                        else
+                            place_lane<W_BYTES>(w, g.b[u], tr[u], tc[u], lb, k_in);
                     }
                 }
-                if (k == TILE_BEATS - 1) {  // the group is placed: each lane moves WEIGHT_PORTS tiles on
+                if (k == tb - 1) {  // the group is placed: each lane moves WEIGHT_PORTS tiles on
                     for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
                         advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
@@ -483,7 +535,7 @@ OP_BLOCKS:
 template <class EPI>
 void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t w_off, uint32_t b_off,
                 int n_out, int k_in, const act_t* x, int x_stride, const uint16_t* gather, int rows, EPI& epi) {
-    const LinOp ops[1] = {{w_off, b_off, n_out, k_in, NO_ROW_SHIFT}};
+    const LinOp ops[1] = {{w_off, b_off, n_out, k_in, NO_ROW_SHIFT, W_BYTES}};
     block_stream blocks;
     M3V_BLOCK_STREAM_PRAGMAS(blocks)
     hls::stream<BiasRow> biases("lin_biases");

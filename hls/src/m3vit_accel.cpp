@@ -258,9 +258,10 @@ inline uint32_t dump_offset(uint32_t base, bool dumping, uint32_t f0, uint32_t v
     return (base == NO_DUMP || !dumping) ? NO_DUMP : base + f0 * values_per_frame * 4;
 }
 
-// s_off: the op's per-row shift vector in the pack (NO_ROW_SHIFT: its descriptor's one shift).
-inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in, uint32_t s_off) {
-    const LinOp op = {w_off, b_off, n_out, k_in, s_off};
+// s_off: the op's per-row shift vector in the pack (NO_ROW_SHIFT: its descriptor's one shift); w_bytes: its
+// weight container (EW_BYTES for the expert matrices, W_BYTES for every other op; equal unless the mode is mixed).
+inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in, uint32_t s_off, int w_bytes = W_BYTES) {
+    const LinOp op = {w_off, b_off, n_out, k_in, s_off, w_bytes};
     return op;
 }
 // Row `first` of a per-row shift vector (its bytes are the op's output rows), or NO_ROW_SHIFT.
@@ -436,10 +437,10 @@ int step_ops(const StepParams& sp, const uint32_t* hdr, uint32_t patch_rs, const
         for (int e = 0; e < EXPERTS; ++e) {
             if (counts[e] > 0) {
                 ops[n] = lin_op(L[L_E1_W] + uint32_t(e) * L[L_E1_W_STRIDE], L[L_E1_B] + uint32_t(e) * L[L_E1_B_STRIDE],
-                                EXPERT_HIDDEN, DIM, rs_at(RS[RS_L_E1_RS], uint32_t(e) * RS[RS_L_E1_RS_STRIDE]));
+                                EXPERT_HIDDEN, DIM, rs_at(RS[RS_L_E1_RS], uint32_t(e) * RS[RS_L_E1_RS_STRIDE]), EW_BYTES);
                 roles[n++] = role(OP_E1, e);
                 ops[n] = lin_op(L[L_E2_W] + uint32_t(e) * L[L_E2_W_STRIDE], L[L_E2_B] + uint32_t(e) * L[L_E2_B_STRIDE],
-                                DIM, EXPERT_HIDDEN, rs_at(RS[RS_L_E2_RS], uint32_t(e) * RS[RS_L_E2_RS_STRIDE]));
+                                DIM, EXPERT_HIDDEN, rs_at(RS[RS_L_E2_RS], uint32_t(e) * RS[RS_L_E2_RS_STRIDE]), EW_BYTES);
                 roles[n++] = role(OP_E2, e);
             }
         }
@@ -702,7 +703,8 @@ void m3vit_accel(M3V_TOP_ARGS) {
     uint32_t hdr[HEADER_WORDS];
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
     // A per-row program (NUMERICS.md §3) carries the row-shift table after the layer descriptors.
-    const bool per_row = hdr[H_VERSION] == uint32_t(PROGRAM_VERSION_PER_ROW);
+    // (A mixed-width mode's program, PROGRAM_VERSION_MIXED, is per-row too: the same table.)
+    const bool per_row = hdr[H_VERSION] == uint32_t(PROGRAM_VERSION_PER_ROW) || hdr[H_VERSION] == uint32_t(PROGRAM_VERSION_MIXED);
     const uint32_t patch_rs =
         per_row ? mem_u32(program, uint32_t(HEADER_WORDS + DEPTH * LAYER_WORDS + RS_PATCH_RS)) : NO_ROW_SHIFT;
     const uint32_t frame_in_beats = IN_CH * IMG_H * IMG_W * ACT_BYTES / BEAT_BYTES;

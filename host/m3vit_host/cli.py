@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from m3vit.cli.common import add_data_args, run_cli
+from m3vit.quant.spec import MODES
 
 from .backends import BACKENDS
 from .commands import run_bench, run_compare, run_infer
@@ -29,7 +30,7 @@ def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
                    help="weight-pack manifest (.json) or binary (.m3vpack), as m3vit-quantize / make demo write")
     g.add_argument("--config", default=None,
                    help="model config the pack must hold (e.g. micro, m3vit-tiny); default: whatever the pack holds")
-    g.add_argument("--mode", default=None, choices=["w8a8", "w16a16"],
+    g.add_argument("--mode", default=None, choices=sorted(MODES),
                    help="precision the pack must have; default: whatever the pack holds")
     if backend_choice:
         g.add_argument("--backend", default="reference", choices=sorted(BACKENDS), help="what runs the accelerator")

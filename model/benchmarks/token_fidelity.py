@@ -1,11 +1,11 @@
-"""Token-level fidelity of the integer backbone, both modes, and the W8/A8 options measured one by one.
+"""Token-level fidelity of the integer backbone, every precision mode, and the W8/A8 options measured one by one.
 
     python model/benchmarks/token_fidelity.py            # writes build/bench/token_fidelity.{json,png}
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of
-Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model, mode and weight scales (per tensor, per
-row): token max/mean absolute error of
+Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model, mode (w8a8, w16a16, w16a16e8) and weight scales
+(per tensor, per row; w16a16e8 is per row by definition): token max/mean absolute error of
 the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
 tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
 of ``m3vit.quant.fidelity_options`` on the same images.
@@ -24,20 +24,22 @@ from m3vit.quant.fidelity import token_fidelity
 from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
 from m3vit.quant.fidelity_options import OPTIONS, Calibration
 from m3vit.quant.quantize import QuantizedModel, calibrate
-from m3vit.quant.spec import WEIGHT_SCALES
+from m3vit.quant.spec import MODES, WEIGHT_SCALES
 
 MODELS = ("micro_trained", "tiny_edge_moe_like")
 
 
-def measure_model(model, calib_n: int, val_n: int, options: list[str], save=lambda partial: None) -> dict:
+def measure_model(model, calib_n: int, val_n: int, options: list[str], save=lambda partial: None,
+                  modes: tuple[str, ...] = tuple(MODES)) -> dict:
     cfg = model.cfg
     calib = first_images(build_dataset("synthetic", "train", cfg, length=calib_n), calib_n)
     val = first_images(build_dataset("synthetic", "val", cfg, length=val_n), val_n)
     out: dict = {"config": cfg.name, "calib_images": calib_n, "val_images": val_n, "modes": {}, "w8a8_options": {}}
-    for mode in ("w8a8", "w16a16"):
-        for scales in WEIGHT_SCALES:  # per-tensor (the default contract) and per-row weight scales
+    for mode in modes:
+        # per-tensor (the default contract) and per-row weight scales; w16a16e8 has its per-row scales built in
+        for scales in [MODES[mode].weight_scales] if MODES[mode].weight_scales else WEIGHT_SCALES:
             spec = calibrate(model, calib, mode, weight_scales=scales)
-            key = mode if scales == "per-tensor" else f"{mode} per-row"
+            key = mode if scales in ("per-tensor", MODES[mode].weight_scales) else f"{mode} per-row"
             out["modes"][key] = token_fidelity(model, QuantizedModel.build(model, spec), val)
             print(f"  {cfg.name:10s} {key:18s} " + line(out["modes"][key]), flush=True)
     cal = Calibration.run(model, calib)
@@ -90,6 +92,8 @@ def plot(result: dict, path: Path) -> None:
     for ax, key in zip(axes[0], models, strict=True):
         r = result["models"][key]
         series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract)": r["modes"]["w8a8"]}
+        if "w16a16e8" in r["modes"]:
+            series["W16/A16 + 8-bit per-row experts (w16a16e8)"] = r["modes"]["w16a16e8"]
         series.update({f"W8/A8 + {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
         for label, res in series.items():
             layers = list(res["routes"])

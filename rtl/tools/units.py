@@ -34,7 +34,8 @@ def top_parameter_sets() -> dict[str, dict[str, int]]:
 
 
 # The accelerator top and its parts: linted (defaults and every generated parameter set), not yet estimated.
-# (m3vit_layers, the top's transformer layers, is linted inside the top: it needs the layers package.)
+# (m3vit_layers, the top's transformer layers, and m3vit_wbuf, their weight prefetcher, are linted inside the top:
+# they need the layers package.)
 TOPS: dict[str, object] = {
     "m3vit_ctrl_s_axi": {},
     "axi_burst_reader": {"MAX_BURST": 256},

@@ -28,7 +28,8 @@ TOP_CYCLES_FILE = BUILD / "top_cycles.json"
 FRAMES = 2  # the device batch: both reference frames in one ap_start
 TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
 POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
-PACK_DIRS = {"w8a8": "pack", "w16a16": "pack16"}  # the micro vectors' packs (sim/vectors.py)
+# the micro vectors' packs (sim/vectors.py): variant → (pack folder, precision mode)
+PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-rows": ("pack_rows", "w8a8")}
 
 
 class TopTB(TB):
@@ -188,16 +189,17 @@ if cocotb is not None:
 
     @cocotb.test(timeout_time=400, timeout_unit="ms")
     async def frame_bit_exact(dut):
-        """The driver loads the pack and runs one frame of the first task with random AXI pauses: every activation
-        point in scratch and the output tokens are the integer reference's, bit for bit (the first difference
-        names the frame, layer point and index); the pack and the program in DDR are left alone."""
+        """The driver loads the pack and runs one frame (of the first task, or the runner's task_index) with random AXI
+        pauses: every activation point in scratch and the output tokens are the integer reference's, bit for bit
+        (the first difference names the frame, layer point and index); the pack and the program in DDR are left
+        alone."""
         tb = TopTB(dut, pauses=True)
         await tb.start()
         payload, program, _ = tb.inputs()
         driver = tb.driver()
         await run_driver(driver.load, payload, program)
         assert all(int(driver.buffers[n].device_address) >> 32 for n in driver.buffers), "buffers above 4 GiB"
-        await run_checked(tb, driver, 0, [0])
+        await run_checked(tb, driver, tb.params.get("task_index", 0), [0])
         assert tb.unchanged(driver, "weights", payload) and tb.unchanged(driver, "program", program), \
             "the pack or the program in DDR changed"
 
@@ -283,7 +285,8 @@ if cocotb is not None:
                 layer["cycles"] += c1 - c0
                 layer["ops"][op] = layer["ops"].get(op, 0) + c1 - c0
         done = next(c for c, s in trace if not isinstance(s, tuple) and names[s] == "S_DONE")
-        record = {"config": tb.params["config"], "mode": tb.params["mode"], "frames": 1, "task": tb.params["tasks"][0],
+        record = {"config": tb.params["config"], "mode": tb.params["mode"], "per_row": tb.params["per_row"],
+                  "frames": 1, "task": tb.params["tasks"][0],
                   "parameters": tb.params["parameters"], "simulator": tb.params["sim"],
                   "start_to_done_cycles": done - trace[0][0], "stage_cycles": stages,
                   "layers": layers, "tokens_out_cycles": tok,
@@ -298,7 +301,7 @@ if cocotb is not None:
         assert sum(la["cycles"] for la in layers) + tok == stages["S_LAYERS"], "every layer cycle is attributed"
 
 
-def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
+def _tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     """Top parameters and what the testbench needs: payload and program files, layout, dump offset."""
     from m3vit.configs import get_config
     from m3vit.hw import interface, program
@@ -307,7 +310,8 @@ def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
     from m3vit_host.layout import BufferLayout
 
     cfg = get_config(config)
-    manifest = vectors.folder / PACK_DIRS[mode] / "model.json"
+    folder, mode = PACKS[variant]
+    manifest = vectors.folder / folder / "model.json"
     pack = read_pack(manifest)
     words, dumps = program.build_program(pack, frames=FRAMES, dump=True)
     raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
@@ -340,8 +344,9 @@ def _tb_params(vectors, config: str, mode: str, tmp_dir) -> tuple[dict, dict]:
           "point_dumps": point_dumps, "reference": str(ref_dir), "images": str(tmp_dir / "images.npy"),
           "ops": list(LAYER_OPS),
           "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode,
+          "per_row": pack.spec.weight_scales == "per-row",
           "states": ["S_IDLE", "S_HDR_CMD", "S_HDR", "S_CHECK", "S_LD_CMD", "S_LD", "S_FRAME", "S_IMG_CMD", "S_IMG",
-                     "S_EMB_CMD", "S_EMB", "S_LAYERS", "S_DONE"]}
+                     "S_EMB_CMD", "S_EMB", "S_LAYERS", "S_DONE", "S_RSH_CMD", "S_RSH"]}
     return params, tb
 
 
@@ -380,7 +385,7 @@ def _write_reference(pack, manifest: Path, images: np.ndarray, tasks: list[str],
         np.savez(folder / f"{task}.npz", tokens=np.stack(toks), csim_tokens=hls.run_quantized(images), **out)
 
 
-def _run_top(vectors, tmp_path, tests: list[str], mode: str = "w8a8") -> None:
+def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_index: int = 0) -> None:
     import sys
 
     from common import ROOT
@@ -389,9 +394,10 @@ def _run_top(vectors, tmp_path, tests: list[str], mode: str = "w8a8") -> None:
     from m3vit.hw.rtl_top_gen import write_layers_include
     from m3vit.quant.pack import read_pack
 
-    params, tb = _tb_params(vectors, "micro", mode, tmp_path)
-    pack = read_pack(vectors.folder / PACK_DIRS[mode] / "model.json")
-    layers_inc = write_layers_include(pack, BUILD / "include-layers" / f"{vectors.folder.name}-{mode}")
+    params, tb = _tb_params(vectors, "micro", variant, tmp_path)
+    tb["task_index"] = task_index
+    pack = read_pack(vectors.folder / PACKS[variant][0] / "model.json")
+    layers_inc = write_layers_include(pack, BUILD / "include-layers" / f"{vectors.folder.name}-{variant}")
     run_unit("top", "m3vit_top", params, "verilator", tb, tests, top_includes=True, extra_includes=[layers_inc],
              opt=TOP_OPT)
 
@@ -429,4 +435,20 @@ def test_top_w16a16(vectors, tmp_path, request):
     """Opt-in (--top-all; CI sets it): the W16/A16 build runs one frame with random AXI pauses, bit-exact."""
     if not request.config.getoption("--top-all"):
         pytest.skip("opt-in: the W16/A16 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
-    _run_top(vectors, tmp_path, ["frame_bit_exact"], mode="w16a16")
+    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w16a16")
+
+
+@pytest.mark.slow
+def test_top_per_row(vectors, tmp_path, request):
+    """Opt-in (--top-all; CI sets it): a per-row W8/A8 pack (pack and program version 3: a requantize shift per output
+    channel, loaded beside each block's biases) runs one frame of the last task with random AXI pauses, every point
+    and the tokens bit-exact with the integer reference and the HLS C-simulation. (The last task's router shifts
+    start inside a beat: task · E bytes into the stack at micro's 4 experts.)"""
+    if not request.config.getoption("--top-all"):
+        pytest.skip("opt-in: the per-row RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+    from m3vit.quant.pack import read_pack
+
+    pack = read_pack(vectors.folder / PACKS["w8a8-rows"][0] / "model.json")
+    shifts = [v for k, v in pack.iparams.items() if k.endswith(".shift")]
+    assert shifts and max(int(v.max() - v.min()) for v in shifts) > 0, "the channels' shifts differ"
+    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w8a8-rows", task_index=len(vectors.meta["tasks"]) - 1)

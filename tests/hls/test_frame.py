@@ -127,8 +127,15 @@ def test_refuses_a_pack_of_another_mode_and_a_bad_task(micro_q):
 
 def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp_path):
     """A per-row pack (per-channel requantize shifts loaded from the pack, NUMERICS.md §3), every task, bit-exact;
-    its program is version 3 with the row-shift table, and a per-tensor pack's program is unchanged."""
-    from m3vit.hw.program import PROGRAM_VERSION, PROGRAM_VERSION_PER_ROW, build_program, program_words
+    its program is version 3 with the row-shift table (version 4, the same table, for w16a16e8's 8-bit experts),
+    and a per-tensor pack's program is unchanged."""
+    from m3vit.hw.program import (
+        PROGRAM_VERSION,
+        PROGRAM_VERSION_MIXED,
+        PROGRAM_VERSION_PER_ROW,
+        build_program,
+        program_words,
+    )
 
     mode, q, manifest = micro_q
     qr = QuantizedModel.build(micro_model, calibrate(micro_model, micro_images, mode, weight_scales="per-row"))
@@ -138,9 +145,13 @@ def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp
     sim = cached(q.cfg, mode)
     pack = sim.load_pack(rows_manifest, dump_frames=2)
     words, _ = build_program(pack)
-    assert words[1] == PROGRAM_VERSION_PER_ROW and words.size == program_words(q.cfg, per_row=True)
+    mixed = q.spec.mode.mixed_weights
+    want = PROGRAM_VERSION_MIXED if mixed else PROGRAM_VERSION_PER_ROW
+    assert words[1] == want and words.size == program_words(q.cfg, per_row=True)
     for task in q.cfg.task_names:
         check_frames(sim, qr, micro_images[:2], task)
+    if mixed:  # w16a16e8 has per-row scales built in: no per-tensor pack (tests/hls/test_mixed_mode.py)
+        return
     plain = sim.load_pack(manifest, dump_frames=2)  # back to the per-tensor pack: the same library runs it
     words, _ = build_program(plain)
     assert words[1] == PROGRAM_VERSION and words.size == program_words(q.cfg)
@@ -148,7 +159,8 @@ def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row")])
+@pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row"),
+                                              ("w16a16e8", "per-row")])
 def test_m3vit_tiny_bit_exact(mode, scales, tmp_path):
     cfg = get_config("m3vit-tiny")
     torch.manual_seed(3)

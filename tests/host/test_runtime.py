@@ -167,9 +167,43 @@ def test_per_row_pack_runs_bit_exact(assets, pack_rows, backend):
             assert np.array_equal(result.tokens, want), f"{backend} {task}"
 
 
-def test_rtlsim_refuses_a_per_row_pack(pack_rows):
-    """The RTL top runs per-tensor weight formats only: a per-row pack is refused at load, saying what to do."""
+def test_rtlsim_loads_a_per_row_pack(pack_rows):
+    """The RTL top requantizes with per-row shifts too (sim/top test_top_per_row runs one): the rtlsim backend
+    loads a per-row pack as it does a per-tensor one (no refusal; its layers package is generated from it)."""
+    from m3vit.hw.rtl_top_gen import layers_include
+
+    with open_runtime("rtlsim", pack_rows[1]) as rt:
+        assert rt.pack.spec.weight_scales == "per-row"
+        assert "RF_Q_RS" in layers_include(rt.pack)
+
+
+@pytest.fixture(scope="session")
+def pack_e8(assets, tmp_path_factory):
+    """The same model in the mixed-width mode w16a16e8 (W16/A16, 8-bit per-row expert matrices)."""
+    from m3vit.quant.quantize import QuantizedModel, calibrate
+
+    qmodel = QuantizedModel.build(assets.model, calibrate(assets.model, assets.images, "w16a16e8"))
+    from m3vit.quant.pack import write_pack
+
+    return qmodel, write_pack(qmodel, tmp_path_factory.mktemp("pack_e8"))[1]
+
+
+@pytest.mark.parametrize("backend", [*TOKEN_BACKENDS, "csim"])
+def test_mixed_width_pack_runs_bit_exact(assets, pack_e8, backend):
+    """A w16a16e8 pack on every token backend that implements it: the integer reference, the simulated board and
+    the HLS C-simulation (8-bit expert tiles beside 16-bit ones) give the same integers."""
+    qmodel, manifest = pack_e8
+    with open_runtime(backend, manifest, mode="w16a16e8") as rt:
+        for task in ("semseg", "depth"):
+            result = rt.run(assets.images[:2], task)
+            want, _ = qmodel.tokens(assets.images[:2], task)
+            assert np.array_equal(result.tokens, want), f"{backend} {task}"
+
+
+def test_rtlsim_refuses_a_mixed_width_pack(pack_e8):
+    """The RTL top has one weight width: a w16a16e8 pack is refused at load with what to use instead."""
     from m3vit_host import HostError
 
-    with pytest.raises(HostError, match="per-row weight scales; the RTL top runs per-tensor packs only"):
-        open_runtime("rtlsim", pack_rows[1])
+    with pytest.raises(HostError, match=r"w16a16e8 .*has no RTL top: the RTL runs w8a8 and w16a16; run w16a16e8 on "
+                                        r"the HLS C-simulation \(csim backend\)"):
+        open_runtime("rtlsim", pack_e8[1])

@@ -111,3 +111,27 @@ def test_train_help_shows_defaults(capsys):
     text = capsys.readouterr().out
     assert "--epochs EPOCHS       passes over the training samples (default: 10)" in text
     assert "--train-samples" in text and "--no-progress" in text
+
+
+def test_quantize_cli_mixed_width_mode(tmp_path, capsys):
+    """--mode w16a16e8: per-row scales implied (no --weight-scales needed), a version-3 pack with 8-bit expert
+    stacks, fidelity.json for the mode with its token and route figures; `verify` names the mode."""
+    from m3vit.cli import pack as pack_cli
+    from m3vit.cli import quantize as quantize_cli
+    from m3vit.quant.pack import read_pack
+
+    run = tmp_path / "run"
+    assert train_cli.main(["--train-samples", "8", "--batch-size", "8", "--epochs", "1", "--out", str(run),
+                           "--no-progress"]) == 0
+    capsys.readouterr()  # the training's summary
+    out = tmp_path / "q"
+    assert quantize_cli.main(["--checkpoint", str(run / "last.pt"), "--mode", "w16a16e8", "--calib-samples", "4",
+                              "--val-samples", "4", "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["mode"] == "w16a16e8" and summary["weight_scales"] == "per-row"
+    pack = read_pack(out / "model.json", expect_mode="w16a16e8")
+    assert pack.manifest["pack_version"] == 3 and pack.spec.weights["l1.e1.w"].bits == 8
+    fid = json.loads((out / "fidelity.json").read_text())
+    assert fid["mode"] == "w16a16e8" and fid["goals"] and fid["tokens"]["routes"]
+    assert pack_cli.main(["verify", str(out / "model.json")]) == 0
+    assert "w16a16e8, per-row weight scales" in capsys.readouterr().out

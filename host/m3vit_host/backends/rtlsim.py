@@ -4,7 +4,8 @@ Each ``execute`` runs the frames through ``sim/top/rtlsim.py``: the pack's top i
 ``build/sim/``, ≈50 s), then the host runtime's own driver (``m3vit_host.driver``) loads the pack payload and the
 layer program into cocotbext-axi DDR, writes the task register and runs the frames as the board would — about
 20 s of simulation per micro frame. It needs a source checkout (``sim/``), Verilator and cocotb
-(``make setup``); W8/A8 and W16/A16 packs with per-tensor weight formats.
+(``make setup``); W8/A8 and W16/A16 packs, per-tensor or (W8/A8 tested) per-row weight scales — not the mixed-width
+``w16a16e8`` (refused at load: the RTL has one weight width).
 """
 
 from __future__ import annotations
@@ -44,12 +45,11 @@ class RtlSimBackend(Backend):
         self.sim = None
 
     def load(self, pack: Pack, manifest_path: Path) -> None:
-        from m3vit.hw.program import ProgramError
-        from m3vit.hw.rtl_top_gen import refuse_per_row_scales
+        from m3vit.hw.rtl_top_gen import refuse_mixed_mode
 
         try:
-            refuse_per_row_scales(pack)  # the RTL units take one weight format per tensor
-        except ProgramError as exc:
+            refuse_mixed_mode(pack.spec.mode)  # the RTL top has one weight width
+        except ValueError as exc:
             raise HostError(f"rtlsim: {exc}") from None
         super().load(pack, manifest_path)
         self.manifest_path = Path(manifest_path)

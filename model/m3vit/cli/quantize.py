@@ -20,7 +20,7 @@ from ..data import DATASETS, build_dataset, first_images
 from ..quant.fidelity import measure
 from ..quant.pack import write_pack
 from ..quant.quantize import QuantizedModel, calibrate
-from ..quant.spec import MODES, WEIGHT_SCALES
+from ..quant.spec import MODES, WEIGHT_SCALES, get_mode, resolve_weight_scales
 from .common import (
     add_progress_arg,
     check_data_args,
@@ -41,11 +41,14 @@ OWNED = ("model.m3vpack", "model.json", "fidelity.json", "accumulators.json", "d
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, __doc__)
     p.add_argument("--checkpoint", required=True, help="m3vit checkpoint to quantize")
-    p.add_argument("--mode", choices=sorted(MODES), default="w8a8", help="fixed-point precision of the contract")
-    p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default="per-tensor",
+    p.add_argument("--mode", choices=sorted(MODES), default="w8a8",
+                   help="fixed-point precision of the contract (w16a16e8: W16/A16 with 8-bit per-row expert "
+                        "matrices, NUMERICS.md §2)")
+    p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
                    help="one power-of-two scale per weight tensor, or per output row of each linear weight "
                         "(per-channel requantize shifts; runs on the integer reference and the HLS C-sim, "
-                        "not yet on the RTL top)")
+                        "not yet on the RTL top). None: per-tensor for w8a8 / w16a16; w16a16e8 implies per-row "
+                        "and refuses per-tensor")
     p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
                    help="dataset: the embedded synthetic scenes, or a real one under --data-root")
@@ -75,6 +78,7 @@ def check_args(args: argparse.Namespace) -> None:
                  if value is not None]
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --qat-steps N (N > 0)")
+    args.weight_scales = resolve_weight_scales(get_mode(args.mode), args.weight_scales)
     check_out_dir(args.out, owned=OWNED)
 
 

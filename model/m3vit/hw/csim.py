@@ -305,15 +305,18 @@ class CSim:
                                            ctypes.c_int64(n), ctypes.c_int64(k), _ptr(out)))
         return out
 
-    def linear_chain(self, x, ws, biases, bias_skew: int = 0) -> list[np.ndarray]:
+    def linear_chain(self, x, ws, biases, bias_skew: int = 0, experts: list[bool] | None = None) -> list[np.ndarray]:
         """Ops x[:, :k_i] · w_i [n_i, k_i]ᵀ + bias_i, all loaded by one weight loader ahead of the array (the
         top's regions); each w_i and bias_i at its own 64-byte aligned offset of one memory, as in a pack —
-        the biases ``bias_skew`` bytes further (a router's biases for task t start t·experts biases in)."""
+        the biases ``bias_skew`` bytes further (a router's biases for task t start t·experts biases in).
+        ``experts[i]``: op i's weights are stored in the mode's expert-matrix container (w16a16e8: 8-bit)."""
         x = _i64(x)
         rows, k_max = x.shape
-        wb, bb = container_bytes(self.mode.weight_bits), container_bytes(self.mode.bias_bits)
+        bb = container_bytes(self.mode.bias_bits)
+        experts = experts or [False] * len(ws)
+        w_bytes = [container_bytes(self.mode.expert_bits if e else self.mode.weight_bits) for e in experts]
         blob, nk, offsets = bytearray(), [], []
-        for w, b in zip(ws, biases, strict=True):
+        for w, b, wb in zip(ws, biases, w_bytes, strict=True):
             w = np.asarray(w)
             tiled = tile16(w).astype(f"<i{wb}").tobytes()
             offsets.append(len(blob))
@@ -325,11 +328,11 @@ class CSim:
             nk += [w.shape[0], w.shape[1]]
         out = np.empty(rows * sum(nk[0::2]), np.int64)
         mem = np.frombuffer(bytes(blob), np.uint8)
-        nk_a, off_a = np.asarray(nk, np.int64), np.asarray(offsets, np.uint64)
+        nk_a, off_a, wb_a = np.asarray(nk, np.int64), np.asarray(offsets, np.uint64), _i64(w_bytes)
         self._check(self.lib.m3v_op_linear_chain(
             _ptr(x), ctypes.c_int64(rows), ctypes.c_int64(k_max), ctypes.c_int64(len(ws)), _ptr(nk_a),
             mem.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), ctypes.c_uint64(mem.nbytes),
-            off_a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)), _ptr(out)))
+            off_a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)), _ptr(wb_a), _ptr(out)))
         outs, o = [], 0
         for n in nk[0::2]:
             outs.append(out[o:o + rows * n].reshape(rows, n))

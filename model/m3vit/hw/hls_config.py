@@ -42,7 +42,7 @@ class HlsParams:
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
         """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
         DSP, so its array is half as wide, and its Q·Kᵀ (unpacked) has 4 lanes, to stay within the xczu7ev's
-        DSP48E2 count."""
+        DSP48E2 count. w16a16e8 computes at 16-bit activations too (8-bit weights in 16-bit MACs): W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
         return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4)
 
@@ -98,6 +98,8 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "W_BITS": mode.weight_bits, "ACT_BITS": mode.act_bits, "RESID_BITS": mode.resid_bits,
         "INTERNAL_BITS": mode.internal_bits, "BIAS_BITS": mode.bias_bits, "ACC_BITS": mode.acc_bits,
         "W_BYTES": container_bytes(mode.weight_bits), "BIAS_BYTES": container_bytes(mode.bias_bits),
+        # the expert matrices' width and container (w16a16e8: 8-bit; equal to W_* in single-width modes)
+        "EW_BITS": mode.expert_bits, "EW_BYTES": container_bytes(mode.expert_bits),
         "ACT_BYTES": container_bytes(mode.act_bits), "RESID_BYTES": container_bytes(mode.resid_bits),
         "EXP_IN_FRAC": intops.EXP_IN_FRAC, "EXP_OUT_FRAC": intops.EXP_OUT_FRAC, "INV_FRAC": intops.INV_FRAC,
         "GATE_FRAC": intops.GATE_FRAC, "GELU_STEP_BITS": intops.GELU_STEP_BITS,
@@ -112,6 +114,7 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "PROGRAM_MAGIC": program.PROGRAM_MAGIC, "PROGRAM_VERSION": program.PROGRAM_VERSION,
         "HEADER_WORDS": len(program.HEADER_FIELDS), "LAYER_WORDS": len(program.LAYER_FIELDS),
         "PROGRAM_VERSION_PER_ROW": program.PROGRAM_VERSION_PER_ROW,
+        "PROGRAM_VERSION_MIXED": program.PROGRAM_VERSION_MIXED,
         "RS_HEADER_WORDS": len(program.ROW_SHIFT_HEADER_FIELDS), "RS_LAYER_WORDS": len(program.ROW_SHIFT_LAYER_FIELDS),
     }
 

@@ -174,6 +174,11 @@ class Env:
         return container_bytes(self.mode.weight_bits)
 
     @property
+    def ewbytes(self) -> int:
+        """The expert matrices' container (w16a16e8: 1 byte beside 2 for every other weight)."""
+        return container_bytes(self.mode.expert_bits)
+
+    @property
     def abytes(self) -> int:
         return container_bytes(self.mode.act_bits)
 
@@ -226,13 +231,15 @@ class Env:
 LOADER_BLOCK_OVERHEAD = 6
 
 
-def block_load(env: Env, rows: int, k: int) -> float:
+def block_load(env: Env, rows: int, k: int, wbytes: int | None = None) -> float:
     """Cycles the loader needs for a block of ``rows`` x ``k`` weights and its biases: the DDR / port rate, or the
     reader's and placer's rate (linear.h: one beat of each of the weight ports' tiles per cycle, tile groups
-    rounded up, then the biases one beat per cycle, plus the placer's per-block overhead), whichever is slower."""
-    nbytes = rows * (k * env.wbytes + env.bias_bytes)
+    rounded up, then the biases one beat per cycle, plus the placer's per-block overhead), whichever is slower.
+    ``wbytes``: the op's weight container (default the mode's; the expert matrices pass ``env.ewbytes``)."""
+    wbytes = env.wbytes if wbytes is None else wbytes
+    nbytes = rows * (k * wbytes + env.bias_bytes)
     tiles = math.ceil(rows / 16) * math.ceil(k / 16)
-    issue = (math.ceil(tiles / env.plat.weight_ports) * 16 * env.wbytes
+    issue = (math.ceil(tiles / env.plat.weight_ports) * 16 * wbytes
              + math.ceil(rows * env.bias_bytes / BEAT_BYTES)) + LOADER_BLOCK_OVERHEAD
     return max(nbytes / env.plat.weight_bytes_per_cycle, issue)
 
@@ -344,7 +351,7 @@ def attention(env: Env, layer: int) -> Op:
 
 def expert_bytes(env: Env) -> int:
     c = env.cfg
-    return 2 * c.dim * c.expert_hidden * env.wbytes + (c.expert_hidden + c.dim) * env.bias_bytes
+    return 2 * c.dim * c.expert_hidden * env.ewbytes + (c.expert_hidden + c.dim) * env.bias_bytes
 
 
 def experts(env: Env, layer: int, moe_index: int) -> Op:
@@ -361,8 +368,8 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
     depth = ARRAY_LATENCY + env.units["requant"].depth  # per block, as in linear()
     bw = env.plat.weight_bytes_per_cycle
     # (blocks, k-slices, load cycles per block) of fc1 and fc2: each streams through the linear unit block by block
-    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), block_load(env, p.mac_rows, d)),
-             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), block_load(env, p.mac_rows, h))]
+    calls = [(math.ceil(h / p.mac_rows), math.ceil(d / p.mac_cols), block_load(env, p.mac_rows, d, env.ewbytes)),
+             (math.ceil(d / p.mac_rows), math.ceil(h / p.mac_cols), block_load(env, p.mac_rows, h, env.ewbytes))]
 
     def run(tiles: int) -> tuple[float, float, int, int]:
         n, cycles, compute, loads, routed = cfg.num_tokens, 0.0, 0.0, 0, 0

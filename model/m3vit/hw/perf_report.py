@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..configs import ModelConfig, get_config
 from ..flops import backbone_macs
-from ..quant.spec import PrecisionMode, get_mode
+from ..quant.spec import MODES, PrecisionMode, get_mode
 from . import perf
 from .calibration import compare, compare_estimates
 from .hls_config import HlsParams
@@ -105,7 +105,7 @@ def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, unit
     base = Point("baseline", dataclasses.replace(HlsParams.for_mode(mode), batch=1), perf.AS_BUILT_PLATFORM,
                  perf.AS_BUILT)
     s, p = base.schedule, base.params
-    w16 = get_mode("w16a16")
+    w16, e8 = get_mode("w16a16"), get_mode("w16a16e8")
     cases: list[tuple[str, str, Point, PrecisionMode]] = [
         ("baseline", "as built: HLS params and schedule, 3 weight ports", base, mode),
         ("attention reordering", "off: one query row in flight", dataclasses.replace(
@@ -118,6 +118,8 @@ def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, unit
             base, schedule=dataclasses.replace(s, moe="per_token")), mode),
         ("precision", "W16/A16 (32x32 array, no packing)", dataclasses.replace(
             base, params=dataclasses.replace(HlsParams.for_mode(w16), batch=1)), w16),
+        ("precision", "w16a16e8: W16/A16 with 8-bit per-row experts (32x32 array)", dataclasses.replace(
+            base, params=dataclasses.replace(HlsParams.for_mode(e8), batch=1)), e8),
         ("INT8 DSP packing", "off, same DSPs: 32x32 array", dataclasses.replace(
             base, params=dataclasses.replace(p, mac_cols=32), schedule=dataclasses.replace(s, dsp_packing=False)),
          mode),
@@ -156,18 +158,38 @@ def floors(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, clock_h
     """Physical floors: every DSP packed at 2 MACs per cycle; each weight the frame needs (the measured
     routing's active experts, the task's router) read once at the usable 13 GB/s."""
     macs = backbone_macs(cfg)
-    wb = mode.weight_bits // 8
+    wb, ewb = mode.weight_bits / 8, mode.expert_bits / 8  # bytes per weight; the expert matrices' own
     d, active = cfg.dim, routing.summary(cfg)["active_experts_per_layer"]
-    weights = d * cfg.in_chans * cfg.patch_size**2
+    weights = d * cfg.in_chans * cfg.patch_size**2 * wb
     for layer in range(cfg.depth):
-        weights += 4 * d * d
+        weights += 4 * d * d * wb
         if cfg.is_moe(layer):
-            weights += cfg.num_experts * d + active[cfg.moe_layers.index(layer)] * 2 * d * cfg.expert_hidden
+            weights += cfg.num_experts * d * wb + active[cfg.moe_layers.index(layer)] * 2 * d * cfg.expert_hidden * ewb
         else:
-            weights += 2 * d * cfg.mlp_hidden
-    return {"gmac_per_frame": macs / 1e9, "weight_mb_per_frame": weights * wb / 1e6,
+            weights += 2 * d * cfg.mlp_hidden * wb
+    return {"gmac_per_frame": macs / 1e9, "weight_mb_per_frame": weights / 1e6,
             "dsp_floor_ms": macs / (perf.DEVICE["dsp"] * 2 * clock_hz) * 1e3,
-            "ddr_floor_ms": weights * wb / perf.Platform().ddr_usable_bytes_per_s * 1e3}
+            "ddr_floor_ms": weights / perf.Platform().ddr_usable_bytes_per_s * 1e3}
+
+
+def precision_modes(cfg: ModelConfig, routing: perf.Routing, units_for) -> list[dict]:
+    """The design as built (each mode's own HLS parameters) in every precision mode of the contract, batch 1 and
+    its batch: what 8-bit expert matrices (w16a16e8) buy beside W8/A8 and W16/A16."""
+    rows = []
+    for name in MODES:
+        m = get_mode(name)
+        built = HlsParams.for_mode(m)
+        for batch in (1, built.batch):
+            pt = Point(f"as built, batch {batch}", dataclasses.replace(built, batch=batch), perf.AS_BUILT_PLATFORM,
+                       perf.AS_BUILT)
+            sm = run(cfg, m, pt, routing, units_for(pt.params, m)).summary()
+            rows.append({"mode": name, "batch": batch, "mac_array": f"{built.mac_rows}x{built.mac_cols}",
+                         "ms_per_frame": sm["ms_per_frame"], "frames_per_s": sm["frames_per_s"],
+                         "weight_mb_per_frame": sm["weight_mb_per_frame"], "ddr_mb_per_frame": sm["ddr_mb_per_frame"],
+                         "dsp": sm["dsp"], "fits": sm["fits_device"],
+                         "time_share_by_binding": sm["time_share_by_binding"],
+                         "floors": floors(cfg, m, routing)})
+    return rows
 
 
 def config_report(name: str, frames: int, source: str, measured: dict | None, cache: Path) -> dict:
@@ -199,6 +221,7 @@ def config_report(name: str, frames: int, source: str, measured: dict | None, ca
             "as_built_breakdown_ms": {"point": points[0].label, "clock_mhz": CLOCKS_HZ[0] / 1e6,
                                       "ms_per_op": built.breakdown()},
             "ablations": ablations(cfg, mode, routing, units_for) if name == "m3vit-tiny" else None,
+            "precision_modes": precision_modes(cfg, routing, units_for),
             "units": {k: dataclasses.asdict(v) for k, v in units_for(HlsParams.for_mode(mode)).items()}}
 
 
@@ -225,6 +248,15 @@ def markdown(report: dict) -> str:
                 lines.append(f"Per-layer binding, {g['point']}: " + ", ".join(
                     f"{r['layer']}: {r['binds']}" for r in g["layers"]))
         lines.append("")
+        if c.get("precision_modes"):
+            lines += [f"Precision modes, as built ({c['config']}, 300 MHz):", "",
+                      "| mode | MAC array | batch | ms/frame | frames/s | weights MB/frame | DDR MB/frame | DSP | fits "
+                      "| DDR floor ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for r in c["precision_modes"]:
+                lines.append(f"| {r['mode']} | {r['mac_array']} | {r['batch']} | {r['ms_per_frame']:.2f} | "
+                             f"{r['frames_per_s']:.0f} | {r['weight_mb_per_frame']:.1f} | {r['ddr_mb_per_frame']:.1f} "
+                             f"| {r['dsp']} | {'yes' if r['fits'] else 'no'} | {r['floors']['ddr_floor_ms']:.2f} |")
+            lines.append("")
         if c["ablations"]:
             lines += ["| ablation | variant | ms/frame | frames/s | DDR MB/frame | DSP | fits | × baseline |",
                       "|---|---|---|---|---|---|---|---|"]

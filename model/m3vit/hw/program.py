@@ -21,7 +21,9 @@ then ``depth`` blocks of ``ROW_SHIFT_LAYER_FIELDS`` — the pack offset of each 
 (and its stride for stacks), which the accelerator's weight loader reads beside each block's biases (so
 offsets are 16-byte aligned and a stack's stride is its row count). A per-tensor pack's program is
 unchanged (version ``PROGRAM_VERSION``, no table), so an accelerator built for it refuses a per-row
-program by its version.
+program by its version. A mixed-width mode's program (``w16a16e8``: 8-bit expert matrices beside 16-bit weights,
+per-row by definition) has version ``PROGRAM_VERSION_MIXED`` and the same table: the expert containers are
+compile-time (``EW_BYTES``), so only a build for that mode runs it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ from ..quant.spec import QuantSpec, activation_points
 PROGRAM_MAGIC = 0x5056334D  # "M3VP" little-endian
 PROGRAM_VERSION = 2  # 2: header field dump_frames (dumps cover every frame of a run)
 PROGRAM_VERSION_PER_ROW = 3  # 3: per-row weight scales, the row-shift table follows the layer descriptors
+# 4: a mixed-width mode's program (w16a16e8: expert matrices narrower than the other weights): laid out as version 3
+# (per-row, the same row-shift table); its own version so that only an accelerator built for such a mode runs it
+# (the widths are compile-time) and every other build — and the RTL top — refuses it by its version.
+PROGRAM_VERSION_MIXED = 4
 NO_DUMP = 0xFFFFFFFF  # dump offset of a point that is not written
 NO_ROW_SHIFT = 0xFFFFFFFF  # row-shift offset of an op that uses its descriptor's one shift
 
@@ -200,7 +206,7 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
         return 0 if "row_shift" in c[op] else c[op]["shift"]
 
     header = {
-        "magic": PROGRAM_MAGIC, "version": PROGRAM_VERSION_PER_ROW if per_row else PROGRAM_VERSION,
+        "magic": PROGRAM_MAGIC, "version": program_version(spec),
         "depth": cfg.depth, "num_tasks": len(cfg.tasks),
         "dump": int(dump), "dump_frames": frames if dump else 0,
         "d_image": dump_at("image"), "d_embed": dump_at("embed"),
@@ -248,6 +254,15 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
     if per_row:
         words += row_shift_table(pack, tensors)
     return np.array(words, dtype="<u4"), layout
+
+
+def program_version(spec: QuantSpec) -> int:
+    """2: per-tensor; 3: per-row weight scales; 4: a mixed-width mode (per-row, 8-bit expert matrices)."""
+    if spec.mode.mixed_weights:
+        if not spec.row_fracs:
+            raise ProgramError(f"mode {spec.mode.name} needs per-row weight scales: re-export the pack")
+        return PROGRAM_VERSION_MIXED
+    return PROGRAM_VERSION_PER_ROW if spec.row_fracs else PROGRAM_VERSION
 
 
 def row_shift_table(pack: Pack, tensors: dict[str, dict]) -> list[int]:

@@ -1,12 +1,15 @@
 """Cycle model of the RTL top's transformer layers (``rtl/m3vit_layers.sv``), calibrated on the Verilator run.
 
-The layers engine runs op by op with every activation in scratch: each op loads its weights (a tiled16 matrix is
-transposed on chip, 16 beats + 16 cycles per tile), then per row loads its input row(s) from scratch, computes,
-and writes its output row back, one AXI command at a time. The model counts those beats and compute cycles from
-the shapes; what it cannot count — the cycles an AXI read or write command costs beyond its beats (address
-phase, memory latency, write response) and the fixed cost of an op — are the constants fitted to the measured
-per-op cycles of ``build/sim/top_cycles.json`` (``fit``), the units' pipeline depths come from the unit benches
-(:func:`m3vit.hw.timing.unit_depth`).
+The layers engine runs op by op with every activation in scratch: per row an op loads its input row(s) from
+scratch, computes, and writes its output row back, one AXI command at a time. Beside it the weight prefetcher
+(``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters (LayerNorm gains and
+biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its biases and, per-row
+packs, its shifts; each layer's descriptor first) into one of two banks, so an op waits only for what the prefetch
+has not finished: a job starts when the previous job is loaded and its bank is free (the op two jobs back is done),
+an expert's job once the route has named the expert. The model replays that schedule (:func:`simulate`) with the
+beats and compute cycles counted from the shapes; what it cannot count — the cycles an AXI read or write command
+costs beyond its beats (address phase, memory latency, write response) and the fixed cost of an op — are the
+constants fitted to the measured per-op cycles of ``build/sim/top_cycles.json`` (``fit``).
 
     python -m m3vit.hw.rtl_perf [--cycles build/sim/top_cycles.json] [--predict m3vit-tiny]
 """
@@ -19,13 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import nnls
 
 from ..configs import ModelConfig, get_config
+from ..quant.spec import get_mode
+from . import program
+from .hls_config import container_bytes
 from .perf import Platform
 from .rtl_top_gen import LIN_TILES
+from .timing import unit_depth
 
 TOLERANCE = 0.10  # model vs measured, per layer and per frame
 CLOCK_MHZ = Platform().clock_hz / 1e6  # the ZCU104 target clock (the HLS model's), the prediction is quoted at
+WEIGHTED = ("ln1", "ln2", "q", "k", "v", "proj", "fc1", "fc2", "gate", "e1", "e2")  # ops with a prefetch job
+DISPATCH_LATENCY = 25  # cycles from the route's last token to its first expert (moe_dispatch bench)
 
 
 @dataclass(frozen=True)
@@ -37,42 +47,54 @@ class Overheads:
     op: float = 10.0
 
 
+@dataclass(frozen=True)
+class Containers:
+    """Bytes of a weight and of a bias in the pack (the precision mode's containers), row shifts or not."""
+
+    weight: int = 1
+    bias: int = 4
+    per_row: bool = False
+
+    @classmethod
+    def of(cls, mode: str, per_row: bool = False) -> Containers:
+        m = get_mode(mode)
+        return cls(container_bytes(m.weight_bits), container_bytes(m.bias_bits), per_row)
+
+
 def _beats(values: int) -> int:
     return -(-values // 4)  # int32 values per 128-bit beat
 
 
-def op_terms(cfg: ModelConfig, op: str, rows: int) -> tuple[float, int, int]:
-    """(beats + compute cycles, read commands, write commands) of one op over ``rows`` rows."""
+def _linear_shape(cfg: ModelConfig, op: str) -> tuple[int, int]:
+    """(k, n_out) of a linear op."""
+    d = cfg.dim
+    return {"q": (d, d), "k": (d, d), "v": (d, d), "proj": (d, d), "gate": (d, cfg.num_experts),
+            "fc1": (d, cfg.mlp_hidden), "fc2": (cfg.mlp_hidden, d), "e1": (d, cfg.expert_hidden),
+            "e2": (cfg.expert_hidden, d)}[op]
+
+
+def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, float]:
+    """(beats + compute cycles, read commands, write commands) of one op's execution over ``rows`` rows (its
+    weights come from the prefetcher: :func:`load_terms`)."""
     n, d, hd, h = cfg.num_tokens, cfg.dim, cfg.head_dim, cfg.num_heads
-    width = {"fc1": cfg.mlp_hidden, "e1": cfg.expert_hidden}
-
-    def linear(k: int, n_out: int) -> tuple[float, int, int]:
+    if op in ("q", "k", "v", "proj", "gate", "fc1", "fc2", "e1", "e2"):
+        k, n_out = _linear_shape(cfg, op)
         tiles = -(-n_out // 16)
-        wload = tiles * k * 2 + _beats(n_out)  # tile beats + their transpose, the bias
-        per_row = _beats(k) + -(-tiles // LIN_TILES) * k + _beats(n_out)  # LIN_TILES tiles per pass over k
-        return wload + rows * per_row, 2 + rows, rows
-
-    if op in ("q", "k", "v", "gate"):
-        return linear(d, cfg.num_experts if op == "gate" else d)
-    if op == "proj":
-        t, r, w = linear(d, d)
-        return t, r + rows * (h - 1), w  # the heads' attn rows: one read per head
-    if op in ("fc1", "e1"):
-        return linear(d, width[op])
-    if op == "fc2":
-        return linear(cfg.mlp_hidden, d)
-    if op == "e2":
-        return linear(cfg.expert_hidden, d)
-    if op in ("ln1", "ln2"):
-        return d // 16 + d // 4 + rows * (2 * _beats(d) + d), 2 + rows, rows
+        passes = -(-tiles // LIN_TILES)  # LIN_TILES tiles of 16 outputs per pass over k
+        depth = unit_depth("mac_tile", {}) + 1  # the bank read one cycle ahead, then the tile's pipeline
+        per_row = _beats(k) + passes * k + depth + _beats(n_out)
+        return rows * per_row, rows * (h if op == "proj" else 1), rows  # proj: the heads' attn rows, one read each
+    if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
+        return rows * (2 * _beats(d) + unit_depth("layernorm", {"D": d}) + d), rows, rows
     if op in ("gelu", "egelu"):
         w = cfg.mlp_hidden if op == "gelu" else cfg.expert_hidden
-        return rows * (2 * _beats(w) + w), rows, rows
+        return rows * (2 * _beats(w) + w + unit_depth("gelu", {})), rows, rows
     if op in ("mid", "out_d", "out_m"):
         return rows * (3 * _beats(d) + d), 2 * rows, rows
     if op == "att":  # per head: its K and V rows; per query: q, Q·Kᵀ pass, A·V pass, attn row out
         per_head = 2 * n * _beats(hd)
-        per_row = _beats(hd) + 2 * n + _beats(hd)
+        per_row = (_beats(hd) + 2 * n + _beats(hd) + unit_depth("qk_reorder", {"HD": hd})
+                   + unit_depth("softmax_stats", {}) + unit_depth("av_norm", {}))
         return h * per_head + rows * per_row, h * 2 * n + rows, rows
     if op == "route":
         return _beats(n * cfg.num_experts) + n * d, 1, 0  # the accumulators are cleared meanwhile
@@ -85,7 +107,27 @@ def op_terms(cfg: ModelConfig, op: str, rows: int) -> tuple[float, int, int]:
     raise ValueError(f"unknown op {op!r}")
 
 
-def op_rows(cfg: ModelConfig, op: str, expert_rows: int | None = None) -> int:
+def load_terms(cfg: ModelConfig, op: str, c: Containers) -> tuple[float, int]:
+    """(beats + cycles, read commands) of the prefetcher's job for weighted op ``op``."""
+    if op in ("ln1", "ln2"):
+        return -(-cfg.dim * c.bias // 16) + -(-cfg.dim * c.weight // 16), 2  # biases, gains
+    k, n_out = _linear_shape(cfg, op)
+    tiles = -(-n_out // 16)
+    cycles = tiles * k * c.weight + 16 + -(-n_out * c.bias // 16)  # tile beats (+ the last tile's drain), biases
+    if c.per_row:
+        cycles += tiles + 1  # the int8 shifts, one beat per 16 (+ a word that straddles two beats)
+    return cycles, 3 if c.per_row else 2
+
+
+def desc_terms(c: Containers) -> tuple[float, int]:
+    """(beats, read commands) of a layer's descriptor (and, per-row programs, its row-shift table entry)."""
+    beats = -(-(len(program.LAYER_FIELDS) + 3) // 4)
+    if c.per_row:
+        return beats + -(-(len(program.ROW_SHIFT_LAYER_FIELDS) + 3) // 4), 2
+    return beats, 1
+
+
+def op_rows(cfg: ModelConfig, op: str, expert_rows: float | None = None) -> float:
     n = cfg.num_tokens
     if op == "att":
         return cfg.num_heads * n
@@ -98,14 +140,20 @@ def op_rows(cfg: ModelConfig, op: str, expert_rows: int | None = None) -> int:
     return n
 
 
-def op_cycles(cfg: ModelConfig, op: str, rows: int, ov: Overheads) -> float:
+def op_cycles(cfg: ModelConfig, op: str, rows: float, ov: Overheads) -> float:
+    """Execution cycles of one op (waits for weights excluded)."""
     base, reads, writes = op_terms(cfg, op, rows)
     return base + reads * ov.read + writes * ov.write + ov.op
 
 
-def layer_ops(cfg: ModelConfig, layer: int, active_experts: int) -> list[tuple[str, int | None]]:
+def load_cycles(cfg: ModelConfig, op: str, ov: Overheads, c: Containers) -> float:
+    base, reads = load_terms(cfg, op, c)
+    return base + reads * ov.read
+
+
+def layer_ops(cfg: ModelConfig, layer: int, active_experts: int) -> list[tuple[str, float | None]]:
     """(op, rows) of one layer as the engine runs it; expert ops once per active expert (rows: their share)."""
-    ops: list[tuple[str, int | None]] = [(o, None) for o in ("ln1", "q", "k", "v", "att", "proj", "mid", "ln2")]
+    ops: list[tuple[str, float | None]] = [(o, None) for o in ("ln1", "q", "k", "v", "att", "proj", "mid", "ln2")]
     if not cfg.is_moe(layer):
         return ops + [(o, None) for o in ("fc1", "gelu", "fc2", "out_d")]
     ops += [("gate", None), ("route", None)]
@@ -115,12 +163,63 @@ def layer_ops(cfg: ModelConfig, layer: int, active_experts: int) -> list[tuple[s
     return ops + [(o, None) for o in ("comb", "fin", "out_m")]
 
 
-def layer_cycles(cfg: ModelConfig, layer: int, active_experts: int, ov: Overheads) -> float:
-    return sum(op_cycles(cfg, op, op_rows(cfg, op, rows), ov) for op, rows in layer_ops(cfg, layer, active_experts))
+@dataclass(frozen=True)
+class OpTime:
+    layer: int
+    op: str
+    wait: float  # cycles the op waited for its weights (or the layer for its descriptor)
+    run: float   # execution cycles
+
+    @property
+    def cycles(self) -> float:
+        return self.wait + self.run
+
+
+def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers) -> list[OpTime]:
+    """Replay one frame's layers: the executor and the prefetcher (two banks, jobs in program order)."""
+    t = pf = 0.0          # executor / prefetcher time
+    release = [0.0, 0.0]  # when each bank was last freed
+    job = 0
+    out: list[OpTime] = []
+    desc = desc_terms(c)
+    route_end = 0.0
+    for layer in range(cfg.depth):
+        # the prefetcher reads the layer's descriptor, then its jobs (after a MoE layer: once its route is done)
+        pf = max(pf, route_end) + desc[0] + desc[1] * ov.read
+        layer_wait = max(pf - t, 0.0)      # the executor waits for it (counted in the layer's first op)
+        t += layer_wait
+        named = 0.0                         # when the route named the experts
+        for op, rows in layer_ops(cfg, layer, active[layer]):
+            r = op_rows(cfg, op, rows)
+            wait = layer_wait if op == "ln1" else 0.0
+            if op in WEIGHTED:
+                begin = max(pf, release[job % 2], named if op == "e1" else 0.0)
+                pf = begin + load_cycles(cfg, op, ov, c)
+                wait += max(pf - t, 0.0)
+                t = max(t, pf)
+            if op == "route":
+                named = t + ov.op + _beats(cfg.num_tokens * cfg.num_experts) + cfg.num_tokens + DISPATCH_LATENCY
+            run = op_cycles(cfg, op, r, ov)
+            t += run
+            if op in WEIGHTED:
+                release[job % 2] = t
+                job += 1
+            if op == "route":
+                route_end = t
+            out.append(OpTime(layer, op, wait, run))
+    return out
 
 
 def active_experts(record: dict, layer: int) -> int:
     return sum(1 for la, op, _, _ in record["op_sequence"] if la == layer and op == "e1")
+
+
+def record_containers(record: dict) -> Containers:
+    return Containers.of(record.get("mode", "w8a8"), bool(record.get("per_row", False)))
+
+
+def record_active(record: dict, cfg: ModelConfig) -> list[int]:
+    return [active_experts(record, i) or 1 if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
 
 
 EXPERT_OPS = ("e1", "egelu", "e2")
@@ -128,24 +227,38 @@ EXPERT_OPS = ("e1", "egelu", "e2")
 
 def fit(record: dict, cfg: ModelConfig) -> Overheads:
     """Least-squares fit of the three overheads to the measured cycles of every op except the per-expert ones
-    (their rows depend on the routing); the per-layer comparison, experts included, then checks the model."""
-    a, b = [], []
-    for _layer, op, start, done in record["op_sequence"]:
-        if op in EXPERT_OPS:
-            continue
-        base, reads, writes = op_terms(cfg, op, op_rows(cfg, op))
-        a.append([reads, writes, 1.0])
-        b.append(done - start - base)
-    sol, *_ = np.linalg.lstsq(np.array(a), np.array(b), rcond=None)
-    r, w, o = (max(float(v), 0.0) for v in sol)
-    return Overheads(read=round(r, 2), write=round(w, 2), op=round(o, 2))
+    (their rows depend on the routing), the modelled waits for weights taken out; the waits depend on the
+    overheads, so the fit is repeated until they settle. The per-layer comparison, experts included, then checks
+    the model."""
+    c, active = record_containers(record), record_active(record, cfg)
+    measured = [(la, op, done - start) for la, op, start, done in record["op_sequence"] if op != "tok"]
+    ov = Overheads()
+    for _ in range(6):
+        model = simulate(cfg, active, ov, c)
+        if [(m.layer, m.op) for m in model] != [(la, op) for la, op, _ in measured]:
+            raise ValueError("the recorded op sequence is not the one the model replays (another engine?)")
+        a, b = [], []
+        for (_, op, cycles), m in zip(measured, model, strict=True):
+            if op in EXPERT_OPS:
+                continue
+            base, reads, writes = op_terms(cfg, op, op_rows(cfg, op))
+            a.append([reads, writes, 1.0])
+            b.append(cycles - m.wait - base)
+        sol, _ = nnls(np.array(a), np.array(b))  # overheads are never negative
+        r, w, o = (float(v) for v in sol)
+        new = Overheads(read=round(r, 2), write=round(w, 2), op=round(o, 2))
+        if new == ov:
+            break
+        ov = new
+    return ov
 
 
 def compare(record: dict, cfg: ModelConfig, ov: Overheads) -> list[dict]:
     """Per layer: model vs measured cycles (``ok`` within :data:`TOLERANCE`)."""
+    model = simulate(cfg, record_active(record, cfg), ov, record_containers(record))
     rows = []
     for layer in range(cfg.depth):
-        pred = layer_cycles(cfg, layer, active_experts(record, layer) or 1, ov)
+        pred = sum(m.cycles for m in model if m.layer == layer)
         meas = record["layers"][layer]["cycles"]
         gap = (pred - meas) / meas
         rows.append({"layer": layer, "predicted": round(pred), "measured": meas, "gap": round(gap, 4),
@@ -153,11 +266,22 @@ def compare(record: dict, cfg: ModelConfig, ov: Overheads) -> list[dict]:
     return rows
 
 
-def frame_cycles(cfg: ModelConfig, ov: Overheads, embed_cycles: float = 0.0) -> float:
+def frame_cycles(cfg: ModelConfig, ov: Overheads, embed_cycles: float = 0.0,
+                 containers: Containers = Containers()) -> float:
     """A frame's layers + token write, every MoE layer with all experts active (129 tokens × top-2 reach nearly
     all of them at m3vit-tiny), plus the measured-or-given front (header, embedding)."""
-    layers = sum(layer_cycles(cfg, i, cfg.num_experts if cfg.is_moe(i) else 1, ov) for i in range(cfg.depth))
+    active = [cfg.num_experts if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
+    layers = sum(m.cycles for m in simulate(cfg, active, ov, containers))
     return embed_cycles + layers + op_cycles(cfg, "tok", cfg.num_tokens, ov)
+
+
+def op_waits(cfg: ModelConfig, ov: Overheads, containers: Containers = Containers()) -> dict[str, float]:
+    """Modelled cycles per frame that ops of each kind wait for their weights (all experts active)."""
+    active = [cfg.num_experts if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
+    waits: dict[str, float] = {}
+    for m in simulate(cfg, active, ov, containers):
+        waits[m.op] = waits.get(m.op, 0.0) + m.wait
+    return waits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"layer {r['layer']}: model {r['predicted']:>8} measured {r['measured']:>8} gap {r['gap']:+.1%}")
     target = get_config(args.predict)
     pred = frame_cycles(target, ov)
+    waits = {op: round(w) for op, w in op_waits(target, ov).items() if w}
     print(json.dumps({"overheads": ov.__dict__, "all_within_10pct": all(r["ok"] for r in rows),
                       "predicted": {"config": target.name, "layer_cycles": round(pred),
-                                    f"ms_at_{CLOCK_MHZ:.0f}MHz": round(pred / CLOCK_MHZ / 1e3, 2)}}))
+                                    f"ms_at_{CLOCK_MHZ:.0f}MHz": round(pred / CLOCK_MHZ / 1e3, 2),
+                                    "weight_waits": waits}}))
     return 0 if all(r["ok"] for r in rows) else 1
 
 

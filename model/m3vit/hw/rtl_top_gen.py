@@ -17,7 +17,6 @@ from pathlib import Path
 
 from ..configs import ModelConfig
 from ..quant.hwconst import LN_IN_BITS
-from ..quant.hwmanifest import require_per_tensor
 from ..quant.spec import PrecisionMode, get_mode
 from . import interface, program
 from .hls_config import container_bytes
@@ -58,19 +57,32 @@ def control_include() -> str:
     p(f"localparam int PROGRAM_LAYER_WORDS = {len(program.LAYER_FIELDS)};")
     p(f"localparam logic [31:0] PROGRAM_MAGIC = 32'h{program.PROGRAM_MAGIC:08X};")
     p(f"localparam logic [31:0] PROGRAM_VERSION = 32'd{program.PROGRAM_VERSION};")
+    p(f"localparam logic [31:0] PROGRAM_VERSION_PER_ROW = 32'd{program.PROGRAM_VERSION_PER_ROW};")
     p(f"localparam logic [31:0] NO_DUMP = 32'h{program.NO_DUMP:08X};")
     p(f"localparam int DUMP_BYTES = {program.DUMP_BYTES};")
     for i, field in enumerate(program.HEADER_FIELDS):
         p(f"localparam int H_{_ident(field)} = {i};")
+    # per-row programs: the row-shift table's header (after the layer descriptors)
+    for i, field in enumerate(program.ROW_SHIFT_HEADER_FIELDS):
+        p(f"localparam int RSH_{_ident(field)} = {i};")
     p("endpackage")
     p("/* verilator lint_on UNUSEDPARAM */")
     p("`endif")
     return "\n".join(lines) + "\n"
 
 
+def refuse_mixed_mode(mode: PrecisionMode) -> None:
+    """The RTL top has one weight width: a mode whose expert matrices are narrower (w16a16e8) is not for it."""
+    if mode.mixed_weights:
+        raise ValueError(f"mode {mode.name} ({mode.expert_bits}-bit expert matrices beside {mode.weight_bits}-bit "
+                         f"weights) has no RTL top: the RTL runs w8a8 and w16a16; run {mode.name} on the HLS "
+                         f"C-simulation (csim backend) or the integer reference")
+
+
 def top_parameters(cfg: ModelConfig, mode: PrecisionMode | str) -> dict[str, int]:
     """``rtl/m3vit_top.sv``'s parameters for ``cfg`` in ``mode`` (what the program header is checked against)."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
+    refuse_mixed_mode(mode)
     img_bytes = container_bytes(mode.act_bits)
     values = cfg.in_chans * cfg.img_size[0] * cfg.img_size[1]
     if (values * img_bytes) % (AXI_DATA_BITS // 8) or values % (AXI_DATA_BITS // 8 // program.DUMP_BYTES):
@@ -153,14 +165,6 @@ FORMAT_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
-def refuse_per_row_scales(pack) -> None:
-    """The RTL applies one weight format per tensor: a pack with per-output-row weight scales is not for it."""
-    try:
-        require_per_tensor(pack.manifest["hardware"], "the RTL top")
-    except ValueError as exc:
-        raise program.ProgramError(str(exc)) from None
-
-
 def pack_formats(pack) -> dict[str, list[tuple[str, int]]]:
     """Every run-time format of ``pack``'s layers, by ``FORMAT_RANGES`` key: (where, value) pairs."""
     cfg, c = pack.cfg, program.op_constants(pack)
@@ -195,9 +199,10 @@ def check_formats(pack) -> None:
 
 def layers_include(pack) -> str:
     """Text of ``m3vit_layers_params.svh`` for ``pack``'s config and mode, after checking that the RTL can run the
-    pack (per-tensor weight formats, every format within ``FORMAT_RANGES``). The text does not depend on the
-    pack's formats: every pack of a config and mode shares one build."""
-    refuse_per_row_scales(pack)
+    pack (every format within ``FORMAT_RANGES``). The text does not depend on the pack's formats: every pack of a
+    config and mode shares one build. Per-tensor and per-row packs alike (the per-row shifts are run-time data, the
+    program's row-shift table); a mixed-width pack (w16a16e8) is refused: the RTL has one weight width."""
+    refuse_mixed_mode(pack.spec.mode)
     check_formats(pack)
     return config_layers_include(pack.cfg, pack.spec.mode)
 
@@ -205,6 +210,7 @@ def layers_include(pack) -> str:
 def config_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> str:
     """``m3vit_layers_params.svh`` for ``cfg`` and ``mode`` (no pack needed: lint, resource estimates)."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
+    refuse_mixed_mode(mode)
     return _layers_text(cfg, mode)
 
 
@@ -219,7 +225,9 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": cfg.depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
               "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
-              "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits)}
+              "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits),
+              "L_RS_HEADER_WORDS": len(program.ROW_SHIFT_HEADER_FIELDS),
+              "L_RS_LAYER_WORDS": len(program.ROW_SHIFT_LAYER_FIELDS)}
     for k, v in shapes.items():
         p(f"localparam int {k} = {v};")
     for k, (lo, hi) in FORMAT_RANGES.items():
@@ -228,6 +236,11 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
     fw = (len(program.LAYER_FIELDS) - 1).bit_length()  # descriptor word indices, as wide as the index
     for i, f in enumerate(program.LAYER_FIELDS):
         p(f"localparam logic [{fw - 1}:0] LF_{_ident(f)} = {fw}'d{i};")
+    # per-row programs: a layer's row-shift table entry (the weight prefetcher, rtl/m3vit_wbuf.sv, reads it)
+    rw = max((len(program.ROW_SHIFT_LAYER_FIELDS) - 1).bit_length(), 1)
+    for i, f in enumerate(program.ROW_SHIFT_LAYER_FIELDS):
+        p(f"localparam logic [{rw - 1}:0] RF_{_ident(f)} = {rw}'d{i};")
+    p(f"localparam logic [31:0] L_NO_ROW_SHIFT = 32'h{program.NO_ROW_SHIFT:08X};")
     for point, values in program.frame_dump_values(cfg).items():
         p(f"localparam int FV_{_ident(point)} = {values};")
     p(f"typedef enum logic [4:0] {{{', '.join('ST_' + _ident(o) for o in LAYER_OPS)}}} step_t;")

@@ -47,6 +47,8 @@ def _linear(spec: QuantSpec, cfg: ModelConfig, op: str, output: str, indexed_by:
     else:
         entry.update(hwconst.linear_constants(spec.activations[src].frac, spec.weights[f"{op}.w"].frac,
                                               spec.activations[output]))
+    if spec.mode.mixed_weights:  # absent in single-width modes, whose packs stay exactly as before
+        entry["weight_bits"] = spec.weights[f"{op}.w"].bits  # the weight container the loader reads for this op
     if indexed_by:
         entry["indexed_by"] = indexed_by  # the stored tensor is a stack: one matrix per task / expert
     return entry
@@ -126,6 +128,9 @@ def hardware_section(cfg: ModelConfig, spec: QuantSpec, iparams: dict[str, np.nd
     }
     if spec.row_fracs:  # absent in per-tensor packs, which stay exactly as before
         section["weight_scales"] = "per-row"
+    if spec.mode.mixed_weights:  # w16a16e8: the expert matrices' width beside every other weight's
+        section["weight_bits"] = spec.mode.weight_bits
+        section["expert_weight_bits"] = spec.mode.expert_weight_bits
     return section
 
 
@@ -135,7 +140,13 @@ def weight_scales(hw: dict) -> str:
 
 
 def require_per_tensor(hw: dict, who: str) -> None:
-    """Refuse a per-row pack in a consumer that implements one requantize shift per linear op."""
+    """Refuse a per-row pack (and a mixed-width one, e.g. ``w16a16e8``) in a consumer that implements one
+    requantize shift per linear op and one weight width."""
+    if "expert_weight_bits" in hw:
+        raise ValueError(f"this pack has {hw['expert_weight_bits']}-bit expert matrices beside "
+                         f"{hw['weight_bits']}-bit weights (mode w16a16e8, per-row scales); {who} runs w8a8 / w16a16 "
+                         f"per-tensor packs only: run it on the integer reference or the HLS C-simulation (reference "
+                         f"or csim backend), or re-export it with `m3vit-quantize --mode w16a16`")
     if weight_scales(hw) != "per-tensor":
         raise ValueError(f"this pack has per-row weight scales; {who} runs per-tensor packs only (one "
                          f"requantize shift per linear op): re-export it with `m3vit-quantize --weight-scales "

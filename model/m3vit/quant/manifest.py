@@ -100,9 +100,9 @@ def check_spec(spec: QuantSpec, cfg: ModelConfig, where: str) -> None:
             raise PackError(f"manifest {where}: activation {name} is {fmt}, but {spec.mode.name} gives "
                             f"{points[name]} points {width(spec.mode, points[name])} bits")
     for name, fmt in spec.weights.items():
-        if fmt.bits != spec.mode.weight_bits:
-            raise PackError(f"manifest {where}: weight {name} is {fmt}, but {spec.mode.name} weights have "
-                            f"{spec.mode.weight_bits} bits")
+        if fmt.bits != spec.mode.weight_bits_of(name):
+            raise PackError(f"manifest {where}: weight {name} is {fmt}, but {spec.mode.name} gives it "
+                            f"{spec.mode.weight_bits_of(name)} bits")
     if spec.row_fracs:
         check_row_fracs(spec, cfg, where)
 
@@ -116,8 +116,8 @@ def check_row_fracs(spec: QuantSpec, cfg: ModelConfig, where: str) -> None:
         raise PackError(f"manifest {where}: quant.row_fracs must name every linear weight of model {cfg.name!r}: "
                         f"missing {missing[:5]}, unexpected {extra[:5]}")
     shapes = int_param_shapes(cfg)
-    top = spec.mode.weight_bits - 1 + 24  # format_for's finest fraction (ranges floored at 2^-24)
     for name, rows in spec.row_fracs.items():
+        top = spec.weights[name].bits - 1 + 24  # format_for's finest fraction (ranges floored at 2^-24)
         if tuple(rows.shape) != shapes[name][:-1]:
             raise PackError(f"manifest {where}: quant.row_fracs.{name} is shaped {list(rows.shape)}, the weight "
                             f"has {list(shapes[name][:-1])} output rows")

@@ -23,19 +23,19 @@ from ..model import M3ViT
 from .hwmanifest import hardware_section
 from .params import float_params, int_params, row_fracs_for, weight_ranges
 from .reference import FloatArith, IntArith, run_backbone
-from .spec import WEIGHT_SCALES, PrecisionMode, QuantSpec, get_mode, weight_names
+from .spec import PrecisionMode, QuantSpec, get_mode, resolve_weight_scales, weight_names
 
 
 def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMode | str,
-              batch_size: int = 16, weight_scales: str = "per-tensor") -> QuantSpec:
+              batch_size: int = 16, weight_scales: str | None = None) -> QuantSpec:
     """Formats for every point from the ranges seen on ``images`` (all tasks).
 
     ``weight_scales="per-row"`` also gives every output row of each linear weight matrix its own
-    power-of-two format (``spec.row_fracs``, NUMERICS.md §1).
+    power-of-two format (``spec.row_fracs``, NUMERICS.md §1). None: the mode's own (``w16a16e8``
+    implies per-row), else per-tensor; asking a mode for other scales than it implies is an error.
     """
-    if weight_scales not in WEIGHT_SCALES:
-        raise ValueError(f"unknown weight scales {weight_scales!r}; choose one of {list(WEIGHT_SCALES)}")
     mode = get_mode(mode) if isinstance(mode, str) else mode
+    weight_scales = resolve_weight_scales(mode, weight_scales)
     cfg = model.cfg
     params = float_params(model)
     arith = FloatArith(params, cfg.ln_eps)

@@ -26,13 +26,39 @@ class PrecisionMode:
     internal_bits: int  # attention scores, gate logits, GELU inputs
     bias_bits: int  # biases, stored at their accumulator's fractional bits
     acc_bits: int  # the widest accumulator the hardware provides (checked per layer)
+    # Expert matrices (``e1.w``, ``e2.w``: the bulk of the weight bytes read per frame) at their own width;
+    # None: ``weight_bits`` like every other weight. A mode that narrows them implies per-row weight scales.
+    expert_weight_bits: int | None = None
+    weight_scales: str | None = None  # weight scales the mode implies (None: chosen at quantization)
 
+    def weight_bits_of(self, name: str) -> int:
+        """Width of weight tensor ``name`` (a ``weight_names`` entry) in this mode."""
+        if self.expert_weight_bits is not None and name.endswith(EXPERT_WEIGHTS):
+            return self.expert_weight_bits
+        return self.weight_bits
+
+    @property
+    def expert_bits(self) -> int:
+        """Width of the expert matrices."""
+        return self.weight_bits if self.expert_weight_bits is None else self.expert_weight_bits
+
+    @property
+    def mixed_weights(self) -> bool:
+        """True when the expert matrices are narrower than the other weights (two weight containers)."""
+        return self.expert_weight_bits is not None and self.expert_weight_bits != self.weight_bits
+
+
+EXPERT_WEIGHTS = (".e1.w", ".e2.w")  # the expert matrices (stacks of one matrix per expert)
 
 MODES = {
     "w8a8": PrecisionMode("w8a8", weight_bits=8, act_bits=8, resid_bits=16, internal_bits=16, bias_bits=32,
                           acc_bits=32),
     "w16a16": PrecisionMode("w16a16", weight_bits=16, act_bits=16, resid_bits=24, internal_bits=24, bias_bits=48,
                             acc_bits=48),
+    # W16/A16 widths everywhere but the expert matrices, which stay 8-bit with per-row power-of-two scales
+    # (NUMERICS.md §2, §7.1: the measured way to route >= 97% of tokens like float on Edge-MoE-like weights).
+    "w16a16e8": PrecisionMode("w16a16e8", weight_bits=16, act_bits=16, resid_bits=24, internal_bits=24,
+                              bias_bits=48, acc_bits=48, expert_weight_bits=8, weight_scales="per-row"),
 }
 
 
@@ -73,6 +99,20 @@ def weight_names(cfg: ModelConfig) -> list[str]:
 WEIGHT_SCALES = ("per-tensor", "per-row")  # one power-of-two scale per weight tensor, or per output row
 
 
+def resolve_weight_scales(mode: PrecisionMode, asked: str | None) -> str:
+    """The weight scales of a quantization: the mode's own when it implies them, else ``asked`` (default
+    per-tensor). Asking a mode for other scales than it implies is an error, never silently overridden."""
+    if asked is not None and asked not in WEIGHT_SCALES:
+        raise ValueError(f"unknown weight scales {asked!r}; choose one of {list(WEIGHT_SCALES)}")
+    if mode.weight_scales is None:
+        return asked or "per-tensor"
+    if asked is not None and asked != mode.weight_scales:
+        raise ValueError(f"mode {mode.name} has {mode.weight_scales} weight scales built in (its "
+                         f"{mode.expert_weight_bits}-bit expert matrices need them); drop --weight-scales {asked} "
+                         f"or choose mode w8a8 / w16a16")
+    return mode.weight_scales
+
+
 def linear_weight_names(cfg: ModelConfig) -> list[str]:
     """The weight matrices of the linear unit (``per-row`` weight scales apply to these, not to LayerNorm gains)."""
     return [n for n in weight_names(cfg) if n.endswith(".w")]
@@ -105,7 +145,7 @@ class QuantSpec:
         if missing:
             raise ValueError(f"calibration saw no values at {missing[:5]}{'...' if len(missing) > 5 else ''}")
         acts = {p: format_for(act_max[p], width(mode, c)) for p, c in points.items()}
-        weights = {n: format_for(weight_max[n], mode.weight_bits) for n in weight_names(cfg)}
+        weights = {n: format_for(weight_max[n], mode.weight_bits_of(n)) for n in weight_names(cfg)}
         return cls(mode, acts, weights)
 
     def to_dict(self) -> dict:
@@ -127,8 +167,11 @@ class QuantSpec:
             raise ValueError("weight_scales 'per-row' needs a 'row_fracs' object (weight name → row fractions)")
         if scales == "per-tensor" and "row_fracs" in d:
             raise ValueError("'row_fracs' given but weight_scales is 'per-tensor'")
+        mode = get_mode(d["mode"])
+        if mode.weight_scales is not None and scales != mode.weight_scales:
+            raise ValueError(f"mode {mode.name} has {mode.weight_scales} weight scales, not {scales}")
         row_fracs = {k: _int_array(v, k) for k, v in (rows or {}).items()}
-        return cls(get_mode(d["mode"]), {k: QFormat.from_dict(v) for k, v in d["activations"].items()},
+        return cls(mode, {k: QFormat.from_dict(v) for k, v in d["activations"].items()},
                    {k: QFormat.from_dict(v) for k, v in d["weights"].items()}, row_fracs)
 
     def to_json(self) -> str:

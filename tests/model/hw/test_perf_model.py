@@ -196,3 +196,27 @@ def test_modelled_regions_are_the_tops():
     assert perf.region_ops(cfg, moe)[0] == [f"{m}{h}" for h in range(cfg.num_heads) for m in "qkv"]
     assert perf.region_ops(cfg, moe)[1] == ["proj", "router"]
     assert "STEP_HEADS, STEP_TAIL, STEP_EXPERTS" in top  # the C++'s steps of a layer, in this order
+
+
+def test_mixed_mode_reads_8_bit_experts_and_16_bit_everything_else():
+    """w16a16e8 (NUMERICS.md §2): its experts' traffic is W8/A8's matrices with W16/A16's 48-bit biases, every other
+    op's traffic is W16/A16's; same array and DSPs as W16/A16, so it lies between the two modes (m3vit-tiny)."""
+    cfg = get_config("m3vit-tiny")
+    routing = random_routing(cfg, 1, np.random.default_rng(4))
+    fms = {m: perf.model_frame(cfg, get_mode(m), dataclasses.replace(HlsParams.for_mode(m), batch=1), routing)
+           for m in ("w8a8", "w16a16", "w16a16e8")}
+    per_expert = {m: 2 * cfg.dim * cfg.expert_hidden * wb + (cfg.expert_hidden + cfg.dim) * bb
+                  for m, wb, bb in (("w8a8", 1, 4), ("w16a16", 2, 8), ("w16a16e8", 1, 8))}
+    for m, fm in fms.items():
+        for i, layer in enumerate(cfg.moe_layers):
+            ex = next(o for o in fm.ops if o.layer == layer and o.name.startswith("experts"))
+            assert ex.weight_bytes == len(np.unique(routing.top[0, i])) * per_expert[m], (m, layer)
+    for a, b in zip(fms["w16a16e8"].ops, fms["w16a16"].ops, strict=True):
+        assert a.name == b.name
+        if not a.name.startswith("experts"):
+            assert a.weight_bytes == b.weight_bytes and a.cycles == b.cycles, a.name
+    sm = {m: fm.summary() for m, fm in fms.items()}
+    assert sm["w16a16e8"]["dsp"] == sm["w16a16"]["dsp"]
+    assert sm["w8a8"]["ms_per_frame"] < sm["w16a16e8"]["ms_per_frame"] < sm["w16a16"]["ms_per_frame"]
+    mb = {m: s["weight_mb_per_frame"] for m, s in sm.items()}
+    assert mb["w8a8"] < mb["w16a16e8"] < mb["w16a16"]

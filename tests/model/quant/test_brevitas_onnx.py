@@ -151,7 +151,8 @@ def test_write_back_without_training_is_identity(micro_model, qmodel, images):
         torch.testing.assert_close(back(x, task), micro_model(x, task), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row")])
+@pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row"),
+                                              ("w16a16e8", "per-row")])
 def test_fakequant_model_onnx_matches_brevitas(micro_model, images, mode, scales, tmp_path):
     """The whole fake-quantized model in onnxruntime. Quantizers are float arithmetic in both
     runtimes, so agreement is to float rounding (a value near a rounding boundary may move by one

@@ -205,16 +205,19 @@ def test_requant(x, acc_frac, bits, frac):
 
 @settings(max_examples=60)
 @given(st.integers(0, 2**31 - 1), st.integers(-4, 12),
-       st.sampled_from([QFormat(8, 4), QFormat(16, 9), QFormat(24, 12)]))
-def test_linear_with_per_channel_shifts(seed, base_shift, out):
+       st.sampled_from([QFormat(8, 4), QFormat(16, 9), QFormat(24, 12)]),
+       st.sampled_from([(8, 8), (16, 16), (16, 8)]))
+def test_linear_with_per_channel_shifts(seed, base_shift, out, widths):
     """§3: acc[n] = Σ_k x[k]·w[n,k] + b[n] (bias at row n's accumulator fraction), then requant(acc[n], shift[n])
-    — per-tensor scales are the case of equal shifts."""
+    — per-tensor scales are the case of equal shifts; (16, 8): w16a16e8's expert ops, 16-bit inputs × 8-bit
+    weights (§2)."""
     from m3vit.quant.fixed import requantize_rows
 
     rng = np.random.default_rng(seed)
     n_out, k = int(rng.integers(1, 9)), int(rng.integers(1, 20))
-    x = rng.integers(-128, 128, size=(3, k))
-    w = rng.integers(-127, 128, size=(n_out, k))
+    x_bits, w_bits = widths
+    x = rng.integers(-(2 ** (x_bits - 1)), 2 ** (x_bits - 1), size=(3, k))
+    w = rng.integers(-(2 ** (w_bits - 1)) + 1, 2 ** (w_bits - 1), size=(n_out, k))
     b = rng.integers(-(2**20), 2**20, size=n_out)
     shifts = base_shift + rng.integers(0, 6, size=n_out)
     got = requantize_rows(intops.linear(x, w, b), shifts, out)

@@ -1,0 +1,46 @@
+"""The RTL top's cycle model (m3vit.hw.rtl_perf): the weight-prefetch schedule it replays. (Its calibration against
+the Verilator run is sim/top's test_top_rejects_and_cycles.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from m3vit.configs import get_config
+from m3vit.hw import rtl_perf as rp
+
+
+def _all_active(cfg) -> list[int]:
+    return [cfg.num_experts if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
+
+
+@pytest.mark.parametrize("name", ["micro", "m3vit-tiny"])
+def test_overlap_lies_between_compute_alone_and_serial_loads(name):
+    """A frame takes at least its ops' execution and at most that plus every load done serially; the first op
+    waits exactly for the first descriptor and its own load (nothing ran before it)."""
+    cfg, ov, c = get_config(name), rp.Overheads(), rp.Containers()
+    ops = rp.simulate(cfg, _all_active(cfg), ov, c)
+    run = sum(m.run for m in ops)
+    loads = sum(rp.load_cycles(cfg, m.op, ov, c) for m in ops if m.op in rp.WEIGHTED)
+    descs = cfg.depth * (rp.desc_terms(c)[0] + rp.desc_terms(c)[1] * ov.read)
+    total = sum(m.cycles for m in ops)
+    assert run < total < run + loads + descs
+    assert ops[0].op == "ln1" and ops[0].wait == pytest.approx(rp.desc_terms(c)[0] + ov.read +
+                                                               rp.load_cycles(cfg, "ln1", ov, c))
+
+
+def test_dense_linears_never_wait_at_m3vit_tiny():
+    """At m3vit-tiny a linear's matrix loads in far fewer cycles than the op before it computes: no dense-layer
+    linear waits for its weights, and the waits of a whole frame are a small share of it."""
+    cfg = get_config("m3vit-tiny")
+    ops = rp.simulate(cfg, _all_active(cfg), rp.Overheads(), rp.Containers())
+    assert not [m for m in ops if not cfg.is_moe(m.layer) and m.op in ("q", "k", "v", "proj", "fc1", "fc2")
+                and m.wait > 0]
+    assert sum(m.wait for m in ops) < 0.02 * sum(m.cycles for m in ops)
+
+
+def test_per_row_shifts_lengthen_the_loads():
+    cfg = get_config("micro")
+    plain, rows = rp.Containers(), rp.Containers(per_row=True)
+    assert rp.load_terms(cfg, "q", rows)[0] > rp.load_terms(cfg, "q", plain)[0]
+    assert rp.load_terms(cfg, "q", rows)[1] == rp.load_terms(cfg, "q", plain)[1] + 1  # the shift vector's command
+    assert rp.load_terms(cfg, "ln1", rows) == rp.load_terms(cfg, "ln1", plain)  # LayerNorm gains stay per tensor
