@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates bench
+.PHONY: help setup demo test test-fast lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates rtl-estimates-top bench
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -18,6 +18,7 @@ help:
 	@echo "make rtl-sim    cocotb testbenches of rtl/ (Verilator, Icarus subset); RTL_DIR=<folder> tests other RTL"
 	@echo "make rtl-lint   verilator --lint-only -Wall on every RTL unit"
 	@echo "make rtl-estimates  yosys synth_xilinx resource estimates -> build/rtl/estimates.json"
+	@echo "make rtl-estimates-top  the whole RTL top (micro, m3vit-tiny W8/A8) -> build/rtl/estimates.json"
 	@echo "make bench      modelled ZCU104 performance + measured CPU speed -> build/bench/*.json, *.png"
 	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
 	@echo "make hls        Vitis HLS csim/csynth/cosim/export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
@@ -68,6 +69,9 @@ rtl-lint: setup
 
 rtl-estimates: setup
 	flock /tmp/verilator.lock $(PY) rtl/tools/estimates.py
+
+rtl-estimates-top: setup
+	flock /tmp/verilator.lock $(PY) rtl/tools/estimates.py top
 
 clean:
 	rm -rf build runs reports .pytest_cache

@@ -2,19 +2,24 @@
 `include "m3vit_check.svh"
 // A·V normaliser (NUMERICS.md §4.2): for one query row, o[c] = (Σ_j 2^(a_j - m) · v_j[c]) · (1/s), requantized
 // once into the output format; the row's (m, 1/s) come from softmax_stats. One key (score + V row) per cycle.
+// The formats are run-time inputs (hwconst.attention_constants: scores_frac and shift = 15 + 16 + v_frac -
+// out_frac), held steady while a row is in the unit.
 module av_norm #(
   parameter int S_W      = 16,   // signed score width
-  parameter int S_FRAC   = 12,   // score fractional bits
   parameter int V_W      = 8,    // signed V element width
-  parameter int V_FRAC   = 7,    // V fractional bits
   parameter int C        = 8,    // V channels per beat (lanes)
   parameter int OUT_W    = 8,    // signed output width
-  parameter int OUT_FRAC = 9,    // output fractional bits
-  parameter int MAX_ROW  = 256   // most keys per row; sizes the accumulators
+  parameter int MAX_ROW  = 256,  // most keys per row; sizes the accumulators
+  parameter int MAX_S_FRAC = 31, // largest s_frac supported
+  parameter int MIN_SHIFT  = 16, // range of `shift` supported
+  parameter int MAX_SHIFT  = 47
 ) (
   // clock and reset
   input  wire logic                   ap_clk,
   input  wire logic                   ap_rst_n,
+  // formats: score fractional bits, final requantize shift (15 + 16 + v_frac - out_frac)
+  input  wire logic [5:0]             s_frac,
+  input  wire logic signed [7:0]      shift,
   // per row: TDATA = {1/s (17 bits), m (S_W bits)}, as softmax_stats emits it
   input  wire logic [S_W+16:0]        s_axis_stat_tdata,
   input  wire logic                   s_axis_stat_tvalid,
@@ -31,8 +36,12 @@ module av_norm #(
   output logic                        m_axis_tlast
 );
   `include "m3vit_consts.svh"
-  `M3VIT_CHECK(g_check, S_W >= 2 && S_W <= 40 && V_W >= 2 && V_W <= 24 && C >= 1 && OUT_W >= 2 && MAX_ROW >= 1,
+  `M3VIT_CHECK(g_check, S_W >= 2 && S_W <= 40 && V_W >= 2 && V_W <= 24 && C >= 1 && OUT_W >= 2 && MAX_ROW >= 1
+               && MAX_S_FRAC >= 0 && MAX_S_FRAC < 64,
                ("av_norm: bad parameters S_W=%0d V_W=%0d C=%0d", S_W, V_W, C))
+  `M3VIT_RT_CHECK(ap_clk, !s_axis_tvalid || (32'(s_frac) <= MAX_S_FRAC && shift >= 8'(MIN_SHIFT)
+                  && shift <= 8'(MAX_SHIFT)),
+                  ("av_norm: s_frac=%0d / shift=%0d outside the built range", s_frac, shift))
 
   localparam int INV_W = INV_FRAC + 1;
   localparam int ACC_W = V_W + EXP_OUT_FRAC + 2 + $clog2(MAX_ROW + 1);  // Σ 2^(a-m)·v, signed
@@ -63,7 +72,7 @@ module av_norm #(
   logic [INV_W-1:0]      inv1, inv2, inv3;
   logic [15:0]           e2;
   logic [15:0]           e;
-  exp2_neg #(.D_W(S_W + 1), .D_FRAC(S_FRAC)) u_exp (.d(d1), .value(e));
+  exp2_neg #(.D_W(S_W + 1), .MAX_D_FRAC(MAX_S_FRAC)) u_exp (.d(d1), .d_frac(s_frac), .value(e));
 
   always_ff @(posedge ap_clk) begin
     if (rst) begin
@@ -101,8 +110,8 @@ module av_norm #(
     always_ff @(posedge ap_clk) if (ce && valid[2]) acc <= acc_next;
     always_ff @(posedge ap_clk) if (ce && row_done) acc_row <= acc_next;
     assign prod = PROD_W'(acc_row) * PROD_W'($signed({1'b0, inv3}));
-    round_sat #(.IN_W(PROD_W), .SHIFT(EXP_OUT_FRAC + INV_FRAC + V_FRAC - OUT_FRAC), .OUT_W(OUT_W)) u_rs (
-      .in(prod), .out(out_c[c*OUT_W +: OUT_W]));
+    round_sat #(.IN_W(PROD_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
+      .in(prod), .shift(shift), .out(out_c[c*OUT_W +: OUT_W]));
   end
 
   always_ff @(posedge ap_clk) begin

@@ -1,32 +1,30 @@
 `default_nettype none
 `include "m3vit_check.svh"
-// Combinational base-2 exponential of NUMERICS.md §4.1: 2^d for d <= 0 (D_FRAC fractional bits) with 15
-// fractional bits; d is first rounded to 8 fractional bits, then EXP_TABLE[fraction] >> integer part, rounded.
+// Combinational base-2 exponential of NUMERICS.md §4.1: 2^d for d <= 0 (d_frac fractional bits, a run-time input
+// up to MAX_D_FRAC) with 15 fractional bits; d is first rounded to 8 fractional bits, then EXP_TABLE[fraction] >>
+// integer part, rounded.
 module exp2_neg #(
-  parameter int D_W    = 17,  // signed width of d
-  parameter int D_FRAC = 12   // fractional bits of d
+  parameter int D_W        = 17,  // signed width of d
+  parameter int MAX_D_FRAC = 31   // largest d_frac supported
 ) (
-  input  wire logic signed [D_W-1:0] d,     // must be <= 0 (positive inputs are treated as 0)
-  output logic [15:0]                 value  // 2^d, 1.0 == 32768
+  input  wire logic signed [D_W-1:0] d,       // must be <= 0 (positive inputs are treated as 0)
+  input  wire logic [5:0]            d_frac,  // fractional bits of d, 0 .. MAX_D_FRAC
+  output logic [15:0]                value    // 2^d, 1.0 == 32768
 );
   `include "m3vit_consts.svh"
   `include "m3vit_exp_table.svh"
-  `M3VIT_CHECK(g_check, D_W >= 2 && D_W <= 62 && D_FRAC >= 0 && D_FRAC < 48,
-               ("exp2_neg: D_W=%0d D_FRAC=%0d out of range", D_W, D_FRAC))
+  `M3VIT_CHECK(g_check, D_W >= 2 && D_W <= 62 && MAX_D_FRAC >= 0 && MAX_D_FRAC < 64,
+               ("exp2_neg: D_W=%0d MAX_D_FRAC=%0d out of range", D_W, MAX_D_FRAC))
   `M3VIT_CHECK(g_check_table, EXP_TABLE_BITS <= 16 && EXP_OUT_FRAC == 15, ("exp2_neg: table format changed"))
 
-  localparam int SH = D_FRAC - EXP_IN_FRAC;           // > 0: round away fraction bits; <= 0: widen
-  localparam int TW = (SH > 0 ? D_W : D_W - SH) + 1;  // width of the exponent t = -d at 8 fractional bits
+  // sh = d_frac - 8: > 0 rounds away fraction bits, <= 0 widens (by at most EXP_IN_FRAC bits)
+  localparam int TW = D_W + EXP_IN_FRAC + 1;          // width of the exponent t = -d at 8 fractional bits
+  wire logic signed [7:0] sh = $signed({2'b00, d_frac}) - 8'(EXP_IN_FRAC);
   logic [D_W-1:0] neg;                                // -d, >= 0
-  logic [TW-1:0]  t;
+  logic [TW-1:0]  t, sum;
   assign neg = (d > 0) ? '0 : D_W'(-d);
-  if (SH > 0) begin : g_round
-    logic [TW-1:0] sum;
-    assign sum = TW'(neg) + (TW'(1) << (SH - 1));
-    assign t = sum >> SH;
-  end else begin : g_widen
-    assign t = TW'(neg) << (-SH);
-  end
+  assign sum = TW'(neg) + ((sh > 0) ? (TW'(1) << (sh - 8'sd1)) : TW'(0));
+  assign t = (sh > 0) ? (sum >> sh) : (TW'(neg) << (-sh));
 
   // 2^-(n + r/256) = EXP_TABLE[r] >> n, rounded half up; beyond n = 16 the result rounds to 0.
   logic [EXP_TABLE_BITS-1:0] v;

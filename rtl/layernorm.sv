@@ -1,25 +1,29 @@
 `default_nettype none
 `include "m3vit_check.svh"
 // LayerNorm unit (NUMERICS.md §4.4), division-free: per row of D values, s1 = Σx, s2 = Σx² (x narrowed to 16
-// bits by IN_SHIFT), root = isqrt(D·s2 - s1² + EPS_TERM), recip = round(2^30 / max(root, 1)), then per element
+// bits by in_shift), root = isqrt(D·s2 - s1² + eps_term), recip = round(2^30 / max(root, 1)), then per element
 // norm = round((D·x - s1) · recip / 2^18) (12 fractional bits) and out = requantize(norm · gain + bias).
 // Rows are buffered in NBANK banks so the next rows stream in while a row's statistics are computed and it
 // streams out: one value per cycle in and out. Gain and bias arrive beside the output (one beat per element).
+// The formats are run-time inputs (hwconst.layernorm_constants: in_shift, eps_term and shift = 12 + frac(gain) -
+// frac(out)), held steady while rows are in the unit.
 module layernorm #(
   parameter int D        = 64,      // features per row
   parameter int IN_W     = 16,      // signed input width (residual stream)
-  parameter int IN_SHIFT = (IN_W > 16) ? IN_W - 16 : 0,  // input narrowing to 16 bits (hwconst: in_shift)
   parameter int G_W      = 8,       // signed gain width
-  parameter int G_FRAC   = 6,       // gain fractional bits
-  parameter int B_W      = 32,      // signed bias width (bias has 12 + G_FRAC fractional bits)
+  parameter int B_W      = 32,      // signed bias width (bias has 12 + frac(gain) fractional bits)
   parameter int OUT_W    = 8,       // signed output width
-  parameter int OUT_FRAC = 5,       // output fractional bits
-  parameter logic [63:0] EPS_TERM = 64'd0,  // round(eps · D² · 4^frac(x)): the ε of the variance term
-  parameter int NBANK    = 4        // row buffers (>= 2; 4 keeps one value per cycle for D >= 32)
+  parameter int NBANK    = 4,       // row buffers (>= 2; 4 keeps one value per cycle for D >= 32)
+  parameter int MIN_SHIFT = -8,     // range of the output `shift` supported
+  parameter int MAX_SHIFT = 31
 ) (
   // clock and reset
   input  wire logic                  ap_clk,
   input  wire logic                  ap_rst_n,
+  // formats: input narrowing to 16 bits, the ε of the variance term round(eps · D² · 4^frac(x)), output shift
+  input  wire logic [5:0]            in_shift,
+  input  wire logic [51:0]           eps_term,  // < 2^52 (hwconst.ISQRT_IN_BITS)
+  input  wire logic signed [7:0]     shift,
   // x in: one row per D beats (TLAST on the last, not required)
   input  wire logic [IN_W-1:0]       s_axis_tdata,
   input  wire logic                  s_axis_tvalid,
@@ -40,12 +44,17 @@ module layernorm #(
                && NBANK >= 2, ("layernorm: bad parameters D=%0d IN_W=%0d NBANK=%0d", D, IN_W, NBANK))
 
   localparam int X_W = LN_IN_BITS;
-  `M3VIT_CHECK(g_check_shift, IN_SHIFT >= ((IN_W > X_W) ? IN_W - X_W : 0) && IN_SHIFT < IN_W,
-               ("layernorm: IN_SHIFT=%0d must narrow the %0d-bit input to %0d bits", IN_SHIFT, IN_W, X_W))
+  `M3VIT_CHECK(g_check_eps, ISQRT_IN_BITS == 52, ("layernorm: eps_term port is 52 bits, the contract %0d",
+               ISQRT_IN_BITS))
+  localparam int MIN_IN_SHIFT = (IN_W > X_W) ? IN_W - X_W : 0;
+  `M3VIT_RT_CHECK(ap_clk, !s_axis_tvalid || ($signed({1'b0, in_shift}) >= 7'(MIN_IN_SHIFT) && 32'(in_shift) < IN_W
+                  && shift >= 8'(MIN_SHIFT) && shift <= 8'(MAX_SHIFT)),
+                  ("layernorm: in_shift=%0d (must narrow %0d bits to %0d) / shift=%0d outside the built range",
+                   in_shift, IN_W, X_W, shift))
   localparam int LD = $clog2(D + 1);
   localparam int S1_W = X_W + LD + 1;
   localparam int S2_W = 2 * X_W + LD;
-  localparam int EPS_BITS = $clog2(EPS_TERM + 1) + 1;
+  localparam int EPS_BITS = ISQRT_IN_BITS + 1;
   localparam int V_W = ((2 * X_W + 2 * LD + 1) > EPS_BITS ? (2 * X_W + 2 * LD + 1) : EPS_BITS) + 1;
   `M3VIT_CHECK(g_check_v, V_W <= 64, ("layernorm: variance term needs %0d bits", V_W))
   localparam int R_W = (V_W + 1) / 2;
@@ -63,8 +72,8 @@ module layernorm #(
 
   // ---- input side: narrow, buffer, accumulate s1 and s2 ----
   logic signed [X_W-1:0] x_in;
-  round_sat #(.IN_W(IN_W), .SHIFT(IN_SHIFT), .OUT_W(X_W)) u_narrow (
-    .in(s_axis_tdata), .out(x_in));
+  round_sat #(.IN_W(IN_W), .MIN_SHIFT(MIN_IN_SHIFT), .MAX_SHIFT(IN_W - 1), .OUT_W(X_W)) u_narrow (
+    .in(s_axis_tdata), .shift($signed({2'b00, in_shift})), .out(x_in));
 
   logic [X_W-1:0]          mem [NBANK * D];
   logic [NBANK-1:0]        busy;          // bank holds a complete row not yet streamed out
@@ -104,7 +113,7 @@ module layernorm #(
 
   // ---- row statistics: D·s2 - s1² + ε → isqrt → reciprocal (free-running; at most NBANK rows in flight) ----
   logic [V_W-1:0] vterm;
-  assign vterm = V_W'(D) * V_W'(st_s2) - V_W'(st_s1) * V_W'(st_s1) + V_W'(EPS_TERM);
+  assign vterm = V_W'(D) * V_W'(st_s2) - V_W'(st_s1) * V_W'(st_s1) + V_W'(eps_term);
   logic                   rt_valid;
   logic [R_W-1:0]         root;
   logic [S1_W+BK_W-1:0]   rt_side;
@@ -202,7 +211,8 @@ module layernorm #(
   // O3 (output register): norm · gain + bias, requantized
   wire logic signed [ACC_W-1:0] acc = ACC_W'(norm2) * ACC_W'(g2) + ACC_W'(b2);
   logic signed [OUT_W-1:0] y;
-  round_sat #(.IN_W(ACC_W), .SHIFT(LN_NORM_FRAC + G_FRAC - OUT_FRAC), .OUT_W(OUT_W)) u_out (.in(acc), .out(y));
+  round_sat #(.IN_W(ACC_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_out (
+    .in(acc), .shift(shift), .out(y));
   always_ff @(posedge ap_clk) begin
     if (rst) m_axis_tvalid <= 1'b0;
     else if (ce) m_axis_tvalid <= v2;

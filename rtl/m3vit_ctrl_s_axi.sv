@@ -9,12 +9,11 @@
 //   0x10.. the arguments: a pointer as two data words + a reserved word, a scalar as a data word + a reserved word.
 // One write and one read in flight (a Vitis slave's behaviour); responses are always OKAY, unmapped words read 0.
 module m3vit_ctrl_s_axi
-  import m3vit_ctrl_pkg::*;
 (
   input  wire logic                    ap_clk,
   input  wire logic                    ap_rst_n,
   // AXI4-Lite slave (Vitis names, lower case)
-  input  wire logic [CTRL_ADDR_W-1:0]  s_axi_control_awaddr,
+  input  wire logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0]  s_axi_control_awaddr,
   input  wire logic                    s_axi_control_awvalid,
   output logic                         s_axi_control_awready,
   input  wire logic [31:0]             s_axi_control_wdata,
@@ -24,7 +23,7 @@ module m3vit_ctrl_s_axi
   output logic [1:0]                   s_axi_control_bresp,
   output logic                         s_axi_control_bvalid,
   input  wire logic                    s_axi_control_bready,
-  input  wire logic [CTRL_ADDR_W-1:0]  s_axi_control_araddr,
+  input  wire logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0]  s_axi_control_araddr,
   input  wire logic                    s_axi_control_arvalid,
   output logic                         s_axi_control_arready,
   output logic [31:0]                  s_axi_control_rdata,
@@ -40,7 +39,7 @@ module m3vit_ctrl_s_axi
   input  wire logic                    ap_idle,
   input  wire logic                    ap_ready,
   // argument registers: argument i at [i*64 +: 64] (scalars zero-extended)
-  output logic [N_ARGS*64-1:0]         args
+  output logic [m3vit_ctrl_pkg::N_ARGS*64-1:0]         args
 );
   wire logic rst = !ap_rst_n;
   // Registers are 32-bit words: the byte address's low two bits select nothing.
@@ -51,14 +50,14 @@ module m3vit_ctrl_s_axi
 
   // ---- write channel: take AW and W independently (a master may send either first), then write once ----
   logic                   aw_held, w_held;
-  logic [CTRL_ADDR_W-1:0] waddr;
+  logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0] waddr;
   logic [31:0]            wdata;
   logic [3:0]             wstrb;
   assign s_axi_control_awready = !aw_held;
   assign s_axi_control_wready  = !w_held;
   assign s_axi_control_bresp   = 2'b00;
   wire logic do_write = aw_held && w_held && !s_axi_control_bvalid;
-  wire logic [CTRL_ADDR_W-1:0] waddr_word = waddr;
+  wire logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0] waddr_word = waddr;
 
   always_ff @(posedge ap_clk) begin
     if (rst) begin
@@ -71,7 +70,7 @@ module m3vit_ctrl_s_axi
     end else begin
       if (s_axi_control_awvalid && s_axi_control_awready) begin
         aw_held <= 1'b1;
-        waddr <= {s_axi_control_awaddr[CTRL_ADDR_W-1:2], 2'b00};
+        waddr <= {s_axi_control_awaddr[m3vit_ctrl_pkg::CTRL_ADDR_W-1:2], 2'b00};
       end
       if (s_axi_control_wvalid && s_axi_control_wready) begin
         w_held <= 1'b1;
@@ -93,15 +92,15 @@ module m3vit_ctrl_s_axi
     for (int b = 0; b < 4; b++) merge[8*b +: 8] = strb[b] ? data[8*b +: 8] : old[8*b +: 8];
   endfunction
 
-  wire logic wr_ctrl = do_write && waddr_word == CTRL_ADDR_W'(REG_CTRL) && wstrb[0];
-  wire logic wr_gie  = do_write && waddr_word == CTRL_ADDR_W'(REG_GIE) && wstrb[0];
-  wire logic wr_ier  = do_write && waddr_word == CTRL_ADDR_W'(REG_IER) && wstrb[0];
-  wire logic wr_isr  = do_write && waddr_word == CTRL_ADDR_W'(REG_ISR) && wstrb[0];
+  wire logic wr_ctrl = do_write && waddr_word == m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_CTRL) && wstrb[0];
+  wire logic wr_gie  = do_write && waddr_word == m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_GIE) && wstrb[0];
+  wire logic wr_ier  = do_write && waddr_word == m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_IER) && wstrb[0];
+  wire logic wr_isr  = do_write && waddr_word == m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_ISR) && wstrb[0];
 
   // ---- read channel: the side effects (clear on read) happen at the address handshake ----
   wire logic ar_hs = s_axi_control_arvalid && s_axi_control_arready;
-  wire logic [CTRL_ADDR_W-1:0] raddr_word = {s_axi_control_araddr[CTRL_ADDR_W-1:2], 2'b00};
-  wire logic rd_ctrl = ar_hs && raddr_word == CTRL_ADDR_W'(REG_CTRL);
+  wire logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0] raddr_word = {s_axi_control_araddr[m3vit_ctrl_pkg::CTRL_ADDR_W-1:2], 2'b00};
+  wire logic rd_ctrl = ar_hs && raddr_word == m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_CTRL);
   assign s_axi_control_arready = !s_axi_control_rvalid;
   assign s_axi_control_rresp = 2'b00;
 
@@ -121,9 +120,9 @@ module m3vit_ctrl_s_axi
       int_ier <= '0;
       int_isr <= '0;
     end else begin
-      if (wr_ctrl && wdata[CTRL_BIT_AP_START]) int_ap_start <= 1'b1;
+      if (wr_ctrl && wdata[m3vit_ctrl_pkg::CTRL_BIT_AP_START]) int_ap_start <= 1'b1;
       else if (ap_ready) int_ap_start <= int_auto_restart;  // auto_restart keeps the core going
-      if (wr_ctrl) int_auto_restart <= wdata[CTRL_BIT_AUTO_RESTART];
+      if (wr_ctrl) int_auto_restart <= wdata[m3vit_ctrl_pkg::CTRL_BIT_AUTO_RESTART];
       // an event in the same cycle as the read that clears it wins: it is seen by the next read, never lost
       if (ap_done) int_ap_done <= 1'b1;
       else if (rd_ctrl) int_ap_done <= 1'b0;
@@ -139,15 +138,15 @@ module m3vit_ctrl_s_axi
   end
 
   // ---- argument registers ----
-  logic [63:0] arg_q [N_ARGS];
-  for (genvar i = 0; i < N_ARGS; i++) begin : g_arg
-    localparam logic [CTRL_ADDR_W-1:0] LO = CTRL_ADDR_W'(ARG_OFFSETS[i*8 +: 8]);
+  logic [63:0] arg_q [m3vit_ctrl_pkg::N_ARGS];
+  for (genvar i = 0; i < m3vit_ctrl_pkg::N_ARGS; i++) begin : g_arg
+    localparam logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0] LO = m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::ARG_OFFSETS[i*8 +: 8]);
     always_ff @(posedge ap_clk) begin
       if (rst) begin
         arg_q[i] <= '0;
       end else if (do_write && waddr_word == LO) begin
         arg_q[i][31:0] <= merge(arg_q[i][31:0], wdata, wstrb);
-      end else if (ARG_IS_MEM[i] && do_write && waddr_word == LO + CTRL_ADDR_W'(4)) begin
+      end else if (m3vit_ctrl_pkg::ARG_IS_MEM[i] && do_write && waddr_word == LO + m3vit_ctrl_pkg::CTRL_ADDR_W'(4)) begin
         arg_q[i][63:32] <= merge(arg_q[i][63:32], wdata, wstrb);
       end
     end
@@ -159,21 +158,21 @@ module m3vit_ctrl_s_axi
   always_comb begin
     rmux = '0;
     case (raddr_word)
-      CTRL_ADDR_W'(REG_CTRL): begin
-        rmux[CTRL_BIT_AP_START] = int_ap_start;
-        rmux[CTRL_BIT_AP_DONE] = int_ap_done;
-        rmux[CTRL_BIT_AP_IDLE] = ap_idle;
-        rmux[CTRL_BIT_AP_READY] = int_ap_ready;
-        rmux[CTRL_BIT_AUTO_RESTART] = int_auto_restart;
+      m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_CTRL): begin
+        rmux[m3vit_ctrl_pkg::CTRL_BIT_AP_START] = int_ap_start;
+        rmux[m3vit_ctrl_pkg::CTRL_BIT_AP_DONE] = int_ap_done;
+        rmux[m3vit_ctrl_pkg::CTRL_BIT_AP_IDLE] = ap_idle;
+        rmux[m3vit_ctrl_pkg::CTRL_BIT_AP_READY] = int_ap_ready;
+        rmux[m3vit_ctrl_pkg::CTRL_BIT_AUTO_RESTART] = int_auto_restart;
       end
-      CTRL_ADDR_W'(REG_GIE): rmux[0] = int_gie;
-      CTRL_ADDR_W'(REG_IER): rmux[1:0] = int_ier;
-      CTRL_ADDR_W'(REG_ISR): rmux[1:0] = int_isr;
+      m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_GIE): rmux[0] = int_gie;
+      m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_IER): rmux[1:0] = int_ier;
+      m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::REG_ISR): rmux[1:0] = int_isr;
       default: ;
     endcase
-    for (int i = 0; i < N_ARGS; i++) begin
-      if (raddr_word == CTRL_ADDR_W'(ARG_OFFSETS[i*8 +: 8])) rmux = arg_q[i][31:0];
-      if (ARG_IS_MEM[i] && raddr_word == CTRL_ADDR_W'(ARG_OFFSETS[i*8 +: 8]) + CTRL_ADDR_W'(4)) rmux = arg_q[i][63:32];
+    for (int i = 0; i < m3vit_ctrl_pkg::N_ARGS; i++) begin
+      if (raddr_word == m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::ARG_OFFSETS[i*8 +: 8])) rmux = arg_q[i][31:0];
+      if (m3vit_ctrl_pkg::ARG_IS_MEM[i] && raddr_word == m3vit_ctrl_pkg::CTRL_ADDR_W'(m3vit_ctrl_pkg::ARG_OFFSETS[i*8 +: 8]) + m3vit_ctrl_pkg::CTRL_ADDR_W'(4)) rmux = arg_q[i][63:32];
     end
   end
 

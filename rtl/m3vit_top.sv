@@ -2,7 +2,6 @@
 `include "m3vit_check.svh"
 `include "m3vit_ctrl_pkg.svh"
 `include "m3vit_axi_ports.svh"
-`include "m3vit_layers_pkg.svh"
 // Accelerator top (the RTL twin of the HLS top m3vit_accel): the ports Vitis gives the HLS top — ap_clk, ap_rst_n,
 // the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.interface), one AXI4 master per m_axi bundle
 // (gmem_w0/1/2: the weight pack through three ports, gmem_w0 also the program; gmem_a: images and tokens;
@@ -21,7 +20,6 @@
 //   4. ap_done / ap_ready, interrupt status.
 // Parameters come from m3vit.hw.rtl_top_gen.top_parameters(config, mode); the defaults are a minimal legal shape.
 module m3vit_top
-  import m3vit_ctrl_pkg::*;
 #(
   parameter int DEPTH      = 1,   // transformer layers the program must describe
   parameter int NUM_TASKS  = 1,   // tasks (routers) in the pack; the task register must be below it
@@ -42,7 +40,7 @@ module m3vit_top
   /* verilator lint_off SYMRSVDWORD */
   output logic                         interrupt,  // Vitis' name for the IP's interrupt line
   /* verilator lint_on SYMRSVDWORD */
-  input  wire logic [CTRL_ADDR_W-1:0]  s_axi_control_awaddr,
+  input  wire logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0]  s_axi_control_awaddr,
   input  wire logic                    s_axi_control_awvalid,
   output logic                         s_axi_control_awready,
   input  wire logic [31:0]             s_axi_control_wdata,
@@ -52,29 +50,29 @@ module m3vit_top
   output logic [1:0]                   s_axi_control_bresp,
   output logic                         s_axi_control_bvalid,
   input  wire logic                    s_axi_control_bready,
-  input  wire logic [CTRL_ADDR_W-1:0]  s_axi_control_araddr,
+  input  wire logic [m3vit_ctrl_pkg::CTRL_ADDR_W-1:0]  s_axi_control_araddr,
   input  wire logic                    s_axi_control_arvalid,
   output logic                         s_axi_control_arready,
   output logic [31:0]                  s_axi_control_rdata,
   output logic [1:0]                   s_axi_control_rresp,
   output logic                         s_axi_control_rvalid,
   input  wire logic                    s_axi_control_rready,
-  `M3VIT_AXI_MASTER(gmem_w0, AXI_DATA_W),
-  `M3VIT_AXI_MASTER(gmem_w1, AXI_DATA_W),
-  `M3VIT_AXI_MASTER(gmem_w2, AXI_DATA_W),
-  `M3VIT_AXI_MASTER(gmem_a, AXI_DATA_W),
-  `M3VIT_AXI_MASTER(gmem_s, AXI_DATA_W)
+  `M3VIT_AXI_MASTER(gmem_w0, m3vit_ctrl_pkg::AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_w1, m3vit_ctrl_pkg::AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_w2, m3vit_ctrl_pkg::AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_a, m3vit_ctrl_pkg::AXI_DATA_W),
+  `M3VIT_AXI_MASTER(gmem_s, m3vit_ctrl_pkg::AXI_DATA_W)
 );
   localparam int IMG_VALUES = IMG_C * IMG_H * IMG_W;
   localparam int NP = (IMG_H / PATCH) * (IMG_W / PATCH);  // patches
   localparam int NT = NP + 1;                             // tokens
   localparam bit EMBED = 1'b1;  // patch embedding and layers (both modes); 0 elaborates the control plane alone
-  localparam int BEAT_BYTES = AXI_DATA_W / 8;
-  localparam int HDR_BEATS = (PROGRAM_HEADER_WORDS * 4 + BEAT_BYTES - 1) / BEAT_BYTES;
+  localparam int BEAT_BYTES = m3vit_ctrl_pkg::AXI_DATA_W / 8;
+  localparam int HDR_BEATS = (m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS * 4 + BEAT_BYTES - 1) / BEAT_BYTES;
   localparam int WORDS_PER_BEAT = BEAT_BYTES / 4;
   localparam int FRAME_BYTES = IMG_VALUES * IMG_BYTES;
   localparam int IMG_PER_RD = BEAT_BYTES / IMG_BYTES;         // image values per read beat
-  localparam int DUMP_PER_WR = BEAT_BYTES / DUMP_BYTES;       // dumped values per write beat
+  localparam int DUMP_PER_WR = BEAT_BYTES / m3vit_ctrl_pkg::DUMP_BYTES;       // dumped values per write beat
   localparam int WR_PER_RD = IMG_PER_RD / DUMP_PER_WR;        // write beats per read beat
   `M3VIT_CHECK(g_check, DEPTH >= 1 && NUM_TASKS >= 1 && (IMG_BYTES == 1 || IMG_BYTES == 2 || IMG_BYTES == 4) &&
                IMG_VALUES >= 1 && FRAME_BYTES % BEAT_BYTES == 0 && IMG_VALUES % DUMP_PER_WR == 0 &&
@@ -82,16 +80,15 @@ module m3vit_top
                ("m3vit_top: bad DEPTH=%0d NUM_TASKS=%0d IMG_VALUES=%0d IMG_BYTES=%0d", DEPTH, NUM_TASKS, IMG_VALUES,
                 IMG_BYTES))
 
-  `M3VIT_CHECK(g_check_layers, !EMBED || (m3vit_layers_pkg::L_DEPTH == DEPTH && m3vit_layers_pkg::L_D == DIM &&
-               m3vit_layers_pkg::L_NT == NT && m3vit_layers_pkg::L_RESID_BITS == RESID_BITS),
-               ("m3vit_top: m3vit_layers_pkg is for another config (depth %0d, D %0d)", m3vit_layers_pkg::L_DEPTH,
-                m3vit_layers_pkg::L_D))
+  `include "m3vit_layers_params.svh"
+  `M3VIT_CHECK(g_check_layers, !EMBED || (L_DEPTH == DEPTH && L_D == DIM && L_NT == NT && L_RESID_BITS == RESID_BITS),
+               ("m3vit_top: m3vit_layers_params.svh is for another config (depth %0d, D %0d)", L_DEPTH, L_D))
 
   wire logic rst = !ap_rst_n;
 
   // ---------------------------------------------------------------- control slave
   logic ap_start, ap_done, ap_idle, ap_ready;
-  logic [N_ARGS*64-1:0] args;
+  logic [m3vit_ctrl_pkg::N_ARGS*64-1:0] args;
   m3vit_ctrl_s_axi u_ctrl (
     .ap_clk, .ap_rst_n,
     .s_axi_control_awaddr, .s_axi_control_awvalid, .s_axi_control_awready,
@@ -101,28 +98,26 @@ module m3vit_top
     .s_axi_control_rdata, .s_axi_control_rresp, .s_axi_control_rvalid, .s_axi_control_rready,
     .interrupt, .ap_start, .ap_done, .ap_idle, .ap_ready, .args
   );
-  function automatic logic [63:0] arg(input int index);
-    return args[index*64 +: 64];
-  endfunction
+  // argument i: args[i*64 +: 64] (slices, not a function: yosys' front end takes no `return`)
 
   // ---------------------------------------------------------------- AXI masters
   logic [63:0] prog_addr, img_addr, dump_addr, emb_addr;  // the sequencer's current burst addresses
   logic [63:0] w_cmd_addr;   // gmem_w0 reader command: the program header, then each embedding tensor
   logic [31:0] w_cmd_beats;
-  `M3VIT_AXI_CONSTANTS(gmem_w0, AXI_DATA_W)
-  `M3VIT_AXI_CONSTANTS(gmem_w1, AXI_DATA_W)
-  `M3VIT_AXI_CONSTANTS(gmem_w2, AXI_DATA_W)
-  `M3VIT_AXI_CONSTANTS(gmem_a, AXI_DATA_W)
-  `M3VIT_AXI_CONSTANTS(gmem_s, AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_w0, m3vit_ctrl_pkg::AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_w1, m3vit_ctrl_pkg::AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_w2, m3vit_ctrl_pkg::AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_a, m3vit_ctrl_pkg::AXI_DATA_W)
+  `M3VIT_AXI_CONSTANTS(gmem_s, m3vit_ctrl_pkg::AXI_DATA_W)
   `M3VIT_AXI_NO_WRITE(gmem_w0)  // read only (weights, program)
   `M3VIT_AXI_NO_WRITE(gmem_w1)
   `M3VIT_AXI_NO_WRITE(gmem_w2)
-  `M3VIT_AXI_NO_READ(gmem_w2, AXI_DATA_W)  // weight port 2: idle (the layers read their weights over gmem_w1)
+  `M3VIT_AXI_NO_READ(gmem_w2, m3vit_ctrl_pkg::AXI_DATA_W)  // weight port 2: idle (the layers read their weights over gmem_w1)
 
   logic                  prog_cmd_valid, prog_cmd_ready, prog_busy, prog_err;
-  logic [AXI_DATA_W-1:0] prog_tdata;
+  logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] prog_tdata;
   logic                  prog_tvalid, prog_tlast;
-  axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_prog_rd (
+  axi_burst_reader #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_prog_rd (
     .ap_clk, .ap_rst_n,
     .cmd_valid(prog_cmd_valid), .cmd_ready(prog_cmd_ready), .cmd_addr(w_cmd_addr), .cmd_beats(w_cmd_beats),
     .busy(prog_busy), .resp_error(prog_err),
@@ -133,9 +128,9 @@ module m3vit_top
   );
 
   logic                  img_cmd_valid, img_cmd_ready, img_busy, img_err;
-  logic [AXI_DATA_W-1:0] img_tdata;
+  logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] img_tdata;
   logic                  img_tvalid, img_tready, img_tlast;
-  axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_img_rd (
+  axi_burst_reader #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_img_rd (
     .ap_clk, .ap_rst_n,
     .cmd_valid(img_cmd_valid), .cmd_ready(img_cmd_ready), .cmd_addr(img_addr), .cmd_beats(32'(FRAME_BYTES / BEAT_BYTES)),
     .busy(img_busy), .resp_error(img_err),
@@ -150,8 +145,8 @@ module m3vit_top
   logic                  dw_awvalid, dw_wvalid, dw_wlast, dw_bready, lw_awvalid, lw_wvalid, lw_wlast, lw_bready;
   logic [63:0]           dw_awaddr, lw_awaddr;
   logic [7:0]            dw_awlen, lw_awlen;
-  logic [AXI_DATA_W-1:0] dw_wdata, lw_wdata;
-  logic [AXI_DATA_W/8-1:0] dw_wstrb, lw_wstrb;
+  logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] dw_wdata, lw_wdata;
+  logic [m3vit_ctrl_pkg::AXI_DATA_W/8-1:0] dw_wstrb, lw_wstrb;
   assign m_axi_gmem_s_awvalid = in_layers ? lw_awvalid : dw_awvalid;
   assign m_axi_gmem_s_awaddr = in_layers ? lw_awaddr : dw_awaddr;
   assign m_axi_gmem_s_awlen = in_layers ? lw_awlen : dw_awlen;
@@ -161,9 +156,9 @@ module m3vit_top
   assign m_axi_gmem_s_wlast = in_layers ? lw_wlast : dw_wlast;
   assign m_axi_gmem_s_bready = in_layers ? lw_bready : dw_bready;
   logic                  dump_cmd_valid, dump_cmd_ready, dump_busy, dump_err, dump_tready;
-  logic [AXI_DATA_W-1:0] conv_tdata, emb_tdata;
+  logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] conv_tdata, emb_tdata;
   logic                  conv_valid, emb_tvalid, emb_tready, emb_tlast, emb_busy, in_emb, dump_embed_q, dump_image_q;
-  axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_dump_wr (
+  axi_burst_writer #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_dump_wr (
     .ap_clk, .ap_rst_n,
     .cmd_valid(dump_cmd_valid), .cmd_ready(dump_cmd_ready), .cmd_addr(in_emb ? emb_addr : dump_addr),
     .cmd_beats(in_emb ? 32'(NT * DIM / DUMP_PER_WR) : 32'(IMG_VALUES / DUMP_PER_WR)), .busy(dump_busy),
@@ -180,7 +175,7 @@ module m3vit_top
   // ---------------------------------------------------------------- image → int32 dump width conversion
   // A read beat holds IMG_PER_RD values; it leaves as WR_PER_RD write beats of DUMP_PER_WR sign-extended int32.
   // The next read beat loads in the cycle the last write beat of the current one leaves: one write beat a cycle.
-  logic [AXI_DATA_W-1:0]        conv_buf;
+  logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0]        conv_buf;
   logic                         conv_full;
   logic [$clog2(WR_PER_RD+1)-1:0] conv_part;
   wire logic dump_hs = conv_valid && dump_tready && !in_emb;
@@ -220,7 +215,7 @@ module m3vit_top
       .ap_clk, .ap_rst_n,
       .ld_clear, .ld_valid(state == S_LD && prog_tvalid), .ld_sel, .ld_data(prog_tdata),
       .img_clear, .img_valid(img_tvalid && img_tready), .img_data(img_tdata),
-      .start(emb_start), .shift(hdr[H_PATCH_SHIFT]), .per_row, .busy(emb_busy),
+      .start(emb_start), .shift(hdr[m3vit_ctrl_pkg::H_PATCH_SHIFT]), .per_row, .busy(emb_busy),
       .m_axis_tdata(emb_tdata), .m_axis_tvalid(emb_tvalid), .m_axis_tready(emb_tready), .m_axis_tlast(emb_tlast)
     );
   end else begin : g_no_embed  // W16/A16: the 16-bit MAC array is still to come (rtl/README.md)
@@ -237,31 +232,31 @@ module m3vit_top
   typedef enum logic [3:0] {S_IDLE, S_HDR_CMD, S_HDR, S_CHECK, S_LD_CMD, S_LD, S_FRAME, S_IMG_CMD, S_IMG, S_EMB_CMD,
                             S_EMB, S_LAYERS, S_DONE, S_RSH_CMD, S_RSH} state_t;
   state_t state;
-  logic [31:0] hdr [PROGRAM_HEADER_WORDS];
+  logic [31:0] hdr [m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS];
   logic [$clog2(HDR_BEATS+1)-1:0] hdr_beat;
   logic [63:0] scratch_base, weights_base, tokens_base, prog_base;
   logic [31:0] task_id, num_frames, frame;
   logic        program_error, axi_error;  // sticky until the next start; visible to a testbench / ILA
   logic        img_cmd_sent, dump_cmd_sent;
 
-  wire logic dumping = hdr[H_DUMP] != 0 && frame < hdr[H_DUMP_FRAMES];
+  wire logic dumping = hdr[m3vit_ctrl_pkg::H_DUMP] != 0 && frame < hdr[m3vit_ctrl_pkg::H_DUMP_FRAMES];
   // per-row weight scales (program version 3): every linear requantizes with its pack's per-output-channel shifts.
-  // A build for a mixed-width mode (w16a16e8: 8-bit expert tiles, m3vit_layers_pkg::L_MIXED) runs that mode's
-  // programs (version 4, per-row with the same table) and no other; every other build refuses version 4.
-  wire logic per_row = hdr[H_VERSION] == PROGRAM_VERSION_PER_ROW ||
-                       (m3vit_layers_pkg::L_MIXED != 0 && hdr[H_VERSION] == PROGRAM_VERSION_MIXED);
-  wire logic version_ok = m3vit_layers_pkg::L_MIXED != 0 ? hdr[H_VERSION] == PROGRAM_VERSION_MIXED
-                                                         : hdr[H_VERSION] == PROGRAM_VERSION || per_row;
-  wire logic dump_image = dumping && hdr[H_D_IMAGE] != NO_DUMP;
-  wire logic dump_embed = dumping && hdr[H_D_EMBED] != NO_DUMP;
+  // A build for a mixed-width mode (w16a16e8: 8-bit expert tiles, L_MIXED) runs that mode's programs (version 4,
+  // per-row with the same table) and no other; every other build refuses version 4.
+  wire logic per_row = hdr[m3vit_ctrl_pkg::H_VERSION] == m3vit_ctrl_pkg::PROGRAM_VERSION_PER_ROW ||
+                       (L_MIXED != 0 && hdr[m3vit_ctrl_pkg::H_VERSION] == m3vit_ctrl_pkg::PROGRAM_VERSION_MIXED);
+  wire logic version_ok = L_MIXED != 0 ? hdr[m3vit_ctrl_pkg::H_VERSION] == m3vit_ctrl_pkg::PROGRAM_VERSION_MIXED
+                                       : hdr[m3vit_ctrl_pkg::H_VERSION] == m3vit_ctrl_pkg::PROGRAM_VERSION || per_row;
+  wire logic dump_image = dumping && hdr[m3vit_ctrl_pkg::H_D_IMAGE] != m3vit_ctrl_pkg::NO_DUMP;
+  wire logic dump_embed = dumping && hdr[m3vit_ctrl_pkg::H_D_EMBED] != m3vit_ctrl_pkg::NO_DUMP;
   // ---------------------------------------------------------------- transformer layers (W8/A8)
   logic lay_start, lay_busy, lay_err;
   if (EMBED) begin : g_layers
     logic        lw_cmd_valid, lw_cmd_ready, lw_busy, lw_err, lw_tvalid, lw_tlast, lw_tready;
     logic [63:0] lw_cmd_addr;
     logic [31:0] lw_cmd_beats;
-    logic [AXI_DATA_W-1:0] lw_tdata;
-    axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_w_rd (  // weights + layer descriptors
+    logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] lw_tdata;
+    axi_burst_reader #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_w_rd (  // weights + layer descriptors
       .ap_clk, .ap_rst_n,
       .cmd_valid(lw_cmd_valid), .cmd_ready(lw_cmd_ready), .cmd_addr(lw_cmd_addr), .cmd_beats(lw_cmd_beats),
       .busy(lw_busy), .resp_error(lw_err),
@@ -273,8 +268,8 @@ module m3vit_top
     logic        ls_cmd_valid, ls_cmd_ready, ls_busy, ls_err, ls_tvalid, ls_tlast, ls_tready;
     logic [63:0] ls_cmd_addr;
     logic [31:0] ls_cmd_beats;
-    logic [AXI_DATA_W-1:0] ls_tdata;
-    axi_burst_reader #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_rd (  // activations from scratch
+    logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] ls_tdata;
+    axi_burst_reader #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_rd (  // activations from scratch
       .ap_clk, .ap_rst_n,
       .cmd_valid(ls_cmd_valid), .cmd_ready(ls_cmd_ready), .cmd_addr(ls_cmd_addr), .cmd_beats(ls_cmd_beats),
       .busy(ls_busy), .resp_error(ls_err),
@@ -287,8 +282,8 @@ module m3vit_top
     logic        tw_ready, tw_busy, tw_err, tw_tready;
     logic [63:0] so_cmd_addr;
     logic [31:0] so_cmd_beats;
-    logic [AXI_DATA_W-1:0] so_tdata;
-    axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_wr (  // activations to scratch
+    logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] so_tdata;
+    axi_burst_writer #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_wr (  // activations to scratch
       .ap_clk, .ap_rst_n,
       .cmd_valid(so_cmd_valid && !so_tok), .cmd_ready(sw_ready), .cmd_addr(so_cmd_addr), .cmd_beats(so_cmd_beats),
       .busy(sw_busy), .resp_error(sw_err),
@@ -298,7 +293,7 @@ module m3vit_top
       .wdata(lw_wdata), .wstrb(lw_wstrb), .wlast(lw_wlast),
       .bvalid(m_axi_gmem_s_bvalid && in_layers), .bready(lw_bready), .bresp(m_axi_gmem_s_bresp)
     );
-    axi_burst_writer #(.DATA_W(AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_tok_wr (  // output tokens
+    axi_burst_writer #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_tok_wr (  // output tokens
       .ap_clk, .ap_rst_n,
       .cmd_valid(so_cmd_valid && so_tok), .cmd_ready(tw_ready), .cmd_addr(so_cmd_addr), .cmd_beats(so_cmd_beats),
       .busy(tw_busy), .resp_error(tw_err),
@@ -315,7 +310,7 @@ module m3vit_top
     wire logic unused_dbg = ^{lay_step, lay_layer};
     m3vit_layers u_layers (
       .ap_clk, .ap_rst_n, .start(lay_start), .busy(lay_busy),
-      .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .embed_off(hdr[H_D_EMBED]), .task_id,
+      .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .embed_off(hdr[m3vit_ctrl_pkg::H_D_EMBED]), .task_id,
       .frame, .per_row,
       .w_cmd_valid(lw_cmd_valid), .w_cmd_ready(lw_cmd_ready), .w_cmd_addr(lw_cmd_addr), .w_cmd_beats(lw_cmd_beats),
       .w_tdata(lw_tdata), .w_tvalid(lw_tvalid), .w_tlast(lw_tlast), .w_tready(lw_tready),
@@ -331,8 +326,8 @@ module m3vit_top
     assign lay_err = 1'b0;
     assign lw_awvalid = 1'b0; assign lw_awaddr = '0; assign lw_awlen = '0; assign lw_wvalid = 1'b0;
     assign lw_wdata = '0; assign lw_wstrb = '0; assign lw_wlast = 1'b0; assign lw_bready = 1'b1;
-    `M3VIT_AXI_NO_READ(gmem_w1, AXI_DATA_W)
-    `M3VIT_AXI_NO_READ(gmem_s, AXI_DATA_W)
+    `M3VIT_AXI_NO_READ(gmem_w1, m3vit_ctrl_pkg::AXI_DATA_W)
+    `M3VIT_AXI_NO_READ(gmem_s, m3vit_ctrl_pkg::AXI_DATA_W)
     `M3VIT_AXI_NO_WRITE(gmem_a)
     wire logic unused_lay = ^{lay_start, tokens_base, prog_base};
   end
@@ -356,14 +351,14 @@ module m3vit_top
     w_cmd_addr = prog_addr;
     w_cmd_beats = 32'(HDR_BEATS);
     if (state == S_RSH_CMD) begin
-      w_cmd_addr = (prog_addr + 64'(32'((PROGRAM_HEADER_WORDS + DEPTH * PROGRAM_LAYER_WORDS + RSH_PATCH_RS) * 4))) & ~64'hF;
+      w_cmd_addr = (prog_addr + 64'(32'((m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS + DEPTH * m3vit_ctrl_pkg::PROGRAM_LAYER_WORDS + m3vit_ctrl_pkg::RSH_PATCH_RS) * 4))) & ~64'hF;
       w_cmd_beats = 32'd1;
     end else if (state == S_LD_CMD) begin
       case (ld_sel)
-        3'd0: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH * W_BYTES); end
-        3'd1: begin w_cmd_addr = weights_base + 64'(hdr[H_PATCH_B]); w_cmd_beats = 32'(DIM * BIAS_BYTES / 16); end
-        3'd2: begin w_cmd_addr = weights_base + 64'(hdr[H_POS]); w_cmd_beats = 32'(NP * DIM * BIAS_BYTES / 16); end
-        3'd3: begin w_cmd_addr = weights_base + 64'(hdr[H_CLS]); w_cmd_beats = 32'(DIM * RESID_BYTES / 16); end
+        3'd0: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_PATCH_W]); w_cmd_beats = 32'(DIM * IMG_C * PATCH * W_BYTES); end
+        3'd1: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_PATCH_B]); w_cmd_beats = 32'(DIM * BIAS_BYTES / 16); end
+        3'd2: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_POS]); w_cmd_beats = 32'(NP * DIM * BIAS_BYTES / 16); end
+        3'd3: begin w_cmd_addr = weights_base + 64'(hdr[m3vit_ctrl_pkg::H_CLS]); w_cmd_beats = 32'(DIM * RESID_BYTES / 16); end
         default: begin w_cmd_addr = weights_base + 64'(patch_rs); w_cmd_beats = 32'(DIM / 16); end
       endcase
     end
@@ -392,20 +387,20 @@ module m3vit_top
       dump_cmd_sent <= 1'b0;
       dump_image_q <= 1'b0;
       dump_embed_q <= 1'b0;
-      for (int i = 0; i < PROGRAM_HEADER_WORDS; i++) hdr[i] <= '0;
+      for (int i = 0; i < m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS; i++) hdr[i] <= '0;
     end else begin
       if (prog_err || img_err || dump_err || lay_err) axi_error <= 1'b1;
       case (state)
         S_IDLE: if (ap_start) begin
           // arguments are taken at start: the host may rewrite them (e.g. the next task) during a run
-          prog_addr <= arg(ARG_PROGRAM);
-          weights_base <= arg(ARG_WEIGHTS);
-          img_addr <= arg(ARG_IMAGES);
-          scratch_base <= arg(ARG_SCRATCH);
-          tokens_base <= arg(ARG_TOKENS);
-          prog_base <= arg(ARG_PROGRAM);
-          task_id <= arg(ARG_TASK)[31:0];
-          num_frames <= arg(ARG_NUM_FRAMES)[31:0];
+          prog_addr <= args[m3vit_ctrl_pkg::ARG_PROGRAM*64 +: 64];
+          weights_base <= args[m3vit_ctrl_pkg::ARG_WEIGHTS*64 +: 64];
+          img_addr <= args[m3vit_ctrl_pkg::ARG_IMAGES*64 +: 64];
+          scratch_base <= args[m3vit_ctrl_pkg::ARG_SCRATCH*64 +: 64];
+          tokens_base <= args[m3vit_ctrl_pkg::ARG_TOKENS*64 +: 64];
+          prog_base <= args[m3vit_ctrl_pkg::ARG_PROGRAM*64 +: 64];
+          task_id <= args[m3vit_ctrl_pkg::ARG_TASK*64 +: 32];
+          num_frames <= args[m3vit_ctrl_pkg::ARG_NUM_FRAMES*64 +: 32];
           program_error <= 1'b0;
           axi_error <= 1'b0;
           state <= S_HDR_CMD;
@@ -416,7 +411,7 @@ module m3vit_top
         end
         S_HDR: if (prog_tvalid) begin
           for (int j = 0; j < WORDS_PER_BEAT; j++)
-            if (32'(hdr_beat) * WORDS_PER_BEAT + j < PROGRAM_HEADER_WORDS)
+            if (32'(hdr_beat) * WORDS_PER_BEAT + j < m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS)
               hdr[32'(hdr_beat) * WORDS_PER_BEAT + j] <= prog_tdata[32*j +: 32];
           hdr_beat <= hdr_beat + 1'b1;
           if (prog_tlast) state <= S_CHECK;
@@ -424,12 +419,12 @@ module m3vit_top
         S_CHECK: begin
           frame <= '0;
           ld_sel <= '0;
-          dump_addr <= scratch_base + 64'(hdr[H_D_IMAGE]);
-          emb_addr <= scratch_base + 64'(hdr[H_D_EMBED]);
-          if (hdr[H_MAGIC] != PROGRAM_MAGIC || !version_ok ||
-              hdr[H_DEPTH] != 32'(DEPTH) ||
-              hdr[H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
-              (EMBED && (hdr[H_DUMP] == 0 || num_frames > hdr[H_DUMP_FRAMES] || hdr[H_D_EMBED] == NO_DUMP))) begin
+          dump_addr <= scratch_base + 64'(hdr[m3vit_ctrl_pkg::H_D_IMAGE]);
+          emb_addr <= scratch_base + 64'(hdr[m3vit_ctrl_pkg::H_D_EMBED]);
+          if (hdr[m3vit_ctrl_pkg::H_MAGIC] != m3vit_ctrl_pkg::PROGRAM_MAGIC || !version_ok ||
+              hdr[m3vit_ctrl_pkg::H_DEPTH] != 32'(DEPTH) ||
+              hdr[m3vit_ctrl_pkg::H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
+              (EMBED && (hdr[m3vit_ctrl_pkg::H_DUMP] == 0 || num_frames > hdr[m3vit_ctrl_pkg::H_DUMP_FRAMES] || hdr[m3vit_ctrl_pkg::H_D_EMBED] == m3vit_ctrl_pkg::NO_DUMP))) begin
             // the layers keep their activations in the scratch dumps: a W8/A8 run needs a dump program for
             // every frame it runs (m3vit.hw.program.build_program(pack, frames, dump=True))
             program_error <= 1'b1;
@@ -445,7 +440,7 @@ module m3vit_top
         end
         S_RSH_CMD: if (prog_cmd_ready) state <= S_RSH;
         S_RSH: if (prog_tvalid) begin  // one beat: the patch_rs word
-          patch_rs <= prog_tdata[32 * ((PROGRAM_HEADER_WORDS + DEPTH * PROGRAM_LAYER_WORDS + RSH_PATCH_RS) % 4) +: 32];
+          patch_rs <= prog_tdata[32 * ((m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS + DEPTH * m3vit_ctrl_pkg::PROGRAM_LAYER_WORDS + m3vit_ctrl_pkg::RSH_PATCH_RS) % 4) +: 32];
           if (prog_tlast) state <= S_LD_CMD;
         end
         S_FRAME: begin
@@ -460,8 +455,8 @@ module m3vit_top
           end else begin
             frame <= frame + 32'd1;
             img_addr <= img_addr + 64'(FRAME_BYTES);
-            dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
-            emb_addr <= emb_addr + 64'(NT * DIM * DUMP_BYTES);
+            dump_addr <= dump_addr + 64'(IMG_VALUES * m3vit_ctrl_pkg::DUMP_BYTES);
+            emb_addr <= emb_addr + 64'(NT * DIM * m3vit_ctrl_pkg::DUMP_BYTES);
           end
         end
         S_IMG_CMD: begin
@@ -475,8 +470,8 @@ module m3vit_top
           end else begin
             frame <= frame + 32'd1;
             img_addr <= img_addr + 64'(FRAME_BYTES);
-            dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
-            emb_addr <= emb_addr + 64'(NT * DIM * DUMP_BYTES);
+            dump_addr <= dump_addr + 64'(IMG_VALUES * m3vit_ctrl_pkg::DUMP_BYTES);
+            emb_addr <= emb_addr + 64'(NT * DIM * m3vit_ctrl_pkg::DUMP_BYTES);
             state <= S_FRAME;
           end
         end
@@ -485,8 +480,8 @@ module m3vit_top
         S_LAYERS: if (!lay_busy) begin
           frame <= frame + 32'd1;
           img_addr <= img_addr + 64'(FRAME_BYTES);
-          dump_addr <= dump_addr + 64'(IMG_VALUES * DUMP_BYTES);
-          emb_addr <= emb_addr + 64'(NT * DIM * DUMP_BYTES);
+          dump_addr <= dump_addr + 64'(IMG_VALUES * m3vit_ctrl_pkg::DUMP_BYTES);
+          emb_addr <= emb_addr + 64'(NT * DIM * m3vit_ctrl_pkg::DUMP_BYTES);
           state <= S_FRAME;
         end
         S_DONE: state <= S_IDLE;
@@ -496,6 +491,6 @@ module m3vit_top
   end
   // no status register in the Vitis map: these are for testbenches and an ILA
   wire logic unused_status = program_error ^ axi_error;
-  wire logic unused_args = ^{arg(ARG_WEIGHTS1), arg(ARG_WEIGHTS2), arg(ARG_TASK)[63:32], arg(ARG_NUM_FRAMES)[63:32], prog_busy};
+  wire logic unused_args = ^{args[m3vit_ctrl_pkg::ARG_WEIGHTS1*64 +: 64], args[m3vit_ctrl_pkg::ARG_WEIGHTS2*64 +: 64], args[m3vit_ctrl_pkg::ARG_TASK*64+32 +: 32], args[m3vit_ctrl_pkg::ARG_NUM_FRAMES*64+32 +: 32], prog_busy};
 endmodule
 `default_nettype wire

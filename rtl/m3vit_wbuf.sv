@@ -1,6 +1,5 @@
 `default_nettype none
 `include "m3vit_check.svh"
-`include "m3vit_layers_pkg.svh"
 // Weight path of the layers engine (m3vit_layers): a prefetcher that walks the layer program ahead of the executor
 // and bursts each weighted op's parameters over the weight port into one of two banks (ping-pong), so an op finds
 // its weights on chip whenever the prefetch finished while the previous op computed.
@@ -20,16 +19,13 @@
 // while the next tile fills the other: one beat a cycle. A mixed-width build (w16a16e8: L_EW_BYTES = 1 beside
 // L_W_BYTES = 2) reads the expert matrices (E1, E2) as 8-bit tiles — 16 beats, row r in beat r — and sign-extends
 // each weight into its 16-bit lane: the MACs and everything after them are the W16/A16 build's.
-module m3vit_wbuf
-  import m3vit_layers_pkg::*;
-#(
-  // derived from the layers package: do not override
-  parameter int HMAX  = (L_MLP > L_EH) ? L_MLP : L_EH,
-  parameter int NMAX  = (HMAX > L_D) ? HMAX : L_D,                       // widest linear output
-  parameter int NP_D  = (L_D / 16 + LIN_TILES - 1) / LIN_TILES,          // passes of a D-wide output
-  parameter int NP_H  = ((HMAX + 15) / 16 + LIN_TILES - 1) / LIN_TILES,  // passes of a hidden-wide output
-  parameter int WTL_N = (NP_H * L_D > NP_D * HMAX) ? NP_H * L_D : NP_D * HMAX,  // weight words per lane and bank
-  parameter int BAL_N = ((NMAX + 15) / 16 + LIN_TILES - 1) / LIN_TILES   // bias / aux words per lane and bank
+module m3vit_wbuf #(
+  // port widths: m3vit_layers passes its m3vit_layers_params.svh values (checked against the include below)
+  parameter int P_LAYER_WORDS = 1,
+  parameter int P_E           = 2,
+  parameter int P_LT          = 1,
+  parameter int P_W_BITS      = 8,
+  parameter int P_BIAS_BYTES  = 4
 ) (
   input  wire logic        ap_clk,
   input  wire logic        ap_rst_n,
@@ -48,25 +44,34 @@ module m3vit_wbuf
   input  wire logic        w_tlast,
   output logic             w_tready,
   // the descriptor of layer desc_layer (valid once read)
-  output logic [32*L_LAYER_WORDS-1:0] desc,
+  output logic [32*P_LAYER_WORDS-1:0] desc,
   output logic [7:0]       desc_layer,
   output logic             desc_valid,
   // the executor's routing of MoE layer rt_layer: experts named so far (in drain order), route finished
   input  wire logic [7:0]  rt_layer,
   input  wire logic        rt_done,
   input  wire logic [7:0]  rt_known,
-  input  wire logic [8*L_E-1:0] rt_experts,
+  input  wire logic [8*P_E-1:0] rt_experts,
   // consumer (executor): its bank is full, what it holds; release when the op is done
   output logic             x_ready,
   output logic             x_rs,          // the bank's aux vector is per-row shifts
   output logic [4:0]       x_step,        // the op it was loaded for (a check)
   input  wire logic        x_release,
   input  wire logic [31:0] wt_addr,       // read: word of every lane (next cycle on wt_q)
-  output logic [LIN_TILES*16*L_W_BITS-1:0] wt_q,
+  output logic [P_LT*16*P_W_BITS-1:0] wt_q,
   input  wire logic [31:0] ba_addr,       // read: bias / aux word of every lane (next cycle)
-  output logic [LIN_TILES*16*8*L_BIAS_BYTES-1:0] bias_q,
-  output logic [LIN_TILES*16*L_W_BITS-1:0] aux_q
+  output logic [P_LT*16*8*P_BIAS_BYTES-1:0] bias_q,
+  output logic [P_LT*16*P_W_BITS-1:0] aux_q
 );
+  `include "m3vit_layers_params.svh"
+  `M3VIT_CHECK(g_check_pw, P_LAYER_WORDS == L_LAYER_WORDS && P_E == L_E && P_LT == LIN_TILES && P_W_BITS == L_W_BITS
+               && P_BIAS_BYTES == L_BIAS_BYTES, ("m3vit_wbuf: port-width parameters differ from m3vit_layers_params"))
+  localparam int HMAX  = (L_MLP > L_EH) ? L_MLP : L_EH;
+  localparam int NMAX  = (HMAX > L_D) ? HMAX : L_D;                       // widest linear output
+  localparam int NP_D  = (L_D / 16 + LIN_TILES - 1) / LIN_TILES;          // passes of a D-wide output
+  localparam int NP_H  = ((HMAX + 15) / 16 + LIN_TILES - 1) / LIN_TILES;  // passes of a hidden-wide output
+  localparam int WTL_N = (NP_H * L_D > NP_D * HMAX) ? NP_H * L_D : NP_D * HMAX;  // weight words per lane and bank
+  localparam int BAL_N = ((NMAX + 15) / 16 + LIN_TILES - 1) / LIN_TILES;  // bias / aux words per lane and bank
   localparam int D = L_D, E = L_E, LT = LIN_TILES, WBITS = L_W_BITS, WBY = L_W_BYTES, BBY = L_BIAS_BYTES;
   localparam int EWBY = L_EW_BYTES;                  // the expert matrices' container (EWBY < WBY: mixed width)
   localparam int BW = 8 * BBY;                       // a bias as stored (its container)

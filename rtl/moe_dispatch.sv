@@ -13,7 +13,7 @@ module moe_dispatch #(
   parameter int K          = 2,    // experts chosen per token
   parameter int T          = 2,    // tasks (router logit sets per beat)
   parameter int L_W        = 16,   // signed logit width
-  parameter int L_FRAC     = 11,   // logit fractional bits (base-2 logits)
+  parameter int MAX_L_FRAC = 31,   // largest l_frac supported
   parameter int MAX_TOKENS = 256,  // most tokens in one batch (queue depth per expert)
   // derived port widths (leave at their defaults)
   parameter int TASK_W = (T > 1) ? $clog2(T) : 1,     // task register
@@ -30,6 +30,8 @@ module moe_dispatch #(
   output logic                               ap_ready,
   // task register (sampled at ap_start)
   input  wire logic [TASK_W-1:0]             task_id,
+  // logit fractional bits (base-2 logits), held steady while a batch is in the unit
+  input  wire logic [5:0]                    l_frac,
   // router logits: per token TDATA = {task T-1: l[E-1] .. l[0], ..., task 0: l[E-1] .. l[0]}; TLAST = batch end
   input  wire logic [T*E*L_W-1:0]            s_axis_tdata,
   input  wire logic                          s_axis_tvalid,
@@ -53,7 +55,10 @@ module moe_dispatch #(
 );
   `include "m3vit_consts.svh"
   `M3VIT_CHECK(g_check, E >= 2 && E <= 64 && K >= 1 && K <= E && T >= 1 && L_W >= 2 && L_W <= 32
-               && MAX_TOKENS >= 2, ("moe_dispatch: bad parameters E=%0d K=%0d T=%0d", E, K, T))
+               && MAX_TOKENS >= 2 && MAX_L_FRAC >= 0 && MAX_L_FRAC < 64,
+               ("moe_dispatch: bad parameters E=%0d K=%0d T=%0d", E, K, T))
+  `M3VIT_RT_CHECK(ap_clk, !s_axis_tvalid || 32'(l_frac) <= MAX_L_FRAC,
+                  ("moe_dispatch: l_frac=%0d above MAX_L_FRAC=%0d", l_frac, MAX_L_FRAC))
 
   `M3VIT_CHECK(g_check_w, TASK_W == ((T > 1) ? $clog2(T) : 1) && E_W == ((E > 1) ? $clog2(E) : 1)
                && TOK_W == $clog2(MAX_TOKENS) && CNT_W == $clog2(MAX_TOKENS + 1),
@@ -113,7 +118,7 @@ module moe_dispatch #(
     wire logic bigger = a > m;
     wire logic signed [L_W:0] d = bigger ? ((L_W+1)'(m) - (L_W+1)'(a)) : ((L_W+1)'(a) - (L_W+1)'(m));
     logic [15:0] e;
-    exp2_neg #(.D_W(L_W + 1), .D_FRAC(L_FRAC)) u_exp (.d(d), .value(e));
+    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (.d(d), .d_frac(l_frac), .value(e));
     wire logic [SUM_W+16:0] scaled = (SUM_W + 17)'(s_w[j-1]) * (SUM_W + 17)'(e)
                                      + (SUM_W + 17)'(1 << (EXP_OUT_FRAC - 1));
     logic [L_W-1:0]    m_r;
@@ -154,7 +159,7 @@ module moe_dispatch #(
   for (genvar e = 0; e < E; e++) begin : g_gate
     wire logic signed [L_W:0] d = (L_W+1)'($signed(dl[e*L_W +: L_W])) - (L_W+1)'(dm);
     logic [15:0] p;
-    exp2_neg #(.D_W(L_W + 1), .D_FRAC(L_FRAC)) u_exp (.d(d), .value(p));
+    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (.d(d), .d_frac(l_frac), .value(p));
     localparam int GSH = EXP_OUT_FRAC + INV_FRAC - GATE_FRAC;
     wire logic [32:0] prod = 33'(p) * 33'(inv) + 33'(1 << (GSH - 1));
     always_ff @(posedge ap_clk) wgate[e*16 +: 16] <= 16'(prod >> GSH);

@@ -145,10 +145,10 @@ module patch_embed #(
   assign m_axis_tvalid = st == E_OUT;
   assign m_axis_tlast = out_beat == 32'(OUT_BEATS - 1);
   always_comb begin
-    for (int j = 0; j < 4; j++) begin
-      automatic int v = int'(out_beat) * 4 + j;  // value index, token-major
-      m_axis_tdata[32*j +: 32] = v < DIM ? 32'(cls[v]) : 32'(emb[v - DIM]);
-    end
+    // value index out_beat · 4 + j, token-major: the cls row first (no block-local variable: yosys takes none)
+    for (int j = 0; j < 4; j++)
+      m_axis_tdata[32*j +: 32] = (out_beat * 4 + 32'(j) < 32'(DIM)) ? 32'(cls[out_beat * 4 + 32'(j)])
+                                                                    : 32'(emb[out_beat * 4 + 32'(j) - 32'(DIM)]);
   end
 
   always_ff @(posedge ap_clk) begin

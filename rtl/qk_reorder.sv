@@ -5,17 +5,21 @@
 // against that key, in ascending key order (the order the single-pass softmax needs). The next P query rows load
 // into a second bank one Q word per cycle, rotating over its P slots while the current pass runs, so the engine
 // reads one K word and at most one Q word per cycle whatever P is (K is re-streamed once per group of P queries).
-// Scores are requantized (round half up, saturate) into the `scores` format.
+// Scores are requantized (round half up, saturate) into the `scores` format by the run-time `shift`
+// (hwconst.qk_constants: frac(q) + frac(k) - frac(scores)), held steady while a pass is in the engine.
 module qk_reorder #(
   parameter int P      = 4,    // query rows in flight
   parameter int HD     = 32,   // head dimension (elements per Q / K word)
   parameter int A_W    = 8,    // signed q / k element width
-  parameter int SHIFT  = 0,    // frac(q) + frac(k) - frac(scores)
-  parameter int OUT_W  = 16    // signed score width
+  parameter int OUT_W  = 16,   // signed score width
+  parameter int MIN_SHIFT = -16,  // range of `shift` supported
+  parameter int MAX_SHIFT = 31
 ) (
   // clock and reset
   input  wire logic                 ap_clk,
   input  wire logic                 ap_rst_n,
+  // format: frac(q) + frac(k) - frac(scores)
+  input  wire logic signed [7:0]    shift,
   // query rows, one per beat, in groups of P (pad the last group)
   input  wire logic [HD*A_W-1:0]    s_axis_q_tdata,
   input  wire logic                 s_axis_q_tvalid,
@@ -33,6 +37,8 @@ module qk_reorder #(
 );
   `M3VIT_CHECK(g_check, P >= 1 && HD >= 1 && A_W >= 2 && A_W <= 24 && OUT_W >= 2,
                ("qk_reorder: bad parameters P=%0d HD=%0d A_W=%0d", P, HD, A_W))
+  `M3VIT_RT_CHECK(ap_clk, !s_axis_k_tvalid || (shift >= 8'(MIN_SHIFT) && shift <= 8'(MAX_SHIFT)),
+                  ("qk_reorder: shift=%0d outside [%0d, %0d]", shift, MIN_SHIFT, MAX_SHIFT))
   localparam int DOT_W = 2 * A_W + $clog2(HD + 1);
   localparam int PW = (P > 1) ? $clog2(P) : 1;
 
@@ -87,8 +93,8 @@ module qk_reorder #(
 
   logic [P*OUT_W-1:0] scores;
   for (genvar p = 0; p < P; p++) begin : g_out
-    round_sat #(.IN_W(DOT_W), .SHIFT(SHIFT), .OUT_W(OUT_W)) u_rs (
-      .in(dot2[p*DOT_W +: DOT_W]), .out(scores[p*OUT_W +: OUT_W]));
+    round_sat #(.IN_W(DOT_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
+      .in(dot2[p*DOT_W +: DOT_W]), .shift(shift), .out(scores[p*OUT_W +: OUT_W]));
   end
 
   always_ff @(posedge ap_clk) begin

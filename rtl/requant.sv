@@ -22,7 +22,8 @@ module requant #(
   input  wire logic                     m_axis_tready,
   output logic                          m_axis_tlast
 );
-  `M3VIT_CHECK(g_check, LANES >= 1 && IN_W >= 2 && OUT_W >= 2 && OUT_W <= 62,
+  `M3VIT_CHECK(g_check, LANES >= 1 && IN_W >= 2 && OUT_W >= 2 && OUT_W <= 62
+               && SHIFT > -64 && SHIFT < 128,
                ("requant: bad LANES=%0d IN_W=%0d OUT_W=%0d", LANES, IN_W, OUT_W))
 
   wire logic rst = !ap_rst_n;
@@ -43,8 +44,8 @@ module requant #(
 
   logic [LANES*OUT_W-1:0] out_c;
   for (genvar l = 0; l < LANES; l++) begin : g_lane
-    round_sat #(.IN_W(IN_W), .SHIFT(SHIFT), .OUT_W(OUT_W)) u_rs (
-      .in(in_r[l*IN_W +: IN_W]), .out(out_c[l*OUT_W +: OUT_W]));
+    round_sat #(.IN_W(IN_W), .MIN_SHIFT(SHIFT), .MAX_SHIFT(SHIFT), .OUT_W(OUT_W)) u_rs (
+      .in(in_r[l*IN_W +: IN_W]), .shift(8'(SHIFT)), .out(out_c[l*OUT_W +: OUT_W]));
   end
 
   always_ff @(posedge ap_clk) begin

@@ -2,15 +2,18 @@
 `include "m3vit_check.svh"
 // Single-pass softmax unit (NUMERICS.md §4.2): over each row (keys in ascending order, TLAST on the last) keeps
 // the running max m and running sum s (s <- round(s·2^(m-a)) + 1 when a > m, else s <- s + 2^(a-m)) and emits
-// (m, 1/s) per row, 1/s = round(2^31 / s) with 16 fractional bits. One score per cycle.
+// (m, 1/s) per row, 1/s = round(2^31 / s) with 16 fractional bits. One score per cycle. The scores' fractional
+// bits are a run-time input (s_frac), held steady while a row is in the unit.
 module softmax_stats #(
   parameter int S_W     = 16,   // signed score width (base-2 logits)
-  parameter int S_FRAC  = 12,   // score fractional bits
+  parameter int MAX_S_FRAC = 31,  // largest s_frac supported
   parameter int MAX_ROW = 256   // longest row; sizes the running sum
 ) (
   // clock and reset
   input  wire logic               ap_clk,
   input  wire logic               ap_rst_n,
+  // score fractional bits
+  input  wire logic [5:0]         s_frac,
   // scores in, one row per TLAST-delimited packet
   input  wire logic [S_W-1:0]     s_axis_tdata,
   input  wire logic               s_axis_tvalid,
@@ -22,8 +25,11 @@ module softmax_stats #(
   input  wire logic               m_axis_tready
 );
   `include "m3vit_consts.svh"
-  `M3VIT_CHECK(g_check, S_W >= 2 && S_W <= 40 && S_FRAC >= 0 && MAX_ROW >= 1 && MAX_ROW <= 65536,
-               ("softmax_stats: bad S_W=%0d S_FRAC=%0d MAX_ROW=%0d", S_W, S_FRAC, MAX_ROW))
+  `M3VIT_CHECK(g_check, S_W >= 2 && S_W <= 40 && MAX_S_FRAC >= 0 && MAX_S_FRAC < 64 && MAX_ROW >= 1
+               && MAX_ROW <= 65536, ("softmax_stats: bad S_W=%0d MAX_S_FRAC=%0d MAX_ROW=%0d", S_W, MAX_S_FRAC,
+               MAX_ROW))
+  `M3VIT_RT_CHECK(ap_clk, !s_axis_tvalid || 32'(s_frac) <= MAX_S_FRAC,
+                  ("softmax_stats: s_frac=%0d above MAX_S_FRAC=%0d", s_frac, MAX_S_FRAC))
 
   localparam int SUM_W = EXP_OUT_FRAC + 2 + $clog2(MAX_ROW + 1);  // s <= rows · 2^15 (+ rounding)
   localparam int INV_W = INV_FRAC + 1;                               // 1/s <= 1.0
@@ -66,7 +72,7 @@ module softmax_stats #(
 
   // Stage B: 2^diff.
   logic [15:0] e;
-  exp2_neg #(.D_W(S_W + 1), .D_FRAC(S_FRAC)) u_exp (.d(b_diff), .value(e));
+  exp2_neg #(.D_W(S_W + 1), .MAX_D_FRAC(MAX_S_FRAC)) u_exp (.d(b_diff), .d_frac(s_frac), .value(e));
   logic                  c_valid, c_first, c_bigger, c_last;
   logic [15:0]           c_e;
   logic signed [S_W-1:0] c_m;

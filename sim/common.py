@@ -235,10 +235,11 @@ def tests_filter(names: Sequence[str]) -> str:
 
 def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | None = None,
              tests: Sequence[str] | None = None, top_includes: bool = False,
-             extra_includes: Sequence[Path] = (), opt: str = "-O0") -> None:
+             extra_includes: Sequence[Path] = (), opt: str = "-O0", formats: dict | None = None) -> None:
     """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` (all, or those named in
     ``tests``) against ``top``; fails when a test fails or when no test ran. The simulator process can import
-    the host runtime (``host/``) as well as the model package."""
+    the host runtime (``host/``) as well as the model package. ``formats`` are the unit's run-time formats
+    (driven on its format ports by the testbench, not built in): the TB sees them beside the parameters."""
     import pytest
     from cocotb_tools.runner import get_results, get_runner
 
@@ -246,7 +247,8 @@ def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | 
     if reason:
         pytest.fail(f"{sim}: {reason}", pytrace=False)
     build_dir = build_unit(top, parameters, sim, top_includes, extra_includes, opt)
-    env_params = {"unit": unit, "top": top, "sim": sim, "parameters": parameters, **(tb_params or {})}
+    env_params = {"unit": unit, "top": top, "sim": sim, "parameters": {**parameters, **(formats or {})},
+                  **(tb_params or {})}
     pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),
                                   str(ROOT / "host"), os.environ.get("PYTHONPATH", "")])
     test_dir = build_dir / f"run-{unit}-{os.getpid()}"
@@ -392,9 +394,25 @@ class TB:
             snk.set_pause_generator(pause_pattern(seed * 137 + 50 + i, 0.4) if backpressure == "backpressure"
                                     else None)
 
+    def format_ports(self) -> dict[str, int]:
+        """The unit's run-time format inputs (port name → value) for the formats in ``self.p``; none by default."""
+        return {}
+
+    def drive_formats(self) -> None:
+        """Put ``format_ports()`` on the DUT's format inputs (two's complement at the port's width)."""
+        for name, value in self.format_ports().items():
+            port = getattr(self.dut, name)
+            port.value = int(value) & ((1 << len(port)) - 1)
+
+    def set_formats(self, **formats: int) -> None:
+        """Change formats between rows or batches (the unit must be empty: formats are held while data flows)."""
+        self.p = {**self.p, **formats}
+        self.drive_formats()
+
     async def reset(self) -> None:
         from cocotb.triggers import ClockCycles
 
+        self.drive_formats()
         self.dut.ap_rst_n.value = 0
         await ClockCycles(self.dut.ap_clk, 5)
         self.dut.ap_rst_n.value = 1

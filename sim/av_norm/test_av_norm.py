@@ -20,11 +20,23 @@ class AvTB(TB):
     def __init__(self, dut) -> None:
         super().__init__(dut)
         p = self.p
-        self.s_w, self.s_frac, self.v_w, self.v_frac = p["S_W"], p["S_FRAC"], p["V_W"], p["V_FRAC"]
-        self.out_w, self.out_frac = p["OUT_W"], p["OUT_FRAC"]
+        self.s_w, self.v_w, self.out_w = p["S_W"], p["V_W"], p["OUT_W"]
         self.stat = self.source("s_axis_stat", self.s_w + 17)
         self.src = self.source("s_axis", self.s_w + C * self.v_w)
         self.snk = self.sink("m_axis", self.out_w)
+
+    s_frac = property(lambda self: self.p["S_FRAC"])
+    v_frac = property(lambda self: self.p["V_FRAC"])
+    out_frac = property(lambda self: self.p["OUT_FRAC"])
+
+    def format_ports(self) -> dict[str, int]:
+        """scores_frac and the final shift, as the contract derives them (hwconst.attention_constants)."""
+        reference()
+        from m3vit.quant import hwconst
+        from m3vit.quant.fixed import QFormat
+
+        c = hwconst.attention_constants(self.s_frac, self.v_frac, QFormat(self.out_w, self.out_frac))
+        return {"s_frac": c["scores_frac"], "shift": c["shift"]}
 
     def expected(self, scores: np.ndarray, v: np.ndarray) -> list[int]:
         intops = reference()
@@ -94,11 +106,29 @@ if cocotb is not None:
         record_cycles("av_norm", stream_figures(ins, outs, sum(len(s) for s, _ in rows)))
 
 
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
+    async def format_change(dut):
+        """One build, several score / V / output formats between batches of rows, each bit-exact."""
+        tb = AvTB(dut)
+        await tb.reset()
+        rng = np.random.default_rng(tb.rng.randrange(1 << 30))
+        slo, shi = -(1 << (tb.s_w - 1)), (1 << (tb.s_w - 1)) - 1
+        vlo, vhi = -(1 << (tb.v_w - 1)), (1 << (tb.v_w - 1)) - 1
+        first = (tb.s_frac, tb.v_frac, tb.out_frac)
+        for s_frac, v_frac, out_frac in (first, (0, 0, 7), (4, 9, 2), (13, 3, 10), (22, 12, 0), first):
+            tb.set_formats(S_FRAC=s_frac, V_FRAC=v_frac, OUT_FRAC=out_frac)
+            rows = [(np.array([slo, shi] * 3), rng.integers(vlo, vhi, (6, C), endpoint=True))]
+            for _ in range(3):
+                n = int(rng.integers(1, 40))
+                rows.append((rng.integers(slo // 8, shi // 8, n), rng.integers(vlo, vhi, (n, C), endpoint=True)))
+            await tb.check(rows)
+
+
 def test_av_norm(sim, vectors):
     s_bits, s_frac = vectors.fmt("l0.scores")
     v_bits, v_frac = vectors.fmt("l0.v")
     o_bits, o_frac = vectors.fmt("l0.attn")
-    params = {"S_W": s_bits, "S_FRAC": s_frac, "V_W": v_bits, "V_FRAC": v_frac, "C": C, "OUT_W": o_bits,
-              "OUT_FRAC": o_frac, "MAX_ROW": MAX_ROW}
+    params = {"S_W": s_bits, "V_W": v_bits, "C": C, "OUT_W": o_bits, "MAX_ROW": MAX_ROW}
     run_unit("av_norm", "av_norm", params, sim, {"vectors": str(vectors.folder)},
-             None if sim == "verilator" else ["real_vectors"])
+             None if sim == "verilator" else ["real_vectors", "format_change"],
+             formats={"S_FRAC": s_frac, "V_FRAC": v_frac, "OUT_FRAC": o_frac})

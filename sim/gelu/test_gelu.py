@@ -21,6 +21,15 @@ class GeluTB(TB):
         self.src = self.source("s_axis", self.in_w)
         self.snk = self.sink("m_axis", self.out_w)
 
+    def format_ports(self) -> dict[str, int]:
+        """x_frac and the final shift, as the contract derives them (hwconst.gelu_constants)."""
+        reference()
+        from m3vit.quant import hwconst
+        from m3vit.quant.fixed import QFormat
+
+        c = hwconst.gelu_constants(self.p["IN_FRAC"], QFormat(self.out_w, self.p["OUT_FRAC"]))
+        return {"x_frac": c["x_frac"], "shift": c["shift"]}
+
     def expected(self, x: np.ndarray) -> list[int]:
         intops = reference()
         from m3vit.quant.fixed import QFormat
@@ -76,9 +85,24 @@ if cocotb is not None:
         await tb.check(x)
 
 
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
+    async def format_change(dut):
+        """One build, several formats between batches: inputs coarser than the table step (x_frac < 5), finer
+        than δ (x_frac > 16), rounding and widening outputs — each batch bit-exact."""
+        tb = GeluTB(dut)
+        await tb.reset()
+        rng = np.random.default_rng(tb.rng.randrange(1 << 30))
+        lo, hi = -(1 << (tb.in_w - 1)), (1 << (tb.in_w - 1)) - 1
+        first = (tb.p["IN_FRAC"], tb.p["OUT_FRAC"])
+        for in_frac, out_frac in (first, (3, 2), (0, 6), (20, 5), (24, 7), (9, 12), first):
+            tb.set_formats(IN_FRAC=in_frac, OUT_FRAC=out_frac)
+            await tb.check(np.concatenate([[lo, hi, 0, 1, -1], rng.integers(lo, hi, 200)]))
+
+
 def test_gelu(sim, vectors):
     in_bits, in_frac = vectors.fmt("l0.fc1")
     out_bits, out_frac = vectors.fmt("l0.gelu")
-    params = {"IN_W": in_bits, "IN_FRAC": in_frac, "OUT_W": out_bits, "OUT_FRAC": out_frac, "LANES": LANES}
-    tests = None if sim == "verilator" else ["random_and_extremes", "real_vectors"]
-    run_unit("gelu", "gelu", params, sim, {"vectors": str(vectors.folder)}, tests)
+    params = {"IN_W": in_bits, "OUT_W": out_bits, "LANES": LANES}
+    tests = None if sim == "verilator" else ["random_and_extremes", "real_vectors", "format_change"]
+    run_unit("gelu", "gelu", params, sim, {"vectors": str(vectors.folder)}, tests,
+             formats={"IN_FRAC": in_frac, "OUT_FRAC": out_frac})

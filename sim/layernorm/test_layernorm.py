@@ -41,12 +41,21 @@ class LayerNormTB(TB):
         self.gb = self.source("s_axis_gb", self.g_w + self.b_w)
         self.snk = self.sink("m_axis", self.out_w)
 
+    @property
+    def consts(self) -> dict:
+        """The contract's constants of the current formats (the TB's formats: IN_FRAC, G_FRAC, OUT_FRAC, EPS)."""
+        p = self.p
+        return ln_constants(self.in_w, p["IN_FRAC"], p["G_FRAC"], self.out_w, p["OUT_FRAC"], self.d, p["EPS"])
+
+    def format_ports(self) -> dict[str, int]:
+        c = self.consts
+        return {"in_shift": c["in_shift"], "eps_term": c["eps_term"], "shift": c["shift"]}
+
     def expected(self, x: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
         intops = reference()
         from m3vit.quant.fixed import QFormat
 
-        p = self.params["parameters"]
-        return intops.layernorm(x, gain, bias, QFormat(self.out_w, p["OUT_FRAC"]), self.params["consts"])
+        return intops.layernorm(x, gain, bias, QFormat(self.out_w, self.p["OUT_FRAC"]), self.consts)
 
     async def check(self, x: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> None:
         from cocotbext.axi import AxiStreamFrame
@@ -101,13 +110,29 @@ if cocotb is not None:
         record_cycles("layernorm", stream_figures(ins, outs, x.size))
 
 
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
+    async def format_change(dut):
+        """One build, several formats between batches of rows (input fraction → ε term, gain and output
+        fractions → output shift, rounding and widening), each row bit-exact."""
+        tb = LayerNormTB(dut)
+        await tb.reset()
+        rng = np.random.default_rng(tb.rng.randrange(1 << 30))
+        lo, hi, d = -(1 << (tb.in_w - 1)), (1 << (tb.in_w - 1)) - 1, tb.d
+        first = (tb.p["IN_FRAC"], tb.p["G_FRAC"], tb.p["OUT_FRAC"], tb.p["EPS"])
+        for in_frac, g_frac, out_frac, eps in (first, (0, 2, 6, 1e-5), (12, 7, 1, 1e-6), (4, 0, 12, 1e-3), first):
+            tb.set_formats(IN_FRAC=in_frac, G_FRAC=g_frac, OUT_FRAC=out_frac, EPS=eps)
+            x = np.array([np.full(d, 7), np.linspace(lo, hi, d)] + [rng.integers(lo, hi, d, endpoint=True)
+                                                                     for _ in range(2)], dtype=np.int64)
+            glo, ghi = -(1 << (tb.g_w - 1)), (1 << (tb.g_w - 1)) - 1
+            await tb.check(x, rng.integers(glo, ghi, d, endpoint=True), rng.integers(-(1 << 20), 1 << 20, d))
+
+
 def test_layernorm(sim, vectors):
     in_bits, in_frac = vectors.fmt("embed")
     g_bits, g_frac = vectors.wfmt("l0.ln1.g")
     out_bits, out_frac = vectors.fmt("l0.ln1")
     d, eps = vectors.meta["dim"], vectors.meta["ln_eps"]
-    consts = ln_constants(in_bits, in_frac, g_frac, out_bits, out_frac, d, eps)
-    params = {"D": d, "IN_W": in_bits, "IN_SHIFT": consts["in_shift"], "G_W": g_bits, "G_FRAC": g_frac, "B_W": 32,
-              "OUT_W": out_bits, "OUT_FRAC": out_frac, "EPS_TERM": f"64'd{consts['eps_term']}", "NBANK": 4}
-    run_unit("layernorm", "layernorm", params, sim, {"vectors": str(vectors.folder), "consts": consts},
-             None if sim == "verilator" else ["real_vectors"])
+    params = {"D": d, "IN_W": in_bits, "G_W": g_bits, "B_W": 32, "OUT_W": out_bits, "NBANK": 4}
+    run_unit("layernorm", "layernorm", params, sim, {"vectors": str(vectors.folder)},
+             None if sim == "verilator" else ["real_vectors", "format_change"],
+             formats={"IN_FRAC": in_frac, "G_FRAC": g_frac, "OUT_FRAC": out_frac, "EPS": eps})

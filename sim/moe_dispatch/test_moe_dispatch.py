@@ -20,7 +20,7 @@ class MoeTB(TB):
     def __init__(self, dut) -> None:
         super().__init__(dut)
         p = self.p
-        self.e, self.k, self.t, self.l_w, self.l_frac = p["E"], p["K"], p["T"], p["L_W"], p["L_FRAC"]
+        self.e, self.k, self.t, self.l_w = p["E"], p["K"], p["T"], p["L_W"]
         self.tok_w = (MAX_TOKENS - 1).bit_length()
         self.cnt_w = MAX_TOKENS.bit_length()
         self.e_w = max(1, (self.e - 1).bit_length())
@@ -30,6 +30,13 @@ class MoeTB(TB):
         self.scatter = self.sink("m_axis_scatter", 16 + self.tok_w)
         dut.ap_start.value = 0
         dut.task_id.value = 0
+
+    @property
+    def l_frac(self) -> int:
+        return self.p["L_FRAC"]
+
+    def format_ports(self) -> dict[str, int]:
+        return {"l_frac": self.l_frac}
 
     def expected(self, logits: np.ndarray) -> list[tuple[int, list[int], list[int]]]:
         """Per active expert (ascending): (expert, tokens ascending, gates)."""
@@ -126,9 +133,21 @@ if cocotb is not None:
             "batch_cycles": round((tb.cycle - start) / tb.t, 1)})
 
 
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
+    async def format_change(dut):
+        """One build, several logit formats: l_frac changes between batches, every gate bit-exact."""
+        tb = MoeTB(dut)
+        await tb.reset()
+        rng = np.random.default_rng(tb.rng.randrange(1 << 30))
+        for l_frac in (tb.l_frac, 0, 5, 13, 22, tb.l_frac):
+            tb.set_formats(L_FRAC=l_frac)
+            spread = min(6 << l_frac, (1 << (tb.l_w - 1)) - 1)
+            await tb.run_batch(rng.integers(-spread, spread, (tb.t, 24, tb.e)), int(rng.integers(0, tb.t)))
+
+
 def test_moe_dispatch(sim, vectors):
     bits, frac = vectors.fmt("l1.gate")
     params = {"E": vectors.meta["experts"], "K": vectors.meta["top_k"], "T": len(vectors.meta["tasks"]),
-              "L_W": bits, "L_FRAC": frac, "MAX_TOKENS": MAX_TOKENS}
+              "L_W": bits, "MAX_TOKENS": MAX_TOKENS}
     run_unit("moe_dispatch", "moe_dispatch", params, sim, {"vectors": str(vectors.folder)},
-             None if sim == "verilator" else ["real_vectors"])
+             None if sim == "verilator" else ["real_vectors", "format_change"], formats={"L_FRAC": frac})

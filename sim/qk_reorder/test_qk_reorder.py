@@ -18,10 +18,17 @@ P = 4
 class QkTB(TB):
     def __init__(self, dut) -> None:
         super().__init__(dut)
-        self.hd, self.a_w, self.out_w, self.shift = self.p["HD"], self.p["A_W"], self.p["OUT_W"], self.p["SHIFT"]
+        self.hd, self.a_w, self.out_w = self.p["HD"], self.p["A_W"], self.p["OUT_W"]
         self.q = self.source("s_axis_q", self.a_w)
         self.k = self.source("s_axis_k", self.a_w)
         self.snk = self.sink("m_axis", self.out_w)
+
+    @property
+    def shift(self) -> int:
+        return self.p["SHIFT"]
+
+    def format_ports(self) -> dict[str, int]:
+        return {"shift": self.shift}
 
     def expected(self, q: np.ndarray, k: np.ndarray) -> np.ndarray:
         reference()
@@ -79,11 +86,27 @@ if cocotb is not None:
         record_cycles("qk_reorder", stream_figures(ins, outs, len(outs) * P))
 
 
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
+    async def format_change(dut):
+        """One build, several score shifts (rounding, exact, widening) between passes, each bit-exact."""
+        tb = QkTB(dut)
+        await tb.reset()
+        rng = np.random.default_rng(tb.rng.randrange(1 << 30))
+        lo, hi = -(1 << (tb.a_w - 1)), (1 << (tb.a_w - 1)) - 1
+        for shift in (tb.shift, 0, -3, 9, 17, tb.shift):
+            tb.set_formats(SHIFT=shift)
+            q = rng.integers(lo, hi, (5, tb.hd), endpoint=True)
+            q[0] = hi
+            k = rng.integers(lo, hi, (7, tb.hd), endpoint=True)
+            k[0] = lo
+            await tb.check(q, k)
+
+
 def test_qk_reorder(sim, vectors):
     q_bits, q_frac = vectors.fmt("l0.q")
     _, k_frac = vectors.fmt("l0.k")
     s_bits, s_frac = vectors.fmt("l0.scores")
-    params = {"P": P, "HD": vectors.meta["head_dim"], "A_W": q_bits, "SHIFT": q_frac + k_frac - s_frac,
-              "OUT_W": s_bits}
+    params = {"P": P, "HD": vectors.meta["head_dim"], "A_W": q_bits, "OUT_W": s_bits}
     run_unit("qk_reorder", "qk_reorder", params, sim, {"vectors": str(vectors.folder)},
-             None if sim == "verilator" else ["real_vectors"])
+             None if sim == "verilator" else ["real_vectors", "format_change"],
+             formats={"SHIFT": q_frac + k_frac - s_frac})

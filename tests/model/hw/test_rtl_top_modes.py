@@ -12,7 +12,7 @@ import torch
 from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
 from m3vit.hw import program
-from m3vit.hw.rtl_top_gen import control_include, layers_include, placeholder_layers_include, top_parameters
+from m3vit.hw.rtl_top_gen import control_include, layers_include, config_layers_include, top_parameters
 from m3vit.model import M3ViT
 from m3vit.quant.pack import read_pack, write_pack
 from m3vit.quant.quantize import QuantizedModel, calibrate
@@ -26,7 +26,7 @@ def _params(text: str) -> dict[str, int]:
 @pytest.mark.parametrize("mode", ["w8a8", "w16a16", "w16a16e8"])
 def test_layers_package_widths_per_mode(mode):
     m = get_mode(mode)
-    p = _params(placeholder_layers_include(get_config("micro"), mode))
+    p = _params(config_layers_include(get_config("micro"), mode))
     assert (p["L_W_BITS"], p["L_EW_BITS"]) == (m.weight_bits, m.expert_bits)
     assert (p["L_W_BYTES"], p["L_EW_BYTES"]) == ((m.weight_bits + 7) // 8, (m.expert_bits + 7) // 8)
     assert p["L_MIXED"] == (mode == "w16a16e8")
