@@ -12,7 +12,7 @@ import torch
 from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
 from m3vit.hw import program
-from m3vit.hw.rtl_top_gen import control_include, layers_include, config_layers_include, top_parameters
+from m3vit.hw.rtl_top_gen import config_layers_include, control_include, layers_include, top_parameters
 from m3vit.model import M3ViT
 from m3vit.quant.pack import read_pack, write_pack
 from m3vit.quant.quantize import QuantizedModel, calibrate
