@@ -150,7 +150,7 @@ def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp
     assert words[1] == want and words.size == program_words(q.cfg, per_row=True)
     for task in q.cfg.task_names:
         check_frames(sim, qr, micro_images[:2], task)
-    if mixed:  # w16a16e8 has per-row scales built in: no per-tensor pack (tests/hls/test_mixed_mode.py)
+    if mixed:  # w16a16e8 has per-row scales built in: no per-tensor pack (tests/hls/test_hls_mixed_mode.py)
         return
     plain = sim.load_pack(manifest, dump_frames=2)  # back to the per-tensor pack: the same library runs it
     words, _ = build_program(plain)
