@@ -98,18 +98,19 @@ def estimate_top(config: str, timeout_s: float) -> dict:
     script = (f"{reads}; chparam {sets} m3vit_top; hierarchy -top m3vit_top; {synth}; "
               f"tee -q -o {work / 'stat.json'} stat -json")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
+    log_path = work / "yosys.log"
     start = time.monotonic()
-    try:
-        done = subprocess.run([*yosys(), "-s", str(work / "synth.ys")], capture_output=True, text=True, cwd=work,
-                              timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        log = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        (work / "yosys.log").write_text(log)
-        passes = [ln for ln in log.splitlines() if ". Executing " in ln]
-        return {"parameters": params, "status": f"timeout after {timeout_s:.0f} s",
-                "last_pass": passes[-1].strip() if passes else "", "wall_s": round(time.monotonic() - start)}
+    with log_path.open("w") as log:  # streamed as yosys runs: `tail -f` it to follow a long run
+        try:
+            done = subprocess.run([*yosys(), "-s", str(work / "synth.ys")], stdout=log, stderr=subprocess.STDOUT,
+                                  cwd=work, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            done = None
     wall = round(time.monotonic() - start)
-    (work / "yosys.log").write_text(done.stdout + done.stderr)
+    if done is None:
+        passes = [ln for ln in log_path.read_text(errors="replace").splitlines() if ". Executing " in ln]
+        return {"parameters": params, "status": f"timeout after {timeout_s:.0f} s",
+                "last_pass": passes[-1].strip() if passes else "", "wall_s": wall}
     if done.returncode:
         raise SystemExit(f"rtl-estimates: yosys failed on m3vit_top ({label}); see {work / 'yosys.log'}")
     res = count(cells_of(json.loads((work / "stat.json").read_text()), "m3vit_top"))
