@@ -118,7 +118,10 @@ def main() -> None:
     p.add_argument("--tiny-val-samples", type=int, default=4, help="held-out images for m3vit-tiny (129 tokens each)")
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS),
                    help="models to measure; the others' figures are kept from an existing --out JSON")
-    p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
+    p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS),
+                   help="W8/A8 options to measure; the others' figures are kept from an existing --out JSON")
+    p.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES),
+                   help="precision modes to measure; the others' figures are kept from an existing --out JSON")
     p.add_argument("--plot", nargs="*", default=["weights_mse", "weights_per_row", "per_row_multiplier"],
                    help="options drawn beside the contract in the plot")
     p.add_argument("--replot", action="store_true",
@@ -138,17 +141,19 @@ def main() -> None:
     n_val = {"micro_trained": args.val_samples, "tiny_edge_moe_like": args.tiny_val_samples}
 
     def save(key: str, partial: dict) -> None:  # every figure on disk as soon as it exists
-        before = result["models"].get(key, {}).get("w8a8_options", {})
-        # options not rerun keep their earlier figures (same calibration and held-out images)
-        if before and partial.get("calib_images") == result["models"][key].get("calib_images"):
-            partial["w8a8_options"] = {**before, **partial["w8a8_options"]}
+        earlier = result["models"].get(key, {})
+        # modes and options not rerun keep their earlier figures (same calibration and held-out images)
+        if earlier and (partial.get("calib_images"), partial.get("val_images")) == (
+                earlier.get("calib_images"), earlier.get("val_images")):
+            for part in ("modes", "w8a8_options"):
+                partial[part] = {**earlier.get(part, {}), **partial[part]}
         result["models"][key] = partial
         out.write_text(json.dumps(result, indent=1) + "\n")
 
     for key in args.models:
         model = demo_trained_micro(Path(args.cache)) if key == "micro_trained" else edge_moe_like()
         save(key, measure_model(model, n_calib[key], n_val[key], args.options,
-                                lambda partial, key=key: save(key, partial)))
+                                lambda partial, key=key: save(key, partial), tuple(args.modes)))
     plot(result, out.with_suffix(".png"))
     print(markdown(result))
     print(f"wrote {out} and {out.with_suffix('.png')}")

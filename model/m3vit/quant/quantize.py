@@ -76,9 +76,13 @@ class QuantizedModel:
             raise ValueError(f"accumulators of {over} exceed the {spec.mode.acc_bits}-bit hardware accumulator")
         return cls(model.cfg, spec, iparams, copy.deepcopy(model.heads).eval(), hw)
 
+    def arith(self, dump: bool = False) -> IntArith:
+        """The integer arithmetic that runs this model: the contract's (a fidelity simulation may override it)."""
+        return IntArith(self.iparams, self.spec, self.cfg, dump=dump, hw=self.hw)
+
     def tokens(self, images, task: str, dump: bool = False) -> tuple[np.ndarray, IntArith]:
         """Final tokens [B, N, D] as floats (dequantized) and the arithmetic holding any dumps."""
-        arith = IntArith(self.iparams, self.spec, self.cfg, dump=dump, hw=self.hw)
+        arith = self.arith(dump)
         out = run_backbone(arith, self.cfg, np.asarray(images, dtype=np.float64), self.cfg.task_index(task))
         return out, arith
 
