@@ -5,7 +5,8 @@
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of
 Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model, mode (w8a8, w16a16, w16a16e8) and weight scales
-(per tensor, per row; w16a16e8 is per row by definition): token max/mean absolute error of
+(per row and per tensor; a mode's default first: w8a8 per row, w16a16 per tensor; w16a16e8 is per row by
+definition): token max/mean absolute error of
 the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
 tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
 of ``m3vit.quant.fidelity_options`` on the same images.
@@ -24,7 +25,7 @@ from m3vit.quant.fidelity import token_fidelity
 from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
 from m3vit.quant.fidelity_options import OPTIONS, Calibration
 from m3vit.quant.quantize import QuantizedModel, calibrate
-from m3vit.quant.spec import MODES, WEIGHT_SCALES
+from m3vit.quant.spec import MODES, WEIGHT_SCALES, resolve_weight_scales
 
 MODELS = ("micro_trained", "tiny_edge_moe_like")
 
@@ -36,10 +37,12 @@ def measure_model(model, calib_n: int, val_n: int, options: list[str], save=lamb
     val = first_images(build_dataset("synthetic", "val", cfg, length=val_n), val_n)
     out: dict = {"config": cfg.name, "calib_images": calib_n, "val_images": val_n, "modes": {}, "w8a8_options": {}}
     for mode in modes:
-        # per-tensor (the default contract) and per-row weight scales; w16a16e8 has its per-row scales built in
-        for scales in [MODES[mode].weight_scales] if MODES[mode].weight_scales else WEIGHT_SCALES:
+        # the mode's default weight scales (key: the mode's name), then the other ones (key: "mode scales");
+        # w16a16e8 has its per-row scales built in
+        default = resolve_weight_scales(MODES[mode], None)
+        for scales in [default, *([] if MODES[mode].weight_scales else [s for s in WEIGHT_SCALES if s != default])]:
             spec = calibrate(model, calib, mode, weight_scales=scales)
-            key = mode if scales in ("per-tensor", MODES[mode].weight_scales) else f"{mode} per-row"
+            key = mode if scales == default else f"{mode} {scales}"
             out["modes"][key] = token_fidelity(model, QuantizedModel.build(model, spec), val)
             print(f"  {cfg.name:10s} {key:18s} " + line(out["modes"][key]), flush=True)
     cal = Calibration.run(model, calib)
@@ -91,10 +94,10 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, key in zip(axes[0], models, strict=True):
         r = result["models"][key]
-        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract)": r["modes"]["w8a8"]}
+        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract: per-row weight scales)": r["modes"]["w8a8"]}
         if "w16a16e8" in r["modes"]:
             series["W16/A16 + 8-bit per-row experts (w16a16e8)"] = r["modes"]["w16a16e8"]
-        series.update({f"W8/A8 + {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
+        series.update({f"W8/A8 option {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
         for label, res in series.items():
             layers = list(res["routes"])
             ax.plot(layers, [100 * res["routes"][x]["topk_set"] for x in layers], marker="o", label=label)
@@ -122,7 +125,7 @@ def main() -> None:
                    help="W8/A8 options to measure; the others' figures are kept from an existing --out JSON")
     p.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES),
                    help="precision modes to measure; the others' figures are kept from an existing --out JSON")
-    p.add_argument("--plot", nargs="*", default=["weights_mse", "weights_per_row", "per_row_multiplier"],
+    p.add_argument("--plot", nargs="*", default=["baseline", "per_row+per_token", "per_row_multiplier"],
                    help="options drawn beside the contract in the plot")
     p.add_argument("--replot", action="store_true",
                    help="only redraw the plot and print the tables from an existing --out JSON")

@@ -1,9 +1,9 @@
 """Candidate changes to the W8/A8 contract, each measured on its own for token and route fidelity.
 
 Every option is a change of formats of the contract's points and tensors (its width classes, its
-calibration rule, or its weight scales: ``weights_per_row`` is the contract's opt-in per-row weight
-scales, ``--weight-scales per-row``), so the integer reference runs it unchanged: the figures are those
-of the integers the hardware would compute. Two are simulations, marked as such:
+calibration rule, or its weight scales), measured from W8/A8 with per-tensor weight scales (``baseline``;
+``weights_per_row`` is the contract's W8/A8 default, per-row weight scales), so the integer reference runs
+it unchanged: the figures are those of the integers the hardware would compute. Two are simulations, marked as such:
 ``per_row_multiplier`` (a non-power-of-two scale per output row, i.e. an integer multiplier in each
 channel's requantize) is emulated by rounding each row to its own ``max|w_r| / 127`` grid and carrying
 the result in per-row 16-bit power-of-two formats (within 1/512 of an 8-bit step of that grid).
@@ -283,7 +283,8 @@ PER_TOKEN_COST = ("a max-reduction over each token's input (held at 16 bits unti
                   "before the bias); MACs stay 8x8")
 
 OPTIONS: dict[str, Option] = {
-    "baseline": Option((), "the W8/A8 contract as it stands", "-"),
+    "baseline": Option((), "W8/A8 with per-tensor weight scales (m3vit-quantize --weight-scales per-tensor; "
+                       "the contract's W8/A8 before per-row became its default)", "-"),
     "router_weights16": Option((_router_weights16,), "router (gate) matrices at 16 bits; everything else W8/A8",
                                "6 KB more per MoE layer and task; the router's 16 outputs take two 8-bit "
                                "passes (high and low byte) or one 16x8 product per DSP"),
@@ -300,8 +301,8 @@ OPTIONS: dict[str, Option] = {
                           "saturate) instead of the no-saturation rule", "none (a calibration rule)"),
     "weights_mse+router16": Option((_router_weights16, _weights_mse), "weights_mse with router_weights16",
                                    "as router_weights16"),
-    "weights_per_row": Option((_weights_per_row,), "per-row power-of-two weight scales (m3vit-quantize "
-                              "--weight-scales per-row)",
+    "weights_per_row": Option((_weights_per_row,), "per-row power-of-two weight scales (the contract's W8/A8 "
+                              "default, m3vit-quantize --weight-scales per-row)",
                               "a requantize shift per output channel (an int8 vector loaded with the bias)"),
     "per_row+router16": Option((_router_weights16, _weights_per_row), "weights_per_row with 16-bit routers",
                                "both of the above"),

@@ -32,7 +32,8 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
 
     ``weight_scales="per-row"`` also gives every output row of each linear weight matrix its own
     power-of-two format (``spec.row_fracs``, NUMERICS.md §1). None: the mode's own (``w16a16e8``
-    implies per-row), else per-tensor; asking a mode for other scales than it implies is an error.
+    implies per-row), else its default (per-row for w8a8, per-tensor for w16a16); asking a mode for other
+    scales than it implies is an error.
     """
     mode = get_mode(mode) if isinstance(mode, str) else mode
     weight_scales = resolve_weight_scales(mode, weight_scales)
