@@ -30,7 +30,7 @@ class PrecisionMode:
     # None: ``weight_bits`` like every other weight. A mode that narrows them implies per-row weight scales.
     expert_weight_bits: int | None = None
     weight_scales: str | None = None  # weight scales the mode implies (None: chosen at quantization)
-    # weight scales when none are asked for (and the mode implies none): per-row for W8/A8, where they halve
+    # weight scales when none are asked for (and the mode implies none): per-row for W8/A8, where they nearly halve
     # the token error for one int8 shift per output channel (NUMERICS.md §1, §7.1)
     default_weight_scales: str = "per-tensor"
 

@@ -76,7 +76,7 @@ def test_equal_row_fracs_quantize_as_per_tensor(seed, frac, narrow):
 
 
 def test_default_weight_scales_per_mode(micro_model, images):
-    """W8/A8 defaults to per-row weight scales (they halve its token error, NUMERICS.md §7.1); W16/A16 stays
+    """W8/A8 defaults to per-row weight scales (they nearly halve its token error, NUMERICS.md §7.1); W16/A16 stays
     per-tensor; per-tensor W8/A8 is still there when asked for; w16a16e8 implies per-row."""
     assert resolve_weight_scales(get_mode("w8a8"), None) == "per-row"
     assert resolve_weight_scales(get_mode("w8a8"), "per-tensor") == "per-tensor"
