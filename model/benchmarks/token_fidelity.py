@@ -73,13 +73,14 @@ def markdown(result: dict) -> str:
                 f"{100 * r['route_topk_set_min']:.1f}% / {100 * r['route_topk_set_mean']:.1f}% | "
                 f"{100 * r['route_top1_min']:.1f}% / {100 * r['route_top1_mean']:.1f}% |")
 
+    models = [result["models"][k] for k in MODELS if k in result["models"]]  # micro first, whatever ran first
     lines = [head.format("mode")]
-    for key, r in result["models"].items():
+    for key, r in zip([k for k in MODELS if k in result["models"]], models, strict=True):
         kind = key.split("_", 1)[1].replace("_", " ")
         name = f"{r['config']} ({kind}; tokens within ±{r['modes']['w8a8']['float_token_max_abs']:.3g})"
         lines += [row(name, mode, res) for mode, res in r["modes"].items()]
     lines += ["", head.format("W8/A8 option")]
-    for r in result["models"].values():
+    for r in models:
         lines += [row(r["config"], opt, res) for opt, res in r["w8a8_options"].items()]
     return "\n".join(lines)
 
