@@ -3,8 +3,10 @@
 
 Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's sources), so a run builds
 the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy``, ``meta.json`` and the weight
-pack ``pack/model.json`` (+ ``model.m3vpack``; ``pack16``: the same model in W16/A16, ``pack_rows``: W8/A8 with
-per-row weight scales, ``pack_mixed``: the mixed-width mode w16a16e8).
+packs: ``pack/model.json`` (+ ``model.m3vpack``) is W8/A8 as ``m3vit-quantize`` makes it by default (per-row weight
+scales), ``pack_tensor`` the same model in W8/A8 with per-tensor weight scales, ``pack16`` in W16/A16 and
+``pack_mixed`` in the mixed-width mode w16a16e8. The unit vectors (dumps, params, meta) are ``pack_tensor``'s model:
+a unit such as the requantizer is built for one shift per op (the per-channel shifts are the top's job).
 """
 
 from __future__ import annotations
@@ -53,14 +55,15 @@ def _write(folder: Path) -> None:
     model = M3ViT(cfg).eval()
     data = build_dataset("synthetic", "val", cfg, length=6)
     calib = torch.stack([data[i]["image"] for i in range(6)]).numpy()
-    qmodel = QuantizedModel.build(model, calibrate(model, calib, "w8a8"))
+    # W8/A8's default, per-row weight scales (a requantize shift per output channel, pack / program version 3): the
+    # weight pack the accelerator top runs by default (sim/top)
+    write_pack(QuantizedModel.build(model, calibrate(model, calib, "w8a8")), folder / "pack")
+    # the same model with per-tensor weight scales (one shift per op, pack / program version 2): the units' vectors
+    qmodel = QuantizedModel.build(model, calibrate(model, calib, "w8a8", weight_scales="per-tensor"))
     write_dumps(qmodel, data, IMAGES, folder / "dumps")
-    write_pack(qmodel, folder / "pack")  # the weight pack the accelerator top runs (sim/top)
+    write_pack(qmodel, folder / "pack_tensor")
     # the same model in W16/A16 for the top's W16/A16 build (its own calibration of the formats)
     write_pack(QuantizedModel.build(model, calibrate(model, calib, "w16a16")), folder / "pack16")
-    # and in W8/A8 with per-row weight scales (a requantize shift per output channel, pack / program version 3)
-    write_pack(QuantizedModel.build(model, calibrate(model, calib, "w8a8", weight_scales="per-row")),
-               folder / "pack_rows")
     # and in the mixed-width mode w16a16e8 (W16/A16, 8-bit per-row expert matrices; pack v3, program v4)
     write_pack(QuantizedModel.build(model, calibrate(model, calib, "w16a16e8")), folder / "pack_mixed")
     (folder / "params").mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of
 Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model, mode (w8a8, w16a16, w16a16e8) and weight scales
-(per tensor, per row; w16a16e8 is per row by definition): token max/mean absolute error of
+(per row and per tensor; a mode's default first: w8a8 per row, w16a16 per tensor; w16a16e8 is per row by
+definition): token max/mean absolute error of
 the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
 tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
 of ``m3vit.quant.fidelity_options`` on the same images.
@@ -24,7 +25,7 @@ from m3vit.quant.fidelity import token_fidelity
 from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
 from m3vit.quant.fidelity_options import OPTIONS, Calibration
 from m3vit.quant.quantize import QuantizedModel, calibrate
-from m3vit.quant.spec import MODES, WEIGHT_SCALES
+from m3vit.quant.spec import MODES, WEIGHT_SCALES, resolve_weight_scales
 
 MODELS = ("micro_trained", "tiny_edge_moe_like")
 
@@ -36,10 +37,12 @@ def measure_model(model, calib_n: int, val_n: int, options: list[str], save=lamb
     val = first_images(build_dataset("synthetic", "val", cfg, length=val_n), val_n)
     out: dict = {"config": cfg.name, "calib_images": calib_n, "val_images": val_n, "modes": {}, "w8a8_options": {}}
     for mode in modes:
-        # per-tensor (the default contract) and per-row weight scales; w16a16e8 has its per-row scales built in
-        for scales in [MODES[mode].weight_scales] if MODES[mode].weight_scales else WEIGHT_SCALES:
+        # the mode's default weight scales (key: the mode's name), then the other ones (key: "mode scales");
+        # w16a16e8 has its per-row scales built in
+        default = resolve_weight_scales(MODES[mode], None)
+        for scales in [default, *([] if MODES[mode].weight_scales else [s for s in WEIGHT_SCALES if s != default])]:
             spec = calibrate(model, calib, mode, weight_scales=scales)
-            key = mode if scales in ("per-tensor", MODES[mode].weight_scales) else f"{mode} per-row"
+            key = mode if scales == default else f"{mode} {scales}"
             out["modes"][key] = token_fidelity(model, QuantizedModel.build(model, spec), val)
             print(f"  {cfg.name:10s} {key:18s} " + line(out["modes"][key]), flush=True)
     cal = Calibration.run(model, calib)
@@ -70,13 +73,14 @@ def markdown(result: dict) -> str:
                 f"{100 * r['route_topk_set_min']:.1f}% / {100 * r['route_topk_set_mean']:.1f}% | "
                 f"{100 * r['route_top1_min']:.1f}% / {100 * r['route_top1_mean']:.1f}% |")
 
+    models = [result["models"][k] for k in MODELS if k in result["models"]]  # micro first, whatever ran first
     lines = [head.format("mode")]
-    for key, r in result["models"].items():
+    for key, r in zip([k for k in MODELS if k in result["models"]], models, strict=True):
         kind = key.split("_", 1)[1].replace("_", " ")
         name = f"{r['config']} ({kind}; tokens within ±{r['modes']['w8a8']['float_token_max_abs']:.3g})"
         lines += [row(name, mode, res) for mode, res in r["modes"].items()]
     lines += ["", head.format("W8/A8 option")]
-    for r in result["models"].values():
+    for r in models:
         lines += [row(r["config"], opt, res) for opt, res in r["w8a8_options"].items()]
     return "\n".join(lines)
 
@@ -91,10 +95,10 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, key in zip(axes[0], models, strict=True):
         r = result["models"][key]
-        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract)": r["modes"]["w8a8"]}
+        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract: per-row weight scales)": r["modes"]["w8a8"]}
         if "w16a16e8" in r["modes"]:
             series["W16/A16 + 8-bit per-row experts (w16a16e8)"] = r["modes"]["w16a16e8"]
-        series.update({f"W8/A8 + {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
+        series.update({f"W8/A8 option {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
         for label, res in series.items():
             layers = list(res["routes"])
             ax.plot(layers, [100 * res["routes"][x]["topk_set"] for x in layers], marker="o", label=label)
@@ -118,8 +122,11 @@ def main() -> None:
     p.add_argument("--tiny-val-samples", type=int, default=4, help="held-out images for m3vit-tiny (129 tokens each)")
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS),
                    help="models to measure; the others' figures are kept from an existing --out JSON")
-    p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS))
-    p.add_argument("--plot", nargs="*", default=["weights_mse", "weights_per_row", "per_row_multiplier"],
+    p.add_argument("--options", nargs="*", default=list(OPTIONS), choices=list(OPTIONS),
+                   help="W8/A8 options to measure; the others' figures are kept from an existing --out JSON")
+    p.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES),
+                   help="precision modes to measure; the others' figures are kept from an existing --out JSON")
+    p.add_argument("--plot", nargs="*", default=["baseline", "per_row+per_token", "per_row_multiplier"],
                    help="options drawn beside the contract in the plot")
     p.add_argument("--replot", action="store_true",
                    help="only redraw the plot and print the tables from an existing --out JSON")
@@ -138,17 +145,19 @@ def main() -> None:
     n_val = {"micro_trained": args.val_samples, "tiny_edge_moe_like": args.tiny_val_samples}
 
     def save(key: str, partial: dict) -> None:  # every figure on disk as soon as it exists
-        before = result["models"].get(key, {}).get("w8a8_options", {})
-        # options not rerun keep their earlier figures (same calibration and held-out images)
-        if before and partial.get("calib_images") == result["models"][key].get("calib_images"):
-            partial["w8a8_options"] = {**before, **partial["w8a8_options"]}
+        earlier = result["models"].get(key, {})
+        # modes and options not rerun keep their earlier figures (same calibration and held-out images)
+        if earlier and (partial.get("calib_images"), partial.get("val_images")) == (
+                earlier.get("calib_images"), earlier.get("val_images")):
+            for part in ("modes", "w8a8_options"):
+                partial[part] = {**earlier.get(part, {}), **partial[part]}
         result["models"][key] = partial
         out.write_text(json.dumps(result, indent=1) + "\n")
 
     for key in args.models:
         model = demo_trained_micro(Path(args.cache)) if key == "micro_trained" else edge_moe_like()
         save(key, measure_model(model, n_calib[key], n_val[key], args.options,
-                                lambda partial, key=key: save(key, partial)))
+                                lambda partial, key=key: save(key, partial), tuple(args.modes)))
     plot(result, out.with_suffix(".png"))
     print(markdown(result))
     print(f"wrote {out} and {out.with_suffix('.png')}")

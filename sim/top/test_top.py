@@ -29,7 +29,8 @@ FRAMES = 2  # the device batch: both reference frames in one ap_start
 TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
 POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
 # the micro vectors' packs (sim/vectors.py): variant → (pack folder, precision mode)
-PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-rows": ("pack_rows", "w8a8"),
+# (w8a8: the default, per-row weight scales; w8a8-tensor: per-tensor, the same model)
+PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-tensor": ("pack_tensor", "w8a8"),
          "w16a16e8": ("pack_mixed", "w16a16e8")}
 
 
@@ -409,8 +410,17 @@ def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_in
 
 
 def test_top(vectors, tmp_path):
-    """Default run: one frame of the first task, random AXI pauses, every point and the tokens bit-exact."""
-    _run_top(vectors, tmp_path, ["frame_bit_exact"])
+    """Default run: W8/A8's default pack (per-row weight scales: pack and program version 3, a requantize shift per
+    output channel loaded beside each block's biases), one frame of the last task, random AXI pauses, every point and
+    the tokens bit-exact with the integer reference and the HLS C-simulation. (The last task's router shifts start
+    inside a beat: task · E bytes into the stack at micro's 4 experts.)"""
+    from m3vit.quant.pack import read_pack
+
+    pack = read_pack(vectors.folder / PACKS["w8a8"][0] / "model.json")
+    shifts = [v for k, v in pack.iparams.items() if k.endswith(".shift")]
+    assert pack.spec.weight_scales == "per-row" and shifts, "the default W8/A8 pack has per-row weight scales"
+    assert max(int(v.max() - v.min()) for v in shifts) > 0, "the channels' shifts differ"
+    _run_top(vectors, tmp_path, ["frame_bit_exact"], task_index=len(vectors.meta["tasks"]) - 1)
 
 
 @pytest.mark.slow
@@ -445,19 +455,19 @@ def test_top_w16a16(vectors, tmp_path, request):
 
 
 @pytest.mark.slow
-def test_top_per_row(vectors, tmp_path, request):
-    """Opt-in (--top-all; CI sets it): a per-row W8/A8 pack (pack and program version 3: a requantize shift per output
-    channel, loaded beside each block's biases) runs one frame of the last task with random AXI pauses, every point
-    and the tokens bit-exact with the integer reference and the HLS C-simulation. (The last task's router shifts
-    start inside a beat: task · E bytes into the stack at micro's 4 experts.)"""
+def test_top_per_tensor(vectors, tmp_path, request):
+    """Opt-in (--top-all; CI sets it): a per-tensor W8/A8 pack (pack and program version 2: one requantize shift per
+    op, no row-shift table) runs on the same build, one frame of the first task with random AXI pauses, every point
+    and the tokens bit-exact with the integer reference and the HLS C-simulation."""
     if not request.config.getoption("--top-all"):
-        pytest.skip("opt-in: the per-row RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+        pytest.skip("opt-in: the per-tensor RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+    from m3vit.hw.program import PROGRAM_VERSION, program_version
     from m3vit.quant.pack import read_pack
 
-    pack = read_pack(vectors.folder / PACKS["w8a8-rows"][0] / "model.json")
-    shifts = [v for k, v in pack.iparams.items() if k.endswith(".shift")]
-    assert shifts and max(int(v.max() - v.min()) for v in shifts) > 0, "the channels' shifts differ"
-    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w8a8-rows", task_index=len(vectors.meta["tasks"]) - 1)
+    pack = read_pack(vectors.folder / PACKS["w8a8-tensor"][0] / "model.json")
+    assert pack.spec.weight_scales == "per-tensor" and program_version(pack.spec) == PROGRAM_VERSION
+    assert not [k for k in pack.iparams if k.endswith(".shift")], "no shift vectors in a per-tensor pack"
+    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w8a8-tensor")
 
 
 @pytest.mark.slow

@@ -128,7 +128,8 @@ def test_refuses_a_pack_of_another_mode_and_a_bad_task(micro_q):
 def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp_path):
     """A per-row pack (per-channel requantize shifts loaded from the pack, NUMERICS.md §3), every task, bit-exact;
     its program is version 3 with the row-shift table (version 4, the same table, for w16a16e8's 8-bit experts),
-    and a per-tensor pack's program is unchanged."""
+    and a per-tensor pack's program is unchanged (``micro_q``: W8/A8's default pack is per-row, W16/A16's
+    per-tensor)."""
     from m3vit.hw.program import (
         PROGRAM_VERSION,
         PROGRAM_VERSION_MIXED,
@@ -137,7 +138,7 @@ def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp
         program_words,
     )
 
-    mode, q, manifest = micro_q
+    mode, q, _ = micro_q
     qr = QuantizedModel.build(micro_model, calibrate(micro_model, micro_images, mode, weight_scales="per-row"))
     spread = [int(v.max() - v.min()) for k, v in qr.iparams.items() if k.endswith(".shift")]
     assert max(spread) > 0  # channels really requantize with different shifts
@@ -152,10 +153,13 @@ def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp
         check_frames(sim, qr, micro_images[:2], task)
     if mixed:  # w16a16e8 has per-row scales built in: no per-tensor pack (tests/hls/test_hls_mixed_mode.py)
         return
-    plain = sim.load_pack(manifest, dump_frames=2)  # back to the per-tensor pack: the same library runs it
+    # a per-tensor pack (asked for: W8/A8's default is per-row): the same library runs it, its program unchanged
+    qt = QuantizedModel.build(micro_model, calibrate(micro_model, micro_images, mode, weight_scales="per-tensor"))
+    _, flat_manifest = write_pack(qt, tmp_path / "per-tensor")
+    plain = sim.load_pack(flat_manifest, dump_frames=2)
     words, _ = build_program(plain)
     assert words[1] == PROGRAM_VERSION and words.size == program_words(q.cfg)
-    check_frames(sim, q, micro_images[:2], "depth")
+    check_frames(sim, qt, micro_images[:2], "depth")
 
 
 @pytest.mark.slow

@@ -143,38 +143,51 @@ def test_pack_validated_against_config_and_mode(assets):
         assert rt.cfg == assets.cfg
 
 
+def test_default_w8a8_pack_is_per_row(assets):
+    """W8/A8's default pack (the session's assets) has per-row weight scales: a version-3 pack with a shift vector
+    per linear, which every backend above ran bit-exact."""
+    from m3vit.quant.pack import read_pack
+
+    pack = read_pack(assets.manifest)
+    assert pack.spec.weight_scales == "per-row" and pack.manifest["pack_version"] == 3
+    assert "l0.q.shift" in pack.iparams
+
+
 @pytest.fixture(scope="session")
-def pack_rows(assets, tmp_path_factory):
-    """The same model with per-row weight scales (a version-3 pack with per-channel shift vectors)."""
+def pack_tensor(assets, tmp_path_factory):
+    """The same model with per-tensor weight scales (a version-2 pack, one shift per op)."""
     from m3vit.quant.quantize import QuantizedModel, calibrate
 
     qmodel = QuantizedModel.build(assets.model, calibrate(assets.model, assets.images, "w8a8",
-                                                          weight_scales="per-row"))
+                                                          weight_scales="per-tensor"))
     from m3vit.quant.pack import write_pack
 
-    return qmodel, write_pack(qmodel, tmp_path_factory.mktemp("pack_rows"))[1]
+    return qmodel, write_pack(qmodel, tmp_path_factory.mktemp("pack_tensor"))[1]
 
 
 @pytest.mark.parametrize("backend", [*TOKEN_BACKENDS, "csim"])
-def test_per_row_pack_runs_bit_exact(assets, pack_rows, backend):
-    """Every token backend takes a per-row pack: the integer reference, the simulated board and the HLS
-    C-simulation (whose epilogue loads each linear's shift vector from the pack) give the same integers."""
-    qmodel, manifest = pack_rows
+def test_per_tensor_pack_runs_bit_exact(assets, pack_tensor, backend):
+    """Every token backend still takes a per-tensor pack (one shift per op): the integer reference, the simulated
+    board and the HLS C-simulation give the same integers."""
+    qmodel, manifest = pack_tensor
     with open_runtime(backend, manifest, mode="w8a8") as rt:
+        assert rt.pack.spec.weight_scales == "per-tensor"
         for task in ("semseg", "depth"):
             result = rt.run(assets.images[:2], task)
             want, _ = qmodel.tokens(assets.images[:2], task)
             assert np.array_equal(result.tokens, want), f"{backend} {task}"
 
 
-def test_rtlsim_loads_a_per_row_pack(pack_rows):
-    """The RTL top requantizes with per-row shifts too (sim/top test_top_per_row runs one): the rtlsim backend
-    loads a per-row pack as it does a per-tensor one (no refusal; its layers package is generated from it)."""
+def test_rtlsim_loads_both_weight_scales(assets, pack_tensor):
+    """The RTL top requantizes with per-row shifts or one per op (sim/top test_top runs the default per-row pack,
+    test_top_per_tensor a per-tensor one): the rtlsim backend loads either (no refusal; its layers package is
+    generated from it)."""
     from m3vit.hw.rtl_top_gen import layers_include
 
-    with open_runtime("rtlsim", pack_rows[1]) as rt:
-        assert rt.pack.spec.weight_scales == "per-row"
-        assert "RF_Q_RS" in layers_include(rt.pack)
+    for manifest, scales in ((assets.manifest, "per-row"), (pack_tensor[1], "per-tensor")):
+        with open_runtime("rtlsim", manifest) as rt:
+            assert rt.pack.spec.weight_scales == scales
+            assert "RF_Q_RS" in layers_include(rt.pack)
 
 
 @pytest.fixture(scope="session")

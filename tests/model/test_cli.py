@@ -50,6 +50,7 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
     assert quantize_cli.main(["--checkpoint", str(run / "last.pt"), "--calib-samples", "4", "--val-samples", "4",
                               "--dump", "1", "--out", str(out), "--no-progress"]) == 0
     pack = read_pack(out / "model.json", expect_mode="w8a8")
+    assert pack.spec.weight_scales == "per-row" and pack.manifest["pack_version"] == 3  # W8/A8's default
     fid = json.loads((out / "fidelity.json").read_text())
     assert fid["mode"] == "w8a8" and "pixel_agreement" in fid["tasks"]["semseg"]
     bounds = json.loads((out / "model.json").read_text())["hardware"]["accumulators"]
@@ -58,14 +59,16 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
     assert embed.shape == (1, pack.cfg.num_tokens, pack.cfg.dim) and embed.dtype == np.int64
     assert quantize_cli.main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
-    # per-row weight scales (opt-in): a version-3 pack with a shift vector per linear, and `m3vit-pack verify` says so
+    # per-tensor weight scales (asked for): a version-2 pack with one shift per op, and `m3vit-pack verify` says so
     from m3vit.cli import pack as pack_cli
 
-    rows = tmp_path / "q_rows"
+    flat = tmp_path / "q_per_tensor"
     assert quantize_cli.main(["--checkpoint", str(run / "last.pt"), "--calib-samples", "4", "--no-fidelity",
-                              "--weight-scales", "per-row", "--out", str(rows), "--no-progress"]) == 0
-    assert read_pack(rows / "model.json").spec.weight_scales == "per-row"
-    assert pack_cli.main(["verify", str(rows / "model.json")]) == 0
+                              "--weight-scales", "per-tensor", "--out", str(flat), "--no-progress"]) == 0
+    flat_pack = read_pack(flat / "model.json")
+    assert flat_pack.spec.weight_scales == "per-tensor" and flat_pack.manifest["pack_version"] == 2
+    assert pack_cli.main(["verify", str(flat / "model.json")]) == 0
+    assert pack_cli.main(["verify", str(out / "model.json")]) == 0
 
 
 def test_quantize_interrupted_or_failing_leaves_the_previous_result(tmp_path, monkeypatch, capsys):

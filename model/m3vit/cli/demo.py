@@ -27,7 +27,7 @@ from ..quant.fidelity import measure
 from ..quant.onnx_export import export_fakequant_model, export_float_model, run_onnx
 from ..quant.pack import read_pack, write_pack
 from ..quant.quantize import QuantizedModel, calibrate
-from ..quant.spec import MODES
+from ..quant.spec import MODES, WEIGHT_SCALES, get_mode, resolve_weight_scales
 from ..report import HEADLINE, headline_table, plot_float_vs_integer, plot_history, plot_metrics, plot_predictions
 from ..training import TrainSettings, train
 from .common import add_progress_arg, make_parser, positive_float, positive_int, run_cli
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (AdamW)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and router noise")
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="fixed-point precision")
+    p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
+                   help="one power-of-two scale per weight tensor or per output row (as m3vit-quantize). None: "
+                        "per-row for w8a8, per-tensor for w16a16; w16a16e8 implies per-row")
     p.add_argument("--calib-samples", type=positive_int, default=64, help="training scenes used for calibration")
     add_progress_arg(p)
     return p
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> Path:
+    scales = resolve_weight_scales(get_mode(args.mode), args.weight_scales)  # refuse a contradiction before work
     out = check_out_dir(args.out)
     cfg = CONFIGS[args.config]
     progress = not args.no_progress
@@ -77,8 +81,9 @@ def run(args: argparse.Namespace) -> Path:
     flop_report = flops.report(cfg)
     write_text_atomic(out / "flops.json", json.dumps(flop_report, indent=2) + "\n")
 
-    print(f"[3/6] calibrating to the {args.mode} fixed-point contract on {args.calib_samples} training scenes")
-    spec = calibrate(model, first_images(train_set, args.calib_samples), args.mode)
+    print(f"[3/6] calibrating to the {args.mode} fixed-point contract ({scales} weight scales) on "
+          f"{args.calib_samples} training scenes")
+    spec = calibrate(model, first_images(train_set, args.calib_samples), args.mode, weight_scales=scales)
     write_text_atomic(out / "quant_spec.json", spec.to_json() + "\n")
 
     print("[4/6] exporting the weight pack and ONNX (float and fake-quantized models, first task)")
@@ -113,7 +118,8 @@ def run(args: argparse.Namespace) -> Path:
              f"Sparse single-task path: {flop_report['m3vit_task'] / 1e6:.1f} MMACs per image "
              f"({flop_report['saved_vs_dense_mtl_pct']:.1f}% fewer than a dense multi-task ViT, "
              f"{flop_report['saved_vs_all_experts_pct']:.1f}% fewer than running every expert).", "",
-             f"## Fixed point ({args.mode}): integer backbone from the weight pack vs the float model", "",
+             f"## Fixed point ({args.mode}, {scales} weight scales): integer backbone from the weight pack vs the "
+             "float model", "",
              "| task | float | integer | change |", "|---|---|---|---|"]
     for task in cfg.tasks:
         key = HEADLINE[task.kind]

@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
                    help="one power-of-two scale per weight tensor, or per output row of each linear weight "
                         "(per-channel requantize shifts; reference, HLS C-sim and RTL top run both). "
-                        "None: per-tensor for w8a8 / w16a16; w16a16e8 implies per-row "
-                        "and refuses per-tensor")
+                        "None: per-row for w8a8 (it nearly halves W8/A8's token error, NUMERICS.md §7.1), per-tensor "
+                        "for w16a16; w16a16e8 implies per-row and refuses per-tensor")
     p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
                    help="dataset: the embedded synthetic scenes, or a real one under --data-root")

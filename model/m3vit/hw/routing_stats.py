@@ -5,7 +5,8 @@ queue length, so it needs the routing of real frames, not a guess. Inputs are sy
 (``m3vit.data.synthetic``) at the config's resolution. Two sources:
 
 - ``integer``: the numpy integer reference (``QuantizedModel``, the accelerator's contract: the same top-k
-  the hardware computes), W8/A8 calibrated on the first frames — used for micro and m3vit-tiny;
+  the hardware computes), W8/A8 (its default per-row weight scales) calibrated on the first frames — used for
+  micro and m3vit-tiny;
 - ``float``: the PyTorch float model's routers (``MoELayer.last_routing``) — used where the integer
   reference is too slow to run here (m3vit-small at 512×512); float and integer top-k differ only at ties.
 

@@ -23,7 +23,7 @@ from ..metrics import make_meter
 from ..model import M3ViT
 from .params import float_params
 from .quantize import QuantizedModel
-from .reference import FloatArith, IntArith, run_backbone
+from .reference import FloatArith, run_backbone
 
 GOALS = {
     "w8a8": {"semseg_pixel_agreement_min": 0.99, "semseg_miou_drop_max_points": 1.0, "depth_rmse_increase_max": 0.03},
@@ -171,7 +171,7 @@ def token_fidelity(model: M3ViT, qmodel: QuantizedModel, images: np.ndarray, bat
             ref_tok.append(tok)
             for k, v in routes.items():
                 ref_routes[k].append(v)
-            tok, routes = backbone_tokens(IntArith(qmodel.iparams, qmodel.spec, cfg), cfg, chunk, t)
+            tok, routes = backbone_tokens(qmodel.arith(), cfg, chunk, t)
             got_tok.append(tok)
             for k, v in routes.items():
                 got_routes[k].append(v)

@@ -1,12 +1,17 @@
 """Candidate changes to the W8/A8 contract, each measured on its own for token and route fidelity.
 
 Every option is a change of formats of the contract's points and tensors (its width classes, its
-calibration rule, or its weight scales: ``weights_per_row`` is the contract's opt-in per-row weight
-scales, ``--weight-scales per-row``), so the integer reference runs it unchanged: the figures are those
-of the integers the hardware would compute. One is a simulation, marked as such:
+calibration rule, or its weight scales), measured from W8/A8 with per-tensor weight scales (``baseline``;
+``weights_per_row`` is the contract's W8/A8 default, per-row weight scales), so the integer reference runs
+it unchanged: the figures are those of the integers the hardware would compute. Two are simulations, marked as such:
 ``per_row_multiplier`` (a non-power-of-two scale per output row, i.e. an integer multiplier in each
 channel's requantize) is emulated by rounding each row to its own ``max|w_r| / 127`` grid and carrying
 the result in per-row 16-bit power-of-two formats (within 1/512 of an 8-bit step of that grid).
+``per_token`` (a power-of-two scale per token at every linear layer's input) holds each linear input point
+at 16 bits (its calibrated format) and, in the linear unit, rounds each token to 8 bits by its own shift
+(chosen from the token's largest magnitude as §1 chooses a tensor's), then multiplies at 8 bits and
+carries the token's shift into the epilogue (:class:`PerTokenArith`): exact integers of a linear unit
+built that way, run on a subclass of the integer reference rather than the contract itself.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import numpy as np
 
 from ..configs import ModelConfig
 from ..model import M3ViT
-from .fixed import QFormat, format_for, quantize
+from .fixed import QFormat, format_for, quantize, round_shift
 from .params import float_params, int_params, row_fracs_for, weight_ranges, weight_row_fracs
 from .quantize import QuantizedModel
-from .reference import FloatArith, run_backbone
+from .reference import FloatArith, IntArith, run_backbone
 from .spec import QuantSpec, activation_points, get_mode, weight_names
 
 
@@ -76,6 +81,57 @@ class Calibration:
         return QuantizedModel(self.cfg, spec, int_params(params, spec, self.cfg), self.model.heads)
 
 
+def token_shifts(x: np.ndarray, bits: int, max_shift: int) -> np.ndarray:
+    """Per token (last axis of integer ``x``), the smallest right shift ``s`` in [0, max_shift] after which the
+    token's largest magnitude, rounded half up, fits ``bits`` bits: §1's format rule applied to one token
+    (its fraction is the input's minus ``s``), in integers. Zero tokens keep the input's fraction (s = 0)."""
+    m = np.abs(np.asarray(x, dtype=np.int64)).max(-1)
+    top = (1 << (bits - 1)) - 1
+    s = np.zeros(m.shape, dtype=np.int64)
+    for k in range(1, max_shift + 1):  # rnd(m, s) decreases with s: count the shifts that still overflow
+        s += round_shift(m, k - 1) > top
+    return s
+
+
+def round_tokens(x: np.ndarray, bits: int, max_shift: int) -> np.ndarray:
+    """``x`` with each token rounded half up to ``bits`` bits at its own shift, then shifted back (exact): the
+    integers an 8-bit MAC array sees, aligned to ``x``'s fraction so that the epilogue's shift is unchanged."""
+    x = np.asarray(x, dtype=np.int64)
+    s = token_shifts(x, bits, max_shift)[..., None]
+    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+    q = (x + half) >> s
+    top = (1 << (bits - 1)) - 1
+    assert np.abs(q).max(initial=0) <= top, "a token's rounded maximum left its 8-bit format"
+    return q << s
+
+
+class PerTokenArith(IntArith):
+    """SIMULATED per-token activation scales: the integer reference, except that every linear whose input
+    point is in ``points`` rounds each input token to ``bits`` bits at the token's own power-of-two scale
+    first. The point itself is held at 16 bits (the option widens it), so the shift per token is at most
+    16 - ``bits`` + 1; a token 2^8 times smaller than the point's range keeps its 16-bit fraction's step."""
+
+    def __init__(self, *args, points: frozenset[str], bits: int = 8, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.points, self.bits = points, bits
+
+    def linear(self, name, x, op, index=None):
+        src = self.ops[op]["input"]
+        if src in self.points:
+            x = round_tokens(x, self.bits, self.f(src).bits - self.bits + 1)  # 32767 needs 9 shifts to fit 8 bits
+        return super().linear(name, x, op, index)
+
+
+@dataclass
+class PerTokenModel(QuantizedModel):
+    """A quantized model run by :class:`PerTokenArith` (the fidelity harness asks the model for its arithmetic)."""
+
+    points: frozenset[str] = frozenset()
+
+    def arith(self, dump: bool = False) -> IntArith:
+        return PerTokenArith(self.iparams, self.spec, self.cfg, dump=dump, hw=self.hw, points=self.points)
+
+
 def _rows_on_max_grid(w: np.ndarray, bits: int) -> np.ndarray:
     """Each output row rounded to its own (non-power-of-two) grid of step max|w_r| / (2^(bits-1) - 1)."""
     top = 2 ** (bits - 1) - 1
@@ -86,6 +142,19 @@ def _rows_on_max_grid(w: np.ndarray, bits: int) -> np.ndarray:
 def _points(cfg: ModelConfig, suffixes: tuple[str, ...], moe_only: bool = False) -> list[str]:
     moe = {f"l{i}" for i in cfg.moe_layers}
     return [p for p in activation_points(cfg) if p.endswith(suffixes) and (not moe_only or p.split(".")[0] in moe)]
+
+
+LINEAR_INPUTS = (".ln1", ".attn", ".ln2", ".gelu", ".egelu")  # the points that feed a block's linear layers
+
+
+def linear_inputs(cfg: ModelConfig) -> list[str]:
+    """Every activation point read by a block's linear layers (q k v, proj, fc1 / gate / e1, fc2, e2)."""
+    return _points(cfg, LINEAR_INPUTS)
+
+
+def linear_inputs_but_moe_ln2(cfg: ModelConfig) -> list[str]:
+    moe_ln2 = set(_points(cfg, (".ln2",), moe_only=True))
+    return [p for p in linear_inputs(cfg) if p not in moe_ln2]
 
 
 def _weights(cfg: ModelConfig, suffixes: tuple[str, ...]) -> list[str]:
@@ -103,6 +172,11 @@ def _moe_ln2_16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpe
 
 def _ln_out16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
     return c.widen(spec, points=_points(c.cfg, (".ln1", ".ln2"))), params
+
+
+def _linear_inputs16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    """Every linear input at 16 bits: what the per-token simulation rounds each token down from."""
+    return c.widen(spec, points=linear_inputs(c.cfg)), params
 
 
 def _ln_no_cls(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
@@ -186,6 +260,8 @@ class Option:
     changes: tuple[Callable, ...]
     what: str
     hardware: str
+    # SIMULATED per-token activation scales: the points whose tokens each get their own 8-bit scale
+    per_token: Callable[[ModelConfig], list[str]] | None = None
 
     def build(self, c: Calibration) -> QuantizedModel:
         """The W8/A8 model with these changes; the accumulator check is skipped only for the 16-bit references."""
@@ -194,12 +270,21 @@ class Option:
             spec, params = change(c, spec, params)
         # 16-bit references and simulations exceed W8/A8's accumulator check; changed params are already clipped
         if self.what.startswith(("reference", "SIMULATED")) or params is not c.params:
-            return c.build(spec, params)
-        return c.build(spec)
+            qm = c.build(spec, params)
+        else:
+            qm = c.build(spec)
+        if self.per_token is None:
+            return qm
+        return PerTokenModel(qm.cfg, qm.spec, qm.iparams, qm.heads, qm.hw, points=frozenset(self.per_token(c.cfg)))
 
+
+PER_TOKEN_COST = ("a max-reduction over each token's input (held at 16 bits until then) before the linear unit "
+                  "requantizes it to 8 bits, and the token's shift carried into the epilogue (accumulator aligned "
+                  "before the bias); MACs stay 8x8")
 
 OPTIONS: dict[str, Option] = {
-    "baseline": Option((), "the W8/A8 contract as it stands", "-"),
+    "baseline": Option((), "W8/A8 with per-tensor weight scales (m3vit-quantize --weight-scales per-tensor; "
+                       "the contract's W8/A8 before per-row became its default)", "-"),
     "router_weights16": Option((_router_weights16,), "router (gate) matrices at 16 bits; everything else W8/A8",
                                "6 KB more per MoE layer and task; the router's 16 outputs take two 8-bit "
                                "passes (high and low byte) or one 16x8 product per DSP"),
@@ -216,8 +301,8 @@ OPTIONS: dict[str, Option] = {
                           "saturate) instead of the no-saturation rule", "none (a calibration rule)"),
     "weights_mse+router16": Option((_router_weights16, _weights_mse), "weights_mse with router_weights16",
                                    "as router_weights16"),
-    "weights_per_row": Option((_weights_per_row,), "per-row power-of-two weight scales (m3vit-quantize "
-                              "--weight-scales per-row)",
+    "weights_per_row": Option((_weights_per_row,), "per-row power-of-two weight scales (the contract's W8/A8 "
+                              "default, m3vit-quantize --weight-scales per-row)",
                               "a requantize shift per output channel (an int8 vector loaded with the bias)"),
     "per_row+router16": Option((_router_weights16, _weights_per_row), "weights_per_row with 16-bit routers",
                                "both of the above"),
@@ -230,6 +315,14 @@ OPTIONS: dict[str, Option] = {
     "per_row_multiplier": Option((_per_row_multiplier,), "SIMULATED: a non-power-of-two scale per output row "
                                  "(max|w_r| / 127)", "an integer multiplier (plus shift) per output channel in the "
                                  "requantize: one more DSP product per output"),
+    "per_token": Option((_linear_inputs16,), "SIMULATED: a power-of-two scale per token at every linear "
+                        "layer's input (8 bits, from the token's max)", PER_TOKEN_COST, per_token=linear_inputs),
+    "per_row+per_token": Option((_weights_per_row, _linear_inputs16), "SIMULATED: weights_per_row with "
+                                "per_token", "both of the above", per_token=linear_inputs),
+    "per_row+per_token+moe_ln2_16": Option((_weights_per_row, _linear_inputs16), "SIMULATED: weights_per_row "
+                                           "with per_token, except that the MoE layers' LayerNorm-2 output "
+                                           "stays 16-bit (moe_ln2_16)", "all three of the above",
+                                           per_token=linear_inputs_but_moe_ln2),
     "per_row+all_act16": Option((_weights_per_row, _all_act16), "reference: weights_per_row with every matmul "
                                 "input at 16 bits (W8/A16)", "no INT8 packing"),
     "per_row_multiplier+moe_ln2_16": Option((_per_row_multiplier, _moe_ln2_16), "SIMULATED: per_row_multiplier "

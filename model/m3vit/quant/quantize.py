@@ -32,7 +32,8 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
 
     ``weight_scales="per-row"`` also gives every output row of each linear weight matrix its own
     power-of-two format (``spec.row_fracs``, NUMERICS.md §1). None: the mode's own (``w16a16e8``
-    implies per-row), else per-tensor; asking a mode for other scales than it implies is an error.
+    implies per-row), else its default (per-row for w8a8, per-tensor for w16a16); asking a mode for other
+    scales than it implies is an error.
     """
     mode = get_mode(mode) if isinstance(mode, str) else mode
     weight_scales = resolve_weight_scales(mode, weight_scales)
@@ -76,9 +77,13 @@ class QuantizedModel:
             raise ValueError(f"accumulators of {over} exceed the {spec.mode.acc_bits}-bit hardware accumulator")
         return cls(model.cfg, spec, iparams, copy.deepcopy(model.heads).eval(), hw)
 
+    def arith(self, dump: bool = False) -> IntArith:
+        """The integer arithmetic that runs this model: the contract's (a fidelity simulation may override it)."""
+        return IntArith(self.iparams, self.spec, self.cfg, dump=dump, hw=self.hw)
+
     def tokens(self, images, task: str, dump: bool = False) -> tuple[np.ndarray, IntArith]:
         """Final tokens [B, N, D] as floats (dequantized) and the arithmetic holding any dumps."""
-        arith = IntArith(self.iparams, self.spec, self.cfg, dump=dump, hw=self.hw)
+        arith = self.arith(dump)
         out = run_backbone(arith, self.cfg, np.asarray(images, dtype=np.float64), self.cfg.task_index(task))
         return out, arith
 

@@ -30,6 +30,9 @@ class PrecisionMode:
     # None: ``weight_bits`` like every other weight. A mode that narrows them implies per-row weight scales.
     expert_weight_bits: int | None = None
     weight_scales: str | None = None  # weight scales the mode implies (None: chosen at quantization)
+    # weight scales when none are asked for (and the mode implies none): per-row for W8/A8, where they nearly halve
+    # the token error for one int8 shift per output channel (NUMERICS.md §1, §7.1)
+    default_weight_scales: str = "per-tensor"
 
     def weight_bits_of(self, name: str) -> int:
         """Width of weight tensor ``name`` (a ``weight_names`` entry) in this mode."""
@@ -52,7 +55,7 @@ EXPERT_WEIGHTS = (".e1.w", ".e2.w")  # the expert matrices (stacks of one matrix
 
 MODES = {
     "w8a8": PrecisionMode("w8a8", weight_bits=8, act_bits=8, resid_bits=16, internal_bits=16, bias_bits=32,
-                          acc_bits=32),
+                          acc_bits=32, default_weight_scales="per-row"),
     "w16a16": PrecisionMode("w16a16", weight_bits=16, act_bits=16, resid_bits=24, internal_bits=24, bias_bits=48,
                             acc_bits=48),
     # W16/A16 widths everywhere but the expert matrices, which stay 8-bit with per-row power-of-two scales
@@ -100,12 +103,13 @@ WEIGHT_SCALES = ("per-tensor", "per-row")  # one power-of-two scale per weight t
 
 
 def resolve_weight_scales(mode: PrecisionMode, asked: str | None) -> str:
-    """The weight scales of a quantization: the mode's own when it implies them, else ``asked`` (default
-    per-tensor). Asking a mode for other scales than it implies is an error, never silently overridden."""
+    """The weight scales of a quantization: the mode's own when it implies them, else ``asked`` (default: the
+    mode's ``default_weight_scales``, per-row for w8a8, per-tensor for w16a16). Asking a mode for other scales
+    than it implies is an error, never silently overridden."""
     if asked is not None and asked not in WEIGHT_SCALES:
         raise ValueError(f"unknown weight scales {asked!r}; choose one of {list(WEIGHT_SCALES)}")
     if mode.weight_scales is None:
-        return asked or "per-tensor"
+        return asked or mode.default_weight_scales
     if asked is not None and asked != mode.weight_scales:
         raise ValueError(f"mode {mode.name} has {mode.weight_scales} weight scales built in (its "
                          f"{mode.expert_weight_bits}-bit expert matrices need them); drop --weight-scales {asked} "

@@ -22,10 +22,12 @@ def images(micro_model):
 
 @pytest.fixture(scope="module")
 def qmodel(micro_model, images):
-    return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8"))
+    """The micro model in W8/A8 with per-tensor weight scales (one shift per op, pack version 2): the tests of the
+    contract's per-op fields; W8/A8's default, per-row, is ``qrows``."""
+    return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8", weight_scales="per-tensor"))
 
 
 @pytest.fixture(scope="module")
 def qrows(micro_model, images):
-    """The micro model with per-row weight scales (NUMERICS.md §1)."""
-    return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8", weight_scales="per-row"))
+    """The micro model with per-row weight scales (NUMERICS.md §1): W8/A8's default."""
+    return QuantizedModel.build(micro_model, calibrate(micro_model, images, "w8a8"))

@@ -13,8 +13,8 @@ from m3vit.quant.fixed import QFormat, format_for, quantize, quantize_rows, requ
 from m3vit.quant.hwmanifest import require_per_tensor, weight_scales
 from m3vit.quant.pack import PACK_VERSION, PACK_VERSION_PER_ROW, PackError, read_pack, write_pack
 from m3vit.quant.params import weight_row_fracs
-from m3vit.quant.quantize import QuantizedModel
-from m3vit.quant.spec import QuantSpec, linear_weight_names
+from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.spec import QuantSpec, get_mode, linear_weight_names, resolve_weight_scales
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,18 @@ def test_equal_row_fracs_quantize_as_per_tensor(seed, frac, narrow):
     x[0, 0] = 0.5 * 2.0**-frac  # a tie
     got = quantize_rows(x, 8, np.full(5, frac), narrow=narrow)
     assert np.array_equal(got, quantize(x, QFormat(8, frac), narrow=narrow))
+
+
+def test_default_weight_scales_per_mode(micro_model, images):
+    """W8/A8 defaults to per-row weight scales (they nearly halve its token error, NUMERICS.md §7.1); W16/A16 stays
+    per-tensor; per-tensor W8/A8 is still there when asked for; w16a16e8 implies per-row."""
+    assert resolve_weight_scales(get_mode("w8a8"), None) == "per-row"
+    assert resolve_weight_scales(get_mode("w8a8"), "per-tensor") == "per-tensor"
+    assert resolve_weight_scales(get_mode("w16a16"), None) == "per-tensor"
+    assert resolve_weight_scales(get_mode("w16a16e8"), None) == "per-row"
+    assert calibrate(micro_model, images[:2], "w8a8").weight_scales == "per-row"
+    assert calibrate(micro_model, images[:2], "w8a8", weight_scales="per-tensor").weight_scales == "per-tensor"
+    assert calibrate(micro_model, images[:2], "w16a16").weight_scales == "per-tensor"
 
 
 def test_per_tensor_model_is_per_row_with_equal_shifts(micro_model, images, qmodel):
