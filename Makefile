@@ -68,10 +68,10 @@ rtl-lint: setup
 	$(PY) rtl/tools/lint.py
 
 rtl-estimates: setup
-	flock /tmp/verilator.lock $(PY) rtl/tools/estimates.py
+	$(PY) rtl/tools/estimates.py
 
 rtl-estimates-top: setup
-	flock /tmp/verilator.lock $(PY) rtl/tools/estimates.py top
+	$(PY) rtl/tools/estimates.py top
 
 clean:
 	rm -rf build runs reports .pytest_cache

