@@ -97,9 +97,10 @@ def round_tokens(x: np.ndarray, bits: int, max_shift: int) -> np.ndarray:
     """``x`` with each token rounded half up to ``bits`` bits at its own shift, then shifted back (exact): the
     integers an 8-bit MAC array sees, aligned to ``x``'s fraction so that the epilogue's shift is unchanged."""
     x = np.asarray(x, dtype=np.int64)
-    s = token_shifts(x, bits, max_shift)[..., None]
-    half = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
-    q = (x + half) >> s
+    s = np.broadcast_to(token_shifts(x, bits, max_shift)[..., None], x.shape)
+    q = np.empty_like(x)
+    for k in np.unique(s):  # the contract's own half-up rounding (fixed.round_shift), one shift at a time
+        q[s == k] = round_shift(x[s == k], int(k))
     top = (1 << (bits - 1)) - 1
     assert np.abs(q).max(initial=0) <= top, "a token's rounded maximum left its 8-bit format"
     return q << s
