@@ -30,7 +30,7 @@ module requant_rt #(
   always_comb begin
     for (int i = 0; i < OUT_W; i++) hi_mask[i] = 6'(i) >= bits - 6'd1;
   end
-  wire logic fits = ((wide ^ {OUT_W{wide[OUT_W-1]}}) & hi_mask) == '0;
-  assign out = fits ? wide : wide[OUT_W-1] ? signed'(hi_mask) : signed'(~hi_mask);
+  wire logic fits = ~|((wide ^ {OUT_W{wide[OUT_W-1]}}) & hi_mask);
+  assign out = fits ? wide : wide[OUT_W-1] ? $signed(hi_mask) : $signed(~hi_mask);
 endmodule
 `default_nettype wire
