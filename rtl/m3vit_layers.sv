@@ -146,11 +146,11 @@ module m3vit_layers (
   kind_t       k_kind;
   logic [31:0] k_rows, k_kin, k_nout;   // rows, input values per row, output values per row
   logic signed [31:0] k_shift;
-  int          k_bits;
+  logic [5:0]  k_bits;                  // output width of a linear op (ACTB, RB or IB)
   logic [63:0] k_src, k_src2, k_dst;    // row bases
   always_comb begin
     k_kind = K_LIN; k_rows = 32'(NT); k_kin = 32'(D); k_nout = 32'(D); k_shift = '0;
-    k_bits = ACTB; k_src = '0; k_src2 = '0; k_dst = '0;
+    k_bits = 6'(ACTB); k_src = '0; k_src2 = '0; k_dst = '0;
     case (step)
       ST_LN1, ST_LN2: begin
         k_kind = K_LN;
@@ -167,7 +167,7 @@ module m3vit_layers (
         k_src = `PT(LF_D_Q, FV_Q); k_dst = `PT(LF_D_ATTN, FV_ATTN);
       end
       ST_PROJ: begin
-        k_src = `PT(LF_D_ATTN, FV_ATTN); k_dst = `PT(LF_D_PROJ, FV_PROJ); k_bits = RB;
+        k_src = `PT(LF_D_ATTN, FV_ATTN); k_dst = `PT(LF_D_PROJ, FV_PROJ); k_bits = 6'(RB);
         k_shift = sL[LF_PROJ_SHIFT];
       end
       ST_MID: begin
@@ -175,7 +175,7 @@ module m3vit_layers (
         k_shift = sL[LF_MID_SHIFT];
       end
       ST_FC1: begin
-        k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_FC1, FV_FC1); k_nout = 32'(L_MLP); k_bits = IB;
+        k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_FC1, FV_FC1); k_nout = 32'(L_MLP); k_bits = 6'(IB);
         k_shift = sL[LF_FC1_SHIFT];
       end
       ST_GELU: begin
@@ -183,7 +183,7 @@ module m3vit_layers (
         k_src = `PT(LF_D_FC1, FV_FC1); k_dst = `PT(LF_D_GELU, FV_GELU);
       end
       ST_FC2: begin
-        k_src = `PT(LF_D_GELU, FV_GELU); k_dst = `PT(LF_D_FC2, FV_FC2); k_kin = 32'(L_MLP); k_bits = RB;
+        k_src = `PT(LF_D_GELU, FV_GELU); k_dst = `PT(LF_D_FC2, FV_FC2); k_kin = 32'(L_MLP); k_bits = 6'(RB);
         k_shift = sL[LF_FC2_SHIFT];
       end
       ST_OUT_D, ST_OUT_M: begin
@@ -191,14 +191,14 @@ module m3vit_layers (
         k_src2 = step == ST_OUT_D ? `PT(LF_D_FC2, FV_FC2) : `PT(LF_D_MOE, FV_MOE);
       end
       ST_GATE: begin
-        k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_GATE, FV_GATE); k_nout = 32'(E); k_bits = IB;
+        k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_GATE, FV_GATE); k_nout = 32'(E); k_bits = 6'(IB);
         k_shift = sL[LF_GATE_SHIFT];
       end
       ST_ROUTE: begin
         k_kind = K_ROUTE; k_rows = 32'd1; k_kin = 32'(NT * E); k_src = `PT(LF_D_GATE, FV_GATE);
       end
       ST_E1: begin
-        k_rows = 32'(exp_cnt[EI_W'(ei)]); k_nout = 32'(EH); k_bits = IB;
+        k_rows = 32'(exp_cnt[EI_W'(ei)]); k_nout = 32'(EH); k_bits = 6'(IB);
         k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4);
         k_shift = sL[LF_E1_SHIFT];
       end
@@ -207,7 +207,7 @@ module m3vit_layers (
         k_src = `PT(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4); k_dst = `PT(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4);
       end
       ST_E2: begin
-        k_rows = 32'(exp_cnt[EI_W'(ei)]); k_kin = 32'(EH); k_bits = RB;
+        k_rows = 32'(exp_cnt[EI_W'(ei)]); k_kin = 32'(EH); k_bits = 6'(RB);
         k_src = `PT(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4); k_dst = `PT(LF_D_E2, FV_E2) + 64'(row0) * 64'(D * 4);
         k_shift = sL[LF_E2_SHIFT];
       end
@@ -300,7 +300,7 @@ module m3vit_layers (
   // ---- weight prefetcher and its two banks (m3vit_wbuf); this op's bank is read with one cycle of latency
   logic              wb_ready, wb_rs, wb_release;
   logic [4:0]        wb_step;
-  logic [31:0]       wb_waddr, wb_baddr;
+  logic [31:0]       wb_waddr, wb_baddr, ep_pass;
   logic [LIN_TILES*16*WBITS-1:0] wb_wt, wb_aux;
   logic [LIN_TILES*16*BW-1:0]    wb_bias;
   logic [32*L_LAYER_WORDS-1:0]   wb_desc;
@@ -354,12 +354,15 @@ module m3vit_layers (
       );
       wire logic unused_first = mt_first;
     end else begin : g_wide  // W16/A16: 16 plain 16×16-bit products a cycle (mac_tile is INT8 only)
-      logic signed [63:0] acc_r [16];
+      logic signed [63:0] acc_r [16], acc_nx [16];
+      logic [16*64-1:0]   out_r;
       logic               done_r;
       assign mt_in_ready[t] = 1'b1;
+      assign mt_out[t] = out_r;
       assign mt_out_valid[t] = done_r;
       always_comb begin
-        for (int r = 0; r < 16; r++) mt_out[t][64*r +: 64] = acc_r[r];
+        for (int r = 0; r < 16; r++)
+          acc_nx[r] = (mt_first ? 64'sd0 : acc_r[r]) + 64'(signed'(mt_x)) * 64'(signed'(wrow[WBITS*r +: WBITS]));
       end
       always_ff @(posedge ap_clk) begin
         if (rst) begin
@@ -368,16 +371,15 @@ module m3vit_layers (
         end else begin
           done_r <= mt_v && mt_last;
           if (mt_v)
-            for (int r = 0; r < 16; r++)
-              acc_r[r] <= (mt_first ? 64'sd0 : acc_r[r]) + 64'(signed'(mt_x)) * 64'(signed'(wrow[WBITS*r +: WBITS]));
+            for (int r = 0; r < 16; r++) acc_r[r] <= acc_nx[r];
         end
+        // a pass's sums held until the next pass's (as mac_tile's output register): the epilogue reads one tile
+        // a cycle after the pass
+        if (mt_v && mt_last)
+          for (int r = 0; r < 16; r++) out_r[64*r +: 64] <= acc_nx[r];
       end
     end
   end
-  // the epilogue's bias of output (o0 · LIN_TILES + t) · 16 + r and its requantize shift (the op's, or per row)
-  // (macros: yosys' front end takes no `return`)
-`define LIN_BIAS(t, r) (64'(signed'(wb_bias[BW * (16 * (t) + (r)) +: BW])))
-`define LIN_SHIFT(t, r) (wb_rs ? 32'(signed'(wb_aux[WBITS * (16 * (t) + (r)) +: 8])) : k_shift)
 
   // One set of units for every layer, fed the running layer's formats from its descriptor (held for the whole op).
   wire logic        is_ln2 = step == ST_LN2;
@@ -401,7 +403,8 @@ module m3vit_layers (
   logic [L_BIAS_BITS+WBITS-1:0] ln_gb;
   always_comb begin
     ln_next = xs != X_COMP ? '0 : f1 + 32'(ln_gb_take);
-    wb_baddr = kind_q == K_LN ? ln_next / 32'(16 * LIN_TILES) : o0;
+    // linear: pass o0's word, held while the epilogue works through that pass's tiles (o0 has moved on by then)
+    wb_baddr = kind_q == K_LN ? ln_next / 32'(16 * LIN_TILES) : ep_pass;
     ln_gb = {wb_bias[BW * (f1 % 32'(16 * LIN_TILES)) +: L_BIAS_BITS], wb_aux[WBITS * (f1 % 32'(16 * LIN_TILES)) +: WBITS]};
   end
   layernorm #(.D(D), .IN_W(RB), .G_W(WBITS), .B_W(L_BIAS_BITS), .OUT_W(ACTB), .NBANK(4),
@@ -557,17 +560,46 @@ module m3vit_layers (
     logits_word <= lg_mem[lg_ra];
   end
 
-  // ob's writes: a linear pass (every bank, word o0) or a gathered quad (one bank)
+  // ---- linear epilogue: bias + requantize, one MAC tile's 16 outputs a cycle
+  // A pass's LIN_TILES · 16 sums arrive together and stay in the tiles' output registers for the next pass's
+  // K >= 16 cycles, so 16 requantizers work through them one tile a cycle (tile 0 in the cycle the sums arrive,
+  // tile t t cycles later) and write that tile's 4 quads of ob: a quarter of the logic of one requantizer per
+  // output, no cycle added (the next pass's sums are K cycles away; after a row's last pass the store reads quad
+  // q no earlier than q + 1 cycles later, and tile t's quads 4t .. are written t cycles after the sums). Each
+  // requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias, the per-layer bound
+  // checked at export) and exact for any shift (requant_rt clamps it to the range that can change a result).
+  localparam int EPT_W = (LIN_TILES > 1) ? $clog2(LIN_TILES) : 1;
+  localparam int EP_W = L_ACC_BITS;
+  localparam int EP_OUT_W = (RB > IB ? (RB > ACTB ? RB : ACTB) : (IB > ACTB ? IB : ACTB));  // widest k_bits
+  `M3VIT_CHECK(g_check_ep, EP_W <= MACC_W && EP_W <= BW, ("m3vit_layers: accumulator limit %0d too wide", EP_W))
+  logic [EPT_W-1:0] ep_t;                           // tile of the pass o0 - 1 requantized now (0: none)
+  wire logic        ep_first = &mt_out_valid;       // a pass's sums arrived: tile 0 now
+  wire logic [EPT_W-1:0] ep_tile = ep_first ? '0 : ep_t;
+  assign ep_pass = (ep_t != '0) ? o0 - 32'd1 : o0;  // the pass whose tile is requantized (o0 moved on after tile 0)
+  always_ff @(posedge ap_clk) begin
+    if (rst) ep_t <= '0;
+    else if (ep_first) ep_t <= EPT_W'(LIN_TILES > 1 ? 1 : 0);
+    else if (ep_t != '0) ep_t <= (32'(ep_t) == LIN_TILES - 1) ? '0 : ep_t + 1'b1;
+  end
+  logic signed [7:0] ep_op_shift;  // the op's shift in 8 bits (saturated: exact, requant_rt clamps further)
+  assign ep_op_shift = k_shift > 32'sd127 ? 8'sd127 : k_shift < -32'sd128 ? -8'sd128 : 8'(k_shift);
+  logic [32*16-1:0] ep_vals;       // tile ep_tile's 16 outputs
+  for (genvar r = 0; r < 16; r++) begin : g_ep
+    wire logic [EP_W-1:0] acc = mt_out[ep_tile][MACC_W*r +: EP_W];
+    wire logic [EP_W-1:0] bias = wb_bias[BW * (16 * 32'(ep_tile) + r) +: EP_W];
+    wire logic signed [EP_W-1:0] sum = acc + bias;  // wraps only outside the contract's bound
+    wire logic signed [7:0] sh = wb_rs ? wb_aux[WBITS * (16 * 32'(ep_tile) + r) +: 8] : ep_op_shift;
+    logic signed [EP_OUT_W-1:0] q;
+    requant_rt #(.IN_W(EP_W), .OUT_W(EP_OUT_W)) u_rq (.in(sum), .shift(sh), .bits(k_bits), .out(q));
+    assign ep_vals[32*r +: 32] = 32'(q);
+  end
+
+  // ob's writes: a linear tile (its 4 banks, word ep_pass) or a gathered quad (one bank)
   logic                          ep_we, sv_we;
-  logic [32*16*LIN_TILES-1:0]    ep_vals;  // the pass's outputs, requantized with their biases and shifts
   logic [31:0]                   sv_idx, sv_val;
   logic [95:0]                   ob_stage;
   always_comb begin
-    ep_we = xs == X_COMP && kind_q == K_LIN && &mt_out_valid;
-    for (int t = 0; t < LIN_TILES; t++)
-      for (int r = 0; r < 16; r++)
-        ep_vals[32*(16*t+r) +: 32] = 32'(rq(64'(signed'(mt_out[t][MACC_W*r +: MACC_W])) + `LIN_BIAS(t, r),
-                                            `LIN_SHIFT(t, r), k_bits));
+    ep_we = kind_q == K_LIN && (ep_first || ep_t != '0);
     sv_we = 1'b0; sv_idx = o0; sv_val = '0;
     if (xs == X_COMP) begin
       case (kind_q)
@@ -589,10 +621,11 @@ module m3vit_layers (
   always_ff @(posedge ap_clk) if (sv_we && !sv_full) ob_stage[32*sv_idx[1:0] +: 32] <= sv_val;
   for (genvar b = 0; b < OB_NQ; b++) begin : g_ob
     logic [127:0] mem [OB_W];
-    wire logic we = ep_we || (sv_full && sv_quad % 32'(OB_NQ) == b);
-    wire logic [OB_AW-1:0] wa = OB_AW'(ep_we ? o0 : sv_quad / 32'(OB_NQ));
+    wire logic ep_b = ep_we && 32'(ep_tile) == b / 4;  // tile t: quads 4t .. 4t+3 of the pass
+    wire logic we = ep_b || (sv_full && sv_quad % 32'(OB_NQ) == b);
+    wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass : sv_quad / 32'(OB_NQ));
     always_ff @(posedge ap_clk) begin
-      if (we) mem[wa] <= ep_we ? ep_vals[128*b +: 128] : {sv_val, ob_stage};
+      if (we) mem[wa] <= ep_b ? ep_vals[128*(b%4) +: 128] : {sv_val, ob_stage};
       ob_q[b] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
     end
   end
@@ -898,6 +931,4 @@ module m3vit_layers (
   end
 endmodule
 `undef PT
-`undef LIN_BIAS
-`undef LIN_SHIFT
 `default_nettype wire

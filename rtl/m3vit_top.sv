@@ -211,7 +211,7 @@ module m3vit_top
   if (EMBED) begin : g_embed
     patch_embed #(.DIM(DIM), .IMG_C(IMG_C), .IMG_H(IMG_H), .IMG_W(IMG_W), .PATCH(PATCH),
                   .RESID_BITS(RESID_BITS), .W_BYTES(W_BYTES), .IMG_BYTES(IMG_BYTES), .BIAS_BYTES(BIAS_BYTES),
-                  .RESID_BYTES(RESID_BYTES)) u_embed (
+                  .RESID_BYTES(RESID_BYTES), .ACC_BITS(L_ACC_BITS)) u_embed (
       .ap_clk, .ap_rst_n,
       .ld_clear, .ld_valid(state == S_LD && prog_tvalid), .ld_sel, .ld_data(prog_tdata),
       .img_clear, .img_valid(img_tvalid && img_tready), .img_data(img_tdata),

@@ -116,9 +116,9 @@ module mac_tile #(
   always_ff @(posedge ap_clk) begin
     if (rst) m_axis_tvalid <= 1'b0;
     else if (ce) m_axis_tvalid <= f_valid && f_last;
-    if (ce) begin
-      m_axis_tdata <= row_sum;
-      m_axis_tlast <= 1'b1;
-    end
+    // the row's sums stay in the output register until the next row's (a consumer may read them over several
+    // cycles: the top's linear epilogue requantizes one tile a cycle)
+    if (ce && f_valid && f_last) m_axis_tdata <= row_sum;
+    if (ce) m_axis_tlast <= 1'b1;
   end
 endmodule

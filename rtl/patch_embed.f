@@ -1,1 +1,2 @@
+round_sat.sv
 patch_embed.sv

@@ -7,6 +7,9 @@
 // 128-bit beats); the frame arrives as raster beats of IMG_BYTES-byte pixels (16 pixels = one patch row). A 16×16
 // MAC array takes one weight tile and one patch row per cycle: 16 outputs of one patch advance by 16 k a cycle
 // (DIM/16 · K/16 + 2·DIM/16 cycles per patch). W8/A8: 1-byte weights and pixels; W16/A16: 2-byte.
+// The weight tiles and the frame are RAMs read one cycle ahead (E_INIT reads the first tile and patch row), so they
+// map to block RAM (m3vit-tiny: 1.2 Mbit each) at no cycle; the accumulators are ACC_BITS wide (the contract's
+// accumulator limit bounds bias + every partial sum + pos), and the requantizers are round_sat at that width.
 // The result leaves as a stream of int32 beats (4 values, token-major), the `embed` dump layout.
 module patch_embed #(
   parameter int DIM        = 64,   // embedding width (multiple of 16)
@@ -18,7 +21,8 @@ module patch_embed #(
   parameter int W_BYTES    = 1,    // container bytes of a weight (1: W8, 2: W16)
   parameter int IMG_BYTES  = 1,    // container bytes of a pixel (the act format)
   parameter int BIAS_BYTES = 4,    // container bytes of patch.b and pos
-  parameter int RESID_BYTES = 2    // container bytes of cls
+  parameter int RESID_BYTES = 2,   // container bytes of cls
+  parameter int ACC_BITS   = 32    // accumulator limit (m3vit.quant.spec acc_bits): b + Σ x·w + pos fits it
 ) (
   input  wire logic               ap_clk,
   input  wire logic               ap_rst_n,
@@ -56,14 +60,20 @@ module patch_embed #(
   `M3VIT_CHECK(g_check, PATCH == 16 && DIM % 16 == 0 && IMG_H % PATCH == 0 && IMG_W % PATCH == 0 &&
                RESID_BITS >= 2 && RESID_BITS <= 32 && (W_BYTES == 1 || W_BYTES == 2) &&
                (IMG_BYTES == 1 || IMG_BYTES == 2) && (BIAS_BYTES == 4 || BIAS_BYTES == 8) &&
-               (RESID_BYTES == 2 || RESID_BYTES == 4), ("patch_embed: bad PATCH=%0d DIM=%0d IMG=%0dx%0d", PATCH, DIM,
-               IMG_H, IMG_W))
+               (RESID_BYTES == 2 || RESID_BYTES == 4) && ACC_BITS >= 18 && ACC_BITS <= 8 * BIAS_BYTES,
+               ("patch_embed: bad PATCH=%0d DIM=%0d IMG=%0dx%0d", PATCH, DIM, IMG_H, IMG_W))
 
   wire logic rst = !ap_rst_n;
 
   // ---- on-chip copies of the parameters and the frame ----
-  logic [2048*W_BYTES-1:0]      tiles [RT * CT];   // tile t = rt·CT + ct, row r at [r*128*W_BYTES +: 128*W_BYTES]
-  logic signed [63:0]           bias [DIM];
+  // patch.w: tile t = rt·CT + ct, its beat j (row j / W_BYTES) in RAM j, word t (one write and one synchronous read
+  // port each, no reset: block RAM); the image: beat i in RAM i % IMG_BYTES, word i / IMG_BYTES (a patch row is
+  // IMG_BYTES consecutive beats)
+  localparam int TILE_BEATS = 16 * W_BYTES;
+  localparam int T_AW = (RT * CT > 1) ? $clog2(RT * CT) : 1;
+  localparam int IMG_WORDS = IMG_BEATS / IMG_BYTES;
+  localparam int I_AW = (IMG_WORDS > 1) ? $clog2(IMG_WORDS) : 1;
+  logic signed [ACC_BITS-1:0]   bias [DIM];
   // pos and the result are RAMs of 16-value words (word p·RT + rt: patch p, outputs rt·16 ..), one write port and one
   // synchronous read port each, no reset: block RAM to synthesis (m3vit-tiny: 24,576 values each)
   localparam int PB = 8 * BIAS_BYTES;
@@ -76,7 +86,6 @@ module patch_embed #(
   logic [1:0]                   emb_sel;  // the quarter of emb_q the current out beat shows
   logic signed [31:0]           cls [DIM];
   logic signed [7:0]            rsh [DIM];
-  logic [127:0]                 img [IMG_BEATS];
   logic [31:0]                  ld_count [5];
   logic [31:0]                  img_count;
 
@@ -86,11 +95,10 @@ module patch_embed #(
     end else if (ld_valid) begin
       ld_count[ld_sel] <= ld_count[ld_sel] + 32'd1;
       case (ld_sel)
-        3'd0: if (ld_count[0] < 32'(RT * CT * 16 * W_BYTES))
-                tiles[ld_count[0] / 32'(16 * W_BYTES)][(ld_count[0] % 32'(16 * W_BYTES)) * 128 +: 128] <= ld_data;
+        3'd0: ;  // into the tile RAMs (below)
         3'd1: for (int j = 0; j < BPB; j++)
                 if (ld_count[1] * BPB + 32'(j) < 32'(DIM))
-                  bias[ld_count[1] * BPB + 32'(j)] <= 64'(signed'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]));
+                  bias[ld_count[1] * BPB + 32'(j)] <= ACC_BITS'(ld_data[8*BIAS_BYTES*j +: 8*BIAS_BYTES]);
         3'd2: pos_stage <= pos_word[16*PB-1:128];  // a whole word goes into pos_mem (below)
         3'd3: for (int j = 0; j < CPB; j++)
                 if (ld_count[3] * CPB + 32'(j) < 32'(DIM))
@@ -110,48 +118,53 @@ module patch_embed #(
   end
   always_ff @(posedge ap_clk) begin
     if (rst || img_clear) img_count <= '0;
-    else if (img_valid) begin
-      if (img_count < 32'(IMG_BEATS)) img[img_count] <= img_data;
-      img_count <= img_count + 32'd1;
-    end
+    else if (img_valid) img_count <= img_count + 32'd1;
   end
-
-  // ---- requantize with a run-time shift (NUMERICS.md §1: round half up + saturate, or saturate + exact widen) ----
-  localparam longint QMAX = (64'sd1 <<< (RESID_BITS - 1)) - 1;
-  localparam longint QMIN = -(64'sd1 <<< (RESID_BITS - 1));
-  function automatic logic signed [RESID_BITS-1:0] requant(input logic signed [63:0] acc, input logic signed [31:0] s);
-    logic signed [63:0] r, lo, hi;
-    if (s > 0) begin
-      r = (acc + (64'sd1 <<< (s - 1))) >>> s;
-      requant = RESID_BITS'(r > QMAX ? QMAX : r < QMIN ? QMIN : r);
-    end else if (-s >= RESID_BITS) begin
-      requant = RESID_BITS'(acc > 0 ? QMAX : acc < 0 ? QMIN : 64'sd0);
-    end else begin
-      lo = -((-QMIN) >>> (-s));
-      hi = QMAX >>> (-s);
-      requant = RESID_BITS'(acc > hi ? QMAX : acc < lo ? QMIN : acc <<< (-s));
-    end
-  endfunction
 
   // ---- the MAC array: one weight tile × one patch row per cycle ----
   typedef enum logic [2:0] {E_IDLE, E_INIT, E_MAC, E_STORE, E_OUT} estate_t;
   estate_t             st;
   logic [31:0]         p, py, px, rt, c, ky;
-  logic signed [63:0]  acc [16];
+  logic signed [ACC_BITS-1:0] acc [16];
   logic [31:0]         out_beat;
-  wire logic [31:0] ct = c * PATCH + ky;
-  logic [128*IMG_BYTES-1:0] xrow;  // one patch row: IMG_BYTES beats
+  // the (c, ky) of the next E_MAC cycle: its tile and patch row are read now (E_INIT: the first)
+  logic [31:0]         c_rd, ky_rd;
   always_comb begin
-    for (int b = 0; b < IMG_BYTES; b++)
-      xrow[128*b +: 128] = img[(c * IMG_H + py * PATCH + ky) * ROW_BEATS + px * IMG_BYTES + 32'(b)];
+    c_rd = '0; ky_rd = '0;
+    if (st == E_MAC) begin
+      c_rd = ky == PATCH - 1 ? c + 32'd1 : c;
+      ky_rd = ky == PATCH - 1 ? '0 : ky + 32'd1;
+    end
   end
-  wire logic [2048*W_BYTES-1:0] tile = tiles[rt * CT + ct];
-  logic signed [63:0] dot [16];
+  wire logic [T_AW-1:0] t_ra = T_AW'(rt * CT + c_rd * PATCH + ky_rd);
+  wire logic [I_AW-1:0] i_ra = I_AW'((c_rd * IMG_H + py * PATCH + ky_rd) * (ROW_BEATS / IMG_BYTES) + px);
+  logic [128*IMG_BYTES-1:0]  xrow;  // one patch row: IMG_BYTES beats (the read registers)
+  logic [2048*W_BYTES-1:0]   tile;  // one weight tile, row r at [r*128*W_BYTES +: 128*W_BYTES]
+  wire logic [31:0] tb = ld_count[0] % 32'(TILE_BEATS);
+  for (genvar j = 0; j < TILE_BEATS; j++) begin : g_tile
+    logic [127:0] mem [RT * CT];
+    wire logic we = ld_valid && !ld_clear && ld_sel == 3'd0 && ld_count[0] < 32'(RT * CT * TILE_BEATS) &&
+                    tb == j;
+    always_ff @(posedge ap_clk) begin
+      if (we) mem[T_AW'(ld_count[0] / 32'(TILE_BEATS))] <= ld_data;
+      tile[128*j +: 128] <= mem[t_ra];
+    end
+  end
+  for (genvar b = 0; b < IMG_BYTES; b++) begin : g_img
+    logic [127:0] mem [IMG_WORDS];
+    wire logic we = !rst && !img_clear && img_valid && img_count < 32'(IMG_BEATS) &&
+                    img_count % 32'(IMG_BYTES) == b;
+    always_ff @(posedge ap_clk) begin
+      if (we) mem[I_AW'(img_count / 32'(IMG_BYTES))] <= img_data;
+      xrow[128*b +: 128] <= mem[i_ra];
+    end
+  end
+  logic signed [ACC_BITS-1:0] dot [16];
   always_comb begin
     for (int r = 0; r < 16; r++) begin
       dot[r] = '0;
       for (int j = 0; j < 16; j++)
-        dot[r] += 64'(signed'(xrow[XB*j +: XB])) * 64'(signed'(tile[r*128*W_BYTES + WB*j +: WB]));
+        dot[r] += ACC_BITS'(signed'(xrow[XB*j +: XB])) * ACC_BITS'(signed'(tile[r*128*W_BYTES + WB*j +: WB]));
     end
   end
 
@@ -160,10 +173,19 @@ module patch_embed #(
   assign m_axis_tlast = out_beat == 32'(OUT_BEATS - 1);
   // the result: 16 values a patch and output tile (E_STORE); out beat b > DIM/4 shows quarter (b - DIM/4) % 4 of
   // word (b - DIM/4) / 4, read a cycle ahead (the beat it moves to when the stream advances)
-  always_comb begin
-    for (int r = 0; r < 16; r++)
-      emb_word[RESID_BITS*r +: RESID_BITS] = requant(acc[r] + 64'(signed'(pos_q[PB*r +: PB])),
-                                                     per_row ? 32'(rsh[rt * 16 + 32'(r)]) : shift);
+  // requantize (NUMERICS.md §1) with the run-time shift, clamped to the range that can change a result: a right
+  // shift by ACC_BITS rounds every accumulator to 0, a left shift by RESID_BITS saturates every nonzero one
+  localparam logic signed [31:0] S_HI = ACC_BITS, S_LO = -RESID_BITS;
+  localparam logic signed [7:0] S_HI8 = 8'(ACC_BITS), S_LO8 = 8'(-RESID_BITS);
+  wire logic signed [7:0] op_shift = 8'(shift > S_HI ? S_HI : shift < S_LO ? S_LO : shift);
+  for (genvar r = 0; r < 16; r++) begin : g_rq
+    wire logic signed [ACC_BITS-1:0] sum = acc[r] + ACC_BITS'(pos_q[PB*r +: PB]);
+    wire logic signed [7:0] rs = rsh[rt * 16 + 32'(r)];  // output rt·16 + r's own shift (per_row)
+    wire logic signed [7:0] sh = per_row ? (rs > S_HI8 ? S_HI8 : rs < S_LO8 ? S_LO8 : rs) : op_shift;
+    logic signed [RESID_BITS-1:0] q;
+    round_sat #(.IN_W(ACC_BITS), .MIN_SHIFT(-RESID_BITS), .MAX_SHIFT(ACC_BITS), .OUT_W(RESID_BITS)) u_rs (
+      .in(sum), .shift(sh), .out(q));
+    assign emb_word[RESID_BITS*r +: RESID_BITS] = q;
   end
   wire logic [31:0] emb_rd = (st == E_OUT ? out_beat + 32'(m_axis_tready) : 32'd0) - 32'(DIM / 4);
   always_ff @(posedge ap_clk) begin

@@ -24,9 +24,11 @@ module round_sat #(
   localparam int CW = (RW > OUT_W) ? RW : OUT_W;  // comparison width
   logic signed [RW-1:0] rounded;
   if (MAX_SHIFT > 0 && MIN_SHIFT < 0) begin : g_both
-    logic signed [RW-1:0] sum;
-    assign sum = RW'(in) + ((shift > 0) ? (RW'(1) <<< (shift - 8'sd1)) : RW'(0));
-    assign rounded = (shift > 0) ? (sum >>> shift) : (RW'(in) <<< (-shift));
+    // the rounding sum and its shifter only as wide as they need (RW_R), not as the widened input (RW_W)
+    logic signed [RW_R-1:0] sum, narrowed;
+    assign sum = RW_R'(in) + ((shift > 0) ? (RW_R'(1) <<< (shift - 8'sd1)) : RW_R'(0));
+    assign narrowed = sum >>> shift;
+    assign rounded = (shift > 0) ? RW'(narrowed) : (RW'(in) <<< (-shift));
   end else if (MAX_SHIFT > 0) begin : g_round  // shift >= 0 (0: the input as it is)
     logic signed [RW-1:0] sum;
     assign sum = RW'(in) + ((shift > 0) ? (RW'(1) <<< (shift - 8'sd1)) : RW'(0));
@@ -35,8 +37,9 @@ module round_sat #(
     assign rounded = RW'(in) <<< (-shift);
   end
 
-  localparam logic signed [CW-1:0] QMAX = CW'((64'sd1 <<< (OUT_W - 1)) - 1);
-  localparam logic signed [CW-1:0] QMIN = -CW'(64'sd1 <<< (OUT_W - 1));
+  localparam logic signed [CW-1:0] ONE = 1;  // (CW may exceed 64)
+  localparam logic signed [CW-1:0] QMAX = (ONE <<< (OUT_W - 1)) - ONE;
+  localparam logic signed [CW-1:0] QMIN = -(ONE <<< (OUT_W - 1));
   logic signed [CW-1:0] wide;
   assign wide = CW'(rounded);
   assign out = (wide > QMAX) ? OUT_W'(QMAX) : (wide < QMIN) ? OUT_W'(QMIN) : OUT_W'(wide);

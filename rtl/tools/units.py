@@ -15,6 +15,7 @@ ROOT = RTL.parent
 
 UNITS: dict[str, dict[str, int]] = {
     "requant": {"IN_W": 32, "SHIFT": 12, "OUT_W": 8, "LANES": 16},
+    "requant_rt": {"IN_W": 32, "OUT_W": 16},  # one lane of the top's linear epilogue (W8/A8)
     "gelu": {"IN_W": 16, "OUT_W": 8, "LANES": 16},
     "softmax_stats": {"S_W": 16, "MAX_ROW": 256},
     "av_norm": {"S_W": 16, "V_W": 8, "C": 16, "OUT_W": 8, "MAX_ROW": 256},

@@ -217,6 +217,8 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": cfg.depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
               "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
+              # the accumulator limit (accumulator + bias, checked per layer at export): the linear epilogue's width
+              "L_ACC_BITS": mode.acc_bits,
               "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits),
               # the expert matrices' width and container (w16a16e8: 8-bit; equal to L_W_* in single-width modes)
               # and whether this build is for a mixed-width mode (it runs that mode's program version alone)

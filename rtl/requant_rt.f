@@ -1,0 +1,2 @@
+round_sat.sv
+requant_rt.sv
