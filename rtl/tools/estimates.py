@@ -51,12 +51,40 @@ def count(cells: dict[str, int]) -> dict[str, float]:
 
 
 def cells_of(stat: dict, top: str) -> dict[str, int]:
-    """Cell counts of the whole design from yosys' `stat -json` (flattened top)."""
+    """Cell counts of the whole design from yosys' `stat -json` (the hierarchy's total, or a flattened top)."""
     if "design" in stat and "num_cells_by_type" in stat["design"]:
         return {k.lstrip("\\$"): v for k, v in stat["design"]["num_cells_by_type"].items()}
     modules = stat["modules"]
     module = next(v for k, v in modules.items() if top in k)
     return {k.lstrip("\\$"): v for k, v in module["num_cells_by_type"].items()}
+
+
+def _base(module: str) -> str:
+    """A yosys module name without its `$paramod$<hash>\\` prefix and leading backslash."""
+    return module.rsplit("\\", 1)[-1]
+
+
+def by_unit(stat: dict, top: str) -> dict[str, dict[str, float]]:
+    """Resources of a hierarchical design per unit: each module's own cells (submodules excluded) times the number
+    of its instances under ``top``, summed over parameter sets of one unit name; the units add up to the total."""
+    modules = {k.lstrip("\\"): v["num_cells_by_type"] for k, v in stat["modules"].items()}
+    own = {m: {t.lstrip("\\$"): n for t, n in cells.items() if t.lstrip("\\") not in modules}
+           for m, cells in modules.items()}
+    copies: dict[str, int] = {}
+
+    def walk(module: str, times: int) -> None:  # hierarchies are trees of a few levels: no recursion limit
+        copies[module] = copies.get(module, 0) + times
+        for t, n in modules[module].items():
+            if t.lstrip("\\") in modules:
+                walk(t.lstrip("\\"), times * n)
+
+    walk(next(m for m in modules if _base(m) == top), 1)
+    units: dict[str, dict[str, float]] = {}
+    for module, times in copies.items():
+        res = count({t: n * times for t, n in own[module].items()})
+        name = _base(module)
+        units[name] = {k: units.get(name, {}).get(k, 0) + v for k, v in res.items()}
+    return dict(sorted(units.items(), key=lambda kv: -kv[1]["LUT"]))
 
 
 def estimate(unit: str) -> dict:
@@ -93,12 +121,15 @@ def estimate_top(config: str, timeout_s: float) -> dict:
     reads = "; ".join(f"read_verilog -defer -sv {flags} {p}" for p in sources("m3vit_top"))
     sets = " ".join(f"-set {k} {v}" for k, v in params.items())
     # synth_xilinx without its SAT-based `share` pass (the coarse step spelled out): on the top it had not finished
-    # after 45 min at micro; skipping it only forgoes merging muxed operators (figures slightly pessimistic)
-    synth = ("synth_xilinx -family xcup -flatten -run :coarse; "
+    # after 45 min at micro; skipping it only forgoes merging muxed operators (figures slightly pessimistic).
+    # Hierarchical (no -flatten): each distinct unit is synthesized once however often it is instantiated (the
+    # MoE dispatcher's 2·E exp2 tables, the MAC tiles), and `stat -top` sums instances; optimizations across unit
+    # ports are forgone, so the figures lean high
+    synth = ("synth_xilinx -family xcup -run :coarse; "
              "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; opt_clean; "
-             "synth_xilinx -family xcup -flatten -run map_memory:")
+             "synth_xilinx -family xcup -run map_memory:")
     script = (f"{reads}; chparam {sets} m3vit_top; hierarchy -top m3vit_top; {synth}; "
-              f"tee -q -o {work / 'stat.json'} stat -json")
+              f"tee -q -o {work / 'stat.json'} stat -top m3vit_top -json")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
     log_path = work / "yosys.log"
     start = time.monotonic()
@@ -115,8 +146,9 @@ def estimate_top(config: str, timeout_s: float) -> dict:
                 "last_pass": passes[-1].strip() if passes else "", "wall_s": wall}
     if done.returncode:
         raise SystemExit(f"rtl-estimates: yosys failed on m3vit_top ({label}); see {work / 'yosys.log'}")
-    res = count(cells_of(json.loads((work / "stat.json").read_text()), "m3vit_top"))
-    return {"parameters": params, "status": "ok", **res, "wall_s": wall}
+    stat = json.loads((work / "stat.json").read_text())
+    res = count(cells_of(stat, "m3vit_top"))
+    return {"parameters": params, "status": "ok", **res, "wall_s": wall, "by_unit": by_unit(stat, "m3vit_top")}
 
 
 def top_table(results: dict) -> str:
@@ -129,6 +161,21 @@ def top_table(results: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(f"{r[c]:g}" for c in cols) + f" | {r['wall_s']} s |")
     lines.append("| **ZCU104 budget** (XCZU7EV) | " + " | ".join(f"{ZCU104[c]:,}" if c in ZCU104 else "" for c in cols)
                  + " | |")
+    return "\n".join(lines)
+
+
+def top_units_table(results: dict) -> str:
+    """Where the top's resources go: each unit's own cells times its instances (LUT / FF / DSP48E2 / BRAM36)."""
+    done = {label: r["by_unit"] for label, r in results.items() if r.get("status") == "ok" and "by_unit" in r}
+    if not done:
+        return ""
+    cols = ["LUT", "FF", "DSP48E2", "BRAM36"]
+    names = list(dict.fromkeys(n for units in done.values() for n in units))
+    lines = ["| unit (all instances) | " + " | ".join(f"{label}: LUT / FF / DSP / BRAM36" for label in done) + " |",
+             "|---|" + "---:|" * len(done)]
+    for n in names:
+        cells = [" / ".join(f"{units[n][c]:g}" for c in cols) if n in units else "—" for units in done.values()]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -160,7 +207,10 @@ def main_top(argv: list[str]) -> int:
         print(f"yosys synth_xilinx -family xcup: m3vit_top {config} {TOP_MODE} (timeout {timeout_s:.0f} s) ...",
               flush=True)
         path = _write({}, {f"{config} {TOP_MODE}": estimate_top(config, timeout_s)})
-    print(top_table(json.loads(path.read_text())["top"]))
+    top = json.loads(path.read_text())["top"]
+    print(top_table(top))
+    print()
+    print(top_units_table(top))
     print(f"wrote {path}")
     return 0
 
