@@ -22,6 +22,9 @@ def pytest_addoption(parser):
                          f"verilog) instead of rtl/; same as {RTL_DIR_ENV}")
     group.addoption("--top-all", action="store_true", default=os.environ.get("M3VIT_TOP_ALL") == "1",
                     help="also run the accelerator top for every task, alternating (minutes; CI sets M3VIT_TOP_ALL=1)")
+    group.addoption("--synth-top", action="store_true", default=os.environ.get("M3VIT_SYNTH_TOP") == "1",
+                    help="also synthesize the micro accelerator top with yosys and check it fits the ZCU104 "
+                         "(≈13 min; CI sets M3VIT_SYNTH_TOP=1)")
     group.addoption("--sim", default=None, choices=SIMULATORS,
                     help="run the RTL testbenches on this simulator only (default: Verilator all, Icarus a subset)")
 

@@ -1,0 +1,31 @@
+"""yosys `synth_xilinx -family xcup` takes the whole micro accelerator top through to a netlist that fits the ZCU104,
+with its row buffers in RAM. Opt-in (``--synth-top`` or ``M3VIT_SYNTH_TOP=1``; CI sets it): ≈13 min on one core.
+The figures themselves are what `make rtl-estimates-top` records; this test keeps the top synthesizable."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from common import ROOT
+
+sys.path.insert(0, str(ROOT / "rtl" / "tools"))
+from estimates import ZCU104, estimate_top
+
+
+@pytest.mark.slow
+def test_micro_top_synthesizes_and_fits_the_zcu104(request):
+    if not request.config.getoption("--synth-top"):
+        pytest.skip("opt-in: the yosys synthesis of the RTL top runs with --synth-top (or M3VIT_SYNTH_TOP=1; CI)")
+    res = estimate_top("micro", timeout_s=3600)
+    assert res["status"] == "ok", f"yosys did not finish the micro top: {res}"
+    for key, budget in ZCU104.items():
+        assert res[key] <= budget, f"micro top needs {res[key]} {key}, the ZCU104 has {budget}"
+    assert res["DSP48E2"] > 0 and res["LUT"] > 0
+    for key in ("LUT", "FF", "DSP48E2", "BRAM36"):
+        assert sum(u[key] for u in res["by_unit"].values()) == res[key], key
+    # the layers' row buffers and the prefetcher's weight banks are RAMs, not flip-flop arrays
+    for unit in ("m3vit_layers", "m3vit_wbuf", "patch_embed"):
+        ram = res["by_unit"][unit]
+        assert ram["BRAM36"] + ram["LUTRAM"] > 0, f"{unit}: no RAM mapped ({ram})"
+    assert res["FF"] < 0.25 * ZCU104["FF"], f"micro top has {res['FF']} flip-flops: an array became registers?"
