@@ -496,8 +496,8 @@ module m3vit_layers (
   //       beat writes one quad, a token beat reads up to 8 values, the other readers one value a cycle (the linear
   //       op xa[f1] at issue, read a cycle later as mt_x like its weights).
   //   xb: the residual add's second row (one RAM of quads).
-  //   ob: the output row in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ) so a linear pass writes
-  //       its 16 · LIN_TILES outputs in one cycle; the one-value writers (LayerNorm, GELU, add, MoE sums) gather
+  //   ob: the output row in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ) so the linear epilogue
+  //       writes a tile's 16 outputs (4 banks) a cycle; the one-value writers (LayerNorm, GELU, add, MoE sums) gather
   //       a quad in ob_stage and write it with its last value. The store reads one quad a beat.
   //   lg: the route's gate logits, one token's E logits a word (gathered from E / 4 beats in lg_stage).
   // The Q row of an attention step stays in kv_stage (its last load segment), whole.
