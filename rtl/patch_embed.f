@@ -1,2 +1,3 @@
 round_sat.sv
+requant_rt.sv
 patch_embed.sv

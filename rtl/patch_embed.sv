@@ -9,7 +9,7 @@
 // (DIM/16 · K/16 + 2·DIM/16 cycles per patch). W8/A8: 1-byte weights and pixels; W16/A16: 2-byte.
 // The weight tiles and the frame are RAMs read one cycle ahead (E_INIT reads the first tile and patch row), so they
 // map to block RAM (m3vit-tiny: 1.2 Mbit each) at no cycle; the accumulators are ACC_BITS wide (the contract's
-// accumulator limit bounds bias + every partial sum + pos), and the requantizers are round_sat at that width.
+// accumulator limit bounds bias + every partial sum + pos), and the requantizers are requant_rt at that width.
 // The result leaves as a stream of int32 beats (4 values, token-major), the `embed` dump layout.
 module patch_embed #(
   parameter int DIM        = 64,   // embedding width (multiple of 16)
@@ -173,18 +173,15 @@ module patch_embed #(
   assign m_axis_tlast = out_beat == 32'(OUT_BEATS - 1);
   // the result: 16 values a patch and output tile (E_STORE); out beat b > DIM/4 shows quarter (b - DIM/4) % 4 of
   // word (b - DIM/4) / 4, read a cycle ahead (the beat it moves to when the stream advances)
-  // requantize (NUMERICS.md §1) with the run-time shift, clamped to the range that can change a result: a right
-  // shift by ACC_BITS rounds every accumulator to 0, a left shift by RESID_BITS saturates every nonzero one
-  localparam logic signed [31:0] S_HI = ACC_BITS, S_LO = -RESID_BITS;
-  localparam logic signed [7:0] S_HI8 = 8'(ACC_BITS), S_LO8 = 8'(-RESID_BITS);
-  wire logic signed [7:0] op_shift = 8'(shift > S_HI ? S_HI : shift < S_LO ? S_LO : shift);
+  // requantize (NUMERICS.md §1) with the run-time shift: requant_rt (exact for any int8 shift); the op's 32-bit shift
+  // saturated to int8 first (exact too: requant_rt clamps further)
+  wire logic signed [7:0] op_shift = 8'(shift > 32'sd127 ? 32'sd127 : shift < -32'sd128 ? -32'sd128 : shift);
   for (genvar r = 0; r < 16; r++) begin : g_rq
     wire logic signed [ACC_BITS-1:0] sum = acc[r] + ACC_BITS'(pos_q[PB*r +: PB]);
     wire logic signed [7:0] rs = rsh[rt * 16 + 32'(r)];  // output rt·16 + r's own shift (per_row)
-    wire logic signed [7:0] sh = per_row ? (rs > S_HI8 ? S_HI8 : rs < S_LO8 ? S_LO8 : rs) : op_shift;
     logic signed [RESID_BITS-1:0] q;
-    round_sat #(.IN_W(ACC_BITS), .MIN_SHIFT(-RESID_BITS), .MAX_SHIFT(ACC_BITS), .OUT_W(RESID_BITS)) u_rs (
-      .in(sum), .shift(sh), .out(q));
+    requant_rt #(.IN_W(ACC_BITS), .OUT_W(RESID_BITS)) u_rq (
+      .in(sum), .shift(per_row ? rs : op_shift), .bits(6'(RESID_BITS)), .out(q));
     assign emb_word[RESID_BITS*r +: RESID_BITS] = q;
   end
   wire logic [31:0] emb_rd = (st == E_OUT ? out_beat + 32'(m_axis_tready) : 32'd0) - 32'(DIM / 4);
