@@ -4,7 +4,7 @@
 Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's sources), so a run builds
 the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy``, ``meta.json`` and the weight
 packs: ``pack/model.json`` (+ ``model.m3vpack``) is W8/A8 as ``m3vit-quantize`` makes it by default (per-row weight
-scales), ``pack_tensor`` the same model in W8/A8 with per-tensor weight scales, ``pack16`` in W16/A16 and
+scales, GPTQ rounding), ``pack_tensor`` the same model in W8/A8 with per-tensor weight scales, ``pack16`` in W16/A16 and
 ``pack_mixed`` in the mixed-width mode w16a16e8. The unit vectors (dumps, params, meta) are ``pack_tensor``'s model:
 a unit such as the requantizer is built for one shift per op (the per-channel shifts are the top's job).
 """
@@ -48,16 +48,16 @@ def _write(folder: Path) -> None:
     from m3vit.model import M3ViT
     from m3vit.quant.pack import write_pack
     from m3vit.quant.params import accumulator_frac
-    from m3vit.quant.quantize import QuantizedModel, calibrate
+    from m3vit.quant.quantize import QuantizedModel, calibrate, quantize_model
 
     torch.manual_seed(5)
     cfg = get_config("micro")
     model = M3ViT(cfg).eval()
     data = build_dataset("synthetic", "val", cfg, length=6)
     calib = torch.stack([data[i]["image"] for i in range(6)]).numpy()
-    # W8/A8's default, per-row weight scales (a requantize shift per output channel, pack / program version 3): the
-    # weight pack the accelerator top runs by default (sim/top)
-    write_pack(QuantizedModel.build(model, calibrate(model, calib, "w8a8")), folder / "pack")
+    # W8/A8's defaults, per-row weight scales (a requantize shift per output channel, pack / program version 3) and
+    # GPTQ rounding: the weight pack the accelerator top runs by default (sim/top)
+    write_pack(quantize_model(model, calib, "w8a8"), folder / "pack")
     # the same model with per-tensor weight scales (one shift per op, pack / program version 2): the units' vectors
     qmodel = QuantizedModel.build(model, calibrate(model, calib, "w8a8", weight_scales="per-tensor"))
     write_dumps(qmodel, data, IMAGES, folder / "dumps")

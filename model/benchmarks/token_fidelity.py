@@ -3,12 +3,13 @@
     python model/benchmarks/token_fidelity.py            # writes build/bench/token_fidelity.{json,png}
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
-is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of
-Edge-MoE's checkpoint (``m3vit.quant.edge_like``). Per model, mode (w8a8, w16a16, w16a16e8) and weight scales
-(per row and per tensor; a mode's default first: w8a8 per row, w16a16 per tensor; w16a16e8 is per row by
-definition): token max/mean absolute error of
-the integer backbone against the float twin (all tokens, without CLS), and per MoE layer the share of
-tokens whose top-k expert set (and, separately, first choice) matches float. Then every W8/A8 option
+is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of Edge-MoE's checkpoint
+(``m3vit.quant.fidelity_models.edge_moe_like``). Per model and mode (w8a8, w16a16, w16a16e8), built as
+``m3vit-quantize`` builds it (``quantize_model``): the mode's defaults first (w8a8: per-row scales, GPTQ
+rounding; w16a16: per-tensor, nearest; w16a16e8: per-row by definition, nearest), then the other weight
+scales and the other rounding, each on its own: token max/mean absolute error of the integer backbone
+against the float twin (all tokens, without CLS), and per MoE layer the share of tokens whose top-k expert
+set (and, separately, first choice) matches float. Then every W8/A8 option
 of ``m3vit.quant.fidelity_options`` on the same images.
 """
 
@@ -24,8 +25,8 @@ from m3vit.data import build_dataset, first_images
 from m3vit.quant.fidelity import token_fidelity
 from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
 from m3vit.quant.fidelity_options import OPTIONS, Calibration
-from m3vit.quant.quantize import QuantizedModel, calibrate
-from m3vit.quant.spec import MODES, WEIGHT_SCALES, resolve_weight_scales
+from m3vit.quant.quantize import quantize_model
+from m3vit.quant.spec import MODES, WEIGHT_ROUNDINGS, WEIGHT_SCALES, resolve_weight_rounding, resolve_weight_scales
 
 MODELS = ("micro_trained", "tiny_edge_moe_like")
 
@@ -37,13 +38,17 @@ def measure_model(model, calib_n: int, val_n: int, options: list[str], save=lamb
     val = first_images(build_dataset("synthetic", "val", cfg, length=val_n), val_n)
     out: dict = {"config": cfg.name, "calib_images": calib_n, "val_images": val_n, "modes": {}, "w8a8_options": {}}
     for mode in modes:
-        # the mode's default weight scales (key: the mode's name), then the other ones (key: "mode scales");
-        # w16a16e8 has its per-row scales built in
+        # the mode's defaults (key: the mode's name), then each other weight scales and the other rounding on its
+        # own (key: "mode scales" / "mode rounding"); w16a16e8 has its per-row scales built in
         default = resolve_weight_scales(MODES[mode], None)
-        for scales in [default, *([] if MODES[mode].weight_scales else [s for s in WEIGHT_SCALES if s != default])]:
-            spec = calibrate(model, calib, mode, weight_scales=scales)
-            key = mode if scales == default else f"{mode} {scales}"
-            out["modes"][key] = token_fidelity(model, QuantizedModel.build(model, spec), val)
+        rounding = resolve_weight_rounding(MODES[mode], None)
+        other_scales = [] if MODES[mode].weight_scales else [s for s in WEIGHT_SCALES if s != default]
+        runs = [(default, rounding), *[(s, rounding) for s in other_scales],
+                *[(default, r) for r in WEIGHT_ROUNDINGS if r != rounding]]
+        for scales, rnd in runs:
+            key = " ".join([mode, *([scales] if scales != default else []), *([rnd] if rnd != rounding else [])])
+            qmodel = quantize_model(model, calib, mode, weight_scales=scales, weight_rounding=rnd)
+            out["modes"][key] = token_fidelity(model, qmodel, val)
             print(f"  {cfg.name:10s} {key:18s} " + line(out["modes"][key]), flush=True)
     cal = Calibration.run(model, calib)
     for name in options:
@@ -77,7 +82,8 @@ def markdown(result: dict) -> str:
     lines = [head.format("mode")]
     for key, r in zip([k for k in MODELS if k in result["models"]], models, strict=True):
         kind = key.split("_", 1)[1].replace("_", " ")
-        name = f"{r['config']} ({kind}; tokens within ±{r['modes']['w8a8']['float_token_max_abs']:.3g})"
+        span = next(iter(r["modes"].values()), {}).get("float_token_max_abs")  # a property of the float model
+        name = f"{r['config']} ({kind}" + (f"; tokens within ±{span:.3g})" if span is not None else ")")
         lines += [row(name, mode, res) for mode, res in r["modes"].items()]
     lines += ["", head.format("W8/A8 option")]
     for r in models:
@@ -95,9 +101,10 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, key in zip(axes[0], models, strict=True):
         r = result["models"][key]
-        series = {"W16/A16": r["modes"]["w16a16"], "W8/A8 (contract: per-row weight scales)": r["modes"]["w8a8"]}
-        if "w16a16e8" in r["modes"]:
-            series["W16/A16 + 8-bit per-row experts (w16a16e8)"] = r["modes"]["w16a16e8"]
+        labels = {"w16a16": "W16/A16", "w8a8": "W8/A8 (contract: per-row weight scales, GPTQ)",
+                  "w8a8 nearest": "W8/A8, per-row, rounded to nearest",
+                  "w16a16e8": "W16/A16 + 8-bit per-row experts (w16a16e8)"}
+        series = {label: r["modes"][mode] for mode, label in labels.items() if mode in r["modes"]}
         series.update({f"W8/A8 option {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
         for label, res in series.items():
             layers = list(res["routes"])

@@ -1,4 +1,5 @@
-"""Small assets for the host tests, made once per session: a micro model, its checkpoint and W8/A8 pack."""
+"""Small assets for the host tests, made once per session: a micro model, its checkpoint and W8/A8 pack (as
+m3vit-quantize writes it: per-row weight scales, GPTQ rounding)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
 from m3vit.model import M3ViT
 from m3vit.quant.pack import write_pack
-from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.quantize import QuantizedModel, calibrate, quantize_model
 
 
 @dataclass
@@ -36,7 +37,7 @@ def assets(tmp_path_factory) -> Assets:
     torch.manual_seed(7)
     model = M3ViT(cfg).eval()
     calib = first_images(build_dataset("synthetic", "train", cfg, length=8), 8)
-    qmodel = QuantizedModel.build(model, calibrate(model, calib, "w8a8"))
+    qmodel = quantize_model(model, calib, "w8a8")
     root = tmp_path_factory.mktemp("host_assets")
     _, manifest = write_pack(qmodel, root / "pack")
     save_checkpoint(root / "model.pt", model)

@@ -42,6 +42,28 @@ def test_onnx_fake_quantized_model_agrees_with_integer_reference(assets, onnx_di
     assert (onnx_labels == reference).mean() > 0.97
 
 
+def test_onnx_export_carries_the_packs_weights(assets, monkeypatch, tmp_path):
+    """Exported from the float checkpoint, the fake-quantized model takes its weight matrices from the pack (GPTQ
+    rounding puts some weights on another grid point than the checkpoint's nearest), not from the checkpoint."""
+    import m3vit_host.backends.onnx as onnx_backend
+    from m3vit.quant.params import dequantized_weights
+
+    assert assets.qmodel.spec.weight_rounding == "gptq"
+    seen = {}
+
+    def export(model, spec, task, path, batch=1, weights=None):
+        seen["weights"] = weights
+        raise BackendUnavailable("stop after the call")
+
+    monkeypatch.setattr(onnx_backend, "export_fakequant_model", export)
+    with pytest.raises(BackendUnavailable, match="stop after the call"):
+        Runtime(OnnxBackend(checkpoint=assets.checkpoint, cache_dir=tmp_path), load_pack(assets.manifest),
+                assets.manifest)
+    want = dequantized_weights(assets.qmodel.iparams, assets.qmodel.spec, assets.cfg)
+    assert seen["weights"] is not None and set(seen["weights"]) == set(want)
+    assert all(np.array_equal(seen["weights"][n], want[n]) for n in want)
+
+
 def test_onnx_backend_needs_a_source(assets, onnx_dir):
     with pytest.raises(BackendUnavailable, match="needs --onnx-dir"):
         open_runtime("onnx", assets.manifest)

@@ -2,7 +2,8 @@
 
 One ONNX file per task (backbone fake-quantized at the pack's formats + float head, batch 1),
 named ``<mode>_<task>.onnx`` as ``make demo`` writes them. Taken from ``onnx_dir``, or exported
-from the float ``checkpoint`` into ``cache_dir`` on first use. It runs the whole model, so it
+into ``cache_dir`` on first use from the float ``checkpoint`` with the pack's own weight matrices (so it
+computes with the pack's integers, however they were rounded). It runs the whole model, so it
 returns head outputs, not tokens.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 from m3vit.checkpoint import load_model
 from m3vit.quant.onnx_export import export_fakequant_model
 from m3vit.quant.pack import Pack
+from m3vit.quant.params import dequantized_weights
 
 from ..errors import BackendUnavailable
 from .base import Backend
@@ -54,7 +56,8 @@ class OnnxBackend(Backend):
             if self._model is None:
                 self._model, _ = load_model(self.checkpoint, expect=self.pack.cfg)
             tmp = path.with_name(path.stem + ".tmp.onnx")
-            export_fakequant_model(self._model, self.pack.spec, task, tmp, batch=1)
+            export_fakequant_model(self._model, self.pack.spec, task, tmp, batch=1,
+                                   weights=dequantized_weights(self.pack.iparams, self.pack.spec, self.pack.cfg))
             tmp.replace(path)
         return path
 

@@ -26,8 +26,16 @@ from ..evaluation import dataset_statistics, evaluate
 from ..quant.fidelity import measure
 from ..quant.onnx_export import export_fakequant_model, export_float_model, run_onnx
 from ..quant.pack import read_pack, write_pack
-from ..quant.quantize import QuantizedModel, calibrate
-from ..quant.spec import MODES, WEIGHT_SCALES, get_mode, resolve_weight_scales
+from ..quant.params import dequantized_weights
+from ..quant.quantize import quantize_model
+from ..quant.spec import (
+    MODES,
+    WEIGHT_ROUNDINGS,
+    WEIGHT_SCALES,
+    get_mode,
+    resolve_weight_rounding,
+    resolve_weight_scales,
+)
 from ..report import HEADLINE, headline_table, plot_float_vs_integer, plot_history, plot_metrics, plot_predictions
 from ..training import TrainSettings, train
 from .common import add_progress_arg, make_parser, positive_float, positive_int, run_cli
@@ -50,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
                    help="one power-of-two scale per weight tensor or per output row (as m3vit-quantize). None: "
                         "per-row for w8a8, per-tensor for w16a16; w16a16e8 implies per-row")
+    p.add_argument("--weight-rounding", choices=list(WEIGHT_ROUNDINGS), default=None,
+                   help="which grid point each weight takes (as m3vit-quantize). None: gptq for w8a8, nearest "
+                        "otherwise")
     p.add_argument("--calib-samples", type=positive_int, default=64, help="training scenes used for calibration")
     add_progress_arg(p)
     return p
@@ -62,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> Path:
     scales = resolve_weight_scales(get_mode(args.mode), args.weight_scales)  # refuse a contradiction before work
+    rounding = resolve_weight_rounding(get_mode(args.mode), args.weight_rounding)
     out = check_out_dir(args.out)
     cfg = CONFIGS[args.config]
     progress = not args.no_progress
@@ -81,18 +93,21 @@ def run(args: argparse.Namespace) -> Path:
     flop_report = flops.report(cfg)
     write_text_atomic(out / "flops.json", json.dumps(flop_report, indent=2) + "\n")
 
-    print(f"[3/6] calibrating to the {args.mode} fixed-point contract ({scales} weight scales) on "
-          f"{args.calib_samples} training scenes")
-    spec = calibrate(model, first_images(train_set, args.calib_samples), args.mode, weight_scales=scales)
+    print(f"[3/6] calibrating to the {args.mode} fixed-point contract ({scales} weight scales, {rounding} "
+          f"rounding) on {args.calib_samples} training scenes")
+    built = quantize_model(model, first_images(train_set, args.calib_samples), args.mode, weight_scales=scales,
+                           weight_rounding=rounding, progress=progress)
+    spec = built.spec
     write_text_atomic(out / "quant_spec.json", spec.to_json() + "\n")
 
     print("[4/6] exporting the weight pack and ONNX (float and fake-quantized models, first task)")
     with staged_dir(out / "pack") as stage:
-        write_pack(QuantizedModel.build(model, spec), stage)
+        write_pack(built, stage)
     manifest = out / "pack" / "model.json"
     task0 = cfg.task_names[0]
     onnx_float = export_float_model(model, task0, out / "onnx" / f"float_{task0}.onnx")
-    onnx_quant = export_fakequant_model(model, spec, task0, out / "onnx" / f"{args.mode}_{task0}.onnx")
+    onnx_quant = export_fakequant_model(model, spec, task0, out / "onnx" / f"{args.mode}_{task0}.onnx",
+                                        weights=dequantized_weights(built.iparams, spec, cfg))
     probe = val_set[0]["image"][None]
     with torch.no_grad():
         diff = abs(run_onnx(onnx_float, probe.numpy()) - model(probe, task0).numpy()).max()
@@ -118,7 +133,8 @@ def run(args: argparse.Namespace) -> Path:
              f"Sparse single-task path: {flop_report['m3vit_task'] / 1e6:.1f} MMACs per image "
              f"({flop_report['saved_vs_dense_mtl_pct']:.1f}% fewer than a dense multi-task ViT, "
              f"{flop_report['saved_vs_all_experts_pct']:.1f}% fewer than running every expert).", "",
-             f"## Fixed point ({args.mode}, {scales} weight scales): integer backbone from the weight pack vs the "
+             f"## Fixed point ({args.mode}, {scales} weight scales, {rounding} rounding): integer backbone from the "
+             "weight pack vs the "
              "float model", "",
              "| task | float | integer | change |", "|---|---|---|---|"]
     for task in cfg.tasks:

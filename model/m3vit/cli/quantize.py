@@ -19,8 +19,15 @@ from ..checkpoint import load_model
 from ..data import DATASETS, build_dataset, first_images
 from ..quant.fidelity import measure
 from ..quant.pack import write_pack
-from ..quant.quantize import QuantizedModel, calibrate
-from ..quant.spec import MODES, WEIGHT_SCALES, get_mode, resolve_weight_scales
+from ..quant.quantize import QuantizedModel, calibrate, quantize_model
+from ..quant.spec import (
+    MODES,
+    WEIGHT_ROUNDINGS,
+    WEIGHT_SCALES,
+    get_mode,
+    resolve_weight_rounding,
+    resolve_weight_scales,
+)
 from .common import (
     add_progress_arg,
     check_data_args,
@@ -49,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(per-channel requantize shifts; reference, HLS C-sim and RTL top run both). "
                         "None: per-row for w8a8 (it nearly halves W8/A8's token error, NUMERICS.md §7.1), per-tensor "
                         "for w16a16; w16a16e8 implies per-row and refuses per-tensor")
+    p.add_argument("--weight-rounding", choices=list(WEIGHT_ROUNDINGS), default=None,
+                   help="which point of its grid each weight takes: the nearest, or GPTQ's error-compensating "
+                        "choice on the calibration images (same formats and hardware; NUMERICS.md §1, §7.1). "
+                        "None: gptq for w8a8 (it cuts W8/A8's token error further), nearest otherwise")
     p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
                    help="dataset: the embedded synthetic scenes, or a real one under --data-root")
@@ -79,6 +90,7 @@ def check_args(args: argparse.Namespace) -> None:
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --qat-steps N (N > 0)")
     args.weight_scales = resolve_weight_scales(get_mode(args.mode), args.weight_scales)
+    args.weight_rounding = resolve_weight_rounding(get_mode(args.mode), args.weight_rounding)
     check_out_dir(args.out, owned=OWNED)
 
 
@@ -89,16 +101,17 @@ def run(args: argparse.Namespace) -> dict:
     cfg = model.cfg
     calib = build_dataset(args.data, "train", cfg, args.data_root, args.calib_samples)
     images = first_images(calib, args.calib_samples)
-    spec = calibrate(model, images, args.mode, weight_scales=args.weight_scales)
     if args.qat_steps:
         from ..quant.brevitas_model import qat_finetune
 
+        spec = calibrate(model, images, args.mode, weight_scales=args.weight_scales)
         qat_data = build_dataset(args.data, "train", cfg, args.data_root, args.qat_samples or 512)
         model, _ = qat_finetune(model, spec, qat_data, steps=args.qat_steps, lr=args.qat_lr or 1e-4,
                                 progress=not args.no_progress)
-        # formats re-derived from the fine-tuned weights
-        spec = calibrate(model, images, args.mode, weight_scales=args.weight_scales)
-    qmodel = QuantizedModel.build(model, spec)
+    # formats from the (fine-tuned) weights, then each weight put on its grid
+    qmodel = quantize_model(model, images, args.mode, weight_scales=args.weight_scales,
+                            weight_rounding=args.weight_rounding, progress=not args.no_progress)
+    spec = qmodel.spec
     out = Path(args.out)
     # Everything is built in a hidden sibling folder and renamed to --out at the very end: a failed
     # or interrupted run leaves the previous result (or nothing), never a pack without its fidelity.
@@ -106,7 +119,7 @@ def run(args: argparse.Namespace) -> dict:
         bin_path, manifest_path = write_pack(qmodel, stage)
         bounds = qmodel.hw["accumulators"]
         summary = {"pack": str(out / bin_path.name), "manifest": str(out / manifest_path.name), "mode": args.mode,
-                   "weight_scales": spec.weight_scales,
+                   "weight_scales": spec.weight_scales, "weight_rounding": spec.weight_rounding,
                    "max_accumulator_bits": max(v["bits"] for v in bounds.values())}
         if args.dump:
             write_dumps(qmodel, build_dataset(args.data, "val", cfg, args.data_root, args.dump), args.dump,

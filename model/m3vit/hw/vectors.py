@@ -19,7 +19,7 @@ import torch
 from ..configs import CONFIGS, get_config
 from ..quant.fixed import quantize
 from ..quant.pack import read_pack, write_pack
-from ..quant.quantize import QuantizedModel, calibrate
+from ..quant.quantize import quantize_model
 from ..quant.spec import MODES
 from .csim import CSimError, build_library, build_testbench
 from .hls_config import container_bytes
@@ -27,7 +27,8 @@ from .program import build_program
 
 
 def make_pack(config: str, mode: str, out: Path, seed: int = 0) -> Path:
-    """A pack of a randomly initialised model, calibrated on a few synthetic images."""
+    """A pack of a randomly initialised model, quantized as ``m3vit-quantize`` does (the mode's defaults) on a few
+    synthetic images."""
     from ..data import build_dataset
     from ..model import M3ViT
 
@@ -36,7 +37,7 @@ def make_pack(config: str, mode: str, out: Path, seed: int = 0) -> Path:
     model = M3ViT(cfg).eval()
     data = build_dataset("synthetic", "val", cfg, length=2)
     images = torch.stack([data[i]["image"] for i in range(2)]).numpy()
-    _, manifest = write_pack(QuantizedModel.build(model, calibrate(model, images, mode)), out)
+    _, manifest = write_pack(quantize_model(model, images, mode), out)
     return manifest
 
 

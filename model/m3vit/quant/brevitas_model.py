@@ -78,11 +78,13 @@ def _key(point: str) -> str:
 class BrevitasBackbone(nn.Module):
     """Drop-in replacement for :class:`m3vit.vit.Backbone` (same forward signature)."""
 
-    def __init__(self, model: M3ViT, spec: QuantSpec):
+    def __init__(self, model: M3ViT, spec: QuantSpec, weights: dict[str, np.ndarray] | None = None):
+        """``weights``: folded linear weight matrices to use instead of ``model``'s (e.g. a pack's, from
+        :func:`~m3vit.quant.params.dequantized_weights`, so the fake-quantized model computes with its integers)."""
         super().__init__()
         cfg = self.cfg = model.cfg
         self.spec = spec
-        p = float_params(model)
+        p = {**float_params(model), **(weights or {})}
         a, w, bits = spec.activations, spec.weights, spec.mode.bias_bits
         self.acts = nn.ModuleDict({_key(n): QuantIdentity(act_quant(f), return_quant_tensor=False)
                                    for n, f in a.items() if n not in ("image",)})

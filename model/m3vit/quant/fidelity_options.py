@@ -27,6 +27,7 @@ from .fixed import QFormat, format_for, quantize, round_shift
 from .params import float_params, int_params, row_fracs_for, weight_ranges, weight_row_fracs
 from .quantize import QuantizedModel
 from .reference import FloatArith, IntArith, run_backbone
+from .rounding import gptq_weights
 from .spec import QuantSpec, activation_points, get_mode, weight_names
 
 
@@ -53,6 +54,7 @@ class Calibration:
     ranges: dict[str, float]
     patch_ranges: dict[str, float]
     weight_ranges: dict[str, float]
+    images: np.ndarray  # the calibration images (GPTQ rounding gathers its layer inputs on them)
 
     @classmethod
     def run(cls, model: M3ViT, images: np.ndarray, batch_size: int = 16) -> Calibration:
@@ -63,7 +65,7 @@ class Calibration:
             for start in range(0, len(images), batch_size):
                 run_backbone(arith, cfg, np.asarray(images[start : start + batch_size], dtype=np.float64), t)
         return cls(model, cfg, params, dict(arith.ranges), arith.patch_ranges,
-                   weight_ranges(params, weight_names(cfg)))
+                   weight_ranges(params, weight_names(cfg)), np.asarray(images, dtype=np.float64))
 
     def spec(self, mode: str, ranges: dict[str, float] | None = None) -> QuantSpec:
         return QuantSpec.from_ranges(self.cfg, get_mode(mode), ranges or self.ranges, self.weight_ranges)
@@ -240,6 +242,20 @@ def _weights_mse(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSp
     return spec, params
 
 
+def _gptq(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+    """GPTQ rounding of every weight matrix onto its grid (the last change: it rounds onto the final formats)."""
+    return spec, gptq_weights(params, spec, c.cfg, c.images)
+
+
+def _acts16(*suffixes: str) -> Callable:
+    """Widen the matmul-input points ending in ``suffixes`` to 16 bits (which 8-bit activations cost most)."""
+
+    def change(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
+        return c.widen(spec, points=_points(c.cfg, suffixes)), params
+
+    return change
+
+
 def _all_weights16(c: Calibration, spec: QuantSpec, params: dict) -> tuple[QuantSpec, dict]:
     return c.widen(spec, weights=weight_names(c.cfg)), params
 
@@ -305,6 +321,27 @@ OPTIONS: dict[str, Option] = {
     "weights_per_row": Option((_weights_per_row,), "per-row power-of-two weight scales (the contract's W8/A8 "
                               "default, m3vit-quantize --weight-scales per-row)",
                               "a requantize shift per output channel (an int8 vector loaded with the bias)"),
+    "gptq": Option((_gptq,), "per-tensor weight scales, weights rounded by GPTQ (m3vit.quant.rounding) "
+                   "instead of to nearest", "none (a calibration rule: which grid point each weight takes)"),
+    "per_row_gptq": Option((_weights_per_row, _gptq), "weights_per_row with GPTQ rounding",
+                           "as weights_per_row"),
+    "per_row_gptq+moe_ln2_16": Option((_weights_per_row, _moe_ln2_16, _gptq), "per_row_gptq with moe_ln2_16",
+                                      "both of the above"),
+    "per_row_gptq+per_token": Option((_weights_per_row, _linear_inputs16, _gptq), "SIMULATED: per_row_gptq "
+                                     "with per_token", "both of the above", per_token=linear_inputs),
+    "per_row_gptq+all_act16": Option((_weights_per_row, _all_act16, _gptq), "reference: per_row_gptq with every "
+                                     "matmul input at 16 bits (W8/A16)", "no INT8 packing"),
+    "per_row_gptq+ln_out16": Option((_weights_per_row, _ln_out16, _gptq), "per_row_gptq with every LayerNorm "
+                                    "output at 16 bits", "QKV, fc1, router and experts W8xA16"),
+    "per_row_gptq+qkv16": Option((_weights_per_row, _acts16(".q", ".k", ".v"), _gptq), "per_row_gptq with q, k "
+                                 "and v at 16 bits", "scores and A.V at 16x16 bits"),
+    "per_row_gptq+attn_gelu16": Option((_weights_per_row, _acts16(".attn", ".gelu", ".egelu"), _gptq),
+                                       "per_row_gptq with the attention and GELU outputs at 16 bits",
+                                       "proj, fc2 and expert fc2 W8xA16"),
+    "per_row_gptq+per_token+moe_ln2_16": Option((_weights_per_row, _linear_inputs16, _gptq), "SIMULATED: "
+                                                "per_row_gptq with per_token, except that the MoE layers' "
+                                                "LayerNorm-2 output stays 16-bit", "all three",
+                                                per_token=linear_inputs_but_moe_ln2),
     "per_row+router16": Option((_router_weights16, _weights_per_row), "weights_per_row with 16-bit routers",
                                "both of the above"),
     "per_row+moe_ln2_16": Option((_weights_per_row, _moe_ln2_16), "weights_per_row with moe_ln2_16",

@@ -53,14 +53,17 @@ def export_float_model(model: M3ViT, task: str, path: str | Path, batch: int = 1
     return path
 
 
-def export_fakequant_model(model: M3ViT, spec, task: str, path: str | Path, batch: int = 1) -> Path:
-    """Backbone fake-quantized at ``spec``'s formats (Brevitas) + float head, for one task."""
+def export_fakequant_model(model: M3ViT, spec, task: str, path: str | Path, batch: int = 1,
+                           weights: dict[str, np.ndarray] | None = None) -> Path:
+    """Backbone fake-quantized at ``spec``'s formats (Brevitas) + float head, for one task. ``weights``: the
+    linear weight matrices to use instead of ``model``'s (a pack's, :func:`~m3vit.quant.params.dequantized_weights`:
+    needed whenever they were not rounded to nearest from ``model``, e.g. by GPTQ)."""
     import copy
 
     from .brevitas_model import BrevitasBackbone
 
     quantized = copy.deepcopy(model).eval()
-    quantized.backbone = BrevitasBackbone(model, spec).eval()
+    quantized.backbone = BrevitasBackbone(model, spec, weights).eval()
     return export_float_model(quantized, task, path, batch)
 
 

@@ -210,6 +210,19 @@ def int_params(params: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str,
     return out
 
 
+def dequantized_weights(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg) -> dict[str, np.ndarray]:
+    """The linear weight matrices of integer ``iparams`` back as floats (``k · 2^-f``, each row's own ``f``):
+    exactly the grid points the pack holds, which re-quantize to the same integers. A fake-quantized float
+    model built on these computes with the pack's weights, however they were rounded (m3vit.quant.rounding)."""
+    out = {}
+    for op in linear_inputs(cfg):
+        name = f"{op}.w"
+        q = np.asarray(iparams[name], dtype=np.float64)
+        fracs = element_fracs(spec, cfg, name, q.shape)
+        out[name] = np.ldexp(q, -(spec.weights[name].frac if fracs is None else np.asarray(fracs)))
+    return out
+
+
 def _checked_shifts(name: str, shifts: np.ndarray) -> np.ndarray:
     fmt = ROW_SHIFT_FORMAT
     if int(shifts.min()) < fmt.qmin or int(shifts.max()) > fmt.qmax:

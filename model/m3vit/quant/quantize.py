@@ -3,7 +3,9 @@
 Calibration runs the float twin (``FloatArith``) over calibration images for every task, keeps
 each point's largest magnitude, and turns ranges into power-of-two formats
 (:func:`m3vit.quant.fixed.format_for`). Nothing is hand-tuned: a model whose QKV biases reach ±51
-simply gets a coarser format at that point.
+simply gets a coarser format at that point. Then each weight is put on its grid, to the nearest point or by
+GPTQ (:mod:`m3vit.quant.rounding`; W8/A8's default), and the integers are built.
+:func:`quantize_model` does the three steps; :func:`calibrate` and :meth:`QuantizedModel.build` are its parts.
 
 The split with the host (NUMERICS.md §6): the accelerator computes patch embedding and all
 blocks in integers; the host dequantizes the final tokens and runs the task head in float
@@ -23,7 +25,15 @@ from ..model import M3ViT
 from .hwmanifest import hardware_section
 from .params import float_params, int_params, row_fracs_for, weight_ranges
 from .reference import FloatArith, IntArith, run_backbone
-from .spec import PrecisionMode, QuantSpec, get_mode, resolve_weight_scales, weight_names
+from .rounding import round_weights
+from .spec import (
+    PrecisionMode,
+    QuantSpec,
+    get_mode,
+    resolve_weight_rounding,
+    resolve_weight_scales,
+    weight_names,
+)
 
 
 def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMode | str,
@@ -50,6 +60,20 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
     return spec
 
 
+def quantize_model(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMode | str,
+                   weight_scales: str | None = None, weight_rounding: str | None = None,
+                   progress: bool = False) -> QuantizedModel:
+    """Calibrate on ``images``, put every weight on its grid (``weight_rounding``: ``nearest`` or ``gptq``; None:
+    the mode's default, GPTQ for w8a8), and build the integer model: what ``m3vit-quantize`` exports."""
+    mode = get_mode(mode) if isinstance(mode, str) else mode
+    rounding = resolve_weight_rounding(mode, weight_rounding)
+    spec = calibrate(model, images, mode, weight_scales=weight_scales)
+    params = round_weights(float_params(model.eval()), spec, model.cfg, np.asarray(images, dtype=np.float64),
+                           rounding, progress=progress)
+    spec.weight_rounding = rounding
+    return QuantizedModel.build(model, spec, params)
+
+
 @dataclass
 class QuantizedModel:
     """Integer backbone (the accelerator's job) plus the float task heads (the host's job).
@@ -68,9 +92,10 @@ class QuantizedModel:
             self.hw = hardware_section(self.cfg, self.spec, self.iparams)
 
     @classmethod
-    def build(cls, model: M3ViT, spec: QuantSpec) -> QuantizedModel:
+    def build(cls, model: M3ViT, spec: QuantSpec, params: dict[str, np.ndarray] | None = None) -> QuantizedModel:
+        """``model``'s backbone (or its folded float ``params``, e.g. GPTQ-rounded ones) in integers at ``spec``."""
         model.eval()
-        iparams = int_params(float_params(model), spec, model.cfg)
+        iparams = int_params(float_params(model) if params is None else params, spec, model.cfg)
         hw = hardware_section(model.cfg, spec, iparams)
         over = {k: v["bits"] for k, v in hw["accumulators"].items() if not v["fits"]}
         if over:

@@ -33,6 +33,8 @@ class PrecisionMode:
     # weight scales when none are asked for (and the mode implies none): per-row for W8/A8, where they nearly halve
     # the token error for one int8 shift per output channel (NUMERICS.md §1, §7.1)
     default_weight_scales: str = "per-tensor"
+    # which grid point each weight takes when none is asked for (NUMERICS.md §1, §7.1): GPTQ where it pays
+    default_weight_rounding: str = "nearest"
 
     def weight_bits_of(self, name: str) -> int:
         """Width of weight tensor ``name`` (a ``weight_names`` entry) in this mode."""
@@ -55,7 +57,7 @@ EXPERT_WEIGHTS = (".e1.w", ".e2.w")  # the expert matrices (stacks of one matrix
 
 MODES = {
     "w8a8": PrecisionMode("w8a8", weight_bits=8, act_bits=8, resid_bits=16, internal_bits=16, bias_bits=32,
-                          acc_bits=32, default_weight_scales="per-row"),
+                          acc_bits=32, default_weight_scales="per-row", default_weight_rounding="gptq"),
     "w16a16": PrecisionMode("w16a16", weight_bits=16, act_bits=16, resid_bits=24, internal_bits=24, bias_bits=48,
                             acc_bits=48),
     # W16/A16 widths everywhere but the expert matrices, which stay 8-bit with per-row power-of-two scales
@@ -117,6 +119,16 @@ def resolve_weight_scales(mode: PrecisionMode, asked: str | None) -> str:
     return mode.weight_scales
 
 
+WEIGHT_ROUNDINGS = ("nearest", "gptq")  # each weight to its nearest grid point, or GPTQ's error-compensating choice
+
+
+def resolve_weight_rounding(mode: PrecisionMode, asked: str | None) -> str:
+    """The weight rounding of a quantization: ``asked``, else the mode's ``default_weight_rounding``."""
+    if asked is not None and asked not in WEIGHT_ROUNDINGS:
+        raise ValueError(f"unknown weight rounding {asked!r}; choose one of {list(WEIGHT_ROUNDINGS)}")
+    return asked or mode.default_weight_rounding
+
+
 def linear_weight_names(cfg: ModelConfig) -> list[str]:
     """The weight matrices of the linear unit (``per-row`` weight scales apply to these, not to LayerNorm gains)."""
     return [n for n in weight_names(cfg) if n.endswith(".w")]
@@ -136,6 +148,8 @@ class QuantSpec:
     # per-row weight scales (NUMERICS.md §1): linear weight name → fractional bits of each output row,
     # shaped like the weight without its input axis. Empty: per-tensor scales (``weights`` alone).
     row_fracs: dict[str, np.ndarray] = field(default_factory=dict)
+    # How the weights were put on their grid (provenance only: the integers are the pack's either way)
+    weight_rounding: str = "nearest"
 
     @property
     def weight_scales(self) -> str:
@@ -159,6 +173,8 @@ class QuantSpec:
         if self.row_fracs:  # per-tensor specs stay exactly as before (pack version 2)
             out["weight_scales"] = "per-row"
             out["row_fracs"] = {k: np.asarray(v).tolist() for k, v in self.row_fracs.items()}
+        if self.weight_rounding != "nearest":
+            out["weight_rounding"] = self.weight_rounding
         return out
 
     @classmethod
@@ -175,8 +191,11 @@ class QuantSpec:
         if mode.weight_scales is not None and scales != mode.weight_scales:
             raise ValueError(f"mode {mode.name} has {mode.weight_scales} weight scales, not {scales}")
         row_fracs = {k: _int_array(v, k) for k, v in (rows or {}).items()}
+        rounding = d.get("weight_rounding", "nearest")
+        if rounding not in WEIGHT_ROUNDINGS:
+            raise ValueError(f"unknown weight_rounding {rounding!r}; choose one of {list(WEIGHT_ROUNDINGS)}")
         return cls(mode, {k: QFormat.from_dict(v) for k, v in d["activations"].items()},
-                   {k: QFormat.from_dict(v) for k, v in d["weights"].items()}, row_fracs)
+                   {k: QFormat.from_dict(v) for k, v in d["weights"].items()}, row_fracs, rounding)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
