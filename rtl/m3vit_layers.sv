@@ -70,7 +70,8 @@ module m3vit_layers (
   localparam int NT = L_NT, D = L_D, H = L_H, HD = L_HD, E = L_E, EH = L_EH, TOPK = L_TOPK;
   localparam int ACTB = L_ACT_BITS, RB = L_RESID_BITS, IB = L_INT_BITS;
   localparam int WBITS = L_W_BITS, BW = 8 * L_BIAS_BYTES;  // weight width, bias container
-  localparam int MACC_W = (WBITS == 8) ? 32 : 64;                        // linear accumulator
+  localparam bit INT8 = WBITS == 8 && ACTB == 8;  // W8/A8: DSP-packed INT8 MAC tiles; else plain products
+  localparam int MACC_W = INT8 ? 32 : 64;                                  // linear accumulator
   localparam int HMAX = (L_MLP > EH) ? L_MLP : EH;
   localparam int XA_N = (HMAX > D) ? HMAX : D;  // values of an input row (and of an output row)
   localparam int OB_N = XA_N;
@@ -78,7 +79,8 @@ module m3vit_layers (
   localparam int TOK_PER_BEAT = 16 / L_RESID_BYTES;
   localparam int MT = (NT <= 2) ? 2 : (1 << $clog2(NT));          // dispatcher queue depth
   `M3VIT_CHECK(g_check, D % 16 == 0 && HD % 16 == 0 && L_MLP % 16 == 0 && EH % 16 == 0 && E % 4 == 0 &&
-               ((ACTB == 8 && WBITS == 8) || (ACTB == 16 && WBITS == 16)) && (L_RESID_BYTES == 2 || L_RESID_BYTES == 4)
+               ((ACTB == 8 && WBITS == 8) || (ACTB == 16 && (WBITS == 8 || WBITS == 16))) &&
+               (L_RESID_BYTES == 2 || L_RESID_BYTES == 4)
                && (BW == 32 || BW == 64),
                ("m3vit_layers: shapes must be whole 16-value tiles (D=%0d HD=%0d E=%0d)", D, HD, E))
 
@@ -345,7 +347,7 @@ module m3vit_layers (
   wire logic unused_mt_ready = &mt_in_ready;  // always ready: the tiles' outputs are never back-pressured
   for (genvar t = 0; t < LIN_TILES; t++) begin : g_mac
     wire logic [16*WBITS-1:0] wrow = wb_wt[16*WBITS*t +: 16*WBITS];  // the 16 outputs' weights at this input
-    if (WBITS == 8) begin : g_int8  // the DSP-packed INT8 MAC tile
+    if (INT8) begin : g_int8  // the DSP-packed INT8 MAC tile
       mac_tile #(.N_OUT(16), .K_GROUP(7), .NARROW_W(0), .ACC_W(32)) u_mac (
         .ap_clk, .ap_rst_n,
         .s_axis_tdata({wrow, mt_x}), .s_axis_tvalid(mt_v), .s_axis_tready(mt_in_ready[t]),
@@ -353,7 +355,7 @@ module m3vit_layers (
         .m_axis_tdata(mt_out[t]), .m_axis_tvalid(mt_out_valid[t]), .m_axis_tready(1'b1), .m_axis_tlast()
       );
       wire logic unused_first = mt_first;
-    end else begin : g_wide  // W16/A16: 16 plain 16×16-bit products a cycle (mac_tile is INT8 only)
+    end else begin : g_wide  // W16/A16, W8/A16: 16 plain products a cycle (16-bit activations; mac_tile is INT8 only)
       logic signed [63:0] acc_r [16], acc_nx [16];
       logic [16*64-1:0]   out_r;
       logic               done_r;

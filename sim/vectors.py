@@ -5,7 +5,7 @@ Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's 
 the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy``, ``meta.json`` and the weight
 packs: ``pack/model.json`` (+ ``model.m3vpack``) is W8/A8 as ``m3vit-quantize`` makes it by default (per-row weight
 scales, GPTQ rounding), ``pack_tensor`` the same model in W8/A8 with per-tensor weight scales, ``pack16`` in W16/A16 and
-``pack_mixed`` in the mixed-width mode w16a16e8. The unit vectors (dumps, params, meta) are ``pack_tensor``'s model:
+``pack_mixed`` in the mixed-width mode w16a16e8, ``pack_w8a16`` in w8a16. The unit vectors (dumps, params, meta) are ``pack_tensor``'s model:
 a unit such as the requantizer is built for one shift per op (the per-channel shifts are the top's job).
 """
 
@@ -66,6 +66,8 @@ def _write(folder: Path) -> None:
     write_pack(QuantizedModel.build(model, calibrate(model, calib, "w16a16")), folder / "pack16")
     # and in the mixed-width mode w16a16e8 (W16/A16, 8-bit per-row expert matrices; pack v3, program v4)
     write_pack(QuantizedModel.build(model, calibrate(model, calib, "w16a16e8")), folder / "pack_mixed")
+    # and in w8a16 (8-bit per-row weights, GPTQ rounding, W16/A16's activation widths; pack v3, program v3)
+    write_pack(quantize_model(model, calib, "w8a16"), folder / "pack_w8a16")
     (folder / "params").mkdir(parents=True, exist_ok=True)
     for name in PARAMS:
         np.save(folder / "params" / f"{name}.npy", qmodel.iparams[name])

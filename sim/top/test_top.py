@@ -31,7 +31,7 @@ POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its 
 # the micro vectors' packs (sim/vectors.py): variant → (pack folder, precision mode)
 # (w8a8: the default, per-row weight scales; w8a8-tensor: per-tensor, the same model)
 PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-tensor": ("pack_tensor", "w8a8"),
-         "w16a16e8": ("pack_mixed", "w16a16e8")}
+         "w16a16e8": ("pack_mixed", "w16a16e8"), "w8a16": ("pack_w8a16", "w8a16")}
 
 
 class TopTB(TB):
@@ -486,3 +486,21 @@ def test_top_mixed_w16a16e8(vectors, tmp_path, request):
     experts = [v for k, v in pack.iparams.items() if k.endswith((".e1.w", ".e2.w"))]
     assert experts and all(int(abs(v).max()) < 128 for v in experts), "8-bit expert matrices"
     _run_top(vectors, tmp_path, ["frame_bit_exact", "bad_program_or_task_writes_nothing"], variant="w16a16e8")
+
+
+@pytest.mark.slow
+def test_top_w8a16(vectors, tmp_path, request):
+    """Opt-in (--top-all; CI sets it): the w8a16 build (8-bit per-row weights with GPTQ rounding, 16-bit activations:
+    8-bit weight tiles into the MAC array's 16-bit activation lanes, program version 3) runs one frame with random AXI
+    pauses, every point bit-exact with the integer reference and the tokens with the HLS C-simulation."""
+    if not request.config.getoption("--top-all"):
+        pytest.skip("opt-in: the w8a16 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+    from m3vit.hw.program import PROGRAM_VERSION_PER_ROW, program_version
+    from m3vit.quant.pack import read_pack
+
+    pack = read_pack(vectors.folder / PACKS["w8a16"][0] / "model.json")
+    assert program_version(pack.spec) == PROGRAM_VERSION_PER_ROW and pack.spec.weight_rounding == "gptq"
+    weights = [v for k, v in pack.iparams.items() if k.endswith(".w")]
+    assert all(int(abs(v).max()) < 128 for v in weights), "8-bit weights"
+    assert pack.spec.activations["l0.ln1"].bits == 16, "16-bit activations"
+    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w8a16")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-PACK_DIRS = {"w8a8": "pack", "w16a16": "pack16"}  # the micro vectors' packs (sim/vectors.py)
+PACK_DIRS = {"w8a8": "pack", "w16a16": "pack16", "w8a16": "pack_w8a16"}  # the micro vectors' packs (sim/vectors.py)
 
 
 def _pack(vectors, mode: str):

@@ -13,7 +13,7 @@ from m3vit.configs import get_config
 from m3vit.data import build_dataset
 from m3vit.model import M3ViT
 from m3vit.quant.pack import write_pack
-from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.quantize import quantize_model
 from m3vit.quant.spec import MODES
 
 
@@ -36,9 +36,10 @@ def micro_images(micro_cfg):
 
 @pytest.fixture(scope="session", params=sorted(MODES))
 def micro_q(request, micro_model, micro_images, tmp_path_factory):
-    """(mode, QuantizedModel, manifest path) of the micro model in each precision mode."""
+    """(mode, QuantizedModel, manifest path) of the micro model in each precision mode, as m3vit-quantize makes it
+    (the mode's default weight scales and rounding)."""
     mode = request.param
-    q = QuantizedModel.build(micro_model, calibrate(micro_model, micro_images, mode))
+    q = quantize_model(micro_model, micro_images, mode)
     _, manifest = write_pack(q, tmp_path_factory.mktemp(f"pack-{mode}"))
     return mode, q, manifest
 

@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="fixed-point precision")
     p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
                    help="one power-of-two scale per weight tensor or per output row (as m3vit-quantize). None: "
-                        "per-row for w8a8, per-tensor for w16a16; w16a16e8 implies per-row")
+                        "per-row for w8a8 and w8a16, per-tensor for w16a16; w16a16e8 implies per-row")
     p.add_argument("--weight-rounding", choices=list(WEIGHT_ROUNDINGS), default=None,
-                   help="which grid point each weight takes (as m3vit-quantize). None: gptq for w8a8, nearest "
-                        "otherwise")
+                   help="which grid point each weight takes (as m3vit-quantize). None: gptq where weights are "
+                        "8-bit, nearest for w16a16")
     p.add_argument("--calib-samples", type=positive_int, default=64, help="training scenes used for calibration")
     add_progress_arg(p)
     return p

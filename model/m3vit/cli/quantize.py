@@ -49,17 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, __doc__)
     p.add_argument("--checkpoint", required=True, help="m3vit checkpoint to quantize")
     p.add_argument("--mode", choices=sorted(MODES), default="w8a8",
-                   help="fixed-point precision of the contract (w16a16e8: W16/A16 with 8-bit per-row expert "
-                        "matrices, NUMERICS.md §2)")
+                   help="fixed-point precision of the contract (w8a16: 8-bit weights, 16-bit activations; "
+                        "w16a16e8: W16/A16 with 8-bit per-row expert matrices; NUMERICS.md §2)")
     p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
                    help="one power-of-two scale per weight tensor, or per output row of each linear weight "
                         "(per-channel requantize shifts; reference, HLS C-sim and RTL top run both). "
-                        "None: per-row for w8a8 (it nearly halves W8/A8's token error, NUMERICS.md §7.1), per-tensor "
-                        "for w16a16; w16a16e8 implies per-row and refuses per-tensor")
+                        "None: per-row for w8a8 and w8a16 (it nearly halves W8/A8's token error, NUMERICS.md §7.1), "
+                        "per-tensor for w16a16; w16a16e8 implies per-row and refuses per-tensor")
     p.add_argument("--weight-rounding", choices=list(WEIGHT_ROUNDINGS), default=None,
                    help="which point of its grid each weight takes: the nearest, or GPTQ's error-compensating "
                         "choice on the calibration images (same formats and hardware; NUMERICS.md §1, §7.1). "
-                        "None: gptq for w8a8 (it cuts W8/A8's token error further), nearest otherwise")
+                        "None: gptq where weights are 8-bit (w8a8, w8a16, w16a16e8: it cuts their token error), "
+                        "nearest for w16a16")
     p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
                    help="dataset: the embedded synthetic scenes, or a real one under --data-root")

@@ -42,7 +42,8 @@ class HlsParams:
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
         """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
         DSP, so its array is half as wide, and its Q·Kᵀ (unpacked) has 4 lanes, to stay within the xczu7ev's
-        DSP48E2 count. w16a16e8 computes at 16-bit activations too (8-bit weights in 16-bit MACs): W16/A16's set."""
+        DSP48E2 count. w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs):
+        W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
         return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4)
 
