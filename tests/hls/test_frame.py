@@ -164,7 +164,7 @@ def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row"),
-                                              ("w16a16e8", "per-row")])
+                                              ("w16a16e8", "per-row"), ("w8a16", "per-row")])
 def test_m3vit_tiny_bit_exact(mode, scales, tmp_path):
     cfg = get_config("m3vit-tiny")
     torch.manual_seed(3)

@@ -213,6 +213,29 @@ def test_mixed_width_pack_runs_bit_exact(assets, pack_e8, backend):
             assert np.array_equal(result.tokens, want), f"{backend} {task}"
 
 
+@pytest.fixture(scope="session")
+def pack_w8a16(assets, tmp_path_factory):
+    """The same model in w8a16 (8-bit per-row weights, GPTQ rounding, 16-bit activations), as m3vit-quantize makes."""
+    from m3vit.quant.pack import write_pack
+    from m3vit.quant.quantize import quantize_model
+
+    qmodel = quantize_model(assets.model, assets.images, "w8a16")
+    return qmodel, write_pack(qmodel, tmp_path_factory.mktemp("pack_w8a16"))[1]
+
+
+@pytest.mark.parametrize("backend", [*TOKEN_BACKENDS, "csim"])
+def test_w8a16_pack_runs_bit_exact(assets, pack_w8a16, backend):
+    """A w8a16 pack on every token backend: the integer reference, the simulated board and the HLS C-simulation (8-bit
+    weights into the 16-bit activation lanes) give the same integers."""
+    qmodel, manifest = pack_w8a16
+    assert qmodel.spec.weight_rounding == "gptq" and qmodel.spec.weight_scales == "per-row"
+    with open_runtime(backend, manifest, mode="w8a16") as rt:
+        for task in ("semseg", "normals"):
+            result = rt.run(assets.images[:2], task)
+            want, _ = qmodel.tokens(assets.images[:2], task)
+            assert np.array_equal(result.tokens, want), f"{backend} {task}"
+
+
 def test_rtlsim_loads_a_mixed_width_pack(pack_e8):
     """The RTL top has a build for the mixed-width mode (sim/top test_top_mixed_w16a16e8 runs one frame): the rtlsim
     backend loads a w16a16e8 pack (no refusal) and its generated layers package is that mode's build."""
