@@ -51,6 +51,7 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
                               "--dump", "1", "--out", str(out), "--no-progress"]) == 0
     pack = read_pack(out / "model.json", expect_mode="w8a8")
     assert pack.spec.weight_scales == "per-row" and pack.manifest["pack_version"] == 3  # W8/A8's default
+    assert pack.spec.weight_rounding == "gptq" and pack.manifest["quant"]["weight_rounding"] == "gptq"
     fid = json.loads((out / "fidelity.json").read_text())
     assert fid["mode"] == "w8a8" and "pixel_agreement" in fid["tasks"]["semseg"]
     bounds = json.loads((out / "model.json").read_text())["hardware"]["accumulators"]
@@ -67,6 +68,14 @@ def test_quantize_cli_writes_pack_dumps_and_fidelity(tmp_path):
                               "--weight-scales", "per-tensor", "--out", str(flat), "--no-progress"]) == 0
     flat_pack = read_pack(flat / "model.json")
     assert flat_pack.spec.weight_scales == "per-tensor" and flat_pack.manifest["pack_version"] == 2
+    # rounded to nearest (asked for): the same formats, the manifest says so, and the integers differ from GPTQ's
+    near = tmp_path / "q_nearest"
+    assert quantize_cli.main(["--checkpoint", str(run / "last.pt"), "--calib-samples", "4", "--no-fidelity",
+                              "--weight-rounding", "nearest", "--out", str(near), "--no-progress"]) == 0
+    near_pack = read_pack(near / "model.json")
+    assert near_pack.spec.weight_rounding == "nearest" and "weight_rounding" not in near_pack.manifest["quant"]
+    assert near_pack.spec.weights == pack.spec.weights
+    assert any(not np.array_equal(near_pack.iparams[n], pack.iparams[n]) for n in pack.iparams if n.endswith(".w"))
     assert pack_cli.main(["verify", str(flat / "model.json")]) == 0
     assert pack_cli.main(["verify", str(out / "model.json")]) == 0
 
