@@ -103,7 +103,8 @@ def plot(result: dict, path: Path) -> None:
         r = result["models"][key]
         labels = {"w16a16": "W16/A16", "w8a8": "W8/A8 (contract: per-row weight scales, GPTQ)",
                   "w8a8 nearest": "W8/A8, per-row, rounded to nearest",
-                  "w16a16e8": "W16/A16 + 8-bit per-row experts (w16a16e8)"}
+                  "w16a16e8": "W16/A16 + 8-bit per-row experts (w16a16e8)",
+                  "w8a16": "8-bit weights, 16-bit activations (w8a16)"}
         series = {label: r["modes"][mode] for mode, label in labels.items() if mode in r["modes"]}
         series.update({f"W8/A8 option {o}": r["w8a8_options"][o] for o in result["plotted"] if o in r["w8a8_options"]})
         for label, res in series.items():
@@ -133,7 +134,7 @@ def main() -> None:
                    help="W8/A8 options to measure; the others' figures are kept from an existing --out JSON")
     p.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES),
                    help="precision modes to measure; the others' figures are kept from an existing --out JSON")
-    p.add_argument("--plot", nargs="*", default=["baseline", "per_row+per_token", "per_row_multiplier"],
+    p.add_argument("--plot", nargs="*", default=["baseline", "per_row_gptq+per_token+moe_ln2_16"],
                    help="options drawn beside the contract in the plot")
     p.add_argument("--replot", action="store_true",
                    help="only redraw the plot and print the tables from an existing --out JSON")
