@@ -4,9 +4,10 @@
 Cached under ``build/sim/vectors/<hash>/`` (the hash covers the model package's sources), so a run builds
 the model once; testbenches read ``dumps/<task>/<point>.npy``, ``params/<name>.npy``, ``meta.json`` and the weight
 packs: ``pack/model.json`` (+ ``model.m3vpack``) is W8/A8 as ``m3vit-quantize`` makes it by default (per-row weight
-scales, GPTQ rounding), ``pack_tensor`` the same model in W8/A8 with per-tensor weight scales, ``pack16`` in W16/A16 and
-``pack_mixed`` in the mixed-width mode w16a16e8, ``pack_w8a16`` in w8a16. The unit vectors (dumps, params, meta) are ``pack_tensor``'s model:
-a unit such as the requantizer is built for one shift per op (the per-channel shifts are the top's job).
+scales, GPTQ rounding), ``pack_tensor`` the same model in W8/A8 with per-tensor weight scales (rounded to nearest),
+``pack16`` in W16/A16, ``pack_mixed`` in the mixed-width mode w16a16e8 and ``pack_w8a16`` in w8a16. The unit vectors
+(dumps, params, meta) are ``pack_tensor``'s model: a unit such as the requantizer is built for one shift per op (the
+per-channel shifts are the top's job).
 """
 
 from __future__ import annotations
