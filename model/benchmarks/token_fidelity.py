@@ -4,9 +4,9 @@
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of Edge-MoE's checkpoint
-(``m3vit.quant.fidelity_models.edge_moe_like``). Per model and mode (w8a8, w16a16, w16a16e8), built as
-``m3vit-quantize`` builds it (``quantize_model``): the mode's defaults first (w8a8: per-row scales, GPTQ
-rounding; w16a16: per-tensor, nearest; w16a16e8: per-row by definition, nearest), then the other weight
+(``m3vit.quant.fidelity_models.edge_moe_like``). Per model and mode (w8a8, w16a16, w8a16, w16a16e8), built as
+``m3vit-quantize`` builds it (``quantize_model``): the mode's defaults first (w8a8, w8a16: per-row scales, GPTQ
+rounding; w16a16: per-tensor, nearest; w16a16e8: per-row by definition, GPTQ), then the other weight
 scales and the other rounding, each on its own: token max/mean absolute error of the integer backbone
 against the float twin (all tokens, without CLS), and per MoE layer the share of tokens whose top-k expert
 set (and, separately, first choice) matches float. Then every W8/A8 option

@@ -147,3 +147,19 @@ def test_quantize_cli_mixed_width_mode(tmp_path, capsys):
     assert fid["mode"] == "w16a16e8" and fid["goals"] and fid["tokens"]["routes"]
     assert pack_cli.main(["verify", str(out / "model.json")]) == 0
     assert "w16a16e8, per-row weight scales" in capsys.readouterr().out
+
+
+def test_quantize_rounds_to_nearest_after_qat_unless_asked(tmp_path):
+    """QAT trains the weights for Brevitas' nearest rounding, so after --qat-steps the default is nearest; GPTQ stays
+    the default without fine-tuning, and either can be asked for."""
+    from m3vit.cli import quantize as quantize_cli
+
+    def rounding(*extra: str) -> str:
+        args = quantize_cli.build_parser().parse_args(["--checkpoint", "x.pt", "--out", str(tmp_path / "q"), *extra])
+        quantize_cli.check_args(args)
+        return args.weight_rounding
+
+    assert rounding() == "gptq"
+    assert rounding("--qat-steps", "5") == "nearest"
+    assert rounding("--qat-steps", "5", "--weight-rounding", "gptq") == "gptq"
+    assert rounding("--mode", "w16a16") == "nearest"

@@ -5,7 +5,8 @@ Each ``execute`` runs the frames through ``sim/top/rtlsim.py``: the pack's top i
 layer program into cocotbext-axi DDR, writes the task register and runs the frames as the board would — about
 20 s of simulation per micro frame. It needs a source checkout (``sim/``), Verilator and cocotb
 (``make setup``); every precision mode: W8/A8 and W16/A16 packs, per-tensor or (W8/A8 tested) per-row weight scales,
-and the mixed-width ``w16a16e8`` (its own build: 8-bit expert tiles sign-extended into the 16-bit lanes).
+the mixed-width ``w16a16e8`` (its own build: 8-bit expert tiles sign-extended into the 16-bit lanes) and ``w8a16``
+(its own build: 8-bit weight words into the unpacked 16-bit MAC lanes).
 """
 
 from __future__ import annotations

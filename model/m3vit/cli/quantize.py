@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which point of its grid each weight takes: the nearest, or GPTQ's error-compensating "
                         "choice on the calibration images (same formats and hardware; NUMERICS.md §1, §7.1). "
                         "None: gptq where weights are 8-bit (w8a8, w8a16, w16a16e8: it cuts their token error), "
-                        "nearest for w16a16")
+                        "nearest for w16a16 and after --qat-steps (the fine-tuned weights are trained for it)")
     p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
                    help="dataset: the embedded synthetic scenes, or a real one under --data-root")
@@ -91,7 +91,9 @@ def check_args(args: argparse.Namespace) -> None:
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --qat-steps N (N > 0)")
     args.weight_scales = resolve_weight_scales(get_mode(args.mode), args.weight_scales)
-    args.weight_rounding = resolve_weight_rounding(get_mode(args.mode), args.weight_rounding)
+    # after QAT the weights are trained for nearest rounding (Brevitas' quantizers): GPTQ only when asked for
+    default = "nearest" if args.qat_steps else None
+    args.weight_rounding = resolve_weight_rounding(get_mode(args.mode), args.weight_rounding or default)
     check_out_dir(args.out, owned=OWNED)
 
 

@@ -64,7 +64,8 @@ def quantize_model(model: M3ViT, images: torch.Tensor | np.ndarray, mode: Precis
                    weight_scales: str | None = None, weight_rounding: str | None = None,
                    progress: bool = False) -> QuantizedModel:
     """Calibrate on ``images``, put every weight on its grid (``weight_rounding``: ``nearest`` or ``gptq``; None:
-    the mode's default, GPTQ for w8a8), and build the integer model: what ``m3vit-quantize`` exports."""
+    the mode's default: GPTQ where weights are 8-bit, w8a8 / w8a16 / w16a16e8), and build the integer model: what
+    ``m3vit-quantize`` exports."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
     rounding = resolve_weight_rounding(mode, weight_rounding)
     spec = calibrate(model, images, mode, weight_scales=weight_scales)

@@ -7,8 +7,9 @@ errors of a row add up over its inputs. ``gptq`` (Frantar et al., *GPTQ: accurat
 quantization for generative pre-trained transformers*, ICLR 2023) rounds a matrix one input column at a
 time and spreads each column's rounding error over the columns not yet rounded, through the inverse of the
 inputs' second moments ``H = E[x xᵀ]``, which minimises ``E‖(W − Q) x‖²`` for the inputs the layer sees.
-Here those inputs are the integer reference's own (dequantized, on calibration images, every task): what
-the accelerator feeds the layer, the drift of earlier layers included.
+Here those inputs are the integer reference's own (dequantized, on calibration images, every task, with every
+weight rounded to nearest): what the accelerator feeds the layer, the drift of the earlier layers' 8-bit
+activations included.
 
 Either way the result is float weights lying exactly on the grid (``k · 2^-f``, ``|k| <= 2^(b-1) - 1``,
 the row's own ``f``), so :func:`~m3vit.quant.params.int_params` quantizes them exactly and every
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fixed import quantize_rows
 from .params import element_fracs, int_params, linear_inputs
 from .reference import IntArith, run_backbone
 from .spec import QuantSpec
@@ -73,8 +75,8 @@ def gptq_matrix(w: np.ndarray, fracs: np.ndarray, bits: int, h: np.ndarray, damp
     """``w`` [rows, k] rounded onto each row's grid ``2^-fracs[r]`` (narrow range, ``bits`` bits), column by
     column in order of decreasing input energy, each column's error compensated on the columns left, given
     the inputs' second moments ``h`` [k, k]. Inputs that are always zero get weight 0 (they never count)."""
-    top = (1 << (bits - 1)) - 1
-    step = np.ldexp(1.0, -np.asarray(fracs, dtype=np.int64))[:, None]
+    fracs = np.asarray(fracs, dtype=np.int64)
+    step = np.ldexp(1.0, -fracs)
     w = np.array(w, dtype=np.float64)
     h = np.array(h, dtype=np.float64)
     dead = np.diag(h) == 0
@@ -87,7 +89,8 @@ def gptq_matrix(w: np.ndarray, fracs: np.ndarray, bits: int, h: np.ndarray, damp
     u = np.linalg.cholesky(np.linalg.inv(h)).T
     q = np.empty_like(w)
     for j in range(w.shape[1]):
-        q[:, j] = np.clip(np.floor(w[:, j] / step[:, 0] + 0.5), -top, top) * step[:, 0]
+        # the contract's own float -> integer rule (exact half up, narrow range), at each row's fraction
+        q[:, j] = quantize_rows(w[:, j : j + 1], bits, fracs, narrow=True)[:, 0] * step
         err = (w[:, j] - q[:, j]) / u[j, j]
         w[:, j + 1 :] -= np.outer(err, u[j, j + 1 :])
     out = np.empty_like(q)

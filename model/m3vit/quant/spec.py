@@ -177,7 +177,7 @@ class QuantSpec:
         out = {"mode": self.mode.name,
                "activations": {k: v.to_dict() for k, v in self.activations.items()},
                "weights": {k: v.to_dict() for k, v in self.weights.items()}}
-        if self.row_fracs:  # per-tensor specs stay exactly as before (pack version 2)
+        if self.row_fracs:  # per-tensor specs keep pack version 2's fields
             out["weight_scales"] = "per-row"
             out["row_fracs"] = {k: np.asarray(v).tolist() for k, v in self.row_fracs.items()}
         if self.weight_rounding != "nearest":

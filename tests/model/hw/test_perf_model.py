@@ -220,3 +220,16 @@ def test_mixed_mode_reads_8_bit_experts_and_16_bit_everything_else():
     assert sm["w8a8"]["ms_per_frame"] < sm["w16a16e8"]["ms_per_frame"] < sm["w16a16"]["ms_per_frame"]
     mb = {m: s["weight_mb_per_frame"] for m, s in sm.items()}
     assert mb["w8a8"] < mb["w16a16e8"] < mb["w16a16"]
+
+
+def test_w8a16_reads_w8a8s_weights_and_computes_like_w16a16e8():
+    """w8a16 (NUMERICS.md §2): every weight 8-bit, so its weight bytes are W8/A8's but for the 48-bit biases; its 16-bit
+    activations leave no INT8 packing, so it takes W16/A16's array and DSPs (m3vit-tiny, as built, batch 1)."""
+    cfg = get_config("m3vit-tiny")
+    routing = random_routing(cfg, 1, np.random.default_rng(4))
+    sm = {m: perf.model_frame(cfg, get_mode(m), dataclasses.replace(HlsParams.for_mode(m), batch=1), routing).summary()
+          for m in ("w8a8", "w8a16", "w16a16e8", "w16a16")}
+    assert sm["w8a16"]["dsp"] == sm["w16a16"]["dsp"]
+    mb = {m: s["weight_mb_per_frame"] for m, s in sm.items()}
+    assert mb["w8a8"] < mb["w8a16"] < 1.05 * mb["w8a8"] and mb["w8a16"] < mb["w16a16e8"]
+    assert sm["w8a8"]["ms_per_frame"] < sm["w8a16"]["ms_per_frame"] <= sm["w16a16e8"]["ms_per_frame"]

@@ -30,7 +30,6 @@ def test_layers_package_widths_per_mode(mode):
     assert (p["L_W_BITS"], p["L_EW_BITS"]) == (m.weight_bits, m.expert_bits)
     assert (p["L_W_BYTES"], p["L_EW_BYTES"]) == ((m.weight_bits + 7) // 8, (m.expert_bits + 7) // 8)
     assert p["L_MIXED"] == (mode == "w16a16e8")
-    assert (p["L_ACT_BITS"], p["L_ACC_BITS"]) == (m.act_bits, m.acc_bits)  # w8a16: 8-bit weights, 16-bit lanes
 
 
 def test_top_parameters_of_the_mixed_mode_are_w16a16s():

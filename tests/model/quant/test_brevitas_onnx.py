@@ -151,17 +151,22 @@ def test_write_back_without_training_is_identity(micro_model, qmodel, images):
         torch.testing.assert_close(back(x, task), micro_model(x, task), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(("mode", "scales"), [("w8a8", "per-tensor"), ("w16a16", "per-tensor"), ("w8a8", "per-row"),
-                                              ("w16a16e8", "per-row")])
-def test_fakequant_model_onnx_matches_brevitas(micro_model, images, mode, scales, tmp_path):
+@pytest.mark.parametrize(("mode", "scales", "rounding"), [
+    ("w8a8", "per-tensor", "nearest"), ("w16a16", "per-tensor", "nearest"), ("w8a8", "per-row", "nearest"),
+    ("w16a16e8", "per-row", "nearest"), ("w8a8", "per-row", "gptq"), ("w8a16", "per-row", "gptq")])
+def test_fakequant_model_onnx_matches_brevitas(micro_model, images, mode, scales, rounding, tmp_path):
     """The whole fake-quantized model in onnxruntime. Quantizers are float arithmetic in both
     runtimes, so agreement is to float rounding (a value near a rounding boundary may move by one
-    LSB), not bit-exact; the integer contract is checked layer by layer above."""
+    LSB), not bit-exact; the integer contract is checked layer by layer above. GPTQ packs export with the pack's
+    own weights (``weights=``), as make demo and the host's onnx backend do."""
     from m3vit.quant.onnx_export import export_fakequant_model
+    from m3vit.quant.params import dequantized_weights
+    from m3vit.quant.quantize import quantize_model
 
-    spec = calibrate(micro_model, images, mode, weight_scales=scales)
-    quantized = BrevitasBackbone(micro_model, spec).eval()
-    path = export_fakequant_model(micro_model, spec, "semseg", tmp_path / "fq.onnx", batch=1)
+    q = quantize_model(micro_model, images, mode, weight_scales=scales, weight_rounding=rounding)
+    spec, weights = q.spec, dequantized_weights(q.iparams, q.spec, q.cfg)
+    quantized = BrevitasBackbone(micro_model, spec, weights).eval()
+    path = export_fakequant_model(micro_model, spec, "semseg", tmp_path / "fq.onnx", batch=1, weights=weights)
     for i in range(3):  # different images route differently: every expert must be in the graph
         x = torch.from_numpy(images[i : i + 1]).float()
         with torch.no_grad():

@@ -23,3 +23,11 @@ def test_measure_after_pack_roundtrip(micro_model, qmodel, tmp_path):
     other = M3ViT(micro_model.cfg.replace(head_channels=8))
     with pytest.raises(ValueError, match="different configs"):
         measure(other, loaded, data, progress=False)
+
+
+def test_every_precision_mode_has_task_goals():
+    """fidelity.json checks each mode against its goals: a mode without any would pass with nothing checked."""
+    from m3vit.quant.fidelity import GOALS
+    from m3vit.quant.spec import MODES
+
+    assert set(GOALS) == set(MODES) and all(GOALS.values())

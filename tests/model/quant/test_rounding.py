@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from m3vit.quant.brevitas_model import BrevitasBackbone
+from m3vit.quant.fixed import quantize_rows
 from m3vit.quant.pack import read_pack, write_pack
 from m3vit.quant.params import dequantized_weights, float_params, int_params, linear_inputs
 from m3vit.quant.quantize import calibrate, quantize_model
@@ -20,9 +21,8 @@ def qgptq(micro_model, images):
 
 
 def _nearest(w, fracs, bits):
-    top = (1 << (bits - 1)) - 1
-    step = np.ldexp(1.0, -fracs)[:, None]
-    return np.clip(np.floor(w / step + 0.5), -top, top) * step
+    """§1's float -> integer rule per row (``fixed.quantize_rows``: exact half up, narrow range), back to floats."""
+    return quantize_rows(w, bits, fracs, narrow=True) * np.ldexp(1.0, -np.asarray(fracs))[:, None]
 
 
 @settings(max_examples=40, deadline=None)

@@ -7,7 +7,7 @@ from m3vit.quant.fidelity import backbone_tokens, compare_tokens, token_fidelity
 from m3vit.quant.fidelity_models import edge_moe_like
 from m3vit.quant.fidelity_options import OPTIONS, Calibration, PerTokenArith, round_tokens, token_shifts
 from m3vit.quant.fixed import QFormat, format_for, quantize, requantize_rows
-from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.quantize import QuantizedModel, calibrate, quantize_model
 from m3vit.quant.reference import IntArith
 
 
@@ -66,7 +66,10 @@ def test_every_option_builds_and_measures(micro_model, images):
     rows = token_fidelity(micro_model, OPTIONS["weights_per_row"].build(cal), images[4:])
     default = token_fidelity(micro_model, QuantizedModel.build(micro_model, calibrate(micro_model, images[:4], "w8a8")),
                              images[4:])
-    assert rows["max_abs_error"] == default["max_abs_error"]  # weights_per_row is the contract's W8/A8 default
+    assert rows["max_abs_error"] == default["max_abs_error"]  # weights_per_row is per-row W8/A8 rounded to nearest
+    gptq = token_fidelity(micro_model, OPTIONS["per_row_gptq"].build(cal), images[4:])
+    built = token_fidelity(micro_model, quantize_model(micro_model, images[:4], "w8a8"), images[4:])
+    assert gptq == built  # per_row_gptq is W8/A8 as m3vit-quantize builds it by default
     for name, option in OPTIONS.items():
         r = token_fidelity(micro_model, option.build(cal), images[4:5])
         assert np.isfinite(r["mean_abs_error"]) and 0 <= r["route_topk_set_min"] <= 1, name
@@ -131,10 +134,12 @@ def _calib_val(model, calib: int, val: int):
 
 @pytest.mark.slow
 def test_edge_moe_like_routes_where_they_are_weakest():
-    """m3vit-tiny at Edge-MoE's scale: W16/A16 routes as float; W8/A8 does not, and the weight-format option helps.
+    """m3vit-tiny at Edge-MoE's scale: W16/A16 routes as float; W8/A8 does not; per-row scales and GPTQ rounding
+    each help; w8a16 (8-bit weights, 16-bit activations) routes >= 97%.
 
-    Measured (4 images): W8/A8 86-93% per layer; the W8/A8 goal of 97% is not met by any cheap option
-    (README, model/benchmarks/token_fidelity.py). This holds the figures that the report quotes.
+    Measured (32 calibration, 4 held-out images): W8/A8 per-tensor 86-93% per layer, mean error 0.638; per-row 0.335;
+    per-row + GPTQ (the default) 0.278, 94.4% min; w8a16 98.3% min (README, model/benchmarks/token_fidelity.py).
+    This holds the claims that the report quotes, on fewer images.
     """
     model = edge_moe_like()
     calib, val = _calib_val(model, 8, 2)
@@ -144,7 +149,14 @@ def test_edge_moe_like_routes_where_they_are_weakest():
     base = token_fidelity(model, OPTIONS["baseline"].build(cal), val)
     assert 0.8 <= base["route_topk_set_min"] < 0.97
     assert w16["mean_abs_error"] < base["mean_abs_error"] / 20
-    # per-row weight scales (W8/A8's default): measured 0.638 -> 0.335 mean error, 86.4% -> 92.2% min
-    rows = token_fidelity(model, QuantizedModel.build(model, calibrate(model, calib, "w8a8")), val)  # the default
+    # per-row weight scales rounded to nearest: measured 0.638 -> 0.335 mean error, 86.4% -> 92.2% min
+    rows = token_fidelity(model, quantize_model(model, calib, "w8a8", weight_rounding="nearest"), val)
     assert rows["mean_abs_error"] < 0.7 * base["mean_abs_error"]
     assert rows["route_topk_set_mean"] > base["route_topk_set_mean"]
+    # GPTQ on top (W8/A8's defaults): measured 0.278, less than half the per-tensor contract's error
+    default = token_fidelity(model, quantize_model(model, calib, "w8a8"), val)
+    assert default["mean_abs_error"] < rows["mean_abs_error"]
+    assert default["mean_abs_error"] < 0.5 * base["mean_abs_error"]
+    # w8a16: >= 97% of tokens routed as float in every MoE layer, with 8-bit weights
+    w8a16 = token_fidelity(model, quantize_model(model, calib, "w8a16"), val)
+    assert w8a16["route_topk_set_min"] >= 0.97
