@@ -74,14 +74,15 @@ def input_moments(iparams: dict[str, np.ndarray], spec: QuantSpec, cfg, images: 
 def gptq_matrix(w: np.ndarray, fracs: np.ndarray, bits: int, h: np.ndarray, damping: float = DAMPING) -> np.ndarray:
     """``w`` [rows, k] rounded onto each row's grid ``2^-fracs[r]`` (narrow range, ``bits`` bits), column by
     column in order of decreasing input energy, each column's error compensated on the columns left, given
-    the inputs' second moments ``h`` [k, k]. Inputs that are always zero get weight 0 (they never count)."""
+    the inputs' second moments ``h`` [k, k]. An input that is zero on every calibration token tells nothing: its
+    column is decoupled (no error flows into or out of it) and rounded to nearest, not set to 0 as GPTQ does, so
+    that a channel the calibration images never light does not lose its weights."""
     fracs = np.asarray(fracs, dtype=np.int64)
     step = np.ldexp(1.0, -fracs)
     w = np.array(w, dtype=np.float64)
     h = np.array(h, dtype=np.float64)
     dead = np.diag(h) == 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
+    h[dead, dead] = 1.0  # a unit diagonal alone: its row of the Cholesky factor below is zero off the diagonal
     order = np.argsort(-np.diag(h), kind="stable")
     w, h = w[:, order], h[np.ix_(order, order)]
     h[np.diag_indices_from(h)] += damping * np.mean(np.diag(h))
