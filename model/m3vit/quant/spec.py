@@ -34,7 +34,7 @@ class PrecisionMode:
     # the token error for one int8 shift per output channel (NUMERICS.md §1, §7.1)
     default_weight_scales: str = "per-tensor"
     # which grid point each weight takes when none is asked for (NUMERICS.md §1, §7.1): GPTQ where weights are
-    # 8-bit (it pays there: W8/A8's token error 0.335 -> 0.278 on Edge-MoE-like m3vit-tiny), nearest otherwise
+    # 8-bit (it pays there: W8/A8's token error 0.335 -> 0.279 on Edge-MoE-like m3vit-tiny), nearest otherwise
     default_weight_rounding: str = "nearest"
 
     def weight_bits_of(self, name: str) -> int:
