@@ -57,7 +57,7 @@ lint: setup
 # build/sim/cycles.json when the RTL benches have written it) and measured software speed on this CPU.
 BENCH_FRAMES ?= 2
 bench: setup
-	$(PY) -m m3vit.hw.perf_report --out build/bench --frames 4
+	$(PY) -m m3vit.hw.estimate.perf_report --out build/bench --frames 4
 	$(PY) model/benchmarks/software_speed.py --out build/bench --frames $(BENCH_FRAMES)
 
 RTL_DIR ?=
@@ -82,14 +82,14 @@ HLS_MODE ?= w8a8
 HLS_BUILD := build/hls/$(HLS_CONFIG)-$(HLS_MODE)
 
 csim: setup
-	$(PY) -m m3vit.hw.vectors --config micro --mode w8a8 --out build/hls/vectors/micro-w8a8 --run
+	$(PY) -m m3vit.hw.run.vectors --config micro --mode w8a8 --out build/hls/vectors/micro-w8a8 --run
 
 # Vendor tools are checked first (when the target runs), so a machine without them stops at once with one line.
 hls:
 	$(if $(shell command -v vitis_hls),,$(error vitis_hls is not on PATH: install Vitis HLS and source its settings64.sh, then rerun make hls))
 	$(MAKE) setup
-	$(PY) -m m3vit.hw.vectors --config $(HLS_CONFIG) --mode $(HLS_MODE) --frames 1 --out $(HLS_BUILD)/vectors
-	vitis_hls -f hls/scripts/run_hls.tcl -tclargs $$($(PY) -m m3vit.hw.hls_config --config $(HLS_CONFIG) --mode $(HLS_MODE)) $(HLS_BUILD)/vectors $(HLS_BUILD)/prj
+	$(PY) -m m3vit.hw.run.vectors --config $(HLS_CONFIG) --mode $(HLS_MODE) --frames 1 --out $(HLS_BUILD)/vectors
+	vitis_hls -f hls/scripts/run_hls.tcl -tclargs $$($(PY) -m m3vit.hw.gen.hls_config --config $(HLS_CONFIG) --mode $(HLS_MODE)) $(HLS_BUILD)/vectors $(HLS_BUILD)/prj
 
 bitstream:
 	$(if $(shell command -v vivado),,$(error vivado is not on PATH: install Vivado and source its settings64.sh, then rerun make bitstream))

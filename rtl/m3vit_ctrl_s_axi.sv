@@ -1,7 +1,7 @@
 `default_nettype none
 `include "m3vit_ctrl_pkg.svh"
 // AXI4-Lite control slave of the accelerator top: the Vitis HLS s_axilite map under ap_ctrl_hs (UG1399), every
-// offset and width from m3vit_ctrl_pkg.svh (generated from m3vit.hw.interface).
+// offset and width from m3vit_ctrl_pkg.svh (generated from m3vit.hw.gen.interface).
 //   0x00 control: bit 0 ap_start (R/W, set by a write of 1, cleared by the core's ap_ready unless auto_restart),
 //        1 ap_done (R, clear on read), 2 ap_idle (R), 3 ap_ready (R, clear on read), 7 auto_restart (R/W)
 //   0x04 global interrupt enable (bit 0); 0x08 IP interrupt enable (bit 0 done, bit 1 ready);

@@ -3,7 +3,7 @@
 `include "m3vit_ctrl_pkg.svh"
 `include "m3vit_axi_ports.svh"
 // Accelerator top (the RTL twin of the HLS top m3vit_accel): the ports Vitis gives the HLS top — ap_clk, ap_rst_n,
-// the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.interface), one AXI4 master per m_axi bundle
+// the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.gen.interface), one AXI4 master per m_axi bundle
 // (gmem_w0/1/2: the weight pack through three ports, gmem_w0 also the program; gmem_a: images and tokens;
 // gmem_s: scratch and dumps) — and interrupt. gmem_w1 / gmem_w2 (the `weights1` / `weights2` aliases) stay
 // idle at this stage: the embedding's tensors come through gmem_w0; the striped linear unit will use all three.
@@ -18,7 +18,7 @@
 //      int32 per value, as the HLS top and the integer reference lay it out) over gmem_s; then run the patch
 //      embedding and write the `embed` dump the same way (d_embed);
 //   4. ap_done / ap_ready, interrupt status.
-// Parameters come from m3vit.hw.rtl_top_gen.top_parameters(config, mode); the defaults are a minimal legal shape.
+// Parameters come from m3vit.hw.gen.rtl_top_gen.top_parameters(config, mode); the defaults are a minimal legal shape.
 module m3vit_top
 #(
   parameter int DEPTH      = 1,   // transformer layers the program must describe
@@ -229,8 +229,7 @@ module m3vit_top
   assign emb_tready = !dump_embed_q || dump_tready;  // without the embed dump the values are dropped
 
   // ---------------------------------------------------------------- sequencer
-  typedef enum logic [3:0] {S_IDLE, S_HDR_CMD, S_HDR, S_CHECK, S_LD_CMD, S_LD, S_FRAME, S_IMG_CMD, S_IMG, S_EMB_CMD,
-                            S_EMB, S_LAYERS, S_DONE, S_RSH_CMD, S_RSH} state_t;
+  // state_t: the generated list (m3vit_layers_params.svh, from m3vit.hw.gen.rtl_top_gen.TOP_STATES)
   state_t state;
   logic [31:0] hdr [m3vit_ctrl_pkg::PROGRAM_HEADER_WORDS];
   logic [$clog2(HDR_BEATS+1)-1:0] hdr_beat;
@@ -426,7 +425,7 @@ module m3vit_top
               hdr[m3vit_ctrl_pkg::H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
               (EMBED && (hdr[m3vit_ctrl_pkg::H_DUMP] == 0 || num_frames > hdr[m3vit_ctrl_pkg::H_DUMP_FRAMES] || hdr[m3vit_ctrl_pkg::H_D_EMBED] == m3vit_ctrl_pkg::NO_DUMP))) begin
             // the layers keep their activations in the scratch dumps: a W8/A8 run needs a dump program for
-            // every frame it runs (m3vit.hw.program.build_program(pack, frames, dump=True))
+            // every frame it runs (m3vit.hw.gen.program.build_program(pack, frames, dump=True))
             program_error <= 1'b1;
             state <= S_DONE;
           end else begin

@@ -103,7 +103,7 @@ def unit_sources(top: str) -> list[Path]:
 
 def write_includes() -> Path:
     """The contract's generated includes (tables, constants), rewritten only when they change."""
-    from m3vit.hw.rtl_gen import write_includes as gen
+    from m3vit.hw.gen.rtl_gen import write_includes as gen
 
     return gen(INCLUDE_DIR)
 
@@ -141,7 +141,7 @@ def build_key(sim: str, top: str, sources: Sequence[Path], includes: Sequence[Pa
 def write_top_includes() -> Path:
     """The accelerator top's generated package (register map, program layout), in its own folder so that the
     units' build hashes do not change with it."""
-    from m3vit.hw.rtl_top_gen import write_include
+    from m3vit.hw.gen.rtl_top_gen import write_include
 
     return write_include(TOP_INCLUDE_DIR)
 

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from m3vit.configs import get_config  # noqa: E402
-from m3vit.hw.csim import REPO, CSim  # noqa: E402
+from m3vit.hw.run.csim import REPO, CSim  # noqa: E402
 from m3vit.model import M3ViT  # noqa: E402
 from m3vit.quant.pack import write_pack  # noqa: E402
 from m3vit.quant.quantize import QuantizedModel, calibrate  # noqa: E402

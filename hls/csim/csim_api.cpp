@@ -1,4 +1,4 @@
-// The C ABI around the top function and the kernels, for ctypes (m3vit.hw.csim, host runtime).
+// The C ABI around the top function and the kernels, for ctypes (m3vit.hw.run.csim, host runtime).
 // Host-side glue only: it owns the memories the top's m_axi ports would see on the board.
 #include "m3v_csim.h"
 
@@ -88,7 +88,7 @@ int m3v_load_program(const uint32_t* words, uint32_t count) {
     const uint32_t version = words[H_VERSION];
     constexpr bool mixed_build = EW_BYTES != W_BYTES;
     if (words[H_MAGIC] != uint32_t(PROGRAM_MAGIC))
-        return fail(-1, "layer program has a bad magic: rebuild it with m3vit.hw.program");
+        return fail(-1, "layer program has a bad magic: rebuild it with m3vit.hw.gen.program");
     if (mixed_build != (version == uint32_t(PROGRAM_VERSION_MIXED)))
         return fail(-1, std::string("layer program version ") + std::to_string(version) +
                             (mixed_build ? " is not a mixed-width (8-bit expert) program, and this build is for one: "
@@ -97,7 +97,7 @@ int m3v_load_program(const uint32_t* words, uint32_t count) {
                                            "does not run: build the C-sim for that pack's mode"));
     if (version != uint32_t(PROGRAM_VERSION) && version != uint32_t(PROGRAM_VERSION_PER_ROW) &&
         version != uint32_t(PROGRAM_VERSION_MIXED))
-        return fail(-1, "layer program has a bad version: rebuild it with m3vit.hw.program");
+        return fail(-1, "layer program has a bad version: rebuild it with m3vit.hw.gen.program");
     const bool per_row = version == uint32_t(PROGRAM_VERSION_PER_ROW) || version == uint32_t(PROGRAM_VERSION_MIXED);
     const uint32_t want = base + (per_row ? uint32_t(RS_HEADER_WORDS + DEPTH * RS_LAYER_WORDS) : 0u);
     if (count != want)
@@ -126,7 +126,7 @@ int m3v_load_program(const uint32_t* words, uint32_t count) {
                 if (R[st.at] != NO_ROW_SHIFT && R[st.stride] != uint32_t(st.rows))
                     return fail(-1, "row-shift table: layer " + std::to_string(l) + " has a shift stack stride of " +
                                         std::to_string(R[st.stride]) + " bytes, not its row count " +
-                                        std::to_string(st.rows) + ": rebuild the program with m3vit.hw.program");
+                                        std::to_string(st.rows) + ": rebuild the program with m3vit.hw.gen.program");
         }
     }
     to_words(reinterpret_cast<const uint8_t*>(words), uint64_t(count) * 4, g_program);

@@ -1,4 +1,4 @@
-/* Plain C ABI of the C-simulation library (loaded by m3vit.hw.csim and the host runtime via ctypes).
+/* Plain C ABI of the C-simulation library (loaded by m3vit.hw.run.csim and the host runtime via ctypes).
  * Every function returns 0 on success or a negative code; m3v_last_error() then says what failed. */
 #pragma once
 #include <stdint.h>

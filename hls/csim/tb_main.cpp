@@ -1,5 +1,5 @@
 // Standalone C-simulation testbench of the top function (also the testbench of Vitis HLS csim_design
-// and cosim_design). It reads test vectors written by `python -m m3vit.hw.vectors` from the folder
+// and cosim_design). It reads test vectors written by `python -m m3vit.hw.run.vectors` from the folder
 // given as argv[1] — payload.bin (pack payload), program.bin (layer program), images.bin, tokens.bin
 // (the integer reference's tokens), run.txt ("task num_frames") — runs the top and compares every
 // token. Exit status 0 when all are equal; otherwise it names the first differing index.
@@ -33,7 +33,7 @@ static std::vector<word_t> to_words(const std::vector<uint8_t>& bytes) {
 
 int main(int argc, char** argv) {
     if (argc != 2) {
-        std::fprintf(stderr, "usage: %s VECTOR_DIR (written by python -m m3vit.hw.vectors)\n", argv[0]);
+        std::fprintf(stderr, "usage: %s VECTOR_DIR (written by python -m m3vit.hw.run.vectors)\n", argv[0]);
         return 2;
     }
     const std::string dir = argv[1];
@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     std::vector<uint8_t>* bufs[5] = {&payload, &program, &images, &expect, &run};
     for (int i = 0; i < 5; ++i) {
         if (!read_file(dir + "/" + names[i], *bufs[i])) {
-            std::fprintf(stderr, "cannot read %s/%s: write the vectors with python -m m3vit.hw.vectors\n",
+            std::fprintf(stderr, "cannot read %s/%s: write the vectors with python -m m3vit.hw.run.vectors\n",
                          dir.c_str(), names[i]);
             return 2;
         }

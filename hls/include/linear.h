@@ -1,7 +1,7 @@
 // The unified linear unit (NUMERICS.md §3): one MAC_ROWS x MAC_COLS MAC array, sizes set at run time,
 // serving patch embedding, Q/K/V, projection, dense MLP, routers and experts.
 //
-// Schedule — the one m3vit.hw.resources costs. A layer is cut into output blocks of MAC_ROWS rows
+// Schedule — the one m3vit.hw.estimate.resources costs. A layer is cut into output blocks of MAC_ROWS rows
 // of W. A block is resident on chip (wblk[k-slice][row][col], partitioned over rows and columns so
 // that one read yields the MAC_ROWS x MAC_COLS weights of a k-slice). For each k-slice of MAC_COLS
 // inputs (outer loop) every token streams through the array (inner loop, PIPELINE II = 1): one
@@ -101,7 +101,7 @@ inline int block_rows(int blk, int n_out) {
 // of one cycle are different rows of the array and land in different banks of the block buffer
 // (the same row would collide wherever consecutive tiles share a column bank, e.g. W16/A16's two
 // tile columns per k-slice).
-static_assert(WEIGHT_PORTS == 3, "the loader takes one pointer per weight port (m3vit.hw.interface)");
+static_assert(WEIGHT_PORTS == 3, "the loader takes one pointer per weight port (m3vit.hw.gen.interface)");
 static_assert(WEIGHT_PORTS <= TILE, "one cycle's beats are different rows of a tile");
 constexpr uint32_t TILE_BEATS = TileGeom<W_BYTES>::BEATS;  // beats per tile of a W_BYTES op (EW_BYTES: fewer)
 

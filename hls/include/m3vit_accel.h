@@ -1,5 +1,5 @@
 // The accelerator's top function. Its arguments and their order come from
-// m3vit.hw.interface.ARGS, through the generated M3V_TOP_ARGS macro in m3vit_config.h.
+// m3vit.hw.gen.interface.ARGS, through the generated M3V_TOP_ARGS macro in m3vit_config.h.
 #pragma once
 #include "fx.h"
 

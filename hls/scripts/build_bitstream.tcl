@@ -2,7 +2,7 @@
 # Run by `make bitstream` as:
 #   vivado -mode batch -source hls/scripts/build_bitstream.tcl -tclargs IP_REPO OUT_DIR [JOBS]
 # Zynq UltraScale+ MPSoC PS with the ZCU104 board preset; PL clock 0 at 300 MHz with its reset;
-# the accelerator's s_axi_control on M_AXI_HPM0_FPD; its five m_axi bundles (m3vit.hw.interface:
+# the accelerator's s_axi_control on M_AXI_HPM0_FPD; its five m_axi bundles (m3vit.hw.gen.interface:
 # gmem_w0/1/2: the weight pack striped over three ports, gmem_w0 also the program; gmem_a: images and
 # tokens; gmem_s: scratch) each on its own 128-bit PS slave port through an AXI SmartConnect — the
 # three weight ports on S_AXI_HP0..2, images/tokens on HP3, scratch on HPC0 (used non-coherently);
@@ -48,7 +48,7 @@ apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list Clk_master {/zyn
     Master {/zynq_ps/M_AXI_HPM0_FPD} Slave {/m3vit_accel/s_axi_control} intc_ip {New AXI Interconnect} \
     master_apm {0}] [get_bd_intf_pins m3vit_accel/s_axi_control]
 
-# Data: one PS slave port per m_axi bundle (the bundles of m3vit.hw.interface.ARGS).
+# Data: one PS slave port per m_axi bundle (the bundles of m3vit.hw.gen.interface.ARGS).
 foreach {bundle hp} {gmem_w0 S_AXI_HP0_FPD gmem_w1 S_AXI_HP1_FPD gmem_w2 S_AXI_HP2_FPD \
                      gmem_a S_AXI_HP3_FPD gmem_s S_AXI_HPC0_FPD} {
     apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config [list Clk_master {/zynq_ps/pl_clk0 (300 MHz)} \

@@ -1,8 +1,8 @@
 # Vitis HLS flow of the accelerator: C simulation, synthesis, C/RTL co-simulation, IP export.
 # Run by `make hls` as:
 #   vitis_hls -f hls/scripts/run_hls.tcl -tclargs HEADER_DIR VECTOR_DIR PROJECT_DIR [STEPS]
-# HEADER_DIR holds the generated m3vit_config.h (python -m m3vit.hw.hls_config), VECTOR_DIR the
-# testbench vectors (python -m m3vit.hw.vectors), STEPS a subset of "csim csynth cosim export".
+# HEADER_DIR holds the generated m3vit_config.h (python -m m3vit.hw.gen.hls_config), VECTOR_DIR the
+# testbench vectors (python -m m3vit.hw.run.vectors), STEPS a subset of "csim csynth cosim export".
 # Part: ZCU104's xczu7ev-ffvc1156-2-e; clock 3.333 ns (300 MHz).
 
 if {[llength $argv] < 3} {
@@ -29,7 +29,7 @@ open_solution -reset -flow_target vivado solution1
 set_part xczu7ev-ffvc1156-2-e
 create_clock -period 3.333 -name default
 set_clock_uncertainty 12.5%
-# 64-bit m_axi offsets (as m3vit.hw.interface declares them), long bursts to the HP ports.
+# 64-bit m_axi offsets (as m3vit.hw.gen.interface declares them), long bursts to the HP ports.
 config_interface -m_axi_addr64=true -m_axi_latency 64 -m_axi_max_widen_bitwidth 128 \
     -m_axi_alignment_byte_size 16 -m_axi_num_read_outstanding 16 -m_axi_max_read_burst_length 64
 config_export -format ip_catalog -rtl verilog -vendor m3vit -library hls -version 1.0 \

@@ -17,7 +17,7 @@
 // Every channel runs forward (loader → engine → attention unit), each with one writer and one reader;
 // nothing flows back inside a step. The attention unit's output reaches proj through the top: after the
 // heads step the top copies it into the array's feed buffer, and the tail step's engine reads it there.
-// Schedule of one layer (m3vit.hw.perf's AS_BUILT is this one):
+// Schedule of one layer (m3vit.hw.estimate.perf's AS_BUILT is this one):
 //   (once per batch, beside im2col: the position table and every LayerNorm's gain and bias on chip)
 //   HEADS step — LN1 (while the loader fetches head 0's first Q block), then every head's Q, K, V rows
 //             on the array, the attention unit one head behind

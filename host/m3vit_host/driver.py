@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from m3vit.hw import interface
+from m3vit.hw.gen import interface
 
 from .errors import DeviceBusy, DeviceTimeout, HostError
 from .layout import BufferLayout

@@ -1,6 +1,6 @@
 """Buffer layout the host shares with the accelerator, derived from the pack (never written by hand).
 
-Per :data:`m3vit.hw.interface.ARGS`:
+Per :data:`m3vit.hw.gen.interface.ARGS`:
 - ``weights``: the pack payload exactly as stored after the ``.m3vpack`` header (bytes);
   ``weights1``, ``weights2`` (``alias_of="weights"``) get the same address: the weight ports;
 - ``program``: the layer program (bytes; built from the pack by the HLS side's program builder);
@@ -19,7 +19,7 @@ import numpy as np
 
 from m3vit.configs import ModelConfig
 from m3vit.quant.fixed import QFormat
-from m3vit.quant.manifest import int_dtype as container_dtype
+from m3vit.quant.fixed import int_dtype as container_dtype
 from m3vit.quant.spec import QuantSpec
 
 IMAGE_POINT = "image"

@@ -1,6 +1,6 @@
 """The accelerator's AXI-Lite register map: programming offsets, and the check against a bitstream.
 
-Offsets come only from :mod:`m3vit.hw.interface`. On the board PYNQ parses the ``.hwh`` into
+Offsets come only from :mod:`m3vit.hw.gen.interface`. On the board PYNQ parses the ``.hwh`` into
 ``ip.register_map``; Vitis HLS names a 64-bit ``m_axi`` offset ``<arg>_1`` (low word) and
 ``<arg>_2`` (high word) there, a 32-bit scalar ``<arg>``, and the control word ``CTRL``.
 :func:`check_register_map` compares that map with ours before anything is written.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from m3vit.hw import interface
+from m3vit.hw.gen import interface
 
 from .errors import RegisterMapError
 

@@ -6,7 +6,7 @@
   ``device_address``; ``flush()`` copies it to DDR, ``invalidate()`` copies DDR back. A driver that
   forgets either sees stale data, exactly as on the board.
 - :class:`SimIP`: the accelerator's AXI-Lite slave: 32-bit registers at the offsets of
-  :mod:`m3vit.hw.interface`, ``register_map`` named as PYNQ names a Vitis HLS map, ap_start /
+  :mod:`m3vit.hw.gen.interface`, ``register_map`` named as PYNQ names a Vitis HLS map, ap_start /
   ap_done (clear on read) / ap_idle / ap_ready behaviour. Setting ap_start hands the argument
   registers and DDR to a pluggable accelerator (``start(ddr, args) -> finished``).
 - :class:`SimOverlay`: ``ip_dict`` and attribute access to the IP, like ``pynq.Overlay``.
@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from m3vit.hw import interface
+from m3vit.hw.gen import interface
 
 from .regmap import expected_registers
 

@@ -64,7 +64,7 @@ def _setup(backend: str, task: str, model, images, tmp: Path, threads: int):
     if backend == "integer":
         return lambda x: q.predict(x, task).numpy()
     if backend == "csim":
-        from m3vit.hw.csim import CSim
+        from m3vit.hw.run.csim import CSim
         from m3vit.quant.fixed import dequantize
         from m3vit.quant.pack import write_pack
 
@@ -107,7 +107,7 @@ def worker(backend: str, frames: int, threads: int, checkpoint: str | None) -> d
     import torch
 
     from m3vit.configs import get_config
-    from m3vit.hw.routing_stats import scene_images
+    from m3vit.hw.estimate.routing_stats import scene_images
 
     torch.set_num_threads(threads)
     cfg = get_config(CONFIG)

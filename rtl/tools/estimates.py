@@ -24,8 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from units import ROOT, RTL, UNITS, extra_includes, include_dir, param_arg, sources, top_parameter_sets
 
+from m3vit.hw.platform import DEVICE
+
 OUT = ROOT / "build" / "rtl"
-ZCU104 = {"LUT": 230_400, "FF": 460_800, "DSP48E2": 1_728, "BRAM36": 312, "URAM": 96}
+# the device budget, from its one definition (m3vit.hw.platform), in the cell names of yosys' stat
+ZCU104 = {"LUT": DEVICE.lut, "FF": DEVICE.ff, "DSP48E2": DEVICE.dsp, "BRAM36": DEVICE.bram36, "URAM": DEVICE.uram}
 
 
 def yosys(script: Path) -> list[str]:

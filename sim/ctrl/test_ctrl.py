@@ -1,7 +1,7 @@
 """AXI4-Lite control slave (ap_ctrl_hs, Vitis s_axilite map), driven by the host runtime's own driver code.
 
 A model of the core answers ap_start with a random-length run (ap_idle low, then one ap_done + ap_ready pulse).
-Every register offset the tests use comes from ``m3vit.hw.interface``; the driver is ``m3vit_host.driver``
+Every register offset the tests use comes from ``m3vit.hw.gen.interface``; the driver is ``m3vit_host.driver``
 unchanged, its register accesses turned into AXI4-Lite transactions (``axi_host.AxiLiteIP``), with random
 bubbles and back-pressure on all five AXI-Lite channels.
 """
@@ -24,7 +24,7 @@ class CtrlTB(TB):
         from axi_host import axil_master, set_axil_pauses
 
         reference()  # m3vit without its torch-based package __init__ (the driver needs m3vit.hw only)
-        from m3vit.hw import interface
+        from m3vit.hw.gen import interface
 
         self.itf = interface
         self.regs = interface.register_map()

@@ -25,8 +25,8 @@ class RtlSimUnavailable(RuntimeError):
 
 def top_setup(pack, manifest: Path, frames: int) -> tuple[dict, dict, Path]:
     """The top's parameters, the testbench parameters shared with ``rtlsim_tb`` and the layers' include folder."""
-    from m3vit.hw import interface, program
-    from m3vit.hw.rtl_top_gen import top_parameters, write_layers_include
+    from m3vit.hw.gen import interface, program
+    from m3vit.hw.gen.rtl_top_gen import top_parameters, write_layers_include
     from m3vit_host.layout import BufferLayout
 
     cfg = pack.cfg
@@ -48,7 +48,7 @@ def simulate(pack, manifest: str | Path, frames: np.ndarray, task_index: int, de
     """Integer frames [F, C, H, W] → the top's integer tokens [F, N, D] (device batches of ``device_frames``)."""
     from cocotb_tools.runner import get_results, get_runner
 
-    from m3vit.hw import program
+    from m3vit.hw.gen import program
 
     manifest = Path(manifest)
     reason = missing_tool("verilator")

@@ -3,7 +3,7 @@ image → scratch dump over the AXI4 masters, with DDR modelled by cocotbext-axi
 one shared memory) and random latency / back-pressure on every AXI channel.
 
 The buffers lie where the driver's allocator puts them (the simulated ZCU104's DDR above 4 GiB); the weight pack
-and the layer program are the micro model's (``vectors.py``), the program built by ``m3vit.hw.program``; the
+and the layer program are the micro model's (``vectors.py``), the program built by ``m3vit.hw.gen.program``; the
 scratch dump of ``image`` must equal the integer reference's ``image`` dump bit for bit.
 """
 
@@ -223,7 +223,7 @@ if cocotb is not None:
     async def bad_program_or_task_writes_nothing(dut):
         """A program for another build (bad magic, other depth, another mode's version: a mixed-width build runs its
         mode's version 4 alone, every other build refuses it) or a task out of range: done, nothing written."""
-        from m3vit.hw import interface
+        from m3vit.hw.gen import interface
 
         tb = TopTB(dut, pauses=True)
         await tb.start()
@@ -308,8 +308,8 @@ if cocotb is not None:
 def _tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     """Top parameters and what the testbench needs: payload and program files, layout, dump offset."""
     from m3vit.configs import get_config
-    from m3vit.hw import interface, program
-    from m3vit.hw.rtl_top_gen import LAYER_OPS, top_parameters
+    from m3vit.hw.gen import interface, program
+    from m3vit.hw.gen.rtl_top_gen import LAYER_OPS, TOP_STATES, top_parameters
     from m3vit.quant.pack import read_pack
     from m3vit_host.layout import BufferLayout
 
@@ -352,8 +352,7 @@ def _tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]
           # a version this build must refuse: per-row (3) for a mixed-width build, the mixed-width one (4) otherwise
           "wrong_version": program.PROGRAM_VERSION_PER_ROW if pack.spec.mode.mixed_weights
           else program.PROGRAM_VERSION_MIXED,
-          "states": ["S_IDLE", "S_HDR_CMD", "S_HDR", "S_CHECK", "S_LD_CMD", "S_LD", "S_FRAME", "S_IMG_CMD", "S_IMG",
-                     "S_EMB_CMD", "S_EMB", "S_LAYERS", "S_DONE", "S_RSH_CMD", "S_RSH"]}
+          "states": list(TOP_STATES)}
     return params, tb
 
 
@@ -365,7 +364,7 @@ def _write_reference(pack, manifest: Path, images: np.ndarray, tasks: list[str],
     """The integer reference run frame by frame (the top runs one frame at a time, so its expert points are
     patch-reordered per frame), every point dumped: ``<task>.npz`` with ``f<frame>.<point>`` and ``tokens``; and
     the HLS C-simulation's tokens of the same frames (``csim_tokens``, its library built once under build/csim)."""
-    from m3vit.hw import csim
+    from m3vit.hw.run import csim
     from m3vit.quant.reference import IntArith, run_backbone
 
     class FrameArith(IntArith):  # integer frames in, integer tokens out (the accelerator's boundaries)
@@ -398,7 +397,7 @@ def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_in
     from common import ROOT
 
     sys.path.insert(0, str(ROOT / "host"))
-    from m3vit.hw.rtl_top_gen import write_layers_include
+    from m3vit.hw.gen.rtl_top_gen import write_layers_include
     from m3vit.quant.pack import read_pack
 
     params, tb = _tb_params(vectors, "micro", variant, tmp_path)
@@ -426,9 +425,9 @@ def test_top(vectors, tmp_path):
 @pytest.mark.slow
 def test_top_rejects_and_cycles(vectors, tmp_path):
     """Bad programs / tasks are rejected without a write; the unpaused cycle record (same build); the RTL cycle
-    model (m3vit.hw.rtl_perf), calibrated on this record, is within 10% of every measured layer."""
+    model (m3vit.hw.estimate.rtl_perf), calibrated on this record, is within 10% of every measured layer."""
     from m3vit.configs import get_config
-    from m3vit.hw import rtl_perf
+    from m3vit.hw.estimate import rtl_perf
 
     TOP_CYCLES_FILE.unlink(missing_ok=True)
     _run_top(vectors, tmp_path, ["bad_program_or_task_writes_nothing", "cycles"])
@@ -461,7 +460,7 @@ def test_top_per_tensor(vectors, tmp_path, request):
     and the tokens bit-exact with the integer reference and the HLS C-simulation."""
     if not request.config.getoption("--top-all"):
         pytest.skip("opt-in: the per-tensor RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
-    from m3vit.hw.program import PROGRAM_VERSION, program_version
+    from m3vit.hw.gen.program import PROGRAM_VERSION, program_version
     from m3vit.quant.pack import read_pack
 
     pack = read_pack(vectors.folder / PACKS["w8a8-tensor"][0] / "model.json")
@@ -478,7 +477,7 @@ def test_top_mixed_w16a16e8(vectors, tmp_path, request):
     C-simulation."""
     if not request.config.getoption("--top-all"):
         pytest.skip("opt-in: the w16a16e8 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
-    from m3vit.hw.program import PROGRAM_VERSION_MIXED, program_version
+    from m3vit.hw.gen.program import PROGRAM_VERSION_MIXED, program_version
     from m3vit.quant.pack import read_pack
 
     pack = read_pack(vectors.folder / PACKS["w16a16e8"][0] / "model.json")
@@ -495,7 +494,7 @@ def test_top_w8a16(vectors, tmp_path, request):
     pauses, every point bit-exact with the integer reference and the tokens with the HLS C-simulation."""
     if not request.config.getoption("--top-all"):
         pytest.skip("opt-in: the w8a16 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
-    from m3vit.hw.program import PROGRAM_VERSION_PER_ROW, program_version
+    from m3vit.hw.gen.program import PROGRAM_VERSION_PER_ROW, program_version
     from m3vit.quant.pack import read_pack
 
     pack = read_pack(vectors.folder / PACKS["w8a16"][0] / "model.json")

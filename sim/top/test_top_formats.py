@@ -16,7 +16,7 @@ def _pack(vectors, mode: str):
 
 @pytest.mark.parametrize("mode", list(PACK_DIRS))
 def test_real_packs_fit_the_built_ranges(vectors, mode):
-    from m3vit.hw import rtl_top_gen
+    from m3vit.hw.gen import rtl_top_gen
 
     pack = _pack(vectors, mode)
     text = rtl_top_gen.layers_include(pack)  # checks every format against FORMAT_RANGES
@@ -26,7 +26,7 @@ def test_real_packs_fit_the_built_ranges(vectors, mode):
 
 
 def test_format_outside_the_range_is_refused(vectors, monkeypatch):
-    from m3vit.hw import program, rtl_top_gen
+    from m3vit.hw.gen import program, rtl_top_gen
 
     pack = _pack(vectors, "w8a8")
     attn = [v for where, v in rtl_top_gen.pack_formats(pack)["AV_SHIFT"]]

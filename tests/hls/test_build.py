@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from m3vit.configs import get_config
-from m3vit.hw import interface
-from m3vit.hw.csim import build_testbench, cached
-from m3vit.hw.hls_config import HlsParams, config_header, constants, pack_chunk
-from m3vit.hw.program import HEADER_FIELDS, LAYER_FIELDS, LAYER_POINTS, frame_dump_values, point_shapes
-from m3vit.hw.vectors import main as vectors_main
+from m3vit.hw.gen import interface
+from m3vit.hw.gen.hls_config import HlsParams, config_header, constants, pack_chunk
+from m3vit.hw.gen.program import HEADER_FIELDS, LAYER_FIELDS, LAYER_POINTS, frame_dump_values, point_shapes
+from m3vit.hw.run.csim import build_testbench, cached
+from m3vit.hw.run.vectors import main as vectors_main
 from m3vit.quant import intops
 from m3vit.quant.spec import get_mode
 

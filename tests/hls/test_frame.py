@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from m3vit.configs import get_config
-from m3vit.hw.csim import batched_reference, cached, first_difference
+from m3vit.hw.run.csim import batched_reference, cached, first_difference
 from m3vit.model import M3ViT
 from m3vit.quant.fixed import quantize
 from m3vit.quant.pack import write_pack
@@ -130,7 +130,7 @@ def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp
     its program is version 3 with the row-shift table (version 4, the same table, for w16a16e8's 8-bit experts),
     and a per-tensor pack's program is unchanged (``micro_q``: W8/A8's default pack is per-row, W16/A16's
     per-tensor)."""
-    from m3vit.hw.program import (
+    from m3vit.hw.gen.program import (
         PROGRAM_VERSION,
         PROGRAM_VERSION_MIXED,
         PROGRAM_VERSION_PER_ROW,
@@ -205,7 +205,7 @@ def test_per_row_program_checks(micro_q, micro_model, micro_images, tmp_path):
     reads a block's shifts by beats): both the program builder and the C ABI refuse anything else."""
     import ctypes
 
-    from m3vit.hw.program import (
+    from m3vit.hw.gen.program import (
         HEADER_FIELDS,
         LAYER_FIELDS,
         ROW_SHIFT_HEADER_FIELDS,

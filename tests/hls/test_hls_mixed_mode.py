@@ -9,8 +9,8 @@ import ctypes
 import numpy as np
 import pytest
 
-from m3vit.hw.csim import cached
-from m3vit.hw.program import PROGRAM_VERSION_MIXED, build_program
+from m3vit.hw.gen.program import PROGRAM_VERSION_MIXED, build_program
+from m3vit.hw.run.csim import cached
 from m3vit.quant import intops
 from m3vit.quant.pack import PackError, read_pack, write_pack
 from m3vit.quant.quantize import QuantizedModel, calibrate

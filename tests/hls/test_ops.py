@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from m3vit.hw.csim import cached as csim_for
+from m3vit.hw.run.csim import cached as csim_for
 from m3vit.quant import fixed, hwconst, intops
 from m3vit.quant.fixed import QFormat
 from m3vit.quant.spec import MODES

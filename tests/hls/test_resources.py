@@ -1,23 +1,26 @@
 """The parameter set fits the device by the analytic resource model the README tables; its latency by the
-cycle model (m3vit.hw.perf) of the schedule as built (one array, the attention unit a head behind it) meets the goal."""
+cycle model (m3vit.hw.estimate.perf) of the schedule as built (one array, the attention unit a head behind it)
+meets the goal."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from m3vit.configs import get_config
-from m3vit.hw.hls_config import HlsParams
-from m3vit.hw.resources import DEVICE, GOAL_MS, frame_latency, kernels, totals
+from m3vit.hw.estimate.hls_summary import GOAL_MS, frame_latency
+from m3vit.hw.estimate.resources import kernels, totals
+from m3vit.hw.gen.hls_config import HlsParams
+from m3vit.hw.platform import DEVICE
 from m3vit.quant.spec import get_mode
 
 
 def test_chosen_parameters_fit_the_xczu7ev_and_meet_the_goal_as_built():
-    from m3vit.hw import perf
+    from m3vit.hw.estimate import perf
 
     cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
     params = HlsParams.for_mode(mode)
     t = totals(kernels(cfg, mode, params))
-    assert t["dsp"] <= DEVICE["dsp"] and t["bram36"] <= DEVICE["bram36"] and t["uram"] <= DEVICE["uram"], t
+    assert t["dsp"] <= DEVICE.dsp and t["bram36"] <= DEVICE.bram36 and t["uram"] <= DEVICE.uram, t
     batch1 = dataclasses.replace(params, batch=1)
     assert perf.dsp_count(cfg, mode, batch1, perf.AS_BUILT) == t["dsp"]
     built = frame_latency(cfg, mode, batch1)
@@ -31,7 +34,7 @@ def test_chosen_parameters_fit_the_xczu7ev_and_meet_the_goal_as_built():
 def test_w16a16_parameters_fit_the_dsp_budget():
     cfg, mode = get_config("m3vit-tiny"), get_mode("w16a16")
     t = totals(kernels(cfg, mode, HlsParams.for_mode(mode)))
-    assert t["dsp"] <= DEVICE["dsp"] and t["bram36"] <= DEVICE["bram36"] and t["uram"] <= DEVICE["uram"], t
+    assert t["dsp"] <= DEVICE.dsp and t["bram36"] <= DEVICE.bram36 and t["uram"] <= DEVICE.uram, t
 
 
 def test_counts_follow_the_parameters():
@@ -51,12 +54,13 @@ def test_counts_follow_the_parameters():
 def test_readme_table_is_the_generated_one():
     from pathlib import Path
 
-    from m3vit.hw.resources import markdown_table
+    from m3vit.hw.estimate.hls_summary import markdown_table
 
     readme = (Path(__file__).resolve().parents[2] / "hls" / "README.md").read_text()
     cfg, mode = get_config("m3vit-tiny"), get_mode("w8a8")
     assert markdown_table(cfg, mode, HlsParams.for_mode(mode)) in readme, \
-        "hls/README.md's table is stale: paste `python -m m3vit.hw.resources --config m3vit-tiny --mode w8a8`"
+        "hls/README.md's table is stale: paste `python -m m3vit.hw.estimate.hls_summary --config m3vit-tiny " \
+        "--mode w8a8`"
 
 
 def test_as_coded_array_count_matches_the_cpp():
@@ -65,7 +69,7 @@ def test_as_coded_array_count_matches_the_cpp():
     import re
     from pathlib import Path
 
-    from m3vit.hw.resources import ARRAY_PROCESSES_AS_CODED, as_coded_totals
+    from m3vit.hw.estimate.resources import ARRAY_PROCESSES_AS_CODED, as_coded_totals
 
     src = (Path(__file__).resolve().parents[2] / "hls" / "src" / "m3vit_accel.cpp").read_text()
     bodies = dict(re.findall(r"\nvoid (\w+)\([^{]*\{(.*?)\n\}\n", src, flags=re.S))

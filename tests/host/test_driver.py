@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from m3vit.hw import interface
+from m3vit.hw.gen import interface
 from m3vit_host import (
     BackendOptions,
     BackendUnavailable,
@@ -153,7 +153,7 @@ def test_pynq_backend_drives_a_pynq_shaped_module(assets, tmp_path, monkeypatch)
 
 
 def test_csim_backend_without_library_says_how_to_build_it(assets, monkeypatch):
-    from m3vit.hw import csim
+    from m3vit.hw.run import csim
 
     def cannot_build(*_args, **_kwargs):  # a machine where the C-simulation library cannot be built
         raise csim.CSimError("C++ compiler 'g++' not found: install g++ (Debian: apt-get install g++)")
@@ -187,7 +187,7 @@ def test_csim_reads_the_weights_from_device_memory(assets):
 
 
 def test_csim_build_failure_is_reported_as_unavailable(assets, monkeypatch):
-    from m3vit.hw import csim
+    from m3vit.hw.run import csim
 
     def failing(cfg, mode):
         raise csim.CSimError("C++ compiler 'g++' not found: install g++")

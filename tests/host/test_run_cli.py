@@ -158,7 +158,7 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_one_line_exit_2_no_partial_files(case, assets, image_dir, tmp_path, capsys, monkeypatch):
-    from m3vit.hw import csim
+    from m3vit.hw.run import csim
 
     def cannot_build(*_args, **_kwargs):  # a machine where the C-simulation library cannot be built
         raise csim.CSimError("C++ compiler 'g++' not found: install g++ (Debian: apt-get install g++)")

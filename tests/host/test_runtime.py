@@ -66,7 +66,7 @@ def test_timings_cover_every_stage(assets):
 
 
 def test_switching_task_is_one_register_write_without_reload(assets):
-    from m3vit.hw import interface
+    from m3vit.hw.gen import interface
 
     with open_runtime("simboard", assets.manifest) as rt:
         ip = rt.backend.board.overlay.m3vit_accel_0
@@ -182,7 +182,7 @@ def test_rtlsim_loads_both_weight_scales(assets, pack_tensor):
     """The RTL top requantizes with per-row shifts or one per op (sim/top test_top runs the default per-row pack,
     test_top_per_tensor a per-tensor one): the rtlsim backend loads either (no refusal; its layers package is
     generated from it)."""
-    from m3vit.hw.rtl_top_gen import layers_include
+    from m3vit.hw.gen.rtl_top_gen import layers_include
 
     for manifest, scales in ((assets.manifest, "per-row"), (pack_tensor[1], "per-tensor")):
         with open_runtime("rtlsim", manifest) as rt:
@@ -239,7 +239,7 @@ def test_w8a16_pack_runs_bit_exact(assets, pack_w8a16, backend):
 def test_rtlsim_loads_a_mixed_width_pack(pack_e8):
     """The RTL top has a build for the mixed-width mode (sim/top test_top_mixed_w16a16e8 runs one frame): the rtlsim
     backend loads a w16a16e8 pack (no refusal) and its generated layers package is that mode's build."""
-    from m3vit.hw.rtl_top_gen import layers_include
+    from m3vit.hw.gen.rtl_top_gen import layers_include
 
     with open_runtime("rtlsim", pack_e8[1]) as rt:
         assert rt.pack.spec.mode.name == "w16a16e8"

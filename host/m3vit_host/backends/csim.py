@@ -1,6 +1,6 @@
 """The ``csim`` backend: the simulated board with the HLS C-simulation as its accelerator.
 
-``m3vit.hw.csim`` compiles the accelerator's C++ into a shared library (``make csim``; built on
+``m3vit.hw.run.csim`` compiles the accelerator's C++ into a shared library (``make csim``; built on
 first use and cached under ``build/csim/``). Behind the simulated registers it reads what the
 driver placed in simulated DDR — the pack payload at ``weights``, the layer program at
 ``program``, the frames at ``images`` — through the library's C ABI (``hls/csim/m3v_csim.h``),
@@ -62,8 +62,8 @@ class CsimAccelerator:
 
 def csim_accelerator(pack: Pack) -> SimAccelerator:
     try:
-        from m3vit.hw import csim
-        from m3vit.hw.program import program_words
+        from m3vit.hw.gen.program import program_words
+        from m3vit.hw.run import csim
     except (ImportError, OSError) as exc:
         raise BackendUnavailable(MISSING) from exc
     try:

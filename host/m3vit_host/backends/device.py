@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from m3vit.hw import interface
+from m3vit.hw.gen import interface
 from m3vit.quant.pack import Pack
 
 from ..driver import AcceleratorDriver
@@ -27,11 +27,11 @@ DEFAULT_IP_NAME = f"{interface.TOP_FUNCTION}_0"
 def layer_program(pack: Pack, frames: int) -> bytes:
     """The layer program the accelerator's ``program`` port reads (little-endian u32 words).
 
-    Built by the HLS side's ``m3vit.hw.program``; before that lands the program is empty (the
+    Built by the HLS side's ``m3vit.hw.gen.program``; before that lands the program is empty (the
     reference accelerator reads none).
     """
     try:
-        from m3vit.hw.program import build_program
+        from m3vit.hw.gen.program import build_program
     except ImportError:
         return b""
     words, _ = build_program(pack, frames=frames)

@@ -57,6 +57,20 @@ class QFormat:
         return cls(int(d["bits"]), int(d["frac"]))
 
 
+def container_bytes(bits: int) -> int:
+    """Bytes of the smallest power-of-two container of a ``bits``-wide integer: how the pack stores it, the
+    accelerator's buffers hold it and the host's DDR buffers lay it out (the one definition)."""
+    for nbytes in (1, 2, 4, 8):
+        if bits <= 8 * nbytes:
+            return nbytes
+    raise ValueError(f"no container for {bits} bits")
+
+
+def int_dtype(bits: int) -> np.dtype:
+    """The little-endian signed numpy dtype of that container."""
+    return np.dtype(f"<i{container_bytes(bits)}")
+
+
 def round_half_up(value: Fraction) -> int:
     """floor(value + 1/2), exactly."""
     return math.floor(value + Fraction(1, 2))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..configs import ModelConfig
-from . import hwconst
+from . import hwconst, opgraph
 from .params import accumulator_bounds, linear_inputs, row_shifts
 from .spec import QuantSpec
 
@@ -75,36 +75,34 @@ def _gelu(spec: QuantSpec, src: str, output: str) -> dict:
 
 
 def layer_ops(spec: QuantSpec, cfg: ModelConfig, i: int, prev: str) -> dict[str, dict]:
-    """The ops of block ``i`` in forward order; ``prev`` is the point that feeds it (``embed`` or the last ``.out``)."""
+    """The ops of block ``i`` in forward order (the op graph's); ``prev`` is the point that feeds it (``embed`` or
+    the last ``.out``)."""
     o, a = f"l{i}", spec.activations
-    ops = {"ln1": _layernorm(spec, cfg, f"{o}.ln1", prev)}
-    for name in ("q", "k", "v"):
-        ops[name] = _linear(spec, cfg, f"{o}.{name}", f"{o}.{name}")
-    ops["scores"] = {"op": "scores", "inputs": [f"{o}.q", f"{o}.k"], "output": f"{o}.scores",
-                     "format": a[f"{o}.scores"].to_dict(),
-                     **hwconst.scores_constants(a[f"{o}.q"].frac, a[f"{o}.k"].frac, a[f"{o}.scores"])}
-    ops["attn"] = {"op": "attention", "scores": f"{o}.scores", "v": f"{o}.v", "output": f"{o}.attn",
-                   "format": a[f"{o}.attn"].to_dict(),
-                   **hwconst.attention_constants(a[f"{o}.scores"].frac, a[f"{o}.v"].frac, a[f"{o}.attn"])}
-    ops["proj"] = _linear(spec, cfg, f"{o}.proj", f"{o}.proj")
-    ops["mid"] = _add(spec, prev, f"{o}.proj", f"{o}.mid")
-    ops["ln2"] = _layernorm(spec, cfg, f"{o}.ln2", f"{o}.mid")
-    if cfg.is_moe(i):
-        ops["gate"] = _linear(spec, cfg, f"{o}.gate", f"{o}.gate", indexed_by="task")
-        ops["route"] = {"op": "route", "logits": f"{o}.gate", **hwconst.route_constants(a[f"{o}.gate"].frac,
-                                                                                         cfg.top_k)}
-        ops["e1"] = _linear(spec, cfg, f"{o}.e1", f"{o}.e1", indexed_by="expert")
-        ops["egelu"] = _gelu(spec, f"{o}.e1", f"{o}.egelu")
-        ops["e2"] = _linear(spec, cfg, f"{o}.e2", f"{o}.e2", indexed_by="expert")
-        ops["moe"] = {"op": "moe_combine", "input": f"{o}.e2", "output": f"{o}.moe",
-                      "format": a[f"{o}.moe"].to_dict(), **hwconst.moe_constants(a[f"{o}.e2"].frac, a[f"{o}.moe"])}
-        branch = f"{o}.moe"
-    else:
-        ops["fc1"] = _linear(spec, cfg, f"{o}.fc1", f"{o}.fc1")
-        ops["gelu"] = _gelu(spec, f"{o}.fc1", f"{o}.gelu")
-        ops["fc2"] = _linear(spec, cfg, f"{o}.fc2", f"{o}.fc2")
-        branch = f"{o}.fc2"
-    ops["out"] = _add(spec, f"{o}.mid", branch, f"{o}.out")
+    ops: dict[str, dict] = {}
+    for op in opgraph.layer_ops(cfg.is_moe(i)):
+        pt = f"{o}.{op.name}"
+        src = [prev if s == opgraph.LAYER_INPUT else f"{o}.{s}" for s in op.inputs]
+        if op.kind == "layernorm":
+            ops[op.name] = _layernorm(spec, cfg, pt, src[0])
+        elif op.kind == "linear":
+            ops[op.name] = _linear(spec, cfg, pt, pt, indexed_by=op.indexed_by)
+        elif op.kind == "scores":
+            ops[op.name] = {"op": "scores", "inputs": src, "output": pt, "format": a[pt].to_dict(),
+                            **hwconst.scores_constants(a[src[0]].frac, a[src[1]].frac, a[pt])}
+        elif op.kind == "attention":
+            ops[op.name] = {"op": "attention", "scores": src[0], "v": src[1], "output": pt, "format": a[pt].to_dict(),
+                            **hwconst.attention_constants(a[src[0]].frac, a[src[1]].frac, a[pt])}
+        elif op.kind == "add":
+            ops[op.name] = _add(spec, src[0], src[1], pt)
+        elif op.kind == "gelu":
+            ops[op.name] = _gelu(spec, src[0], pt)
+        elif op.kind == "route":
+            ops[op.name] = {"op": "route", "logits": src[0], **hwconst.route_constants(a[src[0]].frac, cfg.top_k)}
+        elif op.kind == "moe_combine":
+            ops[op.name] = {"op": "moe_combine", "input": src[0], "output": pt, "format": a[pt].to_dict(),
+                            **hwconst.moe_constants(a[src[0]].frac, a[pt])}
+        else:
+            raise ValueError(f"op graph: no hardware entry for kind {op.kind!r}")
     return ops
 
 

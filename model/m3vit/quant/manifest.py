@@ -16,6 +16,7 @@ from torch import nn
 
 from ..configs import ModelConfig
 from ..heads import DenseHead
+from .fixed import int_dtype
 from .params import int_param_formats, int_param_shapes, linear_inputs, row_shifts
 from .spec import QuantSpec, activation_points, linear_weight_names, weight_names, width
 
@@ -25,14 +26,6 @@ HEAD_PREFIX = "host.heads."
 
 class PackError(RuntimeError):
     """A weight pack or its manifest is missing, corrupt, or does not match what was asked for."""
-
-
-def int_dtype(bits: int) -> np.dtype:
-    """Smallest little-endian signed container of a ``bits``-wide format."""
-    for size, dt in ((8, "<i1"), (16, "<i2"), (32, "<i4"), (64, "<i8")):
-        if bits <= size:
-            return np.dtype(dt)
-    raise ValueError(f"no container for {bits} bits")
 
 
 def tiled_shape(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -34,6 +34,7 @@ import torch
 
 from ..configs import ModelConfig
 from ..model import M3ViT
+from .fixed import int_dtype
 from .hwmanifest import hardware_section
 from .manifest import (
     TILE,
@@ -43,7 +44,6 @@ from .manifest import (
     check_row_shifts,
     check_tensor_entries,
     expected_tensors,
-    int_dtype,
     is_tiled,
 )
 from .params import int_param_formats

@@ -18,6 +18,7 @@ import torch
 from ..model import M3ViT
 from .fixed import QFormat, format_for, quantize, quantize_rows
 from .hwconst import LN_NORM_FRAC
+from .opgraph import layer_ops
 from .spec import QuantSpec
 
 ROW_SHIFT_FORMAT = QFormat(8, 0)  # per-output-channel requantize shifts of per-row packs: int8 integers
@@ -70,12 +71,8 @@ def linear_inputs(cfg) -> dict[str, str]:
     """Each weighted op → the activation point that feeds it (its accumulator has in + weight fractional bits)."""
     inputs = {"patch": "image"}
     for i in range(cfg.depth):
-        o = f"l{i}"
-        inputs.update({f"{o}.q": f"{o}.ln1", f"{o}.k": f"{o}.ln1", f"{o}.v": f"{o}.ln1", f"{o}.proj": f"{o}.attn"})
-        if cfg.is_moe(i):
-            inputs.update({f"{o}.gate": f"{o}.ln2", f"{o}.e1": f"{o}.ln2", f"{o}.e2": f"{o}.egelu"})
-        else:
-            inputs.update({f"{o}.fc1": f"{o}.ln2", f"{o}.fc2": f"{o}.gelu"})
+        inputs.update({f"l{i}.{op.name}": f"l{i}.{op.inputs[0]}" for op in layer_ops(cfg.is_moe(i))
+                       if op.kind == "linear"})
     return inputs
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import erf
 
 from ..configs import ModelConfig
-from . import intops
+from . import intops, opgraph
 from .fixed import QFormat, checked_matmul, checked_mul, dequantize, quantize, requantize_rows, requantize_shift
 from .hwmanifest import hardware_section, ops_by_name
 from .spec import QuantSpec
@@ -187,42 +187,77 @@ def run_backbone(ar, cfg: ModelConfig, images: np.ndarray, task_idx: int) -> np.
     x = ar.input("image", images)
     x = ar.embed("embed", image_to_patches(x, cfg.patch_size))
     prev = "embed"
-    b, n, d = x.shape
-    heads, hd = cfg.num_heads, cfg.head_dim
     for i in range(cfg.depth):
-        o = f"l{i}"
-        h = ar.layernorm(f"{o}.ln1", x, prev, f"{o}.ln1")
-        q = ar.linear(f"{o}.q", h, f"{o}.q").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
-        k = ar.linear(f"{o}.k", h, f"{o}.k").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
-        v = ar.linear(f"{o}.v", h, f"{o}.v").reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
-        s = ar.scores(f"{o}.scores", q, k)
-        a = ar.attend(f"{o}.attn", s, v, f"{o}.scores", f"{o}.v").transpose(0, 2, 1, 3).reshape(b, n, d)
-        y = ar.linear(f"{o}.proj", a, f"{o}.proj")
-        x = ar.add(f"{o}.mid", x, prev, y, f"{o}.proj")
-        h = ar.layernorm(f"{o}.ln2", x, f"{o}.mid", f"{o}.ln2")
-        if cfg.is_moe(i):
-            y = moe(ar, cfg, o, h.reshape(b * n, d), task_idx).reshape(b, n, d)
-            branch = f"{o}.moe"
-        else:
-            g = ar.gelu(f"{o}.gelu", ar.linear(f"{o}.fc1", h, f"{o}.fc1"), f"{o}.fc1")
-            y = ar.linear(f"{o}.fc2", g, f"{o}.fc2")
-            branch = f"{o}.fc2"
-        x = ar.add(f"{o}.out", x, f"{o}.mid", y, branch)
-        prev = f"{o}.out"
+        x = run_layer(ar, cfg, i, x, prev, task_idx)
+        prev = f"l{i}.out"
     return ar.output(x, prev)
 
 
-def moe(ar, cfg: ModelConfig, o: str, h: np.ndarray, task_idx: int) -> np.ndarray:
-    """Gate, then patch reordering: per expert (ascending), its token queue (ascending)."""
-    logits = ar.linear(f"{o}.gate", h, f"{o}.gate", index=task_idx)
-    top, gates = ar.route(logits, f"{o}.gate", cfg.top_k)
+def run_layer(ar, cfg: ModelConfig, i: int, x: np.ndarray, prev: str, task_idx: int) -> np.ndarray:
+    """Block ``i`` on [B, N, D] tokens: its ops in the op graph's order (:mod:`m3vit.quant.opgraph`). Q, K and V
+    are kept token-major and viewed per head where attention reads them; MoE layers work on the batch's [B·N, D]
+    rows, the ``per_expert`` ops once per active expert inside the combine (patch reordering)."""
+    o = f"l{i}"
+    b, n, d = x.shape
+    heads, hd = cfg.num_heads, cfg.head_dim
+
+    def per_head(t):  # [B, N, D] → [B, heads, N, hd]
+        return t.reshape(b, n, heads, hd).transpose(0, 2, 1, 3)
+
+    ops = opgraph.layer_ops(cfg.is_moe(i))
+    val: dict[str, object] = {opgraph.LAYER_INPUT: x}
+    name = {opgraph.LAYER_INPUT: prev, **{op.name: f"{o}.{op.name}" for op in ops}}
+    for op in ops:
+        if op.per_expert:
+            continue  # run by the combine, per active expert
+        # (a per-expert op's rows live inside the combine: the combine reads them there)
+        pt, args, src = name[op.name], [val.get(s) for s in op.inputs], [name[s] for s in op.inputs]
+        if op.kind == "layernorm":
+            y = ar.layernorm(pt, args[0], src[0], pt)
+        elif op.kind == "linear":
+            if op.indexed_by == "task":
+                y = ar.linear(pt, args[0].reshape(b * n, d), pt, index=task_idx)
+            else:
+                y = ar.linear(pt, args[0], pt)
+        elif op.kind == "scores":
+            y = ar.scores(pt, per_head(args[0]), per_head(args[1]))
+        elif op.kind == "attention":
+            y = ar.attend(pt, args[0], per_head(args[1]), src[0], src[1]).transpose(0, 2, 1, 3).reshape(b, n, d)
+        elif op.kind == "gelu":
+            y = ar.gelu(pt, args[0], src[0])
+        elif op.kind == "add":
+            y = ar.add(pt, args[0], src[0], args[1], src[1])
+        elif op.kind == "route":
+            y = ar.route(args[0], src[0], cfg.top_k)
+        elif op.kind == "moe_combine":
+            expert_ops = [e for e in ops if e.per_expert]
+            y = combine(ar, cfg, o, expert_ops, val, name, args[1]).reshape(b, n, d)
+        else:
+            raise ValueError(f"op graph: the reference has no kind {op.kind!r}")
+        val[op.name] = y
+    return val["out"]
+
+
+def combine(ar, cfg: ModelConfig, o: str, expert_ops, val: dict, name: dict, route) -> np.ndarray:
+    """Patch reordering: per expert (ascending), its token queue (ascending) through the per-expert ops, then
+    acc[token] += gate · y; the combine's requantize at the end."""
+    top, gates = route
+    first = expert_ops[0].inputs[0]
+    h = val[first].reshape(-1, val[first].shape[-1])
     acc = ar.new_accumulator(h.shape)
     for e in range(cfg.num_experts):
         rows, slot = np.nonzero(top == e)
         if rows.size == 0:
             continue  # inactive expert: its weights are never loaded
-        z = ar.linear(f"{o}.e1", h[rows], f"{o}.e1", index=e)
-        z = ar.gelu(f"{o}.egelu", z, f"{o}.e1")
-        y = ar.linear(f"{o}.e2", z, f"{o}.e2", index=e)
-        ar.accumulate(acc, rows, gates[rows, slot], y, f"{o}.e2")
-    return ar.finish_accumulator(f"{o}.moe", acc, f"{o}.e2")
+        z = {first: h[rows]}
+        for op in expert_ops:
+            pt, src = name[op.name], name[op.inputs[0]]
+            if op.kind == "linear":
+                z[op.name] = ar.linear(pt, z[op.inputs[0]], pt, index=e)
+            elif op.kind == "gelu":
+                z[op.name] = ar.gelu(pt, z[op.inputs[0]], src)
+            else:
+                raise ValueError(f"op graph: no per-expert kind {op.kind!r} in the reference")
+        last = expert_ops[-1].name
+        ar.accumulate(acc, rows, gates[rows, slot], z[last], name[last])
+    return ar.finish_accumulator(f"{o}.moe", acc, name[expert_ops[-1].name])

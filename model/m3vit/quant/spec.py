@@ -15,6 +15,7 @@ import numpy as np
 
 from ..configs import ModelConfig
 from .fixed import QFormat, format_for
+from .opgraph import layer_ops
 
 
 @dataclass(frozen=True)
@@ -82,29 +83,19 @@ def get_mode(name: str) -> PrecisionMode:
 
 
 def activation_points(cfg: ModelConfig) -> dict[str, str]:
-    """Every activation point in forward order → its width class."""
+    """Every activation point in forward order → its width class (a layer's from the op graph)."""
     pts = {"image": "act", "embed": "resid"}
     for i in range(cfg.depth):
-        p = f"l{i}"
-        pts.update({f"{p}.ln1": "act", f"{p}.q": "act", f"{p}.k": "act", f"{p}.v": "act",
-                    f"{p}.scores": "internal", f"{p}.attn": "act", f"{p}.proj": "resid", f"{p}.mid": "resid",
-                    f"{p}.ln2": "act"})
-        if cfg.is_moe(i):
-            pts.update({f"{p}.gate": "internal", f"{p}.e1": "internal", f"{p}.egelu": "act", f"{p}.e2": "resid",
-                        f"{p}.moe": "resid"})
-        else:
-            pts.update({f"{p}.fc1": "internal", f"{p}.gelu": "act", f"{p}.fc2": "resid"})
-        pts[f"{p}.out"] = "resid"
+        pts.update({f"l{i}.{op.name}": op.width for op in layer_ops(cfg.is_moe(i)) if op.width is not None})
     return pts
 
 
 def weight_names(cfg: ModelConfig) -> list[str]:
     """Every quantized weight tensor (one power-of-two format each)."""
     names = ["patch.w"]
+    suffix = {"layernorm": "g", "linear": "w"}  # a LayerNorm's gain, a linear op's matrix
     for i in range(cfg.depth):
-        p = f"l{i}"
-        names += [f"{p}.ln1.g", f"{p}.q.w", f"{p}.k.w", f"{p}.v.w", f"{p}.proj.w", f"{p}.ln2.g"]
-        names += [f"{p}.gate.w", f"{p}.e1.w", f"{p}.e2.w"] if cfg.is_moe(i) else [f"{p}.fc1.w", f"{p}.fc2.w"]
+        names += [f"l{i}.{op.name}.{suffix[op.kind]}" for op in layer_ops(cfg.is_moe(i)) if op.kind in suffix]
     return names
 
 

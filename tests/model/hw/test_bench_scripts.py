@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_perf_report_writes_json_tables_and_plots(tmp_path):
-    from m3vit.hw.perf_report import CLOCKS_HZ, main
+    from m3vit.hw.estimate.perf_report import CLOCKS_HZ, main
 
     assert main(["--configs", "micro", "--frames", "1", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "perf_model.json").read_text())

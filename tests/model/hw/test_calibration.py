@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from m3vit.configs import get_config
-from m3vit.hw import timing
-from m3vit.hw.calibration import MODELLED_UNITS, TOLERANCE, compare, compare_entry, compare_measured
-from m3vit.hw.hls_config import HlsParams
+from m3vit.hw.estimate import timing
+from m3vit.hw.estimate.calibration import MODELLED_UNITS, TOLERANCE, compare, compare_entry, compare_measured
+from m3vit.hw.gen.hls_config import HlsParams
 from m3vit.quant.spec import get_mode
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -86,11 +86,11 @@ def test_model_matches_measured_rtl_cycles(unit, measured_rows):
     assert row is not None, f"{CYCLES} has no entry for {unit} after running its bench"
     assert abs(row["gap"]) <= TOLERANCE, (
         f"{unit}: model predicts {row['predicted']} but the RTL bench measured {row['measured']} "
-        f"({row['what']}, gap {row['gap']:+.1%}); fix the unit or m3vit.hw.timing")
+        f"({row['what']}, gap {row['gap']:+.1%}); fix the unit or m3vit.hw.estimate.timing")
 
 
 def test_dsp_estimates_are_set_beside_the_resource_model(tmp_path):
-    from m3vit.hw.calibration import compare_estimates
+    from m3vit.hw.estimate.calibration import compare_estimates
 
     path = tmp_path / "estimates.json"
     path.write_text(json.dumps({"units": {

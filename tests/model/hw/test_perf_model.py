@@ -10,8 +10,8 @@ import pytest
 
 from m3vit.configs import get_config
 from m3vit.flops import backbone_macs
-from m3vit.hw import perf
-from m3vit.hw.hls_config import ARRAY_LATENCY, HlsParams
+from m3vit.hw.estimate import perf
+from m3vit.hw.gen.hls_config import ARRAY_LATENCY, HlsParams
 from m3vit.quant.spec import get_mode
 
 W8 = get_mode("w8a8")

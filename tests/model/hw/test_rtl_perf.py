@@ -1,12 +1,12 @@
-"""The RTL top's cycle model (m3vit.hw.rtl_perf): the weight-prefetch schedule it replays. (Its calibration against
-the Verilator run is sim/top's test_top_rejects_and_cycles.)"""
+"""The RTL top's cycle model (m3vit.hw.estimate.rtl_perf): the weight-prefetch schedule it replays. (Its
+calibration against the Verilator run is sim/top's test_top_rejects_and_cycles.)"""
 
 from __future__ import annotations
 
 import pytest
 
 from m3vit.configs import get_config
-from m3vit.hw import rtl_perf as rp
+from m3vit.hw.estimate import rtl_perf as rp
 
 
 def _all_active(cfg) -> list[int]:

@@ -1,4 +1,4 @@
-"""The RTL top generator (m3vit.hw.rtl_top_gen) has a build for every precision mode: the mixed-width mode w16a16e8
+"""The RTL top generator (m3vit.hw.gen.rtl_top_gen) has a build for every precision mode: the mixed-width mode w16a16e8
 gets its own layers package (8-bit expert containers beside 16-bit weights, the mixed-build flag), and the control
 package carries every program version the top tells apart."""
 
@@ -11,8 +11,8 @@ import torch
 
 from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
-from m3vit.hw import program
-from m3vit.hw.rtl_top_gen import config_layers_include, control_include, layers_include, top_parameters
+from m3vit.hw.gen import program
+from m3vit.hw.gen.rtl_top_gen import config_layers_include, control_include, layers_include, top_parameters
 from m3vit.model import M3ViT
 from m3vit.quant.pack import read_pack, write_pack
 from m3vit.quant.quantize import QuantizedModel, calibrate

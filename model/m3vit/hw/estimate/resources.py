@@ -1,4 +1,5 @@
-"""Analytic resource model of the accelerator, derived from its parameters (latency: :mod:`m3vit.hw.perf`).
+"""Analytic resource model of the accelerator, derived from its parameters (latency: :mod:`m3vit.hw.estimate.perf`;
+the table of both: :mod:`m3vit.hw.estimate.hls_summary`).
 
 Vitis HLS is not installed here, so these are the designer's counts from the architecture (what
 each kernel instantiates for a given :class:`HlsParams`), not synthesis reports. They are what
@@ -19,18 +20,13 @@ UltraRAM, ``ceil(width / 72) · ceil(depth / 4096)`` URAM. Ping-pong buffers cou
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..configs import ModelConfig
-from ..quant.intops import LN_IN_BITS
-from ..quant.spec import PrecisionMode
-from .hls_config import HlsParams, pack_chunk
-
-DEVICE = {"part": "xczu7ev-ffvc1156-2-e", "dsp": 1728, "bram36": 312, "uram": 96}
-CLOCK_HZ = 300e6
-GOAL_MS = 2.5
+from ...configs import ModelConfig
+from ...quant.intops import LN_IN_BITS
+from ...quant.spec import PrecisionMode
+from ..gen.hls_config import HlsParams, pack_chunk
 
 
 def bram36(width: int, depth: int) -> int:
@@ -54,6 +50,8 @@ class Kernel:
     bram36: int
     uram: int
     note: str
+    # what the kernel is, for the models that vary it (perf.dsp_count); names are for people
+    role: str = ""
 
 
 def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]:
@@ -71,44 +69,47 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
     ln_beat = p.ln_lanes * LN_IN_BITS  # ln_stats → ln_norm FIFO word, 2·D/LN_LANES + 128 deep (layernorm.h)
     out = [
         Kernel("linear unit: MAC array", macs // 2 if packed else macs, 0, 0,
-               f"{p.mac_rows}x{p.mac_cols} MACs" + (", 2 INT8 MACs per DSP48E2 (WP486)" if packed else "")),
+               f"{p.mac_rows}x{p.mac_cols} MACs" + (", 2 INT8 MACs per DSP48E2 (WP486)" if packed else ""),
+               role="mac_array"),
         Kernel("linear unit: weight blocks", 0, 0, 0,
                f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights: "
                f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; the one "
-               "region's (array_step)"),
+               "region's (array_step)", role="weight_blocks"),
         Kernel("linear unit: accumulators + epilogue", p.mac_rows, bram36(p.mac_rows * mode.acc_bits, rows), 0,
-               "partial sums of one output block for every token; GELU interpolation / gate multiply per output"),
+               "partial sums of one output block for every token; GELU interpolation / gate multiply per output",
+               role="accumulators"),
         Kernel("attention: Q·Kᵀ + online softmax", p.attn_lanes * hd // (2 if packed else 1) + 2 * p.attn_lanes,
                2 * p.attn_lanes * bram36(ib, cfg.num_tokens), 0,
                f"P={p.attn_lanes} lanes x {hd} MACs, one K row per cycle shared; score rows per lane, ping-pong "
-               "between row groups"),
-        Kernel("attention: A·V", p.attn_lanes * av, 0, 0, f"P lanes x {av} value columns per cycle"),
+               "between row groups", role="qk"),
+        Kernel("attention: A·V", p.attn_lanes * av, 0, 0, f"P lanes x {av} value columns per cycle", role="av"),
         Kernel("attention: head Q, K, V", 0, 3 * 3 * bram36(qkv_word * ab, rows * hd // qkv_word), 0,
                "one head's Q, K, V rows of the batch three times: the FIFO from the array's epilogue (one head deep, "
                "so the array runs a head ahead) and the attention unit's ping-pong between heads; reshaped "
                f"into {qkv_word}-value words (the array writes one per cycle), a row = {hd // qkv_word} words "
-               "read through the two ports per cycle; K and V stay for the whole head"),
+               "read through the two ports per cycle; K and V stay for the whole head", role="qkv_buffers"),
         Kernel("layernorm", 4 * p.ln_lanes, bram36(ln_beat, 2 * cfg.dim // p.ln_lanes + 128), 0,
                f"Σx², D·x−s1, ·recip and ·gain per feature, {p.ln_lanes} features per cycle; "
                "one isqrt and divider per row, rows pipelined; every LayerNorm's gain and bias on chip "
                f"({2 * cfg.depth * cfg.dim * (wb + mode.bias_bits) // 8 // 1024} KiB of distributed RAM in "
-               f"{p.ln_lanes} banks)"),
+               f"{p.ln_lanes} banks)", role="layernorm"),
         Kernel("moe: router, top-k, queues", 2, bram36(16, cfg.num_experts * rows) + bram36(ib, rows), 0,
-               "gate probabilities, per-expert token queues (index + gate)"),
+               "gate probabilities, per-expert token queues (index + gate)", role="router"),
         Kernel("moe: combine accumulator", 0,
                bram36(p.mac_rows * combine_bits(cfg, mode), rows * cfg.dim // p.mac_rows), 0,
-               f"acc[token] += gate · y, one output block per update; finished (and cleared) {p.mac_rows} per cycle"),
+               f"acc[token] += gate · y, one output block per update; finished (and cleared) {p.mac_rows} per cycle",
+               role="combine"),
         Kernel("activations: residual stream", 0, 0, 2 * uram(p.mac_rows * rb, rows * cfg.dim // p.mac_rows),
-               "x and mid, written one output block at a time by the epilogue"),
+               "x and mid, written one output block at a time by the epilogue", role="residual"),
         Kernel("activations: position table", 0,
                bram36(p.mac_rows * mode.bias_bits, cfg.num_patches * cfg.dim // p.mac_rows), 0,
-               "added by the patch embedding's epilogue, one output block per cycle"),
+               "added by the patch embedding's epilogue, one output block per cycle", role="positions"),
         Kernel("activations: array feeds", 0, 0,
                3 * uram(feed, rows * cfg.dim // p.mac_cols)
                + uram(feed, rows * max(cfg.mlp_hidden, cfg.expert_hidden) // p.mac_cols)
                + uram(feed, p.batch * cfg.num_patches * patch_k // p.mac_cols),
                "LN out, attention out (and the attention unit's copy), hidden, patches: one "
-               f"{p.mac_cols}-wide k-slice per read"),
+               f"{p.mac_cols}-wide k-slice per read", role="feeds"),
     ]
     return out
 
@@ -136,62 +137,3 @@ def combine_bits(cfg: ModelConfig, mode: PrecisionMode) -> int:
 
 def totals(ks: list[Kernel]) -> dict[str, int]:
     return {"dsp": sum(k.dsp for k in ks), "bram36": sum(k.bram36 for k in ks), "uram": sum(k.uram for k in ks)}
-
-
-def frame_latency(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, routing=None, platform=None,
-                  schedule=None) -> dict:
-    """Cycles per frame (throughput with ``p.batch`` frames per weight load) by the cycle model
-    (:mod:`m3vit.hw.perf`). Without ``routing`` every expert takes an equal share of the tokens (an
-    assumption; ``m3vit.hw.routing_stats`` measures real routing); without ``platform`` / ``schedule`` the
-    design as built (``perf.AS_BUILT_PLATFORM``, ``perf.AS_BUILT``)."""
-    from . import perf
-
-    fm = perf.model_frame(cfg, mode, p, routing or perf.Routing.balanced(cfg, p.batch),
-                          platform or perf.AS_BUILT_PLATFORM, schedule or perf.AS_BUILT)
-    per_layer = fm.layers()
-    return {"cycles_per_frame": round(fm.frame_cycles), "ms_per_frame": fm.frame_cycles / fm.platform.clock_hz * 1e3,
-            "layer_cycles": [r["cycles_per_frame"] for r in per_layer if r["layer"] != "embed"]}
-
-
-def markdown_table(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> str:
-    ks = kernels(cfg, mode, p)
-    t = totals(ks)
-    lines = ["| kernel | DSP48E2 | BRAM36 | URAM | what sets it |", "|---|---|---|---|---|"]
-    lines += [f"| {k.name} | {k.dsp} | {k.bram36} | {k.uram} | {k.note} |" for k in ks]
-    lines.append(f"| **total** | **{t['dsp']}** | **{t['bram36']}** | **{t['uram']}** | |")
-    lines.append(f"| xczu7ev | {DEVICE['dsp']} | {DEVICE['bram36']} | {DEVICE['uram']} | |")
-    c = as_coded_totals(cfg, mode, p)
-    n = len(ARRAY_PROCESSES_AS_CODED)
-    fits = c["dsp"] <= DEVICE["dsp"] and c["bram36"] <= DEVICE["bram36"] and c["uram"] <= DEVICE["uram"]
-    lines.append(f"| as coded: {n} array{'s' if n > 1 else ''} | {c['dsp']} | {c['bram36']} | {c['uram']} | one MAC "
-                 f"array + accumulators per process that calls `linear_unit` ({', '.join(ARRAY_PROCESSES_AS_CODED)}): "
-                 + ("fits" if fits else "**does not fit**") + " |")
-    from . import perf
-
-    lines.append("")
-    for label, batch, sched in (("as built", 1, perf.AS_BUILT), ("as built", p.batch, perf.AS_BUILT),
-                                ("next step (frame overlap)", p.batch, perf.PROPOSED)):
-        lat = frame_latency(cfg, mode, dataclasses.replace(p, batch=batch), None, perf.AS_BUILT_PLATFORM, sched)
-        lines.append(f"{cfg.name} {mode.name}, params {p}, batch {batch}, {label}: {lat['cycles_per_frame']} cycles "
-                     f"per frame = **{lat['ms_per_frame']:.2f} ms** at {CLOCK_HZ / 1e6:.0f} MHz (goal {GOAL_MS} ms "
-                     "at batch 1; `m3vit.hw.perf`, experts equally loaded).")
-    return "\n".join(lines)
-
-
-def main() -> None:
-    import argparse
-
-    from ..configs import CONFIGS, get_config
-    from ..quant.spec import MODES, get_mode
-
-    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.resources", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS), help="model config")
-    ap.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="precision mode")
-    args = ap.parse_args()
-    mode = get_mode(args.mode)
-    print(markdown_table(get_config(args.config), mode, HlsParams.for_mode(mode)))
-
-
-if __name__ == "__main__":
-    main()

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..configs import ModelConfig
-from ..quant.hwmanifest import ops_by_name
-from ..quant.pack import Pack
-from ..quant.spec import QuantSpec, activation_points
+from ...configs import ModelConfig
+from ...quant import opgraph
+from ...quant.hwmanifest import ops_by_name
+from ...quant.pack import Pack
+from ...quant.spec import QuantSpec, activation_points
 
 PROGRAM_MAGIC = 0x5056334D  # "M3VP" little-endian
 PROGRAM_VERSION = 2  # 2: header field dump_frames (dumps cover every frame of a run)
@@ -53,8 +54,8 @@ HEADER_FIELDS: tuple[str, ...] = (
     "patch_w", "patch_b", "pos", "cls", "patch_shift",
 )
 
-LAYER_POINTS = ("ln1", "q", "k", "v", "scores", "attn", "proj", "mid", "ln2",
-                 "fc1", "gelu", "fc2", "gate", "e1", "egelu", "e2", "moe", "out")
+# every point a layer can write, in the op graph's order: the layer descriptor's dump fields (d_*)
+LAYER_POINTS = opgraph.layer_points()
 
 LAYER_FIELDS: tuple[str, ...] = (
     "is_moe",
@@ -167,7 +168,7 @@ class DumpLayout:
 
 def check_widths(spec: QuantSpec, cfg: ModelConfig) -> None:
     """Every activation format must have its width class's width (the bitstream's compile-time widths)."""
-    from ..quant.spec import width
+    from ...quant.spec import width
 
     for name, cls_ in activation_points(cfg).items():
         want = width(spec.mode, cls_)

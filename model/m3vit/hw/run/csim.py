@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..configs import ModelConfig
-from ..quant.fixed import quantize
-from ..quant.pack import Pack, read_pack, tile16
-from ..quant.spec import PrecisionMode, get_mode
-from .hls_config import HlsParams, config_header, config_key, container_bytes, write_config_header
-from .program import DumpLayout, build_program
+from ...configs import ModelConfig
+from ...quant.fixed import container_bytes, quantize
+from ...quant.pack import Pack, read_pack, tile16
+from ...quant.spec import PrecisionMode, get_mode
+from ..gen.hls_config import HlsParams, config_header, config_key, write_config_header
+from ..gen.program import DumpLayout, build_program
 
 if TYPE_CHECKING:
-    from ..quant.quantize import QuantizedModel
+    from ...quant.quantize import QuantizedModel
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 HLS_DIR = REPO / "hls"
 BUILD_DIR = REPO / "build"
 # Loop labels name loops for Vitis pragmas and reports (-Wno-unused-label). -fno-gnu-unique: the

@@ -18,9 +18,9 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..configs import ModelConfig
-from ..quant.spec import PrecisionMode
-from .hls_config import ARRAY_LATENCY, HlsParams, pack_chunk
+from ...configs import ModelConfig
+from ...quant.spec import PrecisionMode
+from ..gen.hls_config import ARRAY_LATENCY, HlsParams, pack_chunk
 
 ISQRT_STAGES = 32  # bit-serial integer square root: one result bit per stage (hls/include/fx.h, rtl/isqrt_pipe.sv)
 DIV_STAGES = 32  # restoring divider for the LayerNorm reciprocal and the softmax 1/s

@@ -11,7 +11,7 @@ beats and compute cycles counted from the shapes; what it cannot count — the c
 costs beyond its beats (address phase, memory latency, write response) and the fixed cost of an op — are the
 constants fitted to the measured per-op cycles of ``build/sim/top_cycles.json`` (``fit``).
 
-    python -m m3vit.hw.rtl_perf [--cycles build/sim/top_cycles.json] [--predict m3vit-tiny]
+    python -m m3vit.hw.estimate.rtl_perf [--cycles build/sim/top_cycles.json] [--predict m3vit-tiny]
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
-from ..configs import ModelConfig, get_config
-from ..quant.spec import get_mode
-from . import program
-from .hls_config import container_bytes
+from ...configs import ModelConfig, get_config
+from ...quant import opgraph
+from ...quant.fixed import container_bytes
+from ...quant.spec import get_mode
+from ..gen import program
+from ..gen.rtl_top_gen import LIN_TILES
 from .perf import Platform
-from .rtl_top_gen import LIN_TILES
 from .timing import unit_depth
 
 TOLERANCE = 0.10  # model vs measured, per layer and per frame
@@ -157,14 +158,18 @@ def load_cycles(cfg: ModelConfig, op: str, ov: Overheads, c: Containers) -> floa
 
 def layer_ops(cfg: ModelConfig, layer: int, active_experts: int) -> list[tuple[str, float | None]]:
     """(op, rows) of one layer as the engine runs it; expert ops once per active expert (rows: their share)."""
-    ops: list[tuple[str, float | None]] = [(o, None) for o in ("ln1", "q", "k", "v", "att", "proj", "mid", "ln2")]
-    if not cfg.is_moe(layer):
-        return ops + [(o, None) for o in ("fc1", "gelu", "fc2", "out_d")]
-    ops += [("gate", None), ("route", None)]
+    is_moe = cfg.is_moe(layer)
     share = cfg.num_tokens * cfg.top_k / active_experts
-    for _ in range(active_experts):
-        ops += [("e1", share), ("egelu", share), ("e2", share)]
-    return ops + [(o, None) for o in ("comb", "fin", "out_m")]
+    ops: list[tuple[str, float | None]] = []
+    group: list[str] = []  # consecutive per-expert steps: run once per active expert
+    for op in opgraph.layer_ops(is_moe):
+        if op.per_expert:
+            group += op.steps(is_moe)
+            continue
+        ops += [(s, share) for _ in range(active_experts) for s in group]
+        group = []
+        ops += [(s, None) for s in op.steps(is_moe)]
+    return ops
 
 
 @dataclass(frozen=True)
@@ -289,7 +294,7 @@ def op_waits(cfg: ModelConfig, ov: Overheads, containers: Containers = Container
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.rtl_perf", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.rtl_perf", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cycles", type=Path, default=Path("build/sim/top_cycles.json"))
     ap.add_argument("--predict", default="m3vit-tiny")

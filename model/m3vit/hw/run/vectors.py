@@ -1,6 +1,6 @@
 """Test vectors for the standalone C-sim testbench (``hls/csim/tb_main.cpp``) and Vitis ``csim_design``.
 
-``python -m m3vit.hw.vectors --config micro --mode w8a8 --out DIR --run`` writes, into DIR, the pack
+``python -m m3vit.hw.run.vectors --config micro --mode w8a8 --out DIR --run`` writes, into DIR, the pack
 payload, the layer program, quantized images, the integer reference's tokens and ``run.txt``; with
 ``--run`` it also builds the testbench (cached) and runs it on them. Without ``--pack`` a randomly
 initialised model of the config is calibrated on synthetic images and packed first (into DIR/pack).
@@ -16,21 +16,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configs import CONFIGS, get_config
-from ..quant.fixed import quantize
-from ..quant.pack import read_pack, write_pack
-from ..quant.quantize import quantize_model
-from ..quant.spec import MODES
+from ...configs import CONFIGS, get_config
+from ...quant.fixed import container_bytes, quantize
+from ...quant.pack import read_pack, write_pack
+from ...quant.quantize import quantize_model
+from ...quant.spec import MODES
+from ..gen.program import build_program
 from .csim import CSimError, build_library, build_testbench
-from .hls_config import container_bytes
-from .program import build_program
 
 
 def make_pack(config: str, mode: str, out: Path, seed: int = 0) -> Path:
     """A pack of a randomly initialised model, quantized as ``m3vit-quantize`` does (the mode's defaults) on a few
     synthetic images."""
-    from ..data import build_dataset
-    from ..model import M3ViT
+    from ...data import build_dataset
+    from ...model import M3ViT
 
     cfg = get_config(config)
     torch.manual_seed(seed)
@@ -61,7 +60,7 @@ def write_vectors(manifest: Path, out: Path, task: str | None = None, frames: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m m3vit.hw.vectors", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m m3vit.hw.run.vectors", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default="micro", choices=sorted(CONFIGS), help="model config (when no --pack)")
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="precision mode (when no --pack)")

@@ -1,11 +1,11 @@
 """Model vs measurement: the cycle model's unit timings against the cocotb benches' ``build/sim/cycles.json``.
 
 For every unit the RTL benches measured, the model predicts the bench's own run from the entry's parameters
-and element count — ``beats × II + depth`` (:mod:`m3vit.hw.timing`, the numbers the frame model multiplies
+and element count — ``beats × II + depth`` (:mod:`m3vit.hw.estimate.timing`, the numbers the frame model multiplies
 its trip counts by) — and compares with the measured ``total_cycles``. ``moe_dispatch`` records its own
 figures (one token per beat): there the fill II is compared. :data:`TOLERANCE` is the allowed relative gap.
 
-    python -m m3vit.hw.calibration [--cycles build/sim/cycles.json] [--estimates build/rtl/estimates.json]
+    python -m m3vit.hw.estimate.calibration [--cycles build/sim/cycles.json] [--estimates build/rtl/estimates.json]
 
 :func:`compare_estimates` sets the resource model's DSP count per unit beside yosys' (reported only).
 """
@@ -80,7 +80,7 @@ def compare_estimates(estimates_file: str | Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.calibration", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.calibration", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cycles", type=Path, default=Path("build/sim/cycles.json"))
     ap.add_argument("--estimates", type=Path, default=Path("build/rtl/estimates.json"),

@@ -1,6 +1,6 @@
 """Routing statistics from running the model on real inputs: which experts each token picks, per MoE layer.
 
-The cycle model (:mod:`m3vit.hw.perf`) loads only the experts a batch activates and times each expert by its
+The cycle model (:mod:`m3vit.hw.estimate.perf`) loads only the experts a batch activates and times each expert by its
 queue length, so it needs the routing of real frames, not a guess. Inputs are synthetic scenes
 (``m3vit.data.synthetic``) at the config's resolution. Two sources:
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configs import ModelConfig, get_config
-from ..data.synthetic import SyntheticScenes
+from ...configs import ModelConfig, get_config
+from ...data.synthetic import SyntheticScenes
 from .perf import Routing
 
 
@@ -33,8 +33,8 @@ def scene_images(cfg: ModelConfig, frames: int, seed: int = 0) -> np.ndarray:
 
 
 def _model(cfg: ModelConfig, checkpoint: str | Path | None):
-    from ..checkpoint import load_model
-    from ..model import build_model
+    from ...checkpoint import load_model
+    from ...model import build_model
 
     if checkpoint:
         model, _ = load_model(checkpoint, expect=cfg)
@@ -44,8 +44,8 @@ def _model(cfg: ModelConfig, checkpoint: str | Path | None):
 
 def integer_routing(cfg: ModelConfig, images: np.ndarray, task: str, model) -> np.ndarray:
     """[frames, moe_layers, tokens, k] from the integer reference (one frame per run)."""
-    from ..quant.quantize import QuantizedModel, calibrate
-    from ..quant.reference import IntArith, run_backbone
+    from ...quant.quantize import QuantizedModel, calibrate
+    from ...quant.reference import IntArith, run_backbone
 
     q = QuantizedModel.build(model, calibrate(model, images[: min(2, len(images))], "w8a8"))
     out = []

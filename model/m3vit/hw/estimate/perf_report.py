@@ -1,6 +1,6 @@
 """Modelled performance of the accelerator on the ZCU104: design points, clocks, batches, ablations, comparison.
 
-    python -m m3vit.hw.perf_report --out build/bench [--frames 8] [--cycles build/sim/cycles.json]
+    python -m m3vit.hw.estimate.perf_report --out build/bench [--frames 8] [--cycles build/sim/cycles.json]
 
 Writes ``perf_model.json`` (every figure), ``perf_model.md`` (the tables) and ``perf_comparison.png`` /
 ``perf_breakdown.png`` (the as-built design's time per frame by op) / ``perf_ablations.png``. Routing comes
@@ -18,12 +18,13 @@ import json
 import textwrap
 from pathlib import Path
 
-from ..configs import ModelConfig, get_config
-from ..flops import backbone_macs
-from ..quant.spec import MODES, PrecisionMode, get_mode
+from ...configs import ModelConfig, get_config
+from ...flops import backbone_macs
+from ...quant.spec import MODES, PrecisionMode, get_mode
+from ..gen.hls_config import HlsParams
+from ..platform import DEVICE
 from . import perf
 from .calibration import compare, compare_estimates
-from .hls_config import HlsParams
 from .timing import UnitTiming, analytic, calibrated, load_measured
 
 CLOCKS_HZ = (300e6, 250e6, 200e6)
@@ -52,7 +53,7 @@ def at_clock(pt: Point, clock_hz: float) -> Point:
 
 
 def fits(cfg: ModelConfig, mode: PrecisionMode, pt: Point) -> bool:
-    return perf.dsp_count(cfg, mode, pt.params, pt.schedule) <= perf.DEVICE["dsp"]
+    return perf.dsp_count(cfg, mode, pt.params, pt.schedule) <= DEVICE.dsp
 
 
 def run(cfg: ModelConfig, mode: PrecisionMode, pt: Point, routing: perf.Routing,
@@ -168,7 +169,7 @@ def floors(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, clock_h
         else:
             weights += 2 * d * cfg.mlp_hidden * wb
     return {"gmac_per_frame": macs / 1e9, "weight_mb_per_frame": weights / 1e6,
-            "dsp_floor_ms": macs / (perf.DEVICE["dsp"] * 2 * clock_hz) * 1e3,
+            "dsp_floor_ms": macs / (DEVICE.dsp * 2 * clock_hz) * 1e3,
             "ddr_floor_ms": weights / perf.Platform().ddr_usable_bytes_per_s * 1e3}
 
 
@@ -322,7 +323,7 @@ def plot(report: dict, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.perf_report", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.perf_report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
     ap.add_argument("--frames", type=int, default=4, help="synthetic scenes routed per config")

@@ -1,8 +1,8 @@
 """Cycle and DDR-traffic model of the accelerator on the ZCU104, op by op, for one batch of frames.
 
 The one model of the design's time (``resources.py`` counts its DSP / BRAM / URAM from the same
-:class:`HlsParams`; ``resources.frame_latency`` is this model). Per op it takes loop trip counts × II
-(:mod:`m3vit.hw.timing`, calibrated from the RTL benches when measured), pipeline depths, weight
+:class:`HlsParams`; ``hls_summary.frame_latency`` is this model). Per op it takes loop trip counts × II
+(:mod:`m3vit.hw.estimate.timing`, calibrated from the RTL benches when measured), pipeline depths, weight
 blocks prefetched into the ping-pong buffer while the previous block computes (max(compute, load) per
 block), the attention unit's Q·Kᵀ / A·V DATAFLOW overlap, and the DDR bytes each op moves through its
 HP port: weights on ``gmem_w0/1/2``, images / tokens on ``gmem_a``, spilled activations on ``gmem_s``.
@@ -11,7 +11,7 @@ MoE layers load only the experts the measured routing activates (:class:`Routing
 Bandwidth: a 128-bit S_AXI_HP port moves 16 bytes per PL cycle (4.8 GB/s at 300 MHz), and all ports
 share the PS DDR4 (≈19.2 GB/s peak, ≈13 GB/s usable). The design as built puts every weight on one
 port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weights1``, ``weights2`` on
-``gmem_w0/1/2``, ``m3vit.hw.interface.WEIGHT_PORTS``).
+``gmem_w0/1/2``, ``m3vit.hw.gen.interface.WEIGHT_PORTS``).
 
 ``Schedule`` holds the architecture switches the ablations flip. ``AS_BUILT`` is the schedule of the
 C++ in ``hls/`` (``hls/src/m3vit_accel.cpp``; ``AS_BUILT_PLATFORM``: weights striped over 3 HP ports):
@@ -37,22 +37,27 @@ from typing import Literal
 
 import numpy as np
 
-from ..configs import ModelConfig
-from ..quant.spec import PrecisionMode
-from .hls_config import ARRAY_LATENCY, HlsParams, container_bytes, pack_chunk
-from .interface import WEIGHT_PORTS
-from .resources import DEVICE, kernels, totals
+from ...configs import ModelConfig
+from ...quant.fixed import container_bytes
+from ...quant.spec import PrecisionMode
+from ..gen.hls_config import ARRAY_LATENCY, HlsParams, pack_chunk
+from ..gen.interface import WEIGHT_PORTS
+from ..platform import BEAT_BYTES, DEVICE
+from .resources import kernels, totals
 from .timing import UnitTiming, analytic
 
 
 @dataclass(frozen=True)
 class Platform:
-    clock_hz: float = 300e6
-    ddr_peak_bytes_per_s: float = 19.2e9  # PS DDR4-2400, 64 bit
-    ddr_usable_bytes_per_s: float = 13e9  # what the HP ports together sustain (plan figure)
-    hp_port_bits: int = 128
+    """The device as the cycle model sees it (defaults: :data:`m3vit.hw.platform.DEVICE`); weight ports vary."""
+
+    clock_hz: float = DEVICE.clock_hz
+    ddr_peak_bytes_per_s: float = DEVICE.ddr_peak_bytes_per_s
+    ddr_usable_bytes_per_s: float = DEVICE.ddr_usable_bytes_per_s
+    hp_port_bits: int = DEVICE.axi_data_bits
     weight_ports: int = 1  # HP ports the weight stream is striped over (3 as built: AS_BUILT_PLATFORM)
-    ddr_latency_ns: float = 250.0  # request to first beat: exposed when an op's first block is not prefetched
+    # request to first beat: exposed when an op's first block is not prefetched
+    ddr_latency_ns: float = DEVICE.ddr_latency_ns
 
     def port_bytes_per_cycle(self, ports: int = 1) -> float:
         return min(ports * self.hp_port_bits / 8, self.ddr_usable_bytes_per_s / self.clock_hz)
@@ -97,7 +102,6 @@ PREVIOUS = Schedule(elementwise_lanes=1, pixel_lanes=1, beat_token_out=False, cr
                     head_overlap=False)  # element-wise loops one value per cycle, each op's first block exposed
 AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # hls/: weights, weights1, weights2
 PROPOSED_PLATFORM = AS_BUILT_PLATFORM
-BEAT_BYTES = 16  # one 128-bit m_axi beat
 
 
 @dataclass
@@ -489,7 +493,7 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
 # --- on-chip memory and tiling ---------------------------------------------------------------------------------
 def memory_fits(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> bool:
     t = totals(kernels(cfg, mode, p))
-    return t["bram36"] <= DEVICE["bram36"] and t["uram"] <= DEVICE["uram"]
+    return t["bram36"] <= DEVICE.bram36 and t["uram"] <= DEVICE.uram
 
 
 def token_tiles(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, max_tiles: int = 64) -> int:
@@ -522,7 +526,7 @@ class FrameModel:
 
     @property
     def fits(self) -> bool:
-        return self.memory_ok and self.dsp <= DEVICE["dsp"]
+        return self.memory_ok and self.dsp <= DEVICE.dsp
 
     @property
     def batch_cycles(self) -> float:
@@ -589,14 +593,14 @@ def dsp_count(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams, s: Schedule) 
     packed = pack_chunk(mode) > 0 and s.dsp_packing
     for k in kernels(cfg, mode, p):
         dsp = k.dsp
-        if k.name == "linear unit: MAC array" and pack_chunk(mode) > 0 and not s.dsp_packing:
+        if k.role == "mac_array" and pack_chunk(mode) > 0 and not s.dsp_packing:
             dsp = p.mac_rows * p.mac_cols
-        if k.name.startswith("attention:"):
+        if k.role in ("qk", "av", "qkv_buffers"):
             if s.attention_on_linear:  # exp is a table, 1/s scaling uses the epilogue's multipliers
                 dsp = 0
-            elif "Q·Kᵀ" in k.name and pack_chunk(mode) > 0 and not packed:
+            elif k.role == "qk" and pack_chunk(mode) > 0 and not packed:
                 dsp = p.attn_lanes * cfg.head_dim + 2 * p.attn_lanes
-        if k.name == "layernorm":  # four multipliers per feature lane (Σx², D·x, ·1/σ, ·gain)
+        if k.role == "layernorm":  # four multipliers per feature lane (Σx², D·x, ·1/σ, ·gain)
             dsp = k.dsp // p.ln_lanes * (s.ln_lanes or p.ln_lanes)
         total += dsp
     return total
