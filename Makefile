@@ -7,13 +7,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates rtl-estimates-top bench
+.PHONY: help setup demo test test-fast test-long lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates rtl-estimates-top bench
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
 	@echo "make demo       synthetic data -> train -> quantize -> pack -> C-sim via the host runtime -> compare report (build/demo/)"
-	@echo "make test       every test that can run on this machine (slow ones included)"
+	@echo "make test       every test that can run on this machine (slow ones included), on every core"
 	@echo "make test-fast  the same without tests marked slow"
+	@echo "make test-long  the runs too long for make test (the RTL top's yosys synthesis); CI runs them after make test"
 	@echo "make lint       ruff"
 	@echo "make rtl-sim    cocotb testbenches of rtl/ (Verilator, Icarus subset); RTL_DIR=<folder> tests other RTL"
 	@echo "make rtl-lint   verilator --lint-only -Wall on every RTL unit"
@@ -43,12 +44,18 @@ demo: setup
 	$(PY) -m m3vit_host.cli compare --backend csim --pack $(DEMO_OUT)/pack/model.json \
 	  --checkpoint $(DEMO_OUT)/train/last.pt --val-samples 256 --batch-size 16 --out $(DEMO_OUT)/host --no-progress
 
+# pytest-xdist spreads the tests over every core (worksteal balances the minute-long RTL-top runs); Verilator and
+# C-sim builds are cached under build/ and built once, under a lock, whichever worker asks first.
+PYTEST_PAR ?= -n auto --dist worksteal
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(if $(RTL_DIR),--rtl-dir $(RTL_DIR))
+	$(PY) -m pytest $(PYTEST_PAR) $(if $(RTL_DIR),--rtl-dir $(RTL_DIR))
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not vitis and not vivado and not board"
+	$(PY) -m pytest $(PYTEST_PAR) -m "not slow and not long and not vitis and not vivado and not board"
+
+test-long: setup
+	$(PY) -m pytest -m "long and not vitis and not vivado and not board"
 
 lint: setup
 	$(PY) -m ruff check .

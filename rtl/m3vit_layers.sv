@@ -1,6 +1,7 @@
 `default_nettype none
 `include "m3vit_check.svh"
-// The transformer layers of one frame (W8/A8), run op by op as the HLS top's layer program describes them, with
+// The transformer layers of one frame (every precision mode: formats from the program at run time, widths from the
+// build's mode), run op by op as the HLS top's layer program describes them, with
 // every activation living in the scratch buffer between ops (int32 per value at the program's dump offsets, frame
 // f at + f · values-per-frame · 4): each op streams its input rows from scratch through the units and writes its
 // output rows back, so every activation point can be read and compared (rtl/README.md, accelerator top).

@@ -5,19 +5,21 @@
 // Accelerator top (the RTL twin of the HLS top m3vit_accel): the ports Vitis gives the HLS top — ap_clk, ap_rst_n,
 // the s_axi_control slave (ap_ctrl_hs, arguments of m3vit.hw.gen.interface), one AXI4 master per m_axi bundle
 // (gmem_w0/1/2: the weight pack through three ports, gmem_w0 also the program; gmem_a: images and tokens;
-// gmem_s: scratch and dumps) — and interrupt. gmem_w1 / gmem_w2 (the `weights1` / `weights2` aliases) stay
-// idle at this stage: the embedding's tensors come through gmem_w0; the striped linear unit will use all three.
+// gmem_s: scratch and dumps) — and interrupt. gmem_w0 carries the program and the patch embedding's tensors,
+// gmem_w1 the layers' weights (m3vit_wbuf's prefetcher); gmem_w2 (the `weights2` alias) stays idle.
 //
-// This stage runs the front of a frame (issue 13's foundation; rtl/README.md lists what is left):
+// It runs whole frames, every layer (rtl/README.md, "accelerator top"):
 //   1. fetch the layer program's header over gmem_w0 (one burst) and check it against this build's parameters
 //      (magic, version, depth, task count) and the task register — a mismatch ends the run with no write;
-//   2. W8/A8 builds: fetch the patch embedding's tensors (patch.w, patch.b, pos, cls) at the program's offsets
+//   2. fetch the patch embedding's tensors (patch.w, patch.b, pos, cls) at the program's offsets
 //      in the weight pack over gmem_w0 into patch_embed;
 //   3. per frame: stream the frame from `images` over gmem_a into patch_embed and, when the program asks for the
 //      `image` dump (dump on, frame < dump_frames, d_image set), write it to scratch at d_image (frame-major,
 //      int32 per value, as the HLS top and the integer reference lay it out) over gmem_s; then run the patch
 //      embedding and write the `embed` dump the same way (d_embed);
-//   4. ap_done / ap_ready, interrupt status.
+//   4. run the transformer layers (m3vit_layers: every op of every layer, activations in the scratch dumps) and
+//      write the last layer's rows to `tokens` over gmem_a;
+//   5. ap_done / ap_ready, interrupt status.
 // Parameters come from m3vit.hw.gen.rtl_top_gen.top_parameters(config, mode); the defaults are a minimal legal shape.
 module m3vit_top
 #(
@@ -248,7 +250,7 @@ module m3vit_top
                                        : hdr[m3vit_ctrl_pkg::H_VERSION] == m3vit_ctrl_pkg::PROGRAM_VERSION || per_row;
   wire logic dump_image = dumping && hdr[m3vit_ctrl_pkg::H_D_IMAGE] != m3vit_ctrl_pkg::NO_DUMP;
   wire logic dump_embed = dumping && hdr[m3vit_ctrl_pkg::H_D_EMBED] != m3vit_ctrl_pkg::NO_DUMP;
-  // ---------------------------------------------------------------- transformer layers (W8/A8)
+  // ---------------------------------------------------------------- transformer layers (every precision mode)
   logic lay_start, lay_busy, lay_err;
   if (EMBED) begin : g_layers
     logic        lw_cmd_valid, lw_cmd_ready, lw_busy, lw_err, lw_tvalid, lw_tlast, lw_tready;
@@ -424,7 +426,7 @@ module m3vit_top
               hdr[m3vit_ctrl_pkg::H_DEPTH] != 32'(DEPTH) ||
               hdr[m3vit_ctrl_pkg::H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
               (EMBED && (hdr[m3vit_ctrl_pkg::H_DUMP] == 0 || num_frames > hdr[m3vit_ctrl_pkg::H_DUMP_FRAMES] || hdr[m3vit_ctrl_pkg::H_D_EMBED] == m3vit_ctrl_pkg::NO_DUMP))) begin
-            // the layers keep their activations in the scratch dumps: a W8/A8 run needs a dump program for
+            // the layers keep their activations in the scratch dumps: a run needs a dump program for
             // every frame it runs (m3vit.hw.gen.program.build_program(pack, frames, dump=True))
             program_error <= 1'b1;
             state <= S_DONE;

@@ -20,11 +20,6 @@ def pytest_addoption(parser):
     group.addoption("--rtl-dir", default=None,
                     help=f"run the RTL testbenches against the units in this folder (e.g. Vitis HLS's exported "
                          f"verilog) instead of rtl/; same as {RTL_DIR_ENV}")
-    group.addoption("--top-all", action="store_true", default=os.environ.get("M3VIT_TOP_ALL") == "1",
-                    help="also run the accelerator top for every task, alternating (minutes; CI sets M3VIT_TOP_ALL=1)")
-    group.addoption("--synth-top", action="store_true", default=os.environ.get("M3VIT_SYNTH_TOP") == "1",
-                    help="also synthesize the micro accelerator top with yosys and check it fits the ZCU104 "
-                         "(≈13 min; CI sets M3VIT_SYNTH_TOP=1)")
     group.addoption("--sim", default=None, choices=SIMULATORS,
                     help="run the RTL testbenches on this simulator only (default: Verilator all, Icarus a subset)")
 

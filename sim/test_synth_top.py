@@ -1,5 +1,5 @@
 """yosys `synth_xilinx -family xcup` takes the whole micro accelerator top through to a netlist that fits the ZCU104,
-with its row buffers in RAM. Opt-in (``--synth-top`` or ``M3VIT_SYNTH_TOP=1``; CI sets it): ≈13 min on one core.
+with its row buffers in RAM. ≈13 min on one core: marked ``long`` (``make test-long``, which CI runs).
 The figures themselves are what `make rtl-estimates-top` records; this test keeps the top synthesizable."""
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ sys.path.insert(0, str(ROOT / "rtl" / "tools"))
 from estimates import ZCU104, estimate_top
 
 
-@pytest.mark.slow
-def test_micro_top_synthesizes_and_fits_the_zcu104(request):
-    if not request.config.getoption("--synth-top"):
-        pytest.skip("opt-in: the yosys synthesis of the RTL top runs with --synth-top (or M3VIT_SYNTH_TOP=1; CI)")
+@pytest.mark.long
+def test_micro_top_synthesizes_and_fits_the_zcu104():
     res = estimate_top("micro", timeout_s=3600)
     assert res["status"] == "ok", f"yosys did not finish the micro top: {res}"
     for key, budget in ZCU104.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from test_top import TopTB, run_driver
+from top_tb import TopTB, run_driver
 
 
 @cocotb.test(timeout_time=3600, timeout_unit="sec")

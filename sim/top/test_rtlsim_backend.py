@@ -1,6 +1,5 @@
 """The host runtime's ``rtlsim`` backend: the RTL top in Verilator behind the runtime, on the micro vectors' pack
-(the same build as ``test_top``). Opt-in like the other long top runs (``--top-all`` / ``M3VIT_TOP_ALL=1``, which
-CI sets): ≈65 s, beyond the default run's budget."""
+(the same build as ``test_top``): ≈65 s, marked slow."""
 
 from __future__ import annotations
 
@@ -11,10 +10,8 @@ from common import ROOT
 
 
 @pytest.mark.slow
-def test_rtlsim_backend_tokens_equal_the_reference(vectors, request):
+def test_rtlsim_backend_tokens_equal_the_reference(vectors):
     """open_runtime("rtlsim") runs a frame through the RTL top: its tokens are the reference backend's, bit for bit."""
-    if not request.config.getoption("--top-all"):
-        pytest.skip("opt-in: the rtlsim backend test runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
     sys.path.insert(0, str(ROOT / "host"))
     from m3vit.data import build_dataset, first_images
     from m3vit_host.backends import BackendOptions

@@ -1,18 +1,18 @@
-"""Accelerator top (rtl/m3vit_top.sv), run by the host runtime's own driver: control slave, program header fetch,
-image → scratch dump over the AXI4 masters, with DDR modelled by cocotbext-axi ``AxiRam`` (one per m_axi bundle,
-one shared memory) and random latency / back-pressure on every AXI channel.
+"""Accelerator top (rtl/m3vit_top.sv) running whole micro frames, driven by the host runtime's own driver, with DDR
+modelled by cocotbext-axi ``AxiRam`` (one per m_axi bundle, one shared memory) and random latency / back-pressure on
+every AXI channel (the testbench: ``top_tb.py``).
 
 The buffers lie where the driver's allocator puts them (the simulated ZCU104's DDR above 4 GiB); the weight pack
-and the layer program are the micro model's (``vectors.py``), the program built by ``m3vit.hw.gen.program``; the
-scratch dump of ``image`` must equal the integer reference's ``image`` dump bit for bit.
+and the layer program are the micro model's (``vectors.py``), the program built by ``m3vit.hw.gen.program``. Every
+activation point the top leaves in scratch and the output tokens must equal the integer reference's bit for bit,
+and the tokens the HLS C-simulation's; one run per precision mode / weight-scale variant, every task, bad programs,
+and the cycle record (``build/sim/top_cycles.json``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,154 +22,8 @@ try:
 except ImportError:  # pytest still collects the runner below and skips with the reason
     cocotb = None
 
-from common import BUILD, TB, pause_pattern, run_unit
-
-TOP_CYCLES_FILE = BUILD / "top_cycles.json"
-FRAMES = 2  # the device batch: both reference frames in one ap_start
-TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
-POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
-# the micro vectors' packs (sim/vectors.py): variant → (pack folder, precision mode)
-# (w8a8: the default, per-row weight scales; w8a8-tensor: per-tensor, the same model)
-PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-tensor": ("pack_tensor", "w8a8"),
-         "w16a16e8": ("pack_mixed", "w16a16e8"), "w8a16": ("pack_w8a16", "w8a16")}
-
-
-class TopTB(TB):
-    def __init__(self, dut, pauses: bool) -> None:
-        super().__init__(dut)
-        from axi_host import AxiLiteIP, RamBoard, axil_master, host_package, set_axil_pauses
-        from cocotbext.axi import AxiBus, AxiRam
-        from cocotbext.axi.sparse_memory import SparseMemory
-
-        host_package()
-        self.mem = SparseMemory(2**40)  # len() must fit an index; the board DDR lies below 2**40
-        self.rams = {}
-        for name in [f"m_axi_{b}" for b in self.params["bundles"]] + ["s_axi_control"]:  # per-channel chatter
-            logging.getLogger(f"cocotb.{dut._name}.{name}").setLevel(logging.WARNING)
-        for bundle in self.params["bundles"]:
-            ram = AxiRam(AxiBus.from_prefix(dut, f"m_axi_{bundle}"), dut.ap_clk, dut.ap_rst_n,
-                         reset_active_level=False, mem=self.mem)
-            for part in (ram.write_if, ram.read_if):
-                part.log.setLevel(logging.WARNING)
-            self.rams[bundle] = ram
-        self.axil = axil_master(dut)
-        seed = self.rng.randrange(1 << 20)
-        if pauses:
-            set_axil_pauses(self.axil, pause_pattern, seed)
-            for i, ram in enumerate(self.rams.values()):
-                chans = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                         ram.read_if.ar_channel, ram.read_if.r_channel)
-                for j, ch in enumerate(chans):
-                    ch.set_pause_generator(pause_pattern(seed * 7 + i * 10 + j, 0.3))
-        self.board = RamBoard(self.mem)
-        self.ip = AxiLiteIP(self.axil, dut.ap_clk, read_gap=POLL_CYCLES)
-        self.states: list[tuple[int, int]] = []  # (cycle, sequencer state) at every change (cycles test)
-
-    async def trace_states(self) -> None:
-        from cocotb.triggers import RisingEdge
-
-        last = None
-        while True:
-            await RisingEdge(self.dut.ap_clk)
-            state = int(self.dut.state.value)
-            if state == self.params["states"].index("S_LAYERS"):
-                lay = self.dut.g_layers.u_layers
-                state = (state, int(lay.layer.value), int(lay.step.value))
-            if state != last:
-                self.states.append((self.cycle, state))
-                if isinstance(state, tuple):
-                    self.log.info("cycle %d: layer %d step %d", self.cycle, state[1], state[2])
-                last = state
-
-    async def start(self, trace: bool = False) -> None:
-        await self.reset()
-        if trace:
-            cocotb.start_soon(self.trace_states())
-
-    def unchanged(self, driver, name: str, want: bytes) -> bool:
-        """Whether buffer ``name`` still holds ``want`` in DDR (the top writes nothing but scratch)."""
-        buf = driver.buffers[name]
-        return bytes(self.mem.read(int(buf.device_address), len(want))) == want
-
-    def driver(self, frames: int = FRAMES):
-        from m3vit.quant.fixed import QFormat
-        from m3vit_host.driver import AcceleratorDriver
-        from m3vit_host.layout import BufferLayout
-
-        lay = self.params["layout"]
-        layout = BufferLayout(frames=frames, image_shape=tuple(lay["image_shape"]),
-                              image_format=QFormat(*lay["image_format"]), token_shape=tuple(lay["token_shape"]),
-                              token_format=QFormat(*lay["token_format"]), scratch_bytes=lay["scratch_bytes"])
-        return AcceleratorDriver(self.ip, self.board.allocate, layout, timeout_s=300.0, poll_interval_s=0.0,
-                                 source="the RTL top")
-
-    def inputs(self) -> tuple[bytes, bytes, np.ndarray]:
-        """The pack payload, the program words and the reference frames quantized to the pack's image format."""
-        payload = Path(self.params["payload"]).read_bytes()
-        program = np.load(self.params["program"]).astype("<u4").tobytes()
-        return payload, program, np.load(self.params["images"]).astype(np.int64)
-
-    def scratch(self, driver) -> bytes:
-        buf = driver.buffers["scratch"]
-        buf.invalidate()
-        return np.ascontiguousarray(buf).tobytes()
-
-    def dump(self, driver, point: str, frames: int) -> np.ndarray:
-        """Point ``point``'s dump for the first ``frames`` frames, read back from scratch (int32, frame-major)."""
-        off, shape = self.params["dumps"][point]
-        count = frames * int(np.prod(shape[1:]))
-        raw = np.frombuffer(self.scratch(driver), dtype="<i4", count=count, offset=off).astype(np.int64)
-        return raw.reshape(frames, *shape[1:])
-
-    def image_dump(self, driver, frames: int) -> np.ndarray:
-        return self.dump(driver, "image", frames)
-
-    def reference_embed(self) -> np.ndarray:
-        """The integer reference's `embed` dump of the reference frames (task-independent: take the first task)."""
-        from vectors import Vectors
-
-        return Vectors(self.params["vectors"]).dump("embed")
-
-    def reference(self, task: str) -> dict:
-        return np.load(Path(self.params["reference"]) / f"{task}.npz")
-
-    def reference_tokens(self, task: str) -> np.ndarray:
-        return self.reference(task)["tokens"].astype(np.int64)
-
-    def csim_tokens(self, task: str) -> np.ndarray:
-        return self.reference(task)["csim_tokens"].astype(np.int64)
-
-    def check_points(self, driver, task: str, frames: list[int]) -> None:
-        """Compare every point the top leaves in scratch (slot i: reference frame frames[i]) with the per-frame
-        integer reference, in forward order: the assertion names the first frame, point and flat index that differ."""
-        ref = self.reference(task)
-        scratch = self.scratch(driver)
-        for slot, f in enumerate(frames):
-            for point in self.params["points"]:
-                off, per_frame = self.params["point_dumps"][point]
-                got = np.frombuffer(scratch, dtype="<i4", count=per_frame, offset=off + slot * per_frame * 4)
-                want = ref[f"f{f}.{point}"].reshape(-1)
-                diff = first_difference(got.astype(np.int64), want)
-                assert not diff, f"task {task}, frame {f}, point {point}: {diff}"
-
-    def status(self) -> dict[str, int]:
-        return {"program_error": int(self.dut.program_error.value), "axi_error": int(self.dut.axi_error.value)}
-
-
-def first_difference(got: np.ndarray, want: np.ndarray) -> str:
-    bad = np.flatnonzero(got.reshape(-1) != want.reshape(-1))
-    if not len(bad):
-        return ""
-    i = int(bad[0])
-    return f"{len(bad)} of {want.size} values differ, first at flat index {i}: got {got.reshape(-1)[i]}, " \
-           f"want {want.reshape(-1)[i]}"
-
-
-async def run_driver(func, *args):
-    from axi_host import run_blocking
-
-    return await run_blocking(func, *args)
-
+from common import BUILD, run_unit
+from top_tb import FRAMES, PACKS, TOP_CYCLES_FILE, TOP_OPT, TopTB, first_difference, run_driver, tb_params
 
 if cocotb is not None:
     async def run_checked(tb, driver, task_index: int, frames: list[int]) -> None:
@@ -208,7 +62,7 @@ if cocotb is not None:
     @cocotb.test(timeout_time=1500, timeout_unit="ms")
     async def alternating_tasks(dut):
         """Every task, switched by one register write between runs (no reload), with random AXI pauses: a batch of
-        both frames, then one frame per task in an alternating order — all bit-exact (opt-in: --top-all)."""
+        both frames, then one frame per task in an alternating order — all bit-exact."""
         tb = TopTB(dut, pauses=True)
         await tb.start()
         payload, program, _ = tb.inputs()
@@ -305,92 +159,6 @@ if cocotb is not None:
         assert sum(la["cycles"] for la in layers) + tok == stages["S_LAYERS"], "every layer cycle is attributed"
 
 
-def _tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
-    """Top parameters and what the testbench needs: payload and program files, layout, dump offset."""
-    from m3vit.configs import get_config
-    from m3vit.hw.gen import interface, program
-    from m3vit.hw.gen.rtl_top_gen import LAYER_OPS, TOP_STATES, top_parameters
-    from m3vit.quant.pack import read_pack
-    from m3vit_host.layout import BufferLayout
-
-    cfg = get_config(config)
-    folder, mode = PACKS[variant]
-    manifest = vectors.folder / folder / "model.json"
-    pack = read_pack(manifest)
-    words, dumps = program.build_program(pack, frames=FRAMES, dump=True)
-    raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
-    (tmp_dir / "payload.bin").write_bytes(raw[pack.manifest["header_size"]:])
-    np.save(tmp_dir / "program.npy", words)
-    lay = BufferLayout.for_model(cfg, pack.spec, FRAMES)
-    layout = {"image_shape": list(lay.image_shape), "image_format": [lay.image_format.bits, lay.image_format.frac],
-              "token_shape": list(lay.token_shape), "token_format": [lay.token_format.bits, lay.token_format.frac],
-              "scratch_bytes": max(lay.scratch_bytes, dumps.nbytes)}
-    # 48-beat bursts (768 bytes) do not divide a 4 KiB page: the engines must split bursts at page boundaries
-    # (AxiRam asserts on a burst that crosses one), besides cutting at MAX_BURST.
-    params = {**top_parameters(cfg, mode), "MAX_BURST": 48}
-    bundles = sorted({a.bundle for a in interface.ARGS if a.kind == "mem"})
-    points = ["embed"] + [f"l{i}.{pt}" for i in range(cfg.depth) for pt in program.LAYER_POINTS
-                          if pt != "scores"  # the scores stay on chip: the RTL does not dump them
-                          and (pt not in DENSE_POINTS or not cfg.is_moe(i)) and (pt not in MOE_POINTS or cfg.is_moe(i))]
-    fv = program.frame_dump_values(cfg)
-    point_dumps = {p: [dumps.offsets[p], fv[p.split(".")[-1]]] for p in points}
-    tasks = list(cfg.task_names)
-    ref_dir = tmp_dir / "reference"
-    from m3vit.quant.fixed import quantize
-
-    images = quantize(np.load(vectors.folder / "dumps" / "images.npy"), pack.spec.activations["image"])
-    np.save(tmp_dir / "images.npy", images)
-    _write_reference(pack, manifest, images, tasks, ref_dir)
-    tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
-          "program": str(tmp_dir / "program.npy"), "layout": layout, "bundles": bundles,
-          "dumps": {p: [dumps.offsets[p], list(dumps.shapes[p])] for p in ("image", "embed")},
-          "header_fields": list(program.HEADER_FIELDS), "tasks": tasks, "points": points,
-          "point_dumps": point_dumps, "reference": str(ref_dir), "images": str(tmp_dir / "images.npy"),
-          "ops": list(LAYER_OPS),
-          "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode,
-          "per_row": pack.spec.weight_scales == "per-row",
-          # a version this build must refuse: per-row (3) for a mixed-width build, the mixed-width one (4) otherwise
-          "wrong_version": program.PROGRAM_VERSION_PER_ROW if pack.spec.mode.mixed_weights
-          else program.PROGRAM_VERSION_MIXED,
-          "states": list(TOP_STATES)}
-    return params, tb
-
-
-MOE_POINTS = ("gate", "e1", "egelu", "e2", "moe")
-DENSE_POINTS = ("fc1", "gelu", "fc2")
-
-
-def _write_reference(pack, manifest: Path, images: np.ndarray, tasks: list[str], folder: Path) -> None:
-    """The integer reference run frame by frame (the top runs one frame at a time, so its expert points are
-    patch-reordered per frame), every point dumped: ``<task>.npz`` with ``f<frame>.<point>`` and ``tokens``; and
-    the HLS C-simulation's tokens of the same frames (``csim_tokens``, its library built once under build/csim)."""
-    from m3vit.hw.run import csim
-    from m3vit.quant.reference import IntArith, run_backbone
-
-    class FrameArith(IntArith):  # integer frames in, integer tokens out (the accelerator's boundaries)
-        def input(self, name, x):
-            return self._rec(name, np.asarray(x, dtype=np.int64))
-
-        def output(self, x, name):
-            return x
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = pack.cfg
-    hls = csim.cached(cfg, pack.spec.mode.name)
-    hls.load_pack(manifest)
-    for task in tasks:
-        out: dict[str, np.ndarray] = {}
-        toks = []
-        for f, frame in enumerate(images):
-            ar = FrameArith(pack.iparams, pack.spec, cfg, dump=True, hw=pack.manifest["hardware"])
-            toks.append(run_backbone(ar, cfg, frame[None], list(cfg.task_names).index(task))[0])
-            # expert points are recorded once per active expert: their rows follow one another (patch reordering)
-            out.update({f"f{f}.{k}": np.concatenate([np.asarray(x).reshape(-1) for x in v])
-                        for k, v in ar.dumps.items()})
-        hls.set_task(task)
-        np.savez(folder / f"{task}.npz", tokens=np.stack(toks), csim_tokens=hls.run_quantized(images), **out)
-
-
 def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_index: int = 0) -> None:
     import sys
 
@@ -400,7 +168,7 @@ def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_in
     from m3vit.hw.gen.rtl_top_gen import write_layers_include
     from m3vit.quant.pack import read_pack
 
-    params, tb = _tb_params(vectors, "micro", variant, tmp_path)
+    params, tb = tb_params(vectors, "micro", variant, tmp_path)
     tb["task_index"] = task_index
     pack = read_pack(vectors.folder / PACKS[variant][0] / "model.json")
     layers_inc = write_layers_include(pack, BUILD / "include-layers" / f"{vectors.folder.name}-{variant}")
@@ -438,68 +206,58 @@ def test_top_rejects_and_cycles(vectors, tmp_path):
 
 
 @pytest.mark.slow
-def test_top_all_tasks(vectors, tmp_path, request):
-    """Opt-in (--top-all, or M3VIT_TOP_ALL=1; CI sets it): every task, alternating, switched by one register write."""
-    if not request.config.getoption("--top-all"):
-        pytest.skip("opt-in: every task of the RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+def test_top_all_tasks(vectors, tmp_path):
+    """Every task, alternating, switched by one register write (no reload), each run bit-exact."""
     _run_top(vectors, tmp_path, ["alternating_tasks"])
 
 
-@pytest.mark.slow
-def test_top_w16a16(vectors, tmp_path, request):
-    """Opt-in (--top-all; CI sets it): the W16/A16 build runs one frame with random AXI pauses, bit-exact."""
-    if not request.config.getoption("--top-all"):
-        pytest.skip("opt-in: the W16/A16 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
-    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w16a16")
+def _check_w16a16(pack) -> None:
+    assert pack.spec.activations["l0.ln1"].bits == 16 and pack.spec.weights["l0.q.w"].bits == 16
 
 
-@pytest.mark.slow
-def test_top_per_tensor(vectors, tmp_path, request):
-    """Opt-in (--top-all; CI sets it): a per-tensor W8/A8 pack (pack and program version 2: one requantize shift per
-    op, no row-shift table) runs on the same build, one frame of the first task with random AXI pauses, every point
-    and the tokens bit-exact with the integer reference and the HLS C-simulation."""
-    if not request.config.getoption("--top-all"):
-        pytest.skip("opt-in: the per-tensor RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+def _check_per_tensor(pack) -> None:
+    """Pack and program version 2: one requantize shift per op, no row-shift table."""
     from m3vit.hw.gen.program import PROGRAM_VERSION, program_version
-    from m3vit.quant.pack import read_pack
 
-    pack = read_pack(vectors.folder / PACKS["w8a8-tensor"][0] / "model.json")
     assert pack.spec.weight_scales == "per-tensor" and program_version(pack.spec) == PROGRAM_VERSION
     assert not [k for k in pack.iparams if k.endswith(".shift")], "no shift vectors in a per-tensor pack"
-    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w8a8-tensor")
 
 
-@pytest.mark.slow
-def test_top_mixed_w16a16e8(vectors, tmp_path, request):
-    """Opt-in (--top-all; CI sets it): the mixed-width mode's build (W16/A16 with 8-bit per-row expert matrices, program
-    version 4: the prefetcher reads the expert tiles in 16 beats and sign-extends them into the 16-bit lanes) runs
-    one frame with random AXI pauses, every point bit-exact with the integer reference and the tokens with the HLS
-    C-simulation."""
-    if not request.config.getoption("--top-all"):
-        pytest.skip("opt-in: the w16a16e8 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
+def _check_mixed(pack) -> None:
+    """Program version 4: the prefetcher reads the 8-bit expert tiles in 16 beats, sign-extended into 16-bit lanes."""
     from m3vit.hw.gen.program import PROGRAM_VERSION_MIXED, program_version
-    from m3vit.quant.pack import read_pack
 
-    pack = read_pack(vectors.folder / PACKS["w16a16e8"][0] / "model.json")
     assert program_version(pack.spec) == PROGRAM_VERSION_MIXED
     experts = [v for k, v in pack.iparams.items() if k.endswith((".e1.w", ".e2.w"))]
     assert experts and all(int(abs(v).max()) < 128 for v in experts), "8-bit expert matrices"
-    _run_top(vectors, tmp_path, ["frame_bit_exact", "bad_program_or_task_writes_nothing"], variant="w16a16e8")
+
+
+def _check_w8a16(pack) -> None:
+    """8-bit per-row weights (GPTQ) into the MAC array's 16-bit activation lanes, program version 3."""
+    from m3vit.hw.gen.program import PROGRAM_VERSION_PER_ROW, program_version
+
+    assert program_version(pack.spec) == PROGRAM_VERSION_PER_ROW and pack.spec.weight_rounding == "gptq"
+    assert all(int(abs(v).max()) < 128 for k, v in pack.iparams.items() if k.endswith(".w")), "8-bit weights"
+    assert pack.spec.activations["l0.ln1"].bits == 16, "16-bit activations"
+
+
+# every other precision mode / weight-scale variant of the micro vectors: (what its pack must be, cocotb tests)
+VARIANTS = {
+    "w16a16": (_check_w16a16, ["frame_bit_exact"]),
+    "w8a8-tensor": (_check_per_tensor, ["frame_bit_exact"]),
+    "w16a16e8": (_check_mixed, ["frame_bit_exact", "bad_program_or_task_writes_nothing"]),
+    "w8a16": (_check_w8a16, ["frame_bit_exact"]),
+}
 
 
 @pytest.mark.slow
-def test_top_w8a16(vectors, tmp_path, request):
-    """Opt-in (--top-all; CI sets it): the w8a16 build (8-bit per-row weights with GPTQ rounding, 16-bit activations:
-    8-bit weight tiles into the MAC array's 16-bit activation lanes, program version 3) runs one frame with random AXI
-    pauses, every point bit-exact with the integer reference and the tokens with the HLS C-simulation."""
-    if not request.config.getoption("--top-all"):
-        pytest.skip("opt-in: the w8a16 RTL top runs with --top-all (or M3VIT_TOP_ALL=1), as CI does")
-    from m3vit.hw.gen.program import PROGRAM_VERSION_PER_ROW, program_version
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_top_variant(vectors, tmp_path, variant):
+    """Each variant's build runs one frame of the first task with random AXI pauses: every point bit-exact with the
+    integer reference and the tokens with the HLS C-simulation (the mixed-width build also refuses the other
+    builds' program versions)."""
     from m3vit.quant.pack import read_pack
 
-    pack = read_pack(vectors.folder / PACKS["w8a16"][0] / "model.json")
-    assert program_version(pack.spec) == PROGRAM_VERSION_PER_ROW and pack.spec.weight_rounding == "gptq"
-    weights = [v for k, v in pack.iparams.items() if k.endswith(".w")]
-    assert all(int(abs(v).max()) < 128 for v in weights), "8-bit weights"
-    assert pack.spec.activations["l0.ln1"].bits == 16, "16-bit activations"
-    _run_top(vectors, tmp_path, ["frame_bit_exact"], variant="w8a16")
+    check, tests = VARIANTS[variant]
+    check(read_pack(vectors.folder / PACKS[variant][0] / "model.json"))
+    _run_top(vectors, tmp_path, tests, variant=variant)
