@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast test-long lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates rtl-estimates-top bench
+.PHONY: help setup demo test test-fast test-long lint clean csim hls bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-long  the runs too long for make test (the RTL top's yosys synthesis); CI runs them after make test"
 	@echo "make lint       ruff"
 	@echo "make rtl-sim    cocotb testbenches of rtl/ (Verilator, Icarus subset); RTL_DIR=<folder> tests other RTL"
+	@echo "make rtl-sim-top RTL_DIR=<dir> TOP=m3vit_accel  the micro frame test on an exported top (Vitis port names)"
 	@echo "make rtl-lint   verilator --lint-only -Wall on every RTL unit"
 	@echo "make rtl-estimates  yosys synth_xilinx resource estimates -> build/rtl/estimates.json"
 	@echo "make rtl-estimates-top  the whole RTL top (micro, m3vit-tiny W8/A8) -> build/rtl/estimates.json"
@@ -70,6 +71,13 @@ bench: setup
 RTL_DIR ?=
 rtl-sim: setup
 	$(PY) -m pytest sim -q $(if $(RTL_DIR),--rtl-dir $(RTL_DIR))
+
+# The micro frame test of sim/top on another accelerator top, bound by Vitis HLS's port names, e.g. its export:
+# make rtl-sim-top RTL_DIR=<prj>/solution1/impl/verilog TOP=m3vit_accel
+TOP ?= m3vit_accel
+rtl-sim-top: setup
+	$(if $(RTL_DIR),,$(error rtl-sim-top needs RTL_DIR=<folder of the exported Verilog> (and TOP=<module>, default m3vit_accel)))
+	$(PY) -m pytest sim/top/test_top.py::test_top_under_vitis_names -q --rtl-dir $(RTL_DIR) --top $(TOP)
 
 rtl-lint: setup
 	$(PY) rtl/tools/lint.py

