@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from logic_depth import depth, depth_by_module
 from units import ROOT, RTL, UNITS, extra_includes, include_dir, param_arg, sources, top_parameter_sets
 
 from m3vit.hw.platform import DEVICE
@@ -99,14 +100,15 @@ def estimate(unit: str) -> dict:
     sets = " ".join(f"-set {k} {param_arg(k, v)}" for k, v in UNITS[unit].items())
     reads = "; ".join(f"read_verilog -sv -I{inc} -I{RTL} {p}" for p in sources(unit))
     script = (f"{reads}; chparam {sets} {unit}; hierarchy -top {unit}; synth_xilinx -family xcup -flatten; "
-              f"tee -q -o {work / 'stat.json'} stat -json")
+              f"tee -q -o {work / 'stat.json'} stat -json; write_json {work / 'netlist.json'}")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
     done = subprocess.run(yosys(work / "synth.ys"), capture_output=True, text=True, cwd=work)
     (work / "yosys.log").write_text(done.stdout + done.stderr)
     if done.returncode:
         raise SystemExit(f"rtl-estimates: yosys failed on {unit}; see {work / 'yosys.log'}")
     res = count(cells_of(json.loads((work / "stat.json").read_text()), unit))
-    return {"parameters": UNITS[unit], **res}
+    levels = depth(json.loads((work / "netlist.json").read_text()), unit).as_dict()
+    return {"parameters": UNITS[unit], **res, **levels}
 
 
 TOP_CONFIGS = ("micro", "m3vit-tiny")
@@ -133,7 +135,7 @@ def estimate_top(config: str, timeout_s: float) -> dict:
              "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; opt_clean; "
              "synth_xilinx -family xcup -run map_memory:")
     script = (f"{reads}; chparam {sets} m3vit_top; hierarchy -top m3vit_top; {synth}; "
-              f"tee -q -o {work / 'stat.json'} stat -top m3vit_top -json")
+              f"tee -q -o {work / 'stat.json'} stat -top m3vit_top -json; write_json {work / 'netlist.json'}")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
     log_path = work / "yosys.log"
     start = time.monotonic()
@@ -152,7 +154,9 @@ def estimate_top(config: str, timeout_s: float) -> dict:
         raise SystemExit(f"rtl-estimates: yosys failed on m3vit_top ({label}); see {work / 'yosys.log'}")
     stat = json.loads((work / "stat.json").read_text())
     res = count(cells_of(stat, "m3vit_top"))
-    return {"parameters": params, "status": "ok", **res, "wall_s": wall, "by_unit": by_unit(stat, "m3vit_top")}
+    levels = depth_by_module(json.loads((work / "netlist.json").read_text()))
+    return {"parameters": params, "status": "ok", **res, "wall_s": wall, "by_unit": by_unit(stat, "m3vit_top"),
+            "logic_depth_by_unit": levels}
 
 
 def top_table(results: dict) -> str:
@@ -220,11 +224,12 @@ def main_top(argv: list[str]) -> int:
 
 
 def table(results: dict) -> str:
-    cols = ["LUT", "LUTRAM", "FF", "CARRY", "DSP48E2", "BRAM36"]
-    lines = ["| unit | parameters | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    cols = ["LUT", "LUTRAM", "FF", "CARRY", "DSP48E2", "BRAM36", "lut_levels", "carry_cells"]
+    heads = [*cols[:-2], "LUT levels", "carry cells on path"]
+    lines = ["| unit | parameters | " + " | ".join(heads) + " |", "|---|---|" + "---:|" * len(cols)]
     for unit, r in results.items():
         params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items())
-        lines.append(f"| {unit} | {params} | " + " | ".join(f"{r[c]:g}" for c in cols) + " |")
+        lines.append(f"| {unit} | {params} | " + " | ".join(f"{r[c]:g}" if c in r else "—" for c in cols) + " |")
     lines.append("| **ZCU104 budget** | XCZU7EV | " + " | ".join(
         f"{ZCU104[c]:,}" if c in ZCU104 else "" for c in cols) + " |")
     return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""The deepest combinational path of a mapped netlist, in LUT levels: a proxy for the clock a unit can reach on
+UltraScale+ until a Vivado run gives real timing.
+
+Read from yosys' ``write_json`` after ``synth_xilinx`` (flattened). A path starts at a register or RAM/DSP output
+(FDRE/FDSE/FDCE/FDPE, DSP48E2, RAMB18E2/RAMB36E2, URAM288, distributed RAM and SRL reads) or a module input, and
+ends at such a cell's input or a module output. Each LUT on it is one level; MUXF7/8/9 (the slice's wide-function
+muxes) and the carry chain are counted apart: the most carry cells (CARRY8, or the CARRY4 that yosys maps for
+``-family xcup``) on one path is its own figure. Inverters and I/O buffers count no level (Vivado folds them).
+yosys' ``ltp`` is not the measure: on a mapped netlist it walks through the flip-flops (it reports the design's
+longest chain of cells, registers included).
+
+Usage: python rtl/tools/logic_depth.py netlist.json [top]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SEQUENTIAL = ("FDRE", "FDSE", "FDCE", "FDPE", "DSP48E2", "RAMB18E2", "RAMB36E2", "URAM288", "SRL16E", "SRLC32E")
+# distributed RAM: the write is clocked, the read is combinational through the RAM's LUTs (one level)
+LUTRAM_PREFIXES = ("RAM32", "RAM64", "RAM128", "RAM256")
+
+
+@dataclass(frozen=True)
+class Depth:
+    lut_levels: int  # LUTs (and LUTRAM reads) on the deepest path
+    carry: int  # most carry cells on one path (a chain, or chains in series)
+    muxf: int  # MUXF7/8/9 on the deepest path
+
+    def as_dict(self) -> dict[str, int]:
+        return {"lut_levels": self.lut_levels, "carry_cells": self.carry, "muxf_on_deepest": self.muxf}
+
+
+def _kind(cell_type: str) -> str:
+    t = cell_type.lstrip("\\$")
+    if t.startswith("LUT"):
+        return "lut"
+    if t.startswith(LUTRAM_PREFIXES):
+        return "lutram"
+    if t in SEQUENTIAL:
+        return "seq"
+    if t in ("CARRY4", "CARRY8"):
+        return "carry"
+    if t.startswith("MUXF"):
+        return "muxf"
+    return "other"  # buffers, constants, GND/VCC: no level
+
+
+def depth(netlist: dict, top: str | None = None) -> Depth:
+    modules = netlist["modules"]
+    name = top if top in modules else next(iter(modules)) if top is None else next(
+        k for k in modules if k.rsplit("\\", 1)[-1] == top)
+    mod = modules[name]
+    cells = mod.get("cells", {})
+    driver: dict[int, str] = {}  # net bit → combinational cell driving it (sequential outputs start paths)
+    for cname, cell in cells.items():
+        if _kind(cell["type"]) == "seq":
+            continue
+        for port, bits in cell["connections"].items():
+            if cell.get("port_directions", {}).get(port) == "output":
+                for b in bits:
+                    if isinstance(b, int):
+                        driver[b] = cname
+    memo: dict[str, tuple[int, int, int]] = {}
+
+    def cell_depth(cname: str) -> tuple[int, int, int]:
+        """(LUT levels, carry chain, muxf) of the deepest path ending at ``cname``'s outputs (iterative DFS)."""
+        stack = [(cname, False)]
+        while stack:
+            c, expanded = stack.pop()
+            if c in memo:
+                continue
+            cell = cells[c]
+            ins = [driver[b] for p, bits in cell["connections"].items()
+                   if cell.get("port_directions", {}).get(p) == "input" for b in bits
+                   if isinstance(b, int) and b in driver]
+            if not expanded:
+                memo_missing = [d for d in ins if d not in memo]
+                if memo_missing:
+                    stack.append((c, True))
+                    stack.extend((d, False) for d in memo_missing)
+                    continue
+            best = max((memo.get(d, (0, 0, 0)) for d in ins), default=(0, 0, 0))
+            carry = max((memo.get(d, (0, 0, 0))[1] for d in ins), default=0)
+            k = _kind(cell["type"])
+            memo[c] = (best[0] + (k in ("lut", "lutram")), carry + (k == "carry"), best[2] + (k == "muxf"))
+        return memo[cname]
+
+    deepest, carry, muxf = 0, 0, 0
+    ends: list[list] = []  # the input bits of every path end: sequential cells and module outputs
+    for cell in cells.values():
+        if _kind(cell["type"]) == "seq":
+            ends += [bits for p, bits in cell["connections"].items()
+                     if cell.get("port_directions", {}).get(p) == "input"]
+    ends += [port["bits"] for port in mod.get("ports", {}).values() if port["direction"] == "output"]
+    for bits in ends:
+        for b in bits:
+            if isinstance(b, int) and b in driver:
+                lv, ch, mx = cell_depth(driver[b])
+                if lv > deepest:
+                    deepest, muxf = lv, mx
+                carry = max(carry, ch)
+    return Depth(deepest, carry, muxf)
+
+
+def depth_by_module(netlist: dict) -> dict[str, dict[str, int]]:
+    """Each module's own deepest path (a hierarchical netlist: submodule instances end paths like registers, so a
+    path through a unit boundary is counted in pieces, per unit)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, mod in netlist["modules"].items():
+        if not mod.get("cells") or name.lstrip("\\").startswith("$__"):  # library cells and yosys' helpers
+            continue
+        base = name.rsplit("\\", 1)[-1]
+        d = depth(netlist, name).as_dict()
+        prev = out.get(base)
+        out[base] = d if prev is None else {k: max(prev[k], d[k]) for k in d}
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        raise SystemExit(__doc__)
+    netlist = json.loads(Path(argv[0]).read_text())
+    print(json.dumps(depth(netlist, argv[1] if len(argv) > 1 else None).as_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

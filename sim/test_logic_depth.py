@@ -1,0 +1,62 @@
+"""The LUT-level counter on a mapped netlist (rtl/tools/logic_depth.py): paths run between registers (and RAM, DSP
+and ports), count LUTs, and keep the carry chain apart; it does not walk through flip-flops."""
+
+from __future__ import annotations
+
+import sys
+
+from common import ROOT
+
+sys.path.insert(0, str(ROOT / "rtl" / "tools"))
+from logic_depth import depth, depth_by_module
+
+
+def _cell(kind: str, ins: dict[str, list], outs: dict[str, list]) -> dict:
+    dirs = {**dict.fromkeys(ins, "input"), **dict.fromkeys(outs, "output")}
+    return {"type": kind, "port_directions": dirs, "connections": {**ins, **outs}}
+
+
+def _netlist() -> dict:
+    # in(2) → LUT a(3) → FDRE r1 (4) → LUT b(5) → LUT c(6) → CARRY8 k1(7) → CARRY8 k2(8) → LUT d(9) → MUXF7 m(10)
+    # → FDRE r2 (11) → LUT e(12) → out; plus a long chain of 5 LUTs from in that ends at r1 too (deepest: 5)
+    cells = {
+        "a": _cell("LUT2", {"I0": [2]}, {"O": [3]}),
+        "r1": _cell("FDRE", {"D": [3], "C": [1], "CE": [40]}, {"Q": [4]}),
+        "b": _cell("LUT3", {"I0": [4]}, {"O": [5]}),
+        "c": _cell("LUT6", {"I0": [5], "I1": [4]}, {"O": [6]}),
+        "k1": _cell("CARRY8", {"S": [6]}, {"CO": [7]}),
+        "k2": _cell("CARRY8", {"CI": [7]}, {"CO": [8]}),
+        "d": _cell("LUT4", {"I0": [8]}, {"O": [9]}),
+        "m": _cell("MUXF7", {"I0": [9]}, {"O": [10]}),
+        "r2": _cell("FDRE", {"D": [10], "C": [1]}, {"Q": [11]}),
+        "e": _cell("LUT1", {"I0": [11]}, {"O": [12]}),
+    }
+    for i in range(5):  # 2 → 20 → 21 → 22 → 23 → 24 → the clock enable of r1
+        cells[f"x{i}"] = _cell("LUT2", {"I0": [2 if i == 0 else 19 + i]}, {"O": [20 + i]})
+    cells["r1"]["connections"]["CE"] = [24]
+    ports = {"clk": {"direction": "input", "bits": [1]}, "in": {"direction": "input", "bits": [2]},
+             "out": {"direction": "output", "bits": [12]}}
+    return {"modules": {"\\unit": {"ports": ports, "cells": cells}}}
+
+
+def test_levels_between_registers_with_the_carry_chain_apart():
+    got = depth(_netlist(), "unit")
+    assert got.lut_levels == 5  # the 5-LUT chain into r1's enable; b → c → d is 3, e alone 1
+    assert got.carry == 2 and got.muxf == 0
+
+
+def test_a_register_breaks_the_path():
+    net = _netlist()
+    for i in range(5):
+        del net["modules"]["\\unit"]["cells"][f"x{i}"]
+    net["modules"]["\\unit"]["cells"]["r1"]["connections"]["CE"] = [2]
+    got = depth(net, "unit")
+    assert got.lut_levels == 3 and got.muxf == 1  # b, c, d (+ the MUXF7) between r1 and r2: not a + b + c + d
+
+
+def test_per_module_of_a_hierarchy():
+    net = _netlist()
+    net["modules"]["$paramod$12\\other"] = {"ports": {}, "cells": {
+        "f": _cell("FDRE", {"D": [3]}, {"Q": [1]}), "g": _cell("LUT6", {"I0": [1]}, {"O": [3]})}}
+    got = depth_by_module(net)
+    assert got["unit"]["lut_levels"] == 5 and got["other"]["lut_levels"] == 1
