@@ -184,9 +184,9 @@ def run_compare(args: argparse.Namespace) -> dict:
                         f"({exc}): write a golden file there with `m3vit-run golden` and pass --golden") from exc
 
     with _open(args, args.backend) as rt:
+        dataset = dataset_for(args, rt.cfg)  # the data options are checked before the checkpoint is read
         model = golden_model(args.checkpoint, args.pack, rt.cfg)
         tasks = _tasks(args, rt.cfg)
-        dataset = dataset_for(args, rt.cfg)
         provenance = {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split}
         return compare_runtime(args, rt, tasks, model_batches(model, dataset, tasks, args.batch_size), len(dataset),
                                provenance)

@@ -51,8 +51,8 @@ def model_batches(model: torch.nn.Module, dataset, tasks: list[TaskSpec], batch_
 
 def build_golden(args: argparse.Namespace, pack: Pack, tasks: list[TaskSpec]) -> GoldenSet:
     """The float model's outputs on the dataset sample ``args`` names, with the provenance hashes."""
-    model = golden_model(args.checkpoint, args.pack, pack.cfg)
     dataset = dataset_for(args, pack.cfg)
+    model = golden_model(args.checkpoint, args.pack, pack.cfg)
     parts = list(model_batches(model, dataset, tasks, args.batch_size))
     meta = golden_meta(pack.cfg.replace(tasks=tuple(tasks)), pack, file_sha256(args.checkpoint),
                        {"checkpoint": str(args.checkpoint), "pack": str(args.pack), "data": args.data,

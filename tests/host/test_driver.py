@@ -143,6 +143,7 @@ def test_pynq_backend_drives_a_pynq_shaped_module(assets, tmp_path, monkeypatch)
     fake.Overlay = lambda path: opened.append(path) or board.overlay
     fake.allocate = board.allocate
     monkeypatch.setitem(sys.modules, "pynq", fake)
+    monkeypatch.setattr("os.geteuid", lambda: 0, raising=False)  # PYNQ's overlays need root
     (tmp_path / "m3vit.bit").write_bytes(b"x")
     (tmp_path / "m3vit.hwh").write_text("<xml/>")
     with open_runtime("pynq", assets.manifest, options=BackendOptions(bitstream=tmp_path / "m3vit.bit")) as rt:
