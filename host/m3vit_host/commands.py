@@ -104,7 +104,8 @@ def _reference_tokens(rt: Runtime) -> ReferenceBackend | None:
     if rt.backend.produces != "tokens" or rt.backend.name == "reference":
         return None
     ref = ReferenceBackend()
-    ref.load(rt.pack, Path(rt.manifest_path))
+    pack = rt.pack if rt.pack.iparams else load_pack(rt.manifest_path)  # a device runtime freed its integers
+    ref.load(pack, Path(rt.manifest_path))
     return ref
 
 

@@ -45,6 +45,8 @@ class Runtime:
         self.backend, self.pack, self.cfg, self.manifest_path = backend, pack, pack.cfg, manifest_path
         self.heads = numpy_heads(pack.cfg, pack.heads)
         backend.load(pack, manifest_path)
+        if not backend.keeps_integers:
+            pack.iparams = {}  # the accelerator has them; see Backend.keeps_integers
         self.task: str | None = None
         self.set_task(self.cfg.task_names[0])
 

@@ -98,5 +98,25 @@ def test_lean_install_runs_infer_and_compare_golden_bit_exact(assets, lean_venv,
 def test_board_extra_resolves_with_pynq_pins(host_wheel, lean_venv):
     """`pip install m3vit-host[board]` resolves (pynq==4.0.0 pins numpy<2): what the board's README runs."""
     res = sh(lean_venv / "bin" / "python", "-m", "pip", "install", "--dry-run", "--ignore-installed",
-             f"m3vit-host[board] @ {host_wheel.as_uri()}")
+             f"{host_wheel.name}[board]", cwd=host_wheel.parent)  # as build/board/README.md says
     assert "pynq-4.0.0" in res.stdout and "numpy-1." in res.stdout, res.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_board_bundle_holds_what_the_board_needs(assets, tmp_path):
+    sys.path.insert(0, str(REPO / "host"))
+    try:
+        from make_bundle import main as bundle
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "board"
+    assert bundle(["--pack", str(assets.manifest), "--checkpoint", str(assets.checkpoint), "--out", str(out),
+                   "--bitstream", str(tmp_path / "none.bit"), "--val-samples", "2"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["README.md", "golden.npz", "model.json", "model.m3vpack",
+                            next(n for n in names if n.startswith("m3vit_host-") and n.endswith(".whl"))])
+    readme = (out / "README.md").read_text()
+    assert "No bitstream here" in readme and "--golden golden.npz" in readme and "sudo" in readme
+    with pytest.raises(SystemExit) as exc:
+        bundle(["--pack", str(tmp_path / "missing.json"), "--out", str(tmp_path / "b2")])
+    assert exc.value.code == 2 and not (tmp_path / "b2").exists()

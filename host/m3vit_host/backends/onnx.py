@@ -26,6 +26,7 @@ def onnx_name(mode: str, task: str) -> str:
 
 class OnnxBackend(Backend):
     name = "onnx"
+    keeps_integers = True
     produces = "head"
 
     def __init__(self, onnx_dir: str | Path | None = None, checkpoint: str | Path | None = None,

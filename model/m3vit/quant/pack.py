@@ -154,9 +154,13 @@ def stored_tensor(payload: bytes, entry: dict) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def logical_tensor(stored: np.ndarray, entry: dict) -> np.ndarray:
-    """An integer tensor in its logical shape (untiled), as the integer reference uses it."""
-    return (untile16(stored, tuple(entry["shape"])) if entry["layout"] == "tiled16" else stored).astype(np.int64)
+def logical_tensor(stored: np.ndarray, entry: dict, dtype: type | None = np.int64) -> np.ndarray:
+    """An integer tensor in its logical shape (untiled), as the integer reference uses it.
+
+    ``dtype=None`` keeps the stored container (int8/int16/int32): the integer operations widen to int64
+    themselves, and the board's memory (2 GB shared with the accelerator) cannot spare 8 bytes a weight."""
+    value = untile16(stored, tuple(entry["shape"])) if entry["layout"] == "tiled16" else stored
+    return value if dtype is None else value.astype(dtype)
 
 
 def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = None,
