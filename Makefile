@@ -27,12 +27,12 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-hls.txt pyproject.toml
+$(STAMP): requirements.txt requirements-hls.txt pyproject.toml host/pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-hls.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e ./host  # m3vit-edge and m3vit-host (host/README.md)
 	@command -v iverilog >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get install -y -qq iverilog >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iverilog; }; \
 	  else echo "setup: Icarus Verilog (iverilog) missing and not installable here (needs root + apt-get): its RTL tests will fail until it is installed"; fi; }

@@ -81,7 +81,8 @@ def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{infer,compare,golden,bench}")
+    commands = "{infer,compare,golden,bench}" if WORKSTATION else "{infer,compare,bench}"
+    sub = p.add_subparsers(dest="command", required=True, metavar=commands)
 
     infer = sub.add_parser("infer", formatter_class=fmt, help="images → per-task outputs (PNG and .npy)",
                            description="Run every task on image files or folders of images; write "

@@ -1,12 +1,15 @@
 """The board's install, tried as a user would: the m3vit-host wheel in a fresh venv with numpy<2 and no torch.
 
-Slow (builds a wheel, installs from PyPI into a new virtual environment): marked ``slow``.
+Slow (builds a wheel, installs from PyPI into a new virtual environment): marked ``slow``. The venv uses
+Python 3.10 (what PYNQ 3.x images ship) where ``M3VIT_LEAN_PYTHON`` or ``python3.10`` gives one, else this
+interpreter.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -40,10 +43,17 @@ def host_wheel(tmp_path_factory) -> Path:
     return build_wheel(REPO / "host", tmp_path_factory.mktemp("wheel"))
 
 
+def lean_python() -> str:
+    for candidate in (os.environ.get("M3VIT_LEAN_PYTHON"), shutil.which("python3.10")):
+        if candidate and subprocess.run([candidate, "-c", "import venv"], capture_output=True).returncode == 0:
+            return candidate
+    return sys.executable
+
+
 @pytest.fixture(scope="module")
 def lean_venv(host_wheel, tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("lean") / "venv"
-    sh(sys.executable, "-m", "venv", venv)
+    sh(lean_python(), "-m", "venv", venv)
     sh(venv / "bin" / "python", "-m", "pip", "install", "-q", f"{host_wheel}", "numpy<2")
     return venv
 
