@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast test-long lint clean csim hls bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench
+.PHONY: help setup demo test test-fast test-long lint clean csim hls bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench board-bundle
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -25,15 +25,16 @@ help:
 	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
 	@echo "make hls        Vitis HLS csim/csynth/cosim/export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
 	@echo "make bitstream  Vivado ZCU104 block design -> build/bitstream/m3vit.bit + .hwh (needs vivado)"
+	@echo "make board-bundle  build/board/: host wheel, pack, golden outputs, bitstream if built, README (after make demo)"
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-hls.txt pyproject.toml
+$(STAMP): requirements.txt requirements-hls.txt pyproject.toml host/pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-hls.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e ./host  # m3vit-edge and m3vit-host (host/README.md)
 	@command -v iverilog >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get install -y -qq iverilog >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iverilog; }; \
 	  else echo "setup: Icarus Verilog (iverilog) missing and not installable here (needs root + apt-get): its RTL tests will fail until it is installed"; fi; }
@@ -110,3 +111,11 @@ bitstream:
 	$(if $(shell command -v vivado),,$(error vivado is not on PATH: install Vivado and source its settings64.sh, then rerun make bitstream))
 	$(MAKE) hls
 	vivado -mode batch -source hls/scripts/build_bitstream.tcl -tclargs $(HLS_BUILD)/prj/m3vit_accel_prj/solution1/impl/ip build/bitstream
+
+# What the ZCU104 needs (host/README.md): the lean m3vit-host wheel, the pack (head weights inside), golden outputs
+# for `compare --golden`, the bitstream and .hwh where `make bitstream` built them, and a README of the commands.
+BOARD_PACK ?= $(DEMO_OUT)/pack/model.json
+BOARD_CHECKPOINT ?= $(DEMO_OUT)/train/last.pt
+board-bundle: setup
+	PYTHONPATH=model:host $(PY) host/make_bundle.py --pack $(BOARD_PACK) --checkpoint $(BOARD_CHECKPOINT) \
+	  --bitstream build/bitstream/m3vit.bit --out build/board

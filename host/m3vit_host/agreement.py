@@ -3,7 +3,7 @@
 Metrics are :mod:`m3vit.metrics`' meters (the same ones training and evaluation use). Per-pixel
 error between the two: class disagreement (classification, binary), |Δdepth| in metres
 (regression), angle between normals in degrees (normals). Each image's mean error ranks it for
-the worst cases.
+the worst cases. numpy only (head outputs as numpy arrays): it runs on the board.
 """
 
 from __future__ import annotations
@@ -12,26 +12,29 @@ import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from m3vit.configs import TaskSpec
-from m3vit.metrics import make_meter
+from m3vit.metrics import as_numpy, make_meter
 
 ERROR_UNITS = {"classification": "disagreeing pixels", "binary": "disagreeing pixels", "regression": "|Δ depth| (m)",
                "normals": "angle between normals (°)"}
 MAX_SAMPLES_PER_BATCH = 50_000  # per-pixel errors kept for the histogram
 
 
-def pixel_error(task: TaskSpec, golden: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """[B, H, W] per-pixel error of ``other`` against ``golden`` (head outputs [B, C, H, W])."""
+def pixel_error(task: TaskSpec, golden: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """[B, H, W] per-pixel error (float32) of ``other`` against ``golden`` (head outputs [B, C, H, W])."""
+    golden, other = as_numpy(golden), as_numpy(other)
     if task.kind == "classification":
-        return (golden.argmax(1) != other.argmax(1)).float()
+        return (golden.argmax(1) != other.argmax(1)).astype(np.float32)
     if task.kind == "binary":
-        return ((golden[:, 0] > 0) != (other[:, 0] > 0)).float()
+        return ((golden[:, 0] > 0) != (other[:, 0] > 0)).astype(np.float32)
     if task.kind == "regression":
-        return (golden[:, 0] - other[:, 0]).abs()
-    cos = torch.nn.functional.cosine_similarity(golden.double(), other.double(), dim=1).clamp(-1, 1)
-    return torch.rad2deg(torch.acos(cos)).float()
+        return np.abs(golden[:, 0] - other[:, 0]).astype(np.float32)
+    g, o = golden.astype(np.float64), other.astype(np.float64)
+    eps = 1e-8  # cosine_similarity's: each norm at least eps
+    norms = np.maximum(np.linalg.norm(g, axis=1), eps) * np.maximum(np.linalg.norm(o, axis=1), eps)
+    cos = np.clip((g * o).sum(1) / norms, -1, 1)
+    return np.rad2deg(np.arccos(cos)).astype(np.float32)
 
 
 @dataclass(order=True)
@@ -39,8 +42,8 @@ class Case:
     score: float
     index: int
     image: np.ndarray = field(compare=False)
-    golden: torch.Tensor = field(compare=False)
-    other: torch.Tensor = field(compare=False)
+    golden: np.ndarray = field(compare=False)
+    other: np.ndarray = field(compare=False)
     error: np.ndarray = field(compare=False)
 
 
@@ -56,12 +59,13 @@ class TaskAgreement:
         self.per_image: list[float] = []  # each image's mean error
         self.rng = np.random.default_rng(seed)
 
-    def update(self, first_index: int, images: np.ndarray, golden: torch.Tensor, other: torch.Tensor,
-               target: torch.Tensor) -> None:
+    def update(self, first_index: int, images: np.ndarray, golden: np.ndarray, other: np.ndarray,
+               target: np.ndarray) -> None:
+        golden, other, target = as_numpy(golden), as_numpy(other), as_numpy(target)
         self.golden_meter.update(golden, target)
         self.backend_meter.update(other, target)
         err = pixel_error(self.task, golden, other)
-        flat = err.flatten().numpy()
+        flat = err.ravel()
         self.sum_error += float(flat.sum())
         self.sq_error += float((flat.astype(np.float64) ** 2).sum())
         self.max_error = max(self.max_error, float(flat.max()))
@@ -70,7 +74,7 @@ class TaskAgreement:
         self.samples.append(keep)
         for i in range(len(images)):
             self.per_image.append(float(err[i].mean()))
-            case = Case(float(err[i].mean()), first_index + i, images[i], golden[i], other[i], err[i].numpy())
+            case = Case(float(err[i].mean()), first_index + i, images[i], golden[i], other[i], err[i])
             if len(self.worst) < self.keep_worst:
                 heapq.heappush(self.worst, case)
             elif case > self.worst[0]:

@@ -2,24 +2,52 @@
 
     m3vit-run infer   --pack build/demo/pack/model.json pictures/           # per-task PNG + .npy
     m3vit-run compare --pack build/demo/pack/model.json --checkpoint build/demo/train/last.pt
+    m3vit-run golden  --pack build/demo/pack/model.json --checkpoint build/demo/train/last.pt --out golden.npz
+    m3vit-run compare --pack model.json --golden golden.npz --backend pynq --bitstream m3vit.bit   # on the board
     m3vit-run bench   --pack build/demo/pack/model.json --backends reference,simboard
 
 Backends: reference (numpy integer model), simboard (the board driver on a simulated ZCU104
 whose accelerator is the integer reference), csim (the same with the HLS C-simulation behind
 the registers), onnx (onnxruntime on the fake-quantized ONNX export), pynq (the ZCU104 itself).
 User errors print one line and exit with code 2; nothing half-written is left behind.
+On the board's lean install (no PyTorch) ``golden``, ``compare --checkpoint`` and the dataset
+options are absent: compare against a golden file written on the workstation.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from m3vit.cli.common import add_data_args, run_cli
+from m3vit.cli.outputs import OutputError
+from m3vit.quant.manifest import PackError
 from m3vit.quant.spec import MODES
 
 from .backends import BACKENDS
-from .commands import run_bench, run_compare, run_infer
+from .commands import run_bench, run_compare, run_golden, run_infer
+from .hwh import IP_NAME
+
+try:  # the workstation package: its shared CLI wrapper and dataset options (they import torch)
+    from m3vit.cli.common import add_data_args, run_cli
+
+    WORKSTATION = True
+except ImportError:  # the board's lean install
+    WORKSTATION = False
+    add_data_args = None
+
+    def run_cli(prog: str, work: Callable[[], Any]) -> Any:
+        """The lean install's wrapper: a user error is one line on stderr and exit code 2 (as on the workstation)."""
+        try:
+            return work()
+        except (KeyError, ValueError, OSError, PackError, OutputError) as exc:
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            print(f"{prog}: error: {text}", file=sys.stderr)
+            return None
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
 
 PROG = "m3vit-run"
 
@@ -38,8 +66,8 @@ def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
     g.add_argument("--batch-size", type=int, default=4, help="frames per runtime call")
     d = p.add_argument_group("device backends (pynq, simboard, csim)")
     d.add_argument("--bitstream", default=None, help="pynq: the .bit file (its .hwh beside it)")
-    d.add_argument("--ip-name", default=None, help="pynq: the accelerator's IP name in the overlay "
-                                                   "(default m3vit_accel_0)")
+    d.add_argument("--ip-name", default=None, help=f"pynq: the accelerator's IP name in the overlay "
+                                                   f"(default {IP_NAME}, the block design's cell)")
     d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ap_done per device batch")
     d.add_argument("--device-frames", type=int, default=4,
                    help="frames per ap_start (each weight load is shared by this many frames)")
@@ -53,7 +81,8 @@ def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{infer,compare,bench}")
+    commands = "{infer,compare,golden,bench}" if WORKSTATION else "{infer,compare,bench}"
+    sub = p.add_subparsers(dest="command", required=True, metavar=commands)
 
     infer = sub.add_parser("infer", formatter_class=fmt, help="images → per-task outputs (PNG and .npy)",
                            description="Run every task on image files or folders of images; write "
@@ -65,13 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(infer)
 
     cmp_ = sub.add_parser("compare", formatter_class=fmt, help="a backend against the PyTorch golden model",
-                          description="Run a backend and the float PyTorch model on a dataset; write per-task "
-                                      "metrics of both, agreement figures, error histograms, side-by-side worst "
-                                      "cases (input, golden, backend, difference), summary.json and report.md.")
-    cmp_.add_argument("--checkpoint", default="build/demo/train/last.pt",
-                      help="the float golden model (an m3vit checkpoint of the pack's model)")
-    add_data_args(cmp_, "--val-samples", "images of --split to compare", 32, old_flag="--num-samples")
-    cmp_.add_argument("--split", default="val", help="dataset split")
+                          description="Run a backend and the float PyTorch model (or its outputs in a --golden "
+                                      "file) on a dataset; write per-task metrics of both, agreement figures, "
+                                      "error histograms, side-by-side worst cases (input, golden, backend, "
+                                      "difference; pictures need matplotlib), summary.json and report.md.")
+    cmp_.add_argument("--golden", default=None, help="golden outputs written by `m3vit-run golden` (the board: "
+                                                     "no PyTorch needed); instead of --checkpoint and the dataset")
+    _golden_source(cmp_, 32)
     cmp_.add_argument("--worst", type=int, default=4, help="worst cases shown per task")
     cmp_.add_argument("--out", default="build/host/compare", help="report folder")
     _common(cmp_)
@@ -83,14 +112,40 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backends", default="reference,simboard", help="comma-separated backends to time")
     bench.add_argument("--frames", type=int, default=16, help="frames timed per backend and task")
     bench.add_argument("--checkpoint", default=None, help="onnx: float checkpoint to export the ONNX models from")
+    bench.add_argument("--golden", default=None, help="time the images of this golden file (the board); default: "
+                                                      "synthetic scenes (workstation)")
     bench.add_argument("--out", default="build/host/bench", help="output folder")
     _common(bench, backend_choice=False)
+
+    if WORKSTATION:
+        gold = sub.add_parser("golden", formatter_class=fmt, help="the float model's outputs on a dataset sample, "
+                                                                  "for compare --golden on the board",
+                              description="Run the float PyTorch model on a dataset sample; write its head outputs, "
+                                          "the images and targets, and the checkpoint's and pack's sha256 to one "
+                                          ".npz for `m3vit-run compare --golden` on the board.")
+        gold.add_argument("--pack", default="build/demo/pack/model.json", help="the pack the board will run")
+        gold.add_argument("--config", default=None, help="model config the pack must hold")
+        gold.add_argument("--mode", default=None, choices=sorted(MODES), help="precision the pack must have")
+        gold.add_argument("--tasks", default="", help="comma-separated tasks; default: every task of the pack")
+        gold.add_argument("--batch-size", type=int, default=4, help="images per model call")
+        gold.add_argument("--out", default="build/host/golden.npz", help="golden file to write")
+        _golden_source(gold, 8)
     return p
+
+
+def _golden_source(p: argparse.ArgumentParser, samples: int) -> None:
+    """The float model and its dataset sample (workstation only: absent on the board's lean install)."""
+    if not WORKSTATION:
+        return
+    p.add_argument("--checkpoint", default="build/demo/train/last.pt",
+                   help="the float golden model (an m3vit checkpoint of the pack's model)")
+    add_data_args(p, "--val-samples", "images of --split", samples, old_flag="--num-samples")
+    p.add_argument("--split", default="val", help="dataset split")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    work = {"infer": run_infer, "compare": run_compare, "bench": run_bench}[args.command]
+    work = {"infer": run_infer, "compare": run_compare, "golden": run_golden, "bench": run_bench}[args.command]
     result = run_cli(PROG, lambda: work(args))
     return 2 if result is None else 0
 

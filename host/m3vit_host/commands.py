@@ -1,4 +1,9 @@
-"""The work behind ``m3vit-run infer | compare | bench`` (argument parsing lives in :mod:`m3vit_host.cli`)."""
+"""The work behind ``m3vit-run infer | compare | golden | bench`` (argument parsing lives in :mod:`m3vit_host.cli`).
+
+Imports no PyTorch: ``infer``, ``compare --golden`` and ``bench --golden`` run on the board's lean install.
+``golden``, ``compare --checkpoint`` and ``bench`` on synthetic scenes import the workstation package
+(:mod:`m3vit_host.golden_model`, the datasets) when they run.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,24 @@ import argparse
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from m3vit.checkpoint import load_model
-from m3vit.cli.common import check_data_args, sample_count
 from m3vit.cli.outputs import staged_files
 from m3vit.configs import ModelConfig, TaskSpec
-from m3vit.data import build_dataset, first_images
 
 from . import report
 from .agreement import TaskAgreement
 from .backends import BACKENDS, BackendOptions
+from .backends.reference import ReferenceBackend
 from .errors import HostError
+from .golden import GoldenBatch, read_golden, write_golden
 from .images import find_images, read_image
 from .outputs import colourise, save_png
-from .runtime import STAGES, Runtime, open_runtime
+from .runtime import STAGES, Runtime, load_pack, open_runtime
 
 
 def _options(args: argparse.Namespace) -> BackendOptions:
@@ -96,74 +99,125 @@ def run_infer(args: argparse.Namespace) -> dict:
 
 
 # compare --------------------------------------------------------------------------------------------
-def _golden(args: argparse.Namespace, cfg: ModelConfig):
-    model, _ = load_model(args.checkpoint)
-    if model.cfg.replace(tasks=cfg.tasks) != cfg or not set(cfg.task_names) <= set(model.cfg.task_names):
-        raise HostError(f"golden checkpoint {args.checkpoint} holds model {model.cfg.name!r}, which is not the "
-                        f"model of pack {args.pack} ({cfg.name!r}): pass the checkpoint the pack was exported from")
-    return model.eval()
+def _reference_tokens(rt: Runtime) -> ReferenceBackend | None:
+    """The integer reference the token backends must match bit for bit (None: nothing to check)."""
+    if rt.backend.produces != "tokens" or rt.backend.name == "reference":
+        return None
+    ref = ReferenceBackend()
+    pack = rt.pack if rt.pack.iparams else load_pack(rt.manifest_path)  # a device runtime freed its integers
+    ref.load(pack, Path(rt.manifest_path))
+    return ref
 
 
-@torch.no_grad()
-def run_compare(args: argparse.Namespace) -> dict:
-    check_data_args(args)
-    with _open(args, args.backend) as rt:
-        cfg = rt.cfg
-        model = _golden(args, cfg)
-        tasks = _tasks(args, cfg)
-        dataset = build_dataset(args.data, args.split, cfg, args.data_root, sample_count(args, "val_samples"),
-                                seed=args.data_seed or 0)
-        agreements = {t.name: TaskAgreement(t, args.worst) for t in tasks}
-        qmodel = rt.pack.quantized_model() if rt.backend.produces == "tokens" and args.backend != "reference" \
-            else None
-        token_diff = token_total = frames = 0
-        totals: dict[str, float] = defaultdict(float)
-        bar = tqdm(total=len(dataset) * len(tasks), desc=f"compare ({args.backend})", disable=args.no_progress,
-                   unit="frame")
-        index = 0
-        for batch in DataLoader(dataset, batch_size=args.batch_size):
-            images = batch["image"].numpy()
-            for task in tasks:
-                golden = model(batch["image"], task.name)
-                result = rt.run(images, task.name)
-                agreements[task.name].update(index, images, golden, result.head, batch[task.name])
-                for k, v in result.timings.items():
-                    totals[k] += v
-                if qmodel is not None:
-                    want, _ = qmodel.tokens(images, task.name)
-                    token_diff += int((want != result.tokens).sum())
-                    token_total += want.size
-                frames += len(images)
-                bar.update(len(images))
-            index += len(images)
-        bar.close()
-        summary = {"backend": args.backend, "pack": str(args.pack), "checkpoint": str(args.checkpoint),
-                   "config": cfg.name, "mode": rt.pack.spec.mode.name, "data": args.data, "split": args.split,
-                   "images": len(dataset), "tasks": {n: a.summary() for n, a in agreements.items()},
-                   "timings_ms_per_frame": _ms_per_frame(totals, frames)}
-        if qmodel is not None:
-            summary["tokens_vs_integer_reference"] = {"differing_values": token_diff, "values": token_total}
-        with staged_files(args.out) as stage:
+def compare_runtime(args: argparse.Namespace, rt: Runtime, tasks: list[TaskSpec], batches: Iterable[GoldenBatch],
+                    images: int, provenance: dict) -> dict:
+    """Run ``rt`` on each golden batch; write the report (pictures where matplotlib is installed)."""
+    agreements = {t.name: TaskAgreement(t, args.worst) for t in tasks}
+    ref = _reference_tokens(rt)
+    token_diff = token_total = frames = 0
+    totals: dict[str, float] = defaultdict(float)
+    bar = tqdm(total=images * len(tasks), desc=f"compare ({args.backend})", disable=args.no_progress, unit="frame")
+    for batch in batches:
+        for task in tasks:
+            result = rt.run(batch.images, task.name)
+            agreements[task.name].update(batch.index, batch.images, batch.heads[task.name], result.head,
+                                         batch.targets[task.name])
+            for k, v in result.timings.items():
+                totals[k] += v
+            if ref is not None:
+                ref.set_task(rt.cfg.task_index(task.name))
+                want = ref.collect(ref.execute(ref.prepare(batch.images)))
+                token_diff += int((want != result.tokens).sum())
+                token_total += want.size
+            frames += len(batch.images)
+            bar.update(len(batch.images))
+    bar.close()
+    cfg = rt.cfg
+    summary = {"backend": args.backend, "pack": str(args.pack), **provenance, "config": cfg.name,
+               "mode": rt.pack.spec.mode.name, "images": images,
+               "tasks": {n: a.summary() for n, a in agreements.items()},
+               "timings_ms_per_frame": _ms_per_frame(totals, frames)}
+    if ref is not None:
+        summary["tokens_vs_integer_reference"] = {"differing_values": token_diff, "values": token_total}
+    with staged_files(args.out) as stage:
+        pictures: list[str] = []
+        if report.have_matplotlib():
             pictures = [report.plot_side_by_side(a, args.backend, stage / f"{n}_side_by_side.png").name
                         for n, a in agreements.items()]
             pictures.append(report.plot_error_histograms(agreements, args.backend, stage / "error_histograms.png")
                             .name)
             pictures.append(report.plot_metrics(summary, tasks, args.backend, stage / "metrics.png").name)
-            summary["files"] = [*pictures, "summary.json", "report.md"]
-            (stage / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-            (stage / "report.md").write_text(report.markdown(summary, tasks, pictures))
+        else:
+            summary["pictures"] = "not drawn: matplotlib is not installed (the numbers are all here)"
+        summary["files"] = [*pictures, "summary.json", "report.md"]
+        (stage / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        (stage / "report.md").write_text(report.markdown(summary, tasks, pictures))
     for task in tasks:
         entry = summary["tasks"][task.name]
         key = report.HEADLINE[task.kind]
         print(f"{task.name:>10}: {key} golden {entry['golden'][key]:.4g}, {args.backend} {entry['backend'][key]:.4g}; "
               f"{report.headline_agreement(task, entry['agreement'])}")
-    if qmodel is not None:
+    if ref is not None:
         print(f"tokens vs integer reference: {token_diff} of {token_total} values differ")
+    if "pictures" in summary:
+        print(f"pictures {summary['pictures']}")
     print(f"report: {Path(args.out) / 'report.md'}")
     return summary
 
 
+def run_compare(args: argparse.Namespace) -> dict:
+    """Against a golden file (``--golden``, the board) or the float model itself (``--checkpoint``, workstation)."""
+    if getattr(args, "golden", None):
+        with _open(args, args.backend) as rt:
+            golden = read_golden(args.golden, rt.pack)
+            tasks = _tasks(args, rt.cfg)
+            missing = [t.name for t in tasks if t.name not in golden.heads]
+            if missing:
+                raise HostError(f"golden file {args.golden} has no outputs for task(s) {missing} (it has "
+                                f"{sorted(golden.heads)}): pass --tasks or write it for every task")
+            provenance = {"golden": str(args.golden), **{k: golden.meta.get(k) for k in
+                          ("checkpoint", "checkpoint_sha256", "pack_payload_sha256", "data", "split")}}
+            return compare_runtime(args, rt, tasks, golden.batches(args.batch_size, tasks), len(golden), provenance)
+    try:
+        from .golden_model import dataset_for, golden_model, model_batches  # workstation: torch, the model, data
+    except ImportError as exc:
+        raise HostError(f"compare without --golden runs the float model, which needs the workstation package "
+                        f"({exc}): write a golden file there with `m3vit-run golden` and pass --golden") from exc
+
+    with _open(args, args.backend) as rt:
+        dataset = dataset_for(args, rt.cfg)  # the data options are checked before the checkpoint is read
+        model = golden_model(args.checkpoint, args.pack, rt.cfg)
+        tasks = _tasks(args, rt.cfg)
+        provenance = {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split}
+        return compare_runtime(args, rt, tasks, model_batches(model, dataset, tasks, args.batch_size), len(dataset),
+                               provenance)
+
+
+# golden ---------------------------------------------------------------------------------------------
+def run_golden(args: argparse.Namespace) -> dict:
+    """Write the float model's outputs on a dataset sample for ``compare --golden`` on the board."""
+    from .golden_model import build_golden  # workstation only
+
+    pack = load_pack(args.pack, args.config, args.mode)
+    golden = build_golden(args, pack, _tasks(args, pack.cfg))
+    path = write_golden(Path(args.out), golden)
+    print(f"golden outputs of {len(golden)} image(s) x {len(golden.heads)} task(s) "
+          f"(checkpoint sha256 {golden.meta['checkpoint_sha256'][:12]}..., pack payload sha256 "
+          f"{golden.meta['pack_payload_sha256'][:12]}...) → {path}")
+    return golden.meta
+
+
 # bench ----------------------------------------------------------------------------------------------
+def _bench_images(args: argparse.Namespace, rt: Runtime) -> np.ndarray:
+    """The golden file's images (the board), else synthetic scenes (workstation: the datasets need torch)."""
+    if getattr(args, "golden", None):
+        images = read_golden(args.golden, rt.pack).images
+        return np.concatenate([images] * -(-args.frames // len(images)))[: args.frames]
+    from m3vit.data import build_dataset, first_images
+
+    return first_images(build_dataset("synthetic", "val", rt.cfg, length=args.frames), args.frames)
+
+
 def run_bench(args: argparse.Namespace) -> dict:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
@@ -174,7 +228,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     for name in backends:
         with _open(args, name) as rt:
             if images is None:
-                images = first_images(build_dataset("synthetic", "val", rt.cfg, length=args.frames), args.frames)
+                images = _bench_images(args, rt)
             results[name] = {}
             for task in _tasks(args, rt.cfg):
                 rt.run(images[:1], task.name)  # warm-up: sessions, first DDR traffic

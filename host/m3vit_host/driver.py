@@ -39,11 +39,24 @@ class AcceleratorDriver:
 
     # Set-up ----------------------------------------------------------------------------------
     def _write_address(self, name: str, address: int) -> None:
+        address = int(address)  # PYNQ's MMIO.write takes a Python int only (not numpy integers)
         self.ip.write(REGS[name], address & 0xFFFF_FFFF)
         self.ip.write(REGS[name] + 4, (address >> 32) & 0xFFFF_FFFF)
 
+    def _allocate(self, name: str, shape: tuple[int, ...], dtype) -> Any:
+        """``allocate``, with one line naming the buffer when the contiguous-memory (CMA) pool cannot hold it."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        try:
+            return self.allocate(shape=shape, dtype=dtype)
+        except (RuntimeError, MemoryError, OSError) as exc:
+            held = sum(int(b.nbytes) for b in self.buffers.values())
+            self.close()
+            raise HostError(f"the accelerator's {name} buffer ({nbytes / 2**20:.1f} MiB, after {held / 2**20:.1f} MiB "
+                            f"of others) does not fit the board's contiguous memory ({exc}): lower --device-frames, "
+                            f"or enlarge the CMA pool (cma= on the kernel command line)") from exc
+
     def _bytes_buffer(self, name: str, data: bytes, minimum: int = 64) -> None:
-        buf = self.allocate(shape=(max(len(data), minimum),), dtype=np.uint8)
+        buf = self._allocate(name, (max(len(data), minimum),), np.uint8)
         buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
         buf.flush()
         self.buffers[name] = buf
@@ -54,16 +67,16 @@ class AcceleratorDriver:
         lay = self.layout
         self._bytes_buffer("weights", weights)
         self._bytes_buffer("program", program)
-        self.buffers["images"] = self.allocate(shape=(lay.frames, *lay.image_shape), dtype=lay.image_dtype)
-        self.buffers["tokens"] = self.allocate(shape=(lay.frames, *lay.token_shape), dtype=lay.token_dtype)
-        self.buffers["scratch"] = self.allocate(shape=(lay.scratch_bytes,), dtype=np.uint8)
+        self.buffers["images"] = self._allocate("images", (lay.frames, *lay.image_shape), lay.image_dtype)
+        self.buffers["tokens"] = self._allocate("tokens", (lay.frames, *lay.token_shape), lay.token_dtype)
+        self.buffers["scratch"] = self._allocate("scratch", (lay.scratch_bytes,), np.uint8)
         for arg in interface.ARGS:
             if arg.kind == "mem":  # an alias (a second weight port) gets its buffer's address
                 self._write_address(arg.name, int(self.buffers[arg.alias_of or arg.name].device_address))
 
     def set_task(self, index: int) -> None:
-        self.ip.write(REGS["task"], index)
-        self.task_index = index
+        self.ip.write(REGS["task"], int(index))
+        self.task_index = int(index)
 
     # One run ---------------------------------------------------------------------------------
     def run(self, images: np.ndarray) -> np.ndarray:
@@ -83,7 +96,7 @@ class AcceleratorDriver:
         n = len(frames)
         img[:n] = frames
         img.flush()
-        self.ip.write(REGS["num_frames"], n)
+        self.ip.write(REGS["num_frames"], int(n))
         ctrl = self.ip.read(interface.REG_CTRL)
         if not ctrl & interface.CTRL_AP_IDLE:
             raise DeviceBusy(f"the accelerator is not idle (control word {ctrl:#x}): a previous run never "

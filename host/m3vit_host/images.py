@@ -1,7 +1,8 @@
 """Pictures in: find image files, read them, check them, normalise them as the model's data does.
 
-Normalisation and resizing reuse :mod:`m3vit.data.transforms` (one definition for training,
-evaluation and the board). Sizes must match the model unless ``resize`` is asked for.
+Normalisation uses the datasets' statistics (``m3vit.configs.IMAGE_MEAN``/``IMAGE_STD``, which
+:mod:`m3vit.data.transforms` uses too) and resizing the heads' bilinear rule (:mod:`m3vit.heads_np`),
+both in numpy: the board's runtime has no PyTorch. Sizes must match the model unless ``resize`` is asked for.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from m3vit.configs import ModelConfig
-from m3vit.data.transforms import normalize_image, resize_image
+from m3vit.configs import IMAGE_MEAN, IMAGE_STD, ModelConfig
+from m3vit.heads_np import bilinear
 
 from .errors import HostError
 
@@ -57,15 +57,16 @@ def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray
         if not resize:
             raise HostError(f"image {path} is {array.shape[1]}x{array.shape[0]} (WxH); model {cfg.name!r} takes "
                             f"{want_w}x{want_h}: resize it or pass --resize")
-        scaled = resize_image(torch.from_numpy(array.copy()).permute(2, 0, 1).float(), cfg.img_size)
-        array = scaled.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        scaled = bilinear(array.transpose(2, 0, 1)[None].astype(np.float32), (want_h, want_w))[0]
+        array = np.clip(np.round(scaled), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     return array
 
 
 def normalise(pictures: np.ndarray) -> np.ndarray:
     """uint8 [B, H, W, 3] pictures → normalised float32 [B, 3, H, W] (the model's input)."""
-    return np.stack([normalize_image(torch.from_numpy(p).permute(2, 0, 1).float() / 255.0).numpy()
-                     for p in pictures])
+    mean = np.asarray(IMAGE_MEAN, dtype=np.float32)[:, None, None]
+    std = np.asarray(IMAGE_STD, dtype=np.float32)[:, None, None]
+    return np.stack([(p.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0) - mean) / std for p in pictures])
 
 
 def check_model_input(images: np.ndarray, cfg: ModelConfig) -> None:

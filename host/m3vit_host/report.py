@@ -1,22 +1,42 @@
-"""The compare report's pictures and Markdown: side-by-side cases, error histograms, metric bars."""
+"""The compare report's pictures and Markdown: side-by-side cases, error histograms, metric bars.
+
+Matplotlib is optional (the board's lean install has none): :func:`have_matplotlib` says whether
+the pictures can be drawn; the numbers (summary.json, report.md) never need it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from m3vit.configs import TaskSpec
-from m3vit.data.transforms import denormalize_image
-from m3vit.report import HEADLINE
+from m3vit.configs import IMAGE_MEAN, IMAGE_STD, TaskSpec
+from m3vit.metrics import HEADLINE
 
 from .agreement import TaskAgreement
 from .outputs import colourise, decode
+
+
+def have_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _denormalise(image: np.ndarray) -> np.ndarray:
+    """Normalised [3, H, W] → RGB [H, W, 3] in [0, 1] (inverse of the datasets' normalisation)."""
+    mean = np.asarray(IMAGE_MEAN, dtype=np.float32)[:, None, None]
+    std = np.asarray(IMAGE_STD, dtype=np.float32)[:, None, None]
+    return np.clip(np.asarray(image, dtype=np.float32) * std + mean, 0, 1).transpose(1, 2, 0)
 
 
 def _panel(ax, picture: np.ndarray | None, title: str) -> None:
@@ -29,6 +49,7 @@ def _panel(ax, picture: np.ndarray | None, title: str) -> None:
 
 def plot_side_by_side(agreement: TaskAgreement, backend: str, out: Path) -> Path:
     """Rows: the worst cases; columns: input, golden, backend, difference (shared colour scale per row)."""
+    plt = _pyplot()
     task: TaskSpec = agreement.task
     cases = agreement.worst_cases()
     fig, axes = plt.subplots(len(cases), 4, figsize=(10, 1.3 + 1.45 * len(cases)), squeeze=False)
@@ -38,11 +59,13 @@ def plot_side_by_side(agreement: TaskAgreement, backend: str, out: Path) -> Path
         value_range = None
         if task.kind == "regression":
             value_range = (float(min(golden.min(), other.min())), float(max(golden.max(), other.max())))
-        picture = denormalize_image(torch.from_numpy(np.asarray(case.image))).permute(1, 2, 0).numpy()
+        picture = _denormalise(case.image)
         _panel(axes[row, 0], picture, f"input #{case.index}")
         _panel(axes[row, 1], colourise(task, golden, value_range), "golden (PyTorch float)")
         _panel(axes[row, 2], colourise(task, other, value_range), backend)
         if value_range is not None:  # golden and backend share this scale
+            import matplotlib
+
             scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(*value_range), cmap="magma_r")
             fig.colorbar(scale, ax=axes[row, 2], fraction=0.046, pad=0.02)
         diff = axes[row, 3].imshow(case.error, cmap="Reds", vmin=0,
@@ -59,6 +82,7 @@ def plot_side_by_side(agreement: TaskAgreement, backend: str, out: Path) -> Path
 
 
 def plot_error_histograms(agreements: dict[str, TaskAgreement], backend: str, out: Path) -> Path:
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(agreements), figsize=(3.4 * len(agreements), 2.8), squeeze=False)
     for ax, (name, agr) in zip(axes[0], agreements.items(), strict=True):
         errors = agr.error_samples()
@@ -79,6 +103,7 @@ def plot_error_histograms(agreements: dict[str, TaskAgreement], backend: str, ou
 
 
 def plot_metrics(summary: dict, tasks: list[TaskSpec], backend: str, out: Path) -> Path:
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(tasks), figsize=(2.8 * len(tasks), 2.8), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         key = HEADLINE[task.kind]
@@ -126,6 +151,7 @@ def headline_agreement(task: TaskSpec, agreement: dict) -> str:
 
 def plot_bench(results: dict, out: Path) -> Path:
     """Stacked per-stage milliseconds per frame for each backend and task, frames/s on top."""
+    plt = _pyplot()
     labels, stacks = [], []
     for backend, per_task in results.items():
         for task, entry in per_task.items():

@@ -7,7 +7,8 @@
 
 Stages, each timed: *preprocess* (normalise pictures, quantize into the accelerator's input
 format), *accelerator* (the backend), *postprocess* (dequantize the tokens, the task head in
-float from the pack, decoding). The heads are the pack's own (``Pack.quantized_model()``).
+float from the pack, decoding). The heads are the pack's own float weights, run in numpy
+(:mod:`m3vit.heads_np`): the runtime imports no PyTorch, so it runs on the board's lean install.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from m3vit.configs import ModelConfig, get_config
+from m3vit.heads_np import numpy_heads
+from m3vit.metrics import as_numpy
 from m3vit.quant.pack import Pack, PackError, read_pack
 
 from .backends import Backend, BackendOptions, make_backend
@@ -32,7 +34,7 @@ STAGES = ("preprocess", "accelerator", "postprocess")
 @dataclass
 class RunResult:
     task: str
-    head: torch.Tensor  # the task head's float output [B, C, H, W]
+    head: np.ndarray  # the task head's float32 output [B, C, H, W]
     outputs: np.ndarray  # decoded (labels, depth, normals, probabilities)
     tokens: np.ndarray | None  # dequantized backbone tokens [B, N, D] (None for whole-model backends)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage for this batch
@@ -40,9 +42,11 @@ class RunResult:
 
 class Runtime:
     def __init__(self, backend: Backend, pack: Pack, manifest_path: Path):
-        self.backend, self.pack, self.cfg = backend, pack, pack.cfg
-        self.heads = pack.quantized_model().heads
+        self.backend, self.pack, self.cfg, self.manifest_path = backend, pack, pack.cfg, manifest_path
+        self.heads = numpy_heads(pack.cfg, pack.heads)
         backend.load(pack, manifest_path)
+        if not backend.keeps_integers:
+            pack.iparams = {}  # the accelerator has them; see Backend.keeps_integers
         self.task: str | None = None
         self.set_task(self.cfg.task_names[0])
 
@@ -56,13 +60,12 @@ class Runtime:
             self.backend.set_task(index)
             self.task = task
 
-    @torch.no_grad()
-    def run(self, images: np.ndarray | torch.Tensor, task: str | None = None) -> RunResult:
+    def run(self, images: np.ndarray, task: str | None = None) -> RunResult:
         if task is not None:
             self.set_task(task)
         spec = self.cfg.task(self.task)
         t0 = time.perf_counter()
-        images = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        images = as_numpy(images)  # a CPU torch tensor is taken too (without importing torch here)
         if images.ndim == 3:  # one image: a batch of one
             images = images[None]
         if images.dtype == np.uint8:
@@ -77,9 +80,9 @@ class Runtime:
         collected = self.backend.collect(raw)
         if self.backend.produces == "tokens":
             tokens = collected
-            head = self.heads[self.task](torch.from_numpy(tokens).float())
+            head = self.heads[self.task](tokens)
         else:
-            tokens, head = None, torch.from_numpy(np.asarray(collected, dtype=np.float32))
+            tokens, head = None, np.asarray(collected, dtype=np.float32)
         outputs = decode(spec, head)
         t3 = time.perf_counter()
         return RunResult(self.task, head, outputs, tokens,

@@ -27,7 +27,7 @@ def decode_payload(payload: bytes, manifest: dict) -> dict[str, np.ndarray]:
     for entry in manifest["tensors"]:
         if entry["name"].startswith("host."):
             continue  # the float heads stay on the host
-        iparams[entry["name"]] = logical_tensor(stored_tensor(payload, entry), entry)
+        iparams[entry["name"]] = logical_tensor(stored_tensor(payload, entry), entry, dtype=None)
     return iparams
 
 

@@ -17,6 +17,10 @@ RouterMode = Literal["multi_gate", "task_embedding"]
 HeadKind = Literal["light", "pup"]
 
 IGNORE_INDEX = 255  # label value for pixels without ground truth (semseg / parts)
+# Image normalisation of every dataset (ImageNet statistics, as M³ViT's DeiT backbones use); torch-free here so
+# the board's host runtime normalises pictures with the same numbers (m3vit.data.transforms uses them too).
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

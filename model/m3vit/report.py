@@ -23,8 +23,8 @@ from matplotlib.patches import Patch
 
 from .configs import IGNORE_INDEX, ModelConfig, TaskSpec
 from .data.transforms import denormalize_image
+from .metrics import HEADLINE  # defined once, torch-free, beside the meters
 
-HEADLINE = {"classification": "mIoU", "regression": "rmse", "normals": "mean_angle_deg", "binary": "F"}
 HIGHER_IS_BETTER = {"mIoU", "F"}
 LOSS_NAMES = {"classification": "cross-entropy", "regression": "L1 over valid pixels",
               "normals": "L1 of unit normals", "binary": "balanced BCE"}

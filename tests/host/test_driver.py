@@ -67,7 +67,7 @@ def test_register_map_accepts_dict_form_and_single_64_bit_registers():
 
 def test_addresses_are_programmed_low_and_high_words(assets):
     with open_runtime("simboard", assets.manifest) as rt:
-        ip = rt.backend.board.overlay.m3vit_accel_0
+        ip = rt.backend.board.overlay.m3vit_accel
         for arg in interface.ARGS:
             if arg.kind == "mem":
                 off = interface.register_map()[arg.name]
@@ -143,6 +143,7 @@ def test_pynq_backend_drives_a_pynq_shaped_module(assets, tmp_path, monkeypatch)
     fake.Overlay = lambda path: opened.append(path) or board.overlay
     fake.allocate = board.allocate
     monkeypatch.setitem(sys.modules, "pynq", fake)
+    monkeypatch.setattr("os.geteuid", lambda: 0, raising=False)  # PYNQ's overlays need root
     (tmp_path / "m3vit.bit").write_bytes(b"x")
     (tmp_path / "m3vit.hwh").write_text("<xml/>")
     with open_runtime("pynq", assets.manifest, options=BackendOptions(bitstream=tmp_path / "m3vit.bit")) as rt:
@@ -170,7 +171,7 @@ def test_csim_backend_runs_the_c_simulation_behind_the_board_registers(assets):
             result = rt.run(assets.images[:5], task)  # 4 frames per ap_start: two starts per task
             want, _ = assets.qmodel.tokens(assets.images[:5], task)
             assert np.array_equal(result.tokens, want), f"{task}: C-simulation tokens differ"
-        accelerator = rt.backend.board.overlay.m3vit_accel_0.accelerator
+        accelerator = rt.backend.board.overlay.m3vit_accel.accelerator
         assert accelerator.runs == 2 * len(assets.cfg.task_names)
         assert len(rt.backend.driver.buffers["program"]) == 4 * accelerator.program_words
 

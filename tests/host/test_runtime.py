@@ -29,9 +29,16 @@ def test_head_outputs_match_quantized_model(assets, backend):
     with open_runtime(backend, assets.manifest) as rt:
         for task in assets.cfg.tasks:
             result = rt.run(assets.images[:3], task.name)
-            want = assets.qmodel.predict(assets.images[:3], task.name)
-            torch.testing.assert_close(result.head, want, rtol=0, atol=0)
-            assert np.array_equal(result.outputs, decode(task, want))
+            want = assets.qmodel.predict(assets.images[:3], task.name).numpy()
+            # the board's numpy heads against the PyTorch heads: the same float32 operations in another order
+            scale = float(np.abs(want).max())
+            np.testing.assert_allclose(result.head, want, rtol=1e-4, atol=1e-5 * scale)
+            got, ref = result.outputs, decode(task, want)
+            if task.kind == "classification":  # labels may differ only where the top two logits nearly tie
+                top2 = np.sort(want, axis=1)[:, -2:]
+                assert np.all((got == ref) | (top2[:, 1] - top2[:, 0] < 1e-4 * scale))
+            else:
+                np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_decoded_outputs_have_task_shapes(assets):
@@ -70,7 +77,7 @@ def test_switching_task_is_one_register_write_without_reload(assets):
     from m3vit.hw.gen import interface
 
     with open_runtime("simboard", assets.manifest) as rt:
-        ip = rt.backend.board.overlay.m3vit_accel_0
+        ip = rt.backend.board.overlay.m3vit_accel
         weights_before = bytes(rt.backend.driver.buffers["weights"])
         writes = []
         original = ip.write
@@ -87,7 +94,7 @@ def test_batches_larger_than_the_device_batch_are_split(assets):
     options = BackendOptions(device_frames=4)
     with open_runtime("simboard", assets.manifest, options=options) as rt:
         result = rt.run(assets.images, "depth")  # 6 frames: ap_start twice
-        assert rt.backend.board.overlay.m3vit_accel_0.starts == 2
+        assert rt.backend.board.overlay.m3vit_accel.starts == 2
     want, _ = assets.qmodel.tokens(assets.images, "depth")
     assert np.array_equal(result.tokens, want)
 

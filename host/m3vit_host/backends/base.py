@@ -24,6 +24,10 @@ from ..layout import BufferLayout
 class Backend(ABC):
     name: str = "?"
     produces: Literal["tokens", "head"] = "tokens"
+    # Whether the host keeps the pack's integer tensors after load: only backends that compute with them on the
+    # host do (reference, onnx export); device backends hand the payload to the accelerator, so the runtime frees
+    # them (int64 copies of every weight: 140 MB for m3vit-tiny, too much beside the board's buffers).
+    keeps_integers: bool = False
 
     def __init__(self) -> None:
         self.pack: Pack | None = None

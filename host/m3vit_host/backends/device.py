@@ -6,34 +6,29 @@ Both use :class:`m3vit_host.driver.AcceleratorDriver`; they differ only in where
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from m3vit.hw.gen import interface
+from m3vit.hw.gen.program import build_program
 from m3vit.quant.pack import Pack
 
 from ..driver import AcceleratorDriver
 from ..errors import BackendUnavailable, HostError
+from ..hwh import IP_NAME
 from ..sim_accelerators import HangingAccelerator, ReferenceAccelerator
 from ..simboard import SimAccelerator, SimBoard
 from .base import Backend, read_payload
 
-DEFAULT_IP_NAME = f"{interface.TOP_FUNCTION}_0"
+DEFAULT_IP_NAME = IP_NAME  # the block design's cell (hls/scripts/build_bitstream.tcl)
 
 
 def layer_program(pack: Pack, frames: int) -> bytes:
-    """The layer program the accelerator's ``program`` port reads (little-endian u32 words).
-
-    Built by the HLS side's ``m3vit.hw.gen.program``; before that lands the program is empty (the
-    reference accelerator reads none).
-    """
-    try:
-        from m3vit.hw.gen.program import build_program
-    except ImportError:
-        return b""
+    """The layer program the accelerator's ``program`` port reads (little-endian u32 words,
+    ``m3vit.hw.gen.program``)."""
     words, _ = build_program(pack, frames=frames)
     return np.asarray(words, dtype="<u4").tobytes()
 
@@ -121,7 +116,14 @@ class PynqBackend(DeviceBackend):
             import pynq  # the board extra; never needed to import this module
         except ImportError as exc:
             raise BackendUnavailable("PYNQ is not installed: the pynq backend runs on the ZCU104's PYNQ image "
-                                     "(pip install .[board]); off the board use --backend simboard or reference") \
-                from exc
-        overlay = pynq.Overlay(str(bit))
+                                     "(pip install 'm3vit-host[board]' in PYNQ's venv, see host/README.md); off "
+                                     "the board use --backend simboard or reference") from exc
+        if hasattr(os, "geteuid") and os.geteuid() != 0:
+            raise BackendUnavailable("the pynq backend needs root (PYNQ loads the bitstream and maps the "
+                                     "accelerator's registers and DDR through /dev/mem): run it as root in PYNQ's "
+                                     "venv, e.g. sudo -E env PATH=\"$PATH\" m3vit-run ...")
+        try:
+            overlay = pynq.Overlay(str(bit))
+        except PermissionError as exc:
+            raise BackendUnavailable(f"PYNQ could not load {bit.name} ({exc}): run as root in PYNQ's venv") from exc
         return find_ip(overlay, self.ip_name), pynq.allocate, f"bitstream {bit.name}"

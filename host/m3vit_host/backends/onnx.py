@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from m3vit.checkpoint import load_model
-from m3vit.quant.onnx_export import export_fakequant_model
 from m3vit.quant.pack import Pack
 from m3vit.quant.params import dequantized_weights
 
@@ -28,6 +26,7 @@ def onnx_name(mode: str, task: str) -> str:
 
 class OnnxBackend(Backend):
     name = "onnx"
+    keeps_integers = True
     produces = "head"
 
     def __init__(self, onnx_dir: str | Path | None = None, checkpoint: str | Path | None = None,
@@ -53,6 +52,9 @@ class OnnxBackend(Backend):
                                      f"export it with m3vit.quant.onnx_export or pass --checkpoint")
         path = self.cache_dir / self.pack.manifest["payload_sha256"][:16] / name
         if not path.is_file():
+            from m3vit.checkpoint import load_model  # workstation only (torch, onnx): never on the board
+            from m3vit.quant.onnx_export import export_fakequant_model
+
             if self._model is None:
                 self._model, _ = load_model(self.checkpoint, expect=self.pack.cfg)
             tmp = path.with_name(path.stem + ".tmp.onnx")

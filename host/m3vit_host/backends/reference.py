@@ -32,6 +32,7 @@ def run_integer_backbone(iparams: dict[str, np.ndarray], pack_spec, cfg, frames:
 
 class ReferenceBackend(Backend):
     name = "reference"
+    keeps_integers = True
     device_frames = 16  # the numpy model batches freely; this only bounds memory per call
 
     def execute(self, prepared: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ def _rtlsim_module():
 
 class RtlSimBackend(Backend):
     name = "rtlsim"
+    keeps_integers = True  # its simulation builds the RTL top for the pack's integers
 
     def __init__(self, device_frames: int = 2) -> None:
         super().__init__()

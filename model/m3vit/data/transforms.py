@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from ..configs import IMAGE_MEAN as MEAN
+from ..configs import IMAGE_STD as STD
 
 
 def normalize_image(image: torch.Tensor) -> torch.Tensor:

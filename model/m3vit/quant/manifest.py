@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from torch import nn
 
 from ..configs import ModelConfig
-from ..heads import DenseHead
+from ..heads_np import head_param_shapes
 from .fixed import int_dtype
 from .params import int_param_formats, int_param_shapes, linear_inputs, row_shifts
 from .spec import QuantSpec, activation_points, linear_weight_names, weight_names, width
@@ -141,9 +140,8 @@ def expected_tensors(cfg: ModelConfig, spec: QuantSpec, where: str = "pack") -> 
         out[name] = {"shape": list(shape), "stored_shape": list(tiled_shape(shape) if tiled else shape),
                      "layout": "tiled16" if tiled else "plain", "dtype": int_dtype(fmt.bits).str,
                      "format": fmt.to_dict()}
-    heads = nn.ModuleDict({t.name: DenseHead(cfg, t) for t in cfg.tasks})
-    for key, value in heads.state_dict().items():
-        shape = list(value.shape)
+    for key, shape_tuple in head_param_shapes(cfg).items():
+        shape = list(shape_tuple)
         out[HEAD_PREFIX + key] = {"shape": shape, "stored_shape": shape, "layout": "plain",
                                   "dtype": np.dtype("<f4").str, "format": None}
     return out

@@ -28,12 +28,11 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..configs import ModelConfig
-from ..model import M3ViT
 from .fixed import int_dtype
 from .hwmanifest import hardware_section
 from .manifest import (
@@ -47,8 +46,10 @@ from .manifest import (
     is_tiled,
 )
 from .params import int_param_formats
-from .quantize import QuantizedModel
 from .spec import QuantSpec
+
+if TYPE_CHECKING:  # reading a pack needs no torch (the board's host runtime); writing one does
+    from .quantize import QuantizedModel
 
 MAGIC = b"M3VPACK\0"
 PACK_VERSION = 2  # 2: the manifest carries the hardware section (constants, tables, accumulator bounds)
@@ -87,12 +88,17 @@ class Pack:
     cfg: ModelConfig
     spec: QuantSpec
     iparams: dict[str, np.ndarray]
-    heads: dict[str, torch.Tensor]
+    heads: dict[str, np.ndarray]  # float32 head weights by state-dict key (run by m3vit.heads_np or torch)
     manifest: dict
 
     def quantized_model(self) -> QuantizedModel:
+        import torch
+
+        from ..model import M3ViT
+        from .quantize import QuantizedModel
+
         heads = M3ViT(self.cfg).heads  # built for its shapes; every weight is then loaded from the pack
-        heads.load_state_dict(self.heads, strict=True)
+        heads.load_state_dict({k: torch.from_numpy(v) for k, v in self.heads.items()}, strict=True)
         return QuantizedModel(self.cfg, self.spec, self.iparams, heads.eval(), self.manifest["hardware"])
 
 
@@ -148,9 +154,13 @@ def stored_tensor(payload: bytes, entry: dict) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def logical_tensor(stored: np.ndarray, entry: dict) -> np.ndarray:
-    """An integer tensor in its logical shape (untiled), as the integer reference uses it."""
-    return (untile16(stored, tuple(entry["shape"])) if entry["layout"] == "tiled16" else stored).astype(np.int64)
+def logical_tensor(stored: np.ndarray, entry: dict, dtype: type | None = np.int64) -> np.ndarray:
+    """An integer tensor in its logical shape (untiled), as the integer reference uses it.
+
+    ``dtype=None`` keeps the stored container (int8/int16/int32): the integer operations widen to int64
+    themselves, and the board's memory (2 GB shared with the accelerator) cannot spare 8 bytes a weight."""
+    value = untile16(stored, tuple(entry["shape"])) if entry["layout"] == "tiled16" else stored
+    return value if dtype is None else value.astype(dtype)
 
 
 def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = None,
@@ -225,7 +235,7 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
         if name.startswith("host.heads."):
             if not np.isfinite(arr).all():
                 raise PackError(f"tensor {name} holds non-finite values (NaN or Inf)")
-            heads[name[len("host.heads."):]] = torch.from_numpy(arr.astype(np.float32))
+            heads[name[len("host.heads."):]] = arr.astype(np.float32)
             continue
         value = logical_tensor(arr, entry)
         fmt = formats[name]

@@ -11,15 +11,17 @@ Folding (exact in real arithmetic, so the float twin equals the PyTorch model):
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ..model import M3ViT
 from .fixed import QFormat, format_for, quantize, quantize_rows
 from .hwconst import LN_NORM_FRAC
 from .opgraph import layer_ops
 from .spec import QuantSpec
+
+if TYPE_CHECKING:  # the model (torch) is needed only to fold a float model, never to read a pack
+    from ..model import M3ViT
 
 ROW_SHIFT_FORMAT = QFormat(8, 0)  # per-output-channel requantize shifts of per-row packs: int8 integers
 
@@ -27,6 +29,8 @@ LOG2E = 1.0 / math.log(2.0)
 
 
 def float_params(model: M3ViT) -> dict[str, np.ndarray]:
+    import torch
+
     cfg = model.cfg
     sd = {k: v.detach().double().numpy() for k, v in model.backbone.state_dict().items()}
     d = cfg.dim

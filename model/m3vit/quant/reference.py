@@ -16,7 +16,6 @@ import math
 from collections import defaultdict
 
 import numpy as np
-from scipy.special import erf
 
 from ..configs import ModelConfig
 from . import intops, opgraph
@@ -75,6 +74,8 @@ class FloatArith:
         return self._rec(name, (e / e.sum(-1, keepdims=True)) @ v)
 
     def gelu(self, name, x, in_name):
+        from scipy.special import erf  # the float twin only: the board's integer path needs no scipy
+
         return self._rec(name, 0.5 * x * (1.0 + erf(x / math.sqrt(2.0))))
 
     def add(self, name, x, x_name, y, y_name):
