@@ -10,9 +10,12 @@ exit 130).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
 import torch
@@ -33,6 +36,7 @@ USER_ERRORS = (KeyError, ValueError, OSError, DatasetError, CheckpointError, Pac
                TrainingError, OutputError)
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a process stopped by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def _message(exc: BaseException) -> str:
@@ -43,16 +47,44 @@ def _message(exc: BaseException) -> str:
     return str(exc)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a CI runner, a scheduler), raised where the program is, like Ctrl-C.
+
+    A KeyboardInterrupt subclass so that every clean-up written for Ctrl-C (staged output folders removed,
+    a training step saved) runs for SIGTERM too; Python's default for SIGTERM would skip them all."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (main thread only; elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_cli(prog: str, work: Callable[[], T]) -> T | None:
     """Run a tool's work; on a user error print ``prog: error: ...`` and return None.
 
-    Ctrl-C ends the tool with exit code 130 and one line (the work has already left its last
-    good state behind: outputs are only renamed into place when complete)."""
+    Ctrl-C ends the tool with exit code 130 and SIGTERM with 143, each with one line (the work has already
+    left its last good state behind: outputs are only renamed into place when complete)."""
     try:
-        return work()
+        with sigterm_as_interrupt():
+            return work()
     except USER_ERRORS as exc:
         print(f"{prog}: error: {_message(exc)}", file=sys.stderr)
         return None
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM); nothing half-written was kept", file=sys.stderr)
+        raise SystemExit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
@@ -111,6 +143,31 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def int_in(lo: int, hi: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type for an integer in [lo, hi]; ``why`` says what the upper bound protects."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}{why}, got {text}")
+        return value
+
+    return parse
+
+
+def float_in(lo: float, hi: float, why: str = "", *, open_low: bool = True) -> Callable[[str], float]:
+    """An argparse type for a finite number in (lo, hi] (or [lo, hi] with ``open_low=False``)."""
+
+    def parse(text: str) -> float:
+        value = _float(text)
+        if value > hi or value < lo or (open_low and value == lo):
+            side = "greater than" if open_low else "at least"
+            raise argparse.ArgumentTypeError(f"must be {side} {lo:g} and at most {hi:g}{why}, got {text}")
+        return value
+
+    return parse
 
 
 def positive_float(text: str) -> float:
