@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from m3vit.cli.common import add_data_args, run_cli
+from m3vit.cli.common import Parser, add_data_args, float_in, int_in, run_cli
 from m3vit.quant.spec import MODES
 
-from .backends import BACKENDS
+from .backends import BACKENDS, MAX_DEVICE_FRAMES, MAX_TIMEOUT_S
 from .commands import run_bench, run_compare, run_infer
 
 PROG = "m3vit-run"
+MAX_BATCH = 4096
+MAX_BENCH_FRAMES = 100_000
 
 
 def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
@@ -35,25 +37,30 @@ def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
     if backend_choice:
         g.add_argument("--backend", default="reference", choices=sorted(BACKENDS), help="what runs the accelerator")
     g.add_argument("--tasks", default="", help="comma-separated tasks to run; default: every task of the pack")
-    g.add_argument("--batch-size", type=int, default=4, help="frames per runtime call")
+    g.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=4, help="frames per runtime call")
     d = p.add_argument_group("device backends (pynq, simboard, csim)")
     d.add_argument("--bitstream", default=None, help="pynq: the .bit file (its .hwh beside it)")
     d.add_argument("--ip-name", default=None, help="pynq: the accelerator's IP name in the overlay "
                                                    "(default m3vit_accel_0)")
-    d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ap_done per device batch")
-    d.add_argument("--device-frames", type=int, default=4,
+    d.add_argument("--timeout", type=float_in(0, MAX_TIMEOUT_S), default=10.0,
+                   help="seconds to wait for ap_done per device batch")
+    d.add_argument("--device-frames", type=int_in(1, MAX_DEVICE_FRAMES, " (frame buffers are allocated at once)"),
+                   default=4,
                    help="frames per ap_start (each weight load is shared by this many frames)")
     d.add_argument("--accelerator", default="reference", choices=["reference", "hang"],
                    help="simboard: the accelerator behind the simulated registers ('hang' never finishes)")
     o = p.add_argument_group("onnx backend")
     o.add_argument("--onnx-dir", default=None, help="folder of <mode>_<task>.onnx files (make demo: build/demo/onnx)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="replace the results an existing --out folder holds (default: refuse to touch them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{infer,compare,bench}")
+    # Parser: an argument error is one line naming the option, like every other tool's (not 11 lines of usage)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{infer,compare,bench}", parser_class=Parser)
 
     infer = sub.add_parser("infer", formatter_class=fmt, help="images → per-task outputs (PNG and .npy)",
                            description="Run every task on image files or folders of images; write "
@@ -72,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the float golden model (an m3vit checkpoint of the pack's model)")
     add_data_args(cmp_, "--val-samples", "images of --split to compare", 32, old_flag="--num-samples")
     cmp_.add_argument("--split", default="val", help="dataset split")
-    cmp_.add_argument("--worst", type=int, default=4, help="worst cases shown per task")
+    cmp_.add_argument("--worst", type=int_in(1, 64), default=4, help="worst cases shown per task")
     cmp_.add_argument("--out", default="build/host/compare", help="report folder")
     _common(cmp_)
 
@@ -81,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "preprocess / accelerator / postprocess time per frame, per task; write "
                                        "bench.json and bench.png.")
     bench.add_argument("--backends", default="reference,simboard", help="comma-separated backends to time")
-    bench.add_argument("--frames", type=int, default=16, help="frames timed per backend and task")
+    bench.add_argument("--frames", type=int_in(1, MAX_BENCH_FRAMES), default=16,
+                       help="frames timed per backend and task")
     bench.add_argument("--checkpoint", default=None, help="onnx: float checkpoint to export the ONNX models from")
     bench.add_argument("--out", default="build/host/bench", help="output folder")
     _common(bench, backend_choice=False)

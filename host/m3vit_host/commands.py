@@ -13,11 +13,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from m3vit.checkpoint import load_model
+from m3vit.checkpoint import load_model, read_checkpoint
 from m3vit.cli.common import check_data_args, sample_count
-from m3vit.cli.outputs import staged_files
-from m3vit.configs import ModelConfig, TaskSpec
+from m3vit.cli.outputs import check_out_dir, refuse_existing, staged_dir
+from m3vit.configs import ModelConfig, TaskSpec, restrict_tasks
 from m3vit.data import build_dataset, first_images
+from m3vit.provenance import CHECKPOINT_SHA, PACK_SHA, require_same, sha256_file
 
 from . import report
 from .agreement import TaskAgreement
@@ -25,7 +26,7 @@ from .backends import BACKENDS, BackendOptions
 from .errors import HostError
 from .images import find_images, read_image
 from .outputs import colourise, save_png
-from .runtime import STAGES, Runtime, open_runtime
+from .runtime import STAGES, Runtime, config_difference, open_runtime
 
 
 def _options(args: argparse.Namespace) -> BackendOptions:
@@ -49,13 +50,51 @@ def _tasks(args: argparse.Namespace, cfg: ModelConfig) -> list[TaskSpec]:
     return [cfg.task(n) for n in names] if names else list(cfg.tasks)  # cfg.task: KeyError naming the tasks
 
 
+RESERVED = frozenset({"summary.json"})  # names infer writes beside the per-image folders
+
+
 def _unique_names(paths: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
+    """One output folder name per input path, never two alike: an image's stem, or ``<stem>_<k>`` with the first
+    k that is neither taken nor another input's own stem (so a/x.png, b/x.png, c/x_2.png give x, x_3, x_2)."""
+    stems = {p.stem for p in paths}
+    used: set[str] = set(RESERVED)
     names = []
     for p in paths:
-        seen[p.stem] = seen.get(p.stem, 0) + 1
-        names.append(p.stem if seen[p.stem] == 1 else f"{p.stem}_{seen[p.stem]}")
+        stem = p.stem.lstrip(".") or "image"  # a hidden name would look like a staging folder
+        name, k = stem, 1
+        while name in used or (name != p.stem and name in stems):
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        names.append(name)
     return names
+
+
+def _check_out(args: argparse.Namespace, inputs: list[Path] = ()) -> Path:
+    """--out is checked before any work: writable, not holding another run's results (unless --force), and not
+    a folder that holds the inputs (--force would replace them)."""
+    out = check_out_dir(args.out)
+    if not args.force:
+        refuse_existing(out)
+    where = out.resolve()
+    for path in inputs:
+        if where == path.resolve() or where in path.resolve().parents:
+            raise HostError(f"--out {out} holds the input {path}: write the results to another folder")
+    return out
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _provenance(rt: Runtime, checkpoint: str | None = None) -> dict:
+    """What a report was made from: the pack's payload hash, the checkpoint the pack records, the golden given."""
+    recorded = rt.pack.manifest.get("provenance", {})
+    out = {PACK_SHA: rt.pack.manifest["payload_sha256"], f"pack_{CHECKPOINT_SHA}": recorded.get(CHECKPOINT_SHA)}
+    if checkpoint is not None:
+        out[CHECKPOINT_SHA] = sha256_file(checkpoint)
+    out.update(getattr(rt.backend, "provenance", {}))
+    return out
 
 
 def _ms_per_frame(totals: dict[str, float], frames: int) -> dict[str, float]:
@@ -64,13 +103,14 @@ def _ms_per_frame(totals: dict[str, float], frames: int) -> dict[str, float]:
 
 # infer ----------------------------------------------------------------------------------------------
 def run_infer(args: argparse.Namespace) -> dict:
-    paths = find_images(args.inputs)
+    paths = list({p.resolve(): p for p in find_images(args.inputs)}.values())  # one output per file, named once
+    _check_out(args, [Path(i) for i in args.inputs])
     with _open(args, args.backend) as rt:
         tasks = _tasks(args, rt.cfg)
         pictures = [read_image(p, rt.cfg, args.resize) for p in paths]  # every input checked before any output
         names = _unique_names(paths)
         totals: dict[str, float] = defaultdict(float)
-        with staged_files(args.out) as stage:
+        with staged_dir(args.out) as stage:  # the folder is this run's whole result, or left as it was
             bar = tqdm(total=len(paths) * len(tasks), desc=f"infer ({args.backend})", disable=args.no_progress,
                        unit="frame")
             for start in range(0, len(pictures), args.batch_size):
@@ -89,29 +129,41 @@ def run_infer(args: argparse.Namespace) -> dict:
             summary = {"backend": args.backend, "pack": str(args.pack), "config": rt.cfg.name,
                        "mode": rt.pack.spec.mode.name, "tasks": [t.name for t in tasks],
                        "images": {n: str(p) for n, p in zip(names, paths, strict=True)},
-                       "timings_ms_per_frame": _ms_per_frame(totals, len(paths) * len(tasks))}
+                       "timings_ms_per_frame": _ms_per_frame(totals, len(paths) * len(tasks)),
+                       "provenance": _provenance(rt)}
+            summary["files"] = [*_files(stage), "summary.json"]  # exactly what the folder holds
             (stage / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{len(paths)} image(s) x {len(tasks)} task(s) → {args.out}/<image>/<task>.png|.npy")
     return summary
 
 
 # compare --------------------------------------------------------------------------------------------
-def _golden(args: argparse.Namespace, cfg: ModelConfig):
+def _golden(args: argparse.Namespace, cfg: ModelConfig, pack_manifest: dict):
+    # the golden model must be the checkpoint the pack was made from: another training's gives meaningless figures
+    require_same(pack_manifest.get("provenance", {}).get(CHECKPOINT_SHA), sha256_file(args.checkpoint),
+                 artefact=f"pack {args.pack}", source="checkpoint",
+                 fix="pass the checkpoint the pack was exported from (or re-export the pack from this one with "
+                     "m3vit-quantize)")
     model, _ = load_model(args.checkpoint)
     if model.cfg.replace(tasks=cfg.tasks) != cfg or not set(cfg.task_names) <= set(model.cfg.task_names):
-        raise HostError(f"golden checkpoint {args.checkpoint} holds model {model.cfg.name!r}, which is not the "
-                        f"model of pack {args.pack} ({cfg.name!r}): pass the checkpoint the pack was exported from")
+        raise HostError(f"golden checkpoint {args.checkpoint} holds model {model.cfg.name!r}, which differs from "
+                        f"the {cfg.name!r} of pack {args.pack} ({config_difference(model.cfg, cfg)}): pass the "
+                        f"checkpoint the pack was exported from")
     return model.eval()
 
 
 @torch.no_grad()
 def run_compare(args: argparse.Namespace) -> dict:
     check_data_args(args)
+    _check_out(args)
+    read_checkpoint(args.checkpoint)  # a missing or foreign checkpoint is reported before the backend opens
     with _open(args, args.backend) as rt:
         cfg = rt.cfg
-        model = _golden(args, cfg)
+        model = _golden(args, cfg, rt.pack.manifest)
         tasks = _tasks(args, cfg)
-        dataset = build_dataset(args.data, args.split, cfg, args.data_root, sample_count(args, "val_samples"),
+        # the dataset provides the tasks compared, not every task of the pack (Cityscapes has no normals)
+        dataset = build_dataset(args.data, args.split, restrict_tasks(cfg, [t.name for t in tasks]), args.data_root,
+                                sample_count(args, "val_samples"),
                                 seed=args.data_seed or 0)
         agreements = {t.name: TaskAgreement(t, args.worst) for t in tasks}
         qmodel = rt.pack.quantized_model() if rt.backend.produces == "tokens" and args.backend != "reference" \
@@ -140,10 +192,11 @@ def run_compare(args: argparse.Namespace) -> dict:
         summary = {"backend": args.backend, "pack": str(args.pack), "checkpoint": str(args.checkpoint),
                    "config": cfg.name, "mode": rt.pack.spec.mode.name, "data": args.data, "split": args.split,
                    "images": len(dataset), "tasks": {n: a.summary() for n, a in agreements.items()},
-                   "timings_ms_per_frame": _ms_per_frame(totals, frames)}
+                   "timings_ms_per_frame": _ms_per_frame(totals, frames),
+                   "provenance": _provenance(rt, args.checkpoint)}
         if qmodel is not None:
             summary["tokens_vs_integer_reference"] = {"differing_values": token_diff, "values": token_total}
-        with staged_files(args.out) as stage:
+        with staged_dir(args.out) as stage:
             pictures = [report.plot_side_by_side(a, args.backend, stage / f"{n}_side_by_side.png").name
                         for n, a in agreements.items()]
             pictures.append(report.plot_error_histograms(agreements, args.backend, stage / "error_histograms.png")
@@ -169,6 +222,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
         raise HostError(f"unknown backend(s) {unknown} in --backends; choose from {sorted(BACKENDS)}")
+    _check_out(args)
     results: dict[str, dict] = {}
     images = None
     for name in backends:
@@ -188,7 +242,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 results[name][task.name] = {"frames": len(images), "frames_per_s": len(images) / wall,
                                             "ms_per_frame": _ms_per_frame(totals, len(images))}
     summary = {"pack": str(args.pack), "batch_size": args.batch_size, "results": results}
-    with staged_files(args.out) as stage:
+    with staged_dir(args.out) as stage:
         report.plot_bench(results, stage / "bench.png")
         (stage / "bench.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{'backend':>10} {'task':>10} {'frames/s':>9} " + " ".join(f"{s + ' ms':>15}" for s in STAGES))

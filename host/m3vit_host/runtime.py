@@ -23,6 +23,7 @@ from m3vit.configs import ModelConfig, get_config
 from m3vit.quant.pack import Pack, PackError, read_pack
 
 from .backends import Backend, BackendOptions, make_backend
+from .errors import HostError
 from .images import check_model_input, normalise
 from .outputs import decode
 
@@ -67,7 +68,7 @@ class Runtime:
             images = images[None]
         if images.dtype == np.uint8:
             if images.ndim != 4 or images.shape[-1] != self.cfg.in_chans:
-                raise ValueError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")
+                raise HostError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")
             images = normalise(images)
         check_model_input(images, self.cfg)
         prepared = self.backend.prepare(images)
@@ -95,6 +96,16 @@ class Runtime:
         self.close()
 
 
+def config_difference(have: ModelConfig, want: ModelConfig) -> str:
+    """What tells two configs apart, for messages where both may carry the same name."""
+    a, b = have.to_dict(), want.to_dict()
+    fields = [k for k in b if k not in ("name", "tasks") and a.get(k) != b[k]]
+    parts = [f"{k} {a.get(k)} vs {b[k]}" for k in fields[:4]]
+    if not set(want.task_names) <= set(have.task_names):
+        parts.append(f"tasks {','.join(have.task_names)} vs {','.join(want.task_names)}")
+    return "; ".join(parts) or "same fields"
+
+
 def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mode: str | None = None) -> Pack:
     """``read_pack`` validated against the config and precision asked for (by name or object)."""
     manifest = Path(manifest)
@@ -105,8 +116,9 @@ def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mod
         # a named config may have been trained on fewer tasks: compare everything but the task list first
         pack = read_pack(manifest, expect_mode=mode)
         if pack.cfg.replace(tasks=expect.tasks) != expect or not set(pack.cfg.task_names) <= set(expect.task_names):
-            raise PackError(f"pack {manifest} holds model {pack.cfg.name!r}, not the {expect.name!r} asked for: "
-                            f"pass the pack exported for {expect.name!r} or drop --config")
+            raise PackError(f"pack {manifest} holds model {pack.cfg.name!r}, which differs from the "
+                            f"{expect.name!r} asked for ({config_difference(pack.cfg, expect)}): pass the pack "
+                            f"exported for {expect.name!r} or drop --config")
         return pack
     return read_pack(manifest, expect_mode=mode)
 

@@ -12,6 +12,7 @@ import sys
 from ..checkpoint import load_model
 from ..data import build_dataset
 from ..evaluation import dataset_statistics, evaluate
+from ..provenance import CHECKPOINT_SHA, sha256_file
 from .common import (
     add_data_args,
     add_progress_arg,
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> dict:
     stats = dataset_statistics(train_split, cfg.tasks, limit=args.baseline_samples)
     report = evaluate(model, cfg, val, stats, batch_size=args.batch_size, device=args.device,
                       progress=not args.no_progress)
-    report.update({"checkpoint": str(args.checkpoint), "config": cfg.name, "data": args.data, "split": args.split})
+    report.update({"checkpoint": str(args.checkpoint), "config": cfg.name, "data": args.data, "split": args.split,
+                   "provenance": {CHECKPOINT_SHA: sha256_file(args.checkpoint)}})
     if args.out:
         write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     return report

@@ -114,6 +114,7 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
 
     On any exception (Ctrl-C included) the staging folder is removed and ``path`` is untouched."""
     path = Path(path)
+    created = [p for p in path.parents if not p.exists()]  # removed again (if still empty) on failure
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     try:
@@ -128,6 +129,9 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        for folder in created:  # innermost first; only the empty folders this call made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
 
 

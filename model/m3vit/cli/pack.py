@@ -5,7 +5,8 @@
 Loads the manifest and its ``.m3vpack`` and validates every field (version, header, payload hash,
 config, tasks, formats, every tensor's shape, layout, dtype, format and bounds, and the hardware
 constants), then runs every task through the integer reference on two synthetic scenes (a pack whose
-formats overflow or whose outputs are NaN is refused). Prints one summary line and exits 0, or prints one line saying what is wrong and exits 2.
+formats overflow or whose outputs are NaN is refused). Prints one summary line and exits 0, or prints one
+line saying what is wrong and exits 2.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import sys
 
 from ..configs import CONFIGS, get_config
 from ..quant.pack import read_pack
-from ..quant.spec import MODES
 from ..quant.probe import probe
+from ..quant.spec import MODES
 from .common import Parser, run_cli
 
 
