@@ -58,7 +58,11 @@ def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray
                 raise HostError(f"image {path} has {len(bands)} channel(s) ({img.mode}); the model takes "
                                 f"{cfg.in_chans} (RGB): convert it to RGB first")
             array = np.asarray(img.convert("RGB") if img.mode != "RGB" else img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # PIL refuses to even open it: its header claims a huge size
+        raise HostError(f"image {path} claims over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header (a huge "
+                        f"picture or a decompression bomb); model {cfg.name!r} takes {want_w}x{want_h}: scale it "
+                        f"down first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, HostError):
             raise
         raise HostError(f"cannot read image {path} ({exc}): pass a PNG or JPEG file") from exc

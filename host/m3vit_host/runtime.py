@@ -126,6 +126,8 @@ def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mod
 def open_runtime(backend: str, pack: str | Path, config: str | ModelConfig | None = None, mode: str | None = None,
                  options: BackendOptions | None = None) -> Runtime:
     """Open ``backend``, load the pack at ``pack`` (its ``.json`` manifest or ``.m3vpack``) onto it."""
+    if str(pack).strip() == "":  # Path("") would be the current folder
+        raise PackError("no pack given (the path is empty): name a pack manifest, e.g. build/demo/pack/model.json")
     manifest = Path(pack).with_suffix(".json") if Path(pack).suffix == ".m3vpack" else Path(pack)
     loaded = load_pack(manifest, config, mode)
     return Runtime(make_backend(backend, options), loaded, manifest)

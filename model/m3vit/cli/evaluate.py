@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     check_data_args(args)
-    if args.out:
+    if args.out is not None:
         check_out_file(args.out)
     model, _ = load_model(args.checkpoint)
     cfg = model.cfg
