@@ -73,6 +73,7 @@ def _quiet_export() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*duplicated values in 'index'.*")
         warnings.filterwarnings("ignore", message=r".*Exporting aten::index operator.*")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
         yield
 
 
