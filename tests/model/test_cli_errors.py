@@ -125,7 +125,7 @@ CASES = [
     ("import", ["--to", "edge-moe", "--checkpoint", "{nan}", "--out", "{out}"], "holds NaN or Inf"),
     ("import", ["--from", "m3vit", "--src", "{good}"], "the following arguments are required: --out"),
     # quantize
-    ("quantize", ["--checkpoint", "{good}", "--val-samples", "0"], "--val-samples: must be between 1 and 1000000, got 0"),
+    ("quantize", ["--checkpoint", "{good}", "--val-samples", "0"], "--val-samples: must be between 1 and 1000000"),
     ("quantize", ["--checkpoint", "{good}", "--dump", "-2"], "--dump: must be between 0 and 4096, got -2"),
     ("quantize", ["--checkpoint", "{good}", "--calib-samples", "0"], "--calib-samples: must be between 1 and 4096"),
     ("quantize", ["--checkpoint", "{good}", "--qat-steps", "-1"], "--qat-steps: must be between 0 and 1000000, got -1"),
