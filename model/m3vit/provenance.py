@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # Keys under which the artefacts record their sources.
+SOURCE_SHA = "source_sha256"  # the weights a checkpoint was imported from (file, or folder of files)
+RESUMED_SHA = "resumed_from_sha256"  # the checkpoint a training run continued from
 CHECKPOINT_SHA = "checkpoint_sha256"  # the checkpoint file a pack / ONNX file / report was made from
 PACK_SHA = "pack_payload_sha256"  # the pack (its payload: every integer and head weight) an ONNX file / report used
 ONNX_PREFIX = "m3vit."  # ONNX metadata_props keys: m3vit.checkpoint_sha256, m3vit.pack_payload_sha256
@@ -37,6 +39,16 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """A file's sha256, or for a folder (Edge-MoE's weight files) the sha256 of its files' names and hashes."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(json.dumps([[str(p.relative_to(path)), sha256_file(p)] for p in files]).encode()) \
+        .hexdigest()
 
 
 def is_sha256(value: object) -> bool:
@@ -100,5 +112,20 @@ def build_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "m3vit"
 
 
-__all__ = ["CHECKPOINT_SHA", "ONNX_PREFIX", "PACK_SHA", "ProvenanceError", "build_root", "check_section",
-           "is_sha256", "key_of", "require_same", "section", "sha256_file", "short"]
+__all__ = [
+    "CHECKPOINT_SHA",
+    "ONNX_PREFIX",
+    "PACK_SHA",
+    "RESUMED_SHA",
+    "SOURCE_SHA",
+    "ProvenanceError",
+    "build_root",
+    "check_section",
+    "is_sha256",
+    "key_of",
+    "require_same",
+    "section",
+    "sha256_file",
+    "sha256_tree",
+    "short",
+]

@@ -21,7 +21,14 @@ from m3vit.cli.common import EXIT_TERMINATED, run_cli
 from m3vit.cli.outputs import staged_dir, write_text_atomic
 from m3vit.configs import get_config
 from m3vit.model import M3ViT
-from m3vit.provenance import CHECKPOINT_SHA, PACK_SHA, ProvenanceError, require_same, sha256_file
+from m3vit.provenance import (
+    CHECKPOINT_SHA,
+    PACK_SHA,
+    RESUMED_SHA,
+    ProvenanceError,
+    require_same,
+    sha256_file,
+)
 from m3vit.quant.onnx_export import export_float_model, recorded, stamp
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,9 +115,14 @@ def test_train_starts_over_in_an_existing_run_only_with_force(checkpoint, tmp_pa
     assert train.main(argv) == 2
     assert "already holds a training run" in capsys.readouterr().err
     assert sha256_file(out / "last.pt") == first
+    assert read_checkpoint(out / "last.pt")["provenance"] == {RESUMED_SHA: None}  # trained from scratch
     assert train.main([*argv, "--force", "--seed", "1"]) == 0
     assert sha256_file(out / "last.pt") != first
-    assert read_checkpoint(out / "last.pt")["format"] == "m3vit-checkpoint"
+    second = sha256_file(out / "last.pt")
+    resumed = ["--out", str(out), "--max-steps", "2", "--train-samples", "8", "--batch-size", "4", "--no-progress",
+               "--seed", "1", "--resume", str(out / "last.pt")]
+    assert train.main(resumed) == 0  # --resume continues the run in place
+    assert read_checkpoint(out / "last.pt")["provenance"] == {RESUMED_SHA: second}
 
 
 def test_onnx_export_is_quiet_and_stamped(checkpoint, tmp_path):

@@ -26,6 +26,7 @@ from ..import_weights import (
     load_edge_moe_dir,
     load_m3vit_official,
 )
+from ..provenance import SOURCE_SHA, sha256_tree
 from .common import add_model_args, make_parser, model_config_from_args, run_cli
 from .outputs import OutputError, check_out_dir, check_out_file, staged_dir
 
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> dict:
     loader = load_m3vit_official if args.source == "m3vit" else load_edge_moe_dir
     model, report = loader(args.src, cfg, source_tasks=source_tasks)
     save_checkpoint(out, model, imported_from={"layout": args.source, "path": str(args.src),
-                                               "source_tasks": report.source_tasks})
+                                               "source_tasks": report.source_tasks},
+                    provenance={SOURCE_SHA: sha256_tree(args.src)})
     return {"loaded": len(report.loaded), "tasks": list(cfg.task_names), "source_tasks": report.source_tasks,
             "not_provided": report.not_provided, "ignored_source_tensors": report.ignored, "out": str(out)}
 
