@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from m3vit.configs import ModelConfig, get_config
+from m3vit.quant.fixed import FixedPointOverflow
 from m3vit.quant.pack import Pack, PackError, read_pack
 
 from .backends import Backend, BackendOptions, make_backend
@@ -73,7 +74,11 @@ class Runtime:
         check_model_input(images, self.cfg)
         prepared = self.backend.prepare(images)
         t1 = time.perf_counter()
-        raw = self.backend.execute(prepared)
+        try:
+            raw = self.backend.execute(prepared)
+        except FixedPointOverflow as exc:  # the reference on a pack from a diverged model
+            raise HostError(f"the pack's integers overflow on this input ({exc}): verify it with `m3vit-pack "
+                            f"verify` and re-quantize the checkpoint (a diverged model?)") from None
         t2 = time.perf_counter()
         collected = self.backend.collect(raw)
         if self.backend.produces == "tokens":
@@ -81,6 +86,9 @@ class Runtime:
             head = self.heads[self.task](torch.from_numpy(tokens).float())
         else:
             tokens, head = None, torch.from_numpy(np.asarray(collected, dtype=np.float32))
+        if not bool(torch.isfinite(head).all()):  # never hand back (or write) all-NaN outputs as a result
+            raise HostError(f"task {self.task}: the outputs are not finite (NaN or Inf) on finite input: the pack "
+                            f"comes from a diverged model; check it with `m3vit-pack verify`")
         outputs = decode(spec, head)
         t3 = time.perf_counter()
         return RunResult(self.task, head, outputs, tokens,

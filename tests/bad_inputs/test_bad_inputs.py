@@ -78,6 +78,8 @@ CLI = [
     case("run", INFER.replace("{pack}", "{pack_renamed}"), "config is named 'm3vit-tiny'"),
     case("pack", "verify {pack_strversion}", "'pack_version' should be an integer, got str", absent=("reads",)),
     case("pack", "verify {pack_inf}", "task depth gives non-finite outputs", "diverged"),
+    case("run", INFER.replace("{pack}", "{pack_inf}") + " --backend simboard", "task depth: the outputs are not finite",
+         "m3vit-pack verify"),
     case("quantize", "--checkpoint {good} --qat-steps 3 --qat-lr 1e6 --qat-samples 16 --calib-samples 4 "
                      "--no-fidelity --out {out}", "diverged", "--qat-lr", slow=True),
     # checkpoints: the loader's own line, not PyTorch's advice

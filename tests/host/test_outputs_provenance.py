@@ -144,3 +144,17 @@ def test_sigterm_leaves_nothing_behind(assets, same_names, tmp_path):
     assert err.count("\n") == 1 and "terminated" in err, err
     assert not (tmp_path / "result").exists() or not any((tmp_path / "result").iterdir())
     shutil.rmtree(tmp_path / "result", ignore_errors=True)
+
+
+def test_an_overflowing_pack_is_a_host_error_not_a_traceback(assets, monkeypatch):
+    """A pack from a diverged model (written before quantize refused such packs) overflows in the reference."""
+    from m3vit.quant.fixed import FixedPointOverflow
+    from m3vit_host import HostError, open_runtime
+    from m3vit_host.backends.reference import ReferenceBackend
+
+    def overflow(self, prepared):
+        raise FixedPointOverflow("widening by 89 bits would overflow int64")
+
+    monkeypatch.setattr(ReferenceBackend, "execute", overflow)
+    with open_runtime("reference", assets.manifest) as rt, pytest.raises(HostError, match="integers overflow"):
+        rt.run(assets.images[:1], "depth")
