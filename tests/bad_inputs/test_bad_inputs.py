@@ -65,6 +65,7 @@ CLI = [
     case("train", "--out {run} --max-steps 1", "already holds a training run (last.pt, history.jsonl)",
          "--resume {run}/last.pt", "--force"),
     case("demo", "--out {held}", "--out {held} already holds results", "--force"),
+    case("quantize", "--checkpoint {good} --out {dir}/pack", "--out {dir}/pack already holds results", "--force"),
     case("evaluate", ["--checkpoint", "{good}", "--out", ""], "--out is empty"),
     # packs named wrongly
     case("run", INFER.replace("{pack}", "{empty}"), "pack {empty} is a folder", absent=("does not exist",)),

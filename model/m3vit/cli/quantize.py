@@ -39,7 +39,7 @@ from .common import (
     positive_float,
     run_cli,
 )
-from .outputs import check_out_dir, staged_dir
+from .outputs import check_out_dir, refuse_existing, staged_dir
 
 PROG = "m3vit-quantize"
 # What this tool writes under --out (accumulators.json: by earlier versions): a rerun may replace
@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the integer reference's value at every point for N validation images "
                         "(dumps/<task>/<point>.npy: test vectors for the HLS and RTL benches)")
     p.add_argument("--no-fidelity", action="store_true", help="skip the fidelity measurement (no fidelity.json)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the pack an existing --out holds (as a whole, once the new one is complete)")
     add_progress_arg(p)
     return p
 
@@ -101,6 +103,8 @@ def check_args(args: argparse.Namespace) -> None:
     default = "nearest" if args.qat_steps else None
     args.weight_rounding = resolve_weight_rounding(get_mode(args.mode), args.weight_rounding or default)
     check_out_dir(args.out, owned=OWNED)
+    if not args.force:  # another pack is never replaced silently (a report may name it)
+        refuse_existing(args.out)
 
 
 def run(args: argparse.Namespace) -> dict:
