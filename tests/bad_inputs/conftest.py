@@ -92,6 +92,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     _png_claiming(images / "big.png", 9000, 9000)
     np.save(root / "scenes.npy", scenes)
 
+    (root / "edge").mkdir()  # an earlier Edge-MoE export
+    (root / "edge" / "patch_embed_weight.float32.bin").write_bytes(b"\0" * 16)
     (root / "text.pt").write_text("not a checkpoint\n")
     (root / "empty").mkdir()
     os.mkfifo(root / "fifo")

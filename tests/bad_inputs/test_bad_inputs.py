@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m3vit.cli import demo, evaluate, pack, quantize, train
+from m3vit.cli import demo, evaluate, import_checkpoint, pack, quantize, train
 from m3vit_host import BackendOptions, HostError, open_runtime
 from m3vit_host import cli as run_cli
 
-TOOLS = {"run": run_cli, "pack": pack, "quantize": quantize, "train": train, "evaluate": evaluate, "demo": demo}
+TOOLS = {"run": run_cli, "pack": pack, "quantize": quantize, "train": train, "evaluate": evaluate, "demo": demo,
+         "import": import_checkpoint}
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ CLI = [
     case("demo", "--out {held}", "--out {held} already holds results", "--force"),
     case("quantize", "--checkpoint {good} --out {dir}/pack", "--out {dir}/pack already holds results", "--force"),
     case("evaluate", ["--checkpoint", "{good}", "--out", ""], "--out is empty"),
+    case("evaluate", "--checkpoint {good} --out {good}", "--out {good} already exists", "--force"),
+    case("import", "--to edge-moe --checkpoint {good} --out {dir}/edge", "--out {dir}/edge already holds results",
+         "--force"),
+    case("import", "--from m3vit --src {good} --out {other}", "--out {other} already exists", "--force"),
     # packs named wrongly
     case("run", INFER.replace("{pack}", "{empty}"), "pack {empty} is a folder", absent=("does not exist",)),
     case("run", INFER.replace("{pack}", "/dev/null"), "/dev/null is not a regular file", absent=("does not exist",)),

@@ -23,7 +23,7 @@ from .common import (
     run_cli,
     sample_count,
 )
-from .outputs import check_out_file, write_text_atomic
+from .outputs import check_out_file, refuse_existing_file, write_text_atomic
 
 PROG = "m3vit-evaluate"
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", help="also write the JSON report to this file (default: print only)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (default: refuse)")
     add_progress_arg(p)
     return p
 
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> dict:
     check_data_args(args)
     if args.out is not None:
         check_out_file(args.out)
+        if not args.force:
+            refuse_existing_file(args.out)
     model, _ = load_model(args.checkpoint)
     cfg = model.cfg
     model.to(args.device)

@@ -91,6 +91,13 @@ def refuse_existing(path: str | Path, flag: str = "--out", override: str = "--fo
                           f"replace them")
 
 
+def refuse_existing_file(path: str | Path, flag: str = "--out", override: str = "--force") -> None:
+    """An existing file at ``path`` is an earlier result: refuse to replace it unless ``override`` is given."""
+    path = Path(path)
+    if path.is_file():
+        raise OutputError(f"{flag} {path} already exists; choose a new file name, or pass {override} to replace it")
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary sibling and a rename."""
     path = Path(path)
