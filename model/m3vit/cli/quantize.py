@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "choice on the calibration images (same formats and hardware; NUMERICS.md §1, §7.1). "
                         "None: gptq where weights are 8-bit (w8a8, w8a16, w16a16e8: it cuts their token error), "
                         "nearest for w16a16 and after --qat-steps (the fine-tuned weights are trained for it)")
-    p.add_argument("--out", default="build/quant", help="output folder (replaced as a whole when done)")
+    p.add_argument("--out", default="build/quant",
+                   help="output folder (built whole, then renamed into place; an existing one only with --force)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
                    help="dataset: the embedded synthetic scenes, or a real one under --data-root")
     p.add_argument("--data-root", help="folder of a real dataset (layouts in m3vit/data/real.py); "
