@@ -41,7 +41,7 @@ $(STAMP): requirements.txt requirements-hls.txt pyproject.toml host/pyproject.to
 	touch $@
 
 demo: setup
-	$(PY) -m m3vit.cli.demo --out $(DEMO_OUT)
+	$(PY) -m m3vit.cli.demo --out $(DEMO_OUT) --force
 	@echo "[demo] accelerator C-simulation through the host runtime, every task, against the float golden model"
 	$(PY) -m m3vit_host.cli compare --backend csim --pack $(DEMO_OUT)/pack/model.json \
 	  --checkpoint $(DEMO_OUT)/train/last.pt --val-samples 256 --batch-size 16 --out $(DEMO_OUT)/host --no-progress

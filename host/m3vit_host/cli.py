@@ -21,11 +21,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from m3vit.cli.args import Parser, float_in, int_in, run_with
 from m3vit.cli.outputs import OutputError
+from m3vit.provenance import ProvenanceError
 from m3vit.quant.manifest import PackError
 from m3vit.quant.spec import MODES
 
-from .backends import BACKENDS
+from .backends import BACKENDS, MAX_DEVICE_FRAMES, MAX_TIMEOUT_S
 from .commands import run_bench, run_compare, run_golden, run_infer
 from .hwh import IP_NAME
 
@@ -39,17 +41,11 @@ except ImportError:  # the board's lean install
 
     def run_cli(prog: str, work: Callable[[], Any]) -> Any:
         """The lean install's wrapper: a user error is one line on stderr and exit code 2 (as on the workstation)."""
-        try:
-            return work()
-        except (KeyError, ValueError, OSError, PackError, OutputError) as exc:
-            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            print(f"{prog}: error: {text}", file=sys.stderr)
-            return None
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            raise SystemExit(130) from None
+        return run_with(prog, work, (KeyError, ValueError, OSError, PackError, OutputError, ProvenanceError))
 
 PROG = "m3vit-run"
+MAX_BATCH = 4096
+MAX_BENCH_FRAMES = 100_000
 
 
 def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
@@ -63,26 +59,31 @@ def _common(p: argparse.ArgumentParser, backend_choice: bool = True) -> None:
     if backend_choice:
         g.add_argument("--backend", default="reference", choices=sorted(BACKENDS), help="what runs the accelerator")
     g.add_argument("--tasks", default="", help="comma-separated tasks to run; default: every task of the pack")
-    g.add_argument("--batch-size", type=int, default=4, help="frames per runtime call")
+    g.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=4, help="frames per runtime call")
     d = p.add_argument_group("device backends (pynq, simboard, csim)")
     d.add_argument("--bitstream", default=None, help="pynq: the .bit file (its .hwh beside it)")
     d.add_argument("--ip-name", default=None, help=f"pynq: the accelerator's IP name in the overlay "
                                                    f"(default {IP_NAME}, the block design's cell)")
-    d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for ap_done per device batch")
-    d.add_argument("--device-frames", type=int, default=4,
+    d.add_argument("--timeout", type=float_in(0, MAX_TIMEOUT_S), default=10.0,
+                   help="seconds to wait for ap_done per device batch")
+    d.add_argument("--device-frames", type=int_in(1, MAX_DEVICE_FRAMES, " (frame buffers are allocated at once)"),
+                   default=4,
                    help="frames per ap_start (each weight load is shared by this many frames)")
     d.add_argument("--accelerator", default="reference", choices=["reference", "hang"],
                    help="simboard: the accelerator behind the simulated registers ('hang' never finishes)")
     o = p.add_argument_group("onnx backend")
     o.add_argument("--onnx-dir", default=None, help="folder of <mode>_<task>.onnx files (make demo: build/demo/onnx)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="replace the results an existing --out folder holds (default: refuse to touch them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Parser: an argument error is one line naming the option, like every other tool's (not 11 lines of usage)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = "{infer,compare,golden,bench}" if WORKSTATION else "{infer,compare,bench}"
-    sub = p.add_subparsers(dest="command", required=True, metavar=commands)
+    sub = p.add_subparsers(dest="command", required=True, metavar=commands, parser_class=Parser)
 
     infer = sub.add_parser("infer", formatter_class=fmt, help="images → per-task outputs (PNG and .npy)",
                            description="Run every task on image files or folders of images; write "
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--golden", default=None, help="golden outputs written by `m3vit-run golden` (the board: "
                                                      "no PyTorch needed); instead of --checkpoint and the dataset")
     _golden_source(cmp_, 32)
-    cmp_.add_argument("--worst", type=int, default=4, help="worst cases shown per task")
+    cmp_.add_argument("--worst", type=int_in(1, 64), default=4, help="worst cases shown per task")
     cmp_.add_argument("--out", default="build/host/compare", help="report folder")
     _common(cmp_)
 
@@ -110,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "preprocess / accelerator / postprocess time per frame, per task; write "
                                        "bench.json and bench.png.")
     bench.add_argument("--backends", default="reference,simboard", help="comma-separated backends to time")
-    bench.add_argument("--frames", type=int, default=16, help="frames timed per backend and task")
+    bench.add_argument("--frames", type=int_in(1, MAX_BENCH_FRAMES), default=16,
+                       help="frames timed per backend and task")
     bench.add_argument("--checkpoint", default=None, help="onnx: float checkpoint to export the ONNX models from")
     bench.add_argument("--golden", default=None, help="time the images of this golden file (the board); default: "
                                                       "synthetic scenes (workstation)")
@@ -127,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         gold.add_argument("--config", default=None, help="model config the pack must hold")
         gold.add_argument("--mode", default=None, choices=sorted(MODES), help="precision the pack must have")
         gold.add_argument("--tasks", default="", help="comma-separated tasks; default: every task of the pack")
-        gold.add_argument("--batch-size", type=int, default=4, help="images per model call")
+        gold.add_argument("--batch-size", type=int_in(1, MAX_BATCH), default=4, help="images per model call")
         gold.add_argument("--out", default="build/host/golden.npz", help="golden file to write")
+        gold.add_argument("--force", action="store_true", help="replace an existing golden file at --out")
         _golden_source(gold, 8)
     return p
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from m3vit.cli.outputs import staged_files
+from m3vit.cli.outputs import check_out_dir, check_out_file, refuse_existing, refuse_existing_file, staged_dir
 from m3vit.configs import ModelConfig, TaskSpec
+from m3vit.provenance import CHECKPOINT_SHA, PACK_SHA, require_same, sha256_file
 
 from . import report
 from .agreement import TaskAgreement
@@ -52,13 +53,51 @@ def _tasks(args: argparse.Namespace, cfg: ModelConfig) -> list[TaskSpec]:
     return [cfg.task(n) for n in names] if names else list(cfg.tasks)  # cfg.task: KeyError naming the tasks
 
 
+RESERVED = frozenset({"summary.json"})  # names infer writes beside the per-image folders
+
+
 def _unique_names(paths: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
+    """One output folder name per input path, never two alike: an image's stem, or ``<stem>_<k>`` with the first
+    k that is neither taken nor another input's own stem (so a/x.png, b/x.png, c/x_2.png give x, x_3, x_2)."""
+    stems = {p.stem for p in paths}
+    used: set[str] = set(RESERVED)
     names = []
     for p in paths:
-        seen[p.stem] = seen.get(p.stem, 0) + 1
-        names.append(p.stem if seen[p.stem] == 1 else f"{p.stem}_{seen[p.stem]}")
+        stem = p.stem.lstrip(".") or "image"  # a hidden name would look like a staging folder
+        name, k = stem, 1
+        while name in used or (name != p.stem and name in stems):
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        names.append(name)
     return names
+
+
+def _check_out(args: argparse.Namespace, inputs: list[Path] = ()) -> Path:
+    """--out is checked before any work: writable, not holding another run's results (unless --force), and not
+    a folder that holds the inputs (--force would replace them)."""
+    out = check_out_dir(args.out)
+    if not args.force:
+        refuse_existing(out)
+    where = out.resolve()
+    for path in inputs:
+        if where == path.resolve() or where in path.resolve().parents:
+            raise HostError(f"--out {out} holds the input {path}: write the results to another folder")
+    return out
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _provenance(rt: Runtime, checkpoint: str | None = None) -> dict:
+    """What a report was made from: the pack's payload hash, the checkpoint the pack records, the golden given."""
+    recorded = rt.pack.manifest.get("provenance", {})
+    out = {PACK_SHA: rt.pack.manifest["payload_sha256"], f"pack_{CHECKPOINT_SHA}": recorded.get(CHECKPOINT_SHA)}
+    if checkpoint is not None:
+        out[CHECKPOINT_SHA] = sha256_file(checkpoint)
+    out.update(getattr(rt.backend, "provenance", {}))
+    return out
 
 
 def _ms_per_frame(totals: dict[str, float], frames: int) -> dict[str, float]:
@@ -67,13 +106,14 @@ def _ms_per_frame(totals: dict[str, float], frames: int) -> dict[str, float]:
 
 # infer ----------------------------------------------------------------------------------------------
 def run_infer(args: argparse.Namespace) -> dict:
-    paths = find_images(args.inputs)
+    paths = list({p.resolve(): p for p in find_images(args.inputs)}.values())  # one output per file, named once
+    _check_out(args, [Path(i) for i in args.inputs])
     with _open(args, args.backend) as rt:
         tasks = _tasks(args, rt.cfg)
         pictures = [read_image(p, rt.cfg, args.resize) for p in paths]  # every input checked before any output
         names = _unique_names(paths)
         totals: dict[str, float] = defaultdict(float)
-        with staged_files(args.out) as stage:
+        with staged_dir(args.out) as stage:  # the folder is this run's whole result, or left as it was
             bar = tqdm(total=len(paths) * len(tasks), desc=f"infer ({args.backend})", disable=args.no_progress,
                        unit="frame")
             for start in range(0, len(pictures), args.batch_size):
@@ -92,13 +132,24 @@ def run_infer(args: argparse.Namespace) -> dict:
             summary = {"backend": args.backend, "pack": str(args.pack), "config": rt.cfg.name,
                        "mode": rt.pack.spec.mode.name, "tasks": [t.name for t in tasks],
                        "images": {n: str(p) for n, p in zip(names, paths, strict=True)},
-                       "timings_ms_per_frame": _ms_per_frame(totals, len(paths) * len(tasks))}
+                       "timings_ms_per_frame": _ms_per_frame(totals, len(paths) * len(tasks)),
+                       "provenance": _provenance(rt)}
+            summary["files"] = [*_files(stage), "summary.json"]  # exactly what the folder holds
             (stage / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{len(paths)} image(s) x {len(tasks)} task(s) → {args.out}/<image>/<task>.png|.npy")
     return summary
 
 
 # compare --------------------------------------------------------------------------------------------
+def _require_checkpoint(manifest: dict, pack: str | Path, checkpoint: str | Path) -> None:
+    """The golden model must be the checkpoint the pack was made from: another training's gives meaningless
+    figures (one line naming both hashes otherwise)."""
+    require_same(manifest.get("provenance", {}).get(CHECKPOINT_SHA), sha256_file(checkpoint),
+                 artefact=f"pack {pack}", source="checkpoint",
+                 fix="pass the checkpoint the pack was exported from (or re-export the pack from this one with "
+                     "m3vit-quantize)")
+
+
 def _reference_tokens(rt: Runtime) -> ReferenceBackend | None:
     """The integer reference the token backends must match bit for bit (None: nothing to check)."""
     if rt.backend.produces != "tokens" or rt.backend.name == "reference":
@@ -136,10 +187,13 @@ def compare_runtime(args: argparse.Namespace, rt: Runtime, tasks: list[TaskSpec]
     summary = {"backend": args.backend, "pack": str(args.pack), **provenance, "config": cfg.name,
                "mode": rt.pack.spec.mode.name, "images": images,
                "tasks": {n: a.summary() for n, a in agreements.items()},
-               "timings_ms_per_frame": _ms_per_frame(totals, frames)}
+               "timings_ms_per_frame": _ms_per_frame(totals, frames),
+               "provenance": {**_provenance(rt, getattr(args, "checkpoint", None) if not args.golden else None),
+                              **({"golden_pack_payload_sha256": provenance.get("pack_payload_sha256")}
+                                 if args.golden else {})}}
     if ref is not None:
         summary["tokens_vs_integer_reference"] = {"differing_values": token_diff, "values": token_total}
-    with staged_files(args.out) as stage:
+    with staged_dir(args.out) as stage:  # the folder is this run's whole result, or left as it was
         pictures: list[str] = []
         if report.have_matplotlib():
             pictures = [report.plot_side_by_side(a, args.backend, stage / f"{n}_side_by_side.png").name
@@ -167,6 +221,7 @@ def compare_runtime(args: argparse.Namespace, rt: Runtime, tasks: list[TaskSpec]
 
 def run_compare(args: argparse.Namespace) -> dict:
     """Against a golden file (``--golden``, the board) or the float model itself (``--checkpoint``, workstation)."""
+    _check_out(args)
     if getattr(args, "golden", None):
         with _open(args, args.backend) as rt:
             golden = read_golden(args.golden, rt.pack)
@@ -185,9 +240,10 @@ def run_compare(args: argparse.Namespace) -> dict:
                         f"({exc}): write a golden file there with `m3vit-run golden` and pass --golden") from exc
 
     with _open(args, args.backend) as rt:
-        dataset = dataset_for(args, rt.cfg)  # the data options are checked before the checkpoint is read
-        model = golden_model(args.checkpoint, args.pack, rt.cfg)
         tasks = _tasks(args, rt.cfg)
+        dataset = dataset_for(args, rt.cfg, tasks)  # the data options are checked before the checkpoint is read
+        _require_checkpoint(rt.pack.manifest, args.pack, args.checkpoint)
+        model = golden_model(args.checkpoint, args.pack, rt.cfg)
         provenance = {"checkpoint": str(args.checkpoint), "data": args.data, "split": args.split}
         return compare_runtime(args, rt, tasks, model_batches(model, dataset, tasks, args.batch_size), len(dataset),
                                provenance)
@@ -199,6 +255,10 @@ def run_golden(args: argparse.Namespace) -> dict:
     from .golden_model import build_golden  # workstation only
 
     pack = load_pack(args.pack, args.config, args.mode)
+    check_out_file(args.out)
+    if not args.force:
+        refuse_existing_file(args.out)
+    _require_checkpoint(pack.manifest, args.pack, args.checkpoint)
     golden = build_golden(args, pack, _tasks(args, pack.cfg))
     path = write_golden(Path(args.out), golden)
     print(f"golden outputs of {len(golden)} image(s) x {len(golden.heads)} task(s) "
@@ -223,6 +283,7 @@ def run_bench(args: argparse.Namespace) -> dict:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
         raise HostError(f"unknown backend(s) {unknown} in --backends; choose from {sorted(BACKENDS)}")
+    _check_out(args)
     results: dict[str, dict] = {}
     images = None
     for name in backends:
@@ -242,7 +303,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 results[name][task.name] = {"frames": len(images), "frames_per_s": len(images) / wall,
                                             "ms_per_frame": _ms_per_frame(totals, len(images))}
     summary = {"pack": str(args.pack), "batch_size": args.batch_size, "results": results}
-    with staged_files(args.out) as stage:
+    with staged_dir(args.out) as stage:
         report.plot_bench(results, stage / "bench.png")
         (stage / "bench.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{'backend':>10} {'task':>10} {'frames/s':>9} " + " ".join(f"{s + ' ms':>15}" for s in STAGES))

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 
 from m3vit.checkpoint import load_model
 from m3vit.cli.common import check_data_args, sample_count
-from m3vit.configs import ModelConfig, TaskSpec
+from m3vit.configs import ModelConfig, TaskSpec, restrict_tasks
 from m3vit.data import build_dataset
-from m3vit.provenance import file_sha256
+from m3vit.provenance import sha256_file
 from m3vit.quant.pack import Pack
 
 from .errors import HostError
@@ -33,8 +33,11 @@ def golden_model(checkpoint: str | Path, pack_path: str | Path, cfg: ModelConfig
     return model.eval()
 
 
-def dataset_for(args: argparse.Namespace, cfg: ModelConfig):
+def dataset_for(args: argparse.Namespace, cfg: ModelConfig, tasks: list[TaskSpec] | None = None):
+    """The dataset sample ``args`` names, providing the tasks compared (Cityscapes has no normals)."""
     check_data_args(args)
+    if tasks is not None:
+        cfg = restrict_tasks(cfg, [t.name for t in tasks])
     return build_dataset(args.data, args.split, cfg, args.data_root, sample_count(args, "val_samples"),
                          seed=args.data_seed or 0)
 
@@ -51,10 +54,10 @@ def model_batches(model: torch.nn.Module, dataset, tasks: list[TaskSpec], batch_
 
 def build_golden(args: argparse.Namespace, pack: Pack, tasks: list[TaskSpec]) -> GoldenSet:
     """The float model's outputs on the dataset sample ``args`` names, with the provenance hashes."""
-    dataset = dataset_for(args, pack.cfg)
+    dataset = dataset_for(args, pack.cfg, tasks)
     model = golden_model(args.checkpoint, args.pack, pack.cfg)
     parts = list(model_batches(model, dataset, tasks, args.batch_size))
-    meta = golden_meta(pack.cfg.replace(tasks=tuple(tasks)), pack, file_sha256(args.checkpoint),
+    meta = golden_meta(pack.cfg.replace(tasks=tuple(tasks)), pack, sha256_file(args.checkpoint),
                        {"checkpoint": str(args.checkpoint), "pack": str(args.pack), "data": args.data,
                         "split": args.split, "data_seed": args.data_seed or 0, "samples": len(dataset)})
     return GoldenSet(meta, np.concatenate([b.images for b in parts]),

@@ -18,6 +18,7 @@ from m3vit.heads_np import bilinear
 
 from .errors import HostError
 
+MAX_RESIZE_PIXELS = 64_000_000  # a 8000x8000 photo; PIL's own bomb limit is near 179 M
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 
@@ -38,8 +39,17 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
 
 def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray:
     """An RGB picture as uint8 [H, W, 3] at the model's size."""
+    want_h, want_w = cfg.img_size
     try:
         with Image.open(path) as img:
+            # the header's size is checked before any pixel is decoded: a 20000x20000 header must not allocate
+            w, h = img.size
+            if (h, w) != (want_h, want_w) and not resize:
+                raise HostError(f"image {path} is {w}x{h} (WxH); model {cfg.name!r} takes {want_w}x{want_h}: "
+                                f"resize it or pass --resize")
+            if w * h > MAX_RESIZE_PIXELS:
+                raise HostError(f"image {path} is {w}x{h}, over {MAX_RESIZE_PIXELS:,} pixels to resize: scale it "
+                                f"down to {want_w}x{want_h} first")
             img.load()
             if img.mode == "P":  # palette pictures hold colours: expand them
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
@@ -48,11 +58,14 @@ def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray
                 raise HostError(f"image {path} has {len(bands)} channel(s) ({img.mode}); the model takes "
                                 f"{cfg.in_chans} (RGB): convert it to RGB first")
             array = np.asarray(img.convert("RGB") if img.mode != "RGB" else img, dtype=np.uint8)
+    except Image.DecompressionBombError:  # PIL refuses to even open it: its header claims a huge size
+        raise HostError(f"image {path} claims over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header (a huge "
+                        f"picture or a decompression bomb); model {cfg.name!r} takes {want_w}x{want_h}: scale it "
+                        f"down first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, HostError):
             raise
         raise HostError(f"cannot read image {path} ({exc}): pass a PNG or JPEG file") from exc
-    want_h, want_w = cfg.img_size
     if array.shape[:2] != (want_h, want_w):
         if not resize:
             raise HostError(f"image {path} is {array.shape[1]}x{array.shape[0]} (WxH); model {cfg.name!r} takes "
@@ -69,7 +82,33 @@ def normalise(pictures: np.ndarray) -> np.ndarray:
     return np.stack([(p.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0) - mean) / std for p in pictures])
 
 
+# Normalised pictures lie within the normalisation of 0 .. 1 per channel (about -2.12 .. 2.64); a margin keeps
+# resampled or augmented images in, while 0..255 floats or garbage are refused instead of being clipped silently by
+# the input format.
+INPUT_MARGIN = 0.5
+_LOW = (0.0 - np.asarray(IMAGE_MEAN)) / np.asarray(IMAGE_STD) - INPUT_MARGIN
+_HIGH = (1.0 - np.asarray(IMAGE_MEAN)) / np.asarray(IMAGE_STD) + INPUT_MARGIN
+
+
+def check_values(images: np.ndarray) -> None:
+    """Numbers checked at the door: real, finite, within the normalised range (NaN would run to all-NaN outputs)."""
+    if np.iscomplexobj(images):
+        raise HostError("images are complex numbers: pass real normalised floats [B, 3, H, W] or uint8 pictures")
+    if images.dtype.kind not in "fiu":
+        raise HostError(f"images have dtype {images.dtype}: pass normalised floats [B, 3, H, W] or uint8 pictures")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        bad = int((~np.isfinite(images)).sum())
+        raise HostError(f"images hold {bad} NaN or infinite value(s): pass finite normalised floats")
+    if images.ndim == 4 and images.shape[1] == len(_LOW) and images.size:
+        lo, hi = images.min(axis=(0, 2, 3)), images.max(axis=(0, 2, 3))
+        if (lo < _LOW).any() or (hi > _HIGH).any():
+            raise HostError(f"images span [{float(lo.min()):.4g}, {float(hi.max()):.4g}], outside the normalised "
+                            f"range [{float(_LOW.min()):.3g}, {float(_HIGH.max()):.3g}]: normalise them "
+                            f"(m3vit.data.transforms.normalize_image of [0, 1] values) or pass uint8 pictures")
+
+
 def check_model_input(images: np.ndarray, cfg: ModelConfig) -> None:
+    check_values(images)
     want = (cfg.in_chans, *cfg.img_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != want:
         raise HostError(f"model {cfg.name!r} takes images shaped [B, {want[0]}, {want[1]}, {want[2]}], got "

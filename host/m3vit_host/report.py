@@ -124,7 +124,7 @@ def plot_metrics(summary: dict, tasks: list[TaskSpec], backend: str, out: Path) 
 def markdown(summary: dict, tasks: list[TaskSpec], pictures: list[str]) -> str:
     lines = [f"# {summary['backend']} against the golden model ({summary['config']}, {summary['mode']})", "",
              f"{summary['images']} {summary['data']} images; pack `{summary['pack']}`; "
-             f"golden `{summary['checkpoint']}`.",
+             f"golden `{summary['checkpoint']}`.", *_provenance_line(summary.get("provenance")),
              "", "| task | metric | golden | backend | agreement |", "|---|---|---|---|---|"]
     for task in tasks:
         key = HEADLINE[task.kind]
@@ -139,6 +139,15 @@ def markdown(summary: dict, tasks: list[TaskSpec], pictures: list[str]) -> str:
     lines += ["", "Per frame: " + ", ".join(f"{k} {v:.2f} ms" for k, v in timing.items()), ""]
     lines += [f"![{Path(p).stem}]({p})" for p in pictures]
     return "\n".join(lines) + "\n"
+
+
+def _provenance_line(prov: dict | None) -> list[str]:
+    """Which artefacts, by sha256, the figures come from (checked to belong together before the run)."""
+    if not prov:
+        return []
+    pack, golden = prov.get("pack_payload_sha256"), prov.get("checkpoint_sha256")
+    return ["", f"Pack payload sha256 `{(pack or '')[:12]}`, made from checkpoint sha256 `{(golden or '')[:12]}` "
+                f"(checked: the golden model is that checkpoint)."]
 
 
 def headline_agreement(task: TaskSpec, agreement: dict) -> str:

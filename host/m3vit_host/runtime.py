@@ -22,9 +22,11 @@ import numpy as np
 from m3vit.configs import ModelConfig, get_config
 from m3vit.heads_np import numpy_heads
 from m3vit.metrics import as_numpy
+from m3vit.quant.fixed import FixedPointOverflow
 from m3vit.quant.pack import Pack, PackError, read_pack
 
 from .backends import Backend, BackendOptions, make_backend
+from .errors import HostError
 from .images import check_model_input, normalise
 from .outputs import decode
 
@@ -70,12 +72,16 @@ class Runtime:
             images = images[None]
         if images.dtype == np.uint8:
             if images.ndim != 4 or images.shape[-1] != self.cfg.in_chans:
-                raise ValueError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")
+                raise HostError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")
             images = normalise(images)
         check_model_input(images, self.cfg)
         prepared = self.backend.prepare(images)
         t1 = time.perf_counter()
-        raw = self.backend.execute(prepared)
+        try:
+            raw = self.backend.execute(prepared)
+        except FixedPointOverflow as exc:  # the reference on a pack from a diverged model
+            raise HostError(f"the pack's integers overflow on this input ({exc}): verify it with `m3vit-pack "
+                            f"verify` and re-quantize the checkpoint (a diverged model?)") from None
         t2 = time.perf_counter()
         collected = self.backend.collect(raw)
         if self.backend.produces == "tokens":
@@ -83,6 +89,9 @@ class Runtime:
             head = self.heads[self.task](tokens)
         else:
             tokens, head = None, np.asarray(collected, dtype=np.float32)
+        if not np.isfinite(head).all():  # never hand back (or write) all-NaN outputs as a result
+            raise HostError(f"task {self.task}: the outputs are not finite (NaN or Inf) on finite input: the pack "
+                            f"comes from a diverged model; check it with `m3vit-pack verify`")
         outputs = decode(spec, head)
         t3 = time.perf_counter()
         return RunResult(self.task, head, outputs, tokens,
@@ -98,6 +107,16 @@ class Runtime:
         self.close()
 
 
+def config_difference(have: ModelConfig, want: ModelConfig) -> str:
+    """What tells two configs apart, for messages where both may carry the same name."""
+    a, b = have.to_dict(), want.to_dict()
+    fields = [k for k in b if k not in ("name", "tasks") and a.get(k) != b[k]]
+    parts = [f"{k} {a.get(k)} vs {b[k]}" for k in fields[:4]]
+    if not set(want.task_names) <= set(have.task_names):
+        parts.append(f"tasks {','.join(have.task_names)} vs {','.join(want.task_names)}")
+    return "; ".join(parts) or "same fields"
+
+
 def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mode: str | None = None) -> Pack:
     """``read_pack`` validated against the config and precision asked for (by name or object)."""
     manifest = Path(manifest)
@@ -108,8 +127,9 @@ def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mod
         # a named config may have been trained on fewer tasks: compare everything but the task list first
         pack = read_pack(manifest, expect_mode=mode)
         if pack.cfg.replace(tasks=expect.tasks) != expect or not set(pack.cfg.task_names) <= set(expect.task_names):
-            raise PackError(f"pack {manifest} holds model {pack.cfg.name!r}, not the {expect.name!r} asked for: "
-                            f"pass the pack exported for {expect.name!r} or drop --config")
+            raise PackError(f"pack {manifest} holds model {pack.cfg.name!r}, which differs from the "
+                            f"{expect.name!r} asked for ({config_difference(pack.cfg, expect)}): pass the pack "
+                            f"exported for {expect.name!r} or drop --config")
         return pack
     return read_pack(manifest, expect_mode=mode)
 
@@ -117,6 +137,8 @@ def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mod
 def open_runtime(backend: str, pack: str | Path, config: str | ModelConfig | None = None, mode: str | None = None,
                  options: BackendOptions | None = None) -> Runtime:
     """Open ``backend``, load the pack at ``pack`` (its ``.json`` manifest or ``.m3vpack``) onto it."""
+    if str(pack).strip() == "":  # Path("") would be the current folder
+        raise PackError("no pack given (the path is empty): name a pack manifest, e.g. build/demo/pack/model.json")
     manifest = Path(pack).with_suffix(".json") if Path(pack).suffix == ".m3vpack" else Path(pack)
     loaded = load_pack(manifest, config, mode)
     return Runtime(make_backend(backend, options), loaded, manifest)

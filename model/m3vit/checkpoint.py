@@ -48,13 +48,19 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder; give the file in it, e.g. {path / 'last.pt'}")
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; train one with `m3vit-train` first")
+    if not path.is_file() or path.stat().st_size == 0:  # /dev/null, a FIFO (reading it would block), empty
+        raise CheckpointError(f"checkpoint {path} is empty or not a regular file; give a .pt file written by "
+                              f"m3vit-train or m3vit-import")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
-                              f"it is truncated or not a PyTorch file") from exc
+        # torch's own message runs to several lines of advice about weights_only and pickles that does not
+        # apply here (we never load arbitrary pickles): say in one line what the file is not
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}): it is truncated or not "
+                              f"an m3vit checkpoint; give a .pt file written by m3vit-train or m3vit-import") \
+            from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an m3vit checkpoint (for official M³ViT or Edge-MoE weights "
                               f"use `m3vit-import`)")

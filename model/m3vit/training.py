@@ -35,6 +35,7 @@ from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .configs import ModelConfig
 from .losses import MultiTaskLoss
 from .model import M3ViT
+from .provenance import RESUMED_SHA, sha256_file
 
 
 @dataclass
@@ -153,8 +154,10 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
     scheduler = make_scheduler(optimizer, settings.warmup_steps, total_steps)
 
     step = 0
+    made_from = {RESUMED_SHA: None}  # what every checkpoint of this run records it came from
     if resume is not None:
         payload = read_checkpoint(resume)
+        made_from[RESUMED_SHA] = sha256_file(resume)
         if payload["config"] != cfg.to_dict():
             raise CheckpointError(f"cannot resume from {resume}: it was trained with a different model config")
         model.load_state_dict(payload["model"])
@@ -181,7 +184,8 @@ def train(cfg: ModelConfig, train_set: Dataset, settings: TrainSettings, out_dir
         if rank == 0:
             save_checkpoint(out_dir / "last.pt", model, criterion=criterion.state_dict(),
                             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step,
-                            epoch=epoch, rng={"torch": torch.get_rng_state()}, settings=asdict(settings))
+                            epoch=epoch, rng={"torch": torch.get_rng_state()}, settings=asdict(settings),
+                            provenance=made_from)
             history.flush()
 
     created = rank == 0 and not out_dir.exists()

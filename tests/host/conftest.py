@@ -14,6 +14,7 @@ from m3vit.checkpoint import save_checkpoint
 from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
 from m3vit.model import M3ViT
+from m3vit.provenance import sha256_file
 from m3vit.quant.pack import write_pack
 from m3vit.quant.quantize import QuantizedModel, calibrate, quantize_model
 
@@ -39,8 +40,8 @@ def assets(tmp_path_factory) -> Assets:
     calib = first_images(build_dataset("synthetic", "train", cfg, length=8), 8)
     qmodel = quantize_model(model, calib, "w8a8")
     root = tmp_path_factory.mktemp("host_assets")
-    _, manifest = write_pack(qmodel, root / "pack")
-    save_checkpoint(root / "model.pt", model)
+    save_checkpoint(root / "model.pt", model)  # first: the pack records its sha256 (provenance)
+    _, manifest = write_pack(qmodel, root / "pack", checkpoint_sha256=sha256_file(root / "model.pt"))
     images = first_images(build_dataset("synthetic", "val", cfg, length=6), 6)
     return Assets(model, qmodel, manifest, root / "model.pt", images)
 
@@ -48,4 +49,4 @@ def assets(tmp_path_factory) -> Assets:
 @pytest.fixture(scope="session")
 def pack_w16(assets, tmp_path_factory) -> Path:
     qmodel = QuantizedModel.build(assets.model, calibrate(assets.model, assets.images, "w16a16"))
-    return write_pack(qmodel, tmp_path_factory.mktemp("pack_w16"))[1]
+    return write_pack(qmodel, tmp_path_factory.mktemp("pack_w16"), checkpoint_sha256=sha256_file(assets.checkpoint))[1]

@@ -41,12 +41,12 @@ def golden_file(assets, tmp_path_factory) -> Path:
 
 
 def test_golden_file_holds_outputs_and_provenance(assets, golden_file):
-    from m3vit.provenance import file_sha256
+    from m3vit.provenance import sha256_file
     from m3vit_host.golden import read_golden
     from m3vit_host.runtime import load_pack
 
     golden = read_golden(golden_file, load_pack(assets.manifest))
-    assert golden.meta["checkpoint_sha256"] == file_sha256(assets.checkpoint)
+    assert golden.meta["checkpoint_sha256"] == sha256_file(assets.checkpoint)
     assert golden.meta["pack_payload_sha256"] == json.loads(assets.manifest.read_text())["payload_sha256"]
     assert len(golden) == 3 and set(golden.heads) == set(assets.cfg.task_names)
     import torch

@@ -143,7 +143,7 @@ def test_wrong_shapes_through_the_api(assets):
 def test_pack_validated_against_config_and_mode(assets):
     from m3vit.quant.pack import PackError
 
-    with pytest.raises(PackError, match="not the 'm3vit-tiny' asked for"):
+    with pytest.raises(PackError, match="differs from the 'm3vit-tiny' asked for"):
         open_runtime("reference", assets.manifest, config="m3vit-tiny")
     with pytest.raises(PackError, match="not w16a16"):
         open_runtime("reference", assets.manifest, mode="w16a16")

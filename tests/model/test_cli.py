@@ -111,9 +111,11 @@ def test_quantize_interrupted_or_failing_leaves_the_previous_result(tmp_path, mo
     with monkeypatch.context() as m:
         m.setattr(quantize_cli, "measure", interrupted)
         with pytest.raises(SystemExit):
-            quantize_cli.main([*argv, "--mode", "w16a16"])
+            quantize_cli.main([*argv, "--mode", "w16a16", "--force"])
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert quantize_cli.main([*argv, "--mode", "w16a16", "--no-fidelity"]) == 0  # a rerun replaces the folder
+    assert quantize_cli.main([*argv, "--mode", "w16a16", "--no-fidelity"]) == 2  # never replaced silently
+    assert "already holds results" in capsys.readouterr().err
+    assert quantize_cli.main([*argv, "--mode", "w16a16", "--no-fidelity", "--force"]) == 0  # replaces it whole
     assert sorted(p.name for p in out.iterdir()) == sorted(set(first) - {"fidelity.json"})
 
 

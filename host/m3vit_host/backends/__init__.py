@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +37,25 @@ class BackendOptions:
     accelerator: str = "reference"  # simboard
 
 
+MAX_DEVICE_FRAMES = 1024  # frame buffers are allocated at open: beyond this, GiBs for a typo
+MAX_TIMEOUT_S = 86400.0  # a day: longer is a typo (and nan or inf would wait forever)
+
+
+def check_options(o: BackendOptions) -> None:
+    """Numbers checked at the door, for the API as for the command line."""
+    frames = o.device_frames
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_DEVICE_FRAMES:
+        raise HostError(f"device_frames must be an integer from 1 to {MAX_DEVICE_FRAMES}, got {frames!r}")
+    t = o.timeout_s
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 < t <= MAX_TIMEOUT_S:
+        raise HostError(f"timeout must be a finite number of seconds in (0, {MAX_TIMEOUT_S:g}], got {t!r}")
+
+
 def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
     o = options or BackendOptions()
     if name not in BACKENDS:
         raise HostError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    check_options(o)
     device = {"timeout_s": o.timeout_s, "frames": o.device_frames}
     if o.ip_name:
         device["ip_name"] = o.ip_name
@@ -56,4 +72,5 @@ def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
     return SimBoardBackend(accelerator=o.accelerator, **device)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendOptions", "make_backend"]
+__all__ = ["BACKENDS", "MAX_DEVICE_FRAMES", "MAX_TIMEOUT_S", "Backend", "BackendOptions", "check_options",
+           "make_backend"]

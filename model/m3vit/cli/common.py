@@ -10,10 +10,8 @@ exit 130).
 from __future__ import annotations
 
 import argparse
-import math
-import sys
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -23,6 +21,24 @@ from ..data import DATASETS, DatasetError
 from ..import_weights import WeightImportError
 from ..quant.pack import PackError
 from ..training import TrainingError
+from .args import (  # noqa: F401  (re-exported: the tools import them from here)
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    HelpFormatter,
+    Parser,
+    Terminated,
+    add_progress_arg,
+    float_in,
+    int_in,
+    make_parser,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    run_with,
+    sigterm_as_interrupt,
+)
 from .outputs import OutputError
 
 T = TypeVar("T")
@@ -31,100 +47,11 @@ T = TypeVar("T")
 # one line, exit code 2. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (KeyError, ValueError, OSError, DatasetError, CheckpointError, PackError, WeightImportError,
                TrainingError, OutputError)
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a process stopped by Ctrl-C
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc)
 
 
 def run_cli(prog: str, work: Callable[[], T]) -> T | None:
-    """Run a tool's work; on a user error print ``prog: error: ...`` and return None.
-
-    Ctrl-C ends the tool with exit code 130 and one line (the work has already left its last
-    good state behind: outputs are only renamed into place when complete)."""
-    try:
-        return work()
-    except USER_ERRORS as exc:
-        print(f"{prog}: error: {_message(exc)}", file=sys.stderr)
-        return None
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after every option's help, the module docstring kept as written.
-
-    An unset default (None, off, empty) is not shown: the help line says what happens then."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or action.default in ("", {}):
-            return action.help
-        return super()._get_help_string(action)
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (the usage is one ``--help`` away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def make_parser(prog: str, doc: str | None) -> Parser:
-    return Parser(prog=prog, description=doc, formatter_class=HelpFormatter)
-
-
-# Range-checked argument types: argparse prints "argument --x: <message>" and exits 2. -----------
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+    """Run a tool's work: a user error is one line and exit code 2 (:func:`m3vit.cli.args.run_with`)."""
+    return run_with(prog, work, USER_ERRORS)
 
 
 def device_arg(text: str) -> str:
@@ -144,10 +71,6 @@ def device_arg(text: str) -> str:
     elif device.type != "cpu":
         raise argparse.ArgumentTypeError(f"{text!r}: unsupported device type; use cpu or cuda")
     return text
-
-
-def add_progress_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-progress", action="store_true", help="do not draw progress bars (for logs and CI)")
 
 
 def add_model_args(p: argparse.ArgumentParser, *, config_default: str | None = "micro",

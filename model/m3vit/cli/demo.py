@@ -23,8 +23,9 @@ from ..configs import CONFIGS
 from ..data import build_dataset, first_images
 from ..data.synthetic import CLASS_NAMES
 from ..evaluation import dataset_statistics, evaluate
+from ..provenance import CHECKPOINT_SHA, PACK_SHA, sha256_file
 from ..quant.fidelity import measure
-from ..quant.onnx_export import export_fakequant_model, export_float_model, run_onnx
+from ..quant.onnx_export import export_fakequant_model, export_float_model, run_onnx, stamp
 from ..quant.pack import read_pack, write_pack
 from ..quant.params import dequantized_weights
 from ..quant.quantize import quantize_model
@@ -38,8 +39,8 @@ from ..quant.spec import (
 )
 from ..report import HEADLINE, headline_table, plot_float_vs_integer, plot_history, plot_metrics, plot_predictions
 from ..training import TrainSettings, train
-from .common import add_progress_arg, make_parser, positive_float, positive_int, run_cli
-from .outputs import check_out_dir, staged_dir, write_text_atomic
+from .common import add_progress_arg, int_in, make_parser, positive_float, positive_int, run_cli
+from .outputs import check_out_dir, refuse_existing, staged_dir, write_text_atomic
 
 PROG = "m3vit-demo"
 
@@ -61,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-rounding", choices=list(WEIGHT_ROUNDINGS), default=None,
                    help="which grid point each weight takes (as m3vit-quantize). None: gptq where weights are "
                         "8-bit, nearest for w16a16")
-    p.add_argument("--calib-samples", type=positive_int, default=64, help="training scenes used for calibration")
+    p.add_argument("--calib-samples", type=int_in(1, 4096, " (all are held in memory at once)"), default=64,
+                   help="training scenes used for calibration")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out folder (as a whole, once the new one is complete)")
     add_progress_arg(p)
     return p
 
@@ -74,7 +78,18 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> Path:
     scales = resolve_weight_scales(get_mode(args.mode), args.weight_scales)  # refuse a contradiction before work
     rounding = resolve_weight_rounding(get_mode(args.mode), args.weight_rounding)
-    out = check_out_dir(args.out)
+    final = check_out_dir(args.out)
+    if not args.force:
+        refuse_existing(final)
+    # The whole demo is built in a hidden sibling and renamed to --out at the end: an interrupted run (Ctrl-C,
+    # SIGTERM) leaves the previous demo or nothing, never a new last.pt beside an old pack and report.
+    with staged_dir(final) as out:
+        report_path = _run(args, out, scales, rounding)
+    print(f"\nreport: {final / report_path.name} (pictures beside it)")
+    return final / report_path.name
+
+
+def _run(args: argparse.Namespace, out: Path, scales: str, rounding: str) -> Path:
     cfg = CONFIGS[args.config]
     progress = not args.no_progress
     t0 = time.time()
@@ -83,12 +98,14 @@ def run(args: argparse.Namespace) -> Path:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     summary = train(cfg, train_set, settings, out / "train", progress=progress)
     model, _ = load_model(out / "train" / "last.pt", expect=cfg)
+    checkpoint_sha = sha256_file(out / "train" / "last.pt")
 
     print(f"[2/6] evaluating on {args.val_samples} held-out scenes")
     val_set = build_dataset("synthetic", "val", cfg, length=args.val_samples)
     stats = dataset_statistics(train_set, cfg.tasks, limit=512)
     report = evaluate(model, cfg, val_set, stats, progress=progress)
-    report.update({"config": cfg.name, "data": "synthetic", "train": summary})
+    report.update({"config": cfg.name, "data": "synthetic", "train": summary,
+                   "provenance": {CHECKPOINT_SHA: checkpoint_sha}})
     write_text_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
     flop_report = flops.report(cfg)
     write_text_atomic(out / "flops.json", json.dumps(flop_report, indent=2) + "\n")
@@ -101,22 +118,26 @@ def run(args: argparse.Namespace) -> Path:
     write_text_atomic(out / "quant_spec.json", spec.to_json() + "\n")
 
     print("[4/6] exporting the weight pack and ONNX (float and fake-quantized models, first task)")
-    with staged_dir(out / "pack") as stage:
-        write_pack(built, stage)
+    write_pack(built, out / "pack", checkpoint_sha256=checkpoint_sha)
     manifest = out / "pack" / "model.json"
+    pack_sha = json.loads(manifest.read_text())["payload_sha256"]
     task0 = cfg.task_names[0]
-    onnx_float = export_float_model(model, task0, out / "onnx" / f"float_{task0}.onnx")
-    onnx_quant = export_fakequant_model(model, spec, task0, out / "onnx" / f"{args.mode}_{task0}.onnx",
-                                        weights=dequantized_weights(built.iparams, spec, cfg))
+    onnx_float = stamp(export_float_model(model, task0, out / "onnx" / f"float_{task0}.onnx"),
+                       **{CHECKPOINT_SHA: checkpoint_sha})
+    onnx_quant = stamp(export_fakequant_model(model, spec, task0, out / "onnx" / f"{args.mode}_{task0}.onnx",
+                                              weights=dequantized_weights(built.iparams, spec, cfg)),
+                       **{CHECKPOINT_SHA: checkpoint_sha, PACK_SHA: pack_sha})
     probe = val_set[0]["image"][None]
     with torch.no_grad():
         diff = abs(run_onnx(onnx_float, probe.numpy()) - model(probe, task0).numpy()).max()
-    onnx_check = {"float_onnx_vs_pytorch_max_abs_diff": float(diff), "files": [str(onnx_float), str(onnx_quant)]}
+    onnx_check = {"float_onnx_vs_pytorch_max_abs_diff": float(diff),
+                  "files": [str(p.relative_to(out)) for p in (onnx_float, onnx_quant)]}
 
     print("[5/6] reloading the pack and running the integer reference (the accelerator's golden)")
     qmodel = read_pack(manifest, expect_config=cfg, expect_mode=args.mode).quantized_model()
     fidelity = measure(model, qmodel, val_set, progress=progress)
     fidelity["onnx"] = onnx_check
+    fidelity["provenance"] = {CHECKPOINT_SHA: checkpoint_sha, PACK_SHA: pack_sha}
     write_text_atomic(out / "fidelity.json", json.dumps(fidelity, indent=2) + "\n")
 
     print("[6/6] report and pictures")
@@ -146,10 +167,11 @@ def run(args: argparse.Namespace) -> Path:
     lines += ["", "Goals of the numerics contract: " + ", ".join(
         f"{k} {'met' if v['met'] else 'NOT met'} ({v['value']:.4g} vs {v['limit']})"
         for k, v in fidelity["goals"].items()), ""]
+    lines += [f"Made from checkpoint `train/last.pt` (sha256 {checkpoint_sha[:12]}) and weight pack `pack/model.json` "
+              f"(payload sha256 {pack_sha[:12]}).", ""]
     lines += [f"![{f.stem}]({f.name})" for f in figs]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
     print("\n".join(lines[4 : -len(figs)]))
-    print(f"\nreport: {out / 'report.md'} (pictures beside it)")
     return out / "report.md"
 
 

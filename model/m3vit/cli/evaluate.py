@@ -12,6 +12,7 @@ import sys
 from ..checkpoint import load_model
 from ..data import build_dataset
 from ..evaluation import dataset_statistics, evaluate
+from ..provenance import CHECKPOINT_SHA, sha256_file
 from .common import (
     add_data_args,
     add_progress_arg,
@@ -22,7 +23,7 @@ from .common import (
     run_cli,
     sample_count,
 )
-from .outputs import check_out_file, write_text_atomic
+from .outputs import check_out_file, refuse_existing_file, write_text_atomic
 
 PROG = "m3vit-evaluate"
 
@@ -37,14 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", help="also write the JSON report to this file (default: print only)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (default: refuse)")
     add_progress_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
     check_data_args(args)
-    if args.out:
+    if args.out is not None:
         check_out_file(args.out)
+        if not args.force:
+            refuse_existing_file(args.out)
     model, _ = load_model(args.checkpoint)
     cfg = model.cfg
     model.to(args.device)
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> dict:
     stats = dataset_statistics(train_split, cfg.tasks, limit=args.baseline_samples)
     report = evaluate(model, cfg, val, stats, batch_size=args.batch_size, device=args.device,
                       progress=not args.no_progress)
-    report.update({"checkpoint": str(args.checkpoint), "config": cfg.name, "data": args.data, "split": args.split})
+    report.update({"checkpoint": str(args.checkpoint), "config": cfg.name, "data": args.data, "split": args.split,
+                   "provenance": {CHECKPOINT_SHA: sha256_file(args.checkpoint)}})
     if args.out:
         write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     return report

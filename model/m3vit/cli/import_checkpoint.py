@@ -26,8 +26,16 @@ from ..import_weights import (
     load_edge_moe_dir,
     load_m3vit_official,
 )
+from ..provenance import SOURCE_SHA, sha256_tree
 from .common import add_model_args, make_parser, model_config_from_args, run_cli
-from .outputs import OutputError, check_out_dir, check_out_file, staged_dir
+from .outputs import (
+    OutputError,
+    check_out_dir,
+    check_out_file,
+    refuse_existing,
+    refuse_existing_file,
+    staged_dir,
+)
 
 PROG = "m3vit-import"
 # Options that describe the model to import into; an export takes all of it from --checkpoint.
@@ -47,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--to", choices=["edge-moe"], help="export --checkpoint to this layout")
     e.add_argument("--checkpoint", help="m3vit checkpoint to export")
     p.add_argument("--out", required=True, help="the checkpoint file to write (import) or the folder (export)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (default: refuse to touch it)")
     return p
 
 
@@ -70,10 +79,13 @@ def run(args: argparse.Namespace) -> dict:
         raise WeightImportError("give --from and --src (or --to with --checkpoint)")
     cfg = model_config_from_args(args)
     out = check_out_file(args.out)
+    if not args.force:
+        refuse_existing_file(out)
     loader = load_m3vit_official if args.source == "m3vit" else load_edge_moe_dir
     model, report = loader(args.src, cfg, source_tasks=source_tasks)
     save_checkpoint(out, model, imported_from={"layout": args.source, "path": str(args.src),
-                                               "source_tasks": report.source_tasks})
+                                               "source_tasks": report.source_tasks},
+                    provenance={SOURCE_SHA: sha256_tree(args.src)})
     return {"loaded": len(report.loaded), "tasks": list(cfg.task_names), "source_tasks": report.source_tasks,
             "not_provided": report.not_provided, "ignored_source_tensors": report.ignored, "out": str(out)}
 
@@ -91,6 +103,8 @@ def _export(args: argparse.Namespace, source_tasks: list[str] | None) -> dict:
         if foreign:
             raise OutputError(f"--out {out} already holds files that are not Edge-MoE weights "
                               f"({', '.join(foreign[:5])}); choose a new or empty folder")
+    if not args.force:
+        refuse_existing(out)
     model, _ = load_model(args.checkpoint)
     with staged_dir(out) as stage:
         files = export_edge_moe_dir(model, stage, source_tasks)

@@ -19,6 +19,19 @@ class OutputError(RuntimeError):
     """An output path cannot be written (a file where a folder is wanted, a read-only place, ...)."""
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it: POSIX has no call that only reads it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def as_if_created(path: str | Path, folder: bool) -> None:
+    """Give a ``tempfile`` creation (0700 folder, 0600 file: private while half-written) the mode an ordinary
+    ``mkdir`` / ``open`` would have given it under the user's umask, before it is renamed into place."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
 def _nearest_existing(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -40,6 +53,8 @@ def _check_writable_folder(path: Path, flag: str, target: Path) -> None:
 
 def check_out_file(path: str | Path, flag: str = "--out") -> Path:
     """``path`` can be written as a file: it is not a folder and its folder can be created."""
+    if str(path).strip() == "":
+        raise OutputError(f"{flag} is empty; name an output file")
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder; give a file name")
@@ -52,6 +67,8 @@ def check_out_dir(path: str | Path, flag: str = "--out", owned: Iterable[str] | 
 
     With ``owned`` (the names the tool writes), an existing folder may hold only those, so a
     rerun replaces an earlier result but never deletes someone else's files."""
+    if str(path).strip() == "":
+        raise OutputError(f"{flag} is empty; name an output folder (an empty name would mean the current folder)")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path} is an existing file; give a folder")
@@ -65,6 +82,22 @@ def check_out_dir(path: str | Path, flag: str = "--out", owned: Iterable[str] | 
     return path
 
 
+def refuse_existing(path: str | Path, flag: str = "--out", override: str = "--force") -> None:
+    """An existing non-empty folder at ``path`` is another run's result: refuse it, so two runs never mix in one
+    folder and no result is lost silently; ``override`` names the option that replaces it as a whole."""
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()):
+        raise OutputError(f"{flag} {path} already holds results; choose a new folder, or pass {override} to "
+                          f"replace them")
+
+
+def refuse_existing_file(path: str | Path, flag: str = "--out", override: str = "--force") -> None:
+    """An existing file at ``path`` is an earlier result: refuse to replace it unless ``override`` is given."""
+    path = Path(path)
+    if path.is_file():
+        raise OutputError(f"{flag} {path} already exists; choose a new file name, or pass {override} to replace it")
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary sibling and a rename."""
     path = Path(path)
@@ -73,6 +106,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        as_if_created(tmp, folder=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -87,9 +121,11 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
 
     On any exception (Ctrl-C included) the staging folder is removed and ``path`` is untouched."""
     path = Path(path)
+    created = [p for p in path.parents if not p.exists()]  # removed again (if still empty) on failure
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     try:
+        as_if_created(stage, folder=True)
         yield stage
         old = None
         if path.exists():
@@ -100,6 +136,9 @@ def staged_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        for folder in created:  # innermost first; only the empty folders this call made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
 
 
@@ -118,6 +157,7 @@ def staged_files(out: str | Path) -> Iterator[Path]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        as_if_created(stage, folder=True)
     except OSError as exc:
         raise OutputError(f"output folder {out} is not writable ({exc.strerror or exc}): choose another --out") \
             from exc

@@ -4,7 +4,9 @@
 
 Loads the manifest and its ``.m3vpack`` and validates every field (version, header, payload hash,
 config, tasks, formats, every tensor's shape, layout, dtype, format and bounds, and the hardware
-constants). Prints one summary line and exits 0, or prints one line saying what is wrong and exits 2.
+constants), then runs every task through the integer reference on two synthetic scenes (a pack whose
+formats overflow or whose outputs are NaN is refused). Prints one summary line and exits 0, or prints one
+line saying what is wrong and exits 2.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import sys
 
 from ..configs import CONFIGS, get_config
 from ..quant.pack import read_pack
+from ..quant.probe import probe
 from ..quant.spec import MODES
-from .common import run_cli
+from .common import Parser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="m3vit-pack", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = Parser(prog="m3vit-pack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     v = sub.add_parser("verify", help="validate a pack and print a one-line summary",
                        description="Validate every field of a weight pack; exit 0 if it is sound, 2 if not.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require this precision mode (None: accept the manifest's)")
     v.add_argument("--tasks", default=None,
                    help="require exactly these comma-separated tasks, in order (None: accept the manifest's)")
+    v.add_argument("--no-probe", action="store_true",
+                   help="skip running every task through the integer reference on synthetic scenes")
     return p
 
 
@@ -39,6 +43,8 @@ def verify(args: argparse.Namespace) -> str:
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks is not None else None
     pack = read_pack(args.manifest, expect_config=get_config(args.config) if args.config else None,
                      expect_tasks=tasks, expect_mode=args.mode)
+    if not args.no_probe:  # well-formed is not enough: the reference must be able to run it
+        probe(pack.quantized_model(), f"pack {args.manifest}")
     m = pack.manifest
     acc = max(a["bits"] for a in m["hardware"]["accumulators"].values())
     tasks = ",".join(pack.cfg.task_names)

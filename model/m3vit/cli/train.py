@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..data import build_dataset
 from ..training import TrainSettings, train
@@ -33,7 +34,7 @@ from .common import (
     run_cli,
     sample_count,
 )
-from .outputs import check_out_dir
+from .outputs import OutputError, check_out_dir
 
 PROG = "m3vit-train"
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every N steps (0: only at epoch ends)")
     p.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps (0: run all epochs)")
     p.add_argument("--resume", help="checkpoint to continue from (same config and settings)")
+    p.add_argument("--force", action="store_true",
+                   help="start over in an --out that already holds a run (its last.pt and history.jsonl are replaced)")
     add_progress_arg(p)
     return p
 
@@ -76,6 +79,10 @@ def run(args: argparse.Namespace) -> dict:
     if unknown:
         raise ValueError(f"--task-weights names task(s) {unknown}; the model's tasks are {list(cfg.task_names)}")
     check_out_dir(args.out)
+    held = [n for n in ("last.pt", "history.jsonl") if (Path(args.out) / n).exists()]
+    if held and args.resume is None and not args.force:  # a trained model is never replaced silently
+        raise OutputError(f"--out {args.out} already holds a training run ({', '.join(held)}); continue it with "
+                          f"--resume {Path(args.out) / 'last.pt'}, start over with --force, or choose a new --out")
     train_set = build_dataset(args.data, "train", cfg, args.data_root, sample_count(args, "train_samples"),
                               args.data_seed or 0)
     return train(cfg, train_set, settings, args.out, resume=args.resume, progress=not args.no_progress)

@@ -14,6 +14,9 @@ Routing is data-dependent: exported graphs keep every expert and use ONNX TopK, 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from ..model import M3ViT
+from ..provenance import ONNX_PREFIX
 
 
 def export_linear_qcdq(layer: nn.Module, rows: int, path: str | Path) -> Path:
@@ -48,9 +52,55 @@ def export_float_model(model: M3ViT, task: str, path: str | Path, batch: int = 1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(batch, model.cfg.in_chans, *model.cfg.img_size)
-    torch.onnx.export(_TaskForward(model.eval(), task), (example,), str(path), dynamo=False, opset_version=17,
-                      input_names=["images"], output_names=[task])
+    with _quiet_export():
+        torch.onnx.export(_TaskForward(model.eval(), task), (example,), str(path), dynamo=False, opset_version=17,
+                          input_names=["images"], output_names=[task])
     return path
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the exporter's warnings that do not apply to these graphs (22 lines per export otherwise):
+    - TracerWarning "might cause the trace to be incorrect": the shape checks it flags (model input, empty expert
+      queue, head output size) are constant for an export at a fixed batch and image size;
+    - "duplicated values in 'index' ... will cause the ONNX model to be incorrect": the MoE scatter indexes each
+      token at most once per expert, so no index repeats; onnxruntime matches torch on these graphs (tested in
+      tests/model/quant and tests/host/test_onnx_backend.py);
+    - the note that advanced indexing becomes several ONNX operators, and the TorchScript exporter's deprecation
+      (the dynamo exporter cannot trace Brevitas' quantizers: BRIEF's known-good recipe is dynamo=False)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*duplicated values in 'index'.*")
+        warnings.filterwarnings("ignore", message=r".*Exporting aten::index operator.*")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+        yield
+
+
+def stamp(path: str | Path, **hashes: str | None) -> Path:
+    """Record what an ONNX file was made from in its ``metadata_props`` (``m3vit.<key>``), where onnxruntime's
+    ``get_modelmeta().custom_metadata_map`` reads it back: the host refuses an ONNX file of another pack."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if not p.key.startswith(ONNX_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in hashes.items():
+        if value is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = ONNX_PREFIX + key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def recorded(path: str | Path) -> dict[str, str]:
+    """The ``m3vit.*`` metadata of an ONNX file (empty for a file exported before provenance was recorded)."""
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return {k[len(ONNX_PREFIX):]: v for k, v in meta.custom_metadata_map.items() if k.startswith(ONNX_PREFIX)}
 
 
 def export_fakequant_model(model: M3ViT, spec, task: str, path: str | Path, batch: int = 1,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import provenance
 from ..configs import ModelConfig
 from .fixed import int_dtype
 from .hwmanifest import hardware_section
@@ -102,7 +103,10 @@ class Pack:
         return QuantizedModel(self.cfg, self.spec, self.iparams, heads.eval(), self.manifest["hardware"])
 
 
-def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model") -> tuple[Path, Path]:
+def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model",
+               checkpoint_sha256: str | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.m3vpack`` and ``<name>.json``; ``checkpoint_sha256``: the checkpoint file the model came from
+    (recorded in the manifest's ``provenance`` so the host refuses a golden model of another training)."""
     cfg, spec = qmodel.cfg, qmodel.spec
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +146,7 @@ def write_pack(qmodel: QuantizedModel, out_dir: str | Path, name: str = "model")
         "payload_size": len(payload), "payload_sha256": digest.hex(),
         "config": cfg.to_dict(), "tasks": list(cfg.task_names), "quant": spec.to_dict(), "tensors": entries,
         "hardware": qmodel.hw if qmodel.hw is not None else hardware_section(cfg, spec, qmodel.iparams),
+        "provenance": provenance.section(**{provenance.CHECKPOINT_SHA: checkpoint_sha256}),
     }
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return bin_path, manifest_path
@@ -163,10 +168,38 @@ def logical_tensor(stored: np.ndarray, entry: dict, dtype: type | None = np.int6
     return value if dtype is None else value.astype(dtype)
 
 
+# What a config of a known name may change and keep its name (m3vit-train's --tasks, --router, --head,
+# --head-channels, --router-noise); every other field is the named config's.
+_OVERRIDABLE = ("name", "tasks", "router", "head", "head_channels", "router_noise_std")
+
+
+def check_named_config(cfg: ModelConfig) -> list[str]:
+    """The fields in which ``cfg`` differs from the named config it claims to be (empty: it is, or has no known
+    name). Catches a manifest whose ``config.name`` was edited to another config's."""
+    from ..configs import CONFIGS
+
+    if cfg.name not in CONFIGS:
+        return []
+    mine, named = cfg.to_dict(), CONFIGS[cfg.name].to_dict()
+    return sorted(k for k in named if k not in _OVERRIDABLE and mine.get(k) != named[k])
+
+
+def _describe(cfg: ModelConfig) -> str:
+    return f"(D {cfg.dim}, depth {cfg.depth}, tasks {','.join(cfg.task_names)})"
+
+
 def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = None,
               expect_tasks: list[str] | tuple[str, ...] | None = None, expect_mode: str | None = None) -> Pack:
     """Load and validate a pack; every problem is a :class:`PackError` that names the field or tensor."""
+    if str(manifest_path).strip() == "":
+        raise PackError("no pack given (the path is empty): name a pack manifest, e.g. build/demo/pack/model.json")
     manifest_path = Path(manifest_path)
+    if manifest_path.is_dir():
+        hint = f"; this one holds {manifest_path / 'model.json'}" if (manifest_path / "model.json").is_file() else ""
+        raise PackError(f"pack {manifest_path} is a folder: name its manifest (<name>.json){hint}")
+    if manifest_path.exists() and not manifest_path.is_file():  # /dev/null, a FIFO (reading it would block)
+        raise PackError(f"pack {manifest_path} is not a regular file: name a pack manifest (.json) written by "
+                        f"m3vit-quantize")
     if not manifest_path.is_file():
         raise PackError(f"manifest {manifest_path} does not exist; export a pack with `m3vit-quantize` first")
     try:
@@ -177,10 +210,18 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
     if not isinstance(manifest, dict):
         raise PackError(f"manifest {where} is not a JSON object")
     version_field = manifest.get("pack_version")
-    if not isinstance(version_field, int) or isinstance(version_field, bool) or version_field not in PACK_VERSIONS:
+    if not isinstance(version_field, int) or isinstance(version_field, bool):
+        raise PackError(f"manifest {manifest_path}: field 'pack_version' should be an integer, got "
+                        f"{type(version_field).__name__} {version_field!r}: re-export the pack")
+    if version_field not in PACK_VERSIONS:
         raise PackError(f"manifest {manifest_path} is pack version {manifest.get('pack_version')}; this toolkit "
                         f"reads versions {sorted(PACK_VERSIONS)}: re-export the pack")
     check_manifest_fields(manifest, where, HEADER_SIZE, ALIGN)
+    if "provenance" in manifest:  # packs written before provenance was recorded lack it
+        try:
+            provenance.check_section(manifest["provenance"], f"manifest {where}")
+        except provenance.ProvenanceError as exc:
+            raise PackError(str(exc)) from None
     bin_path = manifest_path.parent / manifest["binary"]
     if not bin_path.is_file():
         raise PackError(f"pack binary {bin_path} named by {manifest_path.name} does not exist")
@@ -212,10 +253,14 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
         spec = QuantSpec.from_dict(manifest["quant"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise PackError(f"manifest {where}: field 'quant' is not a valid format table ({exc})") from exc
+    named = check_named_config(cfg)
+    if named:
+        raise PackError(f"manifest {where}: config is named {cfg.name!r} but differs from that config in {named}: "
+                        f"the manifest was edited; re-export the pack")
     if expect_config is not None and cfg != expect_config:
         diff = sorted(k for k, v in expect_config.to_dict().items() if manifest["config"].get(k) != v)
-        raise PackError(f"pack holds model {cfg.name!r} but {expect_config.name!r} was asked for "
-                        f"(differs in {diff})")
+        raise PackError(f"pack holds model {cfg.name!r} {_describe(cfg)} but {expect_config.name!r} "
+                        f"{_describe(expect_config)} was asked for (differs in {diff})")
     if list(manifest["tasks"]) != list(cfg.task_names):
         raise PackError(f"manifest {where}: field 'tasks' {manifest['tasks']} disagrees with the config's tasks "
                         f"{list(cfg.task_names)}")

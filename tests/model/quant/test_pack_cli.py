@@ -24,7 +24,7 @@ def test_verify_sound_pack(manifest, capsys):
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda m: m.pop("hardware"), "'hardware' is missing"),
     (lambda m: m["tensors"][0].update({"shape": [1, 2]}), "has shape"),
-    (lambda m: m["config"].update({"dim": 32}), "has shape"),
+    (lambda m: m["config"].update({"dim": 32}), "config is named 'micro' but differs from that config in ['dim']"),
 ])
 def test_verify_bad_manifest_exits_2_with_one_line(manifest, capsys, edit, message):
     meta = json.loads(manifest.read_text())
