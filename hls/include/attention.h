@@ -128,22 +128,24 @@ AV_OUT:
     }
 }
 
-// One head over n tokens: q, k, v are [n][stride] (this head's columns only), out is [n][out_stride]
+// One head over its N_TOK tokens: q, k, v are [n][stride] (this head's columns only), out is [n][out_stride]
 // with this head's columns from out_col0. Row groups form a DATAFLOW loop: the score rows and
 // (m, s) are ping-pong channels (PIPO), so group g+1's Q·Kᵀ overlaps group g's A·V. Scores / output
 // dumps (int32, [n][n] and [n][HEAD_DIM]) go to `dump` when the offsets are set.
+// The group loop is canonical: a constant trip count from 0 by 1 (the first row of group g is g · ATTN_LANES).
+constexpr int ATTN_GROUPS_N = (N_TOK + ATTN_LANES - 1) / ATTN_LANES;
 template <class A_T>
-void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, int n, const AttentionParams& p, A_T* out,
+void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, const AttentionParams& p, A_T* out,
                     int out_stride, int out_col0, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
 ATTN_GROUPS:
-    for (int r0 = 0; r0 < n; r0 += ATTN_LANES) {
+    for (int g = 0; g < ATTN_GROUPS_N; ++g) {
 #pragma HLS DATAFLOW
         int_t sc[ATTN_LANES][N_TOK];
 #pragma HLS ARRAY_PARTITION variable = sc complete dim = 1
         SoftmaxStats st[ATTN_LANES];
 #pragma HLS ARRAY_PARTITION variable = st complete
-        qk_group(q, k, stride, r0, n, p, sc, st);
-        av_group(sc, st, v, stride, r0, n, p, out, out_stride, out_col0, dump, d_scores, d_attn);
+        qk_group(q, k, stride, g * ATTN_LANES, N_TOK, p, sc, st);
+        av_group(sc, st, v, stride, g * ATTN_LANES, N_TOK, p, out, out_stride, out_col0, dump, d_scores, d_attn);
     }
 }
 

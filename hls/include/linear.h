@@ -110,11 +110,22 @@ inline uint32_t tile_beats_of(int w_bytes) {
 #pragma HLS INLINE
     return w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS : TileGeom<W_BYTES>::BEATS;
 }
-constexpr int ilog2(uint32_t v) { return v <= 1 ? 0 : 1 + ilog2(v >> 1); }
+// floor(log2(v)), evaluated by the compiler only: a loop (no recursion, which Vitis rejects) in a constexpr
+// function whose every use below initialises a constexpr constant.
+constexpr int ilog2(uint32_t v) {
+    int n = 0;
+    while (v > 1) {
+        v >>= 1;
+        ++n;
+    }
+    return n;
+}
+constexpr int TILE_BEATS_LOG2_W = ilog2(TileGeom<W_BYTES>::BEATS);
+constexpr int TILE_BEATS_LOG2_EW = ilog2(TileGeom<EW_BYTES>::BEATS);
 // log2 of tile_beats_of: the tile index of a beat is a shift, not a divider, in the II = 1 loops
 inline int tile_beats_log2_of(int w_bytes) {
 #pragma HLS INLINE
-    return w_bytes == EW_BYTES ? ilog2(TileGeom<EW_BYTES>::BEATS) : ilog2(TileGeom<W_BYTES>::BEATS);
+    return w_bytes == EW_BYTES ? TILE_BEATS_LOG2_EW : TILE_BEATS_LOG2_W;
 }
 inline uint32_t row_beats_of(int w_bytes) {
 #pragma HLS INLINE
@@ -239,7 +250,7 @@ READ_COUNT:  // closed form per op: its full blocks and its partial one
     LinOp op = ops[0];
     int nb = 0, ct = 0, tile_iters = 0, skip = 0, sskip = -1, n_shift = 0;
     uint32_t first = 0, bias_first = 0, shift_first = 0, tb = TILE_BEATS, rb = BEATS_PER_TILE_ROW;
-    int tb_log2 = ilog2(TILE_BEATS);
+    int tb_log2 = TILE_BEATS_LOG2_W;
     bool start = true;
 READ_BEATS:
     for (int64_t it = 0; it < total; ++it) {
@@ -457,13 +468,15 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
 
 // The fused epilogue of one token: epi(r, n, acc, shift) with the exact accumulator (bias included)
 // of output n of input row r and output n's per-row shift (0 without), MAC_ROWS outputs per cycle.
-template <class EPI>
-inline void epilogue_row(const AccRow& acc, const BiasRow& bias, int t, int n0, int nb, EPI& epi) {
+// `sink` is the epilogue's output channel (the top's Q/K/V FIFO), passed by reference down the call chain:
+// a stream is never kept as a pointer in a struct (Vitis cannot bind a stream reached through a pointer).
+template <class EPI, class SINK>
+inline void epilogue_row(const AccRow& acc, const BiasRow& bias, int t, int n0, int nb, EPI& epi, SINK& sink) {
 #pragma HLS INLINE
 EPI_OUTPUTS:
     for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]), int(bias.s[n]));
+        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]), int(bias.s[n]), sink);
     }
 }
 
@@ -485,10 +498,11 @@ struct PtrFeed {
 // The k-slice x token nest is flattened by hand (one pipelined loop of kslices x iters cycles, no drain
 // between k-slices); in the last k-slice each token's sums go straight to the epilogue instead of being
 // written back.
-template <class WB, class FEED, class EPI>
-void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, FEED& feed, int rows, EPI& epi) {
-    static acc_t acc[ROWS_MAX][MAC_ROWS];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+// acc: the array's accumulator memory, owned by the caller (the engine process: one memory, no static).
+typedef acc_t acc_mem_t[ROWS_MAX][MAC_ROWS];
+template <class WB, class FEED, class EPI, class SINK>
+void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, FEED& feed, int rows, EPI& epi,
+               SINK& sink, acc_mem_t& acc) {
     const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
     const int kslices = ceil_div(k_in, MAC_COLS);
     const int iters = rows < ARRAY_MIN_TOKENS ? ARRAY_MIN_TOKENS : rows;  // see the header: RAW distance
@@ -510,7 +524,7 @@ K_SLICES_X_TOKENS:
                 r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + sum[n]);
                 acc[t][n] = r.a[n];
             }
-            if (ks == kslices - 1) epilogue_row(r, bias, t, n0, nb, epi);
+            if (ks == kslices - 1) epilogue_row(r, bias, t, n0, nb, epi, sink);
         }
         if (++t == iters) {
             t = 0;
@@ -520,14 +534,14 @@ K_SLICES_X_TOKENS:
 }
 
 // The compute side of one op: its blocks, in the loader's order, through the array.
-template <class FEED, class EPI>
+template <class FEED, class EPI, class SINK>
 void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-               EPI& epi) {
+               EPI& epi, SINK& sink, acc_mem_t& acc) {
 OP_BLOCKS:
     for (int blk = 0; blk < ceil_div(n_out, MAC_ROWS); ++blk) {
         hls::read_lock<weight_block_t> w(blocks);
         const BiasRow b = biases.read();
-        mac_block(w, b, blk, n_out, k_in, feed, rows, epi);
+        mac_block(w, b, blk, n_out, k_in, feed, rows, epi, sink, acc);
     }
 }
 
@@ -541,7 +555,10 @@ void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, u
     hls::stream<BiasRow> biases("lin_biases");
     weight_loader<1>(wmem0, wmem1, wmem2, ops, 1, blocks, biases);
     PtrFeed feed = {x, x_stride, gather, k_in};
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi);
+    acc_mem_t acc;
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    int no_sink = 0;  // the op-level epilogues write their own outputs
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, no_sink, acc);
 }
 
 }  // namespace m3v

@@ -147,15 +147,16 @@ struct Epilogue {
     int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU (into hid)
     int x_lsh, y_lsh, add_shift;  // RES_MID: x_mid = add(x_res, branch); RES_OUT: x_res = add(x_mid, branch)
     int q_at;                   // GATE_ACC: moe_acc[queue[q_at + r]] += gates[q_at + r] · y
-    hls::stream<QkvWord>* qkv;  // QKV: the FIFO to the attention unit (the same stream for every op of the engine)
-    QkvWord word;               // QKV: the word being filled, written out at its last value
+    QkvWord word;               // QKV: the word being filled, written out at its last value into the FIFO to
+                                // the attention unit (a stream reference the call chain passes down, never a
+                                // pointer kept here)
     // EMBED: + position (pos_buf, on chip), into the row after the frame's CLS token
     word_t* dump;               // dumps (M3V_DUMPS builds): d0 (and d1: GELU output, residual sum)
     uint32_t d0, d1;
     int64_t row0;               // dump row of r = 0
     int d_cols;
 
-    void operator()(int r, int n, int64_t acc, int row_sh) {
+    void operator()(int r, int n, int64_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
         switch (kind) {
             case EPI_STORE_LOGIT: {
@@ -195,7 +196,7 @@ struct Epilogue {
             }
             case EPI_QKV: {
                 word.v[n % QKV_WORD] = act_t(requantize(acc, sh, ACT_BITS));
-                if (n % QKV_WORD == QKV_WORD - 1) qkv->write(word);  // HEAD_DIM is whole words: every word fills
+                if (n % QKV_WORD == QKV_WORD - 1) qkv.write(word);  // HEAD_DIM is whole words: every word fills
                 break;
             }
             case EPI_EMBED: {
@@ -246,9 +247,9 @@ Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_ls
 // accumulators and weight-block ping-pong) in the design. tests/hls/test_resources.py checks both.
 template <class FEED, class EPI>
 void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-                 EPI& epi) {
+                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc) {
 #pragma HLS INLINE off
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -384,18 +385,24 @@ void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, 
 
 // The attention unit on head h of every frame of the batch (its Q, K, V just written by the array); it
 // also dumps the head's Q, K, V columns.
+// Dump offsets of a heads step (M3V_DUMPS builds; NO_DUMP otherwise).
+struct HeadDumps {
+    uint32_t q, k, v, scores, attn;
+};
+
 void head_attention(const head_buf_t& qh, const head_buf_t& kh, const head_buf_t& vh, int h, int frames,
-                    AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn, word_t* dump) {
-    dump_head(dump, d_qkv[0], qh, h, frames * N_TOK);
-    dump_head(dump, d_qkv[1], kh, h, frames * N_TOK);
-    dump_head(dump, d_qkv[2], vh, h, frames * N_TOK);
+                    AttentionParams p, HeadDumps hd, word_t* dump) {
+    const uint32_t d_scores = hd.scores, d_attn = hd.attn;
+    dump_head(dump, hd.q, qh, h, frames * N_TOK);
+    dump_head(dump, hd.k, kh, h, frames * N_TOK);
+    dump_head(dump, hd.v, vh, h, frames * N_TOK);
 HEAD_FRAMES:
     for (int f = 0; f < frames; ++f) {
         const int64_t o = int64_t(f) * N_TOK * HEAD_DIM;
         const uint32_t blk = uint32_t(f * HEADS + h);
         const uint32_t ds = d_scores == NO_DUMP ? NO_DUMP : d_scores + blk * N_TOK * N_TOK * 4;
         const uint32_t da = d_attn == NO_DUMP ? NO_DUMP : d_attn + blk * N_TOK * HEAD_DIM * 4;
-        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, N_TOK, p, att_out + int64_t(f) * N_TOK * DIM, DIM,
+        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, p, att_out + int64_t(f) * N_TOK * DIM, DIM,
                        h * HEAD_DIM, dump, ds, da);
     }
 }
@@ -478,7 +485,7 @@ HEAD_LIST:
 
 // The array's feed and epilogue for op `r` (row0: the experts' dump row of its first input row).
 void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const uint32_t* RS, int64_t row0,
-                 word_t* dump, hls::stream<QkvWord>& qkv, Feed& feed, Epilogue& epi) {
+                 word_t* dump, Feed& feed, Epilogue& epi) {
     switch (r.kind) {
         case OP_EMBED:
             epi = epi_of(EPI_EMBED, sp.embed_shift, sp.embed_per_row, nullptr, NO_DUMP, DIM);
@@ -488,7 +495,6 @@ void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const
             const int i = r.arg % 3;
             const int sf[3] = {L_Q_W + 2, L_K_W + 2, L_V_W + 2};
             epi = epi_of(EPI_QKV, sfield(L[sf[i]]), RS[RS_L_Q_RS] != NO_ROW_SHIFT, nullptr, NO_DUMP, HEAD_DIM);
-            epi.qkv = &qkv;
             feed = feed_of(FEED_H_LN, DIM);
             break;
         }
@@ -560,6 +566,8 @@ void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinO
                   const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
                   hls::stream<QkvWord>& qkv, word_t* dump) {
     const int rows = sp.frames * N_TOK;
+    acc_mem_t acc;  // the array's accumulators: one memory, this process's own
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
     if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
     int64_t row0 = 0;
 ENGINE_OPS:
@@ -567,11 +575,11 @@ ENGINE_OPS:
         const OpRole r = roles[i];
         Feed feed;
         Epilogue epi;
-        op_datapath(r, sp, L, RS, row0, dump, qkv, feed, epi);
+        op_datapath(r, sp, L, RS, row0, dump, feed, epi);
         const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
                                                                            ? counts[r.arg]
                                                                            : rows;
-        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi);
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc);
         if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2]);
         if (r.kind == OP_E2) row0 += counts[r.arg];
     }
@@ -598,14 +606,20 @@ QKV_GATHER:
     }
 }
 
-// The attention unit of a heads step: a DATAFLOW loop over heads — head h+1's Q, K, V words gathered from the
-// FIFO (as the array writes them) beside head h's attention (into att_out). Other steps: no heads.
-void attention_unit(hls::stream<QkvWord>& qkv, StepParams sp, const uint32_t* L, word_t* dump) {
-    const int n_heads = sp.kind == STEP_HEADS ? HEADS : 0;
-    const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
-    const AttentionParams ap = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
+// What the attention unit of a step needs from the layer program: its own copy (built by the top), so no
+// array of the region is read by two of its processes.
+struct AttnStep {
+    bool heads;   // a heads step (other steps: the unit is idle)
+    int frames;
+    AttentionParams ap;
+    HeadDumps hd;
+};
+
+// The heads of a heads step: a DATAFLOW loop (constant trip count, canonical) — head h+1's Q, K, V words
+// gathered from the FIFO (as the array writes them) beside head h's attention (into att_out).
+void attention_heads(hls::stream<QkvWord>& qkv, int frames, AttentionParams ap, HeadDumps hd, word_t* dump) {
 ATTENTION_HEADS:
-    for (int h = 0; h < n_heads; ++h) {
+    for (int h = 0; h < HEADS; ++h) {
 #pragma HLS DATAFLOW
         // PIPO, ping-pong per head: the gather writes QKV_WORD consecutive values of a row per cycle, the attention
         // unit reads a HEAD_DIM row per cycle — reshaped into QKV_WORD-value words (a write is one whole word),
@@ -617,15 +631,24 @@ ATTENTION_HEADS:
 #pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
 #pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
 #pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
-        qkv_gather(qkv, sp.frames * N_TOK, qh, kh, vh);
-        head_attention(qh, kh, vh, h, sp.frames, ap, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
+        qkv_gather(qkv, frames * N_TOK, qh, kh, vh);
+        head_attention(qh, kh, vh, h, frames, ap, hd, dump);
     }
+}
+
+void attention_unit(hls::stream<QkvWord>& qkv, AttnStep at, word_t* dump) {
+    if (at.heads) attention_heads(qkv, at.frames, at.ap, at.hd, dump);
 }
 
 // The one region: the step's loader ahead of the engine through one ping-pong of weight blocks; the engine's
 // Q/K/V to the attention unit through a FIFO one head deep (so the array runs a head ahead of it).
-void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const OpRole roles[STEP_OPS], int n_ops,
-                StepParams sp, const uint32_t* L, const uint32_t* RS, word_t* dump) {
+// Canonical form (hls/tools/check_hls.py checks it): every array and pointer goes to one process only — the
+// loader its op list, the engine its own copy of it (eng_ops) and the layer's words, the attention unit its
+// AttnStep; scalars by value may go to several (Vitis broadcasts them). The scratch port is the engine's
+// alone in the synthesis build; the C-sim's dumps (M3V_DUMPS) reach it from the attention unit too.
+void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const LinOp eng_ops[STEP_OPS],
+                const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
+                AttnStep at, word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     M3V_BLOCK_STREAM_PRAGMAS(blocks)
@@ -634,8 +657,12 @@ void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const OpRole role
     hls::stream<QkvWord> qkv("step_qkv");
 #pragma HLS STREAM variable = qkv depth = QKV_WORDS_PER_HEAD
     weight_loader<STEP_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    array_engine(blocks, biases, ops, roles, n_ops, sp, L, RS, qkv, dump);
-    attention_unit(qkv, sp, L, dump);
+    array_engine(blocks, biases, eng_ops, roles, n_ops, sp, L, RS, qkv, dump);
+#ifdef M3V_DUMPS
+    attention_unit(qkv, at, dump);
+#else
+    attention_unit(qkv, at, nullptr);
+#endif
 }
 
 // After a heads step: the attention output into the array's feed buffer for proj, MAC_COLS values per cycle
@@ -746,10 +773,23 @@ FRAME_BATCHES:
                 route_tokens<EXPERTS, EROWS>(logits, frames * N_TOK, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue,
                                              gates, counts);
             }
-            LinOp ops[STEP_OPS];
+            LinOp ops[STEP_OPS], eng_ops[STEP_OPS];
             OpRole roles[STEP_OPS];
             const int n_ops = step_ops(sp, bhdr, patch_rs, L, RS, ops, roles);
-            array_step(WEIGHT_PORT_ARGS, ops, roles, n_ops, sp, L, RS, dump);  // the one site: the one array
+        COPY_OPS:  // the engine's own copy of the op list (one reader per array in the region)
+            for (int i = 0; i < STEP_OPS; ++i) eng_ops[i] = ops[i];
+            AttnStep at;
+            at.heads = sp.kind == STEP_HEADS;
+            at.frames = frames;
+            at.ap.scores_shift = sfield(L[L_SCORES_SHIFT]);
+            at.ap.scores_frac = sfield(L[L_SCORES_FRAC]);
+            at.ap.attn_shift = sfield(L[L_ATTN_SHIFT]);
+            at.hd.q = L[L_D_Q];
+            at.hd.k = L[L_D_K];
+            at.hd.v = L[L_D_V];
+            at.hd.scores = L[L_D_SCORES];
+            at.hd.attn = L[L_D_ATTN];
+            array_step(WEIGHT_PORT_ARGS, ops, eng_ops, roles, n_ops, sp, L, RS, at, dump);  // the one site: the one array
             if (sp.kind == STEP_EMBED) embed_cls(weights, bhdr, frames, dump);
             if (sp.kind == STEP_HEADS) attention_to_feed(frames * N_TOK);
         }
