@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast lint clean csim hls bitstream rtl-sim rtl-lint rtl-estimates rtl-estimates-top bench
+.PHONY: help setup demo test test-fast lint clean csim hls-check hls bitstream rtl-sim rtl-lint rtl-estimates rtl-estimates-top bench
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -21,6 +21,7 @@ help:
 	@echo "make rtl-estimates-top  the whole RTL top (micro, m3vit-tiny W8/A8) -> build/rtl/estimates.json"
 	@echo "make bench      modelled ZCU104 performance + measured CPU speed -> build/bench/*.json, *.png"
 	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
+	@echo "make hls-check  HLS rule checker (libclang): stream pointers, recursion, 64-bit, dataflow, tripcount, storage"
 	@echo "make hls        Vitis HLS csim/csynth/cosim/export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
 	@echo "make bitstream  Vivado ZCU104 block design -> build/bitstream/m3vit.bit + .hwh (needs vivado)"
 
@@ -83,6 +84,10 @@ HLS_BUILD := build/hls/$(HLS_CONFIG)-$(HLS_MODE)
 
 csim: setup
 	$(PY) -m m3vit.hw.vectors --config micro --mode w8a8 --out build/hls/vectors/micro-w8a8 --run
+
+# The HLS rules (hls/README.md "HLS rules"): libclang over the synthesized functions of the top.
+hls-check: setup
+	PYTHONPATH=model $(PY) hls/tools/check_hls.py --config $(HLS_CONFIG) --mode $(HLS_MODE) --baseline hls/tools/check_hls_baseline.json
 
 # Vendor tools are checked first (when the target runs), so a machine without them stops at once with one line.
 hls:

@@ -41,13 +41,14 @@ struct AttentionParams {
 // A·V value columns per cycle and lane (HlsParams.av_cols), and the passes over the keys that covers HEAD_DIM.
 constexpr int AV_LANE_COLS = AV_COLS < HEAD_DIM ? AV_COLS : HEAD_DIM;
 constexpr int AV_PASSES = (HEAD_DIM + AV_LANE_COLS - 1) / AV_LANE_COLS;
+constexpr int AV_KEYS_TC = AV_PASSES * N_TOK;  // LOOP_TRIPCOUNT of AV_KEYS (the top's heads have N_TOK keys)
 
 // Stage 1 of a row group: Q·Kᵀ with the online softmax. The group's ATTN_LANES query rows are held
 // in the lanes (one row loaded per cycle); then each cycle reads one K row and hands it to every lane
 // (HEAD_DIM MACs per lane), so every lane meets the keys in ascending order, as the contract's running
 // max / running sum require. The scores stay in the lane's score row for stage 2.
 template <class A_T>
-void qk_group(const A_T* q, const A_T* k, int stride, int r0, int n, const AttentionParams& p,
+void qk_group(const A_T* q, const A_T* k, int stride, int r0, int n, AttentionParams p,
               int_t sc[ATTN_LANES][N_TOK], SoftmaxStats st[ATTN_LANES]) {
     A_T qr[ATTN_LANES][HEAD_DIM];
 #pragma HLS ARRAY_PARTITION variable = qr complete
@@ -55,11 +56,13 @@ void qk_group(const A_T* q, const A_T* k, int stride, int r0, int n, const Atten
 QK_LOAD_Q:
     for (int l = 0; l < lanes; ++l) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = ATTN_LANES
         for (int c = 0; c < HEAD_DIM; ++c) qr[l][c] = q[int64_t(r0 + l) * stride + c];
     }
 QK_KEYS:
     for (int j = 0; j < n; ++j) {  // one K row per cycle, shared by every lane
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = N_TOK max = N_TOK
         const A_T* kj = k + int64_t(j) * stride;
         for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS UNROLL
@@ -82,7 +85,7 @@ QK_KEYS:
 // own score; then each lane's HEAD_DIM sums times its 1/s, requantized (one row per cycle).
 template <class A_T>
 void av_group(const int_t sc[ATTN_LANES][N_TOK], const SoftmaxStats st[ATTN_LANES], const A_T* v, int stride, int r0,
-              int n, const AttentionParams& p, A_T* out, int out_stride, int out_col0, word_t* dump,
+              int n, AttentionParams p, A_T* out, int out_stride, int out_col0, word_t* dump,
               uint32_t d_scores, uint32_t d_attn) {
     const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
     int64_t acc[ATTN_LANES][HEAD_DIM];
@@ -99,6 +102,7 @@ AV_INIT:
 AV_KEYS:
     for (int it = 0; it < AV_PASSES * n; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = AV_KEYS_TC max = AV_KEYS_TC
         const A_T* vj = v + int64_t(j) * stride + pass * AV_LANE_COLS;
         for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS UNROLL
@@ -120,6 +124,7 @@ AV_KEYS:
 AV_OUT:
     for (int l = 0; l < lanes; ++l) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = ATTN_LANES
         A_T* o = out + int64_t(r0 + l) * out_stride + out_col0;
         for (int c = 0; c < HEAD_DIM; ++c) {
             o[c] = A_T(requantize(acc[l][c] * inv[l], p.attn_shift, ACT_BITS));
@@ -135,7 +140,7 @@ AV_OUT:
 // The group loop is canonical: a constant trip count from 0 by 1 (the first row of group g is g · ATTN_LANES).
 constexpr int ATTN_GROUPS_N = (N_TOK + ATTN_LANES - 1) / ATTN_LANES;
 template <class A_T>
-void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, const AttentionParams& p, A_T* out,
+void attention_head(const A_T* q, const A_T* k, const A_T* v, int stride, AttentionParams p, A_T* out,
                     int out_stride, int out_col0, word_t* dump, uint32_t d_scores, uint32_t d_attn) {
 ATTN_GROUPS:
     for (int g = 0; g < ATTN_GROUPS_N; ++g) {

@@ -221,6 +221,20 @@ inline int block_beats(int nb, int k_in, int skip, int sskip, int w_bytes) {
     return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(tile_beats_of(w_bytes)) + tail_beats(nb, skip, sskip);
 }
 
+// LOOP_TRIPCOUNTs of the loader and the array (Vitis reports only; the bounds are run-time sizes), from the
+// generated config: a block of the array's k-slices, a step's blocks (the largest op list: every expert's two
+// matrices), and the reader's beats of such a step.
+constexpr int TC_BLOCK_TILES = (MAC_ROWS / TILE) * (KS_MAX * MAC_COLS / TILE);
+constexpr int TC_PLACE_BEATS = (TC_BLOCK_TILES + WEIGHT_PORTS - 1) / WEIGHT_PORTS * int(TileGeom<W_BYTES>::BEATS) +
+                               MAX_BIAS_BEATS;
+constexpr int TC_ZERO_COLS = (MAC_ROWS / TILE) * (MAC_COLS / TILE) * TILE;
+constexpr int TC_ZERO_ROWS = TC_BLOCK_TILES * TILE;
+constexpr int TC_OP_BLOCKS = (N_MAX + MAC_ROWS - 1) / MAC_ROWS;
+constexpr int TC_STEP_BLOCKS = 2 * EXPERTS * TC_OP_BLOCKS;
+constexpr int TC_READ_BEATS = TC_STEP_BLOCKS * TC_PLACE_BEATS;
+constexpr int TC_MAC_ITERS = KS_MAX * ROWS_MAX;
+constexpr int TC_MAC_ITERS_MIN = ARRAY_MIN_TOKENS;
+
 struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
     word_t b[WEIGHT_PORTS];
 };
@@ -239,6 +253,7 @@ void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2
     int count = 0;
 READ_COUNT:  // closed form per op: its full blocks and its partial one
     for (int o = 0; o < n_ops; ++o) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_OPS
         const int full = ops[o].n_out / MAC_ROWS, rem = ops[o].n_out % MAC_ROWS, skip = int(ops[o].b_off % BEAT_BYTES);
         const int sskip = shift_skip_of(ops[o]);
         total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip, sskip, ops[o].w_bytes) +
@@ -255,6 +270,7 @@ READ_COUNT:  // closed form per op: its full blocks and its partial one
 READ_BEATS:
     for (int64_t it = 0; it < total; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_READ_BEATS
         if (start) {  // a new block: its geometry, announced to the placer
             nb = block_rows(blk, op.n_out);
             ct = ceil_div(op.k_in, TILE);
@@ -325,6 +341,7 @@ inline void block_placer(hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>
     const int count = n_blocks.read();
 PLACE_BLOCKS:
     for (int blk = 0; blk < count; ++blk) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_STEP_BLOCKS
         const BlockInfo info = infos.read();
         const int nb = info.nb, k_in = info.k_in, tiles = info.tiles;
         const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
@@ -349,6 +366,7 @@ PLACE_BLOCKS:
     PLACE_BEATS:  // one loop over the block's tile groups and then its bias beats: no refill between groups
         for (int it = 0; it < tile_iters + n_tail; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_PLACE_BEATS
             const WeightBeats g = beats.read();
             if (it >= tile_iters) {
                 bw[it - tile_iters] = g.b[0];
@@ -377,6 +395,7 @@ PLACE_BLOCKS:
     PLACE_ZERO_COLS:  // tile columns past ct of the pack's tile rows
         for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_COLS
             const int cols = tc_used - ct;
             const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
             for (int c = 0; c < TILE; ++c) {
@@ -388,6 +407,7 @@ PLACE_BLOCKS:
     PLACE_ZERO_ROWS:  // the block's tile rows past trn (a partial block)
         for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_ROWS
             const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
             for (int c = 0; c < TILE; ++c) {
 #pragma HLS UNROLL
@@ -510,6 +530,7 @@ void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, F
 K_SLICES_X_TOKENS:
     for (int it = 0; it < kslices * iters; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = TC_MAC_ITERS_MIN max = TC_MAC_ITERS
 #pragma HLS DEPENDENCE variable = acc inter false
         if (t < rows) {
             act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
@@ -539,6 +560,7 @@ void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, in
                EPI& epi, SINK& sink, acc_mem_t& acc) {
 OP_BLOCKS:
     for (int blk = 0; blk < ceil_div(n_out, MAC_ROWS); ++blk) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_OP_BLOCKS
         hls::read_lock<weight_block_t> w(blocks);
         const BiasRow b = biases.read();
         mac_block(w, b, blk, n_out, k_in, feed, rows, epi, sink, acc);

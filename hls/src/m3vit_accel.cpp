@@ -62,6 +62,12 @@ static_assert(HEAD_DIM % QKV_WORD == 0 && HEAD_DIM / QKV_WORD <= 2,
 constexpr int LAYER_OPS = 3 * HEADS + 3;    // Q, K, V of every head, proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 constexpr int STEP_OPS = LAYER_OPS > EXPERT_OPS ? LAYER_OPS : EXPERT_OPS;  // the longest op list of a step
+// LOOP_TRIPCOUNTs of the top's run-time-bound loops (a batch of BATCH frames; Vitis reports only).
+constexpr int TC_IM2COL = BATCH * IN_CH * IMG_H * IMG_W / PIX_PER_BEAT;
+constexpr int TC_POS_BEATS = (N_PATCH * DIM * BIAS_BYTES / BEAT_BYTES + WEIGHT_PORTS - 1) / WEIGHT_PORTS + 1;
+constexpr int TC_ROW_BEATS = ROWS_MAX * DIM / LANES;            // the MoE combine, LANES values per cycle
+constexpr int TC_FEED_BEATS = ROWS_MAX * DIM / MAC_COLS;        // attention output → feed
+constexpr int TC_TOKEN_BEATS = ROWS_MAX * DIM / RES_PER_BEAT;   // tokens out
 
 // On-chip activation buffers of one batch (element-wise loops and the epilogue touch LANES
 // consecutive features per cycle: cyclic partitions in the top).
@@ -84,6 +90,7 @@ struct QkvWord {
     act_t v[QKV_WORD];
 };
 constexpr int QKV_WORDS_PER_HEAD = 3 * ROWS * HEAD_DIM / QKV_WORD;  // the FIFO holds one head of the batch
+constexpr int TC_QKV_WORDS = QKV_WORDS_PER_HEAD;                      // LOOP_TRIPCOUNT of the gather
 constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
 static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
 static bias_t ln_b[LN_COUNT * DIM];
@@ -97,12 +104,17 @@ inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) 
     if (DUMPS && base != NO_DUMP) dump_word(dump, base + uint32_t(index) * 4, value);  // M3V_DUMPS builds only
 }
 
+// C-sim builds only (M3V_DUMPS): the synthesis build has no dump loops at all.
 template <class T>
 void dump_matrix(word_t* dump, uint32_t base, const T* buf, int rows, int cols, int stride) {
-    if (!DUMPS || base == NO_DUMP) return;
+#ifdef M3V_DUMPS
+    if (base == NO_DUMP) return;
 DUMP_ROWS:
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < cols; ++c) dump_put(dump, base, int64_t(r) * cols + c, int64_t(buf[int64_t(r) * stride + c]));
+#else
+    (void)dump, (void)base, (void)buf, (void)rows, (void)cols, (void)stride;
+#endif
 }
 
 // --- the array's feed and fused epilogue, by kind ---------------------------------------------------------
@@ -277,6 +289,7 @@ void load_vector(WEIGHT_PORT_PARAMS, uint32_t off, int nbytes, int count, T* out
 VECTOR_BEATS:
     for (int i0 = 0; i0 < beats; i0 += WEIGHT_PORTS) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = TC_POS_BEATS max = TC_POS_BEATS
         word_t g[WEIGHT_PORTS];
 #pragma HLS ARRAY_PARTITION variable = g complete
         g[0] = weights[first + uint32_t(i0)];
@@ -300,6 +313,7 @@ void im2col(const word_t* images, int frames, word_t* dump, uint32_t d_image) {
 EMBED_IM2COL:
     for (int i = 0; i < frames * beats; ++i) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_IM2COL
         const int f = i / beats, b = i % beats;
         const int pix0 = b * PIX_PER_BEAT;
         const int c = pix0 / (IMG_H * IMG_W), y = (pix0 / IMG_W) % IMG_H, x0 = pix0 % IMG_W;
@@ -357,9 +371,11 @@ void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, c
 // The class token of every frame (from the pack, after the embedding step) and the embedding's dump.
 void embed_cls(const word_t* weights, const uint32_t* hdr, int frames, word_t* dump) {
 EMBED_CLS:
-    for (int f = 0; f < frames; ++f)
+    for (int f = 0; f < frames; ++f) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = BATCH
         for (int n = 0; n < DIM; ++n)
             x_res[int64_t(f * N_TOK) * DIM + n] = res_t(mem_int(weights, hdr[H_CLS] + uint32_t(n) * RESID_BYTES, RESID_BYTES));
+    }
     dump_matrix(dump, hdr[H_D_EMBED], x_res, frames * N_TOK, DIM, DIM);
 }
 
@@ -378,9 +394,13 @@ typedef act_t head_buf_t[ROWS * HEAD_DIM];  // one head's Q, K or V rows of the 
 
 // Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
 void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, int rows) {
-    if (!DUMPS || d == NO_DUMP) return;
+#ifdef M3V_DUMPS
+    if (d == NO_DUMP) return;
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(x[r * HEAD_DIM + c]));
+#else
+    (void)dump, (void)d, (void)x, (void)h, (void)rows;
+#endif
 }
 
 // The attention unit on head h of every frame of the batch (its Q, K, V just written by the array); it
@@ -398,6 +418,7 @@ void head_attention(const head_buf_t& qh, const head_buf_t& kh, const head_buf_t
     dump_head(dump, hd.v, vh, h, frames * N_TOK);
 HEAD_FRAMES:
     for (int f = 0; f < frames; ++f) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = BATCH
         const int64_t o = int64_t(f) * N_TOK * HEAD_DIM;
         const uint32_t blk = uint32_t(f * HEADS + h);
         const uint32_t ds = d_scores == NO_DUMP ? NO_DUMP : d_scores + blk * N_TOK * N_TOK * 4;
@@ -545,6 +566,7 @@ void moe_finish(const uint32_t* L, int rows, word_t* dump) {
 MOE_FINISH:
     for (int64_t i0 = 0; i0 < values; i0 += LANES) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_ROW_BEATS
         for (int l = 0; l < LANES; ++l) {
 #pragma HLS UNROLL
             const int64_t i = i0 + l;
@@ -572,6 +594,7 @@ void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinO
     int64_t row0 = 0;
 ENGINE_OPS:
     for (int i = 0; i < n_ops; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = STEP_OPS
         const OpRole r = roles[i];
         Feed feed;
         Epilogue epi;
@@ -594,6 +617,7 @@ void qkv_gather(hls::stream<QkvWord>& qkv, int rows, head_buf_t& qh, head_buf_t&
 QKV_GATHER:
     for (int it = 0; it < 3 * BLOCKS * rows; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_QKV_WORDS
         const int which = it / (BLOCKS * rows), blk = (it / rows) % BLOCKS, t = it % rows;
         const QkvWord word = qkv.read();
         for (int j = 0; j < QKV_WORD; ++j) {
@@ -671,6 +695,7 @@ void attention_to_feed(int rows) {
 ATTENTION_TO_FEED:
     for (int i0 = 0; i0 < rows * DIM; i0 += MAC_COLS) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_FEED_BEATS
         for (int j = 0; j < MAC_COLS; ++j) {
 #pragma HLS UNROLL
             if (i0 + j < rows * DIM) a_buf[i0 + j] = att_out[i0 + j];
@@ -694,6 +719,7 @@ void tokens_out(word_t* tokens, uint32_t f0, int rows) {
 TOKENS_OUT:
     for (int64_t b = 0; b < beats; ++b) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_TOKEN_BEATS
         word_t w;
         for (int j = 0; j < RES_PER_BEAT; ++j) {
 #pragma HLS UNROLL
@@ -725,7 +751,13 @@ void m3vit_accel(M3V_TOP_ARGS) {
     // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
 #pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
 #pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
-    // queue / gates: one memory each, expert e's entries from e · EROWS (an offset, not a memory choice)
+    // queue / gates: one memory each, expert e's entries from e · EROWS (an offset, not a memory choice):
+    // one read per cycle (the feed's gather, the expert epilogue), one write per routed token
+#pragma HLS BIND_STORAGE variable = queue type = ram_2p impl = bram
+#pragma HLS BIND_STORAGE variable = gates type = ram_2p impl = bram
+    // logits: the router's epilogue writes EXPERTS outputs of one token per cycle (n = 0..EXPERTS-1 of the one
+    // block), so bank n holds expert n of every token: a bank fixed at compile time for each output lane
+#pragma HLS ARRAY_PARTITION variable = logits cyclic factor = EXPERTS
 #pragma HLS ARRAY_PARTITION variable = counts complete
     uint32_t hdr[HEADER_WORDS];
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
@@ -741,6 +773,8 @@ void m3vit_accel(M3V_TOP_ARGS) {
     static_assert(L_D_LN1 + LAYER_DUMPS == LAYER_WORDS, "the d_* fields close the layer descriptor");
 FRAME_BATCHES:
     for (uint32_t f0 = 0; f0 < num_frames; f0 += BATCH) {
+        // the reports give one batch's latency (num_frames is the host's)
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
         const int frames = num_frames - f0 < uint32_t(BATCH) ? int(num_frames - f0) : BATCH;
         const bool dumping = f0 + uint32_t(frames) <= dump_frames;  // never past the layout's end
         word_t* dump = scratch;
