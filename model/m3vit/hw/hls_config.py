@@ -15,7 +15,7 @@ from pathlib import Path
 from ..configs import ModelConfig
 from ..quant import intops
 from ..quant.spec import PrecisionMode
-from . import interface, program
+from . import axi_depth, interface, program
 
 # WP486 packing: two weights share one activation in a DSP48E2 27x18 multiplier; the low product
 # occupies an 18-bit field of the 48-bit accumulator.
@@ -149,12 +149,15 @@ def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> s
     lines += [f"  RS_{f.upper()} = {i}," for i, f in enumerate(program.ROW_SHIFT_HEADER_FIELDS)]
     lines += [f"  RS_L_{f.upper()} = {i}," for i, f in enumerate(program.ROW_SHIFT_LAYER_FIELDS)]
     lines.append("};")
+    depths = axi_depth.arg_depths(cfg, mode, params.batch, program.program_words(cfg, per_row=True))
+    lines += [f"constexpr uint32_t AXI_DEPTH_{name.upper()} = {n}u;  // m_axi depth (128-bit words)"
+              for name, n in depths.items()]
     lines.append("}  // namespace m3v")
-    lines.append(top_prototype())
+    lines.append(top_prototype(depths))
     return "\n".join(lines) + "\n"
 
 
-def top_prototype() -> str:
+def top_prototype(depths: dict[str, int] | None = None) -> str:
     """The top function's declaration, generated from ``interface.ARGS`` (names and order)."""
     read_only = ("weights", "program", "images")
     args = [f"{'const ' if a.name in read_only or a.alias_of in read_only else ''}m3v::word_t* {a.name}"
@@ -164,15 +167,15 @@ def top_prototype() -> str:
             "#define M3V_WEIGHT_PORT_NAMES " + ", ".join(ports) + "\n"
             "#define M3V_TOP_ARG_NAMES " + ", ".join(a.name for a in interface.ARGS) + "\n"
             + "#define M3V_TOP_INTERFACE_PRAGMAS \\\n"
-            + " \\\n".join(_interface_pragmas()) + "\n")
+            + " \\\n".join(_interface_pragmas(depths or {})) + "\n")
 
 
-def _interface_pragmas() -> list[str]:
+def _interface_pragmas(depths: dict[str, int]) -> list[str]:
     out = []
     for a in interface.ARGS:
-        if a.kind == "mem":
+        if a.kind == "mem":  # depth: co-simulation only (m3vit.hw.axi_depth)
             out.append(f"  _Pragma(\"HLS INTERFACE mode=m_axi port={a.name} offset=slave bundle={a.bundle} "
-                       f"max_widen_bitwidth=128 depth=1\")")
+                       f"max_widen_bitwidth=128 depth={depths.get(a.name, 1)}\")")
         out.append(f"  _Pragma(\"HLS INTERFACE mode=s_axilite port={a.name} bundle=control\")")
     out.append("  _Pragma(\"HLS INTERFACE mode=s_axilite port=return bundle=control\")")
     return out
