@@ -53,9 +53,9 @@ TOPK_OUT:
 }
 
 // Route `rows` tokens: per expert, the queue of tokens that chose it (ascending) and their gates.
-template <int E_MAX, int ROWS_MAX, class L_T>
+template <int E_MAX, int ROWS_MAX, class L_T, class G_T>
 void route_tokens(const L_T* logits, int rows, int e, int k, int l_frac, uint16_t queue[E_MAX * ROWS_MAX],
-                  int64_t gate[E_MAX * ROWS_MAX], int count[E_MAX]) {
+                  G_T gate[E_MAX * ROWS_MAX], int count[E_MAX]) {
 ROUTE_CLEAR:
     for (int j = 0; j < e; ++j) {
 #pragma HLS LOOP_TRIPCOUNT min = E_MAX max = E_MAX
@@ -80,7 +80,7 @@ ROUTE_ROWS:  // one row per E_MAX cycles: one top-k comparator bank and one exp 
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
             const int x = top[i];
             queue[x * ROWS_MAX + count[x]] = uint16_t(r);  // expert x's queue at x · ROWS_MAX (one memory)
-            gate[x * ROWS_MAX + count[x]] = g[i];
+            gate[x * ROWS_MAX + count[x]] = G_T(g[i]);  // 0 <= g <= 2^GATE_FRAC: exact in the gate type
             ++count[x];
         }
     }

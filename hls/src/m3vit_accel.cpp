@@ -78,9 +78,14 @@ static act_t a_buf[ROWS * DIM];      // attention output
 static act_t hid[ROWS * HIDDEN_MAX]; // GELU output (dense hidden, or one expert's gathered rows)
 static act_t patches[BATCH * N_PATCH * PATCH_K];
 static int_t logits[ROWS * EXPERTS];
-static sint<64> moe_acc[ROWS * DIM];
+// The MoE combine's sums Σ p·y (NUMERICS.md §3: |Σ| <= k · 2^GATE_FRAC · 2^(RESID_BITS-1): 32 bits at top-2) and
+// the gate probabilities (unsigned, <= 2^GATE_FRAC: GATE_FRAC + 1 bits, one more for the signed container).
+constexpr int MOE_ACC_BITS = GATE_FRAC + RESID_BITS + ilog2(2 * TOP_K - 1) + 1;
+typedef sint<MOE_ACC_BITS> moe_acc_t;
+typedef sint<GATE_FRAC + 2> gate_t;
+static moe_acc_t moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
-static int64_t gates[EXPERTS * EROWS];
+static gate_t gates[EXPERTS * EROWS];
 static int counts[EXPERTS];
 // att_out: the attention unit's output, copied into a_buf by the top after the heads step.
 static act_t att_out[ROWS * DIM];
@@ -200,9 +205,14 @@ struct Epilogue {
                 break;
             }
             case EPI_GATE_ACC: {
+                // No loop-carried dependence through moe_acc in the array's token loop: within one block, iteration
+                // t touches row queue[q_at + t] only, and an expert's queue holds each token at most once (top-k
+                // experts are distinct), so no two iterations of one loop run touch the same sum; the next block (or
+                // expert) is a new run of the loop, after its pipeline drained. (Vitis applies it once inlined.)
+#pragma HLS DEPENDENCE variable = moe_acc inter false
                 const int64_t v = requantize(acc, sh, RESID_BITS);
                 const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
-                moe_acc[i] = sint<64>(int64_t(moe_acc[i]) + gates[q_at + r] * v);
+                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(gates[q_at + r]) * v);
                 dump_put(dump, d0, (row0 + r) * DIM + n, v);
                 break;
             }

@@ -518,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="m3vit-tiny")
     p.add_argument("--mode", default="w8a8")
     p.add_argument("--baseline", type=Path, help="JSON {\"RULE function\": count} of accepted findings")
+    p.add_argument("--write-baseline", type=Path, help="write the int64 findings as the new baseline (review the diff: "
+                   "it may only shrink)")
     p.add_argument("--rules", default=",".join(RULES), help="comma-separated subset of " + ", ".join(RULES))
     p.add_argument("--storage-bits", type=int, default=DEFAULT_STORAGE_BITS)
     a = p.parse_args(argv)
@@ -549,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"check_hls: {exc}", file=sys.stderr)
         return 2
+    if a.write_baseline is not None:
+        counts = Counter(f.key() for f in findings if f.rule == "int64")
+        a.write_baseline.write_text(json.dumps(dict(sorted(counts.items())), indent=1) + "\n")
     extra, stale = apply_baseline(findings, baseline)
     for f in extra:
         print(f)
