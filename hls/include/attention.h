@@ -32,6 +32,17 @@ AV_KEYS:
     for (int c = 0; c < hd; ++c) out[c] = O_T(requantize(acc[c] * inv, attn_shift, out_bits));
 }
 
+// The contract's widths of the attention datapath (NUMERICS.md §3, "Other intermediates"): a Q·Kᵀ sum is at
+// most HEAD_DIM · 2^(2(a-1)), an exp weight 2^(a - m) at most 2^EXP_OUT_FRAC (unsigned), an A·V sum at most
+// N_TOK · 2^EXP_OUT_FRAC · 2^(a-1) — so each product is one narrow multiplier (8×8 or 17×8 bits at W8/A8), not a
+// 64-bit one, and the sums are registers of these widths. ceil(log2 n) = ilog2(2n - 1).
+constexpr int QK_SUM_BITS = 2 * (ACT_BITS - 1) + ilog2(2 * HEAD_DIM - 1) + 2;  // +2: sign and the +2^(..) corner
+constexpr int EXP_W_BITS = EXP_OUT_FRAC + 2;  // 0 <= e <= 2^EXP_OUT_FRAC in a signed container
+constexpr int AV_SUM_BITS = EXP_OUT_FRAC + (ACT_BITS - 1) + ilog2(2 * N_TOK - 1) + 1;
+typedef sint<QK_SUM_BITS> qk_sum_t;
+typedef sint<EXP_W_BITS> exp_w_t;
+typedef sint<AV_SUM_BITS> av_sum_t;
+
 struct AttentionParams {
     int scores_shift;  // q_frac + k_frac - scores_frac
     int scores_frac;
@@ -67,9 +78,9 @@ QK_KEYS:
         for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS UNROLL
             if (l < lanes) {
-                int64_t acc = 0;
-                for (int c = 0; c < HEAD_DIM; ++c) acc += int64_t(qr[l][c]) * int64_t(kj[c]);
-                const int64_t a = requantize(acc, p.scores_shift, INTERNAL_BITS);
+                qk_sum_t acc = 0;
+                for (int c = 0; c < HEAD_DIM; ++c) acc += qk_sum_t(qr[l][c] * kj[c]);  // one a×a-bit product each
+                const int64_t a = requantize(int64_t(acc), p.scores_shift, INTERNAL_BITS);
                 sc[l][j] = int_t(a);
                 if (j == 0)
                     st[l] = softmax_first(a);
@@ -88,7 +99,7 @@ void av_group(const int_t sc[ATTN_LANES][N_TOK], const SoftmaxStats st[ATTN_LANE
               int n, AttentionParams p, A_T* out, int out_stride, int out_col0, word_t* dump,
               uint32_t d_scores, uint32_t d_attn) {
     const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
-    int64_t acc[ATTN_LANES][HEAD_DIM];
+    av_sum_t acc[ATTN_LANES][HEAD_DIM];
 #pragma HLS ARRAY_PARTITION variable = acc complete
     int64_t inv[ATTN_LANES];
 #pragma HLS ARRAY_PARTITION variable = inv complete
@@ -107,10 +118,10 @@ AV_KEYS:
         for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS UNROLL
             if (l < lanes) {
-                const int64_t e = exp2_neg(int64_t(sc[l][j]) - st[l].m, p.scores_frac);
+                const exp_w_t e = exp_w_t(exp2_neg(int64_t(sc[l][j]) - st[l].m, p.scores_frac));
                 for (int c = 0; c < AV_LANE_COLS; ++c) {
 #pragma HLS UNROLL
-                    if (pass * AV_LANE_COLS + c < HEAD_DIM) acc[l][pass * AV_LANE_COLS + c] += e * int64_t(vj[c]);
+                    if (pass * AV_LANE_COLS + c < HEAD_DIM) acc[l][pass * AV_LANE_COLS + c] += av_sum_t(e * vj[c]);
                 }
                 if (pass == 0 && d_scores != NO_DUMP)
                     dump_word(dump, d_scores + uint32_t((r0 + l) * n + j) * 4, int64_t(sc[l][j]));
@@ -127,7 +138,7 @@ AV_OUT:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = ATTN_LANES
         A_T* o = out + int64_t(r0 + l) * out_stride + out_col0;
         for (int c = 0; c < HEAD_DIM; ++c) {
-            o[c] = A_T(requantize(acc[l][c] * inv[l], p.attn_shift, ACT_BITS));
+            o[c] = A_T(requantize(int64_t(acc[l][c]) * inv[l], p.attn_shift, ACT_BITS));
             if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int64_t(o[c]));
         }
     }

@@ -53,6 +53,17 @@ typedef sint<INTERNAL_BITS> int_t; // scores, gate logits, GELU inputs
 typedef sint<BIAS_BITS> bias_t;    // biases at the accumulator's fractional bits
 typedef sint<ACC_BITS> acc_t;      // linear accumulators (bounded at export)
 
+// floor(log2(v)), evaluated by the compiler only: a loop (no recursion, which Vitis rejects) in a constexpr
+// function whose every use below initialises a constexpr constant.
+constexpr int ilog2(uint32_t v) {
+    int n = 0;
+    while (v > 1) {
+        v >>= 1;
+        ++n;
+    }
+    return n;
+}
+
 // Exact left shift for signed values (no undefined behaviour for negatives).
 inline int64_t shl(int64_t x, int s) { return int64_t(uint64_t(x) << s); }
 

@@ -110,16 +110,6 @@ inline uint32_t tile_beats_of(int w_bytes) {
 #pragma HLS INLINE
     return w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS : TileGeom<W_BYTES>::BEATS;
 }
-// floor(log2(v)), evaluated by the compiler only: a loop (no recursion, which Vitis rejects) in a constexpr
-// function whose every use below initialises a constexpr constant.
-constexpr int ilog2(uint32_t v) {
-    int n = 0;
-    while (v > 1) {
-        v >>= 1;
-        ++n;
-    }
-    return n;
-}
 constexpr int TILE_BEATS_LOG2_W = ilog2(TileGeom<W_BYTES>::BEATS);
 constexpr int TILE_BEATS_LOG2_EW = ilog2(TileGeom<EW_BYTES>::BEATS);
 // log2 of tile_beats_of: the tile index of a beat is a shift, not a divider, in the II = 1 loops
