@@ -338,11 +338,12 @@ int64_t m3v_dsp_pack_exhaustive(void) {
     int64_t bad = 0;
     for (int wh = -128; wh < 128; ++wh)
         for (int wl = -128; wl < 128; ++wl) {
-            const int64_t packed = dsp_pack_weights(wh, wl);
+            const dsp_a_t packed = dsp_pack_weights(w_t(wh), w_t(wl));
             for (int a = -128; a < 128; ++a) {
-                int64_t hi, lo;
-                dsp_unpack(packed * a, hi, lo);
-                bad += (hi != int64_t(wh) * a) + (lo != int64_t(wl) * a);
+                dsp_hi_t hi;
+                dsp_lo_t lo;
+                dsp_unpack(dsp_p_t(int64_t(packed) * a), hi, lo);
+                bad += (int64_t(hi) != int64_t(wh) * a) + (int64_t(lo) != int64_t(wl) * a);
             }
         }
     return bad;

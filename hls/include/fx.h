@@ -64,6 +64,18 @@ constexpr int ilog2(uint32_t v) {
     return n;
 }
 
+// The exact product of a WA-bit and a WB-bit signed value, as a (WA + WB)-bit value: with ap_int the
+// multiplier has exactly the operands' widths (one DSP48E2 for <= 27 x 18 bits); natively it is widened first.
+template <int WA, int WB>
+inline sint<WA + WB> mul_exact(const sint<WA>& a, const sint<WB>& b) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    return a * b;
+#else
+    return sint<WA + WB>(sint<WA + WB>(a) * sint<WA + WB>(b));
+#endif
+}
+
 // Exact left shift for signed values (no undefined behaviour for negatives).
 inline int64_t shl(int64_t x, int s) { return int64_t(uint64_t(x) << s); }
 

@@ -55,14 +55,34 @@
 namespace m3v {
 
 // --- DSP48E2 packing (exact; tested exhaustively over int8 x int8 x int8) -----------------------
-inline int64_t dsp_pack_weights(int64_t w_hi, int64_t w_lo) { return shl(w_hi, PACK_FIELD_BITS) + w_lo; }
+// The DSP48E2's widths: A:D pre-adder output 27 bits, P 48 bits; the packed fields: low 18 bits, high the rest
+// plus WP486's correction bit.
+typedef sint<DSP_A_BITS> dsp_a_t;
+typedef sint<DSP_P_BITS> dsp_p_t;
+typedef sint<PACK_FIELD_BITS> dsp_lo_t;
+typedef sint<DSP_P_BITS - PACK_FIELD_BITS + 1> dsp_hi_t;
 
-inline void dsp_unpack(int64_t p, int64_t& hi, int64_t& lo) {
+inline dsp_a_t dsp_pack_weights(const w_t& w_hi, const w_t& w_lo) {
 #pragma HLS INLINE
-    const int64_t field = p & ((int64_t(1) << PACK_FIELD_BITS) - 1);
-    lo = (field >> (PACK_FIELD_BITS - 1)) ? field - (int64_t(1) << PACK_FIELD_BITS) : field;
-    hi = (p >> PACK_FIELD_BITS) + ((p >> (PACK_FIELD_BITS - 1)) & 1);  // the correction of WP486
+    return dsp_a_t(dsp_a_t(w_hi) * dsp_a_t(1 << PACK_FIELD_BITS) + dsp_a_t(w_lo));  // |.| < 2^26: exact
 }
+
+inline void dsp_unpack(const dsp_p_t& p, dsp_hi_t& hi, dsp_lo_t& lo) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    lo = dsp_lo_t(p);  // ap_int narrowing keeps P[17:0]: the low field, sign-extended
+    hi = dsp_hi_t(dsp_hi_t(p >> PACK_FIELD_BITS) + dsp_hi_t(p[PACK_FIELD_BITS - 1] ? 1 : 0));  // WP486's correction
+#else
+    const int64_t q = int64_t(p), field = q & ((int64_t(1) << PACK_FIELD_BITS) - 1);
+    lo = dsp_lo_t((field >> (PACK_FIELD_BITS - 1)) ? field - (int64_t(1) << PACK_FIELD_BITS) : field);
+    hi = dsp_hi_t((q >> PACK_FIELD_BITS) + ((q >> (PACK_FIELD_BITS - 1)) & 1));
+#endif
+}
+
+// One k-slice of one output row: MAC_COLS products of W_BITS x ACT_BITS bits (NUMERICS.md §3 bounds the whole
+// sum; a slice's partial sum is bounded by its own terms).
+constexpr int SLICE_BITS = W_BITS + ACT_BITS - 1 + ilog2(2 * MAC_COLS - 1) + 1;
+typedef sint<SLICE_BITS> slice_t;
 
 constexpr int CASCADE = PACK_CHUNK > 0 ? PACK_CHUNK : MAC_COLS;  // products per DSP cascade
 constexpr int BEAT_BYTES = 16;                                   // one 128-bit m_axi beat
@@ -437,27 +457,28 @@ void weight_loader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2
 
 // --- the MAC array ------------------------------------------------------------------------------------
 // One cycle: MAC_ROWS dot-product slices of MAC_COLS terms of one token into sum[].
-inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS], int64_t sum[MAC_ROWS]) {
+inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS], slice_t sum[MAC_ROWS]) {
 #pragma HLS INLINE
     if (PACK_CHUNK > 0) {
     ROW_PAIRS:  // MAC_ROWS / 2 packed DSP rows
         for (int i = 0; i < MAC_ROWS / 2; ++i) {
 #pragma HLS UNROLL
-            int64_t hi_sum = 0, lo_sum = 0;
+            slice_t hi_sum = 0, lo_sum = 0;
         CASCADES:
             for (int c0 = 0; c0 < MAC_COLS; c0 += CASCADE) {
 #pragma HLS UNROLL
-                int64_t p = 0;  // the 48-bit P of the cascade's last DSP48E2
+                dsp_p_t p = 0;  // the 48-bit P of the cascade's last DSP48E2
             CASCADE_DSPS:
                 for (int j = 0; j < CASCADE && c0 + j < MAC_COLS; ++j) {
 #pragma HLS UNROLL
-                    p += dsp_pack_weights(int64_t(w[2 * i + 1][c0 + j]), int64_t(w[2 * i][c0 + j])) *
-                         int64_t(xs[c0 + j]);
+                    const dsp_a_t packed = dsp_pack_weights(w[2 * i + 1][c0 + j], w[2 * i][c0 + j]);
+                    p += dsp_p_t(mul_exact<DSP_A_BITS, ACT_BITS>(packed, xs[c0 + j]));  // 27 x 8 bits: one DSP48E2
                 }
-                int64_t hi, lo;
+                dsp_hi_t hi;
+                dsp_lo_t lo;
                 dsp_unpack(p, hi, lo);
-                hi_sum += hi;
-                lo_sum += lo;
+                hi_sum += slice_t(hi);
+                lo_sum += slice_t(lo);
             }
             sum[2 * i] = lo_sum;
             sum[2 * i + 1] = hi_sum;
@@ -466,10 +487,10 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
     ROWS:  // one DSP48E2 per MAC, an adder tree per row
         for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-            int64_t s = 0;
+            slice_t s = 0;
             for (int c = 0; c < MAC_COLS; ++c) {
 #pragma HLS UNROLL
-                s += int64_t(w[n][c]) * int64_t(xs[c]);
+                s += slice_t(mul_exact<W_BITS, ACT_BITS>(w[n][c], xs[c]));
             }
             sum[n] = s;
         }
@@ -526,13 +547,13 @@ K_SLICES_X_TOKENS:
             act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
 #pragma HLS ARRAY_PARTITION variable = xs complete
             feed(t, ks, xs);
-            int64_t sum[MAC_ROWS];
+            slice_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
             mac_cycle(w[ks], xs, sum);
             AccRow r;
             for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-                r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + sum[n]);
+                r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + int64_t(sum[n]));
                 acc[t][n] = r.a[n];
             }
             if (ks == kslices - 1) epilogue_row(r, bias, t, n0, nb, epi, sink);
