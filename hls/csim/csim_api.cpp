@@ -222,6 +222,24 @@ int m3v_op_requantize(const int64_t* acc, int64_t n, int shift, int bits, int64_
     return 0;
 }
 
+int m3v_op_requant_acc(const int64_t* acc, int64_t n, int shift, int bits, int64_t* out) {
+    const int64_t amax = (int64_t(1) << (ACC_BITS - 1)) - 1;
+    for (int64_t i = 0; i < n; ++i)
+        if (acc[i] > amax || acc[i] < -amax - 1) return fail(-1, "requant op: a value outside ACC_BITS");
+    for (int64_t i = 0; i < n; ++i) {
+        const acc_t a = acc_t(acc[i]);
+        if (bits == INTERNAL_BITS)
+            out[i] = int64_t(requant<INTERNAL_BITS, ACC_BITS>(a, shift));
+        else if (bits == RESID_BITS)
+            out[i] = int64_t(requant<RESID_BITS, ACC_BITS>(a, shift));
+        else if (bits == ACT_BITS)
+            out[i] = int64_t(requant<ACT_BITS, ACC_BITS>(a, shift));
+        else
+            return fail(-1, "requant op: bits is none of INTERNAL_BITS, RESID_BITS, ACT_BITS");
+    }
+    return 0;
+}
+
 int m3v_op_add(const int64_t* x, const int64_t* y, int64_t n, int x_lsh, int y_lsh, int shift, int bits,
                int64_t* out) {
     for (int64_t i = 0; i < n; ++i) out[i] = requantize(shl(x[i], x_lsh) + shl(y[i], y_lsh), shift, bits);

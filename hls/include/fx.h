@@ -102,6 +102,34 @@ inline int64_t requantize(int64_t acc, int shift, int bits) {
     return acc > hi ? qmax : (acc < lo ? qmin : shl(acc, s));
 }
 
+// requantize() of an IN-bit value into OUT bits, in hardware of those widths: the variable shifter is IN + 1 bits
+// wide, not 64 (the epilogue has one per output lane). Bit-exact with requantize() (the C-sim's native build runs
+// that one; the ap_int build — what Vitis synthesizes, and what the M3V_AP_TYPES tests run — this one):
+// shift >= IN rounds every IN-bit value to 0 (|x| <= 2^(IN-1) and x + 2^(s-1) lies in [0, 2^s)).
+template <int OUT, int IN>
+inline sint<OUT> requant(const sint<IN>& x, int shift) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    typedef ap_int<IN + 1> wide_t;
+    const ap_int<OUT + 1> qmax = (ap_int<OUT + 1>(1) << (OUT - 1)) - 1, qmin = -(ap_int<OUT + 1>(1) << (OUT - 1));
+    if (shift >= 0) {
+        wide_t v = x;
+        if (shift >= IN) {
+            v = 0;
+        } else if (shift > 0) {
+            v = (v + (wide_t(1) << (shift - 1))) >> shift;
+        }
+        return v > qmax ? sint<OUT>(qmax) : (v < qmin ? sint<OUT>(qmin) : sint<OUT>(v));
+    }
+    const int s = -shift;
+    if (s >= OUT) return sint<OUT>(x > 0 ? qmax : (x < 0 ? qmin : ap_int<OUT + 1>(0)));
+    const ap_int<OUT + 1> hi = qmax >> s, lo = -(ap_int<OUT + 1>(1) << (OUT - 1 - s));
+    return x > hi ? sint<OUT>(qmax) : (x < lo ? sint<OUT>(qmin) : sint<OUT>(sint<OUT>(x) << s));
+#else
+    return sint<OUT>(requantize(int64_t(x), shift, OUT));
+#endif
+}
+
 // round-half-up(num / den) for den > 0 (one divider per row).
 inline int64_t div_round(int64_t num, int64_t den) {
     const int64_t n2 = 2 * num + den, d2 = 2 * den;

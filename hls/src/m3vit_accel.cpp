@@ -173,34 +173,37 @@ struct Epilogue {
     int64_t row0;               // dump row of r = 0
     int d_cols;
 
+    // acc is an acc_t value (the array's accumulator): each requantizer below is ACC_BITS wide (requant<>), one per
+    // output lane, not a 64-bit shifter.
     void operator()(int r, int n, int64_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
+        const acc_t a = acc_t(acc);
         switch (kind) {
             case EPI_STORE_LOGIT: {
-                const int64_t v = requantize(acc, sh, INTERNAL_BITS);
-                logits[int64_t(r) * EXPERTS + n] = int_t(v);
-                dump_put(dump, d0, int64_t(r) * d_cols + n, v);
+                const int_t v = requant<INTERNAL_BITS, ACC_BITS>(a, sh);
+                logits[int64_t(r) * EXPERTS + n] = v;
+                dump_put(dump, d0, int64_t(r) * d_cols + n, int64_t(v));
                 break;
             }
             case EPI_GELU: {
-                const int64_t z = requantize(acc, sh, INTERNAL_BITS);
-                const int64_t g = gelu(z, in_frac, gelu_shift, ACT_BITS);
+                const int_t z = requant<INTERNAL_BITS, ACC_BITS>(a, sh);
+                const int64_t g = gelu(int64_t(z), in_frac, gelu_shift, ACT_BITS);
                 hid[int64_t(r) * HIDDEN_MAX + n] = act_t(g);
-                dump_put(dump, d0, (row0 + r) * d_cols + n, z);
+                dump_put(dump, d0, (row0 + r) * d_cols + n, int64_t(z));
                 dump_put(dump, d1, (row0 + r) * d_cols + n, g);
                 break;
             }
             case EPI_RES_MID:
             case EPI_RES_OUT: {
-                const int64_t b = requantize(acc, sh, RESID_BITS);
+                const res_t b = requant<RESID_BITS, ACC_BITS>(a, sh);
                 const int64_t i = int64_t(r) * DIM + n;
                 const int64_t x = kind == EPI_RES_MID ? int64_t(x_res[i]) : int64_t(x_mid[i]);
-                const int64_t s = requantize(shl(x, x_lsh) + shl(b, y_lsh), add_shift, RESID_BITS);
+                const int64_t s = requantize(shl(x, x_lsh) + shl(int64_t(b), y_lsh), add_shift, RESID_BITS);
                 if (kind == EPI_RES_MID)
                     x_mid[i] = res_t(s);
                 else
                     x_res[i] = res_t(s);
-                dump_put(dump, d0, i, b);
+                dump_put(dump, d0, i, int64_t(b));
                 dump_put(dump, d1, i, s);
                 break;
             }
@@ -210,14 +213,14 @@ struct Epilogue {
                 // experts are distinct), so no two iterations of one loop run touch the same sum; the next block (or
                 // expert) is a new run of the loop, after its pipeline drained. (Vitis applies it once inlined.)
 #pragma HLS DEPENDENCE variable = moe_acc inter false
-                const int64_t v = requantize(acc, sh, RESID_BITS);
+                const res_t v = requant<RESID_BITS, ACC_BITS>(a, sh);
                 const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
-                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(gates[q_at + r]) * v);
-                dump_put(dump, d0, (row0 + r) * DIM + n, v);
+                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(gates[q_at + r]) * int64_t(v));
+                dump_put(dump, d0, (row0 + r) * DIM + n, int64_t(v));
                 break;
             }
             case EPI_QKV: {
-                word.v[n % QKV_WORD] = act_t(requantize(acc, sh, ACT_BITS));
+                word.v[n % QKV_WORD] = requant<ACT_BITS, ACC_BITS>(a, sh);
                 if (n % QKV_WORD == QKV_WORD - 1) qkv.write(word);  // HEAD_DIM is whole words: every word fills
                 break;
             }
