@@ -148,6 +148,9 @@ class Checker:
             while head.kind == ck.UNEXPOSED_EXPR and list(head.get_children()):
                 head = next(head.get_children())
             if head.kind in (ck.OVERLOADED_DECL_REF, ck.DECL_REF_EXPR, ck.MEMBER_REF_EXPR) and head.spelling:
+                toks = [t.spelling for t in call.get_tokens()][:2]
+                if toks != [head.spelling, "("]:
+                    return []  # an operator on a dependent type (x > y, x + y): library code, not a call of ours
                 if head.referenced is not None and head.referenced.kind in (ck.PARM_DECL, ck.VAR_DECL):
                     return self.by_name.get("operator()", [])
                 return self.by_name.get(head.spelling, [])
