@@ -57,6 +57,14 @@ def test_the_accelerator_passes_and_the_ratchet_is_tight(capsys):
     assert all(key.startswith("int64 ") for key in json.loads(BASELINE.read_text())), "only int64 is ratcheted"
 
 
+@pytest.mark.parametrize(("config", "mode"), [("m3vit-tiny", "w16a16"), ("m3vit-small", "w8a8")])
+def test_other_builds_pass_every_rule_but_the_ratcheted_one(config, mode, capsys):
+    """The rules hold for the unpacked 16-bit datapath and for M3ViT-S's shapes too (the same sources)."""
+    rc = check_hls.main(["--config", config, "--mode", mode,
+                         "--rules", "stream-pointer,recursion,dataflow-shared,tripcount,storage"])
+    assert rc == 0, capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv", [["--rules", "nope"], ["--source", "missing.cpp"], ["--config", "nope"],
                                   ["--source", str(CASES / "good.cpp"), "--top", "absent"]])
 def test_bad_input_exits_2_with_one_line(argv, capsys):
