@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast test-long lint clean csim hls bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench board-bundle
+.PHONY: help setup demo test test-fast test-long lint clean csim hls-check hls hls-cosim bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench board-bundle
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -23,7 +23,9 @@ help:
 	@echo "make rtl-estimates-top  the whole RTL top (micro, m3vit-tiny W8/A8) -> build/rtl/estimates.json"
 	@echo "make bench      modelled ZCU104 performance + measured CPU speed -> build/bench/*.json, *.png"
 	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
-	@echo "make hls        Vitis HLS csim/csynth/cosim/export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
+	@echo "make hls-check  HLS rule checker (libclang): stream pointers, recursion, 64-bit, dataflow, tripcount, storage"
+	@echo "make hls        Vitis HLS csim + csynth + IP export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
+	@echo "make hls-cosim  Vitis HLS csynth + C/RTL co-simulation of the micro config (needs vitis_hls)"
 	@echo "make bitstream  Vivado ZCU104 block design -> build/bitstream/m3vit.bit + .hwh (needs vivado)"
 	@echo "make board-bundle  build/board/: host wheel, pack, golden outputs, bitstream if built, README (after make demo)"
 
@@ -100,17 +102,38 @@ HLS_BUILD := build/hls/$(HLS_CONFIG)-$(HLS_MODE)
 csim: setup
 	$(PY) -m m3vit.hw.run.vectors --config micro --mode w8a8 --out build/hls/vectors/micro-w8a8 --run
 
+# The HLS rules (hls/README.md "HLS rules"): libclang over the synthesized functions of the top.
+hls-check: setup
+	PYTHONPATH=model $(PY) hls/tools/check_hls.py --config $(HLS_CONFIG) --mode $(HLS_MODE) --baseline hls/tools/check_hls_baseline.json
+
 # Vendor tools are checked first (when the target runs), so a machine without them stops at once with one line.
+# The device's part, clock and beat for the tcl scripts, from its one definition (m3vit.hw.platform).
+PLATFORM_TCL := build/hw/platform.tcl
 hls:
 	$(if $(shell command -v vitis_hls),,$(error vitis_hls is not on PATH: install Vitis HLS and source its settings64.sh, then rerun make hls))
 	$(MAKE) setup
+	$(PY) -m m3vit.hw.platform --tcl $(PLATFORM_TCL)
 	$(PY) -m m3vit.hw.run.vectors --config $(HLS_CONFIG) --mode $(HLS_MODE) --frames 1 --out $(HLS_BUILD)/vectors
-	vitis_hls -f hls/scripts/run_hls.tcl -tclargs $$($(PY) -m m3vit.hw.gen.hls_config --config $(HLS_CONFIG) --mode $(HLS_MODE)) $(HLS_BUILD)/vectors $(HLS_BUILD)/prj
+	vitis_hls -f hls/scripts/run_hls.tcl -tclargs $$($(PY) -m m3vit.hw.gen.hls_config --config $(HLS_CONFIG) --mode $(HLS_MODE)) $(HLS_BUILD)/vectors $(HLS_BUILD)/prj csim csynth export
 
+# C/RTL co-simulation on the micro config (a full m3vit-tiny frame would take hours); m_axi depths are the
+# config's real sizes (m3vit.hw.gen.axi_depth).
+COSIM_BUILD := build/hls/micro-$(HLS_MODE)-cosim
+hls-cosim:
+	$(if $(shell command -v vitis_hls),,$(error vitis_hls is not on PATH: install Vitis HLS and source its settings64.sh, then rerun make hls-cosim))
+	$(MAKE) setup
+	$(PY) -m m3vit.hw.platform --tcl $(PLATFORM_TCL)
+	$(PY) -m m3vit.hw.run.vectors --config micro --mode $(HLS_MODE) --frames 1 --out $(COSIM_BUILD)/vectors
+	vitis_hls -f hls/scripts/run_hls.tcl -tclargs $$($(PY) -m m3vit.hw.gen.hls_config --config micro --mode $(HLS_MODE)) $(COSIM_BUILD)/vectors $(COSIM_BUILD)/prj csynth cosim
+
+# From the IP that `make hls` exported (never reruns Vitis HLS); fails when the routed design misses timing.
+HLS_IP := $(HLS_BUILD)/prj/m3vit_accel_prj/solution1/impl/ip
 bitstream:
 	$(if $(shell command -v vivado),,$(error vivado is not on PATH: install Vivado and source its settings64.sh, then rerun make bitstream))
-	$(MAKE) hls
-	vivado -mode batch -source hls/scripts/build_bitstream.tcl -tclargs $(HLS_BUILD)/prj/m3vit_accel_prj/solution1/impl/ip build/bitstream
+	$(if $(wildcard $(HLS_IP)/component.xml),,$(error no exported HLS IP in $(HLS_IP): run make hls HLS_CONFIG=$(HLS_CONFIG) HLS_MODE=$(HLS_MODE) first))
+	$(MAKE) setup
+	$(PY) -m m3vit.hw.platform --tcl $(PLATFORM_TCL)
+	vivado -mode batch -source hls/scripts/build_bitstream.tcl -tclargs $(HLS_IP) build/bitstream
 
 # What the ZCU104 needs (host/README.md): the lean m3vit-host wheel, the pack (head weights inside), golden outputs
 # for `compare --golden`, the bitstream and .hwh where `make bitstream` built them, and a README of the commands.

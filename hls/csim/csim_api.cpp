@@ -222,6 +222,24 @@ int m3v_op_requantize(const int64_t* acc, int64_t n, int shift, int bits, int64_
     return 0;
 }
 
+int m3v_op_requant_acc(const int64_t* acc, int64_t n, int shift, int bits, int64_t* out) {
+    const int64_t amax = (int64_t(1) << (ACC_BITS - 1)) - 1;
+    for (int64_t i = 0; i < n; ++i)
+        if (acc[i] > amax || acc[i] < -amax - 1) return fail(-1, "requant op: a value outside ACC_BITS");
+    for (int64_t i = 0; i < n; ++i) {
+        const acc_t a = acc_t(acc[i]);
+        if (bits == INTERNAL_BITS)
+            out[i] = int64_t(requant<INTERNAL_BITS, ACC_BITS>(a, shift));
+        else if (bits == RESID_BITS)
+            out[i] = int64_t(requant<RESID_BITS, ACC_BITS>(a, shift));
+        else if (bits == ACT_BITS)
+            out[i] = int64_t(requant<ACT_BITS, ACC_BITS>(a, shift));
+        else
+            return fail(-1, "requant op: bits is none of INTERNAL_BITS, RESID_BITS, ACT_BITS");
+    }
+    return 0;
+}
+
 int m3v_op_add(const int64_t* x, const int64_t* y, int64_t n, int x_lsh, int y_lsh, int shift, int bits,
                int64_t* out) {
     for (int64_t i = 0; i < n; ++i) out[i] = requantize(shl(x[i], x_lsh) + shl(y[i], y_lsh), shift, bits);
@@ -279,7 +297,7 @@ int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, co
     struct Epi {
         int64_t* out;
         int64_t n;
-        void operator()(int r, int j, int64_t acc, int) { out[r * n + j] = acc; }
+        void operator()(int r, int j, int64_t acc, int, int&) { out[r * n + j] = acc; }
     } epi = {out, n};
     linear_ddr(words.data(), words.data(), words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
     return 0;
@@ -313,7 +331,7 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
     struct Epi {
         int64_t* out;
         int64_t n;
-        void operator()(int r, int j, int64_t acc, int) { out[r * n + j] = acc; }
+        void operator()(int r, int j, int64_t acc, int, int&) { out[r * n + j] = acc; }
     };
     // One region: the loader walks every op before the array sees the first (C-simulation runs the
     // dataflow processes in order), then the ops take their blocks in the same order.
@@ -322,10 +340,12 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
     hls::stream<BiasRow> biases("chain_biases");
     weight_loader<MAX_CHAIN>(words.data(), words.data(), words.data(), ops, int(n_ops), blocks, biases);
     int64_t* o = out;
+    static acc_mem_t acc;  // the engine's accumulator memory (C ABI only: too large for the stack)
+    int no_sink = 0;
     for (int64_t i = 0; i < n_ops; ++i) {
         Epi epi = {o, nk[2 * i]};
         PtrFeed feed = {xs.data(), int(k_max), nullptr, int(nk[2 * i + 1])};
-        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), feed, int(rows), epi);
+        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), feed, int(rows), epi, no_sink, acc);
         o += rows * nk[2 * i];
     }
     if (!blocks.empty() || !biases.empty()) return fail(-1, "linear chain: the loader produced blocks no op consumed");
@@ -336,11 +356,12 @@ int64_t m3v_dsp_pack_exhaustive(void) {
     int64_t bad = 0;
     for (int wh = -128; wh < 128; ++wh)
         for (int wl = -128; wl < 128; ++wl) {
-            const int64_t packed = dsp_pack_weights(wh, wl);
+            const dsp_a_t packed = dsp_pack_weights(w_t(wh), w_t(wl));
             for (int a = -128; a < 128; ++a) {
-                int64_t hi, lo;
-                dsp_unpack(packed * a, hi, lo);
-                bad += (hi != int64_t(wh) * a) + (lo != int64_t(wl) * a);
+                dsp_hi_t hi;
+                dsp_lo_t lo;
+                dsp_unpack(dsp_p_t(int64_t(packed) * a), hi, lo);
+                bad += (int64_t(hi) != int64_t(wh) * a) + (int64_t(lo) != int64_t(wl) * a);
             }
         }
     return bad;

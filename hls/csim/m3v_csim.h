@@ -32,6 +32,9 @@ int m3v_op_gelu(const int64_t* x, int64_t n, int x_frac, int out_shift, int out_
 int m3v_op_layernorm(const int64_t* x, int64_t rows, int64_t d, int in_shift, int64_t eps_term, const int64_t* gain,
                      const int64_t* bias, int out_shift, int out_bits, int64_t* out);
 int m3v_op_requantize(const int64_t* acc, int64_t n, int shift, int bits, int64_t* out);
+/* The epilogue's ACC_BITS-wide requantizer (requant<OUT, ACC_BITS>) into INTERNAL_BITS, RESID_BITS or ACT_BITS:
+   bits must be one of them, every acc within ACC_BITS. */
+int m3v_op_requant_acc(const int64_t* acc, int64_t n, int shift, int bits, int64_t* out);
 int m3v_op_add(const int64_t* x, const int64_t* y, int64_t n, int x_lsh, int y_lsh, int shift, int bits, int64_t* out);
 int m3v_op_topk(const int64_t* logits, int64_t rows, int64_t e, int64_t k, int64_t* out);
 int m3v_op_gate_probs(const int64_t* logits, int64_t rows, int64_t e, int l_frac, const int64_t* top, int64_t k,

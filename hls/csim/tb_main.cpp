@@ -21,8 +21,11 @@ static bool read_file(const std::string& path, std::vector<uint8_t>& out) {
     return true;
 }
 
-static std::vector<word_t> to_words(const std::vector<uint8_t>& bytes) {
-    std::vector<word_t> w(bytes.size() / 16 + 2);
+// The bytes as 128-bit words, padded with zeros to at least `depth` words: the m_axi depth of the argument
+// (AXI_DEPTH_*, generated), which a Vitis co-simulation copies in full.
+static std::vector<word_t> to_words(const std::vector<uint8_t>& bytes, uint32_t depth) {
+    const size_t n = bytes.size() / 16 + 2;
+    std::vector<word_t> w(n > depth ? n : depth);
     for (auto& x : w) {
         word_set(x, 0, 64, 0);
         word_set(x, 64, 64, 0);
@@ -58,11 +61,11 @@ int main(int argc, char** argv) {
                      count * RESID_BYTES);
         return 2;
     }
-    std::vector<word_t> w = to_words(payload), p = to_words(program), im = to_words(images);
-    std::vector<word_t> out = to_words(std::vector<uint8_t>(count * RESID_BYTES, 0));
-    std::vector<word_t> scratch(1);
-    word_set(scratch[0], 0, 64, 0);
-    word_set(scratch[0], 64, 64, 0);
+    // payload.bin also holds the host's task heads (after the backbone): the weights depth covers the backbone.
+    std::vector<word_t> w = to_words(payload, AXI_DEPTH_WEIGHTS), p = to_words(program, AXI_DEPTH_PROGRAM);
+    std::vector<word_t> im = to_words(images, AXI_DEPTH_IMAGES);
+    std::vector<word_t> out = to_words(std::vector<uint8_t>(count * RESID_BYTES, 0), AXI_DEPTH_TOKENS);
+    std::vector<word_t> scratch = to_words(std::vector<uint8_t>(), AXI_DEPTH_SCRATCH);
     m3vit_accel(w.data(), w.data(), w.data(), p.data(), im.data(), out.data(), scratch.data(), task, frames);
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < count; ++i) {

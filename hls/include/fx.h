@@ -18,7 +18,7 @@ namespace m3v {
 
 #if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
 template <int W> using sint = ap_int<W>;
-typedef ap_uint<128> word_t;  // one beat of a 128-bit S_AXI_HP port
+typedef ap_uint<BEAT_BITS> word_t;  // one beat of an S_AXI_HP port (BEAT_BITS: m3vit.hw.platform)
 
 inline uint64_t word_get(const word_t& w, int lo, int len) {
     return w.range(lo + len - 1, lo).to_uint64();
@@ -32,6 +32,7 @@ template <int W> struct native_int {
                                   typename std::conditional<(W <= 32), int32_t, int64_t>::type>::type>::type type;
 };
 template <int W> using sint = typename native_int<W>::type;
+static_assert(BEAT_BITS == 128, "the native C-sim's beat is two 64-bit halves");
 struct word_t {  // little-endian 128 bits, the same bytes as the port's beat
     uint64_t half[2];
 };
@@ -52,6 +53,29 @@ typedef sint<RESID_BITS> res_t;    // residual stream, branch outputs
 typedef sint<INTERNAL_BITS> int_t; // scores, gate logits, GELU inputs
 typedef sint<BIAS_BITS> bias_t;    // biases at the accumulator's fractional bits
 typedef sint<ACC_BITS> acc_t;      // linear accumulators (bounded at export)
+
+// floor(log2(v)), evaluated by the compiler only: a loop (no recursion, which Vitis rejects) in a constexpr
+// function whose every use below initialises a constexpr constant.
+constexpr int ilog2(uint32_t v) {
+    int n = 0;
+    while (v > 1) {
+        v >>= 1;
+        ++n;
+    }
+    return n;
+}
+
+// The exact product of a WA-bit and a WB-bit signed value, as a (WA + WB)-bit value: with ap_int the
+// multiplier has exactly the operands' widths (one DSP48E2 for <= 27 x 18 bits); natively it is widened first.
+template <int WA, int WB>
+inline sint<WA + WB> mul_exact(const sint<WA>& a, const sint<WB>& b) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    return a * b;
+#else
+    return sint<WA + WB>(sint<WA + WB>(a) * sint<WA + WB>(b));
+#endif
+}
 
 // Exact left shift for signed values (no undefined behaviour for negatives).
 inline int64_t shl(int64_t x, int s) { return int64_t(uint64_t(x) << s); }
@@ -77,6 +101,34 @@ inline int64_t requantize(int64_t acc, int shift, int bits) {
     if (s >= bits) return acc > 0 ? qmax : (acc < 0 ? qmin : 0);
     const int64_t hi = qmax >> s, lo = -(int64_t(1) << (bits - 1 - s));
     return acc > hi ? qmax : (acc < lo ? qmin : shl(acc, s));
+}
+
+// requantize() of an IN-bit value into OUT bits, in hardware of those widths: the variable shifter is IN + 1 bits
+// wide, not 64 (the epilogue has one per output lane). Bit-exact with requantize() (the C-sim's native build runs
+// that one; the ap_int build — what Vitis synthesizes, and what the M3V_AP_TYPES tests run — this one):
+// shift >= IN rounds every IN-bit value to 0 (|x| <= 2^(IN-1) and x + 2^(s-1) lies in [0, 2^s)).
+template <int OUT, int IN>
+inline sint<OUT> requant(const sint<IN>& x, int shift) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    typedef ap_int<IN + 1> wide_t;
+    const ap_int<OUT + 1> qmax = (ap_int<OUT + 1>(1) << (OUT - 1)) - 1, qmin = -(ap_int<OUT + 1>(1) << (OUT - 1));
+    if (shift >= 0) {
+        wide_t v = x;
+        if (shift >= IN) {
+            v = 0;
+        } else if (shift > 0) {
+            v = (v + (wide_t(1) << (shift - 1))) >> shift;
+        }
+        return v > qmax ? sint<OUT>(qmax) : (v < qmin ? sint<OUT>(qmin) : sint<OUT>(v));
+    }
+    const int s = -shift;
+    if (s >= OUT) return sint<OUT>(x > 0 ? qmax : (x < 0 ? qmin : ap_int<OUT + 1>(0)));
+    const ap_int<OUT + 1> hi = qmax >> s, lo = -(ap_int<OUT + 1>(1) << (OUT - 1 - s));
+    return x > hi ? sint<OUT>(qmax) : (x < lo ? sint<OUT>(qmin) : sint<OUT>(sint<OUT>(x) << s));
+#else
+    return sint<OUT>(requantize(int64_t(x), shift, OUT));
+#endif
 }
 
 // round-half-up(num / den) for den > 0 (one divider per row).

@@ -31,8 +31,12 @@ struct LnScale {
     int64_t s1, recip;
 };
 
+// LOOP_TRIPCOUNTs (reports only): the top's LayerNorms run a batch's rows of DIM features.
+constexpr int LN_ROWS_TC = ROWS_MAX;
+constexpr int LN_BEATS_TC = ROWS_MAX * ((DIM + LN_LANES - 1) / LN_LANES);
+
 template <class X_T>
-void ln_stats(const X_T* x, int rows, int d, const LayerNormParams& p, hls::stream<LnBeat>& xs, hls::stream<LnSums>& sums) {
+void ln_stats(const X_T* x, int rows, int d, LayerNormParams p, hls::stream<LnBeat>& xs, hls::stream<LnSums>& sums) {
     int64_t s1l[LN_LANES], s2l[LN_LANES];
 #pragma HLS ARRAY_PARTITION variable = s1l complete
 #pragma HLS ARRAY_PARTITION variable = s2l complete
@@ -41,6 +45,7 @@ void ln_stats(const X_T* x, int rows, int d, const LayerNormParams& p, hls::stre
 LN_STATS:
     for (int it = 0; it < rows * beats; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = LN_BEATS_TC max = LN_BEATS_TC
         LnBeat beat;
         for (int l = 0; l < LN_LANES; ++l) {
 #pragma HLS UNROLL
@@ -65,10 +70,11 @@ LN_STATS:
     }
 }
 
-inline void ln_scale(hls::stream<LnSums>& sums, int rows, int d, const LayerNormParams& p, hls::stream<LnScale>& scales) {
+inline void ln_scale(hls::stream<LnSums>& sums, int rows, int d, LayerNormParams p, hls::stream<LnScale>& scales) {
 LN_SCALE:
     for (int r = 0; r < rows; ++r) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = LN_ROWS_TC max = LN_ROWS_TC
         const LnSums s = sums.read();
         int64_t root = isqrt(int64_t(d) * s.s2 - s.s1 * s.s1 + p.eps_term);
         if (root < 1) root = 1;
@@ -79,13 +85,14 @@ LN_SCALE:
 
 template <class G_T, class B_T, class Y_T>
 void ln_norm(hls::stream<LnBeat>& xs, hls::stream<LnScale>& scales, int rows, int d, const G_T* gain, const B_T* bias,
-             const LayerNormParams& p, Y_T* y) {
+             LayerNormParams p, Y_T* y) {
     const int beats = (d + LN_LANES - 1) / LN_LANES;
     LnScale sc = {0, 0};
     int r = 0, b = 0;
 LN_NORM:
     for (int it = 0; it < rows * beats; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = LN_BEATS_TC max = LN_BEATS_TC
         if (b == 0) sc = scales.read();
         const LnBeat beat = xs.read();
         for (int l = 0; l < LN_LANES; ++l) {
@@ -106,7 +113,7 @@ LN_NORM:
 
 // `rows` rows of d <= D_MAX features (row stride d).
 template <int D_MAX, class X_T, class G_T, class B_T, class Y_T>
-void layernorm_rows(const X_T* x, int rows, const G_T* gain, const B_T* bias, int d, const LayerNormParams& p, Y_T* y) {
+void layernorm_rows(const X_T* x, int rows, const G_T* gain, const B_T* bias, int d, LayerNormParams p, Y_T* y) {
 #pragma HLS DATAFLOW
     hls::stream<LnBeat> xs("ln_xs");
     hls::stream<LnSums> sums("ln_sums");

@@ -55,17 +55,37 @@
 namespace m3v {
 
 // --- DSP48E2 packing (exact; tested exhaustively over int8 x int8 x int8) -----------------------
-inline int64_t dsp_pack_weights(int64_t w_hi, int64_t w_lo) { return shl(w_hi, PACK_FIELD_BITS) + w_lo; }
+// The DSP48E2's widths: A:D pre-adder output 27 bits, P 48 bits; the packed fields: low 18 bits, high the rest
+// plus WP486's correction bit.
+typedef sint<DSP_A_BITS> dsp_a_t;
+typedef sint<DSP_P_BITS> dsp_p_t;
+typedef sint<PACK_FIELD_BITS> dsp_lo_t;
+typedef sint<DSP_P_BITS - PACK_FIELD_BITS + 1> dsp_hi_t;
 
-inline void dsp_unpack(int64_t p, int64_t& hi, int64_t& lo) {
+inline dsp_a_t dsp_pack_weights(const w_t& w_hi, const w_t& w_lo) {
 #pragma HLS INLINE
-    const int64_t field = p & ((int64_t(1) << PACK_FIELD_BITS) - 1);
-    lo = (field >> (PACK_FIELD_BITS - 1)) ? field - (int64_t(1) << PACK_FIELD_BITS) : field;
-    hi = (p >> PACK_FIELD_BITS) + ((p >> (PACK_FIELD_BITS - 1)) & 1);  // the correction of WP486
+    return dsp_a_t(dsp_a_t(w_hi) * dsp_a_t(1 << PACK_FIELD_BITS) + dsp_a_t(w_lo));  // |.| < 2^26: exact
 }
 
+inline void dsp_unpack(const dsp_p_t& p, dsp_hi_t& hi, dsp_lo_t& lo) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    lo = dsp_lo_t(p);  // ap_int narrowing keeps P[17:0]: the low field, sign-extended
+    hi = dsp_hi_t(dsp_hi_t(p >> PACK_FIELD_BITS) + dsp_hi_t(p[PACK_FIELD_BITS - 1] ? 1 : 0));  // WP486's correction
+#else
+    const int64_t q = int64_t(p), field = q & ((int64_t(1) << PACK_FIELD_BITS) - 1);
+    lo = dsp_lo_t((field >> (PACK_FIELD_BITS - 1)) ? field - (int64_t(1) << PACK_FIELD_BITS) : field);
+    hi = dsp_hi_t((q >> PACK_FIELD_BITS) + ((q >> (PACK_FIELD_BITS - 1)) & 1));
+#endif
+}
+
+// One k-slice of one output row: MAC_COLS products of W_BITS x ACT_BITS bits (NUMERICS.md §3 bounds the whole
+// sum; a slice's partial sum is bounded by its own terms).
+constexpr int SLICE_BITS = W_BITS + ACT_BITS - 1 + ilog2(2 * MAC_COLS - 1) + 1;
+typedef sint<SLICE_BITS> slice_t;
+
 constexpr int CASCADE = PACK_CHUNK > 0 ? PACK_CHUNK : MAC_COLS;  // products per DSP cascade
-constexpr int BEAT_BYTES = 16;                                   // one 128-bit m_axi beat
+// BEAT_BYTES: one m_axi beat (m3vit_config.h, from m3vit.hw.platform)
 // Geometry of a tiled16 matrix of NB-byte weights as the loader reads it.
 template <int NB> struct TileGeom {
     static constexpr int PER_BEAT = BEAT_BYTES / NB;               // weights per beat
@@ -110,11 +130,12 @@ inline uint32_t tile_beats_of(int w_bytes) {
 #pragma HLS INLINE
     return w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS : TileGeom<W_BYTES>::BEATS;
 }
-constexpr int ilog2(uint32_t v) { return v <= 1 ? 0 : 1 + ilog2(v >> 1); }
+constexpr int TILE_BEATS_LOG2_W = ilog2(TileGeom<W_BYTES>::BEATS);
+constexpr int TILE_BEATS_LOG2_EW = ilog2(TileGeom<EW_BYTES>::BEATS);
 // log2 of tile_beats_of: the tile index of a beat is a shift, not a divider, in the II = 1 loops
 inline int tile_beats_log2_of(int w_bytes) {
 #pragma HLS INLINE
-    return w_bytes == EW_BYTES ? ilog2(TileGeom<EW_BYTES>::BEATS) : ilog2(TileGeom<W_BYTES>::BEATS);
+    return w_bytes == EW_BYTES ? TILE_BEATS_LOG2_EW : TILE_BEATS_LOG2_W;
 }
 inline uint32_t row_beats_of(int w_bytes) {
 #pragma HLS INLINE
@@ -210,6 +231,20 @@ inline int block_beats(int nb, int k_in, int skip, int sskip, int w_bytes) {
     return ceil_div(block_tiles(nb, k_in), WEIGHT_PORTS) * int(tile_beats_of(w_bytes)) + tail_beats(nb, skip, sskip);
 }
 
+// LOOP_TRIPCOUNTs of the loader and the array (Vitis reports only; the bounds are run-time sizes), from the
+// generated config: a block of the array's k-slices, a step's blocks (the largest op list: every expert's two
+// matrices), and the reader's beats of such a step.
+constexpr int TC_BLOCK_TILES = (MAC_ROWS / TILE) * (KS_MAX * MAC_COLS / TILE);
+constexpr int TC_PLACE_BEATS = (TC_BLOCK_TILES + WEIGHT_PORTS - 1) / WEIGHT_PORTS * int(TileGeom<W_BYTES>::BEATS) +
+                               MAX_BIAS_BEATS;
+constexpr int TC_ZERO_COLS = (MAC_ROWS / TILE) * (MAC_COLS / TILE) * TILE;
+constexpr int TC_ZERO_ROWS = TC_BLOCK_TILES * TILE;
+constexpr int TC_OP_BLOCKS = (N_MAX + MAC_ROWS - 1) / MAC_ROWS;
+constexpr int TC_STEP_BLOCKS = 2 * EXPERTS * TC_OP_BLOCKS;
+constexpr int TC_READ_BEATS = TC_STEP_BLOCKS * TC_PLACE_BEATS;
+constexpr int TC_MAC_ITERS = KS_MAX * ROWS_MAX;
+constexpr int TC_MAC_ITERS_MIN = ARRAY_MIN_TOKENS;
+
 struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
     word_t b[WEIGHT_PORTS];
 };
@@ -228,6 +263,7 @@ void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2
     int count = 0;
 READ_COUNT:  // closed form per op: its full blocks and its partial one
     for (int o = 0; o < n_ops; ++o) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_OPS
         const int full = ops[o].n_out / MAC_ROWS, rem = ops[o].n_out % MAC_ROWS, skip = int(ops[o].b_off % BEAT_BYTES);
         const int sskip = shift_skip_of(ops[o]);
         total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip, sskip, ops[o].w_bytes) +
@@ -239,11 +275,12 @@ READ_COUNT:  // closed form per op: its full blocks and its partial one
     LinOp op = ops[0];
     int nb = 0, ct = 0, tile_iters = 0, skip = 0, sskip = -1, n_shift = 0;
     uint32_t first = 0, bias_first = 0, shift_first = 0, tb = TILE_BEATS, rb = BEATS_PER_TILE_ROW;
-    int tb_log2 = ilog2(TILE_BEATS);
+    int tb_log2 = TILE_BEATS_LOG2_W;
     bool start = true;
 READ_BEATS:
     for (int64_t it = 0; it < total; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_READ_BEATS
         if (start) {  // a new block: its geometry, announced to the placer
             nb = block_rows(blk, op.n_out);
             ct = ceil_div(op.k_in, TILE);
@@ -314,6 +351,7 @@ inline void block_placer(hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>
     const int count = n_blocks.read();
 PLACE_BLOCKS:
     for (int blk = 0; blk < count; ++blk) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_STEP_BLOCKS
         const BlockInfo info = infos.read();
         const int nb = info.nb, k_in = info.k_in, tiles = info.tiles;
         const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
@@ -338,6 +376,7 @@ PLACE_BLOCKS:
     PLACE_BEATS:  // one loop over the block's tile groups and then its bias beats: no refill between groups
         for (int it = 0; it < tile_iters + n_tail; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_PLACE_BEATS
             const WeightBeats g = beats.read();
             if (it >= tile_iters) {
                 bw[it - tile_iters] = g.b[0];
@@ -366,6 +405,7 @@ PLACE_BLOCKS:
     PLACE_ZERO_COLS:  // tile columns past ct of the pack's tile rows
         for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_COLS
             const int cols = tc_used - ct;
             const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
             for (int c = 0; c < TILE; ++c) {
@@ -377,6 +417,7 @@ PLACE_BLOCKS:
     PLACE_ZERO_ROWS:  // the block's tile rows past trn (a partial block)
         for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_ROWS
             const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
             for (int c = 0; c < TILE; ++c) {
 #pragma HLS UNROLL
@@ -416,27 +457,28 @@ void weight_loader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2
 
 // --- the MAC array ------------------------------------------------------------------------------------
 // One cycle: MAC_ROWS dot-product slices of MAC_COLS terms of one token into sum[].
-inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS], int64_t sum[MAC_ROWS]) {
+inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS], slice_t sum[MAC_ROWS]) {
 #pragma HLS INLINE
     if (PACK_CHUNK > 0) {
     ROW_PAIRS:  // MAC_ROWS / 2 packed DSP rows
         for (int i = 0; i < MAC_ROWS / 2; ++i) {
 #pragma HLS UNROLL
-            int64_t hi_sum = 0, lo_sum = 0;
+            slice_t hi_sum = 0, lo_sum = 0;
         CASCADES:
             for (int c0 = 0; c0 < MAC_COLS; c0 += CASCADE) {
 #pragma HLS UNROLL
-                int64_t p = 0;  // the 48-bit P of the cascade's last DSP48E2
+                dsp_p_t p = 0;  // the 48-bit P of the cascade's last DSP48E2
             CASCADE_DSPS:
                 for (int j = 0; j < CASCADE && c0 + j < MAC_COLS; ++j) {
 #pragma HLS UNROLL
-                    p += dsp_pack_weights(int64_t(w[2 * i + 1][c0 + j]), int64_t(w[2 * i][c0 + j])) *
-                         int64_t(xs[c0 + j]);
+                    const dsp_a_t packed = dsp_pack_weights(w[2 * i + 1][c0 + j], w[2 * i][c0 + j]);
+                    p += dsp_p_t(mul_exact<DSP_A_BITS, ACT_BITS>(packed, xs[c0 + j]));  // 27 x 8 bits: one DSP48E2
                 }
-                int64_t hi, lo;
+                dsp_hi_t hi;
+                dsp_lo_t lo;
                 dsp_unpack(p, hi, lo);
-                hi_sum += hi;
-                lo_sum += lo;
+                hi_sum += slice_t(hi);
+                lo_sum += slice_t(lo);
             }
             sum[2 * i] = lo_sum;
             sum[2 * i + 1] = hi_sum;
@@ -445,10 +487,10 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
     ROWS:  // one DSP48E2 per MAC, an adder tree per row
         for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-            int64_t s = 0;
+            slice_t s = 0;
             for (int c = 0; c < MAC_COLS; ++c) {
 #pragma HLS UNROLL
-                s += int64_t(w[n][c]) * int64_t(xs[c]);
+                s += slice_t(mul_exact<W_BITS, ACT_BITS>(w[n][c], xs[c]));
             }
             sum[n] = s;
         }
@@ -457,13 +499,15 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
 
 // The fused epilogue of one token: epi(r, n, acc, shift) with the exact accumulator (bias included)
 // of output n of input row r and output n's per-row shift (0 without), MAC_ROWS outputs per cycle.
-template <class EPI>
-inline void epilogue_row(const AccRow& acc, const BiasRow& bias, int t, int n0, int nb, EPI& epi) {
+// `sink` is the epilogue's output channel (the top's Q/K/V FIFO), passed by reference down the call chain:
+// a stream is never kept as a pointer in a struct (Vitis cannot bind a stream reached through a pointer).
+template <class EPI, class SINK>
+inline void epilogue_row(const AccRow& acc, const BiasRow& bias, int t, int n0, int nb, EPI& epi, SINK& sink) {
 #pragma HLS INLINE
 EPI_OUTPUTS:
     for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]), int(bias.s[n]));
+        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]), int(bias.s[n]), sink);
     }
 }
 
@@ -485,10 +529,11 @@ struct PtrFeed {
 // The k-slice x token nest is flattened by hand (one pipelined loop of kslices x iters cycles, no drain
 // between k-slices); in the last k-slice each token's sums go straight to the epilogue instead of being
 // written back.
-template <class WB, class FEED, class EPI>
-void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, FEED& feed, int rows, EPI& epi) {
-    static acc_t acc[ROWS_MAX][MAC_ROWS];
-#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+// acc: the array's accumulator memory, owned by the caller (the engine process: one memory, no static).
+typedef acc_t acc_mem_t[ROWS_MAX][MAC_ROWS];
+template <class WB, class FEED, class EPI, class SINK>
+void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, FEED& feed, int rows, EPI& epi,
+               SINK& sink, acc_mem_t& acc) {
     const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
     const int kslices = ceil_div(k_in, MAC_COLS);
     const int iters = rows < ARRAY_MIN_TOKENS ? ARRAY_MIN_TOKENS : rows;  // see the header: RAW distance
@@ -496,21 +541,22 @@ void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, F
 K_SLICES_X_TOKENS:
     for (int it = 0; it < kslices * iters; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = TC_MAC_ITERS_MIN max = TC_MAC_ITERS
 #pragma HLS DEPENDENCE variable = acc inter false
         if (t < rows) {
             act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
 #pragma HLS ARRAY_PARTITION variable = xs complete
             feed(t, ks, xs);
-            int64_t sum[MAC_ROWS];
+            slice_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
             mac_cycle(w[ks], xs, sum);
             AccRow r;
             for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-                r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + sum[n]);
+                r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + int64_t(sum[n]));
                 acc[t][n] = r.a[n];
             }
-            if (ks == kslices - 1) epilogue_row(r, bias, t, n0, nb, epi);
+            if (ks == kslices - 1) epilogue_row(r, bias, t, n0, nb, epi, sink);
         }
         if (++t == iters) {
             t = 0;
@@ -520,14 +566,15 @@ K_SLICES_X_TOKENS:
 }
 
 // The compute side of one op: its blocks, in the loader's order, through the array.
-template <class FEED, class EPI>
+template <class FEED, class EPI, class SINK>
 void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-               EPI& epi) {
+               EPI& epi, SINK& sink, acc_mem_t& acc) {
 OP_BLOCKS:
     for (int blk = 0; blk < ceil_div(n_out, MAC_ROWS); ++blk) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_OP_BLOCKS
         hls::read_lock<weight_block_t> w(blocks);
         const BiasRow b = biases.read();
-        mac_block(w, b, blk, n_out, k_in, feed, rows, epi);
+        mac_block(w, b, blk, n_out, k_in, feed, rows, epi, sink, acc);
     }
 }
 
@@ -541,7 +588,10 @@ void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, u
     hls::stream<BiasRow> biases("lin_biases");
     weight_loader<1>(wmem0, wmem1, wmem2, ops, 1, blocks, biases);
     PtrFeed feed = {x, x_stride, gather, k_in};
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi);
+    acc_mem_t acc;
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    int no_sink = 0;  // the op-level epilogues write their own outputs
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, no_sink, acc);
 }
 
 }  // namespace m3v

@@ -26,6 +26,7 @@ void topk(const int64_t logits[E_MAX], int e, int k, int top[]) {
 TOPK_SCAN:
     for (int j = 0; j < e; ++j) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = E_MAX max = E_MAX
         const int64_t v = logits[j];
         int pos = k;  // first slot that v beats (slots are in descending order)
         for (int i = E_MAX - 1; i >= 0; --i) {
@@ -44,27 +45,42 @@ TOPK_SCAN:
             idx[pos] = j;
         }
     }
-    for (int i = 0; i < k; ++i) top[i] = idx[i];
+TOPK_OUT:
+    for (int i = 0; i < k; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
+        top[i] = idx[i];
+    }
 }
 
 // Route `rows` tokens: per expert, the queue of tokens that chose it (ascending) and their gates.
-template <int E_MAX, int ROWS_MAX, class L_T>
+template <int E_MAX, int ROWS_MAX, class L_T, class G_T>
 void route_tokens(const L_T* logits, int rows, int e, int k, int l_frac, uint16_t queue[E_MAX * ROWS_MAX],
-                  int64_t gate[E_MAX * ROWS_MAX], int count[E_MAX]) {
-    for (int j = 0; j < e; ++j) count[j] = 0;
+                  G_T gate[E_MAX * ROWS_MAX], int count[E_MAX]) {
+ROUTE_CLEAR:
+    for (int j = 0; j < e; ++j) {
+#pragma HLS LOOP_TRIPCOUNT min = E_MAX max = E_MAX
+        count[j] = 0;
+    }
 ROUTE_ROWS:  // one row per E_MAX cycles: one top-k comparator bank and one exp unit walk the experts
     for (int r = 0; r < rows; ++r) {
 #pragma HLS PIPELINE II = E_MAX
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = ROWS_MAX
         int64_t l[E_MAX] = {};
         int top[E_MAX] = {};
         int64_t g[E_MAX] = {};
-        for (int j = 0; j < e; ++j) l[j] = int64_t(logits[int64_t(r) * e + j]);
+    ROUTE_LOGITS:
+        for (int j = 0; j < e; ++j) {
+#pragma HLS LOOP_TRIPCOUNT min = E_MAX max = E_MAX
+            l[j] = int64_t(logits[int64_t(r) * e + j]);
+        }
         topk<E_MAX>(l, e, k, top);
         gate_probabilities<E_MAX>(l, e, l_frac, top, k, g);
+    ROUTE_QUEUE:
         for (int i = 0; i < k; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
             const int x = top[i];
             queue[x * ROWS_MAX + count[x]] = uint16_t(r);  // expert x's queue at x · ROWS_MAX (one memory)
-            gate[x * ROWS_MAX + count[x]] = g[i];
+            gate[x * ROWS_MAX + count[x]] = G_T(g[i]);  // 0 <= g <= 2^GATE_FRAC: exact in the gate type
             ++count[x];
         }
     }

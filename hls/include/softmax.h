@@ -51,11 +51,13 @@ void gate_probabilities(const int64_t logits[E_MAX], int e, int l_frac, const in
 GATE_STATS:
     for (int j = 1; j < e; ++j) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
         softmax_update(st, logits[j], l_frac);
     }
     const int64_t inv = softmax_reciprocal(st.s);
 GATE_PICK:
     for (int i = 0; i < k; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
         const int64_t x = exp2_neg(logits[top[i]] - st.m, l_frac);
         gates[i] = round_shift(x * inv, EXP_OUT_FRAC + INV_FRAC - GATE_FRAC);
     }

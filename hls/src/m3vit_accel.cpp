@@ -62,6 +62,12 @@ static_assert(HEAD_DIM % QKV_WORD == 0 && HEAD_DIM / QKV_WORD <= 2,
 constexpr int LAYER_OPS = 3 * HEADS + 3;    // Q, K, V of every head, proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 constexpr int STEP_OPS = LAYER_OPS > EXPERT_OPS ? LAYER_OPS : EXPERT_OPS;  // the longest op list of a step
+// LOOP_TRIPCOUNTs of the top's run-time-bound loops (a batch of BATCH frames; Vitis reports only).
+constexpr int TC_IM2COL = BATCH * IN_CH * IMG_H * IMG_W / PIX_PER_BEAT;
+constexpr int TC_POS_BEATS = (N_PATCH * DIM * BIAS_BYTES / BEAT_BYTES + WEIGHT_PORTS - 1) / WEIGHT_PORTS + 1;
+constexpr int TC_ROW_BEATS = ROWS_MAX * DIM / LANES;            // the MoE combine, LANES values per cycle
+constexpr int TC_FEED_BEATS = ROWS_MAX * DIM / MAC_COLS;        // attention output → feed
+constexpr int TC_TOKEN_BEATS = ROWS_MAX * DIM / RES_PER_BEAT;   // tokens out
 
 // On-chip activation buffers of one batch (element-wise loops and the epilogue touch LANES
 // consecutive features per cycle: cyclic partitions in the top).
@@ -72,9 +78,14 @@ static act_t a_buf[ROWS * DIM];      // attention output
 static act_t hid[ROWS * HIDDEN_MAX]; // GELU output (dense hidden, or one expert's gathered rows)
 static act_t patches[BATCH * N_PATCH * PATCH_K];
 static int_t logits[ROWS * EXPERTS];
-static sint<64> moe_acc[ROWS * DIM];
+// The MoE combine's sums Σ p·y (NUMERICS.md §3: |Σ| <= k · 2^GATE_FRAC · 2^(RESID_BITS-1): 32 bits at top-2) and
+// the gate probabilities (unsigned, <= 2^GATE_FRAC: GATE_FRAC + 1 bits, one more for the signed container).
+constexpr int MOE_ACC_BITS = GATE_FRAC + RESID_BITS + ilog2(2 * TOP_K - 1) + 1;
+typedef sint<MOE_ACC_BITS> moe_acc_t;
+typedef sint<GATE_FRAC + 2> gate_t;
+static moe_acc_t moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
-static int64_t gates[EXPERTS * EROWS];
+static gate_t gates[EXPERTS * EROWS];
 static int counts[EXPERTS];
 // att_out: the attention unit's output, copied into a_buf by the top after the heads step.
 static act_t att_out[ROWS * DIM];
@@ -84,6 +95,7 @@ struct QkvWord {
     act_t v[QKV_WORD];
 };
 constexpr int QKV_WORDS_PER_HEAD = 3 * ROWS * HEAD_DIM / QKV_WORD;  // the FIFO holds one head of the batch
+constexpr int TC_QKV_WORDS = QKV_WORDS_PER_HEAD;                      // LOOP_TRIPCOUNT of the gather
 constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
 static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
 static bias_t ln_b[LN_COUNT * DIM];
@@ -97,12 +109,17 @@ inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) 
     if (DUMPS && base != NO_DUMP) dump_word(dump, base + uint32_t(index) * 4, value);  // M3V_DUMPS builds only
 }
 
+// C-sim builds only (M3V_DUMPS): the synthesis build has no dump loops at all.
 template <class T>
 void dump_matrix(word_t* dump, uint32_t base, const T* buf, int rows, int cols, int stride) {
-    if (!DUMPS || base == NO_DUMP) return;
+#ifdef M3V_DUMPS
+    if (base == NO_DUMP) return;
 DUMP_ROWS:
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < cols; ++c) dump_put(dump, base, int64_t(r) * cols + c, int64_t(buf[int64_t(r) * stride + c]));
+#else
+    (void)dump, (void)base, (void)buf, (void)rows, (void)cols, (void)stride;
+#endif
 }
 
 // --- the array's feed and fused epilogue, by kind ---------------------------------------------------------
@@ -147,55 +164,64 @@ struct Epilogue {
     int in_frac, gelu_shift;    // GELU: requantize into the internal format, then GELU (into hid)
     int x_lsh, y_lsh, add_shift;  // RES_MID: x_mid = add(x_res, branch); RES_OUT: x_res = add(x_mid, branch)
     int q_at;                   // GATE_ACC: moe_acc[queue[q_at + r]] += gates[q_at + r] · y
-    hls::stream<QkvWord>* qkv;  // QKV: the FIFO to the attention unit (the same stream for every op of the engine)
-    QkvWord word;               // QKV: the word being filled, written out at its last value
+    QkvWord word;               // QKV: the word being filled, written out at its last value into the FIFO to
+                                // the attention unit (a stream reference the call chain passes down, never a
+                                // pointer kept here)
     // EMBED: + position (pos_buf, on chip), into the row after the frame's CLS token
     word_t* dump;               // dumps (M3V_DUMPS builds): d0 (and d1: GELU output, residual sum)
     uint32_t d0, d1;
     int64_t row0;               // dump row of r = 0
     int d_cols;
 
-    void operator()(int r, int n, int64_t acc, int row_sh) {
+    // acc is an acc_t value (the array's accumulator): each requantizer below is ACC_BITS wide (requant<>), one per
+    // output lane, not a 64-bit shifter.
+    void operator()(int r, int n, int64_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
+        const acc_t a = acc_t(acc);
         switch (kind) {
             case EPI_STORE_LOGIT: {
-                const int64_t v = requantize(acc, sh, INTERNAL_BITS);
-                logits[int64_t(r) * EXPERTS + n] = int_t(v);
-                dump_put(dump, d0, int64_t(r) * d_cols + n, v);
+                const int_t v = requant<INTERNAL_BITS, ACC_BITS>(a, sh);
+                logits[int64_t(r) * EXPERTS + n] = v;
+                dump_put(dump, d0, int64_t(r) * d_cols + n, int64_t(v));
                 break;
             }
             case EPI_GELU: {
-                const int64_t z = requantize(acc, sh, INTERNAL_BITS);
-                const int64_t g = gelu(z, in_frac, gelu_shift, ACT_BITS);
+                const int_t z = requant<INTERNAL_BITS, ACC_BITS>(a, sh);
+                const int64_t g = gelu(int64_t(z), in_frac, gelu_shift, ACT_BITS);
                 hid[int64_t(r) * HIDDEN_MAX + n] = act_t(g);
-                dump_put(dump, d0, (row0 + r) * d_cols + n, z);
+                dump_put(dump, d0, (row0 + r) * d_cols + n, int64_t(z));
                 dump_put(dump, d1, (row0 + r) * d_cols + n, g);
                 break;
             }
             case EPI_RES_MID:
             case EPI_RES_OUT: {
-                const int64_t b = requantize(acc, sh, RESID_BITS);
+                const res_t b = requant<RESID_BITS, ACC_BITS>(a, sh);
                 const int64_t i = int64_t(r) * DIM + n;
                 const int64_t x = kind == EPI_RES_MID ? int64_t(x_res[i]) : int64_t(x_mid[i]);
-                const int64_t s = requantize(shl(x, x_lsh) + shl(b, y_lsh), add_shift, RESID_BITS);
+                const int64_t s = requantize(shl(x, x_lsh) + shl(int64_t(b), y_lsh), add_shift, RESID_BITS);
                 if (kind == EPI_RES_MID)
                     x_mid[i] = res_t(s);
                 else
                     x_res[i] = res_t(s);
-                dump_put(dump, d0, i, b);
+                dump_put(dump, d0, i, int64_t(b));
                 dump_put(dump, d1, i, s);
                 break;
             }
             case EPI_GATE_ACC: {
-                const int64_t v = requantize(acc, sh, RESID_BITS);
+                // No loop-carried dependence through moe_acc in the array's token loop: within one block, iteration
+                // t touches row queue[q_at + t] only, and an expert's queue holds each token at most once (top-k
+                // experts are distinct), so no two iterations of one loop run touch the same sum; the next block (or
+                // expert) is a new run of the loop, after its pipeline drained. (Vitis applies it once inlined.)
+#pragma HLS DEPENDENCE variable = moe_acc inter false
+                const res_t v = requant<RESID_BITS, ACC_BITS>(a, sh);
                 const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
-                moe_acc[i] = sint<64>(int64_t(moe_acc[i]) + gates[q_at + r] * v);
-                dump_put(dump, d0, (row0 + r) * DIM + n, v);
+                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(gates[q_at + r]) * int64_t(v));
+                dump_put(dump, d0, (row0 + r) * DIM + n, int64_t(v));
                 break;
             }
             case EPI_QKV: {
-                word.v[n % QKV_WORD] = act_t(requantize(acc, sh, ACT_BITS));
-                if (n % QKV_WORD == QKV_WORD - 1) qkv->write(word);  // HEAD_DIM is whole words: every word fills
+                word.v[n % QKV_WORD] = requant<ACT_BITS, ACC_BITS>(a, sh);
+                if (n % QKV_WORD == QKV_WORD - 1) qkv.write(word);  // HEAD_DIM is whole words: every word fills
                 break;
             }
             case EPI_EMBED: {
@@ -246,9 +272,9 @@ Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_ls
 // accumulators and weight-block ping-pong) in the design. tests/hls/test_resources.py checks both.
 template <class FEED, class EPI>
 void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-                 EPI& epi) {
+                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc) {
 #pragma HLS INLINE off
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -276,6 +302,7 @@ void load_vector(WEIGHT_PORT_PARAMS, uint32_t off, int nbytes, int count, T* out
 VECTOR_BEATS:
     for (int i0 = 0; i0 < beats; i0 += WEIGHT_PORTS) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = TC_POS_BEATS max = TC_POS_BEATS
         word_t g[WEIGHT_PORTS];
 #pragma HLS ARRAY_PARTITION variable = g complete
         g[0] = weights[first + uint32_t(i0)];
@@ -299,6 +326,7 @@ void im2col(const word_t* images, int frames, word_t* dump, uint32_t d_image) {
 EMBED_IM2COL:
     for (int i = 0; i < frames * beats; ++i) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_IM2COL
         const int f = i / beats, b = i % beats;
         const int pix0 = b * PIX_PER_BEAT;
         const int c = pix0 / (IMG_H * IMG_W), y = (pix0 / IMG_W) % IMG_H, x0 = pix0 % IMG_W;
@@ -356,9 +384,11 @@ void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, c
 // The class token of every frame (from the pack, after the embedding step) and the embedding's dump.
 void embed_cls(const word_t* weights, const uint32_t* hdr, int frames, word_t* dump) {
 EMBED_CLS:
-    for (int f = 0; f < frames; ++f)
+    for (int f = 0; f < frames; ++f) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = BATCH
         for (int n = 0; n < DIM; ++n)
             x_res[int64_t(f * N_TOK) * DIM + n] = res_t(mem_int(weights, hdr[H_CLS] + uint32_t(n) * RESID_BYTES, RESID_BYTES));
+    }
     dump_matrix(dump, hdr[H_D_EMBED], x_res, frames * N_TOK, DIM, DIM);
 }
 
@@ -377,25 +407,36 @@ typedef act_t head_buf_t[ROWS * HEAD_DIM];  // one head's Q, K or V rows of the 
 
 // Head h's columns of a Q, K or V dump (int32, [rows][DIM]).
 void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, int rows) {
-    if (!DUMPS || d == NO_DUMP) return;
+#ifdef M3V_DUMPS
+    if (d == NO_DUMP) return;
     for (int r = 0; r < rows; ++r)
         for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(x[r * HEAD_DIM + c]));
+#else
+    (void)dump, (void)d, (void)x, (void)h, (void)rows;
+#endif
 }
 
 // The attention unit on head h of every frame of the batch (its Q, K, V just written by the array); it
 // also dumps the head's Q, K, V columns.
+// Dump offsets of a heads step (M3V_DUMPS builds; NO_DUMP otherwise).
+struct HeadDumps {
+    uint32_t q, k, v, scores, attn;
+};
+
 void head_attention(const head_buf_t& qh, const head_buf_t& kh, const head_buf_t& vh, int h, int frames,
-                    AttentionParams p, const uint32_t d_qkv[3], uint32_t d_scores, uint32_t d_attn, word_t* dump) {
-    dump_head(dump, d_qkv[0], qh, h, frames * N_TOK);
-    dump_head(dump, d_qkv[1], kh, h, frames * N_TOK);
-    dump_head(dump, d_qkv[2], vh, h, frames * N_TOK);
+                    AttentionParams p, HeadDumps hd, word_t* dump) {
+    const uint32_t d_scores = hd.scores, d_attn = hd.attn;
+    dump_head(dump, hd.q, qh, h, frames * N_TOK);
+    dump_head(dump, hd.k, kh, h, frames * N_TOK);
+    dump_head(dump, hd.v, vh, h, frames * N_TOK);
 HEAD_FRAMES:
     for (int f = 0; f < frames; ++f) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = BATCH
         const int64_t o = int64_t(f) * N_TOK * HEAD_DIM;
         const uint32_t blk = uint32_t(f * HEADS + h);
         const uint32_t ds = d_scores == NO_DUMP ? NO_DUMP : d_scores + blk * N_TOK * N_TOK * 4;
         const uint32_t da = d_attn == NO_DUMP ? NO_DUMP : d_attn + blk * N_TOK * HEAD_DIM * 4;
-        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, N_TOK, p, att_out + int64_t(f) * N_TOK * DIM, DIM,
+        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, p, att_out + int64_t(f) * N_TOK * DIM, DIM,
                        h * HEAD_DIM, dump, ds, da);
     }
 }
@@ -478,7 +519,7 @@ HEAD_LIST:
 
 // The array's feed and epilogue for op `r` (row0: the experts' dump row of its first input row).
 void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const uint32_t* RS, int64_t row0,
-                 word_t* dump, hls::stream<QkvWord>& qkv, Feed& feed, Epilogue& epi) {
+                 word_t* dump, Feed& feed, Epilogue& epi) {
     switch (r.kind) {
         case OP_EMBED:
             epi = epi_of(EPI_EMBED, sp.embed_shift, sp.embed_per_row, nullptr, NO_DUMP, DIM);
@@ -488,7 +529,6 @@ void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const
             const int i = r.arg % 3;
             const int sf[3] = {L_Q_W + 2, L_K_W + 2, L_V_W + 2};
             epi = epi_of(EPI_QKV, sfield(L[sf[i]]), RS[RS_L_Q_RS] != NO_ROW_SHIFT, nullptr, NO_DUMP, HEAD_DIM);
-            epi.qkv = &qkv;
             feed = feed_of(FEED_H_LN, DIM);
             break;
         }
@@ -539,6 +579,7 @@ void moe_finish(const uint32_t* L, int rows, word_t* dump) {
 MOE_FINISH:
     for (int64_t i0 = 0; i0 < values; i0 += LANES) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_ROW_BEATS
         for (int l = 0; l < LANES; ++l) {
 #pragma HLS UNROLL
             const int64_t i = i0 + l;
@@ -560,18 +601,21 @@ void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinO
                   const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
                   hls::stream<QkvWord>& qkv, word_t* dump) {
     const int rows = sp.frames * N_TOK;
+    acc_mem_t acc;  // the array's accumulators: one memory, this process's own
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
     if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
     int64_t row0 = 0;
 ENGINE_OPS:
     for (int i = 0; i < n_ops; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = STEP_OPS
         const OpRole r = roles[i];
         Feed feed;
         Epilogue epi;
-        op_datapath(r, sp, L, RS, row0, dump, qkv, feed, epi);
+        op_datapath(r, sp, L, RS, row0, dump, feed, epi);
         const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
                                                                            ? counts[r.arg]
                                                                            : rows;
-        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi);
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc);
         if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2]);
         if (r.kind == OP_E2) row0 += counts[r.arg];
     }
@@ -586,6 +630,7 @@ void qkv_gather(hls::stream<QkvWord>& qkv, int rows, head_buf_t& qh, head_buf_t&
 QKV_GATHER:
     for (int it = 0; it < 3 * BLOCKS * rows; ++it) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_QKV_WORDS
         const int which = it / (BLOCKS * rows), blk = (it / rows) % BLOCKS, t = it % rows;
         const QkvWord word = qkv.read();
         for (int j = 0; j < QKV_WORD; ++j) {
@@ -598,14 +643,20 @@ QKV_GATHER:
     }
 }
 
-// The attention unit of a heads step: a DATAFLOW loop over heads — head h+1's Q, K, V words gathered from the
-// FIFO (as the array writes them) beside head h's attention (into att_out). Other steps: no heads.
-void attention_unit(hls::stream<QkvWord>& qkv, StepParams sp, const uint32_t* L, word_t* dump) {
-    const int n_heads = sp.kind == STEP_HEADS ? HEADS : 0;
-    const uint32_t d_qkv[3] = {L[L_D_Q], L[L_D_K], L[L_D_V]};
-    const AttentionParams ap = {sfield(L[L_SCORES_SHIFT]), sfield(L[L_SCORES_FRAC]), sfield(L[L_ATTN_SHIFT])};
+// What the attention unit of a step needs from the layer program: its own copy (built by the top), so no
+// array of the region is read by two of its processes.
+struct AttnStep {
+    bool heads;   // a heads step (other steps: the unit is idle)
+    int frames;
+    AttentionParams ap;
+    HeadDumps hd;
+};
+
+// The heads of a heads step: a DATAFLOW loop (constant trip count, canonical) — head h+1's Q, K, V words
+// gathered from the FIFO (as the array writes them) beside head h's attention (into att_out).
+void attention_heads(hls::stream<QkvWord>& qkv, int frames, AttentionParams ap, HeadDumps hd, word_t* dump) {
 ATTENTION_HEADS:
-    for (int h = 0; h < n_heads; ++h) {
+    for (int h = 0; h < HEADS; ++h) {
 #pragma HLS DATAFLOW
         // PIPO, ping-pong per head: the gather writes QKV_WORD consecutive values of a row per cycle, the attention
         // unit reads a HEAD_DIM row per cycle — reshaped into QKV_WORD-value words (a write is one whole word),
@@ -617,15 +668,24 @@ ATTENTION_HEADS:
 #pragma HLS BIND_STORAGE variable = qh type = ram_t2p impl = bram
 #pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
 #pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
-        qkv_gather(qkv, sp.frames * N_TOK, qh, kh, vh);
-        head_attention(qh, kh, vh, h, sp.frames, ap, d_qkv, L[L_D_SCORES], L[L_D_ATTN], dump);
+        qkv_gather(qkv, frames * N_TOK, qh, kh, vh);
+        head_attention(qh, kh, vh, h, frames, ap, hd, dump);
     }
+}
+
+void attention_unit(hls::stream<QkvWord>& qkv, AttnStep at, word_t* dump) {
+    if (at.heads) attention_heads(qkv, at.frames, at.ap, at.hd, dump);
 }
 
 // The one region: the step's loader ahead of the engine through one ping-pong of weight blocks; the engine's
 // Q/K/V to the attention unit through a FIFO one head deep (so the array runs a head ahead of it).
-void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const OpRole roles[STEP_OPS], int n_ops,
-                StepParams sp, const uint32_t* L, const uint32_t* RS, word_t* dump) {
+// Canonical form (hls/tools/check_hls.py checks it): every array and pointer goes to one process only — the
+// loader its op list, the engine its own copy of it (eng_ops) and the layer's words, the attention unit its
+// AttnStep; scalars by value may go to several (Vitis broadcasts them). The scratch port is the engine's
+// alone in the synthesis build; the C-sim's dumps (M3V_DUMPS) reach it from the attention unit too.
+void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const LinOp eng_ops[STEP_OPS],
+                const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
+                AttnStep at, word_t* dump) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     M3V_BLOCK_STREAM_PRAGMAS(blocks)
@@ -634,8 +694,12 @@ void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const OpRole role
     hls::stream<QkvWord> qkv("step_qkv");
 #pragma HLS STREAM variable = qkv depth = QKV_WORDS_PER_HEAD
     weight_loader<STEP_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    array_engine(blocks, biases, ops, roles, n_ops, sp, L, RS, qkv, dump);
-    attention_unit(qkv, sp, L, dump);
+    array_engine(blocks, biases, eng_ops, roles, n_ops, sp, L, RS, qkv, dump);
+#ifdef M3V_DUMPS
+    attention_unit(qkv, at, dump);
+#else
+    attention_unit(qkv, at, nullptr);
+#endif
 }
 
 // After a heads step: the attention output into the array's feed buffer for proj, MAC_COLS values per cycle
@@ -644,6 +708,7 @@ void attention_to_feed(int rows) {
 ATTENTION_TO_FEED:
     for (int i0 = 0; i0 < rows * DIM; i0 += MAC_COLS) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_FEED_BEATS
         for (int j = 0; j < MAC_COLS; ++j) {
 #pragma HLS UNROLL
             if (i0 + j < rows * DIM) a_buf[i0 + j] = att_out[i0 + j];
@@ -667,6 +732,7 @@ void tokens_out(word_t* tokens, uint32_t f0, int rows) {
 TOKENS_OUT:
     for (int64_t b = 0; b < beats; ++b) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_TOKEN_BEATS
         word_t w;
         for (int j = 0; j < RES_PER_BEAT; ++j) {
 #pragma HLS UNROLL
@@ -698,7 +764,13 @@ void m3vit_accel(M3V_TOP_ARGS) {
     // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM
 #pragma HLS BIND_STORAGE variable = ln_g type = ram_2p impl = lutram
 #pragma HLS BIND_STORAGE variable = ln_b type = ram_2p impl = lutram
-    // queue / gates: one memory each, expert e's entries from e · EROWS (an offset, not a memory choice)
+    // queue / gates: one memory each, expert e's entries from e · EROWS (an offset, not a memory choice):
+    // one read per cycle (the feed's gather, the expert epilogue), one write per routed token
+#pragma HLS BIND_STORAGE variable = queue type = ram_2p impl = bram
+#pragma HLS BIND_STORAGE variable = gates type = ram_2p impl = bram
+    // logits: the router's epilogue writes EXPERTS outputs of one token per cycle (n = 0..EXPERTS-1 of the one
+    // block), so bank n holds expert n of every token: a bank fixed at compile time for each output lane
+#pragma HLS ARRAY_PARTITION variable = logits cyclic factor = EXPERTS
 #pragma HLS ARRAY_PARTITION variable = counts complete
     uint32_t hdr[HEADER_WORDS];
     for (int i = 0; i < HEADER_WORDS; ++i) hdr[i] = mem_u32(program, uint32_t(i));
@@ -714,6 +786,8 @@ void m3vit_accel(M3V_TOP_ARGS) {
     static_assert(L_D_LN1 + LAYER_DUMPS == LAYER_WORDS, "the d_* fields close the layer descriptor");
 FRAME_BATCHES:
     for (uint32_t f0 = 0; f0 < num_frames; f0 += BATCH) {
+        // the reports give one batch's latency (num_frames is the host's)
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1
         const int frames = num_frames - f0 < uint32_t(BATCH) ? int(num_frames - f0) : BATCH;
         const bool dumping = f0 + uint32_t(frames) <= dump_frames;  // never past the layout's end
         word_t* dump = scratch;
@@ -746,10 +820,23 @@ FRAME_BATCHES:
                 route_tokens<EXPERTS, EROWS>(logits, frames * N_TOK, EXPERTS, TOP_K, sfield(L[L_GATE_FRAC]), queue,
                                              gates, counts);
             }
-            LinOp ops[STEP_OPS];
+            LinOp ops[STEP_OPS], eng_ops[STEP_OPS];
             OpRole roles[STEP_OPS];
             const int n_ops = step_ops(sp, bhdr, patch_rs, L, RS, ops, roles);
-            array_step(WEIGHT_PORT_ARGS, ops, roles, n_ops, sp, L, RS, dump);  // the one site: the one array
+        COPY_OPS:  // the engine's own copy of the op list (one reader per array in the region)
+            for (int i = 0; i < STEP_OPS; ++i) eng_ops[i] = ops[i];
+            AttnStep at;
+            at.heads = sp.kind == STEP_HEADS;
+            at.frames = frames;
+            at.ap.scores_shift = sfield(L[L_SCORES_SHIFT]);
+            at.ap.scores_frac = sfield(L[L_SCORES_FRAC]);
+            at.ap.attn_shift = sfield(L[L_ATTN_SHIFT]);
+            at.hd.q = L[L_D_Q];
+            at.hd.k = L[L_D_K];
+            at.hd.v = L[L_D_V];
+            at.hd.scores = L[L_D_SCORES];
+            at.hd.attn = L[L_D_ATTN];
+            array_step(WEIGHT_PORT_ARGS, ops, eng_ops, roles, n_ops, sp, L, RS, at, dump);  // the one site: the one array
             if (sp.kind == STEP_EMBED) embed_cls(weights, bhdr, frames, dump);
             if (sp.kind == STEP_HEADS) attention_to_feed(frames * N_TOK);
         }

@@ -116,7 +116,26 @@ def test_synthesis_build_without_dumps_gives_the_same_tokens(tmp_path, capfd):
     assert res.returncode == 0 and "PASS: 2 frame(s)" in res.stdout, res.stdout + res.stderr
 
 
-@pytest.mark.parametrize(("target", "tool"), [("hls", "vitis_hls"), ("bitstream", "vivado")])
+def test_vendor_scripts_follow_the_board_users_flow():
+    """make hls = csim + csynth + export (co-simulation only in make hls-cosim); Vitis' default clock
+    uncertainty; the weights on HP0/HP1/HP3 (HP1 and HP2 share a DDR port); clocks by Auto; the bitstream only
+    from the exported IP and only when the routed design meets timing."""
+    hls = (REPO / "hls" / "scripts" / "run_hls.tcl").read_text()
+    assert "{csim csynth export}" in hls and "set_clock_uncertainty" not in hls.replace("no set_clock_uncertainty", "")
+    make = (REPO / "Makefile").read_text()
+    recipe = make.split("\nbitstream:", 1)[1].split("\n\n", 1)[0]
+    assert "$(MAKE) hls" not in recipe and "component.xml" in recipe
+    assert re.search(r"hls-cosim:.*?--config micro.*?csynth cosim", make, re.S)
+    tcl = (REPO / "hls" / "scripts" / "build_bitstream.tcl").read_text()
+    pairs = [w for w in re.search(r"foreach \{bundle hp\} \{([^}]*)\}", tcl).group(1).split() if w != "\\"]
+    wiring = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    assert sorted(wiring[f"gmem_w{p}"] for p in range(3)) == ["S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP3_FPD"]
+    assert "(300 MHz)" not in tcl and "Clk_master {Auto}" in tcl
+    assert tcl.index("$wns < 0") < tcl.index("file copy -force $run_dir")
+
+
+@pytest.mark.parametrize(("target", "tool"),
+                         [("hls", "vitis_hls"), ("hls-cosim", "vitis_hls"), ("bitstream", "vivado")])
 def test_vendor_targets_stop_with_one_line_without_the_tool(target, tool):
     make = shutil.which("make")
     assert make, "GNU make is needed by the project's entry points"

@@ -13,7 +13,7 @@ import pytest
 from m3vit.hw.run.csim import cached as csim_for
 from m3vit.quant import fixed, hwconst, intops
 from m3vit.quant.fixed import QFormat
-from m3vit.quant.spec import MODES
+from m3vit.quant.spec import MODES, get_mode
 
 
 @pytest.fixture(scope="module", params=sorted(MODES))
@@ -116,6 +116,25 @@ def test_requantize(sim, rng, bits):
         fmt = QFormat(bits, 10)
         want = fixed.requantize(acc_s, fmt.frac + shift, fmt)
         assert_same(sim.requantize(acc_s, shift, bits), want, f"requantize shift={shift}")
+
+
+@pytest.mark.parametrize("ap_types", [False, True])
+def test_epilogue_requantizer_of_accumulator_width(micro_cfg, rng, ap_types):
+    """requant<OUT, ACC_BITS> (the epilogue's narrow requantizer; its ap_int form is what Vitis synthesizes) equals
+    the contract's requantize for every output width, over every shift from saturating widening to beyond ACC_BITS."""
+    for mode in sorted(MODES):
+        sim = csim_for(micro_cfg, mode, ap_types=ap_types)
+        m = get_mode(mode)
+        acc_bits = m.acc_bits
+        lim = 1 << (acc_bits - 1)
+        acc = np.concatenate([rng.integers(-lim, lim, 4000), [0, -1, 1, lim - 1, -lim, lim // 2, -lim // 2]])
+        for bits in sorted({m.internal_bits, m.resid_bits, m.act_bits}):
+            for shift in (-bits - 2, -bits, -bits + 1, -7, -1, 0, 1, 2, 9, 17, acc_bits - 2, acc_bits - 1, acc_bits,
+                          acc_bits + 5, 62, 70):
+                ties = (np.arange(-8, 8) * 2 + 1) << min(max(shift - 1, 0), acc_bits - 6)
+                x = np.concatenate([acc, ties])
+                assert_same(sim.requant_acc(x, shift, bits), sim.requantize(x, shift, bits),
+                            f"{mode} requant<{bits}, {acc_bits}> shift={shift} ap_types={ap_types}")
 
 
 @pytest.mark.parametrize(("fx", "fy", "fo"), [(QFormat(16, 10), QFormat(16, 12), QFormat(16, 11)),

@@ -16,7 +16,8 @@ from ...configs import ModelConfig
 from ...quant import intops
 from ...quant.fixed import container_bytes
 from ...quant.spec import PrecisionMode
-from . import interface, program
+from ..platform import BEAT_BITS
+from . import axi_depth, interface, program
 
 # WP486 packing: two weights share one activation in a DSP48E2 27x18 multiplier; the low product
 # occupies an 18-bit field of the 48-bit accumulator.
@@ -100,6 +101,7 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "GATE_FRAC": intops.GATE_FRAC, "GELU_STEP_BITS": intops.GELU_STEP_BITS,
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
+        "BEAT_BITS": BEAT_BITS, "BEAT_BYTES": BEAT_BITS // 8,  # one m_axi beat (m3vit.hw.platform)
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
         "AV_COLS": params.av_cols,
         "BATCH": params.batch, "LN_LANES": params.ln_lanes, "WEIGHT_PORTS": interface.WEIGHT_PORTS,
@@ -143,12 +145,15 @@ def config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> s
     lines += [f"  RS_{f.upper()} = {i}," for i, f in enumerate(program.ROW_SHIFT_HEADER_FIELDS)]
     lines += [f"  RS_L_{f.upper()} = {i}," for i, f in enumerate(program.ROW_SHIFT_LAYER_FIELDS)]
     lines.append("};")
+    depths = axi_depth.arg_depths(cfg, mode, params.batch, program.program_words(cfg, per_row=True))
+    lines += [f"constexpr uint32_t AXI_DEPTH_{name.upper()} = {n}u;  // m_axi depth (128-bit words)"
+              for name, n in depths.items()]
     lines.append("}  // namespace m3v")
-    lines.append(top_prototype())
+    lines.append(top_prototype(depths))
     return "\n".join(lines) + "\n"
 
 
-def top_prototype() -> str:
+def top_prototype(depths: dict[str, int] | None = None) -> str:
     """The top function's declaration, generated from ``interface.ARGS`` (names and order)."""
     read_only = ("weights", "program", "images")
     args = [f"{'const ' if a.name in read_only or a.alias_of in read_only else ''}m3v::word_t* {a.name}"
@@ -158,15 +163,15 @@ def top_prototype() -> str:
             "#define M3V_WEIGHT_PORT_NAMES " + ", ".join(ports) + "\n"
             "#define M3V_TOP_ARG_NAMES " + ", ".join(a.name for a in interface.ARGS) + "\n"
             + "#define M3V_TOP_INTERFACE_PRAGMAS \\\n"
-            + " \\\n".join(_interface_pragmas()) + "\n")
+            + " \\\n".join(_interface_pragmas(depths or {})) + "\n")
 
 
-def _interface_pragmas() -> list[str]:
+def _interface_pragmas(depths: dict[str, int]) -> list[str]:
     out = []
     for a in interface.ARGS:
-        if a.kind == "mem":
+        if a.kind == "mem":  # depth: co-simulation only (m3vit.hw.gen.axi_depth)
             out.append(f"  _Pragma(\"HLS INTERFACE mode=m_axi port={a.name} offset=slave bundle={a.bundle} "
-                       f"max_widen_bitwidth=128 depth=1\")")
+                       f"max_widen_bitwidth=128 depth={depths.get(a.name, 1)}\")")
         out.append(f"  _Pragma(\"HLS INTERFACE mode=s_axilite port={a.name} bundle=control\")")
     out.append("  _Pragma(\"HLS INTERFACE mode=s_axilite port=return bundle=control\")")
     return out

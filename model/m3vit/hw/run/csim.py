@@ -263,6 +263,13 @@ class CSim:
         self._check(self.lib.m3v_op_requantize(_ptr(acc), ctypes.c_int64(acc.size), shift, bits, _ptr(out)))
         return out
 
+    def requant_acc(self, acc, shift: int, bits: int) -> np.ndarray:
+        """The epilogue's ACC_BITS-wide requantizer (``requant<bits, ACC_BITS>``)."""
+        acc = _i64(acc)
+        out = np.empty_like(acc)
+        self._check(self.lib.m3v_op_requant_acc(_ptr(acc), ctypes.c_int64(acc.size), shift, bits, _ptr(out)))
+        return out
+
     def add(self, x, y, x_lsh: int, y_lsh: int, shift: int, bits: int) -> np.ndarray:
         x, y = _i64(x), _i64(y)
         out = np.empty_like(x)
