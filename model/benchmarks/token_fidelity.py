@@ -133,20 +133,41 @@ def worst_case(args: argparse.Namespace) -> None:
         args.wc_config, args.wc_seeds, args.wc_calib_samples, args.wc_val_samples = "micro", [0], 4, 1
     out = Path(args.out).with_name("token_fidelity_worst.json") if args.out == "build/bench/token_fidelity.json" \
         else Path(args.out)
+    if args.replot:
+        result = json.loads(out.read_text())
+        result["summary"] = fw.summarise(result["runs"], result["modes"])
+    else:
+        result = worst_case_run(args, out)
+    table = fw.markdown(result)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
+    """Measure ``--wc-modes``; an existing ``out`` of the same settings keeps its other modes' runs."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    setting = lambda r: (r["config"], r["calib_images"], r["val_images_per_kind"], r["generators"],  # noqa: E731
+                         r["seeds"], r["image_kinds"])
+    earlier = json.loads(out.read_text()) if out.exists() else None
     t0 = time.time()
+
+    def merged(partial: dict) -> dict:
+        if earlier is None or setting(earlier) != setting(partial):
+            return partial
+        modes = [*[m for m in earlier["modes"] if m not in partial["modes"]], *partial["modes"]]
+        runs = [*[r for r in earlier["runs"] if r["mode"] not in partial["modes"]], *partial["runs"]]
+        return {**partial, "modes": modes, "runs": runs, "summary": fw.summarise(runs, modes),
+                "seconds": round(earlier.get("seconds", 0) + time.time() - t0, 1)}
 
     def save(partial: dict) -> None:  # every figure on disk as soon as it exists
         partial["seconds"] = round(time.time() - t0, 1)
-        out.write_text(json.dumps(partial, indent=1) + "\n")
+        out.write_text(json.dumps(merged(partial), indent=1) + "\n")
 
     result = fw.measure(args.wc_generators, args.wc_seeds, args.wc_images, args.wc_modes, args.wc_config,
                         args.wc_calib_samples, args.wc_val_samples, save=save)
     save(result)
-    table = fw.markdown(result)
-    out.with_suffix(".md").write_text(table + "\n")
-    print(table)
-    print(f"wrote {out} and {out.with_suffix('.md')} in {time.time() - t0:.0f} s")
+    return json.loads(out.read_text())
 
 
 def main() -> None:
@@ -180,7 +201,7 @@ def main() -> None:
     worst.add_argument("--wc-val-samples", type=int, default=2, help="held-out images per image kind")
     args = p.parse_args()
     if args.worst_case:
-        worst_case(args)
+        worst_case(args)  # --replot: only the table, from an existing JSON
         return
     out = Path(args.out)
     if args.replot:
