@@ -147,8 +147,10 @@ def worst_case(args: argparse.Namespace) -> None:
 def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
     """Measure ``--wc-modes``; an existing ``out`` of the same settings keeps its other modes' runs."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    setting = lambda r: (r["config"], r["calib_images"], r["val_images_per_kind"], r["generators"],  # noqa: E731
-                         r["seeds"], r["image_kinds"])
+
+    def setting(r: dict) -> tuple:
+        return (r["config"], r.get("calibration", "scenes"), r["calib_images"], r["val_images_per_kind"],
+                r["generators"], r["seeds"], r["image_kinds"])
     earlier = json.loads(out.read_text()) if out.exists() else None
     t0 = time.time()
 
@@ -165,7 +167,7 @@ def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
         out.write_text(json.dumps(merged(partial), indent=1) + "\n")
 
     result = fw.measure(args.wc_generators, args.wc_seeds, args.wc_images, args.wc_modes, args.wc_config,
-                        args.wc_calib_samples, args.wc_val_samples, save=save)
+                        args.wc_calib_samples, args.wc_val_samples, save=save, calibration=args.wc_calibration)
     save(result)
     return json.loads(out.read_text())
 
@@ -197,6 +199,8 @@ def main() -> None:
     worst.add_argument("--wc-images", nargs="*", default=list(fw.IMAGE_KINDS), choices=list(fw.IMAGE_KINDS))
     worst.add_argument("--wc-modes", nargs="*", default=["w8a16", "w8a16 r16 g16", "w16a16e8"],
                        choices=[*MODES, *fw.CANDIDATES])
+    worst.add_argument("--wc-calibration", default="scenes", choices=list(fw.CALIBRATIONS),
+                       help="scenes (the exporter's default) or mixed (half scenes, half the other image kinds)")
     worst.add_argument("--wc-calib-samples", type=int, default=16, help="calibration scenes per model")
     worst.add_argument("--wc-val-samples", type=int, default=2, help="held-out images per image kind")
     args = p.parse_args()

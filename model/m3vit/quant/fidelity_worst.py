@@ -16,8 +16,12 @@ Weight generators (m3vit-tiny-sized or any config):
 
 Image kinds (all normalised like the datasets): ``scenes`` (synthetic scenes from the held-out split),
 ``noise`` (uniform pixel noise), ``flat`` (one random colour), ``gradient`` (a linear ramp between two random
-colours in a random direction). Calibration always uses synthetic scenes from the training split, as
-``m3vit-quantize`` does by default.
+colours in a random direction). Calibration (``calibration``): ``scenes``, synthetic scenes from the training split
+as ``m3vit-quantize`` does by default; or ``mixed``, half of them scenes and the rest noise, flat and gradient
+images drawn with other seeds than the measured ones. Activation formats come from the calibration ranges, so
+an image kind the calibration never saw can exceed them and saturate (flat images on the timm-initialised
+model do, at attention outputs): that limits every mode alike, W16/A16 included, and ``mixed`` separates it from
+what the weight widths do.
 
 Float's own undecided routes. A token whose float gate logits put the k-th and the (k+1)-th expert within
 ``TIE_GAP`` (base-2 logits: gate probabilities within 1 % of each other) has no route that any arithmetic can be
@@ -147,6 +151,24 @@ def mode_of(name: str) -> PrecisionMode:
     return CANDIDATES[name] if name in CANDIDATES else get_mode(name)
 
 
+CALIBRATIONS = ("scenes", "mixed")
+
+
+def calibration_images(kind: str, cfg, n: int, seed: int) -> np.ndarray:
+    """``n`` calibration images: scenes of the training split, or (``mixed``) half scenes and the rest noise, flat
+    and gradient images in turn, from other seeds than :func:`images_of` gives the measured images."""
+    if kind not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {kind!r}; choose one of {list(CALIBRATIONS)}")
+    n_scenes = n if kind == "scenes" else (n + 1) // 2
+    parts = [first_images(build_dataset("synthetic", "train", cfg, length=n_scenes, seed=seed), n_scenes)]
+    others = [k for k in IMAGE_KINDS if k != "scenes"]
+    for i, other in enumerate(others):
+        count = (n - n_scenes) // len(others) + (i < (n - n_scenes) % len(others))
+        if count:
+            parts.append(images_of(other, cfg, count, seed=10_000 + seed))
+    return np.concatenate(parts).astype(np.float64)
+
+
 def float_ranges(model: M3ViT, calib: np.ndarray, batch_size: int = 16) -> dict[str, float]:
     """Every activation point's largest magnitude on ``calib`` (all tasks): ``calibrate``'s float pass, run once
     per model and shared by every mode (it does not depend on the mode)."""
@@ -219,15 +241,16 @@ def route_fidelity(model: M3ViT, qmodel: QuantizedModel, images: np.ndarray, bat
 
 
 def measure(generators: list[str], seeds: list[int], kinds: list[str], modes: list[str], cfg_name: str,
-            calib_n: int, val_n: int, log=print, save=lambda partial: None) -> dict:
+            calib_n: int, val_n: int, log=print, save=lambda partial: None, calibration: str = "scenes") -> dict:
     """Every (generator, seed, mode, image kind): token errors and per-task, per-layer routes; then the summary."""
     runs: list[dict] = []
-    out = {"config": cfg_name, "calib_images": calib_n, "val_images_per_kind": val_n, "generators": generators,
+    out = {"config": cfg_name, "calibration": calibration, "calib_images": calib_n, "val_images_per_kind": val_n,
+           "generators": generators,
            "seeds": seeds, "image_kinds": kinds, "modes": modes, "runs": runs}
     for gen in generators:
         for seed in seeds:
             model = GENERATORS[gen](cfg_name, seed)
-            calib = first_images(build_dataset("synthetic", "train", model.cfg, length=calib_n, seed=seed), calib_n)
+            calib = calibration_images(calibration, model.cfg, calib_n, seed)
             ranges = float_ranges(model, calib)
             vals = {k: images_of(k, model.cfg, val_n, seed) for k in kinds}
             for mode in modes:

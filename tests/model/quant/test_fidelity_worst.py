@@ -76,6 +76,20 @@ def test_image_kinds():
         fw.images_of("stripes", cfg, 1)
 
 
+def test_mixed_calibration_holds_every_kind_from_other_seeds():
+    cfg = get_config("micro")
+    scenes = fw.calibration_images("scenes", cfg, 5, 0)
+    assert np.array_equal(scenes, first_images(build_dataset("synthetic", "train", cfg, length=5), 5))
+    mixed = fw.calibration_images("mixed", cfg, 7, 0)
+    assert mixed.shape[0] == 7 and np.array_equal(mixed[:4], scenes[:4])
+    assert np.ptp(mixed[5], axis=(1, 2)).max() == 0  # the flat one
+    for kind in ("noise", "flat", "gradient"):  # none of the measured images is a calibration image
+        measured = fw.images_of(kind, cfg, 2, seed=0)
+        assert not any(np.array_equal(m, c) for m in measured for c in mixed)
+    with pytest.raises(ValueError, match="unknown calibration"):
+        fw.calibration_images("video", cfg, 2, 0)
+
+
 def test_summary_reports_the_worst_cell_and_where():
     runs = [{"generator": "g1", "seed": 0, "mode": "m", "images": "flat", "mean_abs_error": 0.1, "max_abs_error": 1.0,
              "routes": {"semseg l1": 0.99, "depth l1": 0.95}, "routes_decided": {"semseg l1": 1.0, "depth l1": 0.98}},
