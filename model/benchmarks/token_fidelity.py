@@ -138,7 +138,8 @@ def worst_case(args: argparse.Namespace) -> None:
         result["summary"] = fw.summarise(result["runs"], result["modes"])
     else:
         result = worst_case_run(args, out)
-    table = fw.markdown(result)
+    table = fw.markdown(result) + "\n\nWorst MoE layer (all tokens, %) per generator and image kind:\n\n" + \
+        fw.markdown_cells(result)
     out.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(f"wrote {out} and {out.with_suffix('.md')}")

@@ -333,4 +333,18 @@ def markdown(result: dict, goal: float = 0.97) -> str:
     return "\n".join(lines)
 
 
+def markdown_cells(result: dict) -> str:
+    """Where each mode fails: per mode, the worst MoE layer (all tokens) of every (generator, image kind)."""
+    cols = [(g, k) for g in result["generators"] for k in result["image_kinds"]]
+    lines = ["| mode | " + " | ".join(f"{g} {k}" for g, k in cols) + " |", "|---|" + "---|" * len(cols)]
+    for mode in result["summary"]:
+        cells = []
+        for g, k in cols:
+            vals = [v for r in result["runs"] if (r["mode"], r["generator"], r["images"]) == (mode, g, k)
+                    for v in r["routes"].values()]
+            cells.append(f"{100 * min(vals):.1f}" if vals else "–")
+        lines.append(f"| `{mode}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 __all__ = ["CANDIDATES", "GENERATORS", "IMAGE_KINDS", "MODES", "images_of", "measure", "quantize_with", "summarise"]

@@ -150,6 +150,7 @@ def test_benchmark_quick_writes_the_worst_case_table(tmp_path, monkeypatch):
     table = out.with_suffix(".md").read_text()
     assert table.startswith("| mode | tokens | worst MoE layer")
     assert "| `w8a16` | all |" in table and "| `w16a16` | decided |" in table
+    assert "| mode | edge_moe_like scenes | edge_moe_like flat | rough scenes | rough flat |" in table
     # a rerun of one mode keeps the other's runs (same settings) and the summary covers both
     monkeypatch.setattr(sys, "argv", ["token_fidelity.py", "--worst-case", "--quick", "--out", str(out),
                                       "--wc-generators", "edge_moe_like", "rough", "--wc-images", "scenes", "flat",
