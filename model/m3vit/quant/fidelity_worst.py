@@ -308,6 +308,24 @@ def weight_share(cfg_name: str, mode_name: str) -> dict:
     return {"weight_bytes": total, "share_8bit": narrow / total}
 
 
+def saturation(qmodel: QuantizedModel, images: np.ndarray) -> dict[str, float]:
+    """Activation points where the integer backbone saturates on ``images`` (every task): point → share of its
+    values at the format's largest or smallest code. An image kind the calibration never saw can exceed the
+    calibrated ranges; this says where."""
+    hits: dict[str, list[int]] = {}
+    for task in qmodel.cfg.task_names:
+        _, arith = qmodel.tokens(images, task, dump=True)
+        for point, values in arith.dumps.items():
+            fmt = qmodel.spec.activations.get(point)
+            if fmt is None:
+                continue
+            a = np.concatenate([np.ravel(v) for v in values])
+            n = hits.setdefault(point, [0, 0])
+            n[0] += int(((a >= fmt.qmax) | (a <= fmt.qmin)).sum())
+            n[1] += a.size
+    return {p: n / size for p, (n, size) in hits.items() if n}
+
+
 def markdown(result: dict, goal: float = 0.97) -> str:
     """The worst-case table: per mode, the worst (task, MoE layer) over all tokens and over float's decided
     tokens, each with where it was, the means, the token errors and the weight bytes."""

@@ -90,6 +90,16 @@ def test_mixed_calibration_holds_every_kind_from_other_seeds():
         fw.calibration_images("video", cfg, 2, 0)
 
 
+def test_saturation_names_the_points_an_unseen_image_overflows():
+    model = edge_moe_like("micro", 1)
+    calib = first_images(build_dataset("synthetic", "train", model.cfg, length=2), 2)
+    q = quantize_model(model, calib, "w16a16")
+    assert fw.saturation(q, calib) == {}  # the calibration images fit their own ranges
+    loud = calib * 8.0  # far outside the calibrated image range
+    sat = fw.saturation(q, loud)
+    assert sat.get("image", 0.0) > 0.0 and all(0.0 < v <= 1.0 for v in sat.values())
+
+
 def test_summary_reports_the_worst_cell_and_where():
     runs = [{"generator": "g1", "seed": 0, "mode": "m", "images": "flat", "mean_abs_error": 0.1, "max_abs_error": 1.0,
              "routes": {"semseg l1": 0.99, "depth l1": 0.95}, "routes_decided": {"semseg l1": 1.0, "depth l1": 0.98}},
