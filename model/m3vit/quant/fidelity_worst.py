@@ -25,12 +25,13 @@ what the weight widths do.
 
 Float's own undecided routes. A token whose float gate logits put the k-th and the (k+1)-th expert within
 ``TIE_GAP`` (base-2 logits: gate probabilities within 1 % of each other) has no route that any arithmetic can be
-held to: W16/A16 flips such tokens too (on flat images of the timm-initialised model, whose tokens differ only by
-a 0.02-std position embedding, whole groups of them at once). Every figure is given twice: over all tokens
+held to: W16/A16 flips such tokens too (up to 13% of the tokens of flat images on the timm-initialised model,
+whose tokens differ only by a 0.02-std position embedding, are that close). Every figure is given twice: over all tokens
 (``routes``) and over the tokens float decides (``routes_decided``); the near-tie share is kept beside them.
 
 Candidate modes (:data:`CANDIDATES`) are precision modes measured here before any hardware implements them:
-``w8a16`` with some weight tensors kept at 16 bits (the router's matrices, the LayerNorm gains).
+``w8a16`` with some weight tensors kept at 16 bits (the routers' matrices, the LayerNorm gains, the patch
+embedding, the attention matrices).
 """
 
 from __future__ import annotations
