@@ -1,6 +1,13 @@
 """Token-level fidelity of the integer backbone, every precision mode, and the W8/A8 options measured one by one.
 
     python model/benchmarks/token_fidelity.py            # writes build/bench/token_fidelity.{json,png}
+    python model/benchmarks/token_fidelity.py --worst-case [--quick]   # build/bench/token_fidelity_worst.{json,md}
+
+``--worst-case``: the figure that does not flatter (``m3vit.quant.fidelity_worst``): every mode of ``--wc-modes``
+quantized with the exporter's defaults for several weight generators (Edge-MoE-like, timm's init, a rougher one)
+and seeds, measured on several image kinds (scenes, noise, flat, gradient); per mode the worst (task, MoE layer)
+route agreement over all of them beside the mean. ``--quick`` is the same on the micro config, small enough
+for a test.
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of Edge-MoE's checkpoint
@@ -22,6 +29,7 @@ from pathlib import Path
 
 from m3vit.configs import get_config
 from m3vit.data import build_dataset, first_images
+from m3vit.quant import fidelity_worst as fw
 from m3vit.quant.fidelity import token_fidelity
 from m3vit.quant.fidelity_models import demo_trained_micro, edge_moe_like
 from m3vit.quant.fidelity_options import OPTIONS, Calibration
@@ -120,6 +128,51 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def worst_case(args: argparse.Namespace) -> None:
+    if args.quick:
+        args.wc_config, args.wc_seeds, args.wc_calib_samples, args.wc_val_samples = "micro", [0], 4, 1
+    out = Path(args.out).with_name("token_fidelity_worst.json") if args.out == "build/bench/token_fidelity.json" \
+        else Path(args.out)
+    if args.replot:
+        result = json.loads(out.read_text())
+        result["summary"] = fw.summarise(result["runs"], result["modes"])
+    else:
+        result = worst_case_run(args, out)
+    table = fw.markdown(result) + "\n\nWorst MoE layer (all tokens, %) per generator and image kind:\n\n" + \
+        fw.markdown_cells(result)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+
+
+def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
+    """Measure ``--wc-modes``; an existing ``out`` of the same settings keeps its other modes' runs."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def setting(r: dict) -> tuple:
+        return (r["config"], r.get("calibration", "scenes"), r["calib_images"], r["val_images_per_kind"],
+                r["generators"], r["seeds"], r["image_kinds"])
+    earlier = json.loads(out.read_text()) if out.exists() else None
+    t0 = time.time()
+
+    def merged(partial: dict) -> dict:
+        if earlier is None or setting(earlier) != setting(partial):
+            return partial
+        modes = [*[m for m in earlier["modes"] if m not in partial["modes"]], *partial["modes"]]
+        runs = [*[r for r in earlier["runs"] if r["mode"] not in partial["modes"]], *partial["runs"]]
+        return {**partial, "modes": modes, "runs": runs, "summary": fw.summarise(runs, modes),
+                "seconds": round(earlier.get("seconds", 0) + time.time() - t0, 1)}
+
+    def save(partial: dict) -> None:  # every figure on disk as soon as it exists
+        partial["seconds"] = round(time.time() - t0, 1)
+        out.write_text(json.dumps(merged(partial), indent=1) + "\n")
+
+    result = fw.measure(args.wc_generators, args.wc_seeds, args.wc_images, args.wc_modes, args.wc_config,
+                        args.wc_calib_samples, args.wc_val_samples, save=save, calibration=args.wc_calibration)
+    save(result)
+    return json.loads(out.read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="build/bench/token_fidelity.json")
@@ -138,7 +191,25 @@ def main() -> None:
                    help="options drawn beside the contract in the plot")
     p.add_argument("--replot", action="store_true",
                    help="only redraw the plot and print the tables from an existing --out JSON")
+    worst = p.add_argument_group("worst case (--worst-case)")
+    worst.add_argument("--worst-case", action="store_true", help="measure the worst case instead (see above)")
+    worst.add_argument("--quick", action="store_true", help="micro config, one seed, 4 calibration images")
+    worst.add_argument("--wc-config", default="m3vit-tiny")
+    worst.add_argument("--wc-generators", nargs="*", default=list(fw.GENERATORS), choices=list(fw.GENERATORS))
+    worst.add_argument("--wc-seeds", nargs="*", type=int, default=[0],
+                       help="seeds per generator (0: ≈21 min on one shared core for the default modes)")
+    worst.add_argument("--wc-images", nargs="*", default=list(fw.IMAGE_KINDS), choices=list(fw.IMAGE_KINDS))
+    worst.add_argument("--wc-modes", nargs="*",
+                       default=["w16a16", "w8a16", "w8a16 p16 r16 g16", "w16a16e8", "w8a16 r16 g16"],
+                       choices=[*MODES, *fw.CANDIDATES])
+    worst.add_argument("--wc-calibration", default="scenes", choices=list(fw.CALIBRATIONS),
+                       help="scenes (the exporter's default) or mixed (half scenes, half the other image kinds)")
+    worst.add_argument("--wc-calib-samples", type=int, default=16, help="calibration scenes per model")
+    worst.add_argument("--wc-val-samples", type=int, default=2, help="held-out images per image kind")
     args = p.parse_args()
+    if args.worst_case:
+        worst_case(args)  # --replot: only the table, from an existing JSON
+        return
     out = Path(args.out)
     if args.replot:
         result = json.loads(out.read_text())

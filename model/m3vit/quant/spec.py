@@ -64,7 +64,8 @@ MODES = {
                             acc_bits=48),
     # W16/A16's activation, residual, internal, bias and accumulator widths with every weight 8-bit (per-row scales,
     # GPTQ rounding): W8/A8's weight bytes, and the measured way to route >= 97% of tokens like float on
-    # Edge-MoE-like weights (NUMERICS.md §2, §7.1); W8xA16 MACs (no INT8 packing)
+    # Edge-MoE-like weights and scenes, tasks averaged (not in the worst case over generators and image kinds:
+    # NUMERICS.md §2, §7.1); W8xA16 MACs (no INT8 packing)
     "w8a16": PrecisionMode("w8a16", weight_bits=8, act_bits=16, resid_bits=24, internal_bits=24, bias_bits=48,
                            acc_bits=48, default_weight_scales="per-row", default_weight_rounding="gptq"),
     # W16/A16 widths everywhere but the expert matrices, which stay 8-bit with per-row power-of-two scales
