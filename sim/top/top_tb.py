@@ -102,7 +102,9 @@ class TopTB(TB):
         layout = BufferLayout(frames=frames, image_shape=tuple(lay["image_shape"]),
                               image_format=QFormat(*lay["image_format"]), token_shape=tuple(lay["token_shape"]),
                               token_format=QFormat(*lay["token_format"]), scratch_bytes=lay["scratch_bytes"])
-        return AcceleratorDriver(self.ip, self.board.allocate, layout, timeout_s=300.0, poll_interval_s=0.0,
+        # wall-clock bound of one device batch: generous, as a loaded machine (CI runs two workers) may take minutes
+        # per simulated frame; the cocotb tests' own simulated-time timeouts catch a top that hangs
+        return AcceleratorDriver(self.ip, self.board.allocate, layout, timeout_s=3600.0, poll_interval_s=0.0,
                                  source="the RTL top")
 
     def inputs(self) -> tuple[bytes, bytes, np.ndarray]:
