@@ -53,13 +53,13 @@ demo: setup
 PYTEST_PAR ?= -n auto --dist worksteal
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_PAR) $(if $(RTL_DIR),--rtl-dir $(RTL_DIR))
+	$(PY) -m pytest $(PYTEST_PAR) --durations=25 $(if $(RTL_DIR),--rtl-dir $(RTL_DIR))
 
 test-fast: setup
 	$(PY) -m pytest $(PYTEST_PAR) -m "not slow and not long and not vitis and not vivado and not board"
 
 test-long: setup
-	$(PY) -m pytest -m "long and not vitis and not vivado and not board"
+	$(PY) -m pytest $(PYTEST_PAR) --durations=10 -m "long and not vitis and not vivado and not board"
 
 lint: setup
 	$(PY) -m ruff check .

@@ -42,12 +42,13 @@ class AxiLiteIP:
         host_package()
         from cocotb.task import resume
 
-        from m3vit_host.regmap import expected_registers
+        from m3vit_host.hwh import fixture_text, parse_registers
         from m3vit_host.simboard import SimRegisterMap
 
         self.master = master
         self.clock, self.read_gap = clock, read_gap
-        self.register_map = SimRegisterMap(expected_registers())
+        # PYNQ's register_map as the board would parse it from the .hwh (the simulated board's fixture)
+        self.register_map = SimRegisterMap(parse_registers(fixture_text()))
         self.reads: list[int] = []  # offsets in order, to check what the driver did
         self.writes: list[tuple[int, int]] = []
         self._read = resume(self.read_async)

@@ -235,13 +235,15 @@ def run_compare(args: argparse.Namespace) -> dict:
             return compare_runtime(args, rt, tasks, golden.batches(args.batch_size, tasks), len(golden), provenance)
     try:
         from m3vit.checkpoint import read_checkpoint
+        from m3vit.cli.common import check_data_args
 
         from .golden_model import dataset_for, golden_model, model_batches  # workstation: torch, the model, data
     except ImportError as exc:
         raise HostError(f"compare without --golden runs the float model, which needs the workstation package "
                         f"({exc}): write a golden file there with `m3vit-run golden` and pass --golden") from exc
 
-    read_checkpoint(args.checkpoint)  # a missing or foreign checkpoint is reported before the backend opens
+    check_data_args(args)  # the data options, then the checkpoint, are reported before the backend opens
+    read_checkpoint(args.checkpoint)
     with _open(args, args.backend) as rt:
         tasks = _tasks(args, rt.cfg)
         dataset = dataset_for(args, rt.cfg, tasks)  # the data options are checked before the checkpoint is read

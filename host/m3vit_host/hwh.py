@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 import xml.etree.ElementTree as ET
-from importlib import resources
 from pathlib import Path
 
 from m3vit.hw.gen import interface
@@ -77,7 +76,9 @@ def parse_registers(text: str, ip_name: str = IP_NAME) -> dict[str, tuple[int, i
 
 
 def fixture_text() -> str:
-    return resources.files("m3vit_host").joinpath("data", FIXTURE).read_text()
+    # beside this module (a source checkout or the installed wheel's package data); not importlib.resources, which
+    # needs the m3vit_host package imported whole (the RTL benches import its modules alone)
+    return (Path(__file__).resolve().parent / "data" / FIXTURE).read_text()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,7 +230,7 @@ def test_top_under_vitis_names(vectors, tmp_path, request):
              sources=[wrapper, *unit_sources("m3vit_top")])
 
 
-@pytest.mark.slow
+@pytest.mark.long  # five micro frames through the top: ≈ 6 min on one core (make test-long, which CI runs)
 def test_top_all_tasks(vectors, tmp_path):
     """Every task, alternating, switched by one register write (no reload), each run bit-exact."""
     _run_top(vectors, tmp_path, ["alternating_tasks"])
