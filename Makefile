@@ -46,7 +46,7 @@ demo: setup
 	$(PY) -m m3vit.cli.demo --out $(DEMO_OUT) --force
 	@echo "[demo] accelerator C-simulation through the host runtime, every task, against the float golden model"
 	$(PY) -m m3vit_host.cli compare --backend csim --pack $(DEMO_OUT)/pack/model.json \
-	  --checkpoint $(DEMO_OUT)/train/last.pt --val-samples 256 --batch-size 16 --out $(DEMO_OUT)/host --no-progress
+	  --checkpoint $(DEMO_OUT)/train/last.pt --val-samples 256 --batch-size 16 --out $(DEMO_OUT)/host --no-progress --force
 
 # pytest-xdist spreads the tests over every core (worksteal balances the minute-long RTL-top runs); Verilator and
 # C-sim builds are cached under build/ and built once, under a lock, whichever worker asks first.
