@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -35,3 +39,25 @@ def micro():
     from m3vit.configs import get_config
 
     return get_config("micro")
+
+
+@pytest.fixture
+def sigterm_when() -> Callable[[subprocess.Popen, Callable[[], bool]], str]:
+    """SIGTERM a running command-line subprocess as soon as ``ready()`` holds (what a CI runner's timeout does
+    mid-run); fails if the process exits first or ``ready`` takes over 90 s. Returns the process's stderr after it
+    exited (its exit status is ``proc.returncode``); the process never outlives the test."""
+
+    def send(proc: subprocess.Popen, ready: Callable[[], bool]) -> str:
+        try:
+            deadline = time.monotonic() + 90
+            while not ready():
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return err
+
+    return send

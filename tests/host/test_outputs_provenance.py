@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -123,23 +121,14 @@ def test_onnx_cache_lives_under_the_projects_build_folder_keyed_on_every_input(t
     assert len(keys) == 4
 
 
-def test_sigterm_leaves_nothing_behind(assets, same_names, tmp_path):
+def test_sigterm_leaves_nothing_behind(assets, same_names, tmp_path, sigterm_when):
     """SIGTERM (timeout, a CI runner) mid-run: exit 143, one line, no output and no staging folder."""
     out = tmp_path / "result" / "out"
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'model'}{os.pathsep}{REPO / 'host'}")
     proc = subprocess.Popen([sys.executable, "-m", "m3vit_host.cli", "infer", str(same_names[0]), "--pack",
                              str(assets.manifest), "--out", str(out), "--no-progress", "--backend", "simboard",
                              "--accelerator", "hang", "--timeout", "120"], env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not (out.parent.exists() and any(out.parent.iterdir())):  # the staging folder: the run is writing
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err = sigterm_when(proc, lambda: out.parent.exists() and any(out.parent.iterdir()))  # the staging folder
     assert proc.returncode == 143, err
     assert err.count("\n") == 1 and "terminated" in err, err
     assert not (tmp_path / "result").exists() or not any((tmp_path / "result").iterdir())

@@ -71,7 +71,7 @@ def test_sigterm_in_a_tool_cleans_up_like_ctrl_c(tmp_path, capsys):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
 
 
-def test_demo_killed_by_sigterm_leaves_the_previous_folder_untouched(tmp_path):
+def test_demo_killed_by_sigterm_leaves_the_previous_folder_untouched(tmp_path, sigterm_when):
     out = tmp_path / "demo"
     out.mkdir()
     (out / "report.md").write_text("the previous demo\n")
@@ -79,16 +79,11 @@ def test_demo_killed_by_sigterm_leaves_the_previous_folder_untouched(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "m3vit.cli.demo", "--out", str(out), "--force", "--no-progress",
                              "--train-samples", "64", "--epochs", "50"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not any(p.name.endswith(".partial") and any(p.rglob("last.pt")) for p in tmp_path.iterdir()):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
-            time.sleep(0.2)  # until the new run has written its own train/last.pt in the staging folder
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    def staged() -> bool:  # the new run has written its own train/last.pt in the staging folder
+        return any(p.name.endswith(".partial") and any(p.rglob("last.pt")) for p in tmp_path.iterdir())
+
+    err = sigterm_when(proc, staged)
     assert proc.returncode == 143, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
     assert sorted(p.name for p in out.iterdir()) == ["report.md"]
