@@ -9,6 +9,7 @@ place the kernels get a number from, and it is regenerated from these Python def
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,6 +80,12 @@ def _table(name: str, ctype: str, values) -> str:
     return f"static const {ctype} {name}[{len(values)}] = {{{body}}};"
 
 
+def gelu_diff_bits() -> int:
+    """Signed width of the largest step between neighbouring GELU_DELTA entries (gelu.h's interpolation product)."""
+    t = [int(v) for v in intops.GELU_DELTA_TABLE]
+    return max(abs(b - a) for a, b in itertools.pairwise(t)).bit_length() + 1
+
+
 def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[str, int]:
     """Every scalar the kernels are compiled with, by its C++ name."""
     hidden_max = max(cfg.mlp_hidden, cfg.expert_hidden)
@@ -100,6 +107,8 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "EXP_IN_FRAC": intops.EXP_IN_FRAC, "EXP_OUT_FRAC": intops.EXP_OUT_FRAC, "INV_FRAC": intops.INV_FRAC,
         "GATE_FRAC": intops.GATE_FRAC, "GELU_STEP_BITS": intops.GELU_STEP_BITS,
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
+        # signed width of the largest step between neighbouring GELU_DELTA entries (the interpolation's multiplier)
+        "GELU_DIFF_BITS": gelu_diff_bits(),
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "BEAT_BITS": BEAT_BITS, "BEAT_BYTES": BEAT_BITS // 8,  # one m_axi beat (m3vit.hw.platform)
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
