@@ -484,6 +484,21 @@ def estimate(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     }
 
 
+def markdown(est: dict) -> str:
+    """The estimate as the Markdown table hls/README.md carries (a test keeps it in step)."""
+    rows = ["| kernel | DSP48E2 | BRAM36 | URAM | LUT (estimated) |", "|---|---:|---:|---:|---:|"]
+    for e in est["kernels"]:
+        rows.append(f"| {e['name']} | {e['dsp']} | {e['bram36']} | {e['uram']} | {e['lut']:,} |")
+    t, d = est["total"], est["device"]
+    rows.append(f"| **total** | **{t['dsp']}** | **{t['bram36']}** | **{t['uram']}** | **{t['lut']:,}** |")
+    rows.append("| % of the " + d["part"].split("-")[0] + " | " + " | ".join(
+        f"{d['percent'][r]} %" for r in ("dsp", "bram36", "uram", "lut")) + " |")
+    rows.append("| practical limit (80 % / 80 % / 80 % / 65 %) | " + " | ".join(
+        f"{d['limit'][r]:,}" + ("" if d["within_limits"][r] else " **exceeded**") for r in
+        ("dsp", "bram36", "uram", "lut")) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def fits(est: dict) -> bool:
     return all(est["device"]["within_limits"].values())
 
@@ -499,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS))
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
     p.add_argument("--out", type=Path, default=REPO / "build" / "hls" / "resources.json")
+    p.add_argument("--markdown", action="store_true", help="also print the Markdown table of hls/README.md")
     a = p.parse_args(argv)
     cfg, mode = get_config(a.config), get_mode(a.mode)
     est = estimate(cfg, mode, HlsParams.for_mode(mode))
@@ -512,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
                                        (("dsp", 6), ("bram36", 7), ("uram", 5), ("lut", 8))))
     print(f"{'limit (' + DEVICE.part + ')':40s} " + " ".join(f"{d['limit'][r]:{w}d}" for r, w in
                                                            (("dsp", 6), ("bram36", 7), ("uram", 5), ("lut", 8))))
+    if a.markdown:
+        print(markdown(est))
     print("percent of device: " + ", ".join(f"{r} {d['percent'][r]} %" for r in d["percent"])
           + f"; within limits: {fits(est)} → {a.out}")
     return 0

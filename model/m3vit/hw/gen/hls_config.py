@@ -35,20 +35,21 @@ class HlsParams:
     """The accelerator's parallelism and buffer depths (the synthesis knobs)."""
 
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
-    mac_cols: int = 64  # reduction terms per cycle
-    attn_lanes: int = 6  # P: query rows in flight in the attention unit
-    av_cols: int = 64  # value columns each attention lane accumulates per cycle in the A·V pass
+    mac_cols: int = 48  # reduction terms per cycle
+    attn_lanes: int = 12  # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows)
+    av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
     batch: int = 2  # frames that share each weight load (frame batching)
     ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
 
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
-        """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
-        DSP, so its array is half as wide, and its Q·Kᵀ (unpacked) has 4 lanes, to stay within the xczu7ev's
-        DSP48E2 count. w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs):
-        W16/A16's set."""
+        """The parameter sets (hls/README.md). W8/A8: the fastest set (by the cycle model of the code as written,
+        m3vit.hw.estimate.perf) whose as-built estimate (m3vit.hw.estimate.hls_estimate, `make hls-estimate`) stays
+        within 80 % of the xczu7ev's DSP48E2, BRAM36 and URAM — a 32x48 array, 12 attention lanes, 32 A·V columns.
+        W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
+        w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
-        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
