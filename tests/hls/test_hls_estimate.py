@@ -108,3 +108,16 @@ def test_readme_table_is_the_generated_one(tiny):
     readme = (Path(__file__).resolve().parents[2] / "hls" / "README.md").read_text()
     assert he.markdown(tiny) in readme, "hls/README.md's as-built table is stale: paste `python -m " \
         "m3vit.hw.estimate.hls_estimate --markdown`"
+
+
+def test_reshaped_words_take_each_cycles_accesses_whole(tiny):
+    """The feeds' words (ARRAY_RESHAPE factor MAC_COLS) hold every aligned access of a cycle: the epilogue's
+    LANES outputs, LayerNorm's LN_LANES, A·V's AV_LANE_COLS; the residual words (factor LANES) the LayerNorm
+    reads: one URAM access each, not two."""
+    c = tiny["probe"]["constants"]
+    prag = he.pragmas(he.function_body("m3vit_accel"))
+    for name in ("hid", "h_ln", "a_buf", "att_out"):
+        assert prag[name]["ARRAY_RESHAPE"]["factor"] == "MAC_COLS"
+    for width in (c["LANES"], c["LN_LANES"], c["AV_LANE_COLS"]):
+        assert c["MAC_COLS"] % width == 0, width
+    assert prag["x_res"]["ARRAY_RESHAPE"]["factor"] == "LANES" and c["LANES"] % c["LN_LANES"] == 0
