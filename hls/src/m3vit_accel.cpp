@@ -62,6 +62,8 @@ static_assert(HEAD_DIM % QKV_WORD == 0 && HEAD_DIM / QKV_WORD <= 2,
 // The epilogue's shared requantizer's width: the widest output kind (logits / GELU input, residual, Q/K/V).
 constexpr int EPI_BITS = INTERNAL_BITS > RESID_BITS ? (INTERNAL_BITS > ACT_BITS ? INTERNAL_BITS : ACT_BITS)
                                                     : (RESID_BITS > ACT_BITS ? RESID_BITS : ACT_BITS);
+// its input: an accumulator, or (the embedding) an accumulator plus a position (BIAS_BITS), exactly
+constexpr int EPI_IN_BITS = (ACC_BITS > BIAS_BITS ? ACC_BITS : BIAS_BITS) + 1;
 constexpr int LAYER_OPS = 3 * HEADS + 3;    // Q, K, V of every head, proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 constexpr int STEP_OPS = LAYER_OPS > EXPERT_OPS ? LAYER_OPS : EXPERT_OPS;  // the longest op list of a step
@@ -181,10 +183,14 @@ struct Epilogue {
     // output lane, not a 64-bit shifter.
     // One requantizer per output lane serves every kind: into EPI_BITS (the widest kind's), then each kind's width
     // by saturation (bit-exact: clamp_to), instead of a requantizer per kind and lane.
+    // The patch embedding's position (bias_t) is added before it, so the embedding shares it too (EPI_IN_BITS).
     void operator()(int r, int n, int64_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
-        const acc_t a = acc_t(acc);
-        const sint<EPI_BITS> q = requant<EPI_BITS, ACC_BITS>(a, sh);
+        const int f = r / N_PATCH, pt = r % N_PATCH;  // EMBED: frame and patch of row r
+        const sint<EPI_IN_BITS> pos =
+            kind == EPI_EMBED ? sint<EPI_IN_BITS>(pos_buf[pt * DIM + n]) : sint<EPI_IN_BITS>(0);
+        const sint<EPI_IN_BITS> a = sint<EPI_IN_BITS>(sint<EPI_IN_BITS>(acc_t(acc)) + pos);
+        const sint<EPI_BITS> q = requant<EPI_BITS, EPI_IN_BITS>(a, sh);
         switch (kind) {
             case EPI_STORE_LOGIT: {
                 const int_t v = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
@@ -233,9 +239,7 @@ struct Epilogue {
                 break;
             }
             case EPI_EMBED: {
-                const int f = r / N_PATCH, p = r % N_PATCH;
-                const int64_t pos = int64_t(pos_buf[int64_t(p) * DIM + n]);
-                x_res[int64_t(f * N_TOK + 1 + p) * DIM + n] = res_t(requantize(acc + pos, sh, RESID_BITS));
+                x_res[(f * N_TOK + 1 + pt) * DIM + n] = clamp_to<RESID_BITS, EPI_BITS>(q);
                 break;
             }
         }

@@ -46,7 +46,7 @@ PROBE_CONSTANTS = (
     "MAC_ROWS", "MAC_COLS", "ATTN_LANES", "AV_COLS", "BATCH", "LN_LANES", "WEIGHT_PORTS", "ROWS_MAX", "KS_MAX",
     "PACK_CHUNK", "DSP_A_BITS", "DSP_P_BITS", "LANES", "ROWS", "EROWS", "QKV_WORD", "QKV_WORDS_PER_HEAD", "LN_COUNT",
     "QK_SUM_BITS", "EXP_W_BITS", "AV_SUM_BITS", "AV_LANE_COLS", "AV_PASSES", "QK_INTERLEAVE", "ATTN_SUPER",
-    "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS",
+    "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
@@ -378,16 +378,17 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     out.append(("linear unit: weight blocks", banks * c["WEIGHT_PORTS"] * 2 + 6 * 1024, "rule",
                 f"placer: a write-enable decode per weight bank ({banks} banks × {c['WEIGHT_PORTS']} beats × 2), "
                 "reader/placer address logic 6k"))
-    rq, rq_rule = requant_lut(units, c["ACC_BITS"])
+    rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
     r64, _ = requant_lut(units, 64)
     g = units["gelu"]
     g_lanes = int(g["parameters"]["LANES"])
-    per_lane = rq + 2 * shifter_lut(64) + r64 + round(g["LUT"] / g_lanes) + r64 + r64
+    per_lane = rq + 2 * shifter_lut(64) + r64 + round(g["LUT"] / g_lanes) + r64 + c["BIAS_BITS"] + 1
     out.append(("linear unit: accumulators + epilogue", c["LANES"] * per_lane, "yosys+rule",
-                f"per output lane ({c['LANES']}): one shared ACC_BITS requantizer ({rq}: {rq_rule}), the residual "
-                f"add's two 64-bit shifts ({shifter_lut(64)} each, rule) and 64-bit requantize ({r64}), GELU "
-                f"({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its 64-bit requantize ({r64}), the "
-                f"embedding's 64-bit requantize ({r64})"))
+                f"per output lane ({c['LANES']}): one requantizer shared by every kind, the embedding's included "
+                f"(EPI_IN_BITS={c['EPI_IN_BITS']}: {rq}, {rq_rule}) after its position adder ({c['BIAS_BITS'] + 1}), "
+                f"the residual add's two 64-bit shifts ({shifter_lut(64)} each, rule) and 64-bit requantize "
+                f"({r64}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its 64-bit requantize "
+                f"({r64})"))
     qk_adders = c["ATTN_LANES"] * (c["HEAD_DIM"] - 1) * c["QK_SUM_BITS"]
     rq_int, _ = requant_lut(units, c["QK_SUM_BITS"])
     e2 = 345  # per exp2_neg copy: yosys m3vit-tiny top by_unit, 10,692 LUT / 31 copies (rtl/README.md)
