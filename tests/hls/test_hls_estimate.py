@@ -121,3 +121,17 @@ def test_reshaped_words_take_each_cycles_accesses_whole(tiny):
     for width in (c["LANES"], c["LN_LANES"], c["AV_LANE_COLS"]):
         assert c["MAC_COLS"] % width == 0, width
     assert prag["x_res"]["ARRAY_RESHAPE"]["factor"] == "LANES" and c["LANES"] % c["LN_LANES"] == 0
+
+
+def test_width_constants_are_the_tops_instances():
+    """The operator widths read as namespace constants (SM_S_BITS, LN_*_BITS) are those of the template
+    instances the top uses: the attention and gate softmax at the default key count, the LayerNorm at DIM."""
+    text = he._sources_text()
+    assert "template <int N_MAX = SM_N_MAX>\ninline void softmax_update(" in text
+    assert "constexpr int SM_S_BITS = SmBits<SM_N_MAX>::S;" in text
+    assert re.search(r"softmax_update\(st\[row\], a, p\.scores_frac\)", text)  # attention: default N_MAX
+    assert "softmax_update<SM_N_MAX>(st, logits[j], l_frac)" in text
+    top = he.function_body("layer_norm")
+    assert "layernorm_rows<DIM>(" in top
+    for name in ("D", "S1", "S2", "CENTRED", "RECIP", "NORM"):
+        assert re.search(r"LN_\w+_BITS = LnBits<DIM>::" + name + r"\b", text), name
