@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast test-long lint clean csim hls-check hls hls-cosim bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench board-bundle
+.PHONY: help setup demo test test-fast test-long lint clean csim hls-check hls-estimate hls hls-cosim bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench board-bundle
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench      modelled ZCU104 performance + measured CPU speed -> build/bench/*.json, *.png"
 	@echo "make csim       HLS C-sim: shared library + standalone testbench, run on micro W8/A8 vectors"
 	@echo "make hls-check  HLS rule checker (libclang): stream pointers, recursion, 64-bit, dataflow, tripcount, storage"
+	@echo "make hls-estimate  DSP/BRAM/URAM/LUT of the HLS design as built (no Vitis) -> build/hls/resources.json"
 	@echo "make hls        Vitis HLS csim + csynth + IP export (HLS_CONFIG, HLS_MODE; needs vitis_hls)"
 	@echo "make hls-cosim  Vitis HLS csynth + C/RTL co-simulation of the micro config (needs vitis_hls)"
 	@echo "make bitstream  Vivado ZCU104 block design -> build/bitstream/m3vit.bit + .hwh (needs vivado)"
@@ -105,6 +106,9 @@ csim: setup
 # The HLS rules (hls/README.md "HLS rules"): libclang over the synthesized functions of the top.
 hls-check: setup
 	PYTHONPATH=model $(PY) hls/tools/check_hls.py --config $(HLS_CONFIG) --mode $(HLS_MODE) --baseline hls/tools/check_hls_baseline.json
+
+hls-estimate: setup
+	PYTHONPATH=model $(PY) -m m3vit.hw.estimate.hls_estimate --config $(HLS_CONFIG) --mode $(HLS_MODE) --out build/hls/resources.json
 
 # Vendor tools are checked first (when the target runs), so a machine without them stops at once with one line.
 # The device's part, clock and beat for the tcl scripts, from its one definition (m3vit.hw.platform).

@@ -177,10 +177,14 @@ int m3v_op_exp2(const int64_t* d, int64_t n, int d_frac, int64_t* out) {
     return 0;
 }
 
+// The op-level softmax takes rows of up to OP_SM_KEYS keys (its running sum's width; the top's rows: SM_N_MAX).
+constexpr int OP_SM_KEYS = 1 << 20;
+
 int m3v_op_softmax_stats(const int64_t* a, int64_t rows, int64_t cols, int a_frac, int64_t* m, int64_t* s) {
+    if (cols > OP_SM_KEYS) return fail(-1, "softmax op: more keys than OP_SM_KEYS");
     for (int64_t r = 0; r < rows; ++r) {
         SoftmaxStats st = softmax_first(a[r * cols]);
-        for (int64_t j = 1; j < cols; ++j) softmax_update(st, a[r * cols + j], a_frac);
+        for (int64_t j = 1; j < cols; ++j) softmax_update<OP_SM_KEYS>(st, a[r * cols + j], a_frac);
         m[r] = st.m;
         s[r] = st.s;
     }
@@ -195,10 +199,11 @@ int m3v_op_reciprocal(const int64_t* s, int64_t n, int64_t* out) {
 int m3v_op_attention(const int64_t* scores, int64_t rows, int64_t n, int s_frac, const int64_t* v, int64_t c,
                      int shift, int bits, int64_t* out) {
     if (c > (HEAD_DIM > 64 ? HEAD_DIM : 64)) return fail(-1, "attention op: too many value columns");
+    if (n > OP_SM_KEYS) return fail(-1, "attention op: more keys than OP_SM_KEYS");
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t* row = scores + r * n;
         SoftmaxStats st = softmax_first(row[0]);
-        for (int64_t j = 1; j < n; ++j) softmax_update(st, row[j], s_frac);
+        for (int64_t j = 1; j < n; ++j) softmax_update<OP_SM_KEYS>(st, row[j], s_frac);
         attend_row(row, int(n), s_frac, st, v, int(c), int(c), shift, bits, out + r * c);
     }
     return 0;

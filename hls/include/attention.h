@@ -37,11 +37,12 @@ AV_KEYS:
 // N_TOK · 2^EXP_OUT_FRAC · 2^(a-1) — so each product is one narrow multiplier (8×8 or 17×8 bits at W8/A8), not a
 // 64-bit one, and the sums are registers of these widths. ceil(log2 n) = ilog2(2n - 1).
 constexpr int QK_SUM_BITS = 2 * (ACT_BITS - 1) + ilog2(2 * HEAD_DIM - 1) + 2;  // +2: sign and the +2^(..) corner
-constexpr int EXP_W_BITS = EXP_OUT_FRAC + 2;  // 0 <= e <= 2^EXP_OUT_FRAC in a signed container
+// (EXP_W_BITS, INV_BITS: softmax.h; 0 <= e <= 2^EXP_OUT_FRAC in a signed container)
 constexpr int AV_SUM_BITS = EXP_OUT_FRAC + (ACT_BITS - 1) + ilog2(2 * N_TOK - 1) + 1;
 typedef sint<QK_SUM_BITS> qk_sum_t;
 typedef sint<EXP_W_BITS> exp_w_t;
 typedef sint<AV_SUM_BITS> av_sum_t;
+typedef sint<2 * ACT_BITS> qk_prod_t;  // one Q·Kᵀ product (a×a bits)
 
 struct AttentionParams {
     int scores_shift;  // q_frac + k_frac - scores_frac
@@ -53,6 +54,7 @@ struct AttentionParams {
 constexpr int AV_LANE_COLS = AV_COLS < HEAD_DIM ? AV_COLS : HEAD_DIM;
 constexpr int AV_PASSES = (HEAD_DIM + AV_LANE_COLS - 1) / AV_LANE_COLS;
 constexpr int AV_KEYS_TC = AV_PASSES * N_TOK;  // LOOP_TRIPCOUNT of AV_KEYS (the top's heads have N_TOK keys)
+constexpr int AV_OUT_TC = AV_PASSES * ATTN_LANES;  // LOOP_TRIPCOUNT of AV_OUT
 
 // The online softmax's update of a lane (compare → exp table → shift → multiply → add) is a true recurrence
 // over the keys, longer than one cycle at 300 MHz (est. 5–8). So a row group holds QK_INTERLEAVE sub-groups of
@@ -92,7 +94,13 @@ QK_KEYS:
             const int row = g * ATTN_LANES + l;
             if (row < rows) {
                 qk_sum_t acc = 0;
-                for (int c = 0; c < HEAD_DIM; ++c) acc += qk_sum_t(qr[row][c] * kj[c]);  // one a×a-bit product each
+                for (int c = 0; c < HEAD_DIM; ++c) {
+                    // ATTN_LANES × HEAD_DIM a×a-bit products per cycle: in fabric (LUTs), so the DSP48E2s stay with
+                    // the MAC array and A·V (m3vit.hw.estimate.hls_estimate costs them as LUTs)
+                    const qk_prod_t prod = qr[row][c] * kj[c];
+#pragma HLS BIND_OP variable = prod op = mul impl = fabric
+                    acc += qk_sum_t(prod);
+                }
                 const int64_t a = requantize(int64_t(acc), p.scores_shift, INTERNAL_BITS);
                 sc[row][j] = int_t(a);
                 if (j == 0)
@@ -112,12 +120,12 @@ void av_subgroup(const int_t sc[ATTN_SUPER][N_TOK], const SoftmaxStats st[ATTN_S
     const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
     av_sum_t acc[ATTN_LANES][HEAD_DIM];
 #pragma HLS ARRAY_PARTITION variable = acc complete
-    int64_t inv[ATTN_LANES];
+    sint<INV_BITS> inv[ATTN_LANES];  // 1/s <= 2^INV_FRAC
 #pragma HLS ARRAY_PARTITION variable = inv complete
 AV_INIT:
     for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS PIPELINE II = 1
-        inv[l] = l < lanes ? softmax_reciprocal(st[s0 + l].s) : 0;
+        inv[l] = sint<INV_BITS>(l < lanes ? softmax_reciprocal(st[s0 + l].s) : 0);
         for (int c = 0; c < HEAD_DIM; ++c) acc[l][c] = 0;
     }
     int pass = 0, j = 0;
@@ -143,14 +151,20 @@ AV_KEYS:
             ++pass;
         }
     }
-AV_OUT:
-    for (int l = 0; l < lanes; ++l) {
+AV_OUT:  // AV_LANE_COLS columns of one row per cycle: as many normalising multipliers as A·V has columns
+    for (int it = 0; it < lanes * AV_PASSES; ++it) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = ATTN_LANES
+#pragma HLS LOOP_TRIPCOUNT min = AV_PASSES max = AV_OUT_TC
+        const int l = it / AV_PASSES, c0 = (it % AV_PASSES) * AV_LANE_COLS;
         A_T* o = out + int64_t(r0 + l) * out_stride + out_col0;
-        for (int c = 0; c < HEAD_DIM; ++c) {
-            o[c] = A_T(requantize(int64_t(acc[l][c]) * inv[l], p.attn_shift, ACT_BITS));
-            if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int64_t(o[c]));
+        for (int j = 0; j < AV_LANE_COLS; ++j) {
+#pragma HLS UNROLL
+            const int c = c0 + j;
+            if (c < HEAD_DIM) {
+                const int64_t y = int64_t(mul_exact<AV_SUM_BITS, INV_BITS>(acc[l][c], inv[l]));
+                o[c] = A_T(requantize(y, p.attn_shift, ACT_BITS));
+                if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int64_t(o[c]));
+            }
         }
     }
 }

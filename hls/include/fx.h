@@ -65,6 +65,13 @@ constexpr int ilog2(uint32_t v) {
     return n;
 }
 
+// The width of an integer type as the C++ declares it (ap_int<W>: W; a native integer: its bits).
+template <class T> struct bits_of { static constexpr int value = 8 * int(sizeof(T)); };
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+template <int W> struct bits_of<ap_int<W>> { static constexpr int value = W; };
+template <int W> struct bits_of<ap_uint<W>> { static constexpr int value = W; };
+#endif
+
 // The exact product of a WA-bit and a WB-bit signed value, as a (WA + WB)-bit value: with ap_int the
 // multiplier has exactly the operands' widths (one DSP48E2 for <= 27 x 18 bits); natively it is widened first.
 template <int WA, int WB>
@@ -128,6 +135,20 @@ inline sint<OUT> requant(const sint<IN>& x, int shift) {
     return x > hi ? sint<OUT>(qmax) : (x < lo ? sint<OUT>(qmin) : sint<OUT>(sint<OUT>(x) << s));
 #else
     return sint<OUT>(requantize(int64_t(x), shift, OUT));
+#endif
+}
+
+// An IN-bit value saturated into OUT <= IN bits (the epilogue's one shared requantizer, then each kind's width):
+// requant<OUT>(x, s) == clamp_to<OUT>(requant<IN2>(x, s)) for OUT <= IN2, the saturations being nested.
+template <int OUT, int IN>
+inline sint<OUT> clamp_to(const sint<IN>& v) {
+#pragma HLS INLINE
+    static_assert(OUT <= IN, "clamp_to narrows");
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    const ap_int<IN> hi = (ap_int<IN>(1) << (OUT - 1)) - 1, lo = -(ap_int<IN>(1) << (OUT - 1));
+    return sint<OUT>(v > hi ? hi : (v < lo ? lo : v));
+#else
+    return sint<OUT>(saturate(int64_t(v), OUT));
 #endif
 }
 

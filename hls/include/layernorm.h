@@ -31,6 +31,25 @@ struct LnScale {
     int64_t s1, recip;
 };
 
+// The datapath's widths for rows of d <= D_MAX features (NUMERICS.md §4.4): x is LN_IN_BITS (saturated);
+// |s1| <= D·2^(LN_IN_BITS-1), s2 <= D·2^(2·LN_IN_BITS-2); |D·x - s1| <= D·2^LN_IN_BITS; 1 <= recip <= 2^LN_RECIP_FRAC;
+// |D·x - s1| <= sqrt(D-1)·sqrt(D·s2 - s1²) (the largest deviation) and root >= sqrt(...)/2, so the normalised value
+// |norm| < 2·sqrt(D)·2^(LN_NORM_FRAC+1) (+1 for rounding) — each product one narrow multiplier.
+template <int D_MAX>
+struct LnBits {
+    static constexpr int LOG_D = ilog2(2 * D_MAX - 1);  // ceil(log2 D_MAX)
+    static constexpr int D = LOG_D + 2;                 // d (signed)
+    static constexpr int S1 = LN_IN_BITS + LOG_D + 1;
+    static constexpr int S2 = 2 * (LN_IN_BITS - 1) + LOG_D + 2;
+    static constexpr int CENTRED = LN_IN_BITS + LOG_D + 2;
+    static constexpr int RECIP = LN_RECIP_FRAC + 2;
+    static constexpr int NORM = LN_NORM_FRAC + 2 + (LOG_D + 1) / 2 + 2;
+};
+// the top's LayerNorms (D = DIM): what m3vit.hw.estimate.hls_estimate reads
+constexpr int LN_D_BITS = LnBits<DIM>::D, LN_S1_BITS = LnBits<DIM>::S1, LN_S2_BITS = LnBits<DIM>::S2;
+constexpr int LN_CENTRED_BITS = LnBits<DIM>::CENTRED, LN_RECIP_BITS = LnBits<DIM>::RECIP;
+constexpr int LN_NORM_BITS = LnBits<DIM>::NORM;
+
 // LOOP_TRIPCOUNTs (reports only): the top's LayerNorms run a batch's rows of DIM features.
 constexpr int LN_ROWS_TC = ROWS_MAX;
 constexpr int LN_BEATS_TC = ROWS_MAX * ((DIM + LN_LANES - 1) / LN_LANES);
@@ -53,7 +72,7 @@ LN_STATS:
             const int64_t v = i < d ? saturate(round_shift(int64_t(x[int64_t(r) * d + i]), p.in_shift), LN_IN_BITS) : 0;
             beat.v[l] = sint<LN_IN_BITS>(v);
             s1l[l] = (b == 0 ? 0 : s1l[l]) + v;
-            s2l[l] = (b == 0 ? 0 : s2l[l]) + v * v;
+            s2l[l] = (b == 0 ? 0 : s2l[l]) + mul_exact<LN_IN_BITS, LN_IN_BITS>(beat.v[l], beat.v[l]);
         }
         xs.write(beat);
         if (++b == beats) {
@@ -70,20 +89,24 @@ LN_STATS:
     }
 }
 
+template <int D_MAX>
 inline void ln_scale(hls::stream<LnSums>& sums, int rows, int d, LayerNormParams p, hls::stream<LnScale>& scales) {
 LN_SCALE:
     for (int r = 0; r < rows; ++r) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = LN_ROWS_TC max = LN_ROWS_TC
         const LnSums s = sums.read();
-        int64_t root = isqrt(int64_t(d) * s.s2 - s.s1 * s.s1 + p.eps_term);
+        typedef LnBits<D_MAX> B;
+        const sint<B::S1> s1 = sint<B::S1>(s.s1);
+        const int64_t ds2 = int64_t(mul_exact<B::D, B::S2>(sint<B::D>(d), sint<B::S2>(s.s2)));
+        int64_t root = isqrt(ds2 - int64_t(mul_exact<B::S1, B::S1>(s1, s1)) + p.eps_term);
         if (root < 1) root = 1;
         const LnScale out = {s.s1, div_round(int64_t(1) << LN_RECIP_FRAC, root)};
         scales.write(out);
     }
 }
 
-template <class G_T, class B_T, class Y_T>
+template <int D_MAX, class G_T, class B_T, class Y_T>
 void ln_norm(hls::stream<LnBeat>& xs, hls::stream<LnScale>& scales, int rows, int d, const G_T* gain, const B_T* bias,
              LayerNormParams p, Y_T* y) {
     const int beats = (d + LN_LANES - 1) / LN_LANES;
@@ -99,9 +122,14 @@ LN_NORM:
 #pragma HLS UNROLL
             const int i = b * LN_LANES + l;
             if (i < d) {
-                const int64_t centred = int64_t(d) * int64_t(beat.v[l]) - sc.s1;
-                const int64_t norm = round_shift(centred * sc.recip, LN_RECIP_FRAC - LN_NORM_FRAC);
-                y[int64_t(r) * d + i] = Y_T(requantize(norm * int64_t(gain[i]) + int64_t(bias[i]), p.out_shift, p.out_bits));
+                typedef LnBits<D_MAX> B;
+                constexpr int G = bits_of<G_T>::value;
+                const sint<B::CENTRED> centred =
+                    sint<B::CENTRED>(int64_t(mul_exact<B::D, LN_IN_BITS>(sint<B::D>(d), beat.v[l])) - sc.s1);
+                const int64_t scaled = int64_t(mul_exact<B::CENTRED, B::RECIP>(centred, sint<B::RECIP>(sc.recip)));
+                const sint<B::NORM> norm = sint<B::NORM>(round_shift(scaled, LN_RECIP_FRAC - LN_NORM_FRAC));
+                const int64_t ng = int64_t(mul_exact<B::NORM, G>(norm, sint<G>(gain[i])));
+                y[int64_t(r) * d + i] = Y_T(requantize(ng + int64_t(bias[i]), p.out_shift, p.out_bits));
             }
         }
         if (++b == beats) {
@@ -123,8 +151,8 @@ void layernorm_rows(const X_T* x, int rows, const G_T* gain, const B_T* bias, in
 #pragma HLS STREAM variable = sums depth = 4
 #pragma HLS STREAM variable = scales depth = 4
     ln_stats(x, rows, d, p, xs, sums);
-    ln_scale(sums, rows, d, p, scales);
-    ln_norm(xs, scales, rows, d, gain, bias, p, y);
+    ln_scale<D_MAX>(sums, rows, d, p, scales);
+    ln_norm<D_MAX>(xs, scales, rows, d, gain, bias, p, y);
 }
 
 }  // namespace m3v

@@ -17,6 +17,19 @@ inline int64_t exp2_neg(int64_t d, int d_frac) {
     return (v + half) >> n;
 }
 
+// The contract's widths of the softmax datapath: an exp weight 2^(a - m) <= 2^EXP_OUT_FRAC (unsigned, in a signed
+// container); a reciprocal 1/s <= 2^INV_FRAC (s >= 1.0); a running sum over n keys s <= n · 2^EXP_OUT_FRAC (each
+// step adds at most 1.0, the rescale never grows it), so for n <= N_MAX keys the rescale s · 2^(m - a) is one
+// SM_S_BITS × EXP_W_BITS multiplier (one DSP48E2 at the top's N_MAX), not a 64-bit one.
+constexpr int EXP_W_BITS = EXP_OUT_FRAC + 2;
+constexpr int INV_BITS = INV_FRAC + 2;
+constexpr int SM_N_MAX = N_TOK > EXPERTS ? N_TOK : EXPERTS;  // keys of an attention row or a gate softmax
+template <int N_MAX>
+struct SmBits {
+    static constexpr int S = EXP_OUT_FRAC + ilog2(2 * N_MAX - 1) + 2;  // + sign, + the 2^EXP_OUT_FRAC corner
+};
+constexpr int SM_S_BITS = SmBits<SM_N_MAX>::S;
+
 // Running max m and running sum s (EXP_OUT_FRAC fractional bits) over keys in ascending order.
 struct SoftmaxStats {
     int64_t m;
@@ -28,10 +41,15 @@ inline SoftmaxStats softmax_first(int64_t a) {
     return st;
 }
 
+// N_MAX: the most keys a row has (the running sum's width); the op-level C-sim passes a larger one.
+template <int N_MAX = SM_N_MAX>
 inline void softmax_update(SoftmaxStats& st, int64_t a, int a_frac) {
 #pragma HLS INLINE
+    constexpr int SB = SmBits<N_MAX>::S;
     if (a > st.m) {
-        st.s = round_shift(st.s * exp2_neg(st.m - a, a_frac), EXP_OUT_FRAC) + (int64_t(1) << EXP_OUT_FRAC);
+        const sint<SB> s = sint<SB>(st.s);
+        const sint<EXP_W_BITS> e = sint<EXP_W_BITS>(exp2_neg(st.m - a, a_frac));
+        st.s = round_shift(int64_t(mul_exact<SB, EXP_W_BITS>(s, e)), EXP_OUT_FRAC) + (int64_t(1) << EXP_OUT_FRAC);
         st.m = a;
     } else {
         st.s += exp2_neg(a - st.m, a_frac);
@@ -52,14 +70,15 @@ GATE_STATS:
     for (int j = 1; j < e; ++j) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
-        softmax_update(st, logits[j], l_frac);
+        softmax_update<SM_N_MAX>(st, logits[j], l_frac);
     }
     const int64_t inv = softmax_reciprocal(st.s);
 GATE_PICK:
     for (int i = 0; i < k; ++i) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
         const int64_t x = exp2_neg(logits[top[i]] - st.m, l_frac);
-        gates[i] = round_shift(x * inv, EXP_OUT_FRAC + INV_FRAC - GATE_FRAC);
+        const sint<EXP_W_BITS + INV_BITS> g = mul_exact<EXP_W_BITS, INV_BITS>(sint<EXP_W_BITS>(x), sint<INV_BITS>(inv));
+        gates[i] = round_shift(g, EXP_OUT_FRAC + INV_FRAC - GATE_FRAC);
     }
 }
 

@@ -59,6 +59,11 @@ static_assert(HEAD_DIM % TILE == 0, "a head's rows of Q, K, V start on a pack ti
 constexpr int QKV_WORD = HEAD_DIM < MAC_ROWS ? HEAD_DIM : MAC_ROWS;  // values the array writes per cycle
 static_assert(HEAD_DIM % QKV_WORD == 0 && HEAD_DIM / QKV_WORD <= 2,
               "a head's Q/K/V row is whole QKV_WORD-value words, read through the two ports in one cycle");
+// The epilogue's shared requantizer's width: the widest output kind (logits / GELU input, residual, Q/K/V).
+constexpr int EPI_BITS = INTERNAL_BITS > RESID_BITS ? (INTERNAL_BITS > ACT_BITS ? INTERNAL_BITS : ACT_BITS)
+                                                    : (RESID_BITS > ACT_BITS ? RESID_BITS : ACT_BITS);
+// its input: an accumulator, or (the embedding) an accumulator plus a position (BIAS_BITS), exactly
+constexpr int EPI_IN_BITS = (ACC_BITS > BIAS_BITS ? ACC_BITS : BIAS_BITS) + 1;
 constexpr int LAYER_OPS = 3 * HEADS + 3;    // Q, K, V of every head, proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 constexpr int STEP_OPS = LAYER_OPS > EXPERT_OPS ? LAYER_OPS : EXPERT_OPS;  // the longest op list of a step
@@ -82,7 +87,8 @@ static int_t logits[ROWS * EXPERTS];
 // the gate probabilities (unsigned, <= 2^GATE_FRAC: GATE_FRAC + 1 bits, one more for the signed container).
 constexpr int MOE_ACC_BITS = GATE_FRAC + RESID_BITS + ilog2(2 * TOP_K - 1) + 1;
 typedef sint<MOE_ACC_BITS> moe_acc_t;
-typedef sint<GATE_FRAC + 2> gate_t;
+constexpr int GATE_BITS = GATE_FRAC + 2;
+typedef sint<GATE_BITS> gate_t;
 static moe_acc_t moe_acc[ROWS * DIM];
 static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
 static gate_t gates[EXPERTS * EROWS];
@@ -175,19 +181,26 @@ struct Epilogue {
 
     // acc is an acc_t value (the array's accumulator): each requantizer below is ACC_BITS wide (requant<>), one per
     // output lane, not a 64-bit shifter.
+    // One requantizer per output lane serves every kind: into EPI_BITS (the widest kind's), then each kind's width
+    // by saturation (bit-exact: clamp_to), instead of a requantizer per kind and lane.
+    // The patch embedding's position (bias_t) is added before it, so the embedding shares it too (EPI_IN_BITS).
     void operator()(int r, int n, int64_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
-        const acc_t a = acc_t(acc);
+        const int f = r / N_PATCH, pt = r % N_PATCH;  // EMBED: frame and patch of row r
+        const sint<EPI_IN_BITS> pos =
+            kind == EPI_EMBED ? sint<EPI_IN_BITS>(pos_buf[pt * DIM + n]) : sint<EPI_IN_BITS>(0);
+        const sint<EPI_IN_BITS> a = sint<EPI_IN_BITS>(sint<EPI_IN_BITS>(acc_t(acc)) + pos);
+        const sint<EPI_BITS> q = requant<EPI_BITS, EPI_IN_BITS>(a, sh);
         switch (kind) {
             case EPI_STORE_LOGIT: {
-                const int_t v = requant<INTERNAL_BITS, ACC_BITS>(a, sh);
+                const int_t v = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
                 logits[int64_t(r) * EXPERTS + n] = v;
                 dump_put(dump, d0, int64_t(r) * d_cols + n, int64_t(v));
                 break;
             }
             case EPI_GELU: {
-                const int_t z = requant<INTERNAL_BITS, ACC_BITS>(a, sh);
-                const int64_t g = gelu(int64_t(z), in_frac, gelu_shift, ACT_BITS);
+                const int_t z = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
+                const int64_t g = gelu<INTERNAL_BITS>(int64_t(z), in_frac, gelu_shift, ACT_BITS);
                 hid[int64_t(r) * HIDDEN_MAX + n] = act_t(g);
                 dump_put(dump, d0, (row0 + r) * d_cols + n, int64_t(z));
                 dump_put(dump, d1, (row0 + r) * d_cols + n, g);
@@ -195,7 +208,7 @@ struct Epilogue {
             }
             case EPI_RES_MID:
             case EPI_RES_OUT: {
-                const res_t b = requant<RESID_BITS, ACC_BITS>(a, sh);
+                const res_t b = clamp_to<RESID_BITS, EPI_BITS>(q);
                 const int64_t i = int64_t(r) * DIM + n;
                 const int64_t x = kind == EPI_RES_MID ? int64_t(x_res[i]) : int64_t(x_mid[i]);
                 const int64_t s = requantize(shl(x, x_lsh) + shl(int64_t(b), y_lsh), add_shift, RESID_BITS);
@@ -213,21 +226,20 @@ struct Epilogue {
                 // experts are distinct), so no two iterations of one loop run touch the same sum; the next block (or
                 // expert) is a new run of the loop, after its pipeline drained. (Vitis applies it once inlined.)
 #pragma HLS DEPENDENCE variable = moe_acc inter false
-                const res_t v = requant<RESID_BITS, ACC_BITS>(a, sh);
+                const res_t v = clamp_to<RESID_BITS, EPI_BITS>(q);
                 const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
-                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(gates[q_at + r]) * int64_t(v));
+                const gate_t gp = gates[q_at + r];
+                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(mul_exact<GATE_BITS, RESID_BITS>(gp, v)));
                 dump_put(dump, d0, (row0 + r) * DIM + n, int64_t(v));
                 break;
             }
             case EPI_QKV: {
-                word.v[n % QKV_WORD] = requant<ACT_BITS, ACC_BITS>(a, sh);
+                word.v[n % QKV_WORD] = clamp_to<ACT_BITS, EPI_BITS>(q);
                 if (n % QKV_WORD == QKV_WORD - 1) qkv.write(word);  // HEAD_DIM is whole words: every word fills
                 break;
             }
             case EPI_EMBED: {
-                const int f = r / N_PATCH, p = r % N_PATCH;
-                const int64_t pos = int64_t(pos_buf[int64_t(p) * DIM + n]);
-                x_res[int64_t(f * N_TOK + 1 + p) * DIM + n] = res_t(requantize(acc + pos, sh, RESID_BITS));
+                x_res[(f * N_TOK + 1 + pt) * DIM + n] = clamp_to<RESID_BITS, EPI_BITS>(q);
                 break;
             }
         }
@@ -749,16 +761,27 @@ using namespace m3v;
 
 void m3vit_accel(M3V_TOP_ARGS) {
     M3V_TOP_INTERFACE_PRAGMAS
-    // LANES consecutive features per cycle (epilogue outputs, MoE combine, token write-out).
-#pragma HLS ARRAY_PARTITION variable = x_res cyclic factor = LANES
-#pragma HLS ARRAY_PARTITION variable = x_mid cyclic factor = LANES
-#pragma HLS ARRAY_PARTITION variable = moe_acc cyclic factor = LANES
+    // LANES consecutive features per cycle (epilogue outputs, MoE combine, token write-out); the array's feeds one
+    // MAC_COLS-wide k-slice per read. The big activation buffers are reshaped into one wide word per access and
+    // bound to UltraRAM (4K x 72 per URAM288: x_res = 8 URAM, not 32 block-RAM banks; hls_estimate costs them):
+    // every access of a cycle falls in one word (DIM, HIDDEN_MAX, PATCH_K are multiples of the factors).
+#pragma HLS ARRAY_RESHAPE variable = x_res type = cyclic factor = LANES
+#pragma HLS ARRAY_RESHAPE variable = x_mid type = cyclic factor = LANES
+#pragma HLS ARRAY_RESHAPE variable = moe_acc type = cyclic factor = LANES
 #pragma HLS ARRAY_PARTITION variable = pos_buf cyclic factor = LANES
-#pragma HLS ARRAY_PARTITION variable = hid cyclic factor = MAC_COLS
-#pragma HLS ARRAY_PARTITION variable = h_ln cyclic factor = MAC_COLS
-#pragma HLS ARRAY_PARTITION variable = a_buf cyclic factor = MAC_COLS
-#pragma HLS ARRAY_PARTITION variable = att_out cyclic factor = MAC_COLS
-#pragma HLS ARRAY_PARTITION variable = patches cyclic factor = MAC_COLS
+#pragma HLS ARRAY_RESHAPE variable = hid type = cyclic factor = MAC_COLS
+#pragma HLS ARRAY_RESHAPE variable = h_ln type = cyclic factor = MAC_COLS
+#pragma HLS ARRAY_RESHAPE variable = a_buf type = cyclic factor = MAC_COLS
+#pragma HLS ARRAY_RESHAPE variable = att_out type = cyclic factor = MAC_COLS
+#pragma HLS ARRAY_RESHAPE variable = patches type = cyclic factor = MAC_COLS
+#pragma HLS BIND_STORAGE variable = x_res type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = x_mid type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = moe_acc type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = hid type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = h_ln type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = a_buf type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = att_out type = ram_2p impl = uram
+#pragma HLS BIND_STORAGE variable = patches type = ram_2p impl = uram
 #pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES
 #pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES
     // LN_LANES shallow banks (2·DEPTH·DIM / LN_LANES words): distributed RAM rather than BRAM

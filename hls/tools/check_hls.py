@@ -296,7 +296,8 @@ class Checker:
             return False
         p = params[index]
         def uses_p(node) -> bool:
-            return any(d.kind == ck.DECL_REF_EXPR and d.referenced == p for d in node.walk_preorder())
+            return any(d.kind == ck.DECL_REF_EXPR and d.referenced is not None and d.referenced == p
+                       for d in node.walk_preorder())
 
         for c in fn.walk_preorder():
             stream_write = c.kind == ck.CALL_EXPR and c.spelling in ("write", "write_nb")

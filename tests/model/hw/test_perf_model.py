@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def test_modelled_macs_are_the_flops_count(name):
 
 def test_linear_trip_counts_and_prefetch(micro):
     p = HlsParams(mac_rows=32, mac_cols=32, batch=1)
-    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.AS_BUILT_PLATFORM, perf.AS_BUILT)
+    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.BURST_PLATFORM, perf.AS_BUILT)
     fc1 = next(o for o in fm.ops if o.layer == 0 and o.name == "fc1")
     n, blocks = micro.num_tokens, math.ceil(micro.mlp_hidden / 32)
     assert fc1.compute == blocks * math.ceil(micro.dim / 32) * n
@@ -43,34 +44,34 @@ def test_linear_trip_counts_and_prefetch(micro):
     assert fc1.compute > fc1.load
     drain = ARRAY_LATENCY + sum(fm.units[u].depth for u in ("requant", "gelu"))
     assert fc1.cycles - fc1.compute == pytest.approx(blocks * drain)
-    per_op = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.AS_BUILT_PLATFORM,
+    per_op = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.BURST_PLATFORM,
                               dataclasses.replace(perf.AS_BUILT, cross_op_prefetch=False))
     fc1b = next(o for o in per_op.ops if o.layer == 0 and o.name == "fc1")
     # a 32-row block of k = dim: its bytes at the DDR rate, or the reader's / placer's cycles (tile groups of 3
     # ports x 16 beats, then 8 bias beats, and the placer's per-block overhead), whichever is slower
     tiles = 2 * math.ceil(micro.dim / 16)
-    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle,
+    first = max(32 * (micro.dim + 4) / perf.BURST_PLATFORM.weight_bytes_per_cycle,
                 math.ceil(tiles / 3) * 16 + 8 + perf.LOADER_BLOCK_OVERHEAD)
-    assert fc1b.cycles - fc1.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles)
+    assert fc1b.cycles - fc1.cycles == pytest.approx(first + perf.BURST_PLATFORM.ddr_latency_cycles)
 
 
 def test_only_a_regions_first_block_waits_for_ddr(micro):
     """The tail step's proj starts it (first block exposed: its load and the DDR latency); fc1 and fc2 after it
     do not wait. Loads longer than the compute bind each block (DDR-bound, as the experts are)."""
     p = HlsParams(mac_rows=32, mac_cols=32, batch=1)
-    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro))
+    fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.BURST_PLATFORM, perf.AS_BUILT)
     proj = next(o for o in fm.ops if o.layer == 0 and o.name == "proj")
     drain = ARRAY_LATENCY + fm.units["requant"].depth
     tiles = 2 * math.ceil(micro.dim / 16)
-    first = max(32 * (micro.dim + 4) / perf.AS_BUILT_PLATFORM.weight_bytes_per_cycle,
+    first = max(32 * (micro.dim + 4) / perf.BURST_PLATFORM.weight_bytes_per_cycle,
                 math.ceil(tiles / 3) * 16 + 8 + perf.LOADER_BLOCK_OVERHEAD)
     blocks = math.ceil(micro.dim / 32)
-    assert proj.cycles == pytest.approx(first + perf.AS_BUILT_PLATFORM.ddr_latency_cycles + proj.compute
+    assert proj.cycles == pytest.approx(first + perf.BURST_PLATFORM.ddr_latency_cycles + proj.compute
                                         + blocks * drain)
-    env = perf.Env(micro, W8, p, perf.AS_BUILT_PLATFORM, perf.AS_BUILT, fm.units, perf.Routing.balanced(micro), [0])
+    env = perf.Env(micro, W8, p, perf.BURST_PLATFORM, perf.AS_BUILT, fm.units, perf.Routing.balanced(micro), [0])
     env.start_region()
     assert env.pipelined([10.0, 10.0, 10.0], [30.0, 30.0, 30.0]) == pytest.approx(
-        30 + perf.AS_BUILT_PLATFORM.ddr_latency_cycles + 10 + 2 * (20 + 10))
+        30 + perf.BURST_PLATFORM.ddr_latency_cycles + 10 + 2 * (20 + 10))
     env.overlap(25.0)  # e.g. a LayerNorm between two ops of the region: the loader keeps loading
     assert env.pipelined([10.0], [30.0]) == pytest.approx(10.0)
 
@@ -141,7 +142,7 @@ def test_kv_rereads_cost_the_edge_moe_traffic(micro):
     s = dataclasses.replace(perf.PROPOSED, kv_on_chip=False)
     fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.PROPOSED_PLATFORM, s)
     att = next(o for o in fm.ops if o.layer == 0 and o.name == "attention")
-    n, d, groups = micro.num_tokens, micro.dim, math.ceil(micro.num_tokens / p.attn_lanes)
+    n, d, groups = micro.num_tokens, micro.dim, math.ceil(micro.num_tokens / (perf.qk_interleave() * p.attn_lanes))
     assert att.act_bytes == n * d * (3 + 1 + 2 * groups)
 
 
@@ -161,7 +162,7 @@ def test_ablation_switches_move_the_model_the_right_way():
     for switch in ({"cross_op_prefetch": False}, {"head_overlap": False}, {"elementwise_lanes": 1},
                    {"ln1_in_step": False}):
         assert ms(dataclasses.replace(perf.AS_BUILT, **switch)) > base, switch
-    assert ms(params=HlsParams.for_mode("w16a16"), mode=get_mode("w16a16")) > base
+    assert ms(params=dataclasses.replace(HlsParams.for_mode("w16a16"), batch=1), mode=get_mode("w16a16")) > base
     unpacked = dataclasses.replace(perf.PROPOSED, dsp_packing=False)
     assert perf.dsp_count(cfg, W8, p, unpacked) > perf.dsp_count(cfg, W8, p, perf.PROPOSED)
 
@@ -233,3 +234,33 @@ def test_w8a16_reads_w8a8s_weights_and_computes_like_w16a16e8():
     mb = {m: s["weight_mb_per_frame"] for m, s in sm.items()}
     assert mb["w8a8"] < mb["w8a16"] < 1.05 * mb["w8a8"] and mb["w8a16"] < mb["w16a16e8"]
     assert sm["w8a8"]["ms_per_frame"] < sm["w8a16"]["ms_per_frame"] <= sm["w16a16e8"]["ms_per_frame"]
+
+
+def test_as_coded_weight_reads_and_key_loop():
+    """The cycle model at the IIs the code allows: weight_reader's rotated, conditional beats are single-beat
+    requests (no burst), at most Vitis' default of outstanding reads in flight per port (the generated INTERFACE
+    pragmas set none); QK_KEYS interleaves QK_INTERLEAVE row sub-groups (from attention.h), so a row group runs
+    n · QK_INTERLEAVE key iterations however few rows its last sub-groups hold."""
+    from m3vit.hw.gen.hls_config import top_prototype
+
+    assert "num_read_outstanding" not in top_prototype() and "max_read_burst_length" not in top_prototype()
+    rate = perf.single_beat_rate()
+    assert rate == pytest.approx(perf.M_AXI_OUTSTANDING / perf.Platform().ddr_latency_cycles) and rate < 0.5
+    plat = perf.AS_BUILT_PLATFORM  # 3 ports x 16 bytes x the single-beat rate (below the DDR's usable rate)
+    assert plat.weight_bytes_per_cycle == pytest.approx(plat.weight_ports * plat.hp_port_bits / 8 * rate)
+    assert perf.BURST_PLATFORM.weight_bytes_per_cycle > 3 * plat.weight_bytes_per_cycle
+    text = (Path(__file__).resolve().parents[3] / "hls" / "include" / "attention.h").read_text()
+    assert f"constexpr int QK_INTERLEAVE = {perf.qk_interleave()};" in text
+    assert "it < n * QK_INTERLEAVE" in text  # every sub-group meets every key
+    cfg = get_config("m3vit-tiny")
+    p = HlsParams(batch=1)
+    att = {}
+    for inter in (1, perf.qk_interleave()):
+        orig = perf.qk_interleave
+        perf.qk_interleave = lambda inter=inter: inter
+        try:
+            fm = perf.model_frame(cfg, W8, p, perf.Routing.balanced(cfg), perf.AS_BUILT_PLATFORM, perf.AS_BUILT)
+        finally:
+            perf.qk_interleave = orig
+        att[inter] = next(o for o in fm.ops if o.layer == 0 and o.name == "attention").compute
+    assert att[perf.qk_interleave()] != att[1]  # the interleave's ragged groups change the head's cycles

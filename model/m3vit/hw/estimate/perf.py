@@ -58,13 +58,16 @@ class Platform:
     weight_ports: int = 1  # HP ports the weight stream is striped over (3 as built: AS_BUILT_PLATFORM)
     # request to first beat: exposed when an op's first block is not prefetched
     ddr_latency_ns: float = DEVICE.ddr_latency_ns
+    # beats per cycle one weight port delivers: 1.0 for bursts; the code's single-beat reads: single_beat_rate()
+    weight_read_beats_per_cycle: float = 1.0
 
     def port_bytes_per_cycle(self, ports: int = 1) -> float:
         return min(ports * self.hp_port_bits / 8, self.ddr_usable_bytes_per_s / self.clock_hz)
 
     @property
     def weight_bytes_per_cycle(self) -> float:
-        return self.port_bytes_per_cycle(self.weight_ports)
+        return min(self.weight_ports * self.hp_port_bits / 8 * self.weight_read_beats_per_cycle,
+                   self.ddr_usable_bytes_per_s / self.clock_hz)
 
     @property
     def weight_bound_by(self) -> str:
@@ -100,7 +103,22 @@ AS_BUILT = Schedule(ln1_in_step=True)  # hls/: one array, the attention unit a h
 PROPOSED = Schedule(ln1_in_step=True, frame_overlap=True)  # the next step; the same as AS_BUILT at batch 1
 PREVIOUS = Schedule(elementwise_lanes=1, pixel_lanes=1, beat_token_out=False, cross_op_prefetch=False,
                     head_overlap=False)  # element-wise loops one value per cycle, each op's first block exposed
-AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # hls/: weights, weights1, weights2
+# Vitis' m_axi default of outstanding reads per port (the generated INTERFACE pragmas set no num_read_outstanding:
+# tests/model/hw/test_perf_as_coded.py checks it).
+M_AXI_OUTSTANDING = 16
+
+
+def single_beat_rate(plat: Platform | None = None) -> float:
+    """Beats per cycle of a port whose reads are single-beat requests: at most M_AXI_OUTSTANDING in flight, each
+    waiting the DDR latency. linear.h's weight_reader reads beat k of a tile at lane_beat(k, u) — a rotation that
+    wraps inside the tile, under a condition — so Vitis infers no burst and every beat is its own request."""
+    plat = plat or Platform()
+    return min(1.0, M_AXI_OUTSTANDING / plat.ddr_latency_cycles)
+
+
+# hls/: weights, weights1, weights2, each at the single-beat rate its reads allow
+AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS, weight_read_beats_per_cycle=single_beat_rate())
+BURST_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # the same ports read in bursts (the review's fix, not built)
 PROPOSED_PLATFORM = AS_BUILT_PLATFORM
 
 
@@ -330,12 +348,26 @@ def attention(env: Env, layer: int) -> Op:
         compute = env.b * cfg.num_heads * per_head
         return Op(layer, "attention", "attention", compute, compute, macs=macs, binds="MAC array (attention)")
     lanes = p.attn_lanes if s.attention_reorder else 1
-    groups = math.ceil(n / lanes)
-    # attention.h: Q rows into the lanes (one per cycle), one K row per cycle; A·V: 1/s per lane, one V row slice
-    # per cycle for every lane (ceil(hd / av_cols) passes), one output row per cycle
-    qk = lanes + n * u["qk_reorder"].ii + u["qk_reorder"].depth + u["softmax_stats"].depth
-    av = 2 * lanes + n * math.ceil(hd / min(p.av_cols, hd)) * u["av_norm"].ii + u["av_norm"].depth
-    head = qk + (groups - 1) * max(qk, av) + av  # DATAFLOW loop over row groups: g+1's Q·Kᵀ beside g's A·V
+    inter = qk_interleave() if s.attention_reorder else 1
+    sup = inter * lanes  # rows of a row group (ATTN_SUPER)
+    groups = math.ceil(n / sup)
+    passes = math.ceil(hd / min(p.av_cols, hd))
+    # attention.h as written: a group loads its Q rows (one per cycle), then QK_KEYS runs n · QK_INTERLEAVE
+    # iterations at II = 1 (every sub-group meets every key, the last group's empty sub-groups too); A·V runs the
+    # group's non-empty sub-groups one after the other: AV_INIT (1/s per lane), AV_KEYS (passes · n), AV_OUT
+    # (lanes · passes: AV_LANE_COLS columns per cycle), each a pipeline with its depth.
+    def qk_of(rows: int) -> float:
+        return rows + n * inter * u["qk_reorder"].ii + u["qk_reorder"].depth + u["softmax_stats"].depth
+
+    def av_of(rows: int) -> float:
+        sub = math.ceil(rows / lanes)
+        return sub * (lanes + n * passes * u["av_norm"].ii + u["av_norm"].depth + lanes * passes + 2 * u[
+            "av_norm"].depth) - (sub * lanes - rows) * passes
+
+    rows_g = [min(sup, n - g * sup) for g in range(groups)]
+    qks, avs = [qk_of(r) for r in rows_g], [av_of(r) for r in rows_g]
+    # DATAFLOW loop over row groups: g+1's Q·Kᵀ beside g's A·V
+    head = qks[0] + sum(max(qks[g], avs[g - 1]) for g in range(1, groups)) + avs[-1]
     per_head = env.b * head
     if s.head_overlap:  # a process of its own: head h+1's Q/K/V words gathered from the FIFO (one per cycle, as the
         # array writes them) beside head h's attention (a DATAFLOW loop over heads): the slower of the two per head
@@ -351,6 +383,15 @@ def attention(env: Env, layer: int) -> Op:
         if ddr > compute:
             cycles, binds = ddr, "activations (scratch port)"
     return Op(layer, "attention", "attention", cycles, compute, act, macs, act_bytes=act, binds=binds)
+
+
+def qk_interleave() -> int:
+    """QK_INTERLEAVE as attention.h defines it (row sub-groups the key loop interleaves)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[4] / "hls" / "include" / "attention.h").read_text()
+    return int(re.search(r"constexpr int QK_INTERLEAVE = (\d+);", text).group(1))
 
 
 def expert_bytes(env: Env) -> int:

@@ -128,8 +128,12 @@ def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, unit
             base, schedule=dataclasses.replace(s, dsp_packing=False)), mode),
         ("attention", "on the MAC array (no attention unit)", dataclasses.replace(
             base, schedule=dataclasses.replace(s, attention_on_linear=True)), mode),
-        ("weight ports", "1 HP port", dataclasses.replace(base, platform=perf.Platform()), mode),
-        ("weight ports", "2 HP ports", dataclasses.replace(base, platform=perf.Platform(weight_ports=2)), mode),
+        ("weight ports", "1 HP port", dataclasses.replace(
+            base, platform=dataclasses.replace(perf.AS_BUILT_PLATFORM, weight_ports=1)), mode),
+        ("weight ports", "2 HP ports", dataclasses.replace(
+            base, platform=dataclasses.replace(perf.AS_BUILT_PLATFORM, weight_ports=2)), mode),
+        ("weight reads", "bursts (16-beat tiles, the review's fix; not built)", dataclasses.replace(
+            base, platform=perf.BURST_PLATFORM), mode),
         ("schedule", "loader per op (each op's first block exposed)", dataclasses.replace(
             base, schedule=dataclasses.replace(s, cross_op_prefetch=False)), mode),
         ("schedule", "no head overlap (each head's attention after its Q/K/V)", dataclasses.replace(

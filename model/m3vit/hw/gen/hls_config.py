@@ -9,6 +9,7 @@ place the kernels get a number from, and it is regenerated from these Python def
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,19 +36,21 @@ class HlsParams:
 
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
     mac_cols: int = 64  # reduction terms per cycle
-    attn_lanes: int = 6  # P: query rows in flight in the attention unit
-    av_cols: int = 64  # value columns each attention lane accumulates per cycle in the A·V pass
+    attn_lanes: int = 10  # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows)
+    av_cols: int = 16  # value columns each attention lane accumulates per cycle in the A·V pass
     batch: int = 2  # frames that share each weight load (frame batching)
     ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
 
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
-        """The parameter set chosen for the goal (hls/README.md): W16/A16 cannot pack two MACs per
-        DSP, so its array is half as wide, and its Q·Kᵀ (unpacked) has 4 lanes, to stay within the xczu7ev's
-        DSP48E2 count. w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs):
-        W16/A16's set."""
+        """The parameter sets (hls/README.md). W8/A8: the fastest set (by the cycle model of the code as written,
+        m3vit.hw.estimate.perf) whose as-built estimate (m3vit.hw.estimate.hls_estimate, `make hls-estimate`) stays
+        within 80 % of the xczu7ev's DSP48E2, BRAM36 and URAM and whose reshaped activation words take every
+        access of a cycle in one word — a 32x64 array, 10 attention lanes, 16 A·V columns (hls/README.md).
+        W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
+        w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
-        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
@@ -79,6 +82,12 @@ def _table(name: str, ctype: str, values) -> str:
     return f"static const {ctype} {name}[{len(values)}] = {{{body}}};"
 
 
+def gelu_diff_bits() -> int:
+    """Signed width of the largest step between neighbouring GELU_DELTA entries (gelu.h's interpolation product)."""
+    t = [int(v) for v in intops.GELU_DELTA_TABLE]
+    return max(abs(b - a) for a, b in itertools.pairwise(t)).bit_length() + 1
+
+
 def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[str, int]:
     """Every scalar the kernels are compiled with, by its C++ name."""
     hidden_max = max(cfg.mlp_hidden, cfg.expert_hidden)
@@ -100,6 +109,8 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "EXP_IN_FRAC": intops.EXP_IN_FRAC, "EXP_OUT_FRAC": intops.EXP_OUT_FRAC, "INV_FRAC": intops.INV_FRAC,
         "GATE_FRAC": intops.GATE_FRAC, "GELU_STEP_BITS": intops.GELU_STEP_BITS,
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
+        # signed width of the largest step between neighbouring GELU_DELTA entries (the interpolation's multiplier)
+        "GELU_DIFF_BITS": gelu_diff_bits(),
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "BEAT_BITS": BEAT_BITS, "BEAT_BYTES": BEAT_BITS // 8,  # one m_axi beat (m3vit.hw.platform)
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,

@@ -1,0 +1,540 @@
+"""Resources of the HLS design **as built**: ``make hls-estimate`` → ``build/hls/resources.json``.
+
+Vitis HLS is not installed here, so this is an estimate, but one read from the code rather than from the
+architecture (:mod:`m3vit.hw.estimate.resources` is the latter):
+
+- **Numbers from the build.** ``hls/tools/probe.cpp`` is compiled by g++ against the generated ``m3vit_config.h``
+  with the ap_int types Vitis synthesizes (``M3V_AP_TYPES``) and *includes the top's source*; it prints every
+  constant, typedef width and on-chip array size this model uses. Nothing here retypes a width or a depth.
+- **Storage from the pragmas.** ``ARRAY_PARTITION`` / ``ARRAY_RESHAPE`` / ``BIND_STORAGE`` of each on-chip array
+  are parsed from ``hls/`` (factor names evaluated with the probed constants) and costed per bank: block RAM by the
+  RAMB18E2 aspect ratios (16K×1 … 1K×18, 512×36 simple dual-port; true dual-port at most 18 bits), UltraRAM
+  4K×72 per URAM288, LUTRAM 64 deep per LUT and bit (two for a second port), ``complete`` as registers.
+- **DSP48E2 per multiplier site** (:data:`OPERATORS`): each site names the C++ text it costs (tests check it is
+  in the source), its copies (the unrolled lanes, from probed constants) and its operand widths as the C++ declares
+  them (probed typedef widths; an ``int64_t`` operand is 64 bits). A signed a×b multiplier takes one DSP48E2 when it
+  fits 27×18, else (1 + ⌈(a−27)/26⌉)·(1 + ⌈(b−18)/17⌉) (the 26×17 unsigned partial products, both orientations
+  tried). A product the code binds to fabric (``BIND_OP ... impl=fabric``) costs LUTs instead.
+- **LUT.** Where the repository has a yosys run of a matching RTL unit (``rtl/README.md``'s unit table, from
+  ``make rtl-estimates`` → ``build/rtl/estimates.json``), its LUT per lane/unit is scaled by the HLS instances
+  (basis "yosys"); everything else follows a stated rule (basis "rule") — all LUT figures are **estimated**.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ...configs import ModelConfig
+from ...quant.spec import PrecisionMode
+from ..gen.hls_config import HlsParams, config_header, config_key, write_config_header
+from ..platform import DEVICE
+
+REPO = Path(__file__).resolve().parents[4]
+HLS = REPO / "hls"
+PROBE = HLS / "tools" / "probe.cpp"
+
+# What the probe prints (C++ names of the built design).
+PROBE_CONSTANTS = (
+    "DIM", "DEPTH", "HEADS", "HEAD_DIM", "N_TOK", "N_PATCH", "PATCH_K", "EXPERTS", "TOP_K", "HIDDEN_MAX", "K_MAX",
+    "W_BITS", "ACT_BITS", "RESID_BITS", "INTERNAL_BITS", "BIAS_BITS", "ACC_BITS", "LN_IN_BITS", "INV_FRAC",
+    "MAC_ROWS", "MAC_COLS", "ATTN_LANES", "AV_COLS", "BATCH", "LN_LANES", "WEIGHT_PORTS", "ROWS_MAX", "KS_MAX",
+    "PACK_CHUNK", "DSP_A_BITS", "DSP_P_BITS", "LANES", "ROWS", "EROWS", "QKV_WORD", "QKV_WORDS_PER_HEAD", "LN_COUNT",
+    "QK_SUM_BITS", "EXP_W_BITS", "AV_SUM_BITS", "AV_LANE_COLS", "AV_PASSES", "QK_INTERLEAVE", "ATTN_SUPER",
+    "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
+    "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
+)
+PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
+               "dsp_a_t", "slice_t", "qk_sum_t")
+TOP_ARRAYS = ("x_res", "x_mid", "h_ln", "a_buf", "hid", "patches", "logits", "moe_acc", "queue", "gates", "counts",
+              "att_out", "ln_g", "ln_b", "pos_buf")
+ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t")
+
+
+def _sources_text() -> str:
+    files = [*sorted((HLS / "include").glob("*.h")), HLS / "src" / "m3vit_accel.cpp"]
+    return "\n".join(f.read_text() for f in files)
+
+
+def probe(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
+    """The built design's constants, type widths and array sizes (cached beside the generated header)."""
+    from ..run.csim import ap_types_dir
+
+    key = config_key(cfg, mode, params)
+    hdr_dir = write_config_header(cfg, mode, params, REPO / "build" / "hls" / key).parent
+    defs = {
+        "M3V_PROBE_CONSTANTS": " ".join(f"M3V_C({n})" for n in PROBE_CONSTANTS),
+        "M3V_PROBE_TYPES": " ".join(f"M3V_T({n})" for n in PROBE_TYPES),
+        "M3V_PROBE_ARRAYS": " ".join(f"M3V_A({n})" for n in TOP_ARRAYS),
+        "M3V_PROBE_ARRAY_TYPES": " ".join(f"M3V_AT({n})" for n in ARRAY_TYPES),
+    }
+    digest = hashlib.sha256((config_header(cfg, mode, params) + PROBE.read_text() + _sources_text()
+                             + json.dumps(defs)).encode()).hexdigest()[:16]
+    cache = hdr_dir / "probe.json"
+    if cache.is_file():
+        got = json.loads(cache.read_text())
+        if got.get("digest") == digest:
+            return got
+    exe = hdr_dir / "probe"
+    cmd = ["g++", "-std=c++14", "-O0", "-DM3V_AP_TYPES", "-isystem", str(ap_types_dir()), "-I", str(hdr_dir),
+           "-I", str(HLS / "include"), *(f"-D{k}={v}" for k, v in defs.items()), str(PROBE), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
+    out["digest"] = digest
+    cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
+# --- pragmas -----------------------------------------------------------------------------------------------------
+_PRAGMA = re.compile(r"(?:#pragma\s+HLS|M3V_PRAGMA\(HLS)\s+(ARRAY_PARTITION|ARRAY_RESHAPE|BIND_STORAGE|BIND_OP)\b"
+                     r"([^\n)]*)")
+
+
+def pragmas(text: str | None = None) -> dict[str, dict[str, dict[str, str]]]:
+    """{variable: {pragma: {option: value}}} of the storage pragmas in hls/ (the block stream's macro included:
+    its ``var`` stands for every variable it is applied to). Two ARRAY_PARTITIONs of one variable (dims) merge as
+    ``dim<N>`` entries."""
+    text = _sources_text() if text is None else text
+    # the block stream's pragmas come from a macro: its `var` stands for each variable it is applied to
+    macro = re.search(r"#define M3V_BLOCK_STREAM_PRAGMAS\(var\)((?:[^\n]*\\\n)*[^\n]*)", text)
+    if macro:
+        body = macro.group(1)
+        for var in re.findall(r"^\s*M3V_BLOCK_STREAM_PRAGMAS\((\w+)\)", text, flags=re.M):
+            text += "\n" + body.replace("variable = var ", f"variable = {var} ")
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for kind, rest in _PRAGMA.findall(text):
+        opts = dict(re.findall(r"(\w+)\s*=\s*(\w+)", rest))
+        var = opts.get("variable")
+        if not var:
+            continue
+        slot = out.setdefault(var, {})
+        if kind == "ARRAY_PARTITION" and kind in slot:
+            slot.setdefault("dims", {})[opts.get("dim", "1")] = opts.get("type", "complete")
+        elif kind == "ARRAY_PARTITION":
+            slot[kind] = opts
+            slot["dims"] = {opts.get("dim", "1"): opts.get("type", "complete")}
+        else:
+            slot[kind] = opts
+    return out
+
+
+def function_body(name: str, text: str | None = None) -> str:
+    """The text of C++ function `name` in hls/ (its signature to the closing brace at column 0): local arrays'
+    pragmas are read from their own function (several functions have a local `acc` or `xs`)."""
+    text = _sources_text() if text is None else text
+    m = re.search(r"\n(?:template <[^\n]*>\n)?(?:inline )?void " + name + r"\([^{;]*\{(.*?)\n\}\n", text, flags=re.S)
+    if m is None:
+        raise ValueError(f"hls/: no function {name}")
+    return m.group(1)
+
+
+def _val(x: str, c: dict[str, int]) -> int:
+    return int(x) if x.isdigit() else int(c[x])
+
+
+# --- memory cost rules ---------------------------------------------------------------------------------------------
+BRAM18_SDP = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+BRAM18_TDP = BRAM18_SDP[:-1]  # true dual-port: at most 18 bits per port
+
+
+def bram18_of(width: int, depth: int, true_dual: bool = False) -> int:
+    """RAMB18E2 halves of one memory of `depth` words × `width` bits (the best aspect ratio)."""
+    if width <= 0 or depth <= 0:
+        return 0
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in (BRAM18_TDP if true_dual else BRAM18_SDP))
+
+
+def uram_of(width: int, depth: int) -> int:
+    return math.ceil(width / 72) * math.ceil(depth / 4096)
+
+
+def lutram_of(width: int, depth: int, ports: int = 1) -> int:
+    """LUTs of a distributed RAM: one LUT per bit per 64 words (RAM64X1S), twice for a second read port."""
+    return width * math.ceil(depth / 64) * (2 if ports > 1 else 1)
+
+
+AUTO_LUTRAM_BITS = 1024  # a bank this small Vitis leaves in distributed RAM / registers, not a BRAM (rule)
+
+
+@dataclass
+class Memory:
+    kernel: str
+    name: str
+    width: int   # bits of one element
+    elems: int   # elements of one copy
+    copies: int = 1  # ping-pong halves / PIPO
+    note: str = ""
+    scope: str = "m3vit_accel"  # the function that declares it (and holds its pragmas)
+
+    def cost(self, prag: dict, c: dict[str, int]) -> dict:
+        p = prag.get(self.scope, {}).get(self.name, {})
+        banks, word, impl, true_dual = 1, self.width, "auto", False
+        part, reshape, bind = p.get("ARRAY_PARTITION"), p.get("ARRAY_RESHAPE"), p.get("BIND_STORAGE")
+        how = []
+        if reshape:
+            f = _val(reshape.get("factor", "1"), c)
+            word *= f
+            how.append(f"reshape {reshape.get('type', 'cyclic')} {f} → {word}-bit words")
+        depth = math.ceil(self.elems / (word // self.width))
+        if part:
+            dims = p.get("dims", {})
+            if all(t == "complete" for t in dims.values()) and "factor" not in part:
+                banks = self._complete_banks(dims, c)
+                depth = math.ceil(depth / banks)
+                how.append(f"complete partition ({banks} banks)")
+            else:
+                banks = _val(part.get("factor", "1"), c)
+                depth = math.ceil(depth / banks)
+                how.append(f"partition {part.get('type', 'cyclic')} {banks}")
+        if bind:
+            impl = bind.get("impl", "auto")
+            true_dual = bind.get("type", "") == "ram_t2p"
+            how.append(f"BIND_STORAGE {bind.get('type')} impl={impl}")
+        n = self.copies
+        res = {"bram36": 0.0, "uram": 0, "lut": 0, "ff": 0}
+        if impl == "uram":
+            res["uram"] = n * banks * uram_of(word, depth)
+        elif impl == "lutram" or (impl == "auto" and word * depth <= AUTO_LUTRAM_BITS):
+            if depth <= 1:
+                res["ff"] = n * banks * word
+            else:
+                res["lut"] = n * banks * lutram_of(word, depth, 2 if true_dual else 1)
+        else:  # bram, or Vitis' default for a bank above AUTO_LUTRAM_BITS
+            res["bram36"] = n * banks * bram18_of(word, depth, true_dual) / 2
+        res["how"] = ", ".join(how) or "no pragma"
+        res["bank"] = f"{n} x {banks} bank(s) of {depth} x {word} bit"
+        return res
+
+    def _complete_banks(self, dims: dict[str, str], c: dict[str, int]) -> int:
+        shape = MEMORY_SHAPES.get(self.name)
+        if shape is None:
+            return self.elems
+        n = 1
+        for d in dims:
+            n *= shape(c)[int(d) - 1]
+        return n
+
+
+# Shapes of the multi-dimensional arrays whose partitions name a dim (from their declarations).
+MEMORY_SHAPES = {
+    "blocks": lambda c: (c["KS_MAX"], c["MAC_ROWS"], c["MAC_COLS"]),  # weight_block_t
+    "acc": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t
+    "sc": lambda c: (c["ATTN_SUPER"], c["N_TOK"]),                   # attention score rows
+}
+
+
+def memories(pr: dict) -> list[Memory]:
+    c, t, a = pr["constants"], pr["types"], pr["arrays"]
+    top = {
+        "x_res": "activations: residual stream", "x_mid": "activations: residual stream",
+        "h_ln": "activations: array feeds", "a_buf": "activations: array feeds", "hid": "activations: array feeds",
+        "patches": "activations: array feeds", "att_out": "attention: output copy",
+        "logits": "moe: router, top-k, queues", "queue": "moe: router, top-k, queues",
+        "gates": "moe: router, top-k, queues", "counts": "moe: router, top-k, queues",
+        "moe_acc": "moe: combine accumulator", "ln_g": "layernorm", "ln_b": "layernorm",
+        "pos_buf": "activations: position table",
+    }
+    out = [Memory(top[n], n, *a[n]) for n in TOP_ARRAYS]
+    wb_w, wb_n = a["weight_block_t"]
+    hb_w, hb_n = a["head_buf_t"]
+    out += [
+        Memory("linear unit: weight blocks", "blocks", wb_w, wb_n, 2, "stream_of_blocks<weight_block_t, 2>",
+               "array_step"),
+        Memory("linear unit: accumulators + epilogue", "acc", *a["acc_mem_t"], scope="array_engine"),
+        Memory("attention: head Q, K, V", "qh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
+        Memory("attention: head Q, K, V", "kh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
+        Memory("attention: head Q, K, V", "vh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
+        Memory("attention: head Q, K, V", "qkv", c["QKV_WORD"] * c["ACT_BITS"], c["QKV_WORDS_PER_HEAD"], 1,
+               "FIFO array → attention unit, one head deep (STREAM depth)", "array_step"),
+        Memory("attention: Q·Kᵀ + online softmax", "sc", t["int_t"], c["ATTN_SUPER"] * c["N_TOK"], 2,
+               "score rows of a row group, PIPO between the group's stages", "attention_head"),
+        Memory("layernorm", "xs", c["LN_LANES"] * c["LN_IN_BITS"], 2 * c["DIM"] // c["LN_LANES"] + 128, 1,
+               "ln_stats → ln_norm FIFO (STREAM depth)", "layernorm_rows"),
+        Memory("linear unit: weight blocks", "beats", c["WEIGHT_PORTS"] * 128, 64, 1,
+               "reader → placer FIFO (STREAM depth 64)", "weight_loader"),
+    ]
+    return out
+
+
+# --- multipliers -------------------------------------------------------------------------------------------------
+def dsp_of(a: int, b: int) -> int:
+    """DSP48E2 of a signed a×b-bit multiplier (27×18 per DSP; larger ones from 26×17 partial products)."""
+
+    def parts(x: int, y: int) -> int:
+        return (1 + max(0, math.ceil((x - 27) / 26))) * (1 + max(0, math.ceil((y - 18) / 17)))
+
+    return min(parts(a, b), parts(b, a))
+
+
+def fabric_mul_lut(a: int, b: int) -> int:
+    """LUTs of an a×b multiplier in fabric (rule: one LUT6 per partial-product bit pair, a·b / 2, plus the
+    a + b bit final adder)."""
+    return a * b // 2 + a + b
+
+
+@dataclass(frozen=True)
+class Operator:
+    kernel: str
+    site: str              # C++ text of the multiplication (must be in hls/; tests check)
+    copies: object         # (constants) -> instances in the built design
+    widths: object         # (constants, types) -> (a bits, b bits) as the C++ declares the operands
+    fabric: bool = False   # BIND_OP impl=fabric on it
+    note: str = ""
+
+
+OPERATORS = (
+    Operator("linear unit: MAC array", "mul_exact<DSP_A_BITS, ACT_BITS>(packed, xs[c0 + j])",
+             lambda c: c["MAC_ROWS"] // 2 * c["MAC_COLS"] if c["PACK_CHUNK"] else 0,
+             lambda c, t: (t["dsp_a_t"], t["act_t"]), note="two packed weights × one activation (WP486)"),
+    Operator("linear unit: MAC array", "mul_exact<W_BITS, ACT_BITS>(w[n][c], xs[c])",
+             lambda c: 0 if c["PACK_CHUNK"] else c["MAC_ROWS"] * c["MAC_COLS"],
+             lambda c, t: (t["w_t"], t["act_t"]), note="unpacked MACs (modes without packing)"),
+    Operator("attention: Q·Kᵀ + online softmax", "qk_prod_t prod = qr[row][c] * kj[c]",
+             lambda c: c["ATTN_LANES"] * c["HEAD_DIM"], lambda c, t: (t["act_t"], t["act_t"]), fabric=True,
+             note="one a×a product per lane and head feature, BIND_OP impl=fabric"),
+    Operator("attention: Q·Kᵀ + online softmax", "mul_exact<SB, EXP_W_BITS>(s, e)",
+             lambda c: c["ATTN_LANES"] + 1, lambda c, t: (c["SM_S_BITS"], c["EXP_W_BITS"]),
+             note="online-softmax rescale s·2^(m−a): one per lane, one in the router's gate softmax"),
+    Operator("attention: A·V", "av_sum_t(e * vj[c])", lambda c: c["ATTN_LANES"] * c["AV_LANE_COLS"],
+             lambda c, t: (t["exp_w_t"], t["act_t"]), note="P lanes × AV_LANE_COLS value columns"),
+    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(acc[l][c], inv[l])", lambda c: c["AV_LANE_COLS"],
+             lambda c, t: (t["av_sum_t"], c["INV_BITS"]), note="AV_OUT: Σ·(1/s), AV_LANE_COLS columns per cycle"),
+    Operator("linear unit: accumulators + epilogue",
+             "mul_exact<GELU_DIFF_BITS, GELU_REM_BITS>(sint<GELU_DIFF_BITS>(t1 - t0)",
+             lambda c: c["LANES"], lambda c, t: (c["GELU_DIFF_BITS"], c["INTERNAL_BITS"] + 1),
+             note="GELU interpolation, one per output lane"),
+    Operator("linear unit: accumulators + epilogue", "mul_exact<GATE_BITS, RESID_BITS>(gp, v)",
+             lambda c: c["LANES"], lambda c, t: (t["gate_t"], t["res_t"]),
+             note="MoE combine gate·y, one per output lane"),
+    Operator("layernorm", "mul_exact<LN_IN_BITS, LN_IN_BITS>(beat.v[l], beat.v[l])", lambda c: c["LN_LANES"],
+             lambda c, t: (c["LN_IN_BITS"], c["LN_IN_BITS"]), note="Σx² per lane"),
+    Operator("layernorm", "mul_exact<B::D, LN_IN_BITS>(sint<B::D>(d), beat.v[l])", lambda c: c["LN_LANES"],
+             lambda c, t: (c["LN_D_BITS"], c["LN_IN_BITS"]), note="D·x per lane"),
+    Operator("layernorm", "mul_exact<B::CENTRED, B::RECIP>(centred, sint<B::RECIP>(sc.recip))", lambda c: c["LN_LANES"],
+             lambda c, t: (c["LN_CENTRED_BITS"], c["LN_RECIP_BITS"]), note="(D·x − s1)·recip per lane"),
+    Operator("layernorm", "mul_exact<B::NORM, G>(norm, sint<G>(gain[i]))", lambda c: c["LN_LANES"],
+             lambda c, t: (c["LN_NORM_BITS"], t["w_t"]), note="·gain per lane"),
+    Operator("layernorm", "mul_exact<B::D, B::S2>(sint<B::D>(d), sint<B::S2>(s.s2))", lambda c: 1,
+             lambda c, t: (c["LN_D_BITS"], c["LN_S2_BITS"]), note="D·s2 per row"),
+    Operator("layernorm", "mul_exact<B::S1, B::S1>(s1, s1)", lambda c: 1,
+             lambda c, t: (c["LN_S1_BITS"], c["LN_S1_BITS"]), note="s1² per row"),
+    Operator("moe: router, top-k, queues", "mul_exact<EXP_W_BITS, INV_BITS>(sint<EXP_W_BITS>(x)", lambda c: 1,
+             lambda c, t: (c["EXP_W_BITS"], c["INV_BITS"]), note="gate = 2^(l−m)·(1/s)"),
+)
+
+
+# --- LUT per kernel ----------------------------------------------------------------------------------------------
+def rtl_units() -> dict[str, dict]:
+    """yosys figures of the RTL units: build/rtl/estimates.json where it has the unit (make rtl-estimates), else
+    the committed table of rtl/README.md ("The units", the same tool's output)."""
+    units: dict[str, dict] = {}
+    text = (REPO / "rtl" / "README.md").read_text()
+    for m in re.finditer(r"^\| (\w+) \| ([A-Z_]+=[^|]*) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+) \|$",
+                         text, flags=re.M):
+        units[m.group(1)] = {"LUT": int(m.group(3)), "DSP48E2": int(m.group(7)),
+                             "parameters": dict(kv.split("=") for kv in m.group(2).replace(" ", "").split(",")),
+                             "source": "rtl/README.md units table (make rtl-estimates)"}
+    js = REPO / "build" / "rtl" / "estimates.json"
+    if js.is_file():
+        for name, u in json.loads(js.read_text()).get("units", {}).items():
+            units[name] = {"LUT": u["LUT"], "DSP48E2": u["DSP48E2"], "parameters": u["parameters"],
+                           "source": "build/rtl/estimates.json (make rtl-estimates)"}
+    return units
+
+
+def shifter_lut(bits: int) -> int:
+    """A `bits`-wide run-time shifter: ⌈log2 bits⌉ levels of 2:1 muxes, two levels per LUT6 (rule)."""
+    return bits * math.ceil(math.ceil(math.log2(bits)) / 2)
+
+
+def divider_lut(bits: int) -> int:
+    """A pipelined restoring divider of `bits`-bit quotient: one `bits`-bit subtract-and-select per stage (rule)."""
+    return 2 * bits * bits
+
+
+def requant_lut(units: dict, in_bits: int) -> tuple[int, str]:
+    """One requantizer (round half up at a run-time shift, saturate) of an in_bits value: yosys' requant_rt
+    (IN_W=32) scaled by width."""
+    u = units["requant_rt"]
+    w = int(u["parameters"]["IN_W"])
+    return round(u["LUT"] * (in_bits + 1) / (w + 1)), f"requant_rt {u['LUT']} LUT at IN_W={w}, × (in+1)/{w + 1}"
+
+
+def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
+    """(kernel, LUT, basis, rule) of the logic (memories and multipliers are added by :func:`estimate`)."""
+    c = pr["constants"]
+    out = []
+    mt = units["mac_tile"]
+    macs_per_tile = int(mt["parameters"]["N_OUT"]) * int(mt["parameters"]["K_GROUP"])
+    macs = c["MAC_ROWS"] * c["MAC_COLS"]
+    out.append(("linear unit: MAC array", round(mt["LUT"] * macs / macs_per_tile), "yosys",
+                f"mac_tile {mt['LUT']} LUT per {macs_per_tile} MACs × {macs} MACs"))
+    banks = c["MAC_ROWS"] * c["MAC_COLS"]
+    out.append(("linear unit: weight blocks", banks * c["WEIGHT_PORTS"] * 2 + 6 * 1024, "rule",
+                f"placer: a write-enable decode per weight bank ({banks} banks × {c['WEIGHT_PORTS']} beats × 2), "
+                "reader/placer address logic 6k"))
+    rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
+    r64, _ = requant_lut(units, 64)
+    g = units["gelu"]
+    g_lanes = int(g["parameters"]["LANES"])
+    per_lane = rq + 2 * shifter_lut(64) + r64 + round(g["LUT"] / g_lanes) + r64 + c["BIAS_BITS"] + 1
+    out.append(("linear unit: accumulators + epilogue", c["LANES"] * per_lane, "yosys+rule",
+                f"per output lane ({c['LANES']}): one requantizer shared by every kind, the embedding's included "
+                f"(EPI_IN_BITS={c['EPI_IN_BITS']}: {rq}, {rq_rule}) after its position adder ({c['BIAS_BITS'] + 1}), "
+                f"the residual add's two 64-bit shifts ({shifter_lut(64)} each, rule) and 64-bit requantize "
+                f"({r64}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its 64-bit requantize "
+                f"({r64})"))
+    qk_adders = c["ATTN_LANES"] * (c["HEAD_DIM"] - 1) * c["QK_SUM_BITS"]
+    rq_int, _ = requant_lut(units, c["QK_SUM_BITS"])
+    e2 = 345  # per exp2_neg copy: yosys m3vit-tiny top by_unit, 10,692 LUT / 31 copies (rtl/README.md)
+    sm = c["ATTN_LANES"] * (2 * e2 + 3 * 64 + rq_int)
+    out.append(("attention: Q·Kᵀ + online softmax", qk_adders + sm, "rule+yosys",
+                f"adder trees {c['ATTN_LANES']} × {c['HEAD_DIM'] - 1} × {c['QK_SUM_BITS']} bit; per lane the score "
+                f"requantizer ({rq_int}), two exp2_neg ({e2} each: yosys exp2_neg per copy in the RTL top) and "
+                "64-bit compare/add/select (3×64)"))
+    av = units["av_norm"]
+    av_c = int(av["parameters"]["C"])
+    av_acc = c["ATTN_LANES"] * c["HEAD_DIM"] * c["AV_SUM_BITS"] * 2
+    out.append(("attention: A·V", av_acc + round(av["LUT"] / av_c) * c["AV_LANE_COLS"]
+                + c["ATTN_LANES"] * e2 + divider_lut(64), "yosys+rule",
+                f"accumulators {c['ATTN_LANES']}×{c['HEAD_DIM']} × {c['AV_SUM_BITS']} bit (add + select, 2 LUT/bit), "
+                f"normalise+requantize {round(av['LUT'] / av_c)} per column (yosys av_norm / C) × "
+                f"{c['AV_LANE_COLS']}, an exp2_neg per lane, the 1/s divider ({divider_lut(64)}, 64-bit, rule)"))
+    ln = units["layernorm"]
+    out.append(("layernorm", round(ln["LUT"] / 4 * c["LN_LANES"]) + divider_lut(64) + units.get(
+        "isqrt_pipe", {"LUT": 2009})["LUT"], "yosys+rule",
+        f"yosys layernorm {ln['LUT']} LUT at 4 banks, × {c['LN_LANES']}/4 lanes; 64-bit reciprocal divider "
+        f"({divider_lut(64)}, rule); isqrt 2,009 (yosys isqrt_pipe in the RTL top)"))
+    md = units["moe_dispatch"]
+    out.append(("moe: router, top-k, queues", md["LUT"] + divider_lut(64), "yosys+rule",
+                f"yosys moe_dispatch (E={md['parameters']['E']}, K={md['parameters']['K']}); the gate softmax's "
+                "64-bit divider"))
+    out.append(("moe: combine accumulator", c["LANES"] * (c["MOE_ACC_BITS"] + rq), "rule",
+                f"per lane a {c['MOE_ACC_BITS']}-bit adder and the finish requantizer"))
+    out.append(("control, AXI, loops", 3 * 728 + 2 * 918 + 433 + 15000, "yosys+rule",
+                "3 weight readers (yosys axi_burst_reader 728), 2 writers (axi_burst_writer 918), s_axi control "
+                "(433); loop counters, address generators and FSMs of ≈40 pipelined loops 15k (rule)"))
+    return out
+
+
+def estimate(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
+    pr = probe(cfg, mode, params)
+    c, t = pr["constants"], pr["types"]
+    text = _sources_text()
+    prag = {f: pragmas(function_body(f, text)) for f in
+            ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "layernorm_rows",
+             "weight_loader")}
+    macro = pragmas(text)  # the block stream's macro expansion (array_step's `blocks`)
+    prag["array_step"].update({k: v for k, v in macro.items() if k == "blocks"})
+    units = rtl_units()
+    ks: dict[str, dict] = {}
+
+    def k(name: str) -> dict:
+        return ks.setdefault(name, {"name": name, "dsp": 0, "bram36": 0.0, "uram": 0, "lut": 0, "basis": []})
+
+    for m in memories(pr):
+        r = m.cost(prag, c)
+        e = k(m.kernel)
+        e["bram36"] += r["bram36"]
+        e["uram"] += r["uram"]
+        e["lut"] += r["lut"]
+        e["basis"].append(f"{m.name}: {r['bank']} ({r['how']})"
+                          + (f" = {r['bram36']:g} BRAM36" if r["bram36"] else "")
+                          + (f" = {r['uram']} URAM" if r["uram"] else "")
+                          + (f" = {r['lut']} LUT (LUTRAM)" if r["lut"] else "")
+                          + (f", {m.note}" if m.note else ""))
+    for op in OPERATORS:
+        n = op.copies(c)
+        if not n:
+            continue
+        a, b = op.widths(c, t)
+        e = k(op.kernel)
+        if op.fabric:
+            e["lut"] += n * fabric_mul_lut(a, b)
+            e["basis"].append(f"{n} × {a}×{b}-bit multiplier in fabric = {n * fabric_mul_lut(a, b)} LUT (rule): "
+                              f"`{op.site}`")
+        else:
+            e["dsp"] += n * dsp_of(a, b)
+            e["basis"].append(f"{n} × {a}×{b}-bit multiplier × {dsp_of(a, b)} DSP48E2: `{op.site}` ({op.note})")
+    for name, lut, basis, rule in lut_terms(pr, units):
+        e = k(name)
+        e["lut"] += lut
+        e["basis"].append(f"LUT {lut} ({basis}, estimated): {rule}")
+    kernels = []
+    for e in ks.values():
+        e["bram36"] = math.ceil(e["bram36"])
+        kernels.append(e)
+    total = {r: sum(e[r] for e in kernels) for r in ("dsp", "bram36", "uram", "lut")}
+    cap, lim = DEVICE.capacities(), DEVICE.limits()
+    return {
+        "config": cfg.name, "mode": mode.name, "params": asdict(params),
+        "kernels": kernels, "total": total,
+        "device": {"part": DEVICE.part, "capacity": {r: cap[r] for r in total}, "limit": {r: lim[r] for r in total},
+                   "limit_fraction": {"dsp": DEVICE.dsp_limit, "bram36": DEVICE.ram_limit, "uram": DEVICE.ram_limit,
+                                      "lut": DEVICE.lut_limit},
+                   "percent": {r: round(100 * total[r] / cap[r], 1) for r in total},
+                   "within_limits": {r: total[r] <= lim[r] for r in total}},
+        "lut_note": "LUT figures are estimated (yosys RTL units scaled, or the stated rule); DSP/BRAM/URAM follow "
+                    "the built design's probed widths/sizes and parsed pragmas; no Vitis run",
+        "probe": {"constants": c, "types": t},
+    }
+
+
+def markdown(est: dict) -> str:
+    """The estimate as the Markdown table hls/README.md carries (a test keeps it in step)."""
+    rows = ["| kernel | DSP48E2 | BRAM36 | URAM | LUT (estimated) |", "|---|---:|---:|---:|---:|"]
+    for e in est["kernels"]:
+        rows.append(f"| {e['name']} | {e['dsp']} | {e['bram36']} | {e['uram']} | {e['lut']:,} |")
+    t, d = est["total"], est["device"]
+    rows.append(f"| **total** | **{t['dsp']}** | **{t['bram36']}** | **{t['uram']}** | **{t['lut']:,}** |")
+    rows.append("| % of the " + d["part"].split("-")[0] + " | " + " | ".join(
+        f"{d['percent'][r]} %" for r in ("dsp", "bram36", "uram", "lut")) + " |")
+    rows.append("| practical limit (80 % / 80 % / 80 % / 65 %) | " + " | ".join(
+        f"{d['limit'][r]:,}" + ("" if d["within_limits"][r] else " **exceeded**") for r in
+        ("dsp", "bram36", "uram", "lut")) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def fits(est: dict) -> bool:
+    return all(est["device"]["within_limits"].values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m m3vit.hw.estimate.hls_estimate``: the as-built resource estimate → build/hls/resources.json."""
+    import argparse
+
+    from ...configs import CONFIGS, get_config
+    from ...quant.spec import MODES, get_mode
+
+    p = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.hls_estimate", description=main.__doc__)
+    p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS))
+    p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
+    p.add_argument("--out", type=Path, default=REPO / "build" / "hls" / "resources.json")
+    p.add_argument("--markdown", action="store_true", help="also print the Markdown table of hls/README.md")
+    a = p.parse_args(argv)
+    cfg, mode = get_config(a.config), get_mode(a.mode)
+    est = estimate(cfg, mode, HlsParams.for_mode(mode))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(est, indent=1) + "\n")
+    print(f"{'kernel':40s} {'DSP':>6s} {'BRAM36':>7s} {'URAM':>5s} {'LUT':>8s}")
+    for e in est["kernels"]:
+        print(f"{e['name']:40s} {e['dsp']:6d} {e['bram36']:7d} {e['uram']:5d} {e['lut']:8d}")
+    d = est["device"]
+    print(f"{'total':40s} " + " ".join(f"{est['total'][r]:{w}d}" for r, w in
+                                       (("dsp", 6), ("bram36", 7), ("uram", 5), ("lut", 8))))
+    print(f"{'limit (' + DEVICE.part + ')':40s} " + " ".join(f"{d['limit'][r]:{w}d}" for r, w in
+                                                           (("dsp", 6), ("bram36", 7), ("uram", 5), ("lut", 8))))
+    if a.markdown:
+        print(markdown(est))
+    print("percent of device: " + ", ".join(f"{r} {d['percent'][r]} %" for r in d["percent"])
+          + f"; within limits: {fits(est)} → {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

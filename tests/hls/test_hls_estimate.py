@@ -1,0 +1,137 @@
+"""`make hls-estimate`: resources of the HLS design as built (m3vit.hw.estimate.hls_estimate), tied to the source.
+
+The limits test fails when the design grows past 80 % DSP48E2 / BRAM36 / URAM or 65 % LUT of the xczu7ev."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pytest
+
+from m3vit.configs import get_config
+from m3vit.hw.estimate import hls_estimate as he
+from m3vit.hw.gen.hls_config import HlsParams
+from m3vit.hw.platform import DEVICE
+from m3vit.quant.spec import get_mode
+
+CFG, MODE = get_config("m3vit-tiny"), get_mode("w8a8")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return he.estimate(CFG, MODE, HlsParams.for_mode(MODE))
+
+
+def test_resources_json_has_the_issue_shape(tmp_path):
+    out = tmp_path / "resources.json"
+    assert he.main(["--config", "m3vit-tiny", "--mode", "w8a8", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert {"config", "mode", "kernels", "total", "device"} <= set(d)
+    assert (d["config"], d["mode"]) == ("m3vit-tiny", "w8a8")
+    for k in d["kernels"]:
+        assert {"name", "dsp", "bram36", "uram", "lut", "basis"} <= set(k)
+    for r in ("dsp", "bram36", "uram", "lut"):
+        assert d["total"][r] == sum(k[r] for k in d["kernels"])
+    assert d["device"]["capacity"]["dsp"] == DEVICE.dsp and d["device"]["limit"] == {
+        r: DEVICE.limits()[r] for r in ("dsp", "bram36", "uram", "lut")}
+    assert "estimated" in d["lut_note"]
+
+
+def test_m3vit_tiny_w8a8_dsp_bram_uram_within_the_practical_limits(tiny):
+    lim = DEVICE.limits()
+    for r in ("dsp", "bram36", "uram"):
+        assert tiny["total"][r] <= lim[r], (r, tiny["total"][r], lim[r])
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 22): the LUT estimate of the code as built is ≈2.7× the 65 % "
+                   "budget — 64-bit requantizers / shifters in the epilogue, GELU, LayerNorm and A·V; see "
+                   "hls/README.md 'Resources as built'")
+def test_m3vit_tiny_w8a8_lut_within_the_practical_limit(tiny):
+    assert tiny["total"]["lut"] <= DEVICE.limits()["lut"]
+
+
+def test_every_costed_multiplier_is_in_the_source():
+    text = he._sources_text()
+    for op in he.OPERATORS:
+        assert op.site in text, f"hls/ no longer has `{op.site}` ({op.kernel}): update hls_estimate.OPERATORS"
+    fabric = [op for op in he.OPERATORS if op.fabric]
+    assert fabric
+    for op in fabric:  # the pragma binding the product to LUTs follows its declaration
+        var = re.match(r"\w+ (\w+) =", op.site).group(1)
+        assert re.search(re.escape(op.site) + r"[^\n]*\n#pragma HLS BIND_OP variable = " + var
+                         + r" op = mul impl = fabric", text)
+
+
+def test_probe_reads_the_built_parameters_and_widths(tiny):
+    c, t, p = tiny["probe"]["constants"], tiny["probe"]["types"], HlsParams.for_mode(MODE)
+    assert (c["MAC_ROWS"], c["MAC_COLS"], c["ATTN_LANES"], c["AV_COLS"], c["LN_LANES"]) == (
+        p.mac_rows, p.mac_cols, p.attn_lanes, p.av_cols, p.ln_lanes)
+    assert (t["w_t"], t["act_t"], t["res_t"], t["int_t"], t["acc_t"]) == (
+        MODE.weight_bits, MODE.act_bits, MODE.resid_bits, MODE.internal_bits, MODE.acc_bits)
+    mac = next(k for k in tiny["kernels"] if k["name"] == "linear unit: MAC array")
+    assert mac["dsp"] == p.mac_rows // 2 * p.mac_cols  # packed: 27x8 bits, one DSP48E2 per two MACs
+
+
+def test_storage_follows_the_pragmas():
+    prag = he.pragmas(he.function_body("m3vit_accel"))
+    assert prag["x_res"]["BIND_STORAGE"]["impl"] == "uram" and prag["x_res"]["ARRAY_RESHAPE"]["factor"] == "LANES"
+    c = {"LANES": 32}
+    m = he.Memory("k", "x_res", 16, 49536)
+    assert m.cost(prag and {"m3vit_accel": prag}, c)["uram"] == 8  # 1548 words of 512 bits: 8 URAM288
+    # the same array partitioned into banks (the code before) costs block RAM, not URAM
+    banked = he.pragmas("#pragma HLS ARRAY_PARTITION variable = x_res cyclic factor = LANES\n")
+    r = m.cost({"m3vit_accel": banked}, c)
+    assert r["uram"] == 0 and r["bram36"] == 32  # 32 banks of 1548 x 16 bit: 2 RAMB18 each
+
+
+def test_multiplier_and_memory_rules():
+    assert he.dsp_of(27, 18) == 1 and he.dsp_of(18, 27) == 1 and he.dsp_of(8, 8) == 1
+    assert he.dsp_of(32, 18) == 2 and he.dsp_of(64, 64) == 12
+    assert he.bram18_of(16, 1548) == 2 and he.bram18_of(256, 516, true_dual=True) == 15
+    assert he.uram_of(512, 1548) == 8 and he.uram_of(72, 4097) == 2
+
+
+def test_counts_follow_the_parameters(tiny):
+    p = HlsParams.for_mode(MODE)
+    wider = he.estimate(CFG, MODE, dataclasses.replace(p, attn_lanes=p.attn_lanes + 2))
+    av = {k["name"]: k for k in wider["kernels"]}["attention: A·V"]["dsp"] - {
+        k["name"]: k for k in tiny["kernels"]}["attention: A·V"]["dsp"]
+    assert av == 2 * min(p.av_cols, CFG.head_dim)  # two more lanes of A·V products (17x8: one DSP each)
+    assert wider["total"]["lut"] > tiny["total"]["lut"]  # and two more lanes of fabric Q·Kᵀ products
+
+
+def test_readme_table_is_the_generated_one(tiny):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "hls" / "README.md").read_text()
+    assert he.markdown(tiny) in readme, "hls/README.md's as-built table is stale: paste `python -m " \
+        "m3vit.hw.estimate.hls_estimate --markdown`"
+
+
+def test_reshaped_words_take_each_cycles_accesses_whole(tiny):
+    """The feeds' words (ARRAY_RESHAPE factor MAC_COLS) hold every aligned access of a cycle: the epilogue's
+    LANES outputs, LayerNorm's LN_LANES, A·V's AV_LANE_COLS; the residual words (factor LANES) the LayerNorm
+    reads: one URAM access each, not two."""
+    c = tiny["probe"]["constants"]
+    prag = he.pragmas(he.function_body("m3vit_accel"))
+    for name in ("hid", "h_ln", "a_buf", "att_out"):
+        assert prag[name]["ARRAY_RESHAPE"]["factor"] == "MAC_COLS"
+    for width in (c["LANES"], c["LN_LANES"], c["AV_LANE_COLS"]):
+        assert c["MAC_COLS"] % width == 0, width
+    assert prag["x_res"]["ARRAY_RESHAPE"]["factor"] == "LANES" and c["LANES"] % c["LN_LANES"] == 0
+
+
+def test_width_constants_are_the_tops_instances():
+    """The operator widths read as namespace constants (SM_S_BITS, LN_*_BITS) are those of the template
+    instances the top uses: the attention and gate softmax at the default key count, the LayerNorm at DIM."""
+    text = he._sources_text()
+    assert "template <int N_MAX = SM_N_MAX>\ninline void softmax_update(" in text
+    assert "constexpr int SM_S_BITS = SmBits<SM_N_MAX>::S;" in text
+    assert re.search(r"softmax_update\(st\[row\], a, p\.scores_frac\)", text)  # attention: default N_MAX
+    assert "softmax_update<SM_N_MAX>(st, logits[j], l_frac)" in text
+    top = he.function_body("layer_norm")
+    assert "layernorm_rows<DIM>(" in top
+    for name in ("D", "S1", "S2", "CENTRED", "RECIP", "NORM"):
+        assert re.search(r"LN_\w+_BITS = LnBits<DIM>::" + name + r"\b", text), name
