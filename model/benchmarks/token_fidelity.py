@@ -150,7 +150,8 @@ def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def setting(r: dict) -> tuple:
-        return (r["config"], r.get("calibration", "scenes"), r["calib_images"], r["val_images_per_kind"],
+        return (r["config"], r.get("calibration", "scenes"), r.get("headroom", 0), r["calib_images"],
+                r["val_images_per_kind"],
                 r["generators"], r["seeds"], r["image_kinds"])
     earlier = json.loads(out.read_text()) if out.exists() else None
     t0 = time.time()
@@ -168,7 +169,8 @@ def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
         out.write_text(json.dumps(merged(partial), indent=1) + "\n")
 
     result = fw.measure(args.wc_generators, args.wc_seeds, args.wc_images, args.wc_modes, args.wc_config,
-                        args.wc_calib_samples, args.wc_val_samples, save=save, calibration=args.wc_calibration)
+                        args.wc_calib_samples, args.wc_val_samples, save=save, calibration=args.wc_calibration,
+                        headroom=args.wc_headroom)
     save(result)
     return json.loads(out.read_text())
 
@@ -204,6 +206,8 @@ def main() -> None:
                        choices=[*MODES, *fw.CANDIDATES])
     worst.add_argument("--wc-calibration", default="scenes", choices=list(fw.CALIBRATIONS),
                        help="scenes (the exporter's default) or mixed (half scenes, half the other image kinds)")
+    worst.add_argument("--wc-headroom", type=int, default=0,
+                       help="calibration headroom bits of the >= 16-bit activation formats (NUMERICS.md §1)")
     worst.add_argument("--wc-calib-samples", type=int, default=16, help="calibration scenes per model")
     worst.add_argument("--wc-val-samples", type=int, default=2, help="held-out images per image kind")
     args = p.parse_args()

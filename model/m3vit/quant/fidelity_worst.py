@@ -181,15 +181,16 @@ def float_ranges(model: M3ViT, calib: np.ndarray, batch_size: int = 16) -> dict[
     return dict(arith.ranges)
 
 
-def quantize_with(model: M3ViT, calib: np.ndarray, mode: PrecisionMode, ranges: dict[str, float]) -> QuantizedModel:
+def quantize_with(model: M3ViT, calib: np.ndarray, mode: PrecisionMode, ranges: dict[str, float],
+                  headroom: int = 0, rounding: str | None = None) -> QuantizedModel:
     """``quantize_model(model, calib, mode)`` with the float pass's ``ranges`` given: the same steps (formats,
     the mode's default weight scales, its default rounding, build) and so the same integers."""
     cfg = model.cfg
     params = float_params(model.eval())
-    spec = QuantSpec.from_ranges(cfg, mode, ranges, weight_ranges(params, weight_names(cfg)))
+    spec = QuantSpec.from_ranges(cfg, mode, ranges, weight_ranges(params, weight_names(cfg)), headroom)
     if resolve_weight_scales(mode, None) == "per-row":
         spec.row_fracs = row_fracs_for(params, spec, cfg)
-    rounding = resolve_weight_rounding(mode, None)
+    rounding = resolve_weight_rounding(mode, rounding)
     rounded = round_weights(params, spec, cfg, calib, rounding)
     spec.weight_rounding = rounding
     return QuantizedModel.build(model, spec, rounded)
@@ -242,10 +243,12 @@ def route_fidelity(model: M3ViT, qmodel: QuantizedModel, images: np.ndarray, bat
 
 
 def measure(generators: list[str], seeds: list[int], kinds: list[str], modes: list[str], cfg_name: str,
-            calib_n: int, val_n: int, log=print, save=lambda partial: None, calibration: str = "scenes") -> dict:
+            calib_n: int, val_n: int, log=print, save=lambda partial: None, calibration: str = "scenes",
+            headroom: int = 0) -> dict:
     """Every (generator, seed, mode, image kind): token errors and per-task, per-layer routes; then the summary."""
     runs: list[dict] = []
-    out = {"config": cfg_name, "calibration": calibration, "calib_images": calib_n, "val_images_per_kind": val_n,
+    out = {"config": cfg_name, "calibration": calibration, "headroom": headroom, "calib_images": calib_n,
+           "val_images_per_kind": val_n,
            "generators": generators,
            "seeds": seeds, "image_kinds": kinds, "modes": modes, "runs": runs}
     for gen in generators:
@@ -255,7 +258,7 @@ def measure(generators: list[str], seeds: list[int], kinds: list[str], modes: li
             ranges = float_ranges(model, calib)
             vals = {k: images_of(k, model.cfg, val_n, seed) for k in kinds}
             for mode in modes:
-                qmodel = quantize_with(model, calib, mode_of(mode), ranges)
+                qmodel = quantize_with(model, calib, mode_of(mode), ranges, headroom)
                 for kind, val in vals.items():
                     res = route_fidelity(model, qmodel, val)
                     runs.append({"generator": gen, "seed": seed, "mode": mode, "images": kind, **res})

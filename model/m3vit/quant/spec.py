@@ -133,6 +133,19 @@ def linear_weight_names(cfg: ModelConfig) -> list[str]:
     return [n for n in weight_names(cfg) if n.endswith(".w")]
 
 
+HEADROOM_MIN_BITS = 16  # calibration headroom applies to activation formats at least this wide (NUMERICS.md §1)
+
+
+def activation_format(max_abs: float, bits: int, headroom: int = 0) -> QFormat:
+    """An activation point's format: §1's rule for the calibrated maximum, then (formats of at least
+    ``HEADROOM_MIN_BITS`` bits) ``headroom`` fractional bits fewer, so values up to ``2^headroom`` times the
+    calibrated maximum still fit (8-bit formats have no bits to spare and keep the rule as is)."""
+    if headroom < 0:
+        raise ValueError(f"calibration headroom must be >= 0 bits, got {headroom}")
+    fmt = format_for(max_abs, bits)
+    return QFormat(bits, fmt.frac - headroom) if bits >= HEADROOM_MIN_BITS else fmt
+
+
 def width(mode: PrecisionMode, cls: str) -> int:
     return {"act": mode.act_bits, "resid": mode.resid_bits, "internal": mode.internal_bits}[cls]
 
@@ -156,12 +169,12 @@ class QuantSpec:
 
     @classmethod
     def from_ranges(cls, cfg: ModelConfig, mode: PrecisionMode, act_max: dict[str, float],
-                    weight_max: dict[str, float]) -> QuantSpec:
+                    weight_max: dict[str, float], headroom: int = 0) -> QuantSpec:
         points = activation_points(cfg)
         missing = [p for p in points if p not in act_max]
         if missing:
             raise ValueError(f"calibration saw no values at {missing[:5]}{'...' if len(missing) > 5 else ''}")
-        acts = {p: format_for(act_max[p], width(mode, c)) for p, c in points.items()}
+        acts = {p: activation_format(act_max[p], width(mode, c), headroom) for p, c in points.items()}
         weights = {n: format_for(weight_max[n], mode.weight_bits_of(n)) for n in weight_names(cfg)}
         return cls(mode, acts, weights)
 
