@@ -28,7 +28,8 @@ def main() -> None:
     p.add_argument("--val-samples", type=int, default=2, help="images of the kind (the worst case's: 2)")
     p.add_argument("--calibration", default="scenes", choices=list(fw.CALIBRATIONS))
     p.add_argument("--calib-samples", type=int, default=16)
-    p.add_argument("--headroom", type=int, default=0, help="calibration headroom bits (see NUMERICS.md §1)")
+    p.add_argument("--headroom", type=int, default=None,
+                   help="calibration headroom bits (NUMERICS.md §1; default: the mode's)")
     p.add_argument("--weight-rounding", choices=["nearest", "gptq"], help="default: the mode's")
     p.add_argument("--modes", nargs="+", default=["w16a16", "w8a16"])
     p.add_argument("--out", default="build/bench/route_attribution.json")

@@ -206,8 +206,9 @@ def main() -> None:
                        choices=[*MODES, *fw.CANDIDATES])
     worst.add_argument("--wc-calibration", default="scenes", choices=list(fw.CALIBRATIONS),
                        help="scenes (the exporter's default) or mixed (half scenes, half the other image kinds)")
-    worst.add_argument("--wc-headroom", type=int, default=0,
-                       help="calibration headroom bits of the >= 16-bit activation formats (NUMERICS.md §1)")
+    worst.add_argument("--wc-headroom", type=int, default=None,
+                       help="calibration headroom bits of the >= 16-bit activation formats (NUMERICS.md §1; "
+                            "default: each mode's, as m3vit-quantize; 0: the rule before headroom)")
     worst.add_argument("--wc-calib-samples", type=int, default=16, help="calibration scenes per model")
     worst.add_argument("--wc-val-samples", type=int, default=2, help="held-out images per image kind")
     args = p.parse_args()

@@ -18,10 +18,11 @@ import numpy as np
 
 from .fidelity import RouteRecorder
 from .fidelity_worst import TIE_GAP, _GapRecorder
-from .fixed import dequantize
+from .fixed import QFormat, dequantize, quantize
+from .hwconst import GATE_FRAC, LN_NORM_FRAC
 from .params import dequantized_weights, float_params
 from .quantize import QuantizedModel
-from .reference import FloatArith, run_backbone
+from .reference import FloatArith, IntArith, run_backbone
 
 # activation point classes: point-name suffix (after "l{i}.") → class
 ACT_CLASSES = {
@@ -63,6 +64,55 @@ class FakeQuantArith(FloatArith):
         fmt = self.spec.activations[name]
         q = np.clip(np.floor(np.asarray(x, dtype=np.float64) * 2.0**fmt.frac + 0.5), fmt.qmin, fmt.qmax)
         return q * 2.0**-fmt.frac
+
+
+ALGORITHMS = ("layernorm", "softmax", "gelu", "gate")
+
+
+class ExactAlgorithmArith(IntArith):
+    """The integer reference with the chosen integer algorithms replaced by the exact function of their
+    (dequantized) integer inputs, rounded half up to the same output format: what each algorithm's own
+    approximation costs (LayerNorm's integer statistics and LN_NORM_FRAC, softmax's exp2 and reciprocal,
+    the GELU approximation, the gate probabilities)."""
+
+    def __init__(self, qmodel: QuantizedModel, exact: set[str]):
+        super().__init__(qmodel.iparams, qmodel.spec, qmodel.cfg, hw=qmodel.hw)
+        self.exact = exact
+
+    def layernorm(self, name, x, x_name, prefix):
+        if "layernorm" not in self.exact:
+            return super().layernorm(name, x, x_name, prefix)
+        xf = dequantize(x, self.f(x_name))
+        g_fmt = self.spec.weights[f"{prefix}.g"]
+        g = dequantize(self.p[f"{prefix}.g"], g_fmt)
+        b = dequantize(self.p[f"{prefix}.b"], LN_NORM_FRAC + g_fmt.frac)
+        mu = xf.mean(-1, keepdims=True)
+        var = ((xf - mu) ** 2).mean(-1, keepdims=True)
+        return quantize((xf - mu) / np.sqrt(var + self.cfg.ln_eps) * g + b, self.f(name))
+
+    def attend(self, name, scores, v, scores_name, v_name):
+        if "softmax" not in self.exact:
+            return super().attend(name, scores, v, scores_name, v_name)
+        s = dequantize(scores, self.f(scores_name))
+        e = np.exp2(s - s.max(-1, keepdims=True))
+        return quantize((e / e.sum(-1, keepdims=True)) @ dequantize(v, self.f(v_name)), self.f(name))
+
+    def gelu(self, name, x, in_name):
+        if "gelu" not in self.exact:
+            return super().gelu(name, x, in_name)
+        from scipy.special import erf
+
+        xf = dequantize(x, self.f(in_name))
+        return quantize(0.5 * xf * (1.0 + erf(xf / np.sqrt(2.0))), self.f(name))
+
+    def route(self, logits, logits_name, k):
+        top, gates = super().route(logits, logits_name, k)
+        if "gate" not in self.exact:
+            return top, gates
+        lf = dequantize(logits, self.f(logits_name))
+        probs = np.exp2(lf - lf.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        return top, quantize(np.take_along_axis(probs, np.asarray(top), axis=-1), QFormat(GATE_FRAC + 2, GATE_FRAC))
 
 
 class Float32Arith(FloatArith):
@@ -139,6 +189,9 @@ class Attributor:
         run("integer reference", qmodel.arith)
         every = set(ALL_CLASSES)
         run("fake-quant, every class", lambda: FakeQuantArith(qmodel, fp, every))
+        run("integer, every algorithm exact", lambda: ExactAlgorithmArith(qmodel, set(ALGORITHMS)))
+        for a in ALGORITHMS:
+            run(f"integer, {a} exact", lambda a=a: ExactAlgorithmArith(qmodel, {a}))
         for c in ALL_CLASSES:
             run(f"every class but {c}", lambda c=c: FakeQuantArith(qmodel, fp, every - {c}))
         for c in ALL_CLASSES:

@@ -56,6 +56,7 @@ from .spec import (
     PrecisionMode,
     QuantSpec,
     get_mode,
+    resolve_headroom,
     resolve_weight_rounding,
     resolve_weight_scales,
     weight_names,
@@ -182,12 +183,14 @@ def float_ranges(model: M3ViT, calib: np.ndarray, batch_size: int = 16) -> dict[
 
 
 def quantize_with(model: M3ViT, calib: np.ndarray, mode: PrecisionMode, ranges: dict[str, float],
-                  headroom: int = 0, rounding: str | None = None) -> QuantizedModel:
+                  headroom: int | None = None, rounding: str | None = None) -> QuantizedModel:
     """``quantize_model(model, calib, mode)`` with the float pass's ``ranges`` given: the same steps (formats,
-    the mode's default weight scales, its default rounding, build) and so the same integers."""
+    the mode's default weight scales, its default rounding and headroom, build) and so the same integers;
+    ``headroom`` / ``rounding`` other than None override the mode's defaults."""
     cfg = model.cfg
     params = float_params(model.eval())
-    spec = QuantSpec.from_ranges(cfg, mode, ranges, weight_ranges(params, weight_names(cfg)), headroom)
+    spec = QuantSpec.from_ranges(cfg, mode, ranges, weight_ranges(params, weight_names(cfg)),
+                                 resolve_headroom(mode, headroom))
     if resolve_weight_scales(mode, None) == "per-row":
         spec.row_fracs = row_fracs_for(params, spec, cfg)
     rounding = resolve_weight_rounding(mode, rounding)
@@ -244,7 +247,7 @@ def route_fidelity(model: M3ViT, qmodel: QuantizedModel, images: np.ndarray, bat
 
 def measure(generators: list[str], seeds: list[int], kinds: list[str], modes: list[str], cfg_name: str,
             calib_n: int, val_n: int, log=print, save=lambda partial: None, calibration: str = "scenes",
-            headroom: int = 0) -> dict:
+            headroom: int | None = None) -> dict:
     """Every (generator, seed, mode, image kind): token errors and per-task, per-layer routes; then the summary."""
     runs: list[dict] = []
     out = {"config": cfg_name, "calibration": calibration, "headroom": headroom, "calib_images": calib_n,
