@@ -7,7 +7,8 @@
 quantized with the exporter's defaults for several weight generators (Edge-MoE-like, timm's init, a rougher one)
 and seeds, measured on several image kinds (scenes, noise, flat, gradient); per mode the worst (task, MoE layer)
 route agreement over all of them beside the mean. ``--quick`` is the same on the micro config, small enough
-for a test.
+for a test. ``--wc-headroom N`` overrides the modes' calibration headroom (default: each mode's, as m3vit-quantize;
+0: the format rule before headroom, NUMERICS.md §1).
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of Edge-MoE's checkpoint

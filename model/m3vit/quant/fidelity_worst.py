@@ -21,7 +21,8 @@ as ``m3vit-quantize`` does by default; or ``mixed``, half of them scenes and the
 images drawn with other seeds than the measured ones. Activation formats come from the calibration ranges, so
 an image kind the calibration never saw can exceed them and saturate (flat images on the timm-initialised
 model do, at attention outputs): that limits every mode alike, W16/A16 included, and ``mixed`` separates it from
-what the weight widths do.
+what the weight widths do. Calibration headroom (``headroom``; NUMERICS.md §1: each mode's default, 1 bit for the
+16-bit-activation modes, unless given) leaves room above the calibrated ranges instead.
 
 Float's own undecided routes. A token whose float gate logits put the k-th and the (k+1)-th expert within
 ``TIE_GAP`` (base-2 logits: gate probabilities within 1 % of each other) has no route that any arithmetic can be
