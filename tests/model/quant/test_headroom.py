@@ -85,3 +85,26 @@ def test_cli_option():
     assert p.parse_args(["--checkpoint", "x", "--headroom", "2"]).headroom == 2
     with pytest.raises(SystemExit):
         p.parse_args(["--checkpoint", "x", "--headroom", "9"])
+
+
+def test_quantize_cli_records_the_headroom_and_the_pack_verifies(micro_model, tmp_path):
+    """m3vit-quantize end to end: w16a16's default headroom (1) is in the manifest and its formats; --headroom 0
+    gives the formats one fractional bit finer at every >= 16-bit point and no manifest field; both packs verify."""
+    from m3vit.checkpoint import save_checkpoint
+    from m3vit.cli import pack as pack_cli
+    from m3vit.cli import quantize as quantize_cli
+    from m3vit.quant.pack import read_pack
+
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, micro_model)
+    packs = {}
+    for label, extra in (("default", []), ("none", ["--headroom", "0"])):
+        out = tmp_path / label
+        assert quantize_cli.main(["--checkpoint", str(ckpt), "--mode", "w16a16", "--calib-samples", "4",
+                                  "--no-fidelity", "--out", str(out), "--no-progress", *extra]) == 0
+        assert pack_cli.main(["verify", str(out / "model.json")]) == 0
+        packs[label] = read_pack(out / "model.json")
+    assert packs["default"].manifest["quant"]["activation_headroom"] == 1
+    assert "activation_headroom" not in packs["none"].manifest["quant"]
+    for point, fmt in packs["none"].spec.activations.items():
+        assert packs["default"].spec.activations[point] == QFormat(fmt.bits, fmt.frac - 1), point
