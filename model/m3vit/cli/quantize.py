@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "images unlike the calibration ones up to 2^BITS times its ranges do not saturate (same "
                         "hardware: formats are run-time constants; NUMERICS.md §1, §7.1). None: 1 for the modes "
                         "with 16-bit activations (w16a16, w8a16, w16a16e8), 0 for w8a8")
+    p.add_argument("--calib-mix", action="store_true",
+                   help="calibrate on half --data training images and half synthetic uniform-noise, flat-colour and "
+                        "colour-gradient images (formats that cover images unlike the dataset; NUMERICS.md §7.1)")
     p.add_argument("--out", default="build/quant",
                    help="output folder (built whole, then renamed into place; an existing one only with --force)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
@@ -124,6 +127,10 @@ def run(args: argparse.Namespace) -> dict:
     cfg = model.cfg
     calib = build_dataset(args.data, "train", cfg, args.data_root, args.calib_samples)
     images = first_images(calib, args.calib_samples)
+    if args.calib_mix:
+        from ..quant.fidelity_worst import mixed_images
+
+        images = mixed_images(images, args.calib_samples, cfg)
     if args.qat_steps:
         from ..quant.brevitas_model import qat_finetune
 
@@ -153,7 +160,7 @@ def run(args: argparse.Namespace) -> dict:
         bounds = qmodel.hw["accumulators"]
         summary = {"pack": str(out / bin_path.name), "manifest": str(out / manifest_path.name), "mode": args.mode,
                    "weight_scales": spec.weight_scales, "weight_rounding": spec.weight_rounding,
-                   "activation_headroom": spec.headroom,
+                   "activation_headroom": spec.headroom, "calib_mix": bool(args.calib_mix),
                    "max_accumulator_bits": max(v["bits"] for v in bounds.values()),
                    "provenance": {"checkpoint": str(args.checkpoint), CHECKPOINT_SHA: checkpoint_sha}}
         if args.dump:

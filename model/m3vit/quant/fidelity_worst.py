@@ -163,7 +163,17 @@ def calibration_images(kind: str, cfg, n: int, seed: int) -> np.ndarray:
     if kind not in CALIBRATIONS:
         raise ValueError(f"unknown calibration {kind!r}; choose one of {list(CALIBRATIONS)}")
     n_scenes = n if kind == "scenes" else (n + 1) // 2
-    parts = [first_images(build_dataset("synthetic", "train", cfg, length=n_scenes, seed=seed), n_scenes)]
+    scenes = first_images(build_dataset("synthetic", "train", cfg, length=n_scenes, seed=seed), n_scenes)
+    return scenes.astype(np.float64) if kind == "scenes" else mixed_images(scenes, n, cfg, seed)
+
+
+def mixed_images(images: np.ndarray, n: int, cfg, seed: int = 0) -> np.ndarray:
+    """``n`` calibration images: the first ``ceil(n / 2)`` of ``images`` (a dataset's), then noise, flat and
+    gradient images in turn (:func:`images_of` with seed ``10_000 + seed``): ``m3vit-quantize --calib-mix``."""
+    n_scenes = (n + 1) // 2
+    if len(images) < n_scenes:
+        raise ValueError(f"a mixed calibration of {n} images needs {n_scenes} dataset images, got {len(images)}")
+    parts = [np.asarray(images[:n_scenes], dtype=np.float64)]
     others = [k for k in IMAGE_KINDS if k != "scenes"]
     for i, other in enumerate(others):
         count = (n - n_scenes) // len(others) + (i < (n - n_scenes) % len(others))

@@ -108,3 +108,39 @@ def test_quantize_cli_records_the_headroom_and_the_pack_verifies(micro_model, tm
     assert "activation_headroom" not in packs["none"].manifest["quant"]
     for point, fmt in packs["none"].spec.activations.items():
         assert packs["default"].spec.activations[point] == QFormat(fmt.bits, fmt.frac - 1), point
+
+
+def test_mixed_images_keep_half_the_dataset_and_add_the_other_kinds(micro_model, images):
+    from m3vit.quant.fidelity_worst import calibration_images, mixed_images
+
+    cfg = micro_model.cfg
+    mix = mixed_images(images, 7, cfg)
+    assert mix.shape == (7, *images.shape[1:])
+    assert np.array_equal(mix[:4], images[:4].astype(np.float64))
+    flat = mix[5]  # noise, flat, gradient in turn after the 4 dataset images
+    assert np.allclose(flat, flat[:, :1, :1]) and not np.allclose(mix[4], mix[4][:, :1, :1])
+    with pytest.raises(ValueError, match="needs 4 dataset images"):
+        mixed_images(images[:3], 7, cfg)
+    # the worst-case benchmark's mixed calibration is the same rule on synthetic training scenes
+    want = calibration_images("mixed", cfg, 6, 0)
+    assert np.array_equal(mixed_images(calibration_images("scenes", cfg, 3, 0), 6, cfg, 0), want)
+
+
+def test_quantize_cli_calib_mix_widens_the_ranges(micro_model, tmp_path):
+    """--calib-mix calibrates on noise / flat / gradient images too (in place of half the dataset images): some
+    formats get coarser (measured on this model: attention outputs and projections, where flat images overflowed
+    the scene calibration of m3vit-tiny, NUMERICS.md §7.1)."""
+    from m3vit.checkpoint import save_checkpoint
+    from m3vit.cli import quantize as quantize_cli
+    from m3vit.quant.pack import read_pack
+
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, micro_model)
+    fracs = {}
+    for label, extra in (("plain", []), ("mix", ["--calib-mix"])):
+        out = tmp_path / label
+        assert quantize_cli.main(["--checkpoint", str(ckpt), "--mode", "w16a16", "--calib-samples", "8",
+                                  "--no-fidelity", "--out", str(out), "--no-progress", *extra]) == 0
+        fracs[label] = {p: f.frac for p, f in read_pack(out / "model.json").spec.activations.items()}
+    coarser = [p for p in fracs["plain"] if fracs["mix"][p] < fracs["plain"][p]]
+    assert coarser, "the mixed calibration widened no range"
