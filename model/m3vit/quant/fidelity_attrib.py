@@ -132,13 +132,15 @@ def routes_of(arith, cfg, images: np.ndarray, task: int, batch_size: int = 8):
     rec = _GapRecorder(arith) if isinstance(arith, FloatArith) and type(arith) is FloatArith else RouteRecorder(arith)
     routes: dict[str, list] = {}
     gaps: dict[str, list] = {}
+    tokens = []
     for start in range(0, len(images), batch_size):
-        run_backbone(rec, cfg, images[start : start + batch_size], task)
+        tokens.append(np.asarray(run_backbone(rec, cfg, images[start : start + batch_size], task), dtype=np.float64))
         for layer, r in rec.routes.items():
             routes.setdefault(layer, []).append(r)
             if isinstance(rec, _GapRecorder):
                 gaps.setdefault(layer, []).append(rec.gaps[layer])
-    return ({k: np.concatenate(v) for k, v in routes.items()}, {k: np.concatenate(v) for k, v in gaps.items()})
+    return ({k: np.concatenate(v) for k, v in routes.items()}, {k: np.concatenate(v) for k, v in gaps.items()},
+            np.concatenate(tokens))
 
 
 def agreement(want: dict, got: dict, gaps: dict | None = None) -> dict[str, float]:
@@ -163,17 +165,19 @@ class Attributor:
 
     def score(self, make_arith, images: np.ndarray | None = None) -> dict:
         imgs = self.images if images is None else images
-        cells, decided = {}, {}
+        cells, decided, drift = {}, {}, []
         for t, task in enumerate(self.cfg.task_names):
-            got, _ = routes_of(make_arith(), self.cfg, imgs, t)
-            want, gaps = self.want[t]
+            got, _, tokens = routes_of(make_arith(), self.cfg, imgs, t)
+            want, gaps, ref = self.want[t]
+            drift.append(np.abs(tokens - ref).mean() / np.abs(ref).mean())
             for layer, v in agreement(want, got).items():
                 cells[f"{task} {layer}"] = v
             for layer, v in agreement(want, got, gaps).items():
                 decided[f"{task} {layer}"] = v
         worst = min(cells, key=cells.get)
         return {"worst": cells[worst], "worst_at": worst, "mean": float(np.mean(list(cells.values()))),
-                "worst_decided": min(decided.values()), "cells": cells}
+                "worst_decided": min(decided.values()), "cells": cells,
+                "token_drift": float(np.mean(drift))}  # mean |tokens - float's| / mean |float's|, tasks' mean
 
     def attribute(self, qmodel: QuantizedModel, log=print) -> dict:
         """Integer reference; fake-quant with every class; every class but one (float); one class alone; noise
@@ -183,7 +187,8 @@ class Attributor:
         def run(label, make, images=None):
             out[label] = r = self.score(make, images)
             log(f"    {label:32s} worst {100 * r['worst']:5.1f}% ({r['worst_at']}) decided "
-                f"{100 * r['worst_decided']:5.1f}% mean {100 * r['mean']:5.1f}%")
+                f"{100 * r['worst_decided']:5.1f}% mean {100 * r['mean']:5.1f}%, relative token drift "
+                f"{r['token_drift']:.2e}")
 
         fp = self.fparams
         run("integer reference", qmodel.arith)
