@@ -7,7 +7,8 @@
 quantized with the exporter's defaults for several weight generators (Edge-MoE-like, timm's init, a rougher one)
 and seeds, measured on several image kinds (scenes, noise, flat, gradient); per mode the worst (task, MoE layer)
 route agreement over all of them beside the mean. ``--quick`` is the same on the micro config, small enough
-for a test.
+for a test. ``--wc-headroom N`` overrides the modes' calibration headroom (default: each mode's, as m3vit-quantize;
+0: the format rule before headroom, NUMERICS.md §1).
 
 Two models: ``micro`` trained exactly as ``make demo`` trains it (m3vit-demo's defaults; the checkpoint
 is cached under build/cache/), and ``m3vit-tiny`` with random weights at the scale of Edge-MoE's checkpoint
@@ -150,7 +151,8 @@ def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def setting(r: dict) -> tuple:
-        return (r["config"], r.get("calibration", "scenes"), r["calib_images"], r["val_images_per_kind"],
+        return (r["config"], r.get("calibration", "scenes"), r.get("headroom", 0), r["calib_images"],
+                r["val_images_per_kind"],
                 r["generators"], r["seeds"], r["image_kinds"])
     earlier = json.loads(out.read_text()) if out.exists() else None
     t0 = time.time()
@@ -168,7 +170,8 @@ def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
         out.write_text(json.dumps(merged(partial), indent=1) + "\n")
 
     result = fw.measure(args.wc_generators, args.wc_seeds, args.wc_images, args.wc_modes, args.wc_config,
-                        args.wc_calib_samples, args.wc_val_samples, save=save, calibration=args.wc_calibration)
+                        args.wc_calib_samples, args.wc_val_samples, save=save, calibration=args.wc_calibration,
+                        headroom=args.wc_headroom)
     save(result)
     return json.loads(out.read_text())
 
@@ -204,6 +207,9 @@ def main() -> None:
                        choices=[*MODES, *fw.CANDIDATES])
     worst.add_argument("--wc-calibration", default="scenes", choices=list(fw.CALIBRATIONS),
                        help="scenes (the exporter's default) or mixed (half scenes, half the other image kinds)")
+    worst.add_argument("--wc-headroom", type=int, default=None,
+                       help="calibration headroom bits of the >= 16-bit activation formats (NUMERICS.md §1; "
+                            "default: each mode's, as m3vit-quantize; 0: the rule before headroom)")
     worst.add_argument("--wc-calib-samples", type=int, default=16, help="calibration scenes per model")
     worst.add_argument("--wc-val-samples", type=int, default=2, help="held-out images per image kind")
     args = p.parse_args()

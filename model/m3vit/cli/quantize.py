@@ -24,10 +24,12 @@ from ..quant.pack import write_pack
 from ..quant.probe import probe
 from ..quant.quantize import QuantizedModel, calibrate, quantize_model
 from ..quant.spec import (
+    MAX_HEADROOM,
     MODES,
     WEIGHT_ROUNDINGS,
     WEIGHT_SCALES,
     get_mode,
+    resolve_headroom,
     resolve_weight_rounding,
     resolve_weight_scales,
 )
@@ -65,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "choice on the calibration images (same formats and hardware; NUMERICS.md §1, §7.1). "
                         "None: gptq where weights are 8-bit (w8a8, w8a16, w16a16e8: it cuts their token error), "
                         "nearest for w16a16 and after --qat-steps (the fine-tuned weights are trained for it)")
+    p.add_argument("--headroom", type=int_in(0, MAX_HEADROOM), default=None, metavar="BITS",
+                   help="calibration headroom: fractional bits taken off every activation format of >= 16 bits, so "
+                        "images unlike the calibration ones up to 2^BITS times its ranges do not saturate (same "
+                        "hardware: formats are run-time constants; NUMERICS.md §1, §7.1). None: 1 for the modes "
+                        "with 16-bit activations (w16a16, w8a16, w16a16e8), 0 for w8a8")
+    p.add_argument("--calib-mix", action="store_true",
+                   help="calibrate on half --data training images and half synthetic uniform-noise, flat-colour and "
+                        "colour-gradient images (formats that cover images unlike the dataset; NUMERICS.md §7.1)")
     p.add_argument("--out", default="build/quant",
                    help="output folder (built whole, then renamed into place; an existing one only with --force)")
     p.add_argument("--data", default="synthetic", choices=DATASETS,
@@ -100,6 +110,7 @@ def check_args(args: argparse.Namespace) -> None:
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --qat-steps N (N > 0)")
     args.weight_scales = resolve_weight_scales(get_mode(args.mode), args.weight_scales)
+    args.headroom = resolve_headroom(get_mode(args.mode), args.headroom)
     # after QAT the weights are trained for nearest rounding (Brevitas' quantizers): GPTQ only when asked for
     default = "nearest" if args.qat_steps else None
     args.weight_rounding = resolve_weight_rounding(get_mode(args.mode), args.weight_rounding or default)
@@ -116,10 +127,14 @@ def run(args: argparse.Namespace) -> dict:
     cfg = model.cfg
     calib = build_dataset(args.data, "train", cfg, args.data_root, args.calib_samples)
     images = first_images(calib, args.calib_samples)
+    if args.calib_mix:
+        from ..quant.fidelity_worst import mixed_images
+
+        images = mixed_images(images, args.calib_samples, cfg)
     if args.qat_steps:
         from ..quant.brevitas_model import qat_finetune
 
-        spec = calibrate(model, images, args.mode, weight_scales=args.weight_scales)
+        spec = calibrate(model, images, args.mode, weight_scales=args.weight_scales, headroom=args.headroom)
         qat_data = build_dataset(args.data, "train", cfg, args.data_root, args.qat_samples or 512)
         model, _ = qat_finetune(model, spec, qat_data, steps=args.qat_steps, lr=args.qat_lr or 1e-4,
                                 progress=not args.no_progress)
@@ -130,7 +145,8 @@ def run(args: argparse.Namespace) -> dict:
     # formats from the (fine-tuned) weights, then each weight put on its grid
     try:
         qmodel = quantize_model(model, images, args.mode, weight_scales=args.weight_scales,
-                                weight_rounding=args.weight_rounding, progress=not args.no_progress)
+                                weight_rounding=args.weight_rounding, progress=not args.no_progress,
+                                headroom=args.headroom)
     except FixedPointOverflow as exc:
         raise ValueError(f"the model's values do not fit the fixed-point contract ({exc}); a diverged model? "
                          f"lower --qat-lr or quantize an earlier checkpoint") from None
@@ -144,6 +160,7 @@ def run(args: argparse.Namespace) -> dict:
         bounds = qmodel.hw["accumulators"]
         summary = {"pack": str(out / bin_path.name), "manifest": str(out / manifest_path.name), "mode": args.mode,
                    "weight_scales": spec.weight_scales, "weight_rounding": spec.weight_rounding,
+                   "activation_headroom": spec.headroom, "calib_mix": bool(args.calib_mix),
                    "max_accumulator_bits": max(v["bits"] for v in bounds.values()),
                    "provenance": {"checkpoint": str(args.checkpoint), CHECKPOINT_SHA: checkpoint_sha}}
         if args.dump:

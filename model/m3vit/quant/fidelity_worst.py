@@ -21,7 +21,8 @@ as ``m3vit-quantize`` does by default; or ``mixed``, half of them scenes and the
 images drawn with other seeds than the measured ones. Activation formats come from the calibration ranges, so
 an image kind the calibration never saw can exceed them and saturate (flat images on the timm-initialised
 model do, at attention outputs): that limits every mode alike, W16/A16 included, and ``mixed`` separates it from
-what the weight widths do.
+what the weight widths do. Calibration headroom (``headroom``; NUMERICS.md §1: each mode's default, 1 bit for the
+16-bit-activation modes, unless given) leaves room above the calibrated ranges instead.
 
 Float's own undecided routes. A token whose float gate logits put the k-th and the (k+1)-th expert within
 ``TIE_GAP`` (base-2 logits: gate probabilities within 1 % of each other) has no route that any arithmetic can be
@@ -56,6 +57,7 @@ from .spec import (
     PrecisionMode,
     QuantSpec,
     get_mode,
+    resolve_headroom,
     resolve_weight_rounding,
     resolve_weight_scales,
     weight_names,
@@ -161,7 +163,17 @@ def calibration_images(kind: str, cfg, n: int, seed: int) -> np.ndarray:
     if kind not in CALIBRATIONS:
         raise ValueError(f"unknown calibration {kind!r}; choose one of {list(CALIBRATIONS)}")
     n_scenes = n if kind == "scenes" else (n + 1) // 2
-    parts = [first_images(build_dataset("synthetic", "train", cfg, length=n_scenes, seed=seed), n_scenes)]
+    scenes = first_images(build_dataset("synthetic", "train", cfg, length=n_scenes, seed=seed), n_scenes)
+    return scenes.astype(np.float64) if kind == "scenes" else mixed_images(scenes, n, cfg, seed)
+
+
+def mixed_images(images: np.ndarray, n: int, cfg, seed: int = 0) -> np.ndarray:
+    """``n`` calibration images: the first ``ceil(n / 2)`` of ``images`` (a dataset's), then noise, flat and
+    gradient images in turn (:func:`images_of` with seed ``10_000 + seed``): ``m3vit-quantize --calib-mix``."""
+    n_scenes = (n + 1) // 2
+    if len(images) < n_scenes:
+        raise ValueError(f"a mixed calibration of {n} images needs {n_scenes} dataset images, got {len(images)}")
+    parts = [np.asarray(images[:n_scenes], dtype=np.float64)]
     others = [k for k in IMAGE_KINDS if k != "scenes"]
     for i, other in enumerate(others):
         count = (n - n_scenes) // len(others) + (i < (n - n_scenes) % len(others))
@@ -181,15 +193,18 @@ def float_ranges(model: M3ViT, calib: np.ndarray, batch_size: int = 16) -> dict[
     return dict(arith.ranges)
 
 
-def quantize_with(model: M3ViT, calib: np.ndarray, mode: PrecisionMode, ranges: dict[str, float]) -> QuantizedModel:
+def quantize_with(model: M3ViT, calib: np.ndarray, mode: PrecisionMode, ranges: dict[str, float],
+                  headroom: int | None = None, rounding: str | None = None) -> QuantizedModel:
     """``quantize_model(model, calib, mode)`` with the float pass's ``ranges`` given: the same steps (formats,
-    the mode's default weight scales, its default rounding, build) and so the same integers."""
+    the mode's default weight scales, its default rounding and headroom, build) and so the same integers;
+    ``headroom`` / ``rounding`` other than None override the mode's defaults."""
     cfg = model.cfg
     params = float_params(model.eval())
-    spec = QuantSpec.from_ranges(cfg, mode, ranges, weight_ranges(params, weight_names(cfg)))
+    spec = QuantSpec.from_ranges(cfg, mode, ranges, weight_ranges(params, weight_names(cfg)),
+                                 resolve_headroom(mode, headroom))
     if resolve_weight_scales(mode, None) == "per-row":
         spec.row_fracs = row_fracs_for(params, spec, cfg)
-    rounding = resolve_weight_rounding(mode, None)
+    rounding = resolve_weight_rounding(mode, rounding)
     rounded = round_weights(params, spec, cfg, calib, rounding)
     spec.weight_rounding = rounding
     return QuantizedModel.build(model, spec, rounded)
@@ -242,10 +257,12 @@ def route_fidelity(model: M3ViT, qmodel: QuantizedModel, images: np.ndarray, bat
 
 
 def measure(generators: list[str], seeds: list[int], kinds: list[str], modes: list[str], cfg_name: str,
-            calib_n: int, val_n: int, log=print, save=lambda partial: None, calibration: str = "scenes") -> dict:
+            calib_n: int, val_n: int, log=print, save=lambda partial: None, calibration: str = "scenes",
+            headroom: int | None = None) -> dict:
     """Every (generator, seed, mode, image kind): token errors and per-task, per-layer routes; then the summary."""
     runs: list[dict] = []
-    out = {"config": cfg_name, "calibration": calibration, "calib_images": calib_n, "val_images_per_kind": val_n,
+    out = {"config": cfg_name, "calibration": calibration, "headroom": headroom, "calib_images": calib_n,
+           "val_images_per_kind": val_n,
            "generators": generators,
            "seeds": seeds, "image_kinds": kinds, "modes": modes, "runs": runs}
     for gen in generators:
@@ -255,7 +272,7 @@ def measure(generators: list[str], seeds: list[int], kinds: list[str], modes: li
             ranges = float_ranges(model, calib)
             vals = {k: images_of(k, model.cfg, val_n, seed) for k in kinds}
             for mode in modes:
-                qmodel = quantize_with(model, calib, mode_of(mode), ranges)
+                qmodel = quantize_with(model, calib, mode_of(mode), ranges, headroom)
                 for kind, val in vals.items():
                     res = route_fidelity(model, qmodel, val)
                     runs.append({"generator": gen, "seed": seed, "mode": mode, "images": kind, **res})

@@ -30,6 +30,7 @@ from .spec import (
     PrecisionMode,
     QuantSpec,
     get_mode,
+    resolve_headroom,
     resolve_weight_rounding,
     resolve_weight_scales,
     weight_names,
@@ -37,16 +38,18 @@ from .spec import (
 
 
 def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMode | str,
-              batch_size: int = 16, weight_scales: str | None = None) -> QuantSpec:
+              batch_size: int = 16, weight_scales: str | None = None, headroom: int | None = None) -> QuantSpec:
     """Formats for every point from the ranges seen on ``images`` (all tasks).
 
     ``weight_scales="per-row"`` also gives every output row of each linear weight matrix its own
     power-of-two format (``spec.row_fracs``, NUMERICS.md §1). None: the mode's own (``w16a16e8``
     implies per-row), else its default (per-row for w8a8, per-tensor for w16a16); asking a mode for other
-    scales than it implies is an error.
+    scales than it implies is an error. ``headroom``: fractional bits taken off every activation format of at
+    least 16 bits (NUMERICS.md §1); None: the mode's default (1 where activations are 16-bit, 0 for w8a8).
     """
     mode = get_mode(mode) if isinstance(mode, str) else mode
     weight_scales = resolve_weight_scales(mode, weight_scales)
+    headroom = resolve_headroom(mode, headroom)
     cfg = model.cfg
     params = float_params(model)
     arith = FloatArith(params, cfg.ln_eps)
@@ -54,7 +57,7 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
     for t in range(len(cfg.tasks)):
         for start in range(0, len(images), batch_size):
             run_backbone(arith, cfg, images[start : start + batch_size], t)
-    spec = QuantSpec.from_ranges(cfg, mode, dict(arith.ranges), weight_ranges(params, weight_names(cfg)))
+    spec = QuantSpec.from_ranges(cfg, mode, dict(arith.ranges), weight_ranges(params, weight_names(cfg)), headroom)
     if weight_scales == "per-row":
         spec.row_fracs = row_fracs_for(params, spec, cfg)
     return spec
@@ -62,13 +65,13 @@ def calibrate(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMo
 
 def quantize_model(model: M3ViT, images: torch.Tensor | np.ndarray, mode: PrecisionMode | str,
                    weight_scales: str | None = None, weight_rounding: str | None = None,
-                   progress: bool = False) -> QuantizedModel:
+                   progress: bool = False, headroom: int | None = None) -> QuantizedModel:
     """Calibrate on ``images``, put every weight on its grid (``weight_rounding``: ``nearest`` or ``gptq``; None:
     the mode's default: GPTQ where weights are 8-bit, w8a8 / w8a16 / w16a16e8), and build the integer model: what
-    ``m3vit-quantize`` exports."""
+    ``m3vit-quantize`` exports. ``headroom``: :func:`calibrate`'s."""
     mode = get_mode(mode) if isinstance(mode, str) else mode
     rounding = resolve_weight_rounding(mode, weight_rounding)
-    spec = calibrate(model, images, mode, weight_scales=weight_scales)
+    spec = calibrate(model, images, mode, weight_scales=weight_scales, headroom=headroom)
     params = round_weights(float_params(model.eval()), spec, model.cfg, np.asarray(images, dtype=np.float64),
                            rounding, progress=progress)
     spec.weight_rounding = rounding

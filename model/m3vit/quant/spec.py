@@ -37,6 +37,11 @@ class PrecisionMode:
     # which grid point each weight takes when none is asked for (NUMERICS.md §1, §7.1): GPTQ where weights are
     # 8-bit (it pays there: W8/A8's token error 0.335 -> 0.279 on Edge-MoE-like m3vit-tiny), nearest otherwise
     default_weight_rounding: str = "nearest"
+    # calibration headroom (NUMERICS.md §1): fractional bits taken off every activation format of at least
+    # HEADROOM_MIN_BITS bits, so inputs unlike the calibration images up to 2^headroom times its ranges do not
+    # saturate. 1 for the modes with 16-bit activations, where it removes the saturation of images unlike the
+    # calibration scenes at the cost of one bit of 15+ (NUMERICS.md §7.1); 0 for w8a8 (not measured there)
+    default_headroom: int = 0
 
     def weight_bits_of(self, name: str) -> int:
         """Width of weight tensor ``name`` (a ``weight_names`` entry) in this mode."""
@@ -61,18 +66,19 @@ MODES = {
     "w8a8": PrecisionMode("w8a8", weight_bits=8, act_bits=8, resid_bits=16, internal_bits=16, bias_bits=32,
                           acc_bits=32, default_weight_scales="per-row", default_weight_rounding="gptq"),
     "w16a16": PrecisionMode("w16a16", weight_bits=16, act_bits=16, resid_bits=24, internal_bits=24, bias_bits=48,
-                            acc_bits=48),
+                            acc_bits=48, default_headroom=1),
     # W16/A16's activation, residual, internal, bias and accumulator widths with every weight 8-bit (per-row scales,
     # GPTQ rounding): W8/A8's weight bytes, and the measured way to route >= 97% of tokens like float on
     # Edge-MoE-like weights and scenes, tasks averaged (not in the worst case over generators and image kinds:
     # NUMERICS.md §2, §7.1); W8xA16 MACs (no INT8 packing)
     "w8a16": PrecisionMode("w8a16", weight_bits=8, act_bits=16, resid_bits=24, internal_bits=24, bias_bits=48,
-                           acc_bits=48, default_weight_scales="per-row", default_weight_rounding="gptq"),
+                           acc_bits=48, default_weight_scales="per-row", default_weight_rounding="gptq",
+                           default_headroom=1),
     # W16/A16 widths everywhere but the expert matrices, which stay 8-bit with per-row power-of-two scales
     # (NUMERICS.md §2, §7.1: the measured way to route >= 97% of tokens like float on Edge-MoE-like weights).
     "w16a16e8": PrecisionMode("w16a16e8", weight_bits=16, act_bits=16, resid_bits=24, internal_bits=24,
                               bias_bits=48, acc_bits=48, expert_weight_bits=8, weight_scales="per-row",
-                              default_weight_rounding="gptq"),
+                              default_weight_rounding="gptq", default_headroom=1),
 }
 
 
@@ -128,9 +134,34 @@ def resolve_weight_rounding(mode: PrecisionMode, asked: str | None) -> str:
     return asked or mode.default_weight_rounding
 
 
+MAX_HEADROOM = 8  # beyond this the formats lose more than half of a 16-bit code's bits: a typo, not a plan
+
+
+def resolve_headroom(mode: PrecisionMode, asked: int | None) -> int:
+    """The calibration headroom of a quantization: ``asked``, else the mode's ``default_headroom``."""
+    if asked is None:
+        return mode.default_headroom
+    if not 0 <= asked <= MAX_HEADROOM:
+        raise ValueError(f"calibration headroom must be 0..{MAX_HEADROOM} bits, got {asked}")
+    return int(asked)
+
+
 def linear_weight_names(cfg: ModelConfig) -> list[str]:
     """The weight matrices of the linear unit (``per-row`` weight scales apply to these, not to LayerNorm gains)."""
     return [n for n in weight_names(cfg) if n.endswith(".w")]
+
+
+HEADROOM_MIN_BITS = 16  # calibration headroom applies to activation formats at least this wide (NUMERICS.md §1)
+
+
+def activation_format(max_abs: float, bits: int, headroom: int = 0) -> QFormat:
+    """An activation point's format: §1's rule for the calibrated maximum, then (formats of at least
+    ``HEADROOM_MIN_BITS`` bits) ``headroom`` fractional bits fewer, so values up to ``2^headroom`` times the
+    calibrated maximum still fit (8-bit formats have no bits to spare and keep the rule as is)."""
+    if headroom < 0:
+        raise ValueError(f"calibration headroom must be >= 0 bits, got {headroom}")
+    fmt = format_for(max_abs, bits)
+    return QFormat(bits, fmt.frac - headroom) if bits >= HEADROOM_MIN_BITS else fmt
 
 
 def width(mode: PrecisionMode, cls: str) -> int:
@@ -149,6 +180,8 @@ class QuantSpec:
     row_fracs: dict[str, np.ndarray] = field(default_factory=dict)
     # How the weights were put on their grid (provenance only: the integers are the pack's either way)
     weight_rounding: str = "nearest"
+    # Calibration headroom bits of the activation formats (provenance only: the formats are the pack's)
+    headroom: int = 0
 
     @property
     def weight_scales(self) -> str:
@@ -156,14 +189,14 @@ class QuantSpec:
 
     @classmethod
     def from_ranges(cls, cfg: ModelConfig, mode: PrecisionMode, act_max: dict[str, float],
-                    weight_max: dict[str, float]) -> QuantSpec:
+                    weight_max: dict[str, float], headroom: int = 0) -> QuantSpec:
         points = activation_points(cfg)
         missing = [p for p in points if p not in act_max]
         if missing:
             raise ValueError(f"calibration saw no values at {missing[:5]}{'...' if len(missing) > 5 else ''}")
-        acts = {p: format_for(act_max[p], width(mode, c)) for p, c in points.items()}
+        acts = {p: activation_format(act_max[p], width(mode, c), headroom) for p, c in points.items()}
         weights = {n: format_for(weight_max[n], mode.weight_bits_of(n)) for n in weight_names(cfg)}
-        return cls(mode, acts, weights)
+        return cls(mode, acts, weights, headroom=headroom)
 
     def to_dict(self) -> dict:
         out = {"mode": self.mode.name,
@@ -174,6 +207,8 @@ class QuantSpec:
             out["row_fracs"] = {k: np.asarray(v).tolist() for k, v in self.row_fracs.items()}
         if self.weight_rounding != "nearest":
             out["weight_rounding"] = self.weight_rounding
+        if self.headroom:
+            out["activation_headroom"] = self.headroom
         return out
 
     @classmethod
@@ -193,8 +228,11 @@ class QuantSpec:
         rounding = d.get("weight_rounding", "nearest")
         if rounding not in WEIGHT_ROUNDINGS:
             raise ValueError(f"unknown weight_rounding {rounding!r}; choose one of {list(WEIGHT_ROUNDINGS)}")
+        headroom = d.get("activation_headroom", 0)
+        if not isinstance(headroom, int) or isinstance(headroom, bool) or not 0 <= headroom <= MAX_HEADROOM:
+            raise ValueError(f"activation_headroom should be an integer 0..{MAX_HEADROOM}, got {headroom!r}")
         return cls(mode, {k: QFormat.from_dict(v) for k, v in d["activations"].items()},
-                   {k: QFormat.from_dict(v) for k, v in d["weights"].items()}, row_fracs, rounding)
+                   {k: QFormat.from_dict(v) for k, v in d["weights"].items()}, row_fracs, rounding, headroom)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
