@@ -48,6 +48,7 @@ PROBE_CONSTANTS = (
     "QK_SUM_BITS", "EXP_W_BITS", "AV_SUM_BITS", "AV_LANE_COLS", "AV_PASSES", "QK_INTERLEAVE", "ATTN_SUPER",
     "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
+    "RES_SUM_BITS", "GELU_Y_BITS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
@@ -379,16 +380,18 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
                 f"placer: a write-enable decode per weight bank ({banks} banks × {c['WEIGHT_PORTS']} beats × 2), "
                 "reader/placer address logic 6k"))
     rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
-    r64, _ = requant_lut(units, 64)
+    rs = c["RES_SUM_BITS"]  # the residual add's aligned operands and sum (fx.h residual_add)
+    r_add, _ = requant_lut(units, rs)
+    r_gelu, _ = requant_lut(units, c["GELU_Y_BITS"])  # gelu.h gelu_epi's y
     g = units["gelu"]
     g_lanes = int(g["parameters"]["LANES"])
-    per_lane = rq + 2 * shifter_lut(64) + r64 + round(g["LUT"] / g_lanes) + r64 + c["BIAS_BITS"] + 1
+    per_lane = rq + 2 * shifter_lut(rs) + r_add + round(g["LUT"] / g_lanes) + r_gelu + c["BIAS_BITS"] + 1
     out.append(("linear unit: accumulators + epilogue", c["LANES"] * per_lane, "yosys+rule",
                 f"per output lane ({c['LANES']}): one requantizer shared by every kind, the embedding's included "
                 f"(EPI_IN_BITS={c['EPI_IN_BITS']}: {rq}, {rq_rule}) after its position adder ({c['BIAS_BITS'] + 1}), "
-                f"the residual add's two 64-bit shifts ({shifter_lut(64)} each, rule) and 64-bit requantize "
-                f"({r64}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its 64-bit requantize "
-                f"({r64})"))
+                f"the residual add's two RES_SUM_BITS={rs} shifts ({shifter_lut(rs)} each, rule) and "
+                f"{rs}-bit requantize ({r_add}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its "
+                f"GELU_Y_BITS={c['GELU_Y_BITS']} requantize ({r_gelu})"))
     qk_adders = c["ATTN_LANES"] * (c["HEAD_DIM"] - 1) * c["QK_SUM_BITS"]
     rq_int, _ = requant_lut(units, c["QK_SUM_BITS"])
     e2 = 345  # per exp2_neg copy: yosys m3vit-tiny top by_unit, 10,692 LUT / 31 copies (rtl/README.md)
@@ -414,8 +417,12 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     out.append(("moe: router, top-k, queues", md["LUT"] + divider_lut(64), "yosys+rule",
                 f"yosys moe_dispatch (E={md['parameters']['E']}, K={md['parameters']['K']}); the gate softmax's "
                 "64-bit divider"))
-    out.append(("moe: combine accumulator", c["LANES"] * (c["MOE_ACC_BITS"] + rq), "rule",
-                f"per lane a {c['MOE_ACC_BITS']}-bit adder and the finish requantizer"))
+    r_moe, _ = requant_lut(units, c["MOE_ACC_BITS"])
+    out.append(("moe: combine accumulator", c["LANES"] * (c["MOE_ACC_BITS"] + r_moe + 2 * shifter_lut(rs) + r_add),
+                "yosys+rule",
+                f"per lane ({c['LANES']}) a {c['MOE_ACC_BITS']}-bit adder, the finish's MOE_ACC_BITS requantizer "
+                f"({r_moe}) and its residual add (two RES_SUM_BITS={rs} shifts {shifter_lut(rs)} each, "
+                f"{rs}-bit requantize {r_add}: moe_finish)"))
     out.append(("control, AXI, loops", 3 * 728 + 2 * 918 + 433 + 15000, "yosys+rule",
                 "3 weight readers (yosys axi_burst_reader 728), 2 writers (axi_burst_writer 918), s_axi control "
                 "(433); loop counters, address generators and FSMs of ≈40 pipelined loops 15k (rule)"))
