@@ -184,6 +184,21 @@ inline int64_t div_round(int64_t num, int64_t den) {
     return q;
 }
 
+// div_round(num, den) for 0 <= num < 2^(N-1) and 0 < den < 2^(D-1) (N- and D-bit signed operands), the quotient known
+// to fit Q bits: floor((2·num + den) / (2·den)) by one (N + 1)-bit / D-bit unsigned divider in the operands' widths,
+// not a 64-bit signed one (the softmax reciprocal, LayerNorm's 1/root). Bit-exact with div_round.
+template <int Q, int N, int D>
+inline sint<Q> div_round_pos(const sint<N>& num, const sint<D>& den) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    const ap_uint<N + 1> n2 = (ap_uint<N + 1>(num) << 1) + ap_uint<N + 1>(den);
+    const ap_uint<D> d2 = ap_uint<D>(den) << 1;
+    return sint<Q>(n2 / d2);
+#else
+    return sint<Q>(div_round(int64_t(num), int64_t(den)));
+#endif
+}
+
 // floor(sqrt(v)) for 0 <= v < 2^62, bit by bit (32 stages, no float): unrolled, so a caller's
 // pipelined loop takes one argument per cycle (LayerNorm's per-row scale).
 inline int64_t isqrt(int64_t v) {
