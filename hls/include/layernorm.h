@@ -74,8 +74,11 @@ LN_STATS:
         for (int l = 0; l < LN_LANES; ++l) {
 #pragma HLS UNROLL
             const int i = b * LN_LANES + l;
-            const int64_t v = i < d ? saturate(round_shift(int64_t(x[int64_t(r) * d + i]), p.in_shift), LN_IN_BITS) : 0;
-            beat.v[l] = sint<LN_IN_BITS>(v);
+            // into LN_IN_BITS at in_shift (>= 0): one requantizer of the input's width per lane, not a 64-bit one
+            constexpr int XB = bits_of<X_T>::value;
+            const sint<LN_IN_BITS> v =
+                i < d ? requant<LN_IN_BITS, XB>(sint<XB>(x[int64_t(r) * d + i]), p.in_shift) : sint<LN_IN_BITS>(0);
+            beat.v[l] = v;
             s1l[l] = (b == 0 ? 0 : s1l[l]) + v;
             s2l[l] = (b == 0 ? 0 : s2l[l]) + mul_exact<LN_IN_BITS, LN_IN_BITS>(beat.v[l], beat.v[l]);
         }
