@@ -105,6 +105,23 @@ int m3v_load_program(const uint32_t* words, uint32_t count) {
                             std::to_string(want) + ": build it for the same model config");
     if (words[H_DEPTH] != uint32_t(DEPTH) || words[H_NUM_TASKS] != uint32_t(NUM_TASKS))
         return fail(-1, "layer program is for another depth or task count than this build");
+    // The residual adds' alignments and the GELU input's fraction: the datapath is sized for these ranges (fx.h
+    // residual_add, gelu.h gelu_epi; m3vit.hw.gen.program refuses a pack outside them).
+    for (int l = 0; l < DEPTH; ++l) {
+        const uint32_t* L = words + HEADER_WORDS + l * LAYER_WORDS;
+        const int lsh[4] = {int32_t(L[L_MID_X_LSH]), int32_t(L[L_MID_Y_LSH]), int32_t(L[L_OUT_X_LSH]),
+                            int32_t(L[L_OUT_Y_LSH])};
+        for (int a : lsh)
+            if (a < 0 || a > RES_ALIGN_MAX)
+                return fail(-1, "layer " + std::to_string(l) + ": residual-add alignment " + std::to_string(a) +
+                                    " outside [0, " + std::to_string(RES_ALIGN_MAX) +
+                                    "]: rebuild the program with m3vit.hw.gen.program");
+        const int xf = int32_t(L[L[L_IS_MOE] ? L_EGELU_IN_FRAC : L_GELU_IN_FRAC]);
+        if (xf < GELU_XF_MIN || xf > GELU_XF_MAX)
+            return fail(-1, "layer " + std::to_string(l) + ": GELU input fraction " + std::to_string(xf) +
+                                " outside [" + std::to_string(GELU_XF_MIN) + ", " + std::to_string(GELU_XF_MAX) +
+                                "]: rebuild the program with m3vit.hw.gen.program");
+    }
     if (per_row) {  // the loader reads each block's shifts by 128-bit beats from these offsets and strides
         const uint32_t* rs = words + base;
         if (rs[RS_PATCH_RS] != NO_ROW_SHIFT && rs[RS_PATCH_RS] % 16)

@@ -21,7 +21,7 @@ void attend_row(const int64_t* scores, int n, int s_frac, const SoftmaxStats& st
     int64_t acc[HEAD_DIM > 64 ? HEAD_DIM : 64];
 #pragma HLS ARRAY_PARTITION variable = acc complete
     for (int c = 0; c < hd; ++c) acc[c] = 0;
-    const int64_t inv = softmax_reciprocal(st.s);
+    const int64_t inv = div_round(int64_t(1) << (EXP_OUT_FRAC + INV_FRAC), st.s);  // op-level: up to 2^20 keys
 AV_KEYS:
     for (int j = 0; j < n; ++j) {
 #pragma HLS PIPELINE II = 1
@@ -101,8 +101,9 @@ QK_KEYS:
 #pragma HLS BIND_OP variable = prod op = mul impl = fabric
                     acc += qk_sum_t(prod);
                 }
-                const int64_t a = requantize(int64_t(acc), p.scores_shift, INTERNAL_BITS);
-                sc[row][j] = int_t(a);
+                // the score requantizer at the sum's width (QK_SUM_BITS), not 64 bits
+                const int_t a = requant<INTERNAL_BITS, QK_SUM_BITS>(acc, p.scores_shift);
+                sc[row][j] = a;
                 if (j == 0)
                     st[row] = softmax_first(a);
                 else
@@ -125,7 +126,7 @@ void av_subgroup(const int_t sc[ATTN_SUPER][N_TOK], const SoftmaxStats st[ATTN_S
 AV_INIT:
     for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS PIPELINE II = 1
-        inv[l] = sint<INV_BITS>(l < lanes ? softmax_reciprocal(st[s0 + l].s) : 0);
+        inv[l] = l < lanes ? softmax_reciprocal<SM_N_MAX>(sint<SM_S_BITS>(st[s0 + l].s)) : sint<INV_BITS>(0);
         for (int c = 0; c < HEAD_DIM; ++c) acc[l][c] = 0;
     }
     int pass = 0, j = 0;

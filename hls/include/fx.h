@@ -138,6 +138,30 @@ inline sint<OUT> requant(const sint<IN>& x, int shift) {
 #endif
 }
 
+// x · 2^s for 0 <= s, the result known to fit W bits (the caller's bound): a W-bit shifter, not a 64-bit one.
+template <int W, int IN>
+inline sint<W> shl_to(const sint<IN>& x, int s) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    return sint<W>(sint<W>(x) << s);
+#else
+    return sint<W>(shl(int64_t(x), s));
+#endif
+}
+
+// The residual add (NUMERICS.md §4.6), out = requant(x·2^x_lsh + y·2^y_lsh, shift, RESID_BITS), in the widths the
+// program guarantees: both alignments in [0, RES_ALIGN_MAX] (m3vit.hw.gen.program refuses a pack outside), so each
+// aligned operand is below 2^(RESID_BITS - 1 + RES_ALIGN_MAX) and the sum fits RES_SUM_BITS — two RES_SUM_BITS
+// shifters and one RES_SUM_BITS requantizer per lane instead of 64-bit ones. Bit-exact with the 64-bit form.
+constexpr int RES_SUM_BITS = RESID_BITS + RES_ALIGN_MAX + 1;
+inline sint<RESID_BITS> residual_add(const sint<RESID_BITS>& x, const sint<RESID_BITS>& y, int x_lsh, int y_lsh,
+                                     int shift) {
+#pragma HLS INLINE
+    typedef sint<RES_SUM_BITS> sum_t;
+    const sum_t s = sum_t(shl_to<RES_SUM_BITS, RESID_BITS>(x, x_lsh) + shl_to<RES_SUM_BITS, RESID_BITS>(y, y_lsh));
+    return requant<RESID_BITS, RES_SUM_BITS>(s, shift);
+}
+
 // An IN-bit value saturated into OUT <= IN bits (the epilogue's one shared requantizer, then each kind's width):
 // requant<OUT>(x, s) == clamp_to<OUT>(requant<IN2>(x, s)) for OUT <= IN2, the saturations being nested.
 template <int OUT, int IN>
@@ -158,6 +182,21 @@ inline int64_t div_round(int64_t num, int64_t den) {
     int64_t q = n2 / d2;
     if ((n2 % d2 != 0) && ((n2 < 0) != (d2 < 0))) q -= 1;  // floor division
     return q;
+}
+
+// div_round(num, den) for 0 <= num < 2^(N-1) and 0 < den < 2^(D-1) (N- and D-bit signed operands), the quotient known
+// to fit Q bits: floor((2·num + den) / (2·den)) by one (N + 1)-bit / D-bit unsigned divider in the operands' widths,
+// not a 64-bit signed one (the softmax reciprocal, LayerNorm's 1/root). Bit-exact with div_round.
+template <int Q, int N, int D>
+inline sint<Q> div_round_pos(const sint<N>& num, const sint<D>& den) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    const ap_uint<N + 1> n2 = (ap_uint<N + 1>(num) << 1) + ap_uint<N + 1>(den);
+    const ap_uint<D> d2 = ap_uint<D>(den) << 1;
+    return sint<Q>(n2 / d2);
+#else
+    return sint<Q>(div_round(int64_t(num), int64_t(den)));
+#endif
 }
 
 // floor(sqrt(v)) for 0 <= v < 2^62, bit by bit (32 stages, no float): unrolled, so a caller's

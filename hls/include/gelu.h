@@ -38,3 +38,56 @@ inline int64_t gelu(int64_t x, int x_frac, int out_shift, int out_bits) {
 }
 
 }  // namespace m3v
+
+namespace m3v {
+
+// The epilogue's GELU (fc1 / e1 output, an int_t with x_frac fractional bits, into act_t), in the widths the
+// program guarantees (m3vit.hw.gen.program refuses a GELU input format outside GELU_XF_MIN .. GELU_XF_MAX):
+// x_align = max(0, DELTA_FRAC − x_frac) <= GELU_ALIGN_MAX and δ·2^delta_align < 2^(GELU_Y_BITS − 1) (δ >= 0 is below
+// 2^GELU_DELTA_BITS), so y = max(x, 0)·2^x_align − δ·2^delta_align, a difference of two values in [0, 2^(Y−1)),
+// fits GELU_Y_BITS; the table index needs at most GELU_STEP_BITS − GELU_XF_MIN more bits than |x|. One
+// GELU_Y_BITS-wide requantizer per lane instead of a 64-bit one; bit-exact with gelu<> (the native C-sim runs that).
+constexpr int GELU_Y_BITS = INTERNAL_BITS + GELU_ALIGN_MAX;
+constexpr int GELU_XF_MIN = DELTA_FRAC - GELU_ALIGN_MAX;
+constexpr int GELU_XF_MAX = DELTA_FRAC + GELU_Y_BITS - 1 - GELU_DELTA_BITS;
+constexpr int GELU_IDX_BITS = INTERNAL_BITS + 1 + (GELU_STEP_BITS > GELU_XF_MIN ? GELU_STEP_BITS - GELU_XF_MIN : 0);
+constexpr int GELU_MAG_BITS = INTERNAL_BITS + 1;  // |x| <= 2^(INTERNAL_BITS - 1); the remainder (<= |x|) too
+constexpr int GELU_STEP_PROD_BITS = GELU_DIFF_BITS + GELU_MAG_BITS;
+
+inline act_t gelu_epi(const int_t& x, int x_frac, int out_shift) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    typedef ap_int<GELU_MAG_BITS> mag_t;
+    typedef ap_int<GELU_IDX_BITS> idx_t;
+    typedef ap_int<GELU_Y_BITS> y_t;
+    const mag_t u = x < 0 ? mag_t(-mag_t(x)) : mag_t(x);
+    const int shift = x_frac - GELU_STEP_BITS;
+    idx_t idx;
+    mag_t rem = 0;
+    int sh = 0;
+    if (shift >= 0) {
+        const mag_t q = u >> shift;  // shift >= GELU_MAG_BITS: 0 (u >= 0)
+        idx = q;
+        rem = mag_t(u - mag_t(q << shift));
+        sh = shift;
+    } else {
+        idx = idx_t(idx_t(u) << (-shift));  // -shift <= GELU_STEP_BITS - GELU_XF_MIN
+    }
+    ap_int<GELU_DELTA_BITS + 1> delta = 0;
+    if (idx < GELU_TABLE_SIZE - 1) {
+        const int t0 = GELU_DELTA[int(idx)], t1 = GELU_DELTA[int(idx) + 1];
+        const sint<GELU_STEP_PROD_BITS> step =
+            mul_exact<GELU_DIFF_BITS, GELU_MAG_BITS>(sint<GELU_DIFF_BITS>(t1 - t0), sint<GELU_MAG_BITS>(rem));
+        // round half up at sh (requant<>: any sh >= 0); |result| <= |t1 − t0| < 2^(GELU_DIFF_BITS − 1): no saturation
+        delta = t0 + requant<GELU_DIFF_BITS, GELU_STEP_PROD_BITS>(step, sh);
+    }
+    const int work = x_frac > DELTA_FRAC ? x_frac : DELTA_FRAC;
+    const y_t y = y_t(shl_to<GELU_Y_BITS, INTERNAL_BITS>(x > 0 ? x : int_t(0), work - x_frac) -
+                      shl_to<GELU_Y_BITS, GELU_DELTA_BITS + 1>(delta, work - DELTA_FRAC));
+    return requant<ACT_BITS, GELU_Y_BITS>(y, out_shift);
+#else
+    return act_t(gelu<INTERNAL_BITS>(int64_t(x), x_frac, out_shift, ACT_BITS));
+#endif
+}
+
+}  // namespace m3v

@@ -35,6 +35,8 @@ struct LnScale {
 // |s1| <= D·2^(LN_IN_BITS-1), s2 <= D·2^(2·LN_IN_BITS-2); |D·x - s1| <= D·2^LN_IN_BITS; 1 <= recip <= 2^LN_RECIP_FRAC;
 // |D·x - s1| <= sqrt(D-1)·sqrt(D·s2 - s1²) (the largest deviation) and root >= sqrt(...)/2, so the normalised value
 // |norm| < 2·sqrt(D)·2^(LN_NORM_FRAC+1) (+1 for rounding) — each product one narrow multiplier.
+// v = D·s2 − s1² + eps_term < 2^LN_V_BITS (NUMERICS.md §4.5: hwconst's in_shift rule), so root < 2^26.
+constexpr int LN_V_BITS = 52;
 template <int D_MAX>
 struct LnBits {
     static constexpr int LOG_D = ilog2(2 * D_MAX - 1);  // ceil(log2 D_MAX)
@@ -44,11 +46,14 @@ struct LnBits {
     static constexpr int CENTRED = LN_IN_BITS + LOG_D + 2;
     static constexpr int RECIP = LN_RECIP_FRAC + 2;
     static constexpr int NORM = LN_NORM_FRAC + 2 + (LOG_D + 1) / 2 + 2;
+    static constexpr int ROOT = LN_V_BITS / 2 + 1;            // isqrt(v) < 2^(LN_V_BITS/2) (signed)
+    static constexpr int RECIP_NUM = LN_RECIP_FRAC + 2;       // 2^LN_RECIP_FRAC (signed)
 };
 // the top's LayerNorms (D = DIM): what m3vit.hw.estimate.hls_estimate reads
 constexpr int LN_D_BITS = LnBits<DIM>::D, LN_S1_BITS = LnBits<DIM>::S1, LN_S2_BITS = LnBits<DIM>::S2;
 constexpr int LN_CENTRED_BITS = LnBits<DIM>::CENTRED, LN_RECIP_BITS = LnBits<DIM>::RECIP;
 constexpr int LN_NORM_BITS = LnBits<DIM>::NORM;
+constexpr int LN_ROOT_BITS = LnBits<DIM>::ROOT, LN_RECIP_NUM_BITS = LnBits<DIM>::RECIP_NUM;
 
 // LOOP_TRIPCOUNTs (reports only): the top's LayerNorms run a batch's rows of DIM features.
 constexpr int LN_ROWS_TC = ROWS_MAX;
@@ -69,8 +74,11 @@ LN_STATS:
         for (int l = 0; l < LN_LANES; ++l) {
 #pragma HLS UNROLL
             const int i = b * LN_LANES + l;
-            const int64_t v = i < d ? saturate(round_shift(int64_t(x[int64_t(r) * d + i]), p.in_shift), LN_IN_BITS) : 0;
-            beat.v[l] = sint<LN_IN_BITS>(v);
+            // into LN_IN_BITS at in_shift (>= 0): one requantizer of the input's width per lane, not a 64-bit one
+            constexpr int XB = bits_of<X_T>::value;
+            const sint<LN_IN_BITS> v =
+                i < d ? requant<LN_IN_BITS, XB>(sint<XB>(x[int64_t(r) * d + i]), p.in_shift) : sint<LN_IN_BITS>(0);
+            beat.v[l] = v;
             s1l[l] = (b == 0 ? 0 : s1l[l]) + v;
             s2l[l] = (b == 0 ? 0 : s2l[l]) + mul_exact<LN_IN_BITS, LN_IN_BITS>(beat.v[l], beat.v[l]);
         }
@@ -101,7 +109,10 @@ LN_SCALE:
         const int64_t ds2 = int64_t(mul_exact<B::D, B::S2>(sint<B::D>(d), sint<B::S2>(s.s2)));
         int64_t root = isqrt(ds2 - int64_t(mul_exact<B::S1, B::S1>(s1, s1)) + p.eps_term);
         if (root < 1) root = 1;
-        const LnScale out = {s.s1, div_round(int64_t(1) << LN_RECIP_FRAC, root)};
+        // 1/root: one RECIP_NUM / ROOT-bit divider (div_round_pos), not a 64-bit one
+        const sint<B::RECIP> recip = div_round_pos<B::RECIP, B::RECIP_NUM, B::ROOT>(
+            sint<B::RECIP_NUM>(sint<B::RECIP_NUM>(1) << LN_RECIP_FRAC), sint<B::ROOT>(root));
+        const LnScale out = {s.s1, int64_t(recip)};
         scales.write(out);
     }
 }

@@ -56,9 +56,15 @@ inline void softmax_update(SoftmaxStats& st, int64_t a, int a_frac) {
     }
 }
 
-// 1/s with INV_FRAC fractional bits (s >= 1.0, so at most 2^INV_FRAC: 17 unsigned bits).
-inline int64_t softmax_reciprocal(int64_t s) {
-    return div_round(int64_t(1) << (EXP_OUT_FRAC + INV_FRAC), s);
+// 1/s with INV_FRAC fractional bits (s >= 1.0, so at most 2^INV_FRAC: 17 unsigned bits), s a running sum of at most
+// N_MAX keys (SmBits<N_MAX>::S bits): one SM_RECIP_NUM_BITS / S-bit divider (div_round_pos), not a 64-bit one.
+constexpr int SM_RECIP_NUM_BITS = EXP_OUT_FRAC + INV_FRAC + 2;  // 2^(EXP_OUT_FRAC + INV_FRAC), signed
+constexpr int GATE_S_BITS = SmBits<EXPERTS>::S;  // the top's gate softmax (route_tokens<EXPERTS>): its divider
+template <int N_MAX = SM_N_MAX>
+inline sint<INV_BITS> softmax_reciprocal(const sint<SmBits<N_MAX>::S>& s) {
+#pragma HLS INLINE
+    return div_round_pos<INV_BITS, SM_RECIP_NUM_BITS, SmBits<N_MAX>::S>(
+        sint<SM_RECIP_NUM_BITS>(sint<SM_RECIP_NUM_BITS>(1) << (EXP_OUT_FRAC + INV_FRAC)), s);
 }
 
 // V-MoE gate values of the chosen experts: softmax over all `e` logits (ascending), taken at
@@ -72,12 +78,12 @@ GATE_STATS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
         softmax_update<SM_N_MAX>(st, logits[j], l_frac);
     }
-    const int64_t inv = softmax_reciprocal(st.s);
+    const sint<INV_BITS> inv = softmax_reciprocal<E_MAX>(sint<SmBits<E_MAX>::S>(st.s));
 GATE_PICK:
     for (int i = 0; i < k; ++i) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
         const int64_t x = exp2_neg(logits[top[i]] - st.m, l_frac);
-        const sint<EXP_W_BITS + INV_BITS> g = mul_exact<EXP_W_BITS, INV_BITS>(sint<EXP_W_BITS>(x), sint<INV_BITS>(inv));
+        const sint<EXP_W_BITS + INV_BITS> g = mul_exact<EXP_W_BITS, INV_BITS>(sint<EXP_W_BITS>(x), inv);
         gates[i] = round_shift(g, EXP_OUT_FRAC + INV_FRAC - GATE_FRAC);
     }
 }

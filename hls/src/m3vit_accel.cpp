@@ -195,14 +195,14 @@ struct Epilogue {
             case EPI_STORE_LOGIT: {
                 const int_t v = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
                 logits[int64_t(r) * EXPERTS + n] = v;
-                dump_put(dump, d0, int64_t(r) * d_cols + n, int64_t(v));
+                dump_put(dump, d0, int64_t(r) * d_cols + n, v);
                 break;
             }
             case EPI_GELU: {
                 const int_t z = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
-                const int64_t g = gelu<INTERNAL_BITS>(int64_t(z), in_frac, gelu_shift, ACT_BITS);
-                hid[int64_t(r) * HIDDEN_MAX + n] = act_t(g);
-                dump_put(dump, d0, (row0 + r) * d_cols + n, int64_t(z));
+                const act_t g = gelu_epi(z, in_frac, gelu_shift);
+                hid[int64_t(r) * HIDDEN_MAX + n] = g;
+                dump_put(dump, d0, (row0 + r) * d_cols + n, z);
                 dump_put(dump, d1, (row0 + r) * d_cols + n, g);
                 break;
             }
@@ -210,13 +210,13 @@ struct Epilogue {
             case EPI_RES_OUT: {
                 const res_t b = clamp_to<RESID_BITS, EPI_BITS>(q);
                 const int64_t i = int64_t(r) * DIM + n;
-                const int64_t x = kind == EPI_RES_MID ? int64_t(x_res[i]) : int64_t(x_mid[i]);
-                const int64_t s = requantize(shl(x, x_lsh) + shl(int64_t(b), y_lsh), add_shift, RESID_BITS);
+                const res_t x = kind == EPI_RES_MID ? x_res[i] : x_mid[i];
+                const res_t s = residual_add(x, b, x_lsh, y_lsh, add_shift);
                 if (kind == EPI_RES_MID)
-                    x_mid[i] = res_t(s);
+                    x_mid[i] = s;
                 else
-                    x_res[i] = res_t(s);
-                dump_put(dump, d0, i, int64_t(b));
+                    x_res[i] = s;
+                dump_put(dump, d0, i, b);
                 dump_put(dump, d1, i, s);
                 break;
             }
@@ -230,7 +230,7 @@ struct Epilogue {
                 const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
                 const gate_t gp = gates[q_at + r];
                 moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(mul_exact<GATE_BITS, RESID_BITS>(gp, v)));
-                dump_put(dump, d0, (row0 + r) * DIM + n, int64_t(v));
+                dump_put(dump, d0, (row0 + r) * DIM + n, v);
                 break;
             }
             case EPI_QKV: {
@@ -596,10 +596,10 @@ MOE_FINISH:
 #pragma HLS UNROLL
             const int64_t i = i0 + l;
             if (i < values) {
-                const int64_t m = requantize(int64_t(moe_acc[i]), moe_shift, RESID_BITS);
+                const res_t m = requant<RESID_BITS, MOE_ACC_BITS>(moe_acc[i], moe_shift);
                 moe_acc[i] = 0;
-                const int64_t s = requantize(shl(int64_t(x_mid[i]), x_lsh) + shl(m, y_lsh), out_shift, RESID_BITS);
-                x_res[i] = res_t(s);
+                const res_t s = residual_add(x_mid[i], m, x_lsh, y_lsh, out_shift);
+                x_res[i] = s;
                 dump_put(dump, L[L_D_MOE], i, m);
                 dump_put(dump, L[L_D_OUT], i, s);
             }

@@ -125,6 +125,51 @@ def test_refuses_a_pack_of_another_mode_and_a_bad_task(micro_q):
         sim.set_task(9)
 
 
+def test_shift_ranges_the_datapath_is_sized_for(micro_q):
+    """The residual adds' alignments and the GELU input's fraction bound the epilogue's adder / requantizer widths
+    (RES_SUM_BITS, GELU_Y_BITS, not 64 bits): the program builder refuses a pack outside them with a clear error,
+    and so does the C ABI (a program built some other way)."""
+    import ctypes
+
+    from m3vit.hw.gen.program import (
+        HEADER_FIELDS,
+        LAYER_FIELDS,
+        ProgramError,
+        build_program,
+        gelu_frac_range,
+        res_align_max,
+    )
+    from m3vit.quant.spec import get_mode
+
+    mode, q, manifest = micro_q
+    sim = cached(q.cfg, mode)
+    pack = sim.load_pack(manifest)
+    m = get_mode(mode)
+    lo, hi = gelu_frac_range(m)
+    assert lo <= 16 <= hi and res_align_max(m) == m.resid_bits - 1
+    words, _ = build_program(pack)
+    dense = next(i for i in range(q.cfg.depth) if not q.cfg.is_moe(i))
+
+    for op, key, value, match in (("mid", "y_align", res_align_max(m) + 1, r"l\d\.mid: residual-add y_align"),
+                                  ("gelu", "x_frac", hi + 1, r"l\d\.gelu: GELU input has"),
+                                  ("gelu", "x_frac", lo - 1, r"l\d\.gelu: GELU input has")):
+        bad = copy.deepcopy(pack)
+        bad.manifest["hardware"]["layers"][dense]["ops"][op][key] = value
+        with pytest.raises(ProgramError, match=match):
+            build_program(bad)
+
+    def loads(w: np.ndarray) -> int:
+        return sim.lib.m3v_load_program(w.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), ctypes.c_uint32(w.size))
+
+    at = len(HEADER_FIELDS) + dense * len(LAYER_FIELDS)
+    for field, value, match in (("out_x_lsh", res_align_max(m) + 1, "residual-add alignment"),
+                                ("gelu_in_frac", hi + 1, "GELU input fraction")):
+        w = words.copy()
+        w[at + LAYER_FIELDS.index(field)] = value
+        assert loads(w) != 0 and match in sim.lib.m3v_last_error().decode()
+    assert loads(words) == 0
+
+
 def test_per_row_weight_scales_bit_exact(micro_q, micro_model, micro_images, tmp_path):
     """A per-row pack (per-channel requantize shifts loaded from the pack, NUMERICS.md §3), every task, bit-exact;
     its program is version 3 with the row-shift table (version 4, the same table, for w16a16e8's 8-bit experts),

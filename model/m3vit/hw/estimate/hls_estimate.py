@@ -48,6 +48,7 @@ PROBE_CONSTANTS = (
     "QK_SUM_BITS", "EXP_W_BITS", "AV_SUM_BITS", "AV_LANE_COLS", "AV_PASSES", "QK_INTERLEAVE", "ATTN_SUPER",
     "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
+    "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
@@ -352,9 +353,16 @@ def shifter_lut(bits: int) -> int:
     return bits * math.ceil(math.ceil(math.log2(bits)) / 2)
 
 
-def divider_lut(bits: int) -> int:
-    """A pipelined restoring divider of `bits`-bit quotient: one `bits`-bit subtract-and-select per stage (rule)."""
-    return 2 * bits * bits
+def divider_lut(num_bits: int, den_bits: int) -> int:
+    """A pipelined restoring divider of a num_bits dividend by a den_bits divisor: one stage per dividend bit (the
+    quotient as wide as the dividend, as HLS sizes it), each a den_bits subtract-and-select, 2 LUT per bit (rule)."""
+    return 2 * num_bits * den_bits
+
+
+def recip_divider(c: dict, num: str, den: str) -> tuple[int, str]:
+    """fx.h div_round_pos<Q, N, D>: an (N + 1)-bit dividend (2·num + den) by a D-bit divisor (2·den)."""
+    n, d = c[num] + 1, c[den]
+    return divider_lut(n, d), f"{n}/{d}-bit divider ({num} + 1 / {den}: div_round_pos, {divider_lut(n, d)}, rule)"
 
 
 def requant_lut(units: dict, in_bits: int) -> tuple[int, str]:
@@ -379,16 +387,18 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
                 f"placer: a write-enable decode per weight bank ({banks} banks × {c['WEIGHT_PORTS']} beats × 2), "
                 "reader/placer address logic 6k"))
     rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
-    r64, _ = requant_lut(units, 64)
+    rs = c["RES_SUM_BITS"]  # the residual add's aligned operands and sum (fx.h residual_add)
+    r_add, _ = requant_lut(units, rs)
+    r_gelu, _ = requant_lut(units, c["GELU_Y_BITS"])  # gelu.h gelu_epi's y
     g = units["gelu"]
     g_lanes = int(g["parameters"]["LANES"])
-    per_lane = rq + 2 * shifter_lut(64) + r64 + round(g["LUT"] / g_lanes) + r64 + c["BIAS_BITS"] + 1
+    per_lane = rq + 2 * shifter_lut(rs) + r_add + round(g["LUT"] / g_lanes) + r_gelu + c["BIAS_BITS"] + 1
     out.append(("linear unit: accumulators + epilogue", c["LANES"] * per_lane, "yosys+rule",
                 f"per output lane ({c['LANES']}): one requantizer shared by every kind, the embedding's included "
                 f"(EPI_IN_BITS={c['EPI_IN_BITS']}: {rq}, {rq_rule}) after its position adder ({c['BIAS_BITS'] + 1}), "
-                f"the residual add's two 64-bit shifts ({shifter_lut(64)} each, rule) and 64-bit requantize "
-                f"({r64}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its 64-bit requantize "
-                f"({r64})"))
+                f"the residual add's two RES_SUM_BITS={rs} shifts ({shifter_lut(rs)} each, rule) and "
+                f"{rs}-bit requantize ({r_add}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its "
+                f"GELU_Y_BITS={c['GELU_Y_BITS']} requantize ({r_gelu})"))
     qk_adders = c["ATTN_LANES"] * (c["HEAD_DIM"] - 1) * c["QK_SUM_BITS"]
     rq_int, _ = requant_lut(units, c["QK_SUM_BITS"])
     e2 = 345  # per exp2_neg copy: yosys m3vit-tiny top by_unit, 10,692 LUT / 31 copies (rtl/README.md)
@@ -400,22 +410,29 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     av = units["av_norm"]
     av_c = int(av["parameters"]["C"])
     av_acc = c["ATTN_LANES"] * c["HEAD_DIM"] * c["AV_SUM_BITS"] * 2
+    av_div, av_div_rule = recip_divider(c, "SM_RECIP_NUM_BITS", "SM_S_BITS")
     out.append(("attention: A·V", av_acc + round(av["LUT"] / av_c) * c["AV_LANE_COLS"]
-                + c["ATTN_LANES"] * e2 + divider_lut(64), "yosys+rule",
+                + c["ATTN_LANES"] * e2 + av_div, "yosys+rule",
                 f"accumulators {c['ATTN_LANES']}×{c['HEAD_DIM']} × {c['AV_SUM_BITS']} bit (add + select, 2 LUT/bit), "
                 f"normalise+requantize {round(av['LUT'] / av_c)} per column (yosys av_norm / C) × "
-                f"{c['AV_LANE_COLS']}, an exp2_neg per lane, the 1/s divider ({divider_lut(64)}, 64-bit, rule)"))
+                f"{c['AV_LANE_COLS']}, an exp2_neg per lane, the 1/s {av_div_rule}"))
     ln = units["layernorm"]
-    out.append(("layernorm", round(ln["LUT"] / 4 * c["LN_LANES"]) + divider_lut(64) + units.get(
+    ln_div, ln_div_rule = recip_divider(c, "LN_RECIP_NUM_BITS", "LN_ROOT_BITS")
+    out.append(("layernorm", round(ln["LUT"] / 4 * c["LN_LANES"]) + ln_div + units.get(
         "isqrt_pipe", {"LUT": 2009})["LUT"], "yosys+rule",
-        f"yosys layernorm {ln['LUT']} LUT at 4 banks, × {c['LN_LANES']}/4 lanes; 64-bit reciprocal divider "
-        f"({divider_lut(64)}, rule); isqrt 2,009 (yosys isqrt_pipe in the RTL top)"))
+        f"yosys layernorm {ln['LUT']} LUT at 4 banks, × {c['LN_LANES']}/4 lanes; the 1/root {ln_div_rule}; "
+        "isqrt 2,009 (yosys isqrt_pipe in the RTL top)"))
     md = units["moe_dispatch"]
-    out.append(("moe: router, top-k, queues", md["LUT"] + divider_lut(64), "yosys+rule",
+    g_div, g_div_rule = recip_divider(c, "SM_RECIP_NUM_BITS", "GATE_S_BITS")
+    out.append(("moe: router, top-k, queues", md["LUT"] + g_div, "yosys+rule",
                 f"yosys moe_dispatch (E={md['parameters']['E']}, K={md['parameters']['K']}); the gate softmax's "
-                "64-bit divider"))
-    out.append(("moe: combine accumulator", c["LANES"] * (c["MOE_ACC_BITS"] + rq), "rule",
-                f"per lane a {c['MOE_ACC_BITS']}-bit adder and the finish requantizer"))
+                f"1/s {g_div_rule}"))
+    r_moe, _ = requant_lut(units, c["MOE_ACC_BITS"])
+    out.append(("moe: combine accumulator", c["LANES"] * (c["MOE_ACC_BITS"] + r_moe + 2 * shifter_lut(rs) + r_add),
+                "yosys+rule",
+                f"per lane ({c['LANES']}) a {c['MOE_ACC_BITS']}-bit adder, the finish's MOE_ACC_BITS requantizer "
+                f"({r_moe}) and its residual add (two RES_SUM_BITS={rs} shifts {shifter_lut(rs)} each, "
+                f"{rs}-bit requantize {r_add}: moe_finish)"))
     out.append(("control, AXI, loops", 3 * 728 + 2 * 918 + 433 + 15000, "yosys+rule",
                 "3 weight readers (yosys axi_burst_reader 728), 2 writers (axi_burst_writer 918), s_axi control "
                 "(433); loop counters, address generators and FSMs of ≈40 pipelined loops 15k (rule)"))

@@ -111,6 +111,9 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "GELU_TABLE_SIZE": intops.GELU_TABLE_SIZE, "DELTA_FRAC": intops.DELTA_FRAC,
         # signed width of the largest step between neighbouring GELU_DELTA entries (the interpolation's multiplier)
         "GELU_DIFF_BITS": gelu_diff_bits(),
+        # the ranges the epilogue's residual add and GELU are sized for (the program builder refuses others)
+        "RES_ALIGN_MAX": program.res_align_max(mode), "GELU_ALIGN_MAX": program.gelu_align_max(mode),
+        "GELU_DELTA_BITS": program.gelu_delta_bits(),
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "BEAT_BITS": BEAT_BITS, "BEAT_BYTES": BEAT_BITS // 8,  # one m_axi beat (m3vit.hw.platform)
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,

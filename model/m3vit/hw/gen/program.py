@@ -33,10 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...configs import ModelConfig
-from ...quant import opgraph
+from ...quant import intops, opgraph
 from ...quant.hwmanifest import ops_by_name
 from ...quant.pack import Pack
-from ...quant.spec import QuantSpec, activation_points
+from ...quant.spec import PrecisionMode, QuantSpec, activation_points
 
 PROGRAM_MAGIC = 0x5056334D  # "M3VP" little-endian
 PROGRAM_VERSION = 2  # 2: header field dump_frames (dumps cover every frame of a run)
@@ -90,6 +90,50 @@ DUMP_BYTES = 4  # every dumped value is a little-endian int32
 
 class ProgramError(ValueError):
     """A pack cannot be run by an accelerator built for a given config and mode."""
+
+
+# --- shift ranges the accelerator's datapath is sized for (NUMERICS.md §4.4, §4.6; hls_config generates them) ----
+def res_align_max(mode: PrecisionMode) -> int:
+    """Largest alignment (x_align, y_align) of a residual add: both operands are RESID_BITS wide, so the aligned
+    sum fits RESID_BITS + res_align_max + 1 bits — the width of the epilogue's and the MoE combine's adder and
+    requantizer (one operand's format up to RESID_BITS - 1 fractional bits finer than the other's)."""
+    return mode.resid_bits - 1
+
+
+def gelu_delta_bits() -> int:
+    """Unsigned width of the largest GELU_DELTA entry (δ >= 0, and so is every interpolated δ)."""
+    return int(max(int(v) for v in intops.GELU_DELTA_TABLE)).bit_length()
+
+
+def gelu_align_max(mode: PrecisionMode) -> int:
+    """Largest x_align of the GELU (input coarser than DELTA_FRAC): y = max(x, 0)·2^x_align − δ·2^delta_align then
+    fits INTERNAL_BITS + gelu_align_max bits."""
+    return mode.internal_bits - 1
+
+
+def gelu_frac_range(mode: PrecisionMode) -> tuple[int, int]:
+    """[min, max] of the GELU input's fractional bits the epilogue's GELU is sized for: x_align <= gelu_align_max,
+    and δ·2^delta_align (< 2^(GELU_DELTA_BITS + delta_align)) within the same INTERNAL_BITS + gelu_align_max bits."""
+    y_bits = mode.internal_bits + gelu_align_max(mode)
+    return intops.DELTA_FRAC - gelu_align_max(mode), intops.DELTA_FRAC + y_bits - 1 - gelu_delta_bits()
+
+
+def check_shift_ranges(mode: PrecisionMode, name: str, kind: str, k: dict) -> None:
+    """Refuse a residual add (`kind` "add") or a GELU ("gelu") whose alignment exceeds what the datapath is built
+    for (the accelerator's adders and requantizers are sized from these bounds, not 64 bits wide)."""
+    if kind == "add":
+        lim = res_align_max(mode)
+        for a in ("x_align", "y_align"):
+            if not 0 <= int(k[a]) <= lim:
+                raise ProgramError(f"{name}: residual-add {a} = {k[a]} is outside [0, {lim}] (mode {mode.name}: "
+                                   f"operand formats more than RESID_BITS - 1 = {lim} fractional bits apart); the "
+                                   f"accelerator's residual adder is RESID_BITS + {lim} + 1 bits wide")
+    else:
+        lo, hi = gelu_frac_range(mode)
+        if not lo <= int(k["x_frac"]) <= hi:
+            raise ProgramError(f"{name}: GELU input has {k['x_frac']} fractional bits, outside [{lo}, {hi}] "
+                               f"(mode {mode.name}): the accelerator's GELU is INTERNAL_BITS + "
+                               f"{gelu_align_max(mode)} bits wide")
 
 
 def _u32(v: int) -> int:
@@ -235,6 +279,7 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
         fields["attn_shift"] = c[f"{o}.attn"]["shift"]
         for add in ("mid", "out"):
             k = c[f"{o}.{add}"]
+            check_shift_ranges(spec.mode, f"{o}.{add}", "add", k)
             fields.update({f"{add}_x_lsh": k["x_align"], f"{add}_y_lsh": k["y_align"], f"{add}_shift": k["shift"]})
         if cfg.is_moe(i):
             for op in ("gate", "e1", "e2"):
@@ -242,12 +287,14 @@ def build_program(pack: Pack, frames: int = 1, dump: bool = False) -> tuple[np.n
                 fields.update({f"{op}_w": w["offset"], f"{op}_w_stride": _stride(w), f"{op}_b": b["offset"],
                                f"{op}_b_stride": _stride(b), f"{op}_shift": shift_of(f"{o}.{op}")})
             fields["gate_frac"] = c[f"{o}.route"]["logit_frac"]
+            check_shift_ranges(spec.mode, f"{o}.egelu", "gelu", c[f"{o}.egelu"])
             fields["egelu_in_frac"], fields["egelu_shift"] = c[f"{o}.egelu"]["x_frac"], c[f"{o}.egelu"]["shift"]
             fields["moe_shift"] = c[f"{o}.moe"]["shift"]
         else:
             for op in ("fc1", "fc2"):
                 fields.update({f"{op}_w": off(f"{o}.{op}.w"), f"{op}_b": off(f"{o}.{op}.b"),
                                f"{op}_shift": shift_of(f"{o}.{op}")})
+            check_shift_ranges(spec.mode, f"{o}.gelu", "gelu", c[f"{o}.gelu"])
             fields["gelu_in_frac"], fields["gelu_shift"] = c[f"{o}.gelu"]["x_frac"], c[f"{o}.gelu"]["shift"]
         for p in LAYER_POINTS:
             fields[f"d_{p}"] = dump_at(f"{o}.{p}")
