@@ -1,2 +1,3 @@
 round_sat.sv
+round_sat_pipe.sv
 gelu.sv

@@ -87,24 +87,6 @@ module m3vit_layers (
 
   wire logic rst = !ap_rst_n;
 
-  // ---------------------------------------------------------------- requantize, run-time shift and width
-  function automatic logic signed [63:0] rq(input logic signed [63:0] acc, input logic signed [31:0] s,
-                                            input int bits);
-    logic signed [63:0] qmax, qmin, r, lo, hi;
-    qmax = (64'sd1 <<< (bits - 1)) - 1;
-    qmin = -(64'sd1 <<< (bits - 1));
-    if (s > 0) begin
-      r = (acc + (64'sd1 <<< (s - 1))) >>> s;
-      rq = r > qmax ? qmax : r < qmin ? qmin : r;
-    end else if (-s >= bits) begin
-      rq = acc > 0 ? qmax : acc < 0 ? qmin : 64'sd0;
-    end else begin
-      lo = -((-qmin) >>> (-s));
-      hi = qmax >>> (-s);
-      rq = acc > hi ? qmax : acc < lo ? qmin : acc <<< (-s);
-    end
-  endfunction
-
   // ---------------------------------------------------------------- on-chip buffers
   // (the row buffers xa, xb, ob and the route's logits are RAMs: "row buffers" below)
   logic signed [31:0] xa_v0;           // input row value at the reader's counter
@@ -597,6 +579,15 @@ module m3vit_layers (
     assign ep_vals[32*r +: 32] = 32'(q);
   end
 
+  // The residual-width requantizer (the exact-shift requant_rt, as the epilogue's): FIN's MoE sums, or the residual
+  // adds' aligned sum (the two ops never run together); the op's shift saturated to 8 bits as the epilogue's (exact:
+  // requant_rt clamps it to [-RB, 64]).
+  wire logic signed [63:0] add_sum = (64'(xa_v0) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
+                                     (64'(xb_v0) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
+  logic signed [RB-1:0] rs_q;
+  requant_rt #(.IN_W(64), .OUT_W(RB)) u_rq_resid (.in(kind_q == K_FIN ? acc_q : add_sum), .shift(ep_op_shift),
+                                                  .bits(6'(RB)), .out(rs_q));
+
   // ob's writes: a linear tile (its 4 banks, word ep_pass) or a gathered quad (one bank)
   logic                          ep_we, sv_we;
   logic [31:0]                   sv_idx, sv_val;
@@ -608,12 +599,11 @@ module m3vit_layers (
       case (kind_q)
         K_LN: begin sv_we = ln_out_valid; sv_val = 32'(signed'(ln_out)); end
         K_GELU: begin sv_we = ge_out_valid; sv_val = 32'(signed'(ge_out)); end
-        K_FIN: begin sv_we = fn_v; sv_val = 32'(rq(acc_q, k_shift, RB)); end
+        K_FIN: begin sv_we = fn_v; sv_val = 32'(rs_q); end
         K_ADD: begin
           sv_we = 1'b1;
           sv_idx = f0;
-          sv_val = 32'(rq((64'(xa_v0) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
-                          (64'(xb_v0) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH])), k_shift, RB));
+          sv_val = 32'(rs_q);
         end
         default: ;
       endcase

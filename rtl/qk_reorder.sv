@@ -57,8 +57,10 @@ module qk_reorder #(
   assign s_axis_k_tready = ce && full[k_bank];
   wire logic k_take = s_axis_k_tvalid && s_axis_k_tready;
 
-  // Stage 1: the key word and the bank it meets; stage 2: P dot products; stage 3 (output): requantized.
-  logic              v1, l1, v2, l2;
+  // Stage 1: the key word and the bank it meets; stages 2, 3: P dot products (group sums, then their sum); stages
+  // 4, 5: the rounding sum and shift (round_sat_pipe); stage 6 (output): saturated.
+  logic              v1, l1, v2, l2, v3, l3, v4, l4, v5, l5;
+  logic signed [7:0] shift_r;  // registered every cycle: first used 3 cycles after a key is taken
   logic [HD*A_W-1:0] k1;
   logic              b1;
   wire logic release_bank = ce && v1 && l1;  // the pass's last key has met its bank: the bank may reload
@@ -77,44 +79,64 @@ module qk_reorder #(
     end
   end
 
-  logic [P*DOT_W-1:0] dot2;
-  logic [P*DOT_W-1:0] dot_c;
+  // Stage 2: the products summed in groups of G (a registered partial sum each); stage 3: the groups summed.
+  localparam int G = 8;
+  localparam int NG = (HD + G - 1) / G;
+  logic [P*DOT_W-1:0] dot3;
   for (genvar p = 0; p < P; p++) begin : g_row
-    logic signed [DOT_W-1:0] sum;
     logic [HD*A_W-1:0]       q;
+    logic signed [DOT_W-1:0] part2 [NG];
+    logic signed [DOT_W-1:0] sum;
     assign q = qmem[{b1, PW'(p)}];
+    for (genvar g = 0; g < NG; g++) begin : g_group
+      logic signed [DOT_W-1:0] psum;
+      always_comb begin
+        psum = '0;
+        for (int c = g * G; c < ((g + 1) * G < HD ? (g + 1) * G : HD); c++)
+          psum = psum + DOT_W'($signed(q[c*A_W +: A_W])) * DOT_W'($signed(k1[c*A_W +: A_W]));
+      end
+      always_ff @(posedge ap_clk) if (ce) part2[g] <= psum;
+    end
     always_comb begin
       sum = '0;
-      for (int c = 0; c < HD; c++)
-        sum = sum + DOT_W'($signed(q[c*A_W +: A_W])) * DOT_W'($signed(k1[c*A_W +: A_W]));
+      for (int g = 0; g < NG; g++) sum = sum + part2[g];
     end
-    assign dot_c[p*DOT_W +: DOT_W] = sum;
+    always_ff @(posedge ap_clk) if (ce) dot3[p*DOT_W +: DOT_W] <= sum;
   end
 
   logic [P*OUT_W-1:0] scores;
   for (genvar p = 0; p < P; p++) begin : g_out
-    round_sat #(.IN_W(DOT_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
-      .in(dot2[p*DOT_W +: DOT_W]), .shift(shift), .out(scores[p*OUT_W +: OUT_W]));
+    round_sat_pipe #(.IN_W(DOT_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
+      .clk(ap_clk), .ce, .in(dot3[p*DOT_W +: DOT_W]), .shift(shift_r), .out(scores[p*OUT_W +: OUT_W]));
   end
 
   always_ff @(posedge ap_clk) begin
+    shift_r <= shift;
     if (rst) begin
       v1 <= 1'b0;
       v2 <= 1'b0;
+      v3 <= 1'b0;
+      v4 <= 1'b0;
+      v5 <= 1'b0;
       m_axis_tvalid <= 1'b0;
     end else if (ce) begin
       v1 <= k_take;
       v2 <= v1;
-      m_axis_tvalid <= v2;
+      v3 <= v2;
+      v4 <= v3;
+      v5 <= v4;
+      m_axis_tvalid <= v5;
     end
     if (ce) begin
       k1 <= s_axis_k_tdata;
       l1 <= s_axis_k_tlast;
       b1 <= k_bank;
-      dot2 <= dot_c;
       l2 <= l1;
+      l3 <= l2;
+      l4 <= l3;
+      l5 <= l4;
       m_axis_tdata <= scores;
-      m_axis_tlast <= l2;
+      m_axis_tlast <= l5;
     end
   end
 endmodule

@@ -92,12 +92,15 @@ def by_unit(stat: dict, top: str) -> dict[str, dict[str, float]]:
     return dict(sorted(units.items(), key=lambda kv: -kv[1]["LUT"]))
 
 
-def estimate(unit: str) -> dict:
-    work = OUT / "yosys" / unit
+def estimate(unit: str, parameters: dict[str, int] | None = None, work: Path | None = None) -> dict:
+    """Synthesize ``unit`` flattened (its estimate set, or ``parameters``): resources and LUT levels
+    (``logic_depth.depth`` on the mapped netlist)."""
+    parameters = UNITS[unit] if parameters is None else parameters
+    work = OUT / "yosys" / unit if work is None else work
     work.mkdir(parents=True, exist_ok=True)
     inc = include_dir()
     # `chparam -set` before `hierarchy`: `hierarchy -chparam` trips an assertion in this yosys on some units
-    sets = " ".join(f"-set {k} {param_arg(k, v)}" for k, v in UNITS[unit].items())
+    sets = " ".join(f"-set {k} {param_arg(k, v)}" for k, v in parameters.items())
     reads = "; ".join(f"read_verilog -sv -I{inc} -I{RTL} {p}" for p in sources(unit))
     script = (f"{reads}; chparam {sets} {unit}; hierarchy -top {unit}; synth_xilinx -family xcup -flatten; "
               f"tee -q -o {work / 'stat.json'} stat -json; write_json {work / 'netlist.json'}")
@@ -108,7 +111,7 @@ def estimate(unit: str) -> dict:
         raise SystemExit(f"rtl-estimates: yosys failed on {unit}; see {work / 'yosys.log'}")
     res = count(cells_of(json.loads((work / "stat.json").read_text()), unit))
     levels = depth(json.loads((work / "netlist.json").read_text()), unit).as_dict()
-    return {"parameters": UNITS[unit], **res, **levels}
+    return {"parameters": parameters, **res, **levels}
 
 
 TOP_CONFIGS = ("micro", "m3vit-tiny")

@@ -1,6 +1,7 @@
 """Accelerator top (rtl/m3vit_top.sv) running whole micro frames, driven by the host runtime's own driver, with DDR
-modelled by cocotbext-axi ``AxiRam`` (one per m_axi bundle, one shared memory) and random latency / back-pressure on
-every AXI channel (the testbench: ``top_tb.py``).
+modelled by cocotbext-axi ``AxiRam`` (one per m_axi bundle, one shared memory) with a read latency (cycles from a read
+address to its first beat: ``READ_LATENCY`` = 40 for the cycle record, ``STRESS_READ_LATENCY`` = 200 in the bit-exact
+runs) and random pauses / back-pressure on every AXI channel (the testbench: ``top_tb.py``).
 
 The buffers lie where the driver's allocator puts them (the simulated ZCU104's DDR above 4 GiB); the weight pack
 and the layer program are the micro model's (``vectors.py``), the program built by ``m3vit.hw.gen.program``. Every
@@ -23,7 +24,18 @@ except ImportError:  # pytest still collects the runner below and skips with the
     cocotb = None
 
 from common import BUILD, run_unit
-from top_tb import FRAMES, PACKS, TOP_CYCLES_FILE, TOP_OPT, TopTB, first_difference, run_driver, tb_params
+from top_tb import (
+    FRAMES,
+    PACKS,
+    READ_LATENCY,
+    STRESS_READ_LATENCY,
+    TOP_CYCLES_FILE,
+    TOP_OPT,
+    TopTB,
+    first_difference,
+    run_driver,
+    tb_params,
+)
 
 if cocotb is not None:
     async def run_checked(tb, driver, task_index: int, frames: list[int]) -> None:
@@ -74,6 +86,19 @@ if cocotb is not None:
         for i, t in enumerate([*range(1, n), 0]):
             await run_checked(tb, driver, t, [i % FRAMES])
 
+    @cocotb.test(timeout_time=3000, timeout_unit="ms")
+    async def every_task(dut):
+        """One frame of every task (the last first, then the others in order), each switched by one register write
+        (no reload), with the runner's read latency and random AXI pauses: all bit-exact."""
+        tb = TopTB(dut, pauses=True)
+        await tb.start()
+        payload, program, _ = tb.inputs()
+        driver = tb.driver()
+        await run_driver(driver.load, payload, program)
+        n = len(tb.params["tasks"])
+        for i, t in enumerate([n - 1, *range(n - 1)]):
+            await run_checked(tb, driver, t, [i % FRAMES])
+
     @cocotb.test(timeout_time=5, timeout_unit="ms")
     async def bad_program_or_task_writes_nothing(dut):
         """A program for another build (bad magic, other depth, another mode's version: a mixed-width build runs its
@@ -113,20 +138,29 @@ if cocotb is not None:
         assert not np.asarray(driver.buffers["tokens"]).any(), "a rejected run wrote tokens"
         assert await tb.axil.read_dword(interface.REG_CTRL) & interface.CTRL_AP_IDLE
 
-    @cocotb.test(timeout_time=400, timeout_unit="ms")
+    def frame_cycles(trace: list, names: list[str]) -> int:
+        """Cycles from ap_start (the first state change of the run) to S_DONE in a state trace."""
+        return next(c for c, s in trace if not isinstance(s, tuple) and names[s] == "S_DONE") - trace[0][0]
+
+    @cocotb.test(timeout_time=1500, timeout_unit="ms")
     async def cycles(dut):
-        """One frame without pauses (bit-exact like the others): cycles from ap_start to ap_done, per top-level stage,
-        per layer and per op of each layer (start/done of every op from the layers' step register)
-        → build/sim/top_cycles.json."""
-        tb = TopTB(dut, pauses=False)
+        """One frame without pauses at the default read latency (bit-exact like the others): cycles from ap_start to
+        ap_done, per top-level stage, per layer and per op of each layer (start/done of every op from the layers' step
+        register), and the read latency seen on the ports; then the same frame at the stress read latency (its
+        start-to-done cycles) → build/sim/top_cycles.json."""
+        tb = TopTB(dut, pauses=False, read_latency=READ_LATENCY)
         await tb.start(trace=True)
         payload, program, _ = tb.inputs()
         driver = tb.driver()
         await run_driver(driver.load, payload, program)
+        seen = {b: tb.watch_read_latency(b) for b in ("gmem_s", "gmem_w1")}
         first = len(tb.states)
         await run_checked(tb, driver, 0, [0])
         names, ops = tb.params["states"], tb.params["ops"]
         trace = tb.states[first:]
+        latency = {b: {"bursts": len(v), "min": min(v), "max": max(v)} for b, v in seen.items()}
+        for b, v in latency.items():  # RREADY low (the top's back-pressure) or a burst ahead only add cycles
+            assert v["bursts"] and v["min"] == READ_LATENCY, f"{b}: read latency {v}, want {READ_LATENCY} at least"
         stages: dict[str, int] = {}
         layers: list[dict] = [{"layer": i, "cycles": 0, "ops": {}} for i in range(tb.params["depth"])]
         sequence: list[list] = []
@@ -143,25 +177,38 @@ if cocotb is not None:
                 layer = layers[s[1]]
                 layer["cycles"] += c1 - c0
                 layer["ops"][op] = layer["ops"].get(op, 0) + c1 - c0
-        done = next(c for c, s in trace if not isinstance(s, tuple) and names[s] == "S_DONE")
+        # the same frame again at the stress latency (no pauses: its cycles are the latency's alone)
+        tb.set_read_latency(STRESS_READ_LATENCY)
+        first = len(tb.states)
+        await run_checked(tb, driver, 0, [0])
+        stress = frame_cycles(tb.states[first:], names)
         record = {"config": tb.params["config"], "mode": tb.params["mode"], "per_row": tb.params["per_row"],
                   "frames": 1, "task": tb.params["tasks"][0],
                   "parameters": tb.params["parameters"], "simulator": tb.params["sim"],
-                  "start_to_done_cycles": done - trace[0][0], "stage_cycles": stages,
+                  "read_latency_cycles": READ_LATENCY, "reads_outstanding": tb.reads["gmem_s"].outstanding,
+                  "read_latency_seen": latency,
+                  "start_to_done_cycles": frame_cycles(trace, names), "stage_cycles": stages,
                   "layers": layers, "tokens_out_cycles": tok,
                   "op_sequence": sequence,  # [layer, op, start, done] (cycles from ap_start)
                   "stages_measured": "header fetch and check (S_HDR*, S_CHECK), patch-embedding tensor load (S_LD*), "
                                      "image fetch + dump (S_IMG*), patch embedding + embed dump (S_EMB*), every "
-                                     "transformer layer op by op and the token write (S_LAYERS)"}
+                                     "transformer layer op by op and the token write (S_LAYERS)",
+                  "by_read_latency": {str(READ_LATENCY): frame_cycles(trace, names),
+                                      str(STRESS_READ_LATENCY): stress}}
         TOP_CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOP_CYCLES_FILE.write_text(json.dumps(record, indent=1) + "\n")
-        tb.log.info("cycles: start→done %d, per layer %s", record["start_to_done_cycles"],
+        tb.log.info("cycles: start→done %d (read latency %d), %d (read latency %d), per layer %s",
+                    record["start_to_done_cycles"], READ_LATENCY, stress, STRESS_READ_LATENCY,
                     [la["cycles"] for la in layers])
         assert sum(la["cycles"] for la in layers) + tok == stages["S_LAYERS"], "every layer cycle is attributed"
+        assert stress > record["start_to_done_cycles"], "a longer read latency costs cycles"
 
 
 def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_index: int = 0,
-             top: str = "m3vit_top", sources=None, parameters: bool = True) -> None:
+             top: str = "m3vit_top", sources=None, parameters: bool = True,
+             read_latency: int = STRESS_READ_LATENCY) -> None:
+    """Build (cached per parameter set) and run the cocotb ``tests`` on ``variant``'s pack; the DDR model's read
+    latency is the stress figure unless named (the cycle record sets its own)."""
     import sys
 
     from common import ROOT
@@ -172,6 +219,7 @@ def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_in
 
     params, tb = tb_params(vectors, "micro", variant, tmp_path)
     tb["task_index"] = task_index
+    tb["read_latency"] = read_latency
     pack = read_pack(vectors.folder / PACKS[variant][0] / "model.json")
     layers_inc = write_layers_include(pack, BUILD / "include-layers" / f"{vectors.folder.name}-{variant}")
     run_unit("top", top, params if parameters else {}, "verilator", tb, tests, top_includes=True,
@@ -179,9 +227,10 @@ def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_in
 
 
 def test_top(vectors, tmp_path):
-    """Default run: W8/A8's default pack (per-row weight scales: pack and program version 3, a requantize shift per
-    output channel loaded beside each block's biases), one frame of the last task, random AXI pauses, every point and
-    the tokens bit-exact with the integer reference and the HLS C-simulation. (The last task's router shifts start
+    """Default run, under stress: W8/A8's default pack (per-row weight scales: pack and program version 3, a
+    requantize shift per output channel loaded beside each block's biases), one frame of the last task, DDR read
+    latency 200 cycles and random pauses on every AXI channel, every point and the tokens bit-exact with the integer
+    reference and the HLS C-simulation. (The last task's router shifts start
     inside a beat: task · E bytes into the stack at micro's 4 experts.)"""
     from m3vit.quant.pack import read_pack
 
@@ -200,7 +249,7 @@ def test_top_rejects_and_cycles(vectors, tmp_path):
     from m3vit.hw.estimate import rtl_perf
 
     TOP_CYCLES_FILE.unlink(missing_ok=True)
-    _run_top(vectors, tmp_path, ["bad_program_or_task_writes_nothing", "cycles"])
+    _run_top(vectors, tmp_path, ["bad_program_or_task_writes_nothing", "cycles"], read_latency=READ_LATENCY)
     record = json.loads(TOP_CYCLES_FILE.read_text())
     cfg = get_config(record["config"])
     rows = rtl_perf.compare(record, cfg, rtl_perf.fit(record, cfg))
@@ -230,9 +279,10 @@ def test_top_under_vitis_names(vectors, tmp_path, request):
              sources=[wrapper, *unit_sources("m3vit_top")])
 
 
-@pytest.mark.long  # five micro frames through the top: ≈ 6 min on one core (make test-long, which CI runs)
+@pytest.mark.long  # five micro frames through the top at read latency 200 (make test-long, which CI runs)
 def test_top_all_tasks(vectors, tmp_path):
-    """Every task, alternating, switched by one register write (no reload), each run bit-exact."""
+    """Every task, alternating, switched by one register write (no reload), read latency 200 and random AXI pauses,
+    each run bit-exact."""
     _run_top(vectors, tmp_path, ["alternating_tasks"])
 
 
@@ -286,3 +336,12 @@ def test_top_variant(vectors, tmp_path, variant):
     check, tests = VARIANTS[variant]
     check(read_pack(vectors.folder / PACKS[variant][0] / "model.json"))
     _run_top(vectors, tmp_path, tests, variant=variant)
+
+
+@pytest.mark.long  # one micro frame per task and variant at read latency 200: minutes per variant (make test-long)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_top_variant_every_task(vectors, tmp_path, variant):
+    """Stress, every other precision mode × every task: each variant's build runs one frame of every task, switched
+    by one register write (no reload), DDR read latency 200 and random pauses on every AXI channel — every point and
+    the tokens bit-exact. (W8/A8's default pack: ``test_top_all_tasks``.)"""
+    _run_top(vectors, tmp_path, ["every_task"], variant=variant)

@@ -7,6 +7,7 @@ parameters of a build. Used by the cocotb tests of ``test_top.py`` and by the ho
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +17,62 @@ TOP_CYCLES_FILE = BUILD / "top_cycles.json"
 FRAMES = 2  # the device batch: both reference frames in one ap_start
 TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
 POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
+# DDR read latency of the bench's memory: cycles from a read address accepted (AR handshake) to its first data beat
+# (R handshake) when nothing else waits; the default is the figure the cycle record is measured at, the stress tests
+# run at STRESS_READ_LATENCY. Each request counts from its own acceptance: up to READS_OUTSTANDING requests wait at
+# once (pipelined, as a DDR controller's queue), their bursts come back in order, back to back.
+READ_LATENCY = 40
+STRESS_READ_LATENCY = 200
+READS_OUTSTANDING = 16
 # the micro vectors' packs (sim/vectors.py): variant → (pack folder, precision mode)
 # (w8a8: the default, per-row weight scales; w8a8-tensor: per-tensor, the same model)
 PACKS = {"w8a8": ("pack", "w8a8"), "w16a16": ("pack16", "w16a16"), "w8a8-tensor": ("pack_tensor", "w8a8"),
          "w16a16e8": ("pack_mixed", "w16a16e8"), "w8a16": ("pack_w8a16", "w8a16")}
 
 
+class DelayedReads:
+    """A read latency in front of a cocotbext-axi ``AxiRam``'s read path: each accepted read address is time-stamped
+    at its handshake, and the RAM's read process (which turns one address into its data beats, one request after
+    the other) takes it only ``latency - 1.5`` clock periods after that stamp, so its first beat is offered on the
+    edge ``latency - 1`` cycles after the address and taken ``latency`` cycles after it with RREADY high. Requests
+    wait side by side: while one is delayed the AR channel keeps accepting (up to ``outstanding`` queued), and a
+    request whose time has passed goes out right after the burst before it. ``latency`` may change between runs
+    (attribute); below 2 cycles the RAM's own timing applies (first beat 2 cycles after the address)."""
+
+    def __init__(self, ram, clock_ns: float, latency: int, outstanding: int = READS_OUTSTANDING) -> None:
+        ar = ram.read_if.ar_channel
+        ar.queue_occupancy_limit = outstanding
+        self.latency, self.outstanding = latency, outstanding
+        self.period_ps = round(clock_ns * 1000)
+        self._accepted: deque[int] = deque()  # handshake times (ps) of the requests in the AR queue, in order
+        put, clear, self._recv = ar.queue.put_nowait, ar.clear, ar.recv
+
+        def stamped(obj) -> None:  # the AR sink queues a request at its handshake edge
+            from cocotb.utils import get_sim_time
+
+            self._accepted.append(int(get_sim_time("ps")))
+            put(obj)
+
+        def cleared() -> None:  # reset empties the queue: its stamps go too
+            self._accepted.clear()
+            clear()
+
+        ar.queue.put_nowait, ar.clear, ar.recv = stamped, cleared, self.recv
+
+    async def recv(self):
+        from cocotb.triggers import Timer
+        from cocotb.utils import get_sim_time
+
+        obj = await self._recv()
+        due = self._accepted.popleft() + round((self.latency - 1.5) * self.period_ps)
+        wait = due - int(get_sim_time("ps"))
+        if self.latency >= 2 and wait > 0:
+            await Timer(wait, "ps")
+        return obj
+
+
 class TopTB(TB):
-    def __init__(self, dut, pauses: bool) -> None:
+    def __init__(self, dut, pauses: bool, read_latency: int | None = None) -> None:
         super().__init__(dut)
         from axi_host import AxiLiteIP, RamBoard, axil_master, host_package, set_axil_pauses
         from cocotbext.axi import AxiBus, AxiRam
@@ -40,6 +89,9 @@ class TopTB(TB):
             for part in (ram.write_if, ram.read_if):
                 part.log.setLevel(logging.WARNING)
             self.rams[bundle] = ram
+        # the read latency: the runner's (tb parameter `read_latency`) unless the test names one
+        latency = self.params.get("read_latency", READ_LATENCY) if read_latency is None else read_latency
+        self.reads = {b: DelayedReads(ram, self.CLOCK_NS, latency) for b, ram in self.rams.items()}
         self.axil = axil_master(dut)
         seed = self.rng.randrange(1 << 20)
         if pauses:
@@ -55,6 +107,32 @@ class TopTB(TB):
         # the RTL top itself: the DUT, or the instance inside a wrapper under Vitis' names; None for a Vitis export,
         # whose internals the bench cannot name (its checks then rest on the ports: dumps and tokens in DDR)
         self.core = self._core(dut)
+
+    def set_read_latency(self, cycles: int) -> None:
+        for reads in self.reads.values():
+            reads.latency = cycles
+
+    def watch_read_latency(self, bundle: str) -> list[int]:
+        """Cycles from each read address accepted on ``bundle`` to its first data beat (R handshake), from now on."""
+        import cocotb
+
+        dut, out, pending = self.dut, [], deque()
+        pre = f"m_axi_{bundle}_"
+        arv, arr, rv, rr, rl = (getattr(dut, pre + n) for n in ("arvalid", "arready", "rvalid", "rready", "rlast"))
+
+        async def run() -> None:
+            first = True  # the next R beat opens a burst
+            while True:
+                await self._rising
+                if arv.value == 1 and arr.value == 1:
+                    pending.append(self.cycle)
+                if rv.value == 1 and rr.value == 1:
+                    if first:
+                        out.append(self.cycle - pending.popleft())
+                    first = rl.value == 1
+
+        cocotb.start_soon(run())
+        return out
 
     @staticmethod
     def _core(dut):

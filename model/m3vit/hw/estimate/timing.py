@@ -50,9 +50,12 @@ def unit_depth(unit: str, prm: dict) -> int:
     if unit == "requant":
         return 2  # round-shift, saturate
     if unit == "gelu":
-        return 4  # |x| and table index, table read, interpolate, ReLU − δ and round
+        # input, |x|, table index, clamp, table read, t1 − t0, · rem, + round, δ, align, ReLU − δ, round (2), output:
+        # pipelined to at most 8 LUT levels a stage (rtl/tools/logic_depth.py)
+        return 14
     if unit == "qk_reorder":
-        return 2 + math.ceil(log2c(prm["HD"]) / 2)  # multiply, adder tree over HD, requantize
+        # key register; products summed in groups of 8, then the groups; round (2 stages); output register
+        return 6
     if unit == "softmax_stats":
         return 4 + DIV_STAGES // 2  # running max/sum update, then the 1/s divider (two bits a stage)
     if unit == "av_norm":
