@@ -1,8 +1,8 @@
 """The LUT-level counter on a mapped netlist (rtl/tools/logic_depth.py): paths run between registers (and RAM, DSP
 and ports), count LUTs, and keep the carry chain apart; it does not walk through flip-flops. Then the units against
 the limit (``units.LUT_LEVEL_LIMIT`` = 8 levels): yosys ``synth_xilinx -family xcup -flatten`` and the counter —
-the pipelined units quickly (slow), every unit at its estimate set (long; the ones not yet pipelined,
-``units.LUT_LEVELS_OPEN``, are expected over the limit: strict xfail)."""
+the pipelined units quickly (slow) and at their estimate sets (long); the ones not yet pipelined,
+``units.LUT_LEVELS_OPEN``, are listed there with their measured levels and left out."""
 
 from __future__ import annotations
 
@@ -83,11 +83,9 @@ def test_pipelined_unit_within_the_lut_level_limit(unit, tmp_path):
     assert got["FF"] > 0  # a real netlist was counted
 
 
-@pytest.mark.long  # every unit at its estimate set: ≈10 min of yosys (moe_dispatch ≈5 min, layernorm ≈3 min)
-@pytest.mark.parametrize("unit", [pytest.param(u, marks=pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason=f"{LUT_LEVELS_OPEN[u]} LUT levels measured: not yet pipelined"))
-    if u in LUT_LEVELS_OPEN
-    else u for u in UNITS])
+@pytest.mark.long  # every pipelined unit at its estimate set (the open ones, units.LUT_LEVELS_OPEN, are listed there
+# and in rtl/README.md with their measured levels: minutes of yosys each, for a known failure)
+@pytest.mark.parametrize("unit", [u for u in UNITS if u not in LUT_LEVELS_OPEN])
 def test_unit_within_the_lut_level_limit(unit, tmp_path):
     from estimates import estimate
 
