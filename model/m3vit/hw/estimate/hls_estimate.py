@@ -15,8 +15,8 @@ architecture (:mod:`m3vit.hw.estimate.resources` is the latter):
   them (probed typedef widths; an ``int64_t`` operand is 64 bits). A signed a×b multiplier takes one DSP48E2 when it
   fits 27×18, else (1 + ⌈(a−27)/26⌉)·(1 + ⌈(b−18)/17⌉) (the 26×17 unsigned partial products, both orientations
   tried). A product the code binds to fabric (``BIND_OP ... impl=fabric``) costs LUTs instead.
-- **LUT.** Where the repository has a yosys run of a matching RTL unit (``rtl/README.md``'s unit table, from
-  ``make rtl-estimates`` → ``build/rtl/estimates.json``), its LUT per lane/unit is scaled by the HLS instances
+- **LUT.** Where the repository has a yosys run of a matching RTL unit (``rtl/README.md``'s unit table, written
+  from ``make rtl-estimates``' output), its LUT per lane/unit is scaled by the HLS instances
   (basis "yosys"); everything else follows a stated rule (basis "rule") — all LUT figures are **estimated**.
 """
 
@@ -331,20 +331,17 @@ OPERATORS = (
 
 # --- LUT per kernel ----------------------------------------------------------------------------------------------
 def rtl_units() -> dict[str, dict]:
-    """yosys figures of the RTL units: build/rtl/estimates.json where it has the unit (make rtl-estimates), else
-    the committed table of rtl/README.md ("The units", the same tool's output)."""
+    """yosys figures of the RTL units: the committed table of rtl/README.md ("The units", ``make rtl-estimates``'
+    output). Not build/rtl/estimates.json: what a local run left there (other parameters, an older unit) would make
+    the estimate depend on the machine's build folder."""
     units: dict[str, dict] = {}
     text = (REPO / "rtl" / "README.md").read_text()
-    for m in re.finditer(r"^\| (\w+) \| ([A-Z_]+=[^|]*) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+) \|$",
-                         text, flags=re.M):
+    # unit | parameters | LUT | LUTRAM | FF | CARRY | DSP48E2 | BRAM36 [| further figures]
+    row = r"^\| (\w+) \| ([A-Z_]+=[^|]*) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+) \|(?: [\d.]+ \|)*$"
+    for m in re.finditer(row, text, flags=re.M):
         units[m.group(1)] = {"LUT": int(m.group(3)), "DSP48E2": int(m.group(7)),
                              "parameters": dict(kv.split("=") for kv in m.group(2).replace(" ", "").split(",")),
                              "source": "rtl/README.md units table (make rtl-estimates)"}
-    js = REPO / "build" / "rtl" / "estimates.json"
-    if js.is_file():
-        for name, u in json.loads(js.read_text()).get("units", {}).items():
-            units[name] = {"LUT": u["LUT"], "DSP48E2": u["DSP48E2"], "parameters": u["parameters"],
-                           "source": "build/rtl/estimates.json (make rtl-estimates)"}
     return units
 
 
