@@ -115,9 +115,11 @@ def axil_master(dut: Any, prefix: str = "s_axi_control") -> Any:
     return master
 
 
-def set_axil_pauses(master: Any, make_pattern: Callable[[int, float], Any], seed: int) -> None:
-    """Random bubbles on AW/W/AR and random back-pressure (BREADY/RREADY low) on the master's side."""
+def axil_pause_runs(master: Any, seed: int) -> list[tuple[Any, Any]]:
+    """Random bubbles on AW/W/AR and random back-pressure (BREADY/RREADY low) on the master's side, 40 % of the
+    cycles in runs (``common.pause_runs``): the (channel, runs) pairs for ``common.drive_pauses``."""
+    from common import pause_runs
+
     channels = (master.write_if.aw_channel, master.write_if.w_channel, master.write_if.b_channel,
                 master.read_if.ar_channel, master.read_if.r_channel)
-    for i, ch in enumerate(channels):
-        ch.set_pause_generator(make_pattern(seed * 101 + i, 0.4))
+    return [(ch, pause_runs(seed * 101 + i, 0.4)) for i, ch in enumerate(channels)]

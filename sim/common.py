@@ -20,6 +20,7 @@ import importlib.util
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -308,6 +309,52 @@ def pause_pattern(seed: int, busy: float) -> Iterator[bool]:
         yield rng.random() < busy
 
 
+def pause_runs(seed: int, busy: float, mean_pause: float = 3.0) -> Iterator[tuple[bool, int]]:
+    """An endless random pattern of alternating runs ``(paused, cycles)``: pauses of geometric length with mean
+    ``mean_pause`` cycles (1 the shortest), free runs with the mean that makes a share ``busy`` of the cycles
+    paused. The whole-frame benches use it: a DDR port stalls in bursts (refresh, arbitration), and a run costs
+    the simulation a heap step instead of a coroutine wake-up per cycle (`drive_pauses`)."""
+    rng = random.Random(seed)
+    mean_free = mean_pause * (1.0 - busy) / busy
+
+    def length(mean: float) -> int:  # geometric on 1, 2, ...: P(n) = p (1 - p)^(n - 1), p = 1 / mean
+        return 1 + int(math.log(1.0 - rng.random()) / math.log(1.0 - 1.0 / mean)) if mean > 1.0 else 1
+
+    paused = rng.random() < busy
+    while True:
+        yield paused, length(mean_pause if paused else mean_free)
+        paused = not paused
+
+
+def drive_pauses(runs: Sequence[tuple[object, Iterator[tuple[bool, int]]]], clock):
+    """Pause cocotbext-axi channels (a source: no VALID; a sink: READY low), each by its ``pause_runs``: one
+    coroutine for all of them, woken on the rising edge the channels' own coroutines wait on, sets a channel's
+    ``pause`` only where its run ends. A pause generator per channel (the library's way) wakes one coroutine per
+    channel every cycle, which was most of a whole-frame simulation's time. Returns the task."""
+    import heapq
+
+    import cocotb
+    from cocotb.triggers import RisingEdge
+
+    async def run() -> None:
+        edge = RisingEdge(clock)
+        await edge
+        cycle, due = 0, []  # due: (cycle its run ends, channel index)
+        for i, (channel, pattern) in enumerate(runs):
+            channel.pause, cycles = next(pattern)
+            due.append((cycles, i))
+        heapq.heapify(due)
+        while due:
+            await edge
+            cycle += 1
+            while due[0][0] == cycle:
+                channel, pattern = runs[due[0][1]]
+                channel.pause, cycles = next(pattern)
+                heapq.heapreplace(due, (cycle + cycles, due[0][1]))
+
+    return cocotb.start_soon(run())
+
+
 PAUSE_CASES = (("none", "none"), ("idle", "none"), ("none", "backpressure"), ("idle", "backpressure"))
 
 
@@ -358,17 +405,19 @@ class TB:
         self.p = self.params["parameters"]
         self.log = dut._log
         self.rng = random.Random(test_seed())
-        self.cycle = 0
         self.sources: list = []
         self.sinks: list = []
         self._rising = RisingEdge(dut.ap_clk)
         cocotb.start_soon(Clock(dut.ap_clk, self.CLOCK_NS, unit="ns").start())
-        cocotb.start_soon(self._count())
+        self._period_ps = round(self.CLOCK_NS * 1000)
 
-    async def _count(self) -> None:
-        while True:
-            await self._rising
-            self.cycle += 1
+    @property
+    def cycle(self) -> int:
+        """Rising edges of ``ap_clk`` since time 0 (the clock's first edge), read from the simulation time: a
+        coroutine counting edges would be woken every cycle of a whole frame for it."""
+        from cocotb.utils import get_sim_time
+
+        return int(get_sim_time("ps")) // self._period_ps
 
     def source(self, prefix: str, lane_bits: int):
         from cocotbext.axi import AxiStreamBus, AxiStreamSource

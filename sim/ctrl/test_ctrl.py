@@ -15,13 +15,13 @@ try:
 except ImportError:  # pytest still collects the runner below and skips with the reason
     cocotb = None
 
-from common import TB, pause_pattern, run_unit
+from common import TB, drive_pauses, run_unit
 
 
 class CtrlTB(TB):
     def __init__(self, dut, pauses: bool = True) -> None:
         super().__init__(dut)
-        from axi_host import axil_master, set_axil_pauses
+        from axi_host import axil_master, axil_pause_runs
 
         reference()  # m3vit without its torch-based package __init__ (the driver needs m3vit.hw only)
         from m3vit.hw.gen import interface
@@ -30,7 +30,7 @@ class CtrlTB(TB):
         self.regs = interface.register_map()
         self.axil = axil_master(dut)
         if pauses:
-            set_axil_pauses(self.axil, pause_pattern, self.rng.randrange(1 << 20))
+            drive_pauses(axil_pause_runs(self.axil, self.rng.randrange(1 << 20)), dut.ap_clk)
         self.starts = 0
         self.run_cycles = (3, 40)
         dut.ap_done.value = 0

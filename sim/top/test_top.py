@@ -260,9 +260,10 @@ def test_top_rejects_and_cycles(vectors, tmp_path):
 def test_top_under_vitis_names(vectors, tmp_path, request):
     """The bench binds by the names Vitis HLS gives its export (module ``m3vit_accel``, ``ap_clk``, ``ap_rst_n``,
     ``interrupt``, ``s_axi_control_*``, ``m_axi_<bundle>_*`` with upper-case channel signals): one micro W8/A8 frame
-    with random AXI pauses, bit-exact. By default on the generated wrapper that presents the RTL top under those
-    names; ``--top NAME`` with ``--rtl-dir <export>/hdl/verilog`` runs the same frame on a Vitis export
-    (``make rtl-sim-top RTL_DIR=... TOP=m3vit_accel``; its parameters are fixed at synthesis, none are passed)."""
+    with random AXI pauses, bit-exact. By default (read latency 40) on the generated wrapper that presents the RTL
+    top under those names; ``--top NAME`` with ``--rtl-dir <export>/hdl/verilog`` runs the same frame on a Vitis export
+    (``make rtl-sim-top RTL_DIR=... TOP=m3vit_accel``, at the stress read latency 200; its parameters are fixed at
+    synthesis, none are passed)."""
     from common import unit_sources
 
     from m3vit.configs import get_config
@@ -275,8 +276,10 @@ def test_top_under_vitis_names(vectors, tmp_path, request):
     wrapper = vitis_names.write_wrapper(get_config("micro"), "w8a8", BUILD / "vitis-names" / "micro-w8a8")
     text = wrapper.read_text()
     assert "module m3vit_accel" in text and "m_axi_gmem_w0_ARVALID" in text and "s_axi_control_AWADDR" in text
+    # the wrapper is the RTL top that test_top runs at the stress latency: here the names are under test, so the
+    # frame runs at the default read latency (half the cycles)
     _run_top(vectors, tmp_path, ["frame_bit_exact"], top=vitis_names.WRAPPER_NAME,
-             sources=[wrapper, *unit_sources("m3vit_top")])
+             sources=[wrapper, *unit_sources("m3vit_top")], read_latency=READ_LATENCY)
 
 
 @pytest.mark.long  # five micro frames through the top at read latency 200 (make test-long, which CI runs)

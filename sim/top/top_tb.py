@@ -11,7 +11,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
-from common import BUILD, TB, pause_pattern
+from common import BUILD, TB, drive_pauses, pause_runs
 
 TOP_CYCLES_FILE = BUILD / "top_cycles.json"
 FRAMES = 2  # the device batch: both reference frames in one ap_start
@@ -74,7 +74,7 @@ class DelayedReads:
 class TopTB(TB):
     def __init__(self, dut, pauses: bool, read_latency: int | None = None) -> None:
         super().__init__(dut)
-        from axi_host import AxiLiteIP, RamBoard, axil_master, host_package, set_axil_pauses
+        from axi_host import AxiLiteIP, RamBoard, axil_master, axil_pause_runs, host_package
         from cocotbext.axi import AxiBus, AxiRam
         from cocotbext.axi.sparse_memory import SparseMemory
 
@@ -95,12 +95,14 @@ class TopTB(TB):
         self.axil = axil_master(dut)
         seed = self.rng.randrange(1 << 20)
         if pauses:
-            set_axil_pauses(self.axil, pause_pattern, seed)
+            # pauses in runs (``pause_runs``), not a fresh coin each cycle: a frame is 10^5–10^6 cycles, and one
+            # coroutine per channel waking every cycle cost most of the simulation's time; one drives them all
+            runs = axil_pause_runs(self.axil, seed)
             for i, ram in enumerate(self.rams.values()):
                 chans = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                          ram.read_if.ar_channel, ram.read_if.r_channel)
-                for j, ch in enumerate(chans):
-                    ch.set_pause_generator(pause_pattern(seed * 7 + i * 10 + j, 0.3))
+                runs += [(ch, pause_runs(seed * 7 + i * 10 + j, 0.3)) for j, ch in enumerate(chans)]
+            drive_pauses(runs, dut.ap_clk)
         self.board = RamBoard(self.mem)
         self.ip = AxiLiteIP(self.axil, dut.ap_clk, read_gap=POLL_CYCLES)
         self.states: list[tuple[int, int]] = []  # (cycle, sequencer state) at every change (cycles test)
