@@ -582,26 +582,56 @@ void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const
     }
 }
 
-// The MoE combine: requantize + residual add, LANES values per cycle; each sum read is cleared for the next
-// MoE layer (moe_acc starts zero: a static array).
+// The MoE combine: requantize + residual add, MOE_LANES values per cycle (HlsParams.moe_lanes). It runs once per
+// MoE layer over rows·DIM values, so its requantizers and residual adders are shared over the MOE_PARTS cycles
+// of one residual word (LANES values, one URAM word of moe_acc, x_mid, x_res): the word is read (and its sums
+// cleared for the next MoE layer: moe_acc starts zero, a static array) in its first cycle, MOE_LANES of its
+// values finish per cycle, and x_res's word is written whole in its last cycle.
+constexpr int MOE_PARTS = LANES / MOE_LANES;
+static_assert(LANES % MOE_LANES == 0, "the MoE combine's lanes divide a residual word");
+constexpr int TC_MOE_FINISH = TC_ROW_BEATS * MOE_PARTS;  // LOOP_TRIPCOUNT: MOE_LANES values per cycle
 void moe_finish(const uint32_t* L, int rows, word_t* dump) {
-    const int64_t values = int64_t(rows) * DIM;
+    const int values = rows * DIM;  // <= ROWS_MAX · DIM: int
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
     const int x_lsh = sfield(L[L_OUT_X_LSH]), y_lsh = sfield(L[L_OUT_Y_LSH]), out_shift = sfield(L[L_OUT_SHIFT]);
+    moe_acc_t sums[LANES];  // the word being finished (registers)
+    res_t mids[LANES], outs[LANES];
+#pragma HLS ARRAY_PARTITION variable = sums complete
+#pragma HLS ARRAY_PARTITION variable = mids complete
+#pragma HLS ARRAY_PARTITION variable = outs complete
+    const int words = (values + LANES - 1) / LANES;
 MOE_FINISH:
-    for (int64_t i0 = 0; i0 < values; i0 += LANES) {
+    for (int it = 0; it < words * MOE_PARTS; ++it) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_ROW_BEATS
-        for (int l = 0; l < LANES; ++l) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_MOE_FINISH
+        const int i0 = (it / MOE_PARTS) * LANES;
+        const int part = it % MOE_PARTS;
+        if (part == 0) {  // one read of each word, and the sums cleared
+            for (int l = 0; l < LANES; ++l) {
 #pragma HLS UNROLL
-            const int64_t i = i0 + l;
+                if (i0 + l < values) {
+                    sums[l] = moe_acc[i0 + l];
+                    mids[l] = x_mid[i0 + l];
+                    moe_acc[i0 + l] = 0;
+                }
+            }
+        }
+        for (int l = 0; l < MOE_LANES; ++l) {
+#pragma HLS UNROLL
+            const int w = part * MOE_LANES + l;  // the value of the word this lane finishes
+            const int i = i0 + w;
             if (i < values) {
-                const res_t m = requant<RESID_BITS, MOE_ACC_BITS>(moe_acc[i], moe_shift);
-                moe_acc[i] = 0;
-                const res_t s = residual_add(x_mid[i], m, x_lsh, y_lsh, out_shift);
-                x_res[i] = s;
+                const res_t m = requant<RESID_BITS, MOE_ACC_BITS>(sums[w], moe_shift);
+                const res_t s = residual_add(mids[w], m, x_lsh, y_lsh, out_shift);
+                outs[w] = s;
                 dump_put(dump, L[L_D_MOE], i, m);
                 dump_put(dump, L[L_D_OUT], i, s);
+            }
+        }
+        if (part == MOE_PARTS - 1) {  // the word is finished: one write
+            for (int l = 0; l < LANES; ++l) {
+#pragma HLS UNROLL
+                if (i0 + l < values) x_res[i0 + l] = outs[l];
             }
         }
     }

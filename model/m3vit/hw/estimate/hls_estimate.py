@@ -49,12 +49,13 @@ PROBE_CONSTANTS = (
     "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
     "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
+    "MOE_LANES", "MOE_PARTS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
 TOP_ARRAYS = ("x_res", "x_mid", "h_ln", "a_buf", "hid", "patches", "logits", "moe_acc", "queue", "gates", "counts",
               "att_out", "ln_g", "ln_b", "pos_buf")
-ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t")
+ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t", "av_acc_t", "av_done_t")
 
 
 def _sources_text() -> str:
@@ -226,6 +227,7 @@ MEMORY_SHAPES = {
     "blocks": lambda c: (c["KS_MAX"], c["MAC_ROWS"], c["MAC_COLS"]),  # weight_block_t
     "acc": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t
     "sc": lambda c: (c["ATTN_SUPER"], c["N_TOK"]),                   # attention score rows
+    "done": lambda c: (c["AV_PASSES"], c["ATTN_LANES"], c["AV_LANE_COLS"]),  # av_done_t: A·V's final pass sums
 }
 
 
@@ -254,6 +256,8 @@ def memories(pr: dict) -> list[Memory]:
                "FIFO array → attention unit, one head deep (STREAM depth)", "array_step"),
         Memory("attention: Q·Kᵀ + online softmax", "sc", t["int_t"], c["ATTN_SUPER"] * c["N_TOK"], 2,
                "score rows of a row group, PIPO between the group's stages", "attention_head"),
+        Memory("attention: A·V", "done", *a["av_done_t"], 1,
+               "every pass's final sums until AV_OUT (av_done_t)", "av_subgroup"),
         Memory("layernorm", "xs", c["LN_LANES"] * c["LN_IN_BITS"], 2 * c["DIM"] // c["LN_LANES"] + 128, 1,
                "ln_stats → ln_norm FIFO (STREAM depth)", "layernorm_rows"),
         Memory("linear unit: weight blocks", "beats", c["WEIGHT_PORTS"] * 128, 64, 1,
@@ -303,7 +307,7 @@ OPERATORS = (
              note="online-softmax rescale s·2^(m−a): one per lane, one in the router's gate softmax"),
     Operator("attention: A·V", "av_sum_t(e * vj[c])", lambda c: c["ATTN_LANES"] * c["AV_LANE_COLS"],
              lambda c, t: (t["exp_w_t"], t["act_t"]), note="P lanes × AV_LANE_COLS value columns"),
-    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(acc[l][c], inv[l])", lambda c: c["AV_LANE_COLS"],
+    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(done[it % AV_PASSES][l][j], inv[l])", lambda c: c["AV_LANE_COLS"],
              lambda c, t: (t["av_sum_t"], c["INV_BITS"]), note="AV_OUT: Σ·(1/s), AV_LANE_COLS columns per cycle"),
     Operator("linear unit: accumulators + epilogue",
              "mul_exact<GELU_DIFF_BITS, GELU_REM_BITS>(sint<GELU_DIFF_BITS>(t1 - t0)",
@@ -406,11 +410,18 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
                 "64-bit compare/add/select (3×64)"))
     av = units["av_norm"]
     av_c = int(av["parameters"]["C"])
-    av_acc = c["ATTN_LANES"] * c["HEAD_DIM"] * c["AV_SUM_BITS"] * 2
+    # the running sums of the pass in flight: av_acc_t's adders (the other passes' sums sit in av_done_t, a
+    # memory costed with the memories); AV_OUT picks lane l of av_done_t per cycle: an ATTN_LANES-to-1 mux per
+    # column bit (a LUT6 is a 4:1 mux, rule)
+    acc_w, acc_n = pr["arrays"]["av_acc_t"]
+    av_acc = acc_n * acc_w * 2
+    av_mux = c["AV_LANE_COLS"] * c["AV_SUM_BITS"] * math.ceil(c["ATTN_LANES"] / 4)
     av_div, av_div_rule = recip_divider(c, "SM_RECIP_NUM_BITS", "SM_S_BITS")
-    out.append(("attention: A·V", av_acc + round(av["LUT"] / av_c) * c["AV_LANE_COLS"]
+    out.append(("attention: A·V", av_acc + av_mux + round(av["LUT"] / av_c) * c["AV_LANE_COLS"]
                 + c["ATTN_LANES"] * e2 + av_div, "yosys+rule",
-                f"accumulators {c['ATTN_LANES']}×{c['HEAD_DIM']} × {c['AV_SUM_BITS']} bit (add + select, 2 LUT/bit), "
+                f"accumulators of the pass in flight (av_acc_t: {acc_n} × {acc_w} bit, add + select, 2 LUT/bit), "
+                f"AV_OUT's lane select ({c['AV_LANE_COLS']} × {c['AV_SUM_BITS']} bit × ⌈{c['ATTN_LANES']}/4⌉ "
+                f"LUT: {av_mux}), "
                 f"normalise+requantize {round(av['LUT'] / av_c)} per column (yosys av_norm / C) × "
                 f"{c['AV_LANE_COLS']}, an exp2_neg per lane, the 1/s {av_div_rule}"))
     ln = units["layernorm"]
@@ -425,11 +436,17 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
                 f"yosys moe_dispatch (E={md['parameters']['E']}, K={md['parameters']['K']}); the gate softmax's "
                 f"1/s {g_div_rule}"))
     r_moe, _ = requant_lut(units, c["MOE_ACC_BITS"])
-    out.append(("moe: combine accumulator", c["LANES"] * (c["MOE_ACC_BITS"] + r_moe + 2 * shifter_lut(rs) + r_add),
+    # moe_finish shares its requantizers and residual adds over the MOE_PARTS cycles of a residual word: MOE_LANES
+    # of them, each picking its value of the held word (a MOE_PARTS-to-1 select, 4:1 per LUT6, rule); the
+    # epilogue's gate·y accumulate (EPI_GATE_ACC) stays one adder per output lane of the array
+    fin = r_moe + 2 * shifter_lut(rs) + r_add
+    sel = (c["MOE_ACC_BITS"] + c["RESID_BITS"]) * math.ceil(c["MOE_PARTS"] / 4) if c["MOE_PARTS"] > 1 else 0
+    out.append(("moe: combine accumulator", c["LANES"] * c["MOE_ACC_BITS"] + c["MOE_LANES"] * (fin + sel),
                 "yosys+rule",
-                f"per lane ({c['LANES']}) a {c['MOE_ACC_BITS']}-bit adder, the finish's MOE_ACC_BITS requantizer "
-                f"({r_moe}) and its residual add (two RES_SUM_BITS={rs} shifts {shifter_lut(rs)} each, "
-                f"{rs}-bit requantize {r_add}: moe_finish)"))
+                f"the epilogue's accumulate: per output lane ({c['LANES']}) a {c['MOE_ACC_BITS']}-bit adder; "
+                f"moe_finish: per lane (MOE_LANES={c['MOE_LANES']}, a word over MOE_PARTS={c['MOE_PARTS']} cycles) "
+                f"the MOE_ACC_BITS requantizer ({r_moe}), the residual add (two RES_SUM_BITS={rs} shifts "
+                f"{shifter_lut(rs)} each, {rs}-bit requantize {r_add}) and the word select ({sel})"))
     out.append(("control, AXI, loops", 3 * 728 + 2 * 918 + 433 + 15000, "yosys+rule",
                 "3 weight readers (yosys axi_burst_reader 728), 2 writers (axi_burst_writer 918), s_axi control "
                 "(433); loop counters, address generators and FSMs of ≈40 pipelined loops 15k (rule)"))
@@ -441,7 +458,7 @@ def estimate(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     c, t = pr["constants"], pr["types"]
     text = _sources_text()
     prag = {f: pragmas(function_body(f, text)) for f in
-            ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "layernorm_rows",
+            ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "av_subgroup", "layernorm_rows",
              "weight_loader")}
     macro = pragmas(text)  # the block stream's macro expansion (array_step's `blocks`)
     prag["array_step"].update({k: v for k, v in macro.items() if k == "blocks"})

@@ -16,7 +16,7 @@ port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weigh
 ``Schedule`` holds the architecture switches the ablations flip. ``AS_BUILT`` is the schedule of the
 C++ in ``hls/`` (``hls/src/m3vit_accel.cpp``; ``AS_BUILT_PLATFORM``: weights striped over 3 HP ports):
 LayerNorm ``HlsParams.ln_lanes`` features per cycle with rows pipelined; element-wise loops (the MoE
-combine) ``HlsParams.mac_rows`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
+combine) ``HlsParams.moe_lanes`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
 one MAC array: every step (the embedding; a layer's heads; its tail; a MoE layer's experts) is one
 invocation of one DATAFLOW region whose loader runs ahead across the step's ops (:func:`region_ops` lists
 them: only each step's first block waits for DDR, LN1 hides the heads step's); the attention unit, a third
@@ -90,7 +90,7 @@ class Schedule:
     attention_on_linear: bool = False  # Q·Kᵀ and A·V on the MAC array instead of the attention unit
     # lanes: None = what the code derives from the parameters (HlsParams.ln_lanes, HlsParams.mac_rows, one beat)
     ln_lanes: int | None = None  # LayerNorm features per cycle
-    elementwise_lanes: int | None = None  # MoE combine values per cycle
+    elementwise_lanes: int | None = None  # MoE combine values per cycle (None: HlsParams.moe_lanes, the code's)
     pixel_lanes: int | None = None  # im2col pixels per cycle (None: one 128-bit image beat)
     beat_token_out: bool = True  # tokens leave one 128-bit beat per cycle (off: one value per cycle)
     cross_op_prefetch: bool = True  # the weight loader runs ahead across the ops of a region (off: per op)
@@ -222,7 +222,7 @@ class Env:
 
     @property
     def elementwise_lanes(self) -> int:
-        return self.sched.elementwise_lanes or self.p.mac_rows
+        return self.sched.elementwise_lanes or self.p.moe_lanes
 
     @property
     def pixel_lanes(self) -> int:
