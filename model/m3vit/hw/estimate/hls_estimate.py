@@ -307,7 +307,8 @@ OPERATORS = (
              note="online-softmax rescale s·2^(m−a): one per lane, one in the router's gate softmax"),
     Operator("attention: A·V", "av_sum_t(e * vj[c])", lambda c: c["ATTN_LANES"] * c["AV_LANE_COLS"],
              lambda c, t: (t["exp_w_t"], t["act_t"]), note="P lanes × AV_LANE_COLS value columns"),
-    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(done[it % AV_PASSES][l][j], inv[l])", lambda c: c["AV_LANE_COLS"],
+    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(done[it % AV_PASSES][l][j], inv[l])",
+             lambda c: c["AV_LANE_COLS"],
              lambda c, t: (t["av_sum_t"], c["INV_BITS"]), note="AV_OUT: Σ·(1/s), AV_LANE_COLS columns per cycle"),
     Operator("linear unit: accumulators + epilogue",
              "mul_exact<GELU_DIFF_BITS, GELU_REM_BITS>(sint<GELU_DIFF_BITS>(t1 - t0)",
@@ -458,8 +459,8 @@ def estimate(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     c, t = pr["constants"], pr["types"]
     text = _sources_text()
     prag = {f: pragmas(function_body(f, text)) for f in
-            ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "av_subgroup", "layernorm_rows",
-             "weight_loader")}
+            ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "av_subgroup",
+             "layernorm_rows", "weight_loader")}
     macro = pragmas(text)  # the block stream's macro expansion (array_step's `blocks`)
     prag["array_step"].update({k: v for k, v in macro.items() if k == "blocks"})
     units = rtl_units()

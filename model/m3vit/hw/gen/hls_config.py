@@ -123,7 +123,8 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "BEAT_BITS": BEAT_BITS, "BEAT_BYTES": BEAT_BITS // 8,  # one m_axi beat (m3vit.hw.platform)
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
         "AV_COLS": params.av_cols,
-        "BATCH": params.batch, "LN_LANES": params.ln_lanes, "MOE_LANES": params.moe_lanes, "WEIGHT_PORTS": interface.WEIGHT_PORTS,
+        "BATCH": params.batch, "LN_LANES": params.ln_lanes, "MOE_LANES": params.moe_lanes,
+        "WEIGHT_PORTS": interface.WEIGHT_PORTS,
         "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
         "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
         "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,
