@@ -178,6 +178,10 @@ struct Epilogue {
     uint32_t d0, d1;
     int64_t row0;               // dump row of r = 0
     int d_cols;
+    // GATE_ACC: the token's MAC_ROWS sums of moe_acc (one word), held over the token's EPI_PARTS epilogue cycles:
+    // read in its first part, written back in its last (epi_row_begin / epi_row_end), one read-modify-write
+    moe_acc_t held[MAC_ROWS];
+    int held_at;
 
     // acc is an acc_t value (the array's accumulator): each requantizer below is ACC_BITS wide (requant<>), one per
     // output lane, not a 64-bit shifter.
@@ -220,16 +224,10 @@ struct Epilogue {
                 dump_put(dump, d1, i, s);
                 break;
             }
-            case EPI_GATE_ACC: {
-                // No loop-carried dependence through moe_acc in the array's token loop: within one block, iteration
-                // t touches row queue[q_at + t] only, and an expert's queue holds each token at most once (top-k
-                // experts are distinct), so no two iterations of one loop run touch the same sum; the next block (or
-                // expert) is a new run of the loop, after its pipeline drained. (Vitis applies it once inlined.)
-#pragma HLS DEPENDENCE variable = moe_acc inter false
+            case EPI_GATE_ACC: {  // into the token's held sums (epi_row_begin read them)
                 const res_t v = clamp_to<RESID_BITS, EPI_BITS>(q);
-                const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
                 const gate_t gp = gates[q_at + r];
-                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(mul_exact<GATE_BITS, RESID_BITS>(gp, v)));
+                held[n % MAC_ROWS] = moe_acc_t(held[n % MAC_ROWS] + mul_exact<GATE_BITS, RESID_BITS>(gp, v));
                 dump_put(dump, d0, (row0 + r) * DIM + n, v);
                 break;
             }
@@ -245,6 +243,35 @@ struct Epilogue {
         }
     }
 };
+
+// The epilogue's hooks around token r's part `part` of a block (outputs n0 ..; linear.h epilogue_part): the MoE
+// accumulate reads the token's sums of the block in its first part and writes them back in its last.
+// No loop-carried dependence through moe_acc in the array's loop: the epilogue's iterations of one loop run are one
+// block's tokens, each touching row queue[q_at + r] only, and an expert's queue holds each token at most once (top-k
+// experts are distinct), so no two tokens of one loop run touch the same sums (a token's parts are one
+// read-modify-write through `held`); the next expert is a new run of the loops, after the last one's drain.
+// (Vitis applies the pragma once inlined into the loop.)
+inline void epi_row_begin(Epilogue& e, int r, int n0, int part) {
+#pragma HLS INLINE
+    if (e.kind == EPI_GATE_ACC && part == 0) {
+        e.held_at = int(queue[e.q_at + r]) * DIM + n0;
+        for (int j = 0; j < MAC_ROWS; ++j) {
+#pragma HLS UNROLL
+            if (n0 + j < DIM) e.held[j] = moe_acc[e.held_at + j];
+        }
+    }
+}
+inline void epi_row_end(Epilogue& e, int r, int n0, int part) {
+#pragma HLS INLINE
+#pragma HLS DEPENDENCE variable = moe_acc inter false
+    (void)r;
+    if (e.kind == EPI_GATE_ACC && part == EPI_PARTS - 1) {
+        for (int j = 0; j < MAC_ROWS; ++j) {
+#pragma HLS UNROLL
+            if (n0 + j < DIM) moe_acc[e.held_at + j] = e.held[j];
+        }
+    }
+}
 
 Epilogue epi_of(EpiKind kind, int shift, bool per_row, word_t* dump, uint32_t d0, int d_cols) {
     Epilogue e = {};
@@ -284,9 +311,9 @@ Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_ls
 // accumulators and weight-block ping-pong) in the design. tests/hls/test_resources.py checks both.
 template <class FEED, class EPI>
 void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc) {
+                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc, acc_mem_t& fin) {
 #pragma HLS INLINE off
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc, fin);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -645,6 +672,8 @@ void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinO
     const int rows = sp.frames * N_TOK;
     acc_mem_t acc;  // the array's accumulators: one memory, this process's own
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    acc_mem_t fin;  // a block's finished rows, waiting for the epilogue (linear.h): this process's own
+#pragma HLS ARRAY_PARTITION variable = fin complete dim = 2
     if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
     int64_t row0 = 0;
 ENGINE_OPS:
@@ -657,7 +686,7 @@ ENGINE_OPS:
         const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
                                                                            ? counts[r.arg]
                                                                            : rows;
-        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc);
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc, fin);
         if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2]);
         if (r.kind == OP_E2) row0 += counts[r.arg];
     }

@@ -49,7 +49,7 @@ PROBE_CONSTANTS = (
     "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
     "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
-    "MOE_LANES", "MOE_PARTS",
+    "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
@@ -226,6 +226,7 @@ class Memory:
 MEMORY_SHAPES = {
     "blocks": lambda c: (c["KS_MAX"], c["MAC_ROWS"], c["MAC_COLS"]),  # weight_block_t
     "acc": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t
+    "fin": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t: finished rows → epilogue
     "sc": lambda c: (c["ATTN_SUPER"], c["N_TOK"]),                   # attention score rows
     "done": lambda c: (c["AV_PASSES"], c["ATTN_LANES"], c["AV_LANE_COLS"]),  # av_done_t: A·V's final pass sums
 }
@@ -249,6 +250,8 @@ def memories(pr: dict) -> list[Memory]:
         Memory("linear unit: weight blocks", "blocks", wb_w, wb_n, 2, "stream_of_blocks<weight_block_t, 2>",
                "array_step"),
         Memory("linear unit: accumulators + epilogue", "acc", *a["acc_mem_t"], scope="array_engine"),
+        Memory("linear unit: accumulators + epilogue", "fin", *a["acc_mem_t"], 1,
+               "a block's finished rows, read by the epilogue beside the next block", "array_engine"),
         Memory("attention: head Q, K, V", "qh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
         Memory("attention: head Q, K, V", "kh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
         Memory("attention: head Q, K, V", "vh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
@@ -312,11 +315,11 @@ OPERATORS = (
              lambda c, t: (t["av_sum_t"], c["INV_BITS"]), note="AV_OUT: Σ·(1/s), AV_LANE_COLS columns per cycle"),
     Operator("linear unit: accumulators + epilogue",
              "mul_exact<GELU_DIFF_BITS, GELU_REM_BITS>(sint<GELU_DIFF_BITS>(t1 - t0)",
-             lambda c: c["LANES"], lambda c, t: (c["GELU_DIFF_BITS"], c["INTERNAL_BITS"] + 1),
-             note="GELU interpolation, one per output lane"),
+             lambda c: c["EPI_LANES"], lambda c, t: (c["GELU_DIFF_BITS"], c["INTERNAL_BITS"] + 1),
+             note="GELU interpolation, one per epilogue lane"),
     Operator("linear unit: accumulators + epilogue", "mul_exact<GATE_BITS, RESID_BITS>(gp, v)",
-             lambda c: c["LANES"], lambda c, t: (t["gate_t"], t["res_t"]),
-             note="MoE combine gate·y, one per output lane"),
+             lambda c: c["EPI_LANES"], lambda c, t: (t["gate_t"], t["res_t"]),
+             note="MoE combine gate·y, one per epilogue lane"),
     Operator("layernorm", "mul_exact<LN_IN_BITS, LN_IN_BITS>(beat.v[l], beat.v[l])", lambda c: c["LN_LANES"],
              lambda c, t: (c["LN_IN_BITS"], c["LN_IN_BITS"]), note="Σx² per lane"),
     Operator("layernorm", "mul_exact<B::D, LN_IN_BITS>(sint<B::D>(d), beat.v[l])", lambda c: c["LN_LANES"],
@@ -395,8 +398,13 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     g = units["gelu"]
     g_lanes = int(g["parameters"]["LANES"])
     per_lane = rq + 2 * shifter_lut(rs) + r_add + round(g["LUT"] / g_lanes) + r_gelu + c["BIAS_BITS"] + 1
-    out.append(("linear unit: accumulators + epilogue", c["LANES"] * per_lane, "yosys+rule",
-                f"per output lane ({c['LANES']}): one requantizer shared by every kind, the embedding's included "
+    # linear.h: EPI_LANES lanes take a token's MAC_ROWS outputs over EPI_PARTS cycles, each lane picking its
+    # output's accumulator and per-row shift of the part (an EPI_PARTS-to-1 select, 4:1 per LUT6, rule)
+    sel = (c["ACC_BITS"] + 8) * math.ceil(c["EPI_PARTS"] / 4) if c["EPI_PARTS"] > 1 else 0
+    out.append(("linear unit: accumulators + epilogue", c["EPI_LANES"] * (per_lane + sel), "yosys+rule",
+                f"per epilogue lane (EPI_LANES={c['EPI_LANES']}, a token's {c['MAC_ROWS']} outputs over "
+                f"EPI_PARTS={c['EPI_PARTS']} cycles): the part's accumulator and shift select ({sel}), "
+                f"one requantizer shared by every kind, the embedding's included "
                 f"(EPI_IN_BITS={c['EPI_IN_BITS']}: {rq}, {rq_rule}) after its position adder ({c['BIAS_BITS'] + 1}), "
                 f"the residual add's two RES_SUM_BITS={rs} shifts ({shifter_lut(rs)} each, rule) and "
                 f"{rs}-bit requantize ({r_add}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its "
@@ -442,9 +450,11 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     # epilogue's gate·y accumulate (EPI_GATE_ACC) stays one adder per output lane of the array
     fin = r_moe + 2 * shifter_lut(rs) + r_add
     sel = (c["MOE_ACC_BITS"] + c["RESID_BITS"]) * math.ceil(c["MOE_PARTS"] / 4) if c["MOE_PARTS"] > 1 else 0
-    out.append(("moe: combine accumulator", c["LANES"] * c["MOE_ACC_BITS"] + c["MOE_LANES"] * (fin + sel),
+    held = c["MOE_ACC_BITS"] * (1 + (math.ceil(c["EPI_PARTS"] / 4) if c["EPI_PARTS"] > 1 else 0))
+    out.append(("moe: combine accumulator", c["EPI_LANES"] * held + c["MOE_LANES"] * (fin + sel),
                 "yosys+rule",
-                f"the epilogue's accumulate: per output lane ({c['LANES']}) a {c['MOE_ACC_BITS']}-bit adder; "
+                f"the epilogue's accumulate: per epilogue lane ({c['EPI_LANES']}) a {c['MOE_ACC_BITS']}-bit adder "
+                f"and the select of its value of the held word ({held} per lane); "
                 f"moe_finish: per lane (MOE_LANES={c['MOE_LANES']}, a word over MOE_PARTS={c['MOE_PARTS']} cycles) "
                 f"the MOE_ACC_BITS requantizer ({r_moe}), the residual add (two RES_SUM_BITS={rs} shifts "
                 f"{shifter_lut(rs)} each, {rs}-bit requantize {r_add}) and the word select ({sel})"))

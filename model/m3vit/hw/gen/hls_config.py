@@ -43,6 +43,9 @@ class HlsParams:
     # MoE combine (moe_finish) values per cycle: a combine is rows·D values once per MoE layer, off the array's
     # critical rate, so a quarter of the array's MAC_ROWS lanes of requantizers + residual adds
     moe_lanes: int = 8
+    # epilogue lanes (linear.h EPI_LANES): the array finishes MAC_ROWS outputs per token only in a block's last
+    # k-slice, so the epilogue takes MAC_ROWS / epi_lanes cycles per token beside the next block's k-slices
+    epi_lanes: int = 16
 
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
@@ -60,6 +63,8 @@ class HlsParams:
             raise ValueError(f"MAC array {self.mac_rows}x{self.mac_cols} must be made of 16x16 pack tiles")
         if self.attn_lanes < 1 or self.batch < 1 or self.av_cols < 1 or self.ln_lanes < 1:
             raise ValueError("attn_lanes, av_cols, batch and ln_lanes must be >= 1")
+        if self.epi_lanes < 1 or self.mac_rows % self.epi_lanes:
+            raise ValueError(f"epi_lanes {self.epi_lanes} must divide mac_rows {self.mac_rows}")
         if self.moe_lanes < 1 or self.mac_rows % self.moe_lanes:
             raise ValueError(f"moe_lanes {self.moe_lanes} must divide mac_rows {self.mac_rows} (one residual word)")
 
@@ -124,6 +129,7 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
         "AV_COLS": params.av_cols,
         "BATCH": params.batch, "LN_LANES": params.ln_lanes, "MOE_LANES": params.moe_lanes,
+        "EPI_LANES": params.epi_lanes,
         "WEIGHT_PORTS": interface.WEIGHT_PORTS,
         "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
         "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
