@@ -64,6 +64,10 @@ constexpr int EPI_BITS = INTERNAL_BITS > RESID_BITS ? (INTERNAL_BITS > ACT_BITS 
                                                     : (RESID_BITS > ACT_BITS ? RESID_BITS : ACT_BITS);
 // its input: an accumulator, or (the embedding) an accumulator plus a position (BIAS_BITS), exactly
 constexpr int EPI_IN_BITS = (ACC_BITS > BIAS_BITS ? ACC_BITS : BIAS_BITS) + 1;
+// The epilogue's second requantizer, shared by GELU (its y, GELU_Y_BITS, into act_t) and the residual adds (their sum,
+// RES_SUM_BITS, into res_t): as wide as the wider input and output.
+constexpr int POST_IN_BITS = GELU_Y_BITS > RES_SUM_BITS ? GELU_Y_BITS : RES_SUM_BITS;
+constexpr int POST_BITS = RESID_BITS > ACT_BITS ? RESID_BITS : ACT_BITS;
 constexpr int LAYER_OPS = 3 * HEADS + 3;    // Q, K, V of every head, proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 constexpr int STEP_OPS = LAYER_OPS > EXPERT_OPS ? LAYER_OPS : EXPERT_OPS;  // the longest op list of a step
@@ -195,6 +199,16 @@ struct Epilogue {
             kind == EPI_EMBED ? sint<EPI_IN_BITS>(pos_buf[pt * DIM + n]) : sint<EPI_IN_BITS>(0);
         const sint<EPI_IN_BITS> a = sint<EPI_IN_BITS>(sint<EPI_IN_BITS>(acc_t(acc)) + pos);
         const sint<EPI_BITS> q = requant<EPI_BITS, EPI_IN_BITS>(a, sh);
+        // The second stage: GELU's y or the residual sum, through ONE requantizer per lane (the kinds exclude each
+        // other), into POST_BITS, then each kind's width by saturation (clamp_to: nested saturations, bit-exact).
+        const int64_t i = int64_t(r) * DIM + n;  // RES_*: the residual element
+        const int_t z = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
+        const res_t b = clamp_to<RESID_BITS, EPI_BITS>(q);
+        const bool residual = kind == EPI_RES_MID || kind == EPI_RES_OUT;
+        const res_t x = !residual ? res_t(0) : kind == EPI_RES_MID ? x_res[i] : x_mid[i];  // read by RES_* only
+        const sint<POST_IN_BITS> post = kind == EPI_GELU ? sint<POST_IN_BITS>(gelu_y(z, in_frac))
+                                                         : sint<POST_IN_BITS>(residual_sum(x, b, x_lsh, y_lsh));
+        const sint<POST_BITS> o = requant<POST_BITS, POST_IN_BITS>(post, kind == EPI_GELU ? gelu_shift : add_shift);
         switch (kind) {
             case EPI_STORE_LOGIT: {
                 const int_t v = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
@@ -203,8 +217,7 @@ struct Epilogue {
                 break;
             }
             case EPI_GELU: {
-                const int_t z = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
-                const act_t g = gelu_epi(z, in_frac, gelu_shift);
+                const act_t g = clamp_to<ACT_BITS, POST_BITS>(o);
                 hid[int64_t(r) * HIDDEN_MAX + n] = g;
                 dump_put(dump, d0, (row0 + r) * d_cols + n, z);
                 dump_put(dump, d1, (row0 + r) * d_cols + n, g);
@@ -212,10 +225,7 @@ struct Epilogue {
             }
             case EPI_RES_MID:
             case EPI_RES_OUT: {
-                const res_t b = clamp_to<RESID_BITS, EPI_BITS>(q);
-                const int64_t i = int64_t(r) * DIM + n;
-                const res_t x = kind == EPI_RES_MID ? x_res[i] : x_mid[i];
-                const res_t s = residual_add(x, b, x_lsh, y_lsh, add_shift);
+                const res_t s = clamp_to<RESID_BITS, POST_BITS>(o);
                 if (kind == EPI_RES_MID)
                     x_mid[i] = s;
                 else

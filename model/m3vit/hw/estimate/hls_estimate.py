@@ -49,7 +49,7 @@ PROBE_CONSTANTS = (
     "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
     "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
-    "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS",
+    "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS", "POST_IN_BITS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
@@ -394,10 +394,13 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
     rs = c["RES_SUM_BITS"]  # the residual add's aligned operands and sum (fx.h residual_add)
     r_add, _ = requant_lut(units, rs)
-    r_gelu, _ = requant_lut(units, c["GELU_Y_BITS"])  # gelu.h gelu_epi's y
+    # the second requantizer, shared by GELU's y and the residual sum (the epilogue's POST_IN_BITS), after a 2:1
+    # select of its input (1 LUT per bit)
+    r_post, _ = requant_lut(units, c["POST_IN_BITS"])
     g = units["gelu"]
     g_lanes = int(g["parameters"]["LANES"])
-    per_lane = rq + 2 * shifter_lut(rs) + r_add + round(g["LUT"] / g_lanes) + r_gelu + c["BIAS_BITS"] + 1
+    per_lane = (rq + 2 * shifter_lut(rs) + round(g["LUT"] / g_lanes) + r_post + c["POST_IN_BITS"]
+                + c["BIAS_BITS"] + 1)
     # linear.h: EPI_LANES lanes take a token's MAC_ROWS outputs over EPI_PARTS cycles, each lane picking its
     # output's accumulator and per-row shift of the part (an EPI_PARTS-to-1 select, 4:1 per LUT6, rule)
     sel = (c["ACC_BITS"] + 8) * math.ceil(c["EPI_PARTS"] / 4) if c["EPI_PARTS"] > 1 else 0
@@ -406,9 +409,9 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
                 f"EPI_PARTS={c['EPI_PARTS']} cycles): the part's accumulator and shift select ({sel}), "
                 f"one requantizer shared by every kind, the embedding's included "
                 f"(EPI_IN_BITS={c['EPI_IN_BITS']}: {rq}, {rq_rule}) after its position adder ({c['BIAS_BITS'] + 1}), "
-                f"the residual add's two RES_SUM_BITS={rs} shifts ({shifter_lut(rs)} each, rule) and "
-                f"{rs}-bit requantize ({r_add}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its "
-                f"GELU_Y_BITS={c['GELU_Y_BITS']} requantize ({r_gelu})"))
+                f"the residual add's two RES_SUM_BITS={rs} shifts ({shifter_lut(rs)} each, rule), GELU "
+                f"({round(g['LUT'] / g_lanes)}: yosys gelu per lane), and ONE second requantizer for GELU's y and the "
+                f"residual sum (POST_IN_BITS={c['POST_IN_BITS']}: {r_post}, after a {c['POST_IN_BITS']}-LUT select)"))
     qk_adders = c["ATTN_LANES"] * (c["HEAD_DIM"] - 1) * c["QK_SUM_BITS"]
     rq_int, _ = requant_lut(units, c["QK_SUM_BITS"])
     e2 = 345  # per exp2_neg copy: yosys m3vit-tiny top by_unit, 10,692 LUT / 31 copies (rtl/README.md)
