@@ -9,7 +9,8 @@
 // cycles per block. The weight slice stays the same for `rows` consecutive cycles (weight-slice
 // stationary); partial sums live in acc[ROWS_MAX][MAC_ROWS] (partitioned over MAC_ROWS: one token's
 // partial sums are read and written per cycle). In the last k-slice each token's sums leave as one
-// accumulator row for the epilogue (bias is added at the first k-slice).
+// row of `fin` for the epilogue (bias is added at the first k-slice), which runs beside the next block
+// at EPI_LANES outputs per cycle (below: the epilogue, shared over EPI_PARTS cycles per token).
 //
 // Why k-slices outer: consecutive pipeline iterations update different tokens' accumulators, so the
 // read-modify-write of acc[t] recurs only every `rows` cycles (the loop-carried distance); the
@@ -28,7 +29,7 @@
 //                   first read waits for DDR; block_placer puts the beats k-slice major into the
 //                   block (zero where the block is partial), the biases beside it
 //   linear_op     — (called by the region's engine once per op, in the same order) the
-//                   array above over each block, the fused epilogue inline in the last k-slice
+//                   array above over each block, each block's epilogue beside the next block's k-slices
 // The loader runs ahead across op boundaries: while the array works on an op's last block, the next
 // op's first block is already loading (the engine may run other units in between — a
 // LayerNorm, the MoE combine — and the loader keeps filling the free half of the ping-pong). Only

@@ -25,7 +25,7 @@
 //   TAIL step — proj + residual, LN2, fc1 + GELU, fc2 + residual (or proj, LN2, router)
 //   MoE     — route the tokens (between steps: the routed counts decide the next step's op list, so the
 //             loader never waits on the engine); EXPERTS step: both matrices of every active expert back
-//             to back, each expert's queue, then the combine (MAC_ROWS values per cycle), clearing the
+//             to back, each expert's queue, then the combine (MOE_LANES values per cycle), clearing the
 //             accumulator as it goes
 // Only the first weight block of each step waits for DDR (LN1 hides the heads step's). The weight ports
 // are used by the loader only; `scratch` (debug dumps, M3V_DUMPS builds only — the synthesis build has no
