@@ -504,6 +504,8 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
 // EPI_PARTS·t .. EPI_PARTS·t + EPI_PARTS − 1 of block b+1's loop, block b+1's last k-slice writes row t in
 // iteration (slices − 1)·iters + t, and a block's loop runs slices = max(kslices, EPI_PARTS) k-slices of iters >=
 // rows iterations (an op of one k-slice idles its first one), so every read comes first (DEPENDENCE inter false).
+// EPI_PARTS = 1 (EPI_LANES = MAC_ROWS, the 16-bit-activation sets, whose block RAM has no room for `fin`): the
+// epilogue runs inline in the last k-slice at the array's rate, as wide as the array, and `fin` is unused.
 constexpr int EPI_PARTS = MAC_ROWS / EPI_LANES;
 static_assert(MAC_ROWS % EPI_LANES == 0, "the epilogue's lanes divide the array's rows");
 typedef acc_t acc_mem_t[ROWS_MAX][MAC_ROWS];
@@ -573,11 +575,12 @@ struct PtrFeed {
 // One block through the array. Input row t of the op is feed(t, k-slice) (experts gather their queue).
 // The k-slice x token nest is flattened by hand (one pipelined loop of slices x iters cycles, no drain
 // between k-slices); in the last k-slice each token's sums go to `fin` instead of being written back, and
-// every iteration also runs the previous block's (`prev`) epilogue, EPI_PARTS iterations per token (see above).
+// every iteration also runs the previous block's (`prev`) epilogue, EPI_PARTS iterations per token (see above);
+// with EPI_PARTS = 1 the token's row goes straight to this block's (`cur`) epilogue instead.
 // acc, fin: the array's accumulator and finished-row memories, owned by the caller (the engine process: no static).
 template <class WB, class FEED, class EPI, class SINK>
 void mac_block(const WB& w, const BiasRow& bias, int k_in, FEED& feed, int rows, EPI& epi, SINK& sink, acc_mem_t& acc,
-               acc_mem_t& fin, const EpiBlock& prev) {
+               acc_mem_t& fin, const EpiBlock& prev, const EpiBlock& cur) {
     const int kslices = ceil_div(k_in, MAC_COLS);
     const int slices = kslices < EPI_PARTS ? EPI_PARTS : kslices;  // room for the previous block's epilogue
     const int idle = slices - kslices;                             // leading k-slices the array idles
@@ -605,14 +608,18 @@ K_SLICES_X_TOKENS:
             slice_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
             mac_cycle(w[ks], xs, sum);
+            acc_t row[MAC_ROWS];  // the token's finished sums (EPI_PARTS = 1: straight to the epilogue)
+#pragma HLS ARRAY_PARTITION variable = row complete
             for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
                 const acc_t a = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + int64_t(sum[n]));
-                if (ks == kslices - 1)
-                    fin[t][n] = a;
-                else
+                row[n] = a;
+                if (ks != kslices - 1)
                     acc[t][n] = a;
+                else if (EPI_PARTS > 1)
+                    fin[t][n] = a;
             }
+            if (EPI_PARTS == 1 && ks == kslices - 1) epilogue_part(row, cur, t, 0, epi, sink);
         }
         if (++t == iters) {
             t = 0;
@@ -626,7 +633,7 @@ K_SLICES_X_TOKENS:
 template <class FEED, class EPI, class SINK>
 void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
                EPI& epi, SINK& sink, acc_mem_t& acc, acc_mem_t& fin) {
-    EpiBlock prev;
+    EpiBlock prev, cur;
     prev.valid = false;
     prev.n0 = 0;
     prev.nb = 0;
@@ -635,16 +642,18 @@ OP_BLOCKS:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_OP_BLOCKS
         hls::read_lock<weight_block_t> w(blocks);
         const BiasRow b = biases.read();
-        mac_block(w, b, k_in, feed, rows, epi, sink, acc, fin, prev);
-        prev.valid = true;
-        prev.n0 = blk * MAC_ROWS;
-        prev.nb = block_rows(blk, n_out);
+        cur.valid = true;
+        cur.n0 = blk * MAC_ROWS;
+        cur.nb = block_rows(blk, n_out);
         for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-            prev.s[n] = b.s[n];
+            cur.s[n] = b.s[n];
         }
+        mac_block(w, b, k_in, feed, rows, epi, sink, acc, fin, prev, cur);
+        prev = cur;
+        prev.valid = EPI_PARTS > 1;  // EPI_PARTS = 1: the block's epilogue ran inline
     }
-    epilogue_drain(fin, prev, rows, epi, sink);
+    if (EPI_PARTS > 1) epilogue_drain(fin, prev, rows, epi, sink);
 }
 
 // A whole op y = x·Wᵀ + b on its own (one-op region; the op-level tests use it).

@@ -244,14 +244,15 @@ def memories(pr: dict) -> list[Memory]:
         "pos_buf": "activations: position table",
     }
     out = [Memory(top[n], n, *a[n]) for n in TOP_ARRAYS]
+    if c["EPI_PARTS"] > 1:  # linear.h: the finished rows wait for the epilogue (EPI_PARTS = 1: inline, fin unused)
+        out.append(Memory("linear unit: accumulators + epilogue", "fin", *a["acc_mem_t"], 1,
+                          "a block's finished rows, read by the epilogue beside the next block", "array_engine"))
     wb_w, wb_n = a["weight_block_t"]
     hb_w, hb_n = a["head_buf_t"]
     out += [
         Memory("linear unit: weight blocks", "blocks", wb_w, wb_n, 2, "stream_of_blocks<weight_block_t, 2>",
                "array_step"),
         Memory("linear unit: accumulators + epilogue", "acc", *a["acc_mem_t"], scope="array_engine"),
-        Memory("linear unit: accumulators + epilogue", "fin", *a["acc_mem_t"], 1,
-               "a block's finished rows, read by the epilogue beside the next block", "array_engine"),
         Memory("attention: head Q, K, V", "qh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
         Memory("attention: head Q, K, V", "kh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
         Memory("attention: head Q, K, V", "vh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),

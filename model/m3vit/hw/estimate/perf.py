@@ -323,8 +323,9 @@ def epi_parts(p: HlsParams) -> int:
 
 
 def epi_drain(p: HlsParams, rows: int) -> int:
-    """linear.h epilogue_drain: the op's last block's epilogue after the array, EPI_PARTS cycles per token."""
-    return epi_parts(p) * rows
+    """linear.h epilogue_drain: the op's last block's epilogue after the array, EPI_PARTS cycles per token (none
+    with EPI_PARTS = 1: the epilogue inline in the last k-slice)."""
+    return epi_parts(p) * rows if epi_parts(p) > 1 else 0
 
 
 def _spill_bind(compute: float, wload: float, aload: float, env: Env) -> str:

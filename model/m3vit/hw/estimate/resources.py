@@ -75,7 +75,8 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights: "
                f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; the one "
                "region's (array_step)", role="weight_blocks"),
-        Kernel("linear unit: accumulators + epilogue", p.epi_lanes, 2 * bram36(p.mac_rows * mode.acc_bits, rows), 0,
+        Kernel("linear unit: accumulators + epilogue", p.epi_lanes,
+               (2 if p.epi_lanes < p.mac_rows else 1) * bram36(p.mac_rows * mode.acc_bits, rows), 0,
                "partial sums of one output block for every token, and the finished rows the epilogue reads beside "
                f"the next block; GELU interpolation / gate multiply per epilogue lane ({p.epi_lanes})",
                role="accumulators"),

@@ -56,7 +56,9 @@ class HlsParams:
         W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
         w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
-        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64)
+        # (the 16-bit sets keep the epilogue inline at the array's width: their block RAM has no room for its `fin`
+        # rows; W8/A8's 16 lanes take a token over 2 cycles beside the next block)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64, epi_lanes=32)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
