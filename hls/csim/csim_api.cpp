@@ -362,12 +362,12 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
     hls::stream<BiasRow> biases("chain_biases");
     weight_loader<MAX_CHAIN>(words.data(), words.data(), words.data(), ops, int(n_ops), blocks, biases);
     int64_t* o = out;
-    static acc_mem_t acc;  // the engine's accumulator memory (C ABI only: too large for the stack)
+    static acc_mem_t acc, fin;  // the engine's accumulator and finished-row memories (C ABI only: too large for the stack)
     int no_sink = 0;
     for (int64_t i = 0; i < n_ops; ++i) {
         Epi epi = {o, nk[2 * i]};
         PtrFeed feed = {xs.data(), int(k_max), nullptr, int(nk[2 * i + 1])};
-        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), feed, int(rows), epi, no_sink, acc);
+        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), feed, int(rows), epi, no_sink, acc, fin);
         o += rows * nk[2 * i];
     }
     if (!blocks.empty() || !biases.empty()) return fail(-1, "linear chain: the loader produced blocks no op consumed");

@@ -55,6 +55,10 @@ constexpr int AV_LANE_COLS = AV_COLS < HEAD_DIM ? AV_COLS : HEAD_DIM;
 constexpr int AV_PASSES = (HEAD_DIM + AV_LANE_COLS - 1) / AV_LANE_COLS;
 constexpr int AV_KEYS_TC = AV_PASSES * N_TOK;  // LOOP_TRIPCOUNT of AV_KEYS (the top's heads have N_TOK keys)
 constexpr int AV_OUT_TC = AV_PASSES * ATTN_LANES;  // LOOP_TRIPCOUNT of AV_OUT
+// A·V's sums: the running sums of the pass in flight (adders), and every pass's final sums until AV_OUT
+// (a memory AV_PASSES deep per lane and column: distributed RAM, not HEAD_DIM adders per lane).
+typedef av_sum_t av_acc_t[ATTN_LANES][AV_LANE_COLS];
+typedef av_sum_t av_done_t[AV_PASSES][ATTN_LANES][AV_LANE_COLS];
 
 // The online softmax's update of a lane (compare → exp table → shift → multiply → add) is a true recurrence
 // over the keys, longer than one cycle at 300 MHz (est. 5–8). So a row group holds QK_INTERLEAVE sub-groups of
@@ -119,15 +123,21 @@ void av_subgroup(const int_t sc[ATTN_SUPER][N_TOK], const SoftmaxStats st[ATTN_S
                  int stride, int r0, int n, AttentionParams p, A_T* out, int out_stride, int out_col0, word_t* dump,
                  uint32_t d_scores, uint32_t d_attn) {
     const int lanes = n - r0 < ATTN_LANES ? n - r0 : ATTN_LANES;
-    av_sum_t acc[ATTN_LANES][HEAD_DIM];
+    // The pass's running sums: one adder per lane and column the pass updates (ATTN_LANES × AV_LANE_COLS), not
+    // one per lane and head column — a pass touches only its AV_LANE_COLS columns, so the other passes' sums
+    // wait in `done` (written once per pass, at its last key) instead of in HEAD_DIM-wide adder registers.
+    av_acc_t acc;
 #pragma HLS ARRAY_PARTITION variable = acc complete
+    av_done_t done;
+#pragma HLS ARRAY_PARTITION variable = done complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = done complete dim = 3
     sint<INV_BITS> inv[ATTN_LANES];  // 1/s <= 2^INV_FRAC
 #pragma HLS ARRAY_PARTITION variable = inv complete
 AV_INIT:
     for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS PIPELINE II = 1
         inv[l] = l < lanes ? softmax_reciprocal<SM_N_MAX>(sint<SM_S_BITS>(st[s0 + l].s)) : sint<INV_BITS>(0);
-        for (int c = 0; c < HEAD_DIM; ++c) acc[l][c] = 0;
+        for (int c = 0; c < AV_LANE_COLS; ++c) acc[l][c] = 0;
     }
     int pass = 0, j = 0;
 AV_KEYS:
@@ -141,7 +151,14 @@ AV_KEYS:
                 const exp_w_t e = exp_w_t(exp2_neg(int64_t(sc[s0 + l][j]) - st[s0 + l].m, p.scores_frac));
                 for (int c = 0; c < AV_LANE_COLS; ++c) {
 #pragma HLS UNROLL
-                    if (pass * AV_LANE_COLS + c < HEAD_DIM) acc[l][pass * AV_LANE_COLS + c] += av_sum_t(e * vj[c]);
+                    const bool col = pass * AV_LANE_COLS + c < HEAD_DIM;  // past HEAD_DIM: no V column
+                    const av_sum_t sum = av_sum_t(acc[l][c] + (col ? av_sum_t(e * vj[c]) : av_sum_t(0)));
+                    if (j == n - 1) {  // the pass's last key: its sums are final, the adders start the next pass
+                        done[pass][l][c] = sum;
+                        acc[l][c] = 0;
+                    } else {
+                        acc[l][c] = sum;
+                    }
                 }
                 if (pass == 0 && d_scores != NO_DUMP)
                     dump_word(dump, d_scores + uint32_t((r0 + l) * n + j) * 4, int64_t(sc[s0 + l][j]));
@@ -162,7 +179,7 @@ AV_OUT:  // AV_LANE_COLS columns of one row per cycle: as many normalising multi
 #pragma HLS UNROLL
             const int c = c0 + j;
             if (c < HEAD_DIM) {
-                const int64_t y = int64_t(mul_exact<AV_SUM_BITS, INV_BITS>(acc[l][c], inv[l]));
+                const int64_t y = int64_t(mul_exact<AV_SUM_BITS, INV_BITS>(done[it % AV_PASSES][l][j], inv[l]));
                 o[c] = A_T(requantize(y, p.attn_shift, ACT_BITS));
                 if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int64_t(o[c]));
             }

@@ -154,12 +154,16 @@ inline sint<W> shl_to(const sint<IN>& x, int s) {
 // aligned operand is below 2^(RESID_BITS - 1 + RES_ALIGN_MAX) and the sum fits RES_SUM_BITS — two RES_SUM_BITS
 // shifters and one RES_SUM_BITS requantizer per lane instead of 64-bit ones. Bit-exact with the 64-bit form.
 constexpr int RES_SUM_BITS = RESID_BITS + RES_ALIGN_MAX + 1;
+// residual_sum: the aligned sum before its requantize (the epilogue shares that requantizer with GELU's).
+inline sint<RES_SUM_BITS> residual_sum(const sint<RESID_BITS>& x, const sint<RESID_BITS>& y, int x_lsh, int y_lsh) {
+#pragma HLS INLINE
+    typedef sint<RES_SUM_BITS> sum_t;
+    return sum_t(shl_to<RES_SUM_BITS, RESID_BITS>(x, x_lsh) + shl_to<RES_SUM_BITS, RESID_BITS>(y, y_lsh));
+}
 inline sint<RESID_BITS> residual_add(const sint<RESID_BITS>& x, const sint<RESID_BITS>& y, int x_lsh, int y_lsh,
                                      int shift) {
 #pragma HLS INLINE
-    typedef sint<RES_SUM_BITS> sum_t;
-    const sum_t s = sum_t(shl_to<RES_SUM_BITS, RESID_BITS>(x, x_lsh) + shl_to<RES_SUM_BITS, RESID_BITS>(y, y_lsh));
-    return requant<RESID_BITS, RES_SUM_BITS>(s, shift);
+    return requant<RESID_BITS, RES_SUM_BITS>(residual_sum(x, y, x_lsh, y_lsh), shift);
 }
 
 // An IN-bit value saturated into OUT <= IN bits (the epilogue's one shared requantizer, then each kind's width):

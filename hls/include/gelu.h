@@ -10,8 +10,9 @@ namespace m3v {
 // X_BITS: the input's width (the epilogue's: INTERNAL_BITS): |x| <= 2^(X_BITS-1), so the interpolation's remainder
 // (< 2^shift, and <= |x|) fits GELU_REM_BITS = X_BITS + 1 signed bits and the product with a table step (GELU_DIFF_BITS,
 // generated from the table) is one narrow multiplier, not a 64-bit one. The op-level C-sim takes 64-bit inputs.
+// gelu_y64: the value before that narrowing (y, at `work` fractional bits); gelu: y requantized.
 template <int X_BITS = 63>
-inline int64_t gelu(int64_t x, int x_frac, int out_shift, int out_bits) {
+inline int64_t gelu_y64(int64_t x, int x_frac) {
 #pragma HLS INLINE
     constexpr int GELU_REM_BITS = X_BITS + 1;
     const int64_t u = x < 0 ? -x : x;
@@ -33,8 +34,12 @@ inline int64_t gelu(int64_t x, int x_frac, int out_shift, int out_bits) {
         delta = t0 + round_shift(int64_t(step), shift);
     }
     const int work = x_frac > DELTA_FRAC ? x_frac : DELTA_FRAC;
-    const int64_t y = shl(x > 0 ? x : 0, work - x_frac) - shl(delta, work - DELTA_FRAC);
-    return requantize(y, out_shift, out_bits);
+    return shl(x > 0 ? x : 0, work - x_frac) - shl(delta, work - DELTA_FRAC);
+}
+template <int X_BITS = 63>
+inline int64_t gelu(int64_t x, int x_frac, int out_shift, int out_bits) {
+#pragma HLS INLINE
+    return requantize(gelu_y64<X_BITS>(x, x_frac), out_shift, out_bits);
 }
 
 }  // namespace m3v
@@ -54,7 +59,9 @@ constexpr int GELU_IDX_BITS = INTERNAL_BITS + 1 + (GELU_STEP_BITS > GELU_XF_MIN 
 constexpr int GELU_MAG_BITS = INTERNAL_BITS + 1;  // |x| <= 2^(INTERNAL_BITS - 1); the remainder (<= |x|) too
 constexpr int GELU_STEP_PROD_BITS = GELU_DIFF_BITS + GELU_MAG_BITS;
 
-inline act_t gelu_epi(const int_t& x, int x_frac, int out_shift) {
+// gelu_y: y before its requantize (GELU_Y_BITS wide), so the epilogue can share one requantizer between GELU and the
+// residual add (their kinds exclude each other); gelu_epi: y requantized into act_t.
+inline sint<GELU_Y_BITS> gelu_y(const int_t& x, int x_frac) {
 #pragma HLS INLINE
 #if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
     typedef ap_int<GELU_MAG_BITS> mag_t;
@@ -82,12 +89,16 @@ inline act_t gelu_epi(const int_t& x, int x_frac, int out_shift) {
         delta = t0 + requant<GELU_DIFF_BITS, GELU_STEP_PROD_BITS>(step, sh);
     }
     const int work = x_frac > DELTA_FRAC ? x_frac : DELTA_FRAC;
-    const y_t y = y_t(shl_to<GELU_Y_BITS, INTERNAL_BITS>(x > 0 ? x : int_t(0), work - x_frac) -
-                      shl_to<GELU_Y_BITS, GELU_DELTA_BITS + 1>(delta, work - DELTA_FRAC));
-    return requant<ACT_BITS, GELU_Y_BITS>(y, out_shift);
+    return y_t(shl_to<GELU_Y_BITS, INTERNAL_BITS>(x > 0 ? x : int_t(0), work - x_frac) -
+               shl_to<GELU_Y_BITS, GELU_DELTA_BITS + 1>(delta, work - DELTA_FRAC));
 #else
-    return act_t(gelu<INTERNAL_BITS>(int64_t(x), x_frac, out_shift, ACT_BITS));
+    return sint<GELU_Y_BITS>(gelu_y64<INTERNAL_BITS>(int64_t(x), x_frac));  // fits GELU_Y_BITS (above)
 #endif
+}
+
+inline act_t gelu_epi(const int_t& x, int x_frac, int out_shift) {
+#pragma HLS INLINE
+    return requant<ACT_BITS, GELU_Y_BITS>(gelu_y(x, x_frac), out_shift);
 }
 
 }  // namespace m3v

@@ -9,7 +9,8 @@
 // cycles per block. The weight slice stays the same for `rows` consecutive cycles (weight-slice
 // stationary); partial sums live in acc[ROWS_MAX][MAC_ROWS] (partitioned over MAC_ROWS: one token's
 // partial sums are read and written per cycle). In the last k-slice each token's sums leave as one
-// accumulator row for the epilogue (bias is added at the first k-slice).
+// row of `fin` for the epilogue (bias is added at the first k-slice), which runs beside the next block
+// at EPI_LANES outputs per cycle (below: the epilogue, shared over EPI_PARTS cycles per token).
 //
 // Why k-slices outer: consecutive pipeline iterations update different tokens' accumulators, so the
 // read-modify-write of acc[t] recurs only every `rows` cycles (the loop-carried distance); the
@@ -28,7 +29,7 @@
 //                   first read waits for DDR; block_placer puts the beats k-slice major into the
 //                   block (zero where the block is partial), the biases beside it
 //   linear_op     — (called by the region's engine once per op, in the same order) the
-//                   array above over each block, the fused epilogue inline in the last k-slice
+//                   array above over each block, each block's epilogue beside the next block's k-slices
 // The loader runs ahead across op boundaries: while the array works on an op's last block, the next
 // op's first block is already loading (the engine may run other units in between — a
 // LayerNorm, the MoE combine — and the loader keeps filling the free half of the ping-pong). Only
@@ -101,10 +102,6 @@ static_assert(MAC_ROWS % TILE == 0 && MAC_COLS % TILE == 0, "the MAC array is ma
 static_assert(MAC_ROWS % 2 == 0, "W8/A8 packs output rows in pairs");
 
 typedef w_t weight_block_t[KS_MAX][MAC_ROWS][MAC_COLS];
-struct AccRow {  // one token's MAC_ROWS accumulators of a block, array → epilogue
-    acc_t a[MAC_ROWS];
-};
-
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 inline int block_rows(int blk, int n_out) {
     const int left = n_out - blk * MAC_ROWS;
@@ -242,8 +239,8 @@ constexpr int TC_ZERO_ROWS = TC_BLOCK_TILES * TILE;
 constexpr int TC_OP_BLOCKS = (N_MAX + MAC_ROWS - 1) / MAC_ROWS;
 constexpr int TC_STEP_BLOCKS = 2 * EXPERTS * TC_OP_BLOCKS;
 constexpr int TC_READ_BEATS = TC_STEP_BLOCKS * TC_PLACE_BEATS;
-constexpr int TC_MAC_ITERS = KS_MAX * ROWS_MAX;
-constexpr int TC_MAC_ITERS_MIN = ARRAY_MIN_TOKENS;
+constexpr int TC_MAC_ITERS = (KS_MAX > MAC_ROWS / EPI_LANES ? KS_MAX : MAC_ROWS / EPI_LANES) * ROWS_MAX;
+constexpr int TC_MAC_ITERS_MIN = MAC_ROWS / EPI_LANES * ARRAY_MIN_TOKENS;  // at least EPI_PARTS k-slices
 
 struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
     word_t b[WEIGHT_PORTS];
@@ -497,17 +494,67 @@ inline void mac_cycle(const w_t w[MAC_ROWS][MAC_COLS], const act_t xs[MAC_COLS],
     }
 }
 
-// The fused epilogue of one token: epi(r, n, acc, shift) with the exact accumulator (bias included)
-// of output n of input row r and output n's per-row shift (0 without), MAC_ROWS outputs per cycle.
-// `sink` is the epilogue's output channel (the top's Q/K/V FIFO), passed by reference down the call chain:
-// a stream is never kept as a pointer in a struct (Vitis cannot bind a stream reached through a pointer).
+// --- the epilogue, shared over EPI_PARTS cycles per token -------------------------------------------------
+// The array finishes one token's MAC_ROWS sums per cycle, but only in a block's last k-slice: over a block it
+// produces MAC_ROWS outputs per kslices cycles per token. So the epilogue (requantizers, residual adds, GELU, the
+// MoE accumulate) has EPI_LANES = MAC_ROWS / EPI_PARTS lanes (HlsParams.epi_lanes) and takes EPI_PARTS cycles per
+// token: the last k-slice writes each token's finished row into `fin`, and the epilogue of block b runs while the
+// array computes block b+1 (in the same pipelined loop), the op's last block in a drain loop after it.
+// Why `fin` is never overwritten before it is read: the epilogue reads row t of block b in iterations
+// EPI_PARTS·t .. EPI_PARTS·t + EPI_PARTS − 1 of block b+1's loop, block b+1's last k-slice writes row t in
+// iteration (slices − 1)·iters + t, and a block's loop runs slices = max(kslices, EPI_PARTS) k-slices of iters >=
+// rows iterations (an op of one k-slice idles its first one), so every read comes first (DEPENDENCE inter false).
+// EPI_PARTS = 1 (EPI_LANES = MAC_ROWS, the 16-bit-activation sets, whose block RAM has no room for `fin`): the
+// epilogue runs inline in the last k-slice at the array's rate, as wide as the array, and `fin` is unused.
+constexpr int EPI_PARTS = MAC_ROWS / EPI_LANES;
+static_assert(MAC_ROWS % EPI_LANES == 0, "the epilogue's lanes divide the array's rows");
+typedef acc_t acc_mem_t[ROWS_MAX][MAC_ROWS];
+
+// The block whose finished rows wait in `fin` for the epilogue: its first output, rows in use and per-row shifts.
+struct EpiBlock {
+    bool valid;
+    int n0, nb;
+    int8_t s[MAC_ROWS];
+};
+
+// Hooks around one token's part of the epilogue (the top's epilogue holds a token's MoE sums over its parts);
+// the op-level epilogues have none.
+template <class EPI>
+inline void epi_row_begin(EPI&, int, int, int) {}
+template <class EPI>
+inline void epi_row_end(EPI&, int, int, int) {}
+
+// Part `part` of token t's epilogue: outputs part·EPI_LANES .. of the block, one per lane: epi(t, n, acc, shift)
+// with the exact accumulator (bias included) of output n of input row t and output n's per-row shift (0
+// without). `sink` is the epilogue's output channel (the top's Q/K/V FIFO), passed by reference down the call
+// chain: a stream is never kept as a pointer in a struct (Vitis cannot bind a stream reached through a pointer).
 template <class EPI, class SINK>
-inline void epilogue_row(const AccRow& acc, const BiasRow& bias, int t, int n0, int nb, EPI& epi, SINK& sink) {
+inline void epilogue_part(const acc_t row[MAC_ROWS], const EpiBlock& eb, int t, int part, EPI& epi, SINK& sink) {
 #pragma HLS INLINE
+    epi_row_begin(epi, t, eb.n0, part);
 EPI_OUTPUTS:
-    for (int n = 0; n < MAC_ROWS; ++n) {
+    for (int l = 0; l < EPI_LANES; ++l) {
 #pragma HLS UNROLL
-        if (n < nb) epi(t, n0 + n, int64_t(acc.a[n]), int(bias.s[n]), sink);
+        const int n = part * EPI_LANES + l;
+        if (n < eb.nb) epi(t, eb.n0 + n, int64_t(row[n]), int(eb.s[n]), sink);
+    }
+    epi_row_end(epi, t, eb.n0, part);
+}
+
+// The epilogue of an op's last block, after the array is done with the op (EPI_PARTS cycles per token).
+constexpr int TC_EPI_DRAIN = EPI_PARTS * ROWS_MAX;
+template <class EPI, class SINK>
+void epilogue_drain(const acc_mem_t& fin, const EpiBlock& eb, int rows, EPI& epi, SINK& sink) {
+    int t = 0, part = 0;
+EPI_DRAIN:
+    for (int it = 0; it < EPI_PARTS * rows; ++it) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = EPI_PARTS max = TC_EPI_DRAIN
+        epilogue_part(fin[t], eb, t, part, epi, sink);
+        if (++part == EPI_PARTS) {
+            part = 0;
+            ++t;
+        }
     }
 }
 
@@ -526,56 +573,87 @@ struct PtrFeed {
 };
 
 // One block through the array. Input row t of the op is feed(t, k-slice) (experts gather their queue).
-// The k-slice x token nest is flattened by hand (one pipelined loop of kslices x iters cycles, no drain
-// between k-slices); in the last k-slice each token's sums go straight to the epilogue instead of being
-// written back.
-// acc: the array's accumulator memory, owned by the caller (the engine process: one memory, no static).
-typedef acc_t acc_mem_t[ROWS_MAX][MAC_ROWS];
+// The k-slice x token nest is flattened by hand (one pipelined loop of slices x iters cycles, no drain
+// between k-slices); in the last k-slice each token's sums go to `fin` instead of being written back, and
+// every iteration also runs the previous block's (`prev`) epilogue, EPI_PARTS iterations per token (see above);
+// with EPI_PARTS = 1 the token's row goes straight to this block's (`cur`) epilogue instead.
+// acc, fin: the array's accumulator and finished-row memories, owned by the caller (the engine process: no static).
 template <class WB, class FEED, class EPI, class SINK>
-void mac_block(const WB& w, const BiasRow& bias, int blk, int n_out, int k_in, FEED& feed, int rows, EPI& epi,
-               SINK& sink, acc_mem_t& acc) {
-    const int n0 = blk * MAC_ROWS, nb = block_rows(blk, n_out);
+void mac_block(const WB& w, const BiasRow& bias, int k_in, FEED& feed, int rows, EPI& epi, SINK& sink, acc_mem_t& acc,
+               acc_mem_t& fin, const EpiBlock& prev, const EpiBlock& cur) {
     const int kslices = ceil_div(k_in, MAC_COLS);
+    const int slices = kslices < EPI_PARTS ? EPI_PARTS : kslices;  // room for the previous block's epilogue
+    const int idle = slices - kslices;                             // leading k-slices the array idles
     const int iters = rows < ARRAY_MIN_TOKENS ? ARRAY_MIN_TOKENS : rows;  // see the header: RAW distance
-    int ks = 0, t = 0;
+    const int epi_iters = prev.valid ? EPI_PARTS * rows : 0;
+    int sl = 0, t = 0, et = 0, part = 0;
 K_SLICES_X_TOKENS:
-    for (int it = 0; it < kslices * iters; ++it) {
+    for (int it = 0; it < slices * iters; ++it) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = TC_MAC_ITERS_MIN max = TC_MAC_ITERS
 #pragma HLS DEPENDENCE variable = acc inter false
-        if (t < rows) {
+#pragma HLS DEPENDENCE variable = fin inter false
+        if (it < epi_iters) {  // the previous block's epilogue (its rows were read before this block writes them)
+            epilogue_part(fin[et], prev, et, part, epi, sink);
+            if (++part == EPI_PARTS) {
+                part = 0;
+                ++et;
+            }
+        }
+        const int ks = sl - idle;
+        if (ks >= 0 && t < rows) {
             act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
 #pragma HLS ARRAY_PARTITION variable = xs complete
             feed(t, ks, xs);
             slice_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
             mac_cycle(w[ks], xs, sum);
-            AccRow r;
+            acc_t row[MAC_ROWS];  // the token's finished sums (EPI_PARTS = 1: straight to the epilogue)
+#pragma HLS ARRAY_PARTITION variable = row complete
             for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-                r.a[n] = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + int64_t(sum[n]));
-                acc[t][n] = r.a[n];
+                const acc_t a = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + int64_t(sum[n]));
+                row[n] = a;
+                if (ks != kslices - 1)
+                    acc[t][n] = a;
+                else if (EPI_PARTS > 1)
+                    fin[t][n] = a;
             }
-            if (ks == kslices - 1) epilogue_row(r, bias, t, n0, nb, epi, sink);
+            if (EPI_PARTS == 1 && ks == kslices - 1) epilogue_part(row, cur, t, 0, epi, sink);
         }
         if (++t == iters) {
             t = 0;
-            ++ks;
+            ++sl;
         }
     }
 }
 
-// The compute side of one op: its blocks, in the loader's order, through the array.
+// The compute side of one op: its blocks, in the loader's order, through the array; each block's epilogue
+// beside the next block, the last one's after them.
 template <class FEED, class EPI, class SINK>
 void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-               EPI& epi, SINK& sink, acc_mem_t& acc) {
+               EPI& epi, SINK& sink, acc_mem_t& acc, acc_mem_t& fin) {
+    EpiBlock prev, cur;
+    prev.valid = false;
+    prev.n0 = 0;
+    prev.nb = 0;
 OP_BLOCKS:
     for (int blk = 0; blk < ceil_div(n_out, MAC_ROWS); ++blk) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_OP_BLOCKS
         hls::read_lock<weight_block_t> w(blocks);
         const BiasRow b = biases.read();
-        mac_block(w, b, blk, n_out, k_in, feed, rows, epi, sink, acc);
+        cur.valid = true;
+        cur.n0 = blk * MAC_ROWS;
+        cur.nb = block_rows(blk, n_out);
+        for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+            cur.s[n] = b.s[n];
+        }
+        mac_block(w, b, k_in, feed, rows, epi, sink, acc, fin, prev, cur);
+        prev = cur;
+        prev.valid = EPI_PARTS > 1;  // EPI_PARTS = 1: the block's epilogue ran inline
     }
+    if (EPI_PARTS > 1) epilogue_drain(fin, prev, rows, epi, sink);
 }
 
 // A whole op y = x·Wᵀ + b on its own (one-op region; the op-level tests use it).
@@ -588,10 +666,11 @@ void linear_ddr(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, u
     hls::stream<BiasRow> biases("lin_biases");
     weight_loader<1>(wmem0, wmem1, wmem2, ops, 1, blocks, biases);
     PtrFeed feed = {x, x_stride, gather, k_in};
-    acc_mem_t acc;
+    acc_mem_t acc, fin;
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = fin complete dim = 2
     int no_sink = 0;  // the op-level epilogues write their own outputs
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, no_sink, acc);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, no_sink, acc, fin);
 }
 
 }  // namespace m3v

@@ -25,7 +25,7 @@
 //   TAIL step — proj + residual, LN2, fc1 + GELU, fc2 + residual (or proj, LN2, router)
 //   MoE     — route the tokens (between steps: the routed counts decide the next step's op list, so the
 //             loader never waits on the engine); EXPERTS step: both matrices of every active expert back
-//             to back, each expert's queue, then the combine (MAC_ROWS values per cycle), clearing the
+//             to back, each expert's queue, then the combine (MOE_LANES values per cycle), clearing the
 //             accumulator as it goes
 // Only the first weight block of each step waits for DDR (LN1 hides the heads step's). The weight ports
 // are used by the loader only; `scratch` (debug dumps, M3V_DUMPS builds only — the synthesis build has no
@@ -64,6 +64,10 @@ constexpr int EPI_BITS = INTERNAL_BITS > RESID_BITS ? (INTERNAL_BITS > ACT_BITS 
                                                     : (RESID_BITS > ACT_BITS ? RESID_BITS : ACT_BITS);
 // its input: an accumulator, or (the embedding) an accumulator plus a position (BIAS_BITS), exactly
 constexpr int EPI_IN_BITS = (ACC_BITS > BIAS_BITS ? ACC_BITS : BIAS_BITS) + 1;
+// The epilogue's second requantizer, shared by GELU (its y, GELU_Y_BITS, into act_t) and the residual adds (their sum,
+// RES_SUM_BITS, into res_t): as wide as the wider input and output.
+constexpr int POST_IN_BITS = GELU_Y_BITS > RES_SUM_BITS ? GELU_Y_BITS : RES_SUM_BITS;
+constexpr int POST_BITS = RESID_BITS > ACT_BITS ? RESID_BITS : ACT_BITS;
 constexpr int LAYER_OPS = 3 * HEADS + 3;    // Q, K, V of every head, proj, fc1, fc2 (MoE layers: proj, router)
 constexpr int EXPERT_OPS = 2 * EXPERTS;      // fc1, fc2 of every active expert
 constexpr int STEP_OPS = LAYER_OPS > EXPERT_OPS ? LAYER_OPS : EXPERT_OPS;  // the longest op list of a step
@@ -178,6 +182,10 @@ struct Epilogue {
     uint32_t d0, d1;
     int64_t row0;               // dump row of r = 0
     int d_cols;
+    // GATE_ACC: the token's MAC_ROWS sums of moe_acc (one word), held over the token's EPI_PARTS epilogue cycles:
+    // read in its first part, written back in its last (epi_row_begin / epi_row_end), one read-modify-write
+    moe_acc_t held[MAC_ROWS];
+    int held_at;
 
     // acc is an acc_t value (the array's accumulator): each requantizer below is ACC_BITS wide (requant<>), one per
     // output lane, not a 64-bit shifter.
@@ -191,6 +199,16 @@ struct Epilogue {
             kind == EPI_EMBED ? sint<EPI_IN_BITS>(pos_buf[pt * DIM + n]) : sint<EPI_IN_BITS>(0);
         const sint<EPI_IN_BITS> a = sint<EPI_IN_BITS>(sint<EPI_IN_BITS>(acc_t(acc)) + pos);
         const sint<EPI_BITS> q = requant<EPI_BITS, EPI_IN_BITS>(a, sh);
+        // The second stage: GELU's y or the residual sum, through ONE requantizer per lane (the kinds exclude each
+        // other), into POST_BITS, then each kind's width by saturation (clamp_to: nested saturations, bit-exact).
+        const int64_t i = int64_t(r) * DIM + n;  // RES_*: the residual element
+        const int_t z = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
+        const res_t b = clamp_to<RESID_BITS, EPI_BITS>(q);
+        const bool residual = kind == EPI_RES_MID || kind == EPI_RES_OUT;
+        const res_t x = !residual ? res_t(0) : kind == EPI_RES_MID ? x_res[i] : x_mid[i];  // read by RES_* only
+        const sint<POST_IN_BITS> post = kind == EPI_GELU ? sint<POST_IN_BITS>(gelu_y(z, in_frac))
+                                                         : sint<POST_IN_BITS>(residual_sum(x, b, x_lsh, y_lsh));
+        const sint<POST_BITS> o = requant<POST_BITS, POST_IN_BITS>(post, kind == EPI_GELU ? gelu_shift : add_shift);
         switch (kind) {
             case EPI_STORE_LOGIT: {
                 const int_t v = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
@@ -199,8 +217,7 @@ struct Epilogue {
                 break;
             }
             case EPI_GELU: {
-                const int_t z = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
-                const act_t g = gelu_epi(z, in_frac, gelu_shift);
+                const act_t g = clamp_to<ACT_BITS, POST_BITS>(o);
                 hid[int64_t(r) * HIDDEN_MAX + n] = g;
                 dump_put(dump, d0, (row0 + r) * d_cols + n, z);
                 dump_put(dump, d1, (row0 + r) * d_cols + n, g);
@@ -208,10 +225,7 @@ struct Epilogue {
             }
             case EPI_RES_MID:
             case EPI_RES_OUT: {
-                const res_t b = clamp_to<RESID_BITS, EPI_BITS>(q);
-                const int64_t i = int64_t(r) * DIM + n;
-                const res_t x = kind == EPI_RES_MID ? x_res[i] : x_mid[i];
-                const res_t s = residual_add(x, b, x_lsh, y_lsh, add_shift);
+                const res_t s = clamp_to<RESID_BITS, POST_BITS>(o);
                 if (kind == EPI_RES_MID)
                     x_mid[i] = s;
                 else
@@ -220,16 +234,10 @@ struct Epilogue {
                 dump_put(dump, d1, i, s);
                 break;
             }
-            case EPI_GATE_ACC: {
-                // No loop-carried dependence through moe_acc in the array's token loop: within one block, iteration
-                // t touches row queue[q_at + t] only, and an expert's queue holds each token at most once (top-k
-                // experts are distinct), so no two iterations of one loop run touch the same sum; the next block (or
-                // expert) is a new run of the loop, after its pipeline drained. (Vitis applies it once inlined.)
-#pragma HLS DEPENDENCE variable = moe_acc inter false
+            case EPI_GATE_ACC: {  // into the token's held sums (epi_row_begin read them)
                 const res_t v = clamp_to<RESID_BITS, EPI_BITS>(q);
-                const int64_t i = int64_t(queue[q_at + r]) * DIM + n;
                 const gate_t gp = gates[q_at + r];
-                moe_acc[i] = moe_acc_t(int64_t(moe_acc[i]) + int64_t(mul_exact<GATE_BITS, RESID_BITS>(gp, v)));
+                held[n % MAC_ROWS] = moe_acc_t(held[n % MAC_ROWS] + mul_exact<GATE_BITS, RESID_BITS>(gp, v));
                 dump_put(dump, d0, (row0 + r) * DIM + n, v);
                 break;
             }
@@ -245,6 +253,35 @@ struct Epilogue {
         }
     }
 };
+
+// The epilogue's hooks around token r's part `part` of a block (outputs n0 ..; linear.h epilogue_part): the MoE
+// accumulate reads the token's sums of the block in its first part and writes them back in its last.
+// No loop-carried dependence through moe_acc in the array's loop: the epilogue's iterations of one loop run are one
+// block's tokens, each touching row queue[q_at + r] only, and an expert's queue holds each token at most once (top-k
+// experts are distinct), so no two tokens of one loop run touch the same sums (a token's parts are one
+// read-modify-write through `held`); the next expert is a new run of the loops, after the last one's drain.
+// (Vitis applies the pragma once inlined into the loop.)
+inline void epi_row_begin(Epilogue& e, int r, int n0, int part) {
+#pragma HLS INLINE
+    if (e.kind == EPI_GATE_ACC && part == 0) {
+        e.held_at = int(queue[e.q_at + r]) * DIM + n0;
+        for (int j = 0; j < MAC_ROWS; ++j) {
+#pragma HLS UNROLL
+            if (n0 + j < DIM) e.held[j] = moe_acc[e.held_at + j];
+        }
+    }
+}
+inline void epi_row_end(Epilogue& e, int r, int n0, int part) {
+#pragma HLS INLINE
+#pragma HLS DEPENDENCE variable = moe_acc inter false
+    (void)r;
+    if (e.kind == EPI_GATE_ACC && part == EPI_PARTS - 1) {
+        for (int j = 0; j < MAC_ROWS; ++j) {
+#pragma HLS UNROLL
+            if (n0 + j < DIM) moe_acc[e.held_at + j] = e.held[j];
+        }
+    }
+}
 
 Epilogue epi_of(EpiKind kind, int shift, bool per_row, word_t* dump, uint32_t d0, int d_cols) {
     Epilogue e = {};
@@ -284,9 +321,9 @@ Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_ls
 // accumulators and weight-block ping-pong) in the design. tests/hls/test_resources.py checks both.
 template <class FEED, class EPI>
 void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc) {
+                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc, acc_mem_t& fin) {
 #pragma HLS INLINE off
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc, fin);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -582,26 +619,56 @@ void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const
     }
 }
 
-// The MoE combine: requantize + residual add, LANES values per cycle; each sum read is cleared for the next
-// MoE layer (moe_acc starts zero: a static array).
+// The MoE combine: requantize + residual add, MOE_LANES values per cycle (HlsParams.moe_lanes). It runs once per
+// MoE layer over rows·DIM values, so its requantizers and residual adders are shared over the MOE_PARTS cycles
+// of one residual word (LANES values, one URAM word of moe_acc, x_mid, x_res): the word is read (and its sums
+// cleared for the next MoE layer: moe_acc starts zero, a static array) in its first cycle, MOE_LANES of its
+// values finish per cycle, and x_res's word is written whole in its last cycle.
+constexpr int MOE_PARTS = LANES / MOE_LANES;
+static_assert(LANES % MOE_LANES == 0, "the MoE combine's lanes divide a residual word");
+constexpr int TC_MOE_FINISH = TC_ROW_BEATS * MOE_PARTS;  // LOOP_TRIPCOUNT: MOE_LANES values per cycle
 void moe_finish(const uint32_t* L, int rows, word_t* dump) {
-    const int64_t values = int64_t(rows) * DIM;
+    const int values = rows * DIM;  // <= ROWS_MAX · DIM: int
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
     const int x_lsh = sfield(L[L_OUT_X_LSH]), y_lsh = sfield(L[L_OUT_Y_LSH]), out_shift = sfield(L[L_OUT_SHIFT]);
+    moe_acc_t sums[LANES];  // the word being finished (registers)
+    res_t mids[LANES], outs[LANES];
+#pragma HLS ARRAY_PARTITION variable = sums complete
+#pragma HLS ARRAY_PARTITION variable = mids complete
+#pragma HLS ARRAY_PARTITION variable = outs complete
+    const int words = (values + LANES - 1) / LANES;
 MOE_FINISH:
-    for (int64_t i0 = 0; i0 < values; i0 += LANES) {
+    for (int it = 0; it < words * MOE_PARTS; ++it) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_ROW_BEATS
-        for (int l = 0; l < LANES; ++l) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_MOE_FINISH
+        const int i0 = (it / MOE_PARTS) * LANES;
+        const int part = it % MOE_PARTS;
+        if (part == 0) {  // one read of each word, and the sums cleared
+            for (int l = 0; l < LANES; ++l) {
 #pragma HLS UNROLL
-            const int64_t i = i0 + l;
+                if (i0 + l < values) {
+                    sums[l] = moe_acc[i0 + l];
+                    mids[l] = x_mid[i0 + l];
+                    moe_acc[i0 + l] = 0;
+                }
+            }
+        }
+        for (int l = 0; l < MOE_LANES; ++l) {
+#pragma HLS UNROLL
+            const int w = part * MOE_LANES + l;  // the value of the word this lane finishes
+            const int i = i0 + w;
             if (i < values) {
-                const res_t m = requant<RESID_BITS, MOE_ACC_BITS>(moe_acc[i], moe_shift);
-                moe_acc[i] = 0;
-                const res_t s = residual_add(x_mid[i], m, x_lsh, y_lsh, out_shift);
-                x_res[i] = s;
+                const res_t m = requant<RESID_BITS, MOE_ACC_BITS>(sums[w], moe_shift);
+                const res_t s = residual_add(mids[w], m, x_lsh, y_lsh, out_shift);
+                outs[w] = s;
                 dump_put(dump, L[L_D_MOE], i, m);
                 dump_put(dump, L[L_D_OUT], i, s);
+            }
+        }
+        if (part == MOE_PARTS - 1) {  // the word is finished: one write
+            for (int l = 0; l < LANES; ++l) {
+#pragma HLS UNROLL
+                if (i0 + l < values) x_res[i0 + l] = outs[l];
             }
         }
     }
@@ -615,6 +682,8 @@ void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinO
     const int rows = sp.frames * N_TOK;
     acc_mem_t acc;  // the array's accumulators: one memory, this process's own
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
+    acc_mem_t fin;  // a block's finished rows, waiting for the epilogue (linear.h): this process's own
+#pragma HLS ARRAY_PARTITION variable = fin complete dim = 2
     if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
     int64_t row0 = 0;
 ENGINE_OPS:
@@ -627,7 +696,7 @@ ENGINE_OPS:
         const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
                                                                            ? counts[r.arg]
                                                                            : rows;
-        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc);
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc, fin);
         if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2]);
         if (r.kind == OP_E2) row0 += counts[r.arg];
     }

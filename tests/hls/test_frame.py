@@ -223,6 +223,23 @@ def test_m3vit_tiny_bit_exact(mode, scales, tmp_path):
         check_frames(sim, q, images, task)
 
 
+@pytest.mark.parametrize(("micro_q", "epi_lanes", "moe_lanes"), [("w8a8", 8, 4), ("w16a16", 8, 4), ("w8a8", 32, 32)],
+                         indirect=["micro_q"])
+def test_epilogue_and_combine_lanes_bit_exact(micro_q, micro_images, epi_lanes, moe_lanes):
+    """The epilogue shared over EPI_PARTS = MAC_ROWS / epi_lanes cycles per token beside the next block (4 parts:
+    more than micro's k-slices, so every block idles leading k-slices; 1 part: the epilogue one block behind at full
+    width) and the MoE finish over MAC_ROWS / moe_lanes cycles per word: the same integers as the reference."""
+    import dataclasses
+
+    from m3vit.hw.gen.hls_config import HlsParams
+
+    mode, q, manifest = micro_q
+    params = dataclasses.replace(HlsParams.for_mode(mode), epi_lanes=epi_lanes, moe_lanes=moe_lanes)
+    sim = cached(q.cfg, mode, params)
+    sim.load_pack(manifest, dump_frames=2)
+    check_frames(sim, q, micro_images[:2], "semseg")
+
+
 def test_odd_shapes_bit_exact(micro_cfg, micro_images, tmp_path):
     """The same sources at sizes that are not multiples of the array: partial blocks, an odd router
     (5 experts: one unpacked DSP row), top-3, 16-wide heads, 40-wide experts."""

@@ -38,7 +38,10 @@ def test_linear_trip_counts_and_prefetch(micro):
     fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.BURST_PLATFORM, perf.AS_BUILT)
     fc1 = next(o for o in fm.ops if o.layer == 0 and o.name == "fc1")
     n, blocks = micro.num_tokens, math.ceil(micro.mlp_hidden / 32)
-    assert fc1.compute == blocks * math.ceil(micro.dim / 32) * n
+    # each block's loop: at least EPI_PARTS k-slices (the previous block's epilogue beside it), then the op's last
+    # block's epilogue drain (EPI_PARTS cycles per token, linear.h)
+    parts = p.mac_rows // p.epi_lanes
+    assert fc1.compute == blocks * max(math.ceil(micro.dim / 32), parts) * n + parts * n
     # compute-bound blocks, the loader ahead across ops (fc1's first block loads during proj and LN2): the op is
     # its compute plus each block's pipeline drain, no load exposed
     assert fc1.compute > fc1.load
@@ -77,8 +80,9 @@ def test_only_a_regions_first_block_waits_for_ddr(micro):
 
 
 def test_as_built_follows_the_code_parameters():
-    """Element-wise loops take MAC_ROWS values per cycle and LayerNorm LN_LANES features (the code's constants
-    from HlsParams), im2col and the token write-out one 128-bit beat; Q/K/V are issued per head."""
+    """The MoE combine takes MOE_LANES values per cycle and LayerNorm LN_LANES features (the code's constants
+    from HlsParams), im2col and the token write-out one 128-bit beat; Q/K/V are issued per head, each op's
+    blocks with the epilogue EPI_PARTS cycles per token beside the next block and drained after the last."""
     cfg = get_config("m3vit-tiny")
     r = perf.Routing.balanced(cfg)
 
@@ -88,15 +92,17 @@ def test_as_built_follows_the_code_parameters():
 
     p = HlsParams(batch=1)
     rows = cfg.num_tokens
-    assert op(p, "moe combine").cycles == rows * cfg.dim / p.mac_rows
-    assert op(dataclasses.replace(p, mac_rows=64), "moe combine").cycles == rows * cfg.dim / 64
+    assert op(p, "moe combine").cycles == rows * cfg.dim / p.moe_lanes
+    assert op(dataclasses.replace(p, moe_lanes=16), "moe combine").cycles == rows * cfg.dim / 16
     ln = op(p, "ln1")
     assert ln.compute - ln.cycles == 0 and op(dataclasses.replace(p, ln_lanes=32), "ln1").cycles < ln.cycles
     assert op(p, "im2col", -1).cycles == cfg.num_patches * cfg.in_chans * cfg.patch_size**2 / 16
     assert op(p, "tokens out", -1).cycles == rows * cfg.dim * 2 / 16
     qkv = op(p, "qkv")  # 3 x heads ops of head_dim rows: blocks of min(mac_rows, head_dim) rows
     per_head = math.ceil(cfg.head_dim / p.mac_rows)
-    assert qkv.compute == 3 * cfg.num_heads * per_head * math.ceil(cfg.dim / p.mac_cols) * rows
+    parts = p.mac_rows // p.epi_lanes
+    assert qkv.compute == 3 * cfg.num_heads * (per_head * max(math.ceil(cfg.dim / p.mac_cols), parts) * rows
+                                               + parts * rows)
     assert op(p, "dispatch").cycles >= rows * cfg.num_experts  # one row per num_experts cycles
 
 

@@ -49,12 +49,13 @@ PROBE_CONSTANTS = (
     "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
     "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
+    "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS", "POST_IN_BITS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
 TOP_ARRAYS = ("x_res", "x_mid", "h_ln", "a_buf", "hid", "patches", "logits", "moe_acc", "queue", "gates", "counts",
               "att_out", "ln_g", "ln_b", "pos_buf")
-ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t")
+ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t", "av_acc_t", "av_done_t")
 
 
 def _sources_text() -> str:
@@ -225,7 +226,9 @@ class Memory:
 MEMORY_SHAPES = {
     "blocks": lambda c: (c["KS_MAX"], c["MAC_ROWS"], c["MAC_COLS"]),  # weight_block_t
     "acc": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t
+    "fin": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t: finished rows → epilogue
     "sc": lambda c: (c["ATTN_SUPER"], c["N_TOK"]),                   # attention score rows
+    "done": lambda c: (c["AV_PASSES"], c["ATTN_LANES"], c["AV_LANE_COLS"]),  # av_done_t: A·V's final pass sums
 }
 
 
@@ -241,6 +244,9 @@ def memories(pr: dict) -> list[Memory]:
         "pos_buf": "activations: position table",
     }
     out = [Memory(top[n], n, *a[n]) for n in TOP_ARRAYS]
+    if c["EPI_PARTS"] > 1:  # linear.h: the finished rows wait for the epilogue (EPI_PARTS = 1: inline, fin unused)
+        out.append(Memory("linear unit: accumulators + epilogue", "fin", *a["acc_mem_t"], 1,
+                          "a block's finished rows, read by the epilogue beside the next block", "array_engine"))
     wb_w, wb_n = a["weight_block_t"]
     hb_w, hb_n = a["head_buf_t"]
     out += [
@@ -254,6 +260,8 @@ def memories(pr: dict) -> list[Memory]:
                "FIFO array → attention unit, one head deep (STREAM depth)", "array_step"),
         Memory("attention: Q·Kᵀ + online softmax", "sc", t["int_t"], c["ATTN_SUPER"] * c["N_TOK"], 2,
                "score rows of a row group, PIPO between the group's stages", "attention_head"),
+        Memory("attention: A·V", "done", *a["av_done_t"], 1,
+               "every pass's final sums until AV_OUT (av_done_t)", "av_subgroup"),
         Memory("layernorm", "xs", c["LN_LANES"] * c["LN_IN_BITS"], 2 * c["DIM"] // c["LN_LANES"] + 128, 1,
                "ln_stats → ln_norm FIFO (STREAM depth)", "layernorm_rows"),
         Memory("linear unit: weight blocks", "beats", c["WEIGHT_PORTS"] * 128, 64, 1,
@@ -303,15 +311,16 @@ OPERATORS = (
              note="online-softmax rescale s·2^(m−a): one per lane, one in the router's gate softmax"),
     Operator("attention: A·V", "av_sum_t(e * vj[c])", lambda c: c["ATTN_LANES"] * c["AV_LANE_COLS"],
              lambda c, t: (t["exp_w_t"], t["act_t"]), note="P lanes × AV_LANE_COLS value columns"),
-    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(acc[l][c], inv[l])", lambda c: c["AV_LANE_COLS"],
+    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(done[it % AV_PASSES][l][j], inv[l])",
+             lambda c: c["AV_LANE_COLS"],
              lambda c, t: (t["av_sum_t"], c["INV_BITS"]), note="AV_OUT: Σ·(1/s), AV_LANE_COLS columns per cycle"),
     Operator("linear unit: accumulators + epilogue",
              "mul_exact<GELU_DIFF_BITS, GELU_REM_BITS>(sint<GELU_DIFF_BITS>(t1 - t0)",
-             lambda c: c["LANES"], lambda c, t: (c["GELU_DIFF_BITS"], c["INTERNAL_BITS"] + 1),
-             note="GELU interpolation, one per output lane"),
+             lambda c: c["EPI_LANES"], lambda c, t: (c["GELU_DIFF_BITS"], c["INTERNAL_BITS"] + 1),
+             note="GELU interpolation, one per epilogue lane"),
     Operator("linear unit: accumulators + epilogue", "mul_exact<GATE_BITS, RESID_BITS>(gp, v)",
-             lambda c: c["LANES"], lambda c, t: (t["gate_t"], t["res_t"]),
-             note="MoE combine gate·y, one per output lane"),
+             lambda c: c["EPI_LANES"], lambda c, t: (t["gate_t"], t["res_t"]),
+             note="MoE combine gate·y, one per epilogue lane"),
     Operator("layernorm", "mul_exact<LN_IN_BITS, LN_IN_BITS>(beat.v[l], beat.v[l])", lambda c: c["LN_LANES"],
              lambda c, t: (c["LN_IN_BITS"], c["LN_IN_BITS"]), note="Σx² per lane"),
     Operator("layernorm", "mul_exact<B::D, LN_IN_BITS>(sint<B::D>(d), beat.v[l])", lambda c: c["LN_LANES"],
@@ -386,16 +395,24 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
     rs = c["RES_SUM_BITS"]  # the residual add's aligned operands and sum (fx.h residual_add)
     r_add, _ = requant_lut(units, rs)
-    r_gelu, _ = requant_lut(units, c["GELU_Y_BITS"])  # gelu.h gelu_epi's y
+    # the second requantizer, shared by GELU's y and the residual sum (the epilogue's POST_IN_BITS), after a 2:1
+    # select of its input (1 LUT per bit)
+    r_post, _ = requant_lut(units, c["POST_IN_BITS"])
     g = units["gelu"]
     g_lanes = int(g["parameters"]["LANES"])
-    per_lane = rq + 2 * shifter_lut(rs) + r_add + round(g["LUT"] / g_lanes) + r_gelu + c["BIAS_BITS"] + 1
-    out.append(("linear unit: accumulators + epilogue", c["LANES"] * per_lane, "yosys+rule",
-                f"per output lane ({c['LANES']}): one requantizer shared by every kind, the embedding's included "
+    per_lane = (rq + 2 * shifter_lut(rs) + round(g["LUT"] / g_lanes) + r_post + c["POST_IN_BITS"]
+                + c["BIAS_BITS"] + 1)
+    # linear.h: EPI_LANES lanes take a token's MAC_ROWS outputs over EPI_PARTS cycles, each lane picking its
+    # output's accumulator and per-row shift of the part (an EPI_PARTS-to-1 select, 4:1 per LUT6, rule)
+    sel = (c["ACC_BITS"] + 8) * math.ceil(c["EPI_PARTS"] / 4) if c["EPI_PARTS"] > 1 else 0
+    out.append(("linear unit: accumulators + epilogue", c["EPI_LANES"] * (per_lane + sel), "yosys+rule",
+                f"per epilogue lane (EPI_LANES={c['EPI_LANES']}, a token's {c['MAC_ROWS']} outputs over "
+                f"EPI_PARTS={c['EPI_PARTS']} cycles): the part's accumulator and shift select ({sel}), "
+                f"one requantizer shared by every kind, the embedding's included "
                 f"(EPI_IN_BITS={c['EPI_IN_BITS']}: {rq}, {rq_rule}) after its position adder ({c['BIAS_BITS'] + 1}), "
-                f"the residual add's two RES_SUM_BITS={rs} shifts ({shifter_lut(rs)} each, rule) and "
-                f"{rs}-bit requantize ({r_add}), GELU ({round(g['LUT'] / g_lanes)}: yosys gelu per lane) with its "
-                f"GELU_Y_BITS={c['GELU_Y_BITS']} requantize ({r_gelu})"))
+                f"the residual add's two RES_SUM_BITS={rs} shifts ({shifter_lut(rs)} each, rule), GELU "
+                f"({round(g['LUT'] / g_lanes)}: yosys gelu per lane), and ONE second requantizer for GELU's y and the "
+                f"residual sum (POST_IN_BITS={c['POST_IN_BITS']}: {r_post}, after a {c['POST_IN_BITS']}-LUT select)"))
     qk_adders = c["ATTN_LANES"] * (c["HEAD_DIM"] - 1) * c["QK_SUM_BITS"]
     rq_int, _ = requant_lut(units, c["QK_SUM_BITS"])
     e2 = 345  # per exp2_neg copy: yosys m3vit-tiny top by_unit, 10,692 LUT / 31 copies (rtl/README.md)
@@ -406,11 +423,18 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
                 "64-bit compare/add/select (3×64)"))
     av = units["av_norm"]
     av_c = int(av["parameters"]["C"])
-    av_acc = c["ATTN_LANES"] * c["HEAD_DIM"] * c["AV_SUM_BITS"] * 2
+    # the running sums of the pass in flight: av_acc_t's adders (the other passes' sums sit in av_done_t, a
+    # memory costed with the memories); AV_OUT picks lane l of av_done_t per cycle: an ATTN_LANES-to-1 mux per
+    # column bit (a LUT6 is a 4:1 mux, rule)
+    acc_w, acc_n = pr["arrays"]["av_acc_t"]
+    av_acc = acc_n * acc_w * 2
+    av_mux = c["AV_LANE_COLS"] * c["AV_SUM_BITS"] * math.ceil(c["ATTN_LANES"] / 4)
     av_div, av_div_rule = recip_divider(c, "SM_RECIP_NUM_BITS", "SM_S_BITS")
-    out.append(("attention: A·V", av_acc + round(av["LUT"] / av_c) * c["AV_LANE_COLS"]
+    out.append(("attention: A·V", av_acc + av_mux + round(av["LUT"] / av_c) * c["AV_LANE_COLS"]
                 + c["ATTN_LANES"] * e2 + av_div, "yosys+rule",
-                f"accumulators {c['ATTN_LANES']}×{c['HEAD_DIM']} × {c['AV_SUM_BITS']} bit (add + select, 2 LUT/bit), "
+                f"accumulators of the pass in flight (av_acc_t: {acc_n} × {acc_w} bit, add + select, 2 LUT/bit), "
+                f"AV_OUT's lane select ({c['AV_LANE_COLS']} × {c['AV_SUM_BITS']} bit × ⌈{c['ATTN_LANES']}/4⌉ "
+                f"LUT: {av_mux}), "
                 f"normalise+requantize {round(av['LUT'] / av_c)} per column (yosys av_norm / C) × "
                 f"{c['AV_LANE_COLS']}, an exp2_neg per lane, the 1/s {av_div_rule}"))
     ln = units["layernorm"]
@@ -425,11 +449,19 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
                 f"yosys moe_dispatch (E={md['parameters']['E']}, K={md['parameters']['K']}); the gate softmax's "
                 f"1/s {g_div_rule}"))
     r_moe, _ = requant_lut(units, c["MOE_ACC_BITS"])
-    out.append(("moe: combine accumulator", c["LANES"] * (c["MOE_ACC_BITS"] + r_moe + 2 * shifter_lut(rs) + r_add),
+    # moe_finish shares its requantizers and residual adds over the MOE_PARTS cycles of a residual word: MOE_LANES
+    # of them, each picking its value of the held word (a MOE_PARTS-to-1 select, 4:1 per LUT6, rule); the
+    # epilogue's gate·y accumulate (EPI_GATE_ACC) stays one adder per output lane of the array
+    fin = r_moe + 2 * shifter_lut(rs) + r_add
+    sel = (c["MOE_ACC_BITS"] + c["RESID_BITS"]) * math.ceil(c["MOE_PARTS"] / 4) if c["MOE_PARTS"] > 1 else 0
+    held = c["MOE_ACC_BITS"] * (1 + (math.ceil(c["EPI_PARTS"] / 4) if c["EPI_PARTS"] > 1 else 0))
+    out.append(("moe: combine accumulator", c["EPI_LANES"] * held + c["MOE_LANES"] * (fin + sel),
                 "yosys+rule",
-                f"per lane ({c['LANES']}) a {c['MOE_ACC_BITS']}-bit adder, the finish's MOE_ACC_BITS requantizer "
-                f"({r_moe}) and its residual add (two RES_SUM_BITS={rs} shifts {shifter_lut(rs)} each, "
-                f"{rs}-bit requantize {r_add}: moe_finish)"))
+                f"the epilogue's accumulate: per epilogue lane ({c['EPI_LANES']}) a {c['MOE_ACC_BITS']}-bit adder "
+                f"and the select of its value of the held word ({held} per lane); "
+                f"moe_finish: per lane (MOE_LANES={c['MOE_LANES']}, a word over MOE_PARTS={c['MOE_PARTS']} cycles) "
+                f"the MOE_ACC_BITS requantizer ({r_moe}), the residual add (two RES_SUM_BITS={rs} shifts "
+                f"{shifter_lut(rs)} each, {rs}-bit requantize {r_add}) and the word select ({sel})"))
     out.append(("control, AXI, loops", 3 * 728 + 2 * 918 + 433 + 15000, "yosys+rule",
                 "3 weight readers (yosys axi_burst_reader 728), 2 writers (axi_burst_writer 918), s_axi control "
                 "(433); loop counters, address generators and FSMs of ≈40 pipelined loops 15k (rule)"))
@@ -441,8 +473,8 @@ def estimate(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     c, t = pr["constants"], pr["types"]
     text = _sources_text()
     prag = {f: pragmas(function_body(f, text)) for f in
-            ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "layernorm_rows",
-             "weight_loader")}
+            ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "av_subgroup",
+             "layernorm_rows", "weight_loader")}
     macro = pragmas(text)  # the block stream's macro expansion (array_step's `blocks`)
     prag["array_step"].update({k: v for k, v in macro.items() if k == "blocks"})
     units = rtl_units()

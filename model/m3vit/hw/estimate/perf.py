@@ -16,7 +16,7 @@ port unless striped: ``Platform.weight_ports`` (3 as built: ``weights``, ``weigh
 ``Schedule`` holds the architecture switches the ablations flip. ``AS_BUILT`` is the schedule of the
 C++ in ``hls/`` (``hls/src/m3vit_accel.cpp``; ``AS_BUILT_PLATFORM``: weights striped over 3 HP ports):
 LayerNorm ``HlsParams.ln_lanes`` features per cycle with rows pipelined; element-wise loops (the MoE
-combine) ``HlsParams.mac_rows`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
+combine) ``HlsParams.moe_lanes`` values per cycle, im2col and token write-out one 128-bit beat per cycle;
 one MAC array: every step (the embedding; a layer's heads; its tail; a MoE layer's experts) is one
 invocation of one DATAFLOW region whose loader runs ahead across the step's ops (:func:`region_ops` lists
 them: only each step's first block waits for DDR, LN1 hides the heads step's); the attention unit, a third
@@ -90,7 +90,7 @@ class Schedule:
     attention_on_linear: bool = False  # Q·Kᵀ and A·V on the MAC array instead of the attention unit
     # lanes: None = what the code derives from the parameters (HlsParams.ln_lanes, HlsParams.mac_rows, one beat)
     ln_lanes: int | None = None  # LayerNorm features per cycle
-    elementwise_lanes: int | None = None  # MoE combine values per cycle
+    elementwise_lanes: int | None = None  # MoE combine values per cycle (None: HlsParams.moe_lanes, the code's)
     pixel_lanes: int | None = None  # im2col pixels per cycle (None: one 128-bit image beat)
     beat_token_out: bool = True  # tokens leave one 128-bit beat per cycle (off: one value per cycle)
     cross_op_prefetch: bool = True  # the weight loader runs ahead across the ops of a region (off: per op)
@@ -222,7 +222,7 @@ class Env:
 
     @property
     def elementwise_lanes(self) -> int:
-        return self.sched.elementwise_lanes or self.p.mac_rows
+        return self.sched.elementwise_lanes or self.p.moe_lanes
 
     @property
     def pixel_lanes(self) -> int:
@@ -288,27 +288,44 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     # (ARRAY_LATENCY, the depth the code assumes; the RTL tile's measured latency includes its k accumulation,
     # which the trip count already has) and the epilogue's
     depth = ARRAY_LATENCY + env.units["requant"].depth + epi_depth
-    compute_per_block = max(rows, ARRAY_LATENCY) * kslices * mac.ii
+    # linear.h: a block's epilogue runs beside the next block (EPI_PARTS cycles per token), so a block's loop has at
+    # least EPI_PARTS k-slices, and the op's last block's epilogue drains after it (epi_drain)
+    compute_per_block = max(rows, ARRAY_LATENCY) * max(kslices, epi_parts(p)) * mac.ii
     macs = rows * n_out * k
     if env.tiles == 1:
         c = [compute_per_block] * blocks
+        for i in range(split):  # every op of the split (a head's Q, K or V) drains its last block's epilogue
+            c[(i + 1) * (blocks // split) - 1] += epi_drain(p, rows)
         cycles = env.pipelined([x + depth for x in c], load)
         return Op(layer, name, "linear", cycles, sum(c), sum(load), macs, sum(block_w),
                   binds=bound(sum(c), sum(load), env.plat, "MAC array"))
     scratch = env.plat.port_bytes_per_cycle()
     io = rows * (k + n_out) * env.abytes
     tile_rows = math.ceil(rows / env.tiles)
-    by_tile = sum(env.pipelined([max(ARRAY_LATENCY, min(tile_rows, rows - t * tile_rows)) * kslices * mac.ii + depth]
-                                * blocks, load) for t in range(env.tiles))
+    by_tile = sum(env.pipelined([max(ARRAY_LATENCY, min(tile_rows, rows - t * tile_rows))
+                                 * max(kslices, epi_parts(p)) * mac.ii + depth] * blocks, load)
+                  + split * epi_drain(p, min(tile_rows, rows - t * tile_rows)) for t in range(env.tiles))
     by_tile = max(by_tile, io / scratch)
     restream = rows * k * env.abytes * blocks + rows * n_out * env.abytes
-    by_block = max(env.pipelined([compute_per_block + depth] * blocks, load), restream / scratch)
+    by_block = max(env.pipelined([compute_per_block + depth] * blocks, load) + split * epi_drain(p, rows),
+                   restream / scratch)
     compute = compute_per_block * blocks
     if by_tile <= by_block:
         return Op(layer, name + " (token tiles)", "linear", by_tile, compute, sum(load) * env.tiles, macs,
                   sum(block_w) * env.tiles, io, binds=_spill_bind(compute, sum(load) * env.tiles, io / scratch, env))
     return Op(layer, name + " (inputs re-streamed)", "linear", by_block, compute, sum(load), macs, sum(block_w),
               restream, binds=_spill_bind(compute, sum(load), restream / scratch, env))
+
+
+def epi_parts(p: HlsParams) -> int:
+    """Cycles the epilogue takes per token (linear.h EPI_PARTS = MAC_ROWS / EPI_LANES)."""
+    return p.mac_rows // p.epi_lanes
+
+
+def epi_drain(p: HlsParams, rows: int) -> int:
+    """linear.h epilogue_drain: the op's last block's epilogue after the array, EPI_PARTS cycles per token (none
+    with EPI_PARTS = 1: the epilogue inline in the last k-slice)."""
+    return epi_parts(p) * rows if epi_parts(p) > 1 else 0
 
 
 def _spill_bind(compute: float, wload: float, aload: float, env: Env) -> str:
@@ -430,7 +447,8 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
                 queue = [1] * int(counts.sum())
             for q in queue:  # short queues still run ARRAY_MIN_TOKENS iterations per k-slice
                 for i, (blocks, ks, blk_load) in enumerate(calls):
-                    c = [max(q, ARRAY_LATENCY) * ks * mac.ii] * blocks
+                    c = [max(q, ARRAY_LATENCY) * max(ks, epi_parts(p)) * mac.ii] * blocks
+                    c[-1] += epi_drain(p, q)  # each matrix is an op: its last block's epilogue drains
                     drain = depth + (env.units["gelu"].depth if i == 0 else 0)
                     cycles += env.pipelined([x + drain for x in c], [blk_load] * blocks)
                     compute += sum(c)

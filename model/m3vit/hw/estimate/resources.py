@@ -75,8 +75,10 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights: "
                f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; the one "
                "region's (array_step)", role="weight_blocks"),
-        Kernel("linear unit: accumulators + epilogue", p.mac_rows, bram36(p.mac_rows * mode.acc_bits, rows), 0,
-               "partial sums of one output block for every token; GELU interpolation / gate multiply per output",
+        Kernel("linear unit: accumulators + epilogue", p.epi_lanes,
+               (2 if p.epi_lanes < p.mac_rows else 1) * bram36(p.mac_rows * mode.acc_bits, rows), 0,
+               "partial sums of one output block for every token, and the finished rows the epilogue reads beside "
+               f"the next block; GELU interpolation / gate multiply per epilogue lane ({p.epi_lanes})",
                role="accumulators"),
         Kernel("attention: Q·Kᵀ + online softmax", p.attn_lanes * hd // (2 if packed else 1) + 2 * p.attn_lanes,
                2 * p.attn_lanes * bram36(ib, cfg.num_tokens), 0,
@@ -97,7 +99,7 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
                "gate probabilities, per-expert token queues (index + gate)", role="router"),
         Kernel("moe: combine accumulator", 0,
                bram36(p.mac_rows * combine_bits(cfg, mode), rows * cfg.dim // p.mac_rows), 0,
-               f"acc[token] += gate · y, one output block per update; finished (and cleared) {p.mac_rows} per cycle",
+               f"acc[token] += gate · y, one output block per update; finished (and cleared) {p.moe_lanes} per cycle",
                role="combine"),
         Kernel("activations: residual stream", 0, 0, 2 * uram(p.mac_rows * rb, rows * cfg.dim // p.mac_rows),
                "x and mid, written one output block at a time by the epilogue", role="residual"),

@@ -40,6 +40,12 @@ class HlsParams:
     av_cols: int = 16  # value columns each attention lane accumulates per cycle in the A·V pass
     batch: int = 2  # frames that share each weight load (frame batching)
     ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
+    # MoE combine (moe_finish) values per cycle: a combine is rows·D values once per MoE layer, off the array's
+    # critical rate, so a quarter of the array's MAC_ROWS lanes of requantizers + residual adds
+    moe_lanes: int = 8
+    # epilogue lanes (linear.h EPI_LANES): the array finishes MAC_ROWS outputs per token only in a block's last
+    # k-slice, so the epilogue takes MAC_ROWS / epi_lanes cycles per token beside the next block's k-slices
+    epi_lanes: int = 16
 
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
@@ -50,13 +56,19 @@ class HlsParams:
         W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
         w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
-        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64)
+        # (the 16-bit sets keep the epilogue inline at the array's width: their block RAM has no room for its `fin`
+        # rows; W8/A8's 16 lanes take a token over 2 cycles beside the next block)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64, epi_lanes=32)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
             raise ValueError(f"MAC array {self.mac_rows}x{self.mac_cols} must be made of 16x16 pack tiles")
         if self.attn_lanes < 1 or self.batch < 1 or self.av_cols < 1 or self.ln_lanes < 1:
             raise ValueError("attn_lanes, av_cols, batch and ln_lanes must be >= 1")
+        if self.epi_lanes < 1 or self.mac_rows % self.epi_lanes:
+            raise ValueError(f"epi_lanes {self.epi_lanes} must divide mac_rows {self.mac_rows}")
+        if self.moe_lanes < 1 or self.mac_rows % self.moe_lanes:
+            raise ValueError(f"moe_lanes {self.moe_lanes} must divide mac_rows {self.mac_rows} (one residual word)")
 
 
 def pack_chunk(mode: PrecisionMode) -> int:
@@ -118,7 +130,9 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "BEAT_BITS": BEAT_BITS, "BEAT_BYTES": BEAT_BITS // 8,  # one m_axi beat (m3vit.hw.platform)
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
         "AV_COLS": params.av_cols,
-        "BATCH": params.batch, "LN_LANES": params.ln_lanes, "WEIGHT_PORTS": interface.WEIGHT_PORTS,
+        "BATCH": params.batch, "LN_LANES": params.ln_lanes, "MOE_LANES": params.moe_lanes,
+        "EPI_LANES": params.epi_lanes,
+        "WEIGHT_PORTS": interface.WEIGHT_PORTS,
         "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
         "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
         "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,
