@@ -111,7 +111,7 @@ module av_norm #(
     always_ff @(posedge ap_clk) if (ce && row_done) acc_row <= acc_next;
     assign prod = PROD_W'(acc_row) * PROD_W'($signed({1'b0, inv3}));
     round_sat #(.IN_W(PROD_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
-      .in(prod), .shift(shift), .out(out_c[c*OUT_W +: OUT_W]));
+      .clk(1'b0), .ce(1'b0), .in(prod), .shift(shift), .out(out_c[c*OUT_W +: OUT_W]));
   end
 
   always_ff @(posedge ap_clk) begin

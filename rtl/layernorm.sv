@@ -73,7 +73,7 @@ module layernorm #(
   // ---- input side: narrow, buffer, accumulate s1 and s2 ----
   logic signed [X_W-1:0] x_in;
   round_sat #(.IN_W(IN_W), .MIN_SHIFT(MIN_IN_SHIFT), .MAX_SHIFT(IN_W - 1), .OUT_W(X_W)) u_narrow (
-    .in(s_axis_tdata), .shift($signed({2'b00, in_shift})), .out(x_in));
+    .clk(1'b0), .ce(1'b0), .in(s_axis_tdata), .shift($signed({2'b00, in_shift})), .out(x_in));
 
   logic [X_W-1:0]          mem [NBANK * D];
   logic [NBANK-1:0]        busy;          // bank holds a complete row not yet streamed out
@@ -212,7 +212,7 @@ module layernorm #(
   wire logic signed [ACC_W-1:0] acc = ACC_W'(norm2) * ACC_W'(g2) + ACC_W'(b2);
   logic signed [OUT_W-1:0] y;
   round_sat #(.IN_W(ACC_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_out (
-    .in(acc), .shift(shift), .out(y));
+    .clk(1'b0), .ce(1'b0), .in(acc), .shift(shift), .out(y));
   always_ff @(posedge ap_clk) begin
     if (rst) m_axis_tvalid <= 1'b0;
     else if (ce) m_axis_tvalid <= v2;
