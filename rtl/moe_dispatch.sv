@@ -118,7 +118,8 @@ module moe_dispatch #(
     wire logic bigger = a > m;
     wire logic signed [L_W:0] d = bigger ? ((L_W+1)'(m) - (L_W+1)'(a)) : ((L_W+1)'(a) - (L_W+1)'(m));
     logic [15:0] e;
-    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (.d(d), .d_frac(l_frac), .value(e));
+    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (
+      .clk(1'b0), .ce(1'b0), .d(d), .d_frac(l_frac), .value(e));
     wire logic [SUM_W+16:0] scaled = (SUM_W + 17)'(s_w[j-1]) * (SUM_W + 17)'(e)
                                      + (SUM_W + 17)'(1 << (EXP_OUT_FRAC - 1));
     logic [L_W-1:0]    m_r;
@@ -159,7 +160,8 @@ module moe_dispatch #(
   for (genvar e = 0; e < E; e++) begin : g_gate
     wire logic signed [L_W:0] d = (L_W+1)'($signed(dl[e*L_W +: L_W])) - (L_W+1)'(dm);
     logic [15:0] p;
-    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (.d(d), .d_frac(l_frac), .value(p));
+    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (
+      .clk(1'b0), .ce(1'b0), .d(d), .d_frac(l_frac), .value(p));
     localparam int GSH = EXP_OUT_FRAC + INV_FRAC - GATE_FRAC;
     wire logic [32:0] prod = 33'(p) * 33'(inv) + 33'(1 << (GSH - 1));
     always_ff @(posedge ap_clk) wgate[e*16 +: 16] <= 16'(prod >> GSH);
