@@ -38,11 +38,14 @@ module round_sat #(
   // Step 2: the arithmetic shift right (shift > 0) or the exact left shift (shift <= 0).
   logic signed [RW-1:0] rounded_c, rounded;
   if (MAX_SHIFT > 0 && MIN_SHIFT < 0) begin : g_both
-    assign rounded_c = (shift > 0) ? RW'(sum >>> shift) : (RW'(sum) <<< (-shift));
+    // the left shift takes the input itself when combinational (not through the rounding adder, which adds
+    // nothing then: a shorter path), the registered sum (= the input) when staged
+    wire logic signed [RW_R-1:0] unrounded = (STAGES == 2) ? sum : RW_R'(in);
+    assign rounded_c = (shift > 0) ? RW'(sum >>> shift) : (RW'(unrounded) <<< (-shift));
   end else if (MAX_SHIFT > 0) begin : g_round
     assign rounded_c = RW'(sum >>> shift);
   end else begin : g_widen
-    assign rounded_c = RW'(sum) <<< (-shift);
+    assign rounded_c = RW'(sum) <<< (-shift);  // (sum = in: nothing to round)
   end
 
   if (STAGES == 2) begin : g_reg
