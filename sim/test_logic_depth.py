@@ -68,9 +68,12 @@ def test_per_module_of_a_hierarchy():
 
 
 # the units within the limit, at parameter sets that synthesize in seconds (gelu: 2 lanes instead of 16, qk_reorder:
-# one query row instead of 4; lanes and rows are copies, their control is shared): ≈1 min together
+# one query row instead of 4, av_norm: 2 channels instead of 16; lanes, rows and channels are copies, their control
+# is shared): ≈1.5 min together. layernorm (its isqrt and divider pipelines: ≈3 min even at D = 64) and
+# moe_dispatch are in the long test only.
 QUICK = {"requant": UNITS["requant"], "mac_tile": UNITS["mac_tile"], "gelu": {**UNITS["gelu"], "LANES": 2},
-         "qk_reorder": {**UNITS["qk_reorder"], "P": 1}}
+         "qk_reorder": {**UNITS["qk_reorder"], "P": 1}, "softmax_stats": UNITS["softmax_stats"],
+         "av_norm": {**UNITS["av_norm"], "C": 2}}
 
 
 @pytest.mark.slow
