@@ -233,16 +233,18 @@ module moe_dispatch #(
   wire logic ex_free = !m_axis_expert_tvalid || m_axis_expert_tready;
   wire logic it_free = (!m_axis_gather_tvalid || m_axis_gather_tready)
                        && (!m_axis_scatter_tvalid || m_axis_scatter_tready);
-  logic [E-1:0] active_after;  // some expert above `cur` has tokens
+  // While draining, the queue lengths rotate down one expert at each next expert (zeros in at the top): cnt[0] is
+  // the current expert's, and no mux over the experts by `cur` lies on the control's paths.
+  logic active_after;  // some expert above `cur` has tokens
   always_comb begin
-    active_after = '0;
-    for (int e = E - 2; e >= 0; e--) active_after[e] = active_after[e+1] || (cnt[e+1] != '0);
+    active_after = 1'b0;
+    for (int e = 1; e < E; e++) active_after = active_after || (cnt[e] != '0);
   end
-  wire logic cur_empty = (cnt[cur] == '0);
+  wire logic cur_empty = (cnt[0] == '0);
   wire logic cur_is_last = (cur == E_W'(E - 1));
   wire logic send_hdr = (state == DRAIN) && hdr && !cur_empty && ex_free;
   wire logic send_item = (state == DRAIN) && !hdr && it_free;
-  wire logic item_last = (idx == cnt[cur] - 1'b1);
+  wire logic item_last = (idx == cnt[0] - 1'b1);
   wire logic next_expert = (state == DRAIN) && ((hdr && cur_empty) || (send_item && item_last));
   wire logic outputs_idle = !m_axis_expert_tvalid && !m_axis_gather_tvalid && !m_axis_scatter_tvalid;
 
@@ -273,8 +275,8 @@ module moe_dispatch #(
       DRAIN: begin
         if (send_hdr) begin
           m_axis_expert_tvalid <= 1'b1;
-          m_axis_expert_tdata  <= {cnt[cur], cur};
-          m_axis_expert_tlast  <= !active_after[cur];
+          m_axis_expert_tdata  <= {cnt[0], cur};
+          m_axis_expert_tlast  <= !active_after;
           hdr <= 1'b0;
           idx <= '0;
         end
@@ -289,6 +291,8 @@ module moe_dispatch #(
         end
         if (next_expert) begin
           hdr <= 1'b1;
+          for (int e = 0; e < E - 1; e++) cnt[e] <= cnt[e+1];
+          cnt[E-1] <= '0;
           if (!cur_is_last) cur <= cur + 1'b1;
           else state <= DONE;
         end
