@@ -12,7 +12,7 @@ import pytest
 from common import ROOT
 
 sys.path.insert(0, str(ROOT / "rtl" / "tools"))
-from logic_depth import depth, depth_by_module
+from logic_depth import deepest_path, depth, depth_by_module
 from units import LUT_LEVEL_LIMIT, LUT_LEVELS_OPEN, UNITS
 
 
@@ -57,6 +57,16 @@ def test_a_register_breaks_the_path():
     net["modules"]["\\unit"]["cells"]["r1"]["connections"]["CE"] = [2]
     got = depth(net, "unit")
     assert got.lut_levels == 3 and got.muxf == 1  # b, c, d (+ the MUXF7) between r1 and r2: not a + b + c + d
+
+
+def test_the_deepest_path_named_from_its_start():
+    net = _netlist()
+    names = {"in": [2], **{f"chain{i}": [20 + i] for i in range(5)}, "r1_q": [4]}
+    net["modules"]["\\unit"]["netnames"] = {k: {"bits": v} for k, v in names.items()}
+    lines = deepest_path(net, "unit")
+    assert lines[0].split() == ["0", "start", "in[0]"]
+    assert [ln.split()[2] for ln in lines[1:]] == [f"chain{i}[0]" for i in range(5)]  # into r1's enable
+    assert [int(ln.split()[0]) for ln in lines] == [0, 1, 2, 3, 4, 5]
 
 
 def test_per_module_of_a_hierarchy():
