@@ -135,7 +135,7 @@ def deepest_path(netlist: dict, top: str | None = None) -> list[str]:
     for net, info in mod.get("netnames", {}).items():
         for i, b in enumerate(info["bits"]):
             # prefer a name from the source (yosys' own start with `$`)
-            if isinstance(b, int) and (b not in names or names[b].startswith("$") and not net.startswith("$")):
+            if isinstance(b, int) and (b not in names or (names[b].startswith("$") and not net.startswith("$"))):
                 names[b] = f"{net}[{i}]"
     ends = [(walk.cell_depth(walk.driver[b])[0], b) for b in walk.ends if isinstance(b, int) and b in walk.driver]
     if not ends:
