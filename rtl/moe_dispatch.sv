@@ -244,7 +244,8 @@ module moe_dispatch #(
   wire logic cur_is_last = (cur == E_W'(E - 1));
   wire logic send_hdr = (state == DRAIN) && hdr && !cur_empty && ex_free;
   wire logic send_item = (state == DRAIN) && !hdr && it_free;
-  wire logic item_last = (idx == cnt[0] - 1'b1);
+  logic [CNT_W-1:0] left;  // the current queue's items not yet sent (a down-counter: no subtract on the path)
+  wire logic item_last = (left == CNT_W'(1));
   wire logic next_expert = (state == DRAIN) && ((hdr && cur_empty) || (send_item && item_last));
   wire logic outputs_idle = !m_axis_expert_tvalid && !m_axis_gather_tvalid && !m_axis_scatter_tvalid;
 
@@ -277,8 +278,9 @@ module moe_dispatch #(
           m_axis_expert_tvalid <= 1'b1;
           m_axis_expert_tdata  <= {cnt[0], cur};
           m_axis_expert_tlast  <= !active_after;
-          hdr <= 1'b0;
-          idx <= '0;
+          hdr  <= 1'b0;
+          idx  <= '0;
+          left <= cnt[0];
         end
         if (send_item) begin
           m_axis_gather_tvalid  <= 1'b1;
@@ -287,7 +289,8 @@ module moe_dispatch #(
           m_axis_scatter_tvalid <= 1'b1;
           m_axis_scatter_tdata  <= rd[cur];
           m_axis_scatter_tlast  <= item_last;
-          idx <= idx + 1'b1;
+          idx  <= idx + 1'b1;
+          left <= left - 1'b1;
         end
         if (next_expert) begin
           hdr <= 1'b1;
