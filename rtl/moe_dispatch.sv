@@ -240,19 +240,23 @@ module moe_dispatch #(
     active_after = 1'b0;
     for (int e = 1; e < E; e++) active_after = active_after || (cnt[e] != '0);
   end
-  wire logic cur_empty = (cnt[0] == '0);
+  // cnt[0] == 0, registered: what cnt[0] will be (cnt[1] at a next expert, else itself while draining). The
+  // queues' last increment can land with the step into DRAIN, so the drain waits one settling cycle for it.
+  logic cur_empty, settle;
   wire logic cur_is_last = (cur == E_W'(E - 1));
-  wire logic send_hdr = (state == DRAIN) && hdr && !cur_empty && ex_free;
+  wire logic send_hdr = (state == DRAIN) && !settle && hdr && !cur_empty && ex_free;
   wire logic send_item = (state == DRAIN) && !hdr && it_free;
   logic [CNT_W-1:0] left;  // the current queue's items not yet sent (a down-counter: no subtract on the path)
   wire logic item_last = (left == CNT_W'(1));
-  wire logic next_expert = (state == DRAIN) && ((hdr && cur_empty) || (send_item && item_last));
+  wire logic next_expert = (state == DRAIN) && !settle && ((hdr && cur_empty) || (send_item && item_last));
   wire logic outputs_idle = !m_axis_expert_tvalid && !m_axis_gather_tvalid && !m_axis_scatter_tvalid;
 
   assign ap_idle = (state == IDLE);
   always_ff @(posedge ap_clk) begin
     ap_done  <= 1'b0;
     ap_ready <= 1'b0;
+    settle   <= 1'b0;
+    cur_empty <= next_expert ? (cnt[1] == '0) : (cnt[0] == '0);
     if (m_axis_expert_tready) m_axis_expert_tvalid <= 1'b0;
     if (m_axis_gather_tready) m_axis_gather_tvalid <= 1'b0;
     if (m_axis_scatter_tready) m_axis_scatter_tvalid <= 1'b0;
@@ -269,7 +273,8 @@ module moe_dispatch #(
         if (s_axis_tlast) state <= FLUSH;
       end
       FLUSH: if (wv && wlast) begin
-        state <= DRAIN;
+        state  <= DRAIN;
+        settle <= 1'b1;
         cur   <= '0;
         hdr   <= 1'b1;
       end

@@ -69,8 +69,8 @@ def unit_depth(unit: str, prm: dict) -> int:
         return prm["D"] + ISQRT_STAGES + DIV_STAGES + 15
     if unit == "moe_dispatch":
         # top-k scan and the gate softmax over the experts (the running sum 6 stages behind the running max: exp2's 4
-        # stages), then the gates (exponent, exp2 in 4 stages, · 1/s)
-        return prm["E"] + 16
+        # stages), then the gates (exponent, exp2 in 4 stages, · 1/s), and a settling cycle before the drain
+        return prm["E"] + 17
     raise KeyError(f"no timing model for unit {unit!r}")
 
 
