@@ -62,24 +62,29 @@ module av_norm #(
   wire logic [INV_W-1:0]      inv_cur = first ? s_axis_stat_tdata[S_W +: INV_W] : inv_row;
   wire logic signed [S_W:0]   diff = (S_W+1)'($signed(s_axis_tdata[S_W-1:0])) - (S_W+1)'(m_cur);
 
-  // Stage 1: the exponent; stage 2: 2^(a-m); stage 3: accumulate, the finished row registered;
-  // stage 4 (output register): · 1/s, rounded and saturated.
-  logic [2:1]            valid;
-  logic [2:1]            last;
-  logic [2:1]            rfirst;
+  // Stage 1: the exponent; stages 2..5: 2^(a-m) (exp2_neg in four register stages), into stage K's register;
+  // stage K + 1: accumulate, the finished row registered; then per row: · 1/s (registered), rounded (round_sat's
+  // two stages) and saturated into the output register.
+  localparam int EXP_STAGES = 4;
+  localparam int K = 2 + EXP_STAGES;  // the stage whose register holds 2^(a-m)
+  logic [K:1]            valid;
+  logic [K:1]            last;
+  logic [K:1]            rfirst;
   logic signed [S_W:0]   d1;
-  logic [C*V_W-1:0]      v1, v2;
-  logic [INV_W-1:0]      inv1, inv2, inv3;
+  logic [C*V_W-1:0]      v_d [1:K];
+  logic [INV_W-1:0]      inv_d [1:K];
+  logic [INV_W-1:0]      inv3;
   logic [15:0]           e2;
   logic [15:0]           e;
-  exp2_neg #(.D_W(S_W + 1), .MAX_D_FRAC(MAX_S_FRAC)) u_exp (.d(d1), .d_frac(s_frac), .value(e));
+  exp2_neg #(.D_W(S_W + 1), .MAX_D_FRAC(MAX_S_FRAC), .STAGES(EXP_STAGES)) u_exp (
+    .clk(ap_clk), .ce, .d(d1), .d_frac(s_frac), .value(e));
 
   always_ff @(posedge ap_clk) begin
     if (rst) begin
       valid <= '0;
       first <= 1'b1;
     end else if (ce) begin
-      valid <= {valid[1], take};
+      valid <= {valid[K-1:1], take};
       if (take) first <= s_axis_tlast;
     end
     if (take && first) begin
@@ -87,38 +92,52 @@ module av_norm #(
       inv_row <= inv_cur;
     end
     if (ce) begin
-      last   <= {last[1], s_axis_tlast};
-      rfirst <= {rfirst[1], first};
-      d1     <= (diff > 0) ? '0 : diff;  // a <= m for a true row maximum
-      v1     <= s_axis_tdata[S_W +: C*V_W];
-      inv1   <= inv_cur;
-      e2     <= e;
-      v2     <= v1;
-      inv2   <= inv1;
+      last     <= {last[K-1:1], s_axis_tlast};
+      rfirst   <= {rfirst[K-1:1], first};
+      d1       <= (diff > 0) ? '0 : diff;  // a <= m for a true row maximum
+      v_d[1]   <= s_axis_tdata[S_W +: C*V_W];
+      inv_d[1] <= inv_cur;
+      for (int i = 2; i <= K; i++) begin
+        v_d[i]   <= v_d[i-1];
+        inv_d[i] <= inv_d[i-1];
+      end
+      e2       <= e;
     end
   end
 
-  wire logic row_done = valid[2] && last[2];
-  logic row_valid;
-  always_ff @(posedge ap_clk) if (ce && row_done) inv3 <= inv2;
+  wire logic row_done = valid[K] && last[K];
+  logic row_valid, prod_valid;
+  logic [2:1] rs_valid;
+  always_ff @(posedge ap_clk) if (ce && row_done) inv3 <= inv_d[K];
+
+  // the output shift registered every cycle (a format, held steady while a row is in the unit)
+  logic signed [7:0] shift_r;
+  always_ff @(posedge ap_clk) shift_r <= shift;
 
   logic [C*OUT_W-1:0] out_c;
   for (genvar c = 0; c < C; c++) begin : g_lane
     logic signed [ACC_W-1:0]  acc, acc_next, acc_row;
     logic signed [PROD_W-1:0] prod;
-    assign acc_next = (rfirst[2] ? '0 : acc) + ACC_W'($signed(v2[c*V_W +: V_W])) * ACC_W'($signed({1'b0, e2}));
-    always_ff @(posedge ap_clk) if (ce && valid[2]) acc <= acc_next;
+    assign acc_next = (rfirst[K] ? '0 : acc) + ACC_W'($signed(v_d[K][c*V_W +: V_W])) * ACC_W'($signed({1'b0, e2}));
+    always_ff @(posedge ap_clk) if (ce && valid[K]) acc <= acc_next;
     always_ff @(posedge ap_clk) if (ce && row_done) acc_row <= acc_next;
-    assign prod = PROD_W'(acc_row) * PROD_W'($signed({1'b0, inv3}));
-    round_sat #(.IN_W(PROD_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
-      .in(prod), .shift(shift), .out(out_c[c*OUT_W +: OUT_W]));
+    always_ff @(posedge ap_clk) if (ce) prod <= PROD_W'(acc_row) * PROD_W'($signed({1'b0, inv3}));
+    round_sat #(.IN_W(PROD_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W), .STAGES(2)) u_rs (
+      .clk(ap_clk), .ce, .in(prod), .shift(shift_r), .out(out_c[c*OUT_W +: OUT_W]));
   end
 
   always_ff @(posedge ap_clk) begin
-    if (rst) row_valid <= 1'b0;
-    else if (ce) row_valid <= row_done;
-    if (rst) m_axis_tvalid <= 1'b0;
-    else if (ce) m_axis_tvalid <= row_valid;
+    if (rst) begin
+      row_valid     <= 1'b0;
+      prod_valid    <= 1'b0;
+      rs_valid      <= '0;
+      m_axis_tvalid <= 1'b0;
+    end else if (ce) begin
+      row_valid     <= row_done;
+      prod_valid    <= row_valid;
+      rs_valid      <= {rs_valid[1], prod_valid};
+      m_axis_tvalid <= rs_valid[2];
+    end
     if (ce) begin
       m_axis_tdata <= out_c;
       m_axis_tlast <= 1'b1;

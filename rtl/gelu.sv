@@ -158,7 +158,7 @@ module gelu #(
     end
 
     // Stages 12, 13: rounded once into the output format (stage 14: the output register).
-    round_sat_pipe #(.IN_W(Y_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
+    round_sat #(.IN_W(Y_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W), .STAGES(2)) u_rs (
       .clk(ap_clk), .ce, .in(y11), .shift(rs_shift_r), .out(out_c[l*OUT_W +: OUT_W]));
   end
 

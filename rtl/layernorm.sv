@@ -71,54 +71,92 @@ module layernorm #(
   wire logic rst = !ap_rst_n;
 
   // ---- input side: narrow, buffer, accumulate s1 and s2 ----
-  logic signed [X_W-1:0] x_in;
-  round_sat #(.IN_W(IN_W), .MIN_SHIFT(MIN_IN_SHIFT), .MAX_SHIFT(IN_W - 1), .OUT_W(X_W)) u_narrow (
-    .in(s_axis_tdata), .shift($signed({2'b00, in_shift})), .out(x_in));
-
+  // Acceptance counts the row (widx, wbank); the value is narrowed by round_sat in two register stages (free
+  // running: the input side never stalls once a value is taken) and written and summed with its place NS cycles
+  // later.
+  localparam int NS = 2;
   logic [X_W-1:0]          mem [NBANK * D];
   logic [NBANK-1:0]        busy;          // bank holds a complete row not yet streamed out
   logic [BK_W-1:0]         wbank;
   logic [IX_W-1:0]         widx;
-  logic signed [S1_W-1:0]  s1;
-  logic [S2_W-1:0]         s2;
   wire logic in_take = s_axis_tvalid && !busy[wbank];
   assign s_axis_tready = !busy[wbank];
-  wire logic signed [S1_W-1:0] s1_next = ((widx == '0) ? '0 : s1) + S1_W'(x_in);
-  wire logic [S2_W-1:0]        s2_next = ((widx == '0) ? '0 : s2) + S2_W'(x_in) * S2_W'(x_in);
   wire logic in_row_end = in_take && (widx == IX_W'(D - 1));
+
+  logic signed [X_W-1:0] x_in;  // NS cycles after acceptance
+  round_sat #(.IN_W(IN_W), .MIN_SHIFT(MIN_IN_SHIFT), .MAX_SHIFT(IN_W - 1), .OUT_W(X_W), .STAGES(NS)) u_narrow (
+    .clk(ap_clk), .ce(1'b1), .in(s_axis_tdata), .shift($signed({2'b00, in_shift})), .out(x_in));
+  logic [NS:1]     n_take, n_end;
+  logic [IX_W-1:0] n_idx [1:NS];
+  logic [BK_W-1:0] n_bank [1:NS];
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      n_take <= '0;
+      n_end  <= '0;
+    end else begin
+      n_take <= {n_take[NS-1:1], in_take};
+      n_end  <= {n_end[NS-1:1], in_row_end};
+    end
+    n_idx[1]  <= widx;
+    n_bank[1] <= wbank;
+    for (int i = 2; i <= NS; i++) begin
+      n_idx[i]  <= n_idx[i-1];
+      n_bank[i] <= n_bank[i-1];
+    end
+  end
+  wire logic            x_take = n_take[NS];
+  wire logic            x_end = n_end[NS];
+  wire logic [IX_W-1:0] x_idx = n_idx[NS];
+  wire logic [BK_W-1:0] x_bank = n_bank[NS];
+
+  logic signed [S1_W-1:0]  s1;
+  logic [S2_W-1:0]         s2;
+  wire logic signed [S1_W-1:0] s1_next = ((x_idx == '0) ? '0 : s1) + S1_W'(x_in);
+  wire logic [S2_W-1:0]        s2_next = ((x_idx == '0) ? '0 : s2) + S2_W'(x_in) * S2_W'(x_in);
 
   logic                    st_valid;
   logic signed [S1_W-1:0]  st_s1;
   logic [S2_W-1:0]         st_s2;
   logic [BK_W-1:0]         st_bank;
   always_ff @(posedge ap_clk) begin
-    if (in_take) begin
-      mem[AW'(wbank) * AW'(D) + AW'(widx)] <= x_in;
+    if (x_take) begin
+      mem[AW'(x_bank) * AW'(D) + AW'(x_idx)] <= x_in;
       s1 <= s1_next;
       s2 <= s2_next;
     end
     st_s1   <= s1_next;
     st_s2   <= s2_next;
-    st_bank <= wbank;
+    st_bank <= x_bank;
     if (rst) begin
       widx     <= '0;
       wbank    <= '0;
       st_valid <= 1'b0;
     end else begin
-      st_valid <= in_row_end;
+      st_valid <= x_end;
       if (in_take) widx <= in_row_end ? '0 : widx + 1'b1;
       if (in_row_end) wbank <= (wbank == BK_W'(NBANK - 1)) ? '0 : wbank + 1'b1;
     end
   end
 
   // ---- row statistics: D·s2 - s1² + ε → isqrt → reciprocal (free-running; at most NBANK rows in flight) ----
-  logic [V_W-1:0] vterm;
-  assign vterm = V_W'(D) * V_W'(st_s2) - V_W'(st_s1) * V_W'(st_s1) + V_W'(eps_term);
+  // D·s2 and s1² registered, then the variance term registered (the isqrt's first stage compares against it)
+  logic [V_W-1:0]         ds2, s1sq, vterm;
+  logic [2:1]             vt_valid;
+  logic [S1_W+BK_W-1:0]   vt_side [1:2];
+  always_ff @(posedge ap_clk) begin
+    if (rst) vt_valid <= '0;
+    else vt_valid <= {vt_valid[1], st_valid};
+    ds2        <= V_W'(D) * V_W'(st_s2);
+    s1sq       <= V_W'(st_s1) * V_W'(st_s1);
+    vt_side[1] <= {st_s1, st_bank};
+    vterm      <= ds2 - s1sq + V_W'(eps_term);
+    vt_side[2] <= vt_side[1];
+  end
   logic                   rt_valid;
   logic [R_W-1:0]         root;
   logic [S1_W+BK_W-1:0]   rt_side;
   isqrt_pipe #(.V_W(V_W), .SIDE_W(S1_W + BK_W)) u_sqrt (
-    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(st_valid), .v(vterm), .in_side({st_s1, st_bank}),
+    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(vt_valid[2]), .v(vterm), .in_side(vt_side[2]),
     .out_valid(rt_valid), .root(root), .out_side(rt_side));
   logic                   rc_valid;
   logic [RC_W-1:0]        recip;
@@ -167,58 +205,62 @@ module layernorm #(
         oidx <= oidx + 1'b1;
       end
       // a bank is busy from its row's last input to its row's last output
-      busy <= (busy | (in_row_end ? (NBANK'(1) << wbank) : '0)) & ~(out_row_end ? (NBANK'(1) << obank) : '0);
+      busy <= (busy | (x_end ? (NBANK'(1) << x_bank) : '0)) & ~(out_row_end ? (NBANK'(1) << obank) : '0);
     end
   end
 
-  // O1: read x, take gain and bias
-  logic                    v1, l1, v2, l2;
-  logic signed [X_W-1:0]   x1;
-  logic signed [G_W-1:0]   g1, g2;
-  logic signed [B_W-1:0]   b1, b2;
-  logic signed [S1_W-1:0]  s1_1;
-  logic [RC_W-1:0]         rc1;
-  logic signed [NORM_W-1:0] norm2;
-  wire logic signed [CEN_W-1:0]  centred = CEN_W'(D) * CEN_W'(x1) - CEN_W'(s1_1);
-  wire logic signed [PROD_W-1:0] prod = PROD_W'(centred) * PROD_W'($signed({1'b0, rc1}));
+  // O1: read x, take gain and bias; O2: D·x - s1; O3: · recip; O4: rounded to the norm's 12 fractional bits;
+  // O5: norm · gain + bias; O6, O7: round_sat's two stages; O8: saturated into the output register.
+  localparam int OS = 7;  // stages before the output register
+  logic [OS:1]              ov, ol;
+  logic signed [X_W-1:0]    x1;
+  logic signed [G_W-1:0]    g_d [1:4];
+  logic signed [B_W-1:0]    b_d [1:4];
+  logic signed [S1_W-1:0]   s1_1;
+  logic [RC_W-1:0]          rc1, rc2;
+  logic signed [CEN_W-1:0]  cen2;
+  logic signed [PROD_W-1:0] prod3;
+  logic signed [NORM_W-1:0] norm4;
+  logic signed [ACC_W-1:0]  acc5;
   localparam int NSH = LN_RECIP_FRAC - LN_NORM_FRAC;
   // the bound above makes the top bits of the rounded product copies of the sign bit
   /* verilator lint_off UNUSEDSIGNAL */
-  wire logic signed [PROD_W-1:0] norm_full = (prod + PROD_W'(1 <<< (NSH - 1))) >>> NSH;
+  wire logic signed [PROD_W-1:0] norm_full = (prod3 + PROD_W'(1 <<< (NSH - 1))) >>> NSH;
   /* verilator lint_on UNUSEDSIGNAL */
   always_ff @(posedge ap_clk) begin
-    if (rst) begin
-      v1 <= 1'b0;
-      v2 <= 1'b0;
-    end else if (ce) begin
-      v1 <= issue;
-      v2 <= v1;
-    end
+    if (rst) ov <= '0;
+    else if (ce) ov <= {ov[OS-1:1], issue};
     if (ce) begin
-      x1    <= $signed(mem[AW'(obank) * AW'(D) + AW'(oidx)]);
-      g1    <= $signed(s_axis_gb_tdata[G_W-1:0]);
-      b1    <= $signed(s_axis_gb_tdata[G_W +: B_W]);
+      ol     <= {ol[OS-1:1], out_row_end};
+      x1     <= $signed(mem[AW'(obank) * AW'(D) + AW'(oidx)]);
+      g_d[1] <= $signed(s_axis_gb_tdata[G_W-1:0]);
+      b_d[1] <= $signed(s_axis_gb_tdata[G_W +: B_W]);
+      for (int i = 2; i <= 4; i++) begin
+        g_d[i] <= g_d[i-1];
+        b_d[i] <= b_d[i-1];
+      end
       s1_1  <= os1;
       rc1   <= orecip;
-      l1    <= out_row_end;
-      norm2 <= NORM_W'(norm_full);
-      g2    <= g1;
-      b2    <= b1;
-      l2    <= l1;
+      cen2  <= CEN_W'(D) * CEN_W'(x1) - CEN_W'(s1_1);
+      rc2   <= rc1;
+      prod3 <= PROD_W'(cen2) * PROD_W'($signed({1'b0, rc2}));
+      norm4 <= NORM_W'(norm_full);
+      acc5  <= ACC_W'(norm4) * ACC_W'(g_d[4]) + ACC_W'(b_d[4]);
     end
   end
 
-  // O3 (output register): norm · gain + bias, requantized
-  wire logic signed [ACC_W-1:0] acc = ACC_W'(norm2) * ACC_W'(g2) + ACC_W'(b2);
+  // the output shift registered every cycle (a format, held steady while rows are in the unit)
+  logic signed [7:0] shift_r;
+  always_ff @(posedge ap_clk) shift_r <= shift;
   logic signed [OUT_W-1:0] y;
-  round_sat #(.IN_W(ACC_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_out (
-    .in(acc), .shift(shift), .out(y));
+  round_sat #(.IN_W(ACC_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W), .STAGES(2)) u_out (
+    .clk(ap_clk), .ce, .in(acc5), .shift(shift_r), .out(y));
   always_ff @(posedge ap_clk) begin
     if (rst) m_axis_tvalid <= 1'b0;
-    else if (ce) m_axis_tvalid <= v2;
+    else if (ce) m_axis_tvalid <= ov[OS];
     if (ce) begin
       m_axis_tdata <= y;
-      m_axis_tlast <= l2;
+      m_axis_tlast <= ol[OS];
     end
   end
 

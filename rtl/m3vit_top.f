@@ -3,7 +3,6 @@ axi_burst_reader.sv
 axi_burst_writer.sv
 patch_embed.sv
 round_sat.sv
-round_sat_pipe.sv
 requant_rt.sv
 exp2_neg.sv
 isqrt_pipe.sv

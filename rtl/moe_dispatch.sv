@@ -103,39 +103,62 @@ module moe_dispatch #(
     assign chosen1[e] = $countones(beaten_by) < K;
   end
 
-  // ---- stages 2..E: the running max and sum over the experts in ascending order, one expert per stage ----
+  // ---- the running max and sum over the experts in ascending order (the contract's recurrence, exactly) ----
+  // Two chains, one expert a stage: the max chain (stage j: a_j > m_{j-1}, m_j, the exponent -|a_j - m_{j-1}|)
+  // runs XS stages ahead of the sum chain (stage j: s_j from s_{j-1} and 2^exponent), the distance exp2_neg's four
+  // register stages and the registered 2^exponent take. No stall: every stage advances every cycle.
+  localparam int EXP_STAGES = 4;
+  localparam int XS = EXP_STAGES + 2;  // max stage j → sum stage j
   wire logic [L_W-1:0]    m_w    [E];
-  wire logic [SUM_W-1:0]  s_w    [E];
   wire logic [SIDE_W-1:0] side_w [E];
   wire logic              v_w    [E];
+  wire logic [SUM_W-1:0]  s_w    [E];
   assign m_w[0]    = l1[L_W-1:0];
-  assign s_w[0]    = ONE;
   assign side_w[0] = {l1, chosen1, tok1, last1};
   assign v_w[0]    = v1;
+  assign s_w[0]    = ONE;
   for (genvar j = 1; j < E; j++) begin : g_softmax
     wire logic signed [L_W-1:0] a = $signed(side_w[j-1][SIDE_W-1 - (E-1-j)*L_W -: L_W]);
     wire logic signed [L_W-1:0] m = $signed(m_w[j-1]);
     wire logic bigger = a > m;
-    wire logic signed [L_W:0] d = bigger ? ((L_W+1)'(m) - (L_W+1)'(a)) : ((L_W+1)'(a) - (L_W+1)'(m));
-    logic [15:0] e;
-    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (.d(d), .d_frac(l_frac), .value(e));
-    wire logic [SUM_W+16:0] scaled = (SUM_W + 17)'(s_w[j-1]) * (SUM_W + 17)'(e)
-                                     + (SUM_W + 17)'(1 << (EXP_OUT_FRAC - 1));
-    logic [L_W-1:0]    m_r;
-    logic [SUM_W-1:0]  s_r;
-    logic [SIDE_W-1:0] side_r;
-    logic              v_r;
+    // max stage j
+    logic [L_W-1:0]      m_r;
+    logic signed [L_W:0] d_r;
+    logic [SIDE_W-1:0]   side_r;
+    logic                v_r;
+    logic [XS:1]         bigger_d;  // bigger, to sum stage j
     always_ff @(posedge ap_clk) begin
       if (rst) v_r <= 1'b0;
       else v_r <= v_w[j-1];
-      m_r    <= bigger ? a : m;
-      s_r    <= bigger ? SUM_W'(scaled >> EXP_OUT_FRAC) + ONE : s_w[j-1] + SUM_W'(e);
-      side_r <= side_w[j-1];
+      m_r      <= bigger ? a : m;
+      d_r      <= bigger ? ((L_W+1)'(m) - (L_W+1)'(a)) : ((L_W+1)'(a) - (L_W+1)'(m));
+      side_r   <= side_w[j-1];
+      bigger_d <= {bigger_d[XS-1:1], bigger};
     end
     assign m_w[j] = m_r;
-    assign s_w[j] = s_r;
     assign side_w[j] = side_r;
     assign v_w[j] = v_r;
+    // 2^d: four stages, then registered
+    logic [15:0] e, e_r;
+    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC), .STAGES(EXP_STAGES)) u_exp (
+      .clk(ap_clk), .ce(1'b1), .d(d_r), .d_frac(l_frac), .value(e));
+    always_ff @(posedge ap_clk) e_r <= e;
+    // sum stage j (XS cycles after max stage j; sum stage j - 1 one cycle before it)
+    wire logic [SUM_W+16:0] scaled = (SUM_W + 17)'(s_w[j-1]) * (SUM_W + 17)'(e_r)
+                                     + (SUM_W + 17)'(1 << (EXP_OUT_FRAC - 1));
+    logic [SUM_W-1:0] s_r;
+    always_ff @(posedge ap_clk)
+      s_r <= bigger_d[XS] ? SUM_W'(scaled >> EXP_OUT_FRAC) + ONE : s_w[j-1] + SUM_W'(e_r);
+    assign s_w[j] = s_r;
+  end
+  // the last max stage's results, XS cycles on to meet the last sum stage
+  logic [L_W+SIDE_W-1:0] ms_d [1:XS];
+  logic [XS:1]           ms_v;
+  always_ff @(posedge ap_clk) begin
+    if (rst) ms_v <= '0;
+    else ms_v <= {ms_v[XS-1:1], v_w[E-1]};
+    ms_d[1] <= {m_w[E-1], side_w[E-1]};
+    for (int i = 2; i <= XS; i++) ms_d[i] <= ms_d[i-1];
   end
 
   // ---- 1/s, then the gate value of every expert (kept for the chosen ones) ----
@@ -143,33 +166,55 @@ module moe_dispatch #(
   logic [INV_W-1:0]      inv;
   logic [L_W+SIDE_W-1:0] dside;
   div_round_pipe #(.NUM_W(EXP_OUT_FRAC + INV_FRAC + 1), .DEN_W(SUM_W), .QUO_W(INV_W), .SIDE_W(L_W + SIDE_W)) u_div (
-    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(v_w[E-1]),
+    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(ms_v[XS]),
     .num((EXP_OUT_FRAC + INV_FRAC + 1)'(1) << (EXP_OUT_FRAC + INV_FRAC)), .den(s_w[E-1]),
-    .in_side({m_w[E-1], side_w[E-1]}), .out_valid(dv), .quo(inv), .out_side(dside));
+    .in_side(ms_d[XS]), .out_valid(dv), .quo(inv), .out_side(dside));
   wire logic signed [L_W-1:0] dm = $signed(dside[L_W+SIDE_W-1 -: L_W]);
   wire logic [E*L_W-1:0]      dl = dside[SIDE_W-1 -: E*L_W];
   wire logic [E-1:0]          dchosen = dside[TOK_W+1 +: E];
   wire logic [TOK_W-1:0]      dtok = dside[1 +: TOK_W];
   wire logic                  dlast = dside[0];
 
+  // gate stages: G1 the exponent l_e - m registered; G2..G5 2^(l_e - m) (exp2_neg's stages); G6 registered;
+  // G7 · 1/s, rounded (wgate). 1/s and the token's fields travel beside.
+  localparam int GS = EXP_STAGES + 3;
+  logic [INV_W-1:0]  inv_d [1:GS-1];
+  logic [GS:1]       g_v, g_last;
+  logic [E-1:0]      g_chosen [1:GS];
+  logic [TOK_W-1:0]  g_tok [1:GS];
+  always_ff @(posedge ap_clk) begin
+    if (rst) g_v <= '0;
+    else g_v <= {g_v[GS-1:1], dv};
+    g_last      <= {g_last[GS-1:1], dlast};
+    g_chosen[1] <= dchosen;
+    g_tok[1]    <= dtok;
+    inv_d[1]    <= inv;
+    for (int i = 2; i <= GS; i++) begin
+      g_chosen[i] <= g_chosen[i-1];
+      g_tok[i]    <= g_tok[i-1];
+    end
+    for (int i = 2; i <= GS - 1; i++) inv_d[i] <= inv_d[i-1];
+  end
   logic              wv, wlast;
   logic [E*16-1:0]   wgate;
   logic [E-1:0]      wchosen;
   logic [TOK_W-1:0]  wtok;
+  assign wv      = g_v[GS];
+  assign wlast   = g_last[GS];
+  assign wchosen = g_chosen[GS];
+  assign wtok    = g_tok[GS];
   for (genvar e = 0; e < E; e++) begin : g_gate
-    wire logic signed [L_W:0] d = (L_W+1)'($signed(dl[e*L_W +: L_W])) - (L_W+1)'(dm);
-    logic [15:0] p;
-    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC)) u_exp (.d(d), .d_frac(l_frac), .value(p));
+    logic signed [L_W:0] d_r;
+    logic [15:0] p, p_r;
+    always_ff @(posedge ap_clk) d_r <= (L_W+1)'($signed(dl[e*L_W +: L_W])) - (L_W+1)'(dm);
+    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC), .STAGES(EXP_STAGES)) u_exp (
+      .clk(ap_clk), .ce(1'b1), .d(d_r), .d_frac(l_frac), .value(p));
     localparam int GSH = EXP_OUT_FRAC + INV_FRAC - GATE_FRAC;
-    wire logic [32:0] prod = 33'(p) * 33'(inv) + 33'(1 << (GSH - 1));
-    always_ff @(posedge ap_clk) wgate[e*16 +: 16] <= 16'(prod >> GSH);
-  end
-  always_ff @(posedge ap_clk) begin
-    if (rst) wv <= 1'b0;
-    else wv <= dv;
-    wchosen <= dchosen;
-    wtok    <= dtok;
-    wlast   <= dlast;
+    wire logic [32:0] prod = 33'(p_r) * 33'(inv_d[GS-1]) + 33'(1 << (GSH - 1));
+    always_ff @(posedge ap_clk) begin
+      p_r <= p;
+      wgate[e*16 +: 16] <= 16'(prod >> GSH);
+    end
   end
 
   // ---- per-expert queues ----
@@ -188,23 +233,30 @@ module moe_dispatch #(
   wire logic ex_free = !m_axis_expert_tvalid || m_axis_expert_tready;
   wire logic it_free = (!m_axis_gather_tvalid || m_axis_gather_tready)
                        && (!m_axis_scatter_tvalid || m_axis_scatter_tready);
-  logic [E-1:0] active_after;  // some expert above `cur` has tokens
+  // While draining, the queue lengths rotate down one expert at each next expert (zeros in at the top): cnt[0] is
+  // the current expert's, and no mux over the experts by `cur` lies on the control's paths.
+  logic active_after;  // some expert above `cur` has tokens
   always_comb begin
-    active_after = '0;
-    for (int e = E - 2; e >= 0; e--) active_after[e] = active_after[e+1] || (cnt[e+1] != '0);
+    active_after = 1'b0;
+    for (int e = 1; e < E; e++) active_after = active_after || (cnt[e] != '0);
   end
-  wire logic cur_empty = (cnt[cur] == '0);
+  // cnt[0] == 0, registered: what cnt[0] will be (cnt[1] at a next expert, else itself while draining). The
+  // queues' last increment can land with the step into DRAIN, so the drain waits one settling cycle for it.
+  logic cur_empty, settle;
   wire logic cur_is_last = (cur == E_W'(E - 1));
-  wire logic send_hdr = (state == DRAIN) && hdr && !cur_empty && ex_free;
+  wire logic send_hdr = (state == DRAIN) && !settle && hdr && !cur_empty && ex_free;
   wire logic send_item = (state == DRAIN) && !hdr && it_free;
-  wire logic item_last = (idx == cnt[cur] - 1'b1);
-  wire logic next_expert = (state == DRAIN) && ((hdr && cur_empty) || (send_item && item_last));
+  logic [CNT_W-1:0] left;  // the current queue's items not yet sent (a down-counter: no subtract on the path)
+  wire logic item_last = (left == CNT_W'(1));
+  wire logic next_expert = (state == DRAIN) && !settle && ((hdr && cur_empty) || (send_item && item_last));
   wire logic outputs_idle = !m_axis_expert_tvalid && !m_axis_gather_tvalid && !m_axis_scatter_tvalid;
 
   assign ap_idle = (state == IDLE);
   always_ff @(posedge ap_clk) begin
     ap_done  <= 1'b0;
     ap_ready <= 1'b0;
+    settle   <= 1'b0;
+    cur_empty <= next_expert ? (cnt[1] == '0) : (cnt[0] == '0);
     if (m_axis_expert_tready) m_axis_expert_tvalid <= 1'b0;
     if (m_axis_gather_tready) m_axis_gather_tvalid <= 1'b0;
     if (m_axis_scatter_tready) m_axis_scatter_tvalid <= 1'b0;
@@ -221,17 +273,19 @@ module moe_dispatch #(
         if (s_axis_tlast) state <= FLUSH;
       end
       FLUSH: if (wv && wlast) begin
-        state <= DRAIN;
+        state  <= DRAIN;
+        settle <= 1'b1;
         cur   <= '0;
         hdr   <= 1'b1;
       end
       DRAIN: begin
         if (send_hdr) begin
           m_axis_expert_tvalid <= 1'b1;
-          m_axis_expert_tdata  <= {cnt[cur], cur};
-          m_axis_expert_tlast  <= !active_after[cur];
-          hdr <= 1'b0;
-          idx <= '0;
+          m_axis_expert_tdata  <= {cnt[0], cur};
+          m_axis_expert_tlast  <= !active_after;
+          hdr  <= 1'b0;
+          idx  <= '0;
+          left <= cnt[0];
         end
         if (send_item) begin
           m_axis_gather_tvalid  <= 1'b1;
@@ -240,10 +294,13 @@ module moe_dispatch #(
           m_axis_scatter_tvalid <= 1'b1;
           m_axis_scatter_tdata  <= rd[cur];
           m_axis_scatter_tlast  <= item_last;
-          idx <= idx + 1'b1;
+          idx  <= idx + 1'b1;
+          left <= left - 1'b1;
         end
         if (next_expert) begin
           hdr <= 1'b1;
+          for (int e = 0; e < E - 1; e++) cnt[e] <= cnt[e+1];
+          cnt[E-1] <= '0;
           if (!cur_is_last) cur <= cur + 1'b1;
           else state <= DONE;
         end

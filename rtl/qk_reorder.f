@@ -1,3 +1,2 @@
 round_sat.sv
-round_sat_pipe.sv
 qk_reorder.sv

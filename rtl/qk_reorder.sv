@@ -58,7 +58,7 @@ module qk_reorder #(
   wire logic k_take = s_axis_k_tvalid && s_axis_k_tready;
 
   // Stage 1: the key word and the bank it meets; stages 2, 3: P dot products (group sums, then their sum); stages
-  // 4, 5: the rounding sum and shift (round_sat_pipe); stage 6 (output): saturated.
+  // 4, 5: the rounding sum and shift (round_sat, 2 stages); stage 6 (output): saturated.
   logic              v1, l1, v2, l2, v3, l3, v4, l4, v5, l5;
   logic signed [7:0] shift_r;  // registered every cycle: first used 3 cycles after a key is taken
   logic [HD*A_W-1:0] k1;
@@ -106,7 +106,7 @@ module qk_reorder #(
 
   logic [P*OUT_W-1:0] scores;
   for (genvar p = 0; p < P; p++) begin : g_out
-    round_sat_pipe #(.IN_W(DOT_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W)) u_rs (
+    round_sat #(.IN_W(DOT_W), .MIN_SHIFT(MIN_SHIFT), .MAX_SHIFT(MAX_SHIFT), .OUT_W(OUT_W), .STAGES(2)) u_rs (
       .clk(ap_clk), .ce, .in(dot3[p*DOT_W +: DOT_W]), .shift(shift_r), .out(scores[p*OUT_W +: OUT_W]));
   end
 

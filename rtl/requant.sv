@@ -45,7 +45,7 @@ module requant #(
   logic [LANES*OUT_W-1:0] out_c;
   for (genvar l = 0; l < LANES; l++) begin : g_lane
     round_sat #(.IN_W(IN_W), .MIN_SHIFT(SHIFT), .MAX_SHIFT(SHIFT), .OUT_W(OUT_W)) u_rs (
-      .in(in_r[l*IN_W +: IN_W]), .shift(8'(SHIFT)), .out(out_c[l*OUT_W +: OUT_W]));
+      .clk(1'b0), .ce(1'b0), .in(in_r[l*IN_W +: IN_W]), .shift(8'(SHIFT)), .out(out_c[l*OUT_W +: OUT_W]));
   end
 
   always_ff @(posedge ap_clk) begin

@@ -22,7 +22,8 @@ module requant_rt #(
   logic signed [7:0] s_c;
   assign s_c = shift > S_HI ? S_HI : shift < S_LO ? S_LO : shift;
   logic signed [OUT_W-1:0] wide;  // saturated to OUT_W bits
-  round_sat #(.IN_W(IN_W), .MIN_SHIFT(-OUT_W), .MAX_SHIFT(IN_W), .OUT_W(OUT_W)) u_rs (.in, .shift(s_c), .out(wide));
+  round_sat #(.IN_W(IN_W), .MIN_SHIFT(-OUT_W), .MAX_SHIFT(IN_W), .OUT_W(OUT_W)) u_rs (
+    .clk(1'b0), .ce(1'b0), .in, .shift(s_c), .out(wide));
 
   // then to `bits`: the value fits when its bits bits-1 .. OUT_W-1 all equal its sign; qmin is exactly those bits
   // set (-2^(bits-1)), qmax the others

@@ -70,21 +70,37 @@ module softmax_stats #(
     end
   end
 
-  // Stage B: 2^diff.
+  // Stages B1..B4: 2^diff (exp2_neg in four register stages; its last shift feeds stage C's register), the row's
+  // flags and max travelling beside it.
+  localparam int EXP_STAGES = 4;
   logic [15:0] e;
-  exp2_neg #(.D_W(S_W + 1), .MAX_D_FRAC(MAX_S_FRAC)) u_exp (.d(b_diff), .d_frac(s_frac), .value(e));
+  exp2_neg #(.D_W(S_W + 1), .MAX_D_FRAC(MAX_S_FRAC), .STAGES(EXP_STAGES)) u_exp (
+    .clk(ap_clk), .ce, .d(b_diff), .d_frac(s_frac), .value(e));
+  logic [EXP_STAGES:1]   x_valid, x_first, x_bigger, x_last;
+  logic signed [S_W-1:0] x_m [1:EXP_STAGES];
+  always_ff @(posedge ap_clk) begin
+    if (rst) x_valid <= '0;
+    else if (ce) x_valid <= {x_valid[EXP_STAGES-1:1], b_valid};
+    if (ce) begin
+      x_first  <= {x_first[EXP_STAGES-1:1], b_first};
+      x_bigger <= {x_bigger[EXP_STAGES-1:1], b_bigger};
+      x_last   <= {x_last[EXP_STAGES-1:1], b_last};
+      x_m[1]   <= b_m;
+      for (int i = 2; i <= EXP_STAGES; i++) x_m[i] <= x_m[i-1];
+    end
+  end
   logic                  c_valid, c_first, c_bigger, c_last;
   logic [15:0]           c_e;
   logic signed [S_W-1:0] c_m;
   always_ff @(posedge ap_clk) begin
     if (rst) c_valid <= 1'b0;
-    else if (ce) c_valid <= b_valid;
+    else if (ce) c_valid <= x_valid[EXP_STAGES];
     if (ce) begin
-      c_first  <= b_first;
-      c_bigger <= b_bigger;
-      c_last   <= b_last;
+      c_first  <= x_first[EXP_STAGES];
+      c_bigger <= x_bigger[EXP_STAGES];
+      c_last   <= x_last[EXP_STAGES];
       c_e      <= e;
-      c_m      <= b_m;
+      c_m      <= x_m[EXP_STAGES];
     end
   end
 

@@ -12,7 +12,7 @@ import pytest
 from common import ROOT
 
 sys.path.insert(0, str(ROOT / "rtl" / "tools"))
-from logic_depth import depth, depth_by_module
+from logic_depth import deepest_path, depth, depth_by_module
 from units import LUT_LEVEL_LIMIT, LUT_LEVELS_OPEN, UNITS
 
 
@@ -59,6 +59,16 @@ def test_a_register_breaks_the_path():
     assert got.lut_levels == 3 and got.muxf == 1  # b, c, d (+ the MUXF7) between r1 and r2: not a + b + c + d
 
 
+def test_the_deepest_path_named_from_its_start():
+    net = _netlist()
+    names = {"in": [2], **{f"chain{i}": [20 + i] for i in range(5)}, "r1_q": [4]}
+    net["modules"]["\\unit"]["netnames"] = {k: {"bits": v} for k, v in names.items()}
+    lines = deepest_path(net, "unit")
+    assert lines[0].split() == ["0", "start", "in[0]"]
+    assert [ln.split()[2] for ln in lines[1:]] == [f"chain{i}[0]" for i in range(5)]  # into r1's enable
+    assert [int(ln.split()[0]) for ln in lines] == [0, 1, 2, 3, 4, 5]
+
+
 def test_per_module_of_a_hierarchy():
     net = _netlist()
     net["modules"]["$paramod$12\\other"] = {"ports": {}, "cells": {
@@ -68,9 +78,13 @@ def test_per_module_of_a_hierarchy():
 
 
 # the units within the limit, at parameter sets that synthesize in seconds (gelu: 2 lanes instead of 16, qk_reorder:
-# one query row instead of 4; lanes and rows are copies, their control is shared): ≈1 min together
+# one query row instead of 4, av_norm: 2 channels instead of 16, moe_dispatch: 4 experts and queues of 64 — its
+# staged exp2 and gate paths as at E = 16, its ranking and drain control smaller; lanes, rows and channels are
+# copies, their control is shared): ≈1.5 min together. layernorm (its isqrt and divider pipelines: ≈3 min even at
+# D = 64) is in the long test only.
 QUICK = {"requant": UNITS["requant"], "mac_tile": UNITS["mac_tile"], "gelu": {**UNITS["gelu"], "LANES": 2},
-         "qk_reorder": {**UNITS["qk_reorder"], "P": 1}}
+         "qk_reorder": {**UNITS["qk_reorder"], "P": 1}, "softmax_stats": UNITS["softmax_stats"],
+         "av_norm": {**UNITS["av_norm"], "C": 2}, "moe_dispatch": {**UNITS["moe_dispatch"], "E": 4, "MAX_TOKENS": 64}}
 
 
 @pytest.mark.slow

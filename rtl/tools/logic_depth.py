@@ -9,7 +9,7 @@ muxes) and the carry chain are counted apart: the most carry cells (CARRY8, or t
 yosys' ``ltp`` is not the measure: on a mapped netlist it walks through the flip-flops (it reports the design's
 longest chain of cells, registers included).
 
-Usage: python rtl/tools/logic_depth.py netlist.json [top]
+Usage: python rtl/tools/logic_depth.py netlist.json [top] [--path]   (--path: the deepest path, start to end)
 """
 
 from __future__ import annotations
@@ -49,61 +49,109 @@ def _kind(cell_type: str) -> str:
     return "other"  # buffers, constants, GND/VCC: no level
 
 
-def depth(netlist: dict, top: str | None = None) -> Depth:
+def _module(netlist: dict, top: str | None) -> dict:
     modules = netlist["modules"]
     name = top if top in modules else next(iter(modules)) if top is None else next(
         k for k in modules if k.rsplit("\\", 1)[-1] == top)
-    mod = modules[name]
-    cells = mod.get("cells", {})
-    driver: dict[int, str] = {}  # net bit → combinational cell driving it (sequential outputs start paths)
-    for cname, cell in cells.items():
-        if _kind(cell["type"]) == "seq":
-            continue
-        for port, bits in cell["connections"].items():
-            if cell.get("port_directions", {}).get(port) == "output":
-                for b in bits:
-                    if isinstance(b, int):
-                        driver[b] = cname
-    memo: dict[str, tuple[int, int, int]] = {}
+    return modules[name]
 
-    def cell_depth(cname: str) -> tuple[int, int, int]:
+
+class _Walk:
+    """The combinational cells of one module and, per cell, the deepest path ending at its outputs."""
+
+    def __init__(self, mod: dict) -> None:
+        self.cells = mod.get("cells", {})
+        self.driver: dict[int, str] = {}  # net bit → combinational cell driving it (sequential outputs start paths)
+        for cname, cell in self.cells.items():
+            if _kind(cell["type"]) == "seq":
+                continue
+            for port, bits in cell["connections"].items():
+                if cell.get("port_directions", {}).get(port) == "output":
+                    for b in bits:
+                        if isinstance(b, int):
+                            self.driver[b] = cname
+        self.memo: dict[str, tuple[int, int, int]] = {}
+        self.pred: dict[str, tuple[str | None, int | None]] = {}  # the deepest input: (its driver, the net bit)
+        self.ends: list[int] = []  # the input bits of every path end: sequential cells and module outputs
+        for cell in self.cells.values():
+            if _kind(cell["type"]) == "seq":
+                self.ends += [b for p, bits in cell["connections"].items()
+                              if cell.get("port_directions", {}).get(p) == "input" for b in bits]
+        self.ends += [b for port in mod.get("ports", {}).values() if port["direction"] == "output"
+                      for b in port["bits"]]
+
+    def _inputs(self, cell: dict) -> list[int]:
+        return [b for p, bits in cell["connections"].items() if cell.get("port_directions", {}).get(p) == "input"
+                for b in bits if isinstance(b, int)]
+
+    def cell_depth(self, cname: str) -> tuple[int, int, int]:
         """(LUT levels, carry chain, muxf) of the deepest path ending at ``cname``'s outputs (iterative DFS)."""
+        memo = self.memo
         stack = [(cname, False)]
         while stack:
             c, expanded = stack.pop()
             if c in memo:
                 continue
-            cell = cells[c]
-            ins = [driver[b] for p, bits in cell["connections"].items()
-                   if cell.get("port_directions", {}).get(p) == "input" for b in bits
-                   if isinstance(b, int) and b in driver]
+            cell = self.cells[c]
+            bits = self._inputs(cell)
+            ins = [self.driver[b] for b in bits if b in self.driver]
             if not expanded:
                 memo_missing = [d for d in ins if d not in memo]
                 if memo_missing:
                     stack.append((c, True))
                     stack.extend((d, False) for d in memo_missing)
                     continue
-            best = max((memo.get(d, (0, 0, 0)) for d in ins), default=(0, 0, 0))
+            best, via = (0, 0, 0), (None, bits[0] if bits else None)
+            for b in bits:  # the deepest input (as tuples: LUT levels, then carry, then muxf)
+                d = self.driver.get(b)
+                if d is not None and (via[0] is None or memo[d] > best):
+                    best, via = memo[d], (d, b)
             carry = max((memo.get(d, (0, 0, 0))[1] for d in ins), default=0)
             k = _kind(cell["type"])
             memo[c] = (best[0] + (k in ("lut", "lutram")), carry + (k == "carry"), best[2] + (k == "muxf"))
+            self.pred[c] = via
         return memo[cname]
 
+
+def depth(netlist: dict, top: str | None = None) -> Depth:
+    walk = _Walk(_module(netlist, top))
     deepest, carry, muxf = 0, 0, 0
-    ends: list[list] = []  # the input bits of every path end: sequential cells and module outputs
-    for cell in cells.values():
-        if _kind(cell["type"]) == "seq":
-            ends += [bits for p, bits in cell["connections"].items()
-                     if cell.get("port_directions", {}).get(p) == "input"]
-    ends += [port["bits"] for port in mod.get("ports", {}).values() if port["direction"] == "output"]
-    for bits in ends:
-        for b in bits:
-            if isinstance(b, int) and b in driver:
-                lv, ch, mx = cell_depth(driver[b])
-                if lv > deepest:
-                    deepest, muxf = lv, mx
-                carry = max(carry, ch)
+    for b in walk.ends:
+        if isinstance(b, int) and b in walk.driver:
+            lv, ch, mx = walk.cell_depth(walk.driver[b])
+            if lv > deepest:
+                deepest, muxf = lv, mx
+            carry = max(carry, ch)
     return Depth(deepest, carry, muxf)
+
+
+def deepest_path(netlist: dict, top: str | None = None) -> list[str]:
+    """The deepest path, from its start to its end, one line per cell: LUT levels so far, cell type, the net it
+    drives (the netlist's name for it; yosys keeps the RTL names of registers and many wires). Where a unit's
+    depth comes from: the first line names the register (or port) the path starts at."""
+    mod = _module(netlist, top)
+    walk = _Walk(mod)
+    names: dict[int, str] = {}
+    for net, info in mod.get("netnames", {}).items():
+        for i, b in enumerate(info["bits"]):
+            # prefer a name from the source (yosys' own start with `$`)
+            if isinstance(b, int) and (b not in names or (names[b].startswith("$") and not net.startswith("$"))):
+                names[b] = f"{net}[{i}]"
+    ends = [(walk.cell_depth(walk.driver[b])[0], b) for b in walk.ends if isinstance(b, int) and b in walk.driver]
+    if not ends:
+        return []
+    _, bit = max(ends)
+    lines: list[str] = []
+    cell: str | None = walk.driver[bit]
+    while cell is not None:
+        lines.append(f"{walk.memo[cell][0]:3d} {walk.cells[cell]['type'].lstrip(chr(92) + '$'):8s} "
+                     f"{names.get(bit, '?')}")
+        cell, prev = walk.pred.get(cell, (None, None))
+        if prev is not None:
+            bit = prev
+            if cell is None:
+                lines.append(f"  0 start    {names.get(bit, '?')}")
+    return lines[::-1]
 
 
 def depth_by_module(netlist: dict) -> dict[str, dict[str, int]]:
@@ -123,8 +171,13 @@ def depth_by_module(netlist: dict) -> dict[str, dict[str, int]]:
 def main(argv: list[str]) -> int:
     if not argv:
         raise SystemExit(__doc__)
+    path = "--path" in argv
+    argv = [a for a in argv if a != "--path"]
     netlist = json.loads(Path(argv[0]).read_text())
-    print(json.dumps(depth(netlist, argv[1] if len(argv) > 1 else None).as_dict()))
+    top = argv[1] if len(argv) > 1 else None
+    print(json.dumps(depth(netlist, top).as_dict()))
+    if path:
+        print("\n".join(deepest_path(netlist, top)))
     return 0
 
 

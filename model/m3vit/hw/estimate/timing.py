@@ -57,13 +57,20 @@ def unit_depth(unit: str, prm: dict) -> int:
         # key register; products summed in groups of 8, then the groups; round (2 stages); output register
         return 6
     if unit == "softmax_stats":
-        return 4 + DIV_STAGES // 2  # running max/sum update, then the 1/s divider (two bits a stage)
+        # running max, 2^diff (exp2_neg's 4 register stages), running sum, then the 1/s divider (two bits a stage)
+        return 8 + DIV_STAGES // 2
     if unit == "av_norm":
-        return 4 + DIV_STAGES // 4 + 4  # exp2, multiply-accumulate, · 1/s, requantize
+        # exponent, exp2 (4 stages), multiply-accumulate, · 1/s, requantize (round_sat's 2 stages): at most 8 LUT
+        # levels a stage (rtl/tools/logic_depth.py)
+        return 4 + DIV_STAGES // 4 + 11
     if unit == "layernorm":
-        return prm["D"] + ISQRT_STAGES + DIV_STAGES + 6  # a row's statistics, isqrt, reciprocal, normalise
+        # a row's statistics (narrowing in 2 stages, the variance term in 2), isqrt, reciprocal, normalise (D·x − s1,
+        # · recip, round, · gain + bias, requantize in 2 stages)
+        return prm["D"] + ISQRT_STAGES + DIV_STAGES + 15
     if unit == "moe_dispatch":
-        return prm["E"] + 4  # top-k scan and gate softmax over the experts
+        # top-k scan and the gate softmax over the experts (the running sum 6 stages behind the running max: exp2's 4
+        # stages), then the gates (exponent, exp2 in 4 stages, · 1/s), and a settling cycle before the drain
+        return prm["E"] + 17
     raise KeyError(f"no timing model for unit {unit!r}")
 
 
