@@ -7,14 +7,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 DEMO_OUT ?= build/demo
 
-.PHONY: help setup demo test test-fast test-long lint clean csim hls-check hls-estimate hls hls-cosim bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench board-bundle
+.PHONY: help setup demo test test-fast test-long test-all lint clean csim hls-check hls-estimate hls hls-cosim bitstream rtl-sim rtl-sim-top rtl-lint rtl-estimates rtl-estimates-top bench board-bundle
 
 help:
 	@echo "make setup      create $(VENV) with the pinned toolchain (idempotent)"
 	@echo "make demo       synthetic data -> train -> quantize -> pack -> C-sim via the host runtime -> compare report (build/demo/)"
 	@echo "make test       every test that can run on this machine (slow ones included), on every core"
 	@echo "make test-fast  the same without tests marked slow"
-	@echo "make test-long  the runs too long for make test (the RTL top's yosys synthesis); CI runs them after make test"
+	@echo "make test-long  the runs too long for make test (the RTL top's yosys synthesis, every task through the RTL top, ...)"
+	@echo "make test-all   make test and make test-long in one session, long runs first (what CI runs)"
 	@echo "make lint       ruff"
 	@echo "make rtl-sim    cocotb testbenches of rtl/ (Verilator, Icarus subset); RTL_DIR=<folder> tests other RTL"
 	@echo "make rtl-sim-top RTL_DIR=<dir> TOP=m3vit_accel  the micro frame test on an exported top (Vitis port names)"
@@ -61,6 +62,12 @@ test-fast: setup
 
 test-long: setup
 	$(PY) -m pytest $(PYTEST_PAR) --durations=10 -m "long and not vitis and not vivado and not board"
+
+# make test and make test-long in one pytest session (what CI runs): one collection, and both cores stay busy to
+# the end — the long runs start first (conftest.py) and the short ones fill in beside them
+test-all: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_PAR) --durations=30 -m "not vitis and not vivado and not board"
 
 lint: setup
 	$(PY) -m ruff check .
