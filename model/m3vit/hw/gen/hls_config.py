@@ -36,8 +36,12 @@ class HlsParams:
 
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
     mac_cols: int = 64  # reduction terms per cycle
-    attn_lanes: int = 10  # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows)
-    av_cols: int = 16  # value columns each attention lane accumulates per cycle in the A·V pass
+    # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows). 5, not 10: Q·Kᵀ's
+    # fabric products and adder trees scale with P, while the attention unit's time is set by A·V's P x av_cols
+    # products per cycle — so half the lanes at twice the A·V columns keep A·V's rate (160 products per cycle)
+    # for half of Q·Kᵀ's LUTs (hls/README.md § Resources as built: 266.6k → 245.1k LUT, +0.04 ms modelled)
+    attn_lanes: int = 5
+    av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
     batch: int = 2  # frames that share each weight load (frame batching)
     ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
     # MoE combine (moe_finish) values per cycle: a combine is rows·D values once per MoE layer, off the array's
@@ -52,7 +56,8 @@ class HlsParams:
         """The parameter sets (hls/README.md). W8/A8: the fastest set (by the cycle model of the code as written,
         m3vit.hw.estimate.perf) whose as-built estimate (m3vit.hw.estimate.hls_estimate, `make hls-estimate`) stays
         within 80 % of the xczu7ev's DSP48E2, BRAM36 and URAM and whose reshaped activation words take every
-        access of a cycle in one word — a 32x64 array, 10 attention lanes, 16 A·V columns (hls/README.md).
+        access of a cycle in one word, with the LUTs (over the 65 % limit, issue 22) as the tie-break where the
+        cycle model barely differs — a 32x64 array, 5 attention lanes, 32 A·V columns (hls/README.md).
         W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
         w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
