@@ -156,3 +156,23 @@ def test_shared_lanes_are_read_from_the_code(tiny):
     assert wide_epi["dsp"] == 2 * epi["dsp"]  # GELU step and gate·y multipliers: one per epilogue lane
     assert wide_epi["lut"] > 1.8 * epi["lut"]  # every epilogue lane's requantizers, GELU, residual add
     assert wide["moe: combine accumulator"]["lut"] > 2 * by["moe: combine accumulator"]["lut"]
+
+
+def test_av_out_width_is_read_from_the_code(tiny):
+    """AV_OUT's normalising multipliers and requantizers are AV_OUT_W = min(av_out_cols, AV_LANE_COLS) wide, a
+    pass's columns over AV_OUT_PARTS cycles: A·V's width at AV_OUT costs 2 DSP48E2 more per column and more LUTs,
+    and the cycle model gives the narrower AV_OUT its extra cycles."""
+    from m3vit.hw.estimate.hls_summary import frame_latency
+
+    p = HlsParams.for_mode(MODE)
+    c = tiny["probe"]["constants"]
+    assert (c["AV_OUT_COLS"], c["AV_OUT_W"]) == (p.av_out_cols, min(p.av_out_cols, c["AV_LANE_COLS"]))
+    assert c["AV_OUT_PARTS"] == -(-c["AV_LANE_COLS"] // c["AV_OUT_W"]) > 1
+    full = dataclasses.replace(p, av_out_cols=c["AV_LANE_COLS"])
+    wide = {k["name"]: k for k in he.estimate(CFG, MODE, full)["kernels"]}["attention: A·V"]
+    av = {k["name"]: k for k in tiny["kernels"]}["attention: A·V"]
+    assert wide["dsp"] - av["dsp"] == 2 * (c["AV_LANE_COLS"] - c["AV_OUT_W"])  # 31x18 bits: two DSP48E2 each
+    assert wide["lut"] > av["lut"]
+    one = dataclasses.replace(p, batch=1)
+    assert frame_latency(CFG, MODE, one)["cycles_per_frame"] > frame_latency(
+        CFG, MODE, dataclasses.replace(full, batch=1))["cycles_per_frame"]
