@@ -176,3 +176,18 @@ def test_av_out_width_is_read_from_the_code(tiny):
     one = dataclasses.replace(p, batch=1)
     assert frame_latency(CFG, MODE, one)["cycles_per_frame"] > frame_latency(
         CFG, MODE, dataclasses.replace(full, batch=1))["cycles_per_frame"]
+
+
+def test_what_if_parameters_from_the_command_line(tmp_path, capsys):
+    """`--param NAME=VALUE` estimates another set (the README's what-if figures) and prints its modelled time; a bad
+    item is one line on stderr, exit 2, nothing written."""
+    out = tmp_path / "resources.json"
+    assert he.main(["--param", "epi_lanes=8", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["params"]["epi_lanes"] == 8 and d["probe"]["constants"]["EPI_LANES"] == 8
+    assert "ms per frame at batch 1" in capsys.readouterr().out
+    for bad in ("epi_lanes", "lanes=8", "epi_lanes=x", "epi_lanes=5"):  # 5 does not divide MAC_ROWS
+        bad_out = tmp_path / f"bad-{len(bad)}.json"
+        assert he.main(["--param", bad, "--out", str(bad_out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("hls_estimate: ") and not bad_out.exists()

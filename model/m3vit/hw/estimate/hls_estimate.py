@@ -22,6 +22,7 @@ architecture (:mod:`m3vit.hw.estimate.resources` is the latter):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -552,9 +553,23 @@ def fits(est: dict) -> bool:
     return all(est["device"]["within_limits"].values())
 
 
+def with_overrides(params: HlsParams, items: list[str]) -> HlsParams:
+    """``params`` with NAME=VALUE overrides of its integer fields (``--param``: the what-if sets hls/README.md
+    quotes). ValueError names the bad item."""
+    fields = {f.name for f in dataclasses.fields(HlsParams)}
+    changes: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields or not value.lstrip("-").isdigit():
+            raise ValueError(f"--param {item!r}: expected NAME=INTEGER with NAME one of {', '.join(sorted(fields))}")
+        changes[name] = int(value)
+    return dataclasses.replace(params, **changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m m3vit.hw.estimate.hls_estimate``: the as-built resource estimate → build/hls/resources.json."""
     import argparse
+    import sys
 
     from ...configs import CONFIGS, get_config
     from ...quant.spec import MODES, get_mode
@@ -564,9 +579,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
     p.add_argument("--out", type=Path, default=REPO / "build" / "hls" / "resources.json")
     p.add_argument("--markdown", action="store_true", help="also print the Markdown table of hls/README.md")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a what-if parameter set: override a field of the mode's HlsParams (repeatable); also prints "
+                        "the modelled ms per frame at batch 1 (experts equally loaded)")
     a = p.parse_args(argv)
     cfg, mode = get_config(a.config), get_mode(a.mode)
-    est = estimate(cfg, mode, HlsParams.for_mode(mode))
+    try:
+        params = with_overrides(HlsParams.for_mode(mode), a.param)
+    except ValueError as e:  # a bad name, value or combination (HlsParams checks its own): one line, nothing written
+        print(f"hls_estimate: {e}", file=sys.stderr)
+        return 2
+    est = estimate(cfg, mode, params)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(est, indent=1) + "\n")
     print(f"{'kernel':40s} {'DSP':>6s} {'BRAM36':>7s} {'URAM':>5s} {'LUT':>8s}")
@@ -581,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(est))
     print("percent of device: " + ", ".join(f"{r} {d['percent'][r]} %" for r in d["percent"])
           + f"; within limits: {fits(est)} → {a.out}")
+    if a.param:
+        from .hls_summary import frame_latency
+
+        lat = frame_latency(cfg, mode, dataclasses.replace(params, batch=1))
+        print(f"{params}: {lat['ms_per_frame']:.3f} ms per frame at batch 1 (modelled, experts equally loaded)")
     return 0
 
 
