@@ -39,7 +39,7 @@ class HlsParams:
     # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows). 5, not 10: Q·Kᵀ's
     # fabric products and adder trees scale with P, while the attention unit's time is set by A·V's P x av_cols
     # products per cycle — so half the lanes at twice the A·V columns keep A·V's rate (160 products per cycle)
-    # for half of Q·Kᵀ's LUTs (hls/README.md § Resources as built: 266.6k → 245.1k LUT, +0.04 ms modelled)
+    # for half of Q·Kᵀ's LUTs (hls/README.md § Resources as built: 266.6k → 245.1k LUT, +0.13 ms per frame modelled)
     attn_lanes: int = 5
     av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
     # value columns AV_OUT normalises (Σ·(1/s), requantize) per cycle, at most av_cols: AV_OUT runs once per row
