@@ -54,7 +54,13 @@ struct AttentionParams {
 constexpr int AV_LANE_COLS = AV_COLS < HEAD_DIM ? AV_COLS : HEAD_DIM;
 constexpr int AV_PASSES = (HEAD_DIM + AV_LANE_COLS - 1) / AV_LANE_COLS;
 constexpr int AV_KEYS_TC = AV_PASSES * N_TOK;  // LOOP_TRIPCOUNT of AV_KEYS (the top's heads have N_TOK keys)
-constexpr int AV_OUT_TC = AV_PASSES * ATTN_LANES;  // LOOP_TRIPCOUNT of AV_OUT
+// AV_OUT's columns per cycle (HlsParams.av_out_cols, at most a pass's): AV_OUT runs once per row after the
+// AV_PASSES·n cycles of AV_KEYS, so its normalising multipliers (31×18 bits: two DSP48E2 each) and requantizers
+// take a pass's columns in AV_OUT_PARTS cycles instead of keeping A·V's width.
+constexpr int AV_OUT_W = AV_OUT_COLS < AV_LANE_COLS ? AV_OUT_COLS : AV_LANE_COLS;
+constexpr int AV_OUT_PARTS = (AV_LANE_COLS + AV_OUT_W - 1) / AV_OUT_W;
+constexpr int AV_OUT_ROW_TC = AV_PASSES * AV_OUT_PARTS;  // AV_OUT cycles per row
+constexpr int AV_OUT_TC = AV_OUT_ROW_TC * ATTN_LANES;  // LOOP_TRIPCOUNT of AV_OUT
 // A·V's sums: the running sums of the pass in flight (adders), and every pass's final sums until AV_OUT
 // (a memory AV_PASSES deep per lane and column: distributed RAM, not HEAD_DIM adders per lane).
 typedef av_sum_t av_acc_t[ATTN_LANES][AV_LANE_COLS];
@@ -169,17 +175,18 @@ AV_KEYS:
             ++pass;
         }
     }
-AV_OUT:  // AV_LANE_COLS columns of one row per cycle: as many normalising multipliers as A·V has columns
-    for (int it = 0; it < lanes * AV_PASSES; ++it) {
+AV_OUT:  // AV_OUT_W columns of one row per cycle: part `part` of pass `out_pass` of row l
+    for (int it = 0; it < lanes * AV_OUT_ROW_TC; ++it) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = AV_PASSES max = AV_OUT_TC
-        const int l = it / AV_PASSES, c0 = (it % AV_PASSES) * AV_LANE_COLS;
+#pragma HLS LOOP_TRIPCOUNT min = AV_OUT_ROW_TC max = AV_OUT_TC
+        const int l = it / AV_OUT_ROW_TC, out_pass = (it % AV_OUT_ROW_TC) / AV_OUT_PARTS;
+        const int j0 = (it % AV_OUT_PARTS) * AV_OUT_W;  // the part's first column within the pass
         A_T* o = out + int64_t(r0 + l) * out_stride + out_col0;
-        for (int j = 0; j < AV_LANE_COLS; ++j) {
+        for (int j = 0; j < AV_OUT_W; ++j) {
 #pragma HLS UNROLL
-            const int c = c0 + j;
-            if (c < HEAD_DIM) {
-                const int64_t y = int64_t(mul_exact<AV_SUM_BITS, INV_BITS>(done[it % AV_PASSES][l][j], inv[l]));
+            const int jj = j0 + j, c = out_pass * AV_LANE_COLS + jj;
+            if (jj < AV_LANE_COLS && c < HEAD_DIM) {  // a ragged last part; past HEAD_DIM: no column
+                const int64_t y = int64_t(mul_exact<AV_SUM_BITS, INV_BITS>(done[out_pass][l][jj], inv[l]));
                 o[c] = A_T(requantize(y, p.attn_shift, ACT_BITS));
                 if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int64_t(o[c]));
             }

@@ -240,6 +240,22 @@ def test_epilogue_and_combine_lanes_bit_exact(micro_q, micro_images, epi_lanes, 
     check_frames(sim, q, micro_images[:2], "semseg")
 
 
+@pytest.mark.parametrize(("micro_q", "av_cols", "av_out_cols"), [("w8a8", 32, 12), ("w8a8", 32, 32), ("w8a8", 16, 8)],
+                         indirect=["micro_q"])
+def test_av_out_columns_bit_exact(micro_q, micro_images, av_cols, av_out_cols):
+    """AV_OUT normalising a pass's columns over AV_OUT_PARTS cycles (12 of micro's 32: three parts, the last one
+    ragged; 32: one part, A·V's width; 8 of 16: two passes of two parts): the same integers as the reference."""
+    import dataclasses
+
+    from m3vit.hw.gen.hls_config import HlsParams
+
+    mode, q, manifest = micro_q
+    params = dataclasses.replace(HlsParams.for_mode(mode), av_cols=av_cols, av_out_cols=av_out_cols)
+    sim = cached(q.cfg, mode, params)
+    sim.load_pack(manifest, dump_frames=2)
+    check_frames(sim, q, micro_images[:2], "semseg")
+
+
 def test_odd_shapes_bit_exact(micro_cfg, micro_images, tmp_path):
     """The same sources at sizes that are not multiples of the array: partial blocks, an odd router
     (5 experts: one unpacked DSP row), top-3, 16-wide heads, 40-wide experts."""

@@ -22,6 +22,7 @@ architecture (:mod:`m3vit.hw.estimate.resources` is the latter):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -49,7 +50,7 @@ PROBE_CONSTANTS = (
     "SLICE_BITS", "MOE_ACC_BITS", "SM_S_BITS", "INV_BITS", "GELU_DIFF_BITS", "EPI_BITS", "EPI_IN_BITS",
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
     "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
-    "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS", "POST_IN_BITS",
+    "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS", "POST_IN_BITS", "AV_OUT_COLS", "AV_OUT_W", "AV_OUT_PARTS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
@@ -311,9 +312,9 @@ OPERATORS = (
              note="online-softmax rescale s·2^(m−a): one per lane, one in the router's gate softmax"),
     Operator("attention: A·V", "av_sum_t(e * vj[c])", lambda c: c["ATTN_LANES"] * c["AV_LANE_COLS"],
              lambda c, t: (t["exp_w_t"], t["act_t"]), note="P lanes × AV_LANE_COLS value columns"),
-    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(done[it % AV_PASSES][l][j], inv[l])",
-             lambda c: c["AV_LANE_COLS"],
-             lambda c, t: (t["av_sum_t"], c["INV_BITS"]), note="AV_OUT: Σ·(1/s), AV_LANE_COLS columns per cycle"),
+    Operator("attention: A·V", "mul_exact<AV_SUM_BITS, INV_BITS>(done[out_pass][l][jj], inv[l])",
+             lambda c: c["AV_OUT_W"],
+             lambda c, t: (t["av_sum_t"], c["INV_BITS"]), note="AV_OUT: Σ·(1/s), AV_OUT_W columns per cycle"),
     Operator("linear unit: accumulators + epilogue",
              "mul_exact<GELU_DIFF_BITS, GELU_REM_BITS>(sint<GELU_DIFF_BITS>(t1 - t0)",
              lambda c: c["EPI_LANES"], lambda c, t: (c["GELU_DIFF_BITS"], c["INTERNAL_BITS"] + 1),
@@ -424,19 +425,21 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     av = units["av_norm"]
     av_c = int(av["parameters"]["C"])
     # the running sums of the pass in flight: av_acc_t's adders (the other passes' sums sit in av_done_t, a
-    # memory costed with the memories); AV_OUT picks lane l of av_done_t per cycle: an ATTN_LANES-to-1 mux per
-    # column bit (a LUT6 is a 4:1 mux, rule)
+    # memory costed with the memories); AV_OUT picks lane l and part `part` of av_done_t per cycle: an
+    # (ATTN_LANES · AV_OUT_PARTS)-to-1 mux per output column bit (a LUT6 is a 4:1 mux, rule), AV_OUT_W columns
     acc_w, acc_n = pr["arrays"]["av_acc_t"]
     av_acc = acc_n * acc_w * 2
-    av_mux = c["AV_LANE_COLS"] * c["AV_SUM_BITS"] * math.ceil(c["ATTN_LANES"] / 4)
+    av_ways = c["ATTN_LANES"] * c["AV_OUT_PARTS"]
+    av_mux = c["AV_OUT_W"] * c["AV_SUM_BITS"] * math.ceil(av_ways / 4)
     av_div, av_div_rule = recip_divider(c, "SM_RECIP_NUM_BITS", "SM_S_BITS")
-    out.append(("attention: A·V", av_acc + av_mux + round(av["LUT"] / av_c) * c["AV_LANE_COLS"]
+    out.append(("attention: A·V", av_acc + av_mux + round(av["LUT"] / av_c) * c["AV_OUT_W"]
                 + c["ATTN_LANES"] * e2 + av_div, "yosys+rule",
                 f"accumulators of the pass in flight (av_acc_t: {acc_n} × {acc_w} bit, add + select, 2 LUT/bit), "
-                f"AV_OUT's lane select ({c['AV_LANE_COLS']} × {c['AV_SUM_BITS']} bit × ⌈{c['ATTN_LANES']}/4⌉ "
+                f"AV_OUT's lane and part select ({c['AV_OUT_W']} × {c['AV_SUM_BITS']} bit × ⌈{av_ways}/4⌉ "
                 f"LUT: {av_mux}), "
                 f"normalise+requantize {round(av['LUT'] / av_c)} per column (yosys av_norm / C) × "
-                f"{c['AV_LANE_COLS']}, an exp2_neg per lane, the 1/s {av_div_rule}"))
+                f"AV_OUT_W={c['AV_OUT_W']} (a pass's {c['AV_LANE_COLS']} columns over AV_OUT_PARTS="
+                f"{c['AV_OUT_PARTS']} cycles), an exp2_neg per lane, the 1/s {av_div_rule}"))
     ln = units["layernorm"]
     ln_div, ln_div_rule = recip_divider(c, "LN_RECIP_NUM_BITS", "LN_ROOT_BITS")
     out.append(("layernorm", round(ln["LUT"] / 4 * c["LN_LANES"]) + ln_div + units.get(
@@ -550,9 +553,23 @@ def fits(est: dict) -> bool:
     return all(est["device"]["within_limits"].values())
 
 
+def with_overrides(params: HlsParams, items: list[str]) -> HlsParams:
+    """``params`` with NAME=VALUE overrides of its integer fields (``--param``: the what-if sets hls/README.md
+    quotes). ValueError names the bad item."""
+    fields = {f.name for f in dataclasses.fields(HlsParams)}
+    changes: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields or not value.lstrip("-").isdigit():
+            raise ValueError(f"--param {item!r}: expected NAME=INTEGER with NAME one of {', '.join(sorted(fields))}")
+        changes[name] = int(value)
+    return dataclasses.replace(params, **changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m m3vit.hw.estimate.hls_estimate``: the as-built resource estimate → build/hls/resources.json."""
     import argparse
+    import sys
 
     from ...configs import CONFIGS, get_config
     from ...quant.spec import MODES, get_mode
@@ -562,9 +579,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
     p.add_argument("--out", type=Path, default=REPO / "build" / "hls" / "resources.json")
     p.add_argument("--markdown", action="store_true", help="also print the Markdown table of hls/README.md")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a what-if parameter set: override a field of the mode's HlsParams (repeatable); also prints "
+                        "the modelled ms per frame at batch 1 (experts equally loaded)")
     a = p.parse_args(argv)
     cfg, mode = get_config(a.config), get_mode(a.mode)
-    est = estimate(cfg, mode, HlsParams.for_mode(mode))
+    try:
+        params = with_overrides(HlsParams.for_mode(mode), a.param)
+    except ValueError as e:  # a bad name, value or combination (HlsParams checks its own): one line, nothing written
+        print(f"hls_estimate: {e}", file=sys.stderr)
+        return 2
+    est = estimate(cfg, mode, params)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(est, indent=1) + "\n")
     print(f"{'kernel':40s} {'DSP':>6s} {'BRAM36':>7s} {'URAM':>5s} {'LUT':>8s}")
@@ -579,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(est))
     print("percent of device: " + ", ".join(f"{r} {d['percent'][r]} %" for r in d["percent"])
           + f"; within limits: {fits(est)} → {a.out}")
+    if a.param:
+        from .hls_summary import frame_latency
+
+        lat = frame_latency(cfg, mode, dataclasses.replace(params, batch=1))
+        print(f"{params}: {lat['ms_per_frame']:.3f} ms per frame at batch 1 (modelled, experts equally loaded)")
     return 0
 
 

@@ -368,18 +368,21 @@ def attention(env: Env, layer: int) -> Op:
     inter = qk_interleave() if s.attention_reorder else 1
     sup = inter * lanes  # rows of a row group (ATTN_SUPER)
     groups = math.ceil(n / sup)
-    passes = math.ceil(hd / min(p.av_cols, hd))
+    lane_cols = min(p.av_cols, hd)  # AV_LANE_COLS
+    passes = math.ceil(hd / lane_cols)
+    out_parts = math.ceil(lane_cols / min(p.av_out_cols, lane_cols))  # AV_OUT_PARTS: AV_OUT cycles per pass and row
     # attention.h as written: a group loads its Q rows (one per cycle), then QK_KEYS runs n · QK_INTERLEAVE
     # iterations at II = 1 (every sub-group meets every key, the last group's empty sub-groups too); A·V runs the
     # group's non-empty sub-groups one after the other: AV_INIT (1/s per lane), AV_KEYS (passes · n), AV_OUT
-    # (lanes · passes: AV_LANE_COLS columns per cycle), each a pipeline with its depth.
+    # (lanes · passes · out_parts: AV_OUT_W columns per cycle), each a pipeline with its depth.
     def qk_of(rows: int) -> float:
         return rows + n * inter * u["qk_reorder"].ii + u["qk_reorder"].depth + u["softmax_stats"].depth
 
     def av_of(rows: int) -> float:
         sub = math.ceil(rows / lanes)
-        return sub * (lanes + n * passes * u["av_norm"].ii + u["av_norm"].depth + lanes * passes + 2 * u[
-            "av_norm"].depth) - (sub * lanes - rows) * passes
+        out = passes * out_parts  # AV_OUT cycles per row
+        return sub * (lanes + n * passes * u["av_norm"].ii + u["av_norm"].depth + lanes * out + 2 * u[
+            "av_norm"].depth) - (sub * lanes - rows) * out
 
     rows_g = [min(sup, n - g * sup) for g in range(groups)]
     qks, avs = [qk_of(r) for r in rows_g], [av_of(r) for r in rows_g]

@@ -36,8 +36,15 @@ class HlsParams:
 
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
     mac_cols: int = 64  # reduction terms per cycle
-    attn_lanes: int = 10  # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows)
-    av_cols: int = 16  # value columns each attention lane accumulates per cycle in the A·V pass
+    # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows). 5, not 10: Q·Kᵀ's
+    # fabric products and adder trees scale with P, while the attention unit's time is set by A·V's P x av_cols
+    # products per cycle — so half the lanes at twice the A·V columns keep A·V's rate (160 products per cycle)
+    # for half of Q·Kᵀ's LUTs (hls/README.md § Resources as built: 266.6k → 245.1k LUT, +0.13 ms per frame modelled)
+    attn_lanes: int = 5
+    av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
+    # value columns AV_OUT normalises (Σ·(1/s), requantize) per cycle, at most av_cols: AV_OUT runs once per row
+    # after its AV_PASSES·n key cycles, so its multipliers and requantizers need not keep A·V's width (hls/README.md)
+    av_out_cols: int = 16
     batch: int = 2  # frames that share each weight load (frame batching)
     ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
     # MoE combine (moe_finish) values per cycle: a combine is rows·D values once per MoE layer, off the array's
@@ -52,19 +59,20 @@ class HlsParams:
         """The parameter sets (hls/README.md). W8/A8: the fastest set (by the cycle model of the code as written,
         m3vit.hw.estimate.perf) whose as-built estimate (m3vit.hw.estimate.hls_estimate, `make hls-estimate`) stays
         within 80 % of the xczu7ev's DSP48E2, BRAM36 and URAM and whose reshaped activation words take every
-        access of a cycle in one word — a 32x64 array, 10 attention lanes, 16 A·V columns (hls/README.md).
+        access of a cycle in one word, with the LUTs (over the 65 % limit, issue 22) as the tie-break where the
+        cycle model barely differs — a 32x64 array, 5 attention lanes, 32 A·V columns (hls/README.md).
         W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
         w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set."""
         name = mode if isinstance(mode, str) else mode.name
         # (the 16-bit sets keep the epilogue inline at the array's width: their block RAM has no room for its `fin`
         # rows; W8/A8's 16 lanes take a token over 2 cycles beside the next block)
-        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64, epi_lanes=32)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64, epi_lanes=32, av_out_cols=64)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
             raise ValueError(f"MAC array {self.mac_rows}x{self.mac_cols} must be made of 16x16 pack tiles")
-        if self.attn_lanes < 1 or self.batch < 1 or self.av_cols < 1 or self.ln_lanes < 1:
-            raise ValueError("attn_lanes, av_cols, batch and ln_lanes must be >= 1")
+        if min(self.attn_lanes, self.batch, self.av_cols, self.av_out_cols, self.ln_lanes) < 1:
+            raise ValueError("attn_lanes, av_cols, av_out_cols, batch and ln_lanes must be >= 1")
         if self.epi_lanes < 1 or self.mac_rows % self.epi_lanes:
             raise ValueError(f"epi_lanes {self.epi_lanes} must divide mac_rows {self.mac_rows}")
         if self.moe_lanes < 1 or self.mac_rows % self.moe_lanes:
@@ -129,7 +137,7 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "LN_IN_BITS": intops.LN_IN_BITS, "LN_RECIP_FRAC": intops.LN_RECIP_FRAC, "LN_NORM_FRAC": intops.LN_NORM_FRAC,
         "BEAT_BITS": BEAT_BITS, "BEAT_BYTES": BEAT_BITS // 8,  # one m_axi beat (m3vit.hw.platform)
         "TILE": 16, "MAC_ROWS": params.mac_rows, "MAC_COLS": params.mac_cols, "ATTN_LANES": params.attn_lanes,
-        "AV_COLS": params.av_cols,
+        "AV_COLS": params.av_cols, "AV_OUT_COLS": params.av_out_cols,
         "BATCH": params.batch, "LN_LANES": params.ln_lanes, "MOE_LANES": params.moe_lanes,
         "EPI_LANES": params.epi_lanes,
         "WEIGHT_PORTS": interface.WEIGHT_PORTS,
