@@ -186,7 +186,8 @@ def test_what_if_parameters_from_the_command_line(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert d["params"]["epi_lanes"] == 8 and d["probe"]["constants"]["EPI_LANES"] == 8
     assert "ms per frame at batch 1" in capsys.readouterr().out
-    for bad in ("epi_lanes", "lanes=8", "epi_lanes=x", "epi_lanes=5"):  # 5 does not divide MAC_ROWS
+    for bad in ("epi_lanes", "lanes=8", "epi_lanes=x", "epi_lanes=5", "mac_rows=16"):  # 5 does not divide MAC_ROWS;
+        # 16 rows break a static_assert of the sources (a head row is whole QKV words)
         bad_out = tmp_path / f"bad-{len(bad)}.json"
         assert he.main(["--param", bad, "--out", str(bad_out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()

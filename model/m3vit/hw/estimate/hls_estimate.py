@@ -86,7 +86,11 @@ def probe(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     exe = hdr_dir / "probe"
     cmd = ["g++", "-std=c++14", "-O0", "-DM3V_AP_TYPES", "-isystem", str(ap_types_dir()), "-I", str(hdr_dir),
            "-I", str(HLS / "include"), *(f"-D{k}={v}" for k, v in defs.items()), str(PROBE), "-o", str(exe)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    if built.returncode:  # a parameter set the sources reject (a static_assert names the rule it breaks)
+        errors = [ln for ln in built.stderr.splitlines() if "error:" in ln]
+        why = errors[0].split("error:", 1)[1].strip() if errors else built.stderr.strip()[-300:]
+        raise ValueError(f"{params} does not compile: {why}")
     out = json.loads(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout)
     out["digest"] = digest
     cache.write_text(json.dumps(out, indent=1))
@@ -586,10 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg, mode = get_config(a.config), get_mode(a.mode)
     try:
         params = with_overrides(HlsParams.for_mode(mode), a.param)
-    except ValueError as e:  # a bad name, value or combination (HlsParams checks its own): one line, nothing written
-        print(f"hls_estimate: {e}", file=sys.stderr)
+        est = estimate(cfg, mode, params)
+    except ValueError as e:  # a bad name, value or combination (HlsParams and the sources check their own): one
+        print(f"hls_estimate: {e}", file=sys.stderr)  # line, nothing written
         return 2
-    est = estimate(cfg, mode, params)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(est, indent=1) + "\n")
     print(f"{'kernel':40s} {'DSP':>6s} {'BRAM36':>7s} {'URAM':>5s} {'LUT':>8s}")
