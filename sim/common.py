@@ -314,6 +314,9 @@ def pause_runs(seed: int, busy: float, mean_pause: float = 3.0) -> Iterator[tupl
     ``mean_pause`` cycles (1 the shortest), free runs with the mean that makes a share ``busy`` of the cycles
     paused. The whole-frame benches use it: a DDR port stalls in bursts (refresh, arbitration), and a run costs
     the simulation a heap step instead of a coroutine wake-up per cycle (`drive_pauses`)."""
+    if not 0.0 < busy < 1.0 or mean_pause < 1.0:  # 0 or 1 would divide by zero or never alternate
+        raise ValueError(f"pause_runs: busy {busy} must lie in (0, 1) and mean_pause {mean_pause} be >= 1; "
+                         "for no pauses leave the channel unpaused")
     rng = random.Random(seed)
     mean_free = mean_pause * (1.0 - busy) / busy
 
