@@ -155,35 +155,23 @@ static_assert(SLICE_WORDS <= ARRAY_MIN_TOKENS,
 static_assert(WORD_ROWS * TileGeom<EW_BYTES>::BEATS_PER_ROW >= WEIGHT_PORTS,
               "the placer writes the ports' finished words one per cycle before the next ones finish");
 
-#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
-typedef ap_uint<WWORD_BITS> wword_t;
-inline w_t wword_get(const wword_t& v, int i) {  // i is a constant of an unrolled loop at every use: wires
-#pragma HLS INLINE
-    const ap_uint<W_BITS> u = v.range(i * W_BITS + W_BITS - 1, i * W_BITS);
-    return w_t(u);  // the same bits, signed
-}
-inline void wword_set(wword_t& v, int i, const w_t& x) {
-#pragma HLS INLINE
-    v.range(i * W_BITS + W_BITS - 1, i * W_BITS) = ap_uint<W_BITS>(x);
-}
-#else
-struct wword_t {  // the native C-sim's word: little-endian 64-bit quarters (W_BITS divides 64)
-    uint64_t q[WWORD_BITS / 64];
+// One word: WWORD_W weights, aggregated into one WWORD_BITS-bit block RAM word by M3V_BLOCK_STREAM_PRAGMAS
+// (AGGREGATE compact=bit; Vitis disaggregates a local struct otherwise). Weights, not a wide integer: nothing
+// here is arithmetic wider than w_t.
+struct wword_t {
+    w_t w[WWORD_W];
 };
-static_assert(64 % W_BITS == 0, "a weight never straddles the native word's 64-bit parts");
-inline w_t wword_get(const wword_t& v, int i) {
-    typedef typename std::make_unsigned<w_t>::type u_t;
-    return w_t(u_t(v.q[i * W_BITS / 64] >> (i * W_BITS % 64)));
-}
-inline void wword_set(wword_t& v, int i, const w_t& x) {
-    typedef typename std::make_unsigned<w_t>::type u_t;
-    const int sh = i * W_BITS % 64;
-    uint64_t& q = v.q[i * W_BITS / 64];
-    q = (q & ~(uint64_t(u_t(~u_t(0))) << sh)) | (uint64_t(u_t(x)) << sh);
-}
-#endif
 
 typedef wword_t weight_block_t[BLOCK_WORDS];
+inline wword_t zero_word() {
+#pragma HLS INLINE
+    wword_t v;
+    for (int p = 0; p < WWORD_W; ++p) {
+#pragma HLS UNROLL
+        v.w[p] = w_t(0);
+    }
+    return v;
+}
 typedef w_t slice_reg_t[MAC_ROWS][MAC_COLS];  // the shadow and the active k-slice registers of mac_block
 // Address of word h of pack tile (tr, tc) of a block (the layout above; SLICE_TILE_COLS is a power of two).
 inline int word_addr(int tr, int tc, int h) {
@@ -191,12 +179,15 @@ inline int word_addr(int tr, int tc, int h) {
     return (tc / SLICE_TILE_COLS) * SLICE_WORDS + (tr * SLICE_TILE_COLS + tc % SLICE_TILE_COLS) * TILE_WORDS + h;
 }
 
-// The ping-pong weight buffer: every variable of this type is bound to block RAM, simple dual-port (the placer
-// writes one word per cycle into one half while mac_block reads one word per cycle from the other).
-// M3V_BLOCK_STREAM_PRAGMAS(var) writes the binding after the declaration (UG1399: on the stream-of-blocks variable).
+// The ping-pong weight buffer: every variable of this type is one word per element (AGGREGATE) bound to block RAM,
+// simple dual-port (the placer writes one word per cycle into one half while mac_block reads one word per cycle
+// from the other). M3V_BLOCK_STREAM_PRAGMAS(var) writes the pragmas after the declaration (UG1399: on the
+// stream-of-blocks variable).
 typedef hls::stream_of_blocks<weight_block_t, 2> block_stream;
 #define M3V_PRAGMA(x) _Pragma(#x)
-#define M3V_BLOCK_STREAM_PRAGMAS(var) M3V_PRAGMA(HLS BIND_STORAGE variable = var type = ram_s2p impl = bram)
+#define M3V_BLOCK_STREAM_PRAGMAS(var)                                     \
+    M3V_PRAGMA(HLS AGGREGATE variable = var compact = bit)                \
+    M3V_PRAGMA(HLS BIND_STORAGE variable = var type = ram_s2p impl = bram)
 
 // A block's biases and, for an op with per-row weight scales (NUMERICS.md §3), its MAC_ROWS
 // requantize shifts, beside the block: one wide word on a stream (Vitis aggregates a struct on a
@@ -367,9 +358,11 @@ template <int NB> struct WordGeom {
     static constexpr int BEATS = WWORD_W / TileGeom<NB>::PER_BEAT;
     static_assert(BEATS >= WEIGHT_PORTS && (BEATS & (BEATS - 1)) == 0, "see the placer");
 };
+constexpr int WORD_BEATS_LOG2_W = ilog2(WordGeom<W_BYTES>::BEATS);
+constexpr int WORD_BEATS_LOG2_EW = ilog2(WordGeom<EW_BYTES>::BEATS);
 inline int word_beats_log2_of(int w_bytes) {
 #pragma HLS INLINE
-    return w_bytes == EW_BYTES ? ilog2(WordGeom<EW_BYTES>::BEATS) : ilog2(WordGeom<W_BYTES>::BEATS);
+    return w_bytes == EW_BYTES ? WORD_BEATS_LOG2_EW : WORD_BEATS_LOG2_W;
 }
 
 // One lane's beat of a tile of NB-byte weights into the lane's word register: beat lb of the tile is row
@@ -377,30 +370,21 @@ inline int word_beats_log2_of(int w_bytes) {
 // lb / BEATS (the tile's rows in order); each sign-extended into w_t, zero past k_in. The position is one of BEATS
 // fixed ones (a clock enable per segment, no data mux).
 template <int NB>
-inline void place_lane(w_t word[WWORD_W], const word_t& beat, int lb, int tc, int k_in) {
+inline void place_lane(wword_t& word, const word_t& beat, int lb, int tc, int k_in) {
 #pragma HLS INLINE
     typedef TileGeom<NB> G;
-    const int pos = lb % WordGeom<NB>::BEATS, kk0 = tc * TILE + (lb % G::BEATS_PER_ROW) * G::PER_BEAT;
+    typedef WordGeom<NB> WG;
+    const int pos = lb % WG::BEATS, kk0 = tc * TILE + (lb % G::BEATS_PER_ROW) * G::PER_BEAT;
 PLACE_SEGMENTS:
-    for (int s = 0; s < WordGeom<NB>::BEATS; ++s) {
+    for (int s = 0; s < WG::BEATS; ++s) {
 #pragma HLS UNROLL
         if (s == pos) {
             for (int j = 0; j < G::PER_BEAT; ++j) {
 #pragma HLS UNROLL
-                word[s * G::PER_BEAT + j] = w_t(kk0 + j < k_in ? beat_int_bytes(beat, j, NB) : 0);
+                word.w[s * G::PER_BEAT + j] = w_t(kk0 + j < k_in ? beat_int_bytes(beat, j, NB) : 0);
             }
         }
     }
-}
-
-inline wword_t pack_word(const w_t ws[WWORD_W]) {
-#pragma HLS INLINE
-    wword_t v;
-    for (int p = 0; p < WWORD_W; ++p) {
-#pragma HLS UNROLL
-        wword_set(v, p, ws[p]);
-    }
-    return v;
 }
 
 // Placer: the reader's beats into a free half of the ping-pong, as block RAM words. Each weight port's lane
@@ -429,8 +413,8 @@ PLACE_BLOCKS:
             tc[u] = 0;
             advance_tile(tr[u], tc[u], u, ct);
         }
-        w_t lane[WEIGHT_PORTS][WWORD_W];  // each lane's word in the making (registers)
-#pragma HLS ARRAY_PARTITION variable = lane complete dim = 0
+        wword_t lane[WEIGHT_PORTS];  // each lane's word in the making (registers)
+#pragma HLS ARRAY_PARTITION variable = lane complete
         wword_t hold[WEIGHT_PORTS];  // the lanes' finished words, written one per cycle
 #pragma HLS ARRAY_PARTITION variable = hold complete
         int hold_at[WEIGHT_PORTS];
@@ -473,7 +457,7 @@ PLACE_BLOCKS:
                     if ((k & wb_mask) == wb_mask) {  // the lanes' words are complete
                         for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-                            hold[u] = pack_word(lane[u]);
+                            hold[u] = lane[u];
                             hold_at[u] = word_addr(tr[u], tc[u], k >> wb_log2);
                         }
                         n_hold = tiles - t0 < WEIGHT_PORTS ? tiles - t0 : WEIGHT_PORTS;
@@ -493,13 +477,13 @@ PLACE_BLOCKS:
         for (int r = 0; r < trn * zc * TILE_WORDS; ++r) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_COLS
-            w[word_addr(r / (zc * TILE_WORDS), ct + (r / TILE_WORDS) % zc, r % TILE_WORDS)] = wword_t();
+            w[word_addr(r / (zc * TILE_WORDS), ct + (r / TILE_WORDS) % zc, r % TILE_WORDS)] = zero_word();
         }
     PLACE_ZERO_ROWS:  // the block's tile rows past trn (a partial block): zero words
         for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE_WORDS; ++r) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_ROWS
-            w[word_addr(trn + r / (tc_used * TILE_WORDS), (r / TILE_WORDS) % tc_used, r % TILE_WORDS)] = wword_t();
+            w[word_addr(trn + r / (tc_used * TILE_WORDS), (r / TILE_WORDS) % tc_used, r % TILE_WORDS)] = zero_word();
         }
         BiasRow b;  // one wide word on the bias stream (Vitis aggregates a struct on a stream)
     PLACE_BIAS:
@@ -664,7 +648,7 @@ SLICE_WORDS_EN:
             const int c0 = (tt % SLICE_TILE_COLS) * TILE;
             for (int p = 0; p < WWORD_W; ++p) {
 #pragma HLS UNROLL
-                shadow[r0 + p / TILE][c0 + p % TILE] = wword_get(word, p);
+                shadow[r0 + p / TILE][c0 + p % TILE] = word.w[p];
             }
         }
     }
