@@ -141,7 +141,7 @@ inline int tile_beats_log2_of(int w_bytes) {
 // k-slice ks = tc / SLICE_TILE_COLS holds its tiles' words at ks·SLICE_WORDS + (tr·SLICE_TILE_COLS + tc %
 // SLICE_TILE_COLS)·TILE_WORDS + h. A word is 1,024 bits: 16 words per k-slice in every mode (W8: 2 x 4 tiles of 2
 // words; the 16-bit sets' 32x32 array: 2 x 2 tiles of 4 words), i.e. no more words than a k-slice has token cycles.
-constexpr int WWORD_BITS = 1024;
+// WWORD_BITS: m3vit_config.h (hls_config.WEIGHT_WORD_BITS, which the cycle model reads too)
 constexpr int WWORD_W = WWORD_BITS / W_BITS;   // weights per word
 constexpr int WORD_ROWS = WWORD_W / TILE;      // tile rows per word
 constexpr int TILE_WORDS = TILE / WORD_ROWS;   // words per pack tile
