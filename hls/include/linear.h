@@ -2,9 +2,9 @@
 // serving patch embedding, Q/K/V, projection, dense MLP, routers and experts.
 //
 // Schedule — the one m3vit.hw.estimate.resources costs. A layer is cut into output blocks of MAC_ROWS rows
-// of W. A block is resident on chip (wblk[k-slice][row][col], partitioned over rows and columns so
-// that one read yields the MAC_ROWS x MAC_COLS weights of a k-slice). For each k-slice of MAC_COLS
-// inputs (outer loop) every token streams through the array (inner loop, PIPELINE II = 1): one
+// of W. A block is resident on chip in block RAM, SLICE_WORDS wide words per k-slice (below: the weight block);
+// the array reads its k-slice from a register loaded word by word while the previous k-slice computes. For each
+// k-slice of MAC_COLS inputs (outer loop) every token streams through the array (inner loop, PIPELINE II = 1): one
 // cycle = MAC_ROWS dot-product slices of MAC_COLS terms of one token, i.e. ceil(K / MAC_COLS) x rows
 // cycles per block. The weight slice stays the same for `rows` consecutive cycles (weight-slice
 // stationary); partial sums live in acc[ROWS_MAX][MAC_ROWS] (partitioned over MAC_ROWS: one token's
@@ -26,8 +26,8 @@
 //                   after the other: weight_reader issues every beat of the region in one pipelined
 //                   loop (each block's contiguous range of the pack, one tile per weight port and
 //                   burst, WEIGHT_PORTS ports in parallel, then its biases), so only the region's
-//                   first read waits for DDR; block_placer puts the beats k-slice major into the
-//                   block (zero where the block is partial), the biases beside it
+//                   first read waits for DDR; block_placer gathers the beats into the block's
+//                   words (zero where the block is partial), the biases beside it
 //   linear_op     — (called by the region's engine once per op, in the same order) the
 //                   array above over each block, each block's epilogue beside the next block's k-slices
 // The loader runs ahead across op boundaries: while the array works on an op's last block, the next
