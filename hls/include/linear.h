@@ -156,8 +156,9 @@ static_assert(WORD_ROWS * TileGeom<EW_BYTES>::BEATS_PER_ROW >= WEIGHT_PORTS,
               "the placer writes the ports' finished words one per cycle before the next ones finish");
 
 // One word: WWORD_W weights, aggregated into one WWORD_BITS-bit block RAM word by M3V_BLOCK_STREAM_PRAGMAS
-// (AGGREGATE compact=bit; Vitis disaggregates a local struct otherwise). Weights, not a wide integer: nothing
-// here is arithmetic wider than w_t.
+// (UG1399 "pragma HLS aggregate": an array of structs becomes one array of wide elements, the struct's own array
+// reshaped into the word, compact=bit leaving no padding; without it Vitis disaggregates a local struct into one
+// memory per member). Weights, not a wide integer: nothing here is arithmetic wider than w_t.
 struct wword_t {
     w_t w[WWORD_W];
 };
