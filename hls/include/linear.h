@@ -2,9 +2,9 @@
 // serving patch embedding, Q/K/V, projection, dense MLP, routers and experts.
 //
 // Schedule — the one m3vit.hw.estimate.resources costs. A layer is cut into output blocks of MAC_ROWS rows
-// of W. A block is resident on chip (wblk[k-slice][row][col], partitioned over rows and columns so
-// that one read yields the MAC_ROWS x MAC_COLS weights of a k-slice). For each k-slice of MAC_COLS
-// inputs (outer loop) every token streams through the array (inner loop, PIPELINE II = 1): one
+// of W. A block is resident on chip in block RAM, SLICE_WORDS wide words per k-slice (below: the weight block);
+// the array reads its k-slice from a register loaded word by word while the previous k-slice computes. For each
+// k-slice of MAC_COLS inputs (outer loop) every token streams through the array (inner loop, PIPELINE II = 1): one
 // cycle = MAC_ROWS dot-product slices of MAC_COLS terms of one token, i.e. ceil(K / MAC_COLS) x rows
 // cycles per block. The weight slice stays the same for `rows` consecutive cycles (weight-slice
 // stationary); partial sums live in acc[ROWS_MAX][MAC_ROWS] (partitioned over MAC_ROWS: one token's
@@ -26,8 +26,8 @@
 //                   after the other: weight_reader issues every beat of the region in one pipelined
 //                   loop (each block's contiguous range of the pack, one tile per weight port and
 //                   burst, WEIGHT_PORTS ports in parallel, then its biases), so only the region's
-//                   first read waits for DDR; block_placer puts the beats k-slice major into the
-//                   block (zero where the block is partial), the biases beside it
+//                   first read waits for DDR; block_placer gathers the beats into the block's
+//                   words (zero where the block is partial), the biases beside it
 //   linear_op     — (called by the region's engine once per op, in the same order) the
 //                   array above over each block, each block's epilogue beside the next block's k-slices
 // The loader runs ahead across op boundaries: while the array works on an op's last block, the next
@@ -101,7 +101,6 @@ static_assert(EW_BYTES <= W_BYTES, "expert matrices are never wider than the oth
 static_assert(MAC_ROWS % TILE == 0 && MAC_COLS % TILE == 0, "the MAC array is made of pack tiles");
 static_assert(MAC_ROWS % 2 == 0, "W8/A8 packs output rows in pairs");
 
-typedef w_t weight_block_t[KS_MAX][MAC_ROWS][MAC_COLS];
 inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
 inline int block_rows(int blk, int n_out) {
     const int left = n_out - blk * MAC_ROWS;
@@ -114,15 +113,12 @@ inline int block_rows(int blk, int n_out) {
 // gives 16 B/cycle, so the block is read through WEIGHT_PORTS ports (the top's `weights`,
 // `weights1`, ... all point at the pack): tile t of the block comes through port t mod WEIGHT_PORTS,
 // each tile one burst, and one cycle carries one beat of each of WEIGHT_PORTS consecutive tiles.
-// Lane u reads its tile starting u tile rows in (lane_beat: a burst that wraps once), so the beats
-// of one cycle are different rows of the array and land in different banks of the block buffer
-// (the same row would collide wherever consecutive tiles share a column bank, e.g. W16/A16's two
-// tile columns per k-slice).
+// Each lane reads its tile's beats in order (beat k in cycle k of the tile group): the placer gathers them into
+// block RAM words of the tile's rows (a fixed layout, below), so no lane rotation or bank decode is needed.
 static_assert(WEIGHT_PORTS == 3, "the loader takes one pointer per weight port (m3vit.hw.gen.interface)");
-static_assert(WEIGHT_PORTS <= TILE, "one cycle's beats are different rows of a tile");
 constexpr uint32_t TILE_BEATS = TileGeom<W_BYTES>::BEATS;  // beats per tile of a W_BYTES op (EW_BYTES: fewer)
 
-// Beats per tile and per tile row of an op whose weights are w_bytes wide (W_BYTES or EW_BYTES).
+// Beats per tile of an op whose weights are w_bytes wide (W_BYTES or EW_BYTES).
 inline uint32_t tile_beats_of(int w_bytes) {
 #pragma HLS INLINE
     return w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS : TileGeom<W_BYTES>::BEATS;
@@ -134,22 +130,65 @@ inline int tile_beats_log2_of(int w_bytes) {
 #pragma HLS INLINE
     return w_bytes == EW_BYTES ? TILE_BEATS_LOG2_EW : TILE_BEATS_LOG2_W;
 }
-inline uint32_t row_beats_of(int w_bytes) {
+
+// --- the weight block in block RAM: a k-slice over SLICE_WORDS wide words ------------------------------------
+// The array reads one k-slice (MAC_ROWS x MAC_COLS weights) and keeps it for `rows` >= ARRAY_MIN_TOKENS cycles
+// (weight-slice stationary, mac_block), so the block need not be a complete partition of banks: it is a block RAM
+// of WWORD_BITS-bit words, KS_MAX x SLICE_WORDS deep, and mac_block copies the next k-slice word by word into a
+// shadow register while the current slice's tokens stream, then swaps it into the register the MACs read.
+// Word layout (fixed, what the placer writes in order): word h of pack tile (tr, tc) of the block holds the tile's
+// rows h·WORD_ROWS .. h·WORD_ROWS + WORD_ROWS − 1, row-major (weight p: row p / TILE, column p % TILE of those);
+// k-slice ks = tc / SLICE_TILE_COLS holds its tiles' words at ks·SLICE_WORDS + (tr·SLICE_TILE_COLS + tc %
+// SLICE_TILE_COLS)·TILE_WORDS + h. A word is 1,024 bits: 16 words per k-slice in every mode (W8: 2 x 4 tiles of 2
+// words; the 16-bit sets' 32x32 array: 2 x 2 tiles of 4 words), i.e. no more words than a k-slice has token cycles.
+// WWORD_BITS: m3vit_config.h (hls_config.WEIGHT_WORD_BITS, which the cycle model reads too)
+constexpr int WWORD_W = WWORD_BITS / W_BITS;   // weights per word
+constexpr int WORD_ROWS = WWORD_W / TILE;      // tile rows per word
+constexpr int TILE_WORDS = TILE / WORD_ROWS;   // words per pack tile
+constexpr int SLICE_TILE_COLS = MAC_COLS / TILE;
+constexpr int SLICE_WORDS = (MAC_ROWS / TILE) * SLICE_TILE_COLS * TILE_WORDS;
+constexpr int BLOCK_WORDS = KS_MAX * SLICE_WORDS;
+static_assert(WWORD_BITS % W_BITS == 0 && WWORD_W % TILE == 0 && TILE % WORD_ROWS == 0,
+              "a word is a whole number of a tile's rows");
+static_assert(SLICE_WORDS <= ARRAY_MIN_TOKENS,
+              "the next k-slice's words load during the current slice's token cycles (at least ARRAY_MIN_TOKENS)");
+static_assert(WORD_ROWS * TileGeom<EW_BYTES>::BEATS_PER_ROW >= WEIGHT_PORTS,
+              "the placer writes the ports' finished words one per cycle before the next ones finish");
+
+// One word: WWORD_W weights, aggregated into one WWORD_BITS-bit block RAM word by M3V_BLOCK_STREAM_PRAGMAS
+// (UG1399 "pragma HLS aggregate": an array of structs becomes one array of wide elements, the struct's own array
+// reshaped into the word, compact=bit leaving no padding; without it Vitis disaggregates a local struct into one
+// memory per member). Weights, not a wide integer: nothing here is arithmetic wider than w_t.
+struct wword_t {
+    w_t w[WWORD_W];
+};
+
+typedef wword_t weight_block_t[BLOCK_WORDS];
+inline wword_t zero_word() {
 #pragma HLS INLINE
-    return uint32_t(w_bytes == EW_BYTES ? TileGeom<EW_BYTES>::BEATS_PER_ROW : TileGeom<W_BYTES>::BEATS_PER_ROW);
+    wword_t v;
+    for (int p = 0; p < WWORD_W; ++p) {
+#pragma HLS UNROLL
+        v.w[p] = w_t(0);
+    }
+    return v;
+}
+typedef w_t slice_reg_t[MAC_ROWS][MAC_COLS];  // the shadow and the active k-slice registers of mac_block
+// Address of word h of pack tile (tr, tc) of a block (the layout above; SLICE_TILE_COLS is a power of two).
+inline int word_addr(int tr, int tc, int h) {
+#pragma HLS INLINE
+    return (tc / SLICE_TILE_COLS) * SLICE_WORDS + (tr * SLICE_TILE_COLS + tc % SLICE_TILE_COLS) * TILE_WORDS + h;
 }
 
-// The ping-pong weight buffer. Every variable of this type needs the block's partition and storage
-// (UG1399: the pragmas go on the stream-of-blocks variable, `dim` counting the block's dimensions):
-// rows and columns complete (the array reads one k-slice, MAC_ROWS x MAC_COLS weights, per cycle; the
-// placer writes WEIGHT_PORTS x W_PER_BEAT per cycle into different row banks), each bank KS_MAX deep in
-// distributed RAM. M3V_BLOCK_STREAM_PRAGMAS(var) writes them after the declaration.
+// The ping-pong weight buffer: every variable of this type is one word per element (AGGREGATE) bound to block RAM,
+// simple dual-port (the placer writes one word per cycle into one half while mac_block reads one word per cycle
+// from the other). M3V_BLOCK_STREAM_PRAGMAS(var) writes the pragmas after the declaration (UG1399: on the
+// stream-of-blocks variable).
 typedef hls::stream_of_blocks<weight_block_t, 2> block_stream;
 #define M3V_PRAGMA(x) _Pragma(#x)
-#define M3V_BLOCK_STREAM_PRAGMAS(var)                                          \
-    M3V_PRAGMA(HLS ARRAY_PARTITION variable = var type = complete dim = 2)     \
-    M3V_PRAGMA(HLS ARRAY_PARTITION variable = var type = complete dim = 3)     \
-    M3V_PRAGMA(HLS BIND_STORAGE variable = var type = ram_s2p impl = lutram)
+#define M3V_BLOCK_STREAM_PRAGMAS(var)                                     \
+    M3V_PRAGMA(HLS AGGREGATE variable = var compact = bit)                \
+    M3V_PRAGMA(HLS BIND_STORAGE variable = var type = ram_s2p impl = bram)
 
 // A block's biases and, for an op with per-row weight scales (NUMERICS.md §3), its MAC_ROWS
 // requantize shifts, beside the block: one wide word on a stream (Vitis aggregates a struct on a
@@ -170,12 +209,6 @@ struct LinOp {
     uint32_t s_off;
     int w_bytes;
 };
-
-// Beat of its tile that lane u carries in cycle k of a tile group (a tile of tb beats, rb per tile row).
-inline uint32_t lane_beat(uint32_t k, int u, uint32_t rb, uint32_t tb) {
-#pragma HLS INLINE
-    return (k + uint32_t(u) * rb) & (tb - 1);
-}
 
 // Signed little-endian field j of `nbytes` bytes of a beat.
 inline int64_t beat_int_bytes(const word_t& beat, int j, int nbytes) {
@@ -234,12 +267,12 @@ inline int block_beats(int nb, int k_in, int skip, int sskip, int w_bytes) {
 constexpr int TC_BLOCK_TILES = (MAC_ROWS / TILE) * (KS_MAX * MAC_COLS / TILE);
 constexpr int TC_PLACE_BEATS = (TC_BLOCK_TILES + WEIGHT_PORTS - 1) / WEIGHT_PORTS * int(TileGeom<W_BYTES>::BEATS) +
                                MAX_BIAS_BEATS;
-constexpr int TC_ZERO_COLS = (MAC_ROWS / TILE) * (MAC_COLS / TILE) * TILE;
-constexpr int TC_ZERO_ROWS = TC_BLOCK_TILES * TILE;
+constexpr int TC_ZERO_COLS = (MAC_ROWS / TILE) * (MAC_COLS / TILE) * TILE_WORDS;
+constexpr int TC_ZERO_ROWS = TC_BLOCK_TILES * TILE_WORDS;
 constexpr int TC_OP_BLOCKS = (N_MAX + MAC_ROWS - 1) / MAC_ROWS;
 constexpr int TC_STEP_BLOCKS = 2 * EXPERTS * TC_OP_BLOCKS;
 constexpr int TC_READ_BEATS = TC_STEP_BLOCKS * TC_PLACE_BEATS;
-constexpr int TC_MAC_ITERS = (KS_MAX > MAC_ROWS / EPI_LANES ? KS_MAX : MAC_ROWS / EPI_LANES) * ROWS_MAX;
+constexpr int TC_MAC_ITERS = (KS_MAX > MAC_ROWS / EPI_LANES ? KS_MAX : MAC_ROWS / EPI_LANES) * ROWS_MAX + SLICE_WORDS;
 constexpr int TC_MAC_ITERS_MIN = MAC_ROWS / EPI_LANES * ARRAY_MIN_TOKENS;  // at least EPI_PARTS k-slices
 
 struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecutive tiles (or one bias beat)
@@ -271,7 +304,7 @@ READ_COUNT:  // closed form per op: its full blocks and its partial one
     int o = 0, blk = 0, it_blk = 0;
     LinOp op = ops[0];
     int nb = 0, ct = 0, tile_iters = 0, skip = 0, sskip = -1, n_shift = 0;
-    uint32_t first = 0, bias_first = 0, shift_first = 0, tb = TILE_BEATS, rb = BEATS_PER_TILE_ROW;
+    uint32_t first = 0, bias_first = 0, shift_first = 0, tb = TILE_BEATS;
     int tb_log2 = TILE_BEATS_LOG2_W;
     bool start = true;
 READ_BEATS:
@@ -283,7 +316,6 @@ READ_BEATS:
             ct = ceil_div(op.k_in, TILE);
             tb = tile_beats_of(op.w_bytes);
             tb_log2 = tile_beats_log2_of(op.w_bytes);
-            rb = row_beats_of(op.w_bytes);
             tile_iters = ceil_div(block_tiles(nb, op.k_in), WEIGHT_PORTS) * int(tb);
             first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * tb;
             bias_first = (op.b_off + uint32_t(blk * MAC_ROWS) * BIAS_BYTES) / BEAT_BYTES;
@@ -301,9 +333,9 @@ READ_BEATS:
             const uint32_t k = uint32_t(it_blk) & (tb - 1);
             const uint32_t base = first + uint32_t(t0) * tb;
             const int tiles = block_tiles(nb, op.k_in);
-            g.b[0] = wmem0[base + lane_beat(k, 0, rb, tb)];
-            g.b[1] = t0 + 1 < tiles ? wmem1[base + tb + lane_beat(k, 1, rb, tb)] : word_t();
-            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * tb + lane_beat(k, 2, rb, tb)] : word_t();
+            g.b[0] = wmem0[base + k];
+            g.b[1] = t0 + 1 < tiles ? wmem1[base + tb + k] : word_t();
+            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * tb + k] : word_t();
         } else {
             const int i = it_blk - tile_iters;
             g.b[0] = i < bias_beats(nb, skip) ? wmem0[bias_first + uint32_t(i)] : word_t();
@@ -322,27 +354,46 @@ READ_BEATS:
     }
 }
 
-// One lane's beat of a tile of NB-byte weights into the block: beat lb of the tile at (tr, tc) is row
-// lb / BEATS_PER_ROW of the tile, columns (lb % BEATS_PER_ROW) · PER_BEAT on; each weight sign-extended into w_t.
-template <int NB, class WB>
-inline void place_lane(WB& w, const word_t& beat, int tr, int tc, int lb, int k_in) {
+// Beats of an NB-byte container per block RAM word (WORD_ROWS tile rows; a power of two).
+template <int NB> struct WordGeom {
+    static constexpr int BEATS = WWORD_W / TileGeom<NB>::PER_BEAT;
+    static_assert(BEATS >= WEIGHT_PORTS && (BEATS & (BEATS - 1)) == 0, "see the placer");
+};
+constexpr int WORD_BEATS_LOG2_W = ilog2(WordGeom<W_BYTES>::BEATS);
+constexpr int WORD_BEATS_LOG2_EW = ilog2(WordGeom<EW_BYTES>::BEATS);
+inline int word_beats_log2_of(int w_bytes) {
+#pragma HLS INLINE
+    return w_bytes == EW_BYTES ? WORD_BEATS_LOG2_EW : WORD_BEATS_LOG2_W;
+}
+
+// One lane's beat of a tile of NB-byte weights into the lane's word register: beat lb of the tile is row
+// lb / BEATS_PER_ROW, columns (lb % BEATS_PER_ROW)·PER_BEAT on, i.e. weights (lb % BEATS)·PER_BEAT .. of word
+// lb / BEATS (the tile's rows in order); each sign-extended into w_t, zero past k_in. The position is one of BEATS
+// fixed ones (a clock enable per segment, no data mux).
+template <int NB>
+inline void place_lane(wword_t& word, const word_t& beat, int lb, int tc, int k_in) {
 #pragma HLS INLINE
     typedef TileGeom<NB> G;
-    const int i = lb / G::BEATS_PER_ROW, h = lb % G::BEATS_PER_ROW;
-    const int n = tr * TILE + i;
-PLACE_LANE:
-    for (int j = 0; j < G::PER_BEAT; ++j) {
+    typedef WordGeom<NB> WG;
+    const int pos = lb % WG::BEATS, kk0 = tc * TILE + (lb % G::BEATS_PER_ROW) * G::PER_BEAT;
+PLACE_SEGMENTS:
+    for (int s = 0; s < WG::BEATS; ++s) {
 #pragma HLS UNROLL
-        const int kk = tc * TILE + h * G::PER_BEAT + j;
-        w[kk / MAC_COLS][n][kk % MAC_COLS] = w_t(kk < k_in ? beat_int_bytes(beat, j, NB) : 0);
+        if (s == pos) {
+            for (int j = 0; j < G::PER_BEAT; ++j) {
+#pragma HLS UNROLL
+                word.w[s * G::PER_BEAT + j] = w_t(kk0 + j < k_in ? beat_int_bytes(beat, j, NB) : 0);
+            }
+        }
     }
 }
 
-// Placer: the reader's beats into a free half of the ping-pong, k-slice major. Every position of the
-// k-slices in use is written — zero past n_out (a partial block), past k_in and for tile columns the
-// pack does not have — so the array never multiplies a stale block's weights. The WEIGHT_PORTS beats
-// of one cycle belong to consecutive tiles, lane u u rows further in its tile (lane_beat): different
-// rows of the array, so each goes to its own bank of the row x column partitioned block.
+// Placer: the reader's beats into a free half of the ping-pong, as block RAM words. Each weight port's lane
+// gathers its tile's beats (in order) in a word register; when WordGeom::BEATS beats are in, the lanes' words go
+// to `hold` and are written one per cycle in the next WEIGHT_PORTS cycles (the block RAM's one write port; the
+// next words finish BEATS >= WEIGHT_PORTS cycles later). Every word of the k-slices in use is written — zero
+// words for tile rows past n_out (a partial block) and for tile columns the pack does not have, zero weights past
+// k_in — so the array never multiplies a stale block's weights.
 inline void block_placer(hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos, hls::stream<int>& n_blocks,
                          block_stream& blocks, hls::stream<BiasRow>& biases) {
     const int count = n_blocks.read();
@@ -352,7 +403,7 @@ PLACE_BLOCKS:
         const BlockInfo info = infos.read();
         const int nb = info.nb, k_in = info.k_in, tiles = info.tiles;
         const int ct = ceil_div(k_in, TILE), trn = ceil_div(nb, TILE);
-        const int tc_used = ceil_div(k_in, MAC_COLS) * (MAC_COLS / TILE);
+        const int tc_used = ceil_div(k_in, MAC_COLS) * SLICE_TILE_COLS;
         hls::write_lock<weight_block_t> w(blocks);
         int tr[WEIGHT_PORTS], tc[WEIGHT_PORTS];  // the tile each port's lane is placing
 #pragma HLS ARRAY_PARTITION variable = tr complete
@@ -363,64 +414,77 @@ PLACE_BLOCKS:
             tc[u] = 0;
             advance_tile(tr[u], tc[u], u, ct);
         }
-        const uint32_t tb = tile_beats_of(info.w_bytes), rb = row_beats_of(info.w_bytes);
-        const int tb_log2 = tile_beats_log2_of(info.w_bytes);
+        wword_t lane[WEIGHT_PORTS];  // each lane's word in the making (registers)
+#pragma HLS ARRAY_PARTITION variable = lane complete
+        wword_t hold[WEIGHT_PORTS];  // the lanes' finished words, written one per cycle
+#pragma HLS ARRAY_PARTITION variable = hold complete
+        int hold_at[WEIGHT_PORTS];
+#pragma HLS ARRAY_PARTITION variable = hold_at complete
+        int n_hold = 0, wi = 0;
+        const uint32_t tb = tile_beats_of(info.w_bytes);
+        const int tb_log2 = tile_beats_log2_of(info.w_bytes), wb_log2 = word_beats_log2_of(info.w_bytes);
+        const int wb_mask = (1 << wb_log2) - 1;
         const int tile_iters = ceil_div(tiles, WEIGHT_PORTS) * int(tb);
         const int n_tail = tail_beats(nb, info.bias_skip, info.shift_skip);
+        const int n_in = tile_iters + n_tail;
         word_t bw[MAX_BIAS_BEATS], sw[MAX_BIAS_BEATS];
 #pragma HLS ARRAY_PARTITION variable = bw complete
 #pragma HLS ARRAY_PARTITION variable = sw complete
-    PLACE_BEATS:  // one loop over the block's tile groups and then its bias beats: no refill between groups
-        for (int it = 0; it < tile_iters + n_tail; ++it) {
+    PLACE_BEATS:  // the block's tile groups and then its bias beats (the last words written beside them)
+        for (int it = 0; it < n_in + (n_tail < WEIGHT_PORTS ? WEIGHT_PORTS - n_tail : 0); ++it) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_PLACE_BEATS
-            const WeightBeats g = beats.read();
-            if (it >= tile_iters) {
-                bw[it - tile_iters] = g.b[0];
-                sw[it - tile_iters] = g.b[1];
-            } else {
-                const int t0 = (it >> tb_log2) * WEIGHT_PORTS;
-                const uint32_t k = uint32_t(it) & (tb - 1);
-                for (int u = 0; u < WEIGHT_PORTS; ++u) {
-#pragma HLS UNROLL
-                    const int lb = int(lane_beat(k, u, rb, tb));
-                    if (t0 + u < tiles) {  // the op's container decides the lane's geometry (both are static)
-                        if (info.w_bytes == EW_BYTES)
-                            place_lane<EW_BYTES>(w, g.b[u], tr[u], tc[u], lb, k_in);
-                        else
-                            place_lane<W_BYTES>(w, g.b[u], tr[u], tc[u], lb, k_in);
-                    }
-                }
-                if (k == tb - 1) {  // the group is placed: each lane moves WEIGHT_PORTS tiles on
+#pragma HLS LOOP_TRIPCOUNT min = WEIGHT_PORTS max = TC_PLACE_BEATS
+            if (wi < n_hold) {  // one finished word per cycle into the block RAM
+                w[hold_at[wi]] = hold[wi];
+                ++wi;
+            }
+            if (it < n_in) {
+                const WeightBeats g = beats.read();
+                if (it >= tile_iters) {
+                    bw[it - tile_iters] = g.b[0];
+                    sw[it - tile_iters] = g.b[1];
+                } else {
+                    const int t0 = (it >> tb_log2) * WEIGHT_PORTS;
+                    const int k = it & int(tb - 1);
                     for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-                        advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
+                        if (t0 + u < tiles) {  // the op's container decides the lane's geometry (both are static)
+                            if (info.w_bytes == EW_BYTES)
+                                place_lane<EW_BYTES>(lane[u], g.b[u], k, tc[u], k_in);
+                            else
+                                place_lane<W_BYTES>(lane[u], g.b[u], k, tc[u], k_in);
+                        }
+                    }
+                    if ((k & wb_mask) == wb_mask) {  // the lanes' words are complete
+                        for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+                            hold[u] = lane[u];
+                            hold_at[u] = word_addr(tr[u], tc[u], k >> wb_log2);
+                        }
+                        n_hold = tiles - t0 < WEIGHT_PORTS ? tiles - t0 : WEIGHT_PORTS;
+                        wi = 0;
+                    }
+                    if (k == int(tb) - 1) {  // the group is placed: each lane moves WEIGHT_PORTS tiles on
+                        for (int u = 0; u < WEIGHT_PORTS; ++u) {
+#pragma HLS UNROLL
+                            advance_tile(tr[u], tc[u], WEIGHT_PORTS, ct);
+                        }
                     }
                 }
             }
         }
-    PLACE_ZERO_COLS:  // tile columns past ct of the pack's tile rows
-        for (int r = 0; r < trn * (tc_used - ct) * TILE; ++r) {
+        const int zc = tc_used - ct;  // tile columns of the last k-slice past the pack's
+    PLACE_ZERO_COLS:  // tile columns past ct of the pack's tile rows: zero words
+        for (int r = 0; r < trn * zc * TILE_WORDS; ++r) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_COLS
-            const int cols = tc_used - ct;
-            const int tri = r / (cols * TILE), tci = ct + (r / TILE) % cols, i = r % TILE;
-            for (int c = 0; c < TILE; ++c) {
-#pragma HLS UNROLL
-                const int kk = tci * TILE + c;
-                w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
-            }
+            w[word_addr(r / (zc * TILE_WORDS), ct + (r / TILE_WORDS) % zc, r % TILE_WORDS)] = zero_word();
         }
-    PLACE_ZERO_ROWS:  // the block's tile rows past trn (a partial block)
-        for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE; ++r) {
+    PLACE_ZERO_ROWS:  // the block's tile rows past trn (a partial block): zero words
+        for (int r = 0; r < (MAC_ROWS / TILE - trn) * tc_used * TILE_WORDS; ++r) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_ZERO_ROWS
-            const int tri = trn + r / (tc_used * TILE), tci = (r / TILE) % tc_used, i = r % TILE;
-            for (int c = 0; c < TILE; ++c) {
-#pragma HLS UNROLL
-                const int kk = tci * TILE + c;
-                w[kk / MAC_COLS][tri * TILE + i][kk % MAC_COLS] = w_t(0);
-            }
+            w[word_addr(trn + r / (tc_used * TILE_WORDS), (r / TILE_WORDS) % tc_used, r % TILE_WORDS)] = zero_word();
         }
         BiasRow b;  // one wide word on the bias stream (Vitis aggregates a struct on a stream)
     PLACE_BIAS:
@@ -572,11 +636,35 @@ struct PtrFeed {
     }
 };
 
+// k-slice ks's word j (of SLICE_WORDS) into the shadow register: word j is tile j / TILE_WORDS of the slice
+// (tile row tt / SLICE_TILE_COLS, tile column tt % SLICE_TILE_COLS), its rows (j % TILE_WORDS)·WORD_ROWS on. Every
+// register has one source bit of the word and loads when j is its word (a clock enable, no mux).
+inline void load_slice_word(slice_reg_t& shadow, const wword_t& word, int j) {
+#pragma HLS INLINE
+SLICE_WORDS_EN:
+    for (int jj = 0; jj < SLICE_WORDS; ++jj) {
+#pragma HLS UNROLL
+        if (jj == j) {
+            const int tt = jj / TILE_WORDS, r0 = (tt / SLICE_TILE_COLS) * TILE + (jj % TILE_WORDS) * WORD_ROWS;
+            const int c0 = (tt % SLICE_TILE_COLS) * TILE;
+            for (int p = 0; p < WWORD_W; ++p) {
+#pragma HLS UNROLL
+                shadow[r0 + p / TILE][c0 + p % TILE] = word.w[p];
+            }
+        }
+    }
+}
+
 // One block through the array. Input row t of the op is feed(t, k-slice) (experts gather their queue).
 // The k-slice x token nest is flattened by hand (one pipelined loop of slices x iters cycles, no drain
 // between k-slices); in the last k-slice each token's sums go to `fin` instead of being written back, and
 // every iteration also runs the previous block's (`prev`) epilogue, EPI_PARTS iterations per token (see above);
 // with EPI_PARTS = 1 the token's row goes straight to this block's (`cur`) epilogue instead.
+// Weights: the MACs read `active`, the current k-slice in registers; during its first SLICE_WORDS token cycles
+// the next k-slice's words are read from the block RAM into `shadow` (iters >= ARRAY_MIN_TOKENS >= SLICE_WORDS),
+// which becomes `active` after the slice's last cycle. k-slice 0 loads during the last idle k-slice (an op with
+// fewer k-slices than EPI_PARTS), else in SLICE_WORDS preload cycles at the loop's start (the cycle model counts
+// them; the previous block's epilogue already runs in them).
 // acc, fin: the array's accumulator and finished-row memories, owned by the caller (the engine process: no static).
 template <class WB, class FEED, class EPI, class SINK>
 void mac_block(const WB& w, const BiasRow& bias, int k_in, FEED& feed, int rows, EPI& epi, SINK& sink, acc_mem_t& acc,
@@ -585,10 +673,14 @@ void mac_block(const WB& w, const BiasRow& bias, int k_in, FEED& feed, int rows,
     const int slices = kslices < EPI_PARTS ? EPI_PARTS : kslices;  // room for the previous block's epilogue
     const int idle = slices - kslices;                             // leading k-slices the array idles
     const int iters = rows < ARRAY_MIN_TOKENS ? ARRAY_MIN_TOKENS : rows;  // see the header: RAW distance
+    const int pre = idle > 0 ? 0 : SLICE_WORDS;  // cycles that preload k-slice 0 (none: an idle k-slice does)
     const int epi_iters = prev.valid ? EPI_PARTS * rows : 0;
+    slice_reg_t shadow, active;  // the next k-slice as it loads, the one the MACs read (registers)
+#pragma HLS ARRAY_PARTITION variable = shadow complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = active complete dim = 0
     int sl = 0, t = 0, et = 0, part = 0;
 K_SLICES_X_TOKENS:
-    for (int it = 0; it < slices * iters; ++it) {
+    for (int it = 0; it < pre + slices * iters; ++it) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = TC_MAC_ITERS_MIN max = TC_MAC_ITERS
 #pragma HLS DEPENDENCE variable = acc inter false
@@ -600,14 +692,18 @@ K_SLICES_X_TOKENS:
                 ++et;
             }
         }
+        const bool preload = it < pre;
+        const int lks = preload ? 0 : sl - idle + 1;  // the k-slice whose words load now: the next one
+        const int lw = preload ? it : t;
+        if (lw < SLICE_WORDS && lks >= 0 && lks < kslices) load_slice_word(shadow, w[lks * SLICE_WORDS + lw], lw);
         const int ks = sl - idle;
-        if (ks >= 0 && t < rows) {
+        if (!preload && ks >= 0 && t < rows) {
             act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
 #pragma HLS ARRAY_PARTITION variable = xs complete
             feed(t, ks, xs);
             slice_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
-            mac_cycle(w[ks], xs, sum);
+            mac_cycle(active, xs, sum);
             acc_t row[MAC_ROWS];  // the token's finished sums (EPI_PARTS = 1: straight to the epilogue)
 #pragma HLS ARRAY_PARTITION variable = row complete
             for (int n = 0; n < MAC_ROWS; ++n) {
@@ -621,7 +717,16 @@ K_SLICES_X_TOKENS:
             }
             if (EPI_PARTS == 1 && ks == kslices - 1) epilogue_part(row, cur, t, 0, epi, sink);
         }
-        if (++t == iters) {
+        if (preload ? it == pre - 1 : t == iters - 1) {  // the slice is done: the loaded one becomes active
+            for (int n = 0; n < MAC_ROWS; ++n) {
+#pragma HLS UNROLL
+                for (int c = 0; c < MAC_COLS; ++c) {
+#pragma HLS UNROLL
+                    active[n][c] = shadow[n][c];
+                }
+            }
+        }
+        if (!preload && ++t == iters) {
             t = 0;
             ++sl;
         }

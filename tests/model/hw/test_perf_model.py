@@ -12,7 +12,7 @@ import pytest
 from m3vit.configs import get_config
 from m3vit.flops import backbone_macs
 from m3vit.hw.estimate import perf
-from m3vit.hw.gen.hls_config import ARRAY_LATENCY, HlsParams
+from m3vit.hw.gen.hls_config import ARRAY_LATENCY, HlsParams, slice_words
 from m3vit.quant.spec import get_mode
 
 W8 = get_mode("w8a8")
@@ -38,10 +38,13 @@ def test_linear_trip_counts_and_prefetch(micro):
     fm = perf.model_frame(micro, W8, p, perf.Routing.balanced(micro), perf.BURST_PLATFORM, perf.AS_BUILT)
     fc1 = next(o for o in fm.ops if o.layer == 0 and o.name == "fc1")
     n, blocks = micro.num_tokens, math.ceil(micro.mlp_hidden / 32)
-    # each block's loop: at least EPI_PARTS k-slices (the previous block's epilogue beside it), then the op's last
-    # block's epilogue drain (EPI_PARTS cycles per token, linear.h)
-    parts = p.mac_rows // p.epi_lanes
-    assert fc1.compute == blocks * max(math.ceil(micro.dim / 32), parts) * n + parts * n
+    # each block's loop: at least EPI_PARTS k-slices (the previous block's epilogue beside it) and, without an idle
+    # k-slice, the SLICE_WORDS cycles that preload k-slice 0 into the shadow register; then the op's last block's
+    # epilogue drain (EPI_PARTS cycles per token, linear.h)
+    parts, ks = p.mac_rows // p.epi_lanes, math.ceil(micro.dim / 32)
+    pre = slice_words(p, 8) if ks >= parts else 0
+    assert slice_words(p, 8) == 32 * 32 * 8 // 1024  # 1,024-bit block RAM words
+    assert fc1.compute == blocks * (max(ks, parts) * n + pre) + parts * n
     # compute-bound blocks, the loader ahead across ops (fc1's first block loads during proj and LN2): the op is
     # its compute plus each block's pipeline drain, no load exposed
     assert fc1.compute > fc1.load
@@ -51,7 +54,8 @@ def test_linear_trip_counts_and_prefetch(micro):
                               dataclasses.replace(perf.AS_BUILT, cross_op_prefetch=False))
     fc1b = next(o for o in per_op.ops if o.layer == 0 and o.name == "fc1")
     # a 32-row block of k = dim: its bytes at the DDR rate, or the reader's / placer's cycles (tile groups of 3
-    # ports x 16 beats, then 8 bias beats, and the placer's per-block overhead), whichever is slower
+    # ports x 16 beats, then 8 bias beats beside the last words' writes, and the placer's per-block overhead),
+    # whichever is slower
     tiles = 2 * math.ceil(micro.dim / 16)
     first = max(32 * (micro.dim + 4) / perf.BURST_PLATFORM.weight_bytes_per_cycle,
                 math.ceil(tiles / 3) * 16 + 8 + perf.LOADER_BLOCK_OVERHEAD)
@@ -100,9 +104,10 @@ def test_as_built_follows_the_code_parameters():
     assert op(p, "tokens out", -1).cycles == rows * cfg.dim * 2 / 16
     qkv = op(p, "qkv")  # 3 x heads ops of head_dim rows: blocks of min(mac_rows, head_dim) rows
     per_head = math.ceil(cfg.head_dim / p.mac_rows)
-    parts = p.mac_rows // p.epi_lanes
-    assert qkv.compute == 3 * cfg.num_heads * (per_head * max(math.ceil(cfg.dim / p.mac_cols), parts) * rows
-                                               + parts * rows)
+    parts, ks = p.mac_rows // p.epi_lanes, math.ceil(cfg.dim / p.mac_cols)
+    pre = slice_words(p, 8) if ks >= parts else 0  # k-slice 0's preload (linear.h mac_block)
+    assert pre == 16
+    assert qkv.compute == 3 * cfg.num_heads * (per_head * (max(ks, parts) * rows + pre) + parts * rows)
     assert op(p, "dispatch").cycles >= rows * cfg.num_experts  # one row per num_experts cycles
 
 

@@ -51,12 +51,13 @@ PROBE_CONSTANTS = (
     "LN_D_BITS", "LN_CENTRED_BITS", "LN_RECIP_BITS", "LN_NORM_BITS", "LN_S1_BITS", "LN_S2_BITS", "TILE", "GATE_BITS",
     "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
     "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS", "POST_IN_BITS", "AV_OUT_COLS", "AV_OUT_W", "AV_OUT_PARTS",
+    "WWORD_BITS", "WWORD_W", "SLICE_WORDS", "BLOCK_WORDS", "TILE_WORDS", "EW_BYTES", "W_BYTES",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
 TOP_ARRAYS = ("x_res", "x_mid", "h_ln", "a_buf", "hid", "patches", "logits", "moe_acc", "queue", "gates", "counts",
               "att_out", "ln_g", "ln_b", "pos_buf")
-ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t", "av_acc_t", "av_done_t")
+ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t", "av_acc_t", "av_done_t", "slice_reg_t")
 
 
 def _sources_text() -> str:
@@ -98,8 +99,8 @@ def probe(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
 
 
 # --- pragmas -----------------------------------------------------------------------------------------------------
-_PRAGMA = re.compile(r"(?:#pragma\s+HLS|M3V_PRAGMA\(HLS)\s+(ARRAY_PARTITION|ARRAY_RESHAPE|BIND_STORAGE|BIND_OP)\b"
-                     r"([^\n)]*)")
+_PRAGMA = re.compile(r"(?:#pragma\s+HLS|M3V_PRAGMA\(HLS)\s+"
+                     r"(ARRAY_PARTITION|ARRAY_RESHAPE|BIND_STORAGE|BIND_OP|AGGREGATE)\b([^\n)]*)")
 
 
 def pragmas(text: str | None = None) -> dict[str, dict[str, dict[str, str]]]:
@@ -229,7 +230,6 @@ class Memory:
 
 # Shapes of the multi-dimensional arrays whose partitions name a dim (from their declarations).
 MEMORY_SHAPES = {
-    "blocks": lambda c: (c["KS_MAX"], c["MAC_ROWS"], c["MAC_COLS"]),  # weight_block_t
     "acc": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t
     "fin": lambda c: (c["ROWS_MAX"], c["MAC_ROWS"]),                 # acc_mem_t: finished rows → epilogue
     "sc": lambda c: (c["ATTN_SUPER"], c["N_TOK"]),                   # attention score rows
@@ -237,7 +237,41 @@ MEMORY_SHAPES = {
 }
 
 
-def memories(pr: dict) -> list[Memory]:
+def weight_block_memories(pr: dict, prag_blocks: dict) -> list[Memory]:
+    """The weight ping-pong (linear.h weight_block_t: BLOCK_WORDS words of WWORD_W weights, a struct) and the
+    registers around it. AGGREGATE on the stream makes each word one WWORD_W·w_t-bit block RAM word; without it
+    Vitis disaggregates the struct into WWORD_W memories of one weight each (what this costs then)."""
+    c, t, a = pr["constants"], pr["types"], pr["arrays"]
+    n_words = a["weight_block_t"][1]
+    if n_words != c["BLOCK_WORDS"]:
+        raise ValueError(f"weight_block_t has {n_words} elements, not BLOCK_WORDS = {c['BLOCK_WORDS']} words")
+    word = c["WWORD_W"] * t["w_t"]
+    if "AGGREGATE" in prag_blocks:
+        blocks = Memory("linear unit: weight blocks", "blocks", word, n_words, 2,
+                        f"stream_of_blocks<weight_block_t, 2>: {c['SLICE_WORDS']} words per k-slice (AGGREGATE)",
+                        "array_step")
+    else:
+        blocks = Memory("linear unit: weight blocks", "blocks", t["w_t"], n_words, 2 * c["WWORD_W"],
+                        "stream_of_blocks<weight_block_t, 2>, the word's struct disaggregated (no AGGREGATE)",
+                        "array_step")
+    sr_w, sr_n = a["slice_reg_t"]
+    return [
+        blocks,
+        Memory("linear unit: weight blocks", "shadow", sr_w, sr_n, 1,
+               "the next k-slice, loaded word by word from the block RAM (registers)", "mac_block"),
+        Memory("linear unit: weight blocks", "active", sr_w, sr_n, 1,
+               "the k-slice the MACs read (registers)", "mac_block"),
+        Memory("linear unit: weight blocks", "lane", word, c["WEIGHT_PORTS"], 1,
+               "the placer's word per weight port in the making (registers)", "block_placer"),
+        Memory("linear unit: weight blocks", "hold", word, c["WEIGHT_PORTS"], 1,
+               "the placer's finished words, written one per cycle (registers)", "block_placer"),
+    ]
+
+
+def memories(pr: dict, prag_blocks: dict | None = None) -> list[Memory]:
+    """Every on-chip memory of the top; ``prag_blocks``: the weight block stream's pragmas (default: hls/'s)."""
+    if prag_blocks is None:
+        prag_blocks = pragmas().get("blocks", {})
     c, t, a = pr["constants"], pr["types"], pr["arrays"]
     top = {
         "x_res": "activations: residual stream", "x_mid": "activations: residual stream",
@@ -252,11 +286,9 @@ def memories(pr: dict) -> list[Memory]:
     if c["EPI_PARTS"] > 1:  # linear.h: the finished rows wait for the epilogue (EPI_PARTS = 1: inline, fin unused)
         out.append(Memory("linear unit: accumulators + epilogue", "fin", *a["acc_mem_t"], 1,
                           "a block's finished rows, read by the epilogue beside the next block", "array_engine"))
-    wb_w, wb_n = a["weight_block_t"]
     hb_w, hb_n = a["head_buf_t"]
+    out += weight_block_memories(pr, prag_blocks)
     out += [
-        Memory("linear unit: weight blocks", "blocks", wb_w, wb_n, 2, "stream_of_blocks<weight_block_t, 2>",
-               "array_step"),
         Memory("linear unit: accumulators + epilogue", "acc", *a["acc_mem_t"], scope="array_engine"),
         Memory("attention: head Q, K, V", "qh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
         Memory("attention: head Q, K, V", "kh", hb_w, hb_n, 2, "PIPO between heads", "attention_heads"),
@@ -393,10 +425,19 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     macs = c["MAC_ROWS"] * c["MAC_COLS"]
     out.append(("linear unit: MAC array", round(mt["LUT"] * macs / macs_per_tile), "yosys",
                 f"mac_tile {mt['LUT']} LUT per {macs_per_tile} MACs × {macs} MACs"))
-    banks = c["MAC_ROWS"] * c["MAC_COLS"]
-    out.append(("linear unit: weight blocks", banks * c["WEIGHT_PORTS"] * 2 + 6 * 1024, "rule",
-                f"placer: a write-enable decode per weight bank ({banks} banks × {c['WEIGHT_PORTS']} beats × 2), "
-                "reader/placer address logic 6k"))
+    # linear.h block_placer: the held words go to the block RAM one per cycle (a WEIGHT_PORTS-to-1 select per word
+    # bit, 4:1 per LUT6), each beat's weights past k_in zeroed (one LUT per beat bit and port); a mode whose expert
+    # container differs (EW_BYTES < W_BYTES) loads a lane register bit from one of two beat positions (2:1). The
+    # lane, hold, shadow and active registers load at fixed positions under clock enables (no data mux, FFs: the
+    # memories' basis); mac_block's word-enable decode of SLICE_WORDS is a few LUTs.
+    w_sel = c["WWORD_BITS"] * math.ceil(c["WEIGHT_PORTS"] / 4)
+    mask = c["WEIGHT_PORTS"] * 128
+    mixed = c["WEIGHT_PORTS"] * c["WWORD_BITS"] if c["EW_BYTES"] != c["W_BYTES"] else 0
+    out.append(("linear unit: weight blocks", w_sel + mask + mixed + 6 * 1024, "rule",
+                f"placer: the word write select ({c['WEIGHT_PORTS']}:1 × {c['WWORD_BITS']} bit = {w_sel}), the "
+                f"k_in mask ({c['WEIGHT_PORTS']} × 128 = {mask})"
+                + (f", the two containers' 2:1 lane select ({mixed})" if mixed else "")
+                + "; reader/placer address logic 6k"))
     rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
     rs = c["RES_SUM_BITS"]  # the residual add's aligned operands and sum (fx.h residual_add)
     r_add, _ = requant_lut(units, rs)
@@ -481,25 +522,28 @@ def estimate(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     text = _sources_text()
     prag = {f: pragmas(function_body(f, text)) for f in
             ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "av_subgroup",
-             "layernorm_rows", "weight_loader")}
+             "layernorm_rows", "weight_loader", "mac_block", "block_placer")}
     macro = pragmas(text)  # the block stream's macro expansion (array_step's `blocks`)
     prag["array_step"].update({k: v for k, v in macro.items() if k == "blocks"})
     units = rtl_units()
     ks: dict[str, dict] = {}
 
     def k(name: str) -> dict:
-        return ks.setdefault(name, {"name": name, "dsp": 0, "bram36": 0.0, "uram": 0, "lut": 0, "basis": []})
+        return ks.setdefault(name, {"name": name, "dsp": 0, "bram36": 0.0, "uram": 0, "lut": 0, "ff": 0,
+                                    "basis": []})
 
-    for m in memories(pr):
+    for m in memories(pr, prag["array_step"].get("blocks", {})):
         r = m.cost(prag, c)
         e = k(m.kernel)
         e["bram36"] += r["bram36"]
         e["uram"] += r["uram"]
         e["lut"] += r["lut"]
+        e["ff"] += r["ff"]
         e["basis"].append(f"{m.name}: {r['bank']} ({r['how']})"
                           + (f" = {r['bram36']:g} BRAM36" if r["bram36"] else "")
                           + (f" = {r['uram']} URAM" if r["uram"] else "")
                           + (f" = {r['lut']} LUT (LUTRAM)" if r["lut"] else "")
+                          + (f" = {r['ff']} FF (registers, not LUT)" if r["ff"] else "")
                           + (f", {m.note}" if m.note else ""))
     for op in OPERATORS:
         n = op.copies(c)

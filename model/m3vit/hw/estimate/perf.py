@@ -40,7 +40,7 @@ import numpy as np
 from ...configs import ModelConfig
 from ...quant.fixed import container_bytes
 from ...quant.spec import PrecisionMode
-from ..gen.hls_config import ARRAY_LATENCY, HlsParams, pack_chunk
+from ..gen.hls_config import ARRAY_LATENCY, HlsParams, pack_chunk, slice_words
 from ..gen.interface import WEIGHT_PORTS
 from ..platform import BEAT_BYTES, DEVICE
 from .resources import kernels, totals
@@ -110,8 +110,9 @@ M_AXI_OUTSTANDING = 16
 
 def single_beat_rate(plat: Platform | None = None) -> float:
     """Beats per cycle of a port whose reads are single-beat requests: at most M_AXI_OUTSTANDING in flight, each
-    waiting the DDR latency. linear.h's weight_reader reads beat k of a tile at lane_beat(k, u) — a rotation that
-    wraps inside the tile, under a condition — so Vitis infers no burst and every beat is its own request."""
+    waiting the DDR latency. linear.h's weight_reader reads beat k of each port's tile in one loop over the whole
+    region (a port's address jumps by WEIGHT_PORTS tiles every tile group, and a read is under a condition), which
+    Vitis does not infer as bursts: every beat is its own request."""
     plat = plat or Platform()
     return min(1.0, M_AXI_OUTSTANDING / plat.ddr_latency_cycles)
 
@@ -256,13 +257,16 @@ LOADER_BLOCK_OVERHEAD = 6
 def block_load(env: Env, rows: int, k: int, wbytes: int | None = None) -> float:
     """Cycles the loader needs for a block of ``rows`` x ``k`` weights and its biases: the DDR / port rate, or the
     reader's and placer's rate (linear.h: one beat of each of the weight ports' tiles per cycle, tile groups
-    rounded up, then the biases one beat per cycle, plus the placer's per-block overhead), whichever is slower.
+    rounded up, then the biases one beat per cycle beside the last words' writes, plus the placer's per-block
+    overhead), whichever is slower.
     ``wbytes``: the op's weight container (default the mode's; the expert matrices pass ``env.ewbytes``)."""
     wbytes = env.wbytes if wbytes is None else wbytes
     nbytes = rows * (k * wbytes + env.bias_bytes)
     tiles = math.ceil(rows / 16) * math.ceil(k / 16)
-    issue = (math.ceil(tiles / env.plat.weight_ports) * 16 * wbytes
-             + math.ceil(rows * env.bias_bytes / BEAT_BYTES)) + LOADER_BLOCK_OVERHEAD
+    # the tail: the bias beats, and at least WEIGHT_PORTS cycles for the last tile group's block RAM words (the
+    # placer writes the ports' finished words one per cycle)
+    tail = max(math.ceil(rows * env.bias_bytes / BEAT_BYTES), env.plat.weight_ports)
+    issue = math.ceil(tiles / env.plat.weight_ports) * 16 * wbytes + tail + LOADER_BLOCK_OVERHEAD
     return max(nbytes / env.plat.weight_bytes_per_cycle, issue)
 
 
@@ -278,7 +282,7 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     once per token tile (inputs and outputs cross the scratch port once), or weights read once with the
     input rows re-streamed from scratch for every output block.
     """
-    p, mac = env.p, env.units["mac_tile"]
+    p = env.p
     per = n_out // split
     sizes = [min(p.mac_rows, per - i * p.mac_rows) for i in range(math.ceil(per / p.mac_rows))] * split
     blocks, kslices = len(sizes), math.ceil(k / p.mac_cols)
@@ -290,7 +294,7 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     depth = ARRAY_LATENCY + env.units["requant"].depth + epi_depth
     # linear.h: a block's epilogue runs beside the next block (EPI_PARTS cycles per token), so a block's loop has at
     # least EPI_PARTS k-slices, and the op's last block's epilogue drains after it (epi_drain)
-    compute_per_block = max(rows, ARRAY_LATENCY) * max(kslices, epi_parts(p)) * mac.ii
+    compute_per_block = block_compute(env, rows, kslices)
     macs = rows * n_out * k
     if env.tiles == 1:
         c = [compute_per_block] * blocks
@@ -302,8 +306,8 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
     scratch = env.plat.port_bytes_per_cycle()
     io = rows * (k + n_out) * env.abytes
     tile_rows = math.ceil(rows / env.tiles)
-    by_tile = sum(env.pipelined([max(ARRAY_LATENCY, min(tile_rows, rows - t * tile_rows))
-                                 * max(kslices, epi_parts(p)) * mac.ii + depth] * blocks, load)
+    by_tile = sum(env.pipelined([block_compute(env, min(tile_rows, rows - t * tile_rows), kslices) + depth] * blocks,
+                                load)
                   + split * epi_drain(p, min(tile_rows, rows - t * tile_rows)) for t in range(env.tiles))
     by_tile = max(by_tile, io / scratch)
     restream = rows * k * env.abytes * blocks + rows * n_out * env.abytes
@@ -315,6 +319,16 @@ def linear(env: Env, layer: int, name: str, n_out: int, k: int, rows: int, epi_d
                   sum(block_w) * env.tiles, io, binds=_spill_bind(compute, sum(load) * env.tiles, io / scratch, env))
     return Op(layer, name + " (inputs re-streamed)", "linear", by_block, compute, sum(load), macs, sum(block_w),
               restream, binds=_spill_bind(compute, sum(load), restream / scratch, env))
+
+
+def block_compute(env: Env, rows: int, kslices: int) -> float:
+    """Cycles of one block's pipelined loop (linear.h mac_block), its depth aside: max(kslices, EPI_PARTS) k-slices
+    of max(rows, ARRAY_MIN_TOKENS) token cycles, plus the SLICE_WORDS cycles that preload k-slice 0 from the block
+    RAM into the shadow register when no idle k-slice can (kslices >= EPI_PARTS); every later k-slice loads during
+    the previous one's token cycles."""
+    p = env.p
+    pre = slice_words(p, env.mode.weight_bits) if kslices >= epi_parts(p) else 0
+    return (max(rows, ARRAY_LATENCY) * max(kslices, epi_parts(p)) + pre) * env.units["mac_tile"].ii
 
 
 def epi_parts(p: HlsParams) -> int:
@@ -428,7 +442,7 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
     active expert loaded once with its queued tokens gathered from scratch and its outputs written per slot
     and combined afterwards.
     """
-    cfg, p, mac = env.cfg, env.p, env.units["mac_tile"]
+    cfg, p = env.cfg, env.p
     h, d = cfg.expert_hidden, cfg.dim
     depth = ARRAY_LATENCY + env.units["requant"].depth  # per block, as in linear()
     bw = env.plat.weight_bytes_per_cycle
@@ -450,7 +464,7 @@ def experts(env: Env, layer: int, moe_index: int) -> Op:
                 queue = [1] * int(counts.sum())
             for q in queue:  # short queues still run ARRAY_MIN_TOKENS iterations per k-slice
                 for i, (blocks, ks, blk_load) in enumerate(calls):
-                    c = [max(q, ARRAY_LATENCY) * max(ks, epi_parts(p)) * mac.ii] * blocks
+                    c = [block_compute(env, q, ks)] * blocks
                     c[-1] += epi_drain(p, q)  # each matrix is an op: its last block's epilogue drains
                     drain = depth + (env.units["gelu"].depth if i == 0 else 0)
                     cycles += env.pipelined([x + drain for x in c], [blk_load] * blocks)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ...configs import ModelConfig
 from ...quant.intops import LN_IN_BITS
 from ...quant.spec import PrecisionMode
-from ..gen.hls_config import HlsParams, pack_chunk
+from ..gen.hls_config import WEIGHT_WORD_BITS, HlsParams, pack_chunk, slice_words
 
 
 def bram36(width: int, depth: int) -> int:
@@ -71,10 +71,11 @@ def kernels(cfg: ModelConfig, mode: PrecisionMode, p: HlsParams) -> list[Kernel]
         Kernel("linear unit: MAC array", macs // 2 if packed else macs, 0, 0,
                f"{p.mac_rows}x{p.mac_cols} MACs" + (", 2 INT8 MACs per DSP48E2 (WP486)" if packed else ""),
                role="mac_array"),
-        Kernel("linear unit: weight blocks", 0, 0, 0,
-               f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights: "
-               f"{2 * ks_max * macs * wb // 8 // 1024} KiB of distributed RAM, one k-slice per read; the one "
-               "region's (array_step)", role="weight_blocks"),
+        Kernel("linear unit: weight blocks", 0, 2 * bram36(WEIGHT_WORD_BITS, ks_max * slice_words(p, wb)), 0,
+               f"ping-pong (stream_of_blocks, depth 2) of {ks_max} k-slices x {p.mac_rows}x{p.mac_cols} weights in "
+               f"block RAM, {slice_words(p, wb)} words of {WEIGHT_WORD_BITS} bit per k-slice, copied into a "
+               "k-slice register while the previous slice computes; the one region's (array_step)",
+               role="weight_blocks"),
         Kernel("linear unit: accumulators + epilogue", p.epi_lanes,
                (2 if p.epi_lanes < p.mac_rows else 1) * bram36(p.mac_rows * mode.acc_bits, rows), 0,
                "partial sums of one output block for every token, and the finished rows the epilogue reads beside "

@@ -28,6 +28,9 @@ DSP_A_BITS, DSP_B_BITS, DSP_P_BITS = 27, 18, 48
 # each k-slice's token loop runs at least this many iterations, so that a token's accumulator is
 # never read before the previous k-slice wrote it (idle cycles when an expert queues fewer tokens).
 ARRAY_LATENCY = 16
+# Bits of one block RAM word of the array's weight block (linear.h wword_t): a k-slice is MAC_ROWS·MAC_COLS·W_BITS /
+# WEIGHT_WORD_BITS words, which mac_block loads one per token cycle while the previous k-slice computes.
+WEIGHT_WORD_BITS = 1024
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ class HlsParams:
             raise ValueError(f"epi_lanes {self.epi_lanes} must divide mac_rows {self.mac_rows}")
         if self.moe_lanes < 1 or self.mac_rows % self.moe_lanes:
             raise ValueError(f"moe_lanes {self.moe_lanes} must divide mac_rows {self.mac_rows} (one residual word)")
+
+
+def slice_words(params: HlsParams, weight_bits: int) -> int:
+    """Block RAM words of one k-slice of the array's weight block (linear.h SLICE_WORDS): the preload cycles of a
+    block's first k-slice in mac_block."""
+    return params.mac_rows * params.mac_cols * weight_bits // WEIGHT_WORD_BITS
 
 
 def pack_chunk(mode: PrecisionMode) -> int:
@@ -142,7 +151,8 @@ def constants(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict[
         "EPI_LANES": params.epi_lanes,
         "WEIGHT_PORTS": interface.WEIGHT_PORTS,
         "ROWS_MAX": params.batch * cfg.num_tokens, "KS_MAX": -(-k_max // params.mac_cols),
-        "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
+        "ARRAY_MIN_TOKENS": ARRAY_LATENCY, "WWORD_BITS": WEIGHT_WORD_BITS,
+        "PACK_CHUNK": pack_chunk(mode), "PACK_FIELD_BITS": PACK_FIELD_BITS,
         "DSP_A_BITS": DSP_A_BITS, "DSP_B_BITS": DSP_B_BITS, "DSP_P_BITS": DSP_P_BITS,
         "PROGRAM_MAGIC": program.PROGRAM_MAGIC, "PROGRAM_VERSION": program.PROGRAM_VERSION,
         "HEADER_WORDS": len(program.HEADER_FIELDS), "LAYER_WORDS": len(program.LAYER_FIELDS),
