@@ -166,6 +166,16 @@ inline sint<RESID_BITS> residual_add(const sint<RESID_BITS>& x, const sint<RESID
     return requant<RESID_BITS, RES_SUM_BITS>(residual_sum(x, y, x_lsh, y_lsh), shift);
 }
 
+// x · 2^-S rounded half up for a compile-time S > 0: one (IN + 1)-bit adder and a fixed shift (wiring), the result
+// in the IN - S + 1 bits it needs — round_shift() without its 64-bit variable shifter. Bit-exact with round_shift.
+template <int S, int IN>
+inline sint<IN - S + 1> round_shift_by(const sint<IN>& x) {
+#pragma HLS INLINE
+    static_assert(S > 0 && S < IN, "a right shift within the operand");
+    typedef sint<IN + 1> w_t;
+    return sint<IN - S + 1>(w_t(w_t(x) + (w_t(1) << (S - 1))) >> S);
+}
+
 // An IN-bit value saturated into OUT <= IN bits (the epilogue's one shared requantizer, then each kind's width):
 // requant<OUT>(x, s) == clamp_to<OUT>(requant<IN2>(x, s)) for OUT <= IN2, the saturations being nested.
 template <int OUT, int IN>
@@ -239,7 +249,7 @@ constexpr bool DUMPS = true;
 #else
 constexpr bool DUMPS = false;
 #endif
-inline void dump_word(word_t* mem, uint32_t off, int64_t v) {
+inline void dump_word(word_t* mem, uint32_t off, int32_t v) {  // the dumps are int32 values
 #ifdef M3V_DUMPS
     mem_put(mem, off, 4, v);
 #else

@@ -115,7 +115,7 @@ static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
 // (LinOp::s_off, from the program's row-shift table) and hands them to the epilogue in the BiasRow.
 // RS[] below are one layer's row-shift table words (all NO_ROW_SHIFT for a per-tensor program).
 
-inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) {
+inline void dump_put(word_t* dump, uint32_t base, uint32_t index, int32_t value) {  // int32 dump values
     if (DUMPS && base != NO_DUMP) dump_word(dump, base + uint32_t(index) * 4, value);  // M3V_DUMPS builds only
 }
 
@@ -126,7 +126,7 @@ void dump_matrix(word_t* dump, uint32_t base, const T* buf, int rows, int cols, 
     if (base == NO_DUMP) return;
 DUMP_ROWS:
     for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < cols; ++c) dump_put(dump, base, int64_t(r) * cols + c, int64_t(buf[int64_t(r) * stride + c]));
+        for (int c = 0; c < cols; ++c) dump_put(dump, base, uint32_t(r * cols + c), int32_t(buf[r * stride + c]));
 #else
     (void)dump, (void)base, (void)buf, (void)rows, (void)cols, (void)stride;
 #endif
