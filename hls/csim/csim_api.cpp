@@ -310,7 +310,7 @@ int m3v_op_gate_probs(const int64_t* logits, int64_t rows, int64_t e, int l_frac
 int m3v_op_isqrt(const int64_t* v, int64_t n, int64_t* out) {
     for (int64_t i = 0; i < n; ++i) {
         if (v[i] < 0 || v[i] >= (int64_t(1) << 62)) return fail(-1, "isqrt argument outside [0, 2^62)");
-        out[i] = isqrt(v[i]);
+        out[i] = int64_t(isqrt<62>(sint<63>(v[i])));  // the hardware's form at the widest op-level argument
     }
     return 0;
 }
