@@ -220,7 +220,9 @@ int m3v_op_softmax_stats(const int64_t* a, int64_t rows, int64_t cols, int a_fra
 }
 
 int m3v_op_reciprocal(const int64_t* s, int64_t n, int64_t* out) {
-    for (int64_t i = 0; i < n; ++i) out[i] = softmax_reciprocal(s[i]);
+    // at the op-level key count (the top's rows: SM_N_MAX), so the ap_int build holds every op-level sum
+    for (int64_t i = 0; i < n; ++i)
+        out[i] = int64_t(softmax_reciprocal<OP_SM_KEYS>(sint<SmBits<OP_SM_KEYS>::S>(s[i])));
     return 0;
 }
 
