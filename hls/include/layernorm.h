@@ -70,7 +70,7 @@ template <int D_MAX, class X_T>
 void ln_stats(const X_T* x, int rows, int d, LayerNormParams p, hls::stream<LnBeat>& xs,
               hls::stream<LnSums<D_MAX> >& sums) {
     typedef LnBits<D_MAX> B;
-    sint<B::S1> s1l[LN_LANES];  // a lane's partial sums: within the row's (|partial| <= |whole| bound)
+    sint<B::S1> s1l[LN_LANES];  // a lane's partial sums: fewer terms than the row's, within S1 / S2
     sint<B::S2> s2l[LN_LANES];
 #pragma HLS ARRAY_PARTITION variable = s1l complete
 #pragma HLS ARRAY_PARTITION variable = s2l complete
