@@ -186,10 +186,20 @@ int m3v_read_scratch(uint64_t offset, uint64_t nbytes, uint8_t* out) {
     return 0;
 }
 
+// The op-level softmax, top-k and gates take 32-bit scores (the top's: INTERNAL_BITS).
+static bool op_scores_fit(const int64_t* a, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+        if (a[i] < INT32_MIN || a[i] > INT32_MAX) return false;
+    return true;
+}
+
 int m3v_op_exp2(const int64_t* d, int64_t n, int d_frac, int64_t* out) {
     for (int64_t i = 0; i < n; ++i) {
         if (d[i] > 0) return fail(-1, "exp2 input must be <= 0");
-        out[i] = exp2_neg(d[i], d_frac);
+        // the hardware form at a 62-bit difference (the top's: INTERNAL_BITS + 1), checked against the int64 one
+        const int64_t e = int64_t(exp2_neg<62>(sint<62>(d[i]), d_frac));
+        if (e != exp2_neg64(d[i], d_frac)) return fail(-1, "exp2 op: the narrow form differs from the int64 form");
+        out[i] = e;
     }
     return 0;
 }
@@ -200,16 +210,19 @@ constexpr int OP_SM_KEYS = 1 << 20;
 int m3v_op_softmax_stats(const int64_t* a, int64_t rows, int64_t cols, int a_frac, int64_t* m, int64_t* s) {
     if (cols > OP_SM_KEYS) return fail(-1, "softmax op: more keys than OP_SM_KEYS");
     for (int64_t r = 0; r < rows; ++r) {
-        SoftmaxStats st = softmax_first(a[r * cols]);
-        for (int64_t j = 1; j < cols; ++j) softmax_update<OP_SM_KEYS>(st, a[r * cols + j], a_frac);
-        m[r] = st.m;
-        s[r] = st.s;
+        if (!op_scores_fit(a + r * cols, cols)) return fail(-1, "softmax op: a score outside 32 bits");
+        SmStats<32, OP_SM_KEYS> st = softmax_first<32, OP_SM_KEYS>(sint<32>(a[r * cols]));
+        for (int64_t j = 1; j < cols; ++j) softmax_update(st, sint<32>(a[r * cols + j]), a_frac);
+        m[r] = int64_t(st.m);
+        s[r] = int64_t(st.s);
     }
     return 0;
 }
 
 int m3v_op_reciprocal(const int64_t* s, int64_t n, int64_t* out) {
-    for (int64_t i = 0; i < n; ++i) out[i] = softmax_reciprocal(s[i]);
+    // at the op-level key count (the top's rows: SM_N_MAX), so the ap_int build holds every op-level sum
+    for (int64_t i = 0; i < n; ++i)
+        out[i] = int64_t(softmax_reciprocal<OP_SM_KEYS>(sint<SmBits<OP_SM_KEYS>::S>(s[i])));
     return 0;
 }
 
@@ -219,8 +232,9 @@ int m3v_op_attention(const int64_t* scores, int64_t rows, int64_t n, int s_frac,
     if (n > OP_SM_KEYS) return fail(-1, "attention op: more keys than OP_SM_KEYS");
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t* row = scores + r * n;
-        SoftmaxStats st = softmax_first(row[0]);
-        for (int64_t j = 1; j < n; ++j) softmax_update<OP_SM_KEYS>(st, row[j], s_frac);
+        if (!op_scores_fit(row, n)) return fail(-1, "attention op: a score outside 32 bits");
+        SmStats<32, OP_SM_KEYS> st = softmax_first<32, OP_SM_KEYS>(sint<32>(row[0]));
+        for (int64_t j = 1; j < n; ++j) softmax_update(st, sint<32>(row[j]), s_frac);
         attend_row(row, int(n), s_frac, st, v, int(c), int(c), shift, bits, out + r * c);
     }
     return 0;
@@ -271,8 +285,11 @@ int m3v_op_add(const int64_t* x, const int64_t* y, int64_t n, int x_lsh, int y_l
 int m3v_op_topk(const int64_t* logits, int64_t rows, int64_t e, int64_t k, int64_t* out) {
     if (e > 64 || k > e) return fail(-1, "topk op: e <= 64 and k <= e");
     for (int64_t r = 0; r < rows; ++r) {
+        if (!op_scores_fit(logits + r * e, e)) return fail(-1, "topk op: a logit outside 32 bits");
         int top[64];
-        topk<64>(logits + r * e, int(e), int(k), top);
+        sint<32> l[64];
+        for (int64_t j = 0; j < e; ++j) l[j] = sint<32>(logits[r * e + j]);
+        topk<64>(l, int(e), int(k), top);
         for (int64_t i = 0; i < k; ++i) out[r * k + i] = top[i];
     }
     return 0;
@@ -282,9 +299,12 @@ int m3v_op_gate_probs(const int64_t* logits, int64_t rows, int64_t e, int l_frac
                       int64_t* out) {
     if (e > 64 || k > e) return fail(-1, "gate op: e <= 64 and k <= e");
     for (int64_t r = 0; r < rows; ++r) {
+        if (!op_scores_fit(logits + r * e, e)) return fail(-1, "gate op: a logit outside 32 bits");
         int t[64];
+        sint<32> l[64];
         for (int64_t i = 0; i < k; ++i) t[i] = int(top[r * k + i]);
-        gate_probabilities<64>(logits + r * e, int(e), l_frac, t, int(k), out + r * k);
+        for (int64_t j = 0; j < e; ++j) l[j] = sint<32>(logits[r * e + j]);
+        gate_probabilities<64>(l, int(e), l_frac, t, int(k), out + r * k);
     }
     return 0;
 }
@@ -292,7 +312,7 @@ int m3v_op_gate_probs(const int64_t* logits, int64_t rows, int64_t e, int l_frac
 int m3v_op_isqrt(const int64_t* v, int64_t n, int64_t* out) {
     for (int64_t i = 0; i < n; ++i) {
         if (v[i] < 0 || v[i] >= (int64_t(1) << 62)) return fail(-1, "isqrt argument outside [0, 2^62)");
-        out[i] = isqrt(v[i]);
+        out[i] = int64_t(isqrt<62>(sint<63>(v[i])));  // the hardware's form at the widest op-level argument
     }
     return 0;
 }

@@ -14,18 +14,19 @@
 
 namespace m3v {
 
-// One lane's A·V pass: out[c] = requantize((Σ_j 2^(a_j - m) · v[j][c]) · inv) for c < hd.
-template <class V_T, class O_T>
-void attend_row(const int64_t* scores, int n, int s_frac, const SoftmaxStats& st, const V_T* v, int v_stride, int hd,
+// One lane's A·V pass: out[c] = requantize((Σ_j 2^(a_j - m) · v[j][c]) · inv) for c < hd. The op-level C ABI's
+// reference form in int64 (never synthesized: the top's A·V is av_subgroup below).
+template <class ST, class V_T, class O_T>
+void attend_row(const int64_t* scores, int n, int s_frac, const ST& st, const V_T* v, int v_stride, int hd,
                 int attn_shift, int out_bits, O_T* out) {
     int64_t acc[HEAD_DIM > 64 ? HEAD_DIM : 64];
 #pragma HLS ARRAY_PARTITION variable = acc complete
     for (int c = 0; c < hd; ++c) acc[c] = 0;
-    const int64_t inv = div_round(int64_t(1) << (EXP_OUT_FRAC + INV_FRAC), st.s);  // op-level: up to 2^20 keys
+    const int64_t inv = div_round(int64_t(1) << (EXP_OUT_FRAC + INV_FRAC), int64_t(st.s));  // op-level: up to 2^20 keys
 AV_KEYS:
     for (int j = 0; j < n; ++j) {
 #pragma HLS PIPELINE II = 1
-        const int64_t e = exp2_neg(scores[j] - st.m, s_frac);
+        const int64_t e = exp2_neg64(scores[j] - int64_t(st.m), s_frac);
         const V_T* vj = v + int64_t(j) * v_stride;
         for (int c = 0; c < hd; ++c) acc[c] += e * int64_t(vj[c]);
     }
@@ -90,7 +91,7 @@ QK_LOAD_Q:
     for (int l = 0; l < rows; ++l) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = ATTN_SUPER
-        for (int c = 0; c < HEAD_DIM; ++c) qr[l][c] = q[int64_t(r0 + l) * stride + c];
+        for (int c = 0; c < HEAD_DIM; ++c) qr[l][c] = q[(r0 + l) * stride + c];
     }
 QK_KEYS:
     for (int it = 0; it < n * QK_INTERLEAVE; ++it) {  // one K row per cycle, shared by a sub-group's lanes
@@ -98,7 +99,7 @@ QK_KEYS:
 #pragma HLS LOOP_TRIPCOUNT min = QK_KEYS_TC max = QK_KEYS_TC
 #pragma HLS DEPENDENCE variable = st inter distance = QK_INTERLEAVE true
         const int j = it / QK_INTERLEAVE, g = it % QK_INTERLEAVE;
-        const A_T* kj = k + int64_t(j) * stride;
+        const A_T* kj = k + j * stride;  // on-chip buffer indices: int
         for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS UNROLL
             const int row = g * ATTN_LANES + l;
@@ -115,7 +116,7 @@ QK_KEYS:
                 const int_t a = requant<INTERNAL_BITS, QK_SUM_BITS>(acc, p.scores_shift);
                 sc[row][j] = a;
                 if (j == 0)
-                    st[row] = softmax_first(a);
+                    st[row] = softmax_first<INTERNAL_BITS, SM_N_MAX>(a);
                 else
                     softmax_update(st[row], a, p.scores_frac);
             }
@@ -150,11 +151,12 @@ AV_KEYS:
     for (int it = 0; it < AV_PASSES * n; ++it) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = AV_KEYS_TC max = AV_KEYS_TC
-        const A_T* vj = v + int64_t(j) * stride + pass * AV_LANE_COLS;
+        const A_T* vj = v + j * stride + pass * AV_LANE_COLS;
         for (int l = 0; l < ATTN_LANES; ++l) {
 #pragma HLS UNROLL
             if (l < lanes) {
-                const exp_w_t e = exp_w_t(exp2_neg(int64_t(sc[s0 + l][j]) - st[s0 + l].m, p.scores_frac));
+                typedef sint<INTERNAL_BITS + 1> d_t;  // a score minus its row's max: one bit above both
+                const exp_w_t e = exp2_neg<INTERNAL_BITS + 1>(d_t(d_t(sc[s0 + l][j]) - d_t(st[s0 + l].m)), p.scores_frac);
                 for (int c = 0; c < AV_LANE_COLS; ++c) {
 #pragma HLS UNROLL
                     const bool col = pass * AV_LANE_COLS + c < HEAD_DIM;  // past HEAD_DIM: no V column
@@ -167,7 +169,7 @@ AV_KEYS:
                     }
                 }
                 if (pass == 0 && d_scores != NO_DUMP)
-                    dump_word(dump, d_scores + uint32_t((r0 + l) * n + j) * 4, int64_t(sc[s0 + l][j]));
+                    dump_word(dump, d_scores + uint32_t((r0 + l) * n + j) * 4, int32_t(sc[s0 + l][j]));
             }
         }
         if (++j == n) {
@@ -181,14 +183,15 @@ AV_OUT:  // AV_OUT_W columns of one row per cycle: part `part` of pass `out_pass
 #pragma HLS LOOP_TRIPCOUNT min = AV_OUT_ROW_TC max = AV_OUT_TC
         const int l = it / AV_OUT_ROW_TC, out_pass = (it % AV_OUT_ROW_TC) / AV_OUT_PARTS;
         const int j0 = (it % AV_OUT_PARTS) * AV_OUT_W;  // the part's first column within the pass
-        A_T* o = out + int64_t(r0 + l) * out_stride + out_col0;
+        A_T* o = out + (r0 + l) * out_stride + out_col0;
         for (int j = 0; j < AV_OUT_W; ++j) {
 #pragma HLS UNROLL
             const int jj = j0 + j, c = out_pass * AV_LANE_COLS + jj;
             if (jj < AV_LANE_COLS && c < HEAD_DIM) {  // a ragged last part; past HEAD_DIM: no column
-                const int64_t y = int64_t(mul_exact<AV_SUM_BITS, INV_BITS>(done[out_pass][l][jj], inv[l]));
-                o[c] = A_T(requantize(y, p.attn_shift, ACT_BITS));
-                if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int64_t(o[c]));
+                // the normalised sum at its product's width, one requantizer of that width (not 64 bits)
+                const sint<AV_SUM_BITS + INV_BITS> y = mul_exact<AV_SUM_BITS, INV_BITS>(done[out_pass][l][jj], inv[l]);
+                o[c] = A_T(requant<ACT_BITS, AV_SUM_BITS + INV_BITS>(y, p.attn_shift));
+                if (d_attn != NO_DUMP) dump_word(dump, d_attn + uint32_t((r0 + l) * HEAD_DIM + c) * 4, int32_t(o[c]));
             }
         }
     }

@@ -166,6 +166,16 @@ inline sint<RESID_BITS> residual_add(const sint<RESID_BITS>& x, const sint<RESID
     return requant<RESID_BITS, RES_SUM_BITS>(residual_sum(x, y, x_lsh, y_lsh), shift);
 }
 
+// x · 2^-S rounded half up for a compile-time S > 0: one (IN + 1)-bit adder and a fixed shift (wiring), the result
+// in the IN - S + 1 bits it needs — round_shift() without its 64-bit variable shifter. Bit-exact with round_shift.
+template <int S, int IN>
+inline sint<IN - S + 1> round_shift_by(const sint<IN>& x) {
+#pragma HLS INLINE
+    static_assert(S > 0 && S < IN, "a right shift within the operand");
+    typedef sint<IN + 1> w_t;
+    return sint<IN - S + 1>(w_t(w_t(x) + (w_t(1) << (S - 1))) >> S);
+}
+
 // An IN-bit value saturated into OUT <= IN bits (the epilogue's one shared requantizer, then each kind's width):
 // requant<OUT>(x, s) == clamp_to<OUT>(requant<IN2>(x, s)) for OUT <= IN2, the saturations being nested.
 template <int OUT, int IN>
@@ -178,6 +188,15 @@ inline sint<OUT> clamp_to(const sint<IN>& v) {
 #else
     return sint<OUT>(saturate(int64_t(v), OUT));
 #endif
+}
+
+// A W-bit value saturated into a run-time width 2 <= bits <= W (a W-bit comparator pair, not a 64-bit one).
+template <int W>
+inline sint<W> saturate_to(const sint<W>& v, int bits) {
+#pragma HLS INLINE
+    typedef sint<W + 1> w_t;
+    const w_t hi = w_t(w_t(w_t(1) << (bits - 1)) - 1), lo = w_t(-(w_t(1) << (bits - 1)));
+    return v > hi ? sint<W>(hi) : (v < lo ? sint<W>(lo) : v);
 }
 
 // round-half-up(num / den) for den > 0 (one divider per row).
@@ -203,22 +222,63 @@ inline sint<Q> div_round_pos(const sint<N>& num, const sint<D>& den) {
 #endif
 }
 
-// floor(sqrt(v)) for 0 <= v < 2^62, bit by bit (32 stages, no float): unrolled, so a caller's
-// pipelined loop takes one argument per cycle (LayerNorm's per-row scale).
-inline int64_t isqrt(int64_t v) {
-    uint64_t rem = uint64_t(v), root = 0, bit = uint64_t(1) << 62;
+// floor(sqrt(v)) for 0 <= v < 2^W, bit by bit (ceil(W/2) stages, no float): unrolled, so a caller's pipelined loop
+// takes one argument per cycle (LayerNorm's per-row scale, W = LN_V_BITS). The remainder and the partial root stay
+// below 2^WE (WE = W rounded up to even: the partial root of the top i result bits, shifted, is below 2^(WE - i)),
+// so every stage is a WE-bit compare / subtract, not a 64-bit one. The op-level C ABI runs it at W = 62.
+template <int W>
+inline sint<(W + 1) / 2 + 1> isqrt(const sint<W + 1>& v) {
+#pragma HLS INLINE
+    constexpr int WE = W + (W & 1);
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    typedef ap_uint<WE> u_t;
+#else
+    static_assert(WE <= 64, "the native build's isqrt is 64 bits at most");
+    typedef uint64_t u_t;
+#endif
+    u_t rem = u_t(v), root = 0, bit = u_t(1) << (WE - 2);
 ISQRT:
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < WE / 2; ++i) {
 #pragma HLS UNROLL
-        if (rem >= root + bit) {
-            rem -= root + bit;
-            root = (root >> 1) + bit;
+        if (rem >= u_t(root + bit)) {
+            rem = u_t(rem - u_t(root + bit));
+            root = u_t((root >> 1) + bit);
         } else {
-            root >>= 1;
+            root = u_t(root >> 1);
         }
-        bit >>= 2;
+        bit = u_t(bit >> 2);
     }
-    return int64_t(root);
+    return sint<(W + 1) / 2 + 1>(root);
+}
+
+// The NB-bit little-endian field at bit `lo` of a beat, sign-extended: a range select (wiring), not a 64-bit
+// datapath (the synthesized reads of fixed-size elements use it; word_get / mem_int serve run-time sizes).
+template <int NB>
+inline sint<NB> word_field(const word_t& w, int lo) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    const ap_uint<NB> u = w.range(lo + NB - 1, lo);
+    return sint<NB>(u);
+#else
+    const uint64_t v = word_get(w, lo, NB);
+    return sint<NB>(NB == 64 ? int64_t(v) : int64_t(v << (64 - NB)) >> (64 - NB));
+#endif
+}
+// A value's low NB bits into the beat at bit `lo` (the value fits NB bits: its two's complement bytes).
+template <int NB, class T>
+inline void word_put(word_t& w, int lo, const T& v) {
+#pragma HLS INLINE
+#if defined(__SYNTHESIS__) || defined(M3V_AP_TYPES)
+    w.range(lo + NB - 1, lo) = ap_uint<NB>(ap_int<NB>(v));
+#else
+    word_set(w, lo, NB, uint64_t(int64_t(v)));
+#endif
+}
+// The NBYTES-byte signed element at byte offset `off` of a word memory (element within one beat).
+template <int NBYTES>
+inline sint<8 * NBYTES> mem_field(const word_t* mem, uint32_t off) {
+#pragma HLS INLINE
+    return word_field<8 * NBYTES>(mem[off / BEAT_BYTES], int(off % BEAT_BYTES) * 8);
 }
 
 // Little-endian signed element of `nbytes` at byte offset `off` of a word memory.
@@ -239,7 +299,7 @@ constexpr bool DUMPS = true;
 #else
 constexpr bool DUMPS = false;
 #endif
-inline void dump_word(word_t* mem, uint32_t off, int64_t v) {
+inline void dump_word(word_t* mem, uint32_t off, int32_t v) {  // the dumps are int32 values
 #ifdef M3V_DUMPS
     mem_put(mem, off, 4, v);
 #else

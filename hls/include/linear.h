@@ -600,7 +600,7 @@ EPI_OUTPUTS:
     for (int l = 0; l < EPI_LANES; ++l) {
 #pragma HLS UNROLL
         const int n = part * EPI_LANES + l;
-        if (n < eb.nb) epi(t, eb.n0 + n, int64_t(row[n]), int(eb.s[n]), sink);
+        if (n < eb.nb) epi(t, eb.n0 + n, row[n], int(eb.s[n]), sink);  // the acc_t itself, no 64-bit cast
     }
     epi_row_end(epi, t, eb.n0, part);
 }
@@ -630,7 +630,7 @@ struct PtrFeed {
     const uint16_t* gather;
     int k_in;
     void operator()(int t, int ks, act_t xs[MAC_COLS]) const {
-        const act_t* xr = x + int64_t(gather ? gather[t] : t) * x_stride + ks * MAC_COLS;
+        const act_t* xr = x + int(gather ? gather[t] : t) * x_stride + ks * MAC_COLS;  // on-chip index: int
         const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
         for (int c = 0; c < MAC_COLS; ++c) xs[c] = c < valid ? xr[c] : act_t(0);
     }

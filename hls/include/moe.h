@@ -12,9 +12,9 @@ namespace m3v {
 // the k best so far in order (an insertion into k comparators per cycle): a later expert displaces
 // only strictly smaller logits, so among equal logits the lower index stays ahead — the same order as
 // the contract's k strict-greater passes.
-template <int E_MAX>
-void topk(const int64_t logits[E_MAX], int e, int k, int top[]) {
-    int64_t best[E_MAX];
+template <int E_MAX, class L_T>
+void topk(const L_T logits[E_MAX], int e, int k, int top[]) {
+    L_T best[E_MAX];  // the logits' own width (the top's: INTERNAL_BITS comparators)
     int idx[E_MAX];
 #pragma HLS ARRAY_PARTITION variable = best complete
 #pragma HLS ARRAY_PARTITION variable = idx complete
@@ -27,7 +27,7 @@ TOPK_SCAN:
     for (int j = 0; j < e; ++j) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = E_MAX max = E_MAX
-        const int64_t v = logits[j];
+        const L_T v = logits[j];
         int pos = k;  // first slot that v beats (slots are in descending order)
         for (int i = E_MAX - 1; i >= 0; --i) {
 #pragma HLS UNROLL
@@ -65,13 +65,13 @@ ROUTE_ROWS:  // one row per E_MAX cycles: one top-k comparator bank and one exp 
     for (int r = 0; r < rows; ++r) {
 #pragma HLS PIPELINE II = E_MAX
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = ROWS_MAX
-        int64_t l[E_MAX] = {};
+        L_T l[E_MAX] = {};
         int top[E_MAX] = {};
-        int64_t g[E_MAX] = {};
+        G_T g[E_MAX] = {};
     ROUTE_LOGITS:
         for (int j = 0; j < e; ++j) {
 #pragma HLS LOOP_TRIPCOUNT min = E_MAX max = E_MAX
-            l[j] = int64_t(logits[int64_t(r) * e + j]);
+            l[j] = logits[r * e + j];  // r · e < ROWS_MAX · E_MAX: an int index
         }
         topk<E_MAX>(l, e, k, top);
         gate_probabilities<E_MAX>(l, e, l_frac, top, k, g);
@@ -80,7 +80,7 @@ ROUTE_ROWS:  // one row per E_MAX cycles: one top-k comparator bank and one exp 
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = E_MAX
             const int x = top[i];
             queue[x * ROWS_MAX + count[x]] = uint16_t(r);  // expert x's queue at x · ROWS_MAX (one memory)
-            gate[x * ROWS_MAX + count[x]] = G_T(g[i]);  // 0 <= g <= 2^GATE_FRAC: exact in the gate type
+            gate[x * ROWS_MAX + count[x]] = g[i];  // 0 <= g <= 2^GATE_FRAC: exact in the gate type
             ++count[x];
         }
     }

@@ -115,7 +115,7 @@ static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
 // (LinOp::s_off, from the program's row-shift table) and hands them to the epilogue in the BiasRow.
 // RS[] below are one layer's row-shift table words (all NO_ROW_SHIFT for a per-tensor program).
 
-inline void dump_put(word_t* dump, uint32_t base, int64_t index, int64_t value) {
+inline void dump_put(word_t* dump, uint32_t base, uint32_t index, int32_t value) {  // int32 dump values
     if (DUMPS && base != NO_DUMP) dump_word(dump, base + uint32_t(index) * 4, value);  // M3V_DUMPS builds only
 }
 
@@ -126,7 +126,7 @@ void dump_matrix(word_t* dump, uint32_t base, const T* buf, int rows, int cols, 
     if (base == NO_DUMP) return;
 DUMP_ROWS:
     for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < cols; ++c) dump_put(dump, base, int64_t(r) * cols + c, int64_t(buf[int64_t(r) * stride + c]));
+        for (int c = 0; c < cols; ++c) dump_put(dump, base, uint32_t(r * cols + c), int32_t(buf[r * stride + c]));
 #else
     (void)dump, (void)base, (void)buf, (void)rows, (void)cols, (void)stride;
 #endif
@@ -142,10 +142,10 @@ struct Feed {
     int q_at;  // >= 0: input row t is token queue[q_at + t] (an expert's queue, one flat memory)
     int k_in;
     void operator()(int t, int ks, act_t xs[MAC_COLS]) const {
-        const int64_t row = q_at >= 0 ? int64_t(queue[q_at + t]) : int64_t(t);
+        const int row = q_at >= 0 ? int(queue[q_at + t]) : t;  // on-chip buffer indices: int
         const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
         for (int c = 0; c < MAC_COLS; ++c) {
-            const int64_t k = int64_t(ks) * MAC_COLS + c;
+            const int k = ks * MAC_COLS + c;
             act_t v;
             switch (kind) {
                 case FEED_PATCHES: v = patches[row * PATCH_K + k]; break;
@@ -180,7 +180,7 @@ struct Epilogue {
     // EMBED: + position (pos_buf, on chip), into the row after the frame's CLS token
     word_t* dump;               // dumps (M3V_DUMPS builds): d0 (and d1: GELU output, residual sum)
     uint32_t d0, d1;
-    int64_t row0;               // dump row of r = 0
+    int row0;                   // dump row of r = 0
     int d_cols;
     // GATE_ACC: the token's MAC_ROWS sums of moe_acc (one word), held over the token's EPI_PARTS epilogue cycles:
     // read in its first part, written back in its last (epi_row_begin / epi_row_end), one read-modify-write
@@ -192,16 +192,16 @@ struct Epilogue {
     // One requantizer per output lane serves every kind: into EPI_BITS (the widest kind's), then each kind's width
     // by saturation (bit-exact: clamp_to), instead of a requantizer per kind and lane.
     // The patch embedding's position (bias_t) is added before it, so the embedding shares it too (EPI_IN_BITS).
-    void operator()(int r, int n, int64_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
+    void operator()(int r, int n, acc_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
         const int f = r / N_PATCH, pt = r % N_PATCH;  // EMBED: frame and patch of row r
         const sint<EPI_IN_BITS> pos =
             kind == EPI_EMBED ? sint<EPI_IN_BITS>(pos_buf[pt * DIM + n]) : sint<EPI_IN_BITS>(0);
-        const sint<EPI_IN_BITS> a = sint<EPI_IN_BITS>(sint<EPI_IN_BITS>(acc_t(acc)) + pos);
+        const sint<EPI_IN_BITS> a = sint<EPI_IN_BITS>(sint<EPI_IN_BITS>(acc) + pos);
         const sint<EPI_BITS> q = requant<EPI_BITS, EPI_IN_BITS>(a, sh);
         // The second stage: GELU's y or the residual sum, through ONE requantizer per lane (the kinds exclude each
         // other), into POST_BITS, then each kind's width by saturation (clamp_to: nested saturations, bit-exact).
-        const int64_t i = int64_t(r) * DIM + n;  // RES_*: the residual element
+        const int i = r * DIM + n;  // RES_*: the residual element
         const int_t z = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
         const res_t b = clamp_to<RESID_BITS, EPI_BITS>(q);
         const bool residual = kind == EPI_RES_MID || kind == EPI_RES_OUT;
@@ -212,15 +212,15 @@ struct Epilogue {
         switch (kind) {
             case EPI_STORE_LOGIT: {
                 const int_t v = clamp_to<INTERNAL_BITS, EPI_BITS>(q);
-                logits[int64_t(r) * EXPERTS + n] = v;
-                dump_put(dump, d0, int64_t(r) * d_cols + n, v);
+                logits[r * EXPERTS + n] = v;
+                dump_put(dump, d0, uint32_t(r * d_cols + n), int32_t(v));
                 break;
             }
             case EPI_GELU: {
                 const act_t g = clamp_to<ACT_BITS, POST_BITS>(o);
-                hid[int64_t(r) * HIDDEN_MAX + n] = g;
-                dump_put(dump, d0, (row0 + r) * d_cols + n, z);
-                dump_put(dump, d1, (row0 + r) * d_cols + n, g);
+                hid[r * HIDDEN_MAX + n] = g;
+                dump_put(dump, d0, uint32_t((row0 + r) * d_cols + n), int32_t(z));
+                dump_put(dump, d1, uint32_t((row0 + r) * d_cols + n), int32_t(g));
                 break;
             }
             case EPI_RES_MID:
@@ -230,8 +230,8 @@ struct Epilogue {
                     x_mid[i] = s;
                 else
                     x_res[i] = s;
-                dump_put(dump, d0, i, b);
-                dump_put(dump, d1, i, s);
+                dump_put(dump, d0, uint32_t(i), int32_t(b));
+                dump_put(dump, d1, uint32_t(i), int32_t(s));
                 break;
             }
             case EPI_GATE_ACC: {  // into the token's held sums (epi_row_begin read them)
@@ -297,7 +297,7 @@ Epilogue epi_of(EpiKind kind, int shift, bool per_row, word_t* dump, uint32_t d0
 }
 
 Epilogue epi_gelu(int shift, bool per_row, int in_frac, int gelu_shift, word_t* dump, uint32_t d_pre, uint32_t d_post,
-                  int64_t row0, int d_cols) {
+                  int row0, int d_cols) {
     Epilogue e = epi_of(EPI_GELU, shift, per_row, dump, d_pre, d_cols);
     e.in_frac = in_frac;
     e.gelu_shift = gelu_shift;
@@ -384,9 +384,9 @@ EMBED_IM2COL:
         const word_t w = images[i];
         for (int j = 0; j < PIX_PER_BEAT; ++j) {
 #pragma HLS UNROLL
-            const int64_t v = beat_int_bytes(w, j, ACT_BYTES);
-            patches[int64_t(f * N_PATCH + p) * PATCH_K + k0 + j] = act_t(v);
-            dump_put(dump, d_image, int64_t(f) * IN_CH * IMG_H * IMG_W + pix0 + j, v);  // M3V_DUMPS builds only
+            const act_t v = act_t(word_field<8 * ACT_BYTES>(w, j * 8 * ACT_BYTES));
+            patches[(f * N_PATCH + p) * PATCH_K + k0 + j] = v;
+            dump_put(dump, d_image, uint32_t(f * IN_CH * IMG_H * IMG_W + pix0 + j), int32_t(v));  // M3V_DUMPS only
         }
     }
 }
@@ -414,9 +414,9 @@ LN_PARAM_BEATS:
         for (int j = 0; j < BEAT_BYTES; ++j) {
 #pragma HLS UNROLL
             if (gain && j < G_PER_BEAT && b * G_PER_BEAT + j < DIM)
-                ln_g[i * DIM + b * G_PER_BEAT + j] = w_t(beat_int(w, j));
+                ln_g[i * DIM + b * G_PER_BEAT + j] = w_t(word_field<8 * W_BYTES>(w, j * 8 * W_BYTES));
             if (!gain && j < B_PER_BEAT && (b - G_BEATS) * B_PER_BEAT + j < DIM)
-                ln_b[i * DIM + (b - G_BEATS) * B_PER_BEAT + j] = bias_t(beat_int_bytes(w, j, BIAS_BYTES));
+                ln_b[i * DIM + (b - G_BEATS) * B_PER_BEAT + j] = bias_t(word_field<8 * BIAS_BYTES>(w, j * 8 * BIAS_BYTES));
         }
     }
 }
@@ -436,7 +436,7 @@ EMBED_CLS:
     for (int f = 0; f < frames; ++f) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = BATCH
         for (int n = 0; n < DIM; ++n)
-            x_res[int64_t(f * N_TOK) * DIM + n] = res_t(mem_int(weights, hdr[H_CLS] + uint32_t(n) * RESID_BYTES, RESID_BYTES));
+            x_res[f * N_TOK * DIM + n] = res_t(mem_field<RESID_BYTES>(weights, hdr[H_CLS] + uint32_t(n) * RESID_BYTES));
     }
     dump_matrix(dump, hdr[H_D_EMBED], x_res, frames * N_TOK, DIM, DIM);
 }
@@ -445,9 +445,11 @@ EMBED_CLS:
 // LayerNorm `which` (LN1 0, LN2 1) of layer l, its gain and bias already on chip.
 void layer_norm(const uint32_t* L, int l, int which, const res_t* x, int rows, word_t* dump, uint32_t d) {
     const int g_f = which ? L_LN2_G : L_LN1_G;
-    const uint64_t eps = uint64_t(L[g_f + 4]) | (uint64_t(L[g_f + 5]) << 32);
-    const LayerNormParams p = {sfield(L[g_f + 2]), sfield(L[g_f + 3]), ACT_BITS, int64_t(eps)};
-    const int64_t at = int64_t(2 * l + which) * DIM;
+    // the ε term: two program words, below 2^LN_V_BITS (layernorm.h), so LN_V_BITS + 1 signed bits
+    typedef sint<LN_V_BITS + 1> eps_t;
+    const eps_t eps = eps_t((eps_t(L[g_f + 5]) << 32) | eps_t(L[g_f + 4]));
+    const LayerNormParams p = {sfield(L[g_f + 2]), sfield(L[g_f + 3]), ACT_BITS, eps};
+    const int at = (2 * l + which) * DIM;
     layernorm_rows<DIM>(x, rows, ln_g + at, ln_b + at, DIM, p, h_ln);
     dump_matrix(dump, d, h_ln, rows, DIM, DIM);
 }
@@ -459,7 +461,7 @@ void dump_head(word_t* dump, uint32_t d, const act_t x[ROWS * HEAD_DIM], int h, 
 #ifdef M3V_DUMPS
     if (d == NO_DUMP) return;
     for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, int64_t(r) * DIM + h * HEAD_DIM + c, int64_t(x[r * HEAD_DIM + c]));
+        for (int c = 0; c < HEAD_DIM; ++c) dump_put(dump, d, uint32_t(r * DIM + h * HEAD_DIM + c), int32_t(x[r * HEAD_DIM + c]));
 #else
     (void)dump, (void)d, (void)x, (void)h, (void)rows;
 #endif
@@ -481,11 +483,11 @@ void head_attention(const head_buf_t& qh, const head_buf_t& kh, const head_buf_t
 HEAD_FRAMES:
     for (int f = 0; f < frames; ++f) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = BATCH
-        const int64_t o = int64_t(f) * N_TOK * HEAD_DIM;
+        const int o = f * N_TOK * HEAD_DIM;
         const uint32_t blk = uint32_t(f * HEADS + h);
         const uint32_t ds = d_scores == NO_DUMP ? NO_DUMP : d_scores + blk * N_TOK * N_TOK * 4;
         const uint32_t da = d_attn == NO_DUMP ? NO_DUMP : d_attn + blk * N_TOK * HEAD_DIM * 4;
-        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, p, att_out + int64_t(f) * N_TOK * DIM, DIM,
+        attention_head(qh + o, kh + o, vh + o, HEAD_DIM, p, att_out + f * N_TOK * DIM, DIM,
                        h * HEAD_DIM, dump, ds, da);
     }
 }
@@ -567,7 +569,7 @@ HEAD_LIST:
 }
 
 // The array's feed and epilogue for op `r` (row0: the experts' dump row of its first input row).
-void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const uint32_t* RS, int64_t row0,
+void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const uint32_t* RS, int row0,
                  word_t* dump, Feed& feed, Epilogue& epi) {
     switch (r.kind) {
         case OP_EMBED:
@@ -685,7 +687,7 @@ void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinO
     acc_mem_t fin;  // a block's finished rows, waiting for the epilogue (linear.h): this process's own
 #pragma HLS ARRAY_PARTITION variable = fin complete dim = 2
     if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
-    int64_t row0 = 0;
+    int row0 = 0;
 ENGINE_OPS:
     for (int i = 0; i < n_ops; ++i) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = STEP_OPS
@@ -808,18 +810,20 @@ RS_WORDS:
 
 // Tokens of the batch to DDR, one 128-bit beat (RES_PER_BEAT values) per cycle.
 void tokens_out(word_t* tokens, uint32_t f0, int rows) {
-    const int64_t beats = int64_t(rows) * DIM / RES_PER_BEAT;
-    const int64_t first = int64_t(f0) * N_TOK * DIM / RES_PER_BEAT;
+    // on-chip indices int; the DDR beat offset 32 bits (pointer + offset: the m_axi address adder at that width)
+    const int beats = rows * DIM / RES_PER_BEAT;
+    static_assert(N_TOK * DIM % RES_PER_BEAT == 0, "a frame's tokens are whole beats");
+    const uint32_t first = f0 * uint32_t(N_TOK * DIM / RES_PER_BEAT);
 TOKENS_OUT:
-    for (int64_t b = 0; b < beats; ++b) {
+    for (int b = 0; b < beats; ++b) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_TOKEN_BEATS
         word_t w;
         for (int j = 0; j < RES_PER_BEAT; ++j) {
 #pragma HLS UNROLL
-            word_set(w, j * RESID_BYTES * 8, RESID_BYTES * 8, uint64_t(int64_t(x_res[b * RES_PER_BEAT + j])));
+            word_put<8 * RESID_BYTES>(w, j * RESID_BYTES * 8, x_res[b * RES_PER_BEAT + j]);
         }
-        tokens[first + b] = w;
+        tokens[first + uint32_t(b)] = w;
     }
 }
 

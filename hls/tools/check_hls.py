@@ -233,9 +233,14 @@ class Checker:
         while t.kind in (tk.CONSTANTARRAY, tk.INCOMPLETEARRAY, tk.LVALUEREFERENCE):
             t = t.element_type if t.kind != tk.LVALUEREFERENCE else t.get_pointee()
             t = t.get_canonical()
+        if t.kind == tk.POINTER:
+            # a pointer is an address (an m_axi port, an on-chip array argument), not a datapath value: the
+            # pointee's arithmetic is checked where it is declared or cast — as `int64_t *` always was (the
+            # ap_int spelling below would otherwise match "ap_uint<128> *" by its prefix)
+            return False
         if t.kind in (tk.LONG, tk.ULONG, tk.LONGLONG, tk.ULONGLONG):
             return True
-        m = re.match(r"ap_u?int<(\d+)>", t.spelling)
+        m = re.match(r"(?:(?:const|volatile)\s+)*ap_u?int<(\d+)>", t.spelling)  # a const value is one too
         return bool(m) and int(m.group(1)) >= 64
 
     def int64(self) -> list[Finding]:
@@ -493,7 +498,7 @@ class Checker:
         while t.kind == tk.CONSTANTARRAY:
             n *= t.element_count
             t = t.element_type.get_canonical()
-        m = re.match(r"ap_u?int<(\d+)>", t.spelling)
+        m = re.match(r"(?:(?:const|volatile)\s+)*ap_u?int<(\d+)>", t.spelling)  # a const value is one too
         return n * (int(m.group(1)) if m else max(t.get_size(), 1) * 8)
 
     def run(self, rules: tuple[str, ...] = RULES) -> list[Finding]:

@@ -41,6 +41,16 @@ def test_each_rule_rejects_its_bad_example(case, rule, capsys):
     assert findings and {line.split()[0] for line in findings} == {rule}, findings
 
 
+def test_wide_ap_int_values_are_findings_and_pointers_to_them_are_not(capsys):
+    """ap_int<64> and a 128-bit word held as a value are datapaths; an ap_uint<128> pointer (an m_axi port) is an
+    address, as an int64_t pointer always was."""
+    assert check_hls.main(["--source", str(CASES / "int64_ap.cpp"), "--top", "top"]) == 1
+    findings = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("check_hls:")]
+    assert findings and all(line.startswith("int64 ") for line in findings), findings
+    assert any(" p: " in line for line in findings) and any(" w: " in line for line in findings), findings
+    assert not any("mem" in line for line in findings), findings
+
+
 def test_the_accepted_forms_pass(capsys):
     assert check_hls.main(["--source", str(CASES / "good.cpp"), "--top", "top"]) == 0
     assert "0 finding(s)" in capsys.readouterr().out

@@ -153,10 +153,12 @@ def test_width_constants_are_the_tops_instances():
     """The operator widths read as namespace constants (SM_S_BITS, LN_*_BITS) are those of the template
     instances the top uses: the attention and gate softmax at the default key count, the LayerNorm at DIM."""
     text = he._sources_text()
-    assert "template <int N_MAX = SM_N_MAX>\ninline void softmax_update(" in text
+    # the statistics' widths are their type's (SmStats<AW, N_MAX>): attention's at the default key count
+    assert "typedef SmStats<INTERNAL_BITS, SM_N_MAX> SoftmaxStats;" in text
     assert "constexpr int SM_S_BITS = SmBits<SM_N_MAX>::S;" in text
-    assert re.search(r"softmax_update\(st\[row\], a, p\.scores_frac\)", text)  # attention: default N_MAX
-    assert "softmax_update<SM_N_MAX>(st, logits[j], l_frac)" in text
+    assert re.search(r"SoftmaxStats st\[ATTN_SUPER\]\)", text)  # qk_group's (m, s)
+    assert "st[row] = softmax_first<INTERNAL_BITS, SM_N_MAX>(a);" in text
+    assert "SmStats<LW, SM_N_MAX> st = softmax_first<LW, SM_N_MAX>(" in text  # the gate softmax
     top = he.function_body("layer_norm")
     assert "layernorm_rows<DIM>(" in top
     for name in ("D", "S1", "S2", "CENTRED", "RECIP", "NORM"):

@@ -214,3 +214,25 @@ def test_weight_loader_refuses_a_chain_it_cannot_hold(sim):
     with pytest.raises(Exception, match="1 to 16 ops"):
         sim.linear_chain(np.zeros((2, 16), np.int64), [np.zeros((16, 16), np.int64)] * 17,
                          [np.zeros(16, np.int64)] * 17)
+
+
+@pytest.fixture(scope="module")
+def sim_ap(micro_cfg):
+    return csim_for(micro_cfg, "w8a8", ap_types=True)
+
+
+def test_narrow_helpers_in_the_ap_types_build(sim_ap, rng):
+    """The helpers at the contract's widths — exp2_neg<DW>, SmStats (running max / sum), isqrt<W>, LayerNorm at
+    LnBits' widths, top-k and gates at the logits' width — as Vitis synthesizes them (ap_int), against the same
+    reference as the native build: the narrowing (saturated −d, constant-shift rounding, modular LN_V_BITS
+    difference, nested output saturation) changes no integer."""
+    assert sim_ap.constant("AP_TYPES") == 1
+    for d_frac in (0, 3, 8, 12, 20):
+        test_exp2(sim_ap, rng, d_frac)
+    for a_frac in (2, 8, 13):
+        test_softmax_stats_and_reciprocal(sim_ap, rng, a_frac)
+    test_isqrt(sim_ap, rng)
+    for x_fmt, d in [(QFormat(16, 11), 64), (QFormat(24, 16), 192), (QFormat(16, 15), 384), (QFormat(16, 11), 7)]:
+        test_layernorm(sim_ap, rng, x_fmt, d)
+    for e, k in ((4, 2), (16, 4), (16, 16)):
+        test_topk_and_gate_probabilities(sim_ap, rng, e, k)

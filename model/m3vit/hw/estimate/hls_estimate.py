@@ -343,7 +343,7 @@ OPERATORS = (
     Operator("attention: Q·Kᵀ + online softmax", "qk_prod_t prod = qr[row][c] * kj[c]",
              lambda c: c["ATTN_LANES"] * c["HEAD_DIM"], lambda c, t: (t["act_t"], t["act_t"]), fabric=True,
              note="one a×a product per lane and head feature, BIND_OP impl=fabric"),
-    Operator("attention: Q·Kᵀ + online softmax", "mul_exact<SB, EXP_W_BITS>(s, e)",
+    Operator("attention: Q·Kᵀ + online softmax", "mul_exact<SB, EXP_W_BITS>(st.s, e)",
              lambda c: c["ATTN_LANES"] + 1, lambda c, t: (c["SM_S_BITS"], c["EXP_W_BITS"]),
              note="online-softmax rescale s·2^(m−a): one per lane, one in the router's gate softmax"),
     Operator("attention: A·V", "av_sum_t(e * vj[c])", lambda c: c["ATTN_LANES"] * c["AV_LANE_COLS"],
@@ -362,15 +362,15 @@ OPERATORS = (
              lambda c, t: (c["LN_IN_BITS"], c["LN_IN_BITS"]), note="Σx² per lane"),
     Operator("layernorm", "mul_exact<B::D, LN_IN_BITS>(sint<B::D>(d), beat.v[l])", lambda c: c["LN_LANES"],
              lambda c, t: (c["LN_D_BITS"], c["LN_IN_BITS"]), note="D·x per lane"),
-    Operator("layernorm", "mul_exact<B::CENTRED, B::RECIP>(centred, sint<B::RECIP>(sc.recip))", lambda c: c["LN_LANES"],
+    Operator("layernorm", "mul_exact<B::CENTRED, B::RECIP>(centred, sc.recip)", lambda c: c["LN_LANES"],
              lambda c, t: (c["LN_CENTRED_BITS"], c["LN_RECIP_BITS"]), note="(D·x − s1)·recip per lane"),
     Operator("layernorm", "mul_exact<B::NORM, G>(norm, sint<G>(gain[i]))", lambda c: c["LN_LANES"],
              lambda c, t: (c["LN_NORM_BITS"], t["w_t"]), note="·gain per lane"),
-    Operator("layernorm", "mul_exact<B::D, B::S2>(sint<B::D>(d), sint<B::S2>(s.s2))", lambda c: 1,
+    Operator("layernorm", "mul_exact<B::D, B::S2>(sint<B::D>(d), s.s2)", lambda c: 1,
              lambda c, t: (c["LN_D_BITS"], c["LN_S2_BITS"]), note="D·s2 per row"),
-    Operator("layernorm", "mul_exact<B::S1, B::S1>(s1, s1)", lambda c: 1,
+    Operator("layernorm", "mul_exact<B::S1, B::S1>(s.s1, s.s1)", lambda c: 1,
              lambda c, t: (c["LN_S1_BITS"], c["LN_S1_BITS"]), note="s1² per row"),
-    Operator("moe: router, top-k, queues", "mul_exact<EXP_W_BITS, INV_BITS>(sint<EXP_W_BITS>(x)", lambda c: 1,
+    Operator("moe: router, top-k, queues", "mul_exact<EXP_W_BITS, INV_BITS>(x, inv)", lambda c: 1,
              lambda c, t: (c["EXP_W_BITS"], c["INV_BITS"]), note="gate = 2^(l−m)·(1/s)"),
 )
 
@@ -462,11 +462,14 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     qk_adders = c["ATTN_LANES"] * (c["HEAD_DIM"] - 1) * c["QK_SUM_BITS"]
     rq_int, _ = requant_lut(units, c["QK_SUM_BITS"])
     e2 = 345  # per exp2_neg copy: yosys m3vit-tiny top by_unit, 10,692 LUT / 31 copies (rtl/README.md)
-    sm = c["ATTN_LANES"] * (2 * e2 + 3 * 64 + rq_int)
+    # the running max's compare (INTERNAL_BITS + 1), the running sum's add (SM_S_BITS) and the (m, s) select, at the
+    # widths softmax.h's SmStats declares (they were 64-bit before)
+    sm_rmw = (c["INTERNAL_BITS"] + 1) + c["SM_S_BITS"] + (c["INTERNAL_BITS"] + c["SM_S_BITS"])
+    sm = c["ATTN_LANES"] * (2 * e2 + sm_rmw + rq_int)
     out.append(("attention: Q·Kᵀ + online softmax", qk_adders + sm, "rule+yosys",
                 f"adder trees {c['ATTN_LANES']} × {c['HEAD_DIM'] - 1} × {c['QK_SUM_BITS']} bit; per lane the score "
                 f"requantizer ({rq_int}), two exp2_neg ({e2} each: yosys exp2_neg per copy in the RTL top) and "
-                "64-bit compare/add/select (3×64)"))
+                f"compare/add/select at the statistics' widths ({sm_rmw}: INTERNAL_BITS + 1, SM_S_BITS, both)"))
     av = units["av_norm"]
     av_c = int(av["parameters"]["C"])
     # the running sums of the pass in flight: av_acc_t's adders (the other passes' sums sit in av_done_t, a
