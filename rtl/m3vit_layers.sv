@@ -548,15 +548,14 @@ module m3vit_layers (
   // ---- linear epilogue: bias + requantize, one MAC tile's 16 outputs a cycle
   // A pass's LIN_TILES · 16 sums arrive together and stay in the tiles' output registers for the next pass's
   // K >= 16 cycles, so 16 requantizers work through them one tile a cycle (tile 0 in the cycle the sums arrive,
-  // tile t t cycles later) and write that tile's 4 quads of ob: a quarter of the logic of one requantizer per
-  // output, no cycle added (the next pass's sums are K cycles away; after a row's last pass the store reads quad
-  // q no earlier than q + 1 cycles later, and tile t's quads 4t .. are written t cycles after the sums). Each
-  // requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias, the per-layer bound
-  // checked at export) and exact for any shift (requant_rt clamps it to the range that can change a result).
-  // The requantizers are pipelined (RQ_LAT register stages, at most 8 LUT levels each): a tile's values reach ob
-  // RQ_LAT cycles after its sums, with its write enable, tile and pass delayed alongside (ep_*_d); the store after
-  // a row's last pass waits RQ_LAT cycles more (rq_wait), so tile t's quads are still written before the store
-  // reads them.
+  // tile t t cycles later): a quarter of the logic of one requantizer per output. The requantizers are pipelined
+  // (RQ_LAT register stages, at most 8 LUT levels each), so tile t's 4 quads reach ob t + RQ_LAT cycles after the
+  // sums, its write enable, tile and pass delayed alongside (ep_*_d). No cycle is added between passes (the next
+  // pass's sums are K cycles away, its writes in the same order); after a row's last pass the store waits RQ_LAT
+  // cycles more (rq_wait), so it reads quad q no earlier than q + 1 cycles after tile q / 4's write, as it did
+  // before the stages. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
+  // the per-layer bound checked at export) and exact for any shift (requant_rt clamps it to the range that can
+  // change a result).
   localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
   localparam int RQW_W = $clog2(RQ_LAT + 1);
   localparam int EPT_W = (LIN_TILES > 1) ? $clog2(LIN_TILES) : 1;

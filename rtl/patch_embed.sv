@@ -179,7 +179,8 @@ module patch_embed #(
   // (st_we_d, st_wa_d). The stream never reads it early, so no cycle is added: E_OUT starts the cycle after the last
   // E_STORE and reads word w no sooner than DIM/4 + 4w - 1 >= RQ_LAT cycles into E_OUT (cls first; DIM >= 16).
   localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
-  `M3VIT_CHECK(g_check_lat, DIM / 4 - 1 >= RQ_LAT, ("patch_embed: DIM=%0d too small for the requantizer's latency", DIM))
+  `M3VIT_CHECK(g_check_lat, DIM / 4 - 1 >= RQ_LAT,
+               ("patch_embed: DIM=%0d too small for the requantizer's latency", DIM))
   wire logic signed [7:0] op_shift = 8'(shift > 32'sd127 ? 32'sd127 : shift < -32'sd128 ? -32'sd128 : shift);
   for (genvar r = 0; r < 16; r++) begin : g_rq
     wire logic signed [ACC_BITS-1:0] sum = acc[r] + ACC_BITS'(pos_q[PB*r +: PB]);
