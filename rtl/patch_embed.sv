@@ -184,10 +184,13 @@ module patch_embed #(
   wire logic signed [7:0] op_shift = 8'(shift > 32'sd127 ? 32'sd127 : shift < -32'sd128 ? -32'sd128 : shift);
   for (genvar r = 0; r < 16; r++) begin : g_rq
     wire logic signed [ACC_BITS-1:0] sum = acc[r] + ACC_BITS'(pos_q[PB*r +: PB]);
-    wire logic signed [7:0] rs = rsh[rt * 16 + 32'(r)];  // output rt·16 + r's own shift (per_row)
+    // output rt·16 + r's shift (its own with per_row), registered: rt holds from E_INIT through E_STORE, so the
+    // register has E_STORE's shift then, and the table read is off the requantizer's first stage
+    logic signed [7:0] sh_q;
+    always_ff @(posedge ap_clk) sh_q <= per_row ? rsh[rt * 16 + 32'(r)] : op_shift;
     logic signed [RESID_BITS-1:0] q;
     requant_rt #(.IN_W(ACC_BITS), .OUT_W(RESID_BITS), .STAGES(RQ_LAT)) u_rq (
-      .clk(ap_clk), .ce(1'b1), .in(sum), .shift(per_row ? rs : op_shift), .bits(6'(RESID_BITS)), .out(q));
+      .clk(ap_clk), .ce(1'b1), .in(sum), .shift(sh_q), .bits(6'(RESID_BITS)), .out(q));
     assign emb_word[RESID_BITS*r +: RESID_BITS] = q;
   end
   wire logic [31:0] emb_rd = (st == E_OUT ? out_beat + 32'(m_axis_tready) : 32'd0) - 32'(DIM / 4);
