@@ -548,11 +548,16 @@ module m3vit_layers (
   // ---- linear epilogue: bias + requantize, one MAC tile's 16 outputs a cycle
   // A pass's LIN_TILES · 16 sums arrive together and stay in the tiles' output registers for the next pass's
   // K >= 16 cycles, so 16 requantizers work through them one tile a cycle (tile 0 in the cycle the sums arrive,
-  // tile t t cycles later) and write that tile's 4 quads of ob: a quarter of the logic of one requantizer per
-  // output, no cycle added (the next pass's sums are K cycles away; after a row's last pass the store reads quad
-  // q no earlier than q + 1 cycles later, and tile t's quads 4t .. are written t cycles after the sums). Each
-  // requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias, the per-layer bound
-  // checked at export) and exact for any shift (requant_rt clamps it to the range that can change a result).
+  // tile t t cycles later): a quarter of the logic of one requantizer per output. The requantizers are pipelined
+  // (RQ_LAT register stages, at most 8 LUT levels each), so tile t's 4 quads reach ob t + RQ_LAT cycles after the
+  // sums, its write enable, tile and pass delayed alongside (ep_*_d). No cycle is added between passes (the next
+  // pass's sums are K cycles away, its writes in the same order); after a row's last pass the store waits RQ_LAT
+  // cycles more (rq_wait), so it reads quad q no earlier than q + 1 cycles after tile q / 4's write, as it did
+  // before the stages. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
+  // the per-layer bound checked at export) and exact for any shift (requant_rt clamps it to the range that can
+  // change a result).
+  localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
+  localparam int RQW_W = $clog2(RQ_LAT + 1);
   localparam int EPT_W = (LIN_TILES > 1) ? $clog2(LIN_TILES) : 1;
   localparam int EP_W = L_ACC_BITS;
   localparam int EP_OUT_W = (RB > IB ? (RB > ACTB ? RB : ACTB) : (IB > ACTB ? IB : ACTB));  // widest k_bits
@@ -568,45 +573,74 @@ module m3vit_layers (
   end
   logic signed [7:0] ep_op_shift;  // the op's shift in 8 bits (saturated: exact, requant_rt clamps further)
   assign ep_op_shift = k_shift > 32'sd127 ? 8'sd127 : k_shift < -32'sd128 ? -8'sd128 : 8'(k_shift);
-  logic [32*16-1:0] ep_vals;       // tile ep_tile's 16 outputs
+  logic [32*16-1:0] ep_vals;       // tile ep_tile_d's 16 outputs (RQ_LAT cycles after its sums)
   for (genvar r = 0; r < 16; r++) begin : g_ep
     wire logic [EP_W-1:0] acc = mt_out[ep_tile][MACC_W*r +: EP_W];
     wire logic [EP_W-1:0] bias = wb_bias[BW * (16 * 32'(ep_tile) + r) +: EP_W];
     wire logic signed [EP_W-1:0] sum = acc + bias;  // wraps only outside the contract's bound
     wire logic signed [7:0] sh = wb_rs ? wb_aux[WBITS * (16 * 32'(ep_tile) + r) +: 8] : ep_op_shift;
     logic signed [EP_OUT_W-1:0] q;
-    requant_rt #(.IN_W(EP_W), .OUT_W(EP_OUT_W)) u_rq (.in(sum), .shift(sh), .bits(k_bits), .out(q));
+    requant_rt #(.IN_W(EP_W), .OUT_W(EP_OUT_W), .STAGES(RQ_LAT)) u_rq (
+      .clk(ap_clk), .ce(1'b1), .in(sum), .shift(sh), .bits(k_bits), .out(q));
     assign ep_vals[32*r +: 32] = 32'(q);
   end
 
   // The residual-width requantizer (the exact-shift requant_rt, as the epilogue's): FIN's MoE sums, or the residual
   // adds' aligned sum (the two ops never run together); the op's shift saturated to 8 bits as the epilogue's (exact:
-  // requant_rt clamps it to [-RB, 64]).
+  // requant_rt clamps it to [-RB, 64]). Its result reaches ob RQ_LAT cycles later (rq_we_d, rq_idx_d).
   wire logic signed [63:0] add_sum = (64'(xa_v0) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
                                      (64'(xb_v0) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
   logic signed [RB-1:0] rs_q;
-  requant_rt #(.IN_W(64), .OUT_W(RB)) u_rq_resid (.in(kind_q == K_FIN ? acc_q : add_sum), .shift(ep_op_shift),
-                                                  .bits(6'(RB)), .out(rs_q));
+  requant_rt #(.IN_W(64), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
+    .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? acc_q : add_sum), .shift(ep_op_shift), .bits(6'(RB)), .out(rs_q));
+
+  // the requantized writes in flight: the linear tiles' (enable, tile, pass) and the add / FIN value's (enable,
+  // index), RQ_LAT cycles deep; rq_wait holds the store of a row that requantized for as long
+  wire logic rq_in_we = xs == X_COMP && (kind_q == K_ADD || (kind_q == K_FIN && fn_v));
+  wire logic [31:0] rq_in_idx = kind_q == K_ADD ? f0 : o0;  // (FIN: o0 is the sum in acc_q)
+  logic [RQ_LAT-1:0]  ep_we_d, rq_we_d;
+  logic [EPT_W-1:0]   ep_tile_d [RQ_LAT];
+  logic [31:0]        ep_pass_d [RQ_LAT], rq_idx_d [RQ_LAT];
+  logic [RQW_W-1:0]   rq_wait;
+  always_ff @(posedge ap_clk) begin
+    ep_tile_d[0] <= ep_tile;
+    ep_pass_d[0] <= ep_pass;
+    rq_idx_d[0] <= rq_in_idx;
+    for (int i = 1; i < RQ_LAT; i++) begin
+      ep_tile_d[i] <= ep_tile_d[i-1];
+      ep_pass_d[i] <= ep_pass_d[i-1];
+      rq_idx_d[i] <= rq_idx_d[i-1];
+    end
+    if (rst) begin
+      ep_we_d <= '0;
+      rq_we_d <= '0;
+      rq_wait <= '0;
+    end else begin
+      ep_we_d <= {ep_we_d[RQ_LAT-2:0], kind_q == K_LIN && (ep_first || ep_t != '0)};
+      rq_we_d <= {rq_we_d[RQ_LAT-2:0], rq_in_we};
+      if (xs == X_COMP) rq_wait <= (kind_q == K_LIN || kind_q == K_ADD || kind_q == K_FIN) ? RQW_W'(RQ_LAT) : '0;
+      else if (rq_wait != '0) rq_wait <= rq_wait - 1'b1;
+    end
+  end
 
   // ob's writes: a linear tile (its 4 banks, word ep_pass) or a gathered quad (one bank)
   logic                          ep_we, sv_we;
   logic [31:0]                   sv_idx, sv_val;
   logic [95:0]                   ob_stage;
   always_comb begin
-    ep_we = kind_q == K_LIN && (ep_first || ep_t != '0);
+    ep_we = ep_we_d[RQ_LAT-1];
     sv_we = 1'b0; sv_idx = o0; sv_val = '0;
     if (xs == X_COMP) begin
       case (kind_q)
         K_LN: begin sv_we = ln_out_valid; sv_val = 32'(signed'(ln_out)); end
         K_GELU: begin sv_we = ge_out_valid; sv_val = 32'(signed'(ge_out)); end
-        K_FIN: begin sv_we = fn_v; sv_val = 32'(rs_q); end
-        K_ADD: begin
-          sv_we = 1'b1;
-          sv_idx = f0;
-          sv_val = 32'(rs_q);
-        end
         default: ;
       endcase
+    end
+    if (rq_we_d[RQ_LAT-1]) begin  // add / FIN, requantized (the op may have moved on to its store command)
+      sv_we = 1'b1;
+      sv_idx = rq_idx_d[RQ_LAT-1];
+      sv_val = 32'(rs_q);
     end
   end
   wire logic [31:0] sv_quad = sv_idx / 4;
@@ -614,9 +648,9 @@ module m3vit_layers (
   always_ff @(posedge ap_clk) if (sv_we && !sv_full) ob_stage[32*sv_idx[1:0] +: 32] <= sv_val;
   for (genvar b = 0; b < OB_NQ; b++) begin : g_ob
     logic [127:0] mem [OB_W];
-    wire logic ep_b = ep_we && 32'(ep_tile) == b / 4;  // tile t: quads 4t .. 4t+3 of the pass
+    wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == b / 4;  // tile t: quads 4t .. 4t+3 of the pass
     wire logic we = ep_b || (sv_full && sv_quad % 32'(OB_NQ) == b);
-    wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass : sv_quad / 32'(OB_NQ));
+    wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass_d[RQ_LAT-1] : sv_quad / 32'(OB_NQ));
     always_ff @(posedge ap_clk) begin
       if (we) mem[wa] <= ep_b ? ep_vals[128*(b%4) +: 128] : {sv_val, ob_stage};
       ob_q[b] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
@@ -628,7 +662,7 @@ module m3vit_layers (
   assign r_cmd_valid = xs == X_LCMD;
   assign r_cmd_addr = seg_addr;
   assign r_cmd_beats = seg_vals / 4;
-  assign s_cmd_valid = xs == X_SCMD;
+  assign s_cmd_valid = xs == X_SCMD && rq_wait == '0;  // (the row's requantized writes are in ob)
   assign s_cmd_addr = st_addr;
   assign s_cmd_beats = st_beats;
   assign s_tvalid = xs == X_SDATA;
@@ -856,7 +890,7 @@ module m3vit_layers (
             default: xs <= X_SCMD;  // K_TOK: the row is in xa
           endcase
         end
-        X_SCMD: if (s_cmd_ready) begin
+        X_SCMD: if (s_cmd_ready && rq_wait == '0) begin
           cnt <= '0;
           xs <= X_SDATA;
         end

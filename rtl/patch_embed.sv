@@ -174,19 +174,35 @@ module patch_embed #(
   // the result: 16 values a patch and output tile (E_STORE); out beat b > DIM/4 shows quarter (b - DIM/4) % 4 of
   // word (b - DIM/4) / 4, read a cycle ahead (the beat it moves to when the stream advances)
   // requantize (NUMERICS.md §1) with the run-time shift: requant_rt (exact for any int8 shift); the op's 32-bit shift
-  // saturated to int8 first (exact too: requant_rt clamps further)
+  // saturated to int8 first (exact too: requant_rt clamps further). The requantizers are pipelined (RQ_LAT
+  // stages): E_STORE's word reaches emb_mem RQ_LAT cycles later, its write and address delayed alongside
+  // (st_we_d, st_wa_d). The stream never reads it early, so no cycle is added: E_OUT starts the cycle after the last
+  // E_STORE and reads word w no sooner than DIM/4 + 4w - 1 >= RQ_LAT cycles into E_OUT (cls first; DIM >= 16).
+  localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
+  `M3VIT_CHECK(g_check_lat, DIM / 4 - 1 >= RQ_LAT,
+               ("patch_embed: DIM=%0d too small for the requantizer's latency", DIM))
   wire logic signed [7:0] op_shift = 8'(shift > 32'sd127 ? 32'sd127 : shift < -32'sd128 ? -32'sd128 : shift);
   for (genvar r = 0; r < 16; r++) begin : g_rq
     wire logic signed [ACC_BITS-1:0] sum = acc[r] + ACC_BITS'(pos_q[PB*r +: PB]);
-    wire logic signed [7:0] rs = rsh[rt * 16 + 32'(r)];  // output rt·16 + r's own shift (per_row)
+    // output rt·16 + r's shift (its own with per_row), registered: rt holds from E_INIT through E_STORE, so the
+    // register has E_STORE's shift then, and the table read is off the requantizer's first stage
+    logic signed [7:0] sh_q;
+    always_ff @(posedge ap_clk) sh_q <= per_row ? rsh[rt * 16 + 32'(r)] : op_shift;
     logic signed [RESID_BITS-1:0] q;
-    requant_rt #(.IN_W(ACC_BITS), .OUT_W(RESID_BITS)) u_rq (
-      .in(sum), .shift(per_row ? rs : op_shift), .bits(6'(RESID_BITS)), .out(q));
+    requant_rt #(.IN_W(ACC_BITS), .OUT_W(RESID_BITS), .STAGES(RQ_LAT)) u_rq (
+      .clk(ap_clk), .ce(1'b1), .in(sum), .shift(sh_q), .bits(6'(RESID_BITS)), .out(q));
     assign emb_word[RESID_BITS*r +: RESID_BITS] = q;
   end
   wire logic [31:0] emb_rd = (st == E_OUT ? out_beat + 32'(m_axis_tready) : 32'd0) - 32'(DIM / 4);
+  logic [RQ_LAT-1:0] st_we_d;
+  logic [PW_AW-1:0]  st_wa_d [RQ_LAT];
   always_ff @(posedge ap_clk) begin
-    if (st == E_STORE) emb_mem[PW_AW'(p * RT + rt)] <= emb_word;
+    st_we_d <= rst ? '0 : {st_we_d[RQ_LAT-2:0], st == E_STORE};
+    st_wa_d[0] <= PW_AW'(p * RT + rt);
+    for (int i = 1; i < RQ_LAT; i++) st_wa_d[i] <= st_wa_d[i-1];
+  end
+  always_ff @(posedge ap_clk) begin
+    if (st_we_d[RQ_LAT-1]) emb_mem[st_wa_d[RQ_LAT-1]] <= emb_word;
     emb_q <= emb_mem[PW_AW'(emb_rd / 4)];
     emb_sel <= emb_rd[1:0];
   end
@@ -224,7 +240,7 @@ module patch_embed #(
           end
         end
         E_STORE: begin
-          // the result word (emb_word) goes into emb_mem
+          // the result word (emb_word, RQ_LAT cycles later) goes into emb_mem
           st <= E_INIT;
           if (rt == RT - 1) begin
             rt <= '0;

@@ -5,13 +5,16 @@
 // shifted value; the saturation after them is combinational, for the caller's output register to take) — the
 // same integers either way, at most 8 LUT levels a stage when registered (rtl/tools/logic_depth.py).
 // The shift is a run-time input within [MIN_SHIFT, MAX_SHIFT] (one instance serves every format of that range;
-// tie it to a constant and synthesis folds the shifter away), held steady while values are in the stages.
+// tie it to a constant and synthesis folds the shifter away), held steady while values are in the stages — or,
+// with SHIFT_PIPE = 1 (STAGES = 2), registered with the rounding sum, so each value keeps its own shift (a
+// requantizer whose shift changes from one value to the next: requant_rt).
 module round_sat #(
   parameter int IN_W      = 32,  // signed input width
   parameter int MIN_SHIFT = 8,   // smallest `shift` supported
   parameter int MAX_SHIFT = 8,   // largest `shift` supported
   parameter int OUT_W     = 8,   // signed output width
-  parameter int STAGES    = 0    // 0: combinational (clk, ce unused); 2: registered sum and shift
+  parameter int STAGES    = 0,   // 0: combinational (clk, ce unused); 2: registered sum and shift
+  parameter bit SHIFT_PIPE = 0   // STAGES = 2: the shift travels with the value (else held steady)
 ) (
   input  wire logic                    clk,    // STAGES = 2 only
   input  wire logic                    ce,     // advances both stages (the caller's pipeline enable)
@@ -35,26 +38,30 @@ module round_sat #(
   logic signed [RW_R-1:0] sum_c, sum;
   assign sum_c = (MAX_SHIFT > 0) ? RW_R'(in) + ((shift > 0) ? (RW_R'(1) <<< (shift - 8'sd1)) : RW_R'(0))
                                  : RW_R'(in);
-  // Step 2: the arithmetic shift right (shift > 0) or the exact left shift (shift <= 0).
+  // Step 2: the arithmetic shift right (shift > 0) or the exact left shift (shift <= 0), by the value's shift.
+  logic signed [7:0] shift_q, sh2;
+  assign sh2 = (STAGES == 2 && SHIFT_PIPE) ? shift_q : shift;
   logic signed [RW-1:0] rounded_c, rounded;
   if (MAX_SHIFT > 0 && MIN_SHIFT < 0) begin : g_both
     // the left shift takes the input itself when combinational (not through the rounding adder, which adds
     // nothing then: a shorter path), the registered sum (= the input) when staged
     wire logic signed [RW_R-1:0] unrounded = (STAGES == 2) ? sum : RW_R'(in);
-    assign rounded_c = (shift > 0) ? RW'(sum >>> shift) : (RW'(unrounded) <<< (-shift));
+    assign rounded_c = (sh2 > 0) ? RW'(sum >>> sh2) : (RW'(unrounded) <<< (-sh2));
   end else if (MAX_SHIFT > 0) begin : g_round
-    assign rounded_c = RW'(sum >>> shift);
+    assign rounded_c = RW'(sum >>> sh2);
   end else begin : g_widen
-    assign rounded_c = RW'(sum) <<< (-shift);  // (sum = in: nothing to round)
+    assign rounded_c = RW'(sum) <<< (-sh2);  // (sum = in: nothing to round)
   end
 
   if (STAGES == 2) begin : g_reg
     always_ff @(posedge clk) if (ce) begin
       sum     <= sum_c;
+      shift_q <= shift;  // (unused, so removed by synthesis, unless SHIFT_PIPE)
       rounded <= rounded_c;
     end
   end else begin : g_comb
     assign sum = sum_c;
+    assign shift_q = shift;
     assign rounded = rounded_c;
     wire logic unused = clk ^ ce;
   end

@@ -1,8 +1,7 @@
 """The LUT-level counter on a mapped netlist (rtl/tools/logic_depth.py): paths run between registers (and RAM, DSP
 and ports), count LUTs, and keep the carry chain apart; it does not walk through flip-flops. Then the units against
 the limit (``units.LUT_LEVEL_LIMIT`` = 8 levels): yosys ``synth_xilinx -family xcup -flatten`` and the counter —
-the pipelined units quickly (slow) and at their estimate sets (long); the ones not yet pipelined,
-``units.LUT_LEVELS_OPEN``, are listed there with their measured levels and left out."""
+the pipelined units quickly (slow) and at their estimate sets (long): every unit."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from common import ROOT
 
 sys.path.insert(0, str(ROOT / "rtl" / "tools"))
 from logic_depth import deepest_path, depth, depth_by_module
-from units import LUT_LEVEL_LIMIT, LUT_LEVELS_OPEN, UNITS
+from units import LUT_LEVEL_LIMIT, UNITS
 
 
 def _cell(kind: str, ins: dict[str, list], outs: dict[str, list]) -> dict:
@@ -80,11 +79,12 @@ def test_per_module_of_a_hierarchy():
 # the units within the limit, at parameter sets that synthesize in seconds (gelu: 2 lanes instead of 16, qk_reorder:
 # one query row instead of 4, av_norm: 2 channels instead of 16, moe_dispatch: 4 experts and queues of 64 — its
 # staged exp2 and gate paths as at E = 16, its ranking and drain control smaller; lanes, rows and channels are
-# copies, their control is shared): ≈1.5 min together. layernorm (its isqrt and divider pipelines: ≈3 min even at
-# D = 64) is in the long test only.
-QUICK = {"requant": UNITS["requant"], "mac_tile": UNITS["mac_tile"], "gelu": {**UNITS["gelu"], "LANES": 2},
-         "qk_reorder": {**UNITS["qk_reorder"], "P": 1}, "softmax_stats": UNITS["softmax_stats"],
-         "av_norm": {**UNITS["av_norm"], "C": 2}, "moe_dispatch": {**UNITS["moe_dispatch"], "E": 4, "MAX_TOKENS": 64}}
+# copies, their control is shared; requant_rt at its estimate set, ≈5 s): ≈1.5 min together. layernorm (its isqrt
+# and divider pipelines: ≈3 min even at D = 64) is in the long test only.
+QUICK = {"requant": UNITS["requant"], "requant_rt": UNITS["requant_rt"], "mac_tile": UNITS["mac_tile"],
+         "gelu": {**UNITS["gelu"], "LANES": 2}, "qk_reorder": {**UNITS["qk_reorder"], "P": 1},
+         "softmax_stats": UNITS["softmax_stats"], "av_norm": {**UNITS["av_norm"], "C": 2},
+         "moe_dispatch": {**UNITS["moe_dispatch"], "E": 4, "MAX_TOKENS": 64}}
 
 
 @pytest.mark.slow
@@ -97,9 +97,17 @@ def test_pipelined_unit_within_the_lut_level_limit(unit, tmp_path):
     assert got["FF"] > 0  # a real netlist was counted
 
 
-@pytest.mark.long  # every pipelined unit at its estimate set (the open ones, units.LUT_LEVELS_OPEN, are listed there
-# and in rtl/README.md with their measured levels: minutes of yosys each, for a known failure)
-@pytest.mark.parametrize("unit", [u for u in UNITS if u not in LUT_LEVELS_OPEN])
+@pytest.mark.slow
+def test_residual_requantizer_within_the_lut_level_limit(tmp_path):
+    """The layers' residual / FIN requantizer: requant_rt at a 64-bit input (its widest instance, ≈5 s of yosys)."""
+    from estimates import estimate
+
+    got = estimate("requant_rt", {**UNITS["requant_rt"], "IN_W": 64}, tmp_path)
+    assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"requant_rt IN_W=64: {got['lut_levels']} LUT levels"
+
+
+@pytest.mark.long  # every unit at its estimate set (minutes of yosys for the larger ones)
+@pytest.mark.parametrize("unit", list(UNITS))
 def test_unit_within_the_lut_level_limit(unit, tmp_path):
     from estimates import estimate
 

@@ -58,3 +58,19 @@ def test_mixed_mode_loads_expert_tiles_in_half_the_beats():
         assert rp.load_terms(cfg, op, w16)[0] - rp.load_terms(cfg, op, e8)[0] == half
     for op in ("ln1", "q", "proj", "gate", "fc1", "fc2"):
         assert rp.load_terms(cfg, op, e8) == rp.load_terms(cfg, op, w16)
+
+
+def test_requantizer_latency_is_the_rtl_one():
+    """The model's requant_rt depth is the RTL's: the unit's pipelined default and the latency the layers and the
+    patch embedding delay its writes by (a change on either side fails here)."""
+    import re
+    from pathlib import Path
+
+    from m3vit.hw.estimate.timing import unit_depth
+
+    rtl = Path(__file__).resolve().parents[3] / "rtl"
+    stages = re.search(r"parameter int STAGES\s*=\s*(\d+)", (rtl / "requant_rt.sv").read_text())
+    assert stages and int(stages.group(1)) == unit_depth("requant_rt", {})
+    for top in ("m3vit_layers.sv", "patch_embed.sv"):
+        lat = re.search(r"localparam int RQ_LAT = (\d+);", (rtl / top).read_text())
+        assert lat and int(lat.group(1)) == unit_depth("requant_rt", {}), top

@@ -81,12 +81,13 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
     """(beats + compute cycles, read commands, write commands) of one op's execution over ``rows`` rows (its
     weights come from the prefetcher: :func:`load_terms`)."""
     n, d, hd, h = cfg.num_tokens, cfg.dim, cfg.head_dim, cfg.num_heads
+    rq = unit_depth("requant_rt", {})  # a requantizing op's store waits for its last value through the requantizer
     if op in ("q", "k", "v", "proj", "gate", "fc1", "fc2", "e1", "e2"):
         k, n_out = _linear_shape(cfg, op)
         tiles = -(-n_out // 16)
         passes = -(-tiles // LIN_TILES)  # LIN_TILES tiles of 16 outputs per pass over k
         depth = unit_depth("mac_tile", {}) + 1  # the bank read one cycle ahead, then the tile's pipeline
-        per_row = _beats(k) + passes * k + depth + _beats(n_out)
+        per_row = _beats(k) + passes * k + depth + rq + _beats(n_out)
         return rows * per_row, rows * (h if op == "proj" else 1), rows  # proj: the heads' attn rows, one read each
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
         return rows * (2 * _beats(d) + unit_depth("layernorm", {"D": d}) + d), rows, rows
@@ -94,7 +95,7 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
         w = cfg.mlp_hidden if op == "gelu" else cfg.expert_hidden
         return rows * (2 * _beats(w) + w + unit_depth("gelu", {})), rows, rows
     if op in ("mid", "out_d", "out_m"):
-        return rows * (3 * _beats(d) + d), 2 * rows, rows
+        return rows * (3 * _beats(d) + d + rq), 2 * rows, rows
     if op == "att":  # per head: its K and V rows; per query: q, Q·Kᵀ pass, A·V pass, attn row out
         per_head = 2 * n * _beats(hd)
         per_row = (_beats(hd) + 2 * n + _beats(hd) + unit_depth("qk_reorder", {"HD": hd})
@@ -105,7 +106,7 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
     if op == "comb":
         return rows * (_beats(d) + d), rows, 0
     if op == "fin":
-        return rows * (d + _beats(d)), 0, rows
+        return rows * (d + _beats(d) + rq), 0, rows
     if op == "tok":
         return rows * (_beats(d) + 1 + -(-d // 8)), rows, rows
     raise ValueError(f"unknown op {op!r}")

@@ -49,6 +49,10 @@ def unit_depth(unit: str, prm: dict) -> int:
         return 5 + math.ceil(log2c(groups) / 2)
     if unit == "requant":
         return 2  # round-shift, saturate
+    if unit == "requant_rt":
+        # the clamped shift and the rounding sum, the shifted value, both saturations (registered output):
+        # rtl/requant_rt.sv STAGES = 3, at most 8 LUT levels a stage (rtl/tools/logic_depth.py)
+        return 3
     if unit == "gelu":
         # input, |x|, table index, clamp, table read, t1 − t0, · rem, + round, δ, align, ReLU − δ, round (2), output:
         # pipelined to at most 8 LUT levels a stage (rtl/tools/logic_depth.py)
