@@ -50,6 +50,8 @@ def _open(args: argparse.Namespace, backend: str) -> Runtime:
 
 def _tasks(args: argparse.Namespace, cfg: ModelConfig) -> list[TaskSpec]:
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if len(set(names)) != len(names):  # one task twice would run twice and list its one output folder twice
+        raise HostError(f"--tasks {args.tasks!r} names a task twice; name each task once")
     return [cfg.task(n) for n in names] if names else list(cfg.tasks)  # cfg.task: KeyError naming the tasks
 
 

@@ -89,6 +89,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     picture = (denormalize_image(torch.from_numpy(scenes[0])).permute(1, 2, 0).numpy() * 255).round()
     Image.fromarray(picture.astype(np.uint8)).save(images / "a" / "x.png")
     _png_claiming(images / "bomb.png", 20000, 20000)
+    frame = Image.open(images / "a" / "x.png")
+    frame.save(images / "pages.tiff", save_all=True, append_images=[frame.transpose(Image.Transpose.FLIP_TOP_BOTTOM)])
     _png_claiming(images / "big.png", 9000, 9000)
     np.save(root / "scenes.npy", scenes)
 
@@ -111,7 +113,7 @@ def world(tmp_path_factory) -> dict[str, str]:
              "pack_renamed": root / "pack_renamed" / "model.json",
              "pack_strversion": root / "pack_strversion" / "model.json", "pack_inf": root / "pack_inf" / "model.json",
              "onnx_other": root / "onnx_other", "image": images / "a" / "x.png", "bomb": images / "bomb.png",
-             "big": images / "big.png",
+             "big": images / "big.png", "pages": images / "pages.tiff",
              "text": root / "text.pt", "empty": root / "empty", "fifo": root / "fifo",
              "cityscapes": root / "cityscapes", "held": held, "run": run, "scenes": root / "scenes.npy",
              "good_sha": good_sha[:12], "other_sha": sha256_file(root / "other.pt")[:12],

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m3vit.cli import demo, evaluate, import_checkpoint, pack, quantize, train
+from m3vit.cli import demo, evaluate, flops, import_checkpoint, pack, quantize, train
 from m3vit_host import BackendOptions, HostError, open_runtime
 from m3vit_host import cli as run_cli
 
 TOOLS = {"run": run_cli, "pack": pack, "quantize": quantize, "train": train, "evaluate": evaluate, "demo": demo,
-         "import": import_checkpoint}
+         "import": import_checkpoint, "flops": flops}
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,11 @@ CLI = [
     case("run", CMP + " --backend onnx --onnx-dir {onnx_other}", "ONNX file", "0000000000",
          "pack with sha256", "{pack_sha}"),
     case("run", INFER + " --backend onnx --checkpoint {other}", "has sha256 {other_sha}", "{good_sha}"),
+    # second pass (new cases): results replaced silently, work done twice, messages that named nothing
+    case("flops", "--out {good}", "--out {good} already exists", "--force"),
+    case("run", INFER + " --tasks depth,semseg,depth", "names a task twice"),
+    case("run", INFER + " --backend pynq", "the pynq backend needs --bitstream", absent=("None",)),
+    case("run", INFER.replace("{image}", "{pages}"), "holds 2 frames", "one picture per file"),
     # messages that contradicted the input
     case("run", CMP + " --data cityscapes --data-root {cityscapes} --tasks semseg,depth", "cityscapes",
          absent=("choose them with --tasks",)),
