@@ -17,11 +17,21 @@ import numpy as np
 import pytest
 
 from m3vit.cli import demo, evaluate, flops, import_checkpoint, pack, quantize, train
+from m3vit.hw.estimate import hls_estimate, param_sweep, perf_report
+from m3vit.hw.run import vectors
 from m3vit_host import BackendOptions, HostError, open_runtime
 from m3vit_host import cli as run_cli
 
 TOOLS = {"run": run_cli, "pack": pack, "quantize": quantize, "train": train, "evaluate": evaluate, "demo": demo,
-         "import": import_checkpoint, "flops": flops}
+         "import": import_checkpoint, "flops": flops,
+         # the `python -m` tools the READMEs and the Makefile run
+         "hls_estimate": hls_estimate, "param_sweep": param_sweep, "perf_report": perf_report, "vectors": vectors}
+
+
+def _prefixes(tool: str) -> tuple[str, ...]:
+    """How a tool's one line starts: ``m3vit-<tool>``, or a module tool's short name / ``python -m <module>``."""
+    module = TOOLS[tool].__name__
+    return (f"m3vit-{tool}",) if module.startswith(("m3vit.cli.", "m3vit_host.")) else (tool, f"python -m {module}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,22 @@ CLI = [
     case("run", INFER + " --tasks depth,semseg,depth", "names a task twice"),
     case("run", INFER + " --backend pynq", "the pynq backend needs --bitstream", absent=("None",)),
     case("run", INFER.replace("{image}", "{pages}"), "holds 2 frames", "one picture per file"),
+    # the `python -m` tools: tracebacks, many-line usage errors, a pack left without its vectors
+    case("hls_estimate", "--config micro --out {empty}", "--out {empty} is a folder"),
+    case("hls_estimate", "--config micro --out {good}/est.json", "is a file, not a folder"),
+    case("hls_estimate", "--config micro --bogus", "unrecognized arguments: --bogus"),
+    case("param_sweep", "--config micro --grid epi_lanes=8 --out {empty}", "--out {empty} is a folder"),
+    case("perf_report", "--configs micro --frames 1 --out {good}", "--out {good} is an existing file"),
+    case("perf_report", "--configs micro --frames 1 --cycles {image} --out {out}", "is not a cycles file",
+         "--cycles"),
+    case("perf_report", "--configs bogus --out {out}", "invalid choice: 'bogus'"),
+    case("perf_report", "--frames 0 --out {out}", "--frames: must be between 1"),
+    case("vectors", "--pack {image} --out {out}", "is not valid JSON"),
+    case("vectors", "--pack {pack} --task bogus --out {out}", "unknown task 'bogus'"),
+    case("vectors", "--config micro --task bogus --out {out}", "unknown task 'bogus'"),
+    case("vectors", "--pack {pack} --out {good}", "--out {good} is an existing file"),
+    case("vectors", "--pack {pack} --out {dir}", "already holds files this tool did not write"),
+    case("vectors", "--pack {pack} --frames 0 --out {out}", "--frames: must be between 1"),
     # messages that contradicted the input
     case("run", CMP + " --data cityscapes --data-root {cityscapes} --tasks semseg,depth", "cityscapes",
          absent=("choose them with --tasks",)),
@@ -142,7 +168,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(row: Case, world, t
     code = _call(TOOLS[row.tool].main, argv)
     err = capsys.readouterr().err
     assert code == 2, (code, err)
-    assert err.count("\n") == 1 and err.startswith(f"m3vit-{row.tool}"), err
+    assert err.count("\n") == 1 and err.startswith(_prefixes(row.tool)), err
     assert "Traceback" not in err
     for needle in row.needles:
         assert needle.format(**names) in err, (needle, err)
