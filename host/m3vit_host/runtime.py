@@ -23,7 +23,7 @@ from m3vit.configs import ModelConfig, get_config
 from m3vit.heads_np import numpy_heads
 from m3vit.metrics import as_numpy
 from m3vit.quant.fixed import FixedPointOverflow
-from m3vit.quant.pack import Pack, PackError, read_pack
+from m3vit.quant.pack import Pack, PackError, manifest_of, read_pack
 
 from .backends import Backend, BackendOptions, make_backend
 from .errors import HostError
@@ -119,9 +119,7 @@ def config_difference(have: ModelConfig, want: ModelConfig) -> str:
 
 def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mode: str | None = None) -> Pack:
     """``read_pack`` validated against the config and precision asked for (by name or object)."""
-    manifest = Path(manifest)
-    if manifest.suffix == ".m3vpack":
-        manifest = manifest.with_suffix(".json")
+    manifest = manifest_of(manifest)
     expect = get_config(config) if isinstance(config, str) else config
     if expect is not None:
         # a named config may have been trained on fewer tasks: compare everything but the task list first
@@ -139,6 +137,6 @@ def open_runtime(backend: str, pack: str | Path, config: str | ModelConfig | Non
     """Open ``backend``, load the pack at ``pack`` (its ``.json`` manifest or ``.m3vpack``) onto it."""
     if str(pack).strip() == "":  # Path("") would be the current folder
         raise PackError("no pack given (the path is empty): name a pack manifest, e.g. build/demo/pack/model.json")
-    manifest = Path(pack).with_suffix(".json") if Path(pack).suffix == ".m3vpack" else Path(pack)
+    manifest = manifest_of(pack)
     loaded = load_pack(manifest, config, mode)
     return Runtime(make_backend(backend, options), loaded, manifest)

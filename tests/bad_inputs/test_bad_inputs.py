@@ -116,6 +116,12 @@ CLI = [
     case("run", INFER + " --tasks depth,semseg,depth", "names a task twice"),
     case("run", INFER + " --backend pynq", "the pynq backend needs --bitstream", absent=("None",)),
     case("run", INFER.replace("{image}", "{pages}"), "holds 2 frames", "one picture per file"),
+    case("pack", "verify {dir}/pack_renamed/model.m3vpack", "config is named 'm3vit-tiny'", absent=("JSON",)),
+    case("evaluate", "--checkpoint {good} --data-seed -5", "--data-seed: must be between 0 and 4294967295"),
+    case("train", "--seed -1 --max-steps 1 --out {out}", "--seed: must be between 0 and"),
+    case("demo", "--seed 99999999999999999999 --out {out}", "--seed: must be between 0 and"),
+    case("evaluate", "--checkpoint {good} --data nyud --data-root {good}", "is a file, not a folder",
+         absent=("does not exist",)),
     # the `python -m` tools: tracebacks, many-line usage errors, a pack left without its vectors
     case("hls_estimate", "--config micro --out {empty}", "--out {empty} is a folder"),
     case("hls_estimate", "--config micro --out {good}/est.json", "is a file, not a folder"),

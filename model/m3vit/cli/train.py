@@ -33,6 +33,7 @@ from .common import (
     positive_int,
     run_cli,
     sample_count,
+    seed,
 )
 from .outputs import OutputError, check_out_dir
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-task loss weights, e.g. semseg=1,depth=0.5 (unnamed tasks: 1)")
     p.add_argument("--weighting", choices=["fixed", "uncertainty"], default="fixed",
                    help="fixed task weights, or learned homoscedastic uncertainty")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and router noise")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and router noise")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--workers", type=nonnegative_int, default=0, help="data-loader worker processes")
     p.add_argument("--save-every", type=nonnegative_int, default=0,
