@@ -116,7 +116,14 @@ def check_values(images: np.ndarray) -> None:
                             f"(m3vit.data.transforms.normalize_image of [0, 1] values) or pass uint8 pictures")
 
 
+def check_not_empty(images: np.ndarray) -> None:
+    """A batch of none: numpy's own "need at least one array to concatenate" would say nothing of the input."""
+    if images.ndim >= 1 and images.shape[0] == 0:
+        raise HostError(f"no images: the batch is empty ({list(images.shape)}); pass at least one image")
+
+
 def check_model_input(images: np.ndarray, cfg: ModelConfig) -> None:
+    check_not_empty(images)
     check_values(images)
     want = (cfg.in_chans, *cfg.img_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != want:

@@ -27,7 +27,7 @@ from m3vit.quant.pack import Pack, PackError, manifest_of, read_pack
 
 from .backends import Backend, BackendOptions, make_backend
 from .errors import HostError
-from .images import check_model_input, normalise
+from .images import check_model_input, check_not_empty, normalise
 from .outputs import decode
 
 STAGES = ("preprocess", "accelerator", "postprocess")
@@ -70,6 +70,7 @@ class Runtime:
         images = as_numpy(images)  # a CPU torch tensor is taken too (without importing torch here)
         if images.ndim == 3:  # one image: a batch of one
             images = images[None]
+        check_not_empty(images)  # pictures are normalised first: check before that too
         if images.dtype == np.uint8:
             if images.ndim != 4 or images.shape[-1] != self.cfg.in_chans:
                 raise HostError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")

@@ -196,6 +196,8 @@ API = {
     "0..255 floats": (lambda s: (s * 0 + 200.0).astype(np.float32), "outside the normalised range"),
     "complex image": (lambda s: s.astype(np.complex64), "complex"),
     "object image": (lambda s: s.astype(object), "dtype object"),
+    "empty batch": (lambda s: s[:0], "no images: the batch is empty"),
+    "empty picture batch": (lambda s: np.zeros((0, *s.shape[2:], 3), np.uint8), "no images: the batch is empty"),
     "uint8 wrong layout": (lambda s: np.zeros(s.shape, np.uint8), "pictures must be uint8 [B, H, W, 3]"),
 }
 OPTIONS = {
