@@ -225,6 +225,13 @@ def run_compare(args: argparse.Namespace) -> dict:
     """Against a golden file (``--golden``, the board) or the float model itself (``--checkpoint``, workstation)."""
     _check_out(args)
     if getattr(args, "golden", None):
+        given = [f"--{dest.replace('_', '-')}" for dest, default in getattr(args, "golden_fixes", {}).items()
+                 if getattr(args, dest) != default]
+        if given:  # silently ignored, a --val-samples 100 would report on the golden file's few images
+            them = "it" if len(given) == 1 else "them"
+            raise HostError(f"--golden {args.golden} fixes the images and the float model itself, so "
+                            f"{', '.join(given)} would be ignored: drop {them}, or drop --golden to run the float "
+                            f"model here")
         with _open(args, args.backend) as rt:
             golden = read_golden(args.golden, rt.pack)
             tasks = _tasks(args, rt.cfg)

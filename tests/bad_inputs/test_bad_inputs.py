@@ -122,6 +122,13 @@ CLI = [
     case("demo", "--seed 99999999999999999999 --out {out}", "--seed: must be between 0 and"),
     case("evaluate", "--checkpoint {good} --data nyud --data-root {good}", "is a file, not a folder",
          absent=("does not exist",)),
+    case("run", "compare --pack {pack} --golden {scenes} --out {out}", "it is not an .npz",
+         absent=("pickle", "allow_pickle")),
+    case("run", "compare --pack {pack} --golden {image} --out {out}", "it is not an .npz", absent=("pickle",)),
+    case("run", "compare --pack {pack} --golden {scenes} --val-samples 5 --data-seed 3 --out {out}",
+         "--val-samples, --data-seed would be ignored", "drop them"),
+    case("run", "compare --pack {pack} --golden {scenes} --checkpoint {good} --out {out}",
+         "--checkpoint would be ignored"),
     # the `python -m` tools: tracebacks, many-line usage errors, a pack left without its vectors
     case("hls_estimate", "--config micro --out {empty}", "--out {empty} is a folder"),
     case("hls_estimate", "--config micro --out {good}/est.json", "is a file, not a folder"),
