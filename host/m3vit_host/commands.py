@@ -295,8 +295,12 @@ def _bench_images(args: argparse.Namespace, rt: Runtime) -> np.ndarray:
 def run_bench(args: argparse.Namespace) -> dict:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
-    if unknown or not backends:
+    if unknown:
         raise HostError(f"unknown backend(s) {unknown} in --backends; choose from {sorted(BACKENDS)}")
+    if not backends:
+        raise HostError(f"--backends {args.backends!r} names no backend; choose from {sorted(BACKENDS)}")
+    if len(set(backends)) != len(backends):  # bench.json holds one entry per backend: a second run would replace it
+        raise HostError(f"--backends {args.backends!r} names a backend twice; name each once")
     _check_out(args)
     results: dict[str, dict] = {}
     images = None

@@ -129,6 +129,9 @@ CLI = [
          "--val-samples, --data-seed would be ignored", "drop them"),
     case("run", "compare --pack {pack} --golden {scenes} --checkpoint {good} --out {out}",
          "--checkpoint would be ignored"),
+    case("run", "bench --pack {pack} --backends reference,reference --frames 1 --out {out}", "a backend twice"),
+    case("run", ["bench", "--pack", "{pack}", "--backends", ",", "--frames", "1", "--out", "{out}"],
+         "names no backend", absent=("unknown backend(s) []",)),
     # the `python -m` tools: tracebacks, many-line usage errors, a pack left without its vectors
     case("hls_estimate", "--config micro --out {empty}", "--out {empty} is a folder"),
     case("hls_estimate", "--config micro --out {good}/est.json", "is a file, not a folder"),
