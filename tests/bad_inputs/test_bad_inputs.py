@@ -132,6 +132,10 @@ CLI = [
     case("run", "bench --pack {pack} --backends reference,reference --frames 1 --out {out}", "a backend twice"),
     case("run", ["bench", "--pack", "{pack}", "--backends", ",", "--frames", "1", "--out", "{out}"],
          "names no backend", absent=("unknown backend(s) []",)),
+    case("import", "--from m3vit --src {text} --config micro --out {out}", "--src {text} cannot be read",
+         "not a state dict file", absent=("weights_only", "arbitrary code")),
+    case("import", "--from m3vit --src {fifo} --config micro --out {out}", "not a regular file",
+         absent=("does not exist",)),
     # the `python -m` tools: tracebacks, many-line usage errors, a pack left without its vectors
     case("hls_estimate", "--config micro --out {empty}", "--out {empty} is a folder"),
     case("hls_estimate", "--config micro --out {good}/est.json", "is a file, not a folder"),
