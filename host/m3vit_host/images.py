@@ -38,6 +38,14 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation read from the header only: a PNG whose eXIf chunk follows the pixels would have to be
+    decoded whole to find it (and a bomb's header must be refused before any decoding), so it counts as upright."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return int(img.getexif().get(EXIF_ORIENTATION, 1))
+
+
 def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray:
     """An RGB picture as uint8 [H, W, 3] at the model's size."""
     want_h, want_w = cfg.img_size
@@ -50,7 +58,7 @@ def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray
             # A camera's EXIF orientation is the picture's real one (viewers show it so): a portrait stored
             # sideways must not run sideways, so sizes are those after the rotation applied below.
             w, h = img.size
-            if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            if _orientation(img) in (5, 6, 7, 8):
                 w, h = h, w
             if (h, w) != (want_h, want_w) and not resize:
                 raise HostError(f"image {path} is {w}x{h} (WxH); model {cfg.name!r} takes {want_w}x{want_h}: "

@@ -99,6 +99,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     (root / "text.pt").write_text("not a checkpoint\n")
     (root / "empty").mkdir()
     os.mkfifo(root / "fifo")
+    os.symlink(root / "nowhere" / "out", root / "dangling")  # a link to a folder that does not exist
+    os.symlink(root / "loop", root / "loop")  # a link to itself
     (root / "cityscapes").mkdir()
     held = root / "held"  # an output folder that holds an earlier run's results
     held.mkdir()
@@ -115,6 +117,7 @@ def world(tmp_path_factory) -> dict[str, str]:
              "onnx_other": root / "onnx_other", "image": images / "a" / "x.png", "bomb": images / "bomb.png",
              "big": images / "big.png", "pages": images / "pages.tiff",
              "text": root / "text.pt", "empty": root / "empty", "fifo": root / "fifo",
+             "dangling": root / "dangling", "loop": root / "loop",
              "cityscapes": root / "cityscapes", "held": held, "run": run, "scenes": root / "scenes.npy",
              "good_sha": good_sha[:12], "other_sha": sha256_file(root / "other.pt")[:12],
              "pack_sha": json.loads(manifest.read_text())["payload_sha256"][:12]}

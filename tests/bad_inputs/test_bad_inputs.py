@@ -136,6 +136,14 @@ CLI = [
          "not a state dict file", absent=("weights_only", "arbitrary code")),
     case("import", "--from m3vit --src {fifo} --config micro --out {out}", "not a regular file",
          absent=("does not exist",)),
+    # outputs that are not what they seem: a FIFO (the final rename replaced it, as it did /dev/full), links
+    case("flops", "--out {fifo}", "--out {fifo} is a device, FIFO or socket"),
+    case("evaluate", "--checkpoint {good} --force --out {fifo}", "not a regular file"),
+    case("run", "golden --pack {pack} --checkpoint {good} --force --out {fifo}", "not a regular file"),
+    case("run", INFER.replace("{out}", "{dangling}"), "is a symbolic link to", "which does not exist",
+         absent=(".partial",)),
+    case("run", INFER.replace("{out}", "{loop}"), "is a symbolic link that loops"),
+    case("flops", "--out {loop}", "is a symbolic link that loops"),
     # the `python -m` tools: tracebacks, many-line usage errors, a pack left without its vectors
     case("hls_estimate", "--config micro --out {empty}", "--out {empty} is a folder"),
     case("hls_estimate", "--config micro --out {good}/est.json", "is a file, not a folder"),
