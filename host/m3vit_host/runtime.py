@@ -84,12 +84,15 @@ class Runtime:
             raise HostError(f"the pack's integers overflow on this input ({exc}): verify it with `m3vit-pack "
                             f"verify` and re-quantize the checkpoint (a diverged model?)") from None
         t2 = time.perf_counter()
-        collected = self.backend.collect(raw)
-        if self.backend.produces == "tokens":
-            tokens = collected
-            head = self.heads[self.task](tokens)
-        else:
-            tokens, head = None, np.asarray(collected, dtype=np.float32)
+        # a diverged pack overflows in the float head: numpy's RuntimeWarnings would print eight lines before the
+        # one line below that says what is wrong, so they are silenced here and the result checked instead
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            collected = self.backend.collect(raw)
+            if self.backend.produces == "tokens":
+                tokens = collected
+                head = self.heads[self.task](tokens)
+            else:
+                tokens, head = None, np.asarray(collected, dtype=np.float32)
         if not np.isfinite(head).all():  # never hand back (or write) all-NaN outputs as a result
             raise HostError(f"task {self.task}: the outputs are not finite (NaN or Inf) on finite input: the pack "
                             f"comes from a diverged model; check it with `m3vit-pack verify`")

@@ -10,6 +10,7 @@ and checks is still empty afterwards, as are the fixtures.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,8 +194,11 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(row: Case, world, t
     if row.tool in ("quantize", "train", "evaluate", "demo"):
         argv.append("--no-progress")  # progress bars go to stderr: the one line must be the only one
     before = _snapshot(Path(world["dir"]))
-    code = _call(TOOLS[row.tool].main, argv)
+    with warnings.catch_warnings(record=True) as caught:  # pytest would hide what a real run prints on stderr
+        warnings.simplefilter("always")
+        code = _call(TOOLS[row.tool].main, argv)
     err = capsys.readouterr().err
+    assert not caught, f"warnings would add lines to stderr: {[str(w.message) for w in caught]}"
     assert code == 2, (code, err)
     assert err.count("\n") == 1 and err.startswith(_prefixes(row.tool)), err
     assert "Traceback" not in err
