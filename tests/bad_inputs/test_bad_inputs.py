@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from m3vit.cli import demo, evaluate, flops, import_checkpoint, pack, quantize, train
+from m3vit.hw import platform
 from m3vit.hw.estimate import hls_estimate, param_sweep, perf_report
+from m3vit.hw.gen import hls_config
 from m3vit.hw.run import vectors
 from m3vit_host import BackendOptions, HostError, open_runtime
 from m3vit_host import cli as run_cli
@@ -26,7 +28,8 @@ from m3vit_host import cli as run_cli
 TOOLS = {"run": run_cli, "pack": pack, "quantize": quantize, "train": train, "evaluate": evaluate, "demo": demo,
          "import": import_checkpoint, "flops": flops,
          # the `python -m` tools the READMEs and the Makefile run
-         "hls_estimate": hls_estimate, "param_sweep": param_sweep, "perf_report": perf_report, "vectors": vectors}
+         "hls_estimate": hls_estimate, "param_sweep": param_sweep, "perf_report": perf_report, "vectors": vectors,
+         "platform": platform, "hls_config": hls_config}
 
 
 def _prefixes(tool: str) -> tuple[str, ...]:
@@ -161,6 +164,9 @@ CLI = [
     case("vectors", "--pack {pack} --out {good}", "--out {good} is an existing file"),
     case("vectors", "--pack {pack} --out {dir}", "already holds files this tool did not write"),
     case("vectors", "--pack {pack} --frames 0 --out {out}", "--frames: must be between 1"),
+    case("platform", "--tcl {empty}", "--tcl {empty} is a folder"),  # was an IsADirectoryError traceback
+    case("platform", "--tcl {good}/platform.tcl", "is a file, not a folder"),
+    case("hls_config", "--config nonexistent --out {out}", "invalid choice: 'nonexistent'"),  # was 5 lines
     # messages that contradicted the input
     case("run", CMP + " --data cityscapes --data-root {cityscapes} --tasks semseg,depth", "cityscapes",
          absent=("choose them with --tasks",)),
