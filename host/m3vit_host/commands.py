@@ -31,8 +31,31 @@ from .images import find_images, read_image
 from .outputs import colourise, save_png
 from .runtime import STAGES, Runtime, load_pack, open_runtime
 
+# Options that mean something to some backends only (their defaults: None, or the simulated accelerator's).
+_BACKEND_OPTIONS = {"bitstream": ("pynq",), "ip_name": ("pynq", "simboard", "csim"), "onnx_dir": ("onnx",)}
+
+
+def _refuse_unused_options(args: argparse.Namespace) -> None:
+    """An option the chosen backend ignores is a mistake in the command (``--bitstream`` without ``--backend
+    pynq`` ran the reference and reported it as the board's run): say so instead of ignoring it."""
+    backend = getattr(args, "backend", None)
+    if backend is None:  # bench: the options go to every backend of --backends
+        return
+    used = dict(_BACKEND_OPTIONS)
+    if getattr(args, "command", None) == "infer":  # compare's --checkpoint is the golden model, for every backend
+        used["checkpoint"] = ("onnx",)
+    unused = [(f"--{k.replace('_', '-')}", users) for k, users in used.items()
+              if getattr(args, k, None) is not None and backend not in users]
+    if getattr(args, "accelerator", "reference") != "reference" and backend != "simboard":
+        unused.append(("--accelerator", ("simboard",)))
+    if unused:
+        flag, users = unused[0]
+        raise HostError(f"{flag} only applies to --backend {' or '.join(users)}, and this run's backend is "
+                        f"{backend}: drop {flag} or choose that backend")
+
 
 def _options(args: argparse.Namespace) -> BackendOptions:
+    _refuse_unused_options(args)
     for name in ("batch_size", "device_frames", "frames", "worst"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "worst" else 1):

@@ -140,6 +140,12 @@ CLI = [
          "not a state dict file", absent=("weights_only", "arbitrary code")),
     case("import", "--from m3vit --src {fifo} --config micro --out {out}", "not a regular file",
          absent=("does not exist",)),
+    # options the chosen backend ignores (the reference ran and its results looked like the board's)
+    case("run", INFER + " --bitstream {image}", "--bitstream only applies to --backend pynq", "reference"),
+    case("run", INFER + " --accelerator hang", "--accelerator only applies to --backend simboard"),
+    case("run", INFER + " --backend simboard --onnx-dir {empty}", "--onnx-dir only applies to --backend onnx"),
+    case("run", INFER + " --checkpoint {good}", "--checkpoint only applies to --backend onnx"),
+    case("run", CMP + " --bitstream {image}", "--bitstream only applies to --backend pynq"),
     # outputs that are not what they seem: a FIFO (the final rename replaced it, as it did /dev/full), links
     case("flops", "--out {fifo}", "--out {fifo} is a device, FIFO or socket"),
     case("evaluate", "--checkpoint {good} --force --out {fifo}", "not a regular file"),
