@@ -246,6 +246,7 @@ OPTIONS = {
     "timeout nan": (BackendOptions(timeout_s=float("nan")), "timeout must be a finite number"),
     "timeout inf": (BackendOptions(timeout_s=float("inf")), "timeout must be a finite number"),
     "timeout negative": (BackendOptions(timeout_s=-1.0), "timeout must be a finite number"),
+    "options as a dict": ({"timeout_s": 1.0}, "options must be a BackendOptions"),
 }
 
 
