@@ -74,6 +74,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     _, manifest = write_pack(qmodel, root / "pack", checkpoint_sha256=good_sha)
     write_pack(qmodel, root / "pack_unrecorded")  # as packs written before provenance was recorded
     _edit_manifest(manifest, root / "pack_renamed", lambda m: m["config"].update(name="m3vit-tiny"))
+    _edit_manifest(manifest, root / "pack_noheads", lambda m: m["config"].update(num_heads=0))
     _edit_manifest(manifest, root / "pack_strversion", lambda m: m.update(pack_version=str(m["pack_version"])))
     with torch.no_grad():  # a head blown up as by a diverged fine-tuning: finite weights, infinite outputs
         for p in qmodel.heads["depth"].parameters():
@@ -113,7 +114,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     names = {"dir": root, "good": root / "good.pt", "other": root / "other.pt", "pack": manifest,
              "pack_unrecorded": root / "pack_unrecorded" / "model.json",
              "pack_renamed": root / "pack_renamed" / "model.json",
-             "pack_strversion": root / "pack_strversion" / "model.json", "pack_inf": root / "pack_inf" / "model.json",
+             "pack_strversion": root / "pack_strversion" / "model.json",
+             "pack_noheads": root / "pack_noheads" / "model.json", "pack_inf": root / "pack_inf" / "model.json",
              "onnx_other": root / "onnx_other", "image": images / "a" / "x.png", "bomb": images / "bomb.png",
              "big": images / "big.png", "pages": images / "pages.tiff",
              "text": root / "text.pt", "empty": root / "empty", "fifo": root / "fifo",

@@ -97,6 +97,8 @@ CLI = [
     case("pack", "verify {pack_renamed}", "config is named 'm3vit-tiny' but differs", "re-export"),
     case("run", INFER.replace("{pack}", "{pack_renamed}"), "config is named 'm3vit-tiny'"),
     case("pack", "verify {pack_strversion}", "'pack_version' should be an integer, got str", absent=("reads",)),
+    case("pack", "verify {pack_noheads}", "sizes must be integers of 1 or more", "num_heads 0"),  # ZeroDivisionError
+    case("run", INFER.replace("{pack}", "{pack_noheads}"), "num_heads 0"),
     case("pack", "verify {pack_inf}", "task depth gives non-finite outputs", "diverged"),
     case("run", INFER.replace("{pack}", "{pack_inf}") + " --backend simboard", "task depth: the outputs are not finite",
          "m3vit-pack verify"),
