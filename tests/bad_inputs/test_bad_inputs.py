@@ -151,6 +151,9 @@ CLI = [
     case("train", "--lr 1e300 --max-steps 1 --out {out}", "--lr: must be greater than 0 and at most 1e+12"),
     case("demo", "--lr 1e300 --out {out}", "--lr: must be greater than 0 and at most 1e+12"),
     case("train", "--workers 1000 --max-steps 1 --out {out}", "--workers: must be between 0 and 64"),
+    case("run", INFER + " --backend onnx --onnx-dir {dir}/nowhere", "--onnx-dir {dir}/nowhere does not exist",
+         absent=("for task",)),
+    case("run", INFER + " --backend onnx --onnx-dir {image}", "is a file, not a folder"),
     # outputs that are not what they seem: a FIFO (the final rename replaced it, as it did /dev/full), links
     case("flops", "--out {fifo}", "--out {fifo} is a device, FIFO or socket"),
     case("evaluate", "--checkpoint {good} --force --out {fifo}", "not a regular file"),
