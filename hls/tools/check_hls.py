@@ -25,7 +25,6 @@ Exit status: 0 clean, 1 findings, 2 bad input (one line on stderr).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -521,7 +520,11 @@ def apply_baseline(findings: list[Finding], baseline: dict[str, int]) -> tuple[l
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="check_hls.py", description=__doc__.split("\n\n")[0])
+    from m3vit.cli.args import Parser, int_in
+    from m3vit.cli.outputs import OutputError, check_out_file, write_text_atomic
+
+    # Parser: an argument error is one line, as in every m3vit tool
+    p = Parser(prog="check_hls.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--source", type=Path, help="a C++ file to check instead of the accelerator's top")
     p.add_argument("--top", default="m3vit_accel", help="the top function (synthesized = reachable from it)")
     p.add_argument("--config", default="m3vit-tiny")
@@ -530,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-baseline", type=Path, help="write the int64 findings as the new baseline (review the diff: "
                    "it may only shrink)")
     p.add_argument("--rules", default=",".join(RULES), help="comma-separated subset of " + ", ".join(RULES))
-    p.add_argument("--storage-bits", type=int, default=DEFAULT_STORAGE_BITS)
+    p.add_argument("--storage-bits", type=int_in(1, 1 << 30), default=DEFAULT_STORAGE_BITS,
+                   help="an array of more bits needs a storage decision (BIND_STORAGE or ARRAY_PARTITION)")
     a = p.parse_args(argv)
     try:
         rules = tuple(r for r in a.rules.split(",") if r)
@@ -542,6 +546,15 @@ def main(argv: list[str] | None = None) -> int:
                 baseline = json.loads(a.baseline.read_text())
             except (OSError, ValueError) as exc:
                 raise BadInput(f"--baseline {a.baseline}: {exc}") from exc
+            if not isinstance(baseline, dict) or not all(
+                    isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool) for k, n in baseline.items()):
+                raise BadInput(f"--baseline {a.baseline}: expected a JSON object {{\"RULE function\": count}}, as "
+                               f"--write-baseline writes")
+        if a.write_baseline is not None:
+            try:  # before the parse: a folder or a read-only place is one line, not a traceback at the end
+                check_out_file(a.write_baseline, "--write-baseline")
+            except OutputError as exc:
+                raise BadInput(str(exc)) from None
         from m3vit.configs import CONFIGS, get_config
         from m3vit.hw.gen.hls_config import HlsParams, config_key, write_config_header
         from m3vit.quant.spec import MODES, get_mode
@@ -562,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.write_baseline is not None:
         counts = Counter(f.key() for f in findings if f.rule == "int64")
-        a.write_baseline.write_text(json.dumps(dict(sorted(counts.items())), indent=1) + "\n")
+        write_text_atomic(a.write_baseline, json.dumps(dict(sorted(counts.items())), indent=1) + "\n")
     extra, stale = apply_baseline(findings, baseline)
     for f in extra:
         print(f)

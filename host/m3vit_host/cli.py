@@ -44,6 +44,7 @@ except ImportError:  # the board's lean install
         return run_with(prog, work, (KeyError, ValueError, OSError, PackError, OutputError, ProvenanceError))
 
 PROG = "m3vit-run"
+GOLDEN_FIXES = ("checkpoint", "data", "data_root", "val_samples", "data_seed", "split")
 MAX_BATCH = 4096
 MAX_BENCH_FRAMES = 100_000
 
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--worst", type=int_in(1, 64), default=4, help="worst cases shown per task")
     cmp_.add_argument("--out", default="build/host/compare", help="report folder")
     _common(cmp_)
+    # what a golden file fixes itself (its images, its float model): given with --golden they would be ignored
+    # (argparse's get_default would give a hidden alias's SUPPRESS: read the shown options' own defaults)
+    cmp_.set_defaults(golden_fixes={a.dest: a.default for a in cmp_._actions
+                                    if a.dest in GOLDEN_FIXES and a.default is not argparse.SUPPRESS})
 
     bench = sub.add_parser("bench", formatter_class=fmt, help="frames/s and per-stage times per backend",
                            description="Time each backend on synthetic scenes: frames per second and the mean "

@@ -31,8 +31,31 @@ from .images import find_images, read_image
 from .outputs import colourise, save_png
 from .runtime import STAGES, Runtime, load_pack, open_runtime
 
+# Options that mean something to some backends only (their defaults: None, or the simulated accelerator's).
+_BACKEND_OPTIONS = {"bitstream": ("pynq",), "ip_name": ("pynq", "simboard", "csim"), "onnx_dir": ("onnx",)}
+
+
+def _refuse_unused_options(args: argparse.Namespace) -> None:
+    """An option the chosen backend ignores is a mistake in the command (``--bitstream`` without ``--backend
+    pynq`` ran the reference and reported it as the board's run): say so instead of ignoring it."""
+    backend = getattr(args, "backend", None)
+    if backend is None:  # bench: the options go to every backend of --backends
+        return
+    used = dict(_BACKEND_OPTIONS)
+    if getattr(args, "command", None) == "infer":  # compare's --checkpoint is the golden model, for every backend
+        used["checkpoint"] = ("onnx",)
+    unused = [(f"--{k.replace('_', '-')}", users) for k, users in used.items()
+              if getattr(args, k, None) is not None and backend not in users]
+    if getattr(args, "accelerator", "reference") != "reference" and backend != "simboard":
+        unused.append(("--accelerator", ("simboard",)))
+    if unused:
+        flag, users = unused[0]
+        raise HostError(f"{flag} only applies to --backend {' or '.join(users)}, and this run's backend is "
+                        f"{backend}: drop {flag} or choose that backend")
+
 
 def _options(args: argparse.Namespace) -> BackendOptions:
+    _refuse_unused_options(args)
     for name in ("batch_size", "device_frames", "frames", "worst"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "worst" else 1):
@@ -50,6 +73,8 @@ def _open(args: argparse.Namespace, backend: str) -> Runtime:
 
 def _tasks(args: argparse.Namespace, cfg: ModelConfig) -> list[TaskSpec]:
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if len(set(names)) != len(names):  # one task twice would run twice and list its one output folder twice
+        raise HostError(f"--tasks {args.tasks!r} names a task twice; name each task once")
     return [cfg.task(n) for n in names] if names else list(cfg.tasks)  # cfg.task: KeyError naming the tasks
 
 
@@ -223,6 +248,13 @@ def run_compare(args: argparse.Namespace) -> dict:
     """Against a golden file (``--golden``, the board) or the float model itself (``--checkpoint``, workstation)."""
     _check_out(args)
     if getattr(args, "golden", None):
+        given = [f"--{dest.replace('_', '-')}" for dest, default in getattr(args, "golden_fixes", {}).items()
+                 if getattr(args, dest) != default]
+        if given:  # silently ignored, a --val-samples 100 would report on the golden file's few images
+            them = "it" if len(given) == 1 else "them"
+            raise HostError(f"--golden {args.golden} fixes the images and the float model itself, so "
+                            f"{', '.join(given)} would be ignored: drop {them}, or drop --golden to run the float "
+                            f"model here")
         with _open(args, args.backend) as rt:
             golden = read_golden(args.golden, rt.pack)
             tasks = _tasks(args, rt.cfg)
@@ -286,8 +318,12 @@ def _bench_images(args: argparse.Namespace, rt: Runtime) -> np.ndarray:
 def run_bench(args: argparse.Namespace) -> dict:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
-    if unknown or not backends:
+    if unknown:
         raise HostError(f"unknown backend(s) {unknown} in --backends; choose from {sorted(BACKENDS)}")
+    if not backends:
+        raise HostError(f"--backends {args.backends!r} names no backend; choose from {sorted(BACKENDS)}")
+    if len(set(backends)) != len(backends):  # bench.json holds one entry per backend: a second run would replace it
+        raise HostError(f"--backends {args.backends!r} names a backend twice; name each once")
     _check_out(args)
     results: dict[str, dict] = {}
     images = None

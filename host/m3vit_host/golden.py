@@ -82,6 +82,9 @@ def read_golden(path: str | Path, pack: Pack) -> GoldenSet:
     if not path.is_file():
         raise HostError(f"golden file {path} does not exist: write it on the workstation with "
                         f"`m3vit-run golden --checkpoint ... --pack ... --out {path.name}` and copy it here")
+    if not zipfile.is_zipfile(path):  # a picture, a pack manifest, a .npy: numpy would talk of pickles or crash
+        raise HostError(f"golden file {path} is not readable: it is not an .npz (what `m3vit-run golden` writes); "
+                        f"pass that file, or write one with `m3vit-run golden`")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from m3vit.configs import IMAGE_MEAN, IMAGE_STD, ModelConfig
 from m3vit.heads_np import bilinear
@@ -19,6 +19,7 @@ from m3vit.heads_np import bilinear
 from .errors import HostError
 
 MAX_RESIZE_PIXELS = 64_000_000  # a 8000x8000 photo; PIL's own bomb limit is near 179 M
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how the stored pixels are turned
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 
@@ -37,13 +38,28 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation read from the header only: a PNG whose eXIf chunk follows the pixels would have to be
+    decoded whole to find it (and a bomb's header must be refused before any decoding), so it counts as upright."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return int(img.getexif().get(EXIF_ORIENTATION, 1))
+
+
 def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray:
     """An RGB picture as uint8 [H, W, 3] at the model's size."""
     want_h, want_w = cfg.img_size
     try:
         with Image.open(path) as img:
-            # the header's size is checked before any pixel is decoded: a 20000x20000 header must not allocate
+            if getattr(img, "n_frames", 1) > 1:  # only the first would run: the others' results would be missing
+                raise HostError(f"image {path} holds {img.n_frames} frames (an animation or a multi-page file); "
+                                f"the model takes one picture per file: split it into single images")
+            # the header's size is checked before any pixel is decoded: a 20000x20000 header must not allocate.
+            # A camera's EXIF orientation is the picture's real one (viewers show it so): a portrait stored
+            # sideways must not run sideways, so sizes are those after the rotation applied below.
             w, h = img.size
+            if _orientation(img) in (5, 6, 7, 8):
+                w, h = h, w
             if (h, w) != (want_h, want_w) and not resize:
                 raise HostError(f"image {path} is {w}x{h} (WxH); model {cfg.name!r} takes {want_w}x{want_h}: "
                                 f"resize it or pass --resize")
@@ -51,6 +67,7 @@ def read_image(path: Path, cfg: ModelConfig, resize: bool = False) -> np.ndarray
                 raise HostError(f"image {path} is {w}x{h}, over {MAX_RESIZE_PIXELS:,} pixels to resize: scale it "
                                 f"down to {want_w}x{want_h} first")
             img.load()
+            img = ImageOps.exif_transpose(img)
             if img.mode == "P":  # palette pictures hold colours: expand them
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             bands = img.getbands()
@@ -107,7 +124,14 @@ def check_values(images: np.ndarray) -> None:
                             f"(m3vit.data.transforms.normalize_image of [0, 1] values) or pass uint8 pictures")
 
 
+def check_not_empty(images: np.ndarray) -> None:
+    """A batch of none: numpy's own "need at least one array to concatenate" would say nothing of the input."""
+    if images.ndim >= 1 and images.shape[0] == 0:
+        raise HostError(f"no images: the batch is empty ({list(images.shape)}); pass at least one image")
+
+
 def check_model_input(images: np.ndarray, cfg: ModelConfig) -> None:
+    check_not_empty(images)
     check_values(images)
     want = (cfg.in_chans, *cfg.img_size)
     if images.ndim != 4 or tuple(images.shape[1:]) != want:

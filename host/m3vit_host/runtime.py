@@ -23,11 +23,11 @@ from m3vit.configs import ModelConfig, get_config
 from m3vit.heads_np import numpy_heads
 from m3vit.metrics import as_numpy
 from m3vit.quant.fixed import FixedPointOverflow
-from m3vit.quant.pack import Pack, PackError, read_pack
+from m3vit.quant.pack import Pack, PackError, manifest_of, read_pack
 
 from .backends import Backend, BackendOptions, make_backend
 from .errors import HostError
-from .images import check_model_input, normalise
+from .images import check_model_input, check_not_empty, normalise
 from .outputs import decode
 
 STAGES = ("preprocess", "accelerator", "postprocess")
@@ -70,6 +70,7 @@ class Runtime:
         images = as_numpy(images)  # a CPU torch tensor is taken too (without importing torch here)
         if images.ndim == 3:  # one image: a batch of one
             images = images[None]
+        check_not_empty(images)  # pictures are normalised first: check before that too
         if images.dtype == np.uint8:
             if images.ndim != 4 or images.shape[-1] != self.cfg.in_chans:
                 raise HostError(f"pictures must be uint8 [B, H, W, {self.cfg.in_chans}], got {list(images.shape)}")
@@ -83,12 +84,15 @@ class Runtime:
             raise HostError(f"the pack's integers overflow on this input ({exc}): verify it with `m3vit-pack "
                             f"verify` and re-quantize the checkpoint (a diverged model?)") from None
         t2 = time.perf_counter()
-        collected = self.backend.collect(raw)
-        if self.backend.produces == "tokens":
-            tokens = collected
-            head = self.heads[self.task](tokens)
-        else:
-            tokens, head = None, np.asarray(collected, dtype=np.float32)
+        # a diverged pack overflows in the float head: numpy's RuntimeWarnings would print eight lines before the
+        # one line below that says what is wrong, so they are silenced here and the result checked instead
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            collected = self.backend.collect(raw)
+            if self.backend.produces == "tokens":
+                tokens = collected
+                head = self.heads[self.task](tokens)
+            else:
+                tokens, head = None, np.asarray(collected, dtype=np.float32)
         if not np.isfinite(head).all():  # never hand back (or write) all-NaN outputs as a result
             raise HostError(f"task {self.task}: the outputs are not finite (NaN or Inf) on finite input: the pack "
                             f"comes from a diverged model; check it with `m3vit-pack verify`")
@@ -119,9 +123,7 @@ def config_difference(have: ModelConfig, want: ModelConfig) -> str:
 
 def load_pack(manifest: str | Path, config: str | ModelConfig | None = None, mode: str | None = None) -> Pack:
     """``read_pack`` validated against the config and precision asked for (by name or object)."""
-    manifest = Path(manifest)
-    if manifest.suffix == ".m3vpack":
-        manifest = manifest.with_suffix(".json")
+    manifest = manifest_of(manifest)
     expect = get_config(config) if isinstance(config, str) else config
     if expect is not None:
         # a named config may have been trained on fewer tasks: compare everything but the task list first
@@ -139,6 +141,6 @@ def open_runtime(backend: str, pack: str | Path, config: str | ModelConfig | Non
     """Open ``backend``, load the pack at ``pack`` (its ``.json`` manifest or ``.m3vpack``) onto it."""
     if str(pack).strip() == "":  # Path("") would be the current folder
         raise PackError("no pack given (the path is empty): name a pack manifest, e.g. build/demo/pack/model.json")
-    manifest = Path(pack).with_suffix(".json") if Path(pack).suffix == ".m3vpack" else Path(pack)
+    manifest = manifest_of(pack)
     loaded = load_pack(manifest, config, mode)
     return Runtime(make_backend(backend, options), loaded, manifest)

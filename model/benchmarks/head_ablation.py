@@ -26,13 +26,16 @@ from m3vit.training import TrainSettings, train
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from m3vit.cli.args import Parser, positive_int
+    from m3vit.configs import CONFIGS
+
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="build/bench/head_ablation")
-    p.add_argument("--config", default="micro")
-    p.add_argument("--train-samples", type=int, default=2048)
-    p.add_argument("--val-samples", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--pup-channels", type=int, default=64, help="PUP width (M³ViT uses 256 at D=384+)")
+    p.add_argument("--config", default="micro", choices=sorted(CONFIGS))
+    p.add_argument("--train-samples", type=positive_int, default=2048)
+    p.add_argument("--val-samples", type=positive_int, default=256)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--pup-channels", type=positive_int, default=64, help="PUP width (M³ViT uses 256 at D=384+)")
     args = p.parse_args()
     out = Path(args.out)
     results = {}

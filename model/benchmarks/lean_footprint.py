@@ -88,14 +88,22 @@ def measure(python: str, block: bool, argv: list[str]) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="m3vit-tiny")
-    p.add_argument("--mode", default="w8a8")
-    p.add_argument("--images", type=int, default=4)
+    from m3vit.cli.args import EXIT_USER_ERROR, Parser, positive_int, run_with
+    from m3vit.cli.outputs import OutputError, check_out_file, write_text_atomic
+    from m3vit.configs import CONFIGS
+    from m3vit.quant.spec import MODES
+
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS))
+    p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
+    p.add_argument("--images", type=positive_int, default=4)
     p.add_argument("--python", default=None, help="interpreter of a lean install (default: this one, with the "
                                                   "workstation packages blocked)")
     p.add_argument("--out", default="build/bench/lean_footprint.json")
     args = p.parse_args()
+    # one-line errors for an unwritable --out, checked before the work (the figures are rewritten on each run)
+    if run_with(p.prog, lambda: check_out_file(args.out), (OutputError,)) is None:
+        raise SystemExit(EXIT_USER_ERROR)
     work = REPO / "build" / "bench"
     manifest = make_pack(args.config, args.mode, work / f"{args.config}_{args.mode}_pack")
     from m3vit.configs import get_config
@@ -114,8 +122,7 @@ def main() -> None:
                "peak_rss_mb": round(result["peak_rss_mb"], 1), "goal_peak_rss_mb": GOAL_MB,
                "within_goal": result["peak_rss_mb"] <= GOAL_MB, "import_s": round(result["import_s"], 3),
                "run_s": round(result["run_s"], 2)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(args.out, json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 
 

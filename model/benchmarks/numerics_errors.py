@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from m3vit.cli.args import EXIT_USER_ERROR, Parser, run_with
+from m3vit.cli.outputs import OutputError, check_out_file, write_text_atomic
 from m3vit.quant.errors import all_errors
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="build/bench/numerics_errors.json")
     args = p.parse_args()
+    # one-line errors for an unwritable --out, checked before the work (the figures are rewritten on each run)
+    if run_with(p.prog, lambda: check_out_file(args.out), (OutputError,)) is None:
+        raise SystemExit(EXIT_USER_ERROR)
     result = all_errors()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

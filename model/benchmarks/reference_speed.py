@@ -10,23 +10,28 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from m3vit.configs import get_config
+from m3vit.cli.args import EXIT_USER_ERROR, Parser, positive_int, run_with
+from m3vit.cli.outputs import OutputError, check_out_file, write_text_atomic
+from m3vit.configs import CONFIGS, get_config
 from m3vit.model import M3ViT
 from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.spec import MODES
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=["micro", "m3vit-tiny"])
-    p.add_argument("--mode", default="w8a8")
-    p.add_argument("--images", type=int, default=2)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=["micro", "m3vit-tiny"], choices=sorted(CONFIGS))
+    p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
+    p.add_argument("--images", type=positive_int, default=2)
     p.add_argument("--out", default="build/bench/reference_speed.json")
     args = p.parse_args()
+    # one-line errors for an unwritable --out, checked before the work (the figures are rewritten on each run)
+    if run_with(p.prog, lambda: check_out_file(args.out), (OutputError,)) is None:
+        raise SystemExit(EXIT_USER_ERROR)
     results = {}
     for name in args.configs:
         torch.manual_seed(0)
@@ -49,8 +54,7 @@ def main() -> None:
         results[name] = {"integer_reference_s_per_image": int_s, "pytorch_float_s_per_image": torch_s,
                          "calibration_s": calib_s, "calibration_images": args.images, "mode": args.mode}
         print(name, json.dumps(results[name]))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

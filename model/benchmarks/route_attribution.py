@@ -20,18 +20,22 @@ from m3vit.quant.fidelity_attrib import Attributor
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="m3vit-tiny")
+    from m3vit.cli.args import Parser, int_in, positive_int, seed
+    from m3vit.configs import CONFIGS
+    from m3vit.quant.spec import MAX_HEADROOM, MODES
+
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS))
     p.add_argument("--generator", default="rough", choices=list(fw.GENERATORS))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--images", default="noise", choices=list(fw.IMAGE_KINDS))
-    p.add_argument("--val-samples", type=int, default=2, help="images of the kind (the worst case's: 2)")
+    p.add_argument("--val-samples", type=positive_int, default=2, help="images of the kind (the worst case's: 2)")
     p.add_argument("--calibration", default="scenes", choices=list(fw.CALIBRATIONS))
-    p.add_argument("--calib-samples", type=int, default=16)
-    p.add_argument("--headroom", type=int, default=None,
+    p.add_argument("--calib-samples", type=positive_int, default=16)
+    p.add_argument("--headroom", type=int_in(0, MAX_HEADROOM), default=None,
                    help="calibration headroom bits (NUMERICS.md §1; default: the mode's)")
     p.add_argument("--weight-rounding", choices=["nearest", "gptq"], help="default: the mode's")
-    p.add_argument("--modes", nargs="+", default=["w16a16", "w8a16"])
+    p.add_argument("--modes", nargs="+", default=["w16a16", "w8a16"], choices=sorted(MODES))
     p.add_argument("--out", default="build/bench/route_attribution.json")
     args = p.parse_args()
     t0 = time.time()

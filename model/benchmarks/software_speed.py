@@ -188,9 +188,11 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=2, help="timed frames per backend and task (median kept)")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads each backend may use")
+    from m3vit.cli.args import Parser, positive_int
+
+    ap = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=positive_int, default=2, help="timed frames per backend and task (median kept)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="CPU threads each backend may use")
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     ap.add_argument("--checkpoint", default=None, help="trained m3vit-tiny checkpoint (default: random weights)")
     ap.add_argument("--out", type=Path, default=Path("build/bench"))

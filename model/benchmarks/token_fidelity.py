@@ -177,7 +177,9 @@ def worst_case_run(args: argparse.Namespace, out: Path) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from m3vit.cli.args import Parser  # an argument error is one line, as in every m3vit tool
+
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="build/bench/token_fidelity.json")
     p.add_argument("--cache", default="build/cache", help="where the trained micro checkpoint is kept")
     p.add_argument("--calib-samples", type=int, default=64, help="calibration images for micro")

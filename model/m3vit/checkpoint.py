@@ -44,23 +44,35 @@ def save_checkpoint(path: str | Path, model: M3ViT, **extra) -> None:
         raise
 
 
-def read_checkpoint(path: str | Path) -> dict:
+CHECKPOINT_HINT = "give a .pt file written by m3vit-train or m3vit-import"
+
+
+def load_torch_file(path: str | Path, what: str = "checkpoint", kind: str = "an m3vit checkpoint",
+                    hint: str = CHECKPOINT_HINT, missing: str = "train one with `m3vit-train` first") -> object:
+    """``torch.load`` of tensors only (never arbitrary pickles), every failure one :class:`CheckpointError` line.
+
+    The one reader of PyTorch files that users name (checkpoints, official M³ViT weights): ``what`` names the
+    input, ``kind`` what the file should be, ``hint`` what to give instead, ``missing`` what to do if it is absent."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder; give the file in it, e.g. {path / 'last.pt'}")
+        example = f", e.g. {path / 'last.pt'}" if what == "checkpoint" else ""
+        raise CheckpointError(f"{what} {path} is a folder, not {kind}; give the file in it{example}")
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; train one with `m3vit-train` first")
+        raise CheckpointError(f"{what} {path} does not exist; {missing}")
     if not path.is_file() or path.stat().st_size == 0:  # /dev/null, a FIFO (reading it would block), empty
-        raise CheckpointError(f"checkpoint {path} is empty or not a regular file; give a .pt file written by "
-                              f"m3vit-train or m3vit-import")
+        raise CheckpointError(f"{what} {path} is empty or not a regular file; {hint}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
         # torch's own message runs to several lines of advice about weights_only and pickles that does not
         # apply here (we never load arbitrary pickles): say in one line what the file is not
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}): it is truncated or not "
-                              f"an m3vit checkpoint; give a .pt file written by m3vit-train or m3vit-import") \
-            from exc
+        raise CheckpointError(f"{what} {path} cannot be read ({type(exc).__name__}): it is truncated or not "
+                              f"{kind}; {hint}") from exc
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    payload = load_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an m3vit checkpoint (for official M³ViT or Edge-MoE weights "
                               f"use `m3vit-import`)")

@@ -50,6 +50,10 @@ EDGES = TaskSpec("edges", "binary", 1)
 SALIENCY = TaskSpec("saliency", "binary", 1)
 
 
+_SIZE_FIELDS = ("patch_size", "in_chans", "dim", "depth", "num_heads", "mlp_hidden", "num_experts", "expert_hidden",
+                "top_k", "task_embed_dim", "head_channels")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shapes and routing options of an M³ViT model.
@@ -78,6 +82,14 @@ class ModelConfig:
     ln_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        # sizes first: a 0 (an edited pack manifest) would be a ZeroDivisionError in the checks below
+        sizes = {n: getattr(self, n) for n in _SIZE_FIELDS} | {"img_size": self.img_size}
+        bad = [f"{n} {v!r}" for n, v in sizes.items()
+               if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
+                          for x in (v if n == "img_size" and isinstance(v, (tuple, list)) else (v,)))]
+        if bad or len(self.img_size) != 2:
+            raise ValueError(f"invalid ModelConfig {self.name!r}: sizes must be integers of 1 or more (img_size two "
+                             f"of them), got {', '.join(bad) or f'img_size {self.img_size!r}'}")
         h, w = self.img_size
         problems = []
         if h % self.patch_size or w % self.patch_size:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import CheckpointError, load_torch_file
 from .configs import CONFIGS, ModelConfig
 from .model import M3ViT
 
@@ -220,13 +221,11 @@ def _task_feature(src: dict[str, torch.Tensor], cfg: ModelConfig, order: tuple[s
 def load_m3vit_official(path: str | Path, cfg: ModelConfig, source_tasks: Sequence[str] | None = None
                         ) -> tuple[M3ViT, ImportReport]:
     path = Path(path)
-    if not path.is_file():
-        raise WeightImportError(f"{path} is a folder, not a state dict file" if path.is_dir()
-                                else f"{path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightImportError(f"{path} cannot be read as a PyTorch file ({type(exc).__name__}: {exc})") from exc
+    try:  # the checkpoints' one reader: one line for a folder, a FIFO, a truncated or foreign file
+        state = load_torch_file(path, what="--src", kind="a state dict file",
+                                hint="give the official M³ViT weights (.pth)", missing="check the path")
+    except CheckpointError as exc:
+        raise WeightImportError(str(exc)) from None
     try:
         return m3vit_official_to_ours(state, cfg, source_tasks=source_tasks)
     except WeightImportError as exc:

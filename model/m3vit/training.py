@@ -37,6 +37,9 @@ from .losses import MultiTaskLoss
 from .model import M3ViT
 from .provenance import RESUMED_SHA, sha256_file
 
+MAX_LR = 1e12  # far above any useful rate, still inside float32 (1e300 overflowed inside torch's AdamW)
+MAX_WORKERS = 64  # data-loader processes: beyond this a typo forks hundreds of processes (--workers 1000 hung)
+
 
 @dataclass
 class TrainSettings:
@@ -62,8 +65,10 @@ class TrainSettings:
         for name in ("warmup_steps", "workers", "save_every_steps", "max_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            problems.append(f"lr must be a finite number above 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            problems.append(f"lr must be a finite number above 0 and at most {MAX_LR:g}, got {self.lr}")
+        if self.workers > MAX_WORKERS:
+            problems.append(f"workers must be at most {MAX_WORKERS}, got {self.workers}")
         for name in ("weight_decay", "grad_clip"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

@@ -74,6 +74,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     _, manifest = write_pack(qmodel, root / "pack", checkpoint_sha256=good_sha)
     write_pack(qmodel, root / "pack_unrecorded")  # as packs written before provenance was recorded
     _edit_manifest(manifest, root / "pack_renamed", lambda m: m["config"].update(name="m3vit-tiny"))
+    _edit_manifest(manifest, root / "pack_noheads", lambda m: m["config"].update(num_heads=0))
     _edit_manifest(manifest, root / "pack_strversion", lambda m: m.update(pack_version=str(m["pack_version"])))
     with torch.no_grad():  # a head blown up as by a diverged fine-tuning: finite weights, infinite outputs
         for p in qmodel.heads["depth"].parameters():
@@ -89,6 +90,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     picture = (denormalize_image(torch.from_numpy(scenes[0])).permute(1, 2, 0).numpy() * 255).round()
     Image.fromarray(picture.astype(np.uint8)).save(images / "a" / "x.png")
     _png_claiming(images / "bomb.png", 20000, 20000)
+    frame = Image.open(images / "a" / "x.png")
+    frame.save(images / "pages.tiff", save_all=True, append_images=[frame.transpose(Image.Transpose.FLIP_TOP_BOTTOM)])
     _png_claiming(images / "big.png", 9000, 9000)
     np.save(root / "scenes.npy", scenes)
 
@@ -97,6 +100,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     (root / "text.pt").write_text("not a checkpoint\n")
     (root / "empty").mkdir()
     os.mkfifo(root / "fifo")
+    os.symlink(root / "nowhere" / "out", root / "dangling")  # a link to a folder that does not exist
+    os.symlink(root / "loop", root / "loop")  # a link to itself
     (root / "cityscapes").mkdir()
     held = root / "held"  # an output folder that holds an earlier run's results
     held.mkdir()
@@ -109,10 +114,12 @@ def world(tmp_path_factory) -> dict[str, str]:
     names = {"dir": root, "good": root / "good.pt", "other": root / "other.pt", "pack": manifest,
              "pack_unrecorded": root / "pack_unrecorded" / "model.json",
              "pack_renamed": root / "pack_renamed" / "model.json",
-             "pack_strversion": root / "pack_strversion" / "model.json", "pack_inf": root / "pack_inf" / "model.json",
+             "pack_strversion": root / "pack_strversion" / "model.json",
+             "pack_noheads": root / "pack_noheads" / "model.json", "pack_inf": root / "pack_inf" / "model.json",
              "onnx_other": root / "onnx_other", "image": images / "a" / "x.png", "bomb": images / "bomb.png",
-             "big": images / "big.png",
+             "big": images / "big.png", "pages": images / "pages.tiff",
              "text": root / "text.pt", "empty": root / "empty", "fifo": root / "fifo",
+             "dangling": root / "dangling", "loop": root / "loop",
              "cityscapes": root / "cityscapes", "held": held, "run": run, "scenes": root / "scenes.npy",
              "good_sha": good_sha[:12], "other_sha": sha256_file(root / "other.pt")[:12],
              "pack_sha": json.loads(manifest.read_text())["payload_sha256"][:12]}

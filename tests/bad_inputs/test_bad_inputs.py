@@ -10,18 +10,32 @@ and checks is still empty afterwards, as are the fixtures.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from m3vit.cli import demo, evaluate, import_checkpoint, pack, quantize, train
+from m3vit.cli import demo, evaluate, flops, import_checkpoint, pack, quantize, train
+from m3vit.hw import platform
+from m3vit.hw.estimate import hls_estimate, param_sweep, perf_report
+from m3vit.hw.gen import hls_config
+from m3vit.hw.run import vectors
 from m3vit_host import BackendOptions, HostError, open_runtime
 from m3vit_host import cli as run_cli
 
 TOOLS = {"run": run_cli, "pack": pack, "quantize": quantize, "train": train, "evaluate": evaluate, "demo": demo,
-         "import": import_checkpoint}
+         "import": import_checkpoint, "flops": flops,
+         # the `python -m` tools the READMEs and the Makefile run
+         "hls_estimate": hls_estimate, "param_sweep": param_sweep, "perf_report": perf_report, "vectors": vectors,
+         "platform": platform, "hls_config": hls_config}
+
+
+def _prefixes(tool: str) -> tuple[str, ...]:
+    """How a tool's one line starts: ``m3vit-<tool>``, or a module tool's short name / ``python -m <module>``."""
+    module = TOOLS[tool].__name__
+    return (f"m3vit-{tool}",) if module.startswith(("m3vit.cli.", "m3vit_host.")) else (tool, f"python -m {module}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ CLI = [
     case("pack", "verify {pack_renamed}", "config is named 'm3vit-tiny' but differs", "re-export"),
     case("run", INFER.replace("{pack}", "{pack_renamed}"), "config is named 'm3vit-tiny'"),
     case("pack", "verify {pack_strversion}", "'pack_version' should be an integer, got str", absent=("reads",)),
+    case("pack", "verify {pack_noheads}", "sizes must be integers of 1 or more", "num_heads 0"),  # ZeroDivisionError
+    case("run", INFER.replace("{pack}", "{pack_noheads}"), "num_heads 0"),
     case("pack", "verify {pack_inf}", "task depth gives non-finite outputs", "diverged"),
     case("run", INFER.replace("{pack}", "{pack_inf}") + " --backend simboard", "task depth: the outputs are not finite",
          "m3vit-pack verify"),
@@ -101,6 +117,70 @@ CLI = [
     case("run", CMP + " --backend onnx --onnx-dir {onnx_other}", "ONNX file", "0000000000",
          "pack with sha256", "{pack_sha}"),
     case("run", INFER + " --backend onnx --checkpoint {other}", "has sha256 {other_sha}", "{good_sha}"),
+    # second pass (new cases): results replaced silently, work done twice, messages that named nothing
+    case("flops", "--out {good}", "--out {good} already exists", "--force"),
+    case("run", INFER + " --tasks depth,semseg,depth", "names a task twice"),
+    case("run", INFER + " --backend pynq", "the pynq backend needs --bitstream", absent=("None",)),
+    case("run", INFER.replace("{image}", "{pages}"), "holds 2 frames", "one picture per file"),
+    case("pack", "verify {dir}/pack_renamed/model.m3vpack", "config is named 'm3vit-tiny'", absent=("JSON",)),
+    case("evaluate", "--checkpoint {good} --data-seed -5", "--data-seed: must be between 0 and 4294967295"),
+    case("train", "--seed -1 --max-steps 1 --out {out}", "--seed: must be between 0 and"),
+    case("demo", "--seed 99999999999999999999 --out {out}", "--seed: must be between 0 and"),
+    case("evaluate", "--checkpoint {good} --data nyud --data-root {good}", "is a file, not a folder",
+         absent=("does not exist",)),
+    case("run", "compare --pack {pack} --golden {scenes} --out {out}", "it is not an .npz",
+         absent=("pickle", "allow_pickle")),
+    case("run", "compare --pack {pack} --golden {image} --out {out}", "it is not an .npz", absent=("pickle",)),
+    case("run", "compare --pack {pack} --golden {scenes} --val-samples 5 --data-seed 3 --out {out}",
+         "--val-samples, --data-seed would be ignored", "drop them"),
+    case("run", "compare --pack {pack} --golden {scenes} --checkpoint {good} --out {out}",
+         "--checkpoint would be ignored"),
+    case("run", "bench --pack {pack} --backends reference,reference --frames 1 --out {out}", "a backend twice"),
+    case("run", ["bench", "--pack", "{pack}", "--backends", ",", "--frames", "1", "--out", "{out}"],
+         "names no backend", absent=("unknown backend(s) []",)),
+    case("import", "--from m3vit --src {text} --config micro --out {out}", "--src {text} cannot be read",
+         "not a state dict file", absent=("weights_only", "arbitrary code")),
+    case("import", "--from m3vit --src {fifo} --config micro --out {out}", "not a regular file",
+         absent=("does not exist",)),
+    # options the chosen backend ignores (the reference ran and its results looked like the board's)
+    case("run", INFER + " --bitstream {image}", "--bitstream only applies to --backend pynq", "reference"),
+    case("run", INFER + " --accelerator hang", "--accelerator only applies to --backend simboard"),
+    case("run", INFER + " --backend simboard --onnx-dir {empty}", "--onnx-dir only applies to --backend onnx"),
+    case("run", INFER + " --checkpoint {good}", "--checkpoint only applies to --backend onnx"),
+    case("run", CMP + " --bitstream {image}", "--bitstream only applies to --backend pynq"),
+    case("train", "--lr 1e300 --max-steps 1 --out {out}", "--lr: must be greater than 0 and at most 1e+12"),
+    case("demo", "--lr 1e300 --out {out}", "--lr: must be greater than 0 and at most 1e+12"),
+    case("train", "--workers 1000 --max-steps 1 --out {out}", "--workers: must be between 0 and 64"),
+    case("run", INFER + " --backend onnx --onnx-dir {dir}/nowhere", "--onnx-dir {dir}/nowhere does not exist",
+         absent=("for task",)),
+    case("run", INFER + " --backend onnx --onnx-dir {image}", "is a file, not a folder"),
+    # outputs that are not what they seem: a FIFO (the final rename replaced it, as it did /dev/full), links
+    case("flops", "--out {fifo}", "--out {fifo} is a device, FIFO or socket"),
+    case("evaluate", "--checkpoint {good} --force --out {fifo}", "not a regular file"),
+    case("run", "golden --pack {pack} --checkpoint {good} --force --out {fifo}", "not a regular file"),
+    case("run", INFER.replace("{out}", "{dangling}"), "is a symbolic link to", "which does not exist",
+         absent=(".partial",)),
+    case("run", INFER.replace("{out}", "{loop}"), "is a symbolic link that loops"),
+    case("flops", "--out {loop}", "is a symbolic link that loops"),
+    # the `python -m` tools: tracebacks, many-line usage errors, a pack left without its vectors
+    case("hls_estimate", "--config micro --out {empty}", "--out {empty} is a folder"),
+    case("hls_estimate", "--config micro --out {good}/est.json", "is a file, not a folder"),
+    case("hls_estimate", "--config micro --bogus", "unrecognized arguments: --bogus"),
+    case("param_sweep", "--config micro --grid epi_lanes=8 --out {empty}", "--out {empty} is a folder"),
+    case("perf_report", "--configs micro --frames 1 --out {good}", "--out {good} is an existing file"),
+    case("perf_report", "--configs micro --frames 1 --cycles {image} --out {out}", "is not a cycles file",
+         "--cycles"),
+    case("perf_report", "--configs bogus --out {out}", "invalid choice: 'bogus'"),
+    case("perf_report", "--frames 0 --out {out}", "--frames: must be between 1"),
+    case("vectors", "--pack {image} --out {out}", "is not valid JSON"),
+    case("vectors", "--pack {pack} --task bogus --out {out}", "unknown task 'bogus'"),
+    case("vectors", "--config micro --task bogus --out {out}", "unknown task 'bogus'"),
+    case("vectors", "--pack {pack} --out {good}", "--out {good} is an existing file"),
+    case("vectors", "--pack {pack} --out {dir}", "already holds files this tool did not write"),
+    case("vectors", "--pack {pack} --frames 0 --out {out}", "--frames: must be between 1"),
+    case("platform", "--tcl {empty}", "--tcl {empty} is a folder"),  # was an IsADirectoryError traceback
+    case("platform", "--tcl {good}/platform.tcl", "is a file, not a folder"),
+    case("hls_config", "--config nonexistent --out {out}", "invalid choice: 'nonexistent'"),  # was 5 lines
     # messages that contradicted the input
     case("run", CMP + " --data cityscapes --data-root {cityscapes} --tasks semseg,depth", "cityscapes",
          absent=("choose them with --tasks",)),
@@ -134,10 +214,13 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(row: Case, world, t
     if row.tool in ("quantize", "train", "evaluate", "demo"):
         argv.append("--no-progress")  # progress bars go to stderr: the one line must be the only one
     before = _snapshot(Path(world["dir"]))
-    code = _call(TOOLS[row.tool].main, argv)
+    with warnings.catch_warnings(record=True) as caught:  # pytest would hide what a real run prints on stderr
+        warnings.simplefilter("always")
+        code = _call(TOOLS[row.tool].main, argv)
     err = capsys.readouterr().err
+    assert not caught, f"warnings would add lines to stderr: {[str(w.message) for w in caught]}"
     assert code == 2, (code, err)
-    assert err.count("\n") == 1 and err.startswith(f"m3vit-{row.tool}"), err
+    assert err.count("\n") == 1 and err.startswith(_prefixes(row.tool)), err
     assert "Traceback" not in err
     for needle in row.needles:
         assert needle.format(**names) in err, (needle, err)
@@ -159,6 +242,8 @@ API = {
     "0..255 floats": (lambda s: (s * 0 + 200.0).astype(np.float32), "outside the normalised range"),
     "complex image": (lambda s: s.astype(np.complex64), "complex"),
     "object image": (lambda s: s.astype(object), "dtype object"),
+    "empty batch": (lambda s: s[:0], "no images: the batch is empty"),
+    "empty picture batch": (lambda s: np.zeros((0, *s.shape[2:], 3), np.uint8), "no images: the batch is empty"),
     "uint8 wrong layout": (lambda s: np.zeros(s.shape, np.uint8), "pictures must be uint8 [B, H, W, 3]"),
 }
 OPTIONS = {
@@ -166,6 +251,7 @@ OPTIONS = {
     "timeout nan": (BackendOptions(timeout_s=float("nan")), "timeout must be a finite number"),
     "timeout inf": (BackendOptions(timeout_s=float("inf")), "timeout must be a finite number"),
     "timeout negative": (BackendOptions(timeout_s=-1.0), "timeout must be a finite number"),
+    "options as a dict": ({"timeout_s": 1.0}, "options must be a BackendOptions"),
 }
 
 

@@ -81,3 +81,25 @@ def test_bad_input_exits_2_with_one_line(argv, capsys):
     assert check_hls.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("check_hls: ")
+
+
+GOOD = ["--source", str(CASES / "good.cpp"), "--top", "top"]
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--bogus"], "unrecognized arguments: --bogus"),  # was five lines of usage
+    (["--storage-bits", "-1"], "--storage-bits: must be between 1"),  # was accepted: every array then "undecided"
+    (["--baseline", "{list}"], "expected a JSON object"),  # was an AttributeError traceback
+    (["--write-baseline", "{dir}"], "is a folder"),  # was an IsADirectoryError traceback after the whole parse
+    (["--write-baseline", "/proc/baseline.json"], "cannot write in /proc"),
+])
+def test_second_pass_bad_inputs_are_one_line_exit_2(extra, needle, tmp_path, capsys):
+    (tmp_path / "list.json").write_text("[1, 2]\n")
+    argv = GOOD + [a.format(list=tmp_path / "list.json", dir=tmp_path) for a in extra]
+    try:
+        code = check_hls.main(argv)
+    except SystemExit as exc:  # argparse's own exit
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("check_hls") and needle in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.json"]

@@ -53,6 +53,9 @@ def check_options(o: BackendOptions) -> None:
 
 def make_backend(name: str, options: BackendOptions | None = None) -> Backend:
     o = options or BackendOptions()
+    if not isinstance(o, BackendOptions):  # a dict of the same names gave "'dict' object has no attribute ..."
+        raise HostError(f"options must be a BackendOptions (m3vit_host.BackendOptions(timeout_s=..., ...)), got "
+                        f"{type(o).__name__}")
     if name not in BACKENDS:
         raise HostError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
     check_options(o)

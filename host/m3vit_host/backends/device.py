@@ -106,7 +106,10 @@ class PynqBackend(DeviceBackend):
 
     def open_board(self, pack: Pack, manifest_path: Path) -> tuple[Any, Any, str]:
         bit = self.bitstream
-        if bit is None or not bit.is_file():
+        if bit is None:
+            raise BackendUnavailable("the pynq backend needs --bitstream (the accelerator's .bit, its .hwh beside "
+                                     "it; see hls/README.md); off the board use --backend simboard or reference")
+        if not bit.is_file():
             raise BackendUnavailable(f"bitstream {bit} not found: build it with Vivado (see hls/README.md), copy the "
                                      f".bit and .hwh to the board and pass --bitstream")
         if not bit.with_suffix(".hwh").is_file():

@@ -51,6 +51,10 @@ class OnnxBackend(Backend):
         if self.onnx_dir is None and self.checkpoint is None:
             raise BackendUnavailable("the onnx backend needs --onnx-dir (a folder of <mode>_<task>.onnx, as "
                                      "`make demo` writes in build/demo/onnx) or --checkpoint to export them")
+        if self.onnx_dir is not None and not self.onnx_dir.is_dir():  # a typo: not "task semseg's file is missing"
+            what = "is a file, not a folder" if self.onnx_dir.exists() else "does not exist"
+            raise BackendUnavailable(f"--onnx-dir {self.onnx_dir} {what}: name the folder of <mode>_<task>.onnx "
+                                     f"files (make demo: build/demo/onnx), or drop it and pass --checkpoint")
         super().load(pack, manifest_path)
         self._model = None
         self._checkpoint_sha: str | None = None

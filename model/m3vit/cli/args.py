@@ -139,6 +139,14 @@ def int_in(lo: int, hi: int, why: str = "") -> Callable[[str], int]:
     return parse
 
 
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators take seeds up to this
+
+
+def seed(text: str) -> int:
+    """An argparse type for a random seed: an integer the generators accept (numpy's own message names no flag)."""
+    return int_in(0, MAX_SEED)(text)
+
+
 def float_in(lo: float, hi: float, why: str = "", *, open_low: bool = True) -> Callable[[str], float]:
     """An argparse type for a finite number in (lo, hi] (or [lo, hi] with ``open_low=False``)."""
 

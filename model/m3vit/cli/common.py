@@ -37,6 +37,7 @@ from .args import (  # noqa: F401  (re-exported: the tools import them from here
     positive_float,
     positive_int,
     run_with,
+    seed,
     sigterm_as_interrupt,
 )
 from .outputs import OutputError
@@ -103,7 +104,7 @@ def add_data_args(p: argparse.ArgumentParser, samples_flag: str, samples_help: s
                         f"real split)")
     if old_flag:
         p.add_argument(old_flag, dest=dest, type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--data-seed", type=int, default=None,
+    p.add_argument("--data-seed", type=seed, default=None,
                    help="seed of the synthetic scenes (default: 0; synthetic data only)")
     p.set_defaults(**{f"_{dest}_default": samples_default})
 

@@ -38,8 +38,8 @@ from ..quant.spec import (
     resolve_weight_scales,
 )
 from ..report import HEADLINE, headline_table, plot_float_vs_integer, plot_history, plot_metrics, plot_predictions
-from ..training import TrainSettings, train
-from .common import add_progress_arg, int_in, make_parser, positive_float, positive_int, run_cli
+from ..training import MAX_LR, TrainSettings, train
+from .common import add_progress_arg, float_in, int_in, make_parser, positive_int, run_cli, seed
 from .outputs import check_out_dir, refuse_existing, staged_dir, write_text_atomic
 
 PROG = "m3vit-demo"
@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-samples", type=positive_int, default=256, help="held-out synthetic scenes")
     p.add_argument("--epochs", type=positive_int, default=10, help="passes over the training scenes")
     p.add_argument("--batch-size", type=positive_int, default=16, help="samples per training step")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (AdamW)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and router noise")
+    p.add_argument("--lr", type=float_in(0, MAX_LR), default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and router noise")
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="fixed-point precision")
     p.add_argument("--weight-scales", choices=list(WEIGHT_SCALES), default=None,
                    help="one power-of-two scale per weight tensor or per output row (as m3vit-quantize). None: "

@@ -11,7 +11,7 @@ import sys
 
 from .. import flops
 from .common import add_model_args, make_parser, model_config_from_args, run_cli
-from .outputs import check_out_file, write_text_atomic
+from .outputs import check_out_file, refuse_existing_file, write_text_atomic
 
 PROG = "m3vit-flops"
 
@@ -21,12 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.add_argument("--task", help="task whose sparse path is counted (default: the first)")
     p.add_argument("--out", help="also write the JSON report to this file")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (default: refuse)")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
     if args.out:
         check_out_file(args.out)
+        if not args.force:  # as m3vit-evaluate: an earlier report (or any file) is never replaced silently
+            refuse_existing_file(args.out)
     rep = flops.report(model_config_from_args(args), args.task)
     if args.out:
         write_text_atomic(args.out, json.dumps(rep, indent=2) + "\n")

@@ -51,13 +51,31 @@ def _check_writable_folder(path: Path, flag: str, target: Path) -> None:
                           f"choose a writable place") from None
 
 
+def _check_link(path: Path, flag: str, what: str) -> None:
+    """A symbolic link at ``path`` that leads nowhere (or in a circle) cannot take an output: say so, instead of a
+    failure at the final rename that names a staging file, or a traceback."""
+    if not path.is_symlink():
+        return
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11's resolve() reports a loop so
+        raise OutputError(f"{flag} {path} is a symbolic link that loops; remove it or choose another {what}") \
+            from None
+    except OSError:
+        raise OutputError(f"{flag} {path} is a symbolic link to {os.readlink(path)}, which does not exist; fix "
+                          f"the link or choose another {what}") from None
+
+
 def check_out_file(path: str | Path, flag: str = "--out") -> Path:
     """``path`` can be written as a file: it is not a folder and its folder can be created."""
     if str(path).strip() == "":
         raise OutputError(f"{flag} is empty; name an output file")
     path = Path(path)
+    _check_link(path, flag, "file")
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not path.is_file():  # the rename that writes outputs would replace /dev/full itself
+        raise OutputError(f"{flag} {path} is a device, FIFO or socket, not a regular file; give a file name")
     _check_writable_folder(_nearest_existing(path.parent), flag, path)
     return path
 
@@ -70,6 +88,7 @@ def check_out_dir(path: str | Path, flag: str = "--out", owned: Iterable[str] | 
     if str(path).strip() == "":
         raise OutputError(f"{flag} is empty; name an output folder (an empty name would mean the current folder)")
     path = Path(path)
+    _check_link(path, flag, "folder")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path} is an existing file; give a folder")
     _check_writable_folder(_nearest_existing(path), flag, path)

@@ -17,22 +17,24 @@ import sys
 from pathlib import Path
 
 from ..data import build_dataset
-from ..training import TrainSettings, train
+from ..training import MAX_LR, MAX_WORKERS, TrainSettings, train
 from .common import (
     add_data_args,
     add_model_args,
     add_progress_arg,
     check_data_args,
     device_arg,
+    float_in,
+    int_in,
     make_parser,
     model_config_from_args,
     nonnegative_float,
     nonnegative_int,
     parse_task_weights,
-    positive_float,
     positive_int,
     run_cli,
     sample_count,
+    seed,
 )
 from .outputs import OutputError, check_out_dir
 
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/train", help="output folder (last.pt, history.jsonl)")
     p.add_argument("--epochs", type=positive_int, default=10, help="passes over the training samples")
     p.add_argument("--batch-size", type=positive_int, default=16, help="samples per step (per process)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--lr", type=float_in(0, MAX_LR), default=1e-3, help="peak learning rate (AdamW)")
     p.add_argument("--weight-decay", type=nonnegative_float, default=0.05, help="AdamW weight decay")
     p.add_argument("--warmup-steps", type=nonnegative_int, default=50,
                    help="steps of linear learning-rate warm-up before the cosine decay")
@@ -54,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-task loss weights, e.g. semseg=1,depth=0.5 (unnamed tasks: 1)")
     p.add_argument("--weighting", choices=["fixed", "uncertainty"], default="fixed",
                    help="fixed task weights, or learned homoscedastic uncertainty")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and router noise")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights, data order and router noise")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=nonnegative_int, default=0, help="data-loader worker processes")
+    p.add_argument("--workers", type=int_in(0, MAX_WORKERS), default=0, help="data-loader worker processes")
     p.add_argument("--save-every", type=nonnegative_int, default=0,
                    help="also checkpoint every N steps (0: only at epoch ends)")
     p.add_argument("--max-steps", type=nonnegative_int, default=0, help="stop after N steps (0: run all epochs)")

@@ -54,6 +54,9 @@ class DatasetError(RuntimeError):
 
 
 def _require_dir(path: Path, what: str) -> Path:
+    if path.exists() and not path.is_dir():  # "does not exist" would send the user looking for a typo
+        raise DatasetError(f"{what}: {path} is a file, not a folder; point --data-root at the dataset's folder "
+                           f"(layouts in m3vit/data/real.py)")
     if not path.is_dir():
         raise DatasetError(f"{what}: folder {path} does not exist; check --data-root and the layout "
                            f"documented in m3vit/data/real.py")

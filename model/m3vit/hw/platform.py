@@ -73,15 +73,21 @@ def tcl_text() -> str:
     ])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.platform", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    from ..cli.args import EXIT_USER_ERROR, Parser, run_with
+    from ..cli.outputs import OutputError, check_out_file, write_text_atomic
+
+    # Parser: an argument error is one line, as in every m3vit tool
+    ap = Parser(prog="python -m m3vit.hw.platform", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tcl", type=Path, default=None, metavar="FILE",
                     help="write the device's tcl variables (what hls/scripts/*.tcl source) to FILE")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.tcl:
-        args.tcl.parent.mkdir(parents=True, exist_ok=True)
-        args.tcl.write_text(tcl_text())
+        # a folder or a read-only place is one line; the file is written whole (the tcl scripts source it)
+        if run_with("platform", lambda: write_text_atomic(check_out_file(args.tcl, "--tcl"), tcl_text()),
+                    (OutputError, OSError)) is None:
+            raise SystemExit(EXIT_USER_ERROR)
         print(args.tcl)
     else:
         for k, v in asdict(DEVICE).items():

@@ -188,12 +188,18 @@ def _describe(cfg: ModelConfig) -> str:
     return f"(D {cfg.dim}, depth {cfg.depth}, tasks {','.join(cfg.task_names)})"
 
 
+def manifest_of(path: str | Path) -> Path:
+    """The manifest of a pack named by its manifest (.json) or its binary (.m3vpack, written beside it)."""
+    path = Path(path)
+    return path.with_suffix(".json") if path.suffix == ".m3vpack" else path
+
+
 def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = None,
               expect_tasks: list[str] | tuple[str, ...] | None = None, expect_mode: str | None = None) -> Pack:
     """Load and validate a pack; every problem is a :class:`PackError` that names the field or tensor."""
     if str(manifest_path).strip() == "":
         raise PackError("no pack given (the path is empty): name a pack manifest, e.g. build/demo/pack/model.json")
-    manifest_path = Path(manifest_path)
+    manifest_path = manifest_of(manifest_path)  # m3vit-pack verify and m3vit-run take either file alike
     if manifest_path.is_dir():
         hint = f"; this one holds {manifest_path / 'model.json'}" if (manifest_path / "model.json").is_file() else ""
         raise PackError(f"pack {manifest_path} is a folder: name its manifest (<name>.json){hint}")
@@ -296,5 +302,6 @@ def read_pack(manifest_path: str | Path, expect_config: ModelConfig | None = Non
     return Pack(cfg, spec, iparams, heads, manifest)
 
 
-__all__ = ["PACK_VERSION", "PACK_VERSION_PER_ROW", "Pack", "PackError", "logical_tensor", "pack_version", "read_pack",
+__all__ = ["PACK_VERSION", "PACK_VERSION_PER_ROW", "Pack", "PackError", "logical_tensor", "manifest_of", "pack_version",
+           "read_pack",
            "stored_tensor", "tile16", "untile16", "write_pack"]

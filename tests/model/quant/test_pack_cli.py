@@ -21,6 +21,12 @@ def test_verify_sound_pack(manifest, capsys):
     assert len(out) == 1 and "OK" in out[0] and "micro" in out[0] and "w8a8" in out[0]
 
 
+def test_verify_takes_the_binary_as_m3vit_run_does(manifest, capsys):
+    """m3vit-run --pack takes the .m3vpack as well as the .json; verify said 'is not valid JSON' of the binary."""
+    assert pack_cli.main(["verify", str(manifest.with_suffix(".m3vpack")), "--no-probe"]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda m: m.pop("hardware"), "'hardware' is missing"),
     (lambda m: m["tensors"][0].update({"shape": [1, 2]}), "has shape"),

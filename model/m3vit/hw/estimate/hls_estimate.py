@@ -619,13 +619,13 @@ def with_overrides(params: HlsParams, items: list[str]) -> HlsParams:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m m3vit.hw.estimate.hls_estimate``: the as-built resource estimate → build/hls/resources.json."""
-    import argparse
-    import sys
-
+    from ...cli.args import HelpFormatter, Parser, run_with
+    from ...cli.outputs import OutputError, check_out_file, write_text_atomic
     from ...configs import CONFIGS, get_config
     from ...quant.spec import MODES, get_mode
 
-    p = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.hls_estimate", description=main.__doc__)
+    # Parser: an argument error is one line, as in every m3vit tool
+    p = Parser(prog="python -m m3vit.hw.estimate.hls_estimate", description=main.__doc__, formatter_class=HelpFormatter)
     p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS))
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
     p.add_argument("--out", type=Path, default=REPO / "build" / "hls" / "resources.json")
@@ -635,14 +635,20 @@ def main(argv: list[str] | None = None) -> int:
                         "the modelled ms per frame at batch 1 (experts equally loaded)")
     a = p.parse_args(argv)
     cfg, mode = get_config(a.config), get_mode(a.mode)
-    try:
+
+    def work() -> tuple[HlsParams, dict]:
+        check_out_file(a.out)  # before the estimate's seconds of g++: a folder or read-only place is one line
         params = with_overrides(HlsParams.for_mode(mode), a.param)
         est = estimate(cfg, mode, params)
-    except ValueError as e:  # a bad name, value or combination (HlsParams and the sources check their own): one
-        print(f"hls_estimate: {e}", file=sys.stderr)  # line, nothing written
+        write_text_atomic(a.out, json.dumps(est, indent=1) + "\n")  # never a half-written resources.json
+        return params, est
+
+    # a bad name, value or combination (HlsParams and the sources check their own), an unwritable --out: one line,
+    # exit 2, nothing written
+    done = run_with("hls_estimate", work, (ValueError, OSError, OutputError))
+    if done is None:
         return 2
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(est, indent=1) + "\n")
+    params, est = done
     print(f"{'kernel':40s} {'DSP':>6s} {'BRAM36':>7s} {'URAM':>5s} {'LUT':>8s}")
     for e in est["kernels"]:
         print(f"{e['name']:40s} {e['dsp']:6d} {e['bram36']:7d} {e['uram']:5d} {e['lut']:8d}")

@@ -91,12 +91,13 @@ def sweep(cfg: ModelConfig, mode: PrecisionMode, grid: dict[str, list[int]], pro
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m m3vit.hw.estimate.param_sweep``: the fastest HlsParams set within the limits → sweep.json."""
-    import argparse
-
+    from ...cli.args import HelpFormatter, Parser, run_with
+    from ...cli.outputs import OutputError, check_out_file, write_text_atomic
     from ...configs import CONFIGS, get_config
     from ...quant.spec import MODES, get_mode
 
-    p = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.param_sweep", description=main.__doc__)
+    # Parser: an argument error is one line, as in every m3vit tool
+    p = Parser(prog="python -m m3vit.hw.estimate.param_sweep", description=main.__doc__, formatter_class=HelpFormatter)
     p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS))
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES))
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
@@ -104,17 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "build" / "hls" / "sweep.json")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    try:
-        grid = parse_grid(a.grid)
-    except ValueError as e:
-        print(f"param_sweep: {e}", file=sys.stderr)
-        return 2
     cfg, mode = get_config(a.config), get_mode(a.mode)
-    res = sweep(cfg, mode, grid, progress=not a.no_progress)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_suffix(".part")
-    tmp.write_text(json.dumps(res, indent=1) + "\n")
-    tmp.replace(a.out)
+
+    def work() -> dict:
+        grid = parse_grid(a.grid)
+        check_out_file(a.out)  # before the sweep's minutes: a folder or a read-only place is one line
+        res = sweep(cfg, mode, grid, progress=not a.no_progress)
+        write_text_atomic(a.out, json.dumps(res, indent=1) + "\n")
+        return res
+
+    res = run_with("param_sweep", work, (ValueError, OSError, OutputError))
+    if res is None:
+        return 2
     best = res["fastest_within_limits"]
     print(f"{len(res['points'])} sets, {res['within_limits']} within the limits → {a.out}")
     if best is None:

@@ -18,7 +18,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from ...configs import ModelConfig, get_config
+from ...configs import CONFIGS, ModelConfig, get_config
 from ...flops import backbone_macs
 from ...quant.spec import MODES, PrecisionMode, get_mode
 from ..gen.hls_config import HlsParams
@@ -327,31 +327,43 @@ def plot(report: dict, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.perf_report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ...cli.args import Parser, int_in, run_with
+    from ...cli.outputs import OutputError, check_out_dir, staged_files
+
+    # Parser: an argument error is one line, as in every m3vit tool
+    ap = Parser(prog="python -m m3vit.hw.estimate.perf_report", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
-    ap.add_argument("--frames", type=int, default=4, help="synthetic scenes routed per config")
-    ap.add_argument("--configs", nargs="+", default=["m3vit-tiny", "m3vit-small-pascal"])
+    ap.add_argument("--frames", type=int_in(1, 4096), default=4, help="synthetic scenes routed per config")
+    ap.add_argument("--configs", nargs="+", default=["m3vit-tiny", "m3vit-small-pascal"], choices=sorted(CONFIGS))
     ap.add_argument("--cycles", type=Path, default=Path("build/sim/cycles.json"),
                     help="RTL-measured unit cycles (used when the file exists)")
     args = ap.parse_args(argv)
-    if args.frames < 1:
-        ap.error("--frames must be >= 1")
-    measured = load_measured(args.cycles) if args.cycles.is_file() else None
-    estimates = Path("build/rtl/estimates.json")
-    sources = {"m3vit-small": "float", "m3vit-small-pascal": "float"}
-    report = {"modelled": True, "calibration": str(args.cycles) if measured else "none (analytic unit timings)",
-              "published": PUBLISHED,
-              "unit_cycles_vs_model": compare(args.cycles) if measured else None,
-              "unit_dsp_vs_yosys": compare_estimates(estimates) if estimates.is_file() else None,
-              "configs": [config_report(c, args.frames, sources.get(c, "integer"), measured, args.out / "routing")
-                          for c in args.configs]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "perf_model.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "perf_model.md").write_text(markdown(report) + "\n")
-    for path in plot(report, args.out):
+
+    def work() -> list[Path]:
+        check_out_dir(args.out)  # before the routing runs: a file or a read-only place is one line
+        measured = load_measured(args.cycles) if args.cycles.exists() else None
+        estimates = Path("build/rtl/estimates.json")
+        sources = {"m3vit-small": "float", "m3vit-small-pascal": "float"}
+        report = {"modelled": True, "calibration": str(args.cycles) if measured else "none (analytic unit timings)",
+                  "published": PUBLISHED,
+                  "unit_cycles_vs_model": compare(args.cycles) if measured else None,
+                  "unit_dsp_vs_yosys": compare_estimates(estimates) if estimates.is_file() else None,
+                  "configs": [config_report(c, args.frames, sources.get(c, "integer"), measured,
+                                            args.out / "routing") for c in args.configs]}
+        # --out is shared with the other benchmarks (build/bench): this run's files join it whole or not at all
+        with staged_files(args.out) as stage:
+            (stage / "perf_model.json").write_text(json.dumps(report, indent=1) + "\n")
+            (stage / "perf_model.md").write_text(markdown(report) + "\n")
+            paths = [args.out / p.name for p in plot(report, stage)]
+        print(markdown(report))
+        return paths
+
+    paths = run_with("perf_report", work, (KeyError, ValueError, OSError, OutputError))
+    if paths is None:
+        return 2
+    for path in paths:
         print(path)
-    print(markdown(report))
     return 0
 
 

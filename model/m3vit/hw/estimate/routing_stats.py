@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...cli.outputs import write_text_atomic
 from ...configs import ModelConfig, get_config
 from ...data.synthetic import SyntheticScenes
 from .perf import Routing
@@ -84,8 +85,11 @@ def measure(config: str, task: str | None = None, frames: int = 4, source: str =
     tag = Path(checkpoint).stem if checkpoint else "random"
     cache = Path(cache_dir) / f"routing-{config}-{task}-{source}-{tag}-{frames}.json" if cache_dir else None
     if cache is not None and cache.is_file():
-        d = json.loads(cache.read_text())
-        return Routing(d["source"], np.asarray(d["top"], dtype=np.int64))
+        try:
+            d = json.loads(cache.read_text())
+            return Routing(d["source"], np.asarray(d["top"], dtype=np.int64))
+        except (ValueError, KeyError, TypeError):  # a cache cut short by an older version's kill: measure again
+            pass
     model, weights = _model(cfg, checkpoint)
     images = scene_images(cfg, frames)
     top = (integer_routing if source == "integer" else float_routing)(cfg, images, task, model)
@@ -93,6 +97,6 @@ def measure(config: str, task: str | None = None, frames: int = 4, source: str =
             f"{frames} synthetic scenes, task {task}")
     routing = Routing(desc, top.astype(np.int64))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"source": desc, "top": routing.top.tolist()}))
+        # whole or not at all: a run stopped mid-write must not leave a cache that every later run trips on
+        write_text_atomic(cache, json.dumps({"source": desc, "top": routing.top.tolist()}))
     return routing

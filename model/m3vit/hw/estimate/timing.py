@@ -106,7 +106,11 @@ SIMULATOR_PREFERENCE = ("verilator", "icarus")
 
 def load_measured(path: str | Path) -> dict[str, dict]:
     """``{unit: entry}`` from a cycles.json (the entry of the preferred simulator per unit)."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # a folder, a picture, a truncated file
+        raise ValueError(f"{path} is not a cycles file ({exc.strerror if isinstance(exc, OSError) else exc}): "
+                         f"the RTL benches write it (pytest sim); name that file or drop --cycles") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object of '<unit>/<simulator>' entries")
     best: dict[str, tuple[int, dict]] = {}

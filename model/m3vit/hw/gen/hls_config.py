@@ -236,13 +236,12 @@ def write_config_header(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m m3vit.hw.gen.hls_config --config C --mode M``: write the header, print its folder."""
-    import argparse
-
+    from ...cli.args import HelpFormatter, Parser
     from ...configs import CONFIGS, get_config
     from ...quant.spec import MODES, get_mode
 
-    p = argparse.ArgumentParser(prog="python -m m3vit.hw.gen.hls_config", description=main.__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Parser: an argument error is one line (make hls HLS_CONFIG=typo runs this), as in every m3vit tool
+    p = Parser(prog="python -m m3vit.hw.gen.hls_config", description=main.__doc__, formatter_class=HelpFormatter)
     p.add_argument("--config", default="m3vit-tiny", choices=sorted(CONFIGS), help="model config")
     p.add_argument("--mode", default="w8a8", choices=sorted(MODES), help="precision mode")
     p.add_argument("--out", type=Path, default=Path("build/hls"), help="parent folder of the header folders")

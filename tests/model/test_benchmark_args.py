@@ -1,0 +1,46 @@
+"""The benchmark scripts (model/benchmarks/*.py): a bad argument is one line on stderr and exit 2, before any work,
+and nothing is written (they printed many lines of usage, tracebacks for an unknown config, or ran with 0 images)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "model" / "benchmarks"
+
+CASES = [
+    ("reference_speed", "--configs bogus", "invalid choice: 'bogus'"),  # was a KeyError traceback
+    ("reference_speed", "--configs micro --images 0", "--images: must be at least 1"),  # was a calibration traceback
+    ("reference_speed", "--configs micro --out {tmp}", "is a folder"),  # was checked only after the timing
+    ("numerics_errors", "--out {tmp}", "is a folder"),
+    ("lean_footprint", "--config bogus", "invalid choice: 'bogus'"),
+    ("lean_footprint", "--config micro --images 0", "--images: must be at least 1"),
+    ("head_ablation", "--epochs 0", "--epochs: must be at least 1"),  # was a ValueError traceback
+    ("software_speed", "--frames 0", "--frames: must be at least 1"),  # was four lines of usage
+    ("route_attribution", "--headroom 99", "--headroom: must be between 0 and 8"),
+    ("route_attribution", "--modes bogus", "invalid choice: 'bogus'"),
+    ("token_fidelity", "--bogus", "unrecognized arguments: --bogus"),  # was 19 lines of usage
+]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize(("script", "argv", "needle"), CASES, ids=[f"{s}:{a}" for s, a, _ in CASES])
+def test_bad_argument_is_one_line_exit_2(script, argv, needle, tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # default outputs (build/bench/...) would land here
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv.format(tmp=tmp_path).split()])
+    with pytest.raises(SystemExit) as stop:
+        _load(script).main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and needle in err, err
+    assert list(work.iterdir()) == [], "the script wrote files"
