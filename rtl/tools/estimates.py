@@ -208,7 +208,12 @@ def main_top(argv: list[str]) -> int:
     timeout_s = 3600.0
     if "--timeout" in argv:
         i = argv.index("--timeout")
-        timeout_s = float(argv[i + 1])
+        try:
+            timeout_s = float(argv[i + 1])
+        except (IndexError, ValueError):
+            timeout_s = float("nan")
+        if not 0 < timeout_s < 1e6:  # nan fails both comparisons
+            raise SystemExit("rtl-estimates: --timeout takes a number of seconds (0 < s < 1e6)")
         argv = argv[:i] + argv[i + 2:]
     bad = [c for c in argv if c not in TOP_CONFIGS]
     if bad:
@@ -242,6 +247,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["top"]:
         return main_top(argv[1:])
     units = argv or list(UNITS)
+    bad = [u for u in units if u not in UNITS]
+    if bad:  # one line, nothing run or written (an option is not a unit either)
+        raise SystemExit(f"rtl-estimates: unknown unit {bad[0]!r}; choose from {', '.join(UNITS)}, "
+                         "or 'top [CONFIG...]'")
     path = OUT / "estimates.json"
     results = json.loads(path.read_text()).get("units", {}) if path.exists() else {}
     for unit in units:
@@ -255,4 +264,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except SystemExit as stop:  # a refusal (a message, not a code): one line on stderr, exit 2
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+            sys.exit(2)
+        raise
