@@ -45,10 +45,9 @@ def test_m3vit_tiny_w8a8_dsp_bram_uram_within_the_practical_limits(tiny):
         assert tiny["total"][r] <= lim[r], (r, tiny["total"][r], lim[r])
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 22): the LUT estimate of the code as built is ≈1.3× the 65 % "
-                   "budget — the epilogue, LayerNorm, the attention unit, the MoE router; see hls/README.md "
-                   "'Resources as built'")
 def test_m3vit_tiny_w8a8_lut_within_the_practical_limit(tiny):
+    """Issue 22's LUT limit (65 % of the xczu7ev, estimated: yosys figures of the RTL units and stated rules) for
+    the default W8/A8 set, the parameter sweep's choice."""
     assert tiny["total"]["lut"] <= DEVICE.limits()["lut"]
 
 
@@ -173,15 +172,20 @@ def test_shared_lanes_are_read_from_the_code(tiny):
     pr = he.probe(CFG, MODE, p)
     c, a = pr["constants"], pr["arrays"]
     assert (c["EPI_LANES"], c["EPI_PARTS"], c["MOE_LANES"]) == (p.epi_lanes, p.mac_rows // p.epi_lanes, p.moe_lanes)
-    assert a["av_acc_t"][1] == c["ATTN_LANES"] * c["AV_LANE_COLS"] < c["ATTN_LANES"] * c["HEAD_DIM"]
+    assert a["av_acc_t"][1] == c["ATTN_LANES"] * c["AV_LANE_COLS"]
+    assert c["AV_LANE_COLS"] * c["AV_PASSES"] >= c["HEAD_DIM"]
+    narrow = he.probe(CFG, MODE, dataclasses.replace(p, av_cols=c["HEAD_DIM"] // 2))  # two passes: one pass's adders
+    assert narrow["arrays"]["av_acc_t"][1] == c["ATTN_LANES"] * c["HEAD_DIM"] // 2
     assert a["av_done_t"][1] == c["AV_PASSES"] * c["ATTN_LANES"] * c["AV_LANE_COLS"]
     by = {k["name"]: k for k in tiny["kernels"]}
-    assert any("done:" in b and "LUTRAM" in b for b in by["attention: A·V"]["basis"])
+    done_kind = "LUTRAM" if c["AV_PASSES"] > 1 else "FF (registers"  # one pass: a register per lane and column
+    assert any("done:" in b and done_kind in b for b in by["attention: A·V"]["basis"])
     assert any("fin:" in b for b in by["linear unit: accumulators + epilogue"]["basis"])
     wide = {k["name"]: k for k in he.estimate(CFG, MODE, dataclasses.replace(p, epi_lanes=p.mac_rows,
                                                                             moe_lanes=p.mac_rows))["kernels"]}
     epi, wide_epi = by["linear unit: accumulators + epilogue"], wide["linear unit: accumulators + epilogue"]
-    assert wide_epi["dsp"] == 2 * epi["dsp"]  # GELU step and gate·y multipliers: one per epilogue lane
+    # GELU step and gate·y multipliers: one each per epilogue lane
+    assert wide_epi["dsp"] == p.mac_rows // p.epi_lanes * epi["dsp"]
     assert wide_epi["lut"] > 1.8 * epi["lut"]  # every epilogue lane's requantizers, GELU, residual add
     assert wide["moe: combine accumulator"]["lut"] > 2 * by["moe: combine accumulator"]["lut"]
 

@@ -102,12 +102,15 @@ def test_as_built_follows_the_code_parameters():
     assert ln.compute - ln.cycles == 0 and op(dataclasses.replace(p, ln_lanes=32), "ln1").cycles < ln.cycles
     assert op(p, "im2col", -1).cycles == cfg.num_patches * cfg.in_chans * cfg.patch_size**2 / 16
     assert op(p, "tokens out", -1).cycles == rows * cfg.dim * 2 / 16
-    qkv = op(p, "qkv")  # 3 x heads ops of head_dim rows: blocks of min(mac_rows, head_dim) rows
-    per_head = math.ceil(cfg.head_dim / p.mac_rows)
-    parts, ks = p.mac_rows // p.epi_lanes, math.ceil(cfg.dim / p.mac_cols)
-    pre = slice_words(p, 8) if ks >= parts else 0  # k-slice 0's preload (linear.h mac_block)
-    assert pre == 16
-    assert qkv.compute == 3 * cfg.num_heads * (per_head * (max(ks, parts) * rows + pre) + parts * rows)
+    # 3 x heads ops of head_dim rows: blocks of min(mac_rows, head_dim) rows. k-slice 0's 16 words preload at the
+    # block's start (linear.h mac_block) unless the op has an idle k-slice to load them in: 8 epilogue lanes take
+    # EPI_PARTS = 4 cycles per token, more than a K = 192 op's 3 k-slices (no preload); 16 lanes take 2 (preload)
+    for q, want_pre in ((p, 0), (dataclasses.replace(p, epi_lanes=16), 16)):
+        per_head = math.ceil(cfg.head_dim / q.mac_rows)
+        parts, ks = q.mac_rows // q.epi_lanes, math.ceil(cfg.dim / q.mac_cols)
+        assert slice_words(q, 8) == 16 and (ks >= parts) == (want_pre > 0)
+        assert op(q, "qkv").compute == 3 * cfg.num_heads * (per_head * (max(ks, parts) * rows + want_pre)
+                                                             + parts * rows)
     assert op(p, "dispatch").cycles >= rows * cfg.num_experts  # one row per num_experts cycles
 
 
@@ -244,7 +247,12 @@ def test_w8a16_reads_w8a8s_weights_and_computes_like_w16a16e8():
     assert sm["w8a16"]["dsp"] == sm["w16a16"]["dsp"]
     mb = {m: s["weight_mb_per_frame"] for m, s in sm.items()}
     assert mb["w8a8"] < mb["w8a16"] < 1.05 * mb["w8a8"] and mb["w8a16"] < mb["w16a16e8"]
-    assert sm["w8a8"]["ms_per_frame"] < sm["w8a16"]["ms_per_frame"] <= sm["w16a16e8"]["ms_per_frame"]
+    # (W8/A8's lanes are cut to its LUT limit — issue 22's limit is W8/A8's — the 16-bit sets keep theirs, so W8/A8
+    # is not the faster design by construction: compare W8/A8 at the 16-bit sets' lanes)
+    assert sm["w8a16"]["ms_per_frame"] <= sm["w16a16e8"]["ms_per_frame"]
+    lanes = {k: getattr(HlsParams.for_mode("w16a16"), k) for k in ("attn_lanes", "av_cols", "ln_lanes", "moe_lanes")}
+    wide = perf.model_frame(cfg, get_mode("w8a8"), dataclasses.replace(HlsParams(batch=1), **lanes), routing)
+    assert wide.summary()["ms_per_frame"] < sm["w8a16"]["ms_per_frame"]
 
 
 def test_as_coded_weight_reads_and_key_loop():

@@ -37,39 +37,44 @@ WEIGHT_WORD_BITS = 1024
 class HlsParams:
     """The accelerator's parallelism and buffer depths (the synthesis knobs)."""
 
+    # The W8/A8 defaults are the set `python -m m3vit.hw.estimate.param_sweep` finds fastest (cycle model, batch 1,
+    # experts equally loaded) among those whose as-built estimate stays within 80 % DSP48E2 / BRAM36 / URAM and
+    # 65 % LUT of the xczu7ev (issue 22; hls/README.md § The parameter set, with the sweep's grid and result).
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
     mac_cols: int = 64  # reduction terms per cycle
-    # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows). 5, not 10: Q·Kᵀ's
-    # fabric products and adder trees scale with P, while the attention unit's time is set by A·V's P x av_cols
-    # products per cycle — so half the lanes at twice the A·V columns keep A·V's rate (160 products per cycle)
-    # for half of Q·Kᵀ's LUTs (hls/README.md § Resources as built: 266.6k → 245.1k LUT, +0.13 ms per frame modelled)
-    attn_lanes: int = 5
-    av_cols: int = 32  # value columns each attention lane accumulates per cycle in the A·V pass
+    # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows). Q·Kᵀ's fabric products and
+    # adder trees scale with P, A·V's rate with P x av_cols: 3 lanes x 64 columns keep A·V at 192 products per cycle
+    # for 3/5 of the 5-lane unit's Q·Kᵀ LUTs
+    attn_lanes: int = 3
+    av_cols: int = 64  # value columns each attention lane accumulates per cycle in the A·V pass
     # value columns AV_OUT normalises (Σ·(1/s), requantize) per cycle, at most av_cols: AV_OUT runs once per row
     # after its AV_PASSES·n key cycles, so its multipliers and requantizers need not keep A·V's width (hls/README.md)
     av_out_cols: int = 16
     batch: int = 2  # frames that share each weight load (frame batching)
-    ln_lanes: int = 16  # LayerNorm features per cycle (statistics, normalise, gain / bias)
+    ln_lanes: int = 8  # LayerNorm features per cycle (statistics, normalise, gain / bias)
     # MoE combine (moe_finish) values per cycle: a combine is rows·D values once per MoE layer, off the array's
-    # critical rate, so a quarter of the array's MAC_ROWS lanes of requantizers + residual adds
-    moe_lanes: int = 8
+    # critical rate, so an eighth of the array's MAC_ROWS lanes of requantizers + residual adds
+    moe_lanes: int = 4
     # epilogue lanes (linear.h EPI_LANES): the array finishes MAC_ROWS outputs per token only in a block's last
-    # k-slice, so the epilogue takes MAC_ROWS / epi_lanes cycles per token beside the next block's k-slices
-    epi_lanes: int = 16
+    # k-slice, so the epilogue takes MAC_ROWS / epi_lanes cycles per token beside the next block's k-slices (8: 4
+    # cycles, one more than a K = 192 op's 3 k-slices — the cost the sweep weighs against 18k LUT)
+    epi_lanes: int = 8
 
     @classmethod
     def for_mode(cls, mode: PrecisionMode | str) -> HlsParams:
-        """The parameter sets (hls/README.md). W8/A8: the fastest set (by the cycle model of the code as written,
-        m3vit.hw.estimate.perf) whose as-built estimate (m3vit.hw.estimate.hls_estimate, `make hls-estimate`) stays
-        within 80 % of the xczu7ev's DSP48E2, BRAM36 and URAM and whose reshaped activation words take every
-        access of a cycle in one word, with the LUTs (over the 65 % limit, issue 22) as the tie-break where the
-        cycle model barely differs — a 32x64 array, 5 attention lanes, 32 A·V columns (hls/README.md).
+        """The parameter sets (hls/README.md). W8/A8: the class defaults — the fastest set by the cycle model of
+        the code as built (m3vit.hw.estimate.perf, batch 1) whose as-built estimate (m3vit.hw.estimate.hls_estimate,
+        `make hls-estimate`) stays within 80 % of the xczu7ev's DSP48E2, BRAM36 and URAM and 65 % of its LUTs
+        (`python -m m3vit.hw.estimate.param_sweep`, the grid in hls/README.md): a 32x64 array, 3 attention lanes
+        x 64 A·V columns, 8 epilogue and LayerNorm lanes, 4 MoE-combine lanes.
         W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
-        w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set."""
+        w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set.
+        (The 16-bit sets are not held to the LUT limit — the issue's limit is W8/A8's — and keep their lanes.)"""
         name = mode if isinstance(mode, str) else mode.name
         # (the 16-bit sets keep the epilogue inline at the array's width: their block RAM has no room for its `fin`
-        # rows; W8/A8's 16 lanes take a token over 2 cycles beside the next block)
-        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64, epi_lanes=32, av_out_cols=64)
+        # rows; W8/A8's 8 lanes take a token over 4 cycles beside the next block)
+        return cls() if name == "w8a8" else cls(mac_cols=32, attn_lanes=4, av_cols=64, epi_lanes=32, av_out_cols=64,
+                                              ln_lanes=16, moe_lanes=8)
 
     def __post_init__(self) -> None:
         if self.mac_rows % 16 or self.mac_cols % 16 or min(self.mac_rows, self.mac_cols) <= 0:
