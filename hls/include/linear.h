@@ -271,7 +271,6 @@ constexpr int TC_ZERO_COLS = (MAC_ROWS / TILE) * (MAC_COLS / TILE) * TILE_WORDS;
 constexpr int TC_ZERO_ROWS = TC_BLOCK_TILES * TILE_WORDS;
 constexpr int TC_OP_BLOCKS = (N_MAX + MAC_ROWS - 1) / MAC_ROWS;
 constexpr int TC_STEP_BLOCKS = 2 * EXPERTS * TC_OP_BLOCKS;
-constexpr int TC_READ_BEATS = TC_STEP_BLOCKS * TC_PLACE_BEATS;
 constexpr int TC_MAC_ITERS = (KS_MAX > MAC_ROWS / EPI_LANES ? KS_MAX : MAC_ROWS / EPI_LANES) * ROWS_MAX + SLICE_WORDS;
 constexpr int TC_MAC_ITERS_MIN = MAC_ROWS / EPI_LANES * ARRAY_MIN_TOKENS;  // at least EPI_PARTS k-slices
 
@@ -279,76 +278,137 @@ struct WeightBeats {  // one cycle of the reader: beat k of WEIGHT_PORTS consecu
     word_t b[WEIGHT_PORTS];
 };
 
-// Reader: every beat of every block of ops[0..n_ops) in ONE pipelined loop — addresses from the op list,
-// tile t of a block through port t mod WEIGHT_PORTS (each tile a 16-beat burst), then the block's
-// biases through port 0 beside its per-row shifts (if any) through port 1 — so the m_axi requests of consecutive tiles, blocks and ops are in flight
-// together and only the region's first read waits for the DDR latency. The blocks of an op are
-// consecutive tile rows of the pack; the biases of block b start at b_off + b·MAC_ROWS·BIAS_BYTES, its
-// shifts at s_off + b·MAC_ROWS.
+// The reader's burst loops. Each is a loop nest Vitis infers as m_axi read bursts (UG1399 "AXI Burst Transfers",
+// UG1448 burst inference failures 7, 8 and 10): a fixed trip count TB inner loop (PIPELINE II = 1, flattened into
+// its outer loop: a semi-perfect nest, only the outer bound variable), the address of every port `base + i·stride
+// + b` (affine in the loop counters, nothing divided or wrapped), and every read unconditional, so each port's tile
+// is one TB-beat burst and the next tiles' requests are in flight while this one's beats arrive
+// (num_read_outstanding). TB is a template parameter (the tile beats of the op's container: both instantiations are
+// static, chosen per block like place_lane), so the inner trip count is a compile-time constant.
+
+// Tile groups 0 .. groups-1 of a block whose tiles start at beat `first`: group g, beat b carries beat b of tile
+// 3g + p on port p, i.e. port p reads first + p·TB + g·3·TB + b.
+template <uint32_t TB>
+inline void read_tile_groups(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t first,
+                             int groups, hls::stream<WeightBeats>& beats) {
+#pragma HLS INLINE
+READ_GROUPS:
+    for (int g = 0; g < groups; ++g) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = TC_BLOCK_TILES / WEIGHT_PORTS
+    READ_GROUP_BURST:
+        for (uint32_t b = 0; b < TB; ++b) {
+#pragma HLS PIPELINE II = 1
+            const uint32_t at = first + uint32_t(g) * (WEIGHT_PORTS * TB) + b;
+            WeightBeats w;
+            w.b[0] = wmem0[at];
+            w.b[1] = wmem1[at + TB];
+            w.b[2] = wmem2[at + 2 * TB];
+            beats.write(w);
+        }
+    }
+}
+
+// The block's last group when it holds fewer than WEIGHT_PORTS tiles: each port reads its own tile, or — past the
+// block's last tile — the group's first tile again (an address inside the block, one TB-beat burst like the others;
+// the placer ignores lanes past `tiles`), so no read is conditional. base_p: the first beat of port p's tile.
+template <uint32_t TB>
+inline void read_last_group(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t base0,
+                            uint32_t base1, uint32_t base2, hls::stream<WeightBeats>& beats) {
+#pragma HLS INLINE
+READ_LAST_BURST:
+    for (uint32_t b = 0; b < TB; ++b) {
+#pragma HLS PIPELINE II = 1
+        WeightBeats w;
+        w.b[0] = wmem0[base0 + b];
+        w.b[1] = wmem1[base1 + b];
+        w.b[2] = wmem2[base2 + b];
+        beats.write(w);
+    }
+}
+
+// A block's tiles: its full groups, then its last, partial group (if any).
+template <uint32_t TB>
+inline void read_block_tiles(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, uint32_t first,
+                             int tiles, hls::stream<WeightBeats>& beats) {
+#pragma HLS INLINE
+    const int full = tiles / WEIGHT_PORTS, left = tiles % WEIGHT_PORTS;
+    read_tile_groups<TB>(wmem0, wmem1, wmem2, first, full, beats);
+    if (left > 0) {
+        const uint32_t base0 = first + uint32_t(full) * (WEIGHT_PORTS * TB);
+        read_last_group<TB>(wmem0, wmem1, wmem2, base0, left > 1 ? base0 + TB : base0, base0, beats);
+    }
+}
+
+// Reader: every block of ops[0..n_ops), in order — the block's geometry to the placer, its tiles in bursts (tile
+// t through port t mod WEIGHT_PORTS, one beat of each port's tile per cycle), then its biases through port 0
+// beside its per-row shifts (if any) through port 1. The blocks of an op are consecutive tile rows of the pack;
+// the biases of block b start at b_off + b·MAC_ROWS·BIAS_BYTES, its shifts at s_off + b·MAC_ROWS. The stream the
+// placer reads is beat for beat what it was with one flat loop (the placer's contract): only the reads changed.
 template <int MAX_OPS>
 void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp ops[MAX_OPS],
                    int n_ops, hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos,
                    hls::stream<int>& n_blocks) {
-    int64_t total = 0;
     int count = 0;
-READ_COUNT:  // closed form per op: its full blocks and its partial one
+READ_COUNT:
     for (int o = 0; o < n_ops; ++o) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_OPS
-        const int full = ops[o].n_out / MAC_ROWS, rem = ops[o].n_out % MAC_ROWS, skip = int(ops[o].b_off % BEAT_BYTES);
-        const int sskip = shift_skip_of(ops[o]);
-        total += int64_t(full) * block_beats(MAC_ROWS, ops[o].k_in, skip, sskip, ops[o].w_bytes) +
-                 (rem ? block_beats(rem, ops[o].k_in, skip, sskip, ops[o].w_bytes) : 0);
-        count += full + (rem ? 1 : 0);
+        count += ceil_div(ops[o].n_out, MAC_ROWS);
     }
     n_blocks.write(count);
-    int o = 0, blk = 0, it_blk = 0;
-    LinOp op = ops[0];
-    int nb = 0, ct = 0, tile_iters = 0, skip = 0, sskip = -1, n_shift = 0;
-    uint32_t first = 0, bias_first = 0, shift_first = 0, tb = TILE_BEATS;
-    int tb_log2 = TILE_BEATS_LOG2_W;
-    bool start = true;
-READ_BEATS:
-    for (int64_t it = 0; it < total; ++it) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_READ_BEATS
-        if (start) {  // a new block: its geometry, announced to the placer
-            nb = block_rows(blk, op.n_out);
-            ct = ceil_div(op.k_in, TILE);
-            tb = tile_beats_of(op.w_bytes);
-            tb_log2 = tile_beats_log2_of(op.w_bytes);
-            tile_iters = ceil_div(block_tiles(nb, op.k_in), WEIGHT_PORTS) * int(tb);
-            first = op.w_off / BEAT_BYTES + uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct) * tb;
-            bias_first = (op.b_off + uint32_t(blk * MAC_ROWS) * BIAS_BYTES) / BEAT_BYTES;
-            skip = int(op.b_off % BEAT_BYTES);
-            sskip = shift_skip_of(op);
-            n_shift = shift_beats(nb, sskip);
-            shift_first = (op.s_off + uint32_t(blk * MAC_ROWS)) / BEAT_BYTES;
-            const BlockInfo info = {nb, op.k_in, block_tiles(nb, op.k_in), skip, sskip, op.w_bytes};
+READ_OPS:
+    for (int o = 0; o < n_ops; ++o) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_OPS
+        const LinOp op = ops[o];
+        const int ct = ceil_div(op.k_in, TILE), skip = int(op.b_off % BEAT_BYTES), sskip = shift_skip_of(op);
+    READ_BLOCKS:
+        for (int blk = 0; blk < ceil_div(op.n_out, MAC_ROWS); ++blk) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = TC_STEP_BLOCKS
+            const int nb = block_rows(blk, op.n_out), tiles = block_tiles(nb, op.k_in);
+            const BlockInfo info = {nb, op.k_in, tiles, skip, sskip, op.w_bytes};
             infos.write(info);
-            start = false;
-        }
-        WeightBeats g;
-        if (it_blk < tile_iters) {
-            const int t0 = (it_blk >> tb_log2) * WEIGHT_PORTS;
-            const uint32_t k = uint32_t(it_blk) & (tb - 1);
-            const uint32_t base = first + uint32_t(t0) * tb;
-            const int tiles = block_tiles(nb, op.k_in);
-            g.b[0] = wmem0[base + k];
-            g.b[1] = t0 + 1 < tiles ? wmem1[base + tb + k] : word_t();
-            g.b[2] = t0 + 2 < tiles ? wmem2[base + 2 * tb + k] : word_t();
-        } else {
-            const int i = it_blk - tile_iters;
-            g.b[0] = i < bias_beats(nb, skip) ? wmem0[bias_first + uint32_t(i)] : word_t();
-            g.b[1] = i < n_shift ? wmem1[shift_first + uint32_t(i)] : word_t();
-            g.b[2] = word_t();
-        }
-        beats.write(g);
-        if (++it_blk == tile_iters + tail_beats(nb, skip, sskip)) {  // the block is read: next block, or next op
-            it_blk = 0;
-            start = true;
-            if (++blk == ceil_div(op.n_out, MAC_ROWS)) {
-                blk = 0;
-                if (++o < n_ops) op = ops[o];
+            const uint32_t tile_row0 = uint32_t(blk * MAC_ROWS / TILE) * uint32_t(ct);  // the block's first tile
+            if (op.w_bytes == EW_BYTES)
+                read_block_tiles<TileGeom<EW_BYTES>::BEATS>(
+                    wmem0, wmem1, wmem2, op.w_off / BEAT_BYTES + tile_row0 * TileGeom<EW_BYTES>::BEATS, tiles, beats);
+            else
+                read_block_tiles<TileGeom<W_BYTES>::BEATS>(
+                    wmem0, wmem1, wmem2, op.w_off / BEAT_BYTES + tile_row0 * TileGeom<W_BYTES>::BEATS, tiles, beats);
+            // the tail: the shift beats first (a short burst on port 1 into registers), then the bias beats (a
+            // burst on port 0), each cycle one bias beat beside one shift beat, then any shift beats left
+            const int n_bias = bias_beats(nb, skip), n_shift = shift_beats(nb, sskip), n_tail = tail_beats(nb, skip, sskip);
+            const uint32_t bias_first = (op.b_off + uint32_t(blk * MAC_ROWS) * BIAS_BYTES) / BEAT_BYTES;
+            const uint32_t shift_first = (op.s_off + uint32_t(blk * MAC_ROWS)) / BEAT_BYTES;
+            word_t sw[MAX_SHIFT_BEATS];
+#pragma HLS ARRAY_PARTITION variable = sw complete
+            for (int i = 0; i < MAX_SHIFT_BEATS; ++i) {
+#pragma HLS UNROLL
+                sw[i] = word_t();
+            }
+        READ_SHIFTS:
+            for (int i = 0; i < n_shift; ++i) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MAX_SHIFT_BEATS
+                sw[i] = wmem1[shift_first + uint32_t(i)];
+            }
+        READ_BIASES:
+            for (int i = 0; i < n_bias; ++i) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BIAS_BEATS
+                WeightBeats w;
+                w.b[0] = wmem0[bias_first + uint32_t(i)];
+                w.b[1] = i < MAX_SHIFT_BEATS ? sw[i < MAX_SHIFT_BEATS ? i : 0] : word_t();
+                w.b[2] = word_t();
+                beats.write(w);
+            }
+        READ_SHIFTS_LEFT:  // a block of < 5 rows whose shifts straddle a beat: more shift beats than bias beats
+            for (int i = n_bias; i < n_tail; ++i) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
+                WeightBeats w;
+                w.b[0] = word_t();
+                w.b[1] = sw[i < MAX_SHIFT_BEATS ? i : 0];
+                w.b[2] = word_t();
+                beats.write(w);
             }
         }
     }
