@@ -58,8 +58,14 @@ class Platform:
     weight_ports: int = 1  # HP ports the weight stream is striped over (3 as built: AS_BUILT_PLATFORM)
     # request to first beat: exposed when an op's first block is not prefetched
     ddr_latency_ns: float = DEVICE.ddr_latency_ns
-    # beats per cycle one weight port delivers: 1.0 for bursts; the code's single-beat reads: single_beat_rate()
+    # beats per cycle one weight port delivers inside a burst: 1.0 when enough bursts are in flight (burst_rate());
+    # single-beat reads: single_beat_rate()
     weight_read_beats_per_cycle: float = 1.0
+    # the reader's burst loops as linear.h builds them: a block's tile groups, its partial last group and its
+    # biases are separate loops, each waiting the DDR latency for its first beat (Vitis issues a loop's requests
+    # when it starts), and a partial last group's idle ports re-read its first tile (bytes the DDR moves too).
+    # False: requests run ahead across blocks and only the block's tiles are read (burst_maxi requests; not built)
+    weight_burst_loops: bool = False
 
     def port_bytes_per_cycle(self, ports: int = 1) -> float:
         return min(ports * self.hp_port_bits / 8, self.ddr_usable_bytes_per_s / self.clock_hz)
@@ -104,22 +110,39 @@ PROPOSED = Schedule(ln1_in_step=True, frame_overlap=True)  # the next step; the 
 PREVIOUS = Schedule(elementwise_lanes=1, pixel_lanes=1, beat_token_out=False, cross_op_prefetch=False,
                     head_overlap=False)  # element-wise loops one value per cycle, each op's first block exposed
 # Vitis' m_axi default of outstanding reads per port (the generated INTERFACE pragmas set no num_read_outstanding:
-# tests/model/hw/test_perf_as_coded.py checks it).
+# tests/model/hw/test_perf_model.py checks it) and its default longest burst (max_read_burst_length, beats).
 M_AXI_OUTSTANDING = 16
+M_AXI_MAX_READ_BURST = 16
+# Beats of one burst as linear.h's weight_reader issues them: one pack tile of 16 x 16 8-bit weights (a 16-bit
+# tile's 32 beats are split by the m_axi adapter into two bursts of M_AXI_MAX_READ_BURST)
+TILE_BURST_BEATS = 16
 
 
 def single_beat_rate(plat: Platform | None = None) -> float:
     """Beats per cycle of a port whose reads are single-beat requests: at most M_AXI_OUTSTANDING in flight, each
-    waiting the DDR latency. linear.h's weight_reader reads beat k of each port's tile in one loop over the whole
-    region (a port's address jumps by WEIGHT_PORTS tiles every tile group, and a read is under a condition), which
-    Vitis does not infer as bursts: every beat is its own request."""
+    waiting the DDR latency (the reader before its burst loops: one flat loop whose port addresses jumped by
+    WEIGHT_PORTS tiles every tile group under a condition, which Vitis does not infer as bursts)."""
     plat = plat or Platform()
     return min(1.0, M_AXI_OUTSTANDING / plat.ddr_latency_cycles)
 
 
-# hls/: weights, weights1, weights2, each at the single-beat rate its reads allow
-AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS, weight_read_beats_per_cycle=single_beat_rate())
-BURST_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)  # the same ports read in bursts (the review's fix, not built)
+def burst_rate(plat: Platform | None = None, burst_beats: int = TILE_BURST_BEATS) -> float:
+    """Beats per cycle of a port inside a burst loop of ``burst_beats``-beat bursts: M_AXI_OUTSTANDING bursts in
+    flight, each ``min(burst_beats, M_AXI_MAX_READ_BURST)`` beats, against the DDR latency (1.0 once they cover it).
+    linear.h's weight_reader: each port's tile one burst (a fixed trip count inner loop, affine unconditional
+    addresses)."""
+    plat = plat or Platform()
+    return min(1.0, M_AXI_OUTSTANDING * min(burst_beats, M_AXI_MAX_READ_BURST) / plat.ddr_latency_cycles)
+
+
+# hls/: weights, weights1, weights2, each read in bursts of a tile, the reader's per-block loops each waiting for
+# their first beat
+AS_BUILT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS, weight_read_beats_per_cycle=burst_rate(),
+                             weight_burst_loops=True)
+# the same ports, bursts requested ahead across blocks (no per-block fill: explicit burst_maxi requests; not built)
+BURST_PLATFORM = Platform(weight_ports=WEIGHT_PORTS)
+# the reader before its burst loops (single-beat requests; an ablation)
+SINGLE_BEAT_PLATFORM = Platform(weight_ports=WEIGHT_PORTS, weight_read_beats_per_cycle=single_beat_rate())
 PROPOSED_PLATFORM = AS_BUILT_PLATFORM
 
 
@@ -254,19 +277,32 @@ class Env:
 LOADER_BLOCK_OVERHEAD = 6
 
 
+def reader_block_fills(rows: int, k: int, ports: int) -> int:
+    """The reader's burst loops of a block that each wait the DDR latency (linear.h weight_reader): its full tile
+    groups (if any), its partial last group (if the tiles are not a multiple of the ports), its biases."""
+    tiles = math.ceil(rows / 16) * math.ceil(k / 16)
+    return (1 if tiles >= ports else 0) + (1 if tiles % ports else 0) + 1
+
+
 def block_load(env: Env, rows: int, k: int, wbytes: int | None = None) -> float:
     """Cycles the loader needs for a block of ``rows`` x ``k`` weights and its biases: the DDR / port rate, or the
     reader's and placer's rate (linear.h: one beat of each of the weight ports' tiles per cycle, tile groups
-    rounded up, then the biases one beat per cycle beside the last words' writes, plus the placer's per-block
-    overhead), whichever is slower.
+    rounded up — a partial last group's idle ports re-read its first tile, bytes the DDR moves too — then the
+    biases one beat per cycle beside the last words' writes, plus the placer's per-block overhead and, as built,
+    each of the reader's burst loops waiting for its first beat), whichever is slower.
     ``wbytes``: the op's weight container (default the mode's; the expert matrices pass ``env.ewbytes``)."""
     wbytes = env.wbytes if wbytes is None else wbytes
-    nbytes = rows * (k * wbytes + env.bias_bytes)
+    ports = env.plat.weight_ports
     tiles = math.ceil(rows / 16) * math.ceil(k / 16)
+    groups = math.ceil(tiles / ports)
+    loops = env.plat.weight_burst_loops
+    nbytes = (groups * ports * 256 if loops else rows * k) * wbytes + rows * env.bias_bytes
     # the tail: the bias beats, and at least WEIGHT_PORTS cycles for the last tile group's block RAM words (the
     # placer writes the ports' finished words one per cycle)
-    tail = max(math.ceil(rows * env.bias_bytes / BEAT_BYTES), env.plat.weight_ports)
-    issue = math.ceil(tiles / env.plat.weight_ports) * 16 * wbytes + tail + LOADER_BLOCK_OVERHEAD
+    tail = max(math.ceil(rows * env.bias_bytes / BEAT_BYTES), ports)
+    issue = groups * 16 * wbytes + tail + LOADER_BLOCK_OVERHEAD
+    if loops:
+        issue += reader_block_fills(rows, k, ports) * env.plat.ddr_latency_cycles
     return max(nbytes / env.plat.weight_bytes_per_cycle, issue)
 
 

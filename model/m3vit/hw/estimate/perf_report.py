@@ -132,7 +132,9 @@ def ablations(cfg: ModelConfig, mode: PrecisionMode, routing: perf.Routing, unit
             base, platform=dataclasses.replace(perf.AS_BUILT_PLATFORM, weight_ports=1)), mode),
         ("weight ports", "2 HP ports", dataclasses.replace(
             base, platform=dataclasses.replace(perf.AS_BUILT_PLATFORM, weight_ports=2)), mode),
-        ("weight reads", "bursts (16-beat tiles, the review's fix; not built)", dataclasses.replace(
+        ("weight reads", "single-beat requests (the reader before its burst loops)", dataclasses.replace(
+            base, platform=perf.SINGLE_BEAT_PLATFORM), mode),
+        ("weight reads", "bursts requested ahead across blocks (burst_maxi; not built)", dataclasses.replace(
             base, platform=perf.BURST_PLATFORM), mode),
         ("schedule", "loader per op (each op's first block exposed)", dataclasses.replace(
             base, schedule=dataclasses.replace(s, cross_op_prefetch=False)), mode),
