@@ -255,19 +255,53 @@ def test_w8a16_reads_w8a8s_weights_and_computes_like_w16a16e8():
     assert wide.summary()["ms_per_frame"] < sm["w8a16"]["ms_per_frame"]
 
 
+def _weight_reader_source() -> str:
+    """linear.h from the reader's burst loops to the end of weight_reader."""
+    text = (Path(__file__).resolve().parents[3] / "hls" / "include" / "linear.h").read_text()
+    return text[text.index("inline void read_tile_groups"):text.index("// Beats of an NB-byte container")]
+
+
 def test_as_coded_weight_reads_and_key_loop():
-    """The cycle model at the IIs the code allows: weight_reader's rotated, conditional beats are single-beat
-    requests (no burst), at most Vitis' default of outstanding reads in flight per port (the generated INTERFACE
-    pragmas set none); QK_KEYS interleaves QK_INTERLEAVE row sub-groups (from attention.h), so a row group runs
-    n · QK_INTERLEAVE key iterations however few rows its last sub-groups hold."""
+    """The cycle model at the IIs the code allows: weight_reader reads each port's tile in a fixed trip count inner
+    loop (TB, a template parameter) at an affine address with no condition, i.e. one burst per tile, at most Vitis'
+    default of outstanding bursts in flight per port (the generated INTERFACE pragmas set none), each block's
+    burst loops waiting the DDR latency once; QK_KEYS interleaves QK_INTERLEAVE row sub-groups (from attention.h),
+    so a row group runs n · QK_INTERLEAVE key iterations however few rows its last sub-groups hold."""
+    import re
+
     from m3vit.hw.gen.hls_config import top_prototype
+    from m3vit.hw.platform import BEAT_BYTES
 
     assert "num_read_outstanding" not in top_prototype() and "max_read_burst_length" not in top_prototype()
-    rate = perf.single_beat_rate()
-    assert rate == pytest.approx(perf.M_AXI_OUTSTANDING / perf.Platform().ddr_latency_cycles) and rate < 0.5
-    plat = perf.AS_BUILT_PLATFORM  # 3 ports x 16 bytes x the single-beat rate (below the DDR's usable rate)
-    assert plat.weight_bytes_per_cycle == pytest.approx(plat.weight_ports * plat.hp_port_bits / 8 * rate)
-    assert perf.BURST_PLATFORM.weight_bytes_per_cycle > 3 * plat.weight_bytes_per_cycle
+    src = _weight_reader_source()
+    # the burst loops: fixed trip count inner loops, pipelined, reading base + b on every port
+    for label in ("READ_GROUP_BURST", "READ_LAST_BURST"):
+        assert re.search(label + r":\s*for \(uint32_t b = 0; b < TB; \+\+b\) \{\s*#pragma HLS PIPELINE II = 1", src)
+    assert "w.b[0] = wmem0[at];" in src and "w.b[1] = wmem1[at + TB];" in src and "w.b[2] = wmem2[at + 2 * TB];" in src
+    reads = re.findall(r"^.*= wmem\d\[.*$", src, flags=re.M)
+    assert len(reads) == 8 and not [r for r in reads if "?" in r or "%" in r or "&" in r], reads  # unconditional
+    assert "int64_t" not in src  # the reader's counters are 32-bit (the HLS checker's int64 rule)
+    # a W8 tile (16 x 16 one-byte weights) is the burst the model assumes
+    assert perf.TILE_BURST_BEATS == 16 * 16 // BEAT_BYTES == perf.M_AXI_MAX_READ_BURST
+    lat = perf.Platform().ddr_latency_cycles
+    assert perf.burst_rate() == min(1.0, perf.M_AXI_OUTSTANDING * 16 / lat) == 1.0
+    assert perf.single_beat_rate() == pytest.approx(perf.M_AXI_OUTSTANDING / lat) and perf.single_beat_rate() < 0.5
+    plat = perf.AS_BUILT_PLATFORM
+    assert plat.weight_read_beats_per_cycle == perf.burst_rate() and plat.weight_burst_loops
+    assert perf.SINGLE_BEAT_PLATFORM.weight_bytes_per_cycle < plat.weight_bytes_per_cycle / 3
+    # each block's burst loops (one latency each): full groups, a partial last group, biases
+    assert perf.reader_block_fills(64, 192, 3) == 2  # 48 tiles: 16 full groups
+    assert perf.reader_block_fills(64, 176, 3) == 3  # 44 tiles: 14 full groups and one of 2 tiles
+    assert perf.reader_block_fills(16, 16, 3) == 2  # one tile: the partial group only
+    assert src.count("READ_GROUP_BURST:") == src.count("READ_LAST_BURST:") == src.count("READ_BIASES:") == 1
+    cfg = get_config("m3vit-tiny")
+    p1 = HlsParams(batch=1)
+    built = perf.model_frame(cfg, W8, p1, perf.Routing.balanced(cfg), plat, perf.AS_BUILT).summary()["ms_per_frame"]
+    single = perf.model_frame(cfg, W8, p1, perf.Routing.balanced(cfg), perf.SINGLE_BEAT_PLATFORM,
+                              perf.AS_BUILT).summary()["ms_per_frame"]
+    ahead = perf.model_frame(cfg, W8, p1, perf.Routing.balanced(cfg), perf.BURST_PLATFORM,
+                             perf.AS_BUILT).summary()["ms_per_frame"]
+    assert ahead < built < single  # the per-block fills cost time; the single-beat requests cost more
     text = (Path(__file__).resolve().parents[3] / "hls" / "include" / "attention.h").read_text()
     assert f"constexpr int QK_INTERLEAVE = {perf.qk_interleave()};" in text
     assert "it < n * QK_INTERLEAVE" in text  # every sub-group meets every key
