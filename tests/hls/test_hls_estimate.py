@@ -103,7 +103,10 @@ def test_weight_blocks_are_block_ram_words_read_from_the_code(tiny):
     wb = {k["name"]: k for k in tiny["kernels"]}["linear unit: weight blocks"]
     # two halves of 192 x 1,024 bit, 512 x 36 RAMB18 aspect: 29 RAMB18 each
     assert he.bram18_of(c["WWORD_BITS"], c["BLOCK_WORDS"]) == 29 and wb["bram36"] >= 29
-    assert wb["ff"] == 2 * c["MAC_ROWS"] * c["MAC_COLS"] * t["w_t"] + 2 * c["WEIGHT_PORTS"] * c["WWORD_BITS"]
+    # shadow and active k-slices, the placer's lane and hold words, the reader's shift beats (128-bit beats)
+    assert c["MAX_SHIFT_BEATS"] == c["MAC_ROWS"] // 16 + 1
+    assert wb["ff"] == (2 * c["MAC_ROWS"] * c["MAC_COLS"] * t["w_t"] + 2 * c["WEIGHT_PORTS"] * c["WWORD_BITS"]
+                        + c["MAX_SHIFT_BEATS"] * 128)
     assert any(b.startswith("blocks: 2 x 1 bank(s) of 192 x 1024 bit") for b in wb["basis"])
     assert wb["lut"] < 10_000  # no LUTRAM banks, no per-bank write decode
     by_prag = {m.name: m for m in he.weight_block_memories(pr, {"BIND_STORAGE": prag["BIND_STORAGE"]})}

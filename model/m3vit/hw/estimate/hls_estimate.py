@@ -52,6 +52,7 @@ PROBE_CONSTANTS = (
     "RES_SUM_BITS", "GELU_Y_BITS", "SM_RECIP_NUM_BITS", "GATE_S_BITS", "LN_ROOT_BITS", "LN_RECIP_NUM_BITS",
     "MOE_LANES", "MOE_PARTS", "EPI_LANES", "EPI_PARTS", "POST_IN_BITS", "AV_OUT_COLS", "AV_OUT_W", "AV_OUT_PARTS",
     "WWORD_BITS", "WWORD_W", "SLICE_WORDS", "BLOCK_WORDS", "TILE_WORDS", "EW_BYTES", "W_BYTES",
+    "MAX_SHIFT_BEATS",
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
@@ -265,6 +266,8 @@ def weight_block_memories(pr: dict, prag_blocks: dict) -> list[Memory]:
                "the placer's word per weight port in the making (registers)", "block_placer"),
         Memory("linear unit: weight blocks", "hold", word, c["WEIGHT_PORTS"], 1,
                "the placer's finished words, written one per cycle (registers)", "block_placer"),
+        Memory("linear unit: weight blocks", "sw", 128, c["MAX_SHIFT_BEATS"], 1,
+               "the reader's shift beats of a block, read in a burst before its biases (registers)", "weight_reader"),
     ]
 
 
@@ -433,11 +436,19 @@ def lut_terms(pr: dict, units: dict) -> list[tuple[str, int, str, str]]:
     w_sel = c["WWORD_BITS"] * math.ceil(c["WEIGHT_PORTS"] / 4)
     mask = c["WEIGHT_PORTS"] * 128
     mixed = c["WEIGHT_PORTS"] * c["WWORD_BITS"] if c["EW_BYTES"] != c["W_BYTES"] else 0
-    out.append(("linear unit: weight blocks", w_sel + mask + mixed + 6 * 1024, "rule",
+    # linear.h weight_reader: its burst loops each write the beats FIFO (a select of the loops' sources per port
+    # and beat bit: tile groups, last group, biases / shift registers, zero — 4:1, one LUT6) and the bias loop and
+    # the shifts-left loop read the block's MAX_SHIFT_BEATS shift beats from registers (a MAX_SHIFT_BEATS + 1 : 1
+    # select per beat bit and loop, 4:1 per LUT6)
+    fifo_sel = c["WEIGHT_PORTS"] * 128
+    sh_sel = 2 * 128 * math.ceil((c["MAX_SHIFT_BEATS"] + 1) / 4)
+    out.append(("linear unit: weight blocks", w_sel + mask + mixed + fifo_sel + sh_sel + 6 * 1024, "rule",
                 f"placer: the word write select ({c['WEIGHT_PORTS']}:1 × {c['WWORD_BITS']} bit = {w_sel}), the "
                 f"k_in mask ({c['WEIGHT_PORTS']} × 128 = {mask})"
                 + (f", the two containers' 2:1 lane select ({mixed})" if mixed else "")
-                + "; reader/placer address logic 6k"))
+                + f"; reader: the burst loops' FIFO write select ({c['WEIGHT_PORTS']} × 128 = {fifo_sel}), the "
+                f"shift registers' select (2 × 128 × {math.ceil((c['MAX_SHIFT_BEATS'] + 1) / 4)} = {sh_sel}); "
+                "reader/placer address logic 6k"))
     rq, rq_rule = requant_lut(units, c["EPI_IN_BITS"])
     rs = c["RES_SUM_BITS"]  # the residual add's aligned operands and sum (fx.h residual_add)
     r_add, _ = requant_lut(units, rs)
@@ -525,7 +536,7 @@ def estimate(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     text = _sources_text()
     prag = {f: pragmas(function_body(f, text)) for f in
             ("m3vit_accel", "array_step", "array_engine", "attention_heads", "attention_head", "av_subgroup",
-             "layernorm_rows", "weight_loader", "mac_block", "block_placer")}
+             "layernorm_rows", "weight_loader", "weight_reader", "mac_block", "block_placer")}
     macro = pragmas(text)  # the block stream's macro expansion (array_step's `blocks`)
     prag["array_step"].update({k: v for k, v in macro.items() if k == "blocks"})
     units = rtl_units()
