@@ -23,17 +23,18 @@
 // step — a group of ops whose weights are known in advance: the embedding, a layer's heads, its tail, a
 // MoE layer's active experts), joined by a ping-pong of weight blocks (hls::stream_of_blocks, depth 2):
 //   weight_loader — walks the region's list of ops (LinOp) and loads every block of every op, one
-//                   after the other: weight_reader issues every beat of the region in one pipelined
-//                   loop (each block's contiguous range of the pack, one tile per weight port and
-//                   burst, WEIGHT_PORTS ports in parallel, then its biases), so only the region's
-//                   first read waits for DDR; block_placer gathers the beats into the block's
-//                   words (zero where the block is partial), the biases beside it
+//                   after the other: weight_reader reads each block's contiguous range of the pack in
+//                   burst loops (one burst per tile and weight port, WEIGHT_PORTS ports in parallel,
+//                   then its biases), each loop waiting the DDR latency once; block_placer gathers
+//                   the beats into the block's words (zero where the block is partial), the biases
+//                   beside it
 //   linear_op     — (called by the region's engine once per op, in the same order) the
 //                   array above over each block, each block's epilogue beside the next block's k-slices
 // The loader runs ahead across op boundaries: while the array works on an op's last block, the next
 // op's first block is already loading (the engine may run other units in between — a
 // LayerNorm, the MoE combine — and the loader keeps filling the free half of the ping-pong). Only
-// a region's first block waits for DDR.
+// a region's first block waits for DDR: later blocks' reads (their burst loops' fills included) overlap the
+// previous block's compute, and bind only where a block loads slower than it computes.
 //
 // Weight containers per op kind (NUMERICS.md §2): every op's weights are W_BYTES wide in the pack except the
 // expert matrices of a mixed-width mode (w16a16e8), which are EW_BYTES (8-bit) wide. The loader reads each op
