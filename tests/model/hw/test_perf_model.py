@@ -302,6 +302,13 @@ def test_as_coded_weight_reads_and_key_loop():
     ahead = perf.model_frame(cfg, W8, p1, perf.Routing.balanced(cfg), perf.BURST_PLATFORM,
                              perf.AS_BUILT).summary()["ms_per_frame"]
     assert ahead < built < single  # the per-block fills cost time; the single-beat requests cost more
+    # the top's load_vector (position table) still reads strided, conditional beats: single-beat requests
+    top = (Path(__file__).resolve().parents[3] / "hls" / "src" / "m3vit_accel.cpp").read_text()
+    assert "g[1] = i0 + 1 < beats ? weights1[first + uint32_t(i0 + 1)] : word_t();" in top
+    par = {name: next(o for o in perf.model_frame(cfg, W8, p1, perf.Routing.balanced(cfg), pl, perf.AS_BUILT).ops
+                      if o.name == "parameters (beside im2col)").load
+           for name, pl in (("built", plat), ("single", perf.SINGLE_BEAT_PLATFORM))}
+    assert par["built"] == par["single"]
     text = (Path(__file__).resolve().parents[3] / "hls" / "include" / "attention.h").read_text()
     assert f"constexpr int QK_INTERLEAVE = {perf.qk_interleave()};" in text
     assert "it < n * QK_INTERLEAVE" in text  # every sub-group meets every key

@@ -536,7 +536,12 @@ def embed_ops(env: Env) -> list[Op]:
     pos = cfg.num_patches * cfg.dim * env.bias_bytes
     n_ln = 2 * cfg.depth
     ln_beats = n_ln * (math.ceil(cfg.dim * env.wbytes / BEAT_BYTES) + math.ceil(cfg.dim * env.bias_bytes / BEAT_BYTES))
-    params = pos / env.plat.weight_bytes_per_cycle + ln_beats + 2 * env.plat.ddr_latency_cycles
+    # the top's load_vector reads beat i0 + u through port u under a condition (a stride of WEIGHT_PORTS beats per
+    # port): single-beat requests as built, not the weight reader's bursts
+    rate = env.plat.weight_bytes_per_cycle
+    if env.plat.weight_burst_loops:
+        rate = min(rate, env.plat.weight_ports * env.plat.hp_port_bits / 8 * single_beat_rate(env.plat))
+    params = pos / rate + ln_beats + 2 * env.plat.ddr_latency_cycles
     im2col = elementwise(env, -1, "im2col", env.b * cfg.num_patches * patch_k, env.pixel_lanes, "image read",
                          act_bytes=img)
     ops = [im2col, Op(-1, "parameters (beside im2col)", "elementwise", max(0.0, params - im2col.cycles), 0.0,
