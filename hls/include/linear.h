@@ -402,6 +402,7 @@ READ_OPS:
                 beats.write(w);
             }
         READ_SHIFTS_LEFT:  // a block of < 5 rows whose shifts straddle a beat: more shift beats than bias beats
+                           // (the placer's tail contract; the top's 16-byte aligned shift vectors never do)
             for (int i = n_bias; i < n_tail; ++i) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = 1
