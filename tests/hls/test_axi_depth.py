@@ -27,7 +27,8 @@ def test_header_carries_the_depths_in_the_pragmas():
     header = config_header(cfg, mode, params)
     depths = arg_depths(cfg, mode, params.batch, program_words(cfg, per_row=True))
     for name, words in depths.items():
-        assert re.search(rf"port={name} offset=slave bundle=\w+ max_widen_bitwidth=128 depth={words}\"", header)
+        assert re.search(rf"port={name} offset=slave bundle=\w+ (?:\w+=\d+ )*max_widen_bitwidth=128 depth={words}\"",
+                         header)
         assert f"AXI_DEPTH_{name.upper()} = {words}u;" in header
     assert "depth=1\"" in header  # only scratch (no dumps in the synthesis build)
     assert depths["weights"] * 16 > 10_000_000  # m3vit-tiny's INT8 backbone is ≈ 17 MB

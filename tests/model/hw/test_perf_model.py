@@ -263,8 +263,8 @@ def _weight_reader_source() -> str:
 
 def test_as_coded_weight_reads_and_key_loop():
     """The cycle model at the IIs the code allows: weight_reader reads each port's tile in a fixed trip count inner
-    loop (TB, a template parameter) at an affine address with no condition, i.e. one burst per tile, at most Vitis'
-    default of outstanding bursts in flight per port (the generated INTERFACE pragmas set none), each block's
+    loop (TB, a template parameter) at an affine address with no condition, i.e. one burst per tile, at most the
+    generated INTERFACE pragmas' num_read_outstanding bursts of max_read_burst_length beats per port, each block's
     burst loops waiting the DDR latency once; QK_KEYS interleaves QK_INTERLEAVE row sub-groups (from attention.h),
     so a row group runs n · QK_INTERLEAVE key iterations however few rows its last sub-groups hold."""
     import re
@@ -272,7 +272,11 @@ def test_as_coded_weight_reads_and_key_loop():
     from m3vit.hw.gen.hls_config import top_prototype
     from m3vit.hw.platform import BEAT_BYTES
 
-    assert "num_read_outstanding" not in top_prototype() and "max_read_burst_length" not in top_prototype()
+    proto = top_prototype()
+    for port in ("weights", "weights1", "weights2"):  # the weight ports' bursts as the model reads them
+        assert re.search(rf"port={port} offset=slave bundle=\w+ max_read_burst_length={perf.M_AXI_MAX_READ_BURST} "
+                         rf"num_read_outstanding={perf.M_AXI_OUTSTANDING} ", proto), port
+    assert proto.count("num_read_outstanding") == 3  # the other ports keep Vitis' defaults
     src = _weight_reader_source()
     # the burst loops: fixed trip count inner loops, pipelined, reading base + b on every port
     for label in ("READ_GROUP_BURST", "READ_LAST_BURST"):

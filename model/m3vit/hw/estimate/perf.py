@@ -40,7 +40,14 @@ import numpy as np
 from ...configs import ModelConfig
 from ...quant.fixed import container_bytes
 from ...quant.spec import PrecisionMode
-from ..gen.hls_config import ARRAY_LATENCY, HlsParams, pack_chunk, slice_words
+from ..gen.hls_config import (
+    ARRAY_LATENCY,
+    WEIGHT_READ_BURST_BEATS,
+    WEIGHT_READ_OUTSTANDING,
+    HlsParams,
+    pack_chunk,
+    slice_words,
+)
 from ..gen.interface import WEIGHT_PORTS
 from ..platform import BEAT_BYTES, DEVICE
 from .resources import kernels, totals
@@ -109,10 +116,10 @@ AS_BUILT = Schedule(ln1_in_step=True)  # hls/: one array, the attention unit a h
 PROPOSED = Schedule(ln1_in_step=True, frame_overlap=True)  # the next step; the same as AS_BUILT at batch 1
 PREVIOUS = Schedule(elementwise_lanes=1, pixel_lanes=1, beat_token_out=False, cross_op_prefetch=False,
                     head_overlap=False)  # element-wise loops one value per cycle, each op's first block exposed
-# Vitis' m_axi default of outstanding reads per port (the generated INTERFACE pragmas set no num_read_outstanding:
-# tests/model/hw/test_perf_model.py checks it) and its default longest burst (max_read_burst_length, beats).
-M_AXI_OUTSTANDING = 16
-M_AXI_MAX_READ_BURST = 16
+# Outstanding reads per weight port and its longest read burst in beats: the generated INTERFACE pragmas'
+# num_read_outstanding / max_read_burst_length (tests/model/hw/test_perf_model.py checks the header carries them).
+M_AXI_OUTSTANDING = WEIGHT_READ_OUTSTANDING
+M_AXI_MAX_READ_BURST = WEIGHT_READ_BURST_BEATS
 # Beats of one burst as linear.h's weight_reader issues them: one pack tile of 16 x 16 8-bit weights (a 16-bit
 # tile's 32 beats are split by the m_axi adapter into two bursts of M_AXI_MAX_READ_BURST)
 TILE_BURST_BEATS = 16

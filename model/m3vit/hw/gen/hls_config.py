@@ -217,11 +217,22 @@ def top_prototype(depths: dict[str, int] | None = None) -> str:
             + " \\\n".join(_interface_pragmas(depths or {})) + "\n")
 
 
+# The weight ports' m_axi reads (linear.h weight_reader: one burst per pack tile and port): the longest read burst in
+# beats (a W8 tile is 16 beats of 128 bits; the adapter splits a 16-bit tile's 32 into two) and the bursts a port
+# keeps in flight — 16 x 16 beats cover the DDR latency (75 cycles), so a port streams a beat per cycle. Vitis'
+# defaults, written out so the cycle model (perf.burst_rate) and the pragmas read one definition.
+WEIGHT_READ_BURST_BEATS = 16
+WEIGHT_READ_OUTSTANDING = 16
+
+
 def _interface_pragmas(depths: dict[str, int]) -> list[str]:
     out = []
+    weight_ports = {interface.weight_port_name(p) for p in range(interface.WEIGHT_PORTS)}
     for a in interface.ARGS:
         if a.kind == "mem":  # depth: co-simulation only (m3vit.hw.gen.axi_depth)
-            out.append(f"  _Pragma(\"HLS INTERFACE mode=m_axi port={a.name} offset=slave bundle={a.bundle} "
+            burst = (f"max_read_burst_length={WEIGHT_READ_BURST_BEATS} num_read_outstanding={WEIGHT_READ_OUTSTANDING} "
+                     if a.name in weight_ports else "")
+            out.append(f"  _Pragma(\"HLS INTERFACE mode=m_axi port={a.name} offset=slave bundle={a.bundle} {burst}"
                        f"max_widen_bitwidth=128 depth={depths.get(a.name, 1)}\")")
         out.append(f"  _Pragma(\"HLS INTERFACE mode=s_axilite port={a.name} bundle=control\")")
     out.append("  _Pragma(\"HLS INTERFACE mode=s_axilite port=return bundle=control\")")
