@@ -344,7 +344,8 @@ inline void read_block_tiles(const word_t* wmem0, const word_t* wmem1, const wor
 // t through port t mod WEIGHT_PORTS, one beat of each port's tile per cycle), then its biases through port 0
 // beside its per-row shifts (if any) through port 1. The blocks of an op are consecutive tile rows of the pack;
 // the biases of block b start at b_off + b·MAC_ROWS·BIAS_BYTES, its shifts at s_off + b·MAC_ROWS. The stream the
-// placer reads is beat for beat what it was with one flat loop (the placer's contract): only the reads changed.
+// placer reads is what it was with one flat loop (the placer's contract: the same beats on the lanes it uses;
+// an idle lane of a partial group now carries a re-read tile instead of zeros, which it ignores).
 template <int MAX_OPS>
 void weight_reader(const word_t* wmem0, const word_t* wmem1, const word_t* wmem2, const LinOp ops[MAX_OPS],
                    int n_ops, hls::stream<WeightBeats>& beats, hls::stream<BlockInfo>& infos,
