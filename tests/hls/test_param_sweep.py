@@ -49,11 +49,9 @@ def test_sweep_reports_every_point_and_the_fastest_that_fits(tmp_path, capsys):
     by = {p["params"]["epi_lanes"]: p for p in good}
     assert by[8]["total"]["lut"] < by[16]["total"]["lut"] and by[8]["ms_per_frame"] > by[16]["ms_per_frame"]
     fitting = [p for p in good if p["fits"]]
-    assert d["within_limits"] == len(fitting)
-    if fitting:
-        assert d["fastest_within_limits"] == min(fitting, key=lambda p: (p["ms_per_frame"], p["total"]["lut"]))
-    else:
-        assert d["fastest_within_limits"] is None and "no set" in capsys.readouterr().out
+    assert d["within_limits"] == len(fitting) == 1  # the default (epi_lanes=8) fits; 16 lanes is over the LUTs
+    assert d["fastest_within_limits"] == fitting[0] and fitting[0]["params"] == d["default"]
+    assert d["default_rank_within_limits"] == 0 and "fastest within the limits" in capsys.readouterr().out
 
 
 # the knobs of HlsParams that trade resources for time, with one step each way from the W8/A8 default
