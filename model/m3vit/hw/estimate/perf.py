@@ -39,6 +39,7 @@ import numpy as np
 
 from ...configs import ModelConfig
 from ...quant.fixed import container_bytes
+from ...quant.manifest import TILE
 from ...quant.spec import PrecisionMode
 from ..gen.hls_config import (
     ARRAY_LATENCY,
@@ -122,7 +123,7 @@ M_AXI_OUTSTANDING = WEIGHT_READ_OUTSTANDING
 M_AXI_MAX_READ_BURST = WEIGHT_READ_BURST_BEATS
 # Beats of one burst as linear.h's weight_reader issues them: one pack tile of 16 x 16 8-bit weights (a 16-bit
 # tile's 32 beats are split by the m_axi adapter into two bursts of M_AXI_MAX_READ_BURST)
-TILE_BURST_BEATS = 16
+TILE_BURST_BEATS = TILE * TILE // BEAT_BYTES
 
 
 def single_beat_rate(plat: Platform | None = None) -> float:
@@ -287,7 +288,7 @@ LOADER_BLOCK_OVERHEAD = 6
 def reader_block_fills(rows: int, k: int, ports: int) -> int:
     """The reader's burst loops of a block that each wait the DDR latency (linear.h weight_reader): its full tile
     groups (if any), its partial last group (if the tiles are not a multiple of the ports), its biases."""
-    tiles = math.ceil(rows / 16) * math.ceil(k / 16)
+    tiles = math.ceil(rows / TILE) * math.ceil(k / TILE)
     return (1 if tiles >= ports else 0) + (1 if tiles % ports else 0) + 1
 
 
@@ -300,14 +301,14 @@ def block_load(env: Env, rows: int, k: int, wbytes: int | None = None) -> float:
     ``wbytes``: the op's weight container (default the mode's; the expert matrices pass ``env.ewbytes``)."""
     wbytes = env.wbytes if wbytes is None else wbytes
     ports = env.plat.weight_ports
-    tiles = math.ceil(rows / 16) * math.ceil(k / 16)
+    tiles = math.ceil(rows / TILE) * math.ceil(k / TILE)
     groups = math.ceil(tiles / ports)
     loops = env.plat.weight_burst_loops
-    nbytes = (groups * ports * 256 if loops else rows * k) * wbytes + rows * env.bias_bytes
+    nbytes = (groups * ports * TILE * TILE if loops else rows * k) * wbytes + rows * env.bias_bytes
     # the tail: the bias beats, and at least WEIGHT_PORTS cycles for the last tile group's block RAM words (the
     # placer writes the ports' finished words one per cycle)
     tail = max(math.ceil(rows * env.bias_bytes / BEAT_BYTES), ports)
-    issue = groups * 16 * wbytes + tail + LOADER_BLOCK_OVERHEAD
+    issue = groups * TILE_BURST_BEATS * wbytes + tail + LOADER_BLOCK_OVERHEAD
     if loops:
         issue += reader_block_fills(rows, k, ports) * env.plat.ddr_latency_cycles
     return max(nbytes / env.plat.weight_bytes_per_cycle, issue)
