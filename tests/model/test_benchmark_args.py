@@ -23,6 +23,10 @@ CASES = [
     ("route_attribution", "--headroom 99", "--headroom: must be between 0 and 8"),
     ("route_attribution", "--modes bogus", "invalid choice: 'bogus'"),
     ("token_fidelity", "--bogus", "unrecognized arguments: --bogus"),  # was 19 lines of usage
+    ("weight_grid", "--grids 8:row", "--grids: weight grid '8:row'"),
+    ("weight_grid", "--grids 8:g40:real", "groups of 40 do not divide"),
+    ("weight_grid", "--generators bogus", "invalid choice: 'bogus'"),
+    ("weight_grid", "--goal 2", "--goal"),
 ]
 
 
