@@ -553,7 +553,8 @@ class Checker:
 
     def run(self, rules: tuple[str, ...] = RULES) -> list[Finding]:
         table = {"stream-pointer": self.stream_pointers, "recursion": self.recursion, "int64": self.int64,
-                 "dataflow-shared": self.dataflow, "dataflow-global": self.dataflow_global, "tripcount": self.tripcount, "storage": self.storage}
+                 "dataflow-shared": self.dataflow, "dataflow-global": self.dataflow_global,
+                 "tripcount": self.tripcount, "storage": self.storage}
         return [f for r in rules for f in table[r]()]
 
 
