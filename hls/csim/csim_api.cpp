@@ -339,7 +339,7 @@ int m3v_op_linear(const int64_t* x, const uint8_t* w_tiled, uint64_t w_bytes, co
     struct Epi {
         int64_t* out;
         int64_t n;
-        void operator()(int r, int j, int64_t acc, int) { out[r * n + j] = acc; }
+        void operator()(int r, int j, int64_t acc, int, int&) { out[r * n + j] = acc; }
     } epi = {out, n};
     linear_ddr(words.data(), words.data(), words.data(), 0, uint32_t(b_off), int(n), int(k), xs.data(), int(k), nullptr, int(rows), epi);
     return 0;
@@ -373,7 +373,7 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
     struct Epi {
         int64_t* out;
         int64_t n;
-        void operator()(int r, int j, int64_t acc, int) { out[r * n + j] = acc; }
+        void operator()(int r, int j, int64_t acc, int, int&) { out[r * n + j] = acc; }
     };
     // One region: the loader walks every op before the array sees the first (C-simulation runs the
     // dataflow processes in order), then the ops take their blocks in the same order.
@@ -383,10 +383,11 @@ int m3v_op_linear_chain(const int64_t* x, int64_t rows, int64_t k_max, int64_t n
     weight_loader<MAX_CHAIN>(words.data(), words.data(), words.data(), ops, int(n_ops), blocks, biases);
     int64_t* o = out;
     static acc_mem_t acc, fin;  // the engine's accumulator and finished-row memories (C ABI only: too large for the stack)
+    int no_sink = 0;
     for (int64_t i = 0; i < n_ops; ++i) {
         Epi epi = {o, nk[2 * i]};
         PtrFeed feed = {xs.data(), int(k_max), nullptr, int(nk[2 * i + 1])};
-        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), feed, int(rows), epi, acc, fin);
+        linear_op(blocks, biases, int(nk[2 * i]), int(nk[2 * i + 1]), feed, int(rows), epi, no_sink, acc, fin);
         o += rows * nk[2 * i];
     }
     if (!blocks.empty() || !biases.empty()) return fail(-1, "linear chain: the loader produced blocks no op consumed");

@@ -97,17 +97,14 @@ constexpr int TC_QKV_WORDS = QKV_WORDS_PER_HEAD;                      // LOOP_TR
 constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
 
 // The buffers the array's feed and epilogue read and write, in one order: the engine passes them to linear_op,
-// which hands them to every feed(...) and epi(...) call (linear.h; arguments, never pointers kept in a struct).
-// Their roles are at their declarations in m3vit_accel.
+// which hands them to every feed(...) and epi(...) call (linear.h: array arguments, never pointers kept in a
+// struct). Their roles are at their declarations in m3vit_accel.
 #define ARRAY_BUF_PARAMS                                                                                            \
     uint16_t queue[EXPERTS * EROWS], act_t patches[BATCH * N_PATCH * PATCH_K], act_t h_ln[ROWS * DIM],             \
         act_t a_buf[ROWS * DIM], act_t hid[ROWS * HIDDEN_MAX], bias_t pos_buf[N_PATCH * DIM], res_t x_res[ROWS * DIM], \
         res_t x_mid[ROWS * DIM], int_t logits[ROWS * EXPERTS], gate_t gates[EXPERTS * EROWS],                     \
         moe_acc_t moe_acc[ROWS * DIM]
 #define ARRAY_BUF_ARGS queue, patches, h_ln, a_buf, hid, pos_buf, x_res, x_mid, logits, gates, moe_acc
-// ... and, first, the Q/K/V FIFO to the attention unit (the epilogue's output channel)
-#define ARRAY_IO_PARAMS hls::stream<QkvWord>&qkv, ARRAY_BUF_PARAMS
-#define ARRAY_IO_ARGS qkv, ARRAY_BUF_ARGS
 // Per-row weight scales (NUMERICS.md §3): an op's int8 per-output-channel requantize shifts come from
 // the pack with its biases — the weight loader reads each block's MAC_ROWS shifts beside its bias beats
 // (LinOp::s_off, from the program's row-shift table) and hands them to the epilogue in the BiasRow.
@@ -139,8 +136,8 @@ struct Feed {
     FeedKind kind;
     int q_at;  // >= 0: input row t is token queue[q_at + t] (an expert's queue, one flat memory)
     int k_in;
-    void operator()(int t, int ks, act_t xs[MAC_COLS], ARRAY_IO_PARAMS) const {
-        (void)qkv, (void)pos_buf, (void)x_res, (void)x_mid, (void)logits, (void)gates, (void)moe_acc;  // the epilogue's
+    void operator()(int t, int ks, act_t xs[MAC_COLS], ARRAY_BUF_PARAMS) const {
+        (void)pos_buf, (void)x_res, (void)x_mid, (void)logits, (void)gates, (void)moe_acc;  // the epilogue's
         const int row = q_at >= 0 ? int(queue[q_at + t]) : t;  // on-chip buffer indices: int
         const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
         for (int c = 0; c < MAC_COLS; ++c) {
@@ -191,7 +188,7 @@ struct Epilogue {
     // One requantizer per output lane serves every kind: into EPI_BITS (the widest kind's), then each kind's width
     // by saturation (bit-exact: clamp_to), instead of a requantizer per kind and lane.
     // The patch embedding's position (bias_t) is added before it, so the embedding shares it too (EPI_IN_BITS).
-    void operator()(int r, int n, acc_t acc, int row_sh, ARRAY_IO_PARAMS) {
+    void operator()(int r, int n, acc_t acc, int row_sh, hls::stream<QkvWord>& qkv, ARRAY_BUF_PARAMS) {
         (void)queue, (void)patches, (void)h_ln, (void)a_buf, (void)moe_acc;  // the feed's, and the row hooks' below
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
         const int f = r / N_PATCH, pt = r % N_PATCH;  // EMBED: frame and patch of row r
@@ -261,9 +258,9 @@ struct Epilogue {
 // experts are distinct), so no two tokens of one loop run touch the same sums (a token's parts are one
 // read-modify-write through `held`); the next expert is a new run of the loops, after the last one's drain.
 // (Vitis applies the pragma once inlined into the loop.)
-inline void epi_row_begin(Epilogue& e, int r, int n0, int part, ARRAY_IO_PARAMS) {
+inline void epi_row_begin(Epilogue& e, int r, int n0, int part, ARRAY_BUF_PARAMS) {
 #pragma HLS INLINE
-    (void)qkv, (void)patches, (void)h_ln, (void)a_buf, (void)hid, (void)pos_buf, (void)x_res, (void)x_mid,
+    (void)patches, (void)h_ln, (void)a_buf, (void)hid, (void)pos_buf, (void)x_res, (void)x_mid,
         (void)logits, (void)gates;
     if (e.kind == EPI_GATE_ACC && part == 0) {
         e.held_at = int(queue[e.q_at + r]) * DIM + n0;
@@ -273,10 +270,10 @@ inline void epi_row_begin(Epilogue& e, int r, int n0, int part, ARRAY_IO_PARAMS)
         }
     }
 }
-inline void epi_row_end(Epilogue& e, int r, int n0, int part, ARRAY_IO_PARAMS) {
+inline void epi_row_end(Epilogue& e, int r, int n0, int part, ARRAY_BUF_PARAMS) {
 #pragma HLS INLINE
 #pragma HLS DEPENDENCE variable = moe_acc inter false
-    (void)r, (void)qkv, (void)queue, (void)patches, (void)h_ln, (void)a_buf, (void)hid, (void)pos_buf, (void)x_res,
+    (void)r, (void)queue, (void)patches, (void)h_ln, (void)a_buf, (void)hid, (void)pos_buf, (void)x_res,
         (void)x_mid, (void)logits, (void)gates;
     if (e.kind == EPI_GATE_ACC && part == EPI_PARTS - 1) {
         for (int j = 0; j < MAC_ROWS; ++j) {
@@ -324,9 +321,9 @@ Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_ls
 // accumulators and weight-block ping-pong) in the design. tests/hls/test_resources.py checks both.
 template <class FEED, class EPI>
 void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-                 EPI& epi, acc_mem_t& acc, acc_mem_t& fin, ARRAY_IO_PARAMS) {
+                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc, acc_mem_t& fin, ARRAY_BUF_PARAMS) {
 #pragma HLS INLINE off
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, acc, fin, ARRAY_IO_ARGS);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc, fin, ARRAY_BUF_ARGS);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -688,7 +685,7 @@ MOE_FINISH:
 void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinOp ops[STEP_OPS],
                   const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
                   word_t* dump, const int counts[EXPERTS], const w_t ln_g[LN_COUNT * DIM],
-                  const bias_t ln_b[LN_COUNT * DIM], ARRAY_IO_PARAMS) {
+                  const bias_t ln_b[LN_COUNT * DIM], hls::stream<QkvWord>& qkv, ARRAY_BUF_PARAMS) {
     const int rows = sp.frames * N_TOK;
     acc_mem_t acc;  // the array's accumulators: one memory, this process's own
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
@@ -706,7 +703,7 @@ ENGINE_OPS:
         const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
                                                                            ? counts[r.arg]
                                                                            : rows;
-        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, acc, fin, ARRAY_IO_ARGS);
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc, fin, ARRAY_BUF_ARGS);
         if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2], ln_g, ln_b, h_ln);
         if (r.kind == OP_E2) row0 += counts[r.arg];
     }
@@ -787,7 +784,7 @@ void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const LinOp eng_o
     hls::stream<QkvWord> qkv("step_qkv");
 #pragma HLS STREAM variable = qkv depth = QKV_WORDS_PER_HEAD
     weight_loader<STEP_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    array_engine(blocks, biases, eng_ops, roles, n_ops, sp, L, RS, dump, counts, ln_g, ln_b, ARRAY_IO_ARGS);
+    array_engine(blocks, biases, eng_ops, roles, n_ops, sp, L, RS, dump, counts, ln_g, ln_b, qkv, ARRAY_BUF_ARGS);
 #ifdef M3V_DUMPS
     attention_unit(qkv, at, dump, att_out);
 #else

@@ -412,7 +412,7 @@ class Checker:
                         if key in seen:
                             continue
                         seen.add(key)
-                        what = "a function-scope static" if v.semantic_parent.kind not in (
+                        what = "the static" if v.semantic_parent.kind not in (
                             ck.NAMESPACE, ck.TRANSLATION_UNIT) else "the namespace-scope variable"
                         out.append(self._finding("dataflow-global", d, self._name(owner),
                                                  f"{what} {v.spelling}, reached from {region}: pass it down as an "
