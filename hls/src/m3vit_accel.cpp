@@ -370,7 +370,8 @@ VECTOR_BEATS:
 
 // --- embedding ------------------------------------------------------------------------------------------
 // im2col from the image in raster order: one 128-bit beat (PIX_PER_BEAT pixels of one patch row) per cycle.
-void im2col(const word_t* images, int frames, word_t* dump, uint32_t d_image, act_t patches[BATCH * N_PATCH * PATCH_K]) {
+void im2col(const word_t* images, int frames, word_t* dump, uint32_t d_image,
+            act_t patches[BATCH * N_PATCH * PATCH_K]) {
     constexpr int beats = IN_CH * IMG_H * IMG_W / PIX_PER_BEAT;
 EMBED_IM2COL:
     for (int i = 0; i < frames * beats; ++i) {
@@ -847,8 +848,9 @@ void m3vit_accel(M3V_TOP_ARGS) {
     // Function-scope statics, as Vitis HLS designs declare a top's persistent buffers: in hardware a top's local
     // array is one memory either way, but `static` (1) keeps moe_acc's invariant across calls — the combine
     // clears each word as it reads it, so the accumulator is zero at every MoE layer's start without a clearing
-    // pass, and the first call's zeros come from the static's initialisation (the memory's initial contents);
-    // (2) keeps megabytes of buffers (m3vit-small: ≈ 1.6 MB of hid per frame) off the C-simulation's stack.
+    // pass, and the first call's zeros come from the static's initialisation (the memory's initial contents; a
+    // plain local would need a clearing pass of ROWS · DIM / LANES cycles per call);
+    // (2) keeps megabytes of buffers (m3vit-small: ≈ 1.6 MB of 8-bit hid per frame) off the C-simulation's stack.
     static res_t x_res[ROWS * DIM];                  // residual stream (embed, then each block's out)
     static res_t x_mid[ROWS * DIM];                  // after attention's residual add
     static act_t h_ln[ROWS * DIM];                   // LayerNorm output
