@@ -646,38 +646,44 @@ struct EpiBlock {
 
 // Hooks around one token's part of the epilogue (the top's epilogue holds a token's MoE sums over its parts);
 // the op-level epilogues have none.
-template <class EPI>
-inline void epi_row_begin(EPI&, int, int, int) {}
-template <class EPI>
-inline void epi_row_end(EPI&, int, int, int) {}
+template <class EPI, class... BUFS>
+inline void epi_row_begin(EPI&, int, int, int, BUFS...) {}
+template <class EPI, class... BUFS>
+inline void epi_row_end(EPI&, int, int, int, BUFS...) {}
 
 // Part `part` of token t's epilogue: outputs part·EPI_LANES .. of the block, one per lane: epi(t, n, acc, shift)
 // with the exact accumulator (bias included) of output n of input row t and output n's per-row shift (0
 // without). `sink` is the epilogue's output channel (the top's Q/K/V FIFO), passed by reference down the call
 // chain: a stream is never kept as a pointer in a struct (Vitis cannot bind a stream reached through a pointer).
-template <class EPI, class SINK>
-inline void epilogue_part(const acc_t row[MAC_ROWS], const EpiBlock& eb, int t, int part, EPI& epi, SINK& sink) {
+// `bufs`: the on-chip arrays the feed and the epilogue read and write (the top's buffers; none for the op-level
+// ones), array arguments passed down the call chain by value (each an array, as a `T buf[N]` parameter is: no
+// reference to a pointer, which Vitis would see as a pointer to a pointer) and handed to every feed(...) /
+// epi(...) call: neither keeps a pointer to a buffer (a buffer reached through one is state no DATAFLOW region
+// shows).
+template <class EPI, class SINK, class... BUFS>
+inline void epilogue_part(const acc_t row[MAC_ROWS], const EpiBlock& eb, int t, int part, EPI& epi, SINK& sink,
+                          BUFS... bufs) {
 #pragma HLS INLINE
-    epi_row_begin(epi, t, eb.n0, part);
+    epi_row_begin(epi, t, eb.n0, part, bufs...);
 EPI_OUTPUTS:
     for (int l = 0; l < EPI_LANES; ++l) {
 #pragma HLS UNROLL
         const int n = part * EPI_LANES + l;
-        if (n < eb.nb) epi(t, eb.n0 + n, row[n], int(eb.s[n]), sink);  // the acc_t itself, no 64-bit cast
+        if (n < eb.nb) epi(t, eb.n0 + n, row[n], int(eb.s[n]), sink, bufs...);  // the acc_t itself, no 64-bit cast
     }
-    epi_row_end(epi, t, eb.n0, part);
+    epi_row_end(epi, t, eb.n0, part, bufs...);
 }
 
 // The epilogue of an op's last block, after the array is done with the op (EPI_PARTS cycles per token).
 constexpr int TC_EPI_DRAIN = EPI_PARTS * ROWS_MAX;
-template <class EPI, class SINK>
-void epilogue_drain(const acc_mem_t& fin, const EpiBlock& eb, int rows, EPI& epi, SINK& sink) {
+template <class EPI, class SINK, class... BUFS>
+void epilogue_drain(const acc_mem_t& fin, const EpiBlock& eb, int rows, EPI& epi, SINK& sink, BUFS... bufs) {
     int t = 0, part = 0;
 EPI_DRAIN:
     for (int it = 0; it < EPI_PARTS * rows; ++it) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT min = EPI_PARTS max = TC_EPI_DRAIN
-        epilogue_part(fin[t], eb, t, part, epi, sink);
+        epilogue_part(fin[t], eb, t, part, epi, sink, bufs...);
         if (++part == EPI_PARTS) {
             part = 0;
             ++t;
@@ -729,9 +735,9 @@ SLICE_WORDS_EN:
 // fewer k-slices than EPI_PARTS), else in SLICE_WORDS preload cycles at the loop's start (the cycle model counts
 // them; the previous block's epilogue already runs in them).
 // acc, fin: the array's accumulator and finished-row memories, owned by the caller (the engine process: no static).
-template <class WB, class FEED, class EPI, class SINK>
+template <class WB, class FEED, class EPI, class SINK, class... BUFS>
 void mac_block(const WB& w, const BiasRow& bias, int k_in, FEED& feed, int rows, EPI& epi, SINK& sink, acc_mem_t& acc,
-               acc_mem_t& fin, const EpiBlock& prev, const EpiBlock& cur) {
+               acc_mem_t& fin, const EpiBlock& prev, const EpiBlock& cur, BUFS... bufs) {
     const int kslices = ceil_div(k_in, MAC_COLS);
     const int slices = kslices < EPI_PARTS ? EPI_PARTS : kslices;  // room for the previous block's epilogue
     const int idle = slices - kslices;                             // leading k-slices the array idles
@@ -749,7 +755,7 @@ K_SLICES_X_TOKENS:
 #pragma HLS DEPENDENCE variable = acc inter false
 #pragma HLS DEPENDENCE variable = fin inter false
         if (it < epi_iters) {  // the previous block's epilogue (its rows were read before this block writes them)
-            epilogue_part(fin[et], prev, et, part, epi, sink);
+            epilogue_part(fin[et], prev, et, part, epi, sink, bufs...);
             if (++part == EPI_PARTS) {
                 part = 0;
                 ++et;
@@ -763,7 +769,7 @@ K_SLICES_X_TOKENS:
         if (!preload && ks >= 0 && t < rows) {
             act_t xs[MAC_COLS];  // the token's k-slice: one read of the feed buffer
 #pragma HLS ARRAY_PARTITION variable = xs complete
-            feed(t, ks, xs);
+            feed(t, ks, xs, bufs...);
             slice_t sum[MAC_ROWS];
 #pragma HLS ARRAY_PARTITION variable = sum complete
             mac_cycle(active, xs, sum);
@@ -778,7 +784,7 @@ K_SLICES_X_TOKENS:
                 else if (EPI_PARTS > 1)
                     fin[t][n] = a;
             }
-            if (EPI_PARTS == 1 && ks == kslices - 1) epilogue_part(row, cur, t, 0, epi, sink);
+            if (EPI_PARTS == 1 && ks == kslices - 1) epilogue_part(row, cur, t, 0, epi, sink, bufs...);
         }
         if (preload ? it == pre - 1 : t == iters - 1) {  // the slice is done: the loaded one becomes active
             for (int n = 0; n < MAC_ROWS; ++n) {
@@ -798,9 +804,9 @@ K_SLICES_X_TOKENS:
 
 // The compute side of one op: its blocks, in the loader's order, through the array; each block's epilogue
 // beside the next block, the last one's after them.
-template <class FEED, class EPI, class SINK>
+template <class FEED, class EPI, class SINK, class... BUFS>
 void linear_op(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-               EPI& epi, SINK& sink, acc_mem_t& acc, acc_mem_t& fin) {
+               EPI& epi, SINK& sink, acc_mem_t& acc, acc_mem_t& fin, BUFS... bufs) {
     EpiBlock prev, cur;
     prev.valid = false;
     prev.n0 = 0;
@@ -817,11 +823,11 @@ OP_BLOCKS:
 #pragma HLS UNROLL
             cur.s[n] = b.s[n];
         }
-        mac_block(w, b, k_in, feed, rows, epi, sink, acc, fin, prev, cur);
+        mac_block(w, b, k_in, feed, rows, epi, sink, acc, fin, prev, cur, bufs...);
         prev = cur;
         prev.valid = EPI_PARTS > 1;  // EPI_PARTS = 1: the block's epilogue ran inline
     }
-    if (EPI_PARTS > 1) epilogue_drain(fin, prev, rows, epi, sink);
+    if (EPI_PARTS > 1) epilogue_drain(fin, prev, rows, epi, sink, bufs...);
 }
 
 // A whole op y = x·Wᵀ + b on its own (one-op region; the op-level tests use it).

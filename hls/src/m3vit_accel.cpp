@@ -78,27 +78,15 @@ constexpr int TC_ROW_BEATS = ROWS_MAX * DIM / LANES;            // the MoE combi
 constexpr int TC_FEED_BEATS = ROWS_MAX * DIM / MAC_COLS;        // attention output → feed
 constexpr int TC_TOKEN_BEATS = ROWS_MAX * DIM / RES_PER_BEAT;   // tokens out
 
-// On-chip activation buffers of one batch (element-wise loops and the epilogue touch LANES
-// consecutive features per cycle: cyclic partitions in the top).
-static res_t x_res[ROWS * DIM];      // residual stream (embed, then each block's out)
-static res_t x_mid[ROWS * DIM];      // after attention's residual add
-static act_t h_ln[ROWS * DIM];       // LayerNorm output
-static act_t a_buf[ROWS * DIM];      // attention output
-static act_t hid[ROWS * HIDDEN_MAX]; // GELU output (dense hidden, or one expert's gathered rows)
-static act_t patches[BATCH * N_PATCH * PATCH_K];
-static int_t logits[ROWS * EXPERTS];
+// The on-chip buffers of one batch are the top's own arrays (m3vit_accel declares them, with their storage
+// pragmas) and reach every process and helper as array arguments: no DATAFLOW process touches state outside
+// its arguments (hls/tools/check_hls.py, rule dataflow-global).
 // The MoE combine's sums Σ p·y (NUMERICS.md §3: |Σ| <= k · 2^GATE_FRAC · 2^(RESID_BITS-1): 32 bits at top-2) and
 // the gate probabilities (unsigned, <= 2^GATE_FRAC: GATE_FRAC + 1 bits, one more for the signed container).
 constexpr int MOE_ACC_BITS = GATE_FRAC + RESID_BITS + ilog2(2 * TOP_K - 1) + 1;
 typedef sint<MOE_ACC_BITS> moe_acc_t;
 constexpr int GATE_BITS = GATE_FRAC + 2;
 typedef sint<GATE_BITS> gate_t;
-static moe_acc_t moe_acc[ROWS * DIM];
-static uint16_t queue[EXPERTS * EROWS];  // expert e's token queue at e · EROWS
-static gate_t gates[EXPERTS * EROWS];
-static int counts[EXPERTS];
-// att_out: the attention unit's output, copied into a_buf by the top after the heads step.
-static act_t att_out[ROWS * DIM];
 // The array's epilogue → the attention unit: QKV_WORD values of one token row of Q, K or V per word, in the
 // array's order (per head: Q, K, V; per op its blocks; per block its tokens; per token its words).
 struct QkvWord {
@@ -107,9 +95,16 @@ struct QkvWord {
 constexpr int QKV_WORDS_PER_HEAD = 3 * ROWS * HEAD_DIM / QKV_WORD;  // the FIFO holds one head of the batch
 constexpr int TC_QKV_WORDS = QKV_WORDS_PER_HEAD;                      // LOOP_TRIPCOUNT of the gather
 constexpr int LN_COUNT = 2 * DEPTH;     // LN1 and LN2 of every layer
-static w_t ln_g[LN_COUNT * DIM];        // every LayerNorm's gain and bias, loaded once per batch
-static bias_t ln_b[LN_COUNT * DIM];
-static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
+
+// The buffers the array's feed and epilogue read and write, in one order: the engine passes them to linear_op,
+// which hands them to every feed(...) and epi(...) call (linear.h: array arguments, never pointers kept in a
+// struct). Their roles are at their declarations in m3vit_accel.
+#define ARRAY_BUF_PARAMS                                                                                            \
+    uint16_t queue[EXPERTS * EROWS], act_t patches[BATCH * N_PATCH * PATCH_K], act_t h_ln[ROWS * DIM],             \
+        act_t a_buf[ROWS * DIM], act_t hid[ROWS * HIDDEN_MAX], bias_t pos_buf[N_PATCH * DIM], res_t x_res[ROWS * DIM], \
+        res_t x_mid[ROWS * DIM], int_t logits[ROWS * EXPERTS], gate_t gates[EXPERTS * EROWS],                     \
+        moe_acc_t moe_acc[ROWS * DIM]
+#define ARRAY_BUF_ARGS queue, patches, h_ln, a_buf, hid, pos_buf, x_res, x_mid, logits, gates, moe_acc
 // Per-row weight scales (NUMERICS.md §3): an op's int8 per-output-channel requantize shifts come from
 // the pack with its biases — the weight loader reads each block's MAC_ROWS shifts beside its bias beats
 // (LinOp::s_off, from the program's row-shift table) and hands them to the epilogue in the BiasRow.
@@ -141,7 +136,8 @@ struct Feed {
     FeedKind kind;
     int q_at;  // >= 0: input row t is token queue[q_at + t] (an expert's queue, one flat memory)
     int k_in;
-    void operator()(int t, int ks, act_t xs[MAC_COLS]) const {
+    void operator()(int t, int ks, act_t xs[MAC_COLS], ARRAY_BUF_PARAMS) const {
+        (void)pos_buf, (void)x_res, (void)x_mid, (void)logits, (void)gates, (void)moe_acc;  // the epilogue's
         const int row = q_at >= 0 ? int(queue[q_at + t]) : t;  // on-chip buffer indices: int
         const int valid = k_in - ks * MAC_COLS;  // < MAC_COLS in the last slice only
         for (int c = 0; c < MAC_COLS; ++c) {
@@ -192,7 +188,8 @@ struct Epilogue {
     // One requantizer per output lane serves every kind: into EPI_BITS (the widest kind's), then each kind's width
     // by saturation (bit-exact: clamp_to), instead of a requantizer per kind and lane.
     // The patch embedding's position (bias_t) is added before it, so the embedding shares it too (EPI_IN_BITS).
-    void operator()(int r, int n, acc_t acc, int row_sh, hls::stream<QkvWord>& qkv) {
+    void operator()(int r, int n, acc_t acc, int row_sh, hls::stream<QkvWord>& qkv, ARRAY_BUF_PARAMS) {
+        (void)queue, (void)patches, (void)h_ln, (void)a_buf, (void)moe_acc;  // the feed's, and the row hooks' below
         const int sh = per_row ? row_sh : shift;  // output channel n's shift
         const int f = r / N_PATCH, pt = r % N_PATCH;  // EMBED: frame and patch of row r
         const sint<EPI_IN_BITS> pos =
@@ -261,8 +258,10 @@ struct Epilogue {
 // experts are distinct), so no two tokens of one loop run touch the same sums (a token's parts are one
 // read-modify-write through `held`); the next expert is a new run of the loops, after the last one's drain.
 // (Vitis applies the pragma once inlined into the loop.)
-inline void epi_row_begin(Epilogue& e, int r, int n0, int part) {
+inline void epi_row_begin(Epilogue& e, int r, int n0, int part, ARRAY_BUF_PARAMS) {
 #pragma HLS INLINE
+    (void)patches, (void)h_ln, (void)a_buf, (void)hid, (void)pos_buf, (void)x_res, (void)x_mid,
+        (void)logits, (void)gates;
     if (e.kind == EPI_GATE_ACC && part == 0) {
         e.held_at = int(queue[e.q_at + r]) * DIM + n0;
         for (int j = 0; j < MAC_ROWS; ++j) {
@@ -271,10 +270,11 @@ inline void epi_row_begin(Epilogue& e, int r, int n0, int part) {
         }
     }
 }
-inline void epi_row_end(Epilogue& e, int r, int n0, int part) {
+inline void epi_row_end(Epilogue& e, int r, int n0, int part, ARRAY_BUF_PARAMS) {
 #pragma HLS INLINE
 #pragma HLS DEPENDENCE variable = moe_acc inter false
-    (void)r;
+    (void)r, (void)queue, (void)patches, (void)h_ln, (void)a_buf, (void)hid, (void)pos_buf, (void)x_res,
+        (void)x_mid, (void)logits, (void)gates;
     if (e.kind == EPI_GATE_ACC && part == EPI_PARTS - 1) {
         for (int j = 0; j < MAC_ROWS; ++j) {
 #pragma HLS UNROLL
@@ -321,9 +321,9 @@ Epilogue epi_residual(EpiKind kind, int shift, bool per_row, int x_lsh, int y_ls
 // accumulators and weight-block ping-pong) in the design. tests/hls/test_resources.py checks both.
 template <class FEED, class EPI>
 void linear_unit(block_stream& blocks, hls::stream<BiasRow>& biases, int n_out, int k_in, FEED& feed, int rows,
-                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc, acc_mem_t& fin) {
+                 EPI& epi, hls::stream<QkvWord>& qkv, acc_mem_t& acc, acc_mem_t& fin, ARRAY_BUF_PARAMS) {
 #pragma HLS INLINE off
-    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc, fin);
+    linear_op(blocks, biases, n_out, k_in, feed, rows, epi, qkv, acc, fin, ARRAY_BUF_ARGS);
 }
 
 inline int32_t sfield(uint32_t w) { return int32_t(w); }
@@ -370,7 +370,8 @@ VECTOR_BEATS:
 
 // --- embedding ------------------------------------------------------------------------------------------
 // im2col from the image in raster order: one 128-bit beat (PIX_PER_BEAT pixels of one patch row) per cycle.
-void im2col(const word_t* images, int frames, word_t* dump, uint32_t d_image) {
+void im2col(const word_t* images, int frames, word_t* dump, uint32_t d_image,
+            act_t patches[BATCH * N_PATCH * PATCH_K]) {
     constexpr int beats = IN_CH * IMG_H * IMG_W / PIX_PER_BEAT;
 EMBED_IM2COL:
     for (int i = 0; i < frames * beats; ++i) {
@@ -394,7 +395,8 @@ EMBED_IM2COL:
 
 // The position table, then every LayerNorm's gain and bias (offsets from the layer program), through the
 // weight ports: one flattened loop over all the LayerNorms' beats, so the reads' latencies overlap.
-void load_params(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off) {
+void load_params(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, bias_t pos_buf[N_PATCH * DIM],
+                 w_t ln_g[LN_COUNT * DIM], bias_t ln_b[LN_COUNT * DIM]) {
     load_vector(WEIGHT_PORT_ARGS, pos_off, BIAS_BYTES, N_PATCH * DIM, pos_buf);
     constexpr int G_PER_BEAT = BEAT_BYTES / W_BYTES, B_PER_BEAT = BEAT_BYTES / BIAS_BYTES;
     constexpr int G_BEATS = (DIM + G_PER_BEAT - 1) / G_PER_BEAT, B_BEATS = (DIM + B_PER_BEAT - 1) / B_PER_BEAT;
@@ -423,15 +425,16 @@ LN_PARAM_BEATS:
 
 // The parameters (weight ports) beside im2col (image port): two processes, disjoint ports and buffers.
 void embed_inputs(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, const word_t* images, int frames,
-                  word_t* dump, uint32_t d_image) {
+                  word_t* dump, uint32_t d_image, bias_t pos_buf[N_PATCH * DIM], w_t ln_g[LN_COUNT * DIM],
+                  bias_t ln_b[LN_COUNT * DIM], act_t patches[BATCH * N_PATCH * PATCH_K]) {
 #pragma HLS DATAFLOW
-    load_params(WEIGHT_PORT_ARGS, program, pos_off);
-    im2col(images, frames, dump, d_image);
+    load_params(WEIGHT_PORT_ARGS, program, pos_off, pos_buf, ln_g, ln_b);
+    im2col(images, frames, dump, d_image, patches);
 }
 
 
 // The class token of every frame (from the pack, after the embedding step) and the embedding's dump.
-void embed_cls(const word_t* weights, const uint32_t* hdr, int frames, word_t* dump) {
+void embed_cls(const word_t* weights, const uint32_t* hdr, int frames, word_t* dump, res_t x_res[ROWS * DIM]) {
 EMBED_CLS:
     for (int f = 0; f < frames; ++f) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = BATCH
@@ -443,7 +446,8 @@ EMBED_CLS:
 
 // --- LayerNorm --------------------------------------------------------------------------------------------
 // LayerNorm `which` (LN1 0, LN2 1) of layer l, its gain and bias already on chip.
-void layer_norm(const uint32_t* L, int l, int which, const res_t* x, int rows, word_t* dump, uint32_t d) {
+void layer_norm(const uint32_t* L, int l, int which, const res_t x[ROWS * DIM], int rows, word_t* dump, uint32_t d,
+                const w_t ln_g[LN_COUNT * DIM], const bias_t ln_b[LN_COUNT * DIM], act_t h_ln[ROWS * DIM]) {
     const int g_f = which ? L_LN2_G : L_LN1_G;
     // the ε term: two program words, below 2^LN_V_BITS (layernorm.h), so LN_V_BITS + 1 signed bits
     typedef sint<LN_V_BITS + 1> eps_t;
@@ -475,7 +479,7 @@ struct HeadDumps {
 };
 
 void head_attention(const head_buf_t& qh, const head_buf_t& kh, const head_buf_t& vh, int h, int frames,
-                    AttentionParams p, HeadDumps hd, word_t* dump) {
+                    AttentionParams p, HeadDumps hd, word_t* dump, act_t att_out[ROWS * DIM]) {
     const uint32_t d_scores = hd.scores, d_attn = hd.attn;
     dump_head(dump, hd.q, qh, h, frames * N_TOK);
     dump_head(dump, hd.k, kh, h, frames * N_TOK);
@@ -517,7 +521,7 @@ inline OpRole role(OpKind kind, int arg) {
 
 // The op list of a step, from the layer program (L, RS) and, for the experts, the routed counts.
 int step_ops(const StepParams& sp, const uint32_t* hdr, uint32_t patch_rs, const uint32_t* L, const uint32_t* RS,
-             LinOp ops[STEP_OPS], OpRole roles[STEP_OPS]) {
+             const int counts[EXPERTS], LinOp ops[STEP_OPS], OpRole roles[STEP_OPS]) {
     int n = 0;
     if (sp.kind == STEP_EMBED) {
         ops[n] = lin_op(hdr[H_PATCH_W], hdr[H_PATCH_B], DIM, PATCH_K, patch_rs);
@@ -629,7 +633,8 @@ void op_datapath(const OpRole& r, const StepParams& sp, const uint32_t* L, const
 constexpr int MOE_PARTS = LANES / MOE_LANES;
 static_assert(LANES % MOE_LANES == 0, "the MoE combine's lanes divide a residual word");
 constexpr int TC_MOE_FINISH = TC_ROW_BEATS * MOE_PARTS;  // LOOP_TRIPCOUNT: MOE_LANES values per cycle
-void moe_finish(const uint32_t* L, int rows, word_t* dump) {
+void moe_finish(const uint32_t* L, int rows, word_t* dump, moe_acc_t moe_acc[ROWS * DIM], const res_t x_mid[ROWS * DIM],
+                res_t x_res[ROWS * DIM]) {
     const int values = rows * DIM;  // <= ROWS_MAX · DIM: int
     const int moe_shift = sfield(L[L_MOE_SHIFT]);
     const int x_lsh = sfield(L[L_OUT_X_LSH]), y_lsh = sfield(L[L_OUT_Y_LSH]), out_shift = sfield(L[L_OUT_SHIFT]);
@@ -680,13 +685,14 @@ MOE_FINISH:
 // between them in program order (the loader keeps filling the free half of the ping-pong meanwhile).
 void array_engine(block_stream& blocks, hls::stream<BiasRow>& biases, const LinOp ops[STEP_OPS],
                   const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
-                  hls::stream<QkvWord>& qkv, word_t* dump) {
+                  word_t* dump, const int counts[EXPERTS], const w_t ln_g[LN_COUNT * DIM],
+                  const bias_t ln_b[LN_COUNT * DIM], hls::stream<QkvWord>& qkv, ARRAY_BUF_PARAMS) {
     const int rows = sp.frames * N_TOK;
     acc_mem_t acc;  // the array's accumulators: one memory, this process's own
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2
     acc_mem_t fin;  // a block's finished rows, waiting for the epilogue (linear.h): this process's own
 #pragma HLS ARRAY_PARTITION variable = fin complete dim = 2
-    if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1]);
+    if (sp.kind == STEP_HEADS) layer_norm(L, sp.l, 0, x_res, rows, dump, L[L_D_LN1], ln_g, ln_b, h_ln);
     int row0 = 0;
 ENGINE_OPS:
     for (int i = 0; i < n_ops; ++i) {
@@ -698,11 +704,11 @@ ENGINE_OPS:
         const int op_rows = r.kind == OP_EMBED ? sp.frames * N_PATCH : (r.kind == OP_E1 || r.kind == OP_E2)
                                                                            ? counts[r.arg]
                                                                            : rows;
-        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc, fin);
-        if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2]);
+        linear_unit(blocks, biases, ops[i].n_out, ops[i].k_in, feed, op_rows, epi, qkv, acc, fin, ARRAY_BUF_ARGS);
+        if (r.kind == OP_PROJ) layer_norm(L, sp.l, 1, x_mid, rows, dump, L[L_D_LN2], ln_g, ln_b, h_ln);
         if (r.kind == OP_E2) row0 += counts[r.arg];
     }
-    if (sp.kind == STEP_EXPERTS) moe_finish(L, rows, dump);
+    if (sp.kind == STEP_EXPERTS) moe_finish(L, rows, dump, moe_acc, x_mid, x_res);
 }
 
 // One head's Q, K, V words from the FIFO into the attention unit's buffers, in the array's order.
@@ -737,7 +743,8 @@ struct AttnStep {
 
 // The heads of a heads step: a DATAFLOW loop (constant trip count, canonical) — head h+1's Q, K, V words
 // gathered from the FIFO (as the array writes them) beside head h's attention (into att_out).
-void attention_heads(hls::stream<QkvWord>& qkv, int frames, AttentionParams ap, HeadDumps hd, word_t* dump) {
+void attention_heads(hls::stream<QkvWord>& qkv, int frames, AttentionParams ap, HeadDumps hd, word_t* dump,
+                     act_t att_out[ROWS * DIM]) {
 ATTENTION_HEADS:
     for (int h = 0; h < HEADS; ++h) {
 #pragma HLS DATAFLOW
@@ -752,12 +759,12 @@ ATTENTION_HEADS:
 #pragma HLS BIND_STORAGE variable = kh type = ram_t2p impl = bram
 #pragma HLS BIND_STORAGE variable = vh type = ram_t2p impl = bram
         qkv_gather(qkv, frames * N_TOK, qh, kh, vh);
-        head_attention(qh, kh, vh, h, frames, ap, hd, dump);
+        head_attention(qh, kh, vh, h, frames, ap, hd, dump, att_out);
     }
 }
 
-void attention_unit(hls::stream<QkvWord>& qkv, AttnStep at, word_t* dump) {
-    if (at.heads) attention_heads(qkv, at.frames, at.ap, at.hd, dump);
+void attention_unit(hls::stream<QkvWord>& qkv, AttnStep at, word_t* dump, act_t att_out[ROWS * DIM]) {
+    if (at.heads) attention_heads(qkv, at.frames, at.ap, at.hd, dump, att_out);
 }
 
 // The one region: the step's loader ahead of the engine through one ping-pong of weight blocks; the engine's
@@ -768,7 +775,8 @@ void attention_unit(hls::stream<QkvWord>& qkv, AttnStep at, word_t* dump) {
 // alone in the synthesis build; the C-sim's dumps (M3V_DUMPS) reach it from the attention unit too.
 void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const LinOp eng_ops[STEP_OPS],
                 const OpRole roles[STEP_OPS], int n_ops, StepParams sp, const uint32_t* L, const uint32_t* RS,
-                AttnStep at, word_t* dump) {
+                AttnStep at, word_t* dump, const int counts[EXPERTS], const w_t ln_g[LN_COUNT * DIM],
+                const bias_t ln_b[LN_COUNT * DIM], ARRAY_BUF_PARAMS, act_t att_out[ROWS * DIM]) {
 #pragma HLS DATAFLOW
     block_stream blocks;
     M3V_BLOCK_STREAM_PRAGMAS(blocks)
@@ -777,17 +785,17 @@ void array_step(WEIGHT_PORT_PARAMS, const LinOp ops[STEP_OPS], const LinOp eng_o
     hls::stream<QkvWord> qkv("step_qkv");
 #pragma HLS STREAM variable = qkv depth = QKV_WORDS_PER_HEAD
     weight_loader<STEP_OPS>(WEIGHT_PORT_ARGS, ops, n_ops, blocks, biases);
-    array_engine(blocks, biases, eng_ops, roles, n_ops, sp, L, RS, qkv, dump);
+    array_engine(blocks, biases, eng_ops, roles, n_ops, sp, L, RS, dump, counts, ln_g, ln_b, qkv, ARRAY_BUF_ARGS);
 #ifdef M3V_DUMPS
-    attention_unit(qkv, at, dump);
+    attention_unit(qkv, at, dump, att_out);
 #else
-    attention_unit(qkv, at, nullptr);
+    attention_unit(qkv, at, nullptr, att_out);
 #endif
 }
 
 // After a heads step: the attention output into the array's feed buffer for proj, MAC_COLS values per cycle
 // (outside the region: att_out is the attention unit's, a_buf the engine's).
-void attention_to_feed(int rows) {
+void attention_to_feed(int rows, const act_t att_out[ROWS * DIM], act_t a_buf[ROWS * DIM]) {
 ATTENTION_TO_FEED:
     for (int i0 = 0; i0 < rows * DIM; i0 += MAC_COLS) {
 #pragma HLS PIPELINE II = 1
@@ -809,7 +817,7 @@ RS_WORDS:
 }
 
 // Tokens of the batch to DDR, one 128-bit beat (RES_PER_BEAT values) per cycle.
-void tokens_out(word_t* tokens, uint32_t f0, int rows) {
+void tokens_out(word_t* tokens, uint32_t f0, int rows, const res_t x_res[ROWS * DIM]) {
     // on-chip indices int; the DDR beat offset 32 bits (pointer + offset: the m_axi address adder at that width)
     const int beats = rows * DIM / RES_PER_BEAT;
     static_assert(N_TOK * DIM % RES_PER_BEAT == 0, "a frame's tokens are whole beats");
@@ -834,6 +842,30 @@ using namespace m3v;
 
 void m3vit_accel(M3V_TOP_ARGS) {
     M3V_TOP_INTERFACE_PRAGMAS
+    // The on-chip buffers of a batch: the top's own arrays, passed down to every process and helper that uses them
+    // as array arguments (each is used by one process of each DATAFLOW region: the loader, the engine or the
+    // attention unit; check_hls.py's dataflow-shared and dataflow-global rules).
+    // Function-scope statics, as Vitis HLS designs declare a top's persistent buffers: in hardware a top's local
+    // array is one memory either way, but `static` (1) keeps moe_acc's invariant across calls — the combine
+    // clears each word as it reads it, so the accumulator is zero at every MoE layer's start without a clearing
+    // pass, and the first call's zeros come from the static's initialisation (the memory's initial contents; a
+    // plain local would need a clearing pass of ROWS · DIM / LANES cycles per call);
+    // (2) keeps megabytes of buffers (m3vit-small: ≈ 1.6 MB of 8-bit hid per frame) off the C-simulation's stack.
+    static res_t x_res[ROWS * DIM];                  // residual stream (embed, then each block's out)
+    static res_t x_mid[ROWS * DIM];                  // after attention's residual add
+    static act_t h_ln[ROWS * DIM];                   // LayerNorm output
+    static act_t a_buf[ROWS * DIM];                  // attention output, the array's feed for proj
+    static act_t hid[ROWS * HIDDEN_MAX];             // GELU output (dense hidden, or one expert's gathered rows)
+    static act_t patches[BATCH * N_PATCH * PATCH_K];  // im2col of the batch's images
+    static int_t logits[ROWS * EXPERTS];             // the router's outputs
+    static moe_acc_t moe_acc[ROWS * DIM];            // the MoE combine's sums Σ p·y (zero between MoE layers)
+    static uint16_t queue[EXPERTS * EROWS];          // expert e's token queue at e · EROWS
+    static gate_t gates[EXPERTS * EROWS];            // the gate probability of each queued token
+    static int counts[EXPERTS];                      // the routed tokens of each expert
+    static act_t att_out[ROWS * DIM];  // the attention unit's output, copied into a_buf by the top after the heads step
+    static w_t ln_g[LN_COUNT * DIM];   // every LayerNorm's gain and bias, loaded once per batch
+    static bias_t ln_b[LN_COUNT * DIM];
+    static bias_t pos_buf[N_PATCH * DIM];  // position table, loaded once per batch
     // LANES consecutive features per cycle (epilogue outputs, MoE combine, token write-out); the array's feeds one
     // MAC_COLS-wide k-slice per read. The big activation buffers are reshaped into one wide word per access and
     // bound to UltraRAM (4K x 72 per URAM288: x_res = 8 URAM, not 32 block-RAM banks; hls_estimate costs them):
@@ -892,7 +924,7 @@ FRAME_BATCHES:
         bhdr[H_D_IMAGE] = dump_offset(hdr[H_D_IMAGE], dumping, f0, IMAGE_DUMP_FRAME_VALUES);
         bhdr[H_D_EMBED] = dump_offset(hdr[H_D_EMBED], dumping, f0, EMBED_DUMP_FRAME_VALUES);
         embed_inputs(WEIGHT_PORT_ARGS, program, bhdr[H_POS], images + f0 * frame_in_beats, frames, dump,
-                     bhdr[H_D_IMAGE]);
+                     bhdr[H_D_IMAGE], pos_buf, ln_g, ln_b, patches);
     STEPS:  // step 0: the embedding; 3l + 1: layer l's heads; 3l + 2: its tail; 3l + 3: its experts (MoE layers)
         for (int s = 0; s < 1 + 3 * DEPTH; ++s) {
             StepParams sp = {};
@@ -918,7 +950,7 @@ FRAME_BATCHES:
             }
             LinOp ops[STEP_OPS], eng_ops[STEP_OPS];
             OpRole roles[STEP_OPS];
-            const int n_ops = step_ops(sp, bhdr, patch_rs, L, RS, ops, roles);
+            const int n_ops = step_ops(sp, bhdr, patch_rs, L, RS, counts, ops, roles);
         COPY_OPS:  // the engine's own copy of the op list (one reader per array in the region)
             for (int i = 0; i < STEP_OPS; ++i) eng_ops[i] = ops[i];
             AttnStep at;
@@ -932,10 +964,11 @@ FRAME_BATCHES:
             at.hd.v = L[L_D_V];
             at.hd.scores = L[L_D_SCORES];
             at.hd.attn = L[L_D_ATTN];
-            array_step(WEIGHT_PORT_ARGS, ops, eng_ops, roles, n_ops, sp, L, RS, at, dump);  // the one site: the one array
-            if (sp.kind == STEP_EMBED) embed_cls(weights, bhdr, frames, dump);
-            if (sp.kind == STEP_HEADS) attention_to_feed(frames * N_TOK);
+            array_step(WEIGHT_PORT_ARGS, ops, eng_ops, roles, n_ops, sp, L, RS, at, dump, counts, ln_g, ln_b,
+                       ARRAY_BUF_ARGS, att_out);  // the one site: the one array
+            if (sp.kind == STEP_EMBED) embed_cls(weights, bhdr, frames, dump, x_res);
+            if (sp.kind == STEP_HEADS) attention_to_feed(frames * N_TOK, att_out, a_buf);
         }
-        tokens_out(tokens, f0, frames * N_TOK);
+        tokens_out(tokens, f0, frames * N_TOK, x_res);
     }
 }

@@ -12,6 +12,10 @@ Rules:
                       synthesized function: the contract's widths are ap_int / ap_uint of NUMERICS.md's sizes
   dataflow-shared     in a DATAFLOW region, an array / pointer / reference passed to two processes, or a channel
                       (hls::stream, stream_of_blocks) with two writers or more than one writer and one reader
+  dataflow-global     a non-const namespace-scope (file-scope) variable, or a function-scope static one, referenced
+                      in a DATAFLOW region or in a function reachable from one of its processes: state outside the
+                      region's arguments, which Vitis cannot give one producer and one consumer (the top declares
+                      it and passes it down as an array argument); const / constexpr tables (ROMs) are fine
   tripcount           a loop whose bound is not a compile-time constant and whose body has no LOOP_TRIPCOUNT
   storage             an array of more than --storage-bits bits with no ARRAY_PARTITION / ARRAY_RESHAPE /
                       BIND_STORAGE decision
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RULES = ("stream-pointer", "recursion", "int64", "dataflow-shared", "tripcount", "storage")
+RULES = ("stream-pointer", "recursion", "int64", "dataflow-shared", "dataflow-global", "tripcount", "storage")
 DEFAULT_STORAGE_BITS = 16384  # a BRAM18's worth: beyond it the storage is a decision, not a default
 STREAM_TYPES = re.compile(r"\bhls::(stream|stream_of_blocks)<")
 DECISION = re.compile(r"#pragma\s+HLS\s+(ARRAY_PARTITION|ARRAY_RESHAPE|BIND_STORAGE)\b[^\n]*\bvariable\s*=\s*(\w+)")
@@ -368,6 +372,53 @@ class Checker:
                                                  f"({', '.join(sorted(self.defs[p].spelling for p in procs_of))})"))
         return out
 
+    def _mutable_state(self, v) -> bool:
+        """Whether variable v outlives a call and can be written: a namespace-scope (file-scope) variable, static
+        or not, or a function-scope static, whose type (an array's element type) is not const."""
+        ck, tk = self.ci.CursorKind, self.ci.TypeKind
+        if v.kind != ck.VAR_DECL:
+            return False
+        scope = v.semantic_parent.kind if v.semantic_parent is not None else ck.TRANSLATION_UNIT
+        if scope not in (ck.NAMESPACE, ck.TRANSLATION_UNIT) and v.storage_class != self.ci.StorageClass.STATIC:
+            return False  # a plain local (or a parameter): the process's own
+        t = v.type
+        while True:  # an array of const elements is a ROM ("const int t[4]": the element carries the const)
+            if t.is_const_qualified():
+                return False
+            if t.kind not in (tk.CONSTANTARRAY, tk.INCOMPLETEARRAY):
+                break
+            t = t.element_type
+        return not any(tok.spelling == "constexpr" for tok in list(v.get_tokens())[:8])
+
+    def dataflow_global(self) -> list[Finding]:
+        """Every DATAFLOW region's own statements and the functions reachable from its processes: no reference to
+        mutable state outside the arguments (hls/README.md: the top's buffers are passed down by reference)."""
+        ck = self.ci.CursorKind
+        out, seen = [], set()
+        for fn in self.synthesized():
+            for comp, procs in self._regions(fn):
+                where = [(comp, fn, f"region {self._name(fn)}")]
+                reach: set = set()
+                for call in procs:
+                    reach |= self._reach(self._loc(self._target(call)))
+                where += [(self.defs[k], self.defs[k], f"region {self._name(fn)}")
+                          for k in sorted(reach, key=lambda k: (k[0], k[1]))]
+                for node, owner, region in where:
+                    for d in node.walk_preorder():
+                        if d.kind != ck.DECL_REF_EXPR or d.referenced is None or not self._mutable_state(d.referenced):
+                            continue
+                        v = d.referenced
+                        key = (v.get_usr() or v.spelling, self._loc(owner))
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        what = "the static" if v.semantic_parent.kind not in (
+                            ck.NAMESPACE, ck.TRANSLATION_UNIT) else "the namespace-scope variable"
+                        out.append(self._finding("dataflow-global", d, self._name(owner),
+                                                 f"{what} {v.spelling}, reached from {region}: pass it down as an "
+                                                 "argument from the top"))
+        return out
+
     def _constant(self, expr, loop_vars: set) -> bool:
         ck = self.ci.CursorKind
         for d in expr.walk_preorder():
@@ -502,7 +553,8 @@ class Checker:
 
     def run(self, rules: tuple[str, ...] = RULES) -> list[Finding]:
         table = {"stream-pointer": self.stream_pointers, "recursion": self.recursion, "int64": self.int64,
-                 "dataflow-shared": self.dataflow, "tripcount": self.tripcount, "storage": self.storage}
+                 "dataflow-shared": self.dataflow, "dataflow-global": self.dataflow_global,
+                 "tripcount": self.tripcount, "storage": self.storage}
         return [f for r in rules for f in table[r]()]
 
 

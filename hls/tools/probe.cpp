@@ -31,9 +31,10 @@ int main() {
     M3V_PROBE_TYPES
     std::printf("}, \"arrays\": {");
     sep = "";
-#define M3V_A(name) \
-    std::printf("%s\"%s\": [%d, %ld]", sep, #name, probe::elem_width<decltype(name)>(), probe::elems<decltype(name)>()), \
-        sep = ", ";
+// the top's own buffers (function-scope statics of m3vit_accel, out of reach here): the element type and count
+// the estimator read from their declarations, evaluated with the built design's constants
+#define M3V_A(name, type, count) \
+    std::printf("%s\"%s\": [%d, %ld]", sep, #name, probe::width_of<type>::value, long(count)), sep = ", ";
     M3V_PROBE_ARRAYS
 #define M3V_AT(name) \
     std::printf("%s\"%s\": [%d, %ld]", sep, #name, probe::elem_width<name>(), probe::elems<name>()), sep = ", ";

@@ -227,3 +227,15 @@ def test_what_if_parameters_from_the_command_line(tmp_path, capsys):
         assert he.main(["--param", bad, "--out", str(bad_out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("hls_estimate: ") and not bad_out.exists()
+
+
+def test_top_buffers_are_read_from_the_tops_declarations():
+    """The top's buffers are m3vit_accel's function-scope statics: the probe sizes each from its declaration there
+    (element type and count), and a buffer the top declares but the estimate does not cost is an error."""
+    decl = he.top_arrays()
+    assert set(decl) == set(he.TOP_ARRAYS)
+    assert decl["x_res"] == ("res_t", "ROWS * DIM") and decl["hid"] == ("act_t", "ROWS * HIDDEN_MAX")
+    text = he._sources_text().replace("    static int counts[EXPERTS];", "    static int counts[EXPERTS];\n"
+                                      "    static int_t spare[ROWS];")
+    with pytest.raises(ValueError, match="spare"):
+        he.top_arrays(text)

@@ -56,14 +56,28 @@ PROBE_CONSTANTS = (
 )
 PROBE_TYPES = ("w_t", "act_t", "res_t", "int_t", "bias_t", "acc_t", "moe_acc_t", "gate_t", "exp_w_t", "av_sum_t",
                "dsp_a_t", "slice_t", "qk_sum_t")
+# The top's own buffers (function-scope static arrays of m3vit_accel, passed down as array arguments): their element
+# types and counts are read from their declarations there (top_arrays), their sizes and widths probed; this list
+# names the ones the estimate costs, and a top buffer missing from it (or one gone from the top) is an error.
 TOP_ARRAYS = ("x_res", "x_mid", "h_ln", "a_buf", "hid", "patches", "logits", "moe_acc", "queue", "gates", "counts",
               "att_out", "ln_g", "ln_b", "pos_buf")
+_TOP_ARRAY = re.compile(r"^\s*static\s+(\w+)\s+(\w+)\[([^\]]+)\];", flags=re.M)
 ARRAY_TYPES = ("head_buf_t", "weight_block_t", "acc_mem_t", "av_acc_t", "av_done_t", "slice_reg_t")
 
 
 def _sources_text() -> str:
     files = [*sorted((HLS / "include").glob("*.h")), HLS / "src" / "m3vit_accel.cpp"]
     return "\n".join(f.read_text() for f in files)
+
+
+def top_arrays(text: str | None = None) -> dict[str, tuple[str, str]]:
+    """{name: (element type, element count expression)} of the top's static arrays, as m3vit_accel declares them
+    (``static res_t x_res[ROWS * DIM];``); they must be exactly TOP_ARRAYS."""
+    found = {name: (typ, count.strip()) for typ, name, count in _TOP_ARRAY.findall(function_body("m3vit_accel", text))}
+    if set(found) != set(TOP_ARRAYS):
+        raise ValueError(f"m3vit_accel's static arrays {sorted(found)} are not the estimate's TOP_ARRAYS "
+                         f"{sorted(TOP_ARRAYS)}: cost each buffer the top declares")
+    return found
 
 
 def probe(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
@@ -75,7 +89,7 @@ def probe(cfg: ModelConfig, mode: PrecisionMode, params: HlsParams) -> dict:
     defs = {
         "M3V_PROBE_CONSTANTS": " ".join(f"M3V_C({n})" for n in PROBE_CONSTANTS),
         "M3V_PROBE_TYPES": " ".join(f"M3V_T({n})" for n in PROBE_TYPES),
-        "M3V_PROBE_ARRAYS": " ".join(f"M3V_A({n})" for n in TOP_ARRAYS),
+        "M3V_PROBE_ARRAYS": " ".join(f"M3V_A({n}, {typ}, ({count}))" for n, (typ, count) in top_arrays().items()),
         "M3V_PROBE_ARRAY_TYPES": " ".join(f"M3V_AT({n})" for n in ARRAY_TYPES),
     }
     digest = hashlib.sha256((config_header(cfg, mode, params) + PROBE.read_text() + _sources_text()
