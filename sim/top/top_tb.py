@@ -187,10 +187,11 @@ class TopTB(TB):
         return AcceleratorDriver(self.ip, self.board.allocate, layout, timeout_s=3600.0, poll_interval_s=0.0,
                                  source="the RTL top")
 
-    def inputs(self) -> tuple[bytes, bytes, np.ndarray]:
-        """The pack payload, the program words and the reference frames quantized to the pack's image format."""
+    def inputs(self, dump: bool = True) -> tuple[bytes, bytes, np.ndarray]:
+        """The pack payload, the program words (with every dump, or with none) and the reference frames quantized to
+        the pack's image format."""
         payload = Path(self.params["payload"]).read_bytes()
-        program = np.load(self.params["program"]).astype("<u4").tobytes()
+        program = np.load(self.params["program" if dump else "program_no_dump"]).astype("<u4").tobytes()
         return payload, program, np.load(self.params["images"]).astype(np.int64)
 
     def scratch(self, driver) -> bytes:
@@ -274,6 +275,8 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
     (tmp_dir / "payload.bin").write_bytes(raw[pack.manifest["header_size"]:])
     np.save(tmp_dir / "program.npy", words)
+    # the same pack's program without dumps (the activations stay on chip; only the tokens leave)
+    np.save(tmp_dir / "program_no_dump.npy", program.build_program(pack, frames=FRAMES, dump=False)[0])
     lay = BufferLayout.for_model(cfg, pack.spec, FRAMES)
     layout = {"image_shape": list(lay.image_shape), "image_format": [lay.image_format.bits, lay.image_format.frac],
               "token_shape": list(lay.token_shape), "token_format": [lay.token_format.bits, lay.token_format.frac],
@@ -295,7 +298,8 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     np.save(tmp_dir / "images.npy", images)
     write_reference(pack, manifest, images, tasks, ref_dir)
     tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
-          "program": str(tmp_dir / "program.npy"), "layout": layout, "bundles": bundles,
+          "program": str(tmp_dir / "program.npy"), "program_no_dump": str(tmp_dir / "program_no_dump.npy"),
+          "layout": layout, "bundles": bundles,
           "dumps": {p: [dumps.offsets[p], list(dumps.shapes[p])] for p in ("image", "embed")},
           "header_fields": list(program.HEADER_FIELDS), "tasks": tasks, "points": points,
           "point_dumps": point_dumps, "reference": str(ref_dir), "images": str(tmp_dir / "images.npy"),
