@@ -4,6 +4,7 @@ package carries every program version the top tells apart."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -72,7 +73,7 @@ def test_activation_layout_holds_every_point(name):
     for r, (ram, (_, slots)) in enumerate(ACT_RAMS.items()):
         spans = sorted((points[s[0]][1], points[s[0]][1] + max(fv[p] for p in s)) for s in slots)
         assert spans[0][0] == 0 and spans[-1][1] == sizes[ram] and sizes[ram] % 4 == 0
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), f"{ram}: slots overlap"
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), f"{ram}: slots overlap"
         for slot in slots:
             assert {points[p] for p in slot} == {points[slot[0]]}, slot
             assert all(points[p][0] == r and points[p][1] % 4 == 0 for p in slot)
