@@ -114,16 +114,34 @@ if cocotb is not None:
         assert not diff, f"output tokens without dumps vs the HLS C-simulation, task {task}, frames {frames}: {diff}"
         assert not np.frombuffer(tb.scratch(driver), dtype=np.uint8).any(), "a run without dumps wrote scratch"
 
-    @cocotb.test(timeout_time=400, timeout_unit="ms")
+    @cocotb.test(timeout_time=800, timeout_unit="ms")
     async def frame_without_dumps(dut):
         """A program built without dumps (``build_program(pack, frames, dump=False)``) runs a batch of every
-        reference frame with random AXI pauses: the tokens bit-exact, scratch untouched."""
+        reference frame with random AXI pauses: the tokens bit-exact, scratch untouched. Then a program that dumps
+        one frame (dump_frames 1) runs the same batch: the first frame's points in scratch and every frame's
+        tokens bit-exact, nothing written past the first frame's dumps."""
         tb = TopTB(dut, pauses=True)
         await tb.start()
-        payload, program, _ = tb.inputs(dump=False)
+        payload, program, images = tb.inputs("program_no_dump")
         driver = tb.driver()
         await run_driver(driver.load, payload, program)
-        await run_without_dumps(tb, driver, tb.params.get("task_index", 0), list(range(FRAMES)))
+        task_index = tb.params.get("task_index", 0)
+        frames = list(range(FRAMES))
+        await run_without_dumps(tb, driver, task_index, frames)
+        _, program, _ = tb.inputs("program_dump_first")
+        await run_driver(driver.load, payload, program)
+        scratch = driver.buffers["scratch"]
+        scratch[:] = 0
+        scratch.flush()
+        await run_driver(driver.set_task, task_index)
+        tokens = await run_driver(driver.run, images[frames])
+        assert tb.status() == {"program_error": 0, "axi_error": 0}, tb.status()
+        task = tb.params["tasks"][task_index]
+        tb.check_points(driver, task, [0], layout="first_point_dumps")
+        diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.reference_tokens(task)[frames])
+        assert not diff, f"output tokens, the first frame dumped, task {task}: {diff}"
+        written = np.flatnonzero(np.frombuffer(tb.scratch(driver), dtype=np.uint8))
+        assert written.size and written[-1] < tb.params["dump_first_bytes"], "a frame past dump_frames was dumped"
 
     @cocotb.test(timeout_time=5, timeout_unit="ms")
     async def bad_program_or_task_writes_nothing(dut):
@@ -212,7 +230,7 @@ if cocotb is not None:
         stress = frame_cycles(tb.states[first:], names)
         # and at the default latency from the program without dumps (scratch cleared: nothing may be written)
         tb.set_read_latency(READ_LATENCY)
-        _, program_nd, _ = tb.inputs(dump=False)
+        _, program_nd, _ = tb.inputs("program_no_dump")
         await run_driver(driver.load, payload, program_nd)
         scratch = driver.buffers["scratch"]
         scratch[:] = 0
