@@ -2,9 +2,13 @@
 `include "m3vit_check.svh"
 // The transformer layers of one frame (every precision mode: formats from the program at run time, widths from the
 // build's mode), run op by op as the HLS top's layer program describes them, with
-// every activation living in the scratch buffer between ops (int32 per value at the program's dump offsets, frame
-// f at + f · values-per-frame · 4): each op streams its input rows from scratch through the units and writes its
-// output rows back, so every activation point can be read and compared (rtl/README.md, accelerator top).
+// every activation on chip between ops: three activation RAMs (act_ram; one per value width — activations, residual
+// stream, internal sums — laid out by rtl_top_gen.activation_layout, m3vit_layers_params.svh) hold the frame's
+// residual stream, LayerNorm outputs, Q/K/V, attention output, MLP / expert hidden rows and MoE sums. Each op reads
+// its input rows from them (one 4-value word a cycle, no AXI command) and writes its output rows into them; when the
+// frame dumps (`dump`: the program asks for dumps and the frame is below dump_frames) every row a point's dump field
+// names is also written through to scratch (int32 per value at the program's dump offsets, frame f at
+// + f · values-per-frame · 4), as the integer reference lays it out (rtl/README.md, accelerator top).
 //
 // Ops of layer l (descriptor: PROGRAM_LAYER_WORDS words at program + (header + l · layer words) · 4):
 //   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize) → ATT (per head and query row: qk_reorder →
@@ -31,10 +35,13 @@ module m3vit_layers (
   input  wire logic [63:0] weights_base, // the weight pack's payload
   input  wire logic [63:0] scratch_base,
   input  wire logic [63:0] tokens_base,
-  input  wire logic [31:0] embed_off,    // scratch offset of the embed dump (frame 0)
   input  wire logic [31:0] task_id,
   input  wire logic [31:0] frame,
   input  wire logic        per_row,      // the program has per-row weight scales (version 3: row-shift table)
+  input  wire logic        dump,         // this frame's points are written through to scratch (dump offsets)
+  // the patch embedding's rows (4 int32 values a beat, row-major) into the residual RAM, while idle, before `start`
+  input  wire logic        emb_valid,
+  input  wire logic [127:0] emb_data,
   // weight reader (AXI read address / data)
   output logic             w_cmd_valid,
   input  wire logic        w_cmd_ready,
@@ -44,16 +51,7 @@ module m3vit_layers (
   input  wire logic        w_tvalid,
   input  wire logic        w_tlast,
   output logic             w_tready,
-  // scratch reader
-  output logic             r_cmd_valid,
-  input  wire logic        r_cmd_ready,
-  output logic [63:0]      r_cmd_addr,
-  output logic [31:0]      r_cmd_beats,
-  input  wire logic [127:0] r_tdata,
-  input  wire logic        r_tvalid,
-  input  wire logic        r_tlast,
-  output logic             r_tready,
-  // scratch writer and token writer (share one beat stream; `s_tok` picks the token writer)
+  // scratch writer (dumps) and token writer (share one beat stream; `s_tok` picks the token writer)
   output logic             s_cmd_valid,
   output logic             s_tok,
   input  wire logic        s_cmd_ready,
@@ -91,6 +89,8 @@ module m3vit_layers (
   // (the row buffers xa, xb, ob and the route's logits are RAMs: "row buffers" below)
   logic signed [31:0] xa_v0;           // input row value at the reader's counter
   logic signed [31:0] xb_v0;           // second input row (residual adds) value at f0
+  logic [127:0]       r_tdata;         // a load's word: 4 values of an activation RAM, sign-extended to int32
+  logic               r_tvalid, r_tlast;
   logic [255:0]       xa_q;            // xa's read register: 8 values
   logic [2:0]         xa_sel;          // the first value of xa_q wanted
   localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
@@ -118,11 +118,12 @@ module m3vit_layers (
   // `PT(field, values per frame): this frame's part of a point's dump (a macro, not a function reading module
   // signals: yosys' front end takes neither `return` nor such functions)
 `define PT(field, fv) (scratch_base + 64'(L[field]) + 64'(frame) * 64'(fv) * 64'd4)
+  // `DP(field): the point is written through to scratch (the frame dumps and the program gives the point an offset)
+`define DP(field) (dump && L[field] != L_NO_DUMP)
 
   // ---------------------------------------------------------------- steps (ops)
   typedef enum logic [3:0] {K_LN, K_LIN, K_ATT, K_ADD, K_GELU, K_ROUTE, K_COMB, K_FIN, K_TOK} kind_t;
   step_t step;
-  logic [63:0] x_in;      // this layer's input (embed, then the previous layer's out)
   logic [7:0]  ei;        // active expert being run
   logic [7:0]  n_act;
   logic [15:0] row0;      // its first row in the expert points
@@ -132,78 +133,95 @@ module m3vit_layers (
   logic [31:0] k_rows, k_kin, k_nout;   // rows, input values per row, output values per row
   logic signed [31:0] k_shift;
   logic [5:0]  k_bits;                  // output width of a linear op (ACTB, RB or IB)
-  logic [63:0] k_src, k_src2, k_dst;    // row bases
+  // Row bases: the input points' and the output point's on-chip addresses ({RAM, value}: AP_* of the generated
+  // layout), the output point's scratch address (its dump; the tokens buffer for TOK) and whether it is dumped
+  // (the frame dumps and the program gives the point a dump offset).
+  logic [33:0] k_src, k_src2, k_dsta;
+  logic [63:0] k_dst;
+  logic        k_dump;
+  // expert rows: the active expert's first row in the expert points (values)
+  wire logic [33:0] ex_eh = 34'(32'(row0) * 32'(EH));
+  wire logic [33:0] ex_d = 34'(32'(row0) * 32'(D));
   always_comb begin
     k_kind = K_LIN; k_rows = 32'(NT); k_kin = 32'(D); k_nout = 32'(D); k_shift = '0;
-    k_bits = 6'(ACTB); k_src = '0; k_src2 = '0; k_dst = '0;
+    k_bits = 6'(ACTB); k_src = '0; k_src2 = '0; k_dsta = '0; k_dst = '0; k_dump = 1'b0;
     case (step)
       ST_LN1, ST_LN2: begin
         k_kind = K_LN;
-        k_src = step == ST_LN1 ? x_in : `PT(LF_D_MID, FV_MID);
+        k_src = step == ST_LN1 ? AP_EMBED : AP_MID;  // (the previous layer's out shares embed's slot)
+        k_dsta = step == ST_LN1 ? AP_LN1 : AP_LN2;
         k_dst = step == ST_LN1 ? `PT(LF_D_LN1, FV_LN1) : `PT(LF_D_LN2, FV_LN2);
+        k_dump = step == ST_LN1 ? `DP(LF_D_LN1) : `DP(LF_D_LN2);
       end
       ST_Q, ST_K, ST_V: begin
-        k_src = `PT(LF_D_LN1, FV_LN1);
+        k_src = AP_LN1;
         k_shift = step == ST_Q ? sL[LF_Q_SHIFT] : step == ST_K ? sL[LF_K_SHIFT] : sL[LF_V_SHIFT];
+        k_dsta = step == ST_Q ? AP_Q : step == ST_K ? AP_K : AP_V;
         k_dst = step == ST_Q ? `PT(LF_D_Q, FV_Q) : step == ST_K ? `PT(LF_D_K, FV_K) : `PT(LF_D_V, FV_V);
+        k_dump = step == ST_Q ? `DP(LF_D_Q) : step == ST_K ? `DP(LF_D_K) : `DP(LF_D_V);
       end
       ST_ATT: begin
         k_kind = K_ATT; k_rows = 32'(H * NT); k_kin = 32'(HD); k_nout = 32'(HD);
-        k_src = `PT(LF_D_Q, FV_Q); k_dst = `PT(LF_D_ATTN, FV_ATTN);
+        k_src = AP_Q; k_dsta = AP_ATTN; k_dst = `PT(LF_D_ATTN, FV_ATTN); k_dump = `DP(LF_D_ATTN);
       end
       ST_PROJ: begin
-        k_src = `PT(LF_D_ATTN, FV_ATTN); k_dst = `PT(LF_D_PROJ, FV_PROJ); k_bits = 6'(RB);
-        k_shift = sL[LF_PROJ_SHIFT];
+        k_src = AP_ATTN; k_dsta = AP_PROJ; k_dst = `PT(LF_D_PROJ, FV_PROJ); k_dump = `DP(LF_D_PROJ);
+        k_bits = 6'(RB); k_shift = sL[LF_PROJ_SHIFT];
       end
       ST_MID: begin
-        k_kind = K_ADD; k_src = x_in; k_src2 = `PT(LF_D_PROJ, FV_PROJ); k_dst = `PT(LF_D_MID, FV_MID);
+        k_kind = K_ADD; k_src = AP_EMBED; k_src2 = AP_PROJ;
+        k_dsta = AP_MID; k_dst = `PT(LF_D_MID, FV_MID); k_dump = `DP(LF_D_MID);
         k_shift = sL[LF_MID_SHIFT];
       end
       ST_FC1: begin
-        k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_FC1, FV_FC1); k_nout = 32'(L_MLP); k_bits = 6'(IB);
-        k_shift = sL[LF_FC1_SHIFT];
+        k_src = AP_LN2; k_dsta = AP_FC1; k_dst = `PT(LF_D_FC1, FV_FC1); k_dump = `DP(LF_D_FC1);
+        k_nout = 32'(L_MLP); k_bits = 6'(IB); k_shift = sL[LF_FC1_SHIFT];
       end
       ST_GELU: begin
         k_kind = K_GELU; k_kin = 32'(L_MLP); k_nout = 32'(L_MLP);
-        k_src = `PT(LF_D_FC1, FV_FC1); k_dst = `PT(LF_D_GELU, FV_GELU);
+        k_src = AP_FC1; k_dsta = AP_GELU; k_dst = `PT(LF_D_GELU, FV_GELU); k_dump = `DP(LF_D_GELU);
       end
       ST_FC2: begin
-        k_src = `PT(LF_D_GELU, FV_GELU); k_dst = `PT(LF_D_FC2, FV_FC2); k_kin = 32'(L_MLP); k_bits = 6'(RB);
-        k_shift = sL[LF_FC2_SHIFT];
+        k_src = AP_GELU; k_dsta = AP_FC2; k_dst = `PT(LF_D_FC2, FV_FC2); k_dump = `DP(LF_D_FC2);
+        k_kin = 32'(L_MLP); k_bits = 6'(RB); k_shift = sL[LF_FC2_SHIFT];
       end
       ST_OUT_D, ST_OUT_M: begin
-        k_kind = K_ADD; k_src = `PT(LF_D_MID, FV_MID); k_dst = `PT(LF_D_OUT, FV_OUT); k_shift = sL[LF_OUT_SHIFT];
-        k_src2 = step == ST_OUT_D ? `PT(LF_D_FC2, FV_FC2) : `PT(LF_D_MOE, FV_MOE);
+        k_kind = K_ADD; k_src = AP_MID; k_src2 = step == ST_OUT_D ? AP_FC2 : AP_MOE;
+        k_dsta = AP_OUT; k_dst = `PT(LF_D_OUT, FV_OUT); k_dump = `DP(LF_D_OUT); k_shift = sL[LF_OUT_SHIFT];
       end
       ST_GATE: begin
-        k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_GATE, FV_GATE); k_nout = 32'(E); k_bits = 6'(IB);
-        k_shift = sL[LF_GATE_SHIFT];
+        k_src = AP_LN2; k_dsta = AP_GATE; k_dst = `PT(LF_D_GATE, FV_GATE); k_dump = `DP(LF_D_GATE);
+        k_nout = 32'(E); k_bits = 6'(IB); k_shift = sL[LF_GATE_SHIFT];
       end
       ST_ROUTE: begin
-        k_kind = K_ROUTE; k_rows = 32'd1; k_kin = 32'(NT * E); k_src = `PT(LF_D_GATE, FV_GATE);
+        k_kind = K_ROUTE; k_rows = 32'd1; k_kin = 32'(NT * E); k_src = AP_GATE;
       end
       ST_E1: begin
         k_rows = 32'(exp_cnt[EI_W'(ei)]); k_nout = 32'(EH); k_bits = 6'(IB);
-        k_src = `PT(LF_D_LN2, FV_LN2); k_dst = `PT(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4);
+        k_src = AP_LN2; k_dsta = AP_E1 + ex_eh;
+        k_dst = `PT(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4); k_dump = `DP(LF_D_E1);
         k_shift = sL[LF_E1_SHIFT];
       end
       ST_EGELU: begin
         k_kind = K_GELU; k_rows = 32'(exp_cnt[EI_W'(ei)]); k_kin = 32'(EH); k_nout = 32'(EH);
-        k_src = `PT(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4); k_dst = `PT(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4);
+        k_src = AP_E1 + ex_eh; k_dsta = AP_EGELU + ex_eh;
+        k_dst = `PT(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4); k_dump = `DP(LF_D_EGELU);
       end
       ST_E2: begin
         k_rows = 32'(exp_cnt[EI_W'(ei)]); k_kin = 32'(EH); k_bits = 6'(RB);
-        k_src = `PT(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4); k_dst = `PT(LF_D_E2, FV_E2) + 64'(row0) * 64'(D * 4);
+        k_src = AP_EGELU + ex_eh; k_dsta = AP_E2 + ex_d;
+        k_dst = `PT(LF_D_E2, FV_E2) + 64'(row0) * 64'(D * 4); k_dump = `DP(LF_D_E2);
         k_shift = sL[LF_E2_SHIFT];
       end
       ST_COMB: begin
-        k_kind = K_COMB; k_rows = 32'(QN); k_src = `PT(LF_D_E2, FV_E2);
+        k_kind = K_COMB; k_rows = 32'(QN); k_src = AP_E2;
       end
       ST_FIN: begin
-        k_kind = K_FIN; k_dst = `PT(LF_D_MOE, FV_MOE); k_shift = sL[LF_MOE_SHIFT];
+        k_kind = K_FIN; k_dsta = AP_MOE; k_dst = `PT(LF_D_MOE, FV_MOE); k_dump = `DP(LF_D_MOE);
+        k_shift = sL[LF_MOE_SHIFT];
       end
-      default: begin  // ST_TOK
-        k_kind = K_TOK; k_src = `PT(LF_D_OUT, FV_OUT);
+      default: begin  // ST_TOK: the out rows to the tokens buffer (always written)
+        k_kind = K_TOK; k_src = AP_OUT;
         k_dst = tokens_base + 64'(frame) * 64'(NT * D * L_RESID_BYTES);
       end
     endcase
@@ -224,59 +242,66 @@ module m3vit_layers (
   assign dbg_step = step;
   assign dbg_layer = layer;
 
-  // ---- load segments of a row: address, values, target (0 xa, 1 xb, 2 kb, 3 vb), first index
+  // ---- load segments of a row: on-chip address ({RAM, value}), values, target (0 xa, 1 xb, 2 kb, 3 vb), first index
   logic [31:0] nseg;
-  logic [63:0] seg_addr;
+  logic [33:0] seg_ap;
   logic [31:0] seg_vals, seg_base;
   logic [1:0]  seg_tgt;
   always_comb begin
-    nseg = 32'd1; seg_addr = k_src + 64'(row) * 64'(k_kin) * 64'd4; seg_vals = k_kin; seg_base = '0; seg_tgt = 2'd0;
+    nseg = 32'd1; seg_ap = k_src + 34'(32'(row * k_kin)); seg_vals = k_kin; seg_base = '0; seg_tgt = 2'd0;
     case (k_kind)
       K_ATT: begin
         nseg = qi == 0 ? 32'(2 * NT + 1) : 32'd1;
         if (qi == 0 && seg < 32'(2 * NT)) begin  // the head's K rows, then its V rows
           seg_tgt = seg < 32'(NT) ? 2'd2 : 2'd3;
           seg_base = seg < 32'(NT) ? seg : seg - 32'(NT);
-          seg_addr = (seg < 32'(NT) ? `PT(LF_D_K, FV_K) : `PT(LF_D_V, FV_V)) +
-                     64'(seg_base * 32'(D) + head * 32'(HD)) * 64'd4;
+          seg_ap = (seg < 32'(NT) ? AP_K : AP_V) + 34'(32'(seg_base * 32'(D) + head * 32'(HD)));
         end else begin
-          seg_addr = k_src + 64'(qi * 32'(D) + head * 32'(HD)) * 64'd4;
+          seg_ap = k_src + 34'(32'(qi * 32'(D) + head * 32'(HD)));
         end
       end
       K_ADD: begin
         nseg = 32'd2;
         seg_tgt = seg == 0 ? 2'd0 : 2'd1;
-        seg_addr = (seg == 0 ? k_src : k_src2) + 64'(row) * 64'(D * 4);
+        seg_ap = (seg == 0 ? k_src : k_src2) + 34'(32'(row * 32'(D)));
       end
       K_FIN: nseg = 32'd0;
-      K_COMB: seg_addr = k_src + 64'(row) * 64'(D * 4);
-      K_ROUTE: seg_addr = k_src;
+      K_COMB: seg_ap = k_src + 34'(32'(row * 32'(D)));
+      K_ROUTE: seg_ap = k_src;
       default: begin
         if (step == ST_PROJ) begin  // the heads' attn rows side by side
           nseg = 32'(H);
           seg_vals = 32'(HD);
           seg_base = seg * 32'(HD);
-          seg_addr = k_src + 64'(32'((seg * 32'(NT) + row) * 32'(HD))) * 64'd4;
+          seg_ap = k_src + 34'(32'((seg * 32'(NT) + row) * 32'(HD)));
         end else if (step == ST_E1) begin  // gather: the queue's token rows of ln2
-          seg_addr = k_src + 64'(qtok[32'(row0) + row]) * 64'(D * 4);
+          seg_ap = k_src + 34'(32'(qtok[32'(row0) + row]) * 32'(D));
         end
       end
     endcase
   end
 
-  // ---- store of a row
+  // ---- store of a row: on chip (st_ap) and, when dumped, to scratch (st_addr); TOK: the tokens buffer alone
+  logic [33:0] st_ap;
   logic [63:0] st_addr;
   logic [31:0] st_beats;
   always_comb begin
+    st_ap = k_dsta + 34'(32'(row * k_nout));
     st_addr = k_dst + 64'(row) * 64'(k_nout) * 64'd4;
     st_beats = k_nout / 4;
-    if (k_kind == K_ATT) st_addr = k_dst + 64'(32'((head * 32'(NT) + qi) * 32'(HD))) * 64'd4;
+    if (k_kind == K_ATT) begin
+      st_ap = k_dsta + 34'(32'((head * 32'(NT) + qi) * 32'(HD)));
+      st_addr = k_dst + 64'(32'((head * 32'(NT) + qi) * 32'(HD))) * 64'd4;
+    end
     if (k_kind == K_TOK) begin
       st_addr = k_dst + 64'(row) * 64'(D * L_RESID_BYTES);
       st_beats = 32'(D / TOK_PER_BEAT);
     end
   end
   assign s_tok = k_kind == K_TOK;
+  // the row goes out over AXI (a dump write-through, or tokens), and a beat of it is taken this cycle
+  wire logic st_axi = k_kind == K_TOK || k_dump;
+  wire logic st_take = xs == X_SDATA && (!st_axi || s_tready);
 
   // ---------------------------------------------------------------- units
   // (outputs a step does not need — TLAST of row-counted streams, the dispatcher's idle/ready and gather stream,
@@ -504,8 +529,8 @@ module m3vit_layers (
         K_GELU: xa_ri = f0 + 32'(ge_feed && ge_in_ready);
         default: xa_ri = f0 + 1;  // add, combine: one value a cycle
       endcase
-    end else if (xs == X_SDATA) xa_ri = (cnt + 32'(s_tready)) * 32'(TOK_PER_BEAT);
-    ob_rq = xs == X_SDATA ? cnt + 32'(s_tready) : '0;
+    end else if (xs == X_SDATA) xa_ri = (cnt + 32'(st_take)) * 32'(TOK_PER_BEAT);
+    ob_rq = xs == X_SDATA ? cnt + 32'(st_take) : '0;
     lg_ra = xs == X_COMP ? LG_AW'(f0 + 32'(md_feed && md_in_ready)) : '0;
   end
   wire logic        ld_beat = xs == X_LDATA && r_tvalid;
@@ -657,15 +682,72 @@ module m3vit_layers (
     end
   end
 
-  // ---------------------------------------------------------------- memory commands
-  assign r_tready = xs == X_LDATA;
-  assign r_cmd_valid = xs == X_LCMD;
-  assign r_cmd_addr = seg_addr;
-  assign r_cmd_beats = seg_vals / 4;
-  assign s_cmd_valid = xs == X_SCMD && rq_wait == '0;  // (the row's requantized writes are in ob)
+  // ---------------------------------------------------------------- row reads and writes
+  // Loads: X_LCMD addresses a segment's first word, X_LDATA takes one word a cycle from the read register (r_tdata:
+  // the word's 4 values sign-extended to int32, as the row buffers take scratch beats) while addressing the next.
+  // Stores: each beat of the output row (s_tdata) is written to the output point's RAM as it is taken.
+  localparam int AR_N = 3;  // the activation RAMs: activations, residual stream, internal sums (AP_*[33:32])
+  localparam int AR_MAXW = (AR_ACT_BITS > AR_RES_BITS) ? (AR_ACT_BITS > AR_INT_BITS ? AR_ACT_BITS : AR_INT_BITS)
+                                                       : (AR_RES_BITS > AR_INT_BITS ? AR_RES_BITS : AR_INT_BITS);
+  // a RAM at least this deep (4-value words) is UltraRAM to synthesis (4K × 72 bits each), shallower ones block RAM
+  localparam int AR_ULTRA_WORDS = 4096;
+  assign r_tvalid = xs == X_LDATA;  // (the read register always holds word cnt in X_LDATA)
+  // (word addresses: each RAM takes the low bits its depth needs)
+  /* verilator lint_off UNUSEDSIGNAL */
+  wire logic [31:0] ld_word = seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
+  assign r_tlast = cnt == seg_vals / 4 - 1;
+  wire logic        st_we = st_take && kind_q != K_TOK;
+  wire logic [31:0] st_word = st_ap[31:0] / 4 + cnt;
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic [4*AR_MAXW-1:0] ar_rd [AR_N];
+  logic [4*AR_MAXW-1:0] st_packed;  // s_tdata's 4 values narrowed to the output RAM's width
+  always_comb begin
+    st_packed = '0;
+    for (int j = 0; j < 4; j++)
+      case (st_ap[33:32])
+        2'd0: st_packed[AR_ACT_BITS*j +: AR_ACT_BITS] = s_tdata[32*j +: AR_ACT_BITS];
+        2'd1: st_packed[AR_RES_BITS*j +: AR_RES_BITS] = s_tdata[32*j +: AR_RES_BITS];
+        default: st_packed[AR_INT_BITS*j +: AR_INT_BITS] = s_tdata[32*j +: AR_INT_BITS];
+      endcase
+    r_tdata = '0;
+    for (int j = 0; j < 4; j++)
+      case (seg_ap[33:32])
+        2'd0: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[0][AR_ACT_BITS*j +: AR_ACT_BITS]));
+        2'd1: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[1][AR_RES_BITS*j +: AR_RES_BITS]));
+        default: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[2][AR_INT_BITS*j +: AR_INT_BITS]));
+      endcase
+  end
+  // the patch embedding's rows into the residual RAM (embed's slot) while the layers are idle
+  logic [31:0] emb_word;
+  always_ff @(posedge ap_clk) begin
+    if (rst || start) emb_word <= '0;
+    else if (emb_valid) emb_word <= emb_word + 32'd1;
+  end
+  logic [4*AR_RES_BITS-1:0] emb_packed;
+  always_comb begin
+    for (int j = 0; j < 4; j++) emb_packed[AR_RES_BITS*j +: AR_RES_BITS] = emb_data[32*j +: AR_RES_BITS];
+  end
+  for (genvar r = 0; r < AR_N; r++) begin : g_ar
+    localparam int WORDS = (r == 0 ? AR_ACT_VALUES : r == 1 ? AR_RES_VALUES : AR_INT_VALUES) / 4;
+    localparam int VW = r == 0 ? AR_ACT_BITS : r == 1 ? AR_RES_BITS : AR_INT_BITS;
+    localparam int AW = $clog2(WORDS);
+    wire logic emb_w = r == 1 && emb_valid && xs == X_IDLE;
+    wire logic we = emb_w || (st_we && 32'(st_ap[33:32]) == r);
+    wire logic [AW-1:0] wa = emb_w ? AW'(AP_EMBED[31:0] / 4 + emb_word) : AW'(st_word);
+    wire logic [4*VW-1:0] wd = emb_w ? (4*VW)'(emb_packed) : st_packed[4*VW-1:0];
+    logic [4*VW-1:0] rd;
+    act_ram #(.VALUE_W(VW), .WORDS(WORDS), .ULTRA(WORDS >= AR_ULTRA_WORDS)) u_ram (
+      .clk(ap_clk), .we, .wa, .wd, .ra(AW'(ld_word)), .rd);
+    assign ar_rd[r] = (4*AR_MAXW)'(rd);
+  end
+  `M3VIT_CHECK(g_check_ar, AR_ACT_VALUES % 4 == 0 && AR_RES_VALUES % 4 == 0 && AR_INT_VALUES % 4 == 0 &&
+               AR_MAXW <= 32, ("m3vit_layers: activation RAMs of %0d / %0d / %0d values", AR_ACT_VALUES,
+               AR_RES_VALUES, AR_INT_VALUES))
+
+  assign s_cmd_valid = xs == X_SCMD && rq_wait == '0 && st_axi;  // (the row's requantized writes are in ob)
   assign s_cmd_addr = st_addr;
   assign s_cmd_beats = st_beats;
-  assign s_tvalid = xs == X_SDATA;
+  assign s_tvalid = xs == X_SDATA && st_axi;
   always_comb begin
     s_tdata = '0;
     // the token write streams the out row straight from xa, an attention row from att_row: no copies into ob
@@ -728,7 +810,7 @@ module m3vit_layers (
       layer <= '0;
       row <= '0; seg <= '0; cnt <= '0; head <= '0; qi <= '0;
       f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
-      x_in <= '0; ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN; stat <= '0;
+      ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN; stat <= '0;
       md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
       rt_layer <= 8'hFF; rt_known <= '0; rt_done <= 1'b0;
     end else begin
@@ -736,7 +818,6 @@ module m3vit_layers (
         X_IDLE: if (start) begin
           layer <= '0;
           step <= ST_LN1;
-          x_in <= scratch_base + 64'(embed_off) + 64'(frame) * 64'(FV_EMBED * 4);
           rt_layer <= 8'hFF;  // no route of this frame yet
           xs <= X_LWAIT;
         end
@@ -769,7 +850,7 @@ module m3vit_layers (
             xs <= X_COMP;
           end else xs <= X_LCMD;
         end
-        X_LCMD: if (r_cmd_ready) begin
+        X_LCMD: begin  // the segment's first word is addressed now
           cnt <= '0;
           xs <= X_LDATA;
         end
@@ -890,15 +971,15 @@ module m3vit_layers (
             default: xs <= X_SCMD;  // K_TOK: the row is in xa
           endcase
         end
-        X_SCMD: if (s_cmd_ready && rq_wait == '0) begin
+        X_SCMD: if ((s_cmd_ready || !st_axi) && rq_wait == '0) begin
           cnt <= '0;
           xs <= X_SDATA;
         end
-        X_SDATA: if (s_tready) begin
+        X_SDATA: if (st_take) begin
           cnt <= cnt + 1;
           if (cnt + 1 == st_beats) xs <= X_SWAIT;
         end
-        X_SWAIT: if (!s_busy) begin
+        X_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
           row <= row + 1;
           if (kind_q == K_ATT) begin
             if (qi == 32'(NT - 1)) begin
@@ -941,7 +1022,6 @@ module m3vit_layers (
             ST_COMB: step <= ST_FIN;
             ST_FIN: step <= ST_OUT_M;
             ST_OUT_D, ST_OUT_M: begin
-              x_in <= `PT(LF_D_OUT, FV_OUT);
               if (32'(layer) == L_DEPTH - 1) step <= ST_TOK;
               else begin
                 layer <= layer + 1;

@@ -15,5 +15,6 @@ qk_reorder.sv
 moe_dispatch.sv
 mac_tile.sv
 m3vit_wbuf.sv
+act_ram.sv
 m3vit_layers.sv
 m3vit_top.sv

@@ -17,8 +17,9 @@
 //      `image` dump (dump on, frame < dump_frames, d_image set), write it to scratch at d_image (frame-major,
 //      int32 per value, as the HLS top and the integer reference lay it out) over gmem_s; then run the patch
 //      embedding and write the `embed` dump the same way (d_embed);
-//   4. run the transformer layers (m3vit_layers: every op of every layer, activations in the scratch dumps) and
-//      write the last layer's rows to `tokens` over gmem_a;
+//   4. run the transformer layers (m3vit_layers: every op of every layer, activations in on-chip RAMs; the
+//      embedding's rows go into them as they leave patch_embed; every point written through to scratch when the
+//      frame dumps) and write the last layer's rows to `tokens` over gmem_a;
 //   5. ap_done / ap_ready, interrupt status.
 // Parameters come from m3vit.hw.gen.rtl_top_gen.top_parameters(config, mode); the defaults are a minimal legal shape.
 module m3vit_top
@@ -266,19 +267,8 @@ module m3vit_top
       .rdata(m_axi_gmem_w1_rdata), .rresp(m_axi_gmem_w1_rresp), .rlast(m_axi_gmem_w1_rlast),
       .m_axis_tdata(lw_tdata), .m_axis_tvalid(lw_tvalid), .m_axis_tready(lw_tready), .m_axis_tlast(lw_tlast)
     );
-    logic        ls_cmd_valid, ls_cmd_ready, ls_busy, ls_err, ls_tvalid, ls_tlast, ls_tready;
-    logic [63:0] ls_cmd_addr;
-    logic [31:0] ls_cmd_beats;
-    logic [m3vit_ctrl_pkg::AXI_DATA_W-1:0] ls_tdata;
-    axi_burst_reader #(.DATA_W(m3vit_ctrl_pkg::AXI_DATA_W), .MAX_BURST(MAX_BURST)) u_s_rd (  // activations from scratch
-      .ap_clk, .ap_rst_n,
-      .cmd_valid(ls_cmd_valid), .cmd_ready(ls_cmd_ready), .cmd_addr(ls_cmd_addr), .cmd_beats(ls_cmd_beats),
-      .busy(ls_busy), .resp_error(ls_err),
-      .arvalid(m_axi_gmem_s_arvalid), .arready(m_axi_gmem_s_arready), .araddr(m_axi_gmem_s_araddr),
-      .arlen(m_axi_gmem_s_arlen), .rvalid(m_axi_gmem_s_rvalid), .rready(m_axi_gmem_s_rready),
-      .rdata(m_axi_gmem_s_rdata), .rresp(m_axi_gmem_s_rresp), .rlast(m_axi_gmem_s_rlast),
-      .m_axis_tdata(ls_tdata), .m_axis_tvalid(ls_tvalid), .m_axis_tready(ls_tready), .m_axis_tlast(ls_tlast)
-    );
+    // the activations live on chip (m3vit_layers' activation RAMs): scratch is written (dumps), never read
+    `M3VIT_AXI_NO_READ(gmem_s, m3vit_ctrl_pkg::AXI_DATA_W)
     logic        so_cmd_valid, so_tok, so_tvalid, so_busy, sw_ready, sw_busy, sw_err, sw_tready;
     logic        tw_ready, tw_busy, tw_err, tw_tready;
     logic [63:0] so_cmd_addr;
@@ -305,23 +295,22 @@ module m3vit_top
       .bvalid(m_axi_gmem_a_bvalid), .bready(m_axi_gmem_a_bready), .bresp(m_axi_gmem_a_bresp)
     );
     assign so_busy = sw_busy || tw_busy;
-    assign lay_err = lw_err || ls_err || sw_err || tw_err;
+    assign lay_err = lw_err || sw_err || tw_err;
     logic [4:0] lay_step;  // the op running, and its layer: for testbenches (per-op cycles) and an ILA
     logic [7:0] lay_layer;
     wire logic unused_dbg = ^{lay_step, lay_layer};
     m3vit_layers u_layers (
       .ap_clk, .ap_rst_n, .start(lay_start), .busy(lay_busy),
-      .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .embed_off(hdr[m3vit_ctrl_pkg::H_D_EMBED]), .task_id,
-      .frame, .per_row,
+      .prog_addr(prog_base), .weights_base, .scratch_base, .tokens_base, .task_id,
+      .frame, .per_row, .dump(dumping),
+      .emb_valid(state == S_EMB && emb_tvalid && emb_tready), .emb_data(emb_tdata),
       .w_cmd_valid(lw_cmd_valid), .w_cmd_ready(lw_cmd_ready), .w_cmd_addr(lw_cmd_addr), .w_cmd_beats(lw_cmd_beats),
       .w_tdata(lw_tdata), .w_tvalid(lw_tvalid), .w_tlast(lw_tlast), .w_tready(lw_tready),
-      .r_cmd_valid(ls_cmd_valid), .r_cmd_ready(ls_cmd_ready), .r_cmd_addr(ls_cmd_addr), .r_cmd_beats(ls_cmd_beats),
-      .r_tdata(ls_tdata), .r_tvalid(ls_tvalid), .r_tlast(ls_tlast), .r_tready(ls_tready),
       .s_cmd_valid(so_cmd_valid), .s_tok(so_tok), .s_cmd_ready(so_tok ? tw_ready : sw_ready),
       .s_cmd_addr(so_cmd_addr), .s_cmd_beats(so_cmd_beats), .s_tdata(so_tdata), .s_tvalid(so_tvalid),
       .s_tready(so_tok ? tw_tready : sw_tready), .s_busy(so_busy), .dbg_step(lay_step), .dbg_layer(lay_layer)
     );
-    wire logic unused_lay = ^{lw_busy, ls_busy};
+    wire logic unused_lay = lw_busy;
   end else begin : g_no_layers
     assign lay_busy = 1'b0;
     assign lay_err = 1'b0;
@@ -424,10 +413,8 @@ module m3vit_top
           emb_addr <= scratch_base + 64'(hdr[m3vit_ctrl_pkg::H_D_EMBED]);
           if (hdr[m3vit_ctrl_pkg::H_MAGIC] != m3vit_ctrl_pkg::PROGRAM_MAGIC || !version_ok ||
               hdr[m3vit_ctrl_pkg::H_DEPTH] != 32'(DEPTH) ||
-              hdr[m3vit_ctrl_pkg::H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS) ||
-              (EMBED && (hdr[m3vit_ctrl_pkg::H_DUMP] == 0 || num_frames > hdr[m3vit_ctrl_pkg::H_DUMP_FRAMES] || hdr[m3vit_ctrl_pkg::H_D_EMBED] == m3vit_ctrl_pkg::NO_DUMP))) begin
-            // the layers keep their activations in the scratch dumps: a run needs a dump program for
-            // every frame it runs (m3vit.hw.gen.program.build_program(pack, frames, dump=True))
+              hdr[m3vit_ctrl_pkg::H_NUM_TASKS] != 32'(NUM_TASKS) || task_id >= 32'(NUM_TASKS)) begin
+            // (a program without dumps runs: the layers keep their activations on chip)
             program_error <= 1'b1;
             state <= S_DONE;
           end else begin

@@ -49,6 +49,7 @@ TOPS: dict[str, object] = {
     "axi_burst_reader": {"MAX_BURST": 256},
     "axi_burst_writer": {"MAX_BURST": 256},
     "patch_embed": {"DIM": 192, "IMG_C": 3, "IMG_H": 128, "IMG_W": 256, "RESID_BITS": 16},  # m3vit-tiny W8/A8
+    "act_ram": {"VALUE_W": 16, "WORDS": 24768, "ULTRA": 1},  # m3vit-tiny W8/A8: the residual RAM
     "m3vit_top": top_parameter_sets,
 }
 

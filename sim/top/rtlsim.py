@@ -61,7 +61,8 @@ def simulate(pack, manifest: str | Path, frames: np.ndarray, task_index: int, de
         tmp = Path(tmp)
         raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
         (tmp / "payload.bin").write_bytes(raw[pack.manifest["header_size"]:])
-        words, _ = program.build_program(pack, frames=device_frames, dump=True)
+        # no dumps: the top keeps the activations on chip and writes only the tokens (what a deployed run does)
+        words, _ = program.build_program(pack, frames=device_frames, dump=False)
         np.save(tmp / "program.npy", words)
         np.save(tmp / "images.npy", np.asarray(frames))
         tb.update({"unit": "top", "top": "m3vit_top", "sim": "verilator", "parameters": params,

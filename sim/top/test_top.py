@@ -99,6 +99,50 @@ if cocotb is not None:
         for i, t in enumerate([n - 1, *range(n - 1)]):
             await run_checked(tb, driver, t, [i % FRAMES])
 
+    async def run_without_dumps(tb, driver, task_index: int, frames: list[int]) -> None:
+        """A program without dumps: the frames run with their activations on chip; the tokens are the integer
+        reference's and the HLS C-simulation's, and scratch is never written (nor read: the top has no scratch
+        reader)."""
+        images = tb.inputs()[2]
+        await run_driver(driver.set_task, task_index)
+        tokens = await run_driver(driver.run, images[frames])
+        assert tb.status() == {"program_error": 0, "axi_error": 0}, tb.status()
+        task = tb.params["tasks"][task_index]
+        diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.reference_tokens(task)[frames])
+        assert not diff, f"output tokens without dumps, task {task}, frames {frames}: {diff}"
+        diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.csim_tokens(task)[frames])
+        assert not diff, f"output tokens without dumps vs the HLS C-simulation, task {task}, frames {frames}: {diff}"
+        assert not np.frombuffer(tb.scratch(driver), dtype=np.uint8).any(), "a run without dumps wrote scratch"
+
+    @cocotb.test(timeout_time=800, timeout_unit="ms")
+    async def frame_without_dumps(dut):
+        """A program built without dumps (``build_program(pack, frames, dump=False)``) runs a batch of every
+        reference frame with random AXI pauses: the tokens bit-exact, scratch untouched. Then a program that dumps
+        one frame (dump_frames 1) runs the same batch: the first frame's points in scratch and every frame's
+        tokens bit-exact, nothing written past the first frame's dumps."""
+        tb = TopTB(dut, pauses=True)
+        await tb.start()
+        payload, program, images = tb.inputs("program_no_dump")
+        driver = tb.driver()
+        await run_driver(driver.load, payload, program)
+        task_index = tb.params.get("task_index", 0)
+        frames = list(range(FRAMES))
+        await run_without_dumps(tb, driver, task_index, frames)
+        _, program, _ = tb.inputs("program_dump_first")
+        await run_driver(driver.load, payload, program)
+        scratch = driver.buffers["scratch"]
+        scratch[:] = 0
+        scratch.flush()
+        await run_driver(driver.set_task, task_index)
+        tokens = await run_driver(driver.run, images[frames])
+        assert tb.status() == {"program_error": 0, "axi_error": 0}, tb.status()
+        task = tb.params["tasks"][task_index]
+        tb.check_points(driver, task, [0], layout="first_point_dumps")
+        diff = first_difference(np.asarray(tokens, dtype=np.int64), tb.reference_tokens(task)[frames])
+        assert not diff, f"output tokens, the first frame dumped, task {task}: {diff}"
+        written = np.flatnonzero(np.frombuffer(tb.scratch(driver), dtype=np.uint8))
+        assert written.size and written[-1] < tb.params["dump_first_bytes"], "a frame past dump_frames was dumped"
+
     @cocotb.test(timeout_time=5, timeout_unit="ms")
     async def bad_program_or_task_writes_nothing(dut):
         """A program for another build (bad magic, other depth, another mode's version: a mixed-width build runs its
@@ -127,14 +171,6 @@ if cocotb is not None:
         await run_driver(driver.run, images)
         assert tb.status()["program_error"] == 1, "a task out of range was run"
         assert not np.frombuffer(tb.scratch(driver), dtype=np.uint8).any(), "a rejected run wrote the dump"
-        # the layers keep their activations in the dumps: a program without them is refused too
-        at = slice(4 * words.index("dump"), 4 * words.index("dump") + 4)
-        prog[at] = np.frombuffer(np.uint32(0).tobytes(), np.uint8)
-        prog.flush()
-        await run_driver(driver.set_task, 0)
-        await run_driver(driver.run, images[:1])
-        assert tb.status()["program_error"] == 1, "a program without dumps was run"
-        assert not np.frombuffer(tb.scratch(driver), dtype=np.uint8).any(), "a rejected run wrote the dump"
         assert not np.asarray(driver.buffers["tokens"]).any(), "a rejected run wrote tokens"
         assert await tb.axil.read_dword(interface.REG_CTRL) & interface.CTRL_AP_IDLE
 
@@ -142,27 +178,12 @@ if cocotb is not None:
         """Cycles from ap_start (the first state change of the run) to S_DONE in a state trace."""
         return next(c for c, s in trace if not isinstance(s, tuple) and names[s] == "S_DONE") - trace[0][0]
 
-    @cocotb.test(timeout_time=1500, timeout_unit="ms")
-    async def cycles(dut):
-        """One frame without pauses at the default read latency (bit-exact like the others): cycles from ap_start to
-        ap_done, per top-level stage, per layer and per op of each layer (start/done of every op from the layers' step
-        register), and the read latency seen on the ports; then the same frame at the stress read latency (its
-        start-to-done cycles) → build/sim/top_cycles.json."""
-        tb = TopTB(dut, pauses=False, read_latency=READ_LATENCY)
-        await tb.start(trace=True)
-        payload, program, _ = tb.inputs()
-        driver = tb.driver()
-        await run_driver(driver.load, payload, program)
-        seen = {b: tb.watch_read_latency(b) for b in ("gmem_s", "gmem_w1")}
-        first = len(tb.states)
-        await run_checked(tb, driver, 0, [0])
-        names, ops = tb.params["states"], tb.params["ops"]
-        trace = tb.states[first:]
-        latency = {b: {"bursts": len(v), "min": min(v), "max": max(v)} for b, v in seen.items()}
-        for b, v in latency.items():  # RREADY low (the top's back-pressure) or a burst ahead only add cycles
-            assert v["bursts"] and v["min"] == READ_LATENCY, f"{b}: read latency {v}, want {READ_LATENCY} at least"
+    def attribute(trace: list, names: list[str], ops: list[str]) -> tuple[dict, list, list, int]:
+        """Cycles of a frame's state trace per top-level stage, per layer and op (from the layers' step register),
+        the op sequence ([layer, op, start, done] from ap_start) and the token write's cycles."""
         stages: dict[str, int] = {}
-        layers: list[dict] = [{"layer": i, "cycles": 0, "ops": {}} for i in range(tb.params["depth"])]
+        layers: list[dict] = [{"layer": i, "cycles": 0, "ops": {}} for i in range(max(s[1] for _, s in trace
+                                                                                      if isinstance(s, tuple)) + 1)]
         sequence: list[list] = []
         tok = 0
         for (c0, s), (c1, _) in itertools.pairwise(trace):
@@ -177,11 +198,49 @@ if cocotb is not None:
                 layer = layers[s[1]]
                 layer["cycles"] += c1 - c0
                 layer["ops"][op] = layer["ops"].get(op, 0) + c1 - c0
+        return stages, layers, sequence, tok
+
+    @cocotb.test(timeout_time=1500, timeout_unit="ms")
+    async def cycles(dut):
+        """One frame without pauses at the default read latency (bit-exact like the others): cycles from ap_start to
+        ap_done, per top-level stage, per layer and per op of each layer (start/done of every op from the layers' step
+        register), and the read latency seen on the ports; then the same frame at the stress read latency (its
+        start-to-done cycles); then the frame again at the default latency from the program without dumps (tokens
+        bit-exact, scratch untouched; its cycles per stage and layer) → build/sim/top_cycles.json."""
+        tb = TopTB(dut, pauses=False, read_latency=READ_LATENCY)
+        await tb.start(trace=True)
+        payload, program, _ = tb.inputs()
+        driver = tb.driver()
+        await run_driver(driver.load, payload, program)
+        # (scratch is never read: the activations are on chip; the image comes over gmem_a, the weights over gmem_w1)
+        seen = {b: tb.watch_read_latency(b) for b in ("gmem_a", "gmem_w1")}
+        first = len(tb.states)
+        await run_checked(tb, driver, 0, [0])
+        names, ops = tb.params["states"], tb.params["ops"]
+        trace = tb.states[first:]
+        latency = {b: {"bursts": len(v), "min": min(v), "max": max(v)} for b, v in seen.items()}
+        for b, v in latency.items():  # RREADY low (the top's back-pressure) or a burst ahead only add cycles
+            assert v["bursts"] and v["min"] == READ_LATENCY, f"{b}: read latency {v}, want {READ_LATENCY} at least"
+        stages, layers, sequence, tok = attribute(trace, names, ops)
+        assert len(layers) == tb.params["depth"], "every layer ran"
         # the same frame again at the stress latency (no pauses: its cycles are the latency's alone)
         tb.set_read_latency(STRESS_READ_LATENCY)
         first = len(tb.states)
         await run_checked(tb, driver, 0, [0])
         stress = frame_cycles(tb.states[first:], names)
+        # and at the default latency from the program without dumps (scratch cleared: nothing may be written)
+        tb.set_read_latency(READ_LATENCY)
+        _, program_nd, _ = tb.inputs("program_no_dump")
+        await run_driver(driver.load, payload, program_nd)
+        scratch = driver.buffers["scratch"]
+        scratch[:] = 0
+        scratch.flush()
+        first = len(tb.states)
+        await run_without_dumps(tb, driver, 0, [0])
+        trace_nd = tb.states[first:]
+        stages_nd, layers_nd, sequence_nd, tok_nd = attribute(trace_nd, names, ops)
+        no_dump = {"start_to_done_cycles": frame_cycles(trace_nd, names), "stage_cycles": stages_nd,
+                   "layers": layers_nd, "tokens_out_cycles": tok_nd, "op_sequence": sequence_nd}
         record = {"config": tb.params["config"], "mode": tb.params["mode"], "per_row": tb.params["per_row"],
                   "frames": 1, "task": tb.params["tasks"][0],
                   "parameters": tb.params["parameters"], "simulator": tb.params["sim"],
@@ -194,7 +253,9 @@ if cocotb is not None:
                                      "image fetch + dump (S_IMG*), patch embedding + embed dump (S_EMB*), every "
                                      "transformer layer op by op and the token write (S_LAYERS)",
                   "by_read_latency": {str(READ_LATENCY): frame_cycles(trace, names),
-                                      str(STRESS_READ_LATENCY): stress}}
+                                      str(STRESS_READ_LATENCY): stress},
+                  # the same frame from a program without dumps (activations on chip, only the tokens written)
+                  "no_dump": no_dump}
         TOP_CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
         TOP_CYCLES_FILE.write_text(json.dumps(record, indent=1) + "\n")
         tb.log.info("cycles: start→done %d (read latency %d), %d (read latency %d), per layer %s",
@@ -202,6 +263,9 @@ if cocotb is not None:
                     [la["cycles"] for la in layers])
         assert sum(la["cycles"] for la in layers) + tok == stages["S_LAYERS"], "every layer cycle is attributed"
         assert stress > record["start_to_done_cycles"], "a longer read latency costs cycles"
+        tb.log.info("cycles without dumps: start→done %d, per layer %s", no_dump["start_to_done_cycles"],
+                    [la["cycles"] for la in layers_nd])
+        assert no_dump["start_to_done_cycles"] < record["start_to_done_cycles"], "the dump writes cost cycles"
 
 
 def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_index: int = 0,
@@ -244,7 +308,8 @@ def test_top(vectors, tmp_path):
 @pytest.mark.slow
 def test_top_rejects_and_cycles(vectors, tmp_path):
     """Bad programs / tasks are rejected without a write; the unpaused cycle record (same build); the RTL cycle
-    model (m3vit.hw.estimate.rtl_perf), calibrated on this record, is within 10% of every measured layer."""
+    model (m3vit.hw.estimate.rtl_perf), calibrated on this record — the frame with dumps and the same frame without
+    — is within 10% of every measured layer of each."""
     from m3vit.configs import get_config
     from m3vit.hw.estimate import rtl_perf
 
@@ -252,8 +317,9 @@ def test_top_rejects_and_cycles(vectors, tmp_path):
     _run_top(vectors, tmp_path, ["bad_program_or_task_writes_nothing", "cycles"], read_latency=READ_LATENCY)
     record = json.loads(TOP_CYCLES_FILE.read_text())
     cfg = get_config(record["config"])
-    rows = rtl_perf.compare(record, cfg, rtl_perf.fit(record, cfg))
-    assert len(rows) == cfg.depth and all(r["ok"] for r in rows), f"model vs measured cycles per layer: {rows}"
+    for rec in (record, rtl_perf.no_dump_record(record)):
+        rows = rtl_perf.compare(rec, cfg, rtl_perf.fit(rec, cfg))
+        assert len(rows) == cfg.depth and all(r["ok"] for r in rows), f"model vs measured cycles per layer: {rows}"
 
 
 @pytest.mark.slow
@@ -354,3 +420,12 @@ def test_top_variant_every_task(vectors, tmp_path, variant):
     and the tokens bit-exact. (W8/A8 at read latency 200: ``test_top_all_tasks``; at 200 a frame takes three times
     the cycles, and every mode × task there would put CI past its budget.)"""
     _run_top(vectors, tmp_path, ["every_task"], variant=variant, read_latency=READ_LATENCY)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["w8a8", "w16a16"])
+def test_top_without_dumps(vectors, tmp_path, variant):
+    """A program without dumps (W8/A8, and W16/A16 for the 16-bit datapath): the top keeps every activation on chip
+    and writes only the tokens — a batch of both reference frames with random AXI pauses at the default read
+    latency, tokens bit-exact with the integer reference and the HLS C-simulation, scratch never written."""
+    _run_top(vectors, tmp_path, ["frame_without_dumps"], variant=variant, read_latency=READ_LATENCY)

@@ -187,10 +187,12 @@ class TopTB(TB):
         return AcceleratorDriver(self.ip, self.board.allocate, layout, timeout_s=3600.0, poll_interval_s=0.0,
                                  source="the RTL top")
 
-    def inputs(self) -> tuple[bytes, bytes, np.ndarray]:
-        """The pack payload, the program words and the reference frames quantized to the pack's image format."""
+    def inputs(self, program: str = "program") -> tuple[bytes, bytes, np.ndarray]:
+        """The pack payload, the words of ``program`` (``program``: every dump of a batch; ``program_no_dump``: none;
+        ``program_dump_first``: the first frame's alone) and the reference frames quantized to the pack's image
+        format."""
         payload = Path(self.params["payload"]).read_bytes()
-        program = np.load(self.params["program"]).astype("<u4").tobytes()
+        program = np.load(self.params[program]).astype("<u4").tobytes()
         return payload, program, np.load(self.params["images"]).astype(np.int64)
 
     def scratch(self, driver) -> bytes:
@@ -223,14 +225,15 @@ class TopTB(TB):
     def csim_tokens(self, task: str) -> np.ndarray:
         return self.reference(task)["csim_tokens"].astype(np.int64)
 
-    def check_points(self, driver, task: str, frames: list[int]) -> None:
+    def check_points(self, driver, task: str, frames: list[int], layout: str = "point_dumps") -> None:
         """Compare every point the top leaves in scratch (slot i: reference frame frames[i]) with the per-frame
-        integer reference, in forward order: the assertion names the first frame, point and flat index that differ."""
+        integer reference, in forward order: the assertion names the first frame, point and flat index that differ.
+        ``layout``: the dump offsets of the program run (``first_point_dumps``: the program dumping one frame)."""
         ref = self.reference(task)
         scratch = self.scratch(driver)
         for slot, f in enumerate(frames):
             for point in self.params["points"]:
-                off, per_frame = self.params["point_dumps"][point]
+                off, per_frame = self.params[layout][point]
                 got = np.frombuffer(scratch, dtype="<i4", count=per_frame, offset=off + slot * per_frame * 4)
                 want = ref[f"f{f}.{point}"].reshape(-1)
                 diff = first_difference(got.astype(np.int64), want)
@@ -274,6 +277,11 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
     (tmp_dir / "payload.bin").write_bytes(raw[pack.manifest["header_size"]:])
     np.save(tmp_dir / "program.npy", words)
+    # the same pack's program without dumps (the activations stay on chip; only the tokens leave), and one that
+    # dumps the first frame of a batch alone (dump_frames 1: the frames after it run without dumps)
+    np.save(tmp_dir / "program_no_dump.npy", program.build_program(pack, frames=FRAMES, dump=False)[0])
+    first_words, first_dumps = program.build_program(pack, frames=1, dump=True)
+    np.save(tmp_dir / "program_dump_first.npy", first_words)
     lay = BufferLayout.for_model(cfg, pack.spec, FRAMES)
     layout = {"image_shape": list(lay.image_shape), "image_format": [lay.image_format.bits, lay.image_format.frac],
               "token_shape": list(lay.token_shape), "token_format": [lay.token_format.bits, lay.token_format.frac],
@@ -287,6 +295,7 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
                           and (pt not in DENSE_POINTS or not cfg.is_moe(i)) and (pt not in MOE_POINTS or cfg.is_moe(i))]
     fv = program.frame_dump_values(cfg)
     point_dumps = {p: [dumps.offsets[p], fv[p.split(".")[-1]]] for p in points}
+    first_point_dumps = {p: [first_dumps.offsets[p], fv[p.split(".")[-1]]] for p in points}
     tasks = list(cfg.task_names)
     ref_dir = tmp_dir / "reference"
     from m3vit.quant.fixed import quantize
@@ -295,7 +304,10 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     np.save(tmp_dir / "images.npy", images)
     write_reference(pack, manifest, images, tasks, ref_dir)
     tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
-          "program": str(tmp_dir / "program.npy"), "layout": layout, "bundles": bundles,
+          "program": str(tmp_dir / "program.npy"), "program_no_dump": str(tmp_dir / "program_no_dump.npy"),
+          "program_dump_first": str(tmp_dir / "program_dump_first.npy"), "first_point_dumps": first_point_dumps,
+          "dump_first_bytes": first_dumps.nbytes,
+          "layout": layout, "bundles": bundles,
           "dumps": {p: [dumps.offsets[p], list(dumps.shapes[p])] for p in ("image", "embed")},
           "header_fields": list(program.HEADER_FIELDS), "tasks": tasks, "points": points,
           "point_dumps": point_dumps, "reference": str(ref_dir), "images": str(tmp_dir / "images.npy"),

@@ -4,6 +4,7 @@ package carries every program version the top tells apart."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -55,3 +56,32 @@ def test_layers_include_of_a_w16a16e8_pack(tmp_path):
     p = _params(layers_include(pack))
     assert (p["L_W_BITS"], p["L_EW_BITS"], p["L_EW_BYTES"], p["L_MIXED"]) == (16, 8, 1, 1)
     assert program.build_program(pack)[0][program.HEADER_FIELDS.index("version")] == program.PROGRAM_VERSION_MIXED
+
+
+@pytest.mark.parametrize("name", ["micro", "m3vit-tiny"])
+def test_activation_layout_holds_every_point(name):
+    """The layers' on-chip activation RAMs (rtl_top_gen.activation_layout): every point the layers write has a slot
+    as large as its per-frame values, on a whole 4-value word; slots of one RAM do not overlap (points share a slot
+    only as ACT_RAMS lists them); the RAMs' sizes and the points' addresses reach the layers package."""
+    from m3vit.hw.gen.rtl_top_gen import ACT_RAMS, activation_layout
+
+    cfg = get_config(name)
+    fv = program.frame_dump_values(cfg)
+    sizes, points = activation_layout(cfg)
+    written = {"embed", *program.LAYER_POINTS} - {"scores"}  # the scores stay inside the attention unit
+    assert set(points) == written
+    for r, (ram, (_, slots)) in enumerate(ACT_RAMS.items()):
+        spans = sorted((points[s[0]][1], points[s[0]][1] + max(fv[p] for p in s)) for s in slots)
+        assert spans[0][0] == 0 and spans[-1][1] == sizes[ram] and sizes[ram] % 4 == 0
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), f"{ram}: slots overlap"
+        for slot in slots:
+            assert {points[p] for p in slot} == {points[slot[0]]}, slot
+            assert all(points[p][0] == r and points[p][1] % 4 == 0 for p in slot)
+    for mode in ("w8a8", "w16a16"):
+        text = config_layers_include(cfg, mode)
+        p = _params(text)
+        m = get_mode(mode)
+        assert (p["AR_ACT_BITS"], p["AR_RES_BITS"], p["AR_INT_BITS"]) == (m.act_bits, m.resid_bits, m.internal_bits)
+        assert p["AR_ACT_VALUES"] == sizes["act"] and p["AR_INT_VALUES"] == sizes["int"]
+        for point, (r, base) in points.items():
+            assert f"AP_{point.upper()} = {{2'd{r}, 32'd{base}}};" in text

@@ -1,17 +1,21 @@
 """Cycle model of the RTL top's transformer layers (``rtl/m3vit_layers.sv``), calibrated on the Verilator run.
 
-The layers engine runs op by op with every activation in scratch: per row an op loads its input row(s) from
-scratch, computes, and writes its output row back, one AXI command at a time. Beside it the weight prefetcher
+The layers engine runs op by op with every activation in on-chip RAMs: per row an op loads its input row(s) (one
+4-value word a cycle after a cycle of addressing per segment), computes, and writes its output row back into them,
+and — when the program asks for dumps — through to scratch, one AXI write command per row. Beside it the weight
+prefetcher
 (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters (LayerNorm gains and
 biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its biases and, per-row
 packs, its shifts; each layer's descriptor first) into one of two banks, so an op waits only for what the prefetch
 has not finished: a job starts when the previous job is loaded and its bank is free (the op two jobs back is done),
 an expert's job once the route has named the expert. The model replays that schedule (:func:`simulate`) with the
-beats and compute cycles counted from the shapes; what it cannot count — the cycles an AXI read or write command
-costs beyond its beats (address phase, memory latency, write response) and the fixed cost of an op — are the
-constants fitted to the measured per-op cycles of ``build/sim/top_cycles.json`` (``fit``).
+beats and compute cycles counted from the shapes; what it cannot count — the cycles a row load costs beyond its
+words, a row store beyond its beats (with dumps: the AXI write's address phase and response) and the fixed cost
+of an op — are the constants fitted to the measured per-op cycles of ``build/sim/top_cycles.json`` (``fit``): the
+frame with dumps (the record's top level) or the same frame from a program without dumps (its ``no_dump`` part,
+:func:`no_dump_record`), which is what a deployed frame runs and what ``--predict`` quotes.
 
-    python -m m3vit.hw.estimate.rtl_perf [--cycles build/sim/top_cycles.json] [--predict m3vit-tiny]
+    python -m m3vit.hw.estimate.rtl_perf [--cycles build/sim/top_cycles.json] [--predict m3vit-tiny] [--dumps]
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ DISPATCH_LATENCY = 25  # cycles from the route's last token to its first expert 
 
 @dataclass(frozen=True)
 class Overheads:
-    """Cycles the shapes do not give: per AXI read command, per write command, per op (fitted)."""
+    """Cycles the shapes do not give: per row-load segment, per row store, per op (fitted)."""
 
     read: float = 20.0
     write: float = 20.0
@@ -294,15 +298,30 @@ def op_waits(cfg: ModelConfig, ov: Overheads, containers: Containers = Container
     return waits
 
 
+def no_dump_record(record: dict) -> dict:
+    """The record of the frame run from the program without dumps (activations on chip, only the tokens written),
+    in the top-level record's form (config, mode, per-row from it)."""
+    if "no_dump" not in record:
+        raise ValueError("the cycle record has no frame without dumps: rerun the cycles test (sim/top)")
+    return {**record, **record["no_dump"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.rtl_perf", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cycles", type=Path, default=Path("build/sim/top_cycles.json"))
     ap.add_argument("--predict", default="m3vit-tiny")
+    ap.add_argument("--dumps", action="store_true",
+                    help="calibrate on (and predict) the frame with every dump written, not the deployed one")
     args = ap.parse_args(argv)
     if not args.cycles.is_file():
         ap.error(f"{args.cycles} does not exist: run `pytest sim/top -m slow` (the cycles test) first")
     record = json.loads(args.cycles.read_text())
+    if not args.dumps:
+        try:
+            record = no_dump_record(record)
+        except ValueError as exc:
+            ap.error(str(exc))
     cfg = get_config(record["config"])
     ov = fit(record, cfg)
     rows = compare(record, cfg, ov)
@@ -312,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     pred = frame_cycles(target, ov)
     waits = {op: round(w) for op, w in op_waits(target, ov).items() if w}
     print(json.dumps({"overheads": ov.__dict__, "all_within_10pct": all(r["ok"] for r in rows),
+                      "dumps": args.dumps,
                       "predicted": {"config": target.name, "layer_cycles": round(pred),
                                     f"ms_at_{CLOCK_MHZ:.0f}MHz": round(pred / CLOCK_MHZ / 1e3, 2),
                                     "weight_waits": waits}}))

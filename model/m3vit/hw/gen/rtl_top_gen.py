@@ -163,6 +163,36 @@ FORMAT_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+# The layers' on-chip activation RAMs (rtl/m3vit_layers.sv): one RAM per value width, each word one 4-value beat of
+# that width; a point lives in a slot of its width's RAM. Points whose lives within a layer do not overlap share a
+# slot (a slot's points in the order the ops write them): ln1 is dead once V has read it, so the attention output
+# takes its slot, and ln2 the attention output's once PROJ has read it; the MID add writes row r of mid over row r of
+# proj (the row it has just read); the out rows over the layer's input (the previous out, or embed: read last by
+# MID); the router's logits are read whole by ROUTE before E1 writes; the MoE sums' rows over the expert rows
+# COMB has read. Q, K and V stay apart (ATT reads all three for every head).
+ACT_RAMS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
+    "act": ("act_bits", (("ln1", "attn", "ln2"), ("q",), ("k",), ("v",), ("gelu", "egelu"))),
+    "res": ("resid_bits", (("embed", "out"), ("proj", "mid"), ("fc2", "e2", "moe"))),
+    "int": ("internal_bits", (("fc1", "e1", "gate"),)),
+}
+
+
+def activation_layout(cfg: ModelConfig) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Values each activation RAM holds, and each point's (RAM index in ``ACT_RAMS`` order, first value): slots
+    sized for the largest of their points' per-frame values (``program.frame_dump_values``)."""
+    fv = program.frame_dump_values(cfg)
+    sizes: dict[str, int] = {}
+    points: dict[str, tuple[int, int]] = {}
+    for r, (name, (_, slots)) in enumerate(ACT_RAMS.items()):
+        base = 0
+        for slot in slots:
+            for point in slot:
+                points[point] = (r, base)
+            base += max(fv[p] for p in slot)
+        sizes[name] = base
+    return sizes, points
+
+
 def pack_formats(pack) -> dict[str, list[tuple[str, int]]]:
     """Every run-time format of ``pack``'s layers, by ``FORMAT_RANGES`` key: (where, value) pairs."""
     cfg, c = pack.cfg, program.op_constants(pack)
@@ -246,8 +276,16 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
     for i, f in enumerate(program.ROW_SHIFT_LAYER_FIELDS):
         p(f"localparam logic [{rw - 1}:0] RF_{_ident(f)} = {rw}'d{i};")
     p(f"localparam logic [31:0] L_NO_ROW_SHIFT = 32'h{program.NO_ROW_SHIFT:08X};")
+    p(f"localparam logic [31:0] L_NO_DUMP = 32'h{program.NO_DUMP:08X};  // a point's dump field: not dumped")
     for point, values in program.frame_dump_values(cfg).items():
         p(f"localparam int FV_{_ident(point)} = {values};")
+    # the on-chip activation RAMs: each RAM's values and value width, each point's address {RAM, first value}
+    ram_values, ram_points = activation_layout(cfg)
+    for name, (bits, _) in ACT_RAMS.items():
+        p(f"localparam int AR_{_ident(name)}_VALUES = {ram_values[name]};")
+        p(f"localparam int AR_{_ident(name)}_BITS = {getattr(mode, bits)};")
+    for point, (r, base) in ram_points.items():
+        p(f"localparam logic [33:0] AP_{_ident(point)} = {{2'd{r}, 32'd{base}}};")
     p(f"typedef enum logic [4:0] {{{', '.join('ST_' + _ident(o) for o in LAYER_OPS)}}} step_t;")
     # the top's sequencer states (rtl/m3vit_top.sv's state register; its bench names cycles by them)
     sw = (len(TOP_STATES) - 1).bit_length()
