@@ -20,6 +20,8 @@ namespace m3v {
 template <int W> using sint = ap_int<W>;
 typedef ap_uint<BEAT_BITS> word_t;  // one beat of an S_AXI_HP port (BEAT_BITS: m3vit.hw.platform)
 
+// word_get / word_set: a run-time-length field (up to 64 bits) — the C-sim ABI's and testbench's form; no
+// synthesized function reaches them (`make hls-check`), those use word_field<NB> / word_put<NB> below.
 inline uint64_t word_get(const word_t& w, int lo, int len) {
     return w.range(lo + len - 1, lo).to_uint64();
 }
