@@ -20,6 +20,8 @@ namespace m3v {
 template <int W> using sint = ap_int<W>;
 typedef ap_uint<BEAT_BITS> word_t;  // one beat of an S_AXI_HP port (BEAT_BITS: m3vit.hw.platform)
 
+// word_get / word_set: a run-time-length field (up to 64 bits) — the C-sim ABI's and testbench's form; no
+// synthesized function reaches them (`make hls-check`), those use word_field<NB> / word_put<NB> below.
 inline uint64_t word_get(const word_t& w, int lo, int len) {
     return w.range(lo + len - 1, lo).to_uint64();
 }
@@ -252,7 +254,8 @@ ISQRT:
 }
 
 // The NB-bit little-endian field at bit `lo` of a beat, sign-extended: a range select (wiring), not a 64-bit
-// datapath (the synthesized reads of fixed-size elements use it; word_get / mem_int serve run-time sizes).
+// datapath (every synthesized read of a beat field uses it; word_get / mem_int, run-time sizes, serve only the
+// C-sim ABI, its testbench and the native build).
 template <int NB>
 inline sint<NB> word_field(const word_t& w, int lo) {
 #pragma HLS INLINE
@@ -273,6 +276,13 @@ inline void word_put(word_t& w, int lo, const T& v) {
 #else
     word_set(w, lo, NB, uint64_t(int64_t(v)));
 #endif
+}
+// Signed element j of a beat of NBYTES-byte little-endian elements: a fixed-width slice and its own sign
+// extension (the element size is the call site's compile-time constant, never a run-time length).
+template <int NBYTES>
+inline sint<8 * NBYTES> beat_int(const word_t& beat, int j) {
+#pragma HLS INLINE
+    return word_field<8 * NBYTES>(beat, j * 8 * NBYTES);
 }
 // The NBYTES-byte signed element at byte offset `off` of a word memory (element within one beat).
 template <int NBYTES>
@@ -309,8 +319,9 @@ inline void dump_word(word_t* mem, uint32_t off, int32_t v) {  // the dumps are 
 #endif
 }
 
+// u32 word `word_index` of a word memory (the layer program): a 32-bit slice, its bits as they are.
 inline uint32_t mem_u32(const word_t* mem, uint32_t word_index) {
-    return uint32_t(word_get(mem[word_index >> 2], int(word_index & 3) * 32, 32));
+    return uint32_t(int32_t(word_field<32>(mem[word_index >> 2], int(word_index & 3) * 32)));
 }
 
 }  // namespace m3v

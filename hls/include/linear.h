@@ -85,6 +85,11 @@ inline void dsp_unpack(const dsp_p_t& p, dsp_hi_t& hi, dsp_lo_t& lo) {
 // sum; a slice's partial sum is bounded by its own terms).
 constexpr int SLICE_BITS = W_BITS + ACT_BITS - 1 + ilog2(2 * MAC_COLS - 1) + 1;
 typedef sint<SLICE_BITS> slice_t;
+// mac_block's accumulate: a bias (BIAS_BITS) or a partial accumulator (ACC_BITS) plus a k-slice's sum, one bit
+// above the widest operand, so each step is exact in both builds (the total fits ACC_BITS: NUMERICS.md §3).
+constexpr int ACC_IN_BITS = BIAS_BITS > ACC_BITS ? BIAS_BITS : ACC_BITS;
+constexpr int ACC_SUM_BITS = (ACC_IN_BITS > SLICE_BITS ? ACC_IN_BITS : SLICE_BITS) + 1;
+typedef sint<ACC_SUM_BITS> acc_sum_t;
 
 constexpr int CASCADE = PACK_CHUNK > 0 ? PACK_CHUNK : MAC_COLS;  // products per DSP cascade
 // BEAT_BYTES: one m_axi beat (m3vit_config.h, from m3vit.hw.platform)
@@ -210,15 +215,6 @@ struct LinOp {
     uint32_t s_off;
     int w_bytes;
 };
-
-// Signed little-endian field j of `nbytes` bytes of a beat.
-inline int64_t beat_int_bytes(const word_t& beat, int j, int nbytes) {
-    const int bits = 8 * nbytes;
-    uint64_t v = word_get(beat, j * bits, bits);
-    if (bits < 64 && (v >> (bits - 1)) & 1) v |= ~uint64_t(0) << (bits & 63);
-    return int64_t(v);
-}
-inline int64_t beat_int(const word_t& beat, int j) { return beat_int_bytes(beat, j, W_BYTES); }
 
 // Tile (tr, tc) of the block → `steps` tiles further in pack order (ct tiles per tile row).
 inline void advance_tile(int& tr, int& tc, int steps, int ct) {
@@ -445,7 +441,7 @@ PLACE_SEGMENTS:
         if (s == pos) {
             for (int j = 0; j < G::PER_BEAT; ++j) {
 #pragma HLS UNROLL
-                word.w[s * G::PER_BEAT + j] = w_t(kk0 + j < k_in ? beat_int_bytes(beat, j, NB) : 0);
+                word.w[s * G::PER_BEAT + j] = kk0 + j < k_in ? w_t(beat_int<NB>(beat, j)) : w_t(0);
             }
         }
     }
@@ -554,10 +550,10 @@ PLACE_BLOCKS:
         for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
             const int at = info.bias_skip + n * BIAS_BYTES;
-            b.b[n] = n < nb ? bias_t(beat_int_bytes(bw[at / BEAT_BYTES], (at % BEAT_BYTES) / BIAS_BYTES, BIAS_BYTES))
+            b.b[n] = n < nb ? bias_t(beat_int<BIAS_BYTES>(bw[at / BEAT_BYTES], (at % BEAT_BYTES) / BIAS_BYTES))
                             : bias_t(0);
             const int sat = info.shift_skip + n;
-            b.s[n] = info.shift_skip >= 0 && n < nb ? int8_t(beat_int_bytes(sw[sat / BEAT_BYTES], sat % BEAT_BYTES, 1))
+            b.s[n] = info.shift_skip >= 0 && n < nb ? int8_t(beat_int<1>(sw[sat / BEAT_BYTES], sat % BEAT_BYTES))
                                                     : int8_t(0);
         }
         biases.write(b);
@@ -777,7 +773,8 @@ K_SLICES_X_TOKENS:
 #pragma HLS ARRAY_PARTITION variable = row complete
             for (int n = 0; n < MAC_ROWS; ++n) {
 #pragma HLS UNROLL
-                const acc_t a = acc_t((ks == 0 ? int64_t(bias.b[n]) : int64_t(acc[t][n])) + int64_t(sum[n]));
+                const acc_sum_t base = ks == 0 ? acc_sum_t(bias.b[n]) : acc_sum_t(acc[t][n]);
+                const acc_t a = acc_t(base + acc_sum_t(sum[n]));
                 row[n] = a;
                 if (ks != kslices - 1)
                     acc[t][n] = a;

@@ -342,11 +342,14 @@ inline LinOp lin_op(uint32_t w_off, uint32_t b_off, int n_out, int k_in, uint32_
 // Row `first` of a per-row shift vector (its bytes are the op's output rows), or NO_ROW_SHIFT.
 inline uint32_t rs_at(uint32_t s_off, uint32_t first) { return s_off == NO_ROW_SHIFT ? NO_ROW_SHIFT : s_off + first; }
 
-// `count` little-endian values of `nbytes` from byte `off` (16-aligned: pack tensors are 64-aligned),
-// one 128-bit beat per cycle from each weight port (beat i through port i mod WEIGHT_PORTS).
-template <class T>
-void load_vector(WEIGHT_PORT_PARAMS, uint32_t off, int nbytes, int count, T* out) {
-    const int per_beat = BEAT_BYTES / nbytes, beats = ceil_div(count, per_beat);
+// `count` little-endian values of NBYTES from byte `off` (16-aligned: pack tensors are 64-aligned),
+// one 128-bit beat per cycle from each weight port (beat i through port i mod WEIGHT_PORTS). The element size
+// is a template argument: each value is a fixed slice of the beat and its own sign extension.
+template <int NBYTES, class T>
+void load_vector(WEIGHT_PORT_PARAMS, uint32_t off, int count, T* out) {
+    constexpr int per_beat = BEAT_BYTES / NBYTES;
+    static_assert(per_beat * NBYTES == BEAT_BYTES, "elements tile the beat");
+    const int beats = ceil_div(count, per_beat);
     const uint32_t first = off / BEAT_BYTES;
 VECTOR_BEATS:
     for (int i0 = 0; i0 < beats; i0 += WEIGHT_PORTS) {
@@ -359,10 +362,10 @@ VECTOR_BEATS:
         g[2] = i0 + 2 < beats ? weights2[first + uint32_t(i0 + 2)] : word_t();
         for (int u = 0; u < WEIGHT_PORTS; ++u) {
 #pragma HLS UNROLL
-            for (int j = 0; j < BEAT_BYTES; ++j) {
+            for (int j = 0; j < per_beat; ++j) {
 #pragma HLS UNROLL
                 const int i = (i0 + u) * per_beat + j;
-                if (j < per_beat && i < count) out[i] = T(beat_int_bytes(g[u], j, nbytes));
+                if (i < count) out[i] = T(beat_int<NBYTES>(g[u], j));
             }
         }
     }
@@ -397,7 +400,7 @@ EMBED_IM2COL:
 // weight ports: one flattened loop over all the LayerNorms' beats, so the reads' latencies overlap.
 void load_params(WEIGHT_PORT_PARAMS, const word_t* program, uint32_t pos_off, bias_t pos_buf[N_PATCH * DIM],
                  w_t ln_g[LN_COUNT * DIM], bias_t ln_b[LN_COUNT * DIM]) {
-    load_vector(WEIGHT_PORT_ARGS, pos_off, BIAS_BYTES, N_PATCH * DIM, pos_buf);
+    load_vector<BIAS_BYTES>(WEIGHT_PORT_ARGS, pos_off, N_PATCH * DIM, pos_buf);
     constexpr int G_PER_BEAT = BEAT_BYTES / W_BYTES, B_PER_BEAT = BEAT_BYTES / BIAS_BYTES;
     constexpr int G_BEATS = (DIM + G_PER_BEAT - 1) / G_PER_BEAT, B_BEATS = (DIM + B_PER_BEAT - 1) / B_PER_BEAT;
     uint32_t g_off[LN_COUNT], b_off[LN_COUNT];
