@@ -21,6 +21,7 @@ from m3vit.quant.fixed import quantize
 from m3vit.quant.pack import write_pack
 from m3vit.quant.params import int_param_formats
 from m3vit.quant.quantize import QuantizedModel, calibrate
+from m3vit.quant.spec import MODES
 
 
 def check_frames(sim, q: QuantizedModel, images: np.ndarray, task: str) -> None:
@@ -329,18 +330,20 @@ def test_per_row_program_checks(micro_q, micro_model, micro_images, tmp_path):
 
 
 @pytest.mark.long
-def test_m3vit_small_bit_exact_at_every_point(tmp_path):
-    """m3vit-small (512×512, D = 384, 12 heads, top-4 of 16 experts, 1,025 tokens): one frame, one task, random
-    (untrained) weights calibrated on that frame, through the C-sim library; every activation point compared with
-    the integer reference (0 differing values). Measured: 157 s (2 min 37 s, peak RSS 5.9 GB) on this shared
-    2-core machine with the library build, over the ≈ 2 min of a `slow` test: `long` (`make test-long`)."""
+@pytest.mark.parametrize("mode", list(MODES))
+def test_m3vit_small_bit_exact_at_every_point(mode, tmp_path):
+    """m3vit-small (512×512, D = 384, 12 heads, top-4 of 16 experts, 1,025 tokens), every precision mode: one frame,
+    one task, random (untrained) weights calibrated on that frame, through the mode's C-sim library; every
+    activation point compared with the integer reference (0 differing values). Measured (W8/A8): 157 s (2 min 37 s,
+    peak RSS 5.9 GB) on this shared 2-core machine with the library build, over the ≈ 2 min of a `slow` test:
+    `long` (`make test-long`)."""
     cfg = get_config("m3vit-small")
     torch.manual_seed(5)
     model = M3ViT(cfg).eval()
     images = np.random.default_rng(5).normal(0, 1, (1, cfg.in_chans, *cfg.img_size))
-    q = QuantizedModel.build(model, calibrate(model, images, "w8a8"))
+    q = QuantizedModel.build(model, calibrate(model, images, mode))
     _, manifest = write_pack(q, tmp_path)
-    sim = cached(cfg, "w8a8")
+    sim = cached(cfg, mode)
     assert (sim.constant("DIM"), sim.constant("HEADS"), sim.constant("TOP_K")) == (384, 12, 4)
     sim.load_pack(manifest, dump_frames=1)
     check_frames(sim, q, images, cfg.task_names[0])
