@@ -33,7 +33,7 @@ from ...quant import opgraph
 from ...quant.fixed import container_bytes
 from ...quant.spec import get_mode
 from ..gen import program
-from ..gen.rtl_top_gen import LIN_TILES
+from ..gen.rtl_top_gen import LIN_ROWS, LIN_TILES
 from .perf import Platform
 from .timing import unit_depth
 
@@ -81,6 +81,14 @@ def _linear_shape(cfg: ModelConfig, op: str) -> tuple[int, int]:
             "e2": (cfg.expert_hidden, d)}[op]
 
 
+def row_groups(rows: float, group: int = LIN_ROWS) -> float:
+    """Row groups of a linear op over ``rows`` rows (the last one partial); a fractional ``rows`` (an expert's mean
+    share of the routed rows) counts the partial group's expected half: rows / group + (group - 1) / (2 group)."""
+    if float(rows).is_integer():
+        return float(-(-int(rows) // group))
+    return rows / group + (group - 1) / (2 * group)
+
+
 def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, float]:
     """(beats + compute cycles, read commands, write commands) of one op's execution over ``rows`` rows (its
     weights come from the prefetcher: :func:`load_terms`)."""
@@ -91,8 +99,10 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
         tiles = -(-n_out // 16)
         passes = -(-tiles // LIN_TILES)  # LIN_TILES tiles of 16 outputs per pass over k
         depth = unit_depth("mac_tile", {}) + 1  # the bank read one cycle ahead, then the tile's pipeline
-        per_row = _beats(k) + passes * k + depth + rq + _beats(n_out)
-        return rows * per_row, rows * (h if op == "proj" else 1), rows  # proj: the heads' attn rows, one read each
+        # LIN_ROWS rows in flight: each row loaded and stored on its own, the passes over k once per row group
+        per_group = passes * k + depth + rq
+        return (rows * (_beats(k) + _beats(n_out)) + row_groups(rows) * per_group,
+                rows * (h if op == "proj" else 1), rows)  # proj: the heads' attn rows, one read each
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
         return rows * (2 * _beats(d) + unit_depth("layernorm", {"D": d}) + d), rows, rows
     if op in ("gelu", "egelu"):
