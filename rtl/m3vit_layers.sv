@@ -582,46 +582,54 @@ module m3vit_layers (
     logits_word <= lg_mem[lg_ra];
   end
 
-  // ---- linear epilogue: bias + requantize, one MAC tile's 16 outputs a cycle per row of the group
+  // ---- linear epilogue: bias + requantize, one MAC tile's 16 outputs a cycle
   // A pass's LIN_ROWS · LIN_TILES · 16 sums arrive together and stay in the tiles' output registers for the next
-  // pass's K >= 16 cycles, so each row's 16 requantizers work through its tiles one tile a cycle (tile 0 in the cycle
-  // the sums arrive, tile t t cycles later): a quarter of the logic of one requantizer per output, and the rows'
-  // epilogues in lock step (the same tile, bias and shift; row r's outputs into its own ob copy). The requantizers are pipelined
-  // (RQ_LAT register stages, at most 8 LUT levels each), so tile t's 4 quads reach ob t + RQ_LAT cycles after the
-  // sums, its write enable, tile and pass delayed alongside (ep_*_d). No cycle is added between passes (the next
-  // pass's sums are K cycles away, its writes in the same order); after a row's last pass the store waits RQ_LAT
-  // cycles more (rq_wait), so it reads quad q no earlier than q + 1 cycles after tile q / 4's write, as it did
-  // before the stages. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
+  // pass's K cycles, so 16 requantizers work through the EP_SLOTS = LIN_ROWS · LIN_TILES tiles one a cycle (slot
+  // s = tile s of the MAC array: row s / LIN_TILES of the group, outputs 16 (s mod LIN_TILES) ... of the pass; slot
+  // 0 in the cycle the sums arrive, slot s s cycles later) — one requantizer per 16 · EP_SLOTS outputs, done before
+  // the next pass's sums as K > EP_SLOTS (checked below). The requantizers are pipelined (RQ_LAT register stages,
+  // at most 8 LUT levels each), so slot s's 4 quads reach its row's ob copy s + RQ_LAT cycles after the sums, its
+  // write enable, slot and pass delayed alongside (ep_*_d). No cycle is added between passes (the next pass's sums
+  // are K cycles away, its writes in the same order); after a row group's last pass the store waits RQ_LAT +
+  // EP_SLOTS - LIN_TILES cycles more (rq_wait: every row's slots written), so it reads quad q of row 0 no earlier
+  // than q + 1 cycles after its write, as it did before the stages, and the later rows later. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
   // the per-layer bound checked at export) and exact for any shift (requant_rt clamps it to the range that can
   // change a result).
   localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
-  localparam int RQW_W = $clog2(RQ_LAT + 1);
-  localparam int EPT_W = (LIN_TILES > 1) ? $clog2(LIN_TILES) : 1;
+  localparam int EP_SLOTS = LIN_ROWS * LIN_TILES;
+  localparam int RQ_LIN_WAIT = RQ_LAT + EP_SLOTS - LIN_TILES;  // a linear row group's store: every slot written
+  localparam int RQW_W = $clog2(RQ_LIN_WAIT + 1);
+  localparam int EPT_W = (EP_SLOTS > 1) ? $clog2(EP_SLOTS) : 1;
+  localparam int K_MIN = (L_MLP < EH ? (L_MLP < D ? L_MLP : D) : (EH < D ? EH : D));  // shortest pass over k
+  // (strictly fewer slots than a pass's cycles: the bias / aux word of the next pass, ep_pass = o0, is addressed at
+  // least one cycle before its sums arrive)
+  `M3VIT_CHECK(g_check_slots, EP_SLOTS < K_MIN, ("m3vit_layers: %0d epilogue slots a pass, passes of %0d cycles",
+               EP_SLOTS, K_MIN))
   localparam int EP_W = L_ACC_BITS;
   localparam int EP_OUT_W = (RB > IB ? (RB > ACTB ? RB : ACTB) : (IB > ACTB ? IB : ACTB));  // widest k_bits
   `M3VIT_CHECK(g_check_ep, EP_W <= MACC_W && EP_W <= BW, ("m3vit_layers: accumulator limit %0d too wide", EP_W))
-  logic [EPT_W-1:0] ep_t;                           // tile of the pass o0 - 1 requantized now (0: none)
+  logic [EPT_W-1:0] ep_t;                           // slot of the pass o0 - 1 requantized now (0: none)
   wire logic        ep_first = &mt_out_valid;       // a pass's sums arrived: tile 0 now
   wire logic [EPT_W-1:0] ep_tile = ep_first ? '0 : ep_t;
   assign ep_pass = (ep_t != '0) ? o0 - 32'd1 : o0;  // the pass whose tile is requantized (o0 moved on after tile 0)
   always_ff @(posedge ap_clk) begin
     if (rst) ep_t <= '0;
-    else if (ep_first) ep_t <= EPT_W'(LIN_TILES > 1 ? 1 : 0);
-    else if (ep_t != '0) ep_t <= (32'(ep_t) == LIN_TILES - 1) ? '0 : ep_t + 1'b1;
+    else if (ep_first) ep_t <= EPT_W'(EP_SLOTS > 1 ? 1 : 0);
+    else if (ep_t != '0) ep_t <= (32'(ep_t) == EP_SLOTS - 1) ? '0 : ep_t + 1'b1;
   end
   logic signed [7:0] ep_op_shift;  // the op's shift in 8 bits (saturated: exact, requant_rt clamps further)
   assign ep_op_shift = k_shift > 32'sd127 ? 8'sd127 : k_shift < -32'sd128 ? -8'sd128 : 8'(k_shift);
-  logic [32*16-1:0] ep_vals [LIN_ROWS];  // each row's tile ep_tile_d's 16 outputs (RQ_LAT cycles after its sums)
-  for (genvar i = 0; i < 16 * LIN_ROWS; i++) begin : g_ep
-    localparam int R = i / 16, O = i % 16;  // row of the group, output of the tile
-    wire logic [EP_W-1:0] acc = mt_out[R * LIN_TILES + 32'(ep_tile)][MACC_W*O +: EP_W];
-    wire logic [EP_W-1:0] bias = wb_bias[BW * (16 * 32'(ep_tile) + O) +: EP_W];
+  logic [32*16-1:0] ep_vals;       // slot ep_tile_d's 16 outputs (RQ_LAT cycles after its sums)
+  wire logic [31:0] ep_col = 32'(ep_tile) % 32'(LIN_TILES);  // the slot's tile within its row: its biases, shifts
+  for (genvar r = 0; r < 16; r++) begin : g_ep
+    wire logic [EP_W-1:0] acc = mt_out[ep_tile][MACC_W*r +: EP_W];
+    wire logic [EP_W-1:0] bias = wb_bias[BW * (16 * ep_col + r) +: EP_W];
     wire logic signed [EP_W-1:0] sum = acc + bias;  // wraps only outside the contract's bound
-    wire logic signed [7:0] sh = wb_rs ? wb_aux[WBITS * (16 * 32'(ep_tile) + O) +: 8] : ep_op_shift;
+    wire logic signed [7:0] sh = wb_rs ? wb_aux[WBITS * (16 * ep_col + r) +: 8] : ep_op_shift;
     logic signed [EP_OUT_W-1:0] q;
     requant_rt #(.IN_W(EP_W), .OUT_W(EP_OUT_W), .STAGES(RQ_LAT)) u_rq (
       .clk(ap_clk), .ce(1'b1), .in(sum), .shift(sh), .bits(k_bits), .out(q));
-    assign ep_vals[R][32*O +: 32] = 32'(q);
+    assign ep_vals[32*r +: 32] = 32'(q);
   end
 
   // The residual-width requantizer (the exact-shift requant_rt, as the epilogue's): FIN's MoE sums, or the residual
@@ -657,7 +665,8 @@ module m3vit_layers (
     end else begin
       ep_we_d <= {ep_we_d[RQ_LAT-2:0], kind_q == K_LIN && (ep_first || ep_t != '0)};
       rq_we_d <= {rq_we_d[RQ_LAT-2:0], rq_in_we};
-      if (xs == X_COMP) rq_wait <= (kind_q == K_LIN || kind_q == K_ADD || kind_q == K_FIN) ? RQW_W'(RQ_LAT) : '0;
+      if (xs == X_COMP)
+        rq_wait <= kind_q == K_LIN ? RQW_W'(RQ_LIN_WAIT) : (kind_q == K_ADD || kind_q == K_FIN) ? RQW_W'(RQ_LAT) : '0;
       else if (rq_wait != '0) rq_wait <= rq_wait - 1'b1;
     end
   end
@@ -689,11 +698,12 @@ module m3vit_layers (
   for (genvar i = 0; i < LIN_ROWS * OB_NQ; i++) begin : g_ob
     localparam int R = i / OB_NQ, B = i % OB_NQ;  // copy (row of the group), bank
     logic [127:0] mem [OB_W];
-    wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == B / 4;  // tile t: quads 4t .. 4t+3 of the pass
+    // slot s: row s / LIN_TILES's copy, quads 4t .. 4t+3 of the pass (t = s mod LIN_TILES)
+    wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == R * LIN_TILES + B / 4;
     wire logic we = ep_b || (R == 0 && sv_full && sv_quad % 32'(OB_NQ) == B);
     wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass_d[RQ_LAT-1] : sv_quad / 32'(OB_NQ));
     always_ff @(posedge ap_clk) begin
-      if (we) mem[wa] <= ep_b ? ep_vals[R][128*(B%4) +: 128] : {sv_val, ob_stage};
+      if (we) mem[wa] <= ep_b ? ep_vals[128*(B%4) +: 128] : {sv_val, ob_stage};
       ob_q[i] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
     end
   end

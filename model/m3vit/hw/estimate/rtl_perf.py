@@ -107,8 +107,10 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
         tiles = -(-n_out // 16)
         passes = -(-tiles // LIN_TILES)  # LIN_TILES tiles of 16 outputs per pass over k
         depth = unit_depth("mac_tile", {}) + 1  # the bank read one cycle ahead, then the tile's pipeline
-        # LIN_ROWS rows in flight: each row loaded and stored on its own, the passes over k once per row group
-        per_group = passes * k + depth + rq
+        # LIN_ROWS rows in flight: each row loaded and stored on its own, the passes over k once per row group; the
+        # epilogue's 16 requantizers take the group's LIN_ROWS · LIN_TILES tiles one a cycle, so the group's store
+        # waits for the last row's tiles, (LIN_ROWS - 1) · LIN_TILES cycles after the first row's
+        per_group = passes * k + depth + rq + (model_lin_rows - 1) * LIN_TILES
         return (rows * (_beats(k) + _beats(n_out)) + row_groups(rows) * per_group,
                 rows * (h if op == "proj" else 1), rows)  # proj: the heads' attn rows, one read each
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
