@@ -91,10 +91,10 @@ module m3vit_layers (
   logic signed [31:0] xb_v0;           // second input row (residual adds) value at f0
   logic [127:0]       r_tdata;         // a load's word: 4 values of an activation RAM, sign-extended to int32
   logic               r_tvalid, r_tlast;
-  logic [255:0]       xa_q;            // xa's read register: 8 values
+  logic [255:0]       xa_q [LIN_ROWS]; // xa's read registers (one per row of a linear row group): 8 values
   logic [2:0]         xa_sel;          // the first value of xa_q wanted
   localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
-  logic [127:0]       ob_q [OB_NQ];    // ob's read registers (word ob_rq / OB_NQ of every bank)
+  logic [127:0]       ob_q [LIN_ROWS*OB_NQ];  // ob's read registers (word ob_rq / OB_NQ of every bank, every row)
   logic [$clog2(OB_NQ)-1:0] ob_sel;    // the bank holding quad ob_rq
   logic signed [63:0] acc_q;           // MoE combine sums' read register (acc_mem below)
   logic               fn_v;            // FIN: acc_q holds sum o0
@@ -231,7 +231,8 @@ module m3vit_layers (
   typedef enum logic [4:0] {X_IDLE, X_LWAIT, X_SETUP, X_BWAIT, X_ROW, X_LCMD, X_LDATA, X_COMP, X_SCMD, X_SDATA,
                             X_SWAIT, X_NEXT} xstate_t;
   xstate_t xs;
-  logic [31:0] row, seg, cnt;        // row of the op, load segment, beat counter
+  logic [31:0] row, seg, cnt;        // row of the op (a linear op: its row group's first), load segment, beat counter
+  logic [31:0] rsub;                 // a linear op's row within its group being loaded or stored (else 0)
   logic [31:0] head, qi;             // attention: head and query row of `row`
   logic [31:0] f0, f1, f2, o0;       // compute counters
   logic [1:0]  aph;                  // attention phase
@@ -239,6 +240,10 @@ module m3vit_layers (
 
   kind_t kind_q;
   assign busy = xs != X_IDLE;
+  // a linear op runs its rows in groups of LIN_ROWS (the last group what is left); every other op one row at a time
+  wire logic [31:0] grp_rows = (kind_q == K_LIN && k_rows - row < 32'(LIN_ROWS)) ? k_rows - row
+                             : kind_q == K_LIN ? 32'(LIN_ROWS) : 32'd1;
+  wire logic [31:0] arow = row + rsub;  // the row loaded or stored
   assign dbg_step = step;
   assign dbg_layer = layer;
 
@@ -248,7 +253,7 @@ module m3vit_layers (
   logic [31:0] seg_vals, seg_base;
   logic [1:0]  seg_tgt;
   always_comb begin
-    nseg = 32'd1; seg_ap = k_src + 34'(32'(row * k_kin)); seg_vals = k_kin; seg_base = '0; seg_tgt = 2'd0;
+    nseg = 32'd1; seg_ap = k_src + 34'(32'(arow * k_kin)); seg_vals = k_kin; seg_base = '0; seg_tgt = 2'd0;
     case (k_kind)
       K_ATT: begin
         nseg = qi == 0 ? 32'(2 * NT + 1) : 32'd1;
@@ -273,9 +278,9 @@ module m3vit_layers (
           nseg = 32'(H);
           seg_vals = 32'(HD);
           seg_base = seg * 32'(HD);
-          seg_ap = k_src + 34'(32'((seg * 32'(NT) + row) * 32'(HD)));
+          seg_ap = k_src + 34'(32'((seg * 32'(NT) + arow) * 32'(HD)));
         end else if (step == ST_E1) begin  // gather: the queue's token rows of ln2
-          seg_ap = k_src + 34'(32'(qtok[32'(row0) + row]) * 32'(D));
+          seg_ap = k_src + 34'(32'(qtok[32'(row0) + arow]) * 32'(D));
         end
       end
     endcase
@@ -286,8 +291,8 @@ module m3vit_layers (
   logic [63:0] st_addr;
   logic [31:0] st_beats;
   always_comb begin
-    st_ap = k_dsta + 34'(32'(row * k_nout));
-    st_addr = k_dst + 64'(row) * 64'(k_nout) * 64'd4;
+    st_ap = k_dsta + 34'(32'(arow * k_nout));
+    st_addr = k_dst + 64'(arow) * 64'(k_nout) * 64'd4;
     st_beats = k_nout / 4;
     if (k_kind == K_ATT) begin
       st_ap = k_dsta + 34'(32'((head * 32'(NT) + qi) * 32'(HD)));
@@ -332,17 +337,18 @@ module m3vit_layers (
   );
   assign wb_release = xs == X_NEXT && (kind_q == K_LIN || kind_q == K_LN);
 
-  // linear: LIN_TILES MAC tiles side by side, 16 outputs each, all fed the same x[k] in one pass over k
-  // (a pass covers LIN_TILES · 16 outputs; tiles past the op's last are dropped). Issue (pass f0, input f1): the
-  // banks' word f0 · K + f1 and xa[f1] are read; the next cycle they enter the tiles (which never stall: their
-  // output is always taken). The epilogue's biases and shifts (word o0 of the bias / aux RAMs) are read while the
-  // pass runs.
+  // linear: a LIN_ROWS x LIN_TILES array of MAC tiles, 16 outputs each. Row r's LIN_TILES tiles take x[k] of the
+  // group's row r (its own xa copy); tile t of every row takes the same 16 weights, so each bank word read feeds
+  // LIN_ROWS rows and a row group's passes over k run once (a pass covers LIN_TILES · 16 outputs of LIN_ROWS rows;
+  // tiles past the op's last output, rows past its last row, are computed and dropped). Issue (pass f0, input f1):
+  // the banks' word f0 · K + f1 and every xa copy's value f1 are read; the next cycle they enter the tiles (which
+  // never stall: their output is always taken). The epilogue's biases and shifts (word o0 of the bias / aux RAMs)
+  // are read while the pass runs.
   logic [31:0]     ntiles, npass;
   assign ntiles = (k_nout + 32'd15) / 32'd16;
   assign npass = (ntiles + 32'(LIN_TILES) - 32'd1) / 32'(LIN_TILES);
   wire logic mt_in_valid = xs == X_COMP && kind_q == K_LIN && f0 < npass;
   logic            mt_v, mt_last, mt_first;  // the issued (pass, input) one cycle later
-  wire logic [ACTB-1:0] mt_x = xa_v0[ACTB-1:0];  // xa[f1] of the issue cycle (xa's read register)
   always_ff @(posedge ap_clk) begin
     if (rst) mt_v <= 1'b0;
     else mt_v <= mt_in_valid;
@@ -350,26 +356,30 @@ module m3vit_layers (
     mt_first <= f1 == 0;
   end
   assign wb_waddr = f0 * k_kin + f1;
-  logic [LIN_TILES-1:0] mt_in_ready, mt_out_valid;
-  logic [16*MACC_W-1:0] mt_out [LIN_TILES];
+  localparam int MT_N = LIN_ROWS * LIN_TILES;  // tile r · LIN_TILES + t: row r, outputs 16t .. 16t+15 of the pass
+  logic [MT_N-1:0] mt_in_ready, mt_out_valid;
+  logic [16*MACC_W-1:0] mt_out [MT_N];
   wire logic unused_mt_ready = &mt_in_ready;  // always ready: the tiles' outputs are never back-pressured
-  for (genvar t = 0; t < LIN_TILES; t++) begin : g_mac
-    wire logic [16*WBITS-1:0] wrow = wb_wt[16*WBITS*t +: 16*WBITS];  // the 16 outputs' weights at this input
+  for (genvar i = 0; i < MT_N; i++) begin : g_mac
+    localparam int R = i / LIN_TILES, T = i % LIN_TILES;
+    wire logic [16*WBITS-1:0] wrow = wb_wt[16*WBITS*T +: 16*WBITS];  // the 16 outputs' weights at this input
+    // x[f1] of the group's row R in the issue cycle (its xa copy's read register)
+    wire logic [ACTB-1:0] mt_x = xa_q[R][32 * 32'(xa_sel) +: ACTB];
     if (INT8) begin : g_int8  // the DSP-packed INT8 MAC tile
       mac_tile #(.N_OUT(16), .K_GROUP(7), .NARROW_W(0), .ACC_W(32)) u_mac (
         .ap_clk, .ap_rst_n,
-        .s_axis_tdata({wrow, mt_x}), .s_axis_tvalid(mt_v), .s_axis_tready(mt_in_ready[t]),
+        .s_axis_tdata({wrow, mt_x}), .s_axis_tvalid(mt_v), .s_axis_tready(mt_in_ready[i]),
         .s_axis_tlast(mt_last),
-        .m_axis_tdata(mt_out[t]), .m_axis_tvalid(mt_out_valid[t]), .m_axis_tready(1'b1), .m_axis_tlast()
+        .m_axis_tdata(mt_out[i]), .m_axis_tvalid(mt_out_valid[i]), .m_axis_tready(1'b1), .m_axis_tlast()
       );
       wire logic unused_first = mt_first;
     end else begin : g_wide  // W16/A16, W8/A16: 16 plain products a cycle (16-bit activations; mac_tile is INT8 only)
       logic signed [63:0] acc_r [16], acc_nx [16];
       logic [16*64-1:0]   out_r;
       logic               done_r;
-      assign mt_in_ready[t] = 1'b1;
-      assign mt_out[t] = out_r;
-      assign mt_out_valid[t] = done_r;
+      assign mt_in_ready[i] = 1'b1;
+      assign mt_out[i] = out_r;
+      assign mt_out_valid[i] = done_r;
       always_comb begin
         for (int r = 0; r < 16; r++)
           acc_nx[r] = (mt_first ? 64'sd0 : acc_r[r]) + 64'(signed'(mt_x)) * 64'(signed'(wrow[WBITS*r +: WBITS]));
@@ -535,12 +545,14 @@ module m3vit_layers (
   end
   wire logic        ld_beat = xs == X_LDATA && r_tvalid;
   wire logic [31:0] ld_quad = seg_base / 4 + cnt;  // segments start on whole quads (HD % 16 == 0)
-  for (genvar h = 0; h < 2; h++) begin : g_xa
+  // (xa is LIN_ROWS copies, copy r the linear row group's row r, read at the same address; other ops use copy 0)
+  for (genvar i = 0; i < 2 * LIN_ROWS; i++) begin : g_xa
+    localparam int R = i / 2, HALF = i % 2;
     logic [127:0] mem [XA_W];
-    wire logic we = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(h);
+    wire logic we = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(HALF) && rsub == R;
     always_ff @(posedge ap_clk) begin
       if (we) mem[XA_AW'(ld_quad / 2)] <= r_tdata;
-      xa_q[128*h +: 128] <= mem[XA_AW'(xa_ri / 8)];
+      xa_q[R][128*HALF +: 128] <= mem[XA_AW'(xa_ri / 8)];
     end
   end
   logic [127:0] xb_mem [D/4];
@@ -553,7 +565,7 @@ module m3vit_layers (
     xb_sel <= xa_ri[1:0];
     ob_sel <= $clog2(OB_NQ)'(ob_rq % 32'(OB_NQ));
   end
-  assign xa_v0 = xa_q[32 * 32'(xa_sel) +: 32];
+  assign xa_v0 = xa_q[0][32 * 32'(xa_sel) +: 32];
   assign xb_v0 = xb_q[32 * 32'(xb_sel) +: 32];
   assign q_word = kv_stage;
 
@@ -571,39 +583,49 @@ module m3vit_layers (
   end
 
   // ---- linear epilogue: bias + requantize, one MAC tile's 16 outputs a cycle
-  // A pass's LIN_TILES · 16 sums arrive together and stay in the tiles' output registers for the next pass's
-  // K >= 16 cycles, so 16 requantizers work through them one tile a cycle (tile 0 in the cycle the sums arrive,
-  // tile t t cycles later): a quarter of the logic of one requantizer per output. The requantizers are pipelined
-  // (RQ_LAT register stages, at most 8 LUT levels each), so tile t's 4 quads reach ob t + RQ_LAT cycles after the
-  // sums, its write enable, tile and pass delayed alongside (ep_*_d). No cycle is added between passes (the next
-  // pass's sums are K cycles away, its writes in the same order); after a row's last pass the store waits RQ_LAT
-  // cycles more (rq_wait), so it reads quad q no earlier than q + 1 cycles after tile q / 4's write, as it did
-  // before the stages. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
+  // A pass's LIN_ROWS · LIN_TILES · 16 sums arrive together and stay in the tiles' output registers for the next
+  // pass's K cycles, so 16 requantizers work through the EP_SLOTS = LIN_ROWS · LIN_TILES tiles one a cycle (slot
+  // s = tile s of the MAC array: row s / LIN_TILES of the group, outputs 16 (s mod LIN_TILES) ... of the pass; slot
+  // 0 in the cycle the sums arrive, slot s s cycles later) — one requantizer per 16 · EP_SLOTS outputs, done before
+  // the next pass's sums as K > EP_SLOTS (checked below). The requantizers are pipelined (RQ_LAT register stages,
+  // at most 8 LUT levels each), so slot s's 4 quads reach its row's ob copy s + RQ_LAT cycles after the sums, its
+  // write enable, slot and pass delayed alongside (ep_*_d). No cycle is added between passes (the next pass's sums
+  // are K cycles away, its writes in the same order); after a row group's last pass the store waits RQ_LAT +
+  // EP_SLOTS - LIN_TILES cycles more (rq_wait: every row's slots written), so it reads quad q of row 0 no earlier
+  // than q + 1 cycles after its write, as it did before the stages, and the later rows later. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
   // the per-layer bound checked at export) and exact for any shift (requant_rt clamps it to the range that can
   // change a result).
   localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
-  localparam int RQW_W = $clog2(RQ_LAT + 1);
-  localparam int EPT_W = (LIN_TILES > 1) ? $clog2(LIN_TILES) : 1;
+  localparam int EP_SLOTS = LIN_ROWS * LIN_TILES;
+  localparam int RQ_LIN_WAIT = RQ_LAT + EP_SLOTS - LIN_TILES;  // a linear row group's store: every slot written
+  localparam int RQW_W = $clog2(RQ_LIN_WAIT + 1);
+  localparam int EPT_W = (EP_SLOTS > 1) ? $clog2(EP_SLOTS) : 1;
+  localparam int K_MIN = (L_MLP < EH ? (L_MLP < D ? L_MLP : D) : (EH < D ? EH : D));  // shortest pass over k
+  // (strictly fewer slots than a pass's cycles: the bias / aux word of the next pass, ep_pass = o0, is addressed at
+  // least one cycle before its sums arrive)
+  `M3VIT_CHECK(g_check_slots, EP_SLOTS < K_MIN, ("m3vit_layers: %0d epilogue slots a pass, passes of %0d cycles",
+               EP_SLOTS, K_MIN))
   localparam int EP_W = L_ACC_BITS;
   localparam int EP_OUT_W = (RB > IB ? (RB > ACTB ? RB : ACTB) : (IB > ACTB ? IB : ACTB));  // widest k_bits
   `M3VIT_CHECK(g_check_ep, EP_W <= MACC_W && EP_W <= BW, ("m3vit_layers: accumulator limit %0d too wide", EP_W))
-  logic [EPT_W-1:0] ep_t;                           // tile of the pass o0 - 1 requantized now (0: none)
+  logic [EPT_W-1:0] ep_t;                           // slot of the pass o0 - 1 requantized now (0: none)
   wire logic        ep_first = &mt_out_valid;       // a pass's sums arrived: tile 0 now
   wire logic [EPT_W-1:0] ep_tile = ep_first ? '0 : ep_t;
   assign ep_pass = (ep_t != '0) ? o0 - 32'd1 : o0;  // the pass whose tile is requantized (o0 moved on after tile 0)
   always_ff @(posedge ap_clk) begin
     if (rst) ep_t <= '0;
-    else if (ep_first) ep_t <= EPT_W'(LIN_TILES > 1 ? 1 : 0);
-    else if (ep_t != '0) ep_t <= (32'(ep_t) == LIN_TILES - 1) ? '0 : ep_t + 1'b1;
+    else if (ep_first) ep_t <= EPT_W'(EP_SLOTS > 1 ? 1 : 0);
+    else if (ep_t != '0) ep_t <= (32'(ep_t) == EP_SLOTS - 1) ? '0 : ep_t + 1'b1;
   end
   logic signed [7:0] ep_op_shift;  // the op's shift in 8 bits (saturated: exact, requant_rt clamps further)
   assign ep_op_shift = k_shift > 32'sd127 ? 8'sd127 : k_shift < -32'sd128 ? -8'sd128 : 8'(k_shift);
-  logic [32*16-1:0] ep_vals;       // tile ep_tile_d's 16 outputs (RQ_LAT cycles after its sums)
+  logic [32*16-1:0] ep_vals;       // slot ep_tile_d's 16 outputs (RQ_LAT cycles after its sums)
+  wire logic [31:0] ep_col = 32'(ep_tile) % 32'(LIN_TILES);  // the slot's tile within its row: its biases, shifts
   for (genvar r = 0; r < 16; r++) begin : g_ep
     wire logic [EP_W-1:0] acc = mt_out[ep_tile][MACC_W*r +: EP_W];
-    wire logic [EP_W-1:0] bias = wb_bias[BW * (16 * 32'(ep_tile) + r) +: EP_W];
+    wire logic [EP_W-1:0] bias = wb_bias[BW * (16 * ep_col + r) +: EP_W];
     wire logic signed [EP_W-1:0] sum = acc + bias;  // wraps only outside the contract's bound
-    wire logic signed [7:0] sh = wb_rs ? wb_aux[WBITS * (16 * 32'(ep_tile) + r) +: 8] : ep_op_shift;
+    wire logic signed [7:0] sh = wb_rs ? wb_aux[WBITS * (16 * ep_col + r) +: 8] : ep_op_shift;
     logic signed [EP_OUT_W-1:0] q;
     requant_rt #(.IN_W(EP_W), .OUT_W(EP_OUT_W), .STAGES(RQ_LAT)) u_rq (
       .clk(ap_clk), .ce(1'b1), .in(sum), .shift(sh), .bits(k_bits), .out(q));
@@ -643,7 +665,8 @@ module m3vit_layers (
     end else begin
       ep_we_d <= {ep_we_d[RQ_LAT-2:0], kind_q == K_LIN && (ep_first || ep_t != '0)};
       rq_we_d <= {rq_we_d[RQ_LAT-2:0], rq_in_we};
-      if (xs == X_COMP) rq_wait <= (kind_q == K_LIN || kind_q == K_ADD || kind_q == K_FIN) ? RQW_W'(RQ_LAT) : '0;
+      if (xs == X_COMP)
+        rq_wait <= kind_q == K_LIN ? RQW_W'(RQ_LIN_WAIT) : (kind_q == K_ADD || kind_q == K_FIN) ? RQW_W'(RQ_LAT) : '0;
       else if (rq_wait != '0) rq_wait <= rq_wait - 1'b1;
     end
   end
@@ -671,14 +694,17 @@ module m3vit_layers (
   wire logic [31:0] sv_quad = sv_idx / 4;
   wire logic        sv_full = sv_we && sv_idx[1:0] == 2'd3;
   always_ff @(posedge ap_clk) if (sv_we && !sv_full) ob_stage[32*sv_idx[1:0] +: 32] <= sv_val;
-  for (genvar b = 0; b < OB_NQ; b++) begin : g_ob
+  // (ob is LIN_ROWS copies: copy r holds the linear row group's row r; the one-value writers use copy 0)
+  for (genvar i = 0; i < LIN_ROWS * OB_NQ; i++) begin : g_ob
+    localparam int R = i / OB_NQ, B = i % OB_NQ;  // copy (row of the group), bank
     logic [127:0] mem [OB_W];
-    wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == b / 4;  // tile t: quads 4t .. 4t+3 of the pass
-    wire logic we = ep_b || (sv_full && sv_quad % 32'(OB_NQ) == b);
+    // slot s: row s / LIN_TILES's copy, quads 4t .. 4t+3 of the pass (t = s mod LIN_TILES)
+    wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == R * LIN_TILES + B / 4;
+    wire logic we = ep_b || (R == 0 && sv_full && sv_quad % 32'(OB_NQ) == B);
     wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass_d[RQ_LAT-1] : sv_quad / 32'(OB_NQ));
     always_ff @(posedge ap_clk) begin
-      if (we) mem[wa] <= ep_b ? ep_vals[128*(b%4) +: 128] : {sv_val, ob_stage};
-      ob_q[b] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
+      if (we) mem[wa] <= ep_b ? ep_vals[128*(B%4) +: 128] : {sv_val, ob_stage};
+      ob_q[i] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
     end
   end
 
@@ -753,11 +779,11 @@ module m3vit_layers (
     // the token write streams the out row straight from xa, an attention row from att_row: no copies into ob
     if (kind_q == K_TOK) begin  // values cnt · TOK_PER_BEAT ... of xa's read register
       for (int j = 0; j < TOK_PER_BEAT; j++)
-        s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = xa_q[32 * 32'(3'(xa_sel + 3'(j))) +: L_RESID_BYTES*8];
+        s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = xa_q[0][32 * 32'(3'(xa_sel + 3'(j))) +: L_RESID_BYTES*8];
     end else if (kind_q == K_ATT) begin
       for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(cnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
-      s_tdata = ob_q[ob_sel];  // quad cnt of the output row
+      s_tdata = ob_q[32'(rsub) * 32'(OB_NQ) + 32'(ob_sel)];  // quad cnt of the output row (the group's row rsub)
     end
   end
   assign md_start = xs == X_COMP && kind_q == K_ROUTE && !sent;
@@ -808,7 +834,7 @@ module m3vit_layers (
       xs <= X_IDLE;
       step <= ST_LN1;
       layer <= '0;
-      row <= '0; seg <= '0; cnt <= '0; head <= '0; qi <= '0;
+      row <= '0; rsub <= '0; seg <= '0; cnt <= '0; head <= '0; qi <= '0;
       f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
       ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN; stat <= '0;
       md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
@@ -827,7 +853,7 @@ module m3vit_layers (
         end
         X_SETUP: begin  // one op begins
           kind_q <= k_kind;
-          row <= '0; seg <= '0; head <= '0; qi <= '0;
+          row <= '0; rsub <= '0; seg <= '0; head <= '0; qi <= '0;
           if (k_kind == K_ROUTE) begin
             rt_layer <= layer;
             rt_known <= '0;
@@ -861,7 +887,12 @@ module m3vit_layers (
           if (r_tlast && seg_tgt == 2'd3) vb[seg_base] <= kv_word;
           cnt <= cnt + 1;
           if (r_tlast) begin
-            if (seg + 1 == nseg) begin
+            if (seg + 1 == nseg && rsub + 1 < grp_rows) begin  // the linear group's next row
+              rsub <= rsub + 1;
+              seg <= '0;
+              xs <= X_LCMD;
+            end else if (seg + 1 == nseg) begin  // every row of the group loaded (its stores: rsub from 0)
+              rsub <= '0;
               f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
               md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
               xs <= X_COMP;
@@ -979,8 +1010,12 @@ module m3vit_layers (
           cnt <= cnt + 1;
           if (cnt + 1 == st_beats) xs <= X_SWAIT;
         end
-        X_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
-          row <= row + 1;
+        X_SWAIT: if (!s_busy && rsub + 1 < grp_rows) begin  // the linear group's next row out
+          rsub <= rsub + 1;
+          xs <= X_SCMD;
+        end else if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
+          row <= row + grp_rows;
+          rsub <= '0;
           if (kind_q == K_ATT) begin
             if (qi == 32'(NT - 1)) begin
               qi <= '0;

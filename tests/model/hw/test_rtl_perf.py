@@ -74,3 +74,35 @@ def test_requantizer_latency_is_the_rtl_one():
     for top in ("m3vit_layers.sv", "patch_embed.sv"):
         lat = re.search(r"localparam int RQ_LAT = (\d+);", (rtl / top).read_text())
         assert lat and int(lat.group(1)) == unit_depth("requant_rt", {}), top
+
+
+def test_linear_passes_run_once_per_row_group():
+    """LIN_ROWS rows share one set of passes over k: a row inside a group adds only its load and store, the row
+    that opens a new group a whole set of passes; the last group may be partial (micro's 33 rows)."""
+    from m3vit.hw.gen.rtl_top_gen import LIN_ROWS, LIN_TILES
+
+    assert rp.row_groups(33, 4) == 9 and rp.row_groups(32, 4) == 8 and rp.row_groups(33, 1) == 33
+    assert rp.row_groups(6.5, 4) == pytest.approx(6.5 / 4 + 3 / 8)
+    cfg = get_config("m3vit-tiny")
+    k = n_out = cfg.dim
+    load_store = -(-k // 4) + -(-n_out // 4)
+    passes = -(-(n_out // 16) // LIN_TILES)
+    one = rp.op_terms(cfg, "q", 1)[0]
+    assert one > passes * k
+    if LIN_ROWS > 1:
+        assert rp.op_terms(cfg, "q", 2)[0] - one == load_store
+    assert rp.op_terms(cfg, "q", LIN_ROWS + 1)[0] - rp.op_terms(cfg, "q", LIN_ROWS)[0] == one
+
+
+def test_lin_rows_what_if(monkeypatch, capsys):
+    """More rows in flight never lengthen a frame and shorten m3vit-tiny's (its linears are bound by the passes);
+    a what-if of fewer than one row is refused with one line and exit code 2."""
+    cfg, ov = get_config("m3vit-tiny"), rp.Overheads()
+    frames = []
+    for rows in (1, 2, 4, 8):
+        monkeypatch.setattr(rp, "model_lin_rows", rows)
+        frames.append(rp.frame_cycles(cfg, ov))
+    assert frames == sorted(frames, reverse=True) and frames[-1] < 0.7 * frames[0]
+    with pytest.raises(SystemExit) as exc:
+        rp.main(["--lin-rows", "0"])
+    assert exc.value.code == 2 and "--lin-rows must be at least 1" in capsys.readouterr().err

@@ -33,6 +33,15 @@ def test_layers_package_widths_per_mode(mode):
     assert p["L_MIXED"] == (mode == "w16a16e8")
 
 
+def test_linear_array_shape_is_generated_once():
+    """The linear unit's rows in flight and tiles per row come from rtl_top_gen alone (one definition)."""
+    from m3vit.hw.gen import rtl_top_gen
+
+    p = _params(config_layers_include(get_config("m3vit-tiny"), "w8a8"))
+    assert (p["LIN_ROWS"], p["LIN_TILES"]) == (rtl_top_gen.LIN_ROWS, rtl_top_gen.LIN_TILES)
+    assert rtl_top_gen.LIN_ROWS >= 1
+
+
 def test_top_parameters_of_the_mixed_mode_are_w16a16s():
     cfg = get_config("micro")
     assert top_parameters(cfg, "w16a16e8") == top_parameters(cfg, "w16a16")  # the difference is in the package

@@ -16,6 +16,7 @@ frame with dumps (the record's top level) or the same frame from a program witho
 :func:`no_dump_record`), which is what a deployed frame runs and what ``--predict`` quotes.
 
     python -m m3vit.hw.estimate.rtl_perf [--cycles build/sim/top_cycles.json] [--predict m3vit-tiny] [--dumps]
+                                         [--lin-rows N]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ...quant import opgraph
 from ...quant.fixed import container_bytes
 from ...quant.spec import get_mode
 from ..gen import program
-from ..gen.rtl_top_gen import LIN_TILES
+from ..gen.rtl_top_gen import LIN_ROWS, LIN_TILES
 from .perf import Platform
 from .timing import unit_depth
 
@@ -81,6 +82,21 @@ def _linear_shape(cfg: ModelConfig, op: str) -> tuple[int, int]:
             "e2": (cfg.expert_hidden, d)}[op]
 
 
+# Rows in flight through the linear unit as modelled: the build's (rtl_top_gen.LIN_ROWS) unless a what-if asks for
+# another (``--lin-rows``; the measured record calibrates the overheads, which do not depend on it).
+model_lin_rows = LIN_ROWS
+
+
+def row_groups(rows: float, group: int | None = None) -> float:
+    """Row groups of a linear op over ``rows`` rows (the last one partial) at ``group`` rows in flight (default
+    ``model_lin_rows``); a fractional ``rows`` (an expert's mean share of the routed rows) counts the partial
+    group's expected half: rows / group + (group - 1) / (2 group)."""
+    group = group or model_lin_rows
+    if float(rows).is_integer():
+        return float(-(-int(rows) // group))
+    return rows / group + (group - 1) / (2 * group)
+
+
 def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, float]:
     """(beats + compute cycles, read commands, write commands) of one op's execution over ``rows`` rows (its
     weights come from the prefetcher: :func:`load_terms`)."""
@@ -91,8 +107,12 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
         tiles = -(-n_out // 16)
         passes = -(-tiles // LIN_TILES)  # LIN_TILES tiles of 16 outputs per pass over k
         depth = unit_depth("mac_tile", {}) + 1  # the bank read one cycle ahead, then the tile's pipeline
-        per_row = _beats(k) + passes * k + depth + rq + _beats(n_out)
-        return rows * per_row, rows * (h if op == "proj" else 1), rows  # proj: the heads' attn rows, one read each
+        # LIN_ROWS rows in flight: each row loaded and stored on its own, the passes over k once per row group; the
+        # epilogue's 16 requantizers take the group's LIN_ROWS · LIN_TILES tiles one a cycle, so the group's store
+        # waits for the last row's tiles, (LIN_ROWS - 1) · LIN_TILES cycles after the first row's
+        per_group = passes * k + depth + rq + (model_lin_rows - 1) * LIN_TILES
+        return (rows * (_beats(k) + _beats(n_out)) + row_groups(rows) * per_group,
+                rows * (h if op == "proj" else 1), rows)  # proj: the heads' attn rows, one read each
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
         return rows * (2 * _beats(d) + unit_depth("layernorm", {"D": d}) + d), rows, rows
     if op in ("gelu", "egelu"):
@@ -313,7 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predict", default="m3vit-tiny")
     ap.add_argument("--dumps", action="store_true",
                     help="calibrate on (and predict) the frame with every dump written, not the deployed one")
+    ap.add_argument("--lin-rows", type=int, default=LIN_ROWS,
+                    help=f"predict with N input rows in flight through the linear unit (what-if; the RTL is built "
+                         f"with rtl_top_gen.LIN_ROWS = {LIN_ROWS}, the comparison with the record always at it)")
     args = ap.parse_args(argv)
+    if args.lin_rows < 1:
+        ap.error(f"--lin-rows must be at least 1, not {args.lin_rows}")
     if not args.cycles.is_file():
         ap.error(f"{args.cycles} does not exist: run `pytest sim/top -m slow` (the cycles test) first")
     record = json.loads(args.cycles.read_text())
@@ -328,11 +353,17 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"layer {r['layer']}: model {r['predicted']:>8} measured {r['measured']:>8} gap {r['gap']:+.1%}")
     target = get_config(args.predict)
-    pred = frame_cycles(target, ov)
-    waits = {op: round(w) for op, w in op_waits(target, ov).items() if w}
+    global model_lin_rows
+    model_lin_rows = args.lin_rows
+    try:
+        pred = frame_cycles(target, ov)
+        waits = {op: round(w) for op, w in op_waits(target, ov).items() if w}
+    finally:
+        model_lin_rows = LIN_ROWS
     print(json.dumps({"overheads": ov.__dict__, "all_within_10pct": all(r["ok"] for r in rows),
                       "dumps": args.dumps,
                       "predicted": {"config": target.name, "layer_cycles": round(pred),
+                                    "lin_rows": args.lin_rows,
                                     f"ms_at_{CLOCK_MHZ:.0f}MHz": round(pred / CLOCK_MHZ / 1e3, 2),
                                     "weight_waits": waits}}))
     return 0 if all(r["ok"] for r in rows) else 1

@@ -142,6 +142,11 @@ LAYERS_INCLUDE_NAME = "m3vit_layers_params.svh"
 # ln1 q k v att proj mid ln2 fc1 gelu fc2 out_d; a MoE layer ... ln2 gate route (e1 egelu e2 per active expert)
 # comb fin out_m; `tok` writes the last layer's out rows to the tokens buffer.
 LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]: 64 outputs per pass over k
+# Input rows of the linear op in flight: each weight word read from the bank feeds LIN_ROWS rows' tiles (a
+# LIN_ROWS x 16·LIN_TILES MAC array), so the passes over k run once per row group. 4: 4 x 4 x 8 = 128 DSP48E2 at
+# W8/A8 (mac_tile: 8 DSPs per 16 outputs), 7.4 % of the XCZU7EV's; each row brings its own 16 requantizers (the
+# epilogue keeps one tile a cycle per row), and the epilogue's LUTs, not the DSPs, bound the choice today.
+LIN_ROWS = 4
 LAYER_OPS = opgraph.rtl_steps()  # from the op graph: generated into step_t below, read by the benches
 # The RTL top's sequencer (rtl/m3vit_top.sv), in the order of its state register: program header fetch and check,
 # the patch-embedding tensors (and, per-row, the row-shift table), then per frame the image, the embedding and the
@@ -253,7 +258,7 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
               "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": cfg.depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
-              "LIN_TILES": LIN_TILES, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
+              "LIN_TILES": LIN_TILES, "LIN_ROWS": LIN_ROWS, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
               # the accumulator limit (accumulator + bias, checked per layer at export): the linear epilogue's width
               "L_ACC_BITS": mode.acc_bits,
               "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits),
