@@ -87,8 +87,10 @@ module m3vit_layers (
 
   // ---------------------------------------------------------------- on-chip buffers
   // (the row buffers xa, xb, ob and the route's logits are RAMs: "row buffers" below)
-  logic signed [31:0] xa_v0;           // input row value at the reader's counter
-  logic signed [31:0] xb_v0;           // second input row (residual adds) value at f0
+  logic [RB-1:0]      xa_v0;           // input row value at the reader's counter (LayerNorm's, a residual)
+  // the element-wise ops (GELU, residual adds, MoE combine) take a 4-value word a cycle: word f0 of xa and xb
+  logic signed [31:0] xa_w4 [4];
+  logic signed [31:0] xb_w4 [4];
   logic [127:0]       r_tdata;         // a load's word: 4 values of an activation RAM, sign-extended to int32
   logic               r_tvalid, r_tlast;
   logic [255:0]       xa_q [LIN_ROWS]; // xa's read registers (one per row of a linear row group): 8 values
@@ -96,8 +98,8 @@ module m3vit_layers (
   localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
   logic [127:0]       ob_q [LIN_ROWS*OB_NQ];  // ob's read registers (word ob_rq / OB_NQ of every bank, every row)
   logic [$clog2(OB_NQ)-1:0] ob_sel;    // the bank holding quad ob_rq
-  logic signed [63:0] acc_q;           // MoE combine sums' read register (acc_mem below)
-  logic               fn_v;            // FIN: acc_q holds sum o0
+  logic signed [63:0] acc_q [4];       // MoE combine sums' read register (acc_mem below): one word, 4 sums
+  logic               fn_v;            // FIN: acc_q holds sums word o0
   logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head (one whole row written per row loaded)
   logic [ACTB*HD-1:0] vb [NT];
   logic [ACTB*HD-1:0] kv_stage;        // a K / V row as its beats arrive (element 0 ends at the bottom)
@@ -430,7 +432,7 @@ module m3vit_layers (
   layernorm #(.D(D), .IN_W(RB), .G_W(WBITS), .B_W(L_BIAS_BITS), .OUT_W(ACTB), .NBANK(4),
               .MIN_SHIFT(L_LN_SHIFT_MIN), .MAX_SHIFT(L_LN_SHIFT_MAX)) u_ln (
     .ap_clk, .ap_rst_n, .in_shift(ln_in_shift), .eps_term(ln_eps), .shift(ln_shift),
-    .s_axis_tdata(xa_v0[RB-1:0]), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),
+    .s_axis_tdata(xa_v0), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),
     .s_axis_tlast(f0 == 32'(D - 1)),
     .s_axis_gb_tdata(ln_gb), .s_axis_gb_tvalid(ln_gb_feed),
     .s_axis_gb_tready(ln_gb_ready),
@@ -441,14 +443,14 @@ module m3vit_layers (
   logic ge_in_ready, ge_out_valid, qk_q_ready, qk_k_ready, qk_out_valid, sm_in_ready, sm_out_valid;
   logic av_stat_ready, av_in_ready, av_out_valid;
   logic md_in_ready, md_exp_valid, md_exp_last, md_sc_valid, md_done;
-  logic [ACTB-1:0]    ge_out;
+  logic [4*ACTB-1:0]  ge_out;         // 4 lanes: one word of the output row a cycle
   logic [IB-1:0]      qk_out;
   logic [IB+16:0]     sm_out;
   logic [ACTB*HD-1:0] av_out;
   logic [23:0]        md_exp;  // {count, expert}
   logic [31:0]        md_sc;
 
-  wire logic ge_feed = xs == X_COMP && kind_q == K_GELU && f0 < k_kin;
+  wire logic ge_feed = xs == X_COMP && kind_q == K_GELU && f0 < k_kin / 4;  // f0: input words
   wire logic qk_q_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd0 && !sent;
   wire logic qk_k_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd0 && f0 < 32'(NT);
   wire logic av_stat_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd1 && !sent;
@@ -460,10 +462,12 @@ module m3vit_layers (
   logic [E*IB-1:0] logits_word;  // token f0's gate logits (the logits RAM's read register)
   logic md_start;
 
-  gelu #(.IN_W(IB), .OUT_W(ACTB), .LANES(1), .MAX_X_FRAC(L_GELU_X_FRAC_MAX), .MIN_SHIFT(L_GELU_SHIFT_MIN),
+  logic [4*IB-1:0] ge_in;  // word f0 of the input row, each value in the internal sums' width
+  always_comb for (int j = 0; j < 4; j++) ge_in[IB*j +: IB] = xa_w4[j][IB-1:0];
+  gelu #(.IN_W(IB), .OUT_W(ACTB), .LANES(4), .MAX_X_FRAC(L_GELU_X_FRAC_MAX), .MIN_SHIFT(L_GELU_SHIFT_MIN),
          .MAX_SHIFT(L_GELU_SHIFT_MAX)) u_gelu (
     .ap_clk, .ap_rst_n, .x_frac(ge_x_frac), .shift(ge_shift),
-    .s_axis_tdata(xa_v0[IB-1:0]), .s_axis_tvalid(ge_feed), .s_axis_tready(ge_in_ready), .s_axis_tlast(1'b0),
+    .s_axis_tdata(ge_in), .s_axis_tvalid(ge_feed), .s_axis_tready(ge_in_ready), .s_axis_tlast(1'b0),
     .m_axis_tdata(ge_out), .m_axis_tvalid(ge_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
   );
   qk_reorder #(.P(1), .HD(HD), .A_W(ACTB), .OUT_W(IB), .MIN_SHIFT(L_QK_SHIFT_MIN), .MAX_SHIFT(L_QK_SHIFT_MAX)) u_qk (
@@ -513,12 +517,13 @@ module m3vit_layers (
   // A reader keeps the value at its counter in the read register by addressing the value it moves to when it
   // advances (the address below is "counter + advance"; outside the reading state 0, the first value).
   //   xa: the input row, two RAMs of 4-value quads (even quads, odd quads; word w = values 8w .. 8w+7): a load
-  //       beat writes one quad, a token beat reads up to 8 values, the other readers one value a cycle (the linear
-  //       op xa[f1] at issue, read a cycle later as mt_x like its weights).
-  //   xb: the residual add's second row (one RAM of quads).
+  //       beat writes one quad, a token beat reads up to 8 values, the element-wise ops (GELU, add, combine) one
+  //       quad a cycle (xa_w4), LayerNorm one value a cycle, the linear op xa[f1] at issue (read a cycle later as
+  //       mt_x like its weights).
+  //   xb: the residual add's second row (one RAM of quads, one a cycle).
   //   ob: the output row in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ) so the linear epilogue
-  //       writes a tile's 16 outputs (4 banks) a cycle; the one-value writers (LayerNorm, GELU, add, MoE sums) gather
-  //       a quad in ob_stage and write it with its last value. The store reads one quad a beat.
+  //       writes a tile's 16 outputs (4 banks) a cycle; GELU, the adds and FIN write a quad a cycle, LayerNorm
+  //       gathers a quad in ob_stage and writes it with its last value. The store reads one quad a beat.
   //   lg: the route's gate logits, one token's E logits a word (gathered from E / 4 beats in lg_stage).
   // The Q row of an attention step stays in kv_stage (its last load segment), whole.
   localparam int XA_W = (XA_N + 7) / 8;
@@ -536,8 +541,8 @@ module m3vit_layers (
       case (kind_q)
         K_LIN: xa_ri = f1;  // issue: read now, into the tiles next cycle
         K_LN: xa_ri = f0 + 32'(ln_feed && ln_in_ready);
-        K_GELU: xa_ri = f0 + 32'(ge_feed && ge_in_ready);
-        default: xa_ri = f0 + 1;  // add, combine: one value a cycle
+        K_GELU: xa_ri = 4 * (f0 + 32'(ge_feed && ge_in_ready));  // one word a cycle
+        default: xa_ri = 4 * (f0 + 1);  // add, combine: one word a cycle
       endcase
     end else if (xs == X_SDATA) xa_ri = (cnt + 32'(st_take)) * 32'(TOK_PER_BEAT);
     ob_rq = xs == X_SDATA ? cnt + 32'(st_take) : '0;
@@ -557,16 +562,18 @@ module m3vit_layers (
   end
   logic [127:0] xb_mem [D/4];
   logic [127:0] xb_q;
-  logic [1:0]   xb_sel;
   always_ff @(posedge ap_clk) begin
     if (ld_beat && seg_tgt == 2'd1) xb_mem[XB_AW'(cnt)] <= r_tdata;
     xb_q <= xb_mem[XB_AW'(xa_ri / 4)];
     xa_sel <= xa_ri[2:0];
-    xb_sel <= xa_ri[1:0];
     ob_sel <= $clog2(OB_NQ)'(ob_rq % 32'(OB_NQ));
   end
-  assign xa_v0 = xa_q[0][32 * 32'(xa_sel) +: 32];
-  assign xb_v0 = xb_q[32 * 32'(xb_sel) +: 32];
+  assign xa_v0 = xa_q[0][32 * 32'(xa_sel) +: RB];
+  // (a 4-wide reader addresses whole words: xa_sel is 0 or 4, xb's quad is the word)
+  for (genvar j = 0; j < 4; j++) begin : g_w4
+    assign xa_w4[j] = xa_sel[2] ? xa_q[0][128 + 32 * j +: 32] : xa_q[0][32 * j +: 32];
+    assign xb_w4[j] = xb_q[32 * j +: 32];
+  end
   assign q_word = kv_stage;
 
   logic [E*IB-1:0] lg_mem [NT];
@@ -632,19 +639,25 @@ module m3vit_layers (
     assign ep_vals[32*r +: 32] = 32'(q);
   end
 
-  // The residual-width requantizer (the exact-shift requant_rt, as the epilogue's): FIN's MoE sums, or the residual
-  // adds' aligned sum (the two ops never run together); the op's shift saturated to 8 bits as the epilogue's (exact:
-  // requant_rt clamps it to [-RB, 64]). Its result reaches ob RQ_LAT cycles later (rq_we_d, rq_idx_d).
-  wire logic signed [63:0] add_sum = (64'(xa_v0) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
-                                     (64'(xb_v0) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
-  logic signed [RB-1:0] rs_q;
-  requant_rt #(.IN_W(64), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
-    .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? acc_q : add_sum), .shift(ep_op_shift), .bits(6'(RB)), .out(rs_q));
+  // The residual-width requantizers (the exact-shift requant_rt, as the epilogue's), 4 lanes: one word a cycle of
+  // FIN's MoE sums, or of the residual adds' aligned sums (the two ops never run together); the op's shift saturated
+  // to 8 bits as the epilogue's (exact: requant_rt clamps it to [-RB, 64]). Their word reaches ob RQ_LAT cycles later
+  // (rq_we_d, rq_idx_d).
+  logic [127:0] rs_word;  // the 4 requantized values, sign-extended to int32
+  for (genvar j = 0; j < 4; j++) begin : g_rq_resid
+    wire logic signed [63:0] add_sum = (64'(xa_w4[j]) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
+                                       (64'(xb_w4[j]) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
+    logic signed [RB-1:0] rs_q;
+    requant_rt #(.IN_W(64), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
+      .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? acc_q[j] : add_sum), .shift(ep_op_shift), .bits(6'(RB)),
+      .out(rs_q));
+    assign rs_word[32*j +: 32] = 32'(rs_q);
+  end
 
   // the requantized writes in flight: the linear tiles' (enable, tile, pass) and the add / FIN value's (enable,
   // index), RQ_LAT cycles deep; rq_wait holds the store of a row that requantized for as long
   wire logic rq_in_we = xs == X_COMP && (kind_q == K_ADD || (kind_q == K_FIN && fn_v));
-  wire logic [31:0] rq_in_idx = kind_q == K_ADD ? f0 : o0;  // (FIN: o0 is the sum in acc_q)
+  wire logic [31:0] rq_in_idx = kind_q == K_ADD ? f0 : o0;  // the word (FIN: o0 is the sums' word in acc_q)
   logic [RQ_LAT-1:0]  ep_we_d, rq_we_d;
   logic [EPT_W-1:0]   ep_tile_d [RQ_LAT];
   logic [31:0]        ep_pass_d [RQ_LAT], rq_idx_d [RQ_LAT];
@@ -671,39 +684,42 @@ module m3vit_layers (
     end
   end
 
-  // ob's writes: a linear tile (its 4 banks, word ep_pass) or a gathered quad (one bank)
-  logic                          ep_we, sv_we;
-  logic [31:0]                   sv_idx, sv_val;
+  // ob's writes: a linear tile (its 4 banks, word ep_pass) or one quad (one bank): a word of GELU's or of the
+  // residual requantizers' (add / FIN), or LayerNorm's one-value outputs gathered in ob_stage (with its last value)
+  logic                          ep_we, sv_we, qw_we;
+  logic [31:0]                   sv_idx, sv_val, qw_quad;
+  logic [127:0]                  qw_data;
   logic [95:0]                   ob_stage;
   always_comb begin
     ep_we = ep_we_d[RQ_LAT-1];
-    sv_we = 1'b0; sv_idx = o0; sv_val = '0;
-    if (xs == X_COMP) begin
-      case (kind_q)
-        K_LN: begin sv_we = ln_out_valid; sv_val = 32'(signed'(ln_out)); end
-        K_GELU: begin sv_we = ge_out_valid; sv_val = 32'(signed'(ge_out)); end
-        default: ;
-      endcase
+    sv_we = xs == X_COMP && kind_q == K_LN && ln_out_valid;
+    sv_idx = o0;
+    sv_val = 32'(signed'(ln_out));
+    qw_we = sv_we && sv_idx[1:0] == 2'd3;
+    qw_quad = sv_idx / 4;
+    qw_data = {sv_val, ob_stage};
+    if (xs == X_COMP && kind_q == K_GELU && ge_out_valid) begin  // word o0 of GELU's output row
+      qw_we = 1'b1;
+      qw_quad = o0;
+      for (int j = 0; j < 4; j++) qw_data[32*j +: 32] = 32'(signed'(ge_out[ACTB*j +: ACTB]));
     end
     if (rq_we_d[RQ_LAT-1]) begin  // add / FIN, requantized (the op may have moved on to its store command)
-      sv_we = 1'b1;
-      sv_idx = rq_idx_d[RQ_LAT-1];
-      sv_val = 32'(rs_q);
+      qw_we = 1'b1;
+      qw_quad = rq_idx_d[RQ_LAT-1];
+      qw_data = rs_word;
     end
   end
-  wire logic [31:0] sv_quad = sv_idx / 4;
-  wire logic        sv_full = sv_we && sv_idx[1:0] == 2'd3;
-  always_ff @(posedge ap_clk) if (sv_we && !sv_full) ob_stage[32*sv_idx[1:0] +: 32] <= sv_val;
+  always_ff @(posedge ap_clk) if (sv_we && sv_idx[1:0] != 2'd3) ob_stage[32*sv_idx[1:0] +: 32] <= sv_val;
   // (ob is LIN_ROWS copies: copy r holds the linear row group's row r; the one-value writers use copy 0)
   for (genvar i = 0; i < LIN_ROWS * OB_NQ; i++) begin : g_ob
     localparam int R = i / OB_NQ, B = i % OB_NQ;  // copy (row of the group), bank
     logic [127:0] mem [OB_W];
     // slot s: row s / LIN_TILES's copy, quads 4t .. 4t+3 of the pass (t = s mod LIN_TILES)
     wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == R * LIN_TILES + B / 4;
-    wire logic we = ep_b || (R == 0 && sv_full && sv_quad % 32'(OB_NQ) == B);
-    wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass_d[RQ_LAT-1] : sv_quad / 32'(OB_NQ));
+    wire logic we = ep_b || (R == 0 && qw_we && qw_quad % 32'(OB_NQ) == B);
+    wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass_d[RQ_LAT-1] : qw_quad / 32'(OB_NQ));
     always_ff @(posedge ap_clk) begin
-      if (we) mem[wa] <= ep_b ? ep_vals[128*(B%4) +: 128] : {sv_val, ob_stage};
+      if (we) mem[wa] <= ep_b ? ep_vals[128*(B%4) +: 128] : qw_data;
       ob_q[i] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
     end
   end
@@ -798,33 +814,41 @@ module m3vit_layers (
     for (int j = 0; j < 4; j++) kv_word[ACTB*(HD-4+j) +: ACTB] = r_tdata[32*j +: ACTB];
   end
 
-  // ---------------------------------------------------------------- MoE combine sums (a RAM: NT·D × 64 bits)
+  // ---------------------------------------------------------------- MoE combine sums (a RAM: NT·D/4 × 4·64 bits)
   // One write port (clear while routing, then the read-modify-write of COMB) and one synchronous read port
-  // (COMB's operand, FIN's sums), no reset: synthesis maps it to block / ultra RAM.
-  localparam int AA_W = $clog2(NT * D);
-  logic [63:0]        acc_mem [NT*D];
+  // (COMB's operand, FIN's sums), no reset: synthesis maps it to block / ultra RAM. A word holds 4 sums (values
+  // 4w .. 4w+3 of a token's row), so COMB and FIN take a word a cycle and the clear takes NT·D/4 cycles.
+  localparam int ACC_WORDS = NT * D / 4;
+  localparam int AA_W = $clog2(ACC_WORDS);
+  logic [4*64-1:0]    acc_mem [ACC_WORDS];
+  logic [4*64-1:0]    acc_rd, acc_wd;
   logic [AA_W-1:0]    acc_ra, acc_wa, cb_a;
-  logic signed [63:0] acc_wd, cb_p;
+  logic signed [63:0] cb_p [4];
   logic               acc_we, cb_v;
   wire logic [15:0] qtok_row = qtok[row];
   wire logic [15:0] qgate_row = qgate[row];
-  assign acc_ra = AA_W'(kind_q == K_FIN ? row * 32'(D) + f0 : 32'(qtok_row) * 32'(D) + f0);
-  assign acc_we = cb_v || (xs == X_COMP && kind_q == K_ROUTE && clr < 32'(NT * D));
+  assign acc_ra = AA_W'(kind_q == K_FIN ? row * 32'(D / 4) + f0 : 32'(qtok_row) * 32'(D / 4) + f0);
+  assign acc_we = cb_v || (xs == X_COMP && kind_q == K_ROUTE && clr < 32'(ACC_WORDS));
   assign acc_wa = cb_v ? cb_a : AA_W'(clr);
-  assign acc_wd = cb_v ? acc_q + cb_p : '0;
+  always_comb begin
+    for (int j = 0; j < 4; j++) begin
+      acc_q[j] = acc_rd[64*j +: 64];
+      acc_wd[64*j +: 64] = cb_v ? acc_q[j] + cb_p[j] : '0;
+    end
+  end
   always_ff @(posedge ap_clk) begin
     if (acc_we) acc_mem[acc_wa] <= acc_wd;
-    acc_q <= acc_mem[acc_ra];
+    acc_rd <= acc_mem[acc_ra];
   end
   always_ff @(posedge ap_clk) begin
     cb_a <= acc_ra;
-    cb_p <= 64'(qgate_row) * 64'(xa_v0);
+    for (int j = 0; j < 4; j++) cb_p[j] <= 64'(qgate_row) * 64'(xa_w4[j]);
     if (rst) begin
       cb_v <= 1'b0;
       fn_v <= 1'b0;
     end else begin
       cb_v <= xs == X_COMP && kind_q == K_COMB;
-      fn_v <= xs == X_COMP && kind_q == K_FIN && f0 < 32'(D);
+      fn_v <= xs == X_COMP && kind_q == K_FIN && f0 < 32'(D / 4);
     end
   end
 
@@ -926,14 +950,14 @@ module m3vit_layers (
             end
             K_GELU: begin
               if (ge_feed && ge_in_ready) f0 <= f0 + 1;
-              if (ge_out_valid) begin  // into ob (sv_we)
+              if (ge_out_valid) begin  // word o0 into ob (qw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == k_kin) xs <= X_SCMD;
+                if (o0 + 1 == k_kin / 4) xs <= X_SCMD;
               end
             end
-            K_ADD: begin  // ob[f0] (sv_we) = xa[f0] + xb[f0], aligned and requantized
+            K_ADD: begin  // ob word f0 (qw_we) = xa word f0 + xb word f0, aligned and requantized
               f0 <= f0 + 1;
-              if (f0 == 32'(D - 1)) xs <= X_SCMD;
+              if (f0 == 32'(D / 4 - 1)) xs <= X_SCMD;
             end
             K_ATT: begin
               if (aph == 2'd0) begin
@@ -961,7 +985,7 @@ module m3vit_layers (
             K_ROUTE: begin
               sent <= 1'b1;  // md_start was high for this first cycle
               if (md_feed && md_in_ready) f0 <= f0 + 1;
-              if (clr < 32'(NT * D)) begin  // the combine sums cleared (acc_mem's write port) while routing
+              if (clr < 32'(ACC_WORDS)) begin  // the combine sums cleared (acc_mem's write port) while routing
                 clr <= clr + 1;
               end
               if (md_exp_valid) begin
@@ -977,7 +1001,7 @@ module m3vit_layers (
                 f2 <= f2 + 1;
               end
               if (md_done) md_seen_done <= 1'b1;
-              if (md_seen_last && md_seen_done && clr == 32'(NT * D) && f2 == 32'(QN)) begin
+              if (md_seen_last && md_seen_done && clr == 32'(ACC_WORDS) && f2 == 32'(QN)) begin
                 n_act <= 8'(f1);
                 rt_done <= 1'b1;
                 row <= row + 1;
@@ -985,18 +1009,18 @@ module m3vit_layers (
               end
             end
             K_COMB: begin
-              // acc_mem[token · D + f0] += gate · x[f0]: read now, written back next cycle (acc_mem below)
+              // acc_mem word (token · D / 4 + f0) += gate · x word f0: read now, written back next cycle (acc_mem)
               f0 <= f0 + 1;
-              if (f0 == 32'(D - 1)) begin
+              if (f0 == 32'(D / 4 - 1)) begin
                 row <= row + 1;
                 xs <= X_ROW;
               end
             end
             K_FIN: begin
-              if (f0 < 32'(D)) f0 <= f0 + 1;  // read sum f0; its value arrives a cycle later
-              if (fn_v) begin  // into ob (sv_we)
+              if (f0 < 32'(D / 4)) f0 <= f0 + 1;  // read sums word f0; its values arrive a cycle later
+              if (fn_v) begin  // into ob, requantized (qw_we)
                 o0 <= o0 + 1;
-                if (o0 == 32'(D - 1)) xs <= X_SCMD;
+                if (o0 == 32'(D / 4 - 1)) xs <= X_SCMD;
               end
             end
             default: xs <= X_SCMD;  // K_TOK: the row is in xa

@@ -115,22 +115,24 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
                 rows * (h if op == "proj" else 1), rows)  # proj: the heads' attn rows, one read each
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
         return rows * (2 * _beats(d) + unit_depth("layernorm", {"D": d}) + d), rows, rows
+    # the element-wise ops take one 4-value word a cycle (GELU's 4 lanes, 4 residual requantizers, 4-sum words of
+    # the MoE combine RAM): a row's compute is as many cycles as its load's beats
     if op in ("gelu", "egelu"):
         w = cfg.mlp_hidden if op == "gelu" else cfg.expert_hidden
-        return rows * (2 * _beats(w) + w + unit_depth("gelu", {})), rows, rows
+        return rows * (3 * _beats(w) + unit_depth("gelu", {})), rows, rows
     if op in ("mid", "out_d", "out_m"):
-        return rows * (3 * _beats(d) + d + rq), 2 * rows, rows
+        return rows * (4 * _beats(d) + rq), 2 * rows, rows
     if op == "att":  # per head: its K and V rows; per query: q, Q·Kᵀ pass, A·V pass, attn row out
         per_head = 2 * n * _beats(hd)
         per_row = (_beats(hd) + 2 * n + _beats(hd) + unit_depth("qk_reorder", {"HD": hd})
                    + unit_depth("softmax_stats", {}) + unit_depth("av_norm", {}))
         return h * per_head + rows * per_row, h * 2 * n + rows, rows
-    if op == "route":
-        return _beats(n * cfg.num_experts) + n * d, 1, 0  # the accumulators are cleared meanwhile
+    if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
+        return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
     if op == "comb":
-        return rows * (_beats(d) + d), rows, 0
+        return rows * 2 * _beats(d), rows, 0
     if op == "fin":
-        return rows * (d + _beats(d) + rq), 0, rows
+        return rows * (2 * _beats(d) + rq), 0, rows
     if op == "tok":
         return rows * (_beats(d) + 1 + -(-d // 8)), rows, rows
     raise ValueError(f"unknown op {op!r}")
