@@ -94,14 +94,13 @@ def test_linear_passes_run_once_per_row_group():
     assert rp.op_terms(cfg, "q", LIN_ROWS + 1)[0] - rp.op_terms(cfg, "q", LIN_ROWS)[0] == one
 
 
-def test_lin_rows_what_if(monkeypatch, capsys):
+def test_lin_rows_what_if(capsys):
     """More rows in flight never lengthen a frame and shorten m3vit-tiny's (its linears are bound by the passes);
     a what-if of fewer than one row is refused with one line and exit code 2."""
     cfg, ov = get_config("m3vit-tiny"), rp.Overheads()
     frames = []
     for rows in (1, 2, 4, 8):
-        monkeypatch.setattr(rp, "model_lin_rows", rows)
-        frames.append(rp.frame_cycles(cfg, ov))
+        frames.append(rp.frame_cycles(cfg, ov, lin_rows=rows))
     assert frames == sorted(frames, reverse=True) and frames[-1] < 0.7 * frames[0]
     with pytest.raises(SystemExit) as exc:
         rp.main(["--lin-rows", "0"])

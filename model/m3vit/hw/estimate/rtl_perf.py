@@ -82,24 +82,19 @@ def _linear_shape(cfg: ModelConfig, op: str) -> tuple[int, int]:
             "e2": (cfg.expert_hidden, d)}[op]
 
 
-# Rows in flight through the linear unit as modelled: the build's (rtl_top_gen.LIN_ROWS) unless a what-if asks for
-# another (``--lin-rows``; the measured record calibrates the overheads, which do not depend on it).
-model_lin_rows = LIN_ROWS
-
-
-def row_groups(rows: float, group: int | None = None) -> float:
-    """Row groups of a linear op over ``rows`` rows (the last one partial) at ``group`` rows in flight (default
-    ``model_lin_rows``); a fractional ``rows`` (an expert's mean share of the routed rows) counts the partial
-    group's expected half: rows / group + (group - 1) / (2 group)."""
-    group = group or model_lin_rows
+def row_groups(rows: float, group: int = LIN_ROWS) -> float:
+    """Row groups of a linear op over ``rows`` rows (the last one partial) at ``group`` rows in flight (default the
+    build's, rtl_top_gen.LIN_ROWS); a fractional ``rows`` (an expert's mean share of the routed rows) counts the
+    partial group's expected half: rows / group + (group - 1) / (2 group)."""
     if float(rows).is_integer():
         return float(-(-int(rows) // group))
     return rows / group + (group - 1) / (2 * group)
 
 
-def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, float]:
+def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS) -> tuple[float, float, float]:
     """(beats + compute cycles, read commands, write commands) of one op's execution over ``rows`` rows (its
-    weights come from the prefetcher: :func:`load_terms`)."""
+    weights come from the prefetcher: :func:`load_terms`); ``lin_rows``: the linear unit's rows in flight (the
+    build's, or a what-if's)."""
     n, d, hd, h = cfg.num_tokens, cfg.dim, cfg.head_dim, cfg.num_heads
     rq = unit_depth("requant_rt", {})  # a requantizing op's store waits for its last value through the requantizer
     if op in ("q", "k", "v", "proj", "gate", "fc1", "fc2", "e1", "e2"):
@@ -110,8 +105,8 @@ def op_terms(cfg: ModelConfig, op: str, rows: float) -> tuple[float, float, floa
         # LIN_ROWS rows in flight: each row loaded and stored on its own, the passes over k once per row group; the
         # epilogue's 16 requantizers take the group's LIN_ROWS · LIN_TILES tiles one a cycle, so the group's store
         # waits for the last row's tiles, (LIN_ROWS - 1) · LIN_TILES cycles after the first row's
-        per_group = passes * k + depth + rq + (model_lin_rows - 1) * LIN_TILES
-        return (rows * (_beats(k) + _beats(n_out)) + row_groups(rows) * per_group,
+        per_group = passes * k + depth + rq + (lin_rows - 1) * LIN_TILES
+        return (rows * (_beats(k) + _beats(n_out)) + row_groups(rows, lin_rows) * per_group,
                 rows * (h if op == "proj" else 1), rows)  # proj: the heads' attn rows, one read each
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
         return rows * (2 * _beats(d) + unit_depth("layernorm", {"D": d}) + d), rows, rows
@@ -172,9 +167,9 @@ def op_rows(cfg: ModelConfig, op: str, expert_rows: float | None = None) -> floa
     return n
 
 
-def op_cycles(cfg: ModelConfig, op: str, rows: float, ov: Overheads) -> float:
+def op_cycles(cfg: ModelConfig, op: str, rows: float, ov: Overheads, lin_rows: int = LIN_ROWS) -> float:
     """Execution cycles of one op (waits for weights excluded)."""
-    base, reads, writes = op_terms(cfg, op, rows)
+    base, reads, writes = op_terms(cfg, op, rows, lin_rows)
     return base + reads * ov.read + writes * ov.write + ov.op
 
 
@@ -211,7 +206,8 @@ class OpTime:
         return self.wait + self.run
 
 
-def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers) -> list[OpTime]:
+def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
+             lin_rows: int = LIN_ROWS) -> list[OpTime]:
     """Replay one frame's layers: the executor and the prefetcher (two banks, jobs in program order)."""
     t = pf = 0.0          # executor / prefetcher time
     release = [0.0, 0.0]  # when each bank was last freed
@@ -235,7 +231,7 @@ def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers) 
                 t = max(t, pf)
             if op == "route":
                 named = t + ov.op + _beats(cfg.num_tokens * cfg.num_experts) + cfg.num_tokens + DISPATCH_LATENCY
-            run = op_cycles(cfg, op, r, ov)
+            run = op_cycles(cfg, op, r, ov, lin_rows)
             t += run
             if op in WEIGHTED:
                 release[job % 2] = t
@@ -303,19 +299,20 @@ def compare(record: dict, cfg: ModelConfig, ov: Overheads) -> list[dict]:
 
 
 def frame_cycles(cfg: ModelConfig, ov: Overheads, embed_cycles: float = 0.0,
-                 containers: Containers = Containers()) -> float:
+                 containers: Containers = Containers(), lin_rows: int = LIN_ROWS) -> float:
     """A frame's layers + token write, every MoE layer with all experts active (129 tokens × top-2 reach nearly
     all of them at m3vit-tiny), plus the measured-or-given front (header, embedding)."""
     active = [cfg.num_experts if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
-    layers = sum(m.cycles for m in simulate(cfg, active, ov, containers))
+    layers = sum(m.cycles for m in simulate(cfg, active, ov, containers, lin_rows))
     return embed_cycles + layers + op_cycles(cfg, "tok", cfg.num_tokens, ov)
 
 
-def op_waits(cfg: ModelConfig, ov: Overheads, containers: Containers = Containers()) -> dict[str, float]:
+def op_waits(cfg: ModelConfig, ov: Overheads, containers: Containers = Containers(),
+             lin_rows: int = LIN_ROWS) -> dict[str, float]:
     """Modelled cycles per frame that ops of each kind wait for their weights (all experts active)."""
     active = [cfg.num_experts if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
     waits: dict[str, float] = {}
-    for m in simulate(cfg, active, ov, containers):
+    for m in simulate(cfg, active, ov, containers, lin_rows):
         waits[m.op] = waits.get(m.op, 0.0) + m.wait
     return waits
 
@@ -355,13 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"layer {r['layer']}: model {r['predicted']:>8} measured {r['measured']:>8} gap {r['gap']:+.1%}")
     target = get_config(args.predict)
-    global model_lin_rows
-    model_lin_rows = args.lin_rows
-    try:
-        pred = frame_cycles(target, ov)
-        waits = {op: round(w) for op, w in op_waits(target, ov).items() if w}
-    finally:
-        model_lin_rows = LIN_ROWS
+    pred = frame_cycles(target, ov, lin_rows=args.lin_rows)
+    waits = {op: round(w) for op, w in op_waits(target, ov, lin_rows=args.lin_rows).items() if w}
     print(json.dumps({"overheads": ov.__dict__, "all_within_10pct": all(r["ok"] for r in rows),
                       "dumps": args.dumps,
                       "predicted": {"config": target.name, "layer_cycles": round(pred),

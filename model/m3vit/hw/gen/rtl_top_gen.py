@@ -144,8 +144,9 @@ LAYERS_INCLUDE_NAME = "m3vit_layers_params.svh"
 LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]: 64 outputs per pass over k
 # Input rows of the linear op in flight: each weight word read from the bank feeds LIN_ROWS rows' tiles (a
 # LIN_ROWS x 16·LIN_TILES MAC array), so the passes over k run once per row group. 4: 4 x 4 x 8 = 128 DSP48E2 at
-# W8/A8 (mac_tile: 8 DSPs per 16 outputs), 7.4 % of the XCZU7EV's; each row brings its own 16 requantizers (the
-# epilogue keeps one tile a cycle per row), and the epilogue's LUTs, not the DSPs, bound the choice today.
+# W8/A8 (mac_tile: 8 DSPs per 16 outputs), 7.4 % of the XCZU7EV's; the epilogue's 16 requantizers take the group's
+# LIN_ROWS · LIN_TILES tiles one a cycle (fewer slots than a pass's cycles: checked at elaboration). Beyond 4 the row
+# loads and stores, not the passes, bound a linear (rtl_perf --lin-rows: 8 rows −14 % modelled for twice the array).
 LIN_ROWS = 4
 LAYER_OPS = opgraph.rtl_steps()  # from the op graph: generated into step_t below, read by the benches
 # The RTL top's sequencer (rtl/m3vit_top.sv), in the order of its state register: program header fetch and check,
