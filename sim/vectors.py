@@ -81,6 +81,47 @@ def _write(folder: Path) -> None:
     (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
+TINY_CALIB = 4  # calibration images of the m3vit-tiny vectors (synthetic scenes of the train split)
+TINY_FRAMES = 2  # frames of the m3vit-tiny vectors (synthetic scenes of the val split: not calibration images)
+
+
+def build_tiny_vectors() -> Path:
+    """The m3vit-tiny frame's vectors (the RTL top's whole-frame measurement, issue 23): an Edge-MoE-like m3vit-tiny
+    model (``fidelity_models.edge_moe_like``, seed 0: weights drawn at Edge-MoE's scale), its default W8/A8 pack
+    (``quantize_model``: per-row weight scales, GPTQ) calibrated on ``TINY_CALIB`` scenes, and ``TINY_FRAMES`` other
+    scenes as ``dumps/images.npy``; the same folder layout as the micro vectors' (``pack/``, ``meta.json``).
+    Cached under ``build/sim/vectors/m3vit-tiny-<hash>/`` (half a minute to build)."""
+    folder = BUILD / "vectors" / f"m3vit-tiny-{_source_hash()}"
+    if (folder / "meta.json").exists():
+        return folder
+    with build_lock():
+        if not (folder / "meta.json").exists():
+            _write_tiny(folder)
+    return folder
+
+
+def _write_tiny(folder: Path) -> None:
+    import torch
+
+    from m3vit.configs import get_config
+    from m3vit.data import build_dataset
+    from m3vit.quant.fidelity_models import edge_moe_like
+    from m3vit.quant.pack import write_pack
+    from m3vit.quant.quantize import quantize_model
+
+    cfg = get_config("m3vit-tiny")
+    model = edge_moe_like(cfg.name, seed=0)
+    train = build_dataset("synthetic", "train", cfg, length=TINY_CALIB)
+    calib = torch.stack([train[i]["image"] for i in range(TINY_CALIB)]).numpy()
+    write_pack(quantize_model(model, calib, "w8a8"), folder / "pack")
+    val = build_dataset("synthetic", "val", cfg, length=TINY_FRAMES)
+    (folder / "dumps").mkdir(parents=True, exist_ok=True)
+    np.save(folder / "dumps" / "images.npy", torch.stack([val[i]["image"] for i in range(TINY_FRAMES)]).numpy())
+    meta = {"config": cfg.name, "tasks": list(cfg.task_names), "generator": "edge_moe_like seed 0",
+            "calibration": f"{TINY_CALIB} synthetic train scenes", "frames": f"{TINY_FRAMES} synthetic val scene(s)"}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
 class Vectors:
     """Read access to one vector folder (used in the simulator and by pytest)."""
 

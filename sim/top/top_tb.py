@@ -6,6 +6,8 @@ parameters of a build. Used by the cocotb tests of ``test_top.py`` and by the ho
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 from collections import deque
 from pathlib import Path
@@ -13,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from common import BUILD, TB, drive_pauses, pause_runs
 
-TOP_CYCLES_FILE = BUILD / "top_cycles.json"
+TOP_CYCLES_FILE = BUILD / "top_cycles.json"  # {config: {mode: record}}: one measured frame per config and mode
 FRAMES = 2  # the device batch: both reference frames in one ap_start
+TOP_PUBLIC = Path(__file__).with_name("top_public.vlt")  # the internals the bench reads (build_unit's `public`)
 TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
 POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
 # DDR read latency of the bench's memory: cycles from a read address accepted (AR handshake) to its first data beat
@@ -72,6 +75,8 @@ class DelayedReads:
 
 
 class TopTB(TB):
+    CLOCK_IMPL = "gpi"
+
     def __init__(self, dut, pauses: bool, read_latency: int | None = None) -> None:
         super().__init__(dut)
         from axi_host import AxiLiteIP, RamBoard, axil_master, axil_pause_runs, host_package
@@ -146,14 +151,20 @@ class TopTB(TB):
             return None
 
     async def trace_states(self) -> None:
-        from cocotb.triggers import RisingEdge
+        """Record (cycle, state) at every change of the sequencer's state (and in S_LAYERS of the layer and op):
+        woken by the registers' value changes, not every clock (a whole frame is millions of cycles), each change
+        stamped with the cycle of the edge that made it."""
+        from cocotb.triggers import First, ReadOnly
 
+        lay = self.core.g_layers.u_layers
+        watched = (self.core.state, lay.layer, lay.step)
+        layers = self.params["states"].index("S_LAYERS")
         last = None
         while True:
-            await RisingEdge(self.dut.ap_clk)
+            await First(*(sig.value_change for sig in watched))
+            await ReadOnly()
             state = int(self.core.state.value)
-            if state == self.params["states"].index("S_LAYERS"):
-                lay = self.core.g_layers.u_layers
+            if state == layers:
                 state = (state, int(lay.layer.value), int(lay.step.value))
             if state != last:
                 self.states.append((self.cycle, state))
@@ -173,12 +184,13 @@ class TopTB(TB):
         buf = driver.buffers[name]
         return bytes(self.mem.read(int(buf.device_address), len(want))) == want
 
-    def driver(self, frames: int = FRAMES):
+    def driver(self, frames: int | None = None):
         from m3vit.quant.fixed import QFormat
         from m3vit_host.driver import AcceleratorDriver
         from m3vit_host.layout import BufferLayout
 
         lay = self.params["layout"]
+        frames = self.params.get("frames", FRAMES) if frames is None else frames
         layout = BufferLayout(frames=frames, image_shape=tuple(lay["image_shape"]),
                               image_format=QFormat(*lay["image_format"]), token_shape=tuple(lay["token_shape"]),
                               token_format=QFormat(*lay["token_format"]), scratch_bytes=lay["scratch_bytes"])
@@ -246,6 +258,24 @@ class TopTB(TB):
         return {"program_error": int(self.core.program_error.value), "axi_error": int(self.core.axi_error.value)}
 
 
+def update_top_cycles(config: str, mode: str, record: dict | None) -> None:
+    """Put ``record`` (a measured frame) into ``TOP_CYCLES_FILE`` under ``[config][mode]``, or drop that entry
+    (``None``); the other configs' and modes' records stay. Locked: pytest workers may write at once."""
+    TOP_CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(TOP_CYCLES_FILE) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(TOP_CYCLES_FILE.read_text()) if TOP_CYCLES_FILE.exists() else {}
+        if "config" in data:  # a record of the old, flat form (micro's alone): replaced
+            data = {}
+        if record is None:
+            data.get(config, {}).pop(mode, None)
+        else:
+            data.setdefault(config, {})[mode] = record
+        tmp = TOP_CYCLES_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(TOP_CYCLES_FILE)
+
+
 def first_difference(got: np.ndarray, want: np.ndarray) -> str:
     bad = np.flatnonzero(got.reshape(-1) != want.reshape(-1))
     if not len(bad):
@@ -261,8 +291,10 @@ async def run_driver(func, *args):
     return await run_blocking(func, *args)
 
 
-def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
-    """Top parameters and what the testbench needs: payload and program files, layout, dump offset."""
+def tb_params(vectors, config: str, variant: str, tmp_dir, frames: int = FRAMES,
+              ref_tasks: list[str] | None = None) -> tuple[dict, dict]:
+    """Top parameters and what the testbench needs: payload and program files (a device batch of ``frames``
+    frames), layout, dump offsets, and the reference of ``ref_tasks`` (default: every task)."""
     from m3vit.configs import get_config
     from m3vit.hw.gen import interface, program
     from m3vit.hw.gen.rtl_top_gen import LAYER_OPS, TOP_STATES, top_parameters
@@ -273,16 +305,16 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     folder, mode = PACKS[variant]
     manifest = vectors.folder / folder / "model.json"
     pack = read_pack(manifest)
-    words, dumps = program.build_program(pack, frames=FRAMES, dump=True)
+    words, dumps = program.build_program(pack, frames=frames, dump=True)
     raw = (manifest.parent / pack.manifest["binary"]).read_bytes()
     (tmp_dir / "payload.bin").write_bytes(raw[pack.manifest["header_size"]:])
     np.save(tmp_dir / "program.npy", words)
     # the same pack's program without dumps (the activations stay on chip; only the tokens leave), and one that
     # dumps the first frame of a batch alone (dump_frames 1: the frames after it run without dumps)
-    np.save(tmp_dir / "program_no_dump.npy", program.build_program(pack, frames=FRAMES, dump=False)[0])
+    np.save(tmp_dir / "program_no_dump.npy", program.build_program(pack, frames=frames, dump=False)[0])
     first_words, first_dumps = program.build_program(pack, frames=1, dump=True)
     np.save(tmp_dir / "program_dump_first.npy", first_words)
-    lay = BufferLayout.for_model(cfg, pack.spec, FRAMES)
+    lay = BufferLayout.for_model(cfg, pack.spec, frames)
     layout = {"image_shape": list(lay.image_shape), "image_format": [lay.image_format.bits, lay.image_format.frac],
               "token_shape": list(lay.token_shape), "token_format": [lay.token_format.bits, lay.token_format.frac],
               "scratch_bytes": max(lay.scratch_bytes, dumps.nbytes)}
@@ -300,9 +332,9 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
     ref_dir = tmp_dir / "reference"
     from m3vit.quant.fixed import quantize
 
-    images = quantize(np.load(vectors.folder / "dumps" / "images.npy"), pack.spec.activations["image"])
+    images = quantize(np.load(vectors.folder / "dumps" / "images.npy")[:frames], pack.spec.activations["image"])
     np.save(tmp_dir / "images.npy", images)
-    write_reference(pack, manifest, images, tasks, ref_dir)
+    write_reference(pack, manifest, images, tasks if ref_tasks is None else ref_tasks, ref_dir)
     tb = {"vectors": str(vectors.folder), "payload": str(tmp_dir / "payload.bin"),
           "program": str(tmp_dir / "program.npy"), "program_no_dump": str(tmp_dir / "program_no_dump.npy"),
           "program_dump_first": str(tmp_dir / "program_dump_first.npy"), "first_point_dumps": first_point_dumps,
@@ -312,7 +344,7 @@ def tb_params(vectors, config: str, variant: str, tmp_dir) -> tuple[dict, dict]:
           "header_fields": list(program.HEADER_FIELDS), "tasks": tasks, "points": points,
           "point_dumps": point_dumps, "reference": str(ref_dir), "images": str(tmp_dir / "images.npy"),
           "ops": list(LAYER_OPS),
-          "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode,
+          "depth": cfg.depth, "num_tasks": len(cfg.tasks), "config": config, "mode": mode, "frames": frames,
           "per_row": pack.spec.weight_scales == "per-row",
           # a version this build must refuse: per-row (3) for a mixed-width build, the mixed-width one (4) otherwise
           "wrong_version": program.PROGRAM_VERSION_PER_ROW if pack.spec.mode.mixed_weights
