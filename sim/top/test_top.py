@@ -304,7 +304,8 @@ if cocotb is not None:
         trace = tb.states[first:]
         s_frame = names.index("S_FRAME")
         starts = [k for k, (_, st) in enumerate(trace) if st == s_frame]
-        assert len(starts) == 2, f"two frames ran: {len(starts)} S_FRAME"
+        # S_FRAME opens each frame and, after the last, sends the sequencer to S_DONE
+        assert len(starts) == 3, f"two frames ran: {len(starts)} S_FRAME, want 3"
         done = frame_cycles(trace, names) + trace[0][0]
 
         def measured(part: list, end: int) -> dict:
