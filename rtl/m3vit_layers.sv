@@ -87,8 +87,8 @@ module m3vit_layers (
 
   // ---------------------------------------------------------------- on-chip buffers
   // (the row buffers xa, xb, ob and the route's logits are RAMs: "row buffers" below)
-  logic [RB-1:0]      xa_v0;           // input row value at the reader's counter (LayerNorm's, a residual)
-  // the element-wise ops (GELU, residual adds, MoE combine) take a 4-value word a cycle: word f0 of xa and xb
+  // the element-wise ops (LayerNorm, GELU, residual adds, MoE combine) take a 4-value word a cycle: word f0 of xa
+  // and xb
   logic signed [31:0] xa_w4 [4];
   logic signed [31:0] xb_w4 [4];
   logic [127:0]       r_tdata;         // a load's word: 4 values of an activation RAM, sign-extended to int32
@@ -413,27 +413,33 @@ module m3vit_layers (
   wire logic [7:0]  ge_shift = 8'(is_egelu ? L[LF_EGELU_SHIFT] : L[LF_GELU_SHIFT]);
   wire logic [5:0]  s_frac = 6'(L[LF_SCORES_FRAC]);
 
-  // LayerNorm (ln1, ln2)
+  // LayerNorm (ln1, ln2), 4 lanes: one word of the row (f0: input words, f1: gain / bias words) a cycle in and out
   logic ln_in_ready, ln_gb_ready, ln_out_valid;
-  logic [ACTB-1:0] ln_out;
-  wire logic ln_feed = xs == X_COMP && kind_q == K_LN && f0 < 32'(D);
-  wire logic ln_gb_feed = xs == X_COMP && kind_q == K_LN && f1 < 32'(D);
+  logic [4*ACTB-1:0] ln_out;
+  logic [4*RB-1:0]   ln_in;  // word f0 of the input row, each value in the residual width
+  always_comb for (int j = 0; j < 4; j++) ln_in[RB*j +: RB] = xa_w4[j][RB-1:0];
+  wire logic ln_feed = xs == X_COMP && kind_q == K_LN && f0 < 32'(D / 4);
+  wire logic ln_gb_feed = xs == X_COMP && kind_q == K_LN && f1 < 32'(D / 4);
   wire logic ln_gb_take = ln_gb_feed && ln_gb_ready;
-  // {bias, gain} of element f1 from this op's bank: the RAMs read the word of the element f1 will be next cycle
-  // (f1 starts every row at 0), so the registered word always holds element f1
+  // {bias, gain} of elements 4 f1 .. 4 f1 + 3 from this op's bank (one bank word holds 16 · LIN_TILES elements, a
+  // whole number of quads): the RAMs read the word of the quad f1 will be next cycle (f1 starts every row at 0), so
+  // the registered word always holds quad f1
   logic [31:0] ln_next;
-  logic [L_BIAS_BITS+WBITS-1:0] ln_gb;
+  logic [4*(L_BIAS_BITS+WBITS)-1:0] ln_gb;
   always_comb begin
     ln_next = xs != X_COMP ? '0 : f1 + 32'(ln_gb_take);
     // linear: pass o0's word, held while the epilogue works through that pass's tiles (o0 has moved on by then)
-    wb_baddr = kind_q == K_LN ? ln_next / 32'(16 * LIN_TILES) : ep_pass;
-    ln_gb = {wb_bias[BW * (f1 % 32'(16 * LIN_TILES)) +: L_BIAS_BITS], wb_aux[WBITS * (f1 % 32'(16 * LIN_TILES)) +: WBITS]};
+    wb_baddr = kind_q == K_LN ? 4 * ln_next / 32'(16 * LIN_TILES) : ep_pass;
+    for (int j = 0; j < 4; j++)
+      ln_gb[(L_BIAS_BITS+WBITS)*j +: L_BIAS_BITS+WBITS] =
+        {wb_bias[BW * ((4 * f1 + 32'(j)) % 32'(16 * LIN_TILES)) +: L_BIAS_BITS],
+         wb_aux[WBITS * ((4 * f1 + 32'(j)) % 32'(16 * LIN_TILES)) +: WBITS]};
   end
-  layernorm #(.D(D), .IN_W(RB), .G_W(WBITS), .B_W(L_BIAS_BITS), .OUT_W(ACTB), .NBANK(4),
+  layernorm #(.D(D), .IN_W(RB), .G_W(WBITS), .B_W(L_BIAS_BITS), .OUT_W(ACTB), .LANES(4), .NBANK(4),
               .MIN_SHIFT(L_LN_SHIFT_MIN), .MAX_SHIFT(L_LN_SHIFT_MAX)) u_ln (
     .ap_clk, .ap_rst_n, .in_shift(ln_in_shift), .eps_term(ln_eps), .shift(ln_shift),
-    .s_axis_tdata(xa_v0), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),
-    .s_axis_tlast(f0 == 32'(D - 1)),
+    .s_axis_tdata(ln_in), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),
+    .s_axis_tlast(f0 == 32'(D / 4 - 1)),
     .s_axis_gb_tdata(ln_gb), .s_axis_gb_tvalid(ln_gb_feed),
     .s_axis_gb_tready(ln_gb_ready),
     .m_axis_tdata(ln_out), .m_axis_tvalid(ln_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
@@ -517,13 +523,13 @@ module m3vit_layers (
   // A reader keeps the value at its counter in the read register by addressing the value it moves to when it
   // advances (the address below is "counter + advance"; outside the reading state 0, the first value).
   //   xa: the input row, two RAMs of 4-value quads (even quads, odd quads; word w = values 8w .. 8w+7): a load
-  //       beat writes one quad, a token beat reads up to 8 values, the element-wise ops (GELU, add, combine) one
-  //       quad a cycle (xa_w4), LayerNorm one value a cycle, the linear op xa[f1] at issue (read a cycle later as
-  //       mt_x like its weights).
+  //       beat writes one quad, a token beat reads up to 8 values, the element-wise ops (LayerNorm, GELU, add,
+  //       combine) one quad a cycle (xa_w4), the linear op xa[f1] at issue (read a cycle later as mt_x like its
+  //       weights).
   //   xb: the residual add's second row (one RAM of quads, one a cycle).
   //   ob: the output row in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ) so the linear epilogue
-  //       writes a tile's 16 outputs (4 banks) a cycle; GELU, the adds and FIN write a quad a cycle, LayerNorm
-  //       gathers a quad in ob_stage and writes it with its last value. The store reads one quad a beat.
+  //       writes a tile's 16 outputs (4 banks) a cycle; LayerNorm, GELU, the adds and FIN write a quad a cycle.
+  //       The store reads one quad a beat.
   //   lg: the route's gate logits, one token's E logits a word (gathered from E / 4 beats in lg_stage).
   // The Q row of an attention step stays in kv_stage (its last load segment), whole.
   localparam int XA_W = (XA_N + 7) / 8;
@@ -540,8 +546,8 @@ module m3vit_layers (
     if (xs == X_COMP) begin
       case (kind_q)
         K_LIN: xa_ri = f1;  // issue: read now, into the tiles next cycle
-        K_LN: xa_ri = f0 + 32'(ln_feed && ln_in_ready);
-        K_GELU: xa_ri = 4 * (f0 + 32'(ge_feed && ge_in_ready));  // one word a cycle
+        K_LN: xa_ri = 4 * (f0 + 32'(ln_feed && ln_in_ready));  // one word a cycle
+        K_GELU: xa_ri = 4 * (f0 + 32'(ge_feed && ge_in_ready));
         default: xa_ri = 4 * (f0 + 1);  // add, combine: one word a cycle
       endcase
     end else if (xs == X_SDATA) xa_ri = (cnt + 32'(st_take)) * 32'(TOK_PER_BEAT);
@@ -568,7 +574,6 @@ module m3vit_layers (
     xa_sel <= xa_ri[2:0];
     ob_sel <= $clog2(OB_NQ)'(ob_rq % 32'(OB_NQ));
   end
-  assign xa_v0 = xa_q[0][32 * 32'(xa_sel) +: RB];
   // (a 4-wide reader addresses whole words: xa_sel is 0 or 4, xb's quad is the word)
   for (genvar j = 0; j < 4; j++) begin : g_w4
     assign xa_w4[j] = xa_sel[2] ? xa_q[0][128 + 32 * j +: 32] : xa_q[0][32 * j +: 32];
@@ -684,20 +689,20 @@ module m3vit_layers (
     end
   end
 
-  // ob's writes: a linear tile (its 4 banks, word ep_pass) or one quad (one bank): a word of GELU's or of the
-  // residual requantizers' (add / FIN), or LayerNorm's one-value outputs gathered in ob_stage (with its last value)
-  logic                          ep_we, sv_we, qw_we;
-  logic [31:0]                   sv_idx, sv_val, qw_quad;
+  // ob's writes: a linear tile (its 4 banks, word ep_pass) or one quad (one bank): a word of LayerNorm's, of GELU's
+  // or of the residual requantizers' (add / FIN)
+  logic                          ep_we, qw_we;
+  logic [31:0]                   qw_quad;
   logic [127:0]                  qw_data;
-  logic [95:0]                   ob_stage;
   always_comb begin
     ep_we = ep_we_d[RQ_LAT-1];
-    sv_we = xs == X_COMP && kind_q == K_LN && ln_out_valid;
-    sv_idx = o0;
-    sv_val = 32'(signed'(ln_out));
-    qw_we = sv_we && sv_idx[1:0] == 2'd3;
-    qw_quad = sv_idx / 4;
-    qw_data = {sv_val, ob_stage};
+    qw_we = 1'b0;
+    qw_quad = o0;
+    qw_data = '0;
+    if (xs == X_COMP && kind_q == K_LN && ln_out_valid) begin  // word o0 of LayerNorm's output row
+      qw_we = 1'b1;
+      for (int j = 0; j < 4; j++) qw_data[32*j +: 32] = 32'(signed'(ln_out[ACTB*j +: ACTB]));
+    end
     if (xs == X_COMP && kind_q == K_GELU && ge_out_valid) begin  // word o0 of GELU's output row
       qw_we = 1'b1;
       qw_quad = o0;
@@ -709,8 +714,7 @@ module m3vit_layers (
       qw_data = rs_word;
     end
   end
-  always_ff @(posedge ap_clk) if (sv_we && sv_idx[1:0] != 2'd3) ob_stage[32*sv_idx[1:0] +: 32] <= sv_val;
-  // (ob is LIN_ROWS copies: copy r holds the linear row group's row r; the one-value writers use copy 0)
+  // (ob is LIN_ROWS copies: copy r holds the linear row group's row r; the quad writers use copy 0)
   for (genvar i = 0; i < LIN_ROWS * OB_NQ; i++) begin : g_ob
     localparam int R = i / OB_NQ, B = i % OB_NQ;  // copy (row of the group), bank
     logic [127:0] mem [OB_W];
@@ -943,9 +947,9 @@ module m3vit_layers (
             K_LN: begin
               if (ln_feed && ln_in_ready) f0 <= f0 + 1;
               if (ln_gb_take) f1 <= f1 + 1;
-              if (ln_out_valid) begin  // into ob (sv_we)
+              if (ln_out_valid) begin  // word o0 into ob (qw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == 32'(D)) xs <= X_SCMD;
+                if (o0 + 1 == 32'(D / 4)) xs <= X_SCMD;
               end
             end
             K_GELU: begin

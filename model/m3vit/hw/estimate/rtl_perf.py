@@ -109,8 +109,8 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS) -
         per_group = passes * k + depth + rq + (lin_rows - 1) * LIN_TILES
         return (rows * (_beats(k) + _beats(n_out)) + row_groups(rows, lin_rows) * per_group,
                 rows * (h if op == "proj" else 1), rows)  # proj: the heads' attn rows, one read each
-    if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first input, d out
-        return rows * (2 * _beats(d) + unit_depth("layernorm", {"D": d}) + d), rows, rows
+    if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first word, a word a cycle out
+        return rows * (3 * _beats(d) + unit_depth("layernorm", {"D": d, "LANES": 4})), rows, rows
     # the element-wise ops take one 4-value word a cycle (GELU's 4 lanes, 4 residual requantizers, 4-sum words of
     # the MoE combine RAM): a row's compute is as many cycles as its load's beats
     if op in ("gelu", "egelu"):

@@ -68,9 +68,10 @@ def unit_depth(unit: str, prm: dict) -> int:
         # levels a stage (rtl/tools/logic_depth.py)
         return 4 + DIV_STAGES // 4 + 11
     if unit == "layernorm":
-        # a row's statistics (narrowing in 2 stages, the variance term in 2), isqrt, reciprocal, normalise (D·x − s1,
-        # · recip, round, · gain + bias, requantize in 2 stages)
-        return prm["D"] + ISQRT_STAGES + DIV_STAGES + 15
+        # a row of D / LANES beats, its statistics (narrowing in 2 stages, the lanes' squares, their sum across the
+        # lanes, the variance term in 2), isqrt, reciprocal, normalise (D·x − s1, · recip, round, · gain + bias,
+        # requantize in 2 stages)
+        return prm["D"] // prm.get("LANES", 1) + ISQRT_STAGES + DIV_STAGES + 17
     if unit == "moe_dispatch":
         # top-k scan and the gate softmax over the experts (the running sum 6 stages behind the running max: exp2's 4
         # stages), then the gates (exponent, exp2 in 4 stages, · 1/s), and a settling cycle before the drain
@@ -80,7 +81,8 @@ def unit_depth(unit: str, prm: dict) -> int:
 
 def beats(unit: str, prm: dict, elements: int) -> float:
     """Input beats that carry ``elements`` values (what II multiplies)."""
-    lanes = {"gelu": prm.get("LANES", 1), "requant": prm.get("LANES", 1), "qk_reorder": prm.get("P", 1)}
+    lanes = {"gelu": prm.get("LANES", 1), "requant": prm.get("LANES", 1), "layernorm": prm.get("LANES", 1),
+             "qk_reorder": prm.get("P", 1)}
     return elements / lanes.get(unit, 1)
 
 
