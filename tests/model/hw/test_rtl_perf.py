@@ -140,7 +140,7 @@ def test_measured_record_by_config_and_mode(tmp_path, capsys):
     rec = _model_record(get_config("micro"), rp.Overheads())
     cycles = {"micro": {"w8a8": rec}}
     assert rp.measured_record(cycles) is rec
-    with pytest.raises(ValueError, match="no measured m3vit-tiny w8a8 frame .*has: micro w8a8"):
+    with pytest.raises(ValueError, match=r"no measured m3vit-tiny w8a8 frame .*has: micro w8a8"):
         rp.measured_record(cycles, "m3vit-tiny")
     with pytest.raises(ValueError, match="old, flat form"):
         rp.measured_record(rec)
