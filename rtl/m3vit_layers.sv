@@ -303,6 +303,36 @@ module m3vit_layers (
   wire logic [31:0] scnt = lin_st ? se_cnt : cnt;  // the store's beat
   logic             hand;                          // a group handed to the engine (below rq_wait)
 
+  // ---- the linear load engine: the next row group's rows into the other set of xa (le_set) while this group's
+  // passes read its set (xa_set); the executor starts it as a group's passes begin and takes the loaded group at
+  // X_ROW (waiting there if the engine is still loading). A group's first rows (an op's first group) the executor
+  // loads itself. Its row decode is the executor's for a linear op (one segment a row; proj: the heads' attn rows
+  // side by side; e1: the queue's token rows).
+  typedef enum logic [1:0] {LE_IDLE, LE_CMD, LE_DATA} lestate_t;
+  lestate_t    le;
+  logic [31:0] le_row, le_rows, le_rsub, le_seg, le_cnt;  // group, its rows; row, segment and beat being loaded
+  logic        le_set, xa_set;   // the set the engine writes, the set the passes read (other ops: set 0)
+  logic        le_done;          // group le_row is in set le_set
+  wire logic [31:0] le_arow = le_row + le_rsub;
+  wire logic [31:0] le_nseg = step == ST_PROJ ? 32'(H) : 32'd1;
+  logic [33:0] le_ap;
+  logic [31:0] le_vals, le_base;
+  always_comb begin
+    le_vals = k_kin; le_base = '0; le_ap = k_src + 34'(32'(le_arow * k_kin));
+    if (step == ST_PROJ) begin
+      le_vals = 32'(HD);
+      le_base = le_seg * 32'(HD);
+      le_ap = k_src + 34'(32'((le_seg * 32'(NT) + le_arow) * 32'(HD)));
+    end else if (step == ST_E1) begin
+      le_ap = k_src + 34'(32'(qtok[32'(row0) + le_arow]) * 32'(D));
+    end
+  end
+  wire logic        le_rd = le != LE_IDLE;           // the engine owns the activation RAMs' read port
+  wire logic        le_last = le_cnt == le_vals / 4 - 1;
+  wire logic [31:0] le_next = row + grp_rows;        // the group after this one
+  wire logic        le_start = xs == X_COMP && kind_q == K_LIN && le == LE_IDLE && !le_done && le_next < k_rows;
+  wire logic        le_take = xs == X_ROW && kind_q == K_LIN && le_done && row != k_rows;
+
   // ---- store of a row: on chip (st_ap) and, when dumped, to scratch (st_addr); TOK: the tokens buffer alone
   logic [33:0] st_ap;
   logic [63:0] st_addr;
@@ -549,6 +579,7 @@ module m3vit_layers (
   // The Q row of an attention step stays in kv_stage (its last load segment), whole.
   localparam int XA_W = (XA_N + 7) / 8;
   localparam int XA_AW = (XA_W > 1) ? $clog2(XA_W) : 1;  // (a reader's address one past the row wraps: unused)
+  localparam int XA2_AW = $clog2(2 * XA_W);               // a word of either set
   localparam int XB_AW = $clog2(D / 4);
   localparam int OB_W = (OB_N + 4 * OB_NQ - 1) / (4 * OB_NQ);
   localparam int OB_AW = (OB_W > 1) ? $clog2(OB_W) : 1;  // a word of one set (ob has two: the linear store engine)
@@ -572,14 +603,20 @@ module m3vit_layers (
   end
   wire logic        ld_beat = xs == X_LDATA && r_tvalid;
   wire logic [31:0] ld_quad = seg_base / 4 + cnt;  // segments start on whole quads (HD % 16 == 0)
-  // (xa is LIN_ROWS copies, copy r the linear row group's row r, read at the same address; other ops use copy 0)
+  // (xa is LIN_ROWS copies, copy r the linear row group's row r, read at the same address; other ops use copy 0;
+  // each copy holds two sets, an address bit: the load engine fills one while the passes read the other)
+  wire logic        le_beat = le == LE_DATA;
+  wire logic [31:0] le_quad = le_base / 4 + le_cnt;
+  wire logic        x_set = kind_q == K_LIN && xa_set;  // the executor's set (its loads, every read)
   for (genvar i = 0; i < 2 * LIN_ROWS; i++) begin : g_xa
     localparam int R = i / 2, HALF = i % 2;
-    logic [127:0] mem [XA_W];
-    wire logic we = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(HALF) && rsub == R;
+    logic [127:0] mem [2 * XA_W];
+    wire logic we_x = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(HALF) && rsub == R;
+    wire logic we_e = le_beat && le_quad[0] == 1'(HALF) && le_rsub == R;
+    wire logic [XA_AW-1:0] wa = XA_AW'((we_e ? le_quad : ld_quad) / 2);
     always_ff @(posedge ap_clk) begin
-      if (we) mem[XA_AW'(ld_quad / 2)] <= r_tdata;
-      xa_q[R][128*HALF +: 128] <= mem[XA_AW'(xa_ri / 8)];
+      if (we_x || we_e) mem[XA2_AW'(((we_e ? le_set : x_set) ? XA_W : 0) + 32'(wa))] <= r_tdata;
+      xa_q[R][128*HALF +: 128] <= mem[XA2_AW'((x_set ? XA_W : 0) + 32'(XA_AW'(xa_ri / 8)))];
     end
   end
   logic [127:0] xb_mem [D/4];
@@ -759,7 +796,9 @@ module m3vit_layers (
   assign r_tvalid = xs == X_LDATA;  // (the read register always holds word cnt in X_LDATA)
   // (word addresses: each RAM takes the low bits its depth needs)
   /* verilator lint_off UNUSEDSIGNAL */
-  wire logic [31:0] ld_word = seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
+  wire logic [31:0] ld_word = le_rd ? le_ap[31:0] / 4 + (le == LE_DATA ? le_cnt + 32'd1 : 32'd0)
+                                     : seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
+  wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : seg_ap[33:32];  // the RAM read
   assign r_tlast = cnt == seg_vals / 4 - 1;
   wire logic        st_we = st_take && kind_q != K_TOK;
   wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
@@ -776,7 +815,7 @@ module m3vit_layers (
       endcase
     r_tdata = '0;
     for (int j = 0; j < 4; j++)
-      case (seg_ap[33:32])
+      case (ld_ram)
         2'd0: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[0][AR_ACT_BITS*j +: AR_ACT_BITS]));
         2'd1: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[1][AR_RES_BITS*j +: AR_RES_BITS]));
         default: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[2][AR_INT_BITS*j +: AR_INT_BITS]));
@@ -877,6 +916,46 @@ module m3vit_layers (
     end
   end
 
+  // ---------------------------------------------------------------- the linear load engine
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      le <= LE_IDLE;
+      le_done <= 1'b0;
+      le_set <= 1'b0;
+      le_row <= '0; le_rows <= '0; le_rsub <= '0; le_seg <= '0; le_cnt <= '0;
+    end else begin
+      if (le_take) le_done <= 1'b0;
+      case (le)
+        LE_IDLE: if (le_start) begin
+          le_row <= le_next;
+          le_rows <= (k_rows - le_next < 32'(LIN_ROWS)) ? k_rows - le_next : 32'(LIN_ROWS);
+          le_set <= !xa_set;
+          le_rsub <= '0;
+          le_seg <= '0;
+          le <= LE_CMD;
+        end
+        LE_CMD: begin  // the segment's first word is addressed now
+          le_cnt <= '0;
+          le <= LE_DATA;
+        end
+        default: begin  // LE_DATA: a word a cycle into xa
+          le_cnt <= le_cnt + 1;
+          if (le_last) begin
+            le <= LE_CMD;
+            if (le_seg + 1 < le_nseg) le_seg <= le_seg + 1;
+            else if (le_rsub + 1 < le_rows) begin
+              le_seg <= '0;
+              le_rsub <= le_rsub + 1;
+            end else begin
+              le_done <= 1'b1;
+              le <= LE_IDLE;
+            end
+          end
+        end
+      endcase
+    end
+  end
+
   // ---------------------------------------------------------------- the linear store engine
   always_ff @(posedge ap_clk) begin
     if (rst) begin
@@ -955,7 +1034,13 @@ module m3vit_layers (
         X_ROW: begin
           seg <= '0;
           if (row == k_rows) xs <= X_NEXT;
-          else if (nseg == 0) begin
+          else if (le_take) begin  // the load engine has the group in its set: the passes read it
+            xa_set <= le_set;
+            f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
+            xs <= X_COMP;
+          end else if (kind_q == K_LIN && le != LE_IDLE) begin
+            // (the load engine is still loading the group)
+          end else if (nseg == 0) begin
             f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
             xs <= X_COMP;
           end else xs <= X_LCMD;
