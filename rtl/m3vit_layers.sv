@@ -231,10 +231,10 @@ module m3vit_layers (
 
   // ---------------------------------------------------------------- executor state
   typedef enum logic [4:0] {X_IDLE, X_LWAIT, X_SETUP, X_BWAIT, X_ROW, X_LCMD, X_LDATA, X_COMP, X_SCMD, X_SDATA,
-                            X_SWAIT, X_NEXT} xstate_t;
+                            X_SWAIT, X_HAND, X_NEXT} xstate_t;
   xstate_t xs;
   logic [31:0] row, seg, cnt;        // row of the op (a linear op: its row group's first), load segment, beat counter
-  logic [31:0] rsub;                 // a linear op's row within its group being loaded or stored (else 0)
+  logic [31:0] rsub;                 // a linear op's row within its group being loaded (else 0)
   logic [31:0] head, qi;             // attention: head and query row of `row`
   logic [31:0] f0, f1, f2, o0;       // compute counters
   logic [1:0]  aph;                  // attention phase
@@ -288,13 +288,58 @@ module m3vit_layers (
     endcase
   end
 
+  // ---- the linear store engine: a row group's rows go out of ob (set se_set) while the executor loads the next
+  // group's rows and runs its passes, whose epilogue writes the other set of ob (ob_wset); the executor hands a
+  // group over (X_HAND) once its epilogue has written every row and the engine is idle, and ends the op once the
+  // engine is idle. Every other op stores its row itself (X_SCMD .. X_SWAIT).
+  typedef enum logic [1:0] {SE_IDLE, SE_CMD, SE_DATA, SE_WAIT} sestate_t;
+  sestate_t    se;
+  logic [31:0] se_row, se_rows, se_rsub, se_cnt;  // the group's first row and rows, the row and beat being stored
+  logic        se_set, ob_wset;                   // ob's set the engine reads, the set the epilogue writes
+  wire logic        lin_st = kind_q == K_LIN;     // the store is the engine's
+  wire logic [31:0] srow = lin_st ? se_row + se_rsub : arow;  // the row stored
+  wire logic        s_in_cmd = lin_st ? se == SE_CMD : xs == X_SCMD;
+  wire logic        s_in_data = lin_st ? se == SE_DATA : xs == X_SDATA;
+  wire logic [31:0] scnt = lin_st ? se_cnt : cnt;  // the store's beat
+  logic             hand;                          // a group handed to the engine (below rq_wait)
+
+  // ---- the linear load engine: the next row group's rows into the other set of xa (le_set) while this group's
+  // passes read its set (xa_set); the executor starts it as a group's passes begin and takes the loaded group at
+  // X_ROW (waiting there if the engine is still loading). A group's first rows (an op's first group) the executor
+  // loads itself. Its row decode is the executor's for a linear op (one segment a row; proj: the heads' attn rows
+  // side by side; e1: the queue's token rows).
+  typedef enum logic [1:0] {LE_IDLE, LE_CMD, LE_DATA} lestate_t;
+  lestate_t    le;
+  logic [31:0] le_row, le_rows, le_rsub, le_seg, le_cnt;  // group, its rows; row, segment and beat being loaded
+  logic        le_set, xa_set;   // the set the engine writes, the set the passes read (other ops: set 0)
+  logic        le_done;          // group le_row is in set le_set
+  wire logic [31:0] le_arow = le_row + le_rsub;
+  wire logic [31:0] le_nseg = step == ST_PROJ ? 32'(H) : 32'd1;
+  logic [33:0] le_ap;
+  logic [31:0] le_vals, le_base;
+  always_comb begin
+    le_vals = k_kin; le_base = '0; le_ap = k_src + 34'(32'(le_arow * k_kin));
+    if (step == ST_PROJ) begin
+      le_vals = 32'(HD);
+      le_base = le_seg * 32'(HD);
+      le_ap = k_src + 34'(32'((le_seg * 32'(NT) + le_arow) * 32'(HD)));
+    end else if (step == ST_E1) begin
+      le_ap = k_src + 34'(32'(qtok[32'(row0) + le_arow]) * 32'(D));
+    end
+  end
+  wire logic        le_rd = le != LE_IDLE;           // the engine owns the activation RAMs' read port
+  wire logic        le_last = le_cnt == le_vals / 4 - 1;
+  wire logic [31:0] le_next = row + grp_rows;        // the group after this one
+  wire logic        le_start = xs == X_COMP && kind_q == K_LIN && le == LE_IDLE && !le_done && le_next < k_rows;
+  wire logic        le_take = xs == X_ROW && kind_q == K_LIN && le_done && row != k_rows;
+
   // ---- store of a row: on chip (st_ap) and, when dumped, to scratch (st_addr); TOK: the tokens buffer alone
   logic [33:0] st_ap;
   logic [63:0] st_addr;
   logic [31:0] st_beats;
   always_comb begin
-    st_ap = k_dsta + 34'(32'(arow * k_nout));
-    st_addr = k_dst + 64'(arow) * 64'(k_nout) * 64'd4;
+    st_ap = k_dsta + 34'(32'(srow * k_nout));
+    st_addr = k_dst + 64'(srow) * 64'(k_nout) * 64'd4;
     st_beats = k_nout / 4;
     if (k_kind == K_ATT) begin
       st_ap = k_dsta + 34'(32'((head * 32'(NT) + qi) * 32'(HD)));
@@ -308,7 +353,7 @@ module m3vit_layers (
   assign s_tok = k_kind == K_TOK;
   // the row goes out over AXI (a dump write-through, or tokens), and a beat of it is taken this cycle
   wire logic st_axi = k_kind == K_TOK || k_dump;
-  wire logic st_take = xs == X_SDATA && (!st_axi || s_tready);
+  wire logic st_take = s_in_data && (!st_axi || s_tready);
 
   // ---------------------------------------------------------------- units
   // (outputs a step does not need — TLAST of row-counted streams, the dispatcher's idle/ready and gather stream,
@@ -337,7 +382,7 @@ module m3vit_layers (
     .x_ready(wb_ready), .x_rs(wb_rs), .x_step(wb_step), .x_release(wb_release),
     .wt_addr(wb_waddr), .wt_q(wb_wt), .ba_addr(wb_baddr), .bias_q(wb_bias), .aux_q(wb_aux)
   );
-  assign wb_release = xs == X_NEXT && (kind_q == K_LIN || kind_q == K_LN);
+  assign wb_release = xs == X_NEXT && se == SE_IDLE && (kind_q == K_LIN || kind_q == K_LN);
 
   // linear: a LIN_ROWS x LIN_TILES array of MAC tiles, 16 outputs each. Row r's LIN_TILES tiles take x[k] of the
   // group's row r (its own xa copy); tile t of every row takes the same 16 weights, so each bank word read feeds
@@ -534,9 +579,11 @@ module m3vit_layers (
   // The Q row of an attention step stays in kv_stage (its last load segment), whole.
   localparam int XA_W = (XA_N + 7) / 8;
   localparam int XA_AW = (XA_W > 1) ? $clog2(XA_W) : 1;  // (a reader's address one past the row wraps: unused)
+  localparam int XA2_AW = $clog2(2 * XA_W);               // a word of either set
   localparam int XB_AW = $clog2(D / 4);
   localparam int OB_W = (OB_N + 4 * OB_NQ - 1) / (4 * OB_NQ);
-  localparam int OB_AW = (OB_W > 1) ? $clog2(OB_W) : 1;
+  localparam int OB_AW = (OB_W > 1) ? $clog2(OB_W) : 1;  // a word of one set (ob has two: the linear store engine)
+  localparam int OB2_AW = $clog2(2 * OB_W);
   localparam int LG_BEATS = E / 4;
   localparam int LG_AW = $clog2(NT);
   logic [31:0]       xa_ri, ob_rq;  // value / quad read into the read registers this cycle
@@ -551,19 +598,25 @@ module m3vit_layers (
         default: xa_ri = 4 * (f0 + 1);  // add, combine: one word a cycle
       endcase
     end else if (xs == X_SDATA) xa_ri = (cnt + 32'(st_take)) * 32'(TOK_PER_BEAT);
-    ob_rq = xs == X_SDATA ? cnt + 32'(st_take) : '0;
+    ob_rq = s_in_data ? scnt + 32'(st_take) : '0;
     lg_ra = xs == X_COMP ? LG_AW'(f0 + 32'(md_feed && md_in_ready)) : '0;
   end
   wire logic        ld_beat = xs == X_LDATA && r_tvalid;
   wire logic [31:0] ld_quad = seg_base / 4 + cnt;  // segments start on whole quads (HD % 16 == 0)
-  // (xa is LIN_ROWS copies, copy r the linear row group's row r, read at the same address; other ops use copy 0)
+  // (xa is LIN_ROWS copies, copy r the linear row group's row r, read at the same address; other ops use copy 0;
+  // each copy holds two sets, an address bit: the load engine fills one while the passes read the other)
+  wire logic        le_beat = le == LE_DATA;
+  wire logic [31:0] le_quad = le_base / 4 + le_cnt;
+  wire logic        x_set = kind_q == K_LIN && xa_set;  // the executor's set (its loads, every read)
   for (genvar i = 0; i < 2 * LIN_ROWS; i++) begin : g_xa
     localparam int R = i / 2, HALF = i % 2;
-    logic [127:0] mem [XA_W];
-    wire logic we = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(HALF) && rsub == R;
+    logic [127:0] mem [2 * XA_W];
+    wire logic we_x = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(HALF) && rsub == R;
+    wire logic we_e = le_beat && le_quad[0] == 1'(HALF) && le_rsub == R;
+    wire logic [XA_AW-1:0] wa = XA_AW'((we_e ? le_quad : ld_quad) / 2);
     always_ff @(posedge ap_clk) begin
-      if (we) mem[XA_AW'(ld_quad / 2)] <= r_tdata;
-      xa_q[R][128*HALF +: 128] <= mem[XA_AW'(xa_ri / 8)];
+      if (we_x || we_e) mem[XA2_AW'(((we_e ? le_set : x_set) ? XA_W : 0) + 32'(wa))] <= r_tdata;
+      xa_q[R][128*HALF +: 128] <= mem[XA2_AW'((x_set ? XA_W : 0) + 32'(XA_AW'(xa_ri / 8)))];
     end
   end
   logic [127:0] xb_mem [D/4];
@@ -602,14 +655,14 @@ module m3vit_layers (
   // the next pass's sums as K > EP_SLOTS (checked below). The requantizers are pipelined (RQ_LAT register stages,
   // at most 8 LUT levels each), so slot s's 4 quads reach its row's ob copy s + RQ_LAT cycles after the sums, its
   // write enable, slot and pass delayed alongside (ep_*_d). No cycle is added between passes (the next pass's sums
-  // are K cycles away, its writes in the same order); after a row group's last pass the store waits RQ_LAT +
-  // EP_SLOTS - LIN_TILES cycles more (rq_wait: every row's slots written), so it reads quad q of row 0 no earlier
-  // than q + 1 cycles after its write, as it did before the stages, and the later rows later. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
+  // are K cycles away, its writes in the same order); after a row group's last pass the hand-over to the store
+  // engine waits RQ_LAT + EP_SLOTS - 1 cycles more (rq_wait: every slot of every row written, the last one a
+  // cycle before the hand-over), as the epilogue's ob set (ob_wset) flips with the hand-over. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
   // the per-layer bound checked at export) and exact for any shift (requant_rt clamps it to the range that can
   // change a result).
   localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
   localparam int EP_SLOTS = LIN_ROWS * LIN_TILES;
-  localparam int RQ_LIN_WAIT = RQ_LAT + EP_SLOTS - LIN_TILES;  // a linear row group's store: every slot written
+  localparam int RQ_LIN_WAIT = RQ_LAT + EP_SLOTS - 1;  // a linear row group's hand-over: every slot written
   localparam int RQW_W = $clog2(RQ_LIN_WAIT + 1);
   localparam int EPT_W = (EP_SLOTS > 1) ? $clog2(EP_SLOTS) : 1;
   localparam int K_MIN = (L_MLP < EH ? (L_MLP < D ? L_MLP : D) : (EH < D ? EH : D));  // shortest pass over k
@@ -689,6 +742,8 @@ module m3vit_layers (
     end
   end
 
+  assign hand = xs == X_HAND && rq_wait == '0 && se == SE_IDLE;
+
   // ob's writes: a linear tile (its 4 banks, word ep_pass) or one quad (one bank): a word of LayerNorm's, of GELU's
   // or of the residual requantizers' (add / FIN)
   logic                          ep_we, qw_we;
@@ -717,14 +772,15 @@ module m3vit_layers (
   // (ob is LIN_ROWS copies: copy r holds the linear row group's row r; the quad writers use copy 0)
   for (genvar i = 0; i < LIN_ROWS * OB_NQ; i++) begin : g_ob
     localparam int R = i / OB_NQ, B = i % OB_NQ;  // copy (row of the group), bank
-    logic [127:0] mem [OB_W];
+    logic [127:0] mem [2 * OB_W];  // set 1 at words OB_W .. (a linear op's groups alternate; other ops: set 0)
     // slot s: row s / LIN_TILES's copy, quads 4t .. 4t+3 of the pass (t = s mod LIN_TILES)
     wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == R * LIN_TILES + B / 4;
     wire logic we = ep_b || (R == 0 && qw_we && qw_quad % 32'(OB_NQ) == B);
     wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass_d[RQ_LAT-1] : qw_quad / 32'(OB_NQ));
+    wire logic [OB_AW-1:0] ra = OB_AW'(ob_rq / 32'(OB_NQ));
     always_ff @(posedge ap_clk) begin
-      if (we) mem[wa] <= ep_b ? ep_vals[128*(B%4) +: 128] : qw_data;
-      ob_q[i] <= mem[OB_AW'(ob_rq / 32'(OB_NQ))];
+      if (we) mem[OB2_AW'((lin_st && ob_wset ? OB_W : 0) + 32'(wa))] <= ep_b ? ep_vals[128*(B%4) +: 128] : qw_data;
+      ob_q[i] <= mem[OB2_AW'((lin_st && se_set ? OB_W : 0) + 32'(ra))];
     end
   end
 
@@ -740,10 +796,12 @@ module m3vit_layers (
   assign r_tvalid = xs == X_LDATA;  // (the read register always holds word cnt in X_LDATA)
   // (word addresses: each RAM takes the low bits its depth needs)
   /* verilator lint_off UNUSEDSIGNAL */
-  wire logic [31:0] ld_word = seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
+  wire logic [31:0] ld_word = le_rd ? le_ap[31:0] / 4 + (le == LE_DATA ? le_cnt + 32'd1 : 32'd0)
+                                     : seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
+  wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : seg_ap[33:32];  // the RAM read
   assign r_tlast = cnt == seg_vals / 4 - 1;
   wire logic        st_we = st_take && kind_q != K_TOK;
-  wire logic [31:0] st_word = st_ap[31:0] / 4 + cnt;
+  wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
   /* verilator lint_on UNUSEDSIGNAL */
   logic [4*AR_MAXW-1:0] ar_rd [AR_N];
   logic [4*AR_MAXW-1:0] st_packed;  // s_tdata's 4 values narrowed to the output RAM's width
@@ -757,7 +815,7 @@ module m3vit_layers (
       endcase
     r_tdata = '0;
     for (int j = 0; j < 4; j++)
-      case (seg_ap[33:32])
+      case (ld_ram)
         2'd0: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[0][AR_ACT_BITS*j +: AR_ACT_BITS]));
         2'd1: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[1][AR_RES_BITS*j +: AR_RES_BITS]));
         default: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[2][AR_INT_BITS*j +: AR_INT_BITS]));
@@ -790,10 +848,11 @@ module m3vit_layers (
                AR_MAXW <= 32, ("m3vit_layers: activation RAMs of %0d / %0d / %0d values", AR_ACT_VALUES,
                AR_RES_VALUES, AR_INT_VALUES))
 
-  assign s_cmd_valid = xs == X_SCMD && rq_wait == '0 && st_axi;  // (the row's requantized writes are in ob)
+  // (the row's requantized writes are in ob: the engine takes a group only once they are)
+  assign s_cmd_valid = s_in_cmd && (lin_st || rq_wait == '0) && st_axi;
   assign s_cmd_addr = st_addr;
   assign s_cmd_beats = st_beats;
-  assign s_tvalid = xs == X_SDATA && st_axi;
+  assign s_tvalid = s_in_data && st_axi;
   always_comb begin
     s_tdata = '0;
     // the token write streams the out row straight from xa, an attention row from att_row: no copies into ob
@@ -803,7 +862,8 @@ module m3vit_layers (
     end else if (kind_q == K_ATT) begin
       for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(cnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
-      s_tdata = ob_q[32'(rsub) * 32'(OB_NQ) + 32'(ob_sel)];  // quad cnt of the output row (the group's row rsub)
+      // quad scnt of the output row (the group's row se_rsub, or the one row of another op)
+      s_tdata = ob_q[32'(lin_st ? se_rsub : rsub) * 32'(OB_NQ) + 32'(ob_sel)];
     end
   end
   assign md_start = xs == X_COMP && kind_q == K_ROUTE && !sent;
@@ -856,6 +916,81 @@ module m3vit_layers (
     end
   end
 
+  // ---------------------------------------------------------------- the linear load engine
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      le <= LE_IDLE;
+      le_done <= 1'b0;
+      le_set <= 1'b0;
+      le_row <= '0; le_rows <= '0; le_rsub <= '0; le_seg <= '0; le_cnt <= '0;
+    end else begin
+      if (le_take) le_done <= 1'b0;
+      case (le)
+        LE_IDLE: if (le_start) begin
+          le_row <= le_next;
+          le_rows <= (k_rows - le_next < 32'(LIN_ROWS)) ? k_rows - le_next : 32'(LIN_ROWS);
+          le_set <= !xa_set;
+          le_rsub <= '0;
+          le_seg <= '0;
+          le <= LE_CMD;
+        end
+        LE_CMD: begin  // the segment's first word is addressed now
+          le_cnt <= '0;
+          le <= LE_DATA;
+        end
+        default: begin  // LE_DATA: a word a cycle into xa
+          le_cnt <= le_cnt + 1;
+          if (le_last) begin
+            le <= LE_CMD;
+            if (le_seg + 1 < le_nseg) le_seg <= le_seg + 1;
+            else if (le_rsub + 1 < le_rows) begin
+              le_seg <= '0;
+              le_rsub <= le_rsub + 1;
+            end else begin
+              le_done <= 1'b1;
+              le <= LE_IDLE;
+            end
+          end
+        end
+      endcase
+    end
+  end
+
+  // ---------------------------------------------------------------- the linear store engine
+  always_ff @(posedge ap_clk) begin
+    if (rst) begin
+      se <= SE_IDLE;
+      ob_wset <= 1'b0;
+      se_set <= 1'b0;
+      se_row <= '0; se_rows <= '0; se_rsub <= '0; se_cnt <= '0;
+    end else begin
+      case (se)
+        SE_IDLE: if (hand) begin
+          se_row <= row;
+          se_rows <= grp_rows;
+          se_rsub <= '0;
+          se_set <= ob_wset;
+          ob_wset <= !ob_wset;
+          se <= SE_CMD;
+        end
+        SE_CMD: if (s_cmd_ready || !st_axi) begin
+          se_cnt <= '0;
+          se <= SE_DATA;
+        end
+        SE_DATA: if (st_take) begin
+          se_cnt <= se_cnt + 1;
+          if (se_cnt + 1 == st_beats) se <= SE_WAIT;
+        end
+        default: if (!s_busy) begin  // SE_WAIT: the row's writes acknowledged (a dump write-through)
+          if (se_rsub + 1 < se_rows) begin
+            se_rsub <= se_rsub + 1;
+            se <= SE_CMD;
+          end else se <= SE_IDLE;
+        end
+      endcase
+    end
+  end
+
   // ---------------------------------------------------------------- the sequencer
   always_ff @(posedge ap_clk) begin
     if (rst) begin
@@ -899,7 +1034,13 @@ module m3vit_layers (
         X_ROW: begin
           seg <= '0;
           if (row == k_rows) xs <= X_NEXT;
-          else if (nseg == 0) begin
+          else if (le_take) begin  // the load engine has the group in its set: the passes read it
+            xa_set <= le_set;
+            f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
+            xs <= X_COMP;
+          end else if (kind_q == K_LIN && le != LE_IDLE) begin
+            // (the load engine is still loading the group)
+          end else if (nseg == 0) begin
             f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
             xs <= X_COMP;
           end else xs <= X_LCMD;
@@ -941,7 +1082,7 @@ module m3vit_layers (
               end
               if (&mt_out_valid) begin  // lock step: every tile's row leaves together (into ob: ep_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == npass) xs <= X_SCMD;
+                if (o0 + 1 == npass) xs <= X_HAND;
               end
             end
             K_LN: begin
@@ -1038,11 +1179,8 @@ module m3vit_layers (
           cnt <= cnt + 1;
           if (cnt + 1 == st_beats) xs <= X_SWAIT;
         end
-        X_SWAIT: if (!s_busy && rsub + 1 < grp_rows) begin  // the linear group's next row out
-          rsub <= rsub + 1;
-          xs <= X_SCMD;
-        end else if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
-          row <= row + grp_rows;
+        X_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged; a linear op's
+          row <= row + 1;            // groups are the store engine's)
           rsub <= '0;
           if (kind_q == K_ATT) begin
             if (qi == 32'(NT - 1)) begin
@@ -1052,7 +1190,12 @@ module m3vit_layers (
           end
           xs <= X_ROW;
         end
-        X_NEXT: begin  // the op is done (every write acknowledged): the next op of the program
+        X_HAND: if (hand) begin  // the group's rows to the store engine; the next group loads meanwhile
+          row <= row + grp_rows;
+          rsub <= '0;
+          xs <= X_ROW;
+        end
+        X_NEXT: if (se == SE_IDLE) begin  // the op is done (every write acknowledged): the next op of the program
           xs <= X_SETUP;
           case (step)
             ST_LN1: step <= ST_Q;

@@ -79,8 +79,10 @@ def test_requantizer_latency_is_the_rtl_one():
 
 
 def test_linear_passes_run_once_per_row_group():
-    """LIN_ROWS rows share one set of passes over k: a row inside a group adds only its load and store, the row
-    that opens a new group a whole set of passes; the last group may be partial (micro's 33 rows)."""
+    """LIN_ROWS rows share one set of passes over k: a row of the first group adds its load, a row of the last
+    group its store, the row that opens a new group a whole set of passes — the groups after the first load
+    while the one before runs its passes, the groups before the last store while the next one runs; the last
+    group may be partial (micro's 33 rows)."""
     from m3vit.hw.gen.rtl_top_gen import LIN_ROWS, LIN_TILES
 
     assert rp.row_groups(33, 4) == 9 and rp.row_groups(32, 4) == 8 and rp.row_groups(33, 1) == 33
@@ -91,9 +93,16 @@ def test_linear_passes_run_once_per_row_group():
     passes = -(-(n_out // 16) // LIN_TILES)
     one = rp.op_terms(cfg, "q", 1)[0]
     assert one > passes * k
+    store = -(-n_out // 4)
     if LIN_ROWS > 1:
         assert rp.op_terms(cfg, "q", 2)[0] - one == load_store
-    assert rp.op_terms(cfg, "q", LIN_ROWS + 1)[0] - rp.op_terms(cfg, "q", LIN_ROWS)[0] == one
+    # the new group's row: its passes and store (its load overlaps the first group's passes), and the full group
+    # before it no longer stores last
+    load = -(-k // 4)
+    grown = rp.op_terms(cfg, "q", LIN_ROWS + 1)
+    assert grown[0] - rp.op_terms(cfg, "q", LIN_ROWS)[0] == one - load - LIN_ROWS * store
+    assert grown[1] == LIN_ROWS and grown[2] == 1  # the first group's loads, the last group's stores
+    assert rp.op_terms(cfg, "q", 3 * LIN_ROWS)[1:] == (LIN_ROWS, LIN_ROWS)
 
 
 def test_lin_rows_what_if(capsys):

@@ -103,12 +103,22 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS) -
         tiles = -(-n_out // 16)
         passes = -(-tiles // LIN_TILES)  # LIN_TILES tiles of 16 outputs per pass over k
         depth = unit_depth("mac_tile", {}) + 1  # the bank read one cycle ahead, then the tile's pipeline
-        # LIN_ROWS rows in flight: each row loaded and stored on its own, the passes over k once per row group; the
-        # epilogue's 16 requantizers take the group's LIN_ROWS · LIN_TILES tiles one a cycle, so the group's store
-        # waits for the last row's tiles, (LIN_ROWS - 1) · LIN_TILES cycles after the first row's
-        per_group = passes * k + depth + rq + (lin_rows - 1) * LIN_TILES
-        return (rows * (_beats(k) + _beats(n_out)) + row_groups(rows, lin_rows) * per_group,
-                rows * (h if op == "proj" else 1), rows)  # proj: the heads' attn rows, one read each
+        # LIN_ROWS rows in flight, the passes over k once per row group; the epilogue's 16 requantizers take the
+        # group's LIN_ROWS · LIN_TILES tiles one a cycle, so the group is handed to the store engine once the last
+        # tile is written, LIN_ROWS · LIN_TILES - 1 cycles after the first. While a group's passes run, the load
+        # engine loads the next group's rows (into the other set of xa) and the store engine stores the previous
+        # group's (from the other set of ob): only the first group's loads and the last group's stores add to
+        # the op, and a group's loads or stores where they outlast its neighbour's passes (none at micro's or
+        # m3vit-tiny's shapes).
+        groups = row_groups(rows, lin_rows)
+        per_group = passes * k + depth + rq + lin_rows * LIN_TILES - 1
+        first = min(rows, lin_rows)
+        last = rows - (groups - 1) * lin_rows  # rows of the last group (fractional rows: its expected size)
+        segs = h if op == "proj" else 1        # proj: the heads' attn rows, one read each
+        stall = (max(0, lin_rows * (_beats(k) + segs) - per_group)
+                 + max(0, lin_rows * (_beats(n_out) + 2) - per_group))
+        return (first * _beats(k) + groups * per_group + last * _beats(n_out) + (groups - 1) * stall,
+                first * segs, last)
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first word, a word a cycle out
         return rows * (3 * _beats(d) + unit_depth("layernorm", {"D": d, "LANES": 4})), rows, rows
     # the element-wise ops take one 4-value word a cycle (GELU's 4 lanes, 4 residual requantizers, 4-sum words of
