@@ -181,9 +181,9 @@ def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False,
             # be split into several C++ files (the accelerator top): give the precompiled header its -include.
             os.environ["MAKEFLAGS"] = f"OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
             try:
-                runner = get_runner(sim) if public is None else NarrowVerilator()
+                runner = get_runner(sim) if public is None else _narrow_verilator()
                 runner.build(sources=sources, includes=includes, hdl_toplevel=top, parameters=parameters,
-                                      build_dir=build_dir, build_args=args, timescale=("1ns", "1ps"), always=True)
+                             build_dir=build_dir, build_args=args, timescale=("1ns", "1ps"), always=True)
             finally:
                 if saved is None:
                     os.environ.pop("MAKEFLAGS", None)
@@ -196,6 +196,7 @@ def build_unit(top: str, parameters: dict, sim: str, top_includes: bool = False,
 
 
 def _narrow_verilator():
+    """A Verilator runner that leaves out ``--public-flat-rw`` (see ``Narrow``)."""
     from cocotb_tools.runner import Verilator
 
     class Narrow(Verilator):
@@ -208,11 +209,7 @@ def _narrow_verilator():
             cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
             return cmds
 
-    return Narrow
-
-
-def NarrowVerilator():
-    return _narrow_verilator()()
+    return Narrow()
 
 
 # Verilator's own runtime (model-independent). cocotb's verilator.o is NOT reused: it includes the model's Vtop.h.

