@@ -158,4 +158,17 @@ def test_measured_record_by_config_and_mode(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         rp.main(["--cycles", str(path)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and "old, flat form" in err[-1]
+    assert exc.value.code == 2 and len(err) == 1 and "old, flat form" in err[0]
+
+
+@pytest.mark.parametrize(("text", "args"), [("{not json", []), ("[1, 2]", []), ('{"micro": {"w8a8": {"mode": 1}}}', []),
+                                            ("\xff\xfe", []), ("{}", ["--predict", "nope"])])
+def test_bad_cycle_records_get_one_line(tmp_path, capsys, text, args):
+    """A damaged cycle record (not JSON, not an object, a record without its fields, not text) or an unknown
+    config to predict: one line on stderr, exit code 2, nothing printed on stdout."""
+    path = tmp_path / "top_cycles.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(SystemExit) as exc:
+        rp.main(["--cycles", str(path), *args])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and not out and len(err.strip().splitlines()) == 1

@@ -362,8 +362,10 @@ def no_dump_record(record: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m m3vit.hw.estimate.rtl_perf", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ...cli.args import Parser  # errors are one line
+
+    ap = Parser(prog="python -m m3vit.hw.estimate.rtl_perf", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cycles", type=Path, default=Path("build/sim/top_cycles.json"))
     ap.add_argument("--predict", default="m3vit-tiny")
     ap.add_argument("--calibrate-on", default="micro",
@@ -376,22 +378,29 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.lin_rows < 1:
         ap.error(f"--lin-rows must be at least 1, not {args.lin_rows}")
+    try:
+        target = get_config(args.predict)
+    except KeyError as exc:
+        ap.error(f"--predict: {exc.args[0]}")
     if not args.cycles.is_file():
         ap.error(f"{args.cycles} does not exist: run `pytest sim/top -m slow` (the cycles test) first")
-    cycles = json.loads(args.cycles.read_text())
     try:
+        cycles = json.loads(args.cycles.read_text())
+        if not isinstance(cycles, dict):
+            raise ValueError("not a JSON object")
         record = measured_record(cycles, args.calibrate_on)
         if not args.dumps:
             record = no_dump_record(record)
-    except ValueError as exc:
-        ap.error(f"{args.cycles}: {exc}")
-    cfg = get_config(record["config"])
-    ov = fit(record, cfg)
-    rows = compare(record, cfg, ov)
+        cfg = get_config(record["config"])
+        ov = fit(record, cfg)
+        rows = compare(record, cfg, ov)
+        frame = compare_frame(record, cfg, ov)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        # a damaged or hand-edited record (json's decode error is a ValueError): one line, nothing printed
+        ap.error(f"{args.cycles}: not a cycle record sim/top wrote ({type(exc).__name__}: {exc}); rerun the test "
+                 "that measures it")
     for r in rows:
         print(f"layer {r['layer']}: model {r['predicted']:>8} measured {r['measured']:>8} gap {r['gap']:+.1%}")
-    frame = compare_frame(record, cfg, ov)
-    target = get_config(args.predict)
     pred = frame_cycles(target, ov, lin_rows=args.lin_rows)
     waits = {op: round(w) for op, w in op_waits(target, ov, lin_rows=args.lin_rows).items() if w}
     measured_target = None  # the target measured too (sim/top's m3vit-tiny frame): the prediction on its routes
@@ -399,8 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rec = measured_record(cycles, target.name, record["mode"])
             measured_target = compare_frame(rec if args.dumps else no_dump_record(rec), target, ov)
-        except ValueError:
-            pass
+        except (ValueError, KeyError, TypeError, IndexError):
+            measured_target = None  # the target's record unusable: the prediction alone
     print(json.dumps({"overheads": ov.__dict__, "all_within_10pct": all(r["ok"] for r in rows),
                       "frame": frame, "dumps": args.dumps, "target_measured": measured_target,
                       "predicted": {"config": target.name, "layer_cycles": round(pred),
