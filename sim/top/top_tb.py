@@ -281,8 +281,11 @@ def update_top_cycles(config: str, mode: str, record: dict | None) -> None:
     TOP_CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
     with open(str(TOP_CYCLES_FILE) + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        data = json.loads(TOP_CYCLES_FILE.read_text()) if TOP_CYCLES_FILE.exists() else {}
-        if "config" in data:  # a record of the old, flat form (micro's alone): replaced
+        try:
+            data = json.loads(TOP_CYCLES_FILE.read_text()) if TOP_CYCLES_FILE.exists() else {}
+        except ValueError:  # cut short by a killed run: started again
+            data = {}
+        if not isinstance(data, dict) or "config" in data:  # or a record of the old, flat form (micro's alone)
             data = {}
         if record is None:
             data.get(config, {}).pop(mode, None)
