@@ -19,7 +19,7 @@ UNITS: dict[str, dict[str, int]] = {
     "gelu": {"IN_W": 16, "OUT_W": 8, "LANES": 16},
     "softmax_stats": {"S_W": 16, "MAX_ROW": 256},
     "av_norm": {"S_W": 16, "V_W": 8, "C": 16, "OUT_W": 8, "MAX_ROW": 256},
-    "layernorm": {"D": 192, "IN_W": 16, "G_W": 8, "B_W": 32, "OUT_W": 8, "LANES": 4, "NBANK": 4},  # the top's build
+    "layernorm": {"D": 192, "IN_W": 16, "G_W": 8, "B_W": 32, "OUT_W": 8, "LANES": 1, "NBANK": 4},
     "mac_tile": {"N_OUT": 16, "K_GROUP": 8, "NARROW_W": 1, "ACC_W": 32},
     "qk_reorder": {"P": 4, "HD": 64, "A_W": 8, "OUT_W": 16},
     "moe_dispatch": {"E": 16, "K": 2, "T": 2, "L_W": 16, "MAX_TOKENS": 256},
