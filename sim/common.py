@@ -539,14 +539,23 @@ def record_cycles(name: str, figures: dict) -> None:
     params = tb_params()
     entry = {"unit": params["unit"], "top": params["top"], "simulator": params["sim"],
              "parameters": params["parameters"], **figures}
-    CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(CYCLES_FILE) + ".lock", "a") as lock:
+    update_json(CYCLES_FILE, lambda data: {**data, f"{name}/{params['sim']}": entry}, sort_keys=True)
+
+
+def update_json(path: Path, change, sort_keys: bool = False) -> None:
+    """Rewrite the JSON object in ``path`` as ``change(object)`` (an empty object if the file is missing, damaged or
+    not an object), under a lock (pytest workers may update it at once) and by an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        data = json.loads(CYCLES_FILE.read_text()) if CYCLES_FILE.exists() else {}
-        data[f"{name}/{params['sim']}"] = entry
-        tmp = CYCLES_FILE.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        tmp.replace(CYCLES_FILE)
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            data = {}
+        data = change(data if isinstance(data, dict) else {})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=sort_keys) + "\n")
+        tmp.replace(path)
 
 
 def chunks(seq: Sequence, n: int) -> list:

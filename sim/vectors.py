@@ -30,14 +30,18 @@ def _source_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def build_vectors() -> Path:
-    folder = BUILD / "vectors" / f"micro-{_source_hash()}"
-    if (folder / "meta.json").exists():
-        return folder
-    with build_lock():
-        if not (folder / "meta.json").exists():
-            _write(folder)
+def _cached(folder: Path, write) -> Path:
+    """``folder``, written by ``write(folder)`` unless done before (``meta.json``, written last, marks it done); one
+    writer at a time across pytest workers."""
+    if not (folder / "meta.json").exists():
+        with build_lock():
+            if not (folder / "meta.json").exists():
+                write(folder)
     return folder
+
+
+def build_vectors() -> Path:
+    return _cached(BUILD / "vectors" / f"micro-{_source_hash()}", _write)
 
 
 def _write(folder: Path) -> None:
@@ -91,13 +95,7 @@ def build_tiny_vectors() -> Path:
     (``quantize_model``: per-row weight scales, GPTQ) calibrated on ``TINY_CALIB`` scenes, and ``TINY_FRAMES`` other
     scenes as ``dumps/images.npy``; the same folder layout as the micro vectors' (``pack/``, ``meta.json``).
     Cached under ``build/sim/vectors/m3vit-tiny-<hash>/`` (half a minute to build)."""
-    folder = BUILD / "vectors" / f"m3vit-tiny-{_source_hash()}"
-    if (folder / "meta.json").exists():
-        return folder
-    with build_lock():
-        if not (folder / "meta.json").exists():
-            _write_tiny(folder)
-    return folder
+    return _cached(BUILD / "vectors" / f"m3vit-tiny-{_source_hash()}", _write_tiny)
 
 
 def _write_tiny(folder: Path) -> None:

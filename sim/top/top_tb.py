@@ -6,15 +6,13 @@ parameters of a build. Used by the cocotb tests of ``test_top.py`` and by the ho
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 from collections import deque
 from pathlib import Path
 
 import numpy as np
-from common import BUILD, TB, drive_pauses, pause_runs
+from common import BUILD, TB, drive_pauses, pause_runs, update_json
 
 TOP_CYCLES_FILE = BUILD / "top_cycles.json"  # {config: {mode: record}}: one measured frame per config and mode
 FRAMES = 2  # the device batch: both reference frames in one ap_start
@@ -277,23 +275,17 @@ def top_public(top: str = "m3vit_top") -> Path:
 
 def update_top_cycles(config: str, mode: str, record: dict | None) -> None:
     """Put ``record`` (a measured frame) into ``TOP_CYCLES_FILE`` under ``[config][mode]``, or drop that entry
-    (``None``); the other configs' and modes' records stay. Locked: pytest workers may write at once."""
-    TOP_CYCLES_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(TOP_CYCLES_FILE) + ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            data = json.loads(TOP_CYCLES_FILE.read_text()) if TOP_CYCLES_FILE.exists() else {}
-        except ValueError:  # cut short by a killed run: started again
-            data = {}
-        if not isinstance(data, dict) or "config" in data:  # or a record of the old, flat form (micro's alone)
+    (``None``); the other configs' and modes' records stay."""
+    def change(data: dict) -> dict:
+        if "config" in data:  # a record of the old, flat form (micro's alone): replaced
             data = {}
         if record is None:
             data.get(config, {}).pop(mode, None)
         else:
             data.setdefault(config, {})[mode] = record
-        tmp = TOP_CYCLES_FILE.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        tmp.replace(TOP_CYCLES_FILE)
+        return data
+
+    update_json(TOP_CYCLES_FILE, change)
 
 
 def first_difference(got: np.ndarray, want: np.ndarray) -> str:
