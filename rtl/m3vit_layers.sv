@@ -98,7 +98,12 @@ module m3vit_layers (
   localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
   logic [127:0]       ob_q [LIN_ROWS*OB_NQ];  // ob's read registers (word ob_rq / OB_NQ of every bank, every row)
   logic [$clog2(OB_NQ)-1:0] ob_sel;    // the bank holding quad ob_rq
-  logic signed [63:0] acc_q [4];       // MoE combine sums' read register (acc_mem below): one word, 4 sums
+  // The MoE combine's sums (NUMERICS.md §3: |Σ p·y| <= TOPK · 2^15 · 2^(RB-1), p <= 2^15, y an e2 value of RB bits)
+  // and the residual adds' aligned sums (§4.6: operands RB bits, aligned by at most RB - 1, which the program checks)
+  // are as wide as those bounds, not 64 bits: the combine's adders and RAM CB_W, the residual requantizers RS_W.
+  localparam int CB_W = RB + 15 + $clog2(TOPK);
+  localparam int RS_W = (2 * RB > CB_W) ? 2 * RB : CB_W;
+  logic signed [CB_W-1:0] acc_q [4];   // MoE combine sums' read register (u_comb below): one word, 4 sums
   logic               fn_v;            // FIN: acc_q holds sums word o0
   logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head (one whole row written per row loaded)
   logic [ACTB*HD-1:0] vb [NT];
@@ -686,28 +691,31 @@ module m3vit_layers (
   assign ep_op_shift = k_shift > 32'sd127 ? 8'sd127 : k_shift < -32'sd128 ? -8'sd128 : 8'(k_shift);
   logic [32*16-1:0] ep_vals;       // slot ep_tile_d's 16 outputs (RQ_LAT cycles after its sums)
   wire logic [31:0] ep_col = 32'(ep_tile) % 32'(LIN_TILES);  // the slot's tile within its row: its biases, shifts
+  logic [16*EP_W-1:0]     ep_acc, ep_bias;
+  logic [16*8-1:0]        ep_rsh;
+  logic [16*EP_OUT_W-1:0] ep_q;
   for (genvar r = 0; r < 16; r++) begin : g_ep
-    wire logic [EP_W-1:0] acc = mt_out[ep_tile][MACC_W*r +: EP_W];
-    wire logic [EP_W-1:0] bias = wb_bias[BW * (16 * ep_col + r) +: EP_W];
-    wire logic signed [EP_W-1:0] sum = acc + bias;  // wraps only outside the contract's bound
-    wire logic signed [7:0] sh = wb_rs ? wb_aux[WBITS * (16 * ep_col + r) +: 8] : ep_op_shift;
-    logic signed [EP_OUT_W-1:0] q;
-    requant_rt #(.IN_W(EP_W), .OUT_W(EP_OUT_W), .STAGES(RQ_LAT)) u_rq (
-      .clk(ap_clk), .ce(1'b1), .in(sum), .shift(sh), .bits(k_bits), .out(q));
-    assign ep_vals[32*r +: 32] = 32'(q);
+    assign ep_acc[EP_W*r +: EP_W] = mt_out[ep_tile][MACC_W*r +: EP_W];
+    assign ep_bias[EP_W*r +: EP_W] = wb_bias[BW * (16 * ep_col + r) +: EP_W];
+    assign ep_rsh[8*r +: 8] = wb_aux[WBITS * (16 * ep_col + r) +: 8];
+    assign ep_vals[32*r +: 32] = 32'(signed'(ep_q[EP_OUT_W*r +: EP_OUT_W]));
   end
+  lin_epilogue #(.ACC_W(EP_W), .OUT_W(EP_OUT_W)) u_ep (
+    .clk(ap_clk), .acc(ep_acc), .bias(ep_bias), .row_shift(ep_rsh), .per_row(wb_rs), .op_shift(ep_op_shift),
+    .bits(k_bits), .out(ep_q));
 
   // The residual-width requantizers (the exact-shift requant_rt, as the epilogue's), 4 lanes: one word a cycle of
   // FIN's MoE sums, or of the residual adds' aligned sums (the two ops never run together); the op's shift saturated
-  // to 8 bits as the epilogue's (exact: requant_rt clamps it to [-RB, 64]). Their word reaches ob RQ_LAT cycles later
+  // to 8 bits as the epilogue's (exact: requant_rt clamps it to [-RB, RS_W]). Their word reaches ob RQ_LAT cycles later
   // (rq_we_d, rq_idx_d).
   logic [127:0] rs_word;  // the 4 requantized values, sign-extended to int32
   for (genvar j = 0; j < 4; j++) begin : g_rq_resid
-    wire logic signed [63:0] add_sum = (64'(xa_w4[j]) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
-                                       (64'(xb_w4[j]) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
+    wire logic signed [RS_W-1:0] add_sum =
+        (RS_W'(xa_w4[j]) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
+        (RS_W'(xb_w4[j]) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
     logic signed [RB-1:0] rs_q;
-    requant_rt #(.IN_W(64), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
-      .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? acc_q[j] : add_sum), .shift(ep_op_shift), .bits(6'(RB)),
+    requant_rt #(.IN_W(RS_W), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
+      .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? RS_W'(acc_q[j]) : add_sum), .shift(ep_op_shift), .bits(6'(RB)),
       .out(rs_q));
     assign rs_word[32*j +: 32] = 32'(rs_q);
   end
@@ -878,42 +886,30 @@ module m3vit_layers (
     for (int j = 0; j < 4; j++) kv_word[ACTB*(HD-4+j) +: ACTB] = r_tdata[32*j +: ACTB];
   end
 
-  // ---------------------------------------------------------------- MoE combine sums (a RAM: NT·D/4 × 4·64 bits)
-  // One write port (clear while routing, then the read-modify-write of COMB) and one synchronous read port
-  // (COMB's operand, FIN's sums), no reset: synthesis maps it to block / ultra RAM. A word holds 4 sums (values
-  // 4w .. 4w+3 of a token's row), so COMB and FIN take a word a cycle and the clear takes NT·D/4 cycles.
+  // ---------------------------------------------------------------- MoE combine sums (moe_combine)
+  // NT·D/4 words of 4 CB_W-bit sums (values 4w .. 4w+3 of a token's row; UltraRAM when as deep as the activation
+  // RAMs that are: m3vit-tiny 6,192 words): cleared a word a cycle while routing (NT·D/4 cycles), accumulated a
+  // word a cycle by COMB (gate · e2, written back the cycle after its read), read a word a cycle by FIN.
   localparam int ACC_WORDS = NT * D / 4;
   localparam int AA_W = $clog2(ACC_WORDS);
-  logic [4*64-1:0]    acc_mem [ACC_WORDS];
-  logic [4*64-1:0]    acc_rd, acc_wd;
-  logic [AA_W-1:0]    acc_ra, acc_wa, cb_a;
-  logic signed [63:0] cb_p [4];
-  logic               acc_we, cb_v;
   wire logic [15:0] qtok_row = qtok[row];
   wire logic [15:0] qgate_row = qgate[row];
-  assign acc_ra = AA_W'(kind_q == K_FIN ? row * 32'(D / 4) + f0 : 32'(qtok_row) * 32'(D / 4) + f0);
-  assign acc_we = cb_v || (xs == X_COMP && kind_q == K_ROUTE && clr < 32'(ACC_WORDS));
-  assign acc_wa = cb_v ? cb_a : AA_W'(clr);
-  always_comb begin
+  logic [4*RB-1:0]   cb_y;  // the e2 word (4 values of the residual format)
+  logic [4*CB_W-1:0] acc_rd;
+  always_comb
     for (int j = 0; j < 4; j++) begin
-      acc_q[j] = acc_rd[64*j +: 64];
-      acc_wd[64*j +: 64] = cb_v ? acc_q[j] + cb_p[j] : '0;
+      cb_y[RB*j +: RB] = xa_w4[j][RB-1:0];
+      acc_q[j] = signed'(acc_rd[CB_W*j +: CB_W]);
     end
-  end
+  moe_combine #(.Y_W(RB), .CB_W(CB_W), .WORDS(ACC_WORDS), .ULTRA(ACC_WORDS >= AR_ULTRA_WORDS)) u_comb (
+    .clk(ap_clk), .rst,
+    .clr(xs == X_COMP && kind_q == K_ROUTE && clr < 32'(ACC_WORDS)), .clr_wa(AA_W'(clr)),
+    .add(xs == X_COMP && kind_q == K_COMB),
+    .ra(AA_W'(kind_q == K_FIN ? row * 32'(D / 4) + f0 : 32'(qtok_row) * 32'(D / 4) + f0)),
+    .gate(qgate_row), .y(cb_y), .sums(acc_rd));
   always_ff @(posedge ap_clk) begin
-    if (acc_we) acc_mem[acc_wa] <= acc_wd;
-    acc_rd <= acc_mem[acc_ra];
-  end
-  always_ff @(posedge ap_clk) begin
-    cb_a <= acc_ra;
-    for (int j = 0; j < 4; j++) cb_p[j] <= 64'(qgate_row) * 64'(xa_w4[j]);
-    if (rst) begin
-      cb_v <= 1'b0;
-      fn_v <= 1'b0;
-    end else begin
-      cb_v <= xs == X_COMP && kind_q == K_COMB;
-      fn_v <= xs == X_COMP && kind_q == K_FIN && f0 < 32'(D / 4);
-    end
+    if (rst) fn_v <= 1'b0;
+    else fn_v <= xs == X_COMP && kind_q == K_FIN && f0 < 32'(D / 4);
   end
 
   // ---------------------------------------------------------------- the linear load engine

@@ -4,6 +4,7 @@ axi_burst_writer.sv
 patch_embed.sv
 round_sat.sv
 requant_rt.sv
+lin_epilogue.sv
 exp2_neg.sv
 isqrt_pipe.sv
 div_round_pipe.sv
@@ -16,5 +17,6 @@ moe_dispatch.sv
 mac_tile.sv
 m3vit_wbuf.sv
 act_ram.sv
+moe_combine.sv
 m3vit_layers.sv
 m3vit_top.sv

@@ -6,9 +6,11 @@
 // Weights arrive as the pack stores them (tiled16: 16×16 tiles of W_BYTES-byte values, one tile row per W_BYTES
 // 128-bit beats); the frame arrives as raster beats of IMG_BYTES-byte pixels (16 pixels = one patch row). A 16×16
 // MAC array takes one weight tile and one patch row per cycle: 16 outputs of one patch advance by 16 k a cycle
-// (DIM/16 · K/16 + 2·DIM/16 cycles per patch). W8/A8: 1-byte weights and pixels; W16/A16: 2-byte.
+// (DIM/16 · K/16 + 3·DIM/16 cycles per patch). W8/A8: 1-byte weights and pixels; W16/A16: 2-byte.
+// The MAC sum is two register stages (at most 8 LUT levels each, rtl/tools/logic_depth.py): a patch row's 16
+// products summed in 4 groups of 4 (part), then the 4 partial sums into the accumulators a cycle later.
 // The weight tiles and the frame are RAMs read one cycle ahead (E_INIT reads the first tile and patch row), so they
-// map to block RAM (m3vit-tiny: 1.2 Mbit each) at no cycle; the accumulators are ACC_BITS wide (the contract's
+// map to block RAM and, the frame when deep, UltraRAM (m3vit-tiny: 1.2 Mbit each) at no cycle; the accumulators are ACC_BITS wide (the contract's
 // accumulator limit bounds bias + every partial sum + pos), and the requantizers are requant_rt at that width.
 // The result leaves as a stream of int32 beats (4 values, token-major), the `embed` dump layout.
 module patch_embed #(
@@ -122,7 +124,7 @@ module patch_embed #(
   end
 
   // ---- the MAC array: one weight tile × one patch row per cycle ----
-  typedef enum logic [2:0] {E_IDLE, E_INIT, E_MAC, E_STORE, E_OUT} estate_t;
+  typedef enum logic [2:0] {E_IDLE, E_INIT, E_MAC, E_SUM, E_STORE, E_OUT} estate_t;
   estate_t             st;
   logic [31:0]         p, py, px, rt, c, ky;
   logic signed [ACC_BITS-1:0] acc [16];
@@ -150,23 +152,47 @@ module patch_embed #(
       tile[128*j +: 128] <= mem[t_ra];
     end
   end
+  // the frame's RAMs: UltraRAM when as deep as the layers' deep activation RAMs (m3vit-tiny: 6,144 words; block RAM
+  // is the scarcer of the two on the XCZU7EV), block RAM otherwise
+  localparam int ULTRA_WORDS = 4096;
   for (genvar b = 0; b < IMG_BYTES; b++) begin : g_img
-    logic [127:0] mem [IMG_WORDS];
     wire logic we = !rst && !img_clear && img_valid && img_count < 32'(IMG_BEATS) &&
                     img_count % 32'(IMG_BYTES) == b;
-    always_ff @(posedge ap_clk) begin
-      if (we) mem[I_AW'(img_count / 32'(IMG_BYTES))] <= img_data;
-      xrow[128*b +: 128] <= mem[i_ra];
+    if (IMG_WORDS >= ULTRA_WORDS) begin : g_uram
+      (* ram_style = "ultra" *) logic [127:0] mem [IMG_WORDS];
+      always_ff @(posedge ap_clk) begin
+        if (we) mem[I_AW'(img_count / 32'(IMG_BYTES))] <= img_data;
+        xrow[128*b +: 128] <= mem[i_ra];
+      end
+    end else begin : g_bram
+      (* ram_style = "block" *) logic [127:0] mem [IMG_WORDS];
+      always_ff @(posedge ap_clk) begin
+        if (we) mem[I_AW'(img_count / 32'(IMG_BYTES))] <= img_data;
+        xrow[128*b +: 128] <= mem[i_ra];
+      end
     end
   end
-  logic signed [ACC_BITS-1:0] dot [16];
+  // stage 1: part[r][g] = Σ x_j · w[r][j] over j = 4g .. 4g+3 (|part| <= 2^(XB+WB), so XB + WB + 2 bits), registered
+  // with part_v (an E_MAC cycle's row); stage 2 (E_MAC and E_SUM): acc[r] += the 4 parts of the row before
+  localparam int PW = XB + WB + 2;
+  logic signed [PW-1:0] part_c [16][4], part [16][4];
+  logic                 part_v;
   always_comb begin
-    for (int r = 0; r < 16; r++) begin
-      dot[r] = '0;
-      for (int j = 0; j < 16; j++)
-        dot[r] += ACC_BITS'(signed'(xrow[XB*j +: XB])) * ACC_BITS'(signed'(tile[r*128*W_BYTES + WB*j +: WB]));
-    end
+    for (int r = 0; r < 16; r++)
+      for (int g = 0; g < 4; g++) begin
+        part_c[r][g] = '0;
+        for (int j = 4 * g; j < 4 * g + 4; j++)
+          part_c[r][g] += PW'(signed'(xrow[XB*j +: XB])) * PW'(signed'(tile[r*128*W_BYTES + WB*j +: WB]));
+      end
   end
+  always_ff @(posedge ap_clk) begin
+    part_v <= !rst && st == E_MAC;
+    part <= part_c;
+  end
+  logic signed [ACC_BITS-1:0] dot [16];  // the row before's 4 parts
+  always_comb
+    for (int r = 0; r < 16; r++)
+      dot[r] = ACC_BITS'(part[r][0]) + ACC_BITS'(part[r][1]) + ACC_BITS'(part[r][2]) + ACC_BITS'(part[r][3]);
 
   assign busy = st != E_IDLE;
   assign m_axis_tvalid = st == E_OUT;
@@ -230,14 +256,18 @@ module patch_embed #(
           st <= E_MAC;
         end
         E_MAC: begin
-          for (int r = 0; r < 16; r++) acc[r] <= acc[r] + dot[r];
+          if (part_v) for (int r = 0; r < 16; r++) acc[r] <= acc[r] + dot[r];
           if (ky == PATCH - 1) begin
             ky <= '0;
             c <= c + 32'd1;
-            if (c == IMG_C - 1) st <= E_STORE;
+            if (c == IMG_C - 1) st <= E_SUM;
           end else begin
             ky <= ky + 32'd1;
           end
+        end
+        E_SUM: begin  // the last row's parts
+          for (int r = 0; r < 16; r++) acc[r] <= acc[r] + dot[r];
+          st <= E_STORE;
         end
         E_STORE: begin
           // the result word (emb_word, RQ_LAT cycles later) goes into emb_mem

@@ -50,6 +50,8 @@ TOPS: dict[str, object] = {
     "axi_burst_writer": {"MAX_BURST": 256},
     "patch_embed": {"DIM": 192, "IMG_C": 3, "IMG_H": 128, "IMG_W": 256, "RESID_BITS": 16},  # m3vit-tiny W8/A8
     "act_ram": {"VALUE_W": 16, "WORDS": 24768, "ULTRA": 1},  # m3vit-tiny W8/A8: the residual RAM
+    "lin_epilogue": {"ACC_W": 32, "OUT_W": 16},  # m3vit-tiny W8/A8: the linear unit's epilogue
+    "moe_combine": {"Y_W": 16, "CB_W": 32, "WORDS": 6192, "ULTRA": 1},  # m3vit-tiny W8/A8: the MoE sums
     "m3vit_top": top_parameter_sets,
 }
 

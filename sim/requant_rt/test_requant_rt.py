@@ -24,8 +24,7 @@ from common import reference, tb_params, to_signed, to_unsigned
 
 def cases(in_w: int, widths: list[int], seed: int) -> list[tuple[int, int, int]]:
     """(bits, shift, value) for every int8 shift at each width: extremes, rounding ties and saturation points. The
-    values stay within 62 bits (where the int64 reference rounds without overflow; the 64-bit instance's sums are
-    bounded far below that by the contract)."""
+    values stay within 62 bits (where the int64 reference rounds without overflow; no instance is that wide)."""
     vw = min(in_w, 62)
     lo, hi = -(1 << (vw - 1)), (1 << (vw - 1)) - 1
     rng = np.random.default_rng(seed)
@@ -113,5 +112,5 @@ def test_requant_rt(sim, stages):
 def test_requant_rt_residual_width(sim):
     from common import run_unit
 
-    # the layers' residual / FIN requantizer: 64-bit sums in, the residual width out
-    run_unit("requant_rt", "requant_rt", {"IN_W": 64, "OUT_W": 16, "STAGES": 3}, sim, {"widths": [16]})
+    # the layers' residual / FIN requantizer at its widest: RS_W = 48 with 24-bit residuals (2 · resid bits)
+    run_unit("requant_rt", "requant_rt", {"IN_W": 48, "OUT_W": 24, "STAGES": 3}, sim, {"widths": [16, 24]})

@@ -1,0 +1,3 @@
+round_sat.sv
+requant_rt.sv
+lin_epilogue.sv

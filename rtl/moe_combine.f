@@ -1,0 +1,2 @@
+act_ram.sv
+moe_combine.sv
