@@ -5,8 +5,10 @@
 // Built for the contract's ranges, not for 64-bit worst cases: the input is the accumulator limit (IN_W), and any
 // 8-bit shift is exact after clamping it to [-OUT_W, IN_W] — a right shift by IN_W already rounds every IN_W-bit
 // value to 0, and a left shift by OUT_W already saturates every nonzero value to `bits` <= OUT_W. So one
-// round_sat (static width OUT_W) does the arithmetic, and a saturation to the run-time width follows (saturating
-// to a narrower range after a wider one is the same as saturating to the narrower one at once).
+// round_sat does the rounding and shifting — into IN_W + OUT_W bits, which hold every value it can produce here,
+// so its own saturation is a no-op — and one saturation to the run-time width follows, straight from that value
+// (one equality tree on its top bits beside one on the masked low bits: the shallow form, not a saturation to
+// OUT_W and another to `bits` one after the other).
 // Pipelined (STAGES = 3, at most 8 LUT levels a stage: rtl/tools/logic_depth.py): the clamped shift and the
 // rounding sum, then the shifted value (round_sat's 2 stages; the shift, and the mask of the width, travel
 // with the value), then both saturations into the output register; one value a cycle, each with its own shift
@@ -30,13 +32,14 @@ module requant_rt #(
   localparam logic signed [7:0] S_HI = 8'(IN_W), S_LO = 8'(-OUT_W);
   logic signed [7:0] s_c;
   assign s_c = shift > S_HI ? S_HI : shift < S_LO ? S_LO : shift;
-  logic signed [OUT_W-1:0] wide;  // saturated to OUT_W bits
-  round_sat #(.IN_W(IN_W), .MIN_SHIFT(-OUT_W), .MAX_SHIFT(IN_W), .OUT_W(OUT_W), .STAGES(RS_STAGES),
+  localparam int WW = IN_W + OUT_W;  // round_sat's widest result at shifts in [-OUT_W, IN_W]
+  logic signed [WW-1:0] wide;        // rounded and shifted, not saturated
+  round_sat #(.IN_W(IN_W), .MIN_SHIFT(-OUT_W), .MAX_SHIFT(IN_W), .OUT_W(WW), .STAGES(RS_STAGES),
               .SHIFT_PIPE(1'b1)) u_rs (.clk, .ce, .in, .shift(s_c), .out(wide));
 
-  // then to `bits`: the value fits when its bits bits-1 .. OUT_W-1 all equal its sign; qmin is exactly those bits
-  // set (-2^(bits-1)), qmax the others. The mask travels alongside round_sat's stages (decoded from `bits` in the
-  // second, so the last stage only compares and selects).
+  // to `bits`: the value fits when its bits WW-1 .. bits-1 all equal its sign (WW-1 .. OUT_W-1 always, the lower
+  // ones by the mask); qmin is exactly the mask's bits set (-2^(bits-1)), qmax the others. The mask travels
+  // alongside round_sat's stages (decoded from `bits` in the second, so the last stage only compares and selects).
   function automatic logic [OUT_W-1:0] mask_of(input logic [5:0] b);
     for (int i = 0; i < OUT_W; i++) mask_of[i] = 6'(i) >= b - 6'd1;
   endfunction
@@ -50,8 +53,9 @@ module requant_rt #(
   end else begin : g_mask_now
     assign hi_mask = mask_of(bits);
   end
-  wire logic fits = ~|((wide ^ {OUT_W{wide[OUT_W-1]}}) & hi_mask);
-  wire logic signed [OUT_W-1:0] out_c = fits ? wide : wide[OUT_W-1] ? $signed(hi_mask) : $signed(~hi_mask);
+  wire logic sign = wide[WW-1];
+  wire logic fits = wide[WW-1:OUT_W-1] == {(WW - OUT_W + 1){sign}} && ~|((wide[OUT_W-1:0] ^ {OUT_W{sign}}) & hi_mask);
+  wire logic signed [OUT_W-1:0] out_c = fits ? wide[OUT_W-1:0] : sign ? $signed(hi_mask) : $signed(~hi_mask);
   if (STAGES == 3) begin : g_out
     always_ff @(posedge clk) if (ce) out <= out_c;
   end else begin : g_out_now
