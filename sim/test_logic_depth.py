@@ -12,7 +12,7 @@ from common import ROOT
 
 sys.path.insert(0, str(ROOT / "rtl" / "tools"))
 from logic_depth import deepest_path, depth, depth_by_module
-from units import LUT_LEVEL_LIMIT, UNITS
+from units import LUT_LEVEL_LIMIT, TOPS, UNITS
 
 
 def _cell(kind: str, ins: dict[str, list], outs: dict[str, list]) -> dict:
@@ -116,6 +116,22 @@ def test_residual_requantizer_within_the_lut_level_limit(tmp_path):
     assert 32 <= width <= 64  # (w8a8: 32; the 24-bit residual modes: 48)
     got = estimate("requant_rt", {**UNITS["requant_rt"], "IN_W": width}, tmp_path)
     assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"requant_rt IN_W={width}: {got['lut_levels']} LUT levels"
+
+
+# the top's own parts at m3vit-tiny's parameters (W8/A8): the linear epilogue (16 requant_rt behind the bias add,
+# ≈50 s; in a flattened netlist of 16 ABC maps requant_rt deeper than alone, so it is checked as the top builds it),
+# the MoE combine's sums (≈10 s)
+PARTS = {"lin_epilogue": TOPS["lin_epilogue"], "moe_combine": TOPS["moe_combine"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("unit", list(PARTS))
+def test_top_part_within_the_lut_level_limit(unit, tmp_path):
+    from estimates import estimate
+
+    got = estimate(unit, PARTS[unit], tmp_path)
+    assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"{unit}: {got['lut_levels']} LUT levels (limit {LUT_LEVEL_LIMIT})"
+    assert got["FF"] > 0
 
 
 @pytest.mark.long  # every unit at its estimate set (minutes of yosys for the larger ones)

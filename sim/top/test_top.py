@@ -74,20 +74,6 @@ if cocotb is not None:
         assert tb.unchanged(driver, "weights", payload) and tb.unchanged(driver, "program", program), \
             "the pack or the program in DDR changed"
 
-    @cocotb.test(timeout_time=1500, timeout_unit="ms")
-    async def alternating_tasks(dut):
-        """Every task, switched by one register write between runs (no reload), with random AXI pauses: a batch of
-        both frames, then one frame per task in an alternating order — all bit-exact."""
-        tb = TopTB(dut, pauses=True)
-        await tb.start()
-        payload, program, _ = tb.inputs()
-        driver = tb.driver()
-        await run_driver(driver.load, payload, program)
-        await run_checked(tb, driver, 0, list(range(FRAMES)))
-        n = len(tb.params["tasks"])
-        for i, t in enumerate([*range(1, n), 0]):
-            await run_checked(tb, driver, t, [i % FRAMES])
-
     @cocotb.test(timeout_time=3000, timeout_unit="ms")
     async def every_task(dut):
         """One frame of every task but the first (the last first, then the others in order; the first task's frame
@@ -413,11 +399,12 @@ def test_top_under_vitis_names(vectors, tmp_path, request):
              sources=[wrapper, *unit_sources("m3vit_top")], read_latency=READ_LATENCY)
 
 
-@pytest.mark.long  # five micro frames through the top at read latency 200 (make test-long, which CI runs)
+@pytest.mark.long  # micro frames through the top at read latency 200 (make test-long, which CI runs)
 def test_top_all_tasks(vectors, tmp_path):
-    """Every task, alternating, switched by one register write (no reload), read latency 200 and random AXI pauses,
-    each run bit-exact."""
-    _run_top(vectors, tmp_path, ["alternating_tasks"])
+    """W8/A8 at read latency 200 with random AXI pauses, every task: one frame of each task but the first (the first
+    task's is ``test_top``'s, in make test), each switched by one register write (no reload), each bit-exact. (A
+    batch of two frames: ``test_top_without_dumps``, and the m3vit-tiny frame's batch.)"""
+    _run_top(vectors, tmp_path, ["every_task"])
 
 
 def _check_w16a16(pack) -> None:

@@ -21,7 +21,6 @@ from m3vit.quant.fixed import quantize
 from m3vit.quant.pack import write_pack
 from m3vit.quant.params import int_param_formats
 from m3vit.quant.quantize import QuantizedModel, calibrate
-from m3vit.quant.spec import MODES
 
 
 def check_frames(sim, q: QuantizedModel, images: np.ndarray, task: str) -> None:
@@ -329,10 +328,17 @@ def test_per_row_program_checks(micro_q, micro_model, micro_images, tmp_path):
         build_program(bad)
 
 
+# m3vit-small's shapes in the two modes whose containers bracket the others: every value 8 bits (W8/A8), and 16-bit
+# activations with 8-bit expert weights beside 16-bit others (w16a16e8); W16/A16 and w8a16 combine the same datapaths,
+# each bit-exact in every mode at micro and m3vit-tiny (make test). All four passed here before (hls/README.md); two
+# are left out of CI's budget.
+SMALL_MODES = ("w8a8", "w16a16e8")
+
+
 @pytest.mark.long
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", SMALL_MODES)
 def test_m3vit_small_bit_exact_at_every_point(mode, tmp_path):
-    """m3vit-small (512×512, D = 384, 12 heads, top-4 of 16 experts, 1,025 tokens), every precision mode: one frame,
+    """m3vit-small (512×512, D = 384, 12 heads, top-4 of 16 experts, 1,025 tokens), W8/A8 and w16a16e8: one frame,
     one task, random (untrained) weights calibrated on that frame, through the mode's C-sim library; every
     activation point compared with the integer reference (0 differing values). Measured (W8/A8): 157 s (2 min 37 s,
     peak RSS 5.9 GB) on this shared 2-core machine with the library build, over the ≈ 2 min of a `slow` test:
