@@ -10,8 +10,9 @@
 // The MAC sum is two register stages (at most 8 LUT levels each, rtl/tools/logic_depth.py): a patch row's 16
 // products summed in 4 groups of 4 (part), then the 4 partial sums into the accumulators a cycle later.
 // The weight tiles and the frame are RAMs read one cycle ahead (E_INIT reads the first tile and patch row), so they
-// map to block RAM and, the frame when deep, UltraRAM (m3vit-tiny: 1.2 Mbit each) at no cycle; the accumulators are ACC_BITS wide (the contract's
-// accumulator limit bounds bias + every partial sum + pos), and the requantizers are requant_rt at that width.
+// map to block RAM — the frame, when deep, to UltraRAM — at no cycle (m3vit-tiny: 1.2 and 0.8 Mbit); the
+// accumulators are ACC_BITS wide (the contract's accumulator limit bounds bias + every partial sum + pos), and the
+// requantizers are requant_rt at that width.
 // The result leaves as a stream of int32 beats (4 values, token-major), the `embed` dump layout.
 module patch_embed #(
   parameter int DIM        = 64,   // embedding width (multiple of 16)

@@ -11,7 +11,7 @@
 // OUT_W and another to `bits` one after the other).
 // Pipelined (STAGES = 3, at most 8 LUT levels a stage: rtl/tools/logic_depth.py): the clamped shift and the
 // rounding sum, then the shifted value (round_sat's 2 stages; the shift, and the mask of the width, travel
-// with the value), then both saturations into the output register; one value a cycle, each with its own shift
+// with the value), then the saturation into the output register; one value a cycle, each with its own shift
 // and width. STAGES = 0 is the same integers combinationally (clk, ce unused).
 module requant_rt #(
   parameter int IN_W   = 32,  // signed input width (the contract's accumulator limit, m3vit.quant.spec acc_bits)
