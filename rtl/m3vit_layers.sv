@@ -66,6 +66,7 @@ module m3vit_layers (
   output logic [7:0]       dbg_layer
 );
   `include "m3vit_layers_params.svh"
+  `include "m3vit_consts.svh"
   localparam int NT = L_NT, D = L_D, H = L_H, HD = L_HD, E = L_E, EH = L_EH, TOPK = L_TOPK;
   localparam int ACTB = L_ACT_BITS, RB = L_RESID_BITS, IB = L_INT_BITS;
   localparam int WBITS = L_W_BITS, BW = 8 * L_BIAS_BYTES;  // weight width, bias container
@@ -98,10 +99,10 @@ module m3vit_layers (
   localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
   logic [127:0]       ob_q [LIN_ROWS*OB_NQ];  // ob's read registers (word ob_rq / OB_NQ of every bank, every row)
   logic [$clog2(OB_NQ)-1:0] ob_sel;    // the bank holding quad ob_rq
-  // The MoE combine's sums (NUMERICS.md §3: |Σ p·y| <= TOPK · 2^15 · 2^(RB-1), p <= 2^15, y an e2 value of RB bits)
+  // The MoE combine's sums (NUMERICS.md §3: |Σ p·y| <= TOPK · 2^GATE_FRAC · 2^(RB-1), p <= 2^GATE_FRAC, y an e2 value)
   // and the residual adds' aligned sums (§4.6: operands RB bits, aligned by at most RB - 1, which the program checks)
   // are as wide as those bounds, not 64 bits: the combine's adders and RAM CB_W, the residual requantizers RS_W.
-  localparam int CB_W = RB + 15 + $clog2(TOPK);
+  localparam int CB_W = RB + GATE_FRAC + $clog2(TOPK);
   localparam int RS_W = (2 * RB > CB_W) ? 2 * RB : CB_W;
   logic signed [CB_W-1:0] acc_q [4];   // MoE combine sums' read register (u_comb below): one word, 4 sums
   logic               fn_v;            // FIN: acc_q holds sums word o0
@@ -799,8 +800,9 @@ module m3vit_layers (
   localparam int AR_N = 3;  // the activation RAMs: activations, residual stream, internal sums (AP_*[33:32])
   localparam int AR_MAXW = (AR_ACT_BITS > AR_RES_BITS) ? (AR_ACT_BITS > AR_INT_BITS ? AR_ACT_BITS : AR_INT_BITS)
                                                        : (AR_RES_BITS > AR_INT_BITS ? AR_RES_BITS : AR_INT_BITS);
-  // a RAM at least this deep (4-value words) is UltraRAM to synthesis (4K × 72 bits each), shallower ones block RAM
-  localparam int AR_ULTRA_WORDS = 4096;
+  // a RAM at least as deep (4-value words) as one UltraRAM (URAM_WORDS, the platform's) is UltraRAM to synthesis,
+  // shallower ones block RAM
+  localparam int AR_ULTRA_WORDS = URAM_WORDS;
   assign r_tvalid = xs == X_LDATA;  // (the read register always holds word cnt in X_LDATA)
   // (word addresses: each RAM takes the low bits its depth needs)
   /* verilator lint_off UNUSEDSIGNAL */

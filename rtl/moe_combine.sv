@@ -13,7 +13,7 @@
 //           cycle returns its old contents).
 module moe_combine #(
   parameter int Y_W   = 16,  // bits of an e2 value (the residual format)
-  parameter int CB_W  = 32,  // bits of a sum (>= Y_W + 15: one product)
+  parameter int CB_W  = 32,  // bits of a sum (>= Y_W + GATE_FRAC: one product)
   parameter int WORDS = 16,  // 4-sum words: tokens · D / 4
   parameter bit ULTRA = 1'b0 // UltraRAM rather than block RAM
 ) (
@@ -23,21 +23,22 @@ module moe_combine #(
   input  wire logic [$clog2(WORDS)-1:0] clr_wa,
   input  wire logic                     add,
   input  wire logic [$clog2(WORDS)-1:0] ra,
-  input  wire logic [15:0]              gate,   // p, unsigned
+  input  wire logic [15:0]              gate,   // p, unsigned, in its GATE_BITS low bits
   input  wire logic [4*Y_W-1:0]         y,      // 4 signed e2 values, value j at [j*Y_W +: Y_W]
   output logic [4*CB_W-1:0]             sums    // 4 signed sums, sum j at [j*CB_W +: CB_W]
 );
-  `M3VIT_CHECK(g_check, Y_W >= 2 && CB_W >= Y_W + 15 && CB_W <= 64 && WORDS >= 2,
+  `include "m3vit_consts.svh"  // GATE_BITS, GATE_FRAC: the gate's format (NUMERICS.md §4.7)
+  `M3VIT_CHECK(g_check, Y_W >= 2 && CB_W >= Y_W + GATE_FRAC && CB_W <= 64 && WORDS >= 2 && GATE_BITS <= 16,
                ("moe_combine: Y_W=%0d CB_W=%0d WORDS=%0d unsupported", Y_W, CB_W, WORDS))
   localparam int AW = $clog2(WORDS);
   logic                   wb_v;  // an accumulation to write back this cycle
   logic [AW-1:0]          wb_a;
   logic signed [CB_W-1:0] prod [4];
   logic [4*CB_W-1:0]      wd;
-  wire logic signed [16:0] p = {1'b0, gate};
+  wire logic signed [GATE_BITS:0] p = {1'b0, gate[GATE_BITS-1:0]};
   for (genvar j = 0; j < 4; j++) begin : g_prod
     wire logic signed [Y_W-1:0] yj = y[Y_W*j +: Y_W];
-    always_ff @(posedge clk) prod[j] <= CB_W'(p) * CB_W'(yj);  // p (<= 2^15) · y: exact in CB_W bits
+    always_ff @(posedge clk) prod[j] <= CB_W'(p) * CB_W'(yj);  // p (<= 2^GATE_FRAC) · y: exact in CB_W bits
   end
   always_ff @(posedge clk) begin
     wb_v <= !rst && add;

@@ -153,13 +153,13 @@ module patch_embed #(
       tile[128*j +: 128] <= mem[t_ra];
     end
   end
-  // the frame's RAMs: UltraRAM when as deep as the layers' deep activation RAMs (m3vit-tiny: 6,144 words; block RAM
-  // is the scarcer of the two on the XCZU7EV), block RAM otherwise
-  localparam int ULTRA_WORDS = 4096;
+  // the frame's RAMs: UltraRAM when at least as deep as one (URAM_WORDS, the platform's; m3vit-tiny: 6,144 words),
+  // as the layers' deep activation RAMs, block RAM otherwise
+  `include "m3vit_consts.svh"
   for (genvar b = 0; b < IMG_BYTES; b++) begin : g_img
     wire logic we = !rst && !img_clear && img_valid && img_count < 32'(IMG_BEATS) &&
                     img_count % 32'(IMG_BYTES) == b;
-    if (IMG_WORDS >= ULTRA_WORDS) begin : g_uram
+    if (IMG_WORDS >= URAM_WORDS) begin : g_uram
       (* ram_style = "ultra" *) logic [127:0] mem [IMG_WORDS];
       always_ff @(posedge ap_clk) begin
         if (we) mem[I_AW'(img_count / 32'(IMG_BYTES))] <= img_data;

@@ -33,6 +33,9 @@ class Device:
     dsp_limit: float = 0.80
     ram_limit: float = 0.80  # BRAM36 and URAM
     lut_limit: float = 0.65
+    # words of one UltraRAM (URAM288: 4K × 72 bits): a RAM at least this deep goes to UltraRAM rather than block
+    # RAM (the scarcer of the two on the XCZU7EV); generated into the RTL as URAM_WORDS (m3vit.hw.gen.rtl_gen)
+    uram_words: int = 4096
 
     @property
     def beat_bytes(self) -> int:
