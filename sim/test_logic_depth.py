@@ -99,12 +99,14 @@ def test_pipelined_unit_within_the_lut_level_limit(unit, tmp_path):
 
 
 def residual_requantizer_width() -> int:
-    """m3vit_layers' RS_W at its widest over every mode and config: the residual add's aligned sum, 2·resid bits
-    (NUMERICS.md §4.6), or the MoE combine's sum, resid + 15 + ⌈log2 top_k⌉ bits (§3)."""
+    """m3vit_layers' RS_W at its widest over every mode and config: the residual add's aligned sum, resid +
+    res_align_max + 1 bits (NUMERICS.md §4.6), or the MoE combine's sum, resid + GATE_FRAC + ⌈log2 top_k⌉ bits (§3)."""
     from m3vit.configs import CONFIGS
+    from m3vit.hw.gen.program import res_align_max
+    from m3vit.quant.hwconst import GATE_FRAC
     from m3vit.quant.spec import MODES
 
-    return max(max(2 * m.resid_bits, m.resid_bits + 15 + (c.top_k - 1).bit_length())
+    return max(max(m.resid_bits + res_align_max(m) + 1, m.resid_bits + GATE_FRAC + (c.top_k - 1).bit_length())
                for m in MODES.values() for c in CONFIGS.values())
 
 
