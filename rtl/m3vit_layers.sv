@@ -701,7 +701,7 @@ module m3vit_layers (
     assign ep_rsh[8*r +: 8] = wb_aux[WBITS * (16 * ep_col + r) +: 8];
     assign ep_vals[32*r +: 32] = 32'(signed'(ep_q[EP_OUT_W*r +: EP_OUT_W]));
   end
-  lin_epilogue #(.ACC_W(EP_W), .OUT_W(EP_OUT_W)) u_ep (
+  lin_epilogue #(.ACC_W(EP_W), .OUT_W(EP_OUT_W), .STAGES(RQ_LAT)) u_ep (
     .clk(ap_clk), .acc(ep_acc), .bias(ep_bias), .row_shift(ep_rsh), .per_row(wb_rs), .op_shift(ep_op_shift),
     .bits(k_bits), .out(ep_q));
 

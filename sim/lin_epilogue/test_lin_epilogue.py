@@ -1,7 +1,7 @@
 """The linear unit's epilogue (lin_epilogue): a new MAC tile every cycle — 16 sums and biases whose total stays
 within the accumulator limit, 16 per-channel shifts and the op's shift (random int8, the clamp points and the
 extremes among them), per-row or per-op shifts and the output width changing from tile to tile — each output
-bit-exact against fixed.requantize_shift of sum + bias, LAT = 3 cycles later (seeded)."""
+bit-exact against fixed.requantize_shift of sum + bias, STAGES = 3 cycles later (seeded)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ except ImportError:  # pytest still collects the runner below and skips with the
 import common
 from common import pack_fields, reference, tb_params, unpack_fields
 
-LAT = 3
 SHIFTS = (-128, -17, -16, -1, 0, 1, 7, 15, 31, 32, 33, 127)  # besides random ones: the clamp points and extremes
 
 
@@ -58,14 +57,14 @@ if cocotb is not None:
     @cocotb.test(timeout_time=50, timeout_unit="ms")
     async def a_tile_a_cycle(dut):
         p = tb_params()
-        acc_w, out_w = p["parameters"]["ACC_W"], p["parameters"]["OUT_W"]
+        acc_w, out_w, lat = p["parameters"]["ACC_W"], p["parameters"]["OUT_W"], p["parameters"]["STAGES"]
         seed = common.test_seed()
         dut._log.info("seed %d", seed)
         todo = tiles(acc_w, p["widths"], 600, seed)
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         bad, checked = [], 0
         await FallingEdge(dut.clk)
-        for i in range(len(todo) + LAT):
+        for i in range(len(todo) + lat):
             t = todo[min(i, len(todo) - 1)]  # (past the end: the last tile again, to drain the stages)
             dut.acc.value = pack_fields([(v, acc_w) for v in t["acc"]])
             dut.bias.value = pack_fields([(v, acc_w) for v in t["bias"]])
@@ -74,7 +73,7 @@ if cocotb is not None:
             dut.op_shift.value = t["op_shift"] & 0xFF
             dut.bits.value = t["bits"]
             await FallingEdge(dut.clk)
-            k = i - LAT + 1  # the tile whose values the output holds after this edge
+            k = i - lat + 1  # the tile whose values the output holds after this edge
             if 0 <= k < len(todo):
                 got = unpack_fields(int(dut.out.value), [out_w] * 16, [True] * 16)
                 want = expected(todo[k])
@@ -85,8 +84,8 @@ if cocotb is not None:
         assert not bad, f"{len(bad)} of {len(todo)} tiles differ, first (tile, got, want): {bad[0]}"
 
 
-@pytest.mark.parametrize("params,widths", [({"ACC_W": 32, "OUT_W": 16}, [8, 16]),   # W8/A8
-                                           ({"ACC_W": 48, "OUT_W": 24}, [16, 24])])  # 24-bit residual modes
+@pytest.mark.parametrize("params,widths", [({"ACC_W": 32, "OUT_W": 16, "STAGES": 3}, [8, 16]),   # W8/A8
+                                           ({"ACC_W": 48, "OUT_W": 24, "STAGES": 3}, [16, 24])])  # 24-bit residuals
 def test_lin_epilogue(sim, params, widths):
     from common import run_unit
 
