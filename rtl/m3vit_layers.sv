@@ -9,6 +9,10 @@
 // frame dumps (`dump`: the program asks for dumps and the frame is below dump_frames) every row a point's dump field
 // names is also written through to scratch (int32 per value at the program's dump offsets, frame f at
 // + f · values-per-frame · 4), as the integer reference lays it out (rtl/README.md, accelerator top).
+// The element-wise ops (LayerNorm, GELU, the residual adds, the MoE combine) stream their input row from its
+// activation RAM's read register into the unit, a word a cycle, with no load into a row buffer first (the add's
+// second row is loaded into xb); when the row is not dumped, their output words (and FIN's) go straight into the
+// output point's RAM as the unit gives them, with no store pass through ob.
 //
 // Ops of layer l (descriptor: PROGRAM_LAYER_WORDS words at program + (header + l · layer words) · 4):
 //   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize) → ATT (per head and query row: qk_reorder →
@@ -88,9 +92,9 @@ module m3vit_layers (
 
   // ---------------------------------------------------------------- on-chip buffers
   // (the row buffers xa, xb, ob and the route's logits are RAMs: "row buffers" below)
-  // the element-wise ops (LayerNorm, GELU, residual adds, MoE combine) take a 4-value word a cycle: word f0 of xa
-  // and xb
-  logic signed [31:0] xa_w4 [4];
+  // the element-wise ops (LayerNorm, GELU, residual adds, MoE combine) take a 4-value word a cycle: word f0 of the
+  // streamed input row (sm_w4: the activation RAM's read register) and, for the adds, of xb
+  logic signed [31:0] sm_w4 [4];
   logic signed [31:0] xb_w4 [4];
   logic [127:0]       r_tdata;         // a load's word: 4 values of an activation RAM, sign-extended to int32
   logic               r_tvalid, r_tlast;
@@ -273,13 +277,11 @@ module m3vit_layers (
           seg_ap = k_src + 34'(32'(qi * 32'(D) + head * 32'(HD)));
         end
       end
-      K_ADD: begin
-        nseg = 32'd2;
-        seg_tgt = seg == 0 ? 2'd0 : 2'd1;
-        seg_ap = (seg == 0 ? k_src : k_src2) + 34'(32'(row * 32'(D)));
+      K_ADD: begin  // the second row into xb; the first streams (sm_ap)
+        seg_tgt = 2'd1;
+        seg_ap = k_src2 + 34'(32'(row * 32'(D)));
       end
-      K_FIN: nseg = 32'd0;
-      K_COMB: seg_ap = k_src + 34'(32'(row * 32'(D)));
+      K_FIN, K_LN, K_GELU, K_COMB: nseg = 32'd0;  // (LayerNorm, GELU, combine: their row streams, sm_ap)
       K_ROUTE: seg_ap = k_src;
       default: begin
         if (step == ST_PROJ) begin  // the heads' attn rows side by side
@@ -293,6 +295,13 @@ module m3vit_layers (
       end
     endcase
   end
+
+  // ---- the streamed input row of an element-wise op (LayerNorm, GELU, the adds' first row, the combine's e2 row):
+  // word f0 is in the activation RAM's read register in X_COMP, addressed a cycle ahead as "f0 + advance" (sm_adv:
+  // the unit takes the word this cycle), word 0 in the cycle before X_COMP (X_ROW, or the last beat of xb's load)
+  wire logic        sm_kind = kind_q == K_LN || kind_q == K_GELU || kind_q == K_ADD || kind_q == K_COMB;
+  wire logic [33:0] sm_ap = k_src + 34'(32'(row * k_kin));
+  logic             sm_adv;
 
   // ---- the linear store engine: a row group's rows go out of ob (set se_set) while the executor loads the next
   // group's rows and runs its passes, whose epilogue writes the other set of ob (ob_wset); the executor hands a
@@ -468,7 +477,7 @@ module m3vit_layers (
   logic ln_in_ready, ln_gb_ready, ln_out_valid;
   logic [4*ACTB-1:0] ln_out;
   logic [4*RB-1:0]   ln_in;  // word f0 of the input row, each value in the residual width
-  always_comb for (int j = 0; j < 4; j++) ln_in[RB*j +: RB] = xa_w4[j][RB-1:0];
+  always_comb for (int j = 0; j < 4; j++) ln_in[RB*j +: RB] = sm_w4[j][RB-1:0];
   wire logic ln_feed = xs == X_COMP && kind_q == K_LN && f0 < 32'(D / 4);
   wire logic ln_gb_feed = xs == X_COMP && kind_q == K_LN && f1 < 32'(D / 4);
   wire logic ln_gb_take = ln_gb_feed && ln_gb_ready;
@@ -520,7 +529,7 @@ module m3vit_layers (
   logic md_start;
 
   logic [4*IB-1:0] ge_in;  // word f0 of the input row, each value in the internal sums' width
-  always_comb for (int j = 0; j < 4; j++) ge_in[IB*j +: IB] = xa_w4[j][IB-1:0];
+  always_comb for (int j = 0; j < 4; j++) ge_in[IB*j +: IB] = sm_w4[j][IB-1:0];
   gelu #(.IN_W(IB), .OUT_W(ACTB), .LANES(4), .MAX_X_FRAC(L_GELU_X_FRAC_MAX), .MIN_SHIFT(L_GELU_SHIFT_MIN),
          .MAX_SHIFT(L_GELU_SHIFT_MAX)) u_gelu (
     .ap_clk, .ap_rst_n, .x_frac(ge_x_frac), .shift(ge_shift),
@@ -574,13 +583,12 @@ module m3vit_layers (
   // A reader keeps the value at its counter in the read register by addressing the value it moves to when it
   // advances (the address below is "counter + advance"; outside the reading state 0, the first value).
   //   xa: the input row, two RAMs of 4-value quads (even quads, odd quads; word w = values 8w .. 8w+7): a load
-  //       beat writes one quad, a token beat reads up to 8 values, the element-wise ops (LayerNorm, GELU, add,
-  //       combine) one quad a cycle (xa_w4), the linear op xa[f1] at issue (read a cycle later as mt_x like its
-  //       weights).
+  //       beat writes one quad, a token beat reads up to 8 values, the linear op xa[f1] at issue (read a cycle
+  //       later as mt_x like its weights). (The element-wise ops stream their row from its activation RAM: sm_w4.)
   //   xb: the residual add's second row (one RAM of quads, one a cycle).
   //   ob: the output row in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ) so the linear epilogue
-  //       writes a tile's 16 outputs (4 banks) a cycle; LayerNorm, GELU, the adds and FIN write a quad a cycle.
-  //       The store reads one quad a beat.
+  //       writes a tile's 16 outputs (4 banks) a cycle; LayerNorm, GELU, the adds and FIN write a quad a cycle
+  //       (used when the row is dumped or stored by the linear store engine). The store reads one quad a beat.
   //   lg: the route's gate logits, one token's E logits a word (gathered from E / 4 beats in lg_stage).
   // The Q row of an attention step stays in kv_stage (its last load segment), whole.
   localparam int XA_W = (XA_N + 7) / 8;
@@ -599,9 +607,7 @@ module m3vit_layers (
     if (xs == X_COMP) begin
       case (kind_q)
         K_LIN: xa_ri = f1;  // issue: read now, into the tiles next cycle
-        K_LN: xa_ri = 4 * (f0 + 32'(ln_feed && ln_in_ready));  // one word a cycle
-        K_GELU: xa_ri = 4 * (f0 + 32'(ge_feed && ge_in_ready));
-        default: xa_ri = 4 * (f0 + 1);  // add, combine: one word a cycle
+        default: xa_ri = 4 * (f0 + 1);  // the add's xb: one word a cycle
       endcase
     end else if (xs == X_SDATA) xa_ri = (cnt + 32'(st_take)) * 32'(TOK_PER_BEAT);
     ob_rq = s_in_data ? scnt + 32'(st_take) : '0;
@@ -633,9 +639,9 @@ module m3vit_layers (
     xa_sel <= xa_ri[2:0];
     ob_sel <= $clog2(OB_NQ)'(ob_rq % 32'(OB_NQ));
   end
-  // (a 4-wide reader addresses whole words: xa_sel is 0 or 4, xb's quad is the word)
+  // (xb's quad is the word)
   for (genvar j = 0; j < 4; j++) begin : g_w4
-    assign xa_w4[j] = xa_sel[2] ? xa_q[0][128 + 32 * j +: 32] : xa_q[0][32 * j +: 32];
+    assign sm_w4[j] = r_tdata[32 * j +: 32];
     assign xb_w4[j] = xb_q[32 * j +: 32];
   end
   assign q_word = kv_stage;
@@ -712,7 +718,7 @@ module m3vit_layers (
   logic [127:0] rs_word;  // the 4 requantized values, sign-extended to int32
   for (genvar j = 0; j < 4; j++) begin : g_rq_resid
     wire logic signed [RS_W-1:0] add_sum =
-        (RS_W'(xa_w4[j]) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
+        (RS_W'(sm_w4[j]) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
         (RS_W'(xb_w4[j]) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
     logic signed [RB-1:0] rs_q;
     requant_rt #(.IN_W(RS_W), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
@@ -806,22 +812,32 @@ module m3vit_layers (
   assign r_tvalid = xs == X_LDATA;  // (the read register always holds word cnt in X_LDATA)
   // (word addresses: each RAM takes the low bits its depth needs)
   /* verilator lint_off UNUSEDSIGNAL */
+  wire logic        sm_rd = xs == X_COMP && sm_kind;  // an element-wise op's row streams
+  assign sm_adv = kind_q == K_LN ? ln_feed && ln_in_ready : kind_q == K_GELU ? ge_feed && ge_in_ready : 1'b1;
   wire logic [31:0] ld_word = le_rd ? le_ap[31:0] / 4 + (le == LE_DATA ? le_cnt + 32'd1 : 32'd0)
-                                     : seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
-  wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : seg_ap[33:32];  // the RAM read
+                            : sm_rd ? sm_ap[31:0] / 4 + f0 + 32'(sm_adv)
+                            : (xs == X_LDATA && r_tlast && sm_kind) ? sm_ap[31:0] / 4  // the add: after xb's load
+                            : seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
+  wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : sm_rd ? sm_ap[33:32] : seg_ap[33:32];  // the RAM read
   assign r_tlast = cnt == seg_vals / 4 - 1;
   wire logic        st_we = st_take && kind_q != K_TOK;
   wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
+  // an element-wise op's (or FIN's) output word straight into the output point's RAM: the row is not dumped, so
+  // it has no store pass (the requantized ones may land after the op left X_COMP: X_SWAIT waits for them)
+  wire logic        dw_we = qw_we && !k_dump &&
+                            (kind_q == K_LN || kind_q == K_GELU || kind_q == K_ADD || kind_q == K_FIN);
+  wire logic [31:0] dw_word = st_ap[31:0] / 4 + qw_quad;
+  wire logic [127:0] wr_vals = dw_we ? qw_data : s_tdata;  // the 4 values written (int32 each)
   /* verilator lint_on UNUSEDSIGNAL */
   logic [4*AR_MAXW-1:0] ar_rd [AR_N];
-  logic [4*AR_MAXW-1:0] st_packed;  // s_tdata's 4 values narrowed to the output RAM's width
+  logic [4*AR_MAXW-1:0] st_packed;  // wr_vals' 4 values narrowed to the output RAM's width
   always_comb begin
     st_packed = '0;
     for (int j = 0; j < 4; j++)
       case (st_ap[33:32])
-        2'd0: st_packed[AR_ACT_BITS*j +: AR_ACT_BITS] = s_tdata[32*j +: AR_ACT_BITS];
-        2'd1: st_packed[AR_RES_BITS*j +: AR_RES_BITS] = s_tdata[32*j +: AR_RES_BITS];
-        default: st_packed[AR_INT_BITS*j +: AR_INT_BITS] = s_tdata[32*j +: AR_INT_BITS];
+        2'd0: st_packed[AR_ACT_BITS*j +: AR_ACT_BITS] = wr_vals[32*j +: AR_ACT_BITS];
+        2'd1: st_packed[AR_RES_BITS*j +: AR_RES_BITS] = wr_vals[32*j +: AR_RES_BITS];
+        default: st_packed[AR_INT_BITS*j +: AR_INT_BITS] = wr_vals[32*j +: AR_INT_BITS];
       endcase
     r_tdata = '0;
     for (int j = 0; j < 4; j++)
@@ -846,8 +862,8 @@ module m3vit_layers (
     localparam int VW = r == 0 ? AR_ACT_BITS : r == 1 ? AR_RES_BITS : AR_INT_BITS;
     localparam int AW = $clog2(WORDS);
     wire logic emb_w = r == 1 && emb_valid && xs == X_IDLE;
-    wire logic we = emb_w || (st_we && 32'(st_ap[33:32]) == r);
-    wire logic [AW-1:0] wa = emb_w ? AW'(AP_EMBED[31:0] / 4 + emb_word) : AW'(st_word);
+    wire logic we = emb_w || ((st_we || dw_we) && 32'(st_ap[33:32]) == r);
+    wire logic [AW-1:0] wa = emb_w ? AW'(AP_EMBED[31:0] / 4 + emb_word) : dw_we ? AW'(dw_word) : AW'(st_word);
     wire logic [4*VW-1:0] wd = emb_w ? (4*VW)'(emb_packed) : st_packed[4*VW-1:0];
     logic [4*VW-1:0] rd;
     act_ram #(.VALUE_W(VW), .WORDS(WORDS), .ULTRA(WORDS >= AR_ULTRA_WORDS)) u_ram (
@@ -900,7 +916,7 @@ module m3vit_layers (
   logic [4*CB_W-1:0] acc_rd;
   always_comb
     for (int j = 0; j < 4; j++) begin
-      cb_y[RB*j +: RB] = xa_w4[j][RB-1:0];
+      cb_y[RB*j +: RB] = sm_w4[j][RB-1:0];
       acc_q[j] = signed'(acc_rd[CB_W*j +: CB_W]);
     end
   moe_combine #(.Y_W(RB), .CB_W(CB_W), .WORDS(ACC_WORDS), .ULTRA(ACC_WORDS >= AR_ULTRA_WORDS)) u_comb (
@@ -1086,21 +1102,21 @@ module m3vit_layers (
             K_LN: begin
               if (ln_feed && ln_in_ready) f0 <= f0 + 1;
               if (ln_gb_take) f1 <= f1 + 1;
-              if (ln_out_valid) begin  // word o0 into ob (qw_we)
+              if (ln_out_valid) begin  // word o0 into ob (qw_we), or straight into its RAM (dw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == 32'(D / 4)) xs <= X_SCMD;
+                if (o0 + 1 == 32'(D / 4)) xs <= k_dump ? X_SCMD : X_SWAIT;
               end
             end
             K_GELU: begin
               if (ge_feed && ge_in_ready) f0 <= f0 + 1;
-              if (ge_out_valid) begin  // word o0 into ob (qw_we)
+              if (ge_out_valid) begin  // word o0 into ob (qw_we), or straight into its RAM (dw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == k_kin / 4) xs <= X_SCMD;
+                if (o0 + 1 == k_kin / 4) xs <= k_dump ? X_SCMD : X_SWAIT;
               end
             end
-            K_ADD: begin  // ob word f0 (qw_we) = xa word f0 + xb word f0, aligned and requantized
+            K_ADD: begin  // ob word f0 (qw_we; or its RAM, dw_we) = streamed word f0 + xb word f0, aligned, requantized
               f0 <= f0 + 1;
-              if (f0 == 32'(D / 4 - 1)) xs <= X_SCMD;
+              if (f0 == 32'(D / 4 - 1)) xs <= k_dump ? X_SCMD : X_SWAIT;
             end
             K_ATT: begin
               if (aph == 2'd0) begin
@@ -1152,7 +1168,7 @@ module m3vit_layers (
               end
             end
             K_COMB: begin
-              // acc_mem word (token · D / 4 + f0) += gate · x word f0: read now, written back next cycle (acc_mem)
+              // acc_mem word (token · D / 4 + f0) += gate · streamed word f0: read now, written back next cycle
               f0 <= f0 + 1;
               if (f0 == 32'(D / 4 - 1)) begin
                 row <= row + 1;
@@ -1161,9 +1177,9 @@ module m3vit_layers (
             end
             K_FIN: begin
               if (f0 < 32'(D / 4)) f0 <= f0 + 1;  // read sums word f0; its values arrive a cycle later
-              if (fn_v) begin  // into ob, requantized (qw_we)
+              if (fn_v) begin  // into ob, requantized (qw_we; or its RAM, dw_we)
                 o0 <= o0 + 1;
-                if (o0 == 32'(D / 4 - 1)) xs <= X_SCMD;
+                if (o0 == 32'(D / 4 - 1)) xs <= k_dump ? X_SCMD : X_SWAIT;
               end
             end
             default: xs <= X_SCMD;  // K_TOK: the row is in xa
@@ -1177,8 +1193,9 @@ module m3vit_layers (
           cnt <= cnt + 1;
           if (cnt + 1 == st_beats) xs <= X_SWAIT;
         end
-        X_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged; a linear op's
-          row <= row + 1;            // groups are the store engine's)
+        X_SWAIT: if (!s_busy && rq_wait == '0) begin  // (a row written through to scratch: its writes
+          row <= row + 1;  // acknowledged; a row not stored: its requantized words in their RAM; a linear op's groups
+                           // are the store engine's)
           rsub <= '0;
           if (kind_q == K_ATT) begin
             if (qi == 32'(NT - 1)) begin

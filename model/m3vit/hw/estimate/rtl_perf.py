@@ -2,7 +2,10 @@
 
 The layers engine runs op by op with every activation in on-chip RAMs: per row an op loads its input row(s) (one
 4-value word a cycle after a cycle of addressing per segment), computes, and writes its output row back into them,
-and — when the program asks for dumps — through to scratch, one AXI write command per row. Beside it the weight
+and — when the program asks for dumps — through to scratch, one AXI write command per row. The element-wise ops
+(LayerNorm, GELU, the residual adds, the MoE combine) stream their input row from its RAM into the unit instead of
+loading it first, and, when the row is not dumped, write their output words into its RAM as the unit gives them
+(no store pass): their terms depend on whether the frame dumps. Beside it the weight
 prefetcher
 (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters (LayerNorm gains and
 biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its biases and, per-row
@@ -92,10 +95,12 @@ def row_groups(rows: float, group: int = LIN_ROWS) -> float:
     return rows / group + (group - 1) / (2 * group)
 
 
-def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS) -> tuple[float, float, float]:
+def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
+             dumps: bool = True) -> tuple[float, float, float]:
     """(beats + compute cycles, read commands, write commands) of one op's execution over ``rows`` rows (its
     weights come from the prefetcher: :func:`load_terms`); ``lin_rows``: the linear unit's rows in flight (the
-    build's, or a what-if's)."""
+    build's, or a what-if's); ``dumps``: the frame writes its points through to scratch (then the element-wise ops
+    store each row through ob; without, their words go into the RAM as they are computed)."""
     n, d, hd, h = cfg.num_tokens, cfg.dim, cfg.head_dim, cfg.num_heads
     rq = unit_depth("requant_rt", {})  # a requantizing op's store waits for its last value through the requantizer
     if op in ("q", "k", "v", "proj", "gate", "fc1", "fc2", "e1", "e2"):
@@ -119,15 +124,19 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS) -
                  + max(0, lin_rows * (_beats(n_out) + 2) - per_group))
         return (first * _beats(k) + groups * per_group + last * _beats(n_out) + (groups - 1) * stall,
                 first * segs, last)
+    # The element-wise ops take one 4-value word a cycle (LayerNorm's and GELU's 4 lanes, 4 residual requantizers,
+    # 4-sum words of the MoE combine RAM), their row streamed from its RAM: a row is the cycle that addresses its
+    # first word, its words through the unit (and its depth), and the cycle that moves to the next row; a dumped
+    # row then its store (a beat a word and the write command), one not dumped nothing more.
+    stored = 1 if dumps else 0
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first word, a word a cycle out
-        return rows * (3 * _beats(d) + unit_depth("layernorm", {"D": d, "LANES": 4})), rows, rows
-    # the element-wise ops take one 4-value word a cycle (GELU's 4 lanes, 4 residual requantizers, 4-sum words of
-    # the MoE combine RAM): a row's compute is as many cycles as its load's beats
+        depth = unit_depth("layernorm", {"D": d, "LANES": 4})
+        return rows * ((1 + stored) * _beats(d) + depth + 2), 0, rows * stored
     if op in ("gelu", "egelu"):
         w = cfg.mlp_hidden if op == "gelu" else cfg.expert_hidden
-        return rows * (3 * _beats(w) + unit_depth("gelu", {})), rows, rows
-    if op in ("mid", "out_d", "out_m"):
-        return rows * (4 * _beats(d) + rq), 2 * rows, rows
+        return rows * ((1 + stored) * _beats(w) + unit_depth("gelu", {}) + 2), 0, rows * stored
+    if op in ("mid", "out_d", "out_m"):  # the second row loaded into xb, the first streamed beside it
+        return rows * ((2 + stored) * _beats(d) + rq + 2), rows, rows * stored
     if op == "att":  # per head: its K and V rows; per query: q, Q·Kᵀ pass, A·V pass, attn row out
         per_head = 2 * n * _beats(hd)
         per_row = (_beats(hd) + 2 * n + _beats(hd) + unit_depth("qk_reorder", {"HD": hd})
@@ -135,10 +144,10 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS) -
         return h * per_head + rows * per_row, h * 2 * n + rows, rows
     if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
         return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
-    if op == "comb":
-        return rows * 2 * _beats(d), rows, 0
+    if op == "comb":  # the e2 row streamed, no store (the sums stay in the combine's RAM)
+        return rows * (_beats(d) + 1), 0, 0
     if op == "fin":
-        return rows * (2 * _beats(d) + rq), 0, rows
+        return rows * ((1 + stored) * _beats(d) + rq + 2), 0, rows * stored
     if op == "tok":
         return rows * (_beats(d) + 1 + -(-d // 8)), rows, rows
     raise ValueError(f"unknown op {op!r}")
@@ -178,9 +187,10 @@ def op_rows(cfg: ModelConfig, op: str, expert_rows: float | None = None) -> floa
     return n
 
 
-def op_cycles(cfg: ModelConfig, op: str, rows: float, ov: Overheads, lin_rows: int = LIN_ROWS) -> float:
+def op_cycles(cfg: ModelConfig, op: str, rows: float, ov: Overheads, lin_rows: int = LIN_ROWS,
+              dumps: bool = True) -> float:
     """Execution cycles of one op (waits for weights excluded)."""
-    base, reads, writes = op_terms(cfg, op, rows, lin_rows)
+    base, reads, writes = op_terms(cfg, op, rows, lin_rows, dumps)
     return base + reads * ov.read + writes * ov.write + ov.op
 
 
@@ -218,8 +228,9 @@ class OpTime:
 
 
 def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
-             lin_rows: int = LIN_ROWS) -> list[OpTime]:
-    """Replay one frame's layers: the executor and the prefetcher (two banks, jobs in program order)."""
+             lin_rows: int = LIN_ROWS, dumps: bool = True) -> list[OpTime]:
+    """Replay one frame's layers: the executor and the prefetcher (two banks, jobs in program order); ``dumps``:
+    the frame writes its points through to scratch."""
     t = pf = 0.0          # executor / prefetcher time
     release = [0.0, 0.0]  # when each bank was last freed
     job = 0
@@ -242,7 +253,7 @@ def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
                 t = max(t, pf)
             if op == "route":
                 named = t + ov.op + _beats(cfg.num_tokens * cfg.num_experts) + cfg.num_tokens + DISPATCH_LATENCY
-            run = op_cycles(cfg, op, r, ov, lin_rows)
+            run = op_cycles(cfg, op, r, ov, lin_rows, dumps)
             t += run
             if op in WEIGHTED:
                 release[job % 2] = t
@@ -255,6 +266,12 @@ def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
 
 def active_experts(record: dict, layer: int) -> int:
     return sum(1 for la, op, _, _ in record["op_sequence"] if la == layer and op == "e1")
+
+
+def record_dumps(record: dict) -> bool:
+    """Whether the recorded frame wrote its points through to scratch (the record's top level; not its
+    ``no_dump`` part, :func:`no_dump_record`)."""
+    return bool(record.get("dumps", True))
 
 
 def record_containers(record: dict) -> Containers:
@@ -273,18 +290,18 @@ def fit(record: dict, cfg: ModelConfig) -> Overheads:
     (their rows depend on the routing), the modelled waits for weights taken out; the waits depend on the
     overheads, so the fit is repeated until they settle. The per-layer comparison, experts included, then checks
     the model."""
-    c, active = record_containers(record), record_active(record, cfg)
+    c, active, dumps = record_containers(record), record_active(record, cfg), record_dumps(record)
     measured = [(la, op, done - start) for la, op, start, done in record["op_sequence"] if op != "tok"]
     ov = Overheads()
     for _ in range(6):
-        model = simulate(cfg, active, ov, c)
+        model = simulate(cfg, active, ov, c, dumps=dumps)
         if [(m.layer, m.op) for m in model] != [(la, op) for la, op, _ in measured]:
             raise ValueError("the recorded op sequence is not the one the model replays (another engine?)")
         a, b = [], []
         for (_, op, cycles), m in zip(measured, model, strict=True):
             if op in EXPERT_OPS:
                 continue
-            base, reads, writes = op_terms(cfg, op, op_rows(cfg, op))
+            base, reads, writes = op_terms(cfg, op, op_rows(cfg, op), dumps=dumps)
             a.append([reads, writes, 1.0])
             b.append(cycles - m.wait - base)
         sol, _ = nnls(np.array(a), np.array(b))  # overheads are never negative
@@ -298,7 +315,7 @@ def fit(record: dict, cfg: ModelConfig) -> Overheads:
 
 def compare(record: dict, cfg: ModelConfig, ov: Overheads) -> list[dict]:
     """Per layer: model vs measured cycles (``ok`` within :data:`TOLERANCE`)."""
-    model = simulate(cfg, record_active(record, cfg), ov, record_containers(record))
+    model = simulate(cfg, record_active(record, cfg), ov, record_containers(record), dumps=record_dumps(record))
     rows = []
     for layer in range(cfg.depth):
         pred = sum(m.cycles for m in model if m.layer == layer)
@@ -313,7 +330,7 @@ def compare_frame(record: dict, cfg: ModelConfig, ov: Overheads) -> dict:
     """A whole frame: the modelled cycles of every layer and the token write (the routes the record ran: its active
     experts per MoE layer) vs the measured ``S_LAYERS`` cycles (``ok`` within :data:`FRAME_TOLERANCE`). The front —
     header, patch-embedding tensors, image, embedding — is not modelled; ``front`` says what it measured."""
-    model = simulate(cfg, record_active(record, cfg), ov, record_containers(record))
+    model = simulate(cfg, record_active(record, cfg), ov, record_containers(record), dumps=record_dumps(record))
     pred = sum(m.cycles for m in model) + op_cycles(cfg, "tok", cfg.num_tokens, ov)
     meas = sum(la["cycles"] for la in record["layers"]) + record["tokens_out_cycles"]
     gap = (pred - meas) / meas
@@ -322,20 +339,21 @@ def compare_frame(record: dict, cfg: ModelConfig, ov: Overheads) -> dict:
 
 
 def frame_cycles(cfg: ModelConfig, ov: Overheads, embed_cycles: float = 0.0,
-                 containers: Containers = Containers(), lin_rows: int = LIN_ROWS) -> float:
+                 containers: Containers = Containers(), lin_rows: int = LIN_ROWS, dumps: bool = False) -> float:
     """A frame's layers + token write, every MoE layer with all experts active (129 tokens × top-2 reach nearly
-    all of them at m3vit-tiny), plus the measured-or-given front (header, embedding)."""
+    all of them at m3vit-tiny), plus the measured-or-given front (header, embedding); the deployed frame (no
+    dumps) unless ``dumps``."""
     active = [cfg.num_experts if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
-    layers = sum(m.cycles for m in simulate(cfg, active, ov, containers, lin_rows))
+    layers = sum(m.cycles for m in simulate(cfg, active, ov, containers, lin_rows, dumps))
     return embed_cycles + layers + op_cycles(cfg, "tok", cfg.num_tokens, ov)
 
 
 def op_waits(cfg: ModelConfig, ov: Overheads, containers: Containers = Containers(),
-             lin_rows: int = LIN_ROWS) -> dict[str, float]:
+             lin_rows: int = LIN_ROWS, dumps: bool = False) -> dict[str, float]:
     """Modelled cycles per frame that ops of each kind wait for their weights (all experts active)."""
     active = [cfg.num_experts if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
     waits: dict[str, float] = {}
-    for m in simulate(cfg, active, ov, containers, lin_rows):
+    for m in simulate(cfg, active, ov, containers, lin_rows, dumps):
         waits[m.op] = waits.get(m.op, 0.0) + m.wait
     return waits
 
@@ -358,7 +376,7 @@ def no_dump_record(record: dict) -> dict:
     in the top-level record's form (config, mode, per-row from it)."""
     if "no_dump" not in record:
         raise ValueError("the cycle record has no frame without dumps: rerun the cycles test (sim/top)")
-    return {**record, **record["no_dump"]}
+    return {**record, **record["no_dump"], "dumps": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -401,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                  "that measures it")
     for r in rows:
         print(f"layer {r['layer']}: model {r['predicted']:>8} measured {r['measured']:>8} gap {r['gap']:+.1%}")
-    pred = frame_cycles(target, ov, lin_rows=args.lin_rows)
-    waits = {op: round(w) for op, w in op_waits(target, ov, lin_rows=args.lin_rows).items() if w}
+    pred = frame_cycles(target, ov, lin_rows=args.lin_rows, dumps=args.dumps)
+    waits = {op: round(w) for op, w in op_waits(target, ov, lin_rows=args.lin_rows, dumps=args.dumps).items() if w}
     measured_target = None  # the target measured too (sim/top's m3vit-tiny frame): the prediction on its routes
     if target.name != cfg.name and args.lin_rows == LIN_ROWS and target.name in cycles:
         try:
