@@ -12,7 +12,9 @@
 // The element-wise ops (LayerNorm, GELU, the residual adds, the MoE combine) stream their input row from its
 // activation RAM's read register into the unit, a word a cycle, with no load into a row buffer first (the add's
 // second row is loaded into xb); when the row is not dumped, their output words (and FIN's) go straight into the
-// output point's RAM as the unit gives them, with no store pass through ob.
+// output point's RAM as the unit gives them, with no store pass through ob — and LayerNorm, GELU and FIN, whose
+// rows need nothing loaded, then stream the whole op as one run of words (sm_words), a row's words entering while
+// the rows before it are still in the unit.
 //
 // Ops of layer l (descriptor: PROGRAM_LAYER_WORDS words at program + (header + l · layer words) · 4):
 //   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize) → ATT (per head and query row: qk_reorder →
@@ -302,6 +304,12 @@ module m3vit_layers (
   wire logic        sm_kind = kind_q == K_LN || kind_q == K_GELU || kind_q == K_ADD || kind_q == K_COMB;
   wire logic [33:0] sm_ap = k_src + 34'(32'(row * k_kin));
   logic             sm_adv;
+  // LayerNorm, GELU and FIN, not dumped, run the whole op as one X_COMP: f0 / o0 count the op's words (input /
+  // output) from its first row's (row stays 0), f2 / f1 the input / gain word within the row; a dumped op one row
+  // an X_COMP (its store reads ob). sm_words: the op's words, set up with the op (k_rows · k_kin / 4).
+  logic [31:0]      sm_words;
+  wire logic        sm_all = !k_dump && (kind_q == K_LN || kind_q == K_GELU || kind_q == K_FIN);
+  wire logic [31:0] sm_n = sm_all ? sm_words : k_kin / 4;  // the words an X_COMP takes in and gives out
 
   // ---- the linear store engine: a row group's rows go out of ob (set se_set) while the executor loads the next
   // group's rows and runs its passes, whose epilogue writes the other set of ob (ob_wset); the executor hands a
@@ -478,8 +486,10 @@ module m3vit_layers (
   logic [4*ACTB-1:0] ln_out;
   logic [4*RB-1:0]   ln_in;  // word f0 of the input row, each value in the residual width
   always_comb for (int j = 0; j < 4; j++) ln_in[RB*j +: RB] = sm_w4[j][RB-1:0];
-  wire logic ln_feed = xs == X_COMP && kind_q == K_LN && f0 < 32'(D / 4);
-  wire logic ln_gb_feed = xs == X_COMP && kind_q == K_LN && f1 < 32'(D / 4);
+  wire logic ln_feed = xs == X_COMP && kind_q == K_LN && f0 < sm_n;
+  // (gains and biases beside every output word: the unit takes them only as it gives an output; f1 wraps per row)
+  wire logic ln_gb_feed = xs == X_COMP && kind_q == K_LN;
+  wire logic [31:0] ln_gb_nx = f1 == 32'(D / 4 - 1) ? '0 : f1 + 1;
   wire logic ln_gb_take = ln_gb_feed && ln_gb_ready;
   // {bias, gain} of elements 4 f1 .. 4 f1 + 3 from this op's bank (one bank word holds 16 · LIN_TILES elements, a
   // whole number of quads): the RAMs read the word of the quad f1 will be next cycle (f1 starts every row at 0), so
@@ -487,7 +497,7 @@ module m3vit_layers (
   logic [31:0] ln_next;
   logic [4*(L_BIAS_BITS+WBITS)-1:0] ln_gb;
   always_comb begin
-    ln_next = xs != X_COMP ? '0 : f1 + 32'(ln_gb_take);
+    ln_next = xs != X_COMP ? '0 : ln_gb_take ? ln_gb_nx : f1;
     // linear: pass o0's word, held while the epilogue works through that pass's tiles (o0 has moved on by then)
     wb_baddr = kind_q == K_LN ? 4 * ln_next / 32'(16 * LIN_TILES) : ep_pass;
     for (int j = 0; j < 4; j++)
@@ -499,7 +509,7 @@ module m3vit_layers (
               .MIN_SHIFT(L_LN_SHIFT_MIN), .MAX_SHIFT(L_LN_SHIFT_MAX)) u_ln (
     .ap_clk, .ap_rst_n, .in_shift(ln_in_shift), .eps_term(ln_eps), .shift(ln_shift),
     .s_axis_tdata(ln_in), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),
-    .s_axis_tlast(f0 == 32'(D / 4 - 1)),
+    .s_axis_tlast(f2 == 32'(D / 4 - 1)),
     .s_axis_gb_tdata(ln_gb), .s_axis_gb_tvalid(ln_gb_feed),
     .s_axis_gb_tready(ln_gb_ready),
     .m_axis_tdata(ln_out), .m_axis_tvalid(ln_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
@@ -516,7 +526,7 @@ module m3vit_layers (
   logic [23:0]        md_exp;  // {count, expert}
   logic [31:0]        md_sc;
 
-  wire logic ge_feed = xs == X_COMP && kind_q == K_GELU && f0 < k_kin / 4;  // f0: input words
+  wire logic ge_feed = xs == X_COMP && kind_q == K_GELU && f0 < sm_n;  // f0: input words
   wire logic qk_q_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd0 && !sent;
   wire logic qk_k_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd0 && f0 < 32'(NT);
   wire logic av_stat_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd1 && !sent;
@@ -927,7 +937,7 @@ module m3vit_layers (
     .gate(qgate_row), .y(cb_y), .sums(acc_rd));
   always_ff @(posedge ap_clk) begin
     if (rst) fn_v <= 1'b0;
-    else fn_v <= xs == X_COMP && kind_q == K_FIN && f0 < 32'(D / 4);
+    else fn_v <= xs == X_COMP && kind_q == K_FIN && f0 < sm_n;
   end
 
   // ---------------------------------------------------------------- the linear load engine
@@ -1030,6 +1040,7 @@ module m3vit_layers (
         end
         X_SETUP: begin  // one op begins
           kind_q <= k_kind;
+          sm_words <= {16'd0, k_rows[15:0]} * {16'd0, k_kin[17:2]};  // (rows, words a row < 2^16)
           row <= '0; rsub <= '0; seg <= '0; head <= '0; qi <= '0;
           if (k_kind == K_ROUTE) begin
             rt_layer <= layer;
@@ -1100,18 +1111,25 @@ module m3vit_layers (
               end
             end
             K_LN: begin
-              if (ln_feed && ln_in_ready) f0 <= f0 + 1;
-              if (ln_gb_take) f1 <= f1 + 1;
+              if (ln_feed && ln_in_ready) begin
+                f0 <= f0 + 1;
+                f2 <= f2 == 32'(D / 4 - 1) ? '0 : f2 + 1;
+              end
+              if (ln_gb_take) f1 <= ln_gb_nx;
               if (ln_out_valid) begin  // word o0 into ob (qw_we), or straight into its RAM (dw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == 32'(D / 4)) xs <= k_dump ? X_SCMD : X_SWAIT;
+                if (o0 + 1 == sm_n) begin
+                  xs <= k_dump ? X_SCMD : X_SWAIT;
+                end
               end
             end
             K_GELU: begin
               if (ge_feed && ge_in_ready) f0 <= f0 + 1;
               if (ge_out_valid) begin  // word o0 into ob (qw_we), or straight into its RAM (dw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == k_kin / 4) xs <= k_dump ? X_SCMD : X_SWAIT;
+                if (o0 + 1 == sm_n) begin
+                  xs <= k_dump ? X_SCMD : X_SWAIT;
+                end
               end
             end
             K_ADD: begin  // ob word f0 (qw_we; or its RAM, dw_we) = streamed word f0 + xb word f0, aligned, requantized
@@ -1176,10 +1194,12 @@ module m3vit_layers (
               end
             end
             K_FIN: begin
-              if (f0 < 32'(D / 4)) f0 <= f0 + 1;  // read sums word f0; its values arrive a cycle later
+              if (f0 < sm_n) f0 <= f0 + 1;  // read sums word f0; its values arrive a cycle later
               if (fn_v) begin  // into ob, requantized (qw_we; or its RAM, dw_we)
                 o0 <= o0 + 1;
-                if (o0 == 32'(D / 4 - 1)) xs <= k_dump ? X_SCMD : X_SWAIT;
+                if (o0 + 1 == sm_n) begin
+                  xs <= k_dump ? X_SCMD : X_SWAIT;
+                end
               end
             end
             default: xs <= X_SCMD;  // K_TOK: the row is in xa
@@ -1194,8 +1214,9 @@ module m3vit_layers (
           if (cnt + 1 == st_beats) xs <= X_SWAIT;
         end
         X_SWAIT: if (!s_busy && rq_wait == '0) begin  // (a row written through to scratch: its writes
-          row <= row + 1;  // acknowledged; a row not stored: its requantized words in their RAM; a linear op's groups
-                           // are the store engine's)
+          // acknowledged; a row not stored: its requantized words in their RAM; a linear op's groups are the store
+          // engine's) — the next row, or past the last when the X_COMP ran the whole op (sm_all)
+          row <= sm_all ? k_rows : row + 1;
           rsub <= '0;
           if (kind_q == K_ATT) begin
             if (qi == 32'(NT - 1)) begin

@@ -172,3 +172,32 @@ def test_bad_cycle_records_get_one_line(tmp_path, capsys, text, args):
         rp.main(["--cycles", str(path), *args])
     out, err = capsys.readouterr()
     assert exc.value.code == 2 and not out and len(err.strip().splitlines()) == 1
+
+
+def test_element_wise_ops_stream_without_dumps():
+    """Without dumps the element-wise ops write no row back through ob (no write commands) and LayerNorm, GELU and
+    FIN stream the whole op — a row adds only its words, the unit's depth is paid once — while a dumped row pays
+    its words in and out and the depth (rtl/m3vit_layers.sv: sm_all); the adds load their second row either way."""
+    from m3vit.hw.estimate.timing import unit_depth
+
+    cfg = get_config("m3vit-tiny")
+    n, words = cfg.num_tokens, cfg.dim // 4
+    depth = unit_depth("layernorm", {"D": cfg.dim, "LANES": 4})
+    streamed = [rp.op_terms(cfg, "ln1", rows, dumps=False) for rows in (n - 1, n)]
+    dumped = [rp.op_terms(cfg, "ln1", rows, dumps=True) for rows in (n - 1, n)]
+    assert streamed[1][0] - streamed[0][0] == words and streamed[1][1:] == (0, 0)
+    assert dumped[1][0] - dumped[0][0] == 2 * words + depth + 2 and dumped[1][1:] == (0, n)
+    for op in ("gelu", "egelu", "fin"):
+        assert rp.op_terms(cfg, op, n, dumps=False)[1:] == (0, 0)
+        assert rp.op_terms(cfg, op, n, dumps=False)[0] < rp.op_terms(cfg, op, n, dumps=True)[0] / 2
+    assert rp.op_terms(cfg, "mid", 10, dumps=False)[1:] == (10, 0)
+    assert rp.op_terms(cfg, "mid", 10, dumps=True)[1:] == (10, 10)
+    ov = rp.Overheads()
+    assert rp.frame_cycles(cfg, ov) == rp.frame_cycles(cfg, ov, dumps=False) < rp.frame_cycles(cfg, ov, dumps=True)
+
+
+def test_no_dump_record_is_modelled_without_dumps():
+    """The record's no_dump part is replayed as a frame without dumps (record_dumps), its top level as one with."""
+    rec = _model_record(get_config("micro"), rp.Overheads())
+    rec["no_dump"] = {k: rec[k] for k in ("op_sequence", "layers", "tokens_out_cycles", "start_to_done_cycles")}
+    assert rp.record_dumps(rec) and not rp.record_dumps(rp.no_dump_record(rec))

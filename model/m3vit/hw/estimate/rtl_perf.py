@@ -4,19 +4,20 @@ The layers engine runs op by op with every activation in on-chip RAMs: per row a
 4-value word a cycle after a cycle of addressing per segment), computes, and writes its output row back into them,
 and — when the program asks for dumps — through to scratch, one AXI write command per row. The element-wise ops
 (LayerNorm, GELU, the residual adds, the MoE combine) stream their input row from its RAM into the unit instead of
-loading it first, and, when the row is not dumped, write their output words into its RAM as the unit gives them
-(no store pass): their terms depend on whether the frame dumps. Beside it the weight
-prefetcher
-(``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters (LayerNorm gains and
-biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its biases and, per-row
-packs, its shifts; each layer's descriptor first) into one of two banks, so an op waits only for what the prefetch
-has not finished: a job starts when the previous job is loaded and its bank is free (the op two jobs back is done),
-an expert's job once the route has named the expert. The model replays that schedule (:func:`simulate`) with the
-beats and compute cycles counted from the shapes; what it cannot count — the cycles a row load costs beyond its
-words, a row store beyond its beats (with dumps: the AXI write's address phase and response) and the fixed cost
-of an op — are the constants fitted to the measured per-op cycles of ``build/sim/top_cycles.json`` (``fit``): the
-frame with dumps (the record's top level) or the same frame from a program without dumps (its ``no_dump`` part,
-:func:`no_dump_record`), which is what a deployed frame runs and what ``--predict`` quotes.
+loading it first, and, when the row is not dumped, write their output words into its RAM as the unit gives them (no
+store pass) — LayerNorm, GELU and FIN, which load nothing, then stream the whole op as one run of words, a row
+entering while the rows before it are still in the unit: their terms depend on whether the frame dumps. Beside it
+the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters
+(LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its
+biases and, per-row packs, its shifts; each layer's descriptor first) into one of two banks, so an op waits only for
+what the prefetch has not finished: a job starts when the previous job is loaded and its bank is free (the op two
+jobs back is done), an expert's job once the route has named the expert. The model replays that schedule
+(:func:`simulate`) with the beats and compute cycles counted from the shapes; what it cannot count — the cycles a
+row load costs beyond its words, a row store beyond its beats (with dumps: the AXI write's address phase and
+response) and the fixed cost of an op — are the constants fitted to the measured per-op cycles of
+``build/sim/top_cycles.json`` (``fit``): the frame with dumps (the record's top level) or the same frame from a
+program without dumps (its ``no_dump`` part, :func:`no_dump_record`), which is what a deployed frame runs and what
+``--predict`` quotes.
 
     python -m m3vit.hw.estimate.rtl_perf [--cycles build/sim/top_cycles.json] [--calibrate-on micro]
                                          [--predict m3vit-tiny] [--dumps] [--lin-rows N]
@@ -125,16 +126,22 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         return (first * _beats(k) + groups * per_group + last * _beats(n_out) + (groups - 1) * stall,
                 first * segs, last)
     # The element-wise ops take one 4-value word a cycle (LayerNorm's and GELU's 4 lanes, 4 residual requantizers,
-    # 4-sum words of the MoE combine RAM), their row streamed from its RAM: a row is the cycle that addresses its
-    # first word, its words through the unit (and its depth), and the cycle that moves to the next row; a dumped
-    # row then its store (a beat a word and the write command), one not dumped nothing more.
+    # 4-sum words of the MoE combine RAM), their row streamed from its RAM. Dumped, a row is the cycle that
+    # addresses its first word, its words through the unit (and its depth), its store (a beat a word and the
+    # write command) and the cycle that moves to the next row. Not dumped, LayerNorm, GELU and FIN stream the
+    # whole op: its words, the unit's depth once, and those two cycles (the adds and the combine: per row, as they
+    # load or gather a row each).
     stored = 1 if dumps else 0
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first word, a word a cycle out
         depth = unit_depth("layernorm", {"D": d, "LANES": 4})
-        return rows * ((1 + stored) * _beats(d) + depth + 2), 0, rows * stored
+        if not dumps:
+            return rows * _beats(d) + depth + 2, 0, 0
+        return rows * (2 * _beats(d) + depth + 2), 0, rows
     if op in ("gelu", "egelu"):
         w = cfg.mlp_hidden if op == "gelu" else cfg.expert_hidden
-        return rows * ((1 + stored) * _beats(w) + unit_depth("gelu", {}) + 2), 0, rows * stored
+        if not dumps:
+            return rows * _beats(w) + unit_depth("gelu", {}) + 2, 0, 0
+        return rows * (2 * _beats(w) + unit_depth("gelu", {}) + 2), 0, rows
     if op in ("mid", "out_d", "out_m"):  # the second row loaded into xb, the first streamed beside it
         return rows * ((2 + stored) * _beats(d) + rq + 2), rows, rows * stored
     if op == "att":  # per head: its K and V rows; per query: q, Q·Kᵀ pass, A·V pass, attn row out
@@ -146,8 +153,10 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
     if op == "comb":  # the e2 row streamed, no store (the sums stay in the combine's RAM)
         return rows * (_beats(d) + 1), 0, 0
-    if op == "fin":
-        return rows * ((1 + stored) * _beats(d) + rq + 2), 0, rows * stored
+    if op == "fin":  # the sums read a word a cycle, requantized
+        if not dumps:
+            return rows * _beats(d) + rq + 3, 0, 0
+        return rows * (2 * _beats(d) + rq + 2), 0, rows
     if op == "tok":
         return rows * (_beats(d) + 1 + -(-d // 8)), rows, rows
     raise ValueError(f"unknown op {op!r}")
