@@ -17,8 +17,8 @@
 // the rows before it are still in the unit.
 //
 // Ops of layer l (descriptor: PROGRAM_LAYER_WORDS words at program + (header + l · layer words) · 4):
-//   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize) → ATT (per head and query row: qk_reorder →
-//   softmax_stats, then av_norm) → PROJ (linear over the heads' attn rows) → MID (residual add) → LN2 →
+//   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize) → ATT (per head: its K and V rows on chip,
+//   then its query rows through qk_reorder → softmax_stats beside the one before through av_norm) → PROJ (linear over the heads' attn rows) → MID (residual add) → LN2 →
 //   dense: FC1 → GELU → FC2 → OUT (residual add)
 //   MoE:   GATE (the task's router, linear) → ROUTE (moe_dispatch: top-k, gates, per-expert queues) →
 //          per active expert: E1 (gathered ln2 rows) → EGELU → E2 → COMB (gate-weighted accumulate per token) →
@@ -115,7 +115,6 @@ module m3vit_layers (
   logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head (one whole row written per row loaded)
   logic [ACTB*HD-1:0] vb [NT];
   logic [ACTB*HD-1:0] kv_stage;        // a K / V row as its beats arrive (element 0 ends at the bottom)
-  logic signed [IB-1:0] sb [NT];       // the scores row of the current query
   logic [15:0]        qtok [QN];       // expert queues in drain order (expert ascending, tokens ascending)
   logic [15:0]        qgate [QN];
   logic [7:0]         exp_id [E];
@@ -174,8 +173,8 @@ module m3vit_layers (
         k_dst = step == ST_Q ? `PT(LF_D_Q, FV_Q) : step == ST_K ? `PT(LF_D_K, FV_K) : `PT(LF_D_V, FV_V);
         k_dump = step == ST_Q ? `DP(LF_D_Q) : step == ST_K ? `DP(LF_D_K) : `DP(LF_D_V);
       end
-      ST_ATT: begin
-        k_kind = K_ATT; k_rows = 32'(H * NT); k_kin = 32'(HD); k_nout = 32'(HD);
+      ST_ATT: begin  // a row per head (its query rows run inside its X_COMP)
+        k_kind = K_ATT; k_rows = 32'(H); k_kin = 32'(HD); k_nout = 32'(HD);
         k_src = AP_Q; k_dsta = AP_ATTN; k_dst = `PT(LF_D_ATTN, FV_ATTN); k_dump = `DP(LF_D_ATTN);
       end
       ST_PROJ: begin
@@ -247,9 +246,7 @@ module m3vit_layers (
   xstate_t xs;
   logic [31:0] row, seg, cnt;        // row of the op (a linear op: its row group's first), load segment, beat counter
   logic [31:0] rsub;                 // a linear op's row within its group being loaded (else 0)
-  logic [31:0] head, qi;             // attention: head and query row of `row`
   logic [31:0] f0, f1, f2, o0;       // compute counters
-  logic [1:0]  aph;                  // attention phase
   logic        sent;
 
   kind_t kind_q;
@@ -269,15 +266,11 @@ module m3vit_layers (
   always_comb begin
     nseg = 32'd1; seg_ap = k_src + 34'(32'(arow * k_kin)); seg_vals = k_kin; seg_base = '0; seg_tgt = 2'd0;
     case (k_kind)
-      K_ATT: begin
-        nseg = qi == 0 ? 32'(2 * NT + 1) : 32'd1;
-        if (qi == 0 && seg < 32'(2 * NT)) begin  // the head's K rows, then its V rows
-          seg_tgt = seg < 32'(NT) ? 2'd2 : 2'd3;
-          seg_base = seg < 32'(NT) ? seg : seg - 32'(NT);
-          seg_ap = (seg < 32'(NT) ? AP_K : AP_V) + 34'(32'(seg_base * 32'(D) + head * 32'(HD)));
-        end else begin
-          seg_ap = k_src + 34'(32'(qi * 32'(D) + head * 32'(HD)));
-        end
+      K_ATT: begin  // row: the head; its K rows, then its V rows (its Q rows: the attention stages, aq_ap)
+        nseg = 32'(2 * NT);
+        seg_tgt = seg < 32'(NT) ? 2'd2 : 2'd3;
+        seg_base = seg < 32'(NT) ? seg : seg - 32'(NT);
+        seg_ap = (seg < 32'(NT) ? AP_K : AP_V) + 34'(32'(seg_base * 32'(D) + row * 32'(HD)));
       end
       K_ADD: begin  // the second row into xb; the first streams (sm_ap)
         seg_tgt = 2'd1;
@@ -311,6 +304,23 @@ module m3vit_layers (
   wire logic        sm_all = !k_dump && (kind_q == K_LN || kind_q == K_GELU || kind_q == K_FIN);
   wire logic [31:0] sm_n = sm_all ? sm_words : k_kin / 4;  // the words an X_COMP takes in and gives out
 
+  // ---- attention: one X_COMP per head, once its K and V rows are in kb / vb. Two stages run side by side over
+  // the head's query rows. Stage A (qa_st) takes query qa: its Q row from the activation RAM (aq_ap, a word a
+  // cycle) into kv_stage and qk_reorder, the K rows past it, its scores into score slot qa mod 2 (sb) and
+  // softmax_stats, the row's statistics into the slot's at_stat; the slot is then full. Stage B (qb_st) takes
+  // query qb from its full slot: the statistics, then the V rows beside the slot's scores into av_norm, the
+  // attention row (att_row) out, the slot freed, the row stored (on chip; written through to scratch when dumped).
+  // So a query's A·V and store run while the next query's Q row loads and its Q·Kᵀ and softmax run.
+  typedef enum logic [2:0] {QA_WAIT, QA_ADDR, QA_DATA, QA_SEND, QA_K, QA_DONE} qastate_t;
+  typedef enum logic [2:0] {QB_WAIT, QB_STAT, QB_V, QB_SCMD, QB_SDATA, QB_SWAIT, QB_DONE} qbstate_t;
+  qastate_t     qa_st;
+  qbstate_t     qb_st;
+  logic [15:0]  qa, qb;            // the query each stage is on
+  logic [15:0]  qa_cnt, ka, sa;    // A: Q word loaded, K row fed, score taken
+  logic [15:0]  vi, qb_cnt;        // B: V row fed, store beat
+  logic [1:0]   sb_full;           // score slots holding a query's scores and statistics
+  wire logic [33:0] aq_ap = k_src + 34'(32'(32'(qa) * 32'(D) + row * 32'(HD)));  // query qa's Q row, head `row`
+
   // ---- the linear store engine: a row group's rows go out of ob (set se_set) while the executor loads the next
   // group's rows and runs its passes, whose epilogue writes the other set of ob (ob_wset); the executor hands a
   // group over (X_HAND) once its epilogue has written every row and the engine is idle, and ends the op once the
@@ -320,10 +330,11 @@ module m3vit_layers (
   logic [31:0] se_row, se_rows, se_rsub, se_cnt;  // the group's first row and rows, the row and beat being stored
   logic        se_set, ob_wset;                   // ob's set the engine reads, the set the epilogue writes
   wire logic        lin_st = kind_q == K_LIN;     // the store is the engine's
+  wire logic        att_st = kind_q == K_ATT;     // the store is the attention's stage B (qb_st)
   wire logic [31:0] srow = lin_st ? se_row + se_rsub : arow;  // the row stored
-  wire logic        s_in_cmd = lin_st ? se == SE_CMD : xs == X_SCMD;
-  wire logic        s_in_data = lin_st ? se == SE_DATA : xs == X_SDATA;
-  wire logic [31:0] scnt = lin_st ? se_cnt : cnt;  // the store's beat
+  wire logic        s_in_cmd = lin_st ? se == SE_CMD : att_st ? xs == X_COMP && qb_st == QB_SCMD : xs == X_SCMD;
+  wire logic        s_in_data = lin_st ? se == SE_DATA : att_st ? xs == X_COMP && qb_st == QB_SDATA : xs == X_SDATA;
+  wire logic [31:0] scnt = lin_st ? se_cnt : att_st ? 32'(qb_cnt) : cnt;  // the store's beat
   logic             hand;                          // a group handed to the engine (below rq_wait)
 
   // ---- the linear load engine: the next row group's rows into the other set of xa (le_set) while this group's
@@ -364,9 +375,9 @@ module m3vit_layers (
     st_ap = k_dsta + 34'(32'(srow * k_nout));
     st_addr = k_dst + 64'(srow) * 64'(k_nout) * 64'd4;
     st_beats = k_nout / 4;
-    if (k_kind == K_ATT) begin
-      st_ap = k_dsta + 34'(32'((head * 32'(NT) + qi) * 32'(HD)));
-      st_addr = k_dst + 64'(32'((head * 32'(NT) + qi) * 32'(HD))) * 64'd4;
+    if (k_kind == K_ATT) begin  // head `row`, query qb (the row stage B stores)
+      st_ap = k_dsta + 34'(32'((row * 32'(NT) + 32'(qb)) * 32'(HD)));
+      st_addr = k_dst + 64'(32'((row * 32'(NT) + 32'(qb)) * 32'(HD))) * 64'd4;
     end
     if (k_kind == K_TOK) begin
       st_addr = k_dst + 64'(row) * 64'(D * L_RESID_BYTES);
@@ -527,12 +538,15 @@ module m3vit_layers (
   logic [31:0]        md_sc;
 
   wire logic ge_feed = xs == X_COMP && kind_q == K_GELU && f0 < sm_n;  // f0: input words
-  wire logic qk_q_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd0 && !sent;
-  wire logic qk_k_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd0 && f0 < 32'(NT);
-  wire logic av_stat_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd1 && !sent;
-  wire logic av_feed = xs == X_COMP && kind_q == K_ATT && aph == 2'd1 && f0 < 32'(NT);
+  wire logic at_run = xs == X_COMP && kind_q == K_ATT;
+  wire logic qk_q_feed = at_run && qa_st == QA_SEND;
+  wire logic qk_k_feed = at_run && qa_st == QA_K && ka < 16'(NT);
+  wire logic av_stat_feed = at_run && qb_st == QB_STAT;
+  // (av_norm takes a row's statistics with its first key: QB_STAT offers both)
+  wire logic av_feed = at_run && (qb_st == QB_STAT || qb_st == QB_V) && vi < 16'(NT);
   wire logic md_feed = xs == X_COMP && kind_q == K_ROUTE && f0 < 32'(NT);
-  logic [IB+16:0] stat;
+  logic [IB+16:0] at_stat [2];   // a score slot's softmax statistics
+  logic signed [IB-1:0] sb [2 * NT];  // the score slots: slot z's scores at z · NT ..
   logic [ACTB*HD-1:0] att_row;  // the attention output row of one head and query
   logic [ACTB*HD-1:0] q_word;
   logic [E*IB-1:0] logits_word;  // token f0's gate logits (the logits RAM's read register)
@@ -549,22 +563,23 @@ module m3vit_layers (
   qk_reorder #(.P(1), .HD(HD), .A_W(ACTB), .OUT_W(IB), .MIN_SHIFT(L_QK_SHIFT_MIN), .MAX_SHIFT(L_QK_SHIFT_MAX)) u_qk (
     .ap_clk, .ap_rst_n, .shift(8'(L[LF_SCORES_SHIFT])),
     .s_axis_q_tdata(q_word), .s_axis_q_tvalid(qk_q_feed), .s_axis_q_tready(qk_q_ready),
-    .s_axis_k_tdata(kb[f0]), .s_axis_k_tvalid(qk_k_feed && sent), .s_axis_k_tready(qk_k_ready),
-    .s_axis_k_tlast(f0 == 32'(NT - 1)),
+    .s_axis_k_tdata(kb[32'(ka)]), .s_axis_k_tvalid(qk_k_feed), .s_axis_k_tready(qk_k_ready),
+    .s_axis_k_tlast(ka == 16'(NT - 1)),
     .m_axis_tdata(qk_out), .m_axis_tvalid(qk_out_valid), .m_axis_tready(sm_in_ready), .m_axis_tlast()
   );
   softmax_stats #(.S_W(IB), .MAX_ROW(NT), .MAX_S_FRAC(L_S_FRAC_MAX)) u_sm (
     .ap_clk, .ap_rst_n, .s_frac,
     .s_axis_tdata(qk_out), .s_axis_tvalid(qk_out_valid), .s_axis_tready(sm_in_ready),
-    .s_axis_tlast(f1 == 32'(NT - 1)),
+    .s_axis_tlast(sa == 16'(NT - 1)),
     .m_axis_tdata(sm_out), .m_axis_tvalid(sm_out_valid), .m_axis_tready(1'b1)
   );
   av_norm #(.S_W(IB), .V_W(ACTB), .C(HD), .OUT_W(ACTB), .MAX_ROW(NT), .MAX_S_FRAC(L_S_FRAC_MAX),
             .MIN_SHIFT(L_AV_SHIFT_MIN), .MAX_SHIFT(L_AV_SHIFT_MAX)) u_av (
     .ap_clk, .ap_rst_n, .s_frac, .shift(8'(L[LF_ATTN_SHIFT])),
-    .s_axis_stat_tdata(stat), .s_axis_stat_tvalid(av_stat_feed), .s_axis_stat_tready(av_stat_ready),
-    .s_axis_tdata({vb[f0], sb[f0]}), .s_axis_tvalid(av_feed), .s_axis_tready(av_in_ready),
-    .s_axis_tlast(f0 == 32'(NT - 1)),
+    .s_axis_stat_tdata(at_stat[qb[0]]), .s_axis_stat_tvalid(av_stat_feed), .s_axis_stat_tready(av_stat_ready),
+    .s_axis_tdata({vb[32'(vi)], sb[(qb[0] ? NT : 0) + 32'(vi)]}), .s_axis_tvalid(av_feed),
+    .s_axis_tready(av_in_ready),
+    .s_axis_tlast(vi == 16'(NT - 1)),
     .m_axis_tdata(av_out), .m_axis_tvalid(av_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
   );
   localparam int MD_E_W = (E > 1) ? $clog2(E) : 1;
@@ -824,11 +839,14 @@ module m3vit_layers (
   /* verilator lint_off UNUSEDSIGNAL */
   wire logic        sm_rd = xs == X_COMP && sm_kind;  // an element-wise op's row streams
   assign sm_adv = kind_q == K_LN ? ln_feed && ln_in_ready : kind_q == K_GELU ? ge_feed && ge_in_ready : 1'b1;
+  wire logic        aq_rd = at_run;  // attention: stage A's Q rows (word qa_cnt, addressed a cycle ahead)
   wire logic [31:0] ld_word = le_rd ? le_ap[31:0] / 4 + (le == LE_DATA ? le_cnt + 32'd1 : 32'd0)
+                            : aq_rd ? aq_ap[31:0] / 4 + (qa_st == QA_DATA ? 32'(qa_cnt) + 32'd1 : 32'd0)
                             : sm_rd ? sm_ap[31:0] / 4 + f0 + 32'(sm_adv)
                             : (xs == X_LDATA && r_tlast && sm_kind) ? sm_ap[31:0] / 4  // the add: after xb's load
                             : seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
-  wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : sm_rd ? sm_ap[33:32] : seg_ap[33:32];  // the RAM read
+  wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : aq_rd ? aq_ap[33:32] : sm_rd ? sm_ap[33:32]
+                          : seg_ap[33:32];  // the RAM read
   assign r_tlast = cnt == seg_vals / 4 - 1;
   wire logic        st_we = st_take && kind_q != K_TOK;
   wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
@@ -896,7 +914,7 @@ module m3vit_layers (
       for (int j = 0; j < TOK_PER_BEAT; j++)
         s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = xa_q[0][32 * 32'(3'(xa_sel + 3'(j))) +: L_RESID_BYTES*8];
     end else if (kind_q == K_ATT) begin
-      for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(cnt * 4 + 32'(j)) * ACTB +: ACTB]));
+      for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(scnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
       // quad scnt of the output row (the group's row se_rsub, or the one row of another op)
       s_tdata = ob_q[32'(lin_st ? se_rsub : rsub) * 32'(OB_NQ) + 32'(ob_sel)];
@@ -1021,9 +1039,10 @@ module m3vit_layers (
       xs <= X_IDLE;
       step <= ST_LN1;
       layer <= '0;
-      row <= '0; rsub <= '0; seg <= '0; cnt <= '0; head <= '0; qi <= '0;
-      f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
-      ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN; stat <= '0;
+      row <= '0; rsub <= '0; seg <= '0; cnt <= '0;
+      f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
+      ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN;
+      qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0;
       md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
       rt_layer <= 8'hFF; rt_known <= '0; rt_done <= 1'b0;
     end else begin
@@ -1041,7 +1060,7 @@ module m3vit_layers (
         X_SETUP: begin  // one op begins
           kind_q <= k_kind;
           sm_words <= {16'd0, k_rows[15:0]} * {16'd0, k_kin[17:2]};  // (rows, words a row < 2^16)
-          row <= '0; rsub <= '0; seg <= '0; head <= '0; qi <= '0;
+          row <= '0; rsub <= '0; seg <= '0;
           if (k_kind == K_ROUTE) begin
             rt_layer <= layer;
             rt_known <= '0;
@@ -1061,12 +1080,12 @@ module m3vit_layers (
           if (row == k_rows) xs <= X_NEXT;
           else if (le_take) begin  // the load engine has the group in its set: the passes read it
             xa_set <= le_set;
-            f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
+            f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
             xs <= X_COMP;
           end else if (kind_q == K_LIN && le != LE_IDLE) begin
             // (the load engine is still loading the group)
           end else if (nseg == 0) begin
-            f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
+            f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
             xs <= X_COMP;
           end else xs <= X_LCMD;
         end
@@ -1087,8 +1106,9 @@ module m3vit_layers (
               xs <= X_LCMD;
             end else if (seg + 1 == nseg) begin  // every row of the group loaded (its stores: rsub from 0)
               rsub <= '0;
-              f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; aph <= '0; sent <= 1'b0;
+              f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
               md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
+              qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0;  // (attention: the head)
               xs <= X_COMP;
             end else begin
               seg <= seg + 1;
@@ -1136,28 +1156,72 @@ module m3vit_layers (
               f0 <= f0 + 1;
               if (f0 == 32'(D / 4 - 1)) xs <= k_dump ? X_SCMD : X_SWAIT;
             end
-            K_ATT: begin
-              if (aph == 2'd0) begin
-                if (qk_q_feed && qk_q_ready) sent <= 1'b1;
-                if (qk_k_feed && sent && qk_k_ready) f0 <= f0 + 1;
-                if (qk_out_valid && sm_in_ready) begin
-                  sb[f1] <= qk_out;
-                  f1 <= f1 + 1;
+            K_ATT: begin  // the head's queries: stage A (Q·Kᵀ, softmax) beside stage B (A·V, store)
+              case (qa_st)
+                QA_WAIT: if (!sb_full[qa[0]]) qa_st <= QA_ADDR;  // query qa's slot is free
+                QA_ADDR: begin  // the Q row's first word is addressed now
+                  qa_cnt <= '0;
+                  qa_st <= QA_DATA;
                 end
-                if (sm_out_valid) begin
-                  stat <= sm_out;
-                  aph <= 2'd1;
-                  sent <= 1'b0;
-                  f0 <= '0;
+                QA_DATA: begin  // a word a cycle into kv_stage (the whole row at its last)
+                  kv_stage <= kv_word;
+                  qa_cnt <= qa_cnt + 1;
+                  if (qa_cnt == 16'(HD / 4 - 1)) qa_st <= QA_SEND;
                 end
-              end else begin
-                if (av_stat_feed && av_stat_ready) sent <= 1'b1;
-                if (av_feed && av_in_ready) f0 <= f0 + 1;
-                if (av_out_valid) begin
-                  att_row <= av_out;
-                  xs <= X_SCMD;
+                QA_SEND: if (qk_q_ready) begin
+                  ka <= '0;
+                  sa <= '0;
+                  qa_st <= QA_K;
                 end
-              end
+                QA_K: begin
+                  if (qk_k_feed && qk_k_ready) ka <= ka + 1;
+                  if (qk_out_valid && sm_in_ready) begin
+                    sb[(qa[0] ? NT : 0) + 32'(sa)] <= qk_out;
+                    sa <= sa + 1;
+                  end
+                  if (sm_out_valid) begin  // the row's statistics: the slot is full
+                    at_stat[qa[0]] <= sm_out;
+                    qa <= qa + 1;
+                    qa_st <= (qa == 16'(NT - 1)) ? QA_DONE : QA_WAIT;
+                  end
+                end
+                default: ;  // QA_DONE
+              endcase
+              case (qb_st)
+                QB_WAIT: if (sb_full[qb[0]]) begin
+                  vi <= '0;
+                  qb_st <= QB_STAT;
+                end
+                QB_STAT: if (av_stat_ready) begin  // the statistics and the first key taken together
+                  vi <= vi + 1;
+                  qb_st <= QB_V;
+                end
+                QB_V: begin
+                  if (av_feed && av_in_ready) vi <= vi + 1;
+                  if (av_out_valid) begin  // every score of the slot read: freed below
+                    att_row <= av_out;
+                    qb_st <= QB_SCMD;
+                  end
+                end
+                QB_SCMD: if (s_cmd_ready || !st_axi) begin
+                  qb_cnt <= '0;
+                  qb_st <= QB_SDATA;
+                end
+                QB_SDATA: if (st_take) begin
+                  qb_cnt <= qb_cnt + 1;
+                  if (32'(qb_cnt) + 1 == st_beats) qb_st <= QB_SWAIT;
+                end
+                QB_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
+                  qb <= qb + 1;
+                  qb_st <= (qb == 16'(NT - 1)) ? QB_DONE : QB_WAIT;
+                end
+                default: ;  // QB_DONE
+              endcase
+              // a slot fills when stage A has its statistics and empties when stage B has its row (never the
+              // same slot in one cycle: A fills only a free slot, B empties only a full one)
+              sb_full <= (sb_full | (qa_st == QA_K && sm_out_valid ? 2'b01 << qa[0] : 2'b00))
+                         & ~(qb_st == QB_V && av_out_valid ? 2'b01 << qb[0] : 2'b00);
+              if (qa_st == QA_DONE && qb_st == QB_DONE) xs <= X_SWAIT;  // the head's rows: the next head
             end
             K_ROUTE: begin
               sent <= 1'b1;  // md_start was high for this first cycle
@@ -1218,12 +1282,6 @@ module m3vit_layers (
           // engine's) — the next row, or past the last when the X_COMP ran the whole op (sm_all)
           row <= sm_all ? k_rows : row + 1;
           rsub <= '0;
-          if (kind_q == K_ATT) begin
-            if (qi == 32'(NT - 1)) begin
-              qi <= '0;
-              head <= head + 1;
-            end else qi <= qi + 1;
-          end
           xs <= X_ROW;
         end
         X_HAND: if (hand) begin  // the group's rows to the store engine; the next group loads meanwhile

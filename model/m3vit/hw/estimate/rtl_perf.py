@@ -47,6 +47,7 @@ FRAME_TOLERANCE = 0.05  # model vs measured, a whole frame's layers and token wr
 CLOCK_MHZ = Platform().clock_hz / 1e6  # the ZCU104 target clock (the HLS model's), the prediction is quoted at
 WEIGHTED = ("ln1", "ln2", "q", "k", "v", "proj", "fc1", "fc2", "gate", "e1", "e2")  # ops with a prefetch job
 DISPATCH_LATENCY = 25  # cycles from the route's last token to its first expert (moe_dispatch bench)
+LN_BANKS = 4  # the layers' LayerNorm row buffers (rtl/m3vit_layers.sv: layernorm's NBANK)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,10 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
     if op in ("ln1", "ln2"):  # the row in, its first output a LayerNorm depth after its first word, a word a cycle out
         depth = unit_depth("layernorm", {"D": d, "LANES": 4})
         if not dumps:
-            return rows * _beats(d) + depth + 2, 0, 0
+            # rows back to back, a word a cycle unless every one of the unit's LN_BANKS row buffers is busy (from
+            # a row's last word in to its last word out: about the unit's depth), then a bank's turn a row
+            # (micro: 16-word rows, ≈ 24 cycles a row; m3vit-tiny: 48-word rows, a word a cycle)
+            return rows * max(_beats(d), depth / LN_BANKS) + depth + 2, 0, 0
         return rows * (2 * _beats(d) + depth + 2), 0, rows
     if op in ("gelu", "egelu"):
         w = cfg.mlp_hidden if op == "gelu" else cfg.expert_hidden
@@ -144,11 +148,16 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         return rows * (2 * _beats(w) + unit_depth("gelu", {}) + 2), 0, rows
     if op in ("mid", "out_d", "out_m"):  # the second row loaded into xb, the first streamed beside it
         return rows * ((2 + stored) * _beats(d) + rq + 2), rows, rows * stored
-    if op == "att":  # per head: its K and V rows; per query: q, Q·Kᵀ pass, A·V pass, attn row out
-        per_head = 2 * n * _beats(hd)
-        per_row = (_beats(hd) + 2 * n + _beats(hd) + unit_depth("qk_reorder", {"HD": hd})
-                   + unit_depth("softmax_stats", {}) + unit_depth("av_norm", {}))
-        return h * per_head + rows * per_row, h * 2 * n + rows, rows
+    if op == "att":
+        # per head: its K and V rows (a read each), then its queries through two stages side by side — A: the Q row
+        # (addressed, a word a cycle, sent), the K rows past it, the Q·Kᵀ and softmax depths; B: the statistics,
+        # the V rows, the A·V depth, the row stored (command, a beat a word, done) — so a head is its first
+        # query's A, every later query's longer stage, and its last query's B
+        heads = rows / n
+        a = _beats(hd) + 3 + n + unit_depth("qk_reorder", {"HD": hd}) + unit_depth("softmax_stats", {}) + 1
+        b = 2 + n + unit_depth("av_norm", {}) + _beats(hd) + 2
+        per_head = 2 * n * _beats(hd) + a + (n - 1) * max(a, b) + b
+        return heads * per_head, heads * 2 * n, rows * stored
     if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
         return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
     if op == "comb":  # the e2 row streamed, no store (the sums stay in the combine's RAM)
