@@ -516,7 +516,7 @@ module m3vit_layers (
         {wb_bias[BW * ((4 * f1 + 32'(j)) % 32'(16 * LIN_TILES)) +: L_BIAS_BITS],
          wb_aux[WBITS * ((4 * f1 + 32'(j)) % 32'(16 * LIN_TILES)) +: WBITS]};
   end
-  layernorm #(.D(D), .IN_W(RB), .G_W(WBITS), .B_W(L_BIAS_BITS), .OUT_W(ACTB), .LANES(4), .NBANK(4),
+  layernorm #(.D(D), .IN_W(RB), .G_W(WBITS), .B_W(L_BIAS_BITS), .OUT_W(ACTB), .LANES(4), .NBANK(LN_BANKS),
               .MIN_SHIFT(L_LN_SHIFT_MIN), .MAX_SHIFT(L_LN_SHIFT_MAX)) u_ln (
     .ap_clk, .ap_rst_n, .in_shift(ln_in_shift), .eps_term(ln_eps), .shift(ln_shift),
     .s_axis_tdata(ln_in), .s_axis_tvalid(ln_feed), .s_axis_tready(ln_in_ready),

@@ -38,7 +38,7 @@ from ...quant import opgraph
 from ...quant.fixed import container_bytes
 from ...quant.spec import get_mode
 from ..gen import program
-from ..gen.rtl_top_gen import LIN_ROWS, LIN_TILES
+from ..gen.rtl_top_gen import LIN_ROWS, LIN_TILES, LN_BANKS
 from .perf import Platform
 from .timing import unit_depth
 
@@ -47,7 +47,6 @@ FRAME_TOLERANCE = 0.05  # model vs measured, a whole frame's layers and token wr
 CLOCK_MHZ = Platform().clock_hz / 1e6  # the ZCU104 target clock (the HLS model's), the prediction is quoted at
 WEIGHTED = ("ln1", "ln2", "q", "k", "v", "proj", "fc1", "fc2", "gate", "e1", "e2")  # ops with a prefetch job
 DISPATCH_LATENCY = 25  # cycles from the route's last token to its first expert (moe_dispatch bench)
-LN_BANKS = 4  # the layers' LayerNorm row buffers (rtl/m3vit_layers.sv: layernorm's NBANK)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,10 @@ LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]
 # LIN_ROWS · LIN_TILES tiles one a cycle (fewer slots than a pass's cycles: checked at elaboration). Beyond 4 the row
 # loads and stores, not the passes, bound a linear (rtl_perf --lin-rows: 8 rows −14 % modelled for twice the array).
 LIN_ROWS = 4
+# LayerNorm's row buffers in the layers (layernorm's NBANK): a streamed LayerNorm op (rtl/m3vit_layers.sv: sm_all)
+# takes a word a cycle while a bank is free, so rows of fewer words than a bank's busy time (its depth / LN_BANKS,
+# micro's 16-word rows) wait their turn; 4 keeps m3vit-tiny's 48-word rows a word a cycle.
+LN_BANKS = 4
 LAYER_OPS = opgraph.rtl_steps()  # from the op graph: generated into step_t below, read by the benches
 # The RTL top's sequencer (rtl/m3vit_top.sv), in the order of its state register: program header fetch and check,
 # the patch-embedding tensors (and, per-row, the row-shift table), then per frame the image, the embedding and the
@@ -259,7 +263,8 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
               "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": cfg.depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
-              "LIN_TILES": LIN_TILES, "LIN_ROWS": LIN_ROWS, "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
+              "LIN_TILES": LIN_TILES, "LIN_ROWS": LIN_ROWS, "LN_BANKS": LN_BANKS,
+              "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
               # the accumulator limit (accumulator + bias, checked per layer at export): the linear epilogue's width
               "L_ACC_BITS": mode.acc_bits,
               "L_W_BYTES": container_bytes(mode.weight_bits), "L_BIAS_BYTES": container_bytes(mode.bias_bits),
