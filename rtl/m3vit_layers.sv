@@ -18,7 +18,8 @@
 //
 // Ops of layer l (descriptor: PROGRAM_LAYER_WORDS words at program + (header + l · layer words) · 4):
 //   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize) → ATT (per head: its K and V rows on chip,
-//   then its query rows through qk_reorder → softmax_stats beside the one before through av_norm) → PROJ (linear over the heads' attn rows) → MID (residual add) → LN2 →
+//   then its query rows through qk_reorder → softmax_stats beside the one before through av_norm) →
+//   PROJ (linear over the heads' attn rows) → MID (residual add) → LN2 →
 //   dense: FC1 → GELU → FC2 → OUT (residual add)
 //   MoE:   GATE (the task's router, linear) → ROUTE (moe_dispatch: top-k, gates, per-expert queues) →
 //          per active expert: E1 (gathered ln2 rows) → EGELU → E2 → COMB (gate-weighted accumulate per token) →
@@ -90,6 +91,8 @@ module m3vit_layers (
                && (BW == 32 || BW == 64),
                ("m3vit_layers: shapes must be whole 16-value tiles (D=%0d HD=%0d E=%0d)", D, HD, E))
 
+  // the attention stages' and the queues' 16-bit counters, sm_words' factors: tokens (and expert rows) < 2^16
+  `M3VIT_CHECK(g_check_nt, NT * TOPK < 65536 && XA_N / 4 < 65536, ("m3vit_layers: %0d tokens", NT))
   wire logic rst = !ap_rst_n;
 
   // ---------------------------------------------------------------- on-chip buffers
@@ -114,7 +117,7 @@ module m3vit_layers (
   logic               fn_v;            // FIN: acc_q holds sums word o0
   logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head (one whole row written per row loaded)
   logic [ACTB*HD-1:0] vb [NT];
-  logic [ACTB*HD-1:0] kv_stage;        // a K / V row as its beats arrive (element 0 ends at the bottom)
+  logic [ACTB*HD-1:0] kv_stage;        // a K / V / Q row as its beats arrive (element 0 ends at the bottom)
   logic [15:0]        qtok [QN];       // expert queues in drain order (expert ascending, tokens ascending)
   logic [15:0]        qgate [QN];
   logic [7:0]         exp_id [E];
@@ -244,7 +247,9 @@ module m3vit_layers (
   typedef enum logic [4:0] {X_IDLE, X_LWAIT, X_SETUP, X_BWAIT, X_ROW, X_LCMD, X_LDATA, X_COMP, X_SCMD, X_SDATA,
                             X_SWAIT, X_HAND, X_NEXT} xstate_t;
   xstate_t xs;
-  logic [31:0] row, seg, cnt;        // row of the op (a linear op: its row group's first), load segment, beat counter
+  // row of the op (a linear op: its row group's first; attention: the head; 0 in an op that streams whole, sm_all),
+  // load segment, beat counter
+  logic [31:0] row, seg, cnt;
   logic [31:0] rsub;                 // a linear op's row within its group being loaded (else 0)
   logic [31:0] f0, f1, f2, o0;       // compute counters
   logic        sent;
@@ -324,7 +329,9 @@ module m3vit_layers (
   // ---- the linear store engine: a row group's rows go out of ob (set se_set) while the executor loads the next
   // group's rows and runs its passes, whose epilogue writes the other set of ob (ob_wset); the executor hands a
   // group over (X_HAND) once its epilogue has written every row and the engine is idle, and ends the op once the
-  // engine is idle. Every other op stores its row itself (X_SCMD .. X_SWAIT).
+  // engine is idle. Attention's rows are stored by its stage B (inside X_COMP); an element-wise op's row not dumped
+  // is written into its RAM as it is computed (dw_we); every other row the executor stores itself (X_SCMD ..
+  // X_SWAIT).
   typedef enum logic [1:0] {SE_IDLE, SE_CMD, SE_DATA, SE_WAIT} sestate_t;
   sestate_t    se;
   logic [31:0] se_row, se_rows, se_rsub, se_cnt;  // the group's first row and rows, the row and beat being stored
@@ -615,7 +622,7 @@ module m3vit_layers (
   //       writes a tile's 16 outputs (4 banks) a cycle; LayerNorm, GELU, the adds and FIN write a quad a cycle
   //       (used when the row is dumped or stored by the linear store engine). The store reads one quad a beat.
   //   lg: the route's gate logits, one token's E logits a word (gathered from E / 4 beats in lg_stage).
-  // The Q row of an attention step stays in kv_stage (its last load segment), whole.
+  // The Q row of an attention query is loaded into kv_stage by stage A (QA_DATA) and sent whole.
   localparam int XA_W = (XA_N + 7) / 8;
   localparam int XA_AW = (XA_W > 1) ? $clog2(XA_W) : 1;  // (a reader's address one past the row wraps: unused)
   localparam int XA2_AW = $clog2(2 * XA_W);               // a word of either set
@@ -640,7 +647,7 @@ module m3vit_layers (
   end
   wire logic        ld_beat = xs == X_LDATA && r_tvalid;
   wire logic [31:0] ld_quad = seg_base / 4 + cnt;  // segments start on whole quads (HD % 16 == 0)
-  // (xa is LIN_ROWS copies, copy r the linear row group's row r, read at the same address; other ops use copy 0;
+  // (xa is LIN_ROWS copies, copy r the linear row group's row r, read at the same address; TOK uses copy 0;
   // each copy holds two sets, an address bit: the load engine fills one while the passes read the other)
   wire logic        le_beat = le == LE_DATA;
   wire logic [31:0] le_quad = le_base / 4 + le_cnt;
@@ -738,8 +745,8 @@ module m3vit_layers (
 
   // The residual-width requantizers (the exact-shift requant_rt, as the epilogue's), 4 lanes: one word a cycle of
   // FIN's MoE sums, or of the residual adds' aligned sums (the two ops never run together); the op's shift saturated
-  // to 8 bits as the epilogue's (exact: requant_rt clamps it to [-RB, RS_W]). Their word reaches ob RQ_LAT cycles later
-  // (rq_we_d, rq_idx_d).
+  // to 8 bits as the epilogue's (exact: requant_rt clamps it to [-RB, RS_W]). Their word reaches ob (and, a row not
+  // dumped, its RAM: dw_we) RQ_LAT cycles later (rq_we_d, rq_idx_d).
   logic [127:0] rs_word;  // the 4 requantized values, sign-extended to int32
   for (genvar j = 0; j < 4; j++) begin : g_rq_resid
     wire logic signed [RS_W-1:0] add_sum =
@@ -827,7 +834,8 @@ module m3vit_layers (
   // ---------------------------------------------------------------- row reads and writes
   // Loads: X_LCMD addresses a segment's first word, X_LDATA takes one word a cycle from the read register (r_tdata:
   // the word's 4 values sign-extended to int32, as the row buffers take scratch beats) while addressing the next.
-  // Stores: each beat of the output row (s_tdata) is written to the output point's RAM as it is taken.
+  // Stores: each beat of the output row (s_tdata) is written to the output point's RAM as it is taken; an
+  // element-wise op's row not dumped writes its words (wr_vals = qw_data) there as they are computed (dw_we).
   localparam int AR_N = 3;  // the activation RAMs: activations, residual stream, internal sums (AP_*[33:32])
   localparam int AR_MAXW = (AR_ACT_BITS > AR_RES_BITS) ? (AR_ACT_BITS > AR_INT_BITS ? AR_ACT_BITS : AR_INT_BITS)
                                                        : (AR_RES_BITS > AR_INT_BITS ? AR_RES_BITS : AR_INT_BITS);
@@ -1059,7 +1067,7 @@ module m3vit_layers (
         end
         X_SETUP: begin  // one op begins
           kind_q <= k_kind;
-          sm_words <= {16'd0, k_rows[15:0]} * {16'd0, k_kin[17:2]};  // (rows, words a row < 2^16)
+          sm_words <= {16'd0, k_rows[15:0]} * {16'd0, k_kin[17:2]};  // (rows, words a row < 2^16: g_check_nt)
           row <= '0; rsub <= '0; seg <= '0;
           if (k_kind == K_ROUTE) begin
             rt_layer <= layer;

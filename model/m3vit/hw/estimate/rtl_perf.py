@@ -148,23 +148,23 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
     if op in ("mid", "out_d", "out_m"):  # the second row loaded into xb, the first streamed beside it
         return rows * ((2 + stored) * _beats(d) + rq + 2), rows, rows * stored
     if op == "att":
-        # per head: its K and V rows (a read each), then its queries through two stages side by side — A: the Q row
-        # (addressed, a word a cycle, sent), the K rows past it, the Q·Kᵀ and softmax depths; B: the statistics,
-        # the V rows, the A·V depth, the row stored (command, a beat a word, done) — so a head is its first
-        # query's A, every later query's longer stage, and its last query's B
+        # per head: its K and V rows (a read each, addressed in a cycle), then its queries through two stages
+        # side by side — A: the Q row (addressed, a word a cycle, sent), the K rows past it, the Q·Kᵀ and softmax
+        # depths; B: the statistics, the V rows, the A·V depth, the row stored (command, a beat a word, done) — so
+        # a head is its first query's A, every later query's longer stage, and its last query's B
         heads = rows / n
         a = _beats(hd) + 3 + n + unit_depth("qk_reorder", {"HD": hd}) + unit_depth("softmax_stats", {}) + 1
         b = 2 + n + unit_depth("av_norm", {}) + _beats(hd) + 2
-        per_head = 2 * n * _beats(hd) + a + (n - 1) * max(a, b) + b
+        per_head = 2 * n * (_beats(hd) + 1) + a + (n - 1) * max(a, b) + b
         return heads * per_head, heads * 2 * n, rows * stored
     if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
         return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
     if op == "comb":  # the e2 row streamed, no store (the sums stay in the combine's RAM)
         return rows * (_beats(d) + 1), 0, 0
-    if op == "fin":  # the sums read a word a cycle, requantized
+    if op == "fin":  # the sums read a word a cycle, requantized (a dumped row's store waits for its last word)
         if not dumps:
             return rows * _beats(d) + rq + 3, 0, 0
-        return rows * (2 * _beats(d) + rq + 2), 0, rows
+        return rows * (2 * _beats(d) + rq + 4), 0, rows
     if op == "tok":
         return rows * (_beats(d) + 1 + -(-d // 8)), rows, rows
     raise ValueError(f"unknown op {op!r}")
