@@ -92,6 +92,8 @@ module m3vit_layers (
                ("m3vit_layers: shapes must be whole 16-value tiles (D=%0d HD=%0d E=%0d)", D, HD, E))
 
   // the attention stages' and the queues' 16-bit counters, sm_words' factors: tokens (and expert rows) < 2^16
+  `M3VIT_CHECK(g_check_av, AV_OUT_COLS >= 1 && HD % AV_OUT_COLS == 0 && HD / AV_OUT_COLS < 256,
+               ("m3vit_layers: AV_OUT_COLS=%0d does not divide the head's %0d columns", AV_OUT_COLS, HD))
   `M3VIT_CHECK(g_check_nt, NT * TOPK < 65536 && XA_N / 4 < 65536, ("m3vit_layers: %0d tokens", NT))
   wire logic rst = !ap_rst_n;
 
@@ -323,6 +325,7 @@ module m3vit_layers (
   logic [15:0]  qa, qb;            // the query each stage is on
   logic [15:0]  qa_cnt, ka, sa;    // A: Q word loaded, K row fed, score taken
   logic [15:0]  vi, qb_cnt;        // B: V row fed, store beat
+  logic [7:0]   qb_part;           // B: the A·V row's next part (AV_OUT_COLS columns)
   logic [1:0]   sb_full;           // score slots holding a query's scores and statistics
   wire logic [33:0] aq_ap = k_src + 34'(32'(32'(qa) * 32'(D) + row * 32'(HD)));  // query qa's Q row, head `row`
 
@@ -540,7 +543,8 @@ module m3vit_layers (
   logic [4*ACTB-1:0]  ge_out;         // 4 lanes: one word of the output row a cycle
   logic [IB-1:0]      qk_out;
   logic [IB+16:0]     sm_out;
-  logic [ACTB*HD-1:0] av_out;
+  logic [ACTB*AV_OUT_COLS-1:0] av_out;  // a part of the A·V row: AV_OUT_COLS columns a beat, TLAST on the last
+  logic               av_out_last;
   logic [23:0]        md_exp;  // {count, expert}
   logic [31:0]        md_sc;
 
@@ -580,14 +584,14 @@ module m3vit_layers (
     .s_axis_tlast(sa == 16'(NT - 1)),
     .m_axis_tdata(sm_out), .m_axis_tvalid(sm_out_valid), .m_axis_tready(1'b1)
   );
-  av_norm #(.S_W(IB), .V_W(ACTB), .C(HD), .OUT_W(ACTB), .MAX_ROW(NT), .MAX_S_FRAC(L_S_FRAC_MAX),
-            .MIN_SHIFT(L_AV_SHIFT_MIN), .MAX_SHIFT(L_AV_SHIFT_MAX)) u_av (
+  av_norm #(.S_W(IB), .V_W(ACTB), .C(HD), .OUT_COLS(AV_OUT_COLS), .OUT_W(ACTB), .MAX_ROW(NT),
+            .MAX_S_FRAC(L_S_FRAC_MAX), .MIN_SHIFT(L_AV_SHIFT_MIN), .MAX_SHIFT(L_AV_SHIFT_MAX)) u_av (
     .ap_clk, .ap_rst_n, .s_frac, .shift(8'(L[LF_ATTN_SHIFT])),
     .s_axis_stat_tdata(at_stat[qb[0]]), .s_axis_stat_tvalid(av_stat_feed), .s_axis_stat_tready(av_stat_ready),
     .s_axis_tdata({vb[32'(vi)], sb[(qb[0] ? NT : 0) + 32'(vi)]}), .s_axis_tvalid(av_feed),
     .s_axis_tready(av_in_ready),
     .s_axis_tlast(vi == 16'(NT - 1)),
-    .m_axis_tdata(av_out), .m_axis_tvalid(av_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
+    .m_axis_tdata(av_out), .m_axis_tvalid(av_out_valid), .m_axis_tready(1'b1), .m_axis_tlast(av_out_last)
   );
   localparam int MD_E_W = (E > 1) ? $clog2(E) : 1;
   localparam int MD_TOK_W = $clog2(MT);
@@ -1050,7 +1054,7 @@ module m3vit_layers (
       row <= '0; rsub <= '0; seg <= '0; cnt <= '0;
       f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
       ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN;
-      qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0;
+      qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0; qb_part <= '0;
       md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
       rt_layer <= 8'hFF; rt_known <= '0; rt_done <= 1'b0;
     end else begin
@@ -1116,7 +1120,8 @@ module m3vit_layers (
               rsub <= '0;
               f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
               md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
-              qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0;  // (attention: the head)
+              // (attention: the head's two stages from its first query)
+              qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0; qb_part <= '0;
               xs <= X_COMP;
             end else begin
               seg <= seg + 1;
@@ -1206,9 +1211,10 @@ module m3vit_layers (
                 end
                 QB_V: begin
                   if (av_feed && av_in_ready) vi <= vi + 1;
-                  if (av_out_valid) begin  // every score of the slot read: freed below
-                    att_row <= av_out;
-                    qb_st <= QB_SCMD;
+                  if (av_out_valid) begin  // the row's parts in order (every score of the slot read: freed below)
+                    att_row[32'(qb_part) * AV_OUT_COLS * ACTB +: AV_OUT_COLS * ACTB] <= av_out;
+                    qb_part <= av_out_last ? '0 : qb_part + 1'b1;
+                    if (av_out_last) qb_st <= QB_SCMD;
                   end
                 end
                 QB_SCMD: if (s_cmd_ready || !st_axi) begin
@@ -1228,7 +1234,7 @@ module m3vit_layers (
               // a slot fills when stage A has its statistics and empties when stage B has its row (never the
               // same slot in one cycle: A fills only a free slot, B empties only a full one)
               sb_full <= (sb_full | (qa_st == QA_K && sm_out_valid ? 2'b01 << qa[0] : 2'b00))
-                         & ~(qb_st == QB_V && av_out_valid ? 2'b01 << qb[0] : 2'b00);
+                         & ~(qb_st == QB_V && av_out_valid && qb_part == '0 ? 2'b01 << qb[0] : 2'b00);
               if (qa_st == QA_DONE && qb_st == QB_DONE) xs <= X_SWAIT;  // the head's rows: the next head
             end
             K_ROUTE: begin
