@@ -144,11 +144,12 @@ LAYERS_INCLUDE_NAME = "m3vit_layers_params.svh"
 # comb fin out_m; `tok` writes the last layer's out rows to the tokens buffer.
 LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]: 64 outputs per pass over k
 # Input rows of the linear op in flight: each weight word read from the bank feeds LIN_ROWS rows' tiles (a
-# LIN_ROWS x 16·LIN_TILES MAC array), so the passes over k run once per row group. 4: 4 x 4 x 8 = 128 DSP48E2 at
-# W8/A8 (mac_tile: 8 DSPs per 16 outputs), 7.4 % of the XCZU7EV's; the epilogue's 16 requantizers take the group's
-# LIN_ROWS · LIN_TILES tiles one a cycle (fewer slots than a pass's cycles: checked at elaboration). Beyond 4 the row
-# loads and stores, not the passes, bound a linear (rtl_perf --lin-rows: 8 rows −14 % modelled for twice the array).
-LIN_ROWS = 4
+# LIN_ROWS x 16·LIN_TILES MAC array), so the passes over k run once per row group. 8: 8 x 4 x 8 = 256 DSP48E2 at
+# W8/A8 (mac_tile: 8 DSPs per 16 outputs), 14.8 % of the XCZU7EV's, 512 MACs a cycle; the epilogue's 16
+# requantizers take the group's LIN_ROWS · LIN_TILES tiles one a cycle (fewer slots than a pass's cycles: checked at
+# elaboration). The LUTs for the second four rows came from sharing A·V's normaliser (AV_OUT_COLS); at m3vit-tiny's
+# shapes a group's row loads and stores still fit under its passes (rtl_perf --lin-rows: 4 rows ≈ +32 % modelled).
+LIN_ROWS = 8
 # LayerNorm's row buffers in the layers (layernorm's NBANK): a streamed LayerNorm op (rtl/m3vit_layers.sv: sm_all)
 # takes a word a cycle while a bank is free, so rows of fewer words than a bank's busy time (its depth / LN_BANKS,
 # micro's 16-word rows) wait their turn; 4 keeps m3vit-tiny's 48-word rows a word a cycle.
