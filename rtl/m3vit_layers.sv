@@ -345,6 +345,13 @@ module m3vit_layers (
   wire logic        s_in_cmd = lin_st ? se == SE_CMD : att_st ? xs == X_COMP && qb_st == QB_SCMD : xs == X_SCMD;
   wire logic        s_in_data = lin_st ? se == SE_DATA : att_st ? xs == X_COMP && qb_st == QB_SDATA : xs == X_SDATA;
   wire logic [31:0] scnt = lin_st ? se_cnt : att_st ? 32'(qb_cnt) : cnt;  // the store's beat
+  // GELU behind its linear (fc1 → gelu, e1 → egelu) when neither point is dumped: the store engine's words go
+  // through the GELU unit (not into the linear's RAM) and its output words into the GELU point's RAM (gw_*),
+  // a word a cycle; the GELU step is then skipped (X_NEXT). A dumped fc1 / gelu keeps the two steps.
+  wire logic        ge_fused = (step == ST_FC1 && !`DP(LF_D_FC1) && !`DP(LF_D_GELU))
+                            || (step == ST_E1 && !`DP(LF_D_E1) && !`DP(LF_D_EGELU));
+  logic [31:0]      gw_n;     // a fused GELU's output words so far this op
+  logic [7:0]       ge_pend;  // words inside the GELU unit (an op ends once it is empty)
   logic             hand;                          // a group handed to the engine (below rq_wait)
 
   // ---- the linear load engine: the next row group's rows into the other set of xa (le_set) while this group's
@@ -397,7 +404,8 @@ module m3vit_layers (
   assign s_tok = k_kind == K_TOK;
   // the row goes out over AXI (a dump write-through, or tokens), and a beat of it is taken this cycle
   wire logic st_axi = k_kind == K_TOK || k_dump;
-  wire logic st_take = s_in_data && (!st_axi || s_tready);
+  logic      ge_in_ready;
+  wire logic st_take = s_in_data && (!st_axi || s_tready) && (!ge_fused || ge_in_ready);
 
   // ---------------------------------------------------------------- units
   // (outputs a step does not need — TLAST of row-counted streams, the dispatcher's idle/ready and gather stream,
@@ -426,7 +434,9 @@ module m3vit_layers (
     .x_ready(wb_ready), .x_rs(wb_rs), .x_step(wb_step), .x_release(wb_release),
     .wt_addr(wb_waddr), .wt_q(wb_wt), .ba_addr(wb_baddr), .bias_q(wb_bias), .aux_q(wb_aux)
   );
-  assign wb_release = xs == X_NEXT && se == SE_IDLE && (kind_q == K_LIN || kind_q == K_LN);
+  // the op ends in X_NEXT once its stores are done and a fused GELU is empty (op_end): its bank is released then
+  wire logic op_end = xs == X_NEXT && se == SE_IDLE && ge_pend == '0;
+  assign wb_release = op_end && (kind_q == K_LIN || kind_q == K_LN);
 
   // linear: a LIN_ROWS x LIN_TILES array of MAC tiles, 16 outputs each. Row r's LIN_TILES tiles take x[k] of the
   // group's row r (its own xa copy); tile t of every row takes the same 16 weights, so each bank word read feeds
@@ -494,7 +504,7 @@ module m3vit_layers (
 
   // One set of units for every layer, fed the running layer's formats from its descriptor (held for the whole op).
   wire logic        is_ln2 = step == ST_LN2;
-  wire logic        is_egelu = step == ST_EGELU;
+  wire logic        is_egelu = step == ST_EGELU || step == ST_E1;  // (e1: its GELU behind it, ge_fused)
   wire logic [5:0]  ln_in_shift = 6'(is_ln2 ? L[LF_LN2_IN_SHIFT] : L[LF_LN1_IN_SHIFT]);
   wire logic [51:0] ln_eps = is_ln2 ? {L[LF_LN2_EPS_HI][19:0], L[LF_LN2_EPS_LO]} : {L[LF_LN1_EPS_HI][19:0], L[LF_LN1_EPS_LO]};
   wire logic [7:0]  ln_shift = 8'(is_ln2 ? L[LF_LN2_SHIFT] : L[LF_LN1_SHIFT]);
@@ -537,7 +547,7 @@ module m3vit_layers (
   );
 
   // GELU, attention (reorder engine → softmax statistics → A·V normaliser), router
-  logic ge_in_ready, ge_out_valid, qk_q_ready, qk_k_ready, qk_out_valid, sm_in_ready, sm_out_valid;
+  logic ge_out_valid, qk_q_ready, qk_k_ready, qk_out_valid, sm_in_ready, sm_out_valid;
   logic av_stat_ready, av_in_ready, av_out_valid;
   logic md_in_ready, md_exp_valid, md_exp_last, md_sc_valid, md_done;
   logic [4*ACTB-1:0]  ge_out;         // 4 lanes: one word of the output row a cycle
@@ -548,7 +558,8 @@ module m3vit_layers (
   logic [23:0]        md_exp;  // {count, expert}
   logic [31:0]        md_sc;
 
-  wire logic ge_feed = xs == X_COMP && kind_q == K_GELU && f0 < sm_n;  // f0: input words
+  // (f0: input words; fused behind fc1 / e1, the store engine's word)
+  wire logic ge_feed = (xs == X_COMP && kind_q == K_GELU && f0 < sm_n) || (ge_fused && se == SE_DATA);
   wire logic at_run = xs == X_COMP && kind_q == K_ATT;
   wire logic qk_q_feed = at_run && qa_st == QA_SEND;
   wire logic qk_k_feed = at_run && qa_st == QA_K && ka < 16'(NT);
@@ -563,8 +574,8 @@ module m3vit_layers (
   logic [E*IB-1:0] logits_word;  // token f0's gate logits (the logits RAM's read register)
   logic md_start;
 
-  logic [4*IB-1:0] ge_in;  // word f0 of the input row, each value in the internal sums' width
-  always_comb for (int j = 0; j < 4; j++) ge_in[IB*j +: IB] = sm_w4[j][IB-1:0];
+  logic [4*IB-1:0] ge_in;  // word f0 of the input row (fused: the stored word), in the internal sums' width
+  always_comb for (int j = 0; j < 4; j++) ge_in[IB*j +: IB] = ge_fused ? s_tdata[32*j +: IB] : sm_w4[j][IB-1:0];
   gelu #(.IN_W(IB), .OUT_W(ACTB), .LANES(4), .MAX_X_FRAC(L_GELU_X_FRAC_MAX), .MIN_SHIFT(L_GELU_SHIFT_MIN),
          .MAX_SHIFT(L_GELU_SHIFT_MAX)) u_gelu (
     .ap_clk, .ap_rst_n, .x_frac(ge_x_frac), .shift(ge_shift),
@@ -860,21 +871,28 @@ module m3vit_layers (
   wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : aq_rd ? aq_ap[33:32] : sm_rd ? sm_ap[33:32]
                           : seg_ap[33:32];  // the RAM read
   assign r_tlast = cnt == seg_vals / 4 - 1;
-  wire logic        st_we = st_take && kind_q != K_TOK;
+  wire logic        st_we = st_take && kind_q != K_TOK && !ge_fused;
   wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
   // an element-wise op's (or FIN's) output word straight into the output point's RAM: the row is not dumped, so
   // it has no store pass (the requantized ones may land after the op left X_COMP: X_SWAIT waits for them)
   wire logic        dw_we = qw_we && !k_dump &&
                             (kind_q == K_LN || kind_q == K_GELU || kind_q == K_ADD || kind_q == K_FIN);
   wire logic [31:0] dw_word = st_ap[31:0] / 4 + qw_quad;
-  wire logic [127:0] wr_vals = dw_we ? qw_data : s_tdata;  // the 4 values written (int32 each)
+  // a fused GELU's output word (gw_n: the op's words so far, its rows in order) into the GELU point's RAM
+  wire logic        gw_we = ge_fused && ge_out_valid;
+  wire logic [33:0] gw_ap = step == ST_E1 ? AP_EGELU + ex_eh : AP_GELU;
+  wire logic [31:0] gw_word = gw_ap[31:0] / 4 + gw_n;
+  logic [127:0]     gw_vals;
+  always_comb for (int j = 0; j < 4; j++) gw_vals[32*j +: 32] = 32'(signed'(ge_out[ACTB*j +: ACTB]));
+  wire logic [1:0]  wr_ram = gw_we ? gw_ap[33:32] : st_ap[33:32];  // the RAM written
+  wire logic [127:0] wr_vals = gw_we ? gw_vals : dw_we ? qw_data : s_tdata;  // the 4 values written (int32 each)
   /* verilator lint_on UNUSEDSIGNAL */
   logic [4*AR_MAXW-1:0] ar_rd [AR_N];
   logic [4*AR_MAXW-1:0] st_packed;  // wr_vals' 4 values narrowed to the output RAM's width
   always_comb begin
     st_packed = '0;
     for (int j = 0; j < 4; j++)
-      case (st_ap[33:32])
+      case (wr_ram)
         2'd0: st_packed[AR_ACT_BITS*j +: AR_ACT_BITS] = wr_vals[32*j +: AR_ACT_BITS];
         2'd1: st_packed[AR_RES_BITS*j +: AR_RES_BITS] = wr_vals[32*j +: AR_RES_BITS];
         default: st_packed[AR_INT_BITS*j +: AR_INT_BITS] = wr_vals[32*j +: AR_INT_BITS];
@@ -902,8 +920,9 @@ module m3vit_layers (
     localparam int VW = r == 0 ? AR_ACT_BITS : r == 1 ? AR_RES_BITS : AR_INT_BITS;
     localparam int AW = $clog2(WORDS);
     wire logic emb_w = r == 1 && emb_valid && xs == X_IDLE;
-    wire logic we = emb_w || ((st_we || dw_we) && 32'(st_ap[33:32]) == r);
-    wire logic [AW-1:0] wa = emb_w ? AW'(AP_EMBED[31:0] / 4 + emb_word) : dw_we ? AW'(dw_word) : AW'(st_word);
+    wire logic we = emb_w || ((st_we || dw_we || gw_we) && 32'(wr_ram) == r);
+    wire logic [AW-1:0] wa = emb_w ? AW'(AP_EMBED[31:0] / 4 + emb_word) : gw_we ? AW'(gw_word) : dw_we ? AW'(dw_word)
+                           : AW'(st_word);
     wire logic [4*VW-1:0] wd = emb_w ? (4*VW)'(emb_packed) : st_packed[4*VW-1:0];
     logic [4*VW-1:0] rd;
     act_ram #(.VALUE_W(VW), .WORDS(WORDS), .ULTRA(WORDS >= AR_ULTRA_WORDS)) u_ram (
@@ -936,6 +955,13 @@ module m3vit_layers (
 
   logic md_seen_last, md_seen_done;
   logic [31:0] clr;
+
+  always_ff @(posedge ap_clk) begin  // (a fused GELU: its words out this op, its words in flight)
+    if (rst || xs == X_SETUP) gw_n <= '0;
+    else if (gw_we) gw_n <= gw_n + 1;
+    if (rst) ge_pend <= '0;
+    else ge_pend <= ge_pend + 8'(ge_feed && ge_in_ready) - 8'(ge_out_valid);
+  end
 
   // K / V row staging: each beat brings 4 values; the row's last beat completes the word written to kb / vb
   logic [ACTB*HD-1:0] kv_word;
@@ -1303,7 +1329,8 @@ module m3vit_layers (
           rsub <= '0;
           xs <= X_ROW;
         end
-        X_NEXT: if (se == SE_IDLE) begin  // the op is done (every write acknowledged): the next op of the program
+        X_NEXT: if (op_end) begin  // the op is done (every write acknowledged, a fused GELU's last word
+          // written): the next op of the program
           xs <= X_SETUP;
           case (step)
             ST_LN1: step <= ST_Q;
@@ -1314,7 +1341,7 @@ module m3vit_layers (
             ST_PROJ: step <= ST_MID;
             ST_MID: step <= ST_LN2;
             ST_LN2: step <= L[LF_IS_MOE][0] ? ST_GATE : ST_FC1;
-            ST_FC1: step <= ST_GELU;
+            ST_FC1: step <= ge_fused ? ST_FC2 : ST_GELU;
             ST_GELU: step <= ST_FC2;
             ST_FC2: step <= ST_OUT_D;
             ST_GATE: step <= ST_ROUTE;
@@ -1323,7 +1350,7 @@ module m3vit_layers (
               row0 <= '0;
               step <= ST_E1;
             end
-            ST_E1: step <= ST_EGELU;
+            ST_E1: step <= ge_fused ? ST_E2 : ST_EGELU;
             ST_EGELU: step <= ST_E2;
             ST_E2: begin
               if (ei + 1 == n_act) step <= ST_COMB;

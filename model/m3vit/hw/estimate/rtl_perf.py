@@ -123,7 +123,9 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         segs = h if op == "proj" else 1        # proj: the heads' attn rows, one read each
         stall = (max(0, lin_rows * (_beats(k) + segs) - per_group)
                  + max(0, lin_rows * (_beats(n_out) + 2) - per_group))
-        return (first * _beats(k) + groups * per_group + last * _beats(n_out) + (groups - 1) * stall,
+        # without dumps fc1 / e1 store through the GELU unit (FUSED_GELU): the op ends its depth after the last word
+        fused = unit_depth("gelu", {}) if not dumps and op in FUSED_GELU.values() else 0
+        return (first * _beats(k) + groups * per_group + last * _beats(n_out) + (groups - 1) * stall + fused,
                 first * segs, last)
     # The element-wise ops take one 4-value word a cycle (LayerNorm's and GELU's 4 lanes, 4 residual requantizers,
     # 4-sum words of the MoE combine RAM), their row streamed from its RAM. Dumped, a row is the cycle that
@@ -216,8 +218,14 @@ def load_cycles(cfg: ModelConfig, op: str, ov: Overheads, c: Containers) -> floa
     return base + reads * ov.read
 
 
-def layer_ops(cfg: ModelConfig, layer: int, active_experts: int) -> list[tuple[str, float | None]]:
-    """(op, rows) of one layer as the engine runs it; expert ops once per active expert (rows: their share)."""
+# GELU steps the engine runs behind their linear when neither point is dumped (rtl/m3vit_layers.sv: ge_fused)
+FUSED_GELU = {"gelu": "fc1", "egelu": "e1"}
+
+
+def layer_ops(cfg: ModelConfig, layer: int, active_experts: int,
+              dumps: bool = True) -> list[tuple[str, float | None]]:
+    """(op, rows) of one layer as the engine runs it; expert ops once per active expert (rows: their share);
+    without dumps the GELU steps are not run (their linear's stores go through the GELU unit)."""
     is_moe = cfg.is_moe(layer)
     share = cfg.num_tokens * cfg.top_k / active_experts
     ops: list[tuple[str, float | None]] = []
@@ -229,6 +237,8 @@ def layer_ops(cfg: ModelConfig, layer: int, active_experts: int) -> list[tuple[s
         ops += [(s, share) for _ in range(active_experts) for s in group]
         group = []
         ops += [(s, None) for s in op.steps(is_moe)]
+    if not dumps:
+        ops = [(s, r) for s, r in ops if s not in FUSED_GELU]
     return ops
 
 
@@ -260,7 +270,7 @@ def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
         layer_wait = max(pf - t, 0.0)      # the executor waits for it (counted in the layer's first op)
         t += layer_wait
         named = 0.0                         # when the route named the experts
-        for op, rows in layer_ops(cfg, layer, active[layer]):
+        for op, rows in layer_ops(cfg, layer, active[layer], dumps):
             r = op_rows(cfg, op, rows)
             wait = layer_wait if op == "ln1" else 0.0
             if op in WEIGHTED:
