@@ -94,7 +94,8 @@ module m3vit_layers (
   // the attention stages' and the queues' 16-bit counters, sm_words' factors: tokens (and expert rows) < 2^16
   `M3VIT_CHECK(g_check_av, AV_OUT_COLS >= 1 && HD % AV_OUT_COLS == 0 && HD / AV_OUT_COLS < 256,
                ("m3vit_layers: AV_OUT_COLS=%0d does not divide the head's %0d columns", AV_OUT_COLS, HD))
-  `M3VIT_CHECK(g_check_nt, NT * TOPK < 65536 && XA_N / 4 < 65536, ("m3vit_layers: %0d tokens", NT))
+  `M3VIT_CHECK(g_check_slots_att, ATT_SLOTS >= 2 && ATT_SLOTS <= 4, ("m3vit_layers: %0d score slots", ATT_SLOTS))
+  `M3VIT_CHECK(g_check_nt, NT >= 2 && NT * TOPK < 65536 && XA_N / 4 < 65536, ("m3vit_layers: %0d tokens", NT))
   wire logic rst = !ap_rst_n;
 
   // ---------------------------------------------------------------- on-chip buffers
@@ -108,7 +109,7 @@ module m3vit_layers (
   logic [255:0]       xa_q [LIN_ROWS]; // xa's read registers (one per row of a linear row group): 8 values
   logic [2:0]         xa_sel;          // the first value of xa_q wanted
   localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
-  logic [127:0]       ob_q [LIN_ROWS*OB_NQ];  // ob's read registers (word ob_rq / OB_NQ of every bank, every row)
+  logic [127:0]       ob_q [OB_NQ];    // ob's read registers (word ob_rq / OB_NQ of the row read, every bank)
   logic [$clog2(OB_NQ)-1:0] ob_sel;    // the bank holding quad ob_rq
   // The MoE combine's sums (NUMERICS.md §3: |Σ p·y| <= TOPK · 2^GATE_FRAC · 2^(RB-1), p <= 2^GATE_FRAC, y an e2 value)
   // and the residual adds' aligned sums (§4.6: operands RB bits, aligned by at most RB - 1, which the program checks)
@@ -311,23 +312,41 @@ module m3vit_layers (
   wire logic        sm_all = !k_dump && (kind_q == K_LN || kind_q == K_GELU || kind_q == K_FIN);
   wire logic [31:0] sm_n = sm_all ? sm_words : k_kin / 4;  // the words an X_COMP takes in and gives out
 
-  // ---- attention: one X_COMP per head, once its K and V rows are in kb / vb. Two stages run side by side over
-  // the head's query rows. Stage A (qa_st) takes query qa: its Q row from the activation RAM (aq_ap, a word a
-  // cycle) into kv_stage and qk_reorder, the K rows past it, its scores into score slot qa mod 2 (sb) and
-  // softmax_stats, the row's statistics into the slot's at_stat; the slot is then full. Stage B (qb_st) takes
-  // query qb from its full slot: the statistics, then the V rows beside the slot's scores into av_norm, the
-  // attention row (att_row) out, the slot freed, the row stored (on chip; written through to scratch when dumped).
-  // So a query's A·V and store run while the next query's Q row loads and its Q·Kᵀ and softmax run.
-  typedef enum logic [2:0] {QA_WAIT, QA_ADDR, QA_DATA, QA_SEND, QA_K, QA_DONE} qastate_t;
-  typedef enum logic [2:0] {QB_WAIT, QB_STAT, QB_V, QB_SCMD, QB_SDATA, QB_SWAIT, QB_DONE} qbstate_t;
-  qastate_t     qa_st;
+  // ---- attention: one X_COMP per head, once its K and V rows are in kb / vb. Its query rows stream through four
+  // machines side by side, each a query at a time in order, linked by SB_N score slots (a query's slot: the next
+  // free one, taken by the Q loader and freed once stage B has read it):
+  //   Q loader (ql_st): query ql's Q row from the activation RAM (aq_ap, a word a cycle) into kv_stage, sent to
+  //     qk_reorder into its free Q bank — while the K rows of the query before still stream past the other;
+  //   K stream (kq, ka): the K rows, a key a cycle, query after query (qk_reorder takes a query's keys once its Q
+  //     is in); its scores go into the query's slot (sw, sa) and softmax_stats, whose statistics fill the slot
+  //     (at_stat, sb_full);
+  //   stage B (qb_st): query qb's statistics, then the V rows beside the slot's scores into av_norm, a key a cycle,
+  //     the slot freed with the last key — the next query's keys follow at once;
+  //   store (bo_st): each attention row as av_norm gives its parts (att_row), stored (on chip; written through to
+  //     scratch when dumped); av_norm waits while a row is being stored.
+  // A query then costs about its keys (NT cycles) once the slots let the K stream run ahead of stage B by a query's
+  // K pass and the Q·Kᵀ and softmax depths (rtl_top_gen.ATT_SLOTS).
+  localparam int SB_N = ATT_SLOTS;  // (rtl_top_gen.ATT_SLOTS)
+  typedef enum logic [2:0] {QL_WAIT, QL_ADDR, QL_DATA, QL_SEND, QL_DONE} qlstate_t;
+  typedef enum logic [1:0] {QB_WAIT, QB_STAT, QB_V, QB_DONE} qbstate_t;
+  typedef enum logic [2:0] {BO_TAKE, BO_SCMD, BO_SDATA, BO_SWAIT, BO_DONE} bostate_t;
+  qlstate_t     ql_st;
   qbstate_t     qb_st;
-  logic [15:0]  qa, qb;            // the query each stage is on
-  logic [15:0]  qa_cnt, ka, sa;    // A: Q word loaded, K row fed, score taken
-  logic [15:0]  vi, qb_cnt;        // B: V row fed, store beat
-  logic [7:0]   qb_part;           // B: the A·V row's next part (AV_OUT_COLS columns)
-  logic [1:0]   sb_full;           // score slots holding a query's scores and statistics
-  wire logic [33:0] aq_ap = k_src + 34'(32'(32'(qa) * 32'(D) + row * 32'(HD)));  // query qa's Q row, head `row`
+  bostate_t     bo_st;
+  logic [15:0]  ql, kq, qb, qo;    // the query of the Q loader, the K stream, stage B, the store
+  logic [15:0]  ql_cnt, ka, sa;    // Q word loaded, K row fed, score taken (of query kq's scores in order)
+  logic [15:0]  vi, qb_cnt;        // B: V row fed; store beat
+  logic [7:0]   qb_part;           // store: the A·V row's next part (AV_OUT_COLS columns)
+  logic [1:0]   ls, sw, ss, bs;    // slots of: the Q loader, the scores written, the next statistics, stage B
+  logic [SB_N-1:0] sb_busy;        // slots taken by a query (Q loader) and not yet read (stage B)
+  logic [SB_N-1:0] sb_full;        // ... whose statistics are in
+  wire logic [33:0] aq_ap = k_src + 34'(32'(32'(ql) * 32'(D) + row * 32'(HD)));  // query ql's Q row, head `row`
+  function automatic logic [1:0] slot_next(input logic [1:0] z);
+    slot_next = (32'(z) == SB_N - 1) ? 2'd0 : z + 2'd1;
+  endfunction
+  function automatic logic [SB_N-1:0] slot_bit(input logic [1:0] z);
+    slot_bit = SB_N'(1) << z;
+  endfunction
 
   // ---- the linear store engine: a row group's rows go out of ob (set se_set) while the executor loads the next
   // group's rows and runs its passes, whose epilogue writes the other set of ob (ob_wset); the executor hands a
@@ -340,10 +359,10 @@ module m3vit_layers (
   logic [31:0] se_row, se_rows, se_rsub, se_cnt;  // the group's first row and rows, the row and beat being stored
   logic        se_set, ob_wset;                   // ob's set the engine reads, the set the epilogue writes
   wire logic        lin_st = kind_q == K_LIN;     // the store is the engine's
-  wire logic        att_st = kind_q == K_ATT;     // the store is the attention's stage B (qb_st)
+  wire logic        att_st = kind_q == K_ATT;     // the store is the attention's (bo_st)
   wire logic [31:0] srow = lin_st ? se_row + se_rsub : arow;  // the row stored
-  wire logic        s_in_cmd = lin_st ? se == SE_CMD : att_st ? xs == X_COMP && qb_st == QB_SCMD : xs == X_SCMD;
-  wire logic        s_in_data = lin_st ? se == SE_DATA : att_st ? xs == X_COMP && qb_st == QB_SDATA : xs == X_SDATA;
+  wire logic        s_in_cmd = lin_st ? se == SE_CMD : att_st ? xs == X_COMP && bo_st == BO_SCMD : xs == X_SCMD;
+  wire logic        s_in_data = lin_st ? se == SE_DATA : att_st ? xs == X_COMP && bo_st == BO_SDATA : xs == X_SDATA;
   wire logic [31:0] scnt = lin_st ? se_cnt : att_st ? 32'(qb_cnt) : cnt;  // the store's beat
   // GELU behind its linear (fc1 → gelu, e1 → egelu) when neither point is dumped: the store engine's words go
   // through the GELU unit (not into the linear's RAM) and its output words into the GELU point's RAM (gw_*),
@@ -392,9 +411,9 @@ module m3vit_layers (
     st_ap = k_dsta + 34'(32'(srow * k_nout));
     st_addr = k_dst + 64'(srow) * 64'(k_nout) * 64'd4;
     st_beats = k_nout / 4;
-    if (k_kind == K_ATT) begin  // head `row`, query qb (the row stage B stores)
-      st_ap = k_dsta + 34'(32'((row * 32'(NT) + 32'(qb)) * 32'(HD)));
-      st_addr = k_dst + 64'(32'((row * 32'(NT) + 32'(qb)) * 32'(HD))) * 64'd4;
+    if (k_kind == K_ATT) begin  // head `row`, query qo (the row being stored)
+      st_ap = k_dsta + 34'(32'((row * 32'(NT) + 32'(qo)) * 32'(HD)));
+      st_addr = k_dst + 64'(32'((row * 32'(NT) + 32'(qo)) * 32'(HD))) * 64'd4;
     end
     if (k_kind == K_TOK) begin
       st_addr = k_dst + 64'(row) * 64'(D * L_RESID_BYTES);
@@ -561,14 +580,14 @@ module m3vit_layers (
   // (f0: input words; fused behind fc1 / e1, the store engine's word)
   wire logic ge_feed = (xs == X_COMP && kind_q == K_GELU && f0 < sm_n) || (ge_fused && se == SE_DATA);
   wire logic at_run = xs == X_COMP && kind_q == K_ATT;
-  wire logic qk_q_feed = at_run && qa_st == QA_SEND;
-  wire logic qk_k_feed = at_run && qa_st == QA_K && ka < 16'(NT);
+  wire logic qk_q_feed = at_run && ql_st == QL_SEND;
+  wire logic qk_k_feed = at_run && kq < 16'(NT);
   wire logic av_stat_feed = at_run && qb_st == QB_STAT;
   // (av_norm takes a row's statistics with its first key: QB_STAT offers both)
-  wire logic av_feed = at_run && (qb_st == QB_STAT || qb_st == QB_V) && vi < 16'(NT);
+  wire logic av_feed = at_run && (qb_st == QB_STAT || qb_st == QB_V);
   wire logic md_feed = xs == X_COMP && kind_q == K_ROUTE && f0 < 32'(NT);
-  logic [IB+16:0] at_stat [2];   // a score slot's softmax statistics
-  logic signed [IB-1:0] sb [2 * NT];  // the score slots: slot z's scores at z · NT ..
+  logic [IB+16:0] at_stat [SB_N];   // a score slot's softmax statistics
+  logic signed [IB-1:0] sb [SB_N * NT];  // the score slots: slot z's scores at z · NT ..
   logic [ACTB*HD-1:0] att_row;  // the attention output row of one head and query
   logic [ACTB*HD-1:0] q_word;
   logic [E*IB-1:0] logits_word;  // token f0's gate logits (the logits RAM's read register)
@@ -598,11 +617,12 @@ module m3vit_layers (
   av_norm #(.S_W(IB), .V_W(ACTB), .C(HD), .OUT_COLS(AV_OUT_COLS), .OUT_W(ACTB), .MAX_ROW(NT),
             .MAX_S_FRAC(L_S_FRAC_MAX), .MIN_SHIFT(L_AV_SHIFT_MIN), .MAX_SHIFT(L_AV_SHIFT_MAX)) u_av (
     .ap_clk, .ap_rst_n, .s_frac, .shift(8'(L[LF_ATTN_SHIFT])),
-    .s_axis_stat_tdata(at_stat[qb[0]]), .s_axis_stat_tvalid(av_stat_feed), .s_axis_stat_tready(av_stat_ready),
-    .s_axis_tdata({vb[32'(vi)], sb[(qb[0] ? NT : 0) + 32'(vi)]}), .s_axis_tvalid(av_feed),
+    .s_axis_stat_tdata(at_stat[bs]), .s_axis_stat_tvalid(av_stat_feed), .s_axis_stat_tready(av_stat_ready),
+    .s_axis_tdata({vb[32'(vi)], sb[32'(bs) * NT + 32'(vi)]}), .s_axis_tvalid(av_feed),
     .s_axis_tready(av_in_ready),
     .s_axis_tlast(vi == 16'(NT - 1)),
-    .m_axis_tdata(av_out), .m_axis_tvalid(av_out_valid), .m_axis_tready(1'b1), .m_axis_tlast(av_out_last)
+    .m_axis_tdata(av_out), .m_axis_tvalid(av_out_valid), .m_axis_tready(bo_st == BO_TAKE),
+    .m_axis_tlast(av_out_last)
   );
   localparam int MD_E_W = (E > 1) ? $clog2(E) : 1;
   localparam int MD_TOK_W = $clog2(MT);
@@ -633,18 +653,19 @@ module m3vit_layers (
   //       beat writes one quad, a token beat reads up to 8 values, the linear op xa[f1] at issue (read a cycle
   //       later as mt_x like its weights). (The element-wise ops stream their row from its activation RAM: sm_w4.)
   //   xb: the residual add's second row (one RAM of quads, one a cycle).
-  //   ob: the output row in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ) so the linear epilogue
-  //       writes a tile's 16 outputs (4 banks) a cycle; LayerNorm, GELU, the adds and FIN write a quad a cycle
-  //       (used when the row is dumped or stored by the linear store engine). The store reads one quad a beat.
+  //   ob: the output rows in OB_NQ banks of quads (quad q: bank q mod OB_NQ, word q / OB_NQ of its row) so the
+  //       linear epilogue writes a tile's 16 outputs (4 banks) a cycle; LayerNorm, GELU, the adds and FIN write a
+  //       quad a cycle (used when the row is dumped or stored by the linear store engine). The store reads one
+  //       quad a beat.
   //   lg: the route's gate logits, one token's E logits a word (gathered from E / 4 beats in lg_stage).
-  // The Q row of an attention query is loaded into kv_stage by stage A (QA_DATA) and sent whole.
+  // The Q row of an attention query is loaded into kv_stage by the Q loader (QL_DATA) and sent whole.
   localparam int XA_W = (XA_N + 7) / 8;
   localparam int XA_AW = (XA_W > 1) ? $clog2(XA_W) : 1;  // (a reader's address one past the row wraps: unused)
   localparam int XA2_AW = $clog2(2 * XA_W);               // a word of either set
   localparam int XB_AW = $clog2(D / 4);
   localparam int OB_W = (OB_N + 4 * OB_NQ - 1) / (4 * OB_NQ);
-  localparam int OB_AW = (OB_W > 1) ? $clog2(OB_W) : 1;  // a word of one set (ob has two: the linear store engine)
-  localparam int OB2_AW = $clog2(2 * OB_W);
+  localparam int OB_D = 2 * LIN_ROWS * OB_W;  // a bank's words: two sets of LIN_ROWS rows
+  localparam int OB_DAW = $clog2(OB_D);
   localparam int LG_BEATS = E / 4;
   localparam int LG_AW = $clog2(NT);
   logic [31:0]       xa_ri, ob_rq;  // value / quad read into the read registers this cycle
@@ -831,18 +852,23 @@ module m3vit_layers (
       qw_data = rs_word;
     end
   end
-  // (ob is LIN_ROWS copies: copy r holds the linear row group's row r; the quad writers use copy 0)
-  for (genvar i = 0; i < LIN_ROWS * OB_NQ; i++) begin : g_ob
-    localparam int R = i / OB_NQ, B = i % OB_NQ;  // copy (row of the group), bank
-    logic [127:0] mem [2 * OB_W];  // set 1 at words OB_W .. (a linear op's groups alternate; other ops: set 0)
-    // slot s: row s / LIN_TILES's copy, quads 4t .. 4t+3 of the pass (t = s mod LIN_TILES)
-    wire logic ep_b = ep_we && 32'(ep_tile_d[RQ_LAT-1]) == R * LIN_TILES + B / 4;
-    wire logic we = ep_b || (R == 0 && qw_we && qw_quad % 32'(OB_NQ) == B);
-    wire logic [OB_AW-1:0] wa = OB_AW'(ep_b ? ep_pass_d[RQ_LAT-1] : qw_quad / 32'(OB_NQ));
-    wire logic [OB_AW-1:0] ra = OB_AW'(ob_rq / 32'(OB_NQ));
+  // (ob's banks hold two sets of LIN_ROWS rows: word ((set · LIN_ROWS) + row) · OB_W + w; the epilogue writes one
+  // row's tile a cycle, so each bank takes at most one write a cycle; the quad writers use row 0; the store reads
+  // the row it stores from every bank, 16 quads side by side, and picks quad ob_rq's bank: one 16-way select)
+  wire logic [31:0] ob_rrow = lin_st ? se_rsub : rsub;  // the row read (set se_set)
+  for (genvar b = 0; b < OB_NQ; b++) begin : g_ob
+    logic [127:0] mem [OB_D];
+    // slot s: the group's row s / LIN_TILES, quads 4t .. 4t+3 of the pass (t = s mod LIN_TILES)
+    wire logic [31:0] ep_s = 32'(ep_tile_d[RQ_LAT-1]);
+    wire logic ep_b = ep_we && ep_s % 32'(LIN_TILES) == b / 4;
+    wire logic we = ep_b || (qw_we && qw_quad % 32'(OB_NQ) == b);
+    wire logic [31:0] wrow = ep_b ? ep_s / 32'(LIN_TILES) : 32'd0;
+    wire logic [31:0] wa = ep_b ? ep_pass_d[RQ_LAT-1] : qw_quad / 32'(OB_NQ);
+    wire logic [31:0] ra = ob_rq / 32'(OB_NQ);
     always_ff @(posedge ap_clk) begin
-      if (we) mem[OB2_AW'((lin_st && ob_wset ? OB_W : 0) + 32'(wa))] <= ep_b ? ep_vals[128*(B%4) +: 128] : qw_data;
-      ob_q[i] <= mem[OB2_AW'((lin_st && se_set ? OB_W : 0) + 32'(ra))];
+      if (we) mem[OB_DAW'(((lin_st && ob_wset ? 32'(LIN_ROWS) : 32'd0) + wrow) * 32'(OB_W) + wa)]
+          <= ep_b ? ep_vals[128*(b%4) +: 128] : qw_data;
+      ob_q[b] <= mem[OB_DAW'(((lin_st && se_set ? 32'(LIN_ROWS) : 32'd0) + ob_rrow) * 32'(OB_W) + ra)];
     end
   end
 
@@ -862,9 +888,9 @@ module m3vit_layers (
   /* verilator lint_off UNUSEDSIGNAL */
   wire logic        sm_rd = xs == X_COMP && sm_kind;  // an element-wise op's row streams
   assign sm_adv = kind_q == K_LN ? ln_feed && ln_in_ready : kind_q == K_GELU ? ge_feed && ge_in_ready : 1'b1;
-  wire logic        aq_rd = at_run;  // attention: stage A's Q rows (word qa_cnt, addressed a cycle ahead)
+  wire logic        aq_rd = at_run;  // attention: the Q loader's rows (word ql_cnt, addressed a cycle ahead)
   wire logic [31:0] ld_word = le_rd ? le_ap[31:0] / 4 + (le == LE_DATA ? le_cnt + 32'd1 : 32'd0)
-                            : aq_rd ? aq_ap[31:0] / 4 + (qa_st == QA_DATA ? 32'(qa_cnt) + 32'd1 : 32'd0)
+                            : aq_rd ? aq_ap[31:0] / 4 + (ql_st == QL_DATA ? 32'(ql_cnt) + 32'd1 : 32'd0)
                             : sm_rd ? sm_ap[31:0] / 4 + f0 + 32'(sm_adv)
                             : (xs == X_LDATA && r_tlast && sm_kind) ? sm_ap[31:0] / 4  // the add: after xb's load
                             : seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
@@ -948,7 +974,7 @@ module m3vit_layers (
       for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(scnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
       // quad scnt of the output row (the group's row se_rsub, or the one row of another op)
-      s_tdata = ob_q[32'(lin_st ? se_rsub : rsub) * 32'(OB_NQ) + 32'(ob_sel)];
+      s_tdata = ob_q[ob_sel];
     end
   end
   assign md_start = xs == X_COMP && kind_q == K_ROUTE && !sent;
@@ -1080,7 +1106,9 @@ module m3vit_layers (
       row <= '0; rsub <= '0; seg <= '0; cnt <= '0;
       f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
       ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN;
-      qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0; qb_part <= '0;
+      ql_st <= QL_WAIT; qb_st <= QB_WAIT; bo_st <= BO_TAKE; ql <= '0; kq <= '0; qb <= '0; qo <= '0;
+      ka <= '0; sa <= '0; vi <= '0; qb_part <= '0; ls <= '0; sw <= '0; ss <= '0; bs <= '0;
+      sb_busy <= '0; sb_full <= '0;
       md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
       rt_layer <= 8'hFF; rt_known <= '0; rt_done <= 1'b0;
     end else begin
@@ -1146,8 +1174,10 @@ module m3vit_layers (
               rsub <= '0;
               f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
               md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
-              // (attention: the head's two stages from its first query)
-              qa_st <= QA_WAIT; qb_st <= QB_WAIT; qa <= '0; qb <= '0; sb_full <= '0; qb_part <= '0;
+              // (attention: the head's machines from its first query)
+              ql_st <= QL_WAIT; qb_st <= QB_WAIT; bo_st <= BO_TAKE; ql <= '0; kq <= '0; qb <= '0; qo <= '0;
+              ka <= '0; sa <= '0; vi <= '0; qb_part <= '0; ls <= '0; sw <= '0; ss <= '0; bs <= '0;
+              sb_busy <= '0; sb_full <= '0;
               xs <= X_COMP;
             end else begin
               seg <= seg + 1;
@@ -1195,39 +1225,40 @@ module m3vit_layers (
               f0 <= f0 + 1;
               if (f0 == 32'(D / 4 - 1)) xs <= k_dump ? X_SCMD : X_SWAIT;
             end
-            K_ATT: begin  // the head's queries: stage A (Q·Kᵀ, softmax) beside stage B (A·V, store)
-              case (qa_st)
-                QA_WAIT: if (!sb_full[qa[0]]) qa_st <= QA_ADDR;  // query qa's slot is free
-                QA_ADDR: begin  // the Q row's first word is addressed now
-                  qa_cnt <= '0;
-                  qa_st <= QA_DATA;
+            K_ATT: begin  // the head's queries: Q loader, K stream, stage B (A·V) and store side by side
+              case (ql_st)
+                QL_WAIT: if (!sb_busy[ls]) ql_st <= QL_ADDR;  // a free slot for query ql (taken below)
+                QL_ADDR: begin  // the Q row's first word is addressed now
+                  ql_cnt <= '0;
+                  ql_st <= QL_DATA;
                 end
-                QA_DATA: begin  // a word a cycle into kv_stage (the whole row at its last)
+                QL_DATA: begin  // a word a cycle into kv_stage (the whole row at its last)
                   kv_stage <= kv_word;
-                  qa_cnt <= qa_cnt + 1;
-                  if (qa_cnt == 16'(HD / 4 - 1)) qa_st <= QA_SEND;
+                  ql_cnt <= ql_cnt + 1;
+                  if (ql_cnt == 16'(HD / 4 - 1)) ql_st <= QL_SEND;
                 end
-                QA_SEND: if (qk_q_ready) begin
-                  ka <= '0;
-                  sa <= '0;
-                  qa_st <= QA_K;
+                QL_SEND: if (qk_q_ready) begin  // into qk_reorder's free Q bank
+                  ql <= ql + 1;
+                  ls <= slot_next(ls);
+                  ql_st <= (ql == 16'(NT - 1)) ? QL_DONE : QL_WAIT;
                 end
-                QA_K: begin
-                  if (qk_k_feed && qk_k_ready) ka <= ka + 1;
-                  if (qk_out_valid && sm_in_ready) begin
-                    sb[(qa[0] ? NT : 0) + 32'(sa)] <= qk_out;
-                    sa <= sa + 1;
-                  end
-                  if (sm_out_valid) begin  // the row's statistics: the slot is full
-                    at_stat[qa[0]] <= sm_out;
-                    qa <= qa + 1;
-                    qa_st <= (qa == 16'(NT - 1)) ? QA_DONE : QA_WAIT;
-                  end
-                end
-                default: ;  // QA_DONE
+                default: ;  // QL_DONE
               endcase
+              if (qk_k_feed && qk_k_ready) begin  // the K rows, query after query
+                ka <= (ka == 16'(NT - 1)) ? '0 : ka + 1;
+                if (ka == 16'(NT - 1)) kq <= kq + 1;
+              end
+              if (qk_out_valid && sm_in_ready) begin  // a score into its query's slot (and softmax_stats)
+                sb[32'(sw) * NT + 32'(sa)] <= qk_out;
+                sa <= (sa == 16'(NT - 1)) ? '0 : sa + 1;
+                if (sa == 16'(NT - 1)) sw <= slot_next(sw);
+              end
+              if (sm_out_valid) begin  // a row's statistics: its slot is full
+                at_stat[ss] <= sm_out;
+                ss <= slot_next(ss);
+              end
               case (qb_st)
-                QB_WAIT: if (sb_full[qb[0]]) begin
+                QB_WAIT: if (sb_full[bs]) begin
                   vi <= '0;
                   qb_st <= QB_STAT;
                 end
@@ -1235,33 +1266,43 @@ module m3vit_layers (
                   vi <= vi + 1;
                   qb_st <= QB_V;
                 end
-                QB_V: begin
-                  if (av_feed && av_in_ready) vi <= vi + 1;
-                  if (av_out_valid) begin  // the row's parts in order (every score of the slot read: freed below)
-                    att_row[32'(qb_part) * AV_OUT_COLS * ACTB +: AV_OUT_COLS * ACTB] <= av_out;
-                    qb_part <= av_out_last ? '0 : qb_part + 1'b1;
-                    if (av_out_last) qb_st <= QB_SCMD;
+                QB_V: if (av_in_ready) begin
+                  vi <= vi + 1;
+                  if (vi == 16'(NT - 1)) begin  // the last key: the slot is read (freed below)
+                    bs <= slot_next(bs);
+                    qb <= qb + 1;
+                    qb_st <= (qb == 16'(NT - 1)) ? QB_DONE : QB_WAIT;
                   end
-                end
-                QB_SCMD: if (s_cmd_ready || !st_axi) begin
-                  qb_cnt <= '0;
-                  qb_st <= QB_SDATA;
-                end
-                QB_SDATA: if (st_take) begin
-                  qb_cnt <= qb_cnt + 1;
-                  if (32'(qb_cnt) + 1 == st_beats) qb_st <= QB_SWAIT;
-                end
-                QB_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
-                  qb <= qb + 1;
-                  qb_st <= (qb == 16'(NT - 1)) ? QB_DONE : QB_WAIT;
                 end
                 default: ;  // QB_DONE
               endcase
-              // a slot fills when stage A has its statistics and empties when stage B has its row (never the
-              // same slot in one cycle: A fills only a free slot, B empties only a full one)
-              sb_full <= (sb_full | (qa_st == QA_K && sm_out_valid ? 2'b01 << qa[0] : 2'b00))
-                         & ~(qb_st == QB_V && av_out_valid && qb_part == '0 ? 2'b01 << qb[0] : 2'b00);
-              if (qa_st == QA_DONE && qb_st == QB_DONE) xs <= X_SWAIT;  // the head's rows: the next head
+              case (bo_st)
+                BO_TAKE: if (av_out_valid) begin  // the row's parts in order
+                  att_row[32'(qb_part) * AV_OUT_COLS * ACTB +: AV_OUT_COLS * ACTB] <= av_out;
+                  qb_part <= av_out_last ? '0 : qb_part + 1'b1;
+                  if (av_out_last) bo_st <= BO_SCMD;
+                end
+                BO_SCMD: if (s_cmd_ready || !st_axi) begin
+                  qb_cnt <= '0;
+                  bo_st <= BO_SDATA;
+                end
+                BO_SDATA: if (st_take) begin
+                  qb_cnt <= qb_cnt + 1;
+                  if (32'(qb_cnt) + 1 == st_beats) bo_st <= BO_SWAIT;
+                end
+                BO_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
+                  qo <= qo + 1;
+                  bo_st <= (qo == 16'(NT - 1)) ? BO_DONE : BO_TAKE;
+                end
+                default: ;  // BO_DONE
+              endcase
+              // a slot is taken by the Q loader (only a free one) and freed by stage B's last key (only a taken
+              // one); it is full from its statistics to that key
+              sb_busy <= (sb_busy | (ql_st == QL_WAIT && !sb_busy[ls] ? slot_bit(ls) : '0))
+                         & ~(qb_st == QB_V && av_in_ready && vi == 16'(NT - 1) ? slot_bit(bs) : '0);
+              sb_full <= (sb_full | (sm_out_valid ? slot_bit(ss) : '0))
+                         & ~(qb_st == QB_V && av_in_ready && vi == 16'(NT - 1) ? slot_bit(bs) : '0);
+              if (ql_st == QL_DONE && qb_st == QB_DONE && bo_st == BO_DONE) xs <= X_SWAIT;  // the next head
             end
             K_ROUTE: begin
               sent <= 1'b1;  // md_start was high for this first cycle

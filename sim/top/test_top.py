@@ -229,7 +229,8 @@ if cocotb is not None:
         trace_nd = tb.states[first:]
         stages_nd, layers_nd, sequence_nd, tok_nd = attribute(trace_nd, names, ops)
         no_dump = {"start_to_done_cycles": frame_cycles(trace_nd, names), "stage_cycles": stages_nd,
-                   "layers": layers_nd, "tokens_out_cycles": tok_nd, "op_sequence": sequence_nd}
+                   "layers": layers_nd, "tokens_out_cycles": tok_nd, "op_sequence": sequence_nd,
+                   "expert_rows": tb.expert_rows(tb.params["tasks"][0], 0)}
         record = {"config": tb.params["config"], "mode": tb.params["mode"], "per_row": tb.params["per_row"],
                   "frames": 1, "task": tb.params["tasks"][0],
                   "parameters": tb.params["parameters"], "simulator": tb.params["sim"],
@@ -238,6 +239,7 @@ if cocotb is not None:
                   "start_to_done_cycles": frame_cycles(trace, names), "stage_cycles": stages,
                   "layers": layers, "tokens_out_cycles": tok,
                   "op_sequence": sequence,  # [layer, op, start, done] (cycles from ap_start)
+                  "expert_rows": tb.expert_rows(tb.params["tasks"][0], 0),  # its route: rows per active expert
                   "stages_measured": "header fetch and check (S_HDR*, S_CHECK), patch-embedding tensor load (S_LD*), "
                                      "image fetch + dump (S_IMG*), patch embedding + embed dump (S_EMB*), every "
                                      "transformer layer op by op and the token write (S_LAYERS)",
@@ -294,7 +296,7 @@ if cocotb is not None:
         assert len(starts) == 3, f"two frames ran: {len(starts)} S_FRAME, want 3"
         done = frame_cycles(trace, names) + trace[0][0]
 
-        def measured(part: list, end: int) -> dict:
+        def measured(part: list, end: int, frame: int) -> dict:
             stages, layers, sequence, tok = attribute(part, names, ops)
             assert len(layers) == tb.params["depth"], "every layer ran"
             assert sum(la["cycles"] for la in layers) + tok == stages["S_LAYERS"], "every layer cycle is attributed"
@@ -302,11 +304,12 @@ if cocotb is not None:
             base = part[0][0]
             return {"start_to_done_cycles": cycles, "ms_at_300MHz": round(cycles / 300e3, 3), "stage_cycles": stages,
                     "layers": layers, "tokens_out_cycles": tok,
-                    "op_sequence": [[la, op, a - base, b - base] for la, op, a, b in sequence]}
+                    "op_sequence": [[la, op, a - base, b - base] for la, op, a, b in sequence],
+                    "expert_rows": tb.expert_rows(task, frame)}  # the frame's route: rows per active expert
 
         # frame 0: from ap_start (header, embedding tensors) to frame 1's S_FRAME; frame 1: from there to ap_done
-        dumped = measured(trace[:starts[1] + 1], trace[starts[1]][0])
-        deployed = measured(trace[starts[1]:], done)
+        dumped = measured(trace[:starts[1] + 1], trace[starts[1]][0], 0)
+        deployed = measured(trace[starts[1]:], done, 1)
         batch = done - trace[0][0]
         tb.log.info("batch of 2: %d cycles (frame 0, every dump: %d; frame 1, no dump: %d), %.0f s simulated",
                     batch, dumped["start_to_done_cycles"], deployed["start_to_done_cycles"], seconds)

@@ -236,6 +236,24 @@ class TopTB(TB):
     def csim_tokens(self, task: str) -> np.ndarray:
         return self.reference(task)["csim_tokens"].astype(np.int64)
 
+    def expert_rows(self, task: str, frame: int) -> dict[str, list[int]]:
+        """Reference frame ``frame``'s route: per MoE layer, its active experts' queue lengths in the order the
+        dispatcher runs them (ascending expert), from the layer's dumped gate logits and the contract's top-k (the
+        cycle model replays the frame on them: rtl_perf's ``expert_rows``)."""
+        from m3vit.configs import get_config
+        from m3vit.quant import intops
+
+        cfg = get_config(self.params["config"])
+        ref = self.reference(task)
+        rows = {}
+        for i in range(cfg.depth):
+            if cfg.is_moe(i):
+                logits = ref[f"f{frame}.l{i}.gate"].reshape(cfg.num_tokens, cfg.num_experts)
+                counts = np.bincount(intops.topk_lowest_index_ties(logits, cfg.top_k).ravel(),
+                                     minlength=cfg.num_experts)
+                rows[str(i)] = [int(n) for n in counts if n]
+        return rows
+
     def check_points(self, driver, task: str, frames: list[int], layout: str = "point_dumps") -> None:
         """Compare every point the top leaves in scratch (slot i: reference frame frames[i]) with the per-frame
         integer reference, in forward order: the assertion names the first frame, point and flat index that differ.

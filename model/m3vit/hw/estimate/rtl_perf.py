@@ -38,7 +38,7 @@ from ...quant import opgraph
 from ...quant.fixed import container_bytes
 from ...quant.spec import get_mode
 from ..gen import program
-from ..gen.rtl_top_gen import LIN_ROWS, LIN_TILES, LN_BANKS
+from ..gen.rtl_top_gen import ATT_SLOTS, LIN_ROWS, LIN_TILES, LN_BANKS, av_out_cols
 from .perf import Platform
 from .timing import unit_depth
 
@@ -150,14 +150,19 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
     if op in ("mid", "out_d", "out_m"):  # the second row loaded into xb, the first streamed beside it
         return rows * ((2 + stored) * _beats(d) + rq + 2), rows, rows * stored
     if op == "att":
-        # per head: its K and V rows (a read each, addressed in a cycle), then its queries through two stages
-        # side by side — A: the Q row (addressed, a word a cycle, sent), the K rows past it, the Q·Kᵀ and softmax
-        # depths; B: the statistics, the V rows, the A·V depth, the row stored (command, a beat a word, done) — so
-        # a head is its first query's A, every later query's longer stage, and its last query's B
+        # per head: its K and V rows (a read each, addressed in a cycle), then its queries through the Q loader (a
+        # cycle to take a slot and one to address, the Q row a word a cycle, sent), the K stream (a key a cycle,
+        # query after query), stage B (a cycle to see the slot full, then a key a cycle) and the store. A query
+        # costs stage B's keys + 1, unless the ATT_SLOTS slots run out first: a slot is taken before its query's Q
+        # row loads and freed by its stage B's last key, ATT_SLOTS queries later. The first query adds its Q row,
+        # keys and the Q·Kᵀ / softmax depths ahead of stage B; the last its A·V depth, parts and store.
         heads = rows / n
-        a = _beats(hd) + 3 + n + unit_depth("qk_reorder", {"HD": hd}) + unit_depth("softmax_stats", {}) + 1
-        b = 2 + n + unit_depth("av_norm", {}) + _beats(hd) + 2
-        per_head = 2 * n * (_beats(hd) + 1) + a + (n - 1) * max(a, b) + b
+        qload = 3 + _beats(hd)
+        lat = unit_depth("qk_reorder", {"HD": hd}) + unit_depth("softmax_stats", {}) + 2
+        period = max(n + 1, (2 * n + 1 + qload + lat) / ATT_SLOTS)
+        parts = hd // av_out_cols(cfg, "w8a8")  # (W8/A8's parts; the 16-bit modes' one is 3 cycles less)
+        tail = unit_depth("av_norm", {}) + parts - 1 + _beats(hd) + 3
+        per_head = 2 * n * (_beats(hd) + 1) + qload + n + lat + (n - 1) * period + n + 1 + tail
         return heads * per_head, heads * 2 * n, rows * stored
     if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
         return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
@@ -222,19 +227,21 @@ def load_cycles(cfg: ModelConfig, op: str, ov: Overheads, c: Containers) -> floa
 FUSED_GELU = {"gelu": "fc1", "egelu": "e1"}
 
 
-def layer_ops(cfg: ModelConfig, layer: int, active_experts: int,
-              dumps: bool = True) -> list[tuple[str, float | None]]:
-    """(op, rows) of one layer as the engine runs it; expert ops once per active expert (rows: their share);
+def layer_ops(cfg: ModelConfig, layer: int, active_experts: int, dumps: bool = True,
+              expert_rows: list[int] | None = None) -> list[tuple[str, float | None]]:
+    """(op, rows) of one layer as the engine runs it; expert ops once per active expert, on its rows
+    (``expert_rows``: the route's queue lengths, in run order; without, an even share of the routed rows);
     without dumps the GELU steps are not run (their linear's stores go through the GELU unit)."""
     is_moe = cfg.is_moe(layer)
     share = cfg.num_tokens * cfg.top_k / active_experts
+    rows_of = expert_rows if expert_rows and len(expert_rows) == active_experts else [share] * active_experts
     ops: list[tuple[str, float | None]] = []
     group: list[str] = []  # consecutive per-expert steps: run once per active expert
     for op in opgraph.layer_ops(is_moe):
         if op.per_expert:
             group += op.steps(is_moe)
             continue
-        ops += [(s, share) for _ in range(active_experts) for s in group]
+        ops += [(s, float(r)) for r in rows_of for s in group]
         group = []
         ops += [(s, None) for s in op.steps(is_moe)]
     if not dumps:
@@ -255,9 +262,11 @@ class OpTime:
 
 
 def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
-             lin_rows: int = LIN_ROWS, dumps: bool = True) -> list[OpTime]:
+             lin_rows: int = LIN_ROWS, dumps: bool = True,
+             expert_rows: dict[int, list[int]] | None = None) -> list[OpTime]:
     """Replay one frame's layers: the executor and the prefetcher (two banks, jobs in program order); ``dumps``:
-    the frame writes its points through to scratch."""
+    the frame writes its points through to scratch; ``expert_rows``: per MoE layer, its experts' queue lengths
+    (the frame's route; without, each active expert an even share)."""
     t = pf = 0.0          # executor / prefetcher time
     release = [0.0, 0.0]  # when each bank was last freed
     job = 0
@@ -270,7 +279,7 @@ def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
         layer_wait = max(pf - t, 0.0)      # the executor waits for it (counted in the layer's first op)
         t += layer_wait
         named = 0.0                         # when the route named the experts
-        for op, rows in layer_ops(cfg, layer, active[layer], dumps):
+        for op, rows in layer_ops(cfg, layer, active[layer], dumps, (expert_rows or {}).get(layer)):
             r = op_rows(cfg, op, rows)
             wait = layer_wait if op == "ln1" else 0.0
             if op in WEIGHTED:
@@ -309,6 +318,19 @@ def record_active(record: dict, cfg: ModelConfig) -> list[int]:
     return [active_experts(record, i) or 1 if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
 
 
+def record_expert_rows(record: dict) -> dict[int, list[int]] | None:
+    """The recorded frame's route, per MoE layer its active experts' queue lengths (``expert_rows``; None when
+    the record predates it)."""
+    rows = record.get("expert_rows")
+    return {int(layer): [int(n) for n in counts] for layer, counts in rows.items()} if rows else None
+
+
+def record_model(record: dict, cfg: ModelConfig, ov: Overheads) -> list[OpTime]:
+    """The model's replay of the recorded frame: its mode, dumps, active experts and their rows."""
+    return simulate(cfg, record_active(record, cfg), ov, record_containers(record), dumps=record_dumps(record),
+                    expert_rows=record_expert_rows(record))
+
+
 EXPERT_OPS = ("e1", "egelu", "e2")
 
 
@@ -317,11 +339,11 @@ def fit(record: dict, cfg: ModelConfig) -> Overheads:
     (their rows depend on the routing), the modelled waits for weights taken out; the waits depend on the
     overheads, so the fit is repeated until they settle. The per-layer comparison, experts included, then checks
     the model."""
-    c, active, dumps = record_containers(record), record_active(record, cfg), record_dumps(record)
+    dumps = record_dumps(record)
     measured = [(la, op, done - start) for la, op, start, done in record["op_sequence"] if op != "tok"]
     ov = Overheads()
     for _ in range(6):
-        model = simulate(cfg, active, ov, c, dumps=dumps)
+        model = record_model(record, cfg, ov)
         if [(m.layer, m.op) for m in model] != [(la, op) for la, op, _ in measured]:
             raise ValueError("the recorded op sequence is not the one the model replays (another engine?)")
         a, b = [], []
@@ -342,7 +364,7 @@ def fit(record: dict, cfg: ModelConfig) -> Overheads:
 
 def compare(record: dict, cfg: ModelConfig, ov: Overheads) -> list[dict]:
     """Per layer: model vs measured cycles (``ok`` within :data:`TOLERANCE`)."""
-    model = simulate(cfg, record_active(record, cfg), ov, record_containers(record), dumps=record_dumps(record))
+    model = record_model(record, cfg, ov)
     rows = []
     for layer in range(cfg.depth):
         pred = sum(m.cycles for m in model if m.layer == layer)
@@ -357,7 +379,7 @@ def compare_frame(record: dict, cfg: ModelConfig, ov: Overheads) -> dict:
     """A whole frame: the modelled cycles of every layer and the token write (the routes the record ran: its active
     experts per MoE layer) vs the measured ``S_LAYERS`` cycles (``ok`` within :data:`FRAME_TOLERANCE`). The front —
     header, patch-embedding tensors, image, embedding — is not modelled; ``front`` says what it measured."""
-    model = simulate(cfg, record_active(record, cfg), ov, record_containers(record), dumps=record_dumps(record))
+    model = record_model(record, cfg, ov)
     pred = sum(m.cycles for m in model) + op_cycles(cfg, "tok", cfg.num_tokens, ov)
     meas = sum(la["cycles"] for la in record["layers"]) + record["tokens_out_cycles"]
     gap = (pred - meas) / meas

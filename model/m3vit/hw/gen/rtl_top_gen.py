@@ -148,12 +148,26 @@ LIN_TILES = 4  # 16-output MAC tiles of the layers' linear op, fed the same x[k]
 # W8/A8 (mac_tile: 8 DSPs per 16 outputs), 14.8 % of the XCZU7EV's, 512 MACs a cycle; the epilogue's 16
 # requantizers take the group's LIN_ROWS · LIN_TILES tiles one a cycle (fewer slots than a pass's cycles: checked at
 # elaboration). The LUTs for the second four rows came from sharing A·V's normaliser (AV_OUT_COLS); at m3vit-tiny's
-# shapes a group's row loads and stores still fit under its passes (rtl_perf --lin-rows: 4 rows ≈ +32 % modelled).
+# shapes a group's row loads and stores still fit under its passes (rtl_perf --lin-rows, m3vit-tiny: 4 rows +30 %
+# modelled, 16 rows −6 % — then the experts' weights from DDR and the other ops bound the frame).
 LIN_ROWS = 8
 # LayerNorm's row buffers in the layers (layernorm's NBANK): a streamed LayerNorm op (rtl/m3vit_layers.sv: sm_all)
 # takes a word a cycle while a bank is free, so rows of fewer words than a bank's busy time (its depth / LN_BANKS,
 # micro's 16-word rows) wait their turn; 4 keeps m3vit-tiny's 48-word rows a word a cycle.
 LN_BANKS = 4
+# Attention's score slots (rtl/m3vit_layers.sv: sb): a query's scores wait in one from its K pass until stage B has
+# read them, so the K stream runs ahead of stage B by up to ATT_SLOTS - 1 queries. A query then costs its keys when
+# ATT_SLOTS · (keys + 1) covers a query's K pass, its Q·Kᵀ and softmax depths and its stage B (3: m3vit-tiny's 129
+# keys a query; micro's 33 wait ≈ 3 cycles a query).
+ATT_SLOTS = 3
+
+
+def av_out_cols(cfg: ModelConfig, mode: PrecisionMode | str) -> int:
+    """The A·V normaliser's output columns a cycle (av_norm OUT_COLS, generated as AV_OUT_COLS): the HLS design's
+    AV_OUT width for the mode, at most a head's."""
+    return min(HlsParams.for_mode(mode).av_out_cols, cfg.head_dim)
+
+
 LAYER_OPS = opgraph.rtl_steps()  # from the op graph: generated into step_t below, read by the benches
 # The RTL top's sequencer (rtl/m3vit_top.sv), in the order of its state register: program header fetch and check,
 # the patch-embedding tensors (and, per-row, the row-shift table), then per frame the image, the embedding and the
@@ -265,10 +279,10 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
               "L_ACT_BITS": mode.act_bits, "L_RESID_BITS": mode.resid_bits, "L_INT_BITS": mode.internal_bits,
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": cfg.depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
-              "LIN_TILES": LIN_TILES, "LIN_ROWS": LIN_ROWS, "LN_BANKS": LN_BANKS,
+              "LIN_TILES": LIN_TILES, "LIN_ROWS": LIN_ROWS, "LN_BANKS": LN_BANKS, "ATT_SLOTS": ATT_SLOTS,
               # the A·V normaliser's output columns a cycle (av_norm OUT_COLS): the HLS design's AV_OUT width for
               # the mode, at most a head's — a row's 1/s multiplies and requantizers shared over its parts
-              "AV_OUT_COLS": min(HlsParams.for_mode(mode).av_out_cols, cfg.head_dim),
+              "AV_OUT_COLS": av_out_cols(cfg, mode),
               "L_W_BITS": mode.weight_bits, "L_BIAS_BITS": mode.bias_bits,
               # the accumulator limit (accumulator + bias, checked per layer at export): the linear epilogue's width
               "L_ACC_BITS": mode.acc_bits,
