@@ -201,3 +201,53 @@ def test_no_dump_record_is_modelled_without_dumps():
     rec = _model_record(get_config("micro"), rp.Overheads())
     rec["no_dump"] = {k: rec[k] for k in ("op_sequence", "layers", "tokens_out_cycles", "start_to_done_cycles")}
     assert rp.record_dumps(rec) and not rp.record_dumps(rp.no_dump_record(rec))
+
+
+def test_gelu_runs_behind_its_linear_without_dumps():
+    """Without dumps the engine skips the GELU steps (fc1 / e1 store through the GELU unit: ge_fused) and the
+    linear pays the unit's depth once; with dumps both steps run as before."""
+    from m3vit.hw.estimate.timing import unit_depth
+
+    cfg = get_config("m3vit-tiny")
+    moe = next(i for i in range(cfg.depth) if cfg.is_moe(i))
+    dumped = [op for op, _ in rp.layer_ops(cfg, moe, 4, dumps=True)]
+    fused = [op for op, _ in rp.layer_ops(cfg, moe, 4, dumps=False)]
+    assert "egelu" in dumped and "egelu" not in fused and fused == [op for op in dumped if op != "egelu"]
+    assert [op for op, _ in rp.layer_ops(cfg, 0, 1, dumps=False)].count("gelu") == 0
+    n = cfg.num_tokens
+    assert (rp.op_terms(cfg, "fc1", n, dumps=False)[0] - rp.op_terms(cfg, "fc1", n, dumps=True)[0]
+            == unit_depth("gelu", {}))
+
+
+def test_experts_run_on_their_own_rows():
+    """A recorded route (expert_rows) gives each active expert its own queue; without one, an even share. With
+    8-row groups a ragged queue costs more than its share: the route's rows model the frame, not the average."""
+    cfg = get_config("m3vit-tiny")
+    moe = next(i for i in range(cfg.depth) if cfg.is_moe(i))
+    even = rp.layer_ops(cfg, moe, 3)
+    own = rp.layer_ops(cfg, moe, 3, expert_rows=[200, 49, 9])
+    assert [r for op, r in even if op == "e1"] == [cfg.num_tokens * cfg.top_k / 3] * 3
+    assert [r for op, r in own if op == "e1"] == [200.0, 49.0, 9.0]
+    assert rp.layer_ops(cfg, moe, 3, expert_rows=[258]) == even  # (a route of another count: the share)
+    ov, c = rp.Overheads(), rp.Containers()
+    active = [3 if cfg.is_moe(i) else 1 for i in range(cfg.depth)]
+    ragged = sum(m.cycles for m in rp.simulate(cfg, active, ov, c, dumps=False,
+                                               expert_rows={moe: [250, 1, 7]}) if m.layer == moe)
+    balanced = sum(m.cycles for m in rp.simulate(cfg, active, ov, c, dumps=False,
+                                                 expert_rows={moe: [88, 88, 82]}) if m.layer == moe)
+    assert ragged > balanced
+    rec = _model_record(cfg, ov)
+    assert rp.record_expert_rows(rec) is None
+    rec["expert_rows"] = {str(moe): [250, 1, 7]}
+    assert rp.record_expert_rows(rec) == {moe: [250, 1, 7]}
+
+
+def test_attention_costs_a_key_a_cycle_when_the_slots_suffice(monkeypatch):
+    """A query costs stage B's keys + 1 once ATT_SLOTS slots cover a query's K pass, depths and stage B (m3vit-tiny's
+    129 keys); with one slot the queries wait for it (the head grows)."""
+    cfg = get_config("m3vit-tiny")
+    n = cfg.num_tokens
+    per_head = rp.op_terms(cfg, "att", n, dumps=False)[0]
+    assert per_head == pytest.approx(2 * n * (cfg.head_dim // 4 + 1) + n * (n + 1), rel=0.05)
+    monkeypatch.setattr(rp, "ATT_SLOTS", 1)
+    assert rp.op_terms(cfg, "att", n, dumps=False)[0] > 1.5 * per_head
