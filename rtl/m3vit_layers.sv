@@ -857,7 +857,8 @@ module m3vit_layers (
   // the row it stores from every bank, 16 quads side by side, and picks quad ob_rq's bank: one 16-way select)
   wire logic [31:0] ob_rrow = lin_st ? se_rsub : rsub;  // the row read (set se_set)
   for (genvar b = 0; b < OB_NQ; b++) begin : g_ob
-    logic [127:0] mem [OB_D];
+    // distributed RAM: 16 shallow banks (m3vit-tiny 192 words) would take 2 BRAM36 each for 128-bit words
+    (* ram_style = "distributed" *) logic [127:0] mem [OB_D];
     // slot s: the group's row s / LIN_TILES, quads 4t .. 4t+3 of the pass (t = s mod LIN_TILES)
     wire logic [31:0] ep_s = 32'(ep_tile_d[RQ_LAT-1]);
     wire logic ep_b = ep_we && ep_s % 32'(LIN_TILES) == b / 4;
