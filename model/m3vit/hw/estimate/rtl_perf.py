@@ -6,7 +6,9 @@ and — when the program asks for dumps — through to scratch, one AXI write co
 (LayerNorm, GELU, the residual adds, the MoE combine) stream their input row from its RAM into the unit instead of
 loading it first, and, when the row is not dumped, write their output words into its RAM as the unit gives them (no
 store pass) — LayerNorm, GELU and FIN, which load nothing, then stream the whole op as one run of words, a row
-entering while the rows before it are still in the unit: their terms depend on whether the frame dumps. Beside it
+entering while the rows before it are still in the unit; not dumped, GELU runs behind its linear (fc1 / e1 store
+through the GELU unit, the GELU step skipped): their terms depend on whether the frame dumps. Attention's queries
+run through a Q loader, a K stream, an A·V stage and a store side by side over ATT_SLOTS score slots. Beside it
 the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters
 (LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its
 biases and, per-row packs, its shifts; each layer's descriptor first) into one of two banks, so an op waits only for
@@ -17,7 +19,8 @@ row load costs beyond its words, a row store beyond its beats (with dumps: the A
 response) and the fixed cost of an op — are the constants fitted to the measured per-op cycles of
 ``build/sim/top_cycles.json`` (``fit``): the frame with dumps (the record's top level) or the same frame from a
 program without dumps (its ``no_dump`` part, :func:`no_dump_record`), which is what a deployed frame runs and what
-``--predict`` quotes.
+``--predict`` quotes. A record's ``expert_rows`` (the frame's route: each active expert's queue length) give the
+replay its experts' own rows; without them each active expert gets an even share.
 
     python -m m3vit.hw.estimate.rtl_perf [--cycles build/sim/top_cycles.json] [--calibrate-on micro]
                                          [--predict m3vit-tiny] [--dumps] [--lin-rows N]
