@@ -228,9 +228,10 @@ if cocotb is not None:
         await run_without_dumps(tb, driver, 0, [0])
         trace_nd = tb.states[first:]
         stages_nd, layers_nd, sequence_nd, tok_nd = attribute(trace_nd, names, ops)
+        route = tb.expert_rows(tb.params["tasks"][0], 0)  # the frame's route (both runs): rows per active expert
         no_dump = {"start_to_done_cycles": frame_cycles(trace_nd, names), "stage_cycles": stages_nd,
                    "layers": layers_nd, "tokens_out_cycles": tok_nd, "op_sequence": sequence_nd,
-                   "expert_rows": tb.expert_rows(tb.params["tasks"][0], 0)}
+                   "expert_rows": route}
         record = {"config": tb.params["config"], "mode": tb.params["mode"], "per_row": tb.params["per_row"],
                   "frames": 1, "task": tb.params["tasks"][0],
                   "parameters": tb.params["parameters"], "simulator": tb.params["sim"],
@@ -239,7 +240,7 @@ if cocotb is not None:
                   "start_to_done_cycles": frame_cycles(trace, names), "stage_cycles": stages,
                   "layers": layers, "tokens_out_cycles": tok,
                   "op_sequence": sequence,  # [layer, op, start, done] (cycles from ap_start)
-                  "expert_rows": tb.expert_rows(tb.params["tasks"][0], 0),  # its route: rows per active expert
+                  "expert_rows": route,
                   "stages_measured": "header fetch and check (S_HDR*, S_CHECK), patch-embedding tensor load (S_LD*), "
                                      "image fetch + dump (S_IMG*), patch embedding + embed dump (S_EMB*), every "
                                      "transformer layer op by op and the token write (S_LAYERS)",
