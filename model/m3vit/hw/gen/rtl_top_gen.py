@@ -158,7 +158,7 @@ LN_BANKS = 4
 # Attention's score slots (rtl/m3vit_layers.sv: sb): a query's scores wait in one from its K pass until stage B has
 # read them, so the K stream runs ahead of stage B by up to ATT_SLOTS - 1 queries. A query then costs its keys when
 # ATT_SLOTS · (keys + 1) covers a query's K pass, its Q·Kᵀ and softmax depths and its stage B (3: m3vit-tiny's 129
-# keys a query; micro's 33 wait ≈ 3 cycles a query).
+# keys a query; micro's 33 wait ≈ 3 cycles a query, modelled).
 ATT_SLOTS = 3
 
 
