@@ -25,6 +25,8 @@
 //          per active expert: E1 (gathered ln2 rows) → EGELU → E2 → COMB (gate-weighted accumulate per token) →
 //          FIN (requantize the sums: moe) → OUT (residual add)
 //   after the last layer: TOK (the out rows, in the residual container, to the tokens buffer).
+// Not dumped, GELU runs behind FC1 / E1 (ge_fused) and the residual add behind PROJ / a dense layer's FC2
+// (ad_fused): their steps are skipped.
 // Weights come over the weight port with bursts (a matrix once per op, only active experts) from the weight
 // prefetcher (m3vit_wbuf): two banks, the next weighted op's parameters (LayerNorm gains and biases; a linear's
 // matrix, transposed so each MAC tile takes 16 outputs' weights and one x per cycle, its biases and, with per-row
@@ -104,6 +106,7 @@ module m3vit_layers (
   // streamed input row (sm_w4: the activation RAM's read register) and, for the adds, of xb
   logic signed [31:0] sm_w4 [4];
   logic signed [31:0] xb_w4 [4];
+  logic signed [31:0] ax_w4 [4];       // a fused add's x word: the residual RAM's read register (ax_word)
   logic [127:0]       r_tdata;         // a load's word: 4 values of an activation RAM, sign-extended to int32
   logic               r_tvalid, r_tlast;
   logic [255:0]       xa_q [LIN_ROWS]; // xa's read registers (one per row of a linear row group): 8 values
@@ -370,7 +373,19 @@ module m3vit_layers (
   wire logic        ge_fused = (step == ST_FC1 && !`DP(LF_D_FC1) && !`DP(LF_D_GELU))
                             || (step == ST_E1 && !`DP(LF_D_E1) && !`DP(LF_D_EGELU));
   logic [31:0]      gw_n;     // a fused GELU's output words so far this op
+  // The residual add behind its linear (proj → mid, fc2 → out of a dense layer) when neither point is dumped: each
+  // word the store engine takes (the linear's output, y) meets the residual row's word at the same place (x: the
+  // layer's input for mid, mid for out), read from its RAM on a port of its own (ax_*; the linear reads its input
+  // from the activations RAM), and the pair goes through the residual requantizers into the add's output RAM
+  // (aw_*) — the linear's own point is never written; the add step is then skipped (X_NEXT). The MoE layer's out
+  // add (after FIN) and a dumped point keep their steps.
+  wire logic        ad_fused = (step == ST_PROJ && !`DP(LF_D_PROJ) && !`DP(LF_D_MID))
+                            || (step == ST_FC2 && !`DP(LF_D_FC2) && !`DP(LF_D_OUT));
+  wire logic [33:0] ax_ap = step == ST_PROJ ? AP_EMBED : AP_MID;  // the add's x rows (its step's k_src)
+  wire logic [33:0] aw_ap = step == ST_PROJ ? AP_MID : AP_OUT;    // its output rows (its step's k_dsta)
   logic [7:0]       ge_pend;  // words inside the GELU unit (an op ends once it is empty)
+  localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES): the epilogue's and the residual ones
+  logic [RQ_LAT-1:0] rq_we_d;  // the residual requantizers' words in flight (add, FIN, a fused add)
   logic             hand;                          // a group handed to the engine (below rq_wait)
 
   // ---- the linear load engine: the next row group's rows into the other set of xa (le_set) while this group's
@@ -425,6 +440,10 @@ module m3vit_layers (
   wire logic st_axi = k_kind == K_TOK || k_dump;
   logic      ge_in_ready;
   wire logic st_take = s_in_data && (!st_axi || s_tready) && (!ge_fused || ge_in_ready);
+  // a fused add's x word: the one the store takes next, addressed a cycle ahead as ob's (word 0 in SE_CMD)
+  /* verilator lint_off UNUSEDSIGNAL */  // (word addresses: the RAM takes the low bits its depth needs)
+  wire logic [31:0] ax_word = ax_ap[31:0] / 4 + srow * 32'(D / 4) + (s_in_data ? scnt + 32'(st_take) : 32'd0);
+  /* verilator lint_on UNUSEDSIGNAL */
 
   // ---------------------------------------------------------------- units
   // (outputs a step does not need — TLAST of row-counted streams, the dispatcher's idle/ready and gather stream,
@@ -453,8 +472,9 @@ module m3vit_layers (
     .x_ready(wb_ready), .x_rs(wb_rs), .x_step(wb_step), .x_release(wb_release),
     .wt_addr(wb_waddr), .wt_q(wb_wt), .ba_addr(wb_baddr), .bias_q(wb_bias), .aux_q(wb_aux)
   );
-  // the op ends in X_NEXT once its stores are done and a fused GELU is empty (op_end): its bank is released then
-  wire logic op_end = xs == X_NEXT && se == SE_IDLE && ge_pend == '0;
+  // the op ends in X_NEXT once its stores are done, a fused GELU is empty and a fused add's last word written
+  // (op_end): its bank is released then
+  wire logic op_end = xs == X_NEXT && se == SE_IDLE && ge_pend == '0 && rq_we_d == '0;
   assign wb_release = op_end && (kind_q == K_LIN || kind_q == K_LN);
 
   // linear: a LIN_ROWS x LIN_TILES array of MAC tiles, 16 outputs each. Row r's LIN_TILES tiles take x[k] of the
@@ -740,7 +760,6 @@ module m3vit_layers (
   // cycle before the hand-over), as the epilogue's ob set (ob_wset) flips with the hand-over. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
   // the per-layer bound checked at export) and exact for any shift (requant_rt clamps it to the range that can
   // change a result).
-  localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES)
   localparam int EP_SLOTS = LIN_ROWS * LIN_TILES;
   localparam int RQ_LIN_WAIT = RQ_LAT + EP_SLOTS - 1;  // a linear row group's hand-over: every slot written
   localparam int RQW_W = $clog2(RQ_LIN_WAIT + 1);
@@ -783,23 +802,29 @@ module m3vit_layers (
   // FIN's MoE sums, or of the residual adds' aligned sums (the two ops never run together); the op's shift saturated
   // to 8 bits as the epilogue's (exact: requant_rt clamps it to [-RB, RS_W]). Their word reaches ob (and, a row not
   // dumped, its RAM: dw_we) RQ_LAT cycles later (rq_we_d, rq_idx_d).
+  // (a fused add: x from its RAM's own read port, y the linear's word the store takes, the add step's shift)
   logic [127:0] rs_word;  // the 4 requantized values, sign-extended to int32
+  wire logic        is_mid = step == ST_MID || step == ST_PROJ;
+  wire logic signed [31:0] ad_shift = is_mid ? sL[LF_MID_SHIFT] : sL[LF_OUT_SHIFT];
+  wire logic signed [7:0]  rs_shift = !ad_fused ? ep_op_shift
+                                    : ad_shift > 32'sd127 ? 8'sd127 : ad_shift < -32'sd128 ? -8'sd128 : 8'(ad_shift);
   for (genvar j = 0; j < 4; j++) begin : g_rq_resid
     wire logic signed [RS_W-1:0] add_sum =
-        (RS_W'(sm_w4[j]) <<< (step == ST_MID ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
-        (RS_W'(xb_w4[j]) <<< (step == ST_MID ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
+        (RS_W'(ad_fused ? ax_w4[j] : sm_w4[j]) <<< (is_mid ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
+        (RS_W'(ad_fused ? signed'(s_tdata[32*j +: 32]) : xb_w4[j]) <<< (is_mid ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
     logic signed [RB-1:0] rs_q;
     requant_rt #(.IN_W(RS_W), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
-      .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? RS_W'(acc_q[j]) : add_sum), .shift(ep_op_shift), .bits(6'(RB)),
+      .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? RS_W'(acc_q[j]) : add_sum), .shift(rs_shift), .bits(6'(RB)),
       .out(rs_q));
     assign rs_word[32*j +: 32] = 32'(rs_q);
   end
 
   // the requantized writes in flight: the linear tiles' (enable, tile, pass) and the add / FIN value's (enable,
   // index), RQ_LAT cycles deep; rq_wait holds the store of a row that requantized for as long
-  wire logic rq_in_we = xs == X_COMP && (kind_q == K_ADD || (kind_q == K_FIN && fn_v));
-  wire logic [31:0] rq_in_idx = kind_q == K_ADD ? f0 : o0;  // the word (FIN: o0 is the sums' word in acc_q)
-  logic [RQ_LAT-1:0]  ep_we_d, rq_we_d;
+  wire logic rq_in_we = (xs == X_COMP && (kind_q == K_ADD || (kind_q == K_FIN && fn_v))) || (ad_fused && st_take);
+  // the word (FIN: o0 is the sums' word in acc_q; a fused add: the output RAM's word, as the store engine's row)
+  wire logic [31:0] rq_in_idx = ad_fused ? aw_ap[31:0] / 4 + srow * 32'(D / 4) + scnt : kind_q == K_ADD ? f0 : o0;
+  logic [RQ_LAT-1:0]  ep_we_d;
   logic [EPT_W-1:0]   ep_tile_d [RQ_LAT];
   logic [31:0]        ep_pass_d [RQ_LAT], rq_idx_d [RQ_LAT];
   logic [RQW_W-1:0]   rq_wait;
@@ -846,7 +871,8 @@ module m3vit_layers (
       qw_quad = o0;
       for (int j = 0; j < 4; j++) qw_data[32*j +: 32] = 32'(signed'(ge_out[ACTB*j +: ACTB]));
     end
-    if (rq_we_d[RQ_LAT-1]) begin  // add / FIN, requantized (the op may have moved on to its store command)
+    if (rq_we_d[RQ_LAT-1] && !ad_fused) begin  // add / FIN, requantized (the op may have moved on to its store
+      // command)
       qw_we = 1'b1;
       qw_quad = rq_idx_d[RQ_LAT-1];
       qw_data = rs_word;
@@ -898,7 +924,7 @@ module m3vit_layers (
   wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : aq_rd ? aq_ap[33:32] : sm_rd ? sm_ap[33:32]
                           : seg_ap[33:32];  // the RAM read
   assign r_tlast = cnt == seg_vals / 4 - 1;
-  wire logic        st_we = st_take && kind_q != K_TOK && !ge_fused;
+  wire logic        st_we = st_take && kind_q != K_TOK && !ge_fused && !ad_fused;
   wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
   // an element-wise op's (or FIN's) output word straight into the output point's RAM: the row is not dumped, so
   // it has no store pass (the requantized ones may land after the op left X_COMP: X_SWAIT waits for them)
@@ -911,8 +937,10 @@ module m3vit_layers (
   wire logic [31:0] gw_word = gw_ap[31:0] / 4 + gw_n;
   logic [127:0]     gw_vals;
   always_comb for (int j = 0; j < 4; j++) gw_vals[32*j +: 32] = 32'(signed'(ge_out[ACTB*j +: ACTB]));
-  wire logic [1:0]  wr_ram = gw_we ? gw_ap[33:32] : st_ap[33:32];  // the RAM written
-  wire logic [127:0] wr_vals = gw_we ? gw_vals : dw_we ? qw_data : s_tdata;  // the 4 values written (int32 each)
+  // a fused add's requantized word (its output RAM's word rq_idx_d, RQ_LAT cycles after the store took y)
+  wire logic        aw_we = ad_fused && rq_we_d[RQ_LAT-1];
+  wire logic [1:0]  wr_ram = gw_we ? gw_ap[33:32] : aw_we ? aw_ap[33:32] : st_ap[33:32];  // the RAM written
+  wire logic [127:0] wr_vals = gw_we ? gw_vals : aw_we ? rs_word : dw_we ? qw_data : s_tdata;  // (int32 each)
   /* verilator lint_on UNUSEDSIGNAL */
   logic [4*AR_MAXW-1:0] ar_rd [AR_N];
   logic [4*AR_MAXW-1:0] st_packed;  // wr_vals' 4 values narrowed to the output RAM's width
@@ -947,15 +975,23 @@ module m3vit_layers (
     localparam int VW = r == 0 ? AR_ACT_BITS : r == 1 ? AR_RES_BITS : AR_INT_BITS;
     localparam int AW = $clog2(WORDS);
     wire logic emb_w = r == 1 && emb_valid && xs == X_IDLE;
-    wire logic we = emb_w || ((st_we || dw_we || gw_we) && 32'(wr_ram) == r);
+    wire logic we = emb_w || ((st_we || dw_we || gw_we || aw_we) && 32'(wr_ram) == r);
     wire logic [AW-1:0] wa = emb_w ? AW'(AP_EMBED[31:0] / 4 + emb_word) : gw_we ? AW'(gw_word) : dw_we ? AW'(dw_word)
-                           : AW'(st_word);
+                           : aw_we ? AW'(rq_idx_d[RQ_LAT-1]) : AW'(st_word);
+    // (a fused add reads its x rows on the residual RAM's port: ax_word; the linear's loads use the others)
+    wire logic [AW-1:0] ra = (ad_fused && 32'(ax_ap[33:32]) == r) ? AW'(ax_word) : AW'(ld_word);
     wire logic [4*VW-1:0] wd = emb_w ? (4*VW)'(emb_packed) : st_packed[4*VW-1:0];
     logic [4*VW-1:0] rd;
     act_ram #(.VALUE_W(VW), .WORDS(WORDS), .ULTRA(WORDS >= AR_ULTRA_WORDS)) u_ram (
-      .clk(ap_clk), .we, .wa, .wd, .ra(AW'(ld_word)), .rd);
+      .clk(ap_clk), .we, .wa, .wd, .ra, .rd);
     assign ar_rd[r] = (4*AR_MAXW)'(rd);
   end
+  for (genvar j = 0; j < 4; j++) begin : g_ax
+    assign ax_w4[j] = 32'(signed'(ar_rd[1][AR_RES_BITS*j +: AR_RES_BITS]));
+  end
+  // a fused add's x rows (embed / out, mid) are in the residual RAM, its linear's input rows (attn, gelu) not
+  `M3VIT_CHECK(g_check_ad, AP_EMBED[33:32] == 2'd1 && AP_MID[33:32] == 2'd1 && AP_OUT[33:32] == 2'd1 &&
+               AP_ATTN[33:32] != 2'd1 && AP_GELU[33:32] != 2'd1, ("m3vit_layers: a fused add's rows share a RAM"))
   `M3VIT_CHECK(g_check_ar, AR_ACT_VALUES % 4 == 0 && AR_RES_VALUES % 4 == 0 && AR_INT_VALUES % 4 == 0 &&
                AR_MAXW <= 32, ("m3vit_layers: activation RAMs of %0d / %0d / %0d values", AR_ACT_VALUES,
                AR_RES_VALUES, AR_INT_VALUES))
@@ -1380,12 +1416,18 @@ module m3vit_layers (
             ST_K: step <= ST_V;
             ST_V: step <= ST_ATT;
             ST_ATT: step <= ST_PROJ;
-            ST_PROJ: step <= ST_MID;
+            ST_PROJ: step <= ad_fused ? ST_LN2 : ST_MID;
             ST_MID: step <= ST_LN2;
             ST_LN2: step <= L[LF_IS_MOE][0] ? ST_GATE : ST_FC1;
             ST_FC1: step <= ge_fused ? ST_FC2 : ST_GELU;
             ST_GELU: step <= ST_FC2;
-            ST_FC2: step <= ST_OUT_D;
+            ST_FC2: if (!ad_fused) step <= ST_OUT_D;
+            else if (32'(layer) == L_DEPTH - 1) step <= ST_TOK;  // (its out add done behind it: as ST_OUT_D)
+            else begin
+              layer <= layer + 1;
+              step <= ST_LN1;
+              xs <= X_LWAIT;
+            end
             ST_GATE: step <= ST_ROUTE;
             ST_ROUTE: begin
               ei <= '0;

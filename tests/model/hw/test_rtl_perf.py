@@ -212,11 +212,30 @@ def test_gelu_runs_behind_its_linear_without_dumps():
     moe = next(i for i in range(cfg.depth) if cfg.is_moe(i))
     dumped = [op for op, _ in rp.layer_ops(cfg, moe, 4, dumps=True)]
     fused = [op for op, _ in rp.layer_ops(cfg, moe, 4, dumps=False)]
-    assert "egelu" in dumped and "egelu" not in fused and fused == [op for op in dumped if op != "egelu"]
+    assert "egelu" in dumped and "egelu" not in fused and fused == [op for op in dumped if op not in ("egelu", "mid")]
     assert [op for op, _ in rp.layer_ops(cfg, 0, 1, dumps=False)].count("gelu") == 0
     n = cfg.num_tokens
     assert (rp.op_terms(cfg, "fc1", n, dumps=False)[0] - rp.op_terms(cfg, "fc1", n, dumps=True)[0]
             == unit_depth("gelu", {}))
+
+
+def test_residual_adds_run_behind_their_linear_without_dumps():
+    """Without dumps the adds after proj (mid) and a dense layer's fc2 (out_d) are not run (the linear's stores go
+    through the residual requantizers: ad_fused), and the linear pays the requantizer's depth once; the MoE layer's
+    out add follows FIN and stays; with dumps every add runs."""
+    from m3vit.hw.estimate.timing import unit_depth
+
+    cfg = get_config("m3vit-tiny")
+    moe = next(i for i in range(cfg.depth) if cfg.is_moe(i))
+    dense = next(i for i in range(cfg.depth) if not cfg.is_moe(i))
+    assert [op for op, _ in rp.layer_ops(cfg, dense, 1, dumps=True)].count("out_d") == 1
+    deployed = [op for op, _ in rp.layer_ops(cfg, dense, 1, dumps=False)]
+    assert "mid" not in deployed and "out_d" not in deployed and deployed[-1] == "fc2"
+    assert [op for op, _ in rp.layer_ops(cfg, moe, 4, dumps=False)][-1] == "out_m"
+    n = cfg.num_tokens
+    for op in ("proj", "fc2"):
+        assert (rp.op_terms(cfg, op, n, dumps=False)[0] - rp.op_terms(cfg, op, n, dumps=True)[0]
+                == unit_depth("requant_rt", {}))
 
 
 def test_experts_run_on_their_own_rows():

@@ -7,7 +7,9 @@ and — when the program asks for dumps — through to scratch, one AXI write co
 loading it first, and, when the row is not dumped, write their output words into its RAM as the unit gives them (no
 store pass) — LayerNorm, GELU and FIN, which load nothing, then stream the whole op as one run of words, a row
 entering while the rows before it are still in the unit; not dumped, GELU runs behind its linear (fc1 / e1 store
-through the GELU unit, the GELU step skipped): their terms depend on whether the frame dumps. Attention's queries
+through the GELU unit, the GELU step skipped) and so do the residual adds after proj and a dense layer's fc2
+(their stores through the residual requantizers, the add step skipped): their terms depend on whether the frame
+dumps. Attention's queries
 run through a Q loader, a K stream, an A·V stage and a store side by side over ATT_SLOTS score slots. Beside it
 the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters
 (LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its
@@ -126,8 +128,13 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         segs = h if op == "proj" else 1        # proj: the heads' attn rows, one read each
         stall = (max(0, lin_rows * (_beats(k) + segs) - per_group)
                  + max(0, lin_rows * (_beats(n_out) + 2) - per_group))
-        # without dumps fc1 / e1 store through the GELU unit (FUSED_GELU): the op ends its depth after the last word
-        fused = unit_depth("gelu", {}) if not dumps and op in FUSED_GELU.values() else 0
+        # without dumps fc1 / e1 store through the GELU unit (FUSED_GELU), proj / fc2 through the residual add's
+        # requantizers (FUSED_ADD): the op ends the unit's depth after its last word
+        fused = 0
+        if not dumps and op in FUSED_GELU.values():
+            fused = unit_depth("gelu", {})
+        elif not dumps and op in FUSED_ADD.values():
+            fused = rq
         return (first * _beats(k) + groups * per_group + last * _beats(n_out) + (groups - 1) * stall + fused,
                 first * segs, last)
     # The element-wise ops take one 4-value word a cycle (LayerNorm's and GELU's 4 lanes, 4 residual requantizers,
@@ -228,13 +235,17 @@ def load_cycles(cfg: ModelConfig, op: str, ov: Overheads, c: Containers) -> floa
 
 # GELU steps the engine runs behind their linear when neither point is dumped (rtl/m3vit_layers.sv: ge_fused)
 FUSED_GELU = {"gelu": "fc1", "egelu": "e1"}
+# residual adds the engine runs behind their linear when neither point is dumped (ad_fused; the MoE layer's out add
+# follows FIN, not a linear, and keeps its step)
+FUSED_ADD = {"mid": "proj", "out_d": "fc2"}
 
 
 def layer_ops(cfg: ModelConfig, layer: int, active_experts: int, dumps: bool = True,
               expert_rows: list[int] | None = None) -> list[tuple[str, float | None]]:
     """(op, rows) of one layer as the engine runs it; expert ops once per active expert, on its rows
     (``expert_rows``: the route's queue lengths, in run order; without, an even share of the routed rows);
-    without dumps the GELU steps are not run (their linear's stores go through the GELU unit)."""
+    without dumps the GELU steps and the adds behind a linear are not run (their linear's stores go through the
+    GELU unit, the residual requantizers)."""
     is_moe = cfg.is_moe(layer)
     share = cfg.num_tokens * cfg.top_k / active_experts
     rows_of = expert_rows if expert_rows and len(expert_rows) == active_experts else [share] * active_experts
@@ -248,7 +259,7 @@ def layer_ops(cfg: ModelConfig, layer: int, active_experts: int, dumps: bool = T
         group = []
         ops += [(s, None) for s in op.steps(is_moe)]
     if not dumps:
-        ops = [(s, r) for s, r in ops if s not in FUSED_GELU]
+        ops = [(s, r) for s, r in ops if s not in FUSED_GELU and s not in FUSED_ADD]
     return ops
 
 

@@ -194,8 +194,10 @@ FORMAT_RANGES: dict[str, tuple[int, int]] = {
 # slot (a slot's points in the order the ops write them): ln1 is dead once V has read it, so the attention output
 # takes its slot, and ln2 the attention output's once PROJ has read it; the MID add writes row r of mid over row r of
 # proj (the row it has just read); the out rows over the layer's input (the previous out, or embed: read last by
-# MID); the router's logits are read whole by ROUTE before E1 writes; the MoE sums' rows over the expert rows
-# COMB has read. Q, K and V stay apart (ATT reads all three for every head).
+# MID). (With the add behind its linear, mid is written where proj would be and a dense layer's out rows during
+# fc2, over the layer's input that mid has read: the same slots hold.) The router's logits are read whole by ROUTE
+# before E1 writes; the MoE sums' rows over the expert rows COMB has read. Q, K and V stay apart (ATT reads all
+# three for every head).
 ACT_RAMS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
     "act": ("act_bits", (("ln1", "attn", "ln2"), ("q",), ("k",), ("v",), ("gelu", "egelu"))),
     "res": ("resid_bits", (("embed", "out"), ("proj", "mid"), ("fc2", "e2", "moe"))),
