@@ -17,8 +17,8 @@
 // the rows before it are still in the unit.
 //
 // Ops of layer l (descriptor: PROGRAM_LAYER_WORDS words at program + (header + l · layer words) · 4):
-//   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize) → ATT (per head: its K and V rows on chip,
-//   then its query rows through qk_reorder → softmax_stats beside the one before through av_norm) →
+//   LN1 (layernorm) → Q, K, V (linear: mac_tile + bias + requantize; K and V also into kb / vb, every head's rows)
+//   → ATT (per head: its query rows through qk_reorder → softmax_stats beside the one before through av_norm) →
 //   PROJ (linear over the heads' attn rows) → MID (residual add) → LN2 →
 //   dense: FC1 → GELU → FC2 → OUT (residual add)
 //   MoE:   GATE (the task's router, linear) → ROUTE (moe_dispatch: top-k, gates, per-expert queues) →
@@ -121,9 +121,14 @@ module m3vit_layers (
   localparam int RS_W = (2 * RB > CB_W) ? 2 * RB : CB_W;
   logic signed [CB_W-1:0] acc_q [4];   // MoE combine sums' read register (u_comb below): one word, 4 sums
   logic               fn_v;            // FIN: acc_q holds sums word o0
-  logic [ACTB*HD-1:0] kb [NT];         // K and V rows of the current head (one whole row written per row loaded)
-  logic [ACTB*HD-1:0] vb [NT];
-  logic [ACTB*HD-1:0] kv_stage;        // a K / V / Q row as its beats arrive (element 0 ends at the bottom)
+  // K and V rows of every head (head h's row r at h · NT + r: one whole row written as the K / V linear stores the
+  // row's head-h quads, kv_*), read one a cycle by the attention at a registered address (kb_ra, vb_ra): block RAM
+  localparam int KV_N = H * NT;
+  localparam int KV_AW = $clog2(KV_N);
+  logic [ACTB*HD-1:0] kb [KV_N];
+  logic [ACTB*HD-1:0] vb [KV_N];
+  logic [KV_AW-1:0]   kb_ra, vb_ra;    // = row · NT + ka, row · NT + vi (the head's key fed, V row fed)
+  logic [ACTB*HD-1:0] kv_stage;        // a Q row as its beats arrive (element 0 ends at the bottom)
   logic [15:0]        qtok [QN];       // expert queues in drain order (expert ascending, tokens ascending)
   logic [15:0]        qgate [QN];
   logic [7:0]         exp_id [E];
@@ -269,25 +274,21 @@ module m3vit_layers (
   assign dbg_step = step;
   assign dbg_layer = layer;
 
-  // ---- load segments of a row: on-chip address ({RAM, value}), values, target (0 xa, 1 xb, 2 kb, 3 vb), first index
+  // ---- load segments of a row: on-chip address ({RAM, value}), values, target (0 xa, 1 xb), first index
   logic [31:0] nseg;
   logic [33:0] seg_ap;
   logic [31:0] seg_vals, seg_base;
-  logic [1:0]  seg_tgt;
+  logic        seg_tgt;
   always_comb begin
-    nseg = 32'd1; seg_ap = k_src + 34'(32'(arow * k_kin)); seg_vals = k_kin; seg_base = '0; seg_tgt = 2'd0;
+    nseg = 32'd1; seg_ap = k_src + 34'(32'(arow * k_kin)); seg_vals = k_kin; seg_base = '0; seg_tgt = 1'b0;
     case (k_kind)
-      K_ATT: begin  // row: the head; its K rows, then its V rows (its Q rows: the attention stages, aq_ap)
-        nseg = 32'(2 * NT);
-        seg_tgt = seg < 32'(NT) ? 2'd2 : 2'd3;
-        seg_base = seg < 32'(NT) ? seg : seg - 32'(NT);
-        seg_ap = (seg < 32'(NT) ? AP_K : AP_V) + 34'(32'(seg_base * 32'(D) + row * 32'(HD)));
-      end
       K_ADD: begin  // the second row into xb; the first streams (sm_ap)
-        seg_tgt = 2'd1;
+        seg_tgt = 1'b1;
         seg_ap = k_src2 + 34'(32'(row * 32'(D)));
       end
-      K_FIN, K_LN, K_GELU, K_COMB: nseg = 32'd0;  // (LayerNorm, GELU, combine: their row streams, sm_ap)
+      // (LayerNorm, GELU, combine: their row streams, sm_ap; attention: its K / V rows are in kb / vb, its Q rows
+      // load as its queries run, aq_ap)
+      K_FIN, K_LN, K_GELU, K_COMB, K_ATT: nseg = 32'd0;
       K_ROUTE: seg_ap = k_src;
       default: begin
         if (step == ST_PROJ) begin  // the heads' attn rows side by side
@@ -315,7 +316,7 @@ module m3vit_layers (
   wire logic        sm_all = !k_dump && (kind_q == K_LN || kind_q == K_GELU || kind_q == K_FIN);
   wire logic [31:0] sm_n = sm_all ? sm_words : k_kin / 4;  // the words an X_COMP takes in and gives out
 
-  // ---- attention: one X_COMP per head, once its K and V rows are in kb / vb. Its query rows stream through four
+  // ---- attention: one X_COMP per head (its K and V rows in kb / vb since K and V ran). Its query rows stream through four
   // machines side by side, each a query at a time in order, linked by SB_N score slots (a query's slot: the next
   // free one, taken by the Q loader and freed once stage B has read it):
   //   Q loader (ql_st): query ql's Q row from the activation RAM (aq_ap, a word a cycle) into kv_stage, sent to
@@ -605,6 +606,7 @@ module m3vit_layers (
   wire logic av_stat_feed = at_run && qb_st == QB_STAT;
   // (av_norm takes a row's statistics with its first key: QB_STAT offers both)
   wire logic av_feed = at_run && (qb_st == QB_STAT || qb_st == QB_V);
+  wire logic qb_last = qb_st == QB_V && av_in_ready && vi == 16'(NT - 1);  // stage B takes its query's last key
   wire logic md_feed = xs == X_COMP && kind_q == K_ROUTE && f0 < 32'(NT);
   logic [IB+16:0] at_stat [SB_N];   // a score slot's softmax statistics
   logic signed [IB-1:0] sb [SB_N * NT];  // the score slots: slot z's scores at z · NT ..
@@ -624,7 +626,7 @@ module m3vit_layers (
   qk_reorder #(.P(1), .HD(HD), .A_W(ACTB), .OUT_W(IB), .MIN_SHIFT(L_QK_SHIFT_MIN), .MAX_SHIFT(L_QK_SHIFT_MAX)) u_qk (
     .ap_clk, .ap_rst_n, .shift(8'(L[LF_SCORES_SHIFT])),
     .s_axis_q_tdata(q_word), .s_axis_q_tvalid(qk_q_feed), .s_axis_q_tready(qk_q_ready),
-    .s_axis_k_tdata(kb[32'(ka)]), .s_axis_k_tvalid(qk_k_feed), .s_axis_k_tready(qk_k_ready),
+    .s_axis_k_tdata(kb[kb_ra]), .s_axis_k_tvalid(qk_k_feed), .s_axis_k_tready(qk_k_ready),
     .s_axis_k_tlast(ka == 16'(NT - 1)),
     .m_axis_tdata(qk_out), .m_axis_tvalid(qk_out_valid), .m_axis_tready(sm_in_ready), .m_axis_tlast()
   );
@@ -638,7 +640,7 @@ module m3vit_layers (
             .MAX_S_FRAC(L_S_FRAC_MAX), .MIN_SHIFT(L_AV_SHIFT_MIN), .MAX_SHIFT(L_AV_SHIFT_MAX)) u_av (
     .ap_clk, .ap_rst_n, .s_frac, .shift(8'(L[LF_ATTN_SHIFT])),
     .s_axis_stat_tdata(at_stat[bs]), .s_axis_stat_tvalid(av_stat_feed), .s_axis_stat_tready(av_stat_ready),
-    .s_axis_tdata({vb[32'(vi)], sb[32'(bs) * NT + 32'(vi)]}), .s_axis_tvalid(av_feed),
+    .s_axis_tdata({vb[vb_ra], sb[32'(bs) * NT + 32'(vi)]}), .s_axis_tvalid(av_feed),
     .s_axis_tready(av_in_ready),
     .s_axis_tlast(vi == 16'(NT - 1)),
     .m_axis_tdata(av_out), .m_axis_tvalid(av_out_valid), .m_axis_tready(bo_st == BO_TAKE),
@@ -711,7 +713,7 @@ module m3vit_layers (
   for (genvar i = 0; i < 2 * LIN_ROWS; i++) begin : g_xa
     localparam int R = i / 2, HALF = i % 2;
     logic [127:0] mem [2 * XA_W];
-    wire logic we_x = ld_beat && seg_tgt == 2'd0 && kind_q != K_ROUTE && ld_quad[0] == 1'(HALF) && rsub == R;
+    wire logic we_x = ld_beat && !seg_tgt && kind_q != K_ROUTE && ld_quad[0] == 1'(HALF) && rsub == R;
     wire logic we_e = le_beat && le_quad[0] == 1'(HALF) && le_rsub == R;
     wire logic [XA_AW-1:0] wa = XA_AW'((we_e ? le_quad : ld_quad) / 2);
     always_ff @(posedge ap_clk) begin
@@ -722,7 +724,7 @@ module m3vit_layers (
   logic [127:0] xb_mem [D/4];
   logic [127:0] xb_q;
   always_ff @(posedge ap_clk) begin
-    if (ld_beat && seg_tgt == 2'd1) xb_mem[XB_AW'(cnt)] <= r_tdata;
+    if (ld_beat && seg_tgt) xb_mem[XB_AW'(cnt)] <= r_tdata;
     xb_q <= xb_mem[XB_AW'(xa_ri / 4)];
     xa_sel <= xa_ri[2:0];
     ob_sel <= $clog2(OB_NQ)'(ob_rq % 32'(OB_NQ));
@@ -1026,11 +1028,27 @@ module m3vit_layers (
     else ge_pend <= ge_pend + 8'(ge_feed && ge_in_ready) - 8'(ge_out_valid);
   end
 
-  // K / V row staging: each beat brings 4 values; the row's last beat completes the word written to kb / vb
+  // Q row staging: each beat brings 4 values; the row's last beat completes the word sent to qk_reorder
   logic [ACTB*HD-1:0] kv_word;
   always_comb begin
     kv_word = kv_stage >> (4 * ACTB);
     for (int j = 0; j < 4; j++) kv_word[ACTB*(HD-4+j) +: ACTB] = r_tdata[32*j +: ACTB];
+  end
+  // K / V rows into kb / vb as the K / V linear's store engine takes them, a quad a beat (s_tdata): a head's
+  // HD / 4 quads of row srow staged in kw_stage, the last one completes the word written at head · NT + srow
+  // (written whether or not the point is dumped: the attention reads nothing else)
+  logic [ACTB*HD-1:0] kw_stage, kw_word;
+  always_comb begin
+    kw_word = kw_stage >> (4 * ACTB);
+    for (int j = 0; j < 4; j++) kw_word[ACTB*(HD-4+j) +: ACTB] = s_tdata[32*j +: ACTB];
+  end
+  wire logic        kv_st = st_take && lin_st && (step == ST_K || step == ST_V);
+  wire logic        kv_we = kv_st && scnt % 32'(HD / 4) == 32'(HD / 4 - 1);
+  wire logic [KV_AW-1:0] kv_wa = KV_AW'((scnt / 32'(HD / 4)) * 32'(NT) + srow);
+  always_ff @(posedge ap_clk) begin
+    if (kv_st) kw_stage <= kw_word;
+    if (kv_we && step == ST_K) kb[kv_wa] <= kw_word;
+    if (kv_we && step == ST_V) vb[kv_wa] <= kw_word;
   end
 
   // ---------------------------------------------------------------- MoE combine sums (moe_combine)
@@ -1189,6 +1207,12 @@ module m3vit_layers (
             // (the load engine is still loading the group)
           end else if (nseg == 0) begin
             f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
+            // (attention: the head's machines from its first query, its keys and V rows from kb / vb's head row)
+            ql_st <= QL_WAIT; qb_st <= QB_WAIT; bo_st <= BO_TAKE; ql <= '0; kq <= '0; qb <= '0; qo <= '0;
+            ka <= '0; sa <= '0; vi <= '0; qb_part <= '0; ls <= '0; sw <= '0; ss <= '0; bs <= '0;
+            sb_busy <= '0; sb_full <= '0;
+            kb_ra <= KV_AW'(row * 32'(NT));
+            vb_ra <= KV_AW'(row * 32'(NT));
             xs <= X_COMP;
           end else xs <= X_LCMD;
         end
@@ -1197,10 +1221,7 @@ module m3vit_layers (
           xs <= X_LDATA;
         end
         X_LDATA: if (r_tvalid) begin
-          // xa / xb / the logits take the beat at their write ports (row buffers); K / V rows: whole rows here
-          kv_stage <= kv_word;
-          if (r_tlast && seg_tgt == 2'd2) kb[seg_base] <= kv_word;
-          if (r_tlast && seg_tgt == 2'd3) vb[seg_base] <= kv_word;
+          // (xa / xb / the logits take the beat at their write ports: row buffers)
           cnt <= cnt + 1;
           if (r_tlast) begin
             if (seg + 1 == nseg && rsub + 1 < grp_rows) begin  // the linear group's next row
@@ -1211,10 +1232,6 @@ module m3vit_layers (
               rsub <= '0;
               f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
               md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
-              // (attention: the head's machines from its first query)
-              ql_st <= QL_WAIT; qb_st <= QB_WAIT; bo_st <= BO_TAKE; ql <= '0; kq <= '0; qb <= '0; qo <= '0;
-              ka <= '0; sa <= '0; vi <= '0; qb_part <= '0; ls <= '0; sw <= '0; ss <= '0; bs <= '0;
-              sb_busy <= '0; sb_full <= '0;
               xs <= X_COMP;
             end else begin
               seg <= seg + 1;
@@ -1283,6 +1300,7 @@ module m3vit_layers (
               endcase
               if (qk_k_feed && qk_k_ready) begin  // the K rows, query after query
                 ka <= (ka == 16'(NT - 1)) ? '0 : ka + 1;
+                kb_ra <= (ka == 16'(NT - 1)) ? KV_AW'(row * 32'(NT)) : kb_ra + 1'b1;
                 if (ka == 16'(NT - 1)) kq <= kq + 1;
               end
               if (qk_out_valid && sm_in_ready) begin  // a score into its query's slot (and softmax_stats)
@@ -1297,15 +1315,18 @@ module m3vit_layers (
               case (qb_st)
                 QB_WAIT: if (sb_full[bs]) begin
                   vi <= '0;
+                  vb_ra <= KV_AW'(row * 32'(NT));
                   qb_st <= QB_STAT;
                 end
                 QB_STAT: if (av_stat_ready) begin  // the statistics and the first key taken together
                   vi <= vi + 1;
+                  vb_ra <= vb_ra + 1'b1;
                   qb_st <= QB_V;
                 end
                 QB_V: if (av_in_ready) begin
                   vi <= vi + 1;
-                  if (vi == 16'(NT - 1)) begin  // the last key: the slot is read (freed below)
+                  vb_ra <= vb_ra + 1'b1;
+                  if (qb_last) begin  // the last key: the slot is read (freed below)
                     bs <= slot_next(bs);
                     qb <= qb + 1;
                     qb_st <= (qb == 16'(NT - 1)) ? QB_DONE : QB_WAIT;
@@ -1336,9 +1357,9 @@ module m3vit_layers (
               // a slot is taken by the Q loader (only a free one) and freed by stage B's last key (only a taken
               // one); it is full from its statistics to that key
               sb_busy <= (sb_busy | (ql_st == QL_WAIT && !sb_busy[ls] ? slot_bit(ls) : '0))
-                         & ~(qb_st == QB_V && av_in_ready && vi == 16'(NT - 1) ? slot_bit(bs) : '0);
+                         & ~(qb_last ? slot_bit(bs) : '0);
               sb_full <= (sb_full | (sm_out_valid ? slot_bit(ss) : '0))
-                         & ~(qb_st == QB_V && av_in_ready && vi == 16'(NT - 1) ? slot_bit(bs) : '0);
+                         & ~(qb_last ? slot_bit(bs) : '0);
               if (ql_st == QL_DONE && qb_st == QB_DONE && bo_st == BO_DONE) xs <= X_SWAIT;  // the next head
             end
             K_ROUTE: begin

@@ -335,7 +335,7 @@ def test_per_row_program_checks(micro_q, micro_model, micro_images, tmp_path):
 SMALL_MODES = ("w8a8", "w16a16e8")
 
 
-@pytest.mark.long
+@pytest.mark.long(minutes=4)
 @pytest.mark.parametrize("mode", SMALL_MODES)
 def test_m3vit_small_bit_exact_at_every_point(mode, tmp_path):
     """m3vit-small (512×512, D = 384, 12 heads, top-4 of 16 experts, 1,025 tokens), W8/A8 and w16a16e8: one frame,

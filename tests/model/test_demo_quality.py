@@ -9,7 +9,7 @@ import pytest
 from m3vit.cli import demo
 
 
-@pytest.mark.long  # the whole demo's training: ≈ 10 min beside the other tests (make test-long, which CI runs)
+@pytest.mark.long(minutes=6)  # the whole demo's training (make test-long, which CI runs)
 def test_demo_beats_trivial_predictors(tmp_path):
     assert demo.main(["--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "eval.json").read_text())["tasks"]

@@ -132,7 +132,7 @@ def _calib_val(model, calib: int, val: int):
             first_images(build_dataset("synthetic", "val", model.cfg, length=val), val))
 
 
-@pytest.mark.long  # m3vit-tiny quantized five ways with GPTQ: minutes (make test-long)
+@pytest.mark.long(minutes=4)  # m3vit-tiny quantized five ways with GPTQ: minutes (make test-long)
 def test_edge_moe_like_routes_where_they_are_weakest():
     """m3vit-tiny at Edge-MoE's scale: W16/A16 routes as float; W8/A8 does not; per-row scales and GPTQ rounding
     each help; w8a16 (8-bit weights, 16-bit activations) routes >= 97%.

@@ -126,8 +126,8 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         first = min(rows, lin_rows)
         last = rows - (groups - 1) * lin_rows  # rows of the last group (fractional rows: its expected size)
         segs = h if op == "proj" else 1        # proj: the heads' attn rows, one read each
-        stall = (max(0, lin_rows * (_beats(k) + segs) - per_group)
-                 + max(0, lin_rows * (_beats(n_out) + 2) - per_group))
+        # (the load and store engines run side by side: a group waits for the slower of the two)
+        stall = max(0, lin_rows * (_beats(k) + segs) - per_group, lin_rows * (_beats(n_out) + 2) - per_group)
         # without dumps fc1 / e1 store through the GELU unit (FUSED_GELU), proj / fc2 through the residual add's
         # requantizers (FUSED_ADD): the op ends the unit's depth after its last word
         fused = 0
@@ -160,8 +160,9 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
     if op in ("mid", "out_d", "out_m"):  # the second row loaded into xb, the first streamed beside it
         return rows * ((2 + stored) * _beats(d) + rq + 2), rows, rows * stored
     if op == "att":
-        # per head: its K and V rows (a read each, addressed in a cycle), then its queries through the Q loader (a
-        # cycle to take a slot and one to address, the Q row a word a cycle, sent), the K stream (a key a cycle,
+        # per head (its K and V rows are in kb / vb already: the K / V linears' stores wrote them there): its
+        # queries through the Q loader (a cycle to take a slot and one to address, the Q row a word a cycle, sent),
+        # the K stream (a key a cycle,
         # query after query), stage B (a cycle to see the slot full, then a key a cycle) and the store. A query
         # costs stage B's keys + 1, unless the ATT_SLOTS slots run out first: a slot is taken before its query's Q
         # row loads and freed by its stage B's last key, ATT_SLOTS queries later. The first query adds its Q row,
@@ -172,8 +173,8 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         period = max(n + 1, (2 * n + 1 + qload + lat) / ATT_SLOTS)
         parts = hd // av_out_cols(cfg, "w8a8")  # (W8/A8's parts; the 16-bit modes' one is 3 cycles less)
         tail = unit_depth("av_norm", {}) + parts - 1 + _beats(hd) + 3
-        per_head = 2 * n * (_beats(hd) + 1) + qload + n + lat + (n - 1) * period + n + 1 + tail
-        return heads * per_head, heads * 2 * n, rows * stored
+        per_head = qload + n + lat + (n - 1) * period + n + 1 + tail
+        return heads * per_head, 0, rows * stored
     if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
         return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
     if op == "comb":  # the e2 row streamed, no store (the sums stay in the combine's RAM)
