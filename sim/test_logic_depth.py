@@ -138,7 +138,7 @@ def test_top_part_within_the_lut_level_limit(unit, tmp_path):
     assert got["FF"] > 0
 
 
-@pytest.mark.long  # the patch embedding at micro's shapes: its 16×16 MAC array and 16 requantizers, ≈3 min of yosys
+@pytest.mark.long(minutes=2)  # the patch embedding at micro's shapes: its 16×16 MAC array, 16 requantizers
 def test_patch_embedding_within_the_lut_level_limit(tmp_path):
     """The patch embedding's MAC sum (two register stages) and requantizers: micro's shapes (DIM 64, a 32×32 frame;
     the datapath is m3vit-tiny's, only its RAMs are smaller)."""
@@ -149,7 +149,7 @@ def test_patch_embedding_within_the_lut_level_limit(tmp_path):
     assert got["DSP48E2"] >= 256  # the 16×16 products in DSPs
 
 
-@pytest.mark.long  # every unit at its estimate set (minutes of yosys for the larger ones)
+@pytest.mark.long(minutes=2)  # every unit at its estimate set (minutes of yosys for the larger ones)
 @pytest.mark.parametrize("unit", [u for u in UNITS if QUICK.get(u) != UNITS[u]])  # (the others: the quick test)
 def test_unit_within_the_lut_level_limit(unit, tmp_path):
     from estimates import estimate

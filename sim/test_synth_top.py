@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "rtl" / "tools"))
 from estimates import ZCU104, estimate_top
 
 
-@pytest.mark.long
+@pytest.mark.long(minutes=20)  # the longest run of CI: dealt first
 def test_micro_top_synthesizes_and_fits_the_zcu104():
     res = estimate_top("micro", timeout_s=3600)
     assert res["status"] == "ok", f"yosys did not finish the micro top: {res}"

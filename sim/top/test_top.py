@@ -403,7 +403,7 @@ def test_top_under_vitis_names(vectors, tmp_path, request):
              sources=[wrapper, *unit_sources("m3vit_top")], read_latency=READ_LATENCY)
 
 
-@pytest.mark.long  # micro frames through the top at read latency 200 (make test-long, which CI runs)
+@pytest.mark.long(minutes=2)  # micro frames through the top at read latency 200 (make test-long, which CI runs)
 def test_top_all_tasks(vectors, tmp_path):
     """W8/A8 at read latency 200 with random AXI pauses, every task: one frame of each task but the first (the first
     task's is ``test_top``'s, in make test), each switched by one register write (no reload), each bit-exact. (A
@@ -468,7 +468,7 @@ def test_top_variant(vectors, tmp_path, variant):
 OTHER_DATAPATHS = ("w16a16", "w16a16e8", "w8a16")
 
 
-@pytest.mark.long  # one micro frame per task and mode: minutes per mode (make test-long)
+@pytest.mark.long(minutes=1.5)  # one micro frame per task and mode: minutes per mode (make test-long)
 @pytest.mark.parametrize("variant", OTHER_DATAPATHS)
 def test_top_variant_every_task(vectors, tmp_path, variant):
     """Every other precision mode × every task: each mode's build runs one frame of every task but the first
@@ -488,7 +488,7 @@ def test_top_without_dumps(vectors, tmp_path, variant):
     _run_top(vectors, tmp_path, ["frame_without_dumps"], variant=variant, read_latency=READ_LATENCY)
 
 
-@pytest.mark.long  # two whole m3vit-tiny frames (make test-long, which CI runs)
+@pytest.mark.long(minutes=7)  # two whole m3vit-tiny frames (make test-long, which CI runs)
 def test_top_m3vit_tiny_frame(tmp_path):
     """Issue 23's measurement: a batch of two frames of an Edge-MoE-like m3vit-tiny model (its default W8/A8 pack,
     the top built at m3vit-tiny's shapes) through the RTL top in Verilator at DDR read latency 40 — the first frame
