@@ -9,7 +9,7 @@
 // frame dumps (`dump`: the program asks for dumps and the frame is below dump_frames) every row a point's dump field
 // names is also written through to scratch (int32 per value at the program's dump offsets, frame f at
 // + f · values-per-frame · 4), as the integer reference lays it out (rtl/README.md, accelerator top).
-// The element-wise ops (LayerNorm, GELU, the residual adds, the MoE combine) stream their input row from its
+// The element-wise ops (LayerNorm, GELU, the residual adds) stream their input row from its
 // activation RAM's read register into the unit, a word a cycle, with no load into a row buffer first (the add's
 // second row is loaded into xb); when the row is not dumped, their output words (and FIN's) go straight into the
 // output point's RAM as the unit gives them, with no store pass through ob — and LayerNorm, GELU and FIN, whose
@@ -22,7 +22,8 @@
 //   PROJ (linear over the heads' attn rows) → MID (residual add) → LN2 →
 //   dense: FC1 → GELU → FC2 → OUT (residual add)
 //   MoE:   GATE (the task's router, linear) → ROUTE (moe_dispatch: top-k, gates, per-expert queues) →
-//          per active expert: E1 (gathered ln2 rows) → EGELU → E2 → COMB (gate-weighted accumulate per token) →
+//          per active expert: E1 (gathered ln2 rows) → EGELU → E2 (and the combine: each stored e2 row,
+//          gate-weighted, accumulated into its token's sums as it is stored; the program's COMB step runs in E2) →
 //          FIN (requantize the sums: moe) → OUT (residual add)
 //   after the last layer: TOK (the out rows, in the residual container, to the tokens buffer).
 // Not dumped, GELU runs behind FC1 / E1 (ge_fused) and the residual add behind PROJ / a dense layer's FC2
@@ -102,7 +103,7 @@ module m3vit_layers (
 
   // ---------------------------------------------------------------- on-chip buffers
   // (the row buffers xa, xb, ob and the route's logits are RAMs: "row buffers" below)
-  // the element-wise ops (LayerNorm, GELU, residual adds, MoE combine) take a 4-value word a cycle: word f0 of the
+  // the element-wise ops (LayerNorm, GELU, residual adds) take a 4-value word a cycle: word f0 of the
   // streamed input row (sm_w4: the activation RAM's read register) and, for the adds, of xb
   logic signed [31:0] sm_w4 [4];
   logic signed [31:0] xb_w4 [4];
@@ -149,7 +150,7 @@ module m3vit_layers (
 `define DP(field) (dump && L[field] != L_NO_DUMP)
 
   // ---------------------------------------------------------------- steps (ops)
-  typedef enum logic [3:0] {K_LN, K_LIN, K_ATT, K_ADD, K_GELU, K_ROUTE, K_COMB, K_FIN, K_TOK} kind_t;
+  typedef enum logic [3:0] {K_LN, K_LIN, K_ATT, K_ADD, K_GELU, K_ROUTE, K_FIN, K_TOK} kind_t;
   step_t step;
   logic [7:0]  ei;        // active expert being run
   logic [7:0]  n_act;
@@ -240,9 +241,6 @@ module m3vit_layers (
         k_dst = `PT(LF_D_E2, FV_E2) + 64'(row0) * 64'(D * 4); k_dump = `DP(LF_D_E2);
         k_shift = sL[LF_E2_SHIFT];
       end
-      ST_COMB: begin
-        k_kind = K_COMB; k_rows = 32'(QN); k_src = AP_E2;
-      end
       ST_FIN: begin
         k_kind = K_FIN; k_dsta = AP_MOE; k_dst = `PT(LF_D_MOE, FV_MOE); k_dump = `DP(LF_D_MOE);
         k_shift = sL[LF_MOE_SHIFT];
@@ -286,9 +284,9 @@ module m3vit_layers (
         seg_tgt = 1'b1;
         seg_ap = k_src2 + 34'(32'(row * 32'(D)));
       end
-      // (LayerNorm, GELU, combine: their row streams, sm_ap; attention: its K / V rows are in kb / vb, its Q rows
-      // load as its queries run, aq_ap)
-      K_FIN, K_LN, K_GELU, K_COMB, K_ATT: nseg = 32'd0;
+      // (LayerNorm, GELU: their row streams, sm_ap; attention: its K / V rows are in kb / vb, its Q rows load as
+      // its queries run, aq_ap)
+      K_FIN, K_LN, K_GELU, K_ATT: nseg = 32'd0;
       K_ROUTE: seg_ap = k_src;
       default: begin
         if (step == ST_PROJ) begin  // the heads' attn rows side by side
@@ -303,10 +301,10 @@ module m3vit_layers (
     endcase
   end
 
-  // ---- the streamed input row of an element-wise op (LayerNorm, GELU, the adds' first row, the combine's e2 row):
+  // ---- the streamed input row of an element-wise op (LayerNorm, GELU, the adds' first row):
   // word f0 is in the activation RAM's read register in X_COMP, addressed a cycle ahead as "f0 + advance" (sm_adv:
   // the unit takes the word this cycle), word 0 in the cycle before X_COMP (X_ROW, or the last beat of xb's load)
-  wire logic        sm_kind = kind_q == K_LN || kind_q == K_GELU || kind_q == K_ADD || kind_q == K_COMB;
+  wire logic        sm_kind = kind_q == K_LN || kind_q == K_GELU || kind_q == K_ADD;
   wire logic [33:0] sm_ap = k_src + 34'(32'(row * k_kin));
   logic             sm_adv;
   // LayerNorm, GELU and FIN, not dumped, run the whole op as one X_COMP: f0 / o0 count the op's words (input /
@@ -926,7 +924,8 @@ module m3vit_layers (
   wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : aq_rd ? aq_ap[33:32] : sm_rd ? sm_ap[33:32]
                           : seg_ap[33:32];  // the RAM read
   assign r_tlast = cnt == seg_vals / 4 - 1;
-  wire logic        st_we = st_take && kind_q != K_TOK && !ge_fused && !ad_fused;
+  // (e2's rows are not written on chip: the combine takes them as they are stored; a dump still writes them out)
+  wire logic        st_we = st_take && kind_q != K_TOK && !ge_fused && !ad_fused && step != ST_E2;
   wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
   // an element-wise op's (or FIN's) output word straight into the output point's RAM: the row is not dumped, so
   // it has no store pass (the requantized ones may land after the op left X_COMP: X_SWAIT waits for them)
@@ -1054,23 +1053,26 @@ module m3vit_layers (
   // ---------------------------------------------------------------- MoE combine sums (moe_combine)
   // NT·D/4 words of 4 CB_W-bit sums (values 4w .. 4w+3 of a token's row; UltraRAM when as deep as the activation
   // RAMs that are: m3vit-tiny 6,192 words): cleared a word a cycle while routing (NT·D/4 cycles), accumulated a
-  // word a cycle by COMB (gate · e2, written back the cycle after its read), read a word a cycle by FIN.
+  // word a cycle behind E2 (cb_add: each word of an e2 row as the store engine takes it, gate · e2 into its
+  // token's sums, written back the cycle after its read — row srow of the expert's queue, its token and gate at
+  // queue position row0 + srow), read a word a cycle by FIN.
   localparam int ACC_WORDS = NT * D / 4;
   localparam int AA_W = $clog2(ACC_WORDS);
-  wire logic [15:0] qtok_row = qtok[row];
-  wire logic [15:0] qgate_row = qgate[row];
+  wire logic        cb_add = step == ST_E2 && st_take;
+  wire logic [15:0] qtok_row = qtok[32'(row0) + srow];  // (the queues' read port: E2's store)
+  wire logic [15:0] qgate_row = qgate[32'(row0) + srow];
   logic [4*RB-1:0]   cb_y;  // the e2 word (4 values of the residual format)
   logic [4*CB_W-1:0] acc_rd;
   always_comb
     for (int j = 0; j < 4; j++) begin
-      cb_y[RB*j +: RB] = sm_w4[j][RB-1:0];
+      cb_y[RB*j +: RB] = s_tdata[32*j +: RB];
       acc_q[j] = signed'(acc_rd[CB_W*j +: CB_W]);
     end
   moe_combine #(.Y_W(RB), .CB_W(CB_W), .WORDS(ACC_WORDS), .ULTRA(ACC_WORDS >= AR_ULTRA_WORDS)) u_comb (
     .clk(ap_clk), .rst,
     .clr(xs == X_COMP && kind_q == K_ROUTE && clr < 32'(ACC_WORDS)), .clr_wa(AA_W'(clr)),
-    .add(xs == X_COMP && kind_q == K_COMB),
-    .ra(AA_W'(kind_q == K_FIN ? row * 32'(D / 4) + f0 : 32'(qtok_row) * 32'(D / 4) + f0)),
+    .add(cb_add),
+    .ra(AA_W'(kind_q == K_FIN ? row * 32'(D / 4) + f0 : 32'(qtok_row) * 32'(D / 4) + scnt)),
     .gate(qgate_row), .y(cb_y), .sums(acc_rd));
   always_ff @(posedge ap_clk) begin
     if (rst) fn_v <= 1'b0;
@@ -1388,14 +1390,6 @@ module m3vit_layers (
                 xs <= X_ROW;
               end
             end
-            K_COMB: begin
-              // acc_mem word (token · D / 4 + f0) += gate · streamed word f0: read now, written back next cycle
-              f0 <= f0 + 1;
-              if (f0 == 32'(D / 4 - 1)) begin
-                row <= row + 1;
-                xs <= X_ROW;
-              end
-            end
             K_FIN: begin
               if (f0 < sm_n) f0 <= f0 + 1;  // read sums word f0; its values arrive a cycle later
               if (fn_v) begin  // into ob, requantized (qw_we; or its RAM, dw_we)
@@ -1458,14 +1452,13 @@ module m3vit_layers (
             ST_E1: step <= ge_fused ? ST_E2 : ST_EGELU;
             ST_EGELU: step <= ST_E2;
             ST_E2: begin
-              if (ei + 1 == n_act) step <= ST_COMB;
+              if (ei + 1 == n_act) step <= ST_FIN;  // (the combine ran behind each E2)
               else begin
                 row0 <= row0 + exp_cnt[EI_W'(ei)];
                 ei <= ei + 1;
                 step <= ST_E1;
               end
             end
-            ST_COMB: step <= ST_FIN;
             ST_FIN: step <= ST_OUT_M;
             ST_OUT_D, ST_OUT_M: begin
               if (32'(layer) == L_DEPTH - 1) step <= ST_TOK;

@@ -238,6 +238,16 @@ def test_residual_adds_run_behind_their_linear_without_dumps():
                 == unit_depth("requant_rt", {}))
 
 
+def test_the_combine_runs_behind_e2_with_or_without_dumps():
+    """The engine accumulates each e2 word into its token's sums as e2 stores it (cb_add): no comb step in either
+    kind of frame, e2 after e2 straight into fin."""
+    cfg = get_config("m3vit-tiny")
+    moe = next(i for i in range(cfg.depth) if cfg.is_moe(i))
+    for dumps in (True, False):
+        ops = [op for op, _ in rp.layer_ops(cfg, moe, 3, dumps=dumps)]
+        assert "comb" not in ops and ops[ops.index("fin") - 1] == "e2", ops
+
+
 def test_experts_run_on_their_own_rows():
     """A recorded route (expert_rows) gives each active expert its own queue; without one, an even share. With
     8-row groups a ragged queue costs more than its share: the route's rows model the frame, not the average."""

@@ -9,8 +9,9 @@ store pass) — LayerNorm, GELU and FIN, which load nothing, then stream the who
 entering while the rows before it are still in the unit; not dumped, GELU runs behind its linear (fc1 / e1 store
 through the GELU unit, the GELU step skipped) and so do the residual adds after proj and a dense layer's fc2
 (their stores through the residual requantizers, the add step skipped): their terms depend on whether the frame
-dumps. Attention's queries
-run through a Q loader, a K stream, an A·V stage and a store side by side over ATT_SLOTS score slots. Beside it
+dumps. The MoE combine always runs behind e2 (each stored e2 word accumulated into its token's sums).
+Attention's queries run through a Q loader, a K stream, an A·V stage and a store side by side over ATT_SLOTS score
+slots (a head's K / V rows are on chip before it starts: the K / V linears' stores wrote them). Beside it
 the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters
 (LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its
 biases and, per-row packs, its shifts; each layer's descriptor first) into one of two banks, so an op waits only for
@@ -239,6 +240,9 @@ FUSED_GELU = {"gelu": "fc1", "egelu": "e1"}
 # residual adds the engine runs behind their linear when neither point is dumped (ad_fused; the MoE layer's out add
 # follows FIN, not a linear, and keeps its step)
 FUSED_ADD = {"mid": "proj", "out_d": "fc2"}
+# steps the engine always runs behind a linear (dumps or not): the MoE combine accumulates each e2 word as e2's
+# store engine takes it (rtl/m3vit_layers.sv: cb_add), at the store's rate
+ALWAYS_FUSED = {"comb": "e2"}
 
 
 def layer_ops(cfg: ModelConfig, layer: int, active_experts: int, dumps: bool = True,
@@ -246,7 +250,7 @@ def layer_ops(cfg: ModelConfig, layer: int, active_experts: int, dumps: bool = T
     """(op, rows) of one layer as the engine runs it; expert ops once per active expert, on its rows
     (``expert_rows``: the route's queue lengths, in run order; without, an even share of the routed rows);
     without dumps the GELU steps and the adds behind a linear are not run (their linear's stores go through the
-    GELU unit, the residual requantizers)."""
+    GELU unit, the residual requantizers); the combine never is (e2's stores accumulate into its sums)."""
     is_moe = cfg.is_moe(layer)
     share = cfg.num_tokens * cfg.top_k / active_experts
     rows_of = expert_rows if expert_rows and len(expert_rows) == active_experts else [share] * active_experts
@@ -259,6 +263,7 @@ def layer_ops(cfg: ModelConfig, layer: int, active_experts: int, dumps: bool = T
         ops += [(s, float(r)) for r in rows_of for s in group]
         group = []
         ops += [(s, None) for s in op.steps(is_moe)]
+    ops = [(s, r) for s, r in ops if s not in ALWAYS_FUSED]
     if not dumps:
         ops = [(s, r) for s, r in ops if s not in FUSED_GELU and s not in FUSED_ADD]
     return ops

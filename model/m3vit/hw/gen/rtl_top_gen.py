@@ -196,8 +196,9 @@ FORMAT_RANGES: dict[str, tuple[int, int]] = {
 # proj (the row it has just read); the out rows over the layer's input (the previous out, or embed: read last by
 # MID). (With the add behind its linear, mid is written where proj would be and a dense layer's out rows during
 # fc2, over the layer's input that mid has read: the same slots hold.) The router's logits are read whole by ROUTE
-# before E1 writes; the MoE sums' rows over the expert rows COMB has read. Q, K and V stay apart (ATT reads all
-# three for every head).
+# before E1 writes; the MoE sums' rows (moe) over the expert rows (e2: with the combine behind e2 they are not
+# written on chip at all; the slot keeps their size). Q, K and V stay apart (Q is read by ATT; K and V are also
+# kept in the attention's own buffers, written as their linears store them).
 ACT_RAMS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
     "act": ("act_bits", (("ln1", "attn", "ln2"), ("q",), ("k",), ("v",), ("gelu", "egelu"))),
     "res": ("resid_bits", (("embed", "out"), ("proj", "mid"), ("fc2", "e2", "moe"))),
