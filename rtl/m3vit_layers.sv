@@ -314,9 +314,9 @@ module m3vit_layers (
   wire logic        sm_all = !k_dump && (kind_q == K_LN || kind_q == K_GELU || kind_q == K_FIN);
   wire logic [31:0] sm_n = sm_all ? sm_words : k_kin / 4;  // the words an X_COMP takes in and gives out
 
-  // ---- attention: one X_COMP per head (its K and V rows in kb / vb since K and V ran). Its query rows stream through four
-  // machines side by side, each a query at a time in order, linked by SB_N score slots (a query's slot: the next
-  // free one, taken by the Q loader and freed once stage B has read it):
+  // ---- attention: one X_COMP per head (its K and V rows in kb / vb since K and V ran). Its query rows stream
+  // through four machines side by side, each a query at a time in order, linked by SB_N score slots (a query's
+  // slot: the next free one, taken by the Q loader and freed once stage B has read it):
   //   Q loader (ql_st): query ql's Q row from the activation RAM (aq_ap, a word a cycle) into kv_stage, sent to
   //     qk_reorder into its free Q bank — while the K rows of the query before still stream past the other;
   //   K stream (kq, ka): the K rows, a key a cycle, query after query (qk_reorder takes a query's keys once its Q
@@ -757,9 +757,9 @@ module m3vit_layers (
   // write enable, slot and pass delayed alongside (ep_*_d). No cycle is added between passes (the next pass's sums
   // are K cycles away, its writes in the same order); after a row group's last pass the hand-over to the store
   // engine waits RQ_LAT + EP_SLOTS - 1 cycles more (rq_wait: every slot of every row written, the last one a
-  // cycle before the hand-over), as the epilogue's ob set (ob_wset) flips with the hand-over. Each requantizer is as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias,
-  // the per-layer bound checked at export) and exact for any shift (requant_rt clamps it to the range that can
-  // change a result).
+  // cycle before the hand-over), as the epilogue's ob set (ob_wset) flips with the hand-over. Each requantizer is
+  // as wide as the contract lets the sum be (L_ACC_BITS: accumulator + bias, the per-layer bound checked at export)
+  // and exact for any shift (requant_rt clamps it to the range that can change a result).
   localparam int EP_SLOTS = LIN_ROWS * LIN_TILES;
   localparam int RQ_LIN_WAIT = RQ_LAT + EP_SLOTS - 1;  // a linear row group's hand-over: every slot written
   localparam int RQW_W = $clog2(RQ_LIN_WAIT + 1);
@@ -811,7 +811,8 @@ module m3vit_layers (
   for (genvar j = 0; j < 4; j++) begin : g_rq_resid
     wire logic signed [RS_W-1:0] add_sum =
         (RS_W'(ad_fused ? ax_w4[j] : sm_w4[j]) <<< (is_mid ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
-        (RS_W'(ad_fused ? signed'(s_tdata[32*j +: 32]) : xb_w4[j]) <<< (is_mid ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
+        (RS_W'(ad_fused ? signed'(s_tdata[32*j +: 32]) : xb_w4[j])
+         <<< (is_mid ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
     logic signed [RB-1:0] rs_q;
     requant_rt #(.IN_W(RS_W), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
       .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? RS_W'(acc_q[j]) : add_sum), .shift(rs_shift), .bits(6'(RB)),
