@@ -163,11 +163,11 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
     if op == "att":
         # per head (its K and V rows are in kb / vb already: the K / V linears' stores wrote them there): its
         # queries through the Q loader (a cycle to take a slot and one to address, the Q row a word a cycle, sent),
-        # the K stream (a key a cycle,
-        # query after query), stage B (a cycle to see the slot full, then a key a cycle) and the store. A query
-        # costs stage B's keys + 1, unless the ATT_SLOTS slots run out first: a slot is taken before its query's Q
-        # row loads and freed by its stage B's last key, ATT_SLOTS queries later. The first query adds its Q row,
-        # keys and the Q·Kᵀ / softmax depths ahead of stage B; the last its A·V depth, parts and store.
+        # the K stream (a key a cycle, query after query), stage B (a cycle to see the slot full, then a key a
+        # cycle) and the store. A query costs stage B's keys + 1, unless the ATT_SLOTS slots run out first: a slot
+        # is taken before its query's Q row loads and freed by its stage B's last key, ATT_SLOTS queries later. The
+        # first query adds its Q row, keys and the Q·Kᵀ / softmax depths ahead of stage B; the last its A·V depth,
+        # parts and store.
         heads = rows / n
         qload = 3 + _beats(hd)
         lat = unit_depth("qk_reorder", {"HD": hd}) + unit_depth("softmax_stats", {}) + 2
@@ -178,8 +178,6 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         return heads * per_head, 0, rows * stored
     if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
         return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
-    if op == "comb":  # the e2 row streamed, no store (the sums stay in the combine's RAM)
-        return rows * (_beats(d) + 1), 0, 0
     if op == "fin":  # the sums read a word a cycle, requantized (a dumped row's store waits for its last word)
         if not dumps:
             return rows * _beats(d) + rq + 3, 0, 0
@@ -216,8 +214,6 @@ def op_rows(cfg: ModelConfig, op: str, expert_rows: float | None = None) -> floa
         return cfg.num_heads * n
     if op in ("e1", "egelu", "e2"):
         return expert_rows if expert_rows is not None else n * cfg.top_k
-    if op == "comb":
-        return n * cfg.top_k
     if op == "route":
         return 1
     return n
