@@ -15,8 +15,8 @@ _START_ORDER = ("long", "slow")
 
 # Each worker's math libraries (torch, OpenMP, BLAS) get its share of the cores, not one thread per core each: N
 # workers each spinning a thread per core oversubscribe the machine, and a torch training beside a yosys run then
-# crawls (the demo's test took 15 min in CI, the demo itself 3 min alone). Set before any test module imports
-# torch; a variable the caller set is kept.
+# crawls (the demo's test took 978 s in a CI run beside a synthesis, 209 s with this). Set before any test module
+# imports torch; a variable the caller set is kept.
 _WORKERS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 if _WORKERS > 1:
     _share = str(max(1, (os.cpu_count() or 1) // _WORKERS))

@@ -782,7 +782,11 @@ module m3vit_layers (
     else if (ep_t != '0) ep_t <= (32'(ep_t) == EP_SLOTS - 1) ? '0 : ep_t + 1'b1;
   end
   logic signed [7:0] ep_op_shift;  // the op's shift in 8 bits (saturated: exact, requant_rt clamps further)
-  assign ep_op_shift = k_shift > 32'sd127 ? 8'sd127 : k_shift < -32'sd128 ? -8'sd128 : 8'(k_shift);
+  // a shift saturated to 8 bits (exact: requant_rt clamps it to the range that can change a result)
+  function automatic logic signed [7:0] shift8(input logic signed [31:0] sh);
+    shift8 = sh > 32'sd127 ? 8'sd127 : sh < -32'sd128 ? -8'sd128 : 8'(sh);
+  endfunction
+  assign ep_op_shift = shift8(k_shift);
   logic [32*16-1:0] ep_vals;       // slot ep_tile_d's 16 outputs (RQ_LAT cycles after its sums)
   wire logic [31:0] ep_col = 32'(ep_tile) % 32'(LIN_TILES);  // the slot's tile within its row: its biases, shifts
   logic [16*EP_W-1:0]     ep_acc, ep_bias;
@@ -806,8 +810,7 @@ module m3vit_layers (
   logic [127:0] rs_word;  // the 4 requantized values, sign-extended to int32
   wire logic        is_mid = step == ST_MID || step == ST_PROJ;
   wire logic signed [31:0] ad_shift = is_mid ? sL[LF_MID_SHIFT] : sL[LF_OUT_SHIFT];
-  wire logic signed [7:0]  rs_shift = !ad_fused ? ep_op_shift
-                                    : ad_shift > 32'sd127 ? 8'sd127 : ad_shift < -32'sd128 ? -8'sd128 : 8'(ad_shift);
+  wire logic signed [7:0]  rs_shift = ad_fused ? shift8(ad_shift) : ep_op_shift;
   for (genvar j = 0; j < 4; j++) begin : g_rq_resid
     wire logic signed [RS_W-1:0] add_sum =
         (RS_W'(ad_fused ? ax_w4[j] : sm_w4[j]) <<< (is_mid ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
@@ -1424,9 +1427,17 @@ module m3vit_layers (
           xs <= X_ROW;
         end
         X_NEXT: if (op_end) begin  // the op is done (every write acknowledged, a fused GELU's last word
-          // written): the next op of the program
+          // written): the next op of the program — after the layer's out add (or fc2 with the add behind it), the
+          // next layer's first, or the tokens after the last layer
           xs <= X_SETUP;
-          case (step)
+          if (step == ST_OUT_D || step == ST_OUT_M || (step == ST_FC2 && ad_fused)) begin
+            if (32'(layer) == L_DEPTH - 1) step <= ST_TOK;
+            else begin
+              layer <= layer + 1;
+              step <= ST_LN1;
+              xs <= X_LWAIT;
+            end
+          end else case (step)
             ST_LN1: step <= ST_Q;
             ST_Q: step <= ST_K;
             ST_K: step <= ST_V;
@@ -1437,13 +1448,7 @@ module m3vit_layers (
             ST_LN2: step <= L[LF_IS_MOE][0] ? ST_GATE : ST_FC1;
             ST_FC1: step <= ge_fused ? ST_FC2 : ST_GELU;
             ST_GELU: step <= ST_FC2;
-            ST_FC2: if (!ad_fused) step <= ST_OUT_D;
-            else if (32'(layer) == L_DEPTH - 1) step <= ST_TOK;  // (its out add done behind it: as ST_OUT_D)
-            else begin
-              layer <= layer + 1;
-              step <= ST_LN1;
-              xs <= X_LWAIT;
-            end
+            ST_FC2: step <= ST_OUT_D;
             ST_GATE: step <= ST_ROUTE;
             ST_ROUTE: begin
               ei <= '0;
@@ -1461,14 +1466,6 @@ module m3vit_layers (
               end
             end
             ST_FIN: step <= ST_OUT_M;
-            ST_OUT_D, ST_OUT_M: begin
-              if (32'(layer) == L_DEPTH - 1) step <= ST_TOK;
-              else begin
-                layer <= layer + 1;
-                step <= ST_LN1;
-                xs <= X_LWAIT;
-              end
-            end
             default: xs <= X_IDLE;  // ST_TOK: the frame is done
           endcase
         end
