@@ -69,6 +69,30 @@ def test_the_deepest_path_named_from_its_start():
     assert [int(ln.split()[0]) for ln in lines] == [0, 1, 2, 3, 4, 5]
 
 
+def test_an_instance_of_another_module_ends_and_starts_paths():
+    """A hierarchical module's instance of a unit (`$paramod$<hash>\\unit`, not in the netlist when one module is
+    written alone) is a boundary like a register: 3 LUTs before it and 3 after are two paths of 3, not one of 6."""
+    chain = {f"p{i}": _cell("LUT2", {"I0": [2 + i]}, {"O": [3 + i]}) for i in range(3)}  # in(2) → 5
+    chain["u"] = _cell("$paramod$ab12\\requant_rt", {"in": [5]}, {"out": [6]})
+    chain.update({f"q{i}": _cell("LUT2", {"I0": [6 + i]}, {"O": [7 + i]}) for i in range(3)})  # 6 → 9
+    chain["r"] = _cell("FDRE", {"D": [9], "C": [1]}, {"Q": [10]})
+    ports = {"in": {"direction": "input", "bits": [2]}, "out": {"direction": "output", "bits": [10]}}
+    net = {"modules": {"layers": {"ports": ports, "cells": chain}}}
+    assert depth(net, "layers").lut_levels == 3
+    chain["u"]["type"] = "plain_unit"  # an unparametrized module of the same netlist
+    net["modules"]["plain_unit"] = {"ports": {}, "cells": {}}
+    assert depth(net, "layers").lut_levels == 3
+    chain["u"]["type"] = "BUFG"  # a buffer (no level) joins the two: one path of 6
+    assert depth(net, "layers").lut_levels == 6
+    sys.path.insert(0, str(ROOT / "rtl" / "tools"))
+    from estimates import own_levels
+
+    net["modules"] = {"$paramod\\m3vit_top\\DEPTH=s32'1": net["modules"]["layers"],
+                      "$paramod$9f\\m3vit_layers": {"ports": ports, "cells": {}}}
+    assert own_levels(net) == {"m3vit_layers": {"lut_levels": 0, "carry_cells": 0, "muxf_on_deepest": 0},
+                               "m3vit_top": {"lut_levels": 6, "carry_cells": 0, "muxf_on_deepest": 0}}
+
+
 def test_per_module_of_a_hierarchy():
     net = _netlist()
     net["modules"]["$paramod$12\\other"] = {"ports": {}, "cells": {

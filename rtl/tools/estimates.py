@@ -116,6 +116,9 @@ def estimate(unit: str, parameters: dict[str, int] | None = None, work: Path | N
 
 TOP_CONFIGS = ("micro", "m3vit-tiny")
 TOP_MODE = "w8a8"
+# the top's modules that no unit estimate covers (UNITS; the patch embedding is measured alone, rtl/README.md)
+TOP_OWN_MODULES = ("m3vit_layers", "m3vit_wbuf", "m3vit_top", "m3vit_ctrl_s_axi", "axi_burst_reader",
+                   "axi_burst_writer")
 
 
 # synth_xilinx's LUT mapping (its `map_luts` step) with ABC's classic mapper in place of abc9: the same script but
@@ -151,8 +154,13 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
                   "synth_xilinx -family xcup -run finalize:")
     else:
         synth += "synth_xilinx -family xcup -run map_memory:"
+    # the netlist of the top's own modules, the ones no unit estimate counts (the layers' sequencer and datapath
+    # glue, the weight prefetcher, the control slave, the burst engines, the top): their LUT levels, each module's
+    # own (an instance of another module ends paths like a register; the units' levels are `make rtl-estimates`')
+    own = " ".join(f"*{m}*" for m in TOP_OWN_MODULES)  # `$paramod$<hash>\\m`, or `$paramod\\m\\P=v...` after chparam
     script = (f"{reads}; chparam {sets} m3vit_top; hierarchy -top m3vit_top; {synth}; "
-              f"tee -q -o {work / 'stat.json'} stat -top m3vit_top -json")
+              f"tee -q -o {work / 'stat.json'} stat -top m3vit_top -json; "
+              f"select {own}; write_json -selected {work / 'own.json'}; select -clear")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
     log_path = work / "yosys.log"
     start = time.monotonic()
@@ -171,9 +179,21 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
         raise SystemExit(f"rtl-estimates: yosys failed on m3vit_top ({label}); see {work / 'yosys.log'}")
     stat = json.loads((work / "stat.json").read_text())
     res = count(cells_of(stat, "m3vit_top"))
-    # (no netlist dump here: the whole top's JSON netlist takes minutes and gigabytes to write and walk in Python;
-    # the units' LUT levels come from `make rtl-estimates`, each unit flattened on its own)
-    return {"parameters": params, "status": "ok", **res, "wall_s": wall, "by_unit": by_unit(stat, "m3vit_top")}
+    # (not the whole top's JSON netlist: it takes minutes and gigabytes to write and walk in Python; the units' LUT
+    # levels come from `make rtl-estimates`, each unit flattened on its own)
+    return {"parameters": params, "status": "ok", **res, "wall_s": wall, "by_unit": by_unit(stat, "m3vit_top"),
+            "own_lut_levels": own_levels(json.loads((work / "own.json").read_text()))}
+
+
+def own_levels(netlist: dict) -> dict[str, dict[str, int]]:
+    """Each of ``TOP_OWN_MODULES``' own deepest path in ``netlist`` (the deepest over its parametrizations)."""
+    out: dict[str, dict[str, int]] = {}
+    for name in netlist["modules"]:
+        base = next((m for m in TOP_OWN_MODULES if m in name.split("\\")), None)
+        if base is not None:
+            d = depth(netlist, name).as_dict()
+            out[base] = d if base not in out else {k: max(out[base][k], d[k]) for k in d}
+    return {m: out[m] for m in TOP_OWN_MODULES if m in out}
 
 
 def top_table(results: dict) -> str:
@@ -201,6 +221,19 @@ def top_units_table(results: dict) -> str:
     for n in names:
         cells = [" / ".join(f"{units[n][c]:g}" for c in cols) if n in units else "—" for units in done.values()]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def top_levels_table(results: dict) -> str:
+    """The deepest path of each of the top's own modules (``TOP_OWN_MODULES``), in LUT levels (carry cells)."""
+    done = {label: r["own_lut_levels"] for label, r in results.items() if r.get("own_lut_levels")}
+    if not done:
+        return ""
+    lines = ["| module (its own logic) | " + " | ".join(f"{label}: LUT levels (carry cells)" for label in done) + " |",
+             "|---|" + "---:|" * len(done)]
+    for m in TOP_OWN_MODULES:
+        cells = [f"{lv[m]['lut_levels']} ({lv[m]['carry_cells']})" if m in lv else "—" for lv in done.values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -241,6 +274,8 @@ def main_top(argv: list[str]) -> int:
     print(top_table(top))
     print()
     print(top_units_table(top))
+    print()
+    print(top_levels_table(top))
     print(f"wrote {path}")
     return 0
 

@@ -6,6 +6,8 @@ Read from yosys' ``write_json`` after ``synth_xilinx`` (flattened). A path start
 ends at such a cell's input or a module output. Each LUT on it is one level; MUXF7/8/9 (the slice's wide-function
 muxes) and the carry chain are counted apart: the most carry cells (CARRY8, or the CARRY4 that yosys maps for
 ``-family xcup``) on one path is its own figure. Inverters and I/O buffers count no level (Vivado folds them).
+In a hierarchical netlist (or one module of it, ``write_json -selected``) an instance of another module ends and
+starts paths like a register: each module's own paths are counted, a path through a unit's ports in pieces.
 yosys' ``ltp`` is not the measure: on a mapped netlist it walks through the flip-flops (it reports the design's
 longest chain of cells, registers included).
 
@@ -34,7 +36,11 @@ class Depth:
         return {"lut_levels": self.lut_levels, "carry_cells": self.carry, "muxf_on_deepest": self.muxf}
 
 
-def _kind(cell_type: str) -> str:
+def _kind(cell_type: str, instances: frozenset[str] = frozenset()) -> str:
+    # an instance of another module of a hierarchical netlist (a parametrized one is `$paramod$<hash>\\name`) ends
+    # and starts paths like a register: its own paths are its module's figure
+    if cell_type in instances or cell_type.startswith("$paramod"):
+        return "seq"
     t = cell_type.lstrip("\\$")
     if t.startswith("LUT"):
         return "lut"
@@ -59,11 +65,12 @@ def _module(netlist: dict, top: str | None) -> dict:
 class _Walk:
     """The combinational cells of one module and, per cell, the deepest path ending at its outputs."""
 
-    def __init__(self, mod: dict) -> None:
+    def __init__(self, mod: dict, instances: frozenset[str] = frozenset()) -> None:
         self.cells = mod.get("cells", {})
+        self.kind = {c: _kind(cell["type"], instances) for c, cell in self.cells.items()}
         self.driver: dict[int, str] = {}  # net bit → combinational cell driving it (sequential outputs start paths)
         for cname, cell in self.cells.items():
-            if _kind(cell["type"]) == "seq":
+            if self.kind[cname] == "seq":
                 continue
             for port, bits in cell["connections"].items():
                 if cell.get("port_directions", {}).get(port) == "output":
@@ -73,8 +80,8 @@ class _Walk:
         self.memo: dict[str, tuple[int, int, int]] = {}
         self.pred: dict[str, tuple[str | None, int | None]] = {}  # the deepest input: (its driver, the net bit)
         self.ends: list[int] = []  # the input bits of every path end: sequential cells and module outputs
-        for cell in self.cells.values():
-            if _kind(cell["type"]) == "seq":
+        for cname, cell in self.cells.items():
+            if self.kind[cname] == "seq":
                 self.ends += [b for p, bits in cell["connections"].items()
                               if cell.get("port_directions", {}).get(p) == "input" for b in bits]
         self.ends += [b for port in mod.get("ports", {}).values() if port["direction"] == "output"
@@ -107,14 +114,18 @@ class _Walk:
                 if d is not None and (via[0] is None or memo[d] > best):
                     best, via = memo[d], (d, b)
             carry = max((memo.get(d, (0, 0, 0))[1] for d in ins), default=0)
-            k = _kind(cell["type"])
+            k = self.kind[c]
             memo[c] = (best[0] + (k in ("lut", "lutram")), carry + (k == "carry"), best[2] + (k == "muxf"))
             self.pred[c] = via
         return memo[cname]
 
 
+def _instances(netlist: dict) -> frozenset[str]:
+    return frozenset(netlist.get("modules", {}))
+
+
 def depth(netlist: dict, top: str | None = None) -> Depth:
-    walk = _Walk(_module(netlist, top))
+    walk = _Walk(_module(netlist, top), _instances(netlist))
     deepest, carry, muxf = 0, 0, 0
     for b in walk.ends:
         if isinstance(b, int) and b in walk.driver:
@@ -130,7 +141,7 @@ def deepest_path(netlist: dict, top: str | None = None) -> list[str]:
     drives (the netlist's name for it; yosys keeps the RTL names of registers and many wires). Where a unit's
     depth comes from: the first line names the register (or port) the path starts at."""
     mod = _module(netlist, top)
-    walk = _Walk(mod)
+    walk = _Walk(mod, _instances(netlist))
     names: dict[int, str] = {}
     for net, info in mod.get("netnames", {}).items():
         for i, b in enumerate(info["bits"]):

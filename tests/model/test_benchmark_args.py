@@ -27,6 +27,9 @@ CASES = [
     ("weight_grid", "--grids 8:g40:real", "groups of 40 do not divide"),
     ("weight_grid", "--generators bogus", "invalid choice: 'bogus'"),
     ("weight_grid", "--goal 2", "--goal"),
+    ("ln_reciprocal", "--variants 40:12", "variant '40:12'"),
+    ("ln_reciprocal", "--out {tmp}", "is a folder"),
+    ("ln_reciprocal", "--val-samples 0", "must be at least 1"),
 ]
 
 
@@ -48,3 +51,30 @@ def test_bad_argument_is_one_line_exit_2(script, argv, needle, tmp_path, capsys,
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and needle in err, err
     assert list(work.iterdir()) == [], "the script wrote files"
+
+
+def test_ln_reciprocal_what_if_changes_layernorm_and_restores_the_contract():
+    """The what-if LayerNorm constants reach the integer reference (a wide row's output changes with a finer
+    reciprocal) and are the contract's again afterwards, also after an error inside."""
+    import numpy as np
+
+    from m3vit.quant import hwconst, intops
+    from m3vit.quant.fixed import QFormat
+
+    bench = _load("ln_reciprocal")
+    rng = np.random.default_rng(0)
+    x = rng.integers(-(2**15), 2**15, (4, 192))  # wide rows: root near D·2^15, the contract's rcp has 7 bits
+    out = QFormat(16, 12)
+    consts = hwconst.layernorm_constants(QFormat(16, 0), 0, out, 192, 1e-6)
+    gain, bias = np.ones(192, dtype=np.int64), np.zeros(192, dtype=np.int64)
+    before = intops.layernorm(x, gain, bias, out, consts)
+    with bench.layernorm_constants(12, 40):
+        assert intops.LN_RECIP_FRAC == 40 and intops.LN_NORM_SHIFT == 28
+        finer = intops.layernorm(x, gain, bias, out, consts)
+    with pytest.raises(RuntimeError), bench.layernorm_constants(16, 44):
+        raise RuntimeError("inside")
+    assert (intops.LN_NORM_FRAC, intops.LN_RECIP_FRAC) == bench.CONTRACT == (hwconst.LN_NORM_FRAC, 30)
+    assert (intops.layernorm(x, gain, bias, out, consts) == before).all()
+    exact = (192 * x - x.sum(-1, keepdims=True)) / np.sqrt(192 * (x * x).sum(-1, keepdims=True)
+                                                           - x.sum(-1, keepdims=True) ** 2) * 2**12
+    assert np.abs(finer - exact).max() < np.abs(before - exact).max()
