@@ -156,14 +156,24 @@ module m3vit_layers (
   logic [7:0]  n_act;
   logic [15:0] row0;      // its first row in the expert points
 
-  // op configuration (combinational from the step and the descriptor)
+  // op configuration: c_* combinational from the step, the active expert and the descriptor; k_* the same registered
+  // as the op begins (X_SETUP, where step, ei, row0 and the descriptor are already the op's and nothing of the last
+  // op is in flight), which every later state reads — so the decode (an expert's row count read from exp_cnt, the
+  // row bases' products and sums) is not in front of the executor's, the engines' and the attention's logic
+  kind_t       c_kind;
+  logic [31:0] c_rows, c_kin, c_nout;   // rows, input values per row, output values per row
+  logic signed [31:0] c_shift;
+  logic [5:0]  c_bits;                  // output width of a linear op (ACTB, RB or IB)
   kind_t       k_kind;
-  logic [31:0] k_rows, k_kin, k_nout;   // rows, input values per row, output values per row
+  logic [31:0] k_rows, k_kin, k_nout;
   logic signed [31:0] k_shift;
-  logic [5:0]  k_bits;                  // output width of a linear op (ACTB, RB or IB)
+  logic [5:0]  k_bits;
   // Row bases: the input points' and the output point's on-chip addresses ({RAM, value}: AP_* of the generated
   // layout), the output point's scratch address (its dump; the tokens buffer for TOK) and whether it is dumped
   // (the frame dumps and the program gives the point a dump offset).
+  logic [33:0] c_src, c_src2, c_dsta;
+  logic [63:0] c_dst;
+  logic        c_dump;
   logic [33:0] k_src, k_src2, k_dsta;
   logic [63:0] k_dst;
   logic        k_dump;
@@ -171,91 +181,97 @@ module m3vit_layers (
   wire logic [33:0] ex_eh = 34'(32'(row0) * 32'(EH));
   wire logic [33:0] ex_d = 34'(32'(row0) * 32'(D));
   always_comb begin
-    k_kind = K_LIN; k_rows = 32'(NT); k_kin = 32'(D); k_nout = 32'(D); k_shift = '0;
-    k_bits = 6'(ACTB); k_src = '0; k_src2 = '0; k_dsta = '0; k_dst = '0; k_dump = 1'b0;
+    c_kind = K_LIN; c_rows = 32'(NT); c_kin = 32'(D); c_nout = 32'(D); c_shift = '0;
+    c_bits = 6'(ACTB); c_src = '0; c_src2 = '0; c_dsta = '0; c_dst = '0; c_dump = 1'b0;
     case (step)
       ST_LN1, ST_LN2: begin
-        k_kind = K_LN;
-        k_src = step == ST_LN1 ? AP_EMBED : AP_MID;  // (the previous layer's out shares embed's slot)
-        k_dsta = step == ST_LN1 ? AP_LN1 : AP_LN2;
-        k_dst = step == ST_LN1 ? `PT(LF_D_LN1, FV_LN1) : `PT(LF_D_LN2, FV_LN2);
-        k_dump = step == ST_LN1 ? `DP(LF_D_LN1) : `DP(LF_D_LN2);
+        c_kind = K_LN;
+        c_src = step == ST_LN1 ? AP_EMBED : AP_MID;  // (the previous layer's out shares embed's slot)
+        c_dsta = step == ST_LN1 ? AP_LN1 : AP_LN2;
+        c_dst = step == ST_LN1 ? `PT(LF_D_LN1, FV_LN1) : `PT(LF_D_LN2, FV_LN2);
+        c_dump = step == ST_LN1 ? `DP(LF_D_LN1) : `DP(LF_D_LN2);
       end
       ST_Q, ST_K, ST_V: begin
-        k_src = AP_LN1;
-        k_shift = step == ST_Q ? sL[LF_Q_SHIFT] : step == ST_K ? sL[LF_K_SHIFT] : sL[LF_V_SHIFT];
-        k_dsta = step == ST_Q ? AP_Q : step == ST_K ? AP_K : AP_V;
-        k_dst = step == ST_Q ? `PT(LF_D_Q, FV_Q) : step == ST_K ? `PT(LF_D_K, FV_K) : `PT(LF_D_V, FV_V);
-        k_dump = step == ST_Q ? `DP(LF_D_Q) : step == ST_K ? `DP(LF_D_K) : `DP(LF_D_V);
+        c_src = AP_LN1;
+        c_shift = step == ST_Q ? sL[LF_Q_SHIFT] : step == ST_K ? sL[LF_K_SHIFT] : sL[LF_V_SHIFT];
+        c_dsta = step == ST_Q ? AP_Q : step == ST_K ? AP_K : AP_V;
+        c_dst = step == ST_Q ? `PT(LF_D_Q, FV_Q) : step == ST_K ? `PT(LF_D_K, FV_K) : `PT(LF_D_V, FV_V);
+        c_dump = step == ST_Q ? `DP(LF_D_Q) : step == ST_K ? `DP(LF_D_K) : `DP(LF_D_V);
       end
       ST_ATT: begin  // a row per head (its query rows run inside its X_COMP)
-        k_kind = K_ATT; k_rows = 32'(H); k_kin = 32'(HD); k_nout = 32'(HD);
-        k_src = AP_Q; k_dsta = AP_ATTN; k_dst = `PT(LF_D_ATTN, FV_ATTN); k_dump = `DP(LF_D_ATTN);
+        c_kind = K_ATT; c_rows = 32'(H); c_kin = 32'(HD); c_nout = 32'(HD);
+        c_src = AP_Q; c_dsta = AP_ATTN; c_dst = `PT(LF_D_ATTN, FV_ATTN); c_dump = `DP(LF_D_ATTN);
       end
       ST_PROJ: begin
-        k_src = AP_ATTN; k_dsta = AP_PROJ; k_dst = `PT(LF_D_PROJ, FV_PROJ); k_dump = `DP(LF_D_PROJ);
-        k_bits = 6'(RB); k_shift = sL[LF_PROJ_SHIFT];
+        c_src = AP_ATTN; c_dsta = AP_PROJ; c_dst = `PT(LF_D_PROJ, FV_PROJ); c_dump = `DP(LF_D_PROJ);
+        c_bits = 6'(RB); c_shift = sL[LF_PROJ_SHIFT];
       end
       ST_MID: begin
-        k_kind = K_ADD; k_src = AP_EMBED; k_src2 = AP_PROJ;
-        k_dsta = AP_MID; k_dst = `PT(LF_D_MID, FV_MID); k_dump = `DP(LF_D_MID);
-        k_shift = sL[LF_MID_SHIFT];
+        c_kind = K_ADD; c_src = AP_EMBED; c_src2 = AP_PROJ;
+        c_dsta = AP_MID; c_dst = `PT(LF_D_MID, FV_MID); c_dump = `DP(LF_D_MID);
+        c_shift = sL[LF_MID_SHIFT];
       end
       ST_FC1: begin
-        k_src = AP_LN2; k_dsta = AP_FC1; k_dst = `PT(LF_D_FC1, FV_FC1); k_dump = `DP(LF_D_FC1);
-        k_nout = 32'(L_MLP); k_bits = 6'(IB); k_shift = sL[LF_FC1_SHIFT];
+        c_src = AP_LN2; c_dsta = AP_FC1; c_dst = `PT(LF_D_FC1, FV_FC1); c_dump = `DP(LF_D_FC1);
+        c_nout = 32'(L_MLP); c_bits = 6'(IB); c_shift = sL[LF_FC1_SHIFT];
       end
       ST_GELU: begin
-        k_kind = K_GELU; k_kin = 32'(L_MLP); k_nout = 32'(L_MLP);
-        k_src = AP_FC1; k_dsta = AP_GELU; k_dst = `PT(LF_D_GELU, FV_GELU); k_dump = `DP(LF_D_GELU);
+        c_kind = K_GELU; c_kin = 32'(L_MLP); c_nout = 32'(L_MLP);
+        c_src = AP_FC1; c_dsta = AP_GELU; c_dst = `PT(LF_D_GELU, FV_GELU); c_dump = `DP(LF_D_GELU);
       end
       ST_FC2: begin
-        k_src = AP_GELU; k_dsta = AP_FC2; k_dst = `PT(LF_D_FC2, FV_FC2); k_dump = `DP(LF_D_FC2);
-        k_kin = 32'(L_MLP); k_bits = 6'(RB); k_shift = sL[LF_FC2_SHIFT];
+        c_src = AP_GELU; c_dsta = AP_FC2; c_dst = `PT(LF_D_FC2, FV_FC2); c_dump = `DP(LF_D_FC2);
+        c_kin = 32'(L_MLP); c_bits = 6'(RB); c_shift = sL[LF_FC2_SHIFT];
       end
       ST_OUT_D, ST_OUT_M: begin
-        k_kind = K_ADD; k_src = AP_MID; k_src2 = step == ST_OUT_D ? AP_FC2 : AP_MOE;
-        k_dsta = AP_OUT; k_dst = `PT(LF_D_OUT, FV_OUT); k_dump = `DP(LF_D_OUT); k_shift = sL[LF_OUT_SHIFT];
+        c_kind = K_ADD; c_src = AP_MID; c_src2 = step == ST_OUT_D ? AP_FC2 : AP_MOE;
+        c_dsta = AP_OUT; c_dst = `PT(LF_D_OUT, FV_OUT); c_dump = `DP(LF_D_OUT); c_shift = sL[LF_OUT_SHIFT];
       end
       ST_GATE: begin
-        k_src = AP_LN2; k_dsta = AP_GATE; k_dst = `PT(LF_D_GATE, FV_GATE); k_dump = `DP(LF_D_GATE);
-        k_nout = 32'(E); k_bits = 6'(IB); k_shift = sL[LF_GATE_SHIFT];
+        c_src = AP_LN2; c_dsta = AP_GATE; c_dst = `PT(LF_D_GATE, FV_GATE); c_dump = `DP(LF_D_GATE);
+        c_nout = 32'(E); c_bits = 6'(IB); c_shift = sL[LF_GATE_SHIFT];
       end
       ST_ROUTE: begin
-        k_kind = K_ROUTE; k_rows = 32'd1; k_kin = 32'(NT * E); k_src = AP_GATE;
+        c_kind = K_ROUTE; c_rows = 32'd1; c_kin = 32'(NT * E); c_src = AP_GATE;
       end
       ST_E1: begin
-        k_rows = 32'(exp_cnt[EI_W'(ei)]); k_nout = 32'(EH); k_bits = 6'(IB);
-        k_src = AP_LN2; k_dsta = AP_E1 + ex_eh;
-        k_dst = `PT(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4); k_dump = `DP(LF_D_E1);
-        k_shift = sL[LF_E1_SHIFT];
+        c_rows = 32'(exp_cnt[EI_W'(ei)]); c_nout = 32'(EH); c_bits = 6'(IB);
+        c_src = AP_LN2; c_dsta = AP_E1 + ex_eh;
+        c_dst = `PT(LF_D_E1, FV_E1) + 64'(row0) * 64'(EH * 4); c_dump = `DP(LF_D_E1);
+        c_shift = sL[LF_E1_SHIFT];
       end
       ST_EGELU: begin
-        k_kind = K_GELU; k_rows = 32'(exp_cnt[EI_W'(ei)]); k_kin = 32'(EH); k_nout = 32'(EH);
-        k_src = AP_E1 + ex_eh; k_dsta = AP_EGELU + ex_eh;
-        k_dst = `PT(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4); k_dump = `DP(LF_D_EGELU);
+        c_kind = K_GELU; c_rows = 32'(exp_cnt[EI_W'(ei)]); c_kin = 32'(EH); c_nout = 32'(EH);
+        c_src = AP_E1 + ex_eh; c_dsta = AP_EGELU + ex_eh;
+        c_dst = `PT(LF_D_EGELU, FV_EGELU) + 64'(row0) * 64'(EH * 4); c_dump = `DP(LF_D_EGELU);
       end
       ST_E2: begin
-        k_rows = 32'(exp_cnt[EI_W'(ei)]); k_kin = 32'(EH); k_bits = 6'(RB);
-        k_src = AP_EGELU + ex_eh; k_dsta = AP_E2 + ex_d;
-        k_dst = `PT(LF_D_E2, FV_E2) + 64'(row0) * 64'(D * 4); k_dump = `DP(LF_D_E2);
-        k_shift = sL[LF_E2_SHIFT];
+        c_rows = 32'(exp_cnt[EI_W'(ei)]); c_kin = 32'(EH); c_bits = 6'(RB);
+        c_src = AP_EGELU + ex_eh; c_dsta = AP_E2 + ex_d;
+        c_dst = `PT(LF_D_E2, FV_E2) + 64'(row0) * 64'(D * 4); c_dump = `DP(LF_D_E2);
+        c_shift = sL[LF_E2_SHIFT];
       end
       ST_FIN: begin
-        k_kind = K_FIN; k_dsta = AP_MOE; k_dst = `PT(LF_D_MOE, FV_MOE); k_dump = `DP(LF_D_MOE);
-        k_shift = sL[LF_MOE_SHIFT];
+        c_kind = K_FIN; c_dsta = AP_MOE; c_dst = `PT(LF_D_MOE, FV_MOE); c_dump = `DP(LF_D_MOE);
+        c_shift = sL[LF_MOE_SHIFT];
       end
       default: begin  // ST_TOK: the out rows to the tokens buffer (always written)
-        k_kind = K_TOK; k_src = AP_OUT;
-        k_dst = tokens_base + 64'(frame) * 64'(NT * D * L_RESID_BYTES);
+        c_kind = K_TOK; c_src = AP_OUT;
+        c_dst = tokens_base + 64'(frame) * 64'(NT * D * L_RESID_BYTES);
       end
     endcase
   end
-
   // ---------------------------------------------------------------- executor state
   typedef enum logic [4:0] {X_IDLE, X_LWAIT, X_SETUP, X_BWAIT, X_ROW, X_LCMD, X_LDATA, X_COMP, X_SCMD, X_SDATA,
                             X_SWAIT, X_HAND, X_NEXT} xstate_t;
   xstate_t xs;
+  always_ff @(posedge ap_clk) begin  // the op's configuration, registered as it begins (above)
+    if (xs == X_SETUP) begin
+      k_kind <= c_kind; k_rows <= c_rows; k_kin <= c_kin; k_nout <= c_nout; k_shift <= c_shift; k_bits <= c_bits;
+      k_src <= c_src; k_src2 <= c_src2; k_dsta <= c_dsta; k_dst <= c_dst; k_dump <= c_dump;
+    end
+  end
+
   // row of the op (a linear op: its row group's first; attention: the head; 0 in an op that streams whole, sm_all),
   // load segment, beat counter
   logic [31:0] row, seg, cnt;
@@ -1184,16 +1200,16 @@ module m3vit_layers (
           for (int i = 0; i < L_LAYER_WORDS; i++) L[i] <= wb_desc[32*i +: 32];
           xs <= X_SETUP;
         end
-        X_SETUP: begin  // one op begins
-          kind_q <= k_kind;
-          sm_words <= {16'd0, k_rows[15:0]} * {16'd0, k_kin[17:2]};  // (rows, words a row < 2^16: g_check_nt)
+        X_SETUP: begin  // one op begins (k_* registered now: c_* here)
+          kind_q <= c_kind;
+          sm_words <= {16'd0, c_rows[15:0]} * {16'd0, c_kin[17:2]};  // (rows, words a row < 2^16: g_check_nt)
           row <= '0; rsub <= '0; seg <= '0;
-          if (k_kind == K_ROUTE) begin
+          if (c_kind == K_ROUTE) begin
             rt_layer <= layer;
             rt_known <= '0;
             rt_done <= 1'b0;
           end
-          if (k_kind == K_LIN || k_kind == K_LN) xs <= X_BWAIT;
+          if (c_kind == K_LIN || c_kind == K_LN) xs <= X_BWAIT;
           else xs <= X_ROW;
         end
         X_BWAIT: if (wb_ready) begin  // this op's bank is loaded
