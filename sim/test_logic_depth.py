@@ -88,8 +88,9 @@ def test_an_instance_of_another_module_ends_and_starts_paths():
     from estimates import own_levels
 
     net["modules"] = {"$paramod\\m3vit_top\\DEPTH=s32'1": net["modules"]["layers"],
-                      "$paramod$9f\\m3vit_layers": {"ports": ports, "cells": {}}}
-    assert own_levels(net) == {"m3vit_layers": {"lut_levels": 0, "carry_cells": 0, "muxf_on_deepest": 0},
+                      "$paramod$9f\\m3vit_layers": {"ports": ports, "cells": {
+                          "f": _cell("FDRE", {"D": [3]}, {"Q": [1]}), "g": _cell("LUT6", {"I0": [1]}, {"O": [3]})}}}
+    assert own_levels(net) == {"m3vit_layers": {"lut_levels": 1, "carry_cells": 0, "muxf_on_deepest": 0},
                                "m3vit_top": {"lut_levels": 6, "carry_cells": 0, "muxf_on_deepest": 0}}
 
 

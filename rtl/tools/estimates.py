@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from logic_depth import depth
+from logic_depth import depth, depth_by_module
 from units import ROOT, RTL, UNITS, extra_includes, include_dir, param_arg, sources, top_parameter_sets
 
 from m3vit.hw.platform import DEVICE
@@ -187,13 +187,8 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
 
 def own_levels(netlist: dict) -> dict[str, dict[str, int]]:
     """Each of ``TOP_OWN_MODULES``' own deepest path in ``netlist`` (the deepest over its parametrizations)."""
-    out: dict[str, dict[str, int]] = {}
-    for name in netlist["modules"]:
-        base = next((m for m in TOP_OWN_MODULES if m in name.split("\\")), None)
-        if base is not None:
-            d = depth(netlist, name).as_dict()
-            out[base] = d if base not in out else {k: max(out[base][k], d[k]) for k in d}
-    return {m: out[m] for m in TOP_OWN_MODULES if m in out}
+    levels = depth_by_module(netlist)
+    return {m: levels[m] for m in TOP_OWN_MODULES if m in levels}
 
 
 def top_table(results: dict) -> str:

@@ -165,6 +165,13 @@ def deepest_path(netlist: dict, top: str | None = None) -> list[str]:
     return lines[::-1]
 
 
+def module_base(name: str) -> str:
+    """A module's source name: ``unit`` of ``\\unit``, ``$paramod$<hash>\\unit`` or ``$paramod\\unit\\P=v...``
+    (the form ``chparam`` gives a top)."""
+    parts = name.lstrip("\\").split("\\")
+    return parts[1] if parts[0].startswith("$paramod") and len(parts) > 1 else parts[0]
+
+
 def depth_by_module(netlist: dict) -> dict[str, dict[str, int]]:
     """Each module's own deepest path (a hierarchical netlist: submodule instances end paths like registers, so a
     path through a unit boundary is counted in pieces, per unit)."""
@@ -172,7 +179,7 @@ def depth_by_module(netlist: dict) -> dict[str, dict[str, int]]:
     for name, mod in netlist["modules"].items():
         if not mod.get("cells") or name.lstrip("\\").startswith("$__"):  # library cells and yosys' helpers
             continue
-        base = name.rsplit("\\", 1)[-1]
+        base = module_base(name)
         d = depth(netlist, name).as_dict()
         prev = out.get(base)
         out[base] = d if prev is None else {k: max(prev[k], d[k]) for k in d}
