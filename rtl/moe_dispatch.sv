@@ -1,10 +1,11 @@
 `default_nettype none
 `include "m3vit_check.svh"
-// MoE gate + dispatcher (NUMERICS.md §4.6, §4.7). Per token (one beat per cycle) it takes the router logits of
-// the task latched at ap_start (the beat carries all T tasks' logits: switching task is one register write),
-// ranks them (top-K by integer logit, ties to the lower expert index), computes the gate values (single-pass
-// softmax over all E experts in ascending order, then 2^(l-m)·(1/s), 15 fractional bits, no renormalisation)
-// and appends (token, gate) to each chosen expert's queue. After the batch's last token (TLAST) it walks the
+// MoE gate + dispatcher (NUMERICS.md §4.6, §4.7). Per token (one beat every E cycles) it takes the router logits
+// of the task latched at ap_start (the beat carries all T tasks' logits: switching task is one register write)
+// and walks its experts in ascending order, one a cycle, as the HLS router does (route_tokens: II = E): a running
+// top-K list (by integer logit, ties to the lower expert index) and the single-pass softmax's running max and sum
+// through one 2^d unit; then 1/s, and the K chosen experts' gate values 2^(l-m)·(1/s) (15 fractional bits, no
+// renormalisation) through a second, one a cycle, each appended with its token to the expert's queue. After the batch's last token (TLAST) it walks the
 // experts in ascending order, skipping empty ones, and emits per active expert a header {count, expert} and its
 // queue in ascending token order as the gather index stream (token) and the scatter stream {gate, token}.
 // Block control is ap_ctrl_hs: ap_start begins a batch, ap_done/ap_ready pulse when its queues are out.
@@ -66,7 +67,9 @@ module moe_dispatch #(
   localparam int SUM_W = EXP_OUT_FRAC + 2 + $clog2(E + 1);
   localparam int INV_W = INV_FRAC + 1;
   localparam logic [SUM_W-1:0] ONE = SUM_W'(1) << EXP_OUT_FRAC;
-  localparam int SIDE_W = E * L_W + E + TOK_W + 1;  // logits, chosen mask, token, last
+
+  localparam int REC_W = L_W + K * (L_W + E_W) + TOK_W + 1;  // a token's scan result: m, top-K list, token, last
+  localparam int EXP_STAGES = 4;
 
   wire logic rst = !ap_rst_n;
   localparam logic [2:0] IDLE = 3'd0, FILL = 3'd1, FLUSH = 3'd2, DRAIN = 3'd3, DONE = 3'd4;
@@ -74,147 +77,173 @@ module moe_dispatch #(
   logic [TASK_W-1:0] task_r;
   logic [TOK_W-1:0]  tok;
 
-  // ---- stage 0/1: select the task's logits, rank them ----
-  assign s_axis_tready = (state == FILL);
+  // ---- the scan: one expert of the token a cycle (its logits shift down; sc_j is the expert at the bottom) ----
+  logic              sc_busy, sc_last;
+  logic [E_W-1:0]    sc_j;
+  logic [E*L_W-1:0]  sc_l;
+  logic [TOK_W-1:0]  sc_tok;
+  wire logic sc_end = sc_busy && sc_j == E_W'(E - 1);
+  assign s_axis_tready = state == FILL && (!sc_busy || sc_end);
   wire logic take = s_axis_tvalid && s_axis_tready;
-  logic              v1, last1;
-  logic [E*L_W-1:0]  l1;
-  logic [TOK_W-1:0]  tok1;
   always_ff @(posedge ap_clk) begin
-    if (rst) v1 <= 1'b0;
-    else v1 <= take;
-    l1    <= s_axis_tdata[task_r * (E * L_W) +: E * L_W];
-    tok1  <= tok;
-    last1 <= s_axis_tlast;
+    if (take) begin
+      sc_l   <= s_axis_tdata[task_r * (E * L_W) +: E * L_W];
+      sc_j   <= '0;
+      sc_tok <= tok;
+      sc_last <= s_axis_tlast;
+    end else if (sc_busy) begin
+      sc_l <= sc_l >> L_W;
+      sc_j <= sc_j + 1'b1;
+    end
+    if (rst) sc_busy <= 1'b0;
+    else if (take) sc_busy <= 1'b1;
+    else if (sc_end) sc_busy <= 1'b0;
   end
-  // expert e is chosen when fewer than K experts beat it (a larger logit, or an equal logit at a lower index)
-  logic [E-1:0] chosen1;
-  for (genvar e = 0; e < E; e++) begin : g_rank
-    logic [E-1:0] beaten_by;
-    for (genvar f = 0; f < E; f++) begin : g_cmp
-      if (f == e) begin : g_self
-        assign beaten_by[f] = 1'b0;
-      end else begin : g_other
-        wire logic signed [L_W-1:0] lf = $signed(l1[f*L_W +: L_W]);
-        wire logic signed [L_W-1:0] le = $signed(l1[e*L_W +: L_W]);
-        assign beaten_by[f] = (lf > le) || (lf == le && f < e);
+  wire logic signed [L_W-1:0] a = $signed(sc_l[L_W-1:0]);
+  wire logic first = sc_j == '0;
+
+  // running max m (the contract's recurrence: expert 0 starts it) and the exponent of this expert's sum step
+  logic signed [L_W-1:0] m_run;
+  wire logic bigger = !first && a > m_run;
+  wire logic signed [L_W-1:0] m_nx = (first || bigger) ? a : m_run;
+  // running top-K list, best first: entry i holds its logit, expert and whether it is filled yet. The expert
+  // being scanned goes in below every entry at least as large (those came first: ties to the lower index)
+  logic signed [L_W-1:0] tl_l [K];
+  logic [E_W-1:0]        tl_i [K];
+  logic [K-1:0]          tl_v;
+  logic signed [L_W-1:0] tn_l [K];
+  logic [E_W-1:0]        tn_i [K];
+  logic [K-1:0]          tn_v, keep;
+  always_comb begin
+    for (int i = 0; i < K; i++) keep[i] = !first && tl_v[i] && tl_l[i] >= a;
+    for (int i = 0; i < K; i++) begin
+      if (keep[i]) begin
+        tn_l[i] = tl_l[i]; tn_i[i] = tl_i[i]; tn_v[i] = 1'b1;
+      end else if (i == 0 || keep[(i == 0) ? 0 : i - 1]) begin  // this expert's place
+        tn_l[i] = a; tn_i[i] = sc_j; tn_v[i] = i == 0 || !first;
+      end else begin  // the entry above moved down
+        tn_l[i] = tl_l[(i == 0) ? 0 : i - 1]; tn_i[i] = tl_i[(i == 0) ? 0 : i - 1];
+        tn_v[i] = !first && tl_v[(i == 0) ? 0 : i - 1];
       end
     end
-    assign chosen1[e] = $countones(beaten_by) < K;
   end
-
-  // ---- the running max and sum over the experts in ascending order (the contract's recurrence, exactly) ----
-  // Two chains, one expert a stage: the max chain (stage j: a_j > m_{j-1}, m_j, the exponent -|a_j - m_{j-1}|)
-  // runs XS stages ahead of the sum chain (stage j: s_j from s_{j-1} and 2^exponent), the distance exp2_neg's four
-  // register stages and the registered 2^exponent take. No stall: every stage advances every cycle.
-  localparam int EXP_STAGES = 4;
-  localparam int XS = EXP_STAGES + 2;  // max stage j → sum stage j
-  wire logic [L_W-1:0]    m_w    [E];
-  wire logic [SIDE_W-1:0] side_w [E];
-  wire logic              v_w    [E];
-  wire logic [SUM_W-1:0]  s_w    [E];
-  assign m_w[0]    = l1[L_W-1:0];
-  assign side_w[0] = {l1, chosen1, tok1, last1};
-  assign v_w[0]    = v1;
-  assign s_w[0]    = ONE;
-  for (genvar j = 1; j < E; j++) begin : g_softmax
-    wire logic signed [L_W-1:0] a = $signed(side_w[j-1][SIDE_W-1 - (E-1-j)*L_W -: L_W]);
-    wire logic signed [L_W-1:0] m = $signed(m_w[j-1]);
-    wire logic bigger = a > m;
-    // max stage j
-    logic [L_W-1:0]      m_r;
-    logic signed [L_W:0] d_r;
-    logic [SIDE_W-1:0]   side_r;
-    logic                v_r;
-    logic [XS:1]         bigger_d;  // bigger, to sum stage j
-    always_ff @(posedge ap_clk) begin
-      if (rst) v_r <= 1'b0;
-      else v_r <= v_w[j-1];
-      m_r      <= bigger ? a : m;
-      d_r      <= bigger ? ((L_W+1)'(m) - (L_W+1)'(a)) : ((L_W+1)'(a) - (L_W+1)'(m));
-      side_r   <= side_w[j-1];
-      bigger_d <= {bigger_d[XS-1:1], bigger};
-    end
-    assign m_w[j] = m_r;
-    assign side_w[j] = side_r;
-    assign v_w[j] = v_r;
-    // 2^d: four stages, then registered
-    logic [15:0] e, e_r;
-    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC), .STAGES(EXP_STAGES)) u_exp (
-      .clk(ap_clk), .ce(1'b1), .d(d_r), .d_frac(l_frac), .value(e));
-    always_ff @(posedge ap_clk) e_r <= e;
-    // sum stage j (XS cycles after max stage j; sum stage j - 1 one cycle before it)
-    wire logic [SUM_W+16:0] scaled = (SUM_W + 17)'(s_w[j-1]) * (SUM_W + 17)'(e_r)
-                                     + (SUM_W + 17)'(1 << (EXP_OUT_FRAC - 1));
-    logic [SUM_W-1:0] s_r;
-    always_ff @(posedge ap_clk)
-      s_r <= bigger_d[XS] ? SUM_W'(scaled >> EXP_OUT_FRAC) + ONE : s_w[j-1] + SUM_W'(e_r);
-    assign s_w[j] = s_r;
-  end
-  // the last max stage's results, XS cycles on to meet the last sum stage
-  logic [L_W+SIDE_W-1:0] ms_d [1:XS];
-  logic [XS:1]           ms_v;
+  // the sum step's inputs (expert j >= 1), registered: the exponent -|a_j - m_{j-1}|, and whether a_j is the new max
+  logic                x_v, x_big, x_first, x_last;
+  logic signed [L_W:0] x_d;
   always_ff @(posedge ap_clk) begin
-    if (rst) ms_v <= '0;
-    else ms_v <= {ms_v[XS-1:1], v_w[E-1]};
-    ms_d[1] <= {m_w[E-1], side_w[E-1]};
-    for (int i = 2; i <= XS; i++) ms_d[i] <= ms_d[i-1];
+    if (sc_busy) begin
+      m_run <= m_nx;
+      for (int i = 0; i < K; i++) begin
+        tl_l[i] <= tn_l[i]; tl_i[i] <= tn_i[i];
+      end
+      tl_v <= tn_v;
+    end
+    x_d     <= bigger ? ((L_W+1)'(m_run) - (L_W+1)'(a)) : ((L_W+1)'(a) - (L_W+1)'(m_run));
+    x_big   <= bigger;
+    x_first <= sc_j == E_W'(1);
+    x_last  <= sc_end;
+    if (rst) x_v <= 1'b0;
+    else x_v <= sc_busy && !first;
+  end
+  // the token's scan result when its last expert is scanned: m, the top-K list, token, batch end
+  logic [REC_W-1:0] rec_nx;
+  always_comb begin
+    rec_nx = '0;
+    rec_nx[REC_W-1 -: L_W] = m_nx;
+    for (int i = 0; i < K; i++) rec_nx[TOK_W + 1 + i * (L_W + E_W) +: L_W + E_W] = {tn_l[i], tn_i[i]};
+    rec_nx[1 +: TOK_W] = sc_tok;
+    rec_nx[0] = sc_last;
   end
 
-  // ---- 1/s, then the gate value of every expert (kept for the chosen ones) ----
+  // 2^x_d (exp2_neg's four stages, then registered: e_r), the step's flags beside it; then the running sum,
+  // one expert a cycle: s_j = round(s_{j-1} · 2^(m_{j-1} - a_j)) + 1 when a_j is the new max, else s_{j-1} + 2^(a_j - m_j)
+  localparam int XS = EXP_STAGES + 1;  // x_* registered → e_r
+  logic [15:0] e_c, e_r;
+  exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC), .STAGES(EXP_STAGES)) u_exp (
+    .clk(ap_clk), .ce(1'b1), .d(x_d), .d_frac(l_frac), .value(e_c));
+  logic [XS:1] f_v, f_big, f_first, f_last;
+  always_ff @(posedge ap_clk) begin
+    e_r <= e_c;
+    f_big   <= {f_big[XS-1:1], x_big};
+    f_first <= {f_first[XS-1:1], x_first};
+    f_last  <= {f_last[XS-1:1], x_last};
+    if (rst) f_v <= '0;
+    else f_v <= {f_v[XS-1:1], x_v};
+  end
+  logic [SUM_W-1:0] s_acc;
+  logic             s_done;
+  wire logic [SUM_W-1:0]  s_prev = f_first[XS] ? ONE : s_acc;
+  wire logic [SUM_W+16:0] scaled = (SUM_W + 17)'(s_prev) * (SUM_W + 17)'(e_r) + (SUM_W + 17)'(1 << (EXP_OUT_FRAC - 1));
+  always_ff @(posedge ap_clk) begin
+    if (f_v[XS]) s_acc <= f_big[XS] ? SUM_W'(scaled >> EXP_OUT_FRAC) + ONE : s_prev + SUM_W'(e_r);
+    if (rst) s_done <= 1'b0;
+    else s_done <= f_v[XS] && f_last[XS];
+  end
+  // the scan result, delayed to meet its sum (registered a cycle after its last x_*, then XS + 1 cycles)
+  localparam int RD = XS + 2;
+  logic [REC_W-1:0] rec_d [1:RD];
+  always_ff @(posedge ap_clk) begin
+    rec_d[1] <= rec_nx;
+    for (int i = 2; i <= RD; i++) rec_d[i] <= rec_d[i-1];
+  end
+
+  // ---- 1/s (one token every E cycles into the pipelined divider) ----
   logic                  dv;
   logic [INV_W-1:0]      inv;
-  logic [L_W+SIDE_W-1:0] dside;
-  div_round_pipe #(.NUM_W(EXP_OUT_FRAC + INV_FRAC + 1), .DEN_W(SUM_W), .QUO_W(INV_W), .SIDE_W(L_W + SIDE_W)) u_div (
-    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(ms_v[XS]),
-    .num((EXP_OUT_FRAC + INV_FRAC + 1)'(1) << (EXP_OUT_FRAC + INV_FRAC)), .den(s_w[E-1]),
-    .in_side(ms_d[XS]), .out_valid(dv), .quo(inv), .out_side(dside));
-  wire logic signed [L_W-1:0] dm = $signed(dside[L_W+SIDE_W-1 -: L_W]);
-  wire logic [E*L_W-1:0]      dl = dside[SIDE_W-1 -: E*L_W];
-  wire logic [E-1:0]          dchosen = dside[TOK_W+1 +: E];
-  wire logic [TOK_W-1:0]      dtok = dside[1 +: TOK_W];
-  wire logic                  dlast = dside[0];
+  logic [REC_W-1:0]      dside;
+  div_round_pipe #(.NUM_W(EXP_OUT_FRAC + INV_FRAC + 1), .DEN_W(SUM_W), .QUO_W(INV_W), .SIDE_W(REC_W)) u_div (
+    .clk(ap_clk), .rst(rst), .ce(1'b1), .in_valid(s_done),
+    .num((EXP_OUT_FRAC + INV_FRAC + 1)'(1) << (EXP_OUT_FRAC + INV_FRAC)), .den(s_acc),
+    .in_side(rec_d[RD]), .out_valid(dv), .quo(inv), .out_side(dside));
 
-  // gate stages: G1 the exponent l_e - m registered; G2..G5 2^(l_e - m) (exp2_neg's stages); G6 registered;
-  // G7 · 1/s, rounded (wgate). 1/s and the token's fields travel beside.
-  localparam int GS = EXP_STAGES + 3;
-  logic [INV_W-1:0]  inv_d [1:GS-1];
-  logic [GS:1]       g_v, g_last;
-  logic [E-1:0]      g_chosen [1:GS];
-  logic [TOK_W-1:0]  g_tok [1:GS];
+  // ---- the gates of the token's K chosen experts, one a cycle (K <= E: done before the next token's 1/s) ----
+  logic [REC_W-1:0]  g_rec;
+  logic [INV_W-1:0]  g_inv;
+  logic              g_busy;
+  logic [E_W-1:0]    g_i;  // the list entry
   always_ff @(posedge ap_clk) begin
-    if (rst) g_v <= '0;
-    else g_v <= {g_v[GS-1:1], dv};
-    g_last      <= {g_last[GS-1:1], dlast};
-    g_chosen[1] <= dchosen;
-    g_tok[1]    <= dtok;
-    inv_d[1]    <= inv;
-    for (int i = 2; i <= GS; i++) begin
-      g_chosen[i] <= g_chosen[i-1];
-      g_tok[i]    <= g_tok[i-1];
-    end
-    for (int i = 2; i <= GS - 1; i++) inv_d[i] <= inv_d[i-1];
+    if (dv) begin
+      g_rec <= dside;
+      g_inv <= inv;
+      g_i   <= '0;
+    end else if (g_busy) g_i <= g_i + 1'b1;
+    if (rst) g_busy <= 1'b0;
+    else if (dv) g_busy <= 1'b1;
+    else if (g_i == E_W'(K - 1)) g_busy <= 1'b0;
   end
+  wire logic signed [L_W-1:0] g_m = $signed(g_rec[REC_W-1 -: L_W]);
+  wire logic [L_W+E_W-1:0]    g_ent = g_rec[TOK_W + 1 + 32'(g_i) * (L_W + E_W) +: L_W + E_W];
+  wire logic                  g_last = g_rec[0] && g_i == E_W'(K - 1);  // the batch's last gate
+  // G1 the exponent l - m registered; G2..G5 2^(l - m) (exp2_neg's stages); G6 registered; G7 · 1/s, rounded.
+  // The expert, token, 1/s and the batch's end travel beside.
+  localparam int GS = EXP_STAGES + 2;
+  localparam int GSIDE_W = INV_W + E_W + TOK_W + 1;
+  logic signed [L_W:0] gd_r;
+  logic [GSIDE_W-1:0]  gsd [1:GS];
+  logic [GS:1]         g_v;
+  always_ff @(posedge ap_clk) begin
+    gd_r <= (L_W+1)'($signed(g_ent[E_W +: L_W])) - (L_W+1)'(g_m);
+    gsd[1] <= {g_inv, g_ent[E_W-1:0], g_rec[1 +: TOK_W], g_last};
+    for (int i = 2; i <= GS; i++) gsd[i] <= gsd[i-1];
+    if (rst) g_v <= '0;
+    else g_v <= {g_v[GS-1:1], g_busy};
+  end
+  logic [15:0] p_c, p_r;
+  exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC), .STAGES(EXP_STAGES)) u_gexp (
+    .clk(ap_clk), .ce(1'b1), .d(gd_r), .d_frac(l_frac), .value(p_c));
+  localparam int GSH = EXP_OUT_FRAC + INV_FRAC - GATE_FRAC;
+  wire logic [INV_W-1:0] p_inv = gsd[GS][GSIDE_W-1 -: INV_W];
+  wire logic [32:0] prod = 33'(p_r) * 33'(p_inv) + 33'(1 << (GSH - 1));
   logic              wv, wlast;
-  logic [E*16-1:0]   wgate;
-  logic [E-1:0]      wchosen;
+  logic [15:0]       wgate;
+  logic [E_W-1:0]    wexp;
   logic [TOK_W-1:0]  wtok;
-  assign wv      = g_v[GS];
-  assign wlast   = g_last[GS];
-  assign wchosen = g_chosen[GS];
-  assign wtok    = g_tok[GS];
-  for (genvar e = 0; e < E; e++) begin : g_gate
-    logic signed [L_W:0] d_r;
-    logic [15:0] p, p_r;
-    always_ff @(posedge ap_clk) d_r <= (L_W+1)'($signed(dl[e*L_W +: L_W])) - (L_W+1)'(dm);
-    exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC), .STAGES(EXP_STAGES)) u_exp (
-      .clk(ap_clk), .ce(1'b1), .d(d_r), .d_frac(l_frac), .value(p));
-    localparam int GSH = EXP_OUT_FRAC + INV_FRAC - GATE_FRAC;
-    wire logic [32:0] prod = 33'(p_r) * 33'(inv_d[GS-1]) + 33'(1 << (GSH - 1));
-    always_ff @(posedge ap_clk) begin
-      p_r <= p;
-      wgate[e*16 +: 16] <= 16'(prod >> GSH);
-    end
+  always_ff @(posedge ap_clk) begin
+    p_r   <= p_c;
+    wgate <= 16'(prod >> GSH);
+    {wexp, wtok, wlast} <= gsd[GS][E_W + TOK_W:0];
+    if (rst) wv <= 1'b0;
+    else wv <= g_v[GS];
   end
 
   // ---- per-expert queues ----
@@ -224,7 +253,7 @@ module moe_dispatch #(
   logic [16+TOK_W-1:0] rd [E];
   for (genvar e = 0; e < E; e++) begin : g_queue
     logic [16+TOK_W-1:0] mem [MAX_TOKENS];
-    always_ff @(posedge ap_clk) if (wv && wchosen[e]) mem[cnt[e][TOK_W-1:0]] <= {wgate[e*16 +: 16], wtok};
+    always_ff @(posedge ap_clk) if (wv && wexp == E_W'(e)) mem[cnt[e][TOK_W-1:0]] <= {wgate, wtok};
     assign rd[e] = mem[idx[TOK_W-1:0]];
   end
 
@@ -260,8 +289,8 @@ module moe_dispatch #(
     if (m_axis_expert_tready) m_axis_expert_tvalid <= 1'b0;
     if (m_axis_gather_tready) m_axis_gather_tvalid <= 1'b0;
     if (m_axis_scatter_tready) m_axis_scatter_tvalid <= 1'b0;
-    if (wv && wchosen != '0)
-      for (int e = 0; e < E; e++) if (wchosen[e]) cnt[e] <= cnt[e] + 1'b1;
+    if (wv)
+      for (int e = 0; e < E; e++) if (wexp == E_W'(e)) cnt[e] <= cnt[e] + 1'b1;
     case (state)
       IDLE: if (ap_start) begin
         state  <= FILL;

@@ -94,6 +94,19 @@ def test_an_instance_of_another_module_ends_and_starts_paths():
                                "m3vit_top": {"lut_levels": 6, "carry_cells": 0, "muxf_on_deepest": 0}}
 
 
+def test_library_cells_listed_in_the_netlist_are_not_instances():
+    """yosys' write_json after synth_xilinx keeps the cell library's blackboxes among the modules (LUT6, FDRE, a
+    parametrized `$paramod\\FDRE\\INIT=1'x`): a cell of such a type is still a LUT or a register, not an instance of
+    another module — else every LUT would end a path and a unit would count 0 levels."""
+    net = _netlist()
+    blackbox = {"attributes": {"blackbox": "00000000000000000000000000000001"}, "ports": {}, "cells": {}}
+    for lib in ("LUT1", "LUT2", "LUT3", "LUT4", "LUT6", "FDRE", "CARRY8", "MUXF7", "$paramod\\FDRE\\INIT=1'x"):
+        net["modules"][lib] = blackbox
+    net["modules"]["\\unit"]["cells"]["r2"]["type"] = "$paramod\\FDRE\\INIT=1'x"
+    got = depth(net, "unit")
+    assert got.lut_levels == 5 and got.carry == 2
+
+
 def test_per_module_of_a_hierarchy():
     net = _netlist()
     net["modules"]["$paramod$12\\other"] = {"ports": {}, "cells": {
@@ -120,7 +133,8 @@ def test_pipelined_unit_within_the_lut_level_limit(unit, tmp_path):
     from estimates import estimate
 
     got = estimate(unit, QUICK[unit], tmp_path)
-    assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"{unit}: {got['lut_levels']} LUT levels (limit {LUT_LEVEL_LIMIT})"
+    levels = got["lut_levels"]
+    assert 1 <= levels <= LUT_LEVEL_LIMIT, f"{unit}: {levels} LUT levels (limit 1 .. {LUT_LEVEL_LIMIT})"
     assert got["FF"] > 0  # a real netlist was counted
 
 
@@ -144,7 +158,7 @@ def test_residual_requantizer_within_the_lut_level_limit(tmp_path):
     width = residual_requantizer_width()
     assert 32 <= width <= 64  # (w8a8: 32; the 24-bit residual modes: 48)
     got = estimate("requant_rt", {**UNITS["requant_rt"], "IN_W": width}, tmp_path)
-    assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"requant_rt IN_W={width}: {got['lut_levels']} LUT levels"
+    assert 1 <= got["lut_levels"] <= LUT_LEVEL_LIMIT, f"requant_rt IN_W={width}: {got['lut_levels']} LUT levels"
 
 
 # the top's own parts at m3vit-tiny's parameters (W8/A8): the linear epilogue (16 requant_rt behind the bias add,
@@ -159,7 +173,8 @@ def test_top_part_within_the_lut_level_limit(unit, tmp_path):
     from estimates import estimate
 
     got = estimate(unit, PARTS[unit], tmp_path)
-    assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"{unit}: {got['lut_levels']} LUT levels (limit {LUT_LEVEL_LIMIT})"
+    levels = got["lut_levels"]
+    assert 1 <= levels <= LUT_LEVEL_LIMIT, f"{unit}: {levels} LUT levels (limit 1 .. {LUT_LEVEL_LIMIT})"
     assert got["FF"] > 0
 
 
@@ -170,7 +185,7 @@ def test_patch_embedding_within_the_lut_level_limit(tmp_path):
     from estimates import estimate
 
     got = estimate("patch_embed", {"DIM": 64, "IMG_C": 3, "IMG_H": 32, "IMG_W": 32, "RESID_BITS": 16}, tmp_path)
-    assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"patch_embed: {got['lut_levels']} LUT levels"
+    assert 1 <= got["lut_levels"] <= LUT_LEVEL_LIMIT, f"patch_embed: {got['lut_levels']} LUT levels"
     assert got["DSP48E2"] >= 256  # the 16×16 products in DSPs
 
 
@@ -180,4 +195,5 @@ def test_unit_within_the_lut_level_limit(unit, tmp_path):
     from estimates import estimate
 
     got = estimate(unit, UNITS[unit], tmp_path)
-    assert got["lut_levels"] <= LUT_LEVEL_LIMIT, f"{unit}: {got['lut_levels']} LUT levels (limit {LUT_LEVEL_LIMIT})"
+    levels = got["lut_levels"]
+    assert 1 <= levels <= LUT_LEVEL_LIMIT, f"{unit}: {levels} LUT levels (limit 1 .. {LUT_LEVEL_LIMIT})"

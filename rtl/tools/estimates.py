@@ -145,7 +145,7 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
     # synth_xilinx without its SAT-based `share` pass (the coarse step spelled out): on the top it had not finished
     # after 45 min at micro; skipping it only forgoes merging muxed operators (figures slightly pessimistic).
     # Hierarchical (no -flatten): each distinct unit is synthesized once however often it is instantiated (the
-    # MoE dispatcher's 2·E exp2 tables, the MAC tiles), and `stat -top` sums instances; optimizations across unit
+    # MAC tiles, the requantizers), and `stat -top` sums instances; optimizations across unit
     # ports are forgone, so the figures lean high
     synth = ("synth_xilinx -family xcup -run :coarse; "
              "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; opt_clean; ")

@@ -37,11 +37,13 @@ class Depth:
 
 
 def _kind(cell_type: str, instances: frozenset[str] = frozenset()) -> str:
-    # an instance of another module of a hierarchical netlist (a parametrized one is `$paramod$<hash>\\name`) ends
-    # and starts paths like a register: its own paths are its module's figure
-    if cell_type in instances or cell_type.startswith("$paramod"):
+    # an instance of another module of a hierarchical netlist ends and starts paths like a register: its own paths
+    # are its module's figure. A library cell is not such a module even where the netlist lists it (write_json
+    # keeps the cell library's blackboxes, LUT6 and FDRE among them, and names a parametrized one
+    # `$paramod\\FDRE\\INIT=...`): it is classified by its library name.
+    if cell_type in instances:
         return "seq"
-    t = cell_type.lstrip("\\$")
+    t = module_base(cell_type).lstrip("\\$")
     if t.startswith("LUT"):
         return "lut"
     if t.startswith(LUTRAM_PREFIXES):
@@ -52,7 +54,9 @@ def _kind(cell_type: str, instances: frozenset[str] = frozenset()) -> str:
         return "carry"
     if t.startswith("MUXF"):
         return "muxf"
-    return "other"  # buffers, constants, GND/VCC: no level
+    # a parametrized module the netlist does not hold (`$paramod$<hash>\\unit`: a unit outside the modules
+    # `write_json -selected` wrote) is an instance too; the rest — buffers, constants, GND/VCC — no level
+    return "seq" if cell_type.startswith("$paramod") else "other"
 
 
 def _module(netlist: dict, top: str | None) -> dict:
@@ -121,7 +125,9 @@ class _Walk:
 
 
 def _instances(netlist: dict) -> frozenset[str]:
-    return frozenset(netlist.get("modules", {}))
+    """The netlist's own modules (the design's, not the cell library's blackboxes)."""
+    return frozenset(name for name, mod in netlist.get("modules", {}).items()
+                     if not int(str(mod.get("attributes", {}).get("blackbox", "0")), 2))
 
 
 def depth(netlist: dict, top: str | None = None) -> Depth:

@@ -5,6 +5,7 @@ queues, bit-exact with intops.topk_lowest_index_ties / gate_probabilities and th
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 try:
     import cocotb
@@ -151,3 +152,12 @@ def test_moe_dispatch(sim, vectors):
               "L_W": bits, "MAX_TOKENS": MAX_TOKENS}
     run_unit("moe_dispatch", "moe_dispatch", params, sim, {"vectors": str(vectors.folder)},
              None if sim == "verilator" else ["real_vectors", "format_change"], formats={"L_FRAC": frac})
+
+
+@pytest.mark.parametrize("experts, top_k", [(16, 2), (8, 4)])
+def test_moe_dispatch_router_shapes(experts, top_k):
+    """The expert scan at shapes the micro vectors do not have: m3vit-tiny's 16 experts, top-2, and a top-K list
+    four deep (M3ViT-S routes top-4; over 8 experts here) — random, worst-case and format-change batches."""
+    params = {"E": experts, "K": top_k, "T": 2, "L_W": 16, "MAX_TOKENS": MAX_TOKENS}
+    run_unit("moe_dispatch", "moe_dispatch", params, "verilator", None, ["random_and_worst", "format_change"],
+             formats={"L_FRAC": 10})

@@ -3,7 +3,8 @@
 For every unit the RTL benches measured, the model predicts the bench's own run from the entry's parameters
 and element count — ``beats × II + depth`` (:mod:`m3vit.hw.estimate.timing`, the numbers the frame model multiplies
 its trip counts by) — and compares with the measured ``total_cycles``. ``moe_dispatch`` records its own
-figures (one token per beat): there the fill II is compared. :data:`TOLERANCE` is the allowed relative gap.
+figures (a token per beat, E cycles a beat): there the fill II is compared. :data:`TOLERANCE` is the allowed
+relative gap.
 
     python -m m3vit.hw.estimate.calibration [--cycles build/sim/cycles.json] [--estimates build/rtl/estimates.json]
 
@@ -27,7 +28,8 @@ def compare_entry(unit: str, entry: dict) -> dict:
     """One unit's predicted vs measured cycles (``ok``: within :data:`TOLERANCE`)."""
     prm = entry.get("parameters", {})
     if unit == "moe_dispatch":
-        predicted, measured, what = 1.0, float(entry["fill_ii_cycles"]), "fill II (cycles per token)"
+        # one token's experts a cycle each: E cycles a token
+        predicted, measured, what = float(prm["E"]), float(entry["fill_ii_cycles"]), "fill II (cycles per token)"
     else:
         predicted = beats(unit, prm, int(entry["elements"])) * 1.0 + unit_depth(unit, prm)
         measured, what = float(entry["total_cycles"]), f"cycles for {entry['elements']} elements"

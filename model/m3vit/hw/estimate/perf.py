@@ -599,7 +599,8 @@ def layer_ops(env: Env, layer: int) -> list[Op]:
         m = cfg.moe_layers.index(layer)
         dispatch = env.units["moe_dispatch"]
         ops.append(linear(env, layer, "router", cfg.num_experts, d, rows))
-        # route_tokens: one row per num_experts cycles (one top-k comparator bank and exp unit walk the experts)
+        # route_tokens: one row per num_experts cycles (one top-k comparator bank and exp unit walk the experts, as
+        # the RTL router does: its II is the cycles per expert walked)
         route = rows * cfg.num_experts * dispatch.ii + dispatch.depth
         ops.append(Op(layer, "dispatch", "moe_dispatch", route, route, binds="MoE dispatch"))
         env.start_region()  # EXPERTS: every active expert's fc1 and fc2, then the combine (which clears the sums)

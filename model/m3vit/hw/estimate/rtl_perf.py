@@ -52,7 +52,6 @@ TOLERANCE = 0.10  # model vs measured, per layer
 FRAME_TOLERANCE = 0.05  # model vs measured, a whole frame's layers and token write
 CLOCK_MHZ = Platform().clock_hz / 1e6  # the ZCU104 target clock (the HLS model's), the prediction is quoted at
 WEIGHTED = ("ln1", "ln2", "q", "k", "v", "proj", "fc1", "fc2", "gate", "e1", "e2")  # ops with a prefetch job
-DISPATCH_LATENCY = 25  # cycles from the route's last token to its first expert (moe_dispatch bench)
 
 
 @dataclass(frozen=True)
@@ -176,8 +175,9 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         tail = unit_depth("av_norm", {}) + parts - 1 + _beats(hd) + 3
         per_head = qload + n + lat + (n - 1) * period + n + 1 + tail
         return heads * per_head, 0, rows * stored
-    if op == "route":  # the accumulators are cleared meanwhile, a word of 4 a cycle (longer than the dispatch)
-        return _beats(n * cfg.num_experts) + _beats(n * d), 1, 0
+    if op == "route":  # the logits loaded, then dispatched while the combine's sums are cleared, a word of 4 a cycle
+        drain = cfg.top_k * n + cfg.num_experts  # the queues' items and the experts' headers, one a cycle
+        return _beats(n * cfg.num_experts) + max(_beats(n * d), dispatch_cycles(cfg) + drain), 1, 0
     if op == "fin":  # the sums read a word a cycle, requantized (a dumped row's store waits for its last word)
         if not dumps:
             return rows * _beats(d) + rq + 3, 0, 0
@@ -185,6 +185,12 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
     if op == "tok":
         return rows * (_beats(d) + 1 + -(-d // 8)), rows, rows
     raise ValueError(f"unknown op {op!r}")
+
+
+def dispatch_cycles(cfg: ModelConfig) -> int:
+    """Cycles from the route's first token into the dispatcher to its first expert out: a token every E cycles
+    (one expert a cycle), then the last token's latency (rtl/moe_dispatch.sv, its bench's figure)."""
+    return cfg.num_tokens * cfg.num_experts + unit_depth("moe_dispatch", {"E": cfg.num_experts, "K": cfg.top_k})
 
 
 def load_terms(cfg: ModelConfig, op: str, c: Containers) -> tuple[float, int]:
@@ -304,7 +310,7 @@ def simulate(cfg: ModelConfig, active: list[int], ov: Overheads, c: Containers,
                 wait += max(pf - t, 0.0)
                 t = max(t, pf)
             if op == "route":
-                named = t + ov.op + _beats(cfg.num_tokens * cfg.num_experts) + cfg.num_tokens + DISPATCH_LATENCY
+                named = t + ov.op + _beats(cfg.num_tokens * cfg.num_experts) + dispatch_cycles(cfg)
             run = op_cycles(cfg, op, r, ov, lin_rows, dumps)
             t += run
             if op in WEIGHTED:

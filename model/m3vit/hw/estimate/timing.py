@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...configs import ModelConfig
+from ...quant.hwconst import INV_FRAC
 from ...quant.spec import PrecisionMode
 from ..gen.hls_config import ARRAY_LATENCY, HlsParams, pack_chunk
 
@@ -73,9 +74,11 @@ def unit_depth(unit: str, prm: dict) -> int:
         # requantize in 2 stages)
         return prm["D"] // prm.get("LANES", 1) + ISQRT_STAGES + DIV_STAGES + 17
     if unit == "moe_dispatch":
-        # top-k scan and the gate softmax over the experts (the running sum 6 stages behind the running max: exp2's 4
-        # stages), then the gates (exponent, exp2 in 4 stages, · 1/s), and a settling cycle before the drain
-        return prm["E"] + 17
+        # the last token's scan, one expert a cycle (E); its running sum 7 cycles behind the scan (the exponent
+        # registered, exp2's 4 stages, 2^d registered, the sum); 1/s (INV_FRAC + 2 stages); the K gates one a cycle,
+        # each 7 deep (exponent, exp2 in 4 stages, registered, · 1/s); the queue write, the step into the drain and
+        # its settling cycle, then the first expert's header
+        return prm["E"] + 7 + (INV_FRAC + 2) + prm.get("K", 2) + 7 + 3
     raise KeyError(f"no timing model for unit {unit!r}")
 
 
@@ -132,6 +135,8 @@ def calibrated(base: dict[str, UnitTiming], measured: dict[str, dict]) -> dict[s
         if not m:
             continue
         ii = m.get("ii_cycles", m.get("fill_ii_cycles"))
+        if unit == "moe_dispatch" and ii is not None:  # its bench measures a token (E experts walked) a beat:
+            ii = float(ii) / int(m["parameters"]["E"])  # the II is the cycles per expert walked
         depth = m.get("latency_cycles")
         out[unit] = replace(t, depth=int(depth) if depth is not None else t.depth,
                             ii=max(1.0, float(ii)) if ii is not None else t.ii,
