@@ -97,7 +97,8 @@ module m3vit_layers (
   // the attention stages' and the queues' 16-bit counters, sm_words' factors: tokens (and expert rows) < 2^16
   `M3VIT_CHECK(g_check_av, AV_OUT_COLS >= 1 && HD % AV_OUT_COLS == 0 && HD / AV_OUT_COLS < 256,
                ("m3vit_layers: AV_OUT_COLS=%0d does not divide the head's %0d columns", AV_OUT_COLS, HD))
-  `M3VIT_CHECK(g_check_slots_att, ATT_SLOTS >= 2 && ATT_SLOTS <= 4, ("m3vit_layers: %0d score slots", ATT_SLOTS))
+  `M3VIT_CHECK(g_check_slots_att, ATT_SLOTS >= 2 && ATT_SLOTS <= 4 && ATT_LANES >= 1 && ATT_LANES <= 8,
+               ("m3vit_layers: %0d score slots, %0d query lanes", ATT_SLOTS, ATT_LANES))
   `M3VIT_CHECK(g_check_nt, NT >= 2 && NT * TOPK < 65536 && XA_N / 4 < 65536, ("m3vit_layers: %0d tokens", NT))
   wire logic rst = !ap_rst_n;
 
@@ -330,35 +331,44 @@ module m3vit_layers (
   wire logic        sm_all = !k_dump && (kind_q == K_LN || kind_q == K_GELU || kind_q == K_FIN);
   wire logic [31:0] sm_n = sm_all ? sm_words : k_kin / 4;  // the words an X_COMP takes in and gives out
 
-  // ---- attention: one X_COMP per head (its K and V rows in kb / vb since K and V ran). Its query rows stream
-  // through four machines side by side, each a query at a time in order, linked by SB_N score slots (a query's
-  // slot: the next free one, taken by the Q loader and freed once stage B has read it):
-  //   Q loader (ql_st): query ql's Q row from the activation RAM (aq_ap, a word a cycle) into kv_stage, sent to
-  //     qk_reorder into its free Q bank — while the K rows of the query before still stream past the other;
-  //   K stream (kq, ka): the K rows, a key a cycle, query after query (qk_reorder takes a query's keys once its Q
-  //     is in); its scores go into the query's slot (sw, sa) and softmax_stats, whose statistics fill the slot
-  //     (at_stat, sb_full);
-  //   stage B (qb_st): query qb's statistics, then the V rows beside the slot's scores into av_norm, a key a cycle,
-  //     the slot freed with the last key — the next query's keys follow at once;
-  //   store (bo_st): each attention row as av_norm gives its parts (att_row), stored (on chip; written through to
-  //     scratch when dumped); av_norm waits while a row is being stored.
-  // A query then costs about its keys (NT cycles) once the slots let the K stream run ahead of stage B by a query's
+  // ---- attention: one X_COMP per head (its K and V rows in kb / vb since K and V ran). Its queries run in groups
+  // of AL (rtl_top_gen.ATT_LANES: query g · AL + l in lane l; the last group padded with copies of the last query,
+  // never stored) through four machines side by side, each a group at a time in order, linked by SB_N score slots
+  // (a group's slot: the next free one, taken by the Q loader and freed once stage B has read it):
+  //   Q loader (ql_st): group ql's AL Q rows from the activation RAM (aq_ap, a word a cycle) into kv_stage, each
+  //     sent to qk_reorder into its free Q bank — while the K rows of the group before still stream past the other;
+  //   K stream (kq, ka): the K rows, a key a cycle, group after group (qk_reorder takes a group's keys once its Q
+  //     rows are in, and gives every lane's score of the key together); each lane's scores go into the group's slot
+  //     (sw, sa) and the lane's softmax_stats, whose statistics fill the slot (at_stat, sb_full);
+  //   stage B (qb_st): group qb's statistics, then the V rows beside the slot's scores into every lane's av_norm, a
+  //     key a cycle, the slot freed with the last key — the next group's keys follow at once;
+  //   store (bo_st): the group's attention rows as the av_norms give their parts together (att_row), stored one
+  //     lane after the other (on chip; written through to scratch when dumped); the av_norms wait meanwhile.
+  // A group then costs about its keys (NT cycles) once the slots let the K stream run ahead of stage B by a group's
   // K pass and the Q·Kᵀ and softmax depths (rtl_top_gen.ATT_SLOTS).
   localparam int SB_N = ATT_SLOTS;  // (rtl_top_gen.ATT_SLOTS)
+  localparam int AL = ATT_LANES;    // (rtl_top_gen.ATT_LANES)
+  localparam int NQG = (NT + AL - 1) / AL;  // query groups of a head
   typedef enum logic [2:0] {QL_WAIT, QL_ADDR, QL_DATA, QL_SEND, QL_DONE} qlstate_t;
   typedef enum logic [1:0] {QB_WAIT, QB_STAT, QB_V, QB_DONE} qbstate_t;
   typedef enum logic [2:0] {BO_TAKE, BO_SCMD, BO_SDATA, BO_SWAIT, BO_DONE} bostate_t;
   qlstate_t     ql_st;
   qbstate_t     qb_st;
   bostate_t     bo_st;
-  logic [15:0]  ql, kq, qb, qo;    // the query of the Q loader, the K stream, stage B, the store
-  logic [15:0]  ql_cnt, ka, sa;    // Q word loaded, K row fed, score taken (of query kq's scores in order)
+  logic [15:0]  ql, kq, qb, qo;    // the query group of the Q loader, the K stream, stage B, the store
+  logic [7:0]   ql_ln, bo_ln;      // the lane whose Q row loads, whose attention row is stored
+  logic [15:0]  ql_cnt, ka, sa;    // Q word loaded, K row fed, score taken (of group kq's scores in order)
   logic [15:0]  vi, qb_cnt;        // B: V row fed; store beat
   logic [7:0]   qb_part;           // store: the A·V row's next part (AV_OUT_COLS columns)
   logic [1:0]   ls, sw, ss, bs;    // slots of: the Q loader, the scores written, the next statistics, stage B
   logic [SB_N-1:0] sb_busy;        // slots taken by a query (Q loader) and not yet read (stage B)
   logic [SB_N-1:0] sb_full;        // ... whose statistics are in
-  wire logic [33:0] aq_ap = k_src + 34'(32'(32'(ql) * 32'(D) + row * 32'(HD)));  // query ql's Q row, head `row`
+  // the query loading (lane ql_ln of group ql; a padding lane past the last query loads the last query again) and
+  // the query stored (lane bo_ln of group qo)
+  wire logic [31:0] aq_q = 32'(ql) * 32'(AL) + 32'(ql_ln);
+  wire logic [33:0] aq_ap = k_src + 34'(32'((aq_q < 32'(NT) ? aq_q : 32'(NT - 1)) * 32'(D) + row * 32'(HD)));
+  wire logic [31:0] bo_q = 32'(qo) * 32'(AL) + 32'(bo_ln);
+  wire logic        bo_lane_last = bo_ln == 8'(AL - 1) || bo_q + 1 == 32'(NT);  // the group's last row stored
   function automatic logic [1:0] slot_next(input logic [1:0] z);
     slot_next = (32'(z) == SB_N - 1) ? 2'd0 : z + 2'd1;
   endfunction
@@ -441,9 +451,9 @@ module m3vit_layers (
     st_ap = k_dsta + 34'(32'(srow * k_nout));
     st_addr = k_dst + 64'(srow) * 64'(k_nout) * 64'd4;
     st_beats = k_nout / 4;
-    if (k_kind == K_ATT) begin  // head `row`, query qo (the row being stored)
-      st_ap = k_dsta + 34'(32'((row * 32'(NT) + 32'(qo)) * 32'(HD)));
-      st_addr = k_dst + 64'(32'((row * 32'(NT) + 32'(qo)) * 32'(HD))) * 64'd4;
+    if (k_kind == K_ATT) begin  // head `row`, query bo_q (the row being stored)
+      st_ap = k_dsta + 34'(32'((row * 32'(NT) + bo_q) * 32'(HD)));
+      st_addr = k_dst + 64'(32'((row * 32'(NT) + bo_q) * 32'(HD))) * 64'd4;
     end
     if (k_kind == K_TOK) begin
       st_addr = k_dst + 64'(row) * 64'(D * L_RESID_BYTES);
@@ -601,14 +611,24 @@ module m3vit_layers (
   );
 
   // GELU, attention (reorder engine → softmax statistics → A·V normaliser), router
-  logic ge_out_valid, qk_q_ready, qk_k_ready, qk_out_valid, sm_in_ready, sm_out_valid;
-  logic av_stat_ready, av_in_ready, av_out_valid;
+  logic ge_out_valid, qk_q_ready, qk_k_ready, qk_out_valid;
   logic md_in_ready, md_exp_valid, md_exp_last, md_sc_valid, md_done;
   logic [4*ACTB-1:0]  ge_out;         // 4 lanes: one word of the output row a cycle
-  logic [IB-1:0]      qk_out;
-  logic [IB+16:0]     sm_out;
-  logic [ACTB*AV_OUT_COLS-1:0] av_out;  // a part of the A·V row: AV_OUT_COLS columns a beat, TLAST on the last
-  logic               av_out_last;
+  logic [AL*IB-1:0]   qk_out;         // a key's scores, lane l's at l · IB
+  // the attention lanes' softmax_stats and av_norm handshakes (lane l at bit l): they run in lock step — fed the
+  // same beats in the same cycles, each takes a beat only when every lane can (av_go)
+  logic [AL-1:0]      sm_in_rdy, sm_out_v, av_stat_rdy, av_in_rdy, av_out_v, av_out_l;
+  wire logic          sm_in_ready = &sm_in_rdy;
+  wire logic          sm_out_valid = sm_out_v[0];
+  wire logic          av_in_ready = &av_in_rdy;
+  wire logic          av_stat_ready = av_stat_rdy[0];
+  wire logic          av_out_valid = &av_out_v;
+  wire logic          av_out_last = av_out_l[0];
+`ifndef SYNTHESIS
+  always_ff @(posedge ap_clk)  // (identical units fed identical beats: a lane out of step is a design error)
+    if (!rst && (sm_out_v != {AL{sm_out_v[0]}} || av_stat_rdy != {AL{av_stat_rdy[0]}} || av_out_l != {AL{av_out_l[0]}}))
+      $error("m3vit_layers: the attention lanes left lock step");
+`endif
   logic [23:0]        md_exp;  // {count, expert}
   logic [31:0]        md_sc;
 
@@ -616,15 +636,16 @@ module m3vit_layers (
   wire logic ge_feed = (xs == X_COMP && kind_q == K_GELU && f0 < sm_n) || (ge_fused && se == SE_DATA);
   wire logic at_run = xs == X_COMP && kind_q == K_ATT;
   wire logic qk_q_feed = at_run && ql_st == QL_SEND;
-  wire logic qk_k_feed = at_run && kq < 16'(NT);
+  wire logic qk_k_feed = at_run && kq < 16'(NQG);
   wire logic av_stat_feed = at_run && qb_st == QB_STAT;
   // (av_norm takes a row's statistics with its first key: QB_STAT offers both)
   wire logic av_feed = at_run && (qb_st == QB_STAT || qb_st == QB_V);
-  wire logic qb_last = qb_st == QB_V && av_in_ready && vi == 16'(NT - 1);  // stage B takes its query's last key
+  wire logic av_go = av_feed && av_in_ready;  // every lane takes the key (and, in QB_STAT, the statistics)
+  wire logic qb_last = qb_st == QB_V && av_in_ready && vi == 16'(NT - 1);  // stage B takes its group's last key
   wire logic md_feed = xs == X_COMP && kind_q == K_ROUTE && f0 < 32'(NT);
-  logic [IB+16:0] at_stat [SB_N];   // a score slot's softmax statistics
-  logic signed [IB-1:0] sb [SB_N * NT];  // the score slots: slot z's scores at z · NT ..
-  logic [ACTB*HD-1:0] att_row;  // the attention output row of one head and query
+  logic [ACTB*HD-1:0] att_row [AL];  // the attention output rows of one head and query group, lane by lane
+  localparam int AL_W = (AL > 1) ? $clog2(AL) : 1;
+  wire logic [ACTB*HD-1:0] att_row_st = att_row[AL_W'(bo_ln)];  // the row being stored
   logic [ACTB*HD-1:0] q_word;
   logic [E*IB-1:0] logits_word;  // token f0's gate logits (the logits RAM's read register)
   logic md_start;
@@ -637,29 +658,45 @@ module m3vit_layers (
     .s_axis_tdata(ge_in), .s_axis_tvalid(ge_feed), .s_axis_tready(ge_in_ready), .s_axis_tlast(1'b0),
     .m_axis_tdata(ge_out), .m_axis_tvalid(ge_out_valid), .m_axis_tready(1'b1), .m_axis_tlast()
   );
-  qk_reorder #(.P(1), .HD(HD), .A_W(ACTB), .OUT_W(IB), .MIN_SHIFT(L_QK_SHIFT_MIN), .MAX_SHIFT(L_QK_SHIFT_MAX)) u_qk (
+  qk_reorder #(.P(AL), .HD(HD), .A_W(ACTB), .OUT_W(IB), .MIN_SHIFT(L_QK_SHIFT_MIN), .MAX_SHIFT(L_QK_SHIFT_MAX)) u_qk (
     .ap_clk, .ap_rst_n, .shift(8'(L[LF_SCORES_SHIFT])),
     .s_axis_q_tdata(q_word), .s_axis_q_tvalid(qk_q_feed), .s_axis_q_tready(qk_q_ready),
     .s_axis_k_tdata(kb[kb_ra]), .s_axis_k_tvalid(qk_k_feed), .s_axis_k_tready(qk_k_ready),
     .s_axis_k_tlast(ka == 16'(NT - 1)),
     .m_axis_tdata(qk_out), .m_axis_tvalid(qk_out_valid), .m_axis_tready(sm_in_ready), .m_axis_tlast()
   );
-  softmax_stats #(.S_W(IB), .MAX_ROW(NT), .MAX_S_FRAC(L_S_FRAC_MAX)) u_sm (
-    .ap_clk, .ap_rst_n, .s_frac,
-    .s_axis_tdata(qk_out), .s_axis_tvalid(qk_out_valid), .s_axis_tready(sm_in_ready),
-    .s_axis_tlast(sa == 16'(NT - 1)),
-    .m_axis_tdata(sm_out), .m_axis_tvalid(sm_out_valid), .m_axis_tready(1'b1)
-  );
-  av_norm #(.S_W(IB), .V_W(ACTB), .C(HD), .OUT_COLS(AV_OUT_COLS), .OUT_W(ACTB), .MAX_ROW(NT),
-            .MAX_S_FRAC(L_S_FRAC_MAX), .MIN_SHIFT(L_AV_SHIFT_MIN), .MAX_SHIFT(L_AV_SHIFT_MAX)) u_av (
-    .ap_clk, .ap_rst_n, .s_frac, .shift(8'(L[LF_ATTN_SHIFT])),
-    .s_axis_stat_tdata(at_stat[bs]), .s_axis_stat_tvalid(av_stat_feed), .s_axis_stat_tready(av_stat_ready),
-    .s_axis_tdata({vb[vb_ra], sb[32'(bs) * NT + 32'(vi)]}), .s_axis_tvalid(av_feed),
-    .s_axis_tready(av_in_ready),
-    .s_axis_tlast(vi == 16'(NT - 1)),
-    .m_axis_tdata(av_out), .m_axis_tvalid(av_out_valid), .m_axis_tready(bo_st == BO_TAKE),
-    .m_axis_tlast(av_out_last)
-  );
+  wire logic [ACTB*HD-1:0] v_row = vb[vb_ra];  // the V row stage B feeds, every lane's
+  for (genvar l = 0; l < AL; l++) begin : g_att_lane
+    // lane l's score slots (slot z's scores at z · NT ..) and their softmax statistics
+    logic signed [IB-1:0] sb [SB_N * NT];
+    logic [IB+16:0]       at_stat [SB_N];
+    logic [IB+16:0]       sm_out;
+    logic [ACTB*AV_OUT_COLS-1:0] av_out;  // a part of the A·V row: AV_OUT_COLS columns a beat, TLAST on the last
+    wire logic signed [IB-1:0] score = $signed(qk_out[l*IB +: IB]);
+    always_ff @(posedge ap_clk) begin
+      if (!rst && at_run && qk_out_valid && sm_in_ready) sb[32'(sw) * NT + 32'(sa)] <= score;
+      if (!rst && at_run && sm_out_valid) at_stat[ss] <= sm_out;
+      if (!rst && at_run && bo_st == BO_TAKE && av_out_valid)
+        att_row[l][32'(qb_part) * AV_OUT_COLS * ACTB +: AV_OUT_COLS * ACTB] <= av_out;
+    end
+    softmax_stats #(.S_W(IB), .MAX_ROW(NT), .MAX_S_FRAC(L_S_FRAC_MAX)) u_sm (
+      .ap_clk, .ap_rst_n, .s_frac,
+      .s_axis_tdata(score), .s_axis_tvalid(qk_out_valid), .s_axis_tready(sm_in_rdy[l]),
+      .s_axis_tlast(sa == 16'(NT - 1)),
+      .m_axis_tdata(sm_out), .m_axis_tvalid(sm_out_v[l]), .m_axis_tready(1'b1)
+    );
+    av_norm #(.S_W(IB), .V_W(ACTB), .C(HD), .OUT_COLS(AV_OUT_COLS), .OUT_W(ACTB), .MAX_ROW(NT),
+              .MAX_S_FRAC(L_S_FRAC_MAX), .MIN_SHIFT(L_AV_SHIFT_MIN), .MAX_SHIFT(L_AV_SHIFT_MAX)) u_av (
+      .ap_clk, .ap_rst_n, .s_frac, .shift(8'(L[LF_ATTN_SHIFT])),
+      .s_axis_stat_tdata(at_stat[bs]), .s_axis_stat_tvalid(av_stat_feed),
+      .s_axis_stat_tready(av_stat_rdy[l]),
+      .s_axis_tdata({v_row, sb[32'(bs) * NT + 32'(vi)]}), .s_axis_tvalid(av_go),
+      .s_axis_tready(av_in_rdy[l]),
+      .s_axis_tlast(vi == 16'(NT - 1)),
+      .m_axis_tdata(av_out), .m_axis_tvalid(av_out_v[l]), .m_axis_tready(bo_st == BO_TAKE && av_out_valid),
+      .m_axis_tlast(av_out_l[l])
+    );
+  end
   localparam int MD_E_W = (E > 1) ? $clog2(E) : 1;
   localparam int MD_TOK_W = $clog2(MT);
   localparam int MD_CNT_W = $clog2(MT + 1);
@@ -1029,7 +1066,7 @@ module m3vit_layers (
       for (int j = 0; j < TOK_PER_BEAT; j++)
         s_tdata[j*L_RESID_BYTES*8 +: L_RESID_BYTES*8] = xa_q[0][32 * 32'(3'(xa_sel + 3'(j))) +: L_RESID_BYTES*8];
     end else if (kind_q == K_ATT) begin
-      for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row[(scnt * 4 + 32'(j)) * ACTB +: ACTB]));
+      for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row_st[(scnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
       // quad scnt of the output row (the group's row se_rsub, or the one row of another op)
       s_tdata = ob_q[ob_sel];
@@ -1184,6 +1221,7 @@ module m3vit_layers (
       f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
       ei <= '0; n_act <= '0; row0 <= '0; kind_q <= K_LN;
       ql_st <= QL_WAIT; qb_st <= QB_WAIT; bo_st <= BO_TAKE; ql <= '0; kq <= '0; qb <= '0; qo <= '0;
+      ql_ln <= '0; bo_ln <= '0;
       ka <= '0; sa <= '0; vi <= '0; qb_part <= '0; ls <= '0; sw <= '0; ss <= '0; bs <= '0;
       sb_busy <= '0; sb_full <= '0;
       md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
@@ -1231,6 +1269,7 @@ module m3vit_layers (
             f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
             // (attention: the head's machines from its first query, its keys and V rows from kb / vb's head row)
             ql_st <= QL_WAIT; qb_st <= QB_WAIT; bo_st <= BO_TAKE; ql <= '0; kq <= '0; qb <= '0; qo <= '0;
+      ql_ln <= '0; bo_ln <= '0;
             ka <= '0; sa <= '0; vi <= '0; qb_part <= '0; ls <= '0; sw <= '0; ss <= '0; bs <= '0;
             sb_busy <= '0; sb_full <= '0;
             kb_ra <= KV_AW'(row * 32'(NT));
@@ -1313,25 +1352,29 @@ module m3vit_layers (
                   ql_cnt <= ql_cnt + 1;
                   if (ql_cnt == 16'(HD / 4 - 1)) ql_st <= QL_SEND;
                 end
-                QL_SEND: if (qk_q_ready) begin  // into qk_reorder's free Q bank
-                  ql <= ql + 1;
-                  ls <= slot_next(ls);
-                  ql_st <= (ql == 16'(NT - 1)) ? QL_DONE : QL_WAIT;
+                QL_SEND: if (qk_q_ready) begin  // into qk_reorder's free Q bank, lane ql_ln's place
+                  if (ql_ln == 8'(AL - 1)) begin  // the group is in: the next group takes the next slot
+                    ql_ln <= '0;
+                    ql <= ql + 1;
+                    ls <= slot_next(ls);
+                    ql_st <= (ql == 16'(NQG - 1)) ? QL_DONE : QL_WAIT;
+                  end else begin  // the group's next lane (its slot taken)
+                    ql_ln <= ql_ln + 1'b1;
+                    ql_st <= QL_ADDR;
+                  end
                 end
                 default: ;  // QL_DONE
               endcase
-              if (qk_k_feed && qk_k_ready) begin  // the K rows, query after query
+              if (qk_k_feed && qk_k_ready) begin  // the K rows, group after group
                 ka <= (ka == 16'(NT - 1)) ? '0 : ka + 1;
                 kb_ra <= (ka == 16'(NT - 1)) ? KV_AW'(row * 32'(NT)) : kb_ra + 1'b1;
                 if (ka == 16'(NT - 1)) kq <= kq + 1;
               end
-              if (qk_out_valid && sm_in_ready) begin  // a score into its query's slot (and softmax_stats)
-                sb[32'(sw) * NT + 32'(sa)] <= qk_out;
+              if (qk_out_valid && sm_in_ready) begin  // the key's scores into the group's slot (and softmax_stats)
                 sa <= (sa == 16'(NT - 1)) ? '0 : sa + 1;
                 if (sa == 16'(NT - 1)) sw <= slot_next(sw);
               end
-              if (sm_out_valid) begin  // a row's statistics: its slot is full
-                at_stat[ss] <= sm_out;
+              if (sm_out_valid) begin  // the group's statistics (every lane's at once): its slot is full
                 ss <= slot_next(ss);
               end
               case (qb_st)
@@ -1351,16 +1394,18 @@ module m3vit_layers (
                   if (qb_last) begin  // the last key: the slot is read (freed below)
                     bs <= slot_next(bs);
                     qb <= qb + 1;
-                    qb_st <= (qb == 16'(NT - 1)) ? QB_DONE : QB_WAIT;
+                    qb_st <= (qb == 16'(NQG - 1)) ? QB_DONE : QB_WAIT;
                   end
                 end
                 default: ;  // QB_DONE
               endcase
               case (bo_st)
-                BO_TAKE: if (av_out_valid) begin  // the row's parts in order
-                  att_row[32'(qb_part) * AV_OUT_COLS * ACTB +: AV_OUT_COLS * ACTB] <= av_out;
+                BO_TAKE: if (av_out_valid) begin  // the rows' parts in order, every lane's at once (att_row)
                   qb_part <= av_out_last ? '0 : qb_part + 1'b1;
-                  if (av_out_last) bo_st <= BO_SCMD;
+                  if (av_out_last) begin
+                    bo_ln <= '0;
+                    bo_st <= BO_SCMD;
+                  end
                 end
                 BO_SCMD: if (s_cmd_ready || !st_axi) begin
                   qb_cnt <= '0;
@@ -1371,8 +1416,13 @@ module m3vit_layers (
                   if (32'(qb_cnt) + 1 == st_beats) bo_st <= BO_SWAIT;
                 end
                 BO_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
-                  qo <= qo + 1;
-                  bo_st <= (qo == 16'(NT - 1)) ? BO_DONE : BO_TAKE;
+                  if (bo_lane_last) begin  // the group's rows are stored (a padding lane's never)
+                    qo <= qo + 1;
+                    bo_st <= (qo == 16'(NQG - 1)) ? BO_DONE : BO_TAKE;
+                  end else begin
+                    bo_ln <= bo_ln + 1'b1;
+                    bo_st <= BO_SCMD;
+                  end
                 end
                 default: ;  // BO_DONE
               endcase

@@ -27,7 +27,14 @@ def test_micro_top_synthesizes_and_fits_the_zcu104():
     for unit in ("m3vit_layers", "m3vit_wbuf", "patch_embed"):
         ram = res["by_unit"][unit]
         assert ram["BRAM36"] + ram["LUTRAM"] > 0, f"{unit}: no RAM mapped ({ram})"
-    assert res["FF"] < 0.25 * ZCU104["FF"], f"micro top has {res['FF']} flip-flops: an array became registers?"
+    # an array mapped to flip-flops would add its bits to the module that holds it: the layers' row buffers, score
+    # slots and queues (≈ 6.5k FF of pipeline and control at micro) and the prefetcher's banks (≈ 6.3k)
+    for unit in ("m3vit_layers", "m3vit_wbuf"):
+        ff = res["by_unit"][unit]["FF"]
+        assert ff < 12_000, f"{unit}: {ff} FF: an array became registers?"
+    # the whole top: the MAC tiles' pipeline registers (71k, most of them a DSP48E2's own M / P registers in Vivado)
+    # and every unit's stages — 119.5k with two attention lanes
+    assert res["FF"] < 0.30 * ZCU104["FF"], f"micro top has {res['FF']} flip-flops: an array became registers?"
     # the top's own modules' LUT levels are counted (each module's own paths; the figures are reported, not held to
     # the units' limit: the layers' sequencer is over it, rtl/README.md)
     assert set(res["own_lut_levels"]) == set(TOP_OWN_MODULES), res["own_lut_levels"]

@@ -271,13 +271,17 @@ def test_experts_run_on_their_own_rows():
     assert rp.record_expert_rows(rec) == {moe: [250, 1, 7]}
 
 
-def test_attention_costs_a_key_a_cycle_when_the_slots_suffice(monkeypatch):
-    """A query costs stage B's keys + 1 once ATT_SLOTS slots cover a query's K pass, depths and stage B (m3vit-tiny's
-    129 keys), and a head loads nothing (its K / V rows are in kb / vb from the K / V linears' stores); with one slot
-    the queries wait for it (the head grows)."""
+def test_attention_costs_a_key_a_cycle_per_query_group_when_the_slots_suffice(monkeypatch):
+    """A group of ATT_LANES queries costs stage B's keys + 1 once ATT_SLOTS slots cover a group's K pass, depths and
+    stage B (m3vit-tiny's 129 keys), and a head loads nothing (its K / V rows are in kb / vb from the K / V linears'
+    stores); with one lane a head takes ATT_LANES times as long, and with one slot the groups wait for it."""
     cfg = get_config("m3vit-tiny")
     n = cfg.num_tokens
+    groups = -(-n // rp.ATT_LANES)
     per_head, reads, _ = rp.op_terms(cfg, "att", n, dumps=False)
-    assert per_head == pytest.approx(n * (n + 1), rel=0.02) and reads == 0
+    assert per_head == pytest.approx(groups * (n + 1), rel=0.03) and reads == 0
+    monkeypatch.setattr(rp, "ATT_LANES", 1)
+    one_lane = rp.op_terms(cfg, "att", n, dumps=False)[0]
+    assert one_lane == pytest.approx(n * (n + 1), rel=0.02)
     monkeypatch.setattr(rp, "ATT_SLOTS", 1)
-    assert rp.op_terms(cfg, "att", n, dumps=False)[0] > 1.5 * per_head
+    assert rp.op_terms(cfg, "att", n, dumps=False)[0] > 1.5 * one_lane

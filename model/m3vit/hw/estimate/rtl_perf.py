@@ -10,11 +10,12 @@ entering while the rows before it are still in the unit; not dumped, GELU runs b
 through the GELU unit, the GELU step skipped) and so do the residual adds after proj and a dense layer's fc2
 (their stores through the residual requantizers, the add step skipped): their terms depend on whether the frame
 dumps. The MoE combine always runs behind e2 (each stored e2 word accumulated into its token's sums).
-Attention's queries run through a Q loader, a K stream, an A·V stage and a store side by side over ATT_SLOTS score
-slots (a head's K / V rows are on chip before it starts: the K / V linears' stores wrote them). Beside it
-the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's parameters
-(LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer transposer, its
-biases and, per-row packs, its shifts; each layer's descriptor first) into one of two banks, so an op waits only for
+Attention's queries run in groups of ATT_LANES through a Q loader, a K stream, an A·V stage and a store side by side
+over ATT_SLOTS score slots (a head's K / V rows are on chip before it starts: the K / V linears' stores wrote
+them). Beside it the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted
+op's parameters (LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer
+transposer, its biases and, per-row packs, its shifts; each layer's descriptor first) into one of two banks, so an
+op waits only for
 what the prefetch has not finished: a job starts when the previous job is loaded and its bank is free (the op two
 jobs back is done), an expert's job once the route has named the expert. The model replays that schedule
 (:func:`simulate`) with the beats and compute cycles counted from the shapes; what it cannot count — the cycles a
@@ -44,7 +45,7 @@ from ...quant import opgraph
 from ...quant.fixed import container_bytes
 from ...quant.spec import get_mode
 from ..gen import program
-from ..gen.rtl_top_gen import ATT_SLOTS, LIN_ROWS, LIN_TILES, LN_BANKS, av_out_cols
+from ..gen.rtl_top_gen import ATT_LANES, ATT_SLOTS, LIN_ROWS, LIN_TILES, LN_BANKS, av_out_cols
 from .perf import Platform
 from .timing import unit_depth
 
@@ -161,19 +162,22 @@ def op_terms(cfg: ModelConfig, op: str, rows: float, lin_rows: int = LIN_ROWS,
         return rows * ((2 + stored) * _beats(d) + rq + 2), rows, rows * stored
     if op == "att":
         # per head (its K and V rows are in kb / vb already: the K / V linears' stores wrote them there): its
-        # queries through the Q loader (a cycle to take a slot and one to address, the Q row a word a cycle, sent),
-        # the K stream (a key a cycle, query after query), stage B (a cycle to see the slot full, then a key a
-        # cycle) and the store. A query costs stage B's keys + 1, unless the ATT_SLOTS slots run out first: a slot
-        # is taken before its query's Q row loads and freed by its stage B's last key, ATT_SLOTS queries later. The
-        # first query adds its Q row, keys and the Q·Kᵀ / softmax depths ahead of stage B; the last its A·V depth,
-        # parts and store.
+        # queries in groups of ATT_LANES (the last one padded), through the Q loader (a cycle to take a slot, then
+        # per lane a cycle to address, the Q row a word a cycle, sent), the K stream (a key a cycle, group after
+        # group: every lane's score of a key at once), stage B (a cycle to see the slot full, then a key a cycle
+        # into every lane's A·V) and the store (the group's rows one after the other). A group costs stage B's keys
+        # + 1, unless the ATT_SLOTS slots run out first: a slot is taken before its group's Q rows load and freed
+        # by its stage B's last key, ATT_SLOTS groups later. The first group adds its Q rows, keys and the Q·Kᵀ /
+        # softmax depths ahead of stage B; the last its A·V depth, parts and stores.
         heads = rows / n
-        qload = 3 + _beats(hd)
+        groups = -(-n // ATT_LANES)
+        qload = 1 + ATT_LANES * (2 + _beats(hd))
         lat = unit_depth("qk_reorder", {"HD": hd}) + unit_depth("softmax_stats", {}) + 2
         period = max(n + 1, (2 * n + 1 + qload + lat) / ATT_SLOTS)
         parts = hd // av_out_cols(cfg, "w8a8")  # (W8/A8's parts; the 16-bit modes' one is 3 cycles less)
-        tail = unit_depth("av_norm", {}) + parts - 1 + _beats(hd) + 3
-        per_head = qload + n + lat + (n - 1) * period + n + 1 + tail
+        last_rows = n - (groups - 1) * ATT_LANES
+        tail = unit_depth("av_norm", {}) + parts - 1 + last_rows * (_beats(hd) + 2) + 1
+        per_head = qload + n + lat + (groups - 1) * period + n + 1 + tail
         return heads * per_head, 0, rows * stored
     if op == "route":  # the logits loaded, then dispatched while the combine's sums are cleared, a word of 4 a cycle
         drain = cfg.top_k * n + cfg.num_experts  # the queues' items and the experts' headers, one a cycle

@@ -160,6 +160,11 @@ LN_BANKS = 4
 # ATT_SLOTS · (keys + 1) covers a query's K pass, its Q·Kᵀ and softmax depths and its stage B (3: m3vit-tiny's 129
 # keys a query; micro's 33 wait ≈ 3 cycles a query, modelled).
 ATT_SLOTS = 3
+# Attention's query lanes (rtl/m3vit_layers.sv: qk_reorder's P, a softmax_stats and an av_norm per lane): a head's
+# queries run in groups of ATT_LANES, each key of the K stream meeting every query of the group and each V row of
+# stage B feeding every lane's A·V, so a group costs one query's keys. 2: 128 more DSP48E2 than one lane at
+# m3vit-tiny (Q·Kᵀ's 64 products, A·V's normaliser), its LUTs from the router's serial walk (moe_dispatch).
+ATT_LANES = 2
 
 
 def av_out_cols(cfg: ModelConfig, mode: PrecisionMode | str) -> int:
@@ -283,6 +288,7 @@ def _layers_text(cfg: ModelConfig, mode: PrecisionMode) -> str:
               "L_RESID_BYTES": container_bytes(mode.resid_bits), "L_DEPTH": cfg.depth,
               "L_HEADER_WORDS": len(program.HEADER_FIELDS), "L_LAYER_WORDS": len(program.LAYER_FIELDS),
               "LIN_TILES": LIN_TILES, "LIN_ROWS": LIN_ROWS, "LN_BANKS": LN_BANKS, "ATT_SLOTS": ATT_SLOTS,
+              "ATT_LANES": ATT_LANES,
               # the A·V normaliser's output columns a cycle (av_norm OUT_COLS): the HLS design's AV_OUT width for
               # the mode, at most a head's — a row's 1/s multiplies and requantizers shared over its parts
               "AV_OUT_COLS": av_out_cols(cfg, mode),
