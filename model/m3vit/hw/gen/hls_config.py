@@ -43,9 +43,9 @@ class HlsParams:
     mac_rows: int = 32  # output channels the MAC array computes at once (multiple of the pack's 16-row tiles)
     mac_cols: int = 64  # reduction terms per cycle
     # P: query rows in flight in the attention unit (a row group: QK_INTERLEAVE x P rows). Q·Kᵀ's fabric products and
-    # adder trees scale with P, A·V's rate with P x av_cols: 3 lanes x 64 columns keep A·V at 192 products per cycle
-    # for 3/5 of the 5-lane unit's Q·Kᵀ LUTs
-    attn_lanes: int = 3
+    # adder trees scale with P, A·V's rate with P x av_cols: 4 lanes x 64 columns, A·V at 256 products per cycle
+    # (3 lanes before the router's LUT estimate followed the serial RTL router: hls/README.md § The parameter set)
+    attn_lanes: int = 4
     av_cols: int = 64  # value columns each attention lane accumulates per cycle in the A·V pass
     # value columns AV_OUT normalises (Σ·(1/s), requantize) per cycle, at most av_cols: AV_OUT runs once per row
     # after its AV_PASSES·n key cycles, so its multipliers and requantizers need not keep A·V's width (hls/README.md)
@@ -53,8 +53,8 @@ class HlsParams:
     batch: int = 2  # frames that share each weight load (frame batching)
     ln_lanes: int = 8  # LayerNorm features per cycle (statistics, normalise, gain / bias)
     # MoE combine (moe_finish) values per cycle: a combine is rows·D values once per MoE layer, off the array's
-    # critical rate, so an eighth of the array's MAC_ROWS lanes of requantizers + residual adds
-    moe_lanes: int = 4
+    # critical rate, so a quarter of the array's MAC_ROWS lanes of requantizers + residual adds
+    moe_lanes: int = 8
     # epilogue lanes (linear.h EPI_LANES): the array finishes MAC_ROWS outputs per token only in a block's last
     # k-slice, so the epilogue takes MAC_ROWS / epi_lanes cycles per token beside the next block's k-slices (8: 4
     # cycles, one more than a K = 192 op's 3 k-slices — the cost the sweep weighs against 18k LUT)
@@ -65,8 +65,8 @@ class HlsParams:
         """The parameter sets (hls/README.md). W8/A8: the class defaults — the fastest set by the cycle model of
         the code as built (m3vit.hw.estimate.perf, batch 1) whose as-built estimate (m3vit.hw.estimate.hls_estimate,
         `make hls-estimate`) stays within 80 % of the xczu7ev's DSP48E2, BRAM36 and URAM and 65 % of its LUTs
-        (`python -m m3vit.hw.estimate.param_sweep`, the grid in hls/README.md): a 32x64 array, 3 attention lanes
-        x 64 A·V columns, 8 epilogue and LayerNorm lanes, 4 MoE-combine lanes.
+        (`python -m m3vit.hw.estimate.param_sweep`, the grid in hls/README.md): a 32x64 array, 4 attention lanes
+        x 64 A·V columns, 8 epilogue and LayerNorm lanes, 8 MoE-combine lanes.
         W16/A16 cannot pack two MACs per DSP, so its array is 32x32 with 4 attention lanes and 64 A·V columns.
         w8a16 and w16a16e8 compute at 16-bit activations too (8-bit weights in unpacked MACs): W16/A16's set.
         (The 16-bit sets are not held to the LUT limit — the issue's limit is W8/A8's — and keep their lanes.)"""
