@@ -626,7 +626,8 @@ module m3vit_layers (
   wire logic          av_out_last = av_out_l[0];
 `ifndef SYNTHESIS
   always_ff @(posedge ap_clk)  // (identical units fed identical beats: a lane out of step is a design error)
-    if (!rst && (sm_out_v != {AL{sm_out_v[0]}} || av_stat_rdy != {AL{av_stat_rdy[0]}} || av_out_l != {AL{av_out_l[0]}}))
+    if (!rst && (sm_out_v != {AL{sm_out_v[0]}} || av_stat_rdy != {AL{av_stat_rdy[0]}}
+                 || av_out_l != {AL{av_out_l[0]}}))
       $error("m3vit_layers: the attention lanes left lock step");
 `endif
   logic [23:0]        md_exp;  // {count, expert}
@@ -1269,7 +1270,7 @@ module m3vit_layers (
             f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
             // (attention: the head's machines from its first query, its keys and V rows from kb / vb's head row)
             ql_st <= QL_WAIT; qb_st <= QB_WAIT; bo_st <= BO_TAKE; ql <= '0; kq <= '0; qb <= '0; qo <= '0;
-      ql_ln <= '0; bo_ln <= '0;
+            ql_ln <= '0; bo_ln <= '0;
             ka <= '0; sa <= '0; vi <= '0; qb_part <= '0; ls <= '0; sw <= '0; ss <= '0; bs <= '0;
             sb_busy <= '0; sb_full <= '0;
             kb_ra <= KV_AW'(row * 32'(NT));

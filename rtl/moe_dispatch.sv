@@ -5,9 +5,10 @@
 // and walks its experts in ascending order, one a cycle, as the HLS router does (route_tokens: II = E): a running
 // top-K list (by integer logit, ties to the lower expert index) and the single-pass softmax's running max and sum
 // through one 2^d unit; then 1/s, and the K chosen experts' gate values 2^(l-m)·(1/s) (15 fractional bits, no
-// renormalisation) through a second, one a cycle, each appended with its token to the expert's queue. After the batch's last token (TLAST) it walks the
-// experts in ascending order, skipping empty ones, and emits per active expert a header {count, expert} and its
-// queue in ascending token order as the gather index stream (token) and the scatter stream {gate, token}.
+// renormalisation) through a second, one a cycle, each appended with its token to the expert's queue. After the
+// batch's last token (TLAST) it walks the experts in ascending order, skipping empty ones, and emits per active
+// expert a header {count, expert} and its queue in ascending token order as the gather index stream (token) and
+// the scatter stream {gate, token}.
 // Block control is ap_ctrl_hs: ap_start begins a batch, ap_done/ap_ready pulse when its queues are out.
 module moe_dispatch #(
   parameter int E          = 16,   // experts
@@ -155,8 +156,8 @@ module moe_dispatch #(
     rec_nx[0] = sc_last;
   end
 
-  // 2^x_d (exp2_neg's four stages, then registered: e_r), the step's flags beside it; then the running sum,
-  // one expert a cycle: s_j = round(s_{j-1} · 2^(m_{j-1} - a_j)) + 1 when a_j is the new max, else s_{j-1} + 2^(a_j - m_j)
+  // 2^x_d (exp2_neg's four stages, then registered: e_r), the step's flags beside it; then the running sum, one
+  // expert a cycle: s_j = round(s_{j-1} · 2^(m_{j-1} - a_j)) + 1 when a_j is the new max, else s_{j-1} + 2^(a_j - m_j)
   localparam int XS = EXP_STAGES + 1;  // x_* registered → e_r
   logic [15:0] e_c, e_r;
   exp2_neg #(.D_W(L_W + 1), .MAX_D_FRAC(MAX_L_FRAC), .STAGES(EXP_STAGES)) u_exp (
