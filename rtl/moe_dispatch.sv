@@ -121,7 +121,7 @@ module moe_dispatch #(
       if (keep[i]) begin
         tn_l[i] = tl_l[i]; tn_i[i] = tl_i[i]; tn_v[i] = 1'b1;
       end else if (i == 0 || keep[(i == 0) ? 0 : i - 1]) begin  // this expert's place
-        tn_l[i] = a; tn_i[i] = sc_j; tn_v[i] = i == 0 || !first;
+        tn_l[i] = a; tn_i[i] = sc_j; tn_v[i] = 1'b1;  // (the first expert reaches only entry 0 here)
       end else begin  // the entry above moved down
         tn_l[i] = tl_l[(i == 0) ? 0 : i - 1]; tn_i[i] = tl_i[(i == 0) ? 0 : i - 1];
         tn_v[i] = !first && tl_v[(i == 0) ? 0 : i - 1];

@@ -11,16 +11,15 @@ through the GELU unit, the GELU step skipped) and so do the residual adds after 
 (their stores through the residual requantizers, the add step skipped): their terms depend on whether the frame
 dumps. The MoE combine always runs behind e2 (each stored e2 word accumulated into its token's sums).
 Attention's queries run in groups of ATT_LANES through a Q loader, a K stream, an A·V stage and a store side by side
-over ATT_SLOTS score slots (a head's K / V rows are on chip before it starts: the K / V linears' stores wrote
-them). Beside it the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted
-op's parameters (LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer
+over ATT_SLOTS score slots (a head's K / V rows are on chip before it starts: the K / V linears' stores wrote them).
+Beside it the weight prefetcher (``rtl/m3vit_wbuf.sv``) walks the same program and bursts each weighted op's
+parameters (LayerNorm gains and biases; a linear's tiled16 matrix, one beat a cycle through its two-buffer
 transposer, its biases and, per-row packs, its shifts; each layer's descriptor first) into one of two banks, so an
-op waits only for
-what the prefetch has not finished: a job starts when the previous job is loaded and its bank is free (the op two
-jobs back is done), an expert's job once the route has named the expert. The model replays that schedule
-(:func:`simulate`) with the beats and compute cycles counted from the shapes; what it cannot count — the cycles a
-row load costs beyond its words, a row store beyond its beats (with dumps: the AXI write's address phase and
-response) and the fixed cost of an op — are the constants fitted to the measured per-op cycles of
+op waits only for what the prefetch has not finished: a job starts when the previous job is loaded and its bank is
+free (the op two jobs back is done), an expert's job once the route has named the expert. The model replays that
+schedule (:func:`simulate`) with the beats and compute cycles counted from the shapes; what it cannot count — the
+cycles a row load costs beyond its words, a row store beyond its beats (with dumps: the AXI write's address phase
+and response) and the fixed cost of an op — are the constants fitted to the measured per-op cycles of
 ``build/sim/top_cycles.json`` (``fit``): the frame with dumps (the record's top level) or the same frame from a
 program without dumps (its ``no_dump`` part, :func:`no_dump_record`), which is what a deployed frame runs and what
 ``--predict`` quotes. A record's ``expert_rows`` (the frame's route: each active expert's queue length) give the

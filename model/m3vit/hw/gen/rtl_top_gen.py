@@ -162,8 +162,9 @@ LN_BANKS = 4
 ATT_SLOTS = 3
 # Attention's query lanes (rtl/m3vit_layers.sv: qk_reorder's P, a softmax_stats and an av_norm per lane): a head's
 # queries run in groups of ATT_LANES, each key of the K stream meeting every query of the group and each V row of
-# stage B feeding every lane's A·V, so a group costs one query's keys. 2: 128 more DSP48E2 than one lane at
-# m3vit-tiny (Q·Kᵀ's 64 products, A·V's normaliser), its LUTs from the router's serial walk (moe_dispatch).
+# stage B feeding every lane's A·V, so a group costs one query's keys. 2: 161 more DSP48E2 than one lane at
+# m3vit-tiny (Q·Kᵀ's 64 products, the second av_norm's 96, softmax_stats' 1) and 16.6k more LUT, as synthesized
+# (rtl/README.md, the accelerator top ⁷) — the LUTs the router's serial walk (moe_dispatch) freed.
 ATT_LANES = 2
 
 
