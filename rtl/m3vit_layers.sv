@@ -99,6 +99,8 @@ module m3vit_layers (
                ("m3vit_layers: AV_OUT_COLS=%0d does not divide the head's %0d columns", AV_OUT_COLS, HD))
   `M3VIT_CHECK(g_check_slots_att, ATT_SLOTS >= 2 && ATT_SLOTS <= 4 && ATT_LANES >= 1 && ATT_LANES <= 8,
                ("m3vit_layers: %0d score slots, %0d query lanes", ATT_SLOTS, ATT_LANES))
+  `M3VIT_CHECK(g_check_narrow, H < 255 && LIN_ROWS < 255 && NT * E / 4 < 65536 && XA_N / 4 < 65536,
+               ("m3vit_layers: %0d heads, %0d rows a group, %0d tokens", H, LIN_ROWS, NT))
   `M3VIT_CHECK(g_check_nt, NT >= 2 && NT * TOPK < 65536 && XA_N / 4 < 65536, ("m3vit_layers: %0d tokens", NT))
   wire logic rst = !ap_rst_n;
 
@@ -116,6 +118,9 @@ module m3vit_layers (
   localparam int OB_NQ = 4 * LIN_TILES;  // output row banks: the quads of one linear pass
   logic [127:0]       ob_q [OB_NQ];    // ob's read registers (word ob_rq / OB_NQ of the row read, every bank)
   logic [$clog2(OB_NQ)-1:0] ob_sel;    // the bank holding quad ob_rq
+  // the quad of ob the store takes (s_tdata of every op but TOK and attention): what the stores behind a linear read
+  // (its fused GELU or add, the K / V buffers, the combine) — not the store's whole select in front of them
+  wire logic [127:0]  ob_word = ob_q[ob_sel];
   // The MoE combine's sums (NUMERICS.md §3: |Σ p·y| <= TOPK · 2^GATE_FRAC · 2^(RB-1), p <= 2^GATE_FRAC, y an e2 value)
   // and the residual adds' aligned sums (§4.6: operands RB bits, aligned by at most RB - 1, which the program checks)
   // are as wide as those bounds, not 64 bits: the combine's adders and RAM CB_W, the residual requantizers RS_W.
@@ -266,25 +271,47 @@ module m3vit_layers (
   typedef enum logic [4:0] {X_IDLE, X_LWAIT, X_SETUP, X_BWAIT, X_ROW, X_LCMD, X_LDATA, X_COMP, X_SCMD, X_SDATA,
                             X_SWAIT, X_HAND, X_NEXT} xstate_t;
   xstate_t xs;
+  // the op's step as flags for the datapath's selects, and whether its GELU / residual add runs fused behind it
+  // (ge_fused, ad_fused: below, where they are used) — registered with k_*
+  logic op_proj, op_e1, op_e2, op_k, op_v, op_ln2, op_egelu, ge_fused, ad_fused;
+  wire logic c_ge_fused = (step == ST_FC1 && !`DP(LF_D_FC1) && !`DP(LF_D_GELU))
+                       || (step == ST_E1 && !`DP(LF_D_E1) && !`DP(LF_D_EGELU));
+  wire logic c_ad_fused = (step == ST_PROJ && !`DP(LF_D_PROJ) && !`DP(LF_D_MID))
+                       || (step == ST_FC2 && !`DP(LF_D_FC2) && !`DP(LF_D_OUT));
   always_ff @(posedge ap_clk) begin  // the op's configuration, registered as it begins (above)
     if (xs == X_SETUP) begin
       k_kind <= c_kind; k_rows <= c_rows; k_kin <= c_kin; k_nout <= c_nout; k_shift <= c_shift; k_bits <= c_bits;
       k_src <= c_src; k_src2 <= c_src2; k_dsta <= c_dsta; k_dst <= c_dst; k_dump <= c_dump;
+      op_proj <= step == ST_PROJ; op_e1 <= step == ST_E1; op_e2 <= step == ST_E2; op_k <= step == ST_K;
+      op_v <= step == ST_V; op_ln2 <= step == ST_LN2; op_egelu <= step == ST_EGELU || step == ST_E1;
+      ge_fused <= c_ge_fused; ad_fused <= c_ad_fused;
     end
   end
 
   // row of the op (a linear op: its row group's first; attention: the head; 0 in an op that streams whole, sm_all),
   // load segment, beat counter
   logic [31:0] row, seg, cnt;
+  logic        row_end;              // row == k_rows (set with the row: the executor's X_ROW reads it at once)
+  logic [31:0] k_rows_m1;            // k_rows - 1 (a cycle behind k_rows: read once a row is done)
+  always_ff @(posedge ap_clk) k_rows_m1 <= k_rows - 1;
   logic [31:0] rsub;                 // a linear op's row within its group being loaded (else 0)
   logic [31:0] f0, f1, f2, o0;       // compute counters
   logic        sent;
 
   kind_t kind_q;
   assign busy = xs != X_IDLE;
-  // a linear op runs its rows in groups of LIN_ROWS (the last group what is left); every other op one row at a time
-  wire logic [31:0] grp_rows = (kind_q == K_LIN && k_rows - row < 32'(LIN_ROWS)) ? k_rows - row
-                             : kind_q == K_LIN ? 32'(LIN_ROWS) : 32'd1;
+  // a linear op runs its rows in groups of LIN_ROWS (the last group what is left); every other op one row at a time.
+  // Registered a cycle behind the row (grp_rows, and grp_more: another group follows): every reader runs at least
+  // a cycle after the row or the op changed (X_ROW lies between), so the subtraction and the compares are not in
+  // front of the executor's and the load engine's logic
+  wire logic [31:0] c_grp_rows = (kind_q == K_LIN && k_rows - row < 32'(LIN_ROWS)) ? k_rows - row
+                               : kind_q == K_LIN ? 32'(LIN_ROWS) : 32'd1;
+  logic [31:0] grp_rows;
+  logic        grp_more;
+  always_ff @(posedge ap_clk) begin
+    grp_rows <= c_grp_rows;
+    grp_more <= row + c_grp_rows < k_rows;
+  end
   wire logic [31:0] arow = row + rsub;  // the row loaded or stored
   assign dbg_step = step;
   assign dbg_layer = layer;
@@ -306,12 +333,12 @@ module m3vit_layers (
       K_FIN, K_LN, K_GELU, K_ATT: nseg = 32'd0;
       K_ROUTE: seg_ap = k_src;
       default: begin
-        if (step == ST_PROJ) begin  // the heads' attn rows side by side
+        if (op_proj) begin  // the heads' attn rows side by side
           nseg = 32'(H);
           seg_vals = 32'(HD);
           seg_base = seg * 32'(HD);
           seg_ap = k_src + 34'(32'((seg * 32'(NT) + arow) * 32'(HD)));
-        end else if (step == ST_E1) begin  // gather: the queue's token rows of ln2
+        end else if (op_e1) begin  // gather: the queue's token rows of ln2
           seg_ap = k_src + 34'(32'(qtok[32'(row0) + arow]) * 32'(D));
         end
       end
@@ -329,7 +356,13 @@ module m3vit_layers (
   // an X_COMP (its store reads ob). sm_words: the op's words, set up with the op (k_rows · k_kin / 4).
   logic [31:0]      sm_words;
   wire logic        sm_all = !k_dump && (kind_q == K_LN || kind_q == K_GELU || kind_q == K_FIN);
-  wire logic [31:0] sm_n = sm_all ? sm_words : k_kin / 4;  // the words an X_COMP takes in and gives out
+  // the words an X_COMP takes in and gives out (and that less 1), registered a cycle behind the op's set-up (read in
+  // X_COMP only, at least two cycles after X_SETUP)
+  logic [31:0]      sm_n, sm_n_m1;
+  always_ff @(posedge ap_clk) begin
+    sm_n <= sm_all ? sm_words : k_kin / 4;
+    sm_n_m1 <= (sm_all ? sm_words : k_kin / 4) - 1;
+  end
 
   // ---- attention: one X_COMP per head (its K and V rows in kb / vb since K and V ran). Its queries run in groups
   // of AL (rtl_top_gen.ATT_LANES: query g · AL + l in lane l; the last group padded with copies of the last query,
@@ -392,22 +425,18 @@ module m3vit_layers (
   wire logic        s_in_cmd = lin_st ? se == SE_CMD : att_st ? xs == X_COMP && bo_st == BO_SCMD : xs == X_SCMD;
   wire logic        s_in_data = lin_st ? se == SE_DATA : att_st ? xs == X_COMP && bo_st == BO_SDATA : xs == X_SDATA;
   wire logic [31:0] scnt = lin_st ? se_cnt : att_st ? 32'(qb_cnt) : cnt;  // the store's beat
-  // GELU behind its linear (fc1 → gelu, e1 → egelu) when neither point is dumped: the store engine's words go
+  // GELU behind its linear (fc1 → gelu, e1 → egelu; ge_fused) when neither point is dumped: the store engine's words go
   // through the GELU unit (not into the linear's RAM) and its output words into the GELU point's RAM (gw_*),
   // a word a cycle; the GELU step is then skipped (X_NEXT). A dumped fc1 / gelu keeps the two steps.
-  wire logic        ge_fused = (step == ST_FC1 && !`DP(LF_D_FC1) && !`DP(LF_D_GELU))
-                            || (step == ST_E1 && !`DP(LF_D_E1) && !`DP(LF_D_EGELU));
   logic [31:0]      gw_n;     // a fused GELU's output words so far this op
-  // The residual add behind its linear (proj → mid, fc2 → out of a dense layer) when neither point is dumped: each
-  // word the store engine takes (the linear's output, y) meets the residual row's word at the same place (x: the
-  // layer's input for mid, mid for out), read from its RAM on a port of its own (ax_*; the linear reads its input
-  // from the activations RAM), and the pair goes through the residual requantizers into the add's output RAM
-  // (aw_*) — the linear's own point is never written; the add step is then skipped (X_NEXT). The MoE layer's out
-  // add (after FIN) and a dumped point keep their steps.
-  wire logic        ad_fused = (step == ST_PROJ && !`DP(LF_D_PROJ) && !`DP(LF_D_MID))
-                            || (step == ST_FC2 && !`DP(LF_D_FC2) && !`DP(LF_D_OUT));
-  wire logic [33:0] ax_ap = step == ST_PROJ ? AP_EMBED : AP_MID;  // the add's x rows (its step's k_src)
-  wire logic [33:0] aw_ap = step == ST_PROJ ? AP_MID : AP_OUT;    // its output rows (its step's k_dsta)
+  // The residual add behind its linear (proj → mid, fc2 → out of a dense layer; ad_fused) when neither point is
+  // dumped: each word the store engine takes (the linear's output, y) meets the residual row's word at the same
+  // place (x: the layer's input for mid, mid for out), read from its RAM on a port of its own (ax_*; the linear
+  // reads its input from the activations RAM), and the pair goes through the residual requantizers into the add's
+  // output RAM (aw_*) — the linear's own point is never written; the add step is then skipped (X_NEXT). The MoE
+  // layer's out add (after FIN) and a dumped point keep their steps.
+  wire logic [33:0] ax_ap = op_proj ? AP_EMBED : AP_MID;  // the add's x rows (its step's k_src)
+  wire logic [33:0] aw_ap = op_proj ? AP_MID : AP_OUT;    // its output rows (its step's k_dsta)
   logic [7:0]       ge_pend;  // words inside the GELU unit (an op ends once it is empty)
   localparam int RQ_LAT = 3;  // requant_rt's register stages (its STAGES): the epilogue's and the residual ones
   logic [RQ_LAT-1:0] rq_we_d;  // the residual requantizers' words in flight (add, FIN, a fused add)
@@ -424,24 +453,24 @@ module m3vit_layers (
   logic        le_set, xa_set;   // the set the engine writes, the set the passes read (other ops: set 0)
   logic        le_done;          // group le_row is in set le_set
   wire logic [31:0] le_arow = le_row + le_rsub;
-  wire logic [31:0] le_nseg = step == ST_PROJ ? 32'(H) : 32'd1;
+  wire logic [31:0] le_nseg = op_proj ? 32'(H) : 32'd1;
   logic [33:0] le_ap;
   logic [31:0] le_vals, le_base;
   always_comb begin
     le_vals = k_kin; le_base = '0; le_ap = k_src + 34'(32'(le_arow * k_kin));
-    if (step == ST_PROJ) begin
+    if (op_proj) begin
       le_vals = 32'(HD);
       le_base = le_seg * 32'(HD);
       le_ap = k_src + 34'(32'((le_seg * 32'(NT) + le_arow) * 32'(HD)));
-    end else if (step == ST_E1) begin
+    end else if (op_e1) begin
       le_ap = k_src + 34'(32'(qtok[32'(row0) + le_arow]) * 32'(D));
     end
   end
   wire logic        le_rd = le != LE_IDLE;           // the engine owns the activation RAMs' read port
   wire logic        le_last = le_cnt == le_vals / 4 - 1;
   wire logic [31:0] le_next = row + grp_rows;        // the group after this one
-  wire logic        le_start = xs == X_COMP && kind_q == K_LIN && le == LE_IDLE && !le_done && le_next < k_rows;
-  wire logic        le_take = xs == X_ROW && kind_q == K_LIN && le_done && row != k_rows;
+  wire logic        le_start = xs == X_COMP && kind_q == K_LIN && le == LE_IDLE && !le_done && grp_more;
+  wire logic        le_take = xs == X_ROW && kind_q == K_LIN && le_done && !row_end;
 
   // ---- store of a row: on chip (st_ap) and, when dumped, to scratch (st_addr); TOK: the tokens buffer alone
   logic [33:0] st_ap;
@@ -461,6 +490,8 @@ module m3vit_layers (
     end
   end
   assign s_tok = k_kind == K_TOK;
+  logic [31:0] st_beats_m1;  // a row's last store beat (the op's: registered a cycle behind it, read in its stores)
+  always_ff @(posedge ap_clk) st_beats_m1 <= st_beats - 1;
   // the row goes out over AXI (a dump write-through, or tokens), and a beat of it is taken this cycle
   wire logic st_axi = k_kind == K_TOK || k_dump;
   logic      ge_in_ready;
@@ -567,8 +598,8 @@ module m3vit_layers (
   end
 
   // One set of units for every layer, fed the running layer's formats from its descriptor (held for the whole op).
-  wire logic        is_ln2 = step == ST_LN2;
-  wire logic        is_egelu = step == ST_EGELU || step == ST_E1;  // (e1: its GELU behind it, ge_fused)
+  wire logic        is_ln2 = op_ln2;
+  wire logic        is_egelu = op_egelu;  // (e1: its GELU behind it, ge_fused)
   wire logic [5:0]  ln_in_shift = 6'(is_ln2 ? L[LF_LN2_IN_SHIFT] : L[LF_LN1_IN_SHIFT]);
   wire logic [51:0] ln_eps = is_ln2 ? {L[LF_LN2_EPS_HI][19:0], L[LF_LN2_EPS_LO]} : {L[LF_LN1_EPS_HI][19:0], L[LF_LN1_EPS_LO]};
   wire logic [7:0]  ln_shift = 8'(is_ln2 ? L[LF_LN2_SHIFT] : L[LF_LN1_SHIFT]);
@@ -652,7 +683,7 @@ module m3vit_layers (
   logic md_start;
 
   logic [4*IB-1:0] ge_in;  // word f0 of the input row (fused: the stored word), in the internal sums' width
-  always_comb for (int j = 0; j < 4; j++) ge_in[IB*j +: IB] = ge_fused ? s_tdata[32*j +: IB] : sm_w4[j][IB-1:0];
+  always_comb for (int j = 0; j < 4; j++) ge_in[IB*j +: IB] = ge_fused ? ob_word[32*j +: IB] : sm_w4[j][IB-1:0];
   gelu #(.IN_W(IB), .OUT_W(ACTB), .LANES(4), .MAX_X_FRAC(L_GELU_X_FRAC_MAX), .MIN_SHIFT(L_GELU_SHIFT_MIN),
          .MAX_SHIFT(L_GELU_SHIFT_MAX)) u_gelu (
     .ap_clk, .ap_rst_n, .x_frac(ge_x_frac), .shift(ge_shift),
@@ -862,14 +893,20 @@ module m3vit_layers (
   // dumped, its RAM: dw_we) RQ_LAT cycles later (rq_we_d, rq_idx_d).
   // (a fused add: x from its RAM's own read port, y the linear's word the store takes, the add step's shift)
   logic [127:0] rs_word;  // the 4 requantized values, sign-extended to int32
-  wire logic        is_mid = step == ST_MID || step == ST_PROJ;
-  wire logic signed [31:0] ad_shift = is_mid ? sL[LF_MID_SHIFT] : sL[LF_OUT_SHIFT];
-  wire logic signed [7:0]  rs_shift = ad_fused ? shift8(ad_shift) : ep_op_shift;
+  // the add's alignments and shift: mid's (the MID step, or PROJ with mid behind it) or out's, set up with the op
+  logic [31:0]             ad_xlsh, ad_ylsh;
+  logic signed [7:0]       ad_shift8;
+  always_ff @(posedge ap_clk)
+    if (xs == X_SETUP) begin
+      ad_xlsh <= (step == ST_MID || step == ST_PROJ) ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH];
+      ad_ylsh <= (step == ST_MID || step == ST_PROJ) ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH];
+      ad_shift8 <= shift8((step == ST_MID || step == ST_PROJ) ? sL[LF_MID_SHIFT] : sL[LF_OUT_SHIFT]);
+    end
+  wire logic signed [7:0]  rs_shift = ad_fused ? ad_shift8 : ep_op_shift;
   for (genvar j = 0; j < 4; j++) begin : g_rq_resid
     wire logic signed [RS_W-1:0] add_sum =
-        (RS_W'(ad_fused ? ax_w4[j] : sm_w4[j]) <<< (is_mid ? L[LF_MID_X_LSH] : L[LF_OUT_X_LSH])) +
-        (RS_W'(ad_fused ? signed'(s_tdata[32*j +: 32]) : xb_w4[j])
-         <<< (is_mid ? L[LF_MID_Y_LSH] : L[LF_OUT_Y_LSH]));
+        (RS_W'(ad_fused ? ax_w4[j] : sm_w4[j]) <<< ad_xlsh) +
+        (RS_W'(ad_fused ? signed'(ob_word[32*j +: 32]) : xb_w4[j]) <<< ad_ylsh);
     logic signed [RB-1:0] rs_q;
     requant_rt #(.IN_W(RS_W), .OUT_W(RB), .STAGES(RQ_LAT)) u_rq_resid (
       .clk(ap_clk), .ce(1'b1), .in(kind_q == K_FIN ? RS_W'(acc_q[j]) : add_sum), .shift(rs_shift), .bits(6'(RB)),
@@ -980,10 +1017,17 @@ module m3vit_layers (
                             : (xs == X_LDATA && r_tlast && sm_kind) ? sm_ap[31:0] / 4  // the add: after xb's load
                             : seg_ap[31:0] / 4 + (xs == X_LDATA ? cnt + 32'd1 : 32'd0);
   wire logic [1:0]  ld_ram = le_rd ? le_ap[33:32] : aq_rd ? aq_ap[33:32] : sm_rd ? sm_ap[33:32]
-                          : seg_ap[33:32];  // the RAM read
-  assign r_tlast = cnt == seg_vals / 4 - 1;
+                          : (xs == X_LDATA && r_tlast && sm_kind) ? sm_ap[33:32]
+                          : seg_ap[33:32];  // the RAM read (each RAM is addressed ld_word; this one's word is used)
+  logic [1:0]       rd_ram;  // the RAM read last cycle: the one whose read register r_tdata passes on now
+  always_ff @(posedge ap_clk) rd_ram <= ld_ram;
+  // a segment's last beat (seg_vals is the op's, set up with it: registered a cycle behind, read only in X_LDATA;
+  // narrow, exact: a segment's beats < 2^16, g_check_narrow)
+  logic [15:0] seg_lb;
+  always_ff @(posedge ap_clk) seg_lb <= 16'(seg_vals / 4 - 1);
+  assign r_tlast = cnt[15:0] == seg_lb;
   // (e2's rows are not written on chip: the combine takes them as they are stored; a dump still writes them out)
-  wire logic        st_we = st_take && kind_q != K_TOK && !ge_fused && !ad_fused && step != ST_E2;
+  wire logic        st_we = st_take && kind_q != K_TOK && !ge_fused && !ad_fused && !op_e2;
   wire logic [31:0] st_word = st_ap[31:0] / 4 + scnt;
   // an element-wise op's (or FIN's) output word straight into the output point's RAM: the row is not dumped, so
   // it has no store pass (the requantized ones may land after the op left X_COMP: X_SWAIT waits for them)
@@ -992,7 +1036,7 @@ module m3vit_layers (
   wire logic [31:0] dw_word = st_ap[31:0] / 4 + qw_quad;
   // a fused GELU's output word (gw_n: the op's words so far, its rows in order) into the GELU point's RAM
   wire logic        gw_we = ge_fused && ge_out_valid;
-  wire logic [33:0] gw_ap = step == ST_E1 ? AP_EGELU + ex_eh : AP_GELU;
+  wire logic [33:0] gw_ap = op_e1 ? AP_EGELU + ex_eh : AP_GELU;
   wire logic [31:0] gw_word = gw_ap[31:0] / 4 + gw_n;
   logic [127:0]     gw_vals;
   always_comb for (int j = 0; j < 4; j++) gw_vals[32*j +: 32] = 32'(signed'(ge_out[ACTB*j +: ACTB]));
@@ -1002,18 +1046,10 @@ module m3vit_layers (
   wire logic [127:0] wr_vals = gw_we ? gw_vals : aw_we ? rs_word : dw_we ? qw_data : s_tdata;  // (int32 each)
   /* verilator lint_on UNUSEDSIGNAL */
   logic [4*AR_MAXW-1:0] ar_rd [AR_N];
-  logic [4*AR_MAXW-1:0] st_packed;  // wr_vals' 4 values narrowed to the output RAM's width
   always_comb begin
-    st_packed = '0;
-    for (int j = 0; j < 4; j++)
-      case (wr_ram)
-        2'd0: st_packed[AR_ACT_BITS*j +: AR_ACT_BITS] = wr_vals[32*j +: AR_ACT_BITS];
-        2'd1: st_packed[AR_RES_BITS*j +: AR_RES_BITS] = wr_vals[32*j +: AR_RES_BITS];
-        default: st_packed[AR_INT_BITS*j +: AR_INT_BITS] = wr_vals[32*j +: AR_INT_BITS];
-      endcase
     r_tdata = '0;
     for (int j = 0; j < 4; j++)
-      case (ld_ram)
+      case (rd_ram)
         2'd0: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[0][AR_ACT_BITS*j +: AR_ACT_BITS]));
         2'd1: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[1][AR_RES_BITS*j +: AR_RES_BITS]));
         default: r_tdata[32*j +: 32] = 32'(signed'(ar_rd[2][AR_INT_BITS*j +: AR_INT_BITS]));
@@ -1039,10 +1075,23 @@ module m3vit_layers (
                            : aw_we ? AW'(rq_idx_d[RQ_LAT-1]) : AW'(st_word);
     // (a fused add reads its x rows on the residual RAM's port: ax_word; the linear's loads use the others)
     wire logic [AW-1:0] ra = (ad_fused && 32'(ax_ap[33:32]) == r) ? AW'(ax_word) : AW'(ld_word);
-    wire logic [4*VW-1:0] wd = emb_w ? (4*VW)'(emb_packed) : st_packed[4*VW-1:0];
+    logic [4*VW-1:0] wr_packed;  // wr_vals' 4 values narrowed to this RAM's width (written when wr_ram is this RAM)
+    always_comb for (int j = 0; j < 4; j++) wr_packed[VW*j +: VW] = wr_vals[32*j +: VW];
+    wire logic [4*VW-1:0] wd = emb_w ? (4*VW)'(emb_packed) : wr_packed;
+    // the write registered on its way in (it lands a cycle later: the writers' selects are not in front of the
+    // RAM). No word is read in the cycle after its write: an op reads a word it overwrites (mid over proj) before
+    // writing it, and the next op reads from X_ROW on, two cycles after X_NEXT
+    logic             we_q;
+    logic [AW-1:0]    wa_q;
+    logic [4*VW-1:0]  wd_q;
+    always_ff @(posedge ap_clk) begin
+      we_q <= !rst && we;
+      wa_q <= wa;
+      wd_q <= wd;
+    end
     logic [4*VW-1:0] rd;
     act_ram #(.VALUE_W(VW), .WORDS(WORDS), .ULTRA(WORDS >= AR_ULTRA_WORDS)) u_ram (
-      .clk(ap_clk), .we, .wa, .wd, .ra, .rd);
+      .clk(ap_clk), .we(we_q), .wa(wa_q), .wd(wd_q), .ra, .rd);
     assign ar_rd[r] = (4*AR_MAXW)'(rd);
   end
   for (genvar j = 0; j < 4; j++) begin : g_ax
@@ -1070,7 +1119,7 @@ module m3vit_layers (
       for (int j = 0; j < 4; j++) s_tdata[32*j +: 32] = 32'(signed'(att_row_st[(scnt * 4 + 32'(j)) * ACTB +: ACTB]));
     end else begin
       // quad scnt of the output row (the group's row se_rsub, or the one row of another op)
-      s_tdata = ob_q[ob_sel];
+      s_tdata = ob_word;
     end
   end
   assign md_start = xs == X_COMP && kind_q == K_ROUTE && !sent;
@@ -1091,21 +1140,21 @@ module m3vit_layers (
     kv_word = kv_stage >> (4 * ACTB);
     for (int j = 0; j < 4; j++) kv_word[ACTB*(HD-4+j) +: ACTB] = r_tdata[32*j +: ACTB];
   end
-  // K / V rows into kb / vb as the K / V linear's store engine takes them, a quad a beat (s_tdata): a head's
+  // K / V rows into kb / vb as the K / V linear's store engine takes them, a quad a beat (ob_word): a head's
   // HD / 4 quads of row srow staged in kw_stage, the last one completes the word written at head · NT + srow
   // (written whether or not the point is dumped: the attention reads nothing else)
   logic [ACTB*HD-1:0] kw_stage, kw_word;
   always_comb begin
     kw_word = kw_stage >> (4 * ACTB);
-    for (int j = 0; j < 4; j++) kw_word[ACTB*(HD-4+j) +: ACTB] = s_tdata[32*j +: ACTB];
+    for (int j = 0; j < 4; j++) kw_word[ACTB*(HD-4+j) +: ACTB] = ob_word[32*j +: ACTB];
   end
-  wire logic        kv_st = st_take && lin_st && (step == ST_K || step == ST_V);
+  wire logic        kv_st = st_take && lin_st && (op_k || op_v);
   wire logic        kv_we = kv_st && scnt % 32'(HD / 4) == 32'(HD / 4 - 1);
   wire logic [KV_AW-1:0] kv_wa = KV_AW'((scnt / 32'(HD / 4)) * 32'(NT) + srow);
   always_ff @(posedge ap_clk) begin
     if (kv_st) kw_stage <= kw_word;
-    if (kv_we && step == ST_K) kb[kv_wa] <= kw_word;
-    if (kv_we && step == ST_V) vb[kv_wa] <= kw_word;
+    if (kv_we && op_k) kb[kv_wa] <= kw_word;
+    if (kv_we && op_v) vb[kv_wa] <= kw_word;
   end
 
   // ---------------------------------------------------------------- MoE combine sums (moe_combine)
@@ -1116,14 +1165,14 @@ module m3vit_layers (
   // queue position row0 + srow), read a word a cycle by FIN.
   localparam int ACC_WORDS = NT * D / 4;
   localparam int AA_W = $clog2(ACC_WORDS);
-  wire logic        cb_add = step == ST_E2 && st_take;
+  wire logic        cb_add = op_e2 && st_take;
   wire logic [15:0] qtok_row = qtok[32'(row0) + srow];  // (the queues' read port: E2's store)
   wire logic [15:0] qgate_row = qgate[32'(row0) + srow];
   logic [4*RB-1:0]   cb_y;  // the e2 word (4 values of the residual format)
   logic [4*CB_W-1:0] acc_rd;
   always_comb
     for (int j = 0; j < 4; j++) begin
-      cb_y[RB*j +: RB] = s_tdata[32*j +: RB];
+      cb_y[RB*j +: RB] = ob_word[32*j +: RB];
       acc_q[j] = signed'(acc_rd[CB_W*j +: CB_W]);
     end
   moe_combine #(.Y_W(RB), .CB_W(CB_W), .WORDS(ACC_WORDS), .ULTRA(ACC_WORDS >= AR_ULTRA_WORDS)) u_comb (
@@ -1200,7 +1249,7 @@ module m3vit_layers (
         end
         SE_DATA: if (st_take) begin
           se_cnt <= se_cnt + 1;
-          if (se_cnt + 1 == st_beats) se <= SE_WAIT;
+          if (se_cnt == st_beats_m1) se <= SE_WAIT;
         end
         default: if (!s_busy) begin  // SE_WAIT: the row's writes acknowledged (a dump write-through)
           if (se_rsub + 1 < se_rows) begin
@@ -1243,6 +1292,7 @@ module m3vit_layers (
           kind_q <= c_kind;
           sm_words <= {16'd0, c_rows[15:0]} * {16'd0, c_kin[17:2]};  // (rows, words a row < 2^16: g_check_nt)
           row <= '0; rsub <= '0; seg <= '0;
+          row_end <= c_rows == 0;
           if (c_kind == K_ROUTE) begin
             rt_layer <= layer;
             rt_known <= '0;
@@ -1259,7 +1309,7 @@ module m3vit_layers (
         end
         X_ROW: begin
           seg <= '0;
-          if (row == k_rows) xs <= X_NEXT;
+          if (row_end) xs <= X_NEXT;
           else if (le_take) begin  // the load engine has the group in its set: the passes read it
             xa_set <= le_set;
             f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
@@ -1286,11 +1336,12 @@ module m3vit_layers (
           // (xa / xb / the logits take the beat at their write ports: row buffers)
           cnt <= cnt + 1;
           if (r_tlast) begin
-            if (seg + 1 == nseg && rsub + 1 < grp_rows) begin  // the linear group's next row
+            // (narrow compares, exact: seg < nseg <= H and rsub < grp_rows <= LIN_ROWS, both below 255: g_check_narrow)
+            if (8'(seg) + 8'd1 == 8'(nseg) && 8'(rsub) + 8'd1 < 8'(grp_rows)) begin  // the linear group's next row
               rsub <= rsub + 1;
               seg <= '0;
               xs <= X_LCMD;
-            end else if (seg + 1 == nseg) begin  // every row of the group loaded (its stores: rsub from 0)
+            end else if (8'(seg) + 8'd1 == 8'(nseg)) begin  // every row of the group loaded (its stores: rsub from 0)
               rsub <= '0;
               f0 <= '0; f1 <= '0; f2 <= '0; o0 <= '0; sent <= 1'b0;
               md_seen_last <= 1'b0; md_seen_done <= 1'b0; clr <= '0;
@@ -1323,7 +1374,7 @@ module m3vit_layers (
               if (ln_gb_take) f1 <= ln_gb_nx;
               if (ln_out_valid) begin  // word o0 into ob (qw_we), or straight into its RAM (dw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == sm_n) begin
+                if (o0 == sm_n_m1) begin
                   xs <= k_dump ? X_SCMD : X_SWAIT;
                 end
               end
@@ -1332,7 +1383,7 @@ module m3vit_layers (
               if (ge_feed && ge_in_ready) f0 <= f0 + 1;
               if (ge_out_valid) begin  // word o0 into ob (qw_we), or straight into its RAM (dw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == sm_n) begin
+                if (o0 == sm_n_m1) begin
                   xs <= k_dump ? X_SCMD : X_SWAIT;
                 end
               end
@@ -1414,7 +1465,7 @@ module m3vit_layers (
                 end
                 BO_SDATA: if (st_take) begin
                   qb_cnt <= qb_cnt + 1;
-                  if (32'(qb_cnt) + 1 == st_beats) bo_st <= BO_SWAIT;
+                  if (32'(qb_cnt) == st_beats_m1) bo_st <= BO_SWAIT;
                 end
                 BO_SWAIT: if (!s_busy) begin  // (a row written through to scratch: its writes acknowledged)
                   if (bo_lane_last) begin  // the group's rows are stored (a padding lane's never)
@@ -1458,6 +1509,7 @@ module m3vit_layers (
                 n_act <= 8'(f1);
                 rt_done <= 1'b1;
                 row <= row + 1;
+                row_end <= row == k_rows_m1;
                 xs <= X_ROW;
               end
             end
@@ -1465,7 +1517,7 @@ module m3vit_layers (
               if (f0 < sm_n) f0 <= f0 + 1;  // read sums word f0; its values arrive a cycle later
               if (fn_v) begin  // into ob, requantized (qw_we; or its RAM, dw_we)
                 o0 <= o0 + 1;
-                if (o0 + 1 == sm_n) begin
+                if (o0 == sm_n_m1) begin
                   xs <= k_dump ? X_SCMD : X_SWAIT;
                 end
               end
@@ -1479,17 +1531,19 @@ module m3vit_layers (
         end
         X_SDATA: if (st_take) begin
           cnt <= cnt + 1;
-          if (cnt + 1 == st_beats) xs <= X_SWAIT;
+          if (cnt == st_beats_m1) xs <= X_SWAIT;
         end
         X_SWAIT: if (!s_busy && rq_wait == '0) begin  // (a row written through to scratch: its writes
           // acknowledged; a row not stored: its requantized words in their RAM; a linear op's groups are the store
           // engine's) — the next row, or past the last when the X_COMP ran the whole op (sm_all)
           row <= sm_all ? k_rows : row + 1;
+          row_end <= sm_all || row == k_rows_m1;
           rsub <= '0;
           xs <= X_ROW;
         end
         X_HAND: if (hand) begin  // the group's rows to the store engine; the next group loads meanwhile
           row <= row + grp_rows;
+          row_end <= !grp_more;  // (row + grp_rows == k_rows: no group follows)
           rsub <= '0;
           xs <= X_ROW;
         end

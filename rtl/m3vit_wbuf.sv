@@ -76,8 +76,11 @@ module m3vit_wbuf #(
   localparam int EWBY = L_EW_BYTES;                  // the expert matrices' container (EWBY < WBY: mixed width)
   localparam int BW = 8 * BBY;                       // a bias as stored (its container)
   localparam int TB = 16 * WBY;                      // beats of one tiled16 tile (the widest: EWBY <= WBY)
+  localparam int TBW = $clog2(TB);
   localparam int DESC_BEATS = (L_LAYER_WORDS + 3 + 3) / 4;
   localparam int RS_BEATS = (L_RS_LAYER_WORDS + 3 + 3) / 4;
+  // a record's beat counter as wide as its beats need (cnt counts no further while a record loads)
+  localparam int RCW = $clog2((DESC_BEATS > RS_BEATS ? DESC_BEATS : RS_BEATS) + 1);
   localparam int RS_BASE = L_HEADER_WORDS + L_DEPTH * L_LAYER_WORDS + L_RS_HEADER_WORDS;  // first layer's entry
   localparam int WRA_W = $clog2(2 * WTL_N);          // RAM address: bank · WTL_N + word
   localparam int BRA_W = $clog2(2 * BAL_N);
@@ -109,60 +112,77 @@ module m3vit_wbuf #(
   assign x_step = step_of[xbank];
 
   // ---------------------------------------------------------------- the job: addresses and shapes
-  logic        j_ln, j_aux;
-  logic [31:0] j_kin, j_nout, j_ntiles, j_rs, j_idx;
-  logic [63:0] j_w, j_b, j_a;
+  // c_*: the next job's decode, combinational from its op, layer descriptor, expert and task; j_*: the same
+  // registered while the walk waits in P_NEXT (the job's op, expert and descriptor are already its own there), which
+  // every later state reads — so the decode (a descriptor word picked by the op, an expert's stride product, the
+  // sums) is not in front of the beat handshake, the tile counter and the RAMs' addresses
+  logic        c_ln, c_aux;
+  logic [31:0] c_kin, c_nout, c_ntiles, c_rs, c_idx;
+  logic [63:0] c_w, c_b, c_a;
   wire logic [7:0] j_exp = rt_experts[8 * 32'(pei) +: 8];
   always_comb begin
-    j_ln = 1'b0; j_kin = 32'(D); j_nout = 32'(D); j_w = '0; j_b = '0; j_a = '0; j_rs = L_NO_ROW_SHIFT; j_idx = '0;
+    c_ln = 1'b0; c_kin = 32'(D); c_nout = 32'(D); c_w = '0; c_b = '0; c_a = '0; c_rs = L_NO_ROW_SHIFT; c_idx = '0;
     case (pstep)
       ST_LN1, ST_LN2: begin
-        j_ln = 1'b1;
-        j_a = weights_base + 64'(pstep == ST_LN1 ? P[LF_LN1_G] : P[LF_LN2_G]);
-        j_b = weights_base + 64'(pstep == ST_LN1 ? P[LF_LN1_B] : P[LF_LN2_B]);
+        c_ln = 1'b1;
+        c_a = weights_base + 64'(pstep == ST_LN1 ? P[LF_LN1_G] : P[LF_LN2_G]);
+        c_b = weights_base + 64'(pstep == ST_LN1 ? P[LF_LN1_B] : P[LF_LN2_B]);
       end
-      ST_Q: begin j_w = weights_base + 64'(P[LF_Q_W]); j_b = weights_base + 64'(P[LF_Q_B]); j_rs = R[RF_Q_RS]; end
-      ST_K: begin j_w = weights_base + 64'(P[LF_K_W]); j_b = weights_base + 64'(P[LF_K_B]); j_rs = R[RF_K_RS]; end
-      ST_V: begin j_w = weights_base + 64'(P[LF_V_W]); j_b = weights_base + 64'(P[LF_V_B]); j_rs = R[RF_V_RS]; end
+      ST_Q: begin c_w = weights_base + 64'(P[LF_Q_W]); c_b = weights_base + 64'(P[LF_Q_B]); c_rs = R[RF_Q_RS]; end
+      ST_K: begin c_w = weights_base + 64'(P[LF_K_W]); c_b = weights_base + 64'(P[LF_K_B]); c_rs = R[RF_K_RS]; end
+      ST_V: begin c_w = weights_base + 64'(P[LF_V_W]); c_b = weights_base + 64'(P[LF_V_B]); c_rs = R[RF_V_RS]; end
       ST_PROJ: begin
-        j_w = weights_base + 64'(P[LF_PROJ_W]); j_b = weights_base + 64'(P[LF_PROJ_B]); j_rs = R[RF_PROJ_RS];
+        c_w = weights_base + 64'(P[LF_PROJ_W]); c_b = weights_base + 64'(P[LF_PROJ_B]); c_rs = R[RF_PROJ_RS];
       end
       ST_FC1: begin
-        j_nout = 32'(L_MLP);
-        j_w = weights_base + 64'(P[LF_FC1_W]); j_b = weights_base + 64'(P[LF_FC1_B]); j_rs = R[RF_FC1_RS];
+        c_nout = 32'(L_MLP);
+        c_w = weights_base + 64'(P[LF_FC1_W]); c_b = weights_base + 64'(P[LF_FC1_B]); c_rs = R[RF_FC1_RS];
       end
       ST_FC2: begin
-        j_kin = 32'(L_MLP);
-        j_w = weights_base + 64'(P[LF_FC2_W]); j_b = weights_base + 64'(P[LF_FC2_B]); j_rs = R[RF_FC2_RS];
+        c_kin = 32'(L_MLP);
+        c_w = weights_base + 64'(P[LF_FC2_W]); c_b = weights_base + 64'(P[LF_FC2_B]); c_rs = R[RF_FC2_RS];
       end
       ST_GATE: begin  // the task's router
-        j_nout = 32'(E);
-        j_w = weights_base + 64'(P[LF_GATE_W]) + 64'(task_id) * 64'(P[LF_GATE_W_STRIDE]);
-        j_b = weights_base + 64'(P[LF_GATE_B]) + 64'(task_id) * 64'(P[LF_GATE_B_STRIDE]);
-        j_rs = R[RF_GATE_RS]; j_idx = task_id * R[RF_GATE_RS_STRIDE];
+        c_nout = 32'(E);
+        c_w = weights_base + 64'(P[LF_GATE_W]) + 64'(task_id) * 64'(P[LF_GATE_W_STRIDE]);
+        c_b = weights_base + 64'(P[LF_GATE_B]) + 64'(task_id) * 64'(P[LF_GATE_B_STRIDE]);
+        c_rs = R[RF_GATE_RS]; c_idx = task_id * R[RF_GATE_RS_STRIDE];
       end
       ST_E1: begin
-        j_nout = 32'(L_EH);
-        j_w = weights_base + 64'(P[LF_E1_W]) + 64'(j_exp) * 64'(P[LF_E1_W_STRIDE]);
-        j_b = weights_base + 64'(P[LF_E1_B]) + 64'(j_exp) * 64'(P[LF_E1_B_STRIDE]);
-        j_rs = R[RF_E1_RS]; j_idx = 32'(j_exp) * R[RF_E1_RS_STRIDE];
+        c_nout = 32'(L_EH);
+        c_w = weights_base + 64'(P[LF_E1_W]) + 64'(j_exp) * 64'(P[LF_E1_W_STRIDE]);
+        c_b = weights_base + 64'(P[LF_E1_B]) + 64'(j_exp) * 64'(P[LF_E1_B_STRIDE]);
+        c_rs = R[RF_E1_RS]; c_idx = 32'(j_exp) * R[RF_E1_RS_STRIDE];
       end
       default: begin  // ST_E2
-        j_kin = 32'(L_EH);
-        j_w = weights_base + 64'(P[LF_E2_W]) + 64'(j_exp) * 64'(P[LF_E2_W_STRIDE]);
-        j_b = weights_base + 64'(P[LF_E2_B]) + 64'(j_exp) * 64'(P[LF_E2_B_STRIDE]);
-        j_rs = R[RF_E2_RS]; j_idx = 32'(j_exp) * R[RF_E2_RS_STRIDE];
+        c_kin = 32'(L_EH);
+        c_w = weights_base + 64'(P[LF_E2_W]) + 64'(j_exp) * 64'(P[LF_E2_W_STRIDE]);
+        c_b = weights_base + 64'(P[LF_E2_B]) + 64'(j_exp) * 64'(P[LF_E2_B_STRIDE]);
+        c_rs = R[RF_E2_RS]; c_idx = 32'(j_exp) * R[RF_E2_RS_STRIDE];
       end
     endcase
-    j_aux = j_ln || (per_row && j_rs != L_NO_ROW_SHIFT);
-    if (!j_ln) j_a = weights_base + 64'(j_rs) + 64'(j_idx);
-    j_ntiles = (j_nout + 32'd15) / 32'd16;
+    c_aux = c_ln || (per_row && c_rs != L_NO_ROW_SHIFT);
+    if (!c_ln) c_a = weights_base + 64'(c_rs) + 64'(c_idx);
+    c_ntiles = (c_nout + 32'd15) / 32'd16;
   end
-  wire logic [3:0] skip = j_ln ? 4'd0 : j_a[3:0];  // bytes before the first row shift in its first beat
   // the job's matrix container: the expert matrices' in a mixed-width build, else the weights'
-  wire logic j_narrow = EWBY != WBY && (pstep == ST_E1 || pstep == ST_E2);
-  wire logic [31:0] j_tb = j_narrow ? 32'(16 * EWBY) : 32'(TB);  // beats of one of its tiles (16 or 32)
-  wire logic [31:0] mat_beats = j_ntiles * j_kin * (j_narrow ? 32'(EWBY) : 32'(WBY));
+  wire logic c_narrow = EWBY != WBY && (pstep == ST_E1 || pstep == ST_E2);
+  logic        j_ln, j_aux, j_narrow;
+  logic [3:0]  skip;       // bytes before the first row shift in its first beat
+  logic [31:0] j_kin, j_nout, j_ntiles, j_ktm, mat_beats;
+  logic [TBW-1:0] j_tbm;    // beats of one of its tiles (16 or 32), less 1
+  logic [63:0] j_w, j_b, j_a;
+  always_ff @(posedge ap_clk) begin
+    if (ps == P_NEXT) begin
+      j_ln <= c_ln; j_aux <= c_aux; j_narrow <= c_narrow;
+      skip <= c_ln ? 4'd0 : c_a[3:0];
+      j_kin <= c_kin; j_nout <= c_nout; j_ntiles <= c_ntiles;
+      j_ktm <= c_kin / 32'd16 - 32'd1;                             // input blocks of a tile row, less 1
+      j_tbm <= TBW'((c_narrow ? 32'(16 * EWBY) : 32'(TB)) - 32'd1);
+      mat_beats <= c_ntiles * c_kin * (c_narrow ? 32'(EWBY) : 32'(WBY));
+      j_w <= c_w; j_b <= c_b; j_a <= c_a;
+    end
+  end
 
   // ---------------------------------------------------------------- commands
   assign w_cmd_valid = ps == P_DESC_CMD || ps == P_RS_CMD || ps == P_CMD;
@@ -187,17 +207,17 @@ module m3vit_wbuf #(
   wire logic [1:0] rs_off = 2'((RS_BASE + 32'(pl) * L_RS_LAYER_WORDS) % 4);
   // Word i of a record (descriptor, row-shift entry) read from the 16-byte boundary `off` words before it:
   // {1, the word} when beat `cnt` carries it, else 0. One function unpacks both records.
-  function automatic logic [32:0] rec_word(input int i, input logic [1:0] off, input logic [31:0] bcnt,
+  function automatic logic [32:0] rec_word(input int i, input logic [1:0] off, input logic [RCW-1:0] bcnt,
                                            input logic [127:0] data);
     logic [31:0] pos;
     pos = 32'(i) + 32'(off);
-    rec_word = pos / 4 == bcnt ? {1'b1, data[32 * (pos % 4) +: 32]} : 33'd0;
+    rec_word = pos / 4 == 32'(bcnt) ? {1'b1, data[32 * (pos % 4) +: 32]} : 33'd0;
   endfunction
   logic [32:0] p_in [L_LAYER_WORDS];
   logic [32:0] r_in [L_RS_LAYER_WORDS];
   always_comb begin
-    for (int i = 0; i < L_LAYER_WORDS; i++) p_in[i] = rec_word(i, desc_off, cnt, w_tdata);
-    for (int i = 0; i < L_RS_LAYER_WORDS; i++) r_in[i] = rec_word(i, rs_off, cnt, w_tdata);
+    for (int i = 0; i < L_LAYER_WORDS; i++) p_in[i] = rec_word(i, desc_off, cnt[RCW-1:0], w_tdata);
+    for (int i = 0; i < L_RS_LAYER_WORDS; i++) r_in[i] = rec_word(i, rs_off, cnt[RCW-1:0], w_tdata);
   end
 
   // ---------------------------------------------------------------- matrix: tile buffers → transposed words
@@ -205,11 +225,15 @@ module m3vit_wbuf #(
   logic        fsel, drn, dsel;
   logic [3:0]  dc;                  // drain: input column of the tile (one word a cycle)
   logic [31:0] fnt, fkt, dnt, dkt;  // tile (output block, input block) being filled / drained
-  wire logic [31:0] tbeat = cnt & (j_tb - 32'd1);  // beat within the tile (j_tb is a power of two)
-  wire logic tile_end = tbeat == j_tb - 32'd1;
+  wire logic [TBW-1:0] tbeat = cnt[TBW-1:0] & j_tbm;  // beat within the tile (its beats: a power of two)
+  wire logic tile_end = tbeat == j_tbm;
   wire logic mat_stall = tile_end && drn && dc != 4'd15;  // both buffers busy
   assign w_tready = ps == P_DESC || ps == P_RS || (ps == P_DATA && !(ph == PH_MAT && mat_stall));
-  wire logic beat = ps == P_DATA && w_tvalid && w_tready;
+  // a beat taken, by phase (each phase's own handshake: the matrix's stall is not in front of the others')
+  wire logic beat_bias = ps == P_DATA && w_tvalid && ph == PH_BIAS;
+  wire logic beat_aux = ps == P_DATA && w_tvalid && ph == PH_AUX;
+  wire logic beat_mat = ps == P_DATA && w_tvalid && ph == PH_MAT && !mat_stall;
+  wire logic beat = beat_mat || beat_bias || beat_aux;
   logic                 wt_we;
   logic [31:0]          wt_word;
   logic [16*WBITS-1:0]  wt_wd;
@@ -238,14 +262,14 @@ module m3vit_wbuf #(
     bword[128 * (cnt % 32'(BBY)) +: 128] = w_tdata;
     aword = astg;
     aword[128 * (cnt % 32'(WBY)) +: 128] = w_tdata;
-    bw_we = beat && ph == PH_BIAS && (cnt % 32'(BBY) == 32'(BBY - 1) || w_tlast);
+    bw_we = beat_bias && (cnt % 32'(BBY) == 32'(BBY - 1) || w_tlast);
     bw_word = cnt / 32'(BBY);
     aw_we = 1'b0; aw_word = cnt; aw_wd = widen_shifts(w_tdata);
     if (ps == P_TAIL) begin  // the last shift word, from the last beat alone
       aw_we = 1'b1;
       aw_word = cnt - 1;  // (cnt counted the last beat)
       aw_wd = widen_shifts(rprev >> (8 * skip));
-    end else if (beat && ph == PH_AUX) begin
+    end else if (beat_aux) begin
       if (j_ln) begin
         aw_we = cnt % 32'(WBY) == 32'(WBY - 1) || w_tlast;
         aw_word = cnt / 32'(WBY);
@@ -284,13 +308,25 @@ module m3vit_wbuf #(
 
   // ---------------------------------------------------------------- the walk
   wire logic route_here = rt_layer == pl;
+  // every beat of the job's matrix taken (cnt == mat_beats), seen a cycle later: the drain of its last tile takes 16
+  // cycles more; not in P_DATA's first cycle (cnt is the last phase's there)
+  logic mat_in;
+  always_ff @(posedge ap_clk) mat_in <= ps == P_DATA && cnt == mat_beats;
+  // P_NEXT's decisions, registered while the walk waits there (so a job waits at least two cycles in P_NEXT: the
+  // first registers them, and the job's decode j_*, from its own op and expert; the route's progress and the
+  // bank's release are seen a cycle late — both only move forward while the walk waits)
+  logic nx_skip, nx_go;  // every active expert of the layer ran / the job may start
+  always_ff @(posedge ap_clk) begin
+    nx_skip <= ps == P_NEXT && pstep == ST_E1 && route_here && rt_done && pei >= rt_known;
+    nx_go <= ps == P_NEXT && !full[pbank] && (pstep != ST_E1 || (route_here && pei < rt_known));
+  end
   logic job_done;
   always_comb begin
     job_done = 1'b0;
     if (ps == P_TAIL) job_done = 1'b1;
     else if (ps == P_DATA) begin
       if (ph == PH_MAT) job_done = 1'b0;
-      else if (beat && w_tlast) begin
+      else if ((beat_bias || beat_aux) && w_tlast) begin  // (the matrix phase's stall is not in front)
         if (ph == PH_BIAS) job_done = !j_aux;
         else job_done = j_ln || skip == 0 || cnt >= j_ntiles;  // else the tail word follows
       end
@@ -314,17 +350,17 @@ module m3vit_wbuf #(
         if (dc == 4'd15) drn <= 1'b0;
       end
       if (beat) cnt <= cnt + 1;
-      if (beat && ph == PH_BIAS) bstg <= bword;
-      if (beat && ph == PH_AUX) begin
+      if (beat_bias) bstg <= bword;
+      if (beat_aux) begin
         astg <= aword;
         rprev <= w_tdata;
       end
-      if (beat && ph == PH_MAT) begin
-        tbuf[fsel][tbeat % 32'(TB)] <= w_tdata;
+      if (beat_mat) begin
+        tbuf[fsel][tbeat] <= w_tdata;
         if (tile_end) begin  // the tile is in: drain it while the next one fills the other buffer
           drn <= 1'b1; dsel <= fsel; dc <= '0; dnt <= fnt; dkt <= fkt;
           fsel <= !fsel;
-          if (fkt + 1 == j_kin / 32'd16) begin
+          if (fkt == j_ktm) begin
             fkt <= '0;
             fnt <= fnt + 1;
           end else fkt <= fkt + 1;
@@ -396,14 +432,14 @@ module m3vit_wbuf #(
           end
         end
         P_NEXT: begin  // the next job, once its bank is free (and, for an expert, once the route named it)
-          if (pstep == ST_E1 && route_here && rt_done && pei >= rt_known) begin  // every active expert ran
+          if (nx_skip) begin  // every active expert ran
             pstep <= ST_LN1;
             if (32'(pl) == L_DEPTH - 1) ps <= P_IDLE;
             else begin
               pl <= pl + 1;
               ps <= P_DESC_CMD;
             end
-          end else if (!full[pbank] && (pstep != ST_E1 || (route_here && pei < rt_known))) begin
+          end else if (nx_go) begin
             ph <= j_ln ? PH_BIAS : PH_MAT;
             fnt <= '0; fkt <= '0;
             ps <= P_CMD;
@@ -414,10 +450,10 @@ module m3vit_wbuf #(
           ps <= P_DATA;
         end
         P_DATA: begin
-          if (ph == PH_MAT && cnt == mat_beats && !drn) begin  // every tile is in and transposed
+          if (ph == PH_MAT && mat_in && !drn) begin  // every tile is in and transposed
             ph <= PH_BIAS;
             ps <= P_CMD;
-          end else if (beat && w_tlast && !job_done) begin
+          end else if ((beat_bias || beat_aux) && w_tlast && !job_done) begin
             if (ph == PH_BIAS) begin
               ph <= PH_AUX;
               ps <= P_CMD;

@@ -21,6 +21,10 @@ OUT = ROOT / "build" / "rtl" / "estimates.json"
     (["top", "--timeout", "x"], "--timeout takes a number"),
     (["top", "--timeout", "nan"], "--timeout takes a number"),
     (["top", "--timeout"], "--timeout takes a number"),
+    (["own"], "own takes a module"),
+    (["own", "mac_tile"], "own takes a module"),
+    (["own", "m3vit_layers", "bogus"], "own takes a module"),
+    (["own", "m3vit_layers", "micro", "micro"], "own takes a module"),
 ])
 def test_bad_arguments_are_one_line_exit_2(argv, words):
     before = OUT.read_bytes() if OUT.exists() else None

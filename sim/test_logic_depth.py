@@ -59,6 +59,27 @@ def test_a_register_breaks_the_path():
     assert got.lut_levels == 3 and got.muxf == 1  # b, c, d (+ the MUXF7) between r1 and r2: not a + b + c + d
 
 
+def test_a_distributed_ram_reads_through_its_address_and_ends_paths_at_its_write_side():
+    # in(2) → 6 LUTs → the RAM's write enable (a clocked input: 6 levels, not 7); in → 2 LUTs → its read address →
+    # data out (30) → LUT → out: 2 + the read + 1 = 4
+    cells = {f"w{i}": _cell("LUT2", {"I0": [2 if i == 0 else 9 + i]}, {"O": [10 + i]}) for i in range(6)}
+    cells |= {"a0": _cell("LUT2", {"I0": [2]}, {"O": [20]}), "a1": _cell("LUT3", {"I0": [20]}, {"O": [21]}),
+              "ram": _cell("RAM32M16", {"WE": [15], "WCLK": [1], "DIA": [2], "ADDRA": [21], "ADDRH": [3]},
+                           {"DOA": [30]}),
+              "e": _cell("LUT1", {"I0": [30]}, {"O": [31]})}
+    ports = {"clk": {"direction": "input", "bits": [1]}, "in": {"direction": "input", "bits": [2, 3]},
+             "out": {"direction": "output", "bits": [31]}}
+    net = {"modules": {"\\unit": {"ports": ports, "cells": cells}}}
+    assert depth(net, "unit").lut_levels == 6
+    del cells["w5"]
+    cells["ram"]["connections"]["WE"] = [14]
+    assert depth(net, "unit").lut_levels == 5  # still the write enable's chain, now 5
+    for i in range(5):
+        del cells[f"w{i}"]
+    cells["ram"]["connections"]["WE"] = [2]
+    assert depth(net, "unit").lut_levels == 4  # the read: a0, a1, the RAM's read level, e
+
+
 def test_the_deepest_path_named_from_its_start():
     net = _netlist()
     names = {"in": [2], **{f"chain{i}": [20 + i] for i in range(5)}, "r1_q": [4]}
@@ -176,6 +197,18 @@ def test_top_part_within_the_lut_level_limit(unit, tmp_path):
     levels = got["lut_levels"]
     assert 1 <= levels <= LUT_LEVEL_LIMIT, f"{unit}: {levels} LUT levels (limit 1 .. {LUT_LEVEL_LIMIT})"
     assert got["FF"] > 0
+
+
+@pytest.mark.slow
+def test_weight_prefetcher_within_the_lut_level_limit(tmp_path):
+    """The weight prefetcher (m3vit_wbuf) as micro's top builds it, synthesized alone (`estimates.py own`, ≈20 s):
+    its job decode registered as a job begins, each phase's beat handshake its own."""
+    from estimates import estimate_own
+
+    got = estimate_own("m3vit_wbuf", "micro", tmp_path)
+    assert 1 <= got["lut_levels"] <= LUT_LEVEL_LIMIT, "\n".join([f"m3vit_wbuf: {got['lut_levels']} LUT levels",
+                                                                 *got["deepest_path"]])
+    assert got["FF"] > 0 and got["BRAM36"] + got["LUTRAM"] > 0  # its banks were mapped
 
 
 @pytest.mark.long(minutes=2)  # the patch embedding at micro's shapes: its 16×16 MAC array, 16 requantizers

@@ -4,6 +4,7 @@ Writes build/rtl/estimates.json (LUT, LUTRAM, FF, CARRY4/8, DSP48E2, BRAM36-equi
 ZCU104 budget) and prints the Markdown table that rtl/README.md carries. Usage:
     python rtl/tools/estimates.py [unit ...]                                   (make rtl-estimates)
     python rtl/tools/estimates.py top [micro|m3vit-tiny ...] [--timeout S]    (make rtl-estimates-top)
+    python rtl/tools/estimates.py own MODULE [micro|m3vit-tiny]               (one of the top's own modules alone)
 `top` synthesizes the whole accelerator (m3vit_top with m3vit_layers, W8/A8) per config into the file's "top"
 section with its wall time and per-unit breakdown (synth_xilinx run hierarchically, without its `share` pass); a
 run past the timeout is recorded as such.
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from logic_depth import depth, depth_by_module
+from logic_depth import deepest_path, depth, depth_by_module
 from units import ROOT, RTL, UNITS, extra_includes, include_dir, param_arg, sources, top_parameter_sets
 
 from m3vit.hw.platform import DEVICE
@@ -185,6 +186,72 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
             "own_lut_levels": own_levels(json.loads((work / "own.json").read_text()))}
 
 
+# One of the top's own modules synthesized alone, as the top instantiates it (the top's parameters elaborated first,
+# `hierarchy -top` on the module's elaborated name then), every other module a blackbox: its own LUT levels and
+# deepest path in minutes where the whole top takes 25 (the same synth_xilinx steps and abc9 map as
+# `estimate_top`'s; the instances end paths as they do there). A pyosys child process: the module's elaborated
+# name is read from the design between the two `hierarchy` runs.
+_OWN_RUNNER = """
+import json, sys
+from pyosys import libyosys as ys
+script, module, others, work = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+d = ys.Design()
+ys.run_pass('script ' + script, d)
+name = next(k.str() for k in d.modules_ if k.str().rsplit(chr(92), 1)[-1] == module)
+ys.run_pass('hierarchy -top ' + name, d)
+for m in others:
+    ys.run_pass('blackbox *' + chr(92) + m, d)
+for cmd in json.loads(sys.argv[5]):
+    ys.run_pass(cmd, d)
+"""
+
+
+def estimate_own(module: str, config: str, work: Path | None = None) -> dict:
+    """``module`` (one of :data:`TOP_OWN_MODULES`) of the ``config`` W8/A8 top alone: its cells, LUT levels and
+    deepest path (``logic_depth``), and the wall time."""
+    label = f"{config} {TOP_MODE}"
+    params = top_parameter_sets()[label]
+    work = OUT / "yosys" / f"own-{module}-{config}-{TOP_MODE}" if work is None else work
+    work.mkdir(parents=True, exist_ok=True)
+    flags = " ".join(f"-I{d}" for d in (include_dir(), RTL, *extra_includes("m3vit_top", label)))
+    srcs = sources("m3vit_top")
+    reads = [f"read_verilog -defer -sv {flags} {p}" for p in srcs]
+    sets = " ".join(f"-set {k} {v}" for k, v in params.items())
+    (work / "elab.ys").write_text("\n".join([*reads, f"chparam {sets} m3vit_top", "hierarchy -top m3vit_top"]) + "\n")
+    synth = ["synth_xilinx -family xcup -run :coarse", "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6",
+             "alumacc", "opt", "memory -nomap", "opt_clean", "synth_xilinx -family xcup -run map_memory:",
+             f"tee -q -o {work / 'stat.json'} stat -json", f"write_json {work / 'netlist.json'}"]
+    others = sorted({p.stem for p in srcs} - {module})
+    start = time.monotonic()
+    with (work / "yosys.log").open("w") as log:
+        done = subprocess.run([sys.executable, "-c", _OWN_RUNNER, str(work / "elab.ys"), module, json.dumps(others),
+                               str(work), json.dumps(synth)], stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    if done.returncode:
+        raise SystemExit(f"rtl-estimates: yosys failed on {module} ({label}); see {work / 'yosys.log'}")
+    def named(modules: dict) -> str:  # the module's key (`\\m`, `m` or `$paramod$<hash>\\m`)
+        return next(k for k in modules if k.rsplit("\\", 1)[-1] == module)
+
+    stat = json.loads((work / "stat.json").read_text())
+    netlist = json.loads((work / "netlist.json").read_text())
+    top = named(netlist["modules"])
+    return {"parameters": params, **count(cells_of(stat, named(stat["modules"]))), **depth(netlist, top).as_dict(),
+            "deepest_path": deepest_path(netlist, top), "wall_s": round(time.monotonic() - start)}
+
+
+def main_own(argv: list[str]) -> int:
+    if not argv or argv[0] not in TOP_OWN_MODULES or len(argv) > 2 or (argv[1:] and argv[1] not in TOP_CONFIGS):
+        raise SystemExit(f"rtl-estimates: own takes a module ({', '.join(TOP_OWN_MODULES)}) and a config "
+                         f"({', '.join(TOP_CONFIGS)}; m3vit-tiny if none)")
+    module, config = argv[0], argv[1] if len(argv) > 1 else "m3vit-tiny"
+    res = estimate_own(module, config)
+    print(f"{module} ({config} {TOP_MODE}, alone, abc9): {res['lut_levels']} LUT levels, "
+          f"{res['carry_cells']} carry cells on a path; {res['LUT']:g} LUT, {res['FF']:g} FF; {res['wall_s']} s")
+    print("\n".join(res["deepest_path"]))
+    path = _write({}, {}, {f"{module} {config} {TOP_MODE}": {k: v for k, v in res.items() if k != "deepest_path"}})
+    print(f"wrote {path}")
+    return 0
+
+
 def own_levels(netlist: dict) -> dict[str, dict[str, int]]:
     """Each of ``TOP_OWN_MODULES``' own deepest path in ``netlist`` (the deepest over its parametrizations)."""
     levels = depth_by_module(netlist)
@@ -232,8 +299,9 @@ def top_levels_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(units: dict, top: dict) -> Path:
-    """Merge ``units`` and ``top`` into the file as it is now (another run may have added entries meanwhile)."""
+def _write(units: dict, top: dict, own: dict | None = None) -> Path:
+    """Merge ``units``, ``top`` and ``own`` (the top's own modules alone) into the file as it is now (another run
+    may have added entries meanwhile)."""
     path = OUT / "estimates.json"
     OUT.mkdir(parents=True, exist_ok=True)  # written after every design: an interrupted run keeps its results
     now = json.loads(path.read_text()) if path.exists() else {}
@@ -241,7 +309,8 @@ def _write(units: dict, top: dict) -> Path:
     merged_units = {u: merged_units[u] for u in UNITS if u in merged_units}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"tool": "yosys 0.70 (pyosys) synth_xilinx -family xcup", "budget_zcu104": ZCU104,
-                               "units": merged_units, "top": {**now.get("top", {}), **top}}, indent=1) + "\n")
+                               "units": merged_units, "top": {**now.get("top", {}), **top},
+                               "own": {**now.get("own", {}), **(own or {})}}, indent=1) + "\n")
     tmp.replace(path)
     return path
 
@@ -290,6 +359,8 @@ def table(results: dict) -> str:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["top"]:
         return main_top(argv[1:])
+    if argv[:1] == ["own"]:
+        return main_own(argv[1:])
     units = argv or list(UNITS)
     bad = [u for u in units if u not in UNITS]
     if bad:  # one line, nothing run or written (an option is not a unit either)

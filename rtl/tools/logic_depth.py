@@ -2,8 +2,9 @@
 UltraScale+ until a Vivado run gives real timing.
 
 Read from yosys' ``write_json`` after ``synth_xilinx`` (flattened). A path starts at a register or RAM/DSP output
-(FDRE/FDSE/FDCE/FDPE, DSP48E2, RAMB18E2/RAMB36E2, URAM288, distributed RAM and SRL reads) or a module input, and
-ends at such a cell's input or a module output. Each LUT on it is one level; MUXF7/8/9 (the slice's wide-function
+(FDRE/FDSE/FDCE/FDPE, DSP48E2, RAMB18E2/RAMB36E2, URAM288, SRLs) or a module input, and ends at such a cell's input
+or a module output; a distributed RAM's read is one level from its address to its data out, its write side (enable,
+data) ends paths. Each LUT on it is one level; MUXF7/8/9 (the slice's wide-function
 muxes) and the carry chain are counted apart: the most carry cells (CARRY8, or the CARRY4 that yosys maps for
 ``-family xcup``) on one path is its own figure. Inverters and I/O buffers count no level (Vivado folds them).
 In a hierarchical netlist (or one module of it, ``write_json -selected``) an instance of another module ends and
@@ -22,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEQUENTIAL = ("FDRE", "FDSE", "FDCE", "FDPE", "DSP48E2", "RAMB18E2", "RAMB36E2", "URAM288", "SRL16E", "SRLC32E")
-# distributed RAM: the write is clocked, the read is combinational through the RAM's LUTs (one level)
+# distributed RAM: the write is clocked, the read is combinational through the RAM's LUTs (one level). Only a read
+# address (RAM32M16 / RAM64M8 ADDRA..ADDRH, RAM64X1D A0..A5 and DPRA0..5, RAM128X1D A / DPRA, ...) reaches the data
+# out that way; the write side — the enable WE and the data DI* / D, sampled at the clock edge — ends paths as a
+# flip-flop's D does
 LUTRAM_PREFIXES = ("RAM32", "RAM64", "RAM128", "RAM256")
+LUTRAM_READ_PORTS = ("A", "DPRA")  # (ADDRx, Ax: every address port)
 
 
 @dataclass(frozen=True)
@@ -85,15 +90,19 @@ class _Walk:
         self.pred: dict[str, tuple[str | None, int | None]] = {}  # the deepest input: (its driver, the net bit)
         self.ends: list[int] = []  # the input bits of every path end: sequential cells and module outputs
         for cname, cell in self.cells.items():
-            if self.kind[cname] == "seq":
+            if self.kind[cname] in ("seq", "lutram"):  # (a distributed RAM: its write side)
                 self.ends += [b for p, bits in cell["connections"].items()
-                              if cell.get("port_directions", {}).get(p) == "input" for b in bits]
+                              if cell.get("port_directions", {}).get(p) == "input"
+                              and not (self.kind[cname] == "lutram" and p.startswith(LUTRAM_READ_PORTS))
+                              for b in bits]
         self.ends += [b for port in mod.get("ports", {}).values() if port["direction"] == "output"
                       for b in port["bits"]]
 
     def _inputs(self, cell: dict) -> list[int]:
+        """The input bits a path runs through to the cell's outputs (a distributed RAM: its read addresses)."""
+        lutram = _kind(cell["type"]) == "lutram"
         return [b for p, bits in cell["connections"].items() if cell.get("port_directions", {}).get(p) == "input"
-                for b in bits if isinstance(b, int)]
+                and (not lutram or p.startswith(LUTRAM_READ_PORTS)) for b in bits if isinstance(b, int)]
 
     def cell_depth(self, cname: str) -> tuple[int, int, int]:
         """(LUT levels, carry chain, muxf) of the deepest path ending at ``cname``'s outputs (iterative DFS)."""
