@@ -12,6 +12,7 @@ from common import ROOT
 
 sys.path.insert(0, str(ROOT / "rtl" / "tools"))
 from estimates import TOP_OWN_MODULES, ZCU104, estimate_top
+from units import LUT_LEVEL_LIMIT
 
 
 @pytest.mark.long(minutes=12)  # the longest run of CI: dealt first
@@ -35,7 +36,10 @@ def test_micro_top_synthesizes_and_fits_the_zcu104():
     # the whole top: the MAC tiles' pipeline registers (71k, most of them a DSP48E2's own M / P registers in Vivado)
     # and every unit's stages — 119.5k with two attention lanes
     assert res["FF"] < 0.30 * ZCU104["FF"], f"micro top has {res['FF']} flip-flops: an array became registers?"
-    # the top's own modules' LUT levels are counted (each module's own paths; the figures are reported, not held to
-    # the units' limit: the layers' sequencer is over it, rtl/README.md)
-    assert set(res["own_lut_levels"]) == set(TOP_OWN_MODULES), res["own_lut_levels"]
-    assert res["own_lut_levels"]["m3vit_layers"]["lut_levels"] > 0
+    # the top's own modules' LUT levels are counted (each module's own paths) and held to the units' limit — all but
+    # the layers' sequencer, which is over it (10 at micro, rtl/README.md § The top's own modules): reported only
+    levels = {m: d["lut_levels"] for m, d in res["own_lut_levels"].items()}
+    assert set(levels) == set(TOP_OWN_MODULES), levels
+    assert levels["m3vit_layers"] > 0
+    over = {m: lv for m, lv in levels.items() if m != "m3vit_layers" and not 1 <= lv <= LUT_LEVEL_LIMIT}
+    assert not over, f"own modules over {LUT_LEVEL_LIMIT} LUT levels (or none counted): {over}"
