@@ -201,7 +201,7 @@ def test_top_part_within_the_lut_level_limit(unit, tmp_path):
 
 @pytest.mark.slow
 def test_weight_prefetcher_within_the_lut_level_limit(tmp_path):
-    """The weight prefetcher (m3vit_wbuf) as micro's top builds it, synthesized alone (`estimates.py own`, ≈20 s):
+    """The weight prefetcher (m3vit_wbuf) as micro's top builds it, synthesized alone (`estimates.py own`, ≈35 s):
     its job decode registered as a job begins, each phase's beat handshake its own."""
     from estimates import estimate_own
 

@@ -37,7 +37,7 @@ def test_micro_top_synthesizes_and_fits_the_zcu104():
     # and every unit's stages — 119.5k with two attention lanes
     assert res["FF"] < 0.30 * ZCU104["FF"], f"micro top has {res['FF']} flip-flops: an array became registers?"
     # the top's own modules' LUT levels are counted (each module's own paths) and held to the units' limit — all but
-    # the layers' sequencer, which is over it (10 at micro, rtl/README.md § The top's own modules): reported only
+    # the layers' sequencer, which is over it (10 at micro, rtl/README.md § The top's own modules) and only reported
     levels = {m: d["lut_levels"] for m, d in res["own_lut_levels"].items()}
     assert set(levels) == set(TOP_OWN_MODULES), levels
     assert levels["m3vit_layers"] > 0

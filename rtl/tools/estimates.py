@@ -131,6 +131,22 @@ FAST_MAP_LUTS = ("opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5,10,20; clea
                  "opt_lut_ins -tech xilinx")
 
 
+# synth_xilinx's steps up to the memory map for the top, without its SAT-based `share` pass (the coarse step spelled
+# out): on the top it had not finished after 45 min at micro; skipping it only forgoes merging muxed operators
+# (figures slightly pessimistic). `estimate_top` and `estimate_own` both run these, then `-run map_memory:`.
+TOP_COARSE = ("synth_xilinx -family xcup -run :coarse", "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6",
+              "alumacc", "opt", "memory -nomap", "opt_clean")
+
+
+def top_elaboration(params: dict[str, int], label: str) -> list[str]:
+    """The yosys commands that read the top's sources and elaborate it with ``params`` (its set ``label``)."""
+    flags = " ".join(f"-I{d}" for d in (include_dir(), RTL, *extra_includes("m3vit_top", label)))
+    sets = " ".join(f"-set {k} {v}" for k, v in params.items())
+    # -defer: elaborate at `hierarchy`, after chparam (the top's checks need the config's parameters)
+    return [*(f"read_verilog -defer -sv {flags} {p}" for p in sources("m3vit_top")), f"chparam {sets} m3vit_top",
+            "hierarchy -top m3vit_top"]
+
+
 def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict:
     """Synthesize m3vit_top for ``config`` (W8/A8): its figures and wall time, or the timeout it ran into;
     ``fast_luts``: LUTs mapped by ABC's classic mapper (:data:`FAST_MAP_LUTS`, a check's run, not the figures)."""
@@ -138,18 +154,10 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
     params = top_parameter_sets()[label]
     work = OUT / "yosys" / f"m3vit_top-{config}-{TOP_MODE}{'-fast' if fast_luts else ''}"
     work.mkdir(parents=True, exist_ok=True)
-    incs = [include_dir(), RTL, *extra_includes("m3vit_top", label)]
-    flags = " ".join(f"-I{d}" for d in incs)
-    # -defer: elaborate at `hierarchy`, after chparam (the top's checks need the config's parameters)
-    reads = "; ".join(f"read_verilog -defer -sv {flags} {p}" for p in sources("m3vit_top"))
-    sets = " ".join(f"-set {k} {v}" for k, v in params.items())
-    # synth_xilinx without its SAT-based `share` pass (the coarse step spelled out): on the top it had not finished
-    # after 45 min at micro; skipping it only forgoes merging muxed operators (figures slightly pessimistic).
     # Hierarchical (no -flatten): each distinct unit is synthesized once however often it is instantiated (the
     # MAC tiles, the requantizers), and `stat -top` sums instances; optimizations across unit
     # ports are forgone, so the figures lean high
-    synth = ("synth_xilinx -family xcup -run :coarse; "
-             "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; opt; memory -nomap; opt_clean; ")
+    synth = "; ".join(TOP_COARSE) + "; "
     if fast_luts:
         synth += (f"synth_xilinx -family xcup -run map_memory:map_luts; {FAST_MAP_LUTS}; "
                   "synth_xilinx -family xcup -run finalize:")
@@ -159,7 +167,7 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
     # glue, the weight prefetcher, the control slave, the burst engines, the top): their LUT levels, each module's
     # own (an instance of another module ends paths like a register; the units' levels are `make rtl-estimates`')
     own = " ".join(f"*{m}*" for m in TOP_OWN_MODULES)  # `$paramod$<hash>\\m`, or `$paramod\\m\\P=v...` after chparam
-    script = (f"{reads}; chparam {sets} m3vit_top; hierarchy -top m3vit_top; {synth}; "
+    script = (f"{'; '.join(top_elaboration(params, label))}; {synth}; "
               f"tee -q -o {work / 'stat.json'} stat -top m3vit_top -json; "
               f"select {own}; write_json -selected {work / 'own.json'}; select -clear")
     (work / "synth.ys").write_text(script.replace("; ", "\n") + "\n")
@@ -194,14 +202,14 @@ def estimate_top(config: str, timeout_s: float, fast_luts: bool = False) -> dict
 _OWN_RUNNER = """
 import json, sys
 from pyosys import libyosys as ys
-script, module, others, work = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+script, module, others, synth = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 d = ys.Design()
 ys.run_pass('script ' + script, d)
 name = next(k.str() for k in d.modules_ if k.str().rsplit(chr(92), 1)[-1] == module)
 ys.run_pass('hierarchy -top ' + name, d)
 for m in others:
     ys.run_pass('blackbox *' + chr(92) + m, d)
-for cmd in json.loads(sys.argv[5]):
+for cmd in synth:
     ys.run_pass(cmd, d)
 """
 
@@ -213,19 +221,14 @@ def estimate_own(module: str, config: str, work: Path | None = None) -> dict:
     params = top_parameter_sets()[label]
     work = OUT / "yosys" / f"own-{module}-{config}-{TOP_MODE}" if work is None else work
     work.mkdir(parents=True, exist_ok=True)
-    flags = " ".join(f"-I{d}" for d in (include_dir(), RTL, *extra_includes("m3vit_top", label)))
-    srcs = sources("m3vit_top")
-    reads = [f"read_verilog -defer -sv {flags} {p}" for p in srcs]
-    sets = " ".join(f"-set {k} {v}" for k, v in params.items())
-    (work / "elab.ys").write_text("\n".join([*reads, f"chparam {sets} m3vit_top", "hierarchy -top m3vit_top"]) + "\n")
-    synth = ["synth_xilinx -family xcup -run :coarse", "techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6",
-             "alumacc", "opt", "memory -nomap", "opt_clean", "synth_xilinx -family xcup -run map_memory:",
+    (work / "elab.ys").write_text("\n".join(top_elaboration(params, label)) + "\n")
+    synth = [*TOP_COARSE, "synth_xilinx -family xcup -run map_memory:",
              f"tee -q -o {work / 'stat.json'} stat -json", f"write_json {work / 'netlist.json'}"]
-    others = sorted({p.stem for p in srcs} - {module})
+    others = sorted({p.stem for p in sources("m3vit_top")} - {module})
     start = time.monotonic()
     with (work / "yosys.log").open("w") as log:
         done = subprocess.run([sys.executable, "-c", _OWN_RUNNER, str(work / "elab.ys"), module, json.dumps(others),
-                               str(work), json.dumps(synth)], stdout=log, stderr=subprocess.STDOUT, cwd=work)
+                               json.dumps(synth)], stdout=log, stderr=subprocess.STDOUT, cwd=work)
     if done.returncode:
         raise SystemExit(f"rtl-estimates: yosys failed on {module} ({label}); see {work / 'yosys.log'}")
     def named(modules: dict) -> str:  # the module's key (`\\m`, `m` or `$paramod$<hash>\\m`)
